@@ -1,0 +1,14 @@
+//! kmscks: AWS KMS custom key stores, on one machine.
+//!
+//! kmscks re-implements the AWS KMS *custom key store* feature: KMS keys whose key material is
+//! generated and kept inside the HSMs of a (here simulated) CloudHSM cluster that the user owns.
+//! Layers, each in its own module, depend one way:
+//! `types`/`secret`/`error` ← `crypto` ← `hsm` ← `kms` ← interfaces.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod secret;
+pub mod types;
+
+pub use error::{ErrorKind, KmsError, Result};

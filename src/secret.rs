@@ -1,0 +1,217 @@
+//! Types that hold secrets: key material, plaintexts, data keys and passwords.
+//!
+//! All of them zeroize their bytes when dropped, print as `<redacted>` under `Debug`, and
+//! implement neither `Clone` nor `Serialize`: copying a secret or writing it out must be an
+//! explicit, visible call (`duplicate`, `expose`).
+
+use std::fmt;
+
+use zeroize::{Zeroize, Zeroizing};
+
+/// 256-bit AES key material (an HSM key object, a default-store backing key, a wrapping key).
+pub struct KeyMaterial(Box<[u8; 32]>);
+
+impl KeyMaterial {
+    /// Length in bytes.
+    pub const LEN: usize = 32;
+
+    /// Fresh random key material from aws-lc-rs.
+    pub fn generate() -> KeyMaterial {
+        let mut k = KeyMaterial(Box::new([0u8; 32]));
+        aws_lc_rs::rand::fill(&mut k.0[..]).expect("system randomness unavailable");
+        k
+    }
+
+    /// Takes ownership of `bytes`, zeroizing the source array.
+    pub fn from_bytes(bytes: &mut [u8; 32]) -> KeyMaterial {
+        let k = KeyMaterial(Box::new(*bytes));
+        bytes.zeroize();
+        k
+    }
+
+    /// Copies from a slice of exactly 32 bytes.
+    pub fn from_slice(bytes: &[u8]) -> Option<KeyMaterial> {
+        let arr: [u8; 32] = bytes.try_into().ok()?;
+        let mut arr = Zeroizing::new(arr);
+        Some(KeyMaterial::from_bytes(&mut arr))
+    }
+
+    /// The raw bytes. Named to make every use stand out in review.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// An explicit copy, for handing the same key to a second owner (e.g. another HSM worker).
+    pub fn duplicate(&self) -> KeyMaterial {
+        KeyMaterial(Box::new(*self.0))
+    }
+}
+
+impl Drop for KeyMaterial {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyMaterial(<redacted>)")
+    }
+}
+
+/// Secret bytes of variable length: plaintexts, data keys, random output, passwords.
+#[derive(Default, PartialEq, Eq)]
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    /// Takes ownership of `bytes` (which will be zeroized when this value drops).
+    pub fn new(bytes: Vec<u8>) -> SecretBytes {
+        SecretBytes(bytes)
+    }
+
+    /// Copies `bytes`.
+    pub fn from_slice(bytes: &[u8]) -> SecretBytes {
+        SecretBytes(bytes.to_vec())
+    }
+
+    /// `len` zero bytes, to be filled in place.
+    pub fn zeroed(len: usize) -> SecretBytes {
+        SecretBytes(vec![0; len])
+    }
+
+    /// The bytes.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The bytes, mutably (to fill in place).
+    pub fn expose_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// An explicit copy.
+    pub fn duplicate(&self) -> SecretBytes {
+        SecretBytes(self.0.clone())
+    }
+}
+
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes(<redacted {} bytes>)", self.0.len())
+    }
+}
+
+/// A password (kmsuser's, a CloudHSM user's, a key store's). Zeroized, redacted.
+#[derive(PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// Takes ownership of `text`.
+    pub fn new(text: impl Into<String>) -> Password {
+        Password(text.into())
+    }
+
+    /// A fresh random alphanumeric password of `len` characters (what KMS sets on rotation).
+    pub fn generate(len: usize) -> Password {
+        const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut raw = Zeroizing::new(vec![0u8; len * 2]);
+        aws_lc_rs::rand::fill(&mut raw).expect("system randomness unavailable");
+        // Rejection sampling keeps the characters uniform: 62 * 4 = 248 < 256.
+        let mut out = String::with_capacity(len);
+        while out.len() < len {
+            for &b in raw.iter() {
+                if b < 248 && out.len() < len {
+                    out.push(ALNUM[usize::from(b % 62)] as char);
+                }
+            }
+            aws_lc_rs::rand::fill(&mut raw).expect("system randomness unavailable");
+        }
+        Password(out)
+    }
+
+    /// The password text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// An explicit copy.
+    pub fn duplicate(&self) -> Password {
+        Password(self.0.clone())
+    }
+
+    /// Length in characters.
+    pub fn char_len(&self) -> usize {
+        self.0.chars().count()
+    }
+}
+
+impl Drop for Password {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Password {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Password, D::Error> {
+        String::deserialize(d).map(Password)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_secret_bytes() {
+        let k = KeyMaterial::from_slice(&[0xAB; 32]).unwrap();
+        let dbg = format!("{k:?}");
+        assert!(
+            !dbg.contains("171") && !dbg.to_lowercase().contains("ab"),
+            "{dbg}"
+        );
+        let p = Password::new("hunter2hunter2");
+        assert!(!format!("{p:?}").contains("hunter2"));
+        let s = SecretBytes::from_slice(b"plaintext");
+        assert!(!format!("{s:?}").contains("plaintext"));
+    }
+
+    #[test]
+    fn generated_passwords_are_alphanumeric_and_distinct() {
+        let a = Password::generate(32);
+        let b = Password::generate(32);
+        assert_eq!(a.char_len(), 32);
+        assert!(a.expose().bytes().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a.expose(), b.expose());
+    }
+
+    #[test]
+    fn key_material_generation_is_random() {
+        assert_ne!(
+            KeyMaterial::generate().expose(),
+            KeyMaterial::generate().expose()
+        );
+        assert!(KeyMaterial::from_slice(&[0; 31]).is_none());
+    }
+}

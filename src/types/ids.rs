@@ -1,0 +1,313 @@
+//! Identifiers: parsed newtypes, so that a value of one of these types is always well formed.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::err;
+use crate::error::Result;
+
+/// Fills `buf` from aws-lc-rs's generator. Identifier generation is control-plane only, so a
+/// call per identifier is fine here.
+fn random_fill(buf: &mut [u8]) {
+    // aws-lc's generator does not fail once the library is initialised; an error here would mean
+    // the process cannot produce randomness at all, and no identifier may be made without it.
+    aws_lc_rs::rand::fill(buf).expect("system randomness unavailable");
+}
+
+/// `len` characters from `alphabet`, drawn uniformly (the alphabets are powers of two long).
+fn random_chars(alphabet: &[u8], len: usize) -> String {
+    debug_assert!(alphabet.len().is_power_of_two());
+    let mut bytes = vec![0u8; len];
+    random_fill(&mut bytes);
+    bytes
+        .iter()
+        .map(|b| alphabet[usize::from(*b) % alphabet.len()] as char)
+        .collect()
+}
+
+const HEX: &[u8] = b"0123456789abcdef";
+/// CloudHSM identifiers use lowercase base32 (`[2-7a-z]`).
+const BASE32: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+macro_rules! prefixed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $alphabet:expr, $len:literal, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A fresh random identifier.
+            pub fn generate() -> $name {
+                $name(format!("{}{}", $prefix, random_chars($alphabet, $len)))
+            }
+
+            /// Accepts exactly the shape kmscks issues.
+            pub fn parse(text: &str) -> Option<$name> {
+                let rest = text.strip_prefix($prefix)?;
+                let ok = rest.len() == $len && rest.bytes().all(|b| $alphabet.contains(&b));
+                ok.then(|| $name(text.to_owned()))
+            }
+
+            /// The identifier as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// What this identifier names, for messages.
+            pub const WHAT: &'static str = $what;
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+prefixed_id!(
+    /// `cks-` + 17 lowercase hex digits.
+    CustomKeyStoreId, "cks-", HEX, 17, "custom key store"
+);
+prefixed_id!(
+    /// `cluster-` + 11 lowercase base32 characters.
+    ClusterId, "cluster-", BASE32, 11, "cluster"
+);
+prefixed_id!(
+    /// `hsm-` + 11 lowercase base32 characters.
+    HsmId, "hsm-", BASE32, 11, "HSM"
+);
+prefixed_id!(
+    /// `backup-` + 11 lowercase base32 characters.
+    BackupId, "backup-", BASE32, 11, "backup"
+);
+prefixed_id!(
+    /// `subnet-` + 17 lowercase hex digits.
+    SubnetId, "subnet-", HEX, 17, "subnet"
+);
+
+impl ClusterId {
+    /// Wraps text that is already known to be a cluster id shape (`cluster-[2-7a-zA-Z]{11,16}`),
+    /// as AWS accepts on input; kmscks only issues the 11-character form.
+    pub fn parse_lenient(text: &str) -> Option<ClusterId> {
+        let rest = text.strip_prefix("cluster-")?;
+        let ok = (11..=16).contains(&rest.len())
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphabetic() || (b'2'..=b'7').contains(&b));
+        ok.then(|| ClusterId(text.to_owned()))
+    }
+}
+
+/// A KMS key id: a UUID, written in lowercase hyphenated form.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyId(Uuid);
+
+impl KeyId {
+    /// A fresh random (version 4) key id.
+    pub fn generate() -> KeyId {
+        let mut bytes = [0u8; 16];
+        random_fill(&mut bytes);
+        KeyId(uuid::Builder::from_random_bytes(bytes).into_uuid())
+    }
+
+    /// Parses the 36-character UUID form.
+    pub fn parse(text: &str) -> Option<KeyId> {
+        if text.len() != 36 {
+            return None;
+        }
+        Uuid::try_parse(text).ok().map(KeyId)
+    }
+
+    /// The 16 bytes of the UUID (used in ciphertext headers).
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+
+    /// The key id from its 16 bytes.
+    pub fn from_bytes(bytes: [u8; 16]) -> KeyId {
+        KeyId(Uuid::from_bytes(bytes))
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// The account and Region that every ARN of this kmscks instance names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    /// 12-digit AWS account id.
+    pub account_id: String,
+    /// Region name, e.g. `us-east-1`.
+    pub region: String,
+}
+
+impl Default for Scope {
+    fn default() -> Scope {
+        Scope {
+            account_id: "111122223333".into(),
+            region: "us-east-1".into(),
+        }
+    }
+}
+
+impl Scope {
+    /// `arn:aws:kms:<region>:<account>:key/<id>`.
+    pub fn key_arn(&self, id: &KeyId) -> String {
+        format!("arn:aws:kms:{}:{}:key/{}", self.region, self.account_id, id)
+    }
+
+    /// `arn:aws:kms:<region>:<account>:<alias/name>`.
+    pub fn alias_arn(&self, alias_name: &str) -> String {
+        format!(
+            "arn:aws:kms:{}:{}:{}",
+            self.region, self.account_id, alias_name
+        )
+    }
+
+    /// The account root principal, `arn:aws:iam::<account>:root`.
+    pub fn root_principal(&self) -> String {
+        format!("arn:aws:iam::{}:root", self.account_id)
+    }
+
+    /// Parses a key reference as the crypto operations and DescribeKey accept it: key id, key
+    /// ARN, alias name or alias ARN.
+    pub fn parse_key_ref(&self, text: &str) -> Result<KeyRef> {
+        if let Some(rest) = text.strip_prefix("arn:") {
+            let resource = self.arn_resource(rest, text)?;
+            if let Some(id) = resource.strip_prefix("key/") {
+                return KeyId::parse(id)
+                    .map(KeyRef::Id)
+                    .ok_or_else(|| err!(NotFoundException, "Invalid arn {text}"));
+            }
+            if resource.starts_with("alias/") {
+                return Ok(KeyRef::Alias(resource.to_owned()));
+            }
+            return Err(err!(NotFoundException, "Invalid arn {text}"));
+        }
+        if text.starts_with("alias/") {
+            return Ok(KeyRef::Alias(text.to_owned()));
+        }
+        KeyId::parse(text)
+            .map(KeyRef::Id)
+            .ok_or_else(|| err!(NotFoundException, "Invalid keyId '{text}'"))
+    }
+
+    /// Parses a key reference as the management operations accept it: key id or key ARN only.
+    pub fn parse_key_id(&self, text: &str) -> Result<KeyId> {
+        match self.parse_key_ref(text)? {
+            KeyRef::Id(id) => Ok(id),
+            KeyRef::Alias(_) => Err(err!(NotFoundException, "Invalid keyId '{text}'")),
+        }
+    }
+
+    /// Checks `kms:<region>:<account>:` and returns the resource part of an ARN (without `arn:`).
+    fn arn_resource<'a>(&self, rest: &'a str, whole: &str) -> Result<&'a str> {
+        let mut parts = rest.splitn(5, ':');
+        let (partition, service, region, account, resource) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        );
+        match (partition, service, region, account, resource) {
+            (Some("aws"), Some("kms"), Some(r), Some(a), Some(res))
+                if r == self.region && a == self.account_id =>
+            {
+                Ok(res)
+            }
+            (Some("aws"), Some("kms"), Some(_), Some(_), Some(_)) => Err(err!(
+                NotFoundException,
+                "{whole} does not exist in account {} and Region {}",
+                self.account_id,
+                self.region
+            )),
+            _ => Err(err!(NotFoundException, "Invalid arn {whole}")),
+        }
+    }
+}
+
+/// A reference to a KMS key as a caller may give it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyRef {
+    /// A key id (from a bare id or a key ARN).
+    Id(KeyId),
+    /// An alias name, `alias/...` (from an alias name or alias ARN).
+    Alias(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn generated_ids_have_aws_shapes() {
+        let s = CustomKeyStoreId::generate();
+        assert_eq!(s.as_str().len(), 4 + 17);
+        assert_eq!(CustomKeyStoreId::parse(s.as_str()), Some(s.clone()));
+        let c = ClusterId::generate();
+        assert!(ClusterId::parse(c.as_str()).is_some());
+        assert!(
+            ClusterId::parse_lenient("cluster-1a23b4cdefg").is_none(),
+            "1 is not base32"
+        );
+        assert!(ClusterId::parse_lenient("cluster-2a23b4cdefg").is_some());
+        assert!(CustomKeyStoreId::parse("cks-123").is_none());
+        let k = KeyId::generate();
+        assert_eq!(KeyId::parse(&k.to_string()), Some(k));
+        assert_ne!(KeyId::generate(), k);
+    }
+
+    #[test]
+    fn key_refs_in_every_accepted_form() {
+        let scope = Scope::default();
+        let id = KeyId::generate();
+        assert_eq!(
+            scope.parse_key_ref(&id.to_string()).unwrap(),
+            KeyRef::Id(id)
+        );
+        assert_eq!(
+            scope.parse_key_ref(&scope.key_arn(&id)).unwrap(),
+            KeyRef::Id(id)
+        );
+        assert_eq!(
+            scope.parse_key_ref("alias/demo").unwrap(),
+            KeyRef::Alias("alias/demo".into())
+        );
+        assert_eq!(
+            scope.parse_key_ref(&scope.alias_arn("alias/demo")).unwrap(),
+            KeyRef::Alias("alias/demo".into())
+        );
+        assert_eq!(
+            scope.parse_key_ref("nope").unwrap_err().kind(),
+            ErrorKind::NotFoundException
+        );
+        let foreign = format!("arn:aws:kms:eu-west-1:111122223333:key/{id}");
+        assert_eq!(
+            scope.parse_key_ref(&foreign).unwrap_err().kind(),
+            ErrorKind::NotFoundException
+        );
+        assert!(scope.parse_key_id("alias/demo").is_err());
+    }
+}

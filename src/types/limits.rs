@@ -1,0 +1,65 @@
+//! Every quota and size limit kmscks enforces, in one place (spec §0, §4, §6).
+
+/// Custom key stores per account and Region, any type or state.
+pub const MAX_CUSTOM_KEY_STORES: usize = 10;
+/// Customer managed keys per account and Region, all states.
+pub const MAX_KEYS: usize = 100_000;
+/// Aliases per KMS key.
+pub const MAX_ALIASES_PER_KEY: usize = 50;
+/// Tags per KMS key.
+pub const MAX_TAGS_PER_KEY: usize = 50;
+/// Key policy document size in bytes (the 32 KB quota).
+pub const MAX_POLICY_BYTES: usize = 32 * 1024;
+
+/// Custom key store name length.
+pub const STORE_NAME_LEN: (usize, usize) = (1, 256);
+/// kmsuser password length as KMS validates it.
+pub const KEY_STORE_PASSWORD_LEN: (usize, usize) = (7, 32);
+/// Trust anchor certificate length.
+pub const TRUST_ANCHOR_LEN: (usize, usize) = (1, 5000);
+/// Key description length.
+pub const DESCRIPTION_LEN: (usize, usize) = (0, 8192);
+/// Alias name length (including the `alias/` prefix).
+pub const ALIAS_NAME_LEN: (usize, usize) = (1, 256);
+/// Tag key length.
+pub const TAG_KEY_LEN: (usize, usize) = (1, 128);
+/// Tag value length.
+pub const TAG_VALUE_LEN: (usize, usize) = (0, 256);
+/// Paging marker length.
+pub const MARKER_LEN: (usize, usize) = (1, 1024);
+
+/// ScheduleKeyDeletion waiting period in days, and its default.
+pub const PENDING_WINDOW_DAYS: (u32, u32) = (7, 30);
+/// Default waiting period when none is given.
+pub const DEFAULT_PENDING_WINDOW_DAYS: u32 = 30;
+
+/// DescribeCustomKeyStores / ListKeys `Limit` range and ListKeys default.
+pub const LIST_LIMIT: (u32, u32) = (1, 1000);
+/// ListKeys default page size.
+pub const LIST_KEYS_DEFAULT: u32 = 100;
+/// ListAliases `Limit` range and default.
+pub const LIST_ALIASES_LIMIT: (u32, u32) = (1, 100);
+/// ListAliases default page size.
+pub const LIST_ALIASES_DEFAULT: u32 = 50;
+/// ListResourceTags `Limit` range (the default is the maximum).
+pub const LIST_TAGS_LIMIT: (u32, u32) = (1, 50);
+
+/// Encrypt plaintext size in bytes.
+pub const PLAINTEXT_LEN: (usize, usize) = (1, 4096);
+/// Ciphertext blob size in bytes.
+pub const CIPHERTEXT_LEN: (usize, usize) = (1, 6144);
+/// GenerateDataKey / GenerateRandom `NumberOfBytes`.
+pub const NUMBER_OF_BYTES: (u32, u32) = (1, 1024);
+/// Grant tokens per request.
+pub const MAX_GRANT_TOKENS: usize = 10;
+
+/// CloudHSM: HSMs per cluster.
+pub const MAX_HSMS_PER_CLUSTER: usize = 28;
+/// CloudHSM: key objects per cluster (hsm2m).
+pub const MAX_KEYS_PER_CLUSTER: usize = 16_666;
+/// CloudHSM: users per cluster (hsm2m).
+pub const MAX_USERS_PER_CLUSTER: usize = 1024;
+/// CloudHSM: failed logins before a user is locked out.
+pub const MAX_FAILED_LOGINS: u32 = 5;
+/// CloudHSM CLI password length.
+pub const HSM_PASSWORD_LEN: (usize, usize) = (7, 32);

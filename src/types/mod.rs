@@ -1,0 +1,10 @@
+//! Stateless vocabulary shared by every layer: identifiers, states, limits, time.
+
+pub mod ids;
+pub mod limits;
+pub mod state;
+pub mod time;
+
+pub use ids::*;
+pub use state::*;
+pub use time::{Clock, ManualClock, SystemClock, Timestamp};

@@ -1,0 +1,232 @@
+//! Enumerations with AWS's spellings: key, store, cluster and HSM states, connection error
+//! codes, origins, specs. Each name is written once, in [`aws_enum!`], which derives the serde
+//! names, `as_str` and parsing from it.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! aws_enum {
+    ($(#[$doc:meta])* $name:ident { $( $(#[$vdoc:meta])* $variant:ident = $text:literal, )* }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[allow(missing_docs)] // variants are AWS's own names, documented by AWS
+        pub enum $name {
+            $( $(#[$vdoc])* #[serde(rename = $text)] $variant, )*
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            /// AWS's spelling.
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text,)* }
+            }
+
+            /// Parses AWS's spelling (case-sensitive, as AWS is).
+            pub fn parse(text: &str) -> Option<$name> {
+                match text { $($text => Some($name::$variant),)* _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+aws_enum! {
+    /// A KMS key's state (spec §4.2).
+    KeyState {
+        Creating = "Creating",
+        Enabled = "Enabled",
+        Disabled = "Disabled",
+        PendingDeletion = "PendingDeletion",
+        PendingImport = "PendingImport",
+        PendingReplicaDeletion = "PendingReplicaDeletion",
+        Unavailable = "Unavailable",
+        Updating = "Updating",
+    }
+}
+
+aws_enum! {
+    /// A custom key store's connection state (spec §2).
+    ConnectionState {
+        Connected = "CONNECTED",
+        Connecting = "CONNECTING",
+        Failed = "FAILED",
+        Disconnected = "DISCONNECTED",
+        Disconnecting = "DISCONNECTING",
+    }
+}
+
+aws_enum! {
+    /// Why a connection attempt FAILED (spec §2.1). XKS codes are never emitted.
+    ConnectionErrorCode {
+        InvalidCredentials = "INVALID_CREDENTIALS",
+        ClusterNotFound = "CLUSTER_NOT_FOUND",
+        NetworkErrors = "NETWORK_ERRORS",
+        InternalError = "INTERNAL_ERROR",
+        InsufficientCloudhsmHsms = "INSUFFICIENT_CLOUDHSM_HSMS",
+        UserLockedOut = "USER_LOCKED_OUT",
+        UserNotFound = "USER_NOT_FOUND",
+        UserLoggedIn = "USER_LOGGED_IN",
+        SubnetNotFound = "SUBNET_NOT_FOUND",
+        InsufficientFreeAddressesInSubnet = "INSUFFICIENT_FREE_ADDRESSES_IN_SUBNET",
+    }
+}
+
+aws_enum! {
+    /// Custom key store type. Only AWS_CLOUDHSM is supported by kmscks.
+    CustomKeyStoreType {
+        AwsCloudhsm = "AWS_CLOUDHSM",
+        ExternalKeyStore = "EXTERNAL_KEY_STORE",
+    }
+}
+
+aws_enum! {
+    /// Where a key's material came from.
+    Origin {
+        AwsKms = "AWS_KMS",
+        External = "EXTERNAL",
+        AwsCloudhsm = "AWS_CLOUDHSM",
+        ExternalKeyStore = "EXTERNAL_KEY_STORE",
+    }
+}
+
+aws_enum! {
+    /// Who manages a key.
+    KeyManager {
+        Aws = "AWS",
+        Customer = "CUSTOMER",
+    }
+}
+
+aws_enum! {
+    /// What a key is for.
+    KeyUsage {
+        EncryptDecrypt = "ENCRYPT_DECRYPT",
+        SignVerify = "SIGN_VERIFY",
+        GenerateVerifyMac = "GENERATE_VERIFY_MAC",
+        KeyAgreement = "KEY_AGREEMENT",
+    }
+}
+
+aws_enum! {
+    /// A key's type (KeySpec and the deprecated CustomerMasterKeySpec).
+    KeySpec {
+        SymmetricDefault = "SYMMETRIC_DEFAULT",
+        Rsa2048 = "RSA_2048",
+        Rsa3072 = "RSA_3072",
+        Rsa4096 = "RSA_4096",
+        EccNistP256 = "ECC_NIST_P256",
+        EccNistP384 = "ECC_NIST_P384",
+        EccNistP521 = "ECC_NIST_P521",
+        EccSecgP256k1 = "ECC_SECG_P256K1",
+        EccNistEdwards25519 = "ECC_NIST_EDWARDS25519",
+        Hmac224 = "HMAC_224",
+        Hmac256 = "HMAC_256",
+        Hmac384 = "HMAC_384",
+        Hmac512 = "HMAC_512",
+        Sm2 = "SM2",
+        MlDsa44 = "ML_DSA_44",
+        MlDsa65 = "ML_DSA_65",
+        MlDsa87 = "ML_DSA_87",
+    }
+}
+
+aws_enum! {
+    /// Symmetric encryption algorithm names accepted by the crypto operations.
+    EncryptionAlgorithm {
+        SymmetricDefault = "SYMMETRIC_DEFAULT",
+        RsaesOaepSha1 = "RSAES_OAEP_SHA_1",
+        RsaesOaepSha256 = "RSAES_OAEP_SHA_256",
+        Sm2Pke = "SM2PKE",
+    }
+}
+
+aws_enum! {
+    /// GenerateDataKey `KeySpec`.
+    DataKeySpec {
+        Aes256 = "AES_256",
+        Aes128 = "AES_128",
+    }
+}
+
+impl DataKeySpec {
+    /// Data key length in bytes.
+    pub const fn byte_len(self) -> usize {
+        match self {
+            DataKeySpec::Aes256 => 32,
+            DataKeySpec::Aes128 => 16,
+        }
+    }
+}
+
+aws_enum! {
+    /// A CloudHSM cluster's state (spec §3.1).
+    ClusterState {
+        CreateInProgress = "CREATE_IN_PROGRESS",
+        Uninitialized = "UNINITIALIZED",
+        InitializeInProgress = "INITIALIZE_IN_PROGRESS",
+        Initialized = "INITIALIZED",
+        Active = "ACTIVE",
+        UpdateInProgress = "UPDATE_IN_PROGRESS",
+        ModifyInProgress = "MODIFY_IN_PROGRESS",
+        RollbackInProgress = "ROLLBACK_IN_PROGRESS",
+        DeleteInProgress = "DELETE_IN_PROGRESS",
+        Deleted = "DELETED",
+        Degraded = "DEGRADED",
+    }
+}
+
+aws_enum! {
+    /// An HSM's state.
+    HsmState {
+        CreateInProgress = "CREATE_IN_PROGRESS",
+        Active = "ACTIVE",
+        Degraded = "DEGRADED",
+        DeleteInProgress = "DELETE_IN_PROGRESS",
+        Deleted = "DELETED",
+    }
+}
+
+aws_enum! {
+    /// A CloudHSM user's role.
+    HsmUserRole {
+        Admin = "admin",
+        CryptoUser = "crypto-user",
+    }
+}
+
+aws_enum! {
+    /// A CloudHSM backup's state.
+    BackupState {
+        CreateInProgress = "CREATE_IN_PROGRESS",
+        Ready = "READY",
+        Deleted = "DELETED",
+        PendingDeletion = "PENDING_DELETION",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spellings_round_trip_through_serde_and_parse() {
+        for &s in ConnectionErrorCode::ALL {
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{}\"", s.as_str()));
+            assert_eq!(ConnectionErrorCode::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(
+            KeyState::parse("PendingDeletion"),
+            Some(KeyState::PendingDeletion)
+        );
+        assert_eq!(KeyState::parse("pendingdeletion"), None);
+        assert_eq!(ConnectionState::Connected.to_string(), "CONNECTED");
+        assert_eq!(DataKeySpec::Aes128.byte_len(), 16);
+    }
+}
