@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod hsm;
 pub mod kms;
 pub mod secret;
 pub mod types;

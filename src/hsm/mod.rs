@@ -1,0 +1,3 @@
+//! The simulated CloudHSM cluster.
+
+pub mod pki;
