@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod crypto;
 pub mod error;
 pub mod secret;
 pub mod types;
