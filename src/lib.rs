@@ -10,6 +10,7 @@
 pub mod crypto;
 pub mod error;
 pub mod secret;
+pub mod store;
 pub mod types;
 
 pub use error::{ErrorKind, KmsError, Result};
