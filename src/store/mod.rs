@@ -195,7 +195,14 @@ impl DataDir {
     /// other damage fails with a `StorageException` naming the file and byte offset. A
     /// directory already open elsewhere fails with `StoreInUseException`.
     pub fn open(path: &Path) -> Result<(DataDir, Recovered)> {
+        let existed = path.exists();
         create_private_dir(path)?;
+        if !existed {
+            // Make the new directory's own entry durable in its parent.
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
         let lock = lock::acquire(path)?;
         let listing = Listing::read(path)?;
         let generation = listing.snapshots.iter().copied().max().unwrap_or(0);
@@ -535,6 +542,49 @@ mod tests {
             e.message().contains("journal-4.log has no snapshot-4.bin"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn failed_compaction_before_commit_leaves_old_generation_usable() {
+        let t = tempfile::tempdir().unwrap();
+        let (mut d, _) = DataDir::open(t.path()).unwrap();
+        d.append(b"a").unwrap();
+        // A directory squatting on the temporary name makes writing the snapshot fail.
+        fs::create_dir(t.path().join("snapshot-1.tmp")).unwrap();
+        let e = d.compact(b"state").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::StorageException);
+        assert!(e.message().contains("snapshot-1.tmp"), "{e}");
+        assert_eq!(d.generation(), 0);
+        d.append(b"b").unwrap();
+        drop(d);
+        fs::remove_dir(t.path().join("snapshot-1.tmp")).unwrap();
+        let (_d, r) = DataDir::open(t.path()).unwrap();
+        assert_eq!(r.records, [b"a", b"b"]);
+    }
+
+    #[test]
+    fn failed_compaction_after_commit_poisons_until_reopen() {
+        let t = tempfile::tempdir().unwrap();
+        let (mut d, _) = DataDir::open(t.path()).unwrap();
+        d.append(b"a").unwrap();
+        // The snapshot rename succeeds, then creating the new journal fails.
+        fs::create_dir(t.path().join("journal-1.tmp")).unwrap();
+        assert!(d.compact(b"state").is_err());
+        let e = d.append(b"lost?").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::StorageException);
+        assert!(
+            e.message()
+                .contains("refuses writes after an earlier failure"),
+            "{e}"
+        );
+        assert!(d.compact(b"again").is_err());
+        drop(d);
+        fs::remove_dir(t.path().join("journal-1.tmp")).unwrap();
+        let (mut d, r) = DataDir::open(t.path()).unwrap();
+        assert_eq!(r.generation, 1);
+        assert_eq!(r.snapshot.as_deref(), Some(&b"state"[..]));
+        assert!(r.records.is_empty());
+        d.append(b"c").unwrap();
     }
 
     #[test]
