@@ -12,7 +12,7 @@
 //! A frame is either one record ([`RECORD_MAGIC`]) or a batch ([`BATCH_MAGIC`]) whose payload is
 //! a sequence of `length u32 | bytes` sub-records, so a batch is recovered all or nothing.
 //!
-//! Recovery ([`scan`]): appends are fsynced one frame at a time, so only the last frame can be
+//! Recovery (`scan`): appends are fsynced one frame at a time, so only the last frame can be
 //! torn. A frame that is incomplete or fails its checks with no verifying frame after it is a
 //! torn tail (the caller truncates it away); one followed by a verifying frame is damage.
 
