@@ -7,10 +7,12 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod crypto;
 pub mod error;
 pub mod hsm;
 pub mod kms;
 pub mod secret;
+pub mod store;
 pub mod types;
 
 pub use error::{ErrorKind, KmsError, Result};

@@ -1,0 +1,399 @@
+//! The journal: `journal-<gen>.log`, an append-only file of framed records.
+//!
+//! Layout (all integers little-endian):
+//!
+//! ```text
+//! file header (20 bytes): magic "KCKJ" | version u32 | generation u64 | crc32 of the 16 bytes before
+//! frame (16-byte header + payload):
+//!     magic u32 | payload length u32 | crc32(payload) u32 | crc32(the 12 header bytes before) u32
+//!     payload
+//! ```
+//!
+//! A frame is either one record ([`RECORD_MAGIC`]) or a batch ([`BATCH_MAGIC`]) whose payload is
+//! a sequence of `length u32 | bytes` sub-records, so a batch is recovered all or nothing.
+//!
+//! Recovery (`scan`): appends are fsynced one frame at a time, so only the last frame can be
+//! torn. A frame that is incomplete or fails its checks with no verifying frame after it is a
+//! torn tail (the caller truncates it away); one followed by a verifying frame is damage.
+
+use std::path::Path;
+
+use crate::err;
+use crate::Result;
+
+/// Magic at the start of a journal file.
+pub const JOURNAL_MAGIC: [u8; 4] = *b"KCKJ";
+/// Journal (and snapshot) format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Length of the journal file header.
+pub const JOURNAL_HEADER_LEN: usize = 20;
+/// Length of a frame header.
+pub const RECORD_HEADER_LEN: usize = 16;
+/// Largest frame payload accepted, checked before anything is allocated.
+pub const MAX_RECORD_LEN: usize = 64 << 20;
+/// Magic of a single-record frame ("KCR1").
+pub const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"KCR1");
+/// Magic of a batch frame ("KCB1").
+pub const BATCH_MAGIC: u32 = u32::from_le_bytes(*b"KCB1");
+
+/// The journal file header for `generation`.
+pub(crate) fn encode_file_header(generation: u64) -> [u8; JOURNAL_HEADER_LEN] {
+    let mut h = [0u8; JOURNAL_HEADER_LEN];
+    h[0..4].copy_from_slice(&JOURNAL_MAGIC);
+    h[4..8].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[8..16].copy_from_slice(&generation.to_le_bytes());
+    let crc = crc32fast::hash(&h[0..16]);
+    h[16..20].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+fn damaged(path: &Path, offset: u64, what: impl std::fmt::Display) -> crate::KmsError {
+    err!(
+        StorageException,
+        "journal {} damaged at offset {offset}: {what}",
+        path.display()
+    )
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+/// Checks the file header of journal `path`, which must be of `generation`.
+pub(crate) fn check_file_header(path: &Path, data: &[u8], generation: u64) -> Result<()> {
+    if data.len() < JOURNAL_HEADER_LEN {
+        return Err(damaged(
+            path,
+            0,
+            format_args!(
+                "file header truncated ({} of {JOURNAL_HEADER_LEN} bytes)",
+                data.len()
+            ),
+        ));
+    }
+    if data[0..4] != JOURNAL_MAGIC {
+        return Err(damaged(path, 0, "bad file magic (not a kmscks journal)"));
+    }
+    let crc = u32_at(data, 16);
+    if crc32fast::hash(&data[0..16]) != crc {
+        return Err(damaged(path, 16, "file header checksum mismatch"));
+    }
+    let version = u32_at(data, 4);
+    if version != FORMAT_VERSION {
+        return Err(damaged(
+            path,
+            4,
+            format_args!(
+                "unsupported format version {version} (this build reads {FORMAT_VERSION})"
+            ),
+        ));
+    }
+    let mut g = [0u8; 8];
+    g.copy_from_slice(&data[8..16]);
+    let found = u64::from_le_bytes(g);
+    if found != generation {
+        return Err(damaged(
+            path,
+            8,
+            format_args!("header says generation {found}, file name says {generation}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Appends one frame with `magic` to `out`; `fill` writes the payload after the header.
+fn encode_frame(out: &mut Vec<u8>, magic: u32, fill: impl FnOnce(&mut Vec<u8>)) -> usize {
+    let start = out.len();
+    out.resize(start + RECORD_HEADER_LEN, 0);
+    fill(out);
+    let len = out.len() - start - RECORD_HEADER_LEN;
+    let payload_crc = crc32fast::hash(&out[start + RECORD_HEADER_LEN..]);
+    let h = &mut out[start..start + RECORD_HEADER_LEN];
+    h[0..4].copy_from_slice(&magic.to_le_bytes());
+    // Callers check `len <= MAX_RECORD_LEN` (< 4 GiB) before encoding.
+    h[4..8].copy_from_slice(&(len as u32).to_le_bytes());
+    h[8..12].copy_from_slice(&payload_crc.to_le_bytes());
+    let header_crc = crc32fast::hash(&h[0..12]);
+    h[12..16].copy_from_slice(&header_crc.to_le_bytes());
+    len
+}
+
+/// Appends a single-record frame holding `record` to `out`.
+pub(crate) fn encode_record(out: &mut Vec<u8>, record: &[u8]) {
+    encode_frame(out, RECORD_MAGIC, |o| o.extend_from_slice(record));
+}
+
+/// Payload length of a batch frame holding `records`.
+pub(crate) fn batch_payload_len(records: &[&[u8]]) -> usize {
+    records.iter().map(|r| 4 + r.len()).sum()
+}
+
+/// Appends a batch frame holding `records` to `out`.
+pub(crate) fn encode_batch(out: &mut Vec<u8>, records: &[&[u8]]) {
+    encode_frame(out, BATCH_MAGIC, |o| {
+        for r in records {
+            // Each record is shorter than the frame, itself at most MAX_RECORD_LEN.
+            o.extend_from_slice(&(r.len() as u32).to_le_bytes());
+            o.extend_from_slice(r);
+        }
+    });
+}
+
+/// One frame as found at an offset.
+enum Frame<'a> {
+    /// A frame that verifies: its magic, payload and end offset.
+    Good {
+        magic: u32,
+        payload: &'a [u8],
+        end: usize,
+    },
+    /// A frame that does not verify: why, and where a later verifying frame may start.
+    Bad { reason: String, resume: usize },
+}
+
+fn parse_frame(data: &[u8], pos: usize) -> Frame<'_> {
+    let rest = data.len() - pos;
+    if rest < RECORD_HEADER_LEN {
+        return Frame::Bad {
+            reason: format!("incomplete record header ({rest} of {RECORD_HEADER_LEN} bytes)"),
+            resume: data.len(),
+        };
+    }
+    let magic = u32_at(data, pos);
+    if magic != RECORD_MAGIC && magic != BATCH_MAGIC {
+        return Frame::Bad {
+            reason: format!("bad record magic {magic:#010x}"),
+            resume: pos + 1,
+        };
+    }
+    if crc32fast::hash(&data[pos..pos + 12]) != u32_at(data, pos + 12) {
+        return Frame::Bad {
+            reason: "record header checksum mismatch".into(),
+            resume: pos + 1,
+        };
+    }
+    let len = u32_at(data, pos + 4) as usize;
+    if len > MAX_RECORD_LEN {
+        return Frame::Bad {
+            reason: format!("impossible record length {len} (limit {MAX_RECORD_LEN})"),
+            resume: pos + 1,
+        };
+    }
+    let start = pos + RECORD_HEADER_LEN;
+    if len > data.len() - start {
+        // The header verifies, so the length is genuine: everything after `pos` belongs to
+        // this frame and nothing valid can follow it.
+        return Frame::Bad {
+            reason: format!(
+                "incomplete record ({len} payload bytes declared, {} present)",
+                data.len() - start
+            ),
+            resume: data.len(),
+        };
+    }
+    let payload = &data[start..start + len];
+    if crc32fast::hash(payload) != u32_at(data, pos + 8) {
+        return Frame::Bad {
+            reason: "payload checksum mismatch".into(),
+            resume: start + len,
+        };
+    }
+    Frame::Good {
+        magic,
+        payload,
+        end: start + len,
+    }
+}
+
+/// The offset of the first verifying frame at or after `from`, if any.
+fn find_valid_frame(data: &[u8], from: usize) -> Option<usize> {
+    let last = data.len().checked_sub(RECORD_HEADER_LEN)?;
+    (from..=last).find(|&q| {
+        let m = u32_at(data, q);
+        (m == RECORD_MAGIC || m == BATCH_MAGIC)
+            && matches!(parse_frame(data, q), Frame::Good { .. })
+    })
+}
+
+fn split_batch(path: &Path, offset: usize, payload: &[u8], out: &mut Vec<Vec<u8>>) -> Result<()> {
+    let mut at = 0;
+    while at < payload.len() {
+        if payload.len() - at < 4 {
+            return Err(damaged(
+                path,
+                (offset + RECORD_HEADER_LEN + at) as u64,
+                "malformed batch: truncated sub-record length",
+            ));
+        }
+        let len = u32_at(payload, at) as usize;
+        at += 4;
+        if len > payload.len() - at {
+            return Err(damaged(
+                path,
+                (offset + RECORD_HEADER_LEN + at - 4) as u64,
+                format_args!(
+                    "malformed batch: sub-record of {len} bytes overruns the frame ({} left)",
+                    payload.len() - at
+                ),
+            ));
+        }
+        out.push(payload[at..at + len].to_vec());
+        at += len;
+    }
+    Ok(())
+}
+
+/// What a journal scan found.
+#[derive(Debug)]
+pub(crate) struct Scan {
+    /// Every record, batches flattened, in order.
+    pub records: Vec<Vec<u8>>,
+    /// Length of the valid prefix of the file (header plus whole frames).
+    pub valid_len: u64,
+    /// Where a torn final frame starts, if there is one.
+    pub torn_at: Option<u64>,
+}
+
+/// Reads every record of journal `path` (contents `data`, header already checked).
+pub(crate) fn scan(path: &Path, data: &[u8]) -> Result<Scan> {
+    let mut records = Vec::new();
+    let mut pos = JOURNAL_HEADER_LEN;
+    while pos < data.len() {
+        match parse_frame(data, pos) {
+            Frame::Good {
+                magic,
+                payload,
+                end,
+            } => {
+                if magic == BATCH_MAGIC {
+                    split_batch(path, pos, payload, &mut records)?;
+                } else {
+                    records.push(payload.to_vec());
+                }
+                pos = end;
+            }
+            Frame::Bad { reason, resume } => {
+                if let Some(next) = find_valid_frame(data, resume) {
+                    return Err(damaged(
+                        path,
+                        pos as u64,
+                        format_args!("{reason} (a valid record follows at offset {next})"),
+                    ));
+                }
+                return Ok(Scan {
+                    records,
+                    valid_len: pos as u64,
+                    torn_at: Some(pos as u64),
+                });
+            }
+        }
+    }
+    Ok(Scan {
+        records,
+        valid_len: pos as u64,
+        torn_at: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal(frames: &[&[u8]]) -> (Vec<u8>, Vec<usize>) {
+        let mut d = encode_file_header(3).to_vec();
+        let mut starts = Vec::new();
+        for f in frames {
+            starts.push(d.len());
+            encode_record(&mut d, f);
+        }
+        (d, starts)
+    }
+
+    #[test]
+    fn header_round_trip_and_checks() {
+        let p = Path::new("/x/journal-3.log");
+        let h = encode_file_header(3);
+        check_file_header(p, &h, 3).unwrap();
+        let e = check_file_header(p, &h, 4).unwrap_err();
+        assert!(e.message().contains("offset 8"), "{e}");
+        let e = check_file_header(p, &h[..7], 3).unwrap_err();
+        assert!(
+            e.message()
+                .contains("journal /x/journal-3.log damaged at offset 0: file header truncated"),
+            "{e}"
+        );
+        let mut bad = h;
+        bad[10] ^= 1;
+        assert!(check_file_header(p, &bad, 3)
+            .unwrap_err()
+            .message()
+            .contains("offset 16: file header checksum mismatch"));
+    }
+
+    #[test]
+    fn scan_reads_records_and_batches_in_order() {
+        let mut d = encode_file_header(0).to_vec();
+        encode_record(&mut d, b"one");
+        encode_batch(&mut d, &[b"two", b"", b"three"]);
+        encode_record(&mut d, b"");
+        let s = scan(Path::new("j"), &d).unwrap();
+        assert_eq!(
+            s.records,
+            vec![
+                b"one".to_vec(),
+                b"two".to_vec(),
+                vec![],
+                b"three".to_vec(),
+                vec![]
+            ]
+        );
+        assert_eq!(s.valid_len, d.len() as u64);
+        assert_eq!(s.torn_at, None);
+    }
+
+    #[test]
+    fn torn_tail_versus_damage() {
+        let (d, starts) = journal(&[b"aaaa", b"bbbb", b"cccc"]);
+        // Torn last record: every proper prefix of it.
+        for cut in starts[2] + 1..d.len() {
+            let s = scan(Path::new("j"), &d[..cut]).unwrap();
+            assert_eq!(s.records.len(), 2, "cut {cut}");
+            assert_eq!(s.torn_at, Some(starts[2] as u64));
+        }
+        // Damaged middle record.
+        let mut bad = d.clone();
+        bad[starts[1] + RECORD_HEADER_LEN] ^= 0x40;
+        let e = scan(Path::new("/d/journal-3.log"), &bad).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::StorageException);
+        assert!(
+            e.message().starts_with(&format!(
+                "journal /d/journal-3.log damaged at offset {}: payload checksum mismatch",
+                starts[1]
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn impossible_length_is_rejected_before_allocating() {
+        let (mut d, starts) = journal(&[b"x", b"y"]);
+        let at = starts[0];
+        d[at + 4..at + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+        let crc = crc32fast::hash(&d[at..at + 12]);
+        d[at + 12..at + 16].copy_from_slice(&crc.to_le_bytes());
+        let e = scan(Path::new("j"), &d).unwrap_err();
+        assert!(e.message().contains("impossible record length"), "{e}");
+    }
+
+    #[test]
+    fn zero_filled_tail_is_torn() {
+        let (mut d, _) = journal(&[b"x"]);
+        let good = d.len();
+        d.extend_from_slice(&[0u8; 100]);
+        let s = scan(Path::new("j"), &d).unwrap();
+        assert_eq!(s.torn_at, Some(good as u64));
+        assert_eq!(s.records, vec![b"x".to_vec()]);
+    }
+}

@@ -1,0 +1,347 @@
+//! Crash and damage behaviour of the durable store, driven through files on disk.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use kmscks::store::journal::{JOURNAL_HEADER_LEN, RECORD_HEADER_LEN};
+use kmscks::store::snapshot::SNAPSHOT_HEADER_LEN;
+use kmscks::store::DataDir;
+use kmscks::ErrorKind;
+
+fn record(i: usize) -> Vec<u8> {
+    format!("record number {i:04} with some payload").into_bytes()
+}
+
+/// Writes `n` records to a fresh journal; returns the start offset of each record.
+fn write_records(dir: &Path, n: usize) -> Vec<u64> {
+    let (mut d, r) = DataDir::open(dir).unwrap();
+    assert!(r.records.is_empty());
+    let mut starts = Vec::new();
+    for i in 0..n {
+        starts.push(JOURNAL_HEADER_LEN as u64 + d.journal_bytes());
+        d.append(&record(i)).unwrap();
+    }
+    starts
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn records_come_back_in_order() {
+    let t = tempfile::tempdir().unwrap();
+    write_records(t.path(), 50);
+    let (_d, r) = DataDir::open(t.path()).unwrap();
+    assert!(r.snapshot.is_none());
+    assert_eq!(r.dropped_torn_tail, None);
+    assert_eq!(r.records, (0..50).map(record).collect::<Vec<_>>());
+}
+
+#[test]
+fn compaction_gives_snapshot_plus_tail() {
+    let t = tempfile::tempdir().unwrap();
+    let (mut d, _) = DataDir::open(t.path()).unwrap();
+    d.append(b"before").unwrap();
+    d.compact(b"the whole state").unwrap();
+    d.append(b"after-1").unwrap();
+    d.append_batch(&[b"after-2", b"after-3"]).unwrap();
+    drop(d);
+    let (_d, r) = DataDir::open(t.path()).unwrap();
+    assert_eq!(r.snapshot.as_deref(), Some(&b"the whole state"[..]));
+    assert_eq!(r.records, [&b"after-1"[..], b"after-2", b"after-3"]);
+    assert_eq!(r.generation, 1);
+}
+
+#[test]
+fn torn_tail_at_every_offset_is_dropped_and_repaired() {
+    let t = tempfile::tempdir().unwrap();
+    let n = 5;
+    let starts = write_records(t.path(), n);
+    let journal = t.path().join("journal-0.log");
+    let good = fs::read(&journal).unwrap();
+    let last = starts[n - 1] as usize;
+    assert_eq!(good.len(), last + RECORD_HEADER_LEN + record(n - 1).len());
+
+    for cut in last + 1..good.len() {
+        fs::write(&journal, &good[..cut]).unwrap();
+        let (mut d, r) = DataDir::open(t.path()).unwrap();
+        assert_eq!(
+            r.records,
+            (0..n - 1).map(record).collect::<Vec<_>>(),
+            "cut {cut}"
+        );
+        assert_eq!(
+            r.dropped_torn_tail,
+            Some((journal.clone(), last as u64)),
+            "cut {cut}"
+        );
+        assert_eq!(
+            fs::metadata(&journal).unwrap().len(),
+            last as u64,
+            "not repaired"
+        );
+        d.append(b"next").unwrap();
+        drop(d);
+        let (_d, r) = DataDir::open(t.path()).unwrap();
+        assert_eq!(r.records.len(), n);
+        assert_eq!(r.records[n - 1], b"next");
+        assert_eq!(r.dropped_torn_tail, None);
+    }
+    // Cut exactly at a record boundary: nothing torn.
+    fs::write(&journal, &good[..last]).unwrap();
+    let (_d, r) = DataDir::open(t.path()).unwrap();
+    assert_eq!(r.records.len(), n - 1);
+    assert_eq!(r.dropped_torn_tail, None);
+}
+
+#[test]
+fn torn_batch_is_all_or_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let (mut d, _) = DataDir::open(t.path()).unwrap();
+    d.append(b"solo").unwrap();
+    let start = JOURNAL_HEADER_LEN as u64 + d.journal_bytes();
+    d.append_batch(&[b"b1", b"b2", b"b3"]).unwrap();
+    drop(d);
+    let journal = t.path().join("journal-0.log");
+    let good = fs::read(&journal).unwrap();
+    for cut in start as usize + 1..good.len() {
+        fs::write(&journal, &good[..cut]).unwrap();
+        let (_d, r) = DataDir::open(t.path()).unwrap();
+        assert_eq!(r.records, [b"solo"], "cut {cut}");
+    }
+}
+
+#[test]
+fn flipped_byte_in_middle_record_is_damage_with_file_and_offset() {
+    let t = tempfile::tempdir().unwrap();
+    let starts = write_records(t.path(), 5);
+    let journal = t.path().join("journal-0.log");
+    let good = fs::read(&journal).unwrap();
+    let (a, b) = (starts[2] as usize, starts[3] as usize);
+    for i in a..b {
+        let mut bad = good.clone();
+        bad[i] ^= 0x20;
+        fs::write(&journal, &bad).unwrap();
+        let e = DataDir::open(t.path()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::StorageException, "byte {i}");
+        let want = format!("journal {} damaged at offset {a}: ", journal.display());
+        assert!(e.message().starts_with(&want), "byte {i}: {e}");
+    }
+    // The damaged file is left untouched for inspection (no truncation on damage).
+    assert_eq!(fs::metadata(&journal).unwrap().len(), good.len() as u64);
+    fs::write(&journal, &good).unwrap();
+    assert_eq!(DataDir::open(t.path()).unwrap().1.records.len(), 5);
+}
+
+#[test]
+fn damaged_journal_header_is_an_error() {
+    let t = tempfile::tempdir().unwrap();
+    write_records(t.path(), 2);
+    let journal = t.path().join("journal-0.log");
+    let good = fs::read(&journal).unwrap();
+    for i in 0..JOURNAL_HEADER_LEN {
+        let mut bad = good.clone();
+        bad[i] ^= 0x01;
+        fs::write(&journal, &bad).unwrap();
+        let e = DataDir::open(t.path()).unwrap_err();
+        assert!(
+            e.message()
+                .starts_with(&format!("journal {} damaged at offset", journal.display())),
+            "byte {i}: {e}"
+        );
+    }
+}
+
+fn compacted_dir(dir: &Path) -> PathBuf {
+    let (mut d, _) = DataDir::open(dir).unwrap();
+    d.append(b"x").unwrap();
+    d.compact(b"snapshot payload, long enough to have a middle")
+        .unwrap();
+    d.append(b"y").unwrap();
+    dir.join("snapshot-1.bin")
+}
+
+#[test]
+fn flipped_byte_in_snapshot_is_a_precise_error() {
+    let t = tempfile::tempdir().unwrap();
+    let snap = compacted_dir(t.path());
+    let good = fs::read(&snap).unwrap();
+    for i in 0..good.len() {
+        let mut bad = good.clone();
+        bad[i] ^= 0x04;
+        fs::write(&snap, &bad).unwrap();
+        let e = DataDir::open(t.path()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::StorageException);
+        let want = format!("snapshot {} damaged at offset ", snap.display());
+        assert!(e.message().starts_with(&want), "byte {i}: {e}");
+        if i >= SNAPSHOT_HEADER_LEN {
+            assert!(
+                e.message().contains(&format!(
+                    "offset {SNAPSHOT_HEADER_LEN}: payload checksum mismatch"
+                )),
+                "{e}"
+            );
+        }
+    }
+    // Truncated snapshot.
+    fs::write(&snap, &good[..good.len() - 3]).unwrap();
+    let e = DataDir::open(t.path()).unwrap_err();
+    assert!(e.message().contains("payload length mismatch"), "{e}");
+    fs::write(&snap, &good[..5]).unwrap();
+    let e = DataDir::open(t.path()).unwrap_err();
+    assert!(e.message().contains("offset 0: header truncated"), "{e}");
+}
+
+#[test]
+fn damaged_newest_snapshot_never_falls_back_to_an_older_one() {
+    let t = tempfile::tempdir().unwrap();
+    let (mut d, _) = DataDir::open(t.path()).unwrap();
+    d.compact(b"state one").unwrap();
+    let s1 = fs::read(t.path().join("snapshot-1.bin")).unwrap();
+    let j1 = fs::read(t.path().join("journal-1.log")).unwrap();
+    d.compact(b"state two").unwrap();
+    drop(d);
+    fs::write(t.path().join("snapshot-1.bin"), &s1).unwrap();
+    fs::write(t.path().join("journal-1.log"), &j1).unwrap();
+    let s2 = t.path().join("snapshot-2.bin");
+    let mut bad = fs::read(&s2).unwrap();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    fs::write(&s2, &bad).unwrap();
+    let e = DataDir::open(t.path()).unwrap_err();
+    assert!(e.message().contains("snapshot-2.bin damaged"), "{e}");
+    // Nothing was cleaned up on the error path.
+    assert!(t.path().join("snapshot-1.bin").exists());
+}
+
+#[test]
+fn second_open_is_store_in_use_until_the_first_is_dropped() {
+    let t = tempfile::tempdir().unwrap();
+    let (d, _) = DataDir::open(t.path()).unwrap();
+    let e = DataDir::open(t.path()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::StoreInUseException);
+    assert_eq!(
+        e.message(),
+        format!(
+            "data directory {} is in use by another process",
+            t.path().display()
+        )
+    );
+    drop(d);
+    DataDir::open(t.path()).unwrap();
+}
+
+#[test]
+fn crash_before_snapshot_rename_keeps_old_generation() {
+    let t = tempfile::tempdir().unwrap();
+    compacted_dir(t.path());
+    // A crash mid-write of the next compaction leaves a partial .tmp (and maybe a journal tmp).
+    fs::write(t.path().join("snapshot-2.tmp"), b"KCKS partial").unwrap();
+    fs::write(t.path().join("journal-2.tmp"), b"").unwrap();
+    let (mut d, r) = DataDir::open(t.path()).unwrap();
+    assert_eq!(r.generation, 1);
+    assert_eq!(
+        r.snapshot.as_deref(),
+        Some(&b"snapshot payload, long enough to have a middle"[..])
+    );
+    assert_eq!(r.records, [b"y"]);
+    assert_eq!(names(t.path()), ["LOCK", "journal-1.log", "snapshot-1.bin"]);
+    // And the next compaction reuses generation 2 cleanly.
+    d.compact(b"s2").unwrap();
+    drop(d);
+    assert_eq!(
+        DataDir::open(t.path()).unwrap().1.snapshot.as_deref(),
+        Some(&b"s2"[..])
+    );
+}
+
+#[test]
+fn crash_after_rename_before_new_journal_gives_new_generation() {
+    let t = tempfile::tempdir().unwrap();
+    compacted_dir(t.path());
+    let j1 = fs::read(t.path().join("journal-1.log")).unwrap();
+    let s1 = fs::read(t.path().join("snapshot-1.bin")).unwrap();
+    let (mut d, _) = DataDir::open(t.path()).unwrap();
+    d.compact(b"gen two state").unwrap();
+    drop(d);
+    // Leave what a crash right after the snapshot rename leaves: old generation files still
+    // there, new snapshot in place, no new journal.
+    fs::remove_file(t.path().join("journal-2.log")).unwrap();
+    fs::write(t.path().join("journal-1.log"), &j1).unwrap();
+    fs::write(t.path().join("snapshot-1.bin"), &s1).unwrap();
+    let (mut d, r) = DataDir::open(t.path()).unwrap();
+    assert_eq!(r.generation, 2);
+    assert_eq!(r.snapshot.as_deref(), Some(&b"gen two state"[..]));
+    assert!(r.records.is_empty());
+    assert_eq!(names(t.path()), ["LOCK", "journal-2.log", "snapshot-2.bin"]);
+    d.append(b"z").unwrap();
+    drop(d);
+    assert_eq!(DataDir::open(t.path()).unwrap().1.records, [b"z"]);
+}
+
+#[test]
+fn crash_before_old_generation_removed_uses_newest() {
+    let t = tempfile::tempdir().unwrap();
+    compacted_dir(t.path());
+    let j1 = fs::read(t.path().join("journal-1.log")).unwrap();
+    let s1 = fs::read(t.path().join("snapshot-1.bin")).unwrap();
+    let (mut d, _) = DataDir::open(t.path()).unwrap();
+    d.compact(b"two").unwrap();
+    d.append(b"after two").unwrap();
+    drop(d);
+    fs::write(t.path().join("journal-1.log"), &j1).unwrap();
+    fs::write(t.path().join("snapshot-1.bin"), &s1).unwrap();
+    let (_d, r) = DataDir::open(t.path()).unwrap();
+    assert_eq!(r.snapshot.as_deref(), Some(&b"two"[..]));
+    assert_eq!(r.records, [b"after two"]);
+    assert_eq!(names(t.path()), ["LOCK", "journal-2.log", "snapshot-2.bin"]);
+}
+
+#[test]
+fn files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("new-data-dir");
+    compacted_dir(&dir);
+    assert_eq!(
+        fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    for name in ["LOCK", "journal-1.log", "snapshot-1.bin"] {
+        let mode = fs::metadata(dir.join(name)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name}");
+    }
+}
+
+#[test]
+fn lock_held_by_another_process_is_store_in_use() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let t = tempfile::tempdir().unwrap();
+    drop(DataDir::open(t.path()).unwrap());
+    // flock(1) takes the same flock(2) lock that File::try_lock takes on Linux.
+    let mut child = Command::new("flock")
+        .args(["-n", "-x"])
+        .arg(t.path().join("LOCK"))
+        .args(["-c", "echo locked; read _ || true"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("flock(1) from util-linux is needed for this test");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+    let e = DataDir::open(t.path()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::StoreInUseException);
+    drop(child.stdin.take()); // EOF ends `read`, the child exits and releases the lock
+    assert!(child.wait().unwrap().success());
+    DataDir::open(t.path()).unwrap();
+}
