@@ -10,9 +10,15 @@
 pub mod crypto;
 pub mod error;
 pub mod hsm;
+pub mod keyring;
 pub mod kms;
 pub mod secret;
+pub mod service;
+pub mod state;
 pub mod store;
+pub mod tx;
 pub mod types;
+
+pub use service::{Kms, KmsConfig};
 
 pub use error::{ErrorKind, KmsError, Result};

@@ -1,8 +1,8 @@
 //! Types that hold secrets: key material, plaintexts, data keys and passwords.
 //!
 //! All of them zeroize their bytes when dropped, print as `<redacted>` under `Debug`, and
-//! implement neither `Clone` nor `Serialize`: copying a secret or writing it out must be an
-//! explicit, visible call (`duplicate`, `expose`).
+//! implement no `Clone`: copying a secret must be an explicit, visible call (`duplicate`,
+//! `expose`). Only `Password` serialises, because requests carry it to the daemon.
 
 use std::fmt;
 
@@ -170,6 +170,14 @@ impl Drop for Password {
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Password(<redacted>)")
+    }
+}
+
+/// Passwords travel inside requests (client to daemon), so they serialise; they never appear in
+/// responses, logs or `Debug` output.
+impl serde::Serialize for Password {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
     }
 }
 

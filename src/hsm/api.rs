@@ -1,0 +1,305 @@
+//! Requests and responses of the simulated CloudHSM (cloudhsmv2 and CloudHSM CLI shapes), with
+//! AWS's JSON member names.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Password;
+use crate::types::{
+    BackupId, BackupState, ClusterId, ClusterState, HsmId, HsmState, HsmUserRole, Timestamp,
+};
+
+/// CreateCluster.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateClusterRequest {
+    /// HSM type (default `hsm2m.medium`).
+    pub hsm_type: Option<String>,
+    /// kmscks: the availability zones to give the cluster a private subnet in (default: the
+    /// Region's `a` and `b` zones). AWS takes subnet ids; here subnets are simulated.
+    pub availability_zones: Vec<String>,
+    /// Restore from this backup (the cluster is then ACTIVE and related to the backup's).
+    pub source_backup_id: Option<BackupId>,
+    /// kmscks: the Region to create the cluster in (default: the configured Region; a cluster
+    /// restored from a backup lives in the backup's Region).
+    pub region: Option<String>,
+}
+
+/// CreateCluster / DeleteCluster / InitializeCluster response.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ClusterResponse {
+    /// The cluster.
+    pub cluster: ClusterDescription,
+}
+
+/// A cluster as DescribeClusters shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ClusterDescription {
+    /// Id.
+    pub cluster_id: ClusterId,
+    /// When it was created.
+    pub create_timestamp: Timestamp,
+    /// HSMs.
+    pub hsms: Vec<HsmDescription>,
+    /// HSM type.
+    pub hsm_type: String,
+    /// Security group.
+    pub security_group: String,
+    /// Source backup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_backup_id: Option<BackupId>,
+    /// State.
+    pub state: ClusterState,
+    /// Availability zone → subnet id.
+    pub subnet_mapping: BTreeMap<String, String>,
+    /// VPC id.
+    pub vpc_id: String,
+    /// Certificates.
+    pub certificates: Certificates,
+    /// kmscks: the Region the cluster is in.
+    pub region: String,
+}
+
+/// `Certificates` of a cluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Certificates {
+    /// The cluster's CSR, while UNINITIALIZED.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_csr: Option<String>,
+    /// The signed cluster certificate, once initialised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_certificate: Option<String>,
+}
+
+/// An HSM as DescribeClusters shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HsmDescription {
+    /// Zone.
+    pub availability_zone: String,
+    /// Cluster.
+    pub cluster_id: ClusterId,
+    /// Subnet.
+    pub subnet_id: String,
+    /// Network interface IP.
+    pub eni_ip: String,
+    /// Id.
+    pub hsm_id: HsmId,
+    /// State.
+    pub state: HsmState,
+    /// Why it is degraded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_message: Option<String>,
+}
+
+/// DescribeClusters.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DescribeClustersRequest {
+    /// Filters: `clusterIds`, `states` (AWS's filter names).
+    pub filters: BTreeMap<String, Vec<String>>,
+}
+
+/// DescribeClusters response.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeClustersResponse {
+    /// Matching clusters.
+    pub clusters: Vec<ClusterDescription>,
+}
+
+/// CreateHsm.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateHsmRequest {
+    /// Cluster.
+    pub cluster_id: String,
+    /// Zone, one of the cluster's subnets' zones.
+    pub availability_zone: String,
+}
+
+/// CreateHsm response.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HsmResponse {
+    /// The HSM.
+    pub hsm: HsmDescription,
+}
+
+/// DeleteHsm.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeleteHsmRequest {
+    /// Cluster.
+    pub cluster_id: String,
+    /// HSM.
+    pub hsm_id: String,
+}
+
+/// DeleteHsm response.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeleteHsmResponse {
+    /// The deleted HSM.
+    pub hsm_id: HsmId,
+}
+
+/// InitializeCluster.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InitializeClusterRequest {
+    /// Cluster.
+    pub cluster_id: String,
+    /// The cluster CSR signed by the user's CA (PEM).
+    pub signed_cert: String,
+    /// The CA's certificate (PEM).
+    pub trust_anchor: String,
+}
+
+/// InitializeCluster response.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InitializeClusterResponse {
+    /// New state (ACTIVE: kmscks folds the admin activation step in).
+    pub state: ClusterState,
+    /// Message.
+    pub state_message: String,
+    /// kmscks: the trust anchor, for the variant that generated the CA itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_anchor: Option<String>,
+}
+
+/// A backup as DescribeBackups shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BackupDescription {
+    /// Id.
+    pub backup_id: BackupId,
+    /// State.
+    pub backup_state: BackupState,
+    /// Source cluster.
+    pub cluster_id: ClusterId,
+    /// When it was taken.
+    pub create_timestamp: Timestamp,
+    /// Region.
+    pub region: String,
+    /// For copies: the backup it was copied from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_backup: Option<BackupId>,
+    /// For copies: the Region it was copied from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_region: Option<String>,
+}
+
+/// CopyBackupToRegion.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CopyBackupToRegionRequest {
+    /// Backup to copy.
+    pub backup_id: String,
+    /// Destination Region.
+    pub destination_region: String,
+}
+
+/// A CloudHSM user as `user list` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct UserDescription {
+    /// User name.
+    pub username: String,
+    /// Role.
+    pub role: HsmUserRole,
+    /// Whether the user is locked out.
+    pub locked: bool,
+    /// Always `false` in kmscks.
+    pub mfa: bool,
+    /// Whether a login session is open, and whose (`kms:<store id>` or `external`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logged_in: Option<String>,
+}
+
+/// `user create` / `user change-password`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UserRequest {
+    /// Cluster.
+    pub cluster_id: String,
+    /// User name.
+    pub username: String,
+    /// Role (create only).
+    #[serde(default)]
+    pub role: Option<HsmUserRole>,
+    /// Password.
+    pub password: Password,
+}
+
+/// A key object as `key list` shows it: metadata only, never the key bytes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct KeyObjectDescription {
+    /// Key handle.
+    pub key_reference: u64,
+    /// Label (the KMS key ARN).
+    pub label: String,
+    /// Owner.
+    pub owner: String,
+    /// `aes`.
+    pub key_type: String,
+    /// 256.
+    pub key_length_bits: u32,
+    /// Always false.
+    pub extractable: bool,
+    /// Always true (persistent).
+    pub token: bool,
+    /// HSMs holding a replica.
+    pub hsms: Vec<HsmId>,
+}
+
+/// A fault to inject into a cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Fault {
+    /// The HSM fails (DEGRADED, no longer serves).
+    HsmLost(HsmId),
+    /// The network between KMS and the cluster goes down.
+    NetworkDown,
+    /// The network comes back.
+    NetworkRestored,
+    /// Every KMS-side call to the cluster fails internally (until cleared).
+    InternalError(bool),
+    /// A user's password is changed behind KMS's back.
+    PasswordChanged {
+        /// User.
+        username: String,
+    },
+    /// A user is locked out (as after five failed logins).
+    UserLockedOut {
+        /// User.
+        username: String,
+    },
+    /// Somebody logs in as the user from elsewhere (CloudHSM CLI).
+    UserLoggedInElsewhere {
+        /// User.
+        username: String,
+    },
+    /// The subnet of a zone is deleted.
+    SubnetDeleted {
+        /// Zone.
+        availability_zone: String,
+    },
+    /// The subnet of a zone runs out of free IP addresses.
+    SubnetFull {
+        /// Zone.
+        availability_zone: String,
+    },
+    /// The cluster security group loses its self-referencing rule.
+    SecurityGroupBroken,
+    /// A key object is deleted from the cluster (as a CU could, with `deleteKey`).
+    KeyObjectDeleted {
+        /// Handle.
+        handle: u64,
+    },
+}

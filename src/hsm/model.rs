@@ -1,0 +1,232 @@
+//! The simulated CloudHSM side as data: clusters, HSMs, users, key objects, backups, audit
+//! records. Plain serialisable values; the operations that change them live in `ops.rs`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{
+    BackupId, BackupState, ClusterId, ClusterState, HsmId, HsmState, HsmUserRole, SubnetId,
+    Timestamp,
+};
+
+/// A CloudHSM cluster (without its users, key objects and audit streams, which are kept
+/// beside it so that a change to one of them does not rewrite the cluster).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    /// `cluster-…`.
+    pub id: ClusterId,
+    /// The Region the cluster lives in.
+    pub region: String,
+    /// Lifecycle state.
+    pub state: ClusterState,
+    /// HSM type, e.g. `hsm2m.medium`.
+    pub hsm_type: String,
+    /// When it was created.
+    pub created: Timestamp,
+    /// Private subnets, one per availability zone.
+    pub subnets: BTreeMap<String, Subnet>,
+    /// The cluster security group `sg-…`.
+    pub security_group: String,
+    /// Whether the security group still allows TCP 2223–2225 to and from itself.
+    pub security_group_ok: bool,
+    /// The HSMs, by id.
+    pub hsms: BTreeMap<HsmId, Hsm>,
+    /// Certificates and identity, filled in as the cluster is initialised.
+    pub pki: ClusterPki,
+    /// Name of the wrapping-key file that protects this cluster's key objects. Clusters
+    /// restored from a backup share the key of the backup's lineage.
+    pub wrapping_key: String,
+    /// The next key handle to hand out.
+    pub next_handle: u64,
+    /// The backup this cluster was created from, if any.
+    pub source_backup: Option<BackupId>,
+    /// Injected faults currently in force.
+    pub faults: ClusterFaults,
+}
+
+impl Cluster {
+    /// HSMs in state ACTIVE.
+    pub fn active_hsms(&self) -> impl Iterator<Item = &Hsm> {
+        self.hsms.values().filter(|h| h.state == HsmState::Active)
+    }
+
+    /// Number of distinct availability zones among active HSMs.
+    pub fn active_zones(&self) -> usize {
+        let mut zones: Vec<&str> = self
+            .active_hsms()
+            .map(|h| h.availability_zone.as_str())
+            .collect();
+        zones.sort_unstable();
+        zones.dedup();
+        zones.len()
+    }
+}
+
+/// A subnet of the cluster's VPC.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Subnet {
+    /// `subnet-…`.
+    pub id: SubnetId,
+    /// Whether the subnet has been deleted (a fault).
+    pub deleted: bool,
+    /// Free IP addresses left (KMS needs one per subnet to connect).
+    pub free_addresses: u32,
+}
+
+/// Certificates of a cluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterPki {
+    /// The cluster's CSR, offered once the first HSM exists (PEM).
+    pub csr: Option<String>,
+    /// The signed cluster certificate: equal certificates mean related clusters (PEM).
+    pub cluster_certificate: Option<String>,
+    /// The user's CA certificate (`customerCA.crt`, PEM).
+    pub trust_anchor: Option<String>,
+    /// The cluster's private key (PKCS#8), wrapped under the cluster's wrapping key.
+    pub wrapped_identity_key: Option<Vec<u8>>,
+}
+
+/// Injected faults of a cluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterFaults {
+    /// The network between KMS and the cluster is gone.
+    pub network_down: bool,
+    /// Every KMS-side call to the cluster fails internally.
+    pub internal_error: bool,
+}
+
+/// One HSM of a cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hsm {
+    /// `hsm-…`.
+    pub id: HsmId,
+    /// Availability zone, e.g. `us-east-1a`.
+    pub availability_zone: String,
+    /// Subnet the HSM's network interface is in.
+    pub subnet_id: SubnetId,
+    /// The HSM's private IP address.
+    pub eni_ip: String,
+    /// Lifecycle state.
+    pub state: HsmState,
+    /// Why the HSM is not active, for DEGRADED HSMs.
+    pub state_message: Option<String>,
+}
+
+/// Who holds a user's login session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionHolder {
+    /// KMS, on behalf of the custom key store with this id.
+    Kms(String),
+    /// Somebody else (a CloudHSM CLI session).
+    External,
+}
+
+/// A salted PBKDF2-HMAC-SHA256 password hash.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordHash {
+    /// Random salt.
+    pub salt: [u8; 16],
+    /// PBKDF2 iterations.
+    pub iterations: u32,
+    /// Derived bytes.
+    pub hash: [u8; 32],
+}
+
+impl std::fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordHash(<redacted>)")
+    }
+}
+
+/// A CloudHSM user (present on every HSM of the cluster).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HsmUser {
+    /// User name, e.g. `kmsuser`.
+    pub username: String,
+    /// Role.
+    pub role: HsmUserRole,
+    /// Password hash.
+    pub password: PasswordHash,
+    /// Failed logins since the last successful one; the user is locked at 5.
+    pub failed_logins: u32,
+    /// The open login session, if any.
+    pub session: Option<SessionHolder>,
+}
+
+impl HsmUser {
+    /// Whether the user is locked out.
+    pub fn locked_out(&self) -> bool {
+        self.failed_logins >= crate::types::limits::MAX_FAILED_LOGINS
+    }
+}
+
+/// A persistent, non-extractable AES-256 key object, replicated on every HSM of its cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyObject {
+    /// Numeric key handle.
+    pub handle: u64,
+    /// `OBJ_ATTR_LABEL`: the KMS key ARN.
+    pub label: String,
+    /// Owner user name (`kmsuser` for KMS keys).
+    pub owner: String,
+    /// The 32-byte material, wrapped under the cluster's wrapping key (never stored plain).
+    pub wrapped: Vec<u8>,
+    /// When it was generated.
+    pub created: Timestamp,
+}
+
+impl KeyObject {
+    /// The additional data binding a wrapped object to its wrapping key and handle.
+    pub fn wrap_aad(wrapping_key: &str, handle: u64) -> Vec<u8> {
+        format!("kmscks key object {wrapping_key}/{handle}").into_bytes()
+    }
+}
+
+/// A cluster backup, in its Region. Holds what a restored cluster needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Backup {
+    /// `backup-…`.
+    pub id: BackupId,
+    /// State.
+    pub state: BackupState,
+    /// Region the backup is in.
+    pub region: String,
+    /// The cluster it was taken of.
+    pub cluster_id: ClusterId,
+    /// When it was taken.
+    pub created: Timestamp,
+    /// HSM type of the source cluster.
+    pub hsm_type: String,
+    /// Certificates of the source cluster (the cluster certificate is what relates restores).
+    pub pki: ClusterPki,
+    /// Wrapping key the objects are wrapped under.
+    pub wrapping_key: String,
+    /// Users at backup time (sessions dropped).
+    pub users: Vec<HsmUser>,
+    /// Key objects at backup time.
+    pub objects: Vec<KeyObject>,
+    /// Next handle at backup time.
+    pub next_handle: u64,
+    /// For copies: the backup and Region this one was copied from.
+    pub copied_from: Option<(BackupId, String)>,
+}
+
+/// One record of an HSM's audit log (CloudHSM audit log format, simplified).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Gap-free sequence number within the HSM's stream, from 0.
+    pub sequence: u64,
+    /// Time.
+    pub time: Timestamp,
+    /// Opcode name, e.g. `CN_LOGIN`.
+    pub opcode: String,
+    /// Opcode number, e.g. 0xd.
+    pub opcode_id: u32,
+    /// `SUCCESS` or a failure reason.
+    pub response: String,
+    /// User the command ran as or acted on.
+    pub user: Option<String>,
+    /// Key handle, for key commands.
+    pub key_handle: Option<u64>,
+}

@@ -1,0 +1,189 @@
+//! Aliases: CreateAlias, UpdateAlias, DeleteAlias, ListAliases (spec §4.3).
+
+use crate::err;
+use crate::error::Result;
+use crate::kms::api::*;
+use crate::kms::keys::{authorize, require_root, resolve_id};
+use crate::kms::model::{Alias, Key, Lifecycle};
+use crate::kms::paging;
+use crate::state::Change;
+use crate::tx::Tx;
+use crate::types::limits::*;
+
+/// Checks AWS's alias naming rules.
+pub fn check_name(name: &str) -> Result<()> {
+    let n = name.chars().count();
+    if n < ALIAS_NAME_LEN.0 || n > ALIAS_NAME_LEN.1 {
+        return Err(err!(
+            InvalidAliasNameException,
+            "Alias name must be {} to {} characters long",
+            ALIAS_NAME_LEN.0,
+            ALIAS_NAME_LEN.1
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'_' | b'-'))
+    {
+        return Err(err!(
+            InvalidAliasNameException,
+            "Alias name {name} may contain only letters, digits, ':', '/', '_' and '-'"
+        ));
+    }
+    if !name.starts_with("alias/") || name.len() == "alias/".len() {
+        return Err(err!(
+            InvalidAliasNameException,
+            "Alias name {name} must begin with alias/ followed by a name"
+        ));
+    }
+    if name.starts_with("alias/aws/") {
+        return Err(err!(
+            InvalidAliasNameException,
+            "Alias name {name} uses the reserved prefix alias/aws/"
+        ));
+    }
+    Ok(())
+}
+
+fn usable_target<'s>(tx: &Tx<'s>, target: &str, op: &str) -> Result<&'s Key> {
+    let key = resolve_id(tx.state, tx.scope, target)?;
+    authorize(tx, key, op)?;
+    if matches!(key.lifecycle, Lifecycle::PendingDeletion { .. }) {
+        return Err(err!(
+            KMSInvalidStateException,
+            "{} is pending deletion.",
+            tx.scope.key_arn(&key.id)
+        ));
+    }
+    Ok(key)
+}
+
+fn aliases_of(tx: &Tx<'_>, key: &Key) -> usize {
+    tx.state
+        .aliases
+        .values()
+        .filter(|a| a.target == key.id)
+        .count()
+}
+
+/// CreateAlias.
+pub fn create(tx: &mut Tx<'_>, req: &AliasRequest) -> Result<Empty> {
+    check_name(&req.alias_name)?;
+    if tx.state.aliases.contains_key(&req.alias_name) {
+        return Err(err!(
+            AlreadyExistsException,
+            "An alias with the name {} already exists",
+            tx.scope.alias_arn(&req.alias_name)
+        ));
+    }
+    let key = usable_target(tx, &req.target_key_id, "CreateAlias")?;
+    if aliases_of(tx, key) >= MAX_ALIASES_PER_KEY {
+        return Err(err!(
+            LimitExceededException,
+            "A KMS key can have at most {MAX_ALIASES_PER_KEY} aliases"
+        ));
+    }
+    let alias = Alias {
+        name: req.alias_name.clone(),
+        target: key.id,
+        created: tx.now,
+        last_updated: tx.now,
+    };
+    tx.push(Change::PutAlias(alias));
+    Ok(Empty {})
+}
+
+/// UpdateAlias: re-points an existing alias at another key of the same type and usage.
+pub fn update(tx: &mut Tx<'_>, req: &AliasRequest) -> Result<Empty> {
+    check_name(&req.alias_name)?;
+    let alias = tx
+        .state
+        .aliases
+        .get(&req.alias_name)
+        .ok_or_else(|| {
+            err!(
+                NotFoundException,
+                "Alias {} is not found.",
+                tx.scope.alias_arn(&req.alias_name)
+            )
+        })?
+        .clone();
+    if let Some(current) = tx.state.keys.get(&alias.target) {
+        authorize(tx, current, "UpdateAlias")?;
+    }
+    let key = usable_target(tx, &req.target_key_id, "UpdateAlias")?;
+    if let Some(current) = tx.state.keys.get(&alias.target) {
+        if current.spec != key.spec || current.usage != key.usage {
+            return Err(err!(
+                ValidationException,
+                "The new target key must have the same key spec and key usage as the current one"
+            ));
+        }
+    }
+    if key.id != alias.target && aliases_of(tx, key) >= MAX_ALIASES_PER_KEY {
+        return Err(err!(
+            LimitExceededException,
+            "A KMS key can have at most {MAX_ALIASES_PER_KEY} aliases"
+        ));
+    }
+    let alias = Alias {
+        target: key.id,
+        last_updated: tx.now,
+        ..alias
+    };
+    tx.push(Change::PutAlias(alias));
+    Ok(Empty {})
+}
+
+/// DeleteAlias.
+pub fn delete(tx: &mut Tx<'_>, req: &DeleteAliasRequest) -> Result<Empty> {
+    let alias = tx.state.aliases.get(&req.alias_name).ok_or_else(|| {
+        err!(
+            NotFoundException,
+            "Alias {} is not found.",
+            tx.scope.alias_arn(&req.alias_name)
+        )
+    })?;
+    if let Some(key) = tx.state.keys.get(&alias.target) {
+        authorize(tx, key, "DeleteAlias")?;
+    }
+    tx.push(Change::DeleteAlias(req.alias_name.clone()));
+    Ok(Empty {})
+}
+
+/// ListAliases, for one key or for the account.
+pub fn list(tx: &Tx<'_>, req: &ListRequest) -> Result<ListAliasesResponse> {
+    let limit = paging::limit(req.limit, LIST_ALIASES_LIMIT, LIST_ALIASES_DEFAULT)?;
+    let only = match &req.key_id {
+        Some(k) => {
+            let key = resolve_id(tx.state, tx.scope, k)?;
+            authorize(tx, key, "ListAliases")?;
+            Some(key.id)
+        }
+        None => {
+            require_root(tx, "ListAliases")?;
+            None
+        }
+    };
+    let items = tx
+        .state
+        .aliases
+        .values()
+        .filter(|a| only.is_none_or(|k| a.target == k))
+        .map(|a| {
+            let entry = AliasListEntry {
+                alias_name: a.name.clone(),
+                alias_arn: tx.scope.alias_arn(&a.name),
+                target_key_id: a.target.to_string(),
+                creation_date: a.created,
+                last_updated_date: a.last_updated,
+            };
+            (a.name.clone(), entry)
+        });
+    let page = paging::page("aliases", items, limit, req.marker.as_deref())?;
+    Ok(ListAliasesResponse {
+        truncated: page.truncated(),
+        next_marker: page.next_marker,
+        aliases: page.items,
+    })
+}

@@ -1,0 +1,437 @@
+//! Requests and responses of the KMS operations, with AWS's JSON member names, so that the
+//! socket, C and HTTP layers can serialise them unchanged.
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Password;
+use crate::types::{
+    ConnectionErrorCode, ConnectionState, CustomKeyStoreType, EncryptionAlgorithm, KeyManager,
+    KeySpec, KeyState, KeyUsage, Origin, Timestamp,
+};
+
+/// An empty response (`{}`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// CreateCustomKeyStore.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateCustomKeyStoreRequest {
+    /// Unique name.
+    pub custom_key_store_name: String,
+    /// Backing cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud_hsm_cluster_id: Option<String>,
+    /// The cluster's trust anchor (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_anchor_certificate: Option<String>,
+    /// kmsuser's current password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_store_password: Option<Password>,
+    /// `AWS_CLOUDHSM` (default) or `EXTERNAL_KEY_STORE` (refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_key_store_type: Option<CustomKeyStoreType>,
+}
+
+/// CreateCustomKeyStore response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateCustomKeyStoreResponse {
+    /// The new (or identical existing) store's id.
+    pub custom_key_store_id: String,
+}
+
+/// A request that names one custom key store (Connect, Disconnect, Delete).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CustomKeyStoreIdRequest {
+    /// The store.
+    pub custom_key_store_id: String,
+}
+
+/// DescribeCustomKeyStores.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DescribeCustomKeyStoresRequest {
+    /// Only this store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_key_store_id: Option<String>,
+    /// Only the store with this name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_key_store_name: Option<String>,
+    /// Page size, 1–1000.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// From a previous `NextMarker`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
+}
+
+/// One entry of DescribeCustomKeyStores.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CustomKeyStoreEntry {
+    /// Id.
+    pub custom_key_store_id: String,
+    /// Name.
+    pub custom_key_store_name: String,
+    /// Backing cluster.
+    pub cloud_hsm_cluster_id: String,
+    /// Trust anchor (PEM).
+    pub trust_anchor_certificate: String,
+    /// Connection state.
+    pub connection_state: ConnectionState,
+    /// Only while FAILED.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_error_code: Option<ConnectionErrorCode>,
+    /// When it was created.
+    pub creation_date: Timestamp,
+    /// Always `AWS_CLOUDHSM`.
+    pub custom_key_store_type: CustomKeyStoreType,
+}
+
+/// DescribeCustomKeyStores response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeCustomKeyStoresResponse {
+    /// The stores.
+    pub custom_key_stores: Vec<CustomKeyStoreEntry>,
+    /// Where the next page starts, when truncated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+    /// Whether there are more.
+    pub truncated: bool,
+}
+
+/// UpdateCustomKeyStore.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct UpdateCustomKeyStoreRequest {
+    /// The store.
+    pub custom_key_store_id: String,
+    /// New name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_custom_key_store_name: Option<String>,
+    /// kmsuser's current password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_store_password: Option<Password>,
+    /// A related cluster to move to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud_hsm_cluster_id: Option<String>,
+}
+
+/// A tag.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Tag {
+    /// Key, 1–128 characters.
+    pub tag_key: String,
+    /// Value, 0–256 characters.
+    pub tag_value: String,
+}
+
+/// CreateKey.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateKeyRequest {
+    /// Key policy (default policy when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// Description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Must be absent or ENCRYPT_DECRYPT in kmscks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_usage: Option<KeyUsage>,
+    /// Deprecated twin of KeySpec.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_master_key_spec: Option<KeySpec>,
+    /// Must be absent or SYMMETRIC_DEFAULT in kmscks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_spec: Option<KeySpec>,
+    /// AWS_KMS (default) or AWS_CLOUDHSM (with a store id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+    /// The custom key store to create the key in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_key_store_id: Option<String>,
+    /// Skip the lockout safety check.
+    pub bypass_policy_lockout_safety_check: bool,
+    /// Tags.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Tag>,
+    /// Must be absent or false in kmscks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_region: Option<bool>,
+}
+
+/// KeyMetadata, as DescribeKey and CreateKey return it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyMetadata {
+    /// Account.
+    #[serde(rename = "AWSAccountId")]
+    pub aws_account_id: String,
+    /// Key id.
+    pub key_id: String,
+    /// Key ARN.
+    pub arn: String,
+    /// When it was created.
+    pub creation_date: Timestamp,
+    /// True only when KeyState is Enabled.
+    pub enabled: bool,
+    /// Description.
+    pub description: String,
+    /// Usage.
+    pub key_usage: KeyUsage,
+    /// State.
+    pub key_state: KeyState,
+    /// Only while PendingDeletion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletion_date: Option<Timestamp>,
+    /// Origin.
+    pub origin: Origin,
+    /// Store, for custom key store keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_key_store_id: Option<String>,
+    /// The store's cluster, for custom key store keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud_hsm_cluster_id: Option<String>,
+    /// CUSTOMER.
+    pub key_manager: KeyManager,
+    /// Deprecated twin of KeySpec.
+    pub customer_master_key_spec: KeySpec,
+    /// Spec.
+    pub key_spec: KeySpec,
+    /// `["SYMMETRIC_DEFAULT"]`.
+    pub encryption_algorithms: Vec<EncryptionAlgorithm>,
+    /// False.
+    pub multi_region: bool,
+}
+
+/// CreateKey / DescribeKey response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyMetadataResponse {
+    /// The key.
+    pub key_metadata: KeyMetadata,
+}
+
+/// A request that names one key (DescribeKey, EnableKey, DisableKey, CancelKeyDeletion, the
+/// rotation operations…).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct KeyIdRequest {
+    /// The key.
+    pub key_id: String,
+    /// Grant tokens (accepted, checked for shape).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub grant_tokens: Vec<String>,
+}
+
+/// A response that names one key by ARN (CancelKeyDeletion).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyIdResponse {
+    /// The key ARN.
+    pub key_id: String,
+}
+
+/// ListKeys / ListAliases-style paging.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ListRequest {
+    /// Only for this key (ListAliases, ListResourceTags, ListKeyPolicies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Page size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// From a previous `NextMarker`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
+}
+
+/// One entry of ListKeys.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyListEntry {
+    /// Key id.
+    pub key_id: String,
+    /// Key ARN.
+    pub key_arn: String,
+}
+
+/// ListKeys response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListKeysResponse {
+    /// Keys.
+    pub keys: Vec<KeyListEntry>,
+    /// Next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+    /// More to come.
+    pub truncated: bool,
+}
+
+/// UpdateKeyDescription.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateKeyDescriptionRequest {
+    /// The key.
+    pub key_id: String,
+    /// New description.
+    pub description: String,
+}
+
+/// ScheduleKeyDeletion.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ScheduleKeyDeletionRequest {
+    /// The key.
+    pub key_id: String,
+    /// 7–30 days, default 30.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_window_in_days: Option<u32>,
+}
+
+/// ScheduleKeyDeletion response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScheduleKeyDeletionResponse {
+    /// Key ARN.
+    pub key_id: String,
+    /// When it will be deleted.
+    pub deletion_date: Timestamp,
+    /// PendingDeletion.
+    pub key_state: KeyState,
+    /// The waiting period.
+    pub pending_window_in_days: u32,
+}
+
+/// CreateAlias / UpdateAlias.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AliasRequest {
+    /// `alias/…`.
+    pub alias_name: String,
+    /// The key (id or ARN).
+    pub target_key_id: String,
+}
+
+/// DeleteAlias.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeleteAliasRequest {
+    /// `alias/…`.
+    pub alias_name: String,
+}
+
+/// One entry of ListAliases.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AliasListEntry {
+    /// Name.
+    pub alias_name: String,
+    /// ARN.
+    pub alias_arn: String,
+    /// Key id.
+    pub target_key_id: String,
+    /// Created.
+    pub creation_date: Timestamp,
+    /// Last re-pointed.
+    pub last_updated_date: Timestamp,
+}
+
+/// ListAliases response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListAliasesResponse {
+    /// Aliases.
+    pub aliases: Vec<AliasListEntry>,
+    /// Next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+    /// More to come.
+    pub truncated: bool,
+}
+
+/// TagResource.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagResourceRequest {
+    /// The key.
+    pub key_id: String,
+    /// Tags to add or overwrite.
+    pub tags: Vec<Tag>,
+}
+
+/// UntagResource.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UntagResourceRequest {
+    /// The key.
+    pub key_id: String,
+    /// Tag keys to remove.
+    pub tag_keys: Vec<String>,
+}
+
+/// ListResourceTags response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListResourceTagsResponse {
+    /// Tags.
+    pub tags: Vec<Tag>,
+    /// Next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+    /// More to come.
+    pub truncated: bool,
+}
+
+/// PutKeyPolicy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PutKeyPolicyRequest {
+    /// The key.
+    pub key_id: String,
+    /// Only `default`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_name: Option<String>,
+    /// The policy document.
+    pub policy: String,
+    /// Skip the lockout safety check.
+    pub bypass_policy_lockout_safety_check: bool,
+}
+
+/// GetKeyPolicy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct GetKeyPolicyRequest {
+    /// The key.
+    pub key_id: String,
+    /// Only `default`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_name: Option<String>,
+}
+
+/// GetKeyPolicy response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetKeyPolicyResponse {
+    /// The policy document.
+    pub policy: String,
+    /// `default`.
+    pub policy_name: String,
+}
+
+/// ListKeyPolicies response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListKeyPoliciesResponse {
+    /// `["default"]`.
+    pub policy_names: Vec<String>,
+    /// Always false.
+    pub truncated: bool,
+}

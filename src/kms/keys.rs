@@ -1,0 +1,629 @@
+//! KMS key operations: create, describe, list, enable/disable, deletion, description, key
+//! policies, and the deletion that happens when a waiting period ends (spec §4.1–4.3, §4.5).
+
+use serde_json::json;
+
+use crate::err;
+use crate::error::Result;
+use crate::hsm::ops as hsm;
+use crate::keyring::MASTER_KEY;
+use crate::kms::api::*;
+use crate::kms::model::{Backing, Key, Lifecycle};
+use crate::kms::policy::{self, KeyPolicy};
+use crate::kms::stores::{self, check_two_zones};
+use crate::kms::{paging, tags, trail};
+use crate::secret::KeyMaterial;
+use crate::state::{Change, State};
+use crate::tx::Tx;
+use crate::types::limits::*;
+use crate::types::*;
+use crate::KmsError;
+
+/// Whether the store behind a key (if any) is connected.
+pub fn store_connected(state: &State, key: &Key) -> bool {
+    match key.store() {
+        None => true,
+        Some(s) => state
+            .stores
+            .get(s)
+            .is_some_and(|s| s.state == ConnectionState::Connected),
+    }
+}
+
+/// The key's visible state.
+pub fn key_state(state: &State, key: &Key) -> KeyState {
+    key.state(store_connected(state, key))
+}
+
+/// AAD binding a default-store key's wrapped material to its key id.
+pub fn default_material_aad(id: &KeyId) -> Vec<u8> {
+    format!("kmscks default key {id}").into_bytes()
+}
+
+/// Finds a key from a key id, key ARN, alias name or alias ARN.
+pub fn resolve<'s>(state: &'s State, scope: &Scope, text: &str) -> Result<&'s Key> {
+    match scope.parse_key_ref(text)? {
+        KeyRef::Id(id) => by_id(state, scope, &id),
+        KeyRef::Alias(name) => {
+            let alias = state.aliases.get(&name).ok_or_else(|| {
+                err!(
+                    NotFoundException,
+                    "Alias {} is not found.",
+                    scope.alias_arn(&name)
+                )
+            })?;
+            by_id(state, scope, &alias.target)
+        }
+    }
+}
+
+/// Finds a key from a key id or key ARN only (management operations).
+pub fn resolve_id<'s>(state: &'s State, scope: &Scope, text: &str) -> Result<&'s Key> {
+    let id = scope.parse_key_id(text)?;
+    by_id(state, scope, &id)
+}
+
+fn by_id<'s>(state: &'s State, scope: &Scope, id: &KeyId) -> Result<&'s Key> {
+    state.keys.get(id).ok_or_else(|| {
+        err!(
+            NotFoundException,
+            "Key '{}' does not exist",
+            scope.key_arn(id)
+        )
+    })
+}
+
+/// Checks that the key policy lets the transaction's principal perform `kms:<operation>`.
+pub fn authorize(tx: &Tx<'_>, key: &Key, operation: &str) -> Result<()> {
+    let arn = tx.scope.key_arn(&key.id);
+    let action = format!("kms:{operation}");
+    let allowed = KeyPolicy::parse(&key.policy)
+        .map(|p| p.allows(tx.principal, &action, &arn))
+        .unwrap_or(false);
+    if allowed {
+        Ok(())
+    } else {
+        Err(access_denied(tx.principal, &action, &arn))
+    }
+}
+
+/// AWS's AccessDeniedException wording for a key-policy refusal.
+pub fn access_denied(principal: &str, action: &str, arn: &str) -> KmsError {
+    err!(
+        AccessDeniedException,
+        "User: {principal} is not authorized to perform: {action} on resource: {arn} because no resource-based policy allows the {action} action"
+    )
+}
+
+/// Account-level operations (creating keys and stores, listing, cluster administration) are for
+/// the account root only: there is no IAM to grant them to anyone else.
+pub fn require_root(tx: &Tx<'_>, operation: &str) -> Result<()> {
+    if tx.principal == tx.scope.root_principal() {
+        Ok(())
+    } else {
+        Err(err!(
+            AccessDeniedException,
+            "User: {} is not authorized to perform: kms:{operation} because only the account root may perform account-level operations",
+            tx.principal
+        ))
+    }
+}
+
+fn pending_deletion(tx: &Tx<'_>, key: &Key) -> KmsError {
+    err!(
+        KMSInvalidStateException,
+        "{} is pending deletion.",
+        tx.scope.key_arn(&key.id)
+    )
+}
+
+fn refuse_if_pending(tx: &Tx<'_>, key: &Key) -> Result<()> {
+    match key.lifecycle {
+        Lifecycle::PendingDeletion { .. } => Err(pending_deletion(tx, key)),
+        _ => Ok(()),
+    }
+}
+
+/// Checks grant tokens for shape (kmscks has no grants, but refuses malformed tokens as AWS).
+pub fn check_grant_tokens(tokens: &[String]) -> Result<()> {
+    if tokens.len() > MAX_GRANT_TOKENS {
+        return Err(KmsError::validation(
+            tokens.len(),
+            "grantTokens",
+            &format!("Member must have length less than or equal to {MAX_GRANT_TOKENS}"),
+        ));
+    }
+    if tokens.iter().any(|t| t.is_empty() || t.len() > 8192) {
+        return Err(err!(
+            InvalidGrantTokenException,
+            "A grant token must be 1 to 8192 characters long"
+        ));
+    }
+    Ok(())
+}
+
+/// KeyMetadata of a key as DescribeKey shows it.
+pub fn metadata(state: &State, scope: &Scope, key: &Key) -> KeyMetadata {
+    let st = key_state(state, key);
+    let store = key.store().and_then(|s| state.stores.get(s));
+    KeyMetadata {
+        aws_account_id: scope.account_id.clone(),
+        key_id: key.id.to_string(),
+        arn: scope.key_arn(&key.id),
+        creation_date: key.created,
+        enabled: st == KeyState::Enabled,
+        description: key.description.clone(),
+        key_usage: key.usage,
+        key_state: st,
+        deletion_date: key.deletion_date(),
+        origin: key.origin,
+        custom_key_store_id: key.store().map(|s| s.to_string()),
+        cloud_hsm_cluster_id: store.map(|s| s.cluster_id.to_string()),
+        key_manager: KeyManager::Customer,
+        customer_master_key_spec: key.spec,
+        key_spec: key.spec,
+        encryption_algorithms: vec![EncryptionAlgorithm::SymmetricDefault],
+        multi_region: false,
+    }
+}
+
+fn check_description(d: &str) -> Result<()> {
+    let n = d.chars().count();
+    if n > DESCRIPTION_LEN.1 {
+        return Err(KmsError::validation(
+            format!("{n} characters"),
+            "description",
+            &format!(
+                "Member must have length less than or equal to {}",
+                DESCRIPTION_LEN.1
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a policy document and, unless bypassed, checks that it keeps the caller able to
+/// change it.
+fn accept_policy(tx: &Tx<'_>, text: &str, key_arn: &str, bypass: bool) -> Result<()> {
+    let parsed = KeyPolicy::parse(text)?;
+    if !bypass {
+        parsed.check_lockout_safety(tx.principal, key_arn)?;
+    }
+    Ok(())
+}
+
+/// What CreateKey made: the response and the new key's material, for the data plane.
+pub struct Created {
+    /// The response.
+    pub response: KeyMetadataResponse,
+    /// The key's material.
+    pub material: KeyMaterial,
+}
+
+/// CreateKey in the default key store or in a custom key store.
+pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
+    require_root(tx, "CreateKey")?;
+    let in_store = req.custom_key_store_id.is_some();
+    let where_ = if in_store {
+        "in a custom key store"
+    } else {
+        "in kmscks"
+    };
+    let spec = match (req.key_spec, req.customer_master_key_spec) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(err!(
+                ValidationException,
+                "KeySpec and CustomerMasterKeySpec differ; specify only KeySpec"
+            ))
+        }
+        (Some(s), _) | (None, Some(s)) => s,
+        (None, None) => KeySpec::SymmetricDefault,
+    };
+    if spec != KeySpec::SymmetricDefault {
+        return Err(err!(
+            UnsupportedOperationException,
+            "KeySpec {spec} is not supported {where_}; only SYMMETRIC_DEFAULT keys are"
+        ));
+    }
+    let usage = req.key_usage.unwrap_or(KeyUsage::EncryptDecrypt);
+    if usage != KeyUsage::EncryptDecrypt {
+        return Err(err!(
+            UnsupportedOperationException,
+            "KeyUsage {usage} is not supported {where_}; only ENCRYPT_DECRYPT is"
+        ));
+    }
+    if req.multi_region == Some(true) {
+        return Err(err!(
+            UnsupportedOperationException,
+            "Multi-Region keys are not supported {where_}"
+        ));
+    }
+    let origin = req.origin.unwrap_or(if in_store {
+        Origin::AwsCloudhsm
+    } else {
+        Origin::AwsKms
+    });
+    match (origin, in_store) {
+        (Origin::AwsKms, false) | (Origin::AwsCloudhsm, true) => {}
+        (Origin::AwsCloudhsm, false) => {
+            return Err(err!(
+                UnsupportedOperationException,
+                "Origin AWS_CLOUDHSM requires a CustomKeyStoreId"
+            ))
+        }
+        (Origin::AwsKms, true) => {
+            return Err(err!(
+                UnsupportedOperationException,
+                "A key in a custom key store must have Origin AWS_CLOUDHSM"
+            ))
+        }
+        (o, _) => {
+            return Err(err!(
+                UnsupportedOperationException,
+                "Origin {o} is not supported {where_}"
+            ))
+        }
+    }
+    if let Some(d) = &req.description {
+        check_description(d)?;
+    }
+    let new_tags = tags::validate_new(&req.tags)?;
+    if new_tags.len() > MAX_TAGS_PER_KEY {
+        return Err(err!(
+            LimitExceededException,
+            "A KMS key can have at most {MAX_TAGS_PER_KEY} tags"
+        ));
+    }
+    if tx.state.keys.len() >= MAX_KEYS {
+        return Err(err!(
+            LimitExceededException,
+            "You have reached the limit of {MAX_KEYS} KMS keys"
+        ));
+    }
+    let id = KeyId::generate();
+    let arn = tx.scope.key_arn(&id);
+    let policy = match &req.policy {
+        Some(p) => {
+            accept_policy(tx, p, &arn, req.bypass_policy_lockout_safety_check)?;
+            p.clone()
+        }
+        None => policy::default_policy(tx.scope),
+    };
+
+    let (backing, material, extra) = match &req.custom_key_store_id {
+        None => {
+            let material = KeyMaterial::generate();
+            let wrapped = tx
+                .keys
+                .wrap_key(MASTER_KEY, &default_material_aad(&id), &material)?;
+            (Backing::Default { wrapped }, material, json!({}))
+        }
+        Some(store_id) => {
+            let s = stores::store(tx.state, store_id)?.clone();
+            if s.state != ConnectionState::Connected {
+                return Err(err!(
+                    CustomKeyStoreInvalidStateException,
+                    "Custom key store {} is {}; it must be CONNECTED to create keys in it",
+                    s.id,
+                    s.state
+                ));
+            }
+            let c = hsm::reachability(tx.state, &s.cluster_id, &tx.scope.region).map_err(|code| {
+                err!(KMSInvalidStateException, "KMS cannot communicate with the CloudHSM cluster {} of custom key store {} ({code})", s.cluster_id, s.id)
+            })?;
+            check_two_zones(c)?;
+            if !hsm::kms_logged_in(tx.state, &s.cluster_id, &s.id) {
+                return Err(err!(KMSInternalException, "KMS is not logged in to CloudHSM cluster {} as kmsuser; disconnect and reconnect the custom key store", s.cluster_id));
+            }
+            let (handle, material) = hsm::kms_generate_key(tx, &s.cluster_id, &arn)?;
+            let backing_key_id = backing_key_id(handle, &arn);
+            let extra = json!({
+                "customKeyStoreId": s.id.as_str(),
+                "clusterId": s.cluster_id.as_str(),
+                "backingKey": json!({"keyHandle": handle.to_string(), "backingKeyId": backing_key_id}).to_string(),
+            });
+            (
+                Backing::CloudHsm {
+                    store: s.id.clone(),
+                    handle,
+                    backing_key_id,
+                },
+                material,
+                extra,
+            )
+        }
+    };
+    let key = Key {
+        id,
+        created: tx.now,
+        description: req.description.clone().unwrap_or_default(),
+        lifecycle: Lifecycle::Enabled,
+        origin,
+        usage,
+        spec,
+        backing,
+        policy,
+        tags: new_tags,
+    };
+    let response = KeyMetadataResponse {
+        key_metadata: metadata_after(tx, &key),
+    };
+    trail::record(
+        tx,
+        "CreateKey",
+        json!({
+            "requestParameters": {"origin": origin.as_str(), "customKeyStoreId": req.custom_key_store_id, "description": key.description},
+            "responseElements": {"keyMetadata": response.key_metadata},
+            "additionalEventData": extra,
+        }),
+    );
+    tx.push(Change::PutKey(Box::new(key)));
+    Ok(Created { response, material })
+}
+
+/// Metadata of a key that is not in the state yet (its store is).
+fn metadata_after(tx: &Tx<'_>, key: &Key) -> KeyMetadata {
+    metadata(tx.state, tx.scope, key)
+}
+
+/// An opaque, stable backing-key id (as CloudTrail's `backingKeyId`): SHA-256 of handle and label.
+pub fn backing_key_id(handle: u64, label: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        format!("{handle}\n{label}").as_bytes(),
+    );
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// DescribeKey (any key state; key id, key ARN, alias name or alias ARN).
+pub fn describe(tx: &Tx<'_>, req: &KeyIdRequest) -> Result<KeyMetadataResponse> {
+    check_grant_tokens(&req.grant_tokens)?;
+    let key = resolve(tx.state, tx.scope, &req.key_id)?;
+    authorize(tx, key, "DescribeKey")?;
+    Ok(KeyMetadataResponse {
+        key_metadata: metadata(tx.state, tx.scope, key),
+    })
+}
+
+/// ListKeys: every key of the account and Region, any state.
+pub fn list(tx: &Tx<'_>, req: &ListRequest) -> Result<ListKeysResponse> {
+    require_root(tx, "ListKeys")?;
+    let limit = paging::limit(req.limit, LIST_LIMIT, LIST_KEYS_DEFAULT)?;
+    let items = tx.state.keys.values().map(|k| {
+        (
+            k.id.to_string(),
+            KeyListEntry {
+                key_id: k.id.to_string(),
+                key_arn: tx.scope.key_arn(&k.id),
+            },
+        )
+    });
+    let page = paging::page("keys", items, limit, req.marker.as_deref())?;
+    Ok(ListKeysResponse {
+        truncated: page.truncated(),
+        next_marker: page.next_marker,
+        keys: page.items,
+    })
+}
+
+fn put(tx: &mut Tx<'_>, key: Key) {
+    tx.push(Change::PutKey(Box::new(key)));
+}
+
+/// EnableKey / DisableKey. On an Unavailable key it succeeds and takes effect on reconnect.
+pub fn set_enabled(tx: &mut Tx<'_>, req: &KeyIdRequest, enabled: bool) -> Result<Empty> {
+    let op = if enabled { "EnableKey" } else { "DisableKey" };
+    let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
+    authorize(tx, key, op)?;
+    refuse_if_pending(tx, key)?;
+    let mut key = key.clone();
+    key.lifecycle = if enabled {
+        Lifecycle::Enabled
+    } else {
+        Lifecycle::Disabled
+    };
+    trail::record(tx, op, json!({"requestParameters": {"keyId": req.key_id}}));
+    put(tx, key);
+    Ok(Empty {})
+}
+
+/// UpdateKeyDescription.
+pub fn update_description(tx: &mut Tx<'_>, req: &UpdateKeyDescriptionRequest) -> Result<Empty> {
+    check_description(&req.description)?;
+    let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
+    authorize(tx, key, "UpdateKeyDescription")?;
+    refuse_if_pending(tx, key)?;
+    let mut key = key.clone();
+    key.description = req.description.clone();
+    put(tx, key);
+    Ok(Empty {})
+}
+
+fn backing_keys_json(tx: &Tx<'_>, key: &Key) -> serde_json::Value {
+    match &key.backing {
+        Backing::CloudHsm {
+            store,
+            handle,
+            backing_key_id,
+        } => {
+            let cluster = tx.state.stores.get(store).map(|s| s.cluster_id.to_string());
+            json!({
+                "customKeyStoreId": store.as_str(),
+                "clusterId": cluster,
+                "backingKeys": json!([{"keyHandle": handle.to_string(), "backingKeyId": backing_key_id}]).to_string(),
+            })
+        }
+        Backing::Default { .. } => json!({}),
+    }
+}
+
+/// ScheduleKeyDeletion: 7–30 days (default 30); allowed while Unavailable.
+pub fn schedule_deletion(
+    tx: &mut Tx<'_>,
+    req: &ScheduleKeyDeletionRequest,
+) -> Result<ScheduleKeyDeletionResponse> {
+    let days = req
+        .pending_window_in_days
+        .unwrap_or(DEFAULT_PENDING_WINDOW_DAYS);
+    if !(PENDING_WINDOW_DAYS.0..=PENDING_WINDOW_DAYS.1).contains(&days) {
+        return Err(err!(
+            ValidationException,
+            "PendingWindowInDays must be between {} and {}",
+            PENDING_WINDOW_DAYS.0,
+            PENDING_WINDOW_DAYS.1
+        ));
+    }
+    let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
+    authorize(tx, key, "ScheduleKeyDeletion")?;
+    refuse_if_pending(tx, key)?;
+    let mut key = key.clone();
+    let deletion_date = tx.now.plus_days(days);
+    key.lifecycle = Lifecycle::PendingDeletion {
+        deletion_date,
+        window_days: days,
+    };
+    let arn = tx.scope.key_arn(&key.id);
+    let extra = backing_keys_json(tx, &key);
+    trail::record(
+        tx,
+        "ScheduleKeyDeletion",
+        json!({
+            "requestParameters": {"keyId": req.key_id, "pendingWindowInDays": days},
+            "responseElements": {"keyId": arn, "deletionDate": deletion_date, "keyState": "PendingDeletion"},
+            "additionalEventData": extra,
+        }),
+    );
+    put(tx, key);
+    Ok(ScheduleKeyDeletionResponse {
+        key_id: arn,
+        deletion_date,
+        key_state: KeyState::PendingDeletion,
+        pending_window_in_days: days,
+    })
+}
+
+/// CancelKeyDeletion: the key comes back Disabled.
+pub fn cancel_deletion(tx: &mut Tx<'_>, req: &KeyIdRequest) -> Result<KeyIdResponse> {
+    let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
+    authorize(tx, key, "CancelKeyDeletion")?;
+    let arn = tx.scope.key_arn(&key.id);
+    if !matches!(key.lifecycle, Lifecycle::PendingDeletion { .. }) {
+        return Err(err!(
+            KMSInvalidStateException,
+            "{arn} is not pending deletion."
+        ));
+    }
+    let mut key = key.clone();
+    key.lifecycle = Lifecycle::Disabled;
+    trail::record(
+        tx,
+        "CancelKeyDeletion",
+        json!({"requestParameters": {"keyId": req.key_id}}),
+    );
+    put(tx, key);
+    Ok(KeyIdResponse { key_id: arn })
+}
+
+fn check_policy_name(name: Option<&str>) -> Result<()> {
+    match name {
+        None | Some("default") => Ok(()),
+        Some(other) => Err(err!(
+            NotFoundException,
+            "Policy {other} does not exist; the only key policy name is default"
+        )),
+    }
+}
+
+/// PutKeyPolicy.
+pub fn put_policy(tx: &mut Tx<'_>, req: &PutKeyPolicyRequest) -> Result<Empty> {
+    check_policy_name(req.policy_name.as_deref())?;
+    let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
+    authorize(tx, key, "PutKeyPolicy")?;
+    let arn = tx.scope.key_arn(&key.id);
+    accept_policy(
+        tx,
+        &req.policy,
+        &arn,
+        req.bypass_policy_lockout_safety_check,
+    )?;
+    let mut key = key.clone();
+    key.policy = req.policy.clone();
+    trail::record(
+        tx,
+        "PutKeyPolicy",
+        json!({"requestParameters": {"keyId": req.key_id, "policyName": "default"}}),
+    );
+    put(tx, key);
+    Ok(Empty {})
+}
+
+/// GetKeyPolicy.
+pub fn get_policy(tx: &Tx<'_>, req: &GetKeyPolicyRequest) -> Result<GetKeyPolicyResponse> {
+    check_policy_name(req.policy_name.as_deref())?;
+    let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
+    authorize(tx, key, "GetKeyPolicy")?;
+    Ok(GetKeyPolicyResponse {
+        policy: key.policy.clone(),
+        policy_name: "default".into(),
+    })
+}
+
+/// ListKeyPolicies: always `["default"]`.
+pub fn list_policies(tx: &Tx<'_>, req: &ListRequest) -> Result<ListKeyPoliciesResponse> {
+    paging::limit(req.limit, LIST_LIMIT, LIST_LIMIT.1)?;
+    let key_id = req
+        .key_id
+        .as_deref()
+        .ok_or_else(|| err!(ValidationException, "KeyId is required"))?;
+    let key = resolve_id(tx.state, tx.scope, key_id)?;
+    authorize(tx, key, "ListKeyPolicies")?;
+    Ok(ListKeyPoliciesResponse {
+        policy_names: vec!["default".into()],
+        truncated: false,
+    })
+}
+
+/// Keys whose waiting period has ended, oldest first.
+pub fn due_for_deletion(state: &State, now: Timestamp) -> Vec<KeyId> {
+    let mut due: Vec<(Timestamp, KeyId)> = state
+        .keys
+        .values()
+        .filter_map(|k| k.deletion_date().filter(|d| *d <= now).map(|d| (d, k.id)))
+        .collect();
+    due.sort();
+    due.into_iter().map(|(_, id)| id).collect()
+}
+
+/// Deletes a key at the end of its waiting period: metadata and aliases, then a best-effort
+/// deletion of the HSM key (it fails, leaving an orphan, when the store is not connected).
+pub fn delete_now(tx: &mut Tx<'_>, id: &KeyId) {
+    let Some(key) = tx.state.keys.get(id).cloned() else {
+        return;
+    };
+    let arn = tx.scope.key_arn(id);
+    let mut extra = backing_keys_json(tx, &key);
+    if let Backing::CloudHsm {
+        store,
+        handle,
+        backing_key_id,
+    } = &key.backing
+    {
+        let deleted = tx.state.stores.get(store).cloned().is_some_and(|s| {
+            s.state == ConnectionState::Connected
+                && hsm::kms_delete_key(tx, &s.cluster_id, &s.id, &arn)
+        });
+        let status = json!([{
+            "keyHandle": handle.to_string(),
+            "backingKeyId": backing_key_id,
+            "deletionStatus": if deleted { "SUCCESS" } else { "FAILURE" },
+        }]);
+        extra["backingKeysDeletionStatus"] = json!(status.to_string());
+    }
+    trail::record_as(
+        tx,
+        "DeleteKey",
+        trail::SERVICE_PRINCIPAL,
+        json!({"eventType": "AwsServiceEvent", "requestParameters": {"keyId": arn}, "additionalEventData": extra}),
+    );
+    tx.push(Change::DeleteKey(*id));
+}

@@ -1,0 +1,148 @@
+//! KMS-side records: custom key stores, KMS keys, aliases, and the KMS event log.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{
+    ClusterId, ConnectionErrorCode, ConnectionState, CustomKeyStoreId, KeyId, KeySpec, KeyState,
+    KeyUsage, Origin, Timestamp,
+};
+
+/// A custom key store of type AWS_CLOUDHSM.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyStore {
+    /// `cks-…`.
+    pub id: CustomKeyStoreId,
+    /// Unique name.
+    pub name: String,
+    /// The backing cluster.
+    pub cluster_id: ClusterId,
+    /// The trust anchor given at creation (PEM).
+    pub trust_anchor: String,
+    /// kmsuser's password as KMS knows it, wrapped under the KMS master key.
+    pub wrapped_password: Vec<u8>,
+    /// Connection state.
+    pub state: ConnectionState,
+    /// Why the last connection attempt failed (only while FAILED).
+    pub error_code: Option<ConnectionErrorCode>,
+    /// When it was created.
+    pub created: Timestamp,
+    /// Bumped on each Connect/Disconnect so a stale background step can tell it is stale.
+    pub epoch: u64,
+}
+
+/// The lifecycle a caller controls; the visible [`KeyState`] is derived from it and from the
+/// store's connection (see `Key::state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Lifecycle {
+    /// Enabled (when available).
+    Enabled,
+    /// Disabled.
+    Disabled,
+    /// Scheduled for deletion at this time.
+    PendingDeletion {
+        /// When the key will be deleted.
+        deletion_date: Timestamp,
+        /// The waiting period that was asked for.
+        window_days: u32,
+    },
+}
+
+/// Where a key's material lives.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Backing {
+    /// Default key store: material wrapped under the KMS master key.
+    Default {
+        /// Wrapped 32-byte material.
+        wrapped: Vec<u8>,
+    },
+    /// A custom key store: an HSM key object labelled with the key ARN.
+    CloudHsm {
+        /// The key store.
+        store: CustomKeyStoreId,
+        /// The key handle it was generated under (as CloudTrail reports it).
+        handle: u64,
+        /// Opaque backing key id (SHA-256 of the handle and label, hex).
+        backing_key_id: String,
+    },
+}
+
+/// A KMS key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Key {
+    /// UUID.
+    pub id: KeyId,
+    /// When it was created.
+    pub created: Timestamp,
+    /// Description.
+    pub description: String,
+    /// Enabled / disabled / pending deletion.
+    pub lifecycle: Lifecycle,
+    /// Origin (AWS_KMS or AWS_CLOUDHSM).
+    pub origin: Origin,
+    /// Usage (always ENCRYPT_DECRYPT in kmscks).
+    pub usage: KeyUsage,
+    /// Spec (always SYMMETRIC_DEFAULT in kmscks).
+    pub spec: KeySpec,
+    /// Where the material is.
+    pub backing: Backing,
+    /// Key policy document.
+    pub policy: String,
+    /// Tags, by tag key.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Key {
+    /// The custom key store holding the key, if any.
+    pub fn store(&self) -> Option<&CustomKeyStoreId> {
+        match &self.backing {
+            Backing::CloudHsm { store, .. } => Some(store),
+            Backing::Default { .. } => None,
+        }
+    }
+
+    /// The visible state, given whether the key's store (if any) is connected.
+    pub fn state(&self, store_connected: bool) -> KeyState {
+        match self.lifecycle {
+            Lifecycle::PendingDeletion { .. } => KeyState::PendingDeletion,
+            _ if self.store().is_some() && !store_connected => KeyState::Unavailable,
+            Lifecycle::Enabled => KeyState::Enabled,
+            Lifecycle::Disabled => KeyState::Disabled,
+        }
+    }
+
+    /// The deletion date, while pending deletion.
+    pub fn deletion_date(&self) -> Option<Timestamp> {
+        match self.lifecycle {
+            Lifecycle::PendingDeletion { deletion_date, .. } => Some(deletion_date),
+            _ => None,
+        }
+    }
+}
+
+/// An alias.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alias {
+    /// `alias/…`.
+    pub name: String,
+    /// The key it points at.
+    pub target: KeyId,
+    /// When it was created.
+    pub created: Timestamp,
+    /// When it was last re-pointed.
+    pub last_updated: Timestamp,
+}
+
+/// One entry of the KMS event log (what CloudTrail records for KMS). Never holds secrets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrailEvent {
+    /// Time.
+    pub time: Timestamp,
+    /// Operation name, e.g. `CreateKey`, or `DeleteKey` for the deletion at window end.
+    pub event_name: String,
+    /// The principal, or `AWS Internal` for service events.
+    pub principal: String,
+    /// Request parameters and additional event data as JSON text (no secrets).
+    pub detail: String,
+}

@@ -1,0 +1,567 @@
+//! Custom key store operations and the connection state machine (spec §1, §2).
+//!
+//! ConnectCustomKeyStore and DisconnectCustomKeyStore return at once with the store in
+//! CONNECTING / DISCONNECTING; the service runs [`complete_connect`] / [`complete_disconnect`]
+//! a moment later (the `epoch` guards against finishing a superseded attempt).
+
+use crate::err;
+use crate::error::Result;
+use crate::hsm::model::Cluster;
+use crate::hsm::{ops as hsm, pki};
+use crate::keyring::MASTER_KEY;
+use crate::kms::api::*;
+use crate::kms::model::KeyStore;
+use crate::kms::paging;
+use crate::kms::trail;
+use crate::secret::Password;
+use crate::state::{Change, State};
+use crate::tx::Tx;
+use crate::types::limits::*;
+use crate::types::*;
+use crate::KmsError;
+
+fn password_aad(store: &CustomKeyStoreId) -> Vec<u8> {
+    format!("kmscks key store password {store}").into_bytes()
+}
+
+/// The store `id`, or CustomKeyStoreNotFoundException.
+pub fn store<'s>(state: &'s State, id: &str) -> Result<&'s KeyStore> {
+    CustomKeyStoreId::parse(id)
+        .and_then(|sid| state.stores.get(&sid))
+        .ok_or_else(|| {
+            err!(
+                CustomKeyStoreNotFoundException,
+                "Custom key store ID {id} is not found"
+            )
+        })
+}
+
+fn check_name(name: &str, member: &str) -> Result<()> {
+    let n = name.chars().count();
+    if n < STORE_NAME_LEN.0 || n > STORE_NAME_LEN.1 {
+        return Err(KmsError::validation(
+            name,
+            member,
+            &format!(
+                "Member must have length between {} and {}",
+                STORE_NAME_LEN.0, STORE_NAME_LEN.1
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_password(p: &Password) -> Result<()> {
+    let n = p.char_len();
+    if n < KEY_STORE_PASSWORD_LEN.0 || n > KEY_STORE_PASSWORD_LEN.1 {
+        // The value is sensitive: AWS does not echo it, neither do we.
+        return Err(KmsError::validation(
+            "***",
+            "keyStorePassword",
+            &format!(
+                "Member must have length between {} and {}",
+                KEY_STORE_PASSWORD_LEN.0, KEY_STORE_PASSWORD_LEN.1
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_trust_anchor(pem: &str) -> Result<()> {
+    let n = pem.chars().count();
+    if n < TRUST_ANCHOR_LEN.0 || n > TRUST_ANCHOR_LEN.1 {
+        return Err(KmsError::validation(
+            format!("{n} characters"),
+            "trustAnchorCertificate",
+            &format!(
+                "Member must have length between {} and {}",
+                TRUST_ANCHOR_LEN.0, TRUST_ANCHOR_LEN.1
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The cluster `id` in this account and Region, or CloudHsmClusterNotFoundException.
+fn cluster<'s>(tx: &Tx<'s>, id: &str) -> Result<&'s Cluster> {
+    let not_found = || {
+        err!(
+            CloudHsmClusterNotFoundException,
+            "The specified CloudHSM cluster ID {id} is not found in this account and Region"
+        )
+    };
+    let cid = ClusterId::parse_lenient(id).ok_or_else(not_found)?;
+    tx.state
+        .clusters
+        .get(&cid)
+        .filter(|c| c.region == tx.scope.region)
+        .ok_or_else(not_found)
+}
+
+fn check_active(c: &Cluster) -> Result<()> {
+    if c.state != ClusterState::Active {
+        return Err(err!(
+            CloudHsmClusterNotActiveException,
+            "The CloudHSM cluster {} is not active. Its state is {}",
+            c.id,
+            c.state
+        ));
+    }
+    Ok(())
+}
+
+/// §3.1: subnets in ≥2 zones, the security group rule, ≥2 active HSMs in different zones.
+pub fn check_configuration(c: &Cluster) -> Result<()> {
+    let zones = c.subnets.values().filter(|s| !s.deleted).count();
+    if zones < 2 {
+        return Err(err!(
+            CloudHsmClusterInvalidConfigurationException,
+            "The CloudHSM cluster {} must have private subnets in at least two Availability Zones",
+            c.id
+        ));
+    }
+    if !c.security_group_ok {
+        return Err(err!(
+            CloudHsmClusterInvalidConfigurationException,
+            "The security group {} of CloudHSM cluster {} must allow TCP ports 2223-2225 inbound and outbound from itself",
+            c.security_group,
+            c.id
+        ));
+    }
+    check_two_zones(c)
+}
+
+/// ≥2 active HSMs in different Availability Zones (CreateCustomKeyStore, Update, CreateKey).
+pub fn check_two_zones(c: &Cluster) -> Result<()> {
+    if c.active_zones() < 2 {
+        return Err(err!(
+            CloudHsmClusterInvalidConfigurationException,
+            "The CloudHSM cluster {} must contain at least two active HSMs, each in a different Availability Zone",
+            c.id
+        ));
+    }
+    Ok(())
+}
+
+fn certificate(c: &Cluster) -> Option<&str> {
+    c.pki.cluster_certificate.as_deref()
+}
+
+/// Whether two clusters share backup history (equal cluster certificates).
+pub fn related(a: &Cluster, b: &Cluster) -> bool {
+    matches!((certificate(a), certificate(b)), (Some(x), Some(y)) if pki::same_certificate(x, y))
+}
+
+fn entry(s: &KeyStore) -> CustomKeyStoreEntry {
+    CustomKeyStoreEntry {
+        custom_key_store_id: s.id.to_string(),
+        custom_key_store_name: s.name.clone(),
+        cloud_hsm_cluster_id: s.cluster_id.to_string(),
+        trust_anchor_certificate: s.trust_anchor.clone(),
+        connection_state: s.state,
+        connection_error_code: if s.state == ConnectionState::Failed {
+            s.error_code
+        } else {
+            None
+        },
+        creation_date: s.created,
+        custom_key_store_type: CustomKeyStoreType::AwsCloudhsm,
+    }
+}
+
+/// CreateCustomKeyStore.
+pub fn create(
+    tx: &mut Tx<'_>,
+    req: &CreateCustomKeyStoreRequest,
+) -> Result<CreateCustomKeyStoreResponse> {
+    if req.custom_key_store_type == Some(CustomKeyStoreType::ExternalKeyStore) {
+        return Err(err!(
+            UnsupportedOperationException,
+            "kmscks supports only AWS_CLOUDHSM custom key stores"
+        ));
+    }
+    check_name(&req.custom_key_store_name, "customKeyStoreName")?;
+    let missing = |member: &str| {
+        err!(
+            ValidationException,
+            "{member} is required for a custom key store of type AWS_CLOUDHSM"
+        )
+    };
+    let cluster_id = req
+        .cloud_hsm_cluster_id
+        .as_deref()
+        .ok_or_else(|| missing("CloudHsmClusterId"))?;
+    let anchor = req
+        .trust_anchor_certificate
+        .as_deref()
+        .ok_or_else(|| missing("TrustAnchorCertificate"))?;
+    let password = req
+        .key_store_password
+        .as_ref()
+        .ok_or_else(|| missing("KeyStorePassword"))?;
+    check_trust_anchor(anchor)?;
+    check_password(password)?;
+
+    // Idempotent re-create: an identical DISCONNECTED store is returned as it is.
+    if let Some(existing) = tx
+        .state
+        .stores
+        .values()
+        .find(|s| s.name == req.custom_key_store_name)
+    {
+        if existing.state == ConnectionState::Disconnected
+            && existing.cluster_id.as_str() == cluster_id
+            && pki::same_certificate(&existing.trust_anchor, anchor)
+        {
+            let known = tx.keys.unwrap_bytes(
+                MASTER_KEY,
+                &password_aad(&existing.id),
+                &existing.wrapped_password,
+            )?;
+            if known.expose() == password.expose().as_bytes() {
+                return Ok(CreateCustomKeyStoreResponse {
+                    custom_key_store_id: existing.id.to_string(),
+                });
+            }
+        }
+        return Err(err!(
+            CustomKeyStoreNameInUseException,
+            "Custom key store name {} is already in use",
+            req.custom_key_store_name
+        ));
+    }
+    if tx.state.stores.len() >= MAX_CUSTOM_KEY_STORES {
+        return Err(err!(
+            LimitExceededException,
+            "You have reached the limit of {MAX_CUSTOM_KEY_STORES} custom key stores"
+        ));
+    }
+    let c = cluster(tx, cluster_id)?;
+    for other in tx.state.stores.values() {
+        let in_use = other.cluster_id == c.id
+            || tx
+                .state
+                .clusters
+                .get(&other.cluster_id)
+                .is_some_and(|o| related(o, c));
+        if in_use {
+            return Err(err!(
+                CloudHsmClusterInUseException,
+                "The CloudHSM cluster {} is already associated with custom key store {}, or shares backup history with its cluster",
+                c.id,
+                other.id
+            ));
+        }
+    }
+    check_active(c)?;
+    check_configuration(c)?;
+    let matches_anchor = c
+        .pki
+        .trust_anchor
+        .as_deref()
+        .is_some_and(|t| pki::same_certificate(t, anchor));
+    if !matches_anchor {
+        return Err(err!(
+            IncorrectTrustAnchorException,
+            "The trust anchor certificate does not match the trust anchor of CloudHSM cluster {}",
+            c.id
+        ));
+    }
+    let id = CustomKeyStoreId::generate();
+    let wrapped_password =
+        tx.keys
+            .wrap_bytes(MASTER_KEY, &password_aad(&id), password.expose().as_bytes())?;
+    let s = KeyStore {
+        id: id.clone(),
+        name: req.custom_key_store_name.clone(),
+        cluster_id: c.id.clone(),
+        trust_anchor: anchor.to_owned(),
+        wrapped_password,
+        state: ConnectionState::Disconnected,
+        error_code: None,
+        created: tx.now,
+        epoch: 0,
+    };
+    let detail = serde_json::json!({
+        "requestParameters": {"customKeyStoreName": s.name, "clusterId": s.cluster_id.as_str()},
+        "responseElements": {"customKeyStoreId": id.as_str()},
+    });
+    trail::record(tx, "CreateCustomKeyStore", detail);
+    tx.push(Change::PutStore(Box::new(s)));
+    Ok(CreateCustomKeyStoreResponse {
+        custom_key_store_id: id.to_string(),
+    })
+}
+
+/// DescribeCustomKeyStores.
+pub fn describe(
+    state: &State,
+    req: &DescribeCustomKeyStoresRequest,
+) -> Result<DescribeCustomKeyStoresResponse> {
+    if req.custom_key_store_id.is_some() && req.custom_key_store_name.is_some() {
+        return Err(err!(
+            ValidationException,
+            "Specify either CustomKeyStoreId or CustomKeyStoreName, not both"
+        ));
+    }
+    let limit = paging::limit(req.limit, LIST_LIMIT, LIST_LIMIT.1)?;
+    let selected: Vec<(String, CustomKeyStoreEntry)> = if let Some(id) = &req.custom_key_store_id {
+        let s = store(state, id)?;
+        vec![(s.id.to_string(), entry(s))]
+    } else if let Some(name) = &req.custom_key_store_name {
+        let s = state
+            .stores
+            .values()
+            .find(|s| &s.name == name)
+            .ok_or_else(|| {
+                err!(
+                    CustomKeyStoreNotFoundException,
+                    "Custom key store name {name} is not found"
+                )
+            })?;
+        vec![(s.id.to_string(), entry(s))]
+    } else {
+        state
+            .stores
+            .values()
+            .map(|s| (s.id.to_string(), entry(s)))
+            .collect()
+    };
+    let page = paging::page("stores", selected, limit, req.marker.as_deref())?;
+    Ok(DescribeCustomKeyStoresResponse {
+        truncated: page.truncated(),
+        next_marker: page.next_marker,
+        custom_key_stores: page.items,
+    })
+}
+
+fn invalid_state(s: &KeyStore, op: &str) -> KmsError {
+    err!(
+        CustomKeyStoreInvalidStateException,
+        "Custom key store {} is {}; {op} is not allowed in that state",
+        s.id,
+        s.state
+    )
+}
+
+/// UpdateCustomKeyStore.
+pub fn update(tx: &mut Tx<'_>, req: &UpdateCustomKeyStoreRequest) -> Result<Empty> {
+    let mut s = store(tx.state, &req.custom_key_store_id)?.clone();
+    let disconnected = s.state == ConnectionState::Disconnected;
+    if let Some(name) = &req.new_custom_key_store_name {
+        check_name(name, "newCustomKeyStoreName")?;
+        if !(disconnected || s.state == ConnectionState::Connected) {
+            return Err(invalid_state(&s, "changing the name"));
+        }
+        if tx
+            .state
+            .stores
+            .values()
+            .any(|o| o.id != s.id && &o.name == name)
+        {
+            return Err(err!(
+                CustomKeyStoreNameInUseException,
+                "Custom key store name {name} is already in use"
+            ));
+        }
+        s.name = name.clone();
+    }
+    if let Some(password) = &req.key_store_password {
+        check_password(password)?;
+        if !disconnected {
+            return Err(invalid_state(&s, "changing the key store password"));
+        }
+        s.wrapped_password = tx.keys.wrap_bytes(
+            MASTER_KEY,
+            &password_aad(&s.id),
+            password.expose().as_bytes(),
+        )?;
+    }
+    if let Some(cluster_id) = &req.cloud_hsm_cluster_id {
+        if !disconnected {
+            return Err(invalid_state(&s, "changing the cluster"));
+        }
+        let new = cluster(tx, cluster_id)?;
+        if new.id != s.cluster_id {
+            let related_to_original = match tx.state.clusters.get(&s.cluster_id) {
+                Some(old) => related(old, new),
+                // The original cluster is gone: compare with what the store was created with.
+                None => {
+                    new.pki
+                        .trust_anchor
+                        .as_deref()
+                        .is_some_and(|t| pki::same_certificate(t, &s.trust_anchor))
+                        && certificate(new).is_some()
+                }
+            };
+            if !related_to_original {
+                return Err(err!(
+                    CloudHsmClusterNotRelatedException,
+                    "The CloudHSM cluster {} does not share backup history with the custom key store's cluster {}",
+                    new.id,
+                    s.cluster_id
+                ));
+            }
+            check_active(new)?;
+            check_configuration(new)?;
+            s.cluster_id = new.id.clone();
+        }
+    }
+    let detail = serde_json::json!({
+        "requestParameters": {"customKeyStoreId": s.id.as_str(), "clusterId": req.cloud_hsm_cluster_id},
+        "additionalEventData": {"customKeyStoreName": s.name, "clusterId": s.cluster_id.as_str()},
+    });
+    trail::record(tx, "UpdateCustomKeyStore", detail);
+    tx.push(Change::PutStore(Box::new(s)));
+    Ok(Empty {})
+}
+
+/// DeleteCustomKeyStore: DISCONNECTED and holding no keys (PendingDeletion ones count).
+pub fn delete(tx: &mut Tx<'_>, req: &CustomKeyStoreIdRequest) -> Result<Empty> {
+    let s = store(tx.state, &req.custom_key_store_id)?;
+    if s.state != ConnectionState::Disconnected {
+        return Err(invalid_state(s, "DeleteCustomKeyStore"));
+    }
+    let keys = tx
+        .state
+        .keys
+        .values()
+        .filter(|k| k.store() == Some(&s.id))
+        .count();
+    if keys > 0 {
+        return Err(err!(
+            CustomKeyStoreHasCMKsException,
+            "Custom key store {} still contains {keys} KMS key(s); delete them first",
+            s.id
+        ));
+    }
+    let id = s.id.clone();
+    trail_store_event(tx, "DeleteCustomKeyStore", s);
+    tx.push(Change::DeleteStore(id));
+    Ok(Empty {})
+}
+
+fn trail_store_event(tx: &mut Tx<'_>, name: &str, s: &KeyStore) {
+    let detail = serde_json::json!({
+        "requestParameters": {"customKeyStoreId": s.id.as_str()},
+        "additionalEventData": {"customKeyStoreName": s.name, "clusterId": s.cluster_id.as_str()},
+    });
+    trail::record(tx, name, detail);
+}
+
+/// What the caller must do after a Connect/Disconnect request was accepted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FollowUp {
+    /// Nothing (a no-op connect).
+    None,
+    /// Finish connecting this store at this epoch.
+    Connect(CustomKeyStoreId, u64),
+    /// Finish disconnecting this store at this epoch.
+    Disconnect(CustomKeyStoreId, u64),
+}
+
+/// ConnectCustomKeyStore: fast checks, then CONNECTING.
+pub fn connect(tx: &mut Tx<'_>, req: &CustomKeyStoreIdRequest) -> Result<FollowUp> {
+    let s = store(tx.state, &req.custom_key_store_id)?;
+    match s.state {
+        ConnectionState::Connected | ConnectionState::Connecting => return Ok(FollowUp::None),
+        ConnectionState::Failed | ConnectionState::Disconnecting => {
+            return Err(invalid_state(s, "ConnectCustomKeyStore"))
+        }
+        ConnectionState::Disconnected => {}
+    }
+    if let Some(c) = tx
+        .state
+        .clusters
+        .get(&s.cluster_id)
+        .filter(|c| c.region == tx.scope.region)
+    {
+        check_active(c)?;
+        if c.hsms.is_empty() {
+            return Err(err!(
+                CloudHsmClusterInvalidConfigurationException,
+                "The CloudHSM cluster {} has no HSMs; add at least one",
+                c.id
+            ));
+        }
+        if !c.security_group_ok {
+            return Err(check_configuration(c).expect_err("security group is broken"));
+        }
+    }
+    let mut s = s.clone();
+    s.state = ConnectionState::Connecting;
+    s.error_code = None;
+    s.epoch += 1;
+    let follow = FollowUp::Connect(s.id.clone(), s.epoch);
+    trail_store_event(tx, "ConnectCustomKeyStore", &s);
+    tx.push(Change::PutStore(Box::new(s)));
+    Ok(follow)
+}
+
+/// The asynchronous half of Connect: log in as kmsuser, rotate its password; CONNECTED or FAILED.
+pub fn complete_connect(tx: &mut Tx<'_>, id: &CustomKeyStoreId, epoch: u64) -> Result<()> {
+    let Some(s) = tx.state.stores.get(id) else {
+        return Ok(());
+    };
+    if s.state != ConnectionState::Connecting || s.epoch != epoch {
+        return Ok(());
+    }
+    let mut s = s.clone();
+    let known = tx
+        .keys
+        .unwrap_bytes(MASTER_KEY, &password_aad(&s.id), &s.wrapped_password)?;
+    let known = Password::new(String::from_utf8_lossy(known.expose()).into_owned());
+    let cluster_id = s.cluster_id.clone();
+    match hsm::kms_connect(tx, &cluster_id, &s.id, &known) {
+        Ok(rotated) => {
+            s.wrapped_password = tx.keys.wrap_bytes(
+                MASTER_KEY,
+                &password_aad(&s.id),
+                rotated.expose().as_bytes(),
+            )?;
+            s.state = ConnectionState::Connected;
+            s.error_code = None;
+        }
+        Err(code) => {
+            s.state = ConnectionState::Failed;
+            s.error_code = Some(code);
+        }
+    }
+    tx.push(Change::PutStore(Box::new(s)));
+    Ok(())
+}
+
+/// DisconnectCustomKeyStore: DISCONNECTING at once (keys become unusable at once).
+pub fn disconnect(tx: &mut Tx<'_>, req: &CustomKeyStoreIdRequest) -> Result<FollowUp> {
+    let s = store(tx.state, &req.custom_key_store_id)?;
+    if matches!(
+        s.state,
+        ConnectionState::Disconnected | ConnectionState::Disconnecting
+    ) {
+        return Err(invalid_state(s, "DisconnectCustomKeyStore"));
+    }
+    let mut s = s.clone();
+    s.state = ConnectionState::Disconnecting;
+    s.error_code = None;
+    s.epoch += 1;
+    let follow = FollowUp::Disconnect(s.id.clone(), s.epoch);
+    trail_store_event(tx, "DisconnectCustomKeyStore", &s);
+    tx.push(Change::PutStore(Box::new(s)));
+    Ok(follow)
+}
+
+/// The asynchronous half of Disconnect: log kmsuser out; DISCONNECTED.
+pub fn complete_disconnect(tx: &mut Tx<'_>, id: &CustomKeyStoreId, epoch: u64) -> Result<()> {
+    let Some(s) = tx.state.stores.get(id) else {
+        return Ok(());
+    };
+    if s.state != ConnectionState::Disconnecting || s.epoch != epoch {
+        return Ok(());
+    }
+    let mut s = s.clone();
+    hsm::kms_disconnect(tx, &s.cluster_id.clone(), &s.id);
+    s.state = ConnectionState::Disconnected;
+    s.error_code = None;
+    tx.push(Change::PutStore(Box::new(s)));
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! The KMS operations kmscks accepts by name but refuses, with the exception AWS returns for a
+//! key in a CloudHSM key store (spec §5), and an honest one for default-store keys where kmscks
+//! lacks the feature.
+
+use serde::{Deserialize, Serialize};
+
+use crate::err;
+use crate::error::Result;
+use crate::kms::api::KeyIdRequest;
+use crate::kms::keys::{authorize, resolve};
+use crate::tx::Tx;
+use crate::types::Origin;
+
+/// An operation kmscks refuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)] // AWS operation names
+pub enum Refused {
+    EnableKeyRotation,
+    DisableKeyRotation,
+    RotateKeyOnDemand,
+    GetParametersForImport,
+    ImportKeyMaterial,
+    DeleteImportedKeyMaterial,
+    GenerateDataKeyPair,
+    GenerateDataKeyPairWithoutPlaintext,
+    ReplicateKey,
+    Sign,
+    Verify,
+    GenerateMac,
+    VerifyMac,
+    GetPublicKey,
+}
+
+/// GetKeyRotationStatus response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyRotationStatusResponse {
+    /// Always false: kmscks does not rotate key material.
+    pub key_rotation_enabled: bool,
+}
+
+/// Answers a refused operation on a key with AWS's exception.
+pub fn refuse(tx: &Tx<'_>, op: Refused, req: &KeyIdRequest) -> Result<()> {
+    let key = resolve(tx.state, tx.scope, &req.key_id)?;
+    let name = format!("{op:?}");
+    authorize(tx, key, &name)?;
+    let arn = tx.scope.key_arn(&key.id);
+    match op {
+        Refused::Sign | Refused::Verify | Refused::GenerateMac | Refused::VerifyMac => Err(err!(
+            InvalidKeyUsageException,
+            "{arn} key usage is ENCRYPT_DECRYPT which is not valid for {name}."
+        )),
+        _ if key.origin == Origin::AwsCloudhsm => Err(err!(
+            UnsupportedOperationException,
+            "{arn} origin is AWS_CLOUDHSM which is not valid for this operation."
+        )),
+        Refused::GetParametersForImport
+        | Refused::ImportKeyMaterial
+        | Refused::DeleteImportedKeyMaterial => Err(err!(
+            UnsupportedOperationException,
+            "{arn} origin is {} which is not valid for this operation.",
+            key.origin
+        )),
+        Refused::GetPublicKey => Err(err!(
+            UnsupportedOperationException,
+            "{arn} key spec is SYMMETRIC_DEFAULT which is not valid for GetPublicKey."
+        )),
+        _ => Err(err!(
+            UnsupportedOperationException,
+            "kmscks does not support {name}"
+        )),
+    }
+}
+
+/// GetKeyRotationStatus: refused for custom key store keys, `false` for default-store keys.
+pub fn rotation_status(tx: &Tx<'_>, req: &KeyIdRequest) -> Result<KeyRotationStatusResponse> {
+    let key = crate::kms::keys::resolve_id(tx.state, tx.scope, &req.key_id)?;
+    authorize(tx, key, "GetKeyRotationStatus")?;
+    if key.origin == Origin::AwsCloudhsm {
+        return Err(err!(
+            UnsupportedOperationException,
+            "{} origin is AWS_CLOUDHSM which is not valid for this operation.",
+            tx.scope.key_arn(&key.id)
+        ));
+    }
+    Ok(KeyRotationStatusResponse {
+        key_rotation_enabled: false,
+    })
+}
