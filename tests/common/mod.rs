@@ -1,0 +1,165 @@
+//! Fixtures shared by the integration tests.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kmscks::hsm::api::{CreateClusterRequest, CreateHsmRequest, UserRequest};
+use kmscks::kms::api::*;
+use kmscks::secret::Password;
+use kmscks::types::{ConnectionState, HsmUserRole, ManualClock, Origin};
+use kmscks::{ErrorKind, Kms, KmsConfig, KmsError};
+
+/// kmsuser's password in every fixture.
+pub const KMSUSER_PASSWORD: &str = "kmsuserPassw0rd";
+
+/// A configuration with a fast connect and a clock the test controls.
+pub fn config() -> (KmsConfig, ManualClock) {
+    let clock = ManualClock::starting_now();
+    let config = KmsConfig {
+        clock: Arc::new(clock.clone()),
+        connect_delay: Duration::from_millis(5),
+        ..KmsConfig::default()
+    };
+    (config, clock)
+}
+
+/// An in-memory instance with [`config`].
+pub fn kms() -> (Kms, ManualClock) {
+    let (config, clock) = config();
+    (Kms::in_memory_with(config), clock)
+}
+
+/// An ACTIVE cluster with one HSM in each of its two zones, initialised with a CA kmscks made,
+/// and a kmsuser crypto user.
+pub struct ClusterFixture {
+    pub cluster_id: String,
+    pub trust_anchor: String,
+    pub zones: Vec<String>,
+}
+
+pub fn active_cluster(kms: &Kms) -> ClusterFixture {
+    let cluster = kms
+        .create_cluster(&CreateClusterRequest::default())
+        .unwrap()
+        .cluster;
+    let cluster_id = cluster.cluster_id.to_string();
+    let zones: Vec<String> = cluster.subnet_mapping.keys().cloned().collect();
+    for zone in &zones {
+        kms.create_hsm(&CreateHsmRequest {
+            cluster_id: cluster_id.clone(),
+            availability_zone: zone.clone(),
+        })
+        .unwrap();
+    }
+    let trust_anchor = kms
+        .initialize_cluster_with_new_ca(&cluster_id)
+        .unwrap()
+        .trust_anchor
+        .unwrap();
+    kms.create_hsm_user(&UserRequest {
+        cluster_id: cluster_id.clone(),
+        username: "kmsuser".into(),
+        role: Some(HsmUserRole::CryptoUser),
+        password: Password::new(KMSUSER_PASSWORD),
+    })
+    .unwrap();
+    ClusterFixture {
+        cluster_id,
+        trust_anchor,
+        zones,
+    }
+}
+
+/// The request that creates a store named `name` on the fixture's cluster.
+pub fn store_request(c: &ClusterFixture, name: &str) -> CreateCustomKeyStoreRequest {
+    CreateCustomKeyStoreRequest {
+        custom_key_store_name: name.into(),
+        cloud_hsm_cluster_id: Some(c.cluster_id.clone()),
+        trust_anchor_certificate: Some(c.trust_anchor.clone()),
+        key_store_password: Some(Password::new(KMSUSER_PASSWORD)),
+        custom_key_store_type: None,
+    }
+}
+
+/// A store on a fresh active cluster, connected.
+pub struct StoreFixture {
+    pub cluster: ClusterFixture,
+    pub store_id: String,
+}
+
+pub fn connected_store(kms: &Kms, name: &str) -> StoreFixture {
+    let cluster = active_cluster(kms);
+    let store_id = kms
+        .create_custom_key_store(&store_request(&cluster, name))
+        .unwrap()
+        .custom_key_store_id;
+    connect(kms, &store_id);
+    assert_eq!(connection_state(kms, &store_id), ConnectionState::Connected);
+    StoreFixture { cluster, store_id }
+}
+
+/// Connects and waits for the attempt to settle.
+pub fn connect(kms: &Kms, store_id: &str) -> CustomKeyStoreEntry {
+    kms.connect_custom_key_store(&CustomKeyStoreIdRequest {
+        custom_key_store_id: store_id.into(),
+    })
+    .unwrap();
+    kms.wait_for_connection(store_id, Duration::from_secs(10))
+        .unwrap()
+}
+
+/// Disconnects and waits for DISCONNECTED.
+pub fn disconnect(kms: &Kms, store_id: &str) -> CustomKeyStoreEntry {
+    kms.disconnect_custom_key_store(&CustomKeyStoreIdRequest {
+        custom_key_store_id: store_id.into(),
+    })
+    .unwrap();
+    kms.wait_for_connection(store_id, Duration::from_secs(10))
+        .unwrap()
+}
+
+pub fn connection_state(kms: &Kms, store_id: &str) -> ConnectionState {
+    describe_store(kms, store_id).connection_state
+}
+
+pub fn describe_store(kms: &Kms, store_id: &str) -> CustomKeyStoreEntry {
+    let req = DescribeCustomKeyStoresRequest {
+        custom_key_store_id: Some(store_id.into()),
+        ..Default::default()
+    };
+    kms.describe_custom_key_stores(&req)
+        .unwrap()
+        .custom_key_stores
+        .remove(0)
+}
+
+/// Creates a key in `store_id` (or the default store) and returns its id.
+pub fn create_key(kms: &Kms, store_id: Option<&str>) -> String {
+    let req = CreateKeyRequest {
+        custom_key_store_id: store_id.map(str::to_owned),
+        origin: store_id.map(|_| Origin::AwsCloudhsm),
+        ..Default::default()
+    };
+    kms.create_key(&req).unwrap().key_metadata.key_id
+}
+
+pub fn key_req(key_id: &str) -> KeyIdRequest {
+    KeyIdRequest {
+        key_id: key_id.into(),
+        ..Default::default()
+    }
+}
+
+pub fn describe_key(kms: &Kms, key_id: &str) -> KeyMetadata {
+    kms.describe_key(&key_req(key_id)).unwrap().key_metadata
+}
+
+/// Asserts that `result` failed with the AWS exception `kind`.
+#[track_caller]
+pub fn assert_aws<T: std::fmt::Debug>(result: Result<T, KmsError>, kind: ErrorKind) -> KmsError {
+    match result {
+        Err(e) if e.kind() == kind => e,
+        other => panic!("expected {}, got {other:?}", kind.aws_name()),
+    }
+}
