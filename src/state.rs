@@ -144,8 +144,8 @@ impl State {
         cluster: &'a ClusterId,
     ) -> impl Iterator<Item = &'a HsmUser> + 'a {
         self.users
-            .iter()
-            .filter(move |((c, _), _)| c == cluster)
+            .range((cluster.clone(), String::new())..)
+            .take_while(move |((c, _), _)| c == cluster)
             .map(|(_, u)| u)
     }
 
@@ -155,8 +155,7 @@ impl State {
         cluster: &'a ClusterId,
     ) -> impl Iterator<Item = &'a KeyObject> + 'a {
         self.objects
-            .iter()
-            .filter(move |((c, _), _)| c == cluster)
+            .range((cluster.clone(), 0)..=(cluster.clone(), u64::MAX))
             .map(|(_, o)| o)
     }
 
