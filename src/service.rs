@@ -160,10 +160,7 @@ impl Kms {
             Some(bytes) => {
                 decode::<State>(bytes, &format!("snapshot of {}", disk.path().display()))?
             }
-            None => State {
-                scope: config.scope.clone(),
-                ..State::default()
-            },
+            None => State::new(config.scope.clone()),
         };
         if state.scope != config.scope {
             return Err(err!(
@@ -194,10 +191,7 @@ impl Kms {
 
     /// A non-durable instance with this configuration.
     pub fn in_memory_with(config: KmsConfig) -> Kms {
-        let state = State {
-            scope: config.scope.clone(),
-            ..State::default()
-        };
+        let state = State::new(config.scope.clone());
         Kms::start(state, None, Keyring::default(), config)
             .expect("an in-memory instance has no I/O to fail")
     }

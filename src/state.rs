@@ -5,7 +5,7 @@
 //! either wholly durable and visible or not at all. `apply` is deterministic and infallible:
 //! replaying the journal over the last snapshot rebuilds exactly the same state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +39,9 @@ pub struct State {
     pub aliases: BTreeMap<String, Alias>,
     /// The KMS event log.
     pub trail: Vec<TrailEvent>,
+    /// Index: key object handle by cluster and label (derived; rebuilt by [`State::reindex`]).
+    #[serde(skip)]
+    labels: HashMap<(ClusterId, String), u64>,
 }
 
 /// One atomic step of a [`Record`].
@@ -74,6 +77,14 @@ pub struct Record {
 }
 
 impl State {
+    /// An empty state for `scope`.
+    pub fn new(scope: Scope) -> State {
+        State {
+            scope,
+            ..State::default()
+        }
+    }
+
     /// Applies one change.
     pub fn apply(&mut self, change: Change) {
         match change {
@@ -84,6 +95,7 @@ impl State {
                 self.clusters.remove(&id);
                 self.users.retain(|(c, _), _| *c != id);
                 self.objects.retain(|(c, _), _| *c != id);
+                self.labels.retain(|(c, _), _| *c != id);
             }
             Change::PutUser(c, u) => {
                 self.users.insert((c, u.username.clone()), u);
@@ -92,10 +104,15 @@ impl State {
                 self.users.remove(&(c, name));
             }
             Change::PutObject(c, o) => {
-                self.objects.insert((c, o.handle), o);
+                self.labels.insert((c.clone(), o.label.clone()), o.handle);
+                if let Some(old) = self.objects.insert((c.clone(), o.handle), o) {
+                    self.unindex(&c, &old);
+                }
             }
             Change::DeleteObject(c, handle) => {
-                self.objects.remove(&(c, handle));
+                if let Some(old) = self.objects.remove(&(c.clone(), handle)) {
+                    self.unindex(&c, &old);
+                }
             }
             Change::Audit(c, h, mut event) => {
                 let stream = self.audit.entry((c, h)).or_default();
@@ -129,6 +146,36 @@ impl State {
             }
             Change::Trail(e) => self.trail.push(e),
         }
+    }
+
+    fn unindex(&mut self, cluster: &ClusterId, old: &KeyObject) {
+        let key = (cluster.clone(), old.label.clone());
+        if self.labels.get(&key) == Some(&old.handle) {
+            self.labels.remove(&key);
+            // Another object may carry the same label (CloudHSM allows it): keep one indexed.
+            let other = self
+                .cluster_objects(cluster)
+                .find(|o| o.label == old.label)
+                .map(|o| o.handle);
+            if let Some(handle) = other {
+                self.labels.insert(key, handle);
+            }
+        }
+    }
+
+    /// Rebuilds the derived indexes (after decoding a snapshot).
+    pub fn reindex(&mut self) {
+        self.labels = self
+            .objects
+            .iter()
+            .map(|((c, h), o)| ((c.clone(), o.label.clone()), *h))
+            .collect();
+    }
+
+    /// The key object labelled `label` in `cluster` (`findKey -l <label>`).
+    pub fn object_by_label(&self, cluster: &ClusterId, label: &str) -> Option<&KeyObject> {
+        let handle = self.labels.get(&(cluster.clone(), label.to_owned()))?;
+        self.objects.get(&(cluster.clone(), *handle))
     }
 
     /// Applies a whole record.

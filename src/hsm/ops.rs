@@ -1266,10 +1266,10 @@ pub fn kms_generate_key(
 /// The key object labelled `label` in the cluster (`findKey -l <key ARN>`).
 pub fn find_key<'s>(
     state: &'s State,
-    cluster_id: &'s ClusterId,
+    cluster_id: &ClusterId,
     label: &str,
 ) -> Option<&'s KeyObject> {
-    state.cluster_objects(cluster_id).find(|o| o.label == label)
+    state.object_by_label(cluster_id, label)
 }
 
 /// The deletion's best-effort removal of the backing key; true when it was deleted.
