@@ -1612,6 +1612,11 @@ fn refused_operations_for_custom_key_store_keys() {
         } else {
             &[key_id.as_str(), arn.as_str()]
         };
+        if !alias_ok {
+            for by in ["alias/store-key", &kms.scope().alias_arn("alias/store-key")] {
+                assert_aws(kms.refused(op, &key_req(by)), ErrorKind::NotFoundException);
+            }
+        }
         for &by in forms {
             match kms.refused(op, &key_req(by)) {
                 Err(e) if e.kind() == kind => assert!(e.message().contains(&arn), "{op:?}: {e}"),
