@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::err;
 use crate::error::Result;
 use crate::kms::api::KeyIdRequest;
-use crate::kms::keys::{authorize, resolve};
+use crate::kms::keys::{authorize, resolve, resolve_id};
 use crate::tx::Tx;
 use crate::types::Origin;
 
@@ -41,7 +41,18 @@ pub struct KeyRotationStatusResponse {
 
 /// Answers a refused operation on a key with AWS's exception.
 pub fn refuse(tx: &Tx<'_>, op: Refused, req: &KeyIdRequest) -> Result<()> {
-    let key = resolve(tx.state, tx.scope, &req.key_id)?;
+    // Rotation, import and replication take a key id or key ARN only, as AWS's management
+    // operations do; the data-plane style operations also take an alias.
+    let key = match op {
+        Refused::EnableKeyRotation
+        | Refused::DisableKeyRotation
+        | Refused::RotateKeyOnDemand
+        | Refused::GetParametersForImport
+        | Refused::ImportKeyMaterial
+        | Refused::DeleteImportedKeyMaterial
+        | Refused::ReplicateKey => resolve_id(tx.state, tx.scope, &req.key_id)?,
+        _ => resolve(tx.state, tx.scope, &req.key_id)?,
+    };
     let name = format!("{op:?}");
     authorize(tx, key, &name)?;
     let arn = tx.scope.key_arn(&key.id);
