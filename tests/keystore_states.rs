@@ -239,6 +239,52 @@ fn create_refuses_unknown_used_inactive_and_misconfigured_clusters() {
 }
 
 #[test]
+fn a_cluster_restored_from_a_deleted_store_cluster_is_still_in_use() {
+    let (kms, _clock) = kms();
+    let c = active_cluster(&kms);
+    let id = create_store(&kms, &c, "A");
+    for hsm in hsm_ids(&kms, &c.cluster_id) {
+        kms.delete_hsm(&DeleteHsmRequest {
+            cluster_id: c.cluster_id.clone(),
+            hsm_id: hsm,
+        })
+        .unwrap();
+    }
+    kms.delete_cluster(&c.cluster_id).unwrap();
+    // Rebuilt from the final backup: it shares backup history with the cluster behind "A".
+    let backup = kms.describe_backups().unwrap().remove(0).backup_id;
+    let rebuilt = kms
+        .create_cluster(&CreateClusterRequest {
+            source_backup_id: Some(backup),
+            ..Default::default()
+        })
+        .unwrap()
+        .cluster;
+    for zone in rebuilt.subnet_mapping.keys() {
+        kms.create_hsm(&CreateHsmRequest {
+            cluster_id: rebuilt.cluster_id.to_string(),
+            availability_zone: zone.clone(),
+        })
+        .unwrap();
+    }
+    let related = ClusterFixture {
+        cluster_id: rebuilt.cluster_id.to_string(),
+        trust_anchor: c.trust_anchor.clone(),
+        zones: c.zones.clone(),
+    };
+    assert_aws(
+        kms.create_custom_key_store(&store_request(&related, "B")),
+        ErrorKind::CloudHsmClusterInUseException,
+    );
+    // The store's own remedy: re-point it at the rebuilt cluster.
+    update_cluster(&kms, &id, &related.cluster_id).unwrap();
+    assert_eq!(
+        connect(&kms, &id).connection_state,
+        ConnectionState::Connected
+    );
+}
+
+#[test]
 fn create_validates_members() {
     let (kms, _clock) = kms();
     let c = active_cluster(&kms);
