@@ -187,7 +187,11 @@ fn cases() -> Vec<Case> {
             name: "network down",
             code: ConnectionErrorCode::NetworkErrors,
             create_password: KMSUSER_PASSWORD,
-            fault: |x| x.kms.inject_fault(&x.c.cluster_id, &Fault::NetworkDown).unwrap(),
+            fault: |x| {
+                x.kms
+                    .inject_fault(&x.c.cluster_id, &Fault::NetworkDown)
+                    .unwrap()
+            },
             remedy: |x| {
                 x.kms
                     .inject_fault(&x.c.cluster_id, &Fault::NetworkRestored)
@@ -296,11 +300,7 @@ fn cases() -> Vec<Case> {
             create_password: KMSUSER_PASSWORD,
             fault: |x| {
                 x.kms
-                    .login_hsm_user(
-                        &x.c.cluster_id,
-                        "kmsuser",
-                        &Password::new(KMSUSER_PASSWORD),
-                    )
+                    .login_hsm_user(&x.c.cluster_id, "kmsuser", &Password::new(KMSUSER_PASSWORD))
                     .unwrap()
             },
             remedy: |x| x.kms.logout_hsm_user(&x.c.cluster_id, "kmsuser").unwrap(),
@@ -435,7 +435,10 @@ fn cluster_trouble_leaves_a_connected_store_connected_and_create_key_fails() {
     let key = create_key(&kms, Some(&f.store_id));
 
     kms.inject_fault(&cid, &Fault::NetworkDown).unwrap();
-    assert_eq!(connection_state(&kms, &f.store_id), ConnectionState::Connected);
+    assert_eq!(
+        connection_state(&kms, &f.store_id),
+        ConnectionState::Connected
+    );
     assert_aws(
         create_key_in(&kms, &f.store_id),
         ErrorKind::KMSInvalidStateException,
@@ -452,7 +455,10 @@ fn cluster_trouble_leaves_a_connected_store_connected_and_create_key_fails() {
     );
     kms.inject_fault(&cid, &Fault::HsmLost(hsms[1].clone()))
         .unwrap();
-    assert_eq!(connection_state(&kms, &f.store_id), ConnectionState::Connected);
+    assert_eq!(
+        connection_state(&kms, &f.store_id),
+        ConnectionState::Connected
+    );
     assert_aws(
         create_key_in(&kms, &f.store_id),
         ErrorKind::CloudHsmClusterInvalidConfigurationException,
@@ -742,7 +748,10 @@ fn backups_copy_and_restore_related_clusters() {
         .cluster;
     assert_eq!(west.region, "us-west-2");
     assert_eq!(west.state, ClusterState::Active);
-    assert!(west.subnet_mapping.keys().all(|z| z.starts_with("us-west-2")));
+    assert!(west
+        .subnet_mapping
+        .keys()
+        .all(|z| z.starts_with("us-west-2")));
     let mut req = store_request(&f.cluster, "West");
     req.cloud_hsm_cluster_id = Some(west.cluster_id.to_string());
     assert_aws(
@@ -818,7 +827,10 @@ fn key_object_listing_never_exposes_key_bytes() {
         ]
     );
     let text = json.to_string();
-    assert!(!text.contains("wrapped") && !text.contains("material"), "{text}");
+    assert!(
+        !text.contains("wrapped") && !text.contains("material"),
+        "{text}"
+    );
 }
 
 // ---- Audit logs ---------------------------------------------------------------------------
@@ -873,9 +885,7 @@ fn hsm_audit_log_records_what_kms_does_as_kmsuser() {
         assert_eq!(login.opcode_id, 0xd);
     }
     // Audit streams of one HSM only.
-    let one = kms
-        .hsm_audit_log(&cid, Some(hsms[0].as_str()))
-        .unwrap();
+    let one = kms.hsm_audit_log(&cid, Some(hsms[0].as_str())).unwrap();
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].0, hsms[0]);
     assert_aws(
@@ -897,7 +907,11 @@ fn kms_event_log_and_hsm_audit_log_are_independent_and_hold_no_secrets() {
 
     kms.login_hsm_user(&cid, "alice", &Password::new("alicePassw0rd"))
         .unwrap();
-    assert_eq!(kms.kms_events().unwrap(), kms_before, "CLI login is not a KMS event");
+    assert_eq!(
+        kms.kms_events().unwrap(),
+        kms_before,
+        "CLI login is not a KMS event"
+    );
     let audit_after = events_of(&kms, &cid);
     let n: usize = audit_after.iter().map(|(_, e)| e.len()).sum();
     assert_eq!(n, audit_before + 2, "one CN_LOGIN per active HSM");

@@ -543,7 +543,10 @@ fn delete_needs_disconnected_and_no_keys_even_pending_deletion() {
         ErrorKind::CustomKeyStoreNotFoundException,
     );
     // The cluster is untouched and can back a new store (the orphaned HSM key stays).
-    assert_eq!(kms.list_key_objects(&f.cluster.cluster_id).unwrap().len(), 1);
+    assert_eq!(
+        kms.list_key_objects(&f.cluster.cluster_id).unwrap().len(),
+        1
+    );
     create_store(&kms, &f.cluster, "Again");
 }
 
@@ -860,12 +863,7 @@ mod prop {
         let req = || id_req(&store_id);
         let mut deleted = false;
         for st in steps {
-            let before = kms
-                .state_snapshot()
-                .stores
-                .values()
-                .next()
-                .map(|s| s.state);
+            let before = kms.state_snapshot().stores.values().next().map(|s| s.state);
             assert_eq!(before.is_none(), deleted);
             let result: kmscks::Result<()> = match st {
                 Step::Connect => kms.connect_custom_key_store(&req()).map(|_| {
