@@ -563,6 +563,10 @@ fn connect_and_disconnect_errors() {
         kms.disconnect_custom_key_store(&id_req("cks-0000000000000000a")),
         ErrorKind::CustomKeyStoreNotFoundException,
     );
+    assert_aws(
+        create_key_in(&kms, "cks-0000000000000000a"),
+        ErrorKind::CustomKeyStoreNotFoundException,
+    );
     let c = active_cluster(&kms);
     let id = create_store(&kms, &c, "S");
     assert_aws(
