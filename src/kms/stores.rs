@@ -239,11 +239,17 @@ pub fn create(
     let c = cluster(tx, cluster_id)?;
     for other in tx.state.stores.values() {
         let in_use = other.cluster_id == c.id
-            || tx
-                .state
-                .clusters
-                .get(&other.cluster_id)
-                .is_some_and(|o| related(o, c));
+            || match tx.state.clusters.get(&other.cluster_id) {
+                Some(o) => related(o, c),
+                // The store's cluster is deleted: its backups still carry its certificate.
+                None => tx.state.backups.values().any(|b| {
+                    b.cluster_id == other.cluster_id
+                        && matches!(
+                            (b.pki.cluster_certificate.as_deref(), certificate(c)),
+                            (Some(x), Some(y)) if pki::same_certificate(x, y)
+                        )
+                }),
+            };
         if in_use {
             return Err(err!(
                 CloudHsmClusterInUseException,

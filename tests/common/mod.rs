@@ -163,3 +163,25 @@ pub fn assert_aws<T: std::fmt::Debug>(result: Result<T, KmsError>, kind: ErrorKi
         other => panic!("expected {}, got {other:?}", kind.aws_name()),
     }
 }
+
+/// A cluster restored (in the same Region) from a fresh backup of `cluster_id`, with one HSM
+/// in each of its zones: related to the original, holding its users and key objects.
+pub fn restored_cluster(kms: &Kms, cluster_id: &str) -> String {
+    let backup = kms.create_backup(cluster_id).unwrap().backup_id;
+    let cluster = kms
+        .create_cluster(&CreateClusterRequest {
+            source_backup_id: Some(backup),
+            ..Default::default()
+        })
+        .unwrap()
+        .cluster;
+    let id = cluster.cluster_id.to_string();
+    for zone in cluster.subnet_mapping.keys() {
+        kms.create_hsm(&CreateHsmRequest {
+            cluster_id: id.clone(),
+            availability_zone: zone.clone(),
+        })
+        .unwrap();
+    }
+    id
+}

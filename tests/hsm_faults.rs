@@ -1,0 +1,946 @@
+//! The simulated CloudHSM side: every ConnectionErrorCode (spec §2.1) from its fault and its
+//! remedy, kmsuser's password rotation, cluster trouble under a CONNECTED store (§3.3), the
+//! cluster/user/backup operations, and the HSM audit log beside the KMS event log (§8).
+
+mod common;
+
+use common::*;
+use kmscks::hsm::api::*;
+use kmscks::hsm::pki::CertificateAuthority;
+use kmscks::kms::api::*;
+use kmscks::secret::Password;
+use kmscks::types::{
+    BackupState, ClusterState, ConnectionErrorCode, ConnectionState, HsmId, HsmUserRole, KeyState,
+    Origin,
+};
+use kmscks::{ErrorKind, Kms};
+
+const NEW_PASSWORD: &str = "brandNewPassw0rd";
+
+fn id_req(store_id: &str) -> CustomKeyStoreIdRequest {
+    CustomKeyStoreIdRequest {
+        custom_key_store_id: store_id.into(),
+    }
+}
+
+fn user_req(cluster_id: &str, username: &str, password: &str) -> UserRequest {
+    UserRequest {
+        cluster_id: cluster_id.into(),
+        username: username.into(),
+        role: Some(HsmUserRole::CryptoUser),
+        password: Password::new(password),
+    }
+}
+
+fn set_store_password(kms: &Kms, store_id: &str, password: &str) {
+    kms.update_custom_key_store(&UpdateCustomKeyStoreRequest {
+        custom_key_store_id: store_id.into(),
+        key_store_password: Some(Password::new(password)),
+        ..Default::default()
+    })
+    .unwrap();
+}
+
+fn set_store_cluster(kms: &Kms, store_id: &str, cluster_id: &str) {
+    kms.update_custom_key_store(&UpdateCustomKeyStoreRequest {
+        custom_key_store_id: store_id.into(),
+        cloud_hsm_cluster_id: Some(cluster_id.into()),
+        ..Default::default()
+    })
+    .unwrap();
+}
+
+fn create_key_in(kms: &Kms, store_id: &str) -> kmscks::Result<KeyMetadataResponse> {
+    kms.create_key(&CreateKeyRequest {
+        custom_key_store_id: Some(store_id.into()),
+        origin: Some(Origin::AwsCloudhsm),
+        ..Default::default()
+    })
+}
+
+fn hsm_ids(kms: &Kms, cluster_id: &str) -> Vec<HsmId> {
+    describe_cluster(kms, cluster_id)
+        .hsms
+        .iter()
+        .map(|h| h.hsm_id.clone())
+        .collect()
+}
+
+fn describe_cluster(kms: &Kms, cluster_id: &str) -> ClusterDescription {
+    let mut req = DescribeClustersRequest::default();
+    req.filters
+        .insert("clusterIds".into(), vec![cluster_id.to_owned()]);
+    kms.describe_clusters(&req).unwrap().clusters.remove(0)
+}
+
+fn kmsuser(kms: &Kms, cluster_id: &str) -> UserDescription {
+    kms.list_hsm_users(cluster_id)
+        .unwrap()
+        .into_iter()
+        .find(|u| u.username == "kmsuser")
+        .expect("kmsuser exists")
+}
+
+// ---- §2.1 every ConnectionErrorCode, and its remedy ---------------------------------------
+
+/// What a case needs: the instance, the cluster fixture, the store.
+struct Ctx<'a> {
+    kms: &'a Kms,
+    c: &'a ClusterFixture,
+    store_id: &'a str,
+}
+
+struct Case {
+    name: &'static str,
+    code: ConnectionErrorCode,
+    /// The store is created with this password (the fault may be the password itself).
+    create_password: &'static str,
+    /// Breaks things while the store is DISCONNECTED.
+    fault: fn(&Ctx<'_>),
+    /// The documented fix, run after Disconnect (it includes any Update of the store).
+    remedy: fn(&Ctx<'_>),
+}
+
+fn unlock_and_tell_kms(x: &Ctx<'_>) {
+    x.kms
+        .change_hsm_user_password(&user_req(&x.c.cluster_id, "kmsuser", NEW_PASSWORD))
+        .unwrap();
+    set_store_password(x.kms, x.store_id, NEW_PASSWORD);
+}
+
+fn move_to_restored_cluster(x: &Ctx<'_>) {
+    let restored = restored_cluster(x.kms, &x.c.cluster_id);
+    set_store_cluster(x.kms, x.store_id, &restored);
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "wrong password at create",
+            code: ConnectionErrorCode::InvalidCredentials,
+            create_password: "wrongPassw0rd",
+            fault: |_| {},
+            remedy: |x| set_store_password(x.kms, x.store_id, KMSUSER_PASSWORD),
+        },
+        Case {
+            name: "password changed after a disconnect",
+            code: ConnectionErrorCode::InvalidCredentials,
+            create_password: KMSUSER_PASSWORD,
+            fault: |x| {
+                connect(x.kms, x.store_id);
+                disconnect(x.kms, x.store_id);
+                x.kms
+                    .inject_fault(
+                        &x.c.cluster_id,
+                        &Fault::PasswordChanged {
+                            username: "kmsuser".into(),
+                        },
+                    )
+                    .unwrap();
+            },
+            remedy: unlock_and_tell_kms,
+        },
+        Case {
+            name: "cluster deleted",
+            code: ConnectionErrorCode::ClusterNotFound,
+            create_password: KMSUSER_PASSWORD,
+            fault: |x| {
+                for hsm in hsm_ids(x.kms, &x.c.cluster_id) {
+                    x.kms
+                        .delete_hsm(&DeleteHsmRequest {
+                            cluster_id: x.c.cluster_id.clone(),
+                            hsm_id: hsm.to_string(),
+                        })
+                        .unwrap();
+                }
+                x.kms.delete_cluster(&x.c.cluster_id).unwrap();
+            },
+            remedy: |x| {
+                // Rebuild from the final backup DeleteCluster took, then re-point the store.
+                let backup = x
+                    .kms
+                    .describe_backups()
+                    .unwrap()
+                    .into_iter()
+                    .find(|b| b.cluster_id.as_str() == x.c.cluster_id)
+                    .expect("DeleteCluster takes a final backup");
+                let cluster = x
+                    .kms
+                    .create_cluster(&CreateClusterRequest {
+                        source_backup_id: Some(backup.backup_id),
+                        ..Default::default()
+                    })
+                    .unwrap()
+                    .cluster;
+                for zone in cluster.subnet_mapping.keys() {
+                    x.kms
+                        .create_hsm(&CreateHsmRequest {
+                            cluster_id: cluster.cluster_id.to_string(),
+                            availability_zone: zone.clone(),
+                        })
+                        .unwrap();
+                }
+                set_store_cluster(x.kms, x.store_id, cluster.cluster_id.as_str());
+            },
+        },
+        Case {
+            name: "network down",
+            code: ConnectionErrorCode::NetworkErrors,
+            create_password: KMSUSER_PASSWORD,
+            fault: |x| {
+                x.kms
+                    .inject_fault(&x.c.cluster_id, &Fault::NetworkDown)
+                    .unwrap()
+            },
+            remedy: |x| {
+                x.kms
+                    .inject_fault(&x.c.cluster_id, &Fault::NetworkRestored)
+                    .unwrap()
+            },
+        },
+        Case {
+            name: "internal error",
+            code: ConnectionErrorCode::InternalError,
+            create_password: KMSUSER_PASSWORD,
+            fault: |x| {
+                x.kms
+                    .inject_fault(&x.c.cluster_id, &Fault::InternalError(true))
+                    .unwrap()
+            },
+            remedy: |x| {
+                x.kms
+                    .inject_fault(&x.c.cluster_id, &Fault::InternalError(false))
+                    .unwrap()
+            },
+        },
+        Case {
+            name: "every HSM lost",
+            code: ConnectionErrorCode::InsufficientCloudhsmHsms,
+            create_password: KMSUSER_PASSWORD,
+            fault: |x| {
+                for hsm in hsm_ids(x.kms, &x.c.cluster_id) {
+                    x.kms
+                        .inject_fault(&x.c.cluster_id, &Fault::HsmLost(hsm))
+                        .unwrap();
+                }
+            },
+            remedy: |x| {
+                x.kms
+                    .create_hsm(&CreateHsmRequest {
+                        cluster_id: x.c.cluster_id.clone(),
+                        availability_zone: x.c.zones[0].clone(),
+                    })
+                    .unwrap();
+            },
+        },
+        Case {
+            name: "five failed connects",
+            code: ConnectionErrorCode::UserLockedOut,
+            create_password: "wrongPassw0rd",
+            fault: |x| {
+                for _ in 0..5 {
+                    let e = connect(x.kms, x.store_id);
+                    assert_eq!(
+                        e.connection_error_code,
+                        Some(ConnectionErrorCode::InvalidCredentials)
+                    );
+                    disconnect(x.kms, x.store_id);
+                }
+                assert!(kmsuser(x.kms, &x.c.cluster_id).locked);
+            },
+            remedy: unlock_and_tell_kms,
+        },
+        Case {
+            name: "user locked out",
+            code: ConnectionErrorCode::UserLockedOut,
+            create_password: KMSUSER_PASSWORD,
+            fault: |x| {
+                x.kms
+                    .inject_fault(
+                        &x.c.cluster_id,
+                        &Fault::UserLockedOut {
+                            username: "kmsuser".into(),
+                        },
+                    )
+                    .unwrap()
+            },
+            remedy: unlock_and_tell_kms,
+        },
+        Case {
+            name: "kmsuser deleted",
+            code: ConnectionErrorCode::UserNotFound,
+            create_password: KMSUSER_PASSWORD,
+            fault: |x| x.kms.delete_hsm_user(&x.c.cluster_id, "kmsuser").unwrap(),
+            remedy: |x| {
+                x.kms
+                    .create_hsm_user(&user_req(&x.c.cluster_id, "kmsuser", NEW_PASSWORD))
+                    .unwrap();
+                set_store_password(x.kms, x.store_id, NEW_PASSWORD);
+            },
+        },
+        Case {
+            name: "kmsuser logged in elsewhere (fault)",
+            code: ConnectionErrorCode::UserLoggedIn,
+            create_password: KMSUSER_PASSWORD,
+            fault: |x| {
+                x.kms
+                    .inject_fault(
+                        &x.c.cluster_id,
+                        &Fault::UserLoggedInElsewhere {
+                            username: "kmsuser".into(),
+                        },
+                    )
+                    .unwrap()
+            },
+            remedy: |x| x.kms.logout_hsm_user(&x.c.cluster_id, "kmsuser").unwrap(),
+        },
+        Case {
+            name: "kmsuser logged in with the CLI",
+            code: ConnectionErrorCode::UserLoggedIn,
+            create_password: KMSUSER_PASSWORD,
+            fault: |x| {
+                x.kms
+                    .login_hsm_user(&x.c.cluster_id, "kmsuser", &Password::new(KMSUSER_PASSWORD))
+                    .unwrap()
+            },
+            remedy: |x| x.kms.logout_hsm_user(&x.c.cluster_id, "kmsuser").unwrap(),
+        },
+        Case {
+            name: "subnet deleted",
+            code: ConnectionErrorCode::SubnetNotFound,
+            create_password: KMSUSER_PASSWORD,
+            fault: |x| {
+                x.kms
+                    .inject_fault(
+                        &x.c.cluster_id,
+                        &Fault::SubnetDeleted {
+                            availability_zone: x.c.zones[0].clone(),
+                        },
+                    )
+                    .unwrap()
+            },
+            remedy: move_to_restored_cluster,
+        },
+        Case {
+            name: "subnet full",
+            code: ConnectionErrorCode::InsufficientFreeAddressesInSubnet,
+            create_password: KMSUSER_PASSWORD,
+            fault: |x| {
+                x.kms
+                    .inject_fault(
+                        &x.c.cluster_id,
+                        &Fault::SubnetFull {
+                            availability_zone: x.c.zones[1].clone(),
+                        },
+                    )
+                    .unwrap()
+            },
+            remedy: move_to_restored_cluster,
+        },
+    ]
+}
+
+#[test]
+fn every_connection_error_code_and_its_remedy() {
+    let mut seen = Vec::new();
+    for case in cases() {
+        let (kms, _clock) = kms();
+        let c = active_cluster(&kms);
+        let mut req = store_request(&c, "S");
+        req.key_store_password = Some(Password::new(case.create_password));
+        let store_id = kms
+            .create_custom_key_store(&req)
+            .unwrap()
+            .custom_key_store_id;
+        let x = Ctx {
+            kms: &kms,
+            c: &c,
+            store_id: &store_id,
+        };
+        (case.fault)(&x);
+        let e = connect(&kms, &store_id);
+        assert_eq!(e.connection_state, ConnectionState::Failed, "{}", case.name);
+        assert_eq!(e.connection_error_code, Some(case.code), "{}", case.name);
+        // FAILED must be disconnected before anything else.
+        assert_aws(
+            kms.connect_custom_key_store(&id_req(&store_id)),
+            ErrorKind::CustomKeyStoreInvalidStateException,
+        );
+        let e = disconnect(&kms, &store_id);
+        assert_eq!(e.connection_state, ConnectionState::Disconnected);
+        assert_eq!(e.connection_error_code, None, "{}: cleared", case.name);
+        (case.remedy)(&x);
+        let e = connect(&kms, &store_id);
+        assert_eq!(
+            (e.connection_state, e.connection_error_code),
+            (ConnectionState::Connected, None),
+            "{}: remedy",
+            case.name
+        );
+        seen.push(case.code);
+    }
+    // Every CloudHSM code of §2.1 was produced.
+    for code in [
+        ConnectionErrorCode::InvalidCredentials,
+        ConnectionErrorCode::ClusterNotFound,
+        ConnectionErrorCode::NetworkErrors,
+        ConnectionErrorCode::InternalError,
+        ConnectionErrorCode::InsufficientCloudhsmHsms,
+        ConnectionErrorCode::UserLockedOut,
+        ConnectionErrorCode::UserNotFound,
+        ConnectionErrorCode::UserLoggedIn,
+        ConnectionErrorCode::SubnetNotFound,
+        ConnectionErrorCode::InsufficientFreeAddressesInSubnet,
+    ] {
+        assert!(seen.contains(&code), "{code} not covered");
+    }
+}
+
+// ---- kmsuser while connected --------------------------------------------------------------
+
+#[test]
+fn connect_rotates_the_kmsuser_password_and_holds_its_session() {
+    let (kms, _clock) = kms();
+    let f = connected_store(&kms, "S");
+    let cid = &f.cluster.cluster_id;
+    assert_eq!(
+        kmsuser(&kms, cid).logged_in,
+        Some(format!("kms:{}", f.store_id))
+    );
+    let old = Password::new(KMSUSER_PASSWORD);
+    assert_aws(
+        kms.login_hsm_user(cid, "kmsuser", &old),
+        ErrorKind::CloudHsmAccessDeniedException,
+    );
+    disconnect(&kms, &f.store_id);
+    assert_eq!(kmsuser(&kms, cid).logged_in, None);
+    // Not merely "already logged in": the old password is no longer kmsuser's.
+    let e = assert_aws(
+        kms.login_hsm_user(cid, "kmsuser", &old),
+        ErrorKind::CloudHsmAccessDeniedException,
+    );
+    assert!(e.message().contains("wrong password"), "{e}");
+    // KMS knows the rotated password: it reconnects without help.
+    assert_eq!(
+        connect(&kms, &f.store_id).connection_state,
+        ConnectionState::Connected
+    );
+}
+
+#[test]
+fn cluster_trouble_leaves_a_connected_store_connected_and_create_key_fails() {
+    let (kms, _clock) = kms();
+    let f = connected_store(&kms, "S");
+    let cid = f.cluster.cluster_id.clone();
+    let key = create_key(&kms, Some(&f.store_id));
+
+    kms.inject_fault(&cid, &Fault::NetworkDown).unwrap();
+    assert_eq!(
+        connection_state(&kms, &f.store_id),
+        ConnectionState::Connected
+    );
+    assert_aws(
+        create_key_in(&kms, &f.store_id),
+        ErrorKind::KMSInvalidStateException,
+    );
+    kms.inject_fault(&cid, &Fault::NetworkRestored).unwrap();
+
+    let hsms = hsm_ids(&kms, &cid);
+    kms.inject_fault(&cid, &Fault::HsmLost(hsms[0].clone()))
+        .unwrap();
+    // One active HSM is enough to stay connected, not to create keys.
+    assert_aws(
+        create_key_in(&kms, &f.store_id),
+        ErrorKind::CloudHsmClusterInvalidConfigurationException,
+    );
+    kms.inject_fault(&cid, &Fault::HsmLost(hsms[1].clone()))
+        .unwrap();
+    assert_eq!(
+        connection_state(&kms, &f.store_id),
+        ConnectionState::Connected
+    );
+    assert_aws(
+        create_key_in(&kms, &f.store_id),
+        ErrorKind::CloudHsmClusterInvalidConfigurationException,
+    );
+    assert_eq!(describe_key(&kms, &key).key_state, KeyState::Enabled);
+    assert_eq!(kms.list_key_objects(&cid).unwrap().len(), 1);
+}
+
+// ---- Cluster operations -------------------------------------------------------------------
+
+#[test]
+fn cluster_lifecycle_errors() {
+    let (kms, _clock) = kms();
+    for req in [
+        CreateClusterRequest {
+            availability_zones: vec!["eu-west-1a".into(), "eu-west-1b".into()],
+            ..Default::default()
+        },
+        CreateClusterRequest {
+            availability_zones: vec!["us-east-1a".into(), "us-east-1a".into()],
+            ..Default::default()
+        },
+    ] {
+        assert_aws(
+            kms.create_cluster(&req),
+            ErrorKind::CloudHsmInvalidRequestException,
+        );
+    }
+    let cluster = kms
+        .create_cluster(&CreateClusterRequest::default())
+        .unwrap()
+        .cluster;
+    let cid = cluster.cluster_id.to_string();
+    assert_eq!(cluster.state, ClusterState::Uninitialized);
+    // InitializeCluster before there is a CSR (no HSM yet).
+    assert_aws(
+        kms.initialize_cluster_with_new_ca(&cid),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    assert_aws(
+        kms.create_hsm(&CreateHsmRequest {
+            cluster_id: cid.clone(),
+            availability_zone: "us-east-1c".into(),
+        }),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    assert_aws(
+        kms.create_hsm(&CreateHsmRequest {
+            cluster_id: "cluster-abcdefghijk".into(),
+            availability_zone: "us-east-1a".into(),
+        }),
+        ErrorKind::CloudHsmResourceNotFoundException,
+    );
+    let hsm = kms
+        .create_hsm(&CreateHsmRequest {
+            cluster_id: cid.clone(),
+            availability_zone: "us-east-1a".into(),
+        })
+        .unwrap()
+        .hsm;
+    assert_aws(
+        kms.delete_hsm(&DeleteHsmRequest {
+            cluster_id: cid.clone(),
+            hsm_id: "hsm-abcdefghijk".into(),
+        }),
+        ErrorKind::CloudHsmResourceNotFoundException,
+    );
+    let csr = describe_cluster(&kms, &cid)
+        .certificates
+        .cluster_csr
+        .expect("an UNINITIALIZED cluster with an HSM offers its CSR");
+    // Signed by one CA, presented with another's certificate.
+    let ca1 = CertificateAuthority::generate("CA one").unwrap();
+    let ca2 = CertificateAuthority::generate("CA two").unwrap();
+    let signed = ca1.sign_csr(&csr).unwrap();
+    assert_aws(
+        kms.initialize_cluster(&InitializeClusterRequest {
+            cluster_id: cid.clone(),
+            signed_cert: signed.clone(),
+            trust_anchor: ca2.certificate_pem().into(),
+        }),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    let resp = kms
+        .initialize_cluster(&InitializeClusterRequest {
+            cluster_id: cid.clone(),
+            signed_cert: signed.clone(),
+            trust_anchor: ca1.certificate_pem().into(),
+        })
+        .unwrap();
+    assert_eq!(resp.state, ClusterState::Active);
+    // Not UNINITIALIZED any more.
+    assert_aws(
+        kms.initialize_cluster(&InitializeClusterRequest {
+            cluster_id: cid.clone(),
+            signed_cert: signed,
+            trust_anchor: ca1.certificate_pem().into(),
+        }),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+
+    // DescribeClusters filters.
+    let other = active_cluster(&kms);
+    let uninit = kms
+        .create_cluster(&CreateClusterRequest::default())
+        .unwrap()
+        .cluster
+        .cluster_id;
+    let mut req = DescribeClustersRequest::default();
+    req.filters
+        .insert("states".into(), vec!["UNINITIALIZED".into()]);
+    let found: Vec<String> = kms
+        .describe_clusters(&req)
+        .unwrap()
+        .clusters
+        .iter()
+        .map(|c| c.cluster_id.to_string())
+        .collect();
+    assert_eq!(found, vec![uninit.to_string()]);
+    req.filters.insert("states".into(), vec!["ACTIVE".into()]);
+    assert_eq!(kms.describe_clusters(&req).unwrap().clusters.len(), 2);
+    req.filters
+        .insert("clusterIds".into(), vec![other.cluster_id.clone()]);
+    let only = kms.describe_clusters(&req).unwrap().clusters;
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].cluster_id.as_str(), other.cluster_id);
+    req.filters.insert("colour".into(), vec!["blue".into()]);
+    assert_aws(
+        kms.describe_clusters(&req),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+
+    // DeleteCluster needs every HSM gone.
+    assert_aws(
+        kms.delete_cluster(&cid),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    kms.delete_hsm(&DeleteHsmRequest {
+        cluster_id: cid.clone(),
+        hsm_id: hsm.hsm_id.to_string(),
+    })
+    .unwrap();
+    assert_eq!(
+        kms.delete_cluster(&cid).unwrap().cluster.state,
+        ClusterState::Deleted
+    );
+    assert_aws(
+        kms.delete_cluster(&cid),
+        ErrorKind::CloudHsmResourceNotFoundException,
+    );
+    // An uninitialised cluster can be deleted without a backup.
+    kms.delete_cluster(uninit.as_str()).unwrap();
+}
+
+#[test]
+fn users_and_cli_lockout() {
+    let (kms, _clock) = kms();
+    let c = active_cluster(&kms);
+    let cid = &c.cluster_id;
+    kms.create_hsm_user(&user_req(cid, "alice", "alicePassw0rd"))
+        .unwrap();
+    assert_aws(
+        kms.create_hsm_user(&user_req(cid, "alice", "alicePassw0rd")),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    for bad in ["short", "has spaces in it", "ümlautPassword"] {
+        assert_aws(
+            kms.create_hsm_user(&user_req(cid, "bob", bad)),
+            ErrorKind::CloudHsmInvalidRequestException,
+        );
+    }
+    let names: Vec<String> = kms
+        .list_hsm_users(cid)
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert!(names.contains(&"alice".to_owned()) && names.contains(&"kmsuser".to_owned()));
+    assert!(!names.contains(&"bob".to_owned()));
+
+    // Five wrong passwords lock alice; then even the right one is refused.
+    let wrong = Password::new("wrongPassw0rd");
+    for _ in 0..5 {
+        assert_aws(
+            kms.login_hsm_user(cid, "alice", &wrong),
+            ErrorKind::CloudHsmAccessDeniedException,
+        );
+    }
+    let alice = |kms: &Kms| {
+        kms.list_hsm_users(cid)
+            .unwrap()
+            .into_iter()
+            .find(|u| u.username == "alice")
+            .unwrap()
+    };
+    assert!(alice(&kms).locked);
+    let e = assert_aws(
+        kms.login_hsm_user(cid, "alice", &Password::new("alicePassw0rd")),
+        ErrorKind::CloudHsmAccessDeniedException,
+    );
+    assert!(e.message().contains("locked"), "{e}");
+    // change-password unlocks.
+    kms.change_hsm_user_password(&user_req(cid, "alice", "alicePassw0rd2"))
+        .unwrap();
+    assert!(!alice(&kms).locked);
+    kms.login_hsm_user(cid, "alice", &Password::new("alicePassw0rd2"))
+        .unwrap();
+    assert_eq!(alice(&kms).logged_in.as_deref(), Some("external"));
+    assert_aws(
+        kms.delete_hsm_user(cid, "alice"),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    kms.logout_hsm_user(cid, "alice").unwrap();
+    assert_aws(
+        kms.logout_hsm_user(cid, "alice"),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    kms.delete_hsm_user(cid, "alice").unwrap();
+    assert_aws(
+        kms.delete_hsm_user(cid, "alice"),
+        ErrorKind::CloudHsmResourceNotFoundException,
+    );
+    assert_aws(
+        kms.login_hsm_user(cid, "alice", &Password::new("alicePassw0rd2")),
+        ErrorKind::CloudHsmResourceNotFoundException,
+    );
+    assert_aws(
+        kms.change_hsm_user_password(&user_req(cid, "nobody", "somePassw0rd")),
+        ErrorKind::CloudHsmResourceNotFoundException,
+    );
+
+    // kmsuser owns a key: it cannot be deleted.
+    let store_id = kms
+        .create_custom_key_store(&store_request(&c, "S"))
+        .unwrap()
+        .custom_key_store_id;
+    connect(&kms, &store_id);
+    create_key(&kms, Some(&store_id));
+    disconnect(&kms, &store_id);
+    assert_aws(
+        kms.delete_hsm_user(cid, "kmsuser"),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+}
+
+#[test]
+fn backups_copy_and_restore_related_clusters() {
+    let (kms, _clock) = kms();
+    let f = connected_store(&kms, "S");
+    let cid = f.cluster.cluster_id.clone();
+    let key = describe_key(&kms, &create_key(&kms, Some(&f.store_id)));
+    let backup = kms.create_backup(&cid).unwrap();
+    assert_eq!(backup.backup_state, BackupState::Ready);
+    assert_eq!(backup.cluster_id.as_str(), cid);
+    assert_eq!(backup.region, "us-east-1");
+
+    // Copy to another Region; a cluster restored from the copy is there, not here.
+    assert_aws(
+        kms.copy_backup_to_region(&CopyBackupToRegionRequest {
+            backup_id: backup.backup_id.to_string(),
+            destination_region: "us-east-1".into(),
+        }),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    assert_aws(
+        kms.copy_backup_to_region(&CopyBackupToRegionRequest {
+            backup_id: "backup-abcdefghijk".into(),
+            destination_region: "us-west-2".into(),
+        }),
+        ErrorKind::CloudHsmResourceNotFoundException,
+    );
+    let copy = kms
+        .copy_backup_to_region(&CopyBackupToRegionRequest {
+            backup_id: backup.backup_id.to_string(),
+            destination_region: "us-west-2".into(),
+        })
+        .unwrap();
+    assert_eq!(copy.region, "us-west-2");
+    assert_eq!(copy.source_backup.as_ref(), Some(&backup.backup_id));
+    assert_eq!(copy.source_region.as_deref(), Some("us-east-1"));
+    let west = kms
+        .create_cluster(&CreateClusterRequest {
+            source_backup_id: Some(copy.backup_id.clone()),
+            ..Default::default()
+        })
+        .unwrap()
+        .cluster;
+    assert_eq!(west.region, "us-west-2");
+    assert_eq!(west.state, ClusterState::Active);
+    assert!(west
+        .subnet_mapping
+        .keys()
+        .all(|z| z.starts_with("us-west-2")));
+    let mut req = store_request(&f.cluster, "West");
+    req.cloud_hsm_cluster_id = Some(west.cluster_id.to_string());
+    assert_aws(
+        kms.create_custom_key_store(&req),
+        ErrorKind::CloudHsmClusterNotFoundException,
+    );
+
+    // Restore in the same Region: related (same certificate), same users and key objects.
+    let restored = restored_cluster(&kms, &cid);
+    let a = describe_cluster(&kms, &cid);
+    let b = describe_cluster(&kms, &restored);
+    assert_eq!(
+        a.certificates.cluster_certificate,
+        b.certificates.cluster_certificate
+    );
+    assert!(b.source_backup_id.is_some());
+    let users = |id: &str| -> Vec<(String, HsmUserRole)> {
+        kms.list_hsm_users(id)
+            .unwrap()
+            .into_iter()
+            .map(|u| (u.username, u.role))
+            .collect()
+    };
+    assert_eq!(users(&cid), users(&restored));
+    // The restored kmsuser is not logged in (sessions are not backed up).
+    assert_eq!(kmsuser(&kms, &restored).logged_in, None);
+    let objects = |id: &str| -> Vec<(u64, String, String)> {
+        kms.list_key_objects(id)
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.key_reference, o.label, o.owner))
+            .collect()
+    };
+    assert_eq!(objects(&cid), objects(&restored));
+    assert_eq!(objects(&restored)[0].1, key.arn);
+
+    kms.delete_backup(backup.backup_id.as_str()).unwrap();
+    assert_aws(
+        kms.create_cluster(&CreateClusterRequest {
+            source_backup_id: Some(backup.backup_id.clone()),
+            ..Default::default()
+        }),
+        ErrorKind::CloudHsmResourceNotFoundException,
+    );
+}
+
+#[test]
+fn key_object_listing_never_exposes_key_bytes() {
+    let (kms, _clock) = kms();
+    let f = connected_store(&kms, "S");
+    create_key(&kms, Some(&f.store_id));
+    let objects = kms.list_key_objects(&f.cluster.cluster_id).unwrap();
+    assert_eq!(objects.len(), 1);
+    let json = serde_json::to_value(&objects).unwrap();
+    let mut fields: Vec<&str> = json[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "extractable",
+            "hsms",
+            "key-length-bits",
+            "key-reference",
+            "key-type",
+            "label",
+            "owner",
+            "token"
+        ]
+    );
+    let text = json.to_string();
+    assert!(
+        !text.contains("wrapped") && !text.contains("material"),
+        "{text}"
+    );
+}
+
+// ---- Audit logs ---------------------------------------------------------------------------
+
+fn events_of(kms: &Kms, cluster_id: &str) -> Vec<(HsmId, Vec<kmscks::hsm::model::AuditEvent>)> {
+    kms.hsm_audit_log(cluster_id, None).unwrap()
+}
+
+#[test]
+fn hsm_audit_log_records_what_kms_does_as_kmsuser() {
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, "S");
+    let cid = f.cluster.cluster_id.clone();
+    let key_id = create_key(&kms, Some(&f.store_id));
+    let handle = kms.list_key_objects(&cid).unwrap()[0].key_reference;
+    kms.schedule_key_deletion(&ScheduleKeyDeletionRequest {
+        key_id: key_id.clone(),
+        pending_window_in_days: Some(7),
+    })
+    .unwrap();
+    clock.advance_days(7);
+    assert_eq!(kms.run_scheduled_deletions().unwrap(), 1);
+    assert!(kms.list_key_objects(&cid).unwrap().is_empty());
+    disconnect(&kms, &f.store_id);
+
+    let streams = events_of(&kms, &cid);
+    let hsms = hsm_ids(&kms, &cid);
+    assert_eq!(streams.len(), hsms.len(), "one stream per HSM");
+    for (hsm, events) in &streams {
+        assert!(hsms.contains(hsm));
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.sequence, i as u64, "gap-free from 0 on {hsm}");
+        }
+        let kms_ops: Vec<(&str, Option<u64>)> = events
+            .iter()
+            .filter(|e| e.user.as_deref() == Some("kmsuser") && e.response == "SUCCESS")
+            .map(|e| (e.opcode.as_str(), e.key_handle))
+            .filter(|(op, _)| *op != "CN_CREATE_USER")
+            .collect();
+        assert_eq!(
+            kms_ops,
+            vec![
+                ("CN_LOGIN", None),
+                ("CN_CHANGE_PSWD", None),
+                ("CN_GENERATE_KEY", Some(handle)),
+                ("CN_DESTROY_OBJECT", Some(handle)),
+                ("CN_LOGOUT", None),
+            ],
+            "on {hsm}"
+        );
+        let login = events.iter().find(|e| e.opcode == "CN_LOGIN").unwrap();
+        assert_eq!(login.opcode_id, 0xd);
+    }
+    // Audit streams of one HSM only.
+    let one = kms.hsm_audit_log(&cid, Some(hsms[0].as_str())).unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].0, hsms[0]);
+    assert_aws(
+        kms.hsm_audit_log("cluster-abcdefghijk", None),
+        ErrorKind::CloudHsmResourceNotFoundException,
+    );
+}
+
+#[test]
+fn kms_event_log_and_hsm_audit_log_are_independent_and_hold_no_secrets() {
+    let (kms, _clock) = kms();
+    let f = connected_store(&kms, "S");
+    let cid = f.cluster.cluster_id.clone();
+    create_key(&kms, Some(&f.store_id));
+    kms.create_hsm_user(&user_req(&cid, "alice", "alicePassw0rd"))
+        .unwrap();
+    let kms_before = kms.kms_events().unwrap();
+    let audit_before: usize = events_of(&kms, &cid).iter().map(|(_, e)| e.len()).sum();
+
+    kms.login_hsm_user(&cid, "alice", &Password::new("alicePassw0rd"))
+        .unwrap();
+    assert_eq!(
+        kms.kms_events().unwrap(),
+        kms_before,
+        "CLI login is not a KMS event"
+    );
+    let audit_after = events_of(&kms, &cid);
+    let n: usize = audit_after.iter().map(|(_, e)| e.len()).sum();
+    assert_eq!(n, audit_before + 2, "one CN_LOGIN per active HSM");
+    for (_, events) in &audit_after {
+        let last = events.last().unwrap();
+        assert_eq!(
+            (last.opcode.as_str(), last.user.as_deref()),
+            ("CN_LOGIN", Some("alice"))
+        );
+    }
+
+    // The KMS events name the store operations; neither log holds a secret.
+    let names: Vec<&str> = kms_before.iter().map(|e| e.event_name.as_str()).collect();
+    for want in ["CreateCustomKeyStore", "ConnectCustomKeyStore", "CreateKey"] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    let kms_text = serde_json::to_string(&kms_before).unwrap();
+    let audit_text = serde_json::to_string(&audit_after).unwrap();
+    let anchor_body = f
+        .cluster
+        .trust_anchor
+        .lines()
+        .nth(1)
+        .expect("a PEM body line")
+        .to_owned();
+    for text in [&kms_text, &audit_text] {
+        assert!(!text.contains(KMSUSER_PASSWORD));
+        assert!(!text.contains("alicePassw0rd"));
+        assert!(!text.contains(&anchor_body));
+        assert!(!text.contains("BEGIN CERTIFICATE"));
+    }
+}
