@@ -7,7 +7,10 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod crypto;
+pub mod engine;
 pub mod error;
+pub mod loadgen;
 pub mod secret;
 pub mod types;
 
