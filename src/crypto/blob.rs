@@ -57,7 +57,10 @@ pub fn encode_context(ctx: &EncryptionContext, out: &mut Vec<u8>) -> Result<()> 
 }
 
 fn invalid(why: &str) -> KmsError {
-    err!(InvalidCiphertextException, "The ciphertext is invalid: {why}")
+    err!(
+        InvalidCiphertextException,
+        "The ciphertext is invalid: {why}"
+    )
 }
 
 /// Seals `plaintext` (1..=4096 bytes) under `params` into a new blob for `key_id`.
@@ -177,7 +180,9 @@ impl BlobView<'_> {
             out.expose_mut(),
         )
         .map_err(|_| {
-            invalid("authentication failed (damaged blob, wrong key or encryption context mismatch)")
+            invalid(
+                "authentication failed (damaged blob, wrong key or encryption context mismatch)",
+            )
         })?;
         Ok(out)
     }

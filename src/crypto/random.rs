@@ -103,7 +103,10 @@ mod tests {
         let b = p.take(32).unwrap();
         assert_ne!(a, b);
         assert_eq!(p.remaining(), POOL_BLOCK - 64);
-        assert!(p.buf[..64].iter().all(|&x| x == 0), "handed-out bytes must be wiped");
+        assert!(
+            p.buf[..64].iter().all(|&x| x == 0),
+            "handed-out bytes must be wiped"
+        );
     }
 
     #[test]

@@ -40,9 +40,12 @@ pub fn derive_subkey(
 ) -> Result<LessSafeKey> {
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(material.expose());
     let info: [&[u8]; 2] = [SUBKEY_INFO_LABEL, key_id.as_bytes()];
-    let okm = prk
-        .expand(&info, &AES_256_GCM)
-        .map_err(|_| err!(KMSInternalException, "subkey derivation failed for key {key_id}"))?;
+    let okm = prk.expand(&info, &AES_256_GCM).map_err(|_| {
+        err!(
+            KMSInternalException,
+            "subkey derivation failed for key {key_id}"
+        )
+    })?;
     Ok(LessSafeKey::new(UnboundKey::from(okm)))
 }
 
@@ -116,7 +119,11 @@ impl SubkeySchedule {
         }
         // Invariant: the block above guarantees `self.epoch` is `Some` here.
         let e = self.epoch.as_mut().ok_or_else(|| {
-            err!(KMSInternalException, "subkey epoch missing for key {}", self.key_id)
+            err!(
+                KMSInternalException,
+                "subkey epoch missing for key {}",
+                self.key_id
+            )
         })?;
         let nonce = counter_nonce(e.used);
         e.used += 1;
@@ -250,7 +257,10 @@ mod tests {
         let a = derive_subkey(&m, &id, &salt).unwrap();
         assert!(seal_open(&a, &derive_subkey(&m, &id, &salt).unwrap()));
         assert!(!seal_open(&a, &derive_subkey(&m, &id, &[2u8; 16]).unwrap()));
-        assert!(!seal_open(&a, &derive_subkey(&m, &KeyId::generate(), &salt).unwrap()));
+        assert!(!seal_open(
+            &a,
+            &derive_subkey(&m, &KeyId::generate(), &salt).unwrap()
+        ));
         assert!(!seal_open(
             &a,
             &derive_subkey(&KeyMaterial::generate(), &id, &salt).unwrap()

@@ -705,8 +705,7 @@ impl Engine {
         convert: impl Fn(Result<Resp>) -> Result<O>,
     ) -> Vec<Result<O>> {
         let mut reqs = Vec::with_capacity(items.len());
-        let mut slots: Vec<std::result::Result<usize, KmsError>> =
-            Vec::with_capacity(items.len());
+        let mut slots: Vec<std::result::Result<usize, KmsError>> = Vec::with_capacity(items.len());
         for it in items {
             match make(it) {
                 Ok(r) => {

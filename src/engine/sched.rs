@@ -174,6 +174,11 @@ impl Shard {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn dead_for_test(&self) -> bool {
+        self.dead.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn mark_dead(&self) {
         self.dead.store(true, Ordering::SeqCst);
         self.discard_queue();
@@ -433,7 +438,11 @@ impl Inner {
                     let target = if m & (1 << h) != 0 && (free & m) == 0 {
                         h
                     } else {
-                        let cands = if m & (1 << h) != 0 { m & (free | 1 << h) } else { m };
+                        let cands = if m & (1 << h) != 0 {
+                            m & (free | 1 << h)
+                        } else {
+                            m
+                        };
                         order(n, h, cands)
                             .min_by_key(|&q| parts[q].len())
                             .unwrap_or(h)
