@@ -14,7 +14,8 @@ fn main() {
     let cases: Vec<LoadOpts> = if args.len() == 5 {
         let num = |i: usize| args[i].parse::<u64>().expect("numeric argument");
         vec![LoadOpts {
-            op: LoadOp::parse(&args[0]).expect("op: Encrypt|Decrypt|GenerateDataKey|GenerateRandom"),
+            op: LoadOp::parse(&args[0])
+                .expect("op: Encrypt|Decrypt|GenerateDataKey|GenerateRandom"),
             threads: num(1) as usize,
             batch: num(2) as usize,
             payload: num(3) as usize,

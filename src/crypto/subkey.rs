@@ -202,6 +202,24 @@ impl SubkeyCache {
             .ok_or_else(|| err!(KMSInternalException, "subkey cache lost an entry"))
     }
 
+    /// The cached subkey for (`key_id`, `salt`), promoting it to the current generation.
+    pub fn get(&mut self, key_id: &KeyId, salt: &[u8; SALT_LEN]) -> Option<&LessSafeKey> {
+        let k = (*key_id, *salt);
+        if !self.current.contains_key(&k) {
+            let v = self.previous.remove(&k)?;
+            self.insert(*key_id, *salt, v);
+        }
+        self.current.get(&k)
+    }
+
+    /// Caches `key` for (`key_id`, `salt`).
+    pub fn insert(&mut self, key_id: KeyId, salt: [u8; SALT_LEN], key: LessSafeKey) {
+        if self.current.len() >= self.cap {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert((key_id, salt), key);
+    }
+
     /// Forgets every subkey of `key_id` (its material was removed).
     pub fn remove_key(&mut self, key_id: &KeyId) {
         self.current.retain(|k, _| &k.0 != key_id);

@@ -29,7 +29,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-pub use sched::{CALLER_SPIN, QUEUE_CAPACITY, SPLIT_MIN, WORKER_SPIN};
+pub use sched::{CALLER_SPIN, QUEUE_CAPACITY, RECENT_CALLER, SPLIT_MIN, WORKER_SPIN};
 
 pub use crate::crypto::blob::EncryptionContext;
 use crate::crypto::subkey::DEFAULT_MAX_USES;
@@ -424,6 +424,8 @@ impl Engine {
         let inner = Arc::new(Inner {
             shards,
             shutdown: Default::default(),
+            batch_callers: Default::default(),
+            epoch: std::time::Instant::now(),
         });
         let cores = if config.pin_workers {
             core_affinity::get_core_ids().unwrap_or_default()

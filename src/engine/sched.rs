@@ -11,7 +11,7 @@
 //! queue full keeps retrying: it takes the shard and runs the backlog plus its own job as soon
 //! as the lock is free, or pushes once a slot frees up. Memory is bounded; callers slow down.
 
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -35,18 +35,35 @@ const PARK_SLICE: Duration = Duration::from_millis(2);
 const MAX_HOPS: usize = 4;
 /// Batches at least this long are split across shards.
 pub const SPLIT_MIN: usize = 16;
+/// A shard used inline by a batch caller this recently is not split onto: its core is busy
+/// with that caller, and splitting would only make the two callers contend.
+pub const RECENT_CALLER: Duration = Duration::from_micros(500);
 
 pub(crate) struct Shard {
     pub(crate) state: Mutex<ShardState>,
     queue: ArrayQueue<Job>,
     parked: AtomicBool,
     dead: AtomicBool,
+    /// When a batch caller last ran on this shard inline (µs since `Inner::epoch`).
+    last_caller_us: AtomicU64,
     pub(crate) worker: OnceLock<Thread>,
 }
 
 pub(crate) struct Inner {
     pub(crate) shards: Box<[Shard]>,
     pub(crate) shutdown: AtomicBool,
+    /// Batch calls in progress (decides whether splitting can find an idle core).
+    pub(crate) batch_callers: AtomicUsize,
+    /// Time origin for `Shard::last_caller_us`.
+    pub(crate) epoch: Instant,
+}
+
+struct Leave<'a>(&'a AtomicUsize);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 type Outcome = Vec<(usize, Step)>;
@@ -132,6 +149,7 @@ impl Shard {
             queue: ArrayQueue::new(QUEUE_CAPACITY),
             parked: AtomicBool::new(false),
             dead: AtomicBool::new(false),
+            last_caller_us: AtomicU64::new(0),
             worker: OnceLock::new(),
         }
     }
@@ -400,92 +418,126 @@ impl Inner {
 
     /// Runs a batch: the part the home shard can serve inline, the rest split across the other
     /// shards holding the keys, one queue push per shard.
+    ///
+    /// Splitting only pays when another core is idle: it is done for batches of at least
+    /// [`SPLIT_MIN`] items while fewer batch callers than shards are active, and only onto
+    /// shards that are free at that moment. Items whose key lives only on other shards are
+    /// handed to those shards in one job each.
     pub(crate) fn dispatch_batch(&self, principal: &str, reqs: &[Req<'_>]) -> Vec<Result<Resp>> {
         let n = self.n();
-        let mut results: Vec<Option<Result<Resp>>> = (0..reqs.len()).map(|_| None).collect();
         if reqs.is_empty() {
             return Vec::new();
         }
         if self.is_shut_down() {
             return reqs.iter().map(|_| Err(stopped())).collect();
         }
+        let active = self.batch_callers.fetch_add(1, Ordering::Relaxed) + 1;
+        let _leave = Leave(&self.batch_callers);
+        let mut results: Vec<Option<Result<Resp>>> = (0..reqs.len()).map(|_| None).collect();
         let pref = self.preferred();
         let mut retry: Vec<usize> = Vec::new();
+        let start = Instant::now();
         let mut home = None;
-        for i in order(n, pref, self.all_mask()) {
-            if let Lock::Got(g) = self.shards[i].try_lock() {
-                home = Some((i, g));
+        loop {
+            for i in order(n, pref, self.all_mask()) {
+                if let Lock::Got(g) = self.shards[i].try_lock() {
+                    home = Some((i, g));
+                    break;
+                }
+            }
+            if home.is_some() || start.elapsed() >= CALLER_SPIN {
                 break;
             }
+            std::hint::spin_loop();
         }
+        let mut pending = Vec::new();
         match home {
-            None => retry.extend(0..reqs.len()),
+            None => {
+                // Every shard stayed busy: hand the whole batch over as one job.
+                let owned = reqs
+                    .iter()
+                    .enumerate()
+                    .map(|(k, r)| (k, r.to_static()))
+                    .collect();
+                let i = order(n, pref, self.all_mask())
+                    .find(|&i| !self.shards[i].dead.load(Ordering::Relaxed))
+                    .unwrap_or(pref);
+                match self.queue_and_wait(i, principal, owned) {
+                    Ok(out) => self.collect(out, &mut results, &mut retry),
+                    Err(e) => {
+                        for r in results.iter_mut() {
+                            *r = Some(Err(e.clone()));
+                        }
+                    }
+                }
+            }
             Some((h, mut g)) => {
                 self.shards[h].drain(&mut g);
                 let mut parts: Vec<Vec<usize>> = vec![Vec::new(); n];
-                let split = reqs.len() >= SPLIT_MIN;
-                // Other shards worth splitting onto: free right now.
                 let mut free = 0u64;
-                if split {
+                let now_us = self.epoch.elapsed().as_micros() as u64;
+                if reqs.len() >= SPLIT_MIN && active < n {
+                    let recent = RECENT_CALLER.as_micros() as u64;
                     for q in (0..n).filter(|&q| q != h) {
+                        let last = self.shards[q].last_caller_us.load(Ordering::Relaxed);
+                        if last != 0 && now_us.saturating_sub(last) < recent {
+                            continue;
+                        }
                         if let Lock::Got(_) = self.shards[q].try_lock() {
                             free |= 1 << q;
                         }
                     }
                 }
-                for (k, r) in reqs.iter().enumerate() {
-                    let m = g.holder_mask(r);
-                    let target = if m & (1 << h) != 0 && (free & m) == 0 {
-                        h
-                    } else {
+                if free == 0 {
+                    parts[h].extend(0..reqs.len());
+                } else {
+                    for (k, r) in reqs.iter().enumerate() {
+                        let m = g.holder_mask(r);
                         let cands = if m & (1 << h) != 0 {
                             m & (free | 1 << h)
                         } else {
                             m
                         };
-                        order(n, h, cands)
+                        let target = order(n, h, cands)
                             .min_by_key(|&q| parts[q].len())
-                            .unwrap_or(h)
-                    };
-                    parts[target].push(k);
-                }
-                let mut pending = Vec::new();
-                for q in (0..n).filter(|&q| q != h && !parts[q].is_empty()) {
-                    let owned = parts[q].iter().map(|&k| (k, reqs[k].to_static())).collect();
-                    let (job, slot) = Self::new_job(principal, owned);
-                    if self.push(q, job) {
-                        pending.push((q, slot));
-                    } else {
-                        retry.extend(parts[q].iter().copied());
+                            .unwrap_or(h);
+                        parts[target].push(k);
                     }
                 }
+                for q in (0..n).filter(|&q| q != h) {
+                    let part = std::mem::take(&mut parts[q]);
+                    self.hand_off(q, principal, reqs, part, &mut pending, &mut retry);
+                }
+                let mut late: Vec<Vec<usize>> = vec![Vec::new(); n];
                 for &k in &parts[h] {
                     match g.execute(principal, &reqs[k]) {
                         Step::Done(r) => results[k] = Some(r),
-                        Step::Elsewhere(_) => retry.push(k),
+                        Step::Elsewhere(m) => match order(n, h, m).next() {
+                            Some(q) => late[q].push(k),
+                            None => retry.push(k),
+                        },
                     }
                 }
+                self.shards[h]
+                    .last_caller_us
+                    .store(now_us.max(1), Ordering::Relaxed);
                 drop(g);
-                for (q, slot) in pending {
-                    match self.wait(q, &slot) {
-                        Some(out) => {
-                            for (k, s) in out {
-                                match s {
-                                    Step::Done(r) => results[k] = Some(r),
-                                    Step::Elsewhere(_) => retry.push(k),
-                                }
-                            }
-                        }
-                        None => {
-                            let e = if self.is_shut_down() {
-                                stopped()
-                            } else {
-                                dead_shard(q)
-                            };
-                            for &k in &parts[q] {
-                                results[k] = Some(Err(e.clone()));
-                            }
-                        }
+                for (q, part) in late.into_iter().enumerate() {
+                    self.hand_off(q, principal, reqs, part, &mut pending, &mut retry);
+                }
+            }
+        }
+        for (q, slot, part) in pending {
+            match self.wait(q, &slot) {
+                Some(out) => self.collect(out, &mut results, &mut retry),
+                None => {
+                    let e = if self.is_shut_down() {
+                        stopped()
+                    } else {
+                        dead_shard(q)
+                    };
+                    for k in part {
+                        results[k] = Some(Err(e.clone()));
                     }
                 }
             }
@@ -497,5 +549,36 @@ impl Inner {
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(err!(KMSInternalException, "batch item lost"))))
             .collect()
+    }
+
+    /// Pushes the items `part` of `reqs` to shard `q` as one job.
+    fn hand_off(
+        &self,
+        q: usize,
+        principal: &str,
+        reqs: &[Req<'_>],
+        part: Vec<usize>,
+        pending: &mut Vec<(usize, Arc<Slot>, Vec<usize>)>,
+        retry: &mut Vec<usize>,
+    ) {
+        if part.is_empty() {
+            return;
+        }
+        let owned = part.iter().map(|&k| (k, reqs[k].to_static())).collect();
+        let (job, slot) = Self::new_job(principal, owned);
+        if self.push(q, job) {
+            pending.push((q, slot, part));
+        } else {
+            retry.extend(part);
+        }
+    }
+
+    fn collect(&self, out: Outcome, results: &mut [Option<Result<Resp>>], retry: &mut Vec<usize>) {
+        for (k, s) in out {
+            match s {
+                Step::Done(r) => results[k] = Some(r),
+                Step::Elsewhere(_) => retry.push(k),
+            }
+        }
     }
 }

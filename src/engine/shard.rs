@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use zeroize::Zeroize;
@@ -123,6 +124,35 @@ pub(crate) enum Step {
     Elsewhere(u64),
 }
 
+/// A fast hasher for maps keyed by [`KeyId`]. Key ids are random UUIDs issued by the service
+/// and only the control plane inserts them, so no caller can choose colliding keys; lookups of
+/// unknown ids cannot degrade a map. (Maps keyed by caller-chosen text, such as aliases, keep
+/// the default SipHash.) SipHash would cost ~20 ns per lookup, several lookups per request.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+const FX: u64 = 0x517c_c1b7_2722_0a95;
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(FX);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(FX);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdMap<V> = HashMap<KeyId, V, BuildHasherDefault<IdHasher>>;
+
 struct KeyInfo {
     arn: Arc<str>,
     gate: Gate,
@@ -140,16 +170,16 @@ pub(crate) struct ShardState {
     idx: usize,
     nshards: usize,
     scope: Scope,
-    keys: HashMap<KeyId, KeyInfo>,
+    keys: IdMap<KeyInfo>,
     aliases: HashMap<String, KeyId>,
     /// Every HSM slot (on any shard) holding each key.
-    holders: HashMap<KeyId, Vec<HsmSlot>>,
+    holders: IdMap<Vec<HsmSlot>>,
     /// The shard of every custom HSM.
     placement: HashMap<HsmId, usize>,
     default_fleet: bool,
     /// Slots placed on this shard, with the keys they hold.
     local_slots: HashMap<HsmSlot, HashSet<KeyId>>,
-    local: HashMap<KeyId, LocalKey>,
+    local: IdMap<LocalKey>,
     pool: RandomPool,
     cache: SubkeyCache,
     aad: Vec<u8>,
@@ -180,13 +210,13 @@ impl ShardState {
             idx,
             nshards,
             scope,
-            keys: HashMap::new(),
+            keys: IdMap::default(),
             aliases: HashMap::new(),
-            holders: HashMap::new(),
+            holders: IdMap::default(),
             placement: HashMap::new(),
             default_fleet: false,
             local_slots: HashMap::new(),
-            local: HashMap::new(),
+            local: IdMap::default(),
             pool: RandomPool::new(),
             cache: SubkeyCache::new(cache),
             aad: Vec::with_capacity(256),
@@ -433,12 +463,18 @@ impl ShardState {
         let Some(local) = self.local.get(&id) else {
             return self.not_here(&id, &arn);
         };
-        let r = match local.schedule.current(&view.salt) {
-            Some(k) => view.open(k, ctx, &mut self.aad),
-            None => self
-                .cache
-                .get_or_derive(id, &view.salt, || local.schedule.derive(&view.salt))
-                .and_then(|k| view.open(k, ctx, &mut self.aad)),
+        let r = if let Some(k) = local.schedule.current(&view.salt) {
+            view.open(k, ctx, &mut self.aad)
+        } else if let Some(k) = self.cache.get(&id, &view.salt) {
+            view.open(k, ctx, &mut self.aad)
+        } else {
+            // Cache a derived subkey only once it authenticated a blob, so forged salts can
+            // neither fill the cache nor evict useful entries.
+            local.schedule.derive(&view.salt).and_then(|k| {
+                let p = view.open(&k, ctx, &mut self.aad)?;
+                self.cache.insert(id, view.salt, k);
+                Ok(p)
+            })
         };
         Step::Done(r.map(|p| Resp::Plain(p, arn)))
     }
