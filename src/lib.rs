@@ -8,10 +8,13 @@
 #![warn(missing_docs)]
 
 pub mod crypto;
+pub mod dataplane;
+pub mod engine;
 pub mod error;
 pub mod hsm;
 pub mod keyring;
 pub mod kms;
+pub mod loadgen;
 pub mod secret;
 pub mod service;
 pub mod state;

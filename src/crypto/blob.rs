@@ -1,0 +1,268 @@
+//! The ciphertext blob (format version 1), documented in `docs/ciphertext.md`.
+//!
+//! ```text
+//! offset  size  field
+//! 0       1     version (0x01)
+//! 1       16    key id (UUID bytes)
+//! 17      16    epoch salt (selects the subkey, see `crypto::subkey`)
+//! 33      12    nonce (counter within the subkey)
+//! 45      n     AES-256-GCM ciphertext, 1 <= n <= 4096
+//! 45+n    16    GCM tag
+//! ```
+//! The AAD is the 45-byte header followed by the canonical encoding of the encryption context
+//! ([`encode_context`]), so every header byte and every context entry is authenticated.
+
+use std::collections::BTreeMap;
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce};
+
+use crate::crypto::subkey::{SealParams, NONCE_LEN, SALT_LEN};
+use crate::err;
+use crate::error::{KmsError, Result};
+use crate::secret::SecretBytes;
+use crate::types::KeyId;
+
+/// An encryption context: string keys to string values. A `BTreeMap` iterates in key byte
+/// order, which is the canonical order, and cannot hold a key twice.
+pub type EncryptionContext = BTreeMap<String, String>;
+
+/// The format version this module writes and accepts.
+pub const VERSION: u8 = 1;
+/// Header length: version, key id, salt, nonce.
+pub const HEADER_LEN: usize = 1 + 16 + SALT_LEN + NONCE_LEN;
+/// GCM tag length.
+pub const TAG_LEN: usize = 16;
+/// Bytes a blob adds to its payload.
+pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+/// Largest payload a blob carries (Encrypt's 4096-byte plaintext limit).
+pub const MAX_PAYLOAD: usize = 4096;
+/// Smallest and largest well-formed blob.
+pub const BLOB_LEN: (usize, usize) = (OVERHEAD + 1, OVERHEAD + MAX_PAYLOAD);
+
+/// Appends the canonical encoding of `ctx` to `out`: entry count (u32 LE), then for each entry
+/// in key byte order the key length (u32 LE), key bytes, value length (u32 LE), value bytes.
+/// Different contexts never encode to the same bytes, and insertion order never matters.
+pub fn encode_context(ctx: &EncryptionContext, out: &mut Vec<u8>) -> Result<()> {
+    let len32 = |n: usize| {
+        u32::try_from(n).map_err(|_| err!(ValidationException, "encryption context too large"))
+    };
+    out.extend_from_slice(&len32(ctx.len())?.to_le_bytes());
+    for (k, v) in ctx {
+        out.extend_from_slice(&len32(k.len())?.to_le_bytes());
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(&len32(v.len())?.to_le_bytes());
+        out.extend_from_slice(v.as_bytes());
+    }
+    Ok(())
+}
+
+fn invalid(why: &str) -> KmsError {
+    err!(
+        InvalidCiphertextException,
+        "The ciphertext is invalid: {why}"
+    )
+}
+
+/// Seals `plaintext` (1..=4096 bytes) under `params` into a new blob for `key_id`.
+/// `aad` is scratch space reused across calls.
+pub fn seal(
+    key_id: &KeyId,
+    params: SealParams<'_>,
+    plaintext: &[u8],
+    ctx: &EncryptionContext,
+    aad: &mut Vec<u8>,
+) -> Result<Vec<u8>> {
+    if plaintext.is_empty() || plaintext.len() > MAX_PAYLOAD {
+        return Err(err!(
+            ValidationException,
+            "payload of {} bytes is outside 1..={MAX_PAYLOAD}",
+            plaintext.len()
+        ));
+    }
+    let mut blob = Vec::with_capacity(OVERHEAD + plaintext.len());
+    blob.push(VERSION);
+    blob.extend_from_slice(key_id.as_bytes());
+    blob.extend_from_slice(params.salt);
+    blob.extend_from_slice(&params.nonce);
+    aad.clear();
+    aad.extend_from_slice(&blob);
+    encode_context(ctx, aad)?;
+    blob.extend_from_slice(plaintext);
+    let tag = params
+        .key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(params.nonce),
+            Aad::from(&aad[..]),
+            &mut blob[HEADER_LEN..],
+        )
+        .map_err(|_| err!(KMSInternalException, "AES-GCM seal failed"))?;
+    blob.extend_from_slice(tag.as_ref());
+    Ok(blob)
+}
+
+/// A parsed (not yet authenticated) blob.
+#[derive(Debug)]
+pub struct BlobView<'a> {
+    /// The key the blob names.
+    pub key_id: KeyId,
+    /// The epoch salt.
+    pub salt: [u8; SALT_LEN],
+    /// The nonce.
+    pub nonce: [u8; NONCE_LEN],
+    header: &'a [u8],
+    ciphertext: &'a [u8],
+    tag: &'a [u8],
+}
+
+/// Strict parse: any size or version problem is `InvalidCiphertextException`.
+pub fn parse(blob: &[u8]) -> Result<BlobView<'_>> {
+    if blob.len() < BLOB_LEN.0 {
+        return Err(invalid(&format!(
+            "{} bytes is shorter than the {}-byte minimum",
+            blob.len(),
+            BLOB_LEN.0
+        )));
+    }
+    if blob.len() > BLOB_LEN.1 {
+        return Err(invalid(&format!(
+            "{} bytes is longer than the {}-byte maximum",
+            blob.len(),
+            BLOB_LEN.1
+        )));
+    }
+    if blob[0] != VERSION {
+        return Err(invalid(&format!(
+            "unknown format version {} at offset 0",
+            blob[0]
+        )));
+    }
+    let (header, rest) = blob.split_at(HEADER_LEN);
+    let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&header[1..17]);
+    let mut salt = [0u8; SALT_LEN];
+    salt.copy_from_slice(&header[17..17 + SALT_LEN]);
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&header[17 + SALT_LEN..HEADER_LEN]);
+    Ok(BlobView {
+        key_id: KeyId::from_bytes(id),
+        salt,
+        nonce,
+        header,
+        ciphertext,
+        tag,
+    })
+}
+
+impl BlobView<'_> {
+    /// Payload length in bytes.
+    pub fn payload_len(&self) -> usize {
+        self.ciphertext.len()
+    }
+
+    /// Authenticates and decrypts under `key` with `ctx`; a wrong key, a changed byte or a
+    /// different context is `InvalidCiphertextException`.
+    pub fn open(
+        &self,
+        key: &LessSafeKey,
+        ctx: &EncryptionContext,
+        aad: &mut Vec<u8>,
+    ) -> Result<SecretBytes> {
+        aad.clear();
+        aad.extend_from_slice(self.header);
+        encode_context(ctx, aad)?;
+        let mut out = SecretBytes::zeroed(self.ciphertext.len());
+        key.open_separate_gather(
+            Nonce::assume_unique_for_key(self.nonce),
+            Aad::from(&aad[..]),
+            self.ciphertext,
+            self.tag,
+            out.expose_mut(),
+        )
+        .map_err(|_| {
+            invalid(
+                "authentication failed (damaged blob, wrong key or encryption context mismatch)",
+            )
+        })?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::random::RandomPool;
+    use crate::crypto::subkey::SubkeySchedule;
+    use crate::error::ErrorKind;
+    use crate::secret::KeyMaterial;
+
+    fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn round_trip_and_every_byte_flip_is_invalid() {
+        let id = KeyId::generate();
+        let mut s = SubkeySchedule::new(id, KeyMaterial::generate(), 1 << 20);
+        let mut pool = RandomPool::new();
+        let mut aad = Vec::new();
+        let c = ctx(&[("a", "1"), ("b", "2")]);
+        let blob = seal(&id, s.next(&mut pool).unwrap(), b"secret", &c, &mut aad).unwrap();
+        assert_eq!(blob.len(), OVERHEAD + 6);
+        let v = parse(&blob).unwrap();
+        assert_eq!(v.key_id, id);
+        let key = s.derive(&v.salt).unwrap();
+        assert_eq!(v.open(&key, &c, &mut aad).unwrap().expose(), b"secret");
+        for i in 0..blob.len() {
+            let mut b = blob.clone();
+            b[i] ^= 0x01;
+            let r = parse(&b).and_then(|v| {
+                let key = s.derive(&v.salt)?;
+                v.open(&key, &c, &mut aad)
+            });
+            assert_eq!(
+                r.unwrap_err().kind(),
+                ErrorKind::InvalidCiphertextException,
+                "flip at {i}"
+            );
+        }
+        let e = v.open(&key, &ctx(&[("a", "1")]), &mut aad).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidCiphertextException);
+    }
+
+    #[test]
+    fn strict_sizes_and_version() {
+        assert!(parse(&[1u8; BLOB_LEN.0 - 1]).is_err());
+        assert!(parse(&[1u8; BLOB_LEN.1 + 1]).is_err());
+        let e = parse(&[2u8; 100]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidCiphertextException);
+        assert!(e.message().contains("version 2"), "{e}");
+        assert!(parse(&[1u8; BLOB_LEN.0]).is_ok());
+    }
+
+    #[test]
+    fn context_encoding_is_canonical_and_unambiguous() {
+        let enc = |c: &EncryptionContext| {
+            let mut v = Vec::new();
+            encode_context(c, &mut v).unwrap();
+            v
+        };
+        let mut a = EncryptionContext::new();
+        a.insert("z".into(), "1".into());
+        a.insert("a".into(), "2".into());
+        let mut b = EncryptionContext::new();
+        b.insert("a".into(), "2".into());
+        b.insert("z".into(), "1".into());
+        assert_eq!(enc(&a), enc(&b));
+        // Moving bytes between key and value, or between entries, changes the encoding.
+        assert_ne!(enc(&ctx(&[("ab", "c")])), enc(&ctx(&[("a", "bc")])));
+        assert_ne!(
+            enc(&ctx(&[("a", ""), ("b", "")])),
+            enc(&ctx(&[("a", "\0\0\0\0b")]))
+        );
+        assert_eq!(enc(&EncryptionContext::new()), vec![0, 0, 0, 0]);
+    }
+}

@@ -1,0 +1,775 @@
+//! The data-plane engine: Encrypt, Decrypt, ReEncrypt, GenerateDataKey(WithoutPlaintext),
+//! GenerateRandom and their batch forms, as fast as the machine allows.
+//!
+//! # Model
+//! The engine has N shards (default: one per core). Each shard has a worker thread (pinned to
+//! a core when possible), a `Mutex<ShardState>` and a bounded job queue. A shard owns the HSM
+//! slots placed on it with their keys' material and per-key subkey schedules, a random pool,
+//! a decrypt-subkey cache, and a full copy of the key and alias directories.
+//!
+//! A call runs on the caller's own thread whenever it can take a shard that holds the key
+//! (`try_lock` only, never a blocking lock on the hot path); only when all such shards are busy
+//! is it handed to a queue (see [`sched`](self) docs: [`QUEUE_CAPACITY`], back-pressure).
+//!
+//! # Control plane
+//! The control plane decides states and pushes outcomes with [`Engine::apply`], which takes
+//! every shard's lock (blocking), applies the changes to all shards, and returns: a request
+//! that starts after `apply` returns sees them.
+//!
+//! # Encryption context
+//! Contexts are [`EncryptionContext`] (`BTreeMap<String, String>`); an empty map means none.
+//! Member order never matters (see `docs/ciphertext.md`).
+
+mod sched;
+mod shard;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+pub use sched::{CALLER_SPIN, QUEUE_CAPACITY, RECENT_CALLER, SPLIT_MIN, WORKER_SPIN};
+
+pub use crate::crypto::blob::EncryptionContext;
+use crate::crypto::subkey::DEFAULT_MAX_USES;
+use crate::err;
+use crate::error::{KmsError, Result};
+use crate::secret::{KeyMaterial, SecretBytes};
+use crate::types::limits::{CIPHERTEXT_LEN, NUMBER_OF_BYTES, PLAINTEXT_LEN};
+use crate::types::{DataKeySpec, HsmId, KeyId, KeyRef, Scope};
+use sched::{Inner, Shard};
+use shard::{Req, Resp, ShardState};
+
+/// Where key material lives: one HSM of a CloudHSM cluster, or the default-store fleet.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum HsmSlot {
+    /// The virtual fleet serving default-store (Origin `AWS_KMS`) keys, present on every shard.
+    Default,
+    /// One simulated CloudHSM HSM; the engine places it on one shard.
+    Hsm(HsmId),
+}
+
+/// Whether a key may be used, as decided by the control plane.
+#[derive(Clone, Debug)]
+pub enum Gate {
+    /// Usable.
+    Open,
+    /// Not usable: every request answers this error (e.g. `DisabledException`).
+    Closed(KmsError),
+}
+
+/// A data-plane action, for the authorizer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// `kms:Encrypt`.
+    Encrypt,
+    /// `kms:Decrypt`.
+    Decrypt,
+    /// `kms:ReEncryptFrom` (the source key of ReEncrypt).
+    ReEncryptFrom,
+    /// `kms:ReEncryptTo` (the destination key of ReEncrypt).
+    ReEncryptTo,
+    /// `kms:GenerateDataKey`.
+    GenerateDataKey,
+    /// `kms:GenerateDataKeyWithoutPlaintext`.
+    GenerateDataKeyWithoutPlaintext,
+    /// `kms:GenerateRandom`.
+    GenerateRandom,
+}
+
+impl Action {
+    /// The IAM action name, e.g. `kms:Encrypt`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Action::Encrypt => "kms:Encrypt",
+            Action::Decrypt => "kms:Decrypt",
+            Action::ReEncryptFrom => "kms:ReEncryptFrom",
+            Action::ReEncryptTo => "kms:ReEncryptTo",
+            Action::GenerateDataKey => "kms:GenerateDataKey",
+            Action::GenerateDataKeyWithoutPlaintext => "kms:GenerateDataKeyWithoutPlaintext",
+            Action::GenerateRandom => "kms:GenerateRandom",
+        }
+    }
+}
+
+/// Decides whether a principal may perform an action on one key (the key policy's verdict).
+pub trait Authorizer: Send + Sync {
+    /// Whether `principal` may perform `action` on the key this authorizer belongs to.
+    fn allows(&self, principal: &str, action: Action) -> bool;
+}
+
+/// An authorizer that allows everything.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AllowAll;
+
+impl Authorizer for AllowAll {
+    fn allows(&self, _principal: &str, _action: Action) -> bool {
+        true
+    }
+}
+
+impl<F: Fn(&str, Action) -> bool + Send + Sync> Authorizer for F {
+    fn allows(&self, principal: &str, action: Action) -> bool {
+        self(principal, action)
+    }
+}
+
+/// A change pushed by the control plane.
+pub enum Control {
+    /// An HSM became active (or the default fleet came up); the engine places it on a shard.
+    AddHsm {
+        /// The slot.
+        hsm: HsmSlot,
+    },
+    /// An HSM is gone: its replicas are dropped (zeroized).
+    RemoveHsm {
+        /// The slot.
+        hsm: HsmSlot,
+    },
+    /// An HSM holds a replica of a key's material.
+    PutReplica {
+        /// The slot (must be added).
+        hsm: HsmSlot,
+        /// The key.
+        key: KeyId,
+        /// Its 256-bit material (copied into the shard(s) hosting the slot).
+        material: KeyMaterial,
+    },
+    /// An HSM no longer holds the key.
+    RemoveReplica {
+        /// The slot.
+        hsm: HsmSlot,
+        /// The key.
+        key: KeyId,
+    },
+    /// A key exists (or its ARN, gate or authorizer changed).
+    PutKey {
+        /// The key.
+        key: KeyId,
+        /// Its ARN.
+        arn: Arc<str>,
+        /// Whether it is usable.
+        gate: Gate,
+        /// Its policy verdicts.
+        authorizer: Arc<dyn Authorizer>,
+    },
+    /// Opens or closes a key.
+    SetGate {
+        /// The key.
+        key: KeyId,
+        /// The new gate.
+        gate: Gate,
+    },
+    /// The key is deleted (with its aliases and replicas).
+    RemoveKey {
+        /// The key.
+        key: KeyId,
+    },
+    /// An alias names a key.
+    PutAlias {
+        /// `alias/...`.
+        alias: String,
+        /// The target key (must exist).
+        key: KeyId,
+    },
+    /// An alias is deleted.
+    RemoveAlias {
+        /// `alias/...`.
+        alias: String,
+    },
+}
+
+impl fmt::Debug for Control {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Control::AddHsm { hsm } => write!(f, "AddHsm({hsm:?})"),
+            Control::RemoveHsm { hsm } => write!(f, "RemoveHsm({hsm:?})"),
+            Control::PutReplica { hsm, key, .. } => {
+                write!(f, "PutReplica({hsm:?}, {key}, <redacted>)")
+            }
+            Control::RemoveReplica { hsm, key } => write!(f, "RemoveReplica({hsm:?}, {key})"),
+            Control::PutKey { key, arn, gate, .. } => write!(f, "PutKey({key}, {arn}, {gate:?})"),
+            Control::SetGate { key, gate } => write!(f, "SetGate({key}, {gate:?})"),
+            Control::RemoveKey { key } => write!(f, "RemoveKey({key})"),
+            Control::PutAlias { alias, key } => write!(f, "PutAlias({alias}, {key})"),
+            Control::RemoveAlias { alias } => write!(f, "RemoveAlias({alias})"),
+        }
+    }
+}
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Number of shards; 0 = the number of available cores. At most 64.
+    pub shards: usize,
+    /// Pin each worker to a core (`core_affinity`); ignored where unsupported.
+    pub pin_workers: bool,
+    /// Seals under one subkey before it is retired (default 2^31; tests use 4).
+    pub subkey_max_uses: u64,
+    /// Decrypt subkeys cached per shard (the cache holds at most twice this).
+    pub decrypt_cache: usize,
+    /// Account and Region, for ARNs in messages.
+    pub scope: Scope,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig {
+            shards: 0,
+            pin_workers: true,
+            subkey_max_uses: DEFAULT_MAX_USES,
+            decrypt_cache: 1024,
+            scope: Scope::default(),
+        }
+    }
+}
+
+/// Encrypt's answer.
+#[derive(Debug)]
+pub struct EncryptOutput {
+    /// The ciphertext blob.
+    pub ciphertext_blob: Vec<u8>,
+    /// The key ARN.
+    pub key_arn: Arc<str>,
+}
+
+/// Decrypt's answer.
+#[derive(Debug)]
+pub struct DecryptOutput {
+    /// The plaintext.
+    pub plaintext: SecretBytes,
+    /// The ARN of the key that decrypted.
+    pub key_arn: Arc<str>,
+}
+
+/// ReEncrypt's answer.
+#[derive(Debug)]
+pub struct ReEncryptOutput {
+    /// The new blob, under the destination key.
+    pub ciphertext_blob: Vec<u8>,
+    /// The source key ARN.
+    pub source_key_arn: Arc<str>,
+    /// The destination key ARN.
+    pub key_arn: Arc<str>,
+}
+
+/// GenerateDataKey(WithoutPlaintext)'s answer.
+#[derive(Debug)]
+pub struct DataKeyOutput {
+    /// The data key encrypted under the KMS key.
+    pub ciphertext_blob: Vec<u8>,
+    /// The data key (None for WithoutPlaintext).
+    pub plaintext: Option<SecretBytes>,
+    /// The key ARN.
+    pub key_arn: Arc<str>,
+}
+
+/// One Encrypt of a batch.
+#[derive(Clone, Copy, Debug)]
+pub struct EncryptItem<'a> {
+    /// The key.
+    pub key: &'a KeyRef,
+    /// 1..=4096 bytes.
+    pub plaintext: &'a [u8],
+    /// The encryption context.
+    pub context: &'a EncryptionContext,
+}
+
+/// One Decrypt of a batch.
+#[derive(Clone, Copy, Debug)]
+pub struct DecryptItem<'a> {
+    /// The blob.
+    pub ciphertext: &'a [u8],
+    /// The encryption context it was made with.
+    pub context: &'a EncryptionContext,
+    /// Optional key that must match the blob's.
+    pub key: Option<&'a KeyRef>,
+}
+
+/// One GenerateDataKey of a batch.
+#[derive(Clone, Copy, Debug)]
+pub struct DataKeyItem<'a> {
+    /// The key.
+    pub key: &'a KeyRef,
+    /// `KeySpec` (exactly one of this and `number_of_bytes`).
+    pub key_spec: Option<DataKeySpec>,
+    /// `NumberOfBytes` 1..=1024.
+    pub number_of_bytes: Option<u32>,
+    /// The encryption context.
+    pub context: &'a EncryptionContext,
+}
+
+/// The data key length for GenerateDataKey's `KeySpec` / `NumberOfBytes` pair.
+pub fn data_key_len(spec: Option<DataKeySpec>, number_of_bytes: Option<u32>) -> Result<usize> {
+    match (spec, number_of_bytes) {
+        (Some(s), None) => Ok(s.byte_len()),
+        (None, Some(n)) => check_number_of_bytes(n),
+        _ => Err(err!(
+            ValidationException,
+            "Please specify either number of bytes or key spec."
+        )),
+    }
+}
+
+fn check_number_of_bytes(n: u32) -> Result<usize> {
+    if n < NUMBER_OF_BYTES.0 {
+        return Err(KmsError::validation(
+            n,
+            "numberOfBytes",
+            "Member must have value greater than or equal to 1",
+        ));
+    }
+    if n > NUMBER_OF_BYTES.1 {
+        return Err(KmsError::validation(
+            n,
+            "numberOfBytes",
+            "Member must have value less than or equal to 1024",
+        ));
+    }
+    Ok(n as usize)
+}
+
+fn check_len(len: usize, member: &str, bounds: (usize, usize)) -> Result<()> {
+    if len < bounds.0 {
+        return Err(err!(
+            ValidationException,
+            "1 validation error detected: Value at '{member}' failed to satisfy constraint: \
+             Member must have length greater than or equal to {}",
+            bounds.0
+        ));
+    }
+    if len > bounds.1 {
+        return Err(err!(
+            ValidationException,
+            "1 validation error detected: Value at '{member}' failed to satisfy constraint: \
+             Member must have length less than or equal to {}",
+            bounds.1
+        ));
+    }
+    Ok(())
+}
+
+fn internal_mismatch() -> KmsError {
+    err!(
+        KMSInternalException,
+        "engine answered with the wrong response kind"
+    )
+}
+
+fn to_encrypt(r: Result<Resp>) -> Result<EncryptOutput> {
+    match r? {
+        Resp::Blob(ciphertext_blob, key_arn) => Ok(EncryptOutput {
+            ciphertext_blob,
+            key_arn,
+        }),
+        _ => Err(internal_mismatch()),
+    }
+}
+
+fn to_decrypt(r: Result<Resp>) -> Result<DecryptOutput> {
+    match r? {
+        Resp::Plain(plaintext, key_arn) => Ok(DecryptOutput { plaintext, key_arn }),
+        _ => Err(internal_mismatch()),
+    }
+}
+
+fn to_data_key(r: Result<Resp>) -> Result<DataKeyOutput> {
+    match r? {
+        Resp::DataKey(ciphertext_blob, plaintext, key_arn) => Ok(DataKeyOutput {
+            ciphertext_blob,
+            plaintext,
+            key_arn,
+        }),
+        _ => Err(internal_mismatch()),
+    }
+}
+
+/// The engine. Share it between threads by reference or `Arc`.
+pub struct Engine {
+    inner: Arc<Inner>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("shards", &self.inner.shards.len())
+            .field("shut_down", &self.inner.is_shut_down())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Starts an engine with its worker threads.
+    pub fn new(config: EngineConfig) -> Result<Engine> {
+        let n = if config.shards == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            config.shards
+        }
+        .min(64);
+        let shards = (0..n)
+            .map(|i| {
+                Shard::new(ShardState::new(
+                    i,
+                    n,
+                    config.scope.clone(),
+                    config.subkey_max_uses,
+                    config.decrypt_cache,
+                ))
+            })
+            .collect::<Vec<_>>()
+            .into_boxed_slice();
+        let inner = Arc::new(Inner {
+            shards,
+            shutdown: Default::default(),
+            batch_callers: Default::default(),
+            epoch: std::time::Instant::now(),
+        });
+        let cores = if config.pin_workers {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let mut workers = Vec::with_capacity(n);
+        for i in 0..n {
+            let inner2 = inner.clone();
+            let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
+            let spawned = std::thread::Builder::new()
+                .name(format!("kmscks-shard-{i}"))
+                .spawn(move || {
+                    if let Some(c) = core {
+                        core_affinity::set_for_current(c);
+                    }
+                    sched::worker_loop(inner2, i)
+                });
+            match spawned {
+                Ok(h) => {
+                    // Each OnceLock is set exactly once, here.
+                    let _ = inner.shards[i].worker.set(h.thread().clone());
+                    workers.push(h);
+                }
+                Err(e) => {
+                    let engine = Engine {
+                        inner,
+                        workers: Mutex::new(workers),
+                    };
+                    engine.shutdown();
+                    return Err(err!(
+                        KMSInternalException,
+                        "could not start engine worker {i}: {e}"
+                    ));
+                }
+            }
+        }
+        Ok(Engine {
+            inner,
+            workers: Mutex::new(workers),
+        })
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    /// Applies control-plane changes to every shard, in order, before returning. Stops at the
+    /// first invalid change (unknown HSM, alias to a missing key, gate of a missing key); the
+    /// changes before it stay applied.
+    pub fn apply(&self, changes: &[Control]) -> Result<()> {
+        if self.inner.is_shut_down() {
+            return Err(err!(KMSInternalException, "the kmscks engine is shut down"));
+        }
+        let mut guards = Vec::with_capacity(self.shards());
+        for (i, s) in self.inner.shards.iter().enumerate() {
+            match s.state.lock() {
+                Ok(g) => guards.push(g),
+                Err(_) => {
+                    s.mark_dead();
+                    return Err(err!(
+                        KMSInternalException,
+                        "engine shard {i} failed (its worker panicked)"
+                    ));
+                }
+            }
+        }
+        for c in changes {
+            let target = guards[0].least_loaded_shard();
+            for g in guards.iter_mut() {
+                g.apply(c, target)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Encrypt: 1..=4096 bytes under `key`.
+    pub fn encrypt(
+        &self,
+        principal: &str,
+        key: &KeyRef,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<EncryptOutput> {
+        check_len(plaintext.len(), "plaintext", PLAINTEXT_LEN)?;
+        let req = Req::Encrypt {
+            key: Cow::Borrowed(key),
+            plaintext: Cow::Borrowed(plaintext),
+            ctx: Cow::Borrowed(context),
+            action: Action::Encrypt,
+        };
+        to_encrypt(self.inner.dispatch_one(principal, &req))
+    }
+
+    /// Decrypt: the key comes from the blob; `key`, if given, must be that key
+    /// (`IncorrectKeyException`).
+    pub fn decrypt(
+        &self,
+        principal: &str,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+        key: Option<&KeyRef>,
+    ) -> Result<DecryptOutput> {
+        check_len(ciphertext.len(), "ciphertextBlob", CIPHERTEXT_LEN)?;
+        let req = Req::Decrypt {
+            blob: Cow::Borrowed(ciphertext),
+            ctx: Cow::Borrowed(context),
+            key: key.map(Cow::Borrowed),
+            action: Action::Decrypt,
+        };
+        to_decrypt(self.inner.dispatch_one(principal, &req))
+    }
+
+    /// ReEncrypt: decrypts under the blob's key (checked against `source_key` if given) and
+    /// encrypts the plaintext under `destination_key`; the plaintext never leaves the engine.
+    pub fn re_encrypt(
+        &self,
+        principal: &str,
+        ciphertext: &[u8],
+        source_context: &EncryptionContext,
+        source_key: Option<&KeyRef>,
+        destination_key: &KeyRef,
+        destination_context: &EncryptionContext,
+    ) -> Result<ReEncryptOutput> {
+        check_len(ciphertext.len(), "ciphertextBlob", CIPHERTEXT_LEN)?;
+        let dec = Req::Decrypt {
+            blob: Cow::Borrowed(ciphertext),
+            ctx: Cow::Borrowed(source_context),
+            key: source_key.map(Cow::Borrowed),
+            action: Action::ReEncryptFrom,
+        };
+        let plain = to_decrypt(self.inner.dispatch_one(principal, &dec))?;
+        let enc = Req::Encrypt {
+            key: Cow::Borrowed(destination_key),
+            plaintext: Cow::Borrowed(plain.plaintext.expose()),
+            ctx: Cow::Borrowed(destination_context),
+            action: Action::ReEncryptTo,
+        };
+        let out = to_encrypt(self.inner.dispatch_one(principal, &enc))?;
+        Ok(ReEncryptOutput {
+            ciphertext_blob: out.ciphertext_blob,
+            source_key_arn: plain.key_arn,
+            key_arn: out.key_arn,
+        })
+    }
+
+    /// GenerateDataKey: exactly one of `key_spec` and `number_of_bytes`.
+    pub fn generate_data_key(
+        &self,
+        principal: &str,
+        key: &KeyRef,
+        key_spec: Option<DataKeySpec>,
+        number_of_bytes: Option<u32>,
+        context: &EncryptionContext,
+    ) -> Result<DataKeyOutput> {
+        self.data_key(principal, key, key_spec, number_of_bytes, context, true)
+    }
+
+    /// GenerateDataKeyWithoutPlaintext: as GenerateDataKey, without the plaintext.
+    pub fn generate_data_key_without_plaintext(
+        &self,
+        principal: &str,
+        key: &KeyRef,
+        key_spec: Option<DataKeySpec>,
+        number_of_bytes: Option<u32>,
+        context: &EncryptionContext,
+    ) -> Result<DataKeyOutput> {
+        self.data_key(principal, key, key_spec, number_of_bytes, context, false)
+    }
+
+    fn data_key(
+        &self,
+        principal: &str,
+        key: &KeyRef,
+        key_spec: Option<DataKeySpec>,
+        number_of_bytes: Option<u32>,
+        context: &EncryptionContext,
+        plaintext: bool,
+    ) -> Result<DataKeyOutput> {
+        let len = data_key_len(key_spec, number_of_bytes)?;
+        let req = Req::DataKey {
+            key: Cow::Borrowed(key),
+            len,
+            ctx: Cow::Borrowed(context),
+            plaintext,
+        };
+        to_data_key(self.inner.dispatch_one(principal, &req))
+    }
+
+    /// GenerateRandom: 1..=1024 bytes from the HSMs in `fleet` (None: any shard).
+    pub fn generate_random(
+        &self,
+        number_of_bytes: u32,
+        fleet: Option<&[HsmSlot]>,
+    ) -> Result<SecretBytes> {
+        let len = check_number_of_bytes(number_of_bytes)?;
+        let req = Req::Random {
+            len,
+            fleet: fleet.map(Cow::Borrowed),
+        };
+        match self.inner.dispatch_one("", &req)? {
+            Resp::Random(b) => Ok(b),
+            _ => Err(internal_mismatch()),
+        }
+    }
+
+    /// Encrypt, many at once; one result per item, in order.
+    pub fn encrypt_batch(
+        &self,
+        principal: &str,
+        items: &[EncryptItem<'_>],
+    ) -> Vec<Result<EncryptOutput>> {
+        self.batch(
+            principal,
+            items,
+            |it| {
+                check_len(it.plaintext.len(), "plaintext", PLAINTEXT_LEN)?;
+                Ok(Req::Encrypt {
+                    key: Cow::Borrowed(it.key),
+                    plaintext: Cow::Borrowed(it.plaintext),
+                    ctx: Cow::Borrowed(it.context),
+                    action: Action::Encrypt,
+                })
+            },
+            to_encrypt,
+        )
+    }
+
+    /// Decrypt, many at once; one result per item, in order.
+    pub fn decrypt_batch(
+        &self,
+        principal: &str,
+        items: &[DecryptItem<'_>],
+    ) -> Vec<Result<DecryptOutput>> {
+        self.batch(
+            principal,
+            items,
+            |it| {
+                check_len(it.ciphertext.len(), "ciphertextBlob", CIPHERTEXT_LEN)?;
+                Ok(Req::Decrypt {
+                    blob: Cow::Borrowed(it.ciphertext),
+                    ctx: Cow::Borrowed(it.context),
+                    key: it.key.map(Cow::Borrowed),
+                    action: Action::Decrypt,
+                })
+            },
+            to_decrypt,
+        )
+    }
+
+    /// GenerateDataKey (or WithoutPlaintext when `with_plaintext` is false), many at once.
+    pub fn generate_data_key_batch(
+        &self,
+        principal: &str,
+        items: &[DataKeyItem<'_>],
+        with_plaintext: bool,
+    ) -> Vec<Result<DataKeyOutput>> {
+        self.batch(
+            principal,
+            items,
+            |it| {
+                Ok(Req::DataKey {
+                    key: Cow::Borrowed(it.key),
+                    len: data_key_len(it.key_spec, it.number_of_bytes)?,
+                    ctx: Cow::Borrowed(it.context),
+                    plaintext: with_plaintext,
+                })
+            },
+            to_data_key,
+        )
+    }
+
+    fn batch<'a, I, O>(
+        &self,
+        principal: &str,
+        items: &'a [I],
+        make: impl Fn(&'a I) -> Result<Req<'a>>,
+        convert: impl Fn(Result<Resp>) -> Result<O>,
+    ) -> Vec<Result<O>> {
+        let mut reqs = Vec::with_capacity(items.len());
+        let mut slots: Vec<std::result::Result<usize, KmsError>> = Vec::with_capacity(items.len());
+        for it in items {
+            match make(it) {
+                Ok(r) => {
+                    slots.push(Ok(reqs.len()));
+                    reqs.push(r);
+                }
+                Err(e) => slots.push(Err(e)),
+            }
+        }
+        let mut answers: Vec<Option<Result<Resp>>> = self
+            .inner
+            .dispatch_batch(principal, &reqs)
+            .into_iter()
+            .map(Some)
+            .collect();
+        slots
+            .into_iter()
+            .map(|s| match s {
+                Ok(k) => convert(
+                    answers[k]
+                        .take()
+                        .unwrap_or_else(|| Err(err!(KMSInternalException, "batch item lost"))),
+                ),
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
+
+    /// Stops and joins every worker. Queued requests and requests arriving later answer
+    /// `KMSInternalException`; requests already running inline finish. Idempotent; also run
+    /// on drop. (Takes `&self` so it can be called while other threads still share the engine
+    /// through an `Arc`.)
+    pub fn shutdown(&self) {
+        self.inner.shutdown.store(true, Ordering::SeqCst);
+        for s in self.inner.shards.iter() {
+            if let Some(t) = s.worker.get() {
+                t.unpark();
+            }
+        }
+        let handles = match self.workers.lock() {
+            Ok(mut g) => std::mem::take(&mut *g),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        };
+        for h in handles {
+            let _ = h.join();
+        }
+        for s in self.inner.shards.iter() {
+            s.discard_queue();
+        }
+    }
+
+    /// Whether [`Engine::shutdown`] has run.
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.is_shut_down()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,584 @@
+//! Scheduling: shards, the try-lock-or-hand-off path, worker threads, liveness.
+//!
+//! A caller `try_lock`s a shard and runs its request inline (first draining what is queued
+//! there, to keep order). Only when every eligible shard is busy does it push an owned copy
+//! of the request into a shard's bounded queue and wait on a completion slot: it spins (and
+//! helps by draining the queue itself whenever it can take the lock), then parks. Workers
+//! drain their shard's queue, spin briefly when idle, then park; a pusher wakes a worker only
+//! when that worker is parked.
+//!
+//! Back-pressure: each queue holds at most [`QUEUE_CAPACITY`] jobs. A caller that finds the
+//! queue full keeps retrying: it takes the shard and runs the backlog plus its own job as soon
+//! as the lock is free, or pushes once a slot frees up. Memory is bounded; callers slow down.
+
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use crossbeam::queue::ArrayQueue;
+
+use super::shard::{Req, Resp, ShardState, Step};
+use crate::err;
+use crate::error::{KmsError, Result};
+
+/// Jobs a shard's queue holds before callers must wait (each job is one request or one
+/// batch part).
+pub const QUEUE_CAPACITY: usize = 256;
+/// How long an idle worker spins before parking.
+pub const WORKER_SPIN: Duration = Duration::from_micros(50);
+/// How long a waiting caller spins before parking.
+pub const CALLER_SPIN: Duration = Duration::from_micros(100);
+/// Safety-net park timeout (wake-ups are explicit; this bounds any lost-wake-up window).
+const PARK_SLICE: Duration = Duration::from_millis(2);
+/// How many times a request may be re-routed because placement changed under it.
+const MAX_HOPS: usize = 4;
+/// Batches at least this long are split across shards.
+pub const SPLIT_MIN: usize = 16;
+/// A shard used inline by a batch caller this recently is not split onto: its core is busy
+/// with that caller, and splitting would only make the two callers contend.
+pub const RECENT_CALLER: Duration = Duration::from_micros(500);
+
+pub(crate) struct Shard {
+    pub(crate) state: Mutex<ShardState>,
+    queue: ArrayQueue<Job>,
+    parked: AtomicBool,
+    dead: AtomicBool,
+    /// When a batch caller last ran on this shard inline (µs since `Inner::epoch`).
+    last_caller_us: AtomicU64,
+    pub(crate) worker: OnceLock<Thread>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) shards: Box<[Shard]>,
+    pub(crate) shutdown: AtomicBool,
+    /// Batch calls in progress (decides whether splitting can find an idle core).
+    pub(crate) batch_callers: AtomicUsize,
+    /// Time origin for `Shard::last_caller_us`.
+    pub(crate) epoch: Instant,
+}
+
+struct Leave<'a>(&'a AtomicUsize);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+type Outcome = Vec<(usize, Step)>;
+
+struct Slot {
+    done: AtomicBool,
+    value: Mutex<Option<Outcome>>,
+    waiter: Thread,
+}
+
+/// Completes its slot exactly once: with the results, or (if dropped unrun, e.g. at shutdown
+/// or in a panic) with nothing, which the waiter reports as `KMSInternalException`.
+struct Completer(Arc<Slot>);
+
+impl Completer {
+    fn complete(self, v: Outcome) {
+        if let Ok(mut g) = self.0.value.lock() {
+            *g = Some(v);
+        }
+        // Drop sets `done` and wakes the waiter.
+    }
+}
+
+impl Drop for Completer {
+    fn drop(&mut self) {
+        self.0.done.store(true, Ordering::Release);
+        self.0.waiter.unpark();
+    }
+}
+
+struct Job {
+    principal: Arc<str>,
+    reqs: Vec<(usize, Req<'static>)>,
+    done: Completer,
+}
+
+impl Job {
+    fn run(self, st: &mut ShardState) {
+        let out = self
+            .reqs
+            .iter()
+            .map(|(i, r)| (*i, st.execute(&self.principal, r)))
+            .collect();
+        self.done.complete(out);
+    }
+}
+
+pub(crate) enum Lock<'a> {
+    Got(MutexGuard<'a, ShardState>),
+    Busy,
+    Dead,
+}
+
+fn stopped() -> KmsError {
+    err!(KMSInternalException, "the kmscks engine is shut down")
+}
+
+fn dead_shard(i: usize) -> KmsError {
+    err!(
+        KMSInternalException,
+        "engine shard {i} failed (its worker panicked); retry later"
+    )
+}
+
+thread_local! {
+    static THREAD_SLOT: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    };
+}
+
+/// Shard indices in `mask`, starting at `start` and wrapping.
+fn order(n: usize, start: usize, mask: u64) -> impl Iterator<Item = usize> {
+    (0..n)
+        .map(move |k| (start + k) % n)
+        .filter(move |&i| mask & (1u64 << i) != 0)
+}
+
+impl Shard {
+    pub(crate) fn new(state: ShardState) -> Shard {
+        Shard {
+            state: Mutex::new(state),
+            queue: ArrayQueue::new(QUEUE_CAPACITY),
+            parked: AtomicBool::new(false),
+            dead: AtomicBool::new(false),
+            last_caller_us: AtomicU64::new(0),
+            worker: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn try_lock(&self) -> Lock<'_> {
+        if self.dead.load(Ordering::Relaxed) {
+            return Lock::Dead;
+        }
+        match self.state.try_lock() {
+            Ok(g) => Lock::Got(g),
+            Err(TryLockError::WouldBlock) => Lock::Busy,
+            Err(TryLockError::Poisoned(_)) => {
+                self.dead.store(true, Ordering::SeqCst);
+                self.discard_queue();
+                Lock::Dead
+            }
+        }
+    }
+
+    /// Runs every queued job (the caller holds the lock).
+    fn drain(&self, st: &mut ShardState) {
+        while let Some(job) = self.queue.pop() {
+            job.run(st);
+        }
+    }
+
+    /// Drops every queued job unrun: their callers get `KMSInternalException`.
+    pub(crate) fn discard_queue(&self) {
+        while let Some(job) = self.queue.pop() {
+            drop(job);
+        }
+    }
+
+    fn wake_worker(&self) {
+        fence(Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst) {
+            if let Some(t) = self.worker.get() {
+                t.unpark();
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn dead_for_test(&self) -> bool {
+        self.dead.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn mark_dead(&self) {
+        self.dead.store(true, Ordering::SeqCst);
+        self.discard_queue();
+    }
+}
+
+/// Marks the shard dead if its worker unwinds, so callers get errors instead of hanging.
+struct LivenessGuard<'a>(&'a Shard);
+
+impl Drop for LivenessGuard<'_> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.0.mark_dead();
+        }
+    }
+}
+
+pub(crate) fn worker_loop(inner: Arc<Inner>, idx: usize) {
+    let shard = &inner.shards[idx];
+    let _guard = LivenessGuard(shard);
+    let mut idle_since: Option<Instant> = None;
+    let mut spins = 0u32;
+    loop {
+        if inner.shutdown.load(Ordering::Acquire) {
+            break;
+        }
+        if !shard.queue.is_empty() {
+            match shard.try_lock() {
+                Lock::Got(mut g) => shard.drain(&mut g),
+                Lock::Busy => std::hint::spin_loop(),
+                Lock::Dead => break,
+            }
+            idle_since = None;
+            continue;
+        }
+        std::hint::spin_loop();
+        spins = spins.wrapping_add(1);
+        if spins % 64 != 0 {
+            continue;
+        }
+        let since = *idle_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < WORKER_SPIN {
+            continue;
+        }
+        shard.parked.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if shard.queue.is_empty() && !inner.shutdown.load(Ordering::SeqCst) {
+            thread::park_timeout(PARK_SLICE * 25);
+        }
+        shard.parked.store(false, Ordering::SeqCst);
+        idle_since = None;
+    }
+}
+
+impl Inner {
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
+    }
+
+    fn n(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn all_mask(&self) -> u64 {
+        if self.n() >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.n()) - 1
+        }
+    }
+
+    fn preferred(&self) -> usize {
+        THREAD_SLOT.with(|s| *s) % self.n()
+    }
+
+    /// Pushes `job` to shard `i` (with back-pressure) and wakes its worker if parked.
+    /// Returns `false` if the job had to be dropped (shard dead, engine stopped).
+    fn push(&self, i: usize, mut job: Job) -> bool {
+        let shard = &self.shards[i];
+        loop {
+            if self.is_shut_down() {
+                return false;
+            }
+            match shard.queue.push(job) {
+                Ok(()) => break,
+                Err(j) => {
+                    job = j;
+                    match shard.try_lock() {
+                        Lock::Got(mut g) => {
+                            shard.drain(&mut g);
+                            job.run(&mut g);
+                            return true;
+                        }
+                        Lock::Busy => thread::yield_now(),
+                        Lock::Dead => return false,
+                    }
+                }
+            }
+        }
+        shard.wake_worker();
+        // A job pushed after shutdown or death would never run: discard it (and any others).
+        if self.is_shut_down() || shard.dead.load(Ordering::SeqCst) {
+            shard.discard_queue();
+        }
+        true
+    }
+
+    /// Waits for a slot, helping shard `i` drain its queue while spinning.
+    fn wait(&self, i: usize, slot: &Slot) -> Option<Outcome> {
+        let shard = &self.shards[i];
+        let start = Instant::now();
+        let mut spins = 0u32;
+        while !slot.done.load(Ordering::Acquire) {
+            spins = spins.wrapping_add(1);
+            if spins % 32 == 0 && start.elapsed() >= CALLER_SPIN {
+                shard.wake_worker();
+                thread::park_timeout(PARK_SLICE);
+                if self.is_shut_down() || shard.dead.load(Ordering::SeqCst) {
+                    shard.discard_queue();
+                }
+                continue;
+            }
+            if spins % 8 == 0 {
+                if let Lock::Got(mut g) = shard.try_lock() {
+                    shard.drain(&mut g);
+                }
+            }
+            std::hint::spin_loop();
+        }
+        slot.value.lock().ok().and_then(|mut g| g.take())
+    }
+
+    fn new_job(principal: &str, reqs: Vec<(usize, Req<'static>)>) -> (Job, Arc<Slot>) {
+        let slot = Arc::new(Slot {
+            done: AtomicBool::new(false),
+            value: Mutex::new(None),
+            waiter: thread::current(),
+        });
+        let job = Job {
+            principal: Arc::from(principal),
+            reqs,
+            done: Completer(slot.clone()),
+        };
+        (job, slot)
+    }
+
+    /// Queues owned requests on shard `i` and waits for their outcomes.
+    fn queue_and_wait(
+        &self,
+        i: usize,
+        principal: &str,
+        reqs: Vec<(usize, Req<'static>)>,
+    ) -> Result<Outcome> {
+        let (job, slot) = Self::new_job(principal, reqs);
+        if !self.push(i, job) {
+            return Err(if self.is_shut_down() {
+                stopped()
+            } else {
+                dead_shard(i)
+            });
+        }
+        self.wait(i, &slot).ok_or_else(|| {
+            if self.is_shut_down() {
+                stopped()
+            } else {
+                dead_shard(i)
+            }
+        })
+    }
+
+    /// Runs one request: inline on the first free eligible shard, else through a queue.
+    pub(crate) fn dispatch_one(&self, principal: &str, req: &Req<'_>) -> Result<Resp> {
+        let n = self.n();
+        let pref = self.preferred();
+        let mut mask = self.all_mask();
+        for _ in 0..MAX_HOPS {
+            if self.is_shut_down() {
+                return Err(stopped());
+            }
+            let mut step = None;
+            let mut live = None;
+            for i in order(n, pref, mask) {
+                match self.shards[i].try_lock() {
+                    Lock::Got(mut g) => {
+                        self.shards[i].drain(&mut g);
+                        step = Some(g.execute(principal, req));
+                        break;
+                    }
+                    Lock::Busy => {
+                        live.get_or_insert(i);
+                    }
+                    Lock::Dead => {}
+                }
+            }
+            let step = match (step, live) {
+                (Some(s), _) => s,
+                (None, None) => {
+                    let i = order(n, pref, mask).next().unwrap_or(0);
+                    return Err(dead_shard(i));
+                }
+                (None, Some(i)) => {
+                    let mut out = self.queue_and_wait(i, principal, vec![(0, req.to_static())])?;
+                    match out.pop() {
+                        Some((_, s)) => s,
+                        None => return Err(dead_shard(i)),
+                    }
+                }
+            };
+            match step {
+                Step::Done(r) => return r,
+                Step::Elsewhere(m) => mask = m,
+            }
+        }
+        Err(err!(
+            KMSInternalException,
+            "the request could not be placed: key placement kept changing; retry"
+        ))
+    }
+
+    /// Runs a batch: the part the home shard can serve inline, the rest split across the other
+    /// shards holding the keys, one queue push per shard.
+    ///
+    /// Splitting only pays when another core is idle: it is done for batches of at least
+    /// [`SPLIT_MIN`] items while fewer batch callers than shards are active, and only onto
+    /// shards that are free at that moment. Items whose key lives only on other shards are
+    /// handed to those shards in one job each.
+    pub(crate) fn dispatch_batch(&self, principal: &str, reqs: &[Req<'_>]) -> Vec<Result<Resp>> {
+        let n = self.n();
+        if reqs.is_empty() {
+            return Vec::new();
+        }
+        if self.is_shut_down() {
+            return reqs.iter().map(|_| Err(stopped())).collect();
+        }
+        let active = self.batch_callers.fetch_add(1, Ordering::Relaxed) + 1;
+        let _leave = Leave(&self.batch_callers);
+        let mut results: Vec<Option<Result<Resp>>> = (0..reqs.len()).map(|_| None).collect();
+        let pref = self.preferred();
+        let mut retry: Vec<usize> = Vec::new();
+        let start = Instant::now();
+        let mut home = None;
+        loop {
+            for i in order(n, pref, self.all_mask()) {
+                if let Lock::Got(g) = self.shards[i].try_lock() {
+                    home = Some((i, g));
+                    break;
+                }
+            }
+            if home.is_some() || start.elapsed() >= CALLER_SPIN {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        let mut pending = Vec::new();
+        match home {
+            None => {
+                // Every shard stayed busy: hand the whole batch over as one job.
+                let owned = reqs
+                    .iter()
+                    .enumerate()
+                    .map(|(k, r)| (k, r.to_static()))
+                    .collect();
+                let i = order(n, pref, self.all_mask())
+                    .find(|&i| !self.shards[i].dead.load(Ordering::Relaxed))
+                    .unwrap_or(pref);
+                match self.queue_and_wait(i, principal, owned) {
+                    Ok(out) => self.collect(out, &mut results, &mut retry),
+                    Err(e) => {
+                        for r in results.iter_mut() {
+                            *r = Some(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+            Some((h, mut g)) => {
+                self.shards[h].drain(&mut g);
+                let mut parts: Vec<Vec<usize>> = vec![Vec::new(); n];
+                let mut free = 0u64;
+                let now_us = self.epoch.elapsed().as_micros() as u64;
+                if reqs.len() >= SPLIT_MIN && active < n {
+                    let recent = RECENT_CALLER.as_micros() as u64;
+                    for q in (0..n).filter(|&q| q != h) {
+                        let last = self.shards[q].last_caller_us.load(Ordering::Relaxed);
+                        if last != 0 && now_us.saturating_sub(last) < recent {
+                            continue;
+                        }
+                        if let Lock::Got(_) = self.shards[q].try_lock() {
+                            free |= 1 << q;
+                        }
+                    }
+                }
+                if free == 0 {
+                    parts[h].extend(0..reqs.len());
+                } else {
+                    for (k, r) in reqs.iter().enumerate() {
+                        let m = g.holder_mask(r);
+                        let cands = if m & (1 << h) != 0 {
+                            m & (free | 1 << h)
+                        } else {
+                            m
+                        };
+                        let target = order(n, h, cands)
+                            .min_by_key(|&q| parts[q].len())
+                            .unwrap_or(h);
+                        parts[target].push(k);
+                    }
+                }
+                for q in (0..n).filter(|&q| q != h) {
+                    let part = std::mem::take(&mut parts[q]);
+                    self.hand_off(q, principal, reqs, part, &mut pending, &mut retry);
+                }
+                let mut late: Vec<Vec<usize>> = vec![Vec::new(); n];
+                for &k in &parts[h] {
+                    match g.execute(principal, &reqs[k]) {
+                        Step::Done(r) => results[k] = Some(r),
+                        Step::Elsewhere(m) => match order(n, h, m).next() {
+                            Some(q) => late[q].push(k),
+                            None => retry.push(k),
+                        },
+                    }
+                }
+                self.shards[h]
+                    .last_caller_us
+                    .store(now_us.max(1), Ordering::Relaxed);
+                drop(g);
+                for (q, part) in late.into_iter().enumerate() {
+                    self.hand_off(q, principal, reqs, part, &mut pending, &mut retry);
+                }
+            }
+        }
+        for (q, slot, part) in pending {
+            match self.wait(q, &slot) {
+                Some(out) => self.collect(out, &mut results, &mut retry),
+                None => {
+                    let e = if self.is_shut_down() {
+                        stopped()
+                    } else {
+                        dead_shard(q)
+                    };
+                    for k in part {
+                        results[k] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        for k in retry {
+            results[k] = Some(self.dispatch_one(principal, &reqs[k]));
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(err!(KMSInternalException, "batch item lost"))))
+            .collect()
+    }
+
+    /// Pushes the items `part` of `reqs` to shard `q` as one job.
+    fn hand_off(
+        &self,
+        q: usize,
+        principal: &str,
+        reqs: &[Req<'_>],
+        part: Vec<usize>,
+        pending: &mut Vec<(usize, Arc<Slot>, Vec<usize>)>,
+        retry: &mut Vec<usize>,
+    ) {
+        if part.is_empty() {
+            return;
+        }
+        let owned = part.iter().map(|&k| (k, reqs[k].to_static())).collect();
+        let (job, slot) = Self::new_job(principal, owned);
+        if self.push(q, job) {
+            pending.push((q, slot, part));
+        } else {
+            retry.extend(part);
+        }
+    }
+
+    fn collect(&self, out: Outcome, results: &mut [Option<Result<Resp>>], retry: &mut Vec<usize>) {
+        for (k, s) in out {
+            match s {
+                Step::Done(r) => results[k] = Some(r),
+                Step::Elsewhere(_) => retry.push(k),
+            }
+        }
+    }
+}

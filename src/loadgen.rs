@@ -1,0 +1,500 @@
+//! In-process load generator: drives an [`Engine`] (or the raw aws-lc-rs baseline) from N
+//! threads for a fixed time and reports throughput and latency percentiles.
+//!
+//! The baseline is what the engine is measured against: the same operation written directly
+//! against aws-lc-rs with a cached expanded key, counter nonces and pooled randomness, on the
+//! same number of threads, returning freshly allocated buffers like the engine does. Latency
+//! is per call (a batch call counts once); throughput counts items.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::crypto::random::RandomPool;
+use crate::crypto::subkey::counter_nonce;
+use crate::engine::{
+    AllowAll, Control, DataKeyItem, DecryptItem, EncryptItem, Engine, Gate, HsmSlot,
+};
+use crate::err;
+use crate::error::Result;
+use crate::secret::KeyMaterial;
+use crate::types::{DataKeySpec, KeyId, KeyRef};
+
+/// The operation to drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum LoadOp {
+    /// Encrypt `payload` bytes.
+    Encrypt,
+    /// Decrypt a `payload`-byte ciphertext.
+    Decrypt,
+    /// GenerateDataKey with `payload` bytes (`NumberOfBytes`; 32 = AES_256).
+    GenerateDataKey,
+    /// GenerateRandom of `payload` bytes.
+    GenerateRandom,
+}
+
+impl LoadOp {
+    /// The AWS operation name.
+    pub fn name(self) -> &'static str {
+        match self {
+            LoadOp::Encrypt => "Encrypt",
+            LoadOp::Decrypt => "Decrypt",
+            LoadOp::GenerateDataKey => "GenerateDataKey",
+            LoadOp::GenerateRandom => "GenerateRandom",
+        }
+    }
+
+    /// Parses an operation name (AWS spelling, case-insensitive).
+    pub fn parse(s: &str) -> Option<LoadOp> {
+        [
+            LoadOp::Encrypt,
+            LoadOp::Decrypt,
+            LoadOp::GenerateDataKey,
+            LoadOp::GenerateRandom,
+        ]
+        .into_iter()
+        .find(|o| o.name().eq_ignore_ascii_case(s))
+    }
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct LoadOpts {
+    /// The operation.
+    pub op: LoadOp,
+    /// Caller threads.
+    pub threads: usize,
+    /// Items per call (1 = one-at-a-time calls; more = the batch API).
+    pub batch: usize,
+    /// Payload bytes (plaintext size, or data key / random length).
+    pub payload: usize,
+    /// How long to run.
+    pub duration: Duration,
+}
+
+impl Default for LoadOpts {
+    fn default() -> LoadOpts {
+        LoadOpts {
+            op: LoadOp::GenerateDataKey,
+            threads: 1,
+            batch: 1,
+            payload: 32,
+            duration: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Results; serialises to JSON with the members the CLI prints.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadReport {
+    /// Operation name.
+    pub op: String,
+    /// Caller threads.
+    pub threads: usize,
+    /// Items per call.
+    pub batch: usize,
+    /// Payload bytes.
+    pub payload: usize,
+    /// Items per second.
+    pub ops_per_sec: f64,
+    /// Median call latency, µs.
+    pub p50_us: f64,
+    /// 99th percentile call latency, µs.
+    pub p99_us: f64,
+    /// 99.9th percentile call latency, µs.
+    pub p999_us: f64,
+    /// Items failed (should be 0).
+    pub errors: u64,
+    /// Baseline items per second (when compared).
+    pub baseline_ops_per_sec: Option<f64>,
+    /// Baseline median latency, µs (when compared).
+    pub baseline_p50_us: Option<f64>,
+    /// `ops_per_sec / baseline_ops_per_sec` (when compared).
+    pub ratio: Option<f64>,
+}
+
+impl LoadReport {
+    /// One-line JSON.
+    pub fn to_json(&self) -> String {
+        // Serialising plain numbers and strings cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+fn new_hist() -> Histogram<u64> {
+    // 1 ns .. 60 s at 3 significant digits; these bounds are valid constants.
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Runs `body` on `threads` threads until `duration` passes; `body` returns items done per
+/// call (or errors). Returns (items, errors, elapsed, merged histogram).
+fn drive<S: Send + 'static>(
+    threads: usize,
+    duration: Duration,
+    setup: impl Fn(usize) -> S + Send + Sync + 'static,
+    body: impl Fn(&mut S) -> (u64, u64) + Send + Sync + 'static,
+) -> (u64, u64, Duration, Histogram<u64>) {
+    let threads = threads.max(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let setup = Arc::new(setup);
+    let body = Arc::new(body);
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (stop, barrier, setup, body) =
+                (stop.clone(), barrier.clone(), setup.clone(), body.clone());
+            std::thread::spawn(move || {
+                let mut st = setup(t);
+                let mut h = new_hist();
+                let (mut items, mut errs) = (0u64, 0u64);
+                barrier.wait();
+                while !stop.load(Ordering::Relaxed) {
+                    let t0 = Instant::now();
+                    let (ok, bad) = body(&mut st);
+                    let ns = t0.elapsed().as_nanos().max(1) as u64;
+                    let _ = h.record(ns.min(60_000_000_000));
+                    items += ok;
+                    errs += bad;
+                }
+                (items, errs, h)
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    std::thread::sleep(duration);
+    stop.store(true, Ordering::Relaxed);
+    let mut hist = new_hist();
+    let (mut items, mut errs) = (0, 0);
+    for h in handles {
+        if let Ok((i, e, hh)) = h.join() {
+            items += i;
+            errs += e;
+            let _ = hist.add(&hh);
+        }
+    }
+    (items, errs, start.elapsed(), hist)
+}
+
+fn report(opts: &LoadOpts, r: (u64, u64, Duration, Histogram<u64>)) -> LoadReport {
+    let (items, errors, elapsed, h) = r;
+    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    LoadReport {
+        op: opts.op.name().to_string(),
+        threads: opts.threads,
+        batch: opts.batch,
+        payload: opts.payload,
+        ops_per_sec: items as f64 / elapsed.as_secs_f64(),
+        p50_us: us(0.5),
+        p99_us: us(0.99),
+        p999_us: us(0.999),
+        errors,
+        baseline_ops_per_sec: None,
+        baseline_p50_us: None,
+        ratio: None,
+    }
+}
+
+/// Adds a default-fleet key for the load and returns it.
+fn load_key(engine: &Engine) -> Result<KeyRef> {
+    let key = KeyId::generate();
+    engine.apply(&[
+        Control::AddHsm {
+            hsm: HsmSlot::Default,
+        },
+        Control::PutKey {
+            key,
+            arn: Arc::from(format!("arn:aws:kms:us-east-1:111122223333:key/{key}")),
+            gate: Gate::Open,
+            authorizer: Arc::new(AllowAll),
+        },
+        Control::PutReplica {
+            hsm: HsmSlot::Default,
+            key,
+            material: KeyMaterial::generate(),
+        },
+    ])?;
+    Ok(KeyRef::Id(key))
+}
+
+const PRINCIPAL: &str = "arn:aws:iam::111122223333:root";
+
+/// Drives `engine` (which must be shareable: pass an `Arc`) as `opts` says. Adds one
+/// default-fleet key to it for the run.
+pub fn run_in_process(engine: Arc<Engine>, opts: &LoadOpts) -> Result<LoadReport> {
+    let key = load_key(&engine)?;
+    let op = opts.op;
+    let (batch, payload) = (opts.batch.max(1), opts.payload);
+    if payload == 0
+        || payload > 4096
+        || (op != LoadOp::Encrypt && op != LoadOp::Decrypt && payload > 1024)
+    {
+        return Err(err!(
+            ValidationException,
+            "payload {payload} is out of range for {}",
+            op.name()
+        ));
+    }
+    let ctx = Arc::new(BTreeMap::new());
+    let sample = Arc::new(
+        engine
+            .encrypt(PRINCIPAL, &key, &vec![0x5a; payload.min(4096)], &ctx)?
+            .ciphertext_blob,
+    );
+    let plain = Arc::new(vec![0x5au8; payload]);
+    let e = engine.clone();
+    let r = drive(
+        opts.threads,
+        opts.duration,
+        |_| (),
+        move |_| {
+            let n = batch as u64;
+            let count = |errs: usize| (n - errs as u64, errs as u64);
+            match (op, batch) {
+                (LoadOp::Encrypt, 1) => match e.encrypt(PRINCIPAL, &key, &plain, &ctx) {
+                    Ok(_) => (1, 0),
+                    Err(_) => (0, 1),
+                },
+                (LoadOp::Encrypt, _) => {
+                    let items = vec![
+                        EncryptItem {
+                            key: &key,
+                            plaintext: &plain,
+                            context: &ctx
+                        };
+                        batch
+                    ];
+                    count(
+                        e.encrypt_batch(PRINCIPAL, &items)
+                            .iter()
+                            .filter(|r| r.is_err())
+                            .count(),
+                    )
+                }
+                (LoadOp::Decrypt, 1) => match e.decrypt(PRINCIPAL, &sample, &ctx, None) {
+                    Ok(_) => (1, 0),
+                    Err(_) => (0, 1),
+                },
+                (LoadOp::Decrypt, _) => {
+                    let items = vec![
+                        DecryptItem {
+                            ciphertext: &sample,
+                            context: &ctx,
+                            key: None
+                        };
+                        batch
+                    ];
+                    count(
+                        e.decrypt_batch(PRINCIPAL, &items)
+                            .iter()
+                            .filter(|r| r.is_err())
+                            .count(),
+                    )
+                }
+                (LoadOp::GenerateDataKey, 1) => {
+                    let spec = (payload == 32).then_some(DataKeySpec::Aes256);
+                    let nb = (payload != 32).then_some(payload as u32);
+                    match e.generate_data_key(PRINCIPAL, &key, spec, nb, &ctx) {
+                        Ok(_) => (1, 0),
+                        Err(_) => (0, 1),
+                    }
+                }
+                (LoadOp::GenerateDataKey, _) => {
+                    let items = vec![
+                        DataKeyItem {
+                            key: &key,
+                            key_spec: None,
+                            number_of_bytes: Some(payload as u32),
+                            context: &ctx
+                        };
+                        batch
+                    ];
+                    count(
+                        e.generate_data_key_batch(PRINCIPAL, &items, true)
+                            .iter()
+                            .filter(|r| r.is_err())
+                            .count(),
+                    )
+                }
+                (LoadOp::GenerateRandom, _) => {
+                    let errs = (0..batch)
+                        .filter(|_| e.generate_random(payload as u32, None).is_err())
+                        .count();
+                    count(errs)
+                }
+            }
+        },
+    );
+    Ok(report(opts, r))
+}
+
+struct Raw {
+    key: LessSafeKey,
+    pool: RandomPool,
+    counter: u64,
+    aad: [u8; 60],
+    sample: (Vec<u8>, [u8; 16], [u8; 12]),
+}
+
+/// The raw aws-lc-rs loop for the same op, threads, batch and payload.
+pub fn run_baseline(opts: &LoadOpts) -> LoadReport {
+    let op = opts.op;
+    let (batch, payload) = (opts.batch.max(1), opts.payload.clamp(1, 4096));
+    let r = drive(
+        opts.threads,
+        opts.duration,
+        move |_| {
+            let mut material = [0u8; 32];
+            let mut pool = RandomPool::new();
+            // Pool failures would mean no system randomness at all.
+            pool.fill(&mut material).expect("randomness");
+            let key = LessSafeKey::new(
+                UnboundKey::new(&AES_256_GCM, &material).expect("32-byte AES key"),
+            );
+            let mut ct = vec![0x5au8; payload];
+            let nonce = counter_nonce(u64::MAX);
+            let tag = key
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from([7u8; 60]),
+                    &mut ct,
+                )
+                .expect("seal");
+            let mut t = [0u8; 16];
+            t.copy_from_slice(tag.as_ref());
+            Raw {
+                key,
+                pool,
+                counter: 0,
+                aad: [7u8; 60],
+                sample: (ct, t, nonce),
+            }
+        },
+        move |raw: &mut Raw| {
+            let mut errs = 0u64;
+            for _ in 0..batch {
+                let ok = match op {
+                    LoadOp::Encrypt | LoadOp::GenerateDataKey => {
+                        let mut buf = vec![0u8; payload + 16];
+                        let body = &mut buf[..payload];
+                        if op == LoadOp::Encrypt {
+                            body.fill(0x5a);
+                        } else {
+                            let _ = raw.pool.fill(body);
+                        }
+                        raw.counter += 1;
+                        let n = Nonce::assume_unique_for_key(counter_nonce(raw.counter));
+                        match raw
+                            .key
+                            .seal_in_place_separate_tag(n, Aad::from(raw.aad), body)
+                        {
+                            Ok(tag) => {
+                                buf[payload..].copy_from_slice(tag.as_ref());
+                                std::hint::black_box(&buf);
+                                true
+                            }
+                            Err(_) => false,
+                        }
+                    }
+                    LoadOp::Decrypt => {
+                        let (ct, tag, nonce) = &raw.sample;
+                        let mut out = vec![0u8; ct.len()];
+                        let r = raw.key.open_separate_gather(
+                            Nonce::assume_unique_for_key(*nonce),
+                            Aad::from(raw.aad),
+                            ct,
+                            tag,
+                            &mut out,
+                        );
+                        std::hint::black_box(&out);
+                        r.is_ok()
+                    }
+                    LoadOp::GenerateRandom => {
+                        let mut out = vec![0u8; payload];
+                        let r = raw.pool.fill(&mut out);
+                        std::hint::black_box(&out);
+                        r.is_ok()
+                    }
+                };
+                if !ok {
+                    errs += 1;
+                }
+            }
+            (batch as u64 - errs, errs)
+        },
+    );
+    report(opts, r)
+}
+
+/// Runs the engine, then the baseline, and fills in the comparison members.
+pub fn compare(engine: Arc<Engine>, opts: &LoadOpts) -> Result<LoadReport> {
+    let mut r = run_in_process(engine, opts)?;
+    let b = run_baseline(opts);
+    r.baseline_ops_per_sec = Some(b.ops_per_sec);
+    r.baseline_p50_us = Some(b.p50_us);
+    r.ratio = Some(r.ops_per_sec / b.ops_per_sec.max(f64::MIN_POSITIVE));
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineConfig;
+
+    #[test]
+    fn short_runs_report_sane_numbers() {
+        let engine = Arc::new(
+            Engine::new(EngineConfig {
+                shards: 2,
+                pin_workers: false,
+                ..EngineConfig::default()
+            })
+            .unwrap(),
+        );
+        for (op, batch) in [
+            (LoadOp::GenerateDataKey, 1),
+            (LoadOp::Encrypt, 8),
+            (LoadOp::Decrypt, 1),
+            (LoadOp::GenerateRandom, 2),
+        ] {
+            let opts = LoadOpts {
+                op,
+                threads: 2,
+                batch,
+                payload: 32,
+                duration: Duration::from_millis(30),
+            };
+            let r = compare(engine.clone(), &opts).unwrap();
+            assert_eq!(r.errors, 0, "{r:?}");
+            assert!(r.ops_per_sec > 0.0 && r.ratio.unwrap() > 0.0, "{r:?}");
+            assert!(r.p50_us <= r.p99_us && r.p99_us <= r.p999_us);
+            let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+            for m in [
+                "op",
+                "ops_per_sec",
+                "p50_us",
+                "p99_us",
+                "p999_us",
+                "baseline_ops_per_sec",
+                "baseline_p50_us",
+                "ratio",
+            ] {
+                assert!(json.get(m).is_some(), "missing {m}");
+            }
+        }
+        assert_eq!(
+            LoadOp::parse("generatedatakey"),
+            Some(LoadOp::GenerateDataKey)
+        );
+        let bad = LoadOpts {
+            payload: 0,
+            ..LoadOpts::default()
+        };
+        assert!(run_in_process(engine, &bad).is_err());
+    }
+}

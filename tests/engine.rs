@@ -1,0 +1,800 @@
+//! Engine behaviour through its public API.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::Duration;
+
+use kmscks::engine::*;
+use kmscks::secret::KeyMaterial;
+use kmscks::types::{DataKeySpec, HsmId, KeyId, KeyRef, Scope};
+use kmscks::{err, ErrorKind};
+
+const P: &str = "arn:aws:iam::111122223333:user/alice";
+
+struct Fixture {
+    engine: Arc<Engine>,
+    scope: Scope,
+    /// Default-store key (every shard).
+    dflt: KeyId,
+    /// Key held only by `h1`.
+    k1: KeyId,
+    /// Key held only by `h2`.
+    k2: KeyId,
+    h1: HsmSlot,
+    h2: HsmSlot,
+    /// `k1`'s material, to restore it after an HSM loss.
+    m1: KeyMaterial,
+}
+
+fn put_key(id: KeyId, scope: &Scope) -> Control {
+    Control::PutKey {
+        key: id,
+        arn: Arc::from(scope.key_arn(&id)),
+        gate: Gate::Open,
+        authorizer: Arc::new(AllowAll),
+    }
+}
+
+fn fixture(max_uses: u64) -> Fixture {
+    let scope = Scope::default();
+    let engine = Engine::new(EngineConfig {
+        shards: 2,
+        pin_workers: false,
+        subkey_max_uses: max_uses,
+        decrypt_cache: 8,
+        scope: scope.clone(),
+    })
+    .unwrap();
+    let (dflt, k1, k2) = (KeyId::generate(), KeyId::generate(), KeyId::generate());
+    let h1 = HsmSlot::Hsm(HsmId::generate());
+    let h2 = HsmSlot::Hsm(HsmId::generate());
+    let m1 = KeyMaterial::generate();
+    engine
+        .apply(&[
+            Control::AddHsm {
+                hsm: HsmSlot::Default,
+            },
+            Control::AddHsm { hsm: h1.clone() },
+            Control::AddHsm { hsm: h2.clone() },
+            put_key(dflt, &scope),
+            put_key(k1, &scope),
+            put_key(k2, &scope),
+            Control::PutReplica {
+                hsm: HsmSlot::Default,
+                key: dflt,
+                material: KeyMaterial::generate(),
+            },
+            Control::PutReplica {
+                hsm: h1.clone(),
+                key: k1,
+                material: m1.duplicate(),
+            },
+            Control::PutReplica {
+                hsm: h2.clone(),
+                key: k2,
+                material: KeyMaterial::generate(),
+            },
+            Control::PutAlias {
+                alias: "alias/one".into(),
+                key: k1,
+            },
+        ])
+        .unwrap();
+    Fixture {
+        engine: Arc::new(engine),
+        scope,
+        dflt,
+        k1,
+        k2,
+        h1,
+        h2,
+        m1,
+    }
+}
+
+fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn none() -> EncryptionContext {
+    BTreeMap::new()
+}
+
+#[test]
+fn encrypt_decrypt_round_trips_and_size_limits() {
+    let f = fixture(1 << 20);
+    for key in [f.dflt, f.k1, f.k2] {
+        for len in [1usize, 32, 4096] {
+            let pt = vec![7u8; len];
+            let out = f.engine.encrypt(P, &KeyRef::Id(key), &pt, &none()).unwrap();
+            assert_eq!(&*out.key_arn, f.scope.key_arn(&key));
+            let back = f
+                .engine
+                .decrypt(P, &out.ciphertext_blob, &none(), None)
+                .unwrap();
+            assert_eq!(back.plaintext.expose(), &pt[..]);
+            assert_eq!(back.key_arn, out.key_arn);
+        }
+    }
+    for bad in [0usize, 4097] {
+        let e = f
+            .engine
+            .encrypt(P, &KeyRef::Id(f.k1), &vec![1u8; bad], &none())
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ValidationException, "{bad}: {e}");
+        assert!(e.message().contains("'plaintext'"), "{e}");
+    }
+    let e = f.engine.decrypt(P, &[], &none(), None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ValidationException);
+    let e = f.engine.decrypt(P, &[1u8; 10], &none(), None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidCiphertextException);
+}
+
+#[test]
+fn every_byte_flip_is_invalid_ciphertext() {
+    let f = fixture(1 << 20);
+    let c = ctx(&[("purpose", "test")]);
+    for key in [f.dflt, f.k2] {
+        let blob = f
+            .engine
+            .encrypt(P, &KeyRef::Id(key), b"attack at dawn", &c)
+            .unwrap()
+            .ciphertext_blob;
+        for i in 0..blob.len() {
+            for mask in [0x01u8, 0x80] {
+                let mut b = blob.clone();
+                b[i] ^= mask;
+                let e = f.engine.decrypt(P, &b, &c, None).unwrap_err();
+                assert_eq!(
+                    e.kind(),
+                    ErrorKind::InvalidCiphertextException,
+                    "byte {i}: {e}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn context_order_does_not_matter_but_content_does() {
+    let f = fixture(1 << 20);
+    let mut a = EncryptionContext::new();
+    a.insert("zeta".into(), "1".into());
+    a.insert("alpha".into(), "2".into());
+    let b = ctx(&[("alpha", "2"), ("zeta", "1")]);
+    let blob = f
+        .engine
+        .encrypt(P, &KeyRef::Id(f.k1), b"x", &a)
+        .unwrap()
+        .ciphertext_blob;
+    assert!(f.engine.decrypt(P, &blob, &b, None).is_ok());
+    for wrong in [
+        none(),
+        ctx(&[("alpha", "2")]),
+        ctx(&[("alpha", "2"), ("zeta", "1 ")]),
+        ctx(&[("Alpha", "2"), ("zeta", "1")]),
+        ctx(&[("alpha", "2"), ("zeta", "1"), ("x", "")]),
+    ] {
+        let e = f.engine.decrypt(P, &blob, &wrong, None).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidCiphertextException, "{wrong:?}");
+    }
+}
+
+#[test]
+fn incorrect_key_not_found_and_aliases() {
+    let f = fixture(1 << 20);
+    let blob = f
+        .engine
+        .encrypt(P, &KeyRef::Alias("alias/one".into()), b"x", &none())
+        .unwrap()
+        .ciphertext_blob;
+    assert!(f
+        .engine
+        .decrypt(P, &blob, &none(), Some(&KeyRef::Id(f.k1)))
+        .is_ok());
+    assert!(f
+        .engine
+        .decrypt(P, &blob, &none(), Some(&KeyRef::Alias("alias/one".into())))
+        .is_ok());
+    let e = f
+        .engine
+        .decrypt(P, &blob, &none(), Some(&KeyRef::Id(f.k2)))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::IncorrectKeyException);
+    let ghost = KeyId::generate();
+    let e = f
+        .engine
+        .encrypt(P, &KeyRef::Id(ghost), b"x", &none())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFoundException);
+    assert_eq!(
+        e.message(),
+        format!("Key '{}' does not exist", f.scope.key_arn(&ghost))
+    );
+    let e = f
+        .engine
+        .encrypt(P, &KeyRef::Alias("alias/nope".into()), b"x", &none())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFoundException);
+    assert_eq!(
+        e.message(),
+        format!("Alias {} is not found.", f.scope.alias_arn("alias/nope"))
+    );
+    f.engine
+        .apply(&[Control::RemoveAlias {
+            alias: "alias/one".into(),
+        }])
+        .unwrap();
+    assert!(f
+        .engine
+        .encrypt(P, &KeyRef::Alias("alias/one".into()), b"x", &none())
+        .is_err());
+}
+
+#[test]
+fn gates_and_authorizer() {
+    let f = fixture(1 << 20);
+    let arn = f.scope.key_arn(&f.k2);
+    let blob = f
+        .engine
+        .encrypt(P, &KeyRef::Id(f.k2), b"x", &none())
+        .unwrap()
+        .ciphertext_blob;
+    f.engine
+        .apply(&[Control::SetGate {
+            key: f.k2,
+            gate: Gate::Closed(err!(DisabledException, "{arn} is disabled.")),
+        }])
+        .unwrap();
+    let e = f
+        .engine
+        .encrypt(P, &KeyRef::Id(f.k2), b"x", &none())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::DisabledException);
+    assert_eq!(e.message(), format!("{arn} is disabled."));
+    let e = f.engine.decrypt(P, &blob, &none(), None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::DisabledException);
+    let e = f
+        .engine
+        .generate_data_key(
+            P,
+            &KeyRef::Id(f.k2),
+            Some(DataKeySpec::Aes256),
+            None,
+            &none(),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::DisabledException);
+    f.engine
+        .apply(&[Control::SetGate {
+            key: f.k2,
+            gate: Gate::Open,
+        }])
+        .unwrap();
+    assert!(f.engine.decrypt(P, &blob, &none(), None).is_ok());
+
+    // Only Decrypt allowed, only for alice.
+    let only_decrypt = |p: &str, a: Action| p == P && a == Action::Decrypt;
+    f.engine
+        .apply(&[Control::PutKey {
+            key: f.k2,
+            arn: Arc::from(arn.as_str()),
+            gate: Gate::Open,
+            authorizer: Arc::new(only_decrypt),
+        }])
+        .unwrap();
+    assert!(f.engine.decrypt(P, &blob, &none(), None).is_ok());
+    let e = f
+        .engine
+        .encrypt(P, &KeyRef::Id(f.k2), b"x", &none())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AccessDeniedException);
+    assert_eq!(
+        e.message(),
+        format!(
+            "User: {P} is not authorized to perform: kms:Encrypt on resource: {arn} because no \
+             resource-based policy allows the kms:Encrypt action"
+        )
+    );
+    let e = f.engine.decrypt("bob", &blob, &none(), None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AccessDeniedException);
+    assert!(e.message().contains("kms:Decrypt"));
+    assert!(f
+        .engine
+        .apply(&[Control::SetGate {
+            key: KeyId::generate(),
+            gate: Gate::Open
+        }])
+        .is_err());
+}
+
+#[test]
+fn removing_every_replica_gives_invalid_state_and_readding_recovers() {
+    let f = fixture(1 << 20);
+    let blob = f
+        .engine
+        .encrypt(P, &KeyRef::Id(f.k1), b"x", &none())
+        .unwrap()
+        .ciphertext_blob;
+    f.engine
+        .apply(&[Control::RemoveHsm { hsm: f.h1.clone() }])
+        .unwrap();
+    for r in [
+        f.engine
+            .encrypt(P, &KeyRef::Id(f.k1), b"x", &none())
+            .map(|_| ()),
+        f.engine.decrypt(P, &blob, &none(), None).map(|_| ()),
+        f.engine
+            .generate_data_key(P, &KeyRef::Id(f.k1), None, Some(8), &none())
+            .map(|_| ()),
+    ] {
+        let e = r.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::KMSInvalidStateException);
+        assert!(e.message().contains("cannot communicate"), "{e}");
+    }
+    // The other keys are unaffected.
+    assert!(f
+        .engine
+        .encrypt(P, &KeyRef::Id(f.k2), b"x", &none())
+        .is_ok());
+    // Lost material comes back on a new HSM (restored from backup): old blobs decrypt again.
+    let h3 = HsmSlot::Hsm(HsmId::generate());
+    let material = KeyMaterial::generate();
+    let k = KeyId::generate();
+    f.engine
+        .apply(&[
+            Control::AddHsm { hsm: h3.clone() },
+            put_key(k, &f.scope),
+            Control::PutReplica {
+                hsm: h3.clone(),
+                key: k,
+                material: material.duplicate(),
+            },
+        ])
+        .unwrap();
+    let blob = f
+        .engine
+        .encrypt(P, &KeyRef::Id(k), b"kept", &none())
+        .unwrap()
+        .ciphertext_blob;
+    f.engine
+        .apply(&[Control::RemoveReplica {
+            hsm: h3.clone(),
+            key: k,
+        }])
+        .unwrap();
+    assert_eq!(
+        f.engine
+            .decrypt(P, &blob, &none(), None)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::KMSInvalidStateException
+    );
+    f.engine
+        .apply(&[Control::PutReplica {
+            hsm: f.h2.clone(),
+            key: k,
+            material,
+        }])
+        .unwrap();
+    assert_eq!(
+        f.engine
+            .decrypt(P, &blob, &none(), None)
+            .unwrap()
+            .plaintext
+            .expose(),
+        b"kept"
+    );
+    // Replicas of unknown HSMs are refused.
+    assert!(f
+        .engine
+        .apply(&[Control::PutReplica {
+            hsm: HsmSlot::Hsm(HsmId::generate()),
+            key: k,
+            material: KeyMaterial::generate(),
+        }])
+        .is_err());
+}
+
+#[test]
+fn data_keys_and_random() {
+    let f = fixture(1 << 20);
+    let c = ctx(&[("a", "b")]);
+    for (spec, n, len) in [
+        (Some(DataKeySpec::Aes256), None, 32usize),
+        (Some(DataKeySpec::Aes128), None, 16),
+        (None, Some(1), 1),
+        (None, Some(1024), 1024),
+    ] {
+        let out = f
+            .engine
+            .generate_data_key(P, &KeyRef::Id(f.k1), spec, n, &c)
+            .unwrap();
+        let pt = out.plaintext.unwrap();
+        assert_eq!(pt.len(), len);
+        let back = f.engine.decrypt(P, &out.ciphertext_blob, &c, None).unwrap();
+        assert_eq!(back.plaintext.expose(), pt.expose());
+        let wp = f
+            .engine
+            .generate_data_key_without_plaintext(P, &KeyRef::Id(f.dflt), spec, n, &c)
+            .unwrap();
+        assert!(wp.plaintext.is_none());
+        let back = f.engine.decrypt(P, &wp.ciphertext_blob, &c, None).unwrap();
+        assert_eq!(back.plaintext.len(), len);
+    }
+    for (spec, n) in [(None, None), (Some(DataKeySpec::Aes256), Some(32))] {
+        let e = f
+            .engine
+            .generate_data_key(P, &KeyRef::Id(f.k1), spec, n, &c)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ValidationException);
+        assert_eq!(
+            e.message(),
+            "Please specify either number of bytes or key spec."
+        );
+    }
+    for n in [0u32, 1025] {
+        assert_eq!(
+            f.engine
+                .generate_data_key(P, &KeyRef::Id(f.k1), None, Some(n), &c)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::ValidationException
+        );
+        assert_eq!(
+            f.engine.generate_random(n, None).unwrap_err().kind(),
+            ErrorKind::ValidationException
+        );
+    }
+    let a = f.engine.generate_random(1024, None).unwrap();
+    let b = f.engine.generate_random(1024, None).unwrap();
+    assert_eq!(a.len(), 1024);
+    assert_ne!(a.expose(), b.expose());
+    assert_eq!(
+        f.engine
+            .generate_random(16, Some(std::slice::from_ref(&f.h2)))
+            .unwrap()
+            .len(),
+        16
+    );
+    let ghost = [HsmSlot::Hsm(HsmId::generate())];
+    assert_eq!(
+        f.engine
+            .generate_random(16, Some(&ghost))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::KMSInvalidStateException
+    );
+}
+
+#[test]
+fn re_encrypt_across_keys_and_shards() {
+    let f = fixture(1 << 20);
+    let sc = ctx(&[("s", "1")]);
+    let dc = ctx(&[("d", "2")]);
+    let blob = f
+        .engine
+        .encrypt(P, &KeyRef::Id(f.k1), b"move me", &sc)
+        .unwrap()
+        .ciphertext_blob;
+    let out = f
+        .engine
+        .re_encrypt(
+            P,
+            &blob,
+            &sc,
+            Some(&KeyRef::Id(f.k1)),
+            &KeyRef::Id(f.k2),
+            &dc,
+        )
+        .unwrap();
+    assert_eq!(&*out.source_key_arn, f.scope.key_arn(&f.k1));
+    assert_eq!(&*out.key_arn, f.scope.key_arn(&f.k2));
+    let back = f
+        .engine
+        .decrypt(P, &out.ciphertext_blob, &dc, None)
+        .unwrap();
+    assert_eq!(back.plaintext.expose(), b"move me");
+    assert_eq!(
+        f.engine
+            .re_encrypt(
+                P,
+                &blob,
+                &sc,
+                Some(&KeyRef::Id(f.k2)),
+                &KeyRef::Id(f.k2),
+                &dc
+            )
+            .unwrap_err()
+            .kind(),
+        ErrorKind::IncorrectKeyException
+    );
+    assert_eq!(
+        f.engine
+            .re_encrypt(P, &blob, &dc, None, &KeyRef::Id(f.k2), &dc)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidCiphertextException
+    );
+}
+
+#[test]
+fn subkey_rollover_keeps_every_blob_decryptable() {
+    let f = fixture(4);
+    let mut blobs = Vec::new();
+    for i in 0..40u32 {
+        let key = if i % 2 == 0 { f.k1 } else { f.dflt };
+        let pt = i.to_le_bytes();
+        let b = f
+            .engine
+            .encrypt(P, &KeyRef::Id(key), &pt, &none())
+            .unwrap()
+            .ciphertext_blob;
+        blobs.push((pt, b));
+    }
+    // Salts change every 4 seals (bytes 17..33 of the header).
+    let salts: std::collections::HashSet<_> =
+        blobs.iter().map(|(_, b)| b[17..33].to_vec()).collect();
+    assert!(salts.len() >= 10, "only {} salts", salts.len());
+    for (pt, b) in &blobs {
+        assert_eq!(
+            f.engine
+                .decrypt(P, b, &none(), None)
+                .unwrap()
+                .plaintext
+                .expose(),
+            pt
+        );
+    }
+}
+
+#[test]
+fn batches_answer_per_item_in_order() {
+    let f = fixture(1 << 20);
+    let keys = [
+        KeyRef::Id(f.k1),
+        KeyRef::Id(f.k2),
+        KeyRef::Id(f.dflt),
+        KeyRef::Id(KeyId::generate()),
+    ];
+    let c = none();
+    let pts: Vec<Vec<u8>> = (0..200u32).map(|i| i.to_le_bytes().to_vec()).collect();
+    let items: Vec<EncryptItem<'_>> = pts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| EncryptItem {
+            key: &keys[i % 4],
+            plaintext: if i == 5 { &[] } else { p },
+            context: &c,
+        })
+        .collect();
+    let out = f.engine.encrypt_batch(P, &items);
+    assert_eq!(out.len(), 200);
+    let mut blobs = Vec::new();
+    for (i, r) in out.iter().enumerate() {
+        match (i % 4, i) {
+            (_, 5) => assert_eq!(
+                r.as_ref().unwrap_err().kind(),
+                ErrorKind::ValidationException
+            ),
+            (3, _) => assert_eq!(r.as_ref().unwrap_err().kind(), ErrorKind::NotFoundException),
+            _ => blobs.push((i, r.as_ref().unwrap().ciphertext_blob.clone())),
+        }
+    }
+    let ditems: Vec<DecryptItem<'_>> = blobs
+        .iter()
+        .map(|(_, b)| DecryptItem {
+            ciphertext: b,
+            context: &c,
+            key: None,
+        })
+        .collect();
+    for ((i, _), r) in blobs.iter().zip(f.engine.decrypt_batch(P, &ditems)) {
+        assert_eq!(r.unwrap().plaintext.expose(), &pts[*i][..]);
+    }
+    let gitems: Vec<DataKeyItem<'_>> = (0..100)
+        .map(|i| DataKeyItem {
+            key: &keys[i % 3],
+            key_spec: if i == 7 {
+                None
+            } else {
+                Some(DataKeySpec::Aes256)
+            },
+            number_of_bytes: None,
+            context: &c,
+        })
+        .collect();
+    let g = f.engine.generate_data_key_batch(P, &gitems, true);
+    for (i, r) in g.iter().enumerate() {
+        if i == 7 {
+            assert_eq!(
+                r.as_ref().unwrap_err().kind(),
+                ErrorKind::ValidationException
+            );
+        } else {
+            let dk = r.as_ref().unwrap();
+            assert_eq!(dk.plaintext.as_ref().unwrap().len(), 32);
+            assert_eq!(&*dk.key_arn, f.scope.key_arn(keys[i % 3].id()));
+        }
+    }
+    assert!(f.engine.encrypt_batch(P, &[]).is_empty());
+}
+
+trait IdOf {
+    fn id(&self) -> &KeyId;
+}
+impl IdOf for KeyRef {
+    fn id(&self) -> &KeyId {
+        match self {
+            KeyRef::Id(id) => id,
+            KeyRef::Alias(_) => panic!("alias"),
+        }
+    }
+}
+
+/// Runs `f` on a thread and fails the test if it does not finish in `limit` (a hang).
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).expect("operation hung")
+}
+
+#[test]
+fn concurrent_mixed_ops_under_control_changes() {
+    let f = fixture(16);
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let mut threads = Vec::new();
+    for t in 0..4usize {
+        let engine = f.engine.clone();
+        let (stop, ok) = (stop.clone(), ok.clone());
+        let keys = [f.k1, f.k2, f.dflt];
+        threads.push(thread::spawn(move || {
+            let c = none();
+            let mut i = 0usize;
+            let mut blobs: Vec<Vec<u8>> = Vec::new();
+            while !stop.load(Ordering::Relaxed) || i < 200 {
+                i += 1;
+                let key = KeyRef::Id(keys[(i + t) % 3]);
+                let r: Result<(), kmscks::KmsError> = match i % 5 {
+                    0 => engine.encrypt(P, &key, b"abc", &c).map(|o| {
+                        if blobs.len() < 64 {
+                            blobs.push(o.ciphertext_blob)
+                        }
+                    }),
+                    1 => match blobs.get(i % blobs.len().max(1)) {
+                        Some(b) => engine.decrypt(P, b, &c, None).map(|o| {
+                            assert_eq!(o.plaintext.expose(), b"abc");
+                        }),
+                        None => Ok(()),
+                    },
+                    2 => engine
+                        .generate_data_key(P, &key, Some(DataKeySpec::Aes256), None, &c)
+                        .map(|_| ()),
+                    3 => {
+                        let items: Vec<_> = (0..20)
+                            .map(|_| EncryptItem {
+                                key: &key,
+                                plaintext: b"batch",
+                                context: &c,
+                            })
+                            .collect();
+                        engine
+                            .encrypt_batch(P, &items)
+                            .into_iter()
+                            .collect::<Result<Vec<_>, _>>()
+                            .map(|_| ())
+                    }
+                    _ => engine.generate_random(32, None).map(|_| ()),
+                };
+                match r {
+                    Ok(()) => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => assert!(
+                        matches!(
+                            e.kind(),
+                            ErrorKind::DisabledException | ErrorKind::KMSInvalidStateException
+                        ),
+                        "unexpected {e}"
+                    ),
+                }
+            }
+        }));
+    }
+    let engine = f.engine.clone();
+    let (k1, h1, scope) = (f.k1, f.h1.clone(), f.scope.clone());
+    let m1 = f.m1.duplicate();
+    within(Duration::from_secs(60), move || {
+        for _ in 0..30 {
+            let arn = scope.key_arn(&k1);
+            engine
+                .apply(&[Control::SetGate {
+                    key: k1,
+                    gate: Gate::Closed(err!(DisabledException, "{arn} is disabled.")),
+                }])
+                .unwrap();
+            thread::sleep(Duration::from_millis(2));
+            engine
+                .apply(&[
+                    Control::SetGate {
+                        key: k1,
+                        gate: Gate::Open,
+                    },
+                    Control::RemoveHsm { hsm: h1.clone() },
+                ])
+                .unwrap();
+            thread::sleep(Duration::from_millis(2));
+            engine
+                .apply(&[
+                    Control::AddHsm { hsm: h1.clone() },
+                    Control::PutReplica {
+                        hsm: h1.clone(),
+                        key: k1,
+                        material: m1.duplicate(),
+                    },
+                ])
+                .unwrap();
+            thread::sleep(Duration::from_millis(2));
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    within(Duration::from_secs(60), move || {
+        for t in threads {
+            t.join().unwrap();
+        }
+    });
+    assert!(ok.load(Ordering::Relaxed) > 100);
+}
+
+#[test]
+fn shutdown_with_callers_in_flight_returns_errors() {
+    let f = fixture(1 << 20);
+    let mut threads = Vec::new();
+    for _ in 0..4 {
+        let engine = f.engine.clone();
+        let key = KeyRef::Id(f.dflt);
+        threads.push(thread::spawn(move || loop {
+            let c = none();
+            let items: Vec<_> = (0..64)
+                .map(|_| DataKeyItem {
+                    key: &key,
+                    key_spec: Some(DataKeySpec::Aes256),
+                    number_of_bytes: None,
+                    context: &c,
+                })
+                .collect();
+            let single = engine.encrypt(P, &key, b"x", &c);
+            let batch = engine.generate_data_key_batch(P, &items, true);
+            let errs: Vec<_> = std::iter::once(single.map(|_| ()))
+                .chain(batch.into_iter().map(|r| r.map(|_| ())))
+                .filter_map(|r| r.err())
+                .collect();
+            if let Some(e) = errs.first() {
+                assert_eq!(e.kind(), ErrorKind::KMSInternalException, "{e}");
+                return;
+            }
+        }));
+    }
+    thread::sleep(Duration::from_millis(100));
+    let engine = f.engine.clone();
+    within(Duration::from_secs(30), move || engine.shutdown());
+    within(Duration::from_secs(30), move || {
+        for t in threads {
+            t.join().unwrap();
+        }
+    });
+    assert!(f.engine.is_shut_down());
+    assert_eq!(
+        f.engine.generate_random(8, None).unwrap_err().kind(),
+        ErrorKind::KMSInternalException
+    );
+    assert!(f.engine.apply(&[]).is_err());
+}
