@@ -7,12 +7,16 @@
 //! keys whose waiting period has ended.
 
 use std::cmp::Reverse;
+mod crypto;
+
 use std::collections::BinaryHeap;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::dataplane::Mirror;
+use crate::engine::{Engine, EngineConfig};
 use crate::err;
 use crate::error::Result;
 use crate::hsm::api::*;
@@ -44,6 +48,9 @@ pub struct KmsConfig {
     pub deletion_check_interval: Duration,
     /// Journal size after which the state is compacted into a snapshot.
     pub compact_after_bytes: u64,
+    /// The data-plane engine (shards, pinning, subkey lifetime); its `scope` is taken from
+    /// [`KmsConfig::scope`].
+    pub engine: EngineConfig,
 }
 
 impl Default for KmsConfig {
@@ -54,6 +61,7 @@ impl Default for KmsConfig {
             connect_delay: Duration::from_millis(20),
             deletion_check_interval: Duration::from_secs(1),
             compact_after_bytes: 8 << 20,
+            engine: EngineConfig::default(),
         }
     }
 }
@@ -87,6 +95,8 @@ impl std::fmt::Debug for Kms {
 
 struct Shared {
     core: Mutex<Core>,
+    /// The data plane: HSM workers holding expanded keys. Never behind the core mutex.
+    engine: Engine,
     config: KmsConfig,
     /// Notified after every commit, so waiters on a connection state can re-check.
     changed: Condvar,
@@ -100,6 +110,8 @@ struct Core {
     keyring: Keyring,
     /// Earliest deletion date of any key pending deletion (recomputed when keys change).
     earliest_deletion: Option<Timestamp>,
+    /// What the engine has been told.
+    mirror: Mirror,
 }
 
 #[derive(Default)]
@@ -199,17 +211,31 @@ impl Kms {
     fn start(
         state: State,
         disk: Option<DataDir>,
-        keyring: Keyring,
+        mut keyring: Keyring,
         config: KmsConfig,
     ) -> Result<Kms> {
         let principal: Arc<str> = config.scope.root_principal().into();
         let earliest_deletion = earliest_deletion(&state);
+        let engine = Engine::new(EngineConfig {
+            scope: config.scope.clone(),
+            ..config.engine.clone()
+        })?;
+        let mut mirror = Mirror::default();
+        {
+            let mut keys = KeyAccess {
+                keyring: &mut keyring,
+                dir: disk.as_ref(),
+            };
+            mirror.sync(&engine, &state, &config.scope, &mut keys, &[])?;
+        }
         let shared = Arc::new(Shared {
+            engine,
             core: Mutex::new(Core {
                 state,
                 disk,
                 keyring,
                 earliest_deletion,
+                mirror,
             }),
             config,
             changed: Condvar::new(),
@@ -819,12 +845,26 @@ impl Shared {
             .iter()
             .any(|c| matches!(c, Change::PutKey(_) | Change::DeleteKey(_)));
         let record = Record { at: now, changes };
+        let changes_applied = record.changes.clone();
         if let Some(disk) = core.disk.as_mut() {
             let bytes = bincode::serde::encode_to_vec(&record, BINCODE)
                 .map_err(|e| err!(KMSInternalException, "cannot encode a journal record: {e}"))?;
             disk.append(&bytes)?;
         }
         core.state.apply_record(record);
+        // The record is durable: the data plane must follow it. A failure here (a wrapped key
+        // that no longer unwraps) is reported to the caller, though the change stands.
+        let mut keys = KeyAccess {
+            keyring: &mut core.keyring,
+            dir: core.disk.as_ref(),
+        };
+        let synced = core.mirror.sync(
+            &self.engine,
+            &core.state,
+            &self.config.scope,
+            &mut keys,
+            &changes_applied,
+        );
         if keys_changed {
             core.earliest_deletion = earliest_deletion(&core.state);
         }
@@ -836,7 +876,7 @@ impl Shared {
                 let _ = disk.compact(&snapshot);
             }
         }
-        Ok(())
+        synced
     }
 
     fn complete(&self, follow: &FollowUpKey) {

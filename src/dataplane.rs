@@ -1,0 +1,420 @@
+//! Keeps the data-plane engine in step with the control-plane state.
+//!
+//! After every commit the service calls [`Mirror::sync`] with the changes it just applied. The
+//! mirror remembers what the engine was told (HSM slots, each key's gate, policy and replicas,
+//! aliases), recomputes what the state now implies for the affected keys only, and sends the
+//! difference as one ordered batch of [`Control`]s. Because the engine applies a batch to every
+//! shard before `apply` returns, a request that starts after a control-plane call returns sees
+//! its effect.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::engine::{Action, Authorizer, Control, Engine, Gate, HsmSlot};
+use crate::err;
+use crate::error::Result;
+use crate::hsm::model::KeyObject;
+use crate::hsm::ops as hsm;
+use crate::keyring::{KeyAccess, MASTER_KEY};
+use crate::kms::keys::{default_material_aad, store_connected};
+use crate::kms::model::{Backing, Key, Lifecycle};
+use crate::kms::policy::KeyPolicy;
+use crate::state::{Change, State};
+use crate::types::{ClusterId, ConnectionState, CustomKeyStoreId, HsmId, KeyId, Scope};
+
+/// A key policy, as the engine's authorizer for one key.
+struct PolicyAuthorizer {
+    policy: KeyPolicy,
+    arn: Arc<str>,
+}
+
+impl Authorizer for PolicyAuthorizer {
+    fn allows(&self, principal: &str, action: Action) -> bool {
+        self.policy.allows(principal, action.as_str(), &self.arn)
+    }
+}
+
+/// What the engine was last told about one key.
+struct Mirrored {
+    gate: Option<String>,
+    policy: String,
+    replicas: HashSet<HsmSlot>,
+}
+
+/// What the engine holds, as far as the control plane told it.
+#[derive(Default)]
+pub struct Mirror {
+    hsms: HashSet<HsmId>,
+    keys: HashMap<KeyId, Mirrored>,
+    aliases: HashMap<String, KeyId>,
+    started: bool,
+}
+
+/// What a batch of changes may have affected.
+#[derive(Default)]
+struct Affected {
+    everything: bool,
+    keys: BTreeSet<KeyId>,
+    stores: BTreeSet<CustomKeyStoreId>,
+    clusters: BTreeSet<ClusterId>,
+    aliases: BTreeSet<String>,
+}
+
+impl Affected {
+    fn from_changes(changes: &[Change]) -> Affected {
+        let mut a = Affected::default();
+        for c in changes {
+            match c {
+                Change::PutKey(k) => {
+                    a.keys.insert(k.id);
+                }
+                Change::DeleteKey(id) => {
+                    a.keys.insert(*id);
+                }
+                Change::PutStore(s) => {
+                    a.stores.insert(s.id.clone());
+                }
+                Change::DeleteStore(id) => {
+                    a.stores.insert(id.clone());
+                }
+                Change::PutCluster(c) => {
+                    a.clusters.insert(c.id.clone());
+                }
+                Change::DeleteCluster(id)
+                | Change::PutObject(id, _)
+                | Change::DeleteObject(id, _) => {
+                    a.clusters.insert(id.clone());
+                }
+                Change::PutAlias(al) => {
+                    a.aliases.insert(al.name.clone());
+                }
+                Change::DeleteAlias(name) => {
+                    a.aliases.insert(name.clone());
+                }
+                Change::PutUser(..)
+                | Change::DeleteUser(..)
+                | Change::Audit(..)
+                | Change::PutBackup(_)
+                | Change::DeleteBackup(_)
+                | Change::Trail(_) => {}
+            }
+        }
+        a
+    }
+}
+
+/// The error a closed key answers with, or None when the key is usable.
+pub fn gate(state: &State, scope: &Scope, key: &Key) -> Option<crate::KmsError> {
+    let arn = scope.key_arn(&key.id);
+    if matches!(key.lifecycle, Lifecycle::PendingDeletion { .. }) {
+        return Some(err!(KMSInvalidStateException, "{arn} is pending deletion."));
+    }
+    if !store_connected(state, key) {
+        return Some(err!(KMSInvalidStateException, "{arn} is unavailable."));
+    }
+    if key.lifecycle == Lifecycle::Disabled {
+        return Some(err!(DisabledException, "{arn} is disabled."));
+    }
+    if let Backing::CloudHsm { store, .. } = &key.backing {
+        let s = state.stores.get(store)?;
+        if let Err(code) = hsm::reachability(state, &s.cluster_id, &scope.region) {
+            return Some(err!(
+                KMSInvalidStateException,
+                "KMS cannot communicate with the CloudHSM cluster {} of custom key store {} ({code})",
+                s.cluster_id,
+                s.id
+            ));
+        }
+        if hsm::find_key(state, &s.cluster_id, &arn).is_none() {
+            return Some(err!(
+                KMSInvalidStateException,
+                "The backing key of {arn} is not in CloudHSM cluster {}",
+                s.cluster_id
+            ));
+        }
+    }
+    None
+}
+
+/// The HSM slots that hold a replica of `key`, per the state.
+fn replicas(state: &State, scope: &Scope, key: &Key) -> HashSet<HsmSlot> {
+    match &key.backing {
+        Backing::Default { .. } => HashSet::from([HsmSlot::Default]),
+        Backing::CloudHsm { store, .. } => {
+            let Some(s) = state.stores.get(store) else {
+                return HashSet::new();
+            };
+            let Some(c) = state.clusters.get(&s.cluster_id) else {
+                return HashSet::new();
+            };
+            if hsm::find_key(state, &c.id, &scope.key_arn(&key.id)).is_none() {
+                return HashSet::new();
+            }
+            c.active_hsms()
+                .map(|h| HsmSlot::Hsm(h.id.clone()))
+                .collect()
+        }
+    }
+}
+
+/// The HSMs that should have a slot: every active HSM of a cluster in this Region.
+fn desired_hsms(state: &State, scope: &Scope) -> HashSet<HsmId> {
+    state
+        .clusters
+        .values()
+        .filter(|c| c.region == scope.region)
+        .flat_map(|c| c.active_hsms().map(|h| h.id.clone()))
+        .collect()
+}
+
+/// Unwraps the material of `key` as held by its HSMs (or the default fleet).
+fn material(
+    state: &State,
+    scope: &Scope,
+    keys: &mut KeyAccess<'_>,
+    key: &Key,
+) -> Result<crate::secret::KeyMaterial> {
+    match &key.backing {
+        Backing::Default { wrapped } => {
+            keys.unwrap_key(MASTER_KEY, &default_material_aad(&key.id), wrapped)
+        }
+        Backing::CloudHsm { store, .. } => {
+            let s = state
+                .stores
+                .get(store)
+                .ok_or_else(|| err!(KMSInternalException, "store {store} vanished"))?;
+            let c = state
+                .clusters
+                .get(&s.cluster_id)
+                .ok_or_else(|| err!(KMSInternalException, "cluster vanished"))?;
+            let o = hsm::find_key(state, &c.id, &scope.key_arn(&key.id))
+                .ok_or_else(|| err!(KMSInternalException, "backing key vanished"))?;
+            keys.unwrap_key(
+                &c.wrapping_key,
+                &KeyObject::wrap_aad(&c.wrapping_key, o.handle),
+                &o.wrapped,
+            )
+        }
+    }
+}
+
+impl Mirror {
+    /// Brings the engine in line with `state` after `changes` (all of it on the first call).
+    pub fn sync(
+        &mut self,
+        engine: &Engine,
+        state: &State,
+        scope: &Scope,
+        keys: &mut KeyAccess<'_>,
+        changes: &[Change],
+    ) -> Result<()> {
+        let mut affected = Affected::from_changes(changes);
+        let mut out = Vec::new();
+        if !self.started {
+            affected.everything = true;
+            out.push(Control::AddHsm {
+                hsm: HsmSlot::Default,
+            });
+            self.started = true;
+        }
+
+        // HSM slots to add first, to remove last.
+        let mut removed_hsms = Vec::new();
+        if affected.everything || !affected.clusters.is_empty() {
+            let desired = desired_hsms(state, scope);
+            for h in &desired {
+                if self.hsms.insert(h.clone()) {
+                    out.push(Control::AddHsm {
+                        hsm: HsmSlot::Hsm(h.clone()),
+                    });
+                }
+            }
+            removed_hsms = self
+                .hsms
+                .iter()
+                .filter(|h| !desired.contains(*h))
+                .cloned()
+                .collect();
+        }
+
+        // The keys to recompute.
+        let key_ids: BTreeSet<KeyId> = if affected.everything {
+            state
+                .keys
+                .keys()
+                .copied()
+                .chain(self.keys.keys().copied())
+                .collect()
+        } else {
+            let mut ids = affected.keys.clone();
+            if !affected.stores.is_empty() || !affected.clusters.is_empty() {
+                let stores_on_clusters: BTreeSet<&CustomKeyStoreId> = state
+                    .stores
+                    .values()
+                    .filter(|s| affected.clusters.contains(&s.cluster_id))
+                    .map(|s| &s.id)
+                    .collect();
+                for k in state.keys.values() {
+                    if let Some(s) = k.store() {
+                        if affected.stores.contains(s) || stores_on_clusters.contains(s) {
+                            ids.insert(k.id);
+                        }
+                    }
+                }
+            }
+            ids
+        };
+        for id in key_ids {
+            self.sync_key(state, scope, keys, &id, &removed_hsms, &mut out)?;
+        }
+
+        // Aliases.
+        let alias_names: BTreeSet<String> = if affected.everything {
+            state
+                .aliases
+                .keys()
+                .cloned()
+                .chain(self.aliases.keys().cloned())
+                .collect()
+        } else {
+            affected.aliases
+        };
+        for name in alias_names {
+            match state.aliases.get(&name) {
+                Some(a) if self.keys.contains_key(&a.target) => {
+                    if self.aliases.insert(name.clone(), a.target) != Some(a.target) {
+                        out.push(Control::PutAlias {
+                            alias: name,
+                            key: a.target,
+                        });
+                    }
+                }
+                _ => {
+                    if self.aliases.remove(&name).is_some() {
+                        out.push(Control::RemoveAlias { alias: name });
+                    }
+                }
+            }
+        }
+
+        for h in removed_hsms {
+            self.hsms.remove(&h);
+            for m in self.keys.values_mut() {
+                m.replicas.remove(&HsmSlot::Hsm(h.clone()));
+            }
+            out.push(Control::RemoveHsm {
+                hsm: HsmSlot::Hsm(h),
+            });
+        }
+        if out.is_empty() {
+            return Ok(());
+        }
+        engine.apply(&out)
+    }
+
+    fn sync_key(
+        &mut self,
+        state: &State,
+        scope: &Scope,
+        keys: &mut KeyAccess<'_>,
+        id: &KeyId,
+        removed_hsms: &[HsmId],
+        out: &mut Vec<Control>,
+    ) -> Result<()> {
+        let Some(key) = state.keys.get(id) else {
+            if self.keys.remove(id).is_some() {
+                self.aliases.retain(|_, k| k != id);
+                out.push(Control::RemoveKey { key: *id });
+            }
+            return Ok(());
+        };
+        let arn: Arc<str> = scope.key_arn(id).into();
+        let closed = gate(state, scope, key);
+        let gate_text = closed.as_ref().map(|e| e.to_string());
+        let want = replicas(state, scope, key);
+        let fresh = !self.keys.contains_key(id);
+        let m = self.keys.entry(*id).or_insert_with(|| Mirrored {
+            gate: None,
+            policy: String::new(),
+            replicas: HashSet::new(),
+        });
+        if fresh || m.policy != key.policy {
+            let policy = KeyPolicy::parse(&key.policy)?;
+            let authorizer = Arc::new(PolicyAuthorizer {
+                policy,
+                arn: arn.clone(),
+            });
+            let gate = closed.map_or(Gate::Open, Gate::Closed);
+            out.push(Control::PutKey {
+                key: *id,
+                arn,
+                gate,
+                authorizer,
+            });
+            m.policy = key.policy.clone();
+            m.gate = gate_text;
+        } else if m.gate != gate_text {
+            out.push(Control::SetGate {
+                key: *id,
+                gate: closed.map_or(Gate::Open, Gate::Closed),
+            });
+            m.gate = gate_text;
+        }
+        let missing: Vec<HsmSlot> = want.difference(&m.replicas).cloned().collect();
+        if !missing.is_empty() {
+            let material = material(state, scope, keys, key)?;
+            for slot in missing {
+                out.push(Control::PutReplica {
+                    hsm: slot.clone(),
+                    key: *id,
+                    material: material.duplicate(),
+                });
+                m.replicas.insert(slot);
+            }
+        }
+        let extra: Vec<HsmSlot> = m.replicas.difference(&want).cloned().collect();
+        for slot in extra {
+            m.replicas.remove(&slot);
+            let going = matches!(&slot, HsmSlot::Hsm(h) if removed_hsms.contains(h));
+            if !going {
+                out.push(Control::RemoveReplica {
+                    hsm: slot,
+                    key: *id,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The fleet GenerateRandom draws from for a custom key store: its cluster's active HSMs.
+pub fn store_fleet(state: &State, scope: &Scope, store_id: &str) -> Result<Vec<HsmSlot>> {
+    let s = crate::kms::stores::store(state, store_id)?;
+    if s.state != ConnectionState::Connected {
+        return Err(err!(
+            CustomKeyStoreInvalidStateException,
+            "Custom key store {} is {}; GenerateRandom needs it CONNECTED",
+            s.id,
+            s.state
+        ));
+    }
+    let c = hsm::reachability(state, &s.cluster_id, &scope.region).map_err(|code| {
+        err!(
+            KMSInvalidStateException,
+            "KMS cannot communicate with the CloudHSM cluster {} ({code})",
+            s.cluster_id
+        )
+    })?;
+    let fleet: Vec<HsmSlot> = c
+        .active_hsms()
+        .map(|h| HsmSlot::Hsm(h.id.clone()))
+        .collect();
+    if fleet.is_empty() {
+        return Err(err!(
+            KMSInvalidStateException,
+            "The CloudHSM cluster {} has no active HSM",
+            c.id
+        ));
+    }
+    Ok(fleet)
+}

@@ -1,0 +1,317 @@
+//! The cryptographic operations of [`Kms`] (spec §4.4): Encrypt, Decrypt, ReEncrypt,
+//! GenerateDataKey(WithoutPlaintext), GenerateRandom, and batch forms beyond AWS.
+//!
+//! These never take the control-plane mutex: they parse the request and go straight to the
+//! engine, whose shards hold the keys, their gates and their policies.
+
+use super::{lock, Kms};
+use crate::dataplane;
+use crate::engine::{DataKeyItem, DataKeyOutput, DecryptItem, EncryptItem};
+use crate::err;
+use crate::error::{KmsError, Result};
+use crate::kms::api::*;
+use crate::kms::keys::check_grant_tokens;
+use crate::types::{EncryptionAlgorithm, KeyRef};
+
+/// Only SYMMETRIC_DEFAULT suits a symmetric key.
+fn check_algorithm(alg: Option<EncryptionAlgorithm>, member: &str) -> Result<()> {
+    match alg {
+        None | Some(EncryptionAlgorithm::SymmetricDefault) => Ok(()),
+        Some(other) => Err(err!(
+            InvalidKeyUsageException,
+            "{member} {other} is not valid for a symmetric KMS key; use SYMMETRIC_DEFAULT"
+        )),
+    }
+}
+
+/// What a `DryRun` request answers when it would have succeeded.
+fn dry_run_succeeded() -> KmsError {
+    err!(
+        DryRunOperationException,
+        "The request would have succeeded, but the DryRun option is set."
+    )
+}
+
+fn data_key_response(out: DataKeyOutput) -> GenerateDataKeyResponse {
+    GenerateDataKeyResponse {
+        ciphertext_blob: out.ciphertext_blob,
+        plaintext: out.plaintext,
+        key_id: out.key_arn.to_string(),
+    }
+}
+
+impl Kms {
+    fn key_ref(&self, text: &str) -> Result<KeyRef> {
+        self.scope().parse_key_ref(text)
+    }
+
+    /// Encrypt: 1–4096 bytes under a KMS key, bound to the encryption context.
+    pub fn encrypt(&self, req: &EncryptRequest) -> Result<EncryptResponse> {
+        check_algorithm(req.encryption_algorithm, "EncryptionAlgorithm")?;
+        check_grant_tokens(&req.grant_tokens)?;
+        let key = self.key_ref(&req.key_id)?;
+        let out = self.shared.engine.encrypt(
+            &self.principal,
+            &key,
+            req.plaintext.expose(),
+            &req.encryption_context,
+        )?;
+        if req.dry_run {
+            return Err(dry_run_succeeded());
+        }
+        Ok(EncryptResponse {
+            ciphertext_blob: out.ciphertext_blob,
+            key_id: out.key_arn.to_string(),
+            encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+        })
+    }
+
+    /// Decrypt: the key is found from the blob; `KeyId`, if given, must be that key.
+    pub fn decrypt(&self, req: &DecryptRequest) -> Result<DecryptResponse> {
+        check_algorithm(req.encryption_algorithm, "EncryptionAlgorithm")?;
+        check_grant_tokens(&req.grant_tokens)?;
+        let key = req.key_id.as_deref().map(|k| self.key_ref(k)).transpose()?;
+        let out = self.shared.engine.decrypt(
+            &self.principal,
+            &req.ciphertext_blob,
+            &req.encryption_context,
+            key.as_ref(),
+        )?;
+        if req.dry_run {
+            return Err(dry_run_succeeded());
+        }
+        Ok(DecryptResponse {
+            key_id: out.key_arn.to_string(),
+            plaintext: out.plaintext,
+            encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+        })
+    }
+
+    /// ReEncrypt: from the blob's key (checked against `SourceKeyId` if given) to
+    /// `DestinationKeyId`, across keys and key stores; the plaintext never leaves the engine.
+    pub fn re_encrypt(&self, req: &ReEncryptRequest) -> Result<ReEncryptResponse> {
+        check_algorithm(req.source_encryption_algorithm, "SourceEncryptionAlgorithm")?;
+        check_algorithm(
+            req.destination_encryption_algorithm,
+            "DestinationEncryptionAlgorithm",
+        )?;
+        check_grant_tokens(&req.grant_tokens)?;
+        let source = req
+            .source_key_id
+            .as_deref()
+            .map(|k| self.key_ref(k))
+            .transpose()?;
+        let destination = self.key_ref(&req.destination_key_id)?;
+        let out = self.shared.engine.re_encrypt(
+            &self.principal,
+            &req.ciphertext_blob,
+            &req.source_encryption_context,
+            source.as_ref(),
+            &destination,
+            &req.destination_encryption_context,
+        )?;
+        if req.dry_run {
+            return Err(dry_run_succeeded());
+        }
+        Ok(ReEncryptResponse {
+            ciphertext_blob: out.ciphertext_blob,
+            source_key_id: out.source_key_arn.to_string(),
+            key_id: out.key_arn.to_string(),
+            source_encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+            destination_encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+        })
+    }
+
+    /// GenerateDataKey: a data key in plaintext and encrypted under the KMS key.
+    pub fn generate_data_key(
+        &self,
+        req: &GenerateDataKeyRequest,
+    ) -> Result<GenerateDataKeyResponse> {
+        self.data_key(req, true)
+    }
+
+    /// GenerateDataKeyWithoutPlaintext: only the encrypted data key.
+    pub fn generate_data_key_without_plaintext(
+        &self,
+        req: &GenerateDataKeyRequest,
+    ) -> Result<GenerateDataKeyResponse> {
+        self.data_key(req, false)
+    }
+
+    fn data_key(
+        &self,
+        req: &GenerateDataKeyRequest,
+        with_plaintext: bool,
+    ) -> Result<GenerateDataKeyResponse> {
+        check_grant_tokens(&req.grant_tokens)?;
+        let key = self.key_ref(&req.key_id)?;
+        let engine = &self.shared.engine;
+        let out = if with_plaintext {
+            engine.generate_data_key(
+                &self.principal,
+                &key,
+                req.key_spec,
+                req.number_of_bytes,
+                &req.encryption_context,
+            )?
+        } else {
+            engine.generate_data_key_without_plaintext(
+                &self.principal,
+                &key,
+                req.key_spec,
+                req.number_of_bytes,
+                &req.encryption_context,
+            )?
+        };
+        if req.dry_run {
+            return Err(dry_run_succeeded());
+        }
+        Ok(data_key_response(out))
+    }
+
+    /// GenerateRandom: 1–1024 bytes; with `CustomKeyStoreId`, drawn from the store's cluster,
+    /// which must be CONNECTED.
+    pub fn generate_random(&self, req: &GenerateRandomRequest) -> Result<GenerateRandomResponse> {
+        let n = req
+            .number_of_bytes
+            .ok_or_else(|| err!(ValidationException, "NumberOfBytes is required"))?;
+        let plaintext = match &req.custom_key_store_id {
+            None => self.shared.engine.generate_random(n, None)?,
+            Some(store) => {
+                let fleet = {
+                    let core = lock(&self.shared.core);
+                    dataplane::store_fleet(&core.state, self.scope(), store)?
+                };
+                self.shared.engine.generate_random(n, Some(&fleet))?
+            }
+        };
+        Ok(GenerateRandomResponse { plaintext })
+    }
+
+    /// Encrypt many plaintexts in one call (beyond AWS): one result per item, in order. Routing
+    /// and queueing are amortised over the batch, which both cores share.
+    pub fn encrypt_batch(&self, items: &[EncryptRequest]) -> Vec<Result<EncryptResponse>> {
+        let parsed: Vec<Result<KeyRef>> = items
+            .iter()
+            .map(|r| {
+                check_algorithm(r.encryption_algorithm, "EncryptionAlgorithm")?;
+                check_grant_tokens(&r.grant_tokens)?;
+                self.key_ref(&r.key_id)
+            })
+            .collect();
+        let valid: Vec<EncryptItem<'_>> = items
+            .iter()
+            .zip(&parsed)
+            .filter_map(|(r, k)| {
+                k.as_ref().ok().map(|key| EncryptItem {
+                    key,
+                    plaintext: r.plaintext.expose(),
+                    context: &r.encryption_context,
+                })
+            })
+            .collect();
+        let mut results = self
+            .shared
+            .engine
+            .encrypt_batch(&self.principal, &valid)
+            .into_iter();
+        parsed
+            .into_iter()
+            .map(|p| {
+                p?;
+                let out = results.next().ok_or_else(|| {
+                    err!(KMSInternalException, "the engine returned too few results")
+                })??;
+                Ok(EncryptResponse {
+                    ciphertext_blob: out.ciphertext_blob,
+                    key_id: out.key_arn.to_string(),
+                    encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+                })
+            })
+            .collect()
+    }
+
+    /// Decrypt many blobs in one call (beyond AWS): one result per item, in order.
+    pub fn decrypt_batch(&self, items: &[DecryptRequest]) -> Vec<Result<DecryptResponse>> {
+        let parsed: Vec<Result<Option<KeyRef>>> = items
+            .iter()
+            .map(|r| {
+                check_algorithm(r.encryption_algorithm, "EncryptionAlgorithm")?;
+                check_grant_tokens(&r.grant_tokens)?;
+                r.key_id.as_deref().map(|k| self.key_ref(k)).transpose()
+            })
+            .collect();
+        let valid: Vec<DecryptItem<'_>> = items
+            .iter()
+            .zip(&parsed)
+            .filter_map(|(r, k)| {
+                k.as_ref().ok().map(|key| DecryptItem {
+                    ciphertext: &r.ciphertext_blob,
+                    context: &r.encryption_context,
+                    key: key.as_ref(),
+                })
+            })
+            .collect();
+        let mut results = self
+            .shared
+            .engine
+            .decrypt_batch(&self.principal, &valid)
+            .into_iter();
+        parsed
+            .into_iter()
+            .map(|p| {
+                p?;
+                let out = results.next().ok_or_else(|| {
+                    err!(KMSInternalException, "the engine returned too few results")
+                })??;
+                Ok(DecryptResponse {
+                    key_id: out.key_arn.to_string(),
+                    plaintext: out.plaintext,
+                    encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+                })
+            })
+            .collect()
+    }
+
+    /// GenerateDataKey (or WithoutPlaintext) many times in one call (beyond AWS).
+    pub fn generate_data_key_batch(
+        &self,
+        items: &[GenerateDataKeyRequest],
+        with_plaintext: bool,
+    ) -> Vec<Result<GenerateDataKeyResponse>> {
+        let parsed: Vec<Result<KeyRef>> = items
+            .iter()
+            .map(|r| {
+                check_grant_tokens(&r.grant_tokens)?;
+                self.key_ref(&r.key_id)
+            })
+            .collect();
+        let valid: Vec<DataKeyItem<'_>> = items
+            .iter()
+            .zip(&parsed)
+            .filter_map(|(r, k)| {
+                k.as_ref().ok().map(|key| DataKeyItem {
+                    key,
+                    key_spec: r.key_spec,
+                    number_of_bytes: r.number_of_bytes,
+                    context: &r.encryption_context,
+                })
+            })
+            .collect();
+        let mut results = self
+            .shared
+            .engine
+            .generate_data_key_batch(&self.principal, &valid, with_plaintext)
+            .into_iter();
+        parsed
+            .into_iter()
+            .map(|p| {
+                p?;
+                let out = results.next().ok_or_else(|| {
+                    err!(KMSInternalException, "the engine returned too few results")
+                })??;
+                Ok(data_key_response(out))
+            })
+            .collect()
+    }
+}
