@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use common::*;
@@ -37,8 +37,26 @@ const LINE: &str = "KMSCKS-CHILD ";
 
 const CUSTOM_POLICY: &str = r#"{"Version":"2012-10-17","Id":"custom-policy","Statement":[{"Sid":"Root","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"},{"Sid":"Reader","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/reader"},"Action":"kms:DescribeKey","Resource":"*"}]}"#;
 
+/// Held for writing while this process spawns a child, for reading while it opens a data
+/// directory. Between fork and exec a child holds a copy of every descriptor of this process,
+/// the LOCK of another test's instance included (flock locks follow the open file, and
+/// close-on-exec only closes it at exec): an instance dropped during a spawn would stay
+/// locked until the spawn returns. Waiting for spawns to finish before opening avoids that.
+static SPAWN: RwLock<()> = RwLock::new(());
+
+fn try_open(dir: &Path, config: &KmsConfig) -> kmscks::Result<Kms> {
+    let _no_spawn = SPAWN.read().unwrap_or_else(|p| p.into_inner());
+    Kms::open_with(dir, config.clone())
+}
+
 fn open(dir: &Path, config: &KmsConfig) -> Kms {
-    Kms::open_with(dir, config.clone()).unwrap()
+    try_open(dir, config).unwrap()
+}
+
+fn spawn(cmd: &mut Command) -> std::process::Child {
+    let _spawning = SPAWN.write().unwrap_or_else(|p| p.into_inner());
+    // `spawn` returns once the child has exec'd (or failed to).
+    cmd.spawn().unwrap()
 }
 
 fn id_req(store_id: &str) -> CustomKeyStoreIdRequest {
@@ -317,8 +335,9 @@ fn restart_round_trip(compact_after_bytes: u64) -> (tempfile::TempDir, u64) {
 #[test]
 fn restart_gives_back_every_description_byte_for_byte() {
     let (t, generation) = restart_round_trip(8 << 20);
-    assert_eq!(generation, 0, "nothing should have been compacted");
-    assert!(t.path().join("data/journal-0.log").exists());
+    // Only the snapshot written at creation (it records the account and Region).
+    assert_eq!(generation, 1, "nothing should have been compacted by size");
+    assert!(t.path().join("data/journal-1.log").exists());
 }
 
 #[test]
@@ -414,23 +433,20 @@ fn second_open_is_refused_until_the_first_instance_is_dropped() {
     drop(kms);
     let kms = open(&dir, &config);
     kms.connect_custom_key_store(&id_req(&f.store_id)).unwrap();
-    let e = assert_aws(
-        Kms::open_with(&dir, config.clone()),
-        ErrorKind::StoreInUseException,
-    );
+    let e = assert_aws(try_open(&dir, &config), ErrorKind::StoreInUseException);
     assert!(
         e.message()
             .contains(&format!("data directory {} is in use", dir.display())),
         "{e}"
     );
-    assert_aws(Kms::open(&dir), ErrorKind::StoreInUseException);
+    assert_aws(
+        try_open(&dir, &KmsConfig::default()),
+        ErrorKind::StoreInUseException,
+    );
     // A clone keeps the instance (and the lock) alive.
     let clone = kms.acting_as("arn:aws:iam::111122223333:user/someone");
     drop(kms);
-    assert_aws(
-        Kms::open_with(&dir, config.clone()),
-        ErrorKind::StoreInUseException,
-    );
+    assert_aws(try_open(&dir, &config), ErrorKind::StoreInUseException);
     drop(clone);
     // The last handle is gone: the worker is joined and the lock released at once.
     let kms = open(&dir, &config);
@@ -443,6 +459,10 @@ fn second_open_is_refused_until_the_first_instance_is_dropped() {
 }
 
 // ---- Damage ---------------------------------------------------------------------------------
+
+fn current_journal(dir: &Path) -> PathBuf {
+    dir.join(format!("journal-{}.log", generation_on_disk(dir)))
+}
 
 /// Start offsets of the journal's frames.
 fn frame_starts(journal: &[u8]) -> Vec<usize> {
@@ -481,7 +501,7 @@ fn flipped_byte_inside_the_journal_names_file_and_offset() {
     let dir = t.path().join("data");
     let (config, _clock) = config();
     small_dir(&dir, &config);
-    let path = dir.join("journal-0.log");
+    let path = current_journal(&dir);
     let good = fs::read(&path).unwrap();
     let starts = frame_starts(&good);
     assert!(starts.len() >= 4, "{starts:?}");
@@ -492,10 +512,7 @@ fn flipped_byte_inside_the_journal_names_file_and_offset() {
             let mut bad = good.clone();
             bad[at] ^= 0x40;
             fs::write(&path, &bad).unwrap();
-            let e = assert_aws(
-                Kms::open_with(&dir, config.clone()),
-                ErrorKind::StorageException,
-            );
+            let e = assert_aws(try_open(&dir, &config), ErrorKind::StorageException);
             let msg = e.message();
             assert!(
                 msg.contains(&format!("{} damaged at offset {start}", path.display())),
@@ -514,7 +531,7 @@ fn torn_journal_tail_loses_only_the_last_record() {
     let dir = t.path().join("data");
     let (config, _clock) = config();
     let (before_last, after) = small_dir(&dir, &config);
-    let path = dir.join("journal-0.log");
+    let path = current_journal(&dir);
     let good = fs::read(&path).unwrap();
     let last = *frame_starts(&good).last().unwrap();
     for cut in [
@@ -555,10 +572,7 @@ fn flipped_byte_inside_a_snapshot_names_file_and_offset() {
     let mut bad = good.clone();
     bad[good.len() / 2] ^= 0x01;
     fs::write(&path, &bad).unwrap();
-    let e = assert_aws(
-        Kms::open_with(&dir, config.clone()),
-        ErrorKind::StorageException,
-    );
+    let e = assert_aws(try_open(&dir, &config), ErrorKind::StorageException);
     assert!(
         e.message()
             .contains(&format!("{} damaged at offset 32", path.display())),
@@ -568,10 +582,7 @@ fn flipped_byte_inside_a_snapshot_names_file_and_offset() {
     let mut bad = good.clone();
     bad[9] ^= 0x01; // generation
     fs::write(&path, &bad).unwrap();
-    let e = assert_aws(
-        Kms::open_with(&dir, config.clone()),
-        ErrorKind::StorageException,
-    );
+    let e = assert_aws(try_open(&dir, &config), ErrorKind::StorageException);
     assert!(e.message().contains("damaged at offset"), "{e}");
     fs::write(&path, &good).unwrap();
     open(&dir, &config);
@@ -614,7 +625,10 @@ fn no_key_material_or_password_is_written_in_the_clear() {
     assert!(generation_on_disk(&dir) > 0);
 
     // Unwrap every key's material with the wrapping keys on disk.
-    let (datadir, _) = DataDir::open(&dir).unwrap();
+    let (datadir, _) = {
+        let _no_spawn = SPAWN.read().unwrap_or_else(|p| p.into_inner());
+        DataDir::open(&dir).unwrap()
+    };
     let opts = KeyFileOptions::default();
     let master = keyfile::load_key(&datadir, MASTER_KEY, &opts).unwrap();
     let mut materials = Vec::new();
@@ -968,11 +982,10 @@ fn crash_mid_write_keeps_every_acknowledged_write() {
     let mut model = Model::default();
     let mut kills_mid_write = 0;
     for run in 0..24 {
-        let mut c = child("crash_child", &dir)
-            .env("KMSCKS_TEST_STORE", &f.store_id)
-            .env("KMSCKS_TEST_RUN", run.to_string())
-            .spawn()
-            .unwrap();
+        let mut cmd = child("crash_child", &dir);
+        cmd.env("KMSCKS_TEST_STORE", &f.store_id)
+            .env("KMSCKS_TEST_RUN", run.to_string());
+        let mut c = spawn(&mut cmd);
         let lines = Arc::new(Mutex::new(Vec::<String>::new()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let reader = {
@@ -1017,7 +1030,7 @@ fn crash_mid_write_keeps_every_acknowledged_write() {
             kills_mid_write += 1;
         }
 
-        let kms = Kms::open_with(&dir, config.clone())
+        let kms = try_open(&dir, &config)
             .unwrap_or_else(|e| panic!("run {run} (seed {seed}): reopen failed: {e}"));
         let state = kms.state_snapshot();
         check_invariants(&state);
@@ -1107,7 +1120,7 @@ fn run_passphrase_child(dir: &Path, action: &str, passphrase: Option<&str>) -> S
     if let Some(p) = passphrase {
         cmd.env(PASSPHRASE_ENV, p);
     }
-    let out = cmd.output().unwrap();
+    let out = spawn(&mut cmd).wait_with_output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     let line = text
         .lines()
@@ -1158,9 +1171,129 @@ fn passphrase_seals_key_files() {
         .map(|n| fs::read(dir.join("keys").join(n)).unwrap())
         .collect();
     assert_eq!(before, after);
-    let kms = Kms::open(&dir).unwrap();
+    let kms = open(&dir, &KmsConfig::default());
     assert_eq!(
         kms.list_keys(&ListRequest::default()).unwrap().keys.len(),
         4
     );
+}
+
+#[test]
+fn deletions_due_while_stopped_happen_on_reopen_and_stay_done() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("data");
+    let (config, clock) = config();
+    let kms = open(&dir, &config);
+    let up = connected_store(&kms, "Up");
+    let down = connected_store(&kms, "Down");
+    let default_key = create_key(&kms, None);
+    let up_key = create_key(&kms, Some(&up.store_id));
+    let down_key = create_key(&kms, Some(&down.store_id));
+    let survivor = create_key(&kms, None);
+    alias(&kms, "alias/doomed", &default_key);
+    alias(&kms, "alias/survivor", &survivor);
+    for k in [&default_key, &up_key, &down_key] {
+        schedule(&kms, k, 7);
+    }
+    disconnect(&kms, &down.store_id);
+    drop(kms);
+
+    clock.advance_days(8);
+    let kms = open(&dir, &config);
+    for k in [&default_key, &up_key, &down_key] {
+        assert_aws(kms.describe_key(&key_req(k)), ErrorKind::NotFoundException);
+    }
+    assert_eq!(describe_key(&kms, &survivor).key_state, KeyState::Enabled);
+    let aliases: Vec<String> = kms
+        .list_aliases(&ListRequest::default())
+        .unwrap()
+        .aliases
+        .into_iter()
+        .map(|a| a.alias_name)
+        .collect();
+    assert!(
+        aliases.contains(&"alias/survivor".to_string()),
+        "{aliases:?}"
+    );
+    assert!(
+        !aliases.contains(&"alias/doomed".to_string()),
+        "{aliases:?}"
+    );
+    // The connected store's HSM key is deleted; the disconnected one's is orphaned.
+    assert!(kms
+        .list_key_objects(&up.cluster.cluster_id)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        kms.list_key_objects(&down.cluster.cluster_id)
+            .unwrap()
+            .len(),
+        1
+    );
+    let deletions: Vec<String> = kms
+        .kms_events()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event_name == "DeleteKey")
+        .map(|e| e.detail)
+        .collect();
+    assert_eq!(deletions.len(), 3, "{deletions:?}");
+    let status = |s: &str| deletions.iter().filter(|d| d.contains(s)).count();
+    assert_eq!(status("SUCCESS"), 1, "{deletions:?}");
+    assert_eq!(status("FAILURE"), 1, "{deletions:?}");
+    let state = kms.state_snapshot();
+    drop(kms);
+    // The deletions were made durable: nothing comes back on the next open.
+    let kms = open(&dir, &config);
+    assert!(kms.state_snapshot() == state);
+    assert_aws(
+        kms.describe_key(&key_req(&up_key)),
+        ErrorKind::NotFoundException,
+    );
+}
+
+#[test]
+fn data_directory_of_another_account_or_region_is_refused() {
+    // Before and after the first compaction.
+    for compact_after_bytes in [8 << 20, 1] {
+        other_scope_is_refused(compact_after_bytes);
+    }
+    // Even a directory that holds nothing yet.
+    let t = tempfile::tempdir().unwrap();
+    let (config, _clock) = config();
+    drop(open(t.path(), &config));
+    let other = KmsConfig {
+        scope: kmscks::types::Scope {
+            account_id: "444455556666".into(),
+            region: "us-east-1".into(),
+        },
+        ..config
+    };
+    assert_aws(try_open(t.path(), &other), ErrorKind::StorageException);
+}
+
+fn other_scope_is_refused(compact_after_bytes: u64) {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("data");
+    let (mut config, _clock) = config();
+    config.compact_after_bytes = compact_after_bytes;
+    let kms = open(&dir, &config);
+    create_key(&kms, None);
+    drop(kms);
+    for (account, region) in [("444455556666", "us-east-1"), ("111122223333", "eu-west-1")] {
+        let other = KmsConfig {
+            scope: kmscks::types::Scope {
+                account_id: account.into(),
+                region: region.into(),
+            },
+            ..config.clone()
+        };
+        let e = assert_aws(try_open(&dir, &other), ErrorKind::StorageException);
+        assert!(
+            e.message()
+                .contains(&format!("not account {account} in {region}")),
+            "{e}"
+        );
+    }
+    open(&dir, &config);
 }
