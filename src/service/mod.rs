@@ -167,7 +167,7 @@ impl Kms {
 
     /// Opens (or creates) a durable instance in `dir`.
     pub fn open_with(dir: impl AsRef<Path>, config: KmsConfig) -> Result<Kms> {
-        let (disk, recovered) = DataDir::open(dir.as_ref())?;
+        let (mut disk, recovered) = DataDir::open(dir.as_ref())?;
         let mut state = match &recovered.snapshot {
             Some(bytes) => {
                 decode::<State>(bytes, &format!("snapshot of {}", disk.path().display()))?
@@ -191,6 +191,13 @@ impl Kms {
                 &format!("journal record {i} of {}", disk.path().display()),
             )?;
             state.apply_record(record);
+        }
+        if recovered.snapshot.is_none() {
+            // Journal records do not carry the scope; only a snapshot does. Write one now, so
+            // that the account and Region are checked on every later open.
+            let snapshot = bincode::serde::encode_to_vec(&state, BINCODE)
+                .map_err(|e| err!(KMSInternalException, "cannot encode the snapshot: {e}"))?;
+            disk.compact(&snapshot)?;
         }
         let keyring = Keyring::new(KeyFileOptions::from_env()?);
         Kms::start(state, Some(disk), keyring, config)
