@@ -231,7 +231,9 @@ fn batch_forms_answer_each_item() {
 #[test]
 fn ciphertexts_decrypt_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, _clock) = config();
+    let (mut config, _clock) = config();
+    // Small enough that the state is compacted into snapshots along the way.
+    config.compact_after_bytes = 2048;
     let (blobs, store_id) = {
         let kms = kmscks::Kms::open_with(dir.path(), config.clone()).unwrap();
         let f = connected_store(&kms, "restart");

@@ -1147,8 +1147,8 @@ fn passphrase_seals_key_files() {
             "passphrase written to {name}"
         );
     }
-    // Without the passphrase (this process never has it), or with a wrong one, keys are
-    // unusable and the error says why.
+    // Without the passphrase (this process never has it), or with a wrong one, the open
+    // fails and the error says why.
     let no_pass = run_passphrase_child(&dir, "use", None);
     assert!(
         no_pass.starts_with("err StorageException ")
@@ -1171,10 +1171,13 @@ fn passphrase_seals_key_files() {
         .map(|n| fs::read(dir.join("keys").join(n)).unwrap())
         .collect();
     assert_eq!(before, after);
-    let kms = open(&dir, &KmsConfig::default());
-    assert_eq!(
-        kms.list_keys(&ListRequest::default()).unwrap().keys.len(),
-        4
+    // This process has no passphrase: the open itself refuses, naming the sealed key file.
+    let e = try_open(&dir, &KmsConfig::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::StorageException);
+    assert!(
+        e.message()
+            .contains("is sealed: KMSCKS_PASSPHRASE is not set"),
+        "{e}"
     );
 }
 

@@ -22,7 +22,7 @@ use crate::error::Result;
 use crate::hsm::api::*;
 use crate::hsm::model::AuditEvent;
 use crate::hsm::ops as hsm;
-use crate::keyring::{KeyAccess, Keyring};
+use crate::keyring::{KeyAccess, Keyring, MASTER_KEY};
 use crate::kms::api::*;
 use crate::kms::model::TrailEvent;
 use crate::kms::stores::FollowUp;
@@ -170,7 +170,10 @@ impl Kms {
         let (mut disk, recovered) = DataDir::open(dir.as_ref())?;
         let mut state = match &recovered.snapshot {
             Some(bytes) => {
-                decode::<State>(bytes, &format!("snapshot of {}", disk.path().display()))?
+                let mut state =
+                    decode::<State>(bytes, &format!("snapshot of {}", disk.path().display()))?;
+                state.reindex();
+                state
             }
             None => State::new(config.scope.clone()),
         };
@@ -199,7 +202,14 @@ impl Kms {
                 .map_err(|e| err!(KMSInternalException, "cannot encode the snapshot: {e}"))?;
             disk.compact(&snapshot)?;
         }
-        let keyring = Keyring::new(KeyFileOptions::from_env()?);
+        let mut keyring = Keyring::new(KeyFileOptions::from_env()?);
+        // Load (or create) the master key now, so that a sealed key file with a missing or
+        // wrong passphrase stops the open rather than a later operation.
+        KeyAccess {
+            keyring: &mut keyring,
+            dir: Some(&disk),
+        }
+        .key(MASTER_KEY, true)?;
         Kms::start(state, Some(disk), keyring, config)
     }
 
