@@ -234,7 +234,7 @@ pub(crate) fn worker_loop(inner: Arc<Inner>, idx: usize) {
         }
         std::hint::spin_loop();
         spins = spins.wrapping_add(1);
-        if spins % 64 != 0 {
+        if !spins.is_multiple_of(64) {
             continue;
         }
         let since = *idle_since.get_or_insert_with(Instant::now);
@@ -311,7 +311,7 @@ impl Inner {
         let mut spins = 0u32;
         while !slot.done.load(Ordering::Acquire) {
             spins = spins.wrapping_add(1);
-            if spins % 32 == 0 && start.elapsed() >= CALLER_SPIN {
+            if spins.is_multiple_of(32) && start.elapsed() >= CALLER_SPIN {
                 shard.wake_worker();
                 thread::park_timeout(PARK_SLICE);
                 if self.is_shut_down() || shard.dead.load(Ordering::SeqCst) {
@@ -319,7 +319,7 @@ impl Inner {
                 }
                 continue;
             }
-            if spins % 8 == 0 {
+            if spins.is_multiple_of(8) {
                 if let Lock::Got(mut g) = shard.try_lock() {
                     shard.drain(&mut g);
                 }

@@ -46,8 +46,8 @@ pub(crate) enum Req<'a> {
     },
 }
 
-fn own<T: ToOwned + ?Sized>(c: &Cow<'_, T>) -> Cow<'static, T> {
-    Cow::Owned(c.as_ref().to_owned())
+fn own<T: ToOwned + ?Sized>(c: &T) -> Cow<'static, T> {
+    Cow::Owned(c.to_owned())
 }
 
 impl Req<'_> {
@@ -60,9 +60,9 @@ impl Req<'_> {
                 ctx,
                 action,
             } => Req::Encrypt {
-                key: own(key),
-                plaintext: own(plaintext),
-                ctx: own(ctx),
+                key: own(&**key),
+                plaintext: own(&**plaintext),
+                ctx: own(&**ctx),
                 action: *action,
             },
             Req::Decrypt {
@@ -71,9 +71,9 @@ impl Req<'_> {
                 key,
                 action,
             } => Req::Decrypt {
-                blob: own(blob),
-                ctx: own(ctx),
-                key: key.as_ref().map(own),
+                blob: own(&**blob),
+                ctx: own(&**ctx),
+                key: key.as_deref().map(own),
                 action: *action,
             },
             Req::DataKey {
@@ -82,14 +82,14 @@ impl Req<'_> {
                 ctx,
                 plaintext,
             } => Req::DataKey {
-                key: own(key),
+                key: own(&**key),
                 len: *len,
-                ctx: own(ctx),
+                ctx: own(&**ctx),
                 plaintext: *plaintext,
             },
             Req::Random { len, fleet } => Req::Random {
                 len: *len,
-                fleet: fleet.as_ref().map(own),
+                fleet: fleet.as_deref().map(own),
             },
         }
     }
