@@ -54,6 +54,22 @@ impl RandomPool {
         Ok(())
     }
 
+    /// `n` fresh random bytes as a secret (no zero-fill pass before the copy).
+    pub fn secret(&mut self, n: usize) -> Result<crate::secret::SecretBytes> {
+        let mut v = Vec::with_capacity(n);
+        while v.len() < n {
+            if self.pos == POOL_BLOCK {
+                self.refill()?;
+            }
+            let k = (n - v.len()).min(POOL_BLOCK - self.pos);
+            let src = &mut self.buf[self.pos..self.pos + k];
+            v.extend_from_slice(src);
+            src.zeroize();
+            self.pos += k;
+        }
+        Ok(crate::secret::SecretBytes::new(v))
+    }
+
     /// `n` fresh random bytes as a new vector.
     pub fn take(&mut self, n: usize) -> Result<Vec<u8>> {
         let mut v = vec![0u8; n];
@@ -116,6 +132,9 @@ mod tests {
         let v = p.take(100).unwrap();
         assert_eq!(v.len(), 100);
         assert_eq!(p.remaining(), POOL_BLOCK - 90);
+        let s = p.secret(POOL_BLOCK + 3).unwrap();
+        assert_eq!(s.len(), POOL_BLOCK + 3);
+        assert!(s.expose().iter().any(|&x| x != 0));
         let big = p.take(3 * POOL_BLOCK + 5).unwrap();
         assert_eq!(big.len(), 3 * POOL_BLOCK + 5);
         assert!(big.iter().any(|&x| x != 0));

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam::queue::ArrayQueue;
 
-use super::shard::{Req, Resp, ShardState, Step};
+use super::shard::{Memo, Req, Resp, ShardState, Step};
 use crate::err;
 use crate::error::{KmsError, Result};
 
@@ -102,10 +102,11 @@ struct Job {
 
 impl Job {
     fn run(self, st: &mut ShardState) {
+        let mut memo = Memo::default();
         let out = self
             .reqs
             .iter()
-            .map(|(i, r)| (*i, st.execute(&self.principal, r)))
+            .map(|(i, r)| (*i, st.execute(&self.principal, r, &mut memo)))
             .collect();
         self.done.complete(out);
     }
@@ -237,6 +238,8 @@ pub(crate) fn worker_loop(inner: Arc<Inner>, idx: usize) {
         if !spins.is_multiple_of(64) {
             continue;
         }
+        // Callers are not pinned: if one shares this core, let it run.
+        thread::yield_now();
         let since = *idle_since.get_or_insert_with(Instant::now);
         if since.elapsed() < WORKER_SPIN {
             continue;
@@ -323,6 +326,8 @@ impl Inner {
                 if let Lock::Got(mut g) = shard.try_lock() {
                     shard.drain(&mut g);
                 }
+                // If the worker we wait for shares our core, give it the core.
+                thread::yield_now();
             }
             std::hint::spin_loop();
         }
@@ -382,7 +387,7 @@ impl Inner {
                 match self.shards[i].try_lock() {
                     Lock::Got(mut g) => {
                         self.shards[i].drain(&mut g);
-                        step = Some(g.execute(principal, req));
+                        step = Some(g.execute(principal, req, &mut Memo::default()));
                         break;
                     }
                     Lock::Busy => {
@@ -509,8 +514,9 @@ impl Inner {
                     self.hand_off(q, principal, reqs, part, &mut pending, &mut retry);
                 }
                 let mut late: Vec<Vec<usize>> = vec![Vec::new(); n];
+                let mut memo = Memo::default();
                 for &k in &parts[h] {
-                    match g.execute(principal, &reqs[k]) {
+                    match g.execute(principal, &reqs[k], &mut memo) {
                         Step::Done(r) => results[k] = Some(r),
                         Step::Elsewhere(m) => match order(n, h, m).next() {
                             Some(q) => late[q].push(k),

@@ -116,6 +116,12 @@ pub(crate) enum Resp {
     Random(SecretBytes),
 }
 
+/// The last admitted (key reference, action) within one lock hold, so a batch on one key
+/// resolves and authorizes once. Only valid while the shard lock is held and for one principal:
+/// `apply` cannot run in between, so gates and authorizers cannot change under it.
+#[derive(Default)]
+pub(crate) struct Memo(Option<(KeyRef, Action, KeyId, Arc<str>)>);
+
 /// The outcome of running a request on one shard.
 pub(crate) enum Step {
     /// Answered (successfully or not).
@@ -341,14 +347,33 @@ impl ShardState {
     }
 
     /// Runs one request on this shard.
-    pub(crate) fn execute(&mut self, principal: &str, req: &Req<'_>) -> Step {
+    /// Resolve + admit, through the memo.
+    fn admit_ref(
+        &self,
+        key: &KeyRef,
+        principal: &str,
+        action: Action,
+        memo: &mut Memo,
+    ) -> Result<(KeyId, Arc<str>)> {
+        if let Some((k, a, id, arn)) = &memo.0 {
+            if *a == action && k == key {
+                return Ok((*id, arn.clone()));
+            }
+        }
+        let id = self.resolve(key)?;
+        let arn = self.admit(&id, principal, action)?;
+        memo.0 = Some((key.clone(), action, id, arn.clone()));
+        Ok((id, arn))
+    }
+
+    pub(crate) fn execute(&mut self, principal: &str, req: &Req<'_>, memo: &mut Memo) -> Step {
         match req {
             Req::Encrypt {
                 key,
                 plaintext,
                 ctx,
                 action,
-            } => self.encrypt(principal, key, plaintext, ctx, *action),
+            } => self.encrypt(principal, key, plaintext, ctx, *action, memo),
             Req::Decrypt {
                 blob,
                 ctx,
@@ -360,7 +385,7 @@ impl ShardState {
                 len,
                 ctx,
                 plaintext,
-            } => self.data_key(principal, key, *len, ctx, *plaintext),
+            } => self.data_key(principal, key, *len, ctx, *plaintext, memo),
             Req::Random { len, fleet } => self.random(*len, fleet.as_deref()),
         }
     }
@@ -372,13 +397,10 @@ impl ShardState {
         plaintext: &[u8],
         ctx: &EncryptionContext,
         action: Action,
+        memo: &mut Memo,
     ) -> Step {
-        let id = match self.resolve(key) {
-            Ok(id) => id,
-            Err(e) => return Step::Done(Err(e)),
-        };
-        let arn = match self.admit(&id, principal, action) {
-            Ok(a) => a,
+        let (id, arn) = match self.admit_ref(key, principal, action, memo) {
+            Ok(x) => x,
             Err(e) => return Step::Done(Err(e)),
         };
         let Some(local) = self.local.get_mut(&id) else {
@@ -398,29 +420,26 @@ impl ShardState {
         len: usize,
         ctx: &EncryptionContext,
         with_plaintext: bool,
+        memo: &mut Memo,
     ) -> Step {
-        let id = match self.resolve(key) {
-            Ok(id) => id,
-            Err(e) => return Step::Done(Err(e)),
-        };
         let action = if with_plaintext {
             Action::GenerateDataKey
         } else {
             Action::GenerateDataKeyWithoutPlaintext
         };
-        let arn = match self.admit(&id, principal, action) {
-            Ok(a) => a,
+        let (id, arn) = match self.admit_ref(key, principal, action, memo) {
+            Ok(x) => x,
             Err(e) => return Step::Done(Err(e)),
         };
         let Some(local) = self.local.get_mut(&id) else {
             return self.not_here(&id, &arn);
         };
-        let mut dk = SecretBytes::zeroed(len);
-        let r = self.pool.fill(dk.expose_mut()).and_then(|()| {
+        let r = self.pool.secret(len).and_then(|dk| {
             let p = local.schedule.next(&mut self.pool)?;
-            blob::seal(&id, p, dk.expose(), ctx, &mut self.aad)
+            let b = blob::seal(&id, p, dk.expose(), ctx, &mut self.aad)?;
+            Ok(Resp::DataKey(b, with_plaintext.then_some(dk), arn))
         });
-        Step::Done(r.map(|b| Resp::DataKey(b, with_plaintext.then_some(dk), arn)))
+        Step::Done(r)
     }
 
     fn decrypt(
@@ -494,8 +513,7 @@ impl ShardState {
                 return Step::Elsewhere(m);
             }
         }
-        let mut out = SecretBytes::zeroed(len);
-        Step::Done(self.pool.fill(out.expose_mut()).map(|()| Resp::Random(out)))
+        Step::Done(self.pool.secret(len).map(Resp::Random))
     }
 
     fn drop_local_replica(&mut self, slot: &HsmSlot, key: &KeyId) {
