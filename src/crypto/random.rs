@@ -16,7 +16,8 @@ pub const POOL_BLOCK: usize = 4096;
 
 /// A per-shard pool of random bytes (not `Sync`: one owner at a time, no locking).
 pub struct RandomPool {
-    buf: Box<[u8; POOL_BLOCK]>,
+    /// Cache-line aligned, so writes here never share a line with another core's data.
+    buf: Box<crossbeam::utils::CachePadded<[u8; POOL_BLOCK]>>,
     /// Bytes before `pos` were handed out (and zeroized); bytes from `pos` on are unused.
     pos: usize,
 }
@@ -25,7 +26,7 @@ impl RandomPool {
     /// An empty pool; the first `fill` draws the first block.
     pub fn new() -> RandomPool {
         RandomPool {
-            buf: Box::new([0u8; POOL_BLOCK]),
+            buf: Box::new(crossbeam::utils::CachePadded::new([0u8; POOL_BLOCK])),
             pos: POOL_BLOCK,
         }
     }
@@ -98,7 +99,7 @@ impl Default for RandomPool {
 
 impl Drop for RandomPool {
     fn drop(&mut self) {
-        self.buf.zeroize();
+        self.buf[..].zeroize();
     }
 }
 

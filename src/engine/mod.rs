@@ -411,13 +411,13 @@ impl Engine {
         .min(64);
         let shards = (0..n)
             .map(|i| {
-                Shard::new(ShardState::new(
+                crossbeam::utils::CachePadded::new(Shard::new(ShardState::new(
                     i,
                     n,
                     config.scope.clone(),
                     config.subkey_max_uses,
                     config.decrypt_cache,
-                ))
+                )))
             })
             .collect::<Vec<_>>()
             .into_boxed_slice();

@@ -17,6 +17,7 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crossbeam::queue::ArrayQueue;
+use crossbeam::utils::CachePadded;
 
 use super::shard::{Memo, Req, Resp, ShardState, Step};
 use crate::err;
@@ -50,10 +51,11 @@ pub(crate) struct Shard {
 }
 
 pub(crate) struct Inner {
-    pub(crate) shards: Box<[Shard]>,
+    /// Each shard on its own cache lines: two callers on two shards share no written line.
+    pub(crate) shards: Box<[CachePadded<Shard>]>,
     pub(crate) shutdown: AtomicBool,
     /// Batch calls in progress (decides whether splitting can find an idle core).
-    pub(crate) batch_callers: AtomicUsize,
+    pub(crate) batch_callers: CachePadded<AtomicUsize>,
     /// Time origin for `Shard::last_caller_us`.
     pub(crate) epoch: Instant,
 }
@@ -277,7 +279,18 @@ impl Inner {
 
     /// Pushes `job` to shard `i` (with back-pressure) and wakes its worker if parked.
     /// Returns `false` if the job had to be dropped (shard dead, engine stopped).
-    fn push(&self, i: usize, mut job: Job) -> bool {
+    fn push(&self, i: usize, job: Job) -> bool {
+        self.push_inner(i, job, true)
+    }
+
+    /// As `push`, but gives up (returns `false`, dropping the job) when the queue is full
+    /// instead of waiting: used while holding another shard's lock, where waiting for a full
+    /// queue could deadlock with a caller doing the same in the other direction.
+    fn try_push(&self, i: usize, job: Job) -> bool {
+        self.push_inner(i, job, false)
+    }
+
+    fn push_inner(&self, i: usize, mut job: Job, may_wait: bool) -> bool {
         let shard = &self.shards[i];
         loop {
             if self.is_shut_down() {
@@ -285,6 +298,11 @@ impl Inner {
             }
             match shard.queue.push(job) {
                 Ok(()) => break,
+                Err(j) if !may_wait => {
+                    // Dropping the unrun job completes its slot with an error nobody waits on.
+                    drop(j);
+                    return false;
+                }
                 Err(j) => {
                     job = j;
                     match shard.try_lock() {
@@ -511,7 +529,7 @@ impl Inner {
                 }
                 for q in (0..n).filter(|&q| q != h) {
                     let part = std::mem::take(&mut parts[q]);
-                    self.hand_off(q, principal, reqs, part, &mut pending, &mut retry);
+                    self.hand_off(q, principal, reqs, part, &mut pending, &mut retry, true);
                 }
                 let mut late: Vec<Vec<usize>> = vec![Vec::new(); n];
                 let mut memo = Memo::default();
@@ -529,7 +547,7 @@ impl Inner {
                     .store(now_us.max(1), Ordering::Relaxed);
                 drop(g);
                 for (q, part) in late.into_iter().enumerate() {
-                    self.hand_off(q, principal, reqs, part, &mut pending, &mut retry);
+                    self.hand_off(q, principal, reqs, part, &mut pending, &mut retry, false);
                 }
             }
         }
@@ -558,6 +576,7 @@ impl Inner {
     }
 
     /// Pushes the items `part` of `reqs` to shard `q` as one job.
+    #[allow(clippy::too_many_arguments)] // private helper; the arguments are the batch state
     fn hand_off(
         &self,
         q: usize,
@@ -566,13 +585,19 @@ impl Inner {
         part: Vec<usize>,
         pending: &mut Vec<(usize, Arc<Slot>, Vec<usize>)>,
         retry: &mut Vec<usize>,
+        holding_lock: bool,
     ) {
         if part.is_empty() {
             return;
         }
         let owned = part.iter().map(|&k| (k, reqs[k].to_static())).collect();
         let (job, slot) = Self::new_job(principal, owned);
-        if self.push(q, job) {
+        let pushed = if holding_lock {
+            self.try_push(q, job)
+        } else {
+            self.push(q, job)
+        };
+        if pushed {
             pending.push((q, slot, part));
         } else {
             retry.extend(part);

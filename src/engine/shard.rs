@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use crossbeam::utils::CachePadded;
 use zeroize::Zeroize;
 
 use super::{Action, Authorizer, Control, Gate, HsmSlot};
@@ -168,7 +169,9 @@ struct KeyInfo {
 struct LocalKey {
     /// Local HSM slots holding a replica.
     slots: Vec<HsmSlot>,
-    schedule: SubkeySchedule,
+    /// Written on every seal: on its own cache lines, so it never shares one with another
+    /// shard's data (the maps of all shards are allocated by the control-plane thread).
+    schedule: Box<CachePadded<SubkeySchedule>>,
 }
 
 /// Everything one shard owns. Only touched with the shard's mutex held.
@@ -188,7 +191,6 @@ pub(crate) struct ShardState {
     local: IdMap<LocalKey>,
     pool: RandomPool,
     cache: SubkeyCache,
-    aad: Vec<u8>,
     max_uses: u64,
 }
 
@@ -225,7 +227,6 @@ impl ShardState {
             local: IdMap::default(),
             pool: RandomPool::new(),
             cache: SubkeyCache::new(cache),
-            aad: Vec::with_capacity(256),
             max_uses,
         }
     }
@@ -409,7 +410,7 @@ impl ShardState {
         let r = local
             .schedule
             .next(&mut self.pool)
-            .and_then(|p| blob::seal(&id, p, plaintext, ctx, &mut self.aad));
+            .and_then(|p| blob::seal(&id, p, plaintext, ctx));
         Step::Done(r.map(|b| Resp::Blob(b, arn)))
     }
 
@@ -436,7 +437,7 @@ impl ShardState {
         };
         let r = self.pool.secret(len).and_then(|dk| {
             let p = local.schedule.next(&mut self.pool)?;
-            let b = blob::seal(&id, p, dk.expose(), ctx, &mut self.aad)?;
+            let b = blob::seal(&id, p, dk.expose(), ctx)?;
             Ok(Resp::DataKey(b, with_plaintext.then_some(dk), arn))
         });
         Step::Done(r)
@@ -483,14 +484,14 @@ impl ShardState {
             return self.not_here(&id, &arn);
         };
         let r = if let Some(k) = local.schedule.current(&view.salt) {
-            view.open(k, ctx, &mut self.aad)
+            view.open(k, ctx)
         } else if let Some(k) = self.cache.get(&id, &view.salt) {
-            view.open(k, ctx, &mut self.aad)
+            view.open(k, ctx)
         } else {
             // Cache a derived subkey only once it authenticated a blob, so forged salts can
             // neither fill the cache nor evict useful entries.
             local.schedule.derive(&view.salt).and_then(|k| {
-                let p = view.open(&k, ctx, &mut self.aad)?;
+                let p = view.open(&k, ctx)?;
                 self.cache.insert(id, view.salt, k);
                 Ok(p)
             })
@@ -600,7 +601,7 @@ impl ShardState {
                                 *key,
                                 LocalKey {
                                     slots: vec![hsm.clone()],
-                                    schedule,
+                                    schedule: Box::new(CachePadded::new(schedule)),
                                 },
                             );
                         }
