@@ -706,32 +706,30 @@ impl Engine {
         make: impl Fn(&'a I) -> Result<Req<'a>>,
         convert: impl Fn(Result<Resp>) -> Result<O>,
     ) -> Vec<Result<O>> {
+        // Invalid items are answered here; `errors` is usually empty (no allocation).
         let mut reqs = Vec::with_capacity(items.len());
-        let mut slots: Vec<std::result::Result<usize, KmsError>> = Vec::with_capacity(items.len());
-        for it in items {
+        let mut errors: Vec<(usize, KmsError)> = Vec::new();
+        for (i, it) in items.iter().enumerate() {
             match make(it) {
-                Ok(r) => {
-                    slots.push(Ok(reqs.len()));
-                    reqs.push(r);
-                }
-                Err(e) => slots.push(Err(e)),
+                Ok(r) => reqs.push(r),
+                Err(e) => errors.push((i, e)),
             }
         }
-        let mut answers: Vec<Option<Result<Resp>>> = self
-            .inner
-            .dispatch_batch(principal, &reqs)
-            .into_iter()
-            .map(Some)
-            .collect();
-        slots
-            .into_iter()
-            .map(|s| match s {
-                Ok(k) => convert(
-                    answers[k]
-                        .take()
-                        .unwrap_or_else(|| Err(err!(KMSInternalException, "batch item lost"))),
-                ),
-                Err(e) => Err(e),
+        let answers = self.inner.dispatch_batch(principal, &reqs);
+        drop(reqs);
+        let lost = || Err(err!(KMSInternalException, "batch item lost"));
+        if errors.is_empty() {
+            return answers
+                .into_iter()
+                .map(|a| convert(a.unwrap_or_else(lost)))
+                .collect();
+        }
+        let mut answers = answers.into_iter();
+        let mut errors = errors.into_iter().peekable();
+        (0..items.len())
+            .map(|i| match errors.next_if(|(k, _)| *k == i) {
+                Some((_, e)) => Err(e),
+                None => convert(answers.next().flatten().unwrap_or_else(lost)),
             })
             .collect()
     }

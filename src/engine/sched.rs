@@ -446,13 +446,17 @@ impl Inner {
     /// [`SPLIT_MIN`] items while fewer batch callers than shards are active, and only onto
     /// shards that are free at that moment. Items whose key lives only on other shards are
     /// handed to those shards in one job each.
-    pub(crate) fn dispatch_batch(&self, principal: &str, reqs: &[Req<'_>]) -> Vec<Result<Resp>> {
+    pub(crate) fn dispatch_batch(
+        &self,
+        principal: &str,
+        reqs: &[Req<'_>],
+    ) -> Vec<Option<Result<Resp>>> {
         let n = self.n();
         if reqs.is_empty() {
             return Vec::new();
         }
         if self.is_shut_down() {
-            return reqs.iter().map(|_| Err(stopped())).collect();
+            return reqs.iter().map(|_| Some(Err(stopped()))).collect();
         }
         let active = self.batch_callers.fetch_add(1, Ordering::Relaxed) + 1;
         let _leave = Leave(&self.batch_callers);
@@ -496,7 +500,7 @@ impl Inner {
             }
             Some((h, mut g)) => {
                 self.shards[h].drain(&mut g);
-                let mut parts: Vec<Vec<usize>> = vec![Vec::new(); n];
+                let mut parts: Vec<Vec<usize>> = Vec::new();
                 let mut free = 0u64;
                 let now_us = self.epoch.elapsed().as_micros() as u64;
                 if reqs.len() >= SPLIT_MIN && active < n {
@@ -511,9 +515,8 @@ impl Inner {
                         }
                     }
                 }
-                if free == 0 {
-                    parts[h].extend(0..reqs.len());
-                } else {
+                if free != 0 {
+                    parts.resize_with(n, Vec::new);
                     for (k, r) in reqs.iter().enumerate() {
                         let m = g.holder_mask(r);
                         let cands = if m & (1 << h) != 0 {
@@ -527,20 +530,26 @@ impl Inner {
                         parts[target].push(k);
                     }
                 }
-                for q in (0..n).filter(|&q| q != h) {
+                for q in (0..parts.len()).filter(|&q| q != h) {
                     let part = std::mem::take(&mut parts[q]);
                     self.hand_off(q, principal, reqs, part, &mut pending, &mut retry, true);
                 }
-                let mut late: Vec<Vec<usize>> = vec![Vec::new(); n];
+                let mut late: Vec<Vec<usize>> = Vec::new();
                 let mut memo = Memo::default();
-                for &k in &parts[h] {
-                    match g.execute(principal, &reqs[k], &mut memo) {
-                        Step::Done(r) => results[k] = Some(r),
-                        Step::Elsewhere(m) => match order(n, h, m).next() {
-                            Some(q) => late[q].push(k),
-                            None => retry.push(k),
-                        },
-                    }
+                let mut run = |k: usize| match g.execute(principal, &reqs[k], &mut memo) {
+                    Step::Done(r) => results[k] = Some(r),
+                    Step::Elsewhere(m) => match order(n, h, m).next() {
+                        Some(q) => {
+                            late.resize_with(n, Vec::new);
+                            late[q].push(k)
+                        }
+                        None => retry.push(k),
+                    },
+                };
+                if free == 0 {
+                    (0..reqs.len()).for_each(&mut run);
+                } else {
+                    parts[h].iter().for_each(|&k| run(k));
                 }
                 self.shards[h]
                     .last_caller_us
@@ -570,9 +579,6 @@ impl Inner {
             results[k] = Some(self.dispatch_one(principal, &reqs[k]));
         }
         results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(err!(KMSInternalException, "batch item lost"))))
-            .collect()
     }
 
     /// Pushes the items `part` of `reqs` to shard `q` as one job.
