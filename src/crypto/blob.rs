@@ -60,6 +60,30 @@ pub fn encode_context(ctx: &EncryptionContext, out: &mut Vec<u8>) -> Result<()> 
 /// line); larger contexts use a heap buffer.
 const STACK_AAD: usize = 512;
 
+/// Writes `header` ‖ canonical `ctx` into `buf` (which is large enough) and calls `f`.
+fn aad_in<const N: usize, R>(
+    header: &[u8],
+    ctx: &EncryptionContext,
+    f: impl FnOnce(&[u8]) -> R,
+) -> R {
+    let mut buf = [0u8; N];
+    let mut at = 0;
+    let mut put = |b: &[u8]| {
+        buf[at..at + b.len()].copy_from_slice(b);
+        at += b.len();
+    };
+    put(header);
+    // Only called for contexts of at most N bytes: every length fits u32.
+    put(&(ctx.len() as u32).to_le_bytes());
+    for (k, v) in ctx {
+        put(&(k.len() as u32).to_le_bytes());
+        put(k.as_bytes());
+        put(&(v.len() as u32).to_le_bytes());
+        put(v.as_bytes());
+    }
+    f(&buf[..at])
+}
+
 /// Calls `f` with AAD = `header` ‖ canonical `ctx`.
 fn with_aad<R>(header: &[u8], ctx: &EncryptionContext, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
     let len = header.len()
@@ -68,23 +92,11 @@ fn with_aad<R>(header: &[u8], ctx: &EncryptionContext, f: impl FnOnce(&[u8]) -> 
             .iter()
             .map(|(k, v)| 8 + k.len() + v.len())
             .sum::<usize>();
-    if len <= STACK_AAD {
-        let mut buf = [0u8; STACK_AAD];
-        let mut at = 0;
-        let mut put = |b: &[u8]| {
-            buf[at..at + b.len()].copy_from_slice(b);
-            at += b.len();
-        };
-        put(header);
-        // Small contexts: every length fits u32.
-        put(&(ctx.len() as u32).to_le_bytes());
-        for (k, v) in ctx {
-            put(&(k.len() as u32).to_le_bytes());
-            put(k.as_bytes());
-            put(&(v.len() as u32).to_le_bytes());
-            put(v.as_bytes());
-        }
-        Ok(f(&buf[..at]))
+    if len <= 64 {
+        // The common case (no or a tiny context): no large buffer to clear.
+        Ok(aad_in::<64, R>(header, ctx, f))
+    } else if len <= STACK_AAD {
+        Ok(aad_in::<STACK_AAD, R>(header, ctx, f))
     } else {
         let mut v = Vec::with_capacity(len);
         v.extend_from_slice(header);
