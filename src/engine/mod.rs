@@ -8,13 +8,38 @@
 //! a decrypt-subkey cache, and a full copy of the key and alias directories.
 //!
 //! A call runs on the caller's own thread whenever it can take a shard that holds the key
-//! (`try_lock` only, never a blocking lock on the hot path); only when all such shards are busy
-//! is it handed to a queue (see [`sched`](self) docs: [`QUEUE_CAPACITY`], back-pressure).
+//! (`try_lock` only, never a blocking lock on the hot path; each thread prefers shard
+//! `thread index % N` and tries the others when that one is busy). Only when every eligible
+//! shard is busy is an owned copy of the request pushed to a shard's bounded queue
+//! ([`QUEUE_CAPACITY`] jobs); the caller then spins (helping to drain that queue whenever it can
+//! take the lock) for [`CALLER_SPIN`], and then parks. Workers drain their queue, spin for
+//! [`WORKER_SPIN`] when idle, then park; a pusher wakes a worker only when it is parked.
+//! Back-pressure: a caller facing a full queue runs the backlog and its own job as soon as it
+//! can take the shard, or pushes once there is room — memory stays bounded, callers slow down.
+//!
+//! Batches: the caller takes a home shard, hands items whose keys live only elsewhere to those
+//! shards (one queue push per shard), and — for batches of at least [`SPLIT_MIN`] items, while
+//! fewer batch callers than shards are active — splits the rest evenly with shards that are
+//! free and not used by another batch caller within [`RECENT_CALLER`], so one caller can use
+//! both cores but two callers don't fight over each other's shards.
+//!
+//! Each shard is cache-padded, and every piece of shard state written per request (subkey
+//! counters, random pool) lives on its own cache lines, so two cores serving two shards never
+//! write a shared line.
 //!
 //! # Control plane
 //! The control plane decides states and pushes outcomes with [`Engine::apply`], which takes
 //! every shard's lock (blocking), applies the changes to all shards, and returns: a request
-//! that starts after `apply` returns sees them.
+//! that starts after `apply` returns sees them. A custom HSM is placed on the least loaded
+//! shard; the default fleet ([`HsmSlot::Default`]) is on every shard.
+//!
+//! # Errors
+//! Unknown key `NotFoundException` (`Key '<arn>' does not exist`), unknown alias
+//! `NotFoundException` (`Alias <alias arn> is not found.`), authorizer refusal
+//! `AccessDeniedException` (checked before the gate), closed gate: the gate's error, no live
+//! replica `KMSInvalidStateException`. Decrypt of a blob that names a key the engine does not
+//! know answers `InvalidCiphertextException` (a damaged key-id byte must read as a damaged
+//! blob). A shut-down engine or a shard whose worker panicked answers `KMSInternalException`.
 //!
 //! # Encryption context
 //! Contexts are [`EncryptionContext`] (`BTreeMap<String, String>`); an empty map means none.
