@@ -21,7 +21,9 @@
 //! shards (one queue push per shard), and — for batches of at least [`SPLIT_MIN`] items, while
 //! fewer batch callers than shards are active — splits the rest evenly with shards that are
 //! free and not used by another batch caller within [`RECENT_CALLER`], so one caller can use
-//! both cores but two callers don't fight over each other's shards.
+//! both cores but two callers don't fight over each other's shards. A split whose remote part
+//! finishes late (its worker was parked, or shares the caller's core — callers are not pinned)
+//! pauses splitting for [`SPLIT_BACKOFF`] batches.
 //!
 //! Each shard is cache-padded, and every piece of shard state written per request (subkey
 //! counters, random pool) lives on its own cache lines, so two cores serving two shards never
@@ -54,7 +56,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-pub use sched::{CALLER_SPIN, QUEUE_CAPACITY, RECENT_CALLER, SPLIT_MIN, WORKER_SPIN};
+pub use sched::{
+    CALLER_SPIN, QUEUE_CAPACITY, RECENT_CALLER, SPLIT_BACKOFF, SPLIT_MIN, WORKER_SPIN,
+};
 
 pub use crate::crypto::blob::EncryptionContext;
 use crate::crypto::subkey::DEFAULT_MAX_USES;
@@ -451,6 +455,7 @@ impl Engine {
             shutdown: Default::default(),
             batch_callers: Default::default(),
             epoch: std::time::Instant::now(),
+            split_skip: Default::default(),
         });
         let cores = if config.pin_workers {
             core_affinity::get_core_ids().unwrap_or_default()

@@ -11,7 +11,7 @@
 //! queue full keeps retrying: it takes the shard and runs the backlog plus its own job as soon
 //! as the lock is free, or pushes once a slot frees up. Memory is bounded; callers slow down.
 
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -39,6 +39,8 @@ pub const SPLIT_MIN: usize = 16;
 /// A shard used inline by a batch caller this recently is not split onto: its core is busy
 /// with that caller, and splitting would only make the two callers contend.
 pub const RECENT_CALLER: Duration = Duration::from_micros(500);
+/// Batches that skip splitting after a split whose remote part finished late.
+pub const SPLIT_BACKOFF: u32 = 8;
 
 pub(crate) struct Shard {
     pub(crate) state: Mutex<ShardState>,
@@ -58,6 +60,8 @@ pub(crate) struct Inner {
     pub(crate) batch_callers: CachePadded<AtomicUsize>,
     /// Time origin for `Shard::last_caller_us`.
     pub(crate) epoch: Instant,
+    /// Batches left before splitting is tried again (see `dispatch_batch`).
+    pub(crate) split_skip: CachePadded<AtomicU32>,
 }
 
 struct Leave<'a>(&'a AtomicUsize);
@@ -478,6 +482,7 @@ impl Inner {
             std::hint::spin_loop();
         }
         let mut pending = Vec::new();
+        let mut split_at: Option<(Instant, Instant)> = None;
         match home {
             None => {
                 // Every shard stayed busy: hand the whole batch over as one job.
@@ -503,7 +508,7 @@ impl Inner {
                 let mut parts: Vec<Vec<usize>> = Vec::new();
                 let mut free = 0u64;
                 let now_us = self.epoch.elapsed().as_micros() as u64;
-                if reqs.len() >= SPLIT_MIN && active < n {
+                if reqs.len() >= SPLIT_MIN && active < n && !self.split_backing_off() {
                     let recent = RECENT_CALLER.as_micros() as u64;
                     for q in (0..n).filter(|&q| q != h) {
                         let last = self.shards[q].last_caller_us.load(Ordering::Relaxed);
@@ -549,7 +554,9 @@ impl Inner {
                 if free == 0 {
                     (0..reqs.len()).for_each(&mut run);
                 } else {
+                    let t0 = Instant::now();
                     parts[h].iter().for_each(|&k| run(k));
+                    split_at = Some((t0, Instant::now()));
                 }
                 self.shards[h]
                     .last_caller_us
@@ -560,6 +567,7 @@ impl Inner {
                 }
             }
         }
+        let had_pending = !pending.is_empty();
         for (q, slot, part) in pending {
             match self.wait(q, &slot) {
                 Some(out) => self.collect(out, &mut results, &mut retry),
@@ -575,10 +583,28 @@ impl Inner {
                 }
             }
         }
+        if let (Some((t0, t1)), true) = (split_at, had_pending) {
+            // Splitting paid off unless we waited for the other shards about as long as our
+            // own share took (a parked worker, or a worker sharing our core): then doing it
+            // all ourselves would have been as fast, so stop splitting for a while.
+            if t1.elapsed() > t1 - t0 {
+                self.split_skip.store(SPLIT_BACKOFF, Ordering::Relaxed);
+            }
+        }
         for k in retry {
             results[k] = Some(self.dispatch_one(principal, &reqs[k]));
         }
         results
+    }
+
+    /// Whether splitting is paused after a split that did not overlap (counts down per batch).
+    fn split_backing_off(&self) -> bool {
+        let left = self.split_skip.load(Ordering::Relaxed);
+        if left == 0 {
+            return false;
+        }
+        self.split_skip.store(left - 1, Ordering::Relaxed);
+        true
     }
 
     /// Pushes the items `part` of `reqs` to shard `q` as one job.
