@@ -114,6 +114,8 @@ pub struct LoadReport {
     pub baseline_ops_per_sec: Option<f64>,
     /// Baseline median latency, µs (when compared).
     pub baseline_p50_us: Option<f64>,
+    /// Baseline 99th percentile latency, µs (when compared).
+    pub baseline_p99_us: Option<f64>,
     /// `ops_per_sec / baseline_ops_per_sec` (when compared).
     pub ratio: Option<f64>,
 }
@@ -196,6 +198,7 @@ fn report(opts: &LoadOpts, r: (u64, u64, Duration, Histogram<u64>)) -> LoadRepor
         errors,
         baseline_ops_per_sec: None,
         baseline_p50_us: None,
+        baseline_p99_us: None,
         ratio: None,
     }
 }
@@ -437,6 +440,7 @@ pub fn compare(engine: Arc<Engine>, opts: &LoadOpts) -> Result<LoadReport> {
     let b = run_baseline(opts);
     r.baseline_ops_per_sec = Some(b.ops_per_sec);
     r.baseline_p50_us = Some(b.p50_us);
+    r.baseline_p99_us = Some(b.p99_us);
     r.ratio = Some(r.ops_per_sec / b.ops_per_sec.max(f64::MIN_POSITIVE));
     Ok(r)
 }

@@ -56,6 +56,55 @@ pub fn encode_context(ctx: &EncryptionContext, out: &mut Vec<u8>) -> Result<()> 
     Ok(())
 }
 
+/// AADs up to this size are built on the stack (per thread, so two cores never share the
+/// line); larger contexts use a heap buffer.
+const STACK_AAD: usize = 512;
+
+/// Writes `header` ‖ canonical `ctx` into `buf` (which is large enough) and calls `f`.
+fn aad_in<const N: usize, R>(
+    header: &[u8],
+    ctx: &EncryptionContext,
+    f: impl FnOnce(&[u8]) -> R,
+) -> R {
+    let mut buf = [0u8; N];
+    let mut at = 0;
+    let mut put = |b: &[u8]| {
+        buf[at..at + b.len()].copy_from_slice(b);
+        at += b.len();
+    };
+    put(header);
+    // Only called for contexts of at most N bytes: every length fits u32.
+    put(&(ctx.len() as u32).to_le_bytes());
+    for (k, v) in ctx {
+        put(&(k.len() as u32).to_le_bytes());
+        put(k.as_bytes());
+        put(&(v.len() as u32).to_le_bytes());
+        put(v.as_bytes());
+    }
+    f(&buf[..at])
+}
+
+/// Calls `f` with AAD = `header` ‖ canonical `ctx`.
+fn with_aad<R>(header: &[u8], ctx: &EncryptionContext, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+    let len = header.len()
+        + 4
+        + ctx
+            .iter()
+            .map(|(k, v)| 8 + k.len() + v.len())
+            .sum::<usize>();
+    if len <= 64 {
+        // The common case (no or a tiny context): no large buffer to clear.
+        Ok(aad_in::<64, R>(header, ctx, f))
+    } else if len <= STACK_AAD {
+        Ok(aad_in::<STACK_AAD, R>(header, ctx, f))
+    } else {
+        let mut v = Vec::with_capacity(len);
+        v.extend_from_slice(header);
+        encode_context(ctx, &mut v)?;
+        Ok(f(&v))
+    }
+}
+
 fn invalid(why: &str) -> KmsError {
     err!(
         InvalidCiphertextException,
@@ -64,13 +113,11 @@ fn invalid(why: &str) -> KmsError {
 }
 
 /// Seals `plaintext` (1..=4096 bytes) under `params` into a new blob for `key_id`.
-/// `aad` is scratch space reused across calls.
 pub fn seal(
     key_id: &KeyId,
     params: SealParams<'_>,
     plaintext: &[u8],
     ctx: &EncryptionContext,
-    aad: &mut Vec<u8>,
 ) -> Result<Vec<u8>> {
     if plaintext.is_empty() || plaintext.len() > MAX_PAYLOAD {
         return Err(err!(
@@ -84,18 +131,16 @@ pub fn seal(
     blob.extend_from_slice(key_id.as_bytes());
     blob.extend_from_slice(params.salt);
     blob.extend_from_slice(&params.nonce);
-    aad.clear();
-    aad.extend_from_slice(&blob);
-    encode_context(ctx, aad)?;
     blob.extend_from_slice(plaintext);
-    let tag = params
-        .key
-        .seal_in_place_separate_tag(
+    let (header, body) = blob.split_at_mut(HEADER_LEN);
+    let tag = with_aad(header, ctx, |aad| {
+        params.key.seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(params.nonce),
-            Aad::from(&aad[..]),
-            &mut blob[HEADER_LEN..],
+            Aad::from(aad),
+            body,
         )
-        .map_err(|_| err!(KMSInternalException, "AES-GCM seal failed"))?;
+    })?
+    .map_err(|_| err!(KMSInternalException, "AES-GCM seal failed"))?;
     blob.extend_from_slice(tag.as_ref());
     Ok(blob)
 }
@@ -162,23 +207,17 @@ impl BlobView<'_> {
 
     /// Authenticates and decrypts under `key` with `ctx`; a wrong key, a changed byte or a
     /// different context is `InvalidCiphertextException`.
-    pub fn open(
-        &self,
-        key: &LessSafeKey,
-        ctx: &EncryptionContext,
-        aad: &mut Vec<u8>,
-    ) -> Result<SecretBytes> {
-        aad.clear();
-        aad.extend_from_slice(self.header);
-        encode_context(ctx, aad)?;
+    pub fn open(&self, key: &LessSafeKey, ctx: &EncryptionContext) -> Result<SecretBytes> {
         let mut out = SecretBytes::zeroed(self.ciphertext.len());
-        key.open_separate_gather(
-            Nonce::assume_unique_for_key(self.nonce),
-            Aad::from(&aad[..]),
-            self.ciphertext,
-            self.tag,
-            out.expose_mut(),
-        )
+        with_aad(self.header, ctx, |aad| {
+            key.open_separate_gather(
+                Nonce::assume_unique_for_key(self.nonce),
+                Aad::from(aad),
+                self.ciphertext,
+                self.tag,
+                out.expose_mut(),
+            )
+        })?
         .map_err(|_| {
             invalid(
                 "authentication failed (damaged blob, wrong key or encryption context mismatch)",
@@ -208,20 +247,19 @@ mod tests {
         let id = KeyId::generate();
         let mut s = SubkeySchedule::new(id, KeyMaterial::generate(), 1 << 20);
         let mut pool = RandomPool::new();
-        let mut aad = Vec::new();
         let c = ctx(&[("a", "1"), ("b", "2")]);
-        let blob = seal(&id, s.next(&mut pool).unwrap(), b"secret", &c, &mut aad).unwrap();
+        let blob = seal(&id, s.next(&mut pool).unwrap(), b"secret", &c).unwrap();
         assert_eq!(blob.len(), OVERHEAD + 6);
         let v = parse(&blob).unwrap();
         assert_eq!(v.key_id, id);
         let key = s.derive(&v.salt).unwrap();
-        assert_eq!(v.open(&key, &c, &mut aad).unwrap().expose(), b"secret");
+        assert_eq!(v.open(&key, &c).unwrap().expose(), b"secret");
         for i in 0..blob.len() {
             let mut b = blob.clone();
             b[i] ^= 0x01;
             let r = parse(&b).and_then(|v| {
                 let key = s.derive(&v.salt)?;
-                v.open(&key, &c, &mut aad)
+                v.open(&key, &c)
             });
             assert_eq!(
                 r.unwrap_err().kind(),
@@ -229,8 +267,25 @@ mod tests {
                 "flip at {i}"
             );
         }
-        let e = v.open(&key, &ctx(&[("a", "1")]), &mut aad).unwrap_err();
+        let e = v.open(&key, &ctx(&[("a", "1")])).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidCiphertextException);
+    }
+
+    #[test]
+    fn large_contexts_use_the_heap_path_and_still_bind() {
+        let id = KeyId::generate();
+        let mut s = SubkeySchedule::new(id, KeyMaterial::generate(), 16);
+        let mut pool = RandomPool::new();
+        let big: EncryptionContext = (0..40)
+            .map(|i| (format!("key-{i:03}"), "v".repeat(20)))
+            .collect();
+        let blob = seal(&id, s.next(&mut pool).unwrap(), b"x", &big).unwrap();
+        let v = parse(&blob).unwrap();
+        let key = s.derive(&v.salt).unwrap();
+        assert_eq!(v.open(&key, &big).unwrap().expose(), b"x");
+        let mut other = big.clone();
+        other.insert("key-000".into(), "w".repeat(20));
+        assert!(v.open(&key, &other).is_err());
     }
 
     #[test]

@@ -16,7 +16,8 @@ pub const POOL_BLOCK: usize = 4096;
 
 /// A per-shard pool of random bytes (not `Sync`: one owner at a time, no locking).
 pub struct RandomPool {
-    buf: Box<[u8; POOL_BLOCK]>,
+    /// Cache-line aligned, so writes here never share a line with another core's data.
+    buf: Box<crossbeam::utils::CachePadded<[u8; POOL_BLOCK]>>,
     /// Bytes before `pos` were handed out (and zeroized); bytes from `pos` on are unused.
     pos: usize,
 }
@@ -25,7 +26,7 @@ impl RandomPool {
     /// An empty pool; the first `fill` draws the first block.
     pub fn new() -> RandomPool {
         RandomPool {
-            buf: Box::new([0u8; POOL_BLOCK]),
+            buf: Box::new(crossbeam::utils::CachePadded::new([0u8; POOL_BLOCK])),
             pos: POOL_BLOCK,
         }
     }
@@ -52,6 +53,22 @@ impl RandomPool {
             done += n;
         }
         Ok(())
+    }
+
+    /// `n` fresh random bytes as a secret (no zero-fill pass before the copy).
+    pub fn secret(&mut self, n: usize) -> Result<crate::secret::SecretBytes> {
+        let mut v = Vec::with_capacity(n);
+        while v.len() < n {
+            if self.pos == POOL_BLOCK {
+                self.refill()?;
+            }
+            let k = (n - v.len()).min(POOL_BLOCK - self.pos);
+            let src = &mut self.buf[self.pos..self.pos + k];
+            v.extend_from_slice(src);
+            src.zeroize();
+            self.pos += k;
+        }
+        Ok(crate::secret::SecretBytes::new(v))
     }
 
     /// `n` fresh random bytes as a new vector.
@@ -82,7 +99,7 @@ impl Default for RandomPool {
 
 impl Drop for RandomPool {
     fn drop(&mut self) {
-        self.buf.zeroize();
+        self.buf[..].zeroize();
     }
 }
 
@@ -116,6 +133,9 @@ mod tests {
         let v = p.take(100).unwrap();
         assert_eq!(v.len(), 100);
         assert_eq!(p.remaining(), POOL_BLOCK - 90);
+        let s = p.secret(POOL_BLOCK + 3).unwrap();
+        assert_eq!(s.len(), POOL_BLOCK + 3);
+        assert!(s.expose().iter().any(|&x| x != 0));
         let big = p.take(3 * POOL_BLOCK + 5).unwrap();
         assert_eq!(big.len(), 3 * POOL_BLOCK + 5);
         assert!(big.iter().any(|&x| x != 0));

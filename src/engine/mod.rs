@@ -8,13 +8,40 @@
 //! a decrypt-subkey cache, and a full copy of the key and alias directories.
 //!
 //! A call runs on the caller's own thread whenever it can take a shard that holds the key
-//! (`try_lock` only, never a blocking lock on the hot path); only when all such shards are busy
-//! is it handed to a queue (see [`sched`](self) docs: [`QUEUE_CAPACITY`], back-pressure).
+//! (`try_lock` only, never a blocking lock on the hot path; each thread prefers shard
+//! `thread index % N` and tries the others when that one is busy). Only when every eligible
+//! shard is busy is an owned copy of the request pushed to a shard's bounded queue
+//! ([`QUEUE_CAPACITY`] jobs); the caller then spins (helping to drain that queue whenever it can
+//! take the lock) for [`CALLER_SPIN`], and then parks. Workers drain their queue, spin for
+//! [`WORKER_SPIN`] when idle, then park; a pusher wakes a worker only when it is parked.
+//! Back-pressure: a caller facing a full queue runs the backlog and its own job as soon as it
+//! can take the shard, or pushes once there is room — memory stays bounded, callers slow down.
+//!
+//! Batches: the caller takes a home shard, hands items whose keys live only elsewhere to those
+//! shards (one queue push per shard), and — for batches of at least [`SPLIT_MIN`] items, while
+//! fewer batch callers than shards are active — splits the rest evenly with shards that are
+//! free and not used by another batch caller within [`RECENT_CALLER`], so one caller can use
+//! both cores but two callers don't fight over each other's shards. A split whose remote part
+//! finishes late (its worker was parked, or shares the caller's core — callers are not pinned)
+//! pauses splitting for [`SPLIT_BACKOFF`] batches.
+//!
+//! Each shard is cache-padded, and every piece of shard state written per request (subkey
+//! counters, random pool) lives on its own cache lines, so two cores serving two shards never
+//! write a shared line.
 //!
 //! # Control plane
 //! The control plane decides states and pushes outcomes with [`Engine::apply`], which takes
 //! every shard's lock (blocking), applies the changes to all shards, and returns: a request
-//! that starts after `apply` returns sees them.
+//! that starts after `apply` returns sees them. A custom HSM is placed on the least loaded
+//! shard; the default fleet ([`HsmSlot::Default`]) is on every shard.
+//!
+//! # Errors
+//! Unknown key `NotFoundException` (`Key '<arn>' does not exist`), unknown alias
+//! `NotFoundException` (`Alias <alias arn> is not found.`), authorizer refusal
+//! `AccessDeniedException` (checked before the gate), closed gate: the gate's error, no live
+//! replica `KMSInvalidStateException`. Decrypt of a blob that names a key the engine does not
+//! know answers `InvalidCiphertextException` (a damaged key-id byte must read as a damaged
+//! blob). A shut-down engine or a shard whose worker panicked answers `KMSInternalException`.
 //!
 //! # Encryption context
 //! Contexts are [`EncryptionContext`] (`BTreeMap<String, String>`); an empty map means none.
@@ -29,7 +56,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-pub use sched::{CALLER_SPIN, QUEUE_CAPACITY, RECENT_CALLER, SPLIT_MIN, WORKER_SPIN};
+pub use sched::{
+    CALLER_SPIN, QUEUE_CAPACITY, RECENT_CALLER, SPLIT_BACKOFF, SPLIT_MIN, WORKER_SPIN,
+};
 
 pub use crate::crypto::blob::EncryptionContext;
 use crate::crypto::subkey::DEFAULT_MAX_USES;
@@ -411,13 +440,13 @@ impl Engine {
         .min(64);
         let shards = (0..n)
             .map(|i| {
-                Shard::new(ShardState::new(
+                crossbeam::utils::CachePadded::new(Shard::new(ShardState::new(
                     i,
                     n,
                     config.scope.clone(),
                     config.subkey_max_uses,
                     config.decrypt_cache,
-                ))
+                )))
             })
             .collect::<Vec<_>>()
             .into_boxed_slice();
@@ -426,6 +455,7 @@ impl Engine {
             shutdown: Default::default(),
             batch_callers: Default::default(),
             epoch: std::time::Instant::now(),
+            split_skip: Default::default(),
         });
         let cores = if config.pin_workers {
             core_affinity::get_core_ids().unwrap_or_default()
@@ -706,32 +736,30 @@ impl Engine {
         make: impl Fn(&'a I) -> Result<Req<'a>>,
         convert: impl Fn(Result<Resp>) -> Result<O>,
     ) -> Vec<Result<O>> {
+        // Invalid items are answered here; `errors` is usually empty (no allocation).
         let mut reqs = Vec::with_capacity(items.len());
-        let mut slots: Vec<std::result::Result<usize, KmsError>> = Vec::with_capacity(items.len());
-        for it in items {
+        let mut errors: Vec<(usize, KmsError)> = Vec::new();
+        for (i, it) in items.iter().enumerate() {
             match make(it) {
-                Ok(r) => {
-                    slots.push(Ok(reqs.len()));
-                    reqs.push(r);
-                }
-                Err(e) => slots.push(Err(e)),
+                Ok(r) => reqs.push(r),
+                Err(e) => errors.push((i, e)),
             }
         }
-        let mut answers: Vec<Option<Result<Resp>>> = self
-            .inner
-            .dispatch_batch(principal, &reqs)
-            .into_iter()
-            .map(Some)
-            .collect();
-        slots
-            .into_iter()
-            .map(|s| match s {
-                Ok(k) => convert(
-                    answers[k]
-                        .take()
-                        .unwrap_or_else(|| Err(err!(KMSInternalException, "batch item lost"))),
-                ),
-                Err(e) => Err(e),
+        let answers = self.inner.dispatch_batch(principal, &reqs);
+        drop(reqs);
+        let lost = || Err(err!(KMSInternalException, "batch item lost"));
+        if errors.is_empty() {
+            return answers
+                .into_iter()
+                .map(|a| convert(a.unwrap_or_else(lost)))
+                .collect();
+        }
+        let mut answers = answers.into_iter();
+        let mut errors = errors.into_iter().peekable();
+        (0..items.len())
+            .map(|i| match errors.next_if(|(k, _)| *k == i) {
+                Some((_, e)) => Err(e),
+                None => convert(answers.next().flatten().unwrap_or_else(lost)),
             })
             .collect()
     }

@@ -11,14 +11,15 @@
 //! queue full keeps retrying: it takes the shard and runs the backlog plus its own job as soon
 //! as the lock is free, or pushes once a slot frees up. Memory is bounded; callers slow down.
 
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use crossbeam::queue::ArrayQueue;
+use crossbeam::utils::CachePadded;
 
-use super::shard::{Req, Resp, ShardState, Step};
+use super::shard::{Memo, Req, Resp, ShardState, Step};
 use crate::err;
 use crate::error::{KmsError, Result};
 
@@ -38,6 +39,8 @@ pub const SPLIT_MIN: usize = 16;
 /// A shard used inline by a batch caller this recently is not split onto: its core is busy
 /// with that caller, and splitting would only make the two callers contend.
 pub const RECENT_CALLER: Duration = Duration::from_micros(500);
+/// Batches that skip splitting after a split whose remote part finished late.
+pub const SPLIT_BACKOFF: u32 = 8;
 
 pub(crate) struct Shard {
     pub(crate) state: Mutex<ShardState>,
@@ -50,12 +53,15 @@ pub(crate) struct Shard {
 }
 
 pub(crate) struct Inner {
-    pub(crate) shards: Box<[Shard]>,
+    /// Each shard on its own cache lines: two callers on two shards share no written line.
+    pub(crate) shards: Box<[CachePadded<Shard>]>,
     pub(crate) shutdown: AtomicBool,
     /// Batch calls in progress (decides whether splitting can find an idle core).
-    pub(crate) batch_callers: AtomicUsize,
+    pub(crate) batch_callers: CachePadded<AtomicUsize>,
     /// Time origin for `Shard::last_caller_us`.
     pub(crate) epoch: Instant,
+    /// Batches left before splitting is tried again (see `dispatch_batch`).
+    pub(crate) split_skip: CachePadded<AtomicU32>,
 }
 
 struct Leave<'a>(&'a AtomicUsize);
@@ -102,10 +108,11 @@ struct Job {
 
 impl Job {
     fn run(self, st: &mut ShardState) {
+        let mut memo = Memo::default();
         let out = self
             .reqs
             .iter()
-            .map(|(i, r)| (*i, st.execute(&self.principal, r)))
+            .map(|(i, r)| (*i, st.execute(&self.principal, r, &mut memo)))
             .collect();
         self.done.complete(out);
     }
@@ -234,9 +241,11 @@ pub(crate) fn worker_loop(inner: Arc<Inner>, idx: usize) {
         }
         std::hint::spin_loop();
         spins = spins.wrapping_add(1);
-        if spins % 64 != 0 {
+        if !spins.is_multiple_of(64) {
             continue;
         }
+        // Callers are not pinned: if one shares this core, let it run.
+        thread::yield_now();
         let since = *idle_since.get_or_insert_with(Instant::now);
         if since.elapsed() < WORKER_SPIN {
             continue;
@@ -274,7 +283,18 @@ impl Inner {
 
     /// Pushes `job` to shard `i` (with back-pressure) and wakes its worker if parked.
     /// Returns `false` if the job had to be dropped (shard dead, engine stopped).
-    fn push(&self, i: usize, mut job: Job) -> bool {
+    fn push(&self, i: usize, job: Job) -> bool {
+        self.push_inner(i, job, true)
+    }
+
+    /// As `push`, but gives up (returns `false`, dropping the job) when the queue is full
+    /// instead of waiting: used while holding another shard's lock, where waiting for a full
+    /// queue could deadlock with a caller doing the same in the other direction.
+    fn try_push(&self, i: usize, job: Job) -> bool {
+        self.push_inner(i, job, false)
+    }
+
+    fn push_inner(&self, i: usize, mut job: Job, may_wait: bool) -> bool {
         let shard = &self.shards[i];
         loop {
             if self.is_shut_down() {
@@ -282,6 +302,11 @@ impl Inner {
             }
             match shard.queue.push(job) {
                 Ok(()) => break,
+                Err(j) if !may_wait => {
+                    // Dropping the unrun job completes its slot with an error nobody waits on.
+                    drop(j);
+                    return false;
+                }
                 Err(j) => {
                     job = j;
                     match shard.try_lock() {
@@ -311,7 +336,7 @@ impl Inner {
         let mut spins = 0u32;
         while !slot.done.load(Ordering::Acquire) {
             spins = spins.wrapping_add(1);
-            if spins % 32 == 0 && start.elapsed() >= CALLER_SPIN {
+            if spins.is_multiple_of(32) && start.elapsed() >= CALLER_SPIN {
                 shard.wake_worker();
                 thread::park_timeout(PARK_SLICE);
                 if self.is_shut_down() || shard.dead.load(Ordering::SeqCst) {
@@ -319,10 +344,12 @@ impl Inner {
                 }
                 continue;
             }
-            if spins % 8 == 0 {
+            if spins.is_multiple_of(8) {
                 if let Lock::Got(mut g) = shard.try_lock() {
                     shard.drain(&mut g);
                 }
+                // If the worker we wait for shares our core, give it the core.
+                thread::yield_now();
             }
             std::hint::spin_loop();
         }
@@ -382,7 +409,7 @@ impl Inner {
                 match self.shards[i].try_lock() {
                     Lock::Got(mut g) => {
                         self.shards[i].drain(&mut g);
-                        step = Some(g.execute(principal, req));
+                        step = Some(g.execute(principal, req, &mut Memo::default()));
                         break;
                     }
                     Lock::Busy => {
@@ -423,13 +450,17 @@ impl Inner {
     /// [`SPLIT_MIN`] items while fewer batch callers than shards are active, and only onto
     /// shards that are free at that moment. Items whose key lives only on other shards are
     /// handed to those shards in one job each.
-    pub(crate) fn dispatch_batch(&self, principal: &str, reqs: &[Req<'_>]) -> Vec<Result<Resp>> {
+    pub(crate) fn dispatch_batch(
+        &self,
+        principal: &str,
+        reqs: &[Req<'_>],
+    ) -> Vec<Option<Result<Resp>>> {
         let n = self.n();
         if reqs.is_empty() {
             return Vec::new();
         }
         if self.is_shut_down() {
-            return reqs.iter().map(|_| Err(stopped())).collect();
+            return reqs.iter().map(|_| Some(Err(stopped()))).collect();
         }
         let active = self.batch_callers.fetch_add(1, Ordering::Relaxed) + 1;
         let _leave = Leave(&self.batch_callers);
@@ -451,6 +482,7 @@ impl Inner {
             std::hint::spin_loop();
         }
         let mut pending = Vec::new();
+        let mut split_at: Option<(Instant, Instant)> = None;
         match home {
             None => {
                 // Every shard stayed busy: hand the whole batch over as one job.
@@ -473,10 +505,10 @@ impl Inner {
             }
             Some((h, mut g)) => {
                 self.shards[h].drain(&mut g);
-                let mut parts: Vec<Vec<usize>> = vec![Vec::new(); n];
+                let mut parts: Vec<Vec<usize>> = Vec::new();
                 let mut free = 0u64;
                 let now_us = self.epoch.elapsed().as_micros() as u64;
-                if reqs.len() >= SPLIT_MIN && active < n {
+                if reqs.len() >= SPLIT_MIN && active < n && !self.split_backing_off() {
                     let recent = RECENT_CALLER.as_micros() as u64;
                     for q in (0..n).filter(|&q| q != h) {
                         let last = self.shards[q].last_caller_us.load(Ordering::Relaxed);
@@ -488,9 +520,8 @@ impl Inner {
                         }
                     }
                 }
-                if free == 0 {
-                    parts[h].extend(0..reqs.len());
-                } else {
+                if free != 0 {
+                    parts.resize_with(n, Vec::new);
                     for (k, r) in reqs.iter().enumerate() {
                         let m = g.holder_mask(r);
                         let cands = if m & (1 << h) != 0 {
@@ -504,29 +535,39 @@ impl Inner {
                         parts[target].push(k);
                     }
                 }
-                for q in (0..n).filter(|&q| q != h) {
+                for q in (0..parts.len()).filter(|&q| q != h) {
                     let part = std::mem::take(&mut parts[q]);
-                    self.hand_off(q, principal, reqs, part, &mut pending, &mut retry);
+                    self.hand_off(q, principal, reqs, part, &mut pending, &mut retry, true);
                 }
-                let mut late: Vec<Vec<usize>> = vec![Vec::new(); n];
-                for &k in &parts[h] {
-                    match g.execute(principal, &reqs[k]) {
-                        Step::Done(r) => results[k] = Some(r),
-                        Step::Elsewhere(m) => match order(n, h, m).next() {
-                            Some(q) => late[q].push(k),
-                            None => retry.push(k),
-                        },
-                    }
+                let mut late: Vec<Vec<usize>> = Vec::new();
+                let mut memo = Memo::default();
+                let mut run = |k: usize| match g.execute(principal, &reqs[k], &mut memo) {
+                    Step::Done(r) => results[k] = Some(r),
+                    Step::Elsewhere(m) => match order(n, h, m).next() {
+                        Some(q) => {
+                            late.resize_with(n, Vec::new);
+                            late[q].push(k)
+                        }
+                        None => retry.push(k),
+                    },
+                };
+                if free == 0 {
+                    (0..reqs.len()).for_each(&mut run);
+                } else {
+                    let t0 = Instant::now();
+                    parts[h].iter().for_each(|&k| run(k));
+                    split_at = Some((t0, Instant::now()));
                 }
                 self.shards[h]
                     .last_caller_us
                     .store(now_us.max(1), Ordering::Relaxed);
                 drop(g);
                 for (q, part) in late.into_iter().enumerate() {
-                    self.hand_off(q, principal, reqs, part, &mut pending, &mut retry);
+                    self.hand_off(q, principal, reqs, part, &mut pending, &mut retry, false);
                 }
             }
         }
+        let had_pending = !pending.is_empty();
         for (q, slot, part) in pending {
             match self.wait(q, &slot) {
                 Some(out) => self.collect(out, &mut results, &mut retry),
@@ -542,16 +583,32 @@ impl Inner {
                 }
             }
         }
+        if let (Some((t0, t1)), true) = (split_at, had_pending) {
+            // Splitting paid off unless we waited for the other shards about as long as our
+            // own share took (a parked worker, or a worker sharing our core): then doing it
+            // all ourselves would have been as fast, so stop splitting for a while.
+            if t1.elapsed() > t1 - t0 {
+                self.split_skip.store(SPLIT_BACKOFF, Ordering::Relaxed);
+            }
+        }
         for k in retry {
             results[k] = Some(self.dispatch_one(principal, &reqs[k]));
         }
         results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(err!(KMSInternalException, "batch item lost"))))
-            .collect()
+    }
+
+    /// Whether splitting is paused after a split that did not overlap (counts down per batch).
+    fn split_backing_off(&self) -> bool {
+        let left = self.split_skip.load(Ordering::Relaxed);
+        if left == 0 {
+            return false;
+        }
+        self.split_skip.store(left - 1, Ordering::Relaxed);
+        true
     }
 
     /// Pushes the items `part` of `reqs` to shard `q` as one job.
+    #[allow(clippy::too_many_arguments)] // private helper; the arguments are the batch state
     fn hand_off(
         &self,
         q: usize,
@@ -560,13 +617,19 @@ impl Inner {
         part: Vec<usize>,
         pending: &mut Vec<(usize, Arc<Slot>, Vec<usize>)>,
         retry: &mut Vec<usize>,
+        holding_lock: bool,
     ) {
         if part.is_empty() {
             return;
         }
         let owned = part.iter().map(|&k| (k, reqs[k].to_static())).collect();
         let (job, slot) = Self::new_job(principal, owned);
-        if self.push(q, job) {
+        let pushed = if holding_lock {
+            self.try_push(q, job)
+        } else {
+            self.push(q, job)
+        };
+        if pushed {
             pending.push((q, slot, part));
         } else {
             retry.extend(part);

@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use crossbeam::utils::CachePadded;
 use zeroize::Zeroize;
 
 use super::{Action, Authorizer, Control, Gate, HsmSlot};
@@ -46,8 +47,8 @@ pub(crate) enum Req<'a> {
     },
 }
 
-fn own<T: ToOwned + ?Sized>(c: &Cow<'_, T>) -> Cow<'static, T> {
-    Cow::Owned(c.as_ref().to_owned())
+fn own<T: ToOwned + ?Sized>(c: &T) -> Cow<'static, T> {
+    Cow::Owned(c.to_owned())
 }
 
 impl Req<'_> {
@@ -60,9 +61,9 @@ impl Req<'_> {
                 ctx,
                 action,
             } => Req::Encrypt {
-                key: own(key),
-                plaintext: own(plaintext),
-                ctx: own(ctx),
+                key: own(&**key),
+                plaintext: own(&**plaintext),
+                ctx: own(&**ctx),
                 action: *action,
             },
             Req::Decrypt {
@@ -71,9 +72,9 @@ impl Req<'_> {
                 key,
                 action,
             } => Req::Decrypt {
-                blob: own(blob),
-                ctx: own(ctx),
-                key: key.as_ref().map(own),
+                blob: own(&**blob),
+                ctx: own(&**ctx),
+                key: key.as_deref().map(own),
                 action: *action,
             },
             Req::DataKey {
@@ -82,14 +83,14 @@ impl Req<'_> {
                 ctx,
                 plaintext,
             } => Req::DataKey {
-                key: own(key),
+                key: own(&**key),
                 len: *len,
-                ctx: own(ctx),
+                ctx: own(&**ctx),
                 plaintext: *plaintext,
             },
             Req::Random { len, fleet } => Req::Random {
                 len: *len,
-                fleet: fleet.as_ref().map(own),
+                fleet: fleet.as_deref().map(own),
             },
         }
     }
@@ -115,6 +116,12 @@ pub(crate) enum Resp {
     DataKey(Vec<u8>, Option<SecretBytes>, Arc<str>),
     Random(SecretBytes),
 }
+
+/// The last admitted (key reference, action) within one lock hold, so a batch on one key
+/// resolves and authorizes once. Only valid while the shard lock is held and for one principal:
+/// `apply` cannot run in between, so gates and authorizers cannot change under it.
+#[derive(Default)]
+pub(crate) struct Memo(Option<(KeyRef, Action, KeyId, Arc<str>)>);
 
 /// The outcome of running a request on one shard.
 pub(crate) enum Step {
@@ -162,7 +169,9 @@ struct KeyInfo {
 struct LocalKey {
     /// Local HSM slots holding a replica.
     slots: Vec<HsmSlot>,
-    schedule: SubkeySchedule,
+    /// Written on every seal: on its own cache lines, so it never shares one with another
+    /// shard's data (the maps of all shards are allocated by the control-plane thread).
+    schedule: Box<CachePadded<SubkeySchedule>>,
 }
 
 /// Everything one shard owns. Only touched with the shard's mutex held.
@@ -182,7 +191,6 @@ pub(crate) struct ShardState {
     local: IdMap<LocalKey>,
     pool: RandomPool,
     cache: SubkeyCache,
-    aad: Vec<u8>,
     max_uses: u64,
 }
 
@@ -219,7 +227,6 @@ impl ShardState {
             local: IdMap::default(),
             pool: RandomPool::new(),
             cache: SubkeyCache::new(cache),
-            aad: Vec::with_capacity(256),
             max_uses,
         }
     }
@@ -341,14 +348,33 @@ impl ShardState {
     }
 
     /// Runs one request on this shard.
-    pub(crate) fn execute(&mut self, principal: &str, req: &Req<'_>) -> Step {
+    /// Resolve + admit, through the memo.
+    fn admit_ref(
+        &self,
+        key: &KeyRef,
+        principal: &str,
+        action: Action,
+        memo: &mut Memo,
+    ) -> Result<(KeyId, Arc<str>)> {
+        if let Some((k, a, id, arn)) = &memo.0 {
+            if *a == action && k == key {
+                return Ok((*id, arn.clone()));
+            }
+        }
+        let id = self.resolve(key)?;
+        let arn = self.admit(&id, principal, action)?;
+        memo.0 = Some((key.clone(), action, id, arn.clone()));
+        Ok((id, arn))
+    }
+
+    pub(crate) fn execute(&mut self, principal: &str, req: &Req<'_>, memo: &mut Memo) -> Step {
         match req {
             Req::Encrypt {
                 key,
                 plaintext,
                 ctx,
                 action,
-            } => self.encrypt(principal, key, plaintext, ctx, *action),
+            } => self.encrypt(principal, key, plaintext, ctx, *action, memo),
             Req::Decrypt {
                 blob,
                 ctx,
@@ -360,7 +386,7 @@ impl ShardState {
                 len,
                 ctx,
                 plaintext,
-            } => self.data_key(principal, key, *len, ctx, *plaintext),
+            } => self.data_key(principal, key, *len, ctx, *plaintext, memo),
             Req::Random { len, fleet } => self.random(*len, fleet.as_deref()),
         }
     }
@@ -372,13 +398,10 @@ impl ShardState {
         plaintext: &[u8],
         ctx: &EncryptionContext,
         action: Action,
+        memo: &mut Memo,
     ) -> Step {
-        let id = match self.resolve(key) {
-            Ok(id) => id,
-            Err(e) => return Step::Done(Err(e)),
-        };
-        let arn = match self.admit(&id, principal, action) {
-            Ok(a) => a,
+        let (id, arn) = match self.admit_ref(key, principal, action, memo) {
+            Ok(x) => x,
             Err(e) => return Step::Done(Err(e)),
         };
         let Some(local) = self.local.get_mut(&id) else {
@@ -387,7 +410,7 @@ impl ShardState {
         let r = local
             .schedule
             .next(&mut self.pool)
-            .and_then(|p| blob::seal(&id, p, plaintext, ctx, &mut self.aad));
+            .and_then(|p| blob::seal(&id, p, plaintext, ctx));
         Step::Done(r.map(|b| Resp::Blob(b, arn)))
     }
 
@@ -398,29 +421,26 @@ impl ShardState {
         len: usize,
         ctx: &EncryptionContext,
         with_plaintext: bool,
+        memo: &mut Memo,
     ) -> Step {
-        let id = match self.resolve(key) {
-            Ok(id) => id,
-            Err(e) => return Step::Done(Err(e)),
-        };
         let action = if with_plaintext {
             Action::GenerateDataKey
         } else {
             Action::GenerateDataKeyWithoutPlaintext
         };
-        let arn = match self.admit(&id, principal, action) {
-            Ok(a) => a,
+        let (id, arn) = match self.admit_ref(key, principal, action, memo) {
+            Ok(x) => x,
             Err(e) => return Step::Done(Err(e)),
         };
         let Some(local) = self.local.get_mut(&id) else {
             return self.not_here(&id, &arn);
         };
-        let mut dk = SecretBytes::zeroed(len);
-        let r = self.pool.fill(dk.expose_mut()).and_then(|()| {
+        let r = self.pool.secret(len).and_then(|dk| {
             let p = local.schedule.next(&mut self.pool)?;
-            blob::seal(&id, p, dk.expose(), ctx, &mut self.aad)
+            let b = blob::seal(&id, p, dk.expose(), ctx)?;
+            Ok(Resp::DataKey(b, with_plaintext.then_some(dk), arn))
         });
-        Step::Done(r.map(|b| Resp::DataKey(b, with_plaintext.then_some(dk), arn)))
+        Step::Done(r)
     }
 
     fn decrypt(
@@ -464,14 +484,14 @@ impl ShardState {
             return self.not_here(&id, &arn);
         };
         let r = if let Some(k) = local.schedule.current(&view.salt) {
-            view.open(k, ctx, &mut self.aad)
+            view.open(k, ctx)
         } else if let Some(k) = self.cache.get(&id, &view.salt) {
-            view.open(k, ctx, &mut self.aad)
+            view.open(k, ctx)
         } else {
             // Cache a derived subkey only once it authenticated a blob, so forged salts can
             // neither fill the cache nor evict useful entries.
             local.schedule.derive(&view.salt).and_then(|k| {
-                let p = view.open(&k, ctx, &mut self.aad)?;
+                let p = view.open(&k, ctx)?;
                 self.cache.insert(id, view.salt, k);
                 Ok(p)
             })
@@ -494,8 +514,7 @@ impl ShardState {
                 return Step::Elsewhere(m);
             }
         }
-        let mut out = SecretBytes::zeroed(len);
-        Step::Done(self.pool.fill(out.expose_mut()).map(|()| Resp::Random(out)))
+        Step::Done(self.pool.secret(len).map(Resp::Random))
     }
 
     fn drop_local_replica(&mut self, slot: &HsmSlot, key: &KeyId) {
@@ -582,7 +601,7 @@ impl ShardState {
                                 *key,
                                 LocalKey {
                                     slots: vec![hsm.clone()],
-                                    schedule,
+                                    schedule: Box::new(CachePadded::new(schedule)),
                                 },
                             );
                         }

@@ -1,0 +1,212 @@
+//! Engine data-plane operations against the raw aws-lc-rs loop (pooled randomness, cached
+//! expanded key, counter nonces), in the same criterion group so the ratio can be read off.
+//!
+//! Every group covers 32 B and 4 KiB, single calls and batches of 64, on 1 and 2 threads.
+//! Throughput is in items; with T threads the reported time is wall time / T, so the
+//! throughput figure is the aggregate over all threads.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use kmscks::crypto::random::RandomPool;
+use kmscks::crypto::subkey::counter_nonce;
+use kmscks::engine::*;
+use kmscks::secret::KeyMaterial;
+use kmscks::types::{KeyId, KeyRef};
+
+const P: &str = "arn:aws:iam::111122223333:root";
+const BATCH: usize = 64;
+
+fn engine() -> (Arc<Engine>, KeyRef) {
+    let e = Engine::new(EngineConfig::default()).unwrap();
+    let key = KeyId::generate();
+    e.apply(&[
+        Control::AddHsm {
+            hsm: HsmSlot::Default,
+        },
+        Control::PutKey {
+            key,
+            arn: Arc::from(format!("arn:aws:kms:us-east-1:111122223333:key/{key}")),
+            gate: Gate::Open,
+            authorizer: Arc::new(AllowAll),
+        },
+        Control::PutReplica {
+            hsm: HsmSlot::Default,
+            key,
+            material: KeyMaterial::generate(),
+        },
+    ])
+    .unwrap();
+    (Arc::new(e), KeyRef::Id(key))
+}
+
+/// Runs `iters` iterations of `f` on each of `threads` threads; returns wall time / threads.
+fn par(threads: usize, iters: u64, f: &(dyn Fn() + Sync)) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                for _ in 0..iters {
+                    f();
+                }
+            });
+        }
+    });
+    start.elapsed() / threads as u32
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    GenerateDataKey,
+    Encrypt,
+    Decrypt,
+}
+
+fn raw_op(op: Op, size: usize) -> impl Fn() + Sync {
+    let mut m = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut m).unwrap();
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &m).unwrap());
+    let mut ct = vec![0x5au8; size];
+    let n = counter_nonce(1);
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(n),
+            Aad::from([7u8; 60]),
+            &mut ct,
+        )
+        .unwrap();
+    let tag = tag.as_ref().to_vec();
+    // Per-thread counters: a shared atomic would make the baseline pay for cache-line
+    // bouncing the engine does not have. (Benchmark only: nonces may repeat across threads.)
+    thread_local!(static COUNTER: std::cell::Cell<u64> = const { std::cell::Cell::new(2) });
+    thread_local!(static POOL: std::cell::RefCell<RandomPool> = std::cell::RefCell::new(RandomPool::new()));
+    move || {
+        let c = COUNTER.with(|k| {
+            k.set(k.get() + 1);
+            k.get()
+        });
+        match op {
+            Op::GenerateDataKey | Op::Encrypt => {
+                let mut buf = vec![0x5au8; size + 16];
+                let (body, t) = buf.split_at_mut(size);
+                if op == Op::GenerateDataKey {
+                    POOL.with(|p| p.borrow_mut().fill(body).unwrap());
+                }
+                let tag = key
+                    .seal_in_place_separate_tag(
+                        Nonce::assume_unique_for_key(counter_nonce(c)),
+                        Aad::from([7u8; 60]),
+                        body,
+                    )
+                    .unwrap();
+                t.copy_from_slice(tag.as_ref());
+                std::hint::black_box(&buf);
+            }
+            Op::Decrypt => {
+                let mut out = vec![0u8; size];
+                key.open_separate_gather(
+                    Nonce::assume_unique_for_key(n),
+                    Aad::from([7u8; 60]),
+                    &ct,
+                    &tag,
+                    &mut out,
+                )
+                .unwrap();
+                std::hint::black_box(&out);
+            }
+        }
+    }
+}
+
+fn bench_op(c: &mut Criterion, op: Op, name: &str) {
+    let (engine, key) = engine();
+    let ctx = BTreeMap::new();
+    for size in [32usize, 4096] {
+        if op == Op::GenerateDataKey && size > 1024 {
+            continue;
+        }
+        let mut g = c.benchmark_group(format!("{name}/{size}B"));
+        g.sample_size(10)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(1));
+        let plain = vec![0x5au8; size];
+        let blob = engine
+            .encrypt(P, &key, &plain, &ctx)
+            .unwrap()
+            .ciphertext_blob;
+        let single = || match op {
+            Op::GenerateDataKey => {
+                let r = engine.generate_data_key(P, &key, None, Some(size as u32), &ctx);
+                std::hint::black_box(r.unwrap());
+            }
+            Op::Encrypt => {
+                std::hint::black_box(engine.encrypt(P, &key, &plain, &ctx).unwrap());
+            }
+            Op::Decrypt => {
+                std::hint::black_box(engine.decrypt(P, &blob, &ctx, None).unwrap());
+            }
+        };
+        let batch = || match op {
+            Op::GenerateDataKey => {
+                let items = [DataKeyItem {
+                    key: &key,
+                    key_spec: None,
+                    number_of_bytes: Some(size as u32),
+                    context: &ctx,
+                }; BATCH];
+                std::hint::black_box(engine.generate_data_key_batch(P, &items, true));
+            }
+            Op::Encrypt => {
+                let items = [EncryptItem {
+                    key: &key,
+                    plaintext: &plain,
+                    context: &ctx,
+                }; BATCH];
+                std::hint::black_box(engine.encrypt_batch(P, &items));
+            }
+            Op::Decrypt => {
+                let items = [DecryptItem {
+                    ciphertext: &blob,
+                    context: &ctx,
+                    key: None,
+                }; BATCH];
+                std::hint::black_box(engine.decrypt_batch(P, &items));
+            }
+        };
+        let raw = raw_op(op, size);
+        let raw_batch = || {
+            for _ in 0..BATCH {
+                raw()
+            }
+        };
+        for threads in [1usize, 2] {
+            g.throughput(Throughput::Elements(1));
+            g.bench_function(BenchmarkId::new("engine-single", threads), |b| {
+                b.iter_custom(|iters| par(threads, iters, &single))
+            });
+            g.bench_function(BenchmarkId::new("baseline-single", threads), |b| {
+                b.iter_custom(|iters| par(threads, iters, &raw))
+            });
+            g.throughput(Throughput::Elements(BATCH as u64));
+            g.bench_function(BenchmarkId::new("engine-batch64", threads), |b| {
+                b.iter_custom(|iters| par(threads, iters, &batch))
+            });
+            g.bench_function(BenchmarkId::new("baseline-batch64", threads), |b| {
+                b.iter_custom(|iters| par(threads, iters, &raw_batch))
+            });
+        }
+        g.finish();
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    bench_op(c, Op::GenerateDataKey, "GenerateDataKey");
+    bench_op(c, Op::Encrypt, "Encrypt");
+    bench_op(c, Op::Decrypt, "Decrypt");
+}
+
+criterion_group!(crypto_ops, benches);
+criterion_main!(crypto_ops);
