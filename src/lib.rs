@@ -15,6 +15,7 @@ pub mod hsm;
 pub mod keyring;
 pub mod kms;
 pub mod loadgen;
+pub mod ops;
 pub mod secret;
 pub mod service;
 pub mod state;

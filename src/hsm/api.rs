@@ -223,7 +223,7 @@ pub struct UserDescription {
 }
 
 /// `user create` / `user change-password`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct UserRequest {
     /// Cluster.
@@ -302,4 +302,108 @@ pub enum Fault {
         /// Handle.
         handle: u64,
     },
+}
+
+/// A request naming one cluster (DeleteCluster, the CA-making InitializeCluster, CreateBackup,
+/// `user list`, `key list`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ClusterIdRequest {
+    /// The cluster.
+    pub cluster_id: String,
+}
+
+/// A request naming one backup (DeleteBackup).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BackupIdRequest {
+    /// The backup.
+    pub backup_id: String,
+}
+
+/// DescribeBackups response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeBackupsResponse {
+    /// The backups.
+    pub backups: Vec<BackupDescription>,
+}
+
+/// `user delete` / `logout`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UsernameRequest {
+    /// Cluster.
+    pub cluster_id: String,
+    /// User name.
+    pub username: String,
+}
+
+/// `user list` response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListUsersResponse {
+    /// The users.
+    pub users: Vec<UserDescription>,
+}
+
+/// `key list` response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListKeyObjectsResponse {
+    /// The key objects (metadata only).
+    pub keys: Vec<KeyObjectDescription>,
+}
+
+/// `key delete` as the owner.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeleteKeyObjectRequest {
+    /// Cluster.
+    pub cluster_id: String,
+    /// Key handle.
+    pub key_reference: u64,
+    /// The owner.
+    pub username: String,
+    /// The owner's password.
+    pub password: Password,
+}
+
+/// The audit log of a cluster (optionally of one HSM).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AuditLogRequest {
+    /// Cluster.
+    pub cluster_id: String,
+    /// Only this HSM's stream.
+    #[serde(default)]
+    pub hsm_id: Option<String>,
+}
+
+/// One HSM's audit stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AuditStream {
+    /// The HSM.
+    pub hsm_id: HsmId,
+    /// Its events, in sequence order.
+    pub events: Vec<crate::hsm::model::AuditEvent>,
+}
+
+/// The audit log response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AuditLogResponse {
+    /// One stream per HSM.
+    pub streams: Vec<AuditStream>,
+}
+
+/// Injects a fault into a cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InjectFaultRequest {
+    /// Cluster.
+    pub cluster_id: String,
+    /// The fault.
+    pub fault: Fault,
 }
