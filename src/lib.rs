@@ -16,6 +16,7 @@ pub mod keyring;
 pub mod kms;
 pub mod loadgen;
 pub mod ops;
+pub mod paths;
 pub mod secret;
 pub mod service;
 pub mod state;

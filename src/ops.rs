@@ -221,3 +221,16 @@ mod tests {
         assert_eq!(e.kind(), crate::ErrorKind::NotFoundException);
     }
 }
+
+/// Something that performs operations: the in-process [`Kms`], or a client of the daemon.
+/// The CLI and the load generator are written against this.
+pub trait Backend {
+    /// Performs one operation.
+    fn call(&self, request: &Request) -> Result<Response>;
+}
+
+impl Backend for Kms {
+    fn call(&self, request: &Request) -> Result<Response> {
+        self.dispatch(request)
+    }
+}
