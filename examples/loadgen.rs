@@ -1,13 +1,14 @@
-//! Runs the in-process load generator against a fresh engine and prints one JSON line per case.
+//! Runs the in-process load generator against a fresh bootstrapped `Kms` (a key in a
+//! connected custom key store, driven through the public API) and prints one JSON line per
+//! case, with the raw aws-lc-rs baseline measured in the same run.
 //!
 //! `cargo run --release --example loadgen` runs the standard matrix;
 //! `cargo run --release --example loadgen -- OP THREADS BATCH PAYLOAD MILLIS` runs one case.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use kmscks::engine::{Engine, EngineConfig};
-use kmscks::loadgen::{compare, LoadOp, LoadOpts};
+use kmscks::loadgen::{bench_instance, compare_kms, LoadOp, LoadOpts};
+use kmscks::KmsConfig;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -43,12 +44,11 @@ fn main() {
             mk(LoadOp::Encrypt, 2, 64, 4096),
         ]
     };
-    let engine = Arc::new(Engine::new(EngineConfig::default()).expect("engine starts"));
+    let (kms, key) = bench_instance(KmsConfig::default()).expect("bootstrap succeeds");
     for opts in &cases {
-        match compare(engine.clone(), opts) {
+        match compare_kms(&kms, &key, opts) {
             Ok(r) => println!("{}", r.to_json()),
             Err(e) => eprintln!("{opts:?}: {e}"),
         }
     }
-    engine.shutdown();
 }

@@ -22,8 +22,13 @@ use crate::engine::{
 };
 use crate::err;
 use crate::error::Result;
+use crate::kms::api::{
+    DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateRandomRequest,
+};
 use crate::secret::KeyMaterial;
+use crate::secret::SecretBytes;
 use crate::types::{DataKeySpec, KeyId, KeyRef};
+use crate::Kms;
 
 /// The operation to drive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -233,16 +238,7 @@ pub fn run_in_process(engine: Arc<Engine>, opts: &LoadOpts) -> Result<LoadReport
     let key = load_key(&engine)?;
     let op = opts.op;
     let (batch, payload) = (opts.batch.max(1), opts.payload);
-    if payload == 0
-        || payload > 4096
-        || (op != LoadOp::Encrypt && op != LoadOp::Decrypt && payload > 1024)
-    {
-        return Err(err!(
-            ValidationException,
-            "payload {payload} is out of range for {}",
-            op.name()
-        ));
-    }
+    check_payload(op, payload)?;
     let ctx = Arc::new(BTreeMap::new());
     let sample = Arc::new(
         engine
@@ -334,6 +330,150 @@ pub fn run_in_process(engine: Arc<Engine>, opts: &LoadOpts) -> Result<LoadReport
         },
     );
     Ok(report(opts, r))
+}
+
+/// Per-thread requests, built once and reused for every call (no per-call request building).
+struct KmsCaller {
+    kms: Kms,
+    encrypt: EncryptRequest,
+    decrypt: DecryptRequest,
+    data_key: GenerateDataKeyRequest,
+    random: GenerateRandomRequest,
+    encrypt_batch: Vec<EncryptRequest>,
+    decrypt_batch: Vec<DecryptRequest>,
+    data_key_batch: Vec<GenerateDataKeyRequest>,
+}
+
+fn check_payload(op: LoadOp, payload: usize) -> Result<()> {
+    if payload == 0
+        || payload > 4096
+        || (op != LoadOp::Encrypt && op != LoadOp::Decrypt && payload > 1024)
+    {
+        return Err(err!(
+            ValidationException,
+            "payload {payload} is out of range for {}",
+            op.name()
+        ));
+    }
+    Ok(())
+}
+
+/// Drives a [`Kms`] through its public API (key reference parsing, policy, gates, the engine:
+/// the whole in-process path) with `key_id` (id, ARN or alias) as `opts` says.
+pub fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadReport> {
+    let op = opts.op;
+    let (batch, payload) = (opts.batch.max(1), opts.payload);
+    check_payload(op, payload)?;
+    let encrypt = EncryptRequest {
+        key_id: key_id.to_owned(),
+        plaintext: SecretBytes::new(vec![0x5a; payload]),
+        ..Default::default()
+    };
+    let sample = kms.encrypt(&encrypt)?.ciphertext_blob;
+    let data_key = GenerateDataKeyRequest {
+        key_id: key_id.to_owned(),
+        key_spec: (payload == 32).then_some(DataKeySpec::Aes256),
+        number_of_bytes: (payload != 32).then_some(payload as u32),
+        ..Default::default()
+    };
+    if op == LoadOp::GenerateDataKey {
+        // A warm-up call, so that a setup error surfaces here rather than as error counts.
+        kms.generate_data_key(&data_key)?;
+    }
+    let kms = kms.clone();
+    let r = drive(
+        opts.threads,
+        opts.duration,
+        move |_| {
+            let encrypt = EncryptRequest {
+                key_id: encrypt.key_id.clone(),
+                plaintext: encrypt.plaintext.duplicate(),
+                ..Default::default()
+            };
+            let decrypt = DecryptRequest {
+                ciphertext_blob: sample.clone(),
+                ..Default::default()
+            };
+            let random = GenerateRandomRequest {
+                number_of_bytes: Some(payload as u32),
+                custom_key_store_id: None,
+            };
+            KmsCaller {
+                kms: kms.clone(),
+                encrypt_batch: (0..batch)
+                    .map(|_| EncryptRequest {
+                        key_id: encrypt.key_id.clone(),
+                        plaintext: encrypt.plaintext.duplicate(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                decrypt_batch: vec![decrypt.clone(); batch],
+                data_key_batch: vec![data_key.clone(); batch],
+                encrypt,
+                decrypt,
+                data_key: data_key.clone(),
+                random,
+            }
+        },
+        move |c| {
+            let one = |ok: bool| if ok { (1, 0) } else { (0, 1) };
+            let many = |errs: usize| (batch as u64 - errs as u64, errs as u64);
+            match (op, batch) {
+                (LoadOp::Encrypt, 1) => one(c.kms.encrypt(&c.encrypt).is_ok()),
+                (LoadOp::Encrypt, _) => many(
+                    c.kms
+                        .encrypt_batch(&c.encrypt_batch)
+                        .iter()
+                        .filter(|r| r.is_err())
+                        .count(),
+                ),
+                (LoadOp::Decrypt, 1) => one(c.kms.decrypt(&c.decrypt).is_ok()),
+                (LoadOp::Decrypt, _) => many(
+                    c.kms
+                        .decrypt_batch(&c.decrypt_batch)
+                        .iter()
+                        .filter(|r| r.is_err())
+                        .count(),
+                ),
+                (LoadOp::GenerateDataKey, 1) => one(c.kms.generate_data_key(&c.data_key).is_ok()),
+                (LoadOp::GenerateDataKey, _) => many(
+                    c.kms
+                        .generate_data_key_batch(&c.data_key_batch, true)
+                        .iter()
+                        .filter(|r| r.is_err())
+                        .count(),
+                ),
+                (LoadOp::GenerateRandom, _) => many(
+                    (0..batch)
+                        .filter(|_| c.kms.generate_random(&c.random).is_err())
+                        .count(),
+                ),
+            }
+        },
+    );
+    Ok(report(opts, r))
+}
+
+/// [`run_kms`], then the raw baseline on the same threads and sizes, with the ratio filled in.
+pub fn compare_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadReport> {
+    let r = run_kms(kms, key_id, opts)?;
+    Ok(with_baseline(r, &run_baseline(opts)))
+}
+
+fn with_baseline(mut r: LoadReport, b: &LoadReport) -> LoadReport {
+    r.baseline_ops_per_sec = Some(b.ops_per_sec);
+    r.baseline_p50_us = Some(b.p50_us);
+    r.baseline_p99_us = Some(b.p99_us);
+    r.ratio = Some(r.ops_per_sec / b.ops_per_sec.max(f64::MIN_POSITIVE));
+    r
+}
+
+/// An in-memory instance made ready for load by [`crate::bootstrap`]: a key in a connected
+/// custom key store, whose alias is returned.
+pub fn bench_instance(config: crate::KmsConfig) -> Result<(Kms, String)> {
+    let kms = Kms::in_memory_with(config);
+    let b = crate::bootstrap::bootstrap(&kms, "alias/bench")?;
+    Ok((kms, b.alias_name))
 }
 
 struct Raw {
@@ -436,13 +576,8 @@ pub fn run_baseline(opts: &LoadOpts) -> LoadReport {
 
 /// Runs the engine, then the baseline, and fills in the comparison members.
 pub fn compare(engine: Arc<Engine>, opts: &LoadOpts) -> Result<LoadReport> {
-    let mut r = run_in_process(engine, opts)?;
-    let b = run_baseline(opts);
-    r.baseline_ops_per_sec = Some(b.ops_per_sec);
-    r.baseline_p50_us = Some(b.p50_us);
-    r.baseline_p99_us = Some(b.p99_us);
-    r.ratio = Some(r.ops_per_sec / b.ops_per_sec.max(f64::MIN_POSITIVE));
-    Ok(r)
+    let r = run_in_process(engine, opts)?;
+    Ok(with_baseline(r, &run_baseline(opts)))
 }
 
 #[cfg(test)]

@@ -51,11 +51,11 @@ fn round_trips_for_default_and_store_keys() {
         let arn = describe_key(&kms, &key).arn;
         let c = ctx(&[("purpose", "test"), ("tenant", "7")]);
         let enc = encrypt(&kms, &key, b"hello kmscks", c.clone()).unwrap();
-        assert_eq!(enc.key_id, arn);
+        assert_eq!(*enc.key_id, *arn);
         assert_ne!(&enc.ciphertext_blob[..], b"hello kmscks");
         let dec = decrypt(&kms, &enc.ciphertext_blob, c).unwrap();
         assert_eq!(dec.plaintext.expose(), b"hello kmscks");
-        assert_eq!(dec.key_id, arn);
+        assert_eq!(*dec.key_id, *arn);
         // A different context fails as AWS does.
         assert_aws(
             decrypt(&kms, &enc.ciphertext_blob, ctx(&[("purpose", "other")])),

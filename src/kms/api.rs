@@ -580,7 +580,7 @@ pub struct EncryptResponse {
     #[serde(with = "blob")]
     pub ciphertext_blob: Vec<u8>,
     /// Key ARN.
-    pub key_id: String,
+    pub key_id: std::sync::Arc<str>,
     /// SYMMETRIC_DEFAULT.
     pub encryption_algorithm: EncryptionAlgorithm,
 }
@@ -613,7 +613,7 @@ pub struct DecryptRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct DecryptResponse {
     /// Key ARN.
-    pub key_id: String,
+    pub key_id: std::sync::Arc<str>,
     /// The plaintext.
     #[serde(with = "blob::secret")]
     pub plaintext: crate::secret::SecretBytes,
@@ -660,9 +660,9 @@ pub struct ReEncryptResponse {
     #[serde(with = "blob")]
     pub ciphertext_blob: Vec<u8>,
     /// Source key ARN.
-    pub source_key_id: String,
+    pub source_key_id: std::sync::Arc<str>,
     /// Destination key ARN.
-    pub key_id: String,
+    pub key_id: std::sync::Arc<str>,
     /// SYMMETRIC_DEFAULT.
     pub source_encryption_algorithm: EncryptionAlgorithm,
     /// SYMMETRIC_DEFAULT.
@@ -706,7 +706,7 @@ pub struct GenerateDataKeyResponse {
     )]
     pub plaintext: Option<crate::secret::SecretBytes>,
     /// Key ARN.
-    pub key_id: String,
+    pub key_id: std::sync::Arc<str>,
 }
 
 /// GenerateRandom.

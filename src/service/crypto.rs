@@ -36,7 +36,7 @@ fn data_key_response(out: DataKeyOutput) -> GenerateDataKeyResponse {
     GenerateDataKeyResponse {
         ciphertext_blob: out.ciphertext_blob,
         plaintext: out.plaintext,
-        key_id: out.key_arn.to_string(),
+        key_id: out.key_arn,
     }
 }
 
@@ -61,7 +61,7 @@ impl Kms {
         }
         Ok(EncryptResponse {
             ciphertext_blob: out.ciphertext_blob,
-            key_id: out.key_arn.to_string(),
+            key_id: out.key_arn,
             encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
         })
     }
@@ -81,7 +81,7 @@ impl Kms {
             return Err(dry_run_succeeded());
         }
         Ok(DecryptResponse {
-            key_id: out.key_arn.to_string(),
+            key_id: out.key_arn,
             plaintext: out.plaintext,
             encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
         })
@@ -115,8 +115,8 @@ impl Kms {
         }
         Ok(ReEncryptResponse {
             ciphertext_blob: out.ciphertext_blob,
-            source_key_id: out.source_key_arn.to_string(),
-            key_id: out.key_arn.to_string(),
+            source_key_id: out.source_key_arn,
+            key_id: out.key_arn,
             source_encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
             destination_encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
         })
@@ -188,89 +188,85 @@ impl Kms {
         Ok(GenerateRandomResponse { plaintext })
     }
 
+    /// Checks every item and parses its key reference, once per distinct reference text (a
+    /// batch usually names one key): returns the parsed references and, per item, the index of
+    /// its reference or its error.
+    fn batch_refs<'r>(
+        &self,
+        items: impl Iterator<Item = (Option<&'r str>, Result<()>)>,
+    ) -> (Vec<Option<KeyRef>>, Vec<Result<usize>>) {
+        let mut refs: Vec<Option<KeyRef>> = Vec::new();
+        let mut last: Option<(Option<&'r str>, usize)> = None;
+        let slots = items
+            .map(|(text, checked)| {
+                checked?;
+                if let Some((t, i)) = last {
+                    if t == text {
+                        return Ok(i);
+                    }
+                }
+                let parsed = text.map(|t| self.key_ref(t)).transpose()?;
+                refs.push(parsed);
+                last = Some((text, refs.len() - 1));
+                Ok(refs.len() - 1)
+            })
+            .collect();
+        (refs, slots)
+    }
+
     /// Encrypt many plaintexts in one call (beyond AWS): one result per item, in order. Routing
     /// and queueing are amortised over the batch, which both cores share.
     pub fn encrypt_batch(&self, items: &[EncryptRequest]) -> Vec<Result<EncryptResponse>> {
-        let parsed: Vec<Result<KeyRef>> = items
-            .iter()
-            .map(|r| {
-                check_algorithm(r.encryption_algorithm, "EncryptionAlgorithm")?;
-                check_grant_tokens(&r.grant_tokens)?;
-                self.key_ref(&r.key_id)
-            })
-            .collect();
+        let (refs, slots) = self.batch_refs(items.iter().map(|r| {
+            let checked = check_algorithm(r.encryption_algorithm, "EncryptionAlgorithm")
+                .and_then(|()| check_grant_tokens(&r.grant_tokens));
+            (Some(r.key_id.as_str()), checked)
+        }));
         let valid: Vec<EncryptItem<'_>> = items
             .iter()
-            .zip(&parsed)
-            .filter_map(|(r, k)| {
-                k.as_ref().ok().map(|key| EncryptItem {
+            .zip(&slots)
+            .filter_map(|(r, slot)| {
+                let key = refs[*slot.as_ref().ok()?].as_ref()?;
+                Some(EncryptItem {
                     key,
                     plaintext: r.plaintext.expose(),
                     context: &r.encryption_context,
                 })
             })
             .collect();
-        let mut results = self
-            .shared
-            .engine
-            .encrypt_batch(&self.principal, &valid)
-            .into_iter();
-        parsed
-            .into_iter()
-            .map(|p| {
-                p?;
-                let out = results.next().ok_or_else(|| {
-                    err!(KMSInternalException, "the engine returned too few results")
-                })??;
-                Ok(EncryptResponse {
-                    ciphertext_blob: out.ciphertext_blob,
-                    key_id: out.key_arn.to_string(),
-                    encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
-                })
-            })
-            .collect()
+        let results = self.shared.engine.encrypt_batch(&self.principal, &valid);
+        merge(slots, results, |out| EncryptResponse {
+            ciphertext_blob: out.ciphertext_blob,
+            key_id: out.key_arn,
+            encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+        })
     }
 
     /// Decrypt many blobs in one call (beyond AWS): one result per item, in order.
     pub fn decrypt_batch(&self, items: &[DecryptRequest]) -> Vec<Result<DecryptResponse>> {
-        let parsed: Vec<Result<Option<KeyRef>>> = items
-            .iter()
-            .map(|r| {
-                check_algorithm(r.encryption_algorithm, "EncryptionAlgorithm")?;
-                check_grant_tokens(&r.grant_tokens)?;
-                r.key_id.as_deref().map(|k| self.key_ref(k)).transpose()
-            })
-            .collect();
+        let (refs, slots) = self.batch_refs(items.iter().map(|r| {
+            let checked = check_algorithm(r.encryption_algorithm, "EncryptionAlgorithm")
+                .and_then(|()| check_grant_tokens(&r.grant_tokens));
+            (r.key_id.as_deref(), checked)
+        }));
         let valid: Vec<DecryptItem<'_>> = items
             .iter()
-            .zip(&parsed)
-            .filter_map(|(r, k)| {
-                k.as_ref().ok().map(|key| DecryptItem {
+            .zip(&slots)
+            .filter_map(|(r, slot)| {
+                let key = refs[*slot.as_ref().ok()?].as_ref();
+                Some(DecryptItem {
                     ciphertext: &r.ciphertext_blob,
                     context: &r.encryption_context,
-                    key: key.as_ref(),
+                    key,
                 })
             })
             .collect();
-        let mut results = self
-            .shared
-            .engine
-            .decrypt_batch(&self.principal, &valid)
-            .into_iter();
-        parsed
-            .into_iter()
-            .map(|p| {
-                p?;
-                let out = results.next().ok_or_else(|| {
-                    err!(KMSInternalException, "the engine returned too few results")
-                })??;
-                Ok(DecryptResponse {
-                    key_id: out.key_arn.to_string(),
-                    plaintext: out.plaintext,
-                    encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
-                })
-            })
-            .collect()
+        let results = self.shared.engine.decrypt_batch(&self.principal, &valid);
+        merge(slots, results, |out| DecryptResponse {
+            key_id: out.key_arn,
+            plaintext: out.plaintext,
+            encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+        })
     }
 
     /// GenerateDataKey (or WithoutPlaintext) many times in one call (beyond AWS).
@@ -279,18 +275,17 @@ impl Kms {
         items: &[GenerateDataKeyRequest],
         with_plaintext: bool,
     ) -> Vec<Result<GenerateDataKeyResponse>> {
-        let parsed: Vec<Result<KeyRef>> = items
-            .iter()
-            .map(|r| {
-                check_grant_tokens(&r.grant_tokens)?;
-                self.key_ref(&r.key_id)
-            })
-            .collect();
+        let (refs, slots) = self.batch_refs(
+            items
+                .iter()
+                .map(|r| (Some(r.key_id.as_str()), check_grant_tokens(&r.grant_tokens))),
+        );
         let valid: Vec<DataKeyItem<'_>> = items
             .iter()
-            .zip(&parsed)
-            .filter_map(|(r, k)| {
-                k.as_ref().ok().map(|key| DataKeyItem {
+            .zip(&slots)
+            .filter_map(|(r, slot)| {
+                let key = refs[*slot.as_ref().ok()?].as_ref()?;
+                Some(DataKeyItem {
                     key,
                     key_spec: r.key_spec,
                     number_of_bytes: r.number_of_bytes,
@@ -298,20 +293,29 @@ impl Kms {
                 })
             })
             .collect();
-        let mut results = self
-            .shared
-            .engine
-            .generate_data_key_batch(&self.principal, &valid, with_plaintext)
-            .into_iter();
-        parsed
-            .into_iter()
-            .map(|p| {
-                p?;
-                let out = results.next().ok_or_else(|| {
-                    err!(KMSInternalException, "the engine returned too few results")
-                })??;
-                Ok(data_key_response(out))
-            })
-            .collect()
+        let results =
+            self.shared
+                .engine
+                .generate_data_key_batch(&self.principal, &valid, with_plaintext);
+        merge(slots, results, data_key_response)
     }
+}
+
+/// Puts the engine's answers for the valid items back among the items that failed checks.
+fn merge<O, R>(
+    slots: Vec<Result<usize>>,
+    results: Vec<Result<O>>,
+    convert: impl Fn(O) -> R,
+) -> Vec<Result<R>> {
+    let mut results = results.into_iter();
+    slots
+        .into_iter()
+        .map(|slot| {
+            slot?;
+            let out = results.next().ok_or_else(|| {
+                err!(KMSInternalException, "the engine returned too few results")
+            })??;
+            Ok(convert(out))
+        })
+        .collect()
 }
