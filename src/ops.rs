@@ -175,6 +175,19 @@ operations! {
     120 InjectFault(InjectFaultRequest) -> Empty = |k, r| empty(k.inject_fault(&r.cluster_id, &r.fault));
 }
 
+/// Something that performs operations: the in-process [`Kms`], or a client of the daemon.
+/// The CLI and the load generator are written against this.
+pub trait Backend {
+    /// Performs one operation.
+    fn call(&self, request: &Request) -> Result<Response>;
+}
+
+impl Backend for Kms {
+    fn call(&self, request: &Request) -> Result<Response> {
+        self.dispatch(request)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,18 +232,5 @@ mod tests {
             }))
             .unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::NotFoundException);
-    }
-}
-
-/// Something that performs operations: the in-process [`Kms`], or a client of the daemon.
-/// The CLI and the load generator are written against this.
-pub trait Backend {
-    /// Performs one operation.
-    fn call(&self, request: &Request) -> Result<Response>;
-}
-
-impl Backend for Kms {
-    fn call(&self, request: &Request) -> Result<Response> {
-        self.dispatch(request)
     }
 }
