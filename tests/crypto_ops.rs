@@ -263,3 +263,348 @@ fn ciphertexts_decrypt_after_a_restart() {
         );
     }
 }
+
+#[test]
+fn limits_and_parameter_rules() {
+    let (kms, _clock) = kms();
+    let key = create_key(&kms, None);
+    assert_aws(
+        encrypt(&kms, &key, b"", ctx(&[])),
+        ErrorKind::ValidationException,
+    );
+    assert_aws(
+        encrypt(&kms, &key, &[0; 4097], ctx(&[])),
+        ErrorKind::ValidationException,
+    );
+    encrypt(&kms, &key, &[0; 4096], ctx(&[])).unwrap();
+    let gdk = |spec: Option<DataKeySpec>, n: Option<u32>| {
+        kms.generate_data_key(&GenerateDataKeyRequest {
+            key_id: key.clone(),
+            key_spec: spec,
+            number_of_bytes: n,
+            ..Default::default()
+        })
+    };
+    let e = assert_aws(gdk(None, None), ErrorKind::ValidationException);
+    assert_eq!(
+        e.message(),
+        "Please specify either number of bytes or key spec."
+    );
+    assert_aws(
+        gdk(Some(DataKeySpec::Aes256), Some(32)),
+        ErrorKind::ValidationException,
+    );
+    assert_aws(gdk(None, Some(0)), ErrorKind::ValidationException);
+    assert_aws(gdk(None, Some(1025)), ErrorKind::ValidationException);
+    assert_eq!(
+        gdk(None, Some(1024)).unwrap().plaintext.unwrap().len(),
+        1024
+    );
+    assert_eq!(
+        gdk(Some(DataKeySpec::Aes128), None)
+            .unwrap()
+            .plaintext
+            .unwrap()
+            .len(),
+        16
+    );
+    for n in [None, Some(0), Some(1025)] {
+        assert_aws(
+            kms.generate_random(&GenerateRandomRequest {
+                number_of_bytes: n,
+                custom_key_store_id: None,
+            }),
+            ErrorKind::ValidationException,
+        );
+    }
+    let a = kms
+        .generate_random(&GenerateRandomRequest {
+            number_of_bytes: Some(1024),
+            custom_key_store_id: None,
+        })
+        .unwrap();
+    let b = kms
+        .generate_random(&GenerateRandomRequest {
+            number_of_bytes: Some(1024),
+            custom_key_store_id: None,
+        })
+        .unwrap();
+    assert_ne!(a.plaintext.expose(), b.plaintext.expose());
+    assert_aws(
+        kms.generate_random(&GenerateRandomRequest {
+            number_of_bytes: Some(8),
+            custom_key_store_id: Some("cks-00000000000000000".into()),
+        }),
+        ErrorKind::CustomKeyStoreNotFoundException,
+    );
+    // Only SYMMETRIC_DEFAULT suits these keys.
+    let r = kms.encrypt(&EncryptRequest {
+        key_id: key.clone(),
+        plaintext: SecretBytes::from_slice(b"x"),
+        encryption_algorithm: Some(kmscks::types::EncryptionAlgorithm::RsaesOaepSha256),
+        ..Default::default()
+    });
+    assert_aws(r, ErrorKind::InvalidKeyUsageException);
+    // DryRun answers DryRunOperationException when the call would have succeeded.
+    let r = kms.encrypt(&EncryptRequest {
+        key_id: key.clone(),
+        plaintext: SecretBytes::from_slice(b"x"),
+        dry_run: true,
+        ..Default::default()
+    });
+    assert_aws(r, ErrorKind::DryRunOperationException);
+    let r = kms.encrypt(&EncryptRequest {
+        key_id: "alias/none".into(),
+        plaintext: SecretBytes::from_slice(b"x"),
+        dry_run: true,
+        ..Default::default()
+    });
+    assert_aws(r, ErrorKind::NotFoundException);
+}
+
+#[test]
+fn contexts_key_checks_and_re_encrypt_across_stores() {
+    let (kms, _clock) = kms();
+    let f = connected_store(&kms, "across");
+    let store_key = create_key(&kms, Some(&f.store_id));
+    let default_key = create_key(&kms, None);
+    kms.create_alias(&AliasRequest {
+        alias_name: "alias/target".into(),
+        target_key_id: default_key.clone(),
+    })
+    .unwrap();
+    let enc = encrypt(&kms, &store_key, b"move me", ctx(&[("b", "2"), ("a", "1")])).unwrap();
+    // Member order never matters; content does.
+    decrypt(&kms, &enc.ciphertext_blob, ctx(&[("a", "1"), ("b", "2")])).unwrap();
+    for wrong in [
+        ctx(&[]),
+        ctx(&[("a", "1")]),
+        ctx(&[("a", "1"), ("b", "2"), ("c", "3")]),
+        ctx(&[("A", "1"), ("b", "2")]),
+    ] {
+        assert_aws(
+            decrypt(&kms, &enc.ciphertext_blob, wrong),
+            ErrorKind::InvalidCiphertextException,
+        );
+    }
+    // Decrypt with the wrong KeyId.
+    let r = kms.decrypt(&DecryptRequest {
+        ciphertext_blob: enc.ciphertext_blob.clone(),
+        encryption_context: ctx(&[("a", "1"), ("b", "2")]),
+        key_id: Some(default_key.clone()),
+        ..Default::default()
+    });
+    assert_aws(r, ErrorKind::IncorrectKeyException);
+    // ReEncrypt from the store key to the default key (by alias), with a new context.
+    let re = kms
+        .re_encrypt(&ReEncryptRequest {
+            ciphertext_blob: enc.ciphertext_blob.clone(),
+            source_encryption_context: ctx(&[("a", "1"), ("b", "2")]),
+            source_key_id: Some(store_key.clone()),
+            destination_key_id: "alias/target".into(),
+            destination_encryption_context: ctx(&[("new", "ctx")]),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(*re.source_key_id, *describe_key(&kms, &store_key).arn);
+    assert_eq!(*re.key_id, *describe_key(&kms, &default_key).arn);
+    let dec = decrypt(&kms, &re.ciphertext_blob, ctx(&[("new", "ctx")])).unwrap();
+    assert_eq!(dec.plaintext.expose(), b"move me");
+    let r = kms.re_encrypt(&ReEncryptRequest {
+        ciphertext_blob: enc.ciphertext_blob.clone(),
+        source_encryption_context: ctx(&[("a", "1"), ("b", "2")]),
+        source_key_id: Some(default_key.clone()),
+        destination_key_id: default_key.clone(),
+        ..Default::default()
+    });
+    assert_aws(r, ErrorKind::IncorrectKeyException);
+    // Every single-byte change of a blob is InvalidCiphertextException.
+    for i in 0..enc.ciphertext_blob.len() {
+        let mut blob = enc.ciphertext_blob.clone();
+        blob[i] ^= 0x01;
+        let r = decrypt(&kms, &blob, ctx(&[("a", "1"), ("b", "2")]));
+        assert_aws(r, ErrorKind::InvalidCiphertextException);
+    }
+}
+
+#[test]
+fn key_states_and_faults_answer_the_spec_exceptions() {
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, "states");
+    let key = create_key(&kms, Some(&f.store_id));
+    let enc = encrypt(&kms, &key, b"x", ctx(&[])).unwrap();
+    kms.schedule_key_deletion(&ScheduleKeyDeletionRequest {
+        key_id: key.clone(),
+        pending_window_in_days: Some(7),
+    })
+    .unwrap();
+    let e = assert_aws(
+        encrypt(&kms, &key, b"x", ctx(&[])),
+        ErrorKind::KMSInvalidStateException,
+    );
+    assert!(e.message().ends_with("is pending deletion."), "{e}");
+    assert_aws(
+        decrypt(&kms, &enc.ciphertext_blob, ctx(&[])),
+        ErrorKind::KMSInvalidStateException,
+    );
+    kms.cancel_key_deletion(&key_req(&key)).unwrap();
+    assert_aws(
+        encrypt(&kms, &key, b"x", ctx(&[])),
+        ErrorKind::DisabledException,
+    );
+    kms.enable_key(&key_req(&key)).unwrap();
+    // The HSM key object deleted behind KMS's back: the key's state stays, its use fails.
+    let handle = kms.list_key_objects(&f.cluster.cluster_id).unwrap()[0].key_reference;
+    kms.inject_fault(&f.cluster.cluster_id, &Fault::KeyObjectDeleted { handle })
+        .unwrap();
+    assert_eq!(
+        describe_key(&kms, &key).key_state,
+        kmscks::types::KeyState::Enabled
+    );
+    assert_aws(
+        decrypt(&kms, &enc.ciphertext_blob, ctx(&[])),
+        ErrorKind::KMSInvalidStateException,
+    );
+    // Deleted at the end of a window: NotFound by id, InvalidCiphertext for its blobs.
+    let other = create_key(&kms, None);
+    let other_blob = encrypt(&kms, &other, b"y", ctx(&[]))
+        .unwrap()
+        .ciphertext_blob;
+    kms.schedule_key_deletion(&ScheduleKeyDeletionRequest {
+        key_id: other.clone(),
+        pending_window_in_days: Some(7),
+    })
+    .unwrap();
+    clock.advance_days(8);
+    kms.run_scheduled_deletions().unwrap();
+    assert_aws(
+        encrypt(&kms, &other, b"x", ctx(&[])),
+        ErrorKind::NotFoundException,
+    );
+    assert_aws(
+        decrypt(&kms, &other_blob, ctx(&[])),
+        ErrorKind::InvalidCiphertextException,
+    );
+}
+
+#[test]
+fn subkey_rollover_keeps_every_blob_decryptable() {
+    let (mut config, _clock) = config();
+    config.engine.subkey_max_uses = 4;
+    let kms = kmscks::Kms::in_memory_with(config);
+    let key = create_key(&kms, None);
+    let blobs: Vec<(Vec<u8>, u8)> = (0..40u8)
+        .map(|i| {
+            (
+                encrypt(&kms, &key, &[i; 8], ctx(&[]))
+                    .unwrap()
+                    .ciphertext_blob,
+                i,
+            )
+        })
+        .collect();
+    // Blobs from different subkey epochs carry different salts (bytes 17..33).
+    let salts: std::collections::HashSet<&[u8]> = blobs.iter().map(|(b, _)| &b[17..33]).collect();
+    assert!(
+        salts.len() >= 10,
+        "only {} salts for 40 blobs at 4 uses per subkey",
+        salts.len()
+    );
+    for (blob, i) in &blobs {
+        assert_eq!(
+            decrypt(&kms, blob, ctx(&[])).unwrap().plaintext.expose(),
+            &[*i; 8]
+        );
+    }
+}
+
+#[test]
+fn concurrent_calls_during_control_plane_churn_succeed_or_fail_cleanly() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (kms, _clock) = kms();
+    let f = connected_store(&kms, "churn");
+    let store_key = create_key(&kms, Some(&f.store_id));
+    let default_key = create_key(&kms, None);
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|t| {
+            let (kms, stop) = (kms.clone(), stop.clone());
+            let key = if t % 2 == 0 {
+                store_key.clone()
+            } else {
+                default_key.clone()
+            };
+            std::thread::spawn(move || {
+                let (mut ok, mut failed) = (0u64, 0u64);
+                while !stop.load(Ordering::Relaxed) {
+                    let r = encrypt(&kms, &key, b"churn", ctx(&[("t", "x")]))
+                        .and_then(|e| {
+                            decrypt(&kms, &e.ciphertext_blob, ctx(&[("t", "x")]))
+                                .map(|d| assert_eq!(d.plaintext.expose(), b"churn"))
+                        })
+                        .and_then(|()| {
+                            kms.generate_data_key(&GenerateDataKeyRequest {
+                                key_id: key.clone(),
+                                number_of_bytes: Some(32),
+                                ..Default::default()
+                            })
+                            .map(|_| ())
+                        });
+                    match r {
+                        Ok(()) => ok += 1,
+                        Err(e) => {
+                            assert!(
+                                matches!(
+                                    e.kind(),
+                                    ErrorKind::DisabledException
+                                        | ErrorKind::KMSInvalidStateException
+                                ),
+                                "unexpected {e}"
+                            );
+                            failed += 1;
+                        }
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let zone = f.cluster.zones[0].clone();
+    for round in 0..15 {
+        kms.disable_key(&key_req(&store_key)).unwrap();
+        kms.disable_key(&key_req(&default_key)).unwrap();
+        kms.enable_key(&key_req(&store_key)).unwrap();
+        kms.enable_key(&key_req(&default_key)).unwrap();
+        disconnect(&kms, &f.store_id);
+        connect(&kms, &f.store_id);
+        // Replace an HSM: the key's replicas move with the cluster.
+        let cluster = kms
+            .describe_clusters(&Default::default())
+            .unwrap()
+            .clusters
+            .remove(0);
+        let victim = cluster.hsms[round % cluster.hsms.len()].hsm_id.to_string();
+        kms.delete_hsm(&kmscks::hsm::api::DeleteHsmRequest {
+            cluster_id: f.cluster.cluster_id.clone(),
+            hsm_id: victim,
+        })
+        .unwrap();
+        kms.create_hsm(&kmscks::hsm::api::CreateHsmRequest {
+            cluster_id: f.cluster.cluster_id.clone(),
+            availability_zone: zone.clone(),
+        })
+        .unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, 0);
+    for w in workers {
+        let (o, f) = w.join().expect("a worker thread panicked");
+        ok += o;
+        failed += f;
+    }
+    assert!(ok > 0, "no call succeeded ({failed} failed)");
+    // After the churn the keys work again.
+    encrypt(&kms, &store_key, b"after", ctx(&[])).unwrap();
+    encrypt(&kms, &default_key, b"after", ctx(&[])).unwrap();
+}
