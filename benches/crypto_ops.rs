@@ -14,33 +14,15 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use kmscks::crypto::random::RandomPool;
 use kmscks::crypto::subkey::counter_nonce;
 use kmscks::engine::*;
-use kmscks::secret::KeyMaterial;
-use kmscks::types::{KeyId, KeyRef};
+use kmscks::types::KeyRef;
 
 const P: &str = "arn:aws:iam::111122223333:root";
 const BATCH: usize = 64;
 
 fn engine() -> (Arc<Engine>, KeyRef) {
     let e = Engine::new(EngineConfig::default()).unwrap();
-    let key = KeyId::generate();
-    e.apply(&[
-        Control::AddHsm {
-            hsm: HsmSlot::Default,
-        },
-        Control::PutKey {
-            key,
-            arn: Arc::from(format!("arn:aws:kms:us-east-1:111122223333:key/{key}")),
-            gate: Gate::Open,
-            authorizer: Arc::new(AllowAll),
-        },
-        Control::PutReplica {
-            hsm: HsmSlot::Default,
-            key,
-            material: KeyMaterial::generate(),
-        },
-    ])
-    .unwrap();
-    (Arc::new(e), KeyRef::Id(key))
+    let key = kmscks::loadgen::add_load_key(&e).unwrap();
+    (Arc::new(e), key)
 }
 
 /// Runs `iters` iterations of `f` on each of `threads` threads; returns wall time / threads.

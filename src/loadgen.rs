@@ -208,8 +208,9 @@ fn report(opts: &LoadOpts, r: (u64, u64, Duration, Histogram<u64>)) -> LoadRepor
     }
 }
 
-/// Adds a default-fleet key for the load and returns it.
-fn load_key(engine: &Engine) -> Result<KeyRef> {
+/// Adds a default-fleet key (open gate, every principal allowed) to a bare engine and returns
+/// it: the setup of the engine-level load and benches.
+pub fn add_load_key(engine: &Engine) -> Result<KeyRef> {
     let key = KeyId::generate();
     engine.apply(&[
         Control::AddHsm {
@@ -235,7 +236,7 @@ const PRINCIPAL: &str = "arn:aws:iam::111122223333:root";
 /// Drives `engine` (which must be shareable: pass an `Arc`) as `opts` says. Adds one
 /// default-fleet key to it for the run.
 pub fn run_in_process(engine: Arc<Engine>, opts: &LoadOpts) -> Result<LoadReport> {
-    let key = load_key(&engine)?;
+    let key = add_load_key(&engine)?;
     let op = opts.op;
     let (batch, payload) = (opts.batch.max(1), opts.payload);
     check_payload(op, payload)?;
