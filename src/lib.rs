@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod crypto;
+pub mod daemon;
 pub mod dataplane;
 pub mod engine;
 pub mod error;
