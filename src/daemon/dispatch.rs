@@ -141,9 +141,9 @@ pub(crate) struct Handled {
 }
 
 /// The request id and op of a header whose fields could not be validated, if its bytes are
-/// there (layout: magic[4] version flags op u16 request_id u64 …, little-endian).
+/// there and the magic is right (layout: magic[4] version flags op u16 request_id u64 …, little-endian).
 fn raw_ids(buf: &[u8]) -> (u64, u16) {
-    if buf.len() < HEADER_LEN {
+    if buf.len() < HEADER_LEN || buf[..4] != protocol::MAGIC {
         return (0, 0);
     }
     let op = u16::from_le_bytes([buf[6], buf[7]]);

@@ -33,6 +33,10 @@ pub fn open_tempdir() -> tempfile::TempDir {
 impl TestDaemon {
     /// Starts a daemon with `tweak` applied to a config whose paths are in a fresh temp dir.
     pub fn start(tweak: impl FnOnce(&mut DaemonConfig)) -> TestDaemon {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let dir = open_tempdir();
         let mut config = DaemonConfig {
             data_dir: dir.path().join("data"),
