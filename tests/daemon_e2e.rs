@@ -28,7 +28,11 @@ fn empty_request(op: Op) -> Request {
             Ok(r) => return r,
             Err(e) => e.to_string(),
         };
-        let Some(missing) = e.split('`').nth(1).filter(|_| e.starts_with("missing field")) else {
+        let Some(missing) = e
+            .split('`')
+            .nth(1)
+            .filter(|_| e.starts_with("missing field"))
+        else {
             break;
         };
         for value in &candidates {
@@ -67,7 +71,10 @@ fn empty_request(op: Op) -> Request {
         }
         break;
     }
-    panic!("cannot build an empty {} request from {fields:?}", op.name())
+    panic!(
+        "cannot build an empty {} request from {fields:?}",
+        op.name()
+    )
 }
 
 #[test]
@@ -77,7 +84,9 @@ fn every_operation_is_reachable() {
     for &op in Op::ALL {
         let req = empty_request(op);
         let id = c.send(&req);
-        let reply = c.recv().unwrap_or_else(|| panic!("{}: connection closed", op.name()));
+        let reply = c
+            .recv()
+            .unwrap_or_else(|| panic!("{}: connection closed", op.name()));
         assert_eq!(reply.header.request_id, id, "{}", op.name());
         assert_eq!(reply.header.op, op.code(), "{}", op.name());
         match reply.result {
@@ -135,13 +144,15 @@ fn getting_started_over_the_socket() {
     );
     // 2. The store.
     let store_id = expect!(
-        c.call(&Request::CreateCustomKeyStore(CreateCustomKeyStoreRequest {
-            custom_key_store_name: "ExampleKeyStore".into(),
-            cloud_hsm_cluster_id: Some(cluster_id.clone()),
-            trust_anchor_certificate: Some(anchor),
-            key_store_password: Some(Password::new("kmsuserPassw0rd")),
-            custom_key_store_type: None,
-        })),
+        c.call(&Request::CreateCustomKeyStore(
+            CreateCustomKeyStoreRequest {
+                custom_key_store_name: "ExampleKeyStore".into(),
+                cloud_hsm_cluster_id: Some(cluster_id.clone()),
+                trust_anchor_certificate: Some(anchor),
+                key_store_password: Some(Password::new("kmsuserPassw0rd")),
+                custom_key_store_type: None,
+            }
+        )),
         Response::CreateCustomKeyStore
     )
     .custom_key_store_id;
@@ -188,10 +199,12 @@ fn getting_started_over_the_socket() {
     assert_eq!(pt.plaintext.expose(), b"over the socket");
     // AWS errors carry the exception name and message.
     let e = c
-        .call(&Request::DescribeCustomKeyStores(DescribeCustomKeyStoresRequest {
-            custom_key_store_id: Some("cks-0000000000000000f".into()),
-            ..Default::default()
-        }))
+        .call(&Request::DescribeCustomKeyStores(
+            DescribeCustomKeyStoresRequest {
+                custom_key_store_id: Some("cks-0000000000000000f".into()),
+                ..Default::default()
+            },
+        ))
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::CustomKeyStoreNotFoundException);
     assert!(!e.message().is_empty());
@@ -243,10 +256,15 @@ fn pipelined_requests_are_answered_by_id() {
         seen += 1;
         let id = reply.header.request_id;
         if id == 5000 {
-            assert_eq!(reply.result.unwrap_err().kind(), ErrorKind::NotFoundException);
+            assert_eq!(
+                reply.result.unwrap_err().kind(),
+                ErrorKind::NotFoundException
+            );
             continue;
         }
-        let (op, text) = expected.remove(&id).unwrap_or_else(|| panic!("unknown or repeated id {id}"));
+        let (op, text) = expected
+            .remove(&id)
+            .unwrap_or_else(|| panic!("unknown or repeated id {id}"));
         assert_eq!(reply.header.op, op.code());
         match reply.result.unwrap() {
             Response::Encrypt(r) => ciphertexts.push((r.ciphertext_blob, text)),
@@ -362,7 +380,10 @@ fn binary_bootstraps_serves_and_stops_on_sigterm() {
     let mut d = spawn_daemon(&args);
     let printed = d.out.join("\n");
     assert!(printed.contains("alias/demo"), "{printed}");
-    assert!(printed.contains("kmscks kms encrypt --key-id alias/demo"), "{printed}");
+    assert!(
+        printed.contains("kmscks kms encrypt --key-id alias/demo"),
+        "{printed}"
+    );
     assert!(printed.contains(socket.to_str().unwrap()), "{printed}");
     {
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -383,7 +404,12 @@ fn binary_bootstraps_serves_and_stops_on_sigterm() {
     // A second daemon on the live socket refuses to start and leaves it alone.
     let other_data = dir.path().join("other");
     let second = Command::new(env!("CARGO_BIN_EXE_kmscksd"))
-        .args(["--data-dir", other_data.to_str().unwrap(), "--socket", socket.to_str().unwrap()])
+        .args([
+            "--data-dir",
+            other_data.to_str().unwrap(),
+            "--socket",
+            socket.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(!second.status.success());
