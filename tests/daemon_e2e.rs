@@ -478,3 +478,28 @@ fn binary_refuses_a_bad_config_file() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("sockett") && err.contains("bad.toml"), "{err}");
 }
+
+#[test]
+fn hello_reports_version_limits_and_principal() {
+    let d = TestDaemon::start(|_| {});
+    let mut c = d.connect();
+    let mut out = Vec::new();
+    kmscks::protocol::encode_hello(
+        &mut out,
+        7,
+        &kmscks::protocol::Hello {
+            version: kmscks::protocol::VERSION,
+            client: "daemon_e2e".into(),
+        },
+    );
+    std::io::Write::write_all(&mut c.stream, &out).unwrap();
+    let (h, body) = c.read_frame().unwrap();
+    assert_eq!(h.request_id, 7);
+    let reply = kmscks::protocol::decode_hello_reply(&h, &body)
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.version, kmscks::protocol::VERSION);
+    assert_eq!(reply.max_body, kmscks::protocol::MAX_BODY);
+    assert!(reply.max_in_flight > 0);
+    assert_eq!(reply.principal, "arn:aws:iam::111122223333:root");
+}

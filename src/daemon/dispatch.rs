@@ -12,7 +12,7 @@
 use crate::error::KmsError;
 use crate::kms::api::{DecryptRequest, EncryptRequest, GenerateDataKeyRequest};
 use crate::ops::{Op, Request, Response};
-use crate::protocol::{self, Header, ProtocolError, HEADER_LEN};
+use crate::protocol::{self, Header, HelloReply, ProtocolError, HEADER_LEN};
 use crate::Kms;
 
 /// The kind of the batch being collected.
@@ -153,13 +153,16 @@ fn raw_ids(buf: &[u8]) -> (u64, u16) {
 }
 
 /// Handles every complete frame of `buf`, appending replies to `out`. Requests that may block
-/// are pushed to `deferred` (in order) instead of being run.
+/// are pushed to `deferred` (in order) instead of being run. `max_in_flight` is what Hello
+/// advertises; `at_eof`: no more bytes will come.
 pub(crate) fn handle_frames(
     buf: &[u8],
     kms: &Kms,
     batcher: &mut Batcher,
     out: &mut Vec<u8>,
     deferred: &mut Vec<Deferred>,
+    max_in_flight: u32,
+    at_eof: bool,
 ) -> Handled {
     let mut pos = 0;
     let mut frames = 0;
@@ -169,6 +172,13 @@ pub(crate) fn handle_frames(
         let header: Header = match protocol::parse_header(rest) {
             Ok(None) => break,
             Ok(Some(h)) => h,
+            // A bad version or flags byte is seen before the whole header is there: wait for
+            // the rest so that the error reply can carry the request id.
+            Err(ProtocolError::UnsupportedVersion(_) | ProtocolError::ReservedFlags(_))
+                if rest.len() < HEADER_LEN && !at_eof =>
+            {
+                break
+            }
             Err(e) => {
                 let (id, op) = raw_ids(rest);
                 batcher.flush(kms, out);
@@ -187,7 +197,28 @@ pub(crate) fn handle_frames(
         if header.op == protocol::OP_HELLO {
             batcher.flush(kms, out);
             match protocol::decode_hello(&header, body) {
-                Ok(_) => protocol::encode_hello_reply(out, header.request_id),
+                Ok(hello) if hello.version != protocol::VERSION => {
+                    let e = ProtocolError::UnsupportedVersion(hello.version);
+                    protocol::encode_response(
+                        out,
+                        header.request_id,
+                        header.op,
+                        &Err(e.to_error()),
+                    );
+                    error = Some(e);
+                    break;
+                }
+                Ok(_) => protocol::encode_hello_reply(
+                    out,
+                    header.request_id,
+                    &HelloReply {
+                        version: protocol::VERSION,
+                        server: concat!("kmscksd/", env!("CARGO_PKG_VERSION")).into(),
+                        max_body: protocol::MAX_BODY,
+                        max_in_flight,
+                        principal: kms.principal().to_owned(),
+                    },
+                ),
                 Err(e) => {
                     protocol::encode_response(
                         out,

@@ -225,6 +225,10 @@ impl EventLoop {
     }
 
     fn on_readable(&mut self, slot: usize) {
+        // Advertised in Hello: with replies of up to 4 KiB (every data-plane reply of a 4 KiB
+        // payload or less), this many requests in flight never exceed the reply cap.
+        let max_in_flight =
+            u32::try_from(self.config.max_pending_reply_bytes / 4096).unwrap_or(u32::MAX);
         for _ in 0..MAX_ROUNDS {
             let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
                 return;
@@ -246,6 +250,8 @@ impl EventLoop {
                 &mut self.batcher,
                 &mut conn.wbuf,
                 &mut self.deferred,
+                max_in_flight,
+                filled == Filled::Eof,
             );
             conn.consume(handled.consumed);
             if handled.frames > 0 {
