@@ -9,6 +9,7 @@
 
 pub mod bootstrap;
 pub mod crypto;
+pub mod daemon;
 pub mod dataplane;
 pub mod engine;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod kms;
 pub mod loadgen;
 pub mod ops;
 pub mod paths;
+pub mod protocol;
 pub mod secret;
 pub mod service;
 pub mod state;

@@ -1,0 +1,165 @@
+//! `kmscksd`: the daemon serving kmscks over a Unix socket.
+//!
+//! [`Daemon::bind`] binds the socket (see [`listener`]), opens the data directory and, when
+//! asked, bootstraps a ready system ([`bootstrap`]); [`Daemon::serve`] runs the mio event loop
+//! until a [`Shutdown`] handle is triggered. [`run`] does both.
+//!
+//! Each connection acts as the principal of its peer's uid ([`identity`]); its frames are
+//! decoded with [`crate::protocol`] and answered by the engine, with consecutive data-plane
+//! requests of one read batched into one engine call.
+//!
+//! Never logged: request and reply bodies (plaintexts, ciphertexts, data keys, passwords, key
+//! policies, trust anchors), whatever their size. Logged: peer uid/gid/pid and principal,
+//! connection open/close and why, protocol errors (kind and message, which never quote body
+//! bytes), limits hit.
+
+pub mod bootstrap;
+pub mod config;
+mod conn;
+mod dispatch;
+mod event_loop;
+pub mod identity;
+pub mod listener;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub use bootstrap::Bootstrap;
+pub use config::DaemonConfig;
+
+use crate::error::Result;
+use crate::{Kms, KmsConfig};
+
+/// A handle that stops a running daemon: clone it, give one to [`run`], trigger the other
+/// (from a signal handler thread, a test…). Triggering before the loop starts stops it as soon
+/// as it starts.
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    inner: Arc<ShutdownInner>,
+}
+
+#[derive(Default)]
+struct ShutdownInner {
+    triggered: AtomicBool,
+    waker: Mutex<Option<Arc<mio::Waker>>>,
+}
+
+impl std::fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shutdown")
+            .field("triggered", &self.is_triggered())
+            .finish()
+    }
+}
+
+impl Shutdown {
+    /// A new, untriggered handle.
+    pub fn new() -> Shutdown {
+        Shutdown::default()
+    }
+
+    /// Asks the daemon to stop: stop accepting, finish in-flight work, flush replies, remove
+    /// the socket file.
+    pub fn trigger(&self) {
+        self.inner.triggered.store(true, Ordering::SeqCst);
+        let waker = self
+            .inner
+            .waker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(w) = waker {
+            let _ = w.wake();
+        }
+    }
+
+    /// Whether [`Shutdown::trigger`] was called.
+    pub fn is_triggered(&self) -> bool {
+        self.inner.triggered.load(Ordering::SeqCst)
+    }
+
+    fn set_waker(&self, waker: Arc<mio::Waker>) {
+        *self.inner.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(waker);
+        // A trigger that came before the waker existed is seen by the loop's first check.
+    }
+}
+
+/// A daemon whose socket is bound and whose data directory is open, not yet serving.
+#[derive(Debug)]
+pub struct Daemon {
+    config: DaemonConfig,
+    kms: Kms,
+    listener: listener::Listener,
+    bootstrap: Option<Bootstrap>,
+}
+
+impl Daemon {
+    /// Validates `config`, binds the socket, opens the data directory, and bootstraps when
+    /// `config.bootstrap` is set.
+    ///
+    /// Errors: `ValidationException` for a bad config; `StoreInUseException` when a live
+    /// daemon answers on the socket or another process holds the data directory; the data
+    /// directory's own errors (`StorageException`…).
+    pub fn bind(config: DaemonConfig) -> Result<Daemon> {
+        config.validate()?;
+        let listener =
+            listener::Listener::bind(&config.socket, config.socket_mode, config.socket_gid)?;
+        let kms = Kms::open_with(
+            &config.data_dir,
+            KmsConfig {
+                scope: config.scope(),
+                ..KmsConfig::default()
+            },
+        )?;
+        let bootstrap = if config.bootstrap {
+            Some(bootstrap::bootstrap(&kms, listener.path())?)
+        } else {
+            None
+        };
+        Ok(Daemon {
+            config,
+            kms,
+            listener,
+            bootstrap,
+        })
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        self.listener.path()
+    }
+
+    /// What bootstrap did, when it was asked for.
+    pub fn bootstrap_report(&self) -> Option<&Bootstrap> {
+        self.bootstrap.as_ref()
+    }
+
+    /// The engine handle (account root).
+    pub fn kms(&self) -> &Kms {
+        &self.kms
+    }
+
+    /// Serves until `shutdown` is triggered; then stops accepting, finishes in-flight work,
+    /// flushes replies, removes the socket file and closes the data directory.
+    pub fn serve(self, shutdown: Shutdown) -> Result<()> {
+        tracing::info!(socket = %self.listener.path().display(), data_dir = %self.config.data_dir.display(), "serving");
+        let event_loop =
+            event_loop::EventLoop::new(self.listener, self.kms, self.config, &shutdown)?;
+        let out = event_loop.run(&shutdown);
+        // The event loop (and with it the last engine handle) is dropped here: every commit
+        // was already durable (journal fsync per change); dropping joins the background worker
+        // and unlocks the data directory.
+        tracing::info!("stopped");
+        out
+    }
+}
+
+/// Binds, bootstraps when configured (logging what it made), and serves until `shutdown`.
+pub fn run(config: DaemonConfig, shutdown: Shutdown) -> Result<()> {
+    let daemon = Daemon::bind(config)?;
+    if let Some(b) = daemon.bootstrap_report() {
+        tracing::info!("{b}");
+    }
+    daemon.serve(shutdown)
+}

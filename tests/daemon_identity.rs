@@ -1,0 +1,206 @@
+//! Identity over the socket: a client running as another uid (under `setpriv`) is the principal
+//! `arn:aws:iam::<account>:user/uid-<N>`; it is denied by the default key policy, allowed what
+//! a policy statement grants it and nothing more, and refused cluster administration and fault
+//! injection. The socket keeps mode 0660 and is given group 1001 (`socket_gid`), so that uid
+//! 1001 with gid 1001 may connect while uid 1002 (another group) cannot connect at all: the file
+//! mode decides who reaches the daemon, key policies decide what each uid may do.
+//!
+//! The client is this test binary itself, re-run with `--ignored --exact helper_client` and its
+//! instructions in environment variables.
+
+mod daemon_support;
+
+use std::process::Command;
+
+use daemon_support::{Raw, TestDaemon};
+
+use kmscks::hsm::api::Fault;
+use kmscks::hsm::api::{CreateClusterRequest, DescribeClustersRequest, InjectFaultRequest};
+use kmscks::kms::api::*;
+use kmscks::ops::{Request, Response};
+use kmscks::secret::SecretBytes;
+
+const SOCKET_ENV: &str = "KMSCKS_HELPER_SOCKET";
+const ACTION_ENV: &str = "KMSCKS_HELPER_ACTION";
+const ARG_ENV: &str = "KMSCKS_HELPER_ARG";
+
+/// The client, run as another uid: performs one action and prints `RESULT <outcome>`.
+#[test]
+#[ignore = "a helper: run by the identity test under setpriv"]
+fn helper_client() {
+    let socket = std::env::var(SOCKET_ENV).expect("run by the identity test");
+    let action = std::env::var(ACTION_ENV).unwrap();
+    let arg = std::env::var(ARG_ENV).unwrap_or_default();
+    let stream = match std::os::unix::net::UnixStream::connect(&socket) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            println!("RESULT connect-denied");
+            return;
+        }
+        Err(e) => panic!("connect: {e}"),
+    };
+    drop(stream);
+    let mut c = Raw::connect(std::path::Path::new(&socket));
+    let req = match action.as_str() {
+        "encrypt" => Request::Encrypt(EncryptRequest {
+            key_id: "alias/demo".into(),
+            plaintext: SecretBytes::new(b"from another uid".to_vec()),
+            ..Default::default()
+        }),
+        "decrypt" => Request::Decrypt(DecryptRequest {
+            ciphertext_blob: hex_decode(&arg),
+            ..Default::default()
+        }),
+        "create-cluster" => Request::CreateCluster(CreateClusterRequest::default()),
+        "describe-clusters" => Request::DescribeClusters(DescribeClustersRequest::default()),
+        "inject-fault" => Request::InjectFault(InjectFaultRequest {
+            cluster_id: arg,
+            fault: Fault::NetworkDown,
+        }),
+        other => panic!("unknown action {other}"),
+    };
+    match c.call(&req) {
+        Ok(_) => println!("RESULT ok"),
+        Err(e) => println!("RESULT {} {}", e.aws_name(), e.message()),
+    }
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Runs the helper as `uid`:`uid` and returns its outcome line.
+fn as_uid(uid: u32, socket: &std::path::Path, action: &str, arg: &str) -> String {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+        ])
+        .arg(&exe)
+        .args([
+            "--ignored",
+            "--exact",
+            "helper_client",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(SOCKET_ENV, socket)
+        .env(ACTION_ENV, action)
+        .env(ARG_ENV, arg)
+        .output()
+        .expect("setpriv runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "helper as uid {uid} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r))
+        .unwrap_or_else(|| panic!("no RESULT line: {stdout}"))
+        .to_owned()
+}
+
+#[test]
+fn another_uid_gets_what_key_policies_grant_and_no_cluster_admin() {
+    assert_eq!(
+        kmscks::daemon::identity::daemon_uid(),
+        0,
+        "this test runs as root (it switches uid with setpriv)"
+    );
+    let d = TestDaemon::start(|c| {
+        c.bootstrap = true;
+        c.socket_mode = 0o660;
+        c.socket_gid = Some(1001);
+    });
+    let mut root = d.connect();
+    let key = expect!(
+        root.call(&Request::DescribeKey(KeyIdRequest {
+            key_id: "alias/demo".into(),
+            ..Default::default()
+        })),
+        Response::DescribeKey
+    )
+    .key_metadata;
+    let cluster_id = expect!(
+        root.call(&Request::DescribeClusters(
+            DescribeClustersRequest::default()
+        )),
+        Response::DescribeClusters
+    )
+    .clusters[0]
+        .cluster_id
+        .to_string();
+    let ct = expect!(
+        root.call(&Request::Encrypt(EncryptRequest {
+            key_id: "alias/demo".into(),
+            plaintext: SecretBytes::new(b"root's secret".to_vec()),
+            ..Default::default()
+        })),
+        Response::Encrypt
+    );
+    let ct_hex = hex_encode(&ct.ciphertext_blob);
+
+    // Default policy: the account root only.
+    let out = as_uid(1001, &d.socket, "encrypt", "");
+    assert!(out.starts_with("AccessDeniedException"), "{out}");
+    assert!(
+        out.contains("uid-1001"),
+        "the message names the principal: {out}"
+    );
+    // Another group cannot even connect to the 0660 socket.
+    assert_eq!(as_uid(1002, &d.socket, "encrypt", ""), "connect-denied");
+
+    // Grant uid 1001 Encrypt (and only that) on the key.
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "root", "Effect": "Allow",
+             "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+             "Action": "kms:*", "Resource": "*"},
+            {"Sid": "uid1001", "Effect": "Allow",
+             "Principal": {"AWS": "arn:aws:iam::111122223333:user/uid-1001"},
+             "Action": "kms:Encrypt", "Resource": "*"}
+        ]
+    });
+    expect!(
+        root.call(&Request::PutKeyPolicy(PutKeyPolicyRequest {
+            key_id: key.key_id.clone(),
+            policy_name: Some("default".into()),
+            policy: policy.to_string(),
+            bypass_policy_lockout_safety_check: false,
+        })),
+        Response::PutKeyPolicy
+    );
+    assert_eq!(as_uid(1001, &d.socket, "encrypt", ""), "ok");
+    let out = as_uid(1001, &d.socket, "decrypt", &ct_hex);
+    assert!(out.starts_with("AccessDeniedException"), "{out}");
+
+    // Cluster administration and fault injection: the daemon's uid only.
+    for (action, arg) in [
+        ("create-cluster", ""),
+        ("describe-clusters", ""),
+        ("inject-fault", cluster_id.as_str()),
+    ] {
+        let out = as_uid(1001, &d.socket, action, arg);
+        assert!(out.starts_with("AccessDeniedException"), "{action}: {out}");
+    }
+    // Root still can.
+    expect!(
+        root.call(&Request::Decrypt(DecryptRequest {
+            ciphertext_blob: ct.ciphertext_blob,
+            ..Default::default()
+        })),
+        Response::Decrypt
+    );
+}

@@ -1,0 +1,172 @@
+//! Shared by the daemon tests: a daemon served on a thread of the test process, and a raw
+//! frame client written with the protocol functions only (so that every byte on the wire is
+//! the documented protocol).
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use kmscks::daemon::{Daemon, DaemonConfig, Shutdown};
+use kmscks::ops::{Request, Response};
+use kmscks::protocol::{self, Header, HEADER_LEN};
+use kmscks::KmsError;
+
+/// A daemon serving on a thread; shut down (and checked) on drop.
+pub struct TestDaemon {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub shutdown: Shutdown,
+    thread: Option<JoinHandle<kmscks::Result<()>>>,
+}
+
+/// A temp dir others can traverse (tempfile makes them 0700).
+pub fn open_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+impl TestDaemon {
+    /// Starts a daemon with `tweak` applied to a config whose paths are in a fresh temp dir.
+    pub fn start(tweak: impl FnOnce(&mut DaemonConfig)) -> TestDaemon {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let dir = open_tempdir();
+        let mut config = DaemonConfig {
+            data_dir: dir.path().join("data"),
+            socket: dir.path().join("kmscks.sock"),
+            ..DaemonConfig::default()
+        };
+        tweak(&mut config);
+        let daemon = Daemon::bind(config).expect("daemon binds");
+        let socket = daemon.socket().to_path_buf();
+        let shutdown = Shutdown::new();
+        let s = shutdown.clone();
+        let thread = std::thread::spawn(move || daemon.serve(s));
+        TestDaemon {
+            dir,
+            socket,
+            shutdown,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn connect(&self) -> Raw {
+        Raw::connect(&self.socket)
+    }
+
+    /// Triggers shutdown and returns what `serve` returned.
+    pub fn stop(&mut self) -> kmscks::Result<()> {
+        self.shutdown.trigger();
+        match self.thread.take() {
+            Some(t) => t.join().expect("the daemon thread panicked"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if self.thread.is_some() && !std::thread::panicking() {
+            self.stop().expect("the daemon stops cleanly");
+        } else {
+            self.shutdown.trigger();
+        }
+    }
+}
+
+/// One reply.
+pub struct Reply {
+    pub header: Header,
+    pub result: Result<Response, KmsError>,
+}
+
+/// A blocking client that speaks raw frames.
+pub struct Raw {
+    pub stream: UnixStream,
+    buf: Vec<u8>,
+    next_id: u64,
+}
+
+impl Raw {
+    pub fn connect(path: &Path) -> Raw {
+        let stream = UnixStream::connect(path).expect("connect to the daemon");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        Raw {
+            stream,
+            buf: Vec::new(),
+            next_id: 1,
+        }
+    }
+
+    /// Sends one request; returns its id.
+    pub fn send(&mut self, req: &Request) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut out = Vec::new();
+        protocol::encode_request(&mut out, id, req);
+        self.stream.write_all(&out).unwrap();
+        id
+    }
+
+    /// Reads one frame (header and body), or None at end of stream.
+    pub fn read_frame(&mut self) -> Option<(Header, Vec<u8>)> {
+        loop {
+            if let Some(h) = protocol::parse_header(&self.buf).expect("daemon sent a bad header") {
+                let end = HEADER_LEN + h.body_len as usize;
+                if self.buf.len() >= end {
+                    let body = self.buf[HEADER_LEN..end].to_vec();
+                    self.buf.drain(..end);
+                    return Some((h, body));
+                }
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read from the daemon: {e}"),
+            }
+        }
+    }
+
+    /// Reads one reply.
+    pub fn recv(&mut self) -> Option<Reply> {
+        let (header, body) = self.read_frame()?;
+        let result = protocol::decode_response(&header, &body).expect("daemon sent a bad body");
+        Some(Reply { header, result })
+    }
+
+    /// One call, waiting for its reply.
+    pub fn call(&mut self, req: &Request) -> Result<Response, KmsError> {
+        let id = self.send(req);
+        let reply = self.recv().expect("the daemon closed the connection");
+        assert_eq!(reply.header.request_id, id, "reply to another request");
+        reply.result
+    }
+
+    /// True when the daemon closes the connection (after any replies already sent).
+    pub fn closed(&mut self) -> bool {
+        while self.read_frame().is_some() {}
+        true
+    }
+}
+
+/// Unwraps a response of one variant: `expect!(resp, Response::Encrypt)`.
+#[macro_export]
+macro_rules! expect {
+    ($value:expr, $variant:path) => {
+        match $value {
+            Ok($variant(v)) => v,
+            other => panic!("expected {}, got {:?}", stringify!($variant), other),
+        }
+    };
+}
