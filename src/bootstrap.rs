@@ -15,7 +15,7 @@ use crate::types::{ConnectionState, HsmUserRole, Origin};
 use crate::Kms;
 
 /// The store name bootstrap uses (and recognises on a second run).
-pub const STORE_NAME: &str = "kmscks-bootstrap";
+pub const STORE_NAME: &str = "DemoKeyStore";
 
 /// What bootstrap made.
 #[derive(Clone, Debug, PartialEq, Serialize)]

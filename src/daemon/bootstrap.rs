@@ -5,22 +5,12 @@
 
 use std::fmt;
 use std::path::Path;
-use std::time::Duration;
 
-use crate::err;
 use crate::error::Result;
-use crate::hsm::api::{CreateClusterRequest, CreateHsmRequest, UserRequest};
-use crate::kms::api::{
-    AliasRequest, CreateCustomKeyStoreRequest, CreateKeyRequest, CustomKeyStoreIdRequest,
-};
-use crate::secret::Password;
-use crate::types::{HsmUserRole, Origin};
 use crate::Kms;
 
 /// The alias bootstrap gives its key.
 pub const DEMO_ALIAS: &str = "alias/demo";
-/// The name of the custom key store bootstrap creates.
-pub const DEMO_STORE_NAME: &str = "DemoKeyStore";
 
 /// What bootstrap did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,74 +76,19 @@ pub fn is_empty(kms: &Kms) -> bool {
         && s.backups.is_empty()
 }
 
-/// Creates the ready system on an empty instance (as the account root); does nothing on
-/// a non-empty one. `socket` is only reported.
+/// Creates the ready system (see [`crate::bootstrap`]) on an empty instance, as the account
+/// root; does nothing on a non-empty one. `socket` is only reported.
 pub fn bootstrap(kms: &Kms, socket: &Path) -> Result<Bootstrap> {
     if !is_empty(kms) {
         return Ok(Bootstrap::AlreadyInitialized);
     }
     let kms = kms.acting_as(&kms.scope().root_principal());
-    let cluster = kms
-        .create_cluster(&CreateClusterRequest::default())?
-        .cluster;
-    let cluster_id = cluster.cluster_id.to_string();
-    let zones: Vec<String> = cluster.subnet_mapping.keys().take(2).cloned().collect();
-    if zones.len() < 2 {
-        return Err(err!(
-            KMSInternalException,
-            "bootstrap: the new cluster {cluster_id} has {} zones, not 2",
-            zones.len()
-        ));
-    }
-    for zone in zones {
-        kms.create_hsm(&CreateHsmRequest {
-            cluster_id: cluster_id.clone(),
-            availability_zone: zone,
-        })?;
-    }
-    let trust_anchor = kms
-        .initialize_cluster_with_new_ca(&cluster_id)?
-        .trust_anchor
-        .ok_or_else(|| err!(KMSInternalException, "bootstrap: no trust anchor returned"))?;
-    // kmsuser's password is random and kept only inside the store's (wrapped) record: nobody
-    // needs it to use the demo key.
-    let password = Password::generate(24);
-    kms.create_hsm_user(&UserRequest {
-        cluster_id: cluster_id.clone(),
-        username: "kmsuser".into(),
-        role: Some(HsmUserRole::CryptoUser),
-        password: password.duplicate(),
-    })?;
-    let store_id = kms
-        .create_custom_key_store(&CreateCustomKeyStoreRequest {
-            custom_key_store_name: DEMO_STORE_NAME.into(),
-            cloud_hsm_cluster_id: Some(cluster_id.clone()),
-            trust_anchor_certificate: Some(trust_anchor),
-            key_store_password: Some(password),
-            custom_key_store_type: None,
-        })?
-        .custom_key_store_id;
-    kms.connect_custom_key_store(&CustomKeyStoreIdRequest {
-        custom_key_store_id: store_id.clone(),
-    })?;
-    kms.wait_for_connection(&store_id, Duration::from_secs(30))?;
-    let key = kms
-        .create_key(&CreateKeyRequest {
-            custom_key_store_id: Some(store_id.clone()),
-            origin: Some(Origin::AwsCloudhsm),
-            description: Some("kmscksd --bootstrap demo key".into()),
-            ..Default::default()
-        })?
-        .key_metadata;
-    kms.create_alias(&AliasRequest {
-        alias_name: DEMO_ALIAS.into(),
-        target_key_id: key.key_id.clone(),
-    })?;
+    let made = crate::bootstrap::bootstrap(&kms, DEMO_ALIAS)?;
     Ok(Bootstrap::Created {
-        cluster_id,
-        custom_key_store_id: store_id,
-        key_arn: key.arn,
-        alias: DEMO_ALIAS.into(),
+        cluster_id: made.cloud_hsm_cluster_id,
+        custom_key_store_id: made.custom_key_store_id,
+        key_arn: made.key_arn,
+        alias: made.alias_name,
         socket: socket.display().to_string(),
     })
 }
