@@ -253,7 +253,7 @@ fn encrypt_decrypt_round_trip_in_process() {
     let (code, out, _) = run_cli(&["--data-dir", d, "--output", "text", "kms", "list-keys"]);
     assert_eq!(code, 0);
     assert!(
-        out.contains(&format!("KEYS\t")) && out.contains(&key_id),
+        out.contains("KEYS\t") && out.contains(&key_id),
         "{out}"
     );
 }
