@@ -252,10 +252,7 @@ fn encrypt_decrypt_round_trip_in_process() {
     // Text output.
     let (code, out, _) = run_cli(&["--data-dir", d, "--output", "text", "kms", "list-keys"]);
     assert_eq!(code, 0);
-    assert!(
-        out.contains("KEYS\t") && out.contains(&key_id),
-        "{out}"
-    );
+    assert!(out.contains("KEYS\t") && out.contains(&key_id), "{out}");
 }
 
 #[test]
@@ -265,4 +262,34 @@ fn completion_scripts_name_the_verbs() {
     assert!(out.contains("create-custom-key-store") && out.contains("--cloud-hsm-cluster-id"));
     let (code, _, _) = run_cli(&["completion", "tcsh"]);
     assert_eq!(code, EXIT_USAGE);
+}
+
+#[test]
+fn bench_in_process_reports_json_and_ratio() {
+    let (code, out, err) = run_cli(&[
+        "bench",
+        "--op",
+        "generate-data-key",
+        "--duration",
+        "30ms",
+        "--baseline",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["op"], "GenerateDataKey");
+    assert_eq!(v["errors"], 0);
+    assert!(v["ops_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(v["ratio"].as_f64().unwrap() > 0.0);
+    let (code, out, _) = run_cli(&["bench", "--op", "encrypt", "--duration", "20ms"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("Encrypt: ") && out.contains("p99.9"),
+        "{out}"
+    );
+    let (code, _, err) = run_cli(&["bench", "--duration", "soon"]);
+    assert_eq!(code, EXIT_USAGE);
+    assert!(err.contains("--duration"), "{err}");
+    let (code, _, err) = run_cli(&["bench", "--payload", "5000", "--duration", "10ms"]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
 }
