@@ -134,6 +134,7 @@ fn spec_args(specs: &[ArgSpec]) -> Vec<Arg> {
         let a = Arg::new(s.flag).long(s.flag).help(s.help);
         match s.kind {
             Kind::Bool => {
+                // clap ids are `&'static str`; the tree is built once or twice per process.
                 let no: &'static str = Box::leak(format!("no-{}", s.flag).into_boxed_str());
                 out.push(a.action(ArgAction::SetTrue).conflicts_with(no));
                 out.push(
