@@ -18,6 +18,7 @@ pub mod kms;
 pub mod loadgen;
 pub mod ops;
 pub mod paths;
+pub mod protocol;
 pub mod secret;
 pub mod service;
 pub mod state;

@@ -52,14 +52,14 @@ macro_rules! operations {
         }
 
         /// A request of any operation.
-        #[derive(Debug, Serialize, Deserialize)]
+        #[derive(Debug, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
         #[allow(missing_docs, clippy::large_enum_variant)]
         pub enum Request {
             $( $name($req), )*
         }
 
         /// A successful response of any operation.
-        #[derive(Debug, Serialize, Deserialize)]
+        #[derive(Debug, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
         #[allow(missing_docs, clippy::large_enum_variant)]
         pub enum Response {
             $( $name($resp), )*
@@ -76,6 +76,32 @@ macro_rules! operations {
             /// Which operation this answers.
             pub fn op(&self) -> Op {
                 match self { $(Response::$name(_) => Op::$name,)* }
+            }
+        }
+
+        // Socket protocol bodies: the operation's own request or response struct, bincode
+        // encoded with `protocol::BINCODE_CONFIG` (the op code travels in the frame header).
+        impl Request {
+            /// Appends the bincode body of this request (without the enum tag) to `out`.
+            pub fn encode_body(&self, out: &mut Vec<u8>) -> std::result::Result<(), bincode::error::EncodeError> {
+                match self { $(Request::$name(r) => crate::protocol::codec::encode_body(r, out),)* }
+            }
+
+            /// Decodes the body of a request of `op`; returns it and the bytes consumed.
+            pub fn decode_body(op: Op, body: &[u8]) -> std::result::Result<(Request, usize), bincode::error::DecodeError> {
+                match op { $(Op::$name => crate::protocol::codec::decode_body::<$req>(body).map(|(r, n)| (Request::$name(r), n)),)* }
+            }
+        }
+
+        impl Response {
+            /// Appends the bincode body of this response (without the enum tag) to `out`.
+            pub fn encode_body(&self, out: &mut Vec<u8>) -> std::result::Result<(), bincode::error::EncodeError> {
+                match self { $(Response::$name(r) => crate::protocol::codec::encode_body(r, out),)* }
+            }
+
+            /// Decodes the body of a response of `op`; returns it and the bytes consumed.
+            pub fn decode_body(op: Op, body: &[u8]) -> std::result::Result<(Response, usize), bincode::error::DecodeError> {
+                match op { $(Op::$name => crate::protocol::codec::decode_body::<$resp>(body).map(|(r, n)| (Response::$name(r), n)),)* }
             }
         }
 
@@ -175,6 +201,19 @@ operations! {
     120 InjectFault(InjectFaultRequest) -> Empty = |k, r| empty(k.inject_fault(&r.cluster_id, &r.fault));
 }
 
+/// Something that performs operations: the in-process [`Kms`], or a client of the daemon.
+/// The CLI and the load generator are written against this.
+pub trait Backend {
+    /// Performs one operation.
+    fn call(&self, request: &Request) -> Result<Response>;
+}
+
+impl Backend for Kms {
+    fn call(&self, request: &Request) -> Result<Response> {
+        self.dispatch(request)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,18 +258,5 @@ mod tests {
             }))
             .unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::NotFoundException);
-    }
-}
-
-/// Something that performs operations: the in-process [`Kms`], or a client of the daemon.
-/// The CLI and the load generator are written against this.
-pub trait Backend {
-    /// Performs one operation.
-    fn call(&self, request: &Request) -> Result<Response>;
-}
-
-impl Backend for Kms {
-    fn call(&self, request: &Request) -> Result<Response> {
-        self.dispatch(request)
     }
 }

@@ -187,6 +187,79 @@ impl<'de> serde::Deserialize<'de> for Password {
     }
 }
 
+/// Reads a bincode length prefix for secret bytes and claims it against the decoder's limit, so
+/// that a hostile length fails before anything is allocated.
+fn decode_secret_len<D: bincode::de::Decoder>(
+    decoder: &mut D,
+) -> Result<usize, bincode::error::DecodeError> {
+    let len: u64 = bincode::Decode::decode(decoder)?;
+    let len =
+        usize::try_from(len).map_err(|_| bincode::error::DecodeError::OutsideUsizeRange(len))?;
+    decoder.claim_container_read::<u8>(len)?;
+    Ok(len)
+}
+
+/// On the socket protocol: a bincode byte string (varint length, then the bytes).
+impl bincode::Encode for SecretBytes {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        bincode::Encode::encode(&(self.0.len() as u64), encoder)?;
+        bincode::enc::write::Writer::write(encoder.writer(), &self.0)
+    }
+}
+
+/// Decodes straight into the zeroizing container: no intermediate copy of the bytes is left
+/// behind, also when decoding fails halfway.
+impl<Context> bincode::Decode<Context> for SecretBytes {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<SecretBytes, bincode::error::DecodeError> {
+        let len = decode_secret_len(decoder)?;
+        let mut out = SecretBytes::zeroed(len);
+        bincode::de::read::Reader::read(decoder.reader(), &mut out.0)?;
+        Ok(out)
+    }
+}
+bincode::impl_borrow_decode!(SecretBytes);
+
+/// On the socket protocol: a bincode string (varint length, then UTF-8 bytes).
+impl bincode::Encode for Password {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        bincode::Encode::encode(&(self.0.len() as u64), encoder)?;
+        bincode::enc::write::Writer::write(encoder.writer(), self.0.as_bytes())
+    }
+}
+
+/// Decodes straight into a zeroizing buffer that becomes the password's own storage; invalid
+/// UTF-8 is wiped before the error is returned.
+impl<Context> bincode::Decode<Context> for Password {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Password, bincode::error::DecodeError> {
+        let len = decode_secret_len(decoder)?;
+        let mut buf = SecretBytes::zeroed(len);
+        bincode::de::read::Reader::read(decoder.reader(), &mut buf.0)?;
+        let bytes = std::mem::take(&mut buf.0);
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(Password(text)),
+            Err(e) => {
+                let valid_up_to = e.utf8_error().valid_up_to();
+                // Back into a zeroizing container, wiped when it drops.
+                drop(SecretBytes(e.into_bytes()));
+                Err(bincode::error::DecodeError::OtherString(format!(
+                    "password is not valid UTF-8 (invalid byte at offset {valid_up_to})"
+                )))
+            }
+        }
+    }
+}
+bincode::impl_borrow_decode!(Password);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +276,32 @@ mod tests {
         assert!(!format!("{p:?}").contains("hunter2"));
         let s = SecretBytes::from_slice(b"plaintext");
         assert!(!format!("{s:?}").contains("plaintext"));
+    }
+
+    #[test]
+    fn secrets_round_trip_through_bincode_and_hostile_lengths_fail_early() {
+        let config = bincode::config::standard().with_limit::<4096>();
+        let bytes =
+            bincode::encode_to_vec(SecretBytes::from_slice(b"\x00\x01data"), config).unwrap();
+        assert_eq!(bytes[0], 6, "varint length prefix");
+        let (back, n): (SecretBytes, usize) = bincode::decode_from_slice(&bytes, config).unwrap();
+        assert_eq!((back.expose(), n), (&b"\x00\x01data"[..], 7));
+
+        let bytes = bincode::encode_to_vec(Password::new("hunter22"), config).unwrap();
+        let (back, _): (Password, usize) = bincode::decode_from_slice(&bytes, config).unwrap();
+        assert_eq!(back.expose(), "hunter22");
+
+        // A length of 2^40 is refused by the limit, before any allocation.
+        let hostile = [0xfd, 0, 0, 0, 0, 1, 0, 0, 0];
+        let e = bincode::decode_from_slice::<SecretBytes, _>(&hostile, config).unwrap_err();
+        assert!(
+            matches!(e, bincode::error::DecodeError::LimitExceeded),
+            "{e:?}"
+        );
+        // Truncated bytes and invalid UTF-8 are errors.
+        assert!(bincode::decode_from_slice::<SecretBytes, _>(&[5, 1, 2], config).is_err());
+        let e = bincode::decode_from_slice::<Password, _>(&[2, 0xff, 0xfe], config).unwrap_err();
+        assert!(format!("{e}").contains("UTF-8"), "{e}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::types::{
 };
 
 /// CreateCluster.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct CreateClusterRequest {
     /// HSM type (default `hsm2m.medium`).
@@ -27,7 +27,7 @@ pub struct CreateClusterRequest {
 }
 
 /// CreateCluster / DeleteCluster / InitializeCluster response.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct ClusterResponse {
     /// The cluster.
@@ -35,7 +35,7 @@ pub struct ClusterResponse {
 }
 
 /// A cluster as DescribeClusters shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct ClusterDescription {
     /// Id.
@@ -64,7 +64,9 @@ pub struct ClusterDescription {
 }
 
 /// `Certificates` of a cluster.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase")]
 pub struct Certificates {
     /// The cluster's CSR, while UNINITIALIZED.
@@ -76,7 +78,7 @@ pub struct Certificates {
 }
 
 /// An HSM as DescribeClusters shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct HsmDescription {
     /// Zone.
@@ -97,7 +99,7 @@ pub struct HsmDescription {
 }
 
 /// DescribeClusters.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct DescribeClustersRequest {
     /// Filters: `clusterIds`, `states` (AWS's filter names).
@@ -105,7 +107,7 @@ pub struct DescribeClustersRequest {
 }
 
 /// DescribeClusters response.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeClustersResponse {
     /// Matching clusters.
@@ -113,7 +115,7 @@ pub struct DescribeClustersResponse {
 }
 
 /// CreateHsm.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct CreateHsmRequest {
     /// Cluster.
@@ -123,7 +125,7 @@ pub struct CreateHsmRequest {
 }
 
 /// CreateHsm response.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct HsmResponse {
     /// The HSM.
@@ -131,7 +133,7 @@ pub struct HsmResponse {
 }
 
 /// DeleteHsm.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct DeleteHsmRequest {
     /// Cluster.
@@ -141,7 +143,7 @@ pub struct DeleteHsmRequest {
 }
 
 /// DeleteHsm response.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct DeleteHsmResponse {
     /// The deleted HSM.
@@ -149,7 +151,7 @@ pub struct DeleteHsmResponse {
 }
 
 /// InitializeCluster.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct InitializeClusterRequest {
     /// Cluster.
@@ -161,7 +163,7 @@ pub struct InitializeClusterRequest {
 }
 
 /// InitializeCluster response.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct InitializeClusterResponse {
     /// New state (ACTIVE: kmscks folds the admin activation step in).
@@ -174,7 +176,7 @@ pub struct InitializeClusterResponse {
 }
 
 /// A backup as DescribeBackups shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct BackupDescription {
     /// Id.
@@ -196,7 +198,7 @@ pub struct BackupDescription {
 }
 
 /// CopyBackupToRegion.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct CopyBackupToRegionRequest {
     /// Backup to copy.
@@ -206,7 +208,7 @@ pub struct CopyBackupToRegionRequest {
 }
 
 /// A CloudHSM user as `user list` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "kebab-case")]
 pub struct UserDescription {
     /// User name.
@@ -223,7 +225,7 @@ pub struct UserDescription {
 }
 
 /// `user create` / `user change-password`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct UserRequest {
     /// Cluster.
@@ -238,7 +240,7 @@ pub struct UserRequest {
 }
 
 /// A key object as `key list` shows it: metadata only, never the key bytes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "kebab-case")]
 pub struct KeyObjectDescription {
     /// Key handle.
@@ -260,7 +262,7 @@ pub struct KeyObjectDescription {
 }
 
 /// A fault to inject into a cluster.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub enum Fault {
     /// The HSM fails (DEGRADED, no longer serves).
     HsmLost(HsmId),
@@ -306,7 +308,9 @@ pub enum Fault {
 
 /// A request naming one cluster (DeleteCluster, the CA-making InitializeCluster, CreateBackup,
 /// `user list`, `key list`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase")]
 pub struct ClusterIdRequest {
     /// The cluster.
@@ -314,7 +318,9 @@ pub struct ClusterIdRequest {
 }
 
 /// A request naming one backup (DeleteBackup).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase")]
 pub struct BackupIdRequest {
     /// The backup.
@@ -322,7 +328,7 @@ pub struct BackupIdRequest {
 }
 
 /// DescribeBackups response.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeBackupsResponse {
     /// The backups.
@@ -330,7 +336,9 @@ pub struct DescribeBackupsResponse {
 }
 
 /// `user delete` / `logout`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase")]
 pub struct UsernameRequest {
     /// Cluster.
@@ -340,7 +348,7 @@ pub struct UsernameRequest {
 }
 
 /// `user list` response.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListUsersResponse {
     /// The users.
@@ -348,7 +356,7 @@ pub struct ListUsersResponse {
 }
 
 /// `key list` response.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListKeyObjectsResponse {
     /// The key objects (metadata only).
@@ -356,7 +364,7 @@ pub struct ListKeyObjectsResponse {
 }
 
 /// `key delete` as the owner.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct DeleteKeyObjectRequest {
     /// Cluster.
@@ -370,7 +378,9 @@ pub struct DeleteKeyObjectRequest {
 }
 
 /// The audit log of a cluster (optionally of one HSM).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase")]
 pub struct AuditLogRequest {
     /// Cluster.
@@ -381,7 +391,7 @@ pub struct AuditLogRequest {
 }
 
 /// One HSM's audit stream.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct AuditStream {
     /// The HSM.
@@ -391,7 +401,7 @@ pub struct AuditStream {
 }
 
 /// The audit log response.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct AuditLogResponse {
     /// One stream per HSM.
@@ -399,7 +409,7 @@ pub struct AuditLogResponse {
 }
 
 /// Injects a fault into a cluster.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct InjectFaultRequest {
     /// Cluster.

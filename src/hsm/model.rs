@@ -213,7 +213,7 @@ pub struct Backup {
 }
 
 /// One record of an HSM's audit log (CloudHSM audit log format, simplified).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct AuditEvent {
     /// Gap-free sequence number within the HSM's stream, from 0.
     pub sequence: u64,

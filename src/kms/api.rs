@@ -10,11 +10,13 @@ use crate::types::{
 };
 
 /// An empty response (`{}`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub struct Empty {}
 
 /// CreateCustomKeyStore.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct CreateCustomKeyStoreRequest {
     /// Unique name.
@@ -34,7 +36,7 @@ pub struct CreateCustomKeyStoreRequest {
 }
 
 /// CreateCustomKeyStore response.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct CreateCustomKeyStoreResponse {
     /// The new (or identical existing) store's id.
@@ -42,7 +44,9 @@ pub struct CreateCustomKeyStoreResponse {
 }
 
 /// A request that names one custom key store (Connect, Disconnect, Delete).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase")]
 pub struct CustomKeyStoreIdRequest {
     /// The store.
@@ -50,7 +54,9 @@ pub struct CustomKeyStoreIdRequest {
 }
 
 /// DescribeCustomKeyStores.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct DescribeCustomKeyStoresRequest {
     /// Only this store.
@@ -68,7 +74,7 @@ pub struct DescribeCustomKeyStoresRequest {
 }
 
 /// One entry of DescribeCustomKeyStores.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct CustomKeyStoreEntry {
     /// Id.
@@ -91,7 +97,7 @@ pub struct CustomKeyStoreEntry {
 }
 
 /// DescribeCustomKeyStores response.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeCustomKeyStoresResponse {
     /// The stores.
@@ -104,7 +110,7 @@ pub struct DescribeCustomKeyStoresResponse {
 }
 
 /// UpdateCustomKeyStore.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct UpdateCustomKeyStoreRequest {
     /// The store.
@@ -121,7 +127,7 @@ pub struct UpdateCustomKeyStoreRequest {
 }
 
 /// A tag.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct Tag {
     /// Key, 1–128 characters.
@@ -131,7 +137,9 @@ pub struct Tag {
 }
 
 /// CreateKey.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct CreateKeyRequest {
     /// Key policy (default policy when absent).
@@ -166,7 +174,7 @@ pub struct CreateKeyRequest {
 }
 
 /// KeyMetadata, as DescribeKey and CreateKey return it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct KeyMetadata {
     /// Account.
@@ -210,7 +218,7 @@ pub struct KeyMetadata {
 }
 
 /// CreateKey / DescribeKey response.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct KeyMetadataResponse {
     /// The key.
@@ -219,7 +227,9 @@ pub struct KeyMetadataResponse {
 
 /// A request that names one key (DescribeKey, EnableKey, DisableKey, CancelKeyDeletion, the
 /// rotation operations…).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct KeyIdRequest {
     /// The key.
@@ -230,7 +240,7 @@ pub struct KeyIdRequest {
 }
 
 /// A response that names one key by ARN (CancelKeyDeletion).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct KeyIdResponse {
     /// The key ARN.
@@ -238,7 +248,9 @@ pub struct KeyIdResponse {
 }
 
 /// ListKeys / ListAliases-style paging.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ListRequest {
     /// Only for this key (ListAliases, ListResourceTags, ListKeyPolicies).
@@ -253,7 +265,7 @@ pub struct ListRequest {
 }
 
 /// One entry of ListKeys.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct KeyListEntry {
     /// Key id.
@@ -263,7 +275,7 @@ pub struct KeyListEntry {
 }
 
 /// ListKeys response.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListKeysResponse {
     /// Keys.
@@ -276,7 +288,9 @@ pub struct ListKeysResponse {
 }
 
 /// UpdateKeyDescription.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase")]
 pub struct UpdateKeyDescriptionRequest {
     /// The key.
@@ -286,7 +300,9 @@ pub struct UpdateKeyDescriptionRequest {
 }
 
 /// ScheduleKeyDeletion.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ScheduleKeyDeletionRequest {
     /// The key.
@@ -297,7 +313,7 @@ pub struct ScheduleKeyDeletionRequest {
 }
 
 /// ScheduleKeyDeletion response.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct ScheduleKeyDeletionResponse {
     /// Key ARN.
@@ -311,7 +327,9 @@ pub struct ScheduleKeyDeletionResponse {
 }
 
 /// CreateAlias / UpdateAlias.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase")]
 pub struct AliasRequest {
     /// `alias/…`.
@@ -321,7 +339,9 @@ pub struct AliasRequest {
 }
 
 /// DeleteAlias.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase")]
 pub struct DeleteAliasRequest {
     /// `alias/…`.
@@ -329,7 +349,7 @@ pub struct DeleteAliasRequest {
 }
 
 /// One entry of ListAliases.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct AliasListEntry {
     /// Name.
@@ -345,7 +365,7 @@ pub struct AliasListEntry {
 }
 
 /// ListAliases response.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListAliasesResponse {
     /// Aliases.
@@ -358,7 +378,9 @@ pub struct ListAliasesResponse {
 }
 
 /// TagResource.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase")]
 pub struct TagResourceRequest {
     /// The key.
@@ -368,7 +390,9 @@ pub struct TagResourceRequest {
 }
 
 /// UntagResource.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase")]
 pub struct UntagResourceRequest {
     /// The key.
@@ -378,7 +402,7 @@ pub struct UntagResourceRequest {
 }
 
 /// ListResourceTags response.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListResourceTagsResponse {
     /// Tags.
@@ -391,7 +415,9 @@ pub struct ListResourceTagsResponse {
 }
 
 /// PutKeyPolicy.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct PutKeyPolicyRequest {
     /// The key.
@@ -406,7 +432,9 @@ pub struct PutKeyPolicyRequest {
 }
 
 /// GetKeyPolicy.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct GetKeyPolicyRequest {
     /// The key.
@@ -417,7 +445,7 @@ pub struct GetKeyPolicyRequest {
 }
 
 /// GetKeyPolicy response.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct GetKeyPolicyResponse {
     /// The policy document.
@@ -427,7 +455,7 @@ pub struct GetKeyPolicyResponse {
 }
 
 /// ListKeyPolicies response.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListKeyPoliciesResponse {
     /// `["default"]`.
@@ -516,7 +544,7 @@ pub mod blob {
 
             use crate::secret::SecretBytes;
 
-            #[derive(Serialize, Deserialize)]
+            #[derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)]
             struct Wrap(#[serde(with = "super")] SecretBytes);
 
             /// Serialises optional secret bytes.
@@ -551,7 +579,7 @@ pub mod blob {
 pub type EncryptionContext = std::collections::BTreeMap<String, String>;
 
 /// Encrypt.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct EncryptRequest {
     /// Key id, key ARN, alias name or alias ARN.
@@ -573,7 +601,7 @@ pub struct EncryptRequest {
 }
 
 /// Encrypt response.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct EncryptResponse {
     /// The ciphertext blob.
@@ -586,7 +614,9 @@ pub struct EncryptResponse {
 }
 
 /// Decrypt.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct DecryptRequest {
     /// The blob.
@@ -609,7 +639,7 @@ pub struct DecryptRequest {
 }
 
 /// Decrypt response.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct DecryptResponse {
     /// Key ARN.
@@ -622,7 +652,9 @@ pub struct DecryptResponse {
 }
 
 /// ReEncrypt.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct ReEncryptRequest {
     /// The blob.
@@ -653,7 +685,7 @@ pub struct ReEncryptRequest {
 }
 
 /// ReEncrypt response.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct ReEncryptResponse {
     /// The new blob.
@@ -670,7 +702,9 @@ pub struct ReEncryptResponse {
 }
 
 /// GenerateDataKey / GenerateDataKeyWithoutPlaintext.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct GenerateDataKeyRequest {
     /// Key id, key ARN, alias name or alias ARN.
@@ -692,7 +726,7 @@ pub struct GenerateDataKeyRequest {
 }
 
 /// GenerateDataKey / GenerateDataKeyWithoutPlaintext response.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct GenerateDataKeyResponse {
     /// The data key encrypted under the KMS key.
@@ -710,7 +744,9 @@ pub struct GenerateDataKeyResponse {
 }
 
 /// GenerateRandom.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct GenerateRandomRequest {
     /// 1–1024.
@@ -722,7 +758,7 @@ pub struct GenerateRandomRequest {
 }
 
 /// GenerateRandom response.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct GenerateRandomResponse {
     /// The random bytes.
@@ -731,7 +767,7 @@ pub struct GenerateRandomResponse {
 }
 
 /// A refused operation on a key (rotation, import, key pairs, signing, MACs, replication).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct RefusedRequest {
     /// Which operation.
@@ -741,7 +777,7 @@ pub struct RefusedRequest {
 }
 
 /// The KMS event log (what CloudTrail's LookupEvents would show).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct LookupEventsResponse {
     /// Events, oldest first.
@@ -749,7 +785,7 @@ pub struct LookupEventsResponse {
 }
 
 /// A batch request (beyond AWS): many requests of one operation in one call.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct BatchRequest<T> {
     /// The requests, answered in order.
@@ -757,7 +793,7 @@ pub struct BatchRequest<T> {
 }
 
 /// One answer of a batch: the response, or the error for that item alone.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub enum BatchItem<T> {
     /// The item succeeded.
     Ok(T),
@@ -766,7 +802,7 @@ pub enum BatchItem<T> {
 }
 
 /// An error as the wire carries it: the AWS exception name and message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct ErrorBody {
     /// AWS exception name.
     #[serde(rename = "__type")]
@@ -793,7 +829,7 @@ impl From<ErrorBody> for crate::KmsError {
 }
 
 /// A batch response.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct BatchResponse<T> {
     /// One answer per request, in order.
@@ -816,7 +852,9 @@ impl<T> BatchResponse<T> {
 }
 
 /// WaitForConnection (kmscks): waits until the store is neither CONNECTING nor DISCONNECTING.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase")]
 pub struct WaitForConnectionRequest {
     /// The store.

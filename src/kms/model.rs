@@ -135,7 +135,7 @@ pub struct Alias {
 }
 
 /// One entry of the KMS event log (what CloudTrail records for KMS). Never holds secrets.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct TrailEvent {
     /// Time.
     pub time: Timestamp,

@@ -12,7 +12,9 @@ use crate::tx::Tx;
 use crate::types::Origin;
 
 /// An operation kmscks refuses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[allow(missing_docs)] // AWS operation names
 pub enum Refused {
     EnableKeyRotation,
@@ -32,7 +34,7 @@ pub enum Refused {
 }
 
 /// GetKeyRotationStatus response.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct KeyRotationStatusResponse {
     /// Always false: kmscks does not rotate key material.

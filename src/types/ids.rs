@@ -33,6 +33,10 @@ const BASE32: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
 
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal, $alphabet:expr, $len:literal, $what:literal) => {
+        prefixed_id!($(#[$doc])* $name, $prefix, $alphabet, $len, $what, wire = parse);
+    };
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $alphabet:expr, $len:literal, $what:literal,
+     wire = $wire:ident) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
@@ -60,6 +64,32 @@ macro_rules! prefixed_id {
             pub const WHAT: &'static str = $what;
         }
 
+        /// On the socket protocol: the text, as a bincode string.
+        impl bincode::Encode for $name {
+            fn encode<E: bincode::enc::Encoder>(
+                &self,
+                encoder: &mut E,
+            ) -> std::result::Result<(), bincode::error::EncodeError> {
+                bincode::Encode::encode(&self.0, encoder)
+            }
+        }
+
+        /// Decoding checks the shape, as parsing does: a decoded id is always well formed.
+        impl<Context> bincode::Decode<Context> for $name {
+            fn decode<D: bincode::de::Decoder<Context = Context>>(
+                decoder: &mut D,
+            ) -> std::result::Result<$name, bincode::error::DecodeError> {
+                let text: String = bincode::Decode::decode(decoder)?;
+                $name::$wire(&text).ok_or_else(|| {
+                    bincode::error::DecodeError::OtherString(format!(
+                        "{:?} is not a valid {} id",
+                        text, $what
+                    ))
+                })
+            }
+        }
+        bincode::impl_borrow_decode!($name);
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
@@ -80,7 +110,7 @@ prefixed_id!(
 );
 prefixed_id!(
     /// `cluster-` + 11 lowercase base32 characters.
-    ClusterId, "cluster-", BASE32, 11, "cluster"
+    ClusterId, "cluster-", BASE32, 11, "cluster", wire = parse_lenient
 );
 prefixed_id!(
     /// `hsm-` + 11 lowercase base32 characters.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 macro_rules! aws_enum {
     ($(#[$doc:meta])* $name:ident { $( $(#[$vdoc:meta])* $variant:ident = $text:literal, )* }) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
         #[allow(missing_docs)] // variants are AWS's own names, documented by AWS
         pub enum $name {
             $( $(#[$vdoc])* #[serde(rename = $text)] $variant, )*

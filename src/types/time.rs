@@ -8,7 +8,20 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Milliseconds since the Unix epoch. Serialised to JSON as AWS does: epoch seconds, with a
 /// fraction where there is one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+/// On the socket protocol (bincode) it is the millisecond count, a zigzag varint.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    bincode::Encode,
+    bincode::Decode,
+)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
