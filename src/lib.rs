@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod crypto;
 pub mod dataplane;
 pub mod engine;
@@ -25,6 +26,7 @@ pub mod store;
 pub mod tx;
 pub mod types;
 
+pub use client::Client;
 pub use service::{Kms, KmsConfig};
 
 pub use error::{ErrorKind, KmsError, Result};
