@@ -16,6 +16,7 @@ pub mod hsm;
 pub mod keyring;
 pub mod kms;
 pub mod loadgen;
+pub mod loadgen_socket;
 pub mod ops;
 pub mod paths;
 pub mod protocol;
