@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod client;
 pub mod crypto;
 pub mod dataplane;
 pub mod engine;
@@ -16,6 +17,7 @@ pub mod hsm;
 pub mod keyring;
 pub mod kms;
 pub mod loadgen;
+pub mod loadgen_socket;
 pub mod ops;
 pub mod paths;
 pub mod protocol;
@@ -26,6 +28,7 @@ pub mod store;
 pub mod tx;
 pub mod types;
 
+pub use client::Client;
 pub use service::{Kms, KmsConfig};
 
 pub use error::{ErrorKind, KmsError, Result};

@@ -6,7 +6,8 @@
 //!   aws-lc-rs baseline with the same threads and payload and prints the ratio.
 //! * Over the socket (`--socket PATH`): `--connections C --pipeline D` with the same `--op`,
 //!   `--payload`, `--duration`; `--baseline` runs an echo of the same frame sizes over a Unix
-//!   socket with the same C and D.
+//!   socket with the same C and D (`crate::loadgen_socket`). `--key-id` picks the key (default:
+//!   a new key in the default key store).
 //!
 //! Human output: ops/s, p50, p99, p99.9 (µs), and with `--baseline` the baseline's and the
 //! ratio. `--json` prints the `LoadReport` JSON object (same members in both modes).
@@ -20,6 +21,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 use super::{CliError, Format, Target};
 use crate::engine::{Engine, EngineConfig};
 use crate::loadgen::{self, LoadOp, LoadOpts, LoadReport};
+use crate::loadgen_socket::{self, SocketLoadOpts};
 
 /// The `bench` subcommand.
 pub fn command() -> Command {
@@ -64,6 +66,12 @@ pub fn command() -> Command {
             "1",
             "Requests in flight per connection (socket mode)",
         ))
+        .arg(
+            Arg::new("key-id")
+                .long("key-id")
+                .value_name("KEY")
+                .help("Socket mode: the key to use (default: a new key in the default store)"),
+        )
         .arg(
             Arg::new("baseline")
                 .long("baseline")
@@ -152,10 +160,24 @@ pub fn run(
 ) -> Result<(), CliError> {
     let o = opts(m)?;
     let socket_mode = matches!(target, Target::Socket(_)) && socket_given(m);
-    let report = if socket_mode {
-        return Err(CliError::Other(
-            "bench over the socket is not available in this build yet (run without --socket for the in-process bench)".into(),
-        ));
+    let report = if let (true, Target::Socket(path)) = (socket_mode, target) {
+        let so = SocketLoadOpts {
+            op: o.op,
+            connections: usize_arg(m, "connections"),
+            pipeline: usize_arg(m, "pipeline"),
+            payload: o.payload,
+            duration: o.duration,
+            key_id: m.get_one::<String>("key-id").cloned(),
+        };
+        let r = if m.get_flag("baseline") {
+            loadgen_socket::compare_socket(path, &so)
+        } else {
+            loadgen_socket::run_socket(path, &so)
+        };
+        r.map_err(|e| CliError::Service {
+            operation: o.op.name().to_owned(),
+            error: e,
+        })?
     } else {
         // In-process: the lead's `loadgen::run_kms`/`compare_kms` (driving a whole `Kms`) are
         // not on main yet, so this drives an engine directly through `loadgen::compare` /

@@ -434,10 +434,15 @@ impl Target {
 }
 
 fn connect(path: &std::path::Path) -> Result<Box<dyn Backend>, CliError> {
-    Err(CliError::Other(format!(
-        "Could not connect to the endpoint {}: this build has no daemon client yet (use --data-dir DIR)",
-        path.display()
-    )))
+    crate::client::Client::connect(path)
+        .map(|c| Box::new(c) as Box<dyn Backend>)
+        .map_err(|e| {
+            CliError::Other(format!(
+                "Could not connect to the endpoint {}: {} (is kmscksd running? use --socket PATH, KMSCKS_SOCKET, or --data-dir DIR)",
+                path.display(),
+                e.message()
+            ))
+        })
 }
 
 fn find_verb(path: &[&str]) -> Option<&'static Verb> {
