@@ -133,9 +133,16 @@ pub fn opts(m: &ArgMatches) -> Result<LoadOpts, CliError> {
 }
 
 /// The human-readable report.
-pub fn human(r: &LoadReport) -> String {
+/// `socket`: the report of the socket mode, whose `threads`/`batch` members hold the
+/// connections and the pipeline depth.
+pub fn human(r: &LoadReport, socket: bool) -> String {
+    let (a, b) = if socket {
+        ("connections", "pipeline")
+    } else {
+        ("threads", "batch")
+    };
     let mut s = format!(
-        "{}: {:.0} ops/s  p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  (threads {}, batch {}, payload {} B, errors {})\n",
+        "{}: {:.0} ops/s  p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  ({a} {}, {b} {}, payload {} B, errors {})\n",
         r.op, r.ops_per_sec, r.p50_us, r.p99_us, r.p999_us, r.threads, r.batch, r.payload, r.errors
     );
     if let (Some(ops), Some(ratio)) = (r.baseline_ops_per_sec, r.ratio) {
@@ -196,7 +203,7 @@ pub fn run(
     let text = if m.get_flag("json") {
         format!("{}\n", report.to_json())
     } else {
-        human(&report)
+        human(&report, socket_mode)
     };
     out.write_all(text.as_bytes())
         .map_err(|e| CliError::Other(format!("cannot write the output: {e}")))
