@@ -8,6 +8,8 @@
 #![warn(missing_docs)]
 
 pub mod bootstrap;
+pub mod cli;
+pub mod client;
 pub mod crypto;
 pub mod daemon;
 pub mod dataplane;
@@ -17,6 +19,7 @@ pub mod hsm;
 pub mod keyring;
 pub mod kms;
 pub mod loadgen;
+pub mod loadgen_socket;
 pub mod ops;
 pub mod paths;
 pub mod protocol;
@@ -27,6 +30,7 @@ pub mod store;
 pub mod tx;
 pub mod types;
 
+pub use client::Client;
 pub use service::{Kms, KmsConfig};
 
 pub use error::{ErrorKind, KmsError, Result};

@@ -328,3 +328,57 @@ fn hello_round_trips_and_is_checked() {
     assert_eq!(e.kind(), ErrorKind::SerializationException);
     assert!(e.message().contains("version 9"), "{e}");
 }
+
+#[test]
+fn docs_list_every_op_code_and_error_code() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol.md")).unwrap();
+    for &op in Op::ALL {
+        let row = format!("| {} | `{}` |", op.code(), op.name());
+        assert!(
+            doc.contains(&row),
+            "docs/protocol.md lacks the op row {row}"
+        );
+    }
+    for &kind in ErrorKind::ALL {
+        let row = format!(
+            "| {} | `{}` | {} |",
+            kind.code(),
+            kind.aws_name(),
+            kind.http_status()
+        );
+        assert!(
+            doc.contains(&row),
+            "docs/protocol.md lacks the status row {row}"
+        );
+    }
+    // And nothing extra: the tables have exactly as many rows as the enums.
+    let rows = doc.lines().filter(|l| {
+        let mut cells = l.split('|').skip(1);
+        let code = cells.next().unwrap_or("").trim();
+        let name = cells.next().unwrap_or("").trim();
+        !code.is_empty() && code.bytes().all(|b| b.is_ascii_digit()) && name.starts_with('`')
+    });
+    assert_eq!(rows.count(), Op::ALL.len() + ErrorKind::ALL.len());
+}
+
+#[test]
+fn documented_encrypt_example_is_what_the_codec_writes() {
+    let mut buf = Vec::new();
+    let req = Request::Encrypt(EncryptRequest {
+        key_id: "alias/demo".into(),
+        plaintext: SecretBytes::from_slice(b"hello"),
+        ..Default::default()
+    });
+    encode_request(&mut buf, 7, &req);
+    let mut want = vec![
+        0x4b, 0x4d, 0x53, 0x43, 1, 0, 0x3c, 0, 7, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    want.extend_from_slice(&[0, 0, 0, 0, 0x15, 0, 0, 0]);
+    want.push(10);
+    want.extend_from_slice(b"alias/demo");
+    want.push(5);
+    want.extend_from_slice(b"hello");
+    want.extend_from_slice(&[0, 0, 0, 0]);
+    assert_eq!(buf, want);
+}

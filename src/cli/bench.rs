@@ -1,0 +1,233 @@
+//! `kmscks bench`: the load generator.
+//!
+//! * In-process (no `--socket`): `--op generate-data-key|encrypt|decrypt|generate-random
+//!   --threads N --batch B --payload BYTES --duration SECONDS [--baseline] [--json]`. It drives
+//!   an engine in this process through [`crate::loadgen`]; `--baseline` also runs the raw
+//!   aws-lc-rs baseline with the same threads and payload and prints the ratio.
+//! * Over the socket (`--socket PATH`): `--connections C --pipeline D` with the same `--op`,
+//!   `--payload`, `--duration`; `--baseline` runs an echo of the same frame sizes over a Unix
+//!   socket with the same C and D (`crate::loadgen_socket`). `--key-id` picks the key (default:
+//!   a new key in the default key store).
+//!
+//! Human output: ops/s, p50, p99, p99.9 (µs), and with `--baseline` the baseline's and the
+//! ratio. `--json` prints the `LoadReport` JSON object (same members in both modes).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+
+use super::{CliError, Format, Target};
+use crate::engine::{Engine, EngineConfig};
+use crate::loadgen::{self, LoadOp, LoadOpts, LoadReport};
+use crate::loadgen_socket::{self, SocketLoadOpts};
+
+/// The `bench` subcommand.
+pub fn command() -> Command {
+    let num = |name: &'static str, default: &'static str, help: &'static str| {
+        Arg::new(name)
+            .long(name)
+            .value_name("N")
+            .default_value(default)
+            .value_parser(clap::value_parser!(u64).range(1..))
+            .help(help)
+    };
+    Command::new("bench")
+        .about("Load generator: in this process, or over the daemon's socket with --socket")
+        .arg(
+            Arg::new("op")
+                .long("op")
+                .default_value("generate-data-key")
+                .value_parser(["generate-data-key", "encrypt", "decrypt", "generate-random"])
+                .help("The operation to drive"),
+        )
+        .arg(num("threads", "1", "Caller threads (in-process mode)"))
+        .arg(num(
+            "batch",
+            "1",
+            "Items per call (in-process mode; >1 uses the batch API)",
+        ))
+        .arg(num(
+            "payload",
+            "32",
+            "Payload bytes (plaintext, or data key / random length)",
+        ))
+        .arg(
+            Arg::new("duration")
+                .long("duration")
+                .value_name("SECONDS")
+                .default_value("5")
+                .help("How long to run: seconds (e.g. 5, 0.5), or with a unit (500ms, 2s)"),
+        )
+        .arg(num("connections", "1", "Connections (socket mode)"))
+        .arg(num(
+            "pipeline",
+            "1",
+            "Requests in flight per connection (socket mode)",
+        ))
+        .arg(
+            Arg::new("key-id")
+                .long("key-id")
+                .value_name("KEY")
+                .help("Socket mode: the key to use (default: a new key in the default store)"),
+        )
+        .arg(
+            Arg::new("baseline")
+                .long("baseline")
+                .action(ArgAction::SetTrue)
+                .help("Also run the baseline and print the ratio"),
+        )
+        .arg(
+            Arg::new("json")
+                .long("json")
+                .action(ArgAction::SetTrue)
+                .help("Print the report as one JSON object"),
+        )
+}
+
+/// Parses `5`, `0.5`, `500ms`, `2s`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    (v.is_finite() && v > 0.0 && v * scale <= 86_400.0).then(|| Duration::from_secs_f64(v * scale))
+}
+
+fn usize_arg(m: &ArgMatches, name: &str) -> usize {
+    m.get_one::<u64>(name)
+        .map(|&v| usize::try_from(v).unwrap_or(usize::MAX))
+        .unwrap_or(1)
+}
+
+/// The options of a bench invocation.
+pub fn opts(m: &ArgMatches) -> Result<LoadOpts, CliError> {
+    let op_name = m
+        .get_one::<String>("op")
+        .map(String::as_str)
+        .unwrap_or("generate-data-key");
+    let op = LoadOp::parse(&op_name.replace('-', ""))
+        .ok_or_else(|| CliError::Validation(format!("--op: unknown operation {op_name:?}")))?;
+    let raw = m
+        .get_one::<String>("duration")
+        .map(String::as_str)
+        .unwrap_or("5");
+    let duration = parse_duration(raw).ok_or_else(|| {
+        CliError::Validation(format!(
+            "--duration: {raw:?} is not a duration (seconds, e.g. 5 or 0.5, or 500ms)"
+        ))
+    })?;
+    Ok(LoadOpts {
+        op,
+        threads: usize_arg(m, "threads"),
+        batch: usize_arg(m, "batch"),
+        payload: usize_arg(m, "payload"),
+        duration,
+    })
+}
+
+/// The human-readable report.
+/// `socket`: the report of the socket mode, whose `threads`/`batch` members hold the
+/// connections and the pipeline depth.
+pub fn human(r: &LoadReport, socket: bool) -> String {
+    let (a, b) = if socket {
+        ("connections", "pipeline")
+    } else {
+        ("threads", "batch")
+    };
+    let mut s = format!(
+        "{}: {:.0} ops/s  p50 {:.1} µs  p99 {:.1} µs  p99.9 {:.1} µs  ({a} {}, {b} {}, payload {} B, errors {})\n",
+        r.op, r.ops_per_sec, r.p50_us, r.p99_us, r.p999_us, r.threads, r.batch, r.payload, r.errors
+    );
+    if let (Some(ops), Some(ratio)) = (r.baseline_ops_per_sec, r.ratio) {
+        s.push_str(&format!(
+            "baseline: {:.0} ops/s  p50 {:.1} µs  p99 {:.1} µs\nratio: {:.3}\n",
+            ops,
+            r.baseline_p50_us.unwrap_or(f64::NAN),
+            r.baseline_p99_us.unwrap_or(f64::NAN),
+            ratio
+        ));
+    }
+    s
+}
+
+/// Runs `kmscks bench`.
+pub fn run(
+    m: &ArgMatches,
+    target: &Target,
+    _format: Format,
+    out: &mut dyn Write,
+    _err: &mut dyn Write,
+) -> Result<(), CliError> {
+    let o = opts(m)?;
+    let socket_mode = matches!(target, Target::Socket(_)) && socket_given(m);
+    let report = if let (true, Target::Socket(path)) = (socket_mode, target) {
+        let so = SocketLoadOpts {
+            op: o.op,
+            connections: usize_arg(m, "connections"),
+            pipeline: usize_arg(m, "pipeline"),
+            payload: o.payload,
+            duration: o.duration,
+            key_id: m.get_one::<String>("key-id").cloned(),
+        };
+        let r = if m.get_flag("baseline") {
+            loadgen_socket::compare_socket(path, &so)
+        } else {
+            loadgen_socket::run_socket(path, &so)
+        };
+        r.map_err(|e| CliError::Service {
+            operation: o.op.name().to_owned(),
+            error: e,
+        })?
+    } else {
+        // In-process: the lead's `loadgen::run_kms`/`compare_kms` (driving a whole `Kms`) are
+        // not on main yet, so this drives an engine directly through `loadgen::compare` /
+        // `loadgen::run_in_process`.
+        let engine =
+            Arc::new(Engine::new(EngineConfig::default()).map_err(|e| {
+                CliError::Other(format!("cannot start the engine: {}", e.message()))
+            })?);
+        let r = if m.get_flag("baseline") {
+            loadgen::compare(engine, &o)
+        } else {
+            loadgen::run_in_process(engine, &o)
+        };
+        r.map_err(|e| CliError::Validation(e.message().to_owned()))?
+    };
+    let text = if m.get_flag("json") {
+        format!("{}\n", report.to_json())
+    } else {
+        human(&report, socket_mode)
+    };
+    out.write_all(text.as_bytes())
+        .map_err(|e| CliError::Other(format!("cannot write the output: {e}")))
+}
+
+/// Whether `--socket` was given on the command line (the global flag, seen from `bench`).
+fn socket_given(m: &ArgMatches) -> bool {
+    m.try_get_one::<std::path::PathBuf>("socket")
+        .ok()
+        .flatten()
+        .is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("5"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("0"), None);
+        assert_eq!(parse_duration("soon"), None);
+    }
+}

@@ -1,0 +1,160 @@
+//! `kmscks cloudhsm …`: the simulated CloudHSM side, with `aws cloudhsmv2`'s verbs, flag names
+//! and output shapes where a counterpart exists, and the CloudHSM CLI's user and key verbs.
+//!
+//! | verb | counterpart |
+//! |---|---|
+//! | `create-cluster [--hsm-type] [--availability-zones A B…] [--source-backup-id]` | cloudhsmv2 |
+//! | `describe-clusters [--filters clusterIds=ID,…]`, `delete-cluster --cluster-id` | cloudhsmv2 |
+//! | `create-hsm --cluster-id --availability-zone`, `delete-hsm --cluster-id --hsm-id` | cloudhsmv2 |
+//! | `initialize-cluster --cluster-id [--signed-cert file://] [--trust-anchor file://ca.pem]` | cloudhsmv2; without `--trust-anchor` kmscks makes a CA, signs the cluster's CSR and returns the CA's PEM as `TrustAnchor` |
+//! | `create-backup --cluster-id`, `describe-backups`, `copy-backup-to-region --backup-id --destination-region`, `delete-backup --backup-id` | cloudhsmv2 |
+//! | `user create\|delete\|change-password\|list --cluster-id --username --role --password` | CloudHSM CLI |
+//! | `login\|logout --cluster-id --username [--password]` | CloudHSM CLI |
+//! | `key list --cluster-id`, `key delete --cluster-id --key-reference --username --password` | CloudHSM CLI |
+//! | `audit-log --cluster-id [--hsm-id]` | kmscks extra: the HSMs' audit logs |
+//! | `inject-fault --cluster-id --fault JSON` | kmscks extra: e.g. `--fault NetworkDown`, `--fault '{"HsmLost":"hsm-…"}'` |
+
+use super::args::{opt, req, specs, ArgSpec, Kind::*};
+use crate::ops::Op;
+
+const CLUSTER_ID: ArgSpec = req("cluster-id", Str, "The cluster's id");
+const USERNAME: ArgSpec = req("username", Str, "The HSM user");
+const PASSWORD: ArgSpec = req("password", Password, "The user's password");
+const BACKUP_ID: ArgSpec = req("backup-id", Str, "The backup's id");
+
+/// A cloudhsm verb: its path under `kmscks cloudhsm` and its flags.
+pub type Verb = (&'static [&'static str], &'static [ArgSpec]);
+
+/// The verb of a simulated-CloudHSM operation; `None` for the KMS operations.
+pub fn verb(op: Op) -> Option<Verb> {
+    Some(match op {
+        Op::CreateCluster => (
+            &["create-cluster"],
+            specs![
+                opt("hsm-type", Str, "hsm1.medium (default) or hsm2m.medium"),
+                opt(
+                    "availability-zones",
+                    List,
+                    "Zones for the cluster's subnets",
+                ),
+                opt("source-backup-id", Str, "Restore from this backup"),
+                opt("region", Str, "The cluster's Region"),
+            ],
+        ),
+        Op::DescribeClusters => (
+            &["describe-clusters"],
+            specs![opt(
+                "filters",
+                Filters,
+                "clusterIds=ID1,ID2 states=ACTIVE … or JSON",
+            )],
+        ),
+        Op::DeleteCluster => (&["delete-cluster"], specs![CLUSTER_ID]),
+        Op::CreateHsm => (
+            &["create-hsm"],
+            specs![
+                CLUSTER_ID,
+                req("availability-zone", Str, "One of the cluster's zones"),
+            ],
+        ),
+        Op::DeleteHsm => (
+            &["delete-hsm"],
+            specs![CLUSTER_ID, req("hsm-id", Str, "The HSM's id")],
+        ),
+        // One verb for both: without --trust-anchor kmscks makes the CA (see `choose_op`).
+        Op::InitializeCluster | Op::InitializeClusterWithNewCa => (
+            &["initialize-cluster"],
+            specs![
+                CLUSTER_ID,
+                opt(
+                    "signed-cert",
+                    Str,
+                    "The cluster certificate signed by your CA (file://)",
+                ),
+                opt(
+                    "trust-anchor",
+                    Str,
+                    "Your CA's certificate (file://ca.pem); absent: kmscks makes a CA",
+                ),
+            ],
+        ),
+        Op::CreateBackup => (&["create-backup"], specs![CLUSTER_ID]),
+        Op::DescribeBackups => (&["describe-backups"], specs![]),
+        Op::CopyBackupToRegion => (
+            &["copy-backup-to-region"],
+            specs![
+                BACKUP_ID,
+                req("destination-region", Str, "The Region to copy to"),
+            ],
+        ),
+        Op::DeleteBackup => (&["delete-backup"], specs![BACKUP_ID]),
+        Op::CreateUser => (
+            &["user", "create"],
+            specs![
+                CLUSTER_ID,
+                USERNAME,
+                opt("role", Str, "crypto-user or admin"),
+                PASSWORD,
+            ],
+        ),
+        Op::DeleteUser => (&["user", "delete"], specs![CLUSTER_ID, USERNAME]),
+        Op::ChangePassword => (
+            &["user", "change-password"],
+            specs![
+                CLUSTER_ID,
+                USERNAME,
+                opt("role", Str, "crypto-user or admin"),
+                PASSWORD,
+            ],
+        ),
+        Op::ListUsers => (&["user", "list"], specs![CLUSTER_ID]),
+        Op::Login => (
+            &["login"],
+            specs![
+                CLUSTER_ID,
+                USERNAME,
+                opt("role", Str, "crypto-user or admin"),
+                PASSWORD,
+            ],
+        ),
+        Op::Logout => (&["logout"], specs![CLUSTER_ID, USERNAME]),
+        Op::ListKeyObjects => (&["key", "list"], specs![CLUSTER_ID]),
+        Op::DeleteKeyObject => (
+            &["key", "delete"],
+            specs![
+                CLUSTER_ID,
+                req("key-reference", Int, "The key object's reference"),
+                USERNAME,
+                PASSWORD,
+            ],
+        ),
+        Op::AuditLog => (
+            &["audit-log"],
+            specs![CLUSTER_ID, opt("hsm-id", Str, "Only this HSM")],
+        ),
+        Op::InjectFault => (
+            &["inject-fault"],
+            specs![
+                CLUSTER_ID,
+                req(
+                    "fault",
+                    Json,
+                    "NetworkDown, NetworkRestored, SecurityGroupBroken, or JSON such as {\"HsmLost\":\"hsm-…\"}",
+                ),
+            ],
+        ),
+        _ => return None,
+    })
+}
+
+/// The operation a verb sends, given which flags were present: `initialize-cluster` without
+/// `--trust-anchor` makes a CA ([`Op::InitializeClusterWithNewCa`]).
+pub fn choose_op(op: Op, present: &dyn Fn(&str) -> bool) -> Op {
+    match op {
+        Op::InitializeCluster | Op::InitializeClusterWithNewCa if !present("trust-anchor") => {
+            Op::InitializeClusterWithNewCa
+        }
+        Op::InitializeClusterWithNewCa => Op::InitializeCluster,
+        other => other,
+    }
+}

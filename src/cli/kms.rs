@@ -1,0 +1,258 @@
+//! `kmscks kms …`: one verb per KMS operation of the table ([`Op::ALL`]), named as `aws kms`
+//! names it (the operation name in kebab case), with `aws kms`'s flag names.
+//!
+//! kmscks extras: `wait-for-connection` (waits until a store is neither CONNECTING nor
+//! DISCONNECTING), `lookup-events` (the KMS event log, as CloudTrail's LookupEvents would show
+//! it), and the batch operations `encrypt-batch`, `decrypt-batch`, `generate-data-key-batch`,
+//! `generate-data-key-without-plaintext-batch` (`--items` takes a JSON list of the single
+//! operation's requests, blobs in base64). The operations kmscks refuses (key rotation,
+//! import, key pairs, signing, MACs, replication) have their `aws kms` verbs too; they answer
+//! with the exception AWS gives for a key of a custom key store.
+
+use super::args::{opt, req, specs, ArgSpec, Kind::*};
+use crate::ops::Op;
+
+const KEY_ID: ArgSpec = req("key-id", Str, "Key id, key ARN, alias name or alias ARN");
+const STORE_ID: ArgSpec = req("custom-key-store-id", Str, "The custom key store's id");
+const GRANT_TOKENS: ArgSpec = opt("grant-tokens", List, "Grant tokens");
+const LIMIT: ArgSpec = opt("limit", Int, "Page size");
+const MARKER: ArgSpec = opt("marker", Str, "NextMarker of the previous page");
+const CONTEXT: ArgSpec = opt(
+    "encryption-context",
+    Map,
+    "Encryption context: k=v,k2=v2 or JSON",
+);
+const DRY_RUN: ArgSpec = opt("dry-run", Bool, "Check access and parameters only");
+const ITEMS: ArgSpec = req(
+    "items",
+    Json,
+    "JSON list of requests (file:// allowed), blobs in base64",
+);
+const BYPASS: ArgSpec = opt(
+    "bypass-policy-lockout-safety-check",
+    Bool,
+    "Skip the policy lockout safety check",
+);
+
+const GENERATE_DATA_KEY: &[ArgSpec] = &[
+    KEY_ID,
+    opt("key-spec", Str, "AES_256 or AES_128"),
+    opt("number-of-bytes", Int, "1-1024"),
+    CONTEXT,
+    GRANT_TOKENS,
+    DRY_RUN,
+];
+
+/// The flags of a KMS operation's verb; `None` for operations that are not `kms` verbs (the
+/// simulated CloudHSM's).
+pub fn args(op: Op) -> Option<&'static [ArgSpec]> {
+    Some(match op {
+        Op::CreateCustomKeyStore => specs![
+            req("custom-key-store-name", Str, "Unique name of the store"),
+            opt("cloud-hsm-cluster-id", Str, "The backing cluster"),
+            opt(
+                "trust-anchor-certificate",
+                Str,
+                "The cluster's trust anchor, PEM (file://ca.pem)",
+            ),
+            opt("key-store-password", Password, "kmsuser's password"),
+            opt("custom-key-store-type", Str, "AWS_CLOUDHSM"),
+        ],
+        Op::DescribeCustomKeyStores => specs![
+            opt("custom-key-store-id", Str, "Only this store"),
+            opt(
+                "custom-key-store-name",
+                Str,
+                "Only the store with this name"
+            ),
+            LIMIT,
+            MARKER,
+        ],
+        Op::UpdateCustomKeyStore => specs![
+            STORE_ID,
+            opt("new-custom-key-store-name", Str, "New name"),
+            opt("key-store-password", Password, "kmsuser's current password"),
+            opt("cloud-hsm-cluster-id", Str, "A related cluster to move to"),
+        ],
+        Op::DeleteCustomKeyStore | Op::ConnectCustomKeyStore | Op::DisconnectCustomKeyStore => {
+            specs![STORE_ID]
+        }
+        Op::WaitForConnection => specs![
+            STORE_ID,
+            opt(
+                "timeout-millis",
+                Int,
+                "How long to wait at most (default 30000)",
+            ),
+        ],
+        Op::CreateKey => specs![
+            opt("policy", Str, "Key policy document (file://policy.json)"),
+            opt("description", Str, "Description"),
+            opt("key-usage", Str, "ENCRYPT_DECRYPT"),
+            opt(
+                "customer-master-key-spec",
+                Str,
+                "Deprecated twin of --key-spec"
+            ),
+            opt("key-spec", Str, "SYMMETRIC_DEFAULT"),
+            opt("origin", Str, "AWS_KMS or AWS_CLOUDHSM"),
+            opt(
+                "custom-key-store-id",
+                Str,
+                "Create the key in this custom key store",
+            ),
+            BYPASS,
+            opt("tags", Tags, "TagKey=k,TagValue=v …"),
+            opt("multi-region", Bool, "Must be false"),
+        ],
+        Op::DescribeKey
+        | Op::EnableKey
+        | Op::DisableKey
+        | Op::CancelKeyDeletion
+        | Op::GetKeyRotationStatus => specs![KEY_ID, GRANT_TOKENS],
+        Op::ListKeys => specs![LIMIT, MARKER],
+        Op::ListKeyPolicies | Op::ListResourceTags => specs![KEY_ID, LIMIT, MARKER],
+        Op::ListAliases => specs![opt("key-id", Str, "Only this key's aliases"), LIMIT, MARKER],
+        Op::UpdateKeyDescription => specs![KEY_ID, req("description", Str, "New description")],
+        Op::ScheduleKeyDeletion => specs![KEY_ID, opt("pending-window-in-days", Int, "7-30")],
+        Op::PutKeyPolicy => specs![
+            KEY_ID,
+            opt("policy-name", Str, "default"),
+            req("policy", Str, "Policy document (file://policy.json)"),
+            BYPASS,
+        ],
+        Op::GetKeyPolicy => specs![KEY_ID, opt("policy-name", Str, "default")],
+        Op::TagResource => specs![KEY_ID, req("tags", Tags, "TagKey=k,TagValue=v …")],
+        Op::UntagResource => specs![KEY_ID, req("tag-keys", List, "Tag keys to remove")],
+        Op::CreateAlias | Op::UpdateAlias => specs![
+            req("alias-name", Str, "alias/…"),
+            req("target-key-id", Str, "The key (id or ARN)"),
+        ],
+        Op::DeleteAlias => specs![req("alias-name", Str, "alias/…")],
+        // Each refused operation has its own verb (see `REFUSED`); this is the generic form.
+        Op::Refused => specs![
+            req(
+                "operation",
+                Str,
+                "The refused operation's name, e.g. EnableKeyRotation",
+            ),
+            KEY_ID,
+        ],
+        Op::LookupEvents => specs![],
+        Op::Encrypt => specs![
+            KEY_ID,
+            req(
+                "plaintext",
+                SecretBlob,
+                "Base64, fileb://raw-bytes or file://text",
+            ),
+            CONTEXT,
+            GRANT_TOKENS,
+            opt("encryption-algorithm", Str, "SYMMETRIC_DEFAULT"),
+            DRY_RUN,
+        ],
+        Op::Decrypt => specs![
+            req(
+                "ciphertext-blob",
+                Blob,
+                "Base64, fileb://raw-bytes or file://…",
+            ),
+            CONTEXT,
+            GRANT_TOKENS,
+            opt("key-id", Str, "Must be the ciphertext's key"),
+            opt("encryption-algorithm", Str, "SYMMETRIC_DEFAULT"),
+            DRY_RUN,
+        ],
+        Op::ReEncrypt => specs![
+            req(
+                "ciphertext-blob",
+                Blob,
+                "Base64, fileb://raw-bytes or file://…",
+            ),
+            opt("source-encryption-context", Map, "k=v,… or JSON"),
+            opt("source-key-id", Str, "Must be the ciphertext's key"),
+            req("destination-key-id", Str, "The key to re-encrypt under"),
+            opt("destination-encryption-context", Map, "k=v,… or JSON"),
+            opt("source-encryption-algorithm", Str, "SYMMETRIC_DEFAULT"),
+            opt("destination-encryption-algorithm", Str, "SYMMETRIC_DEFAULT"),
+            GRANT_TOKENS,
+            DRY_RUN,
+        ],
+        Op::GenerateDataKey | Op::GenerateDataKeyWithoutPlaintext => GENERATE_DATA_KEY,
+        Op::GenerateRandom => specs![
+            opt("number-of-bytes", Int, "1-1024"),
+            opt("custom-key-store-id", Str, "Draw from this store's cluster",),
+        ],
+        Op::EncryptBatch
+        | Op::DecryptBatch
+        | Op::GenerateDataKeyBatch
+        | Op::GenerateDataKeyWithoutPlaintextBatch => specs![ITEMS],
+        Op::CreateCluster
+        | Op::DescribeClusters
+        | Op::DeleteCluster
+        | Op::CreateHsm
+        | Op::DeleteHsm
+        | Op::InitializeCluster
+        | Op::InitializeClusterWithNewCa
+        | Op::CreateBackup
+        | Op::DescribeBackups
+        | Op::CopyBackupToRegion
+        | Op::DeleteBackup
+        | Op::CreateUser
+        | Op::DeleteUser
+        | Op::ChangePassword
+        | Op::ListUsers
+        | Op::Login
+        | Op::Logout
+        | Op::ListKeyObjects
+        | Op::DeleteKeyObject
+        | Op::AuditLog
+        | Op::InjectFault => return None,
+    })
+}
+
+/// Default member values of a verb (filled when the flag is absent).
+pub fn defaults(op: Op) -> &'static [(&'static str, u64)] {
+    match op {
+        Op::WaitForConnection => &[("TimeoutMillis", 30_000)],
+        _ => &[],
+    }
+}
+
+/// The `aws kms` operations kmscks refuses, each a verb of its own that sends
+/// [`Op::Refused`] with this name as `Operation` (the names are those of
+/// [`crate::kms::unsupported::Refused`]; a test checks each one deserialises).
+pub const REFUSED: &[&str] = &[
+    "EnableKeyRotation",
+    "DisableKeyRotation",
+    "RotateKeyOnDemand",
+    "GetParametersForImport",
+    "ImportKeyMaterial",
+    "DeleteImportedKeyMaterial",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+    "ReplicateKey",
+    "Sign",
+    "Verify",
+    "GenerateMac",
+    "VerifyMac",
+    "GetPublicKey",
+];
+
+/// The flags of a refused operation's verb.
+pub const REFUSED_ARGS: &[ArgSpec] = &[KEY_ID];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kms::unsupported::Refused;
+
+    #[test]
+    fn refused_names_are_the_enum_names() {
+        for name in REFUSED {
+            let r: Refused = serde_json::from_value(serde_json::json!(name))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(format!("{r:?}"), *name);
+        }
+    }
+}

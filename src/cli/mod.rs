@@ -1,0 +1,529 @@
+//! The `kmscks` command line, shaped like the AWS CLI so that AWS users need no manual:
+//! `kmscks kms <operation-in-kebab-case>` with `aws kms`'s flag names, `kmscks cloudhsm …` for
+//! the simulated cluster, `kmscks bench` (load generator) and `kmscks completion SHELL`.
+//!
+//! Every verb is derived from the operation table ([`Op::ALL`]): a `kms` verb is the
+//! operation's name in kebab case ([`kms::args`] gives its flags), a `cloudhsm` verb comes from
+//! [`cloudhsm::verb`]. A flag `--some-member` fills the request member `SomeMember`; the request
+//! is then deserialised from that JSON object exactly as the socket or HTTP layers would, so
+//! there is no second description of the request types. Secrets (`--plaintext`, passwords)
+//! never enter that JSON: they are read straight into `SecretBytes`/`Password` and put into
+//! the request afterwards.
+//!
+//! Backends: `--data-dir DIR` runs the operation in this process on the data directory (no
+//! daemon); otherwise the CLI talks to the daemon on `--socket PATH`, else `$KMSCKS_SOCKET`,
+//! else the per-user default ([`crate::paths::default_socket`]).
+//!
+//! Exit codes, as AWS CLI v2: 0 success, 252 usage or parameter error, 254 the service
+//! answered with an error (printed as `An error occurred (<Exception>) when calling the <Op>
+//! operation: <message>`), 255 anything else (cannot connect, cannot open the data directory).
+
+pub mod args;
+pub mod bench;
+pub mod cloudhsm;
+pub mod completion;
+pub mod kms;
+pub mod output;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use serde_json::{Map, Value};
+
+use crate::ops::{Backend, Op, Request};
+use crate::secret::{Password, SecretBytes};
+use crate::KmsError;
+use args::{ArgSpec, Kind, ParamError};
+pub use output::Format;
+
+/// Exit code: success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code of AWS CLI v2 for usage and parameter errors.
+pub const EXIT_USAGE: i32 = 252;
+/// Exit code of AWS CLI v2 when the service returned an error.
+pub const EXIT_SERVICE: i32 = 254;
+/// Exit code of AWS CLI v2 for any other failure (e.g. cannot connect).
+pub const EXIT_OTHER: i32 = 255;
+
+/// A verb of the command line and the operation it sends.
+#[derive(Clone, Copy, Debug)]
+pub struct Verb {
+    /// The operation.
+    pub op: Op,
+    /// Its path below `kmscks`, e.g. `["kms", "encrypt"]` or `["cloudhsm", "user", "create"]`.
+    pub path: &'static [&'static str],
+    /// Its flags.
+    pub args: &'static [ArgSpec],
+    /// For the refused operations' verbs: the name sent as `Operation`.
+    pub refused: Option<&'static str>,
+}
+
+fn leak_path(parts: Vec<String>) -> &'static [&'static str] {
+    // Built once per process (the verb table); the few hundred bytes live as long as it.
+    let v: Vec<&'static str> = parts
+        .into_iter()
+        .map(|s| &*Box::leak(s.into_boxed_str()))
+        .collect();
+    Box::leak(v.into_boxed_slice())
+}
+
+/// Every verb, derived from [`Op::ALL`] (plus one verb per refused `aws kms` operation).
+pub fn verbs() -> &'static [Verb] {
+    static VERBS: std::sync::OnceLock<Vec<Verb>> = std::sync::OnceLock::new();
+    VERBS.get_or_init(|| {
+        let mut out: Vec<Verb> = Vec::new();
+        for &op in Op::ALL {
+            if let Some(args) = kms::args(op) {
+                out.push(Verb {
+                    op,
+                    path: leak_path(vec!["kms".into(), args::kebab_case(op.name())]),
+                    args,
+                    refused: None,
+                });
+            }
+            if let Some((path, args)) = cloudhsm::verb(op) {
+                if out
+                    .iter()
+                    .any(|v| v.path[1..] == *path && v.path[0] == "cloudhsm")
+                {
+                    continue; // initialize-cluster serves two operations
+                }
+                let mut full = vec!["cloudhsm".to_owned()];
+                full.extend(path.iter().map(|s| s.to_string()));
+                out.push(Verb {
+                    op,
+                    path: leak_path(full),
+                    args,
+                    refused: None,
+                });
+            }
+        }
+        for &name in kms::REFUSED {
+            out.push(Verb {
+                op: Op::Refused,
+                path: leak_path(vec!["kms".into(), args::kebab_case(name)]),
+                args: kms::REFUSED_ARGS,
+                refused: Some(name),
+            });
+        }
+        out
+    })
+}
+
+/// The operations that have no verb (empty when the CLI covers the table).
+pub fn ops_without_verb() -> Vec<Op> {
+    let v = verbs();
+    Op::ALL
+        .iter()
+        .copied()
+        .filter(|op| {
+            !v.iter().any(|verb| {
+                verb.op == *op
+                    || (verb.path == ["cloudhsm", "initialize-cluster"]
+                        && matches!(op, Op::InitializeCluster | Op::InitializeClusterWithNewCa))
+            })
+        })
+        .collect()
+}
+
+fn spec_args(specs: &[ArgSpec]) -> Vec<Arg> {
+    let mut out = Vec::new();
+    for s in specs {
+        let a = Arg::new(s.flag).long(s.flag).help(s.help);
+        match s.kind {
+            Kind::Bool => {
+                // clap ids are `&'static str`; the tree is built once or twice per process.
+                let no: &'static str = Box::leak(format!("no-{}", s.flag).into_boxed_str());
+                out.push(a.action(ArgAction::SetTrue).conflicts_with(no));
+                out.push(
+                    Arg::new(no)
+                        .long(no)
+                        .action(ArgAction::SetTrue)
+                        .help(format!("Sets {} to false", args::pascal_case(s.flag))),
+                );
+            }
+            Kind::List | Kind::Tags | Kind::Filters => out.push(
+                a.num_args(1..)
+                    .action(ArgAction::Append)
+                    .required(s.required)
+                    .value_name("VALUE"),
+            ),
+            _ => out.push(
+                a.num_args(1)
+                    .required(s.required)
+                    .allow_hyphen_values(true)
+                    .value_name("VALUE"),
+            ),
+        }
+    }
+    out
+}
+
+/// The whole command tree (also what completion scripts are generated from).
+pub fn command() -> Command {
+    let mut kms_cmd = Command::new("kms")
+        .about("AWS KMS operations (aws kms …)")
+        .subcommand_required(true)
+        .arg_required_else_help(true);
+    let mut hsm_cmd = Command::new("cloudhsm")
+        .about("The simulated CloudHSM cluster (aws cloudhsmv2 … and CloudHSM CLI verbs)")
+        .subcommand_required(true)
+        .arg_required_else_help(true);
+    for v in verbs() {
+        let about = match v.refused {
+            Some(name) => {
+                format!("{name} (refused by kmscks, as AWS refuses it for custom key stores)")
+            }
+            None => v.op.name().to_owned(),
+        };
+        let leaf = Command::new(*v.path.last().unwrap_or(&""))
+            .about(about)
+            .args(spec_args(v.args));
+        if v.path[0] == "kms" {
+            kms_cmd = kms_cmd.subcommand(leaf);
+        } else if v.path.len() == 2 {
+            hsm_cmd = hsm_cmd.subcommand(leaf);
+        } else {
+            let group = v.path[1];
+            let existing = hsm_cmd.find_subcommand(group).is_some();
+            if !existing {
+                hsm_cmd = hsm_cmd.subcommand(
+                    Command::new(group)
+                        .about(match group {
+                            "user" => "CloudHSM CLI user verbs",
+                            _ => "CloudHSM CLI key verbs",
+                        })
+                        .subcommand_required(true),
+                );
+            }
+            hsm_cmd = hsm_cmd.mut_subcommand(group, |g| g.subcommand(leaf));
+        }
+    }
+    Command::new("kmscks")
+        .about("AWS KMS custom key stores on one machine: the AWS-CLI-shaped command line")
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .arg(
+            Arg::new("socket")
+                .long("socket")
+                .global(true)
+                .value_name("PATH")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("The daemon's socket (default: $KMSCKS_SOCKET, else the per-user default)"),
+        )
+        .arg(
+            Arg::new("data-dir")
+                .long("data-dir")
+                .global(true)
+                .value_name("DIR")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("Run in this process on this data directory instead of using the daemon"),
+        )
+        .arg(
+            Arg::new("output")
+                .long("output")
+                .global(true)
+                .value_name("FORMAT")
+                .value_parser(["json", "text"])
+                .default_value("json")
+                .help("Output format: json (as aws prints it) or text (tab-separated)"),
+        )
+        .subcommand(kms_cmd)
+        .subcommand(hsm_cmd)
+        .subcommand(bench::command())
+        .subcommand(completion::command())
+}
+
+/// A failure of one CLI invocation, with its exit code.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad parameters (252).
+    Param(ParamError),
+    /// Parameters that do not make a valid request (252).
+    Validation(String),
+    /// The operation failed (254): printed with the operation's name.
+    Service {
+        /// The operation's AWS name.
+        operation: String,
+        /// The error.
+        error: KmsError,
+    },
+    /// Anything else (255).
+    Other(String),
+}
+
+impl CliError {
+    /// The process exit code.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Param(_) | CliError::Validation(_) => EXIT_USAGE,
+            CliError::Service { .. } => EXIT_SERVICE,
+            CliError::Other(_) => EXIT_OTHER,
+        }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Param(p) => write!(f, "\n{p}\n"),
+            CliError::Validation(m) => write!(f, "\nParameter validation failed:\n{m}\n"),
+            CliError::Service { operation, error } => f.write_str(&output::error_line(
+                error.aws_name(),
+                operation,
+                error.message(),
+            )),
+            CliError::Other(m) => write!(f, "\n{m}\n"),
+        }
+    }
+}
+
+impl From<ParamError> for CliError {
+    fn from(p: ParamError) -> CliError {
+        CliError::Param(p)
+    }
+}
+
+enum Secret {
+    Bytes(SecretBytes),
+    Password(Password),
+}
+
+/// Builds the request of `verb` from parsed flags.
+pub fn build_request(verb: &Verb, m: &ArgMatches) -> Result<Request, CliError> {
+    let op = cloudhsm::choose_op(verb.op, &|flag| {
+        m.contains_id(flag) && m.value_source(flag).is_some()
+    });
+    let mut obj = Map::new();
+    let mut secrets: Vec<(String, Secret)> = Vec::new();
+    for s in verb.args {
+        let member = s.member_name();
+        let flag = s.flag;
+        match s.kind {
+            Kind::Bool => {
+                if m.get_flag(flag) {
+                    obj.insert(member, Value::Bool(true));
+                } else if m.get_flag(&format!("no-{flag}")) {
+                    obj.insert(member, Value::Bool(false));
+                }
+            }
+            Kind::List | Kind::Tags | Kind::Filters => {
+                let Some(values) = m.get_many::<String>(flag) else {
+                    continue;
+                };
+                let values: Vec<String> = values.cloned().collect();
+                let v = match s.kind {
+                    Kind::Tags => args::tags(flag, &values)?,
+                    Kind::Filters => args::filters(flag, &values)?,
+                    _ => Value::Array(values.into_iter().map(Value::String).collect()),
+                };
+                obj.insert(member, v);
+            }
+            _ => {
+                let Some(value) = m.get_one::<String>(flag) else {
+                    continue;
+                };
+                let v = match s.kind {
+                    Kind::Str => Value::String(args::text(flag, value)?),
+                    Kind::Int => args::int(flag, value)?,
+                    Kind::Blob => args::base64_value(args::blob(flag, value)?.expose()),
+                    Kind::SecretBlob => {
+                        secrets.push((member.clone(), Secret::Bytes(args::blob(flag, value)?)));
+                        Value::String(String::new())
+                    }
+                    Kind::Password => {
+                        secrets.push((
+                            member.clone(),
+                            Secret::Password(args::password(flag, value)?),
+                        ));
+                        Value::String(String::new())
+                    }
+                    Kind::Map => args::map(flag, value)?,
+                    _ => args::any_json(flag, value)?,
+                };
+                obj.insert(member, v);
+            }
+        }
+    }
+    for (member, default) in kms::defaults(op) {
+        obj.entry(member.to_string())
+            .or_insert_with(|| Value::from(*default));
+    }
+    if let Some(name) = verb.refused {
+        obj.insert("Operation".into(), Value::String(name.into()));
+    }
+    let mut tagged = Map::new();
+    tagged.insert(op.name().into(), Value::Object(obj));
+    let mut request: Request = serde_json::from_value(Value::Object(tagged))
+        .map_err(|e| CliError::Validation(format!("Invalid input for {}: {e}", op.name())))?;
+    for (member, secret) in secrets {
+        put_secret(&mut request, &member, secret)?;
+    }
+    Ok(request)
+}
+
+fn put_secret(req: &mut Request, member: &str, secret: Secret) -> Result<(), CliError> {
+    match (req, member, secret) {
+        (Request::Encrypt(r), "Plaintext", Secret::Bytes(b)) => r.plaintext = b,
+        (Request::CreateCustomKeyStore(r), "KeyStorePassword", Secret::Password(p)) => {
+            r.key_store_password = Some(p)
+        }
+        (Request::UpdateCustomKeyStore(r), "KeyStorePassword", Secret::Password(p)) => {
+            r.key_store_password = Some(p)
+        }
+        (
+            Request::CreateUser(r) | Request::ChangePassword(r) | Request::Login(r),
+            "Password",
+            Secret::Password(p),
+        ) => r.password = p,
+        (Request::DeleteKeyObject(r), "Password", Secret::Password(p)) => r.password = p,
+        (req, member, _) => {
+            return Err(CliError::Other(format!(
+                "internal error: {} has no secret member {member}",
+                req.op().name()
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// The name the AWS CLI would show for the operation of `request`.
+fn operation_name(verb: &Verb, request: &Request) -> String {
+    verb.refused.unwrap_or(request.op().name()).to_owned()
+}
+
+/// Where the CLI sends operations.
+pub enum Target {
+    /// In this process, on a data directory.
+    DataDir(PathBuf),
+    /// The daemon's socket.
+    Socket(PathBuf),
+}
+
+impl Target {
+    fn from_matches(m: &ArgMatches) -> Target {
+        match m.get_one::<PathBuf>("data-dir") {
+            Some(d) => Target::DataDir(d.clone()),
+            None => Target::Socket(
+                m.get_one::<PathBuf>("socket")
+                    .cloned()
+                    .unwrap_or_else(crate::paths::default_socket),
+            ),
+        }
+    }
+
+    /// Opens the backend.
+    pub fn open(&self) -> Result<Box<dyn Backend>, CliError> {
+        match self {
+            Target::DataDir(dir) => crate::Kms::open(dir)
+                .map(|k| Box::new(k) as Box<dyn Backend>)
+                .map_err(|e| {
+                    CliError::Other(format!(
+                        "Cannot open the data directory {}: {} ({})",
+                        dir.display(),
+                        e.message(),
+                        e.aws_name()
+                    ))
+                }),
+            Target::Socket(path) => connect(path),
+        }
+    }
+}
+
+fn connect(path: &std::path::Path) -> Result<Box<dyn Backend>, CliError> {
+    crate::client::Client::connect(path)
+        .map(|c| Box::new(c) as Box<dyn Backend>)
+        .map_err(|e| {
+            CliError::Other(format!(
+                "Could not connect to the endpoint {}: {} (is kmscksd running? use --socket PATH, KMSCKS_SOCKET, or --data-dir DIR)",
+                path.display(),
+                e.message()
+            ))
+        })
+}
+
+fn find_verb(path: &[&str]) -> Option<&'static Verb> {
+    verbs().iter().find(|v| v.path == path)
+}
+
+/// Runs the command line `argv` (program name first), writing to `out` and `err`; returns the
+/// exit code.
+pub fn run<I, T>(argv: I, out: &mut dyn Write, err: &mut dyn Write) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = match command().try_get_matches_from(argv) {
+        Ok(m) => m,
+        Err(e) => {
+            use clap::error::ErrorKind as K;
+            let code = match e.kind() {
+                K::DisplayHelp | K::DisplayVersion => EXIT_OK,
+                K::DisplayHelpOnMissingArgumentOrSubcommand => EXIT_USAGE,
+                _ => EXIT_USAGE,
+            };
+            let text = e.render().to_string();
+            let _ = if code == EXIT_OK {
+                out.write_all(text.as_bytes())
+            } else {
+                err.write_all(text.as_bytes())
+            };
+            return code;
+        }
+    };
+    match execute(&matches, out, err) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            let _ = writeln!(err, "{e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
+    let format = match m.get_one::<String>("output").map(String::as_str) {
+        Some("text") => Format::Text,
+        _ => Format::Json,
+    };
+    let io = |e: std::io::Error| CliError::Other(format!("cannot write the output: {e}"));
+    let (group, sub) = m
+        .subcommand()
+        .ok_or_else(|| CliError::Other("no command given".into()))?;
+    match group {
+        "completion" => return completion::run(sub, out).map_err(io),
+        "bench" => return bench::run(sub, &Target::from_matches(m), format, out, err),
+        _ => {}
+    }
+    // Walk to the leaf verb.
+    let mut path = vec![group];
+    let mut leaf = sub;
+    while let Some((name, next)) = leaf.subcommand() {
+        path.push(name);
+        leaf = next;
+    }
+    let verb = find_verb(&path)
+        .ok_or_else(|| CliError::Other(format!("unknown command {}", path.join(" "))))?;
+    let request = build_request(verb, leaf)?;
+    let backend = Target::from_matches(m).open()?;
+    match backend.call(&request) {
+        Ok(resp) => output::print_response(&resp, format, out).map_err(io),
+        Err(error) => Err(CliError::Service {
+            operation: operation_name(verb, &request),
+            error,
+        }),
+    }
+}
+
+/// The `kmscks` binary's entry point.
+pub fn main() -> std::process::ExitCode {
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let code = run(std::env::args_os(), &mut stdout.lock(), &mut stderr.lock());
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(255))
+}
+
+#[cfg(test)]
+mod tests;

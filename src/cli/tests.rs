@@ -1,0 +1,295 @@
+use super::*;
+
+fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let mut argv = vec!["kmscks"];
+    argv.extend_from_slice(args);
+    let code = run(argv, &mut out, &mut err);
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+#[test]
+fn every_operation_of_the_table_has_a_verb() {
+    assert_eq!(ops_without_verb(), Vec::<Op>::new());
+    // And each verb is reachable in the clap tree.
+    let cmd = command();
+    for v in verbs() {
+        let mut c = &cmd;
+        for part in v.path {
+            c = c
+                .find_subcommand(part)
+                .unwrap_or_else(|| panic!("no subcommand {part} of {:?}", v.path));
+        }
+    }
+    cmd.debug_assert();
+}
+
+#[test]
+fn kms_verbs_are_the_aws_names() {
+    let cmd = command();
+    let kms = cmd.find_subcommand("kms").unwrap();
+    for name in [
+        "create-custom-key-store",
+        "describe-custom-key-stores",
+        "connect-custom-key-store",
+        "generate-data-key-without-plaintext",
+        "re-encrypt",
+        "enable-key-rotation",
+        "schedule-key-deletion",
+    ] {
+        assert!(kms.find_subcommand(name).is_some(), "no kms {name}");
+    }
+    let hsm = cmd.find_subcommand("cloudhsm").unwrap();
+    let user = hsm.find_subcommand("user").unwrap();
+    for name in ["create", "delete", "change-password", "list"] {
+        assert!(user.find_subcommand(name).is_some(), "no user {name}");
+    }
+}
+
+fn request_of(args: &[&str]) -> Result<Request, CliError> {
+    let mut argv = vec!["kmscks"];
+    argv.extend_from_slice(args);
+    let m = command().try_get_matches_from(argv).unwrap();
+    let mut path = Vec::new();
+    let mut leaf = &m;
+    while let Some((name, next)) = leaf.subcommand() {
+        path.push(name);
+        leaf = next;
+    }
+    build_request(find_verb(&path).unwrap(), leaf)
+}
+
+#[test]
+fn flags_fill_the_aws_members() {
+    let r = request_of(&[
+        "kms",
+        "encrypt",
+        "--key-id",
+        "alias/demo",
+        "--plaintext",
+        "aGVsbG8=",
+        "--encryption-context",
+        "purpose=test,team=x",
+    ])
+    .unwrap();
+    let Request::Encrypt(e) = r else {
+        panic!("wrong request")
+    };
+    assert_eq!(e.key_id, "alias/demo");
+    assert_eq!(e.plaintext.expose(), b"hello");
+    assert_eq!(
+        e.encryption_context.get("team").map(String::as_str),
+        Some("x")
+    );
+
+    let r = request_of(&[
+        "kms",
+        "create-custom-key-store",
+        "--custom-key-store-name",
+        "S",
+        "--cloud-hsm-cluster-id",
+        "cluster-1234567abcd",
+        "--key-store-password",
+        "kmsPswd",
+    ])
+    .unwrap();
+    let Request::CreateCustomKeyStore(c) = r else {
+        panic!("wrong request")
+    };
+    assert_eq!(c.custom_key_store_name, "S");
+    assert_eq!(c.key_store_password.unwrap().expose(), "kmsPswd");
+
+    let r = request_of(&[
+        "kms",
+        "create-key",
+        "--tags",
+        "TagKey=a,TagValue=b",
+        "TagKey=c,TagValue=d",
+        "--origin",
+        "AWS_CLOUDHSM",
+        "--bypass-policy-lockout-safety-check",
+    ])
+    .unwrap();
+    let Request::CreateKey(k) = r else {
+        panic!("wrong request")
+    };
+    assert_eq!(k.tags.len(), 2);
+    assert!(k.bypass_policy_lockout_safety_check);
+    assert_eq!(k.origin, Some(crate::types::Origin::AwsCloudhsm));
+
+    let r = request_of(&["kms", "enable-key-rotation", "--key-id", "k"]).unwrap();
+    assert!(
+        matches!(r, Request::Refused(ref x) if x.key_id == "k"),
+        "{r:?}"
+    );
+
+    let r = request_of(&["cloudhsm", "initialize-cluster", "--cluster-id", "c"]).unwrap();
+    assert_eq!(r.op(), Op::InitializeClusterWithNewCa);
+    let r = request_of(&[
+        "cloudhsm",
+        "initialize-cluster",
+        "--cluster-id",
+        "c",
+        "--signed-cert",
+        "x",
+        "--trust-anchor",
+        "y",
+    ])
+    .unwrap();
+    assert_eq!(r.op(), Op::InitializeCluster);
+}
+
+#[test]
+fn bad_values_are_parameter_errors() {
+    let e = request_of(&["kms", "create-key", "--origin", "NOPE"]).unwrap_err();
+    assert_eq!(e.exit_code(), EXIT_USAGE);
+    assert!(e.to_string().contains("NOPE"), "{e}");
+    let e = request_of(&["kms", "list-keys", "--limit", "many"]).unwrap_err();
+    assert_eq!(e.exit_code(), EXIT_USAGE);
+    assert!(e.to_string().contains("--limit"), "{e}");
+    let (code, _, err) = run_cli(&["kms", "encrypt", "--key-id", "k"]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert!(err.contains("--plaintext"), "{err}");
+    let (code, _, err) = run_cli(&["kms", "no-such-verb"]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+}
+
+#[test]
+fn service_errors_print_like_the_aws_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, out, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "describe-custom-key-stores",
+        "--custom-key-store-id",
+        "cks-1234567890abcdef0",
+    ]);
+    assert_eq!(code, EXIT_SERVICE, "{out}{err}");
+    assert!(out.is_empty());
+    assert!(
+        err.starts_with(
+            "An error occurred (CustomKeyStoreNotFoundException) when calling the DescribeCustomKeyStores operation: "
+        ),
+        "{err}"
+    );
+    // A refused operation is named as the AWS CLI would name it.
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "enable-key-rotation",
+        "--key-id",
+        "1234abcd-12ab-34cd-56ef-1234567890ab",
+    ]);
+    assert_eq!(code, EXIT_SERVICE);
+    assert!(
+        err.contains("when calling the EnableKeyRotation operation"),
+        "{err}"
+    );
+}
+
+#[test]
+fn encrypt_decrypt_round_trip_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, out, err) = run_cli(&["--data-dir", d, "kms", "create-key", "--description", "t"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let key_id = v["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    assert!(
+        out.starts_with("{\n    \"KeyMetadata\": {\n        "),
+        "{out}"
+    );
+    let (code, out, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "encrypt",
+        "--key-id",
+        &key_id,
+        "--plaintext",
+        "c2VjcmV0",
+        "--encryption-context",
+        "a=b",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let blob = v["CiphertextBlob"].as_str().unwrap().to_owned();
+    let (code, out, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "decrypt",
+        "--ciphertext-blob",
+        &blob,
+        "--encryption-context",
+        "a=b",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["Plaintext"], "c2VjcmV0");
+    // Wrong context: the AWS exception, exit 254.
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "decrypt",
+        "--ciphertext-blob",
+        &blob,
+    ]);
+    assert_eq!(code, EXIT_SERVICE);
+    assert!(
+        err.contains("(InvalidCiphertextException) when calling the Decrypt operation"),
+        "{err}"
+    );
+    // Text output.
+    let (code, out, _) = run_cli(&["--data-dir", d, "--output", "text", "kms", "list-keys"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("KEYS\t") && out.contains(&key_id), "{out}");
+}
+
+#[test]
+fn completion_scripts_name_the_verbs() {
+    let (code, out, _) = run_cli(&["completion", "bash"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("create-custom-key-store") && out.contains("--cloud-hsm-cluster-id"));
+    let (code, _, _) = run_cli(&["completion", "tcsh"]);
+    assert_eq!(code, EXIT_USAGE);
+}
+
+#[test]
+fn bench_in_process_reports_json_and_ratio() {
+    let (code, out, err) = run_cli(&[
+        "bench",
+        "--op",
+        "generate-data-key",
+        "--duration",
+        "30ms",
+        "--baseline",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["op"], "GenerateDataKey");
+    assert_eq!(v["errors"], 0);
+    assert!(v["ops_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(v["ratio"].as_f64().unwrap() > 0.0);
+    let (code, out, _) = run_cli(&["bench", "--op", "encrypt", "--duration", "20ms"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("Encrypt: ") && out.contains("p99.9"),
+        "{out}"
+    );
+    let (code, _, err) = run_cli(&["bench", "--duration", "soon"]);
+    assert_eq!(code, EXIT_USAGE);
+    assert!(err.contains("--duration"), "{err}");
+    let (code, _, err) = run_cli(&["bench", "--payload", "5000", "--duration", "10ms"]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+}

@@ -1,0 +1,502 @@
+//! The Rust client of `kmscksd`: blocking calls through [`Backend`], and a [`Pipeline`] that
+//! keeps many requests in flight on one connection.
+//!
+//! A [`Client`] is `Sync`: threads share it, each call borrowing an idle connection from a small
+//! pool (or opening one), so calls from different threads run concurrently on different
+//! connections. Every new connection starts with the Hello exchange. A connection that breaks is
+//! dropped; the call that was in flight gets a `KMSInternalException` naming the socket and the
+//! operation (its outcome is unknown), and the next call connects afresh.
+//!
+//! ```no_run
+//! use kmscks::ops::{Backend, Request};
+//! use kmscks::kms::api::ListRequest;
+//! let client = kmscks::Client::connect_default()?;
+//! let keys = client.call(&Request::ListKeys(ListRequest::default()))?;
+//! # Ok::<(), kmscks::KmsError>(())
+//! ```
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::error::{ErrorKind, KmsError, Result};
+use crate::ops::{Backend, Request, Response};
+use crate::protocol::{
+    decode_hello_reply, decode_response, encode_hello, split_frame, try_encode_request, Hello,
+    HelloReply, ProtocolError, OP_HELLO, VERSION,
+};
+
+/// Idle connections a [`Client`] keeps for reuse.
+const POOL_MAX: usize = 16;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 64 * 1024;
+/// A pipeline flushes its write buffer once it holds this many bytes.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// One connection: the stream and its read buffer.
+struct Conn {
+    stream: UnixStream,
+    inbuf: Vec<u8>,
+    /// Start of unconsumed bytes in `inbuf`.
+    start: usize,
+    nonblocking: bool,
+}
+
+impl Conn {
+    fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
+        if self.nonblocking != on {
+            self.stream.set_nonblocking(on)?;
+            self.nonblocking = on;
+        }
+        Ok(())
+    }
+
+    /// Reads once (blocking), appending to `inbuf`. EOF is an error: the daemon closed.
+    fn read_some(&mut self) -> io::Result<()> {
+        self.set_nonblocking(false)?;
+        if self.start > 0 && self.start == self.inbuf.len() {
+            self.inbuf.clear();
+            self.start = 0;
+        } else if self.start > READ_CHUNK {
+            self.inbuf.drain(..self.start);
+            self.start = 0;
+        }
+        let len = self.inbuf.len();
+        self.inbuf.resize(len + READ_CHUNK, 0);
+        let n = loop {
+            match self.stream.read(&mut self.inbuf[len..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let n = match n {
+            Ok(n) => n,
+            Err(e) => {
+                self.inbuf.truncate(len);
+                return Err(e);
+            }
+        };
+        self.inbuf.truncate(len + n);
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the daemon closed the connection",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The next complete reply in the buffer, decoded by `f`, consuming it.
+    fn next_frame<T>(
+        &mut self,
+        f: impl FnOnce(&crate::protocol::Header, &[u8]) -> std::result::Result<T, ProtocolError>,
+    ) -> std::result::Result<Option<(u64, T)>, ProtocolError> {
+        let Some((h, body, used)) = split_frame(&self.inbuf[self.start..])? else {
+            return Ok(None);
+        };
+        let v = f(&h, body)?;
+        self.start += used;
+        Ok(Some((h.request_id, v)))
+    }
+
+    /// Writes all of `bytes`, blocking.
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.set_nonblocking(false)?;
+        self.stream.write_all(bytes)
+    }
+}
+
+/// A client of the kmscks daemon. See the module documentation.
+pub struct Client {
+    path: PathBuf,
+    pool: Mutex<Vec<Conn>>,
+    next_id: AtomicU64,
+    server: HelloReply,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("socket", &self.path)
+            .field("server", &self.server.server)
+            .finish()
+    }
+}
+
+fn connect_error(path: &Path, e: &io::Error) -> KmsError {
+    KmsError::new(
+        ErrorKind::DependencyTimeoutException,
+        format!(
+            "cannot connect to the kmscks daemon at {}: {e} (is kmscksd running? the socket is \
+             chosen with --socket or KMSCKS_SOCKET)",
+            path.display()
+        ),
+    )
+}
+
+fn broken(path: &Path, what: &str, e: &dyn std::fmt::Display) -> KmsError {
+    KmsError::new(
+        ErrorKind::KMSInternalException,
+        format!(
+            "the connection to the kmscks daemon at {} broke while {what} was in flight ({e}); \
+             its outcome is unknown; the next call reconnects",
+            path.display()
+        ),
+    )
+}
+
+/// Opens a connection and performs the Hello exchange.
+fn open(path: &Path, id: u64) -> Result<(Conn, HelloReply)> {
+    let stream = UnixStream::connect(path).map_err(|e| connect_error(path, &e))?;
+    let mut conn = Conn {
+        stream,
+        inbuf: Vec::with_capacity(READ_CHUNK),
+        start: 0,
+        nonblocking: false,
+    };
+    let mut out = Vec::with_capacity(64);
+    let hello = Hello {
+        version: VERSION,
+        client: concat!("kmscks-rs/", env!("CARGO_PKG_VERSION")).to_owned(),
+    };
+    encode_hello(&mut out, id, &hello);
+    conn.write_all(&out)
+        .map_err(|e| broken(path, "the Hello exchange", &e))?;
+    loop {
+        match conn.next_frame(|h, body| {
+            if h.op != OP_HELLO {
+                return Err(ProtocolError::Malformed(format!(
+                    "the daemon answered Hello with op {}",
+                    h.op
+                )));
+            }
+            decode_hello_reply(h, body)
+        }) {
+            Ok(Some((_, Ok(reply)))) => {
+                if reply.version != VERSION {
+                    return Err(version_error(path, reply.version));
+                }
+                return Ok((conn, reply));
+            }
+            Ok(Some((_, Err(e)))) => {
+                return Err(KmsError::new(
+                    e.kind(),
+                    format!(
+                        "the kmscks daemon at {} refused the Hello: {}",
+                        path.display(),
+                        e.message()
+                    ),
+                ))
+            }
+            Ok(None) => {}
+            Err(ProtocolError::UnsupportedVersion(v)) => return Err(version_error(path, v)),
+            Err(e) => return Err(broken(path, "the Hello exchange", &e)),
+        }
+        conn.read_some()
+            .map_err(|e| broken(path, "the Hello exchange", &e))?;
+    }
+}
+
+fn version_error(path: &Path, theirs: u8) -> KmsError {
+    KmsError::new(
+        ErrorKind::SerializationException,
+        format!(
+            "the kmscks daemon at {} speaks protocol version {theirs}; this client speaks version \
+             {VERSION}: upgrade the older of the two",
+            path.display()
+        ),
+    )
+}
+
+fn local_too_large(req: &Request, e: ProtocolError) -> KmsError {
+    KmsError::new(
+        ErrorKind::ValidationException,
+        format!(
+            "the {} request does not fit in one frame ({e}); split it into smaller requests",
+            req.op().name()
+        ),
+    )
+}
+
+impl Client {
+    /// Connects to the daemon listening on `path` and performs the Hello exchange.
+    pub fn connect(path: impl AsRef<Path>) -> Result<Client> {
+        let path = path.as_ref().to_path_buf();
+        let (conn, server) = open(&path, 0)?;
+        Ok(Client {
+            path,
+            pool: Mutex::new(vec![conn]),
+            next_id: AtomicU64::new(1),
+            server,
+        })
+    }
+
+    /// Connects to the default socket ([`crate::paths::default_socket`]: `KMSCKS_SOCKET`, else
+    /// `$XDG_RUNTIME_DIR/kmscks.sock`, else `/tmp/kmscks-<uid>.sock`).
+    pub fn connect_default() -> Result<Client> {
+        Client::connect(crate::paths::default_socket())
+    }
+
+    /// The socket this client talks to.
+    pub fn socket_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the daemon said in its Hello reply (version, limits, the caller's principal).
+    pub fn server(&self) -> &HelloReply {
+        &self.server
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn take_conn(&self) -> Result<Conn> {
+        let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match pooled {
+            Some(c) => Ok(c),
+            None => open(&self.path, self.next_id()).map(|(c, _)| c),
+        }
+    }
+
+    fn give_back(&self, conn: Conn) {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < POOL_MAX {
+            pool.push(conn);
+        }
+    }
+
+    /// A pipeline on a connection of its own, keeping up to `depth` requests in flight.
+    pub fn pipeline(&self, depth: usize) -> Result<Pipeline<'_>> {
+        let (conn, _) = open(&self.path, self.next_id())?;
+        Ok(Pipeline {
+            client: self,
+            conn: Some(conn),
+            depth: depth.max(1),
+            out: Vec::with_capacity(FLUSH_AT * 2),
+            written: 0,
+            frame_ends: VecDeque::new(),
+            in_flight: 0,
+            ready: VecDeque::new(),
+        })
+    }
+}
+
+impl Backend for Client {
+    fn call(&self, request: &Request) -> Result<Response> {
+        let id = self.next_id();
+        let mut out = Vec::with_capacity(256);
+        try_encode_request(&mut out, id, request).map_err(|e| local_too_large(request, e))?;
+        let mut conn = self.take_conn()?;
+        let what = format!("{} (request id {id})", request.op().name());
+        conn.write_all(&out)
+            .map_err(|e| broken(&self.path, &what, &e))?;
+        loop {
+            match conn.next_frame(decode_response) {
+                Ok(Some((rid, result))) if rid == id => {
+                    self.give_back(conn);
+                    return result;
+                }
+                Ok(Some((rid, _))) => {
+                    let e = format!("reply for request id {rid}, which this connection never sent");
+                    return Err(broken(&self.path, &what, &e));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(broken(&self.path, &what, &e)),
+            }
+            conn.read_some()
+                .map_err(|e| broken(&self.path, &what, &e))?;
+        }
+    }
+}
+
+/// Many requests in flight on one connection. [`Pipeline::submit`] queues a request and returns
+/// its id (waiting for a reply first when `depth` are already in flight); [`Pipeline::recv`]
+/// returns the next reply, whichever request it answers, with its id. Replies may come out of
+/// order.
+///
+/// Writes are batched: submitted requests go out when the buffer holds 64 KiB, on
+/// [`Pipeline::flush`], or when the pipeline must wait for a reply. Writing never deadlocks
+/// against a daemon that stops reading because its replies to us are backed up: the pipeline
+/// reads replies whenever a write would block.
+pub struct Pipeline<'c> {
+    client: &'c Client,
+    conn: Option<Conn>,
+    depth: usize,
+    out: Vec<u8>,
+    /// Bytes of `out` already written.
+    written: usize,
+    /// End offsets (in `out`) of frames not yet completely written.
+    frame_ends: VecDeque<usize>,
+    in_flight: usize,
+    ready: VecDeque<(u64, Result<Response>)>,
+}
+
+impl std::fmt::Debug for Pipeline<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("socket", &self.client.path)
+            .field("depth", &self.depth)
+            .field("in_flight", &self.in_flight)
+            .finish()
+    }
+}
+
+impl Pipeline<'_> {
+    /// Requests submitted and not yet answered (replies already read but not yet returned by
+    /// [`Pipeline::recv`] do not count).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Replies read and waiting to be returned by [`Pipeline::recv`].
+    pub fn ready(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// The maximum number of requests in flight.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Queues `request`; returns its request id. A request too large for one frame is refused
+    /// here (`ValidationException`) without being sent.
+    pub fn submit(&mut self, request: &Request) -> Result<u64> {
+        while self.in_flight >= self.depth {
+            self.read_replies()?;
+        }
+        if self.conn.is_none() {
+            let (conn, _) = open(&self.client.path, self.client.next_id())?;
+            self.conn = Some(conn);
+        }
+        let id = self.client.next_id();
+        try_encode_request(&mut self.out, id, request).map_err(|e| local_too_large(request, e))?;
+        self.frame_ends.push_back(self.out.len());
+        self.in_flight += 1;
+        if self.out.len() - self.written >= FLUSH_AT {
+            self.flush()?;
+        }
+        Ok(id)
+    }
+
+    /// Sends every queued request.
+    pub fn flush(&mut self) -> Result<()> {
+        while self.written < self.out.len() {
+            self.write_some()?;
+        }
+        self.out.clear();
+        self.written = 0;
+        Ok(())
+    }
+
+    /// The next reply: its request id and the operation's result. `Err` only for a broken
+    /// connection (every request in flight on it is then lost, and the error says how many) or
+    /// when nothing is in flight.
+    pub fn recv(&mut self) -> Result<(u64, Result<Response>)> {
+        loop {
+            if let Some(r) = self.ready.pop_front() {
+                return Ok(r);
+            }
+            if self.in_flight == 0 {
+                return Err(KmsError::new(
+                    ErrorKind::ValidationException,
+                    "Pipeline::recv called with no request in flight",
+                ));
+            }
+            self.read_replies()?;
+        }
+    }
+
+    /// Returns every reply that is already read, without waiting.
+    pub fn drain_ready(&mut self) -> impl Iterator<Item = (u64, Result<Response>)> + '_ {
+        self.ready.drain(..)
+    }
+
+    fn fail(&mut self, e: &dyn std::fmt::Display) -> KmsError {
+        let lost = self.in_flight;
+        self.conn = None;
+        self.in_flight = 0;
+        self.out.clear();
+        self.written = 0;
+        self.frame_ends.clear();
+        broken(
+            &self.client.path,
+            &format!("a pipeline with {lost} requests"),
+            e,
+        )
+    }
+
+    /// Writes what it can; when the socket is full and replies are due, reads them instead.
+    fn write_some(&mut self) -> Result<()> {
+        let answered_due = self.in_flight - self.frame_ends.len() > 0;
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(self.fail(&"no connection"));
+        };
+        let res = if answered_due {
+            // Replies are due: never block on the write, read them when it would block.
+            match conn
+                .set_nonblocking(true)
+                .and_then(|()| conn.stream.write(&self.out[self.written..]))
+            {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return self.read_replies_no_flush()
+                }
+                other => other,
+            }
+        } else {
+            // Nothing is due back, so the daemon is reading: a blocking write completes.
+            conn.set_nonblocking(false)
+                .and_then(|()| conn.stream.write(&self.out[self.written..]))
+        };
+        match res {
+            Ok(0) => Err(self.fail(&"the socket accepted no bytes")),
+            Ok(n) => {
+                self.written += n;
+                while self
+                    .frame_ends
+                    .front()
+                    .is_some_and(|&end| end <= self.written)
+                {
+                    self.frame_ends.pop_front();
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(self.fail(&e)),
+        }
+    }
+
+    /// Flushes, then reads at least one reply into `ready`.
+    fn read_replies(&mut self) -> Result<()> {
+        self.flush()?;
+        self.read_replies_no_flush()
+    }
+
+    fn read_replies_no_flush(&mut self) -> Result<()> {
+        let before = self.ready.len();
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Err(self.fail(&"no connection"));
+            };
+            loop {
+                match conn.next_frame(decode_response) {
+                    Ok(Some((id, result))) => {
+                        self.in_flight = self.in_flight.saturating_sub(1);
+                        self.ready.push_back((id, result));
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Err(self.fail(&e)),
+                }
+            }
+            if self.ready.len() > before {
+                return Ok(());
+            }
+            if let Err(e) = conn.read_some() {
+                return Err(self.fail(&e));
+            }
+        }
+    }
+}

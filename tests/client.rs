@@ -1,0 +1,336 @@
+//! The Rust client against a small in-test server that speaks the protocol and dispatches to an
+//! in-memory Kms (the real daemon lives in `src/daemon/`). The server answers each batch of
+//! pipelined requests in reverse order, so out-of-order matching is exercised.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread;
+
+use kmscks::kms::api::{
+    CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest, KeyIdRequest,
+};
+use kmscks::ops::{Backend, Request, Response};
+use kmscks::protocol::*;
+use kmscks::secret::SecretBytes;
+use kmscks::{Client, ErrorKind, Kms};
+
+fn serve_conn(kms: Arc<Kms>, mut s: UnixStream) {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 65536];
+    loop {
+        let n = match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut at = 0;
+        let mut replies: Vec<Vec<u8>> = Vec::new();
+        loop {
+            match split_frame(&buf[at..]) {
+                Ok(Some((h, body, used))) => {
+                    at += used;
+                    let mut out = Vec::new();
+                    if h.op == OP_HELLO {
+                        decode_hello(&h, body).unwrap();
+                        let reply = HelloReply {
+                            version: VERSION,
+                            server: "test-server".into(),
+                            max_body: MAX_BODY,
+                            max_in_flight: 1024,
+                            principal: "arn:aws:iam::111122223333:root".into(),
+                        };
+                        encode_hello_reply(&mut out, h.request_id, &reply);
+                    } else {
+                        match decode_request(&h, body) {
+                            Ok(Request::DescribeKey(r)) if r.key_id == "die" => return,
+                            Ok(req) => {
+                                let res = kms.dispatch(&req);
+                                encode_response(&mut out, h.request_id, h.op, &res);
+                            }
+                            Err(e) => {
+                                encode_protocol_error(&mut out, h.request_id, h.op, &e);
+                                let _ = s.write_all(&out);
+                                return;
+                            }
+                        }
+                    }
+                    replies.push(out);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let mut out = Vec::new();
+                    encode_protocol_error(&mut out, 0, 0, &e);
+                    let _ = s.write_all(&out);
+                    return;
+                }
+            }
+        }
+        buf.drain(..at);
+        let all: Vec<u8> = replies.into_iter().rev().flatten().collect();
+        if s.write_all(&all).is_err() {
+            return;
+        }
+    }
+}
+
+fn server() -> (tempfile::TempDir, PathBuf, Arc<Kms>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kmscks.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let kms = Arc::new(Kms::in_memory());
+    let k = kms.clone();
+    thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            let k = k.clone();
+            thread::spawn(move || serve_conn(k, s));
+        }
+    });
+    (dir, path, kms)
+}
+
+fn create_key(c: &Client) -> String {
+    match c
+        .call(&Request::CreateKey(CreateKeyRequest::default()))
+        .unwrap()
+    {
+        Response::CreateKey(r) => r.key_metadata.key_id,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn blocking_calls_round_trip_and_errors_keep_their_aws_name() {
+    let (_d, path, _kms) = server();
+    let c = Client::connect(&path).unwrap();
+    assert_eq!(c.server().server, "test-server");
+    let key = create_key(&c);
+    let enc = c
+        .call(&Request::Encrypt(EncryptRequest {
+            key_id: key.clone(),
+            plaintext: SecretBytes::from_slice(b"hello"),
+            ..Default::default()
+        }))
+        .unwrap();
+    let Response::Encrypt(enc) = enc else {
+        panic!()
+    };
+    let dec = c
+        .call(&Request::Decrypt(DecryptRequest {
+            ciphertext_blob: enc.ciphertext_blob,
+            ..Default::default()
+        }))
+        .unwrap();
+    let Response::Decrypt(dec) = dec else {
+        panic!()
+    };
+    assert_eq!(dec.plaintext.expose(), b"hello");
+
+    let e = c
+        .call(&Request::DescribeKey(KeyIdRequest {
+            key_id: "alias/none".into(),
+            ..Default::default()
+        }))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFoundException);
+    assert!(e.message().contains("alias/none"), "{e}");
+}
+
+#[test]
+fn shared_between_threads() {
+    let (_d, path, _kms) = server();
+    let c = Arc::new(Client::connect(&path).unwrap());
+    let key = create_key(&c);
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let c = c.clone();
+            let key = key.clone();
+            thread::spawn(move || {
+                for i in 0..50 {
+                    let text = format!("t{t}-{i}");
+                    let Response::Encrypt(e) = c
+                        .call(&Request::Encrypt(EncryptRequest {
+                            key_id: key.clone(),
+                            plaintext: SecretBytes::from_slice(text.as_bytes()),
+                            ..Default::default()
+                        }))
+                        .unwrap()
+                    else {
+                        panic!()
+                    };
+                    let Response::Decrypt(d) = c
+                        .call(&Request::Decrypt(DecryptRequest {
+                            ciphertext_blob: e.ciphertext_blob,
+                            ..Default::default()
+                        }))
+                        .unwrap()
+                    else {
+                        panic!()
+                    };
+                    assert_eq!(d.plaintext.expose(), text.as_bytes());
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn pipeline_matches_out_of_order_replies_by_id() {
+    let (_d, path, _kms) = server();
+    let c = Client::connect(&path).unwrap();
+    let key = create_key(&c);
+    let mut p = c.pipeline(16).unwrap();
+    let mut sent = std::collections::HashMap::new();
+    let mut got = 0;
+    let mut out_of_order = false;
+    let mut last = 0;
+    for i in 0..300u32 {
+        let n = 1 + i % 64;
+        let id = p
+            .submit(&Request::GenerateDataKey(GenerateDataKeyRequest {
+                key_id: key.clone(),
+                number_of_bytes: Some(n),
+                ..Default::default()
+            }))
+            .unwrap();
+        sent.insert(id, n);
+        assert!(p.in_flight() <= 16);
+        for (id, r) in p.drain_ready().collect::<Vec<_>>() {
+            let Response::GenerateDataKey(r) = r.unwrap() else {
+                panic!()
+            };
+            assert_eq!(r.plaintext.unwrap().len() as u32, sent.remove(&id).unwrap());
+            out_of_order |= id < last;
+            last = id;
+            got += 1;
+        }
+    }
+    while p.in_flight() > 0 || p.ready() > 0 {
+        let (id, r) = p.recv().unwrap();
+        let Response::GenerateDataKey(r) = r.unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.plaintext.unwrap().len() as u32, sent.remove(&id).unwrap());
+        out_of_order |= id < last;
+        last = id;
+        got += 1;
+    }
+    assert_eq!(got, 300);
+    assert!(sent.is_empty());
+    assert!(
+        out_of_order,
+        "the server reverses batches; some reply must come early"
+    );
+    // An error reply inside a pipeline is that request's result, not the pipeline's.
+    p.submit(&Request::DescribeKey(KeyIdRequest {
+        key_id: "alias/x".into(),
+        ..Default::default()
+    }))
+    .unwrap();
+    let (_, r) = p.recv().unwrap();
+    assert_eq!(r.unwrap_err().kind(), ErrorKind::NotFoundException);
+    assert_eq!(p.recv().unwrap_err().kind(), ErrorKind::ValidationException);
+}
+
+#[test]
+fn broken_connection_fails_the_call_in_flight_then_reconnects() {
+    let (_d, path, _kms) = server();
+    let c = Client::connect(&path).unwrap();
+    let e = c
+        .call(&Request::DescribeKey(KeyIdRequest {
+            key_id: "die".into(),
+            ..Default::default()
+        }))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::KMSInternalException);
+    assert!(e.message().contains(path.to_str().unwrap()), "{e}");
+    assert!(e.message().contains("DescribeKey"), "{e}");
+    // The next call works on a fresh connection.
+    create_key(&c);
+
+    let mut p = c.pipeline(4).unwrap();
+    p.submit(&Request::DescribeKey(KeyIdRequest {
+        key_id: "die".into(),
+        ..Default::default()
+    }))
+    .unwrap();
+    let e = p.recv().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::KMSInternalException);
+    assert!(e.message().contains("1 requests"), "{e}");
+    // The pipeline reconnects on the next submit.
+    p.submit(&Request::ListKeys(Default::default())).unwrap();
+    assert!(p.recv().unwrap().1.is_ok());
+}
+
+#[test]
+fn connect_errors_name_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.sock");
+    let e = Client::connect(&path).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::DependencyTimeoutException);
+    assert!(e.message().contains("absent.sock"), "{e}");
+}
+
+#[test]
+fn version_mismatch_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut b = [0u8; 64];
+        let _ = s.read(&mut b);
+        let mut h = Header::new(OP_HELLO, 0, 0, 0).to_bytes();
+        h[4] = 2;
+        let _ = s.write_all(&h);
+    });
+    let e = Client::connect(&path).unwrap_err();
+    assert!(
+        e.message().contains("version 2") && e.message().contains("version 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn oversized_request_is_refused_locally() {
+    let (_d, path, _kms) = server();
+    let c = Client::connect(&path).unwrap();
+    let e = c
+        .call(&Request::Decrypt(DecryptRequest {
+            ciphertext_blob: vec![0; MAX_BODY as usize],
+            ..Default::default()
+        }))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ValidationException);
+    // The connection is still fine.
+    create_key(&c);
+}
+
+#[test]
+fn socket_load_generator_compares_with_the_echo_floor() {
+    use kmscks::loadgen::LoadOp;
+    use kmscks::loadgen_socket::{compare_socket, SocketLoadOpts};
+    let (_d, path, _kms) = server();
+    for op in [LoadOp::GenerateDataKey, LoadOp::Decrypt] {
+        let opts = SocketLoadOpts {
+            op,
+            connections: 2,
+            pipeline: 4,
+            payload: 32,
+            duration: std::time::Duration::from_millis(200),
+            key_id: None,
+        };
+        let r = compare_socket(&path, &opts).unwrap();
+        assert_eq!(r.errors, 0, "{r:?}");
+        assert!(
+            r.ops_per_sec > 0.0 && r.baseline_ops_per_sec.unwrap() > 0.0,
+            "{r:?}"
+        );
+        assert!(r.ratio.unwrap() > 0.0);
+        assert!(r.to_json().contains("\"ratio\""));
+    }
+}
