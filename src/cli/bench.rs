@@ -2,7 +2,8 @@
 //!
 //! * In-process (no `--socket`): `--op generate-data-key|encrypt|decrypt|generate-random
 //!   --threads N --batch B --payload BYTES --duration SECONDS [--baseline] [--json]`. It drives
-//!   an engine in this process through [`crate::loadgen`]; `--baseline` also runs the raw
+//!   a fresh bootstrapped in-memory `Kms` (a key in a connected custom key store) through its
+//!   public API ([`crate::loadgen::run_kms`]); `--baseline` also runs the raw
 //!   aws-lc-rs baseline with the same threads and payload and prints the ratio.
 //! * Over the socket (`--socket PATH`): `--connections C --pipeline D` with the same `--op`,
 //!   `--payload`, `--duration`; `--baseline` runs an echo of the same frame sizes over a Unix
@@ -13,15 +14,14 @@
 //! ratio. `--json` prints the `LoadReport` JSON object (same members in both modes).
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use super::{CliError, Format, Target};
-use crate::engine::{Engine, EngineConfig};
 use crate::loadgen::{self, LoadOp, LoadOpts, LoadReport};
 use crate::loadgen_socket::{self, SocketLoadOpts};
+use crate::KmsConfig;
 
 /// The `bench` subcommand.
 pub fn command() -> Command {
@@ -186,17 +186,14 @@ pub fn run(
             error: e,
         })?
     } else {
-        // In-process: the lead's `loadgen::run_kms`/`compare_kms` (driving a whole `Kms`) are
-        // not on main yet, so this drives an engine directly through `loadgen::compare` /
-        // `loadgen::run_in_process`.
-        let engine =
-            Arc::new(Engine::new(EngineConfig::default()).map_err(|e| {
-                CliError::Other(format!("cannot start the engine: {}", e.message()))
-            })?);
+        // In-process: a fresh in-memory instance, bootstrapped (a key in a connected custom
+        // key store), driven through the public `Kms` API.
+        let (kms, key) = loadgen::bench_instance(KmsConfig::default())
+            .map_err(|e| CliError::Other(format!("cannot set up the instance: {}", e.message())))?;
         let r = if m.get_flag("baseline") {
-            loadgen::compare(engine, &o)
+            loadgen::compare_kms(&kms, &key, &o)
         } else {
-            loadgen::run_in_process(engine, &o)
+            loadgen::run_kms(&kms, &key, &o)
         };
         r.map_err(|e| CliError::Validation(e.message().to_owned()))?
     };
