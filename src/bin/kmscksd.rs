@@ -4,6 +4,11 @@
 //! Logs never include secrets: no request or reply bodies (plaintexts, ciphertexts, data keys,
 //! passwords, policies) are ever logged, at any level.
 
+/// mimalloc: the data plane hands out many small, short-lived buffers (blobs, data keys) from
+/// several threads; glibc malloc spends a fifth of a batch's time on them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
