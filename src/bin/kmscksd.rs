@@ -55,6 +55,9 @@ struct Args {
     /// Log filter, EnvFilter syntax; RUST_LOG wins when set [default: info].
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
+    /// Data-plane shards (pinned HSM worker threads); 0 = one per core [default: 0].
+    #[arg(long, value_name = "N")]
+    engine_shards: Option<usize>,
     /// Account id in ARNs [default: 111122223333].
     #[arg(long, value_name = "ID")]
     account_id: Option<String>,
@@ -85,6 +88,7 @@ fn config(args: Args) -> kmscks::Result<DaemonConfig> {
         max_pending_reply_bytes,
         max_wait_millis,
         log_level,
+        engine_shards,
         account_id,
         region
     );
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let shutdown = Shutdown::new();

@@ -38,6 +38,9 @@ pub struct DaemonConfig {
     /// Log filter (tracing `EnvFilter` syntax: `info`, `kmscks=debug`…); `RUST_LOG`, when set,
     /// wins. Default `info`.
     pub log_level: String,
+    /// Data-plane shards (HSM worker threads, each pinned to a core); 0 = one per core.
+    /// Default 0.
+    pub engine_shards: usize,
     /// AWS account id in every ARN. Default `111122223333`.
     pub account_id: String,
     /// AWS Region in every ARN. Default `us-east-1`.
@@ -58,6 +61,7 @@ impl Default for DaemonConfig {
             max_pending_reply_bytes: 8 << 20,
             max_wait_millis: 60_000,
             log_level: "info".into(),
+            engine_shards: 0,
             account_id: scope.account_id,
             region: scope.region,
         }

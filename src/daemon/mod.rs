@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 pub use bootstrap::Bootstrap;
 pub use config::DaemonConfig;
 
+use crate::engine::EngineConfig;
 use crate::error::Result;
 use crate::{Kms, KmsConfig};
 
@@ -109,6 +110,10 @@ impl Daemon {
             &config.data_dir,
             KmsConfig {
                 scope: config.scope(),
+                engine: EngineConfig {
+                    shards: config.engine_shards,
+                    ..EngineConfig::default()
+                },
                 ..KmsConfig::default()
             },
         )?;
