@@ -133,7 +133,8 @@ impl LoadReport {
     }
 }
 
-fn new_hist() -> Histogram<u64> {
+/// A latency histogram: 1 ns to 60 s at 3 significant digits.
+pub(crate) fn new_hist() -> Histogram<u64> {
     // 1 ns .. 60 s at 3 significant digits; these bounds are valid constants.
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
@@ -190,21 +191,52 @@ fn drive<S: Send + 'static>(
 
 fn report(opts: &LoadOpts, r: (u64, u64, Duration, Histogram<u64>)) -> LoadReport {
     let (items, errors, elapsed, h) = r;
-    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    LoadReport {
-        op: opts.op.name().to_string(),
-        threads: opts.threads,
-        batch: opts.batch,
-        payload: opts.payload,
-        ops_per_sec: items as f64 / elapsed.as_secs_f64(),
-        p50_us: us(0.5),
-        p99_us: us(0.99),
-        p999_us: us(0.999),
-        errors,
-        baseline_ops_per_sec: None,
-        baseline_p50_us: None,
-        baseline_p99_us: None,
-        ratio: None,
+    LoadReport::measured(
+        opts.op,
+        (opts.threads, opts.batch),
+        opts.payload,
+        (items, errors),
+        elapsed,
+        &h,
+    )
+}
+
+impl LoadReport {
+    /// A report of `items` done (and `errors` failed) in `elapsed` with latencies `h`;
+    /// `shape` is (threads, batch) in process, (connections, pipeline) over the socket.
+    pub(crate) fn measured(
+        op: LoadOp,
+        shape: (usize, usize),
+        payload: usize,
+        (items, errors): (u64, u64),
+        elapsed: Duration,
+        h: &Histogram<u64>,
+    ) -> LoadReport {
+        let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        LoadReport {
+            op: op.name().to_string(),
+            threads: shape.0,
+            batch: shape.1,
+            payload,
+            ops_per_sec: items as f64 / elapsed.as_secs_f64(),
+            p50_us: us(0.5),
+            p99_us: us(0.99),
+            p999_us: us(0.999),
+            errors,
+            baseline_ops_per_sec: None,
+            baseline_p50_us: None,
+            baseline_p99_us: None,
+            ratio: None,
+        }
+    }
+
+    /// This report with `b` as its baseline and the ratio filled in.
+    pub fn with_baseline(mut self, b: &LoadReport) -> LoadReport {
+        self.baseline_ops_per_sec = Some(b.ops_per_sec);
+        self.baseline_p50_us = Some(b.p50_us);
+        self.baseline_p99_us = Some(b.p99_us);
+        self.ratio = Some(self.ops_per_sec / b.ops_per_sec.max(f64::MIN_POSITIVE));
+        self
     }
 }
 
@@ -458,15 +490,7 @@ pub fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadReport> {
 /// [`run_kms`], then the raw baseline on the same threads and sizes, with the ratio filled in.
 pub fn compare_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadReport> {
     let r = run_kms(kms, key_id, opts)?;
-    Ok(with_baseline(r, &run_baseline(opts)))
-}
-
-fn with_baseline(mut r: LoadReport, b: &LoadReport) -> LoadReport {
-    r.baseline_ops_per_sec = Some(b.ops_per_sec);
-    r.baseline_p50_us = Some(b.p50_us);
-    r.baseline_p99_us = Some(b.p99_us);
-    r.ratio = Some(r.ops_per_sec / b.ops_per_sec.max(f64::MIN_POSITIVE));
-    r
+    Ok(r.with_baseline(&run_baseline(opts)))
 }
 
 /// An in-memory instance made ready for load by [`crate::bootstrap`]: a key in a connected
@@ -579,7 +603,7 @@ pub fn run_baseline(opts: &LoadOpts) -> LoadReport {
 /// Runs the engine, then the baseline, and fills in the comparison members.
 pub fn compare(engine: Arc<Engine>, opts: &LoadOpts) -> Result<LoadReport> {
     let r = run_in_process(engine, opts)?;
-    Ok(with_baseline(r, &run_baseline(opts)))
+    Ok(r.with_baseline(&run_baseline(opts)))
 }
 
 #[cfg(test)]

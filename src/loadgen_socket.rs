@@ -99,11 +99,6 @@ impl RequestMaker {
     }
 }
 
-fn new_hist() -> Histogram<u64> {
-    // 1 ns .. 60 s at 3 significant digits; these bounds are valid constants.
-    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
-}
-
 /// Prepares the run against the daemon at `path`: the key (created unless given) and, for
 /// Decrypt, a ciphertext of `payload` bytes.
 fn prepare(client: &Client, opts: &SocketLoadOpts) -> Result<RequestMaker> {
@@ -159,7 +154,7 @@ fn drive(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker) -> Result<Loa
             (client.clone(), stop.clone(), start.clone(), maker.clone());
         handles.push(thread::spawn(
             move || -> Result<(u64, u64, Histogram<u64>)> {
-                let mut hist = new_hist();
+                let mut hist = crate::loadgen::new_hist();
                 let (mut done, mut errors) = (0u64, 0u64);
                 let pipe = client.pipeline(depth);
                 start.wait();
@@ -192,7 +187,7 @@ fn drive(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker) -> Result<Loa
     thread::sleep(opts.duration);
     stop.store(true, Ordering::Relaxed);
     let elapsed = t0.elapsed();
-    let mut hist = new_hist();
+    let mut hist = crate::loadgen::new_hist();
     let (mut done, mut errors) = (0u64, 0u64);
     let mut first_err = None;
     for h in handles {
@@ -214,22 +209,14 @@ fn drive(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker) -> Result<Loa
     if let Some(e) = first_err {
         return Err(e);
     }
-    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
-    Ok(LoadReport {
-        op: opts.op.name().to_string(),
-        threads: conns,
-        batch: depth,
-        payload: opts.payload,
-        ops_per_sec: done as f64 / elapsed.as_secs_f64(),
-        p50_us: us(0.5),
-        p99_us: us(0.99),
-        p999_us: us(0.999),
-        errors,
-        baseline_ops_per_sec: None,
-        baseline_p50_us: None,
-        baseline_p99_us: None,
-        ratio: None,
-    })
+    Ok(LoadReport::measured(
+        opts.op,
+        (conns, depth),
+        opts.payload,
+        (done, errors),
+        elapsed,
+        &hist,
+    ))
 }
 
 /// Drives the daemon at `path` as `opts` says.
@@ -383,16 +370,12 @@ pub fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadReport> 
     if let Err(e) = &sample {
         return Err(e.clone());
     }
-    let mut r = drive(path, opts, &maker)?;
+    let r = drive(path, opts, &maker)?;
     let mut frame = Vec::new();
     encode_response(&mut frame, 0, opts.op_code(), &sample);
     let server = EchoServer::start(frame)?;
     let b = drive(server.path(), opts, &maker)?;
-    r.baseline_ops_per_sec = Some(b.ops_per_sec);
-    r.baseline_p50_us = Some(b.p50_us);
-    r.baseline_p99_us = Some(b.p99_us);
-    r.ratio = Some(r.ops_per_sec / b.ops_per_sec.max(f64::MIN_POSITIVE));
-    Ok(r)
+    Ok(r.with_baseline(&b))
 }
 
 #[cfg(test)]
