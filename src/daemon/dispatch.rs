@@ -196,18 +196,14 @@ pub(crate) fn handle_frames(
         frames += 1;
         if header.op == protocol::OP_HELLO {
             batcher.flush(kms, out);
-            match protocol::decode_hello(&header, body) {
-                Ok(hello) if hello.version != protocol::VERSION => {
-                    let e = ProtocolError::UnsupportedVersion(hello.version);
-                    protocol::encode_response(
-                        out,
-                        header.request_id,
-                        header.op,
-                        &Err(e.to_error()),
-                    );
-                    error = Some(e);
-                    break;
+            let hello = protocol::decode_hello(&header, body).and_then(|hello| {
+                if hello.version == protocol::VERSION {
+                    Ok(hello)
+                } else {
+                    Err(ProtocolError::UnsupportedVersion(hello.version))
                 }
+            });
+            match hello {
                 Ok(_) => protocol::encode_hello_reply(
                     out,
                     header.request_id,
@@ -220,12 +216,7 @@ pub(crate) fn handle_frames(
                     },
                 ),
                 Err(e) => {
-                    protocol::encode_response(
-                        out,
-                        header.request_id,
-                        header.op,
-                        &Err(e.to_error()),
-                    );
+                    protocol::encode_protocol_error(out, header.request_id, header.op, &e);
                     error = Some(e);
                     break;
                 }
