@@ -6,8 +6,6 @@
 //! Bytes are zeroized in the pool as soon as they are handed out, so the pool never keeps a
 //! copy of a data key or salt it gave away.
 
-use zeroize::Zeroize;
-
 use crate::err;
 use crate::error::Result;
 
@@ -48,7 +46,7 @@ impl RandomPool {
             let n = (out.len() - done).min(POOL_BLOCK - self.pos);
             let src = &mut self.buf[self.pos..self.pos + n];
             out[done..done + n].copy_from_slice(src);
-            src.zeroize();
+            crate::secret::wipe(src);
             self.pos += n;
             done += n;
         }
@@ -65,7 +63,7 @@ impl RandomPool {
             let k = (n - v.len()).min(POOL_BLOCK - self.pos);
             let src = &mut self.buf[self.pos..self.pos + k];
             v.extend_from_slice(src);
-            src.zeroize();
+            crate::secret::wipe(src);
             self.pos += k;
         }
         Ok(crate::secret::SecretBytes::new(v))
@@ -99,7 +97,7 @@ impl Default for RandomPool {
 
 impl Drop for RandomPool {
     fn drop(&mut self) {
-        self.buf[..].zeroize();
+        crate::secret::wipe(&mut self.buf[..]);
     }
 }
 

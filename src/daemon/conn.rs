@@ -4,7 +4,6 @@ use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use mio::net::UnixStream;
-use zeroize::Zeroize;
 
 use super::identity::Peer;
 use crate::protocol::{HEADER_LEN, MAX_BODY};
@@ -96,7 +95,7 @@ impl Conn {
         self.rbuf.copy_within(n..old, 0);
         self.filled -= n;
         // Request bodies hold plaintexts and passwords: leave no copy behind.
-        self.rbuf[self.filled..old].zeroize();
+        crate::secret::wipe(&mut self.rbuf[self.filled..old]);
         if self.filled == 0 && self.rbuf.len() > READ_START {
             self.rbuf.truncate(READ_START);
             self.rbuf.shrink_to_fit();
@@ -124,7 +123,7 @@ impl Conn {
             }
         }
         // Replies hold plaintexts and data keys: wipe them once sent.
-        self.wbuf.zeroize();
+        crate::secret::wipe_vec(&mut self.wbuf);
         self.wpos = 0;
         if self.wbuf.capacity() > WRITE_KEEP {
             self.wbuf.shrink_to(READ_START);
@@ -135,7 +134,7 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        self.rbuf.zeroize();
-        self.wbuf.zeroize();
+        crate::secret::wipe_vec(&mut self.rbuf);
+        crate::secret::wipe_vec(&mut self.wbuf);
     }
 }
