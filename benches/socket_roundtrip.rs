@@ -1,11 +1,14 @@
 //! A socket round trip through the Rust client: one GenerateDataKey call (one in flight), and a
-//! pipelined burst of 64. The server is the in-process echo server of `loadgen_socket`
-//! (answering with a real GenerateDataKey reply frame), not the daemon: this measures the
-//! client, the codec and the socket, i.e. the floor the daemon is compared against.
+//! pipelined burst of 64 — against a daemon running in this process (bootstrapped, key
+//! `alias/demo`), and, as the baseline in the same run, against the echo server of
+//! `loadgen_socket` answering every frame with a GenerateDataKey reply of the same size (the
+//! client, the codec and the socket alone).
 
 use std::hint::black_box;
+use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use kmscks::daemon::{Daemon, DaemonConfig, Shutdown};
 use kmscks::kms::api::{GenerateDataKeyRequest, GenerateDataKeyResponse};
 use kmscks::loadgen_socket::EchoServer;
 use kmscks::ops::{Backend, Op, Request, Response};
@@ -32,9 +35,33 @@ fn roundtrip(c: &mut Criterion) {
     }));
     encode_response(&mut reply, 0, Op::GenerateDataKey.code(), &resp);
     let server = EchoServer::start(reply).expect("echo server");
-    let client = Client::connect(server.path()).expect("connect");
+    bench_server(c, "socket_roundtrip_echo", server.path());
 
-    let mut g = c.benchmark_group("socket_roundtrip_echo");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = DaemonConfig {
+        data_dir: dir.path().join("data"),
+        socket: dir.path().join("kmscks.sock"),
+        bootstrap: true,
+        ..DaemonConfig::default()
+    };
+    let daemon = Daemon::bind(config).expect("daemon binds");
+    let socket = daemon.socket().to_path_buf();
+    let shutdown = Shutdown::new();
+    let serving = {
+        let shutdown = shutdown.clone();
+        std::thread::spawn(move || daemon.serve(shutdown))
+    };
+    bench_server(c, "socket_roundtrip_daemon", &socket);
+    shutdown.trigger();
+    serving
+        .join()
+        .expect("daemon thread")
+        .expect("daemon stops cleanly");
+}
+
+fn bench_server(c: &mut Criterion, group: &str, socket: &Path) {
+    let client = Client::connect(socket).expect("connect");
+    let mut g = c.benchmark_group(group);
     g.bench_function("call/GenerateDataKey", |b| {
         b.iter(|| black_box(client.call(&request()).unwrap()))
     });
