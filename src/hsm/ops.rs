@@ -392,6 +392,17 @@ pub fn create_hsm(tx: &mut Tx<'_>, req: &CreateHsmRequest) -> Result<HsmDescript
     Ok(description)
 }
 
+/// The CSR an uninitialised cluster offers once its first HSM exists.
+fn pending_csr(c: &Cluster) -> Result<String> {
+    c.pki.csr.clone().ok_or_else(|| {
+        err!(
+            CloudHsmInvalidRequestException,
+            "Cluster {} has no CSR yet: create an HSM first",
+            c.id
+        )
+    })
+}
+
 fn identity_aad(cluster: &ClusterId) -> Vec<u8> {
     format!("kmscks cluster identity {cluster}").into_bytes()
 }
@@ -432,13 +443,7 @@ pub fn initialize_cluster(
             c.state
         ));
     }
-    let csr = c.pki.csr.clone().ok_or_else(|| {
-        err!(
-            CloudHsmInvalidRequestException,
-            "Cluster {} has no CSR yet: create an HSM first",
-            c.id
-        )
-    })?;
+    let csr = pending_csr(&c)?;
     if req.trust_anchor.len() > limits::TRUST_ANCHOR_LEN.1 {
         return Err(err!(
             CloudHsmInvalidRequestException,
@@ -479,13 +484,7 @@ pub fn initialize_cluster_with_new_ca(
     cluster_id: &str,
 ) -> Result<InitializeClusterResponse> {
     let c = cluster(tx.state, cluster_id)?;
-    let csr = c.pki.csr.clone().ok_or_else(|| {
-        err!(
-            CloudHsmInvalidRequestException,
-            "Cluster {} has no CSR yet: create an HSM first",
-            c.id
-        )
-    })?;
+    let csr = pending_csr(c)?;
     let ca = CertificateAuthority::generate(&format!("kmscks customer CA for {}", c.id))
         .map_err(|e| err!(CloudHsmInternalFailureException, "{e}"))?;
     let signed = ca
