@@ -1,7 +1,7 @@
 //! The one error type of kmscks.
 //!
 //! Every failure a caller can see is a [`KmsError`]: an [`ErrorKind`] named exactly as the AWS
-//! exception it stands for, plus a message in AWS's wording. The table in [`kms_errors!`] is the
+//! exception it stands for, plus a message in AWS's wording. The table in `kms_errors!` is the
 //! single source of truth for the AWS name, the HTTP status an AWS JSON endpoint would answer
 //! with, and the stable numeric code used by the socket protocol and the C API. Numbers are
 //! never reused; a retired kind keeps its number as a comment.

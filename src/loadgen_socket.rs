@@ -1,6 +1,6 @@
 //! Load generator over the daemon's socket, and its floor: an in-process echo server.
 //!
-//! [`run_socket`] drives a daemon through `connections` [`Pipeline`]s, each keeping `pipeline`
+//! [`run_socket`] drives a daemon through `connections` [`Pipeline`](crate::client::Pipeline)s, each keeping `pipeline`
 //! requests in flight, for `duration`. [`run_echo_baseline`] drives an echo server in this
 //! process the same way (same client code, same C and D, the same request frames), answering
 //! every request frame with the daemon's own reply bytes (request id patched), so the baseline

@@ -1,7 +1,7 @@
 //! The operation table: every operation kmscks serves, once, with its stable numeric code, its
 //! AWS name, its request and response types, and how [`Kms`] performs it.
 //!
-//! [`operations!`] derives from this one table the [`Op`] enum (codes and names for the wire
+//! `operations!` derives from this one table the [`Op`] enum (codes and names for the wire
 //! protocol, the CLI and logs), the [`Request`] and [`Response`] enums (the bodies the socket
 //! protocol carries), and [`Kms::dispatch`]. Codes are never reused; a retired operation keeps
 //! its number as a comment.

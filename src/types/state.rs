@@ -1,5 +1,5 @@
 //! Enumerations with AWS's spellings: key, store, cluster and HSM states, connection error
-//! codes, origins, specs. Each name is written once, in [`aws_enum!`], which derives the serde
+//! codes, origins, specs. Each name is written once, in `aws_enum!`, which derives the serde
 //! names, `as_str` and parsing from it.
 
 use serde::{Deserialize, Serialize};
