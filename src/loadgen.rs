@@ -1,4 +1,4 @@
-//! In-process load generator: drives an [`Engine`] (or the raw aws-lc-rs baseline) from N
+//! In-process load generator: drives a [`Kms`] (or the raw aws-lc-rs baseline) from N
 //! threads for a fixed time and reports throughput and latency percentiles.
 //!
 //! The baseline is what the engine is measured against: the same operation written directly
@@ -6,7 +6,6 @@
 //! same number of threads, returning freshly allocated buffers like the engine does. Latency
 //! is per call (a batch call counts once); throughput counts items.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -17,9 +16,7 @@ use serde::Serialize;
 
 use crate::crypto::random::RandomPool;
 use crate::crypto::subkey::counter_nonce;
-use crate::engine::{
-    AllowAll, Control, DataKeyItem, DecryptItem, EncryptItem, Engine, Gate, HsmSlot,
-};
+use crate::engine::{AllowAll, Control, Engine, Gate, HsmSlot};
 use crate::err;
 use crate::error::Result;
 use crate::kms::api::{
@@ -263,108 +260,6 @@ pub fn add_load_key(engine: &Engine) -> Result<KeyRef> {
     Ok(KeyRef::Id(key))
 }
 
-const PRINCIPAL: &str = "arn:aws:iam::111122223333:root";
-
-/// Drives `engine` (which must be shareable: pass an `Arc`) as `opts` says. Adds one
-/// default-fleet key to it for the run.
-pub fn run_in_process(engine: Arc<Engine>, opts: &LoadOpts) -> Result<LoadReport> {
-    let key = add_load_key(&engine)?;
-    let op = opts.op;
-    let (batch, payload) = (opts.batch.max(1), opts.payload);
-    check_payload(op, payload)?;
-    let ctx = Arc::new(BTreeMap::new());
-    let sample = Arc::new(
-        engine
-            .encrypt(PRINCIPAL, &key, &vec![0x5a; payload.min(4096)], &ctx)?
-            .ciphertext_blob,
-    );
-    let plain = Arc::new(vec![0x5au8; payload]);
-    let e = engine.clone();
-    let r = drive(
-        opts.threads,
-        opts.duration,
-        |_| (),
-        move |_| {
-            let n = batch as u64;
-            let count = |errs: usize| (n - errs as u64, errs as u64);
-            match (op, batch) {
-                (LoadOp::Encrypt, 1) => match e.encrypt(PRINCIPAL, &key, &plain, &ctx) {
-                    Ok(_) => (1, 0),
-                    Err(_) => (0, 1),
-                },
-                (LoadOp::Encrypt, _) => {
-                    let items = vec![
-                        EncryptItem {
-                            key: &key,
-                            plaintext: &plain,
-                            context: &ctx
-                        };
-                        batch
-                    ];
-                    count(
-                        e.encrypt_batch(PRINCIPAL, &items)
-                            .iter()
-                            .filter(|r| r.is_err())
-                            .count(),
-                    )
-                }
-                (LoadOp::Decrypt, 1) => match e.decrypt(PRINCIPAL, &sample, &ctx, None) {
-                    Ok(_) => (1, 0),
-                    Err(_) => (0, 1),
-                },
-                (LoadOp::Decrypt, _) => {
-                    let items = vec![
-                        DecryptItem {
-                            ciphertext: &sample,
-                            context: &ctx,
-                            key: None
-                        };
-                        batch
-                    ];
-                    count(
-                        e.decrypt_batch(PRINCIPAL, &items)
-                            .iter()
-                            .filter(|r| r.is_err())
-                            .count(),
-                    )
-                }
-                (LoadOp::GenerateDataKey, 1) => {
-                    let spec = (payload == 32).then_some(DataKeySpec::Aes256);
-                    let nb = (payload != 32).then_some(payload as u32);
-                    match e.generate_data_key(PRINCIPAL, &key, spec, nb, &ctx) {
-                        Ok(_) => (1, 0),
-                        Err(_) => (0, 1),
-                    }
-                }
-                (LoadOp::GenerateDataKey, _) => {
-                    let items = vec![
-                        DataKeyItem {
-                            key: &key,
-                            key_spec: None,
-                            number_of_bytes: Some(payload as u32),
-                            context: &ctx
-                        };
-                        batch
-                    ];
-                    count(
-                        e.generate_data_key_batch(PRINCIPAL, &items, true)
-                            .iter()
-                            .filter(|r| r.is_err())
-                            .count(),
-                    )
-                }
-                (LoadOp::GenerateRandom, _) => {
-                    let errs = (0..batch)
-                        .filter(|_| e.generate_random(payload as u32, None).is_err())
-                        .count();
-                    count(errs)
-                }
-            }
-        },
-    );
-    Ok(report(opts, r))
-}
-
 /// Per-thread requests, built once and reused for every call (no per-call request building).
 struct KmsCaller {
     kms: Kms,
@@ -600,27 +495,21 @@ pub fn run_baseline(opts: &LoadOpts) -> LoadReport {
     report(opts, r)
 }
 
-/// Runs the engine, then the baseline, and fills in the comparison members.
-pub fn compare(engine: Arc<Engine>, opts: &LoadOpts) -> Result<LoadReport> {
-    let r = run_in_process(engine, opts)?;
-    Ok(r.with_baseline(&run_baseline(opts)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::EngineConfig;
 
     #[test]
     fn short_runs_report_sane_numbers() {
-        let engine = Arc::new(
-            Engine::new(EngineConfig {
+        let config = crate::KmsConfig {
+            engine: crate::engine::EngineConfig {
                 shards: 2,
                 pin_workers: false,
-                ..EngineConfig::default()
-            })
-            .unwrap(),
-        );
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let (kms, key) = bench_instance(config).unwrap();
         for (op, batch) in [
             (LoadOp::GenerateDataKey, 1),
             (LoadOp::Encrypt, 8),
@@ -634,7 +523,7 @@ mod tests {
                 payload: 32,
                 duration: Duration::from_millis(30),
             };
-            let r = compare(engine.clone(), &opts).unwrap();
+            let r = compare_kms(&kms, &key, &opts).unwrap();
             assert_eq!(r.errors, 0, "{r:?}");
             assert!(r.ops_per_sec > 0.0 && r.ratio.unwrap() > 0.0, "{r:?}");
             assert!(r.p50_us <= r.p99_us && r.p99_us <= r.p999_us);
@@ -660,6 +549,9 @@ mod tests {
             payload: 0,
             ..LoadOpts::default()
         };
-        assert!(run_in_process(engine, &bad).is_err());
+        assert_eq!(
+            run_kms(&kms, &key, &bad).unwrap_err().kind(),
+            crate::ErrorKind::ValidationException
+        );
     }
 }
