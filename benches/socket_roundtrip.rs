@@ -4,6 +4,9 @@
 //! `loadgen_socket` answering every frame with a GenerateDataKey reply of the same size (the
 //! client, the codec and the socket alone).
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::hint::black_box;
 use std::path::Path;
 
@@ -51,6 +54,7 @@ fn roundtrip(c: &mut Criterion) {
         let shutdown = shutdown.clone();
         std::thread::spawn(move || daemon.serve(shutdown))
     };
+    support::wait_ready(&socket, support::READY_TIMEOUT);
     bench_server(c, "socket_roundtrip_daemon", &socket);
     shutdown.trigger();
     serving

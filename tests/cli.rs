@@ -2,6 +2,8 @@
 //! encrypt/decrypt with fileb:// and base64, error lines and exit codes, text output.
 //! In-process (`--data-dir`), and against a daemon (`kmscksd`).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Stdio};
 
@@ -406,18 +408,7 @@ fn getting_started_against_the_daemon() {
             .spawn()
             .unwrap(),
     );
-    // Wait for the socket to appear (the daemon binds it before serving).
-    for _ in 0..500 {
-        if sock.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(
-        sock.exists(),
-        "the daemon did not create {}",
-        sock.display()
-    );
+    support::wait_ready(&sock, support::READY_TIMEOUT);
     let t = vec!["--socket".to_owned(), sock.display().to_string()];
     let f = getting_started(&t, dir.path());
     round_trips(&t, dir.path(), &f);

@@ -3,9 +3,11 @@
 //! `kmscksd` binary's life cycle (SIGTERM, stale socket, a second daemon on a live socket).
 
 mod daemon_support;
+mod support;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use daemon_support::{open_tempdir, Raw, TestDaemon};
@@ -330,13 +332,20 @@ fn restart_keeps_the_data_and_bootstrap_is_idempotent() {
     assert_eq!(pt.plaintext.expose(), b"kept");
 }
 
-/// A spawned kmscksd, with its stdout lines read up to "listening on".
+/// A spawned kmscksd, with its stdout lines read up to "listening on", answering Hello.
 struct Spawned {
     child: Child,
     out: Vec<String>,
 }
 
+/// Spawns kmscksd with `args` (which name its `--socket`) and returns once it is ready
+/// ([`support::wait_ready`]); fails at once, with its output, if it exits before listening.
 fn spawn_daemon(args: &[&str]) -> Spawned {
+    let socket = args
+        .iter()
+        .position(|a| *a == "--socket")
+        .and_then(|i| args.get(i + 1))
+        .expect("spawn_daemon's args name the socket");
     let mut child = Command::new(env!("CARGO_BIN_EXE_kmscksd"))
         .args(args)
         .env_remove("RUST_LOG")
@@ -354,6 +363,16 @@ fn spawn_daemon(args: &[&str]) -> Spawned {
             break;
         }
     }
+    if !out.iter().any(|l| l.starts_with("kmscksd: listening on")) {
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        panic!(
+            "kmscksd exited ({status}) before listening:\n{}\n{err}",
+            out.join("\n")
+        );
+    }
+    support::wait_ready(Path::new(socket), support::READY_TIMEOUT);
     Spawned { child, out }
 }
 

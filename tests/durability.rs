@@ -1009,6 +1009,8 @@ fn crash_mid_write_keeps_every_acknowledged_write() {
         ready_rx
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("child of run {run} never got ready (seed {seed})"));
+        // Not synchronisation: the random delay is the crash point under test (the child is
+        // killed somewhere in its stream of writes, wherever that happens to be).
         std::thread::sleep(Duration::from_millis(10 + rng.below(291)));
         c.kill().unwrap();
         c.wait().unwrap();

@@ -1,8 +1,10 @@
 //! Engine behaviour through its public API.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -651,10 +653,13 @@ fn concurrent_mixed_ops_under_control_changes() {
     let f = fixture(16);
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicUsize::new(0));
+    // Calls each caller has finished: after each control change the test waits until every
+    // caller has finished two more, so at least one call of each ran wholly under that state.
+    let calls: Arc<Vec<AtomicUsize>> = Arc::new((0..4).map(|_| AtomicUsize::new(0)).collect());
     let mut threads = Vec::new();
     for t in 0..4usize {
         let engine = f.engine.clone();
-        let (stop, ok) = (stop.clone(), ok.clone());
+        let (stop, ok, calls) = (stop.clone(), ok.clone(), calls.clone());
         let keys = [f.k1, f.k2, f.dflt];
         threads.push(thread::spawn(move || {
             let c = none();
@@ -694,6 +699,7 @@ fn concurrent_mixed_ops_under_control_changes() {
                     }
                     _ => engine.generate_random(32, None).map(|_| ()),
                 };
+                calls[t].fetch_add(1, Ordering::Release);
                 match r {
                     Ok(()) => {
                         ok.fetch_add(1, Ordering::Relaxed);
@@ -712,6 +718,14 @@ fn concurrent_mixed_ops_under_control_changes() {
     let engine = f.engine.clone();
     let (k1, h1, scope) = (f.k1, f.h1.clone(), f.scope.clone());
     let m1 = f.m1.duplicate();
+    let every_caller_ran = move || {
+        let start: Vec<usize> = calls.iter().map(|c| c.load(Ordering::Acquire)).collect();
+        support::wait_until(
+            "every caller to finish two calls under the new control state",
+            Duration::from_secs(30),
+            || (calls.iter().zip(&start)).all(|(c, s)| c.load(Ordering::Acquire) >= s + 2),
+        );
+    };
     within(Duration::from_secs(60), move || {
         for _ in 0..30 {
             let arn = scope.key_arn(&k1);
@@ -721,7 +735,7 @@ fn concurrent_mixed_ops_under_control_changes() {
                     gate: Gate::Closed(err!(DisabledException, "{arn} is disabled.")),
                 }])
                 .unwrap();
-            thread::sleep(Duration::from_millis(2));
+            every_caller_ran();
             engine
                 .apply(&[
                     Control::SetGate {
@@ -731,7 +745,7 @@ fn concurrent_mixed_ops_under_control_changes() {
                     Control::RemoveHsm { hsm: h1.clone() },
                 ])
                 .unwrap();
-            thread::sleep(Duration::from_millis(2));
+            every_caller_ran();
             engine
                 .apply(&[
                     Control::AddHsm { hsm: h1.clone() },
@@ -742,7 +756,7 @@ fn concurrent_mixed_ops_under_control_changes() {
                     },
                 ])
                 .unwrap();
-            thread::sleep(Duration::from_millis(2));
+            every_caller_ran();
         }
     });
     stop.store(true, Ordering::Relaxed);
@@ -754,14 +768,107 @@ fn concurrent_mixed_ops_under_control_changes() {
     assert!(ok.load(Ordering::Relaxed) > 100);
 }
 
+/// An authorizer that holds every request reaching it until opened. The engine asks the
+/// authorizer on the caller's thread under the shard's lock, so a held request is provably in
+/// flight and its shard provably busy: "callers in flight" becomes a state the test observes,
+/// not a moment it hopes to hit.
+#[derive(Default)]
+struct Latch {
+    /// (requests held so far, open).
+    state: Mutex<(usize, bool)>,
+    changed: Condvar,
+}
+
+impl Latch {
+    /// Waits until `n` requests have reached the latch; panics after `limit`.
+    fn wait_held(&self, n: usize, limit: Duration) {
+        let g = self.state.lock().expect("latch lock (no holder panics)");
+        let (g, timeout) = self
+            .changed
+            .wait_timeout_while(g, limit, |(held, _)| *held < n)
+            .expect("latch lock (no holder panics)");
+        assert!(!timeout.timed_out(), "only {} of {n} requests held", g.0);
+    }
+
+    fn held(&self) -> usize {
+        self.state.lock().expect("latch lock (no holder panics)").0
+    }
+
+    fn open(&self) {
+        self.state.lock().expect("latch lock (no holder panics)").1 = true;
+        self.changed.notify_all();
+    }
+}
+
+impl Authorizer for Latch {
+    fn allows(&self, _principal: &str, _action: Action) -> bool {
+        let mut g = self.state.lock().expect("latch lock (no holder panics)");
+        g.0 += 1;
+        self.changed.notify_all();
+        // Bounded, so a failing test cannot leave a caller parked forever; the test's own
+        // waits are far shorter and fail first.
+        let _ = self
+            .changed
+            .wait_timeout_while(g, Duration::from_secs(120), |(_, open)| !*open)
+            .expect("latch lock (no holder panics)");
+        true
+    }
+}
+
 #[test]
 fn shutdown_with_callers_in_flight_returns_errors() {
     let f = fixture(1 << 20);
-    let mut threads = Vec::new();
-    for _ in 0..4 {
+    let latch = Arc::new(Latch::default());
+    let held = KeyId::generate();
+    f.engine
+        .apply(&[
+            Control::PutKey {
+                key: held,
+                arn: Arc::from(f.scope.key_arn(&held)),
+                gate: Gate::Open,
+                authorizer: latch.clone(),
+            },
+            Control::PutReplica {
+                hsm: HsmSlot::Default,
+                key: held,
+                material: KeyMaterial::generate(),
+            },
+        ])
+        .unwrap();
+    let shards = f.engine.shards();
+    let limit = Duration::from_secs(30);
+
+    // One caller per shard, each held inside its request while holding that shard's lock.
+    // Each returns (the held call, the call it makes after being released).
+    let inline: Vec<_> = (0..shards)
+        .map(|_| {
+            let engine = f.engine.clone();
+            thread::spawn(move || {
+                let key = KeyRef::Id(held);
+                let first = engine.encrypt(P, &key, b"x", &none()).map(|_| ());
+                let then = engine.encrypt(P, &key, b"x", &none()).map(|_| ());
+                (first, then)
+            })
+        })
+        .collect();
+    latch.wait_held(shards, limit);
+    assert_eq!(f.engine.queued_jobs(), 0);
+
+    // Every shard is busy now: these callers' requests (a single call and two batches) wait in
+    // shard queues. Each returns every result it got.
+    let mut queued: Vec<thread::JoinHandle<Vec<kmscks::Result<()>>>> = Vec::new();
+    {
         let engine = f.engine.clone();
-        let key = KeyRef::Id(f.dflt);
-        threads.push(thread::spawn(move || loop {
+        queued.push(thread::spawn(move || {
+            vec![engine
+                .encrypt(P, &KeyRef::Id(held), b"x", &none())
+                .map(|_| ())]
+        }));
+    }
+    for _ in 0..2 {
+        let engine = f.engine.clone();
+        queued.push(thread::spawn(move || {
+            let key = KeyRef::Id(held);
             let c = none();
             let items: Vec<_> = (0..64)
                 .map(|_| DataKeyItem {
@@ -771,27 +878,52 @@ fn shutdown_with_callers_in_flight_returns_errors() {
                     context: &c,
                 })
                 .collect();
-            let single = engine.encrypt(P, &key, b"x", &c);
-            let batch = engine.generate_data_key_batch(P, &items, true);
-            let errs: Vec<_> = std::iter::once(single.map(|_| ()))
-                .chain(batch.into_iter().map(|r| r.map(|_| ())))
-                .filter_map(|r| r.err())
-                .collect();
-            if let Some(e) = errs.first() {
-                assert_eq!(e.kind(), ErrorKind::KMSInternalException, "{e}");
-                return;
-            }
+            engine
+                .generate_data_key_batch(P, &items, true)
+                .into_iter()
+                .map(|r| r.map(|_| ()))
+                .collect()
         }));
     }
-    thread::sleep(Duration::from_millis(100));
+    let want = queued.len();
     let engine = f.engine.clone();
-    within(Duration::from_secs(30), move || engine.shutdown());
-    within(Duration::from_secs(30), move || {
-        for t in threads {
-            t.join().unwrap();
-        }
-    });
+    support::wait_until(
+        "the queued callers' jobs in the shard queues",
+        limit,
+        || engine.queued_jobs() == want,
+    );
+    assert_eq!(latch.held(), shards, "no queued job ran");
+
+    // Shut down with all of them in flight.
+    let engine = f.engine.clone();
+    within(limit, move || engine.shutdown());
     assert!(f.engine.is_shut_down());
+
+    // Queued requests answer KMSInternalException (while the inline ones are still held).
+    let results = within(limit, move || {
+        queued
+            .into_iter()
+            .flat_map(|t| t.join().expect("a queued caller panicked"))
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(results.len(), 1 + 2 * 64);
+    for r in results {
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::KMSInternalException);
+    }
+    assert_eq!(f.engine.queued_jobs(), 0);
+
+    // Requests already running inline finish; their callers' next requests fail.
+    latch.open();
+    let answers = within(limit, move || {
+        inline
+            .into_iter()
+            .map(|t| t.join().expect("an inline caller panicked"))
+            .collect::<Vec<_>>()
+    });
+    for (first, then) in answers {
+        assert!(first.is_ok(), "the held request finishes: {first:?}");
+        assert_eq!(then.unwrap_err().kind(), ErrorKind::KMSInternalException);
+    }
     assert_eq!(
         f.engine.generate_random(8, None).unwrap_err().kind(),
         ErrorKind::KMSInternalException

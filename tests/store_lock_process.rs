@@ -2,13 +2,19 @@
 //! process copies every descriptor of this process (including other tests' locks) until the
 //! child execs, which would make unrelated tests in the same binary see their directory in use.
 
+mod support;
+
 use kmscks::store::DataDir;
 use kmscks::ErrorKind;
+use support::Need;
 
 #[test]
 fn lock_held_by_another_process_is_store_in_use() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
+    if !support::runnable(&[Need::Tool("flock")]) {
+        return;
+    }
     let t = tempfile::tempdir().unwrap();
     drop(DataDir::open(t.path()).unwrap());
     // flock(1) takes the same flock(2) lock that File::try_lock takes on Linux.
@@ -19,7 +25,7 @@ fn lock_held_by_another_process_is_store_in_use() {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("flock(1) from util-linux is needed for this test");
+        .expect("flock(1) is on PATH (checked above) and runs");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)

@@ -787,6 +787,15 @@ impl Engine {
         }
     }
 
+    /// Jobs waiting in the shards' queues right now: requests (or batch parts) handed over
+    /// because every shard that could serve them was busy. A snapshot for tests, which use it
+    /// to prove callers are queued before they act (`tests/engine.rs` shuts down with callers
+    /// in flight); not a synchronisation primitive, and not part of the supported API.
+    #[doc(hidden)]
+    pub fn queued_jobs(&self) -> usize {
+        self.inner.shards.iter().map(|s| s.queued()).sum()
+    }
+
     /// Whether [`Engine::shutdown`] has run.
     pub fn is_shut_down(&self) -> bool {
         self.inner.is_shut_down()

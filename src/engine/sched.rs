@@ -199,6 +199,11 @@ impl Shard {
         }
     }
 
+    /// Jobs waiting in this shard's queue (a snapshot; see [`super::Engine::queued_jobs`]).
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
     #[cfg(test)]
     pub(crate) fn dead_for_test(&self) -> bool {
         self.dead.load(Ordering::SeqCst)

@@ -1,6 +1,7 @@
 //! Shared by the daemon tests: a daemon served on a thread of the test process, and a raw
 //! frame client written with the protocol functions only (so that every byte on the wire is
-//! the documented protocol).
+//! the documented protocol). Needs `mod support;` beside it at the test binary's root (the
+//! ready-wait lives there, shared with the tests that spawn `kmscksd`).
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -31,7 +32,8 @@ pub fn open_tempdir() -> tempfile::TempDir {
 }
 
 impl TestDaemon {
-    /// Starts a daemon with `tweak` applied to a config whose paths are in a fresh temp dir.
+    /// Starts a daemon with `tweak` applied to a config whose paths are in a fresh temp dir,
+    /// and returns once it has answered a Hello ([`crate::support::wait_ready`]).
     pub fn start(tweak: impl FnOnce(&mut DaemonConfig)) -> TestDaemon {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -49,6 +51,7 @@ impl TestDaemon {
         let shutdown = Shutdown::new();
         let s = shutdown.clone();
         let thread = std::thread::spawn(move || daemon.serve(s));
+        crate::support::wait_ready(&socket, crate::support::READY_TIMEOUT);
         TestDaemon {
             dir,
             socket,
