@@ -13,14 +13,18 @@
 //! InitializeCluster, IncorrectTrustAnchorException for CreateCustomKeyStore, ...).
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, UnparsedPublicKey, VerificationAlgorithm};
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::{DecodeError, Engine as _};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, IsCa, Issuer,
     KeyPair, KeyUsagePurpose, SerialNumber,
 };
+use time::{Duration, OffsetDateTime, Time};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::oid_registry::{
@@ -564,55 +568,42 @@ fn decode_pem(text: &str, labels: &[&str], what: &'static str) -> Result<Vec<u8>
         .map_err(|(offset, reason)| bad(format!("{reason} at offset {}", body_start + offset)))
 }
 
-/// Standard base64 with padding; ASCII whitespace anywhere is skipped. Errors carry the byte
-/// offset in `text`.
-fn base64_decode(text: &str) -> Result<Vec<u8>, (usize, &'static str)> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3);
-    let mut acc: u32 = 0;
-    let mut count = 0usize;
-    let mut padding = 0usize;
-    for (i, b) in text.bytes().enumerate() {
-        let value = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => {
-                padding += 1;
-                if padding > 2 {
-                    return Err((i, "too much base64 padding"));
-                }
-                count += 1;
-                acc <<= 6;
-                if count.is_multiple_of(4) {
-                    out.push((acc >> 16) as u8);
-                    if padding == 1 {
-                        out.push((acc >> 8) as u8);
-                    }
-                }
-                continue;
-            }
-            b if b.is_ascii_whitespace() => continue,
-            _ => return Err((i, "invalid base64 character")),
-        };
-        if padding > 0 {
-            return Err((i, "base64 data after padding"));
+/// Standard base64 with canonical padding, as PEM writes it. Bits after the last whole byte
+/// are ignored, as OpenSSL ignores them.
+const PEM_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+);
+
+/// The bytes of a PEM body: [`PEM_BASE64`] with ASCII whitespace anywhere skipped. Errors carry
+/// the byte offset in `body` (the `base64` crate counts in the text without whitespace).
+fn base64_decode(body: &str) -> Result<Vec<u8>, (usize, &'static str)> {
+    let significant = || {
+        body.bytes()
+            .enumerate()
+            .filter(|(_, b)| !b.is_ascii_whitespace())
+    };
+    let compact: Vec<u8> = significant().map(|(_, b)| b).collect();
+    // Where the `i`-th significant byte is in `body` (the end when there is none).
+    let at = |i: usize| {
+        significant()
+            .nth(i)
+            .map_or(body.len(), |(offset, _)| offset)
+    };
+    let bytes = PEM_BASE64.decode(&compact).map_err(|e| match e {
+        DecodeError::InvalidByte(i, b'=') => (at(i), "misplaced base64 padding"),
+        DecodeError::InvalidByte(i, _) => (at(i), "invalid base64 character"),
+        DecodeError::InvalidLastSymbol(i, _) => (at(i), "invalid last base64 character"),
+        DecodeError::InvalidLength(_) | DecodeError::InvalidPadding => {
+            (body.len(), "base64 length is not a multiple of 4")
         }
-        acc = (acc << 6) | u32::from(value);
-        count += 1;
-        if count.is_multiple_of(4) {
-            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
-            acc = 0;
-        }
+    })?;
+    if bytes.is_empty() {
+        return Err((body.len(), "empty PEM body"));
     }
-    if !count.is_multiple_of(4) {
-        return Err((text.len(), "base64 length is not a multiple of 4"));
-    }
-    if out.is_empty() {
-        return Err((text.len(), "empty PEM body"));
-    }
-    Ok(out)
+    Ok(bytes)
 }
 
 fn random_serial() -> SerialNumber {
@@ -625,29 +616,10 @@ fn random_serial() -> SerialNumber {
 
 /// notBefore = today - [`BACKDATE_DAYS`], notAfter = today + [`VALIDITY_DAYS`] (UTC midnight).
 fn set_validity(params: &mut CertificateParams) {
-    let today = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| (d.as_secs() / 86_400) as i64)
-        .unwrap_or(0);
-    let (y, m, d) = civil_from_days(today - BACKDATE_DAYS);
-    params.not_before = rcgen::date_time_ymd(y, m, d);
-    let (y, m, d) = civil_from_days(today + VALIDITY_DAYS);
-    params.not_after = rcgen::date_time_ymd(y, m, d);
-}
-
-/// (year, month, day) of the day `days` after 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i32, u8, u8) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    // Years stay far inside i32 for any date a SystemTime can give; day <= 31, month <= 12.
-    (year as i32, month as u8, day as u8)
+    let today = OffsetDateTime::now_utc().replace_time(Time::MIDNIGHT);
+    // Ten years from any date a system clock gives stays far inside `time`'s range (year 9999).
+    params.not_before = today - Duration::days(BACKDATE_DAYS);
+    params.not_after = today + Duration::days(VALIDITY_DAYS);
 }
 
 #[cfg(test)]
@@ -734,31 +706,9 @@ pF0lgcl3
         decode_pem(pem, &["CERTIFICATE", "CERTIFICATE REQUEST"], "test input").unwrap()
     }
 
-    fn base64_encode(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
     /// PEM with the given label, base64 wrapped at `width` columns, lines ended by `eol`.
     fn to_pem(label: &str, der: &[u8], width: usize, eol: &str) -> String {
-        let b64 = base64_encode(der);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
         let mut out = format!("-----BEGIN {label}-----{eol}");
         for line in b64.as_bytes().chunks(width) {
             out.push_str(std::str::from_utf8(line).unwrap());
@@ -1206,41 +1156,71 @@ pF0lgcl3
     }
 
     #[test]
-    fn base64_decoding_is_strict() {
+    fn base64_decoding_is_strict_and_names_byte_offsets() {
         assert_eq!(base64_decode("TWFu").unwrap(), b"Man");
         assert_eq!(base64_decode("TW E=\n").unwrap(), b"Ma");
         assert_eq!(base64_decode("TQ==").unwrap(), b"M");
+        // Bits after the last whole byte are ignored, as OpenSSL ignores them.
+        assert_eq!(base64_decode("TR==").unwrap(), b"M");
         assert_eq!(
-            base64_decode("TQ=").unwrap_err().1,
-            "base64 length is not a multiple of 4"
+            base64_decode("TQ=").unwrap_err(),
+            (3, "base64 length is not a multiple of 4")
+        );
+        assert_eq!(
+            base64_decode("TQ").unwrap_err(),
+            (2, "base64 length is not a multiple of 4")
         );
         assert_eq!(
             base64_decode("TQ==TQ==").unwrap_err(),
-            (4, "base64 data after padding")
+            (2, "misplaced base64 padding")
         );
         assert_eq!(
             base64_decode("T===").unwrap_err(),
-            (3, "too much base64 padding")
+            (1, "misplaced base64 padding")
         );
         assert_eq!(
             base64_decode("TW-u").unwrap_err(),
             (2, "invalid base64 character")
         );
-        assert_eq!(base64_decode(" \n").unwrap_err().1, "empty PEM body");
-        for len in 0..10usize {
+        // Offsets count the skipped whitespace, and bytes rather than characters.
+        assert_eq!(
+            base64_decode("TW\r\n\t-u").unwrap_err(),
+            (5, "invalid base64 character")
+        );
+        assert_eq!(
+            base64_decode("é\nTWFu").unwrap_err(),
+            (0, "invalid base64 character")
+        );
+        assert_eq!(
+            base64_decode("TWFu\né").unwrap_err(),
+            (5, "invalid base64 character")
+        );
+        assert_eq!(base64_decode(" \n").unwrap_err(), (2, "empty PEM body"));
+        assert_eq!(base64_decode("").unwrap_err(), (0, "empty PEM body"));
+        for len in 1..10usize {
             let bytes: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(37)).collect();
-            if len > 0 {
-                assert_eq!(base64_decode(&base64_encode(&bytes)).unwrap(), bytes);
-            }
+            let text = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            assert_eq!(base64_decode(&text).unwrap(), bytes);
         }
     }
 
     #[test]
-    fn civil_dates_are_right() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    fn validity_runs_from_yesterday_midnight_utc_for_ten_years() {
+        let before = OffsetDateTime::now_utc().date();
+        let mut params = CertificateParams::default();
+        set_validity(&mut params);
+        let after = OffsetDateTime::now_utc().date();
+        let not_before = params.not_before;
+        assert_eq!(not_before.offset(), time::UtcOffset::UTC);
+        assert_eq!(not_before.time(), Time::MIDNIGHT);
+        assert!(
+            [before, after].contains(&(not_before.date() + Duration::days(BACKDATE_DAYS))),
+            "{not_before} is not the day before {before} or {after}"
+        );
+        assert_eq!(
+            params.not_after - not_before,
+            Duration::days(BACKDATE_DAYS + VALIDITY_DAYS)
+        );
+        assert_eq!(params.not_after.time(), Time::MIDNIGHT);
     }
 }
