@@ -93,8 +93,13 @@ fn base64_decode(body: &str) -> Result<Vec<u8>, (usize, &'static str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hsm::pki::fixtures::setup;
-    use crate::hsm::pki::{certificate_der, verify_cluster_certificate};
+    use crate::hsm::pki::fixtures::{der_of, setup, to_pem};
+    use crate::hsm::pki::{certificate_der, same_certificate, verify_cluster_certificate};
+
+    /// What a user reads when `text` is given where a certificate belongs.
+    fn certificate_error(text: &str) -> String {
+        certificate_der(text).unwrap_err().to_string()
+    }
 
     #[test]
     fn garbage_pem_is_malformed_pem() {
@@ -212,5 +217,141 @@ mod tests {
             let text = base64::engine::general_purpose::STANDARD.encode(&bytes);
             assert_eq!(base64_decode(&text).unwrap(), bytes);
         }
+    }
+
+    #[test]
+    fn text_after_the_end_line_is_ignored() {
+        let s = setup();
+        let der = der_of(&s.signed);
+        let tail = format!(
+            "{}trailing garbage\n-----BEGIN nonsense\n\u{fffd}é",
+            s.signed
+        );
+        assert_eq!(certificate_der(&tail).unwrap(), der);
+        let glued = s.signed.trim_end().to_owned() + "garbage";
+        assert_eq!(certificate_der(&glued).unwrap(), der);
+    }
+
+    #[test]
+    fn of_several_blocks_only_the_first_counts() {
+        let s = setup();
+        let chain = format!("{}{}", s.signed, s.ca.certificate_pem());
+        assert_eq!(certificate_der(&chain).unwrap(), der_of(&s.signed));
+        assert!(same_certificate(&chain, &s.signed));
+        assert!(!same_certificate(&chain, s.ca.certificate_pem()));
+        // A bundle whose first block is the anchor is that anchor.
+        let bundle = format!("{}{}", s.ca.certificate_pem(), s.signed);
+        verify_cluster_certificate(&s.csr, &s.signed, &bundle).unwrap();
+        // The first block is not skipped when its label is wrong, even if a later one fits.
+        let err = certificate_error(&format!("{}{}", s.csr, s.signed));
+        assert_eq!(
+            err,
+            "the certificate is not valid PEM: label \"CERTIFICATE REQUEST\" at offset 0, \
+             expected CERTIFICATE"
+        );
+    }
+
+    #[test]
+    fn a_wrong_label_is_named_with_its_offset_and_the_expected_ones() {
+        let s = setup();
+        let dump = format!("Certificate:\n{}", s.signed);
+        let err = verify_cluster_certificate(&dump, &s.signed, s.ca.certificate_pem()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the cluster CSR is not valid PEM: label \"CERTIFICATE\" at offset 13, \
+             expected CERTIFICATE REQUEST or NEW CERTIFICATE REQUEST"
+        );
+        let crl = "-----BEGIN X509 CRL-----\nMIIB\n-----END X509 CRL-----\n";
+        assert_eq!(
+            certificate_error(crl),
+            "the certificate is not valid PEM: label \"X509 CRL\" at offset 0, expected CERTIFICATE"
+        );
+    }
+
+    #[test]
+    fn the_end_line_must_repeat_the_begin_label() {
+        let s = setup();
+        let crossed = s.signed.replace("END CERTIFICATE", "END X509 CRL");
+        assert_eq!(
+            certificate_error(&crossed),
+            "the certificate is not valid PEM: no \"-----END CERTIFICATE-----\" after offset 27"
+        );
+        assert_eq!(
+            certificate_error("-----BEGIN CERTIFICATE\nMIIB\n"),
+            "the certificate is not valid PEM: unterminated BEGIN line at offset 0"
+        );
+    }
+
+    #[test]
+    fn new_certificate_request_is_accepted_for_a_csr() {
+        let s = setup();
+        let csr = s
+            .csr
+            .replace("CERTIFICATE REQUEST-----", "NEW CERTIFICATE REQUEST-----");
+        assert!(csr.starts_with("-----BEGIN NEW CERTIFICATE REQUEST-----"));
+        verify_cluster_certificate(&csr, &s.signed, s.ca.certificate_pem()).unwrap();
+        let signed = s.ca.sign_csr(&csr).unwrap();
+        verify_cluster_certificate(&s.csr, &signed, s.ca.certificate_pem()).unwrap();
+        // But not for a certificate.
+        let cert = s
+            .signed
+            .replace("CERTIFICATE-----", "NEW CERTIFICATE REQUEST-----");
+        assert!(certificate_error(&cert).contains("label \"NEW CERTIFICATE REQUEST\""));
+    }
+
+    #[test]
+    fn blank_lines_and_indentation_inside_the_body_are_whitespace() {
+        let s = setup();
+        let der = der_of(&s.signed);
+        let blank = to_pem("CERTIFICATE", &der, 64, "\n\n");
+        assert_eq!(certificate_der(&blank).unwrap(), der);
+        let indented = format!("    {}", to_pem("CERTIFICATE", &der, 64, "\r\n    "));
+        assert_eq!(certificate_der(&indented).unwrap(), der);
+    }
+
+    #[test]
+    fn offsets_count_bytes_of_the_whole_text() {
+        // "é" is two bytes: BEGIN is at 3, the body starts at 30, '*' is its fourth byte.
+        let text = "é\n-----BEGIN CERTIFICATE-----\nAA*A\n-----END CERTIFICATE-----";
+        assert_eq!(
+            certificate_error(text),
+            "the certificate is not valid PEM: invalid base64 character at offset 33"
+        );
+        let text = "-----BEGIN CERTIFICATE-----\nAAé=\n-----END CERTIFICATE-----";
+        assert_eq!(
+            certificate_error(text),
+            "the certificate is not valid PEM: invalid base64 character at offset 30"
+        );
+        let text = "-----BEGIN CERTIFICATE-----\nAA==\nAAAA\n-----END CERTIFICATE-----";
+        assert_eq!(
+            certificate_error(text),
+            "the certificate is not valid PEM: misplaced base64 padding at offset 30"
+        );
+        let text = "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----";
+        assert_eq!(
+            certificate_error(text),
+            "the certificate is not valid PEM: base64 length is not a multiple of 4 at offset 32"
+        );
+        let text = "-----BEGIN CERTIFICATE-----\n \n-----END CERTIFICATE-----";
+        assert_eq!(
+            certificate_error(text),
+            "the certificate is not valid PEM: empty PEM body at offset 30"
+        );
+    }
+
+    #[test]
+    fn rfc_1421_headers_are_refused() {
+        let s = setup();
+        let der = der_of(&s.signed);
+        let body = to_pem("CERTIFICATE", &der, 64, "\n");
+        let with_headers = body.replacen(
+            "-----\n",
+            "-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\n",
+            1,
+        );
+        assert_eq!(
+            certificate_error(&with_headers),
+            "the certificate is not valid PEM: invalid base64 character at offset 32"
+        );
     }
 }
