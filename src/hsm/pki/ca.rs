@@ -1,6 +1,6 @@
 //! The user's certificate authority ([`CertificateAuthority`]): it makes the trust anchor and
 //! signs cluster CSRs, so tests and bootstrap can initialize a cluster with no outside tools.
-//! Apart from the checks in `verify`, which must accept certificates from any CA (OpenSSL's
+//! Kept apart from the checks in `verify`, which must accept certificates from any CA (OpenSSL's
 //! too), not only from this one.
 
 use std::fmt;
