@@ -7,7 +7,7 @@
 //! the wire encoding or the CLI. From the table it derives the [`Op`] enum (codes, names and
 //! policy actions), the [`Request`] and [`Response`] enums, and the [`Backend`] trait. Other
 //! layers generate their own code from the same table through the callback macro
-//! [`for_each_op!`]: the socket protocol its body codec (`protocol::codec`), the service
+//! `for_each_op!`: the socket protocol its body codec (`protocol::codec`), the service
 //! `Kms::dispatch` (`service::dispatch`). Codes are never reused; a retired operation keeps its
 //! number as a comment.
 
@@ -102,7 +102,7 @@ macro_rules! for_each_op {
 }
 pub(crate) use for_each_op;
 
-/// The policy actions of one table row (see [`for_each_op!`]).
+/// The policy actions of one table row (see `for_each_op!`).
 macro_rules! row_actions {
     ($name:ident []) => {
         &[]

@@ -1,5 +1,7 @@
 //! Requests and responses of the KMS operations, with AWS's JSON member names, so that the
-//! socket, C and HTTP layers can serialise them unchanged.
+//! socket, C and HTTP layers can serialise them unchanged; and [`Refused`], the one list of the
+//! `aws kms` operations kmscks refuses. Below the operation table (`crate::ops`), which names
+//! these types.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,5 @@
 //! Frame bodies: bincode with one configuration, each operation's body encoding (generated from
-//! the operation table, [`crate::ops::for_each_op!`]), and the request/response frame codec.
+//! the operation table, `ops::for_each_op!`), and the request/response frame codec.
 
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use bincode::error::{DecodeError, EncodeError};
