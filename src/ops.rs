@@ -1,23 +1,127 @@
 //! The operation table: every operation kmscks serves, once, with its stable numeric code, its
-//! AWS name, its request and response types, and how [`Kms`] performs it.
+//! AWS (or kmscks) name, its request and response types, and the IAM policy actions it is
+//! checked against.
 //!
-//! `operations!` derives from this one table the [`Op`] enum (codes and names for the wire
-//! protocol, the CLI and logs), the [`Request`] and [`Response`] enums (the bodies the socket
-//! protocol carries), and [`Kms::dispatch`]. Codes are never reused; a retired operation keeps
-//! its number as a comment.
-
-use std::time::Duration;
+//! This module sits just above the API vocabulary (`kms::api`, `hsm::api`, `types`, `error`)
+//! and below everything that performs or carries operations: it knows nothing of the service,
+//! the wire encoding or the CLI. From the table it derives the [`Op`] enum (codes, names and
+//! policy actions), the [`Request`] and [`Response`] enums, and the [`Backend`] trait. Other
+//! layers generate their own code from the same table through the callback macro
+//! `for_each_op!`: the socket protocol its body codec (`protocol::codec`), the service
+//! `Kms::dispatch` (`service::dispatch`). Codes are never reused; a retired operation keeps its
+//! number as a comment.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::hsm::api::*;
 use crate::kms::api::*;
-use crate::kms::unsupported::KeyRotationStatusResponse;
-use crate::Kms;
+use crate::types::PolicyAction;
 
-macro_rules! operations {
-    ($( $code:literal $name:ident ($req:ty) -> $resp:ty = |$kms:ident, $r:ident| $body:expr; )*) => {
+/// Invokes the macro `$callback` with every row of the operation table, in table order:
+///
+/// ```text
+/// $( $code:literal $name:ident ($req:ty) -> $resp:ty [$($action:tt)*]; )*
+/// ```
+///
+/// `$code` is the stable wire code, `$name` the operation's name (also the variant of [`Op`],
+/// [`Request`] and [`Response`]), `$req`/`$resp` its request and response types (named as
+/// `kms::api`/`hsm::api` export them), and `[...]` its policy actions:
+/// `[kms]` / `[cloudhsm]` for `service:<name>`, `[service: A B]` for other names, `[]` for none
+/// (kmscks extras, and `Refused`, whose actions are each refused operation's own).
+macro_rules! for_each_op {
+    ($callback:ident) => {
+        $callback! {
+            // ---- Custom key stores
+            1 CreateCustomKeyStore(CreateCustomKeyStoreRequest) -> CreateCustomKeyStoreResponse [kms];
+            2 DescribeCustomKeyStores(DescribeCustomKeyStoresRequest) -> DescribeCustomKeyStoresResponse [kms];
+            3 UpdateCustomKeyStore(UpdateCustomKeyStoreRequest) -> Empty [kms];
+            4 DeleteCustomKeyStore(CustomKeyStoreIdRequest) -> Empty [kms];
+            5 ConnectCustomKeyStore(CustomKeyStoreIdRequest) -> Empty [kms];
+            6 DisconnectCustomKeyStore(CustomKeyStoreIdRequest) -> Empty [kms];
+            7 WaitForConnection(WaitForConnectionRequest) -> CustomKeyStoreEntry [];
+            // ---- Keys
+            20 CreateKey(CreateKeyRequest) -> KeyMetadataResponse [kms];
+            21 DescribeKey(KeyIdRequest) -> KeyMetadataResponse [kms];
+            22 ListKeys(ListRequest) -> ListKeysResponse [kms];
+            23 EnableKey(KeyIdRequest) -> Empty [kms];
+            24 DisableKey(KeyIdRequest) -> Empty [kms];
+            25 UpdateKeyDescription(UpdateKeyDescriptionRequest) -> Empty [kms];
+            26 ScheduleKeyDeletion(ScheduleKeyDeletionRequest) -> ScheduleKeyDeletionResponse [kms];
+            27 CancelKeyDeletion(KeyIdRequest) -> KeyIdResponse [kms];
+            28 PutKeyPolicy(PutKeyPolicyRequest) -> Empty [kms];
+            29 GetKeyPolicy(GetKeyPolicyRequest) -> GetKeyPolicyResponse [kms];
+            30 ListKeyPolicies(ListRequest) -> ListKeyPoliciesResponse [kms];
+            31 TagResource(TagResourceRequest) -> Empty [kms];
+            32 UntagResource(UntagResourceRequest) -> Empty [kms];
+            33 ListResourceTags(ListRequest) -> ListResourceTagsResponse [kms];
+            34 CreateAlias(AliasRequest) -> Empty [kms];
+            35 UpdateAlias(AliasRequest) -> Empty [kms];
+            36 DeleteAlias(DeleteAliasRequest) -> Empty [kms];
+            37 ListAliases(ListRequest) -> ListAliasesResponse [kms];
+            38 GetKeyRotationStatus(KeyIdRequest) -> KeyRotationStatusResponse [kms];
+            39 Refused(RefusedRequest) -> Empty [];
+            40 LookupEvents(Empty) -> LookupEventsResponse [kms];
+            // ---- Cryptographic operations
+            60 Encrypt(EncryptRequest) -> EncryptResponse [kms];
+            61 Decrypt(DecryptRequest) -> DecryptResponse [kms];
+            62 ReEncrypt(ReEncryptRequest) -> ReEncryptResponse [kms: ReEncryptFrom ReEncryptTo];
+            63 GenerateDataKey(GenerateDataKeyRequest) -> GenerateDataKeyResponse [kms];
+            64 GenerateDataKeyWithoutPlaintext(GenerateDataKeyRequest) -> GenerateDataKeyResponse [kms];
+            65 GenerateRandom(GenerateRandomRequest) -> GenerateRandomResponse [kms];
+            66 EncryptBatch(BatchRequest<EncryptRequest>) -> BatchResponse<EncryptResponse> [kms: Encrypt];
+            67 DecryptBatch(BatchRequest<DecryptRequest>) -> BatchResponse<DecryptResponse> [kms: Decrypt];
+            68 GenerateDataKeyBatch(BatchRequest<GenerateDataKeyRequest>) -> BatchResponse<GenerateDataKeyResponse>
+                [kms: GenerateDataKey];
+            69 GenerateDataKeyWithoutPlaintextBatch(BatchRequest<GenerateDataKeyRequest>) -> BatchResponse<GenerateDataKeyResponse>
+                [kms: GenerateDataKeyWithoutPlaintext];
+            // ---- Simulated CloudHSM (the CloudHSM API's and CloudHSM CLI's names)
+            100 CreateCluster(CreateClusterRequest) -> ClusterResponse [cloudhsm];
+            101 DescribeClusters(DescribeClustersRequest) -> DescribeClustersResponse [cloudhsm];
+            102 DeleteCluster(ClusterIdRequest) -> ClusterResponse [cloudhsm];
+            103 CreateHsm(CreateHsmRequest) -> HsmResponse [cloudhsm];
+            104 DeleteHsm(DeleteHsmRequest) -> DeleteHsmResponse [cloudhsm];
+            105 InitializeCluster(InitializeClusterRequest) -> InitializeClusterResponse [cloudhsm];
+            106 InitializeClusterWithNewCa(ClusterIdRequest) -> InitializeClusterResponse [cloudhsm: InitializeCluster];
+            107 CreateBackup(ClusterIdRequest) -> BackupDescription [cloudhsm];
+            108 DescribeBackups(Empty) -> DescribeBackupsResponse [cloudhsm];
+            109 CopyBackupToRegion(CopyBackupToRegionRequest) -> BackupDescription [cloudhsm];
+            110 DeleteBackup(BackupIdRequest) -> BackupDescription [cloudhsm];
+            111 CreateUser(UserRequest) -> UserDescription [cloudhsm];
+            112 DeleteUser(UsernameRequest) -> Empty [cloudhsm];
+            113 ChangePassword(UserRequest) -> Empty [cloudhsm];
+            114 ListUsers(ClusterIdRequest) -> ListUsersResponse [cloudhsm];
+            115 Login(UserRequest) -> Empty [cloudhsm];
+            116 Logout(UsernameRequest) -> Empty [cloudhsm];
+            117 ListKeyObjects(ClusterIdRequest) -> ListKeyObjectsResponse [cloudhsm: ListKeys];
+            118 DeleteKeyObject(DeleteKeyObjectRequest) -> Empty [cloudhsm: DeleteKey];
+            119 AuditLog(AuditLogRequest) -> AuditLogResponse [cloudhsm];
+            120 InjectFault(InjectFaultRequest) -> Empty [cloudhsm];
+        }
+    };
+}
+pub(crate) use for_each_op;
+
+/// The policy actions of one table row (see `for_each_op!`).
+macro_rules! row_actions {
+    ($name:ident []) => {
+        &[]
+    };
+    ($name:ident [$service:ident]) => {
+        row_actions!($name [$service : $name])
+    };
+    ($name:ident [$service:ident : $($action:ident)+]) => {{
+        const ACTIONS: &[PolicyAction] = &[$(PolicyAction::from_table(concat!(
+            stringify!($service),
+            ":",
+            stringify!($action)
+        ))),+];
+        ACTIONS
+    }};
+}
+
+macro_rules! define_ops {
+    ($( $code:literal $name:ident ($req:ty) -> $resp:ty [$($action:tt)*]; )*) => {
         /// An operation: its stable code and AWS (or kmscks) name.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[repr(u16)]
@@ -49,6 +153,14 @@ macro_rules! operations {
             pub fn from_name(name: &str) -> Option<Op> {
                 match name { $(stringify!($name) => Some(Op::$name),)* _ => None }
             }
+
+            /// Every IAM policy action the operation is checked against, e.g. `kms:Encrypt`;
+            /// `kms:ReEncryptFrom` and `kms:ReEncryptTo` for ReEncrypt. Empty for the kmscks
+            /// extra WaitForConnection (unchecked) and for Refused (each refused operation's own,
+            /// [`Refused::action`]).
+            pub const fn actions(self) -> &'static [PolicyAction] {
+                match self { $(Op::$name => row_actions!($name [$($action)*]),)* }
+            }
         }
 
         /// A request of any operation.
@@ -78,140 +190,30 @@ macro_rules! operations {
                 match self { $(Response::$name(_) => Op::$name,)* }
             }
         }
-
-        // Socket protocol bodies: the operation's own request or response struct, bincode
-        // encoded with `protocol::BINCODE_CONFIG` (the op code travels in the frame header).
-        impl Request {
-            /// Appends the bincode body of this request (without the enum tag) to `out`.
-            pub fn encode_body(&self, out: &mut Vec<u8>) -> std::result::Result<(), bincode::error::EncodeError> {
-                match self { $(Request::$name(r) => crate::protocol::codec::encode_body(r, out),)* }
-            }
-
-            /// Decodes the body of a request of `op`; returns it and the bytes consumed.
-            pub fn decode_body(op: Op, body: &[u8]) -> std::result::Result<(Request, usize), bincode::error::DecodeError> {
-                match op { $(Op::$name => crate::protocol::codec::decode_body::<$req>(body).map(|(r, n)| (Request::$name(r), n)),)* }
-            }
-        }
-
-        impl Response {
-            /// Appends the bincode body of this response (without the enum tag) to `out`.
-            pub fn encode_body(&self, out: &mut Vec<u8>) -> std::result::Result<(), bincode::error::EncodeError> {
-                match self { $(Response::$name(r) => crate::protocol::codec::encode_body(r, out),)* }
-            }
-
-            /// Decodes the body of a response of `op`; returns it and the bytes consumed.
-            pub fn decode_body(op: Op, body: &[u8]) -> std::result::Result<(Response, usize), bincode::error::DecodeError> {
-                match op { $(Op::$name => crate::protocol::codec::decode_body::<$resp>(body).map(|(r, n)| (Response::$name(r), n)),)* }
-            }
-        }
-
-        impl Kms {
-            /// Performs any operation, as the handle's principal.
-            pub fn dispatch(&self, request: &Request) -> Result<Response> {
-                match request {
-                    $( Request::$name($r) => {
-                        let $kms = self;
-                        $body.map(Response::$name)
-                    } )*
-                }
-            }
-        }
     };
 }
 
-fn empty(r: Result<()>) -> Result<Empty> {
-    r.map(|()| Empty {})
+for_each_op!(define_ops);
+
+impl Op {
+    /// The one policy action of an operation that has exactly one (see [`Op::actions`]), for
+    /// access checks: `authorize(tx, key, Op::DescribeKey.action())`.
+    ///
+    /// Panics for ReEncrypt (two actions), Refused and WaitForConnection (none): calling it for
+    /// those is a programming error, caught at compile time in a `const` context.
+    pub const fn action(self) -> PolicyAction {
+        match self.actions() {
+            [action] => *action,
+            _ => panic!("Op::action: this operation has not exactly one policy action"),
+        }
+    }
 }
 
-operations! {
-    // ---- Custom key stores
-    1 CreateCustomKeyStore(CreateCustomKeyStoreRequest) -> CreateCustomKeyStoreResponse = |k, r| k.create_custom_key_store(r);
-    2 DescribeCustomKeyStores(DescribeCustomKeyStoresRequest) -> DescribeCustomKeyStoresResponse = |k, r| k.describe_custom_key_stores(r);
-    3 UpdateCustomKeyStore(UpdateCustomKeyStoreRequest) -> Empty = |k, r| k.update_custom_key_store(r);
-    4 DeleteCustomKeyStore(CustomKeyStoreIdRequest) -> Empty = |k, r| k.delete_custom_key_store(r);
-    5 ConnectCustomKeyStore(CustomKeyStoreIdRequest) -> Empty = |k, r| k.connect_custom_key_store(r);
-    6 DisconnectCustomKeyStore(CustomKeyStoreIdRequest) -> Empty = |k, r| k.disconnect_custom_key_store(r);
-    7 WaitForConnection(WaitForConnectionRequest) -> CustomKeyStoreEntry =
-        |k, r| k.wait_for_connection(&r.custom_key_store_id, Duration::from_millis(r.timeout_millis));
-    // ---- Keys
-    20 CreateKey(CreateKeyRequest) -> KeyMetadataResponse = |k, r| k.create_key(r);
-    21 DescribeKey(KeyIdRequest) -> KeyMetadataResponse = |k, r| k.describe_key(r);
-    22 ListKeys(ListRequest) -> ListKeysResponse = |k, r| k.list_keys(r);
-    23 EnableKey(KeyIdRequest) -> Empty = |k, r| k.enable_key(r);
-    24 DisableKey(KeyIdRequest) -> Empty = |k, r| k.disable_key(r);
-    25 UpdateKeyDescription(UpdateKeyDescriptionRequest) -> Empty = |k, r| k.update_key_description(r);
-    26 ScheduleKeyDeletion(ScheduleKeyDeletionRequest) -> ScheduleKeyDeletionResponse = |k, r| k.schedule_key_deletion(r);
-    27 CancelKeyDeletion(KeyIdRequest) -> KeyIdResponse = |k, r| k.cancel_key_deletion(r);
-    28 PutKeyPolicy(PutKeyPolicyRequest) -> Empty = |k, r| k.put_key_policy(r);
-    29 GetKeyPolicy(GetKeyPolicyRequest) -> GetKeyPolicyResponse = |k, r| k.get_key_policy(r);
-    30 ListKeyPolicies(ListRequest) -> ListKeyPoliciesResponse = |k, r| k.list_key_policies(r);
-    31 TagResource(TagResourceRequest) -> Empty = |k, r| k.tag_resource(r);
-    32 UntagResource(UntagResourceRequest) -> Empty = |k, r| k.untag_resource(r);
-    33 ListResourceTags(ListRequest) -> ListResourceTagsResponse = |k, r| k.list_resource_tags(r);
-    34 CreateAlias(AliasRequest) -> Empty = |k, r| k.create_alias(r);
-    35 UpdateAlias(AliasRequest) -> Empty = |k, r| k.update_alias(r);
-    36 DeleteAlias(DeleteAliasRequest) -> Empty = |k, r| k.delete_alias(r);
-    37 ListAliases(ListRequest) -> ListAliasesResponse = |k, r| k.list_aliases(r);
-    38 GetKeyRotationStatus(KeyIdRequest) -> KeyRotationStatusResponse = |k, r| k.get_key_rotation_status(r);
-    39 Refused(RefusedRequest) -> Empty =
-        |k, r| k.refused(r.operation, &KeyIdRequest { key_id: r.key_id.clone(), ..Default::default() });
-    40 LookupEvents(Empty) -> LookupEventsResponse = |k, _r| k.kms_events().map(|events| LookupEventsResponse { events });
-    // ---- Cryptographic operations
-    60 Encrypt(EncryptRequest) -> EncryptResponse = |k, r| k.encrypt(r);
-    61 Decrypt(DecryptRequest) -> DecryptResponse = |k, r| k.decrypt(r);
-    62 ReEncrypt(ReEncryptRequest) -> ReEncryptResponse = |k, r| k.re_encrypt(r);
-    63 GenerateDataKey(GenerateDataKeyRequest) -> GenerateDataKeyResponse = |k, r| k.generate_data_key(r);
-    64 GenerateDataKeyWithoutPlaintext(GenerateDataKeyRequest) -> GenerateDataKeyResponse =
-        |k, r| k.generate_data_key_without_plaintext(r);
-    65 GenerateRandom(GenerateRandomRequest) -> GenerateRandomResponse = |k, r| k.generate_random(r);
-    66 EncryptBatch(BatchRequest<EncryptRequest>) -> BatchResponse<EncryptResponse> =
-        |k, r| Ok::<_, crate::KmsError>(BatchResponse::from_results(k.encrypt_batch(&r.items)));
-    67 DecryptBatch(BatchRequest<DecryptRequest>) -> BatchResponse<DecryptResponse> =
-        |k, r| Ok::<_, crate::KmsError>(BatchResponse::from_results(k.decrypt_batch(&r.items)));
-    68 GenerateDataKeyBatch(BatchRequest<GenerateDataKeyRequest>) -> BatchResponse<GenerateDataKeyResponse> =
-        |k, r| Ok::<_, crate::KmsError>(BatchResponse::from_results(k.generate_data_key_batch(&r.items, true)));
-    69 GenerateDataKeyWithoutPlaintextBatch(BatchRequest<GenerateDataKeyRequest>) -> BatchResponse<GenerateDataKeyResponse> =
-        |k, r| Ok::<_, crate::KmsError>(BatchResponse::from_results(k.generate_data_key_batch(&r.items, false)));
-    // ---- Simulated CloudHSM
-    100 CreateCluster(CreateClusterRequest) -> ClusterResponse = |k, r| k.create_cluster(r);
-    101 DescribeClusters(DescribeClustersRequest) -> DescribeClustersResponse = |k, r| k.describe_clusters(r);
-    102 DeleteCluster(ClusterIdRequest) -> ClusterResponse = |k, r| k.delete_cluster(&r.cluster_id);
-    103 CreateHsm(CreateHsmRequest) -> HsmResponse = |k, r| k.create_hsm(r);
-    104 DeleteHsm(DeleteHsmRequest) -> DeleteHsmResponse = |k, r| k.delete_hsm(r);
-    105 InitializeCluster(InitializeClusterRequest) -> InitializeClusterResponse = |k, r| k.initialize_cluster(r);
-    106 InitializeClusterWithNewCa(ClusterIdRequest) -> InitializeClusterResponse =
-        |k, r| k.initialize_cluster_with_new_ca(&r.cluster_id);
-    107 CreateBackup(ClusterIdRequest) -> BackupDescription = |k, r| k.create_backup(&r.cluster_id);
-    108 DescribeBackups(Empty) -> DescribeBackupsResponse = |k, _r| k.describe_backups().map(|backups| DescribeBackupsResponse { backups });
-    109 CopyBackupToRegion(CopyBackupToRegionRequest) -> BackupDescription = |k, r| k.copy_backup_to_region(r);
-    110 DeleteBackup(BackupIdRequest) -> BackupDescription = |k, r| k.delete_backup(&r.backup_id);
-    111 CreateUser(UserRequest) -> UserDescription = |k, r| k.create_hsm_user(r);
-    112 DeleteUser(UsernameRequest) -> Empty = |k, r| empty(k.delete_hsm_user(&r.cluster_id, &r.username));
-    113 ChangePassword(UserRequest) -> Empty = |k, r| empty(k.change_hsm_user_password(r));
-    114 ListUsers(ClusterIdRequest) -> ListUsersResponse = |k, r| k.list_hsm_users(&r.cluster_id).map(|users| ListUsersResponse { users });
-    115 Login(UserRequest) -> Empty = |k, r| empty(k.login_hsm_user(&r.cluster_id, &r.username, &r.password));
-    116 Logout(UsernameRequest) -> Empty = |k, r| empty(k.logout_hsm_user(&r.cluster_id, &r.username));
-    117 ListKeyObjects(ClusterIdRequest) -> ListKeyObjectsResponse =
-        |k, r| k.list_key_objects(&r.cluster_id).map(|keys| ListKeyObjectsResponse { keys });
-    118 DeleteKeyObject(DeleteKeyObjectRequest) -> Empty =
-        |k, r| empty(k.delete_key_object(&r.cluster_id, r.key_reference, &r.username, &r.password));
-    119 AuditLog(AuditLogRequest) -> AuditLogResponse = |k, r| k.hsm_audit_log(&r.cluster_id, r.hsm_id.as_deref()).map(|streams| AuditLogResponse {
-        streams: streams.into_iter().map(|(hsm_id, events)| AuditStream { hsm_id, events }).collect(),
-    });
-    120 InjectFault(InjectFaultRequest) -> Empty = |k, r| empty(k.inject_fault(&r.cluster_id, &r.fault));
-}
-
-/// Something that performs operations: the in-process [`Kms`], or a client of the daemon.
-/// The CLI and the load generator are written against this.
+/// Something that performs operations: the in-process `Kms` (its impl is in `service`), or a
+/// [`crate::Client`] of the daemon. The CLI and the load generator are written against this.
 pub trait Backend {
     /// Performs one operation.
     fn call(&self, request: &Request) -> Result<Response>;
-}
-
-impl Backend for Kms {
-    fn call(&self, request: &Request) -> Result<Response> {
-        self.dispatch(request)
-    }
 }
 
 #[cfg(test)]
@@ -234,29 +236,47 @@ mod tests {
     }
 
     #[test]
-    fn dispatch_reaches_the_operation() {
-        let kms = Kms::in_memory();
-        let created = kms
-            .dispatch(&Request::CreateKey(CreateKeyRequest::default()))
-            .unwrap();
-        let Response::CreateKey(created) = created else {
-            panic!("wrong response {created:?}")
-        };
-        let req = Request::DescribeKey(KeyIdRequest {
-            key_id: created.key_metadata.key_id.clone(),
-            ..Default::default()
-        });
-        assert_eq!(req.op(), Op::DescribeKey);
-        match kms.dispatch(&req).unwrap() {
-            Response::DescribeKey(d) => assert_eq!(d.key_metadata.arn, created.key_metadata.arn),
-            other => panic!("wrong response {other:?}"),
+    fn policy_actions_are_the_service_and_operation_name_unless_the_table_says_otherwise() {
+        assert_eq!(Op::Encrypt.action().as_str(), "kms:Encrypt");
+        assert_eq!(
+            Op::CreateCustomKeyStore.action().as_str(),
+            "kms:CreateCustomKeyStore"
+        );
+        assert_eq!(Op::CreateHsm.action().as_str(), "cloudhsm:CreateHsm");
+        assert_eq!(Op::ListKeyObjects.action().as_str(), "cloudhsm:ListKeys");
+        assert_eq!(Op::EncryptBatch.action(), Op::Encrypt.action());
+        let re: Vec<&str> = Op::ReEncrypt.actions().iter().map(|a| a.as_str()).collect();
+        assert_eq!(re, ["kms:ReEncryptFrom", "kms:ReEncryptTo"]);
+        assert!(Op::Refused.actions().is_empty());
+        assert!(Op::WaitForConnection.actions().is_empty());
+    }
+
+    #[test]
+    fn every_action_names_its_service_and_an_operation_in_pascal_case() {
+        for &op in Op::ALL {
+            for action in op.actions() {
+                let (service, name) = action
+                    .as_str()
+                    .split_once(':')
+                    .unwrap_or_else(|| panic!("{op:?}: {action} has no service prefix"));
+                assert!(["kms", "cloudhsm"].contains(&service), "{op:?}: {action}");
+                assert!(
+                    name.starts_with(|c: char| c.is_ascii_uppercase()),
+                    "{action}"
+                );
+                assert!(name.chars().all(|c| c.is_ascii_alphanumeric()), "{action}");
+            }
         }
-        let e = kms
-            .dispatch(&Request::DescribeKey(KeyIdRequest {
-                key_id: "alias/none".into(),
-                ..Default::default()
-            }))
-            .unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::NotFoundException);
+    }
+
+    #[test]
+    fn refused_operations_have_unique_names_and_kms_actions() {
+        let mut names = HashSet::new();
+        for &r in Refused::ALL {
+            assert!(names.insert(r.name()), "{} twice", r.name());
+            assert_eq!(format!("{r:?}"), r.name());
+            assert_eq!(r.action().as_str(), format!("kms:{}", r.name()));
+            assert_eq!(Op::from_name(r.name()), None, "{} is also served", r.name());
+        }
     }
 }

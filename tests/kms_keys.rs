@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 
 use common::*;
 use kmscks::hsm::api::{CreateHsmRequest, DescribeClustersRequest, Fault, UserRequest};
+use kmscks::kms::api::Refused;
 use kmscks::kms::api::*;
-use kmscks::kms::unsupported::Refused;
 use kmscks::secret::Password;
 use kmscks::types::{
     ConnectionState, EncryptionAlgorithm, HsmId, HsmState, KeySpec, KeyState, KeyUsage, Origin,

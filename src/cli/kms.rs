@@ -6,8 +6,8 @@
 //! it), and the batch operations `encrypt-batch`, `decrypt-batch`, `generate-data-key-batch`,
 //! `generate-data-key-without-plaintext-batch` (`--items` takes a JSON list of the single
 //! operation's requests, blobs in base64). The operations kmscks refuses (key rotation,
-//! import, key pairs, signing, MACs, replication) have their `aws kms` verbs too; they answer
-//! with the exception AWS gives for a key of a custom key store.
+//! import, key pairs, signing, MACs, replication; [`crate::kms::api::Refused::ALL`]) have their `aws kms` verbs
+//! too; they answer with the exception AWS gives for a key of a custom key store.
 
 use super::args::{opt, req, specs, ArgSpec, Kind::*};
 use crate::ops::Op;
@@ -129,7 +129,7 @@ pub fn args(op: Op) -> Option<&'static [ArgSpec]> {
             req("target-key-id", Str, "The key (id or ARN)"),
         ],
         Op::DeleteAlias => specs![req("alias-name", Str, "alias/…")],
-        // Each refused operation has its own verb (see `REFUSED`); this is the generic form.
+        // Each refused operation ([`crate::kms::api::Refused::ALL`]) has its own verb too; this is the generic form.
         Op::Refused => specs![
             req(
                 "operation",
@@ -219,40 +219,5 @@ pub fn defaults(op: Op) -> &'static [(&'static str, u64)] {
     }
 }
 
-/// The `aws kms` operations kmscks refuses, each a verb of its own that sends
-/// [`Op::Refused`] with this name as `Operation` (the names are those of
-/// [`crate::kms::unsupported::Refused`]; a test checks each one deserialises).
-pub const REFUSED: &[&str] = &[
-    "EnableKeyRotation",
-    "DisableKeyRotation",
-    "RotateKeyOnDemand",
-    "GetParametersForImport",
-    "ImportKeyMaterial",
-    "DeleteImportedKeyMaterial",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
-    "ReplicateKey",
-    "Sign",
-    "Verify",
-    "GenerateMac",
-    "VerifyMac",
-    "GetPublicKey",
-];
-
 /// The flags of a refused operation's verb.
 pub const REFUSED_ARGS: &[ArgSpec] = &[KEY_ID];
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kms::unsupported::Refused;
-
-    #[test]
-    fn refused_names_are_the_enum_names() {
-        for name in REFUSED {
-            let r: Refused = serde_json::from_value(serde_json::json!(name))
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(format!("{r:?}"), *name);
-        }
-    }
-}

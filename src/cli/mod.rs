@@ -32,6 +32,7 @@ use std::path::PathBuf;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use serde_json::{Map, Value};
 
+use crate::kms::api::Refused;
 use crate::ops::{Backend, Op, Request};
 use crate::secret::{Password, SecretBytes};
 use crate::KmsError;
@@ -56,8 +57,8 @@ pub struct Verb {
     pub path: &'static [&'static str],
     /// Its flags.
     pub args: &'static [ArgSpec],
-    /// For the refused operations' verbs: the name sent as `Operation`.
-    pub refused: Option<&'static str>,
+    /// For the refused operations' verbs: the operation sent as `Operation`.
+    pub refused: Option<Refused>,
 }
 
 fn leak_path(parts: Vec<String>) -> &'static [&'static str] {
@@ -100,12 +101,12 @@ pub fn verbs() -> &'static [Verb] {
                 });
             }
         }
-        for &name in kms::REFUSED {
+        for &refused in Refused::ALL {
             out.push(Verb {
                 op: Op::Refused,
-                path: leak_path(vec!["kms".into(), args::kebab_case(name)]),
+                path: leak_path(vec!["kms".into(), args::kebab_case(refused.name())]),
                 args: kms::REFUSED_ARGS,
-                refused: Some(name),
+                refused: Some(refused),
             });
         }
         out
@@ -173,9 +174,10 @@ pub fn command() -> Command {
         .arg_required_else_help(true);
     for v in verbs() {
         let about = match v.refused {
-            Some(name) => {
-                format!("{name} (refused by kmscks, as AWS refuses it for custom key stores)")
-            }
+            Some(refused) => format!(
+                "{} (refused by kmscks, as AWS refuses it for custom key stores)",
+                refused.name()
+            ),
             None => v.op.name().to_owned(),
         };
         let leaf = Command::new(*v.path.last().unwrap_or(&""))
@@ -352,8 +354,8 @@ pub fn build_request(verb: &Verb, m: &ArgMatches) -> Result<Request, CliError> {
         obj.entry(member.to_string())
             .or_insert_with(|| Value::from(*default));
     }
-    if let Some(name) = verb.refused {
-        obj.insert("Operation".into(), Value::String(name.into()));
+    if let Some(refused) = verb.refused {
+        obj.insert("Operation".into(), Value::String(refused.name().into()));
     }
     let mut tagged = Map::new();
     tagged.insert(op.name().into(), Value::Object(obj));
@@ -392,7 +394,9 @@ fn put_secret(req: &mut Request, member: &str, secret: Secret) -> Result<(), Cli
 
 /// The name the AWS CLI would show for the operation of `request`.
 fn operation_name(verb: &Verb, request: &Request) -> String {
-    verb.refused.unwrap_or(request.op().name()).to_owned()
+    verb.refused
+        .map_or(request.op().name(), Refused::name)
+        .to_owned()
 }
 
 /// Where the CLI sends operations.

@@ -51,6 +51,34 @@ fn kms_verbs_are_the_aws_names() {
     }
 }
 
+#[test]
+fn every_refused_operation_has_a_kms_verb_and_every_refused_verb_is_a_refused_operation() {
+    // Refused -> verb: `kms <kebab-name> --key-id K` sends Refused with that operation.
+    for &refused in Refused::ALL {
+        let verb = args::kebab_case(refused.name());
+        let r = request_of(&["kms", &verb, "--key-id", "k"])
+            .unwrap_or_else(|e| panic!("kms {verb}: {e}"));
+        match r {
+            Request::Refused(x) => assert_eq!(x.operation, refused, "kms {verb}"),
+            other => panic!("kms {verb} sends {other:?}"),
+        }
+    }
+    // Verb -> Refused: every kms verb beside the generic `kms refused` that sends Op::Refused
+    // is one of the refused operations, under its own name.
+    let refused_verbs: Vec<&Verb> = verbs()
+        .iter()
+        .filter(|v| v.op == Op::Refused && v.path != ["kms", "refused"])
+        .collect();
+    for v in &refused_verbs {
+        let r = v
+            .refused
+            .unwrap_or_else(|| panic!("{:?} sends Refused without an operation", v.path));
+        assert!(Refused::ALL.contains(&r), "{r:?}");
+        assert_eq!(v.path, ["kms".to_owned(), args::kebab_case(r.name())]);
+    }
+    assert_eq!(refused_verbs.len(), Refused::ALL.len());
+}
+
 fn request_of(args: &[&str]) -> Result<Request, CliError> {
     let mut argv = vec!["kmscks"];
     argv.extend_from_slice(args);

@@ -88,7 +88,8 @@ pub enum Gate {
     Closed(KmsError),
 }
 
-/// A data-plane action, for the authorizer.
+/// A data-plane action, for the authorizer. The engine knows nothing of policies or of the
+/// operation table; the service's tests hold these names to the table's policy actions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
     /// `kms:Encrypt`.
@@ -108,6 +109,17 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action.
+    pub const ALL: &'static [Action] = &[
+        Action::Encrypt,
+        Action::Decrypt,
+        Action::ReEncryptFrom,
+        Action::ReEncryptTo,
+        Action::GenerateDataKey,
+        Action::GenerateDataKeyWithoutPlaintext,
+        Action::GenerateRandom,
+    ];
+
     /// The IAM action name, e.g. `kms:Encrypt`.
     pub const fn as_str(self) -> &'static str {
         match self {

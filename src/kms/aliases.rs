@@ -6,9 +6,11 @@ use crate::kms::api::*;
 use crate::kms::keys::{authorize, require_root, resolve_id};
 use crate::kms::model::{Alias, Key, Lifecycle};
 use crate::kms::paging;
+use crate::ops::Op;
 use crate::state::Change;
 use crate::tx::Tx;
 use crate::types::limits::*;
+use crate::types::PolicyAction;
 
 /// Checks AWS's alias naming rules.
 pub fn check_name(name: &str) -> Result<()> {
@@ -45,9 +47,9 @@ pub fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn usable_target<'s>(tx: &Tx<'s>, target: &str, op: &str) -> Result<&'s Key> {
+fn usable_target<'s>(tx: &Tx<'s>, target: &str, action: PolicyAction) -> Result<&'s Key> {
     let key = resolve_id(tx.state, tx.scope, target)?;
-    authorize(tx, key, op)?;
+    authorize(tx, key, action)?;
     if matches!(key.lifecycle, Lifecycle::PendingDeletion { .. }) {
         return Err(err!(
             KMSInvalidStateException,
@@ -76,7 +78,7 @@ pub fn create(tx: &mut Tx<'_>, req: &AliasRequest) -> Result<Empty> {
             tx.scope.alias_arn(&req.alias_name)
         ));
     }
-    let key = usable_target(tx, &req.target_key_id, "CreateAlias")?;
+    let key = usable_target(tx, &req.target_key_id, Op::CreateAlias.action())?;
     if aliases_of(tx, key) >= MAX_ALIASES_PER_KEY {
         return Err(err!(
             LimitExceededException,
@@ -109,9 +111,9 @@ pub fn update(tx: &mut Tx<'_>, req: &AliasRequest) -> Result<Empty> {
         })?
         .clone();
     if let Some(current) = tx.state.keys.get(&alias.target) {
-        authorize(tx, current, "UpdateAlias")?;
+        authorize(tx, current, Op::UpdateAlias.action())?;
     }
-    let key = usable_target(tx, &req.target_key_id, "UpdateAlias")?;
+    let key = usable_target(tx, &req.target_key_id, Op::UpdateAlias.action())?;
     if let Some(current) = tx.state.keys.get(&alias.target) {
         if current.spec != key.spec || current.usage != key.usage {
             return Err(err!(
@@ -145,7 +147,7 @@ pub fn delete(tx: &mut Tx<'_>, req: &DeleteAliasRequest) -> Result<Empty> {
         )
     })?;
     if let Some(key) = tx.state.keys.get(&alias.target) {
-        authorize(tx, key, "DeleteAlias")?;
+        authorize(tx, key, Op::DeleteAlias.action())?;
     }
     tx.push(Change::DeleteAlias(req.alias_name.clone()));
     Ok(Empty {})
@@ -157,11 +159,11 @@ pub fn list(tx: &Tx<'_>, req: &ListRequest) -> Result<ListAliasesResponse> {
     let only = match &req.key_id {
         Some(k) => {
             let key = resolve_id(tx.state, tx.scope, k)?;
-            authorize(tx, key, "ListAliases")?;
+            authorize(tx, key, Op::ListAliases.action())?;
             Some(key.id)
         }
         None => {
-            require_root(tx, "ListAliases")?;
+            require_root(tx, Op::ListAliases.action())?;
             None
         }
     };

@@ -1,12 +1,14 @@
 //! Requests and responses of the KMS operations, with AWS's JSON member names, so that the
-//! socket, C and HTTP layers can serialise them unchanged.
+//! socket, C and HTTP layers can serialise them unchanged; and [`Refused`], the one list of the
+//! `aws kms` operations kmscks refuses. Below the operation table (`crate::ops`), which names
+//! these types.
 
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Password;
 use crate::types::{
     ConnectionErrorCode, ConnectionState, CustomKeyStoreType, EncryptionAlgorithm, KeyManager,
-    KeySpec, KeyState, KeyUsage, Origin, Timestamp,
+    KeySpec, KeyState, KeyUsage, Origin, PolicyAction, Timestamp,
 };
 
 /// An empty response (`{}`).
@@ -766,12 +768,70 @@ pub struct GenerateRandomResponse {
     pub plaintext: crate::secret::SecretBytes,
 }
 
+macro_rules! refused_operations {
+    ($($name:ident,)*) => {
+        /// An `aws kms` operation kmscks accepts by name but refuses (`kms::unsupported` says
+        /// with which exception).
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, bincode::Encode,
+            bincode::Decode,
+        )]
+        #[allow(missing_docs)] // AWS operation names
+        pub enum Refused {
+            $($name,)*
+        }
+
+        impl Refused {
+            /// Every refused operation, in table order (the CLI has one verb for each).
+            pub const ALL: &'static [Refused] = &[$(Refused::$name),*];
+
+            /// The AWS operation name, e.g. `EnableKeyRotation`.
+            pub const fn name(self) -> &'static str {
+                match self { $(Refused::$name => stringify!($name),)* }
+            }
+
+            /// The policy action AWS checks before refusing, e.g. `kms:EnableKeyRotation`.
+            pub const fn action(self) -> PolicyAction {
+                match self {
+                    $(Refused::$name => PolicyAction::from_table(concat!("kms:", stringify!($name))),)*
+                }
+            }
+        }
+    };
+}
+
+// The operations kmscks refuses: the one list of them (the CLI's verbs derive from it).
+refused_operations! {
+    EnableKeyRotation,
+    DisableKeyRotation,
+    RotateKeyOnDemand,
+    GetParametersForImport,
+    ImportKeyMaterial,
+    DeleteImportedKeyMaterial,
+    GenerateDataKeyPair,
+    GenerateDataKeyPairWithoutPlaintext,
+    ReplicateKey,
+    Sign,
+    Verify,
+    GenerateMac,
+    VerifyMac,
+    GetPublicKey,
+}
+
+/// GetKeyRotationStatus response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyRotationStatusResponse {
+    /// Always false: kmscks does not rotate key material.
+    pub key_rotation_enabled: bool,
+}
+
 /// A refused operation on a key (rotation, import, key pairs, signing, MACs, replication).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct RefusedRequest {
     /// Which operation.
-    pub operation: crate::kms::unsupported::Refused,
+    pub operation: Refused,
     /// The key.
     pub key_id: String,
 }

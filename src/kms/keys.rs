@@ -12,6 +12,7 @@ use crate::kms::model::{Backing, Key, Lifecycle};
 use crate::kms::policy::{self, KeyPolicy};
 use crate::kms::stores::{self, check_two_zones};
 use crate::kms::{paging, tags, trail};
+use crate::ops::Op;
 use crate::secret::KeyMaterial;
 use crate::state::{Change, State};
 use crate::tx::Tx;
@@ -73,17 +74,17 @@ fn by_id<'s>(state: &'s State, scope: &Scope, id: &KeyId) -> Result<&'s Key> {
     })
 }
 
-/// Checks that the key policy lets the transaction's principal perform `kms:<operation>`.
-pub fn authorize(tx: &Tx<'_>, key: &Key, operation: &str) -> Result<()> {
+/// Checks that the key policy lets the transaction's principal perform `action` (an
+/// operation's, from the table: `Op::DescribeKey.action()`).
+pub fn authorize(tx: &Tx<'_>, key: &Key, action: PolicyAction) -> Result<()> {
     let arn = tx.scope.key_arn(&key.id);
-    let action = format!("kms:{operation}");
     let allowed = KeyPolicy::parse(&key.policy)
-        .map(|p| p.allows(tx.principal, &action, &arn))
+        .map(|p| p.allows(tx.principal, action.as_str(), &arn))
         .unwrap_or(false);
     if allowed {
         Ok(())
     } else {
-        Err(access_denied(tx.principal, &action, &arn))
+        Err(access_denied(tx.principal, action.as_str(), &arn))
     }
 }
 
@@ -97,13 +98,13 @@ pub fn access_denied(principal: &str, action: &str, arn: &str) -> KmsError {
 
 /// Account-level operations (creating keys and stores, listing, cluster administration) are for
 /// the account root only: there is no IAM to grant them to anyone else.
-pub fn require_root(tx: &Tx<'_>, operation: &str) -> Result<()> {
+pub fn require_root(tx: &Tx<'_>, action: PolicyAction) -> Result<()> {
     if tx.principal == tx.scope.root_principal() {
         Ok(())
     } else {
         Err(err!(
             AccessDeniedException,
-            "User: {} is not authorized to perform: kms:{operation} because only the account root may perform account-level operations",
+            "User: {} is not authorized to perform: {action} because only the account root may perform account-level operations",
             tx.principal
         ))
     }
@@ -202,7 +203,7 @@ pub struct Created {
 
 /// CreateKey in the default key store or in a custom key store.
 pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
-    require_root(tx, "CreateKey")?;
+    require_root(tx, Op::CreateKey.action())?;
     let in_store = req.custom_key_store_id.is_some();
     let where_ = if in_store {
         "in a custom key store"
@@ -379,7 +380,7 @@ pub fn backing_key_id(handle: u64, label: &str) -> String {
 pub fn describe(tx: &Tx<'_>, req: &KeyIdRequest) -> Result<KeyMetadataResponse> {
     check_grant_tokens(&req.grant_tokens)?;
     let key = resolve(tx.state, tx.scope, &req.key_id)?;
-    authorize(tx, key, "DescribeKey")?;
+    authorize(tx, key, Op::DescribeKey.action())?;
     Ok(KeyMetadataResponse {
         key_metadata: metadata(tx.state, tx.scope, key),
     })
@@ -387,7 +388,7 @@ pub fn describe(tx: &Tx<'_>, req: &KeyIdRequest) -> Result<KeyMetadataResponse> 
 
 /// ListKeys: every key of the account and Region, any state.
 pub fn list(tx: &Tx<'_>, req: &ListRequest) -> Result<ListKeysResponse> {
-    require_root(tx, "ListKeys")?;
+    require_root(tx, Op::ListKeys.action())?;
     let limit = paging::limit(req.limit, LIST_LIMIT, LIST_KEYS_DEFAULT)?;
     let items = tx.state.keys.values().map(|k| {
         (
@@ -412,9 +413,13 @@ fn put(tx: &mut Tx<'_>, key: Key) {
 
 /// EnableKey / DisableKey. On an Unavailable key it succeeds and takes effect on reconnect.
 pub fn set_enabled(tx: &mut Tx<'_>, req: &KeyIdRequest, enabled: bool) -> Result<Empty> {
-    let op = if enabled { "EnableKey" } else { "DisableKey" };
+    let op = if enabled {
+        Op::EnableKey
+    } else {
+        Op::DisableKey
+    };
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
-    authorize(tx, key, op)?;
+    authorize(tx, key, op.action())?;
     refuse_if_pending(tx, key)?;
     let mut key = key.clone();
     key.lifecycle = if enabled {
@@ -422,7 +427,11 @@ pub fn set_enabled(tx: &mut Tx<'_>, req: &KeyIdRequest, enabled: bool) -> Result
     } else {
         Lifecycle::Disabled
     };
-    trail::record(tx, op, json!({"requestParameters": {"keyId": req.key_id}}));
+    trail::record(
+        tx,
+        op.name(),
+        json!({"requestParameters": {"keyId": req.key_id}}),
+    );
     put(tx, key);
     Ok(Empty {})
 }
@@ -431,7 +440,7 @@ pub fn set_enabled(tx: &mut Tx<'_>, req: &KeyIdRequest, enabled: bool) -> Result
 pub fn update_description(tx: &mut Tx<'_>, req: &UpdateKeyDescriptionRequest) -> Result<Empty> {
     check_description(&req.description)?;
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
-    authorize(tx, key, "UpdateKeyDescription")?;
+    authorize(tx, key, Op::UpdateKeyDescription.action())?;
     refuse_if_pending(tx, key)?;
     let mut key = key.clone();
     key.description = req.description.clone();
@@ -474,7 +483,7 @@ pub fn schedule_deletion(
         ));
     }
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
-    authorize(tx, key, "ScheduleKeyDeletion")?;
+    authorize(tx, key, Op::ScheduleKeyDeletion.action())?;
     refuse_if_pending(tx, key)?;
     let mut key = key.clone();
     let deletion_date = tx.now.plus_days(days);
@@ -505,7 +514,7 @@ pub fn schedule_deletion(
 /// CancelKeyDeletion: the key comes back Disabled.
 pub fn cancel_deletion(tx: &mut Tx<'_>, req: &KeyIdRequest) -> Result<KeyIdResponse> {
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
-    authorize(tx, key, "CancelKeyDeletion")?;
+    authorize(tx, key, Op::CancelKeyDeletion.action())?;
     let arn = tx.scope.key_arn(&key.id);
     if !matches!(key.lifecycle, Lifecycle::PendingDeletion { .. }) {
         return Err(err!(
@@ -538,7 +547,7 @@ fn check_policy_name(name: Option<&str>) -> Result<()> {
 pub fn put_policy(tx: &mut Tx<'_>, req: &PutKeyPolicyRequest) -> Result<Empty> {
     check_policy_name(req.policy_name.as_deref())?;
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
-    authorize(tx, key, "PutKeyPolicy")?;
+    authorize(tx, key, Op::PutKeyPolicy.action())?;
     let arn = tx.scope.key_arn(&key.id);
     accept_policy(
         tx,
@@ -561,7 +570,7 @@ pub fn put_policy(tx: &mut Tx<'_>, req: &PutKeyPolicyRequest) -> Result<Empty> {
 pub fn get_policy(tx: &Tx<'_>, req: &GetKeyPolicyRequest) -> Result<GetKeyPolicyResponse> {
     check_policy_name(req.policy_name.as_deref())?;
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
-    authorize(tx, key, "GetKeyPolicy")?;
+    authorize(tx, key, Op::GetKeyPolicy.action())?;
     Ok(GetKeyPolicyResponse {
         policy: key.policy.clone(),
         policy_name: "default".into(),
@@ -576,7 +585,7 @@ pub fn list_policies(tx: &Tx<'_>, req: &ListRequest) -> Result<ListKeyPoliciesRe
         .as_deref()
         .ok_or_else(|| err!(ValidationException, "KeyId is required"))?;
     let key = resolve_id(tx.state, tx.scope, key_id)?;
-    authorize(tx, key, "ListKeyPolicies")?;
+    authorize(tx, key, Op::ListKeyPolicies.action())?;
     Ok(ListKeyPoliciesResponse {
         policy_names: vec!["default".into()],
         truncated: false,

@@ -30,6 +30,7 @@ use serde_json::{Map, Value};
 
 use crate::err;
 use crate::error::{ErrorKind, KmsError, Result};
+use crate::ops::Op;
 use crate::types::{limits, Scope};
 
 /// AWS's message when a new policy would lock the caller out of PutKeyPolicy.
@@ -188,7 +189,7 @@ impl KeyPolicy {
     /// this policy lets `caller` perform `kms:PutKeyPolicy` on `key_arn`. Callers skip it when
     /// the request sets `BypassPolicyLockoutSafetyCheck`.
     pub fn check_lockout_safety(&self, caller: &str, key_arn: &str) -> Result<()> {
-        if self.allows(caller, "kms:PutKeyPolicy", key_arn) {
+        if self.allows(caller, Op::PutKeyPolicy.action().as_str(), key_arn) {
             Ok(())
         } else {
             Err(malformed(LOCKOUT_MESSAGE))

@@ -8,6 +8,7 @@ use crate::kms::api::*;
 use crate::kms::keys::{authorize, resolve_id};
 use crate::kms::model::Lifecycle;
 use crate::kms::paging;
+use crate::ops::Op;
 use crate::state::Change;
 use crate::tx::Tx;
 use crate::types::limits::*;
@@ -70,7 +71,7 @@ fn pending(tx: &Tx<'_>, lifecycle: &Lifecycle, id: &crate::types::KeyId) -> Resu
 pub fn tag(tx: &mut Tx<'_>, req: &TagResourceRequest) -> Result<Empty> {
     let new = validate_new(&req.tags)?;
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
-    authorize(tx, key, "TagResource")?;
+    authorize(tx, key, Op::TagResource.action())?;
     pending(tx, &key.lifecycle, &key.id)?;
     let mut key = key.clone();
     key.tags.extend(new);
@@ -90,7 +91,7 @@ pub fn untag(tx: &mut Tx<'_>, req: &UntagResourceRequest) -> Result<Empty> {
         check_key(k)?;
     }
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
-    authorize(tx, key, "UntagResource")?;
+    authorize(tx, key, Op::UntagResource.action())?;
     pending(tx, &key.lifecycle, &key.id)?;
     let mut key = key.clone();
     for k in &req.tag_keys {
@@ -108,7 +109,7 @@ pub fn list(tx: &Tx<'_>, req: &ListRequest) -> Result<ListResourceTagsResponse> 
         .as_deref()
         .ok_or_else(|| err!(ValidationException, "KeyId is required"))?;
     let key = resolve_id(tx.state, tx.scope, key_id)?;
-    authorize(tx, key, "ListResourceTags")?;
+    authorize(tx, key, Op::ListResourceTags.action())?;
     let items = key.tags.iter().map(|(k, v)| {
         (
             k.clone(),

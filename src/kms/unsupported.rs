@@ -1,45 +1,14 @@
 //! The KMS operations kmscks accepts by name but refuses, with the exception AWS returns for a
 //! key in a CloudHSM key store (spec §5), and an honest one for default-store keys where kmscks
-//! lacks the feature.
-
-use serde::{Deserialize, Serialize};
+//! lacks the feature. The list of them is [`Refused`], in `kms::api`.
 
 use crate::err;
 use crate::error::Result;
-use crate::kms::api::KeyIdRequest;
+use crate::kms::api::{KeyIdRequest, KeyRotationStatusResponse, Refused};
 use crate::kms::keys::{authorize, resolve, resolve_id};
+use crate::ops::Op;
 use crate::tx::Tx;
 use crate::types::Origin;
-
-/// An operation kmscks refuses.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
-)]
-#[allow(missing_docs)] // AWS operation names
-pub enum Refused {
-    EnableKeyRotation,
-    DisableKeyRotation,
-    RotateKeyOnDemand,
-    GetParametersForImport,
-    ImportKeyMaterial,
-    DeleteImportedKeyMaterial,
-    GenerateDataKeyPair,
-    GenerateDataKeyPairWithoutPlaintext,
-    ReplicateKey,
-    Sign,
-    Verify,
-    GenerateMac,
-    VerifyMac,
-    GetPublicKey,
-}
-
-/// GetKeyRotationStatus response.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
-#[serde(rename_all = "PascalCase")]
-pub struct KeyRotationStatusResponse {
-    /// Always false: kmscks does not rotate key material.
-    pub key_rotation_enabled: bool,
-}
 
 /// Answers a refused operation on a key with AWS's exception.
 pub fn refuse(tx: &Tx<'_>, op: Refused, req: &KeyIdRequest) -> Result<()> {
@@ -55,8 +24,8 @@ pub fn refuse(tx: &Tx<'_>, op: Refused, req: &KeyIdRequest) -> Result<()> {
         | Refused::ReplicateKey => resolve_id(tx.state, tx.scope, &req.key_id)?,
         _ => resolve(tx.state, tx.scope, &req.key_id)?,
     };
-    let name = format!("{op:?}");
-    authorize(tx, key, &name)?;
+    let name = op.name();
+    authorize(tx, key, op.action())?;
     let arn = tx.scope.key_arn(&key.id);
     match op {
         Refused::Sign | Refused::Verify | Refused::GenerateMac | Refused::VerifyMac => Err(err!(
@@ -88,7 +57,7 @@ pub fn refuse(tx: &Tx<'_>, op: Refused, req: &KeyIdRequest) -> Result<()> {
 /// GetKeyRotationStatus: refused for custom key store keys, `false` for default-store keys.
 pub fn rotation_status(tx: &Tx<'_>, req: &KeyIdRequest) -> Result<KeyRotationStatusResponse> {
     let key = crate::kms::keys::resolve_id(tx.state, tx.scope, &req.key_id)?;
-    authorize(tx, key, "GetKeyRotationStatus")?;
+    authorize(tx, key, Op::GetKeyRotationStatus.action())?;
     if key.origin == Origin::AwsCloudhsm {
         return Err(err!(
             UnsupportedOperationException,

@@ -1,11 +1,12 @@
-//! Frame bodies: bincode with one configuration, and the request/response frame codec.
+//! Frame bodies: bincode with one configuration, each operation's body encoding (generated from
+//! the operation table, `ops::for_each_op!`), and the request/response frame codec.
 
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 use bincode::error::{DecodeError, EncodeError};
 
 use super::frame::{Header, ProtocolError, HEADER_LEN, MAX_BODY, OP_HELLO, STATUS_OK};
 use crate::error::{ErrorKind, KmsError};
-use crate::ops::{Op, Request, Response};
+use crate::ops::{for_each_op, Op, Request, Response};
 
 /// The most a single body decode may claim (allocate) in total: a multiple of [`MAX_BODY`],
 /// since in-memory structs are larger than their varint encodings. A hostile length prefix fails
@@ -37,6 +38,39 @@ pub fn encode_body<T: bincode::Encode>(value: &T, out: &mut Vec<u8>) -> Result<(
 pub fn decode_body<T: bincode::Decode<()>>(body: &[u8]) -> Result<(T, usize), DecodeError> {
     bincode::decode_from_slice(body, BINCODE_CONFIG)
 }
+
+// The body of a request or response is the operation's own request or response struct (the op
+// code travels in the frame header, so the enum's tag is not encoded). The struct type of each
+// arm is inferred from the variant it is wrapped in or taken from.
+macro_rules! op_bodies {
+    ($( $code:literal $name:ident ($req:ty) -> $resp:ty [$($action:tt)*]; )*) => {
+        impl Request {
+            /// Appends the bincode body of this request (without the enum tag) to `out`.
+            pub fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+                match self { $(Request::$name(r) => encode_body(r, out),)* }
+            }
+
+            /// Decodes the body of a request of `op`; returns it and the bytes consumed.
+            pub fn decode_body(op: Op, body: &[u8]) -> Result<(Request, usize), DecodeError> {
+                match op { $(Op::$name => decode_body(body).map(|(r, n)| (Request::$name(r), n)),)* }
+            }
+        }
+
+        impl Response {
+            /// Appends the bincode body of this response (without the enum tag) to `out`.
+            pub fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+                match self { $(Response::$name(r) => encode_body(r, out),)* }
+            }
+
+            /// Decodes the body of a response of `op`; returns it and the bytes consumed.
+            pub fn decode_body(op: Op, body: &[u8]) -> Result<(Response, usize), DecodeError> {
+                match op { $(Op::$name => decode_body(body).map(|(r, n)| (Response::$name(r), n)),)* }
+            }
+        }
+    };
+}
+
+for_each_op!(op_bodies);
 
 /// Appends a frame whose body `write_body` appends; returns the body length.
 fn frame_with(

@@ -4,7 +4,8 @@
 //! A frame is a fixed 24-byte little-endian [`Header`] followed by `body_len` bytes of body.
 //! Request bodies are the bincode encoding ([`BINCODE_CONFIG`]) of the operation's request
 //! struct; the op code in the header (from [`crate::ops::Op`], the single table of operations)
-//! says which. A reply carries the request's id and op; status 0 means the body is the
+//! says which, and the codec of every body is generated from that table. The protocol knows
+//! nothing of the service that performs the operations. A reply carries the request's id and op; status 0 means the body is the
 //! operation's response struct, any other status is an [`crate::ErrorKind`] code and the body is
 //! the UTF-8 error message. Clients may pipeline: replies are matched by request id and may come
 //! out of order.

@@ -8,6 +8,7 @@
 
 use std::cmp::Reverse;
 mod crypto;
+mod dispatch;
 
 use std::collections::BinaryHeap;
 use std::path::Path;
@@ -26,8 +27,9 @@ use crate::keyring::{KeyAccess, Keyring, MASTER_KEY};
 use crate::kms::api::*;
 use crate::kms::model::TrailEvent;
 use crate::kms::stores::FollowUp;
-use crate::kms::unsupported::{self, KeyRotationStatusResponse, Refused};
+use crate::kms::unsupported;
 use crate::kms::{aliases, keys, stores, tags};
+use crate::ops::Op;
 use crate::secret::Password;
 use crate::state::{Change, Record, State};
 use crate::store::keyfile::KeyFileOptions;
@@ -371,7 +373,7 @@ impl Kms {
         req: &CreateCustomKeyStoreRequest,
     ) -> Result<CreateCustomKeyStoreResponse> {
         self.write(|tx| {
-            keys::require_root(tx, "CreateCustomKeyStore")?;
+            keys::require_root(tx, Op::CreateCustomKeyStore.action())?;
             stores::create(tx, req)
         })
     }
@@ -382,7 +384,7 @@ impl Kms {
         req: &DescribeCustomKeyStoresRequest,
     ) -> Result<DescribeCustomKeyStoresResponse> {
         self.read(|tx| {
-            keys::require_root(tx, "DescribeCustomKeyStores")?;
+            keys::require_root(tx, Op::DescribeCustomKeyStores.action())?;
             stores::describe(tx.state, req)
         })
     }
@@ -390,7 +392,7 @@ impl Kms {
     /// UpdateCustomKeyStore.
     pub fn update_custom_key_store(&self, req: &UpdateCustomKeyStoreRequest) -> Result<Empty> {
         self.write(|tx| {
-            keys::require_root(tx, "UpdateCustomKeyStore")?;
+            keys::require_root(tx, Op::UpdateCustomKeyStore.action())?;
             stores::update(tx, req)
         })
     }
@@ -398,7 +400,7 @@ impl Kms {
     /// DeleteCustomKeyStore.
     pub fn delete_custom_key_store(&self, req: &CustomKeyStoreIdRequest) -> Result<Empty> {
         self.write(|tx| {
-            keys::require_root(tx, "DeleteCustomKeyStore")?;
+            keys::require_root(tx, Op::DeleteCustomKeyStore.action())?;
             stores::delete(tx, req)
         })
     }
@@ -407,7 +409,7 @@ impl Kms {
     /// [`Kms::wait_for_connection`]) for CONNECTED or FAILED.
     pub fn connect_custom_key_store(&self, req: &CustomKeyStoreIdRequest) -> Result<Empty> {
         let follow = self.write(|tx| {
-            keys::require_root(tx, "ConnectCustomKeyStore")?;
+            keys::require_root(tx, Op::ConnectCustomKeyStore.action())?;
             stores::connect(tx, req)
         })?;
         self.follow_up(follow);
@@ -418,7 +420,7 @@ impl Kms {
     /// until the logout completes.
     pub fn disconnect_custom_key_store(&self, req: &CustomKeyStoreIdRequest) -> Result<Empty> {
         let follow = self.write(|tx| {
-            keys::require_root(tx, "DisconnectCustomKeyStore")?;
+            keys::require_root(tx, Op::DisconnectCustomKeyStore.action())?;
             stores::disconnect(tx, req)
         })?;
         self.follow_up(follow);
@@ -578,23 +580,23 @@ impl Kms {
     /// The KMS event log (what CloudTrail would record), oldest first.
     pub fn kms_events(&self) -> Result<Vec<TrailEvent>> {
         self.read(|tx| {
-            keys::require_root(tx, "LookupEvents")?;
+            keys::require_root(tx, Op::LookupEvents.action())?;
             Ok(tx.state.trail.clone())
         })
     }
 
     // ---- Simulated CloudHSM ---------------------------------------------------------------
 
-    fn cluster_admin<R>(&self, op: &str, f: impl FnOnce(&mut Tx<'_>) -> Result<R>) -> Result<R> {
+    fn cluster_admin<R>(&self, op: Op, f: impl FnOnce(&mut Tx<'_>) -> Result<R>) -> Result<R> {
         self.write(|tx| {
-            require_cluster_admin(tx, op)?;
+            require_cluster_admin(tx, op.action())?;
             f(tx)
         })
     }
 
     /// CreateCluster.
     pub fn create_cluster(&self, req: &CreateClusterRequest) -> Result<ClusterResponse> {
-        self.cluster_admin("CreateCluster", |tx| hsm::create_cluster(tx, req))
+        self.cluster_admin(Op::CreateCluster, |tx| hsm::create_cluster(tx, req))
             .map(|cluster| ClusterResponse { cluster })
     }
 
@@ -604,26 +606,26 @@ impl Kms {
         req: &DescribeClustersRequest,
     ) -> Result<DescribeClustersResponse> {
         self.read(|tx| {
-            require_cluster_admin(tx, "DescribeClusters")?;
+            require_cluster_admin(tx, Op::DescribeClusters.action())?;
             hsm::describe_clusters(tx.state, req)
         })
     }
 
     /// DeleteCluster.
     pub fn delete_cluster(&self, cluster_id: &str) -> Result<ClusterResponse> {
-        self.cluster_admin("DeleteCluster", |tx| hsm::delete_cluster(tx, cluster_id))
+        self.cluster_admin(Op::DeleteCluster, |tx| hsm::delete_cluster(tx, cluster_id))
             .map(|cluster| ClusterResponse { cluster })
     }
 
     /// CreateHsm.
     pub fn create_hsm(&self, req: &CreateHsmRequest) -> Result<HsmResponse> {
-        self.cluster_admin("CreateHsm", |tx| hsm::create_hsm(tx, req))
+        self.cluster_admin(Op::CreateHsm, |tx| hsm::create_hsm(tx, req))
             .map(|hsm| HsmResponse { hsm })
     }
 
     /// DeleteHsm.
     pub fn delete_hsm(&self, req: &DeleteHsmRequest) -> Result<DeleteHsmResponse> {
-        self.cluster_admin("DeleteHsm", |tx| hsm::delete_hsm(tx, req))
+        self.cluster_admin(Op::DeleteHsm, |tx| hsm::delete_hsm(tx, req))
     }
 
     /// InitializeCluster with the user's signed certificate and trust anchor.
@@ -631,7 +633,7 @@ impl Kms {
         &self,
         req: &InitializeClusterRequest,
     ) -> Result<InitializeClusterResponse> {
-        self.cluster_admin("InitializeCluster", |tx| hsm::initialize_cluster(tx, req))
+        self.cluster_admin(Op::InitializeCluster, |tx| hsm::initialize_cluster(tx, req))
     }
 
     /// InitializeCluster with a CA kmscks makes: signs the CSR itself and returns the CA
@@ -640,20 +642,20 @@ impl Kms {
         &self,
         cluster_id: &str,
     ) -> Result<InitializeClusterResponse> {
-        self.cluster_admin("InitializeCluster", |tx| {
+        self.cluster_admin(Op::InitializeClusterWithNewCa, |tx| {
             hsm::initialize_cluster_with_new_ca(tx, cluster_id)
         })
     }
 
     /// Takes a backup of a cluster now.
     pub fn create_backup(&self, cluster_id: &str) -> Result<BackupDescription> {
-        self.cluster_admin("CreateBackup", |tx| hsm::create_backup(tx, cluster_id))
+        self.cluster_admin(Op::CreateBackup, |tx| hsm::create_backup(tx, cluster_id))
     }
 
     /// DescribeBackups.
     pub fn describe_backups(&self) -> Result<Vec<BackupDescription>> {
         self.read(|tx| {
-            require_cluster_admin(tx, "DescribeBackups")?;
+            require_cluster_admin(tx, Op::DescribeBackups.action())?;
             Ok(tx
                 .state
                 .backups
@@ -668,37 +670,37 @@ impl Kms {
         &self,
         req: &CopyBackupToRegionRequest,
     ) -> Result<BackupDescription> {
-        self.cluster_admin("CopyBackupToRegion", |tx| {
+        self.cluster_admin(Op::CopyBackupToRegion, |tx| {
             hsm::copy_backup_to_region(tx, req)
         })
     }
 
     /// DeleteBackup.
     pub fn delete_backup(&self, backup_id: &str) -> Result<BackupDescription> {
-        self.cluster_admin("DeleteBackup", |tx| hsm::delete_backup(tx, backup_id))
+        self.cluster_admin(Op::DeleteBackup, |tx| hsm::delete_backup(tx, backup_id))
     }
 
     /// `user create` (CloudHSM CLI).
     pub fn create_hsm_user(&self, req: &UserRequest) -> Result<UserDescription> {
-        self.cluster_admin("CreateUser", |tx| hsm::create_user(tx, req))
+        self.cluster_admin(Op::CreateUser, |tx| hsm::create_user(tx, req))
     }
 
     /// `user delete`.
     pub fn delete_hsm_user(&self, cluster_id: &str, username: &str) -> Result<()> {
-        self.cluster_admin("DeleteUser", |tx| {
+        self.cluster_admin(Op::DeleteUser, |tx| {
             hsm::delete_user(tx, cluster_id, username)
         })
     }
 
     /// `user change-password` (also unlocks the user).
     pub fn change_hsm_user_password(&self, req: &UserRequest) -> Result<()> {
-        self.cluster_admin("ChangePassword", |tx| hsm::change_password(tx, req))
+        self.cluster_admin(Op::ChangePassword, |tx| hsm::change_password(tx, req))
     }
 
     /// `user list`.
     pub fn list_hsm_users(&self, cluster_id: &str) -> Result<Vec<UserDescription>> {
         self.read(|tx| {
-            require_cluster_admin(tx, "ListUsers")?;
+            require_cluster_admin(tx, Op::ListUsers.action())?;
             hsm::list_users(tx.state, cluster_id)
         })
     }
@@ -711,14 +713,14 @@ impl Kms {
         password: &Password,
     ) -> Result<()> {
         self.write_always(|tx| {
-            require_cluster_admin(tx, "Login")?;
+            require_cluster_admin(tx, Op::Login.action())?;
             hsm::login_external(tx, cluster_id, username, password)
         })
     }
 
     /// `logout` of a CloudHSM CLI session.
     pub fn logout_hsm_user(&self, cluster_id: &str, username: &str) -> Result<()> {
-        self.cluster_admin("Logout", |tx| {
+        self.cluster_admin(Op::Logout, |tx| {
             hsm::logout_external(tx, cluster_id, username)
         })
     }
@@ -726,7 +728,7 @@ impl Kms {
     /// `key list`: metadata of the cluster's key objects, never their bytes.
     pub fn list_key_objects(&self, cluster_id: &str) -> Result<Vec<KeyObjectDescription>> {
         self.read(|tx| {
-            require_cluster_admin(tx, "ListKeys")?;
+            require_cluster_admin(tx, Op::ListKeyObjects.action())?;
             hsm::list_key_objects(tx.state, cluster_id)
         })
     }
@@ -739,7 +741,7 @@ impl Kms {
         username: &str,
         password: &Password,
     ) -> Result<()> {
-        self.cluster_admin("DeleteKey", |tx| {
+        self.cluster_admin(Op::DeleteKeyObject, |tx| {
             hsm::delete_key_object(tx, cluster_id, handle, username, password)
         })
     }
@@ -751,14 +753,16 @@ impl Kms {
         hsm_id: Option<&str>,
     ) -> Result<Vec<(HsmId, Vec<AuditEvent>)>> {
         self.read(|tx| {
-            require_cluster_admin(tx, "AuditLog")?;
+            require_cluster_admin(tx, Op::AuditLog.action())?;
             hsm::audit_log(tx.state, cluster_id, hsm_id)
         })
     }
 
     /// Injects a fault into a cluster.
     pub fn inject_fault(&self, cluster_id: &str, fault: &Fault) -> Result<()> {
-        self.cluster_admin("InjectFault", |tx| hsm::inject_fault(tx, cluster_id, fault))
+        self.cluster_admin(Op::InjectFault, |tx| {
+            hsm::inject_fault(tx, cluster_id, fault)
+        })
     }
 
     /// A copy of the whole control-plane state (for tests and diagnostics; holds no secrets
@@ -769,13 +773,13 @@ impl Kms {
 }
 
 /// Cluster administration and fault injection are for the account root (the daemon's uid).
-fn require_cluster_admin(tx: &Tx<'_>, op: &str) -> Result<()> {
+fn require_cluster_admin(tx: &Tx<'_>, action: PolicyAction) -> Result<()> {
     if tx.principal == tx.scope.root_principal() {
         Ok(())
     } else {
         Err(err!(
             AccessDeniedException,
-            "User: {} is not authorized to perform: cloudhsm:{op}",
+            "User: {} is not authorized to perform: {action}",
             tx.principal
         ))
     }

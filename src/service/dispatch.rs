@@ -1,0 +1,304 @@
+//! [`Kms::dispatch`]: any operation of the table ([`crate::ops`]) performed by the [`Kms`]
+//! handle, and the handle as a [`Backend`].
+//!
+//! The match is generated from the operation table ([`for_each_op!`]); how the handle performs
+//! each operation is the rule of that name in `perform!` below. An operation added to the
+//! table without its rule here fails to compile ("no rules expected the token").
+
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::hsm::api::*;
+use crate::kms::api::*;
+use crate::ops::{for_each_op, Backend, Request, Response};
+use crate::Kms;
+
+fn empty(r: Result<()>) -> Result<Empty> {
+    r.map(|()| Empty {})
+}
+
+/// `perform!(Name, kms, request)`: how `kms` performs the operation `Name` on `request` (a
+/// reference to the operation's request struct), as a `Result` of its response struct.
+macro_rules! perform {
+    // ---- Custom key stores
+    (CreateCustomKeyStore, $k:ident, $r:ident) => {
+        $k.create_custom_key_store($r)
+    };
+    (DescribeCustomKeyStores, $k:ident, $r:ident) => {
+        $k.describe_custom_key_stores($r)
+    };
+    (UpdateCustomKeyStore, $k:ident, $r:ident) => {
+        $k.update_custom_key_store($r)
+    };
+    (DeleteCustomKeyStore, $k:ident, $r:ident) => {
+        $k.delete_custom_key_store($r)
+    };
+    (ConnectCustomKeyStore, $k:ident, $r:ident) => {
+        $k.connect_custom_key_store($r)
+    };
+    (DisconnectCustomKeyStore, $k:ident, $r:ident) => {
+        $k.disconnect_custom_key_store($r)
+    };
+    (WaitForConnection, $k:ident, $r:ident) => {
+        $k.wait_for_connection(
+            &$r.custom_key_store_id,
+            Duration::from_millis($r.timeout_millis),
+        )
+    };
+    // ---- Keys
+    (CreateKey, $k:ident, $r:ident) => {
+        $k.create_key($r)
+    };
+    (DescribeKey, $k:ident, $r:ident) => {
+        $k.describe_key($r)
+    };
+    (ListKeys, $k:ident, $r:ident) => {
+        $k.list_keys($r)
+    };
+    (EnableKey, $k:ident, $r:ident) => {
+        $k.enable_key($r)
+    };
+    (DisableKey, $k:ident, $r:ident) => {
+        $k.disable_key($r)
+    };
+    (UpdateKeyDescription, $k:ident, $r:ident) => {
+        $k.update_key_description($r)
+    };
+    (ScheduleKeyDeletion, $k:ident, $r:ident) => {
+        $k.schedule_key_deletion($r)
+    };
+    (CancelKeyDeletion, $k:ident, $r:ident) => {
+        $k.cancel_key_deletion($r)
+    };
+    (PutKeyPolicy, $k:ident, $r:ident) => {
+        $k.put_key_policy($r)
+    };
+    (GetKeyPolicy, $k:ident, $r:ident) => {
+        $k.get_key_policy($r)
+    };
+    (ListKeyPolicies, $k:ident, $r:ident) => {
+        $k.list_key_policies($r)
+    };
+    (TagResource, $k:ident, $r:ident) => {
+        $k.tag_resource($r)
+    };
+    (UntagResource, $k:ident, $r:ident) => {
+        $k.untag_resource($r)
+    };
+    (ListResourceTags, $k:ident, $r:ident) => {
+        $k.list_resource_tags($r)
+    };
+    (CreateAlias, $k:ident, $r:ident) => {
+        $k.create_alias($r)
+    };
+    (UpdateAlias, $k:ident, $r:ident) => {
+        $k.update_alias($r)
+    };
+    (DeleteAlias, $k:ident, $r:ident) => {
+        $k.delete_alias($r)
+    };
+    (ListAliases, $k:ident, $r:ident) => {
+        $k.list_aliases($r)
+    };
+    (GetKeyRotationStatus, $k:ident, $r:ident) => {
+        $k.get_key_rotation_status($r)
+    };
+    (Refused, $k:ident, $r:ident) => {
+        $k.refused(
+            $r.operation,
+            &KeyIdRequest {
+                key_id: $r.key_id.clone(),
+                ..Default::default()
+            },
+        )
+    };
+    (LookupEvents, $k:ident, $r:ident) => {
+        $k.kms_events()
+            .map(|events| LookupEventsResponse { events })
+    };
+    // ---- Cryptographic operations
+    (Encrypt, $k:ident, $r:ident) => {
+        $k.encrypt($r)
+    };
+    (Decrypt, $k:ident, $r:ident) => {
+        $k.decrypt($r)
+    };
+    (ReEncrypt, $k:ident, $r:ident) => {
+        $k.re_encrypt($r)
+    };
+    (GenerateDataKey, $k:ident, $r:ident) => {
+        $k.generate_data_key($r)
+    };
+    (GenerateDataKeyWithoutPlaintext, $k:ident, $r:ident) => {
+        $k.generate_data_key_without_plaintext($r)
+    };
+    (GenerateRandom, $k:ident, $r:ident) => {
+        $k.generate_random($r)
+    };
+    (EncryptBatch, $k:ident, $r:ident) => {
+        Ok(BatchResponse::from_results($k.encrypt_batch(&$r.items)))
+    };
+    (DecryptBatch, $k:ident, $r:ident) => {
+        Ok(BatchResponse::from_results($k.decrypt_batch(&$r.items)))
+    };
+    (GenerateDataKeyBatch, $k:ident, $r:ident) => {
+        Ok(BatchResponse::from_results(
+            $k.generate_data_key_batch(&$r.items, true),
+        ))
+    };
+    (GenerateDataKeyWithoutPlaintextBatch, $k:ident, $r:ident) => {
+        Ok(BatchResponse::from_results(
+            $k.generate_data_key_batch(&$r.items, false),
+        ))
+    };
+    // ---- Simulated CloudHSM
+    (CreateCluster, $k:ident, $r:ident) => {
+        $k.create_cluster($r)
+    };
+    (DescribeClusters, $k:ident, $r:ident) => {
+        $k.describe_clusters($r)
+    };
+    (DeleteCluster, $k:ident, $r:ident) => {
+        $k.delete_cluster(&$r.cluster_id)
+    };
+    (CreateHsm, $k:ident, $r:ident) => {
+        $k.create_hsm($r)
+    };
+    (DeleteHsm, $k:ident, $r:ident) => {
+        $k.delete_hsm($r)
+    };
+    (InitializeCluster, $k:ident, $r:ident) => {
+        $k.initialize_cluster($r)
+    };
+    (InitializeClusterWithNewCa, $k:ident, $r:ident) => {
+        $k.initialize_cluster_with_new_ca(&$r.cluster_id)
+    };
+    (CreateBackup, $k:ident, $r:ident) => {
+        $k.create_backup(&$r.cluster_id)
+    };
+    (DescribeBackups, $k:ident, $r:ident) => {
+        $k.describe_backups()
+            .map(|backups| DescribeBackupsResponse { backups })
+    };
+    (CopyBackupToRegion, $k:ident, $r:ident) => {
+        $k.copy_backup_to_region($r)
+    };
+    (DeleteBackup, $k:ident, $r:ident) => {
+        $k.delete_backup(&$r.backup_id)
+    };
+    (CreateUser, $k:ident, $r:ident) => {
+        $k.create_hsm_user($r)
+    };
+    (DeleteUser, $k:ident, $r:ident) => {
+        empty($k.delete_hsm_user(&$r.cluster_id, &$r.username))
+    };
+    (ChangePassword, $k:ident, $r:ident) => {
+        empty($k.change_hsm_user_password($r))
+    };
+    (ListUsers, $k:ident, $r:ident) => {
+        $k.list_hsm_users(&$r.cluster_id)
+            .map(|users| ListUsersResponse { users })
+    };
+    (Login, $k:ident, $r:ident) => {
+        empty($k.login_hsm_user(&$r.cluster_id, &$r.username, &$r.password))
+    };
+    (Logout, $k:ident, $r:ident) => {
+        empty($k.logout_hsm_user(&$r.cluster_id, &$r.username))
+    };
+    (ListKeyObjects, $k:ident, $r:ident) => {
+        $k.list_key_objects(&$r.cluster_id)
+            .map(|keys| ListKeyObjectsResponse { keys })
+    };
+    (DeleteKeyObject, $k:ident, $r:ident) => {
+        empty($k.delete_key_object(&$r.cluster_id, $r.key_reference, &$r.username, &$r.password))
+    };
+    (AuditLog, $k:ident, $r:ident) => {
+        $k.hsm_audit_log(&$r.cluster_id, $r.hsm_id.as_deref())
+            .map(|streams| AuditLogResponse {
+                streams: streams
+                    .into_iter()
+                    .map(|(hsm_id, events)| AuditStream { hsm_id, events })
+                    .collect(),
+            })
+    };
+    (InjectFault, $k:ident, $r:ident) => {
+        empty($k.inject_fault(&$r.cluster_id, &$r.fault))
+    };
+}
+
+macro_rules! dispatch {
+    ($( $code:literal $name:ident ($req:ty) -> $resp:ty [$($action:tt)*]; )*) => {
+        impl Kms {
+            /// Performs any operation, as the handle's principal.
+            #[allow(unused_variables)] // the rules of operations without a request ignore it
+            pub fn dispatch(&self, request: &Request) -> Result<Response> {
+                match request {
+                    $( Request::$name(r) => perform!($name, self, r).map(Response::$name), )*
+                }
+            }
+        }
+    };
+}
+
+for_each_op!(dispatch);
+
+impl Backend for Kms {
+    fn call(&self, request: &Request) -> Result<Response> {
+        self.dispatch(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Op;
+
+    #[test]
+    fn dispatch_reaches_the_operation() {
+        let kms = Kms::in_memory();
+        let created = kms
+            .dispatch(&Request::CreateKey(CreateKeyRequest::default()))
+            .unwrap();
+        let Response::CreateKey(created) = created else {
+            panic!("wrong response {created:?}")
+        };
+        let req = Request::DescribeKey(KeyIdRequest {
+            key_id: created.key_metadata.key_id.clone(),
+            ..Default::default()
+        });
+        assert_eq!(req.op(), Op::DescribeKey);
+        match kms.dispatch(&req).unwrap() {
+            Response::DescribeKey(d) => assert_eq!(d.key_metadata.arn, created.key_metadata.arn),
+            other => panic!("wrong response {other:?}"),
+        }
+        let e = kms
+            .dispatch(&Request::DescribeKey(KeyIdRequest {
+                key_id: "alias/none".into(),
+                ..Default::default()
+            }))
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::NotFoundException);
+    }
+
+    #[test]
+    fn the_engines_action_names_are_the_op_tables() {
+        use crate::engine::Action;
+        for &action in Action::ALL {
+            // Exhaustive: a new engine action must say which operation it belongs to.
+            let op = match action {
+                Action::Encrypt => Op::Encrypt,
+                Action::Decrypt => Op::Decrypt,
+                Action::ReEncryptFrom | Action::ReEncryptTo => Op::ReEncrypt,
+                Action::GenerateDataKey => Op::GenerateDataKey,
+                Action::GenerateDataKeyWithoutPlaintext => Op::GenerateDataKeyWithoutPlaintext,
+                Action::GenerateRandom => Op::GenerateRandom,
+            };
+            assert!(
+                op.actions().iter().any(|a| a.as_str() == action.as_str()),
+                "engine action {} is not among {op:?}'s {:?}",
+                action.as_str(),
+                op.actions()
+            );
+        }
+    }
+}
