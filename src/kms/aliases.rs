@@ -6,8 +6,8 @@ use crate::kms::api::*;
 use crate::kms::keys::{authorize, require_root, resolve_id};
 use crate::kms::model::{Alias, Key, Lifecycle};
 use crate::kms::paging;
-use crate::state::Change;
-use crate::tx::Tx;
+use crate::kms::state::KmsChange;
+use crate::kms::tx::Tx;
 use crate::types::limits::*;
 
 /// Checks AWS's alias naming rules.
@@ -89,7 +89,7 @@ pub fn create(tx: &mut Tx<'_>, req: &AliasRequest) -> Result<Empty> {
         created: tx.now,
         last_updated: tx.now,
     };
-    tx.push(Change::PutAlias(alias));
+    tx.push(KmsChange::PutAlias(alias));
     Ok(Empty {})
 }
 
@@ -131,7 +131,7 @@ pub fn update(tx: &mut Tx<'_>, req: &AliasRequest) -> Result<Empty> {
         last_updated: tx.now,
         ..alias
     };
-    tx.push(Change::PutAlias(alias));
+    tx.push(KmsChange::PutAlias(alias));
     Ok(Empty {})
 }
 
@@ -147,7 +147,7 @@ pub fn delete(tx: &mut Tx<'_>, req: &DeleteAliasRequest) -> Result<Empty> {
     if let Some(key) = tx.state.keys.get(&alias.target) {
         authorize(tx, key, "DeleteAlias")?;
     }
-    tx.push(Change::DeleteAlias(req.alias_name.clone()));
+    tx.push(KmsChange::DeleteAlias(req.alias_name.clone()));
     Ok(Empty {})
 }
 

@@ -8,7 +8,7 @@ use crate::err;
 use crate::error::Result;
 use crate::kms::api::KeyIdRequest;
 use crate::kms::keys::{authorize, resolve, resolve_id};
-use crate::tx::Tx;
+use crate::kms::tx::Tx;
 use crate::types::Origin;
 
 /// An operation kmscks refuses.
