@@ -149,7 +149,7 @@ pub fn describe_clusters(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Clusters and HSMs
+// Lifecycle
 
 /// CreateCluster: a new cluster (UNINITIALIZED), or one restored from a backup (ACTIVE, with the
 /// backup's certificates, users and key objects).
@@ -363,4 +363,57 @@ pub fn initialize_cluster_with_new_ca(
     let mut resp = initialize_cluster(tx, &req)?;
     resp.trust_anchor = Some(req.trust_anchor);
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hsm::Wrapper;
+    use crate::secret::{KeyMaterial, SecretBytes};
+
+    /// A wrapper holding no key: any use of it is a test failure.
+    struct NoKeys;
+
+    impl Wrapper for NoKeys {
+        fn wrap_key(&self, name: &str, _: &[u8], _: &KeyMaterial) -> Result<Vec<u8>> {
+            panic!("wrap_key({name}) inside CreateCluster")
+        }
+        fn unwrap_key(&self, name: &str, _: &[u8], _: &[u8]) -> Result<KeyMaterial> {
+            panic!("unwrap_key({name}) inside CreateCluster")
+        }
+        fn wrap_bytes(&self, name: &str, _: &[u8], _: &[u8]) -> Result<Vec<u8>> {
+            panic!("wrap_bytes({name}) inside CreateCluster")
+        }
+        fn unwrap_bytes(&self, name: &str, _: &[u8], _: &[u8]) -> Result<SecretBytes> {
+            panic!("unwrap_bytes({name}) inside CreateCluster")
+        }
+    }
+
+    #[test]
+    fn create_cluster_names_its_new_lineage_key_for_the_committer_to_create() {
+        let state = CloudHsmState::default();
+        let scope = Scope::default();
+        let mut tx = HsmTx::new(&state, Timestamp(0), &scope, &NoKeys);
+        let d = create_cluster(&mut tx, &CreateClusterRequest::default()).unwrap();
+        let done = tx.finish();
+        let Some(HsmChange::PutCluster(c)) = done.changes.last() else {
+            panic!("no PutCluster in {:?}", done.changes)
+        };
+        assert_eq!(c.id, d.cluster_id);
+        assert_eq!(done.new_keys, [c.wrapping_key.clone()]);
+    }
+
+    #[test]
+    fn a_refused_create_cluster_asks_for_no_key() {
+        let state = CloudHsmState::default();
+        let scope = Scope::default();
+        let mut tx = HsmTx::new(&state, Timestamp(0), &scope, &NoKeys);
+        let req = CreateClusterRequest {
+            hsm_type: Some("not-an-hsm".into()),
+            ..CreateClusterRequest::default()
+        };
+        create_cluster(&mut tx, &req).unwrap_err();
+        let done = tx.finish();
+        assert!(done.new_keys.is_empty() && done.changes.is_empty());
+    }
 }
