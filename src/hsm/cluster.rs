@@ -400,7 +400,7 @@ mod tests {
             panic!("no PutCluster in {:?}", done.changes)
         };
         assert_eq!(c.id, d.cluster_id);
-        assert_eq!(done.new_keys, [c.wrapping_key.clone()]);
+        assert_eq!(done.new_keys, std::slice::from_ref(&c.wrapping_key));
     }
 
     #[test]
