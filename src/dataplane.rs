@@ -10,16 +10,17 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::control::{Change, State};
 use crate::engine::{Action, Authorizer, Control, Engine, Gate, HsmSlot};
 use crate::err;
 use crate::error::Result;
 use crate::hsm::model::KeyObject;
-use crate::hsm::ops as hsm;
-use crate::keyring::{KeyAccess, MASTER_KEY};
+use crate::hsm::{self, HsmChange, Wrapper};
 use crate::kms::keys::{default_material_aad, store_connected};
 use crate::kms::model::{Backing, Key, Lifecycle};
 use crate::kms::policy::KeyPolicy;
-use crate::state::{Change, State};
+use crate::kms::state::KmsChange;
+use crate::kms::MASTER_KEY;
 use crate::types::{ClusterId, ConnectionState, CustomKeyStoreId, HsmId, KeyId, Scope};
 
 /// A key policy, as the engine's authorizer for one key.
@@ -65,38 +66,42 @@ impl Affected {
         let mut a = Affected::default();
         for c in changes {
             match c {
-                Change::PutKey(k) => {
+                Change::Kms(KmsChange::PutKey(k)) => {
                     a.keys.insert(k.id);
                 }
-                Change::DeleteKey(id) => {
+                Change::Kms(KmsChange::DeleteKey(id)) => {
                     a.keys.insert(*id);
                 }
-                Change::PutStore(s) => {
+                Change::Kms(KmsChange::PutStore(s)) => {
                     a.stores.insert(s.id.clone());
                 }
-                Change::DeleteStore(id) => {
+                Change::Kms(KmsChange::DeleteStore(id)) => {
                     a.stores.insert(id.clone());
                 }
-                Change::PutCluster(c) => {
+                Change::Hsm(HsmChange::PutCluster(c)) => {
                     a.clusters.insert(c.id.clone());
                 }
-                Change::DeleteCluster(id)
-                | Change::PutObject(id, _)
-                | Change::DeleteObject(id, _) => {
+                Change::Hsm(
+                    HsmChange::DeleteCluster(id)
+                    | HsmChange::PutObject(id, _)
+                    | HsmChange::DeleteObject(id, _),
+                ) => {
                     a.clusters.insert(id.clone());
                 }
-                Change::PutAlias(al) => {
+                Change::Kms(KmsChange::PutAlias(al)) => {
                     a.aliases.insert(al.name.clone());
                 }
-                Change::DeleteAlias(name) => {
+                Change::Kms(KmsChange::DeleteAlias(name)) => {
                     a.aliases.insert(name.clone());
                 }
-                Change::PutUser(..)
-                | Change::DeleteUser(..)
-                | Change::Audit(..)
-                | Change::PutBackup(_)
-                | Change::DeleteBackup(_)
-                | Change::Trail(_) => {}
+                Change::Hsm(
+                    HsmChange::PutUser(..)
+                    | HsmChange::DeleteUser(..)
+                    | HsmChange::Audit(..)
+                    | HsmChange::PutBackup(_)
+                    | HsmChange::DeleteBackup(_),
+                )
+                | Change::Kms(KmsChange::Trail(_)) => {}
             }
         }
         a
@@ -109,15 +114,15 @@ pub fn gate(state: &State, scope: &Scope, key: &Key) -> Option<crate::KmsError> 
     if matches!(key.lifecycle, Lifecycle::PendingDeletion { .. }) {
         return Some(err!(KMSInvalidStateException, "{arn} is pending deletion."));
     }
-    if !store_connected(state, key) {
+    if !store_connected(&state.kms, key) {
         return Some(err!(KMSInvalidStateException, "{arn} is unavailable."));
     }
     if key.lifecycle == Lifecycle::Disabled {
         return Some(err!(DisabledException, "{arn} is disabled."));
     }
     if let Backing::CloudHsm { store, .. } = &key.backing {
-        let s = state.stores.get(store)?;
-        if let Err(code) = hsm::reachability(state, &s.cluster_id, &scope.region) {
+        let s = state.kms.stores.get(store)?;
+        if let Err(code) = hsm::reachability(&state.hsm, &s.cluster_id, &scope.region) {
             return Some(err!(
                 KMSInvalidStateException,
                 "KMS cannot communicate with the CloudHSM cluster {} of custom key store {} ({code})",
@@ -125,7 +130,7 @@ pub fn gate(state: &State, scope: &Scope, key: &Key) -> Option<crate::KmsError> 
                 s.id
             ));
         }
-        if hsm::find_key(state, &s.cluster_id, &arn).is_none() {
+        if hsm::find_key(&state.hsm, &s.cluster_id, &arn).is_none() {
             return Some(err!(
                 KMSInvalidStateException,
                 "The backing key of {arn} is not in CloudHSM cluster {}",
@@ -141,13 +146,13 @@ fn replicas(state: &State, scope: &Scope, key: &Key) -> HashSet<HsmSlot> {
     match &key.backing {
         Backing::Default { .. } => HashSet::from([HsmSlot::Default]),
         Backing::CloudHsm { store, .. } => {
-            let Some(s) = state.stores.get(store) else {
+            let Some(s) = state.kms.stores.get(store) else {
                 return HashSet::new();
             };
-            let Some(c) = state.clusters.get(&s.cluster_id) else {
+            let Some(c) = state.hsm.clusters.get(&s.cluster_id) else {
                 return HashSet::new();
             };
-            if hsm::find_key(state, &c.id, &scope.key_arn(&key.id)).is_none() {
+            if hsm::find_key(&state.hsm, &c.id, &scope.key_arn(&key.id)).is_none() {
                 return HashSet::new();
             }
             c.active_hsms()
@@ -160,6 +165,7 @@ fn replicas(state: &State, scope: &Scope, key: &Key) -> HashSet<HsmSlot> {
 /// The HSMs that should have a slot: every active HSM of a cluster in this Region.
 fn desired_hsms(state: &State, scope: &Scope) -> HashSet<HsmId> {
     state
+        .hsm
         .clusters
         .values()
         .filter(|c| c.region == scope.region)
@@ -171,7 +177,7 @@ fn desired_hsms(state: &State, scope: &Scope) -> HashSet<HsmId> {
 fn material(
     state: &State,
     scope: &Scope,
-    keys: &mut KeyAccess<'_>,
+    keys: &dyn Wrapper,
     key: &Key,
 ) -> Result<crate::secret::KeyMaterial> {
     match &key.backing {
@@ -180,14 +186,16 @@ fn material(
         }
         Backing::CloudHsm { store, .. } => {
             let s = state
+                .kms
                 .stores
                 .get(store)
                 .ok_or_else(|| err!(KMSInternalException, "store {store} vanished"))?;
             let c = state
+                .hsm
                 .clusters
                 .get(&s.cluster_id)
                 .ok_or_else(|| err!(KMSInternalException, "cluster vanished"))?;
-            let o = hsm::find_key(state, &c.id, &scope.key_arn(&key.id))
+            let o = hsm::find_key(&state.hsm, &c.id, &scope.key_arn(&key.id))
                 .ok_or_else(|| err!(KMSInternalException, "backing key vanished"))?;
             keys.unwrap_key(
                 &c.wrapping_key,
@@ -205,7 +213,7 @@ impl Mirror {
         engine: &Engine,
         state: &State,
         scope: &Scope,
-        keys: &mut KeyAccess<'_>,
+        keys: &dyn Wrapper,
         changes: &[Change],
     ) -> Result<()> {
         let mut affected = Affected::from_changes(changes);
@@ -240,6 +248,7 @@ impl Mirror {
         // The keys to recompute.
         let key_ids: BTreeSet<KeyId> = if affected.everything {
             state
+                .kms
                 .keys
                 .keys()
                 .copied()
@@ -249,12 +258,13 @@ impl Mirror {
             let mut ids = affected.keys.clone();
             if !affected.stores.is_empty() || !affected.clusters.is_empty() {
                 let stores_on_clusters: BTreeSet<&CustomKeyStoreId> = state
+                    .kms
                     .stores
                     .values()
                     .filter(|s| affected.clusters.contains(&s.cluster_id))
                     .map(|s| &s.id)
                     .collect();
-                for k in state.keys.values() {
+                for k in state.kms.keys.values() {
                     if let Some(s) = k.store() {
                         if affected.stores.contains(s) || stores_on_clusters.contains(s) {
                             ids.insert(k.id);
@@ -271,6 +281,7 @@ impl Mirror {
         // Aliases.
         let alias_names: BTreeSet<String> = if affected.everything {
             state
+                .kms
                 .aliases
                 .keys()
                 .cloned()
@@ -280,7 +291,7 @@ impl Mirror {
             affected.aliases
         };
         for name in alias_names {
-            match state.aliases.get(&name) {
+            match state.kms.aliases.get(&name) {
                 Some(a) if self.keys.contains_key(&a.target) => {
                     if self.aliases.insert(name.clone(), a.target) != Some(a.target) {
                         out.push(Control::PutAlias {
@@ -316,12 +327,12 @@ impl Mirror {
         &mut self,
         state: &State,
         scope: &Scope,
-        keys: &mut KeyAccess<'_>,
+        keys: &dyn Wrapper,
         id: &KeyId,
         removed_hsms: &[HsmId],
         out: &mut Vec<Control>,
     ) -> Result<()> {
-        let Some(key) = state.keys.get(id) else {
+        let Some(key) = state.kms.keys.get(id) else {
             if self.keys.remove(id).is_some() {
                 self.aliases.retain(|_, k| k != id);
                 out.push(Control::RemoveKey { key: *id });
@@ -389,7 +400,7 @@ impl Mirror {
 
 /// The fleet GenerateRandom draws from for a custom key store: its cluster's active HSMs.
 pub fn store_fleet(state: &State, scope: &Scope, store_id: &str) -> Result<Vec<HsmSlot>> {
-    let s = crate::kms::stores::store(state, store_id)?;
+    let s = crate::kms::stores::store(&state.kms, store_id)?;
     if s.state != ConnectionState::Connected {
         return Err(err!(
             CustomKeyStoreInvalidStateException,
@@ -398,7 +409,7 @@ pub fn store_fleet(state: &State, scope: &Scope, store_id: &str) -> Result<Vec<H
             s.state
         ));
     }
-    let c = hsm::reachability(state, &s.cluster_id, &scope.region).map_err(|code| {
+    let c = hsm::reachability(&state.hsm, &s.cluster_id, &scope.region).map_err(|code| {
         err!(
             KMSInvalidStateException,
             "KMS cannot communicate with the CloudHSM cluster {} ({code})",

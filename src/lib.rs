@@ -10,13 +10,13 @@
 pub mod bootstrap;
 pub mod cli;
 pub mod client;
+pub mod control;
 pub mod crypto;
 pub mod daemon;
 pub mod dataplane;
 pub mod engine;
 pub mod error;
 pub mod hsm;
-pub mod keyring;
 pub mod kms;
 pub mod loadgen;
 pub mod loadgen_socket;
@@ -25,9 +25,7 @@ pub mod paths;
 pub mod protocol;
 pub mod secret;
 pub mod service;
-pub mod state;
 pub mod store;
-pub mod tx;
 pub mod types;
 
 pub use client::Client;

@@ -14,14 +14,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use common::*;
+use kmscks::control::keyring::MASTER_KEY;
+use kmscks::control::State;
 use kmscks::crypto::wrap;
 use kmscks::hsm::api::{DescribeClustersRequest, Fault};
 use kmscks::hsm::model::KeyObject;
-use kmscks::keyring::MASTER_KEY;
 use kmscks::kms::api::*;
 use kmscks::kms::keys::default_material_aad;
 use kmscks::kms::model::{Backing, Lifecycle};
-use kmscks::state::State;
 use kmscks::store::journal::{JOURNAL_HEADER_LEN, RECORD_HEADER_LEN};
 use kmscks::store::keyfile::{self, KeyFileOptions, PASSPHRASE_ENV};
 use kmscks::store::DataDir;
@@ -633,15 +633,15 @@ fn no_key_material_or_password_is_written_in_the_clear() {
     let master = keyfile::load_key(&datadir, MASTER_KEY, &opts).unwrap();
     let mut materials = Vec::new();
     for id in default_keys.iter().chain(&store_keys) {
-        let key = &state.keys[&KeyId::parse(id).unwrap()];
+        let key = &state.kms.keys[&KeyId::parse(id).unwrap()];
         let material = match &key.backing {
             Backing::Default { wrapped } => {
                 wrap::unwrap_key(&master, &default_material_aad(&key.id), wrapped).unwrap()
             }
             Backing::CloudHsm { store, handle, .. } => {
-                let cluster_id = &state.stores[store].cluster_id;
-                let wk = &state.clusters[cluster_id].wrapping_key;
-                let object = &state.objects[&(cluster_id.clone(), *handle)];
+                let cluster_id = &state.kms.stores[store].cluster_id;
+                let wk = &state.hsm.clusters[cluster_id].wrapping_key;
+                let object = &state.hsm.objects[&(cluster_id.clone(), *handle)];
                 let kek = keyfile::load_key(&datadir, wk, &opts).unwrap();
                 wrap::unwrap_key(&kek, &KeyObject::wrap_aad(wk, *handle), &object.wrapped).unwrap()
             }
@@ -842,7 +842,7 @@ impl Model {
     fn of(state: &State) -> Model {
         let mut m = Model::default();
         let mut names = BTreeMap::new();
-        for k in state.keys.values() {
+        for k in state.kms.keys.values() {
             if !k.description.starts_with("crash-") {
                 continue;
             }
@@ -858,7 +858,7 @@ impl Model {
                 .insert(k.description.clone(), (in_store, life, k.tags.clone()));
             assert!(prev.is_none(), "two keys named {}", k.description);
         }
-        for a in state.aliases.values() {
+        for a in state.kms.aliases.values() {
             if let Some(n) = names.get(&a.target) {
                 m.aliases.insert(a.name.clone(), n.clone());
             }
@@ -870,19 +870,20 @@ impl Model {
 /// The state-wide invariants a crash must never break.
 fn check_invariants(state: &State) {
     let scope = &state.scope;
-    for a in state.aliases.values() {
+    for a in state.kms.aliases.values() {
         assert!(
-            state.keys.contains_key(&a.target),
+            state.kms.keys.contains_key(&a.target),
             "alias {} points at missing key {}",
             a.name,
             a.target
         );
     }
     let mut backed = 0;
-    for k in state.keys.values() {
+    for k in state.kms.keys.values() {
         if let Backing::CloudHsm { store, handle, .. } = &k.backing {
-            let cluster = &state.stores[store].cluster_id;
+            let cluster = &state.kms.stores[store].cluster_id;
             let object = state
+                .hsm
                 .objects
                 .get(&(cluster.clone(), *handle))
                 .unwrap_or_else(|| panic!("key {} has no HSM key object", k.id));
@@ -892,6 +893,7 @@ fn check_invariants(state: &State) {
     }
     // And no HSM key object was left behind without its KMS key.
     let kms_objects = state
+        .hsm
         .objects
         .values()
         .filter(|o| o.owner == "kmsuser")

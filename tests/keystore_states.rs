@@ -807,12 +807,13 @@ mod prop {
         let sid = kmscks::types::CustomKeyStoreId::parse(store_id).unwrap();
         let cid = kmscks::types::ClusterId::parse_lenient(cluster_id).unwrap();
         let kms_sessions: Vec<&SessionHolder> = snap
+            .hsm
             .cluster_users(&cid)
             .filter_map(|u| u.session.as_ref())
             .filter(|s| matches!(s, SessionHolder::Kms(_)))
             .collect();
         assert!(kms_sessions.len() <= 1, "{kms_sessions:?}");
-        let store = snap.stores.get(&sid);
+        let store = snap.kms.stores.get(&sid);
         if let Some(s) = store {
             let e = describe_store(kms, store_id);
             assert_eq!(
@@ -834,7 +835,7 @@ mod prop {
             }
         }
         let connected = store.is_some_and(|s| s.state == ConnectionState::Connected);
-        for key in snap.keys.values() {
+        for key in snap.kms.keys.values() {
             let md = describe_key(kms, &key.id.to_string());
             let pending = key.deletion_date().is_some();
             assert_eq!(md.key_state == KeyState::PendingDeletion, pending);
@@ -846,12 +847,12 @@ mod prop {
             assert_eq!(md.enabled, md.key_state == KeyState::Enabled);
             // The backing key is in the cluster, labelled with the key ARN.
             assert!(
-                snap.cluster_objects(&cid).any(|o| o.label == md.arn),
+                snap.hsm.cluster_objects(&cid).any(|o| o.label == md.arn),
                 "no HSM key for {}",
                 md.arn
             );
         }
-        for ((c, _), events) in &snap.audit {
+        for ((c, _), events) in &snap.hsm.audit {
             if *c == cid {
                 for (i, ev) in events.iter().enumerate() {
                     assert_eq!(ev.sequence, i as u64);
@@ -867,7 +868,13 @@ mod prop {
         let req = || id_req(&store_id);
         let mut deleted = false;
         for st in steps {
-            let before = kms.state_snapshot().stores.values().next().map(|s| s.state);
+            let before = kms
+                .state_snapshot()
+                .kms
+                .stores
+                .values()
+                .next()
+                .map(|s| s.state);
             assert_eq!(before.is_none(), deleted);
             let result: kmscks::Result<()> = match st {
                 Step::Connect => kms.connect_custom_key_store(&req()).map(|_| {
@@ -890,7 +897,7 @@ mod prop {
                 Step::Delete => kms.delete_custom_key_store(&req()).map(drop),
                 Step::CreateKey => create_key_in(&kms, &store_id).map(drop),
                 Step::ScheduleDeletion => {
-                    let first = kms.state_snapshot().keys.keys().next().copied();
+                    let first = kms.state_snapshot().kms.keys.keys().next().copied();
                     match first {
                         Some(k) => kms
                             .schedule_key_deletion(&ScheduleKeyDeletionRequest {

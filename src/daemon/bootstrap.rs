@@ -69,11 +69,11 @@ impl fmt::Display for Bootstrap {
 /// True when the instance holds no cluster, store, key, alias or backup.
 pub fn is_empty(kms: &Kms) -> bool {
     let s = kms.state_snapshot();
-    s.clusters.is_empty()
-        && s.stores.is_empty()
-        && s.keys.is_empty()
-        && s.aliases.is_empty()
-        && s.backups.is_empty()
+    s.hsm.clusters.is_empty()
+        && s.kms.stores.is_empty()
+        && s.kms.keys.is_empty()
+        && s.kms.aliases.is_empty()
+        && s.hsm.backups.is_empty()
 }
 
 /// Creates the ready system (see [`crate::bootstrap`]) on an empty instance, as the account
@@ -136,6 +136,6 @@ mod tests {
             bootstrap(&kms, Path::new("/tmp/s.sock")).unwrap(),
             Bootstrap::AlreadyInitialized
         );
-        assert_eq!(kms.state_snapshot().keys.len(), 1);
+        assert_eq!(kms.state_snapshot().kms.keys.len(), 1);
     }
 }

@@ -1,6 +1,47 @@
-//! The simulated CloudHSM cluster.
+//! The simulated CloudHSM service: clusters, their HSMs, users, key objects, backups and audit
+//! streams — and the narrow set of calls KMS makes into a cluster as `kmsuser`.
+//!
+//! Layering: `hsm` sits above `types`/`secret`/`error`/`crypto` and below `kms`. It owns its
+//! state ([`CloudHsmState`]) and its changes ([`HsmChange`]); an operation reads the state and
+//! records changes through an [`HsmTx`], and reaches wrapping keys only through the
+//! [`Wrapper`] trait. It names nothing above it (`kms`, the control plane, the store, the
+//! service): the control plane journals and applies [`HsmChange`]s beside KMS's changes.
+//!
+//! The operations, one subject per module, are re-exported here so callers write
+//! `hsm::create_cluster(..)`.
 
 pub mod api;
+mod audit;
+mod backup;
+mod cluster;
+mod devices;
+mod fault;
+mod key_object;
+mod kms_session;
 pub mod model;
-pub mod ops;
+mod password;
 pub mod pki;
+pub mod state;
+pub mod tx;
+mod user;
+
+pub use audit::audit_log;
+pub use backup::{copy_backup_to_region, create_backup, delete_backup, describe_backup};
+pub use cluster::{
+    cluster, create_cluster, delete_cluster, describe, describe_clusters, initialize_cluster,
+    initialize_cluster_with_new_ca, DEFAULT_HSM_TYPE, FIRST_HANDLE,
+};
+pub use devices::{create_hsm, delete_hsm};
+pub use fault::inject_fault;
+pub use key_object::{delete_key_object, list_key_objects};
+pub use kms_session::{
+    find_key, kms_connect, kms_delete_key, kms_disconnect, kms_generate_key, kms_logged_in,
+    reachability, KMS_USER,
+};
+pub use password::{hash_password, password_matches};
+pub use state::{CloudHsmState, HsmChange};
+pub use tx::{HsmOutcome, HsmTx, Wrapper};
+pub use user::{
+    change_password, create_user, delete_user, list_users, login_external, logout_external,
+    LoginOutcome,
+};

@@ -1,5 +1,6 @@
 //! The simulated CloudHSM side as data: clusters, HSMs, users, key objects, backups, audit
-//! records. Plain serialisable values; the operations that change them live in `ops.rs`.
+//! records. Plain serialisable values; the operations that change them live in the sibling
+//! modules (one per subject), the state that holds them in `state.rs`.
 
 use std::collections::BTreeMap;
 

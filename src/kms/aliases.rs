@@ -6,9 +6,9 @@ use crate::kms::api::*;
 use crate::kms::keys::{authorize, require_root, resolve_id};
 use crate::kms::model::{Alias, Key, Lifecycle};
 use crate::kms::paging;
+use crate::kms::state::KmsChange;
+use crate::kms::tx::Tx;
 use crate::ops::Op;
-use crate::state::Change;
-use crate::tx::Tx;
 use crate::types::limits::*;
 use crate::types::PolicyAction;
 
@@ -91,7 +91,7 @@ pub fn create(tx: &mut Tx<'_>, req: &AliasRequest) -> Result<Empty> {
         created: tx.now,
         last_updated: tx.now,
     };
-    tx.push(Change::PutAlias(alias));
+    tx.push(KmsChange::PutAlias(alias));
     Ok(Empty {})
 }
 
@@ -133,7 +133,7 @@ pub fn update(tx: &mut Tx<'_>, req: &AliasRequest) -> Result<Empty> {
         last_updated: tx.now,
         ..alias
     };
-    tx.push(Change::PutAlias(alias));
+    tx.push(KmsChange::PutAlias(alias));
     Ok(Empty {})
 }
 
@@ -149,7 +149,7 @@ pub fn delete(tx: &mut Tx<'_>, req: &DeleteAliasRequest) -> Result<Empty> {
     if let Some(key) = tx.state.keys.get(&alias.target) {
         authorize(tx, key, Op::DeleteAlias.action())?;
     }
-    tx.push(Change::DeleteAlias(req.alias_name.clone()));
+    tx.push(KmsChange::DeleteAlias(req.alias_name.clone()));
     Ok(Empty {})
 }
 

@@ -5,23 +5,23 @@ use serde_json::json;
 
 use crate::err;
 use crate::error::Result;
-use crate::hsm::ops as hsm;
-use crate::keyring::MASTER_KEY;
+use crate::hsm;
 use crate::kms::api::*;
 use crate::kms::model::{Backing, Key, Lifecycle};
 use crate::kms::policy::{self, KeyPolicy};
+use crate::kms::state::{KmsChange, KmsState};
 use crate::kms::stores::{self, check_two_zones};
+use crate::kms::tx::Tx;
+use crate::kms::MASTER_KEY;
 use crate::kms::{paging, tags, trail};
 use crate::ops::Op;
 use crate::secret::KeyMaterial;
-use crate::state::{Change, State};
-use crate::tx::Tx;
 use crate::types::limits::*;
 use crate::types::*;
 use crate::KmsError;
 
 /// Whether the store behind a key (if any) is connected.
-pub fn store_connected(state: &State, key: &Key) -> bool {
+pub fn store_connected(state: &KmsState, key: &Key) -> bool {
     match key.store() {
         None => true,
         Some(s) => state
@@ -32,7 +32,7 @@ pub fn store_connected(state: &State, key: &Key) -> bool {
 }
 
 /// The key's visible state.
-pub fn key_state(state: &State, key: &Key) -> KeyState {
+pub fn key_state(state: &KmsState, key: &Key) -> KeyState {
     key.state(store_connected(state, key))
 }
 
@@ -42,7 +42,7 @@ pub fn default_material_aad(id: &KeyId) -> Vec<u8> {
 }
 
 /// Finds a key from a key id, key ARN, alias name or alias ARN.
-pub fn resolve<'s>(state: &'s State, scope: &Scope, text: &str) -> Result<&'s Key> {
+pub fn resolve<'s>(state: &'s KmsState, scope: &Scope, text: &str) -> Result<&'s Key> {
     match scope.parse_key_ref(text)? {
         KeyRef::Id(id) => by_id(state, scope, &id),
         KeyRef::Alias(name) => {
@@ -59,12 +59,12 @@ pub fn resolve<'s>(state: &'s State, scope: &Scope, text: &str) -> Result<&'s Ke
 }
 
 /// Finds a key from a key id or key ARN only (management operations).
-pub fn resolve_id<'s>(state: &'s State, scope: &Scope, text: &str) -> Result<&'s Key> {
+pub fn resolve_id<'s>(state: &'s KmsState, scope: &Scope, text: &str) -> Result<&'s Key> {
     let id = scope.parse_key_id(text)?;
     by_id(state, scope, &id)
 }
 
-fn by_id<'s>(state: &'s State, scope: &Scope, id: &KeyId) -> Result<&'s Key> {
+fn by_id<'s>(state: &'s KmsState, scope: &Scope, id: &KeyId) -> Result<&'s Key> {
     state.keys.get(id).ok_or_else(|| {
         err!(
             NotFoundException,
@@ -144,7 +144,7 @@ pub fn check_grant_tokens(tokens: &[String]) -> Result<()> {
 }
 
 /// KeyMetadata of a key as DescribeKey shows it.
-pub fn metadata(state: &State, scope: &Scope, key: &Key) -> KeyMetadata {
+pub fn metadata(state: &KmsState, scope: &Scope, key: &Key) -> KeyMetadata {
     let st = key_state(state, key);
     let store = key.store().and_then(|s| state.stores.get(s));
     KeyMetadata {
@@ -309,14 +309,15 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
                     s.state
                 ));
             }
-            let c = hsm::reachability(tx.state, &s.cluster_id, &tx.scope.region).map_err(|code| {
+            let c = hsm::reachability(tx.cloudhsm, &s.cluster_id, &tx.scope.region).map_err(|code| {
                 err!(KMSInvalidStateException, "KMS cannot communicate with the CloudHSM cluster {} of custom key store {} ({code})", s.cluster_id, s.id)
             })?;
             check_two_zones(c)?;
-            if !hsm::kms_logged_in(tx.state, &s.cluster_id, &s.id) {
+            if !hsm::kms_logged_in(tx.cloudhsm, &s.cluster_id, &s.id) {
                 return Err(err!(KMSInternalException, "KMS is not logged in to CloudHSM cluster {} as kmsuser; disconnect and reconnect the custom key store", s.cluster_id));
             }
-            let (handle, material) = hsm::kms_generate_key(tx, &s.cluster_id, &arn)?;
+            let (handle, material) =
+                tx.in_hsm(|h| hsm::kms_generate_key(h, &s.cluster_id, &arn))?;
             let backing_key_id = backing_key_id(handle, &arn);
             let extra = json!({
                 "customKeyStoreId": s.id.as_str(),
@@ -358,7 +359,7 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
             "additionalEventData": extra,
         }),
     );
-    tx.push(Change::PutKey(Box::new(key)));
+    tx.push(KmsChange::PutKey(Box::new(key)));
     Ok(Created { response, material })
 }
 
@@ -408,7 +409,7 @@ pub fn list(tx: &Tx<'_>, req: &ListRequest) -> Result<ListKeysResponse> {
 }
 
 fn put(tx: &mut Tx<'_>, key: Key) {
-    tx.push(Change::PutKey(Box::new(key)));
+    tx.push(KmsChange::PutKey(Box::new(key)));
 }
 
 /// EnableKey / DisableKey. On an Unavailable key it succeeds and takes effect on reconnect.
@@ -593,7 +594,7 @@ pub fn list_policies(tx: &Tx<'_>, req: &ListRequest) -> Result<ListKeyPoliciesRe
 }
 
 /// Keys whose waiting period has ended, oldest first.
-pub fn due_for_deletion(state: &State, now: Timestamp) -> Vec<KeyId> {
+pub fn due_for_deletion(state: &KmsState, now: Timestamp) -> Vec<KeyId> {
     let mut due: Vec<(Timestamp, KeyId)> = state
         .keys
         .values()
@@ -619,7 +620,7 @@ pub fn delete_now(tx: &mut Tx<'_>, id: &KeyId) {
     {
         let deleted = tx.state.stores.get(store).cloned().is_some_and(|s| {
             s.state == ConnectionState::Connected
-                && hsm::kms_delete_key(tx, &s.cluster_id, &s.id, &arn)
+                && tx.in_hsm(|h| hsm::kms_delete_key(h, &s.cluster_id, &s.id, &arn))
         });
         let status = json!([{
             "keyHandle": handle.to_string(),
@@ -634,5 +635,5 @@ pub fn delete_now(tx: &mut Tx<'_>, id: &KeyId) {
         trail::SERVICE_PRINCIPAL,
         json!({"eventType": "AwsServiceEvent", "requestParameters": {"keyId": arn}, "additionalEventData": extra}),
     );
-    tx.push(Change::DeleteKey(*id));
+    tx.push(KmsChange::DeleteKey(*id));
 }

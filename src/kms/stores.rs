@@ -7,15 +7,15 @@
 use crate::err;
 use crate::error::Result;
 use crate::hsm::model::Cluster;
-use crate::hsm::{ops as hsm, pki};
-use crate::keyring::MASTER_KEY;
+use crate::hsm::{self, pki};
 use crate::kms::api::*;
 use crate::kms::model::KeyStore;
 use crate::kms::paging;
+use crate::kms::state::{KmsChange, KmsState};
 use crate::kms::trail;
+use crate::kms::tx::Tx;
+use crate::kms::MASTER_KEY;
 use crate::secret::Password;
-use crate::state::{Change, State};
-use crate::tx::Tx;
 use crate::types::limits::*;
 use crate::types::*;
 use crate::KmsError;
@@ -25,7 +25,7 @@ fn password_aad(store: &CustomKeyStoreId) -> Vec<u8> {
 }
 
 /// The store `id`, or CustomKeyStoreNotFoundException.
-pub fn store<'s>(state: &'s State, id: &str) -> Result<&'s KeyStore> {
+pub fn store<'s>(state: &'s KmsState, id: &str) -> Result<&'s KeyStore> {
     CustomKeyStoreId::parse(id)
         .and_then(|sid| state.stores.get(&sid))
         .ok_or_else(|| {
@@ -91,7 +91,7 @@ fn cluster<'s>(tx: &Tx<'s>, id: &str) -> Result<&'s Cluster> {
         )
     };
     let cid = ClusterId::parse_lenient(id).ok_or_else(not_found)?;
-    tx.state
+    tx.cloudhsm
         .clusters
         .get(&cid)
         .filter(|c| c.region == tx.scope.region)
@@ -239,10 +239,10 @@ pub fn create(
     let c = cluster(tx, cluster_id)?;
     for other in tx.state.stores.values() {
         let in_use = other.cluster_id == c.id
-            || match tx.state.clusters.get(&other.cluster_id) {
+            || match tx.cloudhsm.clusters.get(&other.cluster_id) {
                 Some(o) => related(o, c),
                 // The store's cluster is deleted: its backups still carry its certificate.
-                None => tx.state.backups.values().any(|b| {
+                None => tx.cloudhsm.backups.values().any(|b| {
                     b.cluster_id == other.cluster_id
                         && matches!(
                             (b.pki.cluster_certificate.as_deref(), certificate(c)),
@@ -293,7 +293,7 @@ pub fn create(
         "responseElements": {"customKeyStoreId": id.as_str()},
     });
     trail::record(tx, "CreateCustomKeyStore", detail);
-    tx.push(Change::PutStore(Box::new(s)));
+    tx.push(KmsChange::PutStore(Box::new(s)));
     Ok(CreateCustomKeyStoreResponse {
         custom_key_store_id: id.to_string(),
     })
@@ -301,7 +301,7 @@ pub fn create(
 
 /// DescribeCustomKeyStores.
 pub fn describe(
-    state: &State,
+    state: &KmsState,
     req: &DescribeCustomKeyStoresRequest,
 ) -> Result<DescribeCustomKeyStoresResponse> {
     if req.custom_key_store_id.is_some() && req.custom_key_store_name.is_some() {
@@ -389,7 +389,7 @@ pub fn update(tx: &mut Tx<'_>, req: &UpdateCustomKeyStoreRequest) -> Result<Empt
         }
         let new = cluster(tx, cluster_id)?;
         if new.id != s.cluster_id {
-            let related_to_original = match tx.state.clusters.get(&s.cluster_id) {
+            let related_to_original = match tx.cloudhsm.clusters.get(&s.cluster_id) {
                 Some(old) => related(old, new),
                 // The original cluster is gone: compare with what the store was created with.
                 None => {
@@ -418,7 +418,7 @@ pub fn update(tx: &mut Tx<'_>, req: &UpdateCustomKeyStoreRequest) -> Result<Empt
         "additionalEventData": {"customKeyStoreName": s.name, "clusterId": s.cluster_id.as_str()},
     });
     trail::record(tx, "UpdateCustomKeyStore", detail);
-    tx.push(Change::PutStore(Box::new(s)));
+    tx.push(KmsChange::PutStore(Box::new(s)));
     Ok(Empty {})
 }
 
@@ -443,7 +443,7 @@ pub fn delete(tx: &mut Tx<'_>, req: &CustomKeyStoreIdRequest) -> Result<Empty> {
     }
     let id = s.id.clone();
     trail_store_event(tx, "DeleteCustomKeyStore", s);
-    tx.push(Change::DeleteStore(id));
+    tx.push(KmsChange::DeleteStore(id));
     Ok(Empty {})
 }
 
@@ -477,7 +477,7 @@ pub fn connect(tx: &mut Tx<'_>, req: &CustomKeyStoreIdRequest) -> Result<FollowU
         ConnectionState::Disconnected => {}
     }
     if let Some(c) = tx
-        .state
+        .cloudhsm
         .clusters
         .get(&s.cluster_id)
         .filter(|c| c.region == tx.scope.region)
@@ -500,7 +500,7 @@ pub fn connect(tx: &mut Tx<'_>, req: &CustomKeyStoreIdRequest) -> Result<FollowU
     s.epoch += 1;
     let follow = FollowUp::Connect(s.id.clone(), s.epoch);
     trail_store_event(tx, "ConnectCustomKeyStore", &s);
-    tx.push(Change::PutStore(Box::new(s)));
+    tx.push(KmsChange::PutStore(Box::new(s)));
     Ok(follow)
 }
 
@@ -518,7 +518,7 @@ pub fn complete_connect(tx: &mut Tx<'_>, id: &CustomKeyStoreId, epoch: u64) -> R
         .unwrap_bytes(MASTER_KEY, &password_aad(&s.id), &s.wrapped_password)?;
     let known = Password::new(String::from_utf8_lossy(known.expose()).into_owned());
     let cluster_id = s.cluster_id.clone();
-    match hsm::kms_connect(tx, &cluster_id, &s.id, &known) {
+    match tx.in_hsm(|h| hsm::kms_connect(h, &cluster_id, &s.id, &known)) {
         Ok(rotated) => {
             s.wrapped_password = tx.keys.wrap_bytes(
                 MASTER_KEY,
@@ -533,7 +533,7 @@ pub fn complete_connect(tx: &mut Tx<'_>, id: &CustomKeyStoreId, epoch: u64) -> R
             s.error_code = Some(code);
         }
     }
-    tx.push(Change::PutStore(Box::new(s)));
+    tx.push(KmsChange::PutStore(Box::new(s)));
     Ok(())
 }
 
@@ -552,7 +552,7 @@ pub fn disconnect(tx: &mut Tx<'_>, req: &CustomKeyStoreIdRequest) -> Result<Foll
     s.epoch += 1;
     let follow = FollowUp::Disconnect(s.id.clone(), s.epoch);
     trail_store_event(tx, "DisconnectCustomKeyStore", &s);
-    tx.push(Change::PutStore(Box::new(s)));
+    tx.push(KmsChange::PutStore(Box::new(s)));
     Ok(follow)
 }
 
@@ -565,9 +565,9 @@ pub fn complete_disconnect(tx: &mut Tx<'_>, id: &CustomKeyStoreId, epoch: u64) -
         return Ok(());
     }
     let mut s = s.clone();
-    hsm::kms_disconnect(tx, &s.cluster_id.clone(), &s.id);
+    tx.in_hsm(|h| hsm::kms_disconnect(h, &s.cluster_id, &s.id));
     s.state = ConnectionState::Disconnected;
     s.error_code = None;
-    tx.push(Change::PutStore(Box::new(s)));
+    tx.push(KmsChange::PutStore(Box::new(s)));
     Ok(())
 }

@@ -8,9 +8,9 @@ use crate::kms::api::*;
 use crate::kms::keys::{authorize, resolve_id};
 use crate::kms::model::Lifecycle;
 use crate::kms::paging;
+use crate::kms::state::KmsChange;
+use crate::kms::tx::Tx;
 use crate::ops::Op;
-use crate::state::Change;
-use crate::tx::Tx;
 use crate::types::limits::*;
 
 fn check_key(k: &str) -> Result<()> {
@@ -81,7 +81,7 @@ pub fn tag(tx: &mut Tx<'_>, req: &TagResourceRequest) -> Result<Empty> {
             "A KMS key can have at most {MAX_TAGS_PER_KEY} tags"
         ));
     }
-    tx.push(Change::PutKey(Box::new(key)));
+    tx.push(KmsChange::PutKey(Box::new(key)));
     Ok(Empty {})
 }
 
@@ -97,7 +97,7 @@ pub fn untag(tx: &mut Tx<'_>, req: &UntagResourceRequest) -> Result<Empty> {
     for k in &req.tag_keys {
         key.tags.remove(k);
     }
-    tx.push(Change::PutKey(Box::new(key)));
+    tx.push(KmsChange::PutKey(Box::new(key)));
     Ok(Empty {})
 }
 

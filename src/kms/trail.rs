@@ -2,8 +2,8 @@
 //! log. Entries never hold secrets: no passwords, certificates, plaintexts or key material.
 
 use crate::kms::model::TrailEvent;
-use crate::state::Change;
-use crate::tx::Tx;
+use crate::kms::state::KmsChange;
+use crate::kms::tx::Tx;
 
 /// Principal name of events KMS itself causes (the deletion at the end of a waiting period).
 pub const SERVICE_PRINCIPAL: &str = "AWS Internal";
@@ -22,5 +22,5 @@ pub fn record_as(tx: &mut Tx<'_>, event_name: &str, principal: &str, detail: ser
         principal: principal.to_owned(),
         detail: detail.to_string(),
     };
-    tx.push(Change::Trail(event));
+    tx.push(KmsChange::Trail(event));
 }

@@ -6,8 +6,8 @@ use crate::err;
 use crate::error::Result;
 use crate::kms::api::{KeyIdRequest, KeyRotationStatusResponse, Refused};
 use crate::kms::keys::{authorize, resolve, resolve_id};
+use crate::kms::tx::Tx;
 use crate::ops::Op;
-use crate::tx::Tx;
 use crate::types::Origin;
 
 /// Answers a refused operation on a key with AWS's exception.

@@ -16,25 +16,24 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::control::{Change, Keyring, Record, State};
 use crate::dataplane::Mirror;
 use crate::engine::{Engine, EngineConfig};
 use crate::err;
 use crate::error::Result;
 use crate::hsm::api::*;
 use crate::hsm::model::AuditEvent;
-use crate::hsm::ops as hsm;
-use crate::keyring::{KeyAccess, Keyring, MASTER_KEY};
+use crate::hsm::{self, HsmTx};
 use crate::kms::api::*;
 use crate::kms::model::TrailEvent;
+use crate::kms::state::KmsChange;
 use crate::kms::stores::FollowUp;
+use crate::kms::tx::Tx;
 use crate::kms::unsupported;
 use crate::kms::{aliases, keys, stores, tags};
 use crate::ops::Op;
 use crate::secret::Password;
-use crate::state::{Change, Record, State};
-use crate::store::keyfile::KeyFileOptions;
 use crate::store::DataDir;
-use crate::tx::Tx;
 use crate::types::*;
 
 /// How a kmscks instance behaves.
@@ -204,14 +203,10 @@ impl Kms {
                 .map_err(|e| err!(KMSInternalException, "cannot encode the snapshot: {e}"))?;
             disk.compact(&snapshot)?;
         }
-        let mut keyring = Keyring::new(KeyFileOptions::from_env()?);
-        // Load (or create) the master key now, so that a sealed key file with a missing or
-        // wrong passphrase stops the open rather than a later operation.
-        KeyAccess {
-            keyring: &mut keyring,
-            dir: Some(&disk),
-        }
-        .key(MASTER_KEY, true)?;
+        // Key files are read here, before any transaction: the master key (a sealed file with
+        // a missing or wrong passphrase stops the open) and every lineage key the state names.
+        let mut keyring = Keyring::open(&disk)?;
+        keyring.load(Some(&disk), state.hsm.wrapping_keys());
         Kms::start(state, Some(disk), keyring, config)
     }
 
@@ -223,14 +218,14 @@ impl Kms {
     /// A non-durable instance with this configuration.
     pub fn in_memory_with(config: KmsConfig) -> Kms {
         let state = State::new(config.scope.clone());
-        Kms::start(state, None, Keyring::default(), config)
+        Kms::start(state, None, Keyring::in_memory(), config)
             .expect("an in-memory instance has no I/O to fail")
     }
 
     fn start(
         state: State,
         disk: Option<DataDir>,
-        mut keyring: Keyring,
+        keyring: Keyring,
         config: KmsConfig,
     ) -> Result<Kms> {
         let principal: Arc<str> = config.scope.root_principal().into();
@@ -240,13 +235,7 @@ impl Kms {
             ..config.engine.clone()
         })?;
         let mut mirror = Mirror::default();
-        {
-            let mut keys = KeyAccess {
-                keyring: &mut keyring,
-                dir: disk.as_ref(),
-            };
-            mirror.sync(&engine, &state, &config.scope, &mut keys, &[])?;
-        }
+        mirror.sync(&engine, &state, &config.scope, &keyring, &[])?;
         let shared = Arc::new(Shared {
             engine,
             core: Mutex::new(Core {
@@ -264,7 +253,7 @@ impl Kms {
         // Resume what a previous run left half-way: CONNECTING and DISCONNECTING stores.
         {
             let core = lock(&shared.core);
-            for s in core.state.stores.values() {
+            for s in core.state.kms.stores.values() {
                 match s.state {
                     ConnectionState::Connecting => shared.schedule(
                         Task::Complete(FollowUpKey::Connect(s.id.clone(), s.epoch)),
@@ -321,17 +310,14 @@ impl Kms {
 
     /// Runs a read-only operation.
     fn read<R>(&self, f: impl FnOnce(&Tx<'_>) -> Result<R>) -> Result<R> {
-        let mut core = self.shared.core_after_sweep()?;
+        let core = self.shared.core_after_sweep()?;
         let now = self.shared.config.clock.now();
-        let core = &mut *core;
         let tx = Tx::new(
-            &core.state,
+            &core.state.kms,
+            &core.state.hsm,
             now,
             &self.shared.config.scope,
-            KeyAccess {
-                keyring: &mut core.keyring,
-                dir: core.disk.as_ref(),
-            },
+            &core.keyring,
             &self.principal,
         );
         f(&tx)
@@ -441,7 +427,7 @@ impl Kms {
         };
         let mut core = lock(&self.shared.core);
         loop {
-            let entry = stores::describe(&core.state, &req)?
+            let entry = stores::describe(&core.state.kms, &req)?
                 .custom_key_stores
                 .remove(0);
             let settled = !matches!(
@@ -587,10 +573,11 @@ impl Kms {
 
     // ---- Simulated CloudHSM ---------------------------------------------------------------
 
-    fn cluster_admin<R>(&self, op: Op, f: impl FnOnce(&mut Tx<'_>) -> Result<R>) -> Result<R> {
+    /// Runs a CloudHSM operation for the account root.
+    fn cluster_admin<R>(&self, op: Op, f: impl FnOnce(&mut HsmTx<'_>) -> Result<R>) -> Result<R> {
         self.write(|tx| {
             require_cluster_admin(tx, op.action())?;
-            f(tx)
+            tx.in_hsm(f)
         })
     }
 
@@ -607,7 +594,7 @@ impl Kms {
     ) -> Result<DescribeClustersResponse> {
         self.read(|tx| {
             require_cluster_admin(tx, Op::DescribeClusters.action())?;
-            hsm::describe_clusters(tx.state, req)
+            hsm::describe_clusters(tx.cloudhsm, req)
         })
     }
 
@@ -657,7 +644,7 @@ impl Kms {
         self.read(|tx| {
             require_cluster_admin(tx, Op::DescribeBackups.action())?;
             Ok(tx
-                .state
+                .cloudhsm
                 .backups
                 .values()
                 .map(hsm::describe_backup)
@@ -701,7 +688,7 @@ impl Kms {
     pub fn list_hsm_users(&self, cluster_id: &str) -> Result<Vec<UserDescription>> {
         self.read(|tx| {
             require_cluster_admin(tx, Op::ListUsers.action())?;
-            hsm::list_users(tx.state, cluster_id)
+            hsm::list_users(tx.cloudhsm, cluster_id)
         })
     }
 
@@ -714,7 +701,7 @@ impl Kms {
     ) -> Result<()> {
         self.write_always(|tx| {
             require_cluster_admin(tx, Op::Login.action())?;
-            hsm::login_external(tx, cluster_id, username, password)
+            tx.in_hsm(|h| hsm::login_external(h, cluster_id, username, password))
         })
     }
 
@@ -729,7 +716,7 @@ impl Kms {
     pub fn list_key_objects(&self, cluster_id: &str) -> Result<Vec<KeyObjectDescription>> {
         self.read(|tx| {
             require_cluster_admin(tx, Op::ListKeyObjects.action())?;
-            hsm::list_key_objects(tx.state, cluster_id)
+            hsm::list_key_objects(tx.cloudhsm, cluster_id)
         })
     }
 
@@ -754,7 +741,7 @@ impl Kms {
     ) -> Result<Vec<(HsmId, Vec<AuditEvent>)>> {
         self.read(|tx| {
             require_cluster_admin(tx, Op::AuditLog.action())?;
-            hsm::audit_log(tx.state, cluster_id, hsm_id)
+            hsm::audit_log(tx.cloudhsm, cluster_id, hsm_id)
         })
     }
 
@@ -798,7 +785,12 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T>
 }
 
 fn earliest_deletion(state: &State) -> Option<Timestamp> {
-    state.keys.values().filter_map(|k| k.deletion_date()).min()
+    state
+        .kms
+        .keys
+        .values()
+        .filter_map(|k| k.deletion_date())
+        .min()
 }
 
 impl Shared {
@@ -825,7 +817,7 @@ impl Shared {
         if core.earliest_deletion.is_none_or(|t| t > now) {
             return Ok(0);
         }
-        let due = keys::due_for_deletion(&core.state, now);
+        let due = keys::due_for_deletion(&core.state.kms, now);
         let root: String = self.config.scope.root_principal();
         let n = due.len();
         self.run(core, &root, |tx| {
@@ -845,16 +837,24 @@ impl Shared {
         f: impl FnOnce(&mut Tx<'_>) -> Result<R>,
     ) -> Result<R> {
         let now = self.config.clock.now();
-        let (out, changes) = {
-            let keys = KeyAccess {
-                keyring: &mut core.keyring,
-                dir: core.disk.as_ref(),
-            };
-            let mut tx = Tx::new(&core.state, now, &self.config.scope, keys, principal);
+        let (out, mut outcome) = {
+            let mut tx = Tx::new(
+                &core.state.kms,
+                &core.state.hsm,
+                now,
+                &self.config.scope,
+                &core.keyring,
+                principal,
+            );
             let out = f(&mut tx)?;
-            (out, tx.into_changes())
+            (out, tx.finish())
         };
-        self.commit(core, now, changes)?;
+        // Wrapping keys the operation named are created now, outside the transaction and
+        // before its record is written.
+        for name in std::mem::take(&mut outcome.hsm.new_keys) {
+            core.keyring.create(core.disk.as_ref(), &name)?;
+        }
+        self.commit(core, now, Change::all_of(outcome))?;
         Ok(out)
     }
 
@@ -862,9 +862,12 @@ impl Shared {
         if changes.is_empty() {
             return Ok(());
         }
-        let keys_changed = changes
-            .iter()
-            .any(|c| matches!(c, Change::PutKey(_) | Change::DeleteKey(_)));
+        let keys_changed = changes.iter().any(|c| {
+            matches!(
+                c,
+                Change::Kms(KmsChange::PutKey(_) | KmsChange::DeleteKey(_))
+            )
+        });
         let record = Record { at: now, changes };
         let changes_applied = record.changes.clone();
         if let Some(disk) = core.disk.as_mut() {
@@ -875,15 +878,11 @@ impl Shared {
         core.state.apply_record(record);
         // The record is durable: the data plane must follow it. A failure here (a wrapped key
         // that no longer unwraps) is reported to the caller, though the change stands.
-        let mut keys = KeyAccess {
-            keyring: &mut core.keyring,
-            dir: core.disk.as_ref(),
-        };
         let synced = core.mirror.sync(
             &self.engine,
             &core.state,
             &self.config.scope,
-            &mut keys,
+            &core.keyring,
             &changes_applied,
         );
         if keys_changed {

@@ -23,8 +23,11 @@ use crate::Result;
 
 /// Magic at the start of a journal file.
 pub const JOURNAL_MAGIC: [u8; 4] = *b"KCKJ";
-/// Journal (and snapshot) format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Data-directory format version this build writes and reads, in the header of every journal
+/// and snapshot file. It covers both the framing here and the encoding of the payloads (the
+/// control plane's state and records, whose name for it is `control::STATE_FORMAT`): bump it
+/// whenever either changes shape. Version 2: the state split into its CloudHSM and KMS halves.
+pub const FORMAT_VERSION: u32 = 2;
 /// Length of the journal file header.
 pub const JOURNAL_HEADER_LEN: usize = 20;
 /// Length of a frame header.
@@ -51,6 +54,16 @@ fn damaged(path: &Path, offset: u64, what: impl std::fmt::Display) -> crate::Kms
     err!(
         StorageException,
         "journal {} damaged at offset {offset}: {what}",
+        path.display()
+    )
+}
+
+/// The refusal of a well-formed file written in another data-directory format.
+pub(crate) fn other_format(kind: &str, path: &Path, version: u32) -> crate::KmsError {
+    err!(
+        StorageException,
+        "{kind} {} is in data-directory format {version}, but this build reads only format \
+         {FORMAT_VERSION}: it was written by another version of kmscks (there is no conversion)",
         path.display()
     )
 }
@@ -82,13 +95,7 @@ pub(crate) fn check_file_header(path: &Path, data: &[u8], generation: u64) -> Re
     }
     let version = u32_at(data, 4);
     if version != FORMAT_VERSION {
-        return Err(damaged(
-            path,
-            4,
-            format_args!(
-                "unsupported format version {version} (this build reads {FORMAT_VERSION})"
-            ),
-        ));
+        return Err(other_format("journal", path, version));
     }
     let mut g = [0u8; 8];
     g.copy_from_slice(&data[8..16]);

@@ -99,13 +99,7 @@ pub(crate) fn verify(path: &Path, data: &[u8], generation: u64) -> Result<()> {
     }
     let version = le_u32(&data[4..8]);
     if version != FORMAT_VERSION {
-        return Err(damaged(
-            path,
-            4,
-            format_args!(
-                "unsupported format version {version} (this build reads {FORMAT_VERSION})"
-            ),
-        ));
+        return Err(super::journal::other_format("snapshot", path, version));
     }
     let found = le_u64(&data[8..16]);
     if found != generation {

@@ -1,26 +1,23 @@
-//! The whole control-plane state, the changes that move it, and how a change applies.
+//! Everything the simulated CloudHSM service knows, the changes that move it, and how a change
+//! applies.
 //!
-//! Every control-plane operation reads the state, decides, and produces a list of [`Change`]s.
-//! The list is written to the journal as one record and only then applied, so an operation is
-//! either wholly durable and visible or not at all. `apply` is deterministic and infallible:
-//! replaying the journal over the last snapshot rebuilds exactly the same state.
+//! The CloudHSM side owns its state so that it stands on its own below KMS: operations in this
+//! module's siblings read a [`CloudHsmState`] and record [`HsmChange`]s in an
+//! [`HsmTx`](super::HsmTx); the control plane above journals them with KMS's own changes and
+//! applies them here. `apply` is deterministic and infallible: replaying the journal over the
+//! last snapshot rebuilds exactly the same state.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::hsm::model::{AuditEvent, Backup, Cluster, HsmUser, KeyObject};
-use crate::kms::model::{Alias, Key, KeyStore, TrailEvent};
-use crate::types::{BackupId, ClusterId, CustomKeyStoreId, HsmId, KeyId, Scope, Timestamp};
+use super::model::{AuditEvent, Backup, Cluster, HsmUser, KeyObject};
+use crate::types::{BackupId, ClusterId, HsmId};
 
-/// Version of the snapshot and record encoding.
-pub const STATE_FORMAT: u32 = 1;
-
-/// Everything kmscks knows, in memory.
+/// The simulated CloudHSM service's state (clusters of any Region, their users, key objects,
+/// audit streams, and backups).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct State {
-    /// Account and Region this state belongs to.
-    pub scope: Scope,
+pub struct CloudHsmState {
     /// CloudHSM clusters (of any Region).
     pub clusters: BTreeMap<ClusterId, Cluster>,
     /// CloudHSM users, by cluster and user name.
@@ -31,23 +28,16 @@ pub struct State {
     pub audit: BTreeMap<(ClusterId, HsmId), Vec<AuditEvent>>,
     /// Cluster backups (of any Region).
     pub backups: BTreeMap<BackupId, Backup>,
-    /// Custom key stores.
-    pub stores: BTreeMap<CustomKeyStoreId, KeyStore>,
-    /// KMS keys.
-    pub keys: BTreeMap<KeyId, Key>,
-    /// Aliases, by name.
-    pub aliases: BTreeMap<String, Alias>,
-    /// The KMS event log.
-    pub trail: Vec<TrailEvent>,
-    /// Index: key object handle by cluster and label (derived; rebuilt by [`State::reindex`]).
+    /// Index: key object handle by cluster and label (derived; rebuilt by
+    /// [`CloudHsmState::reindex`]).
     #[serde(skip)]
     labels: HashMap<(ClusterId, String), u64>,
 }
 
-/// One atomic step of a [`Record`].
+/// One atomic step of a CloudHSM operation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)] // each variant reads as what it does
-pub enum Change {
+pub enum HsmChange {
     PutCluster(Box<Cluster>),
     DeleteCluster(ClusterId),
     PutUser(ClusterId, HsmUser),
@@ -58,93 +48,49 @@ pub enum Change {
     Audit(ClusterId, HsmId, AuditEvent),
     PutBackup(Box<Backup>),
     DeleteBackup(BackupId),
-    PutStore(Box<KeyStore>),
-    DeleteStore(CustomKeyStoreId),
-    PutKey(Box<Key>),
-    DeleteKey(KeyId),
-    PutAlias(Alias),
-    DeleteAlias(String),
-    Trail(TrailEvent),
 }
 
-/// What one acknowledged operation wrote: the unit of the journal.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    /// When it was committed.
-    pub at: Timestamp,
-    /// The changes, applied in order.
-    pub changes: Vec<Change>,
-}
-
-impl State {
-    /// An empty state for `scope`.
-    pub fn new(scope: Scope) -> State {
-        State {
-            scope,
-            ..State::default()
-        }
-    }
-
+impl CloudHsmState {
     /// Applies one change.
-    pub fn apply(&mut self, change: Change) {
+    pub fn apply(&mut self, change: HsmChange) {
         match change {
-            Change::PutCluster(c) => {
+            HsmChange::PutCluster(c) => {
                 self.clusters.insert(c.id.clone(), *c);
             }
-            Change::DeleteCluster(id) => {
+            HsmChange::DeleteCluster(id) => {
                 self.clusters.remove(&id);
                 self.users.retain(|(c, _), _| *c != id);
                 self.objects.retain(|(c, _), _| *c != id);
                 self.labels.retain(|(c, _), _| *c != id);
             }
-            Change::PutUser(c, u) => {
+            HsmChange::PutUser(c, u) => {
                 self.users.insert((c, u.username.clone()), u);
             }
-            Change::DeleteUser(c, name) => {
+            HsmChange::DeleteUser(c, name) => {
                 self.users.remove(&(c, name));
             }
-            Change::PutObject(c, o) => {
+            HsmChange::PutObject(c, o) => {
                 self.labels.insert((c.clone(), o.label.clone()), o.handle);
                 if let Some(old) = self.objects.insert((c.clone(), o.handle), o) {
                     self.unindex(&c, &old);
                 }
             }
-            Change::DeleteObject(c, handle) => {
+            HsmChange::DeleteObject(c, handle) => {
                 if let Some(old) = self.objects.remove(&(c.clone(), handle)) {
                     self.unindex(&c, &old);
                 }
             }
-            Change::Audit(c, h, mut event) => {
+            HsmChange::Audit(c, h, mut event) => {
                 let stream = self.audit.entry((c, h)).or_default();
                 event.sequence = stream.len() as u64;
                 stream.push(event);
             }
-            Change::PutBackup(b) => {
+            HsmChange::PutBackup(b) => {
                 self.backups.insert(b.id.clone(), *b);
             }
-            Change::DeleteBackup(id) => {
+            HsmChange::DeleteBackup(id) => {
                 self.backups.remove(&id);
             }
-            Change::PutStore(s) => {
-                self.stores.insert(s.id.clone(), *s);
-            }
-            Change::DeleteStore(id) => {
-                self.stores.remove(&id);
-            }
-            Change::PutKey(k) => {
-                self.keys.insert(k.id, *k);
-            }
-            Change::DeleteKey(id) => {
-                self.keys.remove(&id);
-                self.aliases.retain(|_, a| a.target != id);
-            }
-            Change::PutAlias(a) => {
-                self.aliases.insert(a.name.clone(), a);
-            }
-            Change::DeleteAlias(name) => {
-                self.aliases.remove(&name);
-            }
-            Change::Trail(e) => self.trail.push(e),
         }
     }
 
@@ -178,13 +124,6 @@ impl State {
         self.objects.get(&(cluster.clone(), *handle))
     }
 
-    /// Applies a whole record.
-    pub fn apply_record(&mut self, record: Record) {
-        for change in record.changes {
-            self.apply(change);
-        }
-    }
-
     /// Users of one cluster.
     pub fn cluster_users<'a>(
         &'a self,
@@ -209,5 +148,15 @@ impl State {
     /// A user of a cluster.
     pub fn user(&self, cluster: &ClusterId, name: &str) -> Option<&HsmUser> {
         self.users.get(&(cluster.clone(), name.to_owned()))
+    }
+
+    /// Every wrapping key the state names (of clusters and of backups), each once: the keys
+    /// the control plane loads before any transaction may unwrap under them.
+    pub fn wrapping_keys(&self) -> std::collections::BTreeSet<&str> {
+        self.clusters
+            .values()
+            .map(|c| c.wrapping_key.as_str())
+            .chain(self.backups.values().map(|b| b.wrapping_key.as_str()))
+            .collect()
     }
 }

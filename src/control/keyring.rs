@@ -1,0 +1,131 @@
+//! Wrapping keys, loaded once and held in memory: the KMS master key (default-store key
+//! material, key store passwords) and one key per cluster lineage (HSM key objects).
+//!
+//! On disk each key is a 0600 file under `<data dir>/keys/` (see `store::keyfile`), optionally
+//! sealed with a passphrase. In memory mode keys are generated and never written anywhere.
+//!
+//! Key files are read and created here only, outside any transaction: the key-file options
+//! are read from the environment once, when the keyring is opened; every key the state names is
+//! loaded then; a key a transaction asks for ([`crate::hsm::HsmTx::create_key`]) is created by
+//! the commit path before the transaction's record is written. Transactions see the keyring
+//! only as a [`Wrapper`] over the keys already loaded.
+
+use std::collections::HashMap;
+
+use crate::crypto::wrap;
+use crate::error::Result;
+use crate::hsm::Wrapper;
+use crate::secret::{KeyMaterial, SecretBytes};
+use crate::store::keyfile::{self, KeyFileOptions};
+use crate::store::DataDir;
+use crate::{err, ErrorKind, KmsError};
+
+pub use crate::kms::MASTER_KEY;
+
+/// Wrapping keys by name.
+#[derive(Default)]
+pub struct Keyring {
+    keys: HashMap<String, KeyMaterial>,
+    /// Why a key the state names could not be loaded at open (reported when it is used).
+    unavailable: HashMap<String, KmsError>,
+    options: KeyFileOptions,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+impl Keyring {
+    /// The keyring of the durable instance in `dir`: reads the key-file options from the
+    /// environment and loads (or creates) the master key now, so that a sealed key file with a
+    /// missing or wrong passphrase stops the open rather than a later operation.
+    pub fn open(dir: &DataDir) -> Result<Keyring> {
+        let mut keyring = Keyring {
+            options: KeyFileOptions::from_env()?,
+            ..Keyring::default()
+        };
+        keyring.create(Some(dir), MASTER_KEY)?;
+        Ok(keyring)
+    }
+
+    /// The keyring of an in-memory instance: a fresh master key, nothing on disk.
+    pub fn in_memory() -> Keyring {
+        let mut keyring = Keyring::default();
+        keyring
+            .keys
+            .insert(MASTER_KEY.to_owned(), KeyMaterial::generate());
+        keyring
+    }
+
+    /// Loads the existing keys `names` from `dir` (nothing to do in memory mode). A key that
+    /// cannot be loaded is remembered with its error, which every use of it then reports.
+    pub fn load<'n>(&mut self, dir: Option<&DataDir>, names: impl IntoIterator<Item = &'n str>) {
+        let Some(dir) = dir else { return };
+        for name in names {
+            if self.keys.contains_key(name) {
+                continue;
+            }
+            match keyfile::load_key(dir, name, &self.options) {
+                Ok(key) => {
+                    self.keys.insert(name.to_owned(), key);
+                }
+                Err(e) => {
+                    self.unavailable.insert(name.to_owned(), e);
+                }
+            }
+        }
+    }
+
+    /// Makes sure key `name` exists: loads it, or creates it (a key file in `dir`, or only in
+    /// memory when there is no directory).
+    pub fn create(&mut self, dir: Option<&DataDir>, name: &str) -> Result<()> {
+        if self.keys.contains_key(name) {
+            return Ok(());
+        }
+        let key = match dir {
+            None => KeyMaterial::generate(),
+            Some(dir) => keyfile::load_or_create_key(dir, name, &self.options)?,
+        };
+        self.unavailable.remove(name);
+        self.keys.insert(name.to_owned(), key);
+        Ok(())
+    }
+
+    fn key(&self, name: &str) -> Result<&KeyMaterial> {
+        match self.keys.get(name) {
+            Some(key) => Ok(key),
+            None => Err(self.unavailable.get(name).cloned().unwrap_or_else(|| {
+                err!(KMSInternalException, "wrapping key {name} is not loaded")
+            })),
+        }
+    }
+}
+
+impl Wrapper for Keyring {
+    fn wrap_key(&self, name: &str, aad: &[u8], material: &KeyMaterial) -> Result<Vec<u8>> {
+        Ok(wrap::wrap_key(self.key(name)?, aad, material))
+    }
+
+    fn unwrap_key(&self, name: &str, aad: &[u8], wrapped: &[u8]) -> Result<KeyMaterial> {
+        wrap::unwrap_key(self.key(name)?, aad, wrapped).map_err(|e| unwrap_error(name, e))
+    }
+
+    fn wrap_bytes(&self, name: &str, aad: &[u8], secret: &[u8]) -> Result<Vec<u8>> {
+        Ok(wrap::wrap(self.key(name)?, aad, secret))
+    }
+
+    fn unwrap_bytes(&self, name: &str, aad: &[u8], wrapped: &[u8]) -> Result<SecretBytes> {
+        wrap::unwrap(self.key(name)?, aad, wrapped).map_err(|e| unwrap_error(name, e))
+    }
+}
+
+fn unwrap_error(name: &str, e: wrap::WrapError) -> KmsError {
+    KmsError::new(
+        ErrorKind::KMSInternalException,
+        format!("cannot unwrap an object under wrapping key {name}: {e}"),
+    )
+}

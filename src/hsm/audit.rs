@@ -1,0 +1,68 @@
+//! The per-HSM audit streams: what each command writes to every active HSM of the cluster (as
+//! CloudHSM replicates commands), and reading the streams back.
+
+use super::cluster::parse_cluster_id;
+use super::{CloudHsmState, HsmChange, HsmTx};
+use crate::err;
+use crate::error::Result;
+use crate::hsm::model::*;
+use crate::types::*;
+
+/// Audit opcodes. The numbers of LOGIN, LOGOUT, CREATE_USER and DESTROY_OBJECT are
+/// CloudHSM's; the others are kmscks's own.
+pub(super) mod opcode {
+    pub const CREATE_USER: (&str, u32) = ("CN_CREATE_USER", 0x3);
+    pub const DELETE_USER: (&str, u32) = ("CN_DELETE_USER", 0x4);
+    pub const CHANGE_PSWD: (&str, u32) = ("CN_CHANGE_PSWD", 0x5);
+    pub const LOGIN: (&str, u32) = ("CN_LOGIN", 0xd);
+    pub const LOGOUT: (&str, u32) = ("CN_LOGOUT", 0xe);
+    pub const DESTROY_OBJECT: (&str, u32) = ("CN_DESTROY_OBJECT", 0x11);
+    pub const GENERATE_KEY: (&str, u32) = ("CN_GENERATE_KEY", 0x1a);
+    pub const INIT_TOKEN: (&str, u32) = ("CN_INIT_TOKEN", 0x1);
+}
+
+/// Writes one command's record to the stream of every active HSM of `cluster`.
+pub(super) fn audit_all(
+    tx: &mut HsmTx<'_>,
+    cluster: &Cluster,
+    op: (&str, u32),
+    response: &str,
+    user: Option<&str>,
+    handle: Option<u64>,
+) {
+    let hsms: Vec<HsmId> = cluster.active_hsms().map(|h| h.id.clone()).collect();
+    for hsm in hsms {
+        let event = AuditEvent {
+            sequence: 0,
+            time: tx.now,
+            opcode: op.0.to_owned(),
+            opcode_id: op.1,
+            response: response.to_owned(),
+            user: user.map(str::to_owned),
+            key_handle: handle,
+        };
+        tx.push(HsmChange::Audit(cluster.id.clone(), hsm, event));
+    }
+}
+
+/// The audit stream of one HSM (or of every HSM of the cluster, in HSM id order).
+pub fn audit_log(
+    state: &CloudHsmState,
+    cluster_id: &str,
+    hsm: Option<&str>,
+) -> Result<Vec<(HsmId, Vec<AuditEvent>)>> {
+    let cid = parse_cluster_id(cluster_id)?;
+    let streams: Vec<(HsmId, Vec<AuditEvent>)> = state
+        .audit
+        .iter()
+        .filter(|((c, h), _)| *c == cid && hsm.is_none_or(|want| h.as_str() == want))
+        .map(|((_, h), events)| (h.clone(), events.clone()))
+        .collect();
+    if streams.is_empty() && !state.clusters.contains_key(&cid) {
+        return Err(err!(
+            CloudHsmResourceNotFoundException,
+            "No audit log for cluster {cluster_id}"
+        ));
+    }
+    Ok(streams)
+}

@@ -1,0 +1,419 @@
+//! Clusters: lookups, the DescribeClusters view, CreateCluster (new or restored from a backup),
+//! DeleteCluster, and InitializeCluster (checking the customer's signed certificate).
+//!
+//! A cluster's life from creation to activation is one subject; HSMs inside it, users, and key
+//! objects are the sibling modules'.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::audit::{audit_all, opcode};
+use super::backup::take_backup;
+use super::devices::SUBNET_ADDRESSES;
+use super::password::{hash_password, ROTATED_PASSWORD_LEN};
+use super::{CloudHsmState, HsmChange, HsmTx};
+use crate::err;
+use crate::error::Result;
+use crate::hsm::api::*;
+use crate::hsm::model::*;
+use crate::hsm::pki::{self, CertificateAuthority};
+use crate::secret::Password;
+use crate::types::*;
+
+/// Default HSM type.
+pub const DEFAULT_HSM_TYPE: &str = "hsm2m.medium";
+/// First key handle handed out in a new cluster (CloudHSM handles look like 262162).
+pub const FIRST_HANDLE: u64 = 262_145;
+
+// ---------------------------------------------------------------------------------------------
+// Lookups
+
+pub(super) fn parse_cluster_id(text: &str) -> Result<ClusterId> {
+    ClusterId::parse_lenient(text).ok_or_else(|| {
+        KmsErrorExt::validation_cloudhsm(text, "ClusterId", "cluster-[2-7a-zA-Z]{11,16}")
+    })
+}
+
+/// Helpers building CloudHSM-flavoured validation errors.
+struct KmsErrorExt;
+impl KmsErrorExt {
+    fn validation_cloudhsm(value: &str, member: &str, pattern: &str) -> crate::KmsError {
+        err!(CloudHsmInvalidRequestException, "Value '{value}' at '{member}' failed to satisfy constraint: Member must satisfy regular expression pattern: {pattern}")
+    }
+}
+
+/// The cluster `id`, or CloudHsmResourceNotFoundException.
+pub fn cluster<'s>(state: &'s CloudHsmState, id: &str) -> Result<&'s Cluster> {
+    let cid = parse_cluster_id(id)?;
+    state.clusters.get(&cid).ok_or_else(|| {
+        err!(
+            CloudHsmResourceNotFoundException,
+            "The cluster {id} does not exist."
+        )
+    })
+}
+
+/// The cluster `id`, which must be ACTIVE with an active HSM.
+pub(super) fn active_cluster<'s>(state: &'s CloudHsmState, id: &str) -> Result<&'s Cluster> {
+    let c = cluster(state, id)?;
+    if c.state != ClusterState::Active {
+        return Err(err!(
+            CloudHsmInvalidRequestException,
+            "Cluster {} is {}, not ACTIVE",
+            c.id,
+            c.state
+        ));
+    }
+    if c.active_hsms().next().is_none() {
+        return Err(err!(
+            CloudHsmInvalidRequestException,
+            "Cluster {} has no active HSM",
+            c.id
+        ));
+    }
+    Ok(c)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Descriptions
+
+/// DescribeClusters view of a cluster.
+pub fn describe(cluster: &Cluster) -> ClusterDescription {
+    ClusterDescription {
+        cluster_id: cluster.id.clone(),
+        create_timestamp: cluster.created,
+        hsms: cluster
+            .hsms
+            .values()
+            .map(|h| describe_hsm(&cluster.id, h))
+            .collect(),
+        hsm_type: cluster.hsm_type.clone(),
+        security_group: cluster.security_group.clone(),
+        source_backup_id: cluster.source_backup.clone(),
+        state: cluster.state,
+        subnet_mapping: cluster
+            .subnets
+            .iter()
+            .map(|(az, s)| (az.clone(), s.id.to_string()))
+            .collect(),
+        vpc_id: format!("vpc-{}", &cluster.id.as_str()["cluster-".len()..]),
+        certificates: Certificates {
+            cluster_csr: if cluster.state == ClusterState::Uninitialized {
+                cluster.pki.csr.clone()
+            } else {
+                None
+            },
+            cluster_certificate: cluster.pki.cluster_certificate.clone(),
+        },
+        region: cluster.region.clone(),
+    }
+}
+
+pub(super) fn describe_hsm(cluster: &ClusterId, h: &Hsm) -> HsmDescription {
+    HsmDescription {
+        availability_zone: h.availability_zone.clone(),
+        cluster_id: cluster.clone(),
+        subnet_id: h.subnet_id.to_string(),
+        eni_ip: h.eni_ip.clone(),
+        hsm_id: h.id.clone(),
+        state: h.state,
+        state_message: h.state_message.clone(),
+    }
+}
+
+/// DescribeClusters, with AWS's `clusterIds` and `states` filters.
+pub fn describe_clusters(
+    state: &CloudHsmState,
+    req: &DescribeClustersRequest,
+) -> Result<DescribeClustersResponse> {
+    for name in req.filters.keys() {
+        if !matches!(name.as_str(), "clusterIds" | "states" | "vpcIds") {
+            return Err(err!(
+                CloudHsmInvalidRequestException,
+                "Unknown filter {name}; use clusterIds, states or vpcIds"
+            ));
+        }
+    }
+    let wanted = |name: &str, value: &str| {
+        req.filters
+            .get(name)
+            .is_none_or(|vals| vals.iter().any(|v| v == value))
+    };
+    let clusters = state
+        .clusters
+        .values()
+        .filter(|c| wanted("clusterIds", c.id.as_str()) && wanted("states", c.state.as_str()))
+        .map(describe)
+        .filter(|d| wanted("vpcIds", &d.vpc_id))
+        .collect();
+    Ok(DescribeClustersResponse { clusters })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle
+
+/// CreateCluster: a new cluster (UNINITIALIZED), or one restored from a backup (ACTIVE, with the
+/// backup's certificates, users and key objects).
+pub fn create_cluster(
+    tx: &mut HsmTx<'_>,
+    req: &CreateClusterRequest,
+) -> Result<ClusterDescription> {
+    let id = ClusterId::generate();
+    let hsm_type = req
+        .hsm_type
+        .clone()
+        .unwrap_or_else(|| DEFAULT_HSM_TYPE.to_owned());
+    if !hsm_type.starts_with("hsm") {
+        return Err(err!(
+            CloudHsmInvalidRequestException,
+            "Unsupported HsmType {hsm_type}"
+        ));
+    }
+    let backup = match &req.source_backup_id {
+        Some(bid) => Some(
+            tx.state
+                .backups
+                .get(bid)
+                .filter(|b| b.state == BackupState::Ready)
+                .ok_or_else(|| {
+                    err!(
+                        CloudHsmResourceNotFoundException,
+                        "The backup {bid} does not exist."
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let region = match backup {
+        Some(b) => b.region.clone(),
+        None => req
+            .region
+            .clone()
+            .unwrap_or_else(|| tx.scope.region.clone()),
+    };
+    let zones: Vec<String> = if req.availability_zones.is_empty() {
+        vec![format!("{region}a"), format!("{region}b")]
+    } else {
+        req.availability_zones.clone()
+    };
+    let distinct: BTreeSet<&String> = zones.iter().collect();
+    if distinct.len() != zones.len() {
+        return Err(err!(
+            CloudHsmInvalidRequestException,
+            "Each subnet must be in a different availability zone"
+        ));
+    }
+    for az in &zones {
+        if !az.starts_with(&region) || az.len() != region.len() + 1 {
+            return Err(err!(
+                CloudHsmInvalidRequestException,
+                "Availability zone {az} is not in Region {region}"
+            ));
+        }
+    }
+    let subnets = zones
+        .into_iter()
+        .map(|az| {
+            (
+                az,
+                Subnet {
+                    id: SubnetId::generate(),
+                    deleted: false,
+                    free_addresses: SUBNET_ADDRESSES,
+                },
+            )
+        })
+        .collect();
+    let mut cluster = Cluster {
+        id: id.clone(),
+        region,
+        state: ClusterState::Uninitialized,
+        hsm_type,
+        created: tx.now,
+        subnets,
+        security_group: format!("sg-{}", &id.as_str()["cluster-".len()..]),
+        security_group_ok: true,
+        hsms: BTreeMap::new(),
+        pki: ClusterPki::default(),
+        wrapping_key: format!("cluster-{}", &id.as_str()["cluster-".len()..]),
+        next_handle: FIRST_HANDLE,
+        source_backup: None,
+        faults: ClusterFaults::default(),
+    };
+    if let Some(b) = backup {
+        cluster.state = ClusterState::Active;
+        cluster.pki = b.pki.clone();
+        cluster.wrapping_key = b.wrapping_key.clone();
+        cluster.next_handle = b.next_handle;
+        cluster.source_backup = Some(b.id.clone());
+        for u in &b.users {
+            tx.push(HsmChange::PutUser(id.clone(), u.clone()));
+        }
+        for o in &b.objects {
+            tx.push(HsmChange::PutObject(id.clone(), o.clone()));
+        }
+    } else {
+        // A new lineage: its wrapping key must exist before the cluster does, so that the
+        // first object wrap finds it. The committer creates it (outside this transaction).
+        tx.create_key(cluster.wrapping_key.clone());
+    }
+    let description = describe(&cluster);
+    tx.push(HsmChange::PutCluster(Box::new(cluster)));
+    Ok(description)
+}
+
+/// DeleteCluster: only once every HSM is deleted. As on AWS, a final backup is taken of an
+/// initialised cluster.
+pub fn delete_cluster(tx: &mut HsmTx<'_>, cluster_id: &str) -> Result<ClusterDescription> {
+    let c = cluster(tx.state, cluster_id)?.clone();
+    if !c.hsms.is_empty() {
+        return Err(err!(
+            CloudHsmInvalidRequestException,
+            "Cluster {} still has {} HSM(s); delete them before deleting the cluster",
+            c.id,
+            c.hsms.len()
+        ));
+    }
+    if c.pki.cluster_certificate.is_some() {
+        take_backup(tx, &c);
+    }
+    let mut description = describe(&c);
+    description.state = ClusterState::Deleted;
+    tx.push(HsmChange::DeleteCluster(c.id.clone()));
+    Ok(description)
+}
+
+/// The CSR an uninitialised cluster offers once its first HSM exists.
+fn pending_csr(c: &Cluster) -> Result<String> {
+    c.pki.csr.clone().ok_or_else(|| {
+        err!(
+            CloudHsmInvalidRequestException,
+            "Cluster {} has no CSR yet: create an HSM first",
+            c.id
+        )
+    })
+}
+
+/// InitializeCluster: verifies that `SignedCert` is the cluster's CSR signed by `TrustAnchor`,
+/// keeps both, creates the admin user, and activates the cluster (ACTIVE).
+pub fn initialize_cluster(
+    tx: &mut HsmTx<'_>,
+    req: &InitializeClusterRequest,
+) -> Result<InitializeClusterResponse> {
+    let mut c = cluster(tx.state, &req.cluster_id)?.clone();
+    if c.state != ClusterState::Uninitialized {
+        return Err(err!(
+            CloudHsmInvalidRequestException,
+            "Cluster {} is {}, not UNINITIALIZED",
+            c.id,
+            c.state
+        ));
+    }
+    let csr = pending_csr(&c)?;
+    if req.trust_anchor.len() > limits::TRUST_ANCHOR_LEN.1 {
+        return Err(err!(
+            CloudHsmInvalidRequestException,
+            "TrustAnchor is longer than {} characters",
+            limits::TRUST_ANCHOR_LEN.1
+        ));
+    }
+    pki::verify_cluster_certificate(&csr, &req.signed_cert, &req.trust_anchor).map_err(|e| {
+        err!(
+            CloudHsmInvalidRequestException,
+            "SignedCert is not the cluster CSR signed by TrustAnchor: {e}"
+        )
+    })?;
+    c.pki.cluster_certificate = Some(req.signed_cert.clone());
+    c.pki.trust_anchor = Some(req.trust_anchor.clone());
+    c.state = ClusterState::Active;
+    let admin = HsmUser {
+        username: "admin".into(),
+        role: HsmUserRole::Admin,
+        password: hash_password(&Password::generate(ROTATED_PASSWORD_LEN)),
+        failed_logins: 0,
+        session: None,
+    };
+    tx.push(HsmChange::PutUser(c.id.clone(), admin));
+    audit_all(tx, &c, opcode::INIT_TOKEN, "SUCCESS", Some("admin"), None);
+    tx.push(HsmChange::PutCluster(Box::new(c)));
+    Ok(InitializeClusterResponse {
+        state: ClusterState::Active,
+        state_message: "Cluster initialized and activated".into(),
+        trust_anchor: None,
+    })
+}
+
+/// The convenience variant: makes a CA, signs the cluster's CSR with it, initialises the
+/// cluster, and returns the CA certificate as `TrustAnchor`.
+pub fn initialize_cluster_with_new_ca(
+    tx: &mut HsmTx<'_>,
+    cluster_id: &str,
+) -> Result<InitializeClusterResponse> {
+    let c = cluster(tx.state, cluster_id)?;
+    let csr = pending_csr(c)?;
+    let ca = CertificateAuthority::generate(&format!("kmscks customer CA for {}", c.id))
+        .map_err(|e| err!(CloudHsmInternalFailureException, "{e}"))?;
+    let signed = ca
+        .sign_csr(&csr)
+        .map_err(|e| err!(CloudHsmInternalFailureException, "{e}"))?;
+    let req = InitializeClusterRequest {
+        cluster_id: cluster_id.to_owned(),
+        signed_cert: signed,
+        trust_anchor: ca.certificate_pem().to_owned(),
+    };
+    let mut resp = initialize_cluster(tx, &req)?;
+    resp.trust_anchor = Some(req.trust_anchor);
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hsm::Wrapper;
+    use crate::secret::{KeyMaterial, SecretBytes};
+
+    /// A wrapper holding no key: any use of it is a test failure.
+    struct NoKeys;
+
+    impl Wrapper for NoKeys {
+        fn wrap_key(&self, name: &str, _: &[u8], _: &KeyMaterial) -> Result<Vec<u8>> {
+            panic!("wrap_key({name}) inside CreateCluster")
+        }
+        fn unwrap_key(&self, name: &str, _: &[u8], _: &[u8]) -> Result<KeyMaterial> {
+            panic!("unwrap_key({name}) inside CreateCluster")
+        }
+        fn wrap_bytes(&self, name: &str, _: &[u8], _: &[u8]) -> Result<Vec<u8>> {
+            panic!("wrap_bytes({name}) inside CreateCluster")
+        }
+        fn unwrap_bytes(&self, name: &str, _: &[u8], _: &[u8]) -> Result<SecretBytes> {
+            panic!("unwrap_bytes({name}) inside CreateCluster")
+        }
+    }
+
+    #[test]
+    fn create_cluster_names_its_new_lineage_key_for_the_committer_to_create() {
+        let state = CloudHsmState::default();
+        let scope = Scope::default();
+        let mut tx = HsmTx::new(&state, Timestamp(0), &scope, &NoKeys);
+        let d = create_cluster(&mut tx, &CreateClusterRequest::default()).unwrap();
+        let done = tx.finish();
+        let Some(HsmChange::PutCluster(c)) = done.changes.last() else {
+            panic!("no PutCluster in {:?}", done.changes)
+        };
+        assert_eq!(c.id, d.cluster_id);
+        assert_eq!(done.new_keys, std::slice::from_ref(&c.wrapping_key));
+    }
+
+    #[test]
+    fn a_refused_create_cluster_asks_for_no_key() {
+        let state = CloudHsmState::default();
+        let scope = Scope::default();
+        let mut tx = HsmTx::new(&state, Timestamp(0), &scope, &NoKeys);
+        let req = CreateClusterRequest {
+            hsm_type: Some("not-an-hsm".into()),
+            ..CreateClusterRequest::default()
+        };
+        create_cluster(&mut tx, &req).unwrap_err();
+        let done = tx.finish();
+        assert!(done.new_keys.is_empty() && done.changes.is_empty());
+    }
+}

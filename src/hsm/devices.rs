@@ -1,0 +1,130 @@
+//! The HSMs of a cluster: CreateHsm (the first one makes the cluster's identity key and CSR)
+//! and DeleteHsm, with the subnet addresses they take and give back.
+
+use super::audit::opcode;
+use super::cluster::{cluster, describe_hsm};
+use super::{HsmChange, HsmTx};
+use crate::err;
+use crate::error::Result;
+use crate::hsm::api::*;
+use crate::hsm::model::*;
+use crate::hsm::pki::{self, ClusterKey};
+use crate::types::limits::MAX_HSMS_PER_CLUSTER;
+use crate::types::*;
+
+/// Free addresses in a fresh simulated subnet.
+pub(super) const SUBNET_ADDRESSES: u32 = 250;
+
+/// CreateHsm in one of the cluster's zones. The first HSM of an uninitialised cluster makes the
+/// cluster's key and CSR; a later HSM receives the cluster's users and key objects.
+pub fn create_hsm(tx: &mut HsmTx<'_>, req: &CreateHsmRequest) -> Result<HsmDescription> {
+    let mut c = cluster(tx.state, &req.cluster_id)?.clone();
+    if matches!(
+        c.state,
+        ClusterState::Deleted | ClusterState::DeleteInProgress
+    ) {
+        return Err(err!(
+            CloudHsmInvalidRequestException,
+            "Cluster {} is {}",
+            c.id,
+            c.state
+        ));
+    }
+    if c.hsms.len() >= MAX_HSMS_PER_CLUSTER {
+        return Err(err!(
+            CloudHsmServiceException,
+            "Cluster {} already has {} HSMs, the maximum",
+            c.id,
+            MAX_HSMS_PER_CLUSTER
+        ));
+    }
+    let az = req.availability_zone.clone();
+    let subnet = c.subnets.get_mut(&az).ok_or_else(|| {
+        err!(
+            CloudHsmInvalidRequestException,
+            "Cluster {} has no subnet in availability zone {az}",
+            req.cluster_id
+        )
+    })?;
+    if subnet.deleted {
+        return Err(err!(
+            CloudHsmInvalidRequestException,
+            "The subnet {} in {az} no longer exists",
+            subnet.id
+        ));
+    }
+    if subnet.free_addresses == 0 {
+        return Err(err!(
+            CloudHsmInvalidRequestException,
+            "The subnet {} in {az} has no free IP addresses",
+            subnet.id
+        ));
+    }
+    subnet.free_addresses -= 1;
+    let subnet_id = subnet.id.clone();
+    let used = SUBNET_ADDRESSES - subnet.free_addresses;
+    let zone_index = c.subnets.keys().position(|k| *k == az).unwrap_or(0);
+    let hsm = Hsm {
+        id: HsmId::generate(),
+        availability_zone: az,
+        subnet_id,
+        eni_ip: format!("10.0.{}.{}", zone_index, 10 + used),
+        state: HsmState::Active,
+        state_message: None,
+    };
+    if c.state == ClusterState::Uninitialized && c.pki.csr.is_none() {
+        let key = ClusterKey::generate();
+        let csr = pki::cluster_csr_pem(&key, c.id.as_str())
+            .map_err(|e| err!(CloudHsmInternalFailureException, "{e}"))?;
+        let aad = identity_aad(&c.id);
+        c.pki.wrapped_identity_key = Some(tx.keys.wrap_bytes(
+            &c.wrapping_key,
+            &aad,
+            key.pkcs8().expose(),
+        )?);
+        c.pki.csr = Some(csr);
+    }
+    let description = describe_hsm(&c.id, &hsm);
+    let hsm_id = hsm.id.clone();
+    c.hsms.insert(hsm.id.clone(), hsm);
+    if c.state == ClusterState::Active {
+        // The new HSM is cloned from the cluster: its stream starts with the sync.
+        let event = AuditEvent {
+            sequence: 0,
+            time: tx.now,
+            opcode: opcode::INIT_TOKEN.0.into(),
+            opcode_id: opcode::INIT_TOKEN.1,
+            response: "SUCCESS".into(),
+            user: None,
+            key_handle: None,
+        };
+        tx.push(HsmChange::Audit(c.id.clone(), hsm_id, event));
+    }
+    tx.push(HsmChange::PutCluster(Box::new(c)));
+    Ok(description)
+}
+
+fn identity_aad(cluster: &ClusterId) -> Vec<u8> {
+    format!("kmscks cluster identity {cluster}").into_bytes()
+}
+
+/// DeleteHsm.
+pub fn delete_hsm(tx: &mut HsmTx<'_>, req: &DeleteHsmRequest) -> Result<DeleteHsmResponse> {
+    let mut c = cluster(tx.state, &req.cluster_id)?.clone();
+    let hsm_id = HsmId::parse(&req.hsm_id)
+        .filter(|h| c.hsms.contains_key(h))
+        .ok_or_else(|| {
+            err!(
+                CloudHsmResourceNotFoundException,
+                "The HSM {} does not exist in cluster {}",
+                req.hsm_id,
+                c.id
+            )
+        })?;
+    let hsm = c.hsms.remove(&hsm_id).expect("presence checked above");
+    if let Some(s) = c.subnets.get_mut(&hsm.availability_zone) {
+        s.free_addresses = (s.free_addresses + 1).min(SUBNET_ADDRESSES);
+    }
+    tx.push(HsmChange::PutCluster(Box::new(c)));
+    Ok(DeleteHsmResponse { hsm_id })
+}

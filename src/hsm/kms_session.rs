@@ -1,0 +1,207 @@
+//! The narrow set of calls KMS makes into a cluster as `kmsuser`: reachability, connect (log in
+//! and rotate the password), disconnect, generating and finding backing keys, and the
+//! deletion's best-effort removal of one.
+
+use super::audit::{audit_all, opcode};
+use super::password::{hash_password, ROTATED_PASSWORD_LEN};
+use super::user::{login, LoginOutcome};
+use super::{CloudHsmState, HsmChange, HsmTx};
+use crate::err;
+use crate::error::Result;
+use crate::hsm::model::*;
+use crate::secret::{KeyMaterial, Password};
+use crate::types::limits::MAX_KEYS_PER_CLUSTER;
+use crate::types::*;
+
+/// The user KMS logs in as.
+pub const KMS_USER: &str = "kmsuser";
+
+/// Whether KMS can talk to the cluster right now; the reason if not, as a connection error code.
+pub fn reachability<'s>(
+    state: &'s CloudHsmState,
+    cluster_id: &ClusterId,
+    region: &str,
+) -> Result<&'s Cluster, ConnectionErrorCode> {
+    let c = state
+        .clusters
+        .get(cluster_id)
+        .filter(|c| c.region == region && c.state != ClusterState::Deleted)
+        .ok_or(ConnectionErrorCode::ClusterNotFound)?;
+    if c.faults.network_down {
+        return Err(ConnectionErrorCode::NetworkErrors);
+    }
+    if c.faults.internal_error {
+        return Err(ConnectionErrorCode::InternalError);
+    }
+    if c.subnets.values().any(|s| s.deleted) {
+        return Err(ConnectionErrorCode::SubnetNotFound);
+    }
+    Ok(c)
+}
+
+/// ConnectCustomKeyStore's work inside the cluster: log in as kmsuser with the password KMS
+/// knows, then rotate it to a fresh one only KMS knows, which is returned.
+pub fn kms_connect(
+    tx: &mut HsmTx<'_>,
+    cluster_id: &ClusterId,
+    store: &CustomKeyStoreId,
+    password: &Password,
+) -> Result<Password, ConnectionErrorCode> {
+    let c = reachability(tx.state, cluster_id, &tx.scope.region.clone())?.clone();
+    if c.subnets.values().any(|s| s.free_addresses == 0) {
+        return Err(ConnectionErrorCode::InsufficientFreeAddressesInSubnet);
+    }
+    if c.active_hsms().next().is_none() {
+        return Err(ConnectionErrorCode::InsufficientCloudhsmHsms);
+    }
+    if let Some(u) = tx.state.user(&c.id, KMS_USER) {
+        // KMS logged in already for this very store (e.g. a reconnect after a crash).
+        if u.session == Some(SessionHolder::Kms(store.to_string())) {
+            return Ok(password.duplicate());
+        }
+    }
+    match login(
+        tx,
+        &c,
+        KMS_USER,
+        password,
+        SessionHolder::Kms(store.to_string()),
+    ) {
+        LoginOutcome::Ok => {}
+        LoginOutcome::NoSuchUser => return Err(ConnectionErrorCode::UserNotFound),
+        LoginOutcome::LockedOut => return Err(ConnectionErrorCode::UserLockedOut),
+        LoginOutcome::AlreadyLoggedIn => return Err(ConnectionErrorCode::UserLoggedIn),
+        LoginOutcome::WrongPassword => return Err(ConnectionErrorCode::InvalidCredentials),
+    }
+    let rotated = Password::generate(ROTATED_PASSWORD_LEN);
+    // `login` pushed the logged-in user last; rotate on top of that value.
+    let mut u = match tx.changes().last() {
+        Some(HsmChange::PutUser(_, u)) => u.clone(),
+        _ => return Err(ConnectionErrorCode::InternalError),
+    };
+    u.password = hash_password(&rotated);
+    audit_all(tx, &c, opcode::CHANGE_PSWD, "SUCCESS", Some(KMS_USER), None);
+    tx.push(HsmChange::PutUser(c.id.clone(), u));
+    Ok(rotated)
+}
+
+/// DisconnectCustomKeyStore's work inside the cluster: log kmsuser out, if KMS holds the
+/// session. Nothing to do when the cluster is gone or unreachable.
+pub fn kms_disconnect(tx: &mut HsmTx<'_>, cluster_id: &ClusterId, store: &CustomKeyStoreId) {
+    let Some(c) = tx.state.clusters.get(cluster_id).cloned() else {
+        return;
+    };
+    if let Some(u) = tx.state.user(&c.id, KMS_USER) {
+        if u.session == Some(SessionHolder::Kms(store.to_string())) {
+            let mut u = u.clone();
+            u.session = None;
+            if !c.faults.network_down {
+                audit_all(tx, &c, opcode::LOGOUT, "SUCCESS", Some(KMS_USER), None);
+            }
+            tx.push(HsmChange::PutUser(c.id.clone(), u));
+        }
+    }
+}
+
+/// Whether KMS holds kmsuser's session in this cluster on behalf of `store`.
+pub fn kms_logged_in(
+    state: &CloudHsmState,
+    cluster_id: &ClusterId,
+    store: &CustomKeyStoreId,
+) -> bool {
+    state
+        .user(cluster_id, KMS_USER)
+        .and_then(|u| u.session.as_ref())
+        == Some(&SessionHolder::Kms(store.to_string()))
+}
+
+/// CreateKey's work inside the cluster: generate a persistent, non-extractable AES-256 key
+/// owned by kmsuser, labelled `label`; returns its handle and material (for the data plane).
+pub fn kms_generate_key(
+    tx: &mut HsmTx<'_>,
+    cluster_id: &ClusterId,
+    label: &str,
+) -> Result<(u64, KeyMaterial)> {
+    let mut c = tx
+        .state
+        .clusters
+        .get(cluster_id)
+        .cloned()
+        .ok_or_else(|| err!(KMSInternalException, "cluster {cluster_id} disappeared"))?;
+    if tx.state.cluster_objects(&c.id).count() >= MAX_KEYS_PER_CLUSTER {
+        return Err(err!(
+            LimitExceededException,
+            "Cluster {} holds {} keys, the CloudHSM maximum",
+            c.id,
+            MAX_KEYS_PER_CLUSTER
+        ));
+    }
+    let handle = c.next_handle;
+    c.next_handle += 1;
+    let material = KeyMaterial::generate();
+    let wrapped = tx.keys.wrap_key(
+        &c.wrapping_key,
+        &KeyObject::wrap_aad(&c.wrapping_key, handle),
+        &material,
+    )?;
+    let object = KeyObject {
+        handle,
+        label: label.to_owned(),
+        owner: KMS_USER.to_owned(),
+        wrapped,
+        created: tx.now,
+    };
+    audit_all(
+        tx,
+        &c,
+        opcode::GENERATE_KEY,
+        "SUCCESS",
+        Some(KMS_USER),
+        Some(handle),
+    );
+    tx.push(HsmChange::PutObject(c.id.clone(), object));
+    tx.push(HsmChange::PutCluster(Box::new(c)));
+    Ok((handle, material))
+}
+
+/// The key object labelled `label` in the cluster (`findKey -l <key ARN>`).
+pub fn find_key<'s>(
+    state: &'s CloudHsmState,
+    cluster_id: &ClusterId,
+    label: &str,
+) -> Option<&'s KeyObject> {
+    state.object_by_label(cluster_id, label)
+}
+
+/// The deletion's best-effort removal of the backing key; true when it was deleted.
+pub fn kms_delete_key(
+    tx: &mut HsmTx<'_>,
+    cluster_id: &ClusterId,
+    store: &CustomKeyStoreId,
+    label: &str,
+) -> bool {
+    if !kms_logged_in(tx.state, cluster_id, store) {
+        return false;
+    }
+    let Ok(c) = reachability(tx.state, cluster_id, &tx.scope.region.clone()) else {
+        return false;
+    };
+    let c = c.clone();
+    if c.active_hsms().next().is_none() {
+        return false;
+    }
+    let Some(o) = find_key(tx.state, &c.id, label) else {
+        return false;
+    };
+    let handle = o.handle;
+    audit_all(
+        tx,
+        &c,
+        opcode::DESTROY_OBJECT,
+        "SUCCESS",
+        Some(KMS_USER),
+        Some(handle),
+    );
+    tx.push(HsmChange::DeleteObject(c.id.clone(), handle));
+    true
+}
