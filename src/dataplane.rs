@@ -107,13 +107,13 @@ impl Affected {
 pub fn gate(state: &State, scope: &Scope, key: &Key) -> Option<crate::KmsError> {
     let arn = scope.key_arn(&key.id);
     if matches!(key.lifecycle, Lifecycle::PendingDeletion { .. }) {
-        return Some(err!(KMSInvalidStateException, "{arn} is pending deletion."));
+        return Some(crate::KmsError::pending_deletion(&arn));
     }
     if !store_connected(state, key) {
-        return Some(err!(KMSInvalidStateException, "{arn} is unavailable."));
+        return Some(crate::KmsError::unavailable(&arn));
     }
     if key.lifecycle == Lifecycle::Disabled {
-        return Some(err!(DisabledException, "{arn} is disabled."));
+        return Some(crate::KmsError::disabled(&arn));
     }
     if let Backing::CloudHsm { store, .. } = &key.backing {
         let s = state.stores.get(store)?;

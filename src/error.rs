@@ -189,6 +189,67 @@ impl KmsError {
     }
 }
 
+/// AWS's wording for the errors that several layers raise (the engine's shards, the control
+/// plane, the data-plane gate), so that each message has one home beside the table.
+impl KmsError {
+    /// `NotFoundException`: no key with this key ARN.
+    pub fn key_not_found(key_arn: impl fmt::Display) -> KmsError {
+        KmsError::new(
+            ErrorKind::NotFoundException,
+            format!("Key '{key_arn}' does not exist"),
+        )
+    }
+
+    /// `NotFoundException`: no alias with this alias ARN.
+    pub fn alias_not_found(alias_arn: impl fmt::Display) -> KmsError {
+        KmsError::new(
+            ErrorKind::NotFoundException,
+            format!("Alias {alias_arn} is not found."),
+        )
+    }
+
+    /// `AccessDeniedException`: the key policy does not allow `principal` the `action`
+    /// (`kms:Encrypt`, …) on the key `key_arn`.
+    pub fn not_authorized(
+        principal: impl fmt::Display,
+        action: impl fmt::Display,
+        key_arn: impl fmt::Display,
+    ) -> KmsError {
+        KmsError::new(
+            ErrorKind::AccessDeniedException,
+            format!(
+                "User: {principal} is not authorized to perform: {action} on resource: \
+                 {key_arn} because no resource-based policy allows the {action} action"
+            ),
+        )
+    }
+
+    /// `KMSInvalidStateException`: the key is pending deletion.
+    pub fn pending_deletion(key_arn: impl fmt::Display) -> KmsError {
+        KmsError::new(
+            ErrorKind::KMSInvalidStateException,
+            format!("{key_arn} is pending deletion."),
+        )
+    }
+
+    /// `DisabledException`: the key is disabled.
+    pub fn disabled(key_arn: impl fmt::Display) -> KmsError {
+        KmsError::new(
+            ErrorKind::DisabledException,
+            format!("{key_arn} is disabled."),
+        )
+    }
+
+    /// `KMSInvalidStateException`: the key is unavailable (its custom key store is not
+    /// connected).
+    pub fn unavailable(key_arn: impl fmt::Display) -> KmsError {
+        KmsError::new(
+            ErrorKind::KMSInvalidStateException,
+            format!("{key_arn} is unavailable."),
+        )
+    }
+}
+
 impl fmt::Debug for KmsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.kind.aws_name(), self.message)
@@ -247,5 +308,49 @@ mod tests {
         let e = err!(NotFoundException, "Key '{}' does not exist", "arn:x");
         assert_eq!(e.aws_name(), "NotFoundException");
         assert_eq!(e.message(), "Key 'arn:x' does not exist");
+    }
+
+    #[test]
+    fn shared_wordings_are_aws_wordings() {
+        let arn = "arn:aws:kms:us-east-1:111122223333:key/k";
+        let cases = [
+            (
+                KmsError::key_not_found(arn),
+                ErrorKind::NotFoundException,
+                format!("Key '{arn}' does not exist"),
+            ),
+            (
+                KmsError::alias_not_found("arn:aws:kms:us-east-1:111122223333:alias/a"),
+                ErrorKind::NotFoundException,
+                "Alias arn:aws:kms:us-east-1:111122223333:alias/a is not found.".to_string(),
+            ),
+            (
+                KmsError::not_authorized("arn:aws:iam::111122223333:user/u", "kms:Encrypt", arn),
+                ErrorKind::AccessDeniedException,
+                format!(
+                    "User: arn:aws:iam::111122223333:user/u is not authorized to perform: \
+                     kms:Encrypt on resource: {arn} because no resource-based policy allows \
+                     the kms:Encrypt action"
+                ),
+            ),
+            (
+                KmsError::pending_deletion(arn),
+                ErrorKind::KMSInvalidStateException,
+                format!("{arn} is pending deletion."),
+            ),
+            (
+                KmsError::disabled(arn),
+                ErrorKind::DisabledException,
+                format!("{arn} is disabled."),
+            ),
+            (
+                KmsError::unavailable(arn),
+                ErrorKind::KMSInvalidStateException,
+                format!("{arn} is unavailable."),
+            ),
+        ];
+        for (e, kind, message) in cases {
+            assert_eq!((e.kind(), e.message()), (kind, message.as_str()));
+        }
     }
 }

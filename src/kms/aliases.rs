@@ -49,11 +49,7 @@ fn usable_target<'s>(tx: &Tx<'s>, target: &str, op: &str) -> Result<&'s Key> {
     let key = resolve_id(tx.state, tx.scope, target)?;
     authorize(tx, key, op)?;
     if matches!(key.lifecycle, Lifecycle::PendingDeletion { .. }) {
-        return Err(err!(
-            KMSInvalidStateException,
-            "{} is pending deletion.",
-            tx.scope.key_arn(&key.id)
-        ));
+        return Err(crate::KmsError::pending_deletion(tx.scope.key_arn(&key.id)));
     }
     Ok(key)
 }
@@ -100,13 +96,7 @@ pub fn update(tx: &mut Tx<'_>, req: &AliasRequest) -> Result<Empty> {
         .state
         .aliases
         .get(&req.alias_name)
-        .ok_or_else(|| {
-            err!(
-                NotFoundException,
-                "Alias {} is not found.",
-                tx.scope.alias_arn(&req.alias_name)
-            )
-        })?
+        .ok_or_else(|| crate::KmsError::alias_not_found(tx.scope.alias_arn(&req.alias_name)))?
         .clone();
     if let Some(current) = tx.state.keys.get(&alias.target) {
         authorize(tx, current, "UpdateAlias")?;
@@ -137,13 +127,11 @@ pub fn update(tx: &mut Tx<'_>, req: &AliasRequest) -> Result<Empty> {
 
 /// DeleteAlias.
 pub fn delete(tx: &mut Tx<'_>, req: &DeleteAliasRequest) -> Result<Empty> {
-    let alias = tx.state.aliases.get(&req.alias_name).ok_or_else(|| {
-        err!(
-            NotFoundException,
-            "Alias {} is not found.",
-            tx.scope.alias_arn(&req.alias_name)
-        )
-    })?;
+    let alias = tx
+        .state
+        .aliases
+        .get(&req.alias_name)
+        .ok_or_else(|| crate::KmsError::alias_not_found(tx.scope.alias_arn(&req.alias_name)))?;
     if let Some(key) = tx.state.keys.get(&alias.target) {
         authorize(tx, key, "DeleteAlias")?;
     }

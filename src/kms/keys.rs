@@ -45,13 +45,10 @@ pub fn resolve<'s>(state: &'s State, scope: &Scope, text: &str) -> Result<&'s Ke
     match scope.parse_key_ref(text)? {
         KeyRef::Id(id) => by_id(state, scope, &id),
         KeyRef::Alias(name) => {
-            let alias = state.aliases.get(&name).ok_or_else(|| {
-                err!(
-                    NotFoundException,
-                    "Alias {} is not found.",
-                    scope.alias_arn(&name)
-                )
-            })?;
+            let alias = state
+                .aliases
+                .get(&name)
+                .ok_or_else(|| KmsError::alias_not_found(scope.alias_arn(&name)))?;
             by_id(state, scope, &alias.target)
         }
     }
@@ -64,13 +61,10 @@ pub fn resolve_id<'s>(state: &'s State, scope: &Scope, text: &str) -> Result<&'s
 }
 
 fn by_id<'s>(state: &'s State, scope: &Scope, id: &KeyId) -> Result<&'s Key> {
-    state.keys.get(id).ok_or_else(|| {
-        err!(
-            NotFoundException,
-            "Key '{}' does not exist",
-            scope.key_arn(id)
-        )
-    })
+    state
+        .keys
+        .get(id)
+        .ok_or_else(|| KmsError::key_not_found(scope.key_arn(id)))
 }
 
 /// Checks that the key policy lets the transaction's principal perform `kms:<operation>`.
@@ -89,10 +83,7 @@ pub fn authorize(tx: &Tx<'_>, key: &Key, operation: &str) -> Result<()> {
 
 /// AWS's AccessDeniedException wording for a key-policy refusal.
 pub fn access_denied(principal: &str, action: &str, arn: &str) -> KmsError {
-    err!(
-        AccessDeniedException,
-        "User: {principal} is not authorized to perform: {action} on resource: {arn} because no resource-based policy allows the {action} action"
-    )
+    KmsError::not_authorized(principal, action, arn)
 }
 
 /// Account-level operations (creating keys and stores, listing, cluster administration) are for
@@ -110,11 +101,7 @@ pub fn require_root(tx: &Tx<'_>, operation: &str) -> Result<()> {
 }
 
 fn pending_deletion(tx: &Tx<'_>, key: &Key) -> KmsError {
-    err!(
-        KMSInvalidStateException,
-        "{} is pending deletion.",
-        tx.scope.key_arn(&key.id)
-    )
+    KmsError::pending_deletion(tx.scope.key_arn(&key.id))
 }
 
 fn refuse_if_pending(tx: &Tx<'_>, key: &Key) -> Result<()> {
@@ -133,10 +120,11 @@ pub fn check_grant_tokens(tokens: &[String]) -> Result<()> {
             &format!("Member must have length less than or equal to {MAX_GRANT_TOKENS}"),
         ));
     }
-    if tokens.iter().any(|t| t.is_empty() || t.len() > 8192) {
+    let (min, max) = GRANT_TOKEN_LEN;
+    if tokens.iter().any(|t| !(min..=max).contains(&t.len())) {
         return Err(err!(
             InvalidGrantTokenException,
-            "A grant token must be 1 to 8192 characters long"
+            "A grant token must be {min} to {max} characters long"
         ));
     }
     Ok(())
@@ -457,7 +445,8 @@ fn backing_keys_json(tx: &Tx<'_>, key: &Key) -> serde_json::Value {
     }
 }
 
-/// ScheduleKeyDeletion: 7–30 days (default 30); allowed while Unavailable.
+/// ScheduleKeyDeletion: [`PENDING_WINDOW_DAYS`] (default [`DEFAULT_PENDING_WINDOW_DAYS`]);
+/// allowed while Unavailable.
 pub fn schedule_deletion(
     tx: &mut Tx<'_>,
     req: &ScheduleKeyDeletionRequest,

@@ -57,16 +57,12 @@ pub fn validate_new(tags: &[Tag]) -> Result<BTreeMap<String, String>> {
 
 fn pending(tx: &Tx<'_>, lifecycle: &Lifecycle, id: &crate::types::KeyId) -> Result<()> {
     if matches!(lifecycle, Lifecycle::PendingDeletion { .. }) {
-        return Err(err!(
-            KMSInvalidStateException,
-            "{} is pending deletion.",
-            tx.scope.key_arn(id)
-        ));
+        return Err(crate::KmsError::pending_deletion(tx.scope.key_arn(id)));
     }
     Ok(())
 }
 
-/// TagResource: adds or overwrites; at most 50 tags per key.
+/// TagResource: adds or overwrites; at most [`MAX_TAGS_PER_KEY`] tags per key.
 pub fn tag(tx: &mut Tx<'_>, req: &TagResourceRequest) -> Result<Empty> {
     let new = validate_new(&req.tags)?;
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
