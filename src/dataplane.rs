@@ -118,11 +118,10 @@ pub fn gate(state: &State, scope: &Scope, key: &Key) -> Option<crate::KmsError> 
     if let Backing::CloudHsm { store, .. } = &key.backing {
         let s = state.stores.get(store)?;
         if let Err(code) = hsm::reachability(state, &s.cluster_id, &scope.region) {
-            return Some(err!(
-                KMSInvalidStateException,
-                "KMS cannot communicate with the CloudHSM cluster {} of custom key store {} ({code})",
-                s.cluster_id,
-                s.id
+            return Some(crate::KmsError::cluster_unreachable(
+                &s.cluster_id,
+                &s.id,
+                code,
             ));
         }
         if hsm::find_key(state, &s.cluster_id, &arn).is_none() {

@@ -240,6 +240,39 @@ impl KmsError {
         )
     }
 
+    /// `ValidationException`: the request lacks `member` (`KeyId`, …).
+    pub fn required(member: &str) -> KmsError {
+        KmsError::new(
+            ErrorKind::ValidationException,
+            format!("{member} is required"),
+        )
+    }
+
+    /// `LimitExceededException`: a key would have more than `max` `things` (`tags`,
+    /// `aliases`); `max` is the quota from `types::limits`.
+    pub fn per_key_limit(max: usize, things: &str) -> KmsError {
+        KmsError::new(
+            ErrorKind::LimitExceededException,
+            format!("A KMS key can have at most {max} {things}"),
+        )
+    }
+
+    /// `KMSInvalidStateException`: the CloudHSM cluster behind a custom key store cannot be
+    /// reached (`why`: the cluster's reachability code).
+    pub fn cluster_unreachable(
+        cluster_id: impl fmt::Display,
+        store_id: impl fmt::Display,
+        why: impl fmt::Display,
+    ) -> KmsError {
+        KmsError::new(
+            ErrorKind::KMSInvalidStateException,
+            format!(
+                "KMS cannot communicate with the CloudHSM cluster {cluster_id} of custom key \
+                 store {store_id} ({why})"
+            ),
+        )
+    }
+
     /// `KMSInvalidStateException`: the key is unavailable (its custom key store is not
     /// connected).
     pub fn unavailable(key_arn: impl fmt::Display) -> KmsError {
@@ -349,7 +382,26 @@ mod tests {
                 format!("{arn} is unavailable."),
             ),
         ];
-        for (e, kind, message) in cases {
+        let more = [
+            (
+                KmsError::required("KeyId"),
+                ErrorKind::ValidationException,
+                "KeyId is required".to_string(),
+            ),
+            (
+                KmsError::per_key_limit(50, "tags"),
+                ErrorKind::LimitExceededException,
+                "A KMS key can have at most 50 tags".to_string(),
+            ),
+            (
+                KmsError::cluster_unreachable("cluster-1", "cks-1", "no active HSM"),
+                ErrorKind::KMSInvalidStateException,
+                "KMS cannot communicate with the CloudHSM cluster cluster-1 of custom key store \
+                 cks-1 (no active HSM)"
+                    .to_string(),
+            ),
+        ];
+        for (e, kind, message) in cases.into_iter().chain(more) {
             assert_eq!((e.kind(), e.message()), (kind, message.as_str()));
         }
     }

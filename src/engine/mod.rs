@@ -514,7 +514,7 @@ impl Engine {
     /// changes before it stay applied.
     pub fn apply(&self, changes: &[Control]) -> Result<()> {
         if self.inner.is_shut_down() {
-            return Err(err!(KMSInternalException, "the kmscks engine is shut down"));
+            return Err(sched::stopped());
         }
         let mut guards = Vec::with_capacity(self.shards());
         for (i, s) in self.inner.shards.iter().enumerate() {

@@ -74,9 +74,9 @@ pub fn create(tx: &mut Tx<'_>, req: &AliasRequest) -> Result<Empty> {
     }
     let key = usable_target(tx, &req.target_key_id, "CreateAlias")?;
     if aliases_of(tx, key) >= MAX_ALIASES_PER_KEY {
-        return Err(err!(
-            LimitExceededException,
-            "A KMS key can have at most {MAX_ALIASES_PER_KEY} aliases"
+        return Err(crate::KmsError::per_key_limit(
+            MAX_ALIASES_PER_KEY,
+            "aliases",
         ));
     }
     let alias = Alias {
@@ -111,9 +111,9 @@ pub fn update(tx: &mut Tx<'_>, req: &AliasRequest) -> Result<Empty> {
         }
     }
     if key.id != alias.target && aliases_of(tx, key) >= MAX_ALIASES_PER_KEY {
-        return Err(err!(
-            LimitExceededException,
-            "A KMS key can have at most {MAX_ALIASES_PER_KEY} aliases"
+        return Err(crate::KmsError::per_key_limit(
+            MAX_ALIASES_PER_KEY,
+            "aliases",
         ));
     }
     let alias = Alias {

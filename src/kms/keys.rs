@@ -257,10 +257,7 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
     }
     let new_tags = tags::validate_new(&req.tags)?;
     if new_tags.len() > MAX_TAGS_PER_KEY {
-        return Err(err!(
-            LimitExceededException,
-            "A KMS key can have at most {MAX_TAGS_PER_KEY} tags"
-        ));
+        return Err(KmsError::per_key_limit(MAX_TAGS_PER_KEY, "tags"));
     }
     if tx.state.keys.len() >= MAX_KEYS {
         return Err(err!(
@@ -296,9 +293,8 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
                     s.state
                 ));
             }
-            let c = hsm::reachability(tx.state, &s.cluster_id, &tx.scope.region).map_err(|code| {
-                err!(KMSInvalidStateException, "KMS cannot communicate with the CloudHSM cluster {} of custom key store {} ({code})", s.cluster_id, s.id)
-            })?;
+            let c = hsm::reachability(tx.state, &s.cluster_id, &tx.scope.region)
+                .map_err(|code| KmsError::cluster_unreachable(&s.cluster_id, &s.id, code))?;
             check_two_zones(c)?;
             if !hsm::kms_logged_in(tx.state, &s.cluster_id, &s.id) {
                 return Err(err!(KMSInternalException, "KMS is not logged in to CloudHSM cluster {} as kmsuser; disconnect and reconnect the custom key store", s.cluster_id));
@@ -563,7 +559,7 @@ pub fn list_policies(tx: &Tx<'_>, req: &ListRequest) -> Result<ListKeyPoliciesRe
     let key_id = req
         .key_id
         .as_deref()
-        .ok_or_else(|| err!(ValidationException, "KeyId is required"))?;
+        .ok_or_else(|| KmsError::required("KeyId"))?;
     let key = resolve_id(tx.state, tx.scope, key_id)?;
     authorize(tx, key, "ListKeyPolicies")?;
     Ok(ListKeyPoliciesResponse {

@@ -71,10 +71,7 @@ pub fn tag(tx: &mut Tx<'_>, req: &TagResourceRequest) -> Result<Empty> {
     let mut key = key.clone();
     key.tags.extend(new);
     if key.tags.len() > MAX_TAGS_PER_KEY {
-        return Err(err!(
-            LimitExceededException,
-            "A KMS key can have at most {MAX_TAGS_PER_KEY} tags"
-        ));
+        return Err(crate::KmsError::per_key_limit(MAX_TAGS_PER_KEY, "tags"));
     }
     tx.push(Change::PutKey(Box::new(key)));
     Ok(Empty {})
@@ -102,7 +99,7 @@ pub fn list(tx: &Tx<'_>, req: &ListRequest) -> Result<ListResourceTagsResponse> 
     let key_id = req
         .key_id
         .as_deref()
-        .ok_or_else(|| err!(ValidationException, "KeyId is required"))?;
+        .ok_or_else(|| crate::KmsError::required("KeyId"))?;
     let key = resolve_id(tx.state, tx.scope, key_id)?;
     authorize(tx, key, "ListResourceTags")?;
     let items = key.tags.iter().map(|(k, v)| {
