@@ -177,8 +177,13 @@ impl KmsError {
         &self.message
     }
 
-    /// AWS's `ValidationException` wording for one failed member constraint.
-    pub fn validation(value: impl fmt::Display, member: &str, constraint: &str) -> KmsError {
+    /// AWS's `ValidationException` wording for one failed member constraint (a [`Constraint`],
+    /// or AWS's text for one, e.g. a pattern).
+    pub fn validation(
+        value: impl fmt::Display,
+        member: &str,
+        constraint: impl fmt::Display,
+    ) -> KmsError {
         KmsError::new(
             ErrorKind::ValidationException,
             format!(
@@ -189,9 +194,58 @@ impl KmsError {
     }
 }
 
+/// A member constraint in AWS's wording, as [`KmsError::validation`] states it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Constraint {
+    /// `Member must have value greater than or equal to <min>`.
+    MinValue(u64),
+    /// `Member must have value less than or equal to <max>`.
+    MaxValue(u64),
+    /// `Member must have length greater than or equal to <min>`.
+    MinLength(usize),
+    /// `Member must have length less than or equal to <max>`.
+    MaxLength(usize),
+    /// `Member must have length between <min> and <max>`.
+    LengthBetween(usize, usize),
+}
+
+impl fmt::Display for Constraint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Constraint::MinValue(n) => {
+                write!(f, "Member must have value greater than or equal to {n}")
+            }
+            Constraint::MaxValue(n) => {
+                write!(f, "Member must have value less than or equal to {n}")
+            }
+            Constraint::MinLength(n) => {
+                write!(f, "Member must have length greater than or equal to {n}")
+            }
+            Constraint::MaxLength(n) => {
+                write!(f, "Member must have length less than or equal to {n}")
+            }
+            Constraint::LengthBetween(min, max) => {
+                write!(f, "Member must have length between {min} and {max}")
+            }
+        }
+    }
+}
+
 /// AWS's wording for the errors that several layers raise (the engine's shards, the control
 /// plane, the data-plane gate), so that each message has one home beside the table.
 impl KmsError {
+    /// `ValidationException` for a member whose value is not echoed (a plaintext, a
+    /// ciphertext): AWS's wording without the value.
+    pub fn validation_of_secret(member: &str, constraint: Constraint) -> KmsError {
+        KmsError::new(
+            ErrorKind::ValidationException,
+            format!(
+                "1 validation error detected: Value at '{member}' failed to satisfy constraint: \
+                 {constraint}"
+            ),
+        )
+    }
+
     /// `NotFoundException`: no key with this key ARN.
     pub fn key_not_found(key_arn: impl fmt::Display) -> KmsError {
         KmsError::new(
@@ -401,7 +455,44 @@ mod tests {
                     .to_string(),
             ),
         ];
-        for (e, kind, message) in cases.into_iter().chain(more) {
+        let constraints = [
+            (
+                KmsError::validation(0, "limit", Constraint::MinValue(1)),
+                ErrorKind::ValidationException,
+                "1 validation error detected: Value '0' at 'limit' failed to satisfy constraint: \
+                 Member must have value greater than or equal to 1"
+                    .to_string(),
+            ),
+            (
+                KmsError::validation(2000, "limit", Constraint::MaxValue(1000)),
+                ErrorKind::ValidationException,
+                "1 validation error detected: Value '2000' at 'limit' failed to satisfy \
+                 constraint: Member must have value less than or equal to 1000"
+                    .to_string(),
+            ),
+            (
+                KmsError::validation("x", "name", Constraint::LengthBetween(2, 3)),
+                ErrorKind::ValidationException,
+                "1 validation error detected: Value 'x' at 'name' failed to satisfy constraint: \
+                 Member must have length between 2 and 3"
+                    .to_string(),
+            ),
+            (
+                KmsError::validation_of_secret("plaintext", Constraint::MinLength(1)),
+                ErrorKind::ValidationException,
+                "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: \
+                 Member must have length greater than or equal to 1"
+                    .to_string(),
+            ),
+            (
+                KmsError::validation_of_secret("plaintext", Constraint::MaxLength(4096)),
+                ErrorKind::ValidationException,
+                "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: \
+                 Member must have length less than or equal to 4096"
+                    .to_string(),
+            ),
+        ];
+        for (e, kind, message) in cases.into_iter().chain(more).chain(constraints) {
             assert_eq!((e.kind(), e.message()), (kind, message.as_str()));
         }
     }

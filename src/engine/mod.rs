@@ -61,7 +61,7 @@ pub use sched::{
 
 use crate::crypto::subkey::DEFAULT_MAX_USES;
 use crate::err;
-use crate::error::{KmsError, Result};
+use crate::error::{Constraint, KmsError, Result};
 use crate::secret::{KeyMaterial, SecretBytes};
 use crate::types::limits::{CIPHERTEXT_LEN, NUMBER_OF_BYTES, PLAINTEXT_LEN};
 pub use crate::types::EncryptionContext;
@@ -345,20 +345,14 @@ fn check_number_of_bytes(n: u32) -> Result<usize> {
         return Err(KmsError::validation(
             n,
             "numberOfBytes",
-            &format!(
-                "Member must have value greater than or equal to {}",
-                NUMBER_OF_BYTES.0
-            ),
+            Constraint::MinValue(NUMBER_OF_BYTES.0.into()),
         ));
     }
     if n > NUMBER_OF_BYTES.1 {
         return Err(KmsError::validation(
             n,
             "numberOfBytes",
-            &format!(
-                "Member must have value less than or equal to {}",
-                NUMBER_OF_BYTES.1
-            ),
+            Constraint::MaxValue(NUMBER_OF_BYTES.1.into()),
         ));
     }
     Ok(n as usize)
@@ -366,19 +360,15 @@ fn check_number_of_bytes(n: u32) -> Result<usize> {
 
 fn check_len(len: usize, member: &str, bounds: (usize, usize)) -> Result<()> {
     if len < bounds.0 {
-        return Err(err!(
-            ValidationException,
-            "1 validation error detected: Value at '{member}' failed to satisfy constraint: \
-             Member must have length greater than or equal to {}",
-            bounds.0
+        return Err(KmsError::validation_of_secret(
+            member,
+            Constraint::MinLength(bounds.0),
         ));
     }
     if len > bounds.1 {
-        return Err(err!(
-            ValidationException,
-            "1 validation error detected: Value at '{member}' failed to satisfy constraint: \
-             Member must have length less than or equal to {}",
-            bounds.1
+        return Err(KmsError::validation_of_secret(
+            member,
+            Constraint::MaxLength(bounds.1),
         ));
     }
     Ok(())

@@ -117,7 +117,7 @@ pub fn check_grant_tokens(tokens: &[String]) -> Result<()> {
         return Err(KmsError::validation(
             tokens.len(),
             "grantTokens",
-            &format!("Member must have length less than or equal to {MAX_GRANT_TOKENS}"),
+            crate::error::Constraint::MaxLength(MAX_GRANT_TOKENS),
         ));
     }
     let (min, max) = GRANT_TOKEN_LEN;
@@ -161,10 +161,7 @@ fn check_description(d: &str) -> Result<()> {
         return Err(KmsError::validation(
             format!("{n} characters"),
             "description",
-            &format!(
-                "Member must have length less than or equal to {}",
-                DESCRIPTION_LEN.1
-            ),
+            crate::error::Constraint::MaxLength(DESCRIPTION_LEN.1),
         ));
     }
     Ok(())
