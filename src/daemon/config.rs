@@ -151,17 +151,21 @@ daemon_options! {
     flag(Option<PathBuf>, value_name = "DIR");
     sample example("\"/home/me/.local/share/kmscks\"");
 
-    /// Unix socket (its parent directory is created if missing). A stale socket file (nothing
-    /// answers on it) is replaced; if a live daemon answers, kmscksd refuses to start.
+    /// Unix socket (its parent directory is created if missing).
     /// Default: `$KMSCKS_SOCKET`, else `$XDG_RUNTIME_DIR/kmscks.sock`, else
     /// `/tmp/kmscks-<uid>.sock`.
+    ///
+    /// A stale socket file (nothing answers on it) is replaced; if a live daemon answers,
+    /// kmscksd refuses to start.
     socket: PathBuf = crate::paths::default_socket();
     flag(Option<PathBuf>, value_name = "PATH");
     sample example("\"/run/user/1000/kmscks.sock\"");
 
-    /// Permission bits of the socket file, in octal: who may connect at all (the default: the
-    /// daemon's user and group). Key policies then decide what each uid may do (other uids are
-    /// `arn:aws:iam::<account>:user/uid-<N>`; the daemon's uid and root are the account root).
+    /// Permission bits of the socket file, in octal: who may connect at all.
+    ///
+    /// The default lets the daemon's user and group connect. Key policies then decide what
+    /// each uid may do (other uids are `arn:aws:iam::<account>:user/uid-<N>`; the daemon's uid
+    /// and root are the account root).
     socket_mode: u32 = 0o660;
     flag(Option<u32>, value_name = "OCTAL", parser = parse_octal);
     sample octal;
@@ -173,26 +177,31 @@ daemon_options! {
     flag(Option<u32>, value_name = "GID");
     sample example("1001");
 
-    /// On an empty data directory, create a ready system: an ACTIVE cluster with two HSMs and
-    /// kmsuser, a CONNECTED custom key store, and a key with alias alias/demo.
+    /// On an empty data directory, create a ready system with key alias/demo.
+    ///
+    /// The system: an ACTIVE cluster with two HSMs and kmsuser, a CONNECTED custom key store,
+    /// and a key with alias alias/demo.
     bootstrap: bool = false;
     flag(bool);
     sample toml;
 
-    /// Connections served at once; further ones get a LimitExceededException frame and are
-    /// closed.
+    /// Connections served at once.
+    ///
+    /// Further ones get a LimitExceededException frame and are closed.
     max_connections: usize = 1024;
     flag(Option<usize>, value_name = "N");
     sample toml;
 
-    /// A connection that completes no request frame for this many seconds is closed (this also
-    /// bounds a client that sends one byte a minute).
+    /// Close a connection that completes no request frame for this many seconds.
+    ///
+    /// This also bounds a client that sends one byte a minute.
     idle_timeout_secs: u64 = 300;
     flag(Option<u64>, value_name = "SECS");
     sample toml;
 
-    /// A client whose replies pile up unread beyond this many bytes is disconnected. At least
-    /// one largest protocol frame.
+    /// Disconnect a client whose unread replies exceed this many bytes.
+    ///
+    /// At least one largest protocol frame.
     max_pending_reply_bytes: usize = 8 << 20;
     flag(Option<usize>, value_name = "BYTES");
     sample toml;
@@ -202,8 +211,10 @@ daemon_options! {
     flag(Option<u64>, value_name = "MS");
     sample toml;
 
-    /// Log filter (tracing EnvFilter syntax: info, debug, kmscks=debug, ...). RUST_LOG wins
-    /// when set. Request and reply bodies are never logged at any level.
+    /// Log filter (tracing EnvFilter syntax: info, debug, kmscks=debug, ...); RUST_LOG wins
+    /// when set.
+    ///
+    /// Request and reply bodies are never logged at any level.
     log_level: String = "info".into();
     flag(Option<String>, value_name = "FILTER");
     sample toml;
@@ -213,8 +224,9 @@ daemon_options! {
     flag(Option<usize>, value_name = "N");
     sample toml;
 
-    /// The AWS account id in every ARN. A data directory belongs to one account and Region:
-    /// opening it with others is refused.
+    /// The AWS account id in every ARN.
+    ///
+    /// A data directory belongs to one account and Region: opening it with others is refused.
     account_id: String = crate::types::Scope::default().account_id;
     flag(Option<String>, value_name = "ID");
     sample toml;
