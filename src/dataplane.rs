@@ -112,22 +112,21 @@ impl Affected {
 pub fn gate(state: &State, scope: &Scope, key: &Key) -> Option<crate::KmsError> {
     let arn = scope.key_arn(&key.id);
     if matches!(key.lifecycle, Lifecycle::PendingDeletion { .. }) {
-        return Some(err!(KMSInvalidStateException, "{arn} is pending deletion."));
+        return Some(crate::KmsError::pending_deletion(&arn));
     }
     if !store_connected(&state.kms, key) {
-        return Some(err!(KMSInvalidStateException, "{arn} is unavailable."));
+        return Some(crate::KmsError::unavailable(&arn));
     }
     if key.lifecycle == Lifecycle::Disabled {
-        return Some(err!(DisabledException, "{arn} is disabled."));
+        return Some(crate::KmsError::disabled(&arn));
     }
     if let Backing::CloudHsm { store, .. } = &key.backing {
         let s = state.kms.stores.get(store)?;
         if let Err(code) = hsm::reachability(&state.hsm, &s.cluster_id, &scope.region) {
-            return Some(err!(
-                KMSInvalidStateException,
-                "KMS cannot communicate with the CloudHSM cluster {} of custom key store {} ({code})",
-                s.cluster_id,
-                s.id
+            return Some(crate::KmsError::cluster_unreachable(
+                &s.cluster_id,
+                &s.id,
+                code,
             ));
         }
         if hsm::find_key(&state.hsm, &s.cluster_id, &arn).is_none() {

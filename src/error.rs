@@ -177,14 +177,162 @@ impl KmsError {
         &self.message
     }
 
-    /// AWS's `ValidationException` wording for one failed member constraint.
-    pub fn validation(value: impl fmt::Display, member: &str, constraint: &str) -> KmsError {
+    /// AWS's `ValidationException` wording for one failed member constraint (a [`Constraint`],
+    /// or AWS's text for one, e.g. a pattern).
+    pub fn validation(
+        value: impl fmt::Display,
+        member: &str,
+        constraint: impl fmt::Display,
+    ) -> KmsError {
         KmsError::new(
             ErrorKind::ValidationException,
             format!(
                 "1 validation error detected: Value '{value}' at '{member}' failed to satisfy \
                  constraint: {constraint}"
             ),
+        )
+    }
+}
+
+/// A member constraint in AWS's wording, as [`KmsError::validation`] states it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Constraint {
+    /// `Member must have value greater than or equal to <min>`.
+    MinValue(u64),
+    /// `Member must have value less than or equal to <max>`.
+    MaxValue(u64),
+    /// `Member must have length greater than or equal to <min>`.
+    MinLength(usize),
+    /// `Member must have length less than or equal to <max>`.
+    MaxLength(usize),
+    /// `Member must have length between <min> and <max>`.
+    LengthBetween(usize, usize),
+}
+
+impl fmt::Display for Constraint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Constraint::MinValue(n) => {
+                write!(f, "Member must have value greater than or equal to {n}")
+            }
+            Constraint::MaxValue(n) => {
+                write!(f, "Member must have value less than or equal to {n}")
+            }
+            Constraint::MinLength(n) => {
+                write!(f, "Member must have length greater than or equal to {n}")
+            }
+            Constraint::MaxLength(n) => {
+                write!(f, "Member must have length less than or equal to {n}")
+            }
+            Constraint::LengthBetween(min, max) => {
+                write!(f, "Member must have length between {min} and {max}")
+            }
+        }
+    }
+}
+
+/// AWS's wording for the errors that several layers raise (the engine's shards, the control
+/// plane, the data-plane gate), so that each message has one home beside the table.
+impl KmsError {
+    /// `ValidationException` for a member whose value is not echoed (a plaintext, a
+    /// ciphertext): AWS's wording without the value.
+    pub fn validation_of_secret(member: &str, constraint: Constraint) -> KmsError {
+        KmsError::new(
+            ErrorKind::ValidationException,
+            format!(
+                "1 validation error detected: Value at '{member}' failed to satisfy constraint: \
+                 {constraint}"
+            ),
+        )
+    }
+
+    /// `NotFoundException`: no key with this key ARN.
+    pub fn key_not_found(key_arn: impl fmt::Display) -> KmsError {
+        KmsError::new(
+            ErrorKind::NotFoundException,
+            format!("Key '{key_arn}' does not exist"),
+        )
+    }
+
+    /// `NotFoundException`: no alias with this alias ARN.
+    pub fn alias_not_found(alias_arn: impl fmt::Display) -> KmsError {
+        KmsError::new(
+            ErrorKind::NotFoundException,
+            format!("Alias {alias_arn} is not found."),
+        )
+    }
+
+    /// `AccessDeniedException`: the key policy does not allow `principal` the `action`
+    /// (`kms:Encrypt`, …) on the key `key_arn`.
+    pub fn not_authorized(
+        principal: impl fmt::Display,
+        action: impl fmt::Display,
+        key_arn: impl fmt::Display,
+    ) -> KmsError {
+        KmsError::new(
+            ErrorKind::AccessDeniedException,
+            format!(
+                "User: {principal} is not authorized to perform: {action} on resource: \
+                 {key_arn} because no resource-based policy allows the {action} action"
+            ),
+        )
+    }
+
+    /// `KMSInvalidStateException`: the key is pending deletion.
+    pub fn pending_deletion(key_arn: impl fmt::Display) -> KmsError {
+        KmsError::new(
+            ErrorKind::KMSInvalidStateException,
+            format!("{key_arn} is pending deletion."),
+        )
+    }
+
+    /// `DisabledException`: the key is disabled.
+    pub fn disabled(key_arn: impl fmt::Display) -> KmsError {
+        KmsError::new(
+            ErrorKind::DisabledException,
+            format!("{key_arn} is disabled."),
+        )
+    }
+
+    /// `ValidationException`: the request lacks `member` (`KeyId`, …).
+    pub fn required(member: &str) -> KmsError {
+        KmsError::new(
+            ErrorKind::ValidationException,
+            format!("{member} is required"),
+        )
+    }
+
+    /// `LimitExceededException`: a key would have more than `max` `things` (`tags`,
+    /// `aliases`); `max` is the quota from `types::limits`.
+    pub fn per_key_limit(max: usize, things: &str) -> KmsError {
+        KmsError::new(
+            ErrorKind::LimitExceededException,
+            format!("A KMS key can have at most {max} {things}"),
+        )
+    }
+
+    /// `KMSInvalidStateException`: the CloudHSM cluster behind a custom key store cannot be
+    /// reached (`why`: the cluster's reachability code).
+    pub fn cluster_unreachable(
+        cluster_id: impl fmt::Display,
+        store_id: impl fmt::Display,
+        why: impl fmt::Display,
+    ) -> KmsError {
+        KmsError::new(
+            ErrorKind::KMSInvalidStateException,
+            format!(
+                "KMS cannot communicate with the CloudHSM cluster {cluster_id} of custom key \
+                 store {store_id} ({why})"
+            ),
+        )
+    }
+
+    /// `KMSInvalidStateException`: the key is unavailable (its custom key store is not
+    /// connected).
+    pub fn unavailable(key_arn: impl fmt::Display) -> KmsError {
+        KmsError::new(
+            ErrorKind::KMSInvalidStateException,
+            format!("{key_arn} is unavailable."),
         )
     }
 }
@@ -247,5 +395,105 @@ mod tests {
         let e = err!(NotFoundException, "Key '{}' does not exist", "arn:x");
         assert_eq!(e.aws_name(), "NotFoundException");
         assert_eq!(e.message(), "Key 'arn:x' does not exist");
+    }
+
+    #[test]
+    fn shared_wordings_are_aws_wordings() {
+        let arn = "arn:aws:kms:us-east-1:111122223333:key/k";
+        let cases = [
+            (
+                KmsError::key_not_found(arn),
+                ErrorKind::NotFoundException,
+                format!("Key '{arn}' does not exist"),
+            ),
+            (
+                KmsError::alias_not_found("arn:aws:kms:us-east-1:111122223333:alias/a"),
+                ErrorKind::NotFoundException,
+                "Alias arn:aws:kms:us-east-1:111122223333:alias/a is not found.".to_string(),
+            ),
+            (
+                KmsError::not_authorized("arn:aws:iam::111122223333:user/u", "kms:Encrypt", arn),
+                ErrorKind::AccessDeniedException,
+                format!(
+                    "User: arn:aws:iam::111122223333:user/u is not authorized to perform: \
+                     kms:Encrypt on resource: {arn} because no resource-based policy allows \
+                     the kms:Encrypt action"
+                ),
+            ),
+            (
+                KmsError::pending_deletion(arn),
+                ErrorKind::KMSInvalidStateException,
+                format!("{arn} is pending deletion."),
+            ),
+            (
+                KmsError::disabled(arn),
+                ErrorKind::DisabledException,
+                format!("{arn} is disabled."),
+            ),
+            (
+                KmsError::unavailable(arn),
+                ErrorKind::KMSInvalidStateException,
+                format!("{arn} is unavailable."),
+            ),
+        ];
+        let more = [
+            (
+                KmsError::required("KeyId"),
+                ErrorKind::ValidationException,
+                "KeyId is required".to_string(),
+            ),
+            (
+                KmsError::per_key_limit(50, "tags"),
+                ErrorKind::LimitExceededException,
+                "A KMS key can have at most 50 tags".to_string(),
+            ),
+            (
+                KmsError::cluster_unreachable("cluster-1", "cks-1", "no active HSM"),
+                ErrorKind::KMSInvalidStateException,
+                "KMS cannot communicate with the CloudHSM cluster cluster-1 of custom key store \
+                 cks-1 (no active HSM)"
+                    .to_string(),
+            ),
+        ];
+        let constraints = [
+            (
+                KmsError::validation(0, "limit", Constraint::MinValue(1)),
+                ErrorKind::ValidationException,
+                "1 validation error detected: Value '0' at 'limit' failed to satisfy constraint: \
+                 Member must have value greater than or equal to 1"
+                    .to_string(),
+            ),
+            (
+                KmsError::validation(2000, "limit", Constraint::MaxValue(1000)),
+                ErrorKind::ValidationException,
+                "1 validation error detected: Value '2000' at 'limit' failed to satisfy \
+                 constraint: Member must have value less than or equal to 1000"
+                    .to_string(),
+            ),
+            (
+                KmsError::validation("x", "name", Constraint::LengthBetween(2, 3)),
+                ErrorKind::ValidationException,
+                "1 validation error detected: Value 'x' at 'name' failed to satisfy constraint: \
+                 Member must have length between 2 and 3"
+                    .to_string(),
+            ),
+            (
+                KmsError::validation_of_secret("plaintext", Constraint::MinLength(1)),
+                ErrorKind::ValidationException,
+                "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: \
+                 Member must have length greater than or equal to 1"
+                    .to_string(),
+            ),
+            (
+                KmsError::validation_of_secret("plaintext", Constraint::MaxLength(4096)),
+                ErrorKind::ValidationException,
+                "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: \
+                 Member must have length less than or equal to 4096"
+                    .to_string(),
+            ),
+        ];
+        for (e, kind, message) in cases.into_iter().chain(more).chain(constraints) {
+            assert_eq!((e.kind(), e.message()), (kind, message.as_str()));
+        }
     }
 }

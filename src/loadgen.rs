@@ -24,6 +24,7 @@ use crate::kms::api::{
 };
 use crate::secret::KeyMaterial;
 use crate::secret::SecretBytes;
+use crate::types::limits::{NUMBER_OF_BYTES, PLAINTEXT_LEN};
 use crate::types::{DataKeySpec, KeyId, KeyRef};
 use crate::Kms;
 
@@ -273,10 +274,14 @@ struct KmsCaller {
 }
 
 fn check_payload(op: LoadOp, payload: usize) -> Result<()> {
-    if payload == 0
-        || payload > 4096
-        || (op != LoadOp::Encrypt && op != LoadOp::Decrypt && payload > 1024)
-    {
+    // Encrypt and Decrypt carry a plaintext; the other ops ask for `NumberOfBytes`.
+    let (min, max) = match op {
+        LoadOp::Encrypt | LoadOp::Decrypt => PLAINTEXT_LEN,
+        LoadOp::GenerateDataKey | LoadOp::GenerateRandom => {
+            (NUMBER_OF_BYTES.0 as usize, NUMBER_OF_BYTES.1 as usize)
+        }
+    };
+    if !(min..=max).contains(&payload) {
         return Err(err!(
             ValidationException,
             "payload {payload} is out of range for {}",
@@ -408,7 +413,10 @@ struct Raw {
 /// The raw aws-lc-rs loop for the same op, threads, batch and payload.
 pub fn run_baseline(opts: &LoadOpts) -> LoadReport {
     let op = opts.op;
-    let (batch, payload) = (opts.batch.max(1), opts.payload.clamp(1, 4096));
+    let (batch, payload) = (
+        opts.batch.max(1),
+        opts.payload.clamp(PLAINTEXT_LEN.0, PLAINTEXT_LEN.1),
+    );
     let r = drive(
         opts.threads,
         opts.duration,

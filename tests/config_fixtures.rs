@@ -69,16 +69,13 @@ fn invalid_fixtures_are_refused_with_the_reason() {
 
 #[test]
 fn sample_documents_every_key_with_its_default() {
-    let sample =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("kmscksd.toml"))
-            .unwrap();
-    let defaults = toml::Value::try_from(DaemonConfig::default()).unwrap();
-    let keys: Vec<String> = defaults.as_table().unwrap().keys().cloned().collect();
-    for key in ["data_dir", "socket", "socket_gid"]
-        .iter()
-        .map(|k| k.to_string())
-        .chain(keys)
-    {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("kmscksd.toml");
+    if std::env::var_os("KMSCKS_BLESS").is_some() {
+        std::fs::write(&path, DaemonConfig::sample_toml()).unwrap();
+    }
+    let sample = std::fs::read_to_string(&path).unwrap();
+    // Every key appears, set or (where the default depends on the user) as a commented example.
+    for key in DaemonConfig::KEYS {
         assert!(
             sample
                 .lines()
@@ -89,6 +86,58 @@ fn sample_documents_every_key_with_its_default() {
     // The uncommented values are the defaults.
     let parsed = DaemonConfig::from_toml(&sample, "kmscksd.toml").unwrap();
     assert_eq!(parsed, DaemonConfig::default());
+    // And the file is the one the option table generates: each key under its doc comment.
+    assert!(
+        sample == DaemonConfig::sample_toml(),
+        "kmscksd.toml differs from the option table in src/daemon/config.rs; regenerate it with \
+         `KMSCKS_BLESS=1 cargo test --test config_fixtures`. Expected:\n{}",
+        DaemonConfig::sample_toml()
+    );
+}
+
+#[test]
+fn every_key_is_a_flag_with_the_same_meaning() {
+    use clap::{Args, FromArgMatches};
+    use kmscks::daemon::DaemonFlags;
+    let cmd = DaemonFlags::augment_args(clap::Command::new("kmscksd"));
+    let flags: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect();
+    let keys: Vec<String> = DaemonConfig::KEYS
+        .iter()
+        .map(|k| k.replace('_', "-"))
+        .collect();
+    assert_eq!(flags, keys);
+    // Given flags go over the file's values; the others leave them alone.
+    let m = cmd
+        .try_get_matches_from([
+            "kmscksd",
+            "--socket-mode",
+            "0o600",
+            "--socket-gid",
+            "7",
+            "--bootstrap",
+            "--max-connections",
+            "3",
+        ])
+        .unwrap();
+    let mut c = DaemonConfig {
+        log_level: "debug".into(),
+        ..DaemonConfig::default()
+    };
+    DaemonFlags::from_arg_matches(&m).unwrap().apply(&mut c);
+    assert_eq!(
+        c,
+        DaemonConfig {
+            socket_mode: 0o600,
+            socket_gid: Some(7),
+            bootstrap: true,
+            max_connections: 3,
+            log_level: "debug".into(),
+            ..DaemonConfig::default()
+        }
+    );
 }
 
 #[test]

@@ -12,8 +12,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
-use kmscks::daemon::{Daemon, DaemonConfig, Shutdown};
+use clap::{CommandFactory, FromArgMatches, Parser};
+use kmscks::daemon::{Daemon, DaemonConfig, DaemonFlags, Shutdown};
 
 /// The kmscks daemon: AWS KMS custom key stores on a Unix socket.
 ///
@@ -25,50 +25,14 @@ struct Args {
     /// TOML config file (unknown keys are refused).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Data directory [default: $XDG_DATA_HOME/kmscks or ~/.local/share/kmscks].
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    /// Unix socket [default: $KMSCKS_SOCKET, $XDG_RUNTIME_DIR/kmscks.sock or /tmp/kmscks-UID.sock].
-    #[arg(long, value_name = "PATH")]
-    socket: Option<PathBuf>,
-    /// Socket file permission bits, octal [default: 660].
-    #[arg(long, value_name = "OCTAL", value_parser = parse_octal)]
-    socket_mode: Option<u32>,
-    /// Numeric group to give the socket file.
-    #[arg(long, value_name = "GID")]
-    socket_gid: Option<u32>,
-    /// On an empty data directory, create a ready system with key alias/demo.
-    #[arg(long)]
-    bootstrap: bool,
-    /// Connections served at once [default: 1024].
-    #[arg(long, value_name = "N")]
-    max_connections: Option<usize>,
-    /// Close a connection that completes no request for this long [default: 300].
-    #[arg(long, value_name = "SECS")]
-    idle_timeout_secs: Option<u64>,
-    /// Close a client whose unread replies exceed this [default: 8388608].
-    #[arg(long, value_name = "BYTES")]
-    max_pending_reply_bytes: Option<usize>,
-    /// Longest WaitForConnection wait, ms [default: 60000].
-    #[arg(long, value_name = "MS")]
-    max_wait_millis: Option<u64>,
-    /// Log filter, EnvFilter syntax; RUST_LOG wins when set [default: info].
-    #[arg(long, value_name = "FILTER")]
-    log_level: Option<String>,
-    /// Data-plane shards (pinned HSM worker threads); 0 = one per core [default: 0].
-    #[arg(long, value_name = "N")]
-    engine_shards: Option<usize>,
-    /// Account id in ARNs [default: 111122223333].
-    #[arg(long, value_name = "ID")]
-    account_id: Option<String>,
-    /// Region in ARNs [default: us-east-1].
-    #[arg(long, value_name = "REGION")]
-    region: Option<String>,
+    #[command(flatten)]
+    options: DaemonFlags,
 }
 
-fn parse_octal(s: &str) -> Result<u32, String> {
-    let digits = s.strip_prefix("0o").unwrap_or(s);
-    u32::from_str_radix(digits, 8).map_err(|e| format!("'{s}' is not an octal mode: {e}"))
+/// The flags, parsed from the command line; the help shows each option's default.
+fn parse_args() -> Args {
+    let matches = DaemonFlags::show_defaults(Args::command()).get_matches();
+    Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 fn config(args: Args) -> kmscks::Result<DaemonConfig> {
@@ -76,32 +40,13 @@ fn config(args: Args) -> kmscks::Result<DaemonConfig> {
         Some(path) => DaemonConfig::from_file(path)?,
         None => DaemonConfig::default(),
     };
-    macro_rules! over {
-        ($($f:ident),*) => { $( if let Some(v) = args.$f { c.$f = v; } )* };
-    }
-    over!(
-        data_dir,
-        socket,
-        socket_mode,
-        max_connections,
-        idle_timeout_secs,
-        max_pending_reply_bytes,
-        max_wait_millis,
-        log_level,
-        engine_shards,
-        account_id,
-        region
-    );
-    if args.socket_gid.is_some() {
-        c.socket_gid = args.socket_gid;
-    }
-    c.bootstrap |= args.bootstrap;
+    args.options.apply(&mut c);
     c.validate()?;
     Ok(c)
 }
 
 fn main() -> ExitCode {
-    let config = match config(Args::parse()) {
+    let config = match config(parse_args()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("kmscksd: {e}");

@@ -321,3 +321,35 @@ fn bench_in_process_reports_json_and_ratio() {
     let (code, _, err) = run_cli(&["bench", "--payload", "5000", "--duration", "10ms"]);
     assert_eq!(code, EXIT_USAGE, "{err}");
 }
+
+#[test]
+fn range_help_texts_are_the_limits() {
+    use crate::types::limits::{NUMBER_OF_BYTES, PENDING_WINDOW_DAYS};
+    // The help tables are `const` (`&'static str`), so they spell the ranges out; this holds
+    // them to `types::limits`, the one home of the numbers.
+    let expect = [
+        (
+            "number-of-bytes",
+            format!("{}-{}", NUMBER_OF_BYTES.0, NUMBER_OF_BYTES.1),
+        ),
+        (
+            "pending-window-in-days",
+            format!("{}-{}", PENDING_WINDOW_DAYS.0, PENDING_WINDOW_DAYS.1),
+        ),
+    ];
+    let mut seen = [0; 2];
+    for &op in Op::ALL {
+        for spec in kms::args(op).unwrap_or_default() {
+            for (i, (flag, help)) in expect.iter().enumerate() {
+                if spec.flag == *flag {
+                    assert_eq!(spec.help, help, "{op:?} --{flag}");
+                    seen[i] += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        seen.iter().all(|&n| n > 0),
+        "a range flag disappeared: {seen:?}"
+    );
+}

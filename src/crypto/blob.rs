@@ -6,13 +6,12 @@
 //! 1       16    key id (UUID bytes)
 //! 17      16    epoch salt (selects the subkey, see `crypto::subkey`)
 //! 33      12    nonce (counter within the subkey)
-//! 45      n     AES-256-GCM ciphertext, 1 <= n <= 4096
+//! 45      n     AES-256-GCM ciphertext, n within PLAINTEXT_LEN
 //! 45+n    16    GCM tag
 //! ```
 //! The AAD is the 45-byte header followed by the canonical encoding of the encryption context
 //! ([`encode_context`]), so every header byte and every context entry is authenticated.
-
-use std::collections::BTreeMap;
+//! The payload bounds are Encrypt's plaintext limit, [`PLAINTEXT_LEN`].
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce};
 
@@ -20,11 +19,9 @@ use crate::crypto::subkey::{SealParams, NONCE_LEN, SALT_LEN};
 use crate::err;
 use crate::error::{KmsError, Result};
 use crate::secret::SecretBytes;
+use crate::types::limits::PLAINTEXT_LEN;
+use crate::types::EncryptionContext;
 use crate::types::KeyId;
-
-/// An encryption context: string keys to string values. A `BTreeMap` iterates in key byte
-/// order, which is the canonical order, and cannot hold a key twice.
-pub type EncryptionContext = BTreeMap<String, String>;
 
 /// The format version this module writes and accepts.
 pub const VERSION: u8 = 1;
@@ -34,10 +31,9 @@ pub const HEADER_LEN: usize = 1 + 16 + SALT_LEN + NONCE_LEN;
 pub const TAG_LEN: usize = 16;
 /// Bytes a blob adds to its payload.
 pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
-/// Largest payload a blob carries (Encrypt's 4096-byte plaintext limit).
-pub const MAX_PAYLOAD: usize = 4096;
-/// Smallest and largest well-formed blob.
-pub const BLOB_LEN: (usize, usize) = (OVERHEAD + 1, OVERHEAD + MAX_PAYLOAD);
+/// Smallest and largest well-formed blob: the overhead plus a payload within
+/// [`PLAINTEXT_LEN`].
+pub const BLOB_LEN: (usize, usize) = (OVERHEAD + PLAINTEXT_LEN.0, OVERHEAD + PLAINTEXT_LEN.1);
 
 /// Appends the canonical encoding of `ctx` to `out`: entry count (u32 LE), then for each entry
 /// in key byte order the key length (u32 LE), key bytes, value length (u32 LE), value bytes.
@@ -112,17 +108,18 @@ fn invalid(why: &str) -> KmsError {
     )
 }
 
-/// Seals `plaintext` (1..=4096 bytes) under `params` into a new blob for `key_id`.
+/// Seals `plaintext` (within [`PLAINTEXT_LEN`]) under `params` into a new blob for `key_id`.
 pub fn seal(
     key_id: &KeyId,
     params: SealParams<'_>,
     plaintext: &[u8],
     ctx: &EncryptionContext,
 ) -> Result<Vec<u8>> {
-    if plaintext.is_empty() || plaintext.len() > MAX_PAYLOAD {
+    let (min, max) = PLAINTEXT_LEN;
+    if !(min..=max).contains(&plaintext.len()) {
         return Err(err!(
             ValidationException,
-            "payload of {} bytes is outside 1..={MAX_PAYLOAD}",
+            "payload of {} bytes is outside {min}..={max}",
             plaintext.len()
         ));
     }

@@ -1,5 +1,8 @@
-//! The daemon's configuration: a TOML file (unknown keys rejected), every key also a flag of
-//! `kmscksd`, each with one default. `kmscksd.toml` at the repository root documents every key.
+//! The daemon's options: one table (`daemon_options!`) that is at once the TOML keys of the
+//! config file ([`DaemonConfig`], unknown keys rejected), the `kmscksd` flags
+//! ([`DaemonFlags`]), each option's one default, and its one doc comment — used as the field's
+//! doc, the flag's help and the comment of the sample `kmscksd.toml`
+//! ([`DaemonConfig::sample_toml`], which a test holds the file at the repository root to).
 
 use std::path::{Path, PathBuf};
 
@@ -8,63 +11,251 @@ use serde::{Deserialize, Serialize};
 use crate::err;
 use crate::error::Result;
 
-/// How the daemon runs. Field names are the TOML keys; each is also the `kmscksd` flag of the
-/// same name in kebab case (`max_connections` → `--max-connections`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DaemonConfig {
-    /// Data directory (created if missing). Default: [`crate::paths::default_data_dir`].
-    pub data_dir: PathBuf,
-    /// Unix socket path (parent directory created if missing). Default:
-    /// [`crate::paths::default_socket`].
-    pub socket: PathBuf,
-    /// Permission bits of the socket file. Default `0o660`: the daemon's user and group.
-    pub socket_mode: u32,
-    /// Numeric group to give the socket file (so that group members may connect), or none to
-    /// keep the daemon's group. Default: none.
-    pub socket_gid: Option<u32>,
-    /// Create a ready system (cluster, key store, key `alias/demo`) when the data directory
-    /// holds nothing yet. Default: false.
-    pub bootstrap: bool,
-    /// Connections served at once; more are accepted and closed at once. Default 1024.
-    pub max_connections: usize,
-    /// A connection that completes no request frame for this long is closed. Default 300.
-    pub idle_timeout_secs: u64,
-    /// Replies pending for a client that does not read them, beyond which its connection is
-    /// closed. Default 8 MiB.
-    pub max_pending_reply_bytes: usize,
-    /// Longest wait a WaitForConnection request may ask for, in milliseconds. Default 60000.
-    pub max_wait_millis: u64,
-    /// Log filter (tracing `EnvFilter` syntax: `info`, `kmscks=debug`…); `RUST_LOG`, when set,
-    /// wins. Default `info`.
-    pub log_level: String,
-    /// Data-plane shards (HSM worker threads, each pinned to a core); 0 = one per core.
-    /// Default 0.
-    pub engine_shards: usize,
-    /// AWS account id in every ARN. Default `111122223333`.
-    pub account_id: String,
-    /// AWS Region in every ARN. Default `us-east-1`.
-    pub region: String,
+/// How a flag's value goes over the value from the file (or the default): `Some` replaces, a
+/// set `bool` switch turns the option on.
+trait Over<T> {
+    fn over(self, into: &mut T);
 }
 
-impl Default for DaemonConfig {
-    fn default() -> DaemonConfig {
-        let scope = crate::types::Scope::default();
-        DaemonConfig {
-            data_dir: crate::paths::default_data_dir(),
-            socket: crate::paths::default_socket(),
-            socket_mode: 0o660,
-            socket_gid: None,
-            bootstrap: false,
-            max_connections: 1024,
-            idle_timeout_secs: 300,
-            max_pending_reply_bytes: 8 << 20,
-            max_wait_millis: 60_000,
-            log_level: "info".into(),
-            engine_shards: 0,
-            account_id: scope.account_id,
-            region: scope.region,
+impl<T> Over<T> for Option<T> {
+    fn over(self, into: &mut T) {
+        if let Some(v) = self {
+            *into = v;
         }
+    }
+}
+
+impl<T> Over<Option<T>> for Option<T> {
+    fn over(self, into: &mut Option<T>) {
+        if self.is_some() {
+            *into = self;
+        }
+    }
+}
+
+impl Over<bool> for bool {
+    fn over(self, into: &mut bool) {
+        *into |= self;
+    }
+}
+
+/// A default as the sample file writes it: its TOML text.
+fn toml_text<T: Serialize>(value: &T) -> String {
+    // Every option type is a TOML scalar (string, path, integer, bool): serializing cannot fail.
+    toml::Value::try_from(value)
+        .map(|v| v.to_string())
+        .expect("a daemon option is a TOML scalar")
+}
+
+/// Parses a permission mode in octal, with or without `0o`.
+fn parse_octal(s: &str) -> std::result::Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    u32::from_str_radix(digits, 8).map_err(|e| format!("'{s}' is not an octal mode: {e}"))
+}
+
+/// The head of the sample config file.
+const SAMPLE_HEADER: &str = "\
+# kmscksd configuration. Pass it with `kmscksd --config kmscksd.toml`.
+# Every key is also a flag of kmscksd (snake_case key -> --kebab-case flag); flags win over
+# this file, this file over the defaults. Unknown keys are refused. The values below are the
+# defaults (commented out where the default depends on the user).
+# Generated from the option table in src/daemon/config.rs (DaemonConfig::sample_toml).
+";
+
+/// Generates [`DaemonConfig`] (the TOML keys, with `Default`), [`DaemonFlags`] (the flags)
+/// and the sample file from one list of options. Each option: its doc comment, `name: type =
+/// default`, the flag's type (`Option<type>`, or `bool` for a switch) with its value name and
+/// parser, and how the sample shows the default: `toml` (as TOML), `octal`, or
+/// `example("…")` (a commented-out example, for defaults that depend on the user; the doc
+/// comment then says what the default is).
+macro_rules! daemon_options {
+    ($(
+        $(#[doc = $doc:literal])+
+        $name:ident: $ty:ty = $default:expr;
+        flag($fty:ty $(, value_name = $vn:literal)? $(, parser = $parser:expr)?);
+        sample $show:ident $(($example:literal))?;
+    )*) => {
+        /// How the daemon runs. Field names are the TOML keys; each is also the `kmscksd` flag
+        /// of the same name in kebab case (`max_connections` → `--max-connections`).
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct DaemonConfig {
+            $( $(#[doc = $doc])+ pub $name: $ty, )*
+        }
+
+        impl Default for DaemonConfig {
+            fn default() -> DaemonConfig {
+                DaemonConfig { $( $name: $default, )* }
+            }
+        }
+
+        /// The `kmscksd` flags: one per [`DaemonConfig`] key, unset unless given.
+        #[derive(Debug, Default, clap::Args)]
+        pub struct DaemonFlags {
+            $(
+                $(#[doc = $doc])+
+                #[arg(long $(, value_name = $vn)? $(, value_parser = $parser)?)]
+                pub $name: $fty,
+            )*
+        }
+
+        impl DaemonFlags {
+            /// Lays the given flags over `config` (from the file, or the defaults).
+            pub fn apply(self, config: &mut DaemonConfig) {
+                $( Over::over(self.$name, &mut config.$name); )*
+            }
+        }
+
+        impl DaemonConfig {
+            /// Every TOML key, in table order.
+            pub const KEYS: &'static [&'static str] = &[$(stringify!($name)),*];
+
+            /// Each option's default as the sample writes it; `None` where it depends on the
+            /// user (the doc comment says what it is).
+            fn shown_defaults() -> Vec<(&'static str, Option<String>)> {
+                let d = DaemonConfig::default();
+                vec![$((
+                    stringify!($name),
+                    daemon_options!(@show d.$name, $show $(($example))?),
+                )),*]
+            }
+
+            /// The sample config file: every option's doc comment, then its default (or a
+            /// commented-out example).
+            pub fn sample_toml() -> String {
+                let d = DaemonConfig::default();
+                let mut out = String::from(SAMPLE_HEADER);
+                $(
+                    out.push('\n');
+                    $( out.push('#'); out.push_str($doc); out.push('\n'); )+
+                    let line = match daemon_options!(@show d.$name, $show $(($example))?) {
+                        Some(text) => format!("{} = {text}", stringify!($name)),
+                        None => format!("# {} = {}", stringify!($name), [$($example,)? ""].concat()),
+                    };
+                    out.push_str(&line);
+                    out.push('\n');
+                )*
+                out
+            }
+        }
+    };
+    (@show $v:expr, toml) => { Some(toml_text(&$v)) };
+    (@show $v:expr, octal) => { Some(format!("0o{:o}", $v)) };
+    (@show $v:expr, example($example:literal)) => {{ let _ = &$v; None::<String> }};
+}
+
+daemon_options! {
+    /// Data directory (created if missing).
+    /// Default: `$XDG_DATA_HOME/kmscks`, else `~/.local/share/kmscks`.
+    data_dir: PathBuf = crate::paths::default_data_dir();
+    flag(Option<PathBuf>, value_name = "DIR");
+    sample example("\"/home/me/.local/share/kmscks\"");
+
+    /// Unix socket (its parent directory is created if missing).
+    /// Default: `$KMSCKS_SOCKET`, else `$XDG_RUNTIME_DIR/kmscks.sock`, else
+    /// `/tmp/kmscks-<uid>.sock`.
+    ///
+    /// A stale socket file (nothing answers on it) is replaced; if a live daemon answers,
+    /// kmscksd refuses to start.
+    socket: PathBuf = crate::paths::default_socket();
+    flag(Option<PathBuf>, value_name = "PATH");
+    sample example("\"/run/user/1000/kmscks.sock\"");
+
+    /// Permission bits of the socket file, in octal: who may connect at all.
+    ///
+    /// The default lets the daemon's user and group connect. Key policies then decide what
+    /// each uid may do (other uids are `arn:aws:iam::<account>:user/uid-<N>`; the daemon's uid
+    /// and root are the account root).
+    socket_mode: u32 = 0o660;
+    flag(Option<u32>, value_name = "OCTAL", parser = parse_octal);
+    sample octal;
+
+    /// Numeric group to give the socket file, so that its members can connect (when
+    /// socket_mode lets the group in).
+    /// Default: none (the daemon's own group).
+    socket_gid: Option<u32> = None;
+    flag(Option<u32>, value_name = "GID");
+    sample example("1001");
+
+    /// On an empty data directory, create a ready system with key alias/demo.
+    ///
+    /// The system: an ACTIVE cluster with two HSMs and kmsuser, a CONNECTED custom key store,
+    /// and a key with alias alias/demo.
+    bootstrap: bool = false;
+    flag(bool);
+    sample toml;
+
+    /// Connections served at once.
+    ///
+    /// Further ones get a LimitExceededException frame and are closed.
+    max_connections: usize = 1024;
+    flag(Option<usize>, value_name = "N");
+    sample toml;
+
+    /// Close a connection that completes no request frame for this many seconds.
+    ///
+    /// This also bounds a client that sends one byte a minute.
+    idle_timeout_secs: u64 = 300;
+    flag(Option<u64>, value_name = "SECS");
+    sample toml;
+
+    /// Disconnect a client whose unread replies exceed this many bytes.
+    ///
+    /// At least one largest protocol frame.
+    max_pending_reply_bytes: usize = 8 << 20;
+    flag(Option<usize>, value_name = "BYTES");
+    sample toml;
+
+    /// The longest wait a WaitForConnection request may ask for, in milliseconds.
+    max_wait_millis: u64 = 60_000;
+    flag(Option<u64>, value_name = "MS");
+    sample toml;
+
+    /// Log filter (tracing EnvFilter syntax: info, debug, kmscks=debug, ...); RUST_LOG wins
+    /// when set.
+    ///
+    /// Request and reply bodies are never logged at any level.
+    log_level: String = "info".into();
+    flag(Option<String>, value_name = "FILTER");
+    sample toml;
+
+    /// Data-plane shards: HSM worker threads, each pinned to a core. 0 = one per core.
+    engine_shards: usize = 0;
+    flag(Option<usize>, value_name = "N");
+    sample toml;
+
+    /// The AWS account id in every ARN.
+    ///
+    /// A data directory belongs to one account and Region: opening it with others is refused.
+    account_id: String = crate::types::Scope::default().account_id;
+    flag(Option<String>, value_name = "ID");
+    sample toml;
+
+    /// The AWS Region in every ARN.
+    region: String = crate::types::Scope::default().region;
+    flag(Option<String>, value_name = "REGION");
+    sample toml;
+}
+
+impl DaemonFlags {
+    /// Appends each option's default (`[default: …]`) to its flag's help in `cmd`, a command
+    /// that has flattened [`DaemonFlags`]. Defaults that depend on the user are described by
+    /// the help itself.
+    pub fn show_defaults(mut cmd: clap::Command) -> clap::Command {
+        for (name, shown) in DaemonConfig::shown_defaults() {
+            let Some(shown) = shown else { continue };
+            let shown = shown.trim_matches('"').to_string();
+            cmd = cmd.mut_arg(name, |arg| {
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                let long = arg.get_long_help().map(|h| h.to_string());
+                let arg = arg.help(format!("{help} [default: {shown}]"));
+                match long {
+                    Some(long) => arg.long_help(format!("{long}\n\n[default: {shown}]")),
+                    None => arg,
+                }
+            });
+        }
+        cmd
     }
 }
 

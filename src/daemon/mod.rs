@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use bootstrap::Bootstrap;
-pub use config::DaemonConfig;
+pub use config::{DaemonConfig, DaemonFlags};
 
 use crate::engine::EngineConfig;
 use crate::error::Result;

@@ -36,12 +36,11 @@
 //! shard; the default fleet ([`HsmSlot::Default`]) is on every shard.
 //!
 //! # Errors
-//! Unknown key `NotFoundException` (`Key '<arn>' does not exist`), unknown alias
-//! `NotFoundException` (`Alias <alias arn> is not found.`), authorizer refusal
-//! `AccessDeniedException` (checked before the gate), closed gate: the gate's error, no live
-//! replica `KMSInvalidStateException`. Decrypt of a blob that names a key the engine does not
-//! know answers `InvalidCiphertextException` (a damaged key-id byte must read as a damaged
-//! blob). A shut-down engine or a shard whose worker panicked answers `KMSInternalException`.
+//! Unknown key [`KmsError::key_not_found`], unknown alias [`KmsError::alias_not_found`],
+//! authorizer refusal [`KmsError::not_authorized`] (checked before the gate), closed gate: the
+//! gate's error, no live replica `KMSInvalidStateException`. Decrypt of a blob that names a key
+//! the engine does not know answers `InvalidCiphertextException` (a damaged key-id byte must
+//! read as a damaged blob). A shut-down engine or a shard whose worker panicked answers `KMSInternalException`.
 //!
 //! # Encryption context
 //! Contexts are [`EncryptionContext`] (`BTreeMap<String, String>`); an empty map means none.
@@ -60,12 +59,12 @@ pub use sched::{
     CALLER_SPIN, QUEUE_CAPACITY, RECENT_CALLER, SPLIT_BACKOFF, SPLIT_MIN, WORKER_SPIN,
 };
 
-pub use crate::crypto::blob::EncryptionContext;
 use crate::crypto::subkey::DEFAULT_MAX_USES;
 use crate::err;
-use crate::error::{KmsError, Result};
+use crate::error::{Constraint, KmsError, Result};
 use crate::secret::{KeyMaterial, SecretBytes};
 use crate::types::limits::{CIPHERTEXT_LEN, NUMBER_OF_BYTES, PLAINTEXT_LEN};
+pub use crate::types::EncryptionContext;
 use crate::types::{DataKeySpec, HsmId, KeyId, KeyRef, Scope};
 use sched::{Inner, Shard};
 use shard::{Req, Resp, ShardState};
@@ -311,7 +310,7 @@ pub struct DataKeyOutput {
 pub struct EncryptItem<'a> {
     /// The key.
     pub key: &'a KeyRef,
-    /// 1..=4096 bytes.
+    /// Within [`PLAINTEXT_LEN`] bytes.
     pub plaintext: &'a [u8],
     /// The encryption context.
     pub context: &'a EncryptionContext,
@@ -335,7 +334,7 @@ pub struct DataKeyItem<'a> {
     pub key: &'a KeyRef,
     /// `KeySpec` (exactly one of this and `number_of_bytes`).
     pub key_spec: Option<DataKeySpec>,
-    /// `NumberOfBytes` 1..=1024.
+    /// `NumberOfBytes`, within [`NUMBER_OF_BYTES`].
     pub number_of_bytes: Option<u32>,
     /// The encryption context.
     pub context: &'a EncryptionContext,
@@ -358,14 +357,14 @@ fn check_number_of_bytes(n: u32) -> Result<usize> {
         return Err(KmsError::validation(
             n,
             "numberOfBytes",
-            "Member must have value greater than or equal to 1",
+            Constraint::MinValue(NUMBER_OF_BYTES.0.into()),
         ));
     }
     if n > NUMBER_OF_BYTES.1 {
         return Err(KmsError::validation(
             n,
             "numberOfBytes",
-            "Member must have value less than or equal to 1024",
+            Constraint::MaxValue(NUMBER_OF_BYTES.1.into()),
         ));
     }
     Ok(n as usize)
@@ -373,19 +372,15 @@ fn check_number_of_bytes(n: u32) -> Result<usize> {
 
 fn check_len(len: usize, member: &str, bounds: (usize, usize)) -> Result<()> {
     if len < bounds.0 {
-        return Err(err!(
-            ValidationException,
-            "1 validation error detected: Value at '{member}' failed to satisfy constraint: \
-             Member must have length greater than or equal to {}",
-            bounds.0
+        return Err(KmsError::validation_of_secret(
+            member,
+            Constraint::MinLength(bounds.0),
         ));
     }
     if len > bounds.1 {
-        return Err(err!(
-            ValidationException,
-            "1 validation error detected: Value at '{member}' failed to satisfy constraint: \
-             Member must have length less than or equal to {}",
-            bounds.1
+        return Err(KmsError::validation_of_secret(
+            member,
+            Constraint::MaxLength(bounds.1),
         ));
     }
     Ok(())
@@ -521,7 +516,7 @@ impl Engine {
     /// changes before it stay applied.
     pub fn apply(&self, changes: &[Control]) -> Result<()> {
         if self.inner.is_shut_down() {
-            return Err(err!(KMSInternalException, "the kmscks engine is shut down"));
+            return Err(sched::stopped());
         }
         let mut guards = Vec::with_capacity(self.shards());
         for (i, s) in self.inner.shards.iter().enumerate() {
@@ -545,7 +540,7 @@ impl Engine {
         Ok(())
     }
 
-    /// Encrypt: 1..=4096 bytes under `key`.
+    /// Encrypt: [`PLAINTEXT_LEN`] bytes under `key`.
     pub fn encrypt(
         &self,
         principal: &str,
@@ -658,7 +653,7 @@ impl Engine {
         to_data_key(self.inner.dispatch_one(principal, &req))
     }
 
-    /// GenerateRandom: 1..=1024 bytes from the HSMs in `fleet` (None: any shard).
+    /// GenerateRandom: [`NUMBER_OF_BYTES`] bytes from the HSMs in `fleet` (None: any shard).
     pub fn generate_random(
         &self,
         number_of_bytes: u32,

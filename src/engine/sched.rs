@@ -124,7 +124,8 @@ pub(crate) enum Lock<'a> {
     Dead,
 }
 
-fn stopped() -> KmsError {
+/// The answer of an engine that is shut down (one wording for every path).
+pub(super) fn stopped() -> KmsError {
     err!(KMSInternalException, "the kmscks engine is shut down")
 }
 

@@ -13,13 +13,13 @@ use crossbeam::utils::CachePadded;
 use zeroize::Zeroize;
 
 use super::{Action, Authorizer, Control, Gate, HsmSlot};
-use crate::crypto::blob::{self, EncryptionContext};
+use crate::crypto::blob;
 use crate::crypto::random::RandomPool;
 use crate::crypto::subkey::{SubkeyCache, SubkeySchedule};
 use crate::err;
 use crate::error::{KmsError, Result};
 use crate::secret::SecretBytes;
-use crate::types::{HsmId, KeyId, KeyRef, Scope};
+use crate::types::{EncryptionContext, HsmId, KeyId, KeyRef, Scope};
 
 /// A data-plane request, borrowed from the caller (inline path) or owned (queued path).
 pub(crate) enum Req<'a> {
@@ -266,42 +266,27 @@ impl ShardState {
     fn resolve(&self, key: &KeyRef) -> Result<KeyId> {
         match key {
             KeyRef::Id(id) if self.keys.contains_key(id) => Ok(*id),
-            KeyRef::Id(id) => Err(err!(
-                NotFoundException,
-                "Key '{}' does not exist",
-                self.scope.key_arn(id)
-            )),
+            KeyRef::Id(id) => Err(KmsError::key_not_found(self.scope.key_arn(id))),
             KeyRef::Alias(a) => self
                 .aliases
                 .get(a)
                 .copied()
                 .filter(|id| self.keys.contains_key(id))
-                .ok_or_else(|| {
-                    err!(
-                        NotFoundException,
-                        "Alias {} is not found.",
-                        self.scope.alias_arn(a)
-                    )
-                }),
+                .ok_or_else(|| KmsError::alias_not_found(self.scope.alias_arn(a))),
         }
     }
 
     /// Authorizer, then gate. Returns the key's ARN.
     fn admit(&self, id: &KeyId, principal: &str, action: Action) -> Result<Arc<str>> {
-        let info = self.keys.get(id).ok_or_else(|| {
-            err!(
-                NotFoundException,
-                "Key '{}' does not exist",
-                self.scope.key_arn(id)
-            )
-        })?;
+        let info = self
+            .keys
+            .get(id)
+            .ok_or_else(|| KmsError::key_not_found(self.scope.key_arn(id)))?;
         if !info.authorizer.allows(principal, action) {
-            let a = action.as_str();
-            return Err(err!(
-                AccessDeniedException,
-                "User: {principal} is not authorized to perform: {a} on resource: {} because no \
-                 resource-based policy allows the {a} action",
-                info.arn
+            return Err(KmsError::not_authorized(
+                principal,
+                action.as_str(),
+                &info.arn,
             ));
         }
         match &info.gate {
@@ -639,13 +624,7 @@ impl ShardState {
             }
             Control::SetGate { key, gate } => match self.keys.get_mut(key) {
                 Some(info) => info.gate = gate.clone(),
-                None => {
-                    return Err(err!(
-                        NotFoundException,
-                        "Key '{}' does not exist",
-                        self.scope.key_arn(key)
-                    ))
-                }
+                None => return Err(KmsError::key_not_found(self.scope.key_arn(key))),
             },
             Control::RemoveKey { key } => {
                 self.keys.remove(key);
@@ -659,11 +638,7 @@ impl ShardState {
             }
             Control::PutAlias { alias, key } => {
                 if !self.keys.contains_key(key) {
-                    return Err(err!(
-                        NotFoundException,
-                        "Key '{}' does not exist",
-                        self.scope.key_arn(key)
-                    ));
+                    return Err(KmsError::key_not_found(self.scope.key_arn(key)));
                 }
                 self.aliases.insert(alias.clone(), *key);
             }

@@ -51,11 +51,7 @@ fn usable_target<'s>(tx: &Tx<'s>, target: &str, action: PolicyAction) -> Result<
     let key = resolve_id(tx.state, tx.scope, target)?;
     authorize(tx, key, action)?;
     if matches!(key.lifecycle, Lifecycle::PendingDeletion { .. }) {
-        return Err(err!(
-            KMSInvalidStateException,
-            "{} is pending deletion.",
-            tx.scope.key_arn(&key.id)
-        ));
+        return Err(crate::KmsError::pending_deletion(tx.scope.key_arn(&key.id)));
     }
     Ok(key)
 }
@@ -80,9 +76,9 @@ pub fn create(tx: &mut Tx<'_>, req: &AliasRequest) -> Result<Empty> {
     }
     let key = usable_target(tx, &req.target_key_id, Op::CreateAlias.action())?;
     if aliases_of(tx, key) >= MAX_ALIASES_PER_KEY {
-        return Err(err!(
-            LimitExceededException,
-            "A KMS key can have at most {MAX_ALIASES_PER_KEY} aliases"
+        return Err(crate::KmsError::per_key_limit(
+            MAX_ALIASES_PER_KEY,
+            "aliases",
         ));
     }
     let alias = Alias {
@@ -102,13 +98,7 @@ pub fn update(tx: &mut Tx<'_>, req: &AliasRequest) -> Result<Empty> {
         .state
         .aliases
         .get(&req.alias_name)
-        .ok_or_else(|| {
-            err!(
-                NotFoundException,
-                "Alias {} is not found.",
-                tx.scope.alias_arn(&req.alias_name)
-            )
-        })?
+        .ok_or_else(|| crate::KmsError::alias_not_found(tx.scope.alias_arn(&req.alias_name)))?
         .clone();
     if let Some(current) = tx.state.keys.get(&alias.target) {
         authorize(tx, current, Op::UpdateAlias.action())?;
@@ -123,9 +113,9 @@ pub fn update(tx: &mut Tx<'_>, req: &AliasRequest) -> Result<Empty> {
         }
     }
     if key.id != alias.target && aliases_of(tx, key) >= MAX_ALIASES_PER_KEY {
-        return Err(err!(
-            LimitExceededException,
-            "A KMS key can have at most {MAX_ALIASES_PER_KEY} aliases"
+        return Err(crate::KmsError::per_key_limit(
+            MAX_ALIASES_PER_KEY,
+            "aliases",
         ));
     }
     let alias = Alias {
@@ -139,13 +129,11 @@ pub fn update(tx: &mut Tx<'_>, req: &AliasRequest) -> Result<Empty> {
 
 /// DeleteAlias.
 pub fn delete(tx: &mut Tx<'_>, req: &DeleteAliasRequest) -> Result<Empty> {
-    let alias = tx.state.aliases.get(&req.alias_name).ok_or_else(|| {
-        err!(
-            NotFoundException,
-            "Alias {} is not found.",
-            tx.scope.alias_arn(&req.alias_name)
-        )
-    })?;
+    let alias = tx
+        .state
+        .aliases
+        .get(&req.alias_name)
+        .ok_or_else(|| crate::KmsError::alias_not_found(tx.scope.alias_arn(&req.alias_name)))?;
     if let Some(key) = tx.state.keys.get(&alias.target) {
         authorize(tx, key, Op::DeleteAlias.action())?;
     }

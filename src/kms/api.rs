@@ -67,7 +67,7 @@ pub struct DescribeCustomKeyStoresRequest {
     /// Only the store with this name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_key_store_name: Option<String>,
-    /// Page size, 1–1000.
+    /// Page size, within [`LIST_LIMIT`](crate::types::limits::LIST_LIMIT).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
     /// From a previous `NextMarker`.
@@ -132,9 +132,9 @@ pub struct UpdateCustomKeyStoreRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct Tag {
-    /// Key, 1–128 characters.
+    /// Key, [`TAG_KEY_LEN`](crate::types::limits::TAG_KEY_LEN) characters.
     pub tag_key: String,
-    /// Value, 0–256 characters.
+    /// Value, [`TAG_VALUE_LEN`](crate::types::limits::TAG_VALUE_LEN) characters.
     pub tag_value: String,
 }
 
@@ -309,7 +309,8 @@ pub struct UpdateKeyDescriptionRequest {
 pub struct ScheduleKeyDeletionRequest {
     /// The key.
     pub key_id: String,
-    /// 7–30 days, default 30.
+    /// Days within [`PENDING_WINDOW_DAYS`](crate::types::limits::PENDING_WINDOW_DAYS), default
+    /// [`DEFAULT_PENDING_WINDOW_DAYS`](crate::types::limits::DEFAULT_PENDING_WINDOW_DAYS).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending_window_in_days: Option<u32>,
 }
@@ -577,8 +578,7 @@ pub mod blob {
     }
 }
 
-/// An encryption context: string keys to string values, order irrelevant.
-pub type EncryptionContext = std::collections::BTreeMap<String, String>;
+pub use crate::types::EncryptionContext;
 
 /// Encrypt.
 #[derive(Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
@@ -586,7 +586,7 @@ pub type EncryptionContext = std::collections::BTreeMap<String, String>;
 pub struct EncryptRequest {
     /// Key id, key ARN, alias name or alias ARN.
     pub key_id: String,
-    /// 1–4096 bytes.
+    /// [`PLAINTEXT_LEN`](crate::types::limits::PLAINTEXT_LEN) bytes.
     #[serde(with = "blob::secret")]
     pub plaintext: crate::secret::SecretBytes,
     /// Bound to the ciphertext as AAD.
@@ -714,7 +714,7 @@ pub struct GenerateDataKeyRequest {
     /// AES_256 or AES_128 (exactly one of this and NumberOfBytes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_spec: Option<crate::types::DataKeySpec>,
-    /// 1–1024.
+    /// Within [`NUMBER_OF_BYTES`](crate::types::limits::NUMBER_OF_BYTES).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub number_of_bytes: Option<u32>,
     /// Bound to the ciphertext as AAD.
@@ -751,7 +751,7 @@ pub struct GenerateDataKeyResponse {
 )]
 #[serde(rename_all = "PascalCase", default)]
 pub struct GenerateRandomRequest {
-    /// 1–1024.
+    /// Within [`NUMBER_OF_BYTES`](crate::types::limits::NUMBER_OF_BYTES).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub number_of_bytes: Option<u32>,
     /// Draw from this store's cluster.

@@ -46,13 +46,10 @@ pub fn resolve<'s>(state: &'s KmsState, scope: &Scope, text: &str) -> Result<&'s
     match scope.parse_key_ref(text)? {
         KeyRef::Id(id) => by_id(state, scope, &id),
         KeyRef::Alias(name) => {
-            let alias = state.aliases.get(&name).ok_or_else(|| {
-                err!(
-                    NotFoundException,
-                    "Alias {} is not found.",
-                    scope.alias_arn(&name)
-                )
-            })?;
+            let alias = state
+                .aliases
+                .get(&name)
+                .ok_or_else(|| KmsError::alias_not_found(scope.alias_arn(&name)))?;
             by_id(state, scope, &alias.target)
         }
     }
@@ -65,13 +62,10 @@ pub fn resolve_id<'s>(state: &'s KmsState, scope: &Scope, text: &str) -> Result<
 }
 
 fn by_id<'s>(state: &'s KmsState, scope: &Scope, id: &KeyId) -> Result<&'s Key> {
-    state.keys.get(id).ok_or_else(|| {
-        err!(
-            NotFoundException,
-            "Key '{}' does not exist",
-            scope.key_arn(id)
-        )
-    })
+    state
+        .keys
+        .get(id)
+        .ok_or_else(|| KmsError::key_not_found(scope.key_arn(id)))
 }
 
 /// Checks that the key policy lets the transaction's principal perform `action` (an
@@ -90,10 +84,7 @@ pub fn authorize(tx: &Tx<'_>, key: &Key, action: PolicyAction) -> Result<()> {
 
 /// AWS's AccessDeniedException wording for a key-policy refusal.
 pub fn access_denied(principal: &str, action: &str, arn: &str) -> KmsError {
-    err!(
-        AccessDeniedException,
-        "User: {principal} is not authorized to perform: {action} on resource: {arn} because no resource-based policy allows the {action} action"
-    )
+    KmsError::not_authorized(principal, action, arn)
 }
 
 /// Account-level operations (creating keys and stores, listing, cluster administration) are for
@@ -111,11 +102,7 @@ pub fn require_root(tx: &Tx<'_>, action: PolicyAction) -> Result<()> {
 }
 
 fn pending_deletion(tx: &Tx<'_>, key: &Key) -> KmsError {
-    err!(
-        KMSInvalidStateException,
-        "{} is pending deletion.",
-        tx.scope.key_arn(&key.id)
-    )
+    KmsError::pending_deletion(tx.scope.key_arn(&key.id))
 }
 
 fn refuse_if_pending(tx: &Tx<'_>, key: &Key) -> Result<()> {
@@ -131,13 +118,14 @@ pub fn check_grant_tokens(tokens: &[String]) -> Result<()> {
         return Err(KmsError::validation(
             tokens.len(),
             "grantTokens",
-            &format!("Member must have length less than or equal to {MAX_GRANT_TOKENS}"),
+            crate::error::Constraint::MaxLength(MAX_GRANT_TOKENS),
         ));
     }
-    if tokens.iter().any(|t| t.is_empty() || t.len() > 8192) {
+    let (min, max) = GRANT_TOKEN_LEN;
+    if tokens.iter().any(|t| !(min..=max).contains(&t.len())) {
         return Err(err!(
             InvalidGrantTokenException,
-            "A grant token must be 1 to 8192 characters long"
+            "A grant token must be {min} to {max} characters long"
         ));
     }
     Ok(())
@@ -174,10 +162,7 @@ fn check_description(d: &str) -> Result<()> {
         return Err(KmsError::validation(
             format!("{n} characters"),
             "description",
-            &format!(
-                "Member must have length less than or equal to {}",
-                DESCRIPTION_LEN.1
-            ),
+            crate::error::Constraint::MaxLength(DESCRIPTION_LEN.1),
         ));
     }
     Ok(())
@@ -270,10 +255,7 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
     }
     let new_tags = tags::validate_new(&req.tags)?;
     if new_tags.len() > MAX_TAGS_PER_KEY {
-        return Err(err!(
-            LimitExceededException,
-            "A KMS key can have at most {MAX_TAGS_PER_KEY} tags"
-        ));
+        return Err(KmsError::per_key_limit(MAX_TAGS_PER_KEY, "tags"));
     }
     if tx.state.keys.len() >= MAX_KEYS {
         return Err(err!(
@@ -309,9 +291,8 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
                     s.state
                 ));
             }
-            let c = hsm::reachability(tx.cloudhsm, &s.cluster_id, &tx.scope.region).map_err(|code| {
-                err!(KMSInvalidStateException, "KMS cannot communicate with the CloudHSM cluster {} of custom key store {} ({code})", s.cluster_id, s.id)
-            })?;
+            let c = hsm::reachability(tx.cloudhsm, &s.cluster_id, &tx.scope.region)
+                .map_err(|code| KmsError::cluster_unreachable(&s.cluster_id, &s.id, code))?;
             check_two_zones(c)?;
             if !hsm::kms_logged_in(tx.cloudhsm, &s.cluster_id, &s.id) {
                 return Err(err!(KMSInternalException, "KMS is not logged in to CloudHSM cluster {} as kmsuser; disconnect and reconnect the custom key store", s.cluster_id));
@@ -467,7 +448,8 @@ fn backing_keys_json(tx: &Tx<'_>, key: &Key) -> serde_json::Value {
     }
 }
 
-/// ScheduleKeyDeletion: 7–30 days (default 30); allowed while Unavailable.
+/// ScheduleKeyDeletion: [`PENDING_WINDOW_DAYS`] (default [`DEFAULT_PENDING_WINDOW_DAYS`]);
+/// allowed while Unavailable.
 pub fn schedule_deletion(
     tx: &mut Tx<'_>,
     req: &ScheduleKeyDeletionRequest,
@@ -584,7 +566,7 @@ pub fn list_policies(tx: &Tx<'_>, req: &ListRequest) -> Result<ListKeyPoliciesRe
     let key_id = req
         .key_id
         .as_deref()
-        .ok_or_else(|| err!(ValidationException, "KeyId is required"))?;
+        .ok_or_else(|| KmsError::required("KeyId"))?;
     let key = resolve_id(tx.state, tx.scope, key_id)?;
     authorize(tx, key, Op::ListKeyPolicies.action())?;
     Ok(ListKeyPoliciesResponse {

@@ -31,12 +31,12 @@ pub fn limit(limit: Option<u32>, (min, max): (u32, u32), default: u32) -> Result
         Some(n) if n < min => Err(KmsError::validation(
             n,
             "limit",
-            &format!("Member must have value greater than or equal to {min}"),
+            crate::error::Constraint::MinValue(min.into()),
         )),
         Some(n) if n > max => Err(KmsError::validation(
             n,
             "limit",
-            &format!("Member must have value less than or equal to {max}"),
+            crate::error::Constraint::MaxValue(max.into()),
         )),
         Some(n) => Ok(n as usize),
     }

@@ -42,10 +42,7 @@ fn check_name(name: &str, member: &str) -> Result<()> {
         return Err(KmsError::validation(
             name,
             member,
-            &format!(
-                "Member must have length between {} and {}",
-                STORE_NAME_LEN.0, STORE_NAME_LEN.1
-            ),
+            crate::error::Constraint::LengthBetween(STORE_NAME_LEN.0, STORE_NAME_LEN.1),
         ));
     }
     Ok(())
@@ -58,9 +55,9 @@ fn check_password(p: &Password) -> Result<()> {
         return Err(KmsError::validation(
             "***",
             "keyStorePassword",
-            &format!(
-                "Member must have length between {} and {}",
-                KEY_STORE_PASSWORD_LEN.0, KEY_STORE_PASSWORD_LEN.1
+            crate::error::Constraint::LengthBetween(
+                KEY_STORE_PASSWORD_LEN.0,
+                KEY_STORE_PASSWORD_LEN.1,
             ),
         ));
     }
@@ -73,10 +70,7 @@ fn check_trust_anchor(pem: &str) -> Result<()> {
         return Err(KmsError::validation(
             format!("{n} characters"),
             "trustAnchorCertificate",
-            &format!(
-                "Member must have length between {} and {}",
-                TRUST_ANCHOR_LEN.0, TRUST_ANCHOR_LEN.1
-            ),
+            crate::error::Constraint::LengthBetween(TRUST_ANCHOR_LEN.0, TRUST_ANCHOR_LEN.1),
         ));
     }
     Ok(())

@@ -58,16 +58,12 @@ pub fn validate_new(tags: &[Tag]) -> Result<BTreeMap<String, String>> {
 
 fn pending(tx: &Tx<'_>, lifecycle: &Lifecycle, id: &crate::types::KeyId) -> Result<()> {
     if matches!(lifecycle, Lifecycle::PendingDeletion { .. }) {
-        return Err(err!(
-            KMSInvalidStateException,
-            "{} is pending deletion.",
-            tx.scope.key_arn(id)
-        ));
+        return Err(crate::KmsError::pending_deletion(tx.scope.key_arn(id)));
     }
     Ok(())
 }
 
-/// TagResource: adds or overwrites; at most 50 tags per key.
+/// TagResource: adds or overwrites; at most [`MAX_TAGS_PER_KEY`] tags per key.
 pub fn tag(tx: &mut Tx<'_>, req: &TagResourceRequest) -> Result<Empty> {
     let new = validate_new(&req.tags)?;
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
@@ -76,10 +72,7 @@ pub fn tag(tx: &mut Tx<'_>, req: &TagResourceRequest) -> Result<Empty> {
     let mut key = key.clone();
     key.tags.extend(new);
     if key.tags.len() > MAX_TAGS_PER_KEY {
-        return Err(err!(
-            LimitExceededException,
-            "A KMS key can have at most {MAX_TAGS_PER_KEY} tags"
-        ));
+        return Err(crate::KmsError::per_key_limit(MAX_TAGS_PER_KEY, "tags"));
     }
     tx.push(KmsChange::PutKey(Box::new(key)));
     Ok(Empty {})
@@ -107,7 +100,7 @@ pub fn list(tx: &Tx<'_>, req: &ListRequest) -> Result<ListResourceTagsResponse> 
     let key_id = req
         .key_id
         .as_deref()
-        .ok_or_else(|| err!(ValidationException, "KeyId is required"))?;
+        .ok_or_else(|| crate::KmsError::required("KeyId"))?;
     let key = resolve_id(tx.state, tx.scope, key_id)?;
     authorize(tx, key, Op::ListResourceTags.action())?;
     let items = key.tags.iter().map(|(k, v)| {

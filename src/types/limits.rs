@@ -52,6 +52,8 @@ pub const CIPHERTEXT_LEN: (usize, usize) = (1, 6144);
 pub const NUMBER_OF_BYTES: (u32, u32) = (1, 1024);
 /// Grant tokens per request.
 pub const MAX_GRANT_TOKENS: usize = 10;
+/// Grant token length in characters.
+pub const GRANT_TOKEN_LEN: (usize, usize) = (1, 8192);
 
 /// CloudHSM: HSMs per cluster.
 pub const MAX_HSMS_PER_CLUSTER: usize = 28;

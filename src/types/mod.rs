@@ -10,3 +10,8 @@ pub use action::PolicyAction;
 pub use ids::*;
 pub use state::*;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+
+/// An encryption context: string keys to string values, order irrelevant. A `BTreeMap`
+/// iterates in key byte order, which is the canonical order (see `crypto::blob`), and cannot
+/// hold a key twice.
+pub type EncryptionContext = std::collections::BTreeMap<String, String>;
