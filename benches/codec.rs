@@ -3,7 +3,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use kmscks::kms::api::{
+use kmscks::api::kms::{
     EncryptRequest, EncryptResponse, GenerateDataKeyRequest, GenerateDataKeyResponse,
 };
 use kmscks::ops::{Request, Response};

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use kmscks::daemon::{Daemon, DaemonConfig, Shutdown};
-use kmscks::kms::api::{GenerateDataKeyRequest, GenerateDataKeyResponse};
+use kmscks::api::kms::{GenerateDataKeyRequest, GenerateDataKeyResponse};
 use kmscks::loadgen_socket::EchoServer;
 use kmscks::ops::{Backend, Op, Request, Response};
 use kmscks::protocol::encode_response;

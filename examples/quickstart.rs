@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use kmscks::hsm::api::{CreateClusterRequest, CreateHsmRequest, UserRequest};
-use kmscks::kms::api::{
+use kmscks::api::hsm::{CreateClusterRequest, CreateHsmRequest, UserRequest};
+use kmscks::api::kms::{
     CreateCustomKeyStoreRequest, CreateKeyRequest, CustomKeyStoreIdRequest,
     DescribeCustomKeyStoresRequest,
 };

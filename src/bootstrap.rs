@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use crate::err;
 use crate::error::Result;
-use crate::hsm::api::{CreateClusterRequest, CreateHsmRequest, UserRequest};
-use crate::kms::api::*;
+use crate::api::hsm::{CreateClusterRequest, CreateHsmRequest, UserRequest};
+use crate::api::kms::*;
 use crate::secret::Password;
 use crate::types::{ConnectionState, HsmUserRole, Origin};
 use crate::Kms;

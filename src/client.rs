@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! use kmscks::ops::{Backend, Request};
-//! use kmscks::kms::api::ListRequest;
+//! use kmscks::api::kms::ListRequest;
 //! let client = kmscks::Client::connect_default()?;
 //! let keys = client.call(&Request::ListKeys(ListRequest::default()))?;
 //! # Ok::<(), kmscks::KmsError>(())

@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod engine;
 pub mod error;
+pub mod api;
 pub mod hsm;
 pub mod kms;
 pub mod loadgen;

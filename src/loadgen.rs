@@ -19,7 +19,7 @@ use crate::crypto::subkey::counter_nonce;
 use crate::engine::{AllowAll, Control, Engine, Gate, HsmSlot};
 use crate::err;
 use crate::error::Result;
-use crate::kms::api::{
+use crate::api::kms::{
     DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateRandomRequest,
 };
 use crate::secret::KeyMaterial;

@@ -23,7 +23,7 @@ use hdrhistogram::Histogram;
 
 use crate::client::Client;
 use crate::error::{ErrorKind, KmsError, Result};
-use crate::kms::api::{
+use crate::api::kms::{
     CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateRandomRequest,
 };
 use crate::loadgen::{LoadOp, LoadReport};
@@ -381,7 +381,7 @@ pub fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadReport> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kms::api::GenerateDataKeyResponse;
+    use crate::api::kms::GenerateDataKeyResponse;
 
     #[test]
     fn echo_baseline_answers_every_request() {

@@ -14,8 +14,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::hsm::api::*;
-use crate::kms::api::*;
+use crate::api::hsm::*;
+use crate::api::kms::*;
 use crate::types::PolicyAction;
 
 /// Invokes the macro `$callback` with every row of the operation table, in table order:

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
 
-use kmscks::kms::api::{
+use kmscks::api::kms::{
     CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest, KeyIdRequest,
 };
 use kmscks::ops::{Backend, Request, Response};

@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use kmscks::hsm::api::Fault;
-use kmscks::kms::api::*;
+use kmscks::api::hsm::Fault;
+use kmscks::api::kms::*;
 use kmscks::secret::SecretBytes;
 use kmscks::types::DataKeySpec;
 use kmscks::ErrorKind;
@@ -585,12 +585,12 @@ fn concurrent_calls_during_control_plane_churn_succeed_or_fail_cleanly() {
             .clusters
             .remove(0);
         let victim = cluster.hsms[round % cluster.hsms.len()].hsm_id.to_string();
-        kms.delete_hsm(&kmscks::hsm::api::DeleteHsmRequest {
+        kms.delete_hsm(&kmscks::api::hsm::DeleteHsmRequest {
             cluster_id: f.cluster.cluster_id.clone(),
             hsm_id: victim,
         })
         .unwrap();
-        kms.create_hsm(&kmscks::hsm::api::CreateHsmRequest {
+        kms.create_hsm(&kmscks::api::hsm::CreateHsmRequest {
             cluster_id: f.cluster.cluster_id.clone(),
             availability_zone: zone.clone(),
         })

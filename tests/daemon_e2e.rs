@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use daemon_support::{open_tempdir, Raw, TestDaemon};
-use kmscks::hsm::api::*;
-use kmscks::kms::api::*;
+use kmscks::api::hsm::*;
+use kmscks::api::kms::*;
 use kmscks::ops::{Op, Request, Response};
 use kmscks::secret::{Password, SecretBytes};
 use kmscks::types::{HsmUserRole, Origin};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use daemon_support::{Raw, TestDaemon};
-use kmscks::kms::api::*;
+use kmscks::api::kms::*;
 use kmscks::ops::{Request, Response};
 use kmscks::protocol::{self, HEADER_LEN, MAGIC, MAX_BODY, VERSION};
 use kmscks::secret::SecretBytes;

@@ -16,9 +16,9 @@ use std::process::Command;
 use daemon_support::{Raw, TestDaemon};
 use support::Need;
 
-use kmscks::hsm::api::Fault;
-use kmscks::hsm::api::{CreateClusterRequest, DescribeClustersRequest, InjectFaultRequest};
-use kmscks::kms::api::*;
+use kmscks::api::hsm::Fault;
+use kmscks::api::hsm::{CreateClusterRequest, DescribeClustersRequest, InjectFaultRequest};
+use kmscks::api::kms::*;
 use kmscks::ops::{Request, Response};
 use kmscks::secret::SecretBytes;
 

@@ -5,9 +5,9 @@
 mod common;
 
 use common::*;
-use kmscks::hsm::api::*;
+use kmscks::api::hsm::*;
 use kmscks::hsm::pki::CertificateAuthority;
-use kmscks::kms::api::*;
+use kmscks::api::kms::*;
 use kmscks::secret::Password;
 use kmscks::types::{
     BackupState, ClusterState, ConnectionErrorCode, ConnectionState, HsmId, HsmUserRole, KeyState,

@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use kmscks::hsm::api::{CreateClusterRequest, DescribeClustersRequest, Fault};
-use kmscks::kms::api::*;
+use kmscks::api::hsm::{CreateClusterRequest, DescribeClustersRequest, Fault};
+use kmscks::api::kms::*;
 use kmscks::kms::policy::LOCKOUT_MESSAGE;
 use kmscks::types::KeyState;
 use kmscks::{ErrorKind, Kms};

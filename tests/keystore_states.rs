@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use kmscks::hsm::api::{CreateClusterRequest, CreateHsmRequest, DeleteHsmRequest, Fault};
-use kmscks::kms::api::*;
+use kmscks::api::hsm::{CreateClusterRequest, CreateHsmRequest, DeleteHsmRequest, Fault};
+use kmscks::api::kms::*;
 use kmscks::secret::Password;
 use kmscks::types::{ConnectionErrorCode, ConnectionState, HsmUserRole, KeyState, Origin};
 use kmscks::{ErrorKind, Kms, KmsConfig};
@@ -64,7 +64,7 @@ fn all_stores(kms: &Kms) -> Vec<CustomKeyStoreEntry> {
 }
 
 fn hsm_ids(kms: &Kms, cluster_id: &str) -> Vec<String> {
-    let mut req = kmscks::hsm::api::DescribeClustersRequest::default();
+    let mut req = kmscks::api::hsm::DescribeClustersRequest::default();
     req.filters
         .insert("clusterIds".into(), vec![cluster_id.to_owned()]);
     kms.describe_clusters(&req).unwrap().clusters[0]
@@ -186,7 +186,7 @@ fn create_refuses_unknown_used_inactive_and_misconfigured_clusters() {
 
     // Invalid configuration: one HSM.
     let one = active_cluster(&kms);
-    let mut req = kmscks::hsm::api::DescribeClustersRequest::default();
+    let mut req = kmscks::api::hsm::DescribeClustersRequest::default();
     req.filters
         .insert("clusterIds".into(), vec![one.cluster_id.clone()]);
     let in_second_zone = kms.describe_clusters(&req).unwrap().clusters[0]
@@ -923,7 +923,7 @@ mod prop {
                     },
                 ),
                 Step::ResetPassword => {
-                    kms.change_hsm_user_password(&kmscks::hsm::api::UserRequest {
+                    kms.change_hsm_user_password(&kmscks::api::hsm::UserRequest {
                         cluster_id: c.cluster_id.clone(),
                         username: "kmsuser".into(),
                         role: Some(HsmUserRole::CryptoUser),

@@ -6,9 +6,9 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use kmscks::hsm::api::{CreateHsmRequest, DescribeClustersRequest, Fault, UserRequest};
-use kmscks::kms::api::Refused;
-use kmscks::kms::api::*;
+use kmscks::api::hsm::{CreateHsmRequest, DescribeClustersRequest, Fault, UserRequest};
+use kmscks::api::kms::Refused;
+use kmscks::api::kms::*;
 use kmscks::secret::Password;
 use kmscks::types::{
     ConnectionState, EncryptionAlgorithm, HsmId, HsmState, KeySpec, KeyState, KeyUsage, Origin,

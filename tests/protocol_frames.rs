@@ -1,6 +1,6 @@
 //! Frame validation: every way a frame can be wrong gets its typed error.
 
-use kmscks::kms::api::{
+use kmscks::api::kms::{
     DecryptResponse, EncryptRequest, EncryptResponse, GenerateDataKeyRequest, KeyIdRequest,
 };
 use kmscks::ops::{Op, Request, Response};
@@ -259,7 +259,7 @@ fn replies_carry_responses_and_aws_errors() {
 
 #[test]
 fn oversized_requests_and_responses_are_caught_when_encoding() {
-    let huge = Request::Decrypt(kmscks::kms::api::DecryptRequest {
+    let huge = Request::Decrypt(kmscks::api::kms::DecryptRequest {
         ciphertext_blob: vec![7; MAX_BODY as usize + 10],
         ..Default::default()
     });

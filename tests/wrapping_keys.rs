@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use kmscks::hsm::api::CreateClusterRequest;
+use kmscks::api::hsm::CreateClusterRequest;
 use kmscks::{ErrorKind, Kms};
 
 fn key_files(dir: &Path) -> Vec<String> {

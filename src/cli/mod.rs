@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use serde_json::{Map, Value};
 
-use crate::kms::api::Refused;
+use crate::api::kms::Refused;
 use crate::ops::{Backend, Op, Request};
 use crate::secret::{Password, SecretBytes};
 use crate::KmsError;

@@ -267,7 +267,7 @@ impl<S: Serializer> Serializer for Unwrap<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kms::api::{Empty, EncryptResponse, KeyListEntry, ListKeysResponse};
+    use crate::api::kms::{Empty, EncryptResponse, KeyListEntry, ListKeysResponse};
     use crate::types::EncryptionAlgorithm;
 
     #[test]

@@ -96,7 +96,7 @@ pub fn bootstrap(kms: &Kms, socket: &Path) -> Result<Bootstrap> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kms::api::{DecryptRequest, EncryptRequest, KeyIdRequest};
+    use crate::api::kms::{DecryptRequest, EncryptRequest, KeyIdRequest};
     use crate::secret::SecretBytes;
 
     #[test]

@@ -10,7 +10,7 @@
 //! the requests' and responses' own bodies.
 
 use crate::error::KmsError;
-use crate::kms::api::{DecryptRequest, EncryptRequest, GenerateDataKeyRequest};
+use crate::api::kms::{DecryptRequest, EncryptRequest, GenerateDataKeyRequest};
 use crate::ops::{Op, Request, Response};
 use crate::protocol::{self, Header, HelloReply, ProtocolError, HEADER_LEN};
 use crate::Kms;

@@ -6,7 +6,7 @@ use super::cluster::cluster;
 use super::{CloudHsmState, HsmChange, HsmTx};
 use crate::err;
 use crate::error::Result;
-use crate::hsm::api::*;
+use crate::api::hsm::*;
 use crate::hsm::model::*;
 use crate::types::*;
 

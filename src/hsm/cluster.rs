@@ -13,7 +13,7 @@ use super::password::{hash_password, ROTATED_PASSWORD_LEN};
 use super::{CloudHsmState, HsmChange, HsmTx};
 use crate::err;
 use crate::error::Result;
-use crate::hsm::api::*;
+use crate::api::hsm::*;
 use crate::hsm::model::*;
 use crate::hsm::pki::{self, CertificateAuthority};
 use crate::secret::Password;

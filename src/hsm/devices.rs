@@ -6,7 +6,7 @@ use super::cluster::{cluster, describe_hsm};
 use super::{HsmChange, HsmTx};
 use crate::err;
 use crate::error::Result;
-use crate::hsm::api::*;
+use crate::api::hsm::*;
 use crate::hsm::model::*;
 use crate::hsm::pki::{self, ClusterKey};
 use crate::types::limits::MAX_HSMS_PER_CLUSTER;

@@ -9,7 +9,7 @@ use super::user::user;
 use super::{HsmChange, HsmTx};
 use crate::err;
 use crate::error::Result;
-use crate::hsm::api::*;
+use crate::api::hsm::*;
 use crate::hsm::model::*;
 use crate::secret::Password;
 use crate::types::limits;

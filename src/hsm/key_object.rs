@@ -8,7 +8,7 @@ use super::user::user;
 use super::{CloudHsmState, HsmChange, HsmTx};
 use crate::err;
 use crate::error::Result;
-use crate::hsm::api::*;
+use crate::api::hsm::*;
 use crate::secret::Password;
 use crate::types::*;
 

@@ -10,7 +10,6 @@
 //! The operations, one subject per module, are re-exported here so callers write
 //! `hsm::create_cluster(..)`.
 
-pub mod api;
 mod audit;
 mod backup;
 mod cluster;

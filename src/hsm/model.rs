@@ -2,6 +2,7 @@
 //! records. Plain serialisable values; the operations that change them live in the sibling
 //! modules (one per subject), the state that holds them in `state.rs`.
 
+pub use crate::api::hsm::AuditEvent;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -213,21 +214,3 @@ pub struct Backup {
     pub copied_from: Option<(BackupId, String)>,
 }
 
-/// One record of an HSM's audit log (CloudHSM audit log format, simplified).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
-pub struct AuditEvent {
-    /// Gap-free sequence number within the HSM's stream, from 0.
-    pub sequence: u64,
-    /// Time.
-    pub time: Timestamp,
-    /// Opcode name, e.g. `CN_LOGIN`.
-    pub opcode: String,
-    /// Opcode number, e.g. 0xd.
-    pub opcode_id: u32,
-    /// `SUCCESS` or a failure reason.
-    pub response: String,
-    /// User the command ran as or acted on.
-    pub user: Option<String>,
-    /// Key handle, for key commands.
-    pub key_handle: Option<u64>,
-}

@@ -7,7 +7,7 @@ use super::password::{check_hsm_password, hash_password, password_matches};
 use super::{CloudHsmState, HsmChange, HsmTx};
 use crate::err;
 use crate::error::Result;
-use crate::hsm::api::*;
+use crate::api::hsm::*;
 use crate::hsm::model::*;
 use crate::secret::Password;
 use crate::types::limits::MAX_USERS_PER_CLUSTER;

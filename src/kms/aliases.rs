@@ -2,7 +2,7 @@
 
 use crate::err;
 use crate::error::Result;
-use crate::kms::api::*;
+use crate::api::kms::*;
 use crate::kms::keys::{authorize, require_root, resolve_id};
 use crate::kms::model::{Alias, Key, Lifecycle};
 use crate::kms::paging;

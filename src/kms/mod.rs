@@ -7,7 +7,6 @@
 //! journals, applies and keeps the keyring. It names nothing above it.
 
 pub mod aliases;
-pub mod api;
 pub mod keys;
 pub mod model;
 pub mod paging;

@@ -1,5 +1,6 @@
 //! KMS-side records: custom key stores, KMS keys, aliases, and the KMS event log.
 
+pub use crate::api::kms::TrailEvent;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -134,15 +135,3 @@ pub struct Alias {
     pub last_updated: Timestamp,
 }
 
-/// One entry of the KMS event log (what CloudTrail records for KMS). Never holds secrets.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
-pub struct TrailEvent {
-    /// Time.
-    pub time: Timestamp,
-    /// Operation name, e.g. `CreateKey`, or `DeleteKey` for the deletion at window end.
-    pub event_name: String,
-    /// The principal, or `AWS Internal` for service events.
-    pub principal: String,
-    /// Request parameters and additional event data as JSON text (no secrets).
-    pub detail: String,
-}

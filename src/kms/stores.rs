@@ -8,7 +8,7 @@ use crate::err;
 use crate::error::Result;
 use crate::hsm::model::Cluster;
 use crate::hsm::{self, pki};
-use crate::kms::api::*;
+use crate::api::kms::*;
 use crate::kms::model::KeyStore;
 use crate::kms::paging;
 use crate::kms::state::{KmsChange, KmsState};

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::err;
 use crate::error::Result;
-use crate::kms::api::*;
+use crate::api::kms::*;
 use crate::kms::keys::{authorize, resolve_id};
 use crate::kms::model::Lifecycle;
 use crate::kms::paging;

@@ -4,7 +4,7 @@
 
 use crate::err;
 use crate::error::Result;
-use crate::kms::api::{KeyIdRequest, KeyRotationStatusResponse, Refused};
+use crate::api::kms::{KeyIdRequest, KeyRotationStatusResponse, Refused};
 use crate::kms::keys::{authorize, resolve, resolve_id};
 use crate::kms::tx::Tx;
 use crate::ops::Op;

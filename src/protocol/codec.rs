@@ -273,7 +273,7 @@ pub(crate) fn no_trailing(op: u16, body: &[u8], used: usize) -> Result<(), Proto
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hsm::api::{CreateClusterRequest, UserRequest};
+    use crate::api::hsm::{CreateClusterRequest, UserRequest};
     use crate::protocol::split_frame;
     use crate::secret::Password;
 

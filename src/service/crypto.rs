@@ -9,7 +9,7 @@ use crate::dataplane;
 use crate::engine::{DataKeyItem, DataKeyOutput, DecryptItem, EncryptItem};
 use crate::err;
 use crate::error::{KmsError, Result};
-use crate::kms::api::*;
+use crate::api::kms::*;
 use crate::kms::keys::check_grant_tokens;
 use crate::types::{EncryptionAlgorithm, KeyRef};
 

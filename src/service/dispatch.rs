@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::hsm::api::*;
-use crate::kms::api::*;
+use crate::api::hsm::*;
+use crate::api::kms::*;
 use crate::ops::{for_each_op, Backend, Request, Response};
 use crate::Kms;
 

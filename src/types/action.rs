@@ -2,7 +2,7 @@
 //! vocabulary key policies and access checks share.
 //!
 //! The names themselves are not written here: the operation table (`crate::ops`) and the table
-//! of refused operations (`crate::kms::api::Refused`) derive each one from the operation's name
+//! of refused operations (`crate::api::kms::Refused`) derive each one from the operation's name
 //! at compile time, so a call site names an operation, never an action string.
 
 use std::fmt;

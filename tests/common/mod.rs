@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kmscks::hsm::api::{CreateClusterRequest, CreateHsmRequest, UserRequest};
-use kmscks::kms::api::*;
+use kmscks::api::hsm::{CreateClusterRequest, CreateHsmRequest, UserRequest};
+use kmscks::api::kms::*;
 use kmscks::secret::Password;
 use kmscks::types::{ConnectionState, HsmUserRole, ManualClock, Origin};
 use kmscks::{ErrorKind, Kms, KmsConfig, KmsError};

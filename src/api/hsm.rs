@@ -397,7 +397,7 @@ pub struct AuditStream {
     /// The HSM.
     pub hsm_id: HsmId,
     /// Its events, in sequence order.
-    pub events: Vec<crate::hsm::model::AuditEvent>,
+    pub events: Vec<AuditEvent>,
 }
 
 /// The audit log response.
@@ -416,4 +416,23 @@ pub struct InjectFaultRequest {
     pub cluster_id: String,
     /// The fault.
     pub fault: Fault,
+}
+
+/// One record of an HSM's audit log (CloudHSM audit log format, simplified).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct AuditEvent {
+    /// Gap-free sequence number within the HSM's stream, from 0.
+    pub sequence: u64,
+    /// Time.
+    pub time: Timestamp,
+    /// Opcode name, e.g. `CN_LOGIN`.
+    pub opcode: String,
+    /// Opcode number, e.g. 0xd.
+    pub opcode_id: u32,
+    /// `SUCCESS` or a failure reason.
+    pub response: String,
+    /// User the command ran as or acted on.
+    pub user: Option<String>,
+    /// Key handle, for key commands.
+    pub key_handle: Option<u64>,
 }

@@ -841,7 +841,7 @@ pub struct RefusedRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct LookupEventsResponse {
     /// Events, oldest first.
-    pub events: Vec<crate::kms::model::TrailEvent>,
+    pub events: Vec<TrailEvent>,
 }
 
 /// A batch request (beyond AWS): many requests of one operation in one call.
@@ -921,4 +921,17 @@ pub struct WaitForConnectionRequest {
     pub custom_key_store_id: String,
     /// How long to wait at most, in milliseconds.
     pub timeout_millis: u64,
+}
+
+/// One entry of the KMS event log (what CloudTrail records for KMS). Never holds secrets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+pub struct TrailEvent {
+    /// Time.
+    pub time: Timestamp,
+    /// Operation name, e.g. `CreateKey`, or `DeleteKey` for the deletion at window end.
+    pub event_name: String,
+    /// The principal, or `AWS Internal` for service events.
+    pub principal: String,
+    /// Request parameters and additional event data as JSON text (no secrets).
+    pub detail: String,
 }
