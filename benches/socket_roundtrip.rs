@@ -11,8 +11,8 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use kmscks::daemon::{Daemon, DaemonConfig, Shutdown};
 use kmscks::api::kms::{GenerateDataKeyRequest, GenerateDataKeyResponse};
+use kmscks::daemon::{Daemon, DaemonConfig, Shutdown};
 use kmscks::loadgen_socket::EchoServer;
 use kmscks::ops::{Backend, Op, Request, Response};
 use kmscks::protocol::encode_response;

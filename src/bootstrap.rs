@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::err;
-use crate::error::Result;
 use crate::api::hsm::{CreateClusterRequest, CreateHsmRequest, UserRequest};
 use crate::api::kms::*;
+use crate::err;
+use crate::error::Result;
 use crate::secret::Password;
 use crate::types::{ConnectionState, HsmUserRole, Origin};
 use crate::Kms;

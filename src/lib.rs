@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod bootstrap;
 pub mod cli;
 pub mod client;
@@ -16,7 +17,6 @@ pub mod daemon;
 pub mod dataplane;
 pub mod engine;
 pub mod error;
-pub mod api;
 pub mod hsm;
 pub mod kms;
 pub mod loadgen;

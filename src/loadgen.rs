@@ -14,14 +14,14 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::api::kms::{
+    DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateRandomRequest,
+};
 use crate::crypto::random::RandomPool;
 use crate::crypto::subkey::counter_nonce;
 use crate::engine::{AllowAll, Control, Engine, Gate, HsmSlot};
 use crate::err;
 use crate::error::Result;
-use crate::api::kms::{
-    DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateRandomRequest,
-};
 use crate::secret::KeyMaterial;
 use crate::secret::SecretBytes;
 use crate::types::limits::{NUMBER_OF_BYTES, PLAINTEXT_LEN};

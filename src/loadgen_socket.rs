@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::client::Client;
-use crate::error::{ErrorKind, KmsError, Result};
 use crate::api::kms::{
     CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateRandomRequest,
 };
+use crate::client::Client;
+use crate::error::{ErrorKind, KmsError, Result};
 use crate::loadgen::{LoadOp, LoadReport};
 use crate::ops::{Backend, Request, Response};
 use crate::protocol::{

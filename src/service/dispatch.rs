@@ -7,9 +7,9 @@
 
 use std::time::Duration;
 
-use crate::error::Result;
 use crate::api::hsm::*;
 use crate::api::kms::*;
+use crate::error::Result;
 use crate::ops::{for_each_op, Backend, Request, Response};
 use crate::Kms;
 

@@ -5,11 +5,11 @@
 //! engine, whose shards hold the keys, their gates and their policies.
 
 use super::{lock, Kms};
+use crate::api::kms::*;
 use crate::dataplane;
 use crate::engine::{DataKeyItem, DataKeyOutput, DecryptItem, EncryptItem};
 use crate::err;
 use crate::error::{KmsError, Result};
-use crate::api::kms::*;
 use crate::kms::keys::check_grant_tokens;
 use crate::types::{EncryptionAlgorithm, KeyRef};
 

@@ -1,0 +1,210 @@
+//! The simulated CloudHSM operations of [`Kms`] (clusters, HSMs, backups, users, key objects,
+//! audit logs, faults), all for the account root only.
+
+use super::Kms;
+
+use crate::api::hsm::*;
+use crate::err;
+use crate::error::Result;
+use crate::hsm::model::AuditEvent;
+use crate::hsm::{self, HsmTx};
+use crate::kms::tx::Tx;
+use crate::ops::Op;
+use crate::secret::Password;
+use crate::types::*;
+
+impl Kms {
+    // ---- Simulated CloudHSM ---------------------------------------------------------------
+
+    /// Runs a CloudHSM operation for the account root.
+    fn cluster_admin<R>(&self, op: Op, f: impl FnOnce(&mut HsmTx<'_>) -> Result<R>) -> Result<R> {
+        self.write(|tx| {
+            require_cluster_admin(tx, op.action())?;
+            tx.in_hsm(f)
+        })
+    }
+
+    /// CreateCluster.
+    pub fn create_cluster(&self, req: &CreateClusterRequest) -> Result<ClusterResponse> {
+        self.cluster_admin(Op::CreateCluster, |tx| hsm::create_cluster(tx, req))
+            .map(|cluster| ClusterResponse { cluster })
+    }
+
+    /// DescribeClusters.
+    pub fn describe_clusters(
+        &self,
+        req: &DescribeClustersRequest,
+    ) -> Result<DescribeClustersResponse> {
+        self.read(|tx| {
+            require_cluster_admin(tx, Op::DescribeClusters.action())?;
+            hsm::describe_clusters(tx.cloudhsm, req)
+        })
+    }
+
+    /// DeleteCluster.
+    pub fn delete_cluster(&self, cluster_id: &str) -> Result<ClusterResponse> {
+        self.cluster_admin(Op::DeleteCluster, |tx| hsm::delete_cluster(tx, cluster_id))
+            .map(|cluster| ClusterResponse { cluster })
+    }
+
+    /// CreateHsm.
+    pub fn create_hsm(&self, req: &CreateHsmRequest) -> Result<HsmResponse> {
+        self.cluster_admin(Op::CreateHsm, |tx| hsm::create_hsm(tx, req))
+            .map(|hsm| HsmResponse { hsm })
+    }
+
+    /// DeleteHsm.
+    pub fn delete_hsm(&self, req: &DeleteHsmRequest) -> Result<DeleteHsmResponse> {
+        self.cluster_admin(Op::DeleteHsm, |tx| hsm::delete_hsm(tx, req))
+    }
+
+    /// InitializeCluster with the user's signed certificate and trust anchor.
+    pub fn initialize_cluster(
+        &self,
+        req: &InitializeClusterRequest,
+    ) -> Result<InitializeClusterResponse> {
+        self.cluster_admin(Op::InitializeCluster, |tx| hsm::initialize_cluster(tx, req))
+    }
+
+    /// InitializeCluster with a CA kmscks makes: signs the CSR itself and returns the CA
+    /// certificate as `TrustAnchor` (what tests and bootstrap use).
+    pub fn initialize_cluster_with_new_ca(
+        &self,
+        cluster_id: &str,
+    ) -> Result<InitializeClusterResponse> {
+        self.cluster_admin(Op::InitializeClusterWithNewCa, |tx| {
+            hsm::initialize_cluster_with_new_ca(tx, cluster_id)
+        })
+    }
+
+    /// Takes a backup of a cluster now.
+    pub fn create_backup(&self, cluster_id: &str) -> Result<BackupDescription> {
+        self.cluster_admin(Op::CreateBackup, |tx| hsm::create_backup(tx, cluster_id))
+    }
+
+    /// DescribeBackups.
+    pub fn describe_backups(&self) -> Result<Vec<BackupDescription>> {
+        self.read(|tx| {
+            require_cluster_admin(tx, Op::DescribeBackups.action())?;
+            Ok(tx
+                .cloudhsm
+                .backups
+                .values()
+                .map(hsm::describe_backup)
+                .collect())
+        })
+    }
+
+    /// CopyBackupToRegion.
+    pub fn copy_backup_to_region(
+        &self,
+        req: &CopyBackupToRegionRequest,
+    ) -> Result<BackupDescription> {
+        self.cluster_admin(Op::CopyBackupToRegion, |tx| {
+            hsm::copy_backup_to_region(tx, req)
+        })
+    }
+
+    /// DeleteBackup.
+    pub fn delete_backup(&self, backup_id: &str) -> Result<BackupDescription> {
+        self.cluster_admin(Op::DeleteBackup, |tx| hsm::delete_backup(tx, backup_id))
+    }
+
+    /// `user create` (CloudHSM CLI).
+    pub fn create_hsm_user(&self, req: &UserRequest) -> Result<UserDescription> {
+        self.cluster_admin(Op::CreateUser, |tx| hsm::create_user(tx, req))
+    }
+
+    /// `user delete`.
+    pub fn delete_hsm_user(&self, cluster_id: &str, username: &str) -> Result<()> {
+        self.cluster_admin(Op::DeleteUser, |tx| {
+            hsm::delete_user(tx, cluster_id, username)
+        })
+    }
+
+    /// `user change-password` (also unlocks the user).
+    pub fn change_hsm_user_password(&self, req: &UserRequest) -> Result<()> {
+        self.cluster_admin(Op::ChangePassword, |tx| hsm::change_password(tx, req))
+    }
+
+    /// `user list`.
+    pub fn list_hsm_users(&self, cluster_id: &str) -> Result<Vec<UserDescription>> {
+        self.read(|tx| {
+            require_cluster_admin(tx, Op::ListUsers.action())?;
+            hsm::list_users(tx.cloudhsm, cluster_id)
+        })
+    }
+
+    /// `login` from the CloudHSM CLI; a wrong password counts towards the lockout.
+    pub fn login_hsm_user(
+        &self,
+        cluster_id: &str,
+        username: &str,
+        password: &Password,
+    ) -> Result<()> {
+        self.write_always(|tx| {
+            require_cluster_admin(tx, Op::Login.action())?;
+            tx.in_hsm(|h| hsm::login_external(h, cluster_id, username, password))
+        })
+    }
+
+    /// `logout` of a CloudHSM CLI session.
+    pub fn logout_hsm_user(&self, cluster_id: &str, username: &str) -> Result<()> {
+        self.cluster_admin(Op::Logout, |tx| {
+            hsm::logout_external(tx, cluster_id, username)
+        })
+    }
+
+    /// `key list`: metadata of the cluster's key objects, never their bytes.
+    pub fn list_key_objects(&self, cluster_id: &str) -> Result<Vec<KeyObjectDescription>> {
+        self.read(|tx| {
+            require_cluster_admin(tx, Op::ListKeyObjects.action())?;
+            hsm::list_key_objects(tx.cloudhsm, cluster_id)
+        })
+    }
+
+    /// `key delete` as the key's owner (removing an orphaned key by hand).
+    pub fn delete_key_object(
+        &self,
+        cluster_id: &str,
+        handle: u64,
+        username: &str,
+        password: &Password,
+    ) -> Result<()> {
+        self.cluster_admin(Op::DeleteKeyObject, |tx| {
+            hsm::delete_key_object(tx, cluster_id, handle, username, password)
+        })
+    }
+
+    /// The cluster's audit log: each HSM's stream, independent of the KMS event log.
+    pub fn hsm_audit_log(
+        &self,
+        cluster_id: &str,
+        hsm_id: Option<&str>,
+    ) -> Result<Vec<(HsmId, Vec<AuditEvent>)>> {
+        self.read(|tx| {
+            require_cluster_admin(tx, Op::AuditLog.action())?;
+            hsm::audit_log(tx.cloudhsm, cluster_id, hsm_id)
+        })
+    }
+
+    /// Injects a fault into a cluster.
+    pub fn inject_fault(&self, cluster_id: &str, fault: &Fault) -> Result<()> {
+        self.cluster_admin(Op::InjectFault, |tx| {
+            hsm::inject_fault(tx, cluster_id, fault)
+        })
+    }
+}
+
+/// Cluster administration and fault injection are for the account root (the daemon's uid).
+pub(super) fn require_cluster_admin(tx: &Tx<'_>, action: PolicyAction) -> Result<()> {
+    if tx.principal == tx.scope.root_principal() {
+        Ok(())
+    } else {
+        Err(err!(
+            AccessDeniedException,
+            "User: {} is not authorized to perform: {action}",
+            tx.principal
+        ))
+    }
+}

@@ -1,0 +1,182 @@
+//! The commit path: every control-plane call runs as a transaction over the one [`State`]
+//! (behind a mutex: control-plane calls are rare — AWS allows 5 per second); the changes it
+//! records are written to the journal (fsync) and only then applied, mirrored into the data
+//! plane and acknowledged. Keys whose waiting period has ended are deleted first.
+
+use super::{lock, Kms, KmsConfig, Tasks, BINCODE};
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use crate::control::{Change, Keyring, Record, State};
+use crate::dataplane::Mirror;
+use crate::engine::Engine;
+use crate::err;
+use crate::error::Result;
+use crate::kms::keys;
+use crate::kms::state::KmsChange;
+use crate::kms::tx::Tx;
+use crate::store::DataDir;
+use crate::types::*;
+
+pub(super) struct Shared {
+    pub(super) core: Mutex<Core>,
+    /// The data plane: HSM workers holding expanded keys. Never behind the core mutex.
+    pub(super) engine: Engine,
+    pub(super) config: KmsConfig,
+    /// Notified after every commit, so waiters on a connection state can re-check.
+    pub(super) changed: Condvar,
+    pub(super) tasks: Mutex<Tasks>,
+    pub(super) tasks_cv: Condvar,
+}
+
+pub(super) struct Core {
+    pub(super) state: State,
+    pub(super) disk: Option<DataDir>,
+    pub(super) keyring: Keyring,
+    /// Earliest deletion date of any key pending deletion (recomputed when keys change).
+    pub(super) earliest_deletion: Option<Timestamp>,
+    /// What the engine has been told.
+    pub(super) mirror: Mirror,
+}
+
+impl Kms {
+    /// Runs a read-only operation.
+    pub(super) fn read<R>(&self, f: impl FnOnce(&Tx<'_>) -> Result<R>) -> Result<R> {
+        let core = self.shared.core_after_sweep()?;
+        let now = self.shared.config.clock.now();
+        let tx = Tx::new(
+            &core.state.kms,
+            &core.state.hsm,
+            now,
+            &self.shared.config.scope,
+            &core.keyring,
+            &self.principal,
+        );
+        f(&tx)
+    }
+
+    /// Runs an operation that changes state: its changes are durable before it returns `Ok`.
+    pub(super) fn write<R>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<R>) -> Result<R> {
+        let mut core = self.shared.core_after_sweep()?;
+        let out = self.shared.run(&mut core, &self.principal, f);
+        drop(core);
+        self.shared.changed.notify_all();
+        out
+    }
+
+    /// Like [`Kms::write`], for operations whose failures change state too (a failed login is
+    /// counted): the inner result is returned after the changes are committed.
+    pub(super) fn write_always<R>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<R>) -> Result<R> {
+        self.write(|tx| Ok(f(tx)))?
+    }
+}
+
+pub(super) fn earliest_deletion(state: &State) -> Option<Timestamp> {
+    state
+        .kms
+        .keys
+        .values()
+        .filter_map(|k| k.deletion_date())
+        .min()
+}
+
+impl Shared {
+    /// Locks the core, first deleting keys whose waiting period has ended.
+    pub(super) fn core_after_sweep(&self) -> Result<MutexGuard<'_, Core>> {
+        let mut core = lock(&self.core);
+        self.sweep(&mut core)?;
+        Ok(core)
+    }
+
+    pub(super) fn sweep(&self, core: &mut Core) -> Result<usize> {
+        let now = self.config.clock.now();
+        if core.earliest_deletion.is_none_or(|t| t > now) {
+            return Ok(0);
+        }
+        let due = keys::due_for_deletion(&core.state.kms, now);
+        let root: String = self.config.scope.root_principal();
+        let n = due.len();
+        self.run(core, &root, |tx| {
+            for id in &due {
+                keys::delete_now(tx, id);
+            }
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
+    /// Runs `f` as a transaction and commits what it recorded when it succeeds.
+    pub(super) fn run<R>(
+        &self,
+        core: &mut Core,
+        principal: &str,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<R>,
+    ) -> Result<R> {
+        let now = self.config.clock.now();
+        let (out, mut outcome) = {
+            let mut tx = Tx::new(
+                &core.state.kms,
+                &core.state.hsm,
+                now,
+                &self.config.scope,
+                &core.keyring,
+                principal,
+            );
+            let out = f(&mut tx)?;
+            (out, tx.finish())
+        };
+        // Wrapping keys the operation named are created now, outside the transaction and
+        // before its record is written.
+        for name in std::mem::take(&mut outcome.hsm.new_keys) {
+            core.keyring.create(core.disk.as_ref(), &name)?;
+        }
+        self.commit(core, now, Change::all_of(outcome))?;
+        Ok(out)
+    }
+
+    pub(super) fn commit(
+        &self,
+        core: &mut Core,
+        now: Timestamp,
+        changes: Vec<Change>,
+    ) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let keys_changed = changes.iter().any(|c| {
+            matches!(
+                c,
+                Change::Kms(KmsChange::PutKey(_) | KmsChange::DeleteKey(_))
+            )
+        });
+        let record = Record { at: now, changes };
+        let changes_applied = record.changes.clone();
+        if let Some(disk) = core.disk.as_mut() {
+            let bytes = bincode::serde::encode_to_vec(&record, BINCODE)
+                .map_err(|e| err!(KMSInternalException, "cannot encode a journal record: {e}"))?;
+            disk.append(&bytes)?;
+        }
+        core.state.apply_record(record);
+        // The record is durable: the data plane must follow it. A failure here (a wrapped key
+        // that no longer unwraps) is reported to the caller, though the change stands.
+        let synced = core.mirror.sync(
+            &self.engine,
+            &core.state,
+            &self.config.scope,
+            &core.keyring,
+            &changes_applied,
+        );
+        if keys_changed {
+            core.earliest_deletion = earliest_deletion(&core.state);
+        }
+        if let Some(disk) = core.disk.as_mut() {
+            if disk.journal_bytes() > self.config.compact_after_bytes {
+                let snapshot = bincode::serde::encode_to_vec(&core.state, BINCODE)
+                    .map_err(|e| err!(KMSInternalException, "cannot encode the snapshot: {e}"))?;
+                // The record is durable already; a failed compaction only delays the next one.
+                let _ = disk.compact(&snapshot);
+            }
+        }
+        synced
+    }
+}

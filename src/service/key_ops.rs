@@ -1,0 +1,137 @@
+//! The KMS key operations of [`Kms`]: keys, policies, tags, aliases, the refused operations,
+//! scheduled deletions and the KMS event log.
+
+use super::{lock, Kms};
+
+use crate::api::kms::*;
+use crate::error::Result;
+use crate::kms::model::TrailEvent;
+use crate::kms::unsupported;
+use crate::kms::{aliases, keys, tags};
+use crate::ops::Op;
+
+impl Kms {
+    // ---- Keys -----------------------------------------------------------------------------
+
+    /// CreateKey.
+    pub fn create_key(&self, req: &CreateKeyRequest) -> Result<KeyMetadataResponse> {
+        self.write(|tx| keys::create(tx, req))
+            .map(|created| created.response)
+    }
+
+    /// DescribeKey.
+    pub fn describe_key(&self, req: &KeyIdRequest) -> Result<KeyMetadataResponse> {
+        self.read(|tx| keys::describe(tx, req))
+    }
+
+    /// ListKeys.
+    pub fn list_keys(&self, req: &ListRequest) -> Result<ListKeysResponse> {
+        self.read(|tx| keys::list(tx, req))
+    }
+
+    /// EnableKey.
+    pub fn enable_key(&self, req: &KeyIdRequest) -> Result<Empty> {
+        self.write(|tx| keys::set_enabled(tx, req, true))
+    }
+
+    /// DisableKey.
+    pub fn disable_key(&self, req: &KeyIdRequest) -> Result<Empty> {
+        self.write(|tx| keys::set_enabled(tx, req, false))
+    }
+
+    /// UpdateKeyDescription.
+    pub fn update_key_description(&self, req: &UpdateKeyDescriptionRequest) -> Result<Empty> {
+        self.write(|tx| keys::update_description(tx, req))
+    }
+
+    /// ScheduleKeyDeletion.
+    pub fn schedule_key_deletion(
+        &self,
+        req: &ScheduleKeyDeletionRequest,
+    ) -> Result<ScheduleKeyDeletionResponse> {
+        self.write(|tx| keys::schedule_deletion(tx, req))
+    }
+
+    /// CancelKeyDeletion.
+    pub fn cancel_key_deletion(&self, req: &KeyIdRequest) -> Result<KeyIdResponse> {
+        self.write(|tx| keys::cancel_deletion(tx, req))
+    }
+
+    /// PutKeyPolicy.
+    pub fn put_key_policy(&self, req: &PutKeyPolicyRequest) -> Result<Empty> {
+        self.write(|tx| keys::put_policy(tx, req))
+    }
+
+    /// GetKeyPolicy.
+    pub fn get_key_policy(&self, req: &GetKeyPolicyRequest) -> Result<GetKeyPolicyResponse> {
+        self.read(|tx| keys::get_policy(tx, req))
+    }
+
+    /// ListKeyPolicies.
+    pub fn list_key_policies(&self, req: &ListRequest) -> Result<ListKeyPoliciesResponse> {
+        self.read(|tx| keys::list_policies(tx, req))
+    }
+
+    /// TagResource.
+    pub fn tag_resource(&self, req: &TagResourceRequest) -> Result<Empty> {
+        self.write(|tx| tags::tag(tx, req))
+    }
+
+    /// UntagResource.
+    pub fn untag_resource(&self, req: &UntagResourceRequest) -> Result<Empty> {
+        self.write(|tx| tags::untag(tx, req))
+    }
+
+    /// ListResourceTags.
+    pub fn list_resource_tags(&self, req: &ListRequest) -> Result<ListResourceTagsResponse> {
+        self.read(|tx| tags::list(tx, req))
+    }
+
+    /// CreateAlias.
+    pub fn create_alias(&self, req: &AliasRequest) -> Result<Empty> {
+        self.write(|tx| aliases::create(tx, req))
+    }
+
+    /// UpdateAlias.
+    pub fn update_alias(&self, req: &AliasRequest) -> Result<Empty> {
+        self.write(|tx| aliases::update(tx, req))
+    }
+
+    /// DeleteAlias.
+    pub fn delete_alias(&self, req: &DeleteAliasRequest) -> Result<Empty> {
+        self.write(|tx| aliases::delete(tx, req))
+    }
+
+    /// ListAliases.
+    pub fn list_aliases(&self, req: &ListRequest) -> Result<ListAliasesResponse> {
+        self.read(|tx| aliases::list(tx, req))
+    }
+
+    /// GetKeyRotationStatus.
+    pub fn get_key_rotation_status(&self, req: &KeyIdRequest) -> Result<KeyRotationStatusResponse> {
+        self.read(|tx| unsupported::rotation_status(tx, req))
+    }
+
+    /// Any operation kmscks refuses (rotation, import, key pairs, signing, MACs,
+    /// replication): always an error, AWS's for custom key store keys.
+    pub fn refused(&self, op: Refused, req: &KeyIdRequest) -> Result<Empty> {
+        self.read(|tx| unsupported::refuse(tx, op, req))
+            .map(|()| Empty {})
+    }
+
+    /// Deletes every key whose waiting period has ended (the background worker does this on
+    /// its own every `deletion_check_interval`; every call also does it first). Returns how
+    /// many keys were deleted.
+    pub fn run_scheduled_deletions(&self) -> Result<usize> {
+        let mut core = lock(&self.shared.core);
+        self.shared.sweep(&mut core)
+    }
+
+    /// The KMS event log (what CloudTrail would record), oldest first.
+    pub fn kms_events(&self) -> Result<Vec<TrailEvent>> {
+        self.read(|tx| {
+            keys::require_root(tx, Op::LookupEvents.action())?;
+            Ok(tx.state.trail.clone())
+        })
+    }
+}

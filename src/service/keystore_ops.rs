@@ -1,0 +1,110 @@
+//! The custom key store operations of [`Kms`]: create, describe, update, delete, connect,
+//! disconnect, and waiting for a connection attempt to settle.
+
+use super::{lock, Kms};
+
+use std::time::{Duration, Instant};
+
+use crate::api::kms::*;
+use crate::error::Result;
+use crate::kms::{keys, stores};
+use crate::ops::Op;
+use crate::types::*;
+
+impl Kms {
+    // ---- Custom key stores ------------------------------------------------------------------
+
+    /// CreateCustomKeyStore.
+    pub fn create_custom_key_store(
+        &self,
+        req: &CreateCustomKeyStoreRequest,
+    ) -> Result<CreateCustomKeyStoreResponse> {
+        self.write(|tx| {
+            keys::require_root(tx, Op::CreateCustomKeyStore.action())?;
+            stores::create(tx, req)
+        })
+    }
+
+    /// DescribeCustomKeyStores.
+    pub fn describe_custom_key_stores(
+        &self,
+        req: &DescribeCustomKeyStoresRequest,
+    ) -> Result<DescribeCustomKeyStoresResponse> {
+        self.read(|tx| {
+            keys::require_root(tx, Op::DescribeCustomKeyStores.action())?;
+            stores::describe(tx.state, req)
+        })
+    }
+
+    /// UpdateCustomKeyStore.
+    pub fn update_custom_key_store(&self, req: &UpdateCustomKeyStoreRequest) -> Result<Empty> {
+        self.write(|tx| {
+            keys::require_root(tx, Op::UpdateCustomKeyStore.action())?;
+            stores::update(tx, req)
+        })
+    }
+
+    /// DeleteCustomKeyStore.
+    pub fn delete_custom_key_store(&self, req: &CustomKeyStoreIdRequest) -> Result<Empty> {
+        self.write(|tx| {
+            keys::require_root(tx, Op::DeleteCustomKeyStore.action())?;
+            stores::delete(tx, req)
+        })
+    }
+
+    /// ConnectCustomKeyStore: returns at once; poll DescribeCustomKeyStores (or
+    /// [`Kms::wait_for_connection`]) for CONNECTED or FAILED.
+    pub fn connect_custom_key_store(&self, req: &CustomKeyStoreIdRequest) -> Result<Empty> {
+        let follow = self.write(|tx| {
+            keys::require_root(tx, Op::ConnectCustomKeyStore.action())?;
+            stores::connect(tx, req)
+        })?;
+        self.follow_up(follow);
+        Ok(Empty {})
+    }
+
+    /// DisconnectCustomKeyStore: keys are unusable at once; the store reads DISCONNECTING
+    /// until the logout completes.
+    pub fn disconnect_custom_key_store(&self, req: &CustomKeyStoreIdRequest) -> Result<Empty> {
+        let follow = self.write(|tx| {
+            keys::require_root(tx, Op::DisconnectCustomKeyStore.action())?;
+            stores::disconnect(tx, req)
+        })?;
+        self.follow_up(follow);
+        Ok(Empty {})
+    }
+
+    /// Waits until the store is neither CONNECTING nor DISCONNECTING (or `timeout` passes)
+    /// and returns its description.
+    pub fn wait_for_connection(
+        &self,
+        custom_key_store_id: &str,
+        timeout: Duration,
+    ) -> Result<CustomKeyStoreEntry> {
+        let deadline = Instant::now() + timeout;
+        let req = DescribeCustomKeyStoresRequest {
+            custom_key_store_id: Some(custom_key_store_id.to_owned()),
+            ..Default::default()
+        };
+        let mut core = lock(&self.shared.core);
+        loop {
+            let entry = stores::describe(&core.state.kms, &req)?
+                .custom_key_stores
+                .remove(0);
+            let settled = !matches!(
+                entry.connection_state,
+                ConnectionState::Connecting | ConnectionState::Disconnecting
+            );
+            let now = Instant::now();
+            if settled || now >= deadline {
+                return Ok(entry);
+            }
+            core = self
+                .shared
+                .changed
+                .wait_timeout(core, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}

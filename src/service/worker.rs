@@ -1,0 +1,141 @@
+//! The background worker: finishes ConnectCustomKeyStore and DisconnectCustomKeyStore when
+//! their delay has passed (asynchronously, as on AWS) and sweeps keys whose deletion date has
+//! come. Times are read from the instance's injectable [`Clock`], so a test that holds a
+//! `ManualClock` decides when a connection completes.
+
+use super::{lock, Kms, Shared};
+use std::cmp::Reverse;
+
+use std::collections::BinaryHeap;
+use std::sync::{Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::kms::stores;
+use crate::kms::stores::FollowUp;
+use crate::types::*;
+
+#[derive(Default)]
+pub(super) struct Tasks {
+    pub(super) queue: BinaryHeap<Reverse<(Instant, u64, Task)>>,
+    pub(super) seq: u64,
+    pub(super) stop: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Task {
+    Complete(FollowUpKey),
+    DeletionSweep,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum FollowUpKey {
+    Connect(CustomKeyStoreId, u64),
+    Disconnect(CustomKeyStoreId, u64),
+}
+
+/// Joins the background worker when the last user handle drops.
+pub(super) struct Lifetime {
+    pub(super) shared: Weak<Shared>,
+    pub(super) worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Lifetime {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.upgrade() {
+            lock(&shared.tasks).stop = true;
+            shared.tasks_cv.notify_all();
+        }
+        if let Some(worker) = lock(&self.worker).take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Kms {
+    pub(super) fn follow_up(&self, follow: FollowUp) {
+        let delay = self.shared.config.connect_delay;
+        match follow {
+            FollowUp::None => {}
+            FollowUp::Connect(id, epoch) => self
+                .shared
+                .schedule(Task::Complete(FollowUpKey::Connect(id, epoch)), delay),
+            FollowUp::Disconnect(id, epoch) => self
+                .shared
+                .schedule(Task::Complete(FollowUpKey::Disconnect(id, epoch)), delay),
+        }
+    }
+}
+
+impl Shared {
+    pub(super) fn schedule(&self, task: Task, after: Duration) {
+        let mut tasks = lock(&self.tasks);
+        tasks.seq += 1;
+        let seq = tasks.seq;
+        tasks
+            .queue
+            .push(Reverse((Instant::now() + after, seq, task)));
+        drop(tasks);
+        self.tasks_cv.notify_all();
+    }
+
+    pub(super) fn complete(&self, follow: &FollowUpKey) {
+        let mut core = lock(&self.core);
+        let root = self.config.scope.root_principal();
+        // A failure here (e.g. the disk) leaves the store CONNECTING/DISCONNECTING; the next
+        // open resumes it.
+        let _ = self.run(&mut core, &root, |tx| match follow {
+            FollowUpKey::Connect(id, epoch) => stores::complete_connect(tx, id, *epoch),
+            FollowUpKey::Disconnect(id, epoch) => stores::complete_disconnect(tx, id, *epoch),
+        });
+        drop(core);
+        self.changed.notify_all();
+    }
+}
+
+/// The background worker: finishes connects and disconnects when due, and sweeps deletions.
+pub(super) fn background(shared: Weak<Shared>) {
+    loop {
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        let next = {
+            let mut tasks = lock(&strong.tasks);
+            loop {
+                if tasks.stop {
+                    return;
+                }
+                let now = Instant::now();
+                match tasks.queue.peek() {
+                    Some(Reverse((at, _, _))) if *at <= now => {
+                        break tasks.queue.pop().map(|Reverse((_, _, t))| t)
+                    }
+                    Some(Reverse((at, _, _))) => {
+                        let wait = *at - now;
+                        tasks = strong
+                            .tasks_cv
+                            .wait_timeout(tasks, wait)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                    }
+                    None => {
+                        tasks = strong
+                            .tasks_cv
+                            .wait(tasks)
+                            .unwrap_or_else(|p| p.into_inner())
+                    }
+                }
+            }
+        };
+        match next {
+            Some(Task::Complete(follow)) => strong.complete(&follow),
+            Some(Task::DeletionSweep) => {
+                let _ = strong.sweep(&mut lock(&strong.core));
+                strong.changed.notify_all();
+                strong.schedule(Task::DeletionSweep, strong.config.deletion_check_interval);
+            }
+            None => {}
+        }
+        drop(strong);
+    }
+}
