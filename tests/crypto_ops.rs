@@ -45,8 +45,8 @@ fn decrypt(
 
 #[test]
 fn round_trips_for_default_and_store_keys() {
-    let (kms, _clock) = kms();
-    let f = connected_store(&kms, "crypto");
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "crypto");
     for key in [create_key(&kms, None), create_key(&kms, Some(&f.store_id))] {
         let arn = describe_key(&kms, &key).arn;
         let c = ctx(&[("purpose", "test"), ("tenant", "7")]);
@@ -100,12 +100,12 @@ fn round_trips_for_default_and_store_keys() {
 
 #[test]
 fn store_keys_follow_the_store_and_cluster() {
-    let (kms, _clock) = kms();
-    let f = connected_store(&kms, "follow");
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "follow");
     let key = create_key(&kms, Some(&f.store_id));
     let enc = encrypt(&kms, &key, b"data", ctx(&[])).unwrap();
 
-    disconnect(&kms, &f.store_id);
+    disconnect(&kms, &clock, &f.store_id);
     let e = assert_aws(
         encrypt(&kms, &key, b"data", ctx(&[])),
         ErrorKind::KMSInvalidStateException,
@@ -123,7 +123,7 @@ fn store_keys_follow_the_store_and_cluster() {
         ErrorKind::CustomKeyStoreInvalidStateException,
     );
 
-    connect(&kms, &f.store_id);
+    connect(&kms, &clock, &f.store_id);
     assert_eq!(
         decrypt(&kms, &enc.ciphertext_blob, ctx(&[]))
             .unwrap()
@@ -231,12 +231,12 @@ fn batch_forms_answer_each_item() {
 #[test]
 fn ciphertexts_decrypt_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut config, _clock) = config();
+    let (mut config, clock) = config();
     // Small enough that the state is compacted into snapshots along the way.
     config.compact_after_bytes = 2048;
     let (blobs, store_id) = {
         let kms = kmscks::Kms::open_with(dir.path(), config.clone()).unwrap();
-        let f = connected_store(&kms, "restart");
+        let f = connected_store(&kms, &clock, "restart");
         let keys = [create_key(&kms, None), create_key(&kms, Some(&f.store_id))];
         let blobs: Vec<Vec<u8>> = keys
             .iter()
@@ -364,8 +364,8 @@ fn limits_and_parameter_rules() {
 
 #[test]
 fn contexts_key_checks_and_re_encrypt_across_stores() {
-    let (kms, _clock) = kms();
-    let f = connected_store(&kms, "across");
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "across");
     let store_key = create_key(&kms, Some(&f.store_id));
     let default_key = create_key(&kms, None);
     kms.create_alias(&AliasRequest {
@@ -430,7 +430,7 @@ fn contexts_key_checks_and_re_encrypt_across_stores() {
 #[test]
 fn key_states_and_faults_answer_the_spec_exceptions() {
     let (kms, clock) = kms();
-    let f = connected_store(&kms, "states");
+    let f = connected_store(&kms, &clock, "states");
     let key = create_key(&kms, Some(&f.store_id));
     let enc = encrypt(&kms, &key, b"x", ctx(&[])).unwrap();
     kms.schedule_key_deletion(&ScheduleKeyDeletionRequest {
@@ -522,8 +522,8 @@ fn subkey_rollover_keeps_every_blob_decryptable() {
 fn concurrent_calls_during_control_plane_churn_succeed_or_fail_cleanly() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    let (kms, _clock) = kms();
-    let f = connected_store(&kms, "churn");
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "churn");
     let store_key = create_key(&kms, Some(&f.store_id));
     let default_key = create_key(&kms, None);
     let stop = Arc::new(AtomicBool::new(false));
@@ -576,8 +576,8 @@ fn concurrent_calls_during_control_plane_churn_succeed_or_fail_cleanly() {
         kms.disable_key(&key_req(&default_key)).unwrap();
         kms.enable_key(&key_req(&store_key)).unwrap();
         kms.enable_key(&key_req(&default_key)).unwrap();
-        disconnect(&kms, &f.store_id);
-        connect(&kms, &f.store_id);
+        disconnect(&kms, &clock, &f.store_id);
+        connect(&kms, &clock, &f.store_id);
         // Replace an HSM: the key's replicas move with the cluster.
         let cluster = kms
             .describe_clusters(&Default::default())

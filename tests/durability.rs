@@ -25,7 +25,7 @@ use kmscks::kms::model::{Backing, Lifecycle};
 use kmscks::store::journal::{JOURNAL_HEADER_LEN, RECORD_HEADER_LEN};
 use kmscks::store::keyfile::{self, KeyFileOptions, PASSPHRASE_ENV};
 use kmscks::store::DataDir;
-use kmscks::types::{ConnectionState, KeyId, KeyState};
+use kmscks::types::{ConnectionState, KeyId, KeyState, SystemClock};
 use kmscks::{ErrorKind, Kms, KmsConfig};
 
 /// Env var naming the data directory a child test works in.
@@ -101,10 +101,10 @@ struct Populated {
 /// Fills an instance with one of everything: three clusters (one backed up), a connected, a
 /// disconnected and a FAILED store, default and store keys in every state, aliases, tags and
 /// a custom key policy.
-fn populate(kms: &Kms) -> Populated {
-    let connected = connected_store(kms, "Connected");
-    let gone = connected_store(kms, "Disconnected");
-    let failing = connected_store(kms, "Failing");
+fn populate(kms: &Kms, clock: &impl TestClock) -> Populated {
+    let connected = connected_store(kms, clock, "Connected");
+    let gone = connected_store(kms, clock, "Disconnected");
+    let failing = connected_store(kms, clock, "Failing");
     kms.create_backup(&connected.cluster.cluster_id).unwrap();
 
     // Tags and aliases first: keys pending deletion or unavailable refuse them.
@@ -126,11 +126,11 @@ fn populate(kms: &Kms) -> Populated {
     }
     // Keys of the disconnected and the failed store are UNAVAILABLE (one pending deletion).
     schedule(kms, &keys[7], 30);
-    disconnect(kms, &gone.store_id);
-    disconnect(kms, &failing.store_id);
+    disconnect(kms, clock, &gone.store_id);
+    disconnect(kms, clock, &failing.store_id);
     kms.inject_fault(&failing.cluster.cluster_id, &Fault::NetworkDown)
         .unwrap();
-    let failed = connect(kms, &failing.store_id);
+    let failed = connect(kms, clock, &failing.store_id);
     assert_eq!(failed.connection_state, ConnectionState::Failed);
     assert!(failed.connection_error_code.is_some());
 
@@ -296,10 +296,10 @@ fn generation_on_disk(dir: &Path) -> u64 {
 fn restart_round_trip(compact_after_bytes: u64) -> (tempfile::TempDir, u64) {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("data");
-    let (mut config, _clock) = config();
+    let (mut config, clock) = config();
     config.compact_after_bytes = compact_after_bytes;
     let kms = open(&dir, &config);
-    let mut p = populate(&kms);
+    let mut p = populate(&kms, &clock);
     p.stores = kms
         .describe_custom_key_stores(&DescribeCustomKeyStoresRequest::default())
         .unwrap()
@@ -369,11 +369,11 @@ fn restart_across_compactions_gives_back_every_description() {
 fn connecting_and_disconnecting_stores_resume_on_reopen() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("data");
-    let (mut config, _clock) = config();
+    let (mut config, clock) = config();
     let kms = open(&dir, &config);
-    let a = connected_store(&kms, "WillConnect");
-    let b = connected_store(&kms, "WillDisconnect");
-    disconnect(&kms, &a.store_id);
+    let a = connected_store(&kms, &clock, "WillConnect");
+    let b = connected_store(&kms, &clock, "WillDisconnect");
+    disconnect(&kms, &clock, &a.store_id);
     drop(kms);
 
     // A connect delay far longer than the test: only the resume on reopen completes them.
@@ -420,7 +420,7 @@ fn connecting_and_disconnecting_stores_resume_on_reopen() {
 fn second_open_is_refused_until_the_first_instance_is_dropped() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("data");
-    let (mut config, _clock) = config();
+    let (mut config, clock) = config();
     // A pending connection keeps the background worker busy waiting; it must still let go.
     config.connect_delay = Duration::from_secs(3600);
     let fast = KmsConfig {
@@ -428,8 +428,8 @@ fn second_open_is_refused_until_the_first_instance_is_dropped() {
         ..config.clone()
     };
     let kms = open(&dir, &fast);
-    let f = connected_store(&kms, "Locked");
-    disconnect(&kms, &f.store_id);
+    let f = connected_store(&kms, &clock, "Locked");
+    disconnect(&kms, &clock, &f.store_id);
     drop(kms);
     let kms = open(&dir, &config);
     kms.connect_custom_key_store(&id_req(&f.store_id)).unwrap();
@@ -560,10 +560,10 @@ fn torn_journal_tail_loses_only_the_last_record() {
 fn flipped_byte_inside_a_snapshot_names_file_and_offset() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("data");
-    let (mut config, _clock) = config();
+    let (mut config, clock) = config();
     config.compact_after_bytes = 4096;
     let kms = open(&dir, &config);
-    connected_store(&kms, "Snap");
+    connected_store(&kms, &clock, "Snap");
     drop(kms);
     let g = generation_on_disk(&dir);
     assert!(g > 0);
@@ -609,10 +609,10 @@ fn mode(p: &Path) -> u32 {
 fn no_key_material_or_password_is_written_in_the_clear() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("data");
-    let (mut config, _clock) = config();
+    let (mut config, clock) = config();
     config.compact_after_bytes = 4096; // snapshots too must hold no secret
     let kms = open(&dir, &config);
-    let f = connected_store(&kms, "Secrets");
+    let f = connected_store(&kms, &clock, "Secrets");
     let default_keys = [create_key(&kms, None), create_key(&kms, None)];
     let store_keys = [
         create_key(&kms, Some(&f.store_id)),
@@ -975,7 +975,7 @@ fn crash_mid_write_keeps_every_acknowledged_write() {
     let dir = t.path().join("data");
     let config = KmsConfig::default();
     let kms = open(&dir, &config);
-    let f = connected_store(&kms, "Crash");
+    let f = connected_store(&kms, &SystemClock, "Crash");
     create_key(&kms, None); // creates the master key file up front
     drop(kms);
 
@@ -1085,10 +1085,10 @@ fn passphrase_child() {
         let kms = Kms::open(&dir)?;
         match action.as_str() {
             "setup" => {
-                let f = connected_store(&kms, "Sealed");
+                let f = connected_store(&kms, &SystemClock, "Sealed");
                 create_key(&kms, None);
                 create_key(&kms, Some(&f.store_id));
-                disconnect(&kms, &f.store_id);
+                disconnect(&kms, &SystemClock, &f.store_id);
             }
             "use" => {
                 kms.create_key(&CreateKeyRequest::default())?;
@@ -1099,7 +1099,7 @@ fn passphrase_child() {
                     .custom_key_store_id;
                 // Connecting unwraps kmsuser's password under the (sealed) master key.
                 assert_eq!(
-                    connect(&kms, &store).connection_state,
+                    connect(&kms, &SystemClock, &store).connection_state,
                     ConnectionState::Connected
                 );
                 kms.create_key(&CreateKeyRequest {
@@ -1191,8 +1191,8 @@ fn deletions_due_while_stopped_happen_on_reopen_and_stay_done() {
     let dir = t.path().join("data");
     let (config, clock) = config();
     let kms = open(&dir, &config);
-    let up = connected_store(&kms, "Up");
-    let down = connected_store(&kms, "Down");
+    let up = connected_store(&kms, &clock, "Up");
+    let down = connected_store(&kms, &clock, "Down");
     let default_key = create_key(&kms, None);
     let up_key = create_key(&kms, Some(&up.store_id));
     let down_key = create_key(&kms, Some(&down.store_id));
@@ -1202,7 +1202,7 @@ fn deletions_due_while_stopped_happen_on_reopen_and_stay_done() {
     for k in [&default_key, &up_key, &down_key] {
         schedule(&kms, k, 7);
     }
-    disconnect(&kms, &down.store_id);
+    disconnect(&kms, &clock, &down.store_id);
     drop(kms);
 
     clock.advance_days(8);

@@ -54,8 +54,8 @@ fn root_and_user(actions: Value) -> String {
 
 #[test]
 fn default_policy_from_get_key_policy() {
-    let (kms, _clock) = kms();
-    let f = connected_store(&kms, "s1");
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "s1");
     for key_id in [create_key(&kms, None), create_key(&kms, Some(&f.store_id))] {
         let resp = get_policy(&kms, &key_id).unwrap();
         assert_eq!(resp.policy_name, "default");
@@ -475,8 +475,8 @@ fn second_principal_gets_exactly_what_the_policy_grants() {
 
 #[test]
 fn account_level_operations_are_refused_to_other_principals() {
-    let (kms, _clock) = kms();
-    let f = connected_store(&kms, "s1");
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "s1");
     let user = kms.acting_as(USER);
     let cluster_id = f.cluster.cluster_id.clone();
     let store_id = f.store_id.clone();

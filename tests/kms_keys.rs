@@ -173,8 +173,8 @@ fn create_key_in_the_default_store() {
 
 #[test]
 fn create_key_in_a_connected_store_generates_an_hsm_key() {
-    let (kms, _clock) = kms();
-    let f = connected_store(&kms, "s1");
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "s1");
     // Origin may be omitted when a store id is given.
     let md = kms
         .create_key(&CreateKeyRequest {
@@ -204,7 +204,7 @@ fn create_key_in_a_connected_store_generates_an_hsm_key() {
 
 #[test]
 fn create_key_store_exceptions() {
-    let (kms, _clock) = kms();
+    let (kms, clock) = kms();
     // Unknown store.
     let e = assert_aws(
         kms.create_key(&store_key_req("cks-0123456789abcdef0")),
@@ -216,7 +216,7 @@ fn create_key_store_exceptions() {
         ErrorKind::CustomKeyStoreNotFoundException,
     );
     // A store that is not CONNECTED: DISCONNECTED, then again after a disconnect.
-    let f = connected_store(&kms, "s1");
+    let f = connected_store(&kms, &clock, "s1");
     let cluster2 = active_cluster(&kms);
     let idle = kms
         .create_custom_key_store(&store_request(&cluster2, "idle"))
@@ -243,7 +243,7 @@ fn create_key_store_exceptions() {
     );
     assert!(key_labels(&kms, &f.cluster.cluster_id).is_empty());
     // A disconnected store.
-    disconnect(&kms, &f.store_id);
+    disconnect(&kms, &clock, &f.store_id);
     assert_aws(
         kms.create_key(&store_key_req(&f.store_id)),
         ErrorKind::CustomKeyStoreInvalidStateException,
@@ -257,8 +257,8 @@ fn create_key_store_exceptions() {
 
 #[test]
 fn create_key_needs_active_hsms_in_two_zones_not_just_two_hsms() {
-    let (kms, _clock) = kms();
-    let f = connected_store(&kms, "s1");
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "s1");
     let first_zone = f.cluster.zones[0].clone();
     kms.create_hsm(&CreateHsmRequest {
         cluster_id: f.cluster.cluster_id.clone(),
@@ -297,8 +297,8 @@ fn create_key_needs_active_hsms_in_two_zones_not_just_two_hsms() {
 
 #[test]
 fn create_key_refuses_what_a_cloudhsm_store_does_not_support() {
-    let (kms, _clock) = kms();
-    let f = connected_store(&kms, "s1");
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "s1");
     let base = store_key_req(&f.store_id);
     let mut cases: Vec<(String, CreateKeyRequest, ErrorKind)> = Vec::new();
     for spec in KeySpec::ALL
@@ -486,8 +486,8 @@ fn create_key_refuses_what_a_cloudhsm_store_does_not_support() {
 
 #[test]
 fn key_metadata_members_follow_the_spec() {
-    let (kms, _clock) = kms();
-    let f = connected_store(&kms, "s1");
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "s1");
     let key_id = create_key(&kms, Some(&f.store_id));
     let json = serde_json::to_value(describe_key(&kms, &key_id)).unwrap();
     let members: BTreeSet<&str> = json
@@ -549,7 +549,7 @@ fn key_metadata_members_follow_the_spec() {
     kms.enable_key(&key_req(&key_id)).unwrap();
     let md = describe_key(&kms, &key_id);
     assert_eq!((md.key_state, md.enabled), (KeyState::Enabled, true));
-    disconnect(&kms, &f.store_id);
+    disconnect(&kms, &clock, &f.store_id);
     let md = describe_key(&kms, &key_id);
     assert_eq!((md.key_state, md.enabled), (KeyState::Unavailable, false));
     assert_eq!(md.deletion_date, None);
@@ -783,11 +783,11 @@ fn matrix() -> Vec<(&'static str, OpFn, [Expect; 4])> {
 
 #[test]
 fn key_state_matrix() {
-    let (kms, _clock) = kms();
+    let (kms, clock) = kms();
     // Store A stays connected (Enabled, Disabled, PendingDeletion); store B is disconnected
     // (Unavailable).
-    let a = connected_store(&kms, "A");
-    let b = connected_store(&kms, "B");
+    let a = connected_store(&kms, &clock, "A");
+    let b = connected_store(&kms, &clock, "B");
     let ops = matrix();
     let mut cases = Vec::new();
     for (si, state) in STATES.iter().enumerate() {
@@ -819,7 +819,7 @@ fn key_state_matrix() {
             cases.push((si, oi, *name, c));
         }
     }
-    disconnect(&kms, &b.store_id);
+    disconnect(&kms, &clock, &b.store_id);
     for (si, oi, name, c) in &cases {
         let state = STATES[*si];
         assert_eq!(describe_key(&kms, &c.key_id).key_state, state, "{name}");
@@ -860,30 +860,30 @@ fn key_state_matrix() {
 
 #[test]
 fn enable_and_disable_on_an_unavailable_key_take_effect_on_reconnect() {
-    let (kms, _clock) = kms();
-    let f = connected_store(&kms, "s1");
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "s1");
     let key_id = create_key(&kms, Some(&f.store_id));
-    disconnect(&kms, &f.store_id);
+    disconnect(&kms, &clock, &f.store_id);
     kms.disable_key(&key_req(&key_id)).unwrap();
     assert_eq!(describe_key(&kms, &key_id).key_state, KeyState::Unavailable);
     assert_eq!(
-        connect(&kms, &f.store_id).connection_state,
+        connect(&kms, &clock, &f.store_id).connection_state,
         ConnectionState::Connected
     );
     assert_eq!(describe_key(&kms, &key_id).key_state, KeyState::Disabled);
-    disconnect(&kms, &f.store_id);
+    disconnect(&kms, &clock, &f.store_id);
     assert_eq!(describe_key(&kms, &key_id).key_state, KeyState::Unavailable);
     kms.enable_key(&key_req(&key_id)).unwrap();
     assert_eq!(describe_key(&kms, &key_id).key_state, KeyState::Unavailable);
-    connect(&kms, &f.store_id);
+    connect(&kms, &clock, &f.store_id);
     let md = describe_key(&kms, &key_id);
     assert_eq!((md.key_state, md.enabled), (KeyState::Enabled, true));
 }
 
 #[test]
 fn cancel_key_deletion_brings_the_key_back_disabled() {
-    let (kms, _clock) = kms();
-    let f = connected_store(&kms, "s1");
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "s1");
     let key_id = create_key(&kms, Some(&f.store_id));
     schedule(&kms, &key_id, Some(10));
     let arn = describe_key(&kms, &key_id).arn;
@@ -892,14 +892,14 @@ fn cancel_key_deletion_brings_the_key_back_disabled() {
     assert_eq!(describe_key(&kms, &key_id).key_state, KeyState::Disabled);
     // While the store is disconnected the cancelled key reads Unavailable, then Disabled.
     schedule(&kms, &key_id, Some(10));
-    disconnect(&kms, &f.store_id);
+    disconnect(&kms, &clock, &f.store_id);
     assert_eq!(
         describe_key(&kms, &key_id).key_state,
         KeyState::PendingDeletion
     );
     kms.cancel_key_deletion(&key_req(&key_id)).unwrap();
     assert_eq!(describe_key(&kms, &key_id).key_state, KeyState::Unavailable);
-    connect(&kms, &f.store_id);
+    connect(&kms, &clock, &f.store_id);
     assert_eq!(describe_key(&kms, &key_id).key_state, KeyState::Disabled);
 }
 
@@ -943,7 +943,7 @@ fn schedule_key_deletion_window() {
 #[test]
 fn deleted_at_window_end_with_its_aliases_and_hsm_key() {
     let (kms, clock) = kms();
-    let f = connected_store(&kms, "s1");
+    let f = connected_store(&kms, &clock, "s1");
     let key_id = create_key(&kms, Some(&f.store_id));
     let keep = create_key(&kms, Some(&f.store_id));
     let arn = describe_key(&kms, &key_id).arn;
@@ -1020,14 +1020,14 @@ fn deleted_at_window_end_with_its_aliases_and_hsm_key() {
 #[test]
 fn deletion_while_disconnected_leaves_an_orphan_to_delete_by_hand() {
     let (kms, clock) = kms();
-    let f = connected_store(&kms, "s1");
+    let f = connected_store(&kms, &clock, "s1");
     let key_id = create_key(&kms, Some(&f.store_id));
     let arn = describe_key(&kms, &key_id).arn;
     alias(&kms, "alias/orphaned", &key_id).unwrap();
     schedule(&kms, &key_id, Some(7));
-    disconnect(&kms, &f.store_id);
+    disconnect(&kms, &clock, &f.store_id);
     clock.advance_days(7);
-    // The background sweep may have got there first (it runs every second of real time).
+    // The jump wakes the background sweep, which may get there before this call does.
     assert!(kms.run_scheduled_deletions().unwrap() <= 1);
     assert_eq!(kms.run_scheduled_deletions().unwrap(), 0);
     assert_aws(
@@ -1083,8 +1083,8 @@ fn deletion_while_disconnected_leaves_an_orphan_to_delete_by_hand() {
 
 #[test]
 fn list_keys_shows_every_state_and_pages() {
-    let (kms, _clock) = kms();
-    let f = connected_store(&kms, "s1");
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "s1");
     let mut ids = BTreeSet::new();
     for _ in 0..3 {
         ids.insert(create_key(&kms, None));
@@ -1095,7 +1095,7 @@ fn list_keys_shows_every_state_and_pages() {
     schedule(&kms, &pending, None);
     let unavailable = create_key(&kms, Some(&f.store_id));
     ids.extend([disabled, pending, unavailable.clone()]);
-    disconnect(&kms, &f.store_id);
+    disconnect(&kms, &clock, &f.store_id);
     assert_eq!(
         describe_key(&kms, &unavailable).key_state,
         KeyState::Unavailable
@@ -1562,8 +1562,8 @@ fn tag_limits_overwrite_untag_and_paging() {
 
 #[test]
 fn refused_operations_for_custom_key_store_keys() {
-    let (kms, _clock) = kms();
-    let f = connected_store(&kms, "s1");
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "s1");
     let key_id = create_key(&kms, Some(&f.store_id));
     let arn = describe_key(&kms, &key_id).arn;
     alias(&kms, "alias/store-key", &key_id).unwrap();
@@ -1660,7 +1660,7 @@ fn key_operations_survive_a_restart() {
     let (config, clock) = config();
     let (before, key_id, doomed, gone) = {
         let kms = Kms::open_with(dir.path(), config.clone()).unwrap();
-        let f = connected_store(&kms, "s1");
+        let f = connected_store(&kms, &clock, "s1");
         let key_id = create_key(&kms, Some(&f.store_id));
         alias(&kms, "alias/durable", &key_id).unwrap();
         tag_key(&kms, &key_id, vec![tag("t", "v")]).unwrap();

@@ -7,8 +7,8 @@ use kmscks::types::{ConnectionState, KeyManager, KeyState, Origin};
 
 #[test]
 fn four_steps_give_a_connected_store_and_a_cloudhsm_key() {
-    let (kms, _clock) = kms();
-    let f = connected_store(&kms, "ExampleKeyStore");
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "ExampleKeyStore");
     let entry = describe_store(&kms, &f.store_id);
     assert_eq!(entry.connection_state, ConnectionState::Connected);
     assert_eq!(entry.connection_error_code, None);

@@ -18,7 +18,7 @@ mod keystore_ops;
 mod worker;
 
 use commit::{earliest_deletion, Core, Shared};
-use worker::{background, FollowUpKey, Lifetime, Task, Tasks};
+use worker::{background, clock_waker, FollowUpKey, Lifetime, Task, Tasks};
 
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -216,9 +216,12 @@ impl Kms {
                     "cannot start the background worker: {e}"
                 )
             })?;
+        let waker = clock_waker(&shared);
+        shared.config.clock.on_jump(Arc::downgrade(&waker));
         let life = Arc::new(Lifetime {
             shared: Arc::downgrade(&shared),
             worker: Mutex::new(Some(worker)),
+            _clock_waker: waker,
         });
         Ok(Kms {
             shared,

@@ -9,7 +9,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::{Mutex, Weak};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::kms::stores;
 use crate::kms::stores::FollowUp;
@@ -17,7 +17,8 @@ use crate::types::*;
 
 #[derive(Default)]
 pub(super) struct Tasks {
-    pub(super) queue: BinaryHeap<Reverse<(Instant, u64, Task)>>,
+    /// Due tasks by the instance's clock time, then by scheduling order.
+    pub(super) queue: BinaryHeap<Reverse<(Timestamp, u64, Task)>>,
     pub(super) seq: u64,
     pub(super) stop: bool,
 }
@@ -38,6 +39,8 @@ pub(super) enum FollowUpKey {
 pub(super) struct Lifetime {
     pub(super) shared: Weak<Shared>,
     pub(super) worker: Mutex<Option<JoinHandle<()>>>,
+    /// Subscribed to the clock's jumps (held here: the clock keeps only a weak reference).
+    pub(super) _clock_waker: std::sync::Arc<dyn Fn() + Send + Sync>,
 }
 
 impl Drop for Lifetime {
@@ -68,13 +71,13 @@ impl Kms {
 }
 
 impl Shared {
+    /// Schedules `task` for `after` from now, by the instance's clock.
     pub(super) fn schedule(&self, task: Task, after: Duration) {
+        let due = self.config.clock.now().plus(after);
         let mut tasks = lock(&self.tasks);
         tasks.seq += 1;
         let seq = tasks.seq;
-        tasks
-            .queue
-            .push(Reverse((Instant::now() + after, seq, task)));
+        tasks.queue.push(Reverse((due, seq, task)));
         drop(tasks);
         self.tasks_cv.notify_all();
     }
@@ -93,6 +96,21 @@ impl Shared {
     }
 }
 
+/// Wakes the worker when the instance's clock jumps (see [`Clock::on_jump`]): it takes the
+/// tasks lock first, so the worker is either waiting (and is woken) or has not yet read the
+/// clock (and will read the new time).
+pub(super) fn clock_waker(
+    shared: &std::sync::Arc<Shared>,
+) -> std::sync::Arc<dyn Fn() + Send + Sync> {
+    let weak = std::sync::Arc::downgrade(shared);
+    std::sync::Arc::new(move || {
+        if let Some(shared) = weak.upgrade() {
+            drop(lock(&shared.tasks));
+            shared.tasks_cv.notify_all();
+        }
+    })
+}
+
 /// The background worker: finishes connects and disconnects when due, and sweeps deletions.
 pub(super) fn background(shared: Weak<Shared>) {
     loop {
@@ -105,13 +123,16 @@ pub(super) fn background(shared: Weak<Shared>) {
                 if tasks.stop {
                     return;
                 }
-                let now = Instant::now();
+                let now = strong.config.clock.now();
                 match tasks.queue.peek() {
                     Some(Reverse((at, _, _))) if *at <= now => {
                         break tasks.queue.pop().map(|Reverse((_, _, t))| t)
                     }
                     Some(Reverse((at, _, _))) => {
-                        let wait = *at - now;
+                        // As long as the clock needs to pass in real time (a clock that jumps
+                        // instead wakes us through `on_jump`); at least 1 ms, so a clock that
+                        // stands still costs a wake-up per due task per millisecond at most.
+                        let wait = at.since(now).max(Duration::from_millis(1));
                         tasks = strong
                             .tasks_cv
                             .wait_timeout(tasks, wait)

@@ -1,7 +1,7 @@
 //! Time, through a clock that tests can replace so they can jump past a deletion window.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -28,6 +28,19 @@ impl Timestamp {
     /// The time `days` days after this one.
     pub fn plus_days(self, days: u32) -> Timestamp {
         Timestamp(self.0 + i64::from(days) * 86_400_000)
+    }
+
+    /// The time `d` after this one (saturating).
+    pub fn plus(self, d: std::time::Duration) -> Timestamp {
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
+    }
+
+    /// How long after `earlier` this time is (zero when it is not after it).
+    pub fn since(self, earlier: Timestamp) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::try_from(self.0 - earlier.0).unwrap_or(0))
     }
 
     /// Milliseconds since the epoch.
@@ -70,7 +83,18 @@ impl<'de> Deserialize<'de> for Timestamp {
 pub trait Clock: Send + Sync + 'static {
     /// Now.
     fn now(&self) -> Timestamp;
+
+    /// Asks for `wake` to be called each time this clock jumps forward by decree rather than
+    /// by passing (a [`ManualClock`] being advanced). Background timers keyed to this clock
+    /// use it to notice the jump; a clock that only moves with real time ignores it. Only a
+    /// weak reference is kept: dropping the waker unsubscribes.
+    fn on_jump(&self, wake: Weak<dyn Fn() + Send + Sync>) {
+        let _ = wake;
+    }
 }
+
+/// The callbacks to run when a [`ManualClock`] jumps.
+type Wakers = Mutex<Vec<Weak<dyn Fn() + Send + Sync>>>;
 
 /// The system's wall clock.
 #[derive(Clone, Copy, Debug, Default)]
@@ -85,14 +109,30 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that only moves when told to; clones share the same time.
-#[derive(Clone, Debug)]
-pub struct ManualClock(Arc<AtomicI64>);
+/// A clock that only moves when told to; clones share the same time. Timers keyed to it (the
+/// background worker's connect completion and deletion sweep) fire when it is advanced past
+/// them, never by themselves: a test decides when a connection attempt completes.
+#[derive(Clone)]
+pub struct ManualClock(Arc<ManualInner>);
+
+struct ManualInner {
+    millis: AtomicI64,
+    wakers: Wakers,
+}
+
+impl std::fmt::Debug for ManualClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ManualClock").field(&self.now()).finish()
+    }
+}
 
 impl ManualClock {
     /// A clock set to `start`.
     pub fn new(start: Timestamp) -> ManualClock {
-        ManualClock(Arc::new(AtomicI64::new(start.0)))
+        ManualClock(Arc::new(ManualInner {
+            millis: AtomicI64::new(start.0),
+            wakers: Mutex::new(Vec::new()),
+        }))
     }
 
     /// A clock set to the current wall-clock time.
@@ -105,15 +145,35 @@ impl ManualClock {
         self.advance_millis(i64::from(days) * 86_400_000);
     }
 
-    /// Moves the clock forward by `ms` milliseconds.
+    /// Moves the clock forward by `ms` milliseconds, then wakes every timer keyed to it.
     pub fn advance_millis(&self, ms: i64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
+        self.0.millis.fetch_add(ms, Ordering::SeqCst);
+        let live: Vec<_> = {
+            let mut wakers = self.0.wakers.lock().unwrap_or_else(|p| p.into_inner());
+            wakers.retain(|w| w.strong_count() > 0);
+            wakers.iter().filter_map(Weak::upgrade).collect()
+        };
+        // Called outside the lock: a waker may take locks of its own.
+        for wake in live {
+            wake();
+        }
+    }
+
+    /// Moves the clock forward by `d`.
+    pub fn advance(&self, d: std::time::Duration) {
+        self.advance_millis(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        Timestamp(self.0.load(Ordering::SeqCst))
+        Timestamp(self.0.millis.load(Ordering::SeqCst))
+    }
+
+    fn on_jump(&self, wake: Weak<dyn Fn() + Send + Sync>) {
+        let mut wakers = self.0.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        wakers.retain(|w| w.strong_count() > 0);
+        wakers.push(wake);
     }
 }
 
@@ -142,5 +202,41 @@ mod tests {
         c.advance_days(7);
         assert_eq!(c2.now(), Timestamp(7 * 86_400_000));
         assert_eq!(Timestamp(0).plus_days(7), c2.now());
+    }
+
+    #[test]
+    fn advancing_a_manual_clock_wakes_live_subscribers_and_forgets_dropped_ones() {
+        use std::sync::atomic::AtomicUsize;
+        let c = ManualClock::new(Timestamp(0));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        c.on_jump(Arc::downgrade(&wake));
+        c.advance_millis(5);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        drop(wake);
+        c.advance_millis(5);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "a dropped waker is not called"
+        );
+        assert!(c.0.wakers.lock().unwrap().is_empty(), "and is forgotten");
+    }
+
+    #[test]
+    fn timestamps_add_durations_and_measure_gaps() {
+        let t = Timestamp(1_000);
+        assert_eq!(
+            t.plus(std::time::Duration::from_millis(250)),
+            Timestamp(1_250)
+        );
+        assert_eq!(
+            Timestamp(1_250).since(t),
+            std::time::Duration::from_millis(250)
+        );
+        assert_eq!(t.since(Timestamp(1_250)), std::time::Duration::ZERO);
     }
 }

@@ -7,18 +7,39 @@ use std::time::Duration;
 use kmscks::api::hsm::{CreateClusterRequest, CreateHsmRequest, UserRequest};
 use kmscks::api::kms::*;
 use kmscks::secret::Password;
-use kmscks::types::{ConnectionState, HsmUserRole, ManualClock, Origin};
+use kmscks::types::{ConnectionState, HsmUserRole, ManualClock, Origin, SystemClock};
 use kmscks::{ErrorKind, Kms, KmsConfig, KmsError};
 
 /// kmsuser's password in every fixture.
 pub const KMSUSER_PASSWORD: &str = "kmsuserPassw0rd";
 
-/// A configuration with a fast connect and a clock the test controls.
+/// The clock of an instance under test, as the fixtures drive it: a [`ManualClock`] is
+/// advanced; the system clock passes by itself.
+pub trait TestClock {
+    /// Lets `d` pass.
+    fn pass(&self, d: Duration);
+}
+
+impl TestClock for ManualClock {
+    fn pass(&self, d: Duration) {
+        self.advance(d);
+    }
+}
+
+impl TestClock for SystemClock {
+    fn pass(&self, _d: Duration) {}
+}
+
+/// How long a connection attempt takes in the fixtures, on the test's clock.
+pub const CONNECT_DELAY: Duration = Duration::from_millis(5);
+
+/// A configuration with a clock the test controls (connect and disconnect complete when it
+/// passes [`CONNECT_DELAY`]).
 pub fn config() -> (KmsConfig, ManualClock) {
     let clock = ManualClock::starting_now();
     let config = KmsConfig {
         clock: Arc::new(clock.clone()),
-        connect_delay: Duration::from_millis(5),
+        connect_delay: CONNECT_DELAY,
         ..KmsConfig::default()
     };
     (config, clock)
@@ -88,33 +109,40 @@ pub struct StoreFixture {
     pub store_id: String,
 }
 
-pub fn connected_store(kms: &Kms, name: &str) -> StoreFixture {
+pub fn connected_store(kms: &Kms, clock: &impl TestClock, name: &str) -> StoreFixture {
     let cluster = active_cluster(kms);
     let store_id = kms
         .create_custom_key_store(&store_request(&cluster, name))
         .unwrap()
         .custom_key_store_id;
-    connect(kms, &store_id);
+    connect(kms, clock, &store_id);
     assert_eq!(connection_state(kms, &store_id), ConnectionState::Connected);
     StoreFixture { cluster, store_id }
 }
 
-/// Connects and waits for the attempt to settle.
-pub fn connect(kms: &Kms, store_id: &str) -> CustomKeyStoreEntry {
+/// Connects, lets the connect delay pass on the test's clock, and waits for the attempt to
+/// settle (the background worker completes it when the clock passes its due time).
+pub fn connect(kms: &Kms, clock: &impl TestClock, store_id: &str) -> CustomKeyStoreEntry {
     kms.connect_custom_key_store(&CustomKeyStoreIdRequest {
         custom_key_store_id: store_id.into(),
     })
     .unwrap();
-    kms.wait_for_connection(store_id, Duration::from_secs(10))
-        .unwrap()
+    settle(kms, clock, store_id)
 }
 
-/// Disconnects and waits for DISCONNECTED.
-pub fn disconnect(kms: &Kms, store_id: &str) -> CustomKeyStoreEntry {
+/// Disconnects, lets the delay pass on the test's clock, and waits for DISCONNECTED.
+pub fn disconnect(kms: &Kms, clock: &impl TestClock, store_id: &str) -> CustomKeyStoreEntry {
     kms.disconnect_custom_key_store(&CustomKeyStoreIdRequest {
         custom_key_store_id: store_id.into(),
     })
     .unwrap();
+    settle(kms, clock, store_id)
+}
+
+/// Advances the clock past the connect delay and waits until the store is neither
+/// CONNECTING nor DISCONNECTING.
+pub fn settle(kms: &Kms, clock: &impl TestClock, store_id: &str) -> CustomKeyStoreEntry {
+    clock.pass(CONNECT_DELAY);
     kms.wait_for_connection(store_id, Duration::from_secs(10))
         .unwrap()
 }
