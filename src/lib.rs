@@ -7,8 +7,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod bootstrap;
-pub mod cli;
+pub mod api;
 pub mod client;
 pub mod control;
 pub mod crypto;
@@ -16,11 +15,8 @@ pub mod daemon;
 pub mod dataplane;
 pub mod engine;
 pub mod error;
-pub mod api;
 pub mod hsm;
 pub mod kms;
-pub mod loadgen;
-pub mod loadgen_socket;
 pub mod ops;
 pub mod paths;
 pub mod protocol;

@@ -13,9 +13,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
 use crate::api::hsm::*;
 use crate::api::kms::*;
+use crate::error::Result;
 use crate::types::PolicyAction;
 
 /// Invokes the macro `$callback` with every row of the operation table, in table order:

@@ -14,12 +14,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use common::*;
+use kmscks::api::hsm::{DescribeClustersRequest, Fault};
+use kmscks::api::kms::*;
 use kmscks::control::keyring::MASTER_KEY;
 use kmscks::control::State;
 use kmscks::crypto::wrap;
-use kmscks::api::hsm::{DescribeClustersRequest, Fault};
 use kmscks::hsm::model::KeyObject;
-use kmscks::api::kms::*;
 use kmscks::kms::keys::default_material_aad;
 use kmscks::kms::model::{Backing, Lifecycle};
 use kmscks::store::journal::{JOURNAL_HEADER_LEN, RECORD_HEADER_LEN};

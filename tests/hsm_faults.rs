@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use kmscks::api::hsm::*;
-use kmscks::hsm::pki::CertificateAuthority;
 use kmscks::api::kms::*;
+use kmscks::hsm::pki::CertificateAuthority;
 use kmscks::secret::Password;
 use kmscks::types::{
     BackupState, ClusterState, ConnectionErrorCode, ConnectionState, HsmId, HsmUserRole, KeyState,

@@ -9,8 +9,8 @@
 //! The batch vectors are reused across reads: once warm, this path allocates nothing beyond
 //! the requests' and responses' own bodies.
 
-use crate::error::KmsError;
 use crate::api::kms::{DecryptRequest, EncryptRequest, GenerateDataKeyRequest};
+use crate::error::KmsError;
 use crate::ops::{Op, Request, Response};
 use crate::protocol::{self, Header, HelloReply, ProtocolError, HEADER_LEN};
 use crate::Kms;

@@ -25,6 +25,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// The per-user default data directory (`$XDG_DATA_HOME/kmscks`, else
+/// `~/.local/share/kmscks`, else `./kmscks-data`): the default of [`DaemonConfig::data_dir`].
+pub use crate::paths::default_data_dir;
 pub use bootstrap::Bootstrap;
 pub use config::{DaemonConfig, DaemonFlags};
 

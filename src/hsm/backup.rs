@@ -4,9 +4,9 @@
 
 use super::cluster::cluster;
 use super::{CloudHsmState, HsmChange, HsmTx};
+use crate::api::hsm::*;
 use crate::err;
 use crate::error::Result;
-use crate::api::hsm::*;
 use crate::hsm::model::*;
 use crate::types::*;
 

@@ -4,9 +4,9 @@
 use super::audit::opcode;
 use super::cluster::{cluster, describe_hsm};
 use super::{HsmChange, HsmTx};
+use crate::api::hsm::*;
 use crate::err;
 use crate::error::Result;
-use crate::api::hsm::*;
 use crate::hsm::model::*;
 use crate::hsm::pki::{self, ClusterKey};
 use crate::types::limits::MAX_HSMS_PER_CLUSTER;

@@ -6,9 +6,9 @@ use super::cluster::{active_cluster, cluster};
 use super::password::password_matches;
 use super::user::user;
 use super::{CloudHsmState, HsmChange, HsmTx};
+use crate::api::hsm::*;
 use crate::err;
 use crate::error::Result;
-use crate::api::hsm::*;
 use crate::secret::Password;
 use crate::types::*;
 

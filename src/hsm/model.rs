@@ -213,4 +213,3 @@ pub struct Backup {
     /// For copies: the backup and Region this one was copied from.
     pub copied_from: Option<(BackupId, String)>,
 }
-

@@ -1,8 +1,8 @@
 //! Aliases: CreateAlias, UpdateAlias, DeleteAlias, ListAliases (spec §4.3).
 
+use crate::api::kms::*;
 use crate::err;
 use crate::error::Result;
-use crate::api::kms::*;
 use crate::kms::keys::{authorize, require_root, resolve_id};
 use crate::kms::model::{Alias, Key, Lifecycle};
 use crate::kms::paging;

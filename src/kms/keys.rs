@@ -3,10 +3,10 @@
 
 use serde_json::json;
 
+use crate::api::kms::*;
 use crate::err;
 use crate::error::Result;
 use crate::hsm;
-use crate::api::kms::*;
 use crate::kms::model::{Backing, Key, Lifecycle};
 use crate::kms::policy::{self, KeyPolicy};
 use crate::kms::state::{KmsChange, KmsState};

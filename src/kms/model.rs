@@ -134,4 +134,3 @@ pub struct Alias {
     /// When it was last re-pointed.
     pub last_updated: Timestamp,
 }
-

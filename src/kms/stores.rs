@@ -4,11 +4,11 @@
 //! CONNECTING / DISCONNECTING; the service runs [`complete_connect`] / [`complete_disconnect`]
 //! a moment later (the `epoch` guards against finishing a superseded attempt).
 
+use crate::api::kms::*;
 use crate::err;
 use crate::error::Result;
 use crate::hsm::model::Cluster;
 use crate::hsm::{self, pki};
-use crate::api::kms::*;
 use crate::kms::model::KeyStore;
 use crate::kms::paging;
 use crate::kms::state::{KmsChange, KmsState};

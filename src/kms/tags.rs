@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::api::kms::*;
 use crate::err;
 use crate::error::Result;
-use crate::api::kms::*;
 use crate::kms::keys::{authorize, resolve_id};
 use crate::kms::model::Lifecycle;
 use crate::kms::paging;

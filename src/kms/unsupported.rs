@@ -2,9 +2,9 @@
 //! key in a CloudHSM key store (spec §5), and an honest one for default-store keys where kmscks
 //! lacks the feature. The list of them is [`Refused`], in `kms::api`.
 
+use crate::api::kms::{KeyIdRequest, KeyRotationStatusResponse, Refused};
 use crate::err;
 use crate::error::Result;
-use crate::api::kms::{KeyIdRequest, KeyRotationStatusResponse, Refused};
 use crate::kms::keys::{authorize, resolve, resolve_id};
 use crate::kms::tx::Tx;
 use crate::ops::Op;

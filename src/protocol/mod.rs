@@ -15,6 +15,7 @@
 //! [`decode_response`] decode a complete body, refusing unknown op codes and trailing bytes.
 
 pub mod codec;
+pub mod echo;
 mod frame;
 mod hello;
 

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use crate::secret::{Password, SecretBytes};
+use kmscks::secret::{Password, SecretBytes};
 
 /// A `&'static [ArgSpec]` from spec expressions (const-evaluated).
 macro_rules! specs {
@@ -89,14 +89,6 @@ pub const fn req(flag: &'static str, kind: Kind, help: &'static str) -> ArgSpec 
 }
 
 impl ArgSpec {
-    /// The same flag filling another member.
-    pub const fn into_member(self, member: &'static str) -> ArgSpec {
-        ArgSpec {
-            member: Some(member),
-            ..self
-        }
-    }
-
     /// The request member this flag fills.
     pub fn member_name(&self) -> String {
         match self.member {

@@ -19,7 +19,7 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::ops::Response;
+use kmscks::ops::Response;
 
 /// Output format (`--output`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,23 +60,6 @@ pub fn print_response(resp: &Response, format: Format, out: &mut dyn Write) -> i
                 .map_err(|e| io::Error::other(format!("cannot re-read the response: {e}")))?;
             let mut lines = String::new();
             text_lines(None, &value, &mut lines);
-            out.write_all(lines.as_bytes())
-        }
-    }
-}
-
-/// Prints any serialisable value as JSON or text (for the kmscks extras, e.g. bench reports).
-pub fn print_value(value: &Value, format: Format, out: &mut dyn Write) -> io::Result<()> {
-    match format {
-        Format::Json => {
-            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-            let mut ser = serde_json::Serializer::with_formatter(&mut *out, fmt);
-            value.serialize(&mut ser).map_err(io::Error::other)?;
-            out.write_all(b"\n")
-        }
-        Format::Text => {
-            let mut lines = String::new();
-            text_lines(None, value, &mut lines);
             out.write_all(lines.as_bytes())
         }
     }
@@ -267,8 +250,8 @@ impl<S: Serializer> Serializer for Unwrap<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::kms::{Empty, EncryptResponse, KeyListEntry, ListKeysResponse};
-    use crate::types::EncryptionAlgorithm;
+    use kmscks::api::kms::{Empty, EncryptResponse, KeyListEntry, ListKeysResponse};
+    use kmscks::types::EncryptionAlgorithm;
 
     #[test]
     fn json_is_the_inner_object_with_four_space_indent() {

@@ -6,11 +6,11 @@
 //! it), and the batch operations `encrypt-batch`, `decrypt-batch`, `generate-data-key-batch`,
 //! `generate-data-key-without-plaintext-batch` (`--items` takes a JSON list of the single
 //! operation's requests, blobs in base64). The operations kmscks refuses (key rotation,
-//! import, key pairs, signing, MACs, replication; [`crate::api::kms::Refused::ALL`]) have their `aws kms` verbs
+//! import, key pairs, signing, MACs, replication; [`kmscks::api::kms::Refused::ALL`]) have their `aws kms` verbs
 //! too; they answer with the exception AWS gives for a key of a custom key store.
 
 use super::args::{opt, req, specs, ArgSpec, Kind::*};
-use crate::ops::Op;
+use kmscks::ops::Op;
 
 const KEY_ID: ArgSpec = req("key-id", Str, "Key id, key ARN, alias name or alias ARN");
 const STORE_ID: ArgSpec = req("custom-key-store-id", Str, "The custom key store's id");
@@ -129,7 +129,7 @@ pub fn args(op: Op) -> Option<&'static [ArgSpec]> {
             req("target-key-id", Str, "The key (id or ARN)"),
         ],
         Op::DeleteAlias => specs![req("alias-name", Str, "alias/…")],
-        // Each refused operation ([`crate::api::kms::Refused::ALL`]) has its own verb too; this is the generic form.
+        // Each refused operation ([`kmscks::api::kms::Refused::ALL`]) has its own verb too; this is the generic form.
         Op::Refused => specs![
             req(
                 "operation",

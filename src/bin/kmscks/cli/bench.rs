@@ -21,7 +21,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 use super::{CliError, Format, Target};
 use crate::loadgen::{self, LoadOp, LoadOpts, LoadReport};
 use crate::loadgen_socket::{self, SocketLoadOpts};
-use crate::KmsConfig;
+use kmscks::KmsConfig;
 
 /// The `bench` subcommand.
 pub fn command() -> Command {

@@ -15,7 +15,7 @@
 //! | `inject-fault --cluster-id --fault JSON` | kmscks extra: e.g. `--fault NetworkDown`, `--fault '{"HsmLost":"hsm-…"}'` |
 
 use super::args::{opt, req, specs, ArgSpec, Kind::*};
-use crate::ops::Op;
+use kmscks::ops::Op;
 
 const CLUSTER_ID: ArgSpec = req("cluster-id", Str, "The cluster's id");
 const USERNAME: ArgSpec = req("username", Str, "The HSM user");

@@ -14,19 +14,16 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::crypto::random::RandomPool;
-use crate::crypto::subkey::counter_nonce;
-use crate::engine::{AllowAll, Control, Engine, Gate, HsmSlot};
-use crate::err;
-use crate::error::Result;
-use crate::api::kms::{
+use kmscks::api::kms::{
     DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateRandomRequest,
 };
-use crate::secret::KeyMaterial;
-use crate::secret::SecretBytes;
-use crate::types::limits::{NUMBER_OF_BYTES, PLAINTEXT_LEN};
-use crate::types::{DataKeySpec, KeyId, KeyRef};
-use crate::Kms;
+use kmscks::engine::{counter_nonce, RandomPool};
+use kmscks::err;
+use kmscks::error::Result;
+use kmscks::secret::SecretBytes;
+use kmscks::types::limits::{NUMBER_OF_BYTES, PLAINTEXT_LEN};
+use kmscks::types::DataKeySpec;
+use kmscks::Kms;
 
 /// The operation to drive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -238,29 +235,6 @@ impl LoadReport {
     }
 }
 
-/// Adds a default-fleet key (open gate, every principal allowed) to a bare engine and returns
-/// it: the setup of the engine-level load and benches.
-pub fn add_load_key(engine: &Engine) -> Result<KeyRef> {
-    let key = KeyId::generate();
-    engine.apply(&[
-        Control::AddHsm {
-            hsm: HsmSlot::Default,
-        },
-        Control::PutKey {
-            key,
-            arn: Arc::from(format!("arn:aws:kms:us-east-1:111122223333:key/{key}")),
-            gate: Gate::Open,
-            authorizer: Arc::new(AllowAll),
-        },
-        Control::PutReplica {
-            hsm: HsmSlot::Default,
-            key,
-            material: KeyMaterial::generate(),
-        },
-    ])?;
-    Ok(KeyRef::Id(key))
-}
-
 /// Per-thread requests, built once and reused for every call (no per-call request building).
 struct KmsCaller {
     kms: Kms,
@@ -393,12 +367,12 @@ pub fn compare_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRepor
     Ok(r.with_baseline(&run_baseline(opts)))
 }
 
-/// An in-memory instance made ready for load by [`crate::bootstrap`]: a key in a connected
+/// An in-memory instance made ready for load by [`build_ready_system`](kmscks::daemon::bootstrap::build_ready_system): a key in a connected
 /// custom key store, whose ARN is returned (callers at volume name keys by id or ARN; an alias
 /// costs one more lookup per call).
-pub fn bench_instance(config: crate::KmsConfig) -> Result<(Kms, String)> {
+pub fn bench_instance(config: kmscks::KmsConfig) -> Result<(Kms, String)> {
     let kms = Kms::in_memory_with(config);
-    let b = crate::bootstrap::bootstrap(&kms, "alias/bench")?;
+    let b = kmscks::daemon::bootstrap::build_ready_system(&kms, "alias/bench")?;
     Ok((kms, b.key_arn))
 }
 
@@ -509,8 +483,8 @@ mod tests {
 
     #[test]
     fn short_runs_report_sane_numbers() {
-        let config = crate::KmsConfig {
-            engine: crate::engine::EngineConfig {
+        let config = kmscks::KmsConfig {
+            engine: kmscks::engine::EngineConfig {
                 shards: 2,
                 pin_workers: false,
                 ..Default::default()
@@ -559,7 +533,7 @@ mod tests {
         };
         assert_eq!(
             run_kms(&kms, &key, &bad).unwrap_err().kind(),
-            crate::ErrorKind::ValidationException
+            kmscks::ErrorKind::ValidationException
         );
     }
 }
