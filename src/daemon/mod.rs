@@ -14,12 +14,12 @@
 //! bytes), limits hit.
 
 pub mod bootstrap;
-pub mod config;
+mod config;
 mod conn;
 mod dispatch;
 mod event_loop;
-pub mod identity;
-pub mod listener;
+mod identity;
+mod listener;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -71,7 +71,8 @@ pub(super) fn parse_csr(der: &[u8]) -> Result<X509CertificationRequest<'_>, PkiE
 mod tests {
     use super::*;
     use crate::hsm::pki::fixtures::{der_of, setup, to_pem};
-    use crate::hsm::pki::{verify_cluster_certificate, PkiError};
+    use crate::hsm::pki::error::PkiError;
+    use crate::hsm::pki::verify_cluster_certificate;
 
     #[test]
     fn valid_pem_of_invalid_der_is_malformed_certificate_or_csr() {
