@@ -1,10 +1,10 @@
 //! `kmscksd`: the daemon serving kmscks over a Unix socket.
 //!
-//! [`Daemon::bind`] binds the socket (see [`listener`]), opens the data directory and, when
+//! [`Daemon::bind`] binds the socket (see `listener`), opens the data directory and, when
 //! asked, bootstraps a ready system ([`bootstrap`]); [`Daemon::serve`] runs the mio event loop
 //! until a [`Shutdown`] handle is triggered. [`run`] does both.
 //!
-//! Each connection acts as the principal of its peer's uid ([`identity`]); its frames are
+//! Each connection acts as the principal of its peer's uid (`identity`); its frames are
 //! decoded with [`crate::protocol`] and answered by the engine, with consecutive data-plane
 //! requests of one read batched into one engine call.
 //!

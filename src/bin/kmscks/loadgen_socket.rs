@@ -32,7 +32,7 @@ use kmscks::secret::SecretBytes;
 
 /// What to run over the socket.
 #[derive(Clone, Debug)]
-pub struct SocketLoadOpts {
+pub(crate) struct SocketLoadOpts {
     /// The operation.
     pub op: LoadOp,
     /// Connections (one driving thread each).
@@ -216,7 +216,7 @@ fn drive(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker) -> Result<Loa
 }
 
 /// Drives the daemon at `path` as `opts` says.
-pub fn run_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadReport> {
+pub(crate) fn run_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadReport> {
     let client = Client::connect(path)?;
     let maker = prepare(&client, opts)?;
     drive(path, opts, &maker)
@@ -226,7 +226,7 @@ pub fn run_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadReport> {
 /// echo server that answers with `reply` (a reply as the daemon would send it). Only its test
 /// uses it alone; [`compare_socket`] runs the floor with a real reply.
 #[cfg(test)]
-pub fn run_echo_baseline(
+pub(crate) fn run_echo_baseline(
     opts: &SocketLoadOpts,
     key_id: &str,
     reply: &Result<Response, KmsError>,
@@ -258,7 +258,7 @@ impl SocketLoadOpts {
 
 /// Runs the daemon at `path`, then the echo floor with the same frame sizes, C and D; fills in
 /// the baseline members and `ratio` = daemon ops/s ÷ echo ops/s.
-pub fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadReport> {
+pub(crate) fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadReport> {
     let client = Client::connect(path)?;
     let maker = prepare(&client, opts)?;
     // One real reply: the echo server sends exactly these bytes back.

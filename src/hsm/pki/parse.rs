@@ -19,7 +19,7 @@ pub fn same_certificate(a_pem: &str, b_pem: &str) -> bool {
 }
 
 /// The DER of the first certificate in `pem`, checked to parse as X.509.
-pub fn certificate_der(pem: &str) -> Result<Vec<u8>, PkiError> {
+pub(super) fn certificate_der(pem: &str) -> Result<Vec<u8>, PkiError> {
     const WHAT: &str = "certificate";
     let der = decode_pem(pem, CERT_LABELS, WHAT)?;
     parse_certificate(&der, WHAT)?;

@@ -45,7 +45,7 @@ const GENERATE_DATA_KEY: &[ArgSpec] = &[
 
 /// The flags of a KMS operation's verb; `None` for operations that are not `kms` verbs (the
 /// simulated CloudHSM's).
-pub fn args(op: Op) -> Option<&'static [ArgSpec]> {
+pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
     Some(match op {
         Op::CreateCustomKeyStore => specs![
             req("custom-key-store-name", Str, "Unique name of the store"),
@@ -212,7 +212,7 @@ pub fn args(op: Op) -> Option<&'static [ArgSpec]> {
 }
 
 /// Default member values of a verb (filled when the flag is absent).
-pub fn defaults(op: Op) -> &'static [(&'static str, u64)] {
+pub(crate) fn defaults(op: Op) -> &'static [(&'static str, u64)] {
     match op {
         Op::WaitForConnection => &[("TimeoutMillis", 30_000)],
         _ => &[],
@@ -220,4 +220,4 @@ pub fn defaults(op: Op) -> &'static [(&'static str, u64)] {
 }
 
 /// The flags of a refused operation's verb.
-pub const REFUSED_ARGS: &[ArgSpec] = &[KEY_ID];
+pub(crate) const REFUSED_ARGS: &[ArgSpec] = &[KEY_ID];
