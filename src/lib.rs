@@ -20,7 +20,8 @@
 //! 9. `service` — [`Kms`], the handle every interface calls;
 //! 10. interfaces: `protocol` (framing and codec, from the op table; knows nothing of the
 //!     service), `client` ([`Client`], over `protocol`), `daemon` (`kmscksd`: serves a [`Kms`]
-//!     over `protocol`). The binaries (`kmscks`: the CLI and `kmscks bench`'s load
+//!     over `protocol`); `paths` (the per-user default socket and data directory, which
+//!     `client` and `daemon` re-export). The binaries (`kmscks`: the CLI and `kmscks bench`'s load
 //!     generators; `kmscksd`) sit above and use only this public surface.
 //!
 //! # Public surface
