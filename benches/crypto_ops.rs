@@ -11,18 +11,40 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use kmscks::crypto::random::RandomPool;
-use kmscks::crypto::subkey::counter_nonce;
 use kmscks::engine::*;
-use kmscks::types::KeyRef;
+use kmscks::secret::KeyMaterial;
+use kmscks::types::{KeyId, KeyRef};
 
 const P: &str = "arn:aws:iam::111122223333:root";
 const BATCH: usize = 64;
 
 fn engine() -> (Arc<Engine>, KeyRef) {
     let e = Engine::new(EngineConfig::default()).unwrap();
-    let key = kmscks::loadgen::add_load_key(&e).unwrap();
+    let key = add_load_key(&e).unwrap();
     (Arc::new(e), key)
+}
+
+/// Adds a default-fleet key (open gate, every principal allowed) to a bare engine and returns
+/// it: the setup of the engine-level load and benches.
+fn add_load_key(engine: &Engine) -> kmscks::Result<KeyRef> {
+    let key = KeyId::generate();
+    engine.apply(&[
+        Control::AddHsm {
+            hsm: HsmSlot::Default,
+        },
+        Control::PutKey {
+            key,
+            arn: Arc::from(format!("arn:aws:kms:us-east-1:111122223333:key/{key}")),
+            gate: Gate::Open,
+            authorizer: Arc::new(AllowAll),
+        },
+        Control::PutReplica {
+            hsm: HsmSlot::Default,
+            key,
+            material: KeyMaterial::generate(),
+        },
+    ])?;
+    Ok(KeyRef::Id(key))
 }
 
 /// Runs `iters` iterations of `f` on each of `threads` threads; returns wall time / threads.

@@ -24,6 +24,10 @@ use std::sync::Mutex;
 
 use crate::error::{ErrorKind, KmsError, Result};
 use crate::ops::{Backend, Request, Response};
+/// The per-user default socket path (`$KMSCKS_SOCKET`, else `$XDG_RUNTIME_DIR/kmscks.sock`,
+/// else `/tmp/kmscks-<uid>.sock`): where a client looks for the daemon unless told otherwise.
+pub use crate::paths::default_socket;
+
 use crate::protocol::{
     decode_hello_reply, decode_response, encode_hello, split_frame, try_encode_request, Hello,
     HelloReply, ProtocolError, OP_HELLO, VERSION,
@@ -234,10 +238,10 @@ impl Client {
         })
     }
 
-    /// Connects to the default socket ([`crate::paths::default_socket`]: `KMSCKS_SOCKET`, else
+    /// Connects to the default socket ([`default_socket`]: `KMSCKS_SOCKET`, else
     /// `$XDG_RUNTIME_DIR/kmscks.sock`, else `/tmp/kmscks-<uid>.sock`).
     pub fn connect_default() -> Result<Client> {
-        Client::connect(crate::paths::default_socket())
+        Client::connect(default_socket())
     }
 
     /// The socket this client talks to.

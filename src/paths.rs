@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 /// Environment variable naming the daemon's socket.
-pub const SOCKET_ENV: &str = "KMSCKS_SOCKET";
+pub(crate) const SOCKET_ENV: &str = "KMSCKS_SOCKET";
 
 fn uid() -> u32 {
     // The real uid of this process; std exposes it through the metadata of /proc/self.

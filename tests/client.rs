@@ -309,28 +309,3 @@ fn oversized_request_is_refused_locally() {
     // The connection is still fine.
     create_key(&c);
 }
-
-#[test]
-fn socket_load_generator_compares_with_the_echo_floor() {
-    use kmscks::loadgen::LoadOp;
-    use kmscks::loadgen_socket::{compare_socket, SocketLoadOpts};
-    let (_d, path, _kms) = server();
-    for op in [LoadOp::GenerateDataKey, LoadOp::Decrypt] {
-        let opts = SocketLoadOpts {
-            op,
-            connections: 2,
-            pipeline: 4,
-            payload: 32,
-            duration: std::time::Duration::from_millis(200),
-            key_id: None,
-        };
-        let r = compare_socket(&path, &opts).unwrap();
-        assert_eq!(r.errors, 0, "{r:?}");
-        assert!(
-            r.ops_per_sec > 0.0 && r.baseline_ops_per_sec.unwrap() > 0.0,
-            "{r:?}"
-        );
-        assert!(r.ratio.unwrap() > 0.0);
-        assert!(r.to_json().contains("\"ratio\""));
-    }
-}

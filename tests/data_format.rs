@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use kmscks::control::STATE_FORMAT;
+use kmscks::store::journal::FORMAT_VERSION as STATE_FORMAT;
 use kmscks::{ErrorKind, Kms};
 
 /// The only file in `dir` whose name starts with `prefix`.

@@ -260,7 +260,7 @@ fn outputs(kms: &Kms, p: &Populated) -> String {
 
 /// `&dyn Serialize` is not object safe; this tiny shim is.
 mod erased {
-    pub trait Ser {
+    pub(crate) trait Ser {
         fn json(&self) -> serde_json::Value;
     }
     impl<T: serde::Serialize> Ser for T {

@@ -772,7 +772,7 @@ mod prop {
     use proptest::prelude::*;
 
     #[derive(Clone, Debug)]
-    pub enum Step {
+    pub(crate) enum Step {
         Connect,
         Disconnect,
         Rename(u8),

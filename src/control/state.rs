@@ -13,14 +13,6 @@ use crate::kms::state::{KmsChange, KmsState};
 use crate::kms::tx::Outcome;
 use crate::types::{Scope, Timestamp};
 
-/// Version of the snapshot and record encoding ([`State`], [`Record`]), written in the header
-/// of every journal and snapshot file; a data directory in another format is refused at open.
-/// Its one home is the store, which writes and checks it; bump it there whenever the shape of
-/// [`State`], [`Change`] or [`Record`] (or of anything they hold) changes.
-///
-/// Format 2: the state split into its CloudHSM and KMS halves.
-pub const STATE_FORMAT: u32 = crate::store::journal::FORMAT_VERSION;
-
 /// Everything kmscks knows, in memory.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {

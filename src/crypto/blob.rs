@@ -197,11 +197,6 @@ pub fn parse(blob: &[u8]) -> Result<BlobView<'_>> {
 }
 
 impl BlobView<'_> {
-    /// Payload length in bytes.
-    pub fn payload_len(&self) -> usize {
-        self.ciphertext.len()
-    }
-
     /// Authenticates and decrypts under `key` with `ctx`; a wrong key, a changed byte or a
     /// different context is `InvalidCiphertextException`.
     pub fn open(&self, key: &LessSafeKey, ctx: &EncryptionContext) -> Result<SecretBytes> {

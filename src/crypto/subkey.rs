@@ -94,12 +94,8 @@ impl SubkeySchedule {
         }
     }
 
-    /// The key this schedule belongs to.
-    pub fn key_id(&self) -> KeyId {
-        self.key_id
-    }
-
     /// How many epochs (salts) this schedule has started.
+    #[cfg(test)]
     pub fn epochs_started(&self) -> u64 {
         self.epochs
     }
@@ -204,11 +200,13 @@ impl SubkeyCache {
     }
 
     /// Number of cached subkeys.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.current.len() + self.previous.len()
     }
 
     /// Whether the cache is empty.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -52,7 +52,7 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub fn new(stream: UnixStream, serial: u64, peer: Peer, kms: Kms) -> Conn {
+    pub(super) fn new(stream: UnixStream, serial: u64, peer: Peer, kms: Kms) -> Conn {
         Conn {
             stream,
             serial,
@@ -70,7 +70,7 @@ impl Conn {
     }
 
     /// Reads until the socket would block, the peer closed, or the buffer is at its cap.
-    pub fn fill(&mut self) -> io::Result<Filled> {
+    pub(super) fn fill(&mut self) -> io::Result<Filled> {
         loop {
             if self.filled == self.rbuf.len() {
                 if self.rbuf.len() >= READ_CAP {
@@ -90,7 +90,7 @@ impl Conn {
     }
 
     /// Drops the first `n` bytes of the read buffer (the frames handled).
-    pub fn consume(&mut self, n: usize) {
+    pub(super) fn consume(&mut self, n: usize) {
         let old = self.filled;
         self.rbuf.copy_within(n..old, 0);
         self.filled -= n;
@@ -103,13 +103,13 @@ impl Conn {
     }
 
     /// Bytes of replies not yet written.
-    pub fn pending(&self) -> usize {
+    pub(super) fn pending(&self) -> usize {
         self.wbuf.len() - self.wpos
     }
 
     /// Writes pending replies until done or the socket would block. Returns true when all are
     /// written.
-    pub fn flush(&mut self) -> io::Result<bool> {
+    pub(super) fn flush(&mut self) -> io::Result<bool> {
         while self.wpos < self.wbuf.len() {
             match self.stream.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

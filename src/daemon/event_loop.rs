@@ -64,7 +64,7 @@ pub(crate) struct EventLoop {
 }
 
 impl EventLoop {
-    pub fn new(
+    pub(super) fn new(
         listener: Listener,
         kms: Kms,
         config: DaemonConfig,
@@ -104,7 +104,7 @@ impl EventLoop {
 
     /// Serves until `shutdown` is triggered, then stops accepting, finishes in-flight work,
     /// flushes replies (bounded by a grace period) and closes everything.
-    pub fn run(mut self, shutdown: &Shutdown) -> Result<()> {
+    pub(super) fn run(mut self, shutdown: &Shutdown) -> Result<()> {
         let mut events = Events::with_capacity(1024);
         let idle = Duration::from_secs(self.config.idle_timeout_secs);
         let mut last_sweep = Instant::now();

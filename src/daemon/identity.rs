@@ -14,7 +14,7 @@ use crate::types::Scope;
 
 /// The credentials of a connected peer, as the kernel recorded them at `connect`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Peer {
+pub(super) struct Peer {
     /// Process id.
     pub pid: i32,
     /// User id.
@@ -25,7 +25,7 @@ pub struct Peer {
 
 impl Peer {
     /// The principal key policies are evaluated for.
-    pub fn principal(&self, scope: &Scope, daemon_uid: u32) -> String {
+    pub(super) fn principal(&self, scope: &Scope, daemon_uid: u32) -> String {
         crate::kms::policy::principal_for_uid(scope, self.uid, daemon_uid)
     }
 }
@@ -34,7 +34,7 @@ impl Peer {
 ///
 /// Errors: `KMSInternalException` naming the OS error when the kernel refuses.
 #[allow(unsafe_code)]
-pub fn peer_credentials(socket: &impl AsRawFd) -> Result<Peer> {
+pub(super) fn peer_credentials(socket: &impl AsRawFd) -> Result<Peer> {
     let mut cred = libc::ucred {
         pid: 0,
         uid: u32::MAX,
@@ -74,7 +74,7 @@ pub fn peer_credentials(socket: &impl AsRawFd) -> Result<Peer> {
 
 /// The effective uid of this process (the daemon's uid).
 #[allow(unsafe_code)]
-pub fn daemon_uid() -> u32 {
+pub(super) fn daemon_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }

@@ -10,7 +10,7 @@ use crate::err;
 use crate::error::Result;
 
 /// A bound listener and the socket file it owns (removed on drop).
-pub struct Listener {
+pub(super) struct Listener {
     /// The mio listener.
     pub inner: mio::net::UnixListener,
     path: PathBuf,
@@ -30,7 +30,7 @@ impl Listener {
     /// Errors: `StoreInUseException` when a live daemon answers on `path`;
     /// `ValidationException` when `path` exists and is not a socket; `KMSInternalException`
     /// naming the path and OS error for any other failure.
-    pub fn bind(path: &Path, mode: u32, gid: Option<u32>) -> Result<Listener> {
+    pub(super) fn bind(path: &Path, mode: u32, gid: Option<u32>) -> Result<Listener> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             if !parent.exists() {
                 std::fs::DirBuilder::new()
@@ -122,7 +122,7 @@ impl Listener {
     }
 
     /// The socket file's path.
-    pub fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.path
     }
 }

@@ -1,10 +1,10 @@
 //! `kmscksd`: the daemon serving kmscks over a Unix socket.
 //!
-//! [`Daemon::bind`] binds the socket (see [`listener`]), opens the data directory and, when
+//! [`Daemon::bind`] binds the socket (see `listener`), opens the data directory and, when
 //! asked, bootstraps a ready system ([`bootstrap`]); [`Daemon::serve`] runs the mio event loop
 //! until a [`Shutdown`] handle is triggered. [`run`] does both.
 //!
-//! Each connection acts as the principal of its peer's uid ([`identity`]); its frames are
+//! Each connection acts as the principal of its peer's uid (`identity`); its frames are
 //! decoded with [`crate::protocol`] and answered by the engine, with consecutive data-plane
 //! requests of one read batched into one engine call.
 //!
@@ -14,17 +14,20 @@
 //! bytes), limits hit.
 
 pub mod bootstrap;
-pub mod config;
+mod config;
 mod conn;
 mod dispatch;
 mod event_loop;
-pub mod identity;
-pub mod listener;
+mod identity;
+mod listener;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// The per-user default data directory (`$XDG_DATA_HOME/kmscks`, else
+/// `~/.local/share/kmscks`, else `./kmscks-data`): the default of [`DaemonConfig::data_dir`].
+pub use crate::paths::default_data_dir;
 pub use bootstrap::Bootstrap;
 pub use config::{DaemonConfig, DaemonFlags};
 

@@ -59,6 +59,12 @@ pub use sched::{
     CALLER_SPIN, QUEUE_CAPACITY, RECENT_CALLER, SPLIT_BACKOFF, SPLIT_MIN, WORKER_SPIN,
 };
 
+/// The raw-crypto floor's parts: the pooled randomness and the counter nonces the engine's
+/// shards use. They are public so that a raw aws-lc-rs loop can be built from the same parts
+/// the engine uses — the floor that `kmscks bench` and the crypto benches measure it against.
+pub use crate::crypto::random::RandomPool;
+/// See [`RandomPool`]: the engine's nonce construction, public for the raw floor.
+pub use crate::crypto::subkey::counter_nonce;
 use crate::crypto::subkey::DEFAULT_MAX_USES;
 use crate::err;
 use crate::error::{Constraint, KmsError, Result};

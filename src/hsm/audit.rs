@@ -11,14 +11,14 @@ use crate::types::*;
 /// Audit opcodes. The numbers of LOGIN, LOGOUT, CREATE_USER and DESTROY_OBJECT are
 /// CloudHSM's; the others are kmscks's own.
 pub(super) mod opcode {
-    pub const CREATE_USER: (&str, u32) = ("CN_CREATE_USER", 0x3);
-    pub const DELETE_USER: (&str, u32) = ("CN_DELETE_USER", 0x4);
-    pub const CHANGE_PSWD: (&str, u32) = ("CN_CHANGE_PSWD", 0x5);
-    pub const LOGIN: (&str, u32) = ("CN_LOGIN", 0xd);
-    pub const LOGOUT: (&str, u32) = ("CN_LOGOUT", 0xe);
-    pub const DESTROY_OBJECT: (&str, u32) = ("CN_DESTROY_OBJECT", 0x11);
-    pub const GENERATE_KEY: (&str, u32) = ("CN_GENERATE_KEY", 0x1a);
-    pub const INIT_TOKEN: (&str, u32) = ("CN_INIT_TOKEN", 0x1);
+    pub(crate) const CREATE_USER: (&str, u32) = ("CN_CREATE_USER", 0x3);
+    pub(crate) const DELETE_USER: (&str, u32) = ("CN_DELETE_USER", 0x4);
+    pub(crate) const CHANGE_PSWD: (&str, u32) = ("CN_CHANGE_PSWD", 0x5);
+    pub(crate) const LOGIN: (&str, u32) = ("CN_LOGIN", 0xd);
+    pub(crate) const LOGOUT: (&str, u32) = ("CN_LOGOUT", 0xe);
+    pub(crate) const DESTROY_OBJECT: (&str, u32) = ("CN_DESTROY_OBJECT", 0x11);
+    pub(crate) const GENERATE_KEY: (&str, u32) = ("CN_GENERATE_KEY", 0x1a);
+    pub(crate) const INIT_TOKEN: (&str, u32) = ("CN_INIT_TOKEN", 0x1);
 }
 
 /// Writes one command's record to the stream of every active HSM of `cluster`.

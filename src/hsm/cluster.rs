@@ -20,9 +20,9 @@ use crate::secret::Password;
 use crate::types::*;
 
 /// Default HSM type.
-pub const DEFAULT_HSM_TYPE: &str = "hsm2m.medium";
+pub(super) const DEFAULT_HSM_TYPE: &str = "hsm2m.medium";
 /// First key handle handed out in a new cluster (CloudHSM handles look like 262162).
-pub const FIRST_HANDLE: u64 = 262_145;
+pub(super) const FIRST_HANDLE: u64 = 262_145;
 
 // ---------------------------------------------------------------------------------------------
 // Lookups
@@ -42,7 +42,7 @@ impl KmsErrorExt {
 }
 
 /// The cluster `id`, or CloudHsmResourceNotFoundException.
-pub fn cluster<'s>(state: &'s CloudHsmState, id: &str) -> Result<&'s Cluster> {
+pub(super) fn cluster<'s>(state: &'s CloudHsmState, id: &str) -> Result<&'s Cluster> {
     let cid = parse_cluster_id(id)?;
     state.clusters.get(&cid).ok_or_else(|| {
         err!(
@@ -77,7 +77,7 @@ pub(super) fn active_cluster<'s>(state: &'s CloudHsmState, id: &str) -> Result<&
 // Descriptions
 
 /// DescribeClusters view of a cluster.
-pub fn describe(cluster: &Cluster) -> ClusterDescription {
+pub(super) fn describe(cluster: &Cluster) -> ClusterDescription {
     ClusterDescription {
         cluster_id: cluster.id.clone(),
         create_timestamp: cluster.created,

@@ -14,7 +14,7 @@ use crate::types::limits::MAX_KEYS_PER_CLUSTER;
 use crate::types::*;
 
 /// The user KMS logs in as.
-pub const KMS_USER: &str = "kmsuser";
+pub(super) const KMS_USER: &str = "kmsuser";
 
 /// Whether KMS can talk to the cluster right now; the reason if not, as a connection error code.
 pub fn reachability<'s>(

@@ -27,20 +27,18 @@ mod user;
 pub use audit::audit_log;
 pub use backup::{copy_backup_to_region, create_backup, delete_backup, describe_backup};
 pub use cluster::{
-    cluster, create_cluster, delete_cluster, describe, describe_clusters, initialize_cluster,
-    initialize_cluster_with_new_ca, DEFAULT_HSM_TYPE, FIRST_HANDLE,
+    create_cluster, delete_cluster, describe_clusters, initialize_cluster,
+    initialize_cluster_with_new_ca,
 };
 pub use devices::{create_hsm, delete_hsm};
 pub use fault::inject_fault;
 pub use key_object::{delete_key_object, list_key_objects};
 pub use kms_session::{
     find_key, kms_connect, kms_delete_key, kms_disconnect, kms_generate_key, kms_logged_in,
-    reachability, KMS_USER,
+    reachability,
 };
-pub use password::{hash_password, password_matches};
 pub use state::{CloudHsmState, HsmChange};
 pub use tx::{HsmOutcome, HsmTx, Wrapper};
 pub use user::{
     change_password, create_user, delete_user, list_users, login_external, logout_external,
-    LoginOutcome,
 };

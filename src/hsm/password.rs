@@ -18,7 +18,7 @@ const PASSWORD_ITERATIONS: u32 = 10_000;
 pub(super) const ROTATED_PASSWORD_LEN: usize = 32;
 
 /// A salted hash of `password`.
-pub fn hash_password(password: &Password) -> PasswordHash {
+pub(super) fn hash_password(password: &Password) -> PasswordHash {
     let mut salt = [0u8; 16];
     aws_lc_rs::rand::fill(&mut salt).expect("system randomness unavailable");
     let mut hash = [0u8; 32];
@@ -38,7 +38,7 @@ pub fn hash_password(password: &Password) -> PasswordHash {
 }
 
 /// Whether `password` matches `hash` (constant time).
-pub fn password_matches(hash: &PasswordHash, password: &Password) -> bool {
+pub(super) fn password_matches(hash: &PasswordHash, password: &Password) -> bool {
     let Some(iterations) = NonZeroU32::new(hash.iterations) else {
         return false;
     };

@@ -148,7 +148,7 @@ fn describe_user(u: &HsmUser) -> UserDescription {
 
 /// How a login attempt ended.
 #[derive(Debug, PartialEq, Eq)]
-pub enum LoginOutcome {
+pub(super) enum LoginOutcome {
     /// Logged in.
     Ok,
     /// No such user.

@@ -178,12 +178,11 @@ fn accept_policy(tx: &Tx<'_>, text: &str, key_arn: &str, bypass: bool) -> Result
     Ok(())
 }
 
-/// What CreateKey made: the response and the new key's material, for the data plane.
+/// What CreateKey made: the response (the data plane takes the new key's material from the
+/// state it mirrors).
 pub struct Created {
     /// The response.
     pub response: KeyMetadataResponse,
-    /// The key's material.
-    pub material: KeyMaterial,
 }
 
 /// CreateKey in the default key store or in a custom key store.
@@ -273,13 +272,13 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
         None => policy::default_policy(tx.scope),
     };
 
-    let (backing, material, extra) = match &req.custom_key_store_id {
+    let (backing, extra) = match &req.custom_key_store_id {
         None => {
             let material = KeyMaterial::generate();
             let wrapped = tx
                 .keys
                 .wrap_key(MASTER_KEY, &default_material_aad(&id), &material)?;
-            (Backing::Default { wrapped }, material, json!({}))
+            (Backing::Default { wrapped }, json!({}))
         }
         Some(store_id) => {
             let s = stores::store(tx.state, store_id)?.clone();
@@ -297,7 +296,9 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
             if !hsm::kms_logged_in(tx.cloudhsm, &s.cluster_id, &s.id) {
                 return Err(err!(KMSInternalException, "KMS is not logged in to CloudHSM cluster {} as kmsuser; disconnect and reconnect the custom key store", s.cluster_id));
             }
-            let (handle, material) =
+            // The key object (and so its material) stays in the HSM's state, which the data
+            // plane mirrors.
+            let (handle, _material) =
                 tx.in_hsm(|h| hsm::kms_generate_key(h, &s.cluster_id, &arn))?;
             let backing_key_id = backing_key_id(handle, &arn);
             let extra = json!({
@@ -311,7 +312,6 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
                     handle,
                     backing_key_id,
                 },
-                material,
                 extra,
             )
         }
@@ -341,7 +341,7 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
         }),
     );
     tx.push(KmsChange::PutKey(Box::new(key)));
-    Ok(Created { response, material })
+    Ok(Created { response })
 }
 
 /// Metadata of a key that is not in the state yet (its store is).

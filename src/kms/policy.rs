@@ -70,7 +70,6 @@ pub fn principal_for_uid(scope: &Scope, uid: u32, daemon_uid: u32) -> String {
 /// A parsed, validated and compiled key policy. Immutable; cheap to share behind an `Arc`.
 #[derive(Clone, Debug)]
 pub struct KeyPolicy {
-    text: Box<str>,
     statements: Box<[Statement]>,
 }
 
@@ -145,15 +144,10 @@ impl KeyPolicy {
                 )),
             };
         Ok(KeyPolicy {
-            text: text.into(),
             statements: statements.into(),
         })
     }
 
-    /// The document text exactly as it was parsed (what GetKeyPolicy returns).
-    pub fn text(&self) -> &str {
-        &self.text
-    }
 
     /// Whether `principal` may perform `action` (e.g. `kms:Encrypt`) on the key `key_arn`.
     pub fn allows(&self, principal: &str, action: &str, key_arn: &str) -> bool {

@@ -29,13 +29,16 @@ impl bincode::enc::write::Writer for VecWriter<'_> {
 }
 
 /// Appends the bincode encoding of `value` to `out`.
-pub fn encode_body<T: bincode::Encode>(value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+pub(super) fn encode_body<T: bincode::Encode>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
     let mut enc = bincode::enc::EncoderImpl::new(VecWriter(out), BINCODE_CONFIG);
     value.encode(&mut enc)
 }
 
 /// Decodes a `T` from the front of `body`; returns it and the bytes consumed.
-pub fn decode_body<T: bincode::Decode<()>>(body: &[u8]) -> Result<(T, usize), DecodeError> {
+pub(super) fn decode_body<T: bincode::Decode<()>>(body: &[u8]) -> Result<(T, usize), DecodeError> {
     bincode::decode_from_slice(body, BINCODE_CONFIG)
 }
 

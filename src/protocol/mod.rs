@@ -14,7 +14,8 @@
 //! (against [`MAX_BODY`], before anything is allocated), then [`decode_request`] /
 //! [`decode_response`] decode a complete body, refusing unknown op codes and trailing bytes.
 
-pub mod codec;
+mod codec;
+pub mod echo;
 mod frame;
 mod hello;
 

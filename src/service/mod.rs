@@ -249,10 +249,12 @@ impl Kms {
         &self.shared.config.scope
     }
 
-    /// A copy of the whole control-plane state (for tests and diagnostics; holds no secrets
-    /// in the clear: key material and passwords are wrapped).
-    pub fn state_snapshot(&self) -> State {
-        lock(&self.shared.core).state.clone()
+    internal_item! {
+        /// A copy of the whole control-plane state (for tests and diagnostics; holds no secrets
+        /// in the clear: key material and passwords are wrapped).
+        pub fn state_snapshot(&self) -> State {
+            lock(&self.shared.core).state.clone()
+        }
     }
 }
 

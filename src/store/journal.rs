@@ -25,8 +25,8 @@ use crate::Result;
 pub const JOURNAL_MAGIC: [u8; 4] = *b"KCKJ";
 /// Data-directory format version this build writes and reads, in the header of every journal
 /// and snapshot file. It covers both the framing here and the encoding of the payloads (the
-/// control plane's state and records, whose name for it is `control::STATE_FORMAT`): bump it
-/// whenever either changes shape. Version 2: the state split into its CloudHSM and KMS halves.
+/// control plane's `State`, `Change` and `Record`, and anything they hold): bump it whenever
+/// either changes shape. Version 2: the state split into its CloudHSM and KMS halves.
 pub const FORMAT_VERSION: u32 = 2;
 /// Length of the journal file header.
 pub const JOURNAL_HEADER_LEN: usize = 20;
@@ -133,11 +133,13 @@ pub(crate) fn encode_record(out: &mut Vec<u8>, record: &[u8]) {
 }
 
 /// Payload length of a batch frame holding `records`.
+#[cfg(any(test, feature = "internals"))]
 pub(crate) fn batch_payload_len(records: &[&[u8]]) -> usize {
     records.iter().map(|r| 4 + r.len()).sum()
 }
 
 /// Appends a batch frame holding `records` to `out`.
+#[cfg(any(test, feature = "internals"))]
 pub(crate) fn encode_batch(out: &mut Vec<u8>, records: &[&[u8]]) {
     encode_frame(out, BATCH_MAGIC, |o| {
         for r in records {

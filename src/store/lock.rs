@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::Result;
 
 /// Name of the lock file inside a data directory.
-pub const LOCK_FILE: &str = "LOCK";
+pub(super) const LOCK_FILE: &str = "LOCK";
 
 /// Opens `<dir>/LOCK` and takes an exclusive, non-blocking lock on it. The lock is released
 /// when the returned file is dropped (closed).

@@ -11,11 +11,11 @@ use kmscks::types::{ConnectionState, HsmUserRole, ManualClock, Origin, SystemClo
 use kmscks::{ErrorKind, Kms, KmsConfig, KmsError};
 
 /// kmsuser's password in every fixture.
-pub const KMSUSER_PASSWORD: &str = "kmsuserPassw0rd";
+pub(crate) const KMSUSER_PASSWORD: &str = "kmsuserPassw0rd";
 
 /// The clock of an instance under test, as the fixtures drive it: a [`ManualClock`] is
 /// advanced; the system clock passes by itself.
-pub trait TestClock {
+pub(crate) trait TestClock {
     /// Lets `d` pass.
     fn pass(&self, d: Duration);
 }
@@ -31,11 +31,11 @@ impl TestClock for SystemClock {
 }
 
 /// How long a connection attempt takes in the fixtures, on the test's clock.
-pub const CONNECT_DELAY: Duration = Duration::from_millis(5);
+pub(crate) const CONNECT_DELAY: Duration = Duration::from_millis(5);
 
 /// A configuration with a clock the test controls (connect and disconnect complete when it
 /// passes [`CONNECT_DELAY`]).
-pub fn config() -> (KmsConfig, ManualClock) {
+pub(crate) fn config() -> (KmsConfig, ManualClock) {
     let clock = ManualClock::starting_now();
     let config = KmsConfig {
         clock: Arc::new(clock.clone()),
@@ -46,20 +46,20 @@ pub fn config() -> (KmsConfig, ManualClock) {
 }
 
 /// An in-memory instance with [`config`].
-pub fn kms() -> (Kms, ManualClock) {
+pub(crate) fn kms() -> (Kms, ManualClock) {
     let (config, clock) = config();
     (Kms::in_memory_with(config), clock)
 }
 
 /// An ACTIVE cluster with one HSM in each of its two zones, initialised with a CA kmscks made,
 /// and a kmsuser crypto user.
-pub struct ClusterFixture {
+pub(crate) struct ClusterFixture {
     pub cluster_id: String,
     pub trust_anchor: String,
     pub zones: Vec<String>,
 }
 
-pub fn active_cluster(kms: &Kms) -> ClusterFixture {
+pub(crate) fn active_cluster(kms: &Kms) -> ClusterFixture {
     let cluster = kms
         .create_cluster(&CreateClusterRequest::default())
         .unwrap()
@@ -93,7 +93,7 @@ pub fn active_cluster(kms: &Kms) -> ClusterFixture {
 }
 
 /// The request that creates a store named `name` on the fixture's cluster.
-pub fn store_request(c: &ClusterFixture, name: &str) -> CreateCustomKeyStoreRequest {
+pub(crate) fn store_request(c: &ClusterFixture, name: &str) -> CreateCustomKeyStoreRequest {
     CreateCustomKeyStoreRequest {
         custom_key_store_name: name.into(),
         cloud_hsm_cluster_id: Some(c.cluster_id.clone()),
@@ -104,12 +104,12 @@ pub fn store_request(c: &ClusterFixture, name: &str) -> CreateCustomKeyStoreRequ
 }
 
 /// A store on a fresh active cluster, connected.
-pub struct StoreFixture {
+pub(crate) struct StoreFixture {
     pub cluster: ClusterFixture,
     pub store_id: String,
 }
 
-pub fn connected_store(kms: &Kms, clock: &impl TestClock, name: &str) -> StoreFixture {
+pub(crate) fn connected_store(kms: &Kms, clock: &impl TestClock, name: &str) -> StoreFixture {
     let cluster = active_cluster(kms);
     let store_id = kms
         .create_custom_key_store(&store_request(&cluster, name))
@@ -122,7 +122,7 @@ pub fn connected_store(kms: &Kms, clock: &impl TestClock, name: &str) -> StoreFi
 
 /// Connects, lets the connect delay pass on the test's clock, and waits for the attempt to
 /// settle (the background worker completes it when the clock passes its due time).
-pub fn connect(kms: &Kms, clock: &impl TestClock, store_id: &str) -> CustomKeyStoreEntry {
+pub(crate) fn connect(kms: &Kms, clock: &impl TestClock, store_id: &str) -> CustomKeyStoreEntry {
     kms.connect_custom_key_store(&CustomKeyStoreIdRequest {
         custom_key_store_id: store_id.into(),
     })
@@ -131,7 +131,7 @@ pub fn connect(kms: &Kms, clock: &impl TestClock, store_id: &str) -> CustomKeySt
 }
 
 /// Disconnects, lets the delay pass on the test's clock, and waits for DISCONNECTED.
-pub fn disconnect(kms: &Kms, clock: &impl TestClock, store_id: &str) -> CustomKeyStoreEntry {
+pub(crate) fn disconnect(kms: &Kms, clock: &impl TestClock, store_id: &str) -> CustomKeyStoreEntry {
     kms.disconnect_custom_key_store(&CustomKeyStoreIdRequest {
         custom_key_store_id: store_id.into(),
     })
@@ -141,17 +141,17 @@ pub fn disconnect(kms: &Kms, clock: &impl TestClock, store_id: &str) -> CustomKe
 
 /// Advances the clock past the connect delay and waits until the store is neither
 /// CONNECTING nor DISCONNECTING.
-pub fn settle(kms: &Kms, clock: &impl TestClock, store_id: &str) -> CustomKeyStoreEntry {
+pub(crate) fn settle(kms: &Kms, clock: &impl TestClock, store_id: &str) -> CustomKeyStoreEntry {
     clock.pass(CONNECT_DELAY);
     kms.wait_for_connection(store_id, Duration::from_secs(10))
         .unwrap()
 }
 
-pub fn connection_state(kms: &Kms, store_id: &str) -> ConnectionState {
+pub(crate) fn connection_state(kms: &Kms, store_id: &str) -> ConnectionState {
     describe_store(kms, store_id).connection_state
 }
 
-pub fn describe_store(kms: &Kms, store_id: &str) -> CustomKeyStoreEntry {
+pub(crate) fn describe_store(kms: &Kms, store_id: &str) -> CustomKeyStoreEntry {
     let req = DescribeCustomKeyStoresRequest {
         custom_key_store_id: Some(store_id.into()),
         ..Default::default()
@@ -163,7 +163,7 @@ pub fn describe_store(kms: &Kms, store_id: &str) -> CustomKeyStoreEntry {
 }
 
 /// Creates a key in `store_id` (or the default store) and returns its id.
-pub fn create_key(kms: &Kms, store_id: Option<&str>) -> String {
+pub(crate) fn create_key(kms: &Kms, store_id: Option<&str>) -> String {
     let req = CreateKeyRequest {
         custom_key_store_id: store_id.map(str::to_owned),
         origin: store_id.map(|_| Origin::AwsCloudhsm),
@@ -172,20 +172,23 @@ pub fn create_key(kms: &Kms, store_id: Option<&str>) -> String {
     kms.create_key(&req).unwrap().key_metadata.key_id
 }
 
-pub fn key_req(key_id: &str) -> KeyIdRequest {
+pub(crate) fn key_req(key_id: &str) -> KeyIdRequest {
     KeyIdRequest {
         key_id: key_id.into(),
         ..Default::default()
     }
 }
 
-pub fn describe_key(kms: &Kms, key_id: &str) -> KeyMetadata {
+pub(crate) fn describe_key(kms: &Kms, key_id: &str) -> KeyMetadata {
     kms.describe_key(&key_req(key_id)).unwrap().key_metadata
 }
 
 /// Asserts that `result` failed with the AWS exception `kind`.
 #[track_caller]
-pub fn assert_aws<T: std::fmt::Debug>(result: Result<T, KmsError>, kind: ErrorKind) -> KmsError {
+pub(crate) fn assert_aws<T: std::fmt::Debug>(
+    result: Result<T, KmsError>,
+    kind: ErrorKind,
+) -> KmsError {
     match result {
         Err(e) if e.kind() == kind => e,
         other => panic!("expected {}, got {other:?}", kind.aws_name()),
@@ -194,7 +197,7 @@ pub fn assert_aws<T: std::fmt::Debug>(result: Result<T, KmsError>, kind: ErrorKi
 
 /// A cluster restored (in the same Region) from a fresh backup of `cluster_id`, with one HSM
 /// in each of its zones: related to the original, holding its users and key objects.
-pub fn restored_cluster(kms: &Kms, cluster_id: &str) -> String {
+pub(crate) fn restored_cluster(kms: &Kms, cluster_id: &str) -> String {
     let backup = kms.create_backup(cluster_id).unwrap().backup_id;
     let cluster = kms
         .create_cluster(&CreateClusterRequest {

@@ -16,7 +16,7 @@ use kmscks::protocol::{self, Header, HEADER_LEN};
 use kmscks::KmsError;
 
 /// A daemon serving on a thread; shut down (and checked) on drop.
-pub struct TestDaemon {
+pub(crate) struct TestDaemon {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub shutdown: Shutdown,
@@ -24,7 +24,7 @@ pub struct TestDaemon {
 }
 
 /// A temp dir others can traverse (tempfile makes them 0700).
-pub fn open_tempdir() -> tempfile::TempDir {
+pub(crate) fn open_tempdir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -34,7 +34,7 @@ pub fn open_tempdir() -> tempfile::TempDir {
 impl TestDaemon {
     /// Starts a daemon with `tweak` applied to a config whose paths are in a fresh temp dir,
     /// and returns once it has answered a Hello ([`crate::support::wait_ready`]).
-    pub fn start(tweak: impl FnOnce(&mut DaemonConfig)) -> TestDaemon {
+    pub(crate) fn start(tweak: impl FnOnce(&mut DaemonConfig)) -> TestDaemon {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -60,12 +60,12 @@ impl TestDaemon {
         }
     }
 
-    pub fn connect(&self) -> Raw {
+    pub(crate) fn connect(&self) -> Raw {
         Raw::connect(&self.socket)
     }
 
     /// Triggers shutdown and returns what `serve` returned.
-    pub fn stop(&mut self) -> kmscks::Result<()> {
+    pub(crate) fn stop(&mut self) -> kmscks::Result<()> {
         self.shutdown.trigger();
         match self.thread.take() {
             Some(t) => t.join().expect("the daemon thread panicked"),
@@ -85,20 +85,20 @@ impl Drop for TestDaemon {
 }
 
 /// One reply.
-pub struct Reply {
+pub(crate) struct Reply {
     pub header: Header,
     pub result: Result<Response, KmsError>,
 }
 
 /// A blocking client that speaks raw frames.
-pub struct Raw {
+pub(crate) struct Raw {
     pub stream: UnixStream,
     buf: Vec<u8>,
     next_id: u64,
 }
 
 impl Raw {
-    pub fn connect(path: &Path) -> Raw {
+    pub(crate) fn connect(path: &Path) -> Raw {
         let stream = UnixStream::connect(path).expect("connect to the daemon");
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
@@ -111,7 +111,7 @@ impl Raw {
     }
 
     /// Sends one request; returns its id.
-    pub fn send(&mut self, req: &Request) -> u64 {
+    pub(crate) fn send(&mut self, req: &Request) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         let mut out = Vec::new();
@@ -121,7 +121,7 @@ impl Raw {
     }
 
     /// Reads one frame (header and body), or None at end of stream.
-    pub fn read_frame(&mut self) -> Option<(Header, Vec<u8>)> {
+    pub(crate) fn read_frame(&mut self) -> Option<(Header, Vec<u8>)> {
         loop {
             if let Some(h) = protocol::parse_header(&self.buf).expect("daemon sent a bad header") {
                 let end = HEADER_LEN + h.body_len as usize;
@@ -142,14 +142,14 @@ impl Raw {
     }
 
     /// Reads one reply.
-    pub fn recv(&mut self) -> Option<Reply> {
+    pub(crate) fn recv(&mut self) -> Option<Reply> {
         let (header, body) = self.read_frame()?;
         let result = protocol::decode_response(&header, &body).expect("daemon sent a bad body");
         Some(Reply { header, result })
     }
 
     /// One call, waiting for its reply.
-    pub fn call(&mut self, req: &Request) -> Result<Response, KmsError> {
+    pub(crate) fn call(&mut self, req: &Request) -> Result<Response, KmsError> {
         let id = self.send(req);
         let reply = self.recv().expect("the daemon closed the connection");
         assert_eq!(reply.header.request_id, id, "reply to another request");
@@ -157,7 +157,7 @@ impl Raw {
     }
 
     /// True when the daemon closes the connection (after any replies already sent).
-    pub fn closed(&mut self) -> bool {
+    pub(crate) fn closed(&mut self) -> bool {
         while self.read_frame().is_some() {}
         true
     }

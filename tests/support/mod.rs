@@ -20,13 +20,13 @@ use kmscks::protocol::{self, Hello, HelloReply};
 
 /// How long a daemon may take to answer its first Hello. Generous: the machine may be busy
 /// with other builds; a daemon that is not ready by then is broken, not slow.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Polls `done` until it returns true; panics naming `what` once `timeout` has passed. The
 /// pause between polls starts at 1 ms and grows to 20 ms: it bounds how often we look, it is
 /// never what the test relies on.
 #[track_caller]
-pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(1);
     loop {
@@ -46,7 +46,7 @@ pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool)
 /// holds no connection slot once this returns (tests of `max_connections` rely on that).
 /// Panics with the last failure after `timeout`.
 #[track_caller]
-pub fn wait_ready(socket: &Path, timeout: Duration) -> HelloReply {
+pub(crate) fn wait_ready(socket: &Path, timeout: Duration) -> HelloReply {
     let mut last = String::from("no attempt made");
     let mut reply = None;
     wait_until(
@@ -111,7 +111,7 @@ fn hello(socket: &Path) -> Result<HelloReply, String> {
 
 /// Something a test needs from the machine it runs on.
 #[derive(Clone, Copy, Debug)]
-pub enum Need {
+pub(crate) enum Need {
     /// Running as root (effective uid 0), e.g. to switch uid or give a socket another group.
     Root,
     /// An executable of this name on `PATH` (e.g. `setpriv`, `flock` from util-linux).
@@ -140,7 +140,7 @@ impl Need {
 ///     return;
 /// }
 /// ```
-pub fn runnable(needs: &[Need]) -> bool {
+pub(crate) fn runnable(needs: &[Need]) -> bool {
     match needs.iter().find_map(|n| n.unmet()) {
         None => true,
         Some(reason) => {

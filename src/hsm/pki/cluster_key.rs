@@ -35,6 +35,7 @@ impl ClusterKey {
     }
 
     /// Takes a key back from its PKCS#8 DER, checking that it is an ECDSA P-256 key.
+    #[cfg(test)]
     pub fn from_pkcs8(pkcs8: SecretBytes) -> Result<ClusterKey, PkiError> {
         EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.expose())
             .map_err(|e| PkiError::MalformedKey(e.to_string()))?;

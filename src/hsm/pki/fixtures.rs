@@ -7,7 +7,8 @@ use rcgen::{CertificateParams, CertificateSigningRequestParams, DnType, IsCa, Is
 
 use super::parse::parse_csr;
 use super::pem::decode_pem;
-use super::{cluster_csr_pem, CaKeyAlgorithm, CertificateAuthority, ClusterKey};
+use super::ca::CaKeyAlgorithm;
+use super::{cluster_csr_pem, CertificateAuthority, ClusterKey};
 
 /// An RSA-2048 CA made by `openssl req -x509 -newkey rsa:2048 -sha256` (basicConstraints
 /// critical CA:TRUE), an OpenSSL P-256 CSR, and that CSR signed by that CA with

@@ -26,8 +26,7 @@ mod verify;
 #[cfg(test)]
 mod fixtures;
 
-pub use ca::{CaKeyAlgorithm, CertificateAuthority};
+pub use ca::CertificateAuthority;
 pub use cluster_key::{cluster_csr_pem, ClusterKey};
-pub use error::PkiError;
-pub use parse::{certificate_der, same_certificate};
+pub use parse::same_certificate;
 pub use verify::verify_cluster_certificate;

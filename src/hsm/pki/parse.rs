@@ -19,7 +19,7 @@ pub fn same_certificate(a_pem: &str, b_pem: &str) -> bool {
 }
 
 /// The DER of the first certificate in `pem`, checked to parse as X.509.
-pub fn certificate_der(pem: &str) -> Result<Vec<u8>, PkiError> {
+pub(super) fn certificate_der(pem: &str) -> Result<Vec<u8>, PkiError> {
     const WHAT: &str = "certificate";
     let der = decode_pem(pem, CERT_LABELS, WHAT)?;
     parse_certificate(&der, WHAT)?;
@@ -71,7 +71,8 @@ pub(super) fn parse_csr(der: &[u8]) -> Result<X509CertificationRequest<'_>, PkiE
 mod tests {
     use super::*;
     use crate::hsm::pki::fixtures::{der_of, setup, to_pem};
-    use crate::hsm::pki::{verify_cluster_certificate, PkiError};
+    use crate::hsm::pki::error::PkiError;
+    use crate::hsm::pki::verify_cluster_certificate;
 
     #[test]
     fn valid_pem_of_invalid_der_is_malformed_certificate_or_csr() {

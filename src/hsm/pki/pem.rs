@@ -94,7 +94,8 @@ fn base64_decode(body: &str) -> Result<Vec<u8>, (usize, &'static str)> {
 mod tests {
     use super::*;
     use crate::hsm::pki::fixtures::{der_of, setup, to_pem};
-    use crate::hsm::pki::{certificate_der, same_certificate, verify_cluster_certificate};
+    use crate::hsm::pki::parse::certificate_der;
+    use crate::hsm::pki::{same_certificate, verify_cluster_certificate};
 
     /// What a user reads when `text` is given where a certificate belongs.
     fn certificate_error(text: &str) -> String {

@@ -12,18 +12,18 @@
 //!
 //! Backends: `--data-dir DIR` runs the operation in this process on the data directory (no
 //! daemon); otherwise the CLI talks to the daemon on `--socket PATH`, else `$KMSCKS_SOCKET`,
-//! else the per-user default ([`crate::paths::default_socket`]).
+//! else the per-user default ([`kmscks::client::default_socket`]).
 //!
 //! Exit codes, as AWS CLI v2: 0 success, 252 usage or parameter error, 254 the service
 //! answered with an error (printed as `An error occurred (<Exception>) when calling the <Op>
 //! operation: <message>`), 255 anything else (cannot connect, cannot open the data directory).
 
-pub mod args;
-pub mod bench;
-pub mod cloudhsm;
-pub mod completion;
-pub mod kms;
-pub mod output;
+pub(crate) mod args;
+pub(crate) mod bench;
+pub(crate) mod cloudhsm;
+pub(crate) mod completion;
+pub(crate) mod kms;
+pub(crate) mod output;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -32,25 +32,25 @@ use std::path::PathBuf;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use serde_json::{Map, Value};
 
-use crate::api::kms::Refused;
-use crate::ops::{Backend, Op, Request};
-use crate::secret::{Password, SecretBytes};
-use crate::KmsError;
 use args::{ArgSpec, Kind, ParamError};
-pub use output::Format;
+use kmscks::api::kms::Refused;
+use kmscks::ops::{Backend, Op, Request};
+use kmscks::secret::{Password, SecretBytes};
+use kmscks::KmsError;
+pub(crate) use output::Format;
 
 /// Exit code: success.
-pub const EXIT_OK: i32 = 0;
+pub(crate) const EXIT_OK: i32 = 0;
 /// Exit code of AWS CLI v2 for usage and parameter errors.
-pub const EXIT_USAGE: i32 = 252;
+pub(crate) const EXIT_USAGE: i32 = 252;
 /// Exit code of AWS CLI v2 when the service returned an error.
-pub const EXIT_SERVICE: i32 = 254;
+pub(crate) const EXIT_SERVICE: i32 = 254;
 /// Exit code of AWS CLI v2 for any other failure (e.g. cannot connect).
-pub const EXIT_OTHER: i32 = 255;
+pub(crate) const EXIT_OTHER: i32 = 255;
 
 /// A verb of the command line and the operation it sends.
 #[derive(Clone, Copy, Debug)]
-pub struct Verb {
+pub(crate) struct Verb {
     /// The operation.
     pub op: Op,
     /// Its path below `kmscks`, e.g. `["kms", "encrypt"]` or `["cloudhsm", "user", "create"]`.
@@ -71,7 +71,7 @@ fn leak_path(parts: Vec<String>) -> &'static [&'static str] {
 }
 
 /// Every verb, derived from [`Op::ALL`] (plus one verb per refused `aws kms` operation).
-pub fn verbs() -> &'static [Verb] {
+pub(crate) fn verbs() -> &'static [Verb] {
     static VERBS: std::sync::OnceLock<Vec<Verb>> = std::sync::OnceLock::new();
     VERBS.get_or_init(|| {
         let mut out: Vec<Verb> = Vec::new();
@@ -113,8 +113,9 @@ pub fn verbs() -> &'static [Verb] {
     })
 }
 
-/// The operations that have no verb (empty when the CLI covers the table).
-pub fn ops_without_verb() -> Vec<Op> {
+/// The operations that have no verb (empty when the CLI covers the table; a test holds it).
+#[cfg(test)]
+pub(crate) fn ops_without_verb() -> Vec<Op> {
     let v = verbs();
     Op::ALL
         .iter()
@@ -163,7 +164,7 @@ fn spec_args(specs: &[ArgSpec]) -> Vec<Arg> {
 }
 
 /// The whole command tree (also what completion scripts are generated from).
-pub fn command() -> Command {
+pub(crate) fn command() -> Command {
     let mut kms_cmd = Command::new("kms")
         .about("AWS KMS operations (aws kms …)")
         .subcommand_required(true)
@@ -241,7 +242,7 @@ pub fn command() -> Command {
 
 /// A failure of one CLI invocation, with its exit code.
 #[derive(Debug)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// Bad parameters (252).
     Param(ParamError),
     /// Parameters that do not make a valid request (252).
@@ -259,7 +260,7 @@ pub enum CliError {
 
 impl CliError {
     /// The process exit code.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match self {
             CliError::Param(_) | CliError::Validation(_) => EXIT_USAGE,
             CliError::Service { .. } => EXIT_SERVICE,
@@ -295,7 +296,7 @@ enum Secret {
 }
 
 /// Builds the request of `verb` from parsed flags.
-pub fn build_request(verb: &Verb, m: &ArgMatches) -> Result<Request, CliError> {
+pub(crate) fn build_request(verb: &Verb, m: &ArgMatches) -> Result<Request, CliError> {
     let op = cloudhsm::choose_op(verb.op, &|flag| {
         m.contains_id(flag) && m.value_source(flag).is_some()
     });
@@ -400,7 +401,7 @@ fn operation_name(verb: &Verb, request: &Request) -> String {
 }
 
 /// Where the CLI sends operations.
-pub enum Target {
+pub(crate) enum Target {
     /// In this process, on a data directory.
     DataDir(PathBuf),
     /// The daemon's socket.
@@ -414,15 +415,15 @@ impl Target {
             None => Target::Socket(
                 m.get_one::<PathBuf>("socket")
                     .cloned()
-                    .unwrap_or_else(crate::paths::default_socket),
+                    .unwrap_or_else(kmscks::client::default_socket),
             ),
         }
     }
 
     /// Opens the backend.
-    pub fn open(&self) -> Result<Box<dyn Backend>, CliError> {
+    pub(crate) fn open(&self) -> Result<Box<dyn Backend>, CliError> {
         match self {
-            Target::DataDir(dir) => crate::Kms::open(dir)
+            Target::DataDir(dir) => kmscks::Kms::open(dir)
                 .map(|k| Box::new(k) as Box<dyn Backend>)
                 .map_err(|e| {
                     CliError::Other(format!(
@@ -438,7 +439,7 @@ impl Target {
 }
 
 fn connect(path: &std::path::Path) -> Result<Box<dyn Backend>, CliError> {
-    crate::client::Client::connect(path)
+    kmscks::client::Client::connect(path)
         .map(|c| Box::new(c) as Box<dyn Backend>)
         .map_err(|e| {
             CliError::Other(format!(
@@ -455,7 +456,7 @@ fn find_verb(path: &[&str]) -> Option<&'static Verb> {
 
 /// Runs the command line `argv` (program name first), writing to `out` and `err`; returns the
 /// exit code.
-pub fn run<I, T>(argv: I, out: &mut dyn Write, err: &mut dyn Write) -> i32
+pub(crate) fn run<I, T>(argv: I, out: &mut dyn Write, err: &mut dyn Write) -> i32
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -522,7 +523,7 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
 }
 
 /// The `kmscks` binary's entry point.
-pub fn main() -> std::process::ExitCode {
+pub(crate) fn main() -> std::process::ExitCode {
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let code = run(std::env::args_os(), &mut stdout.lock(), &mut stderr.lock());

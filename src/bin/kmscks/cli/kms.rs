@@ -6,11 +6,11 @@
 //! it), and the batch operations `encrypt-batch`, `decrypt-batch`, `generate-data-key-batch`,
 //! `generate-data-key-without-plaintext-batch` (`--items` takes a JSON list of the single
 //! operation's requests, blobs in base64). The operations kmscks refuses (key rotation,
-//! import, key pairs, signing, MACs, replication; [`crate::api::kms::Refused::ALL`]) have their `aws kms` verbs
+//! import, key pairs, signing, MACs, replication; [`kmscks::api::kms::Refused::ALL`]) have their `aws kms` verbs
 //! too; they answer with the exception AWS gives for a key of a custom key store.
 
 use super::args::{opt, req, specs, ArgSpec, Kind::*};
-use crate::ops::Op;
+use kmscks::ops::Op;
 
 const KEY_ID: ArgSpec = req("key-id", Str, "Key id, key ARN, alias name or alias ARN");
 const STORE_ID: ArgSpec = req("custom-key-store-id", Str, "The custom key store's id");
@@ -45,7 +45,7 @@ const GENERATE_DATA_KEY: &[ArgSpec] = &[
 
 /// The flags of a KMS operation's verb; `None` for operations that are not `kms` verbs (the
 /// simulated CloudHSM's).
-pub fn args(op: Op) -> Option<&'static [ArgSpec]> {
+pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
     Some(match op {
         Op::CreateCustomKeyStore => specs![
             req("custom-key-store-name", Str, "Unique name of the store"),
@@ -129,7 +129,7 @@ pub fn args(op: Op) -> Option<&'static [ArgSpec]> {
             req("target-key-id", Str, "The key (id or ARN)"),
         ],
         Op::DeleteAlias => specs![req("alias-name", Str, "alias/…")],
-        // Each refused operation ([`crate::api::kms::Refused::ALL`]) has its own verb too; this is the generic form.
+        // Each refused operation ([`kmscks::api::kms::Refused::ALL`]) has its own verb too; this is the generic form.
         Op::Refused => specs![
             req(
                 "operation",
@@ -212,7 +212,7 @@ pub fn args(op: Op) -> Option<&'static [ArgSpec]> {
 }
 
 /// Default member values of a verb (filled when the flag is absent).
-pub fn defaults(op: Op) -> &'static [(&'static str, u64)] {
+pub(crate) fn defaults(op: Op) -> &'static [(&'static str, u64)] {
     match op {
         Op::WaitForConnection => &[("TimeoutMillis", 30_000)],
         _ => &[],
@@ -220,4 +220,4 @@ pub fn defaults(op: Op) -> &'static [(&'static str, u64)] {
 }
 
 /// The flags of a refused operation's verb.
-pub const REFUSED_ARGS: &[ArgSpec] = &[KEY_ID];
+pub(crate) const REFUSED_ARGS: &[ArgSpec] = &[KEY_ID];

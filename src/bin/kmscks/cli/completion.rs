@@ -9,7 +9,7 @@ use clap::{Arg, ArgMatches, Command};
 use clap_complete::Shell;
 
 /// The `completion` subcommand.
-pub fn command() -> Command {
+pub(crate) fn command() -> Command {
     Command::new("completion")
         .about("Print a shell completion script (bash, zsh, fish, elvish, powershell)")
         .arg(
@@ -20,7 +20,7 @@ pub fn command() -> Command {
 }
 
 /// Writes the script for the chosen shell.
-pub fn run(m: &ArgMatches, out: &mut dyn Write) -> io::Result<()> {
+pub(crate) fn run(m: &ArgMatches, out: &mut dyn Write) -> io::Result<()> {
     let shell = m.get_one::<Shell>("shell").copied().unwrap_or(Shell::Bash);
     let mut buf = Vec::new();
     clap_complete::generate(shell, &mut super::command(), "kmscks", &mut buf);

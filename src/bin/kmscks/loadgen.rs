@@ -14,23 +14,20 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::api::kms::{
+use kmscks::api::kms::{
     DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateRandomRequest,
 };
-use crate::crypto::random::RandomPool;
-use crate::crypto::subkey::counter_nonce;
-use crate::engine::{AllowAll, Control, Engine, Gate, HsmSlot};
-use crate::err;
-use crate::error::Result;
-use crate::secret::KeyMaterial;
-use crate::secret::SecretBytes;
-use crate::types::limits::{NUMBER_OF_BYTES, PLAINTEXT_LEN};
-use crate::types::{DataKeySpec, KeyId, KeyRef};
-use crate::Kms;
+use kmscks::engine::{counter_nonce, RandomPool};
+use kmscks::err;
+use kmscks::error::Result;
+use kmscks::secret::SecretBytes;
+use kmscks::types::limits::{NUMBER_OF_BYTES, PLAINTEXT_LEN};
+use kmscks::types::DataKeySpec;
+use kmscks::Kms;
 
 /// The operation to drive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum LoadOp {
+pub(crate) enum LoadOp {
     /// Encrypt `payload` bytes.
     Encrypt,
     /// Decrypt a `payload`-byte ciphertext.
@@ -43,7 +40,7 @@ pub enum LoadOp {
 
 impl LoadOp {
     /// The AWS operation name.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             LoadOp::Encrypt => "Encrypt",
             LoadOp::Decrypt => "Decrypt",
@@ -53,7 +50,7 @@ impl LoadOp {
     }
 
     /// Parses an operation name (AWS spelling, case-insensitive).
-    pub fn parse(s: &str) -> Option<LoadOp> {
+    pub(crate) fn parse(s: &str) -> Option<LoadOp> {
         [
             LoadOp::Encrypt,
             LoadOp::Decrypt,
@@ -67,7 +64,7 @@ impl LoadOp {
 
 /// What to run.
 #[derive(Clone, Debug)]
-pub struct LoadOpts {
+pub(crate) struct LoadOpts {
     /// The operation.
     pub op: LoadOp,
     /// Caller threads.
@@ -94,7 +91,7 @@ impl Default for LoadOpts {
 
 /// Results; serialises to JSON with the members the CLI prints.
 #[derive(Clone, Debug, Serialize)]
-pub struct LoadReport {
+pub(crate) struct LoadReport {
     /// Operation name.
     pub op: String,
     /// Caller threads.
@@ -125,7 +122,7 @@ pub struct LoadReport {
 
 impl LoadReport {
     /// One-line JSON.
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         // Serialising plain numbers and strings cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
@@ -229,36 +226,13 @@ impl LoadReport {
     }
 
     /// This report with `b` as its baseline and the ratio filled in.
-    pub fn with_baseline(mut self, b: &LoadReport) -> LoadReport {
+    pub(crate) fn with_baseline(mut self, b: &LoadReport) -> LoadReport {
         self.baseline_ops_per_sec = Some(b.ops_per_sec);
         self.baseline_p50_us = Some(b.p50_us);
         self.baseline_p99_us = Some(b.p99_us);
         self.ratio = Some(self.ops_per_sec / b.ops_per_sec.max(f64::MIN_POSITIVE));
         self
     }
-}
-
-/// Adds a default-fleet key (open gate, every principal allowed) to a bare engine and returns
-/// it: the setup of the engine-level load and benches.
-pub fn add_load_key(engine: &Engine) -> Result<KeyRef> {
-    let key = KeyId::generate();
-    engine.apply(&[
-        Control::AddHsm {
-            hsm: HsmSlot::Default,
-        },
-        Control::PutKey {
-            key,
-            arn: Arc::from(format!("arn:aws:kms:us-east-1:111122223333:key/{key}")),
-            gate: Gate::Open,
-            authorizer: Arc::new(AllowAll),
-        },
-        Control::PutReplica {
-            hsm: HsmSlot::Default,
-            key,
-            material: KeyMaterial::generate(),
-        },
-    ])?;
-    Ok(KeyRef::Id(key))
 }
 
 /// Per-thread requests, built once and reused for every call (no per-call request building).
@@ -293,7 +267,7 @@ fn check_payload(op: LoadOp, payload: usize) -> Result<()> {
 
 /// Drives a [`Kms`] through its public API (key reference parsing, policy, gates, the engine:
 /// the whole in-process path) with `key_id` (id, ARN or alias) as `opts` says.
-pub fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadReport> {
+pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadReport> {
     let op = opts.op;
     let (batch, payload) = (opts.batch.max(1), opts.payload);
     check_payload(op, payload)?;
@@ -388,17 +362,17 @@ pub fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadReport> {
 }
 
 /// [`run_kms`], then the raw baseline on the same threads and sizes, with the ratio filled in.
-pub fn compare_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadReport> {
+pub(crate) fn compare_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadReport> {
     let r = run_kms(kms, key_id, opts)?;
     Ok(r.with_baseline(&run_baseline(opts)))
 }
 
-/// An in-memory instance made ready for load by [`crate::bootstrap`]: a key in a connected
+/// An in-memory instance made ready for load by [`build_ready_system`](kmscks::daemon::bootstrap::build_ready_system): a key in a connected
 /// custom key store, whose ARN is returned (callers at volume name keys by id or ARN; an alias
 /// costs one more lookup per call).
-pub fn bench_instance(config: crate::KmsConfig) -> Result<(Kms, String)> {
+pub(crate) fn bench_instance(config: kmscks::KmsConfig) -> Result<(Kms, String)> {
     let kms = Kms::in_memory_with(config);
-    let b = crate::bootstrap::bootstrap(&kms, "alias/bench")?;
+    let b = kmscks::daemon::bootstrap::build_ready_system(&kms, "alias/bench")?;
     Ok((kms, b.key_arn))
 }
 
@@ -411,7 +385,7 @@ struct Raw {
 }
 
 /// The raw aws-lc-rs loop for the same op, threads, batch and payload.
-pub fn run_baseline(opts: &LoadOpts) -> LoadReport {
+pub(crate) fn run_baseline(opts: &LoadOpts) -> LoadReport {
     let op = opts.op;
     let (batch, payload) = (
         opts.batch.max(1),
@@ -509,8 +483,8 @@ mod tests {
 
     #[test]
     fn short_runs_report_sane_numbers() {
-        let config = crate::KmsConfig {
-            engine: crate::engine::EngineConfig {
+        let config = kmscks::KmsConfig {
+            engine: kmscks::engine::EngineConfig {
                 shards: 2,
                 pin_workers: false,
                 ..Default::default()
@@ -559,7 +533,7 @@ mod tests {
         };
         assert_eq!(
             run_kms(&kms, &key, &bad).unwrap_err().kind(),
-            crate::ErrorKind::ValidationException
+            kmscks::ErrorKind::ValidationException
         );
     }
 }

@@ -1,8 +1,8 @@
 //! Load generator over the daemon's socket, and its floor: an in-process echo server.
 //!
-//! [`run_socket`] drives a daemon through `connections` [`Pipeline`](crate::client::Pipeline)s, each keeping `pipeline`
-//! requests in flight, for `duration`. [`run_echo_baseline`] drives an echo server in this
-//! process the same way (same client code, same C and D, the same request frames), answering
+//! [`run_socket`] drives a daemon through `connections` [`Pipeline`](kmscks::client::Pipeline)s, each keeping `pipeline`
+//! requests in flight, for `duration`. The echo floor drives an echo server in this
+//! process ([`EchoServer`]) the same way (same client code, same C and D, the same request frames), answering
 //! every request frame with the daemon's own reply bytes (request id patched), so the baseline
 //! is "everything except the daemon's work": socket syscalls, framing and client-side decoding.
 //! [`compare_socket`] runs both and fills in the ratio.
@@ -11,9 +11,7 @@
 //! pipeline depth. Latency is per request, from submit to reply.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -21,22 +19,20 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::api::kms::{
+use crate::loadgen::{LoadOp, LoadReport};
+use kmscks::api::kms::{
     CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateRandomRequest,
 };
-use crate::client::Client;
-use crate::error::{ErrorKind, KmsError, Result};
-use crate::loadgen::{LoadOp, LoadReport};
-use crate::ops::{Backend, Request, Response};
-use crate::protocol::{
-    encode_hello_reply, encode_response, split_frame, HelloReply, HEADER_LEN, MAX_BODY, OP_HELLO,
-    VERSION,
-};
-use crate::secret::SecretBytes;
+use kmscks::client::Client;
+use kmscks::error::{ErrorKind, KmsError, Result};
+use kmscks::ops::{Backend, Request, Response};
+use kmscks::protocol::echo::EchoServer;
+use kmscks::protocol::encode_response;
+use kmscks::secret::SecretBytes;
 
 /// What to run over the socket.
 #[derive(Clone, Debug)]
-pub struct SocketLoadOpts {
+pub(crate) struct SocketLoadOpts {
     /// The operation.
     pub op: LoadOp,
     /// Connections (one driving thread each).
@@ -220,124 +216,24 @@ fn drive(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker) -> Result<Loa
 }
 
 /// Drives the daemon at `path` as `opts` says.
-pub fn run_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadReport> {
+pub(crate) fn run_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadReport> {
     let client = Client::connect(path)?;
     let maker = prepare(&client, opts)?;
     drive(path, opts, &maker)
 }
 
-/// An echo server on a Unix socket in a temporary directory: it answers every request frame
-/// with `reply` (a whole reply frame) with the request id patched in, writing the replies to
-/// each read's frames in one write. Stops when dropped.
-pub struct EchoServer {
-    dir: PathBuf,
-    path: PathBuf,
-    stop: Arc<AtomicBool>,
-}
-
-impl EchoServer {
-    /// Starts the server; `reply` is the full reply frame (header and body).
-    pub fn start(reply: Vec<u8>) -> Result<EchoServer> {
-        let dir = std::env::temp_dir().join(format!(
-            "kmscks-echo-{}-{}",
-            std::process::id(),
-            crate::types::KeyId::generate()
-        ));
-        std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, &e))?;
-        let path = dir.join("echo.sock");
-        let listener = UnixListener::bind(&path).map_err(|e| io_err(&path, &e))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (reply, stop2) = (Arc::new(reply), stop.clone());
-        thread::spawn(move || {
-            for s in listener.incoming() {
-                if stop2.load(Ordering::Relaxed) {
-                    return;
-                }
-                if let Ok(s) = s {
-                    let reply = reply.clone();
-                    thread::spawn(move || echo_conn(s, &reply));
-                }
-            }
-        });
-        Ok(EchoServer { dir, path, stop })
-    }
-
-    /// The socket path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Wake the accept loop so it sees the flag.
-        let _ = UnixStream::connect(&self.path);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn io_err(path: &Path, e: &std::io::Error) -> KmsError {
-    KmsError::new(
-        ErrorKind::StorageException,
-        format!("echo server at {}: {e}", path.display()),
-    )
-}
-
-fn echo_conn(mut s: UnixStream, reply: &[u8]) {
-    let mut buf = vec![0u8; 256 * 1024];
-    let (mut have, mut out) = (0usize, Vec::with_capacity(64 * 1024));
-    loop {
-        if have == buf.len() {
-            buf.resize(buf.len() * 2, 0);
-        }
-        match s.read(&mut buf[have..]) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => have += n,
-        }
-        let mut at = 0;
-        while let Ok(Some((h, _, used))) = split_frame(&buf[at..have]) {
-            if h.op == OP_HELLO {
-                let hello = HelloReply {
-                    version: VERSION,
-                    server: "kmscks-echo".into(),
-                    max_body: MAX_BODY,
-                    max_in_flight: u32::MAX,
-                    principal: String::new(),
-                };
-                encode_hello_reply(&mut out, h.request_id, &hello);
-                at += used;
-                continue;
-            }
-            let start = out.len();
-            out.extend_from_slice(reply);
-            out[start + 8..start + 16].copy_from_slice(&h.request_id.to_le_bytes());
-            at += used;
-        }
-        if split_frame(&buf[at..have]).is_err() {
-            return;
-        }
-        buf.copy_within(at..have, 0);
-        have -= at;
-        if !out.is_empty() {
-            if s.write_all(&out).is_err() {
-                return;
-            }
-            out.clear();
-        }
-    }
-}
-
 /// The echo floor for `opts`: the same requests, connections and depth against an in-process
-/// echo server that answers with `reply` (a reply as the daemon would send it).
-pub fn run_echo_baseline(
+/// echo server that answers with `reply` (a reply as the daemon would send it). Only its test
+/// uses it alone; [`compare_socket`] runs the floor with a real reply.
+#[cfg(test)]
+pub(crate) fn run_echo_baseline(
     opts: &SocketLoadOpts,
     key_id: &str,
     reply: &Result<Response, KmsError>,
 ) -> Result<LoadReport> {
     let mut frame = Vec::new();
     encode_response(&mut frame, 0, opts.op_code(), reply);
-    debug_assert!(frame.len() >= HEADER_LEN);
+    debug_assert!(frame.len() >= kmscks::protocol::HEADER_LEN);
     let server = EchoServer::start(frame)?;
     let maker = RequestMaker {
         op: opts.op,
@@ -351,10 +247,10 @@ pub fn run_echo_baseline(
 impl SocketLoadOpts {
     fn op_code(&self) -> u16 {
         let op = match self.op {
-            LoadOp::Encrypt => crate::ops::Op::Encrypt,
-            LoadOp::Decrypt => crate::ops::Op::Decrypt,
-            LoadOp::GenerateDataKey => crate::ops::Op::GenerateDataKey,
-            LoadOp::GenerateRandom => crate::ops::Op::GenerateRandom,
+            LoadOp::Encrypt => kmscks::ops::Op::Encrypt,
+            LoadOp::Decrypt => kmscks::ops::Op::Decrypt,
+            LoadOp::GenerateDataKey => kmscks::ops::Op::GenerateDataKey,
+            LoadOp::GenerateRandom => kmscks::ops::Op::GenerateRandom,
         };
         op.code()
     }
@@ -362,7 +258,7 @@ impl SocketLoadOpts {
 
 /// Runs the daemon at `path`, then the echo floor with the same frame sizes, C and D; fills in
 /// the baseline members and `ratio` = daemon ops/s ÷ echo ops/s.
-pub fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadReport> {
+pub(crate) fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadReport> {
     let client = Client::connect(path)?;
     let maker = prepare(&client, opts)?;
     // One real reply: the echo server sends exactly these bytes back.
@@ -380,8 +276,11 @@ pub fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadReport> 
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
-    use crate::api::kms::GenerateDataKeyResponse;
+    use kmscks::api::kms::GenerateDataKeyResponse;
+    use kmscks::daemon::{Daemon, DaemonConfig, Shutdown};
 
     #[test]
     fn echo_baseline_answers_every_request() {
@@ -401,5 +300,68 @@ mod tests {
         assert!(r.ops_per_sec > 0.0, "{r:?}");
         assert_eq!((r.threads, r.batch), (2, 8));
         assert!(r.p50_us > 0.0 && r.p50_us <= r.p99_us, "{r:?}");
+    }
+
+    /// A daemon of the library served on a thread, in a fresh temporary directory; stopped
+    /// when dropped.
+    struct Served {
+        _dir: tempfile::TempDir,
+        socket: PathBuf,
+        shutdown: Shutdown,
+        thread: Option<thread::JoinHandle<Result<()>>>,
+    }
+
+    impl Served {
+        fn start() -> Served {
+            let dir = tempfile::tempdir().unwrap();
+            let config = DaemonConfig {
+                data_dir: dir.path().join("data"),
+                socket: dir.path().join("kmscks.sock"),
+                ..DaemonConfig::default()
+            };
+            let daemon = Daemon::bind(config).expect("daemon binds");
+            let socket = daemon.socket().to_path_buf();
+            let shutdown = Shutdown::new();
+            let s = shutdown.clone();
+            let thread = Some(thread::spawn(move || daemon.serve(s)));
+            Served {
+                _dir: dir,
+                socket,
+                shutdown,
+                thread,
+            }
+        }
+    }
+
+    impl Drop for Served {
+        fn drop(&mut self) {
+            self.shutdown.trigger();
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    #[test]
+    fn socket_load_generator_compares_with_the_echo_floor() {
+        let served = Served::start();
+        for op in [LoadOp::GenerateDataKey, LoadOp::Decrypt] {
+            let opts = SocketLoadOpts {
+                op,
+                connections: 2,
+                pipeline: 4,
+                payload: 32,
+                duration: Duration::from_millis(200),
+                key_id: None,
+            };
+            let r = compare_socket(&served.socket, &opts).unwrap();
+            assert_eq!(r.errors, 0, "{r:?}");
+            assert!(
+                r.ops_per_sec > 0.0 && r.baseline_ops_per_sec.unwrap() > 0.0,
+                "{r:?}"
+            );
+            assert!(r.ratio.unwrap() > 0.0);
+            assert!(r.to_json().contains("\"ratio\""));
+        }
     }
 }

@@ -148,7 +148,7 @@ fn flags_fill_the_aws_members() {
     };
     assert_eq!(k.tags.len(), 2);
     assert!(k.bypass_policy_lockout_safety_check);
-    assert_eq!(k.origin, Some(crate::types::Origin::AwsCloudhsm));
+    assert_eq!(k.origin, Some(kmscks::types::Origin::AwsCloudhsm));
 
     let r = request_of(&["kms", "enable-key-rotation", "--key-id", "k"]).unwrap();
     assert!(
@@ -324,7 +324,7 @@ fn bench_in_process_reports_json_and_ratio() {
 
 #[test]
 fn range_help_texts_are_the_limits() {
-    use crate::types::limits::{NUMBER_OF_BYTES, PENDING_WINDOW_DAYS};
+    use kmscks::types::limits::{NUMBER_OF_BYTES, PENDING_WINDOW_DAYS};
     // The help tables are `const` (`&'static str`), so they spell the ranges out; this holds
     // them to `types::limits`, the one home of the numbers.
     let expect = [

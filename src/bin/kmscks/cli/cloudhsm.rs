@@ -15,7 +15,7 @@
 //! | `inject-fault --cluster-id --fault JSON` | kmscks extra: e.g. `--fault NetworkDown`, `--fault '{"HsmLost":"hsm-…"}'` |
 
 use super::args::{opt, req, specs, ArgSpec, Kind::*};
-use crate::ops::Op;
+use kmscks::ops::Op;
 
 const CLUSTER_ID: ArgSpec = req("cluster-id", Str, "The cluster's id");
 const USERNAME: ArgSpec = req("username", Str, "The HSM user");
@@ -23,10 +23,10 @@ const PASSWORD: ArgSpec = req("password", Password, "The user's password");
 const BACKUP_ID: ArgSpec = req("backup-id", Str, "The backup's id");
 
 /// A cloudhsm verb: its path under `kmscks cloudhsm` and its flags.
-pub type Verb = (&'static [&'static str], &'static [ArgSpec]);
+pub(crate) type Verb = (&'static [&'static str], &'static [ArgSpec]);
 
 /// The verb of a simulated-CloudHSM operation; `None` for the KMS operations.
-pub fn verb(op: Op) -> Option<Verb> {
+pub(crate) fn verb(op: Op) -> Option<Verb> {
     Some(match op {
         Op::CreateCluster => (
             &["create-cluster"],
@@ -149,7 +149,7 @@ pub fn verb(op: Op) -> Option<Verb> {
 
 /// The operation a verb sends, given which flags were present: `initialize-cluster` without
 /// `--trust-anchor` makes a CA ([`Op::InitializeClusterWithNewCa`]).
-pub fn choose_op(op: Op, present: &dyn Fn(&str) -> bool) -> Op {
+pub(crate) fn choose_op(op: Op, present: &dyn Fn(&str) -> bool) -> Op {
     match op {
         Op::InitializeCluster | Op::InitializeClusterWithNewCa if !present("trust-anchor") => {
             Op::InitializeClusterWithNewCa

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use crate::secret::{Password, SecretBytes};
+use kmscks::secret::{Password, SecretBytes};
 
 /// A `&'static [ArgSpec]` from spec expressions (const-evaluated).
 macro_rules! specs {
@@ -25,7 +25,7 @@ pub(crate) use specs;
 
 /// How a flag's value is read and where it goes in the request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A string (`file://` allowed).
     Str,
     /// An integer.
@@ -53,7 +53,7 @@ pub enum Kind {
 
 /// One flag of a verb.
 #[derive(Clone, Copy, Debug)]
-pub struct ArgSpec {
+pub(crate) struct ArgSpec {
     /// The flag without its dashes, e.g. `key-id`.
     pub flag: &'static str,
     /// How its value is read.
@@ -67,7 +67,7 @@ pub struct ArgSpec {
 }
 
 /// An optional flag.
-pub const fn opt(flag: &'static str, kind: Kind, help: &'static str) -> ArgSpec {
+pub(crate) const fn opt(flag: &'static str, kind: Kind, help: &'static str) -> ArgSpec {
     ArgSpec {
         flag,
         kind,
@@ -78,7 +78,7 @@ pub const fn opt(flag: &'static str, kind: Kind, help: &'static str) -> ArgSpec 
 }
 
 /// A required flag.
-pub const fn req(flag: &'static str, kind: Kind, help: &'static str) -> ArgSpec {
+pub(crate) const fn req(flag: &'static str, kind: Kind, help: &'static str) -> ArgSpec {
     ArgSpec {
         flag,
         kind,
@@ -89,16 +89,8 @@ pub const fn req(flag: &'static str, kind: Kind, help: &'static str) -> ArgSpec 
 }
 
 impl ArgSpec {
-    /// The same flag filling another member.
-    pub const fn into_member(self, member: &'static str) -> ArgSpec {
-        ArgSpec {
-            member: Some(member),
-            ..self
-        }
-    }
-
     /// The request member this flag fills.
-    pub fn member_name(&self) -> String {
+    pub(crate) fn member_name(&self) -> String {
         match self.member {
             Some(m) => m.to_owned(),
             None => pascal_case(self.flag),
@@ -107,7 +99,7 @@ impl ArgSpec {
 }
 
 /// `cloud-hsm-cluster-id` → `CloudHsmClusterId`.
-pub fn pascal_case(flag: &str) -> String {
+pub(crate) fn pascal_case(flag: &str) -> String {
     flag.split('-')
         .filter(|w| !w.is_empty())
         .map(|w| {
@@ -121,7 +113,7 @@ pub fn pascal_case(flag: &str) -> String {
 }
 
 /// `GenerateDataKeyWithoutPlaintext` → `generate-data-key-without-plaintext`.
-pub fn kebab_case(name: &str) -> String {
+pub(crate) fn kebab_case(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 8);
     for (i, c) in name.chars().enumerate() {
         if c.is_ascii_uppercase() {
@@ -139,7 +131,7 @@ pub fn kebab_case(name: &str) -> String {
 /// A parameter that could not be read: printed as the AWS CLI prints parameter errors, exit
 /// code 252.
 #[derive(Debug, PartialEq, Eq)]
-pub struct ParamError {
+pub(crate) struct ParamError {
     /// The flag, e.g. `--plaintext`.
     pub flag: String,
     /// What is wrong.
@@ -170,7 +162,7 @@ fn read_file(flag: &str, path: &str) -> Result<Vec<u8>, ParamError> {
 
 /// A text value: `file://PATH` is the file's text (UTF-8), `fileb://PATH` its bytes (which
 /// must be UTF-8 here), anything else the value itself.
-pub fn text(flag: &str, value: &str) -> Result<String, ParamError> {
+pub(crate) fn text(flag: &str, value: &str) -> Result<String, ParamError> {
     let bytes = if let Some(path) = value.strip_prefix("file://") {
         read_file(flag, path)?
     } else if let Some(path) = value.strip_prefix("fileb://") {
@@ -191,7 +183,7 @@ pub fn text(flag: &str, value: &str) -> Result<String, ParamError> {
 
 /// A blob value (AWS CLI v2 semantics): `fileb://PATH` raw bytes, `file://PATH` the file's
 /// bytes, anything else base64 (standard alphabet, padding optional).
-pub fn blob(flag: &str, value: &str) -> Result<SecretBytes, ParamError> {
+pub(crate) fn blob(flag: &str, value: &str) -> Result<SecretBytes, ParamError> {
     if let Some(path) = value
         .strip_prefix("fileb://")
         .or_else(|| value.strip_prefix("file://"))
@@ -211,7 +203,7 @@ pub fn blob(flag: &str, value: &str) -> Result<SecretBytes, ParamError> {
 }
 
 /// A password value (`file://` allowed; a trailing newline of a file is dropped).
-pub fn password(flag: &str, value: &str) -> Result<Password, ParamError> {
+pub(crate) fn password(flag: &str, value: &str) -> Result<Password, ParamError> {
     let from_file = value.starts_with("file://") || value.starts_with("fileb://");
     let mut t = text(flag, value)?;
     if from_file && t.ends_with('\n') {
@@ -249,7 +241,7 @@ fn shorthand(flag: &str, value: &str) -> Result<Vec<(String, String)>, ParamErro
 }
 
 /// A map: JSON object (`{"k":"v"}` or `file://`) or shorthand `k=v,k2=v2`.
-pub fn map(flag: &str, value: &str) -> Result<Value, ParamError> {
+pub(crate) fn map(flag: &str, value: &str) -> Result<Value, ParamError> {
     let looks_json = value.trim_start().starts_with('{')
         || value.starts_with("file://")
         || value.starts_with("fileb://");
@@ -269,7 +261,7 @@ pub fn map(flag: &str, value: &str) -> Result<Value, ParamError> {
 }
 
 /// Tags: each value `TagKey=k,TagValue=v`, or one JSON list of `{"TagKey":…,"TagValue":…}`.
-pub fn tags(flag: &str, values: &[String]) -> Result<Value, ParamError> {
+pub(crate) fn tags(flag: &str, values: &[String]) -> Result<Value, ParamError> {
     if let [one] = values {
         if one.trim_start().starts_with('[') || one.starts_with("file://") {
             let v = json(flag, one)?;
@@ -302,7 +294,7 @@ pub fn tags(flag: &str, values: &[String]) -> Result<Value, ParamError> {
 }
 
 /// Filters: each value `name=v1,v2`, or one JSON object of string lists.
-pub fn filters(flag: &str, values: &[String]) -> Result<Value, ParamError> {
+pub(crate) fn filters(flag: &str, values: &[String]) -> Result<Value, ParamError> {
     if let [one] = values {
         if one.trim_start().starts_with('{') || one.starts_with("file://") {
             return json(flag, one);
@@ -328,7 +320,7 @@ pub fn filters(flag: &str, values: &[String]) -> Result<Value, ParamError> {
 }
 
 /// Any JSON value (`file://` allowed); a bare word that is not JSON is taken as a string.
-pub fn any_json(flag: &str, value: &str) -> Result<Value, ParamError> {
+pub(crate) fn any_json(flag: &str, value: &str) -> Result<Value, ParamError> {
     let t = text(flag, value)?;
     match serde_json::from_str(&t) {
         Ok(v) => Ok(v),
@@ -343,7 +335,7 @@ pub fn any_json(flag: &str, value: &str) -> Result<Value, ParamError> {
 }
 
 /// An integer.
-pub fn int(flag: &str, value: &str) -> Result<Value, ParamError> {
+pub(crate) fn int(flag: &str, value: &str) -> Result<Value, ParamError> {
     value
         .trim()
         .parse::<u64>()
@@ -352,7 +344,7 @@ pub fn int(flag: &str, value: &str) -> Result<Value, ParamError> {
 }
 
 /// Base64 of bytes, as a JSON string (for non-secret blobs).
-pub fn base64_value(bytes: &[u8]) -> Value {
+pub(crate) fn base64_value(bytes: &[u8]) -> Value {
     Value::String(STANDARD.encode(bytes))
 }
 

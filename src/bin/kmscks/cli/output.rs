@@ -19,11 +19,11 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::ops::Response;
+use kmscks::ops::Response;
 
 /// Output format (`--output`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// Pretty JSON, as `aws --output json`.
     Json,
     /// Tab-separated, as `aws --output text` (approximately).
@@ -31,7 +31,7 @@ pub enum Format {
 }
 
 /// The response's own object (without the enum tag), as pretty JSON with a 4-space indent.
-pub fn response_json(resp: &Response) -> Zeroizing<Vec<u8>> {
+pub(crate) fn response_json(resp: &Response) -> Zeroizing<Vec<u8>> {
     let mut buf = Zeroizing::new(Vec::with_capacity(256));
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut ser = serde_json::Serializer::with_formatter(&mut *buf, fmt);
@@ -45,7 +45,11 @@ pub fn response_json(resp: &Response) -> Zeroizing<Vec<u8>> {
 }
 
 /// Prints a response in `format`.
-pub fn print_response(resp: &Response, format: Format, out: &mut dyn Write) -> io::Result<()> {
+pub(crate) fn print_response(
+    resp: &Response,
+    format: Format,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let json = response_json(resp);
     if json.as_slice() == b"{}" {
         return Ok(());
@@ -65,23 +69,6 @@ pub fn print_response(resp: &Response, format: Format, out: &mut dyn Write) -> i
     }
 }
 
-/// Prints any serialisable value as JSON or text (for the kmscks extras, e.g. bench reports).
-pub fn print_value(value: &Value, format: Format, out: &mut dyn Write) -> io::Result<()> {
-    match format {
-        Format::Json => {
-            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-            let mut ser = serde_json::Serializer::with_formatter(&mut *out, fmt);
-            value.serialize(&mut ser).map_err(io::Error::other)?;
-            out.write_all(b"\n")
-        }
-        Format::Text => {
-            let mut lines = String::new();
-            text_lines(None, value, &mut lines);
-            out.write_all(lines.as_bytes())
-        }
-    }
-}
-
 fn scalar(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
@@ -94,7 +81,7 @@ fn scalar(v: &Value) -> Option<String> {
 
 /// Renders `value` as aws-style text lines, `prefix` being the upper-cased member name it
 /// came from.
-pub fn text_lines(prefix: Option<&str>, value: &Value, out: &mut String) {
+pub(crate) fn text_lines(prefix: Option<&str>, value: &Value, out: &mut String) {
     match value {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
@@ -147,7 +134,7 @@ pub fn text_lines(prefix: Option<&str>, value: &Value, out: &mut String) {
 }
 
 /// The AWS CLI's line for a service error.
-pub fn error_line(exception: &str, operation: &str, message: &str) -> String {
+pub(crate) fn error_line(exception: &str, operation: &str, message: &str) -> String {
     format!("An error occurred ({exception}) when calling the {operation} operation: {message}")
 }
 
@@ -267,8 +254,8 @@ impl<S: Serializer> Serializer for Unwrap<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::kms::{Empty, EncryptResponse, KeyListEntry, ListKeysResponse};
-    use crate::types::EncryptionAlgorithm;
+    use kmscks::api::kms::{Empty, EncryptResponse, KeyListEntry, ListKeysResponse};
+    use kmscks::types::EncryptionAlgorithm;
 
     #[test]
     fn json_is_the_inner_object_with_four_space_indent() {

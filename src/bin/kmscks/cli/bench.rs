@@ -21,10 +21,10 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 use super::{CliError, Format, Target};
 use crate::loadgen::{self, LoadOp, LoadOpts, LoadReport};
 use crate::loadgen_socket::{self, SocketLoadOpts};
-use crate::KmsConfig;
+use kmscks::KmsConfig;
 
 /// The `bench` subcommand.
-pub fn command() -> Command {
+pub(crate) fn command() -> Command {
     let num = |name: &'static str, default: &'static str, help: &'static str| {
         Arg::new(name)
             .long(name)
@@ -87,7 +87,7 @@ pub fn command() -> Command {
 }
 
 /// Parses `5`, `0.5`, `500ms`, `2s`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
         (n, 0.001)
@@ -107,7 +107,7 @@ fn usize_arg(m: &ArgMatches, name: &str) -> usize {
 }
 
 /// The options of a bench invocation.
-pub fn opts(m: &ArgMatches) -> Result<LoadOpts, CliError> {
+pub(crate) fn opts(m: &ArgMatches) -> Result<LoadOpts, CliError> {
     let op_name = m
         .get_one::<String>("op")
         .map(String::as_str)
@@ -135,7 +135,7 @@ pub fn opts(m: &ArgMatches) -> Result<LoadOpts, CliError> {
 /// The human-readable report.
 /// `socket`: the report of the socket mode, whose `threads`/`batch` members hold the
 /// connections and the pipeline depth.
-pub fn human(r: &LoadReport, socket: bool) -> String {
+pub(crate) fn human(r: &LoadReport, socket: bool) -> String {
     let (a, b) = if socket {
         ("connections", "pipeline")
     } else {
@@ -158,7 +158,7 @@ pub fn human(r: &LoadReport, socket: bool) -> String {
 }
 
 /// Runs `kmscks bench`.
-pub fn run(
+pub(crate) fn run(
     m: &ArgMatches,
     target: &Target,
     _format: Format,
