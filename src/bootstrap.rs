@@ -1,6 +1,6 @@
 //! A ready-to-use system in one call: an active cluster with two HSMs in two zones and a
 //! kmsuser, a connected custom key store on it, and a key in the store with an alias. What
-//! `kmscksd --bootstrap` and the load generator start from.
+//! `kmscksd --bootstrap`, the load generator and the scale report start from.
 
 use std::time::Duration;
 
@@ -31,9 +31,19 @@ pub struct Bootstrapped {
     pub alias_name: String,
 }
 
-/// Builds the system with a key aliased `alias`. The kmsuser password is random and never
-/// shown: KMS rotates it on connect anyway.
-pub fn bootstrap(kms: &Kms, alias: &str) -> Result<Bootstrapped> {
+/// A connected custom key store on an active cluster, with no key in it yet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectedStore {
+    /// The cluster.
+    pub cloud_hsm_cluster_id: String,
+    /// The connected store.
+    pub custom_key_store_id: String,
+}
+
+/// Builds the cluster (two HSMs in two zones, a kmsuser) and a connected custom key store on
+/// it, and waits until the store is CONNECTED: [`bootstrap`] without the key and alias (what
+/// the scale report creates its keys in).
+pub fn connected_store(kms: &Kms) -> Result<ConnectedStore> {
     let cluster = kms
         .create_cluster(&CreateClusterRequest::default())?
         .cluster;
@@ -81,6 +91,19 @@ pub fn bootstrap(kms: &Kms, alias: &str) -> Result<Bootstrapped> {
             entry.connection_error_code
         ));
     }
+    Ok(ConnectedStore {
+        cloud_hsm_cluster_id: cluster_id,
+        custom_key_store_id: store_id,
+    })
+}
+
+/// Builds the system with a key aliased `alias`. The kmsuser password is random and never
+/// shown: KMS rotates it on connect anyway.
+pub fn bootstrap(kms: &Kms, alias: &str) -> Result<Bootstrapped> {
+    let ConnectedStore {
+        cloud_hsm_cluster_id: cluster_id,
+        custom_key_store_id: store_id,
+    } = connected_store(kms)?;
     let key = kms.create_key(&CreateKeyRequest {
         custom_key_store_id: Some(store_id.clone()),
         origin: Some(Origin::AwsCloudhsm),

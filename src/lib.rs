@@ -23,6 +23,7 @@ pub mod loadgen_socket;
 pub mod ops;
 pub mod paths;
 pub mod protocol;
+pub mod scale;
 pub mod secret;
 pub mod service;
 pub mod state;

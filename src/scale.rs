@@ -1,0 +1,676 @@
+//! The scale report (`kmscks bench --scale N [--custom-key-store]`): how the control plane
+//! behaves as the key population grows. Issue 8's targets are ratios within one run (the last
+//! CreateKeys against the first, random-key against one-key throughput), so the tool that
+//! judges the work has to measure honestly and through the same path a user takes: only the
+//! public [`Kms`] API and its request types, on a durable data directory (`Kms::open`, every
+//! CreateKey committed to disk), never an in-memory instance or an internal shortcut.
+//!
+//! One run, in order:
+//! 1. A fresh data directory in a new scratch directory under [`std::env::temp_dir`] (so
+//!    `TMPDIR` picks the file system), removed afterwards.
+//! 2. `N` CreateKeys, one at a time, each timed alone: in the default key store, or with
+//!    `--custom-key-store` in a CONNECTED custom key store made by
+//!    [`bootstrap::connected_store`] first (its setup is not timed).
+//!    * `create_first_us` / `create_last_us`: the mean over the first / the last
+//!      [`WINDOW`] creates. When `N < 2 × WINDOW` the two windows overlap, and when
+//!      `N ≤ WINDOW` both are the mean over all `N` creates (so they are equal).
+//!    * `create_p999_us`: the 99.9th percentile over all `N` creates (an HDR histogram).
+//! 3. The instance is dropped (worker joined, directory unlocked); `dir_bytes_per_key` is the
+//!    sum of the apparent sizes of every file under the data directory, divided by `N`.
+//! 4. `open_ms`: the wall time of `Kms::open` on that directory (only the open: the drop
+//!    before it is not counted). The files are warm in the page cache, as they are for a
+//!    restart.
+//! 5. `rss_bytes_per_key`: `VmRSS` of `/proc/self/status` just before that open and just after
+//!    it (the first instance already dropped, the key ids already held), the growth divided by
+//!    `N`. It is a lower bound: pages the allocator kept from the dropped instance can be reused
+//!    by the open without growing the RSS; it is clamped at 0 when the RSS shrinks.
+//! 6. `gdk_random_ratio`: GenerateDataKey (AES_256) throughput on the reopened instance with a
+//!    uniformly random key of the `N` per call, divided by the throughput on one key, with the
+//!    same threads for the same duration. Both loops run the identical code: each call takes
+//!    the next index from a precomputed list ([`PICKS`] entries, read in order) and uses the
+//!    prebuilt request of that key; the one-key list holds one index [`PICKS`] times. The
+//!    one-key loop runs first, after one warm-up call.
+//! 7. `list_keys_full_ms`: the time to page through every key with ListKeys at the default
+//!    limit (no `Limit`), following `NextMarker` until `Truncated` is false. The listing must
+//!    hold exactly the `N` keys created, each once, or the run fails.
+//!
+//! Nothing is asserted about speed here: the report measures, the targets judge.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::bootstrap;
+use crate::kms::api::{CreateKeyRequest, GenerateDataKeyRequest, KeyListEntry, ListRequest};
+use crate::loadgen;
+use crate::types::limits::{LIST_KEYS_DEFAULT, MAX_KEYS, MAX_KEYS_PER_CLUSTER};
+use crate::types::{DataKeySpec, Origin};
+use crate::{Kms, KmsError};
+
+/// CreateKeys in each of the first and last windows.
+pub const WINDOW: usize = 500;
+/// Length of the precomputed key-index lists of the GenerateDataKey loops (a power of two).
+pub const PICKS: usize = 1 << 16;
+/// How long each GenerateDataKey loop runs unless told otherwise.
+pub const DEFAULT_GDK_DURATION: Duration = Duration::from_secs(2);
+
+/// What to run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScaleOpts {
+    /// Keys to create (`N`).
+    pub keys: usize,
+    /// Create them in a connected custom key store instead of the default key store.
+    pub custom_key_store: bool,
+    /// Caller threads of each GenerateDataKey loop.
+    pub threads: usize,
+    /// Duration of each GenerateDataKey loop.
+    pub duration: Duration,
+}
+
+impl ScaleOpts {
+    /// `keys` keys in the default key store, one thread, the default loop duration.
+    pub fn new(keys: usize) -> ScaleOpts {
+        ScaleOpts {
+            keys,
+            custom_key_store: false,
+            threads: 1,
+            duration: DEFAULT_GDK_DURATION,
+        }
+    }
+
+    /// Refuses what cannot be run: no keys, or more keys than the store can hold (naming the
+    /// limit, rather than capping silently).
+    pub fn check(&self) -> Result<(), ScaleError> {
+        if self.keys == 0 {
+            return Err(ScaleError::Refused(
+                "--scale: at least one key is needed".into(),
+            ));
+        }
+        let (limit, name, what) = if self.custom_key_store {
+            (
+                MAX_KEYS_PER_CLUSTER,
+                "MAX_KEYS_PER_CLUSTER",
+                "the per-cluster key limit of a custom key store's CloudHSM cluster",
+            )
+        } else {
+            (
+                MAX_KEYS,
+                "MAX_KEYS",
+                "the KMS key limit per account and Region",
+            )
+        };
+        if self.keys > limit {
+            return Err(ScaleError::Refused(format!(
+                "--scale {}: more than {limit} keys, {what} ({name} in src/types/limits.rs)",
+                self.keys
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Why a scale run did not produce a report.
+#[derive(Debug)]
+pub enum ScaleError {
+    /// The options ask for something that cannot be run (a usage error).
+    Refused(String),
+    /// A step failed, or a check of the run did not hold.
+    Failed(String),
+}
+
+impl std::fmt::Display for ScaleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScaleError::Refused(m) | ScaleError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for ScaleError {}
+
+/// A failed service call, named by the step it was part of.
+fn failed(step: &'static str) -> impl Fn(KmsError) -> ScaleError {
+    move |e| ScaleError::Failed(format!("scale report: {step} failed: {e}"))
+}
+
+/// A failed I/O call, named by the step it was part of.
+fn io_failed(step: &'static str) -> impl Fn(std::io::Error) -> ScaleError {
+    move |e| ScaleError::Failed(format!("scale report: {step} failed: {e}"))
+}
+
+/// Declares the report's members once: the struct (hence the JSON object), the list of member
+/// names and the rows of the human-readable table all come from this table.
+macro_rules! report_members {
+    ($($(#[doc = $doc:literal])+ $name:ident: $ty:ty => $fmt:literal, $unit:literal;)+) => {
+        /// The scale report: one JSON object with exactly these members (a public contract:
+        /// issue 8 names them; see the module documentation for how each is measured).
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct ScaleReport {
+            $($(#[doc = $doc])+ pub $name: $ty,)+
+        }
+
+        impl ScaleReport {
+            /// The members' names, in order.
+            pub const FIELDS: &'static [&'static str] = &[$(stringify!($name)),+];
+
+            /// (member, value, unit, what it is) for each member, in order.
+            fn rows(&self) -> Vec<(&'static str, String, &'static str, &'static str)> {
+                vec![$((
+                    stringify!($name),
+                    format!($fmt, self.$name),
+                    $unit,
+                    concat!($($doc),+),
+                )),+]
+            }
+        }
+    };
+}
+
+report_members! {
+    /// Keys created.
+    keys: u64 => "{}", "";
+    /// Mean CreateKey latency over the first 500 creates.
+    create_first_us: f64 => "{:.1}", "µs";
+    /// Mean CreateKey latency over the last 500 creates.
+    create_last_us: f64 => "{:.1}", "µs";
+    /// 99.9th percentile CreateKey latency over all creates.
+    create_p999_us: f64 => "{:.1}", "µs";
+    /// Data directory size after creating, per key.
+    dir_bytes_per_key: f64 => "{:.0}", "B";
+    /// Time to open the data directory again.
+    open_ms: f64 => "{:.1}", "ms";
+    /// RSS growth of the open, per key (a lower bound).
+    rss_bytes_per_key: f64 => "{:.0}", "B";
+    /// GenerateDataKey throughput, random key ÷ one key.
+    gdk_random_ratio: f64 => "{:.3}", "";
+    /// Time to page through all keys with ListKeys at the default limit.
+    list_keys_full_ms: f64 => "{:.1}", "ms";
+}
+
+impl ScaleReport {
+    /// One-line JSON.
+    pub fn to_json(&self) -> String {
+        // Serialising plain numbers cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The human-readable table, one member per line.
+    pub fn human(&self) -> String {
+        let rows = self.rows();
+        let value_width = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+        let mut s = String::new();
+        for (name, value, unit, what) in rows {
+            s.push_str(&format!(
+                "{name:<18} {value:>value_width$} {unit:<2}  {}\n",
+                what.trim()
+            ));
+        }
+        s
+    }
+}
+
+/// Runs the scale report. `progress`, when given, receives an in-place (`\r`) progress line;
+/// the caller passes it only when that is a terminal.
+pub fn run(opts: &ScaleOpts, progress: Option<&mut dyn Write>) -> Result<ScaleReport, ScaleError> {
+    opts.check()?;
+    let mut progress = Progress::new(progress);
+    let scratch = ScratchDir::new().map_err(io_failed("creating the scratch directory"))?;
+    let dir = scratch.path().join("data");
+    let n = opts.keys;
+
+    let created = create_keys(&dir, opts, &mut progress)?;
+    let dir_bytes = dir_size(&dir).map_err(io_failed("measuring the data directory"))?;
+
+    progress.phase("reopening the data directory");
+    let rss_before = vm_rss_bytes()?;
+    let started = Instant::now();
+    let kms = Kms::open(&dir).map_err(failed("reopening the data directory"))?;
+    let open = started.elapsed();
+    let rss_after = vm_rss_bytes()?;
+
+    let gdk_random_ratio = gdk_ratio(&kms, &created.ids, opts, &mut progress)?;
+    progress.phase("listing every key");
+    let list = list_all(&kms, &created.ids)?;
+    drop(kms);
+    progress.clear();
+
+    let per_key = |total: f64| total / n as f64;
+    Ok(ScaleReport {
+        keys: n as u64,
+        create_first_us: created.first_us,
+        create_last_us: created.last_us,
+        create_p999_us: created.p999_us,
+        dir_bytes_per_key: per_key(dir_bytes as f64),
+        open_ms: open.as_secs_f64() * 1e3,
+        rss_bytes_per_key: per_key(rss_after.saturating_sub(rss_before) as f64),
+        gdk_random_ratio,
+        list_keys_full_ms: list.as_secs_f64() * 1e3,
+    })
+}
+
+/// What the create phase measured.
+struct Created {
+    /// The key ids, in creation order.
+    ids: Vec<String>,
+    first_us: f64,
+    last_us: f64,
+    p999_us: f64,
+}
+
+/// Step 2: opens a fresh durable instance in `dir`, creates the keys one by one (each timed
+/// alone), and drops the instance.
+fn create_keys(
+    dir: &Path,
+    opts: &ScaleOpts,
+    progress: &mut Progress<'_>,
+) -> Result<Created, ScaleError> {
+    let n = opts.keys;
+    let kms = Kms::open(dir).map_err(failed("opening a fresh data directory"))?;
+    let store = if opts.custom_key_store {
+        progress.phase("bootstrapping a connected custom key store");
+        let store = bootstrap::connected_store(&kms)
+            .map_err(failed("bootstrapping a connected custom key store"))?;
+        Some(store.custom_key_store_id)
+    } else {
+        None
+    };
+    let request = CreateKeyRequest {
+        origin: store.is_some().then_some(Origin::AwsCloudhsm),
+        custom_key_store_id: store,
+        ..Default::default()
+    };
+    let mut nanos: Vec<u64> = Vec::with_capacity(n);
+    let mut ids: Vec<String> = Vec::with_capacity(n);
+    let mut hist = loadgen::new_hist();
+    let started = Instant::now();
+    for i in 0..n {
+        let t = Instant::now();
+        let result = kms.create_key(&request);
+        let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let response = result.map_err(|e| {
+            ScaleError::Failed(format!(
+                "scale report: CreateKey {} of {n} failed: {e}",
+                i + 1
+            ))
+        })?;
+        ids.push(response.key_metadata.key_id);
+        nanos.push(ns);
+        // The histogram's range is 1 ns to 60 s; a slower create counts as 60 s.
+        let _ = hist.record(ns.clamp(1, hist.high()));
+        progress.creating(i + 1, n, started);
+    }
+    progress.phase("closing the instance");
+    drop(kms);
+    let window = WINDOW.min(n);
+    let mean_us = |w: &[u64]| w.iter().map(|&ns| ns as f64).sum::<f64>() / w.len() as f64 / 1e3;
+    Ok(Created {
+        ids,
+        first_us: mean_us(&nanos[..window]),
+        last_us: mean_us(&nanos[n - window..]),
+        p999_us: hist.value_at_quantile(0.999) as f64 / 1e3,
+    })
+}
+
+/// Step 6: random-key ÷ one-key GenerateDataKey throughput on `kms`.
+fn gdk_ratio(
+    kms: &Kms,
+    ids: &[String],
+    opts: &ScaleOpts,
+    progress: &mut Progress<'_>,
+) -> Result<f64, ScaleError> {
+    let requests: Arc<[GenerateDataKeyRequest]> = ids
+        .iter()
+        .map(|id| GenerateDataKeyRequest {
+            key_id: id.clone(),
+            key_spec: Some(DataKeySpec::Aes256),
+            ..Default::default()
+        })
+        .collect();
+    let mut rng = SplitMix64::seeded();
+    let random: Arc<[u32]> = (0..PICKS)
+        .map(|_| {
+            // `ids.len()` is at most MAX_KEYS (checked), so every index fits in u32.
+            u32::try_from(rng.below(ids.len())).unwrap_or(0)
+        })
+        .collect();
+    let one: Arc<[u32]> = vec![random[0]; PICKS].into();
+    kms.generate_data_key(&requests[random[0] as usize])
+        .map_err(failed("GenerateDataKey (warm-up)"))?;
+    progress.phase("GenerateDataKey on one key");
+    let one_key = gdk_loop(kms, &requests, one, opts)?;
+    progress.phase("GenerateDataKey on random keys");
+    let random_key = gdk_loop(kms, &requests, random, opts)?;
+    Ok(random_key / one_key)
+}
+
+/// A caller thread of a GenerateDataKey loop.
+struct GdkCaller {
+    kms: Kms,
+    requests: Arc<[GenerateDataKeyRequest]>,
+    picks: Arc<[u32]>,
+    at: usize,
+}
+
+/// GenerateDataKey calls per second on `opts.threads` threads for `opts.duration`, each call
+/// with the request `picks` names next. Any failed call fails the run.
+fn gdk_loop(
+    kms: &Kms,
+    requests: &Arc<[GenerateDataKeyRequest]>,
+    picks: Arc<[u32]>,
+    opts: &ScaleOpts,
+) -> Result<f64, ScaleError> {
+    let threads = opts.threads.max(1);
+    let (kms, requests) = (kms.clone(), requests.clone());
+    let (items, errors, elapsed, _) = loadgen::drive(
+        threads,
+        opts.duration,
+        move |t| GdkCaller {
+            kms: kms.clone(),
+            requests: requests.clone(),
+            picks: picks.clone(),
+            // Threads start at different places of the list.
+            at: t * PICKS / threads,
+        },
+        |c: &mut GdkCaller| {
+            let request = &c.requests[c.picks[c.at] as usize];
+            c.at = (c.at + 1) & (PICKS - 1);
+            match c.kms.generate_data_key(request) {
+                Ok(_) => (1, 0),
+                Err(_) => (0, 1),
+            }
+        },
+    );
+    if errors > 0 {
+        return Err(ScaleError::Failed(format!(
+            "scale report: {errors} GenerateDataKey calls failed"
+        )));
+    }
+    if items == 0 {
+        return Err(ScaleError::Failed(
+            "scale report: no GenerateDataKey call completed in the loop's duration".into(),
+        ));
+    }
+    Ok(items as f64 / elapsed.as_secs_f64())
+}
+
+/// Step 7: pages through every key at the default limit; fails unless the pages hold exactly
+/// the keys in `ids`, each once.
+fn list_all(kms: &Kms, ids: &[String]) -> Result<Duration, ScaleError> {
+    let mut pages: Vec<Vec<KeyListEntry>> =
+        Vec::with_capacity(ids.len() / LIST_KEYS_DEFAULT as usize + 2);
+    let mut marker: Option<String> = None;
+    let started = Instant::now();
+    loop {
+        let page = kms
+            .list_keys(&ListRequest {
+                marker: marker.take(),
+                ..Default::default()
+            })
+            .map_err(failed("ListKeys"))?;
+        pages.push(page.keys);
+        if !page.truncated {
+            break;
+        }
+        marker = Some(page.next_marker.ok_or_else(|| {
+            ScaleError::Failed("scale report: ListKeys was truncated without a NextMarker".into())
+        })?);
+        if pages.len() > ids.len() + 1 {
+            return Err(ScaleError::Failed(format!(
+                "scale report: ListKeys still truncated after {} pages for {} keys",
+                pages.len(),
+                ids.len()
+            )));
+        }
+    }
+    let elapsed = started.elapsed();
+    let listed: usize = pages.iter().map(Vec::len).sum();
+    if listed != ids.len() {
+        return Err(ScaleError::Failed(format!(
+            "scale report: ListKeys paged {listed} keys in {} pages, but {} were created",
+            pages.len(),
+            ids.len()
+        )));
+    }
+    let mut expected: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    for entry in pages.iter().flatten() {
+        if !expected.remove(entry.key_id.as_str()) {
+            return Err(ScaleError::Failed(format!(
+                "scale report: ListKeys listed {} twice, or a key that was not created",
+                entry.key_id
+            )));
+        }
+    }
+    Ok(elapsed)
+}
+
+/// The sum of the apparent sizes of every file below `dir`.
+fn dir_size(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+/// This process's resident set size (`VmRSS` of `/proc/self/status`), in bytes.
+fn vm_rss_bytes() -> Result<u64, ScaleError> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(io_failed("reading /proc/self/status"))?;
+    parse_vm_rss(&status).ok_or_else(|| {
+        ScaleError::Failed("scale report: no VmRSS line in /proc/self/status".into())
+    })
+}
+
+/// `VmRSS:    1234 kB` → 1234 × 1024.
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// A uniformly distributed index generator (SplitMix64): no cryptographic quality needed,
+/// only an even spread over the keys.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn seeded() -> SplitMix64 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        SplitMix64(nanos ^ (u64::from(std::process::id()) << 32))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// An index below `n` (Lemire's multiply-shift; the bias is below 2⁻⁴⁰ for n ≤ 10⁵).
+    fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next()) * n as u128) >> 64) as usize
+    }
+}
+
+/// A new, empty directory under the system's temporary directory, removed on drop.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new() -> std::io::Result<ScratchDir> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        loop {
+            let path = std::env::temp_dir().join(format!(
+                "kmscks-scale-{}-{}-{nanos:x}",
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::Relaxed)
+            ));
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(ScratchDir(path)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The in-place progress line (when there is somewhere to draw it).
+struct Progress<'a> {
+    out: Option<&'a mut dyn Write>,
+    drawn: Option<Instant>,
+}
+
+impl<'a> Progress<'a> {
+    /// How often the create counter is redrawn.
+    const EVERY: Duration = Duration::from_millis(100);
+
+    fn new(out: Option<&'a mut dyn Write>) -> Progress<'a> {
+        Progress { out, drawn: None }
+    }
+
+    fn draw(&mut self, line: &str) {
+        if let Some(out) = self.out.as_mut() {
+            // `\r` back to the line's start, `ESC [K` clears the rest of the previous line.
+            let _ = write!(out, "\r{line}\x1b[K");
+            let _ = out.flush();
+            self.drawn = Some(Instant::now());
+        }
+    }
+
+    /// After create `done` of `total`: redraws the counter and rate now and then.
+    fn creating(&mut self, done: usize, total: usize, started: Instant) {
+        if self.out.is_none() {
+            return;
+        }
+        let due = self.drawn.is_none_or(|t| t.elapsed() >= Self::EVERY);
+        if due || done == total {
+            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            self.draw(&format!("CreateKey {done}/{total}  {rate:.0} keys/s"));
+        }
+    }
+
+    /// Names the step now running.
+    fn phase(&mut self, what: &str) {
+        self.draw(&format!("{what}…"));
+    }
+
+    /// Clears the line (the report follows on stdout).
+    fn clear(&mut self) {
+        if let Some(out) = self.out.as_mut() {
+            let _ = write!(out, "\r\x1b[K");
+            let _ = out.flush();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_describes_the_window_it_averages() {
+        let r = ScaleReport {
+            keys: 1,
+            create_first_us: 1.0,
+            create_last_us: 1.0,
+            create_p999_us: 1.0,
+            dir_bytes_per_key: 1.0,
+            open_ms: 1.0,
+            rss_bytes_per_key: 1.0,
+            gdk_random_ratio: 1.0,
+            list_keys_full_ms: 1.0,
+        };
+        let rows = r.rows();
+        assert_eq!(rows.len(), ScaleReport::FIELDS.len());
+        for (name, _, _, what) in &rows[1..3] {
+            assert!(what.contains(&format!(" {WINDOW} ")), "{name}: {what}");
+        }
+    }
+
+    #[test]
+    fn vm_rss_is_read_in_bytes() {
+        let status = "Name:\tkmscks\nVmPeak:\t  999 kB\nVmRSS:\t    1234 kB\nThreads:\t3\n";
+        assert_eq!(parse_vm_rss(status), Some(1234 * 1024));
+        assert_eq!(parse_vm_rss("Name:\tx\n"), None);
+        assert!(vm_rss_bytes().unwrap() > 0);
+    }
+
+    #[test]
+    fn random_indices_stay_below_n_and_reach_every_key() {
+        let mut rng = SplitMix64(7);
+        let mut seen = [false; 10];
+        for _ in 0..10_000 {
+            let i = rng.below(10);
+            assert!(i < 10);
+            seen[i] = true;
+        }
+        assert!(seen.iter().all(|&s| s), "{seen:?}");
+    }
+
+    #[test]
+    fn progress_draws_in_place_only_when_given_somewhere_to_draw() {
+        let mut buf = Vec::new();
+        {
+            let mut p = Progress::new(Some(&mut buf));
+            p.creating(1, 2, Instant::now());
+            p.phase("listing");
+            p.clear();
+        }
+        let text = String::from_utf8(buf).unwrap();
+        assert!(text.starts_with("\rCreateKey 1/2"), "{text:?}");
+        assert!(text.contains("\rlisting…"), "{text:?}");
+        assert!(!text.contains('\n'), "{text:?}");
+        let mut silent = Progress::new(None);
+        silent.creating(1, 2, Instant::now());
+        silent.phase("listing");
+        assert!(silent.drawn.is_none());
+    }
+
+    #[test]
+    fn a_scratch_directory_is_new_and_removed_on_drop() {
+        let a = ScratchDir::new().unwrap();
+        let b = ScratchDir::new().unwrap();
+        assert_ne!(a.path(), b.path());
+        assert!(a.path().is_dir());
+        let path = a.path().to_owned();
+        drop(a);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_directory_size_counts_nested_files() {
+        let dir = ScratchDir::new().unwrap();
+        std::fs::write(dir.path().join("a"), [0u8; 10]).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/b"), [0u8; 5]).unwrap();
+        assert_eq!(dir_size(dir.path()).unwrap(), 15);
+    }
+}
