@@ -28,8 +28,10 @@
 //!    uniformly random key of the `N` per call, divided by the throughput on one key, with the
 //!    same threads for the same duration. Both loops run the identical code: each call takes
 //!    the next index from a precomputed list ([`PICKS`] entries, read in order) and uses the
-//!    prebuilt request of that key; the one-key list holds one index [`PICKS`] times. The
-//!    one-key loop runs first, after one warm-up call.
+//!    prebuilt request of that key; the one-key list holds one index [`PICKS`] times. After
+//!    one warm-up call, the two loops alternate in [`ROUNDS`] rounds (one key, then random
+//!    keys, each for a `ROUNDS`-th of the duration), so that a drift of the machine's load
+//!    during the run (other processes, frequency changes) weighs on both alike.
 //! 7. `list_keys_full_ms`: the time to page through every key with ListKeys at the default
 //!    limit (no `Limit`), following `NextMarker` until `Truncated` is false. The listing must
 //!    hold exactly the `N` keys created, each once, or the run fails.
@@ -56,7 +58,9 @@ use crate::{Kms, KmsError};
 pub const WINDOW: usize = 500;
 /// Length of the precomputed key-index lists of the GenerateDataKey loops (a power of two).
 pub const PICKS: usize = 1 << 16;
-/// How long each GenerateDataKey loop runs unless told otherwise.
+/// Rounds the two GenerateDataKey loops alternate in.
+pub const ROUNDS: u32 = 4;
+/// How long each GenerateDataKey loop runs (in all its rounds) unless told otherwise.
 pub const DEFAULT_GDK_DURATION: Duration = Duration::from_secs(2);
 
 /// What to run.
@@ -342,11 +346,40 @@ fn gdk_ratio(
     let one: Arc<[u32]> = vec![random[0]; PICKS].into();
     kms.generate_data_key(&requests[random[0] as usize])
         .map_err(failed("GenerateDataKey (warm-up)"))?;
-    progress.phase("GenerateDataKey on one key");
-    let one_key = gdk_loop(kms, &requests, one, opts)?;
-    progress.phase("GenerateDataKey on random keys");
-    let random_key = gdk_loop(kms, &requests, random, opts)?;
-    Ok(random_key / one_key)
+    let slice = opts.duration / ROUNDS;
+    let (mut one_key, mut random_key) = (Throughput::default(), Throughput::default());
+    for round in 1..=ROUNDS {
+        progress.phase(&format!("GenerateDataKey on one key ({round}/{ROUNDS})"));
+        one_key.add(gdk_loop(kms, &requests, &one, opts.threads, slice)?);
+        progress.phase(&format!(
+            "GenerateDataKey on random keys ({round}/{ROUNDS})"
+        ));
+        random_key.add(gdk_loop(kms, &requests, &random, opts.threads, slice)?);
+    }
+    Ok(random_key.per_sec()? / one_key.per_sec()?)
+}
+
+/// Calls completed and the time they took, summed over rounds.
+#[derive(Default)]
+struct Throughput {
+    calls: u64,
+    elapsed: Duration,
+}
+
+impl Throughput {
+    fn add(&mut self, (calls, elapsed): (u64, Duration)) {
+        self.calls += calls;
+        self.elapsed += elapsed;
+    }
+
+    fn per_sec(&self) -> Result<f64, ScaleError> {
+        if self.calls == 0 {
+            return Err(ScaleError::Failed(
+                "scale report: no GenerateDataKey call completed in the loop's duration".into(),
+            ));
+        }
+        Ok(self.calls as f64 / self.elapsed.as_secs_f64())
+    }
 }
 
 /// A caller thread of a GenerateDataKey loop.
@@ -357,19 +390,20 @@ struct GdkCaller {
     at: usize,
 }
 
-/// GenerateDataKey calls per second on `opts.threads` threads for `opts.duration`, each call
-/// with the request `picks` names next. Any failed call fails the run.
+/// GenerateDataKey calls completed on `threads` threads in `duration`, each call with the
+/// request `picks` names next, and the time it took. Any failed call fails the run.
 fn gdk_loop(
     kms: &Kms,
     requests: &Arc<[GenerateDataKeyRequest]>,
-    picks: Arc<[u32]>,
-    opts: &ScaleOpts,
-) -> Result<f64, ScaleError> {
-    let threads = opts.threads.max(1);
-    let (kms, requests) = (kms.clone(), requests.clone());
-    let (items, errors, elapsed, _) = loadgen::drive(
+    picks: &Arc<[u32]>,
+    threads: usize,
+    duration: Duration,
+) -> Result<(u64, Duration), ScaleError> {
+    let threads = threads.max(1);
+    let (kms, requests, picks) = (kms.clone(), requests.clone(), picks.clone());
+    let (calls, errors, elapsed, _) = loadgen::drive(
         threads,
-        opts.duration,
+        duration,
         move |t| GdkCaller {
             kms: kms.clone(),
             requests: requests.clone(),
@@ -391,12 +425,7 @@ fn gdk_loop(
             "scale report: {errors} GenerateDataKey calls failed"
         )));
     }
-    if items == 0 {
-        return Err(ScaleError::Failed(
-            "scale report: no GenerateDataKey call completed in the loop's duration".into(),
-        ));
-    }
-    Ok(items as f64 / elapsed.as_secs_f64())
+    Ok((calls, elapsed))
 }
 
 /// Step 7: pages through every key at the default limit; fails unless the pages hold exactly

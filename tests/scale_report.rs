@@ -159,3 +159,14 @@ fn custom_key_store_without_scale_is_a_usage_error() {
     let (code, _, err) = run_cli(&["--custom-key-store"]);
     assert_eq!(code, EXIT_USAGE, "{err}");
 }
+
+#[test]
+fn load_generator_options_are_refused_with_scale_rather_than_ignored() {
+    for extra in [&["--baseline"][..], &["--op", "encrypt"], &["--payload", "64"]] {
+        let mut args = vec!["--scale", "1"];
+        args.extend_from_slice(extra);
+        let (code, out, err) = run_cli(&args);
+        assert_eq!(code, EXIT_USAGE, "{extra:?}: {out}{err}");
+        assert!(out.is_empty(), "{out}");
+    }
+}

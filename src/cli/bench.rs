@@ -96,6 +96,15 @@ pub fn command() -> Command {
                 .long("scale")
                 .value_name("N")
                 .value_parser(clap::value_parser!(u64).range(1..))
+                .conflicts_with_all([
+                    "op",
+                    "batch",
+                    "payload",
+                    "baseline",
+                    "connections",
+                    "pipeline",
+                    "key-id",
+                ])
                 .help("Scale report: create N durable keys in a fresh data directory and measure"),
         )
         .arg(
