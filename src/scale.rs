@@ -27,8 +27,10 @@
 //! 6. `gdk_random_ratio`: GenerateDataKey (AES_256) throughput on the reopened instance with a
 //!    uniformly random key of the `N` per call, divided by the throughput on one key, with the
 //!    same threads for the same duration. Both loops run the identical code: each call takes
-//!    the next index from a precomputed list ([`PICKS`] entries, read in order) and uses the
-//!    prebuilt request of that key; the one-key list holds one index [`PICKS`] times. After
+//!    the next index from a precomputed list ([`pick_count`] entries, at least 8 per key, read
+//!    in order, each round and thread starting at its own place so that no round replays
+//!    another's keys) and uses the prebuilt request of that key; the one-key list holds one
+//!    index as many times. After
 //!    one warm-up call, the two loops alternate in [`ROUNDS`] rounds (one key, then random
 //!    keys, each for a `ROUNDS`-th of the duration), so that a drift of the machine's load
 //!    during the run (other processes, frequency changes) weighs on both alike.
@@ -56,8 +58,8 @@ use crate::{Kms, KmsError};
 
 /// CreateKeys in each of the first and last windows.
 pub const WINDOW: usize = 500;
-/// Length of the precomputed key-index lists of the GenerateDataKey loops (a power of two).
-pub const PICKS: usize = 1 << 16;
+/// Shortest length of the precomputed key-index lists of the GenerateDataKey loops.
+pub const MIN_PICKS: usize = 1 << 16;
 /// Rounds the two GenerateDataKey loops alternate in.
 pub const ROUNDS: u32 = 4;
 /// How long each GenerateDataKey loop runs (in all its rounds) unless told otherwise.
@@ -337,24 +339,27 @@ fn gdk_ratio(
         })
         .collect();
     let mut rng = SplitMix64::seeded();
-    let random: Arc<[u32]> = (0..PICKS)
+    let len = pick_count(ids.len());
+    let random: Arc<[u32]> = (0..len)
         .map(|_| {
             // `ids.len()` is at most MAX_KEYS (checked), so every index fits in u32.
             u32::try_from(rng.below(ids.len())).unwrap_or(0)
         })
         .collect();
-    let one: Arc<[u32]> = vec![random[0]; PICKS].into();
+    let one: Arc<[u32]> = vec![random[0]; len].into();
     kms.generate_data_key(&requests[random[0] as usize])
         .map_err(failed("GenerateDataKey (warm-up)"))?;
     let slice = opts.duration / ROUNDS;
     let (mut one_key, mut random_key) = (Throughput::default(), Throughput::default());
     for round in 1..=ROUNDS {
+        // Each round reads its own part of the lists (both loops the same part).
+        let start = (round - 1) as usize * (len / ROUNDS as usize);
         progress.phase(&format!("GenerateDataKey on one key ({round}/{ROUNDS})"));
-        one_key.add(gdk_loop(kms, &requests, &one, opts.threads, slice)?);
+        one_key.add(gdk_loop(kms, &requests, &one, start, opts, slice)?);
         progress.phase(&format!(
             "GenerateDataKey on random keys ({round}/{ROUNDS})"
         ));
-        random_key.add(gdk_loop(kms, &requests, &random, opts.threads, slice)?);
+        random_key.add(gdk_loop(kms, &requests, &random, start, opts, slice)?);
     }
     Ok(random_key.per_sec()? / one_key.per_sec()?)
 }
@@ -390,16 +395,28 @@ struct GdkCaller {
     at: usize,
 }
 
-/// GenerateDataKey calls completed on `threads` threads in `duration`, each call with the
-/// request `picks` names next, and the time it took. Any failed call fails the run.
+/// The length of the key-index lists for `n` keys: a power of two, at least [`MIN_PICKS`] and
+/// 8 per key, so that the random loop reaches (nearly) every key rather than a fixed subset.
+pub fn pick_count(n: usize) -> usize {
+    n.saturating_mul(8).next_power_of_two().max(MIN_PICKS)
+}
+
+/// GenerateDataKey calls completed on `opts.threads` threads in `duration`, each call with the
+/// request `picks` names next (from `start` on), and the time it took. Any failed call fails
+/// the run.
 fn gdk_loop(
     kms: &Kms,
     requests: &Arc<[GenerateDataKeyRequest]>,
     picks: &Arc<[u32]>,
-    threads: usize,
+    start: usize,
+    opts: &ScaleOpts,
     duration: Duration,
 ) -> Result<(u64, Duration), ScaleError> {
-    let threads = threads.max(1);
+    let threads = opts.threads.max(1);
+    // `picks.len()` is a power of two (`pick_count`): the mask wraps the position.
+    let mask = picks.len() - 1;
+    // Threads share the round's part of the list, each starting at its own place.
+    let share = picks.len() / ROUNDS as usize / threads;
     let (kms, requests, picks) = (kms.clone(), requests.clone(), picks.clone());
     let (calls, errors, elapsed, _) = loadgen::drive(
         threads,
@@ -408,12 +425,11 @@ fn gdk_loop(
             kms: kms.clone(),
             requests: requests.clone(),
             picks: picks.clone(),
-            // Threads start at different places of the list.
-            at: t * PICKS / threads,
+            at: (start + t * share) & mask,
         },
-        |c: &mut GdkCaller| {
+        move |c: &mut GdkCaller| {
             let request = &c.requests[c.picks[c.at] as usize];
-            c.at = (c.at + 1) & (PICKS - 1);
+            c.at = (c.at + 1) & mask;
             match c.kms.generate_data_key(request) {
                 Ok(_) => (1, 0),
                 Err(_) => (0, 1),
@@ -650,6 +666,16 @@ mod tests {
         assert_eq!(parse_vm_rss(status), Some(1234 * 1024));
         assert_eq!(parse_vm_rss("Name:\tx\n"), None);
         assert!(vm_rss_bytes().unwrap() > 0);
+    }
+
+    #[test]
+    fn index_lists_are_powers_of_two_with_eight_picks_per_key() {
+        assert_eq!(pick_count(3), MIN_PICKS);
+        assert_eq!(pick_count(100_000), 1 << 20);
+        for n in [1, 600, 10_000, 100_000] {
+            let len = pick_count(n);
+            assert!(len.is_power_of_two() && len >= 8 * n, "{n}: {len}");
+        }
     }
 
     #[test]

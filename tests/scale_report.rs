@@ -162,7 +162,11 @@ fn custom_key_store_without_scale_is_a_usage_error() {
 
 #[test]
 fn load_generator_options_are_refused_with_scale_rather_than_ignored() {
-    for extra in [&["--baseline"][..], &["--op", "encrypt"], &["--payload", "64"]] {
+    for extra in [
+        &["--baseline"][..],
+        &["--op", "encrypt"],
+        &["--payload", "64"],
+    ] {
         let mut args = vec!["--scale", "1"];
         args.extend_from_slice(extra);
         let (code, out, err) = run_cli(&args);
