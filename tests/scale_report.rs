@@ -84,10 +84,27 @@ fn a_run_with_both_windows_whole_reports_every_member() {
     let n = WINDOW + 100;
     let opts = ScaleOpts {
         duration: Duration::from_millis(100),
+        // The RSS growth measured in a fresh `kmscks` process, as the command line does.
+        probe: Some(env!("CARGO_BIN_EXE_kmscks").into()),
         ..ScaleOpts::new(n)
     };
     let r = scale::run(&opts, None).expect("the scale report runs");
     check_report(&r, n);
+    // A fresh process that opens an instance grows (threads, tables): never 0.
+    assert!(r.rss_bytes_per_key > 0.0, "{r:?}");
+}
+
+#[test]
+fn a_failing_open_probe_fails_the_run_loudly() {
+    let opts = ScaleOpts {
+        duration: Duration::from_millis(20),
+        probe: Some("/bin/false".into()),
+        ..ScaleOpts::new(1)
+    };
+    match scale::run(&opts, None) {
+        Err(ScaleError::Failed(m)) => assert!(m.contains("open probe"), "{m}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
 }
 
 #[test]

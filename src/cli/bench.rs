@@ -114,6 +114,14 @@ pub fn command() -> Command {
                 .requires("scale")
                 .help("Scale report: create the keys in a connected custom key store"),
         )
+        .arg(
+            Arg::new("open-probe")
+                .long("open-probe")
+                .value_name("DIR")
+                .value_parser(clap::value_parser!(std::path::PathBuf))
+                .hide(true)
+                .help("Scale report's helper: open DIR in this fresh process and measure it"),
+        )
 }
 
 /// Parses `5`, `0.5`, `500ms`, `2s`.
@@ -196,6 +204,13 @@ pub fn run(
     err: &mut dyn Write,
 ) -> Result<(), CliError> {
     let o = opts(m)?;
+    if let Some(dir) = m.get_one::<std::path::PathBuf>("open-probe") {
+        let probe = scale::open_probe(dir).map_err(|e| CliError::Other(e.to_string()))?;
+        let json = serde_json::to_string(&probe).unwrap_or_default();
+        return out
+            .write_all(format!("{json}\n").as_bytes())
+            .map_err(|e| CliError::Other(format!("cannot write the output: {e}")));
+    }
     if let Some(&keys) = m.get_one::<u64>("scale") {
         return run_scale(m, keys, &o, out, err);
     }
@@ -256,6 +271,7 @@ fn run_scale(
             Some(ValueSource::DefaultValue) | None => scale::DEFAULT_GDK_DURATION,
             Some(_) => o.duration,
         },
+        probe: kmscks_binary(),
     };
     let progress = std::io::stderr().is_terminal().then_some(err);
     let report = scale::run(&so, progress).map_err(|e| match e {
@@ -269,6 +285,13 @@ fn run_scale(
     };
     out.write_all(text.as_bytes())
         .map_err(|e| CliError::Other(format!("cannot write the output: {e}")))
+}
+
+/// This process's binary when it is `kmscks` (it then serves `--open-probe`); `None` when
+/// the command line runs inside another program, e.g. a test harness.
+fn kmscks_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    (exe.file_stem()? == "kmscks").then_some(exe)
 }
 
 /// Whether `--socket` was given on the command line (the global flag, seen from `bench`).
