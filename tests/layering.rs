@@ -21,48 +21,26 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("api", &["error", "secret", "types"]),
     ("ops", &["error", "secret", "types", "api"]),
     ("hsm", &["error", "secret", "types", "crypto", "api"]),
-    (
-        "kms",
-        &["error", "secret", "types", "crypto", "api", "ops", "hsm"],
-    ),
+    ("kms", &["error", "secret", "types", "crypto", "api", "ops", "hsm"]),
     ("store", &["error", "secret", "types", "crypto"]),
     (
         "control",
-        &[
-            "error", "secret", "types", "crypto", "api", "ops", "hsm", "kms", "store",
-        ],
+        &["error", "secret", "types", "crypto", "api", "ops", "hsm", "kms", "store"],
     ),
     (
         "dataplane",
-        &[
-            "error", "secret", "types", "crypto", "engine", "hsm", "kms", "control",
-        ],
+        &["error", "secret", "types", "crypto", "engine", "hsm", "kms", "control"],
     ),
     (
         "service",
         &[
-            "error",
-            "secret",
-            "types",
-            "crypto",
-            "engine",
-            "api",
-            "ops",
-            "hsm",
-            "kms",
-            "store",
-            "control",
-            "dataplane",
+            "error", "secret", "types", "crypto", "engine", "api", "ops", "hsm", "kms", "store",
+            "control", "dataplane",
         ],
     ),
     ("paths", &[]),
     ("protocol", &["error", "secret", "types", "api", "ops"]),
-    (
-        "client",
-        &[
-            "error", "secret", "types", "api", "ops", "protocol", "paths",
-        ],
-    ),
+    ("client", &["error", "secret", "types", "api", "ops", "protocol", "paths"]),
     (
         "daemon",
         &[
@@ -325,11 +303,7 @@ fn violations() -> Vec<(String, String, String)> {
                 }
             } else if !path.is_empty() {
                 named.insert("<unplaced>");
-                out.push((
-                    rel.clone(),
-                    unit.to_owned(),
-                    format!("<unplaced {}>", path.join("::")),
-                ));
+                out.push((rel.clone(), unit.to_owned(), format!("<unplaced {}>", path.join("::"))));
             }
         }
         for target in named.into_iter().filter(|t| *t != "<unplaced>") {
@@ -355,11 +329,7 @@ fn no_library_module_names_a_module_above_its_layer() {
             }
         })
         .collect();
-    assert!(
-        report.is_empty(),
-        "upward or unplaced imports:\n{}",
-        report.join("\n")
-    );
+    assert!(report.is_empty(), "upward or unplaced imports:\n{}", report.join("\n"));
 }
 
 #[test]
@@ -378,8 +348,7 @@ fn the_layer_table_has_no_cycle_and_names_only_earlier_layers() {
 
 #[test]
 fn the_checker_sees_grouped_nested_and_root_imports() {
-    let code =
-        "use crate::{hsm::api::X, kms::{a, b}, err};\nfn f() { crate::service::Kms::x(); }\n\
+    let code = "use crate::{hsm::api::X, kms::{a, b}, err};\nfn f() { crate::service::Kms::x(); }\n\
                 // crate::daemon in a comment\n#[cfg(test)]\nmod tests { use crate::cli; }";
     let units: BTreeSet<_> = crate_paths(&code_only(code))
         .iter()
@@ -387,8 +356,6 @@ fn the_checker_sees_grouped_nested_and_root_imports() {
         .collect();
     assert_eq!(
         units,
-        ["error", "hsm", "kms", "service"]
-            .into_iter()
-            .collect::<BTreeSet<_>>()
+        ["error", "hsm", "kms", "service"].into_iter().collect::<BTreeSet<_>>()
     );
 }
