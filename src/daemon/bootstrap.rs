@@ -121,10 +121,20 @@ pub struct ReadySystem {
     pub alias_name: String,
 }
 
-/// Builds the ready system with a key aliased `alias`, on any instance, as the caller of
-/// `kms` (what the load generator starts from; [`bootstrap`] is the daemon's guarded use). The kmsuser password is random and never
-/// shown: KMS rotates it on connect anyway.
-pub fn build_ready_system(kms: &Kms, alias: &str) -> Result<ReadySystem> {
+/// A connected custom key store on an active cluster, with no key in it yet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectedStore {
+    /// The cluster.
+    pub cloud_hsm_cluster_id: String,
+    /// The connected store.
+    pub custom_key_store_id: String,
+}
+
+/// Builds the cluster (two HSMs in two zones, a kmsuser) and a connected custom key store on
+/// it, and waits until the store is CONNECTED: [`build_ready_system`] without the key and its
+/// alias (what the scale report creates its keys in). The kmsuser password is random and
+/// never shown: KMS rotates it on connect anyway.
+pub fn connected_store(kms: &Kms) -> Result<ConnectedStore> {
     let cluster = kms
         .create_cluster(&CreateClusterRequest::default())?
         .cluster;
@@ -172,6 +182,19 @@ pub fn build_ready_system(kms: &Kms, alias: &str) -> Result<ReadySystem> {
             entry.connection_error_code
         ));
     }
+    Ok(ConnectedStore {
+        cloud_hsm_cluster_id: cluster_id,
+        custom_key_store_id: store_id,
+    })
+}
+
+/// Builds the ready system with a key aliased `alias`, on any instance, as the caller of
+/// `kms` (what the load generator starts from; [`bootstrap`] is the daemon's guarded use).
+pub fn build_ready_system(kms: &Kms, alias: &str) -> Result<ReadySystem> {
+    let ConnectedStore {
+        cloud_hsm_cluster_id: cluster_id,
+        custom_key_store_id: store_id,
+    } = connected_store(kms)?;
     let key = kms.create_key(&CreateKeyRequest {
         custom_key_store_id: Some(store_id.clone()),
         origin: Some(Origin::AwsCloudhsm),

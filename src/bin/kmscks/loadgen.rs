@@ -136,7 +136,7 @@ pub(crate) fn new_hist() -> Histogram<u64> {
 
 /// Runs `body` on `threads` threads until `duration` passes; `body` returns items done per
 /// call (or errors). Returns (items, errors, elapsed, merged histogram).
-fn drive<S: Send + 'static>(
+pub(crate) fn drive<S: Send + 'static>(
     threads: usize,
     duration: Duration,
     setup: impl Fn(usize) -> S + Send + Sync + 'static,

@@ -6,6 +6,7 @@
 mod cli;
 mod loadgen;
 mod loadgen_socket;
+mod scale;
 
 /// mimalloc: the data plane hands out many small, short-lived buffers (blobs, data keys) from
 /// several threads; glibc malloc spends a fifth of a batch's time on them.

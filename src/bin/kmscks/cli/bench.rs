@@ -10,17 +10,24 @@
 //!   socket with the same C and D (`crate::loadgen_socket`). `--key-id` picks the key (default:
 //!   a new key in the default key store).
 //!
+//! * Scale report (`--scale N [--custom-key-store]`): creates N durable keys in a fresh data
+//!   directory and measures the control plane ([`crate::scale`]); `--threads` and `--duration`
+//!   (default 2 s here) shape its GenerateDataKey loops.
+//!
 //! Human output: ops/s, p50, p99, p99.9 (µs), and with `--baseline` the baseline's and the
-//! ratio. `--json` prints the `LoadReport` JSON object (same members in both modes).
+//! ratio. `--json` prints the `LoadReport` JSON object (same members in both modes), or with
+//! `--scale` the `ScaleReport` object.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
+use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use super::{CliError, Format, Target};
 use crate::loadgen::{self, LoadOp, LoadOpts, LoadReport};
 use crate::loadgen_socket::{self, SocketLoadOpts};
+use crate::scale::{self, ScaleError, ScaleOpts};
 use kmscks::KmsConfig;
 
 /// The `bench` subcommand.
@@ -83,6 +90,37 @@ pub(crate) fn command() -> Command {
                 .long("json")
                 .action(ArgAction::SetTrue)
                 .help("Print the report as one JSON object"),
+        )
+        .arg(
+            Arg::new("scale")
+                .long("scale")
+                .value_name("N")
+                .value_parser(clap::value_parser!(u64).range(1..))
+                .conflicts_with_all([
+                    "op",
+                    "batch",
+                    "payload",
+                    "baseline",
+                    "connections",
+                    "pipeline",
+                    "key-id",
+                ])
+                .help("Scale report: create N durable keys in a fresh data directory and measure"),
+        )
+        .arg(
+            Arg::new("custom-key-store")
+                .long("custom-key-store")
+                .action(ArgAction::SetTrue)
+                .requires("scale")
+                .help("Scale report: create the keys in a connected custom key store"),
+        )
+        .arg(
+            Arg::new("open-probe")
+                .long("open-probe")
+                .value_name("DIR")
+                .value_parser(clap::value_parser!(std::path::PathBuf))
+                .hide(true)
+                .help("Scale report's helper: open DIR in this fresh process and measure it"),
         )
 }
 
@@ -163,9 +201,19 @@ pub(crate) fn run(
     target: &Target,
     _format: Format,
     out: &mut dyn Write,
-    _err: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> Result<(), CliError> {
     let o = opts(m)?;
+    if let Some(dir) = m.get_one::<std::path::PathBuf>("open-probe") {
+        let probe = scale::open_probe(dir).map_err(|e| CliError::Other(e.to_string()))?;
+        let json = serde_json::to_string(&probe).unwrap_or_default();
+        return out
+            .write_all(format!("{json}\n").as_bytes())
+            .map_err(|e| CliError::Other(format!("cannot write the output: {e}")));
+    }
+    if let Some(&keys) = m.get_one::<u64>("scale") {
+        return run_scale(m, keys, &o, out, err);
+    }
     let socket_mode = matches!(target, Target::Socket(_)) && socket_given(m);
     let report = if let (true, Target::Socket(path)) = (socket_mode, target) {
         let so = SocketLoadOpts {
@@ -204,6 +252,46 @@ pub(crate) fn run(
     };
     out.write_all(text.as_bytes())
         .map_err(|e| CliError::Other(format!("cannot write the output: {e}")))
+}
+
+/// Runs `kmscks bench --scale N`: always in this process, on a fresh data directory; a
+/// progress line on stderr only when stderr is a terminal.
+fn run_scale(
+    m: &ArgMatches,
+    keys: u64,
+    o: &LoadOpts,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CliError> {
+    let so = ScaleOpts {
+        keys: usize::try_from(keys).unwrap_or(usize::MAX),
+        custom_key_store: m.get_flag("custom-key-store"),
+        threads: o.threads,
+        duration: match m.value_source("duration") {
+            Some(ValueSource::DefaultValue) | None => scale::DEFAULT_GDK_DURATION,
+            Some(_) => o.duration,
+        },
+        probe: kmscks_binary(),
+    };
+    let progress = std::io::stderr().is_terminal().then_some(err);
+    let report = scale::run(&so, progress).map_err(|e| match e {
+        ScaleError::Refused(m) => CliError::Validation(m),
+        ScaleError::Failed(m) => CliError::Other(m),
+    })?;
+    let text = if m.get_flag("json") {
+        format!("{}\n", report.to_json())
+    } else {
+        report.human()
+    };
+    out.write_all(text.as_bytes())
+        .map_err(|e| CliError::Other(format!("cannot write the output: {e}")))
+}
+
+/// This process's binary when it is `kmscks` (it then serves `--open-probe`); `None` when
+/// the command line runs inside another program, e.g. a test harness.
+fn kmscks_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    (exe.file_stem()? == "kmscks").then_some(exe)
 }
 
 /// Whether `--socket` was given on the command line (the global flag, seen from `bench`).
