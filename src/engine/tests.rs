@@ -1,5 +1,6 @@
 //! White-box tests: the queued hand-off path and the liveness guard.
 
+use crate::secret::KeyMaterial;
 use std::sync::Arc;
 use std::time::Duration;
 

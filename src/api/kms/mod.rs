@@ -1,0 +1,26 @@
+//! Requests and responses of the KMS operations, with AWS's JSON member names, so that the
+//! socket, C and HTTP layers can serialise them unchanged; and [`Refused`], the one list of the
+//! `aws kms` operations kmscks refuses. Below the operation table (`crate::ops`), which names
+//! these types.
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Password;
+use crate::types::{
+    ConnectionErrorCode, ConnectionState, CustomKeyStoreType, EncryptionAlgorithm, KeyManager,
+    KeySpec, KeyState, KeyUsage, Origin, PolicyAction, Timestamp,
+};
+
+mod batch;
+mod data;
+mod events;
+mod keys;
+mod refused;
+mod stores;
+
+pub use batch::*;
+pub use data::*;
+pub use events::*;
+pub use keys::*;
+pub use refused::*;
+pub use stores::*;

@@ -1,0 +1,283 @@
+//! The engine's vocabulary: what the control plane tells it ([`Control`]s about HSM slots,
+//! keys, gates, authorizers and aliases), its configuration, and what callers hand it and get
+//! back. Kept apart from the machinery in `mod.rs`, `sched.rs` and `shard.rs` so the contract
+//! between the control plane and the data plane reads in one place.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::crypto::subkey::DEFAULT_MAX_USES;
+use crate::secret::{KeyMaterial, SecretBytes};
+use crate::types::{DataKeySpec, EncryptionContext, HsmId, KeyId, KeyRef, Scope};
+use crate::KmsError;
+
+/// Where key material lives: one HSM of a CloudHSM cluster, or the default-store fleet.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum HsmSlot {
+    /// The virtual fleet serving default-store (Origin `AWS_KMS`) keys, present on every shard.
+    Default,
+    /// One simulated CloudHSM HSM; the engine places it on one shard.
+    Hsm(HsmId),
+}
+
+/// Whether a key may be used, as decided by the control plane.
+#[derive(Clone, Debug)]
+pub enum Gate {
+    /// Usable.
+    Open,
+    /// Not usable: every request answers this error (e.g. `DisabledException`).
+    Closed(KmsError),
+}
+
+/// A data-plane action, for the authorizer. The engine knows nothing of policies or of the
+/// operation table; the service's tests hold these names to the table's policy actions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// `kms:Encrypt`.
+    Encrypt,
+    /// `kms:Decrypt`.
+    Decrypt,
+    /// `kms:ReEncryptFrom` (the source key of ReEncrypt).
+    ReEncryptFrom,
+    /// `kms:ReEncryptTo` (the destination key of ReEncrypt).
+    ReEncryptTo,
+    /// `kms:GenerateDataKey`.
+    GenerateDataKey,
+    /// `kms:GenerateDataKeyWithoutPlaintext`.
+    GenerateDataKeyWithoutPlaintext,
+    /// `kms:GenerateRandom`.
+    GenerateRandom,
+}
+
+impl Action {
+    /// Every action.
+    pub const ALL: &'static [Action] = &[
+        Action::Encrypt,
+        Action::Decrypt,
+        Action::ReEncryptFrom,
+        Action::ReEncryptTo,
+        Action::GenerateDataKey,
+        Action::GenerateDataKeyWithoutPlaintext,
+        Action::GenerateRandom,
+    ];
+
+    /// The IAM action name, e.g. `kms:Encrypt`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Action::Encrypt => "kms:Encrypt",
+            Action::Decrypt => "kms:Decrypt",
+            Action::ReEncryptFrom => "kms:ReEncryptFrom",
+            Action::ReEncryptTo => "kms:ReEncryptTo",
+            Action::GenerateDataKey => "kms:GenerateDataKey",
+            Action::GenerateDataKeyWithoutPlaintext => "kms:GenerateDataKeyWithoutPlaintext",
+            Action::GenerateRandom => "kms:GenerateRandom",
+        }
+    }
+}
+
+/// Decides whether a principal may perform an action on one key (the key policy's verdict).
+pub trait Authorizer: Send + Sync {
+    /// Whether `principal` may perform `action` on the key this authorizer belongs to.
+    fn allows(&self, principal: &str, action: Action) -> bool;
+}
+
+/// An authorizer that allows everything.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AllowAll;
+
+impl Authorizer for AllowAll {
+    fn allows(&self, _principal: &str, _action: Action) -> bool {
+        true
+    }
+}
+
+impl<F: Fn(&str, Action) -> bool + Send + Sync> Authorizer for F {
+    fn allows(&self, principal: &str, action: Action) -> bool {
+        self(principal, action)
+    }
+}
+
+/// A change pushed by the control plane.
+pub enum Control {
+    /// An HSM became active (or the default fleet came up); the engine places it on a shard.
+    AddHsm {
+        /// The slot.
+        hsm: HsmSlot,
+    },
+    /// An HSM is gone: its replicas are dropped (zeroized).
+    RemoveHsm {
+        /// The slot.
+        hsm: HsmSlot,
+    },
+    /// An HSM holds a replica of a key's material.
+    PutReplica {
+        /// The slot (must be added).
+        hsm: HsmSlot,
+        /// The key.
+        key: KeyId,
+        /// Its 256-bit material (copied into the shard(s) hosting the slot).
+        material: KeyMaterial,
+    },
+    /// An HSM no longer holds the key.
+    RemoveReplica {
+        /// The slot.
+        hsm: HsmSlot,
+        /// The key.
+        key: KeyId,
+    },
+    /// A key exists (or its ARN, gate or authorizer changed).
+    PutKey {
+        /// The key.
+        key: KeyId,
+        /// Its ARN.
+        arn: Arc<str>,
+        /// Whether it is usable.
+        gate: Gate,
+        /// Its policy verdicts.
+        authorizer: Arc<dyn Authorizer>,
+    },
+    /// Opens or closes a key.
+    SetGate {
+        /// The key.
+        key: KeyId,
+        /// The new gate.
+        gate: Gate,
+    },
+    /// The key is deleted (with its aliases and replicas).
+    RemoveKey {
+        /// The key.
+        key: KeyId,
+    },
+    /// An alias names a key.
+    PutAlias {
+        /// `alias/...`.
+        alias: String,
+        /// The target key (must exist).
+        key: KeyId,
+    },
+    /// An alias is deleted.
+    RemoveAlias {
+        /// `alias/...`.
+        alias: String,
+    },
+}
+
+impl fmt::Debug for Control {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Control::AddHsm { hsm } => write!(f, "AddHsm({hsm:?})"),
+            Control::RemoveHsm { hsm } => write!(f, "RemoveHsm({hsm:?})"),
+            Control::PutReplica { hsm, key, .. } => {
+                write!(f, "PutReplica({hsm:?}, {key}, <redacted>)")
+            }
+            Control::RemoveReplica { hsm, key } => write!(f, "RemoveReplica({hsm:?}, {key})"),
+            Control::PutKey { key, arn, gate, .. } => write!(f, "PutKey({key}, {arn}, {gate:?})"),
+            Control::SetGate { key, gate } => write!(f, "SetGate({key}, {gate:?})"),
+            Control::RemoveKey { key } => write!(f, "RemoveKey({key})"),
+            Control::PutAlias { alias, key } => write!(f, "PutAlias({alias}, {key})"),
+            Control::RemoveAlias { alias } => write!(f, "RemoveAlias({alias})"),
+        }
+    }
+}
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Number of shards; 0 = the number of available cores. At most 64.
+    pub shards: usize,
+    /// Pin each worker to a core (`core_affinity`); ignored where unsupported.
+    pub pin_workers: bool,
+    /// Seals under one subkey before it is retired (default 2^31; tests use 4).
+    pub subkey_max_uses: u64,
+    /// Decrypt subkeys cached per shard (the cache holds at most twice this).
+    pub decrypt_cache: usize,
+    /// Account and Region, for ARNs in messages.
+    pub scope: Scope,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig {
+            shards: 0,
+            pin_workers: true,
+            subkey_max_uses: DEFAULT_MAX_USES,
+            decrypt_cache: 1024,
+            scope: Scope::default(),
+        }
+    }
+}
+
+/// Encrypt's answer.
+#[derive(Debug)]
+pub struct EncryptOutput {
+    /// The ciphertext blob.
+    pub ciphertext_blob: Vec<u8>,
+    /// The key ARN.
+    pub key_arn: Arc<str>,
+}
+
+/// Decrypt's answer.
+#[derive(Debug)]
+pub struct DecryptOutput {
+    /// The plaintext.
+    pub plaintext: SecretBytes,
+    /// The ARN of the key that decrypted.
+    pub key_arn: Arc<str>,
+}
+
+/// ReEncrypt's answer.
+#[derive(Debug)]
+pub struct ReEncryptOutput {
+    /// The new blob, under the destination key.
+    pub ciphertext_blob: Vec<u8>,
+    /// The source key ARN.
+    pub source_key_arn: Arc<str>,
+    /// The destination key ARN.
+    pub key_arn: Arc<str>,
+}
+
+/// GenerateDataKey(WithoutPlaintext)'s answer.
+#[derive(Debug)]
+pub struct DataKeyOutput {
+    /// The data key encrypted under the KMS key.
+    pub ciphertext_blob: Vec<u8>,
+    /// The data key (None for WithoutPlaintext).
+    pub plaintext: Option<SecretBytes>,
+    /// The key ARN.
+    pub key_arn: Arc<str>,
+}
+
+/// One Encrypt of a batch.
+#[derive(Clone, Copy, Debug)]
+pub struct EncryptItem<'a> {
+    /// The key.
+    pub key: &'a KeyRef,
+    /// Within [`PLAINTEXT_LEN`](crate::types::limits::PLAINTEXT_LEN) bytes.
+    pub plaintext: &'a [u8],
+    /// The encryption context.
+    pub context: &'a EncryptionContext,
+}
+
+/// One Decrypt of a batch.
+#[derive(Clone, Copy, Debug)]
+pub struct DecryptItem<'a> {
+    /// The blob.
+    pub ciphertext: &'a [u8],
+    /// The encryption context it was made with.
+    pub context: &'a EncryptionContext,
+    /// Optional key that must match the blob's.
+    pub key: Option<&'a KeyRef>,
+}
+
+/// One GenerateDataKey of a batch.
+#[derive(Clone, Copy, Debug)]
+pub struct DataKeyItem<'a> {
+    /// The key.
+    pub key: &'a KeyRef,
+    /// `KeySpec` (exactly one of this and `number_of_bytes`).
+    pub key_spec: Option<DataKeySpec>,
+    /// `NumberOfBytes`, within [`NUMBER_OF_BYTES`](crate::types::limits::NUMBER_OF_BYTES).
+    pub number_of_bytes: Option<u32>,
+    /// The encryption context.
+    pub context: &'a EncryptionContext,
+}
