@@ -360,3 +360,42 @@ fn full_list_keys_timing() {
         eprintln!("full ListKeys of {n} keys at limit {limit:?}: {took:?}");
     }
 }
+
+#[test]
+fn aliases_listed_by_key_after_a_reopen_from_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, clock) = config();
+    config.compact_after_bytes = 1; // every write ends in a snapshot
+    let (a, b) = {
+        let kms = Kms::open_with(dir.path(), config.clone()).unwrap();
+        let a = create_key(&kms, None);
+        let b = create_key(&kms, None);
+        create_alias(&kms, "alias/a1", &a);
+        create_alias(&kms, "alias/b1", &b);
+        create_alias(&kms, "alias/a2", &a);
+        (a, b)
+    };
+    let kms = Kms::open_with(dir.path(), config).unwrap();
+    let names = |key: &str| -> Vec<String> {
+        alias_page(&kms, Some(key), None)
+            .aliases
+            .into_iter()
+            .map(|a| a.alias_name)
+            .collect()
+    };
+    assert_eq!(names(&a), ["alias/a1", "alias/a2"]);
+    assert_eq!(names(&b), ["alias/b1"]);
+    schedule_deletion(&kms, &a);
+    clock.advance_days(7);
+    assert_eq!(names(&b), ["alias/b1"]);
+    let all: Vec<String> = alias_page(&kms, None, None)
+        .aliases
+        .into_iter()
+        .map(|a| a.alias_name)
+        .collect();
+    assert_eq!(
+        all,
+        ["alias/b1"],
+        "the reopened key's deletion took its aliases"
+    );
+}

@@ -107,3 +107,61 @@ impl KmsState {
             .filter_map(|(_, name)| self.aliases.get(name))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Timestamp;
+
+    fn alias(name: &str, target: KeyId) -> KmsChange {
+        KmsChange::PutAlias(Alias {
+            name: name.into(),
+            target,
+            created: Timestamp(0),
+            last_updated: Timestamp(0),
+        })
+    }
+
+    fn names_of(state: &KmsState, key: &KeyId, after: Option<&str>) -> Vec<String> {
+        state
+            .aliases_of(key, after)
+            .map(|a| a.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn the_alias_index_follows_every_change_and_equals_a_rebuilt_one() {
+        let [a, b] = [KeyId::generate(), KeyId::generate()];
+        let mut state = KmsState::default();
+        for change in [
+            alias("alias/1", a),
+            alias("alias/2", a),
+            alias("alias/3", b),
+            alias("alias/4", a),
+            alias("alias/2", b), // re-pointed
+            KmsChange::DeleteAlias("alias/4".into()),
+            KmsChange::DeleteAlias("alias/none".into()),
+        ] {
+            state.apply(change);
+        }
+        assert_eq!(names_of(&state, &a, None), ["alias/1"]);
+        assert_eq!(names_of(&state, &b, None), ["alias/2", "alias/3"]);
+        assert_eq!(names_of(&state, &b, Some("alias/2")), ["alias/3"]);
+        assert_eq!(names_of(&state, &b, Some("alias/25")), ["alias/3"]);
+        let mut rebuilt = state.clone();
+        rebuilt.aliases_by_target.clear();
+        rebuilt.reindex();
+        assert_eq!(rebuilt, state);
+
+        state.apply(KmsChange::DeleteKey(b));
+        assert!(names_of(&state, &b, None).is_empty());
+        assert_eq!(
+            state.aliases.keys().collect::<Vec<_>>(),
+            ["alias/1"],
+            "a key's deletion takes its aliases, and only them"
+        );
+        let mut rebuilt = state.clone();
+        rebuilt.reindex();
+        assert_eq!(rebuilt, state);
+    }
+}
