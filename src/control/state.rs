@@ -69,6 +69,7 @@ impl State {
     /// Rebuilds the derived indexes (after decoding a snapshot).
     pub fn reindex(&mut self) {
         self.hsm.reindex();
+        self.kms.reindex();
     }
 }
 

@@ -141,8 +141,9 @@ pub fn delete(tx: &mut Tx<'_>, req: &DeleteAliasRequest) -> Result<Empty> {
     Ok(Empty {})
 }
 
-/// ListAliases, for one key or for the account.
+/// ListAliases, for one key (through the index of aliases by target key) or for the account.
 pub fn list(tx: &Tx<'_>, req: &ListRequest) -> Result<ListAliasesResponse> {
+    const LIST: &str = "aliases";
     let limit = paging::limit(req.limit, LIST_ALIASES_LIMIT, LIST_ALIASES_DEFAULT)?;
     let only = match &req.key_id {
         Some(k) => {
@@ -155,22 +156,22 @@ pub fn list(tx: &Tx<'_>, req: &ListRequest) -> Result<ListAliasesResponse> {
             None
         }
     };
-    let items = tx
-        .state
-        .aliases
-        .values()
-        .filter(|a| only.is_none_or(|k| a.target == k))
-        .map(|a| {
-            let entry = AliasListEntry {
-                alias_name: a.name.clone(),
-                alias_arn: tx.scope.alias_arn(&a.name),
-                target_key_id: a.target.to_string(),
-                creation_date: a.created,
-                last_updated_date: a.last_updated,
-            };
-            (a.name.clone(), entry)
-        });
-    let page = paging::page("aliases", items, limit, req.marker.as_deref())?;
+    let entry = |_: &String, a: &Alias| AliasListEntry {
+        alias_name: a.name.clone(),
+        alias_arn: tx.scope.alias_arn(&a.name),
+        target_key_id: a.target.to_string(),
+        creation_date: a.created,
+        last_updated_date: a.last_updated,
+    };
+    let marker = req.marker.as_deref();
+    let page = match &only {
+        None => paging::page(LIST, &tx.state.aliases, limit, marker, entry)?,
+        Some(key) => {
+            let after = paging::after::<String>(LIST, marker)?;
+            let aliases = tx.state.aliases_of(key, after.as_deref());
+            paging::take(LIST, aliases.map(|a| (&a.name, a)), limit, entry)
+        }
+    };
     Ok(ListAliasesResponse {
         truncated: page.truncated(),
         next_marker: page.next_marker,

@@ -372,16 +372,16 @@ pub fn describe(tx: &Tx<'_>, req: &KeyIdRequest) -> Result<KeyMetadataResponse> 
 pub fn list(tx: &Tx<'_>, req: &ListRequest) -> Result<ListKeysResponse> {
     require_root(tx, Op::ListKeys.action())?;
     let limit = paging::limit(req.limit, LIST_LIMIT, LIST_KEYS_DEFAULT)?;
-    let items = tx.state.keys.values().map(|k| {
-        (
-            k.id.to_string(),
-            KeyListEntry {
-                key_id: k.id.to_string(),
-                key_arn: tx.scope.key_arn(&k.id),
-            },
-        )
-    });
-    let page = paging::page("keys", items, limit, req.marker.as_deref())?;
+    let page = paging::page(
+        "keys",
+        &tx.state.keys,
+        limit,
+        req.marker.as_deref(),
+        |id, _| KeyListEntry {
+            key_id: id.to_string(),
+            key_arn: tx.scope.key_arn(id),
+        },
+    )?;
     Ok(ListKeysResponse {
         truncated: page.truncated(),
         next_marker: page.next_marker,

@@ -298,6 +298,7 @@ pub fn describe(
     state: &KmsState,
     req: &DescribeCustomKeyStoresRequest,
 ) -> Result<DescribeCustomKeyStoresResponse> {
+    const LIST: &str = "stores";
     if req.custom_key_store_id.is_some() && req.custom_key_store_name.is_some() {
         return Err(err!(
             ValidationException,
@@ -305,11 +306,18 @@ pub fn describe(
         ));
     }
     let limit = paging::limit(req.limit, LIST_LIMIT, LIST_LIMIT.1)?;
-    let selected: Vec<(String, CustomKeyStoreEntry)> = if let Some(id) = &req.custom_key_store_id {
-        let s = store(state, id)?;
-        vec![(s.id.to_string(), entry(s))]
+    let marker = req.marker.as_deref();
+    // One store asked for: a list of one, still after the marker if one is given.
+    let just = |one: &KeyStore| -> Result<paging::Page<CustomKeyStoreEntry>> {
+        let after = paging::after::<CustomKeyStoreId>(LIST, marker)?;
+        let selected = std::iter::once((&one.id, one))
+            .filter(|(id, _)| after.as_ref().is_none_or(|a| a < *id));
+        Ok(paging::take(LIST, selected, limit, |_, s| entry(s)))
+    };
+    let page = if let Some(id) = &req.custom_key_store_id {
+        just(store(state, id)?)?
     } else if let Some(name) = &req.custom_key_store_name {
-        let s = state
+        let one = state
             .stores
             .values()
             .find(|s| &s.name == name)
@@ -319,15 +327,10 @@ pub fn describe(
                     "Custom key store name {name} is not found"
                 )
             })?;
-        vec![(s.id.to_string(), entry(s))]
+        just(one)?
     } else {
-        state
-            .stores
-            .values()
-            .map(|s| (s.id.to_string(), entry(s)))
-            .collect()
+        paging::page(LIST, &state.stores, limit, marker, |_, s| entry(s))?
     };
-    let page = paging::page("stores", selected, limit, req.marker.as_deref())?;
     Ok(DescribeCustomKeyStoresResponse {
         truncated: page.truncated(),
         next_marker: page.next_marker,

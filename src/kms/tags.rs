@@ -103,16 +103,12 @@ pub fn list(tx: &Tx<'_>, req: &ListRequest) -> Result<ListResourceTagsResponse> 
         .ok_or_else(|| crate::KmsError::required("KeyId"))?;
     let key = resolve_id(tx.state, tx.scope, key_id)?;
     authorize(tx, key, Op::ListResourceTags.action())?;
-    let items = key.tags.iter().map(|(k, v)| {
-        (
-            k.clone(),
-            Tag {
-                tag_key: k.clone(),
-                tag_value: v.clone(),
-            },
-        )
-    });
-    let page = paging::page("tags", items, limit, req.marker.as_deref())?;
+    let page = paging::page("tags", &key.tags, limit, req.marker.as_deref(), |k, v| {
+        Tag {
+            tag_key: k.clone(),
+            tag_value: v.clone(),
+        }
+    })?;
     Ok(ListResourceTagsResponse {
         truncated: page.truncated(),
         next_marker: page.next_marker,
