@@ -17,7 +17,7 @@ mod key_ops;
 mod keystore_ops;
 mod worker;
 
-use commit::{earliest_deletion, Core, Shared};
+use commit::{Core, Shared};
 use worker::{background, clock_waker, FollowUpKey, Lifetime, Task, Tasks};
 
 use std::path::Path;
@@ -25,7 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::control::{Keyring, Record, State};
-use crate::dataplane::Mirror;
+use crate::dataplane::{Mirror, MirrorStats};
 use crate::engine::{Engine, EngineConfig};
 use crate::err;
 use crate::error::Result;
@@ -167,7 +167,6 @@ impl Kms {
         config: KmsConfig,
     ) -> Result<Kms> {
         let principal: Arc<str> = config.scope.root_principal().into();
-        let earliest_deletion = earliest_deletion(&state);
         let engine = Engine::new(EngineConfig {
             scope: config.scope.clone(),
             ..config.engine.clone()
@@ -180,7 +179,6 @@ impl Kms {
                 state,
                 disk,
                 keyring,
-                earliest_deletion,
                 mirror,
             }),
             config,
@@ -253,6 +251,12 @@ impl Kms {
     /// in the clear: key material and passwords are wrapped).
     pub fn state_snapshot(&self) -> State {
         lock(&self.shared.core).state.clone()
+    }
+
+    /// How much work the data-plane mirror has done since this instance opened (for tests and
+    /// diagnostics: what a control-plane call cost the data plane).
+    pub fn mirror_stats(&self) -> MirrorStats {
+        lock(&self.shared.core).mirror.stats()
     }
 }
 
