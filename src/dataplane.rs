@@ -3,12 +3,14 @@
 //! After every commit the service calls [`Mirror::sync`] with the changes it just applied. The
 //! mirror remembers what the engine was told (HSM slots, each key's gate, policy and replicas,
 //! aliases), recomputes what the state now implies for the affected keys only, and sends the
-//! difference as one ordered batch of [`Control`]s. A change costs what it names: the mirror
-//! indexes the keys it knows by custom key store and by the key object backing them, so that a
-//! change to a cluster re-checks the keys of that cluster's stores only, and a key object put or
-//! deleted re-checks only the key it backs (or, by its label, will back). Because the engine applies a batch to every
+//! difference as one ordered batch of [`Control`]s. Because the engine applies a batch to every
 //! shard before `apply` returns, a request that starts after a control-plane call returns sees
 //! its effect.
+//!
+//! A change costs what it names: the mirror indexes the keys of the state by custom key store
+//! and by the key object backing them, so that a change to a cluster re-checks the keys of that
+//! cluster's stores only, and a key object put or deleted re-checks only the key it backs (or,
+//! by its label, will back).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -315,8 +317,12 @@ impl Mirror {
             }
             ids
         };
+        // The indexes first, for every key, so that they follow the state even when a key's
+        // sync fails below.
+        for id in &key_ids {
+            self.place(state, scope, id);
+        }
         for id in key_ids {
-            self.place(state, scope, &id);
             self.stats.keys_checked += 1;
             self.sync_key(state, scope, keys, &id, &removed_hsms, &mut out)?;
         }

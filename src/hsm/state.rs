@@ -190,3 +190,49 @@ impl CloudHsmState {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Timestamp;
+    use proptest::prelude::*;
+
+    fn object(handle: u64, label: u8) -> KeyObject {
+        KeyObject {
+            handle,
+            label: format!("label-{label}"),
+            owner: "kmsuser".into(),
+            wrapped: Vec::new(),
+            created: Timestamp(0),
+        }
+    }
+
+    proptest! {
+        /// Objects put (new or in place of one), deleted, and whole clusters deleted at random:
+        /// the derived indexes say what a count and a rebuild say.
+        #[test]
+        fn the_object_indexes_match_a_rebuild_after_any_changes(
+            ops in proptest::collection::vec((0usize..2, 0u8..4, 0u64..5, 0u8..3), 0..60),
+        ) {
+            let clusters = [ClusterId::generate(), ClusterId::generate()];
+            let mut state = CloudHsmState::default();
+            for (c, op, handle, label) in ops {
+                let c = clusters[c].clone();
+                let change = match op {
+                    0 => HsmChange::DeleteObject(c, handle),
+                    1 => HsmChange::DeleteCluster(c),
+                    _ => HsmChange::PutObject(c, object(handle, label)),
+                };
+                state.apply(change);
+                for c in &clusters {
+                    prop_assert_eq!(state.object_count(c), state.cluster_objects(c).count());
+                }
+            }
+            let mut rebuilt = state.clone();
+            rebuilt.labels.clear();
+            rebuilt.object_counts.clear();
+            rebuilt.reindex();
+            prop_assert_eq!(rebuilt.object_counts, state.object_counts);
+        }
+    }
+}
