@@ -17,7 +17,8 @@ use crate::types::{Scope, Timestamp};
 /// of every journal and snapshot file; a data directory in another format is refused at open.
 /// Its one home is the store, which writes and checks it; bump it there whenever the shape of
 /// [`State`], [`Change`] or [`Record`] (or of anything they hold) changes.
-/// (The history of its values is documented there.)
+///
+/// Format 2: the state split into its CloudHSM and KMS halves.
 pub const STATE_FORMAT: u32 = crate::store::journal::FORMAT_VERSION;
 
 /// Everything kmscks knows, in memory.
