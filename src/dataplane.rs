@@ -6,6 +6,11 @@
 //! difference as one ordered batch of [`Control`]s. Because the engine applies a batch to every
 //! shard before `apply` returns, a request that starts after a control-plane call returns sees
 //! its effect.
+//!
+//! A change costs what it names: the mirror indexes the keys of the state by custom key store
+//! and by the key object backing them, so that a change to a cluster re-checks the keys of that
+//! cluster's stores only, and a key object put or deleted re-checks only the key it backs (or,
+//! by its label, will back).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -42,12 +47,36 @@ struct Mirrored {
     replicas: HashSet<HsmSlot>,
 }
 
+/// Where a key lives, as the mirror last looked: its custom key store and the key object that
+/// backs it (both `None` for a key in the default key store).
+#[derive(Default)]
+struct Placement {
+    store: Option<CustomKeyStoreId>,
+    object: Option<(ClusterId, u64)>,
+}
+
+/// How much work the mirror has done since it started (for tests and diagnostics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MirrorStats {
+    /// Keys whose engine state was recomputed from the control-plane state.
+    pub keys_checked: u64,
+    /// Controls sent to the engine.
+    pub controls_sent: u64,
+}
+
 /// What the engine holds, as far as the control plane told it.
 #[derive(Default)]
 pub struct Mirror {
     hsms: HashSet<HsmId>,
     keys: HashMap<KeyId, Mirrored>,
     aliases: HashMap<String, KeyId>,
+    /// Index: where each key of the state lives (kept for every key the mirror re-checks).
+    placements: HashMap<KeyId, Placement>,
+    /// Index: the keys of each custom key store.
+    by_store: HashMap<CustomKeyStoreId, BTreeSet<KeyId>>,
+    /// Index: the key each key object backs.
+    by_object: HashMap<(ClusterId, u64), KeyId>,
+    stats: MirrorStats,
     started: bool,
 }
 
@@ -62,7 +91,12 @@ struct Affected {
 }
 
 impl Affected {
-    fn from_changes(changes: &[Change]) -> Affected {
+    /// What `changes` may have affected; `by_object` names the key each key object backs.
+    fn from_changes(
+        changes: &[Change],
+        scope: &Scope,
+        by_object: &HashMap<(ClusterId, u64), KeyId>,
+    ) -> Affected {
         let mut a = Affected::default();
         for c in changes {
             match c {
@@ -81,12 +115,23 @@ impl Affected {
                 Change::Hsm(HsmChange::PutCluster(c)) => {
                     a.clusters.insert(c.id.clone());
                 }
-                Change::Hsm(
-                    HsmChange::DeleteCluster(id)
-                    | HsmChange::PutObject(id, _)
-                    | HsmChange::DeleteObject(id, _),
-                ) => {
+                Change::Hsm(HsmChange::DeleteCluster(id)) => {
                     a.clusters.insert(id.clone());
+                }
+                // An object backs the key its label names (the key's ARN); one put in place of
+                // another may also take the place of what backed another key.
+                Change::Hsm(HsmChange::PutObject(cluster, o)) => {
+                    if let Ok(id) = scope.parse_key_id(&o.label) {
+                        a.keys.insert(id);
+                    }
+                    if let Some(id) = by_object.get(&(cluster.clone(), o.handle)) {
+                        a.keys.insert(*id);
+                    }
+                }
+                Change::Hsm(HsmChange::DeleteObject(cluster, handle)) => {
+                    if let Some(id) = by_object.get(&(cluster.clone(), *handle)) {
+                        a.keys.insert(*id);
+                    }
                 }
                 Change::Kms(KmsChange::PutAlias(al)) => {
                     a.aliases.insert(al.name.clone());
@@ -95,7 +140,8 @@ impl Affected {
                     a.aliases.insert(name.clone());
                 }
                 Change::Hsm(
-                    HsmChange::PutUser(..)
+                    HsmChange::SetNextHandle(..)
+                    | HsmChange::PutUser(..)
                     | HsmChange::DeleteUser(..)
                     | HsmChange::Audit(..)
                     | HsmChange::PutBackup(_)
@@ -215,7 +261,7 @@ impl Mirror {
         keys: &dyn Wrapper,
         changes: &[Change],
     ) -> Result<()> {
-        let mut affected = Affected::from_changes(changes);
+        let mut affected = Affected::from_changes(changes, scope, &self.by_object);
         let mut out = Vec::new();
         if !self.started {
             affected.everything = true;
@@ -255,25 +301,29 @@ impl Mirror {
                 .collect()
         } else {
             let mut ids = affected.keys.clone();
-            if !affected.stores.is_empty() || !affected.clusters.is_empty() {
-                let stores_on_clusters: BTreeSet<&CustomKeyStoreId> = state
-                    .kms
-                    .stores
-                    .values()
-                    .filter(|s| affected.clusters.contains(&s.cluster_id))
-                    .map(|s| &s.id)
-                    .collect();
-                for k in state.kms.keys.values() {
-                    if let Some(s) = k.store() {
-                        if affected.stores.contains(s) || stores_on_clusters.contains(s) {
-                            ids.insert(k.id);
-                        }
-                    }
+            // Stores are few (AWS allows ten per account and Region): finding those on a
+            // changed cluster by looking at each is cheap; their keys come from the index.
+            let stores = state
+                .kms
+                .stores
+                .values()
+                .filter(|s| affected.clusters.contains(&s.cluster_id))
+                .map(|s| &s.id)
+                .chain(&affected.stores);
+            for store in stores {
+                if let Some(keys) = self.by_store.get(store) {
+                    ids.extend(keys);
                 }
             }
             ids
         };
+        // The indexes first, for every key, so that they follow the state even when a key's
+        // sync fails below.
+        for id in &key_ids {
+            self.place(state, scope, id);
+        }
         for id in key_ids {
+            self.stats.keys_checked += 1;
             self.sync_key(state, scope, keys, &id, &removed_hsms, &mut out)?;
         }
 
@@ -319,7 +369,58 @@ impl Mirror {
         if out.is_empty() {
             return Ok(());
         }
+        self.stats.controls_sent += out.len() as u64;
         engine.apply(&out)
+    }
+
+    #[cfg(any(test, feature = "internals"))]
+    /// How much work the mirror has done since it started.
+    pub fn stats(&self) -> MirrorStats {
+        self.stats
+    }
+
+    /// Brings the indexes in line with where key `id` lives now, per the state.
+    fn place(&mut self, state: &State, scope: &Scope, id: &KeyId) {
+        let now = match state.kms.keys.get(id) {
+            None => Placement::default(),
+            Some(key) => match &key.backing {
+                Backing::Default { .. } => Placement::default(),
+                Backing::CloudHsm { store, .. } => Placement {
+                    store: Some(store.clone()),
+                    object: state.kms.stores.get(store).and_then(|s| {
+                        hsm::find_key(&state.hsm, &s.cluster_id, &scope.key_arn(id))
+                            .map(|o| (s.cluster_id.clone(), o.handle))
+                    }),
+                },
+            },
+        };
+        let before = self.placements.remove(id).unwrap_or_default();
+        if before.store != now.store {
+            if let Some(store) = &before.store {
+                if let Some(keys) = self.by_store.get_mut(store) {
+                    keys.remove(id);
+                    if keys.is_empty() {
+                        self.by_store.remove(store);
+                    }
+                }
+            }
+            if let Some(store) = &now.store {
+                self.by_store.entry(store.clone()).or_default().insert(*id);
+            }
+        }
+        if before.object != now.object {
+            if let Some(object) = &before.object {
+                if self.by_object.get(object) == Some(id) {
+                    self.by_object.remove(object);
+                }
+            }
+            if let Some(object) = &now.object {
+                self.by_object.insert(object.clone(), *id);
+            }
+        }
+        if now.store.is_some() {
+            self.placements.insert(*id, now);
+        }
     }
 
     fn sync_key(

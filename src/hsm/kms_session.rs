@@ -122,13 +122,12 @@ pub fn kms_generate_key(
     cluster_id: &ClusterId,
     label: &str,
 ) -> Result<(u64, KeyMaterial)> {
-    let mut c = tx
-        .state
+    let state = tx.state;
+    let c = state
         .clusters
         .get(cluster_id)
-        .cloned()
         .ok_or_else(|| err!(KMSInternalException, "cluster {cluster_id} disappeared"))?;
-    if tx.state.cluster_objects(&c.id).count() >= MAX_KEYS_PER_CLUSTER {
+    if state.object_count(&c.id) >= MAX_KEYS_PER_CLUSTER {
         return Err(err!(
             LimitExceededException,
             "Cluster {} holds {} keys, the CloudHSM maximum",
@@ -137,7 +136,6 @@ pub fn kms_generate_key(
         ));
     }
     let handle = c.next_handle;
-    c.next_handle += 1;
     let material = KeyMaterial::generate();
     let wrapped = tx.keys.wrap_key(
         &c.wrapping_key,
@@ -153,14 +151,15 @@ pub fn kms_generate_key(
     };
     audit_all(
         tx,
-        &c,
+        c,
         opcode::GENERATE_KEY,
         "SUCCESS",
         Some(KMS_USER),
         Some(handle),
     );
     tx.push(HsmChange::PutObject(c.id.clone(), object));
-    tx.push(HsmChange::PutCluster(Box::new(c)));
+    // Only the object and the counter changed: the record does not carry the whole cluster.
+    tx.push(HsmChange::SetNextHandle(c.id.clone(), handle + 1));
     Ok((handle, material))
 }
 

@@ -577,13 +577,7 @@ pub fn list_policies(tx: &Tx<'_>, req: &ListRequest) -> Result<ListKeyPoliciesRe
 
 /// Keys whose waiting period has ended, oldest first.
 pub fn due_for_deletion(state: &KmsState, now: Timestamp) -> Vec<KeyId> {
-    let mut due: Vec<(Timestamp, KeyId)> = state
-        .keys
-        .values()
-        .filter_map(|k| k.deletion_date().filter(|d| *d <= now).map(|d| (d, k.id)))
-        .collect();
-    due.sort();
-    due.into_iter().map(|(_, id)| id).collect()
+    state.due_for_deletion(now).collect()
 }
 
 /// Deletes a key at the end of its waiting period: metadata and aliases, then a best-effort

@@ -4,6 +4,11 @@
 //! KMS owns its part of the control-plane state as the CloudHSM side owns its own
 //! ([`crate::hsm::CloudHsmState`]); the control plane above journals both kinds of change in
 //! one record. `apply` is deterministic and infallible.
+//!
+//! Beside what it holds, the state keeps derived indexes (not serialised, maintained by `apply`
+//! and rebuilt by [`KmsState::reindex`] after a snapshot is decoded) so that a write costs what
+//! it changes: the deletion dates of keys pending deletion, in date order, so that the commit
+//! path finds the next deletion due without scanning every key.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound::{Excluded, Included, Unbounded};
@@ -11,7 +16,7 @@ use std::ops::Bound::{Excluded, Included, Unbounded};
 use serde::{Deserialize, Serialize};
 
 use super::model::{Alias, Key, KeyStore, TrailEvent};
-use crate::types::{CustomKeyStoreId, KeyId};
+use crate::types::{CustomKeyStoreId, KeyId, Timestamp};
 
 /// KMS's state in one account and Region.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -28,6 +33,10 @@ pub struct KmsState {
     /// [`KmsState::reindex`]).
     #[serde(skip)]
     aliases_by_target: BTreeSet<(KeyId, String)>,
+    /// Index: the keys pending deletion, by deletion date (derived; rebuilt by
+    /// [`KmsState::reindex`]).
+    #[serde(skip)]
+    deletions: BTreeSet<(Timestamp, KeyId)>,
 }
 
 /// One atomic step of a KMS operation.
@@ -55,10 +64,17 @@ impl KmsState {
                 self.stores.remove(&id);
             }
             KmsChange::PutKey(k) => {
-                self.keys.insert(k.id, *k);
+                if let Some(date) = k.deletion_date() {
+                    self.deletions.insert((date, k.id));
+                }
+                if let Some(old) = self.keys.insert(k.id, *k) {
+                    self.unindex(&old);
+                }
             }
             KmsChange::DeleteKey(id) => {
-                self.keys.remove(&id);
+                if let Some(old) = self.keys.remove(&id) {
+                    self.unindex(&old);
+                }
                 // Every alias pointing at the key, found in the index rather than by a scan.
                 let names: Vec<String> =
                     self.aliases_of(&id, None).map(|a| a.name.clone()).collect();
@@ -84,6 +100,11 @@ impl KmsState {
 
     /// Rebuilds the derived indexes (after decoding a snapshot).
     pub fn reindex(&mut self) {
+        self.deletions = self
+            .keys
+            .values()
+            .filter_map(|k| k.deletion_date().map(|d| (d, k.id)))
+            .collect();
         self.aliases_by_target = self
             .aliases
             .values()
@@ -106,12 +127,39 @@ impl KmsState {
             .take_while(move |(target, _)| target == key)
             .filter_map(|(_, name)| self.aliases.get(name))
     }
+
+    /// Drops `old`'s deletion date from the index unless the key now in its place has the
+    /// same one.
+    fn unindex(&mut self, old: &Key) {
+        if let Some(date) = old.deletion_date() {
+            let current = self.keys.get(&old.id).and_then(Key::deletion_date);
+            if current != Some(date) {
+                self.deletions.remove(&(date, old.id));
+            }
+        }
+    }
+
+    /// The earliest deletion date of any key pending deletion.
+    pub fn earliest_deletion(&self) -> Option<Timestamp> {
+        self.deletions.first().map(|(d, _)| *d)
+    }
+
+    /// The keys whose deletion date is `now` or earlier, earliest first.
+    pub fn due_for_deletion(&self, now: Timestamp) -> impl Iterator<Item = KeyId> + '_ {
+        self.deletions
+            .iter()
+            .take_while(move |(d, _)| *d <= now)
+            .map(|(_, id)| *id)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::types::Timestamp;
+    use crate::kms::model::{Backing, Lifecycle};
+    use crate::types::{KeySpec, KeyUsage, Origin};
+    use proptest::prelude::*;
 
     fn alias(name: &str, target: KeyId) -> KmsChange {
         KmsChange::PutAlias(Alias {
@@ -163,5 +211,78 @@ mod tests {
         let mut rebuilt = state.clone();
         rebuilt.reindex();
         assert_eq!(rebuilt, state);
+    }
+
+    fn key(id: KeyId, lifecycle: Lifecycle) -> Key {
+        Key {
+            id,
+            created: Timestamp(0),
+            description: String::new(),
+            lifecycle,
+            origin: Origin::AwsKms,
+            usage: KeyUsage::EncryptDecrypt,
+            spec: KeySpec::SymmetricDefault,
+            backing: Backing::Default {
+                wrapped: Vec::new(),
+            },
+            policy: String::new(),
+            tags: BTreeMap::new(),
+        }
+    }
+
+    /// What the index must say, by a scan of every key.
+    fn scanned(state: &KmsState) -> Vec<(Timestamp, KeyId)> {
+        let mut due: Vec<(Timestamp, KeyId)> = state
+            .keys
+            .values()
+            .filter_map(|k| k.deletion_date().map(|d| (d, k.id)))
+            .collect();
+        due.sort();
+        due
+    }
+
+    proptest! {
+        /// Keys put (enabled, disabled, or pending deletion on one of a few dates, so that
+        /// dates collide) and deleted at random, over a few ids so that each is rewritten.
+        #[test]
+        fn the_deletion_index_matches_a_scan_of_every_key_after_any_changes(
+            ops in proptest::collection::vec((0usize..6, 0u8..5, 0i64..4), 0..60),
+            now in 0i64..5,
+        ) {
+            let ids: Vec<KeyId> = (0..6).map(|_| KeyId::generate()).collect();
+            let mut state = KmsState::default();
+            for (i, op, day) in ops {
+                let id = ids[i];
+                let change = match op {
+                    0 => KmsChange::DeleteKey(id),
+                    1 => KmsChange::PutKey(Box::new(key(id, Lifecycle::Enabled))),
+                    2 => KmsChange::PutKey(Box::new(key(id, Lifecycle::Disabled))),
+                    _ => KmsChange::PutKey(Box::new(key(
+                        id,
+                        Lifecycle::PendingDeletion {
+                            deletion_date: Timestamp(day),
+                            window_days: 7,
+                        },
+                    ))),
+                };
+                state.apply(change);
+                prop_assert_eq!(state.deletions.iter().copied().collect::<Vec<_>>(), scanned(&state));
+            }
+            let scan = scanned(&state);
+            prop_assert_eq!(state.earliest_deletion(), scan.first().map(|(d, _)| *d));
+            let due: Vec<KeyId> = scan
+                .iter()
+                .filter(|(d, _)| *d <= Timestamp(now))
+                .map(|(_, id)| *id)
+                .collect();
+            prop_assert_eq!(state.due_for_deletion(Timestamp(now)).collect::<Vec<_>>(), due);
+            // A state decoded from a snapshot rebuilds the same index.
+            let mut decoded = KmsState {
+                deletions: BTreeSet::new(),
+                ..state.clone()
+            };
+            decoded.reindex();
+            prop_assert_eq!(decoded.deletions, state.deletions);
+        }
     }
 }

@@ -13,7 +13,6 @@ use crate::engine::Engine;
 use crate::err;
 use crate::error::Result;
 use crate::kms::keys;
-use crate::kms::state::KmsChange;
 use crate::kms::tx::Tx;
 use crate::store::DataDir;
 use crate::types::*;
@@ -33,8 +32,6 @@ pub(super) struct Core {
     pub(super) state: State,
     pub(super) disk: Option<DataDir>,
     pub(super) keyring: Keyring,
-    /// Earliest deletion date of any key pending deletion (recomputed when keys change).
-    pub(super) earliest_deletion: Option<Timestamp>,
     /// What the engine has been told.
     pub(super) mirror: Mirror,
 }
@@ -71,15 +68,6 @@ impl Kms {
     }
 }
 
-pub(super) fn earliest_deletion(state: &State) -> Option<Timestamp> {
-    state
-        .kms
-        .keys
-        .values()
-        .filter_map(|k| k.deletion_date())
-        .min()
-}
-
 impl Shared {
     /// Locks the core, first deleting keys whose waiting period has ended.
     pub(super) fn core_after_sweep(&self) -> Result<MutexGuard<'_, Core>> {
@@ -90,7 +78,8 @@ impl Shared {
 
     pub(super) fn sweep(&self, core: &mut Core) -> Result<usize> {
         let now = self.config.clock.now();
-        if core.earliest_deletion.is_none_or(|t| t > now) {
+        // The state indexes deletion dates: this check costs O(1), not a scan of every key.
+        if core.state.kms.earliest_deletion().is_none_or(|t| t > now) {
             return Ok(0);
         }
         let due = keys::due_for_deletion(&core.state.kms, now);
@@ -143,12 +132,6 @@ impl Shared {
         if changes.is_empty() {
             return Ok(());
         }
-        let keys_changed = changes.iter().any(|c| {
-            matches!(
-                c,
-                Change::Kms(KmsChange::PutKey(_) | KmsChange::DeleteKey(_))
-            )
-        });
         let record = Record { at: now, changes };
         let changes_applied = record.changes.clone();
         if let Some(disk) = core.disk.as_mut() {
@@ -166,9 +149,6 @@ impl Shared {
             &core.keyring,
             &changes_applied,
         );
-        if keys_changed {
-            core.earliest_deletion = earliest_deletion(&core.state);
-        }
         if let Some(disk) = core.disk.as_mut() {
             if disk.journal_bytes() > self.config.compact_after_bytes {
                 let snapshot = bincode::serde::encode_to_vec(&core.state, BINCODE)

@@ -17,7 +17,7 @@ mod key_ops;
 mod keystore_ops;
 mod worker;
 
-use commit::{earliest_deletion, Core, Shared};
+use commit::{Core, Shared};
 use worker::{background, clock_waker, FollowUpKey, Lifetime, Task, Tasks};
 
 use std::path::Path;
@@ -167,7 +167,6 @@ impl Kms {
         config: KmsConfig,
     ) -> Result<Kms> {
         let principal: Arc<str> = config.scope.root_principal().into();
-        let earliest_deletion = earliest_deletion(&state);
         let engine = Engine::new(EngineConfig {
             scope: config.scope.clone(),
             ..config.engine.clone()
@@ -180,7 +179,6 @@ impl Kms {
                 state,
                 disk,
                 keyring,
-                earliest_deletion,
                 mirror,
             }),
             config,
@@ -255,6 +253,14 @@ impl Kms {
         pub fn state_snapshot(&self) -> State {
             lock(&self.shared.core).state.clone()
         }
+    }
+
+    /// How much work the data-plane mirror has done since this instance opened (for kmscks's
+    /// white-box tests: what a control-plane call cost the data plane).
+    #[cfg(feature = "internals")]
+    #[doc(hidden)]
+    pub fn mirror_stats(&self) -> crate::dataplane::MirrorStats {
+        lock(&self.shared.core).mirror.stats()
     }
 }
 

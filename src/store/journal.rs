@@ -27,7 +27,9 @@ pub const JOURNAL_MAGIC: [u8; 4] = *b"KCKJ";
 /// and snapshot file. It covers both the framing here and the encoding of the payloads (the
 /// control plane's `State`, `Change` and `Record`, and anything they hold): bump it whenever
 /// either changes shape. Version 2: the state split into its CloudHSM and KMS halves.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version 3: a key object's generation records the cluster's handle counter alone
+/// (`HsmChange::SetNextHandle`), not the whole cluster.
+pub const FORMAT_VERSION: u32 = 3;
 /// Length of the journal file header.
 pub const JOURNAL_HEADER_LEN: usize = 20;
 /// Length of a frame header.
