@@ -41,7 +41,10 @@ const CUSTOM_POLICY: &str = r#"{"Version":"2012-10-17","Id":"custom-policy","Sta
 /// directory. Between fork and exec a child holds a copy of every descriptor of this process,
 /// the LOCK of another test's instance included (flock locks follow the open file, and
 /// close-on-exec only closes it at exec): an instance dropped during a spawn would stay
-/// locked until the spawn returns. Waiting for spawns to finish before opening avoids that.
+/// locked until the child has closed its copies. That is later than `spawn` returning: the
+/// kernel resumes a vfork parent when the child replaces its memory, just before it closes
+/// its close-on-exec descriptors. So the write lock is held until the child shows it is past
+/// exec (it printed a line, or exited) — see [`Spawned`].
 static SPAWN: RwLock<()> = RwLock::new(());
 
 fn try_open(dir: &Path, config: &KmsConfig) -> kmscks::Result<Kms> {
@@ -53,10 +56,19 @@ fn open(dir: &Path, config: &KmsConfig) -> Kms {
     try_open(dir, config).unwrap()
 }
 
-fn spawn(cmd: &mut Command) -> std::process::Child {
-    let _spawning = SPAWN.write().unwrap_or_else(|p| p.into_inner());
-    // `spawn` returns once the child has exec'd (or failed to).
-    cmd.spawn().unwrap()
+/// A child just spawned, and the [`SPAWN`] write lock, held until the caller has seen the
+/// child past exec (dropping the guard then lets data directories be opened again).
+struct Spawned {
+    child: std::process::Child,
+    past_exec: std::sync::RwLockWriteGuard<'static, ()>,
+}
+
+fn spawn(cmd: &mut Command) -> Spawned {
+    let past_exec = SPAWN.write().unwrap_or_else(|p| p.into_inner());
+    Spawned {
+        child: cmd.spawn().unwrap(),
+        past_exec,
+    }
 }
 
 fn id_req(store_id: &str) -> CustomKeyStoreIdRequest {
@@ -987,7 +999,10 @@ fn crash_mid_write_keeps_every_acknowledged_write() {
         let mut cmd = child("crash_child", &dir);
         cmd.env("KMSCKS_TEST_STORE", &f.store_id)
             .env("KMSCKS_TEST_RUN", run.to_string());
-        let mut c = spawn(&mut cmd);
+        let Spawned {
+            child: mut c,
+            past_exec,
+        } = spawn(&mut cmd);
         let lines = Arc::new(Mutex::new(Vec::<String>::new()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let reader = {
@@ -1011,6 +1026,8 @@ fn crash_mid_write_keeps_every_acknowledged_write() {
         ready_rx
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("child of run {run} never got ready (seed {seed})"));
+        // It printed: it is past exec and holds none of this process's descriptors.
+        drop(past_exec);
         // Not synchronisation: the random delay is the crash point under test (the child is
         // killed somewhere in its stream of writes, wherever that happens to be).
         std::thread::sleep(Duration::from_millis(10 + rng.below(291)));
@@ -1124,7 +1141,9 @@ fn run_passphrase_child(dir: &Path, action: &str, passphrase: Option<&str>) -> S
     if let Some(p) = passphrase {
         cmd.env(PASSPHRASE_ENV, p);
     }
-    let out = spawn(&mut cmd).wait_with_output().unwrap();
+    let Spawned { child, past_exec } = spawn(&mut cmd);
+    let out = child.wait_with_output().unwrap();
+    drop(past_exec);
     let text = String::from_utf8(out.stdout).unwrap();
     let line = text
         .lines()
