@@ -28,10 +28,47 @@ use crate::kms::state::KmsChange;
 use crate::kms::MASTER_KEY;
 use crate::types::{ClusterId, ConnectionState, CustomKeyStoreId, HsmId, KeyId, Scope};
 
-/// A key policy, as the engine's authorizer for one key.
+/// A key policy, as the engine's authorizer for one key. The parsed policy is shared with
+/// every other key whose policy has the same text (see [`PolicyTable`]).
 struct PolicyAuthorizer {
-    policy: KeyPolicy,
+    policy: Arc<KeyPolicy>,
     arn: Arc<str>,
+}
+
+/// Parsed key policies by text, shared by every key whose policy reads the same — most keys
+/// carry their account's default policy — so a policy is parsed and held once however many
+/// keys use it. Each entry counts the mirrored keys using it and goes when the last one does.
+#[derive(Default)]
+struct PolicyTable {
+    by_text: HashMap<Arc<str>, (Arc<KeyPolicy>, usize)>,
+}
+
+impl PolicyTable {
+    /// The shared text and parsed policy for `text`, counting one more key using it. A text
+    /// that does not parse changes nothing.
+    fn acquire(&mut self, text: &str) -> Result<(Arc<str>, Arc<KeyPolicy>)> {
+        if let Some((shared, (policy, users))) = self.by_text.get_key_value(text) {
+            let out = (shared.clone(), policy.clone());
+            let users = *users + 1;
+            self.by_text.insert(out.0.clone(), (out.1.clone(), users));
+            return Ok(out);
+        }
+        let policy = Arc::new(KeyPolicy::parse(text)?);
+        let shared: Arc<str> = text.into();
+        self.by_text
+            .insert(shared.clone(), (policy.clone(), 1));
+        Ok((shared, policy))
+    }
+
+    /// One key fewer uses `text`.
+    fn release(&mut self, text: &str) {
+        if let Some((_, users)) = self.by_text.get_mut(text) {
+            *users -= 1;
+            if *users == 0 {
+                self.by_text.remove(text);
+            }
+        }
+    }
 }
 
 impl Authorizer for PolicyAuthorizer {
@@ -43,7 +80,9 @@ impl Authorizer for PolicyAuthorizer {
 /// What the engine was last told about one key.
 struct Mirrored {
     gate: Option<String>,
-    policy: String,
+    /// The policy text the engine was given (shared through [`PolicyTable`]); `None` until
+    /// the key was first sent.
+    policy: Option<Arc<str>>,
     replicas: HashSet<HsmSlot>,
 }
 
@@ -70,6 +109,8 @@ pub struct Mirror {
     hsms: HashSet<HsmId>,
     keys: HashMap<KeyId, Mirrored>,
     aliases: HashMap<String, KeyId>,
+    /// The parsed policies the keys share.
+    policies: PolicyTable,
     /// Index: where each key of the state lives (kept for every key the mirror re-checks).
     placements: HashMap<KeyId, Placement>,
     /// Index: the keys of each custom key store.
@@ -433,7 +474,10 @@ impl Mirror {
         out: &mut Vec<Control>,
     ) -> Result<()> {
         let Some(key) = state.kms.keys.get(id) else {
-            if self.keys.remove(id).is_some() {
+            if let Some(old) = self.keys.remove(id) {
+                if let Some(text) = old.policy {
+                    self.policies.release(&text);
+                }
                 self.aliases.retain(|_, k| k != id);
                 out.push(Control::RemoveKey { key: *id });
             }
@@ -443,14 +487,16 @@ impl Mirror {
         let closed = gate(state, scope, key);
         let gate_text = closed.as_ref().map(|e| e.to_string());
         let want = replicas(state, scope, key);
-        let fresh = !self.keys.contains_key(id);
         let m = self.keys.entry(*id).or_insert_with(|| Mirrored {
             gate: None,
-            policy: String::new(),
+            policy: None,
             replicas: HashSet::new(),
         });
-        if fresh || m.policy != key.policy {
-            let policy = KeyPolicy::parse(&key.policy)?;
+        if m.policy.as_deref() != Some(key.policy.as_str()) {
+            let (text, policy) = self.policies.acquire(&key.policy)?;
+            if let Some(old) = m.policy.replace(text) {
+                self.policies.release(&old);
+            }
             let authorizer = Arc::new(PolicyAuthorizer {
                 policy,
                 arn: arn.clone(),
@@ -462,7 +508,6 @@ impl Mirror {
                 gate,
                 authorizer,
             });
-            m.policy = key.policy.clone();
             m.gate = gate_text;
         } else if m.gate != gate_text {
             out.push(Control::SetGate {
@@ -528,4 +573,40 @@ pub fn store_fleet(state: &State, scope: &Scope, store_id: &str) -> Result<Vec<H
         ));
     }
     Ok(fleet)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kms::policy::default_policy;
+
+    #[test]
+    fn keys_with_the_same_policy_share_one_parse_until_the_last_lets_go() {
+        let scope = Scope::default();
+        let default = default_policy(&scope);
+        let mut table = PolicyTable::default();
+        let (text_a, policy_a) = table.acquire(&default).unwrap();
+        let (text_b, policy_b) = table.acquire(&default).unwrap();
+        assert!(Arc::ptr_eq(&policy_a, &policy_b), "one parse for one text");
+        assert!(Arc::ptr_eq(&text_a, &text_b), "one copy of the text");
+        assert_eq!(table.by_text.len(), 1);
+
+        let custom = default.replace("Enable IAM User Permissions", "Another statement id");
+        let (_, policy_c) = table.acquire(&custom).unwrap();
+        assert!(!Arc::ptr_eq(&policy_a, &policy_c));
+        assert_eq!(table.by_text.len(), 2);
+
+        table.release(&default);
+        assert_eq!(table.by_text[&*default].1, 1, "one key still uses it");
+        table.release(&default);
+        table.release(&custom);
+        assert!(table.by_text.is_empty(), "entries go with their last user");
+    }
+
+    #[test]
+    fn a_policy_that_does_not_parse_is_refused_and_leaves_the_table_as_it_was() {
+        let mut table = PolicyTable::default();
+        assert!(table.acquire("{not json").is_err());
+        assert!(table.by_text.is_empty());
+    }
 }
