@@ -2,7 +2,7 @@
 //! AWS (or kmscks) name, its request and response types, and the IAM policy actions it is
 //! checked against.
 //!
-//! This module sits just above the API vocabulary (`kms::api`, `hsm::api`, `types`, `error`)
+//! This module sits just above the API vocabulary (`api::kms`, `api::hsm`, `types`, `error`)
 //! and below everything that performs or carries operations: it knows nothing of the service,
 //! the wire encoding or the CLI. From the table it derives the [`Op`] enum (codes, names and
 //! policy actions), the [`Request`] and [`Response`] enums, and the [`Backend`] trait. Other
@@ -26,7 +26,7 @@ use crate::types::PolicyAction;
 ///
 /// `$code` is the stable wire code, `$name` the operation's name (also the variant of [`Op`],
 /// [`Request`] and [`Response`]), `$req`/`$resp` its request and response types (named as
-/// `kms::api`/`hsm::api` export them), and `[...]` its policy actions:
+/// `api::kms`/`api::hsm` export them), and `[...]` its policy actions:
 /// `[kms]` / `[cloudhsm]` for `service:<name>`, `[service: A B]` for other names, `[]` for none
 /// (kmscks extras, and `Refused`, whose actions are each refused operation's own).
 macro_rules! for_each_op {

@@ -1,6 +1,6 @@
 //! The KMS operations kmscks accepts by name but refuses, with the exception AWS returns for a
 //! key in a CloudHSM key store (spec §5), and an honest one for default-store keys where kmscks
-//! lacks the feature. The list of them is [`Refused`], in `kms::api`.
+//! lacks the feature. The list of them is [`Refused`], in `api::kms`.
 
 use crate::api::kms::{KeyIdRequest, KeyRotationStatusResponse, Refused};
 use crate::err;
