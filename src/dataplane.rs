@@ -47,11 +47,11 @@ impl PolicyTable {
     /// The shared text and parsed policy for `text`, counting one more key using it. A text
     /// that does not parse changes nothing.
     fn acquire(&mut self, text: &str) -> Result<(Arc<str>, Arc<KeyPolicy>)> {
-        if let Some((shared, (policy, users))) = self.by_text.get_key_value(text) {
-            let out = (shared.clone(), policy.clone());
-            let users = *users + 1;
-            self.by_text.insert(out.0.clone(), (out.1.clone(), users));
-            return Ok(out);
+        if let Some((shared, _)) = self.by_text.get_key_value(text) {
+            let shared = shared.clone();
+            let (policy, users) = self.by_text.get_mut(text).expect("found just above");
+            *users += 1;
+            return Ok((shared, policy.clone()));
         }
         let policy = Arc::new(KeyPolicy::parse(text)?);
         let shared: Arc<str> = text.into();

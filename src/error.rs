@@ -207,6 +207,8 @@ pub enum Constraint {
     MaxLength(usize),
     /// `Member must have length between <min> and <max>`.
     LengthBetween(usize, usize),
+    /// `Member must satisfy regular expression pattern: <pattern>`.
+    Pattern(&'static str),
 }
 
 impl fmt::Display for Constraint {
@@ -226,6 +228,9 @@ impl fmt::Display for Constraint {
             }
             Constraint::LengthBetween(min, max) => {
                 write!(f, "Member must have length between {min} and {max}")
+            }
+            Constraint::Pattern(p) => {
+                write!(f, "Member must satisfy regular expression pattern: {p}")
             }
         }
     }
@@ -475,6 +480,13 @@ mod tests {
                 ErrorKind::ValidationException,
                 "1 validation error detected: Value 'x' at 'name' failed to satisfy constraint: \
                  Member must have length between 2 and 3"
+                    .to_string(),
+            ),
+            (
+                KmsError::validation("A", "keyFileName", Constraint::Pattern("[a-z]+")),
+                ErrorKind::ValidationException,
+                "1 validation error detected: Value 'A' at 'keyFileName' failed to satisfy \
+                 constraint: Member must satisfy regular expression pattern: [a-z]+"
                     .to_string(),
             ),
             (

@@ -36,8 +36,12 @@ pub(super) fn parse_cluster_id(text: &str) -> Result<ClusterId> {
 /// Helpers building CloudHSM-flavoured validation errors.
 struct KmsErrorExt;
 impl KmsErrorExt {
-    fn validation_cloudhsm(value: &str, member: &str, pattern: &str) -> crate::KmsError {
-        err!(CloudHsmInvalidRequestException, "Value '{value}' at '{member}' failed to satisfy constraint: Member must satisfy regular expression pattern: {pattern}")
+    fn validation_cloudhsm(value: &str, member: &str, pattern: &'static str) -> crate::KmsError {
+        let constraint = crate::error::Constraint::Pattern(pattern);
+        err!(
+            CloudHsmInvalidRequestException,
+            "Value '{value}' at '{member}' failed to satisfy constraint: {constraint}"
+        )
     }
 }
 

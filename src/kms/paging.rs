@@ -101,7 +101,7 @@ pub fn after<K: MarkerKey>(list: &str, marker: Option<&str>) -> Result<Option<K>
         return Err(KmsError::validation(
             marker,
             "marker",
-            "Member must satisfy regular expression pattern: [\\u0020-\\u00FF]*",
+            crate::error::Constraint::Pattern("[\\u0020-\\u00FF]*"),
         ));
     }
     let invalid = || {

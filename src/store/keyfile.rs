@@ -80,7 +80,7 @@ fn check_name(name: &str) -> Result<()> {
         Err(KmsError::validation(
             name,
             "keyFileName",
-            "Member must satisfy regular expression pattern: [a-z0-9-]{1,64}",
+            crate::error::Constraint::Pattern("[a-z0-9-]{1,64}"),
         ))
     }
 }
