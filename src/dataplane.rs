@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::control::{Change, State};
-use crate::engine::{Action, Authorizer, Control, Engine, Gate, HsmSlot};
+use crate::engine::{Action, Authorizer, Control, Engine, Gate, HsmSlot, SlotSet};
 use crate::err;
 use crate::error::Result;
 use crate::hsm::model::KeyObject;
@@ -28,11 +28,25 @@ use crate::kms::state::KmsChange;
 use crate::kms::MASTER_KEY;
 use crate::types::{ClusterId, ConnectionState, CustomKeyStoreId, HsmId, KeyId, Scope};
 
-/// A key policy, as the engine's authorizer for one key. The parsed policy is shared with
-/// every other key whose policy has the same text (see [`PolicyTable`]).
+/// A key policy as the engine's authorizer, shared by every key whose policy has the same
+/// text (see [`PolicyTable`]): it is parsed once, and the ARN a statement's `Resource` is
+/// matched against is written from the key id only when some statement looks at it.
 struct PolicyAuthorizer {
-    policy: Arc<KeyPolicy>,
-    arn: Arc<str>,
+    policy: KeyPolicy,
+    scope: Scope,
+    ignores_resource: bool,
+}
+
+impl Authorizer for PolicyAuthorizer {
+    fn allows(&self, principal: &str, action: Action, key: &KeyId) -> bool {
+        if self.ignores_resource {
+            // No statement reads the resource: any text gives the verdict.
+            self.policy.allows(principal, action.as_str(), "")
+        } else {
+            self.policy
+                .allows(principal, action.as_str(), &self.scope.key_arn(key))
+        }
+    }
 }
 
 /// Parsed key policies by text, shared by every key whose policy reads the same — most keys
@@ -40,50 +54,60 @@ struct PolicyAuthorizer {
 /// keys use it. Each entry counts the mirrored keys using it and goes when the last one does.
 #[derive(Default)]
 struct PolicyTable {
-    by_text: HashMap<Arc<str>, (Arc<KeyPolicy>, usize)>,
+    by_text: HashMap<Arc<str>, Shared>,
+}
+
+/// One entry of the [`PolicyTable`].
+struct Shared {
+    /// The text (the same allocation as the map's key).
+    text: Arc<str>,
+    authorizer: Arc<PolicyAuthorizer>,
+    /// Mirrored keys using it.
+    users: usize,
 }
 
 impl PolicyTable {
-    /// The shared text and parsed policy for `text`, counting one more key using it. A text
-    /// that does not parse changes nothing.
-    fn acquire(&mut self, text: &str) -> Result<(Arc<str>, Arc<KeyPolicy>)> {
-        if let Some((shared, _)) = self.by_text.get_key_value(text) {
-            let shared = shared.clone();
-            let (policy, users) = self.by_text.get_mut(text).expect("found just above");
-            *users += 1;
-            return Ok((shared, policy.clone()));
+    /// The shared text and authorizer for `text`, counting one more key using it. A text that
+    /// does not parse changes nothing.
+    fn acquire(&mut self, text: &str, scope: &Scope) -> Result<(Arc<str>, Arc<PolicyAuthorizer>)> {
+        if let Some(entry) = self.by_text.get_mut(text) {
+            entry.users += 1;
+            return Ok((entry.text.clone(), entry.authorizer.clone()));
         }
-        let policy = Arc::new(KeyPolicy::parse(text)?);
+        let policy = KeyPolicy::parse(text)?;
+        let authorizer = Arc::new(PolicyAuthorizer {
+            ignores_resource: policy.ignores_resource(),
+            policy,
+            scope: scope.clone(),
+        });
         let shared: Arc<str> = text.into();
-        self.by_text
-            .insert(shared.clone(), (policy.clone(), 1));
-        Ok((shared, policy))
+        let entry = Shared {
+            text: shared.clone(),
+            authorizer: authorizer.clone(),
+            users: 1,
+        };
+        self.by_text.insert(shared.clone(), entry);
+        Ok((shared, authorizer))
     }
 
     /// One key fewer uses `text`.
     fn release(&mut self, text: &str) {
-        if let Some((_, users)) = self.by_text.get_mut(text) {
-            *users -= 1;
-            if *users == 0 {
+        if let Some(entry) = self.by_text.get_mut(text) {
+            entry.users -= 1;
+            if entry.users == 0 {
                 self.by_text.remove(text);
             }
         }
     }
 }
 
-impl Authorizer for PolicyAuthorizer {
-    fn allows(&self, principal: &str, action: Action) -> bool {
-        self.policy.allows(principal, action.as_str(), &self.arn)
-    }
-}
-
 /// What the engine was last told about one key.
 struct Mirrored {
-    gate: Option<String>,
+    gate: Option<Box<str>>,
     /// The policy text the engine was given (shared through [`PolicyTable`]); `None` until
     /// the key was first sent.
     policy: Option<Arc<str>>,
-    replicas: HashSet<HsmSlot>,
+    replicas: SlotSet,
 }
 
 /// Where a key lives, as the mirror last looked: its custom key store and the key object that
@@ -228,22 +252,24 @@ pub fn gate(state: &State, scope: &Scope, key: &Key) -> Option<crate::KmsError> 
 }
 
 /// The HSM slots that hold a replica of `key`, per the state.
-fn replicas(state: &State, scope: &Scope, key: &Key) -> HashSet<HsmSlot> {
+fn replicas(state: &State, scope: &Scope, key: &Key) -> SlotSet {
     match &key.backing {
-        Backing::Default { .. } => HashSet::from([HsmSlot::Default]),
+        Backing::Default { .. } => SlotSet::Default,
         Backing::CloudHsm { store, .. } => {
             let Some(s) = state.kms.stores.get(store) else {
-                return HashSet::new();
+                return SlotSet::None;
             };
             let Some(c) = state.hsm.clusters.get(&s.cluster_id) else {
-                return HashSet::new();
+                return SlotSet::None;
             };
             if hsm::find_key(&state.hsm, &c.id, &scope.key_arn(&key.id)).is_none() {
-                return HashSet::new();
+                return SlotSet::None;
             }
-            c.active_hsms()
-                .map(|h| HsmSlot::Hsm(h.id.clone()))
-                .collect()
+            let mut set = SlotSet::None;
+            for h in c.active_hsms() {
+                set.insert(&HsmSlot::Hsm(h.id.clone()));
+            }
+            set
         }
     }
 }
@@ -483,28 +509,22 @@ impl Mirror {
             }
             return Ok(());
         };
-        let arn: Arc<str> = scope.key_arn(id).into();
         let closed = gate(state, scope, key);
-        let gate_text = closed.as_ref().map(|e| e.to_string());
+        let gate_text: Option<Box<str>> = closed.as_ref().map(|e| e.to_string().into());
         let want = replicas(state, scope, key);
         let m = self.keys.entry(*id).or_insert_with(|| Mirrored {
             gate: None,
             policy: None,
-            replicas: HashSet::new(),
+            replicas: SlotSet::default(),
         });
         if m.policy.as_deref() != Some(key.policy.as_str()) {
-            let (text, policy) = self.policies.acquire(&key.policy)?;
+            let (text, authorizer) = self.policies.acquire(&key.policy, scope)?;
             if let Some(old) = m.policy.replace(text) {
                 self.policies.release(&old);
             }
-            let authorizer = Arc::new(PolicyAuthorizer {
-                policy,
-                arn: arn.clone(),
-            });
             let gate = closed.map_or(Gate::Open, Gate::Closed);
             out.push(Control::PutKey {
                 key: *id,
-                arn,
                 gate,
                 authorizer,
             });
@@ -516,7 +536,7 @@ impl Mirror {
             });
             m.gate = gate_text;
         }
-        let missing: Vec<HsmSlot> = want.difference(&m.replicas).cloned().collect();
+        let missing: Vec<HsmSlot> = want.slots().filter(|s| !m.replicas.contains(s)).collect();
         if !missing.is_empty() {
             let material = material(state, scope, keys, key)?;
             for slot in missing {
@@ -525,10 +545,10 @@ impl Mirror {
                     key: *id,
                     material: material.duplicate(),
                 });
-                m.replicas.insert(slot);
+                m.replicas.insert(&slot);
             }
         }
-        let extra: Vec<HsmSlot> = m.replicas.difference(&want).cloned().collect();
+        let extra: Vec<HsmSlot> = m.replicas.slots().filter(|s| !want.contains(s)).collect();
         for slot in extra {
             m.replicas.remove(&slot);
             let going = matches!(&slot, HsmSlot::Hsm(h) if removed_hsms.contains(h));
@@ -585,28 +605,49 @@ mod tests {
         let scope = Scope::default();
         let default = default_policy(&scope);
         let mut table = PolicyTable::default();
-        let (text_a, policy_a) = table.acquire(&default).unwrap();
-        let (text_b, policy_b) = table.acquire(&default).unwrap();
+        let (text_a, policy_a) = table.acquire(&default, &scope).unwrap();
+        let (text_b, policy_b) = table.acquire(&default, &scope).unwrap();
         assert!(Arc::ptr_eq(&policy_a, &policy_b), "one parse for one text");
         assert!(Arc::ptr_eq(&text_a, &text_b), "one copy of the text");
         assert_eq!(table.by_text.len(), 1);
 
         let custom = default.replace("Enable IAM User Permissions", "Another statement id");
-        let (_, policy_c) = table.acquire(&custom).unwrap();
+        let (_, policy_c) = table.acquire(&custom, &scope).unwrap();
         assert!(!Arc::ptr_eq(&policy_a, &policy_c));
         assert_eq!(table.by_text.len(), 2);
 
         table.release(&default);
-        assert_eq!(table.by_text[&*default].1, 1, "one key still uses it");
+        assert_eq!(table.by_text[&*default].users, 1, "one key still uses it");
         table.release(&default);
         table.release(&custom);
         assert!(table.by_text.is_empty(), "entries go with their last user");
     }
 
     #[test]
+    fn a_shared_policy_naming_one_key_still_allows_that_key_only() {
+        let scope = Scope::default();
+        let (named, other) = (KeyId::generate(), KeyId::generate());
+        let root = scope.root_principal();
+        let text = default_policy(&scope).replace(
+            r#""Resource" : "*""#,
+            &format!(r#""Resource" : "{}""#, scope.key_arn(&named)),
+        );
+        let mut table = PolicyTable::default();
+        let (_, narrow) = table.acquire(&text, &scope).unwrap();
+        assert!(!narrow.ignores_resource);
+        assert!(narrow.allows(&root, Action::Encrypt, &named));
+        assert!(!narrow.allows(&root, Action::Encrypt, &other));
+
+        let (_, any) = table.acquire(&default_policy(&scope), &scope).unwrap();
+        assert!(any.ignores_resource, "the default policy's Resource is *");
+        assert!(any.allows(&root, Action::Encrypt, &other));
+        assert!(!any.allows("arn:aws:iam::999999999999:root", Action::Encrypt, &other));
+    }
+
+    #[test]
     fn a_policy_that_does_not_parse_is_refused_and_leaves_the_table_as_it_was() {
         let mut table = PolicyTable::default();
-        assert!(table.acquire("{not json").is_err());
+        assert!(table.acquire("{not json", &Scope::default()).is_err());
         assert!(table.by_text.is_empty());
     }
 }

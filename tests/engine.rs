@@ -30,10 +30,9 @@ struct Fixture {
     m1: KeyMaterial,
 }
 
-fn put_key(id: KeyId, scope: &Scope) -> Control {
+fn put_key(id: KeyId) -> Control {
     Control::PutKey {
         key: id,
-        arn: Arc::from(scope.key_arn(&id)),
         gate: Gate::Open,
         authorizer: Arc::new(AllowAll),
     }
@@ -46,6 +45,7 @@ fn fixture(max_uses: u64) -> Fixture {
         pin_workers: false,
         subkey_max_uses: max_uses,
         decrypt_cache: 8,
+        seal_cache: SEAL_CACHE,
         scope: scope.clone(),
     })
     .unwrap();
@@ -60,9 +60,9 @@ fn fixture(max_uses: u64) -> Fixture {
             },
             Control::AddHsm { hsm: h1.clone() },
             Control::AddHsm { hsm: h2.clone() },
-            put_key(dflt, &scope),
-            put_key(k1, &scope),
-            put_key(k2, &scope),
+            put_key(dflt),
+            put_key(k1),
+            put_key(k2),
             Control::PutReplica {
                 hsm: HsmSlot::Default,
                 key: dflt,
@@ -285,7 +285,6 @@ fn gates_and_authorizer() {
     f.engine
         .apply(&[Control::PutKey {
             key: f.k2,
-            arn: Arc::from(arn.as_str()),
             gate: Gate::Open,
             authorizer: Arc::new(only_decrypt),
         }])
@@ -351,7 +350,7 @@ fn removing_every_replica_gives_invalid_state_and_readding_recovers() {
     f.engine
         .apply(&[
             Control::AddHsm { hsm: h3.clone() },
-            put_key(k, &f.scope),
+            put_key(k),
             Control::PutReplica {
                 hsm: h3.clone(),
                 key: k,
@@ -801,7 +800,7 @@ impl Latch {
 }
 
 impl Authorizer for Latch {
-    fn allows(&self, _principal: &str, _action: Action) -> bool {
+    fn allows(&self, _principal: &str, _action: Action, _key: &KeyId) -> bool {
         let mut g = self.state.lock().expect("latch lock (no holder panics)");
         g.0 += 1;
         self.changed.notify_all();
@@ -824,7 +823,6 @@ fn shutdown_with_callers_in_flight_returns_errors() {
         .apply(&[
             Control::PutKey {
                 key: held,
-                arn: Arc::from(f.scope.key_arn(&held)),
                 gate: Gate::Open,
                 authorizer: latch.clone(),
             },

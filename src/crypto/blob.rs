@@ -237,20 +237,20 @@ mod tests {
     #[test]
     fn round_trip_and_every_byte_flip_is_invalid() {
         let id = KeyId::generate();
-        let mut s = SubkeySchedule::new(id, KeyMaterial::generate(), 1 << 20);
+        let mut s = SubkeySchedule::new(KeyMaterial::generate());
         let mut pool = RandomPool::new();
         let c = ctx(&[("a", "1"), ("b", "2")]);
-        let blob = seal(&id, s.next(&mut pool).unwrap(), b"secret", &c).unwrap();
+        let blob = seal(&id, s.next(&id, 1 << 20, &mut pool).unwrap().params, b"secret", &c).unwrap();
         assert_eq!(blob.len(), OVERHEAD + 6);
         let v = parse(&blob).unwrap();
         assert_eq!(v.key_id, id);
-        let key = s.derive(&v.salt).unwrap();
+        let key = s.derive(&id, &v.salt).unwrap();
         assert_eq!(v.open(&key, &c).unwrap().expose(), b"secret");
         for i in 0..blob.len() {
             let mut b = blob.clone();
             b[i] ^= 0x01;
             let r = parse(&b).and_then(|v| {
-                let key = s.derive(&v.salt)?;
+                let key = s.derive(&id, &v.salt)?;
                 v.open(&key, &c)
             });
             assert_eq!(
@@ -266,14 +266,14 @@ mod tests {
     #[test]
     fn large_contexts_use_the_heap_path_and_still_bind() {
         let id = KeyId::generate();
-        let mut s = SubkeySchedule::new(id, KeyMaterial::generate(), 16);
+        let mut s = SubkeySchedule::new(KeyMaterial::generate());
         let mut pool = RandomPool::new();
         let big: EncryptionContext = (0..40)
             .map(|i| (format!("key-{i:03}"), "v".repeat(20)))
             .collect();
-        let blob = seal(&id, s.next(&mut pool).unwrap(), b"x", &big).unwrap();
+        let blob = seal(&id, s.next(&id, 16, &mut pool).unwrap().params, b"x", &big).unwrap();
         let v = parse(&blob).unwrap();
-        let key = s.derive(&v.salt).unwrap();
+        let key = s.derive(&id, &v.salt).unwrap();
         assert_eq!(v.open(&key, &big).unwrap().expose(), b"x");
         let mut other = big.clone();
         other.insert("key-000".into(), "w".repeat(20));

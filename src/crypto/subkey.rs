@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use aws_lc_rs::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
 use aws_lc_rs::hkdf;
+use crossbeam::utils::CachePadded;
 
 use crate::crypto::random::RandomPool;
 use crate::err;
@@ -56,20 +57,29 @@ pub fn counter_nonce(n: u64) -> [u8; NONCE_LEN] {
     nonce
 }
 
+/// One epoch of a schedule: its salt, its subkey and how many seals it has made. Boxed on its
+/// own cache lines: it is written on every seal, and the epochs of two shards must never share
+/// a line.
 struct Epoch {
     salt: [u8; SALT_LEN],
     key: LessSafeKey,
     used: u64,
+    /// Set by every seal after the first, cleared by the shard's eviction sweep (see
+    /// [`SubkeySchedule::age`]).
+    referenced: bool,
 }
 
 /// One key's encryption schedule on one shard: its material (kept only here, zeroized on
-/// drop), the current epoch and the retirement threshold.
+/// drop) and, while the key is in use, the current epoch.
+///
+/// Compact on purpose: a shard holds one per key it can serve (100,000 at AWS's quota), so the
+/// key id and the retirement threshold are the caller's (the shard's map key and its config),
+/// and the epoch — an expanded AES-GCM context of several hundred bytes — exists only once the
+/// key seals, and goes again when the shard evicts it ([`SubkeySchedule::evict`]); the next
+/// seal then starts a new epoch with a fresh salt.
 pub struct SubkeySchedule {
-    key_id: KeyId,
     material: KeyMaterial,
-    max_uses: u64,
-    epoch: Option<Epoch>,
-    epochs: u64,
+    epoch: Option<Box<CachePadded<Epoch>>>,
 }
 
 /// What a seal needs: the epoch salt, a never-used nonce, and the subkey.
@@ -82,51 +92,61 @@ pub struct SealParams<'a> {
     pub key: &'a LessSafeKey,
 }
 
+/// What [`SubkeySchedule::next`] did besides handing out seal parameters.
+pub struct Sealed<'a> {
+    /// The parameters of this seal.
+    pub params: SealParams<'a>,
+    /// Whether this seal gave a schedule with no epoch one (the shard then counts it among
+    /// its live ones; a retired epoch replaced in place does not count).
+    pub became_live: bool,
+}
+
 impl SubkeySchedule {
-    /// A schedule for `key_id`; `max_uses` is clamped to `1..=MAX_MAX_USES`.
-    pub fn new(key_id: KeyId, material: KeyMaterial, max_uses: u64) -> SubkeySchedule {
+    /// A schedule with no epoch yet.
+    pub fn new(material: KeyMaterial) -> SubkeySchedule {
         SubkeySchedule {
-            key_id,
             material,
-            max_uses: max_uses.clamp(1, MAX_MAX_USES),
             epoch: None,
-            epochs: 0,
         }
     }
 
-    /// How many epochs (salts) this schedule has started.
-    #[cfg(test)]
-    pub fn epochs_started(&self) -> u64 {
-        self.epochs
-    }
-
-    /// Salt, nonce and subkey for the next seal; starts a new epoch when the current one is
-    /// used up (or none exists yet).
-    pub fn next(&mut self, pool: &mut RandomPool) -> Result<SealParams<'_>> {
-        let fresh = match &self.epoch {
-            Some(e) => e.used >= self.max_uses,
-            None => true,
-        };
-        if fresh {
+    /// Salt, nonce and subkey for the next seal of `key_id`; starts a new epoch when the
+    /// current one has made `max_uses` seals (clamped to `1..=MAX_MAX_USES`) or none exists.
+    pub fn next(
+        &mut self,
+        key_id: &KeyId,
+        max_uses: u64,
+        pool: &mut RandomPool,
+    ) -> Result<Sealed<'_>> {
+        let max_uses = max_uses.clamp(1, MAX_MAX_USES);
+        let became_live = self.epoch.is_none();
+        if self.epoch.as_ref().is_none_or(|e| e.used >= max_uses) {
             let salt: [u8; SALT_LEN] = pool.array()?;
-            let key = derive_subkey(&self.material, &self.key_id, &salt)?;
-            self.epoch = Some(Epoch { salt, key, used: 0 });
-            self.epochs += 1;
+            let key = derive_subkey(&self.material, key_id, &salt)?;
+            self.epoch = Some(Box::new(CachePadded::new(Epoch {
+                salt,
+                key,
+                used: 0,
+                // A first seal is not a second use: a key sealed once and never again is the
+                // first the sweep drops.
+                referenced: !became_live,
+            })));
         }
         // Invariant: the block above guarantees `self.epoch` is `Some` here.
-        let e = self.epoch.as_mut().ok_or_else(|| {
-            err!(
-                KMSInternalException,
-                "subkey epoch missing for key {}",
-                self.key_id
-            )
-        })?;
+        let e = self
+            .epoch
+            .as_mut()
+            .ok_or_else(|| err!(KMSInternalException, "subkey epoch missing for key {key_id}"))?;
         let nonce = counter_nonce(e.used);
         e.used += 1;
-        Ok(SealParams {
-            salt: &e.salt,
-            nonce,
-            key: &e.key,
+        e.referenced |= !became_live;
+        Ok(Sealed {
+            params: SealParams {
+                salt: &e.salt,
+                nonce,
+                key: &e.key,
+            },
+            became_live,
         })
     }
 
@@ -138,18 +158,40 @@ impl SubkeySchedule {
             .map(|e| &e.key)
     }
 
-    /// Derives the subkey for any epoch salt of this key.
-    pub fn derive(&self, salt: &[u8; SALT_LEN]) -> Result<LessSafeKey> {
-        derive_subkey(&self.material, &self.key_id, salt)
+    /// Derives the subkey of `key_id` for any epoch salt of this key.
+    pub fn derive(&self, key_id: &KeyId, salt: &[u8; SALT_LEN]) -> Result<LessSafeKey> {
+        derive_subkey(&self.material, key_id, salt)
+    }
+
+    /// One step of the shard's clock sweep: `true` if the epoch was used since the last step
+    /// (it is kept, and its mark cleared), `false` if it was not (or there is none).
+    pub fn age(&mut self) -> bool {
+        match &mut self.epoch {
+            Some(e) if e.referenced => {
+                e.referenced = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Drops the current epoch (its subkey is freed; the next seal starts a new epoch).
+    /// Returns whether there was one.
+    pub fn evict(&mut self) -> bool {
+        self.epoch.take().is_some()
+    }
+
+    /// Whether an epoch is live.
+    #[cfg(test)]
+    pub fn has_epoch(&self) -> bool {
+        self.epoch.is_some()
     }
 }
 
 impl std::fmt::Debug for SubkeySchedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SubkeySchedule")
-            .field("key_id", &self.key_id)
-            .field("max_uses", &self.max_uses)
-            .field("epochs", &self.epochs)
+            .field("epoch", &self.epoch.as_ref().map(|e| e.used))
             .finish_non_exhaustive()
     }
 }
@@ -229,17 +271,42 @@ mod tests {
     #[test]
     fn rollover_after_max_uses_with_unique_nonces() {
         let id = KeyId::generate();
-        let mut s = SubkeySchedule::new(id, KeyMaterial::generate(), 4);
+        let mut s = SubkeySchedule::new(KeyMaterial::generate());
         let mut pool = RandomPool::new();
         let mut seen = std::collections::HashSet::new();
         let mut salts = std::collections::HashSet::new();
+        let mut became_live = 0;
         for _ in 0..12 {
-            let p = s.next(&mut pool).unwrap();
+            let sealed = s.next(&id, 4, &mut pool).unwrap();
+            became_live += usize::from(sealed.became_live);
+            let p = sealed.params;
             assert!(seen.insert((*p.salt, p.nonce)), "(salt, nonce) repeated");
             salts.insert(*p.salt);
         }
-        assert_eq!(s.epochs_started(), 3);
-        assert_eq!(salts.len(), 3);
+        assert_eq!(salts.len(), 3, "a new epoch every 4 seals");
+        assert_eq!(became_live, 1, "retired epochs are replaced in place");
+    }
+
+    #[test]
+    fn an_evicted_epoch_is_replaced_by_a_fresh_salt_and_old_blobs_still_derive() {
+        let id = KeyId::generate();
+        let mut s = SubkeySchedule::new(KeyMaterial::generate());
+        let mut pool = RandomPool::new();
+        let first = *s.next(&id, 1 << 20, &mut pool).unwrap().params.salt;
+        assert!(!s.age(), "a first seal does not count as a use");
+        assert_eq!(*s.next(&id, 1 << 20, &mut pool).unwrap().params.salt, first);
+        assert!(s.age(), "a second seal marks the epoch used");
+        assert!(!s.age(), "the mark is cleared by the sweep");
+        assert!(s.evict() && !s.has_epoch());
+        let sealed = s.next(&id, 1 << 20, &mut pool).unwrap();
+        assert!(sealed.became_live);
+        let second = *sealed.params.salt;
+        assert_ne!(first, second);
+        assert_eq!(sealed.params.nonce, counter_nonce(0));
+        // The evicted epoch's subkey is still derivable from its salt (for decryption).
+        let old = s.derive(&id, &first).unwrap();
+        assert!(seal_open(&old, &s.derive(&id, &first).unwrap()));
+        assert!(s.current(&first).is_none() && s.current(&second).is_some());
     }
 
     #[test]

@@ -157,6 +157,10 @@ fn to_data_key(r: Result<Resp>) -> Result<DataKeyOutput> {
     }
 }
 
+/// Batches of at least this many controls are applied to the shards in parallel (one thread
+/// per shard): only bulk loads are that large, and a thread costs more than a small batch.
+const PARALLEL_APPLY: usize = 4096;
+
 /// The engine. Share it between threads by reference or `Arc`.
 pub struct Engine {
     inner: Arc<Inner>,
@@ -182,15 +186,7 @@ impl Engine {
         }
         .min(64);
         let shards = (0..n)
-            .map(|i| {
-                crossbeam::utils::CachePadded::new(Shard::new(ShardState::new(
-                    i,
-                    n,
-                    config.scope.clone(),
-                    config.subkey_max_uses,
-                    config.decrypt_cache,
-                )))
-            })
+            .map(|i| crossbeam::utils::CachePadded::new(Shard::new(ShardState::new(i, n, &config))))
             .collect::<Vec<_>>()
             .into_boxed_slice();
         let inner = Arc::new(Inner {
@@ -267,13 +263,51 @@ impl Engine {
                 }
             }
         }
-        for c in changes {
-            let target = guards[0].least_loaded_shard();
-            for g in guards.iter_mut() {
-                g.apply(c, target)?;
+        if changes.len() < PARALLEL_APPLY || guards.len() < 2 {
+            for c in changes {
+                let target = guards[0].least_loaded_shard();
+                for g in guards.iter_mut() {
+                    g.apply(c, target)?;
+                }
             }
+            return Ok(());
         }
-        Ok(())
+        // A bulk load (the first sync after an open, 100,000 keys at AWS's quota): each shard
+        // applies the whole batch on its own thread. The shard each new HSM goes to is chosen
+        // first, as the sequential path would choose it, so every shard places it alike.
+        let targets = guards[0].plan_targets(changes);
+        let added = changes
+            .iter()
+            .filter(|c| matches!(c, Control::PutKey { .. }))
+            .count();
+        let apply_all = |st: &mut ShardState| -> Result<()> {
+            st.reserve_keys(added);
+            for (c, &target) in changes.iter().zip(&targets) {
+                st.apply(c, target)?;
+            }
+            Ok(())
+        };
+        let (first, rest) = guards.split_at_mut(1);
+        std::thread::scope(|scope| {
+            let others: Vec<_> = rest
+                .iter_mut()
+                .map(|g| {
+                    let st: &mut ShardState = g;
+                    scope.spawn(move || apply_all(st))
+                })
+                .collect();
+            let mine = apply_all(&mut first[0]);
+            others.into_iter().fold(mine, |acc, h| {
+                // A panic in a shard's apply is a bug; report it as an internal error.
+                let r = h.join().unwrap_or_else(|_| {
+                    Err(err!(
+                        KMSInternalException,
+                        "an engine shard's apply panicked"
+                    ))
+                });
+                acc.and(r)
+            })
+        })
     }
 
     /// Encrypt: [`PLAINTEXT_LEN`] bytes under `key`.

@@ -3,16 +3,20 @@
 //! Every shard holds a full copy of the directories (keys, aliases, which HSM slots hold which
 //! key, where each HSM is placed) and the key material of the HSM slots placed on it, so a
 //! request is answered entirely inside one shard once it holds the shard's lock.
+//!
+//! The copy is compact, because it is one per shard of up to 100,000 keys: one map entry per key
+//! (its shared authorizer, its gate, its holders and its material), no ARN (answers write it
+//! from the key id), and an expanded sealing subkey only for keys in use, at most
+//! [`EngineConfig::seal_cache`] of them (a CLOCK sweep drops the least recently used).
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use crossbeam::utils::CachePadded;
 use zeroize::Zeroize;
 
-use super::{Action, Authorizer, Control, Gate, HsmSlot};
+use super::{Action, Authorizer, Control, EngineConfig, Gate, HsmSlot, SlotSet};
 use crate::crypto::blob;
 use crate::crypto::random::RandomPool;
 use crate::crypto::subkey::{SubkeyCache, SubkeySchedule};
@@ -160,18 +164,17 @@ impl Hasher for IdHasher {
 
 type IdMap<V> = HashMap<KeyId, V, BuildHasherDefault<IdHasher>>;
 
-struct KeyInfo {
-    arn: Arc<str>,
-    gate: Gate,
+/// Everything a shard knows about one key, in one map entry: a request on a key costs one
+/// lookup, and a key in memory costs one entry per shard plus its material where it is local.
+struct KeyEntry {
+    /// The key policy's verdicts (shared by every key with the same policy).
     authorizer: Arc<dyn Authorizer>,
-}
-
-struct LocalKey {
-    /// Local HSM slots holding a replica.
-    slots: Vec<HsmSlot>,
-    /// Written on every seal: on its own cache lines, so it never shares one with another
-    /// shard's data (the maps of all shards are allocated by the control-plane thread).
-    schedule: Box<CachePadded<SubkeySchedule>>,
+    /// `Some` when the key is not usable: the error every request answers.
+    closed: Option<Box<KmsError>>,
+    /// Every HSM slot (on any shard) holding the key.
+    holders: SlotSet,
+    /// The key's material and sealing state, when a slot placed on this shard holds it.
+    local: Option<SubkeySchedule>,
 }
 
 /// Everything one shard owns. Only touched with the shard's mutex held.
@@ -179,19 +182,27 @@ pub(crate) struct ShardState {
     idx: usize,
     nshards: usize,
     scope: Scope,
-    keys: IdMap<KeyInfo>,
+    /// `arn:aws:kms:<region>:<account>:key/`: answers carry the key's ARN, written from the
+    /// key id rather than stored per key.
+    arn_prefix: Box<str>,
+    keys: IdMap<KeyEntry>,
     aliases: HashMap<String, KeyId>,
-    /// Every HSM slot (on any shard) holding each key.
-    holders: IdMap<Vec<HsmSlot>>,
     /// The shard of every custom HSM.
     placement: HashMap<HsmId, usize>,
+    /// The keys each custom HSM (on any shard) holds, so that removing an HSM costs its keys.
+    held: HashMap<HsmId, HashSet<KeyId, BuildHasherDefault<IdHasher>>>,
     default_fleet: bool,
-    /// Slots placed on this shard, with the keys they hold.
-    local_slots: HashMap<HsmSlot, HashSet<KeyId>>,
-    local: IdMap<LocalKey>,
     pool: RandomPool,
     cache: SubkeyCache,
     max_uses: u64,
+    /// Keys whose schedule started an epoch, oldest first: the clock of the bounded set of
+    /// live sealing subkeys. May name keys that since lost their epoch; those are skipped.
+    live: VecDeque<KeyId>,
+    seal_cache: usize,
+}
+
+fn least_loaded(load: &[usize]) -> usize {
+    (0..load.len()).min_by_key(|&s| load[s]).unwrap_or(0)
 }
 
 fn bit(i: usize) -> u64 {
@@ -207,28 +218,40 @@ fn unreachable_cluster(arn: &str) -> KmsError {
 }
 
 impl ShardState {
-    pub(crate) fn new(
-        idx: usize,
-        nshards: usize,
-        scope: Scope,
-        max_uses: u64,
-        cache: usize,
-    ) -> ShardState {
+    pub(crate) fn new(idx: usize, nshards: usize, config: &EngineConfig) -> ShardState {
         ShardState {
             idx,
             nshards,
-            scope,
+            scope: config.scope.clone(),
+            arn_prefix: config.scope.key_arn_prefix().into(),
             keys: IdMap::default(),
             aliases: HashMap::new(),
-            holders: IdMap::default(),
             placement: HashMap::new(),
+            held: HashMap::new(),
             default_fleet: false,
-            local_slots: HashMap::new(),
-            local: IdMap::default(),
             pool: RandomPool::new(),
-            cache: SubkeyCache::new(cache),
-            max_uses,
+            cache: SubkeyCache::new(config.decrypt_cache),
+            max_uses: config.subkey_max_uses,
+            live: VecDeque::new(),
+            seal_cache: config.seal_cache.max(1),
         }
+    }
+
+    /// The ARN of `id`, as answers carry it: written into a stack buffer, so that the answer
+    /// costs one allocation (the `Arc<str>` it travels in).
+    fn arn(&self, id: &KeyId) -> Arc<str> {
+        const MAX: usize = 192;
+        let p = self.arn_prefix.as_bytes();
+        let n = p.len() + KeyId::TEXT_LEN;
+        if n > MAX {
+            return self.scope.key_arn(id).into();
+        }
+        let mut buf = [0u8; MAX];
+        buf[..p.len()].copy_from_slice(p);
+        id.encode_lower(&mut buf[p.len()..n]);
+        // A str prefix followed by a hyphenated UUID (ASCII) is UTF-8; the fallback is never
+        // taken.
+        std::str::from_utf8(&buf[..n]).map_or_else(|_| self.scope.key_arn(id).into(), Arc::from)
     }
 
     fn all_mask(&self) -> u64 {
@@ -249,18 +272,64 @@ impl ShardState {
     }
 
     fn key_mask(&self, id: &KeyId) -> u64 {
-        self.holders
+        self.keys
             .get(id)
-            .map_or(0, |v| v.iter().fold(0, |m, s| m | self.slot_mask(s)))
+            .map_or(0, |e| self.holders_mask(&e.holders))
     }
 
-    /// How many custom HSMs each shard hosts (for placing a new one).
+    fn holders_mask(&self, holders: &SlotSet) -> u64 {
+        match holders {
+            SlotSet::None => 0,
+            SlotSet::Default => self.slot_mask(&HsmSlot::Default),
+            SlotSet::Hsms(v) => v
+                .iter()
+                .fold(0, |m, h| m | self.placement.get(h).map_or(0, |&s| bit(s))),
+        }
+    }
+
+    /// The shard a new custom HSM goes to: the one hosting the fewest.
     pub(crate) fn least_loaded_shard(&self) -> usize {
+        least_loaded(&self.loads())
+    }
+
+    /// How many custom HSMs each shard hosts.
+    fn loads(&self) -> Vec<usize> {
         let mut load = vec![0usize; self.nshards];
         for &s in self.placement.values() {
             load[s] += 1;
         }
-        (0..self.nshards).min_by_key(|&s| load[s]).unwrap_or(0)
+        load
+    }
+
+    /// For each control of `changes`, the `target` that applying them one by one would pass
+    /// ([`ShardState::least_loaded_shard`] before each): HSMs added and removed along the way
+    /// are counted, so shards applying the batch in parallel place every HSM alike.
+    pub(crate) fn plan_targets(&self, changes: &[Control]) -> Vec<usize> {
+        let mut load = self.loads();
+        let mut placed = self.placement.clone();
+        changes
+            .iter()
+            .map(|c| {
+                let target = least_loaded(&load);
+                match c {
+                    Control::AddHsm {
+                        hsm: HsmSlot::Hsm(h),
+                    } if !placed.contains_key(h) => {
+                        placed.insert(h.clone(), target);
+                        load[target] += 1;
+                    }
+                    Control::RemoveHsm {
+                        hsm: HsmSlot::Hsm(h),
+                    } => {
+                        if let Some(s) = placed.remove(h) {
+                            load[s] -= 1;
+                        }
+                    }
+                    _ => {}
+                }
+                target
+            })
+            .collect()
     }
 
     fn resolve(&self, key: &KeyRef) -> Result<KeyId> {
@@ -276,22 +345,22 @@ impl ShardState {
         }
     }
 
-    /// Authorizer, then gate. Returns the key's ARN.
-    fn admit(&self, id: &KeyId, principal: &str, action: Action) -> Result<Arc<str>> {
-        let info = self
+    /// Authorizer, then gate.
+    fn admit(&self, id: &KeyId, principal: &str, action: Action) -> Result<()> {
+        let entry = self
             .keys
             .get(id)
             .ok_or_else(|| KmsError::key_not_found(self.scope.key_arn(id)))?;
-        if !info.authorizer.allows(principal, action) {
+        if !entry.authorizer.allows(principal, action, id) {
             return Err(KmsError::not_authorized(
                 principal,
                 action.as_str(),
-                &info.arn,
+                self.scope.key_arn(id),
             ));
         }
-        match &info.gate {
-            Gate::Open => Ok(info.arn.clone()),
-            Gate::Closed(e) => Err(e.clone()),
+        match &entry.closed {
+            None => Ok(()),
+            Some(e) => Err((**e).clone()),
         }
     }
 
@@ -310,23 +379,19 @@ impl ShardState {
                 return if m == 0 { here } else { m };
             }
         };
-        match id {
-            Some(id) if self.keys.contains_key(&id) => {
-                let m = self.key_mask(&id);
-                if m == 0 {
-                    here
-                } else {
-                    m
-                }
-            }
-            _ => here,
+        match id.and_then(|id| self.keys.get(&id)) {
+            Some(entry) => match self.holders_mask(&entry.holders) {
+                0 => here,
+                m => m,
+            },
+            None => here,
         }
     }
 
-    fn not_here(&self, id: &KeyId, arn: &str) -> Step {
+    fn not_here(&self, id: &KeyId) -> Step {
         let m = self.key_mask(id) & !bit(self.idx);
         if m == 0 {
-            Step::Done(Err(unreachable_cluster(arn)))
+            Step::Done(Err(unreachable_cluster(&self.scope.key_arn(id))))
         } else {
             Step::Elsewhere(m)
         }
@@ -347,7 +412,8 @@ impl ShardState {
             }
         }
         let id = self.resolve(key)?;
-        let arn = self.admit(&id, principal, action)?;
+        self.admit(&id, principal, action)?;
+        let arn = self.arn(&id);
         memo.0 = Some((key.clone(), action, id, arn.clone()));
         Ok((id, arn))
     }
@@ -389,13 +455,20 @@ impl ShardState {
             Ok(x) => x,
             Err(e) => return Step::Done(Err(e)),
         };
-        let Some(local) = self.local.get_mut(&id) else {
-            return self.not_here(&id, &arn);
+        let Some(schedule) = self.keys.get_mut(&id).and_then(|e| e.local.as_mut()) else {
+            return self.not_here(&id);
         };
-        let r = local
-            .schedule
-            .next(&mut self.pool)
-            .and_then(|p| blob::seal(&id, p, plaintext, ctx));
+        let r = match schedule.next(&id, self.max_uses, &mut self.pool) {
+            Ok(sealed) => {
+                let started = sealed.became_live;
+                let r = blob::seal(&id, sealed.params, plaintext, ctx);
+                if started {
+                    self.started_epoch(id);
+                }
+                r
+            }
+            Err(e) => Err(e),
+        };
         Step::Done(r.map(|b| Resp::Blob(b, arn)))
     }
 
@@ -417,14 +490,19 @@ impl ShardState {
             Ok(x) => x,
             Err(e) => return Step::Done(Err(e)),
         };
-        let Some(local) = self.local.get_mut(&id) else {
-            return self.not_here(&id, &arn);
+        let Some(schedule) = self.keys.get_mut(&id).and_then(|e| e.local.as_mut()) else {
+            return self.not_here(&id);
         };
+        let mut started = false;
         let r = self.pool.secret(len).and_then(|dk| {
-            let p = local.schedule.next(&mut self.pool)?;
-            let b = blob::seal(&id, p, dk.expose(), ctx)?;
+            let sealed = schedule.next(&id, self.max_uses, &mut self.pool)?;
+            started = sealed.became_live;
+            let b = blob::seal(&id, sealed.params, dk.expose(), ctx)?;
             Ok(Resp::DataKey(b, with_plaintext.then_some(dk), arn))
         });
+        if started {
+            self.started_epoch(id);
+        }
         Step::Done(r)
     }
 
@@ -461,32 +539,31 @@ impl ShardState {
                 "The ciphertext refers to a KMS key that does not exist in this account and Region"
             )));
         }
-        let arn = match self.admit(&id, principal, action) {
-            Ok(a) => a,
-            Err(e) => return Step::Done(Err(e)),
+        if let Err(e) = self.admit(&id, principal, action) {
+            return Step::Done(Err(e));
+        }
+        let Some(schedule) = self.keys.get(&id).and_then(|e| e.local.as_ref()) else {
+            return self.not_here(&id);
         };
-        let Some(local) = self.local.get(&id) else {
-            return self.not_here(&id, &arn);
-        };
-        let r = if let Some(k) = local.schedule.current(&view.salt) {
+        let r = if let Some(k) = schedule.current(&view.salt) {
             view.open(k, ctx)
         } else if let Some(k) = self.cache.get(&id, &view.salt) {
             view.open(k, ctx)
         } else {
             // Cache a derived subkey only once it authenticated a blob, so forged salts can
             // neither fill the cache nor evict useful entries.
-            local.schedule.derive(&view.salt).and_then(|k| {
+            schedule.derive(&id, &view.salt).and_then(|k| {
                 let p = view.open(&k, ctx)?;
                 self.cache.insert(id, view.salt, k);
                 Ok(p)
             })
         };
-        Step::Done(r.map(|p| Resp::Plain(p, arn)))
+        Step::Done(r.map(|p| Resp::Plain(p, self.arn(&id))))
     }
 
     fn random(&mut self, len: usize, fleet: Option<&[HsmSlot]>) -> Step {
         if let Some(slots) = fleet {
-            let here = slots.iter().any(|s| self.local_slots.contains_key(s));
+            let here = slots.iter().any(|s| self.is_local(s));
             if !here {
                 let m = slots.iter().fold(0, |m, s| m | self.slot_mask(s)) & !bit(self.idx);
                 if m == 0 {
@@ -502,18 +579,42 @@ impl ShardState {
         Step::Done(self.pool.secret(len).map(Resp::Random))
     }
 
-    fn drop_local_replica(&mut self, slot: &HsmSlot, key: &KeyId) {
-        if let Some(lk) = self.local.get_mut(key) {
-            lk.slots.retain(|s| s != slot);
-            if lk.slots.is_empty() {
-                self.local.remove(key);
-                self.cache.remove_key(key);
+    /// Counts `id`'s new epoch among the live ones; past [`EngineConfig::seal_cache`], drops
+    /// the epoch of a key not used since the clock hand last passed it (CLOCK: O(1) amortized).
+    fn started_epoch(&mut self, id: KeyId) {
+        self.live.push_back(id);
+        while self.live.len() > self.seal_cache {
+            let Some(old) = self.live.pop_front() else {
+                break;
+            };
+            let Some(schedule) = self.keys.get_mut(&old).and_then(|e| e.local.as_mut()) else {
+                continue; // the key or its material is gone
+            };
+            if schedule.age() {
+                self.live.push_back(old); // used since the last pass: a second chance
+            } else {
+                schedule.evict();
+            }
+        }
+    }
+
+    /// Drops the key's material here once no slot placed on this shard holds it.
+    fn drop_local_if_unheld(&mut self, key: &KeyId) {
+        let Some(entry) = self.keys.get(key) else {
+            return;
+        };
+        let local = entry.holders.slots().any(|s| self.is_local(&s));
+        if !local {
+            if let Some(entry) = self.keys.get_mut(key) {
+                if entry.local.take().is_some() {
+                    self.cache.remove_key(key);
+                }
             }
         }
     }
 
     fn is_local(&self, slot: &HsmSlot) -> bool {
-        self.local_slots.contains_key(slot)
+        self.slot_mask(slot) & bit(self.idx) != 0
     }
 
     /// Applies one control change. Validates before mutating, so an error leaves the shard
@@ -521,20 +622,15 @@ impl ShardState {
     /// `target` is the shard chosen for an `AddHsm` of a custom HSM.
     pub(crate) fn apply(&mut self, c: &Control, target: usize) -> Result<()> {
         match c {
-            Control::AddHsm { hsm } => {
-                match hsm {
-                    HsmSlot::Default => self.default_fleet = true,
-                    HsmSlot::Hsm(h) => {
-                        if self.placement.contains_key(h) {
-                            return Ok(());
-                        }
+            Control::AddHsm { hsm } => match hsm {
+                HsmSlot::Default => self.default_fleet = true,
+                HsmSlot::Hsm(h) => {
+                    if !self.placement.contains_key(h) {
                         self.placement.insert(h.clone(), target);
+                        self.held.entry(h.clone()).or_default();
                     }
                 }
-                if self.slot_mask(hsm) & bit(self.idx) != 0 {
-                    self.local_slots.entry(hsm.clone()).or_default();
-                }
-            }
+            },
             Control::RemoveHsm { hsm } => {
                 if self.slot_mask(hsm) == 0 {
                     return Err(err!(
@@ -542,20 +638,34 @@ impl ShardState {
                         "HSM {hsm:?} is not active in the engine"
                     ));
                 }
-                if let Some(keys) = self.local_slots.remove(hsm) {
-                    for k in keys {
-                        self.drop_local_replica(hsm, &k);
+                // The keys the slot holds: for an HSM, its index; for the default fleet, every
+                // default-store key (removing the fleet changes them all).
+                let keys: Vec<KeyId> = match hsm {
+                    HsmSlot::Hsm(h) => self
+                        .held
+                        .remove(h)
+                        .map(|k| k.into_iter().collect())
+                        .unwrap_or_default(),
+                    HsmSlot::Default => self
+                        .keys
+                        .iter()
+                        .filter(|(_, e)| matches!(e.holders, SlotSet::Default))
+                        .map(|(id, _)| *id)
+                        .collect(),
+                };
+                for k in &keys {
+                    if let Some(entry) = self.keys.get_mut(k) {
+                        entry.holders.remove(hsm);
                     }
                 }
-                for v in self.holders.values_mut() {
-                    v.retain(|s| s != hsm);
-                }
-                self.holders.retain(|_, v| !v.is_empty());
                 match hsm {
                     HsmSlot::Default => self.default_fleet = false,
                     HsmSlot::Hsm(h) => {
                         self.placement.remove(h);
                     }
+                }
+                for k in &keys {
+                    self.drop_local_if_unheld(k);
                 }
             }
             Control::PutReplica { hsm, key, material } => {
@@ -565,76 +675,81 @@ impl ShardState {
                         "HSM {hsm:?} is not active in the engine; add it before its replicas"
                     ));
                 }
-                let h = self.holders.entry(*key).or_default();
-                if !h.contains(hsm) {
-                    h.push(hsm.clone());
+                let local = self.is_local(hsm);
+                let Some(entry) = self.keys.get_mut(key) else {
+                    return Err(KmsError::key_not_found(self.scope.key_arn(key)));
+                };
+                entry.holders.insert(hsm);
+                if local && entry.local.is_none() {
+                    entry.local = Some(SubkeySchedule::new(material.duplicate()));
                 }
-                if self.is_local(hsm) {
-                    if let Some(keys) = self.local_slots.get_mut(hsm) {
+                if let HsmSlot::Hsm(h) = hsm {
+                    if let Some(keys) = self.held.get_mut(h) {
                         keys.insert(*key);
-                    }
-                    match self.local.get_mut(key) {
-                        Some(lk) => {
-                            if !lk.slots.contains(hsm) {
-                                lk.slots.push(hsm.clone());
-                            }
-                        }
-                        None => {
-                            let schedule =
-                                SubkeySchedule::new(*key, material.duplicate(), self.max_uses);
-                            self.local.insert(
-                                *key,
-                                LocalKey {
-                                    slots: vec![hsm.clone()],
-                                    schedule: Box::new(CachePadded::new(schedule)),
-                                },
-                            );
-                        }
                     }
                 }
             }
             Control::RemoveReplica { hsm, key } => {
-                if let Some(v) = self.holders.get_mut(key) {
-                    v.retain(|s| s != hsm);
-                    if v.is_empty() {
-                        self.holders.remove(key);
+                if let Some(entry) = self.keys.get_mut(key) {
+                    entry.holders.remove(hsm);
+                }
+                if let HsmSlot::Hsm(h) = hsm {
+                    if let Some(keys) = self.held.get_mut(h) {
+                        keys.remove(key);
                     }
                 }
-                if let Some(keys) = self.local_slots.get_mut(hsm) {
-                    keys.remove(key);
-                }
-                self.drop_local_replica(hsm, key);
+                self.drop_local_if_unheld(key);
             }
             Control::PutKey {
                 key,
-                arn,
                 gate,
                 authorizer,
             } => {
-                // Each shard gets its own ARN allocation, so answering never bounces one
-                // reference count between cores.
-                self.keys.insert(
-                    *key,
-                    KeyInfo {
-                        arn: Arc::from(&**arn),
-                        gate: gate.clone(),
-                        authorizer: authorizer.clone(),
-                    },
-                );
+                let closed = match gate {
+                    Gate::Open => None,
+                    Gate::Closed(e) => Some(Box::new(e.clone())),
+                };
+                match self.keys.get_mut(key) {
+                    Some(entry) => {
+                        entry.authorizer = authorizer.clone();
+                        entry.closed = closed;
+                    }
+                    None => {
+                        self.keys.insert(
+                            *key,
+                            KeyEntry {
+                                authorizer: authorizer.clone(),
+                                closed,
+                                holders: SlotSet::None,
+                                local: None,
+                            },
+                        );
+                    }
+                }
             }
             Control::SetGate { key, gate } => match self.keys.get_mut(key) {
-                Some(info) => info.gate = gate.clone(),
+                Some(entry) => {
+                    entry.closed = match gate {
+                        Gate::Open => None,
+                        Gate::Closed(e) => Some(Box::new(e.clone())),
+                    }
+                }
                 None => return Err(KmsError::key_not_found(self.scope.key_arn(key))),
             },
             Control::RemoveKey { key } => {
-                self.keys.remove(key);
-                self.aliases.retain(|_, k| k != key);
-                self.holders.remove(key);
-                for keys in self.local_slots.values_mut() {
-                    keys.remove(key);
+                if let Some(entry) = self.keys.remove(key) {
+                    if let SlotSet::Hsms(hsms) = &entry.holders {
+                        for h in hsms {
+                            if let Some(keys) = self.held.get_mut(h) {
+                                keys.remove(key);
+                            }
+                        }
+                    }
+                    if entry.local.is_some() {
+                        self.cache.remove_key(key);
+                    }
                 }
-                self.local.remove(key);
-                self.cache.remove_key(key);
+                self.aliases.retain(|_, k| k != key);
             }
             Control::PutAlias { alias, key } => {
                 if !self.keys.contains_key(key) {
@@ -647,5 +762,25 @@ impl ShardState {
             }
         }
         Ok(())
+    }
+
+    /// Keys whose schedule holds a live epoch.
+    #[cfg(test)]
+    pub(crate) fn live_epochs(&self) -> usize {
+        self.keys
+            .values()
+            .filter(|e| e.local.as_ref().is_some_and(|s| s.has_epoch()))
+            .count()
+    }
+
+    /// Keys this shard knows.
+    #[cfg(test)]
+    pub(crate) fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Room for `additional` more keys (a bulk load at open), so that the map grows once.
+    pub(crate) fn reserve_keys(&mut self, additional: usize) {
+        self.keys.reserve(additional);
     }
 }

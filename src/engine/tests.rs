@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::error::ErrorKind;
-use crate::types::KeyId;
+use crate::types::{HsmId, KeyId};
 
 fn one_shard_engine() -> (Arc<Engine>, KeyId) {
     let engine = Engine::new(EngineConfig {
@@ -23,7 +23,6 @@ fn one_shard_engine() -> (Arc<Engine>, KeyId) {
             },
             Control::PutKey {
                 key: k,
-                arn: Arc::from("arn:aws:kms:us-east-1:111122223333:key/x"),
                 gate: Gate::Open,
                 authorizer: Arc::new(AllowAll),
             },
@@ -94,4 +93,161 @@ fn control_debug_redacts_material() {
         "{s}"
     );
     assert_eq!(Action::GenerateDataKey.as_str(), "kms:GenerateDataKey");
+}
+
+/// An engine of `shards` shards holding `n` default-store keys, with `seal_cache` live
+/// sealing subkeys per shard at most.
+fn engine_with_keys(shards: usize, n: usize, seal_cache: usize) -> (Engine, Vec<KeyId>) {
+    let engine = Engine::new(EngineConfig {
+        shards,
+        pin_workers: false,
+        seal_cache,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let keys: Vec<KeyId> = (0..n).map(|_| KeyId::generate()).collect();
+    let mut controls = vec![Control::AddHsm {
+        hsm: HsmSlot::Default,
+    }];
+    for k in &keys {
+        controls.push(Control::PutKey {
+            key: *k,
+            gate: Gate::Open,
+            authorizer: Arc::new(AllowAll),
+        });
+        controls.push(Control::PutReplica {
+            hsm: HsmSlot::Default,
+            key: *k,
+            material: KeyMaterial::generate(),
+        });
+    }
+    engine.apply(&controls).unwrap();
+    (engine, keys)
+}
+
+fn salt_of(engine: &Engine, key: &KeyId) -> [u8; crate::crypto::subkey::SALT_LEN] {
+    let out = engine
+        .encrypt("p", &KeyRef::Id(*key), b"x", &EncryptionContext::new())
+        .unwrap();
+    crate::crypto::blob::parse(&out.ciphertext_blob)
+        .unwrap()
+        .salt
+}
+
+#[test]
+fn sealing_subkeys_are_bounded_per_shard_and_an_evicted_key_starts_a_fresh_epoch() {
+    let (engine, keys) = engine_with_keys(1, 12, 4);
+    let first = salt_of(&engine, &keys[0]);
+    assert_eq!(salt_of(&engine, &keys[0]), first, "a live epoch is reused");
+    // Eleven other keys start epochs: more than the shard holds, so key 0's goes.
+    for k in &keys[1..] {
+        salt_of(&engine, k);
+    }
+    let st = engine.inner.shards[0].state.lock().unwrap();
+    assert!(st.live_epochs() <= 4, "{} live epochs", st.live_epochs());
+    drop(st);
+    let again = salt_of(&engine, &keys[0]);
+    assert_ne!(
+        again, first,
+        "the evicted epoch was replaced by a fresh salt"
+    );
+}
+
+#[test]
+fn a_key_in_use_survives_the_sweep_and_blobs_of_evicted_epochs_still_decrypt() {
+    let (engine, keys) = engine_with_keys(1, 12, 4);
+    let ctx = EncryptionContext::new();
+    let hot = keys[0];
+    let hot_salt = salt_of(&engine, &hot);
+    let mut blobs = Vec::new();
+    for round in 0..3 {
+        for k in &keys[1..] {
+            // The hot key is used between every two others: the clock gives it a second chance.
+            assert_eq!(salt_of(&engine, &hot), hot_salt, "round {round}");
+            let out = engine.encrypt("p", &KeyRef::Id(*k), b"cold", &ctx).unwrap();
+            blobs.push(out.ciphertext_blob);
+        }
+    }
+    for b in &blobs {
+        assert_eq!(
+            engine
+                .decrypt("p", b, &ctx, None)
+                .unwrap()
+                .plaintext
+                .expose(),
+            b"cold"
+        );
+    }
+}
+
+#[test]
+fn answers_carry_the_arn_written_from_the_engine_scope() {
+    let (engine, keys) = engine_with_keys(2, 3, 16);
+    let scope = crate::types::Scope::default();
+    for k in &keys {
+        let out = engine
+            .encrypt("p", &KeyRef::Id(*k), b"x", &EncryptionContext::new())
+            .unwrap();
+        assert_eq!(&*out.key_arn, scope.key_arn(k));
+    }
+}
+
+#[test]
+fn a_bulk_load_is_applied_in_parallel_and_serves_every_key() {
+    let (engine, keys) = engine_with_keys(2, PARALLEL_APPLY, 1 << 17);
+    assert!(
+        2 * keys.len() > PARALLEL_APPLY,
+        "the batch took the parallel path"
+    );
+    for st in engine.inner.shards.iter() {
+        assert_eq!(st.state.lock().unwrap().key_count(), keys.len());
+    }
+    for k in keys.iter().step_by(97) {
+        let out = engine
+            .encrypt("p", &KeyRef::Id(*k), b"bulk", &EncryptionContext::new())
+            .unwrap();
+        let back = engine
+            .decrypt("p", &out.ciphertext_blob, &EncryptionContext::new(), None)
+            .unwrap();
+        assert_eq!(back.plaintext.expose(), b"bulk");
+    }
+}
+
+#[test]
+fn planned_targets_place_hsms_as_one_by_one_application_would() {
+    let config = EngineConfig {
+        shards: 3,
+        ..EngineConfig::default()
+    };
+    let hsms: Vec<HsmSlot> = (0..5).map(|_| HsmSlot::Hsm(HsmId::generate())).collect();
+    let controls = vec![
+        Control::AddHsm {
+            hsm: hsms[0].clone(),
+        },
+        Control::AddHsm {
+            hsm: hsms[1].clone(),
+        },
+        Control::AddHsm {
+            hsm: hsms[0].clone(),
+        },
+        Control::RemoveHsm {
+            hsm: hsms[0].clone(),
+        },
+        Control::AddHsm {
+            hsm: hsms[2].clone(),
+        },
+        Control::AddHsm {
+            hsm: hsms[3].clone(),
+        },
+        Control::AddHsm {
+            hsm: hsms[4].clone(),
+        },
+    ];
+    let mut st = ShardState::new(0, 3, &config);
+    let plan = st.plan_targets(&controls);
+    for (c, planned) in controls.iter().zip(plan) {
+        let target = st.least_loaded_shard();
+        assert_eq!(target, planned, "{c:?}");
+        st.apply(c, target).unwrap();
+    }
 }

@@ -20,6 +20,69 @@ pub enum HsmSlot {
     Hsm(HsmId),
 }
 
+/// A set of HSM slots holding one key, without an allocation for a default-store key (which
+/// only the default fleet holds). A key is held either by the default fleet or by HSMs of its
+/// cluster, never both.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) enum SlotSet {
+    /// No HSM holds the key.
+    #[default]
+    None,
+    /// The default-store fleet holds it (a default-store key).
+    Default,
+    /// These HSMs of the key's cluster hold it.
+    Hsms(Vec<HsmId>),
+}
+
+impl SlotSet {
+    pub(crate) fn contains(&self, slot: &HsmSlot) -> bool {
+        match (self, slot) {
+            (SlotSet::Default, HsmSlot::Default) => true,
+            (SlotSet::Hsms(v), HsmSlot::Hsm(h)) => v.contains(h),
+            _ => false,
+        }
+    }
+
+    /// Adds `slot`; a key is held either by the default fleet or by HSMs, never both, so a
+    /// slot of the other kind replaces what was there.
+    pub(crate) fn insert(&mut self, slot: &HsmSlot) {
+        match (&mut *self, slot) {
+            (SlotSet::Default, HsmSlot::Default) => {}
+            (SlotSet::Hsms(v), HsmSlot::Hsm(h)) => {
+                if !v.contains(h) {
+                    v.push(h.clone());
+                }
+            }
+            (_, HsmSlot::Default) => *self = SlotSet::Default,
+            (_, HsmSlot::Hsm(h)) => *self = SlotSet::Hsms(vec![h.clone()]),
+        }
+    }
+
+    pub(crate) fn remove(&mut self, slot: &HsmSlot) {
+        match (&mut *self, slot) {
+            (SlotSet::Default, HsmSlot::Default) => *self = SlotSet::None,
+            (SlotSet::Hsms(v), HsmSlot::Hsm(h)) => {
+                v.retain(|x| x != h);
+                if v.is_empty() {
+                    *self = SlotSet::None;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(crate) fn slots(&self) -> impl Iterator<Item = HsmSlot> + '_ {
+        let default = matches!(self, SlotSet::Default).then_some(HsmSlot::Default);
+        let hsms = match self {
+            SlotSet::Hsms(v) => &v[..],
+            _ => &[],
+        };
+        default
+            .into_iter()
+            .chain(hsms.iter().map(|h| HsmSlot::Hsm(h.clone())))
+    }
+}
+
 /// Whether a key may be used, as decided by the control plane.
 #[derive(Clone, Debug)]
 pub enum Gate {
@@ -75,10 +138,13 @@ impl Action {
     }
 }
 
-/// Decides whether a principal may perform an action on one key (the key policy's verdict).
+/// Decides whether a principal may perform an action on a key (the key policy's verdict).
+///
+/// One authorizer may serve many keys (every key with the same policy shares one), so it is
+/// told which key is asked about.
 pub trait Authorizer: Send + Sync {
-    /// Whether `principal` may perform `action` on the key this authorizer belongs to.
-    fn allows(&self, principal: &str, action: Action) -> bool;
+    /// Whether `principal` may perform `action` on `key`.
+    fn allows(&self, principal: &str, action: Action, key: &KeyId) -> bool;
 }
 
 /// An authorizer that allows everything.
@@ -86,13 +152,13 @@ pub trait Authorizer: Send + Sync {
 pub struct AllowAll;
 
 impl Authorizer for AllowAll {
-    fn allows(&self, _principal: &str, _action: Action) -> bool {
+    fn allows(&self, _principal: &str, _action: Action, _key: &KeyId) -> bool {
         true
     }
 }
 
 impl<F: Fn(&str, Action) -> bool + Send + Sync> Authorizer for F {
-    fn allows(&self, principal: &str, action: Action) -> bool {
+    fn allows(&self, principal: &str, action: Action, _key: &KeyId) -> bool {
         self(principal, action)
     }
 }
@@ -125,12 +191,11 @@ pub enum Control {
         /// The key.
         key: KeyId,
     },
-    /// A key exists (or its ARN, gate or authorizer changed).
+    /// A key exists (or its gate or authorizer changed): before its replicas. Its ARN is not sent: the engine
+    /// writes it from the key id and its [`Scope`] when it answers.
     PutKey {
         /// The key.
         key: KeyId,
-        /// Its ARN.
-        arn: Arc<str>,
         /// Whether it is usable.
         gate: Gate,
         /// Its policy verdicts.
@@ -171,7 +236,7 @@ impl fmt::Debug for Control {
                 write!(f, "PutReplica({hsm:?}, {key}, <redacted>)")
             }
             Control::RemoveReplica { hsm, key } => write!(f, "RemoveReplica({hsm:?}, {key})"),
-            Control::PutKey { key, arn, gate, .. } => write!(f, "PutKey({key}, {arn}, {gate:?})"),
+            Control::PutKey { key, gate, .. } => write!(f, "PutKey({key}, {gate:?})"),
             Control::SetGate { key, gate } => write!(f, "SetGate({key}, {gate:?})"),
             Control::RemoveKey { key } => write!(f, "RemoveKey({key})"),
             Control::PutAlias { alias, key } => write!(f, "PutAlias({alias}, {key})"),
@@ -179,6 +244,10 @@ impl fmt::Debug for Control {
         }
     }
 }
+
+/// Default [`EngineConfig::seal_cache`]: the next power of two above AWS's quota of 100,000
+/// KMS keys per account and Region.
+pub const SEAL_CACHE: usize = 1 << 17;
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -191,6 +260,11 @@ pub struct EngineConfig {
     pub subkey_max_uses: u64,
     /// Decrypt subkeys cached per shard (the cache holds at most twice this).
     pub decrypt_cache: usize,
+    /// Sealing subkeys (one expanded AES-GCM context per key in use, several hundred bytes)
+    /// held per shard at most; past it, the least recently used key's epoch is dropped and its
+    /// next seal starts a new one. The default, [`SEAL_CACHE`], covers AWS's quota of 100,000
+    /// keys per account and Region, so a full account stays warm.
+    pub seal_cache: usize,
     /// Account and Region, for ARNs in messages.
     pub scope: Scope,
 }
@@ -202,6 +276,7 @@ impl Default for EngineConfig {
             pin_workers: true,
             subkey_max_uses: DEFAULT_MAX_USES,
             decrypt_cache: 1024,
+            seal_cache: SEAL_CACHE,
             scope: Scope::default(),
         }
     }

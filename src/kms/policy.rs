@@ -148,6 +148,12 @@ impl KeyPolicy {
         })
     }
 
+    /// Whether no statement looks at the key's ARN (every `Resource` is a plain `*`, as in the
+    /// default policy): then [`KeyPolicy::allows`] gives the same verdict for every key, and a
+    /// caller may skip writing the ARN.
+    pub fn ignores_resource(&self) -> bool {
+        self.statements.iter().all(|s| s.resources.matches_everything())
+    }
 
     /// Whether `principal` may perform `action` (e.g. `kms:Encrypt`) on the key `key_arn`.
     pub fn allows(&self, principal: &str, action: &str, key_arn: &str) -> bool {
@@ -445,6 +451,11 @@ impl Patterns {
             negated,
             ignore_case: kind == PatternKind::Action,
         })
+    }
+
+    /// Whether every text matches (a plain `*`, not negated).
+    fn matches_everything(&self) -> bool {
+        !self.negated && self.patterns.iter().any(|p| matches!(p, Pattern::Any))
     }
 
     fn matches(&self, text: &str) -> bool {
