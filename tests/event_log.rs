@@ -186,6 +186,9 @@ fn files_rotate_at_the_size_limit_and_rotated_files_go_once_past_retention() {
     assert_eq!(kms.kms_events().unwrap().last(), events.last());
 }
 
+/// Damage done to the event log files (given oldest first).
+type Damage = dyn Fn(&[PathBuf]);
+
 #[test]
 fn events_lost_from_the_file_tail_reappear_exactly_once_on_reopen() {
     let t = tempfile::tempdir().unwrap();
@@ -200,7 +203,7 @@ fn events_lost_from_the_file_tail_reappear_exactly_once_on_reopen() {
 
     // A crash between the journal's fsync and the event write, in three sizes: the newest line
     // torn; the newest file gone and the one before it torn; every file gone.
-    let damage: [&dyn Fn(&[PathBuf]); 3] = [
+    let damage: [&Damage; 3] = [
         &|files| {
             let last = files.last().unwrap();
             let len = fs::metadata(last).unwrap().len();

@@ -425,8 +425,7 @@ impl EventFiles {
     ) -> Result<(usize, (u64, Timestamp))> {
         let mut keep = 0;
         let mut last = (0, Timestamp(0));
-        let mut expect = first_seq;
-        for (i, (at, line)) in lines(data).enumerate() {
+        for (i, (expect, (at, line))) in (first_seq..).zip(lines(data)).enumerate() {
             let end = at + line.len() + 1;
             let (seq, event) = match event_line::parse(line) {
                 Ok(parsed) => parsed,
@@ -448,7 +447,6 @@ impl EventFiles {
             }
             last.0 = seq;
             keep = end;
-            expect += 1;
         }
         Ok((keep, last))
     }

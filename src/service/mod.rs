@@ -155,10 +155,9 @@ impl Kms {
                 bytes,
                 &format!("journal record {i} of {}", disk.path().display()),
             )?;
-            let mut seq = state.kms.next_event_seq;
-            for event in events_of(&record.changes) {
+            let first = state.kms.next_event_seq;
+            for (seq, event) in (first..).zip(events_of(&record.changes)) {
                 replayed.push((seq, event.clone()));
-                seq += 1;
             }
             state.apply_record(record);
         }
