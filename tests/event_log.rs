@@ -369,3 +369,26 @@ fn the_snapshot_does_not_grow_with_the_events_recorded() {
     );
     assert_eq!(kms.kms_events().unwrap().len(), 403);
 }
+
+#[test]
+fn a_damaged_line_inside_the_log_is_reported_by_lookup_events_naming_file_and_line() {
+    let t = tempfile::tempdir().unwrap();
+    let (config, _clock) = config();
+    let kms = Kms::open_with(t.path(), config.clone()).unwrap();
+    let key = create_key(&kms, None);
+    toggle(&kms, &key, 3);
+    drop(kms);
+    let file = files(t.path()).pop().unwrap();
+    let text = fs::read_to_string(&file).unwrap();
+    let second = text.find('\n').unwrap() + 1;
+    let mut bytes = text.into_bytes();
+    bytes[second] = b'#';
+    fs::write(&file, bytes).unwrap();
+
+    // The open reads only the tail it may have to cut; the damage is found on reading.
+    let kms = Kms::open_with(t.path(), config).unwrap();
+    let e = kms.kms_events().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::StorageException, "{e}");
+    let want = format!("{} line 2 is damaged", file.display());
+    assert!(e.message().contains(&want), "{e}");
+}

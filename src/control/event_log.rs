@@ -38,7 +38,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, DirBuilder, File, Metadata, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -63,6 +63,9 @@ const FILE_PREFIX: &str = "events-";
 const FILE_SUFFIX: &str = ".jsonl";
 /// Digits of the first sequence number in a file name (every `u64` fits).
 const SEQ_DIGITS: usize = 20;
+/// The longest line read when only a file's first line is wanted (far above any event: a key
+/// policy, the largest detail, is at most 32 KiB).
+const MAX_LINE_BYTES: usize = 1 << 20;
 
 /// How the event log files rotate and how long they are kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -375,19 +378,13 @@ impl EventFiles {
             sync_dir(&dir)?;
         }
 
+        // Older files are only read for their first event's time (for retention): opening
+        // costs the newest file, not the whole history.
         let mut files = Vec::with_capacity(found.len() + 1);
         for (first_seq, path, _) in &found {
-            let data = read_file(path)?;
-            let Some((_, line)) = lines(&data).next() else {
-                return Err(damaged(path, 1, "no complete line"));
-            };
-            let (seq, event) = event_line::parse(line).map_err(|why| damaged(path, 1, &why))?;
-            if seq != *first_seq {
-                return Err(damaged(path, 1, &format!("event {seq} in the file of {first_seq}")));
-            }
             files.push(FileInfo {
-                first_seq: seq,
-                first_time: event.time,
+                first_seq: *first_seq,
+                first_time: Self::first_time(path, *first_seq)?,
             });
         }
         let (current, current_len, need) = match current {
@@ -414,41 +411,73 @@ impl EventFiles {
         Ok((log, need))
     }
 
-    /// How many bytes of the newest file to keep: its complete, well-formed lines below
-    /// `next_seq`. A damaged last line is a torn write and is cut; damage before it is an
-    /// error. Also returns the last sequence number kept and the first event's time.
+    /// The time of the first event of the file of `first_seq` (read alone, not the file).
+    fn first_time(path: &Path, first_seq: u64) -> Result<Timestamp> {
+        let mut line = Vec::new();
+        let file = open_nofollow(path, OpenOptions::new().read(true))?;
+        BufReader::new(file.take(MAX_LINE_BYTES as u64 + 1))
+            .read_until(b'\n', &mut line)
+            .map_err(|e| io_error("read event log file", path, e))?;
+        if line.pop() != Some(b'\n') {
+            return Err(damaged(path, 1, "no complete line"));
+        }
+        Self::check_first(path, &line, first_seq)
+    }
+
+    /// Parses the first line of the file of `first_seq`: it must be that event.
+    fn check_first(path: &Path, line: &[u8], first_seq: u64) -> Result<Timestamp> {
+        let (seq, event) = event_line::parse(line).map_err(|why| damaged(path, 1, &why))?;
+        if seq != first_seq {
+            return Err(damaged(
+                path,
+                1,
+                &format!("event {seq} in the file of event {first_seq}"),
+            ));
+        }
+        Ok(event.time)
+    }
+
+    /// How many bytes of the newest file to keep: its complete lines below `next_seq`. Read
+    /// from the end, so that a file that needs no cut costs one line: a damaged last line is a
+    /// torn write and is cut, damage before it is an error. Also returns the last sequence
+    /// number kept and the first event's time.
     fn valid_prefix(
         path: &Path,
         data: &[u8],
         first_seq: u64,
         next_seq: u64,
     ) -> Result<(usize, (u64, Timestamp))> {
-        let mut keep = 0;
-        let mut last = (0, Timestamp(0));
-        for (i, (expect, (at, line))) in (first_seq..).zip(lines(data)).enumerate() {
-            let end = at + line.len() + 1;
-            let (seq, event) = match event_line::parse(line) {
-                Ok(parsed) => parsed,
-                Err(_) if end == data.len() => break,
-                Err(why) => return Err(damaged(path, i + 1, &why)),
-            };
-            if seq != expect {
-                return Err(damaged(
-                    path,
-                    i + 1,
-                    &format!("event {seq} where {expect} should be"),
-                ));
+        // Everything after the last `\n` is a torn write.
+        let mut keep = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let mut count = data[..keep].iter().filter(|&&b| b == b'\n').count();
+        let mut torn_ok = true;
+        while keep > 0 {
+            let start = data[..keep - 1]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            let line_no = count;
+            let expect = first_seq + (line_no as u64 - 1);
+            match event_line::parse(&data[start..keep - 1]) {
+                Ok((seq, _)) if seq != expect => {
+                    let why = format!("event {seq} where {expect} should be");
+                    return Err(damaged(path, line_no, &why));
+                }
+                Ok((seq, _)) if seq < next_seq => {
+                    let first_line = &data[..data.iter().position(|&b| b == b'\n').unwrap_or(0)];
+                    let first_time = Self::check_first(path, first_line, first_seq)?;
+                    return Ok((keep, (seq, first_time)));
+                }
+                // An event the journal does not hold (it lost its own torn tail).
+                Ok(_) => {}
+                Err(_) if torn_ok => {}
+                Err(why) => return Err(damaged(path, line_no, &why)),
             }
-            if seq >= next_seq {
-                break;
-            }
-            if seq == first_seq {
-                last.1 = event.time;
-            }
-            last.0 = seq;
-            keep = end;
+            torn_ok = false;
+            keep = start;
+            count -= 1;
         }
-        Ok((keep, last))
+        Ok((0, (0, Timestamp(0))))
     }
 
     /// Writes the backlog; rotates (and expires, when `now` is given) on the way.
@@ -572,8 +601,8 @@ impl EventFiles {
             let path = self.dir.join(file_name(f.first_seq));
             let data = read_file(&path)?;
             for (i, (_, line)) in lines(&data).enumerate() {
-                let (_, event) = event_line::parse(line).map_err(|why| damaged(&path, i + 1, &why))?;
-                events.push(event);
+                let parsed = event_line::parse(line);
+                events.push(parsed.map_err(|why| damaged(&path, i + 1, &why))?.1);
             }
         }
         events.extend(self.backlog.iter().map(|(_, e)| e.clone()));
@@ -626,6 +655,42 @@ mod tests {
         ] {
             assert_eq!(parse_file_name(bad), None, "{bad}");
         }
+    }
+
+    /// The lines of events `seqs`, as one file.
+    fn file_of(seqs: std::ops::Range<u64>) -> Vec<u8> {
+        seqs.map(|s| event_line::render(s, &event(s as usize)))
+            .collect::<String>()
+            .into_bytes()
+    }
+
+    #[test]
+    fn the_newest_file_keeps_its_whole_lines_below_the_journals_next_seq() {
+        let p = Path::new("events-x.jsonl");
+        let data = file_of(5..9);
+        let ends: Vec<usize> = lines(&data).map(|(at, l)| at + l.len() + 1).collect();
+        let kept = |data: &[u8], next: u64| {
+            EventFiles::valid_prefix(p, data, 5, next).map(|(keep, (last, t))| (keep, last, t))
+        };
+        assert_eq!(kept(&data, 9).unwrap(), (data.len(), 8, Timestamp(5)));
+        assert_eq!(kept(&data, 100).unwrap(), (data.len(), 8, Timestamp(5)));
+        // Events the journal does not hold are cut.
+        assert_eq!(kept(&data, 7).unwrap(), (ends[1], 6, Timestamp(5)));
+        assert_eq!(kept(&data, 5).unwrap().0, 0);
+        // A torn last line, complete or not, is cut.
+        assert_eq!(kept(&data[..data.len() - 3], 9).unwrap().0, ends[2]);
+        let mut garbled = data.clone();
+        garbled[ends[2] + 2] = b'#';
+        assert_eq!(kept(&garbled, 9).unwrap().0, ends[2]);
+        // Damage before the last line, or a line out of sequence, is an error when the cut
+        // reaches it (earlier lines are not read at open; LookupEvents reports them).
+        let mut garbled = data.clone();
+        garbled[ends[1] + 2] = b'#';
+        assert_eq!(kept(&garbled, 9).unwrap().0, data.len());
+        let e = kept(&garbled, 8).unwrap_err();
+        assert!(e.message().contains("events-x.jsonl line 3 is damaged"), "{e}");
+        let e = kept(&file_of(6..9), 9).unwrap_err();
+        assert!(e.message().contains("event 8 where 7 should be"), "{e}");
     }
 
     #[test]

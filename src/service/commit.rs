@@ -1,7 +1,8 @@
 //! The commit path: every control-plane call runs as a transaction over the one [`State`]
 //! (behind a mutex: control-plane calls are rare — AWS allows 5 per second); the changes it
 //! records are written to the journal (fsync) and only then applied, mirrored into the data
-//! plane, their KMS events appended to the event log (no fsync) and acknowledged. Keys whose waiting period has ended are deleted first.
+//! plane, their KMS events appended to the event log (no fsync) and acknowledged. Keys whose
+//! waiting period has ended are deleted first.
 
 use super::{lock, Kms, KmsConfig, Tasks, BINCODE};
 
