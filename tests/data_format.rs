@@ -1,6 +1,7 @@
 //! The data-directory format version: a directory written in another format (an older
-//! kmscks's, before the state was split into its CloudHSM and KMS halves) is refused at open
-//! with a `StorageException` that names the file and both format numbers.
+//! kmscks's: format 1, before the state was split into its CloudHSM and KMS halves, or the
+//! format just before this one — format 3 kept the KMS event log inside the snapshot) is
+//! refused at open with a `StorageException` that names the file and both format numbers.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -30,11 +31,15 @@ fn set_version(file: &Path, version: u32, crc_over: usize) {
 }
 
 fn refused(dir: &Path, file: &Path) {
+    refused_as(dir, file, 1);
+}
+
+fn refused_as(dir: &Path, file: &Path, old: u32) {
     let e = Kms::open(dir).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::StorageException, "{e}");
     let message = e.to_string();
     assert!(message.contains(&file.display().to_string()), "{message}");
-    assert!(message.contains("format 1"), "{message}");
+    assert!(message.contains(&format!("format {old}")), "{message}");
     assert!(
         message.contains(&format!("format {STATE_FORMAT}")),
         "{message}"
@@ -57,6 +62,15 @@ fn a_journal_in_an_older_format_is_refused_naming_the_file_and_both_formats() {
     let journal = only_file(t.path(), "journal-");
     set_version(&journal, 1, 16);
     refused(t.path(), &journal);
+}
+
+#[test]
+fn a_snapshot_of_the_previous_format_is_refused_naming_both_formats() {
+    let t = tempfile::tempdir().unwrap();
+    drop(Kms::open(t.path()).unwrap());
+    let snapshot = only_file(t.path(), "snapshot-");
+    set_version(&snapshot, STATE_FORMAT - 1, 28);
+    refused_as(t.path(), &snapshot, STATE_FORMAT - 1);
 }
 
 #[test]

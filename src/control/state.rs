@@ -20,7 +20,8 @@ pub struct State {
     pub scope: Scope,
     /// The simulated CloudHSM service.
     pub hsm: CloudHsmState,
-    /// KMS: custom key stores, keys, aliases, the event log.
+    /// KMS: custom key stores, keys, aliases, the event count (the events are in the event
+    /// log, [`super::event_log`]).
     pub kms: KmsState,
 }
 

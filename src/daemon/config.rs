@@ -53,6 +53,9 @@ fn parse_octal(s: &str) -> std::result::Result<u32, String> {
     u32::from_str_radix(digits, 8).map_err(|e| format!("'{s}' is not an octal mode: {e}"))
 }
 
+/// The smallest `event_log_file_bytes` accepted (a file should hold more than a few events).
+const MIN_EVENT_LOG_FILE_BYTES: u64 = 4096;
+
 /// The head of the sample config file.
 const SAMPLE_HEADER: &str = "\
 # kmscksd configuration. Pass it with `kmscksd --config kmscksd.toml`.
@@ -224,6 +227,20 @@ daemon_options! {
     flag(Option<usize>, value_name = "N");
     sample toml;
 
+    /// Size at which a KMS event log file (in `<data_dir>/events/`) is rotated: a new file is
+    /// started when the next event would take the current one past it.
+    event_log_file_bytes: u64 = crate::KmsConfig::default().event_log_file_bytes;
+    flag(Option<u64>, value_name = "BYTES");
+    sample toml;
+
+    /// Days a rotated KMS event log file is kept: it is deleted once every event in it is
+    /// older than this (checked at rotation and at start).
+    ///
+    /// The default is CloudTrail's event history: 90 days.
+    event_log_retain_days: u32 = crate::KmsConfig::default().event_log_retain_days;
+    flag(Option<u32>, value_name = "DAYS");
+    sample toml;
+
     /// The AWS account id in every ARN.
     ///
     /// A data directory belongs to one account and Region: opening it with others is refused.
@@ -326,6 +343,19 @@ impl DaemonConfig {
                 self.max_pending_reply_bytes
             ));
         }
+        if self.event_log_file_bytes < MIN_EVENT_LOG_FILE_BYTES {
+            return Err(err!(
+                ValidationException,
+                "event_log_file_bytes {} is less than {MIN_EVENT_LOG_FILE_BYTES}",
+                self.event_log_file_bytes
+            ));
+        }
+        if self.event_log_retain_days == 0 {
+            return Err(err!(
+                ValidationException,
+                "event_log_retain_days must be at least 1"
+            ));
+        }
         if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(err!(
                 ValidationException,
@@ -400,6 +430,8 @@ mod tests {
             ("account_id = \"12\"", "account_id"),
             ("region = \"US East\"", "region"),
             ("max_pending_reply_bytes = 10", "max_pending_reply_bytes"),
+            ("event_log_file_bytes = 100", "event_log_file_bytes"),
+            ("event_log_retain_days = 0", "event_log_retain_days"),
         ] {
             let e = DaemonConfig::from_toml(doc, "t").unwrap_err();
             assert!(e.message().contains(word), "{doc}: {e}");

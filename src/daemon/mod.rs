@@ -113,6 +113,8 @@ impl Daemon {
             &config.data_dir,
             KmsConfig {
                 scope: config.scope(),
+                event_log_file_bytes: config.event_log_file_bytes,
+                event_log_retain_days: config.event_log_retain_days,
                 engine: EngineConfig {
                     shards: config.engine_shards,
                     ..EngineConfig::default()

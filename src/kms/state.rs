@@ -1,5 +1,9 @@
-//! What KMS knows (custom key stores, KMS keys, aliases, the event log), the changes that move
-//! it, and how a change applies.
+//! What KMS knows (custom key stores, KMS keys, aliases, how many events it has recorded), the
+//! changes that move it, and how a change applies.
+//!
+//! The events themselves are not kept here: a [`KmsChange::Trail`] travels in its journal
+//! record and, once committed, goes to the event log (`control::event_log`); applying it only
+//! counts it, so that replay gives every event the same sequence number.
 //!
 //! KMS owns its part of the control-plane state as the CloudHSM side owns its own
 //! ([`crate::hsm::CloudHsmState`]); the control plane above journals both kinds of change in
@@ -27,8 +31,8 @@ pub struct KmsState {
     pub keys: BTreeMap<KeyId, Key>,
     /// Aliases, by name.
     pub aliases: BTreeMap<String, Alias>,
-    /// The KMS event log.
-    pub trail: Vec<TrailEvent>,
+    /// The sequence number the next KMS event gets (how many were ever recorded).
+    pub next_event_seq: u64,
     /// Index: alias names by target key, in listing order (derived; rebuilt by
     /// [`KmsState::reindex`]).
     #[serde(skip)]
@@ -50,6 +54,8 @@ pub enum KmsChange {
     DeleteKey(KeyId),
     PutAlias(Alias),
     DeleteAlias(String),
+    /// A KMS event: it gets sequence number `next_event_seq`; the event itself goes to the
+    /// event log, not into the state.
     Trail(TrailEvent),
 }
 
@@ -94,7 +100,7 @@ impl KmsState {
                     self.aliases_by_target.remove(&(old.target, name));
                 }
             }
-            KmsChange::Trail(e) => self.trail.push(e),
+            KmsChange::Trail(_) => self.next_event_seq += 1,
         }
     }
 

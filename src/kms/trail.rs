@@ -1,5 +1,9 @@
 //! The KMS event log (what CloudTrail records for KMS), separate from each cluster's HSM audit
 //! log. Entries never hold secrets: no passwords, certificates, plaintexts or key material.
+//!
+//! An event is recorded into the transaction as a change, so it is journaled with the
+//! operation's record; once committed it goes to the event log files (the control layer's
+//! `event_log`), and the state only counts it.
 
 use crate::kms::model::TrailEvent;
 use crate::kms::state::KmsChange;

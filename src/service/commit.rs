@@ -1,13 +1,15 @@
 //! The commit path: every control-plane call runs as a transaction over the one [`State`]
 //! (behind a mutex: control-plane calls are rare — AWS allows 5 per second); the changes it
 //! records are written to the journal (fsync) and only then applied, mirrored into the data
-//! plane and acknowledged. Keys whose waiting period has ended are deleted first.
+//! plane, their KMS events appended to the event log (no fsync) and acknowledged. Keys whose
+//! waiting period has ended are deleted first.
 
 use super::{lock, Kms, KmsConfig, Tasks, BINCODE};
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-use crate::control::{Change, Keyring, Record, State};
+use crate::control::event_log::events_of;
+use crate::control::{Change, EventLog, Keyring, Record, State};
 use crate::dataplane::Mirror;
 use crate::engine::Engine;
 use crate::err;
@@ -31,6 +33,8 @@ pub(super) struct Shared {
 pub(super) struct Core {
     pub(super) state: State,
     pub(super) disk: Option<DataDir>,
+    /// Where committed KMS events go (files beside the journal, or an in-memory ring).
+    pub(super) events: EventLog,
     pub(super) keyring: Keyring,
     /// What the engine has been told.
     pub(super) mirror: Mirror,
@@ -39,6 +43,12 @@ pub(super) struct Core {
 impl Kms {
     /// Runs a read-only operation.
     pub(super) fn read<R>(&self, f: impl FnOnce(&Tx<'_>) -> Result<R>) -> Result<R> {
+        self.read_core(|tx, _| f(tx))
+    }
+
+    /// Runs a read-only operation that also reads what the core holds beside the state (the
+    /// event log).
+    pub(super) fn read_core<R>(&self, f: impl FnOnce(&Tx<'_>, &Core) -> Result<R>) -> Result<R> {
         let core = self.shared.core_after_sweep()?;
         let now = self.shared.config.clock.now();
         let tx = Tx::new(
@@ -49,7 +59,7 @@ impl Kms {
             &core.keyring,
             &self.principal,
         );
-        f(&tx)
+        f(&tx, &core)
     }
 
     /// Runs an operation that changes state: its changes are durable before it returns `Ok`.
@@ -139,7 +149,13 @@ impl Shared {
                 .map_err(|e| err!(KMSInternalException, "cannot encode a journal record: {e}"))?;
             disk.append(&bytes)?;
         }
+        let first_event_seq = core.state.kms.next_event_seq;
         core.state.apply_record(record);
+        // The events go to the event log (no fsync: the journal holds them). A failed write is
+        // retried at the next commit and at reopen; the operation stands and is not failed.
+        let _ = core
+            .events
+            .append(first_event_seq, events_of(&changes_applied), now);
         // The record is durable: the data plane must follow it. A failure here (a wrapped key
         // that no longer unwraps) is reported to the caller, though the change stands.
         let synced = core.mirror.sync(
@@ -151,6 +167,8 @@ impl Shared {
         );
         if let Some(disk) = core.disk.as_mut() {
             if disk.journal_bytes() > self.config.compact_after_bytes {
+                // The journal records about to go hold events: they must be on disk first.
+                core.events.sync()?;
                 let snapshot = bincode::serde::encode_to_vec(&core.state, BINCODE)
                     .map_err(|e| err!(KMSInternalException, "cannot encode the snapshot: {e}"))?;
                 // The record is durable already; a failed compaction only delays the next one.

@@ -129,9 +129,9 @@ impl Kms {
 
     /// The KMS event log (what CloudTrail would record), oldest first.
     pub fn kms_events(&self) -> Result<Vec<TrailEvent>> {
-        self.read(|tx| {
+        self.read_core(|tx, core| {
             keys::require_root(tx, Op::LookupEvents.action())?;
-            Ok(tx.state.trail.clone())
+            core.events.read_all()
         })
     }
 }

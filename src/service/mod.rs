@@ -2,7 +2,8 @@
 //! shut down. What each operation does lives beside it, one file per subject:
 //!
 //! - `commit`: the commit path — the one control-plane [`State`] behind a mutex, transactions,
-//!   the journal write (fsync) before a change is applied and acknowledged, the data-plane sync;
+//!   the journal write (fsync) before a change is applied and acknowledged, the data-plane sync,
+//!   the committed events handed to the event log (`control::event_log`);
 //! - `worker`: the background worker that finishes Connect/Disconnect and sweeps deletions, on
 //!   the injectable [`Clock`];
 //! - `keystore_ops`, `key_ops`, `cloudhsm_ops`, `crypto_ops`: the operation façade, one method
@@ -24,7 +25,8 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::control::{Keyring, Record, State};
+use crate::control::event_log::events_of;
+use crate::control::{EventLog, EventLogOptions, Keyring, Record, State};
 use crate::dataplane::Mirror;
 use crate::engine::{Engine, EngineConfig};
 use crate::err;
@@ -45,6 +47,10 @@ pub struct KmsConfig {
     pub deletion_check_interval: Duration,
     /// Journal size after which the state is compacted into a snapshot.
     pub compact_after_bytes: u64,
+    /// An event log file is rotated when the next event would take it past this many bytes.
+    pub event_log_file_bytes: u64,
+    /// Rotated event log files whose events are all older than this many days are deleted.
+    pub event_log_retain_days: u32,
     /// The data-plane engine (shards, pinning, subkey lifetime); its `scope` is taken from
     /// [`KmsConfig::scope`].
     pub engine: EngineConfig,
@@ -58,7 +64,19 @@ impl Default for KmsConfig {
             connect_delay: Duration::from_millis(20),
             deletion_check_interval: Duration::from_secs(1),
             compact_after_bytes: 8 << 20,
+            event_log_file_bytes: EventLogOptions::default().file_bytes,
+            event_log_retain_days: EventLogOptions::default().retain_days,
             engine: EngineConfig::default(),
+        }
+    }
+}
+
+impl KmsConfig {
+    /// The event log's rotation and retention.
+    fn event_log_options(&self) -> EventLogOptions {
+        EventLogOptions {
+            file_bytes: self.event_log_file_bytes,
+            retain_days: self.event_log_retain_days,
         }
     }
 }
@@ -69,6 +87,8 @@ impl std::fmt::Debug for KmsConfig {
             .field("scope", &self.scope)
             .field("connect_delay", &self.connect_delay)
             .field("compact_after_bytes", &self.compact_after_bytes)
+            .field("event_log_file_bytes", &self.event_log_file_bytes)
+            .field("event_log_retain_days", &self.event_log_retain_days)
             .finish_non_exhaustive()
     }
 }
@@ -127,13 +147,32 @@ impl Kms {
                 config.scope.region
             ));
         }
+        // The events of the replayed records, numbered as the state numbers them: the event
+        // log may have lost some of them (they are written after the journal's fsync).
+        let mut replayed = Vec::new();
         for (i, bytes) in recovered.records.iter().enumerate() {
             let record = decode::<Record>(
                 bytes,
                 &format!("journal record {i} of {}", disk.path().display()),
             )?;
+            let first = state.kms.next_event_seq;
+            for (seq, event) in (first..).zip(events_of(&record.changes)) {
+                replayed.push((seq, event.clone()));
+            }
             state.apply_record(record);
         }
+        let now = config.clock.now();
+        let (mut events, need) = EventLog::open(
+            disk.path(),
+            config.event_log_options(),
+            now,
+            state.kms.next_event_seq,
+        )?;
+        for (seq, event) in replayed.iter().filter(|(seq, _)| *seq >= need) {
+            events.append(*seq, [event], now)?;
+        }
+        // Every event is on disk before a compaction drops the records that hold them.
+        events.sync()?;
         if recovered.snapshot.is_none() {
             // Journal records do not carry the scope; only a snapshot does. Write one now, so
             // that the account and Region are checked on every later open.
@@ -145,7 +184,7 @@ impl Kms {
         // a missing or wrong passphrase stops the open) and every lineage key the state names.
         let mut keyring = Keyring::open(&disk)?;
         keyring.load(Some(&disk), state.hsm.wrapping_keys());
-        Kms::start(state, Some(disk), keyring, config)
+        Kms::start(state, Some(disk), events, keyring, config)
     }
 
     /// A non-durable instance (for tests and experiments): nothing is written anywhere.
@@ -156,13 +195,20 @@ impl Kms {
     /// A non-durable instance with this configuration.
     pub fn in_memory_with(config: KmsConfig) -> Kms {
         let state = State::new(config.scope.clone());
-        Kms::start(state, None, Keyring::in_memory(), config)
-            .expect("an in-memory instance has no I/O to fail")
+        Kms::start(
+            state,
+            None,
+            EventLog::in_memory(),
+            Keyring::in_memory(),
+            config,
+        )
+        .expect("an in-memory instance has no I/O to fail")
     }
 
     fn start(
         state: State,
         disk: Option<DataDir>,
+        events: EventLog,
         keyring: Keyring,
         config: KmsConfig,
     ) -> Result<Kms> {
@@ -178,6 +224,7 @@ impl Kms {
             core: Mutex::new(Core {
                 state,
                 disk,
+                events,
                 keyring,
                 mirror,
             }),

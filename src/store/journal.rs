@@ -28,8 +28,10 @@ pub const JOURNAL_MAGIC: [u8; 4] = *b"KCKJ";
 /// control plane's `State`, `Change` and `Record`, and anything they hold): bump it whenever
 /// either changes shape. Version 2: the state split into its CloudHSM and KMS halves.
 /// Version 3: a key object's generation records the cluster's handle counter alone
-/// (`HsmChange::SetNextHandle`), not the whole cluster.
-pub const FORMAT_VERSION: u32 = 3;
+/// (`HsmChange::SetNextHandle`), not the whole cluster. Version 4: the KMS state no longer
+/// holds the event log (`trail`), only the next event's sequence number (`next_event_seq`);
+/// the events live in `events/` beside the journal.
+pub const FORMAT_VERSION: u32 = 4;
 /// Length of the journal file header.
 pub const JOURNAL_HEADER_LEN: usize = 20;
 /// Length of a frame header.
