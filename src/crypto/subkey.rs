@@ -13,7 +13,6 @@ use std::collections::HashMap;
 
 use aws_lc_rs::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
 use aws_lc_rs::hkdf;
-use crossbeam::utils::CachePadded;
 
 use crate::crypto::random::RandomPool;
 use crate::err;
@@ -57,9 +56,10 @@ pub fn counter_nonce(n: u64) -> [u8; NONCE_LEN] {
     nonce
 }
 
-/// One epoch of a schedule: its salt, its subkey and how many seals it has made. Boxed on its
-/// own cache lines: it is written on every seal, and the epochs of two shards must never share
-/// a line.
+/// One epoch of a schedule: its salt, its subkey (a handle to the expanded context) and how
+/// many seals it has made. Written on every seal, it lives inline in its owner's schedule — in
+/// the engine, inside the shard's own key map, an allocation no other shard writes — so a seal
+/// reaches it without another pointer to chase.
 struct Epoch {
     salt: [u8; SALT_LEN],
     key: LessSafeKey,
@@ -79,7 +79,7 @@ struct Epoch {
 /// seal then starts a new epoch with a fresh salt.
 pub struct SubkeySchedule {
     material: KeyMaterial,
-    epoch: Option<Box<CachePadded<Epoch>>>,
+    epoch: Option<Epoch>,
 }
 
 /// What a seal needs: the epoch salt, a never-used nonce, and the subkey.
@@ -123,14 +123,14 @@ impl SubkeySchedule {
         if self.epoch.as_ref().is_none_or(|e| e.used >= max_uses) {
             let salt: [u8; SALT_LEN] = pool.array()?;
             let key = derive_subkey(&self.material, key_id, &salt)?;
-            self.epoch = Some(Box::new(CachePadded::new(Epoch {
+            self.epoch = Some(Epoch {
                 salt,
                 key,
                 used: 0,
                 // A first seal is not a second use: a key sealed once and never again is the
                 // first the sweep drops.
                 referenced: !became_live,
-            })));
+            });
         }
         // Invariant: the block above guarantees `self.epoch` is `Some` here.
         let e = self

@@ -41,6 +41,12 @@
 //!    warm-up call, the two loops alternate in [`ROUNDS`] rounds (one key, then random keys,
 //!    each for a `ROUNDS`-th of the duration), so that a drift of the machine's load during
 //!    the run (other processes, frequency changes) weighs on both alike.
+//!    `seal_random_floor_ratio` is the same ratio for the work no implementation can skip:
+//!    `N` AES-256-GCM keys expanded by aws-lc (the engine's subkeys), each call sealing a
+//!    32-byte data key under the next key of the same kind of random list, or under one key
+//!    ([`floor`]). Once `N` keys' contexts outgrow the caches, each random call pays for
+//!    fetching one from memory; the engine pays that too, so `gdk_random_ratio` is judged
+//!    against this floor measured in the same run.
 //! 7. `list_keys_full_ms`: the time to page through every key with ListKeys at the default
 //!    limit (no `Limit`), following `NextMarker` until `Truncated` is false. The listing must
 //!    hold exactly the `N` keys created, each once, or the run fails.
@@ -57,6 +63,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::loadgen;
+
+mod floor;
 use kmscks::api::kms::{CreateKeyRequest, GenerateDataKeyRequest, KeyListEntry, ListRequest};
 use kmscks::daemon::bootstrap;
 use kmscks::types::limits::{LIST_KEYS_DEFAULT, MAX_KEYS, MAX_KEYS_PER_CLUSTER};
@@ -208,6 +216,9 @@ report_members! {
     rss_bytes_per_key: f64 => "{:.0}", "B";
     /// GenerateDataKey throughput, random key ÷ one key.
     gdk_random_ratio: f64 => "{:.3}", "";
+    /// The machine's floor for that ratio: aws-lc AES-256-GCM seals of a data key under a
+    /// random one of N expanded keys ÷ under one.
+    seal_random_floor_ratio: f64 => "{:.3}", "";
     /// Time to page through all keys with ListKeys at the default limit.
     list_keys_full_ms: f64 => "{:.1}", "ms";
 }
@@ -264,6 +275,8 @@ pub(crate) fn run(
     let rss_growth = child_rss.unwrap_or(vm_rss_bytes()?.saturating_sub(rss_before));
 
     let gdk_random_ratio = gdk_ratio(&kms, &created.ids, opts, &mut progress)?;
+    progress.phase("the floor: AES-GCM seals under random keys");
+    let seal_random_floor_ratio = floor::seal_random_ratio(n, opts.duration)?;
     progress.phase("listing every key");
     let list = list_all(&kms, &created.ids)?;
     drop(kms);
@@ -279,6 +292,7 @@ pub(crate) fn run(
         open_ms: open.as_secs_f64() * 1e3,
         rss_bytes_per_key: per_key(rss_growth as f64),
         gdk_random_ratio,
+        seal_random_floor_ratio,
         list_keys_full_ms: list.as_secs_f64() * 1e3,
     })
 }
@@ -361,14 +375,8 @@ fn gdk_ratio(
             ..Default::default()
         })
         .collect();
-    let mut rng = SplitMix64::seeded();
-    let len = pick_count(ids.len());
-    let random: Arc<[u32]> = (0..len)
-        .map(|_| {
-            // `ids.len()` is at most MAX_KEYS (checked), so every index fits in u32.
-            u32::try_from(rng.below(ids.len())).unwrap_or(0)
-        })
-        .collect();
+    let random = random_picks(ids.len());
+    let len = random.len();
     let one: Arc<[u32]> = vec![random[0]; len].into();
     kms.generate_data_key(&requests[random[0] as usize])
         .map_err(failed("GenerateDataKey (warm-up)"))?;
@@ -387,23 +395,35 @@ fn gdk_ratio(
     Ok(random_key.per_sec()? / one_key.per_sec()?)
 }
 
+/// The random key-index list of the GenerateDataKey loops (and of the floor beside them):
+/// [`pick_count`] uniform indexes below `n`.
+pub(crate) fn random_picks(n: usize) -> Arc<[u32]> {
+    let mut rng = SplitMix64::seeded();
+    (0..pick_count(n))
+        .map(|_| {
+            // `n` is at most MAX_KEYS (checked), so every index fits in u32.
+            u32::try_from(rng.below(n)).unwrap_or(0)
+        })
+        .collect()
+}
+
 /// Calls completed and the time they took, summed over rounds.
 #[derive(Default)]
-struct Throughput {
+pub(crate) struct Throughput {
     calls: u64,
     elapsed: Duration,
 }
 
 impl Throughput {
-    fn add(&mut self, (calls, elapsed): (u64, Duration)) {
+    pub(crate) fn add(&mut self, (calls, elapsed): (u64, Duration)) {
         self.calls += calls;
         self.elapsed += elapsed;
     }
 
-    fn per_sec(&self) -> Result<f64, ScaleError> {
+    pub(crate) fn per_sec(&self) -> Result<f64, ScaleError> {
         if self.calls == 0 {
             return Err(ScaleError::Failed(
-                "scale report: no GenerateDataKey call completed in the loop's duration".into(),
+                "scale report: no call completed in a loop's duration".into(),
             ));
         }
         Ok(self.calls as f64 / self.elapsed.as_secs_f64())
