@@ -517,7 +517,7 @@ impl Mirror {
             policy: None,
             replicas: SlotSet::default(),
         });
-        if m.policy.as_deref() != Some(key.policy.as_str()) {
+        if m.policy.as_deref() != Some(&*key.policy) {
             let (text, authorizer) = self.policies.acquire(&key.policy, scope)?;
             if let Some(old) = m.policy.replace(text) {
                 self.policies.release(&old);

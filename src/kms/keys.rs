@@ -325,7 +325,7 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
         usage,
         spec,
         backing,
-        policy,
+        policy: policy.into(),
         tags: new_tags,
     };
     let response = KeyMetadataResponse {
@@ -539,7 +539,7 @@ pub fn put_policy(tx: &mut Tx<'_>, req: &PutKeyPolicyRequest) -> Result<Empty> {
         req.bypass_policy_lockout_safety_check,
     )?;
     let mut key = key.clone();
-    key.policy = req.policy.clone();
+    key.policy = req.policy.as_str().into();
     trail::record(
         tx,
         "PutKeyPolicy",
@@ -555,7 +555,7 @@ pub fn get_policy(tx: &Tx<'_>, req: &GetKeyPolicyRequest) -> Result<GetKeyPolicy
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
     authorize(tx, key, Op::GetKeyPolicy.action())?;
     Ok(GetKeyPolicyResponse {
-        policy: key.policy.clone(),
+        policy: key.policy.to_string(),
         policy_name: "default".into(),
     })
 }

@@ -3,6 +3,8 @@
 pub use crate::api::kms::TrailEvent;
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::types::{
@@ -88,8 +90,9 @@ pub struct Key {
     pub spec: KeySpec,
     /// Where the material is.
     pub backing: Backing,
-    /// Key policy document.
-    pub policy: String,
+    /// Key policy document: one allocation shared by every key with the same text (most keys
+    /// carry their account's default policy; see `KmsState`'s interning).
+    pub policy: Arc<str>,
     /// Tags, by tag key.
     pub tags: BTreeMap<String, String>,
 }

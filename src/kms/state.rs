@@ -12,9 +12,12 @@
 //! Beside what it holds, the state keeps derived indexes (not serialised, maintained by `apply`
 //! and rebuilt by [`KmsState::reindex`] after a snapshot is decoded) so that a write costs what
 //! it changes: the deletion dates of keys pending deletion, in date order, so that the commit
-//! path finds the next deletion due without scanning every key.
+//! path finds the next deletion due without scanning every key. It also interns key policy
+//! texts: every key with the same policy (most carry the account's default one) holds the same
+//! allocation, so 100,000 keys hold one copy of it in memory, not 100,000.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 use std::ops::Bound::{Excluded, Included, Unbounded};
 
 use serde::{Deserialize, Serialize};
@@ -41,6 +44,21 @@ pub struct KmsState {
     /// [`KmsState::reindex`]).
     #[serde(skip)]
     deletions: BTreeSet<(Timestamp, KeyId)>,
+    /// The distinct key policy texts in use, each held once: every key's `policy` is the
+    /// allocation found here (derived; rebuilt by [`KmsState::reindex`]).
+    #[serde(skip)]
+    policy_texts: HashSet<Arc<str>>,
+}
+
+/// The allocation of `text` in `texts`, adding it when absent.
+fn shared_text(texts: &mut HashSet<Arc<str>>, text: &Arc<str>) -> Arc<str> {
+    match texts.get(&**text) {
+        Some(shared) => shared.clone(),
+        None => {
+            texts.insert(text.clone());
+            text.clone()
+        }
+    }
 }
 
 /// One atomic step of a KMS operation.
@@ -70,16 +88,20 @@ impl KmsState {
                 self.stores.remove(&id);
             }
             KmsChange::PutKey(k) => {
+                let mut k = *k;
                 if let Some(date) = k.deletion_date() {
                     self.deletions.insert((date, k.id));
                 }
-                if let Some(old) = self.keys.insert(k.id, *k) {
+                k.policy = self.intern(&k.policy);
+                if let Some(old) = self.keys.insert(k.id, k) {
                     self.unindex(&old);
+                    self.release(old.policy);
                 }
             }
             KmsChange::DeleteKey(id) => {
                 if let Some(old) = self.keys.remove(&id) {
                     self.unindex(&old);
+                    self.release(old.policy);
                 }
                 // Every alias pointing at the key, found in the index rather than by a scan.
                 let names: Vec<String> =
@@ -116,6 +138,30 @@ impl KmsState {
             .values()
             .map(|a| (a.target, a.name.clone()))
             .collect();
+        let mut texts = HashSet::new();
+        for k in self.keys.values_mut() {
+            k.policy = shared_text(&mut texts, &k.policy);
+        }
+        self.policy_texts = texts;
+    }
+
+    /// The one shared allocation of `text`.
+    fn intern(&mut self, text: &Arc<str>) -> Arc<str> {
+        shared_text(&mut self.policy_texts, text)
+    }
+
+    /// A key let go of `text`: the last key to hold it takes it out of the table.
+    fn release(&mut self, text: Arc<str>) {
+        // Held by the table and by `text` alone: no key uses it any more.
+        if Arc::strong_count(&text) == 2 {
+            self.policy_texts.remove(&text);
+        }
+    }
+
+    /// How many distinct policy texts the keys hold (for tests).
+    #[cfg(test)]
+    pub(crate) fn policy_text_count(&self) -> usize {
+        self.policy_texts.len()
     }
 
     /// The aliases pointing at `key`, by name, after `after` if given: a seek in the index.
@@ -184,6 +230,39 @@ mod tests {
     }
 
     #[test]
+    fn keys_with_the_same_policy_text_share_one_allocation_until_the_last_goes() {
+        let mut state = KmsState::default();
+        let [a, b, c] = [KeyId::generate(), KeyId::generate(), KeyId::generate()];
+        let with_policy = |id, text: &str| {
+            let mut k = key(id, Lifecycle::Enabled);
+            k.policy = text.into(); // each its own allocation, as decoded from a record
+            KmsChange::PutKey(Box::new(k))
+        };
+        state.apply(with_policy(a, "P"));
+        state.apply(with_policy(b, "P"));
+        state.apply(with_policy(c, "Q"));
+        assert!(Arc::ptr_eq(&state.keys[&a].policy, &state.keys[&b].policy));
+        assert_eq!(state.policy_text_count(), 2);
+
+        state.apply(with_policy(a, "Q")); // a's policy changes: P is still b's
+        assert!(Arc::ptr_eq(&state.keys[&a].policy, &state.keys[&c].policy));
+        assert_eq!(state.policy_text_count(), 2);
+        state.apply(KmsChange::DeleteKey(b)); // P's last key
+        assert_eq!(state.policy_text_count(), 1);
+
+        // A decoded snapshot (one allocation per key) is shared again by reindex, and equals
+        // the state it was taken from.
+        let mut decoded = state.clone();
+        for k in decoded.keys.values_mut() {
+            k.policy = k.policy.to_string().into();
+        }
+        decoded.policy_texts.clear();
+        decoded.reindex();
+        assert!(Arc::ptr_eq(&decoded.keys[&a].policy, &decoded.keys[&c].policy));
+        assert_eq!(decoded, state);
+    }
+
+    #[test]
     fn the_alias_index_follows_every_change_and_equals_a_rebuilt_one() {
         let [a, b] = [KeyId::generate(), KeyId::generate()];
         let mut state = KmsState::default();
@@ -231,7 +310,7 @@ mod tests {
             backing: Backing::Default {
                 wrapped: Vec::new(),
             },
-            policy: String::new(),
+            policy: "".into(),
             tags: BTreeMap::new(),
         }
     }
