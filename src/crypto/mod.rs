@@ -1,8 +1,10 @@
 //! Cryptography that knows nothing of HSMs, stores or sockets: ciphertext blobs, pooled
-//! randomness, per-key subkeys, and AES-256-GCM wrapping of stored secrets ([`wrap`] binds each
-//! wrapped object to its identity through the AAD).
+//! randomness, per-key subkeys, fork detection for the state those hold ([`fork`]), and
+//! AES-256-GCM wrapping of stored secrets ([`wrap`] binds each wrapped object to its identity
+//! through the AAD).
 
 pub mod blob;
+pub mod fork;
 pub mod random;
 pub mod subkey;
 pub mod wrap;

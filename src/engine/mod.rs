@@ -60,6 +60,7 @@ pub use sched::{
     CALLER_SPIN, QUEUE_CAPACITY, RECENT_CALLER, SPLIT_BACKOFF, SPLIT_MIN, WORKER_SPIN,
 };
 
+use crate::crypto::fork::ForkGuard;
 /// The raw-crypto floor's parts: the pooled randomness and the counter nonces the engine's
 /// shards use. They are public so that a raw aws-lc-rs loop can be built from the same parts
 /// the engine uses — the floor that `kmscks bench` and the crypto benches measure it against.
@@ -195,6 +196,7 @@ impl Engine {
             batch_callers: Default::default(),
             epoch: std::time::Instant::now(),
             split_skip: Default::default(),
+            fork: ForkGuard::new(),
         });
         let cores = if config.pin_workers {
             core_affinity::get_core_ids().unwrap_or_default()
@@ -247,8 +249,8 @@ impl Engine {
     /// first invalid change (unknown HSM, alias to a missing key, gate of a missing key); the
     /// changes before it stay applied.
     pub fn apply(&self, changes: &[Control]) -> Result<()> {
-        if self.inner.is_shut_down() {
-            return Err(sched::stopped());
+        if let Some(e) = self.inner.refusal() {
+            return Err(e);
         }
         let mut guards = Vec::with_capacity(self.shards());
         for (i, s) in self.inner.shards.iter().enumerate() {

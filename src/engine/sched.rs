@@ -20,6 +20,7 @@ use crossbeam::queue::ArrayQueue;
 use crossbeam::utils::CachePadded;
 
 use super::shard::{Memo, Req, Resp, ShardState, Step};
+use crate::crypto::fork::{self, ForkGuard};
 use crate::err;
 use crate::error::{KmsError, Result};
 
@@ -62,6 +63,9 @@ pub(crate) struct Inner {
     pub(crate) epoch: Instant,
     /// Batches left before splitting is tried again (see `dispatch_batch`).
     pub(crate) split_skip: CachePadded<AtomicU32>,
+    /// The process the engine was started in: a forked child holds copies of the shards'
+    /// random pools and nonce counters and must not serve from them.
+    pub(crate) fork: ForkGuard,
 }
 
 struct Leave<'a>(&'a AtomicUsize);
@@ -271,6 +275,18 @@ impl Inner {
         self.shutdown.load(Ordering::Acquire)
     }
 
+    /// Why the engine cannot serve now, if it cannot: shut down, or in a forked child (checked
+    /// before any shard lock, which a parent's thread may have held at the fork).
+    pub(crate) fn refusal(&self) -> Option<KmsError> {
+        if self.is_shut_down() {
+            Some(stopped())
+        } else if self.fork.forked() {
+            Some(fork::forked())
+        } else {
+            None
+        }
+    }
+
     fn n(&self) -> usize {
         self.shards.len()
     }
@@ -406,8 +422,8 @@ impl Inner {
         let pref = self.preferred();
         let mut mask = self.all_mask();
         for _ in 0..MAX_HOPS {
-            if self.is_shut_down() {
-                return Err(stopped());
+            if let Some(e) = self.refusal() {
+                return Err(e);
             }
             let mut step = None;
             let mut live = None;
@@ -465,8 +481,8 @@ impl Inner {
         if reqs.is_empty() {
             return Vec::new();
         }
-        if self.is_shut_down() {
-            return reqs.iter().map(|_| Some(Err(stopped()))).collect();
+        if let Some(e) = self.refusal() {
+            return reqs.iter().map(|_| Some(Err(e.clone()))).collect();
         }
         let active = self.batch_callers.fetch_add(1, Ordering::Relaxed) + 1;
         let _leave = Leave(&self.batch_callers);

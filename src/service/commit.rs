@@ -10,6 +10,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::control::event_log::events_of;
 use crate::control::{Change, EventLog, Keyring, Record, State};
+use crate::crypto::fork::ForkGuard;
 use crate::dataplane::Mirror;
 use crate::engine::Engine;
 use crate::err;
@@ -28,6 +29,8 @@ pub(super) struct Shared {
     pub(super) changed: Condvar,
     pub(super) tasks: Mutex<Tasks>,
     pub(super) tasks_cv: Condvar,
+    /// The process this instance was opened in (see [`crate::crypto::fork`]).
+    pub(super) fork: ForkGuard,
 }
 
 pub(super) struct Core {
@@ -81,6 +84,9 @@ impl Kms {
 impl Shared {
     /// Locks the core, first deleting keys whose waiting period has ended.
     pub(super) fn core_after_sweep(&self) -> Result<MutexGuard<'_, Core>> {
+        // In a forked child the core mutex may have been held by a parent's thread at the fork,
+        // and the journal is shared with the parent: refuse before touching either.
+        self.fork.check()?;
         let mut core = lock(&self.core);
         self.sweep(&mut core)?;
         Ok(core)

@@ -123,6 +123,7 @@ impl Kms {
     /// its own every `deletion_check_interval`; every call also does it first). Returns how
     /// many keys were deleted.
     pub fn run_scheduled_deletions(&self) -> Result<usize> {
+        self.shared.fork.check()?;
         let mut core = lock(&self.shared.core);
         self.shared.sweep(&mut core)
     }

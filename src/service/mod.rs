@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use crate::control::event_log::events_of;
 use crate::control::{EventLog, EventLogOptions, Keyring, Record, State};
+use crate::crypto::fork::ForkGuard;
 use crate::dataplane::Mirror;
 use crate::engine::{Engine, EngineConfig};
 use crate::err;
@@ -232,6 +233,7 @@ impl Kms {
             changed: Condvar::new(),
             tasks: Mutex::new(Tasks::default()),
             tasks_cv: Condvar::new(),
+            fork: ForkGuard::new(),
         });
         // Resume what a previous run left half-way: CONNECTING and DISCONNECTING stores.
         {
