@@ -150,12 +150,8 @@ impl Shared {
             &changes_applied,
         );
         if let Some(disk) = core.disk.as_mut() {
-            if disk.journal_bytes() > self.config.compact_after_bytes {
-                let snapshot = bincode::serde::encode_to_vec(&core.state, BINCODE)
-                    .map_err(|e| err!(KMSInternalException, "cannot encode the snapshot: {e}"))?;
-                // The record is durable already; a failed compaction only delays the next one.
-                let _ = disk.compact(&snapshot);
-            }
+            // At most a journal rotation: the snapshot is built in the background, from disk.
+            self.compact_if_due(disk);
         }
         synced
     }

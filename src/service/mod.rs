@@ -11,6 +11,7 @@
 
 mod cloudhsm_ops;
 mod commit;
+mod compaction;
 mod crypto_ops;
 mod dispatch;
 mod key_ops;
@@ -24,7 +25,7 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::control::{Keyring, Record, State};
+use crate::control::{Keyring, State};
 use crate::dataplane::Mirror;
 use crate::engine::{Engine, EngineConfig};
 use crate::err;
@@ -43,7 +44,8 @@ pub struct KmsConfig {
     pub connect_delay: Duration,
     /// How often the background worker looks for keys whose waiting period has ended.
     pub deletion_check_interval: Duration,
-    /// Journal size after which the state is compacted into a snapshot.
+    /// Journal size after which the state is compacted into a snapshot in the background
+    /// (the floor: compaction also waits until the journal outgrows the last snapshot).
     pub compact_after_bytes: u64,
     /// The data-plane engine (shards, pinning, subkey lifetime); its `scope` is taken from
     /// [`KmsConfig::scope`].
@@ -108,12 +110,7 @@ impl Kms {
     pub fn open_with(dir: impl AsRef<Path>, config: KmsConfig) -> Result<Kms> {
         let (mut disk, recovered) = DataDir::open(dir.as_ref())?;
         let mut state = match &recovered.snapshot {
-            Some(bytes) => {
-                let mut state =
-                    decode::<State>(bytes, &format!("snapshot of {}", disk.path().display()))?;
-                state.reindex();
-                state
-            }
+            Some(bytes) => compaction::decode_snapshot(bytes, disk.path())?,
             None => State::new(config.scope.clone()),
         };
         if state.scope != config.scope {
@@ -127,19 +124,11 @@ impl Kms {
                 config.scope.region
             ));
         }
-        for (i, bytes) in recovered.records.iter().enumerate() {
-            let record = decode::<Record>(
-                bytes,
-                &format!("journal record {i} of {}", disk.path().display()),
-            )?;
-            state.apply_record(record);
-        }
+        compaction::replay(&mut state, &recovered.records, disk.path())?;
         if recovered.snapshot.is_none() {
             // Journal records do not carry the scope; only a snapshot does. Write one now, so
             // that the account and Region are checked on every later open.
-            let snapshot = bincode::serde::encode_to_vec(&state, BINCODE)
-                .map_err(|e| err!(KMSInternalException, "cannot encode the snapshot: {e}"))?;
-            disk.compact(&snapshot)?;
+            disk.compact(&compaction::encode_snapshot(&state)?)?;
         }
         // Key files are read here, before any transaction: the master key (a sealed file with
         // a missing or wrong passphrase stops the open) and every lineage key the state names.
