@@ -253,3 +253,262 @@ impl InFlight {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{DataDir, Recovered};
+    use std::path::Path;
+    use std::sync::mpsc;
+    use std::sync::Mutex;
+
+    /// A stand-in for the caller's state: the base payload with each record appended after a
+    /// `+`, so that replaying is concatenating and any lost or doubled record shows.
+    fn fold(base: Option<&[u8]>, records: &[Vec<u8>]) -> Vec<u8> {
+        let mut v = base.unwrap_or(b"").to_vec();
+        for r in records {
+            v.push(b'+');
+            v.extend_from_slice(r);
+        }
+        v
+    }
+
+    fn build() -> Box<BuildSnapshot> {
+        Box::new(|base: Option<&[u8]>, records: &[Vec<u8>]| Ok(fold(base, records)))
+    }
+
+    /// The state a recovery gives back, folded the same way.
+    fn state(r: &Recovered) -> Vec<u8> {
+        fold(r.snapshot.as_deref(), &r.records)
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A directory with `snapshot-1` ("S") and records b, c in journal 1.
+    fn dir_at_generation_one(dir: &Path) -> DataDir {
+        let (mut d, _) = DataDir::open(dir).unwrap();
+        d.append(b"a").unwrap();
+        d.compact(b"S").unwrap();
+        d.append(b"b").unwrap();
+        d.append(b"c").unwrap();
+        d
+    }
+
+    /// A hook that, at `Step::Build`, says so on `started` and waits for `release`.
+    fn holding_hook() -> (CompactionHook, mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (started_tx, started_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let release_rx = Mutex::new(release_rx);
+        let hook: CompactionHook = Arc::new(move |s| {
+            if s == Step::Build {
+                let _ = started_tx.send(());
+                let _ = release_rx.lock().unwrap().recv();
+            }
+            true
+        });
+        (hook, started_rx, release_tx)
+    }
+
+    #[test]
+    fn appends_go_on_while_a_compaction_is_in_flight_and_land_after_its_snapshot() {
+        let t = tempfile::tempdir().unwrap();
+        let mut d = dir_at_generation_one(t.path());
+        let (hook, started, release) = holding_hook();
+        d.set_compaction_hook(Some(hook));
+        d.start_compaction(build()).unwrap();
+        started.recv().unwrap();
+        // The job is held before it reads anything: appends (to the new journal) proceed.
+        assert_eq!(d.journal_generation(), 2);
+        d.append(b"d").unwrap();
+        d.append_batch(&[b"e", b"f"]).unwrap();
+        // A trigger while one runs is deferred, not waited for.
+        assert!(!d.compaction_due(0));
+        assert!(d.start_compaction(build()).is_err());
+        // (The first compaction is the synchronous one that made snapshot 1.)
+        assert_eq!(d.compaction_stats().started, 2);
+        release.send(()).unwrap();
+        d.wait_for_compaction().unwrap();
+        assert_eq!(d.generation(), 2);
+        assert_eq!(d.compaction_stats().completed, 2);
+        assert_eq!(names(t.path()), ["LOCK", "journal-2.log", "snapshot-2.bin"]);
+        drop(d);
+        let (_d, r) = DataDir::open(t.path()).unwrap();
+        assert_eq!(r.snapshot.as_deref(), Some(&b"S+b+c"[..]));
+        assert_eq!(r.records, [b"d", b"e", b"f"]);
+    }
+
+    #[test]
+    fn a_crash_at_every_step_of_a_compaction_recovers_every_durable_record() {
+        for stop_at in [Step::Build, Step::WroteTemp, Step::Renamed, Step::Removed] {
+            let t = tempfile::tempdir().unwrap();
+            let mut d = dir_at_generation_one(t.path());
+            d.set_compaction_hook(Some(Arc::new(move |s| s != stop_at)));
+            d.start_compaction(build()).unwrap();
+            d.append(b"d").unwrap();
+            let _ = d.wait_for_compaction();
+            // The job stopped where a crash would have left it; the process "dies" now.
+            drop(d);
+            let after_stop = names(t.path());
+            let (mut d, r) = DataDir::open(t.path()).unwrap();
+            assert_eq!(state(&r), b"S+b+c+d", "stopped at {stop_at:?}: {after_stop:?}");
+            let committed = matches!(stop_at, Step::Renamed | Step::Removed);
+            assert_eq!(r.generation, if committed { 2 } else { 1 }, "{stop_at:?}");
+            assert_eq!(r.journals, if committed { vec![2] } else { vec![1, 2] });
+            // Open finished the job's clean-up (or undid its start), and a compaction after
+            // the crash folds everything.
+            let expected: &[&str] = if committed {
+                &["LOCK", "journal-2.log", "snapshot-2.bin"]
+            } else {
+                &["LOCK", "journal-1.log", "journal-2.log", "snapshot-1.bin"]
+            };
+            assert_eq!(names(t.path()), expected, "{stop_at:?}: {after_stop:?}");
+            d.append(b"e").unwrap();
+            d.start_compaction(build()).unwrap();
+            d.wait_for_compaction().unwrap();
+            drop(d);
+            let (_d, r) = DataDir::open(t.path()).unwrap();
+            assert_eq!(r.snapshot.as_deref(), Some(&b"S+b+c+d+e"[..]), "{stop_at:?}");
+            assert!(r.records.is_empty());
+            assert_eq!(names(t.path()), ["LOCK", "journal-3.log", "snapshot-3.bin"]);
+        }
+    }
+
+    #[test]
+    fn a_crash_during_a_rotation_recovers_every_durable_record() {
+        let t = tempfile::tempdir().unwrap();
+        drop(dir_at_generation_one(t.path()));
+        // Before the rename: a partial temporary journal, removed at open.
+        fs::write(t.path().join("journal-2.tmp"), b"KCKJ").unwrap();
+        let (d, r) = DataDir::open(t.path()).unwrap();
+        assert_eq!(state(&r), b"S+b+c");
+        assert_eq!(d.journal_generation(), 1);
+        assert_eq!(names(t.path()), ["LOCK", "journal-1.log", "snapshot-1.bin"]);
+        drop(d);
+        // After the rename, before any job ran (replay after rotation without a snapshot):
+        // both journals are replayed, and appends go to the newer one.
+        write_file_synced(
+            &t.path().join("journal-2.log"),
+            &[&super::super::journal::encode_file_header(2)],
+        )
+        .unwrap();
+        let (mut d, r) = DataDir::open(t.path()).unwrap();
+        assert_eq!(state(&r), b"S+b+c");
+        assert_eq!(r.journals, [1, 2]);
+        assert_eq!(d.journal_generation(), 2);
+        d.append(b"d").unwrap();
+        drop(d);
+        let (_d, r) = DataDir::open(t.path()).unwrap();
+        assert_eq!(state(&r), b"S+b+c+d");
+    }
+
+    #[test]
+    fn a_failed_compaction_keeps_the_journals_and_the_next_trigger_retries() {
+        let t = tempfile::tempdir().unwrap();
+        let mut d = dir_at_generation_one(t.path());
+        // A directory squatting on the temporary name makes writing the snapshot fail.
+        fs::create_dir(t.path().join("snapshot-2.tmp")).unwrap();
+        d.start_compaction(build()).unwrap();
+        let e = d.wait_for_compaction().unwrap_err();
+        assert!(e.message().contains("snapshot-2.tmp"), "{e}");
+        // A build that fails is handled alike.
+        d.append(b"d").unwrap();
+        d.start_compaction(Box::new(|_: Option<&[u8]>, _: &[Vec<u8>]| {
+            Err(err!(KMSInternalException, "cannot encode"))
+        }))
+        .unwrap();
+        assert!(d.wait_for_compaction().is_err());
+        let stats = d.compaction_stats().clone();
+        // (The first compaction is the synchronous one that made snapshot 1.)
+        assert_eq!((stats.started, stats.completed, stats.failed), (3, 1, 2));
+        assert_eq!(stats.last_error.as_deref(), Some("cannot encode"));
+        // Nothing was lost, writes go on, and the next trigger folds every journal since.
+        assert_eq!(d.generation(), 1);
+        d.append(b"e").unwrap();
+        assert!(d.compaction_due(0));
+        d.start_compaction(build()).unwrap();
+        d.wait_for_compaction().unwrap();
+        assert_eq!(d.generation(), 4);
+        d.append(b"f").unwrap();
+        drop(d);
+        // Only the squatter is left of the failures.
+        assert_eq!(
+            names(t.path()),
+            ["LOCK", "journal-4.log", "snapshot-2.tmp", "snapshot-4.bin"]
+        );
+        fs::remove_dir(t.path().join("snapshot-2.tmp")).unwrap();
+        let (_d, r) = DataDir::open(t.path()).unwrap();
+        assert_eq!(r.snapshot.as_deref(), Some(&b"S+b+c+d+e"[..]));
+        assert_eq!(r.records, [b"f"]);
+    }
+
+    #[test]
+    fn compaction_is_due_past_both_the_floor_and_the_last_snapshot() {
+        let t = tempfile::tempdir().unwrap();
+        let (mut d, _) = DataDir::open(t.path()).unwrap();
+        d.compact(&[7u8; 100]).unwrap();
+        assert!(!d.compaction_due(0));
+        d.append(&[1u8; 60]).unwrap(); // 76 bytes with its frame header
+        assert!(!d.compaction_due(0), "smaller than the snapshot");
+        d.append(&[1u8; 10]).unwrap(); // 102 bytes
+        assert!(d.compaction_due(0));
+        assert!(d.compaction_due(101));
+        assert!(!d.compaction_due(102), "not past the floor");
+    }
+
+    #[test]
+    fn a_torn_tail_in_a_closed_journal_is_damage() {
+        let t = tempfile::tempdir().unwrap();
+        let mut d = dir_at_generation_one(t.path());
+        // The job stops before building: journal 1 is closed, journal 2 current.
+        d.set_compaction_hook(Some(Arc::new(|s| s != Step::Build)));
+        d.start_compaction(build()).unwrap();
+        d.append(b"d").unwrap();
+        drop(d);
+        let j1 = t.path().join("journal-1.log");
+        let len = fs::metadata(&j1).unwrap().len();
+        let f = fs::OpenOptions::new().write(true).open(&j1).unwrap();
+        f.set_len(len - 1).unwrap();
+        let e = DataDir::open(t.path()).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::StorageException);
+        assert!(
+            e.message().contains("journal-1.log damaged at offset")
+                && e.message().contains("closed journal"),
+            "{e}"
+        );
+        // Reported, not repaired.
+        assert_eq!(fs::metadata(&j1).unwrap().len(), len - 1);
+    }
+
+    #[test]
+    fn dropping_the_data_dir_stops_and_joins_the_compaction_before_unlocking() {
+        let t = tempfile::tempdir().unwrap();
+        let mut d = dir_at_generation_one(t.path());
+        let (hook, started, release) = holding_hook();
+        d.set_compaction_hook(Some(hook));
+        d.start_compaction(build()).unwrap();
+        started.recv().unwrap();
+        let cancel = d.in_flight.as_ref().unwrap().cancel.clone();
+        let dropper = std::thread::spawn(move || drop(d));
+        // The drop asks the job to stop, then waits for it (held in the hook).
+        while !cancel.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        let e = DataDir::open(t.path()).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::StoreInUseException);
+        assert!(!dropper.is_finished());
+        release.send(()).unwrap();
+        dropper.join().unwrap();
+        // The job was asked to stop before its commit point, and did.
+        let (_d, r) = DataDir::open(t.path()).unwrap();
+        assert_eq!(r.generation, 1);
+        assert_eq!(state(&r), b"S+b+c");
+        assert_eq!(names(t.path()), ["LOCK", "journal-1.log", "journal-2.log", "snapshot-1.bin"]);
+    }
+}
