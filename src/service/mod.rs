@@ -45,7 +45,8 @@ pub struct KmsConfig {
     /// How often the background worker looks for keys whose waiting period has ended.
     pub deletion_check_interval: Duration,
     /// Journal size after which the state is compacted into a snapshot in the background
-    /// (the floor: compaction also waits until the journal outgrows the last snapshot).
+    /// (the floor: at scale, compaction waits for the journal to outgrow a fixed share of the
+    /// last snapshot, see `store::SNAPSHOT_FRACTION`).
     pub compact_after_bytes: u64,
     /// The data-plane engine (shards, pinning, subkey lifetime); its `scope` is taken from
     /// [`KmsConfig::scope`].

@@ -449,13 +449,14 @@ mod tests {
     }
 
     #[test]
-    fn compaction_is_due_past_both_the_floor_and_the_last_snapshot() {
+    fn compaction_is_due_past_both_the_floor_and_a_share_of_the_last_snapshot() {
+        use crate::store::SNAPSHOT_FRACTION;
         let t = tempfile::tempdir().unwrap();
         let (mut d, _) = DataDir::open(t.path()).unwrap();
-        d.compact(&[7u8; 100]).unwrap();
+        d.compact(&vec![7u8; 100 * SNAPSHOT_FRACTION as usize]).unwrap();
         assert!(!d.compaction_due(0));
         d.append(&[1u8; 60]).unwrap(); // 76 bytes with its frame header
-        assert!(!d.compaction_due(0), "smaller than the snapshot");
+        assert!(!d.compaction_due(0), "smaller than the share of the snapshot");
         d.append(&[1u8; 10]).unwrap(); // 102 bytes
         assert!(d.compaction_due(0));
         assert!(d.compaction_due(101));
