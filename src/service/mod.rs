@@ -3,6 +3,8 @@
 //!
 //! - `commit`: the commit path — the one control-plane [`State`] behind a mutex, transactions,
 //!   the journal write (fsync) before a change is applied and acknowledged, the data-plane sync;
+//! - `compaction`: how snapshots and records become the state (at open and in the background
+//!   compaction the commit path starts);
 //! - `worker`: the background worker that finishes Connect/Disconnect and sweeps deletions, on
 //!   the injectable [`Clock`];
 //! - `keystore_ops`, `key_ops`, `cloudhsm_ops`, `crypto_ops`: the operation façade, one method
