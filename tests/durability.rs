@@ -558,6 +558,64 @@ fn writes_commit_while_a_compaction_is_in_flight_and_reopen_gives_the_same_state
     );
 }
 
+#[test]
+fn a_compaction_stopped_at_any_step_leaves_a_directory_that_reopens_to_the_same_state() {
+    for stop_at in [Step::Build, Step::WroteTemp, Step::Renamed, Step::Removed] {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("data");
+        let (mut config, _clock) = config();
+        config.compact_after_bytes = 1;
+        let kms = open(&dir, &config);
+        // The job waits for the test's word before it reads anything, then stops where a
+        // crash would stop it; the instance is then dropped as if dead.
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let go_rx = Mutex::new(go_rx);
+        kms.set_compaction_hook(Some(Arc::new(move |step| {
+            if step == Step::Build {
+                let _ = go_rx.lock().unwrap().recv();
+            }
+            step != stop_at
+        })));
+        let mut keys = Vec::new();
+        while kms.compaction_stats().unwrap().started < 2 {
+            keys.push(create_key(&kms, None));
+            assert!(keys.len() < 1000, "no compaction started");
+        }
+        // Written after the rotation, while the job is in flight (so no second one starts).
+        tag(&kms, &keys[0], "After", "rotation");
+        go_tx.send(()).unwrap();
+        let _ = kms.wait_for_compaction();
+        let state = kms.state_snapshot();
+        drop(kms);
+        let left = file_names(&dir);
+        let count = |suffix: &str| left.iter().filter(|n| n.ends_with(suffix)).count();
+        let expected = match stop_at {
+            Step::Build => (1, 0, 2),
+            Step::WroteTemp => (1, 1, 2),
+            Step::Renamed => (2, 0, 2),
+            Step::Removed => (1, 0, 2),
+        };
+        assert_eq!(
+            (count(".bin"), count(".tmp"), count(".log")),
+            expected,
+            "what a crash at {stop_at:?} leaves: {left:?}"
+        );
+        let kms = open(&dir, &config);
+        assert!(kms.state_snapshot() == state, "stopped at {stop_at:?}");
+        // And the reopened instance compacts everything on its next trigger.
+        kms.set_compaction_hook(None);
+        let before = kms.compaction_stats().unwrap().completed;
+        while kms.compaction_stats().unwrap().started < 1 {
+            create_key(&kms, None);
+        }
+        kms.wait_for_compaction().unwrap();
+        assert_eq!(kms.compaction_stats().unwrap().completed, before + 1);
+        let state = kms.state_snapshot();
+        drop(kms);
+        assert!(open(&dir, &config).state_snapshot() == state, "{stop_at:?}");
+    }
+}
+
 // ---- Damage ---------------------------------------------------------------------------------
 
 /// The newest journal: the one appended to.

@@ -142,11 +142,13 @@ impl Job {
         let tmp = self.dir.join(format!("snapshot-{}.tmp", self.target));
         let bin = self.dir.join(snapshot_name(self.target));
         let header = snapshot::encode_header(self.target, &payload);
-        let written = write_file_synced(&tmp, &[&header, &payload])
-            .and_then(|()| self.step(Step::WroteTemp))
-            .and_then(|()| self.check_cancel())
-            .and_then(|()| rename(&tmp, &bin));
-        if let Err(e) = written {
+        if let Err(e) = write_file_synced(&tmp, &[&header, &payload]) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        // A stop here leaves the `.tmp`, as a crash would.
+        self.step(Step::WroteTemp)?;
+        if let Err(e) = self.check_cancel().and_then(|()| rename(&tmp, &bin)) {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
@@ -361,6 +363,23 @@ mod tests {
             // The job stopped where a crash would have left it; the process "dies" now.
             drop(d);
             let after_stop = names(t.path());
+            let left: &[&str] = match stop_at {
+                Step::Build => &["journal-1.log", "journal-2.log", "snapshot-1.bin"],
+                Step::WroteTemp => &[
+                    "journal-1.log",
+                    "journal-2.log",
+                    "snapshot-1.bin",
+                    "snapshot-2.tmp",
+                ],
+                Step::Renamed => &[
+                    "journal-1.log",
+                    "journal-2.log",
+                    "snapshot-1.bin",
+                    "snapshot-2.bin",
+                ],
+                Step::Removed => &["journal-1.log", "journal-2.log", "snapshot-2.bin"],
+            };
+            assert_eq!(after_stop[1..], *left, "what a crash at {stop_at:?} leaves");
             let (mut d, r) = DataDir::open(t.path()).unwrap();
             assert_eq!(state(&r), b"S+b+c+d", "stopped at {stop_at:?}: {after_stop:?}");
             let committed = matches!(stop_at, Step::Renamed | Step::Removed);
