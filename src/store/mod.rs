@@ -77,11 +77,14 @@
 //! rename, leaves the on-disk state uncertain: the `DataDir` then refuses every later write
 //! with a `StorageException` and must be reopened (which recovers what was durable). A
 //! rotation that fails before its rename changes nothing: appends stay on journal `n`. A
-//! failed background job leaves the base snapshot and every journal in place (a failure after
-//! the commit point leaves two descriptions of the same state); it is logged and counted
-//! ([`CompactionStats`]), writes go on, and the next trigger retries. Dropping the `DataDir`
-//! asks an in-flight job to stop (it stops before its commit point or finishes) and joins it
-//! before the lock is released.
+//! background job that fails before its commit point removes its `.tmp` and leaves the base
+//! snapshot and every journal in place; it is logged and counted ([`CompactionStats`]),
+//! writes go on, and the next trigger retries, folding the same journals and those since.
+//! Once its rename is done the job has succeeded: a failed directory fsync after it, or a
+//! failed removal in step 5, only leaves covered files behind (the next job removes them once
+//! its own snapshot is durable, `open` once it has picked the newest). Dropping the
+//! `DataDir` asks an in-flight job to stop (it stops before its commit point, or finishes)
+//! and joins it before the lock is released.
 
 pub mod compaction;
 pub mod journal;
