@@ -22,6 +22,7 @@ use kmscks::crypto::wrap;
 use kmscks::hsm::model::KeyObject;
 use kmscks::kms::keys::default_material_aad;
 use kmscks::kms::model::{Backing, Lifecycle};
+use kmscks::store::compaction::Step;
 use kmscks::store::journal::{JOURNAL_HEADER_LEN, RECORD_HEADER_LEN};
 use kmscks::store::keyfile::{self, KeyFileOptions, PASSPHRASE_ENV};
 use kmscks::store::DataDir;
@@ -470,10 +471,166 @@ fn second_open_is_refused_until_the_first_instance_is_dropped() {
     );
 }
 
+// ---- Compaction off the commit path --------------------------------------------------------
+
+#[test]
+fn writes_commit_while_a_compaction_is_in_flight_and_reopen_gives_the_same_state() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("data");
+    let (mut config, _clock) = config();
+    config.compact_after_bytes = 1; // due as soon as the journal outgrows the snapshot
+    let kms = open(&dir, &config);
+    // The job says when it starts, then waits for the test's word before it reads anything.
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    kms.set_compaction_hook(Some(Arc::new(move |step| {
+        if step == Step::Build {
+            let _ = started_tx.send(());
+            let _ = release_rx.lock().unwrap().recv();
+        }
+        true
+    })));
+    let stats = |kms: &Kms| kms.compaction_stats().unwrap();
+    // One compaction so far: the snapshot written when the directory was created.
+    assert_eq!(stats(&kms).started, 1);
+    let mut keys = Vec::new();
+    while stats(&kms).started < 2 {
+        keys.push(create_key(&kms, None));
+        assert!(keys.len() < 1000, "no compaction started");
+    }
+    started_rx.recv().unwrap();
+    // The job is held. Writes commit meanwhile, on another thread so that a commit waiting for
+    // the job fails the test instead of hanging it.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let writer = {
+        let kms = kms.clone();
+        std::thread::spawn(move || {
+            let key = create_key(&kms, None);
+            tag(&kms, &key, "Written", "during compaction");
+            alias(&kms, "alias/during", &key);
+            done_tx.send(key).unwrap();
+        })
+    };
+    let during = done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a write waited for the compaction in flight");
+    writer.join().unwrap();
+    // The triggers those writes met were deferred, not queued behind the job.
+    assert_eq!((stats(&kms).started, stats(&kms).completed), (2, 1));
+    let state = kms.state_snapshot();
+    release_tx.send(()).unwrap();
+    kms.wait_for_compaction().unwrap();
+    kms.set_compaction_hook(None);
+    assert_eq!((stats(&kms).completed, stats(&kms).failed), (2, 0));
+    drop(kms);
+    // The new snapshot holds the keys written before the rotation; the writes made during the
+    // compaction are in the journal after it.
+    let g = generation_on_disk(&dir);
+    assert_eq!(
+        file_names(&dir)
+            .into_iter()
+            .filter(|n| n.ends_with(".bin") || n.ends_with(".log"))
+            .collect::<Vec<_>>(),
+        [format!("journal-{g}.log"), format!("snapshot-{g}.bin")]
+    );
+    {
+        let _no_spawn = SPAWN.read().unwrap_or_else(|p| p.into_inner());
+        let (_disk, recovered) = DataDir::open(&dir).unwrap();
+        assert_eq!(
+            recovered.records.len(),
+            3,
+            "CreateKey, TagResource, CreateAlias"
+        );
+    }
+    let kms = open(&dir, &config);
+    assert!(kms.state_snapshot() == state, "reopened state differs");
+    assert_eq!(describe_key(&kms, &during).key_state, KeyState::Enabled);
+    assert_eq!(
+        kms.list_resource_tags(&ListRequest {
+            key_id: Some(during.clone()),
+            ..Default::default()
+        })
+        .unwrap()
+        .tags
+        .len(),
+        1
+    );
+}
+
+#[test]
+fn a_compaction_stopped_at_any_step_leaves_a_directory_that_reopens_to_the_same_state() {
+    for stop_at in [Step::Build, Step::WroteTemp, Step::Renamed, Step::Removed] {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("data");
+        let (mut config, _clock) = config();
+        config.compact_after_bytes = 1;
+        let kms = open(&dir, &config);
+        // The job waits for the test's word before it reads anything, then stops where a
+        // crash would stop it; the instance is then dropped as if dead.
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let go_rx = Mutex::new(go_rx);
+        kms.set_compaction_hook(Some(Arc::new(move |step| {
+            if step == Step::Build {
+                let _ = go_rx.lock().unwrap().recv();
+            }
+            step != stop_at
+        })));
+        let mut keys = Vec::new();
+        while kms.compaction_stats().unwrap().started < 2 {
+            keys.push(create_key(&kms, None));
+            assert!(keys.len() < 1000, "no compaction started");
+        }
+        // Written after the rotation, while the job is in flight (so no second one starts).
+        tag(&kms, &keys[0], "After", "rotation");
+        go_tx.send(()).unwrap();
+        let _ = kms.wait_for_compaction();
+        let state = kms.state_snapshot();
+        drop(kms);
+        let left = file_names(&dir);
+        let count = |suffix: &str| left.iter().filter(|n| n.ends_with(suffix)).count();
+        let expected = match stop_at {
+            Step::Build => (1, 0, 2),
+            Step::WroteTemp => (1, 1, 2),
+            Step::Renamed => (2, 0, 2),
+            Step::Removed => (1, 0, 2),
+        };
+        assert_eq!(
+            (count(".bin"), count(".tmp"), count(".log")),
+            expected,
+            "what a crash at {stop_at:?} leaves: {left:?}"
+        );
+        let kms = open(&dir, &config);
+        assert!(kms.state_snapshot() == state, "stopped at {stop_at:?}");
+        // And the reopened instance compacts everything on its next trigger.
+        kms.set_compaction_hook(None);
+        let before = kms.compaction_stats().unwrap().completed;
+        while kms.compaction_stats().unwrap().started < 1 {
+            create_key(&kms, None);
+        }
+        kms.wait_for_compaction().unwrap();
+        assert_eq!(kms.compaction_stats().unwrap().completed, before + 1);
+        let state = kms.state_snapshot();
+        drop(kms);
+        assert!(open(&dir, &config).state_snapshot() == state, "{stop_at:?}");
+    }
+}
+
 // ---- Damage ---------------------------------------------------------------------------------
 
+/// The newest journal: the one appended to.
 fn current_journal(dir: &Path) -> PathBuf {
-    dir.join(format!("journal-{}.log", generation_on_disk(dir)))
+    let newest = file_names(dir)
+        .iter()
+        .filter_map(|n| {
+            n.strip_prefix("journal-")?
+                .strip_suffix(".log")?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .unwrap();
+    dir.join(format!("journal-{newest}.log"))
 }
 
 /// Start offsets of the journal's frames.

@@ -172,13 +172,13 @@ impl Shared {
             &changes_applied,
         );
         if let Some(disk) = core.disk.as_mut() {
-            if disk.journal_bytes() > self.config.compact_after_bytes {
-                // The journal records about to go hold events: they must be on disk first.
-                core.events.sync()?;
-                let snapshot = bincode::serde::encode_to_vec(&core.state, BINCODE)
-                    .map_err(|e| err!(KMSInternalException, "cannot encode the snapshot: {e}"))?;
-                // The record is durable already; a failed compaction only delays the next one.
-                let _ = disk.compact(&snapshot);
+            if disk.compaction_due(self.config.compact_after_bytes) {
+                // A snapshot lets the closed journals go, and their records hold events: those
+                // must be on disk first. A failed sync only delays the compaction.
+                if core.events.sync().is_ok() {
+                    // At most a journal rotation: the snapshot is built in the background.
+                    self.compact_if_due(disk);
+                }
             }
         }
         synced

@@ -4,6 +4,8 @@
 //! - `commit`: the commit path — the one control-plane [`State`] behind a mutex, transactions,
 //!   the journal write (fsync) before a change is applied and acknowledged, the data-plane sync,
 //!   the committed events handed to the event log (`control::event_log`);
+//! - `compaction`: how snapshots and records become the state (at open and in the background
+//!   compaction the commit path starts);
 //! - `worker`: the background worker that finishes Connect/Disconnect and sweeps deletions, on
 //!   the injectable [`Clock`];
 //! - `keystore_ops`, `key_ops`, `cloudhsm_ops`, `crypto_ops`: the operation façade, one method
@@ -12,6 +14,7 @@
 
 mod cloudhsm_ops;
 mod commit;
+mod compaction;
 mod crypto_ops;
 mod dispatch;
 mod key_ops;
@@ -25,8 +28,7 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::control::event_log::events_of;
-use crate::control::{EventLog, EventLogOptions, Keyring, Record, State};
+use crate::control::{EventLog, EventLogOptions, Keyring, State};
 use crate::crypto::fork::ForkGuard;
 use crate::dataplane::Mirror;
 use crate::engine::{Engine, EngineConfig};
@@ -46,7 +48,9 @@ pub struct KmsConfig {
     pub connect_delay: Duration,
     /// How often the background worker looks for keys whose waiting period has ended.
     pub deletion_check_interval: Duration,
-    /// Journal size after which the state is compacted into a snapshot.
+    /// Journal size after which the state is compacted into a snapshot in the background
+    /// (the floor: at scale, compaction waits for the journal to outgrow a fixed share of the
+    /// last snapshot, see `store::SNAPSHOT_FRACTION`).
     pub compact_after_bytes: u64,
     /// An event log file is rotated when the next event would take it past this many bytes.
     pub event_log_file_bytes: u64,
@@ -129,12 +133,7 @@ impl Kms {
     pub fn open_with(dir: impl AsRef<Path>, config: KmsConfig) -> Result<Kms> {
         let (mut disk, recovered) = DataDir::open(dir.as_ref())?;
         let mut state = match &recovered.snapshot {
-            Some(bytes) => {
-                let mut state =
-                    decode::<State>(bytes, &format!("snapshot of {}", disk.path().display()))?;
-                state.reindex();
-                state
-            }
+            Some(bytes) => compaction::decode_snapshot(bytes, disk.path())?,
             None => State::new(config.scope.clone()),
         };
         if state.scope != config.scope {
@@ -148,20 +147,13 @@ impl Kms {
                 config.scope.region
             ));
         }
-        // The events of the replayed records, numbered as the state numbers them: the event
-        // log may have lost some of them (they are written after the journal's fsync).
         let mut replayed = Vec::new();
-        for (i, bytes) in recovered.records.iter().enumerate() {
-            let record = decode::<Record>(
-                bytes,
-                &format!("journal record {i} of {}", disk.path().display()),
-            )?;
-            let first = state.kms.next_event_seq;
-            for (seq, event) in (first..).zip(events_of(&record.changes)) {
-                replayed.push((seq, event.clone()));
-            }
-            state.apply_record(record);
-        }
+        compaction::replay(
+            &mut state,
+            &recovered.records,
+            disk.path(),
+            Some(&mut replayed),
+        )?;
         let now = config.clock.now();
         let (mut events, need) = EventLog::open(
             disk.path(),
@@ -177,9 +169,7 @@ impl Kms {
         if recovered.snapshot.is_none() {
             // Journal records do not carry the scope; only a snapshot does. Write one now, so
             // that the account and Region are checked on every later open.
-            let snapshot = bincode::serde::encode_to_vec(&state, BINCODE)
-                .map_err(|e| err!(KMSInternalException, "cannot encode the snapshot: {e}"))?;
-            disk.compact(&snapshot)?;
+            disk.compact(&compaction::encode_snapshot(&state)?)?;
         }
         // Key files are read here, before any transaction: the master key (a sealed file with
         // a missing or wrong passphrase stops the open) and every lineage key the state names.

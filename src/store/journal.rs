@@ -54,7 +54,7 @@ pub(crate) fn encode_file_header(generation: u64) -> [u8; JOURNAL_HEADER_LEN] {
     h
 }
 
-fn damaged(path: &Path, offset: u64, what: impl std::fmt::Display) -> crate::KmsError {
+pub(crate) fn damaged(path: &Path, offset: u64, what: impl std::fmt::Display) -> crate::KmsError {
     err!(
         StorageException,
         "journal {} damaged at offset {offset}: {what}",

@@ -14,5 +14,7 @@ pub(crate) fn map_snapshot(file: &File) -> io::Result<Mmap> {
     // as `.tmp`, fsynced, and atomically renamed into place, and never written again (a later
     // compaction writes a new file under a new name and only unlinks this one, which leaves
     // the mapping valid). No other kmscks process may open the directory while we hold it.
+    // The compaction thread, which maps the base snapshot it folds, runs only while the
+    // `DataDir` (and so the lock) lives: dropping the `DataDir` joins it first.
     unsafe { Mmap::map(file) }
 }

@@ -1,38 +1,92 @@
-//! The durable store: a locked data directory holding a snapshot and a journal of records.
+//! The durable store: a locked data directory holding snapshots and journals of records.
 //!
 //! The control plane keeps its state in memory and makes every change durable before it
 //! acknowledges it: it encodes a change record (opaque bytes here) and calls
-//! [`DataDir::append`], which returns only after an fsync. From time to time it encodes its
-//! whole state and calls [`DataDir::compact`]. At start, [`DataDir::open`] hands back the latest
-//! snapshot and every record after it, for replay.
+//! [`DataDir::append`], which returns only after an fsync. When [`DataDir::compaction_due`]
+//! says so it calls [`DataDir::start_compaction`]: the journal is rotated on the spot (a new
+//! file, two fsyncs, no state encoded) and a background thread folds the closed journals into
+//! a new snapshot ([`compaction`]). At start, [`DataDir::open`] hands back the newest snapshot
+//! and every record after it, for replay.
 //!
 //! # Directory layout
 //!
 //! ```text
 //! <dir>/LOCK                   exclusive lock, held while a DataDir is open
-//! <dir>/snapshot-<gen>.bin     the state as of compaction <gen> (absent for generation 0)
-//! <dir>/journal-<gen>.log      records appended after that snapshot
+//! <dir>/snapshot-<s>.bin       the state after every journal before journal <s> (none at first)
+//! <dir>/journal-<g>.log        records in append order; the newest one is appended to
 //! <dir>/keys/<name>.key        wrapping keys (see [`keyfile`])
 //! ```
 //!
+//! Journals and snapshots share one sequence of generations: journal `g` is opened when
+//! journal `g-1` is closed, and `snapshot-<g>` is the state as of that moment. The state on
+//! disk is therefore `snapshot-<s>` (the newest; the empty state if there is none, `s = 0`)
+//! followed by journals `s, s+1, …, n`, contiguous, in order. Between compactions that is one
+//! snapshot and one journal (`s = n`), exactly the layout of the synchronous compaction this
+//! replaces, so a directory written before reads unchanged and
+//! [`journal::FORMAT_VERSION`] stays: the files are the same, only more than one journal may
+//! follow the snapshot (an older build refuses such a directory, reporting the second journal
+//! as having no snapshot, rather than misread it).
+//!
 //! # Crash safety of compaction
 //!
-//! `compact` moves from generation `g` to `g+1` in this order, each step durable before the
-//! next: (1) write `snapshot-<g+1>.tmp`, fsync; (2) rename it to `snapshot-<g+1>.bin`, fsync
-//! the directory — the commit point; (3) write `journal-<g+1>.tmp` (header only), fsync, rename
-//! to `journal-<g+1>.log`, fsync the directory; (4) remove `journal-<g>.log` and
-//! `snapshot-<g>.bin`, fsync the directory. `open` picks the highest generation with a
-//! `.bin` snapshot (or 0), so a crash before (2) keeps generation `g` (its `.tmp` is removed)
-//! and a crash after (2) gives `g+1`: its journal is created if missing and older files are
-//! removed. Every record of `journal-<g>` is in `snapshot-<g+1>`, since appends and compaction
-//! both need `&mut DataDir`.
+//! With `snapshot-<s>` the newest snapshot and journal `n` the one appended to, a compaction
+//! does, each step durable before the next:
+//!
+//! 1. Rotate (commit path, under the caller's lock; [`DataDir::start_compaction`]): write
+//!    `journal-<n+1>.tmp` (header only), fsync, rename it to `journal-<n+1>.log`, fsync the
+//!    directory. Appends go to journal `n+1` from now on; journals `s..=n` are closed and
+//!    never written again.
+//! 2. Build (background thread; the caller's lock is not held): map `snapshot-<s>`, read
+//!    journals `s..=n`, and let the caller's [`BuildSnapshot`] turn them into the new payload.
+//! 3. Write `snapshot-<n+1>.tmp`, fsync.
+//! 4. Rename it to `snapshot-<n+1>.bin` and fsync the directory — the commit point.
+//! 5. Remove every snapshot and journal older than `n+1`, fsync the directory.
+//!
+//! `open` takes the newest `.bin` snapshot `s` (a damaged one is an error, never a reason to
+//! fall back to an older one), replays journals `s, s+1, …` (a gap is an error: it refuses
+//! to guess), then removes `.tmp` files and every snapshot or journal older than `s`. So a
+//! crash
+//!
+//! - in step 1 before the rename leaves a `.tmp`, removed: the state is `s` + journals `s..=n`;
+//! - after step 1 (in 2, 3, or 4 before the rename is durable) leaves `snapshot-<s>` and
+//!   journals `s..=n+1`: every durable record, those appended since the rotation included
+//!   (a partial `snapshot-<n+1>.tmp` is removed);
+//! - after step 4 (in 5, or later) leaves `snapshot-<n+1>`, which is journals `s..=n` applied
+//!   to `snapshot-<s>`, and journals `n+1..`: the same state; open finishes step 5.
+//!
+//! Only the newest journal can end in a torn record (a rotation follows a completed, fsynced
+//! append, and a failed append stops all writes): a closed journal that does is damage.
+//!
+//! At most one compaction is in flight. A trigger while one runs is deferred, never waited
+//! for: the current journal keeps growing, and the first commit after the job has ended that
+//! finds it over the threshold rotates again, folding everything since the base snapshot.
+//! Compaction is due when the current journal outgrows both the caller's floor and a
+//! [`SNAPSHOT_FRACTION`]th of the newest snapshot ([`DataDir::compaction_due`]). A
+//! compaction's work is proportional to the snapshot plus the journals it folds, so each one
+//! is paid for by appends of at least a fixed share of that work: constant amortized work per
+//! byte written, at any state size (the commit path's old fixed 8 MiB threshold cost a
+//! whole-state encoding per 8 MiB, growing with the state). The share bounds the other cost:
+//! what `open` replays beyond the snapshot is at most about a quarter of it.
+//!
+//! [`DataDir::compact`] runs the same steps synchronously with a payload the caller encoded
+//! (the service uses it once, when a directory is created, to record what it belongs to).
 //!
 //! # Failures
 //!
-//! A failed write or fsync of an append, or a failure after the commit point of a compaction,
-//! leaves the on-disk state uncertain: the `DataDir` then refuses every later write with a
-//! `StorageException` and must be reopened (which recovers what was durable).
+//! A failed write or fsync of an append, or a failed directory fsync after a rotation's
+//! rename, leaves the on-disk state uncertain: the `DataDir` then refuses every later write
+//! with a `StorageException` and must be reopened (which recovers what was durable). A
+//! rotation that fails before its rename changes nothing: appends stay on journal `n`. A
+//! background job that fails before its commit point removes its `.tmp` and leaves the base
+//! snapshot and every journal in place; it is logged and counted ([`CompactionStats`]),
+//! writes go on, and the next trigger retries, folding the same journals and those since.
+//! Once its rename is done the job has succeeded: a failed directory fsync after it, or a
+//! failed removal in step 5, only leaves covered files behind (the next job removes them once
+//! its own snapshot is durable, `open` once it has picked the newest). Dropping the
+//! `DataDir` asks an in-flight job to stop (it stops before its commit point, or finishes)
+//! and joins it before the lock is released.
 
+pub mod compaction;
 pub mod journal;
 pub mod keyfile;
 mod lock;
@@ -44,18 +98,36 @@ use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
+pub use compaction::{BuildSnapshot, CompactionHook, CompactionStats};
 pub use snapshot::SnapshotBytes;
 
 use crate::error::KmsError;
 use crate::{err, Result};
+use compaction::{Done, InFlight, Job, Source};
 use journal::{JOURNAL_HEADER_LEN, MAX_RECORD_LEN};
+
+/// Compaction waits until the current journal is larger than the newest snapshot divided by
+/// this (see the module doc): 1 would do the least compaction work, at the price of replaying
+/// up to a snapshot's worth of records at open; 4 keeps that replay to about a quarter of the
+/// snapshot's size, for at most about 9 bytes encoded or decoded in the background per byte
+/// appended (decode the snapshot, replay, encode: 2¼ snapshots per quarter snapshot appended).
+pub const SNAPSHOT_FRACTION: u64 = 4;
 
 /// An open, exclusively locked data directory.
 pub struct DataDir {
     path: PathBuf,
-    generation: u64,
+    /// The newest complete snapshot's generation (`None`: no snapshot yet).
+    snapshot: Option<u64>,
+    /// Payload length of that snapshot (0 without one): it scales the compaction threshold.
+    snapshot_len: u64,
+    /// The first journal the snapshot does not cover (its generation, or 0).
+    first_journal: u64,
+    /// The journal appended to, and its generation.
     journal: File,
+    journal_gen: u64,
     journal_path: PathBuf,
     /// Current length of the journal file (header included).
     journal_len: u64,
@@ -63,31 +135,42 @@ pub struct DataDir {
     scratch: Vec<u8>,
     /// Set once the on-disk state is uncertain; every later write fails with this message.
     poisoned: Option<String>,
-    /// Held (open and locked) for the life of the DataDir; dropping it releases the lock.
+    /// The compaction job running on its thread, if any (at most one).
+    in_flight: Option<InFlight>,
+    stats: CompactionStats,
+    hook: Option<CompactionHook>,
+    /// Held (open and locked) for the life of the DataDir; dropping it releases the lock —
+    /// after `Drop` has joined any compaction thread, since fields drop after `drop` runs.
     _lock: File,
 }
 
 /// What [`DataDir::open`] found on disk.
 #[derive(Debug)]
 pub struct Recovered {
-    /// The latest valid snapshot's payload (memory-mapped), if a compaction ever happened.
+    /// The newest valid snapshot's payload (memory-mapped), if a compaction ever happened.
     pub snapshot: Option<SnapshotBytes>,
-    /// Journal records written after that snapshot, in append order.
+    /// The records of every journal after that snapshot, in append order.
     pub records: Vec<Vec<u8>>,
     /// A torn final record that was discarded: the journal file and the offset it was cut at.
     #[cfg(any(test, feature = "internals"))]
     pub dropped_torn_tail: Option<(PathBuf, u64)>,
-    /// The generation opened (number of compactions so far).
+    /// The newest snapshot's generation (0: no snapshot).
     #[cfg(any(test, feature = "internals"))]
     pub generation: u64,
+    /// The generations of the journals replayed, oldest first.
+    #[cfg(any(test, feature = "internals"))]
+    pub journals: Vec<u64>,
 }
 
 impl fmt::Debug for DataDir {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DataDir")
             .field("path", &self.path)
-            .field("generation", &self.generation)
+            .field("snapshot", &self.snapshot)
+            .field("journals", &(self.first_journal..=self.journal_gen))
             .field("journal_bytes", &self.journal_bytes())
+            .field("compacting", &self.in_flight.is_some())
+            .field("compactions", &self.stats)
             .field("poisoned", &self.poisoned)
             .finish()
     }
@@ -186,15 +269,42 @@ impl Listing {
                 l.temps.push(dir.join(name));
             }
         }
+        l.snapshots.sort_unstable();
+        l.journals.sort_unstable();
         Ok(l)
+    }
+}
+
+/// Reads a journal, checking its header; `Scan::torn_at` is left for the caller to judge.
+fn read_journal(file: &mut File, path: &Path, generation: u64) -> Result<journal::Scan> {
+    let mut data = Vec::new();
+    file.read_to_end(&mut data)
+        .map_err(|e| io_error("read journal", path, e))?;
+    journal::check_file_header(path, &data, generation)?;
+    journal::scan(path, &data)
+}
+
+/// The records of a closed journal (one that is not the newest): it is never appended to
+/// again, so a torn final record is damage, not a crash to repair.
+fn read_closed_journal(path: &Path, generation: u64) -> Result<Vec<Vec<u8>>> {
+    let mut file = File::open(path).map_err(|e| io_error("open journal", path, e))?;
+    let scan = read_journal(&mut file, path, generation)?;
+    match scan.torn_at {
+        None => Ok(scan.records),
+        Some(at) => Err(journal::damaged(
+            path,
+            at,
+            "incomplete or damaged final record in a closed journal (only the newest journal \
+             can end in a torn record)",
+        )),
     }
 }
 
 impl DataDir {
     /// Opens (creating it with mode 0700 if missing) and locks the data directory `path`, and
-    /// recovers its contents. A torn final journal record is truncated away and reported; any
-    /// other damage fails with a `StorageException` naming the file and byte offset. A
-    /// directory already open elsewhere fails with `StoreInUseException`.
+    /// recovers its contents. A torn final record of the newest journal is truncated away and
+    /// reported; any other damage fails with a `StorageException` naming the file and byte
+    /// offset. A directory already open elsewhere fails with `StoreInUseException`.
     pub fn open(path: &Path) -> Result<(DataDir, Recovered)> {
         let existed = path.exists();
         create_private_dir(path)?;
@@ -206,48 +316,62 @@ impl DataDir {
         }
         let lock = lock::acquire(path)?;
         let listing = Listing::read(path)?;
-        let generation = listing.snapshots.iter().copied().max().unwrap_or(0);
-        if let Some(&orphan) = listing.journals.iter().find(|&&g| g > generation) {
-            return Err(err!(
-                StorageException,
-                "journal {} has no {}: the data directory is inconsistent (refusing to guess \
-                 which state is current)",
-                path.join(journal_name(orphan)).display(),
-                snapshot_name(orphan)
-            ));
+        let newest = listing.snapshots.last().copied();
+        let first = newest.unwrap_or(0);
+        let live: Vec<u64> = listing
+            .journals
+            .iter()
+            .copied()
+            .filter(|&g| g >= first)
+            .collect();
+        for (expected, &g) in (first..).zip(&live) {
+            if g != expected {
+                return Err(err!(
+                    StorageException,
+                    "journal {} is not preceded by {}, which is missing: the data directory is \
+                     inconsistent (refusing to guess which state is current)",
+                    path.join(journal_name(g)).display(),
+                    journal_name(expected)
+                ));
+            }
         }
-        let snapshot = if listing.snapshots.contains(&generation) {
-            Some(snapshot::load(
-                &path.join(snapshot_name(generation)),
-                generation,
-            )?)
-        } else {
-            None
+        let snapshot = match newest {
+            Some(g) => Some(snapshot::load(&path.join(snapshot_name(g)), g)?),
+            None => None,
         };
 
-        let journal_path = path.join(journal_name(generation));
+        let mut records = Vec::new();
+        let (closed, current) = match live.split_last() {
+            Some((&last, closed)) => (closed, last),
+            None => (&[][..], first),
+        };
+        for &g in closed {
+            records.extend(read_closed_journal(&path.join(journal_name(g)), g)?);
+        }
+        let journal_path = path.join(journal_name(current));
         // The torn tail is repaired either way; only the white-box tests read what was cut.
         #[cfg_attr(not(any(test, feature = "internals")), allow(unused_variables))]
-        let (journal, journal_len, records, dropped_torn_tail) =
-            if listing.journals.contains(&generation) {
-                Self::recover_journal(&journal_path, generation)?
-            } else {
-                let f = Self::create_journal(path, generation)?;
-                (f, JOURNAL_HEADER_LEN as u64, Vec::new(), None)
-            };
+        let (journal, journal_len, dropped_torn_tail) = if live.is_empty() {
+            let f = Self::create_journal(path, current)?;
+            (f, JOURNAL_HEADER_LEN as u64, None)
+        } else {
+            let (f, len, tail, torn) = Self::recover_journal(&journal_path, current)?;
+            records.extend(tail);
+            (f, len, torn)
+        };
 
-        // Only now that the current generation is known good, clear out what a crash left.
+        // Only now that the current state is known good, clear out what a crash left.
         let mut removed = false;
         let stale = listing
             .snapshots
             .iter()
-            .filter(|&&g| g < generation)
+            .filter(|&&g| g < first)
             .map(|&g| path.join(snapshot_name(g)))
             .chain(
                 listing
                     .journals
                     .iter()
-                    .filter(|&&g| g < generation)
+                    .filter(|&&g| g < first)
                     .map(|&g| path.join(journal_name(g))),
             )
             .chain(listing.temps.iter().cloned());
@@ -264,12 +388,18 @@ impl DataDir {
 
         let dir = DataDir {
             path: path.to_path_buf(),
-            generation,
+            snapshot: newest,
+            snapshot_len: snapshot.as_ref().map_or(0, |s| s.len() as u64),
+            first_journal: first,
             journal,
+            journal_gen: current,
             journal_path,
             journal_len,
             scratch: Vec::new(),
             poisoned: None,
+            in_flight: None,
+            stats: CompactionStats::default(),
+            hook: None,
             _lock: lock,
         };
         let recovered = Recovered {
@@ -278,12 +408,14 @@ impl DataDir {
             #[cfg(any(test, feature = "internals"))]
             dropped_torn_tail,
             #[cfg(any(test, feature = "internals"))]
-            generation,
+            generation: first,
+            #[cfg(any(test, feature = "internals"))]
+            journals: if live.is_empty() { vec![current] } else { live },
         };
         Ok((dir, recovered))
     }
 
-    /// Reads, checks and (if its tail is torn) repairs an existing journal.
+    /// Reads, checks and (if its tail is torn) repairs the newest journal.
     #[allow(clippy::type_complexity)]
     fn recover_journal(
         path: &Path,
@@ -294,11 +426,7 @@ impl DataDir {
             .write(true)
             .open(path)
             .map_err(|e| io_error("open journal", path, e))?;
-        let mut data = Vec::new();
-        file.read_to_end(&mut data)
-            .map_err(|e| io_error("read journal", path, e))?;
-        journal::check_file_header(path, &data, generation)?;
-        let scan = journal::scan(path, &data)?;
+        let scan = read_journal(&mut file, path, generation)?;
         let torn = match scan.torn_at {
             Some(at) => {
                 file.set_len(scan.valid_len)
@@ -312,17 +440,28 @@ impl DataDir {
     }
 
     /// Creates `journal-<generation>.log` holding only its header, atomically and durably.
-    fn create_journal(dir: &Path, generation: u64) -> Result<File> {
+    /// Fails with `Ok(Err(_))` when the rename happened but its directory fsync failed (the
+    /// new file may or may not survive a crash), with `Err(_)` (nothing changed) before.
+    fn create_journal_step(dir: &Path, generation: u64) -> Result<Result<File>> {
         let tmp = dir.join(format!("journal-{generation}.tmp"));
         let path = dir.join(journal_name(generation));
-        write_file_synced(&tmp, &[&journal::encode_file_header(generation)])?;
-        rename(&tmp, &path)?;
-        sync_dir(dir)?;
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_error("open journal", &path, e))
+        if let Err(e) = write_file_synced(&tmp, &[&journal::encode_file_header(generation)])
+            .and_then(|()| rename(&tmp, &path))
+        {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Ok(sync_dir(dir).and_then(|()| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| io_error("open journal", &path, e))
+        }))
+    }
+
+    fn create_journal(dir: &Path, generation: u64) -> Result<File> {
+        Self::create_journal_step(dir, generation)?
     }
 
     /// The data directory's path, as given to `open`.
@@ -330,10 +469,16 @@ impl DataDir {
         &self.path
     }
 
-    /// The current generation (number of compactions so far).
+    /// The newest complete snapshot's generation (0: none yet).
     #[cfg(any(test, feature = "internals"))]
     pub fn generation(&self) -> u64 {
-        self.generation
+        self.snapshot.unwrap_or(0)
+    }
+
+    /// The generation of the journal appended to.
+    #[cfg(any(test, feature = "internals"))]
+    pub fn journal_generation(&self) -> u64 {
+        self.journal_gen
     }
 
     /// Appends one record; it is durable (fsynced) when this returns `Ok`.
@@ -368,52 +513,143 @@ impl DataDir {
         }
     }
 
-    /// Bytes of records in the current journal (since the last compaction), frame headers
-    /// included. The caller decides when to compact.
+    /// Bytes of records in the current journal (since the last rotation), frame headers
+    /// included.
     pub fn journal_bytes(&self) -> u64 {
         self.journal_len - JOURNAL_HEADER_LEN as u64
     }
 
-    /// Replaces snapshot and journal atomically: `snapshot` becomes the state, and the journal
-    /// starts empty. A crash at any instant leaves either the old or the new generation.
+    /// Whether a compaction should start now: none is in flight, writes are allowed, and the
+    /// current journal holds more than `floor` bytes and more than the newest snapshot's size
+    /// divided by [`SNAPSHOT_FRACTION`] (the amortization argued in the module doc). Collects a finished job first. Cheap: no I/O.
+    pub fn compaction_due(&mut self, floor: u64) -> bool {
+        self.collect_finished();
+        self.in_flight.is_none()
+            && self.poisoned.is_none()
+            && self.journal_bytes() > floor.max(self.snapshot_len / SNAPSHOT_FRACTION)
+    }
+
+    /// Starts a compaction: rotates the journal (step 1 of the module doc, on this thread: a
+    /// file created and two fsyncs) and hands steps 2–5 to a background thread, where `build`
+    /// makes the new snapshot's payload. Fails, changing nothing, if a compaction is in flight
+    /// or the rotation fails; a failure of the job itself is reported later, through
+    /// [`DataDir::compaction_stats`] and the log.
+    pub fn start_compaction(&mut self, build: Box<BuildSnapshot>) -> Result<()> {
+        self.check_usable()?;
+        self.collect_finished();
+        if self.in_flight.is_some() {
+            return Err(err!(
+                StorageException,
+                "a compaction of {} is already in flight",
+                self.path.display()
+            ));
+        }
+        let job = self.rotate()?;
+        self.stats.started += 1;
+        match InFlight::spawn(job, build) {
+            Ok(f) => {
+                self.in_flight = Some(f);
+                Ok(())
+            }
+            Err(e) => {
+                self.record_failure(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for the compaction in flight, if any, and returns its outcome (also counted in
+    /// [`DataDir::compaction_stats`]).
+    pub fn wait_for_compaction(&mut self) -> Result<()> {
+        match self.in_flight.take() {
+            Some(f) => self.collect(f.join()),
+            None => Ok(()),
+        }
+    }
+
+    /// What compactions have done since the directory was opened.
+    #[cfg(any(test, feature = "internals"))]
+    pub fn compaction_stats(&self) -> &CompactionStats {
+        &self.stats
+    }
+
+    /// Sets the hook every later compaction job calls at each [`Step`] (white-box tests).
+    #[cfg(any(test, feature = "internals"))]
+    pub fn set_compaction_hook(&mut self, hook: Option<CompactionHook>) {
+        self.hook = hook;
+    }
+
+    /// Makes `snapshot` (the caller's whole state, encoded) the newest snapshot, synchronously:
+    /// waits for a compaction in flight, rotates the journal, then writes the snapshot as a
+    /// background job would. A crash at any instant leaves the same state on disk; a failure
+    /// leaves the journals in place.
     pub fn compact(&mut self, snapshot: &[u8]) -> Result<()> {
         self.check_usable()?;
-        let old = self.generation;
-        let new = old + 1;
-        let tmp = self.path.join(format!("snapshot-{new}.tmp"));
-        let bin = self.path.join(snapshot_name(new));
-        let header = snapshot::encode_header(new, snapshot);
-        // Before the rename, a failure leaves generation `old` intact: clean up and report.
-        if let Err(e) =
-            write_file_synced(&tmp, &[&header, snapshot]).and_then(|()| rename(&tmp, &bin))
-        {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        // The rename happened: from here the new snapshot may be the current state on disk, so
-        // appending to the old journal would lose records. Any failure poisons the DataDir.
-        let switched = sync_dir(&self.path).and_then(|()| Self::create_journal(&self.path, new));
-        let journal = match switched {
+        // The job in flight may fail: this compaction covers its journals too.
+        let _ = self.wait_for_compaction();
+        let job = self.rotate()?;
+        self.stats.started += 1;
+        let done = job.run(Source::Bytes(snapshot));
+        self.collect(done)
+    }
+
+    /// Step 1: closes the current journal and opens the next; returns the job for steps 2–5.
+    fn rotate(&mut self) -> Result<Job> {
+        let next = self.journal_gen + 1;
+        let journal = match Self::create_journal_step(&self.path, next)? {
             Ok(f) => f,
             Err(e) => {
+                // Renamed but perhaps not durable: which journal a crash would leave newest is
+                // unknown, so appending to either could lose records.
                 self.poison(format!(
-                    "compaction to generation {new} failed: {}",
+                    "rotation to {} failed: {}",
+                    journal_name(next),
                     e.message()
                 ));
                 return Err(e);
             }
         };
-        let old_journal =
-            std::mem::replace(&mut self.journal_path, self.path.join(journal_name(new)));
         self.journal = journal;
+        self.journal_path = self.path.join(journal_name(next));
         self.journal_len = JOURNAL_HEADER_LEN as u64;
-        self.generation = new;
-        // Removing the old generation is housekeeping: `open` removes leftovers too, so a
-        // failure here loses nothing and is not reported.
-        let _ = fs::remove_file(&old_journal);
-        let _ = fs::remove_file(self.path.join(snapshot_name(old)));
-        let _ = sync_dir(&self.path);
-        Ok(())
+        let closed = self.first_journal..=self.journal_gen;
+        self.journal_gen = next;
+        Ok(Job {
+            dir: self.path.clone(),
+            base: self.snapshot,
+            journals: closed,
+            target: next,
+            cancel: Arc::new(AtomicBool::new(false)),
+            hook: self.hook.clone(),
+        })
+    }
+
+    /// Collects the job in flight if it has finished.
+    fn collect_finished(&mut self) {
+        if self.in_flight.as_ref().is_some_and(InFlight::is_finished) {
+            let _ = self.wait_for_compaction();
+        }
+    }
+
+    fn collect(&mut self, outcome: Result<Done>) -> Result<()> {
+        match outcome {
+            Ok(done) => {
+                self.snapshot = Some(done.generation);
+                self.snapshot_len = done.snapshot_len;
+                self.first_journal = done.generation;
+                self.stats.completed += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.record_failure(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn record_failure(&mut self, e: &KmsError) {
+        self.stats.failed += 1;
+        self.stats.last_error = Some(e.message().to_string());
     }
 
     fn check_usable(&self) -> Result<()> {
@@ -454,6 +690,17 @@ impl DataDir {
         }
         self.journal_len += frame.len() as u64;
         Ok(())
+    }
+}
+
+impl Drop for DataDir {
+    /// Stops and joins the compaction in flight before the lock (a field) is released: no
+    /// thread writes in the directory once another process may open it.
+    fn drop(&mut self) {
+        if let Some(f) = self.in_flight.take() {
+            f.cancel();
+            let _ = f.join();
+        }
     }
 }
 
@@ -546,7 +793,8 @@ mod tests {
         let e = DataDir::open(t.path()).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::StorageException);
         assert!(
-            e.message().contains("journal-4.log has no snapshot-4.bin"),
+            e.message()
+                .contains("journal-4.log is not preceded by journal-1.log, which is missing"),
             "{e}"
         );
     }
@@ -570,14 +818,34 @@ mod tests {
     }
 
     #[test]
-    fn failed_compaction_after_commit_poisons_until_reopen() {
+    fn failed_rotation_before_its_rename_keeps_appending_to_the_current_journal() {
         let t = tempfile::tempdir().unwrap();
         let (mut d, _) = DataDir::open(t.path()).unwrap();
         d.append(b"a").unwrap();
-        // The snapshot rename succeeds, then creating the new journal fails.
+        // A directory squatting on the temporary name makes creating the next journal fail.
         fs::create_dir(t.path().join("journal-1.tmp")).unwrap();
-        assert!(d.compact(b"state").is_err());
-        let e = d.append(b"lost?").unwrap_err();
+        let e = d.compact(b"state").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::StorageException);
+        assert!(e.message().contains("journal-1.tmp"), "{e}");
+        assert_eq!((d.generation(), d.journal_generation()), (0, 0));
+        d.append(b"b").unwrap();
+        drop(d);
+        fs::remove_dir(t.path().join("journal-1.tmp")).unwrap();
+        let (mut d, r) = DataDir::open(t.path()).unwrap();
+        assert_eq!(r.records, [b"a", b"b"]);
+        d.compact(b"state").unwrap();
+        assert_eq!((d.generation(), d.journal_generation()), (1, 1));
+    }
+
+    #[test]
+    fn failed_append_poisons_until_reopen() {
+        let t = tempfile::tempdir().unwrap();
+        let (mut d, _) = DataDir::open(t.path()).unwrap();
+        d.append(b"a").unwrap();
+        // Swap the journal for a read-only descriptor: the next write fails.
+        d.journal = File::open(&d.journal_path).unwrap();
+        assert!(d.append(b"lost").is_err());
+        let e = d.append(b"b").unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::StorageException);
         assert!(
             e.message()
@@ -585,12 +853,10 @@ mod tests {
             "{e}"
         );
         assert!(d.compact(b"again").is_err());
+        assert!(!d.compaction_due(0), "a poisoned directory starts no compaction");
         drop(d);
-        fs::remove_dir(t.path().join("journal-1.tmp")).unwrap();
         let (mut d, r) = DataDir::open(t.path()).unwrap();
-        assert_eq!(r.generation, 1);
-        assert_eq!(r.snapshot.as_deref(), Some(&b"state"[..]));
-        assert!(r.records.is_empty());
+        assert_eq!(r.records, [b"a"]);
         d.append(b"c").unwrap();
     }
 
