@@ -13,9 +13,9 @@ use super::{decode, Shared, BINCODE};
 use super::{lock, Kms};
 use crate::control::event_log::events_of;
 use crate::control::{Record, State};
-use crate::kms::model::TrailEvent;
 use crate::err;
 use crate::error::Result;
+use crate::kms::model::TrailEvent;
 use crate::store::{BuildSnapshot, DataDir};
 use crate::types::Scope;
 
