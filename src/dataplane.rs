@@ -7,6 +7,13 @@
 //! shard before `apply` returns, a request that starts after a control-plane call returns sees
 //! its effect.
 //!
+//! A revocation must reach the data plane or fail closed. The engine applies a batch whole or
+//! not at all. A key whose sync fails part-way (its material cannot be unwrapped) is closed in
+//! the engine with an error naming the cause, and re-checked at every later sync until one
+//! succeeds; the other keys of the batch are synced as usual, so a DisableKey committed beside
+//! the failure is enforced. Should the engine refuse a batch, every key it touched is closed
+//! and the next sync resets the engine and sends everything again.
+//!
 //! A change costs what it names: the mirror indexes the keys of the state by custom key store
 //! and by the key object backing them, so that a change to a cluster re-checks the keys of that
 //! cluster's stores only, and a key object put or deleted re-checks only the key it backs (or,
@@ -16,7 +23,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::control::{Change, State};
-use crate::engine::{Action, Authorizer, Control, Engine, Gate, HsmSlot, SlotSet};
+use crate::engine::{Action, AllowAll, Authorizer, Control, Engine, Gate, HsmSlot, SlotSet};
 use crate::err;
 use crate::error::Result;
 use crate::hsm::model::KeyObject;
@@ -143,6 +150,12 @@ pub struct Mirror {
     by_object: HashMap<(ClusterId, u64), KeyId>,
     stats: MirrorStats,
     started: bool,
+    /// Keys whose last sync failed: closed in the engine, re-checked at every sync until one
+    /// succeeds.
+    retry: BTreeSet<KeyId>,
+    /// The engine refused a batch, so what it holds is unknown: the next sync resets it and
+    /// sends everything.
+    resync: bool,
 }
 
 /// What a batch of changes may have affected.
@@ -330,6 +343,13 @@ impl Mirror {
     ) -> Result<()> {
         let mut affected = Affected::from_changes(changes, scope, &self.by_object);
         let mut out = Vec::new();
+        if self.resync {
+            *self = Mirror {
+                stats: self.stats,
+                ..Mirror::default()
+            };
+            out.push(Control::Reset);
+        }
         if !self.started {
             affected.everything = true;
             out.push(Control::AddHsm {
@@ -368,6 +388,7 @@ impl Mirror {
                 .collect()
         } else {
             let mut ids = affected.keys.clone();
+            ids.extend(&self.retry);
             // Stores are few (AWS allows ten per account and Region): finding those on a
             // changed cluster by looking at each is cheap; their keys come from the index.
             let stores = state
@@ -389,9 +410,20 @@ impl Mirror {
         for id in &key_ids {
             self.place(state, scope, id);
         }
-        for id in key_ids {
+        // A key whose sync fails is closed, not skipped: a DisableKey, a narrowed policy or a
+        // disconnect committed with it must reach the engine whatever else failed.
+        let mut failed = None;
+        for id in &key_ids {
             self.stats.keys_checked += 1;
-            self.sync_key(state, scope, keys, &id, &removed_hsms, &mut out)?;
+            match self.sync_key(state, scope, keys, id, &removed_hsms, &mut out) {
+                Ok(()) => {
+                    self.retry.remove(id);
+                }
+                Err(e) => {
+                    self.close(scope, id, &e, &mut out);
+                    failed.get_or_insert(e);
+                }
+            }
         }
 
         // Aliases.
@@ -433,11 +465,53 @@ impl Mirror {
                 hsm: HsmSlot::Hsm(h),
             });
         }
-        if out.is_empty() {
-            return Ok(());
+        if !out.is_empty() {
+            self.stats.controls_sent += out.len() as u64;
+            if let Err(e) = engine.apply(&out) {
+                // Nothing of the batch was applied (it is checked whole), yet the mirror
+                // recorded it: close every key it touched and start over at the next sync.
+                self.resync = true;
+                let mut closing = Vec::new();
+                for id in key_ids.iter().filter(|id| state.kms.keys.contains_key(*id)) {
+                    self.close(scope, id, &e, &mut closing);
+                }
+                let _ = engine.apply(&closing);
+                return Err(e);
+            }
         }
-        self.stats.controls_sent += out.len() as u64;
-        engine.apply(&out)
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Fails `id` closed: the engine answers every request on it with an error naming `cause`,
+    /// whatever controls before this one said, and the mirror forgets what it sent for the key
+    /// (its policy), so that the next sync — which re-checks it — sends it whole again.
+    fn close(&mut self, scope: &Scope, id: &KeyId, cause: &crate::KmsError, out: &mut Vec<Control>) {
+        let arn = scope.key_arn(id);
+        out.push(Control::PutKey {
+            key: *id,
+            gate: Gate::Closed(err!(
+                KMSInternalException,
+                "{arn} cannot be used: its state could not be brought to the data plane \
+                 ({cause}); kmscks retries at the next change"
+            )),
+            authorizer: Arc::new(AllowAll),
+        });
+        if let Some(m) = self.keys.get_mut(id) {
+            if let Some(text) = m.policy.take() {
+                self.policies.release(&text);
+            }
+            m.gate = None;
+        }
+        self.retry.insert(*id);
+    }
+
+    /// Forgets which HSM slots hold `id` (white-box tests: the next sync of the key then needs
+    /// its material).
+    #[cfg(test)]
+    pub(crate) fn forget_replicas(&mut self, id: &KeyId) {
+        if let Some(m) = self.keys.get_mut(id) {
+            m.replicas = SlotSet::None;
+        }
     }
 
     #[cfg(any(test, feature = "internals"))]

@@ -227,6 +227,11 @@ impl SubkeyCache {
         self.current.get(&k)
     }
 
+    /// The `cap` it was made with.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
     /// Caches `key` for (`key_id`, `salt`).
     pub fn insert(&mut self, key_id: KeyId, salt: [u8; SALT_LEN], key: LessSafeKey) {
         if self.current.len() >= self.cap {

@@ -245,9 +245,9 @@ impl Engine {
         self.inner.shards.len()
     }
 
-    /// Applies control-plane changes to every shard, in order, before returning. Stops at the
-    /// first invalid change (unknown HSM, alias to a missing key, gate of a missing key); the
-    /// changes before it stay applied.
+    /// Applies control-plane changes to every shard, in order, before returning. All or
+    /// nothing: the batch is checked whole first (an unknown HSM, a replica, alias or gate of
+    /// a missing key) and, if any change is invalid, none is applied and its error returned.
     pub fn apply(&self, changes: &[Control]) -> Result<()> {
         if let Some(e) = self.inner.refusal() {
             return Err(e);
@@ -265,6 +265,8 @@ impl Engine {
                 }
             }
         }
+        // Every shard holds the same directories, so one shard's view validates for all.
+        guards[0].validate(changes)?;
         if changes.len() < PARALLEL_APPLY || guards.len() < 2 {
             for c in changes {
                 let target = guards[0].least_loaded_shard();

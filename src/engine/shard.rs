@@ -201,6 +201,20 @@ pub(crate) struct ShardState {
     seal_cache: usize,
 }
 
+fn hsm_not_active(hsm: &HsmSlot) -> KmsError {
+    err!(
+        CloudHsmResourceNotFoundException,
+        "HSM {hsm:?} is not active in the engine"
+    )
+}
+
+fn replica_without_hsm(hsm: &HsmSlot) -> KmsError {
+    err!(
+        CloudHsmResourceNotFoundException,
+        "HSM {hsm:?} is not active in the engine; add it before its replicas"
+    )
+}
+
 fn least_loaded(load: &[usize]) -> usize {
     (0..load.len()).min_by_key(|&s| load[s]).unwrap_or(0)
 }
@@ -633,10 +647,7 @@ impl ShardState {
             },
             Control::RemoveHsm { hsm } => {
                 if self.slot_mask(hsm) == 0 {
-                    return Err(err!(
-                        CloudHsmResourceNotFoundException,
-                        "HSM {hsm:?} is not active in the engine"
-                    ));
+                    return Err(hsm_not_active(hsm));
                 }
                 // The keys the slot holds: for an HSM, its index; for the default fleet, every
                 // default-store key (removing the fleet changes them all).
@@ -670,10 +681,7 @@ impl ShardState {
             }
             Control::PutReplica { hsm, key, material } => {
                 if self.slot_mask(hsm) == 0 {
-                    return Err(err!(
-                        CloudHsmResourceNotFoundException,
-                        "HSM {hsm:?} is not active in the engine; add it before its replicas"
-                    ));
+                    return Err(replica_without_hsm(hsm));
                 }
                 let local = self.is_local(hsm);
                 let Some(entry) = self.keys.get_mut(key) else {
@@ -759,6 +767,75 @@ impl ShardState {
             }
             Control::RemoveAlias { alias } => {
                 self.aliases.remove(alias);
+            }
+            Control::Reset => {
+                self.keys.clear();
+                self.aliases.clear();
+                self.placement.clear();
+                self.held.clear();
+                self.default_fleet = false;
+                self.cache = SubkeyCache::new(self.cache.capacity());
+                self.live.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that every control of `changes` would apply, as [`ShardState::apply`] checks
+    /// it, over what the controls before it add and remove — without changing anything, so
+    /// that a batch applies whole or not at all.
+    pub(crate) fn validate(&self, changes: &[Control]) -> Result<()> {
+        // What the batch changed so far: HSM slots and keys, present (true) or gone (false).
+        let mut slots: HashMap<&HsmSlot, bool> = HashMap::new();
+        let mut keys: HashMap<&KeyId, bool> = HashMap::new();
+        let mut reset = false;
+        let active = |slots: &HashMap<&HsmSlot, bool>, reset: bool, h: &HsmSlot| {
+            slots
+                .get(h)
+                .copied()
+                .unwrap_or(!reset && self.slot_mask(h) != 0)
+        };
+        let known = |keys: &HashMap<&KeyId, bool>, reset: bool, k: &KeyId| {
+            keys.get(k)
+                .copied()
+                .unwrap_or(!reset && self.keys.contains_key(k))
+        };
+        for c in changes {
+            match c {
+                Control::AddHsm { hsm } => {
+                    slots.insert(hsm, true);
+                }
+                Control::RemoveHsm { hsm } => {
+                    if !active(&slots, reset, hsm) {
+                        return Err(hsm_not_active(hsm));
+                    }
+                    slots.insert(hsm, false);
+                }
+                Control::PutReplica { hsm, key, .. } => {
+                    if !active(&slots, reset, hsm) {
+                        return Err(replica_without_hsm(hsm));
+                    }
+                    if !known(&keys, reset, key) {
+                        return Err(KmsError::key_not_found(self.scope.key_arn(key)));
+                    }
+                }
+                Control::PutKey { key, .. } => {
+                    keys.insert(key, true);
+                }
+                Control::RemoveKey { key } => {
+                    keys.insert(key, false);
+                }
+                Control::SetGate { key, .. } | Control::PutAlias { key, .. } => {
+                    if !known(&keys, reset, key) {
+                        return Err(KmsError::key_not_found(self.scope.key_arn(key)));
+                    }
+                }
+                Control::RemoveReplica { .. } | Control::RemoveAlias { .. } => {}
+                Control::Reset => {
+                    slots.clear();
+                    keys.clear();
+                    reset = true;
+                }
             }
         }
         Ok(())

@@ -251,3 +251,84 @@ fn planned_targets_place_hsms_as_one_by_one_application_would() {
         st.apply(c, target).unwrap();
     }
 }
+
+#[test]
+fn a_batch_with_an_invalid_control_applies_nothing() {
+    let (engine, keys) = engine_with_keys(2, 2, 16);
+    let closed = Gate::Closed(crate::err!(DisabledException, "disabled"));
+    let batch = [
+        Control::SetGate {
+            key: keys[0],
+            gate: closed,
+        },
+        Control::PutKey {
+            key: KeyId::generate(),
+            gate: Gate::Open,
+            authorizer: Arc::new(AllowAll),
+        },
+        // An alias to a key the engine does not know: the batch is refused whole.
+        Control::PutAlias {
+            alias: "alias/nowhere".into(),
+            key: KeyId::generate(),
+        },
+    ];
+    let e = engine.apply(&batch).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFoundException, "{e}");
+    // The gate change before the bad control did not happen.
+    engine
+        .encrypt("p", &KeyRef::Id(keys[0]), b"x", &EncryptionContext::new())
+        .unwrap();
+    for st in engine.inner.shards.iter() {
+        assert_eq!(st.state.lock().unwrap().key_count(), 2);
+    }
+}
+
+#[test]
+fn validation_sees_what_earlier_controls_of_the_batch_add_and_remove() {
+    let (engine, keys) = engine_with_keys(1, 1, 16);
+    let (k, h) = (KeyId::generate(), HsmSlot::Hsm(HsmId::generate()));
+    engine
+        .apply(&[
+            Control::AddHsm { hsm: h.clone() },
+            Control::PutKey {
+                key: k,
+                gate: Gate::Open,
+                authorizer: Arc::new(AllowAll),
+            },
+            Control::PutReplica {
+                hsm: h.clone(),
+                key: k,
+                material: KeyMaterial::generate(),
+            },
+        ])
+        .unwrap();
+    let after_removal = engine.apply(&[
+        Control::RemoveKey { key: keys[0] },
+        Control::SetGate {
+            key: keys[0],
+            gate: Gate::Open,
+        },
+    ]);
+    assert_eq!(
+        after_removal.unwrap_err().kind(),
+        ErrorKind::NotFoundException
+    );
+    let after_reset = engine.apply(&[
+        Control::Reset,
+        Control::PutReplica {
+            hsm: h,
+            key: k,
+            material: KeyMaterial::generate(),
+        },
+    ]);
+    assert_eq!(
+        after_reset.unwrap_err().kind(),
+        ErrorKind::CloudHsmResourceNotFoundException
+    );
+    // Neither batch applied: both keys still serve.
+    for key in [keys[0], k] {
+        engine
+            .encrypt("p", &KeyRef::Id(key), b"x", &EncryptionContext::new())
+            .unwrap();
+    }
+}

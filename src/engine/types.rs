@@ -225,6 +225,9 @@ pub enum Control {
         /// `alias/...`.
         alias: String,
     },
+    /// Forget every HSM, key and alias (their material is dropped): the control plane sends
+    /// everything again after it, when it no longer knows what the engine holds.
+    Reset,
 }
 
 impl fmt::Debug for Control {
@@ -241,6 +244,7 @@ impl fmt::Debug for Control {
             Control::RemoveKey { key } => write!(f, "RemoveKey({key})"),
             Control::PutAlias { alias, key } => write!(f, "PutAlias({alias}, {key})"),
             Control::RemoveAlias { alias } => write!(f, "RemoveAlias({alias})"),
+            Control::Reset => write!(f, "Reset"),
         }
     }
 }

@@ -314,3 +314,6 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T>
         Err(e) => Err(err!(StorageException, "{what} cannot be decoded: {e}")),
     }
 }
+
+#[cfg(test)]
+mod sync_tests;
