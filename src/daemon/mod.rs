@@ -115,6 +115,8 @@ impl Daemon {
                 scope: config.scope(),
                 event_log_file_bytes: config.event_log_file_bytes,
                 event_log_retain_days: config.event_log_retain_days,
+                generate_random_principals: config
+                    .generate_random_principals(identity::daemon_uid())?,
                 engine: EngineConfig {
                     shards: config.engine_shards,
                     ..EngineConfig::default()
