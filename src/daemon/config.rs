@@ -170,7 +170,8 @@ daemon_options! {
     ///
     /// The default lets only the daemon's user (and root) connect. To let a group connect, set
     /// 0o660 with socket_gid, and a socket path outside the private default directory (in a
-    /// directory the group can search). Key policies then decide what each uid may do (other
+    /// directory the group can search; kmscksd warns when group or other bits are set on a
+    /// socket in the private directory, where they reach nobody). Key policies then decide what each uid may do (other
     /// uids are `arn:aws:iam::<account>:user/uid-<N>`; the daemon's uid and root are the
     /// account root).
     socket_mode: u32 = 0o600;
@@ -337,16 +338,6 @@ impl DaemonConfig {
                 self.socket_mode
             ));
         }
-        if self.socket_mode & 0o077 != 0 && crate::paths::in_default_socket_dir(&self.socket) {
-            return Err(err!(
-                ValidationException,
-                "socket_mode {:#o} lets group or others connect, but the socket {} is in the \
-                 private per-user directory, which they cannot enter: set socket to a path in a \
-                 directory they can search",
-                self.socket_mode,
-                self.socket.display()
-            ));
-        }
         self.generate_random_uid_list()?;
         if self.max_connections == 0 {
             return Err(err!(
@@ -473,23 +464,6 @@ mod tests {
         );
         c.generate_random_uids = "*".into();
         assert_eq!(c.generate_random_principals(500).unwrap(), vec!["*"]);
-    }
-
-    #[test]
-    fn group_access_to_a_socket_in_the_private_default_directory_is_refused() {
-        let c = DaemonConfig {
-            socket: crate::paths::default_socket_dir().join("kmscks.sock"),
-            socket_mode: 0o660,
-            ..DaemonConfig::default()
-        };
-        let e = c.validate().unwrap_err();
-        assert_eq!(e.kind(), crate::ErrorKind::ValidationException);
-        assert!(e.message().contains("private per-user directory"), "{e}");
-        let elsewhere = DaemonConfig {
-            socket: PathBuf::from("/run/kmscks/kmscks.sock"),
-            ..c
-        };
-        elsewhere.validate().unwrap();
     }
 
     #[test]

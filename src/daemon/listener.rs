@@ -40,6 +40,14 @@ fn create_parent(path: &Path, mode: u32) -> Result<()> {
         return Ok(());
     };
     if crate::paths::in_default_socket_dir(path) {
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                socket = %path.display(),
+                mode = format!("{mode:#o}"),
+                "socket_mode lets group or others connect, but the socket is in the private \
+                 per-user directory, which they cannot enter"
+            );
+        }
         return crate::paths::create_private_dir(parent);
     }
     if parent.exists() {
