@@ -442,8 +442,14 @@ fn connect(path: &std::path::Path) -> Result<Box<dyn Backend>, CliError> {
     kmscks::client::Client::connect(path)
         .map(|c| Box::new(c) as Box<dyn Backend>)
         .map_err(|e| {
+            // A refused daemon is running: the hint about starting one would mislead.
+            let hint = if e.kind() == kmscks::ErrorKind::UntrustedSocketException {
+                ""
+            } else {
+                " (is kmscksd running? use --socket PATH, KMSCKS_SOCKET, or --data-dir DIR)"
+            };
             CliError::Other(format!(
-                "Could not connect to the endpoint {}: {} (is kmscksd running? use --socket PATH, KMSCKS_SOCKET, or --data-dir DIR)",
+                "Could not connect to the endpoint {}: {}{hint}",
                 path.display(),
                 e.message()
             ))
