@@ -35,7 +35,7 @@ const ARG_ENV: &str = "KMSCKS_HELPER_ARG";
 // ---- helpers run as another uid ----------------------------------------------------------------
 
 /// The squatter, run as another uid: binds the socket path, says `LISTENING`, then for each of
-/// `ARG` connections prints `RECEIVED <bytes>` once the client hangs up.
+/// `ARG` connections prints `RECEIVED <bytes>` once the client hangs up (or after 5 s).
 #[test]
 #[ignore = "a helper: run by the squatter test under setpriv"]
 fn helper_squatter() {
@@ -45,6 +45,10 @@ fn helper_squatter() {
     println!("LISTENING");
     for _ in 0..n {
         let (mut s, _) = listener.accept().unwrap();
+        // A client that talks waits for an answer that never comes: stop listening after a
+        // while, so that such a client (a regression) fails instead of hanging.
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
         let mut got = Vec::new();
         let _ = s.read_to_end(&mut got);
         println!("RECEIVED {}", got.len());
