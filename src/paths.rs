@@ -36,7 +36,7 @@ pub(crate) fn default_socket_dir() -> PathBuf {
     }
 }
 
-/// `$KMSCKS_SOCKET`, else `kmscks.sock` in [`default_socket_dir`]
+/// `$KMSCKS_SOCKET`, else `kmscks.sock` in the private per-user socket directory
 /// (`$XDG_RUNTIME_DIR/kmscks/kmscks.sock`, else `/tmp/kmscks-<euid>/kmscks.sock`).
 pub fn default_socket() -> PathBuf {
     if let Some(p) = std::env::var_os(SOCKET_ENV).filter(|p| !p.is_empty()) {
