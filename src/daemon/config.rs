@@ -171,9 +171,9 @@ daemon_options! {
     /// The default lets only the daemon's user (and root) connect. To let a group connect, set
     /// 0o660 with socket_gid, and a socket path outside the private default directory (in a
     /// directory the group can search; kmscksd warns when group or other bits are set on a
-    /// socket in the private directory, where they reach nobody). Key policies then decide what each uid may do (other
-    /// uids are `arn:aws:iam::<account>:user/uid-<N>`; the daemon's uid and root are the
-    /// account root).
+    /// socket in the private directory, where they reach nobody). Key policies then decide
+    /// what each uid may do (other uids are `arn:aws:iam::<account>:user/uid-<N>`; the
+    /// daemon's uid and root are the account root).
     socket_mode: u32 = 0o600;
     flag(Option<u32>, value_name = "OCTAL", parser = parse_octal);
     sample octal;
