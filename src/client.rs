@@ -7,6 +7,17 @@
 //! dropped; the call that was in flight gets a `KMSInternalException` naming the socket and the
 //! operation (its outcome is unknown), and the next call connects afresh.
 //!
+//! # Which daemon a client talks to
+//!
+//! Before a single byte is sent on a new connection, the client asks the kernel who serves the
+//! socket (`SO_PEERCRED`: the uid of the process that listens on it) and refuses, with an
+//! `UntrustedSocketException` naming the socket, that uid and the uids it trusts, any daemon
+//! not run by its own effective uid, by root (uid 0), or by a uid configured explicitly
+//! ([`DAEMON_UID_ENV`], [`ClientBuilder::daemon_uid`]). A process that squats on the socket
+//! path so receives nothing. When the socket is in the per-user default directory
+//! ([`default_socket`]), that directory must also be owned by the caller with no group or
+//! other access.
+//!
 //! ```no_run
 //! use kmscks::ops::{Backend, Request};
 //! use kmscks::api::kms::ListRequest;
@@ -22,16 +33,24 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::err;
 use crate::error::{ErrorKind, KmsError, Result};
 use crate::ops::{Backend, Request, Response};
-/// The per-user default socket path (`$KMSCKS_SOCKET`, else `$XDG_RUNTIME_DIR/kmscks.sock`,
-/// else `/tmp/kmscks-<uid>.sock`): where a client looks for the daemon unless told otherwise.
+/// The per-user default socket path (`$KMSCKS_SOCKET`, else
+/// `$XDG_RUNTIME_DIR/kmscks/kmscks.sock`, else `/tmp/kmscks-<euid>/kmscks.sock`): where a
+/// client looks for the daemon unless told otherwise.
 pub use crate::paths::default_socket;
+use crate::peer;
 
 use crate::protocol::{
     decode_hello_reply, decode_response, encode_hello, split_frame, try_encode_request, Hello,
     HelloReply, ProtocolError, OP_HELLO, VERSION,
 };
+
+/// Environment variable naming one more uid the client trusts to run the daemon, besides its
+/// own effective uid and root (e.g. the uid of a shared system daemon). Read when a client is
+/// built; see [`ClientBuilder::daemon_uid`].
+pub const DAEMON_UID_ENV: &str = "KMSCKS_DAEMON_UID";
 
 /// Idle connections a [`Client`] keeps for reuse.
 const POOL_MAX: usize = 16;
@@ -113,9 +132,59 @@ impl Conn {
     }
 }
 
+/// How to connect a [`Client`]: `Client::builder(path).daemon_uid(999).connect()`.
+/// [`Client::connect`] is `Client::builder(path).connect()`.
+#[derive(Clone, Debug)]
+pub struct ClientBuilder {
+    path: PathBuf,
+    daemon_uids: Vec<u32>,
+}
+
+impl ClientBuilder {
+    /// Also trust a daemon run by `uid` (besides this process's effective uid, root, and
+    /// [`DAEMON_UID_ENV`]). May be called more than once.
+    pub fn daemon_uid(mut self, uid: u32) -> ClientBuilder {
+        self.daemon_uids.push(uid);
+        self
+    }
+
+    /// Connects, checks who serves the socket, and performs the Hello exchange.
+    ///
+    /// Errors: `ValidationException` when [`DAEMON_UID_ENV`] is set and is not a uid;
+    /// `UntrustedSocketException` when the daemon runs as an untrusted uid or the default
+    /// socket's directory is not private; `DependencyTimeoutException` when nothing listens.
+    pub fn connect(self) -> Result<Client> {
+        let mut configured = self.daemon_uids;
+        if let Some(v) = std::env::var_os(DAEMON_UID_ENV).filter(|v| !v.is_empty()) {
+            let text = v.to_string_lossy();
+            let uid = text.trim().parse::<u32>().map_err(|e| {
+                err!(
+                    ValidationException,
+                    "{DAEMON_UID_ENV}='{text}' is not a numeric uid: {e}"
+                )
+            })?;
+            configured.push(uid);
+        }
+        let trust = Trust {
+            own: peer::effective_uid(),
+            configured,
+        };
+        let (conn, server) = open(&self.path, &trust, 0)?;
+        Ok(Client {
+            path: self.path,
+            trust,
+            pool: Mutex::new(vec![conn]),
+            next_id: AtomicU64::new(1),
+            server,
+        })
+    }
+}
+
 /// A client of the kmscks daemon. See the module documentation.
 pub struct Client {
     path: PathBuf,
+    /// Who may serve the socket; checked on every new connection.
+    trust: Trust,
     pool: Mutex<Vec<Conn>>,
     next_id: AtomicU64,
     server: HelloReply,
@@ -152,9 +221,77 @@ fn broken(path: &Path, what: &str, e: &dyn std::fmt::Display) -> KmsError {
     )
 }
 
-/// Opens a connection and performs the Hello exchange.
-fn open(path: &Path, id: u64) -> Result<(Conn, HelloReply)> {
+/// The uids a client accepts as the daemon's: its own effective uid, root, and those
+/// configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Trust {
+    own: u32,
+    configured: Vec<u32>,
+}
+
+impl Trust {
+    fn allows(&self, uid: u32) -> bool {
+        uid == self.own || uid == 0 || self.configured.contains(&uid)
+    }
+
+    /// The trusted uids, for a message: `1000 (this client's), 0 (root), 999 (configured)`.
+    fn describe(&self) -> String {
+        let mut parts = vec![format!("{} (this client's)", self.own)];
+        if self.own != 0 {
+            parts.push("0 (root)".into());
+        }
+        parts.extend(self.configured.iter().map(|u| format!("{u} (configured)")));
+        parts.join(", ")
+    }
+}
+
+/// Refuses a daemon whose process (`daemon`, from `SO_PEERCRED`) runs as an untrusted uid.
+fn check_daemon(path: &Path, daemon: &peer::Credentials, trust: &Trust) -> Result<()> {
+    if trust.allows(daemon.uid) {
+        return Ok(());
+    }
+    use std::os::unix::fs::MetadataExt;
+    let file_owner = std::fs::symlink_metadata(path)
+        .map(|m| format!("uid {}", m.uid()))
+        .unwrap_or_else(|e| format!("unknown ({e})"));
+    Err(err!(
+        UntrustedSocketException,
+        "refusing the socket {}: the process serving it (pid {}) runs as uid {}, and this client \
+         trusts only uid {}; the socket file's owner is {file_owner}. Nothing was sent. If uid {} \
+         is a daemon you trust, set {DAEMON_UID_ENV}={} (or ClientBuilder::daemon_uid)",
+        path.display(),
+        daemon.pid,
+        daemon.uid,
+        trust.describe(),
+        daemon.uid,
+        daemon.uid
+    ))
+}
+
+/// Connects to `path` and checks who serves it (and, for the default socket, its directory),
+/// before anything is sent.
+fn connect_checked(path: &Path, trust: &Trust) -> Result<UnixStream> {
+    if crate::paths::in_default_socket_dir(path) {
+        if let Some(dir) = path.parent().filter(|d| d.symlink_metadata().is_ok()) {
+            crate::paths::check_private_dir(dir)?;
+        }
+    }
     let stream = UnixStream::connect(path).map_err(|e| connect_error(path, &e))?;
+    let daemon = peer::credentials(&stream).map_err(|e| {
+        err!(
+            KMSInternalException,
+            "cannot tell who serves the socket {}: {}",
+            path.display(),
+            e.message()
+        )
+    })?;
+    check_daemon(path, &daemon, trust)?;
+    Ok(stream)
+}
+
+/// Opens a connection to a trusted daemon and performs the Hello exchange.
+fn open(path: &Path, trust: &Trust, id: u64) -> Result<(Conn, HelloReply)> {
+    let stream = connect_checked(path, trust)?;
     let mut conn = Conn {
         stream,
         inbuf: Vec::with_capacity(READ_CHUNK),
@@ -226,20 +363,23 @@ fn local_too_large(req: &Request, e: ProtocolError) -> KmsError {
 }
 
 impl Client {
-    /// Connects to the daemon listening on `path` and performs the Hello exchange.
+    /// Connects to the daemon listening on `path`, refusing one run by an untrusted uid (see
+    /// the module documentation), and performs the Hello exchange. See [`ClientBuilder`] for
+    /// options.
     pub fn connect(path: impl AsRef<Path>) -> Result<Client> {
-        let path = path.as_ref().to_path_buf();
-        let (conn, server) = open(&path, 0)?;
-        Ok(Client {
-            path,
-            pool: Mutex::new(vec![conn]),
-            next_id: AtomicU64::new(1),
-            server,
-        })
+        Client::builder(path).connect()
+    }
+
+    /// The options of a connection to `path`, to set before [`ClientBuilder::connect`].
+    pub fn builder(path: impl AsRef<Path>) -> ClientBuilder {
+        ClientBuilder {
+            path: path.as_ref().to_path_buf(),
+            daemon_uids: Vec::new(),
+        }
     }
 
     /// Connects to the default socket ([`default_socket`]: `KMSCKS_SOCKET`, else
-    /// `$XDG_RUNTIME_DIR/kmscks.sock`, else `/tmp/kmscks-<uid>.sock`).
+    /// `$XDG_RUNTIME_DIR/kmscks/kmscks.sock`, else `/tmp/kmscks-<euid>/kmscks.sock`).
     pub fn connect_default() -> Result<Client> {
         Client::connect(default_socket())
     }
@@ -258,11 +398,16 @@ impl Client {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// A new connection, checked and greeted.
+    fn open_conn(&self) -> Result<(Conn, HelloReply)> {
+        open(&self.path, &self.trust, self.next_id())
+    }
+
     fn take_conn(&self) -> Result<Conn> {
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match pooled {
             Some(c) => Ok(c),
-            None => open(&self.path, self.next_id()).map(|(c, _)| c),
+            None => self.open_conn().map(|(c, _)| c),
         }
     }
 
@@ -275,7 +420,7 @@ impl Client {
 
     /// A pipeline on a connection of its own, keeping up to `depth` requests in flight.
     pub fn pipeline(&self, depth: usize) -> Result<Pipeline<'_>> {
-        let (conn, _) = open(&self.path, self.next_id())?;
+        let (conn, _) = self.open_conn()?;
         Ok(Pipeline {
             client: self,
             conn: Some(conn),
@@ -373,7 +518,7 @@ impl Pipeline<'_> {
             self.read_replies()?;
         }
         if self.conn.is_none() {
-            let (conn, _) = open(&self.client.path, self.client.next_id())?;
+            let (conn, _) = self.client.open_conn()?;
             self.conn = Some(conn);
         }
         let id = self.client.next_id();
@@ -502,5 +647,81 @@ impl Pipeline<'_> {
                 return Err(self.fail(&e));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn squatter(uid: u32) -> peer::Credentials {
+        peer::Credentials {
+            pid: 4242,
+            uid,
+            gid: uid,
+        }
+    }
+
+    #[test]
+    fn a_daemon_of_our_uid_root_or_a_configured_uid_is_trusted() {
+        let trust = Trust {
+            own: 1000,
+            configured: vec![999],
+        };
+        let path = Path::new("/nonexistent/kmscks.sock");
+        for uid in [1000, 0, 999] {
+            check_daemon(path, &squatter(uid), &trust).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_daemon_of_another_uid_is_refused_naming_socket_owner_and_trusted_uids() {
+        let trust = Trust {
+            own: 1000,
+            configured: vec![999],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kmscks.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let e = check_daemon(&path, &squatter(65534), &trust).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UntrustedSocketException);
+        let m = e.message();
+        for part in [
+            path.to_str().unwrap(),
+            "runs as uid 65534",
+            "pid 4242",
+            "1000 (this client's), 0 (root), 999 (configured)",
+            &format!("owner is uid {}", peer::effective_uid()),
+            "KMSCKS_DAEMON_UID=65534",
+        ] {
+            assert!(m.contains(part), "missing {part:?} in {m}");
+        }
+    }
+
+    #[test]
+    fn connect_checked_refuses_a_listener_whose_real_uid_is_untrusted_before_sending() {
+        // The listener is this process. A trust set naming another uid as "ours" refuses it,
+        // unless we are root, whom every client trusts.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kmscks.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let me = peer::effective_uid();
+        let trust = Trust {
+            own: if me == 1 { 2 } else { 1 },
+            configured: vec![],
+        };
+        let result = connect_checked(&path, &trust);
+        if me == 0 {
+            assert!(result.is_ok(), "root's daemon is always trusted");
+            return;
+        }
+        let e = result.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UntrustedSocketException, "{e}");
+        assert!(e.message().contains(&format!("runs as uid {me}")), "{e}");
+        // The refused connection was dropped with nothing written.
+        let (mut accepted, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        accepted.read_to_end(&mut got).unwrap();
+        assert!(got.is_empty(), "the client sent {} bytes", got.len());
     }
 }

@@ -138,6 +138,9 @@ kms_errors! {
     StorageException = 1300, 500;
     /// The data directory is open in another process.
     StoreInUseException = 1301, 500;
+    /// A client refused the socket: the daemon behind it runs as a uid the client does not
+    /// trust, or the socket's per-user directory is not private (names path, owner and mode).
+    UntrustedSocketException = 1302, 500;
 }
 
 impl fmt::Display for ErrorKind {

@@ -20,8 +20,10 @@
 //! 9. `service` — [`Kms`], the handle every interface calls;
 //! 10. interfaces: `protocol` (framing and codec, from the op table; knows nothing of the
 //!     service), `client` ([`Client`], over `protocol`), `daemon` (`kmscksd`: serves a [`Kms`]
-//!     over `protocol`); `paths` (the per-user default socket and data directory, which
-//!     `client` and `daemon` re-export). The binaries (`kmscks`: the CLI and `kmscks bench`'s load
+//!     over `protocol`); `paths` (the per-user default socket, in a private directory both
+//!     check, and data directory, which `client` and `daemon` re-export) and `peer` (the
+//!     `SO_PEERCRED` credentials of a socket's other end and our own uid, over `error`: how the
+//!     daemon knows its callers and the client its daemon). The binaries (`kmscks`: the CLI and `kmscks bench`'s load
 //!     generators; `kmscksd`) sit above and use only this public surface.
 //!
 //! # Public surface
@@ -79,6 +81,7 @@ internal_mod!(dataplane);
 internal_mod!(hsm);
 internal_mod!(kms);
 mod paths;
+mod peer;
 mod service;
 internal_mod!(store);
 

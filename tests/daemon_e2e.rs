@@ -408,7 +408,10 @@ fn binary_bootstraps_serves_and_stops_on_sigterm() {
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
         let meta = std::fs::metadata(&socket).unwrap();
         assert!(meta.file_type().is_socket());
-        assert_eq!(meta.mode() & 0o777, 0o660);
+        // The default mode: the daemon's user only; the directory it created is private too.
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        let run = std::fs::metadata(dir.path().join("run")).unwrap();
+        assert_eq!(run.mode() & 0o777, 0o700);
     }
     let mut c = Raw::connect(&socket);
     expect!(

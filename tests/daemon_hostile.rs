@@ -181,7 +181,7 @@ fn hostile_streams_do_not_disturb_a_good_client() {
     // Slowloris: one byte at a time, slower than the idle timeout lets a frame take. The
     // daemon closes the connection; writing then fails or reading ends.
     {
-        let mut s = UnixStream::connect(&d.socket).unwrap();
+        let mut s = Raw::connect(&d.socket).stream;
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let mut bytes = Vec::new();
         protocol::encode_request(&mut bytes, 1, &encrypt(b"slow"));
@@ -234,7 +234,7 @@ fn a_client_that_never_reads_is_disconnected() {
         c.bootstrap = true;
         c.max_pending_reply_bytes = (MAX_BODY as usize) + HEADER_LEN;
     });
-    let mut s = UnixStream::connect(&d.socket).unwrap();
+    let mut s = Raw::connect(&d.socket).stream;
     s.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut frame = Vec::new();
     for i in 0..64 {
@@ -275,7 +275,7 @@ fn connections_beyond_the_limit_are_refused_cleanly() {
     for c in &mut held {
         expect!(c.call(&encrypt(b"in")), Response::Encrypt);
     }
-    let mut extra = d.connect();
+    let mut extra = Raw::connect_without_hello(&d.socket);
     let reply = extra.recv().expect("a refusal frame");
     assert_eq!(reply.header.request_id, 0);
     assert_eq!(

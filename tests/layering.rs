@@ -55,19 +55,20 @@ const LAYERS: &[(&str, &[&str])] = &[
             "dataplane",
         ],
     ),
-    ("paths", &[]),
+    ("peer", &["error"]),
+    ("paths", &["error", "peer"]),
     ("protocol", &["error", "secret", "types", "api", "ops"]),
     (
         "client",
         &[
-            "error", "secret", "types", "api", "ops", "protocol", "paths",
+            "error", "secret", "types", "api", "ops", "protocol", "peer", "paths",
         ],
     ),
     (
         "daemon",
         &[
-            "error", "secret", "types", "api", "ops", "protocol", "paths", "engine", "service",
-            "kms",
+            "error", "secret", "types", "api", "ops", "protocol", "peer", "paths", "engine",
+            "service", "kms",
         ],
     ),
 ];

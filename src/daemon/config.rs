@@ -155,21 +155,26 @@ daemon_options! {
     sample example("\"/home/me/.local/share/kmscks\"");
 
     /// Unix socket (its parent directory is created if missing).
-    /// Default: `$KMSCKS_SOCKET`, else `$XDG_RUNTIME_DIR/kmscks.sock`, else
-    /// `/tmp/kmscks-<uid>.sock`.
+    /// Default: `$KMSCKS_SOCKET`, else `$XDG_RUNTIME_DIR/kmscks/kmscks.sock`, else
+    /// `/tmp/kmscks-<uid>/kmscks.sock`.
     ///
-    /// A stale socket file (nothing answers on it) is replaced; if a live daemon answers,
-    /// kmscksd refuses to start.
+    /// The default directory is private: created with mode 0700, and refused if it exists
+    /// owned by another user or open to group or others. A stale socket file (nothing answers
+    /// on it) is replaced; if a live daemon answers, kmscksd refuses to start.
     socket: PathBuf = crate::paths::default_socket();
     flag(Option<PathBuf>, value_name = "PATH");
-    sample example("\"/run/user/1000/kmscks.sock\"");
+    sample example("\"/run/user/1000/kmscks/kmscks.sock\"");
 
-    /// Permission bits of the socket file, in octal: who may connect at all.
+    /// Permission bits of the socket file, in octal: who may connect at all. The file has
+    /// them from the moment it exists.
     ///
-    /// The default lets the daemon's user and group connect. Key policies then decide what
-    /// each uid may do (other uids are `arn:aws:iam::<account>:user/uid-<N>`; the daemon's uid
-    /// and root are the account root).
-    socket_mode: u32 = 0o660;
+    /// The default lets only the daemon's user (and root) connect. To let a group connect, set
+    /// 0o660 with socket_gid, and a socket path outside the private default directory (in a
+    /// directory the group can search; kmscksd warns when group or other bits are set on a
+    /// socket in the private directory, where they reach nobody). Key policies then decide
+    /// what each uid may do (other uids are `arn:aws:iam::<account>:user/uid-<N>`; the
+    /// daemon's uid and root are the account root).
+    socket_mode: u32 = 0o600;
     flag(Option<u32>, value_name = "OCTAL", parser = parse_octal);
     sample octal;
 
@@ -179,6 +184,16 @@ daemon_options! {
     socket_gid: Option<u32> = None;
     flag(Option<u32>, value_name = "GID");
     sample example("1001");
+
+    /// Uids, besides root and the daemon's own, that may call GenerateRandom: a
+    /// comma-separated list ("1001,1002"), or "*" for every uid that can connect.
+    ///
+    /// `kms:GenerateRandom` is an account-level permission (AWS grants it with IAM, which
+    /// kmscks has not), so no key policy grants it. The default, empty, allows root and the
+    /// daemon's uid only.
+    generate_random_uids: String = String::new();
+    flag(Option<String>, value_name = "UIDS");
+    sample toml;
 
     /// On an empty data directory, create a ready system with key alias/demo.
     ///
@@ -323,6 +338,7 @@ impl DaemonConfig {
                 self.socket_mode
             ));
         }
+        self.generate_random_uid_list()?;
         if self.max_connections == 0 {
             return Err(err!(
                 ValidationException,
@@ -384,6 +400,42 @@ impl DaemonConfig {
         Ok(())
     }
 
+    /// `generate_random_uids` parsed: `None` for "*" (every uid), else the uids.
+    fn generate_random_uid_list(&self) -> Result<Option<Vec<u32>>> {
+        let text = self.generate_random_uids.trim();
+        if text == "*" {
+            return Ok(None);
+        }
+        text.split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                t.parse::<u32>().map_err(|e| {
+                    err!(
+                        ValidationException,
+                        "generate_random_uids: '{t}' is not a uid ({e}); give uids separated \
+                         by commas, or \"*\""
+                    )
+                })
+            })
+            .collect::<Result<Vec<u32>>>()
+            .map(Some)
+    }
+
+    /// The principals, besides the account root, that may call GenerateRandom
+    /// ([`crate::KmsConfig::generate_random_principals`]): those of `generate_random_uids`
+    /// for a daemon running as `daemon_uid`, or `["*"]`.
+    pub(super) fn generate_random_principals(&self, daemon_uid: u32) -> Result<Vec<String>> {
+        let scope = self.scope();
+        Ok(match self.generate_random_uid_list()? {
+            None => vec!["*".to_owned()],
+            Some(uids) => uids
+                .into_iter()
+                .map(|uid| crate::kms::policy::principal_for_uid(&scope, uid, daemon_uid))
+                .collect(),
+        })
+    }
+
     /// The account and Region.
     pub fn scope(&self) -> crate::types::Scope {
         crate::types::Scope {
@@ -396,6 +448,23 @@ impl DaemonConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generate_random_uids_become_principals_or_everyone() {
+        let mut c = DaemonConfig::default();
+        assert!(c.generate_random_principals(500).unwrap().is_empty());
+        c.generate_random_uids = " 1001, 1002 ,".into();
+        let scope = c.scope();
+        assert_eq!(
+            c.generate_random_principals(500).unwrap(),
+            vec![
+                format!("arn:aws:iam::{}:user/uid-1001", scope.account_id),
+                format!("arn:aws:iam::{}:user/uid-1002", scope.account_id),
+            ]
+        );
+        c.generate_random_uids = "*".into();
+        assert_eq!(c.generate_random_principals(500).unwrap(), vec!["*"]);
+    }
 
     #[test]
     fn empty_document_is_the_defaults() {
@@ -432,6 +501,7 @@ mod tests {
             ("max_pending_reply_bytes = 10", "max_pending_reply_bytes"),
             ("event_log_file_bytes = 100", "event_log_file_bytes"),
             ("event_log_retain_days = 0", "event_log_retain_days"),
+            ("generate_random_uids = \"1001,x\"", "generate_random_uids"),
         ] {
             let e = DaemonConfig::from_toml(doc, "t").unwrap_err();
             assert!(e.message().contains(word), "{doc}: {e}");

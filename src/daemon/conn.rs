@@ -49,6 +49,8 @@ pub(crate) struct Conn {
     pub writable_interest: bool,
     /// Requests handed to a helper thread, not yet answered.
     pub in_flight: usize,
+    /// The Hello was answered; until then only a Hello is accepted.
+    pub greeted: bool,
 }
 
 impl Conn {
@@ -66,6 +68,7 @@ impl Conn {
             closing: false,
             writable_interest: false,
             in_flight: 0,
+            greeted: false,
         }
     }
 

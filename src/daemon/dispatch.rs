@@ -154,9 +154,13 @@ fn raw_ids(buf: &[u8]) -> (u64, u16) {
 
 /// Handles every complete frame of `buf`, appending replies to `out`. Requests that may block
 /// are pushed to `deferred` (in order) instead of being run. `max_in_flight` is what Hello
-/// advertises; `at_eof`: no more bytes will come.
+/// advertises; `at_eof`: no more bytes will come. `greeted`: the connection's Hello was
+/// answered (set here); until then any other frame is refused, from its header alone, with a
+/// protocol error.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn handle_frames(
     buf: &[u8],
+    greeted: &mut bool,
     kms: &Kms,
     batcher: &mut Batcher,
     out: &mut Vec<u8>,
@@ -187,6 +191,12 @@ pub(crate) fn handle_frames(
                 break;
             }
         };
+        if !*greeted && header.op != protocol::OP_HELLO {
+            let e = ProtocolError::HelloRequired(header.op);
+            protocol::encode_protocol_error(out, header.request_id, header.op, &e);
+            error = Some(e);
+            break;
+        }
         let end = HEADER_LEN + header.body_len as usize;
         if rest.len() < end {
             break;
@@ -204,17 +214,20 @@ pub(crate) fn handle_frames(
                 }
             });
             match hello {
-                Ok(_) => protocol::encode_hello_reply(
-                    out,
-                    header.request_id,
-                    &HelloReply {
-                        version: protocol::VERSION,
-                        server: concat!("kmscksd/", env!("CARGO_PKG_VERSION")).into(),
-                        max_body: protocol::MAX_BODY,
-                        max_in_flight,
-                        principal: kms.principal().to_owned(),
-                    },
-                ),
+                Ok(_) => {
+                    *greeted = true;
+                    protocol::encode_hello_reply(
+                        out,
+                        header.request_id,
+                        &HelloReply {
+                            version: protocol::VERSION,
+                            server: concat!("kmscksd/", env!("CARGO_PKG_VERSION")).into(),
+                            max_body: protocol::MAX_BODY,
+                            max_in_flight,
+                            principal: kms.principal().to_owned(),
+                        },
+                    )
+                }
                 Err(e) => {
                     protocol::encode_protocol_error(out, header.request_id, header.op, &e);
                     error = Some(e);

@@ -256,6 +256,7 @@ impl EventLoop {
             };
             let handled = dispatch::handle_frames(
                 &conn.rbuf[..conn.filled],
+                &mut conn.greeted,
                 &conn.kms,
                 &mut self.batcher,
                 &mut conn.wbuf,

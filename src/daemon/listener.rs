@@ -1,19 +1,153 @@
-//! The listening Unix socket: parent directory created, a stale socket file (nothing answers on
-//! it) replaced, a live daemon's socket left alone (refusing to start), permission bits and
-//! group set, the file removed on shutdown.
+//! The listening Unix socket: parent directory created (the per-user default one private, see
+//! `crate::paths`), a stale socket file (nothing answers on it) replaced, a live daemon's socket
+//! left alone (refusing to start), the file removed on shutdown.
+//!
+//! The socket appears at its path with its final mode and group from the start. It is bound in
+//! a fresh staging directory of mode 0700 beside it (where nobody else can reach it), given its
+//! mode and group there, then hard-linked into place (`link` fails rather than replace a file
+//! that appeared meanwhile) and the staging name removed. Why not set the umask around `bind`:
+//! the umask is per process, and the daemon is a library too (tests run daemons on threads of
+//! one process); narrowing it for a moment would change the mode of whatever another thread
+//! creates in that moment (a directory created then would lose its search bit). The staging
+//! directory gives the same guarantee and touches no process-wide state.
 
 use std::io::ErrorKind as IoKind;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::err;
 use crate::error::Result;
+
+/// The mode of a directory the daemon creates for its socket: private, plus search (`x`) for
+/// each class `socket_mode` lets connect (connecting needs search permission on the directory).
+fn dir_mode(socket_mode: u32) -> u32 {
+    let mut mode = 0o700;
+    if socket_mode & 0o060 != 0 {
+        mode |= 0o010;
+    }
+    if socket_mode & 0o006 != 0 {
+        mode |= 0o001;
+    }
+    mode
+}
+
+/// Creates the socket's directory: the per-user default one private (or refused when it is
+/// not); another missing one (with its missing parents) with [`dir_mode`]; an existing one is
+/// left as it is.
+fn create_parent(path: &Path, mode: u32) -> Result<()> {
+    let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if crate::paths::in_default_socket_dir(path) {
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                socket = %path.display(),
+                mode = format!("{mode:#o}"),
+                "socket_mode lets group or others connect, but the socket is in the private \
+                 per-user directory, which they cannot enter"
+            );
+        }
+        return crate::paths::create_private_dir(parent);
+    }
+    if parent.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(dir_mode(mode))
+        .create(parent)
+        .map_err(|e| {
+            err!(
+                KMSInternalException,
+                "cannot create the socket's directory {}: {e}",
+                parent.display()
+            )
+        })
+}
+
+/// Binds `path` with permission bits `mode` and group `gid` from the moment it exists (see the
+/// module documentation).
+fn bind_final(path: &Path, mode: u32, gid: Option<u32>) -> Result<mio::net::UnixListener> {
+    static STAGINGS: AtomicU64 = AtomicU64::new(0);
+    let parent = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(p) => p.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    let staging = parent.join(format!(
+        ".kmscksd-{:x}-{:x}",
+        std::process::id(),
+        STAGINGS.fetch_add(1, Ordering::Relaxed)
+    ));
+    // `create` (not recursive) fails if anything, a symlink included, already has the name.
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .map_err(|e| {
+            err!(
+                KMSInternalException,
+                "cannot create the staging directory {} for the socket: {e}",
+                staging.display()
+            )
+        })?;
+    let staged = staging.join("s");
+    let out = bind_staged(&staged, path, mode, gid);
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&staging);
+    out
+}
+
+fn bind_staged(
+    staged: &Path,
+    path: &Path,
+    mode: u32,
+    gid: Option<u32>,
+) -> Result<mio::net::UnixListener> {
+    let inner = mio::net::UnixListener::bind(staged).map_err(|e| {
+        err!(
+            KMSInternalException,
+            "cannot listen on {} (staged as {}): {e}",
+            path.display(),
+            staged.display()
+        )
+    })?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(staged, None, Some(gid)).map_err(|e| {
+            err!(
+                KMSInternalException,
+                "cannot give {} to group {gid}: {e}",
+                path.display()
+            )
+        })?;
+    }
+    std::fs::set_permissions(staged, std::fs::Permissions::from_mode(mode)).map_err(|e| {
+        err!(
+            KMSInternalException,
+            "cannot set mode {mode:#o} on {}: {e}",
+            path.display()
+        )
+    })?;
+    std::fs::hard_link(staged, path).map_err(|e| {
+        let kind = if e.kind() == IoKind::AlreadyExists {
+            crate::error::ErrorKind::StoreInUseException
+        } else {
+            crate::error::ErrorKind::KMSInternalException
+        };
+        crate::KmsError::new(
+            kind,
+            format!("cannot put the socket in place at {}: {e}", path.display()),
+        )
+    })?;
+    Ok(inner)
+}
 
 /// A bound listener and the socket file it owns (removed on drop).
 pub(super) struct Listener {
     /// The mio listener.
     pub inner: mio::net::UnixListener,
     path: PathBuf,
+    /// Device and inode of the socket file we put at `path`.
+    file_id: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -27,25 +161,13 @@ impl std::fmt::Debug for Listener {
 impl Listener {
     /// Binds `path`, handling a stale file, with permission bits `mode` and group `gid`.
     ///
-    /// Errors: `StoreInUseException` when a live daemon answers on `path`;
+    /// Errors: `StoreInUseException` when a live daemon answers on `path` (or a file appears
+    /// there while binding); `UntrustedSocketException` when `path` is in the per-user default
+    /// directory and that directory is not private;
     /// `ValidationException` when `path` exists and is not a socket; `KMSInternalException`
     /// naming the path and OS error for any other failure.
     pub(super) fn bind(path: &Path, mode: u32, gid: Option<u32>) -> Result<Listener> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.exists() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o755)
-                    .create(parent)
-                    .map_err(|e| {
-                        err!(
-                            KMSInternalException,
-                            "cannot create the socket's directory {}: {e}",
-                            parent.display()
-                        )
-                    })?;
-            }
-        }
+        create_parent(path, mode)?;
         match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.file_type().is_socket() => {
                 match std::os::unix::net::UnixStream::connect(path) {
@@ -91,34 +213,15 @@ impl Listener {
                 ))
             }
         }
-        let inner = mio::net::UnixListener::bind(path).map_err(|e| {
-            err!(
-                KMSInternalException,
-                "cannot listen on {}: {e}",
-                path.display()
-            )
-        })?;
-        let listener = Listener {
+        let inner = bind_final(path, mode, gid)?;
+        let file_id = std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        Ok(Listener {
             inner,
             path: path.to_path_buf(),
-        };
-        if let Some(gid) = gid {
-            std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| {
-                err!(
-                    KMSInternalException,
-                    "cannot give {} to group {gid}: {e}",
-                    path.display()
-                )
-            })?;
-        }
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| {
-            err!(
-                KMSInternalException,
-                "cannot set mode {mode:#o} on {}: {e}",
-                path.display()
-            )
-        })?;
-        Ok(listener)
+            file_id,
+        })
     }
 
     /// The socket file's path.
@@ -131,7 +234,7 @@ impl Drop for Listener {
     fn drop(&mut self) {
         // Remove our file only: if someone replaced it, leave theirs.
         let ours = std::fs::symlink_metadata(&self.path)
-            .map(|m| m.file_type().is_socket())
+            .map(|m| m.file_type().is_socket() && Some((m.dev(), m.ino())) == self.file_id)
             .unwrap_or(false);
         if ours {
             let _ = std::fs::remove_file(&self.path);
@@ -142,7 +245,57 @@ impl Drop for Listener {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::MetadataExt;
+
+    /// The names in `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn the_socket_has_its_final_mode_in_an_open_directory_and_no_staging_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("k.sock");
+        let l = Listener::bind(&path, 0o600, None).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        assert_eq!(meta.nlink(), 1, "the staging name is gone");
+        assert_eq!(names(dir.path()), vec!["k.sock".to_string()]);
+        // The listener answers at the final path.
+        std::os::unix::net::UnixStream::connect(&path).unwrap();
+        drop(l);
+        assert!(names(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_socket_replaced_after_bind_is_not_removed_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.sock");
+        let l = Listener::bind(&path, 0o600, None).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let theirs = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        drop(l);
+        assert!(path.exists(), "another listener's socket was removed");
+        drop(theirs);
+    }
+
+    #[test]
+    fn created_directories_are_private_unless_the_mode_lets_others_connect() {
+        assert_eq!(dir_mode(0o600), 0o700);
+        assert_eq!(dir_mode(0o660), 0o710);
+        assert_eq!(dir_mode(0o666), 0o711);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/k.sock");
+        let _l = Listener::bind(&path, 0o600, None).unwrap();
+        let meta = std::fs::metadata(dir.path().join("new")).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o700);
+    }
 
     #[test]
     fn binds_with_mode_creates_parent_and_removes_on_drop() {

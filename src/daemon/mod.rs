@@ -4,9 +4,11 @@
 //! asked, bootstraps a ready system ([`bootstrap`]); [`Daemon::serve`] runs the mio event loop
 //! until a [`Shutdown`] handle is triggered. [`run`] does both.
 //!
-//! Each connection acts as the principal of its peer's uid (`identity`); its frames are
-//! decoded with [`crate::protocol`] and answered by the engine, with consecutive data-plane
-//! requests of one read batched into one engine call.
+//! The socket is created with its final mode (default 0600) and, by default, in a private
+//! per-user directory (`listener`, `crate::paths`). Each connection must begin with a Hello
+//! (anything else first: a protocol error and the close) and acts as the principal of its
+//! peer's uid (`identity`); its frames are decoded with [`crate::protocol`] and answered by the
+//! engine, with consecutive data-plane requests of one read batched into one engine call.
 //!
 //! Never logged: request and reply bodies (plaintexts, ciphertexts, data keys, passwords, key
 //! policies, trust anchors), whatever their size. Logged: peer uid/gid/pid and principal,
@@ -115,6 +117,8 @@ impl Daemon {
                 scope: config.scope(),
                 event_log_file_bytes: config.event_log_file_bytes,
                 event_log_retain_days: config.event_log_retain_days,
+                generate_random_principals: config
+                    .generate_random_principals(identity::daemon_uid())?,
                 engine: EngineConfig {
                     shards: config.engine_shards,
                     ..EngineConfig::default()

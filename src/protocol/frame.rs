@@ -92,6 +92,8 @@ pub enum ProtocolError {
     },
     /// The body does not decode as the op's type (or is otherwise inconsistent).
     Malformed(String),
+    /// The first frame of a connection is not a Hello: it carries this op code.
+    HelloRequired(u16),
 }
 
 impl ProtocolError {
@@ -135,6 +137,11 @@ impl fmt::Display for ProtocolError {
                 "{extra} trailing bytes after the body of operation code {op}"
             ),
             ProtocolError::Malformed(m) => write!(f, "malformed frame body: {m}"),
+            ProtocolError::HelloRequired(op) => write!(
+                f,
+                "the first frame of a connection must be a Hello (op code {}); got op code {op}",
+                OP_HELLO
+            ),
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::engine::{DataKeyItem, DataKeyOutput, DecryptItem, EncryptItem};
 use crate::err;
 use crate::error::{KmsError, Result};
 use crate::kms::keys::check_grant_tokens;
+use crate::ops::Op;
 use crate::types::{EncryptionAlgorithm, KeyRef};
 
 /// Only SYMMETRIC_DEFAULT suits a symmetric key.
@@ -170,8 +171,10 @@ impl Kms {
     }
 
     /// GenerateRandom: 1–1024 bytes; with `CustomKeyStoreId`, drawn from the store's cluster,
-    /// which must be CONNECTED.
+    /// which must be CONNECTED. Allowed to the account root and the principals of
+    /// [`crate::KmsConfig::generate_random_principals`] (an account-level permission).
     pub fn generate_random(&self, req: &GenerateRandomRequest) -> Result<GenerateRandomResponse> {
+        self.may_generate_random()?;
         let n = req
             .number_of_bytes
             .ok_or_else(|| err!(ValidationException, "NumberOfBytes is required"))?;
@@ -186,6 +189,25 @@ impl Kms {
             }
         };
         Ok(GenerateRandomResponse { plaintext })
+    }
+
+    /// `kms:GenerateRandom` is account-level (AWS grants it with IAM, not a key policy): the
+    /// account root, and the principals the instance was configured with.
+    fn may_generate_random(&self) -> Result<()> {
+        let principal = self.principal();
+        let granted = &self.shared.config.generate_random_principals;
+        if principal == self.scope().root_principal()
+            || granted.iter().any(|p| p == "*" || p == principal)
+        {
+            return Ok(());
+        }
+        Err(err!(
+            AccessDeniedException,
+            "User: {principal} is not authorized to perform: {} because no identity-based \
+             policy allows it (an account-level permission: kmscksd allows it to root, its own \
+             uid and the uids of its generate_random_uids option)",
+            Op::GenerateRandom.action()
+        ))
     }
 
     /// Checks every item and parses its key reference, once per distinct reference text (a

@@ -75,12 +75,14 @@ impl Kms {
     }
 
     /// Waits until the store is neither CONNECTING nor DISCONNECTING (or `timeout` passes)
-    /// and returns its description.
+    /// and returns its description. Allowed to whom DescribeCustomKeyStores is (the account
+    /// root): it returns the same description.
     pub fn wait_for_connection(
         &self,
         custom_key_store_id: &str,
         timeout: Duration,
     ) -> Result<CustomKeyStoreEntry> {
+        self.read(|tx| keys::require_root(tx, Op::DescribeCustomKeyStores.action()))?;
         let deadline = Instant::now() + timeout;
         let req = DescribeCustomKeyStoresRequest {
             custom_key_store_id: Some(custom_key_store_id.to_owned()),

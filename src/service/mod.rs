@@ -56,6 +56,9 @@ pub struct KmsConfig {
     pub event_log_file_bytes: u64,
     /// Rotated event log files whose events are all older than this many days are deleted.
     pub event_log_retain_days: u32,
+    /// Principals, besides the account root, allowed `kms:GenerateRandom` (an account-level
+    /// permission that no key policy grants); `"*"` allows every principal. Default: none.
+    pub generate_random_principals: Vec<String>,
     /// The data-plane engine (shards, pinning, subkey lifetime); its `scope` is taken from
     /// [`KmsConfig::scope`].
     pub engine: EngineConfig,
@@ -71,6 +74,7 @@ impl Default for KmsConfig {
             compact_after_bytes: 8 << 20,
             event_log_file_bytes: EventLogOptions::default().file_bytes,
             event_log_retain_days: EventLogOptions::default().retain_days,
+            generate_random_principals: Vec::new(),
             engine: EngineConfig::default(),
         }
     }
@@ -94,6 +98,10 @@ impl std::fmt::Debug for KmsConfig {
             .field("compact_after_bytes", &self.compact_after_bytes)
             .field("event_log_file_bytes", &self.event_log_file_bytes)
             .field("event_log_retain_days", &self.event_log_retain_days)
+            .field(
+                "generate_random_principals",
+                &self.generate_random_principals,
+            )
             .finish_non_exhaustive()
     }
 }

@@ -98,7 +98,15 @@ pub(crate) struct Raw {
 }
 
 impl Raw {
+    /// Connects and completes the Hello exchange (the daemon requires it first).
     pub(crate) fn connect(path: &Path) -> Raw {
+        let mut raw = Raw::connect_without_hello(path);
+        raw.hello();
+        raw
+    }
+
+    /// Connects and sends nothing: the first frame is the test's.
+    pub(crate) fn connect_without_hello(path: &Path) -> Raw {
         let stream = UnixStream::connect(path).expect("connect to the daemon");
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
@@ -108,6 +116,29 @@ impl Raw {
             buf: Vec::new(),
             next_id: 1,
         }
+    }
+
+    /// Sends a Hello and checks its reply.
+    pub(crate) fn hello(&mut self) -> protocol::HelloReply {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut out = Vec::new();
+        protocol::encode_hello(
+            &mut out,
+            id,
+            &protocol::Hello {
+                version: protocol::VERSION,
+                client: "kmscks-tests/raw".into(),
+            },
+        );
+        self.stream.write_all(&out).unwrap();
+        let (h, body) = self
+            .read_frame()
+            .expect("the daemon closed instead of answering Hello");
+        assert_eq!(h.request_id, id, "reply to another request than the Hello");
+        protocol::decode_hello_reply(&h, &body)
+            .expect("a Hello reply frame")
+            .expect("the daemon accepted the Hello")
     }
 
     /// Sends one request; returns its id.

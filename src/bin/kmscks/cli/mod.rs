@@ -12,7 +12,9 @@
 //!
 //! Backends: `--data-dir DIR` runs the operation in this process on the data directory (no
 //! daemon); otherwise the CLI talks to the daemon on `--socket PATH`, else `$KMSCKS_SOCKET`,
-//! else the per-user default ([`kmscks::client::default_socket`]).
+//! else the per-user default ([`kmscks::client::default_socket`]). It talks only to a daemon
+//! run by its own uid, root, or `$KMSCKS_DAEMON_UID` ([`kmscks::client::DAEMON_UID_ENV`]), and
+//! exits 255 naming the socket and the daemon's uid otherwise.
 //!
 //! Exit codes, as AWS CLI v2: 0 success, 252 usage or parameter error, 254 the service
 //! answered with an error (printed as `An error occurred (<Exception>) when calling the <Op>
@@ -215,7 +217,7 @@ pub(crate) fn command() -> Command {
                 .global(true)
                 .value_name("PATH")
                 .value_parser(clap::value_parser!(PathBuf))
-                .help("The daemon's socket (default: $KMSCKS_SOCKET, else the per-user default)"),
+                .help("The daemon's socket (default: $KMSCKS_SOCKET, else the per-user default); the daemon must run as your uid, root, or $KMSCKS_DAEMON_UID"),
         )
         .arg(
             Arg::new("data-dir")
@@ -442,8 +444,14 @@ fn connect(path: &std::path::Path) -> Result<Box<dyn Backend>, CliError> {
     kmscks::client::Client::connect(path)
         .map(|c| Box::new(c) as Box<dyn Backend>)
         .map_err(|e| {
+            // A refused daemon is running: the hint about starting one would mislead.
+            let hint = if e.kind() == kmscks::ErrorKind::UntrustedSocketException {
+                ""
+            } else {
+                " (is kmscksd running? use --socket PATH, KMSCKS_SOCKET, or --data-dir DIR)"
+            };
             CliError::Other(format!(
-                "Could not connect to the endpoint {}: {} (is kmscksd running? use --socket PATH, KMSCKS_SOCKET, or --data-dir DIR)",
+                "Could not connect to the endpoint {}: {}{hint}",
                 path.display(),
                 e.message()
             ))
