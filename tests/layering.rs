@@ -25,11 +25,12 @@ const LAYERS: &[(&str, &[&str])] = &[
         "kms",
         &["error", "secret", "types", "crypto", "api", "ops", "hsm"],
     ),
-    ("store", &["error", "secret", "types", "crypto"]),
+    ("peer", &["error"]),
+    ("store", &["error", "secret", "types", "crypto", "peer"]),
     (
         "control",
         &[
-            "error", "secret", "types", "crypto", "api", "ops", "hsm", "kms", "store",
+            "error", "secret", "types", "crypto", "api", "ops", "hsm", "kms", "store", "peer",
         ],
     ),
     (
@@ -55,7 +56,6 @@ const LAYERS: &[(&str, &[&str])] = &[
             "dataplane",
         ],
     ),
-    ("peer", &["error"]),
     ("paths", &["error", "peer"]),
     ("protocol", &["error", "secret", "types", "api", "ops"]),
     (

@@ -198,10 +198,8 @@ pub struct EventFiles {
 }
 
 /// The effective uid of this process: who must own the event log.
-#[allow(unsafe_code)]
 fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    crate::peer::effective_uid()
 }
 
 fn file_name(first_seq: u64) -> String {

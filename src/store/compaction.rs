@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::{journal_name, read_closed_journal, snapshot, snapshot_name, sync_dir};
-use super::{rename, write_file_synced, Listing};
+use super::{remove_stale, rename, write_file_synced, Listing};
 use crate::err;
 use crate::Result;
 
@@ -142,7 +142,7 @@ impl Job {
         let tmp = self.dir.join(format!("snapshot-{}.tmp", self.target));
         let bin = self.dir.join(snapshot_name(self.target));
         let header = snapshot::encode_header(self.target, &payload);
-        if let Err(e) = write_file_synced(&tmp, &[&header, &payload]) {
+        if let Err(e) = remove_stale(&tmp).and_then(|()| write_file_synced(&tmp, &[&header, &payload])) {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }

@@ -10,10 +10,10 @@
 //! Files are written atomically (temporary file, fsync, link into place, directory fsync) and
 //! never replaced: a key file, once created, is the key.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read};
 use std::num::NonZeroU32;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::pbkdf2;
@@ -213,6 +213,9 @@ fn decode(path: &Path, name: &str, data: &[u8], opts: &KeyFileOptions) -> Result
 }
 
 fn read_checked(path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>> {
+    if let Some(keys) = path.parent().filter(|k| k.exists()) {
+        super::check_owned_dir(keys)?;
+    }
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error("stat key file", path, e)),
@@ -225,12 +228,24 @@ fn read_checked(path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>> {
         }
         Ok(_) => {}
     }
-    let file = File::open(path).map_err(|e| io_error("open key file", path, e))?;
-    let mode = file
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(super::NOFOLLOW)
+        .open(path)
+        .map_err(|e| io_error("open key file", path, e))?;
+    let meta = file
         .metadata()
-        .map_err(|e| io_error("stat key file", path, e))?
-        .permissions()
-        .mode();
+        .map_err(|e| io_error("stat key file", path, e))?;
+    let (owner, me) = (meta.uid(), crate::peer::effective_uid());
+    if owner != me {
+        return Err(err!(
+            StorageException,
+            "key file {} is owned by uid {owner}, not by uid {me} who runs kmscks: a key file \
+             another user could have written is never used",
+            path.display()
+        ));
+    }
+    let mode = meta.permissions().mode();
     if mode & 0o077 != 0 {
         return Err(err!(
             StorageException,

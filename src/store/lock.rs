@@ -18,6 +18,7 @@ pub(crate) fn acquire(dir: &Path) -> Result<File> {
         .write(true)
         .create(true)
         .truncate(false)
+        .custom_flags(super::NOFOLLOW)
         .mode(0o600)
         .open(&path)
         .map_err(|e| super::io_error("open lock file", &path, e))?;

@@ -71,6 +71,16 @@
 //! [`DataDir::compact`] runs the same steps synchronously with a payload the caller encoded
 //! (the service uses it once, when a directory is created, to record what it belongs to).
 //!
+//! # Trust
+//!
+//! Nothing in the directory is trusted unless this process's effective uid owns it. The data
+//! directory and `keys/` must be real directories (not symlinks) owned by that uid and not
+//! writable by group or others ([`check_owned_dir`]); key files must be owned by it and private.
+//! Every file is opened with `O_NOFOLLOW`, and temporary files are created with `O_EXCL` after
+//! any leftover at their name (a crash's) is unlinked — never followed or truncated. Their names
+//! are fixed (`journal-<n>.tmp`, `snapshot-<n>.tmp`) rather than random: in a directory only
+//! we may write, nobody else can plant a file there, and `O_EXCL` refuses one that appeared.
+//!
 //! # Failures
 //!
 //! A failed write or fsync of an append, or a failed directory fsync after a rotation's
@@ -188,25 +198,55 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| io_error("fsync directory", dir, e))
 }
 
-/// Creates `dir` (and missing parents) with mode 0700 if it does not exist.
+/// Creates `dir` (and missing parents) with mode 0700 if it does not exist, then checks it as
+/// [`check_owned_dir`] does (an existing directory is checked, never repaired).
 pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
-    match DirBuilder::new().recursive(true).mode(0o700).create(dir) {
-        Ok(()) if dir.is_dir() => Ok(()),
-        Ok(()) => Err(err!(
-            StorageException,
-            "data directory {} is not a directory",
-            dir.display()
-        )),
-        Err(e) => Err(io_error("create directory", dir, e)),
-    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| io_error("create directory", dir, e))?;
+    check_owned_dir(dir)
 }
 
-/// Writes `parts` to a new file `path` (mode 0600, replacing any old one) and fsyncs it.
+/// Group and other write bits: with either, another user could plant, replace or remove files
+/// (a symlink where a temporary file will be written, a snapshot of their own).
+const FOREIGN_WRITE: u32 = 0o022;
+
+/// Refuses `dir` unless it is a real directory (not a symlink) owned by this process's
+/// effective uid and not writable by group or others: nothing in a data directory is trusted
+/// unless we own it. `StorageException` naming the path, its owner and mode.
+pub(crate) fn check_owned_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(dir).map_err(|e| io_error("inspect directory", dir, e))?;
+    let (owner, mode, me) = (meta.uid(), meta.mode() & 0o7777, crate::peer::effective_uid());
+    let problem = if !meta.file_type().is_dir() {
+        "is not a directory (a symlink or a file)".to_owned()
+    } else if owner != me {
+        format!("is owned by uid {owner}, not by uid {me} who runs kmscks")
+    } else if mode & FOREIGN_WRITE != 0 {
+        format!("has mode {mode:04o}: group or others may write to it (chmod go-w it)")
+    } else {
+        return Ok(());
+    };
+    Err(err!(
+        StorageException,
+        "data directory {} {problem}; kmscks trusts nothing in a directory it does not own",
+        dir.display()
+    ))
+}
+
+/// Open flags of every file the store opens: never through a symbolic link.
+pub(crate) const NOFOLLOW: i32 = libc::O_NOFOLLOW;
+
+/// Writes `parts` to a new file `path` (mode 0600) and fsyncs it. The file must not exist
+/// (`O_EXCL`: a file planted there, or left by a crash, is removed by the caller first) and is
+/// never reached through a symbolic link.
 pub(crate) fn write_file_synced(path: &Path, parts: &[&[u8]]) -> Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .custom_flags(NOFOLLOW)
         .mode(0o600)
         .open(path)
         .map_err(|e| io_error("create", path, e))?;
@@ -214,6 +254,15 @@ pub(crate) fn write_file_synced(path: &Path, parts: &[&[u8]]) -> Result<()> {
         f.write_all(p).map_err(|e| io_error("write", path, e))?;
     }
     f.sync_all().map_err(|e| io_error("fsync", path, e))
+}
+
+/// Removes a leftover temporary file at `path` (a crash's; the directory is ours alone), so
+/// that [`write_file_synced`] can create it anew.
+pub(crate) fn remove_stale(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error("remove", path, e)),
+        _ => Ok(()),
+    }
 }
 
 fn rename(from: &Path, to: &Path) -> Result<()> {
@@ -287,7 +336,11 @@ fn read_journal(file: &mut File, path: &Path, generation: u64) -> Result<journal
 /// The records of a closed journal (one that is not the newest): it is never appended to
 /// again, so a torn final record is damage, not a crash to repair.
 fn read_closed_journal(path: &Path, generation: u64) -> Result<Vec<Vec<u8>>> {
-    let mut file = File::open(path).map_err(|e| io_error("open journal", path, e))?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(NOFOLLOW)
+        .open(path)
+        .map_err(|e| io_error("open journal", path, e))?;
     let scan = read_journal(&mut file, path, generation)?;
     match scan.torn_at {
         None => Ok(scan.records),
@@ -424,6 +477,7 @@ impl DataDir {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
+            .custom_flags(NOFOLLOW)
             .open(path)
             .map_err(|e| io_error("open journal", path, e))?;
         let scan = read_journal(&mut file, path, generation)?;
@@ -445,6 +499,7 @@ impl DataDir {
     fn create_journal_step(dir: &Path, generation: u64) -> Result<Result<File>> {
         let tmp = dir.join(format!("journal-{generation}.tmp"));
         let path = dir.join(journal_name(generation));
+        remove_stale(&tmp)?;
         if let Err(e) = write_file_synced(&tmp, &[&journal::encode_file_header(generation)])
             .and_then(|()| rename(&tmp, &path))
         {
@@ -455,6 +510,7 @@ impl DataDir {
             OpenOptions::new()
                 .read(true)
                 .write(true)
+                .custom_flags(NOFOLLOW)
                 .open(&path)
                 .map_err(|e| io_error("open journal", &path, e))
         }))

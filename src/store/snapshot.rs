@@ -6,7 +6,7 @@
 //! read back through a read-only memory map.
 
 use std::fmt;
-use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::ops::Deref;
 use std::path::Path;
 
@@ -135,7 +135,11 @@ pub(crate) fn verify(path: &Path, data: &[u8], generation: u64) -> Result<()> {
 
 /// Maps and verifies snapshot `path` of `generation`.
 pub(crate) fn load(path: &Path, generation: u64) -> Result<SnapshotBytes> {
-    let file = File::open(path).map_err(|e| super::io_error("open snapshot", path, e))?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(super::NOFOLLOW)
+        .open(path)
+        .map_err(|e| super::io_error("open snapshot", path, e))?;
     let len = file
         .metadata()
         .map_err(|e| super::io_error("stat snapshot", path, e))?

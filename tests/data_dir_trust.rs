@@ -1,0 +1,112 @@
+//! Nothing in a data directory is trusted unless this process's uid owns it: a directory
+//! another user may write, a symlink in place of the directory, a planted symlink where a
+//! temporary file will be written, a key file of another owner — each is refused or defused,
+//! and the refusal names the path and what is wrong with it.
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+
+use kmscks::api::kms::CreateKeyRequest;
+use kmscks::{ErrorKind, Kms, KmsConfig};
+use support::Need;
+
+#[test]
+fn a_data_directory_group_or_others_may_write_is_refused_naming_its_mode() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("data");
+    drop(Kms::open(&dir).unwrap());
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o770)).unwrap();
+    let e = Kms::open(&dir).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::StorageException, "{e}");
+    assert!(
+        e.message().contains("0770") && e.message().contains("data"),
+        "{e}"
+    );
+    // Nothing was lost: made private again, it opens.
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    Kms::open(&dir).unwrap();
+}
+
+#[test]
+fn a_symlink_in_place_of_the_data_directory_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let real = t.path().join("real");
+    drop(Kms::open(&real).unwrap());
+    let link = t.path().join("link");
+    symlink(&real, &link).unwrap();
+    let e = Kms::open(&link).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::StorageException, "{e}");
+    assert!(e.message().contains("not a directory"), "{e}");
+}
+
+#[test]
+fn a_planted_symlink_at_a_temporary_file_is_removed_not_followed() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("data");
+    let victim = t.path().join("victim");
+    fs::write(&victim, b"precious").unwrap();
+    let config = || KmsConfig {
+        compact_after_bytes: 1,
+        ..KmsConfig::default()
+    };
+    let kms = Kms::open_with(&dir, config()).unwrap();
+    // The next journals and snapshots the commits below rotate to and write.
+    for g in 1..8 {
+        for name in [format!("journal-{g}.tmp"), format!("snapshot-{g}.tmp")] {
+            let _ = symlink(&victim, dir.join(name));
+        }
+    }
+    for _ in 0..4 {
+        kms.create_key(&CreateKeyRequest::default()).unwrap();
+    }
+    drop(kms);
+    let links_left = fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_type().unwrap().is_symlink())
+        .count();
+    assert!(
+        links_left < 14,
+        "the commits wrote where links were planted"
+    );
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    let reopened = Kms::open_with(&dir, config()).unwrap();
+    assert_eq!(
+        reopened.list_keys(&Default::default()).unwrap().keys.len(),
+        4
+    );
+}
+
+#[test]
+fn a_data_directory_or_key_file_owned_by_another_user_is_refused() {
+    if !support::runnable(&[Need::Root]) {
+        return;
+    }
+    let chown = |path: &std::path::Path, uid: u32| {
+        std::os::unix::fs::chown(path, Some(uid), None).unwrap();
+    };
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("data");
+    drop(Kms::open(&dir).unwrap());
+
+    chown(&dir, 65534);
+    let e = Kms::open(&dir).unwrap_err();
+    assert!(e.message().contains("owned by uid 65534"), "{e}");
+    chown(&dir, 0);
+
+    let master = fs::read_dir(dir.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "key"))
+        .expect("a key file");
+    chown(&master, 65534);
+    let e = Kms::open(&dir).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::StorageException, "{e}");
+    assert!(
+        e.message().contains("owned by uid 65534") && e.message().contains(".key"),
+        "{e}"
+    );
+    chown(&master, 0);
+    Kms::open(&dir).unwrap();
+}
