@@ -1,6 +1,8 @@
 //! `kmscksd`: the kmscks daemon. Thin: flags and config file → [`DaemonConfig`], a tracing
 //! subscriber, SIGTERM/SIGINT → [`Shutdown`], then [`kmscks::daemon`] does the work.
 //!
+//! The process is made non-dumpable first ([`kmscks::daemon::forbid_core_dumps`]).
+//!
 //! Logs never include secrets: no request or reply bodies (plaintexts, ciphertexts, data keys,
 //! passwords, policies) are ever logged, at any level.
 
@@ -46,6 +48,11 @@ fn config(args: Args) -> kmscks::Result<DaemonConfig> {
 }
 
 fn main() -> ExitCode {
+    // Before any key is loaded: no core dump or same-uid ptrace may copy the keys out.
+    if let Err(e) = kmscks::daemon::forbid_core_dumps() {
+        eprintln!("kmscksd: {e}");
+        return ExitCode::from(2);
+    }
     let config = match config(parse_args()) {
         Ok(c) => c,
         Err(e) => {

@@ -20,6 +20,7 @@ mod config;
 mod conn;
 mod dispatch;
 mod event_loop;
+mod harden;
 mod identity;
 mod listener;
 
@@ -32,6 +33,7 @@ use std::sync::{Arc, Mutex};
 pub use crate::paths::default_data_dir;
 pub use bootstrap::Bootstrap;
 pub use config::{DaemonConfig, DaemonFlags};
+pub use harden::forbid_core_dumps;
 
 use crate::engine::EngineConfig;
 use crate::error::Result;
