@@ -7,6 +7,7 @@
 //! journals, applies and keeps the keyring. It names nothing above it.
 
 pub mod aliases;
+pub mod intern;
 pub mod keys;
 pub mod model;
 pub mod paging;

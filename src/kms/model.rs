@@ -91,7 +91,9 @@ pub struct Key {
     /// Where the material is.
     pub backing: Backing,
     /// Key policy document: one allocation shared by every key with the same text (most keys
-    /// carry their account's default policy; see `KmsState`'s interning).
+    /// carry their account's default policy; see `KmsState`'s interning and
+    /// [`crate::kms::intern`]).
+    #[serde(deserialize_with = "crate::kms::intern::shared_policy")]
     pub policy: Arc<str>,
     /// Tags, by tag key.
     pub tags: BTreeMap<String, String>,

@@ -139,8 +139,15 @@ impl KmsState {
             .map(|a| (a.target, a.name.clone()))
             .collect();
         let mut texts = HashSet::new();
+        let mut last: Option<Arc<str>> = None;
         for k in self.keys.values_mut() {
+            // Keys decoded in `intern::sharing` already share: a run of one text costs a
+            // pointer comparison.
+            if last.as_ref().is_some_and(|l| Arc::ptr_eq(l, &k.policy)) {
+                continue;
+            }
             k.policy = shared_text(&mut texts, &k.policy);
+            last = Some(k.policy.clone());
         }
         self.policy_texts = texts;
     }

@@ -15,13 +15,15 @@ use crate::control::event_log::events_of;
 use crate::control::{Record, State};
 use crate::err;
 use crate::error::Result;
+use crate::kms::intern;
 use crate::kms::model::TrailEvent;
 use crate::store::{BuildSnapshot, DataDir};
 use crate::types::Scope;
 
 /// Decodes a snapshot payload of the data directory `dir` and rebuilds its indexes.
 pub(super) fn decode_snapshot(bytes: &[u8], dir: &Path) -> Result<State> {
-    let mut state = decode::<State>(bytes, &format!("snapshot of {}", dir.display()))?;
+    let what = format!("snapshot of {}", dir.display());
+    let mut state = intern::sharing(|| decode::<State>(bytes, &what))?;
     state.reindex();
     Ok(state)
 }
@@ -35,17 +37,20 @@ pub(super) fn replay(
     dir: &Path,
     mut events: Option<&mut Vec<(u64, TrailEvent)>>,
 ) -> Result<()> {
-    for (i, bytes) in records.iter().enumerate() {
-        let record = decode::<Record>(bytes, &format!("journal record {i} of {}", dir.display()))?;
-        if let Some(events) = events.as_deref_mut() {
-            let first = state.kms.next_event_seq;
-            for (seq, event) in (first..).zip(events_of(&record.changes)) {
-                events.push((seq, event.clone()));
+    intern::sharing(|| {
+        for (i, bytes) in records.iter().enumerate() {
+            let what = format!("journal record {i} of {}", dir.display());
+            let record = decode::<Record>(bytes, &what)?;
+            if let Some(events) = events.as_deref_mut() {
+                let first = state.kms.next_event_seq;
+                for (seq, event) in (first..).zip(events_of(&record.changes)) {
+                    events.push((seq, event.clone()));
+                }
             }
+            state.apply_record(record);
         }
-        state.apply_record(record);
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Encodes the whole state as a snapshot payload.
