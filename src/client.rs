@@ -68,6 +68,13 @@ struct Conn {
     nonblocking: bool,
 }
 
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // Replies held plaintexts and data keys.
+        crate::secret::wipe_vec(&mut self.inbuf);
+    }
+}
+
 impl Conn {
     fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
         if self.nonblocking != on {
@@ -88,6 +95,8 @@ impl Conn {
             self.start = 0;
         }
         let len = self.inbuf.len();
+        // Replies carry plaintexts and data keys: growing wipes the allocation left behind.
+        crate::secret::reserve_wiping(&mut self.inbuf, READ_CHUNK);
         self.inbuf.resize(len + READ_CHUNK, 0);
         let n = loop {
             match self.stream.read(&mut self.inbuf[len..]) {
@@ -494,6 +503,19 @@ impl std::fmt::Debug for Pipeline<'_> {
     }
 }
 
+/// Empties a pipeline's write buffer, wiping the requests it held (they carry plaintexts);
+/// bytes past its length were wiped when they were cleared before.
+fn wipe_sent(out: &mut Vec<u8>) {
+    crate::secret::wipe(out);
+    out.clear();
+}
+
+impl Drop for Pipeline<'_> {
+    fn drop(&mut self) {
+        wipe_sent(&mut self.out);
+    }
+}
+
 impl Pipeline<'_> {
     /// Requests submitted and not yet answered (replies already read but not yet returned by
     /// [`Pipeline::recv`] do not count).
@@ -536,7 +558,7 @@ impl Pipeline<'_> {
         while self.written < self.out.len() {
             self.write_some()?;
         }
-        self.out.clear();
+        wipe_sent(&mut self.out);
         self.written = 0;
         Ok(())
     }
@@ -568,7 +590,7 @@ impl Pipeline<'_> {
         let lost = self.in_flight;
         self.conn = None;
         self.in_flight = 0;
-        self.out.clear();
+        wipe_sent(&mut self.out);
         self.written = 0;
         self.frame_ends.clear();
         broken(

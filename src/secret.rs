@@ -25,6 +25,34 @@ pub fn wipe_vec(v: &mut Vec<u8>) {
     std::hint::black_box(spare);
 }
 
+/// Makes room for `additional` more bytes in `v`. When the vector has to move to a larger
+/// allocation, the old one is wiped before it is freed: a buffer that held plaintexts or data
+/// keys (a socket's read buffer, an encoded frame) must not leave a copy behind in freed memory
+/// each time it grows. Costs one comparison when there is room.
+pub fn reserve_wiping(v: &mut Vec<u8>, additional: usize) {
+    if v.capacity() - v.len() >= additional {
+        return;
+    }
+    drop(grow_wiping(v, additional));
+}
+
+/// Appends `bytes` to `v` through [`reserve_wiping`].
+pub fn extend_wiping(v: &mut Vec<u8>, bytes: &[u8]) {
+    reserve_wiping(v, bytes.len());
+    v.extend_from_slice(bytes);
+}
+
+/// Moves `v` into an allocation with room for `additional` more bytes (at least twice the old
+/// capacity, so appends stay amortized O(1)); returns the old vector, wiped and empty.
+fn grow_wiping(v: &mut Vec<u8>, additional: usize) -> Vec<u8> {
+    let capacity = v.len().saturating_add(additional).max(v.capacity() * 2);
+    let mut grown = Vec::with_capacity(capacity);
+    grown.extend_from_slice(v);
+    let mut old = std::mem::replace(v, grown);
+    wipe_vec(&mut old);
+    old
+}
+
 /// 256-bit AES key material (an HSM key object, a default-store backing key, a wrapping key).
 pub struct KeyMaterial(Box<[u8; 32]>);
 
@@ -279,6 +307,32 @@ bincode::impl_borrow_decode!(Password);
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_growing_buffer_keeps_its_bytes_and_wipes_the_allocation_it_leaves() {
+        let mut v = Vec::with_capacity(4);
+        v.extend_from_slice(b"key!");
+        let mut old = super::grow_wiping(&mut v, 100);
+        assert_eq!(v, b"key!");
+        assert!(v.capacity() >= 104);
+        assert!(old.is_empty(), "the old vector is emptied");
+        let cap = old.capacity();
+        // Its whole allocation was wiped: reading it back (as zeros written by `resize` would
+        // be indistinguishable, check through the spare capacity instead).
+        let spare = old.spare_capacity_mut();
+        assert_eq!(spare.len(), cap);
+        // SAFETY: `wipe_vec` initialised every spare byte to 0.
+        #[allow(unsafe_code)]
+        let bytes: Vec<u8> = spare.iter().map(|b| unsafe { b.assume_init() }).collect();
+        assert!(bytes.iter().all(|&b| b == 0), "{bytes:?}");
+
+        let mut w = Vec::new();
+        for i in 0..1000u32 {
+            super::extend_wiping(&mut w, &i.to_le_bytes());
+        }
+        assert_eq!(w.len(), 4000);
+        assert_eq!(&w[..8], &[0, 0, 0, 0, 1, 0, 0, 0]);
+    }
+
     use super::*;
 
     #[test]

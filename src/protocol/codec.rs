@@ -23,7 +23,8 @@ struct VecWriter<'a>(&'a mut Vec<u8>);
 impl bincode::enc::write::Writer for VecWriter<'_> {
     #[inline]
     fn write(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
-        self.0.extend_from_slice(bytes);
+        // Bodies carry plaintexts and data keys: a growing buffer wipes what it leaves.
+        crate::secret::extend_wiping(self.0, bytes);
         Ok(())
     }
 }
@@ -84,7 +85,7 @@ fn frame_with(
     write_body: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
 ) -> Result<usize, EncodeError> {
     let start = out.len();
-    out.extend_from_slice(&[0u8; HEADER_LEN]);
+    crate::secret::extend_wiping(out, &[0u8; HEADER_LEN]);
     if let Err(e) = write_body(out) {
         out.truncate(start);
         return Err(e);
