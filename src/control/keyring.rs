@@ -5,7 +5,7 @@
 //! sealed with a passphrase. In memory mode keys are generated and never written anywhere.
 //!
 //! Key files are read and created here only, outside any transaction: the key-file options
-//! are read from the environment once, when the keyring is opened; every key the state names is
+//! (the passphrase) are given once, when the keyring is opened; every key the state names is
 //! loaded then; a key a transaction asks for ([`crate::hsm::HsmTx::create_key`]) is created by
 //! the commit path before the transaction's record is written. Transactions see the keyring
 //! only as a [`Wrapper`] over the keys already loaded.
@@ -40,12 +40,12 @@ impl std::fmt::Debug for Keyring {
 }
 
 impl Keyring {
-    /// The keyring of the durable instance in `dir`: reads the key-file options from the
-    /// environment and loads (or creates) the master key now, so that a sealed key file with a
-    /// missing or wrong passphrase stops the open rather than a later operation.
-    pub fn open(dir: &DataDir) -> Result<Keyring> {
+    /// The keyring of the durable instance in `dir`, whose key files `options` protect: loads
+    /// (or creates) the master key now, so that a sealed key file with a missing or wrong
+    /// passphrase stops the open rather than a later operation.
+    pub fn open(dir: &DataDir, options: KeyFileOptions) -> Result<Keyring> {
         let mut keyring = Keyring {
-            options: KeyFileOptions::from_env()?,
+            options,
             ..Keyring::default()
         };
         keyring.create(Some(dir), MASTER_KEY)?;

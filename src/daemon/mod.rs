@@ -32,8 +32,11 @@ pub use bootstrap::Bootstrap;
 pub use config::{DaemonConfig, DaemonFlags};
 
 use crate::engine::EngineConfig;
+use crate::err;
 use crate::error::Result;
-use crate::{Kms, KmsConfig};
+use crate::secret::Password;
+use crate::store::keyfile::{KeyFileOptions, KEYS_DIR, PASSPHRASE_ENV, PASSPHRASE_FILE_ENV};
+use crate::{Kms, KmsConfig, Passphrase};
 
 /// A handle that stops a running daemon: clone it, give one to [`run`], trigger the other
 /// (from a signal handler thread, a test…). Triggering before the loop starts stops it as soon
@@ -105,8 +108,13 @@ impl Daemon {
     /// Errors: `ValidationException` for a bad config; `StoreInUseException` when a live
     /// daemon answers on the socket or another process holds the data directory; the data
     /// directory's own errors (`StorageException`…).
+    ///
+    /// The passphrase sealing the key files is read first (see [`take_passphrase`]), and
+    /// `KMSCKS_PASSPHRASE` removed from the environment: call this before the process spawns
+    /// any thread (`kmscksd` does).
     pub fn bind(config: DaemonConfig) -> Result<Daemon> {
         config.validate()?;
+        let passphrase = take_passphrase(&config)?;
         let listener =
             listener::Listener::bind(&config.socket, config.socket_mode, config.socket_gid)?;
         let kms = Kms::open_with(
@@ -119,6 +127,7 @@ impl Daemon {
                     shards: config.engine_shards,
                     ..EngineConfig::default()
                 },
+                passphrase: Passphrase::Given(passphrase.map(Arc::new)),
                 ..KmsConfig::default()
             },
         )?;
@@ -163,6 +172,45 @@ impl Daemon {
         tracing::info!("stopped");
         out
     }
+}
+
+/// Reads the passphrase that seals the key files, once: from the file named by
+/// `KMSCKS_PASSPHRASE_FILE`, else from `KMSCKS_PASSPHRASE`, which is then removed from the
+/// process's environment (children do not inherit it, `std::env` no longer shows it; the
+/// initial environment block in `/proc/<pid>/environ` still holds it — the file does not
+/// have that weakness). Without a passphrase: refused when `require_passphrase` is set, else a
+/// warning naming what is stored in the clear.
+///
+/// Removing a variable is sound only while no other thread reads the environment through the
+/// C library. This runs at the very start of [`Daemon::bind`], which `kmscksd` calls from
+/// `main` before it spawns any thread (its signal thread is started after `bind` returns);
+/// kmscks itself starts its threads (engine shards, background worker, compaction) only later,
+/// in `Kms::open_with`. An embedding program calling `bind` with threads of its own running
+/// must not have them call `getenv`/`setenv` meanwhile.
+fn take_passphrase(config: &DaemonConfig) -> Result<Option<Password>> {
+    let passphrase = KeyFileOptions::take_from_env()?.passphrase;
+    if passphrase.is_none() {
+        if config.require_passphrase {
+            return Err(err!(
+                ValidationException,
+                "require_passphrase is set but no passphrase was given: set \
+                 {PASSPHRASE_FILE_ENV} to a file (owned by this uid, mode 0600) holding the \
+                 passphrase, or {PASSPHRASE_ENV}"
+            ));
+        }
+        tracing::warn!(
+            data_dir = %config.data_dir.display(),
+            "no passphrase: the wrapping keys in {}/{KEYS_DIR}/ (the KMS master key, which \
+             wraps default-store key material and key store passwords and authenticates the \
+             journal and snapshots, and each cluster's key, which wraps its HSM key objects \
+             and user password hashes) are stored in the clear, readable by anyone who can \
+             read that directory. Set {PASSPHRASE_FILE_ENV} to a file (owned by this uid, mode \
+             0600) holding a passphrase (or {PASSPHRASE_ENV}), and require_passphrase \
+             (--require-passphrase) to refuse to start without one",
+            config.data_dir.display()
+        );
+    }
+    Ok(passphrase)
 }
 
 /// Binds, bootstraps when configured (logging what it made), and serves until `shutdown`.

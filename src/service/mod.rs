@@ -34,6 +34,8 @@ use crate::dataplane::Mirror;
 use crate::engine::{Engine, EngineConfig};
 use crate::err;
 use crate::error::Result;
+use crate::secret::Password;
+use crate::store::keyfile::KeyFileOptions;
 use crate::store::DataDir;
 use crate::types::*;
 
@@ -59,6 +61,45 @@ pub struct KmsConfig {
     /// The data-plane engine (shards, pinning, subkey lifetime); its `scope` is taken from
     /// [`KmsConfig::scope`].
     pub engine: EngineConfig,
+    /// Where the passphrase sealing the data directory's key files comes from.
+    pub passphrase: Passphrase,
+}
+
+/// Where the passphrase that seals a data directory's key files (`keys/*.key`: PBKDF2-HMAC-
+/// SHA256, then AES-256-GCM) comes from. Without one the key files hold the wrapping keys in
+/// the clear.
+#[derive(Clone, Default)]
+pub enum Passphrase {
+    /// Read when the instance opens: the file named by `KMSCKS_PASSPHRASE_FILE` (owned by the
+    /// effective uid, no group or other access), else `KMSCKS_PASSPHRASE`; neither set: no
+    /// passphrase. The environment is left as it is.
+    #[default]
+    FromEnvironment,
+    /// Given by the caller (`kmscksd` reads it once at start and removes the variable), or
+    /// `None`: no passphrase.
+    Given(Option<Arc<Password>>),
+}
+
+impl std::fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Passphrase::FromEnvironment => f.write_str("FromEnvironment"),
+            Passphrase::Given(None) => f.write_str("Given(None)"),
+            Passphrase::Given(Some(_)) => f.write_str("Given(<redacted>)"),
+        }
+    }
+}
+
+impl Passphrase {
+    /// The key-file options this passphrase makes.
+    fn key_file_options(&self) -> Result<KeyFileOptions> {
+        match self {
+            Passphrase::FromEnvironment => KeyFileOptions::from_env(),
+            Passphrase::Given(p) => Ok(KeyFileOptions {
+                passphrase: p.as_deref().map(Password::duplicate),
+            }),
+        }
+    }
 }
 
 impl Default for KmsConfig {
@@ -72,6 +113,7 @@ impl Default for KmsConfig {
             event_log_file_bytes: EventLogOptions::default().file_bytes,
             event_log_retain_days: EventLogOptions::default().retain_days,
             engine: EngineConfig::default(),
+            passphrase: Passphrase::default(),
         }
     }
 }
@@ -94,6 +136,7 @@ impl std::fmt::Debug for KmsConfig {
             .field("compact_after_bytes", &self.compact_after_bytes)
             .field("event_log_file_bytes", &self.event_log_file_bytes)
             .field("event_log_retain_days", &self.event_log_retain_days)
+            .field("passphrase", &self.passphrase)
             .finish_non_exhaustive()
     }
 }
@@ -173,7 +216,7 @@ impl Kms {
         }
         // Key files are read here, before any transaction: the master key (a sealed file with
         // a missing or wrong passphrase stops the open) and every lineage key the state names.
-        let mut keyring = Keyring::open(&disk)?;
+        let mut keyring = Keyring::open(&disk, config.passphrase.key_file_options()?)?;
         keyring.load(Some(&disk), state.hsm.wrapping_keys());
         Kms::start(state, Some(disk), events, keyring, config)
     }
