@@ -133,7 +133,8 @@ impl Shared {
         // Wrapping keys the operation named are created now, outside the transaction and
         // before its record is written.
         for name in std::mem::take(&mut outcome.hsm.new_keys) {
-            core.keyring.create(core.disk.as_ref(), &name)?;
+            core.keyring
+                .create(core.disk.as_ref().map(AsRef::as_ref), &name)?;
         }
         self.commit(core, now, Change::all_of(outcome))?;
         Ok(out)

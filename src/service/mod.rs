@@ -174,7 +174,11 @@ impl Kms {
 
     /// Opens (or creates) a durable instance in `dir`.
     pub fn open_with(dir: impl AsRef<Path>, config: KmsConfig) -> Result<Kms> {
-        let (mut disk, recovered) = DataDir::open(dir.as_ref())?;
+        // The master key is read first (a sealed key file with a missing or wrong passphrase
+        // stops the open here): the journal and snapshots are authenticated with a key derived
+        // from it, so they are checked as they are read.
+        let (mut keyring, mut disk, recovered) =
+            Keyring::open_data_dir(dir.as_ref(), config.passphrase.key_file_options()?)?;
         let mut state = match &recovered.snapshot {
             Some(bytes) => compaction::decode_snapshot(bytes, disk.path())?,
             None => State::new(config.scope.clone()),
@@ -214,9 +218,7 @@ impl Kms {
             // that the account and Region are checked on every later open.
             disk.compact(&compaction::encode_snapshot(&state)?)?;
         }
-        // Key files are read here, before any transaction: the master key (a sealed file with
-        // a missing or wrong passphrase stops the open) and every lineage key the state names.
-        let mut keyring = Keyring::open(&disk, config.passphrase.key_file_options()?)?;
+        // Every lineage key the state names is loaded here, before any transaction.
         keyring.load(Some(&disk), state.hsm.wrapping_keys());
         Kms::start(state, Some(disk), events, keyring, config)
     }

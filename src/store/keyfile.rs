@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use aws_lc_rs::pbkdf2;
 use zeroize::Zeroizing;
 
-use super::{create_private_dir, io_error, sync_dir, write_file_synced, DataDir};
+use super::{create_private_dir, io_error, sync_dir, write_file_synced, LockedDir};
 use crate::crypto::wrap::{self, WRAP_OVERHEAD};
 use crate::error::KmsError;
 use crate::secret::{KeyMaterial, Password};
@@ -206,7 +206,7 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
-fn key_path(dir: &DataDir, name: &str) -> Result<PathBuf> {
+fn key_path(dir: &LockedDir, name: &str) -> Result<PathBuf> {
     check_name(name)?;
     Ok(dir.path().join(KEYS_DIR).join(format!("{name}.key")))
 }
@@ -455,7 +455,12 @@ fn temp_path(keys: &Path, name: &str) -> PathBuf {
 }
 
 /// Loads the wrapping key `name`; fails if it does not exist.
-pub fn load_key(dir: &DataDir, name: &str, opts: &KeyFileOptions) -> Result<KeyMaterial> {
+pub fn load_key(
+    dir: &impl AsRef<LockedDir>,
+    name: &str,
+    opts: &KeyFileOptions,
+) -> Result<KeyMaterial> {
+    let dir = dir.as_ref();
     let path = key_path(dir, name)?;
     match read_checked(&path)? {
         Some(data) => open_key(&path, name, &data, opts),
@@ -469,7 +474,12 @@ pub fn load_key(dir: &DataDir, name: &str, opts: &KeyFileOptions) -> Result<KeyM
 
 /// Loads the wrapping key `name`, creating a fresh random one (sealed if `opts` has a
 /// passphrase) if there is none yet.
-pub fn load_or_create_key(dir: &DataDir, name: &str, opts: &KeyFileOptions) -> Result<KeyMaterial> {
+pub fn load_or_create_key(
+    dir: &impl AsRef<LockedDir>,
+    name: &str,
+    opts: &KeyFileOptions,
+) -> Result<KeyMaterial> {
+    let dir = dir.as_ref();
     let path = key_path(dir, name)?;
     if let Some(data) = read_checked(&path)? {
         return open_key(&path, name, &data, opts);
@@ -503,7 +513,8 @@ pub fn load_or_create_key(dir: &DataDir, name: &str, opts: &KeyFileOptions) -> R
 /// Deletes the key file `name` durably. Deleting a key that does not exist succeeds. Only
 /// its test uses it: key files outlive their keys today.
 #[cfg(test)]
-pub fn delete_key(dir: &DataDir, name: &str) -> Result<()> {
+pub fn delete_key(dir: &impl AsRef<LockedDir>, name: &str) -> Result<()> {
+    let dir = dir.as_ref();
     let path = key_path(dir, name)?;
     match fs::remove_file(&path) {
         Ok(()) => sync_dir(&dir.path().join(KEYS_DIR)),
@@ -526,7 +537,7 @@ mod tests {
     #[test]
     fn plain_key_is_created_once_with_mode_0600() {
         let t = tempfile::tempdir().unwrap();
-        let (d, _) = DataDir::open(t.path()).unwrap();
+        let d = crate::store::DataDir::lock(t.path()).unwrap();
         let opts = KeyFileOptions::default();
         let k1 = load_or_create_key(&d, "store-kek", &opts).unwrap();
         let k2 = load_or_create_key(&d, "store-kek", &opts).unwrap();
@@ -554,7 +565,7 @@ mod tests {
     #[test]
     fn sealed_round_trip_and_passphrase_errors() {
         let t = tempfile::tempdir().unwrap();
-        let (d, _) = DataDir::open(t.path()).unwrap();
+        let d = crate::store::DataDir::lock(t.path()).unwrap();
         let k = load_or_create_key(&d, "k1", &sealed("correct horse battery")).unwrap();
         let raw = fs::read(t.path().join("keys/k1.key")).unwrap();
         assert!(
@@ -585,7 +596,7 @@ mod tests {
     #[test]
     fn group_or_world_accessible_file_is_refused() {
         let t = tempfile::tempdir().unwrap();
-        let (d, _) = DataDir::open(t.path()).unwrap();
+        let d = crate::store::DataDir::lock(t.path()).unwrap();
         let opts = KeyFileOptions::default();
         load_or_create_key(&d, "k", &opts).unwrap();
         let path = t.path().join("keys/k.key");
@@ -601,7 +612,7 @@ mod tests {
     #[test]
     fn damaged_plain_file_is_detected() {
         let t = tempfile::tempdir().unwrap();
-        let (d, _) = DataDir::open(t.path()).unwrap();
+        let d = crate::store::DataDir::lock(t.path()).unwrap();
         let opts = KeyFileOptions::default();
         load_or_create_key(&d, "k", &opts).unwrap();
         let path = t.path().join("keys/k.key");
@@ -626,7 +637,7 @@ mod tests {
     #[test]
     fn names_are_validated_and_delete_is_durable() {
         let t = tempfile::tempdir().unwrap();
-        let (d, _) = DataDir::open(t.path()).unwrap();
+        let d = crate::store::DataDir::lock(t.path()).unwrap();
         let opts = KeyFileOptions::default();
         for bad in ["", "UPPER", "a/b", "..", "x.key", &"a".repeat(65)] {
             let e = load_or_create_key(&d, bad, &opts).unwrap_err();
@@ -650,7 +661,7 @@ mod tests {
     #[test]
     fn an_old_iteration_key_file_opens_and_is_resealed_at_the_new_count() {
         let t = tempfile::tempdir().unwrap();
-        let (d, _) = DataDir::open(t.path()).unwrap();
+        let d = crate::store::DataDir::lock(t.path()).unwrap();
         let opts = sealed("an old passphrase");
         // A file as the previous build sealed it: 100,000 iterations.
         let key = KeyMaterial::generate();
@@ -679,7 +690,7 @@ mod tests {
     #[test]
     fn a_plain_key_file_opened_with_a_passphrase_is_sealed() {
         let t = tempfile::tempdir().unwrap();
-        let (d, _) = DataDir::open(t.path()).unwrap();
+        let d = crate::store::DataDir::lock(t.path()).unwrap();
         let key = load_or_create_key(&d, "k", &KeyFileOptions::default()).unwrap();
         let path = t.path().join("keys/k.key");
         assert!(fs::read(&path).unwrap().windows(32).any(|w| w == key.expose()));

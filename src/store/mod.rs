@@ -8,6 +8,11 @@
 //! a new snapshot ([`compaction`]). At start, [`DataDir::open`] hands back the newest snapshot
 //! and every record after it, for replay.
 //!
+//! Every journal frame and snapshot is authenticated with a key the caller gives at open
+//! ([`StoreAuth`], see [`auth`]); the caller typically derives it from a key file, so opening
+//! is two steps: [`DataDir::lock`] (create and lock the directory; key files can now be read
+//! and created through the [`LockedDir`]), then [`LockedDir::recover`] with the key.
+//!
 //! # Directory layout
 //!
 //! ```text
@@ -86,6 +91,7 @@
 //! `DataDir` asks an in-flight job to stop (it stops before its commit point, or finishes)
 //! and joins it before the lock is released.
 
+pub mod auth;
 pub mod compaction;
 pub mod journal;
 pub mod keyfile;
@@ -101,6 +107,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+pub use auth::StoreAuth;
 pub use compaction::{BuildSnapshot, CompactionHook, CompactionStats};
 pub use snapshot::SnapshotBytes;
 
@@ -116,9 +123,47 @@ use journal::{JOURNAL_HEADER_LEN, MAX_RECORD_LEN};
 /// appended (decode the snapshot, replay, encode: 2¼ snapshots per quarter snapshot appended).
 pub const SNAPSHOT_FRACTION: u64 = 4;
 
+/// A data directory created and exclusively locked, its store files not read yet: key files
+/// ([`keyfile`]) can be read and created through it, then [`LockedDir::recover`] reads the
+/// rest. Dropping it releases the lock.
+pub struct LockedDir {
+    path: PathBuf,
+    /// Held (open and locked) for as long as this value, or the `DataDir` it becomes, lives.
+    _lock: File,
+}
+
+impl fmt::Debug for LockedDir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockedDir").field("path", &self.path).finish()
+    }
+}
+
+impl LockedDir {
+    /// The data directory's path, as given to [`DataDir::lock`].
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<LockedDir> for LockedDir {
+    fn as_ref(&self) -> &LockedDir {
+        self
+    }
+}
+
+impl AsRef<LockedDir> for DataDir {
+    fn as_ref(&self) -> &LockedDir {
+        &self.dir
+    }
+}
+
 /// An open, exclusively locked data directory.
 pub struct DataDir {
-    path: PathBuf,
+    /// The path and the lock. Dropping it releases the lock — after `Drop` has joined any
+    /// compaction thread, since fields drop after `drop` runs.
+    dir: LockedDir,
+    /// Authenticates every frame written and read, and every snapshot.
+    auth: Arc<StoreAuth>,
     /// The newest complete snapshot's generation (`None`: no snapshot yet).
     snapshot: Option<u64>,
     /// Payload length of that snapshot (0 without one): it scales the compaction threshold.
@@ -139,9 +184,6 @@ pub struct DataDir {
     in_flight: Option<InFlight>,
     stats: CompactionStats,
     hook: Option<CompactionHook>,
-    /// Held (open and locked) for the life of the DataDir; dropping it releases the lock —
-    /// after `Drop` has joined any compaction thread, since fields drop after `drop` runs.
-    _lock: File,
 }
 
 /// What [`DataDir::open`] found on disk.
@@ -165,7 +207,7 @@ pub struct Recovered {
 impl fmt::Debug for DataDir {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DataDir")
-            .field("path", &self.path)
+            .field("path", &self.dir.path)
             .field("snapshot", &self.snapshot)
             .field("journals", &(self.first_journal..=self.journal_gen))
             .field("journal_bytes", &self.journal_bytes())
@@ -275,20 +317,26 @@ impl Listing {
     }
 }
 
-/// Reads a journal, checking its header; `Scan::torn_at` is left for the caller to judge.
-fn read_journal(file: &mut File, path: &Path, generation: u64) -> Result<journal::Scan> {
+/// Reads a journal, checking its header and every frame's tag; `Scan::torn_at` is left for the
+/// caller to judge.
+fn read_journal(
+    file: &mut File,
+    path: &Path,
+    generation: u64,
+    auth: &StoreAuth,
+) -> Result<journal::Scan> {
     let mut data = Vec::new();
     file.read_to_end(&mut data)
         .map_err(|e| io_error("read journal", path, e))?;
     journal::check_file_header(path, &data, generation)?;
-    journal::scan(path, &data)
+    journal::scan(path, &data, journal::Check { auth, generation })
 }
 
 /// The records of a closed journal (one that is not the newest): it is never appended to
 /// again, so a torn final record is damage, not a crash to repair.
-fn read_closed_journal(path: &Path, generation: u64) -> Result<Vec<Vec<u8>>> {
+fn read_closed_journal(path: &Path, generation: u64, auth: &StoreAuth) -> Result<Vec<Vec<u8>>> {
     let mut file = File::open(path).map_err(|e| io_error("open journal", path, e))?;
-    let scan = read_journal(&mut file, path, generation)?;
+    let scan = read_journal(&mut file, path, generation, auth)?;
     match scan.torn_at {
         None => Ok(scan.records),
         Some(at) => Err(journal::damaged(
@@ -302,10 +350,15 @@ fn read_closed_journal(path: &Path, generation: u64) -> Result<Vec<Vec<u8>>> {
 
 impl DataDir {
     /// Opens (creating it with mode 0700 if missing) and locks the data directory `path`, and
-    /// recovers its contents. A torn final record of the newest journal is truncated away and
-    /// reported; any other damage fails with a `StorageException` naming the file and byte
-    /// offset. A directory already open elsewhere fails with `StoreInUseException`.
-    pub fn open(path: &Path) -> Result<(DataDir, Recovered)> {
+    /// recovers its contents, authenticated with `auth`: [`DataDir::lock`] then
+    /// [`LockedDir::recover`].
+    pub fn open(path: &Path, auth: StoreAuth) -> Result<(DataDir, Recovered)> {
+        DataDir::lock(path)?.recover(auth)
+    }
+
+    /// Creates (mode 0700) the data directory `path` if it is missing and locks it, reading
+    /// nothing else. A directory already open elsewhere fails with `StoreInUseException`.
+    pub fn lock(path: &Path) -> Result<LockedDir> {
         let existed = path.exists();
         create_private_dir(path)?;
         if !existed {
@@ -315,6 +368,21 @@ impl DataDir {
             }
         }
         let lock = lock::acquire(path)?;
+        Ok(LockedDir {
+            path: path.to_path_buf(),
+            _lock: lock,
+        })
+    }
+}
+
+impl LockedDir {
+    /// Recovers the directory's contents, checking every journal frame and snapshot against
+    /// `auth`. A torn final record of the newest journal is truncated away and reported; any
+    /// other damage — a frame or snapshot whose tag does not verify included — fails with a
+    /// `StorageException` naming the file and byte offset.
+    pub fn recover(self, auth: StoreAuth) -> Result<(DataDir, Recovered)> {
+        let auth = Arc::new(auth);
+        let path = self.path.as_path();
         let listing = Listing::read(path)?;
         let newest = listing.snapshots.last().copied();
         let first = newest.unwrap_or(0);
@@ -336,7 +404,7 @@ impl DataDir {
             }
         }
         let snapshot = match newest {
-            Some(g) => Some(snapshot::load(&path.join(snapshot_name(g)), g)?),
+            Some(g) => Some(snapshot::load(&path.join(snapshot_name(g)), g, &auth)?),
             None => None,
         };
 
@@ -346,16 +414,16 @@ impl DataDir {
             None => (&[][..], first),
         };
         for &g in closed {
-            records.extend(read_closed_journal(&path.join(journal_name(g)), g)?);
+            records.extend(read_closed_journal(&path.join(journal_name(g)), g, &auth)?);
         }
         let journal_path = path.join(journal_name(current));
         // The torn tail is repaired either way; only the white-box tests read what was cut.
         #[cfg_attr(not(any(test, feature = "internals")), allow(unused_variables))]
         let (journal, journal_len, dropped_torn_tail) = if live.is_empty() {
-            let f = Self::create_journal(path, current)?;
+            let f = DataDir::create_journal(path, current)?;
             (f, JOURNAL_HEADER_LEN as u64, None)
         } else {
-            let (f, len, tail, torn) = Self::recover_journal(&journal_path, current)?;
+            let (f, len, tail, torn) = DataDir::recover_journal(&journal_path, current, &auth)?;
             records.extend(tail);
             (f, len, torn)
         };
@@ -386,10 +454,12 @@ impl DataDir {
             sync_dir(path)?;
         }
 
+        let snapshot_len = snapshot.as_ref().map_or(0, |s| s.len() as u64);
         let dir = DataDir {
-            path: path.to_path_buf(),
+            dir: self,
+            auth,
             snapshot: newest,
-            snapshot_len: snapshot.as_ref().map_or(0, |s| s.len() as u64),
+            snapshot_len,
             first_journal: first,
             journal,
             journal_gen: current,
@@ -400,7 +470,6 @@ impl DataDir {
             in_flight: None,
             stats: CompactionStats::default(),
             hook: None,
-            _lock: lock,
         };
         let recovered = Recovered {
             snapshot,
@@ -414,19 +483,22 @@ impl DataDir {
         };
         Ok((dir, recovered))
     }
+}
 
+impl DataDir {
     /// Reads, checks and (if its tail is torn) repairs the newest journal.
     #[allow(clippy::type_complexity)]
     fn recover_journal(
         path: &Path,
         generation: u64,
+        auth: &StoreAuth,
     ) -> Result<(File, u64, Vec<Vec<u8>>, Option<(PathBuf, u64)>)> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(|e| io_error("open journal", path, e))?;
-        let scan = read_journal(&mut file, path, generation)?;
+        let scan = read_journal(&mut file, path, generation, auth)?;
         let torn = match scan.torn_at {
             Some(at) => {
                 file.set_len(scan.valid_len)
@@ -466,7 +538,16 @@ impl DataDir {
 
     /// The data directory's path, as given to `open`.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.dir.path
+    }
+
+    /// Where the next frame goes: the current journal's generation and length.
+    fn next_frame(&self) -> journal::At<'_> {
+        journal::At {
+            auth: &self.auth,
+            generation: self.journal_gen,
+            offset: self.journal_len,
+        }
     }
 
     /// The newest complete snapshot's generation (0: none yet).
@@ -487,7 +568,7 @@ impl DataDir {
         self.check_len(record.len())?;
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
-        journal::encode_record(&mut buf, record);
+        journal::encode_record(&mut buf, self.next_frame(), record);
         let r = self.write_frame(&buf);
         self.scratch = buf;
         r
@@ -505,7 +586,7 @@ impl DataDir {
                 self.check_len(journal::batch_payload_len(records))?;
                 let mut buf = std::mem::take(&mut self.scratch);
                 buf.clear();
-                journal::encode_batch(&mut buf, records);
+                journal::encode_batch(&mut buf, self.next_frame(), records);
                 let r = self.write_frame(&buf);
                 self.scratch = buf;
                 r
@@ -541,7 +622,7 @@ impl DataDir {
             return Err(err!(
                 StorageException,
                 "a compaction of {} is already in flight",
-                self.path.display()
+                self.path().display()
             ));
         }
         let job = self.rotate()?;
@@ -596,7 +677,7 @@ impl DataDir {
     /// Step 1: closes the current journal and opens the next; returns the job for steps 2–5.
     fn rotate(&mut self) -> Result<Job> {
         let next = self.journal_gen + 1;
-        let journal = match Self::create_journal_step(&self.path, next)? {
+        let journal = match Self::create_journal_step(self.path(), next)? {
             Ok(f) => f,
             Err(e) => {
                 // Renamed but perhaps not durable: which journal a crash would leave newest is
@@ -610,12 +691,13 @@ impl DataDir {
             }
         };
         self.journal = journal;
-        self.journal_path = self.path.join(journal_name(next));
+        self.journal_path = self.path().join(journal_name(next));
         self.journal_len = JOURNAL_HEADER_LEN as u64;
         let closed = self.first_journal..=self.journal_gen;
         self.journal_gen = next;
         Ok(Job {
-            dir: self.path.clone(),
+            dir: self.path().to_path_buf(),
+            auth: self.auth.clone(),
             base: self.snapshot,
             journals: closed,
             target: next,
@@ -658,7 +740,7 @@ impl DataDir {
             Some(why) => Err(err!(
                 StorageException,
                 "data directory {} refuses writes after an earlier failure ({why}); reopen it",
-                self.path.display()
+                self.path().display()
             )),
         }
     }
@@ -707,6 +789,7 @@ impl Drop for DataDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::auth::tests::test_auth;
 
     #[test]
     fn parse_gen_is_strict() {
@@ -721,7 +804,7 @@ mod tests {
     fn fresh_directory_round_trip() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("data");
-        let (mut d, r) = DataDir::open(&p).unwrap();
+        let (mut d, r) = DataDir::open(&p, test_auth()).unwrap();
         assert!(r.snapshot.is_none() && r.records.is_empty() && r.dropped_torn_tail.is_none());
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
@@ -731,14 +814,15 @@ mod tests {
         d.append(b"r1").unwrap();
         d.append_batch(&[b"r2", b"r3"]).unwrap();
         d.append_batch(&[]).unwrap();
-        assert_eq!(d.journal_bytes(), (16 + 2) + (16 + 4 + 2 + 4 + 2));
+        // Each frame: a 16-byte header, the payload, a 32-byte tag.
+        assert_eq!(d.journal_bytes(), (16 + 2 + 32) + (16 + 4 + 2 + 4 + 2 + 32));
         let j = p.join("journal-0.log");
         assert_eq!(
             fs::metadata(&j).unwrap().permissions().mode() & 0o777,
             0o600
         );
         drop(d);
-        let (_d, r) = DataDir::open(&p).unwrap();
+        let (_d, r) = DataDir::open(&p, test_auth()).unwrap();
         assert_eq!(
             r.records,
             vec![b"r1".to_vec(), b"r2".to_vec(), b"r3".to_vec()]
@@ -748,7 +832,7 @@ mod tests {
     #[test]
     fn compaction_switches_generation_and_cleans_up() {
         let t = tempfile::tempdir().unwrap();
-        let (mut d, _) = DataDir::open(t.path()).unwrap();
+        let (mut d, _) = DataDir::open(t.path(), test_auth()).unwrap();
         d.append(b"a").unwrap();
         d.compact(b"state-1").unwrap();
         assert_eq!(d.generation(), 1);
@@ -763,7 +847,7 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["LOCK", "journal-2.log", "snapshot-2.bin"]);
-        let (_d, r) = DataDir::open(t.path()).unwrap();
+        let (_d, r) = DataDir::open(t.path(), test_auth()).unwrap();
         assert_eq!(r.snapshot.as_deref().unwrap(), b"state-2");
         assert_eq!(r.records, vec![b"c".to_vec()]);
         assert_eq!(r.generation, 2);
@@ -772,7 +856,7 @@ mod tests {
     #[test]
     fn oversized_record_is_refused_before_writing() {
         let t = tempfile::tempdir().unwrap();
-        let (mut d, _) = DataDir::open(t.path()).unwrap();
+        let (mut d, _) = DataDir::open(t.path(), test_auth()).unwrap();
         let big = vec![0u8; MAX_RECORD_LEN + 1];
         let e = d.append(&big).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::StorageException);
@@ -784,13 +868,13 @@ mod tests {
     #[test]
     fn orphan_journal_is_an_error_not_a_guess() {
         let t = tempfile::tempdir().unwrap();
-        drop(DataDir::open(t.path()).unwrap());
+        drop(DataDir::open(t.path(), test_auth()).unwrap());
         write_file_synced(
             &t.path().join("journal-4.log"),
             &[&journal::encode_file_header(4)],
         )
         .unwrap();
-        let e = DataDir::open(t.path()).unwrap_err();
+        let e = DataDir::open(t.path(), test_auth()).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::StorageException);
         assert!(
             e.message()
@@ -802,7 +886,7 @@ mod tests {
     #[test]
     fn failed_compaction_before_commit_leaves_old_generation_usable() {
         let t = tempfile::tempdir().unwrap();
-        let (mut d, _) = DataDir::open(t.path()).unwrap();
+        let (mut d, _) = DataDir::open(t.path(), test_auth()).unwrap();
         d.append(b"a").unwrap();
         // A directory squatting on the temporary name makes writing the snapshot fail.
         fs::create_dir(t.path().join("snapshot-1.tmp")).unwrap();
@@ -813,14 +897,14 @@ mod tests {
         d.append(b"b").unwrap();
         drop(d);
         fs::remove_dir(t.path().join("snapshot-1.tmp")).unwrap();
-        let (_d, r) = DataDir::open(t.path()).unwrap();
+        let (_d, r) = DataDir::open(t.path(), test_auth()).unwrap();
         assert_eq!(r.records, [b"a", b"b"]);
     }
 
     #[test]
     fn failed_rotation_before_its_rename_keeps_appending_to_the_current_journal() {
         let t = tempfile::tempdir().unwrap();
-        let (mut d, _) = DataDir::open(t.path()).unwrap();
+        let (mut d, _) = DataDir::open(t.path(), test_auth()).unwrap();
         d.append(b"a").unwrap();
         // A directory squatting on the temporary name makes creating the next journal fail.
         fs::create_dir(t.path().join("journal-1.tmp")).unwrap();
@@ -831,7 +915,7 @@ mod tests {
         d.append(b"b").unwrap();
         drop(d);
         fs::remove_dir(t.path().join("journal-1.tmp")).unwrap();
-        let (mut d, r) = DataDir::open(t.path()).unwrap();
+        let (mut d, r) = DataDir::open(t.path(), test_auth()).unwrap();
         assert_eq!(r.records, [b"a", b"b"]);
         d.compact(b"state").unwrap();
         assert_eq!((d.generation(), d.journal_generation()), (1, 1));
@@ -840,7 +924,7 @@ mod tests {
     #[test]
     fn failed_append_poisons_until_reopen() {
         let t = tempfile::tempdir().unwrap();
-        let (mut d, _) = DataDir::open(t.path()).unwrap();
+        let (mut d, _) = DataDir::open(t.path(), test_auth()).unwrap();
         d.append(b"a").unwrap();
         // Swap the journal for a read-only descriptor: the next write fails.
         d.journal = File::open(&d.journal_path).unwrap();
@@ -855,7 +939,7 @@ mod tests {
         assert!(d.compact(b"again").is_err());
         assert!(!d.compaction_due(0), "a poisoned directory starts no compaction");
         drop(d);
-        let (mut d, r) = DataDir::open(t.path()).unwrap();
+        let (mut d, r) = DataDir::open(t.path(), test_auth()).unwrap();
         assert_eq!(r.records, [b"a"]);
         d.append(b"c").unwrap();
     }
@@ -865,7 +949,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let f = t.path().join("file");
         fs::write(&f, b"x").unwrap();
-        let e = DataDir::open(&f).unwrap_err();
+        let e = DataDir::open(&f, test_auth()).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::StorageException);
     }
 }
