@@ -863,6 +863,91 @@ fn mode(p: &Path) -> u32 {
 }
 
 #[test]
+fn hsm_password_hashes_are_not_in_the_clear_in_the_journal_and_verify_at_another_count() {
+    use kmscks::api::hsm::UserRequest;
+    use kmscks::secret::Password;
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("data");
+    let (config, _clock) = config();
+    let kms = open(&dir, &config);
+    let cluster = active_cluster(&kms).cluster_id;
+    let alice = "aliceSecret42";
+    kms.create_hsm_user(&UserRequest {
+        cluster_id: cluster.clone(),
+        username: "alice".into(),
+        role: None,
+        password: Password::new(alice),
+    })
+    .unwrap();
+    let state = kms.state_snapshot();
+    drop(kms);
+
+    // What an unwrapped hash would be: PBKDF2 of the known password with the stored salt and
+    // count. Neither it nor the password is anywhere in the directory.
+    let mut secrets: Vec<(String, Vec<u8>)> = Vec::new();
+    for (name, password) in [("kmsuser", KMSUSER_PASSWORD), ("alice", alice)] {
+        let u = state
+            .hsm
+            .users
+            .iter()
+            .find(|((c, n), _)| c.as_str() == cluster && n == name)
+            .map(|(_, u)| u)
+            .expect("the user is in the state");
+        let mut hash = [0u8; 32];
+        aws_lc_rs::pbkdf2::derive(
+            aws_lc_rs::pbkdf2::PBKDF2_HMAC_SHA256,
+            std::num::NonZeroU32::new(u.password.iterations).unwrap(),
+            &u.password.salt,
+            password.as_bytes(),
+            &mut hash,
+        );
+        assert_eq!(
+            u.password.iterations,
+            KmsConfig::TEST_HSM_PASSWORD_ITERATIONS
+        );
+        secrets.push((format!("{name}'s password hash"), hash.to_vec()));
+        secrets.push((format!("{name}'s password"), password.as_bytes().to_vec()));
+        // The search can find what is there: the wrapped form is in the journal.
+        secrets.push((
+            format!("!{name}'s wrapped hash"),
+            u.password.wrapped.clone(),
+        ));
+    }
+    let mut files = Vec::new();
+    all_files(&dir, &mut files);
+    let mut wrapped_seen = 0;
+    for file in &files {
+        let bytes = fs::read(file).unwrap();
+        for (what, needle) in &secrets {
+            let found = bytes.windows(needle.len()).any(|w| w == &needle[..]);
+            if what.starts_with('!') {
+                wrapped_seen += usize::from(found);
+            } else {
+                assert!(!found, "{what} in the clear in {}", file.display());
+            }
+        }
+    }
+    assert!(wrapped_seen >= 2, "the wrapped hashes are on disk");
+
+    // Reopened with another iteration count (the production default), the hashes made at
+    // the test count still verify, and a wrong password still does not.
+    let reopened = open(
+        &dir,
+        &KmsConfig {
+            hsm_password_iterations: kmscks::hsm::PASSWORD_ITERATIONS,
+            ..config.clone()
+        },
+    );
+    reopened
+        .login_hsm_user(&cluster, "alice", &Password::new(alice))
+        .unwrap();
+    let e = reopened
+        .login_hsm_user(&cluster, "kmsuser", &Password::new("wrongPassw0rd"))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CloudHsmAccessDeniedException);
+}
+
+#[test]
 fn no_key_material_or_password_is_written_in_the_clear() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("data");

@@ -34,8 +34,6 @@ pub use config::{DaemonConfig, DaemonFlags};
 use crate::engine::EngineConfig;
 use crate::err;
 use crate::error::Result;
-use crate::secret::Password;
-use crate::store::keyfile::{KeyFileOptions, KEYS_DIR, PASSPHRASE_ENV, PASSPHRASE_FILE_ENV};
 use crate::{Kms, KmsConfig, Passphrase};
 
 /// A handle that stops a running daemon: clone it, give one to [`run`], trigger the other
@@ -127,7 +125,7 @@ impl Daemon {
                     shards: config.engine_shards,
                     ..EngineConfig::default()
                 },
-                passphrase: Passphrase::Given(passphrase.map(Arc::new)),
+                passphrase,
                 ..KmsConfig::default()
             },
         )?;
@@ -187,15 +185,18 @@ impl Daemon {
 /// kmscks itself starts its threads (engine shards, background worker, compaction) only later,
 /// in `Kms::open_with`. An embedding program calling `bind` with threads of its own running
 /// must not have them call `getenv`/`setenv` meanwhile.
-fn take_passphrase(config: &DaemonConfig) -> Result<Option<Password>> {
-    let passphrase = KeyFileOptions::take_from_env()?.passphrase;
-    if passphrase.is_none() {
+fn take_passphrase(config: &DaemonConfig) -> Result<Passphrase> {
+    const ENV: &str = Passphrase::ENV;
+    const FILE_ENV: &str = Passphrase::FILE_ENV;
+    const KEYS_DIR: &str = Passphrase::KEY_FILES_DIR;
+    let passphrase = Passphrase::take_from_environment()?;
+    if !passphrase.is_given() {
         if config.require_passphrase {
             return Err(err!(
                 ValidationException,
                 "require_passphrase is set but no passphrase was given: set \
-                 {PASSPHRASE_FILE_ENV} to a file (owned by this uid, mode 0600) holding the \
-                 passphrase, or {PASSPHRASE_ENV}"
+                 {FILE_ENV} to a file (owned by this uid, mode 0600) holding the \
+                 passphrase, or {ENV}"
             ));
         }
         tracing::warn!(
@@ -204,8 +205,8 @@ fn take_passphrase(config: &DaemonConfig) -> Result<Option<Password>> {
              wraps default-store key material and key store passwords and authenticates the \
              journal and snapshots, and each cluster's key, which wraps its HSM key objects \
              and user password hashes) are stored in the clear, readable by anyone who can \
-             read that directory. Set {PASSPHRASE_FILE_ENV} to a file (owned by this uid, mode \
-             0600) holding a passphrase (or {PASSPHRASE_ENV}), and require_passphrase \
+             read that directory. Set {FILE_ENV} to a file (owned by this uid, mode \
+             0600) holding a passphrase (or {ENV}), and require_passphrase \
              (--require-passphrase) to refuse to start without one",
             config.data_dir.display()
         );

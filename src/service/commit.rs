@@ -127,6 +127,7 @@ impl Shared {
                 &core.keyring,
                 principal,
             );
+            tx.hsm_password_iterations = self.config.hsm_password_iterations;
             let out = f(&mut tx)?;
             (out, tx.finish())
         };

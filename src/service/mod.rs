@@ -35,7 +35,7 @@ use crate::engine::{Engine, EngineConfig};
 use crate::err;
 use crate::error::Result;
 use crate::secret::Password;
-use crate::store::keyfile::KeyFileOptions;
+use crate::store::keyfile::{self, KeyFileOptions};
 use crate::store::DataDir;
 use crate::types::*;
 
@@ -63,6 +63,13 @@ pub struct KmsConfig {
     pub engine: EngineConfig,
     /// Where the passphrase sealing the data directory's key files comes from.
     pub passphrase: Passphrase,
+    /// PBKDF2-HMAC-SHA256 iterations for the CloudHSM user password hashes made from now on
+    /// (each hash keeps its own count, so hashes made at another count still verify). The
+    /// default, 600,000, costs about 0.3 s per hash, paid by user create and change-password,
+    /// by logins, and twice by each ConnectCustomKeyStore (kmsuser's login, then its
+    /// rotated password). Lower it only in tests that make many users or connections
+    /// ([`KmsConfig::TEST_HSM_PASSWORD_ITERATIONS`]); values below 1,000 count as 1,000.
+    pub hsm_password_iterations: u32,
 }
 
 /// Where the passphrase that seals a data directory's key files (`keys/*.key`: PBKDF2-HMAC-
@@ -91,6 +98,29 @@ impl std::fmt::Debug for Passphrase {
 }
 
 impl Passphrase {
+    /// The environment variable holding a passphrase.
+    pub const ENV: &'static str = keyfile::PASSPHRASE_ENV;
+    /// The environment variable naming a file that holds the passphrase (preferred).
+    pub const FILE_ENV: &'static str = keyfile::PASSPHRASE_FILE_ENV;
+    /// The subdirectory of a data directory holding the key files.
+    pub const KEY_FILES_DIR: &'static str = keyfile::KEYS_DIR;
+
+    /// Reads the passphrase now, as [`Passphrase::FromEnvironment`] would at open, then
+    /// removes `KMSCKS_PASSPHRASE` from the process's environment (not from the initial
+    /// environment block `/proc/<pid>/environ` shows). Sound only while no other thread
+    /// reads the environment through the C library: call it at the start of a program,
+    /// before it spawns threads.
+    pub fn take_from_environment() -> Result<Passphrase> {
+        Ok(Passphrase::Given(
+            KeyFileOptions::take_from_env()?.passphrase.map(Arc::new),
+        ))
+    }
+
+    /// Whether this is a passphrase given (not to be read later, and not none).
+    pub fn is_given(&self) -> bool {
+        matches!(self, Passphrase::Given(Some(_)))
+    }
+
     /// The key-file options this passphrase makes.
     fn key_file_options(&self) -> Result<KeyFileOptions> {
         match self {
@@ -114,11 +144,17 @@ impl Default for KmsConfig {
             event_log_retain_days: EventLogOptions::default().retain_days,
             engine: EngineConfig::default(),
             passphrase: Passphrase::default(),
+            hsm_password_iterations: crate::hsm::PASSWORD_ITERATIONS,
         }
     }
 }
 
 impl KmsConfig {
+    /// The [`KmsConfig::hsm_password_iterations`] kmscks's own tests use: the floor, so that
+    /// a test making dozens of connections does not spend seconds hashing. Never for a
+    /// directory that holds anything worth protecting.
+    pub const TEST_HSM_PASSWORD_ITERATIONS: u32 = crate::hsm::MIN_PASSWORD_ITERATIONS;
+
     /// The event log's rotation and retention.
     fn event_log_options(&self) -> EventLogOptions {
         EventLogOptions {
@@ -137,6 +173,7 @@ impl std::fmt::Debug for KmsConfig {
             .field("event_log_file_bytes", &self.event_log_file_bytes)
             .field("event_log_retain_days", &self.event_log_retain_days)
             .field("passphrase", &self.passphrase)
+            .field("hsm_password_iterations", &self.hsm_password_iterations)
             .finish_non_exhaustive()
     }
 }

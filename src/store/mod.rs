@@ -351,7 +351,9 @@ fn read_closed_journal(path: &Path, generation: u64, auth: &StoreAuth) -> Result
 impl DataDir {
     /// Opens (creating it with mode 0700 if missing) and locks the data directory `path`, and
     /// recovers its contents, authenticated with `auth`: [`DataDir::lock`] then
-    /// [`LockedDir::recover`].
+    /// [`LockedDir::recover`] (the store's own tests; kmscks opens through the keyring,
+    /// which reads the key the store is authenticated with in between).
+    #[cfg(any(test, feature = "internals"))]
     pub fn open(path: &Path, auth: StoreAuth) -> Result<(DataDir, Recovered)> {
         DataDir::lock(path)?.recover(auth)
     }
