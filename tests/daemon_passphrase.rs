@@ -83,6 +83,46 @@ fn both_passphrase_variables_set_is_refused() {
     assert!(stderr.contains("set only one"), "{stderr}");
 }
 
+#[test]
+fn kmscksd_wipes_kmscks_passphrase_from_proc_environ_after_start() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let t = tempfile::tempdir().unwrap();
+    let secret = "a passphrase nobody should find in proc";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kmscksd"))
+        .arg("--data-dir")
+        .arg(t.path().join("data"))
+        .arg("--socket")
+        .arg(t.path().join("kmscks.sock"))
+        .env_remove(PASSPHRASE_FILE)
+        .env_remove("RUST_LOG")
+        .env(PASSPHRASE, secret)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let listening = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .any(|l| l.starts_with("kmscksd: listening on"));
+    let environ = std::fs::read(format!("/proc/{}/environ", child.id()));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(listening, "kmscksd did not start ({status})");
+    assert!(status.success(), "{status}");
+    let environ = environ.expect("/proc/<pid>/environ of our own child is readable");
+    assert!(
+        !environ
+            .windows(secret.len())
+            .any(|w| w == secret.as_bytes()),
+        "the passphrase is still in /proc/<pid>/environ"
+    );
+    assert!(sealed(&t.path().join("data/keys/kms-master.key")));
+}
+
 /// Whether the key file `path` is sealed (kind byte 1 at offset 5).
 fn sealed(path: &Path) -> bool {
     std::fs::read(path).unwrap()[5] == 1

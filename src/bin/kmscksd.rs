@@ -65,7 +65,8 @@ fn main() -> ExitCode {
     let shutdown = Shutdown::new();
     // Signal handlers are installed now (a signal during `bind` is kept), but their thread is
     // spawned only after `bind`: `bind` reads the passphrase and removes KMSCKS_PASSPHRASE
-    // from the environment, which is sound only while this process has a single thread.
+    // from the environment (wiping its value in place first), which is sound only while
+    // this process has a single thread.
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,

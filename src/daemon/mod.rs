@@ -107,8 +107,10 @@ impl Daemon {
     /// daemon answers on the socket or another process holds the data directory; the data
     /// directory's own errors (`StorageException`…).
     ///
-    /// The passphrase sealing the key files is read first (see [`take_passphrase`]), and
-    /// `KMSCKS_PASSPHRASE` removed from the environment: call this before the process spawns
+    /// The passphrase sealing the key files is read first
+    /// ([`Passphrase::take_from_environment`]: `KMSCKS_PASSPHRASE_FILE`, else
+    /// `KMSCKS_PASSPHRASE`, which is then removed from the environment; without one, refused
+    /// when `require_passphrase` is set, else a warning): call this before the process spawns
     /// any thread (`kmscksd` does).
     pub fn bind(config: DaemonConfig) -> Result<Daemon> {
         config.validate()?;
@@ -173,14 +175,15 @@ impl Daemon {
 }
 
 /// Reads the passphrase that seals the key files, once: from the file named by
-/// `KMSCKS_PASSPHRASE_FILE`, else from `KMSCKS_PASSPHRASE`, which is then removed from the
-/// process's environment (children do not inherit it, `std::env` no longer shows it; the
-/// initial environment block in `/proc/<pid>/environ` still holds it — the file does not
-/// have that weakness). Without a passphrase: refused when `require_passphrase` is set, else a
-/// warning naming what is stored in the clear.
+/// `KMSCKS_PASSPHRASE_FILE`, else from `KMSCKS_PASSPHRASE`, whose value is then wiped in
+/// place and the variable removed (children do not inherit it, `std::env` and
+/// `/proc/<pid>/environ` no longer show it; it was visible there from `exec` until now, and
+/// whatever started the daemon may keep a copy — the file has neither weakness). Without a
+/// passphrase: refused when `require_passphrase` is set, else a warning naming what is stored
+/// in the clear.
 ///
-/// Removing a variable is sound only while no other thread reads the environment through the
-/// C library. This runs at the very start of [`Daemon::bind`], which `kmscksd` calls from
+/// Changing the environment is sound only while no other thread reads it through the C
+/// library. This runs at the very start of [`Daemon::bind`], which `kmscksd` calls from
 /// `main` before it spawns any thread (its signal thread is started after `bind` returns);
 /// kmscks itself starts its threads (engine shards, background worker, compaction) only later,
 /// in `Kms::open_with`. An embedding program calling `bind` with threads of its own running

@@ -106,8 +106,9 @@ impl Passphrase {
     pub const KEY_FILES_DIR: &'static str = keyfile::KEYS_DIR;
 
     /// Reads the passphrase now, as [`Passphrase::FromEnvironment`] would at open, then
-    /// removes `KMSCKS_PASSPHRASE` from the process's environment (not from the initial
-    /// environment block `/proc/<pid>/environ` shows). Sound only while no other thread
+    /// wipes the value of `KMSCKS_PASSPHRASE` in place (so `/proc/<pid>/environ` no longer
+    /// shows it) and removes the variable from the process's environment. Sound only while no
+    /// other thread
     /// reads the environment through the C library: call it at the start of a program,
     /// before it spawns threads.
     pub fn take_from_environment() -> Result<Passphrase> {

@@ -33,7 +33,8 @@ use crate::{err, Result};
 /// Environment variable holding the passphrase that seals key files.
 pub const PASSPHRASE_ENV: &str = "KMSCKS_PASSPHRASE";
 /// Environment variable naming a file that holds the passphrase (preferred over
-/// [`PASSPHRASE_ENV`]: a variable's value stays readable in `/proc/<pid>/environ`).
+/// [`PASSPHRASE_ENV`]: a variable's value is readable in `/proc/<pid>/environ` until it is
+/// wiped, and the process that set it may keep it).
 pub const PASSPHRASE_FILE_ENV: &str = "KMSCKS_PASSPHRASE_FILE";
 /// Longest passphrase file read (a passphrase is a line of text, not a document).
 const PASSPHRASE_FILE_MAX: u64 = 4096;
@@ -85,7 +86,8 @@ impl KeyFileOptions {
             (None, Some(v)) => {
                 // `into_string` moves the bytes (no copy); `Password` zeroizes them on drop.
                 // The `OsString` std handed out is itself a copy of the environment's bytes,
-                // which stay in the process's environment block (see `take_from_env`).
+                // which stay in the process's environment block unless `take_from_env` wipes
+                // them.
                 let text = v.into_string().map_err(|v| {
                     let mut bytes = v.into_encoded_bytes();
                     zeroize::Zeroize::zeroize(&mut bytes);
@@ -98,14 +100,18 @@ impl KeyFileOptions {
         Ok(KeyFileOptions { passphrase })
     }
 
-    /// [`from_env`](KeyFileOptions::from_env), then removes `KMSCKS_PASSPHRASE` from the
-    /// process's environment, so that child processes do not inherit it and later
-    /// `std::env` reads (a crash reporter, a debug dump of the environment) do not see it.
+    /// [`from_env`](KeyFileOptions::from_env), then wipes the value of `KMSCKS_PASSPHRASE`
+    /// in place in the C environment and removes the variable, so that child processes do not
+    /// inherit it, later `std::env` reads do not see it, and `/proc/<pid>/environ` no longer
+    /// shows it.
     ///
-    /// What this does not do: `/proc/<pid>/environ` shows the environment block the kernel
-    /// placed on the stack at `exec`, which the C library's `unsetenv` does not touch, so the
-    /// value stays readable there (to the same uid and root) for the life of the process.
-    /// Only `KMSCKS_PASSPHRASE_FILE` keeps the passphrase out of it.
+    /// Why the wipe: `/proc/<pid>/environ` shows the environment strings the kernel placed on
+    /// the stack at `exec`, and `unsetenv` (what `std::env::remove_var` calls) only drops the
+    /// pointer to one from the `environ` array — the string, value included, stays readable
+    /// there for the life of the process. So the value's bytes are overwritten with zeros
+    /// first. What remains: the value was in that memory (and readable by the same uid and
+    /// root) from `exec` until this call, and any copy the parent process keeps. Only
+    /// `KMSCKS_PASSPHRASE_FILE` keeps the passphrase out of the environment altogether.
     ///
     /// Changing the environment races with any other thread reading it through the C library
     /// (`getenv` is not synchronised with std's lock): call this only while the process has
@@ -113,9 +119,45 @@ impl KeyFileOptions {
     pub fn take_from_env() -> Result<KeyFileOptions> {
         let opts = KeyFileOptions::from_env()?;
         if std::env::var_os(PASSPHRASE_ENV).is_some() {
+            wipe_environment_value(PASSPHRASE_ENV);
             std::env::remove_var(PASSPHRASE_ENV);
         }
         Ok(opts)
+    }
+}
+
+/// Overwrites with zeros, in place, the value of every `name=value` string of the C
+/// environment (see [`KeyFileOptions::take_from_env`] for why, and when this may be called).
+#[allow(unsafe_code)]
+fn wipe_environment_value(name: &str) {
+    extern "C" {
+        /// POSIX: the NULL-terminated array of the process's `name=value` strings.
+        static mut environ: *mut *mut libc::c_char;
+    }
+    let prefix = format!("{name}=");
+    // SAFETY: the caller runs while the process has a single thread, so neither `environ` nor
+    // its strings change meanwhile. `environ` is NULL or a NULL-terminated array of pointers to
+    // NUL-terminated strings in writable memory (the initial stack, or the C library's
+    // allocations); only bytes before a string's terminating NUL are written, so each stays a
+    // valid (shorter) C string. The shared view made of a string ends before it is written.
+    unsafe {
+        let mut entry = environ;
+        if entry.is_null() {
+            return;
+        }
+        while !(*entry).is_null() {
+            let s = *entry;
+            let (matches, len) = {
+                let bytes = std::ffi::CStr::from_ptr(s).to_bytes();
+                (bytes.starts_with(prefix.as_bytes()), bytes.len())
+            };
+            if matches {
+                for i in prefix.len()..len {
+                    std::ptr::write_volatile(s.add(i), 0);
+                }
+            }
+            entry = entry.add(1);
+        }
     }
 }
 
@@ -675,7 +717,7 @@ mod tests {
 
         let loaded = load_key(&d, "old", &opts).unwrap();
         assert_eq!(loaded.expose(), key.expose());
-        assert!(PBKDF2_ITERATIONS >= 600_000);
+        const { assert!(PBKDF2_ITERATIONS >= 600_000) };
         assert_eq!(iterations_in(&path), PBKDF2_ITERATIONS);
         let after = fs::read(&path).unwrap();
         assert_ne!(after[PREFIX_LEN + 4..SEALED_HEAD_LEN], before[PREFIX_LEN + 4..SEALED_HEAD_LEN], "fresh salt");
