@@ -1,6 +1,7 @@
-//! The daemon and the passphrase that seals its key files: refused without one when
-//! `--require-passphrase` is given, a passphrase file with group or other access refused,
-//! `KMSCKS_PASSPHRASE` removed from the daemon's environment once read.
+//! The daemon and the passphrase that seals its key files: a warning without one, refused
+//! without one when `--require-passphrase` is given, a passphrase file with group or other
+//! access refused, `KMSCKS_PASSPHRASE` removed from the daemon's environment once read and its
+//! value wiped from `/proc/<pid>/environ`.
 //!
 //! Only one test here changes this process's environment (`the_daemon_removes_…`); the others
 //! run `kmscksd` as a child with an environment of its own.
@@ -83,37 +84,52 @@ fn both_passphrase_variables_set_is_refused() {
     assert!(stderr.contains("set only one"), "{stderr}");
 }
 
-#[test]
-fn kmscksd_wipes_kmscks_passphrase_from_proc_environ_after_start() {
-    use std::io::{BufRead, BufReader};
+/// Spawns kmscksd on `dir` with `env`, waits for "listening on", reads its
+/// `/proc/<pid>/environ`, stops it with SIGTERM; returns that environ and its stderr.
+fn start_and_stop(dir: &Path, env: &[(&str, &str)]) -> (Vec<u8>, String) {
+    use std::io::{BufRead, BufReader, Read};
     use std::process::Stdio;
-    let t = tempfile::tempdir().unwrap();
-    let secret = "a passphrase nobody should find in proc";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kmscksd"))
-        .arg("--data-dir")
-        .arg(t.path().join("data"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kmscksd"));
+    cmd.arg("--data-dir")
+        .arg(dir.join("data"))
         .arg("--socket")
-        .arg(t.path().join("kmscks.sock"))
+        .arg(dir.join("kmscks.sock"))
+        .env_remove(PASSPHRASE)
         .env_remove(PASSPHRASE_FILE)
         .env_remove("RUST_LOG")
-        .env(PASSPHRASE, secret)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let listening = lines
-        .by_ref()
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let listening = BufReader::new(child.stdout.take().unwrap())
+        .lines()
         .map(|l| l.unwrap())
         .any(|l| l.starts_with("kmscksd: listening on"));
     let environ = std::fs::read(format!("/proc/{}/environ", child.id()));
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     let status = child.wait().unwrap();
-    assert!(listening, "kmscksd did not start ({status})");
-    assert!(status.success(), "{status}");
+    assert!(listening, "kmscksd did not start ({status}): {stderr}");
+    assert!(status.success(), "{status}: {stderr}");
     let environ = environ.expect("/proc/<pid>/environ of our own child is readable");
+    (environ, stderr)
+}
+
+#[test]
+fn kmscksd_wipes_kmscks_passphrase_from_proc_environ_after_start() {
+    let t = tempfile::tempdir().unwrap();
+    let secret = "a passphrase nobody should find in proc";
+    let (environ, stderr) = start_and_stop(t.path(), &[(PASSPHRASE, secret)]);
     assert!(
         !environ
             .windows(secret.len())
@@ -121,6 +137,22 @@ fn kmscksd_wipes_kmscks_passphrase_from_proc_environ_after_start() {
         "the passphrase is still in /proc/<pid>/environ"
     );
     assert!(sealed(&t.path().join("data/keys/kms-master.key")));
+    assert!(!stderr.contains("no passphrase"), "{stderr}");
+}
+
+#[test]
+fn kmscksd_without_a_passphrase_warns_what_is_stored_in_the_clear_and_how_to_set_one() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, stderr) = start_and_stop(t.path(), &[]);
+    assert!(stderr.contains("WARN"), "{stderr}");
+    assert!(
+        stderr.contains("no passphrase: the wrapping keys in")
+            && stderr.contains("are stored in the clear")
+            && stderr.contains(PASSPHRASE_FILE)
+            && stderr.contains("--require-passphrase"),
+        "{stderr}"
+    );
+    assert!(!sealed(&t.path().join("data/keys/kms-master.key")));
 }
 
 /// Whether the key file `path` is sealed (kind byte 1 at offset 5).

@@ -4,6 +4,10 @@
 //! On disk each key is a 0600 file under `<data dir>/keys/` (see `store::keyfile`), optionally
 //! sealed with a passphrase. In memory mode keys are generated and never written anywhere.
 //!
+//! The master key also authenticates the store: [`Keyring::open_data_dir`] reads it after
+//! locking the data directory and before the journal and snapshots are read, and gives the
+//! store the key derived from it ([`Keyring::store_auth`]).
+//!
 //! Key files are read and created here only, outside any transaction: the key-file options
 //! (the passphrase) are given once, when the keyring is opened; every key the state names is
 //! loaded then; a key a transaction asks for ([`crate::hsm::HsmTx::create_key`]) is created by
