@@ -86,6 +86,6 @@ mod service;
 internal_mod!(store);
 
 pub use client::Client;
-pub use service::{Kms, KmsConfig};
+pub use service::{Kms, KmsConfig, Passphrase};
 
 pub use error::{ErrorKind, KmsError, Result};

@@ -17,15 +17,17 @@ use common::*;
 use kmscks::api::hsm::{DescribeClustersRequest, Fault};
 use kmscks::api::kms::*;
 use kmscks::control::keyring::MASTER_KEY;
+use kmscks::control::Keyring;
 use kmscks::control::State;
 use kmscks::crypto::wrap;
 use kmscks::hsm::model::KeyObject;
 use kmscks::kms::keys::default_material_aad;
 use kmscks::kms::model::{Backing, Lifecycle};
+use kmscks::store::auth::TAG_LEN;
 use kmscks::store::compaction::Step;
 use kmscks::store::journal::{JOURNAL_HEADER_LEN, RECORD_HEADER_LEN};
 use kmscks::store::keyfile::{self, KeyFileOptions, PASSPHRASE_ENV};
-use kmscks::store::DataDir;
+use kmscks::store::snapshot::SNAPSHOT_HEADER_LEN;
 use kmscks::types::{ConnectionState, KeyId, KeyState, SystemClock};
 use kmscks::{ErrorKind, Kms, KmsConfig};
 
@@ -536,7 +538,8 @@ fn writes_commit_while_a_compaction_is_in_flight_and_reopen_gives_the_same_state
     );
     {
         let _no_spawn = SPAWN.read().unwrap_or_else(|p| p.into_inner());
-        let (_disk, recovered) = DataDir::open(&dir).unwrap();
+        let (_keys, _disk, recovered) =
+            Keyring::open_data_dir(&dir, KeyFileOptions::default()).unwrap();
         assert_eq!(
             recovered.records.len(),
             3,
@@ -640,7 +643,7 @@ fn frame_starts(journal: &[u8]) -> Vec<usize> {
     while pos < journal.len() {
         starts.push(pos);
         let len = u32::from_le_bytes(journal[pos + 4..pos + 8].try_into().unwrap()) as usize;
-        pos += RECORD_HEADER_LEN + len;
+        pos += RECORD_HEADER_LEN + len + TAG_LEN;
     }
     assert_eq!(
         pos,
@@ -694,6 +697,89 @@ fn flipped_byte_inside_the_journal_names_file_and_offset() {
     open(&dir, &config);
 }
 
+/// The offset of the only occurrence of `needle` in `hay` at or after `from`.
+fn find_once(hay: &[u8], needle: &[u8], from: usize) -> usize {
+    let found: Vec<usize> = (from..=hay.len() - needle.len())
+        .filter(|&i| &hay[i..i + needle.len()] == needle)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "{:?} found at {found:?}",
+        String::from_utf8_lossy(needle)
+    );
+    found[0]
+}
+
+#[test]
+fn an_offline_edit_of_a_journal_record_with_its_crc_recomputed_is_damage_naming_file_and_offset() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("data");
+    let (config, _clock) = config();
+    small_dir(&dir, &config);
+    let path = current_journal(&dir);
+    let good = fs::read(&path).unwrap();
+    let last = *frame_starts(&good).last().unwrap();
+    // The last record tags a key "Last" = "write": an editor changes the value and fixes the
+    // frame's two CRC32s, as anyone who can write the file could.
+    let mut bad = good.clone();
+    let at = find_once(&bad, b"write", last);
+    bad[at..at + 5].copy_from_slice(b"wrote");
+    let len = u32::from_le_bytes(bad[last + 4..last + 8].try_into().unwrap()) as usize;
+    let body = last + RECORD_HEADER_LEN;
+    let crc = crc32fast::hash(&bad[body..body + len + TAG_LEN]);
+    bad[last + 8..last + 12].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32fast::hash(&bad[last..last + 12]);
+    bad[last + 12..last + 16].copy_from_slice(&crc.to_le_bytes());
+    fs::write(&path, &bad).unwrap();
+    let e = assert_aws(try_open(&dir, &config), ErrorKind::StorageException);
+    assert!(
+        e.message().contains(&format!(
+            "journal {} damaged at offset {last}: authentication tag mismatch",
+            path.display()
+        )),
+        "{e}"
+    );
+    // Reported, not repaired or truncated away (it is the last frame, yet not torn).
+    assert_eq!(fs::read(&path).unwrap(), bad);
+    fs::write(&path, &good).unwrap();
+    open(&dir, &config);
+}
+
+#[test]
+fn an_offline_edit_of_a_snapshot_with_its_crc_recomputed_is_damage_naming_file_and_offset() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("data");
+    let (config, _clock) = config();
+    small_dir(&dir, &config);
+    let path = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "bin"))
+        .expect("a snapshot");
+    let good = fs::read(&path).unwrap();
+    // The snapshot names the account: an editor changes it and fixes both CRC32s.
+    let mut bad = good.clone();
+    let account = config.scope.account_id.as_bytes();
+    let at = find_once(&bad, account, SNAPSHOT_HEADER_LEN);
+    bad[at] = if bad[at] == b'9' { b'8' } else { b'9' };
+    let crc = crc32fast::hash(&bad[SNAPSHOT_HEADER_LEN..]);
+    bad[24..28].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32fast::hash(&bad[0..28]);
+    bad[28..32].copy_from_slice(&crc.to_le_bytes());
+    fs::write(&path, &bad).unwrap();
+    let e = assert_aws(try_open(&dir, &config), ErrorKind::StorageException);
+    assert!(
+        e.message().contains(&format!(
+            "snapshot {} damaged at offset 32: authentication tag mismatch",
+            path.display()
+        )),
+        "{e}"
+    );
+    fs::write(&path, &good).unwrap();
+    open(&dir, &config);
+}
+
 #[test]
 fn torn_journal_tail_loses_only_the_last_record() {
     let t = tempfile::tempdir().unwrap();
@@ -743,8 +829,10 @@ fn flipped_byte_inside_a_snapshot_names_file_and_offset() {
     fs::write(&path, &bad).unwrap();
     let e = assert_aws(try_open(&dir, &config), ErrorKind::StorageException);
     assert!(
-        e.message()
-            .contains(&format!("{} damaged at offset 32", path.display())),
+        e.message().contains(&format!(
+            "{} damaged at offset {SNAPSHOT_HEADER_LEN}",
+            path.display()
+        )),
         "{e}"
     );
     // A damaged header field is located exactly.
@@ -775,6 +863,91 @@ fn mode(p: &Path) -> u32 {
 }
 
 #[test]
+fn hsm_password_hashes_are_not_in_the_clear_in_the_journal_and_verify_at_another_count() {
+    use kmscks::api::hsm::UserRequest;
+    use kmscks::secret::Password;
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("data");
+    let (config, _clock) = config();
+    let kms = open(&dir, &config);
+    let cluster = active_cluster(&kms).cluster_id;
+    let alice = "aliceSecret42";
+    kms.create_hsm_user(&UserRequest {
+        cluster_id: cluster.clone(),
+        username: "alice".into(),
+        role: None,
+        password: Password::new(alice),
+    })
+    .unwrap();
+    let state = kms.state_snapshot();
+    drop(kms);
+
+    // What an unwrapped hash would be: PBKDF2 of the known password with the stored salt and
+    // count. Neither it nor the password is anywhere in the directory.
+    let mut secrets: Vec<(String, Vec<u8>)> = Vec::new();
+    for (name, password) in [("kmsuser", KMSUSER_PASSWORD), ("alice", alice)] {
+        let u = state
+            .hsm
+            .users
+            .iter()
+            .find(|((c, n), _)| c.as_str() == cluster && n == name)
+            .map(|(_, u)| u)
+            .expect("the user is in the state");
+        let mut hash = [0u8; 32];
+        aws_lc_rs::pbkdf2::derive(
+            aws_lc_rs::pbkdf2::PBKDF2_HMAC_SHA256,
+            std::num::NonZeroU32::new(u.password.iterations).unwrap(),
+            &u.password.salt,
+            password.as_bytes(),
+            &mut hash,
+        );
+        assert_eq!(
+            u.password.iterations,
+            KmsConfig::TEST_HSM_PASSWORD_ITERATIONS
+        );
+        secrets.push((format!("{name}'s password hash"), hash.to_vec()));
+        secrets.push((format!("{name}'s password"), password.as_bytes().to_vec()));
+        // The search can find what is there: the wrapped form is in the journal.
+        secrets.push((
+            format!("!{name}'s wrapped hash"),
+            u.password.wrapped.clone(),
+        ));
+    }
+    let mut files = Vec::new();
+    all_files(&dir, &mut files);
+    let mut wrapped_seen = 0;
+    for file in &files {
+        let bytes = fs::read(file).unwrap();
+        for (what, needle) in &secrets {
+            let found = bytes.windows(needle.len()).any(|w| w == &needle[..]);
+            if what.starts_with('!') {
+                wrapped_seen += usize::from(found);
+            } else {
+                assert!(!found, "{what} in the clear in {}", file.display());
+            }
+        }
+    }
+    assert!(wrapped_seen >= 2, "the wrapped hashes are on disk");
+
+    // Reopened with another iteration count (the production default), the hashes made at
+    // the test count still verify, and a wrong password still does not.
+    let reopened = open(
+        &dir,
+        &KmsConfig {
+            hsm_password_iterations: kmscks::hsm::PASSWORD_ITERATIONS,
+            ..config.clone()
+        },
+    );
+    reopened
+        .login_hsm_user(&cluster, "alice", &Password::new(alice))
+        .unwrap();
+    let e = reopened
+        .login_hsm_user(&cluster, "kmsuser", &Password::new("wrongPassw0rd"))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CloudHsmAccessDeniedException);
+}
+
+#[test]
 fn no_key_material_or_password_is_written_in_the_clear() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("data");
@@ -794,9 +967,9 @@ fn no_key_material_or_password_is_written_in_the_clear() {
     assert!(generation_on_disk(&dir) > 0);
 
     // Unwrap every key's material with the wrapping keys on disk.
-    let (datadir, _) = {
+    let (_keys, datadir, _) = {
         let _no_spawn = SPAWN.read().unwrap_or_else(|p| p.into_inner());
-        DataDir::open(&dir).unwrap()
+        Keyring::open_data_dir(&dir, KeyFileOptions::default()).unwrap()
     };
     let opts = KeyFileOptions::default();
     let master = keyfile::load_key(&datadir, MASTER_KEY, &opts).unwrap();

@@ -77,6 +77,7 @@ const LAYERS: &[(&str, &[&str])] = &[
 const ROOT_REEXPORTS: &[(&str, &str)] = &[
     ("Kms", "service"),
     ("KmsConfig", "service"),
+    ("Passphrase", "service"),
     ("Client", "client"),
     ("KmsError", "error"),
     ("ErrorKind", "error"),

@@ -8,13 +8,18 @@ use kmscks::store::snapshot::SNAPSHOT_HEADER_LEN;
 use kmscks::store::DataDir;
 use kmscks::ErrorKind;
 
+/// The store key of these tests (any fixed key: nothing here is written by a `Kms`).
+fn auth() -> kmscks::store::StoreAuth {
+    kmscks::store::StoreAuth::derive(&kmscks::secret::KeyMaterial::from_slice(&[7u8; 32]).unwrap())
+}
+
 fn record(i: usize) -> Vec<u8> {
     format!("record number {i:04} with some payload").into_bytes()
 }
 
 /// Writes `n` records to a fresh journal; returns the start offset of each record.
 fn write_records(dir: &Path, n: usize) -> Vec<u64> {
-    let (mut d, r) = DataDir::open(dir).unwrap();
+    let (mut d, r) = DataDir::open(dir, auth()).unwrap();
     assert!(r.records.is_empty());
     let mut starts = Vec::new();
     for i in 0..n {
@@ -37,7 +42,7 @@ fn names(dir: &Path) -> Vec<String> {
 fn records_come_back_in_order() {
     let t = tempfile::tempdir().unwrap();
     write_records(t.path(), 50);
-    let (_d, r) = DataDir::open(t.path()).unwrap();
+    let (_d, r) = DataDir::open(t.path(), auth()).unwrap();
     assert!(r.snapshot.is_none());
     assert_eq!(r.dropped_torn_tail, None);
     assert_eq!(r.records, (0..50).map(record).collect::<Vec<_>>());
@@ -46,13 +51,13 @@ fn records_come_back_in_order() {
 #[test]
 fn compaction_gives_snapshot_plus_tail() {
     let t = tempfile::tempdir().unwrap();
-    let (mut d, _) = DataDir::open(t.path()).unwrap();
+    let (mut d, _) = DataDir::open(t.path(), auth()).unwrap();
     d.append(b"before").unwrap();
     d.compact(b"the whole state").unwrap();
     d.append(b"after-1").unwrap();
     d.append_batch(&[b"after-2", b"after-3"]).unwrap();
     drop(d);
-    let (_d, r) = DataDir::open(t.path()).unwrap();
+    let (_d, r) = DataDir::open(t.path(), auth()).unwrap();
     assert_eq!(r.snapshot.as_deref(), Some(&b"the whole state"[..]));
     assert_eq!(r.records, [&b"after-1"[..], b"after-2", b"after-3"]);
     assert_eq!(r.generation, 1);
@@ -66,11 +71,14 @@ fn torn_tail_at_every_offset_is_dropped_and_repaired() {
     let journal = t.path().join("journal-0.log");
     let good = fs::read(&journal).unwrap();
     let last = starts[n - 1] as usize;
-    assert_eq!(good.len(), last + RECORD_HEADER_LEN + record(n - 1).len());
+    assert_eq!(
+        good.len(),
+        last + RECORD_HEADER_LEN + record(n - 1).len() + kmscks::store::auth::TAG_LEN
+    );
 
     for cut in last + 1..good.len() {
         fs::write(&journal, &good[..cut]).unwrap();
-        let (mut d, r) = DataDir::open(t.path()).unwrap();
+        let (mut d, r) = DataDir::open(t.path(), auth()).unwrap();
         assert_eq!(
             r.records,
             (0..n - 1).map(record).collect::<Vec<_>>(),
@@ -88,14 +96,14 @@ fn torn_tail_at_every_offset_is_dropped_and_repaired() {
         );
         d.append(b"next").unwrap();
         drop(d);
-        let (_d, r) = DataDir::open(t.path()).unwrap();
+        let (_d, r) = DataDir::open(t.path(), auth()).unwrap();
         assert_eq!(r.records.len(), n);
         assert_eq!(r.records[n - 1], b"next");
         assert_eq!(r.dropped_torn_tail, None);
     }
     // Cut exactly at a record boundary: nothing torn.
     fs::write(&journal, &good[..last]).unwrap();
-    let (_d, r) = DataDir::open(t.path()).unwrap();
+    let (_d, r) = DataDir::open(t.path(), auth()).unwrap();
     assert_eq!(r.records.len(), n - 1);
     assert_eq!(r.dropped_torn_tail, None);
 }
@@ -103,7 +111,7 @@ fn torn_tail_at_every_offset_is_dropped_and_repaired() {
 #[test]
 fn torn_batch_is_all_or_nothing() {
     let t = tempfile::tempdir().unwrap();
-    let (mut d, _) = DataDir::open(t.path()).unwrap();
+    let (mut d, _) = DataDir::open(t.path(), auth()).unwrap();
     d.append(b"solo").unwrap();
     let start = JOURNAL_HEADER_LEN as u64 + d.journal_bytes();
     d.append_batch(&[b"b1", b"b2", b"b3"]).unwrap();
@@ -112,7 +120,7 @@ fn torn_batch_is_all_or_nothing() {
     let good = fs::read(&journal).unwrap();
     for cut in start as usize + 1..good.len() {
         fs::write(&journal, &good[..cut]).unwrap();
-        let (_d, r) = DataDir::open(t.path()).unwrap();
+        let (_d, r) = DataDir::open(t.path(), auth()).unwrap();
         assert_eq!(r.records, [b"solo"], "cut {cut}");
     }
 }
@@ -128,7 +136,7 @@ fn flipped_byte_in_middle_record_is_damage_with_file_and_offset() {
         let mut bad = good.clone();
         bad[i] ^= 0x20;
         fs::write(&journal, &bad).unwrap();
-        let e = DataDir::open(t.path()).unwrap_err();
+        let e = DataDir::open(t.path(), auth()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::StorageException, "byte {i}");
         let want = format!("journal {} damaged at offset {a}: ", journal.display());
         assert!(e.message().starts_with(&want), "byte {i}: {e}");
@@ -136,7 +144,7 @@ fn flipped_byte_in_middle_record_is_damage_with_file_and_offset() {
     // The damaged file is left untouched for inspection (no truncation on damage).
     assert_eq!(fs::metadata(&journal).unwrap().len(), good.len() as u64);
     fs::write(&journal, &good).unwrap();
-    assert_eq!(DataDir::open(t.path()).unwrap().1.records.len(), 5);
+    assert_eq!(DataDir::open(t.path(), auth()).unwrap().1.records.len(), 5);
 }
 
 #[test]
@@ -149,7 +157,7 @@ fn damaged_journal_header_is_an_error() {
         let mut bad = good.clone();
         bad[i] ^= 0x01;
         fs::write(&journal, &bad).unwrap();
-        let e = DataDir::open(t.path()).unwrap_err();
+        let e = DataDir::open(t.path(), auth()).unwrap_err();
         assert!(
             e.message()
                 .starts_with(&format!("journal {} damaged at offset", journal.display())),
@@ -159,7 +167,7 @@ fn damaged_journal_header_is_an_error() {
 }
 
 fn compacted_dir(dir: &Path) -> PathBuf {
-    let (mut d, _) = DataDir::open(dir).unwrap();
+    let (mut d, _) = DataDir::open(dir, auth()).unwrap();
     d.append(b"x").unwrap();
     d.compact(b"snapshot payload, long enough to have a middle")
         .unwrap();
@@ -176,7 +184,7 @@ fn flipped_byte_in_snapshot_is_a_precise_error() {
         let mut bad = good.clone();
         bad[i] ^= 0x04;
         fs::write(&snap, &bad).unwrap();
-        let e = DataDir::open(t.path()).unwrap_err();
+        let e = DataDir::open(t.path(), auth()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::StorageException);
         let want = format!("snapshot {} damaged at offset ", snap.display());
         assert!(e.message().starts_with(&want), "byte {i}: {e}");
@@ -191,17 +199,17 @@ fn flipped_byte_in_snapshot_is_a_precise_error() {
     }
     // Truncated snapshot.
     fs::write(&snap, &good[..good.len() - 3]).unwrap();
-    let e = DataDir::open(t.path()).unwrap_err();
+    let e = DataDir::open(t.path(), auth()).unwrap_err();
     assert!(e.message().contains("payload length mismatch"), "{e}");
     fs::write(&snap, &good[..5]).unwrap();
-    let e = DataDir::open(t.path()).unwrap_err();
+    let e = DataDir::open(t.path(), auth()).unwrap_err();
     assert!(e.message().contains("offset 0: header truncated"), "{e}");
 }
 
 #[test]
 fn damaged_newest_snapshot_never_falls_back_to_an_older_one() {
     let t = tempfile::tempdir().unwrap();
-    let (mut d, _) = DataDir::open(t.path()).unwrap();
+    let (mut d, _) = DataDir::open(t.path(), auth()).unwrap();
     d.compact(b"state one").unwrap();
     let s1 = fs::read(t.path().join("snapshot-1.bin")).unwrap();
     let j1 = fs::read(t.path().join("journal-1.log")).unwrap();
@@ -214,7 +222,7 @@ fn damaged_newest_snapshot_never_falls_back_to_an_older_one() {
     let last = bad.len() - 1;
     bad[last] ^= 1;
     fs::write(&s2, &bad).unwrap();
-    let e = DataDir::open(t.path()).unwrap_err();
+    let e = DataDir::open(t.path(), auth()).unwrap_err();
     assert!(e.message().contains("snapshot-2.bin damaged"), "{e}");
     // Nothing was cleaned up on the error path.
     assert!(t.path().join("snapshot-1.bin").exists());
@@ -223,8 +231,8 @@ fn damaged_newest_snapshot_never_falls_back_to_an_older_one() {
 #[test]
 fn second_open_is_store_in_use_until_the_first_is_dropped() {
     let t = tempfile::tempdir().unwrap();
-    let (d, _) = DataDir::open(t.path()).unwrap();
-    let e = DataDir::open(t.path()).unwrap_err();
+    let (d, _) = DataDir::open(t.path(), auth()).unwrap();
+    let e = DataDir::open(t.path(), auth()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::StoreInUseException);
     assert_eq!(
         e.message(),
@@ -234,7 +242,7 @@ fn second_open_is_store_in_use_until_the_first_is_dropped() {
         )
     );
     drop(d);
-    DataDir::open(t.path()).unwrap();
+    DataDir::open(t.path(), auth()).unwrap();
 }
 
 #[test]
@@ -244,7 +252,7 @@ fn crash_before_snapshot_rename_keeps_old_generation() {
     // A crash mid-write of the next compaction leaves a partial .tmp (and maybe a journal tmp).
     fs::write(t.path().join("snapshot-2.tmp"), b"KCKS partial").unwrap();
     fs::write(t.path().join("journal-2.tmp"), b"").unwrap();
-    let (mut d, r) = DataDir::open(t.path()).unwrap();
+    let (mut d, r) = DataDir::open(t.path(), auth()).unwrap();
     assert_eq!(r.generation, 1);
     assert_eq!(
         r.snapshot.as_deref(),
@@ -256,7 +264,11 @@ fn crash_before_snapshot_rename_keeps_old_generation() {
     d.compact(b"s2").unwrap();
     drop(d);
     assert_eq!(
-        DataDir::open(t.path()).unwrap().1.snapshot.as_deref(),
+        DataDir::open(t.path(), auth())
+            .unwrap()
+            .1
+            .snapshot
+            .as_deref(),
         Some(&b"s2"[..])
     );
 }
@@ -267,7 +279,7 @@ fn crash_after_rename_before_new_journal_gives_new_generation() {
     compacted_dir(t.path());
     let j1 = fs::read(t.path().join("journal-1.log")).unwrap();
     let s1 = fs::read(t.path().join("snapshot-1.bin")).unwrap();
-    let (mut d, _) = DataDir::open(t.path()).unwrap();
+    let (mut d, _) = DataDir::open(t.path(), auth()).unwrap();
     d.compact(b"gen two state").unwrap();
     drop(d);
     // Leave what a crash right after the snapshot rename leaves: old generation files still
@@ -275,14 +287,14 @@ fn crash_after_rename_before_new_journal_gives_new_generation() {
     fs::remove_file(t.path().join("journal-2.log")).unwrap();
     fs::write(t.path().join("journal-1.log"), &j1).unwrap();
     fs::write(t.path().join("snapshot-1.bin"), &s1).unwrap();
-    let (mut d, r) = DataDir::open(t.path()).unwrap();
+    let (mut d, r) = DataDir::open(t.path(), auth()).unwrap();
     assert_eq!(r.generation, 2);
     assert_eq!(r.snapshot.as_deref(), Some(&b"gen two state"[..]));
     assert!(r.records.is_empty());
     assert_eq!(names(t.path()), ["LOCK", "journal-2.log", "snapshot-2.bin"]);
     d.append(b"z").unwrap();
     drop(d);
-    assert_eq!(DataDir::open(t.path()).unwrap().1.records, [b"z"]);
+    assert_eq!(DataDir::open(t.path(), auth()).unwrap().1.records, [b"z"]);
 }
 
 #[test]
@@ -291,13 +303,13 @@ fn crash_before_old_generation_removed_uses_newest() {
     compacted_dir(t.path());
     let j1 = fs::read(t.path().join("journal-1.log")).unwrap();
     let s1 = fs::read(t.path().join("snapshot-1.bin")).unwrap();
-    let (mut d, _) = DataDir::open(t.path()).unwrap();
+    let (mut d, _) = DataDir::open(t.path(), auth()).unwrap();
     d.compact(b"two").unwrap();
     d.append(b"after two").unwrap();
     drop(d);
     fs::write(t.path().join("journal-1.log"), &j1).unwrap();
     fs::write(t.path().join("snapshot-1.bin"), &s1).unwrap();
-    let (_d, r) = DataDir::open(t.path()).unwrap();
+    let (_d, r) = DataDir::open(t.path(), auth()).unwrap();
     assert_eq!(r.snapshot.as_deref(), Some(&b"two"[..]));
     assert_eq!(r.records, [b"after two"]);
     assert_eq!(names(t.path()), ["LOCK", "journal-2.log", "snapshot-2.bin"]);

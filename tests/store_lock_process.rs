@@ -8,6 +8,11 @@ use kmscks::store::DataDir;
 use kmscks::ErrorKind;
 use support::Need;
 
+/// The store key of these tests (any fixed key: nothing here is written by a `Kms`).
+fn auth() -> kmscks::store::StoreAuth {
+    kmscks::store::StoreAuth::derive(&kmscks::secret::KeyMaterial::from_slice(&[7u8; 32]).unwrap())
+}
+
 #[test]
 fn lock_held_by_another_process_is_store_in_use() {
     use std::io::{BufRead, BufReader};
@@ -16,7 +21,7 @@ fn lock_held_by_another_process_is_store_in_use() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    drop(DataDir::open(t.path()).unwrap());
+    drop(DataDir::open(t.path(), auth()).unwrap());
     // flock(1) takes the same flock(2) lock that File::try_lock takes on Linux.
     let mut child = Command::new("flock")
         .args(["-n", "-x"])
@@ -31,9 +36,9 @@ fn lock_held_by_another_process_is_store_in_use() {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "locked");
-    let e = DataDir::open(t.path()).unwrap_err();
+    let e = DataDir::open(t.path(), auth()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::StoreInUseException);
     drop(child.stdin.take()); // EOF ends `read`, the child exits and releases the lock
     assert!(child.wait().unwrap().success());
-    DataDir::open(t.path()).unwrap();
+    DataDir::open(t.path(), auth()).unwrap();
 }

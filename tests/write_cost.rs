@@ -13,7 +13,6 @@ use common::*;
 use kmscks::api::kms::*;
 use kmscks::control::{Change, Record, State};
 use kmscks::hsm::HsmChange;
-use kmscks::store::DataDir;
 use kmscks::types::{KeyId, Timestamp};
 use kmscks::{Kms, KmsConfig};
 
@@ -119,7 +118,8 @@ fn the_deletion_index_matches_a_scan_after_random_operations_and_after_reopen() 
 
 /// The journal records of a data directory (written since its last snapshot), decoded.
 fn journal_records(dir: &Path) -> Vec<(usize, Record)> {
-    let (_disk, recovered) = DataDir::open(dir).unwrap();
+    let (_keys, _disk, recovered) =
+        kmscks::control::Keyring::open_data_dir(dir, Default::default()).unwrap();
     recovered
         .records
         .iter()

@@ -70,25 +70,20 @@ fn main() -> ExitCode {
         .init();
 
     let shutdown = Shutdown::new();
-    let on_signal = shutdown.clone();
-    let signals = signal_hook::iterator::Signals::new([
+    // Signal handlers are installed now (a signal during `bind` is kept), but their thread is
+    // spawned only after `bind`: `bind` reads the passphrase and removes KMSCKS_PASSPHRASE
+    // from the environment (wiping its value in place first), which is sound only while
+    // this process has a single thread.
+    let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
-    ]);
-    match signals {
-        Ok(mut signals) => {
-            std::thread::spawn(move || {
-                if let Some(sig) = signals.forever().next() {
-                    tracing::info!(signal = sig, "signal received");
-                    on_signal.trigger();
-                }
-            });
-        }
+    ]) {
+        Ok(signals) => signals,
         Err(e) => {
             eprintln!("kmscksd: cannot handle signals: {e}");
             return ExitCode::from(1);
         }
-    }
+    };
 
     let daemon = match Daemon::bind(config) {
         Ok(d) => d,
@@ -97,6 +92,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let on_signal = shutdown.clone();
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            tracing::info!(signal = sig, "signal received");
+            on_signal.trigger();
+        }
+    });
     if let Some(report) = daemon.bootstrap_report() {
         println!("{report}");
     }

@@ -4,8 +4,12 @@
 //! On disk each key is a 0600 file under `<data dir>/keys/` (see `store::keyfile`), optionally
 //! sealed with a passphrase. In memory mode keys are generated and never written anywhere.
 //!
+//! The master key also authenticates the store: [`Keyring::open_data_dir`] reads it after
+//! locking the data directory and before the journal and snapshots are read, and gives the
+//! store the key derived from it ([`Keyring::store_auth`]).
+//!
 //! Key files are read and created here only, outside any transaction: the key-file options
-//! are read from the environment once, when the keyring is opened; every key the state names is
+//! (the passphrase) are given once, when the keyring is opened; every key the state names is
 //! loaded then; a key a transaction asks for ([`crate::hsm::HsmTx::create_key`]) is created by
 //! the commit path before the transaction's record is written. Transactions see the keyring
 //! only as a [`Wrapper`] over the keys already loaded.
@@ -16,8 +20,10 @@ use crate::crypto::wrap;
 use crate::error::Result;
 use crate::hsm::Wrapper;
 use crate::secret::{KeyMaterial, SecretBytes};
+use std::path::Path;
+
 use crate::store::keyfile::{self, KeyFileOptions};
-use crate::store::DataDir;
+use crate::store::{DataDir, LockedDir, Recovered, StoreAuth};
 use crate::{err, ErrorKind, KmsError};
 
 pub use crate::kms::MASTER_KEY;
@@ -40,16 +46,38 @@ impl std::fmt::Debug for Keyring {
 }
 
 impl Keyring {
-    /// The keyring of the durable instance in `dir`: reads the key-file options from the
-    /// environment and loads (or creates) the master key now, so that a sealed key file with a
-    /// missing or wrong passphrase stops the open rather than a later operation.
-    pub fn open(dir: &DataDir) -> Result<Keyring> {
+    /// The keyring of the durable instance in `dir`, whose key files `options` protect: loads
+    /// (or creates) the master key now, so that a sealed key file with a missing or wrong
+    /// passphrase stops the open rather than a later operation.
+    pub fn open(dir: &LockedDir, options: KeyFileOptions) -> Result<Keyring> {
         let mut keyring = Keyring {
-            options: KeyFileOptions::from_env()?,
+            options,
             ..Keyring::default()
         };
         keyring.create(Some(dir), MASTER_KEY)?;
         Ok(keyring)
+    }
+
+    /// Opens the data directory `path` of a durable instance: locks it, opens the keyring
+    /// (the master key is read, or created in a new directory, before anything else), then
+    /// recovers the journal and snapshots, authenticated with [`Keyring::store_auth`]. So a
+    /// journal or snapshot changed offline is refused before any of it is replayed.
+    pub fn open_data_dir(
+        path: &Path,
+        options: KeyFileOptions,
+    ) -> Result<(Keyring, DataDir, Recovered)> {
+        let locked = DataDir::lock(path)?;
+        let keyring = Keyring::open(&locked, options)?;
+        let auth = keyring.store_auth()?;
+        let (disk, recovered) = locked.recover(auth)?;
+        Ok((keyring, disk, recovered))
+    }
+
+    /// The key that authenticates the journal and snapshots: derived from the master key
+    /// (`StoreAuth::derive`: HKDF-SHA256 with the store's own label), so it needs no key file
+    /// of its own and is as well protected as the master key.
+    pub fn store_auth(&self) -> Result<StoreAuth> {
+        Ok(StoreAuth::derive(self.key(MASTER_KEY)?))
     }
 
     /// The keyring of an in-memory instance: a fresh master key, nothing on disk.
@@ -82,7 +110,7 @@ impl Keyring {
 
     /// Makes sure key `name` exists: loads it, or creates it (a key file in `dir`, or only in
     /// memory when there is no directory).
-    pub fn create(&mut self, dir: Option<&DataDir>, name: &str) -> Result<()> {
+    pub fn create(&mut self, dir: Option<&LockedDir>, name: &str) -> Result<()> {
         if self.keys.contains_key(name) {
             return Ok(());
         }

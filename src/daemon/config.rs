@@ -267,6 +267,17 @@ daemon_options! {
     region: String = crate::types::Scope::default().region;
     flag(Option<String>, value_name = "REGION");
     sample toml;
+
+    /// Refuse to start without a passphrase sealing the key files.
+    ///
+    /// The passphrase comes from the file named by KMSCKS_PASSPHRASE_FILE (owned by the
+    /// daemon's uid, mode 0600 or stricter; preferred) or from KMSCKS_PASSPHRASE (wiped from
+    /// the daemon's environment, `/proc/<pid>/environ` included, once read; visible there
+    /// until then). Without one the wrapping keys in `<data_dir>/keys/` are stored in the
+    /// clear, and the daemon warns at start.
+    require_passphrase: bool = false;
+    flag(bool);
+    sample toml;
 }
 
 impl DaemonFlags {

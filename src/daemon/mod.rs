@@ -36,8 +36,9 @@ pub use config::{DaemonConfig, DaemonFlags};
 pub use harden::forbid_core_dumps;
 
 use crate::engine::EngineConfig;
+use crate::err;
 use crate::error::Result;
-use crate::{Kms, KmsConfig};
+use crate::{Kms, KmsConfig, Passphrase};
 
 /// A handle that stops a running daemon: clone it, give one to [`run`], trigger the other
 /// (from a signal handler thread, a test…). Triggering before the loop starts stops it as soon
@@ -109,8 +110,15 @@ impl Daemon {
     /// Errors: `ValidationException` for a bad config; `StoreInUseException` when a live
     /// daemon answers on the socket or another process holds the data directory; the data
     /// directory's own errors (`StorageException`…).
+    ///
+    /// The passphrase sealing the key files is read first
+    /// ([`Passphrase::take_from_environment`]: `KMSCKS_PASSPHRASE_FILE`, else
+    /// `KMSCKS_PASSPHRASE`, which is then removed from the environment; without one, refused
+    /// when `require_passphrase` is set, else a warning): call this before the process spawns
+    /// any thread (`kmscksd` does).
     pub fn bind(config: DaemonConfig) -> Result<Daemon> {
         config.validate()?;
+        let passphrase = take_passphrase(&config)?;
         let listener =
             listener::Listener::bind(&config.socket, config.socket_mode, config.socket_gid)?;
         let kms = Kms::open_with(
@@ -125,6 +133,7 @@ impl Daemon {
                     shards: config.engine_shards,
                     ..EngineConfig::default()
                 },
+                passphrase,
                 ..KmsConfig::default()
             },
         )?;
@@ -169,6 +178,49 @@ impl Daemon {
         tracing::info!("stopped");
         out
     }
+}
+
+/// Reads the passphrase that seals the key files, once: from the file named by
+/// `KMSCKS_PASSPHRASE_FILE`, else from `KMSCKS_PASSPHRASE`, whose value is then wiped in
+/// place and the variable removed (children do not inherit it, `std::env` and
+/// `/proc/<pid>/environ` no longer show it; it was visible there from `exec` until now, and
+/// whatever started the daemon may keep a copy — the file has neither weakness). Without a
+/// passphrase: refused when `require_passphrase` is set, else a warning naming what is stored
+/// in the clear.
+///
+/// Changing the environment is sound only while no other thread reads it through the C
+/// library. This runs at the very start of [`Daemon::bind`], which `kmscksd` calls from
+/// `main` before it spawns any thread (its signal thread is started after `bind` returns);
+/// kmscks itself starts its threads (engine shards, background worker, compaction) only later,
+/// in `Kms::open_with`. An embedding program calling `bind` with threads of its own running
+/// must not have them call `getenv`/`setenv` meanwhile.
+fn take_passphrase(config: &DaemonConfig) -> Result<Passphrase> {
+    const ENV: &str = Passphrase::ENV;
+    const FILE_ENV: &str = Passphrase::FILE_ENV;
+    const KEYS_DIR: &str = Passphrase::KEY_FILES_DIR;
+    let passphrase = Passphrase::take_from_environment()?;
+    if !passphrase.is_given() {
+        if config.require_passphrase {
+            return Err(err!(
+                ValidationException,
+                "require_passphrase is set but no passphrase was given: set \
+                 {FILE_ENV} to a file (owned by this uid, mode 0600) holding the \
+                 passphrase, or {ENV}"
+            ));
+        }
+        tracing::warn!(
+            data_dir = %config.data_dir.display(),
+            "no passphrase: the wrapping keys in {}/{KEYS_DIR}/ (the KMS master key, which \
+             wraps default-store key material and key store passwords and authenticates the \
+             journal and snapshots, and each cluster's key, which wraps its HSM key objects \
+             and user password hashes) are stored in the clear, readable by anyone who can \
+             read that directory. Set {FILE_ENV} to a file (owned by this uid, mode \
+             0600) holding a passphrase (or {ENV}), and require_passphrase \
+             (--require-passphrase) to refuse to start without one",
+            config.data_dir.display()
+        );
+    }
+    Ok(passphrase)
 }
 
 /// Binds, bootstraps when configured (logging what it made), and serves until `shutdown`.

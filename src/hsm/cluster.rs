@@ -332,7 +332,12 @@ pub fn initialize_cluster(
     let admin = HsmUser {
         username: "admin".into(),
         role: HsmUserRole::Admin,
-        password: hash_password(&Password::generate(ROTATED_PASSWORD_LEN)),
+        password: hash_password(
+            tx,
+            &c,
+            "admin",
+            &Password::generate(ROTATED_PASSWORD_LEN),
+        )?,
         failed_logins: 0,
         session: None,
     };

@@ -35,7 +35,12 @@ pub fn inject_fault(tx: &mut HsmTx<'_>, cluster_id: &str, fault: &Fault) -> Resu
         Fault::InternalError(on) => c.faults.internal_error = *on,
         Fault::PasswordChanged { username } => {
             let mut u = user(tx.state, &c, username)?.clone();
-            u.password = hash_password(&Password::generate(ROTATED_PASSWORD_LEN));
+            u.password = hash_password(
+                tx,
+                &c,
+                username,
+                &Password::generate(ROTATED_PASSWORD_LEN),
+            )?;
             audit_all(tx, &c, opcode::CHANGE_PSWD, "SUCCESS", Some(username), None);
             tx.push(HsmChange::PutUser(c.id.clone(), u));
         }

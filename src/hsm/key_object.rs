@@ -55,7 +55,10 @@ pub fn delete_key_object(
             )
         })?;
     let u = user(tx.state, &c, username)?;
-    if u.locked_out() || !password_matches(&u.password, password) {
+    let matches = !u.locked_out()
+        && password_matches(tx, &c, username, &u.password, password)
+            .map_err(|e| super::password::unavailable(username, &e))?;
+    if !matches {
         return Err(err!(
             CloudHsmAccessDeniedException,
             "Login failed for user {username}"

@@ -72,6 +72,10 @@ pub fn kms_connect(
         LoginOutcome::LockedOut => return Err(ConnectionErrorCode::UserLockedOut),
         LoginOutcome::AlreadyLoggedIn => return Err(ConnectionErrorCode::UserLoggedIn),
         LoginOutcome::WrongPassword => return Err(ConnectionErrorCode::InvalidCredentials),
+        LoginOutcome::Unavailable(e) => {
+            tracing::warn!(cluster = %c.id, error = %e, "kmsuser's password hash cannot be read");
+            return Err(ConnectionErrorCode::InternalError);
+        }
     }
     let rotated = Password::generate(ROTATED_PASSWORD_LEN);
     // `login` pushed the logged-in user last; rotate on top of that value.
@@ -79,7 +83,13 @@ pub fn kms_connect(
         Some(HsmChange::PutUser(_, u)) => u.clone(),
         _ => return Err(ConnectionErrorCode::InternalError),
     };
-    u.password = hash_password(&rotated);
+    u.password = match hash_password(tx, &c, KMS_USER, &rotated) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(cluster = %c.id, error = %e, "kmsuser's new password cannot be hashed");
+            return Err(ConnectionErrorCode::InternalError);
+        }
+    };
     audit_all(tx, &c, opcode::CHANGE_PSWD, "SUCCESS", Some(KMS_USER), None);
     tx.push(HsmChange::PutUser(c.id.clone(), u));
     Ok(rotated)

@@ -33,6 +33,7 @@ pub use cluster::{
 pub use devices::{create_hsm, delete_hsm};
 pub use fault::inject_fault;
 pub use key_object::{delete_key_object, list_key_objects};
+pub use password::{MIN_PASSWORD_ITERATIONS, PASSWORD_ITERATIONS};
 pub use kms_session::{
     find_key, kms_connect, kms_delete_key, kms_disconnect, kms_generate_key, kms_logged_in,
     reachability,

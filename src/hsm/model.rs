@@ -124,15 +124,18 @@ pub enum SessionHolder {
     External,
 }
 
-/// A salted PBKDF2-HMAC-SHA256 password hash.
+/// A salted PBKDF2-HMAC-SHA256 password hash, stored wrapped: the derived bytes are sealed
+/// (AES-256-GCM) under the cluster's wrapping key, so a copy of the journal or a snapshot is
+/// no start for guessing the password offline without that key.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PasswordHash {
     /// Random salt.
     pub salt: [u8; 16],
-    /// PBKDF2 iterations.
+    /// PBKDF2 iterations (kept with the hash, so a hash made at another count still verifies).
     pub iterations: u32,
-    /// Derived bytes.
-    pub hash: [u8; 32],
+    /// The 32 derived bytes, wrapped under the cluster's wrapping key, bound to the user's
+    /// name, the salt and the iteration count (see `hsm::password`).
+    pub wrapped: Vec<u8>,
 }
 
 impl std::fmt::Debug for PasswordHash {

@@ -33,6 +33,13 @@ pub struct HsmTx<'a> {
     pub scope: &'a Scope,
     /// Wrapping keys (already loaded).
     pub keys: &'a dyn Wrapper,
+    /// PBKDF2 iterations for the user password hashes this transaction makes:
+    /// [`PASSWORD_ITERATIONS`] unless configured lower for tests (`KmsConfig::
+    /// hsm_password_iterations`); never below [`MIN_PASSWORD_ITERATIONS`].
+    ///
+    /// [`PASSWORD_ITERATIONS`]: super::password::PASSWORD_ITERATIONS
+    /// [`MIN_PASSWORD_ITERATIONS`]: super::password::MIN_PASSWORD_ITERATIONS
+    pub password_iterations: u32,
     changes: Vec<HsmChange>,
     new_keys: Vec<String>,
 }
@@ -50,6 +57,7 @@ impl<'a> HsmTx<'a> {
             now,
             scope,
             keys,
+            password_iterations: super::password::PASSWORD_ITERATIONS,
             changes: Vec::new(),
             new_keys: Vec::new(),
         }

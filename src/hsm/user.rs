@@ -3,7 +3,7 @@
 
 use super::audit::{audit_all, opcode};
 use super::cluster::{active_cluster, cluster};
-use super::password::{check_hsm_password, hash_password, password_matches};
+use super::password::{check_hsm_password, hash_password, password_matches, unavailable};
 use super::{CloudHsmState, HsmChange, HsmTx};
 use crate::api::hsm::*;
 use crate::err;
@@ -65,7 +65,7 @@ pub fn create_user(tx: &mut HsmTx<'_>, req: &UserRequest) -> Result<UserDescript
     let u = HsmUser {
         username: req.username.clone(),
         role: req.role.unwrap_or(HsmUserRole::CryptoUser),
-        password: hash_password(&req.password),
+        password: hash_password(tx, &c, &req.username, &req.password)?,
         failed_logins: 0,
         session: None,
     };
@@ -113,7 +113,7 @@ pub fn change_password(tx: &mut HsmTx<'_>, req: &UserRequest) -> Result<()> {
     let c = active_cluster(tx.state, &req.cluster_id)?.clone();
     check_hsm_password(&req.password)?;
     let mut u = user(tx.state, &c, &req.username)?.clone();
-    u.password = hash_password(&req.password);
+    u.password = hash_password(tx, &c, &req.username, &req.password)?;
     u.failed_logins = 0;
     audit_all(
         tx,
@@ -147,7 +147,7 @@ fn describe_user(u: &HsmUser) -> UserDescription {
 }
 
 /// How a login attempt ended.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) enum LoginOutcome {
     /// Logged in.
     Ok,
@@ -159,6 +159,8 @@ pub(super) enum LoginOutcome {
     AlreadyLoggedIn,
     /// Wrong password (counted towards the lockout).
     WrongPassword,
+    /// The password hash could not be unwrapped (not counted): the error.
+    Unavailable(crate::KmsError),
 }
 
 /// A login as `username` by `holder`: records the attempt (audit, failure count, session).
@@ -195,7 +197,11 @@ pub(super) fn login(
         );
         return LoginOutcome::AlreadyLoggedIn;
     }
-    if !password_matches(&u.password, password) {
+    let matches = match password_matches(tx, c, username, &u.password, password) {
+        Ok(m) => m,
+        Err(e) => return LoginOutcome::Unavailable(e),
+    };
+    if !matches {
         u.failed_logins += 1;
         audit_all(
             tx,
@@ -242,6 +248,7 @@ pub fn login_external(
             CloudHsmAccessDeniedException,
             "Login failed for user {username}: wrong password"
         )),
+        LoginOutcome::Unavailable(e) => Err(unavailable(username, &e)),
     }
 }
 

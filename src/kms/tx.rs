@@ -27,6 +27,9 @@ pub struct Tx<'a> {
     pub keys: &'a dyn Wrapper,
     /// The principal making the call.
     pub principal: &'a str,
+    /// PBKDF2 iterations for the HSM user password hashes made in this transaction (see
+    /// [`HsmTx::password_iterations`]).
+    pub hsm_password_iterations: u32,
     changes: Vec<KmsChange>,
     hsm: HsmOutcome,
 }
@@ -57,6 +60,7 @@ impl<'a> Tx<'a> {
             scope,
             keys,
             principal,
+            hsm_password_iterations: crate::hsm::PASSWORD_ITERATIONS,
             changes: Vec::new(),
             hsm: HsmOutcome::default(),
         }
@@ -70,6 +74,7 @@ impl<'a> Tx<'a> {
     /// Runs a CloudHSM operation as part of this transaction, keeping what it records.
     pub fn in_hsm<R>(&mut self, f: impl FnOnce(&mut HsmTx<'a>) -> R) -> R {
         let mut h = HsmTx::new(self.cloudhsm, self.now, self.scope, self.keys);
+        h.password_iterations = self.hsm_password_iterations;
         let out = f(&mut h);
         let done = h.finish();
         self.hsm.changes.extend(done.changes);

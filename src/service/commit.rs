@@ -127,13 +127,15 @@ impl Shared {
                 &core.keyring,
                 principal,
             );
+            tx.hsm_password_iterations = self.config.hsm_password_iterations;
             let out = f(&mut tx)?;
             (out, tx.finish())
         };
         // Wrapping keys the operation named are created now, outside the transaction and
         // before its record is written.
         for name in std::mem::take(&mut outcome.hsm.new_keys) {
-            core.keyring.create(core.disk.as_ref(), &name)?;
+            core.keyring
+                .create(core.disk.as_ref().map(AsRef::as_ref), &name)?;
         }
         self.commit(core, now, Change::all_of(outcome))?;
         Ok(out)

@@ -34,6 +34,8 @@ use crate::dataplane::Mirror;
 use crate::engine::{Engine, EngineConfig};
 use crate::err;
 use crate::error::Result;
+use crate::secret::Password;
+use crate::store::keyfile::{self, KeyFileOptions};
 use crate::store::DataDir;
 use crate::types::*;
 
@@ -62,6 +64,76 @@ pub struct KmsConfig {
     /// The data-plane engine (shards, pinning, subkey lifetime); its `scope` is taken from
     /// [`KmsConfig::scope`].
     pub engine: EngineConfig,
+    /// Where the passphrase sealing the data directory's key files comes from.
+    pub passphrase: Passphrase,
+    /// PBKDF2-HMAC-SHA256 iterations for the CloudHSM user password hashes made from now on
+    /// (each hash keeps its own count, so hashes made at another count still verify). The
+    /// default, 600,000, costs about 0.3 s per hash, paid by user create and change-password,
+    /// by logins, and twice by each ConnectCustomKeyStore (kmsuser's login, then its
+    /// rotated password). Lower it only in tests that make many users or connections
+    /// ([`KmsConfig::TEST_HSM_PASSWORD_ITERATIONS`]); values below 1,000 count as 1,000.
+    pub hsm_password_iterations: u32,
+}
+
+/// Where the passphrase that seals a data directory's key files (`keys/*.key`: PBKDF2-HMAC-
+/// SHA256, then AES-256-GCM) comes from. Without one the key files hold the wrapping keys in
+/// the clear.
+#[derive(Clone, Default)]
+pub enum Passphrase {
+    /// Read when the instance opens: the file named by `KMSCKS_PASSPHRASE_FILE` (owned by the
+    /// effective uid, no group or other access), else `KMSCKS_PASSPHRASE`; neither set: no
+    /// passphrase. The environment is left as it is.
+    #[default]
+    FromEnvironment,
+    /// Given by the caller (`kmscksd` reads it once at start and removes the variable), or
+    /// `None`: no passphrase.
+    Given(Option<Arc<Password>>),
+}
+
+impl std::fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Passphrase::FromEnvironment => f.write_str("FromEnvironment"),
+            Passphrase::Given(None) => f.write_str("Given(None)"),
+            Passphrase::Given(Some(_)) => f.write_str("Given(<redacted>)"),
+        }
+    }
+}
+
+impl Passphrase {
+    /// The environment variable holding a passphrase.
+    pub const ENV: &'static str = keyfile::PASSPHRASE_ENV;
+    /// The environment variable naming a file that holds the passphrase (preferred).
+    pub const FILE_ENV: &'static str = keyfile::PASSPHRASE_FILE_ENV;
+    /// The subdirectory of a data directory holding the key files.
+    pub const KEY_FILES_DIR: &'static str = keyfile::KEYS_DIR;
+
+    /// Reads the passphrase now, as [`Passphrase::FromEnvironment`] would at open, then
+    /// wipes the value of `KMSCKS_PASSPHRASE` in place (so `/proc/<pid>/environ` no longer
+    /// shows it) and removes the variable from the process's environment. Sound only while no
+    /// other thread
+    /// reads the environment through the C library: call it at the start of a program,
+    /// before it spawns threads.
+    pub fn take_from_environment() -> Result<Passphrase> {
+        Ok(Passphrase::Given(
+            KeyFileOptions::take_from_env()?.passphrase.map(Arc::new),
+        ))
+    }
+
+    /// Whether this is a passphrase given (not to be read later, and not none).
+    pub fn is_given(&self) -> bool {
+        matches!(self, Passphrase::Given(Some(_)))
+    }
+
+    /// The key-file options this passphrase makes.
+    fn key_file_options(&self) -> Result<KeyFileOptions> {
+        match self {
+            Passphrase::FromEnvironment => KeyFileOptions::from_env(),
+            Passphrase::Given(p) => Ok(KeyFileOptions {
+                passphrase: p.as_deref().map(Password::duplicate),
+            }),
+        }
+    }
 }
 
 impl Default for KmsConfig {
@@ -76,11 +148,18 @@ impl Default for KmsConfig {
             event_log_retain_days: EventLogOptions::default().retain_days,
             generate_random_principals: Vec::new(),
             engine: EngineConfig::default(),
+            passphrase: Passphrase::default(),
+            hsm_password_iterations: crate::hsm::PASSWORD_ITERATIONS,
         }
     }
 }
 
 impl KmsConfig {
+    /// The [`KmsConfig::hsm_password_iterations`] kmscks's own tests use: the floor, so that
+    /// a test making dozens of connections does not spend seconds hashing. Never for a
+    /// directory that holds anything worth protecting.
+    pub const TEST_HSM_PASSWORD_ITERATIONS: u32 = crate::hsm::MIN_PASSWORD_ITERATIONS;
+
     /// The event log's rotation and retention.
     fn event_log_options(&self) -> EventLogOptions {
         EventLogOptions {
@@ -102,6 +181,8 @@ impl std::fmt::Debug for KmsConfig {
                 "generate_random_principals",
                 &self.generate_random_principals,
             )
+            .field("passphrase", &self.passphrase)
+            .field("hsm_password_iterations", &self.hsm_password_iterations)
             .finish_non_exhaustive()
     }
 }
@@ -139,7 +220,11 @@ impl Kms {
 
     /// Opens (or creates) a durable instance in `dir`.
     pub fn open_with(dir: impl AsRef<Path>, config: KmsConfig) -> Result<Kms> {
-        let (mut disk, recovered) = DataDir::open(dir.as_ref())?;
+        // The master key is read first (a sealed key file with a missing or wrong passphrase
+        // stops the open here): the journal and snapshots are authenticated with a key derived
+        // from it, so they are checked as they are read.
+        let (mut keyring, mut disk, recovered) =
+            Keyring::open_data_dir(dir.as_ref(), config.passphrase.key_file_options()?)?;
         let mut state = match &recovered.snapshot {
             Some(bytes) => compaction::decode_snapshot(bytes, disk.path())?,
             None => State::new(config.scope.clone()),
@@ -179,9 +264,7 @@ impl Kms {
             // that the account and Region are checked on every later open.
             disk.compact(&compaction::encode_snapshot(&state)?)?;
         }
-        // Key files are read here, before any transaction: the master key (a sealed file with
-        // a missing or wrong passphrase stops the open) and every lineage key the state names.
-        let mut keyring = Keyring::open(&disk)?;
+        // Every lineage key the state names is loaded here, before any transaction.
         keyring.load(Some(&disk), state.hsm.wrapping_keys());
         Kms::start(state, Some(disk), events, keyring, config)
     }

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use super::auth::StoreAuth;
 use super::{journal_name, read_closed_journal, snapshot, snapshot_name, sync_dir};
 use super::{remove_stale, rename, write_file_synced, Listing};
 use crate::err;
@@ -77,6 +78,8 @@ pub(super) enum Source<'a> {
 /// One compaction: snapshot `target` from snapshot `base` plus journals `journals`.
 pub(super) struct Job {
     pub(super) dir: PathBuf,
+    /// Checks what the job reads and tags the snapshot it writes.
+    pub(super) auth: Arc<StoreAuth>,
     /// The newest complete snapshot (`None`: there is none yet).
     pub(super) base: Option<u64>,
     /// The closed journals after it, none of which is appended to any more.
@@ -127,13 +130,17 @@ impl Job {
                 self.step(Step::Build)?;
                 self.check_cancel()?;
                 let base = match self.base {
-                    Some(g) => Some(snapshot::load(&self.dir.join(snapshot_name(g)), g)?),
+                    Some(g) => Some(snapshot::load(
+                        &self.dir.join(snapshot_name(g)),
+                        g,
+                        &self.auth,
+                    )?),
                     None => None,
                 };
                 let mut records = Vec::new();
                 for g in self.journals.clone() {
                     let path = self.dir.join(journal_name(g));
-                    records.extend(read_closed_journal(&path, g)?);
+                    records.extend(read_closed_journal(&path, g, &self.auth)?);
                 }
                 Cow::Owned(build(base.as_deref(), &records)?)
             }
@@ -141,8 +148,10 @@ impl Job {
         self.check_cancel()?;
         let tmp = self.dir.join(format!("snapshot-{}.tmp", self.target));
         let bin = self.dir.join(snapshot_name(self.target));
-        let header = snapshot::encode_header(self.target, &payload);
-        if let Err(e) = remove_stale(&tmp).and_then(|()| write_file_synced(&tmp, &[&header, &payload])) {
+        let header = snapshot::encode_header(self.target, &payload, &self.auth);
+        if let Err(e) =
+            remove_stale(&tmp).and_then(|()| write_file_synced(&tmp, &[&header, &payload]))
+        {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
@@ -264,6 +273,7 @@ impl InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::auth::tests::test_auth;
     use crate::store::{DataDir, Recovered};
     use std::path::Path;
     use std::sync::mpsc;
@@ -300,7 +310,7 @@ mod tests {
 
     /// A directory with `snapshot-1` ("S") and records b, c in journal 1.
     fn dir_at_generation_one(dir: &Path) -> DataDir {
-        let (mut d, _) = DataDir::open(dir).unwrap();
+        let (mut d, _) = DataDir::open(dir, test_auth()).unwrap();
         d.append(b"a").unwrap();
         d.compact(b"S").unwrap();
         d.append(b"b").unwrap();
@@ -346,7 +356,7 @@ mod tests {
         assert_eq!(d.compaction_stats().completed, 2);
         assert_eq!(names(t.path()), ["LOCK", "journal-2.log", "snapshot-2.bin"]);
         drop(d);
-        let (_d, r) = DataDir::open(t.path()).unwrap();
+        let (_d, r) = DataDir::open(t.path(), test_auth()).unwrap();
         assert_eq!(r.snapshot.as_deref(), Some(&b"S+b+c"[..]));
         assert_eq!(r.records, [b"d", b"e", b"f"]);
     }
@@ -380,7 +390,7 @@ mod tests {
                 Step::Removed => &["journal-1.log", "journal-2.log", "snapshot-2.bin"],
             };
             assert_eq!(after_stop[1..], *left, "what a crash at {stop_at:?} leaves");
-            let (mut d, r) = DataDir::open(t.path()).unwrap();
+            let (mut d, r) = DataDir::open(t.path(), test_auth()).unwrap();
             assert_eq!(state(&r), b"S+b+c+d", "stopped at {stop_at:?}: {after_stop:?}");
             let committed = matches!(stop_at, Step::Renamed | Step::Removed);
             assert_eq!(r.generation, if committed { 2 } else { 1 }, "{stop_at:?}");
@@ -397,7 +407,7 @@ mod tests {
             d.start_compaction(build()).unwrap();
             d.wait_for_compaction().unwrap();
             drop(d);
-            let (_d, r) = DataDir::open(t.path()).unwrap();
+            let (_d, r) = DataDir::open(t.path(), test_auth()).unwrap();
             assert_eq!(r.snapshot.as_deref(), Some(&b"S+b+c+d+e"[..]), "{stop_at:?}");
             assert!(r.records.is_empty());
             assert_eq!(names(t.path()), ["LOCK", "journal-3.log", "snapshot-3.bin"]);
@@ -410,7 +420,7 @@ mod tests {
         drop(dir_at_generation_one(t.path()));
         // Before the rename: a partial temporary journal, removed at open.
         fs::write(t.path().join("journal-2.tmp"), b"KCKJ").unwrap();
-        let (d, r) = DataDir::open(t.path()).unwrap();
+        let (d, r) = DataDir::open(t.path(), test_auth()).unwrap();
         assert_eq!(state(&r), b"S+b+c");
         assert_eq!(d.journal_generation(), 1);
         assert_eq!(names(t.path()), ["LOCK", "journal-1.log", "snapshot-1.bin"]);
@@ -422,13 +432,13 @@ mod tests {
             &[&super::super::journal::encode_file_header(2)],
         )
         .unwrap();
-        let (mut d, r) = DataDir::open(t.path()).unwrap();
+        let (mut d, r) = DataDir::open(t.path(), test_auth()).unwrap();
         assert_eq!(state(&r), b"S+b+c");
         assert_eq!(r.journals, [1, 2]);
         assert_eq!(d.journal_generation(), 2);
         d.append(b"d").unwrap();
         drop(d);
-        let (_d, r) = DataDir::open(t.path()).unwrap();
+        let (_d, r) = DataDir::open(t.path(), test_auth()).unwrap();
         assert_eq!(state(&r), b"S+b+c+d");
     }
 
@@ -467,7 +477,7 @@ mod tests {
             ["LOCK", "journal-4.log", "snapshot-2.tmp", "snapshot-4.bin"]
         );
         fs::remove_dir(t.path().join("snapshot-2.tmp")).unwrap();
-        let (_d, r) = DataDir::open(t.path()).unwrap();
+        let (_d, r) = DataDir::open(t.path(), test_auth()).unwrap();
         assert_eq!(r.snapshot.as_deref(), Some(&b"S+b+c+d+e"[..]));
         assert_eq!(r.records, [b"f"]);
     }
@@ -476,15 +486,15 @@ mod tests {
     fn compaction_is_due_past_both_the_floor_and_a_share_of_the_last_snapshot() {
         use crate::store::SNAPSHOT_FRACTION;
         let t = tempfile::tempdir().unwrap();
-        let (mut d, _) = DataDir::open(t.path()).unwrap();
+        let (mut d, _) = DataDir::open(t.path(), test_auth()).unwrap();
         d.compact(&vec![7u8; 100 * SNAPSHOT_FRACTION as usize]).unwrap();
         assert!(!d.compaction_due(0));
-        d.append(&[1u8; 60]).unwrap(); // 76 bytes with its frame header
-        assert!(!d.compaction_due(0), "smaller than the share of the snapshot");
-        d.append(&[1u8; 10]).unwrap(); // 102 bytes
+        d.append(&[1u8; 52]).unwrap(); // 100 bytes with its frame header and tag
+        assert!(!d.compaction_due(0), "not larger than the share of the snapshot");
+        d.append(&[]).unwrap(); // 148 bytes
         assert!(d.compaction_due(0));
-        assert!(d.compaction_due(101));
-        assert!(!d.compaction_due(102), "not past the floor");
+        assert!(d.compaction_due(147));
+        assert!(!d.compaction_due(148), "not past the floor");
     }
 
     #[test]
@@ -500,7 +510,7 @@ mod tests {
         let len = fs::metadata(&j1).unwrap().len();
         let f = fs::OpenOptions::new().write(true).open(&j1).unwrap();
         f.set_len(len - 1).unwrap();
-        let e = DataDir::open(t.path()).unwrap_err();
+        let e = DataDir::open(t.path(), test_auth()).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::StorageException);
         assert!(
             e.message().contains("journal-1.log damaged at offset")
@@ -525,13 +535,13 @@ mod tests {
         while !cancel.load(Ordering::Acquire) {
             std::thread::yield_now();
         }
-        let e = DataDir::open(t.path()).unwrap_err();
+        let e = DataDir::open(t.path(), test_auth()).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::StoreInUseException);
         assert!(!dropper.is_finished());
         release.send(()).unwrap();
         dropper.join().unwrap();
         // The job was asked to stop before its commit point, and did.
-        let (_d, r) = DataDir::open(t.path()).unwrap();
+        let (_d, r) = DataDir::open(t.path(), test_auth()).unwrap();
         assert_eq!(r.generation, 1);
         assert_eq!(state(&r), b"S+b+c");
         assert_eq!(names(t.path()), ["LOCK", "journal-1.log", "journal-2.log", "snapshot-1.bin"]);

@@ -4,20 +4,24 @@
 //!
 //! ```text
 //! file header (20 bytes): magic "KCKJ" | version u32 | generation u64 | crc32 of the 16 bytes before
-//! frame (16-byte header + payload):
-//!     magic u32 | payload length u32 | crc32(payload) u32 | crc32(the 12 header bytes before) u32
+//! frame (16-byte header + payload + 32-byte tag):
+//!     magic u32 | payload length u32 | crc32(payload and tag) u32 | crc32(the 12 header bytes before) u32
 //!     payload
+//!     tag: HMAC-SHA256 of (generation, the frame's offset, magic, length, payload) (see `auth`)
 //! ```
 //!
 //! A frame is either one record ([`RECORD_MAGIC`]) or a batch ([`BATCH_MAGIC`]) whose payload is
 //! a sequence of `length u32 | bytes` sub-records, so a batch is recovered all or nothing.
 //!
 //! Recovery (`scan`): appends are fsynced one frame at a time, so only the last frame can be
-//! torn. A frame that is incomplete or fails its checks with no verifying frame after it is a
-//! torn tail (the caller truncates it away); one followed by a verifying frame is damage.
+//! torn. A frame that is incomplete or fails its checksums with no verifying frame after it is
+//! a torn tail (the caller truncates it away); one followed by a verifying frame is damage. A
+//! frame whose checksums hold but whose tag does not was changed, not torn: damage wherever it
+//! is.
 
 use std::path::Path;
 
+use super::auth::{StoreAuth, TAG_LEN};
 use crate::err;
 use crate::Result;
 
@@ -30,8 +34,10 @@ pub const JOURNAL_MAGIC: [u8; 4] = *b"KCKJ";
 /// Version 3: a key object's generation records the cluster's handle counter alone
 /// (`HsmChange::SetNextHandle`), not the whole cluster. Version 4: the KMS state no longer
 /// holds the event log (`trail`), only the next event's sequence number (`next_event_seq`);
-/// the events live in `events/` beside the journal.
-pub const FORMAT_VERSION: u32 = 4;
+/// the events live in `events/` beside the journal. Version 5: every journal frame and
+/// snapshot carries an HMAC-SHA256 tag (`store::auth`), and HSM user password hashes are
+/// stored wrapped.
+pub const FORMAT_VERSION: u32 = 5;
 /// Length of the journal file header.
 pub const JOURNAL_HEADER_LEN: usize = 20;
 /// Length of a frame header.
@@ -114,12 +120,26 @@ pub(crate) fn check_file_header(path: &Path, data: &[u8], generation: u64) -> Re
     Ok(())
 }
 
-/// Appends one frame with `magic` to `out`; `fill` writes the payload after the header.
-fn encode_frame(out: &mut Vec<u8>, magic: u32, fill: impl FnOnce(&mut Vec<u8>)) -> usize {
+/// Where a frame is written: the journal's generation and the frame's offset in the file
+/// (both covered by its tag), and the key that tags it.
+#[derive(Clone, Copy)]
+pub(crate) struct At<'a> {
+    pub auth: &'a StoreAuth,
+    pub generation: u64,
+    pub offset: u64,
+}
+
+/// Appends one frame with `magic` to `out`, which will be written at `at`; `fill` writes the
+/// payload after the header. Returns the payload length.
+fn encode_frame(out: &mut Vec<u8>, at: At<'_>, magic: u32, fill: impl FnOnce(&mut Vec<u8>)) -> usize {
     let start = out.len();
     out.resize(start + RECORD_HEADER_LEN, 0);
     fill(out);
     let len = out.len() - start - RECORD_HEADER_LEN;
+    let tag = at
+        .auth
+        .journal_tag(at.generation, at.offset, magic, &out[start + RECORD_HEADER_LEN..]);
+    out.extend_from_slice(&tag);
     let payload_crc = crc32fast::hash(&out[start + RECORD_HEADER_LEN..]);
     let h = &mut out[start..start + RECORD_HEADER_LEN];
     h[0..4].copy_from_slice(&magic.to_le_bytes());
@@ -131,9 +151,9 @@ fn encode_frame(out: &mut Vec<u8>, magic: u32, fill: impl FnOnce(&mut Vec<u8>)) 
     len
 }
 
-/// Appends a single-record frame holding `record` to `out`.
-pub(crate) fn encode_record(out: &mut Vec<u8>, record: &[u8]) {
-    encode_frame(out, RECORD_MAGIC, |o| o.extend_from_slice(record));
+/// Appends a single-record frame holding `record` to `out`, to be written at `at`.
+pub(crate) fn encode_record(out: &mut Vec<u8>, at: At<'_>, record: &[u8]) {
+    encode_frame(out, at, RECORD_MAGIC, |o| o.extend_from_slice(record));
 }
 
 /// Payload length of a batch frame holding `records`.
@@ -142,10 +162,10 @@ pub(crate) fn batch_payload_len(records: &[&[u8]]) -> usize {
     records.iter().map(|r| 4 + r.len()).sum()
 }
 
-/// Appends a batch frame holding `records` to `out`.
+/// Appends a batch frame holding `records` to `out`, to be written at `at`.
 #[cfg(any(test, feature = "internals"))]
-pub(crate) fn encode_batch(out: &mut Vec<u8>, records: &[&[u8]]) {
-    encode_frame(out, BATCH_MAGIC, |o| {
+pub(crate) fn encode_batch(out: &mut Vec<u8>, at: At<'_>, records: &[&[u8]]) {
+    encode_frame(out, at, BATCH_MAGIC, |o| {
         for r in records {
             // Each record is shorter than the frame, itself at most MAX_RECORD_LEN.
             o.extend_from_slice(&(r.len() as u32).to_le_bytes());
@@ -164,9 +184,18 @@ enum Frame<'a> {
     },
     /// A frame that does not verify: why, and where a later verifying frame may start.
     Bad { reason: String, resume: usize },
+    /// A frame whose checksums verify but whose tag does not: changed, not torn.
+    Unauthentic,
 }
 
-fn parse_frame(data: &[u8], pos: usize) -> Frame<'_> {
+/// What a scan checks frames with: the key, and the generation of the journal scanned.
+#[derive(Clone, Copy)]
+pub(crate) struct Check<'a> {
+    pub auth: &'a StoreAuth,
+    pub generation: u64,
+}
+
+fn parse_frame<'d>(data: &'d [u8], pos: usize, check: Check<'_>) -> Frame<'d> {
     let rest = data.len() - pos;
     if rest < RECORD_HEADER_LEN {
         return Frame::Bad {
@@ -195,38 +224,49 @@ fn parse_frame(data: &[u8], pos: usize) -> Frame<'_> {
         };
     }
     let start = pos + RECORD_HEADER_LEN;
-    if len > data.len() - start {
+    if len + TAG_LEN > data.len() - start {
         // The header verifies, so the length is genuine: everything after `pos` belongs to
         // this frame and nothing valid can follow it.
         return Frame::Bad {
             reason: format!(
-                "incomplete record ({len} payload bytes declared, {} present)",
+                "incomplete record ({len} payload bytes and a {TAG_LEN}-byte tag declared, {} \
+                 present)",
                 data.len() - start
             ),
             resume: data.len(),
         };
     }
-    let payload = &data[start..start + len];
-    if crc32fast::hash(payload) != u32_at(data, pos + 8) {
+    let end = start + len + TAG_LEN;
+    if crc32fast::hash(&data[start..end]) != u32_at(data, pos + 8) {
         return Frame::Bad {
             reason: "payload checksum mismatch".into(),
-            resume: start + len,
+            resume: end,
         };
+    }
+    let payload = &data[start..start + len];
+    if !check.auth.journal_tag_matches(
+        check.generation,
+        pos as u64,
+        magic,
+        payload,
+        &data[start + len..end],
+    ) {
+        return Frame::Unauthentic;
     }
     Frame::Good {
         magic,
         payload,
-        end: start + len,
+        end,
     }
 }
 
 /// The offset of the first verifying frame at or after `from`, if any.
-fn find_valid_frame(data: &[u8], from: usize) -> Option<usize> {
+fn find_valid_frame(data: &[u8], from: usize, check: Check<'_>) -> Option<usize> {
     let last = data.len().checked_sub(RECORD_HEADER_LEN)?;
     (from..=last).find(|&q| {
         let m = u32_at(data, q);
         (m == RECORD_MAGIC || m == BATCH_MAGIC)
-            && matches!(parse_frame(data, q), Frame::Good { .. })
+            && matches!(parse_frame(data, q, check), Frame::Good { .. })
     })
 }
 
@@ -270,11 +310,11 @@ pub(crate) struct Scan {
 }
 
 /// Reads every record of journal `path` (contents `data`, header already checked).
-pub(crate) fn scan(path: &Path, data: &[u8]) -> Result<Scan> {
+pub(crate) fn scan(path: &Path, data: &[u8], check: Check<'_>) -> Result<Scan> {
     let mut records = Vec::new();
     let mut pos = JOURNAL_HEADER_LEN;
     while pos < data.len() {
-        match parse_frame(data, pos) {
+        match parse_frame(data, pos, check) {
             Frame::Good {
                 magic,
                 payload,
@@ -287,8 +327,17 @@ pub(crate) fn scan(path: &Path, data: &[u8]) -> Result<Scan> {
                 }
                 pos = end;
             }
+            Frame::Unauthentic => {
+                return Err(damaged(
+                    path,
+                    pos as u64,
+                    "authentication tag mismatch: the record's checksums hold but its \
+                     HMAC-SHA256 tag does not, so it was changed after it was written (or \
+                     written under another master key)",
+                ));
+            }
             Frame::Bad { reason, resume } => {
-                if let Some(next) = find_valid_frame(data, resume) {
+                if let Some(next) = find_valid_frame(data, resume, check) {
                     return Err(damaged(
                         path,
                         pos as u64,
@@ -313,13 +362,27 @@ pub(crate) fn scan(path: &Path, data: &[u8]) -> Result<Scan> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::auth::tests::test_auth;
 
-    fn journal(frames: &[&[u8]]) -> (Vec<u8>, Vec<usize>) {
+    fn at(auth: &StoreAuth, generation: u64, offset: usize) -> At<'_> {
+        At {
+            auth,
+            generation,
+            offset: offset as u64,
+        }
+    }
+
+    fn check(auth: &StoreAuth, generation: u64) -> Check<'_> {
+        Check { auth, generation }
+    }
+
+    fn journal(auth: &StoreAuth, frames: &[&[u8]]) -> (Vec<u8>, Vec<usize>) {
         let mut d = encode_file_header(3).to_vec();
         let mut starts = Vec::new();
         for f in frames {
             starts.push(d.len());
-            encode_record(&mut d, f);
+            let o = d.len();
+            encode_record(&mut d, at(auth, 3, o), f);
         }
         (d, starts)
     }
@@ -347,11 +410,15 @@ mod tests {
 
     #[test]
     fn scan_reads_records_and_batches_in_order() {
+        let a = test_auth();
         let mut d = encode_file_header(0).to_vec();
-        encode_record(&mut d, b"one");
-        encode_batch(&mut d, &[b"two", b"", b"three"]);
-        encode_record(&mut d, b"");
-        let s = scan(Path::new("j"), &d).unwrap();
+        let o = d.len();
+        encode_record(&mut d, at(&a, 0, o), b"one");
+        let o = d.len();
+        encode_batch(&mut d, at(&a, 0, o), &[b"two", b"", b"three"]);
+        let o = d.len();
+        encode_record(&mut d, at(&a, 0, o), b"");
+        let s = scan(Path::new("j"), &d, check(&a, 0)).unwrap();
         assert_eq!(
             s.records,
             vec![
@@ -368,17 +435,18 @@ mod tests {
 
     #[test]
     fn torn_tail_versus_damage() {
-        let (d, starts) = journal(&[b"aaaa", b"bbbb", b"cccc"]);
+        let a = test_auth();
+        let (d, starts) = journal(&a, &[b"aaaa", b"bbbb", b"cccc"]);
         // Torn last record: every proper prefix of it.
         for cut in starts[2] + 1..d.len() {
-            let s = scan(Path::new("j"), &d[..cut]).unwrap();
+            let s = scan(Path::new("j"), &d[..cut], check(&a, 3)).unwrap();
             assert_eq!(s.records.len(), 2, "cut {cut}");
             assert_eq!(s.torn_at, Some(starts[2] as u64));
         }
         // Damaged middle record.
         let mut bad = d.clone();
         bad[starts[1] + RECORD_HEADER_LEN] ^= 0x40;
-        let e = scan(Path::new("/d/journal-3.log"), &bad).unwrap_err();
+        let e = scan(Path::new("/d/journal-3.log"), &bad, check(&a, 3)).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::StorageException);
         assert!(
             e.message().starts_with(&format!(
@@ -391,22 +459,63 @@ mod tests {
 
     #[test]
     fn impossible_length_is_rejected_before_allocating() {
-        let (mut d, starts) = journal(&[b"x", b"y"]);
+        let a = test_auth();
+        let (mut d, starts) = journal(&a, &[b"x", b"y"]);
         let at = starts[0];
         d[at + 4..at + 8].copy_from_slice(&u32::MAX.to_le_bytes());
         let crc = crc32fast::hash(&d[at..at + 12]);
         d[at + 12..at + 16].copy_from_slice(&crc.to_le_bytes());
-        let e = scan(Path::new("j"), &d).unwrap_err();
+        let e = scan(Path::new("j"), &d, check(&a, 3)).unwrap_err();
         assert!(e.message().contains("impossible record length"), "{e}");
     }
 
     #[test]
     fn zero_filled_tail_is_torn() {
-        let (mut d, _) = journal(&[b"x"]);
+        let a = test_auth();
+        let (mut d, _) = journal(&a, &[b"x"]);
         let good = d.len();
         d.extend_from_slice(&[0u8; 100]);
-        let s = scan(Path::new("j"), &d).unwrap();
+        let s = scan(Path::new("j"), &d, check(&a, 3)).unwrap();
         assert_eq!(s.torn_at, Some(good as u64));
         assert_eq!(s.records, vec![b"x".to_vec()]);
+    }
+
+    /// Changes payload byte `i` of the frame at `start` and recomputes both checksums, as an
+    /// offline edit would.
+    fn edit_with_checksums(d: &mut [u8], start: usize, i: usize) {
+        let len = u32_at(d, start + 4) as usize;
+        let body = start + RECORD_HEADER_LEN;
+        d[body + i] ^= 0x01;
+        let crc = crc32fast::hash(&d[body..body + len + TAG_LEN]);
+        d[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
+        let crc = crc32fast::hash(&d[start..start + 12]);
+        d[start + 12..start + 16].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    #[test]
+    fn an_edited_record_with_its_checksums_recomputed_is_damage_at_its_offset_even_last() {
+        let a = test_auth();
+        let (good, starts) = journal(&a, &[b"aaaa", b"bbbb", b"cccc"]);
+        for (n, &start) in starts.iter().enumerate() {
+            let mut d = good.clone();
+            edit_with_checksums(&mut d, start, 2);
+            let e = scan(Path::new("/d/journal-3.log"), &d, check(&a, 3)).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::StorageException);
+            assert!(
+                e.message().starts_with(&format!(
+                    "journal /d/journal-3.log damaged at offset {start}: authentication tag \
+                     mismatch"
+                )),
+                "frame {n}: {e}"
+            );
+        }
+        // The same bytes under another key, or as another generation, do not verify either.
+        let other = StoreAuth::derive(&crate::secret::KeyMaterial::generate());
+        assert!(scan(Path::new("j"), &good, check(&other, 3)).is_err());
+        assert!(scan(Path::new("j"), &good, check(&a, 4)).is_err());
+        // A frame moved to another offset does not verify: drop the first one.
+        let mut moved = good[..JOURNAL_HEADER_LEN].to_vec();
+        moved.extend_from_slice(&good[starts[1]..]);
+        assert!(scan(Path::new("j"), &moved, check(&a, 3)).is_err());
     }
 }

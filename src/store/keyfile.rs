@@ -7,8 +7,13 @@
 //! before the wrapped key followed by the key's name (so a file renamed to another name no
 //! longer opens).
 //!
-//! Files are written atomically (temporary file, fsync, link into place, directory fsync) and
-//! never replaced: a key file, once created, is the key.
+//! Files are written atomically (temporary file, fsync, link into place, directory fsync). A
+//! key file, once created, is the key: it is replaced only by the same key sealed afresh — a
+//! sealed file whose iteration count is below [`PBKDF2_ITERATIONS`] (written by an older
+//! build), or a plain file opened with a passphrase set, is re-sealed at the current count when
+//! it is opened (new salt; a temporary file created with `O_EXCL`, fsynced, renamed over the
+//! old one, directory fsynced), so raising the count or setting a passphrase later protects
+//! the files already there.
 
 use std::fs;
 use std::io::{self, Read};
@@ -19,7 +24,7 @@ use std::path::{Path, PathBuf};
 use aws_lc_rs::pbkdf2;
 use zeroize::Zeroizing;
 
-use super::{create_private_dir, io_error, sync_dir, write_file_synced, DataDir};
+use super::{create_private_dir, io_error, sync_dir, write_file_synced, LockedDir};
 use crate::crypto::wrap::{self, WRAP_OVERHEAD};
 use crate::error::KmsError;
 use crate::secret::{KeyMaterial, Password};
@@ -27,10 +32,18 @@ use crate::{err, Result};
 
 /// Environment variable holding the passphrase that seals key files.
 pub const PASSPHRASE_ENV: &str = "KMSCKS_PASSPHRASE";
+/// Environment variable naming a file that holds the passphrase (preferred over
+/// [`PASSPHRASE_ENV`]: a variable's value is readable in `/proc/<pid>/environ` until it is
+/// wiped, and the process that set it may keep it).
+pub const PASSPHRASE_FILE_ENV: &str = "KMSCKS_PASSPHRASE_FILE";
+/// Longest passphrase file read (a passphrase is a line of text, not a document).
+const PASSPHRASE_FILE_MAX: u64 = 4096;
 /// Subdirectory of the data directory holding key files.
 pub const KEYS_DIR: &str = "keys";
-/// PBKDF2-HMAC-SHA256 iterations used when sealing a new key file.
-pub const PBKDF2_ITERATIONS: u32 = 100_000;
+/// PBKDF2-HMAC-SHA256 iterations used when sealing a key file (OWASP's 2023 figure for
+/// PBKDF2-HMAC-SHA256; about 0.3 s per key file on a 2026 laptop core). Files sealed with fewer
+/// (100,000 before) still open, and are re-sealed at this count when they are.
+pub const PBKDF2_ITERATIONS: u32 = 600_000;
 /// Iteration counts accepted when reading a sealed file (outside: treated as damage).
 const ITERATIONS_ACCEPTED: (u32, u32) = (1_000, 10_000_000);
 
@@ -55,16 +68,159 @@ pub struct KeyFileOptions {
 }
 
 impl KeyFileOptions {
-    /// Reads `KMSCKS_PASSPHRASE` (unset or empty: no passphrase).
+    /// Reads the passphrase from the file named by `KMSCKS_PASSPHRASE_FILE`, or else from
+    /// `KMSCKS_PASSPHRASE` (unset or empty: no passphrase), leaving the environment as it is.
+    /// Both set is refused (which one was meant?).
     pub fn from_env() -> Result<KeyFileOptions> {
-        let passphrase = match std::env::var_os(PASSPHRASE_ENV) {
-            None => None,
-            Some(v) if v.is_empty() => None,
-            Some(v) => Some(Password::new(v.into_string().map_err(|_| {
-                err!(ValidationException, "{PASSPHRASE_ENV} is not valid UTF-8")
-            })?)),
+        let file = std::env::var_os(PASSPHRASE_FILE_ENV).filter(|v| !v.is_empty());
+        let var = std::env::var_os(PASSPHRASE_ENV).filter(|v| !v.is_empty());
+        let passphrase = match (file, var) {
+            (Some(_), Some(_)) => {
+                return Err(err!(
+                    ValidationException,
+                    "both {PASSPHRASE_FILE_ENV} and {PASSPHRASE_ENV} are set: set only one \
+                     (the file is preferred)"
+                ))
+            }
+            (Some(path), None) => Some(read_passphrase_file(Path::new(&path))?),
+            (None, Some(v)) => {
+                // `into_string` moves the bytes (no copy); `Password` zeroizes them on drop.
+                // The `OsString` std handed out is itself a copy of the environment's bytes,
+                // which stay in the process's environment block unless `take_from_env` wipes
+                // them.
+                let text = v.into_string().map_err(|v| {
+                    let mut bytes = v.into_encoded_bytes();
+                    zeroize::Zeroize::zeroize(&mut bytes);
+                    err!(ValidationException, "{PASSPHRASE_ENV} is not valid UTF-8")
+                })?;
+                Some(Password::new(text))
+            }
+            (None, None) => None,
         };
         Ok(KeyFileOptions { passphrase })
+    }
+
+    /// [`from_env`](KeyFileOptions::from_env), then wipes the value of `KMSCKS_PASSPHRASE`
+    /// in place in the C environment and removes the variable, so that child processes do not
+    /// inherit it, later `std::env` reads do not see it, and `/proc/<pid>/environ` no longer
+    /// shows it.
+    ///
+    /// Why the wipe: `/proc/<pid>/environ` shows the environment strings the kernel placed on
+    /// the stack at `exec`, and `unsetenv` (what `std::env::remove_var` calls) only drops the
+    /// pointer to one from the `environ` array — the string, value included, stays readable
+    /// there for the life of the process. So the value's bytes are overwritten with zeros
+    /// first. What remains: the value was in that memory (and readable by the same uid and
+    /// root) from `exec` until this call, and any copy the parent process keeps. Only
+    /// `KMSCKS_PASSPHRASE_FILE` keeps the passphrase out of the environment altogether.
+    ///
+    /// Changing the environment races with any other thread reading it through the C library
+    /// (`getenv` is not synchronised with std's lock): call this only while the process has
+    /// a single thread — `kmscksd` calls it first thing in its startup, before it spawns any.
+    pub fn take_from_env() -> Result<KeyFileOptions> {
+        let opts = KeyFileOptions::from_env()?;
+        if std::env::var_os(PASSPHRASE_ENV).is_some() {
+            wipe_environment_value(PASSPHRASE_ENV);
+            std::env::remove_var(PASSPHRASE_ENV);
+        }
+        Ok(opts)
+    }
+}
+
+/// Overwrites with zeros, in place, the value of every `name=value` string of the C
+/// environment (see [`KeyFileOptions::take_from_env`] for why, and when this may be called).
+#[allow(unsafe_code)]
+fn wipe_environment_value(name: &str) {
+    extern "C" {
+        /// POSIX: the NULL-terminated array of the process's `name=value` strings.
+        static mut environ: *mut *mut libc::c_char;
+    }
+    let prefix = format!("{name}=");
+    // SAFETY: the caller runs while the process has a single thread, so neither `environ` nor
+    // its strings change meanwhile. `environ` is NULL or a NULL-terminated array of pointers to
+    // NUL-terminated strings in writable memory (the initial stack, or the C library's
+    // allocations); only bytes before a string's terminating NUL are written, so each stays a
+    // valid (shorter) C string. The shared view made of a string ends before it is written.
+    unsafe {
+        let mut entry = environ;
+        if entry.is_null() {
+            return;
+        }
+        while !(*entry).is_null() {
+            let s = *entry;
+            let (matches, len) = {
+                let bytes = std::ffi::CStr::from_ptr(s).to_bytes();
+                (bytes.starts_with(prefix.as_bytes()), bytes.len())
+            };
+            if matches {
+                for i in prefix.len()..len {
+                    std::ptr::write_volatile(s.add(i), 0);
+                }
+            }
+            entry = entry.add(1);
+        }
+    }
+}
+
+/// Reads a passphrase file: a regular file owned by the effective uid with no group or other
+/// access (checked on the open descriptor), at most [`PASSPHRASE_FILE_MAX`] bytes of UTF-8;
+/// one trailing newline (`\n` or `\r\n`) is dropped. Every buffer that held the bytes is
+/// zeroized.
+fn read_passphrase_file(path: &Path) -> Result<Password> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |why: String| {
+        err!(
+            ValidationException,
+            "passphrase file {} ({PASSPHRASE_FILE_ENV}) {why}",
+            path.display()
+        )
+    };
+    let file = fs::File::open(path).map_err(|e| refuse(format!("cannot be opened: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| refuse(format!("cannot be examined: {e}")))?;
+    if !meta.file_type().is_file() {
+        return Err(refuse("is not a regular file".into()));
+    }
+    let mode = meta.mode() & 0o7777;
+    if meta.uid() != crate::peer::effective_uid() {
+        return Err(refuse(format!(
+            "is owned by uid {}, not by this process's uid {} (mode {mode:04o})",
+            meta.uid(),
+            crate::peer::effective_uid()
+        )));
+    }
+    if mode & 0o077 != 0 {
+        return Err(refuse(format!(
+            "has mode {mode:04o}: it must not be accessible to group or others (chmod 600 it)"
+        )));
+    }
+    // Capacity for the largest accepted file and one byte more: the buffer never grows, so
+    // no copy of the passphrase is left behind in a freed allocation.
+    let mut data = Zeroizing::new(Vec::with_capacity(PASSPHRASE_FILE_MAX as usize + 1));
+    file.take(PASSPHRASE_FILE_MAX + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| refuse(format!("cannot be read: {e}")))?;
+    if data.len() as u64 > PASSPHRASE_FILE_MAX {
+        return Err(refuse(format!(
+            "is longer than {PASSPHRASE_FILE_MAX} bytes"
+        )));
+    }
+    if data.last() == Some(&b'\n') {
+        data.pop();
+        if data.last() == Some(&b'\r') {
+            data.pop();
+        }
+    }
+    if data.is_empty() {
+        return Err(refuse("is empty".into()));
+    }
+    match String::from_utf8(std::mem::take(&mut *data)) {
+        Ok(text) => Ok(Password::new(text)),
+        Err(e) => {
+            let mut bytes = e.into_bytes();
+            zeroize::Zeroize::zeroize(&mut bytes);
+            Err(refuse("is not valid UTF-8".into()))
+        }
     }
 }
 
@@ -85,7 +241,7 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
-fn key_path(dir: &DataDir, name: &str) -> Result<PathBuf> {
+fn key_path(dir: &LockedDir, name: &str) -> Result<PathBuf> {
     check_name(name)?;
     Ok(dir.path().join(KEYS_DIR).join(format!("{name}.key")))
 }
@@ -108,8 +264,14 @@ fn sealed_aad(head: &[u8], name: &str) -> Vec<u8> {
     aad
 }
 
-/// The file image for `key` (which holds the key in the clear if there is no passphrase).
-fn encode(key: &KeyMaterial, name: &str, opts: &KeyFileOptions) -> Zeroizing<Vec<u8>> {
+/// The file image for `key` (which holds the key in the clear if there is no passphrase),
+/// sealed with `iterations` (always [`PBKDF2_ITERATIONS`] but in the tests of old files).
+fn encode(
+    key: &KeyMaterial,
+    name: &str,
+    opts: &KeyFileOptions,
+    iterations: NonZeroU32,
+) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(Vec::with_capacity(SEALED_LEN));
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
@@ -122,12 +284,10 @@ fn encode(key: &KeyMaterial, name: &str, opts: &KeyFileOptions) -> Zeroizing<Vec
         }
         Some(pass) => {
             out.extend_from_slice(&[KIND_SEALED, 0, 0]);
-            out.extend_from_slice(&PBKDF2_ITERATIONS.to_le_bytes());
+            out.extend_from_slice(&iterations.get().to_le_bytes());
             let mut salt = [0u8; SALT_LEN];
             aws_lc_rs::rand::fill(&mut salt).expect("system randomness unavailable");
             out.extend_from_slice(&salt);
-            // Invariant: PBKDF2_ITERATIONS is a non-zero constant.
-            let iterations = NonZeroU32::new(PBKDF2_ITERATIONS).expect("non-zero iterations");
             let kek = derive_kek(pass, &salt, iterations);
             let wrapped = wrap::wrap_key(&kek, &sealed_aad(&out, name), key);
             out.extend_from_slice(&wrapped);
@@ -136,7 +296,20 @@ fn encode(key: &KeyMaterial, name: &str, opts: &KeyFileOptions) -> Zeroizing<Vec
     out
 }
 
-fn decode(path: &Path, name: &str, data: &[u8], opts: &KeyFileOptions) -> Result<KeyMaterial> {
+/// [`PBKDF2_ITERATIONS`], as the type PBKDF2 takes.
+fn current_iterations() -> NonZeroU32 {
+    // Invariant: PBKDF2_ITERATIONS is a non-zero constant.
+    NonZeroU32::new(PBKDF2_ITERATIONS).expect("non-zero iterations")
+}
+
+/// A decoded key file: the key, and whether the file should be re-sealed (a sealed file below
+/// the current iteration count, or a plain file while a passphrase is set).
+struct Decoded {
+    key: KeyMaterial,
+    reseal: bool,
+}
+
+fn decode(path: &Path, name: &str, data: &[u8], opts: &KeyFileOptions) -> Result<Decoded> {
     let damaged = |offset: usize, what: &str| {
         err!(
             StorageException,
@@ -168,14 +341,19 @@ fn decode(path: &Path, name: &str, data: &[u8], opts: &KeyFileOptions) -> Result
                 return Err(damaged(PLAIN_LEN - 4, "checksum mismatch"));
             }
             // Length checked just above.
-            KeyMaterial::from_slice(&body[PREFIX_LEN..])
-                .ok_or_else(|| damaged(PREFIX_LEN, "bad key length"))
+            let key = KeyMaterial::from_slice(&body[PREFIX_LEN..])
+                .ok_or_else(|| damaged(PREFIX_LEN, "bad key length"))?;
+            Ok(Decoded {
+                key,
+                reseal: opts.passphrase.is_some(),
+            })
         }
         KIND_SEALED => {
             let Some(pass) = &opts.passphrase else {
                 return Err(err!(
                     StorageException,
-                    "key file {} is sealed: {PASSPHRASE_ENV} is not set",
+                    "key file {} is sealed: {PASSPHRASE_ENV} is not set (nor \
+                     {PASSPHRASE_FILE_ENV})",
                     path.display()
                 ));
             };
@@ -198,15 +376,18 @@ fn decode(path: &Path, name: &str, data: &[u8], opts: &KeyFileOptions) -> Result
                 })?;
             let head = &data[..SEALED_HEAD_LEN];
             let kek = derive_kek(pass, &data[PREFIX_LEN + 4..SEALED_HEAD_LEN], iterations);
-            wrap::unwrap_key(&kek, &sealed_aad(head, name), &data[SEALED_HEAD_LEN..]).map_err(
-                |_| {
+            let key = wrap::unwrap_key(&kek, &sealed_aad(head, name), &data[SEALED_HEAD_LEN..])
+                .map_err(|_| {
                     err!(
                         StorageException,
                         "key file {}: wrong passphrase or damaged",
                         path.display()
                     )
-                },
-            )
+                })?;
+            Ok(Decoded {
+                key,
+                reseal: it < PBKDF2_ITERATIONS,
+            })
         }
         other => Err(damaged(5, &format!("unknown kind {other}"))),
     }
@@ -263,11 +444,76 @@ fn read_checked(path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>> {
     Ok(Some(data))
 }
 
+/// Decodes the key file `path` of key `name` and, if it asks for it, re-seals it at the
+/// current iteration count. A failed re-seal is logged, not fatal: the file read is intact
+/// and the key in hand is good; the next open tries again.
+fn open_key(path: &Path, name: &str, data: &[u8], opts: &KeyFileOptions) -> Result<KeyMaterial> {
+    let decoded = decode(path, name, data, opts)?;
+    if decoded.reseal {
+        match reseal(path, name, &decoded.key, opts) {
+            Ok(()) => tracing::info!(
+                key_file = %path.display(),
+                iterations = PBKDF2_ITERATIONS,
+                "key file re-sealed at the current PBKDF2 iteration count"
+            ),
+            Err(e) => tracing::warn!(
+                key_file = %path.display(),
+                error = %e,
+                "key file could not be re-sealed; it stays as it was"
+            ),
+        }
+    }
+    Ok(decoded.key)
+}
+
+/// Replaces key file `path` with `key` sealed afresh, atomically: a temporary file beside it
+/// (random name, created with `O_EXCL` and `O_NOFOLLOW`, mode 0600), fsynced, renamed over
+/// `path`, then the directory fsynced. A crash leaves the old file or the new one, each
+/// holding the same key, and perhaps a `.tmp` (ignored: not a `.key` name).
+fn reseal(path: &Path, name: &str, key: &KeyMaterial, opts: &KeyFileOptions) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let image = encode(key, name, opts, current_iterations());
+    let tmp = temp_path(dir, name);
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(&image)?;
+            f.sync_all()
+        })
+        .map_err(|e| io_error("write", &tmp, e))
+        .and_then(|()| {
+            fs::rename(&tmp, path).map_err(|e| io_error("rename over key file", path, e))
+        });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(dir)
+}
+
+/// A fresh temporary name for key `name` in `keys`.
+fn temp_path(keys: &Path, name: &str) -> PathBuf {
+    let mut nonce = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut nonce).expect("system randomness unavailable");
+    keys.join(format!(".{name}.{:016x}.tmp", u64::from_le_bytes(nonce)))
+}
+
 /// Loads the wrapping key `name`; fails if it does not exist.
-pub fn load_key(dir: &DataDir, name: &str, opts: &KeyFileOptions) -> Result<KeyMaterial> {
+pub fn load_key(
+    dir: &impl AsRef<LockedDir>,
+    name: &str,
+    opts: &KeyFileOptions,
+) -> Result<KeyMaterial> {
+    let dir = dir.as_ref();
     let path = key_path(dir, name)?;
     match read_checked(&path)? {
-        Some(data) => decode(&path, name, &data, opts),
+        Some(data) => open_key(&path, name, &data, opts),
         None => Err(err!(
             StorageException,
             "key file {} does not exist",
@@ -278,10 +524,15 @@ pub fn load_key(dir: &DataDir, name: &str, opts: &KeyFileOptions) -> Result<KeyM
 
 /// Loads the wrapping key `name`, creating a fresh random one (sealed if `opts` has a
 /// passphrase) if there is none yet.
-pub fn load_or_create_key(dir: &DataDir, name: &str, opts: &KeyFileOptions) -> Result<KeyMaterial> {
+pub fn load_or_create_key(
+    dir: &impl AsRef<LockedDir>,
+    name: &str,
+    opts: &KeyFileOptions,
+) -> Result<KeyMaterial> {
+    let dir = dir.as_ref();
     let path = key_path(dir, name)?;
     if let Some(data) = read_checked(&path)? {
-        return decode(&path, name, &data, opts);
+        return open_key(&path, name, &data, opts);
     }
     let keys = dir.path().join(KEYS_DIR);
     if !keys.is_dir() {
@@ -289,10 +540,8 @@ pub fn load_or_create_key(dir: &DataDir, name: &str, opts: &KeyFileOptions) -> R
         sync_dir(dir.path())?;
     }
     let key = KeyMaterial::generate();
-    let image = encode(&key, name, opts);
-    let mut nonce = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut nonce).expect("system randomness unavailable");
-    let tmp = keys.join(format!(".{name}.{:016x}.tmp", u64::from_le_bytes(nonce)));
+    let image = encode(&key, name, opts, current_iterations());
+    let tmp = temp_path(&keys, name);
     if let Err(e) = write_file_synced(&tmp, &[&image]) {
         let _ = fs::remove_file(&tmp);
         return Err(e);
@@ -314,7 +563,8 @@ pub fn load_or_create_key(dir: &DataDir, name: &str, opts: &KeyFileOptions) -> R
 /// Deletes the key file `name` durably. Deleting a key that does not exist succeeds. Only
 /// its test uses it: key files outlive their keys today.
 #[cfg(test)]
-pub fn delete_key(dir: &DataDir, name: &str) -> Result<()> {
+pub fn delete_key(dir: &impl AsRef<LockedDir>, name: &str) -> Result<()> {
+    let dir = dir.as_ref();
     let path = key_path(dir, name)?;
     match fs::remove_file(&path) {
         Ok(()) => sync_dir(&dir.path().join(KEYS_DIR)),
@@ -337,7 +587,7 @@ mod tests {
     #[test]
     fn plain_key_is_created_once_with_mode_0600() {
         let t = tempfile::tempdir().unwrap();
-        let (d, _) = DataDir::open(t.path()).unwrap();
+        let d = crate::store::DataDir::lock(t.path()).unwrap();
         let opts = KeyFileOptions::default();
         let k1 = load_or_create_key(&d, "store-kek", &opts).unwrap();
         let k2 = load_or_create_key(&d, "store-kek", &opts).unwrap();
@@ -365,7 +615,7 @@ mod tests {
     #[test]
     fn sealed_round_trip_and_passphrase_errors() {
         let t = tempfile::tempdir().unwrap();
-        let (d, _) = DataDir::open(t.path()).unwrap();
+        let d = crate::store::DataDir::lock(t.path()).unwrap();
         let k = load_or_create_key(&d, "k1", &sealed("correct horse battery")).unwrap();
         let raw = fs::read(t.path().join("keys/k1.key")).unwrap();
         assert!(
@@ -379,7 +629,7 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::StorageException);
         assert!(
             e.message()
-                .ends_with("k1.key is sealed: KMSCKS_PASSPHRASE is not set"),
+                .contains("k1.key is sealed: KMSCKS_PASSPHRASE is not set"),
             "{e}"
         );
         let e = load_key(&d, "k1", &sealed("wrong")).unwrap_err();
@@ -396,7 +646,7 @@ mod tests {
     #[test]
     fn group_or_world_accessible_file_is_refused() {
         let t = tempfile::tempdir().unwrap();
-        let (d, _) = DataDir::open(t.path()).unwrap();
+        let d = crate::store::DataDir::lock(t.path()).unwrap();
         let opts = KeyFileOptions::default();
         load_or_create_key(&d, "k", &opts).unwrap();
         let path = t.path().join("keys/k.key");
@@ -412,7 +662,7 @@ mod tests {
     #[test]
     fn damaged_plain_file_is_detected() {
         let t = tempfile::tempdir().unwrap();
-        let (d, _) = DataDir::open(t.path()).unwrap();
+        let d = crate::store::DataDir::lock(t.path()).unwrap();
         let opts = KeyFileOptions::default();
         load_or_create_key(&d, "k", &opts).unwrap();
         let path = t.path().join("keys/k.key");
@@ -437,7 +687,7 @@ mod tests {
     #[test]
     fn names_are_validated_and_delete_is_durable() {
         let t = tempfile::tempdir().unwrap();
-        let (d, _) = DataDir::open(t.path()).unwrap();
+        let d = crate::store::DataDir::lock(t.path()).unwrap();
         let opts = KeyFileOptions::default();
         for bad in ["", "UPPER", "a/b", "..", "x.key", &"a".repeat(65)] {
             let e = load_or_create_key(&d, bad, &opts).unwrap_err();
@@ -450,5 +700,81 @@ mod tests {
         assert!(e.message().contains("does not exist"), "{e}");
         let fresh = load_or_create_key(&d, "gone", &opts).unwrap();
         assert_ne!(fresh.expose(), k.expose());
+    }
+
+    fn iterations_in(path: &Path) -> u32 {
+        let raw = fs::read(path).unwrap();
+        assert_eq!(raw[5], KIND_SEALED, "not sealed");
+        u32::from_le_bytes(raw[PREFIX_LEN..PREFIX_LEN + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn an_old_iteration_key_file_opens_and_is_resealed_at_the_new_count() {
+        let t = tempfile::tempdir().unwrap();
+        let d = crate::store::DataDir::lock(t.path()).unwrap();
+        let opts = sealed("an old passphrase");
+        // A file as the previous build sealed it: 100,000 iterations.
+        let key = KeyMaterial::generate();
+        let old = NonZeroU32::new(100_000).unwrap();
+        fs::create_dir(t.path().join(KEYS_DIR)).unwrap();
+        fs::set_permissions(t.path().join(KEYS_DIR), fs::Permissions::from_mode(0o700)).unwrap();
+        let path = t.path().join("keys/old.key");
+        write_file_synced(&path, &[&encode(&key, "old", &opts, old)]).unwrap();
+        assert_eq!(iterations_in(&path), 100_000);
+        let before = fs::read(&path).unwrap();
+
+        let loaded = load_key(&d, "old", &opts).unwrap();
+        assert_eq!(loaded.expose(), key.expose());
+        const { assert!(PBKDF2_ITERATIONS >= 600_000) };
+        assert_eq!(iterations_in(&path), PBKDF2_ITERATIONS);
+        let after = fs::read(&path).unwrap();
+        assert_ne!(after[PREFIX_LEN + 4..SEALED_HEAD_LEN], before[PREFIX_LEN + 4..SEALED_HEAD_LEN], "fresh salt");
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_dir(t.path().join(KEYS_DIR)).unwrap().count(), 1, "tmp left over");
+        // The re-sealed file holds the same key, and is not re-sealed again.
+        assert_eq!(load_key(&d, "old", &opts).unwrap().expose(), key.expose());
+        assert_eq!(fs::read(&path).unwrap(), after);
+        assert!(load_key(&d, "old", &sealed("wrong")).is_err());
+    }
+
+    #[test]
+    fn a_plain_key_file_opened_with_a_passphrase_is_sealed() {
+        let t = tempfile::tempdir().unwrap();
+        let d = crate::store::DataDir::lock(t.path()).unwrap();
+        let key = load_or_create_key(&d, "k", &KeyFileOptions::default()).unwrap();
+        let path = t.path().join("keys/k.key");
+        assert!(fs::read(&path).unwrap().windows(32).any(|w| w == key.expose()));
+        let opts = sealed("later passphrase");
+        assert_eq!(load_key(&d, "k", &opts).unwrap().expose(), key.expose());
+        assert!(!fs::read(&path).unwrap().windows(32).any(|w| w == key.expose()));
+        assert_eq!(iterations_in(&path), PBKDF2_ITERATIONS);
+        let e = load_key(&d, "k", &KeyFileOptions::default()).unwrap_err();
+        assert!(e.message().contains("is sealed"), "{e}");
+    }
+
+    #[test]
+    fn a_passphrase_file_with_group_or_other_access_is_refused_naming_path_and_mode() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("pass");
+        fs::write(&path, "file passphrase\n").unwrap();
+        for mode in [0o640, 0o604, 0o660, 0o644] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let e = read_passphrase_file(&path).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::ValidationException);
+            assert!(e.message().contains(&path.display().to_string()), "{e}");
+            assert!(e.message().contains(&format!("mode {mode:04o}")), "{e}");
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_passphrase_file(&path).unwrap().expose(), "file passphrase");
+        fs::write(&path, "crlf\r\n").unwrap();
+        assert_eq!(read_passphrase_file(&path).unwrap().expose(), "crlf");
+        fs::write(&path, "two lines\n\n").unwrap();
+        assert_eq!(read_passphrase_file(&path).unwrap().expose(), "two lines\n");
+        fs::write(&path, "\n").unwrap();
+        assert!(read_passphrase_file(&path).unwrap_err().message().contains("is empty"));
+        fs::write(&path, vec![b'x'; PASSPHRASE_FILE_MAX as usize + 1]).unwrap();
+        assert!(read_passphrase_file(&path).unwrap_err().message().contains("longer than"));
+        let e = read_passphrase_file(&t.path().join("missing")).unwrap_err();
+        assert!(e.message().contains("cannot be opened"), "{e}");
     }
 }

@@ -8,6 +8,11 @@
 //! a new snapshot ([`compaction`]). At start, [`DataDir::open`] hands back the newest snapshot
 //! and every record after it, for replay.
 //!
+//! Every journal frame and snapshot is authenticated with a key the caller gives at open
+//! ([`StoreAuth`], see [`auth`]); the caller typically derives it from a key file, so opening
+//! is two steps: [`DataDir::lock`] (create and lock the directory; key files can now be read
+//! and created through the [`LockedDir`]), then [`LockedDir::recover`] with the key.
+//!
 //! # Directory layout
 //!
 //! ```text
@@ -96,6 +101,7 @@
 //! `DataDir` asks an in-flight job to stop (it stops before its commit point, or finishes)
 //! and joins it before the lock is released.
 
+pub mod auth;
 pub mod compaction;
 pub mod journal;
 pub mod keyfile;
@@ -111,6 +117,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+pub use auth::StoreAuth;
 pub use compaction::{BuildSnapshot, CompactionHook, CompactionStats};
 pub use snapshot::SnapshotBytes;
 
@@ -126,9 +133,47 @@ use journal::{JOURNAL_HEADER_LEN, MAX_RECORD_LEN};
 /// appended (decode the snapshot, replay, encode: 2¼ snapshots per quarter snapshot appended).
 pub const SNAPSHOT_FRACTION: u64 = 4;
 
+/// A data directory created and exclusively locked, its store files not read yet: key files
+/// ([`keyfile`]) can be read and created through it, then [`LockedDir::recover`] reads the
+/// rest. Dropping it releases the lock.
+pub struct LockedDir {
+    path: PathBuf,
+    /// Held (open and locked) for as long as this value, or the `DataDir` it becomes, lives.
+    _lock: File,
+}
+
+impl fmt::Debug for LockedDir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockedDir").field("path", &self.path).finish()
+    }
+}
+
+impl LockedDir {
+    /// The data directory's path, as given to [`DataDir::lock`].
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<LockedDir> for LockedDir {
+    fn as_ref(&self) -> &LockedDir {
+        self
+    }
+}
+
+impl AsRef<LockedDir> for DataDir {
+    fn as_ref(&self) -> &LockedDir {
+        &self.dir
+    }
+}
+
 /// An open, exclusively locked data directory.
 pub struct DataDir {
-    path: PathBuf,
+    /// The path and the lock. Dropping it releases the lock — after `Drop` has joined any
+    /// compaction thread, since fields drop after `drop` runs.
+    dir: LockedDir,
+    /// Authenticates every frame written and read, and every snapshot.
+    auth: Arc<StoreAuth>,
     /// The newest complete snapshot's generation (`None`: no snapshot yet).
     snapshot: Option<u64>,
     /// Payload length of that snapshot (0 without one): it scales the compaction threshold.
@@ -149,9 +194,6 @@ pub struct DataDir {
     in_flight: Option<InFlight>,
     stats: CompactionStats,
     hook: Option<CompactionHook>,
-    /// Held (open and locked) for the life of the DataDir; dropping it releases the lock —
-    /// after `Drop` has joined any compaction thread, since fields drop after `drop` runs.
-    _lock: File,
 }
 
 /// What [`DataDir::open`] found on disk.
@@ -175,7 +217,7 @@ pub struct Recovered {
 impl fmt::Debug for DataDir {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DataDir")
-            .field("path", &self.path)
+            .field("path", &self.dir.path)
             .field("snapshot", &self.snapshot)
             .field("journals", &(self.first_journal..=self.journal_gen))
             .field("journal_bytes", &self.journal_bytes())
@@ -324,24 +366,30 @@ impl Listing {
     }
 }
 
-/// Reads a journal, checking its header; `Scan::torn_at` is left for the caller to judge.
-fn read_journal(file: &mut File, path: &Path, generation: u64) -> Result<journal::Scan> {
+/// Reads a journal, checking its header and every frame's tag; `Scan::torn_at` is left for the
+/// caller to judge.
+fn read_journal(
+    file: &mut File,
+    path: &Path,
+    generation: u64,
+    auth: &StoreAuth,
+) -> Result<journal::Scan> {
     let mut data = Vec::new();
     file.read_to_end(&mut data)
         .map_err(|e| io_error("read journal", path, e))?;
     journal::check_file_header(path, &data, generation)?;
-    journal::scan(path, &data)
+    journal::scan(path, &data, journal::Check { auth, generation })
 }
 
 /// The records of a closed journal (one that is not the newest): it is never appended to
 /// again, so a torn final record is damage, not a crash to repair.
-fn read_closed_journal(path: &Path, generation: u64) -> Result<Vec<Vec<u8>>> {
+fn read_closed_journal(path: &Path, generation: u64, auth: &StoreAuth) -> Result<Vec<Vec<u8>>> {
     let mut file = OpenOptions::new()
         .read(true)
         .custom_flags(NOFOLLOW)
         .open(path)
         .map_err(|e| io_error("open journal", path, e))?;
-    let scan = read_journal(&mut file, path, generation)?;
+    let scan = read_journal(&mut file, path, generation, auth)?;
     match scan.torn_at {
         None => Ok(scan.records),
         Some(at) => Err(journal::damaged(
@@ -355,10 +403,17 @@ fn read_closed_journal(path: &Path, generation: u64) -> Result<Vec<Vec<u8>>> {
 
 impl DataDir {
     /// Opens (creating it with mode 0700 if missing) and locks the data directory `path`, and
-    /// recovers its contents. A torn final record of the newest journal is truncated away and
-    /// reported; any other damage fails with a `StorageException` naming the file and byte
-    /// offset. A directory already open elsewhere fails with `StoreInUseException`.
-    pub fn open(path: &Path) -> Result<(DataDir, Recovered)> {
+    /// recovers its contents, authenticated with `auth`: [`DataDir::lock`] then
+    /// [`LockedDir::recover`] (the store's own tests; kmscks opens through the keyring,
+    /// which reads the key the store is authenticated with in between).
+    #[cfg(any(test, feature = "internals"))]
+    pub fn open(path: &Path, auth: StoreAuth) -> Result<(DataDir, Recovered)> {
+        DataDir::lock(path)?.recover(auth)
+    }
+
+    /// Creates (mode 0700) the data directory `path` if it is missing and locks it, reading
+    /// nothing else. A directory already open elsewhere fails with `StoreInUseException`.
+    pub fn lock(path: &Path) -> Result<LockedDir> {
         let existed = path.exists();
         create_private_dir(path)?;
         if !existed {
@@ -368,6 +423,21 @@ impl DataDir {
             }
         }
         let lock = lock::acquire(path)?;
+        Ok(LockedDir {
+            path: path.to_path_buf(),
+            _lock: lock,
+        })
+    }
+}
+
+impl LockedDir {
+    /// Recovers the directory's contents, checking every journal frame and snapshot against
+    /// `auth`. A torn final record of the newest journal is truncated away and reported; any
+    /// other damage — a frame or snapshot whose tag does not verify included — fails with a
+    /// `StorageException` naming the file and byte offset.
+    pub fn recover(self, auth: StoreAuth) -> Result<(DataDir, Recovered)> {
+        let auth = Arc::new(auth);
+        let path = self.path.as_path();
         let listing = Listing::read(path)?;
         let newest = listing.snapshots.last().copied();
         let first = newest.unwrap_or(0);
@@ -389,7 +459,7 @@ impl DataDir {
             }
         }
         let snapshot = match newest {
-            Some(g) => Some(snapshot::load(&path.join(snapshot_name(g)), g)?),
+            Some(g) => Some(snapshot::load(&path.join(snapshot_name(g)), g, &auth)?),
             None => None,
         };
 
@@ -399,16 +469,16 @@ impl DataDir {
             None => (&[][..], first),
         };
         for &g in closed {
-            records.extend(read_closed_journal(&path.join(journal_name(g)), g)?);
+            records.extend(read_closed_journal(&path.join(journal_name(g)), g, &auth)?);
         }
         let journal_path = path.join(journal_name(current));
         // The torn tail is repaired either way; only the white-box tests read what was cut.
         #[cfg_attr(not(any(test, feature = "internals")), allow(unused_variables))]
         let (journal, journal_len, dropped_torn_tail) = if live.is_empty() {
-            let f = Self::create_journal(path, current)?;
+            let f = DataDir::create_journal(path, current)?;
             (f, JOURNAL_HEADER_LEN as u64, None)
         } else {
-            let (f, len, tail, torn) = Self::recover_journal(&journal_path, current)?;
+            let (f, len, tail, torn) = DataDir::recover_journal(&journal_path, current, &auth)?;
             records.extend(tail);
             (f, len, torn)
         };
@@ -439,10 +509,12 @@ impl DataDir {
             sync_dir(path)?;
         }
 
+        let snapshot_len = snapshot.as_ref().map_or(0, |s| s.len() as u64);
         let dir = DataDir {
-            path: path.to_path_buf(),
+            dir: self,
+            auth,
             snapshot: newest,
-            snapshot_len: snapshot.as_ref().map_or(0, |s| s.len() as u64),
+            snapshot_len,
             first_journal: first,
             journal,
             journal_gen: current,
@@ -453,7 +525,6 @@ impl DataDir {
             in_flight: None,
             stats: CompactionStats::default(),
             hook: None,
-            _lock: lock,
         };
         let recovered = Recovered {
             snapshot,
@@ -467,12 +538,15 @@ impl DataDir {
         };
         Ok((dir, recovered))
     }
+}
 
+impl DataDir {
     /// Reads, checks and (if its tail is torn) repairs the newest journal.
     #[allow(clippy::type_complexity)]
     fn recover_journal(
         path: &Path,
         generation: u64,
+        auth: &StoreAuth,
     ) -> Result<(File, u64, Vec<Vec<u8>>, Option<(PathBuf, u64)>)> {
         let mut file = OpenOptions::new()
             .read(true)
@@ -480,7 +554,7 @@ impl DataDir {
             .custom_flags(NOFOLLOW)
             .open(path)
             .map_err(|e| io_error("open journal", path, e))?;
-        let scan = read_journal(&mut file, path, generation)?;
+        let scan = read_journal(&mut file, path, generation, auth)?;
         let torn = match scan.torn_at {
             Some(at) => {
                 file.set_len(scan.valid_len)
@@ -522,7 +596,16 @@ impl DataDir {
 
     /// The data directory's path, as given to `open`.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.dir.path
+    }
+
+    /// Where the next frame goes: the current journal's generation and length.
+    fn next_frame(&self) -> journal::At<'_> {
+        journal::At {
+            auth: &self.auth,
+            generation: self.journal_gen,
+            offset: self.journal_len,
+        }
     }
 
     /// The newest complete snapshot's generation (0: none yet).
@@ -543,7 +626,7 @@ impl DataDir {
         self.check_len(record.len())?;
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
-        journal::encode_record(&mut buf, record);
+        journal::encode_record(&mut buf, self.next_frame(), record);
         let r = self.write_frame(&buf);
         self.scratch = buf;
         r
@@ -561,7 +644,7 @@ impl DataDir {
                 self.check_len(journal::batch_payload_len(records))?;
                 let mut buf = std::mem::take(&mut self.scratch);
                 buf.clear();
-                journal::encode_batch(&mut buf, records);
+                journal::encode_batch(&mut buf, self.next_frame(), records);
                 let r = self.write_frame(&buf);
                 self.scratch = buf;
                 r
@@ -597,7 +680,7 @@ impl DataDir {
             return Err(err!(
                 StorageException,
                 "a compaction of {} is already in flight",
-                self.path.display()
+                self.path().display()
             ));
         }
         let job = self.rotate()?;
@@ -652,7 +735,7 @@ impl DataDir {
     /// Step 1: closes the current journal and opens the next; returns the job for steps 2–5.
     fn rotate(&mut self) -> Result<Job> {
         let next = self.journal_gen + 1;
-        let journal = match Self::create_journal_step(&self.path, next)? {
+        let journal = match Self::create_journal_step(self.path(), next)? {
             Ok(f) => f,
             Err(e) => {
                 // Renamed but perhaps not durable: which journal a crash would leave newest is
@@ -666,12 +749,13 @@ impl DataDir {
             }
         };
         self.journal = journal;
-        self.journal_path = self.path.join(journal_name(next));
+        self.journal_path = self.path().join(journal_name(next));
         self.journal_len = JOURNAL_HEADER_LEN as u64;
         let closed = self.first_journal..=self.journal_gen;
         self.journal_gen = next;
         Ok(Job {
-            dir: self.path.clone(),
+            dir: self.path().to_path_buf(),
+            auth: self.auth.clone(),
             base: self.snapshot,
             journals: closed,
             target: next,
@@ -714,7 +798,7 @@ impl DataDir {
             Some(why) => Err(err!(
                 StorageException,
                 "data directory {} refuses writes after an earlier failure ({why}); reopen it",
-                self.path.display()
+                self.path().display()
             )),
         }
     }
@@ -763,6 +847,7 @@ impl Drop for DataDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::auth::tests::test_auth;
 
     #[test]
     fn parse_gen_is_strict() {
@@ -777,7 +862,7 @@ mod tests {
     fn fresh_directory_round_trip() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("data");
-        let (mut d, r) = DataDir::open(&p).unwrap();
+        let (mut d, r) = DataDir::open(&p, test_auth()).unwrap();
         assert!(r.snapshot.is_none() && r.records.is_empty() && r.dropped_torn_tail.is_none());
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
@@ -787,14 +872,15 @@ mod tests {
         d.append(b"r1").unwrap();
         d.append_batch(&[b"r2", b"r3"]).unwrap();
         d.append_batch(&[]).unwrap();
-        assert_eq!(d.journal_bytes(), (16 + 2) + (16 + 4 + 2 + 4 + 2));
+        // Each frame: a 16-byte header, the payload, a 32-byte tag.
+        assert_eq!(d.journal_bytes(), (16 + 2 + 32) + (16 + 4 + 2 + 4 + 2 + 32));
         let j = p.join("journal-0.log");
         assert_eq!(
             fs::metadata(&j).unwrap().permissions().mode() & 0o777,
             0o600
         );
         drop(d);
-        let (_d, r) = DataDir::open(&p).unwrap();
+        let (_d, r) = DataDir::open(&p, test_auth()).unwrap();
         assert_eq!(
             r.records,
             vec![b"r1".to_vec(), b"r2".to_vec(), b"r3".to_vec()]
@@ -804,7 +890,7 @@ mod tests {
     #[test]
     fn compaction_switches_generation_and_cleans_up() {
         let t = tempfile::tempdir().unwrap();
-        let (mut d, _) = DataDir::open(t.path()).unwrap();
+        let (mut d, _) = DataDir::open(t.path(), test_auth()).unwrap();
         d.append(b"a").unwrap();
         d.compact(b"state-1").unwrap();
         assert_eq!(d.generation(), 1);
@@ -819,7 +905,7 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["LOCK", "journal-2.log", "snapshot-2.bin"]);
-        let (_d, r) = DataDir::open(t.path()).unwrap();
+        let (_d, r) = DataDir::open(t.path(), test_auth()).unwrap();
         assert_eq!(r.snapshot.as_deref().unwrap(), b"state-2");
         assert_eq!(r.records, vec![b"c".to_vec()]);
         assert_eq!(r.generation, 2);
@@ -828,7 +914,7 @@ mod tests {
     #[test]
     fn oversized_record_is_refused_before_writing() {
         let t = tempfile::tempdir().unwrap();
-        let (mut d, _) = DataDir::open(t.path()).unwrap();
+        let (mut d, _) = DataDir::open(t.path(), test_auth()).unwrap();
         let big = vec![0u8; MAX_RECORD_LEN + 1];
         let e = d.append(&big).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::StorageException);
@@ -840,13 +926,13 @@ mod tests {
     #[test]
     fn orphan_journal_is_an_error_not_a_guess() {
         let t = tempfile::tempdir().unwrap();
-        drop(DataDir::open(t.path()).unwrap());
+        drop(DataDir::open(t.path(), test_auth()).unwrap());
         write_file_synced(
             &t.path().join("journal-4.log"),
             &[&journal::encode_file_header(4)],
         )
         .unwrap();
-        let e = DataDir::open(t.path()).unwrap_err();
+        let e = DataDir::open(t.path(), test_auth()).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::StorageException);
         assert!(
             e.message()
@@ -858,7 +944,7 @@ mod tests {
     #[test]
     fn failed_compaction_before_commit_leaves_old_generation_usable() {
         let t = tempfile::tempdir().unwrap();
-        let (mut d, _) = DataDir::open(t.path()).unwrap();
+        let (mut d, _) = DataDir::open(t.path(), test_auth()).unwrap();
         d.append(b"a").unwrap();
         // A directory squatting on the temporary name makes writing the snapshot fail.
         fs::create_dir(t.path().join("snapshot-1.tmp")).unwrap();
@@ -869,14 +955,14 @@ mod tests {
         d.append(b"b").unwrap();
         drop(d);
         fs::remove_dir(t.path().join("snapshot-1.tmp")).unwrap();
-        let (_d, r) = DataDir::open(t.path()).unwrap();
+        let (_d, r) = DataDir::open(t.path(), test_auth()).unwrap();
         assert_eq!(r.records, [b"a", b"b"]);
     }
 
     #[test]
     fn failed_rotation_before_its_rename_keeps_appending_to_the_current_journal() {
         let t = tempfile::tempdir().unwrap();
-        let (mut d, _) = DataDir::open(t.path()).unwrap();
+        let (mut d, _) = DataDir::open(t.path(), test_auth()).unwrap();
         d.append(b"a").unwrap();
         // A directory squatting on the temporary name makes creating the next journal fail.
         fs::create_dir(t.path().join("journal-1.tmp")).unwrap();
@@ -887,7 +973,7 @@ mod tests {
         d.append(b"b").unwrap();
         drop(d);
         fs::remove_dir(t.path().join("journal-1.tmp")).unwrap();
-        let (mut d, r) = DataDir::open(t.path()).unwrap();
+        let (mut d, r) = DataDir::open(t.path(), test_auth()).unwrap();
         assert_eq!(r.records, [b"a", b"b"]);
         d.compact(b"state").unwrap();
         assert_eq!((d.generation(), d.journal_generation()), (1, 1));
@@ -896,7 +982,7 @@ mod tests {
     #[test]
     fn failed_append_poisons_until_reopen() {
         let t = tempfile::tempdir().unwrap();
-        let (mut d, _) = DataDir::open(t.path()).unwrap();
+        let (mut d, _) = DataDir::open(t.path(), test_auth()).unwrap();
         d.append(b"a").unwrap();
         // Swap the journal for a read-only descriptor: the next write fails.
         d.journal = File::open(&d.journal_path).unwrap();
@@ -911,7 +997,7 @@ mod tests {
         assert!(d.compact(b"again").is_err());
         assert!(!d.compaction_due(0), "a poisoned directory starts no compaction");
         drop(d);
-        let (mut d, r) = DataDir::open(t.path()).unwrap();
+        let (mut d, r) = DataDir::open(t.path(), test_auth()).unwrap();
         assert_eq!(r.records, [b"a"]);
         d.append(b"c").unwrap();
     }
@@ -921,7 +1007,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let f = t.path().join("file");
         fs::write(&f, b"x").unwrap();
-        let e = DataDir::open(&f).unwrap_err();
+        let e = DataDir::open(&f, test_auth()).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::StorageException);
     }
 }

@@ -34,12 +34,13 @@ impl TestClock for SystemClock {
 pub(crate) const CONNECT_DELAY: Duration = Duration::from_millis(5);
 
 /// A configuration with a clock the test controls (connect and disconnect complete when it
-/// passes [`CONNECT_DELAY`]).
+/// passes [`CONNECT_DELAY`]), hashing HSM passwords at the test-only iteration count.
 pub(crate) fn config() -> (KmsConfig, ManualClock) {
     let clock = ManualClock::starting_now();
     let config = KmsConfig {
         clock: Arc::new(clock.clone()),
         connect_delay: CONNECT_DELAY,
+        hsm_password_iterations: KmsConfig::TEST_HSM_PASSWORD_ITERATIONS,
         ..KmsConfig::default()
     };
     (config, clock)
