@@ -20,6 +20,7 @@ mod dispatch;
 mod event_loop;
 mod identity;
 mod listener;
+mod quota;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
