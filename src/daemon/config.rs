@@ -378,7 +378,10 @@ impl DaemonConfig {
             ));
         }
         if self.max_in_flight == 0 {
-            return Err(err!(ValidationException, "max_in_flight must be at least 1"));
+            return Err(err!(
+                ValidationException,
+                "max_in_flight must be at least 1"
+            ));
         }
         if self.idle_timeout_secs == 0 {
             return Err(err!(

@@ -67,6 +67,8 @@ pub(crate) struct Conn {
     pub stalled: bool,
     /// A batch request being answered a slice per event-loop turn.
     pub job: Option<Job>,
+    /// The size of a batch frame being answered on a helper thread (0: none).
+    pub offloaded: usize,
     /// Bytes charged to the uid's memory quota for this connection.
     pub charged: usize,
     /// No more input is handled; the connection closes once its replies are flushed.
@@ -95,6 +97,7 @@ impl Conn {
             eof: false,
             stalled: false,
             job: None,
+            offloaded: 0,
             charged: 0,
             closing: false,
             writable_interest: false,
@@ -154,7 +157,10 @@ impl Conn {
     /// What this connection holds against its uid's memory quota: request bytes read and not
     /// yet handled (a batch being answered counts its frame), replies not yet written.
     pub(super) fn memory(&self) -> usize {
-        self.filled + self.pending() + self.job.as_ref().map_or(0, Job::frame_bytes)
+        self.filled
+            + self.pending()
+            + self.offloaded
+            + self.job.as_ref().map_or(0, Job::frame_bytes)
     }
 
     /// Requests decoded and not yet answered on the socket, besides those on helper threads:

@@ -65,6 +65,11 @@ fn reply_estimate(req: &Request) -> usize {
         }
 }
 
+/// Work units ([`work_cost`]: one per request or batch item, plus one per KiB of payload) one
+/// connection may use per event-loop turn: about a millisecond of engine work, so that a
+/// client holds the others for no more than that at a time.
+pub(crate) const WORK_PER_TURN: usize = 1024;
+
 /// The work units one request (or batch item) of `bytes` payload costs: 1, plus 1 per KiB.
 pub(crate) fn work_cost(bytes: usize) -> usize {
     1 + bytes / 1024
@@ -178,7 +183,11 @@ type Results<T> = Vec<crate::Result<T>>;
 enum JobItems {
     Encrypt(Vec<EncryptRequest>, Results<EncryptResponse>),
     Decrypt(Vec<DecryptRequest>, Results<DecryptResponse>),
-    DataKey(Vec<GenerateDataKeyRequest>, Results<GenerateDataKeyResponse>, bool),
+    DataKey(
+        Vec<GenerateDataKeyRequest>,
+        Results<GenerateDataKeyResponse>,
+        bool,
+    ),
 }
 
 /// The end of the next slice of `items` from `next`: as many as `work` pays for, at least
@@ -273,10 +282,90 @@ impl Job {
     }
 }
 
-/// A request that must not run on the event loop (it may block): answered by a helper thread.
-pub(crate) struct Deferred {
-    pub request_id: u64,
-    pub request: Request,
+/// Batch frames with a body larger than this are decoded and answered on a helper thread
+/// (still a slice at a time, so that the engine's queues serve other callers in between): the
+/// decoding and encoding of a 1 MiB batch alone would hold the event loop too long.
+const OFFLOAD_BYTES: usize = 64 << 10;
+
+/// Work that must not run on the event loop: answered by a helper thread.
+pub(crate) enum Deferred {
+    /// A request that may block (WaitForConnection).
+    Blocking { request_id: u64, request: Request },
+    /// A large batch frame, not yet decoded. The connection's later frames wait for it.
+    Batch { header: Header, body: Vec<u8> },
+}
+
+impl Deferred {
+    /// The request id and op its reply carries.
+    pub(crate) fn ids(&self) -> (u64, u16) {
+        match self {
+            Deferred::Blocking {
+                request_id,
+                request,
+            } => (*request_id, request.op().code()),
+            Deferred::Batch { header, .. } => (header.request_id, header.op),
+        }
+    }
+
+    /// Answers it (on a helper thread): the reply frame, and whether the connection must close
+    /// after it (the frame did not decode).
+    pub(crate) fn run(self, kms: &Kms) -> (Vec<u8>, bool) {
+        let mut out = Vec::new();
+        match self {
+            Deferred::Blocking {
+                request_id,
+                request,
+            } => {
+                let result = kms.dispatch(&request);
+                protocol::encode_response(&mut out, request_id, request.op().code(), &result);
+                (out, false)
+            }
+            Deferred::Batch { header, mut body } => {
+                let decoded = protocol::decode_request(&header, &body);
+                // The body holds plaintexts: no copy is left behind.
+                crate::secret::wipe_vec(&mut body);
+                let request = match decoded {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let e = e.to_error();
+                        protocol::encode_response(&mut out, header.request_id, header.op, &Err(e));
+                        return (out, true);
+                    }
+                };
+                match Job::new(header.request_id, 0, request) {
+                    Ok(mut job) => {
+                        // A slice at a time, so that other callers' requests get between them
+                        // in the engine's queues.
+                        loop {
+                            let mut work = WORK_PER_TURN;
+                            if job.step(kms, &mut work) {
+                                break;
+                            }
+                        }
+                        job.finish(&mut out);
+                    }
+                    Err(request) => {
+                        // Not reached: only batch ops are deferred as batches.
+                        let result = kms.dispatch(&request);
+                        protocol::encode_response(&mut out, header.request_id, header.op, &result);
+                    }
+                }
+                (out, false)
+            }
+        }
+    }
+}
+
+/// Whether `op` is a batch operation (answered as a [`Job`]).
+fn is_batch(op: u16) -> bool {
+    [
+        Op::EncryptBatch,
+        Op::DecryptBatch,
+        Op::GenerateDataKeyBatch,
+        Op::GenerateDataKeyWithoutPlaintextBatch,
+    ]
+    .iter()
+    .any(|o| o.code() == op)
 }
 
 /// How much one call of [`handle_frames`] may do; what it uses is taken off.
@@ -301,7 +390,8 @@ pub(crate) enum Stop {
     /// No room for more replies (reply cap, memory quota, in-flight limit): continue once
     /// the client reads.
     Room,
-    /// A batch request became a [`Job`]: run it before the next frame.
+    /// A batch request became a [`Job`], or went to a helper thread ([`Deferred::Batch`]):
+    /// answer it before the next frame.
     Job,
     /// A protocol error (its reply written): close after flushing.
     Error,
@@ -417,6 +507,14 @@ pub(crate) fn handle_frames(
             }
             continue;
         }
+        if is_batch(header.op) && body.len() > OFFLOAD_BYTES {
+            batcher.flush(kms, out);
+            deferred.push(Deferred::Batch {
+                header,
+                body: body.to_vec(),
+            });
+            break Stop::Job;
+        }
         let request = match protocol::decode_request(&header, body) {
             Ok(r) => r,
             Err(e) => {
@@ -431,7 +529,7 @@ pub(crate) fn handle_frames(
         };
         batcher.flush(kms, out);
         if matches!(request, Request::WaitForConnection(_)) {
-            deferred.push(Deferred {
+            deferred.push(Deferred::Blocking {
                 request_id: header.request_id,
                 request,
             });
@@ -455,5 +553,161 @@ pub(crate) fn handle_frames(
         error,
         stop,
         job,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::kms::{
+        BatchItem, BatchRequest, CreateKeyRequest, ErrorBody, GenerateRandomRequest,
+    };
+
+    fn random_frames(n: u64) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for id in 1..=n {
+            protocol::encode_request(
+                &mut buf,
+                id,
+                &Request::GenerateRandom(GenerateRandomRequest {
+                    number_of_bytes: Some(1024),
+                    ..Default::default()
+                }),
+            );
+        }
+        buf
+    }
+
+    fn handle(buf: &[u8], kms: &Kms, allow: &mut Allowance) -> (Handled, Vec<u8>) {
+        let mut out = Vec::new();
+        let handled = handle_frames(
+            buf,
+            kms,
+            &mut Batcher::default(),
+            &mut out,
+            &mut Vec::new(),
+            4,
+            false,
+            allow,
+        );
+        (handled, out)
+    }
+
+    fn plenty() -> Allowance {
+        Allowance {
+            work: usize::MAX,
+            reply_bytes: usize::MAX,
+            replies: usize::MAX,
+        }
+    }
+
+    #[test]
+    fn decoding_stops_when_the_replies_allowed_are_owed() {
+        let kms = Kms::in_memory();
+        let buf = random_frames(10);
+        let mut allow = Allowance {
+            replies: 4,
+            ..plenty()
+        };
+        let (h, _) = handle(&buf, &kms, &mut allow);
+        assert_eq!((h.frames, h.stop, allow.replies), (4, Stop::Room, 0));
+        assert_eq!(h.consumed, 4 * buf.len() / 10);
+    }
+
+    #[test]
+    fn decoding_stops_once_the_reply_bytes_are_reached_letting_the_first_frame_through() {
+        let kms = Kms::in_memory();
+        let buf = random_frames(10);
+        let mut allow = Allowance {
+            reply_bytes: 1,
+            ..plenty()
+        };
+        let (h, out) = handle(&buf, &kms, &mut allow);
+        assert_eq!((h.frames, h.stop), (1, Stop::Room));
+        let mut allow = Allowance {
+            reply_bytes: 3 * out.len(),
+            ..plenty()
+        };
+        let (h, _) = handle(&buf, &kms, &mut allow);
+        assert_eq!((h.frames, h.stop), (3, Stop::Room));
+    }
+
+    #[test]
+    fn decoding_stops_when_the_turns_work_is_spent() {
+        let kms = Kms::in_memory();
+        let buf = random_frames(10);
+        let mut allow = Allowance {
+            work: 6,
+            ..plenty()
+        };
+        let (h, _) = handle(&buf, &kms, &mut allow);
+        assert_eq!((h.frames, h.stop, allow.work), (6, Stop::Work, 0));
+        let mut allow = plenty();
+        let (h, _) = handle(&buf, &kms, &mut allow);
+        assert_eq!((h.frames, h.stop), (10, Stop::Input));
+    }
+
+    #[test]
+    fn a_batch_in_slices_answers_like_one_call() {
+        let kms = Kms::in_memory();
+        let key = kms
+            .create_key(&CreateKeyRequest::default())
+            .unwrap()
+            .key_metadata
+            .key_id;
+        let items: Vec<EncryptRequest> = (0..30)
+            .map(|i| EncryptRequest {
+                key_id: if i % 9 == 0 {
+                    "alias/none".into()
+                } else {
+                    key.clone()
+                },
+                plaintext: crate::secret::SecretBytes::new(vec![i as u8; 2000]),
+                ..Default::default()
+            })
+            .collect();
+        let mut buf = Vec::new();
+        let request = Request::EncryptBatch(BatchRequest { items });
+        protocol::encode_request(&mut buf, 7, &request);
+        let mut allow = plenty();
+        let (h, out) = handle(&buf, &kms, &mut allow);
+        assert_eq!((h.frames, h.stop, out.len()), (1, Stop::Job, 0));
+        let mut job = h.job.expect("a batch becomes a job");
+        // 2,000-byte items cost 2 units each: 9 units answer 4 items, at least one.
+        let mut steps = 0;
+        loop {
+            steps += 1;
+            let mut work = 9;
+            if job.step(&kms, &mut work) {
+                break;
+            }
+        }
+        assert_eq!(steps, 8);
+        let mut out = Vec::new();
+        job.finish(&mut out);
+        let (header, body, _) = protocol::split_frame(&out).unwrap().unwrap();
+        assert_eq!(header.request_id, 7);
+        let Ok(Response::EncryptBatch(reply)) = protocol::decode_response(&header, body).unwrap()
+        else {
+            panic!("not an EncryptBatch reply");
+        };
+        let Request::EncryptBatch(request) = request else {
+            unreachable!("built above")
+        };
+        let alone = kms.encrypt_batch(&request.items);
+        assert_eq!(reply.results.len(), alone.len());
+        for (i, (sliced, alone)) in reply.results.iter().zip(&alone).enumerate() {
+            match (sliced, alone) {
+                (BatchItem::Ok(s), Ok(a)) => {
+                    assert_eq!(
+                        (&s.key_id, s.ciphertext_blob.len()),
+                        (&a.key_id, a.ciphertext_blob.len()),
+                        "item {i}"
+                    )
+                }
+                (BatchItem::Err(s), Err(a)) => assert_eq!(s, &ErrorBody::from(a), "item {i}"),
+                _ => panic!("item {i}: {sliced:?} against {alone:?}"),
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@
 //! is answered over several turns); one with work left goes to the back of the `again` list,
 //! behind the events of the next poll. A connection with no room — its unwritten replies at
 //! `max_pending_reply_bytes`, `max_in_flight` requests outstanding, or its uid at
-//! `max_memory_per_uid` — is *stalled*: not read (the kernel's socket buffers then push back
+//! `max_memory_per_uid` beyond each connection's [`CONN_FLOOR`] — is *stalled*: not read (the kernel's socket buffers then push back
 //! on the client) until replies are written or the uid's memory goes down, which puts it back
 //! on the `again` list. Connections are counted per uid at accept ([`super::quota`]).
 
@@ -21,14 +21,14 @@ use mio::net::UnixStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::conn::{Conn, Filled, READ_CAP};
-use super::dispatch::{self, Allowance, Batcher, Deferred, Stop};
+use super::dispatch::{self, Allowance, Batcher, Deferred, Stop, WORK_PER_TURN};
 use super::identity;
 use super::listener::Listener;
-use super::quota::Quotas;
+use super::quota::{Quotas, CONN_FLOOR};
 use super::{DaemonConfig, Shutdown};
 use crate::err;
 use crate::error::Result;
-use crate::ops::{Request, Response};
+use crate::ops::Request;
 use crate::protocol;
 use crate::Kms;
 
@@ -37,10 +37,7 @@ const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
 /// Read-and-handle rounds for one connection per turn before others get theirs.
 const MAX_ROUNDS: usize = 8;
-/// Work units ([`dispatch::work_cost`]: one per request or batch item, plus one per KiB of
-/// payload) one connection may use per turn: about a millisecond of engine work, so a client
-/// holds the others for no more than that at a time.
-pub(crate) const WORK_PER_TURN: usize = 1024;
+
 /// Helper threads answering deferred requests, at most, across all connections.
 const MAX_DEFERRED: usize = 64;
 /// How long shutdown waits for in-flight work and unflushed replies.
@@ -51,6 +48,10 @@ struct Completion {
     slot: usize,
     serial: u64,
     bytes: Vec<u8>,
+    /// The frame did not decode: close the connection after this reply.
+    close: bool,
+    /// The size of a batch frame answered off the loop (0 for other work).
+    frame_bytes: usize,
 }
 
 /// How long the loop keeps polling without sleeping after its last event.
@@ -267,13 +268,21 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        let now = conn.memory();
+        let now = conn.memory().saturating_sub(CONN_FLOOR);
         if now == conn.charged {
             return;
         }
         let woken = self.quotas.charge(conn.peer.uid, conn.charged, now);
         conn.charged = now;
         self.wake_all(woken);
+    }
+
+    /// Bytes `slot` may still take: what is left of its floor, plus its uid's room.
+    fn room(&self, slot: usize) -> usize {
+        let Some(conn) = self.conns.get(slot).and_then(Option::as_ref) else {
+            return 0;
+        };
+        CONN_FLOOR.saturating_sub(conn.memory()) + self.quotas.room(conn.peer.uid)
     }
 
     /// Stops reading `slot` until there is room again (see the module doc).
@@ -296,6 +305,12 @@ impl EventLoop {
                 return;
             };
             if conn.stalled {
+                return;
+            }
+            if conn.offloaded > 0 {
+                // A batch on a helper thread comes before the next frame: its completion
+                // wakes the connection.
+                conn.stalled = true;
                 return;
             }
             if let Some(job) = conn.job.as_mut() {
@@ -322,15 +337,18 @@ impl EventLoop {
                 self.again.push(slot);
                 return;
             }
-            // Read what the uid's memory quota leaves room for (the frames already buffered
-            // are handled whatever it says).
-            let uid_room = self.quotas.room(conn.peer.uid);
+            // Read what the memory quota leaves room for (the frames already buffered are
+            // handled whatever it says).
+            let room = self.room(slot);
+            let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
             let filled = if conn.eof {
                 Filled::Eof
-            } else if uid_room == 0 {
+            } else if room == 0 {
                 Filled::Limited
             } else {
-                match conn.fill(uid_room.min(READ_CAP)) {
+                match conn.fill(room.min(READ_CAP)) {
                     Ok(f) => f,
                     Err(e) => {
                         tracing::debug!(error = %e, "read failed");
@@ -340,12 +358,12 @@ impl EventLoop {
                 }
             };
             self.sync_charge(slot);
+            let room = self.room(slot);
             let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
                 return;
             };
-            let uid_room = self.quotas.room(conn.peer.uid);
             let pending = conn.pending();
-            let mut reply_bytes = cap.saturating_sub(pending).min(uid_room);
+            let mut reply_bytes = cap.saturating_sub(pending).min(room);
             if pending == 0 {
                 // A connection with nothing unwritten may always start one more request, so
                 // that each connection of a uid at its quota still moves.
@@ -390,14 +408,25 @@ impl EventLoop {
             };
             match handled.stop {
                 Stop::Error => return,
+                // A batch to run on the loop, or one on a helper thread (the next round
+                // stalls until its completion).
                 Stop::Job => {}
                 Stop::Work => {
                     self.again.push(slot);
                     return;
                 }
                 Stop::Room => {
-                    self.stall(slot);
-                    return;
+                    // Stall only where an event will come to wake it: a reply to write (the
+                    // socket turning writable), a helper thread's completion. Writing may have
+                    // made room already, and a connection with nothing unwritten may always
+                    // start one more request: then go on.
+                    let busy = conn.outstanding() + conn.in_flight >= max_in_flight as usize;
+                    let full = conn.pending() >= cap;
+                    let pending = conn.pending() > 0;
+                    if busy || full || (pending && self.room(slot) == 0) {
+                        self.stall(slot);
+                        return;
+                    }
                 }
                 Stop::Input => match filled {
                     Filled::Eof => {
@@ -410,7 +439,7 @@ impl EventLoop {
                     Filled::WouldBlock => return,
                     Filled::Full => {}
                     Filled::Limited => {
-                        if self.quotas.room(conn.peer.uid) == 0 {
+                        if self.room(slot) == 0 {
                             self.stall(slot);
                             return;
                         }
@@ -470,7 +499,7 @@ impl EventLoop {
         self.after_output(slot);
     }
 
-    /// Hands the deferred requests of the last read to helper threads.
+    /// Hands the deferred work of the last read to helper threads.
     fn start_deferred(&mut self, slot: usize) {
         if self.deferred.is_empty() {
             return;
@@ -480,46 +509,54 @@ impl EventLoop {
             self.deferred.clear();
             return;
         };
-        for d in self.deferred.drain(..) {
-            let op = d.request.op();
+        for mut d in self.deferred.drain(..) {
+            let (id, op) = d.ids();
             if self.deferred_running >= MAX_DEFERRED {
                 let e = err!(
                     ThrottlingException,
                     "{} requests are already waiting; try again later",
                     MAX_DEFERRED
                 );
-                protocol::encode_response(&mut conn.wbuf, d.request_id, op.code(), &Err(e));
+                protocol::encode_response(&mut conn.wbuf, id, op, &Err(e));
                 continue;
             }
-            let mut request = d.request;
-            if let Request::WaitForConnection(w) = &mut request {
-                w.timeout_millis = w.timeout_millis.min(max_wait);
-            }
+            let frame_bytes = match &mut d {
+                Deferred::Blocking {
+                    request: Request::WaitForConnection(w),
+                    ..
+                } => {
+                    w.timeout_millis = w.timeout_millis.min(max_wait);
+                    0
+                }
+                Deferred::Blocking { .. } => 0,
+                Deferred::Batch { body, .. } => protocol::HEADER_LEN + body.len(),
+            };
             let kms = conn.kms.clone();
             let tx = self.done_tx.clone();
             let waker = self.waker.clone();
-            let (serial, id) = (conn.serial, d.request_id);
+            let serial = conn.serial;
             let spawned = std::thread::Builder::new()
-                .name("kmscksd-wait".into())
+                .name("kmscksd-helper".into())
                 .spawn(move || {
-                    let result: Result<Response> = kms.dispatch(&request);
-                    let mut bytes = Vec::new();
-                    protocol::encode_response(&mut bytes, id, op.code(), &result);
+                    let (bytes, close) = d.run(&kms);
                     let _ = tx.send(Completion {
                         slot,
                         serial,
                         bytes,
+                        close,
+                        frame_bytes,
                     });
                     let _ = waker.wake();
                 });
             match spawned {
                 Ok(_) => {
                     conn.in_flight += 1;
+                    conn.offloaded += frame_bytes;
                     self.deferred_running += 1;
                 }
                 Err(e) => {
                     let e = err!(ThrottlingException, "cannot start a helper thread: {e}");
-                    protocol::encode_response(&mut conn.wbuf, id, op.code(), &Err(e));
+                    protocol::encode_response(&mut conn.wbuf, id, op, &Err(e));
                 }
             }
         }
@@ -535,6 +572,16 @@ impl EventLoop {
                 continue;
             }
             conn.in_flight -= 1;
+            conn.offloaded -= done.frame_bytes;
+            conn.last_progress = Instant::now();
+            if done.close {
+                tracing::warn!(
+                    uid = conn.peer.uid,
+                    pid = conn.peer.pid,
+                    "bad batch frame; closing the connection"
+                );
+                conn.closing = true;
+            }
             conn.wbuf.extend_from_slice(&done.bytes);
             let mut bytes = done.bytes;
             zeroize::Zeroize::zeroize(&mut bytes);

@@ -7,6 +7,15 @@
 //! connection whose uid is at its memory quota stops being read (back-pressure) and is
 //! registered here as waiting; when the uid's memory goes down, its waiting connections are
 //! handed back to the event loop to be read again.
+//!
+//! Every connection may hold [`CONN_FLOOR`] bytes whatever its uid's quota says, and only what
+//! it holds beyond that is charged to the uid: so a connection of a uid whose other
+//! connections never read still moves (a uid's memory is then at most its quota plus a floor
+//! per connection).
+
+/// What each connection may hold without being charged to its uid's memory quota: small
+/// requests and replies (a 4 KiB Encrypt is about 4.3 KB) always flow.
+pub(super) const CONN_FLOOR: usize = 64 << 10;
 
 use std::collections::HashMap;
 
