@@ -206,18 +206,20 @@ fn slice_end<T>(items: &[T], next: usize, work: &mut usize, size: impl Fn(&T) ->
 }
 
 impl Job {
-    /// The job for a batch request; gives back any other request.
-    fn new(request_id: u64, frame_bytes: usize, request: Request) -> Result<Job, Request> {
+    /// The job for a batch request (its items taken out of it); None for any other request.
+    fn new(request_id: u64, frame_bytes: usize, request: &mut Request) -> Option<Job> {
         let items = match request {
-            Request::EncryptBatch(b) => JobItems::Encrypt(b.items, Vec::new()),
-            Request::DecryptBatch(b) => JobItems::Decrypt(b.items, Vec::new()),
-            Request::GenerateDataKeyBatch(b) => JobItems::DataKey(b.items, Vec::new(), true),
-            Request::GenerateDataKeyWithoutPlaintextBatch(b) => {
-                JobItems::DataKey(b.items, Vec::new(), false)
+            Request::EncryptBatch(b) => JobItems::Encrypt(std::mem::take(&mut b.items), Vec::new()),
+            Request::DecryptBatch(b) => JobItems::Decrypt(std::mem::take(&mut b.items), Vec::new()),
+            Request::GenerateDataKeyBatch(b) => {
+                JobItems::DataKey(std::mem::take(&mut b.items), Vec::new(), true)
             }
-            other => return Err(other),
+            Request::GenerateDataKeyWithoutPlaintextBatch(b) => {
+                JobItems::DataKey(std::mem::take(&mut b.items), Vec::new(), false)
+            }
+            _ => return None,
         };
-        Ok(Job {
+        Some(Job {
             request_id,
             frame_bytes,
             next: 0,
@@ -324,7 +326,7 @@ impl Deferred {
                 let decoded = protocol::decode_request(&header, &body);
                 // The body holds plaintexts: no copy is left behind.
                 crate::secret::wipe_vec(&mut body);
-                let request = match decoded {
+                let mut request = match decoded {
                     Ok(r) => r,
                     Err(e) => {
                         let e = e.to_error();
@@ -332,8 +334,8 @@ impl Deferred {
                         return (out, true);
                     }
                 };
-                match Job::new(header.request_id, 0, request) {
-                    Ok(mut job) => {
+                match Job::new(header.request_id, 0, &mut request) {
+                    Some(mut job) => {
                         // A slice at a time, so that other callers' requests get between them
                         // in the engine's queues.
                         loop {
@@ -344,7 +346,7 @@ impl Deferred {
                         }
                         job.finish(&mut out);
                     }
-                    Err(request) => {
+                    None => {
                         // Not reached: only batch ops are deferred as batches.
                         let result = kms.dispatch(&request);
                         protocol::encode_response(&mut out, header.request_id, header.op, &result);
@@ -535,14 +537,12 @@ pub(crate) fn handle_frames(
             });
             continue;
         }
-        let request = match Job::new(header.request_id, end, request) {
-            Ok(j) => {
-                // The frame's cost was taken above; the items are paid for as they run.
-                job = Some(j);
-                break Stop::Job;
-            }
-            Err(request) => request,
-        };
+        let mut request = request;
+        if let Some(j) = Job::new(header.request_id, end, &mut request) {
+            // The frame's cost was taken above; the items are paid for as they run.
+            job = Some(j);
+            break Stop::Job;
+        }
         let result: Result<Response, KmsError> = kms.dispatch(&request);
         protocol::encode_response(out, header.request_id, header.op, &result);
     };
