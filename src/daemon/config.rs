@@ -203,24 +203,59 @@ daemon_options! {
     flag(bool);
     sample toml;
 
-    /// Connections served at once.
+    /// Connections served at once, all uids together.
     ///
     /// Further ones get a LimitExceededException frame and are closed.
     max_connections: usize = 1024;
     flag(Option<usize>, value_name = "N");
     sample toml;
 
-    /// Close a connection that completes no request frame for this many seconds.
+    /// Connections one uid may hold at once (root and the daemon's uid included).
     ///
-    /// This also bounds a client that sends one byte a minute.
+    /// Further ones from that uid get a LimitExceededException frame naming this quota and
+    /// are closed.
+    max_connections_per_uid: usize = 256;
+    flag(Option<usize>, value_name = "N");
+    sample toml;
+
+    /// Of max_connections, how many only root and the daemon's uid may take (at most
+    /// max_connections - 1): all other uids together hold at most max_connections minus
+    /// this, so they can never lock the account root out.
+    reserved_connections: usize = 16;
+    flag(Option<usize>, value_name = "N");
+    sample toml;
+
+    /// Close a connection that completes no whole frame for this many seconds: neither a
+    /// request frame received nor a reply frame written (requests waiting on a helper thread
+    /// excepted).
+    ///
+    /// Progress is counted in whole frames, not bytes: a client that trickles a byte now and
+    /// then, in either direction, is closed all the same.
     idle_timeout_secs: u64 = 300;
     flag(Option<u64>, value_name = "SECS");
     sample toml;
 
-    /// Disconnect a client whose unread replies exceed this many bytes.
+    /// Unwritten replies one connection may hold, in bytes: at this many the daemon stops
+    /// decoding the connection's requests (and so stops reading it) until the client reads.
     ///
     /// At least one largest protocol frame.
     max_pending_reply_bytes: usize = 8 << 20;
+    flag(Option<usize>, value_name = "BYTES");
+    sample toml;
+
+    /// Requests one connection may have outstanding (decoded and not yet answered on the
+    /// socket), as Hello announces: at this many the daemon stops reading the connection
+    /// until replies are written.
+    max_in_flight: u32 = 1024;
+    flag(Option<u32>, value_name = "N");
+    sample toml;
+
+    /// Memory one uid's connections may hold in the daemon, in bytes: request bytes read and
+    /// not yet handled plus replies not yet written. At the quota the daemon stops reading
+    /// that uid's connections until its clients read (other uids are not affected).
+    ///
+    /// At least two largest protocol frames.
+    max_memory_per_uid: usize = 64 << 20;
     flag(Option<usize>, value_name = "BYTES");
     sample toml;
 
@@ -333,6 +368,13 @@ impl DaemonConfig {
         DaemonConfig::from_toml(&text, &path.display().to_string())
     }
 
+    /// Connections only root and the daemon's uid may take: `reserved_connections`, at most
+    /// `max_connections - 1`.
+    pub(crate) fn reserved(&self) -> usize {
+        self.reserved_connections
+            .min(self.max_connections.saturating_sub(1))
+    }
+
     /// Checks every value's range.
     pub fn validate(&self) -> Result<()> {
         if self.socket_mode & !0o777 != 0 {
@@ -356,6 +398,18 @@ impl DaemonConfig {
                 "max_connections must be at least 1"
             ));
         }
+        if self.max_connections_per_uid == 0 {
+            return Err(err!(
+                ValidationException,
+                "max_connections_per_uid must be at least 1"
+            ));
+        }
+        if self.max_in_flight == 0 {
+            return Err(err!(
+                ValidationException,
+                "max_in_flight must be at least 1"
+            ));
+        }
         if self.idle_timeout_secs == 0 {
             return Err(err!(
                 ValidationException,
@@ -368,6 +422,14 @@ impl DaemonConfig {
                 ValidationException,
                 "max_pending_reply_bytes {} is less than one largest frame ({min_pending} bytes)",
                 self.max_pending_reply_bytes
+            ));
+        }
+        if self.max_memory_per_uid < 2 * min_pending {
+            return Err(err!(
+                ValidationException,
+                "max_memory_per_uid {} is less than two largest frames ({} bytes)",
+                self.max_memory_per_uid,
+                2 * min_pending
             ));
         }
         if self.event_log_file_bytes < MIN_EVENT_LOG_FILE_BYTES {
@@ -510,6 +572,9 @@ mod tests {
             ("account_id = \"12\"", "account_id"),
             ("region = \"US East\"", "region"),
             ("max_pending_reply_bytes = 10", "max_pending_reply_bytes"),
+            ("max_connections_per_uid = 0", "max_connections_per_uid"),
+            ("max_in_flight = 0", "max_in_flight"),
+            ("max_memory_per_uid = 1048576", "max_memory_per_uid"),
             ("event_log_file_bytes = 100", "event_log_file_bytes"),
             ("event_log_retain_days = 0", "event_log_retain_days"),
             ("generate_random_uids = \"1001,x\"", "generate_random_uids"),

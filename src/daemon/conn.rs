@@ -1,10 +1,14 @@
-//! One client connection: its socket, identity, and the reused, capped read and write buffers.
+//! One client connection: its socket, identity, and the reused, capped read and write buffers,
+//! with what the quotas need to know about them: the bytes they hold, the replies not yet
+//! written, and when a whole frame last went in or out (the idle timeout counts frames, not
+//! bytes).
 
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use mio::net::UnixStream;
 
+use super::dispatch::Job;
 use super::identity::Peer;
 use crate::protocol::{HEADER_LEN, MAX_BODY};
 use crate::Kms;
@@ -14,8 +18,13 @@ use crate::Kms;
 pub(crate) const READ_CAP: usize = 2 * (HEADER_LEN + MAX_BODY as usize);
 /// Initial read buffer size, and what an idle connection's buffer shrinks back to.
 pub(crate) const READ_START: usize = 64 << 10;
-/// A drained write buffer whose capacity exceeds this is shrunk back to [`READ_START`].
-const WRITE_KEEP: usize = 1 << 20;
+/// A drained write buffer whose capacity exceeds this is shrunk back to it, so that an idle
+/// connection holds little beyond what its uid's memory quota counts.
+const WRITE_KEEP: usize = READ_START;
+/// Written replies at the head of the write buffer are dropped once they are this many bytes
+/// and at least half the buffer, so that a client that keeps reading (but never all) does not
+/// make the buffer grow without bound.
+const WRITE_COMPACT: usize = 64 << 10;
 
 /// How a read pass ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -24,6 +33,8 @@ pub(crate) enum Filled {
     WouldBlock,
     /// The buffer is at its cap: handle its frames, then read again.
     Full,
+    /// The byte limit given was reached (memory quota): more may be waiting on the socket.
+    Limited,
     /// The peer closed its side.
     Eof,
 }
@@ -41,8 +52,25 @@ pub(crate) struct Conn {
     /// Replies not yet written: `wbuf[wpos..]`.
     pub wbuf: Vec<u8>,
     pub wpos: usize,
-    /// Last completed request frame or write progress.
+    /// End of the reply frames of `wbuf` already counted in `unsent`.
+    scanned: usize,
+    /// End of the reply frames of `wbuf` already written whole.
+    delivered: usize,
+    /// Reply frames in `wbuf` not yet written whole.
+    pub unsent: usize,
+    /// Last request frame received whole or reply frame written whole.
     pub last_progress: Instant,
+    /// The peer closed its side: no more bytes will come.
+    pub eof: bool,
+    /// Reading stopped for lack of room (reply cap, in-flight limit, memory quota): read
+    /// again once replies are written or the uid's memory goes down.
+    pub stalled: bool,
+    /// A batch request being answered a slice per event-loop turn.
+    pub job: Option<Job>,
+    /// The size of a batch frame being answered on a helper thread (0: none).
+    pub offloaded: usize,
+    /// Bytes charged to the uid's memory quota for this connection.
+    pub charged: usize,
     /// No more input is handled; the connection closes once its replies are flushed.
     pub closing: bool,
     /// Whether WRITABLE interest is registered.
@@ -64,7 +92,15 @@ impl Conn {
             filled: 0,
             wbuf: Vec::new(),
             wpos: 0,
+            scanned: 0,
+            delivered: 0,
+            unsent: 0,
             last_progress: Instant::now(),
+            eof: false,
+            stalled: false,
+            job: None,
+            offloaded: 0,
+            charged: 0,
             closing: false,
             writable_interest: false,
             in_flight: 0,
@@ -72,18 +108,30 @@ impl Conn {
         }
     }
 
-    /// Reads until the socket would block, the peer closed, or the buffer is at its cap.
-    pub(super) fn fill(&mut self) -> io::Result<Filled> {
+    /// Reads until the socket would block, the peer closed, the buffer is at its cap, or
+    /// `limit` more bytes were read.
+    pub(super) fn fill(&mut self, limit: usize) -> io::Result<Filled> {
+        let stop = self.filled.saturating_add(limit);
         loop {
+            if self.filled >= stop {
+                return Ok(Filled::Limited);
+            }
             if self.filled == self.rbuf.len() {
                 if self.rbuf.len() >= READ_CAP {
                     return Ok(Filled::Full);
                 }
                 let grown = (self.rbuf.len() * 2).min(READ_CAP);
+                // Requests carry plaintexts: growing wipes the allocation left behind.
+                let more = grown - self.rbuf.len();
+                crate::secret::reserve_wiping(&mut self.rbuf, more);
                 self.rbuf.resize(grown, 0);
             }
-            match self.stream.read(&mut self.rbuf[self.filled..]) {
-                Ok(0) => return Ok(Filled::Eof),
+            let end = self.rbuf.len().min(stop);
+            match self.stream.read(&mut self.rbuf[self.filled..end]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(Filled::Eof);
+                }
                 Ok(n) => self.filled += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Filled::WouldBlock),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -99,7 +147,9 @@ impl Conn {
         self.filled -= n;
         // Request bodies hold plaintexts and passwords: leave no copy behind.
         crate::secret::wipe(&mut self.rbuf[self.filled..old]);
-        if self.filled == 0 && self.rbuf.len() > READ_START {
+        // A grown buffer left mostly empty goes back to its start size (what it holds fits):
+        // its allocation then stays near what the uid's memory quota counts.
+        if self.rbuf.len() > READ_START && self.filled <= READ_START / 2 {
             self.rbuf.truncate(READ_START);
             self.rbuf.shrink_to_fit();
         }
@@ -110,29 +160,91 @@ impl Conn {
         self.wbuf.len() - self.wpos
     }
 
+    /// What this connection holds against its uid's memory quota: request bytes read and not
+    /// yet handled (a batch being answered counts its frame), replies not yet written.
+    pub(super) fn memory(&self) -> usize {
+        self.filled
+            + self.pending()
+            + self.offloaded
+            + self.job.as_ref().map_or(0, Job::frame_bytes)
+    }
+
+    /// Requests decoded and not yet answered on the socket, besides those on helper threads:
+    /// reply frames not yet written whole, and a batch being answered.
+    pub(super) fn outstanding(&self) -> usize {
+        self.unsent + usize::from(self.job.is_some())
+    }
+
+    /// Counts the reply frames appended to the write buffer since the last call. Every
+    /// appended reply is a whole frame (the encoders write header and body at once).
+    pub(super) fn count_replies(&mut self) {
+        while let Some(end) = frame_end(&self.wbuf, self.scanned) {
+            self.scanned = end;
+            self.unsent += 1;
+        }
+    }
+
     /// Writes pending replies until done or the socket would block. Returns true when all are
-    /// written.
+    /// written. Each reply frame written whole is progress for the idle timeout.
     pub(super) fn flush(&mut self) -> io::Result<bool> {
+        self.count_replies();
         while self.wpos < self.wbuf.len() {
             match self.stream.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.wpos += n;
-                    self.last_progress = Instant::now();
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
+        let mut whole = 0;
+        while let Some(end) = frame_end(&self.wbuf, self.delivered) {
+            if end > self.wpos {
+                break;
+            }
+            self.delivered = end;
+            whole += 1;
+        }
+        if whole > 0 {
+            self.unsent -= whole;
+            self.last_progress = Instant::now();
+        }
+        if self.wpos < self.wbuf.len() {
+            if self.delivered >= WRITE_COMPACT && self.delivered * 2 >= self.wbuf.len() {
+                self.compact();
+            }
+            return Ok(false);
+        }
         // Replies hold plaintexts and data keys: wipe them once sent.
         crate::secret::wipe_vec(&mut self.wbuf);
         self.wpos = 0;
+        self.scanned = 0;
+        self.delivered = 0;
         if self.wbuf.capacity() > WRITE_KEEP {
-            self.wbuf.shrink_to(READ_START);
+            self.wbuf.shrink_to(WRITE_KEEP);
         }
         Ok(true)
     }
+
+    /// Drops the replies at the head of the write buffer that were written whole, wiping the
+    /// bytes this leaves behind; cuts at a frame boundary, so the frame cursors stay valid.
+    fn compact(&mut self) {
+        let (n, old) = (self.delivered, self.wbuf.len());
+        self.wbuf.copy_within(n..old, 0);
+        crate::secret::wipe(&mut self.wbuf[old - n..old]);
+        self.wbuf.truncate(old - n);
+        self.wpos -= n;
+        self.scanned -= n;
+        self.delivered = 0;
+    }
+}
+
+/// The end of the frame that starts at `start` of `buf`, if the frame is whole there.
+fn frame_end(buf: &[u8], start: usize) -> Option<usize> {
+    // The daemon's own replies: their headers are valid.
+    let header = crate::protocol::parse_header(buf.get(start..)?).ok()??;
+    let end = start + HEADER_LEN + header.body_len as usize;
+    (end <= buf.len()).then_some(end)
 }
 
 impl Drop for Conn {

@@ -8,8 +8,18 @@
 //! to the connection's write buffer and written with one `write` when the read is handled.
 //! The batch vectors are reused across reads: once warm, this path allocates nothing beyond
 //! the requests' and responses' own bodies.
+//!
+//! Handling is bounded by an [`Allowance`]: work (so that one event-loop turn stays within a
+//! few milliseconds whatever one client sends), reply bytes (the reply cap and the uid's
+//! memory quota) and replies owed (`max_in_flight`). Decoding stops before the frame that
+//! would pass one of them; the rest waits in the read buffer. A batch request (EncryptBatch
+//! …) becomes a [`Job`] answered a slice of items per turn, its reply the same as one engine
+//! call would give.
 
-use crate::api::kms::{DecryptRequest, EncryptRequest, GenerateDataKeyRequest};
+use crate::api::kms::{
+    BatchResponse, DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse,
+    GenerateDataKeyRequest, GenerateDataKeyResponse,
+};
 use crate::error::KmsError;
 use crate::ops::{Op, Request, Response};
 use crate::protocol::{self, Header, HelloReply, ProtocolError, HEADER_LEN};
@@ -32,6 +42,37 @@ pub(crate) struct Batcher {
     encrypt: Vec<EncryptRequest>,
     decrypt: Vec<DecryptRequest>,
     data_key: Vec<GenerateDataKeyRequest>,
+    /// An upper estimate of the reply bytes of the collected batch.
+    projected: usize,
+}
+
+/// Reply bytes beyond the payload that one data-plane reply may take (header, key ARN,
+/// ciphertext header and tag, encoding): an estimate for bounding, not a wire fact.
+const REPLY_OVERHEAD: usize = 512;
+/// The data key size assumed for a GenerateDataKey that does not give NumberOfBytes.
+const DEFAULT_DATA_KEY: usize = 32;
+
+/// An upper estimate of the reply bytes of one Encrypt, Decrypt or GenerateDataKey request.
+fn reply_estimate(req: &Request) -> usize {
+    REPLY_OVERHEAD
+        + match req {
+            Request::Encrypt(r) => r.plaintext.len(),
+            Request::Decrypt(r) => r.ciphertext_blob.len(),
+            Request::GenerateDataKey(r) | Request::GenerateDataKeyWithoutPlaintext(r) => {
+                2 * r.number_of_bytes.map_or(DEFAULT_DATA_KEY, |n| n as usize)
+            }
+            _ => 0,
+        }
+}
+
+/// Work units ([`work_cost`]: one per request or batch item, plus one per KiB of payload) one
+/// connection may use per event-loop turn: about a millisecond of engine work, so that a
+/// client holds the others for no more than that at a time.
+pub(crate) const WORK_PER_TURN: usize = 1024;
+
+/// The work units one request (or batch item) of `bytes` payload costs: 1, plus 1 per KiB.
+pub(crate) fn work_cost(bytes: usize) -> usize {
+    1 + bytes / 1024
 }
 
 impl Batcher {
@@ -49,6 +90,7 @@ impl Batcher {
             self.flush(kms, out);
             self.kind = Some(kind);
         }
+        self.projected += reply_estimate(&req);
         self.ids.push(id);
         match req {
             Request::Encrypt(r) => self.encrypt.push(r),
@@ -63,6 +105,7 @@ impl Batcher {
 
     /// Runs the collected batch (one engine call) and appends its replies.
     pub(crate) fn flush(&mut self, kms: &Kms, out: &mut Vec<u8>) {
+        self.projected = 0;
         let Some(kind) = self.kind.take() else {
             return;
         };
@@ -124,10 +167,236 @@ fn reply_all<T>(
     }
 }
 
-/// A request that must not run on the event loop (it may block): answered by a helper thread.
-pub(crate) struct Deferred {
-    pub request_id: u64,
-    pub request: Request,
+/// A batch request (EncryptBatch, DecryptBatch, GenerateDataKey[WithoutPlaintext]Batch)
+/// answered a slice of items per event-loop turn, so that a batch of 60,000 items does not
+/// hold the loop. Each item's answer does not depend on the slice it is in, so the reply is
+/// the one a single engine call gives.
+pub(crate) struct Job {
+    request_id: u64,
+    frame_bytes: usize,
+    next: usize,
+    items: JobItems,
+}
+
+type Results<T> = Vec<crate::Result<T>>;
+
+enum JobItems {
+    Encrypt(Vec<EncryptRequest>, Results<EncryptResponse>),
+    Decrypt(Vec<DecryptRequest>, Results<DecryptResponse>),
+    DataKey(
+        Vec<GenerateDataKeyRequest>,
+        Results<GenerateDataKeyResponse>,
+        bool,
+    ),
+}
+
+/// The end of the next slice of `items` from `next`: as many as `work` pays for, at least
+/// one. `size` is an item's payload bytes.
+fn slice_end<T>(items: &[T], next: usize, work: &mut usize, size: impl Fn(&T) -> usize) -> usize {
+    let mut end = next;
+    while let Some(item) = items.get(end) {
+        let cost = work_cost(size(item));
+        if end > next && cost > *work {
+            break;
+        }
+        *work = work.saturating_sub(cost);
+        end += 1;
+    }
+    end
+}
+
+impl Job {
+    /// The job for a batch request (its items taken out of it); None for any other request.
+    fn new(request_id: u64, frame_bytes: usize, request: &mut Request) -> Option<Job> {
+        let items = match request {
+            Request::EncryptBatch(b) => JobItems::Encrypt(std::mem::take(&mut b.items), Vec::new()),
+            Request::DecryptBatch(b) => JobItems::Decrypt(std::mem::take(&mut b.items), Vec::new()),
+            Request::GenerateDataKeyBatch(b) => {
+                JobItems::DataKey(std::mem::take(&mut b.items), Vec::new(), true)
+            }
+            Request::GenerateDataKeyWithoutPlaintextBatch(b) => {
+                JobItems::DataKey(std::mem::take(&mut b.items), Vec::new(), false)
+            }
+            _ => return None,
+        };
+        Some(Job {
+            request_id,
+            frame_bytes,
+            next: 0,
+            items,
+        })
+    }
+
+    /// The size of the request frame (held against the uid's memory quota until answered).
+    pub(crate) fn frame_bytes(&self) -> usize {
+        self.frame_bytes
+    }
+
+    /// Answers the next items, as many as `work` pays for (at least one). Returns true once
+    /// every item is answered.
+    pub(crate) fn step(&mut self, kms: &Kms, work: &mut usize) -> bool {
+        let next = self.next;
+        match &mut self.items {
+            JobItems::Encrypt(items, results) => {
+                let end = slice_end(items, next, work, |r| r.plaintext.len());
+                results.extend(kms.encrypt_batch(&items[next..end]));
+                self.next = end;
+                end == items.len()
+            }
+            JobItems::Decrypt(items, results) => {
+                let end = slice_end(items, next, work, |r| r.ciphertext_blob.len());
+                results.extend(kms.decrypt_batch(&items[next..end]));
+                self.next = end;
+                end == items.len()
+            }
+            JobItems::DataKey(items, results, with_plaintext) => {
+                let end = slice_end(items, next, work, |r| {
+                    r.number_of_bytes.map_or(DEFAULT_DATA_KEY, |n| n as usize)
+                });
+                results.extend(kms.generate_data_key_batch(&items[next..end], *with_plaintext));
+                self.next = end;
+                end == items.len()
+            }
+        }
+    }
+
+    /// Appends the reply (once [`Job::step`] returned true).
+    pub(crate) fn finish(self, out: &mut Vec<u8>) {
+        let (op, response) = match self.items {
+            JobItems::Encrypt(_, r) => (
+                Op::EncryptBatch,
+                Response::EncryptBatch(BatchResponse::from_results(r)),
+            ),
+            JobItems::Decrypt(_, r) => (
+                Op::DecryptBatch,
+                Response::DecryptBatch(BatchResponse::from_results(r)),
+            ),
+            JobItems::DataKey(_, r, true) => (
+                Op::GenerateDataKeyBatch,
+                Response::GenerateDataKeyBatch(BatchResponse::from_results(r)),
+            ),
+            JobItems::DataKey(_, r, false) => (
+                Op::GenerateDataKeyWithoutPlaintextBatch,
+                Response::GenerateDataKeyWithoutPlaintextBatch(BatchResponse::from_results(r)),
+            ),
+        };
+        protocol::encode_response(out, self.request_id, op.code(), &Ok(response));
+    }
+}
+
+/// Batch frames with a body larger than this are decoded and answered on a helper thread
+/// (still a slice at a time, so that the engine's queues serve other callers in between): the
+/// decoding and encoding of a 1 MiB batch alone would hold the event loop too long.
+const OFFLOAD_BYTES: usize = 64 << 10;
+
+/// Work that must not run on the event loop: answered by a helper thread.
+pub(crate) enum Deferred {
+    /// A request that may block (WaitForConnection).
+    Blocking { request_id: u64, request: Request },
+    /// A large batch frame, not yet decoded. The connection's later frames wait for it.
+    Batch { header: Header, body: Vec<u8> },
+}
+
+impl Deferred {
+    /// The request id and op its reply carries.
+    pub(crate) fn ids(&self) -> (u64, u16) {
+        match self {
+            Deferred::Blocking {
+                request_id,
+                request,
+            } => (*request_id, request.op().code()),
+            Deferred::Batch { header, .. } => (header.request_id, header.op),
+        }
+    }
+
+    /// Answers it (on a helper thread): the reply frame, and whether the connection must close
+    /// after it (the frame did not decode).
+    pub(crate) fn run(self, kms: &Kms) -> (Vec<u8>, bool) {
+        let mut out = Vec::new();
+        match self {
+            Deferred::Blocking {
+                request_id,
+                request,
+            } => {
+                let result = kms.dispatch(&request);
+                protocol::encode_response(&mut out, request_id, request.op().code(), &result);
+                (out, false)
+            }
+            Deferred::Batch { header, mut body } => {
+                let decoded = protocol::decode_request(&header, &body);
+                // The body holds plaintexts: no copy is left behind.
+                crate::secret::wipe_vec(&mut body);
+                let mut request = match decoded {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let e = e.to_error();
+                        protocol::encode_response(&mut out, header.request_id, header.op, &Err(e));
+                        return (out, true);
+                    }
+                };
+                match Job::new(header.request_id, 0, &mut request) {
+                    Some(mut job) => {
+                        // A slice at a time, so that other callers' requests get between them
+                        // in the engine's queues.
+                        loop {
+                            let mut work = WORK_PER_TURN;
+                            if job.step(kms, &mut work) {
+                                break;
+                            }
+                        }
+                        job.finish(&mut out);
+                    }
+                    None => {
+                        // Not reached: only batch ops are deferred as batches.
+                        let result = kms.dispatch(&request);
+                        protocol::encode_response(&mut out, header.request_id, header.op, &result);
+                    }
+                }
+                (out, false)
+            }
+        }
+    }
+}
+
+/// Whether `op` is a batch operation (answered as a [`Job`]).
+fn is_batch(op: u16) -> bool {
+    [
+        Op::EncryptBatch,
+        Op::DecryptBatch,
+        Op::GenerateDataKeyBatch,
+        Op::GenerateDataKeyWithoutPlaintextBatch,
+    ]
+    .iter()
+    .any(|o| o.code() == op)
+}
+
+/// How much one call of [`handle_frames`] may do; what it uses is taken off.
+#[derive(Debug)]
+pub(crate) struct Allowance {
+    /// Work units ([`work_cost`]) left in this event-loop turn.
+    pub work: usize,
+    /// Reply bytes that may still be appended. Checked before each frame, so the last
+    /// frame's reply may pass it: give at least 1 to let one frame through.
+    pub reply_bytes: usize,
+    /// Replies that may still be owed (`max_in_flight` minus those outstanding).
+    pub replies: usize,
+}
+
+/// Why [`handle_frames`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// No whole frame left in the buffer.
+    Input,
+    /// The turn's work is spent: continue on a later turn.
+    Work,
+    /// No room for more replies (reply cap, memory quota, in-flight limit): continue once
+    /// the client reads.
+    Room,
+    /// A batch request became a [`Job`], or went to a helper thread ([`Deferred::Batch`]):
+    /// answer it before the next frame.
+    Job,
+    /// A protocol error (its reply written): close after flushing.
+    Error,
 }
 
 /// What handling a connection's buffered frames came to.
@@ -138,6 +407,10 @@ pub(crate) struct Handled {
     pub frames: usize,
     /// A protocol error: its reply was written; close the connection after flushing.
     pub error: Option<ProtocolError>,
+    /// Why handling stopped.
+    pub stop: Stop,
+    /// The batch request to run next, when `stop` is [`Stop::Job`].
+    pub job: Option<Job>,
 }
 
 /// The request id and op of a header whose fields could not be validated, if its bytes are
@@ -152,12 +425,12 @@ fn raw_ids(buf: &[u8]) -> (u64, u16) {
     (u64::from_le_bytes(id), op)
 }
 
-/// Handles every complete frame of `buf`, appending replies to `out`. Requests that may block
-/// are pushed to `deferred` (in order) instead of being run. `max_in_flight` is what Hello
-/// advertises; `at_eof`: no more bytes will come. `greeted`: the connection's Hello was
-/// answered (set here); until then any other frame is refused, from its header alone, with a
-/// protocol error.
-#[allow(clippy::too_many_arguments)]
+/// Handles the complete frames of `buf` in order, within `allow`, appending replies to `out`.
+/// Requests that may block are pushed to `deferred` (in order) instead of being run; a batch
+/// request is returned as a [`Job`]. `max_in_flight` is what Hello advertises; `at_eof`: no
+/// more bytes will come. `greeted`: the connection's Hello was answered (set here); until then
+/// any other frame is refused, from its header alone, with a protocol error.
+#[allow(clippy::too_many_arguments)] // one call site; the loop's state, passed as is
 pub(crate) fn handle_frames(
     buf: &[u8],
     greeted: &mut bool,
@@ -167,43 +440,54 @@ pub(crate) fn handle_frames(
     deferred: &mut Vec<Deferred>,
     max_in_flight: u32,
     at_eof: bool,
+    allow: &mut Allowance,
 ) -> Handled {
     let mut pos = 0;
     let mut frames = 0;
     let mut error = None;
-    loop {
+    let mut job = None;
+    let start = out.len();
+    let stop = loop {
+        if allow.work == 0 {
+            break Stop::Work;
+        }
+        if allow.replies == 0 || out.len() - start + batcher.projected >= allow.reply_bytes {
+            break Stop::Room;
+        }
         let rest = &buf[pos..];
         let header: Header = match protocol::parse_header(rest) {
-            Ok(None) => break,
+            Ok(None) => break Stop::Input,
             Ok(Some(h)) => h,
             // A bad version or flags byte is seen before the whole header is there: wait for
             // the rest so that the error reply can carry the request id.
             Err(ProtocolError::UnsupportedVersion(_) | ProtocolError::ReservedFlags(_))
                 if rest.len() < HEADER_LEN && !at_eof =>
             {
-                break
+                break Stop::Input
             }
             Err(e) => {
                 let (id, op) = raw_ids(rest);
                 batcher.flush(kms, out);
                 protocol::encode_response(out, id, op, &Err(e.to_error()));
                 error = Some(e);
-                break;
+                break Stop::Error;
             }
         };
         if !*greeted && header.op != protocol::OP_HELLO {
             let e = ProtocolError::HelloRequired(header.op);
             protocol::encode_protocol_error(out, header.request_id, header.op, &e);
             error = Some(e);
-            break;
+            break Stop::Error;
         }
         let end = HEADER_LEN + header.body_len as usize;
         if rest.len() < end {
-            break;
+            break Stop::Input;
         }
         let body = &rest[HEADER_LEN..end];
         pos += end;
         frames += 1;
+        allow.replies -= 1;
+        allow.work = allow.work.saturating_sub(work_cost(body.len()));
         if header.op == protocol::OP_HELLO {
             batcher.flush(kms, out);
             let hello = protocol::decode_hello(&header, body).and_then(|hello| {
@@ -231,10 +515,18 @@ pub(crate) fn handle_frames(
                 Err(e) => {
                     protocol::encode_protocol_error(out, header.request_id, header.op, &e);
                     error = Some(e);
-                    break;
+                    break Stop::Error;
                 }
             }
             continue;
+        }
+        if is_batch(header.op) && body.len() > OFFLOAD_BYTES {
+            batcher.flush(kms, out);
+            deferred.push(Deferred::Batch {
+                header,
+                body: body.to_vec(),
+            });
+            break Stop::Job;
         }
         let request = match protocol::decode_request(&header, body) {
             Ok(r) => r,
@@ -242,7 +534,7 @@ pub(crate) fn handle_frames(
                 batcher.flush(kms, out);
                 protocol::encode_response(out, header.request_id, header.op, &Err(e.to_error()));
                 error = Some(e);
-                break;
+                break Stop::Error;
             }
         };
         let Some(request) = batcher.push(header.request_id, request, kms, out) else {
@@ -250,19 +542,184 @@ pub(crate) fn handle_frames(
         };
         batcher.flush(kms, out);
         if matches!(request, Request::WaitForConnection(_)) {
-            deferred.push(Deferred {
+            deferred.push(Deferred::Blocking {
                 request_id: header.request_id,
                 request,
             });
             continue;
         }
+        let mut request = request;
+        if let Some(j) = Job::new(header.request_id, end, &mut request) {
+            // The frame's cost was taken above; the items are paid for as they run.
+            job = Some(j);
+            break Stop::Job;
+        }
         let result: Result<Response, KmsError> = kms.dispatch(&request);
         protocol::encode_response(out, header.request_id, header.op, &result);
-    }
+    };
     batcher.flush(kms, out);
     Handled {
         consumed: pos,
         frames,
         error,
+        stop,
+        job,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::kms::{
+        BatchItem, BatchRequest, CreateKeyRequest, ErrorBody, GenerateRandomRequest,
+    };
+
+    fn random_frames(n: u64) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for id in 1..=n {
+            protocol::encode_request(
+                &mut buf,
+                id,
+                &Request::GenerateRandom(GenerateRandomRequest {
+                    number_of_bytes: Some(1024),
+                    ..Default::default()
+                }),
+            );
+        }
+        buf
+    }
+
+    fn handle(buf: &[u8], kms: &Kms, allow: &mut Allowance) -> (Handled, Vec<u8>) {
+        let mut out = Vec::new();
+        let handled = handle_frames(
+            buf,
+            &mut true, // greeted: these tests are about what follows the Hello
+            kms,
+            &mut Batcher::default(),
+            &mut out,
+            &mut Vec::new(),
+            4,
+            false,
+            allow,
+        );
+        (handled, out)
+    }
+
+    fn plenty() -> Allowance {
+        Allowance {
+            work: usize::MAX,
+            reply_bytes: usize::MAX,
+            replies: usize::MAX,
+        }
+    }
+
+    #[test]
+    fn decoding_stops_when_the_replies_allowed_are_owed() {
+        let kms = Kms::in_memory();
+        let buf = random_frames(10);
+        let mut allow = Allowance {
+            replies: 4,
+            ..plenty()
+        };
+        let (h, _) = handle(&buf, &kms, &mut allow);
+        assert_eq!((h.frames, h.stop, allow.replies), (4, Stop::Room, 0));
+        assert_eq!(h.consumed, 4 * buf.len() / 10);
+    }
+
+    #[test]
+    fn decoding_stops_once_the_reply_bytes_are_reached_letting_the_first_frame_through() {
+        let kms = Kms::in_memory();
+        let buf = random_frames(10);
+        let mut allow = Allowance {
+            reply_bytes: 1,
+            ..plenty()
+        };
+        let (h, out) = handle(&buf, &kms, &mut allow);
+        assert_eq!((h.frames, h.stop), (1, Stop::Room));
+        let mut allow = Allowance {
+            reply_bytes: 3 * out.len(),
+            ..plenty()
+        };
+        let (h, _) = handle(&buf, &kms, &mut allow);
+        assert_eq!((h.frames, h.stop), (3, Stop::Room));
+    }
+
+    #[test]
+    fn decoding_stops_when_the_turns_work_is_spent() {
+        let kms = Kms::in_memory();
+        let buf = random_frames(10);
+        let mut allow = Allowance {
+            work: 6,
+            ..plenty()
+        };
+        let (h, _) = handle(&buf, &kms, &mut allow);
+        assert_eq!((h.frames, h.stop, allow.work), (6, Stop::Work, 0));
+        let mut allow = plenty();
+        let (h, _) = handle(&buf, &kms, &mut allow);
+        assert_eq!((h.frames, h.stop), (10, Stop::Input));
+    }
+
+    #[test]
+    fn a_batch_in_slices_answers_like_one_call() {
+        let kms = Kms::in_memory();
+        let key = kms
+            .create_key(&CreateKeyRequest::default())
+            .unwrap()
+            .key_metadata
+            .key_id;
+        let items: Vec<EncryptRequest> = (0..30)
+            .map(|i| EncryptRequest {
+                key_id: if i % 9 == 0 {
+                    "alias/none".into()
+                } else {
+                    key.clone()
+                },
+                plaintext: crate::secret::SecretBytes::new(vec![i as u8; 2000]),
+                ..Default::default()
+            })
+            .collect();
+        let mut buf = Vec::new();
+        let request = Request::EncryptBatch(BatchRequest { items });
+        protocol::encode_request(&mut buf, 7, &request);
+        let mut allow = plenty();
+        let (h, out) = handle(&buf, &kms, &mut allow);
+        assert_eq!((h.frames, h.stop, out.len()), (1, Stop::Job, 0));
+        let mut job = h.job.expect("a batch becomes a job");
+        // 2,000-byte items cost 2 units each: 9 units answer 4 items, at least one.
+        let mut steps = 0;
+        loop {
+            steps += 1;
+            let mut work = 9;
+            if job.step(&kms, &mut work) {
+                break;
+            }
+        }
+        assert_eq!(steps, 8);
+        let mut out = Vec::new();
+        job.finish(&mut out);
+        let (header, body, _) = protocol::split_frame(&out).unwrap().unwrap();
+        assert_eq!(header.request_id, 7);
+        let Ok(Response::EncryptBatch(reply)) = protocol::decode_response(&header, body).unwrap()
+        else {
+            panic!("not an EncryptBatch reply");
+        };
+        let Request::EncryptBatch(request) = request else {
+            unreachable!("built above")
+        };
+        let alone = kms.encrypt_batch(&request.items);
+        assert_eq!(reply.results.len(), alone.len());
+        for (i, (sliced, alone)) in reply.results.iter().zip(&alone).enumerate() {
+            match (sliced, alone) {
+                (BatchItem::Ok(s), Ok(a)) => {
+                    assert_eq!(
+                        (&s.key_id, s.ciphertext_blob.len()),
+                        (&a.key_id, a.ciphertext_blob.len()),
+                        "item {i}"
+                    )
+                }
+                (BatchItem::Err(s), Err(a)) => assert_eq!(s, &ErrorBody::from(a), "item {i}"),
+                _ => panic!("item {i}: {sliced:?} against {alone:?}"),
+            }
+        }
     }
 }

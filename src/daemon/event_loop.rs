@@ -4,6 +4,14 @@
 //! `FIRST_CONN + i`. Connections always have READABLE interest and WRITABLE only while replies
 //! are pending. Accepts run until `WouldBlock`. Requests that may block (WaitForConnection)
 //! run on a helper thread whose reply comes back through a channel and the waker.
+//!
+//! Fairness: each connection gets at most [`WORK_PER_TURN`] work units per turn (a huge batch
+//! is answered over several turns); one with work left goes to the back of the `again` list,
+//! behind the events of the next poll. A connection with no room — its unwritten replies at
+//! `max_pending_reply_bytes`, `max_in_flight` requests outstanding, or its uid at
+//! `max_memory_per_uid` beyond each connection's [`CONN_FLOOR`] — is *stalled*: not read (the kernel's socket buffers then push back
+//! on the client) until replies are written or the uid's memory goes down, which puts it back
+//! on the `again` list. Connections are counted per uid at accept ([`super::quota`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,22 +20,24 @@ use crossbeam::channel::{Receiver, Sender};
 use mio::net::UnixStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::conn::{Conn, Filled};
-use super::dispatch::{self, Batcher, Deferred};
+use super::conn::{Conn, Filled, READ_CAP};
+use super::dispatch::{self, Allowance, Batcher, Deferred, Stop, WORK_PER_TURN};
 use super::identity;
 use super::listener::Listener;
+use super::quota::{Quotas, CONN_FLOOR};
 use super::{DaemonConfig, Shutdown};
 use crate::err;
 use crate::error::Result;
-use crate::ops::{Request, Response};
+use crate::ops::Request;
 use crate::protocol;
 use crate::Kms;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
-/// Read-and-handle rounds for one connection per wake-up before others get their turn.
+/// Read-and-handle rounds for one connection per turn before others get theirs.
 const MAX_ROUNDS: usize = 8;
+
 /// Helper threads answering deferred requests, at most, across all connections.
 const MAX_DEFERRED: usize = 64;
 /// How long shutdown waits for in-flight work and unflushed replies.
@@ -38,6 +48,10 @@ struct Completion {
     slot: usize,
     serial: u64,
     bytes: Vec<u8>,
+    /// The frame did not decode: close the connection after this reply.
+    close: bool,
+    /// The size of a batch frame answered off the loop (0 for other work).
+    frame_bytes: usize,
 }
 
 /// How long the loop keeps polling without sleeping after its last event.
@@ -52,7 +66,7 @@ pub(crate) struct EventLoop {
     config: DaemonConfig,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
-    live: usize,
+    quotas: Quotas,
     next_serial: u64,
     batcher: Batcher,
     deferred: Vec<Deferred>,
@@ -82,16 +96,17 @@ impl EventLoop {
             .map_err(|e| err!(KMSInternalException, "cannot register the listener: {e}"))?;
         shutdown.set_waker(waker.clone());
         let (done_tx, done_rx) = crossbeam::channel::unbounded();
+        let daemon_uid = identity::daemon_uid();
         Ok(EventLoop {
             poll,
             waker,
             listener: Some(listener),
             kms,
-            daemon_uid: identity::daemon_uid(),
+            daemon_uid,
+            quotas: Quotas::new(&config, daemon_uid),
             config,
             conns: Vec::new(),
             free: Vec::new(),
-            live: 0,
             next_serial: 0,
             batcher: Batcher::default(),
             deferred: Vec::new(),
@@ -173,21 +188,6 @@ impl EventLoop {
     }
 
     fn admit(&mut self, mut stream: UnixStream) {
-        if self.live >= self.config.max_connections {
-            tracing::warn!(
-                max = self.config.max_connections,
-                "connection refused: too many connections"
-            );
-            let mut out = Vec::new();
-            let e = err!(
-                LimitExceededException,
-                "the daemon serves at most {} connections",
-                self.config.max_connections
-            );
-            protocol::encode_response(&mut out, 0, protocol::OP_HELLO, &Err(e));
-            let _ = std::io::Write::write(&mut stream, &out);
-            return;
-        }
         let peer = match identity::peer_credentials(&stream) {
             Ok(p) => p,
             Err(e) => {
@@ -195,6 +195,13 @@ impl EventLoop {
                 return;
             }
         };
+        if let Err(e) = self.quotas.admit(peer.uid) {
+            tracing::warn!(uid = peer.uid, pid = peer.pid, error = %e, "connection refused");
+            let mut out = Vec::new();
+            protocol::encode_response(&mut out, 0, protocol::OP_HELLO, &Err(e));
+            let _ = std::io::Write::write(&mut stream, &out);
+            return;
+        }
         let principal = peer.principal(self.kms.scope(), self.daemon_uid);
         let kms = self.kms.acting_as(&principal);
         let slot = match self.free.pop() {
@@ -211,12 +218,12 @@ impl EventLoop {
         {
             tracing::warn!(error = %e, "cannot register a connection");
             self.free.push(slot);
+            self.quotas.release(peer.uid);
             return;
         }
         self.next_serial += 1;
         tracing::debug!(uid = peer.uid, gid = peer.gid, pid = peer.pid, principal = %principal, slot, "connection accepted");
         self.conns[slot] = Some(Conn::new(stream, self.next_serial, peer, kms));
-        self.live += 1;
     }
 
     fn close(&mut self, slot: usize, why: &str) {
@@ -229,30 +236,144 @@ impl EventLoop {
                 why,
                 "connection closed"
             );
-            self.live -= 1;
+            let uid = conn.peer.uid;
+            let charged = conn.charged;
+            drop(conn);
+            let woken = self.quotas.charge(uid, charged, 0);
+            self.quotas.release(uid);
             self.free.push(slot);
+            self.wake_all(woken);
         }
     }
 
+    /// Puts a stalled connection back on the `again` list, to be read on this turn.
+    fn wake(&mut self, slot: usize) {
+        if let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+            if conn.stalled {
+                conn.stalled = false;
+                self.again.push(slot);
+            }
+        }
+    }
+
+    fn wake_all(&mut self, slots: Vec<usize>) {
+        for slot in slots {
+            self.wake(slot);
+        }
+    }
+
+    /// Brings the uid's memory charge for `slot` up to date; wakes the uid's stalled
+    /// connections when it went down.
+    fn sync_charge(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let now = conn.memory().saturating_sub(CONN_FLOOR);
+        if now == conn.charged {
+            return;
+        }
+        let woken = self.quotas.charge(conn.peer.uid, conn.charged, now);
+        conn.charged = now;
+        self.wake_all(woken);
+    }
+
+    /// Bytes `slot` may still take: what is left of its floor, plus its uid's room.
+    fn room(&self, slot: usize) -> usize {
+        let Some(conn) = self.conns.get(slot).and_then(Option::as_ref) else {
+            return 0;
+        };
+        CONN_FLOOR.saturating_sub(conn.memory()) + self.quotas.room(conn.peer.uid)
+    }
+
+    /// Stops reading `slot` until there is room again (see the module doc).
+    fn stall(&mut self, slot: usize) {
+        if let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+            conn.stalled = true;
+            let uid = conn.peer.uid;
+            self.quotas.wait(uid, slot);
+        }
+    }
+
+    /// Reads and handles `slot` within one turn's work: a batch in progress first, then the
+    /// frames in its buffer, then more from the socket, while there is room.
     fn on_readable(&mut self, slot: usize) {
-        // Advertised in Hello: with replies of up to 4 KiB (every data-plane reply of a 4 KiB
-        // payload or less), this many requests in flight never exceed the reply cap.
-        let max_in_flight =
-            u32::try_from(self.config.max_pending_reply_bytes / 4096).unwrap_or(u32::MAX);
+        let cap = self.config.max_pending_reply_bytes;
+        let max_in_flight = self.config.max_in_flight;
+        let mut work = WORK_PER_TURN;
         for _ in 0..MAX_ROUNDS {
             let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
                 return;
             };
+            if conn.stalled {
+                return;
+            }
+            if conn.offloaded > 0 {
+                // A batch on a helper thread comes before the next frame: its completion
+                // wakes the connection.
+                conn.stalled = true;
+                return;
+            }
+            if let Some(job) = conn.job.as_mut() {
+                let done = job.step(&conn.kms, &mut work);
+                if done {
+                    if let Some(job) = conn.job.take() {
+                        job.finish(&mut conn.wbuf);
+                    }
+                    conn.last_progress = Instant::now();
+                }
+                if !self.after_output(slot) {
+                    return;
+                }
+                if !done || work == 0 {
+                    self.again.push(slot);
+                    return;
+                }
+                continue;
+            }
             if conn.closing {
                 return;
             }
-            let filled = match conn.fill() {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::debug!(error = %e, "read failed");
-                    self.close(slot, "read error");
-                    return;
+            if work == 0 {
+                self.again.push(slot);
+                return;
+            }
+            // Read what the memory quota leaves room for (the frames already buffered are
+            // handled whatever it says).
+            let room = self.room(slot);
+            let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
+            let filled = if conn.eof {
+                Filled::Eof
+            } else if room == 0 {
+                Filled::Limited
+            } else {
+                match conn.fill(room.min(READ_CAP)) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "read failed");
+                        self.close(slot, "read error");
+                        return;
+                    }
                 }
+            };
+            self.sync_charge(slot);
+            let room = self.room(slot);
+            let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
+            let pending = conn.pending();
+            let mut reply_bytes = cap.saturating_sub(pending).min(room);
+            if pending == 0 {
+                // A connection with nothing unwritten may always start one more request, so
+                // that each connection of a uid at its quota still moves.
+                reply_bytes = reply_bytes.max(1);
+            }
+            let mut allow = Allowance {
+                work,
+                reply_bytes,
+                replies: (max_in_flight as usize)
+                    .saturating_sub(conn.outstanding() + conn.in_flight),
             };
             let handled = dispatch::handle_frames(
                 &conn.rbuf[..conn.filled],
@@ -262,9 +383,12 @@ impl EventLoop {
                 &mut conn.wbuf,
                 &mut self.deferred,
                 max_in_flight,
-                filled == Filled::Eof,
+                conn.eof,
+                &mut allow,
             );
+            work = allow.work;
             conn.consume(handled.consumed);
+            conn.job = handled.job;
             if handled.frames > 0 {
                 conn.last_progress = Instant::now();
             }
@@ -272,8 +396,7 @@ impl EventLoop {
                 tracing::warn!(uid = conn.peer.uid, pid = conn.peer.pid, error = %e.to_error(), "bad frame; closing the connection");
                 conn.closing = true;
             }
-            let eof = filled == Filled::Eof;
-            if eof && conn.filled > 0 && handled.error.is_none() {
+            if handled.stop == Stop::Input && conn.eof && conn.filled > 0 {
                 // The peer closed mid-frame: nothing can complete it.
                 conn.closing = true;
             }
@@ -284,27 +407,58 @@ impl EventLoop {
             let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
                 return;
             };
-            if eof {
-                conn.closing = true;
-                if conn.pending() == 0 && conn.in_flight == 0 {
-                    self.close(slot, "peer closed");
+            match handled.stop {
+                Stop::Error => return,
+                // A batch to run on the loop, or one on a helper thread (the next round
+                // stalls until its completion).
+                Stop::Job => {}
+                Stop::Work => {
+                    self.again.push(slot);
+                    return;
                 }
-                return;
-            }
-            if conn.closing || filled == Filled::WouldBlock {
-                return;
+                Stop::Room => {
+                    // Stall only where an event will come to wake it: a reply to write (the
+                    // socket turning writable), a helper thread's completion. Writing may have
+                    // made room already, and a connection with nothing unwritten may always
+                    // start one more request: then go on.
+                    let busy = conn.outstanding() + conn.in_flight >= max_in_flight as usize;
+                    let full = conn.pending() >= cap;
+                    let pending = conn.pending() > 0;
+                    if busy || full || (pending && self.room(slot) == 0) {
+                        self.stall(slot);
+                        return;
+                    }
+                }
+                Stop::Input => match filled {
+                    Filled::Eof => {
+                        conn.closing = true;
+                        if conn.pending() == 0 && conn.in_flight == 0 {
+                            self.close(slot, "peer closed");
+                        }
+                        return;
+                    }
+                    Filled::WouldBlock => return,
+                    Filled::Full => {}
+                    Filled::Limited => {
+                        if self.room(slot) == 0 {
+                            self.stall(slot);
+                            return;
+                        }
+                    }
+                },
             }
         }
         self.again.push(slot);
     }
 
-    /// Writes what is pending, adjusts WRITABLE interest, enforces the reply cap, closes a
-    /// closing connection once drained. Returns false when the connection is gone.
+    /// Writes what is pending, adjusts WRITABLE interest, wakes a stalled connection that
+    /// wrote something, closes a closing connection once drained. Returns false when the
+    /// connection is gone.
     fn after_output(&mut self, slot: usize) -> bool {
-        let cap = self.config.max_pending_reply_bytes;
         let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return false;
         };
+        let before = conn.pending();
         let drained = match conn.flush() {
             Ok(d) => d,
             Err(e) => {
@@ -313,18 +467,8 @@ impl EventLoop {
                 return false;
             }
         };
-        if conn.pending() > cap {
-            tracing::warn!(
-                uid = conn.peer.uid,
-                pid = conn.peer.pid,
-                pending = conn.pending(),
-                cap,
-                "client does not read its replies; closing"
-            );
-            self.close(slot, "reply cap exceeded");
-            return false;
-        }
-        if drained && conn.closing && conn.in_flight == 0 {
+        let wrote = conn.pending() < before;
+        if drained && conn.closing && conn.in_flight == 0 && conn.job.is_none() {
             self.close(slot, "closing");
             return false;
         }
@@ -345,6 +489,10 @@ impl EventLoop {
             }
             conn.writable_interest = !drained;
         }
+        self.sync_charge(slot);
+        if wrote {
+            self.wake(slot);
+        }
         true
     }
 
@@ -352,7 +500,7 @@ impl EventLoop {
         self.after_output(slot);
     }
 
-    /// Hands the deferred requests of the last read to helper threads.
+    /// Hands the deferred work of the last read to helper threads.
     fn start_deferred(&mut self, slot: usize) {
         if self.deferred.is_empty() {
             return;
@@ -362,46 +510,54 @@ impl EventLoop {
             self.deferred.clear();
             return;
         };
-        for d in self.deferred.drain(..) {
-            let op = d.request.op();
+        for mut d in self.deferred.drain(..) {
+            let (id, op) = d.ids();
             if self.deferred_running >= MAX_DEFERRED {
                 let e = err!(
                     ThrottlingException,
                     "{} requests are already waiting; try again later",
                     MAX_DEFERRED
                 );
-                protocol::encode_response(&mut conn.wbuf, d.request_id, op.code(), &Err(e));
+                protocol::encode_response(&mut conn.wbuf, id, op, &Err(e));
                 continue;
             }
-            let mut request = d.request;
-            if let Request::WaitForConnection(w) = &mut request {
-                w.timeout_millis = w.timeout_millis.min(max_wait);
-            }
+            let frame_bytes = match &mut d {
+                Deferred::Blocking {
+                    request: Request::WaitForConnection(w),
+                    ..
+                } => {
+                    w.timeout_millis = w.timeout_millis.min(max_wait);
+                    0
+                }
+                Deferred::Blocking { .. } => 0,
+                Deferred::Batch { body, .. } => protocol::HEADER_LEN + body.len(),
+            };
             let kms = conn.kms.clone();
             let tx = self.done_tx.clone();
             let waker = self.waker.clone();
-            let (serial, id) = (conn.serial, d.request_id);
+            let serial = conn.serial;
             let spawned = std::thread::Builder::new()
-                .name("kmscksd-wait".into())
+                .name("kmscksd-helper".into())
                 .spawn(move || {
-                    let result: Result<Response> = kms.dispatch(&request);
-                    let mut bytes = Vec::new();
-                    protocol::encode_response(&mut bytes, id, op.code(), &result);
+                    let (bytes, close) = d.run(&kms);
                     let _ = tx.send(Completion {
                         slot,
                         serial,
                         bytes,
+                        close,
+                        frame_bytes,
                     });
                     let _ = waker.wake();
                 });
             match spawned {
                 Ok(_) => {
                     conn.in_flight += 1;
+                    conn.offloaded += frame_bytes;
                     self.deferred_running += 1;
                 }
                 Err(e) => {
                     let e = err!(ThrottlingException, "cannot start a helper thread: {e}");
-                    protocol::encode_response(&mut conn.wbuf, id, op.code(), &Err(e));
+                    protocol::encode_response(&mut conn.wbuf, id, op, &Err(e));
                 }
             }
         }
@@ -417,10 +573,23 @@ impl EventLoop {
                 continue;
             }
             conn.in_flight -= 1;
-            conn.wbuf.extend_from_slice(&done.bytes);
+            conn.offloaded -= done.frame_bytes;
+            conn.last_progress = Instant::now();
+            if done.close {
+                tracing::warn!(
+                    uid = conn.peer.uid,
+                    pid = conn.peer.pid,
+                    "bad batch frame; closing the connection"
+                );
+                conn.closing = true;
+            }
+            crate::secret::extend_wiping(&mut conn.wbuf, &done.bytes);
             let mut bytes = done.bytes;
             zeroize::Zeroize::zeroize(&mut bytes);
-            self.after_output(done.slot);
+            if self.after_output(done.slot) {
+                // One fewer request outstanding: room for another.
+                self.wake(done.slot);
+            }
         }
     }
 
@@ -432,7 +601,8 @@ impl EventLoop {
             .enumerate()
             .filter_map(|(i, c)| {
                 let c = c.as_ref()?;
-                (c.in_flight == 0 && now.duration_since(c.last_progress) > idle).then_some(i)
+                (c.in_flight == 0 && c.job.is_none() && now.duration_since(c.last_progress) > idle)
+                    .then_some(i)
             })
             .collect();
         for slot in stale {
@@ -448,6 +618,13 @@ impl EventLoop {
         }
         for c in self.conns.iter_mut().flatten() {
             c.closing = true;
+            c.stalled = false;
+            // A batch being answered is finished: its client is owed the reply.
+            if let Some(mut job) = c.job.take() {
+                let mut work = usize::MAX;
+                while !job.step(&c.kms, &mut work) {}
+                job.finish(&mut c.wbuf);
+            }
         }
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         let mut events = Events::with_capacity(256);
@@ -457,12 +634,12 @@ impl EventLoop {
             for slot in slots {
                 self.after_output(slot);
             }
-            if self.live == 0 || Instant::now() >= deadline {
+            if self.quotas.live() == 0 || Instant::now() >= deadline {
                 break;
             }
             let _ = self.poll.poll(&mut events, Some(Duration::from_millis(50)));
         }
-        let unfinished = self.live;
+        let unfinished = self.quotas.live();
         for slot in 0..self.conns.len() {
             self.close(slot, "shutdown");
         }

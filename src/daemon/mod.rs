@@ -8,7 +8,10 @@
 //! per-user directory (`listener`, `crate::paths`). Each connection must begin with a Hello
 //! (anything else first: a protocol error and the close) and acts as the principal of its
 //! peer's uid (`identity`); its frames are decoded with [`crate::protocol`] and answered by the
-//! engine, with consecutive data-plane requests of one read batched into one engine call.
+//! engine, with consecutive data-plane requests of one read batched into one engine call. No
+//! uid can starve another: connections and memory are counted per uid (`quota`), a client that
+//! does not read is stopped being read (back-pressure), and each connection gets a bounded
+//! amount of work per event-loop turn (`event_loop`); `docs/protocol.md` states the rules.
 //!
 //! Never logged: request and reply bodies (plaintexts, ciphertexts, data keys, passwords, key
 //! policies, trust anchors), whatever their size. Logged: peer uid/gid/pid and principal,
@@ -23,6 +26,7 @@ mod event_loop;
 mod harden;
 mod identity;
 mod listener;
+mod quota;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

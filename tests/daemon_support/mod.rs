@@ -204,3 +204,139 @@ macro_rules! expect {
         }
     };
 }
+
+impl Raw {
+    /// A raw client over an already connected stream.
+    pub(crate) fn from_stream(stream: UnixStream) -> Raw {
+        Raw {
+            stream,
+            buf: Vec::new(),
+            next_id: 1,
+        }
+    }
+}
+
+/// A write that blocks this long means the daemon stopped reading the connection. Not a
+/// synchronisation: the daemon is idle otherwise, and a slower daemon only makes the flood
+/// stop earlier (every assertion holds for any amount sent).
+pub(crate) const STALL: Duration = Duration::from_secs(2);
+
+/// Requests per flooding connection at most (each a 29-byte GenerateRandom(1024) frame).
+const FLOOD_FRAMES: usize = 400_000;
+
+/// Connections that send GenerateRandom(1024) requests as fast as they can and never read,
+/// until the daemon stops reading them ([`STALL`]); then, on [`Flood::drain`], read every
+/// reply. A daemon that buffers replies without bound, or closes such clients, fails it.
+pub(crate) struct Flood {
+    conns: Vec<Flooding>,
+}
+
+struct Flooding {
+    raw: Raw,
+    stream_bytes: Vec<u8>,
+    frame_len: usize,
+    written: usize,
+}
+
+impl Flood {
+    /// Opens `n` connections to `socket` and floods each until the daemon stops reading it.
+    /// Panics if the daemon closes one or reads all [`FLOOD_FRAMES`] of one.
+    pub(crate) fn start(socket: &Path, n: usize) -> Flood {
+        let mut frame = Vec::new();
+        protocol::encode_request(
+            &mut frame,
+            1,
+            &Request::GenerateRandom(kmscks::api::kms::GenerateRandomRequest {
+                number_of_bytes: Some(1024),
+                ..Default::default()
+            }),
+        );
+        let frame_len = frame.len();
+        let mut stream_bytes = Vec::with_capacity(frame_len * FLOOD_FRAMES);
+        for id in 1..=FLOOD_FRAMES as u64 {
+            frame[8..16].copy_from_slice(&id.to_le_bytes());
+            stream_bytes.extend_from_slice(&frame);
+        }
+        let mut conns = Vec::new();
+        for _ in 0..n {
+            let raw = Raw::connect(socket);
+            raw.stream.set_write_timeout(Some(STALL)).unwrap();
+            conns.push(Flooding {
+                raw,
+                stream_bytes: stream_bytes.clone(),
+                frame_len,
+                written: 0,
+            });
+        }
+        // Round robin in chunks, so that every connection is flooding at once.
+        let mut open: Vec<usize> = (0..n).collect();
+        while !open.is_empty() {
+            open.retain(|&i| {
+                let c = &mut conns[i];
+                let end = (c.written + (64 << 10)).min(c.stream_bytes.len());
+                match c.raw.stream.write(&c.stream_bytes[c.written..end]) {
+                    Ok(0) => panic!("the daemon closed a flooding connection"),
+                    Ok(k) => {
+                        c.written += k;
+                        assert!(
+                            c.written < c.stream_bytes.len(),
+                            "the daemon read all {FLOOD_FRAMES} requests of a client that never reads"
+                        );
+                        true
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        false
+                    }
+                    Err(e) => panic!("the daemon cut a client that never reads off: {e}"),
+                }
+            });
+        }
+        Flood { conns }
+    }
+
+    /// Requests sent (a partly written one counts: [`Flood::drain`] completes it).
+    pub(crate) fn sent(&self) -> usize {
+        self.conns
+            .iter()
+            .map(|c| c.written.div_ceil(c.frame_len))
+            .sum()
+    }
+
+    /// Completes each connection's last request and reads every reply; returns how many
+    /// replies came (each checked to answer one of the requests sent).
+    pub(crate) fn drain(&mut self) -> usize {
+        let mut answered = 0;
+        for c in &mut self.conns {
+            let expected = c.written.div_ceil(c.frame_len);
+            let mut reader = Raw::from_stream(c.raw.stream.try_clone().unwrap());
+            let counting = std::thread::spawn(move || {
+                for _ in 0..expected {
+                    let reply = reader.recv().expect("a reply for every request sent");
+                    assert!((1..=expected as u64).contains(&reply.header.request_id));
+                }
+                expected
+            });
+            c.raw.stream.set_write_timeout(None).unwrap();
+            let end = expected * c.frame_len;
+            c.raw
+                .stream
+                .write_all(&c.stream_bytes[c.written..end])
+                .unwrap();
+            c.written = end;
+            answered += counting.join().expect("every reply read");
+        }
+        answered
+    }
+
+    /// Connection `i`, to use as an ordinary client once drained.
+    pub(crate) fn raw(&mut self, i: usize) -> &mut Raw {
+        let raw = &mut self.conns[i].raw;
+        raw.next_id = FLOOD_FRAMES as u64 + 1;
+        raw
+    }
+}

@@ -1,0 +1,222 @@
+//! Per-uid quotas, so that one uid cannot starve another: how many connections each uid holds
+//! (with capacity reserved for root and the daemon's uid), and how much memory each uid's
+//! connections hold in the daemon (request bytes read and not yet handled, replies not yet
+//! written).
+//!
+//! Connections over a quota are refused at accept. Memory is not refused but waited for: a
+//! connection whose uid is at its memory quota stops being read (back-pressure) and is
+//! registered here as waiting; when the uid's memory goes down, its waiting connections are
+//! handed back to the event loop to be read again.
+//!
+//! Every connection may hold [`CONN_FLOOR`] bytes whatever its uid's quota says, and only what
+//! it holds beyond that is charged to the uid: so a connection of a uid whose other
+//! connections never read still moves (a uid's memory is then at most its quota plus a floor
+//! per connection).
+
+/// What each connection may hold without being charged to its uid's memory quota: small
+/// requests and replies (a 4 KiB Encrypt is about 4.3 KB) always flow.
+pub(super) const CONN_FLOOR: usize = 64 << 10;
+
+use std::collections::HashMap;
+
+use super::DaemonConfig;
+use crate::err;
+use crate::error::Result;
+
+/// What one uid holds.
+#[derive(Debug, Default)]
+struct Use {
+    conns: usize,
+    memory: usize,
+    /// Connection slots stopped for lack of memory room, to read again once there is some.
+    waiting: Vec<usize>,
+}
+
+/// The quotas of every connected uid.
+#[derive(Debug)]
+pub(super) struct Quotas {
+    daemon_uid: u32,
+    max_connections: usize,
+    /// Connections every uid but root and the daemon's may hold together.
+    unprivileged_connections: usize,
+    per_uid_connections: usize,
+    per_uid_memory: usize,
+    live: usize,
+    live_unprivileged: usize,
+    uids: HashMap<u32, Use>,
+}
+
+impl Quotas {
+    pub(super) fn new(config: &DaemonConfig, daemon_uid: u32) -> Quotas {
+        Quotas {
+            daemon_uid,
+            max_connections: config.max_connections,
+            unprivileged_connections: config.max_connections - config.reserved(),
+            per_uid_connections: config.max_connections_per_uid,
+            per_uid_memory: config.max_memory_per_uid,
+            live: 0,
+            live_unprivileged: 0,
+            uids: HashMap::new(),
+        }
+    }
+
+    /// Root and the daemon's uid: the account root, for whom connections are reserved.
+    fn privileged(&self, uid: u32) -> bool {
+        uid == 0 || uid == self.daemon_uid
+    }
+
+    /// Counts a new connection of `uid`, or refuses it naming the limit it would pass.
+    ///
+    /// Errors: `LimitExceededException` naming `max_connections`, `max_connections_per_uid`
+    /// or the connections left to uids other than root and the daemon's.
+    pub(super) fn admit(&mut self, uid: u32) -> Result<()> {
+        if self.live >= self.max_connections {
+            return Err(err!(
+                LimitExceededException,
+                "the daemon serves at most {} connections (max_connections)",
+                self.max_connections
+            ));
+        }
+        let privileged = self.privileged(uid);
+        if !privileged && self.live_unprivileged >= self.unprivileged_connections {
+            return Err(err!(
+                LimitExceededException,
+                "the {} connections open to uids other than root and the daemon's are all taken \
+                 (max_connections - reserved_connections)",
+                self.unprivileged_connections
+            ));
+        }
+        let held = self.uids.get(&uid).map_or(0, |u| u.conns);
+        if held >= self.per_uid_connections {
+            return Err(err!(
+                LimitExceededException,
+                "uid {uid} already holds {held} connections (max_connections_per_uid)"
+            ));
+        }
+        self.uids.entry(uid).or_default().conns += 1;
+        self.live += 1;
+        if !privileged {
+            self.live_unprivileged += 1;
+        }
+        Ok(())
+    }
+
+    /// Forgets a connection of `uid` (whose memory was already uncharged).
+    pub(super) fn release(&mut self, uid: u32) {
+        self.live -= 1;
+        if !self.privileged(uid) {
+            self.live_unprivileged -= 1;
+        }
+        if let Some(u) = self.uids.get_mut(&uid) {
+            u.conns -= 1;
+            if u.conns == 0 && u.memory == 0 {
+                self.uids.remove(&uid);
+            }
+        }
+    }
+
+    /// Connections served now.
+    pub(super) fn live(&self) -> usize {
+        self.live
+    }
+
+    /// Moves `uid`'s charge from `old` to `new` bytes. When it goes down, returns the slots
+    /// that were waiting for room (to be read again); otherwise an empty list.
+    pub(super) fn charge(&mut self, uid: u32, old: usize, new: usize) -> Vec<usize> {
+        let Some(u) = self.uids.get_mut(&uid) else {
+            return Vec::new();
+        };
+        u.memory = u.memory - old + new;
+        if new < old {
+            std::mem::take(&mut u.waiting)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Bytes `uid` may still take before its memory quota.
+    pub(super) fn room(&self, uid: u32) -> usize {
+        let used = self.uids.get(&uid).map_or(0, |u| u.memory);
+        self.per_uid_memory.saturating_sub(used)
+    }
+
+    /// Registers `slot` (of `uid`) as waiting for memory room.
+    pub(super) fn wait(&mut self, uid: u32, slot: usize) {
+        if let Some(u) = self.uids.get_mut(&uid) {
+            if !u.waiting.contains(&slot) {
+                u.waiting.push(slot);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quotas(max: usize, reserved: usize, per_uid: usize) -> Quotas {
+        let config = DaemonConfig {
+            max_connections: max,
+            reserved_connections: reserved,
+            max_connections_per_uid: per_uid,
+            ..DaemonConfig::default()
+        };
+        Quotas::new(&config, 1000)
+    }
+
+    #[test]
+    fn a_uid_at_its_connection_quota_is_refused_naming_the_quota() {
+        let mut q = quotas(10, 2, 3);
+        for _ in 0..3 {
+            q.admit(65534).unwrap();
+        }
+        let e = q.admit(65534).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::LimitExceededException);
+        assert!(e.message().contains("max_connections_per_uid"), "{e}");
+        q.admit(65533).unwrap();
+        q.release(65534);
+        q.admit(65534).unwrap();
+    }
+
+    #[test]
+    fn other_uids_never_take_the_reserved_connections() {
+        let mut q = quotas(4, 2, 10);
+        q.admit(65534).unwrap();
+        q.admit(65533).unwrap();
+        let e = q.admit(65532).unwrap_err();
+        assert!(e.message().contains("reserved_connections"), "{e}");
+        // Root and the daemon's uid still get the reserved two.
+        q.admit(0).unwrap();
+        q.admit(1000).unwrap();
+        let e = q.admit(0).unwrap_err();
+        assert!(e.message().contains("max_connections"), "{e}");
+        assert_eq!(q.live(), 4);
+    }
+
+    #[test]
+    fn the_reservation_always_leaves_other_uids_one_connection() {
+        let mut q = quotas(3, 16, 10);
+        q.admit(65534).unwrap();
+        assert!(q.admit(65533).is_err());
+    }
+
+    #[test]
+    fn memory_room_is_per_uid_and_waiters_are_woken_when_it_goes_down() {
+        let config = DaemonConfig {
+            max_memory_per_uid: 4 << 20,
+            ..DaemonConfig::default()
+        };
+        let mut q = Quotas::new(&config, 1000);
+        q.admit(65534).unwrap();
+        q.admit(0).unwrap();
+        assert!(q.charge(65534, 0, 4 << 20).is_empty());
+        assert_eq!(q.room(65534), 0);
+        assert_eq!(q.room(0), 4 << 20);
+        q.wait(65534, 7);
+        q.wait(65534, 7);
+        assert!(q.charge(65534, 4 << 20, 5 << 20).is_empty());
+        assert_eq!(q.charge(65534, 5 << 20, 1 << 20), vec![7]);
+        assert_eq!(q.room(65534), 3 << 20);
+        assert!(q.charge(65534, 1 << 20, 0).is_empty());
+    }
+}
