@@ -5,9 +5,9 @@
 //! request is answered entirely inside one shard once it holds the shard's lock.
 //!
 //! The copy is compact, because it is one per shard of up to 100,000 keys: one map entry per key
-//! (its shared authorizer, its gate, its holders and its material), no ARN (answers write it
-//! from the key id), and an expanded sealing subkey only for keys in use, at most
-//! [`EngineConfig::seal_cache`] of them (a CLOCK sweep drops the least recently used).
+//! (its shared authorizer, its gate, its holders and its material); the ARN answers carry and
+//! an expanded sealing subkey only for keys in use, at most [`EngineConfig::seal_cache`] of
+//! them (a CLOCK sweep drops the least recently used).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -175,6 +175,8 @@ struct KeyEntry {
     holders: SlotSet,
     /// The key's material and sealing state, when a slot placed on this shard holds it.
     local: Option<SubkeySchedule>,
+    /// This shard's copy of the key's ARN, while the key is in use here (see `answer_arn`).
+    arn: Option<Arc<str>>,
 }
 
 /// Everything one shard owns. Only touched with the shard's mutex held.
@@ -249,6 +251,20 @@ impl ShardState {
             live: VecDeque::new(),
             seal_cache: config.seal_cache.max(1),
         }
+    }
+
+    /// The ARN answers on `id` carry: this shard's copy, written the first time the key answers
+    /// here and dropped with the key's sealing epoch (so only keys in use hold one). Each shard
+    /// has its own, so two cores answering on one key never share its reference count.
+    fn answer_arn(&mut self, id: &KeyId) -> Arc<str> {
+        if let Some(arn) = self.keys.get(id).and_then(|e| e.arn.as_ref()) {
+            return arn.clone();
+        }
+        let arn = self.arn(id);
+        if let Some(entry) = self.keys.get_mut(id) {
+            entry.arn = Some(arn.clone());
+        }
+        arn
     }
 
     /// The ARN of `id`, as answers carry it: written into a stack buffer, so that the answer
@@ -414,7 +430,7 @@ impl ShardState {
     /// Runs one request on this shard.
     /// Resolve + admit, through the memo.
     fn admit_ref(
-        &self,
+        &mut self,
         key: &KeyRef,
         principal: &str,
         action: Action,
@@ -427,7 +443,7 @@ impl ShardState {
         }
         let id = self.resolve(key)?;
         self.admit(&id, principal, action)?;
-        let arn = self.arn(&id);
+        let arn = self.answer_arn(&id);
         memo.0 = Some((key.clone(), action, id, arn.clone()));
         Ok((id, arn))
     }
@@ -572,7 +588,8 @@ impl ShardState {
                 Ok(p)
             })
         };
-        Step::Done(r.map(|p| Resp::Plain(p, self.arn(&id))))
+        let r = r.map(|p| Resp::Plain(p, self.answer_arn(&id)));
+        Step::Done(r)
     }
 
     fn random(&mut self, len: usize, fleet: Option<&[HsmSlot]>) -> Step {
@@ -601,13 +618,17 @@ impl ShardState {
             let Some(old) = self.live.pop_front() else {
                 break;
             };
-            let Some(schedule) = self.keys.get_mut(&old).and_then(|e| e.local.as_mut()) else {
-                continue; // the key or its material is gone
+            let Some(entry) = self.keys.get_mut(&old) else {
+                continue; // the key is gone
+            };
+            let Some(schedule) = entry.local.as_mut() else {
+                continue; // its material is gone
             };
             if schedule.age() {
                 self.live.push_back(old); // used since the last pass: a second chance
             } else {
                 schedule.evict();
+                entry.arn = None;
             }
         }
     }
@@ -730,6 +751,7 @@ impl ShardState {
                                 closed,
                                 holders: SlotSet::None,
                                 local: None,
+                                arn: None,
                             },
                         );
                     }
