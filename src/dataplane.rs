@@ -61,11 +61,11 @@ impl Authorizer for PolicyAuthorizer {
 /// keys use it. Each entry counts the mirrored keys using it and goes when the last one does.
 #[derive(Default)]
 struct PolicyTable {
-    by_text: HashMap<Arc<str>, Shared>,
+    by_text: HashMap<Arc<str>, PolicyEntry>,
 }
 
 /// One entry of the [`PolicyTable`].
-struct Shared {
+struct PolicyEntry {
     /// The text (the same allocation as the map's key).
     text: Arc<str>,
     authorizer: Arc<PolicyAuthorizer>,
@@ -88,7 +88,7 @@ impl PolicyTable {
             scope: scope.clone(),
         });
         let shared: Arc<str> = text.into();
-        let entry = Shared {
+        let entry = PolicyEntry {
             text: shared.clone(),
             authorizer: authorizer.clone(),
             users: 1,

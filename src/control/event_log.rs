@@ -197,11 +197,6 @@ pub struct EventFiles {
     backlog: VecDeque<(u64, TrailEvent)>,
 }
 
-/// The effective uid of this process: who must own the event log.
-fn euid() -> u32 {
-    crate::peer::effective_uid()
-}
-
 fn file_name(first_seq: u64) -> String {
     format!("{FILE_PREFIX}{first_seq:0w$}{FILE_SUFFIX}", w = SEQ_DIGITS)
 }
@@ -243,13 +238,13 @@ fn check_owned(path: &Path, m: &Metadata, want_dir: bool) -> Result<()> {
             path.display()
         ));
     }
-    if m.uid() != euid() {
+    if m.uid() != crate::peer::effective_uid() {
         return Err(err!(
             StorageException,
             "{what} {} is owned by uid {}, not by this process's uid {}: refusing to trust it",
             path.display(),
             m.uid(),
-            euid()
+            crate::peer::effective_uid()
         ));
     }
     if m.mode() & 0o077 != 0 {

@@ -184,9 +184,6 @@ pub(crate) struct ShardState {
     idx: usize,
     nshards: usize,
     scope: Scope,
-    /// `arn:aws:kms:<region>:<account>:key/`: answers carry the key's ARN, written from the
-    /// key id rather than stored per key.
-    arn_prefix: Box<str>,
     keys: IdMap<KeyEntry>,
     aliases: HashMap<String, KeyId>,
     /// The shard of every custom HSM.
@@ -239,7 +236,6 @@ impl ShardState {
             idx,
             nshards,
             scope: config.scope.clone(),
-            arn_prefix: config.scope.key_arn_prefix().into(),
             keys: IdMap::default(),
             aliases: HashMap::new(),
             placement: HashMap::new(),
@@ -260,28 +256,11 @@ impl ShardState {
         if let Some(arn) = self.keys.get(id).and_then(|e| e.arn.as_ref()) {
             return arn.clone();
         }
-        let arn = self.arn(id);
+        let arn: Arc<str> = self.scope.key_arn(id).into();
         if let Some(entry) = self.keys.get_mut(id) {
             entry.arn = Some(arn.clone());
         }
         arn
-    }
-
-    /// The ARN of `id`, as answers carry it: written into a stack buffer, so that the answer
-    /// costs one allocation (the `Arc<str>` it travels in).
-    fn arn(&self, id: &KeyId) -> Arc<str> {
-        const MAX: usize = 192;
-        let p = self.arn_prefix.as_bytes();
-        let n = p.len() + KeyId::TEXT_LEN;
-        if n > MAX {
-            return self.scope.key_arn(id).into();
-        }
-        let mut buf = [0u8; MAX];
-        buf[..p.len()].copy_from_slice(p);
-        id.encode_lower(&mut buf[p.len()..n]);
-        // A str prefix followed by a hyphenated UUID (ASCII) is UTF-8; the fallback is never
-        // taken.
-        std::str::from_utf8(&buf[..n]).map_or_else(|_| self.scope.key_arn(id).into(), Arc::from)
     }
 
     fn all_mask(&self) -> u64 {

@@ -144,18 +144,6 @@ impl ClusterId {
 pub struct KeyId(Uuid);
 
 impl KeyId {
-    /// Length of the lowercase hyphenated text form.
-    pub const TEXT_LEN: usize = uuid::fmt::Hyphenated::LENGTH;
-
-    /// Writes the lowercase hyphenated text form into the first [`KeyId::TEXT_LEN`] bytes of
-    /// `buf` and returns it.
-    ///
-    /// # Panics
-    /// If `buf` is shorter than [`KeyId::TEXT_LEN`].
-    pub fn encode_lower<'a>(&self, buf: &'a mut [u8]) -> &'a str {
-        self.0.hyphenated().encode_lower(buf)
-    }
-
     /// A fresh random (version 4) key id.
     pub fn generate() -> KeyId {
         let mut bytes = [0u8; 16];
@@ -215,12 +203,7 @@ impl Default for Scope {
 impl Scope {
     /// `arn:aws:kms:<region>:<account>:key/<id>`.
     pub fn key_arn(&self, id: &KeyId) -> String {
-        format!("{}{id}", self.key_arn_prefix())
-    }
-
-    /// `arn:aws:kms:<region>:<account>:key/`: what every key ARN of this scope starts with.
-    pub fn key_arn_prefix(&self) -> String {
-        format!("arn:aws:kms:{}:{}:key/", self.region, self.account_id)
+        format!("arn:aws:kms:{}:{}:key/{}", self.region, self.account_id, id)
     }
 
     /// `arn:aws:kms:<region>:<account>:<alias/name>`.
