@@ -209,7 +209,7 @@ impl std::fmt::Debug for Client {
 }
 
 fn connect_error(path: &Path, e: &io::Error) -> KmsError {
-    KmsError::new(
+    KmsError::transport(
         ErrorKind::DependencyTimeoutException,
         format!(
             "cannot connect to the kmscks daemon at {}: {e} (is kmscksd running? the socket is \
@@ -220,7 +220,7 @@ fn connect_error(path: &Path, e: &io::Error) -> KmsError {
 }
 
 fn broken(path: &Path, what: &str, e: &dyn std::fmt::Display) -> KmsError {
-    KmsError::new(
+    KmsError::transport(
         ErrorKind::KMSInternalException,
         format!(
             "the connection to the kmscks daemon at {} broke while {what} was in flight ({e}); \

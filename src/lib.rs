@@ -75,6 +75,11 @@ pub mod protocol;
 pub mod secret;
 pub mod types;
 
+// The C API (`include/kmscks.h`): its `kmscks_*` functions are exported from the cdylib and
+// staticlib; nothing in it is part of the Rust API.
+#[allow(unreachable_pub)]
+mod capi;
+
 internal_mod!(control);
 internal_mod!(crypto);
 internal_mod!(dataplane);

@@ -71,6 +71,12 @@ const LAYERS: &[(&str, &[&str])] = &[
             "service", "kms",
         ],
     ),
+    (
+        "capi",
+        &[
+            "error", "secret", "types", "api", "ops", "service", "client",
+        ],
+    ),
 ];
 
 /// Names re-exported at the crate root, and the unit each comes from.

@@ -1,0 +1,490 @@
+//! The cryptographic operations through the C API — Encrypt, Decrypt, ReEncrypt,
+//! GenerateDataKey (with and without plaintext), GenerateRandom — and their batch forms, which
+//! reach the engine's batched path (one call, many items, a result code per item).
+//!
+//! These are the hot calls: arguments are read in place (no copy beyond the one the request
+//! owns), plaintexts and data keys are handed to C in the allocation the engine filled when it
+//! is exactly sized, and nothing is formatted unless a call fails.
+
+use std::ffi::c_char;
+
+use super::boundary::{array, bytes, client, context, guard, out, put, text, CResult, Out};
+use super::handle::{expect_response, kmscks_client};
+use super::memory::{c_string, kmscks_buffer, kmscks_context_entry};
+use super::result::{kmscks_result, Failure};
+use crate::api::kms::{
+    BatchItem, BatchRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest,
+    GenerateDataKeyResponse, GenerateRandomRequest, ReEncryptRequest,
+};
+use crate::ops::Request;
+use crate::secret::SecretBytes;
+
+/// Encrypts `pt_len` bytes under `key_id` (key id, key ARN, alias name or alias ARN) with the
+/// encryption context `ctx` (`ctx_len` pairs; NULL when `ctx_len` is 0) and writes the
+/// ciphertext blob to `*ciphertext`.
+///
+/// # Safety
+/// `c` is a live handle; `key_id` is NUL-terminated; `pt` is readable for `pt_len` bytes (NULL
+/// allowed when 0); `ctx` holds `ctx_len` entries of NUL-terminated strings; `ciphertext` is
+/// valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn kmscks_encrypt(
+    c: *const kmscks_client,
+    key_id: *const c_char,
+    pt: *const u8,
+    pt_len: usize,
+    ctx: *const kmscks_context_entry,
+    ctx_len: usize,
+    ciphertext: *mut kmscks_buffer,
+) -> kmscks_result {
+    guard(|| {
+        // SAFETY: caller's contract (each argument below likewise).
+        let c = unsafe { client(c) }?;
+        let key_id = unsafe { text(key_id, "key_id") }?;
+        let plaintext = unsafe { bytes(pt, pt_len, "pt") }?;
+        let encryption_context = unsafe { context(ctx, ctx_len, "ctx") }?;
+        let out = out(ciphertext, "ciphertext")?;
+        let request = Request::Encrypt(EncryptRequest {
+            key_id: key_id.to_owned(),
+            plaintext: SecretBytes::from_slice(plaintext),
+            encryption_context,
+            ..Default::default()
+        });
+        let r = expect_response!(c.call(request)?, Encrypt)?;
+        // SAFETY: checked non-NULL, writable by the caller's contract.
+        unsafe { put(out, kmscks_buffer::from_vec(r.ciphertext_blob)) };
+        Ok(())
+    })
+}
+
+/// Decrypts a ciphertext blob (the key is the one it names) with the encryption context it
+/// was made with, writes the plaintext to `*plaintext` and, when `key_id_or_null` is not NULL,
+/// the key's ARN to `*key_id_or_null`. A damaged blob or a different context:
+/// `KMSCKS_INVALID_CIPHERTEXT`.
+///
+/// # Safety
+/// `c` is a live handle; `ct` is readable for `ct_len` bytes; `ctx` as in `kmscks_encrypt`;
+/// `plaintext` is valid for a write; `key_id_or_null` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn kmscks_decrypt(
+    c: *const kmscks_client,
+    ct: *const u8,
+    ct_len: usize,
+    ctx: *const kmscks_context_entry,
+    ctx_len: usize,
+    plaintext: *mut kmscks_buffer,
+    key_id_or_null: *mut *mut c_char,
+) -> kmscks_result {
+    guard(|| {
+        // SAFETY: caller's contract (each argument below likewise).
+        let c = unsafe { client(c) }?;
+        let blob = unsafe { bytes(ct, ct_len, "ct") }?;
+        let encryption_context = unsafe { context(ctx, ctx_len, "ctx") }?;
+        let out = out(plaintext, "plaintext")?;
+        let key_out = super::boundary::optional_out(key_id_or_null);
+        let request = Request::Decrypt(DecryptRequest {
+            ciphertext_blob: blob.to_vec(),
+            encryption_context,
+            ..Default::default()
+        });
+        let r = expect_response!(c.call(request)?, Decrypt)?;
+        let arn = key_out.map(|o| Ok::<_, Failure>((o, c_string(&r.key_id)?)));
+        let arn = arn.transpose()?;
+        // SAFETY: checked non-NULL, writable by the caller's contract.
+        unsafe { put(out, kmscks_buffer::from_secret(r.plaintext)) };
+        if let Some((o, arn)) = arn {
+            // SAFETY: as above.
+            unsafe { put(o, arn) };
+        }
+        Ok(())
+    })
+}
+
+/// Decrypts a ciphertext blob with its context `src_ctx` and encrypts the plaintext under
+/// `dest_key_id` with `dest_ctx`, inside kmscks (the plaintext never reaches the caller);
+/// writes the new blob to `*ciphertext`.
+///
+/// # Safety
+/// As `kmscks_decrypt` and `kmscks_encrypt` for the matching arguments.
+#[no_mangle]
+pub unsafe extern "C" fn kmscks_re_encrypt(
+    c: *const kmscks_client,
+    ct: *const u8,
+    ct_len: usize,
+    src_ctx: *const kmscks_context_entry,
+    src_ctx_len: usize,
+    dest_key_id: *const c_char,
+    dest_ctx: *const kmscks_context_entry,
+    dest_ctx_len: usize,
+    ciphertext: *mut kmscks_buffer,
+) -> kmscks_result {
+    guard(|| {
+        // SAFETY: caller's contract (each argument below likewise).
+        let c = unsafe { client(c) }?;
+        let blob = unsafe { bytes(ct, ct_len, "ct") }?;
+        let source_context = unsafe { context(src_ctx, src_ctx_len, "src_ctx") }?;
+        let dest_key_id = unsafe { text(dest_key_id, "dest_key_id") }?;
+        let dest_context = unsafe { context(dest_ctx, dest_ctx_len, "dest_ctx") }?;
+        let out = out(ciphertext, "ciphertext")?;
+        let request = Request::ReEncrypt(ReEncryptRequest {
+            ciphertext_blob: blob.to_vec(),
+            source_encryption_context: source_context,
+            destination_key_id: dest_key_id.to_owned(),
+            destination_encryption_context: dest_context,
+            ..Default::default()
+        });
+        let r = expect_response!(c.call(request)?, ReEncrypt)?;
+        // SAFETY: checked non-NULL, writable by the caller's contract.
+        unsafe { put(out, kmscks_buffer::from_vec(r.ciphertext_blob)) };
+        Ok(())
+    })
+}
+
+/// Makes a data key of `number_of_bytes` bytes (1 to 1024; 32 for AES-256) and writes it in
+/// the clear to `*plaintext` and encrypted under `key_id` (with `ctx`) to `*ciphertext`.
+///
+/// # Safety
+/// As `kmscks_encrypt`; `plaintext` and `ciphertext` are valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn kmscks_generate_data_key(
+    c: *const kmscks_client,
+    key_id: *const c_char,
+    number_of_bytes: usize,
+    ctx: *const kmscks_context_entry,
+    ctx_len: usize,
+    plaintext: *mut kmscks_buffer,
+    ciphertext: *mut kmscks_buffer,
+) -> kmscks_result {
+    guard(|| {
+        let plain_out = out(plaintext, "plaintext")?;
+        let cipher_out = out(ciphertext, "ciphertext")?;
+        // SAFETY: forwarded contract.
+        let (c, request) = unsafe { data_key_request(c, key_id, number_of_bytes, ctx, ctx_len) }?;
+        let r = expect_response!(c.call(Request::GenerateDataKey(request))?, GenerateDataKey)?;
+        // SAFETY: checked non-NULL, writable by the caller's contract.
+        unsafe { put_data_key(r, Some(plain_out), cipher_out) }
+    })
+}
+
+/// As `kmscks_generate_data_key`, without the plaintext: only the encrypted data key is
+/// written, to `*ciphertext` (decrypt it later with `kmscks_decrypt`).
+///
+/// # Safety
+/// As `kmscks_encrypt`; `ciphertext` is valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn kmscks_generate_data_key_without_plaintext(
+    c: *const kmscks_client,
+    key_id: *const c_char,
+    number_of_bytes: usize,
+    ctx: *const kmscks_context_entry,
+    ctx_len: usize,
+    ciphertext: *mut kmscks_buffer,
+) -> kmscks_result {
+    guard(|| {
+        let cipher_out = out(ciphertext, "ciphertext")?;
+        // SAFETY: forwarded contract.
+        let (c, request) = unsafe { data_key_request(c, key_id, number_of_bytes, ctx, ctx_len) }?;
+        let request = Request::GenerateDataKeyWithoutPlaintext(request);
+        let r = expect_response!(c.call(request)?, GenerateDataKeyWithoutPlaintext)?;
+        // SAFETY: checked non-NULL, writable by the caller's contract.
+        unsafe { put_data_key(r, None, cipher_out) }
+    })
+}
+
+/// The handle and a GenerateDataKey request.
+///
+/// # Safety
+/// As `kmscks_generate_data_key`'s arguments.
+unsafe fn data_key_request<'a>(
+    c: *const kmscks_client,
+    key_id: *const c_char,
+    number_of_bytes: usize,
+    ctx: *const kmscks_context_entry,
+    ctx_len: usize,
+) -> CResult<(&'a kmscks_client, GenerateDataKeyRequest)> {
+    // SAFETY: forwarded contract (each argument below likewise).
+    let c = unsafe { client(c) }?;
+    let key_id = unsafe { text(key_id, "key_id") }?;
+    let encryption_context = unsafe { context(ctx, ctx_len, "ctx") }?;
+    Ok((
+        c,
+        GenerateDataKeyRequest {
+            key_id: key_id.to_owned(),
+            number_of_bytes: Some(byte_count(number_of_bytes, "number_of_bytes")?),
+            encryption_context,
+            ..Default::default()
+        },
+    ))
+}
+
+/// A byte count C passes as `size_t`, as the request's 32-bit member (the service checks
+/// AWS's range).
+fn byte_count(n: usize, name: &str) -> CResult<u32> {
+    u32::try_from(n).map_err(|_| Failure::invalid(name, format!("{n} does not fit 32 bits")))
+}
+
+/// Writes a data key's outputs.
+///
+/// # Safety
+/// The out-pointers are writable (checked non-NULL when made).
+unsafe fn put_data_key(
+    r: GenerateDataKeyResponse,
+    plain_out: Option<Out<kmscks_buffer>>,
+    cipher_out: Out<kmscks_buffer>,
+) -> CResult {
+    if let Some(o) = plain_out {
+        let key = r
+            .plaintext
+            .ok_or_else(|| Failure::internal("GenerateDataKey answered without a plaintext"))?;
+        // SAFETY: forwarded contract.
+        unsafe { put(o, kmscks_buffer::from_secret(key)) };
+    }
+    // SAFETY: forwarded contract.
+    unsafe { put(cipher_out, kmscks_buffer::from_vec(r.ciphertext_blob)) };
+    Ok(())
+}
+
+/// Writes `n` random bytes (1 to 1024) to `*out`, from the custom key store's cluster when
+/// `custom_key_store_id_or_null` names one.
+///
+/// # Safety
+/// `c` is a live handle; the id is NULL or NUL-terminated; `out` is valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn kmscks_generate_random(
+    c: *const kmscks_client,
+    custom_key_store_id_or_null: *const c_char,
+    n: usize,
+    out: *mut kmscks_buffer,
+) -> kmscks_result {
+    guard(|| {
+        // SAFETY: caller's contract (each argument below likewise).
+        let c = unsafe { client(c) }?;
+        let store = unsafe {
+            super::boundary::optional_text(custom_key_store_id_or_null, "custom_key_store_id")
+        }?;
+        let o = super::boundary::out(out, "out")?;
+        let request = Request::GenerateRandom(GenerateRandomRequest {
+            number_of_bytes: Some(byte_count(n, "n")?),
+            custom_key_store_id: store.map(str::to_owned),
+        });
+        let r = expect_response!(c.call(request)?, GenerateRandom)?;
+        // SAFETY: checked non-NULL, writable by the caller's contract.
+        unsafe { put(o, kmscks_buffer::from_secret(r.plaintext)) };
+        Ok(())
+    })
+}
+
+/// One item of `kmscks_generate_data_key_batch`: the arguments of `kmscks_generate_data_key`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct kmscks_data_key_request {
+    /// The KMS key (id, ARN, alias name or alias ARN).
+    pub key_id: *const c_char,
+    /// Data key length in bytes (1 to 1024).
+    pub number_of_bytes: usize,
+    /// Encryption context (NULL when `ctx_len` is 0).
+    pub ctx: *const kmscks_context_entry,
+    /// Number of context pairs.
+    pub ctx_len: usize,
+}
+
+/// One answer of `kmscks_generate_data_key_batch`: its code and, when that is `KMSCKS_OK`,
+/// both buffers (free each with `kmscks_buffer_free`; they are empty otherwise).
+#[repr(C)]
+#[derive(Debug)]
+pub struct kmscks_data_key_result {
+    /// This item's outcome.
+    pub result: kmscks_result,
+    /// The data key in the clear.
+    pub plaintext: kmscks_buffer,
+    /// The data key encrypted under the KMS key.
+    pub ciphertext: kmscks_buffer,
+}
+
+/// One item of `kmscks_encrypt_batch`: the arguments of `kmscks_encrypt`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct kmscks_encrypt_request {
+    /// The KMS key (id, ARN, alias name or alias ARN).
+    pub key_id: *const c_char,
+    /// The plaintext (NULL when `pt_len` is 0).
+    pub pt: *const u8,
+    /// Plaintext length in bytes.
+    pub pt_len: usize,
+    /// Encryption context (NULL when `ctx_len` is 0).
+    pub ctx: *const kmscks_context_entry,
+    /// Number of context pairs.
+    pub ctx_len: usize,
+}
+
+/// One answer of `kmscks_encrypt_batch`: its code and, when that is `KMSCKS_OK`, the
+/// ciphertext (free with `kmscks_buffer_free`; empty otherwise).
+#[repr(C)]
+#[derive(Debug)]
+pub struct kmscks_encrypt_result {
+    /// This item's outcome.
+    pub result: kmscks_result,
+    /// The ciphertext blob.
+    pub ciphertext: kmscks_buffer,
+}
+
+/// GenerateDataKey for `count` items in one call, through the engine's batched path (in
+/// daemon mode, one request on the socket): writes `results[i]` for every item. Returns
+/// `KMSCKS_OK` when the batch ran, even if some items failed (each item's own code is in
+/// `results[i].result`); any other code means no item ran and `results` was not written
+/// (`KMSCKS_INVALID_ARGUMENT` names the first bad item member, e.g. `items[3].key_id`).
+///
+/// # Safety
+/// `c` is a live handle; `items` holds `count` requests whose pointers are valid as in
+/// `kmscks_generate_data_key`; `results` is valid for writes of `count` results.
+#[no_mangle]
+pub unsafe extern "C" fn kmscks_generate_data_key_batch(
+    c: *const kmscks_client,
+    items: *const kmscks_data_key_request,
+    count: usize,
+    results: *mut kmscks_data_key_result,
+) -> kmscks_result {
+    guard(|| {
+        // SAFETY: caller's contract (each argument below likewise).
+        let c = unsafe { client(c) }?;
+        let items = unsafe { array(items, count, "items") }?;
+        let out = batch_out(results, count)?;
+        let requests = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let at = |f: Failure| f.in_item("items", i);
+                Ok(GenerateDataKeyRequest {
+                    // SAFETY: caller's contract for each item's pointers.
+                    key_id: unsafe { text(item.key_id, "key_id") }
+                        .map_err(at)?
+                        .to_owned(),
+                    number_of_bytes: Some(
+                        byte_count(item.number_of_bytes, "number_of_bytes").map_err(at)?,
+                    ),
+                    // SAFETY: as above.
+                    encryption_context: unsafe { context(item.ctx, item.ctx_len, "ctx") }
+                        .map_err(at)?,
+                    ..Default::default()
+                })
+            })
+            .collect::<CResult<Vec<_>>>()?;
+        let request = Request::GenerateDataKeyBatch(BatchRequest { items: requests });
+        let r = expect_response!(c.call(request)?, GenerateDataKeyBatch)?;
+        check_count(r.results.len(), count)?;
+        for (i, item) in r.results.into_iter().enumerate() {
+            let answer = match item {
+                BatchItem::Ok(dk) => match dk.plaintext {
+                    Some(key) => kmscks_data_key_result {
+                        result: kmscks_result::KMSCKS_OK,
+                        plaintext: kmscks_buffer::from_secret(key),
+                        ciphertext: kmscks_buffer::from_vec(dk.ciphertext_blob),
+                    },
+                    None => failed_data_key(kmscks_result::KMSCKS_INTERNAL),
+                },
+                BatchItem::Err(e) => failed_data_key(item_code(&e.kind)),
+            };
+            // SAFETY: `i < count`, and `results` holds `count` writable slots (caller's
+            // contract); nothing is read or dropped there.
+            unsafe { out.add(i).write(answer) };
+        }
+        Ok(())
+    })
+}
+
+/// Encrypt for `count` items in one call, through the engine's batched path; results as for
+/// `kmscks_generate_data_key_batch`.
+///
+/// # Safety
+/// `c` is a live handle; `items` holds `count` requests whose pointers are valid as in
+/// `kmscks_encrypt`; `results` is valid for writes of `count` results.
+#[no_mangle]
+pub unsafe extern "C" fn kmscks_encrypt_batch(
+    c: *const kmscks_client,
+    items: *const kmscks_encrypt_request,
+    count: usize,
+    results: *mut kmscks_encrypt_result,
+) -> kmscks_result {
+    guard(|| {
+        // SAFETY: caller's contract (each argument below likewise).
+        let c = unsafe { client(c) }?;
+        let items = unsafe { array(items, count, "items") }?;
+        let out = batch_out(results, count)?;
+        let requests = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let at = |f: Failure| f.in_item("items", i);
+                Ok(EncryptRequest {
+                    // SAFETY: caller's contract for each item's pointers.
+                    key_id: unsafe { text(item.key_id, "key_id") }
+                        .map_err(at)?
+                        .to_owned(),
+                    // SAFETY: as above.
+                    plaintext: SecretBytes::from_slice(
+                        unsafe { bytes(item.pt, item.pt_len, "pt") }.map_err(at)?,
+                    ),
+                    // SAFETY: as above.
+                    encryption_context: unsafe { context(item.ctx, item.ctx_len, "ctx") }
+                        .map_err(at)?,
+                    ..Default::default()
+                })
+            })
+            .collect::<CResult<Vec<_>>>()?;
+        let request = Request::EncryptBatch(BatchRequest { items: requests });
+        let r = expect_response!(c.call(request)?, EncryptBatch)?;
+        check_count(r.results.len(), count)?;
+        for (i, item) in r.results.into_iter().enumerate() {
+            let answer = match item {
+                BatchItem::Ok(e) => kmscks_encrypt_result {
+                    result: kmscks_result::KMSCKS_OK,
+                    ciphertext: kmscks_buffer::from_vec(e.ciphertext_blob),
+                },
+                BatchItem::Err(e) => kmscks_encrypt_result {
+                    result: item_code(&e.kind),
+                    ciphertext: kmscks_buffer::EMPTY,
+                },
+            };
+            // SAFETY: `i < count`, and `results` holds `count` writable slots (caller's
+            // contract).
+            unsafe { out.add(i).write(answer) };
+        }
+        Ok(())
+    })
+}
+
+/// The results array of a batch (checked before the batch runs).
+fn batch_out<T>(results: *mut T, count: usize) -> CResult<*mut T> {
+    if count > 0 && results.is_null() {
+        return Err(Failure::invalid(
+            "results",
+            format!("is NULL with count {count}"),
+        ));
+    }
+    Ok(results)
+}
+
+/// A batch must answer every item.
+fn check_count(answered: usize, count: usize) -> CResult {
+    if answered == count {
+        return Ok(());
+    }
+    Err(Failure::internal(format!(
+        "a batch of {count} items was answered with {answered} results"
+    )))
+}
+
+fn failed_data_key(result: kmscks_result) -> kmscks_data_key_result {
+    kmscks_data_key_result {
+        result,
+        plaintext: kmscks_buffer::EMPTY,
+        ciphertext: kmscks_buffer::EMPTY,
+    }
+}
+
+/// The code of a batch item's error, named by its AWS exception name.
+fn item_code(aws_name: &str) -> kmscks_result {
+    crate::ErrorKind::from_aws_name(aws_name)
+        .map(kmscks_result::of_kind)
+        .unwrap_or(kmscks_result::KMSCKS_INTERNAL)
+}

@@ -1,0 +1,221 @@
+//! The handle, `kmscks_client`, and how it is made and closed: in this process
+//! (`kmscks_open`: a [`Kms`]) or through the daemon (`kmscks_connect`: a [`Client`]). Both are
+//! an [`ops::Backend`](crate::ops::Backend), and every other function calls only that, through
+//! [`kmscks_client::call`].
+
+use std::ffi::c_char;
+
+use super::boundary::{guard, optional_text, put, CResult};
+use super::result::{kmscks_result, Failure};
+use crate::ops::{Backend, Request, Response};
+use crate::{Client, Kms, KmsConfig};
+
+/// A handle to kmscks: an instance running in this process, or a connection to `kmscksd`.
+/// Opaque. Safe to use from many threads at once; `kmscks_close` it exactly once, after every
+/// other call on it has returned.
+pub struct kmscks_client {
+    backend: Box<dyn Backend + Send + Sync>,
+}
+
+impl kmscks_client {
+    /// Performs one operation.
+    pub(super) fn call(&self, request: Request) -> CResult<Response> {
+        Ok(self.backend.call(&request)?)
+    }
+}
+
+/// Answers the response variant an operation must answer with, or `KMSCKS_INTERNAL`.
+macro_rules! expect_response {
+    ($response:expr, $op:ident) => {
+        match $response {
+            $crate::ops::Response::$op(r) => Ok(r),
+            other => Err($crate::capi::result::Failure::internal(format!(
+                "{} was answered with a {} response",
+                stringify!($op),
+                other.op().name()
+            ))),
+        }
+    };
+}
+pub(super) use expect_response;
+
+/// Options of `kmscks_open_with`. Fill with `kmscks_open_options_init()` first (it sets
+/// `struct_size` and the defaults), then change what you need: fields added in later versions
+/// go at the end, and `struct_size` tells kmscks which ones the caller knows.
+#[repr(C)]
+#[derive(Debug)]
+pub struct kmscks_open_options {
+    /// `sizeof(kmscks_open_options)` as the caller's header knew it.
+    pub struct_size: usize,
+    /// PBKDF2 iterations for the CloudHSM user password hashes made from now on. 0: the
+    /// default (600,000, about 0.3 s per hash). Tests that make many users or connections may
+    /// lower it (values below 1,000 count as 1,000); never for data worth protecting.
+    pub hsm_password_iterations: u32,
+    /// How long a custom key store stays CONNECTING or DISCONNECTING, in milliseconds.
+    /// 0: the default (20 ms).
+    pub connect_delay_ms: u32,
+}
+
+/// Fills `options` with the defaults and its `struct_size`. NULL does nothing.
+///
+/// # Safety
+/// `options` is NULL or valid for a write of a `kmscks_open_options`.
+#[no_mangle]
+pub unsafe extern "C" fn kmscks_open_options_init(options: *mut kmscks_open_options) {
+    if let Some(o) = super::boundary::optional_out(options) {
+        // SAFETY: non-NULL, writable by the caller's contract.
+        unsafe {
+            put(
+                o,
+                kmscks_open_options {
+                    struct_size: size_of::<kmscks_open_options>(),
+                    hsm_password_iterations: 0,
+                    connect_delay_ms: 0,
+                },
+            )
+        };
+    }
+}
+
+/// Runs kmscks inside this process, on the data directory `data_dir` (created if missing, as
+/// `kmscksd --data-dir` does; its key files are sealed with the passphrase of
+/// `KMSCKS_PASSPHRASE_FILE` or `KMSCKS_PASSPHRASE` when set), or with nothing on disk when
+/// `data_dir` is NULL. A data directory is used by one process at a time:
+/// `KMSCKS_STORE_IN_USE` when another holds it.
+///
+/// # Safety
+/// `data_dir` is NULL or a NUL-terminated string; `out` is valid for a write of a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn kmscks_open(
+    data_dir: *const c_char,
+    out: *mut *mut kmscks_client,
+) -> kmscks_result {
+    // SAFETY: forwarded contract; NULL options are the defaults.
+    unsafe { kmscks_open_with(data_dir, std::ptr::null(), out) }
+}
+
+/// `kmscks_open` with options (NULL: the defaults).
+///
+/// # Safety
+/// As `kmscks_open`; `options` is NULL or a `kmscks_open_options` filled by
+/// `kmscks_open_options_init` (at least `struct_size` bytes readable).
+#[no_mangle]
+pub unsafe extern "C" fn kmscks_open_with(
+    data_dir: *const c_char,
+    options: *const kmscks_open_options,
+    out: *mut *mut kmscks_client,
+) -> kmscks_result {
+    guard(|| {
+        // SAFETY: caller's contract.
+        let dir = unsafe { optional_text(data_dir, "data_dir") }?;
+        // SAFETY: caller's contract.
+        let config = unsafe { config(options) }?;
+        let out = super::boundary::out(out, "out")?;
+        let kms = match dir {
+            Some(dir) => Kms::open_with(dir, config)?,
+            None => Kms::in_memory_with(config),
+        };
+        // SAFETY: checked non-NULL; writable by the caller's contract.
+        unsafe { put(out, new_handle(Box::new(kms))) };
+        Ok(())
+    })
+}
+
+/// The configuration `options` asks for.
+///
+/// # Safety
+/// As `kmscks_open_with`'s `options`.
+unsafe fn config(options: *const kmscks_open_options) -> CResult<KmsConfig> {
+    let mut config = KmsConfig::default();
+    if options.is_null() {
+        return Ok(config);
+    }
+    // SAFETY: non-NULL; the first field is readable by the caller's contract.
+    let size = unsafe { options.cast::<usize>().read_unaligned() };
+    if size < size_of::<kmscks_open_options>() {
+        return Err(Failure::invalid(
+            "options",
+            format!(
+                "struct_size is {size}, not {} (fill it with kmscks_open_options_init)",
+                size_of::<kmscks_open_options>()
+            ),
+        ));
+    }
+    // SAFETY: non-NULL, at least a whole struct readable (struct_size says so).
+    let o = unsafe { &*options };
+    if o.hsm_password_iterations != 0 {
+        config.hsm_password_iterations = o.hsm_password_iterations;
+    }
+    if o.connect_delay_ms != 0 {
+        config.connect_delay = std::time::Duration::from_millis(o.connect_delay_ms.into());
+    }
+    Ok(config)
+}
+
+/// Connects to `kmscksd` on `socket_path`, or on the default socket when it is NULL (the one
+/// the CLI uses: `$KMSCKS_SOCKET`, else `$XDG_RUNTIME_DIR/kmscks/kmscks.sock`, else
+/// `/tmp/kmscks-<euid>/kmscks.sock`). Refuses a daemon run by a uid this process does not
+/// trust (its own, root, or `KMSCKS_DAEMON_UID`): `KMSCKS_UNTRUSTED_SOCKET`. Nothing
+/// listening: `KMSCKS_IO`. Later calls reconnect by themselves after the daemon restarts.
+///
+/// # Safety
+/// `socket_path` is NULL or a NUL-terminated string; `out` is valid for a write of a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn kmscks_connect(
+    socket_path: *const c_char,
+    out: *mut *mut kmscks_client,
+) -> kmscks_result {
+    guard(|| {
+        // SAFETY: caller's contract.
+        let path = unsafe { optional_text(socket_path, "socket_path") }?;
+        let out = super::boundary::out(out, "out")?;
+        let client = match path {
+            Some(p) => Client::connect(p)?,
+            None => Client::connect_default()?,
+        };
+        // SAFETY: checked non-NULL; writable by the caller's contract.
+        unsafe { put(out, new_handle(Box::new(client))) };
+        Ok(())
+    })
+}
+
+/// Closes a handle: an in-process instance shuts down (its data directory unlocked), a
+/// daemon connection is closed. NULL does nothing.
+///
+/// # Safety
+/// `c` is NULL or a handle not yet closed, with no other call on it in progress or to come.
+#[no_mangle]
+pub unsafe extern "C" fn kmscks_close(c: *mut kmscks_client) {
+    if c.is_null() {
+        return;
+    }
+    // A panic while shutting down (a bug) must not unwind into C; the handle is gone either
+    // way.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: made by `new_handle` (Box::into_raw), closed once (caller's contract).
+        drop(unsafe { Box::from_raw(c) });
+    }));
+}
+
+/// The library's version, e.g. `"0.1.0"` (the same as `KMSCKS_VERSION_STRING` in the header
+/// the program was compiled with, when header and library match). A static string.
+#[no_mangle]
+pub extern "C" fn kmscks_version() -> *const c_char {
+    const VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
+        concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
+    ) {
+        Ok(v) => v,
+        Err(_) => panic!("the package version holds no NUL"),
+    };
+    VERSION.as_ptr()
+}
+
+fn new_handle(backend: Box<dyn Backend + Send + Sync>) -> *mut kmscks_client {
+    Box::into_raw(Box::new(kmscks_client { backend }))
+}
+
+// A handle is shared between threads: its backend must be `Send + Sync`.
+const _: fn() = || {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<kmscks_client>();
+};

@@ -1,0 +1,112 @@
+//! What crosses the boundary by value: the byte buffers and strings kmscks hands to C (and
+//! their free functions), and the encryption-context entries C hands to kmscks.
+//!
+//! A buffer's bytes are one Rust allocation of exactly `len` bytes, so that
+//! `kmscks_buffer_free` can give it back knowing only the pointer and the length; a buffer
+//! that held a plaintext or data key is wiped before that. Secrets never take a detour through
+//! an allocation that is freed unwiped: a plaintext whose vector is larger than its bytes is
+//! copied into an exact allocation and the vector wiped, never reallocated.
+
+use std::ffi::{c_char, CString};
+
+use super::boundary::CResult;
+use super::result::Failure;
+use crate::secret::SecretBytes;
+
+/// Bytes owned by kmscks and lent to the caller: `len` bytes at `data` (`data` is NULL when
+/// `len` is 0). Free with `kmscks_buffer_free()`, which zeroizes the bytes first and resets
+/// the struct to `{NULL, 0}`, so that freeing a freed struct, or a zeroed one, does nothing;
+/// freeing two copies of one buffer is undefined behaviour.
+#[repr(C)]
+#[derive(Debug)]
+pub struct kmscks_buffer {
+    /// The bytes (NULL when `len` is 0).
+    pub data: *mut u8,
+    /// How many bytes.
+    pub len: usize,
+}
+
+impl kmscks_buffer {
+    /// An empty buffer.
+    pub(super) const EMPTY: kmscks_buffer = kmscks_buffer {
+        data: std::ptr::null_mut(),
+        len: 0,
+    };
+
+    /// Lends `bytes` (public bytes: ciphertexts) to C.
+    pub(super) fn from_vec(bytes: Vec<u8>) -> kmscks_buffer {
+        if bytes.is_empty() {
+            return kmscks_buffer::EMPTY;
+        }
+        // A vector with spare capacity is shrunk (a reallocation): fine for public bytes.
+        let boxed = bytes.into_boxed_slice();
+        let len = boxed.len();
+        kmscks_buffer {
+            data: Box::into_raw(boxed).cast::<u8>(),
+            len,
+        }
+    }
+
+    /// Lends secret bytes (a plaintext, a data key) to C without leaving an unwiped copy.
+    pub(super) fn from_secret(mut secret: SecretBytes) -> kmscks_buffer {
+        let v = secret.expose_mut();
+        if v.len() == v.capacity() {
+            // Exactly sized: the allocation itself changes hands, nothing is copied.
+            return kmscks_buffer::from_vec(std::mem::take(v));
+        }
+        // `secret` wipes its own allocation when it drops.
+        kmscks_buffer::from_vec(v.as_slice().to_vec())
+    }
+}
+
+/// One encryption-context pair: both strings UTF-8, NUL-terminated, neither NULL.
+#[repr(C)]
+#[derive(Debug)]
+pub struct kmscks_context_entry {
+    /// The context key.
+    pub key: *const c_char,
+    /// Its value.
+    pub value: *const c_char,
+}
+
+/// Lends `text` to C as a `char *` to free with `kmscks_string_free`.
+pub(super) fn c_string(text: &str) -> CResult<*mut c_char> {
+    CString::new(text)
+        .map(CString::into_raw)
+        .map_err(|_| Failure::internal(format!("a string to return holds a NUL: {text:?}")))
+}
+
+/// Frees a string kmscks returned. NULL does nothing. Freeing a string twice, or one kmscks
+/// did not allocate, is undefined behaviour.
+///
+/// # Safety
+/// `s` is NULL or a string returned by a `kmscks_*` function and not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn kmscks_string_free(s: *mut c_char) {
+    if !s.is_null() {
+        // SAFETY: made by `CString::into_raw` in `c_string`, not yet freed (caller's contract).
+        drop(unsafe { CString::from_raw(s) });
+    }
+}
+
+/// Zeroizes and frees a buffer kmscks filled, then resets it to `{NULL, 0}`. NULL, and a
+/// buffer whose `data` is NULL, do nothing.
+///
+/// # Safety
+/// `buffer` is NULL or points to a `kmscks_buffer` that is zeroed or was filled by a
+/// `kmscks_*` function and not changed since.
+#[no_mangle]
+pub unsafe extern "C" fn kmscks_buffer_free(buffer: *mut kmscks_buffer) {
+    // SAFETY: NULL or a valid buffer struct (caller's contract).
+    let Some(buffer) = (unsafe { buffer.as_mut() }) else {
+        return;
+    };
+    if !buffer.data.is_null() {
+        let slice = std::ptr::slice_from_raw_parts_mut(buffer.data, buffer.len);
+        // SAFETY: `data`/`len` are the Box<[u8]> made in `from_vec`, untouched since (caller's
+        // contract), so rebuilding and dropping the box frees exactly that allocation.
+        let mut boxed = unsafe { Box::from_raw(slice) };
+        crate::secret::wipe(&mut boxed);
+    }
+    *buffer = kmscks_buffer::EMPTY;
+}

@@ -1,0 +1,434 @@
+//! White-box tests of the C API, calling the `extern "C"` functions from Rust: the result
+//! table, the enums, the argument checks, buffers and the embedded flow. The C programs in
+//! `ffi/tests/` exercise the header itself, in both modes and against both libraries
+//! (`tests/capi_c.rs` builds and runs them).
+
+use std::collections::HashSet;
+use std::ffi::{c_char, CStr, CString};
+use std::ptr::{null, null_mut};
+
+use super::crypto::*;
+use super::enums::*;
+use super::handle::*;
+use super::json::*;
+use super::keys::*;
+use super::memory::*;
+use super::result::*;
+use crate::error::ErrorKind;
+use crate::types::{ConnectionErrorCode, ConnectionState, KeyState};
+
+/// AWS's spelling in SCREAMING_SNAKE_CASE (`PendingDeletion` → `PENDING_DELETION`).
+fn screaming(aws: &str) -> String {
+    let mut out = String::new();
+    let mut prev_lower = false;
+    for c in aws.chars() {
+        if prev_lower && c.is_ascii_uppercase() {
+            out.push('_');
+        }
+        prev_lower = c.is_ascii_lowercase();
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+fn last_error() -> String {
+    // SAFETY: kmscks_last_error_message never returns NULL and the string lives until this
+    // thread's next call.
+    unsafe { CStr::from_ptr(kmscks_last_error_message()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn name_of(code: u32) -> String {
+    // SAFETY: kmscks_result_name returns a static string.
+    unsafe { CStr::from_ptr(kmscks_result_name(code)) }
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Takes a string kmscks returned, and frees it.
+fn take(s: *mut c_char) -> String {
+    assert!(!s.is_null());
+    // SAFETY: a string kmscks returned, freed just after.
+    let text = unsafe { CStr::from_ptr(s) }.to_str().unwrap().to_owned();
+    // SAFETY: returned by kmscks, not yet freed.
+    unsafe { kmscks_string_free(s) };
+    text
+}
+
+/// Takes a buffer's bytes, and frees it.
+fn take_buffer(mut b: kmscks_buffer) -> Vec<u8> {
+    let bytes = if b.data.is_null() {
+        Vec::new()
+    } else {
+        // SAFETY: `len` bytes at `data`, filled by kmscks.
+        unsafe { std::slice::from_raw_parts(b.data, b.len) }.to_vec()
+    };
+    // SAFETY: filled by kmscks, not yet freed.
+    unsafe { kmscks_buffer_free(&mut b) };
+    bytes
+}
+
+/// An embedded handle with nothing on disk.
+fn open_in_memory() -> *mut kmscks_client {
+    let mut c = null_mut();
+    // SAFETY: NULL data directory; `c` is writable.
+    assert_eq!(
+        unsafe { kmscks_open(null(), &mut c) },
+        kmscks_result::KMSCKS_OK
+    );
+    c
+}
+
+fn create_key(c: *mut kmscks_client) -> CString {
+    let mut key = null_mut();
+    // SAFETY: live handle, NULL optional strings, writable out.
+    let r = unsafe { kmscks_create_key(c, null(), null(), &mut key) };
+    assert_eq!(r, kmscks_result::KMSCKS_OK, "{}", last_error());
+    CString::new(take(key)).unwrap()
+}
+
+#[test]
+fn result_codes_are_the_error_tables_numbers_plus_four_c_only_codes_pinned_at_0_to_3() {
+    use kmscks_result::*;
+    assert_eq!(
+        [
+            KMSCKS_OK,
+            KMSCKS_INVALID_ARGUMENT,
+            KMSCKS_IO,
+            KMSCKS_INTERNAL
+        ]
+        .map(|r| r as u32),
+        [0, 1, 2, 3]
+    );
+    let mut numbers = HashSet::new();
+    for &r in kmscks_result::ALL {
+        assert!(numbers.insert(r as u32), "{r:?} reuses {}", r as u32);
+        assert_eq!(kmscks_result::from_u32(r as u32), Some(r));
+    }
+    for &kind in ErrorKind::ALL {
+        let r = kmscks_result::of_kind(kind);
+        assert_eq!(r as u32, kind.code(), "{kind:?}");
+        assert_eq!(name_of(r as u32), kind.aws_name());
+    }
+    assert_eq!(kmscks_result::ALL.len(), ErrorKind::ALL.len() + 4);
+    // The names the contract spells out.
+    for (r, name) in [
+        (
+            KMSCKS_CUSTOM_KEY_STORE_NOT_FOUND,
+            "CustomKeyStoreNotFoundException",
+        ),
+        (KMSCKS_KMS_INVALID_STATE, "KMSInvalidStateException"),
+        (KMSCKS_DISABLED, "DisabledException"),
+        (KMSCKS_INVALID_CIPHERTEXT, "InvalidCiphertextException"),
+        (KMSCKS_VALIDATION, "ValidationException"),
+        (
+            KMSCKS_CLOUD_HSM_CLUSTER_INVALID_CONFIGURATION,
+            "CloudHsmClusterInvalidConfigurationException",
+        ),
+        (
+            KMSCKS_CUSTOM_KEY_STORE_HAS_CMKS,
+            "CustomKeyStoreHasCMKsException",
+        ),
+    ] {
+        assert_eq!(name_of(r as u32), name);
+    }
+    assert_eq!(name_of(0), "OK");
+    assert_eq!(name_of(1), "InvalidArgument");
+    assert_eq!(name_of(999_999), "Unknown");
+}
+
+#[test]
+fn every_aws_state_and_error_code_has_a_c_constant_named_after_its_aws_spelling() {
+    for &s in KeyState::ALL {
+        let c = kmscks_key_state::from(s);
+        assert_eq!(
+            format!("{c:?}"),
+            format!("KMSCKS_KEY_STATE_{}", screaming(s.as_str()))
+        );
+    }
+    for &s in ConnectionState::ALL {
+        let c = kmscks_connection_state::from(s);
+        assert_eq!(
+            format!("{c:?}"),
+            format!("KMSCKS_CONNECTION_STATE_{}", s.as_str())
+        );
+    }
+    for &s in ConnectionErrorCode::ALL {
+        let c = kmscks_connection_error_code::from(Some(s));
+        assert_eq!(
+            format!("{c:?}"),
+            format!("KMSCKS_CONNECTION_ERROR_CODE_{}", s.as_str())
+        );
+        assert_ne!(c as u32, 0, "0 is NONE");
+    }
+    assert_eq!(
+        kmscks_connection_error_code::from(None),
+        kmscks_connection_error_code::KMSCKS_CONNECTION_ERROR_CODE_NONE
+    );
+}
+
+#[test]
+fn a_transport_error_is_io_and_a_service_error_keeps_its_exception() {
+    let io = Failure::from(crate::KmsError::transport(
+        ErrorKind::DependencyTimeoutException,
+        "nothing listens",
+    ));
+    assert_eq!(io.code, kmscks_result::KMSCKS_IO);
+    let served = Failure::from(crate::err!(DependencyTimeoutException, "slow HSM"));
+    assert_eq!(served.code, kmscks_result::KMSCKS_DEPENDENCY_TIMEOUT);
+    assert!(served.message.contains("slow HSM"));
+}
+
+#[test]
+fn null_and_non_utf8_arguments_are_refused_by_name_and_leave_outputs_and_state_untouched() {
+    let c = open_in_memory();
+    let key = create_key(c);
+    let mut ct = kmscks_buffer::EMPTY;
+    // SAFETY: every pointer is valid or deliberately NULL.
+    let r = unsafe { kmscks_encrypt(c, null(), b"x".as_ptr(), 1, null(), 0, &mut ct) };
+    assert_eq!(r, kmscks_result::KMSCKS_INVALID_ARGUMENT);
+    assert_eq!(last_error(), "argument key_id: is NULL");
+    assert!(ct.data.is_null());
+
+    let bad = [0x66u8, 0xff, 0];
+    // SAFETY: as above; `bad` is NUL-terminated.
+    let r = unsafe { kmscks_encrypt(c, bad.as_ptr().cast(), null(), 0, null(), 0, &mut ct) };
+    assert_eq!(r, kmscks_result::KMSCKS_INVALID_ARGUMENT);
+    assert!(last_error().contains("key_id: is not UTF-8 (invalid byte at offset 1)"));
+
+    // SAFETY: as above.
+    let r = unsafe { kmscks_encrypt(c, key.as_ptr(), null(), 5, null(), 0, &mut ct) };
+    assert_eq!(r, kmscks_result::KMSCKS_INVALID_ARGUMENT);
+    assert_eq!(last_error(), "argument pt: is NULL with length 5");
+
+    // A NULL output: refused before anything is done (no key is created).
+    // SAFETY: as above.
+    let r = unsafe { kmscks_create_key(c, null(), null(), null_mut()) };
+    assert_eq!(r, kmscks_result::KMSCKS_INVALID_ARGUMENT);
+    assert_eq!(
+        last_error(),
+        "argument key_id: is NULL (an output is required)"
+    );
+    let mut json = null_mut();
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { kmscks_list_keys_json(c, 0, null(), &mut json) },
+        kmscks_result::KMSCKS_OK
+    );
+    let listed: serde_json::Value = serde_json::from_str(&take(json)).unwrap();
+    assert_eq!(listed["Keys"].as_array().unwrap().len(), 1, "{listed}");
+    // A success clears the thread's last error.
+    assert_eq!(last_error(), "");
+    // SAFETY: the handle, closed once.
+    unsafe { kmscks_close(c) };
+}
+
+#[test]
+fn an_encryption_context_with_a_null_or_repeated_key_is_refused_naming_the_entry() {
+    let c = open_in_memory();
+    let key = create_key(c);
+    let (k, v) = (c"purpose".as_ptr(), c"test".as_ptr());
+    let ctx = [
+        kmscks_context_entry { key: k, value: v },
+        kmscks_context_entry { key: k, value: v },
+    ];
+    let mut ct = kmscks_buffer::EMPTY;
+    // SAFETY: valid pointers; two entries.
+    let r = unsafe { kmscks_encrypt(c, key.as_ptr(), null(), 0, ctx.as_ptr(), 2, &mut ct) };
+    assert_eq!(r, kmscks_result::KMSCKS_INVALID_ARGUMENT);
+    assert_eq!(
+        last_error(),
+        "argument ctx[1].key: 'purpose' appears twice in the encryption context"
+    );
+    let ctx = [kmscks_context_entry {
+        key: k,
+        value: null(),
+    }];
+    // SAFETY: as above.
+    let r = unsafe { kmscks_encrypt(c, key.as_ptr(), null(), 0, ctx.as_ptr(), 1, &mut ct) };
+    assert_eq!(r, kmscks_result::KMSCKS_INVALID_ARGUMENT);
+    assert_eq!(last_error(), "argument ctx[0].value: is NULL");
+    // SAFETY: as above.
+    let r = unsafe { kmscks_encrypt(c, key.as_ptr(), null(), 0, null(), 3, &mut ct) };
+    assert_eq!(last_error(), "argument ctx: is NULL with count 3");
+    assert_eq!(r, kmscks_result::KMSCKS_INVALID_ARGUMENT);
+    // SAFETY: closed once.
+    unsafe { kmscks_close(c) };
+}
+
+#[test]
+fn data_keys_round_trip_and_a_disabled_key_or_tampered_blob_gets_its_aws_code() {
+    let c = open_in_memory();
+    let key = create_key(c);
+    let ctx = [kmscks_context_entry {
+        key: c"app".as_ptr(),
+        value: c"capi".as_ptr(),
+    }];
+    let (mut pt, mut ct) = (kmscks_buffer::EMPTY, kmscks_buffer::EMPTY);
+    // SAFETY: valid pointers throughout.
+    let r =
+        unsafe { kmscks_generate_data_key(c, key.as_ptr(), 32, ctx.as_ptr(), 1, &mut pt, &mut ct) };
+    assert_eq!(r, kmscks_result::KMSCKS_OK, "{}", last_error());
+    let data_key = take_buffer(pt);
+    let mut blob = take_buffer(ct);
+    assert_eq!(data_key.len(), 32);
+
+    let mut back = kmscks_buffer::EMPTY;
+    let mut arn = null_mut();
+    // SAFETY: as above.
+    let r = unsafe {
+        kmscks_decrypt(
+            c,
+            blob.as_ptr(),
+            blob.len(),
+            ctx.as_ptr(),
+            1,
+            &mut back,
+            &mut arn,
+        )
+    };
+    assert_eq!(r, kmscks_result::KMSCKS_OK, "{}", last_error());
+    assert_eq!(take_buffer(back), data_key);
+    assert!(take(arn).ends_with(key.to_str().unwrap()));
+
+    let last = blob.len() - 1;
+    blob[last] ^= 1;
+    let mut back = kmscks_buffer::EMPTY;
+    // SAFETY: as above.
+    let r = unsafe {
+        kmscks_decrypt(
+            c,
+            blob.as_ptr(),
+            blob.len(),
+            ctx.as_ptr(),
+            1,
+            &mut back,
+            null_mut(),
+        )
+    };
+    assert_eq!(r, kmscks_result::KMSCKS_INVALID_CIPHERTEXT);
+    assert!(back.data.is_null(), "outputs are written only on success");
+
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { kmscks_disable_key(c, key.as_ptr()) },
+        kmscks_result::KMSCKS_OK
+    );
+    let mut state = kmscks_key_state::KMSCKS_KEY_STATE_ENABLED;
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { kmscks_get_key_state(c, key.as_ptr(), &mut state) },
+        kmscks_result::KMSCKS_OK
+    );
+    assert_eq!(state, kmscks_key_state::KMSCKS_KEY_STATE_DISABLED);
+    let (mut pt, mut ct) = (kmscks_buffer::EMPTY, kmscks_buffer::EMPTY);
+    // SAFETY: as above.
+    let r = unsafe { kmscks_generate_data_key(c, key.as_ptr(), 32, null(), 0, &mut pt, &mut ct) };
+    assert_eq!(r, kmscks_result::KMSCKS_DISABLED);
+    assert!(
+        last_error().starts_with("DisabledException: "),
+        "{}",
+        last_error()
+    );
+    // SAFETY: closed once.
+    unsafe { kmscks_close(c) };
+}
+
+#[test]
+fn a_batch_answers_each_item_with_its_own_code_and_names_a_bad_item_member() {
+    let c = open_in_memory();
+    let key = create_key(c);
+    let items = [
+        kmscks_data_key_request {
+            key_id: key.as_ptr(),
+            number_of_bytes: 32,
+            ctx: null(),
+            ctx_len: 0,
+        },
+        kmscks_data_key_request {
+            key_id: c"alias/none".as_ptr(),
+            number_of_bytes: 16,
+            ctx: null(),
+            ctx_len: 0,
+        },
+    ];
+    let mut results: Vec<kmscks_data_key_result> = (0..2)
+        .map(|_| kmscks_data_key_result {
+            result: kmscks_result::KMSCKS_INTERNAL,
+            plaintext: kmscks_buffer::EMPTY,
+            ciphertext: kmscks_buffer::EMPTY,
+        })
+        .collect();
+    // SAFETY: two items, two result slots.
+    let r = unsafe { kmscks_generate_data_key_batch(c, items.as_ptr(), 2, results.as_mut_ptr()) };
+    assert_eq!(r, kmscks_result::KMSCKS_OK, "{}", last_error());
+    assert_eq!(results[0].result, kmscks_result::KMSCKS_OK);
+    assert_eq!(results[1].result, kmscks_result::KMSCKS_NOT_FOUND);
+    assert!(results[1].plaintext.data.is_null());
+    for r in results {
+        assert_eq!(
+            take_buffer(r.plaintext).len(),
+            if r.result == kmscks_result::KMSCKS_OK {
+                32
+            } else {
+                0
+            }
+        );
+        take_buffer(r.ciphertext);
+    }
+
+    let bad = [kmscks_encrypt_request {
+        key_id: key.as_ptr(),
+        pt: null(),
+        pt_len: 4,
+        ctx: null(),
+        ctx_len: 0,
+    }];
+    let mut out = [kmscks_encrypt_result {
+        result: kmscks_result::KMSCKS_INTERNAL,
+        ciphertext: kmscks_buffer::EMPTY,
+    }];
+    // SAFETY: one item, one slot.
+    let r = unsafe { kmscks_encrypt_batch(c, bad.as_ptr(), 1, out.as_mut_ptr()) };
+    assert_eq!(r, kmscks_result::KMSCKS_INVALID_ARGUMENT);
+    assert_eq!(last_error(), "argument items[0].pt: is NULL with length 4");
+    assert_eq!(
+        out[0].result,
+        kmscks_result::KMSCKS_INTERNAL,
+        "results untouched"
+    );
+    // SAFETY: closed once.
+    unsafe { kmscks_close(c) };
+}
+
+#[test]
+fn freeing_a_buffer_wipes_it_resets_it_and_a_second_free_or_a_null_one_does_nothing() {
+    let mut b = kmscks_buffer::from_secret(crate::secret::SecretBytes::from_slice(b"secret"));
+    assert_eq!(b.len, 6);
+    // SAFETY: filled by kmscks.
+    unsafe { kmscks_buffer_free(&mut b) };
+    assert!(b.data.is_null() && b.len == 0);
+    // SAFETY: a freed (reset) struct, then NULL.
+    unsafe {
+        kmscks_buffer_free(&mut b);
+        kmscks_buffer_free(null_mut());
+        kmscks_string_free(null_mut());
+        kmscks_close(null_mut());
+    }
+}
+
+#[test]
+fn a_panic_inside_an_entry_point_becomes_internal_with_a_message() {
+    let code = super::boundary::guard(|| panic!("boom"));
+    assert_eq!(code, kmscks_result::KMSCKS_INTERNAL);
+    assert!(last_error().contains("boom"), "{}", last_error());
+}
+
+#[test]
+fn the_version_is_the_package_version() {
+    // SAFETY: a static string.
+    let v = unsafe { CStr::from_ptr(super::handle::kmscks_version()) };
+    assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+}
