@@ -20,6 +20,7 @@ pub(super) type CResult<T = ()> = std::result::Result<T, Failure>;
 
 /// Runs the body of an entry point: clears the thread's last error, catches any panic, and
 /// turns the outcome into a code (recording the message of a failure).
+#[inline]
 pub(super) fn guard(body: impl FnOnce() -> CResult) -> kmscks_result {
     clear_last_error();
     let failure = match catch_unwind(AssertUnwindSafe(body)) {
@@ -42,6 +43,7 @@ pub(super) fn guard(body: impl FnOnce() -> CResult) -> kmscks_result {
 ///
 /// # Safety
 /// `c` is NULL or a handle from `kmscks_open`/`kmscks_connect` not yet closed.
+#[inline]
 pub(super) unsafe fn client<'a>(c: *const kmscks_client) -> CResult<&'a kmscks_client> {
     // SAFETY: non-NULL, and by the caller's contract a live handle.
     unsafe { c.as_ref() }.ok_or_else(|| Failure::invalid("c", "is NULL"))
@@ -51,6 +53,7 @@ pub(super) unsafe fn client<'a>(c: *const kmscks_client) -> CResult<&'a kmscks_c
 ///
 /// # Safety
 /// `ptr` is NULL or a NUL-terminated string readable for the duration of the call.
+#[inline]
 pub(super) unsafe fn text<'a>(ptr: *const c_char, name: &str) -> CResult<&'a str> {
     // SAFETY: forwarded contract.
     match unsafe { read_text(ptr) } {
@@ -74,6 +77,7 @@ pub(super) unsafe fn optional_text<'a>(ptr: *const c_char, name: &str) -> CResul
 ///
 /// # Safety
 /// As [`text`].
+#[inline]
 unsafe fn read_text<'a>(ptr: *const c_char) -> Result<Option<&'a str>, String> {
     if ptr.is_null() {
         return Ok(None);
@@ -90,6 +94,7 @@ unsafe fn read_text<'a>(ptr: *const c_char) -> Result<Option<&'a str>, String> {
 ///
 /// # Safety
 /// `ptr` is NULL or readable for `len` bytes for the duration of the call.
+#[inline]
 pub(super) unsafe fn bytes<'a>(ptr: *const u8, len: usize, name: &str) -> CResult<&'a [u8]> {
     if len == 0 {
         return Ok(&[]);
@@ -111,6 +116,7 @@ pub(super) unsafe fn bytes<'a>(ptr: *const u8, len: usize, name: &str) -> CResul
 ///
 /// # Safety
 /// `ptr` is NULL or points to `len` initialized items readable for the duration of the call.
+#[inline]
 pub(super) unsafe fn array<'a, T>(ptr: *const T, len: usize, name: &str) -> CResult<&'a [T]> {
     if len == 0 {
         return Ok(&[]);
@@ -133,6 +139,7 @@ pub(super) unsafe fn array<'a, T>(ptr: *const T, len: usize, name: &str) -> CRes
 ///
 /// # Safety
 /// As [`array`], and every entry's `key` and `value` as [`text`].
+#[inline]
 pub(super) unsafe fn context(
     ptr: *const kmscks_context_entry,
     len: usize,
@@ -164,6 +171,7 @@ pub(super) unsafe fn context(
 
 /// A required out-pointer, checked before the operation runs (so that a NULL one leaves
 /// nothing done); written with [`put`] only on success.
+#[inline]
 pub(super) fn out<T>(ptr: *mut T, name: &str) -> CResult<Out<T>> {
     if ptr.is_null() {
         return Err(Failure::invalid(name, "is NULL (an output is required)"));
@@ -172,6 +180,7 @@ pub(super) fn out<T>(ptr: *mut T, name: &str) -> CResult<Out<T>> {
 }
 
 /// An optional out-pointer (NULL: the caller does not want that output).
+#[inline]
 pub(super) fn optional_out<T>(ptr: *mut T) -> Option<Out<T>> {
     (!ptr.is_null()).then_some(Out(ptr))
 }
@@ -184,6 +193,7 @@ pub(super) struct Out<T>(*mut T);
 /// # Safety
 /// The pointer given to [`out`]/[`optional_out`] is valid for a write of `T` (it need not be
 /// initialized: nothing is read or dropped there).
+#[inline]
 pub(super) unsafe fn put<T>(out: Out<T>, value: T) {
     // SAFETY: non-NULL (checked when `out` was made), writable by the caller's contract.
     unsafe { out.0.write(value) }

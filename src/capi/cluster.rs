@@ -31,7 +31,7 @@ pub unsafe extern "C" fn kmscks_create_cluster(
         let c = unsafe { client(c) }?;
         let out = out(cluster_id, "cluster_id")?;
         let request = Request::CreateCluster(CreateClusterRequest::default());
-        let r = expect_response!(c.call(request)?, CreateCluster)?;
+        let r = expect_response!(c.call(&request)?, CreateCluster)?;
         let id = c_string(r.cluster.cluster_id.as_str())?;
         // SAFETY: checked non-NULL, writable by the caller's contract.
         unsafe { put(out, id) };
@@ -61,7 +61,7 @@ pub unsafe extern "C" fn kmscks_create_hsm(
             cluster_id: cluster_id.to_owned(),
             availability_zone: zone.to_owned(),
         });
-        let r = expect_response!(c.call(request)?, CreateHsm)?;
+        let r = expect_response!(c.call(&request)?, CreateHsm)?;
         let id = c_string(r.hsm.hsm_id.as_str())?;
         // SAFETY: checked non-NULL, writable by the caller's contract.
         unsafe { put(out, id) };
@@ -88,7 +88,7 @@ pub unsafe extern "C" fn kmscks_delete_hsm(
             cluster_id: cluster_id.to_owned(),
             hsm_id: hsm_id.to_owned(),
         });
-        expect_response!(c.call(request)?, DeleteHsm)?;
+        expect_response!(c.call(&request)?, DeleteHsm)?;
         Ok(())
     })
 }
@@ -112,7 +112,7 @@ pub unsafe extern "C" fn kmscks_get_cluster_csr(
         let request = Request::DescribeClusters(crate::api::hsm::DescribeClustersRequest {
             filters: [("clusterIds".to_owned(), vec![cluster_id.to_owned()])].into(),
         });
-        let r = expect_response!(c.call(request)?, DescribeClusters)?;
+        let r = expect_response!(c.call(&request)?, DescribeClusters)?;
         let csr = r
             .clusters
             .iter()
@@ -161,7 +161,7 @@ pub unsafe extern "C" fn kmscks_initialize_cluster(
                 let request = Request::InitializeClusterWithNewCa(ClusterIdRequest {
                     cluster_id: cluster_id.to_owned(),
                 });
-                let r = expect_response!(c.call(request)?, InitializeClusterWithNewCa)?;
+                let r = expect_response!(c.call(&request)?, InitializeClusterWithNewCa)?;
                 r.trust_anchor.ok_or_else(|| {
                     Failure::internal("InitializeClusterWithNewCa returned no trust anchor")
                 })?
@@ -173,7 +173,7 @@ pub unsafe extern "C" fn kmscks_initialize_cluster(
                     signed_cert: signed_cert.to_owned(),
                     trust_anchor: trust_anchor.to_owned(),
                 });
-                expect_response!(c.call(request)?, InitializeCluster)?;
+                expect_response!(c.call(&request)?, InitializeCluster)?;
                 trust_anchor.to_owned()
             }
         };
@@ -265,9 +265,9 @@ unsafe fn user_call(
             password: Password::new(password),
         };
         if create {
-            expect_response!(c.call(Request::CreateUser(request))?, CreateUser)?;
+            expect_response!(c.call(&Request::CreateUser(request))?, CreateUser)?;
         } else {
-            expect_response!(c.call(Request::ChangePassword(request))?, ChangePassword)?;
+            expect_response!(c.call(&Request::ChangePassword(request))?, ChangePassword)?;
         }
         Ok(())
     })

@@ -12,6 +12,7 @@ use super::boundary::{array, bytes, client, context, guard, out, put, text, CRes
 use super::handle::{expect_response, kmscks_client};
 use super::memory::{c_string, kmscks_buffer, kmscks_context_entry};
 use super::result::{kmscks_result, Failure};
+use super::spare;
 use crate::api::kms::{
     BatchItem, BatchRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest,
     GenerateDataKeyResponse, GenerateRandomRequest, ReEncryptRequest,
@@ -45,12 +46,16 @@ pub unsafe extern "C" fn kmscks_encrypt(
         let encryption_context = unsafe { context(ctx, ctx_len, "ctx") }?;
         let out = out(ciphertext, "ciphertext")?;
         let request = Request::Encrypt(EncryptRequest {
-            key_id: key_id.to_owned(),
+            key_id: spare::string(key_id),
             plaintext: SecretBytes::from_slice(plaintext),
             encryption_context,
             ..Default::default()
         });
-        let r = expect_response!(c.call(request)?, Encrypt)?;
+        let answer = c.call(&request);
+        if let Request::Encrypt(done) = request {
+            spare::recycle(done.key_id);
+        }
+        let r = expect_response!(answer?, Encrypt)?;
         // SAFETY: checked non-NULL, writable by the caller's contract.
         unsafe { put(out, kmscks_buffer::from_vec(r.ciphertext_blob)) };
         Ok(())
@@ -87,7 +92,7 @@ pub unsafe extern "C" fn kmscks_decrypt(
             encryption_context,
             ..Default::default()
         });
-        let r = expect_response!(c.call(request)?, Decrypt)?;
+        let r = expect_response!(c.call(&request)?, Decrypt)?;
         let arn = key_out.map(|o| Ok::<_, Failure>((o, c_string(&r.key_id)?)));
         let arn = arn.transpose()?;
         // SAFETY: checked non-NULL, writable by the caller's contract.
@@ -133,7 +138,7 @@ pub unsafe extern "C" fn kmscks_re_encrypt(
             destination_encryption_context: dest_context,
             ..Default::default()
         });
-        let r = expect_response!(c.call(request)?, ReEncrypt)?;
+        let r = expect_response!(c.call(&request)?, ReEncrypt)?;
         // SAFETY: checked non-NULL, writable by the caller's contract.
         unsafe { put(out, kmscks_buffer::from_vec(r.ciphertext_blob)) };
         Ok(())
@@ -160,7 +165,12 @@ pub unsafe extern "C" fn kmscks_generate_data_key(
         let cipher_out = out(ciphertext, "ciphertext")?;
         // SAFETY: forwarded contract.
         let (c, request) = unsafe { data_key_request(c, key_id, number_of_bytes, ctx, ctx_len) }?;
-        let r = expect_response!(c.call(Request::GenerateDataKey(request))?, GenerateDataKey)?;
+        let request = Request::GenerateDataKey(request);
+        let answer = c.call(&request);
+        if let Request::GenerateDataKey(done) = request {
+            spare::recycle(done.key_id);
+        }
+        let r = expect_response!(answer?, GenerateDataKey)?;
         // SAFETY: checked non-NULL, writable by the caller's contract.
         unsafe { put_data_key(r, Some(plain_out), cipher_out) }
     })
@@ -185,7 +195,11 @@ pub unsafe extern "C" fn kmscks_generate_data_key_without_plaintext(
         // SAFETY: forwarded contract.
         let (c, request) = unsafe { data_key_request(c, key_id, number_of_bytes, ctx, ctx_len) }?;
         let request = Request::GenerateDataKeyWithoutPlaintext(request);
-        let r = expect_response!(c.call(request)?, GenerateDataKeyWithoutPlaintext)?;
+        let answer = c.call(&request);
+        if let Request::GenerateDataKeyWithoutPlaintext(done) = request {
+            spare::recycle(done.key_id);
+        }
+        let r = expect_response!(answer?, GenerateDataKeyWithoutPlaintext)?;
         // SAFETY: checked non-NULL, writable by the caller's contract.
         unsafe { put_data_key(r, None, cipher_out) }
     })
@@ -195,6 +209,7 @@ pub unsafe extern "C" fn kmscks_generate_data_key_without_plaintext(
 ///
 /// # Safety
 /// As `kmscks_generate_data_key`'s arguments.
+#[inline]
 unsafe fn data_key_request<'a>(
     c: *const kmscks_client,
     key_id: *const c_char,
@@ -209,7 +224,7 @@ unsafe fn data_key_request<'a>(
     Ok((
         c,
         GenerateDataKeyRequest {
-            key_id: key_id.to_owned(),
+            key_id: spare::string(key_id),
             number_of_bytes: Some(byte_count(number_of_bytes, "number_of_bytes")?),
             encryption_context,
             ..Default::default()
@@ -219,6 +234,7 @@ unsafe fn data_key_request<'a>(
 
 /// A byte count C passes as `size_t`, as the request's 32-bit member (the service checks
 /// AWS's range).
+#[inline]
 fn byte_count(n: usize, name: &str) -> CResult<u32> {
     u32::try_from(n).map_err(|_| Failure::invalid(name, format!("{n} does not fit 32 bits")))
 }
@@ -227,6 +243,7 @@ fn byte_count(n: usize, name: &str) -> CResult<u32> {
 ///
 /// # Safety
 /// The out-pointers are writable (checked non-NULL when made).
+#[inline]
 unsafe fn put_data_key(
     r: GenerateDataKeyResponse,
     plain_out: Option<Out<kmscks_buffer>>,
@@ -267,7 +284,7 @@ pub unsafe extern "C" fn kmscks_generate_random(
             number_of_bytes: Some(byte_count(n, "n")?),
             custom_key_store_id: store.map(str::to_owned),
         });
-        let r = expect_response!(c.call(request)?, GenerateRandom)?;
+        let r = expect_response!(c.call(&request)?, GenerateRandom)?;
         // SAFETY: checked non-NULL, writable by the caller's contract.
         unsafe { put(o, kmscks_buffer::from_secret(r.plaintext)) };
         Ok(())
@@ -356,9 +373,7 @@ pub unsafe extern "C" fn kmscks_generate_data_key_batch(
                 let at = |f: Failure| f.in_item("items", i);
                 Ok(GenerateDataKeyRequest {
                     // SAFETY: caller's contract for each item's pointers.
-                    key_id: unsafe { text(item.key_id, "key_id") }
-                        .map_err(at)?
-                        .to_owned(),
+                    key_id: spare::string(unsafe { text(item.key_id, "key_id") }.map_err(at)?),
                     number_of_bytes: Some(
                         byte_count(item.number_of_bytes, "number_of_bytes").map_err(at)?,
                     ),
@@ -370,7 +385,13 @@ pub unsafe extern "C" fn kmscks_generate_data_key_batch(
             })
             .collect::<CResult<Vec<_>>>()?;
         let request = Request::GenerateDataKeyBatch(BatchRequest { items: requests });
-        let r = expect_response!(c.call(request)?, GenerateDataKeyBatch)?;
+        let answer = c.call(&request);
+        if let Request::GenerateDataKeyBatch(done) = request {
+            done.items
+                .into_iter()
+                .for_each(|r| spare::recycle(r.key_id));
+        }
+        let r = expect_response!(answer?, GenerateDataKeyBatch)?;
         check_count(r.results.len(), count)?;
         for (i, item) in r.results.into_iter().enumerate() {
             let answer = match item {
@@ -417,9 +438,7 @@ pub unsafe extern "C" fn kmscks_encrypt_batch(
                 let at = |f: Failure| f.in_item("items", i);
                 Ok(EncryptRequest {
                     // SAFETY: caller's contract for each item's pointers.
-                    key_id: unsafe { text(item.key_id, "key_id") }
-                        .map_err(at)?
-                        .to_owned(),
+                    key_id: spare::string(unsafe { text(item.key_id, "key_id") }.map_err(at)?),
                     // SAFETY: as above.
                     plaintext: SecretBytes::from_slice(
                         unsafe { bytes(item.pt, item.pt_len, "pt") }.map_err(at)?,
@@ -432,7 +451,13 @@ pub unsafe extern "C" fn kmscks_encrypt_batch(
             })
             .collect::<CResult<Vec<_>>>()?;
         let request = Request::EncryptBatch(BatchRequest { items: requests });
-        let r = expect_response!(c.call(request)?, EncryptBatch)?;
+        let answer = c.call(&request);
+        if let Request::EncryptBatch(done) = request {
+            done.items
+                .into_iter()
+                .for_each(|r| spare::recycle(r.key_id));
+        }
+        let r = expect_response!(answer?, EncryptBatch)?;
         check_count(r.results.len(), count)?;
         for (i, item) in r.results.into_iter().enumerate() {
             let answer = match item {

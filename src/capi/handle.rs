@@ -19,8 +19,9 @@ pub struct kmscks_client {
 
 impl kmscks_client {
     /// Performs one operation.
-    pub(super) fn call(&self, request: Request) -> CResult<Response> {
-        Ok(self.backend.call(&request)?)
+    #[inline]
+    pub(super) fn call(&self, request: &Request) -> CResult<Response> {
+        Ok(self.backend.call(request)?)
     }
 }
 

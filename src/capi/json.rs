@@ -37,7 +37,7 @@ pub unsafe extern "C" fn kmscks_list_keys_json(
         let marker = unsafe { optional_text(marker_or_null, "marker_or_null") }?;
         let o = out(json, "json")?;
         let request = Request::ListKeys(list_request(None, limit, marker));
-        let text = to_json(&expect_response!(c.call(request)?, ListKeys)?)?;
+        let text = to_json(&expect_response!(c.call(&request)?, ListKeys)?)?;
         // SAFETY: checked non-NULL, writable by the caller's contract.
         unsafe { put(o, c_string(&text)?) };
         Ok(())
@@ -64,7 +64,7 @@ pub unsafe extern "C" fn kmscks_list_aliases_json(
         let marker = unsafe { optional_text(marker_or_null, "marker_or_null") }?;
         let o = out(json, "json")?;
         let request = Request::ListAliases(list_request(key_id, limit, marker));
-        let text = to_json(&expect_response!(c.call(request)?, ListAliases)?)?;
+        let text = to_json(&expect_response!(c.call(&request)?, ListAliases)?)?;
         // SAFETY: checked non-NULL, writable by the caller's contract.
         unsafe { put(o, c_string(&text)?) };
         Ok(())

@@ -39,7 +39,7 @@ pub unsafe extern "C" fn kmscks_create_key(
             origin: store.map(|_| crate::types::Origin::AwsCloudhsm),
             ..Default::default()
         });
-        let r = expect_response!(c.call(request)?, CreateKey)?;
+        let r = expect_response!(c.call(&request)?, CreateKey)?;
         let id = c_string(&r.key_metadata.key_id)?;
         // SAFETY: checked non-NULL, writable by the caller's contract.
         unsafe { put(out, id) };
@@ -96,7 +96,7 @@ pub unsafe extern "C" fn kmscks_get_key_state(
 unsafe fn describe(c: *const kmscks_client, key_id: *const c_char) -> CResult<KeyMetadata> {
     // SAFETY: forwarded contract.
     let (c, req) = unsafe { key_request(c, key_id) }?;
-    Ok(expect_response!(c.call(Request::DescribeKey(req))?, DescribeKey)?.key_metadata)
+    Ok(expect_response!(c.call(&Request::DescribeKey(req))?, DescribeKey)?.key_metadata)
 }
 
 /// Enables a key.
@@ -111,7 +111,7 @@ pub unsafe extern "C" fn kmscks_enable_key(
     guard(|| {
         // SAFETY: caller's contract.
         let (c, req) = unsafe { key_request(c, key_id) }?;
-        expect_response!(c.call(Request::EnableKey(req))?, EnableKey)?;
+        expect_response!(c.call(&Request::EnableKey(req))?, EnableKey)?;
         Ok(())
     })
 }
@@ -129,7 +129,7 @@ pub unsafe extern "C" fn kmscks_disable_key(
     guard(|| {
         // SAFETY: caller's contract.
         let (c, req) = unsafe { key_request(c, key_id) }?;
-        expect_response!(c.call(Request::DisableKey(req))?, DisableKey)?;
+        expect_response!(c.call(&Request::DisableKey(req))?, DisableKey)?;
         Ok(())
     })
 }
@@ -155,7 +155,7 @@ pub unsafe extern "C" fn kmscks_schedule_key_deletion(
             key_id: req.key_id,
             pending_window_in_days: (pending_window_days != 0).then_some(pending_window_days),
         });
-        let r = expect_response!(c.call(request)?, ScheduleKeyDeletion)?;
+        let r = expect_response!(c.call(&request)?, ScheduleKeyDeletion)?;
         if let Some(o) = super::boundary::optional_out(deletion_date_unix) {
             // SAFETY: non-NULL, writable by the caller's contract.
             unsafe { put(o, r.deletion_date.millis().div_euclid(1000)) };
@@ -176,7 +176,7 @@ pub unsafe extern "C" fn kmscks_cancel_key_deletion(
     guard(|| {
         // SAFETY: caller's contract.
         let (c, req) = unsafe { key_request(c, key_id) }?;
-        expect_response!(c.call(Request::CancelKeyDeletion(req))?, CancelKeyDeletion)?;
+        expect_response!(c.call(&Request::CancelKeyDeletion(req))?, CancelKeyDeletion)?;
         Ok(())
     })
 }
@@ -200,7 +200,7 @@ pub unsafe extern "C" fn kmscks_create_alias(
             alias_name: alias.to_owned(),
             target_key_id: key_id.to_owned(),
         });
-        expect_response!(c.call(request)?, CreateAlias)?;
+        expect_response!(c.call(&request)?, CreateAlias)?;
         Ok(())
     })
 }
@@ -221,7 +221,7 @@ pub unsafe extern "C" fn kmscks_delete_alias(
         let request = Request::DeleteAlias(DeleteAliasRequest {
             alias_name: alias.to_owned(),
         });
-        expect_response!(c.call(request)?, DeleteAlias)?;
+        expect_response!(c.call(&request)?, DeleteAlias)?;
         Ok(())
     })
 }
@@ -250,7 +250,7 @@ pub unsafe extern "C" fn kmscks_tag_resource(
                 .map(|(tag_key, tag_value)| Tag { tag_key, tag_value })
                 .collect(),
         });
-        expect_response!(c.call(request)?, TagResource)?;
+        expect_response!(c.call(&request)?, TagResource)?;
         Ok(())
     })
 }
@@ -281,7 +281,7 @@ pub unsafe extern "C" fn kmscks_untag_resource(
             key_id: req.key_id,
             tag_keys,
         });
-        expect_response!(c.call(request)?, UntagResource)?;
+        expect_response!(c.call(&request)?, UntagResource)?;
         Ok(())
     })
 }

@@ -34,6 +34,7 @@ impl kmscks_buffer {
     };
 
     /// Lends `bytes` (public bytes: ciphertexts) to C.
+    #[inline]
     pub(super) fn from_vec(bytes: Vec<u8>) -> kmscks_buffer {
         if bytes.is_empty() {
             return kmscks_buffer::EMPTY;
@@ -48,6 +49,7 @@ impl kmscks_buffer {
     }
 
     /// Lends secret bytes (a plaintext, a data key) to C without leaving an unwiped copy.
+    #[inline]
     pub(super) fn from_secret(mut secret: SecretBytes) -> kmscks_buffer {
         let v = secret.expose_mut();
         if v.len() == v.capacity() {

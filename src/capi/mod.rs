@@ -50,8 +50,9 @@ mod crypto;
 mod json;
 // Enums.
 mod enums;
-// Argument checks (no C items).
+// Argument checks and reused allocations (no C items).
 mod boundary;
+mod spare;
 
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,7 @@
 //! list. The message of a failure is kept per thread (as `errno` is), because one handle serves
 //! many threads.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, CString};
 
 use crate::error::KmsError;
@@ -19,6 +19,10 @@ pub type ResultNumber = u32;
 thread_local! {
     /// The message of the calling thread's last failed call; empty after a success.
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    /// Whether `LAST_ERROR` holds a message: every call clears it, and this flag (no
+    /// destructor, no lazy initialisation) keeps that to one load when there is nothing to
+    /// clear, the case of every call on the hot path.
+    static HAS_ERROR: Cell<bool> = const { Cell::new(false) };
 }
 
 /// How the message of an invalid argument starts (then its name).
@@ -74,13 +78,12 @@ impl From<KmsError> for Failure {
 }
 
 /// Clears the calling thread's last error (each call starts with a clean slate).
+#[inline]
 pub(super) fn clear_last_error() {
-    LAST_ERROR.with(|last| {
-        let mut last = last.borrow_mut();
-        if !last.as_bytes().is_empty() {
-            *last = CString::default();
-        }
-    });
+    if HAS_ERROR.get() {
+        HAS_ERROR.set(false);
+        LAST_ERROR.with(|last| *last.borrow_mut() = CString::default());
+    }
 }
 
 /// Records `message` as the calling thread's last error. A NUL inside it (a message quoting
@@ -94,6 +97,7 @@ pub(super) fn set_last_error(message: &str) {
     // `text` has no NUL (replaced just above), so `CString::new` cannot fail.
     let c = CString::new(text).unwrap_or_default();
     LAST_ERROR.with(|last| *last.borrow_mut() = c);
+    HAS_ERROR.set(true);
 }
 
 /// The name of a result code: the AWS exception name (`"NotFoundException"`) for the codes

@@ -48,7 +48,7 @@ pub unsafe extern "C" fn kmscks_create_custom_key_store(
             key_store_password: Some(Password::new(password)),
             custom_key_store_type: Some(CustomKeyStoreType::AwsCloudhsm),
         });
-        let r = expect_response!(c.call(request)?, CreateCustomKeyStore)?;
+        let r = expect_response!(c.call(&request)?, CreateCustomKeyStore)?;
         let id = c_string(&r.custom_key_store_id)?;
         // SAFETY: checked non-NULL, writable by the caller's contract.
         unsafe { put(out, id) };
@@ -70,7 +70,7 @@ pub unsafe extern "C" fn kmscks_connect_custom_key_store(
         // SAFETY: caller's contract.
         let (c, req) = unsafe { store_request(c, store_id) }?;
         expect_response!(
-            c.call(Request::ConnectCustomKeyStore(req))?,
+            c.call(&Request::ConnectCustomKeyStore(req))?,
             ConnectCustomKeyStore
         )?;
         Ok(())
@@ -91,7 +91,7 @@ pub unsafe extern "C" fn kmscks_disconnect_custom_key_store(
         // SAFETY: caller's contract.
         let (c, req) = unsafe { store_request(c, store_id) }?;
         let request = Request::DisconnectCustomKeyStore(req);
-        expect_response!(c.call(request)?, DisconnectCustomKeyStore)?;
+        expect_response!(c.call(&request)?, DisconnectCustomKeyStore)?;
         Ok(())
     })
 }
@@ -109,7 +109,7 @@ pub unsafe extern "C" fn kmscks_delete_custom_key_store(
         // SAFETY: caller's contract.
         let (c, req) = unsafe { store_request(c, store_id) }?;
         expect_response!(
-            c.call(Request::DeleteCustomKeyStore(req))?,
+            c.call(&Request::DeleteCustomKeyStore(req))?,
             DeleteCustomKeyStore
         )?;
         Ok(())
@@ -143,7 +143,7 @@ pub unsafe extern "C" fn kmscks_update_custom_key_store(
             key_store_password: password.map(Password::new),
             cloud_hsm_cluster_id: cluster.map(str::to_owned),
         });
-        expect_response!(c.call(request)?, UpdateCustomKeyStore)?;
+        expect_response!(c.call(&request)?, UpdateCustomKeyStore)?;
         Ok(())
     })
 }
@@ -194,7 +194,7 @@ pub unsafe extern "C" fn kmscks_wait_connected(
             custom_key_store_id: store_id.to_owned(),
             timeout_millis: timeout_ms.into(),
         });
-        let entry = expect_response!(c.call(request)?, WaitForConnection)?;
+        let entry = expect_response!(c.call(&request)?, WaitForConnection)?;
         let state = entry.connection_state;
         match state {
             ConnectionState::Connected => Ok(()),
@@ -239,7 +239,7 @@ pub unsafe extern "C" fn kmscks_describe_custom_key_stores_json(
             custom_key_store_id: store_id.map(str::to_owned),
             ..Default::default()
         });
-        let r = expect_response!(c.call(request)?, DescribeCustomKeyStores)?;
+        let r = expect_response!(c.call(&request)?, DescribeCustomKeyStores)?;
         let text = super::json::to_json(&r)?;
         // SAFETY: checked non-NULL, writable by the caller's contract.
         unsafe { put(out, c_string(&text)?) };
@@ -273,7 +273,7 @@ fn describe_one(c: &kmscks_client, store_id: &str) -> CResult<CustomKeyStoreEntr
         custom_key_store_id: Some(store_id.to_owned()),
         ..Default::default()
     });
-    let mut r = expect_response!(c.call(request)?, DescribeCustomKeyStores)?;
+    let mut r = expect_response!(c.call(&request)?, DescribeCustomKeyStores)?;
     r.custom_key_stores
         .pop()
         .ok_or_else(|| Failure::internal("DescribeCustomKeyStores for one id answered none"))

@@ -1,0 +1,214 @@
+//! The C API's cost over the Rust API: GenerateDataKey and Encrypt (4 KiB), one call at a time
+//! and in batches of 64, in embedded mode, through the C library (`ffi/bench/bench.c`, built
+//! here with the system C compiler against `libkmscks.so`) and through the Rust API
+//! ([`Kms::generate_data_key`] and friends, each request built once and reused: the best the
+//! Rust API can do) — in the same run, in alternating rounds, so that the machine's drift
+//! falls on both. Prints one line per case with the ratio C ÷ Rust (target ≥ 0.9).
+//!
+//! `cargo bench --bench capi` (a C compiler is needed; without one the bench says so and
+//! exits). Both sides are one thread on a fresh in-memory instance with one default-store key.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kmscks::api::kms::{CreateKeyRequest, EncryptRequest, GenerateDataKeyRequest};
+use kmscks::secret::SecretBytes;
+use kmscks::Kms;
+
+/// Alternating rounds per case, and the length of each.
+const ROUNDS: u32 = 5;
+const ROUND: Duration = Duration::from_millis(600);
+/// Calls between two looks at the clock (as in bench.c).
+const STRIDE: usize = 64;
+const PLAINTEXT_LEN: usize = 4096;
+const BATCH: usize = 64;
+
+#[derive(Clone, Copy)]
+enum Op {
+    DataKey,
+    Encrypt,
+}
+
+impl Op {
+    fn c_name(self) -> &'static str {
+        match self {
+            Op::DataKey => "gdk",
+            Op::Encrypt => "encrypt",
+        }
+    }
+}
+
+fn main() {
+    let Some(bench) = build_c_bench() else {
+        return;
+    };
+    println!(
+        "{:<36} {:>14} {:>14} {:>7}",
+        "case", "Rust /s", "C /s", "C÷Rust"
+    );
+    for (name, op, batch) in [
+        ("GenerateDataKey", Op::DataKey, 1),
+        ("GenerateDataKey, batches of 64", Op::DataKey, BATCH),
+        ("Encrypt 4 KiB", Op::Encrypt, 1),
+        ("Encrypt 4 KiB, batches of 64", Op::Encrypt, BATCH),
+    ] {
+        let (mut rust, mut c) = (Rate::default(), Rate::default());
+        for _ in 0..ROUNDS {
+            rust.add(rust_round(op, batch));
+            c.add(c_round(&bench, op, batch));
+        }
+        println!(
+            "{name:<36} {:>14.0} {:>14.0} {:>7.2}",
+            rust.per_sec(),
+            c.per_sec(),
+            c.per_sec() / rust.per_sec()
+        );
+    }
+}
+
+/// Items and the time they took, summed over rounds.
+#[derive(Default)]
+struct Rate {
+    items: u64,
+    time: Duration,
+}
+
+impl Rate {
+    fn add(&mut self, (items, time): (u64, Duration)) {
+        self.items += items;
+        self.time += time;
+    }
+
+    fn per_sec(&self) -> f64 {
+        self.items as f64 / self.time.as_secs_f64()
+    }
+}
+
+/// One round through the Rust API on a fresh instance (setup and warm-up not timed).
+fn rust_round(op: Op, batch: usize) -> (u64, Duration) {
+    let kms = Kms::in_memory();
+    let key_id = kms
+        .create_key(&CreateKeyRequest::default())
+        .expect("an in-memory instance creates a key")
+        .key_metadata
+        .key_id;
+    let gdk = GenerateDataKeyRequest {
+        key_id: key_id.clone(),
+        number_of_bytes: Some(32),
+        ..Default::default()
+    };
+    let encrypt = || EncryptRequest {
+        key_id: key_id.clone(),
+        plaintext: SecretBytes::new(vec![0x5a; PLAINTEXT_LEN]),
+        ..Default::default()
+    };
+    let gdk_items: Vec<_> = (0..batch)
+        .map(|_| GenerateDataKeyRequest {
+            key_id: key_id.clone(),
+            number_of_bytes: Some(32),
+            ..Default::default()
+        })
+        .collect();
+    let enc_one = encrypt();
+    let enc_items: Vec<_> = (0..batch).map(|_| encrypt()).collect();
+    let once = || -> u64 {
+        match (op, batch) {
+            (Op::DataKey, 1) => {
+                std::hint::black_box(kms.generate_data_key(&gdk).expect("data key"));
+            }
+            (Op::Encrypt, 1) => {
+                std::hint::black_box(kms.encrypt(&enc_one).expect("encrypt"));
+            }
+            (Op::DataKey, _) => {
+                for r in kms.generate_data_key_batch(&gdk_items, true) {
+                    std::hint::black_box(r.expect("a batch item"));
+                }
+            }
+            (Op::Encrypt, _) => {
+                for r in kms.encrypt_batch(&enc_items) {
+                    std::hint::black_box(r.expect("a batch item"));
+                }
+            }
+        }
+        batch as u64
+    };
+    for _ in 0..1000 / batch + 1 {
+        once();
+    }
+    let (mut items, start) = (0, Instant::now());
+    loop {
+        for _ in 0..STRIDE {
+            items += once();
+        }
+        let elapsed = start.elapsed();
+        if elapsed >= ROUND {
+            return (items, elapsed);
+        }
+    }
+}
+
+/// One round through the C API: a run of the C program (its own fresh instance).
+fn c_round(bench: &Path, op: Op, batch: usize) -> (u64, Duration) {
+    // cargo puts target/<profile> on LD_LIBRARY_PATH, where a stale copy of the library may
+    // be: the program must load the one it was linked against (its RPATH).
+    let out = Command::new(bench)
+        .env_remove("LD_LIBRARY_PATH")
+        .args([
+            op.c_name(),
+            &batch.to_string(),
+            &ROUND.as_millis().to_string(),
+        ])
+        .output()
+        .expect("the C bench runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the C bench failed: {}{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>());
+    match (fields.next(), fields.next()) {
+        (Some(Ok(items)), Some(Ok(ns))) => (items, Duration::from_nanos(ns)),
+        _ => panic!("the C bench printed {text:?}, not '<calls> <nanoseconds>'"),
+    }
+}
+
+/// Compiles `ffi/bench/bench.c` against the `libkmscks.so` beside this bench's binary; None
+/// (with the reason printed) when there is no C compiler.
+fn build_c_bench() -> Option<PathBuf> {
+    let exe = std::env::current_exe().expect("the bench knows its path");
+    // target/<profile>/deps/capi-…: cargo builds the library this bench links, with all its
+    // crate types, into the same directory (`target/<profile>/libkmscks.so` is copied there
+    // only by `cargo build`, and may be stale).
+    let lib_dir = exe
+        .parent()
+        .expect("the bench runs from target/<profile>/deps");
+    assert!(
+        lib_dir.join("libkmscks.so").exists(),
+        "no libkmscks.so in {} (cargo builds it with the library)",
+        lib_dir.display()
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = lib_dir.join("kmscks-capi-bench");
+    let status = Command::new("cc")
+        .args(["-O2", "-std=c11", "-D_POSIX_C_SOURCE=199309L"])
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(root.join("ffi/bench/bench.c"))
+        .arg("-L")
+        .arg(lib_dir)
+        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+        .args(["-lkmscks", "-o"])
+        .arg(&out)
+        .status();
+    match status {
+        Ok(s) if s.success() => Some(out),
+        Ok(s) => panic!("cc failed to build ffi/bench/bench.c ({s})"),
+        Err(e) => {
+            println!("capi bench skipped: no C compiler (`cc`: {e})");
+            None
+        }
+    }
+}

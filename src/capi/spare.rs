@@ -1,0 +1,41 @@
+//! Allocations the hot calls reuse: the key-id strings their requests own.
+//!
+//! A request owns its key id (`String`), so a C call that names a key would allocate and free a
+//! string each time, while a Rust caller builds its request once and reuses it. Each thread
+//! keeps the strings of its finished requests and the next call refills one in place. Key ids
+//! are not secrets; nothing here needs wiping.
+
+use std::cell::RefCell;
+
+/// Spare strings kept per thread (enough for a large batch), and the largest one kept.
+const KEEP: usize = 4096;
+const KEEP_CAPACITY: usize = 512;
+
+thread_local! {
+    static STRINGS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An owned copy of `text`, in a spare string when the thread has one.
+#[inline]
+pub(super) fn string(text: &str) -> String {
+    match STRINGS.with_borrow_mut(Vec::pop) {
+        Some(mut s) => {
+            s.clear();
+            s.push_str(text);
+            s
+        }
+        None => text.to_owned(),
+    }
+}
+
+/// Keeps `s` for a later [`string`].
+#[inline]
+pub(super) fn recycle(s: String) {
+    if s.capacity() <= KEEP_CAPACITY {
+        STRINGS.with_borrow_mut(|spare| {
+            if spare.len() < KEEP {
+                spare.push(s);
+            }
+        });
+    }
+}
