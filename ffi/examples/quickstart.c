@@ -33,11 +33,18 @@
 
 #include <kmscks.h>
 
-/* Reports a failed call and says whether it failed. */
+/* Reports a failed call and says whether it failed. The message of an AWS exception starts
+ * with its name ("NotFoundException: ..."); that of kmscks's own codes does not ("argument
+ * key_id: is NULL"), so the name is added then. */
 static int failed(kmscks_result r, const char *what) {
+    const char *name, *message;
     if (r == KMSCKS_OK) return 0;
-    fprintf(stderr, "quickstart: %s failed: %s: %s\n", what, kmscks_result_name(r),
-            kmscks_last_error_message());
+    name = kmscks_result_name(r);
+    message = kmscks_last_error_message(); /* read before any other kmscks_* call */
+    if (strncmp(message, name, strlen(name)) == 0)
+        fprintf(stderr, "quickstart: %s failed: %s\n", what, message);
+    else
+        fprintf(stderr, "quickstart: %s failed: %s: %s\n", what, name, message);
     return 1;
 }
 
