@@ -381,7 +381,12 @@ struct ItemResult {
         if (!ok()) throw Error(result, "");
         return value;
     }
-    T &&get() && { return std::move(get()); }
+    const T &get() const & {
+        if (!ok()) throw Error(result, "");
+        return value;
+    }
+    /// Moves the value out (of a result that is going away).
+    T get() && { return std::move(get()); }
 };
 using DataKeyResult = ItemResult<DataKey>;
 using EncryptResult = ItemResult<Bytes>;

@@ -163,8 +163,7 @@ fn assert_quickstart_output(out: &str, greeting: &str) {
 }
 
 #[test]
-fn ffi_install_puts_both_libraries_headers_and_pc_files_versioned_from_cargo_toml_in_the_prefix()
-{
+fn ffi_install_puts_both_libraries_headers_and_pc_files_versioned_from_cargo_toml_in_the_prefix() {
     if !compilers_present() {
         return;
     }
@@ -313,8 +312,5 @@ fn the_cpp_quickstart_and_the_wrapper_tests_build_clean_with_cxx17_and_pass() {
         .count();
     assert!(tests >= 10, "the wrapper has {tests} tests");
     assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), tests);
-    assert!(
-        out.contains(&format!("wrapper: {tests} passed")),
-        "{out}"
-    );
+    assert!(out.contains(&format!("wrapper: {tests} passed")), "{out}");
 }

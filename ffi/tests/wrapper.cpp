@@ -15,6 +15,7 @@
 #include <ctime>
 #include <functional>
 #include <iostream>
+#include <new>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -233,6 +234,28 @@ void secrets_come_back_whole_in_zeroizing_storage() {
     EXPECT(std::all_of(buf, buf + sizeof buf, [](unsigned char b) { return b == 0; }));
 }
 
+// A byte container whose construction from a buffer's bytes fails.
+struct ThrowsOnCopy {
+    ThrowsOnCopy() = default;
+    ThrowsOnCopy(const std::uint8_t *, const std::uint8_t *) { throw std::bad_alloc(); }
+};
+
+void a_buffer_is_freed_even_when_copying_it_throws() {
+    const kmscks::Client kms = kmscks::Client::open();
+    kmscks_buffer b{nullptr, 0};
+    kmscks::detail::check(kmscks_generate_random(kms.get(), nullptr, 16, &b));
+    EXPECT(b.data != nullptr && b.len == 16);
+    bool thrown = false;
+    try {
+        kmscks::detail::take<ThrowsOnCopy>(b);
+    } catch (const std::bad_alloc &) {
+        thrown = true;
+    }
+    EXPECT(thrown);
+    // kmscks_buffer_free ran (it resets the struct after wiping and freeing the bytes).
+    EXPECT(b.data == nullptr && b.len == 0);
+}
+
 void decrypt_names_the_key_and_re_encrypt_moves_a_blob_to_another_key() {
     const kmscks::Client kms = kmscks::Client::open();
     const std::string a = kms.create_key(), b = kms.create_key();
@@ -412,6 +435,8 @@ int main(int argc, char **argv) {
          closing_or_replacing_a_client_releases_its_data_directory},
         {"secrets_come_back_whole_in_zeroizing_storage",
          secrets_come_back_whole_in_zeroizing_storage},
+        {"a_buffer_is_freed_even_when_copying_it_throws",
+         a_buffer_is_freed_even_when_copying_it_throws},
         {"decrypt_names_the_key_and_re_encrypt_moves_a_blob_to_another_key",
          decrypt_names_the_key_and_re_encrypt_moves_a_blob_to_another_key},
         {"batches_answer_each_item_with_its_own_code", batches_answer_each_item_with_its_own_code},
