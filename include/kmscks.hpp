@@ -1,0 +1,778 @@
+/*
+ * kmscks.hpp: a small header-only C++17 wrapper over the C API of libkmscks (kmscks.h).
+ *
+ * Why it exists: the C API is explicit about ownership (every char * and kmscks_buffer must be
+ * freed, every call's result checked); in C++ that is what RAII and exceptions are for. This
+ * header adds nothing to the library: each method is one kmscks_* call, whose outputs are
+ * copied into C++ values and given back to kmscks at once (kmscks_buffer_free zeroizes), even
+ * when the copy throws.
+ *
+ *   kmscks::Client kms = kmscks::Client::open();          // in this process, nothing on disk
+ *   std::string key = kms.create_key();
+ *   kmscks::Bytes blob = kms.encrypt(key, "hello", {{"purpose", "demo"}});
+ *   kmscks::SecretBytes pt = kms.decrypt(blob, {{"purpose", "demo"}});
+ *
+ * - Failures throw kmscks::Error (a std::runtime_error) carrying the kmscks_result code, the
+ *   AWS exception name (aws_name(): "NotFoundException") and kmscks's message (what()).
+ * - Plaintexts, data keys and random bytes come back as kmscks::SecretBytes, a std::vector
+ *   whose allocator wipes every allocation it gives back; ciphertexts are kmscks::Bytes.
+ * - A Client owns one kmscks_client handle: move-only, closed by its destructor. Its methods
+ *   are const and may be called from many threads at once, as the C handle allows; moving or
+ *   destroying it must not race with calls on it.
+ * - String arguments are const char * or std::string; one that holds a NUL byte (which C
+ *   would silently cut) throws Error(KMSCKS_INVALID_ARGUMENT). Optional ones (named *_or_null
+ *   in kmscks.h) also take nullptr or std::nullopt.
+ *
+ * Build with -std=c++17 (or later) and link libkmscks as a C program does:
+ *   c++ -std=c++17 app.cpp $(pkg-config --cflags --libs kmscks)
+ */
+
+#ifndef KMSCKS_HPP
+#define KMSCKS_HPP
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <iterator>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "kmscks.h"
+
+namespace kmscks {
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// A failed kmscks call: the kmscks_result code, its AWS exception name, and kmscks's message
+/// for it (the calling thread's kmscks_last_error_message() at the time of the failure).
+class Error : public std::runtime_error {
+public:
+    /// An error with `code` and the detail `detail` (may be empty).
+    Error(kmscks_result code, std::string_view detail)
+        : std::runtime_error(describe(code, detail)),
+          code_(code),
+          detail_at_(detail_offset(code, detail)) {}
+
+    /// The error of the call that just failed with `code` on this thread: its detail is
+    /// kmscks_last_error_message(), read now (before any other kmscks call).
+    static Error last(kmscks_result code) { return Error(code, kmscks_last_error_message()); }
+
+    /// The result code (never KMSCKS_OK).
+    kmscks_result code() const noexcept { return code_; }
+
+    /// The AWS exception name ("NotFoundException", "DisabledException", …), or kmscks's own
+    /// ("InvalidArgument", "IO", "Internal"), as kmscks_result_name() gives it.
+    std::string_view aws_name() const noexcept { return kmscks_result_name(code_); }
+
+    /// kmscks's message without the leading exception name (which key, which argument, …).
+    const char *detail() const noexcept { return what() + detail_at_; }
+
+private:
+    // what() is "<AwsName>: <detail>" (kmscks's messages of AWS exceptions already start so).
+    static std::string describe(kmscks_result code, std::string_view detail) {
+        std::string name = kmscks_result_name(code);
+        if (detail.empty()) return name;
+        if (starts_with_name(name, detail)) return std::string(detail);
+        return name + ": " + std::string(detail);
+    }
+    static std::size_t detail_offset(kmscks_result code, std::string_view detail) {
+        std::string_view name = kmscks_result_name(code);
+        if (detail.empty()) return name.size();
+        return name.size() + 2;
+    }
+    static bool starts_with_name(std::string_view name, std::string_view detail) {
+        return detail.size() >= name.size() + 2 && detail.substr(0, name.size()) == name &&
+               detail.substr(name.size(), 2) == ": ";
+    }
+
+    kmscks_result code_;
+    std::size_t detail_at_;
+};
+
+namespace detail {
+
+/// Throws the calling thread's last error when `r` is not KMSCKS_OK.
+inline void check(kmscks_result r) {
+    if (r != KMSCKS_OK) throw Error::last(r);
+}
+
+/// Throws KMSCKS_INVALID_ARGUMENT naming `name`, as kmscks's own argument checks word it.
+[[noreturn]] inline void invalid_argument(const char *name, const std::string &what) {
+    throw Error(KMSCKS_INVALID_ARGUMENT, std::string("argument ") + name + ": " + what);
+}
+
+/// Overwrites `n` bytes at `p` with zeros in a way the compiler may not optimize away.
+inline void secure_wipe(void *p, std::size_t n) noexcept {
+    volatile unsigned char *v = static_cast<volatile unsigned char *>(p);
+    while (n--) *v++ = 0;
+#if defined(__GNUC__) || defined(__clang__)
+    // The wiped memory is "used" here, so the stores above are not dead.
+    __asm__ __volatile__("" : : "r"(p) : "memory");
+#endif
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------------------
+// Bytes
+
+/// An allocator that zeroizes every allocation before giving it back (when a vector grows,
+/// shrinks to fit, or dies), so that secrets do not linger in freed memory.
+template <class T>
+struct ZeroizingAllocator {
+    static_assert(std::is_trivially_destructible<T>::value, "for plain bytes");
+    using value_type = T;
+
+    ZeroizingAllocator() noexcept = default;
+    template <class U>
+    ZeroizingAllocator(const ZeroizingAllocator<U> &) noexcept {}
+
+    T *allocate(std::size_t n) { return std::allocator<T>().allocate(n); }
+    void deallocate(T *p, std::size_t n) noexcept {
+        detail::secure_wipe(p, n * sizeof(T));
+        std::allocator<T>().deallocate(p, n);
+    }
+
+    template <class U>
+    bool operator==(const ZeroizingAllocator<U> &) const noexcept { return true; }
+    template <class U>
+    bool operator!=(const ZeroizingAllocator<U> &) const noexcept { return false; }
+};
+
+/// Secret bytes (a plaintext, a data key, random bytes): wiped when their storage is freed.
+/// Avoid copying them; move them instead (every copy is wiped too, but is one more copy).
+using SecretBytes = std::vector<std::uint8_t, ZeroizingAllocator<std::uint8_t>>;
+
+/// Public bytes (a ciphertext blob).
+using Bytes = std::vector<std::uint8_t>;
+
+/// Bytes a call reads (a plaintext, a ciphertext), without owning them: any contiguous
+/// container of bytes or chars (Bytes, SecretBytes, std::string, std::array, …), a C string,
+/// or a pointer and a length. The bytes must stay alive during the call.
+class ByteView {
+public:
+    ByteView() noexcept = default;
+    ByteView(const void *data, std::size_t size) noexcept
+        : data_(static_cast<const std::uint8_t *>(data)), size_(size) {}
+    /// A C string's bytes, without its terminating NUL (nullptr: no bytes).
+    ByteView(const char *text) noexcept
+        : data_(reinterpret_cast<const std::uint8_t *>(text)),
+          size_(text ? std::strlen(text) : 0) {}
+    template <class C,
+              class V = std::remove_cv_t<std::remove_pointer_t<decltype(std::data(
+                  std::declval<const C &>()))>>,
+              class = std::enable_if_t<!std::is_array<C>::value && sizeof(V) == 1 &&
+                                       std::is_trivially_copyable<V>::value>>
+    ByteView(const C &bytes) noexcept
+        : data_(reinterpret_cast<const std::uint8_t *>(std::data(bytes))),
+          size_(std::size(bytes)) {}
+
+    const std::uint8_t *data() const noexcept { return size_ ? data_ : nullptr; }
+    std::size_t size() const noexcept { return size_; }
+
+private:
+    const std::uint8_t *data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+/// An encryption context (or a set of tags): key → value, both UTF-8.
+/// Pass `{}` for none, or an initializer list: `{{"purpose", "demo"}, {"user", "alice"}}`.
+using EncryptionContext = std::map<std::string, std::string>;
+
+// ---------------------------------------------------------------------------------------------
+// Arguments and outputs (internal)
+
+namespace detail {
+
+/// A required string argument: a C string (NULL is refused by kmscks) or a std::string
+/// (refused here when it holds a NUL, which C would silently cut).
+class Text {
+public:
+    Text(const char *s) noexcept : p_(s), n_(s ? std::strlen(s) : 0) {}
+    Text(const std::string &s) noexcept : p_(s.c_str()), n_(s.size()) {}
+
+    /// The C string, after checking it holds no NUL byte (`name` is the C argument's name).
+    const char *c_str(const char *name) const {
+        if (p_ && std::strlen(p_) != n_)
+            invalid_argument(name, "holds a NUL byte at offset " +
+                                       std::to_string(std::strlen(p_)));
+        return p_;
+    }
+
+private:
+    const char *p_;
+    std::size_t n_;
+};
+
+/// An optional string argument: also nullptr or std::nullopt (for "none").
+class OptionalText {
+public:
+    OptionalText() noexcept : t_(static_cast<const char *>(nullptr)) {}
+    OptionalText(std::nullptr_t) noexcept : OptionalText() {}
+    OptionalText(std::nullopt_t) noexcept : OptionalText() {}
+    OptionalText(const char *s) noexcept : t_(s) {}
+    OptionalText(const std::string &s) noexcept : t_(s) {}
+    OptionalText(const std::optional<std::string> &s) noexcept
+        : t_(s ? Text(*s) : Text(static_cast<const char *>(nullptr))) {}
+
+    const char *c_str(const char *name) const { return t_.c_str(name); }
+
+private:
+    Text t_;
+};
+
+/// A string kmscks returned, freed with kmscks_string_free when this goes.
+class OutString {
+public:
+    OutString() noexcept = default;
+    OutString(const OutString &) = delete;
+    OutString &operator=(const OutString &) = delete;
+    ~OutString() { kmscks_string_free(p_); }
+
+    char **out() noexcept { return &p_; }
+    std::string str() const { return p_ ? std::string(p_) : std::string(); }
+
+private:
+    char *p_ = nullptr;
+};
+
+/// A buffer kmscks filled, zeroized and freed with kmscks_buffer_free when this goes.
+class OutBuffer {
+public:
+    OutBuffer() noexcept = default;
+    OutBuffer(const OutBuffer &) = delete;
+    OutBuffer &operator=(const OutBuffer &) = delete;
+    ~OutBuffer() { kmscks_buffer_free(&b_); }
+
+    kmscks_buffer *out() noexcept { return &b_; }
+    template <class V>
+    V copy() const {
+        return b_.data ? V(b_.data, b_.data + b_.len) : V();
+    }
+
+private:
+    kmscks_buffer b_{nullptr, 0};
+};
+
+/// Copies a buffer into a V and frees it, even if the copy throws.
+template <class V>
+V take(kmscks_buffer &b) {
+    struct Free {
+        kmscks_buffer &b;
+        ~Free() { kmscks_buffer_free(&b); }
+    } free_it{b};
+    return b.data ? V(b.data, b.data + b.len) : V();
+}
+
+/// An encryption context as C entries pointing into the map's strings (which must outlive
+/// this).
+class Context {
+public:
+    Context(const EncryptionContext &ctx, const char *name) {
+        entries_.reserve(ctx.size());
+        for (const auto &kv : ctx) {
+            const char *k = Text(kv.first).c_str(name);
+            const char *v = Text(kv.second).c_str(name);
+            entries_.push_back(kmscks_context_entry{k, v});
+        }
+    }
+    const kmscks_context_entry *data() const noexcept {
+        return entries_.empty() ? nullptr : entries_.data();
+    }
+    std::size_t size() const noexcept { return entries_.size(); }
+
+private:
+    std::vector<kmscks_context_entry> entries_;
+};
+
+/// C batch results, every buffer freed when this goes (whether or not kmscks wrote them:
+/// they start zeroed, and freeing a zeroed buffer does nothing).
+template <class R>
+class BatchResults {
+public:
+    explicit BatchResults(std::size_t n) : results_(n) {}
+    BatchResults(const BatchResults &) = delete;
+    BatchResults &operator=(const BatchResults &) = delete;
+    ~BatchResults() {
+        for (R &r : results_) free_buffers(r);
+    }
+    R *data() noexcept { return results_.empty() ? nullptr : results_.data(); }
+    std::vector<R> &items() noexcept { return results_; }
+
+private:
+    static void free_buffers(kmscks_data_key_result &r) noexcept {
+        kmscks_buffer_free(&r.plaintext);
+        kmscks_buffer_free(&r.ciphertext);
+    }
+    static void free_buffers(kmscks_encrypt_result &r) noexcept {
+        kmscks_buffer_free(&r.ciphertext);
+    }
+    std::vector<R> results_;
+};
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------------------
+// Values
+
+/// Options of Client::open (kmscks_open_options).
+struct OpenOptions {
+    /// PBKDF2 iterations for the CloudHSM user password hashes; 0: the default (600,000).
+    /// Lower only for tests and demos, never for data worth protecting.
+    std::uint32_t hsm_password_iterations = 0;
+    /// How long a store stays CONNECTING or DISCONNECTING; 0: the default (20 ms).
+    std::chrono::milliseconds connect_delay{0};
+};
+
+/// A custom key store's connection state and, when FAILED, why.
+struct ConnectionStatus {
+    kmscks_connection_state state;
+    kmscks_connection_error_code error_code;
+};
+
+/// A data key: in the clear (use it, then let it go) and encrypted under the KMS key (keep it
+/// next to the data).
+struct DataKey {
+    SecretBytes plaintext;
+    Bytes ciphertext;
+};
+
+/// What Client::decrypt_with_key_id gives: the plaintext and the ARN of the key that made it.
+struct Decrypted {
+    SecretBytes plaintext;
+    std::string key_arn;
+};
+
+/// One item of Client::generate_data_key_batch.
+struct DataKeyRequest {
+    std::string key_id;
+    std::size_t number_of_bytes = 32;
+    EncryptionContext context;
+};
+
+/// One item of Client::encrypt_batch (the plaintext is not owned: keep it alive for the call).
+struct EncryptRequest {
+    std::string key_id;
+    ByteView plaintext;
+    EncryptionContext context;
+};
+
+/// One answer of a batch: its own result code and, when that is KMSCKS_OK, the value.
+template <class T>
+struct ItemResult {
+    kmscks_result result = KMSCKS_OK;
+    T value{};
+
+    bool ok() const noexcept { return result == KMSCKS_OK; }
+    std::string_view aws_name() const noexcept { return kmscks_result_name(result); }
+    /// The value, or Error(result) when this item failed.
+    T &get() & {
+        if (!ok()) throw Error(result, "");
+        return value;
+    }
+    const T &get() const & {
+        if (!ok()) throw Error(result, "");
+        return value;
+    }
+    /// Moves the value out (of a result that is going away).
+    T get() && { return std::move(get()); }
+};
+using DataKeyResult = ItemResult<DataKey>;
+using EncryptResult = ItemResult<Bytes>;
+
+/// The library's version ("0.1.0"); compare with KMSCKS_VERSION_STRING, the header's.
+inline std::string_view version() noexcept { return kmscks_version(); }
+
+// ---------------------------------------------------------------------------------------------
+// The client
+
+/// An owning handle to kmscks (kmscks_client): in this process (open) or through the daemon
+/// (connect). Move-only; the destructor closes it. Every method is one kmscks_* call and throws
+/// Error when it fails. Methods are const: one Client may serve many threads at once.
+class Client {
+public:
+    /// Runs kmscks in this process with nothing on disk (kmscks_open(NULL)).
+    static Client open() { return open(static_cast<const char *>(nullptr)); }
+    /// Runs kmscks in this process on the data directory `data_dir` (nullptr: nothing on disk).
+    static Client open(detail::OptionalText data_dir) {
+        kmscks_client *c = nullptr;
+        detail::check(kmscks_open(data_dir.c_str("data_dir"), &c));
+        return Client(c);
+    }
+    /// As open(data_dir), with options.
+    static Client open(detail::OptionalText data_dir, const OpenOptions &options) {
+        kmscks_open_options o;
+        kmscks_open_options_init(&o);
+        o.hsm_password_iterations = options.hsm_password_iterations;
+        o.connect_delay_ms = milliseconds(options.connect_delay, "options.connect_delay");
+        kmscks_client *c = nullptr;
+        detail::check(kmscks_open_with(data_dir.c_str("data_dir"), &o, &c));
+        return Client(c);
+    }
+    /// Connects to kmscksd on `socket_path` (nullptr or none: the default socket, as the CLI).
+    static Client connect(detail::OptionalText socket_path = nullptr) {
+        kmscks_client *c = nullptr;
+        detail::check(kmscks_connect(socket_path.c_str("socket_path"), &c));
+        return Client(c);
+    }
+
+    /// Takes ownership of a handle from kmscks_open/kmscks_connect (nullptr: an empty Client).
+    explicit Client(kmscks_client *handle) noexcept : c_(handle) {}
+    Client(const Client &) = delete;
+    Client &operator=(const Client &) = delete;
+    Client(Client &&other) noexcept : c_(other.release()) {}
+    Client &operator=(Client &&other) noexcept {
+        if (this != &other) {
+            close();
+            c_ = other.release();
+        }
+        return *this;
+    }
+    ~Client() { close(); }
+
+    /// Closes the handle now (the destructor does it otherwise); the Client is then empty.
+    void close() noexcept {
+        kmscks_close(c_);
+        c_ = nullptr;
+    }
+    /// The C handle, still owned by this Client (for calling kmscks.h directly).
+    kmscks_client *get() const noexcept { return c_; }
+    /// Gives up ownership: the caller must kmscks_close the handle.
+    kmscks_client *release() noexcept { return std::exchange(c_, nullptr); }
+    /// False once moved from, closed or released (calls then throw KMSCKS_INVALID_ARGUMENT).
+    explicit operator bool() const noexcept { return c_ != nullptr; }
+
+    // -- Cluster side (CloudHSM) ----------------------------------------------------------
+
+    /// Creates a cluster with subnets in the Region's zones a and b; returns its id.
+    std::string create_cluster() const {
+        detail::OutString id;
+        detail::check(kmscks_create_cluster(c_, id.out()));
+        return id.str();
+    }
+    /// Adds an HSM in `availability_zone`; returns its id.
+    std::string create_hsm(detail::Text cluster_id, detail::Text availability_zone) const {
+        detail::OutString id;
+        detail::check(kmscks_create_hsm(c_, cluster_id.c_str("cluster_id"),
+                                        availability_zone.c_str("availability_zone"), id.out()));
+        return id.str();
+    }
+    void delete_hsm(detail::Text cluster_id, detail::Text hsm_id) const {
+        detail::check(
+            kmscks_delete_hsm(c_, cluster_id.c_str("cluster_id"), hsm_id.c_str("hsm_id")));
+    }
+    /// The cluster's certificate signing request (PEM), for initializing with your own CA.
+    std::string get_cluster_csr(detail::Text cluster_id) const {
+        detail::OutString pem;
+        detail::check(kmscks_get_cluster_csr(c_, cluster_id.c_str("cluster_id"), pem.out()));
+        return pem.str();
+    }
+    /// Initializes the cluster; returns the trust anchor (PEM). No bundle: kmscks makes the
+    /// CA; otherwise the signed cluster certificate then your CA certificate.
+    std::string initialize_cluster(detail::Text cluster_id,
+                                   detail::OptionalText trust_anchor_bundle = nullptr) const {
+        detail::OutString pem;
+        detail::check(kmscks_initialize_cluster(
+            c_, cluster_id.c_str("cluster_id"),
+            trust_anchor_bundle.c_str("trust_anchor_pem_or_null"), pem.out()));
+        return pem.str();
+    }
+    void create_crypto_user(detail::Text cluster_id, detail::Text username,
+                            detail::Text password) const {
+        detail::check(kmscks_create_crypto_user(c_, cluster_id.c_str("cluster_id"),
+                                                username.c_str("username"),
+                                                password.c_str("password")));
+    }
+    void change_crypto_user_password(detail::Text cluster_id, detail::Text username,
+                                     detail::Text new_password) const {
+        detail::check(kmscks_change_crypto_user_password(c_, cluster_id.c_str("cluster_id"),
+                                                         username.c_str("username"),
+                                                         new_password.c_str("new_password")));
+    }
+
+    // -- Custom key stores ----------------------------------------------------------------
+
+    /// Creates a custom key store (DISCONNECTED); returns its id.
+    std::string create_custom_key_store(detail::Text name, detail::Text cluster_id,
+                                        detail::Text trust_anchor_pem,
+                                        detail::Text key_store_password) const {
+        detail::OutString id;
+        detail::check(kmscks_create_custom_key_store(
+            c_, name.c_str("name"), cluster_id.c_str("cluster_id"),
+            trust_anchor_pem.c_str("trust_anchor_pem"),
+            key_store_password.c_str("key_store_password"), id.out()));
+        return id.str();
+    }
+    void connect_custom_key_store(detail::Text store_id) const {
+        detail::check(kmscks_connect_custom_key_store(c_, store_id.c_str("store_id")));
+    }
+    void disconnect_custom_key_store(detail::Text store_id) const {
+        detail::check(kmscks_disconnect_custom_key_store(c_, store_id.c_str("store_id")));
+    }
+    /// Changes what is given (nullptr leaves a setting as it is).
+    void update_custom_key_store(detail::Text store_id, detail::OptionalText new_name,
+                                 detail::OptionalText new_password = nullptr,
+                                 detail::OptionalText new_cluster_id = nullptr) const {
+        detail::check(kmscks_update_custom_key_store(
+            c_, store_id.c_str("store_id"), new_name.c_str("new_name_or_null"),
+            new_password.c_str("new_password_or_null"),
+            new_cluster_id.c_str("new_cluster_id_or_null")));
+    }
+    void delete_custom_key_store(detail::Text store_id) const {
+        detail::check(kmscks_delete_custom_key_store(c_, store_id.c_str("store_id")));
+    }
+    ConnectionStatus connection_state(detail::Text store_id) const {
+        ConnectionStatus s{KMSCKS_CONNECTION_STATE_DISCONNECTED,
+                           KMSCKS_CONNECTION_ERROR_CODE_NONE};
+        detail::check(kmscks_get_connection_state(c_, store_id.c_str("store_id"), &s.state,
+                                                  &s.error_code));
+        return s;
+    }
+    /// Waits for a connecting store: returns when CONNECTED, throws when it ends FAILED
+    /// (KMSCKS_CUSTOM_KEY_STORE_INVALID_STATE) or is still connecting at the deadline
+    /// (KMSCKS_DEPENDENCY_TIMEOUT).
+    void wait_connected(detail::Text store_id,
+                        std::chrono::milliseconds timeout = std::chrono::seconds(10)) const {
+        detail::check(kmscks_wait_connected(c_, store_id.c_str("store_id"),
+                                            milliseconds(timeout, "timeout_ms")));
+    }
+    /// DescribeCustomKeyStores as JSON: one store, or all (nullptr).
+    std::string describe_custom_key_stores_json(detail::OptionalText store_id = nullptr) const {
+        detail::OutString json;
+        detail::check(kmscks_describe_custom_key_stores_json(
+            c_, store_id.c_str("store_id_or_null"), json.out()));
+        return json.str();
+    }
+
+    // -- Keys -----------------------------------------------------------------------------
+
+    /// Creates a symmetric key in a custom key store (or, nullptr, the default key store);
+    /// returns its id.
+    std::string create_key(detail::OptionalText custom_key_store_id = nullptr,
+                           detail::OptionalText description = nullptr) const {
+        detail::OutString id;
+        detail::check(kmscks_create_key(c_,
+                                        custom_key_store_id.c_str("custom_key_store_id_or_null"),
+                                        description.c_str("description_or_null"), id.out()));
+        return id.str();
+    }
+    /// DescribeKey's KeyMetadata as JSON.
+    std::string describe_key_json(detail::Text key_id) const {
+        detail::OutString json;
+        detail::check(kmscks_describe_key_json(c_, key_id.c_str("key_id"), json.out()));
+        return json.str();
+    }
+    kmscks_key_state key_state(detail::Text key_id) const {
+        kmscks_key_state s = KMSCKS_KEY_STATE_UNAVAILABLE;
+        detail::check(kmscks_get_key_state(c_, key_id.c_str("key_id"), &s));
+        return s;
+    }
+    void enable_key(detail::Text key_id) const {
+        detail::check(kmscks_enable_key(c_, key_id.c_str("key_id")));
+    }
+    void disable_key(detail::Text key_id) const {
+        detail::check(kmscks_disable_key(c_, key_id.c_str("key_id")));
+    }
+    /// Schedules deletion after `pending_window_days` (7 to 30; 0: 30); returns the deletion
+    /// date in seconds since the Unix epoch.
+    std::int64_t schedule_key_deletion(detail::Text key_id,
+                                       std::uint32_t pending_window_days = 0) const {
+        std::int64_t date = 0;
+        detail::check(
+            kmscks_schedule_key_deletion(c_, key_id.c_str("key_id"), pending_window_days, &date));
+        return date;
+    }
+    void cancel_key_deletion(detail::Text key_id) const {
+        detail::check(kmscks_cancel_key_deletion(c_, key_id.c_str("key_id")));
+    }
+    void create_alias(detail::Text alias_name, detail::Text key_id) const {
+        detail::check(
+            kmscks_create_alias(c_, alias_name.c_str("alias_name"), key_id.c_str("key_id")));
+    }
+    void delete_alias(detail::Text alias_name) const {
+        detail::check(kmscks_delete_alias(c_, alias_name.c_str("alias_name")));
+    }
+    void tag_resource(detail::Text key_id, const EncryptionContext &tags) const {
+        detail::Context t(tags, "tags");
+        detail::check(kmscks_tag_resource(c_, key_id.c_str("key_id"), t.data(), t.size()));
+    }
+    void untag_resource(detail::Text key_id, const std::vector<std::string> &tag_keys) const {
+        std::vector<const char *> keys;
+        keys.reserve(tag_keys.size());
+        for (const std::string &k : tag_keys) keys.push_back(detail::Text(k).c_str("tag_keys"));
+        detail::check(kmscks_untag_resource(c_, key_id.c_str("key_id"),
+                                            keys.empty() ? nullptr : keys.data(), keys.size()));
+    }
+    /// One page of ListKeys as JSON (limit 0: 100; marker: the previous page's NextMarker).
+    std::string list_keys_json(std::uint32_t limit = 0,
+                               detail::OptionalText marker = nullptr) const {
+        detail::OutString json;
+        detail::check(
+            kmscks_list_keys_json(c_, limit, marker.c_str("marker_or_null"), json.out()));
+        return json.str();
+    }
+    /// One page of ListAliases as JSON: a key's aliases, or all (nullptr).
+    std::string list_aliases_json(detail::OptionalText key_id = nullptr, std::uint32_t limit = 0,
+                                  detail::OptionalText marker = nullptr) const {
+        detail::OutString json;
+        detail::check(kmscks_list_aliases_json(c_, key_id.c_str("key_id_or_null"), limit,
+                                               marker.c_str("marker_or_null"), json.out()));
+        return json.str();
+    }
+
+    // -- Cryptographic operations ---------------------------------------------------------
+
+    /// Encrypts `plaintext` under `key_id` (id, ARN, alias name or alias ARN).
+    Bytes encrypt(detail::Text key_id, ByteView plaintext,
+                  const EncryptionContext &context = {}) const {
+        detail::Context ctx(context, "ctx");
+        detail::OutBuffer ct;
+        detail::check(kmscks_encrypt(c_, key_id.c_str("key_id"), plaintext.data(),
+                                     plaintext.size(), ctx.data(), ctx.size(), ct.out()));
+        return ct.copy<Bytes>();
+    }
+    /// Decrypts a ciphertext blob made with `context`.
+    SecretBytes decrypt(ByteView ciphertext, const EncryptionContext &context = {}) const {
+        detail::Context ctx(context, "ctx");
+        detail::OutBuffer pt;
+        detail::check(kmscks_decrypt(c_, ciphertext.data(), ciphertext.size(), ctx.data(),
+                                     ctx.size(), pt.out(), nullptr));
+        return pt.copy<SecretBytes>();
+    }
+    /// As decrypt, also naming the key that made the blob (its ARN).
+    Decrypted decrypt_with_key_id(ByteView ciphertext,
+                                  const EncryptionContext &context = {}) const {
+        detail::Context ctx(context, "ctx");
+        detail::OutBuffer pt;
+        detail::OutString arn;
+        detail::check(kmscks_decrypt(c_, ciphertext.data(), ciphertext.size(), ctx.data(),
+                                     ctx.size(), pt.out(), arn.out()));
+        return Decrypted{pt.copy<SecretBytes>(), arn.str()};
+    }
+    /// Decrypts and encrypts again under `dest_key_id`, inside kmscks.
+    Bytes re_encrypt(ByteView ciphertext, const EncryptionContext &source_context,
+                     detail::Text dest_key_id,
+                     const EncryptionContext &dest_context = {}) const {
+        detail::Context src(source_context, "src_ctx");
+        detail::Context dest(dest_context, "dest_ctx");
+        detail::OutBuffer ct;
+        detail::check(kmscks_re_encrypt(c_, ciphertext.data(), ciphertext.size(), src.data(),
+                                        src.size(), dest_key_id.c_str("dest_key_id"),
+                                        dest.data(), dest.size(), ct.out()));
+        return ct.copy<Bytes>();
+    }
+    /// A data key of `number_of_bytes` bytes (32: AES-256), in the clear and encrypted.
+    DataKey generate_data_key(detail::Text key_id, std::size_t number_of_bytes = 32,
+                              const EncryptionContext &context = {}) const {
+        detail::Context ctx(context, "ctx");
+        detail::OutBuffer pt, ct;
+        detail::check(kmscks_generate_data_key(c_, key_id.c_str("key_id"), number_of_bytes,
+                                               ctx.data(), ctx.size(), pt.out(), ct.out()));
+        return DataKey{pt.copy<SecretBytes>(), ct.copy<Bytes>()};
+    }
+    /// Only the encrypted data key.
+    Bytes generate_data_key_without_plaintext(detail::Text key_id,
+                                              std::size_t number_of_bytes = 32,
+                                              const EncryptionContext &context = {}) const {
+        detail::Context ctx(context, "ctx");
+        detail::OutBuffer ct;
+        detail::check(kmscks_generate_data_key_without_plaintext(
+            c_, key_id.c_str("key_id"), number_of_bytes, ctx.data(), ctx.size(), ct.out()));
+        return ct.copy<Bytes>();
+    }
+    /// `n` random bytes (1 to 1024), from a custom key store's cluster when one is named.
+    SecretBytes generate_random(std::size_t n,
+                                detail::OptionalText custom_key_store_id = nullptr) const {
+        detail::OutBuffer out;
+        detail::check(kmscks_generate_random(
+            c_, custom_key_store_id.c_str("custom_key_store_id_or_null"), n, out.out()));
+        return out.copy<SecretBytes>();
+    }
+
+    /// GenerateDataKey for many items in one call (the engine's batched path). Throws when the
+    /// batch could not run; otherwise each item carries its own result code.
+    std::vector<DataKeyResult> generate_data_key_batch(
+        const std::vector<DataKeyRequest> &items) const {
+        std::vector<detail::Context> contexts;
+        std::vector<kmscks_data_key_request> requests;
+        contexts.reserve(items.size());
+        requests.reserve(items.size());
+        for (std::size_t i = 0; i < items.size(); ++i) {
+            const DataKeyRequest &item = items[i];
+            std::string at = "items[" + std::to_string(i) + "]";
+            contexts.emplace_back(item.context, (at + ".ctx").c_str());
+            requests.push_back(kmscks_data_key_request{
+                detail::Text(item.key_id).c_str((at + ".key_id").c_str()), item.number_of_bytes,
+                contexts.back().data(), contexts.back().size()});
+        }
+        detail::BatchResults<kmscks_data_key_result> raw(items.size());
+        detail::check(kmscks_generate_data_key_batch(
+            c_, requests.empty() ? nullptr : requests.data(), requests.size(), raw.data()));
+        std::vector<DataKeyResult> results;
+        results.reserve(items.size());
+        for (kmscks_data_key_result &r : raw.items()) {
+            DataKeyResult item;
+            item.result = r.result;
+            item.value.plaintext = detail::take<SecretBytes>(r.plaintext);
+            item.value.ciphertext = detail::take<Bytes>(r.ciphertext);
+            results.push_back(std::move(item));
+        }
+        return results;
+    }
+
+    /// Encrypt for many items in one call; results as generate_data_key_batch.
+    std::vector<EncryptResult> encrypt_batch(const std::vector<EncryptRequest> &items) const {
+        std::vector<detail::Context> contexts;
+        std::vector<kmscks_encrypt_request> requests;
+        contexts.reserve(items.size());
+        requests.reserve(items.size());
+        for (std::size_t i = 0; i < items.size(); ++i) {
+            const EncryptRequest &item = items[i];
+            std::string at = "items[" + std::to_string(i) + "]";
+            contexts.emplace_back(item.context, (at + ".ctx").c_str());
+            requests.push_back(kmscks_encrypt_request{
+                detail::Text(item.key_id).c_str((at + ".key_id").c_str()),
+                item.plaintext.data(), item.plaintext.size(), contexts.back().data(),
+                contexts.back().size()});
+        }
+        detail::BatchResults<kmscks_encrypt_result> raw(items.size());
+        detail::check(kmscks_encrypt_batch(c_, requests.empty() ? nullptr : requests.data(),
+                                           requests.size(), raw.data()));
+        std::vector<EncryptResult> results;
+        results.reserve(items.size());
+        for (kmscks_encrypt_result &r : raw.items()) {
+            EncryptResult item;
+            item.result = r.result;
+            item.value = detail::take<Bytes>(r.ciphertext);
+            results.push_back(std::move(item));
+        }
+        return results;
+    }
+
+private:
+    /// A duration as the C API's 32-bit milliseconds.
+    static std::uint32_t milliseconds(std::chrono::milliseconds d, const char *name) {
+        if (d.count() < 0 || static_cast<unsigned long long>(d.count()) >
+                                 std::numeric_limits<std::uint32_t>::max())
+            detail::invalid_argument(name, std::to_string(d.count()) +
+                                               " ms does not fit 0 to 4294967295 ms");
+        return static_cast<std::uint32_t>(d.count());
+    }
+
+    kmscks_client *c_ = nullptr;
+};
+
+}  // namespace kmscks
+
+#endif  // KMSCKS_HPP

@@ -1,0 +1,316 @@
+//! The C and C++ user's path, end to end, as docs/c-api.md tells it: `ffi/install` puts the
+//! libraries, both headers and the pkg-config files under a prefix; the one-line command builds
+//! the C quickstart (`ffi/examples/quickstart.c`) against the shared library, and
+//! `kmscks-static` links the static one into it; the C++ quickstart and the wrapper's tests
+//! (`ffi/tests/wrapper.cpp`) build with `-std=c++17 -Wall -Wextra -Werror -pedantic`; all of
+//! them run and pass, in embedded mode and (the quickstarts) through a daemon.
+//!
+//! It installs the artifacts this `cargo test` built (`target/<profile>/libkmscks.{so,a}`,
+//! found from the test binary's path) with `ffi/install --no-build`, into a temporary prefix.
+//! Skips, saying why, when `cc`, `c++` or `pkg-config` is missing.
+
+mod daemon_support;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex, Weak};
+
+use support::Need;
+
+/// The command docs/c-api.md (and the README) give a C user, run as written.
+const COMPILE_COMMAND: &str = "cc app.c $(pkg-config --cflags --libs kmscks)";
+
+/// The static link the docs give, with the warnings the C tests are held to.
+const STATIC_COMPILE_COMMAND: &str = "cc -std=c11 -Wall -Wextra -Werror -pedantic app.c -o \
+     app-static $(pkg-config --static --cflags --libs kmscks-static)";
+
+/// How the C++ programs are compiled: C++17, and the wrapper header clean under every warning.
+const CXX_FLAGS: &str = "-std=c++17 -Wall -Wextra -Werror -pedantic";
+
+/// A prefix `ffi/install` filled, removed when the last test using it is done.
+struct Installed {
+    dir: tempfile::TempDir,
+}
+
+impl Installed {
+    fn prefix(&self) -> PathBuf {
+        self.dir.path().join("prefix")
+    }
+
+    /// A fresh working directory for one test's sources and programs.
+    fn workdir(&self, name: &str) -> PathBuf {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).expect("the temp dir is writable");
+        dir
+    }
+
+    /// `sh -c line` in `dir`, with pkg-config looking in the prefix; must succeed.
+    fn sh(&self, dir: &Path, line: &str) -> Output {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(line)
+            .current_dir(dir)
+            .env("PKG_CONFIG_PATH", self.prefix().join("lib/pkgconfig"));
+        succeed(&mut cmd, line)
+    }
+
+    /// Runs a program built against the shared library (found through LD_LIBRARY_PATH).
+    fn run(&self, program: &Path, args: &[&str]) -> String {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env("LD_LIBRARY_PATH", self.prefix().join("lib"));
+        stdout(succeed(&mut cmd, &program.display().to_string()))
+    }
+}
+
+/// The shared installation: made by the first test that needs it, dropped (and its temporary
+/// prefix removed) after the last test holding it ends.
+fn installed() -> Arc<Installed> {
+    static SHARED: Mutex<Weak<Installed>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(i) = shared.upgrade() {
+        return i;
+    }
+    let i = Arc::new(install());
+    *shared = Arc::downgrade(&i);
+    i
+}
+
+/// Runs `ffi/install --no-build` on the libraries cargo built for this test run.
+fn install() -> Installed {
+    // The test binary is target[/<triple>]/<profile>/deps/capi_cpp-<hash>.
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in <target>/<profile>/deps");
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("the profile directory has a UTF-8 name");
+    let target_dir = profile_dir.parent().expect("the profile dir has a parent");
+    for lib in ["libkmscks.so", "libkmscks.a"] {
+        assert!(
+            profile_dir.join(lib).is_file(),
+            "{} was not built; cargo test builds it with the library (crate-type cdylib and \
+             staticlib)",
+            profile_dir.join(lib).display()
+        );
+    }
+    let installed = Installed {
+        dir: tempfile::tempdir().expect("a temp dir"),
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ffi/install");
+    let mut cmd = Command::new(&script);
+    cmd.args(["--no-build", "--profile", profile, "--prefix"])
+        .arg(installed.prefix())
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env_remove("DESTDIR");
+    succeed(&mut cmd, "ffi/install");
+    installed
+}
+
+fn succeed(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what} did not start: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(out: Output) -> String {
+    String::from_utf8(out.stdout).expect("the programs print UTF-8")
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn read(path: impl AsRef<Path>) -> String {
+    let path = path.as_ref();
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+fn compilers_present() -> bool {
+    support::runnable(&[
+        Need::Tool("cc"),
+        Need::Tool("c++"),
+        Need::Tool("pkg-config"),
+    ])
+}
+
+/// What a quickstart prints when all four steps and the crypto went through.
+fn assert_quickstart_output(out: &str, greeting: &str) {
+    for line in [
+        "1. cluster cluster-",
+        "(us-east-1a) and hsm-",
+        "crypto user kmsuser",
+        ") CONNECTED",
+        "4. KMS key ",
+        &format!("decrypt: \"{greeting}\" (key arn:aws:kms:"),
+        "data key: 32 bytes",
+        "quickstart: OK",
+    ] {
+        assert!(out.contains(line), "no {line:?} in the output:\n{out}");
+    }
+}
+
+#[test]
+fn ffi_install_puts_both_libraries_headers_and_pc_files_versioned_from_cargo_toml_in_the_prefix() {
+    if !compilers_present() {
+        return;
+    }
+    let i = installed();
+    let prefix = i.prefix();
+    for file in [
+        "lib/libkmscks.so",
+        "lib/libkmscks.a",
+        "lib/pkgconfig/kmscks.pc",
+        "lib/pkgconfig/kmscks-static.pc",
+    ] {
+        assert!(prefix.join(file).is_file(), "{file} was not installed");
+    }
+    for header in ["kmscks.h", "kmscks.hpp"] {
+        assert_eq!(
+            read(prefix.join("include").join(header)),
+            read(repo("include").join(header)),
+            "the installed {header} is the repository's"
+        );
+    }
+    let dir = i.workdir("pc");
+    let version = stdout(i.sh(&dir, "pkg-config --modversion kmscks"));
+    assert_eq!(version.trim(), env!("CARGO_PKG_VERSION"));
+    let static_libs = read(repo("ffi/static-libs.txt"));
+    let static_libs = static_libs.split_whitespace().collect::<Vec<_>>().join(" ");
+    let shared = stdout(i.sh(&dir, "pkg-config --cflags --libs kmscks"));
+    assert_eq!(
+        shared.split_whitespace().collect::<Vec<_>>(),
+        [
+            format!("-I{}/include", prefix.display()),
+            format!("-L{}/lib", prefix.display()),
+            "-lkmscks".to_owned()
+        ]
+    );
+    let with_private = stdout(i.sh(&dir, "pkg-config --static --libs kmscks"));
+    assert!(
+        with_private.contains(&format!("-lkmscks {static_libs}")),
+        "{with_private}"
+    );
+    let static_link = stdout(i.sh(&dir, "pkg-config --static --libs kmscks-static"));
+    assert!(
+        static_link.contains(&format!(
+            "{}/lib/libkmscks.a {static_libs}",
+            prefix.display()
+        )),
+        "{static_link}"
+    );
+}
+
+#[test]
+fn the_documented_one_line_command_builds_the_c_quickstart_which_does_the_four_steps() {
+    if !compilers_present() {
+        return;
+    }
+    // The docs show this very command.
+    assert!(read(repo("docs/c-api.md")).contains(COMPILE_COMMAND));
+    let i = installed();
+    let dir = i.workdir("c-shared");
+    std::fs::copy(repo("ffi/examples/quickstart.c"), dir.join("app.c")).expect("copy");
+    i.sh(&dir, COMPILE_COMMAND);
+    let program = dir.join("a.out");
+    // Embedded, nothing on disk.
+    let out = i.run(&program, &[]);
+    assert!(out.contains("inside this process, in memory"), "{out}");
+    assert_quickstart_output(&out, "hello from C");
+    // Embedded on a data directory, twice: the second run opens what the first one left.
+    let data = dir.join("data");
+    let data = data.to_str().expect("a UTF-8 temp path");
+    assert_quickstart_output(&i.run(&program, &[data]), "hello from C");
+    let again = i.run(&program, &[data]);
+    assert!(again.contains(&format!("data directory {data}")), "{again}");
+    assert_quickstart_output(&again, "hello from C");
+    // Through a daemon.
+    let daemon = daemon_support::TestDaemon::start(|_| {});
+    let socket = daemon.socket.to_str().expect("a UTF-8 temp path");
+    let out = i.run(&program, &["--socket", socket]);
+    assert!(out.contains("through kmscksd on"), "{out}");
+    assert_quickstart_output(&out, "hello from C");
+}
+
+#[test]
+fn pkg_config_static_links_libkmscks_a_into_the_c_quickstart() {
+    if !compilers_present() {
+        return;
+    }
+    assert!(read(repo("docs/c-api.md"))
+        .contains("$(pkg-config --static --cflags --libs kmscks-static)"));
+    let i = installed();
+    let dir = i.workdir("c-static");
+    std::fs::copy(repo("ffi/examples/quickstart.c"), dir.join("app.c")).expect("copy");
+    i.sh(&dir, STATIC_COMPILE_COMMAND);
+    // No LD_LIBRARY_PATH: the program must not need libkmscks.so at run time.
+    let mut cmd = Command::new(dir.join("app-static"));
+    cmd.env_remove("LD_LIBRARY_PATH");
+    let out = stdout(succeed(&mut cmd, "app-static"));
+    assert_quickstart_output(&out, "hello from C");
+}
+
+#[test]
+fn the_cpp_quickstart_and_the_wrapper_tests_build_clean_with_cxx17_and_pass() {
+    if !compilers_present() {
+        return;
+    }
+    let i = installed();
+    let dir = i.workdir("cpp");
+    let libs = "$(pkg-config --cflags --libs kmscks)";
+    // Copied next to the programs, as a user's sources would be (only the installed headers
+    // are on the include path).
+    for (from, to) in [
+        ("ffi/examples/quickstart.cpp", "quickstart.cpp"),
+        ("ffi/tests/wrapper.cpp", "wrapper.cpp"),
+    ] {
+        std::fs::copy(repo(from), dir.join(to)).expect("copy");
+    }
+    i.sh(
+        &dir,
+        &format!("c++ {CXX_FLAGS} quickstart.cpp -o quickstart-cpp {libs}"),
+    );
+    i.sh(
+        &dir,
+        &format!("c++ {CXX_FLAGS} -pthread wrapper.cpp -o wrapper {libs}"),
+    );
+
+    let out = i.run(&dir.join("quickstart-cpp"), &[]);
+    assert_quickstart_output(&out, "hello from C++");
+    assert!(
+        out.contains("batch of 3 data keys: OK OK NotFoundException"),
+        "{out}"
+    );
+    let daemon = daemon_support::TestDaemon::start(|_| {});
+    let socket = daemon.socket.to_str().expect("a UTF-8 temp path");
+    assert_quickstart_output(
+        &i.run(&dir.join("quickstart-cpp"), &["--socket", socket]),
+        "hello from C++",
+    );
+
+    let scratch = i.workdir("wrapper-scratch");
+    let out = i.run(
+        &dir.join("wrapper"),
+        &[scratch.to_str().expect("a UTF-8 temp path")],
+    );
+    assert!(!out.contains("FAIL"), "{out}");
+    let tests = read(repo("ffi/tests/wrapper.cpp"))
+        .lines()
+        .filter(|l| l.starts_with("void ") && l.ends_with("() {"))
+        .count();
+    assert!(tests >= 10, "the wrapper has {tests} tests");
+    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), tests);
+    assert!(out.contains(&format!("wrapper: {tests} passed")), "{out}");
+}
