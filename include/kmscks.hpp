@@ -75,25 +75,20 @@ public:
     /// ("InvalidArgument", "IO", "Internal"), as kmscks_result_name() gives it.
     std::string_view aws_name() const noexcept { return kmscks_result_name(code_); }
 
-    /// kmscks's message without the leading exception name (which key, which argument, …).
+    /// kmscks's message (which key, which argument, AWS's wording), without the name.
     const char *detail() const noexcept { return what() + detail_at_; }
 
 private:
-    // what() is "<AwsName>: <detail>" (kmscks's messages of AWS exceptions already start so).
+    // what() is "<AwsName>: <detail>" (kmscks's messages never start with the name).
     static std::string describe(kmscks_result code, std::string_view detail) {
         std::string name = kmscks_result_name(code);
         if (detail.empty()) return name;
-        if (starts_with_name(name, detail)) return std::string(detail);
         return name + ": " + std::string(detail);
     }
     static std::size_t detail_offset(kmscks_result code, std::string_view detail) {
         std::string_view name = kmscks_result_name(code);
         if (detail.empty()) return name.size();
         return name.size() + 2;
-    }
-    static bool starts_with_name(std::string_view name, std::string_view detail) {
-        return detail.size() >= name.size() + 2 && detail.substr(0, name.size()) == name &&
-               detail.substr(name.size(), 2) == ": ";
     }
 
     kmscks_result code_;

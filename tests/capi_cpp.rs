@@ -5,7 +5,7 @@
 //! (`ffi/tests/wrapper.cpp`) build with `-std=c++17 -Wall -Wextra -Werror -pedantic`; all of
 //! them run and pass, in embedded mode and (the quickstarts) through a daemon.
 //!
-//! It installs the artifacts this `cargo test` built (`target/<profile>/libkmscks.{so,a}`,
+//! It installs the artifacts this `cargo test` built (`target/<profile>/deps/libkmscks.{so,a}`,
 //! found from the test binary's path) with `ffi/install --no-build`, into a temporary prefix.
 //! Skips, saying why, when `cc`, `c++` or `pkg-config` is missing.
 
@@ -79,23 +79,19 @@ fn installed() -> Arc<Installed> {
 
 /// Runs `ffi/install --no-build` on the libraries cargo built for this test run.
 fn install() -> Installed {
-    // The test binary is target[/<triple>]/<profile>/deps/capi_cpp-<hash>.
+    // The test binary is target[/<triple>]/<profile>/deps/capi_cpp-<hash>; cargo builds the
+    // library it links, with all its crate types, into that same directory (`cargo build`
+    // alone copies them up to target/<profile>/, where they may be missing or stale).
     let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
+    let deps_dir = exe
         .parent()
-        .and_then(Path::parent)
         .expect("the test binary lives in <target>/<profile>/deps");
-    let profile = profile_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("the profile directory has a UTF-8 name");
-    let target_dir = profile_dir.parent().expect("the profile dir has a parent");
     for lib in ["libkmscks.so", "libkmscks.a"] {
         assert!(
-            profile_dir.join(lib).is_file(),
+            deps_dir.join(lib).is_file(),
             "{} was not built; cargo test builds it with the library (crate-type cdylib and \
              staticlib)",
-            profile_dir.join(lib).display()
+            deps_dir.join(lib).display()
         );
     }
     let installed = Installed {
@@ -103,9 +99,10 @@ fn install() -> Installed {
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ffi/install");
     let mut cmd = Command::new(&script);
-    cmd.args(["--no-build", "--profile", profile, "--prefix"])
+    cmd.arg("--lib-dir")
+        .arg(deps_dir)
+        .arg("--prefix")
         .arg(installed.prefix())
-        .env("CARGO_TARGET_DIR", target_dir)
         .env_remove("DESTDIR");
     succeed(&mut cmd, "ffi/install");
     installed

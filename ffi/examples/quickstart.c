@@ -33,18 +33,14 @@
 
 #include <kmscks.h>
 
-/* Reports a failed call and says whether it failed. The message of an AWS exception starts
- * with its name ("NotFoundException: ..."); that of kmscks's own codes does not ("argument
- * key_id: is NULL"), so the name is added then. */
+/* Reports a failed call and says whether it failed: the code's name (the AWS exception's,
+ * "NotFoundException") and the message ("Key 'arn:...' does not exist"). */
 static int failed(kmscks_result r, const char *what) {
     const char *name, *message;
     if (r == KMSCKS_OK) return 0;
     name = kmscks_result_name(r);
     message = kmscks_last_error_message(); /* read before any other kmscks_* call */
-    if (strncmp(message, name, strlen(name)) == 0)
-        fprintf(stderr, "quickstart: %s failed: %s\n", what, message);
-    else
-        fprintf(stderr, "quickstart: %s failed: %s: %s\n", what, name, message);
+    fprintf(stderr, "quickstart: %s failed: %s: %s\n", what, name, message);
     return 1;
 }
 

@@ -70,9 +70,11 @@ impl From<KmsError> for Failure {
         } else {
             kmscks_result::of_kind(e.kind())
         };
+        // The message only: `kmscks_result_name` gives the name, so a C program printing
+        // "<name>: <message>" shows each once.
         Failure {
             code,
-            message: format!("{}: {}", e.aws_name(), e.message()),
+            message: e.message().to_owned(),
         }
     }
 }

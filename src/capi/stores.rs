@@ -56,8 +56,10 @@ pub unsafe extern "C" fn kmscks_create_custom_key_store(
     })
 }
 
-/// Starts connecting the store (DISCONNECTED or FAILED → CONNECTING); the attempt ends
-/// CONNECTED or FAILED a moment later: `kmscks_wait_connected` waits for it.
+/// Starts connecting a DISCONNECTED store (→ CONNECTING); the attempt ends CONNECTED or FAILED
+/// a moment later: `kmscks_wait_connected` waits for it. A FAILED store is disconnected first
+/// (`kmscks_disconnect_custom_key_store`), fixed, then connected again, as on AWS;
+/// connecting it as it is: `KMSCKS_CUSTOM_KEY_STORE_INVALID_STATE`.
 ///
 /// # Safety
 /// `c` is a live handle; `store_id` is NUL-terminated.
