@@ -270,9 +270,10 @@ static void second_cluster(const kmscks_client *c) {
 
     /* Three certificates are not two either (the anchor thrice). */
     n = strlen(anchor);
-    bundle = malloc(3 * n + 3);
+    bundle = malloc(3 * (n + 1) + 1);
     CHECK(bundle != NULL);
-    sprintf(bundle, "%s\n%s\n%s\n", anchor, anchor, anchor);
+    CHECK(snprintf(bundle, 3 * (n + 1) + 1, "%s\n%s\n%s\n", anchor, anchor, anchor) ==
+          (int)(3 * (n + 1)));
     CHECK_CODE(kmscks_initialize_cluster(c, cluster_id, bundle, &csr), KMSCKS_INVALID_ARGUMENT);
     CHECK_MSG("holds 3 PEM certificates");
     free(bundle);
@@ -307,7 +308,7 @@ int main(int argc, char **argv) {
     kmscks_connection_state state = 0;
     kmscks_connection_error_code code = 99;
     kmscks_key_state key_state = 0;
-    kmscks_buffer ct = {0}, pt = {0};
+    kmscks_buffer ct = {0}, pt = {0}, ct2 = {0};
     size_t keys_before;
 
     CHECK(strcmp(kmscks_version(), KMSCKS_VERSION_STRING) == 0);
@@ -399,8 +400,9 @@ int main(int argc, char **argv) {
     CHECK(code == KMSCKS_CONNECTION_ERROR_CODE_NONE);
     CHECK_CODE(kmscks_decrypt(c, ct.data, ct.len, NULL, 0, &pt, NULL), KMSCKS_KMS_INVALID_STATE);
     CHECK(pt.data == NULL);
-    CHECK_CODE(kmscks_generate_data_key(c, store_key, 32, NULL, 0, &pt, &pt),
+    CHECK_CODE(kmscks_generate_data_key(c, store_key, 32, NULL, 0, &pt, &ct2),
                KMSCKS_KMS_INVALID_STATE);
+    CHECK(pt.data == NULL && ct2.data == NULL);
     CHECK_OK(kmscks_get_key_state(c, store_key, &key_state));
     CHECK(key_state == KMSCKS_KEY_STATE_UNAVAILABLE);
     encrypt_decrypt(c, default_key, default_key);
