@@ -11,10 +11,11 @@
 //!
 //! The libraries are the ones cargo built for this test run, next to the test binary
 //! (`target/<profile>/deps/`, else `target/<profile>/`): cargo builds the crate's `cdylib` and
-//! `staticlib` with the `lib` this test links. Without a C compiler (`$CC`, else `cc`) the C tests skip with a
-//! printed reason; without the libraries they fail, naming the missing file.
+//! `staticlib` with the `lib` this test links. Without a C compiler (`$CC`, else `cc`) the C
+//! tests skip with a printed reason; without the libraries they fail, naming the missing file.
 //!
-//! `ffi/run-sanitized` runs the same programs under AddressSanitizer and LeakSanitizer.
+//! `ffi/run-sanitized` runs the same programs under AddressSanitizer, UndefinedBehaviorSanitizer
+//! and LeakSanitizer.
 
 mod daemon_support;
 mod support;
@@ -236,10 +237,12 @@ fn checks_passed(o: &Output, what: &str) -> u64 {
         .unwrap_or_else(|| panic!("{what} did not report its checks:\n{}", shown(o)))
 }
 
-/// Builds `program` against `lib`, runs it in `mode` on fresh state, and returns how many
+/// Builds `program` against `lib`, runs it in `mode` on fresh state, and checks how many
 /// checks passed (at least `min`, so that a program that stops early does not pass).
-fn run(program: &'static str, lib: Lib, mode: Mode, min: u64) -> Option<u64> {
-    let cc = compiler_or_skip()?;
+fn run(program: &'static str, lib: Lib, mode: Mode, min: u64) {
+    let Some(cc) = compiler_or_skip() else {
+        return;
+    };
     let bin = built(&cc, program, lib);
     let what = format!("{program}.c ({lib:?} library, {mode:?})");
     let mut cmd = Command::new(&bin);
@@ -272,7 +275,6 @@ fn run(program: &'static str, lib: Lib, mode: Mode, min: u64) -> Option<u64> {
         shown(&o)
     );
     println!("{what}: {n} checks passed");
-    Some(n)
 }
 
 /// Four tests per C program: each library kind, each mode.
