@@ -340,3 +340,23 @@ impl Flood {
         raw
     }
 }
+
+impl TestDaemon {
+    /// Starts the daemon again after [`TestDaemon::stop`], on the same data directory and
+    /// socket as [`TestDaemon::start`] chose (`tweak` applied as there: give the same one), and
+    /// returns once it has answered a Hello. For tests of what outlives a daemon restart.
+    pub(crate) fn restart(&mut self, tweak: impl FnOnce(&mut DaemonConfig)) {
+        assert!(self.thread.is_none(), "restart follows stop");
+        let mut config = DaemonConfig {
+            data_dir: self.dir.path().join("data"),
+            socket: self.socket.clone(),
+            ..DaemonConfig::default()
+        };
+        tweak(&mut config);
+        let daemon = Daemon::bind(config).expect("the daemon binds again");
+        self.shutdown = Shutdown::new();
+        let s = self.shutdown.clone();
+        self.thread = Some(std::thread::spawn(move || daemon.serve(s)));
+        crate::support::wait_ready(&self.socket, crate::support::READY_TIMEOUT);
+    }
+}
