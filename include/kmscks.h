@@ -699,7 +699,9 @@ kmscks_result kmscks_connect_custom_key_store(const kmscks_client *c, const char
 
 /**
  * Disconnects the store: its keys are unusable at once (KMSCKS_KMS_INVALID_STATE) until it is
- * connected again.
+ * connected again. The store reads DISCONNECTING for a moment, then DISCONNECTED;
+ * `kmscks_wait_settled` waits for that (settings that change only while DISCONNECTED are
+ * refused until then).
  *
  * # Safety
  * `c` is a live handle; `store_id` is NUL-terminated.
@@ -717,7 +719,10 @@ kmscks_result kmscks_delete_custom_key_store(const kmscks_client *c, const char 
 /**
  * Changes a store's name, `kmsuser` password, or cluster (a related one: a cluster restored
  * from a backup of the original); NULL leaves that setting as it is. The password and the
- * cluster change only while the store is DISCONNECTED, as on AWS.
+ * cluster change only while the store is DISCONNECTED, as on AWS. The password is the one
+ * `kmsuser` has on the cluster: connecting rotates it there (as AWS does) and the store keeps
+ * the new one, so after a wrong password the way back is to set one on the cluster
+ * (`kmscks_change_crypto_user_password`) and then here.
  *
  * # Safety
  * `c` is a live handle; strings are NULL or NUL-terminated (`store_id` not NULL).
@@ -754,6 +759,20 @@ kmscks_result kmscks_get_connection_state(const kmscks_client *c,
 kmscks_result kmscks_wait_connected(const kmscks_client *c,
                                     const char *store_id,
                                     uint32_t timeout_ms);
+
+/**
+ * Waits up to `timeout_ms` until the store is neither CONNECTING nor DISCONNECTING and writes
+ * the state it settled in to `*state` (which may be NULL): `KMSCKS_OK` whatever that state
+ * is (`kmscks_wait_connected` is the form that fails unless it is CONNECTED);
+ * `KMSCKS_DEPENDENCY_TIMEOUT` when it has not settled by then.
+ *
+ * # Safety
+ * `c` is a live handle; `store_id` is NUL-terminated; `state` is NULL or valid for a write.
+ */
+kmscks_result kmscks_wait_settled(const kmscks_client *c,
+                                  const char *store_id,
+                                  uint32_t timeout_ms,
+                                  kmscks_connection_state *state);
 
 /**
  * Writes DescribeCustomKeyStores as JSON (AWS's member names) to `*json`: one store when

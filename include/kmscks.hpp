@@ -542,6 +542,16 @@ public:
         detail::check(kmscks_wait_connected(c_, store_id.c_str("store_id"),
                                             milliseconds(timeout, "timeout_ms")));
     }
+    /// Waits until the store is neither CONNECTING nor DISCONNECTING; returns where it settled
+    /// (throws KMSCKS_DEPENDENCY_TIMEOUT when it has not by then).
+    kmscks_connection_state wait_settled(
+        detail::Text store_id,
+        std::chrono::milliseconds timeout = std::chrono::seconds(10)) const {
+        kmscks_connection_state state = KMSCKS_CONNECTION_STATE_CONNECTED;
+        detail::check(kmscks_wait_settled(c_, store_id.c_str("store_id"),
+                                          milliseconds(timeout, "timeout_ms"), &state));
+        return state;
+    }
     /// DescribeCustomKeyStores as JSON: one store, or all (nullptr).
     std::string describe_custom_key_stores_json(detail::OptionalText store_id = nullptr) const {
         detail::OutString json;

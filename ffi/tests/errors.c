@@ -311,7 +311,8 @@ static void sizes(const kmscks_client *c, const char *key) {
     reset(&a);
     reset(&b);
     CHECK_CODE(kmscks_generate_data_key(c, key, 0, NULL, 0, &a, &b), KMSCKS_VALIDATION);
-    CHECK_MSG("ValidationException");
+    CHECK_MSG("numberOfBytes");
+    CHECK(strncmp(kmscks_last_error_message(), "ValidationException", 19) != 0);
     CHECK_CODE(kmscks_generate_data_key(c, key, 2000, NULL, 0, &a, &b), KMSCKS_VALIDATION);
     CHECK_CODE(kmscks_generate_data_key(c, key, 1025, NULL, 0, &a, &b), KMSCKS_VALIDATION);
     CHECK_CODE(kmscks_generate_data_key_without_plaintext(c, key, 0, NULL, 0, &b),

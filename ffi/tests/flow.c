@@ -423,7 +423,11 @@ int main(int argc, char **argv) {
 
     /* The end: a store that holds keys cannot go; its keys are scheduled for deletion. */
     CHECK_OK(kmscks_disconnect_custom_key_store(c, store_id));
-    CHECK_CODE(kmscks_wait_connected(c, store_id, 30000), KMSCKS_CUSTOM_KEY_STORE_INVALID_STATE);
+    /* kmscks_wait_settled waits out DISCONNECTING and says where the store settled. */
+    state = KMSCKS_CONNECTION_STATE_CONNECTED;
+    CHECK_OK(kmscks_wait_settled(c, store_id, 30000, &state));
+    CHECK(state == KMSCKS_CONNECTION_STATE_DISCONNECTED);
+    CHECK_OK(kmscks_wait_settled(c, store_id, 30000, NULL));
     CHECK_CODE(kmscks_delete_custom_key_store(c, store_id), KMSCKS_CUSTOM_KEY_STORE_HAS_CMKS);
     CHECK_OK(kmscks_connect_custom_key_store(c, store_id));
     CHECK_OK(kmscks_wait_connected(c, store_id, 30000));

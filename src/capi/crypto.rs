@@ -277,7 +277,10 @@ pub unsafe extern "C" fn kmscks_generate_random(
         // SAFETY: caller's contract (each argument below likewise).
         let c = unsafe { client(c) }?;
         let store = unsafe {
-            super::boundary::optional_text(custom_key_store_id_or_null, "custom_key_store_id")
+            super::boundary::optional_text(
+                custom_key_store_id_or_null,
+                "custom_key_store_id_or_null",
+            )
         }?;
         let o = super::boundary::out(out, "out")?;
         let request = Request::GenerateRandom(GenerateRandomRequest {

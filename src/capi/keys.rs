@@ -30,8 +30,9 @@ pub unsafe extern "C" fn kmscks_create_key(
     guard(|| {
         // SAFETY: caller's contract (each argument below likewise).
         let c = unsafe { client(c) }?;
-        let store = unsafe { optional_text(custom_key_store_id_or_null, "custom_key_store_id") }?;
-        let description = unsafe { optional_text(description_or_null, "description") }?;
+        let store =
+            unsafe { optional_text(custom_key_store_id_or_null, "custom_key_store_id_or_null") }?;
+        let description = unsafe { optional_text(description_or_null, "description_or_null") }?;
         let out = out(key_id, "key_id")?;
         let request = Request::CreateKey(CreateKeyRequest {
             custom_key_store_id: store.map(str::to_owned),

@@ -80,7 +80,9 @@ pub unsafe extern "C" fn kmscks_connect_custom_key_store(
 }
 
 /// Disconnects the store: its keys are unusable at once (KMSCKS_KMS_INVALID_STATE) until it is
-/// connected again.
+/// connected again. The store reads DISCONNECTING for a moment, then DISCONNECTED;
+/// `kmscks_wait_settled` waits for that (settings that change only while DISCONNECTED are
+/// refused until then).
 ///
 /// # Safety
 /// `c` is a live handle; `store_id` is NUL-terminated.
@@ -120,7 +122,10 @@ pub unsafe extern "C" fn kmscks_delete_custom_key_store(
 
 /// Changes a store's name, `kmsuser` password, or cluster (a related one: a cluster restored
 /// from a backup of the original); NULL leaves that setting as it is. The password and the
-/// cluster change only while the store is DISCONNECTED, as on AWS.
+/// cluster change only while the store is DISCONNECTED, as on AWS. The password is the one
+/// `kmsuser` has on the cluster: connecting rotates it there (as AWS does) and the store keeps
+/// the new one, so after a wrong password the way back is to set one on the cluster
+/// (`kmscks_change_crypto_user_password`) and then here.
 ///
 /// # Safety
 /// `c` is a live handle; strings are NULL or NUL-terminated (`store_id` not NULL).
@@ -192,21 +197,14 @@ pub unsafe extern "C" fn kmscks_wait_connected(
         // SAFETY: caller's contract (each argument below likewise).
         let c = unsafe { client(c) }?;
         let store_id = unsafe { text(store_id, "store_id") }?;
-        let request = Request::WaitForConnection(WaitForConnectionRequest {
-            custom_key_store_id: store_id.to_owned(),
-            timeout_millis: timeout_ms.into(),
-        });
-        let entry = expect_response!(c.call(&request)?, WaitForConnection)?;
+        let entry = wait(c, store_id, timeout_ms)?;
         let state = entry.connection_state;
         match state {
             ConnectionState::Connected => Ok(()),
-            ConnectionState::Connecting | ConnectionState::Disconnecting => {
-                Err(Failure::from(crate::err!(
-                    DependencyTimeoutException,
-                    "custom key store {store_id} is still {state} after {timeout_ms} ms"
-                )))
-            }
-            ConnectionState::Failed | ConnectionState::Disconnected => {
+            ConnectionState::Failed
+            | ConnectionState::Disconnected
+            | ConnectionState::Connecting
+            | ConnectionState::Disconnecting => {
                 let why = entry
                     .connection_error_code
                     .map(|code| format!(" with ConnectionErrorCode {code}"))
@@ -218,6 +216,54 @@ pub unsafe extern "C" fn kmscks_wait_connected(
             }
         }
     })
+}
+
+/// Waits up to `timeout_ms` until the store is neither CONNECTING nor DISCONNECTING and writes
+/// the state it settled in to `*state` (which may be NULL): `KMSCKS_OK` whatever that state
+/// is (`kmscks_wait_connected` is the form that fails unless it is CONNECTED);
+/// `KMSCKS_DEPENDENCY_TIMEOUT` when it has not settled by then.
+///
+/// # Safety
+/// `c` is a live handle; `store_id` is NUL-terminated; `state` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn kmscks_wait_settled(
+    c: *const kmscks_client,
+    store_id: *const c_char,
+    timeout_ms: u32,
+    state: *mut kmscks_connection_state,
+) -> kmscks_result {
+    guard(|| {
+        // SAFETY: caller's contract (each argument below likewise).
+        let c = unsafe { client(c) }?;
+        let store_id = unsafe { text(store_id, "store_id") }?;
+        let entry = wait(c, store_id, timeout_ms)?;
+        if let Some(o) = super::boundary::optional_out(state) {
+            // SAFETY: non-NULL, writable by the caller's contract.
+            unsafe { put(o, entry.connection_state.into()) };
+        }
+        Ok(())
+    })
+}
+
+/// WaitForConnection; `KMSCKS_DEPENDENCY_TIMEOUT` when the store is still moving at the
+/// deadline.
+fn wait(c: &kmscks_client, store_id: &str, timeout_ms: u32) -> CResult<CustomKeyStoreEntry> {
+    let request = Request::WaitForConnection(WaitForConnectionRequest {
+        custom_key_store_id: store_id.to_owned(),
+        timeout_millis: timeout_ms.into(),
+    });
+    let entry = expect_response!(c.call(&request)?, WaitForConnection)?;
+    let state = entry.connection_state;
+    if matches!(
+        state,
+        ConnectionState::Connecting | ConnectionState::Disconnecting
+    ) {
+        return Err(Failure::from(crate::err!(
+            DependencyTimeoutException,
+            "custom key store {store_id} is still {state} after {timeout_ms} ms"
+        )));
+    }
+    Ok(entry)
 }
 
 /// Writes DescribeCustomKeyStores as JSON (AWS's member names) to `*json`: one store when
