@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::hsm_audit::AuditHash;
 use crate::secret::Password;
 use crate::types::{
     BackupId, BackupState, ClusterId, ClusterState, HsmId, HsmState, HsmUserRole, Timestamp,
@@ -418,11 +419,16 @@ pub struct InjectFaultRequest {
     pub fault: Fault,
 }
 
-/// One record of an HSM's audit log (CloudHSM audit log format, simplified).
+/// One record of an HSM's audit log (CloudHSM audit log format, simplified), chained to the
+/// record before it (see [`hsm_audit`](super::hsm_audit) for the encoding and the verifier).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct AuditEvent {
     /// Gap-free sequence number within the HSM's stream, from 0.
     pub sequence: u64,
+    /// CloudHSM's `Reboot counter`: how many times the HSM has come back since it was first
+    /// created (0 for a new HSM; an HSM created in a cluster restored from a backup starts at 1,
+    /// as it boots from the backup's image).
+    pub reboot_counter: u32,
     /// Time.
     pub time: Timestamp,
     /// Opcode name, e.g. `CN_LOGIN`.
@@ -435,4 +441,8 @@ pub struct AuditEvent {
     pub user: Option<String>,
     /// Key handle, for key commands.
     pub key_handle: Option<u64>,
+    /// SHA-256 of the previous record's canonical encoding (of the HSM id, for record 0).
+    pub previous_hash: AuditHash,
+    /// SHA-256 of this record's canonical encoding (which includes `previous_hash`).
+    pub hash: AuditHash,
 }

@@ -8,4 +8,5 @@
 //! operation is performed.
 
 pub mod hsm;
+pub mod hsm_audit;
 pub mod kms;

@@ -1,8 +1,14 @@
 //! The per-HSM audit streams: what each command writes to every active HSM of the cluster (as
 //! CloudHSM replicates commands), and reading the streams back.
+//!
+//! Each stream is a hash chain (tamper-evident): every record carries its HSM's reboot counter,
+//! the SHA-256 of the previous record's canonical encoding and its own; the chain is assigned
+//! as a record is appended (`CloudHsmState::apply`) with the functions of
+//! [`crate::api::hsm_audit`], which also verifies streams. `docs/hsm-audit.md` has the format.
 
 use super::cluster::parse_cluster_id;
 use super::{CloudHsmState, HsmChange, HsmTx};
+use crate::api::hsm_audit::AuditHash;
 use crate::err;
 use crate::error::Result;
 use crate::hsm::model::*;
@@ -30,18 +36,33 @@ pub(super) fn audit_all(
     user: Option<&str>,
     handle: Option<u64>,
 ) {
-    let hsms: Vec<HsmId> = cluster.active_hsms().map(|h| h.id.clone()).collect();
-    for hsm in hsms {
-        let event = AuditEvent {
-            sequence: 0,
-            time: tx.now,
-            opcode: op.0.to_owned(),
-            opcode_id: op.1,
-            response: response.to_owned(),
-            user: user.map(str::to_owned),
-            key_handle: handle,
-        };
-        tx.push(HsmChange::Audit(cluster.id.clone(), hsm, event));
+    for hsm in cluster.active_hsms() {
+        let event = record(tx, hsm, op, response, user, handle);
+        tx.push(HsmChange::Audit(cluster.id.clone(), hsm.id.clone(), event));
+    }
+}
+
+/// One record for `hsm`'s stream, with the HSM's reboot counter. Its position and hashes are
+/// placeholders: applying the [`HsmChange::Audit`] assigns them (see `CloudHsmState::apply`).
+pub(super) fn record(
+    tx: &HsmTx<'_>,
+    hsm: &Hsm,
+    op: (&str, u32),
+    response: &str,
+    user: Option<&str>,
+    handle: Option<u64>,
+) -> AuditEvent {
+    AuditEvent {
+        sequence: 0,
+        reboot_counter: hsm.reboot_counter,
+        time: tx.now,
+        opcode: op.0.to_owned(),
+        opcode_id: op.1,
+        response: response.to_owned(),
+        user: user.map(str::to_owned),
+        key_handle: handle,
+        previous_hash: AuditHash::ZERO,
+        hash: AuditHash::ZERO,
     }
 }
 

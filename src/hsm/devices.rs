@@ -1,7 +1,7 @@
 //! The HSMs of a cluster: CreateHsm (the first one makes the cluster's identity key and CSR)
 //! and DeleteHsm, with the subnet addresses they take and give back.
 
-use super::audit::opcode;
+use super::audit::{opcode, record};
 use super::cluster::{cluster, describe_hsm};
 use super::{HsmChange, HsmTx};
 use crate::api::hsm::*;
@@ -71,6 +71,9 @@ pub fn create_hsm(tx: &mut HsmTx<'_>, req: &CreateHsmRequest) -> Result<HsmDescr
         eni_ip: format!("10.0.{}.{}", zone_index, 10 + used),
         state: HsmState::Active,
         state_message: None,
+        // An HSM of a restored cluster boots from the backup's image: its first boot is a
+        // come-back (see `Hsm::reboot_counter`).
+        reboot_counter: u32::from(c.source_backup.is_some()),
     };
     if c.state == ClusterState::Uninitialized && c.pki.csr.is_none() {
         let key = ClusterKey::generate();
@@ -89,15 +92,8 @@ pub fn create_hsm(tx: &mut HsmTx<'_>, req: &CreateHsmRequest) -> Result<HsmDescr
     c.hsms.insert(hsm.id.clone(), hsm);
     if c.state == ClusterState::Active {
         // The new HSM is cloned from the cluster: its stream starts with the sync.
-        let event = AuditEvent {
-            sequence: 0,
-            time: tx.now,
-            opcode: opcode::INIT_TOKEN.0.into(),
-            opcode_id: opcode::INIT_TOKEN.1,
-            response: "SUCCESS".into(),
-            user: None,
-            key_handle: None,
-        };
+        let hsm = &c.hsms[&hsm_id];
+        let event = record(tx, hsm, opcode::INIT_TOKEN, "SUCCESS", None, None);
         tx.push(HsmChange::Audit(c.id.clone(), hsm_id, event));
     }
     tx.push(HsmChange::PutCluster(Box::new(c)));

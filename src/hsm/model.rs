@@ -113,6 +113,19 @@ pub struct Hsm {
     pub state: HsmState,
     /// Why the HSM is not active, for DEGRADED HSMs.
     pub state_message: Option<String>,
+    /// How many times the HSM has come back (CloudHSM's `Reboot counter`), written into each
+    /// of its audit records: 0 for a new HSM, 1 for one created in a cluster restored from a
+    /// backup (it boots from the backup's image); whatever brings a DEGRADED HSM back to ACTIVE
+    /// adds 1 ([`Hsm::reboot`]).
+    pub reboot_counter: u32,
+}
+
+impl Hsm {
+    /// The HSM comes back (after a failure, or a restart): the next audit records carry the
+    /// next reboot counter.
+    pub fn reboot(&mut self) {
+        self.reboot_counter = self.reboot_counter.saturating_add(1);
+    }
 }
 
 /// Who holds a user's login session.

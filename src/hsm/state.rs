@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::model::{AuditEvent, Backup, Cluster, HsmUser, KeyObject};
+use crate::api::hsm_audit;
 use crate::types::{BackupId, ClusterId, HsmId};
 
 /// The simulated CloudHSM service's state (clusters of any Region, their users, key objects,
@@ -52,7 +53,8 @@ pub enum HsmChange {
     DeleteUser(ClusterId, String),
     PutObject(ClusterId, KeyObject),
     DeleteObject(ClusterId, u64),
-    /// Appends to the HSM's audit stream; `sequence` is assigned on apply (gap-free).
+    /// Appends to the HSM's audit stream; `sequence` (gap-free), `previous_hash` and `hash`
+    /// are assigned on apply, so replaying the journal rebuilds the same chain.
     Audit(ClusterId, HsmId, AuditEvent),
     PutBackup(Box<Backup>),
     DeleteBackup(BackupId),
@@ -102,8 +104,11 @@ impl CloudHsmState {
                 }
             }
             HsmChange::Audit(c, h, mut event) => {
+                let genesis = hsm_audit::genesis_hash(&h);
                 let stream = self.audit.entry((c, h)).or_default();
                 event.sequence = stream.len() as u64;
+                event.previous_hash = stream.last().map_or(genesis, |last| last.hash);
+                event.hash = hsm_audit::record_hash(&event);
                 stream.push(event);
             }
             HsmChange::PutBackup(b) => {
