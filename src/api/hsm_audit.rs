@@ -237,7 +237,9 @@ pub fn verify_stream(hsm: &HsmId, events: &[AuditEvent]) -> StreamVerdict {
 
 /// Verifies records of any number of HSMs (as read from an export: each with its HSM),
 /// grouped by HSM in order of first appearance, each group in the order given.
-pub fn verify_records(records: impl IntoIterator<Item = (HsmId, AuditEvent)>) -> Vec<StreamVerdict> {
+pub fn verify_records(
+    records: impl IntoIterator<Item = (HsmId, AuditEvent)>,
+) -> Vec<StreamVerdict> {
     let mut streams: Vec<(HsmId, Vec<AuditEvent>)> = Vec::new();
     for (hsm, event) in records {
         match streams.iter_mut().find(|(h, _)| *h == hsm) {

@@ -36,8 +36,9 @@ pub const JOURNAL_MAGIC: [u8; 4] = *b"KCKJ";
 /// holds the event log (`trail`), only the next event's sequence number (`next_event_seq`);
 /// the events live in `events/` beside the journal. Version 5: every journal frame and
 /// snapshot carries an HMAC-SHA256 tag (`store::auth`), and HSM user password hashes are
-/// stored wrapped.
-pub const FORMAT_VERSION: u32 = 5;
+/// stored wrapped. Version 6: HSM audit records are hash-chained (`reboot_counter`,
+/// `previous_hash`, `hash`; see `api::hsm_audit`) and each HSM keeps its reboot counter.
+pub const FORMAT_VERSION: u32 = 6;
 /// Length of the journal file header.
 pub const JOURNAL_HEADER_LEN: usize = 20;
 /// Length of a frame header.
