@@ -11,7 +11,8 @@
 //! | `user create\|delete\|change-password\|list --cluster-id --username --role --password` | CloudHSM CLI |
 //! | `login\|logout --cluster-id --username [--password]` | CloudHSM CLI |
 //! | `key list --cluster-id`, `key delete --cluster-id --key-reference --username --password` | CloudHSM CLI |
-//! | `audit-log --cluster-id [--hsm-id]` | kmscks extra: the HSMs' audit logs |
+//! | `audit-log --cluster-id [--hsm-id]` | kmscks extra: the HSMs' audit logs (raw, hashes included) |
+//! | `audit verify --cluster-id [--hsm-id]` / `--file F`, `audit export --cluster-id --hsm-id` | kmscks extra: the audit streams' hash chains checked by the client (`audit.rs`) |
 //! | `inject-fault --cluster-id --fault JSON` | kmscks extra: e.g. `--fault NetworkDown`, `--fault '{"HsmLost":"hsm-…"}'` |
 
 use super::args::{opt, req, specs, ArgSpec, Kind::*};

@@ -21,6 +21,7 @@
 //! operation: <message>`), 255 anything else (cannot connect, cannot open the data directory).
 
 pub(crate) mod args;
+pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod cloudhsm;
 pub(crate) mod completion;
@@ -206,6 +207,7 @@ pub(crate) fn command() -> Command {
             hsm_cmd = hsm_cmd.mut_subcommand(group, |g| g.subcommand(leaf));
         }
     }
+    hsm_cmd = hsm_cmd.subcommand(audit::command());
     Command::new("kmscks")
         .about("AWS KMS custom key stores on one machine: the AWS-CLI-shaped command line")
         .version(env!("CARGO_PKG_VERSION"))
@@ -258,6 +260,8 @@ pub(crate) enum CliError {
     },
     /// Anything else (255).
     Other(String),
+    /// `cloudhsm audit verify` found a broken chain ([`audit::EXIT_BROKEN`]): which, where.
+    AuditBroken(String),
 }
 
 impl CliError {
@@ -267,6 +271,7 @@ impl CliError {
             CliError::Param(_) | CliError::Validation(_) => EXIT_USAGE,
             CliError::Service { .. } => EXIT_SERVICE,
             CliError::Other(_) => EXIT_OTHER,
+            CliError::AuditBroken(_) => audit::EXIT_BROKEN,
         }
     }
 }
@@ -281,7 +286,7 @@ impl std::fmt::Display for CliError {
                 operation,
                 error.message(),
             )),
-            CliError::Other(m) => write!(f, "\n{m}\n"),
+            CliError::Other(m) | CliError::AuditBroken(m) => write!(f, "\n{m}\n"),
         }
     }
 }
@@ -509,6 +514,9 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
         "completion" => return completion::run(sub, out).map_err(io),
         "bench" => return bench::run(sub, &Target::from_matches(m), format, out, err),
         _ => {}
+    }
+    if let ("cloudhsm", Some(("audit", audit_m))) = (group, sub.subcommand()) {
+        return audit::run(audit_m, &Target::from_matches(m), format, out);
     }
     // Walk to the leaf verb.
     let mut path = vec![group];

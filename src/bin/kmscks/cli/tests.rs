@@ -353,3 +353,239 @@ fn range_help_texts_are_the_limits() {
         "a range flag disappeared: {seen:?}"
     );
 }
+
+// ---- cloudhsm audit verify / export ---------------------------------------------------------
+
+/// A data directory with an active two-HSM cluster whose streams hold five records each
+/// (CN_INIT_TOKEN, then a user created, deleted, another created and deleted); returns the
+/// cluster and its HSMs.
+fn audited_cluster(d: &str) -> (String, Vec<String>) {
+    let ok = |args: &[&str]| -> Value {
+        let mut argv = vec!["--data-dir", d, "cloudhsm"];
+        argv.extend_from_slice(args);
+        let (code, out, err) = run_cli(&argv);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str(&out).unwrap_or(Value::Null)
+    };
+    let c = ok(&["create-cluster"]);
+    let cid = c["Cluster"]["ClusterId"].as_str().unwrap().to_owned();
+    let zones: Vec<String> = c["Cluster"]["SubnetMapping"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let mut hsms = Vec::new();
+    for zone in &zones {
+        let h = ok(&[
+            "create-hsm",
+            "--cluster-id",
+            &cid,
+            "--availability-zone",
+            zone,
+        ]);
+        hsms.push(h["Hsm"]["HsmId"].as_str().unwrap().to_owned());
+    }
+    ok(&["initialize-cluster", "--cluster-id", &cid]);
+    for user in ["alice", "bob"] {
+        ok(&[
+            "user",
+            "create",
+            "--cluster-id",
+            &cid,
+            "--username",
+            user,
+            "--role",
+            "crypto-user",
+            "--password",
+            "userPassw0rd",
+        ]);
+        ok(&["user", "delete", "--cluster-id", &cid, "--username", user]);
+    }
+    (cid, hsms)
+}
+
+/// `audit verify --file`: (exit code, the one stream's verdict, stderr).
+fn verify_file(path: &std::path::Path) -> (i32, Value, String) {
+    let (code, out, err) = run_cli(&[
+        "cloudhsm",
+        "audit",
+        "verify",
+        "--file",
+        path.to_str().unwrap(),
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let streams = v["Streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 1, "{v}");
+    (code, streams[0].clone(), err)
+}
+
+#[test]
+fn audit_verify_finds_every_stream_of_a_clean_cluster_intact_and_export_writes_chained_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (cid, hsms) = audited_cluster(d);
+    let (code, out, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "cloudhsm",
+        "audit",
+        "verify",
+        "--cluster-id",
+        &cid,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let streams = v["Streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 2, "{v}");
+    for s in streams {
+        assert_eq!(s["Verdict"], "INTACT", "{s}");
+        assert_eq!(s["Records"], 5, "{s}");
+        assert!(s.get("Break").is_none(), "{s}");
+    }
+    // One HSM only.
+    let (code, out, _) = run_cli(&[
+        "--data-dir",
+        d,
+        "cloudhsm",
+        "audit",
+        "verify",
+        "--cluster-id",
+        &cid,
+        "--hsm-id",
+        &hsms[1],
+    ]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["Streams"][0]["HsmId"], hsms[1].as_str());
+    // Export: one record per line, chained from the genesis, and the file verifies offline.
+    let (code, out, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "cloudhsm",
+        "audit",
+        "export",
+        "--cluster-id",
+        &cid,
+        "--hsm-id",
+        &hsms[0],
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["hsm_id"], hsms[0].as_str());
+        assert_eq!(l["sequence"], i);
+        assert_eq!(l["reboot_counter"], 0);
+        if i > 0 {
+            assert_eq!(l["previous_hash"], lines[i - 1]["hash"]);
+        }
+    }
+    let file = dir.path().join("audit.jsonl");
+    std::fs::write(&file, &out).unwrap();
+    let (code, verdict, err) = verify_file(&file);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(verdict["Verdict"], "INTACT");
+    assert_eq!(verdict["HeadHash"], lines[4]["hash"]);
+    // The raw verb still answers, hashes included.
+    let (code, out, _) = run_cli(&[
+        "--data-dir",
+        d,
+        "cloudhsm",
+        "audit-log",
+        "--cluster-id",
+        &cid,
+    ]);
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v["Streams"][0]["Events"][0]["previous_hash"].is_string(),
+        "{v}"
+    );
+    // An HSM without a stream is the service's error, not an empty verdict.
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "cloudhsm",
+        "audit",
+        "export",
+        "--cluster-id",
+        &cid,
+        "--hsm-id",
+        "hsm-abcdefghijk",
+    ]);
+    assert_eq!(code, EXIT_SERVICE, "{err}");
+    assert!(err.contains("CloudHsmResourceNotFoundException"), "{err}");
+}
+
+#[test]
+fn an_exported_stream_tampered_by_removal_swap_or_edit_fails_verify_file_at_that_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (cid, hsms) = audited_cluster(d);
+    let (_, export, _) = run_cli(&[
+        "--data-dir",
+        d,
+        "cloudhsm",
+        "audit",
+        "export",
+        "--cluster-id",
+        &cid,
+        "--hsm-id",
+        &hsms[1],
+    ]);
+    let lines: Vec<String> = export.lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 5);
+    let edited = lines[3].replace("\"user\":\"bob\"", "\"user\":\"eve\"");
+    assert_ne!(edited, lines[3], "record 3 names bob: {}", lines[3]);
+    let cases: [(&str, Vec<&String>, u64, &str); 3] = [
+        (
+            "removed",
+            vec![&lines[0], &lines[1], &lines[3], &lines[4]],
+            2,
+            "REMOVED",
+        ),
+        (
+            "swapped",
+            vec![&lines[0], &lines[2], &lines[1], &lines[3], &lines[4]],
+            1,
+            "REORDERED",
+        ),
+        (
+            "edited",
+            vec![&lines[0], &lines[1], &lines[2], &edited, &lines[4]],
+            3,
+            "EDITED",
+        ),
+    ];
+    for (what, kept, sequence, kind) in cases {
+        let file = dir.path().join(format!("{what}.jsonl"));
+        let text: String = kept.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(&file, text).unwrap();
+        let (code, verdict, err) = verify_file(&file);
+        assert_eq!(code, audit::EXIT_BROKEN, "{what}: {verdict} {err}");
+        assert_eq!(verdict["Verdict"], "BROKEN", "{what}");
+        assert_eq!(verdict["HsmId"], hsms[1].as_str(), "{what}");
+        assert_eq!(verdict["Break"]["Sequence"], sequence, "{what}: {verdict}");
+        assert_eq!(verdict["Break"]["Kind"], kind, "{what}: {verdict}");
+        assert!(
+            err.contains(&format!("{} at sequence {sequence} ({kind})", hsms[1])),
+            "{what}: {err}"
+        );
+    }
+    // A line that is not a record is a parameter error naming the line.
+    let file = dir.path().join("garbage.jsonl");
+    std::fs::write(&file, format!("{}\nnot json\n", lines[0])).unwrap();
+    let (code, _, err) = run_cli(&[
+        "cloudhsm",
+        "audit",
+        "verify",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert!(err.contains("line 2"), "{err}");
+}

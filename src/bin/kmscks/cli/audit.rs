@@ -1,0 +1,247 @@
+//! `kmscks cloudhsm audit verify|export`: the HSM audit streams checked as hash chains, by the
+//! client, with the library's verifier ([`kmscks::api::hsm_audit`]) — the server's word is not
+//! needed, and with `--file` not even the server.
+//!
+//! | verb | what it does |
+//! |---|---|
+//! | `audit verify --cluster-id ID [--hsm-id ID]` | fetches the streams (the AuditLog operation), verifies each, prints a verdict per HSM |
+//! | `audit verify --file F` | verifies an exported file offline (no daemon, no data directory) |
+//! | `audit export --cluster-id ID --hsm-id ID` | writes the HSM's stream as JSON lines, one record per line, hashes included |
+//!
+//! A verdict is `{"HsmId", "Verdict": "INTACT"|"BROKEN", "Records", "HeadHash", "Break":
+//! {"Sequence", "Kind": "REMOVED"|"REORDERED"|"EDITED"}}` inside `{"Streams": [...]}`. When any
+//! stream is broken, `verify` prints the verdicts all the same, names the breaks on stderr and
+//! exits [`EXIT_BROKEN`]. These verbs are not operations of their own (the op table has
+//! AuditLog); the existing `audit-log` verb prints the raw response.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Arg, ArgGroup, ArgMatches, Command};
+use serde_json::{Map, Value};
+
+use super::args::{opt, req, ArgSpec, Kind::*, ParamError};
+use super::output::{self, Format};
+use super::{spec_args, CliError, Target};
+use kmscks::api::hsm::{AuditLogRequest, AuditStream};
+use kmscks::api::hsm_audit::{self, AuditRecordLine, StreamVerdict};
+use kmscks::ops::{Op, Request, Response};
+
+/// Exit code of `audit verify` when a chain is broken (the verdicts are still printed).
+pub(crate) const EXIT_BROKEN: i32 = 1;
+
+const HSM_ID: ArgSpec = opt("hsm-id", Str, "Only this HSM");
+
+/// The verbs below `kmscks cloudhsm audit`: name, about, flags.
+const VERBS: &[(&str, &str, &[ArgSpec])] = &[
+    (
+        "verify",
+        "Verify the HSM audit streams' hash chains (of a cluster, or of an exported --file)",
+        &[
+            opt("cluster-id", Str, "The cluster's id"),
+            HSM_ID,
+            opt(
+                "file",
+                Str,
+                "An exported stream (JSON lines) to verify offline",
+            ),
+        ],
+    ),
+    (
+        "export",
+        "Write an HSM's audit stream as JSON lines, one record per line, with its hashes",
+        &[
+            req("cluster-id", Str, "The cluster's id"),
+            req("hsm-id", Str, "The HSM's id"),
+        ],
+    ),
+];
+
+/// The `audit` group of `kmscks cloudhsm`.
+pub(crate) fn command() -> Command {
+    let mut group = Command::new("audit")
+        .about("Tamper-evident HSM audit streams: verify and export")
+        .subcommand_required(true);
+    for (name, about, specs) in VERBS {
+        let mut leaf = Command::new(*name).about(*about).args(spec_args(specs));
+        if *name == "verify" {
+            leaf = leaf
+                .group(
+                    ArgGroup::new("source")
+                        .args(["cluster-id", "file"])
+                        .required(true),
+                )
+                .mut_arg("file", |a: Arg| {
+                    a.conflicts_with_all(["cluster-id", "hsm-id"])
+                        .value_parser(clap::value_parser!(PathBuf))
+                });
+        }
+        group = group.subcommand(leaf);
+    }
+    group
+}
+
+/// Runs `audit verify` or `audit export`.
+pub(crate) fn run(
+    m: &ArgMatches,
+    target: &Target,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let io = |e: std::io::Error| CliError::Other(format!("cannot write the output: {e}"));
+    match m.subcommand() {
+        Some(("verify", v)) => {
+            let verdicts = match v.get_one::<PathBuf>("file") {
+                Some(file) => verify_file(file)?,
+                None => fetch(v, target)?
+                    .iter()
+                    .map(|s| hsm_audit::verify_stream(&s.hsm_id, &s.events))
+                    .collect(),
+            };
+            print_verdicts(&verdicts, format, out).map_err(io)?;
+            let breaks: Vec<String> = verdicts
+                .iter()
+                .filter_map(|v| {
+                    let b = v.chain_break?;
+                    Some(format!(
+                        "{} at sequence {} ({})",
+                        v.hsm_id,
+                        b.sequence,
+                        kind_name(b.kind)
+                    ))
+                })
+                .collect();
+            if breaks.is_empty() {
+                Ok(())
+            } else {
+                Err(CliError::AuditBroken(format!(
+                    "{} of {} audit streams are broken: {}",
+                    breaks.len(),
+                    verdicts.len(),
+                    breaks.join("; ")
+                )))
+            }
+        }
+        Some(("export", e)) => {
+            for stream in fetch(e, target)? {
+                for event in stream.events {
+                    let line = AuditRecordLine {
+                        hsm_id: stream.hsm_id.clone(),
+                        event,
+                    };
+                    let text = serde_json::to_string(&line)
+                        .map_err(|e| CliError::Other(format!("cannot encode a record: {e}")))?;
+                    writeln!(out, "{text}").map_err(io)?;
+                }
+            }
+            Ok(())
+        }
+        _ => Err(CliError::Other("no audit verb given".into())),
+    }
+}
+
+/// The streams, by the AuditLog operation; with `--hsm-id`, that HSM must have one.
+fn fetch(m: &ArgMatches, target: &Target) -> Result<Vec<AuditStream>, CliError> {
+    let cluster_id = m
+        .get_one::<String>("cluster-id")
+        .cloned()
+        .unwrap_or_default();
+    let hsm_id = m.get_one::<String>("hsm-id").cloned();
+    let request = Request::AuditLog(AuditLogRequest {
+        cluster_id: cluster_id.clone(),
+        hsm_id: hsm_id.clone(),
+    });
+    let service = |error| CliError::Service {
+        operation: Op::AuditLog.name().to_owned(),
+        error,
+    };
+    let streams = match target.open()?.call(&request).map_err(service)? {
+        Response::AuditLog(r) => r.streams,
+        other => {
+            return Err(CliError::Other(format!(
+                "internal error: AuditLog answered {:?}",
+                other.op()
+            )))
+        }
+    };
+    if let (Some(hsm), true) = (hsm_id, streams.is_empty()) {
+        return Err(service(kmscks::err!(
+            CloudHsmResourceNotFoundException,
+            "The HSM {hsm} has no audit stream in cluster {cluster_id}"
+        )));
+    }
+    Ok(streams)
+}
+
+/// Reads an exported file (one [`AuditRecordLine`] per non-empty line) and verifies it.
+fn verify_file(file: &PathBuf) -> Result<Vec<StreamVerdict>, CliError> {
+    let perr = |message: String| {
+        CliError::Param(ParamError {
+            flag: "--file".into(),
+            message,
+        })
+    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| perr(format!("Unable to read {}: {e}", file.display())))?;
+    let mut records = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let r: AuditRecordLine = serde_json::from_str(line).map_err(|e| {
+            perr(format!(
+                "{} line {}: not an audit record: {e}",
+                file.display(),
+                i + 1
+            ))
+        })?;
+        records.push((r.hsm_id, r.event));
+    }
+    Ok(hsm_audit::verify_records(records))
+}
+
+fn kind_name(kind: hsm_audit::BreakKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{kind:?}"))
+}
+
+/// One verdict as printed: the library's members and `Verdict` (`INTACT` or `BROKEN`).
+fn verdict_value(v: &StreamVerdict) -> Value {
+    let mut obj = Map::new();
+    obj.insert(
+        "Verdict".into(),
+        Value::from(if v.is_intact() { "INTACT" } else { "BROKEN" }),
+    );
+    if let Ok(Value::Object(members)) = serde_json::to_value(v) {
+        obj.extend(members);
+    }
+    Value::Object(obj)
+}
+
+fn print_verdicts(
+    verdicts: &[StreamVerdict],
+    format: Format,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let mut top = Map::new();
+    top.insert(
+        "Streams".into(),
+        Value::Array(verdicts.iter().map(verdict_value).collect()),
+    );
+    let value = Value::Object(top);
+    match format {
+        Format::Json => {
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+            let mut ser = serde_json::Serializer::with_formatter(&mut *out, fmt);
+            serde::Serialize::serialize(&value, &mut ser).map_err(std::io::Error::other)?;
+            out.write_all(b"\n")
+        }
+        Format::Text => {
+            let mut lines = String::new();
+            output::text_lines(None, &value, &mut lines);
+            out.write_all(lines.as_bytes())
+        }
+    }
+}
