@@ -116,16 +116,8 @@ pub struct Hsm {
     /// How many times the HSM has come back (CloudHSM's `Reboot counter`), written into each
     /// of its audit records: 0 for a new HSM, 1 for one created in a cluster restored from a
     /// backup (it boots from the backup's image); whatever brings a DEGRADED HSM back to ACTIVE
-    /// adds 1 ([`Hsm::reboot`]).
+    /// (the fault verbs' `hsm-up`) must add 1.
     pub reboot_counter: u32,
-}
-
-impl Hsm {
-    /// The HSM comes back (after a failure, or a restart): the next audit records carry the
-    /// next reboot counter.
-    pub fn reboot(&mut self) {
-        self.reboot_counter = self.reboot_counter.saturating_add(1);
-    }
 }
 
 /// Who holds a user's login session.
