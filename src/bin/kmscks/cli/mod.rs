@@ -4,7 +4,8 @@
 //!
 //! Every verb is derived from the operation table ([`Op::ALL`]): a `kms` verb is the
 //! operation's name in kebab case ([`kms::args`] gives its flags), a `cloudhsm` verb comes from
-//! [`cloudhsm::verb`]. A flag `--some-member` fills the request member `SomeMember`; the request
+//! [`cloudhsm::verb`]; `cloudhsm audit verify|export` are client-side verbs over AuditLog
+//! ([`audit`]: the hash chains checked here, not by the server). A flag `--some-member` fills the request member `SomeMember`; the request
 //! is then deserialised from that JSON object exactly as the socket or HTTP layers would, so
 //! there is no second description of the request types. Secrets (`--plaintext`, passwords)
 //! never enter that JSON: they are read straight into `SecretBytes`/`Password` and put into
