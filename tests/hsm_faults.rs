@@ -10,8 +10,8 @@ use kmscks::api::kms::*;
 use kmscks::hsm::pki::CertificateAuthority;
 use kmscks::secret::Password;
 use kmscks::types::{
-    BackupState, ClusterState, ConnectionErrorCode, ConnectionState, HsmId, HsmUserRole, KeyState,
-    ManualClock, Origin,
+    limits, BackupState, ClusterState, ConnectionErrorCode, ConnectionState, HsmId, HsmUserRole,
+    KeyState, ManualClock, Origin,
 };
 use kmscks::{ErrorKind, Kms};
 
@@ -160,7 +160,7 @@ fn cases() -> Vec<Case> {
                 // Rebuild from the final backup DeleteCluster took, then re-point the store.
                 let backup = x
                     .kms
-                    .describe_backups()
+                    .describe_backups(&Default::default())
                     .unwrap()
                     .into_iter()
                     .find(|b| b.cluster_id.as_str() == x.c.cluster_id)
@@ -715,7 +715,12 @@ fn backups_copy_and_restore_related_clusters() {
     let backup = kms.create_backup(&cid).unwrap();
     assert_eq!(backup.backup_state, BackupState::Ready);
     assert_eq!(backup.cluster_id.as_str(), cid);
-    assert_eq!(backup.region, "us-east-1");
+    assert!(
+        backup.backup_arn.starts_with("arn:aws:cloudhsm:us-east-1:"),
+        "{}",
+        backup.backup_arn
+    );
+    assert!(!backup.never_expires);
 
     // Copy to another Region; a cluster restored from the copy is there, not here.
     assert_aws(
@@ -738,9 +743,34 @@ fn backups_copy_and_restore_related_clusters() {
             destination_region: "us-west-2".into(),
         })
         .unwrap();
-    assert_eq!(copy.region, "us-west-2");
-    assert_eq!(copy.source_backup.as_ref(), Some(&backup.backup_id));
-    assert_eq!(copy.source_region.as_deref(), Some("us-east-1"));
+    let copied = copy.destination_backup;
+    assert_eq!(copied.source_backup, backup.backup_id);
+    assert_eq!(copied.source_region, "us-east-1");
+    assert_eq!(copied.source_cluster.as_str(), cid);
+    // The copy is found in its Region by its source, not in the source's Region.
+    let west_backups = kms
+        .describe_backups(&DescribeBackupsRequest {
+            filters: [(
+                "sourceBackupIds".to_owned(),
+                vec![backup.backup_id.to_string()],
+            )]
+            .into(),
+            region: Some("us-west-2".into()),
+        })
+        .unwrap();
+    let [copy] = &west_backups[..] else {
+        panic!("one copy in us-west-2: {west_backups:?}")
+    };
+    assert!(copy.backup_arn.starts_with("arn:aws:cloudhsm:us-west-2:"));
+    assert_eq!(
+        copy.source_cluster.as_ref().map(|c| c.as_str()),
+        Some(cid.as_str())
+    );
+    assert!(kms
+        .describe_backups(&Default::default())
+        .unwrap()
+        .iter()
+        .all(|b| b.backup_id != copy.backup_id));
     let west = kms
         .create_cluster(&CreateClusterRequest {
             source_backup_id: Some(copy.backup_id.clone()),
@@ -790,14 +820,110 @@ fn backups_copy_and_restore_related_clusters() {
     assert_eq!(objects(&cid), objects(&restored));
     assert_eq!(objects(&restored)[0].1, key.arn);
 
+    // A deleted backup (PENDING_DELETION) restores no cluster until RestoreBackup.
     kms.delete_backup(backup.backup_id.as_str()).unwrap();
     assert_aws(
         kms.create_cluster(&CreateClusterRequest {
             source_backup_id: Some(backup.backup_id.clone()),
             ..Default::default()
         }),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+}
+
+#[test]
+fn a_deleted_backup_is_restorable_for_seven_days_then_gone() {
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "S");
+    let backup = kms.create_backup(&f.cluster.cluster_id).unwrap();
+    let id = backup.backup_id.to_string();
+
+    let deleted = kms.delete_backup(&id).unwrap().backup;
+    assert_eq!(deleted.backup_state, BackupState::PendingDeletion);
+    assert!(deleted.delete_timestamp.is_some());
+    assert_aws(
+        kms.delete_backup(&id),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    assert_aws(
+        kms.copy_backup_to_region(&CopyBackupToRegionRequest {
+            backup_id: id.clone(),
+            destination_region: "us-west-2".into(),
+        }),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    // Just inside the window: back to READY, restorable from again.
+    clock.advance_days(limits::BACKUP_RESTORE_DAYS - 1);
+    clock.advance(std::time::Duration::from_millis(86_400_000 - 1));
+    let restored = kms.restore_backup(&id).unwrap().backup;
+    assert_eq!(restored.backup_state, BackupState::Ready);
+    assert_eq!(restored.delete_timestamp, None);
+    assert_aws(
+        kms.restore_backup(&id),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    kms.create_cluster(&CreateClusterRequest {
+        source_backup_id: Some(backup.backup_id.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+
+    // Deleted again and left seven days: gone for good.
+    kms.delete_backup(&id).unwrap();
+    let pending = kms
+        .describe_backups(&DescribeBackupsRequest {
+            filters: [("states".to_owned(), vec!["PENDING_DELETION".to_owned()])].into(),
+            region: None,
+        })
+        .unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    clock.advance_days(limits::BACKUP_RESTORE_DAYS);
+    assert_aws(
+        kms.restore_backup(&id),
         ErrorKind::CloudHsmResourceNotFoundException,
     );
+    assert!(kms
+        .describe_backups(&Default::default())
+        .unwrap()
+        .iter()
+        .all(|b| b.backup_id != backup.backup_id));
+}
+
+#[test]
+fn describe_backups_refuses_an_unknown_filter_naming_it() {
+    let (kms, _clock) = kms();
+    let e = assert_aws(
+        kms.describe_backups(&DescribeBackupsRequest {
+            filters: [("vpcIds".to_owned(), vec!["x".to_owned()])].into(),
+            region: None,
+        }),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    assert!(e.message().contains("vpcIds"), "{e}");
+}
+
+#[test]
+fn a_backup_is_found_only_in_its_own_region() {
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "S");
+    let backup = kms.create_backup(&f.cluster.cluster_id).unwrap();
+    assert_aws(
+        kms.create_cluster(&CreateClusterRequest {
+            source_backup_id: Some(backup.backup_id.clone()),
+            region: Some("us-west-2".into()),
+            ..Default::default()
+        }),
+        ErrorKind::CloudHsmResourceNotFoundException,
+    );
+    let c = kms
+        .create_cluster(&CreateClusterRequest {
+            source_backup_id: Some(backup.backup_id.clone()),
+            region: Some("us-east-1".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .cluster;
+    assert_eq!(c.source_backup_id, Some(backup.backup_id));
 }
 
 #[test]

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::audit::{audit_all, opcode};
-use super::backup::take_backup;
+use super::backup::{ready_backup, take_backup};
 use super::devices::SUBNET_ADDRESSES;
 use super::password::{hash_password, ROTATED_PASSWORD_LEN};
 use super::{CloudHsmState, HsmChange, HsmTx};
@@ -155,6 +155,101 @@ pub fn describe_clusters(
 // ---------------------------------------------------------------------------------------------
 // Lifecycle
 
+/// The zone of the `index`-th subnet given to CreateCluster: `<region>a`, `<region>b`, …
+fn nth_zone(region: &str, index: usize) -> Result<String> {
+    let letter = u8::try_from(index)
+        .ok()
+        .filter(|i| *i < 26)
+        .map(|i| char::from(b'a' + i))
+        .ok_or_else(|| {
+            err!(
+                CloudHsmInvalidRequestException,
+                "Too many subnets: a Region has at most 26 availability zones"
+            )
+        })?;
+    Ok(format!("{region}{letter}"))
+}
+
+/// The zone a subnet id already has in kmscks (it is a subnet of some cluster), if any.
+fn known_zone<'s>(state: &'s CloudHsmState, id: &SubnetId) -> Option<&'s str> {
+    state.clusters.values().find_map(|c| {
+        c.subnets
+            .iter()
+            .find(|(_, s)| s.id == *id)
+            .map(|(az, _)| az.as_str())
+    })
+}
+
+/// CreateCluster's private subnets, one per zone: from `SubnetIds` (each in a zone of the
+/// Region: the one kmscks knows it in, else `<region>a`, `<region>b`, … in the order given),
+/// from kmscks's `AvailabilityZones`, or by default in the Region's `a` and `b` zones.
+fn subnets(
+    state: &CloudHsmState,
+    region: &str,
+    req: &CreateClusterRequest,
+) -> Result<BTreeMap<String, Subnet>> {
+    let fresh = |id: SubnetId| Subnet {
+        id,
+        deleted: false,
+        free_addresses: SUBNET_ADDRESSES,
+    };
+    let placed: Vec<(String, SubnetId)> = if !req.subnet_ids.is_empty() {
+        if !req.availability_zones.is_empty() {
+            return Err(err!(
+                CloudHsmInvalidRequestException,
+                "Give SubnetIds or AvailabilityZones, not both"
+            ));
+        }
+        let mut out = Vec::with_capacity(req.subnet_ids.len());
+        for (i, text) in req.subnet_ids.iter().enumerate() {
+            let id = SubnetId::parse_lenient(text).ok_or_else(|| {
+                KmsErrorExt::validation_cloudhsm(text, "subnetIds", SubnetId::PATTERN)
+            })?;
+            if out.iter().any(|(_, seen)| *seen == id) {
+                return Err(err!(
+                    CloudHsmInvalidRequestException,
+                    "Subnet {text} is given twice"
+                ));
+            }
+            let zone = match known_zone(state, &id) {
+                Some(z) => z.to_owned(),
+                None => nth_zone(region, i)?,
+            };
+            out.push((zone, id));
+        }
+        out
+    } else if req.availability_zones.is_empty() {
+        vec![
+            (format!("{region}a"), SubnetId::generate()),
+            (format!("{region}b"), SubnetId::generate()),
+        ]
+    } else {
+        req.availability_zones
+            .iter()
+            .map(|az| (az.clone(), SubnetId::generate()))
+            .collect()
+    };
+    let distinct: BTreeSet<&String> = placed.iter().map(|(az, _)| az).collect();
+    if distinct.len() != placed.len() {
+        return Err(err!(
+            CloudHsmInvalidRequestException,
+            "Each subnet must be in a different availability zone"
+        ));
+    }
+    for (az, _) in &placed {
+        if !az.starts_with(region) || az.len() != region.len() + 1 {
+            return Err(err!(
+                CloudHsmInvalidRequestException,
+                "Availability zone {az} is not in Region {region}"
+            ));
+        }
+    }
+    Ok(placed
+        .into_iter()
+        .map(|(az, id)| (az, fresh(id)))
+        .collect())
+}
+
 /// CreateCluster: a new cluster (UNINITIALIZED), or one restored from a backup (ACTIVE, with the
 /// backup's certificates, users and key objects).
 pub fn create_cluster(
@@ -162,9 +257,25 @@ pub fn create_cluster(
     req: &CreateClusterRequest,
 ) -> Result<ClusterDescription> {
     let id = ClusterId::generate();
+    let backup = match &req.source_backup_id {
+        Some(bid) => {
+            let b = ready_backup(tx.state, tx.now, bid.as_str(), "CreateCluster")?;
+            // Backups are regional: one is found only in its own Region.
+            if req.region.as_ref().is_some_and(|r| *r != b.region) {
+                return Err(err!(
+                    CloudHsmResourceNotFoundException,
+                    "The backup {bid} does not exist in {}.",
+                    req.region.as_deref().unwrap_or_default()
+                ));
+            }
+            Some(b)
+        }
+        None => None,
+    };
     let hsm_type = req
         .hsm_type
         .clone()
+        .or_else(|| backup.map(|b| b.hsm_type.clone()))
         .unwrap_or_else(|| DEFAULT_HSM_TYPE.to_owned());
     if !hsm_type.starts_with("hsm") {
         return Err(err!(
@@ -172,21 +283,6 @@ pub fn create_cluster(
             "Unsupported HsmType {hsm_type}"
         ));
     }
-    let backup = match &req.source_backup_id {
-        Some(bid) => Some(
-            tx.state
-                .backups
-                .get(bid)
-                .filter(|b| b.state == BackupState::Ready)
-                .ok_or_else(|| {
-                    err!(
-                        CloudHsmResourceNotFoundException,
-                        "The backup {bid} does not exist."
-                    )
-                })?,
-        ),
-        None => None,
-    };
     let region = match backup {
         Some(b) => b.region.clone(),
         None => req
@@ -194,39 +290,7 @@ pub fn create_cluster(
             .clone()
             .unwrap_or_else(|| tx.scope.region.clone()),
     };
-    let zones: Vec<String> = if req.availability_zones.is_empty() {
-        vec![format!("{region}a"), format!("{region}b")]
-    } else {
-        req.availability_zones.clone()
-    };
-    let distinct: BTreeSet<&String> = zones.iter().collect();
-    if distinct.len() != zones.len() {
-        return Err(err!(
-            CloudHsmInvalidRequestException,
-            "Each subnet must be in a different availability zone"
-        ));
-    }
-    for az in &zones {
-        if !az.starts_with(&region) || az.len() != region.len() + 1 {
-            return Err(err!(
-                CloudHsmInvalidRequestException,
-                "Availability zone {az} is not in Region {region}"
-            ));
-        }
-    }
-    let subnets = zones
-        .into_iter()
-        .map(|az| {
-            (
-                az,
-                Subnet {
-                    id: SubnetId::generate(),
-                    deleted: false,
-                    free_addresses: SUBNET_ADDRESSES,
-                },
-            )
-        })
-        .collect();
+    let subnets = subnets(tx.state, &region, req)?;
     let mut cluster = Cluster {
         id: id.clone(),
         region,

@@ -36,8 +36,9 @@ pub const JOURNAL_MAGIC: [u8; 4] = *b"KCKJ";
 /// holds the event log (`trail`), only the next event's sequence number (`next_event_seq`);
 /// the events live in `events/` beside the journal. Version 5: every journal frame and
 /// snapshot carries an HMAC-SHA256 tag (`store::auth`), and HSM user password hashes are
-/// stored wrapped.
-pub const FORMAT_VERSION: u32 = 5;
+/// stored wrapped. Version 6: a CloudHSM backup records when it was copied, whether it never
+/// expires, and when it was deleted (PENDING_DELETION, restorable for seven days).
+pub const FORMAT_VERSION: u32 = 6;
 /// Length of the journal file header.
 pub const JOURNAL_HEADER_LEN: usize = 20;
 /// Length of a frame header.
