@@ -200,20 +200,37 @@ fn subnets(
                 "Give SubnetIds or AvailabilityZones, not both"
             ));
         }
-        let mut out = Vec::with_capacity(req.subnet_ids.len());
-        for (i, text) in req.subnet_ids.iter().enumerate() {
+        let mut ids: Vec<SubnetId> = Vec::with_capacity(req.subnet_ids.len());
+        for text in &req.subnet_ids {
             let id = SubnetId::parse_lenient(text).ok_or_else(|| {
                 KmsErrorExt::validation_cloudhsm(text, "subnetIds", SubnetId::PATTERN)
             })?;
-            if out.iter().any(|(_, seen)| *seen == id) {
+            if ids.contains(&id) {
                 return Err(err!(
                     CloudHsmInvalidRequestException,
                     "Subnet {text} is given twice"
                 ));
             }
-            let zone = match known_zone(state, &id) {
-                Some(z) => z.to_owned(),
-                None => nth_zone(region, i)?,
+            ids.push(id);
+        }
+        // Subnets kmscks knows keep their zone; the others take the Region's zones in order,
+        // skipping those the known ones hold.
+        let known: Vec<Option<String>> = ids
+            .iter()
+            .map(|id| known_zone(state, id).map(str::to_owned))
+            .collect();
+        let mut next = 0;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, zone) in ids.into_iter().zip(&known) {
+            let zone = match zone {
+                Some(z) => z.clone(),
+                None => loop {
+                    let z = nth_zone(region, next)?;
+                    next += 1;
+                    if !known.iter().flatten().any(|k| *k == z) {
+                        break z;
+                    }
+                },
             };
             out.push((zone, id));
         }
@@ -474,6 +491,90 @@ mod tests {
         };
         assert_eq!(c.id, d.cluster_id);
         assert_eq!(done.new_keys, std::slice::from_ref(&c.wrapping_key));
+    }
+
+    fn created(state: &CloudHsmState, req: &CreateClusterRequest) -> Result<Cluster> {
+        let scope = Scope::default();
+        let mut tx = HsmTx::new(state, Timestamp(0), &scope, &NoKeys);
+        create_cluster(&mut tx, req)?;
+        let done = tx.finish();
+        match done.changes.into_iter().last() {
+            Some(HsmChange::PutCluster(c)) => Ok(*c),
+            other => panic!("no PutCluster: {other:?}"),
+        }
+    }
+
+    fn with_subnets(ids: &[&str]) -> CreateClusterRequest {
+        CreateClusterRequest {
+            subnet_ids: ids.iter().map(|s| s.to_string()).collect(),
+            ..CreateClusterRequest::default()
+        }
+    }
+
+    fn mapping(c: &Cluster) -> Vec<(String, String)> {
+        describe(c).subnet_mapping.into_iter().collect()
+    }
+
+    #[test]
+    fn subnet_ids_are_placed_in_the_regions_zones_in_the_order_given() {
+        let state = CloudHsmState::default();
+        let c = created(
+            &state,
+            &with_subnets(&["subnet-0f0f0f0f", "subnet-0123456789abcdef0", "subnet-ABCDEF12"]),
+        )
+        .unwrap();
+        assert_eq!(
+            mapping(&c),
+            [
+                ("us-east-1a".to_owned(), "subnet-0f0f0f0f".to_owned()),
+                ("us-east-1b".to_owned(), "subnet-0123456789abcdef0".to_owned()),
+                ("us-east-1c".to_owned(), "subnet-ABCDEF12".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_subnet_kmscks_knows_keeps_its_zone_and_the_others_fill_the_rest_in_order() {
+        let mut state = CloudHsmState::default();
+        let first = created(&state, &with_subnets(&["subnet-aaaaaaaa", "subnet-bbbbbbbb"])).unwrap();
+        state.apply(HsmChange::PutCluster(Box::new(first)));
+        // subnet-bbbbbbbb is us-east-1b's already; the new one takes us-east-1a.
+        let c = created(&state, &with_subnets(&["subnet-bbbbbbbb", "subnet-cccccccc"])).unwrap();
+        assert_eq!(
+            mapping(&c),
+            [
+                ("us-east-1a".to_owned(), "subnet-cccccccc".to_owned()),
+                ("us-east-1b".to_owned(), "subnet-bbbbbbbb".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_subnet_id_not_shaped_as_aws_requires_is_refused_naming_it() {
+        let state = CloudHsmState::default();
+        for bad in ["subnet-xyz12345", "subnet-1234567", "sub-12345678", "subnet-0123456789abcdef01"] {
+            let e = created(&state, &with_subnets(&["subnet-aaaaaaaa", bad])).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::CloudHsmInvalidRequestException, "{bad}");
+            assert!(e.message().contains(bad), "{bad}: {e}");
+            assert!(e.message().contains(SubnetId::PATTERN), "{e}");
+        }
+    }
+
+    #[test]
+    fn subnet_ids_given_twice_or_with_availability_zones_are_refused() {
+        let state = CloudHsmState::default();
+        let twice = created(&state, &with_subnets(&["subnet-aaaaaaaa", "subnet-aaaaaaaa"]));
+        assert!(twice.unwrap_err().message().contains("twice"));
+        let mut both = with_subnets(&["subnet-aaaaaaaa"]);
+        both.availability_zones = vec!["us-east-1a".into()];
+        assert!(created(&state, &both).unwrap_err().message().contains("not both"));
+    }
+
+    #[test]
+    fn without_subnet_ids_the_cluster_has_the_regions_a_and_b_zones() {
+        let c = created(&CloudHsmState::default(), &CreateClusterRequest::default()).unwrap();
+        let zones: Vec<String> = c.subnets.keys().cloned().collect();
+        assert_eq!(zones, ["us-east-1a", "us-east-1b"]);
     }
 
     #[test]
