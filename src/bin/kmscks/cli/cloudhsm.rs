@@ -10,7 +10,7 @@
 //! | `describe-backups [--filters] [--region]`, `copy-backup-to-region --backup-id --destination-region`, `delete-backup --backup-id`, `restore-backup --backup-id` | cloudhsmv2 |
 //! | `create-backup --cluster-id` | kmscks extra: a backup now |
 //! | `user create\|delete\|change-password\|list --cluster-id --username --role --password` | CloudHSM CLI |
-//! | `login\|logout --cluster-id --username [--password]` | CloudHSM CLI |
+//! | `login --cluster-id --username [--role] --password`, `logout --cluster-id --username` | CloudHSM CLI |
 //! | `key list --cluster-id`, `key delete --cluster-id --key-reference --username --password` | CloudHSM CLI |
 //! | `audit-log --cluster-id [--hsm-id]` | kmscks extra: the HSMs' audit logs |
 //! | `inject-fault --cluster-id --fault JSON` | kmscks extra: e.g. `--fault NetworkDown`, `--fault '{"HsmLost":"hsm-…"}'` |
