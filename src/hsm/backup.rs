@@ -84,7 +84,7 @@ fn purge_expired(tx: &mut HsmTx<'_>) {
 }
 
 /// DescribeBackups view of a backup (cloudhsmv2's `Backup`).
-pub fn describe_backup(b: &Backup, scope: &Scope) -> BackupDescription {
+pub(super) fn describe_backup(b: &Backup, scope: &Scope) -> BackupDescription {
     BackupDescription {
         backup_id: b.id.clone(),
         backup_arn: format!(

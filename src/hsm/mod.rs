@@ -26,7 +26,7 @@ mod user;
 
 pub use audit::audit_log;
 pub use backup::{
-    copy_backup_to_region, create_backup, delete_backup, describe_backup, describe_backups,
+    copy_backup_to_region, create_backup, delete_backup, describe_backups,
     restore_backup,
 };
 pub use cluster::{
