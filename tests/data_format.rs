@@ -1,7 +1,8 @@
 //! The data-directory format version: a directory written in another format (an older
 //! kmscks's: format 1, before the state was split into its CloudHSM and KMS halves, or the
 //! format just before this one — format 5 kept no copy time, expiry exemption or deletion time
-//! on CloudHSM backups, which could not be deleted and restored) is refused at open with a
+//! on CloudHSM backups, which could not be deleted and restored, nor the cluster certificate on
+//! a custom key store) is refused at open with a
 //! `StorageException` that names the file and both format numbers (the version is checked
 //! before any tag, so an older file is reported as such, not as damage).
 

@@ -1077,3 +1077,89 @@ fn kms_event_log_and_hsm_audit_log_are_independent_and_hold_no_secrets() {
         assert!(!text.contains("BEGIN CERTIFICATE"));
     }
 }
+
+/// An active cluster with an HSM in each zone, its CSR signed by `ca`.
+fn cluster_signed_by(kms: &Kms, ca: &CertificateAuthority) -> String {
+    let c = kms
+        .create_cluster(&CreateClusterRequest::default())
+        .unwrap()
+        .cluster;
+    let id = c.cluster_id.to_string();
+    for zone in c.subnet_mapping.keys() {
+        kms.create_hsm(&CreateHsmRequest {
+            cluster_id: id.clone(),
+            availability_zone: zone.clone(),
+        })
+        .unwrap();
+    }
+    let csr = describe_cluster(kms, &id)
+        .certificates
+        .cluster_csr
+        .expect("an UNINITIALIZED cluster with an HSM offers its CSR");
+    kms.initialize_cluster(&InitializeClusterRequest {
+        cluster_id: id.clone(),
+        signed_cert: ca.sign_csr(&csr).unwrap(),
+        trust_anchor: ca.certificate_pem().into(),
+    })
+    .unwrap();
+    kms.create_hsm_user(&user_req(&id, "kmsuser", KMSUSER_PASSWORD))
+        .unwrap();
+    id
+}
+
+#[test]
+fn relatedness_is_the_cluster_certificate_even_after_the_original_cluster_is_gone() {
+    // One customer CA signs two clusters (as on AWS, where one CA often signs them all):
+    // same trust anchor, different cluster certificates, so unrelated.
+    let (kms, clock) = kms();
+    let ca = CertificateAuthority::generate("the customer's CA").unwrap();
+    let original = cluster_signed_by(&kms, &ca);
+    let unrelated = cluster_signed_by(&kms, &ca);
+    let store_id = kms
+        .create_custom_key_store(&CreateCustomKeyStoreRequest {
+            custom_key_store_name: "S".into(),
+            cloud_hsm_cluster_id: Some(original.clone()),
+            trust_anchor_certificate: Some(ca.certificate_pem().into()),
+            key_store_password: Some(Password::new(KMSUSER_PASSWORD)),
+            custom_key_store_type: None,
+        })
+        .unwrap()
+        .custom_key_store_id;
+    connect(&kms, &clock, &store_id);
+    create_key(&kms, Some(&store_id));
+    disconnect(&kms, &clock, &store_id);
+    let restored = restored_cluster(&kms, &original);
+    for hsm in describe_cluster(&kms, &original).hsms {
+        kms.delete_hsm(&DeleteHsmRequest {
+            cluster_id: original.clone(),
+            hsm_id: hsm.hsm_id.to_string(),
+        })
+        .unwrap();
+    }
+    kms.delete_cluster(&original).unwrap();
+
+    let to = |cluster: &str| UpdateCustomKeyStoreRequest {
+        custom_key_store_id: store_id.clone(),
+        cloud_hsm_cluster_id: Some(cluster.to_owned()),
+        ..Default::default()
+    };
+    assert_aws(
+        kms.update_custom_key_store(&to(&unrelated)),
+        ErrorKind::CloudHsmClusterNotRelatedException,
+    );
+    kms.update_custom_key_store(&to(&restored)).unwrap();
+    // Another store may not take a cluster sharing the store's backup history.
+    let mut req = store_request(
+        &ClusterFixture {
+            cluster_id: restored.clone(),
+            trust_anchor: ca.certificate_pem().into(),
+            zones: Vec::new(),
+        },
+        "T",
+    );
+    req.cloud_hsm_cluster_id = Some(restored_cluster(&kms, &restored));
+    assert_aws(
+        kms.create_custom_key_store(&req),
+        ErrorKind::CloudHsmClusterInUseException,
+    );
+}
