@@ -84,9 +84,9 @@ macro_rules! for_each_op {
             105 InitializeCluster(InitializeClusterRequest) -> InitializeClusterResponse [cloudhsm];
             106 InitializeClusterWithNewCa(ClusterIdRequest) -> InitializeClusterResponse [cloudhsm: InitializeCluster];
             107 CreateBackup(ClusterIdRequest) -> BackupDescription [cloudhsm];
-            108 DescribeBackups(Empty) -> DescribeBackupsResponse [cloudhsm];
-            109 CopyBackupToRegion(CopyBackupToRegionRequest) -> BackupDescription [cloudhsm];
-            110 DeleteBackup(BackupIdRequest) -> BackupDescription [cloudhsm];
+            108 DescribeBackups(DescribeBackupsRequest) -> DescribeBackupsResponse [cloudhsm];
+            109 CopyBackupToRegion(CopyBackupToRegionRequest) -> CopyBackupToRegionResponse [cloudhsm];
+            110 DeleteBackup(BackupIdRequest) -> BackupResponse [cloudhsm];
             111 CreateUser(UserRequest) -> UserDescription [cloudhsm];
             112 DeleteUser(UsernameRequest) -> Empty [cloudhsm];
             113 ChangePassword(UserRequest) -> Empty [cloudhsm];
@@ -97,6 +97,7 @@ macro_rules! for_each_op {
             118 DeleteKeyObject(DeleteKeyObjectRequest) -> Empty [cloudhsm: DeleteKey];
             119 AuditLog(AuditLogRequest) -> AuditLogResponse [cloudhsm];
             120 InjectFault(InjectFaultRequest) -> Empty [cloudhsm];
+            125 RestoreBackup(BackupIdRequest) -> BackupResponse [cloudhsm];
         }
     };
 }

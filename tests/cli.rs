@@ -415,3 +415,489 @@ fn getting_started_against_the_daemon() {
     errors(&t);
     drop(daemon);
 }
+
+/// Starts `kmscksd` on a fresh data directory in `dir`; returns it and the CLI's target flags.
+fn start_daemon(dir: &Path) -> (Daemon, Vec<String>) {
+    let sock = dir.join("kmscks.sock");
+    let daemon = Daemon(
+        StdCommand::new(kmscksd())
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--socket")
+            .arg(&sock)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    support::wait_ready(&sock, support::READY_TIMEOUT);
+    (
+        daemon,
+        vec!["--socket".to_owned(), sock.display().to_string()],
+    )
+}
+
+/// Runs and expects the service error `exception` from `operation` (exit 254).
+fn fails(t: &[String], args: &[&str], exception: &str, operation: &str) -> String {
+    let (code, out, err) = kmscks(t, args);
+    assert_eq!(code, 254, "kmscks {args:?}: {out}{err}");
+    let line = format!("An error occurred ({exception}) when calling the {operation} operation: ");
+    assert!(err.starts_with(&line), "kmscks {args:?}: {err}");
+    err
+}
+
+/// One HSM in each zone of the cluster's `SubnetMapping`; returns the zones.
+fn hsm_in_each_zone(t: &[String], cluster: &Value) -> Vec<String> {
+    let id = cluster["ClusterId"].as_str().unwrap();
+    let zones: Vec<String> = cluster["SubnetMapping"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    for zone in &zones {
+        ok(
+            t,
+            &[
+                "cloudhsm",
+                "create-hsm",
+                "--cluster-id",
+                id,
+                "--availability-zone",
+                zone,
+            ],
+        );
+    }
+    zones
+}
+
+/// The only backup `describe-backups --region R --filters F` lists.
+fn only_backup(t: &[String], region: &str, filter: &str) -> Value {
+    let d = ok(
+        t,
+        &[
+            "cloudhsm",
+            "describe-backups",
+            "--region",
+            region,
+            "--filters",
+            filter,
+        ],
+    );
+    match d["Backups"].as_array().map(Vec::as_slice) {
+        Some([one]) => one.clone(),
+        _ => panic!("one backup in {region} for {filter}: {d}"),
+    }
+}
+
+/// The resilience story of a custom key store, through the CLI against a daemon: the cluster
+/// is lost, a backup copied to another Region survives, and every old ciphertext decrypts
+/// once the store points at a cluster restored from it. A store's cluster must be in the
+/// store's Region (spec §3.1), so the copy is brought back home before the store uses it.
+#[test]
+fn a_store_survives_losing_its_cluster_through_a_backup_copied_to_another_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, t) = start_daemon(dir.path());
+    let t = &t[..];
+    let f = getting_started(t, dir.path());
+
+    // Keys in the store, ciphertexts made.
+    let second = ok(
+        t,
+        &[
+            "kms",
+            "create-key",
+            "--origin",
+            "AWS_CLOUDHSM",
+            "--custom-key-store-id",
+            &f.store_id,
+        ],
+    )["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut sealed = Vec::new();
+    for (i, key) in [&f.key_id, &second, &f.key_id].into_iter().enumerate() {
+        let plaintext = STANDARD.encode(format!("secret number {i}"));
+        let context = format!("record={i}");
+        let e = ok(
+            t,
+            &[
+                "kms",
+                "encrypt",
+                "--key-id",
+                key,
+                "--plaintext",
+                &plaintext,
+                "--encryption-context",
+                &context,
+            ],
+        );
+        let blob = e["CiphertextBlob"].as_str().unwrap().to_owned();
+        sealed.push((blob, context, plaintext));
+    }
+
+    // A backup, copied to us-west-2: AWS's answer names the source; the copy is found in
+    // its Region by that source.
+    let backup = ok(
+        t,
+        &["cloudhsm", "create-backup", "--cluster-id", &f.cluster_id],
+    );
+    let backup_id = backup["BackupId"].as_str().unwrap().to_owned();
+    let copied = ok(
+        t,
+        &[
+            "cloudhsm",
+            "copy-backup-to-region",
+            "--backup-id",
+            &backup_id,
+            "--destination-region",
+            "us-west-2",
+        ],
+    );
+    let dest = &copied["DestinationBackup"];
+    assert_eq!(dest["SourceBackup"], backup_id.as_str(), "{copied}");
+    assert_eq!(dest["SourceRegion"], "us-east-1", "{copied}");
+    assert_eq!(dest["SourceCluster"], f.cluster_id.as_str(), "{copied}");
+    let west_copy = only_backup(t, "us-west-2", &format!("sourceBackupIds={backup_id}"));
+    assert_eq!(west_copy["BackupState"], "READY");
+    assert!(west_copy["BackupArn"]
+        .as_str()
+        .unwrap()
+        .starts_with("arn:aws:cloudhsm:us-west-2:"));
+    let west_copy_id = west_copy["BackupId"].as_str().unwrap().to_owned();
+
+    // The original cluster is lost: its HSMs, then the cluster. The store stays CONNECTED
+    // while its cryptographic operations fail.
+    let clusters = ok(
+        t,
+        &[
+            "cloudhsm",
+            "describe-clusters",
+            "--filters",
+            &format!("clusterIds={}", f.cluster_id),
+        ],
+    );
+    for hsm in clusters["Clusters"][0]["Hsms"].as_array().unwrap() {
+        ok(
+            t,
+            &[
+                "cloudhsm",
+                "delete-hsm",
+                "--cluster-id",
+                &f.cluster_id,
+                "--hsm-id",
+                hsm["HsmId"].as_str().unwrap(),
+            ],
+        );
+    }
+    ok(
+        t,
+        &["cloudhsm", "delete-cluster", "--cluster-id", &f.cluster_id],
+    );
+    let (blob, context, _) = &sealed[0];
+    fails(
+        t,
+        &[
+            "kms",
+            "decrypt",
+            "--ciphertext-blob",
+            blob,
+            "--encryption-context",
+            context,
+        ],
+        "KMSInvalidStateException",
+        "Decrypt",
+    );
+
+    // The copy restored into a new cluster in us-west-2, with HSMs there: related (the same
+    // cluster certificate), but not in the store's Region.
+    let west = ok(
+        t,
+        &[
+            "cloudhsm",
+            "create-cluster",
+            "--source-backup-id",
+            &west_copy_id,
+            "--region",
+            "us-west-2",
+        ],
+    )["Cluster"]
+        .clone();
+    assert_eq!(west["State"], "ACTIVE", "{west}");
+    assert_eq!(west["SourceBackupId"], west_copy_id.as_str());
+    let west_zones = hsm_in_each_zone(t, &west);
+    assert!(
+        west_zones.iter().all(|z| z.starts_with("us-west-2")),
+        "{west_zones:?}"
+    );
+    let west_id = west["ClusterId"].as_str().unwrap().to_owned();
+
+    ok(
+        t,
+        &[
+            "kms",
+            "disconnect-custom-key-store",
+            "--custom-key-store-id",
+            &f.store_id,
+        ],
+    );
+    let w = ok(
+        t,
+        &[
+            "kms",
+            "wait-for-connection",
+            "--custom-key-store-id",
+            &f.store_id,
+        ],
+    );
+    assert_eq!(w["ConnectionState"], "DISCONNECTED", "{w}");
+    fails(
+        t,
+        &[
+            "kms",
+            "update-custom-key-store",
+            "--custom-key-store-id",
+            &f.store_id,
+            "--cloud-hsm-cluster-id",
+            &west_id,
+        ],
+        "CloudHsmClusterNotFoundException",
+        "UpdateCustomKeyStore",
+    );
+
+    // Brought home: the copy copied back to us-east-1, restored there on new subnets.
+    ok(
+        t,
+        &[
+            "cloudhsm",
+            "copy-backup-to-region",
+            "--backup-id",
+            &west_copy_id,
+            "--destination-region",
+            "us-east-1",
+        ],
+    );
+    let home_copy = only_backup(t, "us-east-1", &format!("sourceBackupIds={west_copy_id}"));
+    let home = ok(
+        t,
+        &[
+            "cloudhsm",
+            "create-cluster",
+            "--source-backup-id",
+            home_copy["BackupId"].as_str().unwrap(),
+            "--subnet-ids",
+            "subnet-0a1b2c3d",
+            "subnet-4e5f6a7b",
+        ],
+    )["Cluster"]
+        .clone();
+    assert_eq!(
+        home["SubnetMapping"],
+        serde_json::json!({"us-east-1a": "subnet-0a1b2c3d", "us-east-1b": "subnet-4e5f6a7b"})
+    );
+    hsm_in_each_zone(t, &home);
+    let home_id = home["ClusterId"].as_str().unwrap().to_owned();
+
+    // An unrelated cluster (its own certificate) is refused.
+    let other = ok(t, &["cloudhsm", "create-cluster"])["Cluster"].clone();
+    hsm_in_each_zone(t, &other);
+    let other_id = other["ClusterId"].as_str().unwrap();
+    ok(
+        t,
+        &["cloudhsm", "initialize-cluster", "--cluster-id", other_id],
+    );
+    fails(
+        t,
+        &[
+            "kms",
+            "update-custom-key-store",
+            "--custom-key-store-id",
+            &f.store_id,
+            "--cloud-hsm-cluster-id",
+            other_id,
+        ],
+        "CloudHsmClusterNotRelatedException",
+        "UpdateCustomKeyStore",
+    );
+
+    // The store pointed at the restored cluster, reconnected: every old ciphertext decrypts.
+    ok(
+        t,
+        &[
+            "kms",
+            "update-custom-key-store",
+            "--custom-key-store-id",
+            &f.store_id,
+            "--cloud-hsm-cluster-id",
+            &home_id,
+        ],
+    );
+    ok(
+        t,
+        &[
+            "kms",
+            "connect-custom-key-store",
+            "--custom-key-store-id",
+            &f.store_id,
+        ],
+    );
+    let w = ok(
+        t,
+        &[
+            "kms",
+            "wait-for-connection",
+            "--custom-key-store-id",
+            &f.store_id,
+        ],
+    );
+    assert_eq!(w["ConnectionState"], "CONNECTED", "{w}");
+    assert_eq!(w["CloudHsmClusterId"], home_id.as_str(), "{w}");
+    for (blob, context, plaintext) in &sealed {
+        let d = ok(
+            t,
+            &[
+                "kms",
+                "decrypt",
+                "--ciphertext-blob",
+                blob,
+                "--encryption-context",
+                context,
+            ],
+        );
+        assert_eq!(d["Plaintext"], plaintext.as_str(), "{context}");
+    }
+    let k = ok(t, &["kms", "describe-key", "--key-id", &second]);
+    assert_eq!(k["KeyMetadata"]["CloudHsmClusterId"], home_id.as_str());
+    drop(daemon);
+}
+
+/// delete-backup and restore-backup as aws cloudhsmv2 answers them (the seven-day window
+/// itself is held on the ManualClock in tests/hsm_faults.rs).
+#[test]
+fn a_deleted_backup_is_pending_deletion_until_restore_backup_makes_it_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, t) = start_daemon(dir.path());
+    let t = &t[..];
+    let f = getting_started(t, dir.path());
+    let backup = ok(
+        t,
+        &["cloudhsm", "create-backup", "--cluster-id", &f.cluster_id],
+    );
+    let id = backup["BackupId"].as_str().unwrap();
+
+    let deleted = ok(t, &["cloudhsm", "delete-backup", "--backup-id", id]);
+    assert_eq!(deleted["Backup"]["BackupId"], id, "{deleted}");
+    assert_eq!(
+        deleted["Backup"]["BackupState"], "PENDING_DELETION",
+        "{deleted}"
+    );
+    assert!(
+        deleted["Backup"]["DeleteTimestamp"].is_number(),
+        "{deleted}"
+    );
+    assert_eq!(deleted["Backup"]["NeverExpires"], false, "{deleted}");
+    fails(
+        t,
+        &["cloudhsm", "create-cluster", "--source-backup-id", id],
+        "CloudHsmInvalidRequestException",
+        "CreateCluster",
+    );
+    let pending = only_backup(t, "us-east-1", "states=PENDING_DELETION");
+    assert_eq!(pending["BackupId"], id);
+
+    let restored = ok(t, &["cloudhsm", "restore-backup", "--backup-id", id]);
+    assert_eq!(restored["Backup"]["BackupState"], "READY", "{restored}");
+    assert!(
+        restored["Backup"].get("DeleteTimestamp").is_none(),
+        "{restored}"
+    );
+    fails(
+        t,
+        &["cloudhsm", "restore-backup", "--backup-id", id],
+        "CloudHsmInvalidRequestException",
+        "RestoreBackup",
+    );
+    ok(t, &["cloudhsm", "create-cluster", "--source-backup-id", id]);
+    drop(daemon);
+}
+
+/// create-cluster --subnet-ids as aws cloudhsmv2 takes them: SubnetMapping shows each in its
+/// zone, create-hsm must name one of those zones, and a malformed id is refused by name.
+#[test]
+fn create_cluster_places_subnet_ids_in_the_regions_zones() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = vec![
+        "--data-dir".to_owned(),
+        dir.path().join("data").display().to_string(),
+    ];
+    let c = ok(
+        &t,
+        &[
+            "cloudhsm",
+            "create-cluster",
+            "--hsm-type",
+            "hsm2m.medium",
+            "--subnet-ids",
+            "subnet-5f3a2b1c",
+            "subnet-0123456789abcdef0",
+            "subnet-9e8d7c6b",
+        ],
+    )["Cluster"]
+        .clone();
+    assert_eq!(
+        c["SubnetMapping"],
+        serde_json::json!({
+            "us-east-1a": "subnet-5f3a2b1c",
+            "us-east-1b": "subnet-0123456789abcdef0",
+            "us-east-1c": "subnet-9e8d7c6b",
+        })
+    );
+    let id = c["ClusterId"].as_str().unwrap();
+    let h = ok(
+        &t,
+        &[
+            "cloudhsm",
+            "create-hsm",
+            "--cluster-id",
+            id,
+            "--availability-zone",
+            "us-east-1c",
+        ],
+    );
+    assert_eq!(h["Hsm"]["SubnetId"], "subnet-9e8d7c6b");
+    fails(
+        &t,
+        &[
+            "cloudhsm",
+            "create-hsm",
+            "--cluster-id",
+            id,
+            "--availability-zone",
+            "us-east-1d",
+        ],
+        "CloudHsmInvalidRequestException",
+        "CreateHsm",
+    );
+    let err = fails(
+        &t,
+        &[
+            "cloudhsm",
+            "create-cluster",
+            "--subnet-ids",
+            "subnet-5f3a2b1c",
+            "subnet-nothex1",
+        ],
+        "CloudHsmInvalidRequestException",
+        "CreateCluster",
+    );
+    assert!(
+        err.contains("'subnet-nothex1'") && err.contains("subnetIds"),
+        "{err}"
+    );
+    // Without --subnet-ids, the default stays: us-east-1a and us-east-1b.
+    let d = ok(&t, &["cloudhsm", "create-cluster"])["Cluster"].clone();
+    let zones: Vec<&String> = d["SubnetMapping"].as_object().unwrap().keys().collect();
+    assert_eq!(zones, ["us-east-1a", "us-east-1b"]);
+}

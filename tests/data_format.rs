@@ -1,8 +1,10 @@
 //! The data-directory format version: a directory written in another format (an older
 //! kmscks's: format 1, before the state was split into its CloudHSM and KMS halves, or the
 //! format just before this one — format 5 had no hash chain in the HSM audit records and no
-//! reboot counter; format 4 had no authentication tags on journal frames and snapshots, and
-//! kept HSM password hashes unwrapped) is refused at open with a
+//! reboot counter, kept no copy time, expiry exemption or deletion time on CloudHSM backups,
+//! nor the cluster certificate on a custom key store; format 4 had no authentication tags on
+//! journal frames and snapshots, and kept HSM password hashes unwrapped) is refused at open
+//! with a
 //! `StorageException` that names the file and both format numbers (the version is checked
 //! before any tag, so an older file is reported as such, not as damage).
 

@@ -10,8 +10,8 @@ use kmscks::api::kms::*;
 use kmscks::hsm::pki::CertificateAuthority;
 use kmscks::secret::Password;
 use kmscks::types::{
-    BackupState, ClusterState, ConnectionErrorCode, ConnectionState, HsmId, HsmUserRole, KeyState,
-    ManualClock, Origin,
+    limits, BackupState, ClusterState, ConnectionErrorCode, ConnectionState, HsmId, HsmUserRole,
+    KeyState, ManualClock, Origin,
 };
 use kmscks::{ErrorKind, Kms};
 
@@ -160,7 +160,7 @@ fn cases() -> Vec<Case> {
                 // Rebuild from the final backup DeleteCluster took, then re-point the store.
                 let backup = x
                     .kms
-                    .describe_backups()
+                    .describe_backups(&Default::default())
                     .unwrap()
                     .into_iter()
                     .find(|b| b.cluster_id.as_str() == x.c.cluster_id)
@@ -715,7 +715,12 @@ fn backups_copy_and_restore_related_clusters() {
     let backup = kms.create_backup(&cid).unwrap();
     assert_eq!(backup.backup_state, BackupState::Ready);
     assert_eq!(backup.cluster_id.as_str(), cid);
-    assert_eq!(backup.region, "us-east-1");
+    assert!(
+        backup.backup_arn.starts_with("arn:aws:cloudhsm:us-east-1:"),
+        "{}",
+        backup.backup_arn
+    );
+    assert!(!backup.never_expires);
 
     // Copy to another Region; a cluster restored from the copy is there, not here.
     assert_aws(
@@ -738,9 +743,34 @@ fn backups_copy_and_restore_related_clusters() {
             destination_region: "us-west-2".into(),
         })
         .unwrap();
-    assert_eq!(copy.region, "us-west-2");
-    assert_eq!(copy.source_backup.as_ref(), Some(&backup.backup_id));
-    assert_eq!(copy.source_region.as_deref(), Some("us-east-1"));
+    let copied = copy.destination_backup;
+    assert_eq!(copied.source_backup, backup.backup_id);
+    assert_eq!(copied.source_region, "us-east-1");
+    assert_eq!(copied.source_cluster.as_str(), cid);
+    // The copy is found in its Region by its source, not in the source's Region.
+    let west_backups = kms
+        .describe_backups(&DescribeBackupsRequest {
+            filters: [(
+                "sourceBackupIds".to_owned(),
+                vec![backup.backup_id.to_string()],
+            )]
+            .into(),
+            region: Some("us-west-2".into()),
+        })
+        .unwrap();
+    let [copy] = &west_backups[..] else {
+        panic!("one copy in us-west-2: {west_backups:?}")
+    };
+    assert!(copy.backup_arn.starts_with("arn:aws:cloudhsm:us-west-2:"));
+    assert_eq!(
+        copy.source_cluster.as_ref().map(|c| c.as_str()),
+        Some(cid.as_str())
+    );
+    assert!(kms
+        .describe_backups(&Default::default())
+        .unwrap()
+        .iter()
+        .all(|b| b.backup_id != copy.backup_id));
     let west = kms
         .create_cluster(&CreateClusterRequest {
             source_backup_id: Some(copy.backup_id.clone()),
@@ -790,14 +820,110 @@ fn backups_copy_and_restore_related_clusters() {
     assert_eq!(objects(&cid), objects(&restored));
     assert_eq!(objects(&restored)[0].1, key.arn);
 
+    // A deleted backup (PENDING_DELETION) restores no cluster until RestoreBackup.
     kms.delete_backup(backup.backup_id.as_str()).unwrap();
     assert_aws(
         kms.create_cluster(&CreateClusterRequest {
             source_backup_id: Some(backup.backup_id.clone()),
             ..Default::default()
         }),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+}
+
+#[test]
+fn a_deleted_backup_is_restorable_for_seven_days_then_gone() {
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "S");
+    let backup = kms.create_backup(&f.cluster.cluster_id).unwrap();
+    let id = backup.backup_id.to_string();
+
+    let deleted = kms.delete_backup(&id).unwrap().backup;
+    assert_eq!(deleted.backup_state, BackupState::PendingDeletion);
+    assert!(deleted.delete_timestamp.is_some());
+    assert_aws(
+        kms.delete_backup(&id),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    assert_aws(
+        kms.copy_backup_to_region(&CopyBackupToRegionRequest {
+            backup_id: id.clone(),
+            destination_region: "us-west-2".into(),
+        }),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    // Just inside the window: back to READY, restorable from again.
+    clock.advance_days(limits::BACKUP_RESTORE_DAYS - 1);
+    clock.advance(std::time::Duration::from_millis(86_400_000 - 1));
+    let restored = kms.restore_backup(&id).unwrap().backup;
+    assert_eq!(restored.backup_state, BackupState::Ready);
+    assert_eq!(restored.delete_timestamp, None);
+    assert_aws(
+        kms.restore_backup(&id),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    kms.create_cluster(&CreateClusterRequest {
+        source_backup_id: Some(backup.backup_id.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+
+    // Deleted again and left seven days: gone for good.
+    kms.delete_backup(&id).unwrap();
+    let pending = kms
+        .describe_backups(&DescribeBackupsRequest {
+            filters: [("states".to_owned(), vec!["PENDING_DELETION".to_owned()])].into(),
+            region: None,
+        })
+        .unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    clock.advance_days(limits::BACKUP_RESTORE_DAYS);
+    assert_aws(
+        kms.restore_backup(&id),
         ErrorKind::CloudHsmResourceNotFoundException,
     );
+    assert!(kms
+        .describe_backups(&Default::default())
+        .unwrap()
+        .iter()
+        .all(|b| b.backup_id != backup.backup_id));
+}
+
+#[test]
+fn describe_backups_refuses_an_unknown_filter_naming_it() {
+    let (kms, _clock) = kms();
+    let e = assert_aws(
+        kms.describe_backups(&DescribeBackupsRequest {
+            filters: [("vpcIds".to_owned(), vec!["x".to_owned()])].into(),
+            region: None,
+        }),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    assert!(e.message().contains("vpcIds"), "{e}");
+}
+
+#[test]
+fn a_backup_is_found_only_in_its_own_region() {
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "S");
+    let backup = kms.create_backup(&f.cluster.cluster_id).unwrap();
+    assert_aws(
+        kms.create_cluster(&CreateClusterRequest {
+            source_backup_id: Some(backup.backup_id.clone()),
+            region: Some("us-west-2".into()),
+            ..Default::default()
+        }),
+        ErrorKind::CloudHsmResourceNotFoundException,
+    );
+    let c = kms
+        .create_cluster(&CreateClusterRequest {
+            source_backup_id: Some(backup.backup_id.clone()),
+            region: Some("us-east-1".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .cluster;
+    assert_eq!(c.source_backup_id, Some(backup.backup_id));
 }
 
 #[test]
@@ -950,4 +1076,90 @@ fn kms_event_log_and_hsm_audit_log_are_independent_and_hold_no_secrets() {
         assert!(!text.contains(&anchor_body));
         assert!(!text.contains("BEGIN CERTIFICATE"));
     }
+}
+
+/// An active cluster with an HSM in each zone, its CSR signed by `ca`.
+fn cluster_signed_by(kms: &Kms, ca: &CertificateAuthority) -> String {
+    let c = kms
+        .create_cluster(&CreateClusterRequest::default())
+        .unwrap()
+        .cluster;
+    let id = c.cluster_id.to_string();
+    for zone in c.subnet_mapping.keys() {
+        kms.create_hsm(&CreateHsmRequest {
+            cluster_id: id.clone(),
+            availability_zone: zone.clone(),
+        })
+        .unwrap();
+    }
+    let csr = describe_cluster(kms, &id)
+        .certificates
+        .cluster_csr
+        .expect("an UNINITIALIZED cluster with an HSM offers its CSR");
+    kms.initialize_cluster(&InitializeClusterRequest {
+        cluster_id: id.clone(),
+        signed_cert: ca.sign_csr(&csr).unwrap(),
+        trust_anchor: ca.certificate_pem().into(),
+    })
+    .unwrap();
+    kms.create_hsm_user(&user_req(&id, "kmsuser", KMSUSER_PASSWORD))
+        .unwrap();
+    id
+}
+
+#[test]
+fn relatedness_is_the_cluster_certificate_even_after_the_original_cluster_is_gone() {
+    // One customer CA signs two clusters (as on AWS, where one CA often signs them all):
+    // same trust anchor, different cluster certificates, so unrelated.
+    let (kms, clock) = kms();
+    let ca = CertificateAuthority::generate("the customer's CA").unwrap();
+    let original = cluster_signed_by(&kms, &ca);
+    let unrelated = cluster_signed_by(&kms, &ca);
+    let store_id = kms
+        .create_custom_key_store(&CreateCustomKeyStoreRequest {
+            custom_key_store_name: "S".into(),
+            cloud_hsm_cluster_id: Some(original.clone()),
+            trust_anchor_certificate: Some(ca.certificate_pem().into()),
+            key_store_password: Some(Password::new(KMSUSER_PASSWORD)),
+            custom_key_store_type: None,
+        })
+        .unwrap()
+        .custom_key_store_id;
+    connect(&kms, &clock, &store_id);
+    create_key(&kms, Some(&store_id));
+    disconnect(&kms, &clock, &store_id);
+    let restored = restored_cluster(&kms, &original);
+    for hsm in describe_cluster(&kms, &original).hsms {
+        kms.delete_hsm(&DeleteHsmRequest {
+            cluster_id: original.clone(),
+            hsm_id: hsm.hsm_id.to_string(),
+        })
+        .unwrap();
+    }
+    kms.delete_cluster(&original).unwrap();
+
+    let to = |cluster: &str| UpdateCustomKeyStoreRequest {
+        custom_key_store_id: store_id.clone(),
+        cloud_hsm_cluster_id: Some(cluster.to_owned()),
+        ..Default::default()
+    };
+    assert_aws(
+        kms.update_custom_key_store(&to(&unrelated)),
+        ErrorKind::CloudHsmClusterNotRelatedException,
+    );
+    kms.update_custom_key_store(&to(&restored)).unwrap();
+    // Another store may not take a cluster sharing the store's backup history.
+    let mut req = store_request(
+        &ClusterFixture {
+            cluster_id: restored.clone(),
+            trust_anchor: ca.certificate_pem().into(),
+            zones: Vec::new(),
+        },
+        "T",
+    );
+    req.cloud_hsm_cluster_id = Some(restored_cluster(&kms, &restored));
+    assert_aws(
+        kms.create_custom_key_store(&req),
+        ErrorKind::CloudHsmClusterInUseException,
+    );
 }

@@ -252,7 +252,11 @@ fn a_cluster_restored_from_a_deleted_store_cluster_is_still_in_use() {
     }
     kms.delete_cluster(&c.cluster_id).unwrap();
     // Rebuilt from the final backup: it shares backup history with the cluster behind "A".
-    let backup = kms.describe_backups().unwrap().remove(0).backup_id;
+    let backup = kms
+        .describe_backups(&Default::default())
+        .unwrap()
+        .remove(0)
+        .backup_id;
     let rebuilt = kms
         .create_cluster(&CreateClusterRequest {
             source_backup_id: Some(backup),

@@ -17,13 +17,17 @@ use crate::types::{
 pub struct CreateClusterRequest {
     /// HSM type (default `hsm2m.medium`).
     pub hsm_type: Option<String>,
-    /// kmscks: the availability zones to give the cluster a private subnet in (default: the
-    /// Region's `a` and `b` zones). AWS takes subnet ids; here subnets are simulated.
+    /// The cluster's private subnets, as AWS takes them (`subnet-[0-9a-fA-F]{8,17}`): each is
+    /// placed in a zone of the Region (`<region>a`, `<region>b`, … in the order given) unless
+    /// kmscks already knows the subnet. Exclusive with `AvailabilityZones`.
+    pub subnet_ids: Vec<String>,
+    /// kmscks: the availability zones to give the cluster a simulated private subnet in
+    /// (default, when neither this nor `SubnetIds` is given: the Region's `a` and `b` zones).
     pub availability_zones: Vec<String>,
     /// Restore from this backup (the cluster is then ACTIVE and related to the backup's).
     pub source_backup_id: Option<BackupId>,
-    /// kmscks: the Region to create the cluster in (default: the configured Region; a cluster
-    /// restored from a backup lives in the backup's Region).
+    /// The Region to create the cluster in, as `aws --region` (default: the configured Region,
+    /// or for a restore the backup's Region; a backup is only found in its own Region).
     pub region: Option<String>,
 }
 
@@ -176,26 +180,51 @@ pub struct InitializeClusterResponse {
     pub trust_anchor: Option<String>,
 }
 
-/// A backup as DescribeBackups shows it.
+/// A backup as DescribeBackups shows it (cloudhsmv2's `Backup`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct BackupDescription {
     /// Id.
     pub backup_id: BackupId,
+    /// `arn:aws:cloudhsm:<region>:<account>:backup/<id>`: names the backup's Region.
+    pub backup_arn: String,
     /// State.
     pub backup_state: BackupState,
-    /// Source cluster.
+    /// The cluster the backup was taken of.
     pub cluster_id: ClusterId,
     /// When it was taken.
     pub create_timestamp: Timestamp,
-    /// Region.
-    pub region: String,
-    /// For copies: the backup it was copied from.
+    /// For copies: when it was copied into this Region.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub source_backup: Option<BackupId>,
+    pub copy_timestamp: Option<Timestamp>,
+    /// Whether the backup is exempt from the retention policy.
+    pub never_expires: bool,
     /// For copies: the Region it was copied from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_region: Option<String>,
+    /// For copies: the backup it was copied from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_backup: Option<BackupId>,
+    /// For copies: the cluster the source backup was taken of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_cluster: Option<ClusterId>,
+    /// While PENDING_DELETION: when DeleteBackup was called (the backup stays restorable for
+    /// [`crate::types::limits::BACKUP_RESTORE_DAYS`] days after it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_timestamp: Option<Timestamp>,
+    /// HSM type of the cluster it was taken of.
+    pub hsm_type: String,
+}
+
+/// DescribeBackups.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DescribeBackupsRequest {
+    /// Filters (AWS's names): `backupIds`, `sourceBackupIds`, `clusterIds`, `states`,
+    /// `neverExpires`.
+    pub filters: BTreeMap<String, Vec<String>>,
+    /// The Region whose backups to list (as `aws --region`; default: the configured Region).
+    pub region: Option<String>,
 }
 
 /// CopyBackupToRegion.
@@ -206,6 +235,37 @@ pub struct CopyBackupToRegionRequest {
     pub backup_id: String,
     /// Destination Region.
     pub destination_region: String,
+}
+
+/// CopyBackupToRegion response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct CopyBackupToRegionResponse {
+    /// What was copied (AWS names the source; the copy is found with DescribeBackups in the
+    /// destination Region, filter `sourceBackupIds`).
+    pub destination_backup: DestinationBackup,
+}
+
+/// cloudhsmv2's `DestinationBackup`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct DestinationBackup {
+    /// When the copy was made.
+    pub create_timestamp: Timestamp,
+    /// The Region copied from.
+    pub source_region: String,
+    /// The backup copied.
+    pub source_backup: BackupId,
+    /// The cluster the copied backup was taken of.
+    pub source_cluster: ClusterId,
+}
+
+/// DeleteBackup / RestoreBackup response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct BackupResponse {
+    /// The backup as it is now.
+    pub backup: BackupDescription,
 }
 
 /// A CloudHSM user as `user list` shows it.
@@ -318,7 +378,7 @@ pub struct ClusterIdRequest {
     pub cluster_id: String,
 }
 
-/// A request naming one backup (DeleteBackup).
+/// A request naming one backup (DeleteBackup, RestoreBackup).
 #[derive(
     Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
 )]

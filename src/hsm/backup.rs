@@ -1,5 +1,6 @@
-//! Cluster backups: taken on demand and when a cluster is deleted, described, copied to
-//! another Region, deleted. A backup keeps the cluster's certificates, users, key objects and
+//! Cluster backups: taken on demand and when a cluster is deleted, described (per Region, with
+//! AWS's filters), copied to another Region, deleted (PENDING_DELETION, restorable for seven
+//! days on the clock) and restored. A backup keeps the cluster's certificates, users, key objects and
 //! wrapping-key lineage, so a cluster restored from it holds the same keys.
 
 use super::cluster::cluster;
@@ -37,14 +38,18 @@ pub(super) fn take_backup(tx: &mut HsmTx<'_>, c: &Cluster) -> BackupDescription 
         objects,
         next_handle: c.next_handle,
         copied_from: None,
+        copied: None,
+        never_expires: false,
+        delete_timestamp: None,
     };
-    let d = describe_backup(&backup);
+    let d = describe_backup(&backup, tx.scope);
     tx.push(HsmChange::PutBackup(Box::new(backup)));
     d
 }
 
 /// Takes a backup of an initialised cluster now (AWS takes them on a schedule).
 pub fn create_backup(tx: &mut HsmTx<'_>, cluster_id: &str) -> Result<BackupDescription> {
+    purge_expired(tx);
     let c = cluster(tx.state, cluster_id)?.clone();
     if c.pki.cluster_certificate.is_none() {
         return Err(err!(
@@ -56,22 +61,105 @@ pub fn create_backup(tx: &mut HsmTx<'_>, cluster_id: &str) -> Result<BackupDescr
     Ok(take_backup(tx, &c))
 }
 
-/// DescribeBackups view of a backup.
-pub fn describe_backup(b: &Backup) -> BackupDescription {
-    BackupDescription {
-        backup_id: b.id.clone(),
-        backup_state: b.state,
-        cluster_id: b.cluster_id.clone(),
-        create_timestamp: b.created,
-        region: b.region.clone(),
-        source_backup: b.copied_from.as_ref().map(|(id, _)| id.clone()),
-        source_region: b.copied_from.as_ref().map(|(_, r)| r.clone()),
+/// Whether a backup deleted at `delete_timestamp` is past its restore window at `now` (then it
+/// is gone for good: not described, not restorable).
+fn expired(b: &Backup, now: Timestamp) -> bool {
+    b.delete_timestamp
+        .is_some_and(|d| now >= d.plus_days(limits::BACKUP_RESTORE_DAYS))
+}
+
+/// Removes, in `tx`, every backup whose restore window has closed (done lazily, by the backup
+/// operations that write: what is past its window is already invisible to readers).
+fn purge_expired(tx: &mut HsmTx<'_>) {
+    let gone: Vec<BackupId> = tx
+        .state
+        .backups
+        .values()
+        .filter(|b| expired(b, tx.now))
+        .map(|b| b.id.clone())
+        .collect();
+    for id in gone {
+        tx.push(HsmChange::DeleteBackup(id));
     }
 }
 
-fn backup<'s>(state: &'s CloudHsmState, id: &str) -> Result<&'s Backup> {
+/// DescribeBackups view of a backup (cloudhsmv2's `Backup`).
+pub(super) fn describe_backup(b: &Backup, scope: &Scope) -> BackupDescription {
+    BackupDescription {
+        backup_id: b.id.clone(),
+        backup_arn: format!(
+            "arn:aws:cloudhsm:{}:{}:backup/{}",
+            b.region, scope.account_id, b.id
+        ),
+        backup_state: b.state,
+        cluster_id: b.cluster_id.clone(),
+        create_timestamp: b.created,
+        copy_timestamp: b.copied,
+        never_expires: b.never_expires,
+        source_region: b.copied_from.as_ref().map(|(_, r)| r.clone()),
+        source_backup: b.copied_from.as_ref().map(|(id, _)| id.clone()),
+        source_cluster: b.copied_from.as_ref().map(|_| b.cluster_id.clone()),
+        delete_timestamp: b.delete_timestamp,
+        hsm_type: b.hsm_type.clone(),
+    }
+}
+
+/// The filters DescribeBackups takes (AWS's names).
+const BACKUP_FILTERS: [&str; 5] = [
+    "backupIds",
+    "sourceBackupIds",
+    "clusterIds",
+    "states",
+    "neverExpires",
+];
+
+/// DescribeBackups: the backups of one Region (the request's, else the configured one) that
+/// pass every filter; backups past their restore window are gone.
+pub fn describe_backups(
+    state: &CloudHsmState,
+    now: Timestamp,
+    scope: &Scope,
+    req: &DescribeBackupsRequest,
+) -> Result<Vec<BackupDescription>> {
+    for name in req.filters.keys() {
+        if !BACKUP_FILTERS.contains(&name.as_str()) {
+            return Err(err!(
+                CloudHsmInvalidRequestException,
+                "Unknown filter {name}; use {}",
+                BACKUP_FILTERS.join(", ")
+            ));
+        }
+    }
+    let region = req.region.as_deref().unwrap_or(&scope.region);
+    let wanted = |name: &str, value: Option<&str>| {
+        req.filters
+            .get(name)
+            .is_none_or(|vals| value.is_some_and(|v| vals.iter().any(|w| w == v)))
+    };
+    Ok(state
+        .backups
+        .values()
+        .filter(|b| b.region == region && !expired(b, now))
+        .filter(|b| {
+            let never = if b.never_expires { "true" } else { "false" };
+            wanted("backupIds", Some(b.id.as_str()))
+                && wanted(
+                    "sourceBackupIds",
+                    b.copied_from.as_ref().map(|(id, _)| id.as_str()),
+                )
+                && wanted("clusterIds", Some(b.cluster_id.as_str()))
+                && wanted("states", Some(b.state.as_str()))
+                && wanted("neverExpires", Some(never))
+        })
+        .map(|b| describe_backup(b, scope))
+        .collect())
+}
+
+/// The backup `id`, unless it is gone (unknown, or past its restore window).
+pub(super) fn backup<'s>(state: &'s CloudHsmState, now: Timestamp, id: &str) -> Result<&'s Backup> {
     BackupId::parse(id)
         .and_then(|b| state.backups.get(&b))
+        .filter(|b| !expired(b, now))
         .ok_or_else(|| {
             err!(
                 CloudHsmResourceNotFoundException,
@@ -80,13 +168,33 @@ fn backup<'s>(state: &'s CloudHsmState, id: &str) -> Result<&'s Backup> {
         })
 }
 
-/// CopyBackupToRegion: the copy is a new backup in the destination Region; a cluster restored
-/// from it is related to (shares backup history with) the source cluster.
+/// The backup `id`, which must be READY (not PENDING_DELETION) to be copied or restored from.
+pub(super) fn ready_backup<'s>(
+    state: &'s CloudHsmState,
+    now: Timestamp,
+    id: &str,
+    op: &str,
+) -> Result<&'s Backup> {
+    let b = backup(state, now, id)?;
+    if b.state != BackupState::Ready {
+        return Err(err!(
+            CloudHsmInvalidRequestException,
+            "{op}: the backup {id} is {}, not READY (RestoreBackup brings a deleted backup back)",
+            b.state
+        ));
+    }
+    Ok(b)
+}
+
+/// CopyBackupToRegion: the copy is a new backup in the destination Region (found there with
+/// DescribeBackups, filter `sourceBackupIds`); a cluster restored from it is related to
+/// (shares backup history with) the source cluster.
 pub fn copy_backup_to_region(
     tx: &mut HsmTx<'_>,
     req: &CopyBackupToRegionRequest,
-) -> Result<BackupDescription> {
-    let b = backup(tx.state, &req.backup_id)?.clone();
+) -> Result<CopyBackupToRegionResponse> {
+    purge_expired(tx);
+    let b = ready_backup(tx.state, tx.now, &req.backup_id, "CopyBackupToRegion")?.clone();
     if req.destination_region == b.region {
         return Err(err!(
             CloudHsmInvalidRequestException,
@@ -102,16 +210,25 @@ pub fn copy_backup_to_region(
             req.destination_region
         ));
     }
+    let response = CopyBackupToRegionResponse {
+        destination_backup: DestinationBackup {
+            create_timestamp: tx.now,
+            source_region: b.region.clone(),
+            source_backup: b.id.clone(),
+            source_cluster: b.cluster_id.clone(),
+        },
+    };
     let copy = Backup {
         id: BackupId::generate(),
         region: req.destination_region.clone(),
-        created: tx.now,
         copied_from: Some((b.id.clone(), b.region.clone())),
+        copied: Some(tx.now),
+        never_expires: false,
+        delete_timestamp: None,
         ..b
     };
-    let d = describe_backup(&copy);
     tx.push(HsmChange::PutBackup(Box::new(copy)));
-    Ok(d)
+    Ok(response)
 }
 
 fn is_region_name(r: &str) -> bool {
@@ -127,11 +244,40 @@ fn is_region_name(r: &str) -> bool {
             .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// DeleteBackup.
-pub fn delete_backup(tx: &mut HsmTx<'_>, backup_id: &str) -> Result<BackupDescription> {
-    let b = backup(tx.state, backup_id)?.clone();
-    let mut d = describe_backup(&b);
-    d.backup_state = BackupState::Deleted;
-    tx.push(HsmChange::DeleteBackup(b.id));
-    Ok(d)
+/// DeleteBackup: the backup becomes PENDING_DELETION and stays restorable (RestoreBackup) for
+/// [`limits::BACKUP_RESTORE_DAYS`] days; it cannot be copied or restored from meanwhile.
+pub fn delete_backup(tx: &mut HsmTx<'_>, backup_id: &str) -> Result<BackupResponse> {
+    purge_expired(tx);
+    let mut b = backup(tx.state, tx.now, backup_id)?.clone();
+    if b.state == BackupState::PendingDeletion {
+        return Err(err!(
+            CloudHsmInvalidRequestException,
+            "The backup {} is already PENDING_DELETION",
+            b.id
+        ));
+    }
+    b.state = BackupState::PendingDeletion;
+    b.delete_timestamp = Some(tx.now);
+    let backup = describe_backup(&b, tx.scope);
+    tx.push(HsmChange::PutBackup(Box::new(b)));
+    Ok(BackupResponse { backup })
+}
+
+/// RestoreBackup: a PENDING_DELETION backup, within its window, becomes READY again.
+pub fn restore_backup(tx: &mut HsmTx<'_>, backup_id: &str) -> Result<BackupResponse> {
+    purge_expired(tx);
+    let mut b = backup(tx.state, tx.now, backup_id)?.clone();
+    if b.state != BackupState::PendingDeletion {
+        return Err(err!(
+            CloudHsmInvalidRequestException,
+            "The backup {} is {}, not PENDING_DELETION; only a deleted backup can be restored",
+            b.id,
+            b.state
+        ));
+    }
+    b.state = BackupState::Ready;
+    b.delete_timestamp = None;
+    let backup = describe_backup(&b, tx.scope);
+    tx.push(HsmChange::PutBackup(Box::new(b)));
+    Ok(BackupResponse { backup })
 }

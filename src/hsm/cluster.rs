@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::audit::{audit_all, opcode};
-use super::backup::take_backup;
+use super::backup::{ready_backup, take_backup};
 use super::devices::SUBNET_ADDRESSES;
 use super::password::{hash_password, ROTATED_PASSWORD_LEN};
 use super::{CloudHsmState, HsmChange, HsmTx};
@@ -155,6 +155,118 @@ pub fn describe_clusters(
 // ---------------------------------------------------------------------------------------------
 // Lifecycle
 
+/// The zone of the `index`-th subnet given to CreateCluster: `<region>a`, `<region>b`, …
+fn nth_zone(region: &str, index: usize) -> Result<String> {
+    let letter = u8::try_from(index)
+        .ok()
+        .filter(|i| *i < 26)
+        .map(|i| char::from(b'a' + i))
+        .ok_or_else(|| {
+            err!(
+                CloudHsmInvalidRequestException,
+                "Too many subnets: a Region has at most 26 availability zones"
+            )
+        })?;
+    Ok(format!("{region}{letter}"))
+}
+
+/// The zone a subnet id already has in kmscks (it is a subnet of some cluster), if any.
+fn known_zone<'s>(state: &'s CloudHsmState, id: &SubnetId) -> Option<&'s str> {
+    state.clusters.values().find_map(|c| {
+        c.subnets
+            .iter()
+            .find(|(_, s)| s.id == *id)
+            .map(|(az, _)| az.as_str())
+    })
+}
+
+/// CreateCluster's private subnets, one per zone: from `SubnetIds` (each in a zone of the
+/// Region: the one kmscks knows it in, else `<region>a`, `<region>b`, … in the order given),
+/// from kmscks's `AvailabilityZones`, or by default in the Region's `a` and `b` zones.
+fn subnets(
+    state: &CloudHsmState,
+    region: &str,
+    req: &CreateClusterRequest,
+) -> Result<BTreeMap<String, Subnet>> {
+    let fresh = |id: SubnetId| Subnet {
+        id,
+        deleted: false,
+        free_addresses: SUBNET_ADDRESSES,
+    };
+    let placed: Vec<(String, SubnetId)> = if !req.subnet_ids.is_empty() {
+        if !req.availability_zones.is_empty() {
+            return Err(err!(
+                CloudHsmInvalidRequestException,
+                "Give SubnetIds or AvailabilityZones, not both"
+            ));
+        }
+        let mut ids: Vec<SubnetId> = Vec::with_capacity(req.subnet_ids.len());
+        for text in &req.subnet_ids {
+            let id = SubnetId::parse_lenient(text).ok_or_else(|| {
+                KmsErrorExt::validation_cloudhsm(text, "subnetIds", SubnetId::PATTERN)
+            })?;
+            if ids.contains(&id) {
+                return Err(err!(
+                    CloudHsmInvalidRequestException,
+                    "Subnet {text} is given twice"
+                ));
+            }
+            ids.push(id);
+        }
+        // Subnets kmscks knows keep their zone; the others take the Region's zones in order,
+        // skipping those the known ones hold.
+        let known: Vec<Option<String>> = ids
+            .iter()
+            .map(|id| known_zone(state, id).map(str::to_owned))
+            .collect();
+        let mut next = 0;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, zone) in ids.into_iter().zip(&known) {
+            let zone = match zone {
+                Some(z) => z.clone(),
+                None => loop {
+                    let z = nth_zone(region, next)?;
+                    next += 1;
+                    if !known.iter().flatten().any(|k| *k == z) {
+                        break z;
+                    }
+                },
+            };
+            out.push((zone, id));
+        }
+        out
+    } else if req.availability_zones.is_empty() {
+        vec![
+            (format!("{region}a"), SubnetId::generate()),
+            (format!("{region}b"), SubnetId::generate()),
+        ]
+    } else {
+        req.availability_zones
+            .iter()
+            .map(|az| (az.clone(), SubnetId::generate()))
+            .collect()
+    };
+    let distinct: BTreeSet<&String> = placed.iter().map(|(az, _)| az).collect();
+    if distinct.len() != placed.len() {
+        return Err(err!(
+            CloudHsmInvalidRequestException,
+            "Each subnet must be in a different availability zone"
+        ));
+    }
+    for (az, _) in &placed {
+        if !az.starts_with(region) || az.len() != region.len() + 1 {
+            return Err(err!(
+                CloudHsmInvalidRequestException,
+                "Availability zone {az} is not in Region {region}"
+            ));
+        }
+    }
+    Ok(placed
+        .into_iter()
+        .map(|(az, id)| (az, fresh(id)))
+        .collect())
+}
+
 /// CreateCluster: a new cluster (UNINITIALIZED), or one restored from a backup (ACTIVE, with the
 /// backup's certificates, users and key objects).
 pub fn create_cluster(
@@ -162,9 +274,25 @@ pub fn create_cluster(
     req: &CreateClusterRequest,
 ) -> Result<ClusterDescription> {
     let id = ClusterId::generate();
+    let backup = match &req.source_backup_id {
+        Some(bid) => {
+            let b = ready_backup(tx.state, tx.now, bid.as_str(), "CreateCluster")?;
+            // Backups are regional: one is found only in its own Region.
+            if req.region.as_ref().is_some_and(|r| *r != b.region) {
+                return Err(err!(
+                    CloudHsmResourceNotFoundException,
+                    "The backup {bid} does not exist in {}.",
+                    req.region.as_deref().unwrap_or_default()
+                ));
+            }
+            Some(b)
+        }
+        None => None,
+    };
     let hsm_type = req
         .hsm_type
         .clone()
+        .or_else(|| backup.map(|b| b.hsm_type.clone()))
         .unwrap_or_else(|| DEFAULT_HSM_TYPE.to_owned());
     if !hsm_type.starts_with("hsm") {
         return Err(err!(
@@ -172,21 +300,6 @@ pub fn create_cluster(
             "Unsupported HsmType {hsm_type}"
         ));
     }
-    let backup = match &req.source_backup_id {
-        Some(bid) => Some(
-            tx.state
-                .backups
-                .get(bid)
-                .filter(|b| b.state == BackupState::Ready)
-                .ok_or_else(|| {
-                    err!(
-                        CloudHsmResourceNotFoundException,
-                        "The backup {bid} does not exist."
-                    )
-                })?,
-        ),
-        None => None,
-    };
     let region = match backup {
         Some(b) => b.region.clone(),
         None => req
@@ -194,39 +307,7 @@ pub fn create_cluster(
             .clone()
             .unwrap_or_else(|| tx.scope.region.clone()),
     };
-    let zones: Vec<String> = if req.availability_zones.is_empty() {
-        vec![format!("{region}a"), format!("{region}b")]
-    } else {
-        req.availability_zones.clone()
-    };
-    let distinct: BTreeSet<&String> = zones.iter().collect();
-    if distinct.len() != zones.len() {
-        return Err(err!(
-            CloudHsmInvalidRequestException,
-            "Each subnet must be in a different availability zone"
-        ));
-    }
-    for az in &zones {
-        if !az.starts_with(&region) || az.len() != region.len() + 1 {
-            return Err(err!(
-                CloudHsmInvalidRequestException,
-                "Availability zone {az} is not in Region {region}"
-            ));
-        }
-    }
-    let subnets = zones
-        .into_iter()
-        .map(|az| {
-            (
-                az,
-                Subnet {
-                    id: SubnetId::generate(),
-                    deleted: false,
-                    free_addresses: SUBNET_ADDRESSES,
-                },
-            )
-        })
-        .collect();
+    let subnets = subnets(tx.state, &region, req)?;
     let mut cluster = Cluster {
         id: id.clone(),
         region,
@@ -410,6 +491,90 @@ mod tests {
         };
         assert_eq!(c.id, d.cluster_id);
         assert_eq!(done.new_keys, std::slice::from_ref(&c.wrapping_key));
+    }
+
+    fn created(state: &CloudHsmState, req: &CreateClusterRequest) -> Result<Cluster> {
+        let scope = Scope::default();
+        let mut tx = HsmTx::new(state, Timestamp(0), &scope, &NoKeys);
+        create_cluster(&mut tx, req)?;
+        let done = tx.finish();
+        match done.changes.into_iter().last() {
+            Some(HsmChange::PutCluster(c)) => Ok(*c),
+            other => panic!("no PutCluster: {other:?}"),
+        }
+    }
+
+    fn with_subnets(ids: &[&str]) -> CreateClusterRequest {
+        CreateClusterRequest {
+            subnet_ids: ids.iter().map(|s| s.to_string()).collect(),
+            ..CreateClusterRequest::default()
+        }
+    }
+
+    fn mapping(c: &Cluster) -> Vec<(String, String)> {
+        describe(c).subnet_mapping.into_iter().collect()
+    }
+
+    #[test]
+    fn subnet_ids_are_placed_in_the_regions_zones_in_the_order_given() {
+        let state = CloudHsmState::default();
+        let c = created(
+            &state,
+            &with_subnets(&["subnet-0f0f0f0f", "subnet-0123456789abcdef0", "subnet-ABCDEF12"]),
+        )
+        .unwrap();
+        assert_eq!(
+            mapping(&c),
+            [
+                ("us-east-1a".to_owned(), "subnet-0f0f0f0f".to_owned()),
+                ("us-east-1b".to_owned(), "subnet-0123456789abcdef0".to_owned()),
+                ("us-east-1c".to_owned(), "subnet-ABCDEF12".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_subnet_kmscks_knows_keeps_its_zone_and_the_others_fill_the_rest_in_order() {
+        let mut state = CloudHsmState::default();
+        let first = created(&state, &with_subnets(&["subnet-aaaaaaaa", "subnet-bbbbbbbb"])).unwrap();
+        state.apply(HsmChange::PutCluster(Box::new(first)));
+        // subnet-bbbbbbbb is us-east-1b's already; the new one takes us-east-1a.
+        let c = created(&state, &with_subnets(&["subnet-bbbbbbbb", "subnet-cccccccc"])).unwrap();
+        assert_eq!(
+            mapping(&c),
+            [
+                ("us-east-1a".to_owned(), "subnet-cccccccc".to_owned()),
+                ("us-east-1b".to_owned(), "subnet-bbbbbbbb".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_subnet_id_not_shaped_as_aws_requires_is_refused_naming_it() {
+        let state = CloudHsmState::default();
+        for bad in ["subnet-xyz12345", "subnet-1234567", "sub-12345678", "subnet-0123456789abcdef01"] {
+            let e = created(&state, &with_subnets(&["subnet-aaaaaaaa", bad])).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::CloudHsmInvalidRequestException, "{bad}");
+            assert!(e.message().contains(bad), "{bad}: {e}");
+            assert!(e.message().contains(SubnetId::PATTERN), "{e}");
+        }
+    }
+
+    #[test]
+    fn subnet_ids_given_twice_or_with_availability_zones_are_refused() {
+        let state = CloudHsmState::default();
+        let twice = created(&state, &with_subnets(&["subnet-aaaaaaaa", "subnet-aaaaaaaa"]));
+        assert!(twice.unwrap_err().message().contains("twice"));
+        let mut both = with_subnets(&["subnet-aaaaaaaa"]);
+        both.availability_zones = vec!["us-east-1a".into()];
+        assert!(created(&state, &both).unwrap_err().message().contains("not both"));
+    }
+
+    #[test]
+    fn without_subnet_ids_the_cluster_has_the_regions_a_and_b_zones() {
+        let c = created(&CloudHsmState::default(), &CreateClusterRequest::default()).unwrap();
+        let zones: Vec<String> = c.subnets.keys().cloned().collect();
+        assert_eq!(zones, ["us-east-1a", "us-east-1b"]);
     }
 
     #[test]

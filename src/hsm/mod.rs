@@ -25,7 +25,10 @@ pub mod tx;
 mod user;
 
 pub use audit::audit_log;
-pub use backup::{copy_backup_to_region, create_backup, delete_backup, describe_backup};
+pub use backup::{
+    copy_backup_to_region, create_backup, delete_backup, describe_backups,
+    restore_backup,
+};
 pub use cluster::{
     create_cluster, delete_cluster, describe_clusters, initialize_cluster,
     initialize_cluster_with_new_ca,

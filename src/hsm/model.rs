@@ -218,6 +218,14 @@ pub struct Backup {
     pub objects: Vec<KeyObject>,
     /// Next handle at backup time.
     pub next_handle: u64,
-    /// For copies: the backup and Region this one was copied from.
+    /// For copies: the backup and Region this one was copied from (the source cluster is
+    /// `cluster_id`).
     pub copied_from: Option<(BackupId, String)>,
+    /// For copies: when the copy was made.
+    pub copied: Option<Timestamp>,
+    /// Exempt from the retention policy.
+    pub never_expires: bool,
+    /// When DeleteBackup was called (state PENDING_DELETION); the backup is gone for good
+    /// [`crate::types::limits::BACKUP_RESTORE_DAYS`] days later.
+    pub delete_timestamp: Option<Timestamp>,
 }

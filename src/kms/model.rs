@@ -23,6 +23,10 @@ pub struct KeyStore {
     pub cluster_id: ClusterId,
     /// The trust anchor given at creation (PEM).
     pub trust_anchor: String,
+    /// The cluster certificate of the cluster the store was created with (PEM): a cluster is
+    /// related to the store's (shares its backup history) when its certificate is this one,
+    /// whether or not the original cluster still exists.
+    pub cluster_certificate: String,
     /// kmsuser's password as KMS knows it, wrapped under the KMS master key.
     pub wrapped_password: Vec<u8>,
     /// Connection state.

@@ -141,9 +141,11 @@ fn certificate(c: &Cluster) -> Option<&str> {
     c.pki.cluster_certificate.as_deref()
 }
 
-/// Whether two clusters share backup history (equal cluster certificates).
-pub fn related(a: &Cluster, b: &Cluster) -> bool {
-    matches!((certificate(a), certificate(b)), (Some(x), Some(y)) if pki::same_certificate(x, y))
+/// Whether `c` shares backup history with the store's cluster (spec §3.1: equal cluster
+/// certificates), judged by the certificate the store recorded, so that it holds after the
+/// store's cluster is deleted and when one customer CA signs several clusters.
+fn shares_history(s: &KeyStore, c: &Cluster) -> bool {
+    certificate(c).is_some_and(|cert| pki::same_certificate(cert, &s.cluster_certificate))
 }
 
 fn entry(s: &KeyStore) -> CustomKeyStoreEntry {
@@ -232,18 +234,7 @@ pub fn create(
     }
     let c = cluster(tx, cluster_id)?;
     for other in tx.state.stores.values() {
-        let in_use = other.cluster_id == c.id
-            || match tx.cloudhsm.clusters.get(&other.cluster_id) {
-                Some(o) => related(o, c),
-                // The store's cluster is deleted: its backups still carry its certificate.
-                None => tx.cloudhsm.backups.values().any(|b| {
-                    b.cluster_id == other.cluster_id
-                        && matches!(
-                            (b.pki.cluster_certificate.as_deref(), certificate(c)),
-                            (Some(x), Some(y)) if pki::same_certificate(x, y)
-                        )
-                }),
-            };
+        let in_use = other.cluster_id == c.id || shares_history(other, c);
         if in_use {
             return Err(err!(
                 CloudHsmClusterInUseException,
@@ -276,6 +267,8 @@ pub fn create(
         name: req.custom_key_store_name.clone(),
         cluster_id: c.id.clone(),
         trust_anchor: anchor.to_owned(),
+        // An ACTIVE cluster (checked above) is initialised, so it has its certificate.
+        cluster_certificate: certificate(c).unwrap_or_default().to_owned(),
         wrapped_password,
         state: ConnectionState::Disconnected,
         error_code: None,
@@ -386,17 +379,7 @@ pub fn update(tx: &mut Tx<'_>, req: &UpdateCustomKeyStoreRequest) -> Result<Empt
         }
         let new = cluster(tx, cluster_id)?;
         if new.id != s.cluster_id {
-            let related_to_original = match tx.cloudhsm.clusters.get(&s.cluster_id) {
-                Some(old) => related(old, new),
-                // The original cluster is gone: compare with what the store was created with.
-                None => {
-                    new.pki
-                        .trust_anchor
-                        .as_deref()
-                        .is_some_and(|t| pki::same_certificate(t, &s.trust_anchor))
-                        && certificate(new).is_some()
-                }
-            };
+            let related_to_original = shares_history(&s, new);
             if !related_to_original {
                 return Err(err!(
                     CloudHsmClusterNotRelatedException,

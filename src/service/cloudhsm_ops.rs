@@ -82,16 +82,11 @@ impl Kms {
         self.cluster_admin(Op::CreateBackup, |tx| hsm::create_backup(tx, cluster_id))
     }
 
-    /// DescribeBackups.
-    pub fn describe_backups(&self) -> Result<Vec<BackupDescription>> {
+    /// DescribeBackups: one Region's backups (the request's, else the configured one).
+    pub fn describe_backups(&self, req: &DescribeBackupsRequest) -> Result<Vec<BackupDescription>> {
         self.read(|tx| {
             require_cluster_admin(tx, Op::DescribeBackups.action())?;
-            Ok(tx
-                .cloudhsm
-                .backups
-                .values()
-                .map(hsm::describe_backup)
-                .collect())
+            hsm::describe_backups(tx.cloudhsm, tx.now, tx.scope, req)
         })
     }
 
@@ -99,15 +94,20 @@ impl Kms {
     pub fn copy_backup_to_region(
         &self,
         req: &CopyBackupToRegionRequest,
-    ) -> Result<BackupDescription> {
+    ) -> Result<CopyBackupToRegionResponse> {
         self.cluster_admin(Op::CopyBackupToRegion, |tx| {
             hsm::copy_backup_to_region(tx, req)
         })
     }
 
-    /// DeleteBackup.
-    pub fn delete_backup(&self, backup_id: &str) -> Result<BackupDescription> {
+    /// DeleteBackup: PENDING_DELETION, restorable for seven days.
+    pub fn delete_backup(&self, backup_id: &str) -> Result<BackupResponse> {
         self.cluster_admin(Op::DeleteBackup, |tx| hsm::delete_backup(tx, backup_id))
+    }
+
+    /// RestoreBackup: a PENDING_DELETION backup back to READY.
+    pub fn restore_backup(&self, backup_id: &str) -> Result<BackupResponse> {
+        self.cluster_admin(Op::RestoreBackup, |tx| hsm::restore_backup(tx, backup_id))
     }
 
     /// `user create` (CloudHSM CLI).

@@ -177,7 +177,7 @@ macro_rules! perform {
         $k.create_backup(&$r.cluster_id)
     };
     (DescribeBackups, $k:ident, $r:ident) => {
-        $k.describe_backups()
+        $k.describe_backups($r)
             .map(|backups| DescribeBackupsResponse { backups })
     };
     (CopyBackupToRegion, $k:ident, $r:ident) => {
@@ -223,6 +223,9 @@ macro_rules! perform {
     };
     (InjectFault, $k:ident, $r:ident) => {
         empty($k.inject_fault(&$r.cluster_id, &$r.fault))
+    };
+    (RestoreBackup, $k:ident, $r:ident) => {
+        $k.restore_backup(&$r.backup_id)
     };
 }
 

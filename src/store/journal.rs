@@ -37,7 +37,10 @@ pub const JOURNAL_MAGIC: [u8; 4] = *b"KCKJ";
 /// the events live in `events/` beside the journal. Version 5: every journal frame and
 /// snapshot carries an HMAC-SHA256 tag (`store::auth`), and HSM user password hashes are
 /// stored wrapped. Version 6: HSM audit records are hash-chained (`reboot_counter`,
-/// `previous_hash`, `hash`; see `api::hsm_audit`) and each HSM keeps its reboot counter.
+/// `previous_hash`, `hash`; see `api::hsm_audit`) and each HSM keeps its reboot counter; a
+/// CloudHSM backup records when it was copied, whether it never expires, and when it was
+/// deleted (PENDING_DELETION, restorable for seven days); a custom key store records its
+/// cluster's certificate (what relatedness is judged by).
 pub const FORMAT_VERSION: u32 = 6;
 /// Length of the journal file header.
 pub const JOURNAL_HEADER_LEN: usize = 20;

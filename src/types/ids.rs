@@ -121,9 +121,23 @@ prefixed_id!(
     BackupId, "backup-", BASE32, 11, "backup"
 );
 prefixed_id!(
-    /// `subnet-` + 17 lowercase hex digits.
-    SubnetId, "subnet-", HEX, 17, "subnet"
+    /// `subnet-` + 17 lowercase hex digits (as issued; AWS's `subnet-[0-9a-fA-F]{8,17}` is
+    /// accepted on input, [`SubnetId::parse_lenient`]).
+    SubnetId, "subnet-", HEX, 17, "subnet", wire = parse_lenient
 );
+
+impl SubnetId {
+    /// AWS's pattern for a subnet id, as its messages quote it.
+    pub const PATTERN: &'static str = "subnet-[0-9a-fA-F]{8,17}";
+
+    /// Accepts AWS's shape `subnet-[0-9a-fA-F]{8,17}` (what `aws cloudhsmv2 create-cluster
+    /// --subnet-ids` takes); kmscks only issues the 17-digit lowercase form.
+    pub fn parse_lenient(text: &str) -> Option<SubnetId> {
+        let rest = text.strip_prefix("subnet-")?;
+        let ok = (8..=17).contains(&rest.len()) && rest.bytes().all(|b| b.is_ascii_hexdigit());
+        ok.then(|| SubnetId(text.to_owned()))
+    }
+}
 
 impl ClusterId {
     /// Wraps text that is already known to be a cluster id shape (`cluster-[2-7a-zA-Z]{11,16}`),

@@ -61,6 +61,8 @@ pub const MAX_HSMS_PER_CLUSTER: usize = 28;
 pub const MAX_KEYS_PER_CLUSTER: usize = 16_666;
 /// CloudHSM: users per cluster (hsm2m).
 pub const MAX_USERS_PER_CLUSTER: usize = 1024;
+/// CloudHSM: days a deleted backup stays restorable (`PENDING_DELETION`) with RestoreBackup.
+pub const BACKUP_RESTORE_DAYS: u32 = 7;
 /// CloudHSM: failed logins before a user is locked out.
 pub const MAX_FAILED_LOGINS: u32 = 5;
 /// CloudHSM CLI password length.

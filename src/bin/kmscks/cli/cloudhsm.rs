@@ -3,13 +3,14 @@
 //!
 //! | verb | counterpart |
 //! |---|---|
-//! | `create-cluster [--hsm-type] [--availability-zones A B…] [--source-backup-id]` | cloudhsmv2 |
+//! | `create-cluster [--hsm-type] [--subnet-ids S1 S2…] [--source-backup-id] [--region]` | cloudhsmv2 (`--availability-zones A B…` is kmscks's: simulated subnets in those zones) |
 //! | `describe-clusters [--filters clusterIds=ID,…]`, `delete-cluster --cluster-id` | cloudhsmv2 |
 //! | `create-hsm --cluster-id --availability-zone`, `delete-hsm --cluster-id --hsm-id` | cloudhsmv2 |
 //! | `initialize-cluster --cluster-id [--signed-cert file://] [--trust-anchor file://ca.pem]` | cloudhsmv2; without `--trust-anchor` kmscks makes a CA, signs the cluster's CSR and returns the CA's PEM as `TrustAnchor` |
-//! | `create-backup --cluster-id`, `describe-backups`, `copy-backup-to-region --backup-id --destination-region`, `delete-backup --backup-id` | cloudhsmv2 |
+//! | `describe-backups [--filters] [--region]`, `copy-backup-to-region --backup-id --destination-region`, `delete-backup --backup-id`, `restore-backup --backup-id` | cloudhsmv2 |
+//! | `create-backup --cluster-id` | kmscks extra: a backup now |
 //! | `user create\|delete\|change-password\|list --cluster-id --username --role --password` | CloudHSM CLI |
-//! | `login\|logout --cluster-id --username [--password]` | CloudHSM CLI |
+//! | `login --cluster-id --username [--role] --password`, `logout --cluster-id --username` | CloudHSM CLI |
 //! | `key list --cluster-id`, `key delete --cluster-id --key-reference --username --password` | CloudHSM CLI |
 //! | `audit-log --cluster-id [--hsm-id]` | kmscks extra: the HSMs' audit logs (raw, hashes included) |
 //! | `audit verify --cluster-id [--hsm-id]` / `--file F`, `audit export --cluster-id --hsm-id` | kmscks extra: the audit streams' hash chains checked by the client (`audit.rs`) |
@@ -34,12 +35,17 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
             specs![
                 opt("hsm-type", Str, "hsm1.medium (default) or hsm2m.medium"),
                 opt(
+                    "subnet-ids",
+                    List,
+                    "The cluster's subnets (subnet-<hex>), placed in <region>a, <region>b, … in order",
+                ),
+                opt(
                     "availability-zones",
                     List,
-                    "Zones for the cluster's subnets",
+                    "kmscks: zones for simulated subnets (default: <region>a and <region>b)",
                 ),
-                opt("source-backup-id", Str, "Restore from this backup"),
-                opt("region", Str, "The cluster's Region"),
+                opt("source-backup-id", Str, "Restore from this backup (READY, in --region)"),
+                opt("region", Str, "The cluster's Region (default: the configured one, or the backup's)"),
             ],
         ),
         Op::DescribeClusters => (
@@ -80,7 +86,17 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
             ],
         ),
         Op::CreateBackup => (&["create-backup"], specs![CLUSTER_ID]),
-        Op::DescribeBackups => (&["describe-backups"], specs![]),
+        Op::DescribeBackups => (
+            &["describe-backups"],
+            specs![
+                opt(
+                    "filters",
+                    Filters,
+                    "backupIds=… sourceBackupIds=… clusterIds=… states=READY,PENDING_DELETION neverExpires=true … or JSON",
+                ),
+                opt("region", Str, "The Region whose backups to list (default: the configured one)"),
+            ],
+        ),
         Op::CopyBackupToRegion => (
             &["copy-backup-to-region"],
             specs![
@@ -89,6 +105,7 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
             ],
         ),
         Op::DeleteBackup => (&["delete-backup"], specs![BACKUP_ID]),
+        Op::RestoreBackup => (&["restore-backup"], specs![BACKUP_ID]),
         Op::CreateUser => (
             &["user", "create"],
             specs![

@@ -207,7 +207,8 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
         | Op::ListKeyObjects
         | Op::DeleteKeyObject
         | Op::AuditLog
-        | Op::InjectFault => return None,
+        | Op::InjectFault
+        | Op::RestoreBackup => return None,
     })
 }
 

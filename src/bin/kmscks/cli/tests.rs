@@ -589,3 +589,104 @@ fn an_exported_stream_tampered_by_removal_swap_or_edit_fails_verify_file_at_that
     assert_eq!(code, EXIT_USAGE, "{err}");
     assert!(err.contains("line 2"), "{err}");
 }
+
+#[test]
+fn backup_and_subnet_flags_fill_the_cloudhsmv2_members() {
+    let r = request_of(&[
+        "cloudhsm",
+        "describe-backups",
+        "--region",
+        "us-west-2",
+        "--filters",
+        "states=READY,PENDING_DELETION",
+        "sourceBackupIds=backup-abcdefghijk",
+    ])
+    .unwrap();
+    let Request::DescribeBackups(d) = r else {
+        panic!("wrong request {r:?}")
+    };
+    assert_eq!(d.region.as_deref(), Some("us-west-2"));
+    assert_eq!(d.filters["states"], ["READY", "PENDING_DELETION"]);
+    assert_eq!(d.filters["sourceBackupIds"], ["backup-abcdefghijk"]);
+
+    let r = request_of(&[
+        "cloudhsm",
+        "create-cluster",
+        "--hsm-type",
+        "hsm2m.medium",
+        "--subnet-ids",
+        "subnet-0a1b2c3d",
+        "subnet-4e5f6a7b",
+        "--source-backup-id",
+        "backup-abcdefghijk",
+        "--region",
+        "us-west-2",
+    ])
+    .unwrap();
+    let Request::CreateCluster(c) = r else {
+        panic!("wrong request {r:?}")
+    };
+    assert_eq!(c.subnet_ids, ["subnet-0a1b2c3d", "subnet-4e5f6a7b"]);
+    assert_eq!(
+        c.source_backup_id.map(|b| b.to_string()).as_deref(),
+        Some("backup-abcdefghijk")
+    );
+    assert_eq!(c.region.as_deref(), Some("us-west-2"));
+
+    for verb in ["delete-backup", "restore-backup"] {
+        let r = request_of(&["cloudhsm", verb, "--backup-id", "backup-abcdefghijk"]).unwrap();
+        assert!(
+            matches!(&r, Request::DeleteBackup(b) | Request::RestoreBackup(b) if b.backup_id == "backup-abcdefghijk"),
+            "{verb}: {r:?}"
+        );
+        assert_eq!(args::kebab_case(r.op().name()), verb);
+    }
+}
+
+#[test]
+fn the_cloudhsm_module_doc_table_names_every_cloudhsm_verb_and_its_flags() {
+    // The table at the top of cli/cloudhsm.rs is the verbs' documentation: hold it to the
+    // verb table so that a new verb or flag cannot go undocumented.
+    let source = include_str!("cloudhsm.rs");
+    let table: Vec<&str> = source
+        .lines()
+        .take_while(|l| l.starts_with("//!"))
+        .filter(|l| l.starts_with("//! | `"))
+        .collect();
+    // The verbs a code cell documents: `user create\|delete --x` is `user create` and
+    // `user delete`.
+    let documented = |cell: &str| -> Vec<String> {
+        let verb_part = cell
+            .split(" -")
+            .next()
+            .unwrap_or("")
+            .split(" [")
+            .next()
+            .unwrap_or("");
+        let mut alts = verb_part.split("\\|");
+        let first = alts.next().unwrap_or("").trim().to_owned();
+        let prefix = first.rsplit_once(' ').map(|(p, _)| format!("{p} "));
+        let mut names = vec![first.clone()];
+        names.extend(alts.map(|a| format!("{}{}", prefix.as_deref().unwrap_or(""), a.trim())));
+        names
+    };
+    for v in verbs().iter().filter(|v| v.path[0] == "cloudhsm") {
+        let words = v.path[1..].join(" ");
+        let row = table
+            .iter()
+            .find(|row| {
+                row.split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .any(|cell| documented(cell).contains(&words))
+            })
+            .unwrap_or_else(|| panic!("cloudhsm {words} is missing from the doc table"));
+        for spec in v.args {
+            assert!(
+                row.contains(&format!("--{}", spec.flag)),
+                "cloudhsm {words}: --{} is missing from its doc row {row}",
+                spec.flag
+            );
+        }
+    }
+}
