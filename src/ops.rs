@@ -98,6 +98,7 @@ macro_rules! for_each_op {
             119 AuditLog(AuditLogRequest) -> AuditLogResponse [cloudhsm];
             120 InjectFault(InjectFaultRequest) -> Empty [cloudhsm];
             125 RestoreBackup(BackupIdRequest) -> BackupResponse [cloudhsm];
+            126 ListFaults(ClusterIdRequest) -> ListFaultsResponse [cloudhsm];
         }
     };
 }

@@ -365,6 +365,31 @@ pub enum Fault {
         /// Handle.
         handle: u64,
     },
+    /// A DEGRADED HSM comes back (ACTIVE again; its reboot counter goes up by one).
+    HsmRestored(HsmId),
+    /// The cluster security group's self-referencing rule is put back.
+    SecurityGroupFixed,
+    /// Every HSM of an Availability Zone fails (DEGRADED, no longer serves).
+    AvailabilityZoneDown {
+        /// Zone.
+        availability_zone: String,
+    },
+    /// Every HSM an `AvailabilityZoneDown` took down in that zone comes back.
+    AvailabilityZoneUp {
+        /// Zone.
+        availability_zone: String,
+    },
+}
+
+/// The faults in force in a cluster (`fault list`), each as the [`Fault`] that would inject it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListFaultsResponse {
+    /// The active faults: lost HSMs (`HsmLost`, or `AvailabilityZoneDown` for a whole zone),
+    /// `NetworkDown`, `InternalError(true)`, locked-out users, users logged in elsewhere,
+    /// deleted or full subnets, a broken security group. One-off events (a changed password,
+    /// a deleted key object) leave nothing to list.
+    pub faults: Vec<Fault>,
 }
 
 /// A request naming one cluster (DeleteCluster, the CA-making InitializeCluster, CreateBackup,

@@ -6,7 +6,7 @@ use super::audit::{audit_all, opcode};
 use super::cluster::cluster;
 use super::password::{hash_password, ROTATED_PASSWORD_LEN};
 use super::user::user;
-use super::{HsmChange, HsmTx};
+use super::{CloudHsmState, HsmChange, HsmTx};
 use crate::api::hsm::*;
 use crate::err;
 use crate::error::Result;
@@ -15,20 +15,58 @@ use crate::secret::Password;
 use crate::types::limits;
 use crate::types::*;
 
+/// `state_message` of an HSM lost by [`Fault::HsmLost`].
+const HSM_LOST: &str = "HSM lost (injected fault)";
+/// `state_message` of an HSM lost by [`Fault::AvailabilityZoneDown`] (what `AvailabilityZoneUp`
+/// brings back, and what tells `fault list` the zone is down).
+const ZONE_DOWN: &str = "Availability Zone down (injected fault)";
+
 /// Injects a fault.
 pub fn inject_fault(tx: &mut HsmTx<'_>, cluster_id: &str, fault: &Fault) -> Result<()> {
     let mut c = cluster(tx.state, cluster_id)?.clone();
     match fault {
         Fault::HsmLost(hsm) => {
-            let h = c.hsms.get_mut(hsm).ok_or_else(|| {
-                err!(
-                    CloudHsmResourceNotFoundException,
-                    "The HSM {hsm} does not exist in cluster {}",
-                    cluster_id
-                )
-            })?;
+            let h = hsm_of(&mut c, hsm)?;
             h.state = HsmState::Degraded;
-            h.state_message = Some("HSM lost (injected fault)".into());
+            h.state_message = Some(HSM_LOST.into());
+        }
+        Fault::HsmRestored(hsm) => {
+            let h = hsm_of(&mut c, hsm)?;
+            if h.state != HsmState::Degraded {
+                return Err(err!(
+                    CloudHsmInvalidRequestException,
+                    "The HSM {hsm} is {}, not DEGRADED: there is nothing to bring back",
+                    h.state
+                ));
+            }
+            come_back(h);
+        }
+        Fault::AvailabilityZoneDown { availability_zone } => {
+            zone_known(&c, availability_zone)?;
+            for h in c.hsms.values_mut() {
+                if &h.availability_zone == availability_zone && h.state == HsmState::Active {
+                    h.state = HsmState::Degraded;
+                    h.state_message = Some(ZONE_DOWN.into());
+                }
+            }
+        }
+        Fault::AvailabilityZoneUp { availability_zone } => {
+            zone_known(&c, availability_zone)?;
+            let mut back = 0;
+            for h in c.hsms.values_mut() {
+                if &h.availability_zone == availability_zone
+                    && h.state_message.as_deref() == Some(ZONE_DOWN)
+                {
+                    come_back(h);
+                    back += 1;
+                }
+            }
+            if back == 0 {
+                return Err(err!(
+                    CloudHsmInvalidRequestException,
+                    "No HSM of cluster {cluster_id} is down with Availability Zone {availability_zone}"
+                ));
+            }
         }
         Fault::NetworkDown => c.faults.network_down = true,
         Fault::NetworkRestored => c.faults.network_down = false,
@@ -62,12 +100,11 @@ pub fn inject_fault(tx: &mut HsmTx<'_>, cluster_id: &str, fault: &Fault) -> Resu
             tx.push(HsmChange::PutUser(c.id.clone(), u));
         }
         Fault::SubnetDeleted { availability_zone } | Fault::SubnetFull { availability_zone } => {
-            let s = c.subnets.get_mut(availability_zone).ok_or_else(|| {
-                err!(
-                    CloudHsmResourceNotFoundException,
-                    "Cluster {cluster_id} has no subnet in {availability_zone}"
-                )
-            })?;
+            zone_known(&c, availability_zone)?;
+            let s = c
+                .subnets
+                .get_mut(availability_zone)
+                .expect("zone_known checked the zone has a subnet");
             if matches!(fault, Fault::SubnetDeleted { .. }) {
                 s.deleted = true;
             } else {
@@ -75,6 +112,7 @@ pub fn inject_fault(tx: &mut HsmTx<'_>, cluster_id: &str, fault: &Fault) -> Resu
             }
         }
         Fault::SecurityGroupBroken => c.security_group_ok = false,
+        Fault::SecurityGroupFixed => c.security_group_ok = true,
         Fault::KeyObjectDeleted { handle } => {
             if !tx.state.objects.contains_key(&(c.id.clone(), *handle)) {
                 return Err(err!(
@@ -95,4 +133,89 @@ pub fn inject_fault(tx: &mut HsmTx<'_>, cluster_id: &str, fault: &Fault) -> Resu
     }
     tx.push(HsmChange::PutCluster(Box::new(c)));
     Ok(())
+}
+
+fn hsm_of<'c>(c: &'c mut Cluster, hsm: &HsmId) -> Result<&'c mut Hsm> {
+    let cluster_id = c.id.clone();
+    c.hsms.get_mut(hsm).ok_or_else(|| {
+        err!(
+            CloudHsmResourceNotFoundException,
+            "The HSM {hsm} does not exist in cluster {cluster_id}"
+        )
+    })
+}
+
+fn zone_known(c: &Cluster, availability_zone: &str) -> Result<()> {
+    if c.subnets.contains_key(availability_zone) {
+        Ok(())
+    } else {
+        Err(err!(
+            CloudHsmResourceNotFoundException,
+            "Cluster {} has no subnet in {availability_zone}",
+            c.id
+        ))
+    }
+}
+
+/// A DEGRADED HSM serves again: ACTIVE, and its reboot counter says it came back.
+fn come_back(h: &mut Hsm) {
+    h.state = HsmState::Active;
+    h.state_message = None;
+    h.reboot_counter += 1;
+}
+
+/// The faults in force in a cluster, each as the [`Fault`] that would inject it (`fault list`).
+pub fn active_faults(state: &CloudHsmState, cluster_id: &str) -> Result<Vec<Fault>> {
+    let c = cluster(state, cluster_id)?;
+    let mut out = Vec::new();
+    let mut zones_down: Vec<&str> = Vec::new();
+    for h in c.hsms.values().filter(|h| h.state == HsmState::Degraded) {
+        if h.state_message.as_deref() == Some(ZONE_DOWN) {
+            if !zones_down.contains(&h.availability_zone.as_str()) {
+                zones_down.push(&h.availability_zone);
+            }
+        } else {
+            out.push(Fault::HsmLost(h.id.clone()));
+        }
+    }
+    out.extend(
+        zones_down
+            .into_iter()
+            .map(|z| Fault::AvailabilityZoneDown {
+                availability_zone: z.to_owned(),
+            }),
+    );
+    if c.faults.network_down {
+        out.push(Fault::NetworkDown);
+    }
+    if c.faults.internal_error {
+        out.push(Fault::InternalError(true));
+    }
+    for u in state.cluster_users(&c.id) {
+        if u.locked_out() {
+            out.push(Fault::UserLockedOut {
+                username: u.username.clone(),
+            });
+        }
+        if u.session == Some(SessionHolder::External) {
+            out.push(Fault::UserLoggedInElsewhere {
+                username: u.username.clone(),
+            });
+        }
+    }
+    for (zone, s) in &c.subnets {
+        if s.deleted {
+            out.push(Fault::SubnetDeleted {
+                availability_zone: zone.clone(),
+            });
+        } else if s.free_addresses == 0 {
+            out.push(Fault::SubnetFull {
+                availability_zone: zone.clone(),
+            });
+        }
+    }
+    if !c.security_group_ok {
+        out.push(Fault::SecurityGroupBroken);
+    }
+    Ok(out)
 }

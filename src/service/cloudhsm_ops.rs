@@ -188,6 +188,14 @@ impl Kms {
         })
     }
 
+    /// The faults in force in a cluster (see [`ListFaultsResponse`]).
+    pub fn list_faults(&self, cluster_id: &str) -> Result<Vec<Fault>> {
+        self.read(|tx| {
+            require_cluster_admin(tx, Op::ListFaults.action())?;
+            hsm::active_faults(tx.cloudhsm, cluster_id)
+        })
+    }
+
     /// Injects a fault into a cluster.
     pub fn inject_fault(&self, cluster_id: &str, fault: &Fault) -> Result<()> {
         self.cluster_admin(Op::InjectFault, |tx| {

@@ -227,6 +227,10 @@ macro_rules! perform {
     (RestoreBackup, $k:ident, $r:ident) => {
         $k.restore_backup(&$r.backup_id)
     };
+    (ListFaults, $k:ident, $r:ident) => {
+        $k.list_faults(&$r.cluster_id)
+            .map(|faults| ListFaultsResponse { faults })
+    };
 }
 
 macro_rules! dispatch {

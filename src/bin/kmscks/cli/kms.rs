@@ -208,7 +208,8 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
         | Op::DeleteKeyObject
         | Op::AuditLog
         | Op::InjectFault
-        | Op::RestoreBackup => return None,
+        | Op::RestoreBackup
+        | Op::ListFaults => return None,
     })
 }
 
