@@ -14,7 +14,9 @@
 //! | `key list --cluster-id`, `key delete --cluster-id --key-reference --username --password` | CloudHSM CLI |
 //! | `audit-log --cluster-id [--hsm-id]` | kmscks extra: the HSMs' audit logs (raw, hashes included) |
 //! | `audit verify --cluster-id [--hsm-id]` / `--file F`, `audit export --cluster-id --hsm-id` | kmscks extra: the audit streams' hash chains checked by the client (`audit.rs`) |
-//! | `inject-fault --cluster-id --fault JSON` | kmscks extra: e.g. `--fault NetworkDown`, `--fault '{"HsmLost":"hsm-…"}'` |
+//! | `fault KIND --cluster-id [--hsm-id] [--availability-zone] [--username] [--key-handle]` | kmscks extra: rehearse a failure and take it back; the kinds and their flags are the table in `fault.rs` (`kmscks cloudhsm fault --help`) |
+//! | `fault list --cluster-id` | kmscks extra: every fault in force, each as the `Fault` that injects it |
+//! | `inject-fault --cluster-id --fault JSON` | kmscks extra, the raw form: e.g. `--fault NetworkDown`, `--fault '{"HsmLost":"hsm-…"}'` |
 
 use super::args::{opt, req, specs, ArgSpec, Kind::*};
 use kmscks::ops::Op;
@@ -150,6 +152,7 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
             &["audit-log"],
             specs![CLUSTER_ID, opt("hsm-id", Str, "Only this HSM")],
         ),
+        Op::ListFaults => (&["fault", "list"], specs![CLUSTER_ID]),
         Op::InjectFault => (
             &["inject-fault"],
             specs![

@@ -4,7 +4,8 @@
 //!
 //! Every verb is derived from the operation table ([`Op::ALL`]): a `kms` verb is the
 //! operation's name in kebab case ([`kms::args`] gives its flags), a `cloudhsm` verb comes from
-//! [`cloudhsm::verb`]; `cloudhsm audit verify|export` are client-side verbs over AuditLog
+//! [`cloudhsm::verb`]; `cloudhsm fault <kind>` come from [`fault::KINDS`] (each sends InjectFault);
+//! `cloudhsm audit verify|export` are client-side verbs over AuditLog
 //! ([`audit`]: the hash chains checked here, not by the server). A flag `--some-member` fills the request member `SomeMember`; the request
 //! is then deserialised from that JSON object exactly as the socket or HTTP layers would, so
 //! there is no second description of the request types. Secrets (`--plaintext`, passwords)
@@ -26,6 +27,7 @@ pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod cloudhsm;
 pub(crate) mod completion;
+pub(crate) mod fault;
 pub(crate) mod kms;
 pub(crate) mod output;
 
@@ -196,14 +198,15 @@ pub(crate) fn command() -> Command {
             let group = v.path[1];
             let existing = hsm_cmd.find_subcommand(group).is_some();
             if !existing {
-                hsm_cmd = hsm_cmd.subcommand(
-                    Command::new(group)
+                hsm_cmd = hsm_cmd.subcommand(match group {
+                    "fault" => fault::group(),
+                    _ => Command::new(group)
                         .about(match group {
                             "user" => "CloudHSM CLI user verbs",
                             _ => "CloudHSM CLI key verbs",
                         })
                         .subcommand_required(true),
-                );
+                });
             }
             hsm_cmd = hsm_cmd.mut_subcommand(group, |g| g.subcommand(leaf));
         }
@@ -526,16 +529,28 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
         path.push(name);
         leaf = next;
     }
-    let verb = find_verb(&path)
-        .ok_or_else(|| CliError::Other(format!("unknown command {}", path.join(" "))))?;
-    let request = build_request(verb, leaf)?;
+    let (request, operation) = match (find_verb(&path), fault::kind(&path)) {
+        (Some(verb), _) => {
+            let request = build_request(verb, leaf)?;
+            let operation = operation_name(verb, &request);
+            (request, operation)
+        }
+        (None, Some(kind)) => {
+            let request = fault::request(kind, leaf)?;
+            let operation = request.op().name().to_owned();
+            (request, operation)
+        }
+        (None, None) => {
+            return Err(CliError::Other(format!(
+                "unknown command {}",
+                path.join(" ")
+            )))
+        }
+    };
     let backend = Target::from_matches(m).open()?;
     match backend.call(&request) {
         Ok(resp) => output::print_response(&resp, format, out).map_err(io),
-        Err(error) => Err(CliError::Service {
-            operation: operation_name(verb, &request),
-            error,
-        }),
+        Err(error) => Err(CliError::Service { operation, error }),
     }
 }
 

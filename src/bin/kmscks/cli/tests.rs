@@ -1,4 +1,6 @@
 use super::*;
+use kmscks::api::hsm::Fault;
+use kmscks::types::HsmId;
 
 fn run_cli(args: &[&str]) -> (i32, String, String) {
     let mut out = Vec::new();
@@ -688,5 +690,99 @@ fn the_cloudhsm_module_doc_table_names_every_cloudhsm_verb_and_its_flags() {
                 spec.flag
             );
         }
+    } // The fault verbs are documented by one row, `fault KIND …`, naming every flag they take.
+    let fault_row = table
+        .iter()
+        .find(|row| row.contains("`fault KIND "))
+        .expect("the doc table has a `fault KIND` row");
+    for k in fault::KINDS {
+        for spec in std::iter::once(&fault::CLUSTER_ID).chain(k.flags) {
+            assert!(
+                fault_row.contains(&format!("--{}", spec.flag)),
+                "cloudhsm fault {}: --{} is missing from the row {fault_row}",
+                k.name,
+                spec.flag
+            );
+        }
     }
+}
+
+#[test]
+fn every_fault_verb_sends_inject_fault_with_its_fault_and_list_sends_list_faults() {
+    let hsm = "hsm-abcdefghijk";
+    let cases: Vec<(Vec<&str>, Fault)> = vec![
+        (
+            vec!["hsm-down", "--hsm-id", hsm],
+            Fault::HsmLost(HsmId::parse(hsm).unwrap()),
+        ),
+        (
+            vec!["hsm-up", "--hsm-id", hsm],
+            Fault::HsmRestored(HsmId::parse(hsm).unwrap()),
+        ),
+        (
+            vec!["az-down", "--availability-zone", "us-east-1a"],
+            Fault::AvailabilityZoneDown {
+                availability_zone: "us-east-1a".into(),
+            },
+        ),
+        (vec!["network-cut"], Fault::NetworkDown),
+        (vec!["internal-error-off"], Fault::InternalError(false)),
+        (
+            vec!["password-changed"],
+            Fault::PasswordChanged {
+                username: "kmsuser".into(),
+            },
+        ),
+        (
+            vec!["user-locked-out", "--username", "alice"],
+            Fault::UserLockedOut {
+                username: "alice".into(),
+            },
+        ),
+        (
+            vec!["delete-key-object", "--key-handle", "262162"],
+            Fault::KeyObjectDeleted { handle: 262162 },
+        ),
+        (vec!["security-group-fixed"], Fault::SecurityGroupFixed),
+    ];
+    for (args, fault) in cases {
+        let mut argv = vec!["cloudhsm", "fault"];
+        argv.extend(&args);
+        argv.extend(["--cluster-id", "cluster-abcdefghijk"]);
+        let mut full = vec!["kmscks"];
+        full.extend(&argv);
+        let m = command().try_get_matches_from(full).unwrap();
+        let mut leaf = &m;
+        let mut path = Vec::new();
+        while let Some((name, next)) = leaf.subcommand() {
+            path.push(name);
+            leaf = next;
+        }
+        let kind = fault::kind(&path).unwrap_or_else(|| panic!("{argv:?} is a fault verb"));
+        match fault::request(kind, leaf).unwrap() {
+            Request::InjectFault(r) => {
+                assert_eq!(r.cluster_id, "cluster-abcdefghijk");
+                assert_eq!(r.fault, fault, "{argv:?}");
+            }
+            other => panic!("{argv:?} sent {other:?}"),
+        }
+    }
+    assert!(matches!(
+        request_of(&["cloudhsm", "fault", "list", "--cluster-id", "cluster-abcdefghijk"]),
+        Ok(Request::ListFaults(r)) if r.cluster_id == "cluster-abcdefghijk"
+    ));
+    // A malformed HSM id is a parameter error, before anything is sent.
+    let (code, _, err) = run_cli(&[
+        "cloudhsm",
+        "fault",
+        "hsm-down",
+        "--hsm-id",
+        "nope",
+        "--cluster-id",
+        "c",
+        "--data-dir",
+        "/nonexistent",
+    ]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert!(err.contains("not an HSM id"), "{err}");
 }
