@@ -901,3 +901,418 @@ fn create_cluster_places_subnet_ids_in_the_regions_zones() {
     let zones: Vec<&String> = d["SubnetMapping"].as_object().unwrap().keys().collect();
     assert_eq!(zones, ["us-east-1a", "us-east-1b"]);
 }
+
+// ---- Rehearse failures: each `cloudhsm fault` verb, into the failure and back out ----------
+
+/// A daemon with the getting-started store CONNECTED and a key in it.
+fn rehearsal(dir: &Path) -> (Daemon, Vec<String>, Flow) {
+    let (daemon, t) = start_daemon(dir);
+    let f = getting_started(&t, dir);
+    (daemon, t, f)
+}
+
+/// `kmscks cloudhsm fault <kind> --cluster-id C <extra>`, expected to succeed.
+fn fault(t: &[String], kind: &str, f: &Flow, extra: &[&str]) {
+    let mut args = vec!["cloudhsm", "fault", kind, "--cluster-id", &f.cluster_id];
+    args.extend_from_slice(extra);
+    assert_eq!(ok(t, &args), Value::Null, "{kind} prints nothing");
+}
+
+/// `fault list`: the faults in force, as JSON.
+fn faults_in_force(t: &[String], f: &Flow) -> Vec<Value> {
+    let l = ok(
+        t,
+        &["cloudhsm", "fault", "list", "--cluster-id", &f.cluster_id],
+    );
+    l["Faults"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{l}"))
+        .clone()
+}
+
+fn encrypts(t: &[String], f: &Flow) {
+    ok(
+        t,
+        &[
+            "kms",
+            "encrypt",
+            "--key-id",
+            &f.key_id,
+            "--plaintext",
+            "aGk=",
+        ],
+    );
+}
+
+fn encrypt_fails(t: &[String], f: &Flow, exception: &str) -> String {
+    fails(
+        t,
+        &[
+            "kms",
+            "encrypt",
+            "--key-id",
+            &f.key_id,
+            "--plaintext",
+            "aGk=",
+        ],
+        exception,
+        "Encrypt",
+    )
+}
+
+fn create_key_in_store(t: &[String], f: &Flow) -> (i32, String) {
+    let (code, _, err) = kmscks(
+        t,
+        &[
+            "kms",
+            "create-key",
+            "--origin",
+            "AWS_CLOUDHSM",
+            "--custom-key-store-id",
+            &f.store_id,
+        ],
+    );
+    (code, err)
+}
+
+/// The store's (ConnectionState, ConnectionErrorCode).
+fn store_state(t: &[String], f: &Flow) -> (String, Value) {
+    let d = ok(
+        t,
+        &[
+            "kms",
+            "describe-custom-key-stores",
+            "--custom-key-store-id",
+            &f.store_id,
+        ],
+    );
+    let s = &d["CustomKeyStores"][0];
+    (
+        s["ConnectionState"].as_str().unwrap().to_owned(),
+        s["ConnectionErrorCode"].clone(),
+    )
+}
+
+/// Connect and wait until the attempt settles; the store's (state, error code).
+fn connect_and_wait(t: &[String], f: &Flow) -> (String, Value) {
+    let id = ["--custom-key-store-id", f.store_id.as_str()];
+    ok(t, &[&["kms", "connect-custom-key-store"][..], &id].concat());
+    let w = ok(t, &[&["kms", "wait-for-connection"][..], &id].concat());
+    (
+        w["ConnectionState"].as_str().unwrap().to_owned(),
+        w["ConnectionErrorCode"].clone(),
+    )
+}
+
+fn disconnect_and_wait(t: &[String], f: &Flow) {
+    let id = ["--custom-key-store-id", f.store_id.as_str()];
+    ok(
+        t,
+        &[&["kms", "disconnect-custom-key-store"][..], &id].concat(),
+    );
+    let w = ok(t, &[&["kms", "wait-for-connection"][..], &id].concat());
+    assert_eq!(w["ConnectionState"], "DISCONNECTED", "{w}");
+}
+
+/// A connect attempt under the fault ends FAILED with `code`; FAILED must be disconnected.
+fn connect_fails_with(t: &[String], f: &Flow, code: &str) {
+    assert_eq!(
+        connect_and_wait(t, f),
+        ("FAILED".to_owned(), Value::from(code))
+    );
+    disconnect_and_wait(t, f);
+}
+
+fn connected(t: &[String], f: &Flow) {
+    assert_eq!(
+        connect_and_wait(t, f),
+        ("CONNECTED".to_owned(), Value::Null)
+    );
+}
+
+/// The cluster's HSMs: (id, state, zone).
+fn hsms(t: &[String], f: &Flow) -> Vec<(String, String, String)> {
+    let d = ok(
+        t,
+        &[
+            "cloudhsm",
+            "describe-clusters",
+            "--filters",
+            &format!("clusterIds={}", f.cluster_id),
+        ],
+    );
+    d["Clusters"][0]["Hsms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["HsmId"].as_str().unwrap().to_owned(),
+                h["State"].as_str().unwrap().to_owned(),
+                h["AvailabilityZone"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn network_cut_fails_crypto_with_kms_invalid_state_while_the_store_stays_connected_and_network_heal_restores_it(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, t, f) = rehearsal(dir.path());
+    encrypts(&t, &f);
+    fault(&t, "network-cut", &f, &[]);
+    let err = encrypt_fails(&t, &f, "KMSInvalidStateException");
+    assert!(err.contains("NETWORK_ERRORS"), "{err}");
+    assert_eq!(store_state(&t, &f), ("CONNECTED".into(), Value::Null));
+    assert_eq!(faults_in_force(&t, &f), vec![Value::from("NetworkDown")]);
+    fault(&t, "network-heal", &f, &[]);
+    encrypts(&t, &f);
+    assert!(faults_in_force(&t, &f).is_empty());
+
+    // A connect attempt while cut ends FAILED with NETWORK_ERRORS; the way back is
+    // disconnect, heal, connect.
+    disconnect_and_wait(&t, &f);
+    fault(&t, "network-cut", &f, &[]);
+    connect_fails_with(&t, &f, "NETWORK_ERRORS");
+    fault(&t, "network-heal", &f, &[]);
+    connected(&t, &f);
+    encrypts(&t, &f);
+}
+
+#[test]
+fn internal_error_on_fails_crypto_and_connects_with_internal_error_until_internal_error_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, t, f) = rehearsal(dir.path());
+    fault(&t, "internal-error-on", &f, &[]);
+    encrypt_fails(&t, &f, "KMSInvalidStateException");
+    assert_eq!(store_state(&t, &f).0, "CONNECTED");
+    assert_eq!(
+        faults_in_force(&t, &f),
+        vec![serde_json::json!({"InternalError": true})]
+    );
+    disconnect_and_wait(&t, &f);
+    connect_fails_with(&t, &f, "INTERNAL_ERROR");
+    fault(&t, "internal-error-off", &f, &[]);
+    assert!(faults_in_force(&t, &f).is_empty());
+    connected(&t, &f);
+    encrypts(&t, &f);
+}
+
+#[test]
+fn hsm_down_on_one_of_two_hsms_refuses_create_key_and_hsm_up_brings_it_back_with_its_reboot_counter_up(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, t, f) = rehearsal(dir.path());
+    let ids: Vec<String> = hsms(&t, &f).into_iter().map(|h| h.0).collect();
+    fault(&t, "hsm-down", &f, &["--hsm-id", &ids[0]]);
+    assert_eq!(hsms(&t, &f)[0].1, "DEGRADED");
+    assert_eq!(
+        faults_in_force(&t, &f),
+        vec![serde_json::json!({"HsmLost": ids[0]})]
+    );
+    // One active HSM: the store stays CONNECTED and its keys work, but no new key.
+    let (code, err) = create_key_in_store(&t, &f);
+    assert_eq!(code, 254);
+    assert!(
+        err.contains("(CloudHsmClusterInvalidConfigurationException) when calling the CreateKey"),
+        "{err}"
+    );
+    encrypts(&t, &f);
+    // No active HSM: crypto fails too, and the store is still CONNECTED.
+    fault(&t, "hsm-down", &f, &["--hsm-id", &ids[1]]);
+    encrypt_fails(&t, &f, "KMSInvalidStateException");
+    assert_eq!(store_state(&t, &f).0, "CONNECTED");
+
+    for id in &ids {
+        fault(&t, "hsm-up", &f, &["--hsm-id", id]);
+    }
+    assert!(hsms(&t, &f).iter().all(|h| h.1 == "ACTIVE"));
+    assert!(faults_in_force(&t, &f).is_empty());
+    encrypts(&t, &f);
+    assert_eq!(create_key_in_store(&t, &f).0, 0);
+    // The HSM's audit records since it came back carry the reboot counter it came back with.
+    let log = ok(
+        &t,
+        &[
+            "cloudhsm",
+            "audit-log",
+            "--cluster-id",
+            &f.cluster_id,
+            "--hsm-id",
+            &ids[0],
+        ],
+    );
+    let events = log["Streams"][0]["Events"].as_array().unwrap();
+    assert_eq!(events.last().unwrap()["reboot_counter"], 1, "{log}");
+    // An ACTIVE HSM has nothing to come back from.
+    fails(
+        &t,
+        &[
+            "cloudhsm",
+            "fault",
+            "hsm-up",
+            "--cluster-id",
+            &f.cluster_id,
+            "--hsm-id",
+            &ids[0],
+        ],
+        "CloudHsmInvalidRequestException",
+        "InjectFault",
+    );
+}
+
+#[test]
+fn az_down_refuses_create_key_while_the_other_zone_serves_and_az_up_brings_the_zone_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, t, f) = rehearsal(dir.path());
+    fault(&t, "az-down", &f, &["--availability-zone", "us-east-1a"]);
+    let states: Vec<(String, String)> = hsms(&t, &f).into_iter().map(|h| (h.2, h.1)).collect();
+    assert!(
+        states.contains(&("us-east-1a".into(), "DEGRADED".into())),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&("us-east-1b".into(), "ACTIVE".into())),
+        "{states:?}"
+    );
+    assert_eq!(
+        faults_in_force(&t, &f),
+        vec![serde_json::json!({"AvailabilityZoneDown": {"availability_zone": "us-east-1a"}})]
+    );
+    assert_eq!(create_key_in_store(&t, &f).0, 254);
+    encrypts(&t, &f);
+    fault(&t, "az-up", &f, &["--availability-zone", "us-east-1a"]);
+    assert!(hsms(&t, &f).iter().all(|h| h.1 == "ACTIVE"));
+    assert_eq!(create_key_in_store(&t, &f).0, 0);
+    assert!(faults_in_force(&t, &f).is_empty());
+}
+
+#[test]
+fn security_group_broken_refuses_connect_until_security_group_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, t, f) = rehearsal(dir.path());
+    disconnect_and_wait(&t, &f);
+    fault(&t, "security-group-broken", &f, &[]);
+    assert_eq!(
+        faults_in_force(&t, &f),
+        vec![Value::from("SecurityGroupBroken")]
+    );
+    fails(
+        &t,
+        &[
+            "kms",
+            "connect-custom-key-store",
+            "--custom-key-store-id",
+            &f.store_id,
+        ],
+        "CloudHsmClusterInvalidConfigurationException",
+        "ConnectCustomKeyStore",
+    );
+    assert_eq!(store_state(&t, &f).0, "DISCONNECTED");
+    fault(&t, "security-group-fixed", &f, &[]);
+    connected(&t, &f);
+    encrypts(&t, &f);
+}
+
+/// The documented remedy for a kmsuser whose password KMS no longer knows: set a new one
+/// (`changePswd`, which also unlocks) and tell KMS (UpdateCustomKeyStore).
+fn new_kmsuser_password(t: &[String], f: &Flow) {
+    ok(
+        t,
+        &[
+            "cloudhsm",
+            "user",
+            "change-password",
+            "--cluster-id",
+            &f.cluster_id,
+            "--username",
+            "kmsuser",
+            "--password",
+            "newPswd22",
+        ],
+    );
+    ok(
+        t,
+        &[
+            "kms",
+            "update-custom-key-store",
+            "--custom-key-store-id",
+            &f.store_id,
+            "--key-store-password",
+            "newPswd22",
+        ],
+    );
+}
+
+#[test]
+fn password_changed_keeps_a_connected_store_working_and_the_next_connect_fails_with_invalid_credentials(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, t, f) = rehearsal(dir.path());
+    fault(&t, "password-changed", &f, &[]);
+    // KMS's session survives; only the next login needs the password.
+    encrypts(&t, &f);
+    assert!(faults_in_force(&t, &f).is_empty(), "a one-off event");
+    disconnect_and_wait(&t, &f);
+    connect_fails_with(&t, &f, "INVALID_CREDENTIALS");
+    new_kmsuser_password(&t, &f);
+    connected(&t, &f);
+    encrypts(&t, &f);
+}
+
+#[test]
+fn user_locked_out_fails_connect_with_user_locked_out_until_change_password_and_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, t, f) = rehearsal(dir.path());
+    disconnect_and_wait(&t, &f);
+    fault(&t, "user-locked-out", &f, &["--username", "kmsuser"]);
+    assert_eq!(
+        faults_in_force(&t, &f),
+        vec![serde_json::json!({"UserLockedOut": {"username": "kmsuser"}})]
+    );
+    connect_fails_with(&t, &f, "USER_LOCKED_OUT");
+    new_kmsuser_password(&t, &f);
+    assert!(faults_in_force(&t, &f).is_empty());
+    connected(&t, &f);
+    encrypts(&t, &f);
+}
+
+#[test]
+fn user_logged_in_elsewhere_fails_connect_with_user_logged_in_until_logout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, t, f) = rehearsal(dir.path());
+    // KMS holds kmsuser's session while connected: nobody else can take it.
+    fails(
+        &t,
+        &[
+            "cloudhsm",
+            "fault",
+            "user-logged-in-elsewhere",
+            "--cluster-id",
+            &f.cluster_id,
+        ],
+        "CloudHsmInvalidRequestException",
+        "InjectFault",
+    );
+    disconnect_and_wait(&t, &f);
+    fault(&t, "user-logged-in-elsewhere", &f, &[]);
+    assert_eq!(
+        faults_in_force(&t, &f),
+        vec![serde_json::json!({"UserLoggedInElsewhere": {"username": "kmsuser"}})]
+    );
+    connect_fails_with(&t, &f, "USER_LOGGED_IN");
+    ok(
+        &t,
+        &[
+            "cloudhsm",
+            "logout",
+            "--cluster-id",
+            &f.cluster_id,
+            "--username",
+            "kmsuser",
+        ],
+    );
+    connected(&t, &f);
+    encrypts(&t, &f);
+}
