@@ -1316,3 +1316,140 @@ fn user_logged_in_elsewhere_fails_connect_with_user_logged_in_until_logout() {
     connected(&t, &f);
     encrypts(&t, &f);
 }
+
+/// The documented way back from a broken cluster: a cluster restored from `backup_id` (new
+/// subnets, an HSM in each zone), the store disconnected, pointed at it, and reconnected.
+fn rebuild_from_backup_and_repoint(t: &[String], f: &Flow, backup_id: &str) {
+    let restored = ok(
+        t,
+        &[
+            "cloudhsm",
+            "create-cluster",
+            "--source-backup-id",
+            backup_id,
+        ],
+    )["Cluster"]
+        .clone();
+    hsm_in_each_zone(t, &restored);
+    if store_state(t, f).0 != "DISCONNECTED" {
+        disconnect_and_wait(t, f);
+    }
+    ok(
+        t,
+        &[
+            "kms",
+            "update-custom-key-store",
+            "--custom-key-store-id",
+            &f.store_id,
+            "--cloud-hsm-cluster-id",
+            restored["ClusterId"].as_str().unwrap(),
+        ],
+    );
+    connected(t, f);
+}
+
+fn backup_of(t: &[String], f: &Flow) -> String {
+    ok(
+        t,
+        &["cloudhsm", "create-backup", "--cluster-id", &f.cluster_id],
+    )["BackupId"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn subnet_deleted_fails_crypto_and_connect_with_subnet_not_found_until_the_store_moves_to_a_restored_cluster(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, t, f) = rehearsal(dir.path());
+    let backup = backup_of(&t, &f);
+    fault(
+        &t,
+        "subnet-deleted",
+        &f,
+        &["--availability-zone", "us-east-1a"],
+    );
+    assert_eq!(
+        faults_in_force(&t, &f),
+        vec![serde_json::json!({"SubnetDeleted": {"availability_zone": "us-east-1a"}})]
+    );
+    let err = encrypt_fails(&t, &f, "KMSInvalidStateException");
+    assert!(err.contains("SUBNET_NOT_FOUND"), "{err}");
+    assert_eq!(store_state(&t, &f).0, "CONNECTED");
+    disconnect_and_wait(&t, &f);
+    connect_fails_with(&t, &f, "SUBNET_NOT_FOUND");
+    rebuild_from_backup_and_repoint(&t, &f, &backup);
+    encrypts(&t, &f);
+}
+
+#[test]
+fn subnet_full_fails_connect_with_insufficient_free_addresses_until_the_store_moves_to_a_restored_cluster(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, t, f) = rehearsal(dir.path());
+    let backup = backup_of(&t, &f);
+    fault(
+        &t,
+        "subnet-full",
+        &f,
+        &["--availability-zone", "us-east-1b"],
+    );
+    assert_eq!(
+        faults_in_force(&t, &f),
+        vec![serde_json::json!({"SubnetFull": {"availability_zone": "us-east-1b"}})]
+    );
+    // KMS already holds its addresses: a connected store keeps working.
+    encrypts(&t, &f);
+    disconnect_and_wait(&t, &f);
+    connect_fails_with(&t, &f, "INSUFFICIENT_FREE_ADDRESSES_IN_SUBNET");
+    rebuild_from_backup_and_repoint(&t, &f, &backup);
+    encrypts(&t, &f);
+}
+
+#[test]
+fn delete_key_object_fails_crypto_with_kms_invalid_state_until_the_store_moves_to_a_cluster_restored_from_a_backup_holding_the_key(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, t, f) = rehearsal(dir.path());
+    let sealed = ok(
+        &t,
+        &[
+            "kms",
+            "encrypt",
+            "--key-id",
+            &f.key_id,
+            "--plaintext",
+            "aGk=",
+        ],
+    )["CiphertextBlob"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let backup = backup_of(&t, &f);
+    let keys = ok(
+        &t,
+        &["cloudhsm", "key", "list", "--cluster-id", &f.cluster_id],
+    );
+    let handle = keys["Keys"][0]["key-reference"].to_string();
+    fault(&t, "delete-key-object", &f, &["--key-handle", &handle]);
+    let listed = ok(
+        &t,
+        &["cloudhsm", "key", "list", "--cluster-id", &f.cluster_id],
+    );
+    assert_eq!(listed["Keys"], serde_json::json!([]), "{listed}");
+    encrypt_fails(&t, &f, "KMSInvalidStateException");
+    fails(
+        &t,
+        &["kms", "decrypt", "--ciphertext-blob", &sealed],
+        "KMSInvalidStateException",
+        "Decrypt",
+    );
+    // The KMS key itself is untouched, and nothing stays "in force" to list.
+    let d = ok(&t, &["kms", "describe-key", "--key-id", &f.key_id]);
+    assert_eq!(d["KeyMetadata"]["KeyState"], "Enabled");
+    assert!(faults_in_force(&t, &f).is_empty());
+    rebuild_from_backup_and_repoint(&t, &f, &backup);
+    let d = ok(&t, &["kms", "decrypt", "--ciphertext-blob", &sealed]);
+    assert_eq!(d["Plaintext"], "aGk=");
+}
