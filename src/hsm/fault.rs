@@ -1,6 +1,8 @@
-//! Fault injection: the failures a real cluster can suffer (a lost HSM, a network outage, a
-//! changed or locked-out kmsuser, a deleted subnet, a deleted key object), for testing how KMS
-//! reacts to them.
+//! Fault injection: the failures a real cluster can suffer (a lost HSM or zone, a network
+//! outage, a changed or locked-out kmsuser, a deleted subnet, a deleted key object), for
+//! testing how KMS reacts to them, with the simple ways back (an HSM or zone up again, the
+//! network healed, the security group fixed); and the faults in force, read back from the
+//! cluster's state (`fault list`).
 
 use super::audit::{audit_all, opcode};
 use super::cluster::cluster;
