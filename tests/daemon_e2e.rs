@@ -525,3 +525,67 @@ fn hello_reports_version_limits_and_principal() {
     assert!(reply.max_in_flight > 0);
     assert_eq!(reply.principal, "arn:aws:iam::111122223333:root");
 }
+
+/// A DescribeCustomKeyStores call over `c`.
+fn describe_stores_over(c: &mut Raw) -> Result<Response, kmscks::KmsError> {
+    c.call(&Request::DescribeCustomKeyStores(
+        DescribeCustomKeyStoresRequest::default(),
+    ))
+}
+
+#[test]
+fn emulate_aws_quotas_in_the_config_file_reaches_the_service() {
+    // A rate of 0 throttles every request it covers: no timing is involved.
+    let quotas = kmscks::daemon::DaemonConfig::from_toml(
+        "emulate_aws_quotas = true\nquota_key_store_api_rate = 0\n",
+        "quotas.toml",
+    )
+    .unwrap();
+    let d = TestDaemon::start(|c| {
+        *c = kmscks::daemon::DaemonConfig {
+            data_dir: c.data_dir.clone(),
+            socket: c.socket.clone(),
+            ..quotas
+        }
+    });
+    let e = describe_stores_over(&mut d.connect()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ThrottlingException);
+    assert_eq!(e.message(), "Rate exceeded");
+    // Other operations are not covered by that rate.
+    expect!(
+        d.connect().call(&Request::ListKeys(ListRequest::default())),
+        Response::ListKeys
+    );
+
+    // Without emulation (the default) the same calls are never throttled.
+    let d = TestDaemon::start(|_| {});
+    let mut c = d.connect();
+    for _ in 0..20 {
+        expect!(
+            describe_stores_over(&mut c),
+            Response::DescribeCustomKeyStores
+        );
+    }
+}
+
+#[test]
+fn binary_flag_emulate_aws_quotas_throttles() {
+    let dir = open_tempdir();
+    let socket = dir.path().join("kmscks.sock");
+    let data = dir.path().join("data");
+    let mut d = spawn_daemon(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--socket",
+        socket.to_str().unwrap(),
+        "--emulate-aws-quotas",
+        "--quota-key-store-api-rate",
+        "0",
+    ]);
+    let mut c = Raw::connect(&socket);
+    let e = describe_stores_over(&mut c).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ThrottlingException);
+    drop(c);
+    sigterm(&d.child);
+    assert!(d.child.wait().unwrap().success());
+}

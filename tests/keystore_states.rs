@@ -313,18 +313,33 @@ fn create_validates_members() {
 }
 
 #[test]
-fn the_eleventh_store_exceeds_the_limit() {
-    let (kms, _clock) = kms();
+fn with_aws_quotas_emulated_the_eleventh_store_exceeds_the_limit() {
+    let (mut config, clock) = config();
+    config.quotas = Some(kmscks::QuotaConfig::default());
+    let kms = Kms::in_memory_with(config);
     for i in 0..10 {
         let c = active_cluster(&kms);
         create_store(&kms, &c, &format!("Store{i}"));
+        // Under the custom key store API rate (5 per second).
+        clock.advance(Duration::from_secs(1));
     }
     let c = active_cluster(&kms);
     assert_aws(
         kms.create_custom_key_store(&store_request(&c, "Store10")),
         ErrorKind::LimitExceededException,
     );
+    clock.advance(Duration::from_secs(1));
     assert_eq!(all_stores(&kms).len(), 10);
+}
+
+#[test]
+fn without_quota_emulation_there_is_no_limit_on_custom_key_stores() {
+    let (kms, _clock) = kms();
+    for i in 0..12 {
+        let c = active_cluster(&kms);
+        create_store(&kms, &c, &format!("Store{i}"));
+    }
+    assert_eq!(all_stores(&kms).len(), 12);
 }
 
 // ---- §1.2 DescribeCustomKeyStores ---------------------------------------------------------

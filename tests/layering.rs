@@ -84,6 +84,7 @@ const ROOT_REEXPORTS: &[(&str, &str)] = &[
     ("Kms", "service"),
     ("KmsConfig", "service"),
     ("Passphrase", "service"),
+    ("QuotaConfig", "service"),
     ("Client", "client"),
     ("KmsError", "error"),
     ("ErrorKind", "error"),

@@ -313,6 +313,49 @@ daemon_options! {
     require_passphrase: bool = false;
     flag(bool);
     sample toml;
+
+    /// Emulate AWS's quotas, to rehearse throttling: request rates answering
+    /// ThrottlingException ("Rate exceeded") — quota_store_crypto_rate,
+    /// quota_account_crypto_rate, quota_key_store_api_rate — and at most
+    /// quota_max_custom_key_stores custom key stores (LimitExceededException).
+    ///
+    /// Off by default: no request is throttled and the number of custom key stores is
+    /// unlimited. The quota_* options below matter only when this is on.
+    emulate_aws_quotas: bool = false;
+    flag(bool);
+    sample toml;
+
+    /// With emulate_aws_quotas: cryptographic requests per second on the keys of one custom
+    /// key store, shared by every caller and charged on top of the account's rate
+    /// (GenerateDataKey, GenerateDataKeyWithoutPlaintext and GenerateRandom cost
+    /// quota_data_key_cost each). AWS: 1,800.
+    quota_store_crypto_rate: u32 = crate::QuotaConfig::default().store_crypto_rate;
+    flag(Option<u32>, value_name = "PER_SEC");
+    sample toml;
+
+    /// With emulate_aws_quotas: what a GenerateDataKey(WithoutPlaintext) or GenerateRandom
+    /// request costs against quota_store_crypto_rate, in Encrypt/Decrypt/ReEncrypt requests.
+    quota_data_key_cost: u32 = crate::QuotaConfig::default().data_key_cost;
+    flag(Option<u32>, value_name = "N");
+    sample toml;
+
+    /// With emulate_aws_quotas: the account's symmetric cryptographic requests per second,
+    /// every key store together. AWS: 5,500, 10,000 or 50,000 depending on the Region (the
+    /// default is us-east-1's).
+    quota_account_crypto_rate: u32 = crate::QuotaConfig::default().account_crypto_rate;
+    flag(Option<u32>, value_name = "PER_SEC");
+    sample toml;
+
+    /// With emulate_aws_quotas: custom key store API requests per second (Create, Describe,
+    /// Update, Delete, Connect and DisconnectCustomKeyStore together). AWS: 5.
+    quota_key_store_api_rate: u32 = crate::QuotaConfig::default().key_store_api_rate;
+    flag(Option<u32>, value_name = "PER_SEC");
+    sample toml;
+
+    /// With emulate_aws_quotas: custom key stores per account and Region, any state. AWS: 10.
+    quota_max_custom_key_stores: usize = crate::QuotaConfig::default().max_custom_key_stores;
+    flag(Option<usize>, value_name = "N");
+    sample toml;
 }
 
 impl DaemonFlags {
@@ -509,6 +552,18 @@ impl DaemonConfig {
         })
     }
 
+    /// The AWS quotas to emulate ([`crate::KmsConfig::quotas`]): `None` unless
+    /// `emulate_aws_quotas` is on.
+    pub fn quotas(&self) -> Option<crate::QuotaConfig> {
+        self.emulate_aws_quotas.then_some(crate::QuotaConfig {
+            max_custom_key_stores: self.quota_max_custom_key_stores,
+            store_crypto_rate: self.quota_store_crypto_rate,
+            data_key_cost: self.quota_data_key_cost,
+            account_crypto_rate: self.quota_account_crypto_rate,
+            key_store_api_rate: self.quota_key_store_api_rate,
+        })
+    }
+
     /// The account and Region.
     pub fn scope(&self) -> crate::types::Scope {
         crate::types::Scope {
@@ -561,6 +616,50 @@ mod tests {
         assert_eq!(e.kind(), crate::ErrorKind::ValidationException);
         assert!(e.message().contains("my.toml"), "{e}");
         assert!(e.message().contains("max_conections"), "{e}");
+    }
+
+    #[test]
+    fn emulate_aws_quotas_from_the_file_or_the_flag_gives_aws_numbers_each_overridable() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            flags: DaemonFlags,
+        }
+        assert_eq!(DaemonConfig::default().quotas(), None, "off by default");
+        let c = DaemonConfig::from_toml("quota_store_crypto_rate = 7\n", "t").unwrap();
+        assert_eq!(c.quotas(), None, "a quota_* option alone turns nothing on");
+
+        let c = DaemonConfig::from_toml("emulate_aws_quotas = true\n", "t").unwrap();
+        assert_eq!(c.quotas(), Some(crate::QuotaConfig::default()));
+
+        let mut c = DaemonConfig::default();
+        Cli::parse_from([
+            "kmscksd",
+            "--emulate-aws-quotas",
+            "--quota-store-crypto-rate",
+            "100",
+            "--quota-account-crypto-rate",
+            "200",
+            "--quota-key-store-api-rate",
+            "3",
+            "--quota-max-custom-key-stores",
+            "2",
+            "--quota-data-key-cost",
+            "4",
+        ])
+        .flags
+        .apply(&mut c);
+        assert_eq!(
+            c.quotas(),
+            Some(crate::QuotaConfig {
+                max_custom_key_stores: 2,
+                store_crypto_rate: 100,
+                data_key_cost: 4,
+                account_crypto_rate: 200,
+                key_store_api_rate: 3,
+            })
+        );
     }
 
     #[test]

@@ -138,6 +138,7 @@ impl Daemon {
                     ..EngineConfig::default()
                 },
                 passphrase,
+                quotas: config.quotas(),
                 ..KmsConfig::default()
             },
         )?;

@@ -226,11 +226,13 @@ pub fn create(
             req.custom_key_store_name
         ));
     }
-    if tx.state.stores.len() >= MAX_CUSTOM_KEY_STORES {
-        return Err(err!(
-            LimitExceededException,
-            "You have reached the limit of {MAX_CUSTOM_KEY_STORES} custom key stores"
-        ));
+    if let Some(max) = tx.max_custom_key_stores {
+        if tx.state.stores.len() >= max {
+            return Err(err!(
+                LimitExceededException,
+                "You have reached the limit of {max} custom key stores"
+            ));
+        }
     }
     let c = cluster(tx, cluster_id)?;
     for other in tx.state.stores.values() {

@@ -30,6 +30,9 @@ pub struct Tx<'a> {
     /// PBKDF2 iterations for the HSM user password hashes made in this transaction (see
     /// [`HsmTx::password_iterations`]).
     pub hsm_password_iterations: u32,
+    /// The number of custom key stores allowed, when AWS quotas are emulated; `None`: no
+    /// limit (the seed's custom key stores have no resource quota).
+    pub max_custom_key_stores: Option<usize>,
     changes: Vec<KmsChange>,
     hsm: HsmOutcome,
 }
@@ -61,6 +64,7 @@ impl<'a> Tx<'a> {
             keys,
             principal,
             hsm_password_iterations: crate::hsm::PASSWORD_ITERATIONS,
+            max_custom_key_stores: None,
             changes: Vec::new(),
             hsm: HsmOutcome::default(),
         }

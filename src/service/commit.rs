@@ -25,6 +25,8 @@ pub(super) struct Shared {
     /// The data plane: HSM workers holding expanded keys. Never behind the core mutex.
     pub(super) engine: Engine,
     pub(super) config: KmsConfig,
+    /// The emulated AWS quotas, when [`KmsConfig::quotas`] asks for them.
+    pub(super) throttle: Option<super::throttle::Throttle>,
     /// Notified after every commit, so waiters on a connection state can re-check.
     pub(super) changed: Condvar,
     pub(super) tasks: Mutex<Tasks>,
@@ -128,6 +130,7 @@ impl Shared {
                 principal,
             );
             tx.hsm_password_iterations = self.config.hsm_password_iterations;
+            tx.max_custom_key_stores = self.config.quotas.as_ref().map(|q| q.max_custom_key_stores);
             let out = f(&mut tx)?;
             (out, tx.finish())
         };

@@ -2,8 +2,11 @@
 //! GenerateDataKey(WithoutPlaintext), GenerateRandom, and batch forms beyond AWS.
 //!
 //! These never take the control-plane mutex: they parse the request and go straight to the
-//! engine, whose shards hold the keys, their gates and their policies.
+//! engine, whose shards hold the keys, their gates and their policies. Only with AWS quotas
+//! emulated (`throttle`) is each request first charged to its rates, which looks a key's
+//! store up in the state the first time the key is seen (and each time for an alias).
 
+use super::throttle::{CryptoCost, Uses};
 use super::{lock, Kms};
 use crate::api::kms::*;
 use crate::dataplane;
@@ -51,6 +54,7 @@ impl Kms {
         check_algorithm(req.encryption_algorithm, "EncryptionAlgorithm")?;
         check_grant_tokens(&req.grant_tokens)?;
         let key = self.key_ref(&req.key_id)?;
+        self.charge_crypto(&[Uses::Key(&key)], CryptoCost::Plain)?;
         let out = self.shared.engine.encrypt(
             &self.principal,
             &key,
@@ -72,6 +76,7 @@ impl Kms {
         check_algorithm(req.encryption_algorithm, "EncryptionAlgorithm")?;
         check_grant_tokens(&req.grant_tokens)?;
         let key = req.key_id.as_deref().map(|k| self.key_ref(k)).transpose()?;
+        self.charge_crypto(&[Uses::Blob(&req.ciphertext_blob)], CryptoCost::Plain)?;
         let out = self.shared.engine.decrypt(
             &self.principal,
             &req.ciphertext_blob,
@@ -103,6 +108,10 @@ impl Kms {
             .map(|k| self.key_ref(k))
             .transpose()?;
         let destination = self.key_ref(&req.destination_key_id)?;
+        self.charge_crypto(
+            &[Uses::Blob(&req.ciphertext_blob), Uses::Key(&destination)],
+            CryptoCost::Plain,
+        )?;
         let out = self.shared.engine.re_encrypt(
             &self.principal,
             &req.ciphertext_blob,
@@ -146,6 +155,7 @@ impl Kms {
     ) -> Result<GenerateDataKeyResponse> {
         check_grant_tokens(&req.grant_tokens)?;
         let key = self.key_ref(&req.key_id)?;
+        self.charge_crypto(&[Uses::Key(&key)], CryptoCost::DataKey)?;
         let engine = &self.shared.engine;
         let out = if with_plaintext {
             engine.generate_data_key(
@@ -178,6 +188,10 @@ impl Kms {
         let n = req
             .number_of_bytes
             .ok_or_else(|| err!(ValidationException, "NumberOfBytes is required"))?;
+        match &req.custom_key_store_id {
+            None => self.charge_crypto(&[], CryptoCost::DataKey)?,
+            Some(store) => self.charge_crypto(&[Uses::Store(store)], CryptoCost::DataKey)?,
+        }
         let plaintext = match &req.custom_key_store_id {
             None => self.shared.engine.generate_random(n, None)?,
             Some(store) => {
@@ -239,11 +253,14 @@ impl Kms {
     /// Encrypt many plaintexts in one call (beyond AWS): one result per item, in order. Routing
     /// and queueing are amortised over the batch, which both cores share.
     pub fn encrypt_batch(&self, items: &[EncryptRequest]) -> Vec<Result<EncryptResponse>> {
-        let (refs, slots) = self.batch_refs(items.iter().map(|r| {
+        let (refs, mut slots) = self.batch_refs(items.iter().map(|r| {
             let checked = check_algorithm(r.encryption_algorithm, "EncryptionAlgorithm")
                 .and_then(|()| check_grant_tokens(&r.grant_tokens));
             (Some(r.key_id.as_str()), checked)
         }));
+        self.charge_batch(&mut slots, CryptoCost::Plain, |_, r| {
+            refs[r].as_ref().map(Uses::Key)
+        });
         let valid: Vec<EncryptItem<'_>> = items
             .iter()
             .zip(&slots)
@@ -266,11 +283,14 @@ impl Kms {
 
     /// Decrypt many blobs in one call (beyond AWS): one result per item, in order.
     pub fn decrypt_batch(&self, items: &[DecryptRequest]) -> Vec<Result<DecryptResponse>> {
-        let (refs, slots) = self.batch_refs(items.iter().map(|r| {
+        let (refs, mut slots) = self.batch_refs(items.iter().map(|r| {
             let checked = check_algorithm(r.encryption_algorithm, "EncryptionAlgorithm")
                 .and_then(|()| check_grant_tokens(&r.grant_tokens));
             (r.key_id.as_deref(), checked)
         }));
+        self.charge_batch(&mut slots, CryptoCost::Plain, |i, _| {
+            Some(Uses::Blob(&items[i].ciphertext_blob))
+        });
         let valid: Vec<DecryptItem<'_>> = items
             .iter()
             .zip(&slots)
@@ -297,11 +317,14 @@ impl Kms {
         items: &[GenerateDataKeyRequest],
         with_plaintext: bool,
     ) -> Vec<Result<GenerateDataKeyResponse>> {
-        let (refs, slots) = self.batch_refs(
+        let (refs, mut slots) = self.batch_refs(
             items
                 .iter()
                 .map(|r| (Some(r.key_id.as_str()), check_grant_tokens(&r.grant_tokens))),
         );
+        self.charge_batch(&mut slots, CryptoCost::DataKey, |_, r| {
+            refs[r].as_ref().map(Uses::Key)
+        });
         let valid: Vec<DataKeyItem<'_>> = items
             .iter()
             .zip(&slots)

@@ -19,6 +19,7 @@ impl Kms {
         &self,
         req: &CreateCustomKeyStoreRequest,
     ) -> Result<CreateCustomKeyStoreResponse> {
+        self.charge_key_store_api()?;
         self.write(|tx| {
             keys::require_root(tx, Op::CreateCustomKeyStore.action())?;
             stores::create(tx, req)
@@ -30,6 +31,7 @@ impl Kms {
         &self,
         req: &DescribeCustomKeyStoresRequest,
     ) -> Result<DescribeCustomKeyStoresResponse> {
+        self.charge_key_store_api()?;
         self.read(|tx| {
             keys::require_root(tx, Op::DescribeCustomKeyStores.action())?;
             stores::describe(tx.state, req)
@@ -38,6 +40,7 @@ impl Kms {
 
     /// UpdateCustomKeyStore.
     pub fn update_custom_key_store(&self, req: &UpdateCustomKeyStoreRequest) -> Result<Empty> {
+        self.charge_key_store_api()?;
         self.write(|tx| {
             keys::require_root(tx, Op::UpdateCustomKeyStore.action())?;
             stores::update(tx, req)
@@ -46,6 +49,7 @@ impl Kms {
 
     /// DeleteCustomKeyStore.
     pub fn delete_custom_key_store(&self, req: &CustomKeyStoreIdRequest) -> Result<Empty> {
+        self.charge_key_store_api()?;
         self.write(|tx| {
             keys::require_root(tx, Op::DeleteCustomKeyStore.action())?;
             stores::delete(tx, req)
@@ -55,6 +59,7 @@ impl Kms {
     /// ConnectCustomKeyStore: returns at once; poll DescribeCustomKeyStores (or
     /// [`Kms::wait_for_connection`]) for CONNECTED or FAILED.
     pub fn connect_custom_key_store(&self, req: &CustomKeyStoreIdRequest) -> Result<Empty> {
+        self.charge_key_store_api()?;
         let follow = self.write(|tx| {
             keys::require_root(tx, Op::ConnectCustomKeyStore.action())?;
             stores::connect(tx, req)
@@ -66,6 +71,7 @@ impl Kms {
     /// DisconnectCustomKeyStore: keys are unusable at once; the store reads DISCONNECTING
     /// until the logout completes.
     pub fn disconnect_custom_key_store(&self, req: &CustomKeyStoreIdRequest) -> Result<Empty> {
+        self.charge_key_store_api()?;
         let follow = self.write(|tx| {
             keys::require_root(tx, Op::DisconnectCustomKeyStore.action())?;
             stores::disconnect(tx, req)

@@ -19,7 +19,10 @@ mod crypto_ops;
 mod dispatch;
 mod key_ops;
 mod keystore_ops;
+mod throttle;
 mod worker;
+
+pub use throttle::QuotaConfig;
 
 use commit::{Core, Shared};
 use worker::{background, clock_waker, FollowUpKey, Lifetime, Task, Tasks};
@@ -73,6 +76,10 @@ pub struct KmsConfig {
     /// rotated password). Lower it only in tests that make many users or connections
     /// ([`KmsConfig::TEST_HSM_PASSWORD_ITERATIONS`]); values below 1,000 count as 1,000.
     pub hsm_password_iterations: u32,
+    /// AWS's quotas, emulated (spec §6): request rates answering `ThrottlingException`, and
+    /// the 10-store limit. `None` (the default): no request is throttled and the number of
+    /// custom key stores is unlimited. `Some(QuotaConfig::default())` has AWS's numbers.
+    pub quotas: Option<QuotaConfig>,
 }
 
 /// Where the passphrase that seals a data directory's key files (`keys/*.key`: PBKDF2-HMAC-
@@ -150,6 +157,7 @@ impl Default for KmsConfig {
             engine: EngineConfig::default(),
             passphrase: Passphrase::default(),
             hsm_password_iterations: crate::hsm::PASSWORD_ITERATIONS,
+            quotas: None,
         }
     }
 }
@@ -183,6 +191,7 @@ impl std::fmt::Debug for KmsConfig {
             )
             .field("passphrase", &self.passphrase)
             .field("hsm_password_iterations", &self.hsm_password_iterations)
+            .field("quotas", &self.quotas)
             .finish_non_exhaustive()
     }
 }
@@ -301,7 +310,12 @@ impl Kms {
         })?;
         let mut mirror = Mirror::default();
         mirror.sync(&engine, &state, &config.scope, &keyring, &[])?;
+        let throttle = config
+            .quotas
+            .clone()
+            .map(|q| throttle::Throttle::new(q, config.clock.now()));
         let shared = Arc::new(Shared {
+            throttle,
             engine,
             core: Mutex::new(Core {
                 state,
@@ -375,6 +389,14 @@ impl Kms {
     /// The account and Region.
     pub fn scope(&self) -> &Scope {
         &self.shared.config.scope
+    }
+
+    /// The AWS quotas this instance emulates, if any ([`KmsConfig::quotas`]).
+    pub fn quotas(&self) -> Option<&QuotaConfig> {
+        self.shared
+            .throttle
+            .as_ref()
+            .map(throttle::Throttle::config)
     }
 
     internal_item! {

@@ -1,6 +1,7 @@
 //! Every quota and size limit kmscks enforces, in one place (spec §0, §4, §6).
 
-/// Custom key stores per account and Region, any type or state.
+/// Custom key stores per account and Region, any type or state — enforced only when AWS
+/// quotas are emulated (the seed says there is no such quota; AWS added it later).
 pub const MAX_CUSTOM_KEY_STORES: usize = 10;
 /// Customer managed keys per account and Region, all states.
 pub const MAX_KEYS: usize = 100_000;
@@ -67,3 +68,16 @@ pub const BACKUP_RESTORE_DAYS: u32 = 7;
 pub const MAX_FAILED_LOGINS: u32 = 5;
 /// CloudHSM CLI password length.
 pub const HSM_PASSWORD_LEN: (usize, usize) = (7, 32);
+
+/// Emulated request quota: cryptographic requests per second on the keys of one custom key
+/// store (shared by every caller, charged on top of the account's rate).
+pub const STORE_CRYPTO_RATE: u32 = 1_800;
+/// Emulated request quota: what GenerateDataKey(WithoutPlaintext) and GenerateRandom cost
+/// against [`STORE_CRYPTO_RATE`], in Encrypt/Decrypt/ReEncrypt requests (≈600 GDK/s).
+pub const STORE_DATA_KEY_COST: u32 = 3;
+/// Emulated request quota: the account's symmetric cryptographic requests per second (the
+/// us-east-1 figure; 5,500 or 10,000 in smaller Regions).
+pub const ACCOUNT_CRYPTO_RATE: u32 = 50_000;
+/// Emulated request quota: custom key store API requests per second (Create, Describe,
+/// Update, Delete, Connect, Disconnect).
+pub const KEY_STORE_API_RATE: u32 = 5;
