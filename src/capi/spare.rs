@@ -7,6 +7,8 @@
 
 use std::cell::RefCell;
 
+use crate::api::kms::{BatchRequest, EncryptRequest, GenerateDataKeyRequest};
+
 /// Spare strings kept per thread (enough for a large batch), and the largest one kept.
 const KEEP: usize = 4096;
 const KEEP_CAPACITY: usize = 512;
@@ -37,5 +39,32 @@ pub(super) fn recycle(s: String) {
                 spare.push(s);
             }
         });
+    }
+}
+
+/// A request whose key-id strings go back to the spares once it has been answered.
+pub(super) trait Recycle {
+    /// Keeps the request's key-id strings for later [`string`]s.
+    fn recycle(self);
+}
+
+impl Recycle for EncryptRequest {
+    #[inline]
+    fn recycle(self) {
+        recycle(self.key_id);
+    }
+}
+
+impl Recycle for GenerateDataKeyRequest {
+    #[inline]
+    fn recycle(self) {
+        recycle(self.key_id);
+    }
+}
+
+impl<T: Recycle> Recycle for BatchRequest<T> {
+    #[inline]
+    fn recycle(self) {
+        self.items.into_iter().for_each(Recycle::recycle);
     }
 }
