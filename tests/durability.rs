@@ -1335,6 +1335,9 @@ fn crash_mid_write_keeps_every_acknowledged_write() {
         } = spawn(&mut cmd);
         let lines = Arc::new(Mutex::new(Vec::<String>::new()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        // One message per write the child starts, so the kill comes after a chosen number of
+        // them however loaded the machine is.
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
         let reader = {
             let lines = lines.clone();
             let out = c.stdout.take().unwrap();
@@ -1348,6 +1351,9 @@ fn crash_mid_write_keeps_every_acknowledged_write() {
                     if msg == "ready" {
                         let _ = ready_tx.send(());
                     } else {
+                        if msg.starts_with("try ") {
+                            let _ = started_tx.send(());
+                        }
                         lines.lock().unwrap().push(msg.to_owned());
                     }
                 }
@@ -1358,9 +1364,16 @@ fn crash_mid_write_keeps_every_acknowledged_write() {
             .unwrap_or_else(|_| panic!("child of run {run} never got ready (seed {seed})"));
         // It printed: it is past exec and holds none of this process's descriptors.
         drop(past_exec);
-        // Not synchronisation: the random delay is the crash point under test (the child is
-        // killed somewhere in its stream of writes, wherever that happens to be).
-        std::thread::sleep(Duration::from_millis(10 + rng.below(291)));
+        // The crash point under test: during the child's n-th write (n random), wherever in
+        // that write a random few hundred microseconds after it started lands.
+        let n = 3 + rng.below(10);
+        for _ in 0..n {
+            started_rx
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("child of run {run} stopped writing (seed {seed})"));
+        }
+        // Not synchronisation: the jitter places the kill inside the write.
+        std::thread::sleep(Duration::from_micros(rng.below(800)));
         c.kill().unwrap();
         c.wait().unwrap();
         reader.join().unwrap();
