@@ -138,6 +138,8 @@ pub struct MirrorStats {
 #[derive(Default)]
 pub struct Mirror {
     hsms: HashSet<HsmId>,
+    /// The slow HSMs the engine was told of, with their added latency in milliseconds.
+    latency: HashMap<HsmId, u32>,
     keys: HashMap<KeyId, Mirrored>,
     aliases: HashMap<String, KeyId>,
     /// The parsed policies the keys share.
@@ -287,6 +289,19 @@ fn replicas(state: &State, scope: &Scope, key: &Key) -> SlotSet {
     }
 }
 
+/// The slow HSMs (`Fault::SlowHsm`) among those that should have a slot, with their added
+/// latency in milliseconds.
+fn desired_latency(state: &State, scope: &Scope) -> HashMap<HsmId, u32> {
+    state
+        .hsm
+        .clusters
+        .values()
+        .filter(|c| c.region == scope.region)
+        .flat_map(|c| c.active_hsms().filter(|h| h.latency_ms > 0))
+        .map(|h| (h.id.clone(), h.latency_ms))
+        .collect()
+}
+
 /// The HSMs that should have a slot: every active HSM of a cluster in this Region.
 fn desired_hsms(state: &State, scope: &Scope) -> HashSet<HsmId> {
     state
@@ -375,6 +390,7 @@ impl Mirror {
                 .filter(|h| !desired.contains(*h))
                 .cloned()
                 .collect();
+            self.sync_latency(state, scope, &mut out);
         }
 
         // The keys to recompute.
@@ -480,6 +496,27 @@ impl Mirror {
             }
         }
         failed.map_or(Ok(()), Err)
+    }
+
+    /// Tells the engine of every HSM whose added latency changed (after the HSM slots are
+    /// added, so a slow HSM coming up is slow from its first call).
+    fn sync_latency(&mut self, state: &State, scope: &Scope, out: &mut Vec<Control>) {
+        let desired = desired_latency(state, scope);
+        for (h, &ms) in &desired {
+            if self.latency.get(h) != Some(&ms) {
+                out.push(Control::SetHsmLatency {
+                    hsm: h.clone(),
+                    latency: std::time::Duration::from_millis(ms.into()),
+                });
+            }
+        }
+        for h in self.latency.keys().filter(|h| !desired.contains_key(*h)) {
+            out.push(Control::SetHsmLatency {
+                hsm: h.clone(),
+                latency: std::time::Duration::ZERO,
+            });
+        }
+        self.latency = desired;
     }
 
     /// Fails `id` closed: the engine answers every request on it with an error naming `cause`,

@@ -6,6 +6,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use base64::engine::general_purpose::STANDARD;
@@ -1078,6 +1079,168 @@ fn network_cut_fails_crypto_with_kms_invalid_state_while_the_store_stays_connect
     fault(&t, "network-heal", &f, &[]);
     connected(&t, &f);
     encrypts(&t, &f);
+}
+
+#[test]
+fn a_timed_network_cut_fails_crypto_then_heals_by_itself_and_fault_list_shows_the_time_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, t, f) = rehearsal(dir.path());
+    fault(&t, "network-cut", &f, &["--duration-ms", "2000"]);
+    let err = encrypt_fails(&t, &f, "KMSInvalidStateException");
+    assert!(err.contains("NETWORK_ERRORS"), "{err}");
+    assert_eq!(store_state(&t, &f), ("CONNECTED".into(), Value::Null));
+    let listed = faults_in_force(&t, &f);
+    let left = listed[0]["NetworkDownFor"]["duration_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{listed:?}"));
+    assert!((1..=2000).contains(&left), "{listed:?}");
+    // Nobody heals it: the daemon does, on its clock.
+    support::wait_until("the timed cut heals", Duration::from_secs(30), || {
+        faults_in_force(&t, &f).is_empty()
+    });
+    encrypts(&t, &f);
+    // A cut of no time, or of more than a day, is refused and changes nothing.
+    for bad in ["0", "86400001"] {
+        let err = fails(
+            &t,
+            &[
+                "cloudhsm",
+                "fault",
+                "network-cut",
+                "--cluster-id",
+                &f.cluster_id,
+                "--duration-ms",
+                bad,
+            ],
+            "ValidationException",
+            "InjectFault",
+        );
+        assert!(err.contains("durationMs"), "{err}");
+    }
+    assert!(faults_in_force(&t, &f).is_empty());
+    // An untimed cut given over a timed one is not healed by the timed one's end.
+    fault(&t, "network-cut", &f, &["--duration-ms", "300"]);
+    fault(&t, "network-cut", &f, &[]);
+    assert_eq!(faults_in_force(&t, &f), vec![Value::from("NetworkDown")]);
+    fault(&t, "network-heal", &f, &[]);
+    encrypts(&t, &f);
+}
+
+/// How long `kmscks kms encrypt --key-id KEY` takes, asserting it succeeds.
+fn timed_encrypt(t: &[String], key: &str) -> Duration {
+    let start = Instant::now();
+    ok(
+        t,
+        &["kms", "encrypt", "--key-id", key, "--plaintext", "aGk="],
+    );
+    start.elapsed()
+}
+
+#[test]
+fn slow_hsms_slow_the_crypto_they_serve_but_not_other_keys_and_latency_zero_clears_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, t, f) = rehearsal(dir.path());
+    let default_key = ok(&t, &["kms", "create-key"])["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ids: Vec<String> = hsms(&t, &f).into_iter().map(|h| h.0).collect();
+    // Both HSMs slow: every call on the store's key is served by a slow HSM.
+    let latency = Duration::from_millis(1500);
+    for id in &ids {
+        fault(
+            &t,
+            "slow-hsm",
+            &f,
+            &["--hsm-id", id, "--latency-ms", "1500"],
+        );
+    }
+    let mut listed = faults_in_force(&t, &f);
+    listed.sort_by_key(|v| v.to_string());
+    let mut expected: Vec<Value> = ids
+        .iter()
+        .map(|id| serde_json::json!({"SlowHsm": {"hsm_id": id, "latency_ms": 1500}}))
+        .collect();
+    expected.sort_by_key(|v| v.to_string());
+    assert_eq!(listed, expected);
+    let slow = timed_encrypt(&t, &f.key_id);
+    assert!(slow >= latency, "a call a slow HSM served took {slow:?}");
+    // The default store's key is served by no HSM of the cluster.
+    let other = timed_encrypt(&t, &default_key);
+    assert!(other < latency, "a default-store call took {other:?}");
+    // The store stays CONNECTED: slow is not broken.
+    assert_eq!(store_state(&t, &f), ("CONNECTED".into(), Value::Null));
+    for id in &ids {
+        fault(&t, "slow-hsm", &f, &["--hsm-id", id, "--latency-ms", "0"]);
+    }
+    assert!(faults_in_force(&t, &f).is_empty());
+    let healed = timed_encrypt(&t, &f.key_id);
+    assert!(healed < latency, "after latency 0 a call took {healed:?}");
+    let err = fails(
+        &t,
+        &[
+            "cloudhsm",
+            "fault",
+            "slow-hsm",
+            "--cluster-id",
+            &f.cluster_id,
+            "--hsm-id",
+            &ids[0],
+            "--latency-ms",
+            "60001",
+        ],
+        "ValidationException",
+        "InjectFault",
+    );
+    assert!(err.contains("latencyMs"), "{err}");
+}
+
+#[test]
+fn a_connection_waiting_on_a_slow_hsm_does_not_hold_up_other_connections() {
+    use kmscks::api::kms::EncryptRequest;
+    use kmscks::client::Client;
+    use kmscks::ops::{Backend as _, Request};
+    use kmscks::secret::SecretBytes;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_daemon, t, f) = rehearsal(dir.path());
+    let default_key = ok(&t, &["kms", "create-key"])["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (id, _, _) in hsms(&t, &f) {
+        fault(
+            &t,
+            "slow-hsm",
+            &f,
+            &["--hsm-id", &id, "--latency-ms", "4000"],
+        );
+    }
+    let socket = dir.path().join("kmscks.sock");
+    let encrypt = |key: &str| {
+        Request::Encrypt(EncryptRequest {
+            key_id: key.to_owned(),
+            plaintext: SecretBytes::from_slice(b"hi"),
+            ..Default::default()
+        })
+    };
+    let slow_client = Client::connect(&socket).unwrap();
+    let fast_client = Client::connect(&socket).unwrap();
+    let latency = Duration::from_millis(4000);
+    // The slow request goes out first, on a connection of its own.
+    let start = Instant::now();
+    let mut slow = slow_client.pipeline(1).unwrap();
+    slow.submit(&encrypt(&f.key_id)).unwrap();
+    slow.flush().unwrap();
+    // The other connection is answered while the slow reply is still held.
+    fast_client.call(&encrypt(&default_key)).unwrap();
+    let fast = start.elapsed();
+    assert!(fast < latency, "the other connection waited {fast:?}");
+    assert_eq!(slow.ready(), 0, "the slow call was answered early");
+    let (_, reply) = slow.recv().unwrap();
+    reply.unwrap();
+    let slowed = start.elapsed();
+    assert!(slowed >= latency, "the slow call took {slowed:?}");
 }
 
 #[test]

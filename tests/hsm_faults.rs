@@ -3,6 +3,9 @@
 //! cluster/user/backup operations, and the HSM audit log beside the KMS event log (§8).
 
 mod common;
+mod support;
+
+use std::time::Duration;
 
 use common::*;
 use kmscks::api::hsm::*;
@@ -467,6 +470,136 @@ fn cluster_trouble_leaves_a_connected_store_connected_and_create_key_fails() {
     );
     assert_eq!(describe_key(&kms, &key).key_state, KeyState::Enabled);
     assert_eq!(kms.list_key_objects(&cid).unwrap().len(), 1);
+}
+
+/// Whether the store's key encrypts (the network is up).
+fn encrypts(kms: &Kms, key: &str) -> bool {
+    kms.encrypt(&EncryptRequest {
+        key_id: key.into(),
+        plaintext: kmscks::secret::SecretBytes::from_slice(b"hi"),
+        ..Default::default()
+    })
+    .is_ok()
+}
+
+#[test]
+fn a_timed_network_cut_heals_when_the_clock_reaches_its_end_and_not_before() {
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "S");
+    let cid = f.cluster.cluster_id.clone();
+    let key = create_key(&kms, Some(&f.store_id));
+    kms.inject_fault(
+        &cid,
+        &Fault::NetworkDownFor {
+            duration_ms: 60_000,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        kms.list_faults(&cid).unwrap(),
+        vec![Fault::NetworkDownFor {
+            duration_ms: 60_000
+        }]
+    );
+    assert!(!encrypts(&kms, &key));
+    clock.advance(Duration::from_millis(59_999));
+    assert_eq!(
+        kms.list_faults(&cid).unwrap(),
+        vec![Fault::NetworkDownFor { duration_ms: 1 }]
+    );
+    assert!(!encrypts(&kms, &key));
+    clock.advance(Duration::from_millis(1));
+    support::wait_until("the cut heals", Duration::from_secs(20), || {
+        kms.list_faults(&cid).unwrap().is_empty()
+    });
+    assert!(encrypts(&kms, &key));
+    assert_eq!(
+        connection_state(&kms, &f.store_id),
+        ConnectionState::Connected
+    );
+}
+
+#[test]
+fn a_timed_network_cut_still_heals_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, clock) = config();
+    let kms = Kms::open_with(dir.path(), config.clone()).unwrap();
+    let f = connected_store(&kms, &clock, "S");
+    let cid = f.cluster.cluster_id.clone();
+    let key = create_key(&kms, Some(&f.store_id));
+    kms.inject_fault(&cid, &Fault::NetworkDownFor { duration_ms: 5_000 })
+        .unwrap();
+    drop(kms);
+    let kms = Kms::open_with(dir.path(), config).unwrap();
+    assert!(!encrypts(&kms, &key));
+    clock.advance(Duration::from_millis(5_000));
+    support::wait_until(
+        "the cut heals after the restart",
+        Duration::from_secs(20),
+        || kms.list_faults(&cid).unwrap().is_empty(),
+    );
+    assert!(encrypts(&kms, &key));
+}
+
+#[test]
+fn a_slow_hsm_is_listed_until_latency_zero_and_bad_values_are_refused_naming_them() {
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "S");
+    let cid = f.cluster.cluster_id.clone();
+    let hsm = hsm_ids(&kms, &cid)[0].clone();
+    let slow = |ms| Fault::SlowHsm {
+        hsm_id: hsm.clone(),
+        latency_ms: ms,
+    };
+    kms.inject_fault(&cid, &slow(25)).unwrap();
+    assert_eq!(kms.list_faults(&cid).unwrap(), vec![slow(25)]);
+    let e = kms
+        .inject_fault(&cid, &slow(limits::MAX_HSM_LATENCY_MS + 1))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ValidationException);
+    assert!(e.to_string().contains("latencyMs"), "{e}");
+    let e = kms
+        .inject_fault(&cid, &Fault::NetworkDownFor { duration_ms: 0 })
+        .unwrap_err();
+    assert!(e.to_string().contains("durationMs"), "{e}");
+    let e = kms
+        .inject_fault(
+            &cid,
+            &Fault::SlowHsm {
+                hsm_id: HsmId::generate(),
+                latency_ms: 5,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CloudHsmResourceNotFoundException);
+    // Nothing the refused faults named changed.
+    assert_eq!(kms.list_faults(&cid).unwrap(), vec![slow(25)]);
+    // Both HSMs slow: a call through the Rust API pays the latency on the caller's thread.
+    let key = create_key(&kms, Some(&f.store_id));
+    for h in hsm_ids(&kms, &cid) {
+        kms.inject_fault(
+            &cid,
+            &Fault::SlowHsm {
+                hsm_id: h,
+                latency_ms: 200,
+            },
+        )
+        .unwrap();
+    }
+    let start = std::time::Instant::now();
+    assert!(encrypts(&kms, &key));
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    for h in hsm_ids(&kms, &cid) {
+        kms.inject_fault(
+            &cid,
+            &Fault::SlowHsm {
+                hsm_id: h,
+                latency_ms: 0,
+            },
+        )
+        .unwrap();
+    }
+    assert!(kms.list_faults(&cid).unwrap().is_empty());
 }
 
 // ---- Cluster operations -------------------------------------------------------------------

@@ -379,6 +379,21 @@ pub enum Fault {
         /// Zone.
         availability_zone: String,
     },
+    /// The network between KMS and the cluster goes down for a while, then heals by itself
+    /// (as `NetworkRestored` would) once the instance's clock has moved `duration_ms` on.
+    /// `fault list` shows it with the time left.
+    NetworkDownFor {
+        /// How long the cut lasts, in milliseconds: 1 to `limits::MAX_FAULT_DURATION_MS`.
+        duration_ms: u64,
+    },
+    /// The HSM answers slowly: every cryptographic operation it serves takes `latency_ms`
+    /// longer (the calls other HSMs serve do not); 0 clears it.
+    SlowHsm {
+        /// The HSM.
+        hsm_id: HsmId,
+        /// Added latency per operation, in milliseconds: 0 to `limits::MAX_HSM_LATENCY_MS`.
+        latency_ms: u32,
+    },
 }
 
 /// The faults in force in a cluster (`fault list`), each as the [`Fault`] that would inject it.

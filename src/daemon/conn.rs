@@ -79,6 +79,9 @@ pub(crate) struct Conn {
     pub in_flight: usize,
     /// The Hello was answered; until then only a Hello is accepted.
     pub greeted: bool,
+    /// A slow HSM served a request of this connection (`Fault::SlowHsm`): its replies are not
+    /// written, nor more requests read, before this time.
+    pub held_until: Option<Instant>,
 }
 
 impl Conn {
@@ -105,6 +108,7 @@ impl Conn {
             writable_interest: false,
             in_flight: 0,
             greeted: false,
+            held_until: None,
         }
     }
 

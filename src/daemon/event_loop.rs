@@ -12,6 +12,11 @@
 //! `max_memory_per_uid` beyond each connection's [`CONN_FLOOR`] — is *stalled*: not read (the kernel's socket buffers then push back
 //! on the client) until replies are written or the uid's memory goes down, which puts it back
 //! on the `again` list. Connections are counted per uid at accept ([`super::quota`]).
+//!
+//! Slow HSMs (`Fault::SlowHsm`): this thread never sleeps off the latency a slow HSM adds
+//! (see `engine::latency`). A read whose requests owe some *holds* the connection — its
+//! replies unwritten and its input unread — until the time has passed, while the loop serves
+//! every other connection; the poll wakes for the earliest hold.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,6 +80,8 @@ pub(crate) struct EventLoop {
     done_rx: Receiver<Completion>,
     /// Connections that still had input when their rounds ran out.
     again: Vec<usize>,
+    /// Held connections (slot, serial) and when their hold ends, in no order.
+    held: Vec<(Instant, usize, u64)>,
 }
 
 impl EventLoop {
@@ -114,6 +121,7 @@ impl EventLoop {
             done_tx,
             done_rx,
             again: Vec::new(),
+            held: Vec::new(),
         })
     }
 
@@ -124,6 +132,7 @@ impl EventLoop {
         let idle = Duration::from_secs(self.config.idle_timeout_secs);
         let mut last_sweep = Instant::now();
         let mut last_busy = Instant::now() - BUSY_POLL;
+        crate::engine::latency::defer_on_this_thread();
         while !shutdown.is_triggered() {
             // Poll without sleeping for a moment after activity: a client that sends its next
             // requests then finds the loop awake, and neither side pays a cross-core wake-up
@@ -132,6 +141,10 @@ impl EventLoop {
                 Duration::ZERO
             } else {
                 Duration::from_secs(1)
+            };
+            let timeout = match self.held.iter().map(|h| h.0).min() {
+                Some(until) => timeout.min(until.saturating_duration_since(Instant::now())),
+                None => timeout,
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == std::io::ErrorKind::Interrupted {
@@ -157,6 +170,7 @@ impl EventLoop {
                     }
                 }
             }
+            self.release_held();
             for slot in std::mem::take(&mut self.again) {
                 self.on_readable(slot);
             }
@@ -294,6 +308,49 @@ impl EventLoop {
         }
     }
 
+    /// Holds `slot` for what the requests just handled on this thread owe to slow HSMs, if
+    /// anything.
+    fn hold_owed(&mut self, slot: usize) {
+        let owed = crate::engine::latency::take_owed();
+        if owed.is_zero() {
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let until = Instant::now() + owed;
+        conn.held_until = Some(conn.held_until.map_or(until, |u| u.max(until)));
+        self.held.push((until, slot, conn.serial));
+    }
+
+    /// Ends the holds whose time has come: their replies are written and their input read.
+    fn release_held(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut due = Vec::new();
+        self.held.retain(|&(until, slot, serial)| {
+            let keep = until > now;
+            if !keep {
+                due.push((slot, serial));
+            }
+            keep
+        });
+        for (slot, serial) in due {
+            let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            if conn.serial != serial || conn.held_until.is_none_or(|u| u > now) {
+                continue; // another connection in the slot, or held longer since
+            }
+            conn.held_until = None;
+            if self.after_output(slot) {
+                self.again.push(slot);
+            }
+        }
+    }
+
     /// Reads and handles `slot` within one turn's work: a batch in progress first, then the
     /// frames in its buffer, then more from the socket, while there is room.
     fn on_readable(&mut self, slot: usize) {
@@ -304,7 +361,7 @@ impl EventLoop {
             let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
                 return;
             };
-            if conn.stalled {
+            if conn.stalled || conn.held_until.is_some() {
                 return;
             }
             if conn.offloaded > 0 {
@@ -321,6 +378,7 @@ impl EventLoop {
                     }
                     conn.last_progress = Instant::now();
                 }
+                self.hold_owed(slot);
                 if !self.after_output(slot) {
                     return;
                 }
@@ -400,6 +458,7 @@ impl EventLoop {
                 // The peer closed mid-frame: nothing can complete it.
                 conn.closing = true;
             }
+            self.hold_owed(slot);
             self.start_deferred(slot);
             if !self.after_output(slot) {
                 return;
@@ -458,6 +517,9 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return false;
         };
+        if conn.held_until.is_some() {
+            return true; // written when the hold ends (`release_held`)
+        }
         let before = conn.pending();
         let drained = match conn.flush() {
             Ok(d) => d,
@@ -619,6 +681,8 @@ impl EventLoop {
         for c in self.conns.iter_mut().flatten() {
             c.closing = true;
             c.stalled = false;
+            // Replies held for a slow HSM go out now rather than after the grace period.
+            c.held_until = None;
             // A batch being answered is finished: its client is owed the reply.
             if let Some(mut job) = c.job.take() {
                 let mut work = usize::MAX;

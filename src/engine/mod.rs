@@ -46,6 +46,7 @@
 //! Contexts are [`EncryptionContext`] (`BTreeMap<String, String>`); an empty map means none.
 //! Member order never matters (see `docs/ciphertext.md`).
 
+pub(crate) mod latency;
 mod sched;
 mod shard;
 mod types;
@@ -131,7 +132,7 @@ fn internal_mismatch() -> KmsError {
 }
 
 fn to_encrypt(r: Result<Resp>) -> Result<EncryptOutput> {
-    match r? {
+    match r?.settle() {
         Resp::Blob(ciphertext_blob, key_arn) => Ok(EncryptOutput {
             ciphertext_blob,
             key_arn,
@@ -141,14 +142,14 @@ fn to_encrypt(r: Result<Resp>) -> Result<EncryptOutput> {
 }
 
 fn to_decrypt(r: Result<Resp>) -> Result<DecryptOutput> {
-    match r? {
+    match r?.settle() {
         Resp::Plain(plaintext, key_arn) => Ok(DecryptOutput { plaintext, key_arn }),
         _ => Err(internal_mismatch()),
     }
 }
 
 fn to_data_key(r: Result<Resp>) -> Result<DataKeyOutput> {
-    match r? {
+    match r?.settle() {
         Resp::DataKey(ciphertext_blob, plaintext, key_arn) => Ok(DataKeyOutput {
             ciphertext_blob,
             plaintext,
@@ -329,7 +330,9 @@ impl Engine {
             ctx: Cow::Borrowed(context),
             action: Action::Encrypt,
         };
-        to_encrypt(self.inner.dispatch_one(principal, &req))
+        let out = to_encrypt(self.inner.dispatch_one(principal, &req));
+        latency::pay();
+        out
     }
 
     /// Decrypt: the key comes from the blob; `key`, if given, must be that key
@@ -348,7 +351,9 @@ impl Engine {
             key: key.map(Cow::Borrowed),
             action: Action::Decrypt,
         };
-        to_decrypt(self.inner.dispatch_one(principal, &req))
+        let out = to_decrypt(self.inner.dispatch_one(principal, &req));
+        latency::pay();
+        out
     }
 
     /// ReEncrypt: decrypts under the blob's key (checked against `source_key` if given) and
@@ -369,14 +374,20 @@ impl Engine {
             key: source_key.map(Cow::Borrowed),
             action: Action::ReEncryptFrom,
         };
-        let plain = to_decrypt(self.inner.dispatch_one(principal, &dec))?;
-        let enc = Req::Encrypt {
-            key: Cow::Borrowed(destination_key),
-            plaintext: Cow::Borrowed(plain.plaintext.expose()),
-            ctx: Cow::Borrowed(destination_context),
-            action: Action::ReEncryptTo,
-        };
-        let out = to_encrypt(self.inner.dispatch_one(principal, &enc))?;
+        let plain = to_decrypt(self.inner.dispatch_one(principal, &dec));
+        let out = plain.and_then(|plain| {
+            let enc = Req::Encrypt {
+                key: Cow::Borrowed(destination_key),
+                plaintext: Cow::Borrowed(plain.plaintext.expose()),
+                ctx: Cow::Borrowed(destination_context),
+                action: Action::ReEncryptTo,
+            };
+            let out = to_encrypt(self.inner.dispatch_one(principal, &enc));
+            drop(enc);
+            out.map(|out| (plain, out))
+        });
+        latency::pay();
+        let (plain, out) = out?;
         Ok(ReEncryptOutput {
             ciphertext_blob: out.ciphertext_blob,
             source_key_arn: plain.key_arn,
@@ -424,7 +435,9 @@ impl Engine {
             ctx: Cow::Borrowed(context),
             plaintext,
         };
-        to_data_key(self.inner.dispatch_one(principal, &req))
+        let out = to_data_key(self.inner.dispatch_one(principal, &req));
+        latency::pay();
+        out
     }
 
     /// GenerateRandom: [`NUMBER_OF_BYTES`] bytes from the HSMs in `fleet` (None: any shard).
@@ -438,7 +451,7 @@ impl Engine {
             len,
             fleet: fleet.map(Cow::Borrowed),
         };
-        match self.inner.dispatch_one("", &req)? {
+        match self.inner.dispatch_one("", &req)?.settle() {
             Resp::Random(b) => Ok(b),
             _ => Err(internal_mismatch()),
         }
@@ -529,20 +542,23 @@ impl Engine {
         let answers = self.inner.dispatch_batch(principal, &reqs);
         drop(reqs);
         let lost = || Err(err!(KMSInternalException, "batch item lost"));
-        if errors.is_empty() {
-            return answers
+        let out = if errors.is_empty() {
+            answers
                 .into_iter()
                 .map(|a| convert(a.unwrap_or_else(lost)))
-                .collect();
-        }
-        let mut answers = answers.into_iter();
-        let mut errors = errors.into_iter().peekable();
-        (0..items.len())
-            .map(|i| match errors.next_if(|(k, _)| *k == i) {
-                Some((_, e)) => Err(e),
-                None => convert(answers.next().flatten().unwrap_or_else(lost)),
-            })
-            .collect()
+                .collect()
+        } else {
+            let mut answers = answers.into_iter();
+            let mut errors = errors.into_iter().peekable();
+            (0..items.len())
+                .map(|i| match errors.next_if(|(k, _)| *k == i) {
+                    Some((_, e)) => Err(e),
+                    None => convert(answers.next().flatten().unwrap_or_else(lost)),
+                })
+                .collect()
+        };
+        latency::pay();
+        out
     }
 
     /// Stops and joins every worker. Queued requests and requests arriving later answer

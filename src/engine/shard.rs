@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+use std::time::Duration;
 
 use zeroize::Zeroize;
 
@@ -119,6 +120,22 @@ pub(crate) enum Resp {
     Plain(SecretBytes, Arc<str>),
     DataKey(Vec<u8>, Option<SecretBytes>, Arc<str>),
     Random(SecretBytes),
+    /// An answer served by a slow HSM, and the latency it owes (paid on the caller's thread:
+    /// see `engine::latency`). Boxed: only slow HSMs pay for it.
+    Slowed(Box<Resp>, Duration),
+}
+
+impl Resp {
+    /// The answer itself, the latency it owes recorded on this (the caller's) thread.
+    pub(crate) fn settle(self) -> Resp {
+        match self {
+            Resp::Slowed(inner, owed) => {
+                super::latency::owe(owed);
+                inner.settle()
+            }
+            r => r,
+        }
+    }
 }
 
 /// The last admitted (key reference, action) within one lock hold, so a batch on one key
@@ -198,6 +215,9 @@ pub(crate) struct ShardState {
     /// live sealing subkeys. May name keys that since lost their epoch; those are skipped.
     live: VecDeque<KeyId>,
     seal_cache: usize,
+    /// Slow HSMs and their added latency per operation (`Control::SetHsmLatency`); usually
+    /// empty, which is all a request checks then.
+    latency: HashMap<HsmId, Duration>,
 }
 
 fn hsm_not_active(hsm: &HsmSlot) -> KmsError {
@@ -246,6 +266,7 @@ impl ShardState {
             max_uses: config.subkey_max_uses,
             live: VecDeque::new(),
             seal_cache: config.seal_cache.max(1),
+            latency: HashMap::new(),
         }
     }
 
@@ -478,7 +499,7 @@ impl ShardState {
             }
             Err(e) => Err(e),
         };
-        Step::Done(r.map(|b| Resp::Blob(b, arn)))
+        Step::Done(r.map(|b| self.served(&id, Resp::Blob(b, arn))))
     }
 
     fn data_key(
@@ -512,7 +533,7 @@ impl ShardState {
         if started {
             self.started_epoch(id);
         }
-        Step::Done(r)
+        Step::Done(r.map(|resp| self.served(&id, resp)))
     }
 
     fn decrypt(
@@ -567,7 +588,10 @@ impl ShardState {
                 Ok(p)
             })
         };
-        let r = r.map(|p| Resp::Plain(p, self.answer_arn(&id)));
+        let r = r.map(|p| {
+            let arn = self.answer_arn(&id);
+            self.served(&id, Resp::Plain(p, arn))
+        });
         Step::Done(r)
     }
 
@@ -587,6 +611,29 @@ impl ShardState {
             }
         }
         Step::Done(self.pool.secret(len).map(Resp::Random))
+    }
+
+    /// `resp`, marked with the latency it owes when a slow HSM of this shard served it: the
+    /// fastest of the key's HSMs placed here serves (a key also held by a fast HSM here is
+    /// not slowed). While no HSM is slow this is one `is_empty` check.
+    fn served(&self, id: &KeyId, resp: Resp) -> Resp {
+        if self.latency.is_empty() {
+            return resp;
+        }
+        let Some(SlotSet::Hsms(hsms)) = self.keys.get(id).map(|e| &e.holders) else {
+            return resp;
+        };
+        let owed = hsms
+            .iter()
+            .filter(|h| self.placement.get(*h) == Some(&self.idx))
+            .map(|h| self.latency.get(h).copied().unwrap_or_default())
+            .min()
+            .unwrap_or_default();
+        if owed.is_zero() {
+            resp
+        } else {
+            Resp::Slowed(Box::new(resp), owed)
+        }
     }
 
     /// Counts `id`'s new epoch among the live ones; past [`EngineConfig::seal_cache`], drops
@@ -673,6 +720,7 @@ impl ShardState {
                     HsmSlot::Default => self.default_fleet = false,
                     HsmSlot::Hsm(h) => {
                         self.placement.remove(h);
+                        self.latency.remove(h);
                     }
                 }
                 for k in &keys {
@@ -769,7 +817,15 @@ impl ShardState {
             Control::RemoveAlias { alias } => {
                 self.aliases.remove(alias);
             }
+            Control::SetHsmLatency { hsm, latency } => {
+                if latency.is_zero() {
+                    self.latency.remove(hsm);
+                } else {
+                    self.latency.insert(hsm.clone(), *latency);
+                }
+            }
             Control::Reset => {
+                self.latency.clear();
                 self.keys.clear();
                 self.aliases.clear();
                 self.placement.clear();
@@ -831,7 +887,9 @@ impl ShardState {
                         return Err(KmsError::key_not_found(self.scope.key_arn(key)));
                     }
                 }
-                Control::RemoveReplica { .. } | Control::RemoveAlias { .. } => {}
+                Control::RemoveReplica { .. }
+                | Control::RemoveAlias { .. }
+                | Control::SetHsmLatency { .. } => {}
                 Control::Reset => {
                     slots.clear();
                     keys.clear();

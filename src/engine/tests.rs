@@ -332,3 +332,123 @@ fn validation_sees_what_earlier_controls_of_the_batch_add_and_remove() {
             .unwrap();
     }
 }
+
+/// A one-shard engine with two HSMs, a key held only by `slow` and one held by both.
+fn two_hsm_engine() -> (Engine, HsmId, KeyId, KeyId) {
+    let engine = Engine::new(EngineConfig {
+        shards: 1,
+        pin_workers: false,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let (slow, fast) = (HsmId::generate(), HsmId::generate());
+    let (only_slow, both) = (KeyId::generate(), KeyId::generate());
+    let mut controls = vec![
+        Control::AddHsm {
+            hsm: HsmSlot::Hsm(slow.clone()),
+        },
+        Control::AddHsm {
+            hsm: HsmSlot::Hsm(fast.clone()),
+        },
+    ];
+    for (k, holders) in [(only_slow, vec![&slow]), (both, vec![&slow, &fast])] {
+        controls.push(Control::PutKey {
+            key: k,
+            gate: Gate::Open,
+            authorizer: Arc::new(AllowAll),
+        });
+        let material = KeyMaterial::generate();
+        for h in holders {
+            controls.push(Control::PutReplica {
+                hsm: HsmSlot::Hsm(h.clone()),
+                key: k,
+                material: material.duplicate(),
+            });
+        }
+    }
+    engine.apply(&controls).unwrap();
+    (engine, slow, only_slow, both)
+}
+
+#[test]
+fn a_slow_hsm_slows_only_the_calls_it_serves_and_latency_zero_clears_it() {
+    // On a thread that keeps its debts (as the daemon's loop does), so nothing sleeps here.
+    std::thread::spawn(|| {
+        latency::defer_on_this_thread();
+        let (engine, slow, only_slow, both) = two_hsm_engine();
+        let ctx = EncryptionContext::new();
+        let set = |ms| {
+            engine
+                .apply(&[Control::SetHsmLatency {
+                    hsm: slow.clone(),
+                    latency: Duration::from_millis(ms),
+                }])
+                .unwrap()
+        };
+        set(250);
+        let blob = engine
+            .encrypt("p", &KeyRef::Id(only_slow), b"x", &ctx)
+            .unwrap()
+            .ciphertext_blob;
+        assert_eq!(latency::take_owed(), Duration::from_millis(250));
+        engine.decrypt("p", &blob, &ctx, None).unwrap();
+        assert_eq!(latency::take_owed(), Duration::from_millis(250));
+        let items = [DataKeyItem {
+            key: &KeyRef::Id(only_slow),
+            key_spec: Some(DataKeySpec::Aes256),
+            number_of_bytes: None,
+            context: &ctx,
+        }];
+        assert!(engine.generate_data_key_batch("p", &items, true)[0].is_ok());
+        assert_eq!(latency::take_owed(), Duration::from_millis(250));
+        // The key the fast HSM holds too is served by the fast one.
+        engine.encrypt("p", &KeyRef::Id(both), b"x", &ctx).unwrap();
+        assert_eq!(latency::take_owed(), Duration::ZERO);
+        // A refused call owes nothing.
+        assert!(engine
+            .encrypt("p", &KeyRef::Id(KeyId::generate()), b"x", &ctx)
+            .is_err());
+        assert_eq!(latency::take_owed(), Duration::ZERO);
+        set(0);
+        engine
+            .encrypt("p", &KeyRef::Id(only_slow), b"x", &ctx)
+            .unwrap();
+        assert_eq!(latency::take_owed(), Duration::ZERO);
+    })
+    .join()
+    .expect("the assertions hold");
+}
+
+#[test]
+fn a_slow_hsm_removed_and_added_again_is_fast() {
+    std::thread::spawn(|| {
+        latency::defer_on_this_thread();
+        let (engine, slow, only_slow, _) = two_hsm_engine();
+        let material = KeyMaterial::generate();
+        engine
+            .apply(&[
+                Control::SetHsmLatency {
+                    hsm: slow.clone(),
+                    latency: Duration::from_millis(40),
+                },
+                Control::RemoveHsm {
+                    hsm: HsmSlot::Hsm(slow.clone()),
+                },
+                Control::AddHsm {
+                    hsm: HsmSlot::Hsm(slow.clone()),
+                },
+                Control::PutReplica {
+                    hsm: HsmSlot::Hsm(slow.clone()),
+                    key: only_slow,
+                    material,
+                },
+            ])
+            .unwrap();
+        engine
+            .encrypt("p", &KeyRef::Id(only_slow), b"x", &EncryptionContext::new())
+            .unwrap();
+        assert_eq!(latency::take_owed(), Duration::ZERO);
+    })
+    .join()
+    .expect("the assertions hold");
+}

@@ -225,6 +225,15 @@ pub enum Control {
         /// `alias/...`.
         alias: String,
     },
+    /// Every cryptographic operation this HSM serves takes `latency` longer (a slow HSM,
+    /// `Fault::SlowHsm`); zero makes it fast again. The latency is paid on the caller's thread
+    /// after the shard is released (see `engine::latency`), never on the shard.
+    SetHsmLatency {
+        /// The HSM.
+        hsm: HsmId,
+        /// The added latency per operation.
+        latency: std::time::Duration,
+    },
     /// Forget every HSM, key and alias (their material is dropped): the control plane sends
     /// everything again after it, when it no longer knows what the engine holds.
     Reset,
@@ -244,6 +253,9 @@ impl fmt::Debug for Control {
             Control::RemoveKey { key } => write!(f, "RemoveKey({key})"),
             Control::PutAlias { alias, key } => write!(f, "PutAlias({alias}, {key})"),
             Control::RemoveAlias { alias } => write!(f, "RemoveAlias({alias})"),
+            Control::SetHsmLatency { hsm, latency } => {
+                write!(f, "SetHsmLatency({hsm}, {latency:?})")
+            }
             Control::Reset => write!(f, "Reset"),
         }
     }

@@ -74,6 +74,7 @@ pub fn create_hsm(tx: &mut HsmTx<'_>, req: &CreateHsmRequest) -> Result<HsmDescr
         // An HSM of a restored cluster boots from the backup's image: its first boot is a
         // come-back (see `Hsm::reboot_counter`).
         reboot_counter: u32::from(c.source_backup.is_some()),
+        latency_ms: 0,
     };
     if c.state == ClusterState::Uninitialized && c.pki.csr.is_none() {
         let key = ClusterKey::generate();

@@ -11,7 +11,7 @@ use super::user::user;
 use super::{CloudHsmState, HsmChange, HsmTx};
 use crate::api::hsm::*;
 use crate::err;
-use crate::error::Result;
+use crate::error::{Constraint, KmsError, Result};
 use crate::hsm::model::*;
 use crate::secret::Password;
 use crate::types::limits;
@@ -70,8 +70,43 @@ pub fn inject_fault(tx: &mut HsmTx<'_>, cluster_id: &str, fault: &Fault) -> Resu
                 ));
             }
         }
-        Fault::NetworkDown => c.faults.network_down = true,
-        Fault::NetworkRestored => c.faults.network_down = false,
+        Fault::NetworkDown => {
+            c.faults.network_down = true;
+            c.faults.network_heals_at = None;
+        }
+        Fault::NetworkRestored => {
+            c.faults.network_down = false;
+            c.faults.network_heals_at = None;
+        }
+        Fault::NetworkDownFor { duration_ms } => {
+            if *duration_ms == 0 {
+                return Err(KmsError::validation(
+                    duration_ms,
+                    "durationMs",
+                    Constraint::MinValue(1),
+                ));
+            }
+            if *duration_ms > limits::MAX_FAULT_DURATION_MS {
+                return Err(KmsError::validation(
+                    duration_ms,
+                    "durationMs",
+                    Constraint::MaxValue(limits::MAX_FAULT_DURATION_MS),
+                ));
+            }
+            c.faults.network_down = true;
+            c.faults.network_heals_at =
+                Some(tx.now.plus(std::time::Duration::from_millis(*duration_ms)));
+        }
+        Fault::SlowHsm { hsm_id, latency_ms } => {
+            if *latency_ms > limits::MAX_HSM_LATENCY_MS {
+                return Err(KmsError::validation(
+                    latency_ms,
+                    "latencyMs",
+                    Constraint::MaxValue(limits::MAX_HSM_LATENCY_MS.into()),
+                ));
+            }
+            hsm_of(&mut c, hsm_id)?.latency_ms = *latency_ms;
+        }
         Fault::InternalError(on) => c.faults.internal_error = *on,
         Fault::PasswordChanged { username } => {
             let mut u = user(tx.state, &c, username)?.clone();
@@ -137,6 +172,34 @@ pub fn inject_fault(tx: &mut HsmTx<'_>, cluster_id: &str, fault: &Fault) -> Resu
     Ok(())
 }
 
+/// Heals the timed network cut of `cluster_id` that was due at `due` (the background worker's
+/// task): nothing when the cluster is gone or its cut has since been healed or replaced (by
+/// another timed cut, or an untimed one).
+pub fn heal_timed_cut(tx: &mut HsmTx<'_>, cluster_id: &str, due: Timestamp) -> Result<()> {
+    let Ok(c) = cluster(tx.state, cluster_id) else {
+        return Ok(());
+    };
+    if !c.faults.network_down || c.faults.network_heals_at != Some(due) {
+        return Ok(());
+    }
+    let mut c = c.clone();
+    c.faults.network_down = false;
+    c.faults.network_heals_at = None;
+    tx.push(HsmChange::PutCluster(Box::new(c)));
+    Ok(())
+}
+
+/// Every timed network cut in force: (cluster, when it heals), for the worker to schedule at
+/// open.
+pub fn timed_cuts(state: &CloudHsmState) -> impl Iterator<Item = (&ClusterId, Timestamp)> + '_ {
+    state.clusters.values().filter_map(|c| {
+        c.faults
+            .network_heals_at
+            .filter(|_| c.faults.network_down)
+            .map(|at| (&c.id, at))
+    })
+}
+
 fn hsm_of<'c>(c: &'c mut Cluster, hsm: &HsmId) -> Result<&'c mut Hsm> {
     let cluster_id = c.id.clone();
     c.hsms.get_mut(hsm).ok_or_else(|| {
@@ -167,7 +230,8 @@ fn come_back(h: &mut Hsm) {
 }
 
 /// The faults in force in a cluster, each as the [`Fault`] that would inject it (`fault list`).
-pub fn active_faults(state: &CloudHsmState, cluster_id: &str) -> Result<Vec<Fault>> {
+/// `now` gives the time left of a timed network cut.
+pub fn active_faults(state: &CloudHsmState, cluster_id: &str, now: Timestamp) -> Result<Vec<Fault>> {
     let c = cluster(state, cluster_id)?;
     let mut out = Vec::new();
     let mut zones_down: Vec<&str> = Vec::new();
@@ -187,8 +251,19 @@ pub fn active_faults(state: &CloudHsmState, cluster_id: &str) -> Result<Vec<Faul
                 availability_zone: z.to_owned(),
             }),
     );
-    if c.faults.network_down {
-        out.push(Fault::NetworkDown);
+    match (c.faults.network_down, c.faults.network_heals_at) {
+        (false, _) => {}
+        (true, None) => out.push(Fault::NetworkDown),
+        (true, Some(at)) => out.push(Fault::NetworkDownFor {
+            // At least 1: a cut not yet healed by the worker still has a moment left.
+            duration_ms: (at.since(now).as_millis() as u64).max(1),
+        }),
+    }
+    for h in c.hsms.values().filter(|h| h.latency_ms > 0) {
+        out.push(Fault::SlowHsm {
+            hsm_id: h.id.clone(),
+            latency_ms: h.latency_ms,
+        });
     }
     if c.faults.internal_error {
         out.push(Fault::InternalError(true));

@@ -34,7 +34,7 @@ pub use cluster::{
     initialize_cluster_with_new_ca,
 };
 pub use devices::{create_hsm, delete_hsm};
-pub use fault::{active_faults, inject_fault};
+pub use fault::{active_faults, heal_timed_cut, inject_fault, timed_cuts};
 pub use key_object::{delete_key_object, list_key_objects};
 pub use password::{MIN_PASSWORD_ITERATIONS, PASSWORD_ITERATIONS};
 pub use kms_session::{

@@ -94,6 +94,10 @@ pub struct ClusterPki {
 pub struct ClusterFaults {
     /// The network between KMS and the cluster is gone.
     pub network_down: bool,
+    /// When a timed cut (`Fault::NetworkDownFor`) heals by itself; None for a cut that lasts
+    /// until `NetworkRestored`, or no cut. The background worker heals it when the instance's
+    /// clock reaches this time (and reschedules it at open).
+    pub network_heals_at: Option<Timestamp>,
     /// Every KMS-side call to the cluster fails internally.
     pub internal_error: bool,
 }
@@ -118,6 +122,9 @@ pub struct Hsm {
     /// backup (it boots from the backup's image); whatever brings a DEGRADED HSM back to ACTIVE
     /// (the fault verbs' `hsm-up`) must add 1.
     pub reboot_counter: u32,
+    /// Latency added to each cryptographic operation this HSM serves (`Fault::SlowHsm`), in
+    /// milliseconds; 0 for none.
+    pub latency_ms: u32,
 }
 
 /// Who holds a user's login session.

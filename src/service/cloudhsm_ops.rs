@@ -1,6 +1,7 @@
 //! The simulated CloudHSM operations of [`Kms`] (clusters, HSMs, backups, users, key objects,
 //! audit logs, faults), all for the account root only.
 
+use super::worker::Task;
 use super::Kms;
 
 use crate::api::hsm::*;
@@ -192,15 +193,24 @@ impl Kms {
     pub fn list_faults(&self, cluster_id: &str) -> Result<Vec<Fault>> {
         self.read(|tx| {
             require_cluster_admin(tx, Op::ListFaults.action())?;
-            hsm::active_faults(tx.cloudhsm, cluster_id)
+            hsm::active_faults(tx.cloudhsm, cluster_id, tx.now)
         })
     }
 
     /// Injects a fault into a cluster.
+    /// A timed network cut (`NetworkDownFor`) is healed by the background worker when the
+    /// instance's clock reaches its end.
     pub fn inject_fault(&self, cluster_id: &str, fault: &Fault) -> Result<()> {
-        self.cluster_admin(Op::InjectFault, |tx| {
-            hsm::inject_fault(tx, cluster_id, fault)
-        })
+        let heals_at = self.cluster_admin(Op::InjectFault, |tx| {
+            hsm::inject_fault(tx, cluster_id, fault)?;
+            Ok(tx.now)
+        })?;
+        if let Fault::NetworkDownFor { duration_ms } = fault {
+            let due = heals_at.plus(std::time::Duration::from_millis(*duration_ms));
+            self.shared
+                .schedule_at(Task::HealNetwork(cluster_id.to_owned(), due), due);
+        }
+        Ok(())
     }
 }
 

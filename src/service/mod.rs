@@ -346,6 +346,9 @@ impl Kms {
                     _ => {}
                 }
             }
+            for (cluster_id, due) in crate::hsm::timed_cuts(&core.state.hsm) {
+                shared.schedule_at(Task::HealNetwork(cluster_id.to_string(), due), due);
+            }
         }
         shared.schedule(Task::DeletionSweep, shared.config.deletion_check_interval);
         let weak = Arc::downgrade(&shared);

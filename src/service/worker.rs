@@ -27,6 +27,8 @@ pub(super) struct Tasks {
 pub(super) enum Task {
     Complete(FollowUpKey),
     DeletionSweep,
+    /// A timed network cut of this cluster ends at this time (see `hsm::heal_timed_cut`).
+    HealNetwork(String, Timestamp),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -73,7 +75,11 @@ impl Kms {
 impl Shared {
     /// Schedules `task` for `after` from now, by the instance's clock.
     pub(super) fn schedule(&self, task: Task, after: Duration) {
-        let due = self.config.clock.now().plus(after);
+        self.schedule_at(task, self.config.clock.now().plus(after));
+    }
+
+    /// Schedules `task` for `due`, by the instance's clock.
+    pub(super) fn schedule_at(&self, task: Task, due: Timestamp) {
         let mut tasks = lock(&self.tasks);
         tasks.seq += 1;
         let seq = tasks.seq;
@@ -90,6 +96,20 @@ impl Shared {
         let _ = self.run(&mut core, &root, |tx| match follow {
             FollowUpKey::Connect(id, epoch) => stores::complete_connect(tx, id, *epoch),
             FollowUpKey::Disconnect(id, epoch) => stores::complete_disconnect(tx, id, *epoch),
+        });
+        drop(core);
+        self.changed.notify_all();
+    }
+}
+
+impl Shared {
+    /// Ends the timed network cut of `cluster_id` due at `due`, if it is still the one in force.
+    fn heal_network(&self, cluster_id: &str, due: Timestamp) {
+        let mut core = lock(&self.core);
+        let root = self.config.scope.root_principal();
+        // A failure here (e.g. the disk) leaves the cut in force; the next open reschedules it.
+        let _ = self.run(&mut core, &root, |tx| {
+            tx.in_hsm(|h| crate::hsm::heal_timed_cut(h, cluster_id, due))
         });
         drop(core);
         self.changed.notify_all();
@@ -150,6 +170,9 @@ pub(super) fn background(shared: Weak<Shared>) {
         };
         match next {
             Some(Task::Complete(follow)) => strong.complete(&follow),
+            Some(Task::HealNetwork(cluster_id, due)) => {
+                strong.heal_network(&cluster_id, due);
+            }
             Some(Task::DeletionSweep) => {
                 let _ = strong.sweep(&mut lock(&strong.core));
                 strong.changed.notify_all();

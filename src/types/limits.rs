@@ -68,6 +68,10 @@ pub const BACKUP_RESTORE_DAYS: u32 = 7;
 pub const MAX_FAILED_LOGINS: u32 = 5;
 /// CloudHSM CLI password length.
 pub const HSM_PASSWORD_LEN: (usize, usize) = (7, 32);
+/// kmscks faults: the longest timed network cut (`NetworkDownFor`), one day in milliseconds.
+pub const MAX_FAULT_DURATION_MS: u64 = 86_400_000;
+/// kmscks faults: the most latency a slow HSM (`SlowHsm`) may add per operation, one minute.
+pub const MAX_HSM_LATENCY_MS: u32 = 60_000;
 
 /// Emulated request quota: cryptographic requests per second on the keys of one custom key
 /// store (shared by every caller, charged on top of the account's rate).

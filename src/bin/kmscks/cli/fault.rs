@@ -19,6 +19,16 @@ pub(crate) const CLUSTER_ID: ArgSpec = req("cluster-id", Str, "The cluster's id"
 const HSM_ID: ArgSpec = req("hsm-id", Str, "The HSM's id");
 const ZONE: ArgSpec = req("availability-zone", Str, "One of the cluster's zones");
 const USERNAME: ArgSpec = opt("username", Str, "The HSM user (default: kmsuser)");
+const DURATION_MS: ArgSpec = opt(
+    "duration-ms",
+    Int,
+    "Heal by itself after this many milliseconds (default: until network-heal)",
+);
+const LATENCY_MS: ArgSpec = req(
+    "latency-ms",
+    Int,
+    "Milliseconds added to each operation the HSM serves (0 clears it)",
+);
 const KEY_HANDLE: ArgSpec = req(
     "key-handle",
     Int,
@@ -77,15 +87,31 @@ pub(crate) const KINDS: &[FaultKind] = &[
     },
     FaultKind {
         name: "network-cut",
-        about: "The network between KMS and the cluster goes down until network-heal",
-        flags: &[],
-        fault: |_| Ok(Fault::NetworkDown),
+        about: "The network between KMS and the cluster goes down until network-heal, or for --duration-ms",
+        flags: &[DURATION_MS],
+        fault: |f| match f.optional_int(&DURATION_MS)? {
+            None => Ok(Fault::NetworkDown),
+            Some(duration_ms) => Ok(Fault::NetworkDownFor { duration_ms }),
+        },
     },
     FaultKind {
         name: "network-heal",
         about: "The network between KMS and the cluster comes back",
         flags: &[],
         fault: |_| Ok(Fault::NetworkRestored),
+    },
+    FaultKind {
+        name: "slow-hsm",
+        about: "The HSM answers slowly: each cryptographic operation it serves takes --latency-ms longer",
+        flags: &[HSM_ID, LATENCY_MS],
+        fault: |f| {
+            Ok(Fault::SlowHsm {
+                hsm_id: f.hsm_id()?,
+                latency_ms: u32::try_from(f.int(&LATENCY_MS)?).map_err(|_| {
+                    CliError::Validation(format!("--{} is too large", LATENCY_MS.flag))
+                })?,
+            })
+        },
     },
     FaultKind {
         name: "internal-error-on",
@@ -189,6 +215,13 @@ impl Flags<'_> {
         value
             .as_u64()
             .ok_or_else(|| CliError::Validation(format!("--{} must be a whole number", spec.flag)))
+    }
+
+    fn optional_int(&self, spec: &ArgSpec) -> Result<Option<u64>, CliError> {
+        match self.0.get_one::<String>(spec.flag) {
+            Some(_) => self.int(spec).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn hsm_id(&self) -> Result<HsmId, CliError> {

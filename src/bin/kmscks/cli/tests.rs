@@ -726,6 +726,17 @@ fn every_fault_verb_sends_inject_fault_with_its_fault_and_list_sends_list_faults
             },
         ),
         (vec!["network-cut"], Fault::NetworkDown),
+        (
+            vec!["network-cut", "--duration-ms", "1500"],
+            Fault::NetworkDownFor { duration_ms: 1500 },
+        ),
+        (
+            vec!["slow-hsm", "--hsm-id", hsm, "--latency-ms", "250"],
+            Fault::SlowHsm {
+                hsm_id: HsmId::parse(hsm).unwrap(),
+                latency_ms: 250,
+            },
+        ),
         (vec!["internal-error-off"], Fault::InternalError(false)),
         (
             vec!["password-changed"],
