@@ -1,7 +1,8 @@
 //! Who is at the other end of a local (Unix-domain) socket, and who we are: the one place that
 //! reads `SO_PEERCRED` and the effective uid, so that the daemon (which maps a connecting uid to
 //! a principal) and the client (which refuses a daemon run by an untrusted uid) agree on what
-//! the kernel says.
+//! the kernel says. Also who owns the other end of a loopback TCP connection (the HTTP
+//! endpoint's clients), which Linux tells in `/proc/net/tcp`.
 
 use std::os::fd::AsRawFd;
 
@@ -63,6 +64,57 @@ pub(crate) fn credentials(socket: &impl AsRawFd) -> Result<Credentials> {
     })
 }
 
+/// The uid owning the other end of a loopback TCP connection whose ends are `local` (ours)
+/// and `peer` (theirs), from the kernel's socket tables (`/proc/net/tcp`, `/proc/net/tcp6`):
+/// the peer's socket is the one whose local address is `peer` and remote address `local`.
+/// None when the tables do not show it (not Linux, `/proc` not mounted, the peer gone).
+pub(crate) fn loopback_tcp_peer_uid(
+    local: std::net::SocketAddr,
+    peer: std::net::SocketAddr,
+) -> Option<u32> {
+    let table = if peer.is_ipv4() {
+        "/proc/net/tcp"
+    } else {
+        "/proc/net/tcp6"
+    };
+    let text = std::fs::read_to_string(table).ok()?;
+    tcp_table_uid(&text, local, peer)
+}
+
+/// The uid column of the row of a `/proc/net/tcp[6]` table whose local address is `peer` and
+/// remote address `local`.
+fn tcp_table_uid(
+    table: &str,
+    local: std::net::SocketAddr,
+    peer: std::net::SocketAddr,
+) -> Option<u32> {
+    let (want_local, want_remote) = (proc_address(peer), proc_address(local));
+    table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid ...
+        let (l, r, uid) = (cols.get(1)?, cols.get(2)?, cols.get(7)?);
+        (l.eq_ignore_ascii_case(&want_local) && r.eq_ignore_ascii_case(&want_remote))
+            .then(|| uid.parse().ok())
+            .flatten()
+    })
+}
+
+/// An address as the kernel's tables write it: the address as 32-bit words in host (little-
+/// endian) order, each as 8 hex digits, then `:` and the port as 4 hex digits.
+fn proc_address(addr: std::net::SocketAddr) -> String {
+    let words: Vec<u32> = match addr.ip() {
+        std::net::IpAddr::V4(ip) => vec![u32::from_le_bytes(ip.octets())],
+        std::net::IpAddr::V6(ip) => ip
+            .octets()
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    };
+    let mut out: String = words.iter().map(|w| format!("{w:08X}")).collect();
+    out.push_str(&format!(":{:04X}", addr.port()));
+    out
+}
+
 /// The effective uid of this process: whose files it creates, whom it acts for.
 #[allow(unsafe_code)]
 pub(crate) fn effective_uid() -> u32 {
@@ -74,6 +126,36 @@ pub(crate) fn effective_uid() -> u32 {
 mod tests {
     use super::*;
     use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn a_loopback_tcp_peer_is_this_process_s_uid() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        let local = server.local_addr().unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        if !std::path::Path::new("/proc/net/tcp").exists() {
+            eprintln!("skipped: /proc/net/tcp is not there");
+            return;
+        }
+        assert_eq!(loopback_tcp_peer_uid(local, peer), Some(effective_uid()));
+        // Another port is nobody's.
+        let nobody = std::net::SocketAddr::new(peer.ip(), 1);
+        assert_eq!(loopback_tcp_peer_uid(local, nobody), None);
+    }
+
+    #[test]
+    fn the_kernel_table_is_read_by_address_and_port_in_its_own_spelling() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+                     0: 0100007F:9C40 0100007F:11F7 01 00000000:00000000 00:00000000 00000000  1001        0 1 1\n\
+                     1: 0100007F:11F7 0100007F:9C40 01 00000000:00000000 00:00000000 00000000  1000        0 2 1\n";
+        let server: std::net::SocketAddr = "127.0.0.1:4599".parse().unwrap();
+        let client: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        assert_eq!(tcp_table_uid(table, server, client), Some(1001));
+        assert_eq!(tcp_table_uid(table, client, server), Some(1000));
+        let v6: std::net::SocketAddr = "[::1]:80".parse().unwrap();
+        assert_eq!(proc_address(v6), "00000000000000000000000001000000:0050");
+    }
 
     #[test]
     fn a_socket_pair_reports_this_process() {

@@ -103,6 +103,9 @@ fn main() -> ExitCode {
         println!("{report}");
     }
     println!("kmscksd: listening on {}", daemon.socket().display());
+    if let Some(addr) = daemon.http_address() {
+        println!("kmscksd: AWS JSON endpoint at http://{addr}");
+    }
     match daemon.serve(shutdown) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

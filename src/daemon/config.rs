@@ -303,6 +303,25 @@ daemon_options! {
     flag(Option<String>, value_name = "REGION");
     sample toml;
 
+    /// Also serve the AWS JSON 1.1 protocol over HTTP on this address (`host:port`), so
+    /// that the AWS SDKs and the aws CLI work with `--endpoint-url http://<address>`: KMS
+    /// operations as `X-Amz-Target: TrentService.<Operation>`, the simulated CloudHSM's as
+    /// `BaldrApiService.<Operation>`. Empty (the default): no HTTP endpoint. Anyone who can
+    /// connect acts as the account root unless the request is signed (SigV4), in which case
+    /// its access key id names the principal (`arn:aws:iam::<account>:user/<key id>`);
+    /// signatures are not checked. A non-loopback address is refused.
+    http: String = String::new();
+    flag(Option<String>, value_name = "HOST:PORT");
+    sample example("\"127.0.0.1:4599\"");
+
+    /// Access key ids whose signed HTTP requests act as the account root (comma-separated),
+    /// as unsigned ones do; any other key id is the IAM user of that name, held to key
+    /// policies (a default key policy lets only the root in). The default is the key id
+    /// local AWS emulators conventionally use: `AWS_ACCESS_KEY_ID=test`.
+    http_root_access_keys: String = "test".into();
+    flag(Option<String>, value_name = "KEY,KEY");
+    sample toml;
+
     /// Refuse to start without a passphrase sealing the key files.
     ///
     /// The passphrase comes from the file named by KMSCKS_PASSPHRASE_FILE (owned by the
@@ -507,6 +526,9 @@ impl DaemonConfig {
                 self.region
             ));
         }
+        if !self.http.is_empty() {
+            self.http_address()?;
+        }
         if self.socket.as_os_str().is_empty() || self.data_dir.as_os_str().is_empty() {
             return Err(err!(
                 ValidationException,
@@ -562,6 +584,29 @@ impl DaemonConfig {
             account_crypto_rate: self.quota_account_crypto_rate,
             key_store_api_rate: self.quota_key_store_api_rate,
         })
+    }
+
+    /// The HTTP endpoint's address: `http` parsed, which must be a loopback address (the
+    /// endpoint checks no signatures, so it must not be reachable from other machines).
+    pub fn http_address(&self) -> Result<Option<std::net::SocketAddr>> {
+        if self.http.is_empty() {
+            return Ok(None);
+        }
+        let addr: std::net::SocketAddr = self.http.parse().map_err(|e| {
+            err!(
+                ValidationException,
+                "http '{}' is not an address host:port ({e})",
+                self.http
+            )
+        })?;
+        if !addr.ip().is_loopback() {
+            return Err(err!(
+                ValidationException,
+                "http '{}' is not a loopback address: the endpoint checks no signatures",
+                self.http
+            ));
+        }
+        Ok(Some(addr))
     }
 
     /// The account and Region.

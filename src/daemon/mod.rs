@@ -24,6 +24,7 @@ mod conn;
 mod dispatch;
 mod event_loop;
 mod harden;
+mod http;
 mod identity;
 mod listener;
 mod quota;
@@ -104,6 +105,8 @@ pub struct Daemon {
     config: DaemonConfig,
     kms: Kms,
     listener: listener::Listener,
+    /// The AWS JSON endpoint, when `http` is configured.
+    http: Option<http::HttpEndpoint>,
     bootstrap: Option<Bootstrap>,
 }
 
@@ -125,6 +128,10 @@ impl Daemon {
         let passphrase = take_passphrase(&config)?;
         let listener =
             listener::Listener::bind(&config.socket, config.socket_mode, config.socket_gid)?;
+        let http = config
+            .http_address()?
+            .map(http::HttpEndpoint::bind)
+            .transpose()?;
         let kms = Kms::open_with(
             &config.data_dir,
             KmsConfig {
@@ -151,6 +158,7 @@ impl Daemon {
             config,
             kms,
             listener,
+            http,
             bootstrap,
         })
     }
@@ -158,6 +166,12 @@ impl Daemon {
     /// The socket path.
     pub fn socket(&self) -> &Path {
         self.listener.path()
+    }
+
+    /// The address of the AWS JSON endpoint over HTTP, when `http` is configured (with port
+    /// 0, the port the system chose).
+    pub fn http_address(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().map(http::HttpEndpoint::local_addr)
     }
 
     /// What bootstrap did, when it was asked for.
@@ -174,9 +188,25 @@ impl Daemon {
     /// flushes replies, removes the socket file and closes the data directory.
     pub fn serve(self, shutdown: Shutdown) -> Result<()> {
         tracing::info!(socket = %self.listener.path().display(), data_dir = %self.config.data_dir.display(), "serving");
+        let http = match self.http {
+            Some(endpoint) => {
+                tracing::info!(address = %endpoint.local_addr(), "serving AWS JSON over HTTP");
+                let limits = http::Limits {
+                    max_connections: self.config.max_connections,
+                    idle_timeout: std::time::Duration::from_secs(self.config.idle_timeout_secs),
+                };
+                let ids = http::Identities::from_option(&self.config.http_root_access_keys);
+                Some(endpoint.spawn(self.kms.clone(), limits, ids, shutdown.clone())?)
+            }
+            None => None,
+        };
         let event_loop =
             event_loop::EventLoop::new(self.listener, self.kms, self.config, &shutdown)?;
         let out = event_loop.run(&shutdown);
+        if let Some(thread) = http {
+            // It sees the trigger within its tick.
+            let _ = thread.join();
+        }
         // The event loop (and with it the last engine handle) is dropped here: every commit
         // was already durable (journal fsync per change); dropping joins the background worker
         // and unlocks the data directory.

@@ -14,6 +14,7 @@
 //! (against [`MAX_BODY`], before anything is allocated), then [`decode_request`] /
 //! [`decode_response`] decode a complete body, refusing unknown op codes and trailing bytes.
 
+pub mod aws_json;
 mod codec;
 pub mod echo;
 mod frame;

@@ -1,0 +1,474 @@
+//! The AWS JSON 1.1 endpoint over HTTP/1.1 (`kmscksd --http 127.0.0.1:4599`), so that code
+//! written against an AWS SDK or the `aws` CLI reaches kmscks with only an endpoint URL.
+//!
+//! Why a loop of its own: it runs on its own thread with its own `mio` poll, beside the Unix
+//! socket's loop, so that neither protocol's framing leaks into the other; both end in the
+//! same place — `protocol::aws_json` turns a target and a body into the same [`Request`] the
+//! socket decodes, and [`Kms::dispatch`] performs it — so there is one op table, one set of
+//! request and response types and one error table behind both.
+//!
+//! Each connection: keep-alive and pipelined requests (answered in order), `Expect:
+//! 100-continue`, [`exchange::MAX_HEAD`] / [`exchange::MAX_BODY`] limits (a refusal with
+//! AWS's error shape, then the close), at most `max_connections` at once (more are closed at
+//! accept), closed after `idle_timeout_secs` without a whole request. Request bytes are wiped
+//! once handled and answer bytes once written (they carry plaintexts and data keys). A slow
+//! HSM's latency holds the connection's answers, never the thread (see `engine::latency`).
+//!
+//! Who a request acts as is `identity`'s: the uid owning the client's end first (another
+//! local user is never the daemon's principals), then the access key id it signs with.
+//!
+//! Not yet: the engine's batch entry points for several data-plane requests in one read (each
+//! request is one call), and SigV4 verification (`identity` takes the access key id on trust).
+
+mod exchange;
+mod identity;
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+
+use super::Shutdown;
+use crate::api::kms::WaitForConnectionRequest;
+use crate::error::Result;
+use crate::ops::Request;
+use crate::protocol::aws_json;
+use crate::{err, Kms};
+use exchange::{Parsed, CONTINUE, MAX_BODY, MAX_HEAD};
+
+const LISTENER: Token = Token(usize::MAX);
+/// How often the loop looks at the shutdown flag and the idle connections when nothing
+/// happens.
+const TICK: Duration = Duration::from_millis(200);
+/// Bytes read per `read` call.
+const READ_CHUNK: usize = 16 << 10;
+
+/// The bound HTTP listener, not yet serving.
+#[derive(Debug)]
+pub(super) struct HttpEndpoint {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+/// The limits the endpoint applies, from the daemon's configuration.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Limits {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+}
+
+/// Who signed requests act as (see `identity`).
+#[derive(Clone, Debug)]
+pub(super) struct Identities {
+    /// Access key ids acting as the account root.
+    pub root_keys: Vec<String>,
+    /// The daemon's uid.
+    pub daemon_uid: u32,
+}
+
+impl Identities {
+    /// From the `http_root_access_keys` option.
+    pub(super) fn from_option(option: &str) -> Identities {
+        Identities {
+            root_keys: identity::root_keys(option),
+            daemon_uid: crate::peer::effective_uid(),
+        }
+    }
+}
+
+impl HttpEndpoint {
+    /// Binds `addr` (port 0: any free port; [`HttpEndpoint::local_addr`] says which).
+    pub(super) fn bind(addr: SocketAddr) -> Result<HttpEndpoint> {
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| err!(ValidationException, "cannot listen on http {addr}: {e}"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| err!(KMSInternalException, "http listener has no address: {e}"))?;
+        Ok(HttpEndpoint { listener, addr })
+    }
+
+    /// The address it listens on.
+    pub(super) fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves on a thread of its own until `shutdown` is triggered.
+    pub(super) fn spawn(
+        self,
+        kms: Kms,
+        limits: Limits,
+        ids: Identities,
+        shutdown: Shutdown,
+    ) -> Result<JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("kmscksd-http".into())
+            .spawn(move || {
+                if let Err(e) = serve(self.listener, &kms, limits, &ids, &shutdown) {
+                    tracing::error!(error = %e, "the HTTP endpoint stopped");
+                }
+            })
+            .map_err(|e| err!(KMSInternalException, "cannot start the HTTP thread: {e}"))
+    }
+}
+
+/// One HTTP connection.
+struct Conn {
+    stream: TcpStream,
+    /// Unhandled request bytes.
+    rbuf: Vec<u8>,
+    /// Answers not yet written: `wbuf[wpos..]`.
+    wbuf: Vec<u8>,
+    wpos: usize,
+    /// Last whole request received or answer written.
+    last_active: Instant,
+    /// `100 Continue` was sent for the request at the head of `rbuf`.
+    continued: bool,
+    /// Close once `wbuf` is written.
+    close_after_write: bool,
+    /// The peer closed its side.
+    eof: bool,
+    /// A slow HSM served a request: write nothing, read nothing before this time.
+    held_until: Option<Instant>,
+    /// The uid owning the client's end (see `identity`).
+    uid: u32,
+    /// The handle acting as the last principal seen (most connections keep one).
+    acting: Option<(String, Kms)>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.rbuf);
+        zeroize::Zeroize::zeroize(&mut self.wbuf);
+    }
+}
+
+fn serve(
+    mut listener: TcpListener,
+    kms: &Kms,
+    limits: Limits,
+    ids: &Identities,
+    shutdown: &Shutdown,
+) -> Result<()> {
+    let mut poll =
+        Poll::new().map_err(|e| err!(KMSInternalException, "cannot create the poller: {e}"))?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)
+        .map_err(|e| err!(KMSInternalException, "cannot register the listener: {e}"))?;
+    // The latency a slow HSM adds is paid by holding a connection, not by this thread.
+    crate::engine::latency::defer_on_this_thread();
+    let mut conns: Vec<Option<Conn>> = Vec::new();
+    let mut events = Events::with_capacity(256);
+    let mut last_sweep = Instant::now();
+    while !shutdown.is_triggered() {
+        let now = Instant::now();
+        let timeout = conns
+            .iter()
+            .flatten()
+            .filter_map(|c| c.held_until)
+            .map(|t| t.saturating_duration_since(now))
+            .fold(TICK, Duration::min);
+        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err!(KMSInternalException, "poll failed: {e}"));
+        }
+        for event in events.iter() {
+            if event.token() == LISTENER {
+                accept_all(&listener, &poll, &mut conns, limits.max_connections);
+                continue;
+            }
+            let slot = event.token().0;
+            let Some(conn) = conns.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            let keep = turn(conn, kms, ids);
+            if !keep {
+                close(&poll, &mut conns, slot);
+            }
+        }
+        // Held connections whose time has come.
+        let now = Instant::now();
+        for slot in 0..conns.len() {
+            let due = conns[slot]
+                .as_ref()
+                .and_then(|c| c.held_until)
+                .is_some_and(|t| t <= now);
+            if due {
+                let keep = conns[slot].as_mut().is_some_and(|c| {
+                    c.held_until = None;
+                    turn(c, kms, ids)
+                });
+                if !keep {
+                    close(&poll, &mut conns, slot);
+                }
+            }
+        }
+        if last_sweep.elapsed() >= Duration::from_secs(1) {
+            last_sweep = Instant::now();
+            for slot in 0..conns.len() {
+                let idle = conns[slot].as_ref().is_some_and(|c| {
+                    c.held_until.is_none() && c.last_active.elapsed() >= limits.idle_timeout
+                });
+                if idle {
+                    close(&poll, &mut conns, slot);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn accept_all(listener: &TcpListener, poll: &Poll, conns: &mut Vec<Option<Conn>>, max: usize) {
+    loop {
+        let (mut stream, peer) = match listener.accept() {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "http accept failed");
+                return;
+            }
+        };
+        if conns.iter().flatten().count() >= max {
+            continue; // dropped: closed at once
+        }
+        let owner = stream
+            .local_addr()
+            .ok()
+            .and_then(|local| crate::peer::loopback_tcp_peer_uid(local, peer));
+        let Some(uid) = owner else {
+            tracing::warn!(%peer, "cannot tell which uid connected over HTTP; closing");
+            continue;
+        };
+        let slot = conns.iter().position(Option::is_none).unwrap_or_else(|| {
+            conns.push(None);
+            conns.len() - 1
+        });
+        let _ = stream.set_nodelay(true);
+        if poll
+            .registry()
+            .register(
+                &mut stream,
+                Token(slot),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            continue;
+        }
+        conns[slot] = Some(Conn {
+            stream,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            last_active: Instant::now(),
+            continued: false,
+            close_after_write: false,
+            eof: false,
+            held_until: None,
+            uid,
+            acting: None,
+        });
+    }
+}
+
+fn close(poll: &Poll, conns: &mut [Option<Conn>], slot: usize) {
+    if let Some(mut conn) = conns.get_mut(slot).and_then(Option::take) {
+        let _ = poll.registry().deregister(&mut conn.stream);
+    }
+}
+
+/// Reads, answers and writes what the connection allows now; false when it is to be closed.
+fn turn(conn: &mut Conn, kms: &Kms, ids: &Identities) -> bool {
+    if conn.held_until.is_some() {
+        return true;
+    }
+    loop {
+        let read_more = fill(conn);
+        answer(conn, kms, ids);
+        if let Some(owed) = Some(crate::engine::latency::take_owed()).filter(|d| !d.is_zero()) {
+            conn.held_until = Some(Instant::now() + owed);
+            return true;
+        }
+        match flush(conn) {
+            Err(_) => return false,
+            Ok(true) if conn.close_after_write => return false,
+            Ok(true) if conn.eof && conn.rbuf.is_empty() => return false,
+            Ok(_) => {}
+        }
+        if !read_more || conn.close_after_write {
+            return true;
+        }
+    }
+}
+
+/// Reads what the socket has, up to one whole request's worth of buffer; true if it stopped
+/// because the buffer was full (more may wait on the socket).
+fn fill(conn: &mut Conn) -> bool {
+    let cap = MAX_HEAD + MAX_BODY;
+    while !conn.eof && !conn.close_after_write {
+        if conn.rbuf.len() >= cap {
+            return true;
+        }
+        let start = conn.rbuf.len();
+        let want = READ_CHUNK.min(cap - start);
+        conn.rbuf.resize(start + want, 0);
+        match conn.stream.read(&mut conn.rbuf[start..]) {
+            Ok(0) => {
+                conn.rbuf.truncate(start);
+                conn.eof = true;
+            }
+            Ok(n) => conn.rbuf.truncate(start + n),
+            Err(e) => {
+                conn.rbuf.truncate(start);
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    return false;
+                }
+                if e.kind() != io::ErrorKind::Interrupted {
+                    conn.eof = true;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Answers every whole request at the head of the buffer, in order.
+fn answer(conn: &mut Conn, kms: &Kms, ids: &Identities) {
+    let mut used = 0;
+    while !conn.close_after_write {
+        match exchange::parse(&conn.rbuf[used..]) {
+            Parsed::Partial { expects_continue } => {
+                if expects_continue && !conn.continued {
+                    conn.wbuf.extend_from_slice(CONTINUE);
+                    conn.continued = true;
+                }
+                if conn.eof && conn.rbuf.len() > used {
+                    // The peer closed mid-request: nothing can complete it.
+                    conn.close_after_write = true;
+                }
+                break;
+            }
+            Parsed::Refused(status, e) => {
+                let (_, body) = aws_json::encode_error(&e);
+                exchange::write_answer(&mut conn.wbuf, status, &request_id(), &body, true);
+                conn.close_after_write = true;
+                used = conn.rbuf.len();
+            }
+            Parsed::Whole(ex) => {
+                let (status, body) = perform(&mut conn.acting, conn.uid, kms, ids, &ex);
+                let close = !ex.keep_alive;
+                exchange::write_answer(&mut conn.wbuf, status, &request_id(), &body, close);
+                wipe(body);
+                used += ex.len;
+                conn.continued = false;
+                conn.last_active = Instant::now();
+                conn.close_after_write = close;
+            }
+        }
+    }
+    if used > 0 {
+        zeroize::Zeroize::zeroize(&mut conn.rbuf[..used]);
+        conn.rbuf.drain(..used);
+    }
+}
+
+/// Performs one request; the answer's status and body.
+fn perform(
+    acting: &mut Option<(String, Kms)>,
+    uid: u32,
+    kms: &Kms,
+    ids: &Identities,
+    ex: &exchange::Exchange<'_>,
+) -> (u16, Vec<u8>) {
+    let principal = identity::principal(
+        kms.scope(),
+        &ids.root_keys,
+        uid,
+        ids.daemon_uid,
+        ex.authorization,
+    );
+    if acting.as_ref().is_none_or(|(p, _)| *p != principal) {
+        let handle = kms.acting_as(&principal);
+        *acting = Some((principal, handle));
+    }
+    let Some((_, handle)) = acting.as_ref() else {
+        return aws_json::encode_error(&err!(KMSInternalException, "no principal"));
+    };
+    let result = ex
+        .target
+        .ok_or_else(|| {
+            err!(
+                UnknownOperationException,
+                "The request has no X-Amz-Target header"
+            )
+        })
+        .and_then(aws_json::operation)
+        .and_then(|target| aws_json::decode_request(target, ex.body))
+        .map(|mut request| {
+            if let Request::WaitForConnection(WaitForConnectionRequest { timeout_millis, .. }) =
+                &mut request
+            {
+                // Never block this thread: over HTTP it answers the state at once.
+                *timeout_millis = 0;
+            }
+            request
+        })
+        .and_then(|request| handle.dispatch(&request));
+    match result {
+        Ok(response) => (200, aws_json::encode_response(&response)),
+        Err(e) => aws_json::encode_error(&e),
+    }
+}
+
+/// Writes what the socket takes; true once everything is written.
+fn flush(conn: &mut Conn) -> io::Result<bool> {
+    while conn.wpos < conn.wbuf.len() {
+        match conn.stream.write(&conn.wbuf[conn.wpos..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => conn.wpos += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    zeroize::Zeroize::zeroize(&mut conn.wbuf);
+    conn.wbuf.clear();
+    conn.wpos = 0;
+    Ok(true)
+}
+
+fn wipe(mut body: Vec<u8>) {
+    zeroize::Zeroize::zeroize(&mut body);
+}
+
+/// A fresh `x-amzn-RequestId`: a UUID made of a random per-thread prefix and a counter, so
+/// ids are unique without drawing randomness per request.
+fn request_id() -> String {
+    use std::cell::Cell;
+    thread_local! {
+        static NEXT: Cell<(u64, u64)> = Cell::new((random_u64(), 0));
+    }
+    let (prefix, n) = NEXT.with(|c| {
+        let (p, n) = c.get();
+        c.set((p, n.wrapping_add(1)));
+        (p, n)
+    });
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&prefix.to_be_bytes());
+    bytes[8..].copy_from_slice(&n.to_be_bytes());
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // Without randomness the ids are still unique within the process (the counter).
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    u64::from_ne_bytes(b)
+}

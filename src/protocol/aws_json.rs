@@ -1,0 +1,283 @@
+//! AWS JSON 1.1 (spec §9): the bodies and names of the HTTP endpoint, so that the AWS SDKs and
+//! the `aws` CLI reach kmscks with nothing but an endpoint URL.
+//!
+//! Why here and generated: an operation is named by `X-Amz-Target: <Service>.<Operation>` and
+//! its body is the JSON of the operation's own request type — the same types, serialised the
+//! same way, as the socket protocol and the CLI use. The decoder and encoder below are
+//! generated from the operation table (`ops::for_each_op!`), so an operation added to the table
+//! is reachable over HTTP with no further code. KMS operations (and kmscks's extras) are
+//! `TrentService.<Name>`; the simulated CloudHSM's are `BaldrApiService.<Name>` (the CloudHSM
+//! v2 API's prefix); an operation kmscks accepts by name but refuses ([`Refused`]) is
+//! `TrentService.<its AWS name>`. HTTP framing is the daemon's; this module knows only names
+//! and bodies.
+//!
+//! Errors take AWS's shape: `{"__type": "<Exception>", "message": "…"}`, with the status of
+//! the error table. A body that is not JSON, or not the operation's shape, is
+//! `SerializationException`; a missing required member is `ValidationException` in AWS's
+//! wording; an unknown target is `UnknownOperationException`.
+
+use serde::Serialize;
+
+#[allow(clippy::wildcard_imports)] // the table names its types as the API exports them
+use crate::api::hsm::*;
+use crate::api::kms::*;
+use crate::error::{KmsError, Result};
+use crate::ops::{for_each_op, Op, Request, Response};
+use crate::{err, ErrorKind};
+
+/// The media type of every request and answer body.
+pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+/// The target prefix of the KMS operations (and kmscks's extras).
+pub const KMS_SERVICE: &str = "TrentService";
+/// The target prefix of the CloudHSM v2 operations.
+pub const CLOUDHSM_SERVICE: &str = "BaldrApiService";
+
+/// The target prefix under which `op` is served: CloudHSM operations (policy actions
+/// `cloudhsm:…`) under [`CLOUDHSM_SERVICE`], every other under [`KMS_SERVICE`].
+pub fn service_of(op: Op) -> &'static str {
+    if op
+        .actions()
+        .first()
+        .is_some_and(|a| a.as_str().starts_with("cloudhsm:"))
+    {
+        CLOUDHSM_SERVICE
+    } else {
+        KMS_SERVICE
+    }
+}
+
+/// The operation an `X-Amz-Target` value names, or `UnknownOperationException`. `Refused`
+/// (kmscks's internal name for the refused operations) is not a target of its own.
+pub fn operation(target: &str) -> Result<Target> {
+    let unknown = || err!(UnknownOperationException, "Unknown operation {target}");
+    let (service, name) = target.split_once('.').ok_or_else(unknown)?;
+    if let Some(op) = Op::from_name(name).filter(|&op| op != Op::Refused) {
+        return if service_of(op) == service {
+            Ok(Target::Op(op))
+        } else {
+            Err(unknown())
+        };
+    }
+    match Refused::ALL.iter().find(|r| r.name() == name) {
+        Some(&r) if service == KMS_SERVICE => Ok(Target::Refused(r)),
+        _ => Err(unknown()),
+    }
+}
+
+/// What a target names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// An operation of the table.
+    Op(Op),
+    /// An AWS operation kmscks refuses (answered by the `Refused` operation).
+    Refused(Refused),
+}
+
+/// The request of `target` from its JSON body (an empty body reads as `{}`).
+pub fn decode_request(target: Target, body: &[u8]) -> Result<Request> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    match target {
+        Target::Refused(operation) => {
+            #[derive(serde::Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct KeyOnly {
+                key_id: String,
+            }
+            let k: KeyOnly = serde_json::from_slice(body).map_err(json_error)?;
+            Ok(Request::Refused(RefusedRequest {
+                operation,
+                key_id: k.key_id,
+            }))
+        }
+        Target::Op(op) => {
+            macro_rules! decode {
+                ($( $code:literal $name:ident ($req:ty) -> $resp:ty [$($action:tt)*]; )*) => {
+                    match op {
+                        $(Op::$name => serde_json::from_slice::<$req>(body)
+                            .map(Request::$name)
+                            .map_err(json_error),)*
+                    }
+                };
+            }
+            for_each_op!(decode)
+        }
+    }
+}
+
+/// The JSON body answering `response`.
+pub fn encode_response(response: &Response) -> Vec<u8> {
+    macro_rules! encode {
+        ($( $code:literal $name:ident ($req:ty) -> $resp:ty [$($action:tt)*]; )*) => {
+            match response {
+                $(Response::$name(r) => to_vec(r),)*
+            }
+        };
+    }
+    for_each_op!(encode)
+}
+
+fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
+    // Invariant: the response types serialise to JSON without fail (no maps with non-string
+    // keys, no failing custom serialisers); were one to fail, `{}` is still a valid answer.
+    serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+/// The HTTP status and JSON body answering `error`.
+pub fn encode_error(error: &KmsError) -> (u16, Vec<u8>) {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        #[serde(rename = "__type")]
+        kind: &'a str,
+        message: &'a str,
+    }
+    let body = Body {
+        kind: error.kind().aws_name(),
+        message: error.message(),
+    };
+    (error.kind().http_status(), to_vec(&body))
+}
+
+/// A body that did not decode: a missing member is AWS's validation error, anything else a
+/// serialization error naming what serde found.
+fn json_error(e: serde_json::Error) -> KmsError {
+    let text = e.to_string();
+    if let Some(member) = text
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        return KmsError::validation("null", &camel(member), "Member must not be null");
+    }
+    KmsError::new(
+        ErrorKind::SerializationException,
+        format!("The request body is not valid for this operation: {text}"),
+    )
+}
+
+/// `KeyId` → `keyId`, as AWS names members in validation messages.
+fn camel(member: &str) -> String {
+    let mut chars = member.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::kms::EncryptRequest;
+
+    #[test]
+    fn every_operation_is_a_target_under_its_service_and_nowhere_else() {
+        for &op in Op::ALL.iter().filter(|&&op| op != Op::Refused) {
+            let service = service_of(op);
+            let target = format!("{service}.{}", op.name());
+            assert_eq!(operation(&target).unwrap(), Target::Op(op), "{target}");
+            let other = if service == KMS_SERVICE {
+                CLOUDHSM_SERVICE
+            } else {
+                KMS_SERVICE
+            };
+            let wrong = format!("{other}.{}", op.name());
+            assert_eq!(
+                operation(&wrong).unwrap_err().kind(),
+                ErrorKind::UnknownOperationException,
+                "{wrong}"
+            );
+        }
+        assert_eq!(service_of(Op::CreateCluster), CLOUDHSM_SERVICE);
+        assert_eq!(service_of(Op::Encrypt), KMS_SERVICE);
+        assert_eq!(service_of(Op::WaitForConnection), KMS_SERVICE);
+    }
+
+    #[test]
+    fn refused_operations_are_targets_by_their_aws_name_and_refused_itself_is_not() {
+        for &r in Refused::ALL {
+            let target = format!("TrentService.{}", r.name());
+            assert_eq!(operation(&target).unwrap(), Target::Refused(r));
+            let req = decode_request(Target::Refused(r), br#"{"KeyId":"alias/x"}"#).unwrap();
+            assert!(
+                matches!(req, Request::Refused(RefusedRequest { operation, .. }) if operation == r)
+            );
+        }
+        for bad in [
+            "TrentService.Refused",
+            "TrentService",
+            "Nope.Encrypt",
+            "TrentService.Nope",
+        ] {
+            assert_eq!(
+                operation(bad).unwrap_err().kind(),
+                ErrorKind::UnknownOperationException,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_body_decodes_into_its_operations_request_with_base64_blobs() {
+        let req = decode_request(
+            Target::Op(Op::Encrypt),
+            br#"{"KeyId":"alias/a","Plaintext":"aGVsbG8=","EncryptionContext":{"k":"v"}}"#,
+        )
+        .unwrap();
+        let Request::Encrypt(EncryptRequest {
+            key_id,
+            plaintext,
+            encryption_context,
+            ..
+        }) = req
+        else {
+            panic!("not an Encrypt request")
+        };
+        assert_eq!(key_id, "alias/a");
+        assert_eq!(plaintext.expose(), b"hello");
+        assert_eq!(encryption_context["k"], "v");
+        // No body at all reads as `{}`.
+        assert!(matches!(
+            decode_request(Target::Op(Op::ListKeys), b"").unwrap(),
+            Request::ListKeys(_)
+        ));
+    }
+
+    #[test]
+    fn bad_bodies_get_awss_errors_naming_the_problem() {
+        let e = decode_request(Target::Op(Op::Encrypt), b"{not json").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::SerializationException);
+        let e = decode_request(
+            Target::Op(Op::Encrypt),
+            br#"{"KeyId":7,"Plaintext":"aGk="}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::SerializationException);
+        assert!(e.message().contains("invalid type"), "{e}");
+        // A member left out takes its default; the operation's own validation names it.
+        assert!(decode_request(Target::Op(Op::DescribeKey), b"{}").is_ok());
+        assert_eq!(
+            json_error(serde_json::from_str::<RefusedRequest>("{}").unwrap_err()).message(),
+            "1 validation error detected: Value 'null' at 'operation' failed to satisfy \
+             constraint: Member must not be null"
+        );
+        let e = decode_request(
+            Target::Op(Op::Encrypt),
+            br#"{"KeyId":"a","Plaintext":"!!"}"#,
+        )
+        .unwrap_err();
+        assert!(e.message().contains("base64"), "{e}");
+    }
+
+    #[test]
+    fn errors_carry_the_exception_name_and_the_tables_status() {
+        let (status, body) = encode_error(&err!(NotFoundException, "Key 'x' does not exist"));
+        assert_eq!(status, 400);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["__type"], "NotFoundException");
+        assert_eq!(v["message"], "Key 'x' does not exist");
+        let (status, _) = encode_error(&err!(KMSInternalException, "boom"));
+        assert_eq!(status, ErrorKind::KMSInternalException.http_status());
+    }
+}

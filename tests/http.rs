@@ -1,0 +1,426 @@
+//! The AWS JSON endpoint (`kmscksd --http`) driven over plain TCP as an SDK drives it: AWS's
+//! shapes and errors, keep-alive and pipelining, `Expect: 100-continue`, size limits, who a
+//! signed request acts as; and, when Python's boto3 is installed, boto3 itself
+//! (`tests/http_boto3.py`).
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+struct Daemon(Child);
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `kmscksd --http 127.0.0.1:0 <extra>` on a fresh data directory in `dir`; returns it
+/// and the address its endpoint took.
+fn start(dir: &Path, extra: &[&str]) -> (Daemon, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kmscksd"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--socket")
+        .arg(dir.join("kmscks.sock"))
+        .args(["--http", "127.0.0.1:0"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let daemon = Daemon(child);
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("kmscksd exited before announcing its HTTP endpoint")
+            .unwrap();
+        if let Some(url) = line.strip_prefix("kmscksd: AWS JSON endpoint at http://") {
+            break url.parse().unwrap();
+        }
+    };
+    // Keep reading what it prints, so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (daemon, addr)
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s
+}
+
+/// The bytes of one request.
+fn request(target: &str, body: &str, extra: &str) -> String {
+    format!(
+        "POST / HTTP/1.1\r\nHost: kms\r\nX-Amz-Target: {target}\r\n\
+         Content-Type: application/x-amz-json-1.1\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// One answer: status, headers (lower-case names), body as JSON (Null when empty).
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn read_answer(r: &mut impl BufRead) -> Answer {
+    let mut status_line = String::new();
+    r.read_line(&mut status_line).unwrap();
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no status in {status_line:?}"))
+        .parse()
+        .unwrap();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (n, v) = line.split_once(':').unwrap();
+        headers.push((n.to_ascii_lowercase(), v.trim().to_owned()));
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).unwrap();
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap()
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Sends one request on `s` and reads its answer.
+fn call(s: &mut BufReader<TcpStream>, target: &str, body: &Value, extra: &str) -> Answer {
+    s.get_mut()
+        .write_all(request(target, &body.to_string(), extra).as_bytes())
+        .unwrap();
+    read_answer(s)
+}
+
+fn kms(s: &mut BufReader<TcpStream>, op: &str, body: Value) -> Answer {
+    call(s, &format!("TrentService.{op}"), &body, "")
+}
+
+#[test]
+fn keys_encrypt_and_decrypt_in_awss_shapes_over_one_kept_alive_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &[]);
+    let mut s = BufReader::new(connect(addr));
+    let created = kms(&mut s, "CreateKey", json!({"Description": "http"}));
+    assert_eq!(created.status, 200, "{}", created.body);
+    assert_eq!(
+        created.header("content-type"),
+        Some("application/x-amz-json-1.1")
+    );
+    let key = created.body["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(created.body["KeyMetadata"]["Description"], "http");
+    assert!(created.body["KeyMetadata"]["CreationDate"].is_number());
+    let ctx = json!({"purpose": "test"});
+    let enc = kms(
+        &mut s,
+        "Encrypt",
+        json!({"KeyId": key, "Plaintext": "aGVsbG8=", "EncryptionContext": ctx}),
+    );
+    assert_eq!(enc.status, 200, "{}", enc.body);
+    assert!(enc.body["KeyId"].as_str().unwrap().ends_with(&key));
+    let dec = kms(
+        &mut s,
+        "Decrypt",
+        json!({"CiphertextBlob": enc.body["CiphertextBlob"], "EncryptionContext": ctx}),
+    );
+    assert_eq!(dec.body["Plaintext"], "aGVsbG8=");
+    // Every answer has its own request id.
+    let ids: Vec<&str> = [&created, &enc, &dec]
+        .iter()
+        .map(|a| a.header("x-amzn-requestid").unwrap())
+        .collect();
+    assert!(ids[0] != ids[1] && ids[1] != ids[2], "{ids:?}");
+    // A wrong context is AWS's InvalidCiphertextException, status 400.
+    let bad = kms(
+        &mut s,
+        "Decrypt",
+        json!({"CiphertextBlob": enc.body["CiphertextBlob"], "EncryptionContext": {"purpose": "other"}}),
+    );
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.body["__type"], "InvalidCiphertextException");
+}
+
+#[test]
+fn errors_have_awss_shape_and_the_connection_goes_on_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &[]);
+    let mut s = BufReader::new(connect(addr));
+    let cases = [
+        (
+            "TrentService.DescribeKey",
+            r#"{"KeyId":"alias/none"}"#,
+            "NotFoundException",
+        ),
+        ("TrentService.Nope", "{}", "UnknownOperationException"),
+        ("BaldrApiService.Encrypt", "{}", "UnknownOperationException"),
+        (
+            "TrentService.ListKeys",
+            "{not json",
+            "SerializationException",
+        ),
+        (
+            "TrentService.ListKeys",
+            r#"{"Limit":"ten"}"#,
+            "SerializationException",
+        ),
+        (
+            "TrentService.ListKeys",
+            r#"{"Limit":0}"#,
+            "ValidationException",
+        ),
+        (
+            "TrentService.EnableKeyRotation",
+            r#"{"KeyId":"alias/none"}"#,
+            "NotFoundException",
+        ),
+    ];
+    for (target, body, exception) in cases {
+        s.get_mut()
+            .write_all(request(target, body, "").as_bytes())
+            .unwrap();
+        let a = read_answer(&mut s);
+        assert_eq!(a.status, 400, "{target} {body}: {}", a.body);
+        assert_eq!(a.body["__type"], exception, "{target} {body}");
+        assert!(a.body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    assert_eq!(kms(&mut s, "ListKeys", json!({})).status, 200);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &[]);
+    let mut s = BufReader::new(connect(addr));
+    let batch = [
+        request("TrentService.CreateKey", r#"{"Description":"one"}"#, ""),
+        request("TrentService.CreateKey", r#"{"Description":"two"}"#, ""),
+        request("TrentService.ListKeys", "{}", ""),
+    ]
+    .concat();
+    s.get_mut().write_all(batch.as_bytes()).unwrap();
+    let one = read_answer(&mut s);
+    let two = read_answer(&mut s);
+    let list = read_answer(&mut s);
+    assert_eq!(one.body["KeyMetadata"]["Description"], "one");
+    assert_eq!(two.body["KeyMetadata"]["Description"], "two");
+    assert_eq!(list.body["Keys"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn expect_100_continue_is_answered_before_the_body_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &[]);
+    let mut s = BufReader::new(connect(addr));
+    let body = r#"{"Description":"continued"}"#;
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: kms\r\nX-Amz-Target: TrentService.CreateKey\r\n\
+         Expect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.get_mut().write_all(head.as_bytes()).unwrap();
+    let mut line = String::new();
+    s.read_line(&mut line).unwrap();
+    assert_eq!(line, "HTTP/1.1 100 Continue\r\n");
+    line.clear();
+    s.read_line(&mut line).unwrap();
+    assert_eq!(line, "\r\n");
+    s.get_mut().write_all(body.as_bytes()).unwrap();
+    let a = read_answer(&mut s);
+    assert_eq!(a.body["KeyMetadata"]["Description"], "continued");
+}
+
+#[test]
+fn an_oversized_or_chunked_request_is_refused_and_closed_while_other_connections_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &[]);
+    let mut other = BufReader::new(connect(addr));
+    for (head, status) in [
+        (
+            "POST / HTTP/1.1\r\nX-Amz-Target: TrentService.ListKeys\r\nContent-Length: 2000000\r\n\r\n",
+            413,
+        ),
+        (
+            "POST / HTTP/1.1\r\nX-Amz-Target: TrentService.ListKeys\r\nTransfer-Encoding: chunked\r\n\r\n",
+            411,
+        ),
+        ("GET / HTTP/1.1\r\n\r\n", 405),
+    ] {
+        let mut s = BufReader::new(connect(addr));
+        s.get_mut().write_all(head.as_bytes()).unwrap();
+        let a = read_answer(&mut s);
+        assert_eq!(a.status, status, "{head:?}: {}", a.body);
+        assert!(a.body["__type"].is_string());
+        assert_eq!(a.header("connection"), Some("close"));
+        let mut rest = Vec::new();
+        assert_eq!(s.read_to_end(&mut rest).unwrap(), 0, "the connection is closed");
+    }
+    assert_eq!(kms(&mut other, "ListKeys", json!({})).status, 200);
+}
+
+#[test]
+fn a_signed_request_acts_as_its_access_key_and_the_root_keys_as_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &["--http-root-access-keys", "test,ADMINKEY"]);
+    let mut s = BufReader::new(connect(addr));
+    let key = kms(&mut s, "CreateKey", json!({})).body["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let signed = |akid: &str| {
+        format!(
+            "Authorization: AWS4-HMAC-SHA256 Credential={akid}/20261203/us-east-1/kms/\
+             aws4_request, SignedHeaders=host;x-amz-date, Signature=00\r\n"
+        )
+    };
+    let body = json!({"KeyId": key, "Plaintext": "aGk="});
+    for root in ["test", "ADMINKEY"] {
+        let a = call(&mut s, "TrentService.Encrypt", &body, &signed(root));
+        assert_eq!(a.status, 200, "{root}: {}", a.body);
+    }
+    let a = call(
+        &mut s,
+        "TrentService.Encrypt",
+        &body,
+        &signed("AKIDSOMEONE"),
+    );
+    assert_eq!(a.body["__type"], "AccessDeniedException");
+    let message = a.body["message"].as_str().unwrap();
+    assert!(
+        message.contains(":user/AKIDSOMEONE is not authorized"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_non_loopback_http_address_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kmscksd"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--socket")
+        .arg(dir.path().join("kmscks.sock"))
+        .args(["--http", "0.0.0.0:4599"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a loopback address"), "{err}");
+}
+
+#[test]
+fn boto3_runs_the_kms_flow_against_the_endpoint() {
+    let probe = Command::new("python3")
+        .args(["-c", "import boto3"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: python3 with boto3 is not installed (pip install boto3)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &[]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/http_boto3.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(format!("http://{addr}"))
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "boto3 flow failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The uid the second-uid test runs as (`nobody`).
+const OTHER: u32 = 65534;
+
+#[test]
+fn another_local_uid_acts_as_itself_over_http_whatever_it_signs() {
+    use support::Need;
+    if !support::runnable(&[Need::Root, Need::Tool("setpriv"), Need::Tool("bash")]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &[]);
+    let mut s = BufReader::new(connect(addr));
+    let key = kms(&mut s, "CreateKey", json!({})).body["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Signed with the root access key, from another uid: one raw request, the answer printed.
+    let body = json!({"KeyId": key, "Plaintext": "aGk="}).to_string();
+    let raw = format!(
+        "{}{}",
+        "POST / HTTP/1.1\r\nHost: kms\r\nX-Amz-Target: TrentService.Encrypt\r\nConnection: close\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=test/20261203/us-east-1/kms/aws4_request, \
+         SignedHeaders=host, Signature=00\r\n",
+        format!("Content-Length: {}\r\n\r\n{body}", body.len())
+    );
+    // bash's /dev/tcp: a client every machine with setpriv has.
+    let script = "exec 3<>/dev/tcp/$0/$1 && printf '%s' \"$2\" >&3 && cat <&3";
+    let out = Command::new("setpriv")
+        .args([
+            &format!("--reuid={OTHER}"),
+            &format!("--regid={OTHER}"),
+            "--clear-groups",
+            "bash",
+            "-c",
+            script,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+            &raw,
+        ])
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(answer.contains("AccessDeniedException"), "{answer}");
+    assert!(
+        answer.contains(&format!(":user/uid-{OTHER} is not authorized")),
+        "{answer}"
+    );
+}
