@@ -395,11 +395,10 @@ fn another_local_uid_acts_as_itself_over_http_whatever_it_signs() {
     // Signed with the root access key, from another uid: one raw request, the answer printed.
     let body = json!({"KeyId": key, "Plaintext": "aGk="}).to_string();
     let raw = format!(
-        "{}{}",
         "POST / HTTP/1.1\r\nHost: kms\r\nX-Amz-Target: TrentService.Encrypt\r\nConnection: close\r\n\
          Authorization: AWS4-HMAC-SHA256 Credential=test/20261203/us-east-1/kms/aws4_request, \
-         SignedHeaders=host, Signature=00\r\n",
-        format!("Content-Length: {}\r\n\r\n{body}", body.len())
+         SignedHeaders=host, Signature=00\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     );
     // bash's /dev/tcp: a client every machine with setpriv has.
     let script = "exec 3<>/dev/tcp/$0/$1 && printf '%s' \"$2\" >&3 && cat <&3";
