@@ -220,6 +220,26 @@ enum kmscks_result
      */
     KMSCKS_SERIALIZATION = 1104,
     /**
+     * The access key id of a signed HTTP request is not known (`--http-credentials`).
+     * (`UnrecognizedClientException`)
+     */
+    KMSCKS_UNRECOGNIZED_CLIENT = 1105,
+    /**
+     * The signature of an HTTP request does not match, or its date is too far off.
+     * (`InvalidSignatureException`)
+     */
+    KMSCKS_INVALID_SIGNATURE = 1106,
+    /**
+     * An HTTP request carries no signature where one is required (`--http-credentials`).
+     * (`MissingAuthenticationTokenException`)
+     */
+    KMSCKS_MISSING_AUTHENTICATION_TOKEN = 1107,
+    /**
+     * An HTTP request's `Authorization` header lacks a part SigV4 needs, or its date.
+     * (`IncompleteSignatureException`)
+     */
+    KMSCKS_INCOMPLETE_SIGNATURE = 1108,
+    /**
      * The caller may not perform this CloudHSM action (also a failed login).
      * (`CloudHsmAccessDeniedException`)
      */

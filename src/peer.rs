@@ -2,7 +2,8 @@
 //! reads `SO_PEERCRED` and the effective uid, so that the daemon (which maps a connecting uid to
 //! a principal) and the client (which refuses a daemon run by an untrusted uid) agree on what
 //! the kernel says. Also who owns the other end of a loopback TCP connection (the HTTP
-//! endpoint's clients), which Linux tells in `/proc/net/tcp`.
+//! endpoint's clients), which Linux tells in `/proc/net/tcp`; and whether a file holding a
+//! secret (a passphrase, HTTP credentials) is ours alone ([`read_private_file`]).
 
 use std::os::fd::AsRawFd;
 
@@ -113,6 +114,47 @@ fn proc_address(addr: std::net::SocketAddr) -> String {
     let mut out: String = words.iter().map(|w| format!("{w:08X}")).collect();
     out.push_str(&format!(":{:04X}", addr.port()));
     out
+}
+
+/// Reads a file that holds a secret: a regular file owned by the effective uid with no group
+/// or other access (checked on the open descriptor), at most `max` bytes. The buffer is
+/// zeroized when dropped and never grows (no copy is left in a freed allocation). Errors: why
+/// the file is refused, for the caller to name the file and what it is for.
+pub(crate) fn read_private_file(
+    path: &std::path::Path,
+    max: u64,
+) -> std::result::Result<zeroize::Zeroizing<Vec<u8>>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot be opened: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot be examined: {e}"))?;
+    if !meta.file_type().is_file() {
+        return Err("is not a regular file".into());
+    }
+    let mode = meta.mode() & 0o7777;
+    if meta.uid() != effective_uid() {
+        return Err(format!(
+            "is owned by uid {}, not by this process's uid {} (mode {mode:04o})",
+            meta.uid(),
+            effective_uid()
+        ));
+    }
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "has mode {mode:04o}: it must not be accessible to group or others (chmod 600 it)"
+        ));
+    }
+    let cap = usize::try_from(max).unwrap_or(usize::MAX).saturating_add(1);
+    let mut data = zeroize::Zeroizing::new(Vec::with_capacity(cap));
+    file.take(max + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    if data.len() as u64 > max {
+        return Err(format!("is longer than {max} bytes"));
+    }
+    Ok(data)
 }
 
 /// The effective uid of this process: whose files it creates, whom it acts for.

@@ -347,25 +347,30 @@ fn a_non_loopback_http_address_is_refused_at_start() {
     assert!(err.contains("not a loopback address"), "{err}");
 }
 
-#[test]
-fn boto3_runs_the_kms_flow_against_the_endpoint() {
+/// Whether python3 can import boto3; if not, says the test is skipped.
+fn boto3_installed() -> bool {
     let probe = Command::new("python3")
         .args(["-c", "import boto3"])
         .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
+    let ok = probe.is_ok_and(|o| o.status.success());
+    if !ok {
         eprintln!("skipped: python3 with boto3 is not installed (pip install boto3)");
-        return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let (_d, addr) = start(dir.path(), &[]);
+    ok
+}
+
+/// Runs `tests/http_boto3.py <endpoint> <mode>` with these credentials; asserts it passes.
+fn run_boto3(addr: SocketAddr, mode: &str, key_id: &str, secret: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/http_boto3.py");
     let out = Command::new("python3")
         .arg(script)
         .arg(format!("http://{addr}"))
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .arg(mode)
+        .env("AWS_ACCESS_KEY_ID", key_id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
         .output()
         .unwrap();
     assert!(
@@ -374,6 +379,73 @@ fn boto3_runs_the_kms_flow_against_the_endpoint() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn boto3_runs_the_kms_flow_against_the_endpoint() {
+    if !boto3_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &[]);
+    run_boto3(addr, "trusted", "test", "test");
+}
+
+/// Writes a credentials file (mode 0600) in `dir`.
+fn credentials_file(dir: &Path, text: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("http-credentials");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+#[test]
+fn with_credentials_botocores_signatures_are_verified_and_unsigned_requests_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = credentials_file(
+        dir.path(),
+        "# test keys\nAKIDBOTO boto-secret root\nAKIDALICE alice-secret arn:aws:iam::111122223333:user/alice\n",
+    );
+    let creds_arg = creds.display().to_string();
+    let (_d, addr) = start(dir.path(), &["--http-credentials", &creds_arg]);
+    // Unsigned, even as the test key the unverified endpoint takes for the root.
+    let mut s = BufReader::new(connect(addr));
+    let a = kms(&mut s, "ListKeys", json!({}));
+    assert_eq!(a.status, 403);
+    assert_eq!(a.body["__type"], "MissingAuthenticationTokenException");
+    let a = call(
+        &mut s,
+        "TrentService.ListKeys",
+        &json!({}),
+        "Authorization: AWS4-HMAC-SHA256 Credential=test/20261203/us-east-1/kms/aws4_request, \
+         SignedHeaders=host, Signature=00\r\n",
+    );
+    assert_eq!(a.body["__type"], "UnrecognizedClientException");
+    if boto3_installed() {
+        run_boto3(addr, "verified", "AKIDBOTO", "boto-secret");
+    }
+}
+
+#[test]
+fn a_credentials_file_others_can_read_stops_the_daemon_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let creds = credentials_file(dir.path(), "AKIDBOTO boto-secret root\n");
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kmscksd"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--socket")
+        .arg(dir.path().join("kmscks.sock"))
+        .args(["--http", "127.0.0.1:0", "--http-credentials"])
+        .arg(&creds)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has mode 0644"), "{err}");
+    assert!(!err.contains("boto-secret"), "{err}");
 }
 
 /// The uid the second-uid test runs as (`nobody`).

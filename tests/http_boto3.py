@@ -2,16 +2,35 @@
 
 Checks what an SDK user relies on: the key lifecycle, the crypto operations with an
 encryption context, key-state rules, and botocore's exception classes for kmscks's errors;
-and the CloudHSM v2 client reaching the simulated cluster API.
+and the CloudHSM v2 client reaching the simulated cluster API. With a second argument
+`verified` (the daemon checks signatures), botocore's own SigV4 signatures are accepted and a
+wrong secret or an unknown key gets AWS's errors.
 """
 
 import sys
 
 import boto3
-import botocore
+import botocore.exceptions
 
 endpoint = sys.argv[1]
 kms = boto3.client("kms", endpoint_url=endpoint)
+
+if len(sys.argv) > 2 and sys.argv[2] == "verified":
+    for key_id, secret, code in [
+        ("AKIDBOTO", "not-the-secret", "InvalidSignatureException"),
+        ("AKIDNOBODY", "whatever", "UnrecognizedClientException"),
+    ]:
+        other = boto3.client(
+            "kms",
+            endpoint_url=endpoint,
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+        )
+        try:
+            other.list_keys()
+            raise AssertionError(f"{key_id} with a wrong secret got in")
+        except botocore.exceptions.ClientError as e:
+            assert e.response["Error"]["Code"] == code, e.response
 
 key = kms.create_key(Description="boto3")["KeyMetadata"]
 assert key["KeyState"] == "Enabled", key

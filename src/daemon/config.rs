@@ -322,6 +322,17 @@ daemon_options! {
     flag(Option<String>, value_name = "KEY,KEY");
     sample toml;
 
+    /// Verify the SigV4 signature of every HTTP request against this file of credentials,
+    /// one per line: `<access key id> <secret access key> <principal>`, the principal being
+    /// `root` or an IAM ARN of the account (`arn:aws:iam::<account>:user/alice`). A request
+    /// then acts as its key's principal, whoever connected; unsigned requests, unknown keys,
+    /// bad signatures and dates more than 5 minutes off get AWS's errors. The file must be
+    /// owned by the daemon's uid with no group or other access. Empty (the default): no
+    /// verification (see `http`).
+    http_credentials: String = String::new();
+    flag(Option<String>, value_name = "FILE");
+    sample example("\"/home/me/.config/kmscks/http-credentials\"");
+
     /// Refuse to start without a passphrase sealing the key files.
     ///
     /// The passphrase comes from the file named by KMSCKS_PASSPHRASE_FILE (owned by the

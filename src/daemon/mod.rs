@@ -105,8 +105,8 @@ pub struct Daemon {
     config: DaemonConfig,
     kms: Kms,
     listener: listener::Listener,
-    /// The AWS JSON endpoint, when `http` is configured.
-    http: Option<http::HttpEndpoint>,
+    /// The AWS JSON endpoint and who its requests act as, when `http` is configured.
+    http: Option<(http::HttpEndpoint, http::Identities)>,
     bootstrap: Option<Bootstrap>,
 }
 
@@ -128,10 +128,17 @@ impl Daemon {
         let passphrase = take_passphrase(&config)?;
         let listener =
             listener::Listener::bind(&config.socket, config.socket_mode, config.socket_gid)?;
-        let http = config
-            .http_address()?
-            .map(http::HttpEndpoint::bind)
-            .transpose()?;
+        let http = match config.http_address()? {
+            Some(addr) => Some((
+                http::HttpEndpoint::bind(addr)?,
+                http::Identities::new(
+                    &config.http_root_access_keys,
+                    &config.http_credentials,
+                    &config.scope(),
+                )?,
+            )),
+            None => None,
+        };
         let kms = Kms::open_with(
             &config.data_dir,
             KmsConfig {
@@ -171,7 +178,9 @@ impl Daemon {
     /// The address of the AWS JSON endpoint over HTTP, when `http` is configured (with port
     /// 0, the port the system chose).
     pub fn http_address(&self) -> Option<std::net::SocketAddr> {
-        self.http.as_ref().map(http::HttpEndpoint::local_addr)
+        self.http
+            .as_ref()
+            .map(|(endpoint, _)| endpoint.local_addr())
     }
 
     /// What bootstrap did, when it was asked for.
@@ -189,13 +198,12 @@ impl Daemon {
     pub fn serve(self, shutdown: Shutdown) -> Result<()> {
         tracing::info!(socket = %self.listener.path().display(), data_dir = %self.config.data_dir.display(), "serving");
         let http = match self.http {
-            Some(endpoint) => {
+            Some((endpoint, ids)) => {
                 tracing::info!(address = %endpoint.local_addr(), "serving AWS JSON over HTTP");
                 let limits = http::Limits {
                     max_connections: self.config.max_connections,
                     idle_timeout: std::time::Duration::from_secs(self.config.idle_timeout_secs),
                 };
-                let ids = http::Identities::from_option(&self.config.http_root_access_keys);
                 Some(endpoint.spawn(self.kms.clone(), limits, ids, shutdown.clone())?)
             }
             None => None,

@@ -75,6 +75,14 @@ kms_errors! {
     UnknownOperationException = 1103, 400;
     /// The request body could not be decoded.
     SerializationException = 1104, 400;
+    /// The access key id of a signed HTTP request is not known (`--http-credentials`).
+    UnrecognizedClientException = 1105, 400;
+    /// The signature of an HTTP request does not match, or its date is too far off.
+    InvalidSignatureException = 1106, 400;
+    /// An HTTP request carries no signature where one is required (`--http-credentials`).
+    MissingAuthenticationTokenException = 1107, 403;
+    /// An HTTP request's `Authorization` header lacks a part SigV4 needs, or its date.
+    IncompleteSignatureException = 1108, 400;
     // --- CloudHSM (cloudhsmv2 API and CloudHSM CLI) exceptions, for the simulated cluster side.
     /// The caller may not perform this CloudHSM action (also a failed login).
     CloudHsmAccessDeniedException = 1200, 400;

@@ -166,7 +166,6 @@ fn wipe_environment_value(name: &str) {
 /// one trailing newline (`\n` or `\r\n`) is dropped. Every buffer that held the bytes is
 /// zeroized.
 fn read_passphrase_file(path: &Path) -> Result<Password> {
-    use std::os::unix::fs::MetadataExt;
     let refuse = |why: String| {
         err!(
             ValidationException,
@@ -174,37 +173,7 @@ fn read_passphrase_file(path: &Path) -> Result<Password> {
             path.display()
         )
     };
-    let file = fs::File::open(path).map_err(|e| refuse(format!("cannot be opened: {e}")))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| refuse(format!("cannot be examined: {e}")))?;
-    if !meta.file_type().is_file() {
-        return Err(refuse("is not a regular file".into()));
-    }
-    let mode = meta.mode() & 0o7777;
-    if meta.uid() != crate::peer::effective_uid() {
-        return Err(refuse(format!(
-            "is owned by uid {}, not by this process's uid {} (mode {mode:04o})",
-            meta.uid(),
-            crate::peer::effective_uid()
-        )));
-    }
-    if mode & 0o077 != 0 {
-        return Err(refuse(format!(
-            "has mode {mode:04o}: it must not be accessible to group or others (chmod 600 it)"
-        )));
-    }
-    // Capacity for the largest accepted file and one byte more: the buffer never grows, so
-    // no copy of the passphrase is left behind in a freed allocation.
-    let mut data = Zeroizing::new(Vec::with_capacity(PASSPHRASE_FILE_MAX as usize + 1));
-    file.take(PASSPHRASE_FILE_MAX + 1)
-        .read_to_end(&mut data)
-        .map_err(|e| refuse(format!("cannot be read: {e}")))?;
-    if data.len() as u64 > PASSPHRASE_FILE_MAX {
-        return Err(refuse(format!(
-            "is longer than {PASSPHRASE_FILE_MAX} bytes"
-        )));
-    }
+    let mut data = crate::peer::read_private_file(path, PASSPHRASE_FILE_MAX).map_err(refuse)?;
     if data.last() == Some(&b'\n') {
         data.pop();
         if data.last() == Some(&b'\r') {

@@ -22,6 +22,10 @@ const MAX_HEADERS: usize = 64;
 /// A request read whole from the buffer.
 #[derive(Debug)]
 pub(super) struct Exchange<'b> {
+    /// The request target (path and query), e.g. `/`.
+    pub path: &'b str,
+    /// Every header as sent, for a signature to cover.
+    pub headers: Vec<(&'b str, &'b [u8])>,
     /// `X-Amz-Target`, if sent.
     pub target: Option<&'b str>,
     /// `Authorization`, if sent.
@@ -153,7 +157,11 @@ pub(super) fn parse(buf: &[u8]) -> Parsed<'_> {
     if buf.len() < end {
         return Parsed::Partial { expects_continue };
     }
+    let path = req.path.unwrap_or("/");
+    let headers = req.headers.iter().map(|h| (h.name, h.value)).collect();
     Parsed::Whole(Exchange {
+        path,
+        headers,
         target,
         authorization,
         body: &buf[head_len..end],

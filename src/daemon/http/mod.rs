@@ -17,14 +17,19 @@
 //! Who a request acts as is `identity`'s: the uid owning the client's end first (another
 //! local user is never the daemon's principals), then the access key id it signs with.
 //!
+//! With `http_credentials`, every request's SigV4 signature is verified (`sigv4`) and the
+//! signing key's principal is the request's, whoever connected.
+//!
 //! Not yet: the engine's batch entry points for several data-plane requests in one read (each
-//! request is one call), and SigV4 verification (`identity` takes the access key id on trust).
+//! request is one call).
 
 mod exchange;
 mod identity;
+mod sigv4;
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -36,6 +41,7 @@ use crate::api::kms::WaitForConnectionRequest;
 use crate::error::Result;
 use crate::ops::Request;
 use crate::protocol::aws_json;
+use crate::types::Scope;
 use crate::{err, Kms};
 use exchange::{Parsed, CONTINUE, MAX_BODY, MAX_HEAD};
 
@@ -60,22 +66,31 @@ pub(super) struct Limits {
     pub idle_timeout: Duration,
 }
 
-/// Who signed requests act as (see `identity`).
-#[derive(Clone, Debug)]
+/// Who requests act as (see `identity` and `sigv4`).
+#[derive(Debug)]
 pub(super) struct Identities {
-    /// Access key ids acting as the account root.
-    pub root_keys: Vec<String>,
+    /// Access key ids acting as the account root (without credentials).
+    root_keys: Vec<String>,
     /// The daemon's uid.
-    pub daemon_uid: u32,
+    daemon_uid: u32,
+    /// When configured, every request's signature is verified against these.
+    credentials: Option<sigv4::Credentials>,
 }
 
 impl Identities {
-    /// From the `http_root_access_keys` option.
-    pub(super) fn from_option(option: &str) -> Identities {
-        Identities {
-            root_keys: identity::root_keys(option),
+    /// From the options `http_root_access_keys` and `http_credentials` (the file is read
+    /// now, so that a bad one stops the daemon at start).
+    pub(super) fn new(root_keys: &str, credentials: &str, scope: &Scope) -> Result<Identities> {
+        let credentials = if credentials.is_empty() {
+            None
+        } else {
+            Some(sigv4::Credentials::load(Path::new(credentials), scope)?)
+        };
+        Ok(Identities {
+            root_keys: identity::root_keys(root_keys),
             daemon_uid: crate::peer::effective_uid(),
-        }
+            credentials,
+        })
     }
 }
 
@@ -385,13 +400,27 @@ fn perform(
     ids: &Identities,
     ex: &exchange::Exchange<'_>,
 ) -> (u16, Vec<u8>) {
-    let principal = identity::principal(
-        kms.scope(),
-        &ids.root_keys,
-        uid,
-        ids.daemon_uid,
-        ex.authorization,
-    );
+    let principal = match &ids.credentials {
+        Some(creds) => {
+            let signed = sigv4::Signed {
+                method: "POST",
+                target: ex.path,
+                headers: &ex.headers,
+                body: ex.body,
+            };
+            match sigv4::verify(creds, kms.scope(), &signed, std::time::SystemTime::now()) {
+                Ok(p) => p,
+                Err(e) => return aws_json::encode_error(&e),
+            }
+        }
+        None => identity::principal(
+            kms.scope(),
+            &ids.root_keys,
+            uid,
+            ids.daemon_uid,
+            ex.authorization,
+        ),
+    };
     if acting.as_ref().is_none_or(|(p, _)| *p != principal) {
         let handle = kms.acting_as(&principal);
         *acting = Some((principal, handle));
