@@ -217,7 +217,9 @@ impl Kms {
         with_plaintext: bool,
     ) -> Result<GenerateDataKeyResponse> {
         let out = self.data_key_uncounted(req, with_plaintext);
-        self.count(data_key_op(with_plaintext), &req.key_id, &out, |r| &r.key_id);
+        self.count(data_key_op(with_plaintext), &req.key_id, &out, |r| {
+            &r.key_id
+        });
         out
     }
 

@@ -128,7 +128,12 @@ impl Tally {
             .collect();
         // A stable order, so the records of one interval come out the same way every time.
         out.sort_by(|a, b| {
-            (a.1.op, &a.0, &a.1.principal, a.1.outcome).cmp(&(b.1.op, &b.0, &b.1.principal, b.1.outcome))
+            (a.1.op, &a.0, &a.1.principal, a.1.outcome).cmp(&(
+                b.1.op,
+                &b.0,
+                &b.1.principal,
+                b.1.outcome,
+            ))
         });
         out
     }
@@ -145,7 +150,12 @@ mod tests {
         t.add(Op::Encrypt, &alice, "k1", None);
         t.add(Op::Encrypt, &alice, "k1", None);
         t.add(Op::Encrypt, &bob, "k1", None);
-        t.add(Op::Decrypt, &alice, "k1", Some(ErrorKind::InvalidCiphertextException));
+        t.add(
+            Op::Decrypt,
+            &alice,
+            "k1",
+            Some(ErrorKind::InvalidCiphertextException),
+        );
         let keys = ["k1", "k1", "k2", "k1"];
         t.add_batch(Op::Encrypt, &alice, keys.iter().map(|k| (*k, None)));
         let drained: Vec<(String, Op, String, Option<ErrorKind>, u64)> = t
@@ -159,7 +169,13 @@ mod tests {
                 ("k1".into(), Op::Encrypt, "alice".into(), None, 5),
                 ("k1".into(), Op::Encrypt, "bob".into(), None, 1),
                 ("k2".into(), Op::Encrypt, "alice".into(), None, 1),
-                ("k1".into(), Op::Decrypt, "alice".into(), Some(ErrorKind::InvalidCiphertextException), 1),
+                (
+                    "k1".into(),
+                    Op::Decrypt,
+                    "alice".into(),
+                    Some(ErrorKind::InvalidCiphertextException),
+                    1
+                ),
             ]
         );
         assert!(t.drain().is_empty());

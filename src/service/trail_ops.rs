@@ -13,11 +13,11 @@ use super::{lock, Kms};
 use crate::api::kms::*;
 use crate::control::cloudtrail;
 use crate::control::event_log::Query;
+use crate::err;
 use crate::error::{KmsError, Result};
 use crate::kms::keys;
 use crate::kms::model::{Backing, TrailEvent};
 use crate::ops::{Op, Request};
-use crate::err;
 
 impl Kms {
     /// LookupEvents: the KMS event log as CloudTrail records, newest first, a page at a time
@@ -58,9 +58,8 @@ impl Kms {
         let mut core = lock(&self.shared.core);
         self.shared.flush_data_plane(&mut core);
         let name = req.event_name.as_deref();
-        let wanted = |e: &crate::control::event_line::Entry| {
-            name.is_none_or(|n| e.event.event_name == n)
-        };
+        let wanted =
+            |e: &crate::control::event_line::Entry| name.is_none_or(|n| e.event.event_name == n);
         let page = core.events.lookup(&Query {
             before,
             max: max as usize,
@@ -160,7 +159,9 @@ fn request_parameters(request: &Request) -> Value {
         Request::ListKeys(r)
         | Request::ListKeyPolicies(r)
         | Request::ListResourceTags(r)
-        | Request::ListAliases(r) => json!({"keyId": r.key_id, "limit": r.limit, "marker": r.marker}),
+        | Request::ListAliases(r) => {
+            json!({"keyId": r.key_id, "limit": r.limit, "marker": r.marker})
+        }
         Request::TagResource(r) => json!({"keyId": r.key_id}),
         Request::UntagResource(r) => json!({"keyId": r.key_id, "tagKeys": r.tag_keys}),
         Request::CreateAlias(r) | Request::UpdateAlias(r) => json!({
@@ -260,5 +261,7 @@ fn key_store_data(core: &Core, scope: &crate::types::Scope, key: &str) -> Value 
 
 /// The counters of data-plane calls, when the configuration records them.
 pub(super) fn tally_for(config: &super::KmsConfig) -> Option<super::tally::Tally> {
-    config.data_plane_event_interval.map(|_| super::tally::Tally::new())
+    config
+        .data_plane_event_interval
+        .map(|_| super::tally::Tally::new())
 }

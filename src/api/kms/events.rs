@@ -8,7 +8,9 @@ use super::*;
 pub const LOOKUP_EVENTS_MAX_RESULTS: u32 = 50;
 
 /// LookupEvents: which records, newest first, one page at a time.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct LookupEventsRequest {
     /// Only events at or after this time: ISO 8601 / RFC 3339 (`2026-12-03T11:18:03Z`,

@@ -146,7 +146,11 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
                 "Only events at or after: ISO 8601 (2026-12-03T11:18:03Z) or epoch seconds",
             ),
             opt("end-time", Str, "Only events at or before (same forms)"),
-            opt("event-name", Str, "Only this operation's events, e.g. CreateKey"),
+            opt(
+                "event-name",
+                Str,
+                "Only this operation's events, e.g. CreateKey"
+            ),
             opt("max-results", Int, "Records per page, 1-50 (default 50)"),
             opt("next-token", Str, "NextToken of the previous page"),
         ],
