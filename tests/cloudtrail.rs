@@ -603,3 +603,80 @@ fn after_a_restart_unjournaled_lines_stay_in_order_and_lines_after_an_event_the_
         "the journal agrees"
     );
 }
+
+/// Runs `kmscks --data-dir <dir> <args>`: (exit code, stdout as JSON or `Null`, stderr).
+fn cli(dir: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {
+    let out = assert_cmd::Command::cargo_bin("kmscks")
+        .unwrap()
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let json = if stdout.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    };
+    (
+        out.status.code().unwrap_or(-1),
+        json,
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn kms_lookup_events_on_the_command_line_pages_and_filters() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("data");
+    let (code, created, err) = cli(&dir, &["kms", "create-key", "--description", "trail"]);
+    assert_eq!(code, 0, "{err}");
+    let key = created["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let (code, ..) = cli(&dir, &["kms", "disable-key", "--key-id", "alias/none"]);
+    assert_eq!(code, 254);
+    let (code, _, err) = cli(
+        &dir,
+        &[
+            "kms",
+            "encrypt",
+            "--key-id",
+            &key,
+            "--plaintext",
+            "aGVsbG8=",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+
+    let (code, page, err) = cli(&dir, &["kms", "lookup-events", "--max-results", "2"]);
+    assert_eq!(code, 0, "{err}");
+    let events = page["Events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["eventName"], "Encrypt", "newest first: {page}");
+    assert_eq!(events[1]["eventName"], "DisableKey");
+    assert_eq!(events[1]["errorCode"], "NotFoundException");
+    let token = page["NextToken"].as_str().unwrap();
+    let (code, rest, err) = cli(&dir, &["kms", "lookup-events", "--next-token", token]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(rest["Events"][0]["eventName"], "CreateKey");
+    assert!(rest.get("NextToken").is_none(), "{rest}");
+
+    let (_, named, _) = cli(&dir, &["kms", "lookup-events", "--event-name", "CreateKey"]);
+    assert_eq!(named["Events"].as_array().unwrap().len(), 1);
+    let (_, later, _) = cli(
+        &dir,
+        &[
+            "kms",
+            "lookup-events",
+            "--start-time",
+            "2999-01-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(later["Events"], serde_json::json!([]));
+    let (code, _, err) = cli(&dir, &["kms", "lookup-events", "--end-time", "soon"]);
+    assert_eq!(code, 254, "{err}");
+    assert!(
+        err.contains("ValidationException") && err.contains("EndTime"),
+        "{err}"
+    );
+}

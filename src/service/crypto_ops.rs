@@ -7,6 +7,9 @@
 //! emulated (`throttle`) is each request first charged to its rates, which looks a key's
 //! store up in the state the first time the key is seen (and each time for an alias).
 
+use std::sync::Arc;
+
+use super::tally::Call;
 use super::throttle::{CryptoCost, Uses};
 use super::{lock, Kms};
 use crate::api::kms::*;
@@ -66,12 +69,13 @@ impl Kms {
 
     /// Counts a call for the event log: under the key ARN the engine answered with, or the
     /// reference the request gave when it failed.
-    fn count<R>(&self, op: Op, key: &str, out: &Result<R>, arn: impl Fn(&R) -> &str) {
+    fn count<R>(&self, op: Op, key: &str, out: &Result<R>, arn: impl Fn(&R) -> &Arc<str>) {
         if let Some(tally) = &self.shared.tally {
-            match out {
-                Ok(r) => tally.add(op, &self.principal, arn(r), None),
-                Err(e) => tally.add(op, &self.principal, key, Some(e.kind())),
-            }
+            let call = match out {
+                Ok(r) => Call::Ok(arn(r)),
+                Err(e) => Call::Failed(key, e.kind()),
+            };
+            tally.add(op, &self.principal, call);
         }
     }
 
@@ -82,12 +86,12 @@ impl Kms {
         items: &[Q],
         results: &[Result<R>],
         key: impl Fn(&Q) -> &str,
-        arn: impl Fn(&R) -> &str,
+        arn: impl Fn(&R) -> &Arc<str>,
     ) {
         if let Some(tally) = &self.shared.tally {
             let calls = items.iter().zip(results).map(|(q, out)| match out {
-                Ok(r) => (arn(r), None),
-                Err(e) => (key(q), Some(e.kind())),
+                Ok(r) => Call::Ok(arn(r)),
+                Err(e) => Call::Failed(key(q), e.kind()),
             });
             tally.add_batch(op, &self.principal, calls);
         }

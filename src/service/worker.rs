@@ -48,8 +48,11 @@ pub(super) struct Lifetime {
 impl Drop for Lifetime {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.upgrade() {
-            // The calls counted since the last flush are written before the files close.
-            shared.flush_data_plane(&mut lock(&shared.core));
+            // The calls counted since the last flush are written before the files close (not in
+            // a forked child: the core may have been locked by a parent's thread at the fork).
+            if shared.fork.check().is_ok() {
+                shared.flush_data_plane(&mut lock(&shared.core));
+            }
             lock(&shared.tasks).stop = true;
             shared.tasks_cv.notify_all();
         }
