@@ -171,7 +171,7 @@ pub fn parse_time(text: &str, member: &str) -> Result<Timestamp> {
 fn parse_time_inner(s: &str) -> Option<Timestamp> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         let secs: f64 = s.parse().ok()?;
-        return (secs.is_finite() && secs < 1e15).then(|| Timestamp((secs * 1000.0) as i64));
+        return (secs.is_finite() && secs < 1e15).then_some(Timestamp((secs * 1000.0) as i64));
     }
     let num = |t: &str| -> Option<u32> {
         (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())).then(|| t.parse().ok())?
