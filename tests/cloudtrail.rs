@@ -318,7 +318,12 @@ fn records_have_cloudtrails_shape_for_kms_calls() {
     assert_eq!(r["userIdentity"]["arn"], kms.principal());
     assert_eq!(r["readOnly"], false);
     assert_eq!(r["requestParameters"]["origin"], "AWS_KMS");
-    assert_eq!(r["responseElements"]["keyMetadata"]["KeyId"], key.as_str());
+    // The response shape in CloudTrail's member names (first letter in lower case).
+    assert_eq!(r["responseElements"]["keyMetadata"]["keyId"], key.as_str());
+    assert_eq!(
+        r["responseElements"]["keyMetadata"]["aWSAccountId"],
+        kms.scope().account_id.as_str()
+    );
     let arn = r["resources"][0]["ARN"].as_str().unwrap();
     assert!(arn.ends_with(&key), "{arn}");
     let time = r["eventTime"].as_str().unwrap();

@@ -50,7 +50,7 @@ pub fn record(entry: &Entry, scope: &Scope) -> Value {
     r.insert("requestParameters".into(), request.clone());
     r.insert(
         "responseElements".into(),
-        member("responseElements").unwrap_or(Value::Null),
+        member("responseElements").map_or(Value::Null, lower_camel_keys),
     );
     if let Some(extra) = member("additionalEventData").filter(|v| !v.is_null()) {
         r.insert("additionalEventData".into(), extra);
@@ -69,6 +69,27 @@ pub fn record(entry: &Entry, scope: &Scope) -> Value {
     r.insert("recipientAccountId".into(), json!(scope.account_id));
     r.insert("eventCategory".into(), json!("Management"));
     Value::Object(r)
+}
+
+/// `v` with every object member's first letter in lower case, as CloudTrail writes the KMS API's
+/// response shapes (`KeyMetadata.AWSAccountId` becomes `keyMetadata.aWSAccountId`).
+fn lower_camel_keys(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let mut c = k.chars();
+                    let k = match c.next() {
+                        Some(first) => first.to_lowercase().chain(c).collect(),
+                        None => k,
+                    };
+                    (k, lower_camel_keys(v))
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(lower_camel_keys).collect()),
+        other => other,
+    }
 }
 
 /// `userIdentity` from the principal's ARN: the account root, an IAM user (over the socket,
@@ -108,7 +129,6 @@ fn read_only(event_name: &str) -> bool {
 /// The KMS key the event is about, as an ARN, if it names one.
 fn key_arn(detail: &Value, scope: &Scope) -> Option<String> {
     let candidates = [
-        &detail["responseElements"]["keyMetadata"]["arn"],
         &detail["responseElements"]["keyMetadata"]["Arn"],
         &detail["responseElements"]["keyId"],
         &detail["requestParameters"]["keyId"],
