@@ -383,6 +383,26 @@ fn lookup_events_pages_newest_first_across_files_and_filters_by_name_and_time() 
         .unwrap();
     assert_eq!(first.events.len(), 5);
     assert!(first.next_token.is_some());
+    // A page reads only the files it needs: with the oldest file damaged, the newest page is
+    // still served, and only a lookup that reaches the damage reports it (naming the file).
+    let oldest = event_files(t.path()).remove(0);
+    let good = fs::read(&oldest).unwrap();
+    let mut bad = good.clone();
+    bad[2] = b'#';
+    fs::write(&oldest, &bad).unwrap();
+    let newest = kms
+        .lookup_events(&LookupEventsRequest {
+            max_results: Some(2),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(newest.events.len(), 2);
+    let e = kms
+        .lookup_events(&LookupEventsRequest::default())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::StorageException);
+    assert!(e.message().contains(&oldest.display().to_string()), "{e}");
+    fs::write(&oldest, &good).unwrap();
     // By name.
     let disables = lookup_all(
         &kms,
