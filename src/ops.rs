@@ -61,7 +61,7 @@ macro_rules! for_each_op {
             37 ListAliases(ListRequest) -> ListAliasesResponse [kms];
             38 GetKeyRotationStatus(KeyIdRequest) -> KeyRotationStatusResponse [kms];
             39 Refused(RefusedRequest) -> Empty [];
-            40 LookupEvents(Empty) -> LookupEventsResponse [kms];
+            40 LookupEvents(LookupEventsRequest) -> LookupEventsResponse [kms];
             // ---- Cryptographic operations
             60 Encrypt(EncryptRequest) -> EncryptResponse [kms];
             61 Decrypt(DecryptRequest) -> DecryptResponse [kms];

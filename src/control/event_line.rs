@@ -1,4 +1,4 @@
-//! One line of the KMS event log files: a [`TrailEvent`] and its sequence number as one JSON
+//! One line of the KMS event log files: a [`TrailEvent`] with its place in the log as one JSON
 //! object (CloudTrail-like member names), and back.
 //!
 //! Why a format of its own: the files are read by other tools (the CloudTrail view of the
@@ -15,12 +15,43 @@ use crate::types::Timestamp;
 /// The service every event comes from, as CloudTrail names it (`eventSource`).
 pub const EVENT_SOURCE: &str = "kms.amazonaws.com";
 
+/// One line of the log: an event and where it stands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// The line's place in the log: 0 for the first line of a data directory, then +1 per line
+    /// (journaled or not). Files are named after the `seq` of their first line.
+    pub seq: u64,
+    /// For a journaled event, its number among journaled events (the state's
+    /// `next_event_seq` numbering, the same after every replay). For an event that is not
+    /// journaled (a failed call, a data-plane aggregate), the number the next journaled event
+    /// gets: where it stands relative to the journal, which recovery cuts by.
+    pub journal_seq: u64,
+    /// Whether a journal record holds the event (`false`: written only here, see
+    /// `docs/events.md`).
+    pub journaled: bool,
+    /// The event.
+    pub event: TrailEvent,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
+}
+
 /// The JSON object of one line. Member order is the order written.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Line {
-    /// The event's sequence number: 0 for the first event of a data directory, then +1 each.
+    /// [`Entry::seq`].
     event_seq: u64,
+    /// [`Entry::journal_seq`].
+    journal_seq: u64,
+    /// [`Entry::journaled`]; written only when `false`.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    journaled: bool,
     /// When the operation was committed, RFC 3339 in UTC with milliseconds.
     event_time: String,
     /// Always [`EVENT_SOURCE`].
@@ -33,14 +64,17 @@ struct Line {
     detail: serde_json::Value,
 }
 
-/// The line (with its `\n`) for event `seq`.
-pub fn render(seq: u64, event: &TrailEvent) -> String {
+/// The line (with its `\n`) of `entry`.
+pub fn render(entry: &Entry) -> String {
+    let event = &entry.event;
     // `detail` is always the text of a JSON value (`kms::trail` writes it from one); were it
     // not, it is kept as a JSON string rather than lost.
     let detail = serde_json::from_str(&event.detail)
         .unwrap_or_else(|_| serde_json::Value::String(event.detail.clone()));
     let line = Line {
-        event_seq: seq,
+        event_seq: entry.seq,
+        journal_seq: entry.journal_seq,
+        journaled: entry.journaled,
         event_time: rfc3339(event.time),
         event_source: EVENT_SOURCE.to_owned(),
         event_name: event.event_name.clone(),
@@ -53,24 +87,26 @@ pub fn render(seq: u64, event: &TrailEvent) -> String {
     text
 }
 
-/// Parses one line (without its `\n`) back into its sequence number and event; the error
-/// says what is wrong with it.
-pub fn parse(line: &[u8]) -> std::result::Result<(u64, TrailEvent), String> {
+/// Parses one line (without its `\n`) back into its entry; the error says what is wrong with
+/// it.
+pub fn parse(line: &[u8]) -> std::result::Result<Entry, String> {
     let l: Line = serde_json::from_slice(line).map_err(|e| e.to_string())?;
     if l.event_source != EVENT_SOURCE {
         return Err(format!("eventSource is {:?}", l.event_source));
     }
     let time = parse_rfc3339(&l.event_time)
         .ok_or_else(|| format!("eventTime {:?} is not RFC 3339 UTC", l.event_time))?;
-    Ok((
-        l.event_seq,
-        TrailEvent {
+    Ok(Entry {
+        seq: l.event_seq,
+        journal_seq: l.journal_seq,
+        journaled: l.journaled,
+        event: TrailEvent {
             time,
             event_name: l.event_name,
             principal: l.principal,
             detail: l.detail.to_string(),
         },
-    ))
+    })
 }
 
 /// `t` as RFC 3339 in UTC with milliseconds: `2026-12-03T11:18:03.042Z`.
@@ -132,17 +168,38 @@ mod tests {
 
     #[test]
     fn a_line_is_one_json_object_with_the_documented_members_and_parses_back() {
-        let e = event(1_764_760_683_042);
-        let line = render(7, &e);
+        let e = Entry {
+            seq: 7,
+            journal_seq: 5,
+            journaled: true,
+            event: event(1_764_760_683_042),
+        };
+        let line = render(&e);
         assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["eventSeq"], 7);
+        assert_eq!(v["journalSeq"], 5);
+        assert!(v.get("journaled").is_none(), "only the exception is marked");
         assert_eq!(v["eventTime"], "2025-12-03T11:18:03.042Z");
         assert_eq!(v["eventSource"], EVENT_SOURCE);
         assert_eq!(v["eventName"], "CreateKey");
         assert_eq!(v["principal"], "arn:aws:iam::111122223333:root");
         assert_eq!(v["detail"]["n"], 3, "detail is a nested object, not text");
-        assert_eq!(parse(line.trim_end().as_bytes()).unwrap(), (7, e));
+        assert_eq!(parse(line.trim_end().as_bytes()).unwrap(), e);
+    }
+
+    #[test]
+    fn a_line_not_journaled_carries_its_marker_and_parses_back() {
+        let e = Entry {
+            seq: 8,
+            journal_seq: 6,
+            journaled: false,
+            event: event(1),
+        };
+        let line = render(&e);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["journaled"], false);
+        assert_eq!(parse(line.trim_end().as_bytes()).unwrap(), e);
     }
 
     #[test]
@@ -165,7 +222,12 @@ mod tests {
 
     #[test]
     fn a_line_with_unknown_members_or_another_source_is_refused() {
-        let line = render(1, &event(0));
+        let line = render(&Entry {
+            seq: 1,
+            journal_seq: 1,
+            journaled: true,
+            event: event(0),
+        });
         let mut v: serde_json::Value = serde_json::from_str(&line).unwrap();
         v["extra"] = 1.into();
         assert!(parse(v.to_string().as_bytes()).is_err());

@@ -17,6 +17,13 @@
 //! <dir>/events/events-<first seq, 20 digits>.jsonl   mode 0600, one event per line
 //! ```
 //!
+//! Events that no journal record holds — failed calls and the data-plane aggregates
+//! ([`EventLog::append_unjournaled`]) — go into the same files, marked `"journaled":false`.
+//! Every line has its place in the log (`eventSeq`, consecutive over all lines, which names the
+//! files) and its place relative to the journal (`journalSeq`: a journaled event's number, or
+//! for an unjournaled line the number the next journaled event gets), so recovery can cut the
+//! files back to what the journal holds without losing the order.
+//!
 //! The line format is [`event_line`](super::event_line) (documented in `docs/events.md`). A
 //! file is rotated (a new one started) when the next line would take it past
 //! [`EventLogOptions::file_bytes`]; a rotated file goes when the file after it starts more than
@@ -27,9 +34,17 @@
 //!
 //! [`EventLog::open`] is told the sequence number the replayed state will give its next event.
 //! It cuts the files back to the events below it — a torn last line, and anything a journal
-//! that lost its own torn tail no longer holds — and says which sequence number the files
-//! need next; the caller then appends the events of the replayed records from there. After
-//! any crash the files hold every journaled event exactly once, in order.
+//! that lost its own torn tail no longer holds, with the unjournaled lines written after it —
+//! and says which sequence number the files need next; the caller then appends the events of
+//! the replayed records from there. After any crash the files hold every journaled event
+//! exactly once, in order; unjournaled lines are kept unless they were written after an event
+//! the journal lost (or with the unsynced tail of the file).
+//!
+//! # Reading
+//!
+//! [`EventLog::lookup`] reads newest first, a page at a time: a page starts below a line's
+//! `eventSeq`, found by file name (each file is named after its first line), so a page reads
+//! the one or two files it needs, not the history.
 //!
 //! Nothing in the data directory is trusted unless this process's user owns it: the directory
 //! and files must be ours, not symbolic links (files are opened with `O_NOFOLLOW`) and not
@@ -42,7 +57,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::event_line;
+use super::event_line::{self, Entry};
 use super::state::Change;
 use crate::api::kms::TrailEvent;
 use crate::kms::state::KmsChange;
@@ -98,14 +113,60 @@ pub fn events_of(changes: &[Change]) -> impl Iterator<Item = &TrailEvent> {
 pub enum EventLog {
     /// Files in the data directory.
     Files(EventFiles),
-    /// The newest [`RING_CAPACITY`] events, in memory.
-    Ring(VecDeque<TrailEvent>),
+    /// The newest [`RING_CAPACITY`] lines, in memory.
+    Ring(Ring),
+}
+
+/// The in-memory event log of an instance without a data directory.
+#[derive(Default)]
+pub struct Ring {
+    lines: VecDeque<Entry>,
+    next_seq: u64,
+    journal_next: u64,
+}
+
+impl Ring {
+    fn push(&mut self, journal_seq: u64, journaled: bool, event: TrailEvent) {
+        if self.lines.len() == RING_CAPACITY {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(Entry {
+            seq: self.next_seq,
+            journal_seq,
+            journaled,
+            event,
+        });
+        self.next_seq += 1;
+    }
+}
+
+/// Which lines a lookup wants, and how many (see [`EventLog::lookup`]).
+pub struct Query<'q> {
+    /// Only lines below this `eventSeq` (the previous page's token); `None`: from the newest.
+    pub before: Option<u64>,
+    /// At most this many lines.
+    pub max: usize,
+    /// Only events at or after this time.
+    pub start: Option<Timestamp>,
+    /// Only events at or before this time.
+    pub end: Option<Timestamp>,
+    /// Whether a line is wanted (beyond its time).
+    pub wanted: &'q dyn Fn(&Entry) -> bool,
+}
+
+/// One page of a lookup: lines newest first, and the `before` of the next page if there may
+/// be more.
+pub struct Page {
+    /// The lines, newest first.
+    pub entries: Vec<Entry>,
+    /// Where the next page starts (below this `eventSeq`), if anything older may match.
+    pub next: Option<u64>,
 }
 
 impl EventLog {
     /// An in-memory ring, for an instance without a data directory.
     pub fn in_memory() -> EventLog {
-        EventLog::Ring(VecDeque::new())
+        EventLog::Ring(Ring::default())
     }
 
     /// Opens (creating it if missing) the event log of `data_dir`, cut back to the events
@@ -122,10 +183,10 @@ impl EventLog {
         Ok((EventLog::Files(files), need))
     }
 
-    /// Appends events numbered from `first_seq` (those of one committed record). Events the
-    /// files already hold (a lower sequence number) are skipped. On an I/O failure the events
-    /// are kept and written before the next ones (they are in the journal either way); the
-    /// error says what failed.
+    /// Appends journaled events numbered from `first_seq` (those of one committed record).
+    /// Events the files already hold (a lower sequence number) are skipped. On an I/O failure
+    /// the events are kept and written before the next ones (they are in the journal either
+    /// way); the error says what failed.
     pub fn append<'e>(
         &mut self,
         first_seq: u64,
@@ -135,18 +196,41 @@ impl EventLog {
         match self {
             EventLog::Files(f) => {
                 for (seq, e) in (first_seq..).zip(events) {
-                    if seq >= f.next_seq {
-                        f.backlog.push_back((seq, e.clone()));
+                    if seq >= f.journal_next {
+                        f.backlog.push_back((seq, true, e.clone()));
+                        f.journal_next = seq + 1;
                     }
                 }
                 f.flush(Some(now))
             }
             EventLog::Ring(ring) => {
+                for (seq, e) in (first_seq..).zip(events) {
+                    ring.push(seq, true, e.clone());
+                    ring.journal_next = seq + 1;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Appends events no journal record holds (failed calls, data-plane aggregates): written
+    /// like the others (no fsync), after the journaled events appended so far.
+    pub fn append_unjournaled(
+        &mut self,
+        events: impl IntoIterator<Item = TrailEvent>,
+        now: Timestamp,
+    ) -> Result<()> {
+        match self {
+            EventLog::Files(f) => {
+                let at = f.journal_next;
+                f.backlog
+                    .extend(events.into_iter().map(|e| (at, false, e)));
+                f.flush(Some(now))
+            }
+            EventLog::Ring(ring) => {
+                let at = ring.journal_next;
                 for e in events {
-                    if ring.len() == RING_CAPACITY {
-                        ring.pop_front();
-                    }
-                    ring.push_back(e.clone());
+                    ring.push(at, false, e);
                 }
                 Ok(())
             }
@@ -165,7 +249,35 @@ impl EventLog {
     pub fn read_all(&self) -> Result<Vec<TrailEvent>> {
         match self {
             EventLog::Files(f) => f.read_all(),
-            EventLog::Ring(ring) => Ok(ring.iter().cloned().collect()),
+            EventLog::Ring(ring) => Ok(ring.lines.iter().map(|e| e.event.clone()).collect()),
+        }
+    }
+
+    /// One page of the lines `q` wants, newest first.
+    pub fn lookup(&self, q: &Query<'_>) -> Result<Page> {
+        match self {
+            EventLog::Files(f) => f.lookup(q),
+            EventLog::Ring(ring) => {
+                let mut page = Page {
+                    entries: Vec::new(),
+                    next: None,
+                };
+                let below = q.before.unwrap_or(u64::MAX);
+                for e in ring.lines.iter().rev().filter(|e| e.seq < below) {
+                    if q.start.is_some_and(|s| e.event.time < s) {
+                        continue;
+                    }
+                    if q.end.is_some_and(|t| e.event.time > t) || !(q.wanted)(e) {
+                        continue;
+                    }
+                    if page.entries.len() == q.max {
+                        page.next = page.entries.last().map(|l| l.seq);
+                        break;
+                    }
+                    page.entries.push(e.clone());
+                }
+                Ok(page)
+            }
         }
     }
 }
@@ -175,6 +287,17 @@ impl EventLog {
 struct FileInfo {
     first_seq: u64,
     /// The time of its first event.
+    first_time: Timestamp,
+}
+
+/// Where the kept part of the newest file ends.
+#[derive(Debug, PartialEq, Eq)]
+struct Tail {
+    /// The `eventSeq` of its last line.
+    last_seq: u64,
+    /// The journal sequence number of the next journaled event after it.
+    journal_next: u64,
+    /// The time of the file's first line.
     first_time: Timestamp,
 }
 
@@ -191,10 +314,14 @@ pub struct EventFiles {
     current_len: u64,
     /// Whether it was written since its last fsync.
     dirty: bool,
-    /// The sequence number of the next line to write.
+    /// The `eventSeq` of the next line to write.
     next_seq: u64,
-    /// Events not yet written (a write failed), oldest first.
-    backlog: VecDeque<(u64, TrailEvent)>,
+    /// The journal sequence number of the next journaled event (appended, maybe not yet
+    /// written).
+    journal_next: u64,
+    /// Lines not yet written (a write failed), oldest first: journal sequence number, whether
+    /// journaled, event.
+    backlog: VecDeque<(u64, bool, TrailEvent)>,
 }
 
 fn file_name(first_seq: u64) -> String {
@@ -338,34 +465,42 @@ impl EventFiles {
         }
         found.sort_by_key(|(seq, ..)| *seq);
 
-        // Cut the newest files back to what the journal holds: files starting at or after
-        // `next_seq` go, then the newest remaining one loses its torn or unjournaled tail (and
-        // goes too if nothing is left of it).
+        // Cut the newest files back to what the journal holds: the newest file loses its torn
+        // or unjournaled tail (and goes if nothing is left of it, the file before it then
+        // being cut the same way).
         let mut removed = false;
         let mut current = None;
         while let Some((first_seq, path, len)) = found.pop() {
-            if first_seq >= next_seq || len == 0 {
-                fs::remove_file(&path).map_err(|e| io_error("remove", &path, e))?;
-                removed = true;
-                continue;
+            let keep_tail = if len == 0 {
+                None
+            } else {
+                let mut file = open_nofollow(&path, OpenOptions::new().read(true).append(true))?;
+                let mut data = Vec::new();
+                file.read_to_end(&mut data)
+                    .map_err(|e| io_error("read event log file", &path, e))?;
+                let (keep, tail) = Self::valid_prefix(&path, &data, first_seq, next_seq)?;
+                match tail {
+                    Some(tail) => {
+                        if keep < data.len() {
+                            file.set_len(keep as u64)
+                                .and_then(|()| file.sync_all())
+                                .map_err(|e| io_error("truncate the tail of", &path, e))?;
+                        }
+                        Some((file, keep as u64, tail))
+                    }
+                    None => None,
+                }
+            };
+            match keep_tail {
+                Some((file, len, tail)) => {
+                    current = Some((file, first_seq, len, tail));
+                    break;
+                }
+                None => {
+                    fs::remove_file(&path).map_err(|e| io_error("remove", &path, e))?;
+                    removed = true;
+                }
             }
-            let mut file = open_nofollow(&path, OpenOptions::new().read(true).append(true))?;
-            let mut data = Vec::new();
-            file.read_to_end(&mut data)
-                .map_err(|e| io_error("read event log file", &path, e))?;
-            let (keep, last) = Self::valid_prefix(&path, &data, first_seq, next_seq)?;
-            if keep == 0 {
-                fs::remove_file(&path).map_err(|e| io_error("remove", &path, e))?;
-                removed = true;
-                continue;
-            }
-            if keep < data.len() {
-                file.set_len(keep as u64)
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| io_error("truncate the tail of", &path, e))?;
-            }
-            current = Some((file, first_seq, keep as u64, last));
-            break;
         }
         if removed {
             sync_dir(&dir)?;
@@ -380,15 +515,15 @@ impl EventFiles {
                 first_time: Self::first_time(path, *first_seq)?,
             });
         }
-        let (current, current_len, need) = match current {
-            Some((file, first_seq, len, (last_seq, first_time))) => {
+        let (current, current_len, next_line, need) = match current {
+            Some((file, first_seq, len, tail)) => {
                 files.push(FileInfo {
                     first_seq,
-                    first_time,
+                    first_time: tail.first_time,
                 });
-                (Some(file), len, last_seq + 1)
+                (Some(file), len, tail.last_seq + 1, tail.journal_next)
             }
-            None => (None, 0, 0),
+            None => (None, 0, 0, 0),
         };
         let mut log = EventFiles {
             dir,
@@ -397,7 +532,8 @@ impl EventFiles {
             current,
             current_len,
             dirty: false,
-            next_seq: need,
+            next_seq: next_line,
+            journal_next: need,
             backlog: VecDeque::new(),
         };
         log.expire(now);
@@ -417,66 +553,87 @@ impl EventFiles {
         Self::check_first(path, &line, first_seq)
     }
 
-    /// Parses the first line of the file of `first_seq`: it must be that event.
+    /// Parses the first line of the file of `first_seq`: it must be that line.
     fn check_first(path: &Path, line: &[u8], first_seq: u64) -> Result<Timestamp> {
-        let (seq, event) = event_line::parse(line).map_err(|why| damaged(path, 1, &why))?;
-        if seq != first_seq {
+        let entry = event_line::parse(line).map_err(|why| damaged(path, 1, &why))?;
+        if entry.seq != first_seq {
             return Err(damaged(
                 path,
                 1,
-                &format!("event {seq} in the file of event {first_seq}"),
+                &format!("event {} in the file of event {first_seq}", entry.seq),
             ));
         }
-        Ok(event.time)
+        Ok(entry.event.time)
     }
 
-    /// How many bytes of the newest file to keep: its complete lines below `next_seq`. Read
-    /// from the end, so that a file that needs no cut costs one line: a damaged last line is a
-    /// torn write and is cut, damage before it is an error. Also returns the last sequence
-    /// number kept and the first event's time.
+    /// How many bytes of the newest file to keep: its complete lines that the journal (whose
+    /// next event is `next_journal`) still accounts for. Read from the end, so that a file that
+    /// needs no cut costs one line: a damaged last line is a torn write and is cut, damage
+    /// before it is an error. With something kept, also says where the file ends.
     fn valid_prefix(
         path: &Path,
         data: &[u8],
         first_seq: u64,
-        next_seq: u64,
-    ) -> Result<(usize, (u64, Timestamp))> {
+        next_journal: u64,
+    ) -> Result<(usize, Option<Tail>)> {
         // Everything after the last `\n` is a torn write.
         let mut keep = data.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         let mut count = data[..keep].iter().filter(|&&b| b == b'\n').count();
         let mut torn_ok = true;
-        while keep > 0 {
-            let start = data[..keep - 1]
+        let mut end = keep;
+        while end > 0 {
+            let start = data[..end - 1]
                 .iter()
                 .rposition(|&b| b == b'\n')
                 .map_or(0, |i| i + 1);
             let line_no = count;
             let expect = first_seq + (line_no as u64 - 1);
-            match event_line::parse(&data[start..keep - 1]) {
-                Ok((seq, _)) if seq != expect => {
-                    let why = format!("event {seq} where {expect} should be");
+            match event_line::parse(&data[start..end - 1]) {
+                Ok(e) if e.seq != expect => {
+                    let why = format!("event {} where {expect} should be", e.seq);
                     return Err(damaged(path, line_no, &why));
                 }
-                Ok((seq, _)) if seq < next_seq => {
+                // An event the journal does not hold (it lost its own torn tail), or a line
+                // written after one: cut with everything after it.
+                Ok(e) if (e.journaled && e.journal_seq >= next_journal)
+                    || (!e.journaled && e.journal_seq > next_journal) =>
+                {
+                    keep = start;
+                }
+                Ok(e) => {
                     let first_line = &data[..data.iter().position(|&b| b == b'\n').unwrap_or(0)];
                     let first_time = Self::check_first(path, first_line, first_seq)?;
-                    return Ok((keep, (seq, first_time)));
+                    let journal_next = e.journal_seq + u64::from(e.journaled);
+                    return Ok((
+                        keep,
+                        Some(Tail {
+                            last_seq: e.seq,
+                            journal_next,
+                            first_time,
+                        }),
+                    ));
                 }
-                // An event the journal does not hold (it lost its own torn tail).
-                Ok(_) => {}
-                Err(_) if torn_ok => {}
+                Err(_) if torn_ok => keep = start,
                 Err(why) => return Err(damaged(path, line_no, &why)),
             }
             torn_ok = false;
-            keep = start;
+            end = start;
             count -= 1;
         }
-        Ok((0, (0, Timestamp(0))))
+        Ok((0, None))
     }
 
     /// Writes the backlog; rotates (and expires, when `now` is given) on the way.
     fn flush(&mut self, now: Option<Timestamp>) -> Result<()> {
-        while let Some((seq, event)) = self.backlog.front() {
-            let (seq, time, line) = (*seq, event.time, event_line::render(*seq, event));
+        while let Some((journal_seq, journaled, event)) = self.backlog.front() {
+            let seq = self.next_seq;
+            let line = event_line::render(&Entry {
+                seq,
+                journal_seq: *journal_seq,
+                journaled: *journaled,
+                event: event.clone(),
+            });
+            let time = event.time;
             let full = self.current_len > 0
                 && self.current_len + line.len() as u64 > self.opts.file_bytes;
             if self.current.is_none() || full {
@@ -595,11 +752,59 @@ impl EventFiles {
             let data = read_file(&path)?;
             for (i, (_, line)) in lines(&data).enumerate() {
                 let parsed = event_line::parse(line);
-                events.push(parsed.map_err(|why| damaged(&path, i + 1, &why))?.1);
+                events.push(parsed.map_err(|why| damaged(&path, i + 1, &why))?.event);
             }
         }
-        events.extend(self.backlog.iter().map(|(_, e)| e.clone()));
+        events.extend(self.backlog.iter().map(|(.., e)| e.clone()));
         Ok(events)
+    }
+
+    /// One page of the lines `q` wants, newest first: starts at the file holding the line just
+    /// below `q.before` (found by name), and reads older files only while the page is not full
+    /// and their events may still be recent enough.
+    fn lookup(&self, q: &Query<'_>) -> Result<Page> {
+        let mut page = Page {
+            entries: Vec::new(),
+            next: None,
+        };
+        let below = q.before.unwrap_or(u64::MAX);
+        // Files whose first line is below `below`: the last of them holds the page's start.
+        let mut i = self.files.partition_point(|f| f.first_seq < below);
+        while i > 0 {
+            i -= 1;
+            let f = &self.files[i];
+            // Every event of file i comes before the first event of file i + 1: past the
+            // start time, nothing older can match.
+            if let (Some(start), Some(next)) = (q.start, self.files.get(i + 1)) {
+                if next.first_time < start {
+                    break;
+                }
+            }
+            let path = self.dir.join(file_name(f.first_seq));
+            let data = match read_file(&path) {
+                Ok(data) => data,
+                // Expired between the listing and now.
+                Err(_) if !path.exists() => break,
+                Err(e) => return Err(e),
+            };
+            let all: Vec<(usize, &[u8])> = lines(&data).collect();
+            for (n, (_, line)) in all.iter().enumerate().rev() {
+                let e = event_line::parse(line).map_err(|why| damaged(&path, n + 1, &why))?;
+                if e.seq >= below
+                    || q.start.is_some_and(|s| e.event.time < s)
+                    || q.end.is_some_and(|t| e.event.time > t)
+                    || !(q.wanted)(&e)
+                {
+                    continue;
+                }
+                if page.entries.len() == q.max {
+                    page.next = page.entries.last().map(|l| l.seq);
+                    return Ok(page);
+                }
+                page.entries.push(e);
+            }
+        }
+        Ok(page)
     }
 }
 
@@ -650,11 +855,18 @@ mod tests {
         }
     }
 
-    /// The lines of events `seqs`, as one file.
+    /// The lines of journaled events `seqs` (line and journal numbers alike), as one file.
     fn file_of(seqs: std::ops::Range<u64>) -> Vec<u8> {
-        seqs.map(|s| event_line::render(s, &event(s as usize)))
-            .collect::<String>()
-            .into_bytes()
+        seqs.map(|s| {
+            event_line::render(&Entry {
+                seq: s,
+                journal_seq: s,
+                journaled: true,
+                event: event(s as usize),
+            })
+        })
+        .collect::<String>()
+        .into_bytes()
     }
 
     #[test]
@@ -663,7 +875,8 @@ mod tests {
         let data = file_of(5..9);
         let ends: Vec<usize> = lines(&data).map(|(at, l)| at + l.len() + 1).collect();
         let kept = |data: &[u8], next: u64| {
-            EventFiles::valid_prefix(p, data, 5, next).map(|(keep, (last, t))| (keep, last, t))
+            EventFiles::valid_prefix(p, data, 5, next)
+                .map(|(keep, tail)| (keep, tail.as_ref().map_or(0, |t| t.last_seq), tail.map_or(Timestamp(-1), |t| t.first_time)))
         };
         assert_eq!(kept(&data, 9).unwrap(), (data.len(), 8, Timestamp(5)));
         assert_eq!(kept(&data, 100).unwrap(), (data.len(), 8, Timestamp(5)));
@@ -684,6 +897,61 @@ mod tests {
         assert!(e.message().contains("events-x.jsonl line 3 is damaged"), "{e}");
         let e = kept(&file_of(6..9), 9).unwrap_err();
         assert!(e.message().contains("event 8 where 7 should be"), "{e}");
+    }
+
+    #[test]
+    fn unjournaled_lines_are_kept_unless_written_after_an_event_the_journal_lost() {
+        let p = Path::new("events-x.jsonl");
+        // Lines 0..4: journaled 0, unjournaled (before journaled 1), journaled 1, unjournaled
+        // (before journaled 2).
+        let entries = [(0, true), (1, false), (1, true), (2, false)];
+        let data: String = entries
+            .iter()
+            .enumerate()
+            .map(|(i, &(j, journaled))| {
+                event_line::render(&Entry {
+                    seq: i as u64,
+                    journal_seq: j,
+                    journaled,
+                    event: event(i),
+                })
+            })
+            .collect();
+        let data = data.into_bytes();
+        let ends: Vec<usize> = lines(&data).map(|(at, l)| at + l.len() + 1).collect();
+        let tail = |next| EventFiles::valid_prefix(p, &data, 0, next).unwrap();
+        // The journal holds 0 and 1: everything stays; the next journaled event is 2.
+        let (keep, t) = tail(2);
+        assert_eq!((keep, t.as_ref().map(|t| (t.last_seq, t.journal_next))), (data.len(), Some((3, 2))));
+        // The journal lost event 1: it goes with the line after it; the line before it stays.
+        let (keep, t) = tail(1);
+        assert_eq!((keep, t.map(|t| (t.last_seq, t.journal_next))), (ends[1], Some((1, 1))));
+        // The journal holds nothing: only lines before event 0 could stay, and there are none.
+        assert_eq!(tail(0).0, 0);
+    }
+
+    #[test]
+    fn a_lookup_page_of_the_ring_is_newest_first_and_says_where_the_next_starts() {
+        let mut log = EventLog::in_memory();
+        let all: Vec<TrailEvent> = (0..5).map(event).collect();
+        log.append(0, &all, Timestamp(0)).unwrap();
+        log.append_unjournaled([event(5)], Timestamp(0)).unwrap();
+        let every = |_: &Entry| true;
+        let q = |before, max| Query {
+            before,
+            max,
+            start: None,
+            end: None,
+            wanted: &every,
+        };
+        let page = log.lookup(&q(None, 4)).unwrap();
+        let seqs: Vec<u64> = page.entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [5, 4, 3, 2]);
+        assert!(!page.entries[0].journaled && page.entries[0].journal_seq == 5);
+        assert_eq!(page.next, Some(2));
+        let page = log.lookup(&q(page.next, 4)).unwrap();
+        let seqs: Vec<u64> = page.entries.iter().map(|e| e.seq).collect();
+        assert_eq!((seqs, page.next), (vec![1, 0], None));
     }
 
     #[test]

@@ -291,6 +291,14 @@ daemon_options! {
     flag(Option<u32>, value_name = "DAYS");
     sample toml;
 
+    /// Seconds between the KMS event log records of data-plane calls (Encrypt, Decrypt,
+    /// ReEncrypt, GenerateDataKey…): each call is counted per (operation, key, principal,
+    /// outcome), and every this often one record per counted tuple is written, with the number
+    /// of calls (LookupEvents writes the counts first). 0: data-plane calls are not recorded.
+    data_plane_event_interval_secs: u64 = crate::service::DEFAULT_DATA_PLANE_EVENT_INTERVAL.as_secs();
+    flag(Option<u64>, value_name = "SECONDS");
+    sample toml;
+
     /// The AWS account id in every ARN.
     ///
     /// A data directory belongs to one account and Region: opening it with others is refused.

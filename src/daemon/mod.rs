@@ -145,6 +145,8 @@ impl Daemon {
                 scope: config.scope(),
                 event_log_file_bytes: config.event_log_file_bytes,
                 event_log_retain_days: config.event_log_retain_days,
+                data_plane_event_interval: (config.data_plane_event_interval_secs > 0)
+                    .then(|| std::time::Duration::from_secs(config.data_plane_event_interval_secs)),
                 generate_random_principals: config
                     .generate_random_principals(identity::daemon_uid())?,
                 engine: EngineConfig {

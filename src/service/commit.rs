@@ -25,6 +25,9 @@ pub(super) struct Shared {
     /// The data plane: HSM workers holding expanded keys. Never behind the core mutex.
     pub(super) engine: Engine,
     pub(super) config: KmsConfig,
+    /// The data-plane calls counted for the event log, when
+    /// [`KmsConfig::data_plane_event_interval`] asks for them.
+    pub(super) tally: Option<super::tally::Tally>,
     /// The emulated AWS quotas, when [`KmsConfig::quotas`] asks for them.
     pub(super) throttle: Option<super::throttle::Throttle>,
     /// Notified after every commit, so waiters on a connection state can re-check.
@@ -43,6 +46,8 @@ pub(super) struct Core {
     pub(super) keyring: Keyring,
     /// What the engine has been told.
     pub(super) mirror: Mirror,
+    /// When the data-plane counters were last written to the event log.
+    pub(super) tally_since: Timestamp,
 }
 
 impl Kms {

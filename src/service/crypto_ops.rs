@@ -2,10 +2,14 @@
 //! GenerateDataKey(WithoutPlaintext), GenerateRandom, and batch forms beyond AWS.
 //!
 //! These never take the control-plane mutex: they parse the request and go straight to the
-//! engine, whose shards hold the keys, their gates and their policies. Only with AWS quotas
+//! engine, whose shards hold the keys, their gates and their policies. Each call (each item of
+//! a batch) is counted for the event log (`tally`) by operation, key, principal and outcome. Only with AWS quotas
 //! emulated (`throttle`) is each request first charged to its rates, which looks a key's
 //! store up in the state the first time the key is seen (and each time for an alias).
 
+use std::sync::Arc;
+
+use super::tally::Call;
 use super::throttle::{CryptoCost, Uses};
 use super::{lock, Kms};
 use crate::api::kms::*;
@@ -36,6 +40,20 @@ fn dry_run_succeeded() -> KmsError {
     )
 }
 
+/// The key reference a Decrypt gave (none: empty).
+fn decrypt_key(req: &DecryptRequest) -> &str {
+    req.key_id.as_deref().unwrap_or_default()
+}
+
+/// The operation a data-key call is recorded as.
+fn data_key_op(with_plaintext: bool) -> Op {
+    if with_plaintext {
+        Op::GenerateDataKey
+    } else {
+        Op::GenerateDataKeyWithoutPlaintext
+    }
+}
+
 fn data_key_response(out: DataKeyOutput) -> GenerateDataKeyResponse {
     GenerateDataKeyResponse {
         ciphertext_blob: out.ciphertext_blob,
@@ -49,8 +67,44 @@ impl Kms {
         self.scope().parse_key_ref(text)
     }
 
+    /// Counts a call for the event log: under the key ARN the engine answered with, or the
+    /// reference the request gave when it failed.
+    fn count<R>(&self, op: Op, key: &str, out: &Result<R>, arn: impl Fn(&R) -> &Arc<str>) {
+        if let Some(tally) = &self.shared.tally {
+            let call = match out {
+                Ok(r) => Call::Ok(arn(r)),
+                Err(e) => Call::Failed(key, e.kind()),
+            };
+            tally.add(op, &self.principal, call);
+        }
+    }
+
+    /// Counts the calls of a batch (see [`Kms::count`]).
+    fn count_batch<Q, R>(
+        &self,
+        op: Op,
+        items: &[Q],
+        results: &[Result<R>],
+        key: impl Fn(&Q) -> &str,
+        arn: impl Fn(&R) -> &Arc<str>,
+    ) {
+        if let Some(tally) = &self.shared.tally {
+            let calls = items.iter().zip(results).map(|(q, out)| match out {
+                Ok(r) => Call::Ok(arn(r)),
+                Err(e) => Call::Failed(key(q), e.kind()),
+            });
+            tally.add_batch(op, &self.principal, calls);
+        }
+    }
+
     /// Encrypt: 1–4096 bytes under a KMS key, bound to the encryption context.
     pub fn encrypt(&self, req: &EncryptRequest) -> Result<EncryptResponse> {
+        let out = self.encrypt_uncounted(req);
+        self.count(Op::Encrypt, &req.key_id, &out, |r| &r.key_id);
+        out
+    }
+
+    fn encrypt_uncounted(&self, req: &EncryptRequest) -> Result<EncryptResponse> {
         check_algorithm(req.encryption_algorithm, "EncryptionAlgorithm")?;
         check_grant_tokens(&req.grant_tokens)?;
         let key = self.key_ref(&req.key_id)?;
@@ -73,6 +127,13 @@ impl Kms {
 
     /// Decrypt: the key is found from the blob; `KeyId`, if given, must be that key.
     pub fn decrypt(&self, req: &DecryptRequest) -> Result<DecryptResponse> {
+        let out = self.decrypt_uncounted(req);
+        let key = req.key_id.as_deref().unwrap_or_default();
+        self.count(Op::Decrypt, key, &out, |r| &r.key_id);
+        out
+    }
+
+    fn decrypt_uncounted(&self, req: &DecryptRequest) -> Result<DecryptResponse> {
         check_algorithm(req.encryption_algorithm, "EncryptionAlgorithm")?;
         check_grant_tokens(&req.grant_tokens)?;
         let key = req.key_id.as_deref().map(|k| self.key_ref(k)).transpose()?;
@@ -96,6 +157,12 @@ impl Kms {
     /// ReEncrypt: from the blob's key (checked against `SourceKeyId` if given) to
     /// `DestinationKeyId`, across keys and key stores; the plaintext never leaves the engine.
     pub fn re_encrypt(&self, req: &ReEncryptRequest) -> Result<ReEncryptResponse> {
+        let out = self.re_encrypt_uncounted(req);
+        self.count(Op::ReEncrypt, &req.destination_key_id, &out, |r| &r.key_id);
+        out
+    }
+
+    fn re_encrypt_uncounted(&self, req: &ReEncryptRequest) -> Result<ReEncryptResponse> {
         check_algorithm(req.source_encryption_algorithm, "SourceEncryptionAlgorithm")?;
         check_algorithm(
             req.destination_encryption_algorithm,
@@ -149,6 +216,18 @@ impl Kms {
     }
 
     fn data_key(
+        &self,
+        req: &GenerateDataKeyRequest,
+        with_plaintext: bool,
+    ) -> Result<GenerateDataKeyResponse> {
+        let out = self.data_key_uncounted(req, with_plaintext);
+        self.count(data_key_op(with_plaintext), &req.key_id, &out, |r| {
+            &r.key_id
+        });
+        out
+    }
+
+    fn data_key_uncounted(
         &self,
         req: &GenerateDataKeyRequest,
         with_plaintext: bool,
@@ -274,11 +353,13 @@ impl Kms {
             })
             .collect();
         let results = self.shared.engine.encrypt_batch(&self.principal, &valid);
-        merge(slots, results, |out| EncryptResponse {
+        let out = merge(slots, results, |out| EncryptResponse {
             ciphertext_blob: out.ciphertext_blob,
             key_id: out.key_arn,
             encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
-        })
+        });
+        self.count_batch(Op::Encrypt, items, &out, |q| &q.key_id, |r| &r.key_id);
+        out
     }
 
     /// Decrypt many blobs in one call (beyond AWS): one result per item, in order.
@@ -304,11 +385,13 @@ impl Kms {
             })
             .collect();
         let results = self.shared.engine.decrypt_batch(&self.principal, &valid);
-        merge(slots, results, |out| DecryptResponse {
+        let out = merge(slots, results, |out| DecryptResponse {
             key_id: out.key_arn,
             plaintext: out.plaintext,
             encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
-        })
+        });
+        self.count_batch(Op::Decrypt, items, &out, decrypt_key, |r| &r.key_id);
+        out
     }
 
     /// GenerateDataKey (or WithoutPlaintext) many times in one call (beyond AWS).
@@ -342,7 +425,10 @@ impl Kms {
             self.shared
                 .engine
                 .generate_data_key_batch(&self.principal, &valid, with_plaintext);
-        merge(slots, results, data_key_response)
+        let out = merge(slots, results, data_key_response);
+        let op = data_key_op(with_plaintext);
+        self.count_batch(op, items, &out, |q| &q.key_id, |r| &r.key_id);
+        out
     }
 }
 

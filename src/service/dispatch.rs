@@ -113,8 +113,7 @@ macro_rules! perform {
         )
     };
     (LookupEvents, $k:ident, $r:ident) => {
-        $k.kms_events()
-            .map(|events| LookupEventsResponse { events })
+        $k.lookup_events($r)
     };
     // ---- Cryptographic operations
     (Encrypt, $k:ident, $r:ident) => {
@@ -236,12 +235,17 @@ macro_rules! perform {
 macro_rules! dispatch {
     ($( $code:literal $name:ident ($req:ty) -> $resp:ty [$($action:tt)*]; )*) => {
         impl Kms {
-            /// Performs any operation, as the handle's principal.
+            /// Performs any operation, as the handle's principal. A KMS call that fails is
+            /// recorded in the event log with its error (not journaled: it changed nothing).
             #[allow(unused_variables)] // the rules of operations without a request ignore it
             pub fn dispatch(&self, request: &Request) -> Result<Response> {
-                match request {
+                let out = match request {
                     $( Request::$name(r) => perform!($name, self, r).map(Response::$name), )*
+                };
+                if let Err(e) = &out {
+                    self.record_failure(request, e);
                 }
+                out
             }
         }
     };

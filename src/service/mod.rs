@@ -10,7 +10,9 @@
 //!   the injectable [`Clock`];
 //! - `keystore_ops`, `key_ops`, `cloudhsm_ops`, `crypto_ops`: the operation façade, one method
 //!   of [`Kms`] per operation, named after it;
-//! - `dispatch`: [`Kms::dispatch`], generated from the op table.
+//! - `dispatch`: [`Kms::dispatch`], generated from the op table;
+//! - `trail_ops`, `tally`: the event log as CloudTrail shows it (LookupEvents), failed calls,
+//!   and the data-plane counters flushed into it.
 
 mod cloudhsm_ops;
 mod commit;
@@ -19,7 +21,9 @@ mod crypto_ops;
 mod dispatch;
 mod key_ops;
 mod keystore_ops;
+mod tally;
 mod throttle;
+mod trail_ops;
 mod worker;
 
 pub use throttle::QuotaConfig;
@@ -61,6 +65,11 @@ pub struct KmsConfig {
     pub event_log_file_bytes: u64,
     /// Rotated event log files whose events are all older than this many days are deleted.
     pub event_log_retain_days: u32,
+    /// How data-plane calls (Encrypt, Decrypt, ReEncrypt, GenerateDataKey…, single or batched)
+    /// reach the event log: counted per (operation, key, principal, outcome) and written as one
+    /// record per tuple every this often (and before a LookupEvents), so the hot path pays a
+    /// counter, not a record. `None`: data-plane calls are not recorded. Default: 60 s.
+    pub data_plane_event_interval: Option<Duration>,
     /// Principals, besides the account root, allowed `kms:GenerateRandom` (an account-level
     /// permission that no key policy grants); `"*"` allows every principal. Default: none.
     pub generate_random_principals: Vec<String>,
@@ -81,6 +90,9 @@ pub struct KmsConfig {
     /// custom key stores is unlimited. `Some(QuotaConfig::default())` has AWS's numbers.
     pub quotas: Option<QuotaConfig>,
 }
+
+/// Default [`KmsConfig::data_plane_event_interval`].
+pub(crate) const DEFAULT_DATA_PLANE_EVENT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Where the passphrase that seals a data directory's key files (`keys/*.key`: PBKDF2-HMAC-
 /// SHA256, then AES-256-GCM) comes from. Without one the key files hold the wrapping keys in
@@ -153,6 +165,7 @@ impl Default for KmsConfig {
             compact_after_bytes: 8 << 20,
             event_log_file_bytes: EventLogOptions::default().file_bytes,
             event_log_retain_days: EventLogOptions::default().retain_days,
+            data_plane_event_interval: Some(DEFAULT_DATA_PLANE_EVENT_INTERVAL),
             generate_random_principals: Vec::new(),
             engine: EngineConfig::default(),
             passphrase: Passphrase::default(),
@@ -185,6 +198,7 @@ impl std::fmt::Debug for KmsConfig {
             .field("compact_after_bytes", &self.compact_after_bytes)
             .field("event_log_file_bytes", &self.event_log_file_bytes)
             .field("event_log_retain_days", &self.event_log_retain_days)
+            .field("data_plane_event_interval", &self.data_plane_event_interval)
             .field(
                 "generate_random_principals",
                 &self.generate_random_principals,
@@ -314,8 +328,10 @@ impl Kms {
             .quotas
             .clone()
             .map(|q| throttle::Throttle::new(q, config.clock.now()));
+        let tally_since = config.clock.now();
         let shared = Arc::new(Shared {
             throttle,
+            tally: trail_ops::tally_for(&config),
             engine,
             core: Mutex::new(Core {
                 state,
@@ -323,6 +339,7 @@ impl Kms {
                 events,
                 keyring,
                 mirror,
+                tally_since,
             }),
             config,
             changed: Condvar::new(),
@@ -351,6 +368,9 @@ impl Kms {
             }
         }
         shared.schedule(Task::DeletionSweep, shared.config.deletion_check_interval);
+        if let Some(every) = shared.config.data_plane_event_interval {
+            shared.schedule(Task::FlushDataPlaneEvents, every);
+        }
         let weak = Arc::downgrade(&shared);
         let worker = std::thread::Builder::new()
             .name("kmscks-control".into())

@@ -29,6 +29,8 @@ pub(super) enum Task {
     DeletionSweep,
     /// A timed network cut of this cluster ends at this time (see `hsm::heal_timed_cut`).
     HealNetwork(String, Timestamp),
+    /// Writes the data-plane counters to the event log, then again after the interval.
+    FlushDataPlaneEvents,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,6 +50,11 @@ pub(super) struct Lifetime {
 impl Drop for Lifetime {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.upgrade() {
+            // The calls counted since the last flush are written before the files close (not in
+            // a forked child: the core may have been locked by a parent's thread at the fork).
+            if shared.fork.check().is_ok() {
+                shared.flush_data_plane(&mut lock(&shared.core));
+            }
             lock(&shared.tasks).stop = true;
             shared.tasks_cv.notify_all();
         }
@@ -177,6 +184,12 @@ pub(super) fn background(shared: Weak<Shared>) {
                 let _ = strong.sweep(&mut lock(&strong.core));
                 strong.changed.notify_all();
                 strong.schedule(Task::DeletionSweep, strong.config.deletion_check_interval);
+            }
+            Some(Task::FlushDataPlaneEvents) => {
+                strong.flush_data_plane(&mut lock(&strong.core));
+                if let Some(every) = strong.config.data_plane_event_interval {
+                    strong.schedule(Task::FlushDataPlaneEvents, every);
+                }
             }
             None => {}
         }

@@ -40,9 +40,12 @@ pub const JOURNAL_MAGIC: [u8; 4] = *b"KCKJ";
 /// `previous_hash`, `hash`; see `api::hsm_audit`) and each HSM keeps its reboot counter; a
 /// CloudHSM backup records when it was copied, whether it never expires, and when it was
 /// deleted (PENDING_DELETION, restorable for seven days); a custom key store records its
-/// cluster's certificate (what relatedness is judged by). Version 7: a cluster's faults
-/// record when a timed network cut heals (`network_heals_at`) and each HSM its added latency
-/// (`latency_ms`, a slow HSM).
+/// cluster's certificate (what relatedness is judged by). Version 7: each event log line
+/// carries its place in the log (`eventSeq`, over every line) and in the journal
+/// (`journalSeq`), and the log holds lines no journal record holds (failed calls, data-plane
+/// counts), marked `"journaled":false` (`docs/events.md`); a cluster's faults record when a
+/// timed network cut heals (`network_heals_at`) and each HSM its added latency (`latency_ms`,
+/// a slow HSM).
 pub const FORMAT_VERSION: u32 = 7;
 /// Length of the journal file header.
 pub const JOURNAL_HEADER_LEN: usize = 20;

@@ -2,8 +2,9 @@
 //! names it (the operation name in kebab case), with `aws kms`'s flag names.
 //!
 //! kmscks extras: `wait-for-connection` (waits until a store is neither CONNECTING nor
-//! DISCONNECTING), `lookup-events` (the KMS event log, as CloudTrail's LookupEvents would show
-//! it), and the batch operations `encrypt-batch`, `decrypt-batch`, `generate-data-key-batch`,
+//! DISCONNECTING), `lookup-events` (the KMS event log as CloudTrail records, newest first,
+//! with CloudTrail's `--start-time`, `--end-time`, `--max-results`, `--next-token`, and
+//! `--event-name` for its `EventName` lookup attribute), and the batch operations `encrypt-batch`, `decrypt-batch`, `generate-data-key-batch`,
 //! `generate-data-key-without-plaintext-batch` (`--items` takes a JSON list of the single
 //! operation's requests, blobs in base64). The operations kmscks refuses (key rotation,
 //! import, key pairs, signing, MACs, replication; [`kmscks::api::kms::Refused::ALL`]) have their `aws kms` verbs
@@ -138,7 +139,21 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
             ),
             KEY_ID,
         ],
-        Op::LookupEvents => specs![],
+        Op::LookupEvents => specs![
+            opt(
+                "start-time",
+                Str,
+                "Only events at or after: ISO 8601 (2026-12-03T11:18:03Z) or epoch seconds",
+            ),
+            opt("end-time", Str, "Only events at or before (same forms)"),
+            opt(
+                "event-name",
+                Str,
+                "Only this operation's events, e.g. CreateKey"
+            ),
+            opt("max-results", Int, "Records per page, 1-50 (default 50)"),
+            opt("next-token", Str, "NextToken of the previous page"),
+        ],
         Op::Encrypt => specs![
             KEY_ID,
             req(
