@@ -313,7 +313,11 @@ mod tests {
             assert_eq!(ErrorKind::from_code(kind.code()), Some(kind));
             assert_eq!(ErrorKind::from_aws_name(kind.aws_name()), Some(kind));
             assert!(kind.aws_name().ends_with("Exception"), "{kind}");
-            assert!(matches!(kind.http_status(), 400 | 500 | 503));
+            // 403 is AWS's status for a request without credentials.
+            assert!(
+                matches!(kind.http_status(), 400 | 403 | 500 | 503),
+                "{kind}"
+            );
         }
         assert_eq!(ErrorKind::from_code(0), None);
         assert_eq!(ErrorKind::from_aws_name("Bogus"), None);
