@@ -1453,3 +1453,75 @@ fn delete_key_object_fails_crypto_with_kms_invalid_state_until_the_store_moves_t
     let d = ok(&t, &["kms", "decrypt", "--ciphertext-blob", &sealed]);
     assert_eq!(d["Plaintext"], "aGk=");
 }
+
+/// describe-clusters answers aws cloudhsmv2's members (and no member AWS lacks): the cluster's
+/// backup policy, retention, network type, mode, state message and tags; each HSM's network
+/// interface, type and state message; the CSR stays in Certificates after initialization.
+#[test]
+fn describe_clusters_has_aws_members_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = vec![
+        "--data-dir".to_owned(),
+        dir.path().join("data").display().to_string(),
+    ];
+    let c = ok(&t, &["cloudhsm", "create-cluster"])["Cluster"].clone();
+    let id = c["ClusterId"].as_str().unwrap().to_owned();
+    hsm_in_each_zone(&t, &c);
+    ok(&t, &["cloudhsm", "initialize-cluster", "--cluster-id", &id]);
+    let d = ok(
+        &t,
+        &[
+            "cloudhsm",
+            "describe-clusters",
+            "--filters",
+            &format!("clusterIds={id}"),
+        ],
+    )["Clusters"][0]
+        .clone();
+    let members: Vec<&str> = d.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        members,
+        [
+            "BackupPolicy",
+            "BackupRetentionPolicy",
+            "Certificates",
+            "ClusterId",
+            "CreateTimestamp",
+            "HsmType",
+            "Hsms",
+            "Mode",
+            "NetworkType",
+            "SecurityGroup",
+            "State",
+            "StateMessage",
+            "SubnetMapping",
+            "TagList",
+            "VpcId",
+        ]
+    );
+    assert_eq!(d["State"], "ACTIVE");
+    assert_eq!(d["BackupPolicy"], "DEFAULT");
+    assert_eq!(
+        d["BackupRetentionPolicy"],
+        serde_json::json!({"Type": "DAYS", "Value": "90"})
+    );
+    assert_eq!(d["NetworkType"], "IPV4");
+    assert_eq!(d["Mode"], "FIPS");
+    assert_eq!(d["TagList"], serde_json::json!([]));
+    assert!(
+        d["StateMessage"].as_str().unwrap().contains("active"),
+        "{d}"
+    );
+    assert!(d["Certificates"]["ClusterCsr"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
+    assert!(d["Certificates"]["ClusterCertificate"].is_string(), "{d}");
+    for h in d["Hsms"].as_array().unwrap() {
+        let hsm_id = h["HsmId"].as_str().unwrap();
+        assert_eq!(h["EniId"], format!("eni-{}", &hsm_id["hsm-".len()..]));
+        assert!(h["EniIp"].as_str().unwrap().starts_with("10.0."), "{h}");
+        assert_eq!(h["HsmType"], "hsm2m.medium");
+        assert!(h["StateMessage"].is_string(), "{h}");
+    }
+}

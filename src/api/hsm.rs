@@ -11,11 +11,43 @@ use crate::types::{
     BackupId, BackupState, ClusterId, ClusterState, HsmId, HsmState, HsmUserRole, Timestamp,
 };
 
+/// The HSM types AWS CloudHSM offers (`--hsm-type`); CreateCluster refuses any other.
+pub const HSM_TYPES: [&str; 2] = ["hsm1.medium", "hsm2m.medium"];
+/// The HSM type of a cluster created without `HsmType` (AWS requires it; kmscks defaults it).
+pub const DEFAULT_HSM_TYPE: &str = "hsm2m.medium";
+/// A cluster's `BackupPolicy` (the only one AWS has).
+pub const BACKUP_POLICY: &str = "DEFAULT";
+/// A cluster's `NetworkType` (kmscks simulates IPv4 subnets only).
+pub const NETWORK_TYPE: &str = "IPV4";
+/// A cluster's (and its backups') `Mode` (kmscks simulates FIPS clusters only).
+pub const CLUSTER_MODE: &str = "FIPS";
+
+/// A CloudHSM tag (cloudhsmv2's `Tag`: `Key`, `Value`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct HsmTag {
+    /// Key (1–128 characters).
+    pub key: String,
+    /// Value (0–256 characters).
+    pub value: String,
+}
+
+/// cloudhsmv2's `BackupRetentionPolicy`: how long a backup is kept before it is deleted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct BackupRetentionPolicy {
+    /// `DAYS`, the only type.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// The number of days, as a string (7–379).
+    pub value: String,
+}
+
 /// CreateCluster.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct CreateClusterRequest {
-    /// HSM type (default `hsm2m.medium`).
+    /// HSM type, one of [`HSM_TYPES`] (default [`DEFAULT_HSM_TYPE`]).
     pub hsm_type: Option<String>,
     /// The cluster's private subnets, as AWS takes them (`subnet-[0-9a-fA-F]{8,17}`): each is
     /// placed in a zone of the Region (`<region>a`, `<region>b`, … in the order given) unless
@@ -64,8 +96,18 @@ pub struct ClusterDescription {
     pub vpc_id: String,
     /// Certificates.
     pub certificates: Certificates,
-    /// kmscks: the Region the cluster is in.
-    pub region: String,
+    /// `DEFAULT`.
+    pub backup_policy: String,
+    /// How long its backups are kept.
+    pub backup_retention_policy: BackupRetentionPolicy,
+    /// `IPV4`.
+    pub network_type: String,
+    /// `FIPS`.
+    pub mode: String,
+    /// Why the cluster is in its state.
+    pub state_message: String,
+    /// Tags.
+    pub tag_list: Vec<HsmTag>,
 }
 
 /// `Certificates` of a cluster.
@@ -74,7 +116,7 @@ pub struct ClusterDescription {
 )]
 #[serde(rename_all = "PascalCase")]
 pub struct Certificates {
-    /// The cluster's CSR, while UNINITIALIZED.
+    /// The cluster's CSR, once its first HSM exists (kept after initialization, as on AWS).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_csr: Option<String>,
     /// The signed cluster certificate, once initialised.
@@ -92,23 +134,28 @@ pub struct HsmDescription {
     pub cluster_id: ClusterId,
     /// Subnet.
     pub subnet_id: String,
+    /// Network interface id (`eni-…`).
+    pub eni_id: String,
     /// Network interface IP.
     pub eni_ip: String,
     /// Id.
     pub hsm_id: HsmId,
+    /// The cluster's HSM type.
+    pub hsm_type: String,
     /// State.
     pub state: HsmState,
-    /// Why it is degraded.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub state_message: Option<String>,
+    /// Why the HSM is in its state.
+    pub state_message: String,
 }
 
 /// DescribeClusters.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct DescribeClustersRequest {
-    /// Filters: `clusterIds`, `states` (AWS's filter names).
+    /// Filters: `clusterIds`, `states`, `vpcIds` (AWS's filter names).
     pub filters: BTreeMap<String, Vec<String>>,
+    /// The Region whose clusters to list (as `aws --region`; default: the configured Region).
+    pub region: Option<String>,
 }
 
 /// DescribeClusters response.
@@ -214,6 +261,10 @@ pub struct BackupDescription {
     pub delete_timestamp: Option<Timestamp>,
     /// HSM type of the cluster it was taken of.
     pub hsm_type: String,
+    /// `FIPS`.
+    pub mode: String,
+    /// Tags.
+    pub tag_list: Vec<HsmTag>,
 }
 
 /// DescribeBackups.

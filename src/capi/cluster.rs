@@ -111,12 +111,16 @@ pub unsafe extern "C" fn kmscks_get_cluster_csr(
         let out = out(csr_pem, "csr_pem")?;
         let request = Request::DescribeClusters(crate::api::hsm::DescribeClustersRequest {
             filters: [("clusterIds".to_owned(), vec![cluster_id.to_owned()])].into(),
+            ..Default::default()
         });
         let r = expect_response!(c.call(&request)?, DescribeClusters)?;
         let csr = r
             .clusters
             .iter()
             .find(|cl| cl.cluster_id.as_str() == cluster_id)
+            // DescribeClusters keeps the CSR after initialization, as AWS does; there is
+            // nothing left to sign then.
+            .filter(|cl| cl.state == crate::types::ClusterState::Uninitialized)
             .and_then(|cl| cl.certificates.cluster_csr.as_deref())
             .ok_or_else(|| {
                 Failure::from(crate::err!(

@@ -41,6 +41,7 @@ pub(super) fn take_backup(tx: &mut HsmTx<'_>, c: &Cluster) -> BackupDescription 
         copied: None,
         never_expires: false,
         delete_timestamp: None,
+        tags: Default::default(),
     };
     let d = describe_backup(&backup, tx.scope);
     tx.push(HsmChange::PutBackup(Box::new(backup)));
@@ -101,6 +102,8 @@ pub(super) fn describe_backup(b: &Backup, scope: &Scope) -> BackupDescription {
         source_cluster: b.copied_from.as_ref().map(|_| b.cluster_id.clone()),
         delete_timestamp: b.delete_timestamp,
         hsm_type: b.hsm_type.clone(),
+        mode: CLUSTER_MODE.to_owned(),
+        tag_list: super::cluster::tag_list(&b.tags),
     }
 }
 
@@ -225,6 +228,7 @@ pub fn copy_backup_to_region(
         copied: Some(tx.now),
         never_expires: false,
         delete_timestamp: None,
+        tags: Default::default(),
         ..b
     };
     tx.push(HsmChange::PutBackup(Box::new(copy)));

@@ -19,8 +19,6 @@ use crate::hsm::pki::{self, CertificateAuthority};
 use crate::secret::Password;
 use crate::types::*;
 
-/// Default HSM type.
-pub(super) const DEFAULT_HSM_TYPE: &str = "hsm2m.medium";
 /// First key handle handed out in a new cluster (CloudHSM handles look like 262162).
 pub(super) const FIRST_HANDLE: u64 = 262_145;
 
@@ -80,20 +78,21 @@ pub(super) fn active_cluster<'s>(state: &'s CloudHsmState, id: &str) -> Result<&
 // ---------------------------------------------------------------------------------------------
 // Descriptions
 
-/// DescribeClusters view of a cluster.
-pub(super) fn describe(cluster: &Cluster) -> ClusterDescription {
+/// DescribeClusters view of a cluster, in the state it is in at `now`.
+pub(super) fn describe(cluster: &Cluster, now: Timestamp) -> ClusterDescription {
+    let state = cluster.state_at(now);
     ClusterDescription {
         cluster_id: cluster.id.clone(),
         create_timestamp: cluster.created,
         hsms: cluster
             .hsms
             .values()
-            .map(|h| describe_hsm(&cluster.id, h))
+            .map(|h| describe_hsm(cluster, h))
             .collect(),
         hsm_type: cluster.hsm_type.clone(),
         security_group: cluster.security_group.clone(),
         source_backup_id: cluster.source_backup.clone(),
-        state: cluster.state,
+        state,
         subnet_mapping: cluster
             .subnets
             .iter()
@@ -101,32 +100,75 @@ pub(super) fn describe(cluster: &Cluster) -> ClusterDescription {
             .collect(),
         vpc_id: format!("vpc-{}", &cluster.id.as_str()["cluster-".len()..]),
         certificates: Certificates {
-            cluster_csr: if cluster.state == ClusterState::Uninitialized {
-                cluster.pki.csr.clone()
-            } else {
-                None
-            },
+            cluster_csr: cluster.pki.csr.clone(),
             cluster_certificate: cluster.pki.cluster_certificate.clone(),
         },
-        region: cluster.region.clone(),
+        backup_policy: BACKUP_POLICY.to_owned(),
+        backup_retention_policy: BackupRetentionPolicy {
+            kind: "DAYS".to_owned(),
+            value: cluster.backup_retention_days.to_string(),
+        },
+        network_type: NETWORK_TYPE.to_owned(),
+        mode: CLUSTER_MODE.to_owned(),
+        state_message: state_message(state).to_owned(),
+        tag_list: tag_list(&cluster.tags),
     }
 }
 
-pub(super) fn describe_hsm(cluster: &ClusterId, h: &Hsm) -> HsmDescription {
+/// The `StateMessage` of a cluster in `state`.
+fn state_message(state: ClusterState) -> &'static str {
+    match state {
+        ClusterState::CreateInProgress => "The cluster is being created.",
+        ClusterState::Uninitialized => {
+            "The cluster is not initialized: create an HSM, sign the cluster CSR, then InitializeCluster."
+        }
+        ClusterState::InitializeInProgress => "The cluster is being initialized.",
+        ClusterState::Initialized => {
+            "The cluster is initialized: activate it by setting the admin password (cluster activate)."
+        }
+        ClusterState::Active => "The cluster is active.",
+        ClusterState::DeleteInProgress => "The cluster is being deleted.",
+        ClusterState::Deleted => "The cluster is deleted.",
+        ClusterState::Degraded => "The cluster is degraded.",
+        ClusterState::UpdateInProgress
+        | ClusterState::ModifyInProgress
+        | ClusterState::RollbackInProgress => "The cluster is being changed.",
+    }
+}
+
+/// A tag map as cloudhsmv2's `TagList`.
+pub(super) fn tag_list(tags: &BTreeMap<String, String>) -> Vec<HsmTag> {
+    tags.iter()
+        .map(|(key, value)| HsmTag {
+            key: key.clone(),
+            value: value.clone(),
+        })
+        .collect()
+}
+
+pub(super) fn describe_hsm(cluster: &Cluster, h: &Hsm) -> HsmDescription {
     HsmDescription {
         availability_zone: h.availability_zone.clone(),
-        cluster_id: cluster.clone(),
+        cluster_id: cluster.id.clone(),
         subnet_id: h.subnet_id.to_string(),
+        eni_id: format!("eni-{}", &h.id.as_str()["hsm-".len()..]),
         eni_ip: h.eni_ip.clone(),
         hsm_id: h.id.clone(),
+        hsm_type: cluster.hsm_type.clone(),
         state: h.state,
-        state_message: h.state_message.clone(),
+        state_message: h.state_message.clone().unwrap_or_else(|| match h.state {
+            HsmState::Active => "The HSM is active.".to_owned(),
+            other => format!("The HSM is {other}."),
+        }),
     }
 }
 
-/// DescribeClusters, with AWS's `clusterIds` and `states` filters.
+/// DescribeClusters: the clusters of one Region (the request's, else the configured one), with
+/// AWS's `clusterIds`, `states` and `vpcIds` filters.
 pub fn describe_clusters(
     state: &CloudHsmState,
+    now: Timestamp,
+    scope: &Scope,
     req: &DescribeClustersRequest,
 ) -> Result<DescribeClustersResponse> {
     for name in req.filters.keys() {
@@ -137,6 +179,7 @@ pub fn describe_clusters(
             ));
         }
     }
+    let region = req.region.as_deref().unwrap_or(&scope.region);
     let wanted = |name: &str, value: &str| {
         req.filters
             .get(name)
@@ -145,8 +188,11 @@ pub fn describe_clusters(
     let clusters = state
         .clusters
         .values()
-        .filter(|c| wanted("clusterIds", c.id.as_str()) && wanted("states", c.state.as_str()))
-        .map(describe)
+        .filter(|c| c.region == region)
+        .filter(|c| {
+            wanted("clusterIds", c.id.as_str()) && wanted("states", c.state_at(now).as_str())
+        })
+        .map(|c| describe(c, now))
         .filter(|d| wanted("vpcIds", &d.vpc_id))
         .collect();
     Ok(DescribeClustersResponse { clusters })
@@ -294,10 +340,11 @@ pub fn create_cluster(
         .clone()
         .or_else(|| backup.map(|b| b.hsm_type.clone()))
         .unwrap_or_else(|| DEFAULT_HSM_TYPE.to_owned());
-    if !hsm_type.starts_with("hsm") {
+    if !HSM_TYPES.contains(&hsm_type.as_str()) {
         return Err(err!(
             CloudHsmInvalidRequestException,
-            "Unsupported HsmType {hsm_type}"
+            "Unsupported HsmType {hsm_type}: use one of {}",
+            HSM_TYPES.join(", ")
         ));
     }
     let region = match backup {
@@ -323,6 +370,9 @@ pub fn create_cluster(
         next_handle: FIRST_HANDLE,
         source_backup: None,
         faults: ClusterFaults::default(),
+        settles_at: None,
+        backup_retention_days: limits::DEFAULT_BACKUP_RETENTION_DAYS,
+        tags: BTreeMap::new(),
     };
     if let Some(b) = backup {
         cluster.state = ClusterState::Active;
@@ -341,7 +391,7 @@ pub fn create_cluster(
         // first object wrap finds it. The committer creates it (outside this transaction).
         tx.create_key(cluster.wrapping_key.clone());
     }
-    let description = describe(&cluster);
+    let description = describe(&cluster, tx.now);
     tx.push(HsmChange::PutCluster(Box::new(cluster)));
     Ok(description)
 }
@@ -361,7 +411,7 @@ pub fn delete_cluster(tx: &mut HsmTx<'_>, cluster_id: &str) -> Result<ClusterDes
     if c.pki.cluster_certificate.is_some() {
         take_backup(tx, &c);
     }
-    let mut description = describe(&c);
+    let mut description = describe(&c, tx.now);
     description.state = ClusterState::Deleted;
     tx.push(HsmChange::DeleteCluster(c.id.clone()));
     Ok(description)
@@ -512,7 +562,7 @@ mod tests {
     }
 
     fn mapping(c: &Cluster) -> Vec<(String, String)> {
-        describe(c).subnet_mapping.into_iter().collect()
+        describe(c, Timestamp(0)).subnet_mapping.into_iter().collect()
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub fn create_hsm(tx: &mut HsmTx<'_>, req: &CreateHsmRequest) -> Result<HsmDescr
         )?);
         c.pki.csr = Some(csr);
     }
-    let description = describe_hsm(&c.id, &hsm);
+    let description = describe_hsm(&c, &hsm);
     let hsm_id = hsm.id.clone();
     c.hsms.insert(hsm.id.clone(), hsm);
     if c.state == ClusterState::Active {

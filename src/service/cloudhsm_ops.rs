@@ -37,7 +37,7 @@ impl Kms {
     ) -> Result<DescribeClustersResponse> {
         self.read(|tx| {
             require_cluster_admin(tx, Op::DescribeClusters.action())?;
-            hsm::describe_clusters(tx.cloudhsm, req)
+            hsm::describe_clusters(tx.cloudhsm, tx.now, tx.scope, req)
         })
     }
 

@@ -40,8 +40,10 @@ pub const JOURNAL_MAGIC: [u8; 4] = *b"KCKJ";
 /// `previous_hash`, `hash`; see `api::hsm_audit`) and each HSM keeps its reboot counter; a
 /// CloudHSM backup records when it was copied, whether it never expires, and when it was
 /// deleted (PENDING_DELETION, restorable for seven days); a custom key store records its
-/// cluster's certificate (what relatedness is judged by).
-pub const FORMAT_VERSION: u32 = 6;
+/// cluster's certificate (what relatedness is judged by). Version 7: a CloudHSM cluster
+/// records when its passing state (CREATE/INITIALIZE/DELETE_IN_PROGRESS) ends, its backup
+/// retention policy and its tags; a backup its tags.
+pub const FORMAT_VERSION: u32 = 7;
 /// Length of the journal file header.
 pub const JOURNAL_HEADER_LEN: usize = 20;
 /// Length of a frame header.

@@ -64,6 +64,15 @@ pub const MAX_KEYS_PER_CLUSTER: usize = 16_666;
 pub const MAX_USERS_PER_CLUSTER: usize = 1024;
 /// CloudHSM: days a deleted backup stays restorable (`PENDING_DELETION`) with RestoreBackup.
 pub const BACKUP_RESTORE_DAYS: u32 = 7;
+/// CloudHSM: days a cluster's backups are kept (`BackupRetentionPolicy`), by default.
+pub const DEFAULT_BACKUP_RETENTION_DAYS: u32 = 90;
+/// CloudHSM: the days ModifyCluster accepts as a backup retention policy.
+pub const BACKUP_RETENTION_DAYS: (u32, u32) = (7, 379);
+/// CloudHSM: hours between the automatic backups of an ACTIVE cluster (AWS takes one at least
+/// once a day).
+pub const AUTOMATIC_BACKUP_HOURS: u32 = 24;
+/// CloudHSM: tags per resource.
+pub const MAX_HSM_TAGS: usize = 50;
 /// CloudHSM: failed logins before a user is locked out.
 pub const MAX_FAILED_LOGINS: u32 = 5;
 /// CloudHSM CLI password length.

@@ -25,6 +25,9 @@ const CLUSTER_ID: ArgSpec = req("cluster-id", Str, "The cluster's id");
 const USERNAME: ArgSpec = req("username", Str, "The HSM user");
 const PASSWORD: ArgSpec = req("password", Password, "The user's password");
 const BACKUP_ID: ArgSpec = req("backup-id", Str, "The backup's id");
+/// `--hsm-type`'s help: AWS's types, and kmscks's default (a test holds it to
+/// [`kmscks::api::hsm::HSM_TYPES`] and [`kmscks::api::hsm::DEFAULT_HSM_TYPE`]).
+pub(crate) const HSM_TYPE_HELP: &str = "hsm1.medium or hsm2m.medium (default: hsm2m.medium)";
 
 /// A cloudhsm verb: its path under `kmscks cloudhsm` and its flags.
 pub(crate) type Verb = (&'static [&'static str], &'static [ArgSpec]);
@@ -35,7 +38,7 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
         Op::CreateCluster => (
             &["create-cluster"],
             specs![
-                opt("hsm-type", Str, "hsm1.medium (default) or hsm2m.medium"),
+                opt("hsm-type", Str, HSM_TYPE_HELP),
                 opt(
                     "subnet-ids",
                     List,

@@ -405,9 +405,12 @@ fn put_secret(req: &mut Request, member: &str, secret: Secret) -> Result<(), Cli
 }
 
 /// The name the AWS CLI would show for the operation of `request`.
-fn operation_name(verb: &Verb, request: &Request) -> String {
+/// The AWS operation an error line names: the verb's (so `initialize-cluster`, which sends
+/// kmscks's InitializeClusterWithNewCa without `--trust-anchor`, names InitializeCluster), or
+/// the refused operation's.
+fn operation_name(verb: &Verb) -> String {
     verb.refused
-        .map_or(request.op().name(), Refused::name)
+        .map_or(verb.op.name(), Refused::name)
         .to_owned()
 }
 
@@ -532,7 +535,7 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
     let (request, operation) = match (find_verb(&path), fault::kind(&path)) {
         (Some(verb), _) => {
             let request = build_request(verb, leaf)?;
-            let operation = operation_name(verb, &request);
+            let operation = operation_name(verb);
             (request, operation)
         }
         (None, Some(kind)) => {
