@@ -99,6 +99,7 @@ macro_rules! for_each_op {
             120 InjectFault(InjectFaultRequest) -> Empty [cloudhsm];
             125 RestoreBackup(BackupIdRequest) -> BackupResponse [cloudhsm];
             126 ListFaults(ClusterIdRequest) -> ListFaultsResponse [cloudhsm];
+            127 ActivateCluster(ActivateClusterRequest) -> ClusterResponse [cloudhsm];
         }
     };
 }

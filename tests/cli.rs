@@ -625,8 +625,21 @@ fn a_store_survives_losing_its_cluster_through_a_backup_copied_to_another_region
         ],
     )["Cluster"]
         .clone();
-    assert_eq!(west["State"], "ACTIVE", "{west}");
+    // CreateCluster answers CREATE_IN_PROGRESS, as on AWS; a restored cluster is ACTIVE next.
+    assert_eq!(west["State"], "CREATE_IN_PROGRESS", "{west}");
     assert_eq!(west["SourceBackupId"], west_copy_id.as_str());
+    let described = ok(
+        t,
+        &[
+            "cloudhsm",
+            "describe-clusters",
+            "--region",
+            "us-west-2",
+            "--filters",
+            &format!("clusterIds={}", west["ClusterId"].as_str().unwrap()),
+        ],
+    );
+    assert_eq!(described["Clusters"][0]["State"], "ACTIVE", "{described}");
     let west_zones = hsm_in_each_zone(t, &west);
     assert!(
         west_zones.iter().all(|z| z.starts_with("us-west-2")),
@@ -1466,6 +1479,7 @@ fn describe_clusters_has_aws_members_and_no_other() {
     ];
     let c = ok(&t, &["cloudhsm", "create-cluster"])["Cluster"].clone();
     let id = c["ClusterId"].as_str().unwrap().to_owned();
+    assert_eq!(c["State"], "CREATE_IN_PROGRESS", "{c}");
     hsm_in_each_zone(&t, &c);
     ok(&t, &["cloudhsm", "initialize-cluster", "--cluster-id", &id]);
     let d = ok(
@@ -1524,4 +1538,173 @@ fn describe_clusters_has_aws_members_and_no_other() {
         assert_eq!(h["HsmType"], "hsm2m.medium");
         assert!(h["StateMessage"].is_string(), "{h}");
     }
+}
+
+/// initialize-cluster with AWS's flags: INITIALIZE_IN_PROGRESS, then INITIALIZED (no user can
+/// be created yet); `cluster activate` sets the admin password and makes it ACTIVE.
+#[test]
+fn initialize_cluster_with_a_signed_cert_needs_cluster_activate_to_become_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = vec![
+        "--data-dir".to_owned(),
+        dir.path().join("data").display().to_string(),
+    ];
+    let c = ok(&t, &["cloudhsm", "create-cluster"])["Cluster"].clone();
+    let id = c["ClusterId"].as_str().unwrap().to_owned();
+    hsm_in_each_zone(&t, &c);
+    let described = |t: &[String]| {
+        ok(
+            t,
+            &[
+                "cloudhsm",
+                "describe-clusters",
+                "--filters",
+                &format!("clusterIds={id}"),
+            ],
+        )["Clusters"][0]
+            .clone()
+    };
+    let csr = described(&t)["Certificates"]["ClusterCsr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ca = kmscks::hsm::pki::CertificateAuthority::generate("my CA").unwrap();
+    let signed = dir.path().join("cluster.crt");
+    let anchor = dir.path().join("customerCA.crt");
+    std::fs::write(&signed, ca.sign_csr(&csr).unwrap()).unwrap();
+    std::fs::write(&anchor, ca.certificate_pem()).unwrap();
+    let init = ok(
+        &t,
+        &[
+            "cloudhsm",
+            "initialize-cluster",
+            "--cluster-id",
+            &id,
+            "--signed-cert",
+            &format!("file://{}", signed.display()),
+            "--trust-anchor",
+            &format!("file://{}", anchor.display()),
+        ],
+    );
+    assert_eq!(init["State"], "INITIALIZE_IN_PROGRESS", "{init}");
+    assert!(init.get("TrustAnchor").is_none(), "{init}");
+    assert_eq!(described(&t)["State"], "INITIALIZED");
+    fails(
+        &t,
+        &[
+            "cloudhsm",
+            "user",
+            "create",
+            "--cluster-id",
+            &id,
+            "--username",
+            "kmsuser",
+            "--password",
+            "kmsPswd1",
+        ],
+        "CloudHsmInvalidRequestException",
+        "CreateUser",
+    );
+    let active = ok(
+        &t,
+        &[
+            "cloudhsm",
+            "cluster",
+            "activate",
+            "--cluster-id",
+            &id,
+            "--password",
+            "adminPassw0rd",
+        ],
+    );
+    assert_eq!(active["Cluster"]["State"], "ACTIVE", "{active}");
+    assert_eq!(described(&t)["State"], "ACTIVE");
+    ok(
+        &t,
+        &[
+            "cloudhsm",
+            "user",
+            "create",
+            "--cluster-id",
+            &id,
+            "--username",
+            "kmsuser",
+            "--password",
+            "kmsPswd1",
+        ],
+    );
+}
+
+/// Every page of `verb` (`Clusters` or `Backups` under `member`) at `--max-results 2`,
+/// following NextToken: each item once, and the last page without a token.
+fn all_pages(t: &[String], verb: &str, member: &str, id: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut args = vec!["cloudhsm", verb, "--max-results", "2"];
+        if let Some(tok) = &token {
+            args.extend(["--next-token", tok.as_str()]);
+        }
+        let page = ok(t, &args);
+        let items = page[member].as_array().unwrap();
+        assert!(items.len() <= 2, "{page}");
+        seen.extend(items.iter().map(|i| i[id].as_str().unwrap().to_owned()));
+        match page.get("NextToken") {
+            Some(next) => token = Some(next.as_str().unwrap().to_owned()),
+            None => return seen,
+        }
+    }
+}
+
+/// describe-clusters and describe-backups page with --max-results and --next-token, as aws
+/// cloudhsmv2 does; a page size AWS refuses is refused.
+#[test]
+fn describe_clusters_and_describe_backups_page_with_max_results_and_next_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = vec![
+        "--data-dir".to_owned(),
+        dir.path().join("data").display().to_string(),
+    ];
+    let c = ok(&t, &["cloudhsm", "create-cluster"])["Cluster"].clone();
+    let id = c["ClusterId"].as_str().unwrap().to_owned();
+    let mut clusters = vec![id.clone()];
+    for _ in 0..4 {
+        let other = ok(&t, &["cloudhsm", "create-cluster"]);
+        clusters.push(other["Cluster"]["ClusterId"].as_str().unwrap().to_owned());
+    }
+    clusters.sort();
+    assert_eq!(
+        all_pages(&t, "describe-clusters", "Clusters", "ClusterId"),
+        clusters
+    );
+
+    hsm_in_each_zone(&t, &c);
+    ok(&t, &["cloudhsm", "initialize-cluster", "--cluster-id", &id]);
+    let mut backups: Vec<String> = (0..3)
+        .map(|_| {
+            ok(&t, &["cloudhsm", "create-backup", "--cluster-id", &id])["BackupId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    backups.sort();
+    let mut paged = all_pages(&t, "describe-backups", "Backups", "BackupId");
+    paged.retain(|b| backups.contains(b));
+    assert_eq!(paged, backups);
+
+    for bad in ["0", "26"] {
+        fails(
+            &t,
+            &["cloudhsm", "describe-clusters", "--max-results", bad],
+            "CloudHsmInvalidRequestException",
+            "DescribeClusters",
+        );
+    }
+    fails(
+        &t,
+        &["cloudhsm", "describe-backups", "--next-token", "bm9wZQ"],
+        "CloudHsmInvalidRequestException",
+        "DescribeBackups",
+    );
 }

@@ -66,6 +66,15 @@ fn hsm_ids(kms: &Kms, cluster_id: &str) -> Vec<HsmId> {
         .collect()
 }
 
+/// `cluster activate`: the admin password that makes an INITIALIZED cluster ACTIVE.
+fn activate(kms: &Kms, cluster_id: &str) {
+    kms.activate_cluster(&ActivateClusterRequest {
+        cluster_id: cluster_id.to_owned(),
+        password: Password::new("adminPassw0rd"),
+    })
+    .unwrap();
+}
+
 fn describe_cluster(kms: &Kms, cluster_id: &str) -> ClusterDescription {
     let mut req = DescribeClustersRequest::default();
     req.filters
@@ -162,6 +171,7 @@ fn cases() -> Vec<Case> {
                     .kms
                     .describe_backups(&Default::default())
                     .unwrap()
+                    .backups
                     .into_iter()
                     .find(|b| b.cluster_id.as_str() == x.c.cluster_id)
                     .expect("DeleteCluster takes a final backup");
@@ -494,7 +504,13 @@ fn cluster_lifecycle_errors() {
         .unwrap()
         .cluster;
     let cid = cluster.cluster_id.to_string();
-    assert_eq!(cluster.state, ClusterState::Uninitialized);
+    // CreateCluster answers CREATE_IN_PROGRESS (as on AWS); with no transition configured
+    // the cluster is UNINITIALIZED already.
+    assert_eq!(cluster.state, ClusterState::CreateInProgress);
+    assert_eq!(
+        describe_cluster(&kms, &cid).state,
+        ClusterState::Uninitialized
+    );
     // InitializeCluster before there is a CSR (no HSM yet).
     assert_aws(
         kms.initialize_cluster_with_new_ca(&cid),
@@ -551,7 +567,14 @@ fn cluster_lifecycle_errors() {
             trust_anchor: ca1.certificate_pem().into(),
         })
         .unwrap();
-    assert_eq!(resp.state, ClusterState::Active);
+    // As on AWS: INITIALIZE_IN_PROGRESS, then INITIALIZED until `cluster activate`.
+    assert_eq!(resp.state, ClusterState::InitializeInProgress);
+    assert_eq!(
+        describe_cluster(&kms, &cid).state,
+        ClusterState::Initialized
+    );
+    activate(&kms, &cid);
+    assert_eq!(describe_cluster(&kms, &cid).state, ClusterState::Active);
     // Not UNINITIALIZED any more.
     assert_aws(
         kms.initialize_cluster(&InitializeClusterRequest {
@@ -605,7 +628,7 @@ fn cluster_lifecycle_errors() {
     .unwrap();
     assert_eq!(
         kms.delete_cluster(&cid).unwrap().cluster.state,
-        ClusterState::Deleted
+        ClusterState::DeleteInProgress
     );
     assert_aws(
         kms.delete_cluster(&cid),
@@ -756,8 +779,10 @@ fn backups_copy_and_restore_related_clusters() {
             )]
             .into(),
             region: Some("us-west-2".into()),
+            ..Default::default()
         })
-        .unwrap();
+        .unwrap()
+        .backups;
     let [copy] = &west_backups[..] else {
         panic!("one copy in us-west-2: {west_backups:?}")
     };
@@ -769,6 +794,7 @@ fn backups_copy_and_restore_related_clusters() {
     assert!(kms
         .describe_backups(&Default::default())
         .unwrap()
+        .backups
         .iter()
         .all(|b| b.backup_id != copy.backup_id));
     let west = kms
@@ -791,7 +817,17 @@ fn backups_copy_and_restore_related_clusters() {
     };
     assert!(listed(Some("us-west-2")));
     assert!(!listed(None));
-    assert_eq!(west.state, ClusterState::Active);
+    assert_eq!(west.state, ClusterState::CreateInProgress);
+    let mut req = DescribeClustersRequest {
+        region: Some("us-west-2".into()),
+        ..Default::default()
+    };
+    req.filters
+        .insert("clusterIds".into(), vec![west.cluster_id.to_string()]);
+    assert_eq!(
+        kms.describe_clusters(&req).unwrap().clusters[0].state,
+        ClusterState::Active
+    );
     assert!(west
         .subnet_mapping
         .keys()
@@ -886,8 +922,10 @@ fn a_deleted_backup_is_restorable_for_seven_days_then_gone() {
         .describe_backups(&DescribeBackupsRequest {
             filters: [("states".to_owned(), vec!["PENDING_DELETION".to_owned()])].into(),
             region: None,
+            ..Default::default()
         })
-        .unwrap();
+        .unwrap()
+        .backups;
     assert_eq!(pending.len(), 1, "{pending:?}");
     clock.advance_days(limits::BACKUP_RESTORE_DAYS);
     assert_aws(
@@ -897,6 +935,7 @@ fn a_deleted_backup_is_restorable_for_seven_days_then_gone() {
     assert!(kms
         .describe_backups(&Default::default())
         .unwrap()
+        .backups
         .iter()
         .all(|b| b.backup_id != backup.backup_id));
 }
@@ -908,6 +947,7 @@ fn describe_backups_refuses_an_unknown_filter_naming_it() {
         kms.describe_backups(&DescribeBackupsRequest {
             filters: [("vpcIds".to_owned(), vec!["x".to_owned()])].into(),
             region: None,
+            ..Default::default()
         }),
         ErrorKind::CloudHsmInvalidRequestException,
     );
@@ -1114,6 +1154,7 @@ fn cluster_signed_by(kms: &Kms, ca: &CertificateAuthority) -> String {
         trust_anchor: ca.certificate_pem().into(),
     })
     .unwrap();
+    activate(kms, &id);
     kms.create_hsm_user(&user_req(&id, "kmsuser", KMSUSER_PASSWORD))
         .unwrap();
     id

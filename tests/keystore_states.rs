@@ -255,6 +255,7 @@ fn a_cluster_restored_from_a_deleted_store_cluster_is_still_in_use() {
     let backup = kms
         .describe_backups(&Default::default())
         .unwrap()
+        .backups
         .remove(0)
         .backup_id;
     let rebuilt = kms
@@ -315,7 +316,11 @@ fn create_validates_members() {
 #[test]
 fn with_aws_quotas_emulated_the_eleventh_store_exceeds_the_limit() {
     let (mut config, clock) = config();
-    config.quotas = Some(kmscks::QuotaConfig::default());
+    config.quotas = Some(kmscks::QuotaConfig {
+        // Eleven clusters, one per store: over AWS CloudHSM's default of 4 per Region.
+        max_clusters_per_region: 11,
+        ..kmscks::QuotaConfig::default()
+    });
     let kms = Kms::in_memory_with(config);
     for i in 0..10 {
         let c = active_cluster(&kms);

@@ -61,6 +61,18 @@ pub struct CreateClusterRequest {
     /// The Region to create the cluster in, as `aws --region` (default: the configured Region,
     /// or for a restore the backup's Region; a backup is only found in its own Region).
     pub region: Option<String>,
+    /// Tags for the cluster.
+    pub tag_list: Vec<HsmTag>,
+}
+
+/// `cluster activate` (CloudHSM CLI): the admin password that activates an INITIALIZED cluster.
+#[derive(Debug, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct ActivateClusterRequest {
+    /// Cluster.
+    pub cluster_id: String,
+    /// The admin password to set.
+    pub password: Password,
 }
 
 /// CreateCluster / DeleteCluster / InitializeCluster response.
@@ -156,6 +168,10 @@ pub struct DescribeClustersRequest {
     pub filters: BTreeMap<String, Vec<String>>,
     /// The Region whose clusters to list (as `aws --region`; default: the configured Region).
     pub region: Option<String>,
+    /// Page size (1–25; absent: every cluster in one answer).
+    pub max_results: Option<u32>,
+    /// The previous page's `NextToken`.
+    pub next_token: Option<String>,
 }
 
 /// DescribeClusters response.
@@ -164,6 +180,9 @@ pub struct DescribeClustersRequest {
 pub struct DescribeClustersResponse {
     /// Matching clusters.
     pub clusters: Vec<ClusterDescription>,
+    /// Set when more clusters follow: pass it as `NextToken` for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
 }
 
 /// CreateHsm.
@@ -218,7 +237,8 @@ pub struct InitializeClusterRequest {
 #[derive(Clone, Debug, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct InitializeClusterResponse {
-    /// New state (ACTIVE: kmscks folds the admin activation step in).
+    /// New state: INITIALIZE_IN_PROGRESS (then INITIALIZED, until `cluster activate`); ACTIVE
+    /// for kmscks's one-step variant, which activates the cluster too.
     pub state: ClusterState,
     /// Message.
     pub state_message: String,
@@ -276,6 +296,10 @@ pub struct DescribeBackupsRequest {
     pub filters: BTreeMap<String, Vec<String>>,
     /// The Region whose backups to list (as `aws --region`; default: the configured Region).
     pub region: Option<String>,
+    /// Page size (1–50; absent: every backup in one answer).
+    pub max_results: Option<u32>,
+    /// The previous page's `NextToken`.
+    pub next_token: Option<String>,
 }
 
 /// CopyBackupToRegion.
@@ -470,6 +494,9 @@ pub struct BackupIdRequest {
 pub struct DescribeBackupsResponse {
     /// The backups.
     pub backups: Vec<BackupDescription>,
+    /// Set when more backups follow: pass it as `NextToken` for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
 }
 
 /// `user delete` / `logout`.

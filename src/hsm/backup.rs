@@ -4,6 +4,7 @@
 //! wrapping-key lineage, so a cluster restored from it holds the same keys.
 
 use super::cluster::cluster;
+use super::paging::page;
 use super::{CloudHsmState, HsmChange, HsmTx};
 use crate::api::hsm::*;
 use crate::err;
@@ -117,13 +118,14 @@ const BACKUP_FILTERS: [&str; 5] = [
 ];
 
 /// DescribeBackups: the backups of one Region (the request's, else the configured one) that
-/// pass every filter; backups past their restore window are gone.
+/// pass every filter, a page at a time (`MaxResults`, `NextToken`); backups past their restore
+/// window are gone.
 pub fn describe_backups(
     state: &CloudHsmState,
     now: Timestamp,
     scope: &Scope,
     req: &DescribeBackupsRequest,
-) -> Result<Vec<BackupDescription>> {
+) -> Result<DescribeBackupsResponse> {
     for name in req.filters.keys() {
         if !BACKUP_FILTERS.contains(&name.as_str()) {
             return Err(err!(
@@ -139,23 +141,32 @@ pub fn describe_backups(
             .get(name)
             .is_none_or(|vals| value.is_some_and(|v| vals.iter().any(|w| w == v)))
     };
-    Ok(state
-        .backups
-        .values()
-        .filter(|b| b.region == region && !expired(b, now))
-        .filter(|b| {
+    let (backups, next_token) = page(
+        "backups",
+        &state.backups,
+        req.max_results,
+        limits::DESCRIBE_BACKUPS_MAX_RESULTS,
+        req.next_token.as_deref(),
+        (BackupId::as_str, BackupId::parse),
+        |b| {
             let never = if b.never_expires { "true" } else { "false" };
-            wanted("backupIds", Some(b.id.as_str()))
+            let kept = b.region == region
+                && !expired(b, now)
+                && wanted("backupIds", Some(b.id.as_str()))
                 && wanted(
                     "sourceBackupIds",
                     b.copied_from.as_ref().map(|(id, _)| id.as_str()),
                 )
                 && wanted("clusterIds", Some(b.cluster_id.as_str()))
                 && wanted("states", Some(b.state.as_str()))
-                && wanted("neverExpires", Some(never))
-        })
-        .map(|b| describe_backup(b, scope))
-        .collect())
+                && wanted("neverExpires", Some(never));
+            kept.then(|| describe_backup(b, scope))
+        },
+    )?;
+    Ok(DescribeBackupsResponse {
+        backups,
+        next_token,
+    })
 }
 
 /// The backup `id`, unless it is gone (unknown, or past its restore window).

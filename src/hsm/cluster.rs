@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::audit::{audit_all, opcode};
 use super::backup::{ready_backup, take_backup};
 use super::devices::SUBNET_ADDRESSES;
-use super::password::{hash_password, ROTATED_PASSWORD_LEN};
+use super::paging::page;
+use super::password::{check_hsm_password, hash_password, ROTATED_PASSWORD_LEN};
 use super::{CloudHsmState, HsmChange, HsmTx};
 use crate::api::hsm::*;
 use crate::err;
@@ -78,9 +79,9 @@ pub(super) fn active_cluster<'s>(state: &'s CloudHsmState, id: &str) -> Result<&
 // ---------------------------------------------------------------------------------------------
 // Descriptions
 
-/// DescribeClusters view of a cluster, in the state it is in at `now`.
-pub(super) fn describe(cluster: &Cluster, now: Timestamp) -> ClusterDescription {
-    let state = cluster.state_at(now);
+/// DescribeClusters view of a cluster.
+pub(super) fn describe(cluster: &Cluster) -> ClusterDescription {
+    let state = cluster.state;
     ClusterDescription {
         cluster_id: cluster.id.clone(),
         create_timestamp: cluster.created,
@@ -164,10 +165,10 @@ pub(super) fn describe_hsm(cluster: &Cluster, h: &Hsm) -> HsmDescription {
 }
 
 /// DescribeClusters: the clusters of one Region (the request's, else the configured one), with
-/// AWS's `clusterIds`, `states` and `vpcIds` filters.
+/// AWS's `clusterIds`, `states` and `vpcIds` filters, a page at a time (`MaxResults`,
+/// `NextToken`).
 pub fn describe_clusters(
     state: &CloudHsmState,
-    now: Timestamp,
     scope: &Scope,
     req: &DescribeClustersRequest,
 ) -> Result<DescribeClustersResponse> {
@@ -185,17 +186,25 @@ pub fn describe_clusters(
             .get(name)
             .is_none_or(|vals| vals.iter().any(|v| v == value))
     };
-    let clusters = state
-        .clusters
-        .values()
-        .filter(|c| c.region == region)
-        .filter(|c| {
-            wanted("clusterIds", c.id.as_str()) && wanted("states", c.state_at(now).as_str())
-        })
-        .map(|c| describe(c, now))
-        .filter(|d| wanted("vpcIds", &d.vpc_id))
-        .collect();
-    Ok(DescribeClustersResponse { clusters })
+    let (clusters, next_token) = page(
+        "clusters",
+        &state.clusters,
+        req.max_results,
+        limits::DESCRIBE_CLUSTERS_MAX_RESULTS,
+        req.next_token.as_deref(),
+        (ClusterId::as_str, ClusterId::parse),
+        |c| {
+            (c.region == region
+                && wanted("clusterIds", c.id.as_str())
+                && wanted("states", c.state.as_str()))
+            .then(|| describe(c))
+            .filter(|d| wanted("vpcIds", &d.vpc_id))
+        },
+    )?;
+    Ok(DescribeClustersResponse {
+        clusters,
+        next_token,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -313,8 +322,72 @@ fn subnets(
         .collect())
 }
 
-/// CreateCluster: a new cluster (UNINITIALIZED), or one restored from a backup (ACTIVE, with the
-/// backup's certificates, users and key objects).
+/// Puts `c` into the passing state `passing`: for [`HsmSettings::transition`] on the clock
+/// (the background worker ends it, [`settle_cluster`]), or, with no transition, straight into
+/// the state it leads to. Returns the description the operation answers: in `passing`, as on
+/// AWS.
+///
+/// [`HsmSettings::transition`]: super::HsmSettings::transition
+fn enter_passing(tx: &mut HsmTx<'_>, mut c: Cluster, passing: ClusterState) -> ClusterDescription {
+    c.state = passing;
+    let mut answer = describe(&c);
+    answer.state = passing;
+    if tx.settings.transition.is_zero() {
+        c.state = c.settled_state();
+        c.settles_at = None;
+    } else {
+        c.settles_at = Some(tx.now.plus(tx.settings.transition));
+    }
+    if c.state == ClusterState::Deleted {
+        tx.push(HsmChange::DeleteCluster(c.id.clone()));
+    } else {
+        tx.push(HsmChange::PutCluster(Box::new(c)));
+    }
+    answer
+}
+
+/// Ends the passing state of cluster `id` if its time has come (the background worker's
+/// task; doing nothing for a cluster that is gone, settled already, or not yet due).
+pub fn settle_cluster(tx: &mut HsmTx<'_>, id: &ClusterId) {
+    let Some(c) = tx.state.clusters.get(id) else {
+        return;
+    };
+    if c.settles_at.is_none_or(|at| at > tx.now) {
+        return;
+    }
+    let mut c = c.clone();
+    c.state = c.settled_state();
+    c.settles_at = None;
+    if c.state == ClusterState::Deleted {
+        tx.push(HsmChange::DeleteCluster(c.id.clone()));
+    } else {
+        tx.push(HsmChange::PutCluster(Box::new(c)));
+    }
+}
+
+/// The clusters in a passing state and when each ends (what the background worker resumes
+/// when an instance opens).
+pub fn passing_clusters(state: &CloudHsmState) -> Vec<(ClusterId, Timestamp)> {
+    state
+        .clusters
+        .values()
+        .filter_map(|c| c.settles_at.map(|at| (c.id.clone(), at)))
+        .collect()
+}
+
+/// The error for an operation that the cluster's state does not allow.
+fn wrong_state(op: &str, c: &Cluster, wanted: &str) -> crate::KmsError {
+    err!(
+        CloudHsmInvalidRequestException,
+        "{op}: cluster {} is {}, not {wanted}",
+        c.id,
+        c.state
+    )
+}
+
+/// CreateCluster: a new cluster (CREATE_IN_PROGRESS, then UNINITIALIZED), or one restored from
+/// a backup (CREATE_IN_PROGRESS, then ACTIVE, with the backup's certificates, users and key
+/// objects).
 pub fn create_cluster(
     tx: &mut HsmTx<'_>,
     req: &CreateClusterRequest,
@@ -354,11 +427,26 @@ pub fn create_cluster(
             .clone()
             .unwrap_or_else(|| tx.scope.region.clone()),
     };
+    if let Some(max) = tx.settings.max_clusters_per_region {
+        let have = tx
+            .state
+            .clusters
+            .values()
+            .filter(|c| c.region == region)
+            .count();
+        if have >= max {
+            return Err(err!(
+                CloudHsmResourceLimitExceededException,
+                "CreateCluster: {region} already has {have} clusters, the quota of clusters \
+                 per Region ({max})"
+            ));
+        }
+    }
     let subnets = subnets(tx.state, &region, req)?;
     let mut cluster = Cluster {
         id: id.clone(),
         region,
-        state: ClusterState::Uninitialized,
+        state: ClusterState::CreateInProgress,
         hsm_type,
         created: tx.now,
         subnets,
@@ -372,10 +460,9 @@ pub fn create_cluster(
         faults: ClusterFaults::default(),
         settles_at: None,
         backup_retention_days: limits::DEFAULT_BACKUP_RETENTION_DAYS,
-        tags: BTreeMap::new(),
+        tags: tag_map(&req.tag_list)?,
     };
     if let Some(b) = backup {
-        cluster.state = ClusterState::Active;
         cluster.pki = b.pki.clone();
         cluster.wrapping_key = b.wrapping_key.clone();
         cluster.next_handle = b.next_handle;
@@ -391,15 +478,55 @@ pub fn create_cluster(
         // first object wrap finds it. The committer creates it (outside this transaction).
         tx.create_key(cluster.wrapping_key.clone());
     }
-    let description = describe(&cluster, tx.now);
-    tx.push(HsmChange::PutCluster(Box::new(cluster)));
-    Ok(description)
+    Ok(enter_passing(tx, cluster, ClusterState::CreateInProgress))
+}
+
+/// The tags of a TagList, checked as AWS checks them (at most [`limits::MAX_HSM_TAGS`], keys
+/// 1–128 characters, values at most 256, no key twice).
+pub(super) fn tag_map(list: &[HsmTag]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for t in list {
+        if t.key.is_empty() || t.key.chars().count() > 128 || t.value.chars().count() > 256 {
+            return Err(err!(
+                CloudHsmInvalidRequestException,
+                "Tag '{}': keys are 1-128 characters, values at most 256",
+                t.key
+            ));
+        }
+        if out.insert(t.key.clone(), t.value.clone()).is_some() {
+            return Err(err!(
+                CloudHsmInvalidRequestException,
+                "Tag key '{}' is given twice",
+                t.key
+            ));
+        }
+    }
+    if out.len() > limits::MAX_HSM_TAGS {
+        return Err(err!(
+            CloudHsmTagException,
+            "A resource has at most {} tags",
+            limits::MAX_HSM_TAGS
+        ));
+    }
+    Ok(out)
 }
 
 /// DeleteCluster: only once every HSM is deleted. As on AWS, a final backup is taken of an
-/// initialised cluster.
+/// initialised cluster; the cluster is DELETE_IN_PROGRESS, then gone.
 pub fn delete_cluster(tx: &mut HsmTx<'_>, cluster_id: &str) -> Result<ClusterDescription> {
     let c = cluster(tx.state, cluster_id)?.clone();
+    if matches!(
+        c.state,
+        ClusterState::CreateInProgress
+            | ClusterState::InitializeInProgress
+            | ClusterState::DeleteInProgress
+    ) {
+        return Err(wrong_state(
+            "DeleteCluster",
+            &c,
+            "UNINITIALIZED, INITIALIZED or ACTIVE",
+        ));
+    }
     if !c.hsms.is_empty() {
         return Err(err!(
             CloudHsmInvalidRequestException,
@@ -411,10 +538,7 @@ pub fn delete_cluster(tx: &mut HsmTx<'_>, cluster_id: &str) -> Result<ClusterDes
     if c.pki.cluster_certificate.is_some() {
         take_backup(tx, &c);
     }
-    let mut description = describe(&c, tx.now);
-    description.state = ClusterState::Deleted;
-    tx.push(HsmChange::DeleteCluster(c.id.clone()));
-    Ok(description)
+    Ok(enter_passing(tx, c, ClusterState::DeleteInProgress))
 }
 
 /// The CSR an uninitialised cluster offers once its first HSM exists.
@@ -428,20 +552,13 @@ fn pending_csr(c: &Cluster) -> Result<String> {
     })
 }
 
-/// InitializeCluster: verifies that `SignedCert` is the cluster's CSR signed by `TrustAnchor`,
-/// keeps both, creates the admin user, and activates the cluster (ACTIVE).
-pub fn initialize_cluster(
-    tx: &mut HsmTx<'_>,
-    req: &InitializeClusterRequest,
-) -> Result<InitializeClusterResponse> {
+/// What InitializeCluster checks and records: `SignedCert` must be the cluster's CSR signed by
+/// `TrustAnchor`; both are kept, and the admin user is created with a password nobody knows
+/// (`cluster activate` sets it). Returns the cluster with its certificates.
+fn initialize(tx: &mut HsmTx<'_>, req: &InitializeClusterRequest) -> Result<Cluster> {
     let mut c = cluster(tx.state, &req.cluster_id)?.clone();
     if c.state != ClusterState::Uninitialized {
-        return Err(err!(
-            CloudHsmInvalidRequestException,
-            "Cluster {} is {}, not UNINITIALIZED",
-            c.id,
-            c.state
-        ));
+        return Err(wrong_state("InitializeCluster", &c, "UNINITIALIZED"));
     }
     let csr = pending_csr(&c)?;
     if req.trust_anchor.len() > limits::TRUST_ANCHOR_LEN.1 {
@@ -459,36 +576,52 @@ pub fn initialize_cluster(
     })?;
     c.pki.cluster_certificate = Some(req.signed_cert.clone());
     c.pki.trust_anchor = Some(req.trust_anchor.clone());
-    c.state = ClusterState::Active;
     let admin = HsmUser {
-        username: "admin".into(),
+        username: ADMIN.into(),
         role: HsmUserRole::Admin,
         password: hash_password(
             tx,
             &c,
-            "admin",
+            ADMIN,
             &Password::generate(ROTATED_PASSWORD_LEN),
         )?,
         failed_logins: 0,
         session: None,
     };
     tx.push(HsmChange::PutUser(c.id.clone(), admin));
-    audit_all(tx, &c, opcode::INIT_TOKEN, "SUCCESS", Some("admin"), None);
-    tx.push(HsmChange::PutCluster(Box::new(c)));
+    audit_all(tx, &c, opcode::INIT_TOKEN, "SUCCESS", Some(ADMIN), None);
+    Ok(c)
+}
+
+/// The admin user `cluster activate` gives a password.
+const ADMIN: &str = "admin";
+
+/// InitializeCluster, as on AWS: verifies that `SignedCert` is the cluster's CSR signed by
+/// `TrustAnchor` and keeps both; the cluster is INITIALIZE_IN_PROGRESS, then INITIALIZED, and
+/// `cluster activate` (setting the admin password) makes it ACTIVE.
+pub fn initialize_cluster(
+    tx: &mut HsmTx<'_>,
+    req: &InitializeClusterRequest,
+) -> Result<InitializeClusterResponse> {
+    let c = initialize(tx, req)?;
+    let answer = enter_passing(tx, c, ClusterState::InitializeInProgress);
     Ok(InitializeClusterResponse {
-        state: ClusterState::Active,
-        state_message: "Cluster initialized and activated".into(),
+        state: answer.state,
+        state_message: answer.state_message,
         trust_anchor: None,
     })
 }
 
-/// The convenience variant: makes a CA, signs the cluster's CSR with it, initialises the
-/// cluster, and returns the CA certificate as `TrustAnchor`.
+/// kmscks's one-step shortcut: makes a CA, signs the cluster's CSR with it, initialises and
+/// activates the cluster (ACTIVE at once), and returns the CA certificate as `TrustAnchor`.
 pub fn initialize_cluster_with_new_ca(
     tx: &mut HsmTx<'_>,
     cluster_id: &str,
 ) -> Result<InitializeClusterResponse> {
     let c = cluster(tx.state, cluster_id)?;
+    if c.state != ClusterState::Uninitialized {
+        return Err(wrong_state("InitializeCluster", c, "UNINITIALIZED"));
+    }
     let csr = pending_csr(c)?;
     let ca = CertificateAuthority::generate(&format!("kmscks customer CA for {}", c.id))
         .map_err(|e| err!(CloudHsmInternalFailureException, "{e}"))?;
@@ -500,9 +633,42 @@ pub fn initialize_cluster_with_new_ca(
         signed_cert: signed,
         trust_anchor: ca.certificate_pem().to_owned(),
     };
-    let mut resp = initialize_cluster(tx, &req)?;
-    resp.trust_anchor = Some(req.trust_anchor);
-    Ok(resp)
+    let mut c = initialize(tx, &req)?;
+    c.state = ClusterState::Active;
+    c.settles_at = None;
+    tx.push(HsmChange::PutCluster(Box::new(c)));
+    Ok(InitializeClusterResponse {
+        state: ClusterState::Active,
+        state_message: state_message(ClusterState::Active).to_owned(),
+        trust_anchor: Some(req.trust_anchor),
+    })
+}
+
+/// `cluster activate` (CloudHSM CLI): sets the admin password of an INITIALIZED cluster, which
+/// makes it ACTIVE.
+pub fn activate_cluster(
+    tx: &mut HsmTx<'_>,
+    req: &ActivateClusterRequest,
+) -> Result<ClusterDescription> {
+    let mut c = cluster(tx.state, &req.cluster_id)?.clone();
+    if c.state != ClusterState::Initialized {
+        return Err(wrong_state("cluster activate", &c, "INITIALIZED"));
+    }
+    check_hsm_password(&req.password)?;
+    let admin = HsmUser {
+        username: ADMIN.into(),
+        role: HsmUserRole::Admin,
+        password: hash_password(tx, &c, ADMIN, &req.password)?,
+        failed_logins: 0,
+        session: None,
+    };
+    tx.push(HsmChange::PutUser(c.id.clone(), admin));
+    audit_all(tx, &c, opcode::CHANGE_PSWD, "SUCCESS", Some(ADMIN), None);
+    c.state = ClusterState::Active;
+    c.settles_at = None;
+    let answer = describe(&c);
+    tx.push(HsmChange::PutCluster(Box::new(c)));
+    Ok(answer)
 }
 
 #[cfg(test)]
@@ -562,7 +728,7 @@ mod tests {
     }
 
     fn mapping(c: &Cluster) -> Vec<(String, String)> {
-        describe(c, Timestamp(0)).subnet_mapping.into_iter().collect()
+        describe(c).subnet_mapping.into_iter().collect()
     }
 
     #[test]

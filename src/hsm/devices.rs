@@ -19,13 +19,13 @@ pub(super) const SUBNET_ADDRESSES: u32 = 250;
 /// cluster's key and CSR; a later HSM receives the cluster's users and key objects.
 pub fn create_hsm(tx: &mut HsmTx<'_>, req: &CreateHsmRequest) -> Result<HsmDescription> {
     let mut c = cluster(tx.state, &req.cluster_id)?.clone();
-    if matches!(
+    if !matches!(
         c.state,
-        ClusterState::Deleted | ClusterState::DeleteInProgress
+        ClusterState::Uninitialized | ClusterState::Initialized | ClusterState::Active
     ) {
         return Err(err!(
             CloudHsmInvalidRequestException,
-            "Cluster {} is {}",
+            "CreateHsm: cluster {} is {}, not UNINITIALIZED, INITIALIZED or ACTIVE",
             c.id,
             c.state
         ));
@@ -37,6 +37,16 @@ pub fn create_hsm(tx: &mut HsmTx<'_>, req: &CreateHsmRequest) -> Result<HsmDescr
             c.id,
             MAX_HSMS_PER_CLUSTER
         ));
+    }
+    if let Some(max) = tx.settings.max_hsms_per_cluster {
+        if c.hsms.len() >= max {
+            return Err(err!(
+                CloudHsmResourceLimitExceededException,
+                "CreateHsm: cluster {} already has {} HSMs, the quota of HSMs per cluster ({max})",
+                c.id,
+                c.hsms.len()
+            ));
+        }
     }
     let az = req.availability_zone.clone();
     let subnet = c.subnets.get_mut(&az).ok_or_else(|| {
@@ -90,7 +100,7 @@ pub fn create_hsm(tx: &mut HsmTx<'_>, req: &CreateHsmRequest) -> Result<HsmDescr
     let description = describe_hsm(&c, &hsm);
     let hsm_id = hsm.id.clone();
     c.hsms.insert(hsm.id.clone(), hsm);
-    if c.state == ClusterState::Active {
+    if c.pki.cluster_certificate.is_some() {
         // The new HSM is cloned from the cluster: its stream starts with the sync.
         let hsm = &c.hsms[&hsm_id];
         let event = record(tx, hsm, opcode::INIT_TOKEN, "SUCCESS", None, None);

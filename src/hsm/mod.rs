@@ -17,6 +17,7 @@ mod devices;
 mod fault;
 mod key_object;
 mod kms_session;
+mod paging;
 pub mod model;
 mod password;
 pub mod pki;
@@ -30,8 +31,8 @@ pub use backup::{
     restore_backup,
 };
 pub use cluster::{
-    create_cluster, delete_cluster, describe_clusters, initialize_cluster,
-    initialize_cluster_with_new_ca,
+    activate_cluster, create_cluster, delete_cluster, describe_clusters, initialize_cluster,
+    initialize_cluster_with_new_ca, passing_clusters, settle_cluster,
 };
 pub use devices::{create_hsm, delete_hsm};
 pub use fault::{active_faults, inject_fault};
@@ -42,7 +43,7 @@ pub use kms_session::{
     reachability,
 };
 pub use state::{CloudHsmState, HsmChange};
-pub use tx::{HsmOutcome, HsmTx, Wrapper};
+pub use tx::{HsmOutcome, HsmSettings, HsmTx, Wrapper};
 pub use user::{
     change_password, create_user, delete_user, list_users, login_external, logout_external,
 };

@@ -46,7 +46,8 @@ pub struct Cluster {
     /// Injected faults currently in force.
     pub faults: ClusterFaults,
     /// While `state` is one of the passing states (CREATE_IN_PROGRESS, INITIALIZE_IN_PROGRESS,
-    /// DELETE_IN_PROGRESS): when it ends, on the instance's clock (see [`Cluster::state_at`]).
+    /// DELETE_IN_PROGRESS): when it ends, on the instance's clock (the background worker then
+    /// moves the cluster to [`Cluster::settled_state`]).
     pub settles_at: Option<Timestamp>,
     /// `BackupRetentionPolicy`: days a backup is kept (ModifyCluster changes it).
     pub backup_retention_days: u32,
@@ -55,16 +56,6 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// The state the cluster is in at `now`: a passing state whose time is up reads as the
-    /// state it leads to (the background worker records that move; until it has, readers see
-    /// it already, so that nothing waits on the worker).
-    pub fn state_at(&self, now: Timestamp) -> ClusterState {
-        match self.settles_at {
-            Some(at) if now >= at => self.settled_state(),
-            _ => self.state,
-        }
-    }
-
     /// Where the current passing state leads: CREATE_IN_PROGRESS to UNINITIALIZED (ACTIVE for a
     /// cluster restored from a backup), INITIALIZE_IN_PROGRESS to INITIALIZED,
     /// DELETE_IN_PROGRESS to DELETED. Any other state stays.

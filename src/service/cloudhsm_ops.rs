@@ -24,10 +24,12 @@ impl Kms {
         })
     }
 
-    /// CreateCluster.
+    /// CreateCluster: the answer is CREATE_IN_PROGRESS; the cluster is UNINITIALIZED (ACTIVE
+    /// when restored from a backup) after [`crate::KmsConfig::cluster_transition`].
     pub fn create_cluster(&self, req: &CreateClusterRequest) -> Result<ClusterResponse> {
-        self.cluster_admin(Op::CreateCluster, |tx| hsm::create_cluster(tx, req))
-            .map(|cluster| ClusterResponse { cluster })
+        let cluster = self.cluster_admin(Op::CreateCluster, |tx| hsm::create_cluster(tx, req))?;
+        self.settle_later(&cluster.cluster_id);
+        Ok(ClusterResponse { cluster })
     }
 
     /// DescribeClusters.
@@ -37,14 +39,17 @@ impl Kms {
     ) -> Result<DescribeClustersResponse> {
         self.read(|tx| {
             require_cluster_admin(tx, Op::DescribeClusters.action())?;
-            hsm::describe_clusters(tx.cloudhsm, tx.now, tx.scope, req)
+            hsm::describe_clusters(tx.cloudhsm, tx.scope, req)
         })
     }
 
-    /// DeleteCluster.
+    /// DeleteCluster: the answer is DELETE_IN_PROGRESS; the cluster is gone after
+    /// [`crate::KmsConfig::cluster_transition`].
     pub fn delete_cluster(&self, cluster_id: &str) -> Result<ClusterResponse> {
-        self.cluster_admin(Op::DeleteCluster, |tx| hsm::delete_cluster(tx, cluster_id))
-            .map(|cluster| ClusterResponse { cluster })
+        let cluster =
+            self.cluster_admin(Op::DeleteCluster, |tx| hsm::delete_cluster(tx, cluster_id))?;
+        self.settle_later(&cluster.cluster_id);
+        Ok(ClusterResponse { cluster })
     }
 
     /// CreateHsm.
@@ -58,12 +63,20 @@ impl Kms {
         self.cluster_admin(Op::DeleteHsm, |tx| hsm::delete_hsm(tx, req))
     }
 
-    /// InitializeCluster with the user's signed certificate and trust anchor.
+    /// InitializeCluster with the user's signed certificate and trust anchor: the answer is
+    /// INITIALIZE_IN_PROGRESS; the cluster is INITIALIZED after
+    /// [`crate::KmsConfig::cluster_transition`], and ACTIVE once
+    /// [`Kms::activate_cluster`] has set the admin password.
     pub fn initialize_cluster(
         &self,
         req: &InitializeClusterRequest,
     ) -> Result<InitializeClusterResponse> {
-        self.cluster_admin(Op::InitializeCluster, |tx| hsm::initialize_cluster(tx, req))
+        let resp =
+            self.cluster_admin(Op::InitializeCluster, |tx| hsm::initialize_cluster(tx, req))?;
+        if let Some(id) = ClusterId::parse_lenient(&req.cluster_id) {
+            self.settle_later(&id);
+        }
+        Ok(resp)
     }
 
     /// InitializeCluster with a CA kmscks makes: signs the CSR itself and returns the CA
@@ -77,13 +90,22 @@ impl Kms {
         })
     }
 
+    /// `cluster activate` (CloudHSM CLI): sets the admin password; INITIALIZED → ACTIVE.
+    pub fn activate_cluster(&self, req: &ActivateClusterRequest) -> Result<ClusterResponse> {
+        self.cluster_admin(Op::ActivateCluster, |tx| hsm::activate_cluster(tx, req))
+            .map(|cluster| ClusterResponse { cluster })
+    }
+
     /// Takes a backup of a cluster now.
     pub fn create_backup(&self, cluster_id: &str) -> Result<BackupDescription> {
         self.cluster_admin(Op::CreateBackup, |tx| hsm::create_backup(tx, cluster_id))
     }
 
     /// DescribeBackups: one Region's backups (the request's, else the configured one).
-    pub fn describe_backups(&self, req: &DescribeBackupsRequest) -> Result<Vec<BackupDescription>> {
+    pub fn describe_backups(
+        &self,
+        req: &DescribeBackupsRequest,
+    ) -> Result<DescribeBackupsResponse> {
         self.read(|tx| {
             require_cluster_admin(tx, Op::DescribeBackups.action())?;
             hsm::describe_backups(tx.cloudhsm, tx.now, tx.scope, req)

@@ -173,12 +173,14 @@ macro_rules! perform {
     (InitializeClusterWithNewCa, $k:ident, $r:ident) => {
         $k.initialize_cluster_with_new_ca(&$r.cluster_id)
     };
+    (ActivateCluster, $k:ident, $r:ident) => {
+        $k.activate_cluster($r)
+    };
     (CreateBackup, $k:ident, $r:ident) => {
         $k.create_backup(&$r.cluster_id)
     };
     (DescribeBackups, $k:ident, $r:ident) => {
         $k.describe_backups($r)
-            .map(|backups| DescribeBackupsResponse { backups })
     };
     (CopyBackupToRegion, $k:ident, $r:ident) => {
         $k.copy_backup_to_region($r)

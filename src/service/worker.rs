@@ -1,6 +1,7 @@
 //! The background worker: finishes ConnectCustomKeyStore and DisconnectCustomKeyStore when
-//! their delay has passed (asynchronously, as on AWS) and sweeps keys whose deletion date has
-//! come. Times are read from the instance's injectable [`Clock`], so a test that holds a
+//! their delay has passed (asynchronously, as on AWS), ends a CloudHSM cluster's passing state
+//! (CREATE/INITIALIZE/DELETE_IN_PROGRESS) when its time is up, and sweeps keys whose deletion
+//! date has come. Times are read from the instance's injectable [`Clock`], so a test that holds a
 //! `ManualClock` decides when a connection completes.
 
 use super::{lock, Kms, Shared};
@@ -26,6 +27,7 @@ pub(super) struct Tasks {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Task {
     Complete(FollowUpKey),
+    SettleCluster(ClusterId),
     DeletionSweep,
 }
 
@@ -70,7 +72,33 @@ impl Kms {
     }
 }
 
+impl Kms {
+    /// Has the worker end the passing state of `cluster` when it is due (nothing to do when
+    /// passing states take no time: the operation has settled the cluster already).
+    pub(super) fn settle_later(&self, cluster: &ClusterId) {
+        let after = self.shared.config.cluster_transition;
+        if !after.is_zero() {
+            self.shared
+                .schedule(Task::SettleCluster(cluster.clone()), after);
+        }
+    }
+}
+
 impl Shared {
+    /// Ends the passing state of `cluster` if it is due.
+    pub(super) fn settle_cluster(&self, cluster: &ClusterId) {
+        let mut core = lock(&self.core);
+        let root = self.config.scope.root_principal();
+        // A failure here (e.g. the disk) leaves the cluster in its passing state; the next
+        // open resumes it.
+        let _ = self.run(&mut core, &root, |tx| {
+            tx.in_hsm(|h| crate::hsm::settle_cluster(h, cluster));
+            Ok(())
+        });
+        drop(core);
+        self.changed.notify_all();
+    }
+
     /// Schedules `task` for `after` from now, by the instance's clock.
     pub(super) fn schedule(&self, task: Task, after: Duration) {
         let due = self.config.clock.now().plus(after);
@@ -150,6 +178,7 @@ pub(super) fn background(shared: Weak<Shared>) {
         };
         match next {
             Some(Task::Complete(follow)) => strong.complete(&follow),
+            Some(Task::SettleCluster(cluster)) => strong.settle_cluster(&cluster),
             Some(Task::DeletionSweep) => {
                 let _ = strong.sweep(&mut lock(&strong.core));
                 strong.changed.notify_all();

@@ -3,11 +3,12 @@
 //!
 //! | verb | counterpart |
 //! |---|---|
-//! | `create-cluster [--hsm-type] [--subnet-ids S1 S2…] [--source-backup-id] [--region]` | cloudhsmv2 (`--availability-zones A B…` is kmscks's: simulated subnets in those zones) |
-//! | `describe-clusters [--filters clusterIds=ID,…]`, `delete-cluster --cluster-id` | cloudhsmv2 |
+//! | `create-cluster [--hsm-type] [--subnet-ids S1 S2…] [--source-backup-id] [--region] [--tag-list Key=k,Value=v…]` | cloudhsmv2 (`--availability-zones A B…` is kmscks's: simulated subnets in those zones) |
+//! | `describe-clusters [--filters clusterIds=ID,…] [--region] [--max-results N] [--next-token T]`, `delete-cluster --cluster-id` | cloudhsmv2 |
 //! | `create-hsm --cluster-id --availability-zone`, `delete-hsm --cluster-id --hsm-id` | cloudhsmv2 |
-//! | `initialize-cluster --cluster-id [--signed-cert file://] [--trust-anchor file://ca.pem]` | cloudhsmv2; without `--trust-anchor` kmscks makes a CA, signs the cluster's CSR and returns the CA's PEM as `TrustAnchor` |
-//! | `describe-backups [--filters] [--region]`, `copy-backup-to-region --backup-id --destination-region`, `delete-backup --backup-id`, `restore-backup --backup-id` | cloudhsmv2 |
+//! | `initialize-cluster --cluster-id [--signed-cert file://] [--trust-anchor file://ca.pem]` | cloudhsmv2 (INITIALIZE_IN_PROGRESS, then INITIALIZED until its admin password is set, see below); without `--trust-anchor` kmscks makes a CA, signs the cluster's CSR, activates the cluster and returns the CA's PEM as `TrustAnchor` |
+//! | `describe-backups [--filters] [--region] [--max-results N] [--next-token T]`, `copy-backup-to-region --backup-id --destination-region`, `delete-backup --backup-id`, `restore-backup --backup-id` | cloudhsmv2 |
+//! | `cluster activate --cluster-id --password` | CloudHSM CLI: sets the admin password of an INITIALIZED cluster, which makes it ACTIVE |
 //! | `create-backup --cluster-id` | kmscks extra: a backup now |
 //! | `user create\|delete\|change-password\|list --cluster-id --username --role --password` | CloudHSM CLI |
 //! | `login --cluster-id --username [--role] --password`, `logout --cluster-id --username` | CloudHSM CLI |
@@ -25,6 +26,7 @@ const CLUSTER_ID: ArgSpec = req("cluster-id", Str, "The cluster's id");
 const USERNAME: ArgSpec = req("username", Str, "The HSM user");
 const PASSWORD: ArgSpec = req("password", Password, "The user's password");
 const BACKUP_ID: ArgSpec = req("backup-id", Str, "The backup's id");
+const NEXT_TOKEN: ArgSpec = opt("next-token", Str, "The previous page's NextToken");
 /// `--hsm-type`'s help: AWS's types, and kmscks's default (a test holds it to
 /// [`kmscks::api::hsm::HSM_TYPES`] and [`kmscks::api::hsm::DEFAULT_HSM_TYPE`]).
 pub(crate) const HSM_TYPE_HELP: &str = "hsm1.medium or hsm2m.medium (default: hsm2m.medium)";
@@ -51,15 +53,28 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
                 ),
                 opt("source-backup-id", Str, "Restore from this backup (READY, in --region)"),
                 opt("region", Str, "The cluster's Region (default: the configured one, or the backup's)"),
+                opt("tag-list", HsmTags, "Key=k,Value=v …"),
+            ],
+        ),
+        Op::ActivateCluster => (
+            &["cluster", "activate"],
+            specs![
+                CLUSTER_ID,
+                req("password", Password, "The admin password to set"),
             ],
         ),
         Op::DescribeClusters => (
             &["describe-clusters"],
-            specs![opt(
-                "filters",
-                Filters,
-                "clusterIds=ID1,ID2 states=ACTIVE … or JSON",
-            )],
+            specs![
+                opt(
+                    "filters",
+                    Filters,
+                    "clusterIds=ID1,ID2 states=ACTIVE vpcIds=… or JSON",
+                ),
+                opt("region", Str, "The Region whose clusters to list (default: the configured one)"),
+                opt("max-results", Int, "Page size, 1-25 (default: every cluster)"),
+                NEXT_TOKEN,
+            ],
         ),
         Op::DeleteCluster => (&["delete-cluster"], specs![CLUSTER_ID]),
         Op::CreateHsm => (
@@ -100,6 +115,8 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
                     "backupIds=… sourceBackupIds=… clusterIds=… states=READY,PENDING_DELETION neverExpires=true … or JSON",
                 ),
                 opt("region", Str, "The Region whose backups to list (default: the configured one)"),
+                opt("max-results", Int, "Page size, 1-50 (default: every backup)"),
+                NEXT_TOKEN,
             ],
         ),
         Op::CopyBackupToRegion => (

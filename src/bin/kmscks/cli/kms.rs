@@ -194,6 +194,7 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
         | Op::DeleteHsm
         | Op::InitializeCluster
         | Op::InitializeClusterWithNewCa
+        | Op::ActivateCluster
         | Op::CreateBackup
         | Op::DescribeBackups
         | Op::CopyBackupToRegion

@@ -152,7 +152,7 @@ fn spec_args(specs: &[ArgSpec]) -> Vec<Arg> {
                         .help(format!("Sets {} to false", args::pascal_case(s.flag))),
                 );
             }
-            Kind::List | Kind::Tags | Kind::Filters => out.push(
+            Kind::List | Kind::Tags | Kind::HsmTags | Kind::Filters => out.push(
                 a.num_args(1..)
                     .action(ArgAction::Append)
                     .required(s.required)
@@ -203,6 +203,7 @@ pub(crate) fn command() -> Command {
                     _ => Command::new(group)
                         .about(match group {
                             "user" => "CloudHSM CLI user verbs",
+                            "cluster" => "CloudHSM CLI cluster verbs",
                             _ => "CloudHSM CLI key verbs",
                         })
                         .subcommand_required(true),
@@ -324,13 +325,14 @@ pub(crate) fn build_request(verb: &Verb, m: &ArgMatches) -> Result<Request, CliE
                     obj.insert(member, Value::Bool(false));
                 }
             }
-            Kind::List | Kind::Tags | Kind::Filters => {
+            Kind::List | Kind::Tags | Kind::HsmTags | Kind::Filters => {
                 let Some(values) = m.get_many::<String>(flag) else {
                     continue;
                 };
                 let values: Vec<String> = values.cloned().collect();
                 let v = match s.kind {
-                    Kind::Tags => args::tags(flag, &values)?,
+                    Kind::Tags => args::tags(flag, &values, args::KMS_TAG)?,
+                    Kind::HsmTags => args::tags(flag, &values, args::HSM_TAG)?,
                     Kind::Filters => args::filters(flag, &values)?,
                     _ => Value::Array(values.into_iter().map(Value::String).collect()),
                 };
@@ -394,6 +396,7 @@ fn put_secret(req: &mut Request, member: &str, secret: Secret) -> Result<(), Cli
             Secret::Password(p),
         ) => r.password = p,
         (Request::DeleteKeyObject(r), "Password", Secret::Password(p)) => r.password = p,
+        (Request::ActivateCluster(r), "Password", Secret::Password(p)) => r.password = p,
         (req, member, _) => {
             return Err(CliError::Other(format!(
                 "internal error: {} has no secret member {member}",
