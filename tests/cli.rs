@@ -1708,3 +1708,148 @@ fn describe_clusters_and_describe_backups_page_with_max_results_and_next_token()
         "DescribeBackups",
     );
 }
+
+/// modify-cluster sets the backup retention policy (7 to 379 days); modify-backup-attributes
+/// sets NeverExpires; tag-resource, untag-resource and list-tags work on clusters and backups,
+/// and their errors name AWS's operations.
+#[test]
+fn modify_cluster_modify_backup_attributes_and_tags_on_clusters_and_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = vec![
+        "--data-dir".to_owned(),
+        dir.path().join("data").display().to_string(),
+    ];
+    let c = ok(
+        &t,
+        &[
+            "cloudhsm",
+            "create-cluster",
+            "--tag-list",
+            "Key=team,Value=payments",
+        ],
+    )["Cluster"]
+        .clone();
+    assert_eq!(
+        c["TagList"],
+        serde_json::json!([{"Key": "team", "Value": "payments"}])
+    );
+    let id = c["ClusterId"].as_str().unwrap().to_owned();
+    let m = ok(
+        &t,
+        &[
+            "cloudhsm",
+            "modify-cluster",
+            "--cluster-id",
+            &id,
+            "--backup-retention-policy",
+            "Type=DAYS,Value=30",
+        ],
+    );
+    assert_eq!(
+        m["Cluster"]["BackupRetentionPolicy"],
+        serde_json::json!({"Type": "DAYS", "Value": "30"})
+    );
+    for bad in [
+        "Type=DAYS,Value=6",
+        "Type=DAYS,Value=380",
+        "Type=WEEKS,Value=30",
+    ] {
+        fails(
+            &t,
+            &[
+                "cloudhsm",
+                "modify-cluster",
+                "--cluster-id",
+                &id,
+                "--backup-retention-policy",
+                bad,
+            ],
+            "CloudHsmInvalidRequestException",
+            "ModifyCluster",
+        );
+    }
+
+    hsm_in_each_zone(&t, &c);
+    ok(&t, &["cloudhsm", "initialize-cluster", "--cluster-id", &id]);
+    let backup = ok(&t, &["cloudhsm", "create-backup", "--cluster-id", &id])["BackupId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = ok(
+        &t,
+        &[
+            "cloudhsm",
+            "modify-backup-attributes",
+            "--backup-id",
+            &backup,
+            "--never-expires",
+        ],
+    );
+    assert_eq!(b["Backup"]["NeverExpires"], true, "{b}");
+
+    let tags = |resource: &str| {
+        ok(&t, &["cloudhsm", "list-tags", "--resource-id", resource])["TagList"].clone()
+    };
+    for resource in [id.as_str(), backup.as_str()] {
+        ok(
+            &t,
+            &[
+                "cloudhsm",
+                "tag-resource",
+                "--resource-id",
+                resource,
+                "--tag-list",
+                "Key=env,Value=test",
+                "Key=owner,Value=me",
+            ],
+        );
+        ok(
+            &t,
+            &[
+                "cloudhsm",
+                "untag-resource",
+                "--resource-id",
+                resource,
+                "--tag-key-list",
+                "owner",
+            ],
+        );
+    }
+    assert_eq!(
+        tags(&id),
+        serde_json::json!([
+            {"Key": "env", "Value": "test"},
+            {"Key": "team", "Value": "payments"},
+        ])
+    );
+    assert_eq!(
+        tags(&backup),
+        serde_json::json!([{"Key": "env", "Value": "test"}])
+    );
+    let page = ok(
+        &t,
+        &[
+            "cloudhsm",
+            "list-tags",
+            "--resource-id",
+            &id,
+            "--max-results",
+            "1",
+        ],
+    );
+    assert_eq!(page["TagList"].as_array().unwrap().len(), 1);
+    assert!(page["NextToken"].is_string(), "{page}");
+    fails(
+        &t,
+        &[
+            "cloudhsm",
+            "tag-resource",
+            "--resource-id",
+            "cluster-aaaaaaaaaaa",
+            "--tag-list",
+            "Key=k,Value=v",
+        ],
+        "CloudHsmResourceNotFoundException",
+        "TagResource",
+    );
+}

@@ -609,3 +609,66 @@ pub struct AuditEvent {
     /// SHA-256 of this record's canonical encoding (which includes `previous_hash`).
     pub hash: AuditHash,
 }
+
+/// TagResource (cloudhsmv2) on a cluster or a backup.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagHsmResourceRequest {
+    /// `cluster-…` or `backup-…`.
+    pub resource_id: String,
+    /// Tags to add (a key given again takes the new value).
+    pub tag_list: Vec<HsmTag>,
+}
+
+/// UntagResource (cloudhsmv2) on a cluster or a backup.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct UntagHsmResourceRequest {
+    /// `cluster-…` or `backup-…`.
+    pub resource_id: String,
+    /// Keys of the tags to remove.
+    pub tag_key_list: Vec<String>,
+}
+
+/// ListTags (cloudhsmv2) of a cluster or a backup.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ListHsmTagsRequest {
+    /// `cluster-…` or `backup-…`.
+    pub resource_id: String,
+    /// Page size (absent: every tag).
+    pub max_results: Option<u32>,
+    /// The previous page's `NextToken`.
+    pub next_token: Option<String>,
+}
+
+/// ListTags response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListHsmTagsResponse {
+    /// The tags, by key.
+    pub tag_list: Vec<HsmTag>,
+    /// Set when more tags follow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+/// ModifyCluster (cloudhsmv2): the cluster's backup retention policy.
+#[derive(Clone, Debug, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct ModifyClusterRequest {
+    /// Cluster.
+    pub cluster_id: String,
+    /// The new policy: `Type` `DAYS`, `Value` 7 to 379.
+    pub backup_retention_policy: BackupRetentionPolicy,
+}
+
+/// ModifyBackupAttributes (cloudhsmv2): whether the backup is exempt from the retention policy.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct ModifyBackupAttributesRequest {
+    /// Backup.
+    pub backup_id: String,
+    /// Exempt from the retention policy.
+    pub never_expires: bool,
+}

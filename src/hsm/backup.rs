@@ -148,7 +148,7 @@ pub fn describe_backups(
         limits::DESCRIBE_BACKUPS_MAX_RESULTS,
         req.next_token.as_deref(),
         (BackupId::as_str, BackupId::parse),
-        |b| {
+        |_, b| {
             let never = if b.never_expires { "true" } else { "false" };
             let kept = b.region == region
                 && !expired(b, now)
@@ -273,6 +273,19 @@ pub fn delete_backup(tx: &mut HsmTx<'_>, backup_id: &str) -> Result<BackupRespon
     }
     b.state = BackupState::PendingDeletion;
     b.delete_timestamp = Some(tx.now);
+    let backup = describe_backup(&b, tx.scope);
+    tx.push(HsmChange::PutBackup(Box::new(b)));
+    Ok(BackupResponse { backup })
+}
+
+/// ModifyBackupAttributes: exempts the backup from its cluster's retention policy, or not.
+pub fn modify_backup_attributes(
+    tx: &mut HsmTx<'_>,
+    req: &ModifyBackupAttributesRequest,
+) -> Result<BackupResponse> {
+    purge_expired(tx);
+    let mut b = backup(tx.state, tx.now, &req.backup_id)?.clone();
+    b.never_expires = req.never_expires;
     let backup = describe_backup(&b, tx.scope);
     tx.push(HsmChange::PutBackup(Box::new(b)));
     Ok(BackupResponse { backup })

@@ -193,7 +193,7 @@ pub fn describe_clusters(
         limits::DESCRIBE_CLUSTERS_MAX_RESULTS,
         req.next_token.as_deref(),
         (ClusterId::as_str, ClusterId::parse),
-        |c| {
+        |_, c| {
             (c.region == region
                 && wanted("clusterIds", c.id.as_str())
                 && wanted("states", c.state.as_str()))
@@ -666,6 +666,31 @@ pub fn activate_cluster(
     audit_all(tx, &c, opcode::CHANGE_PSWD, "SUCCESS", Some(ADMIN), None);
     c.state = ClusterState::Active;
     c.settles_at = None;
+    let answer = describe(&c);
+    tx.push(HsmChange::PutCluster(Box::new(c)));
+    Ok(answer)
+}
+
+/// ModifyCluster: the cluster's backup retention policy (`DAYS`, 7 to 379).
+pub fn modify_cluster(tx: &mut HsmTx<'_>, req: &ModifyClusterRequest) -> Result<ClusterDescription> {
+    let mut c = cluster(tx.state, &req.cluster_id)?.clone();
+    let policy = &req.backup_retention_policy;
+    let (lo, hi) = limits::BACKUP_RETENTION_DAYS;
+    let days = policy
+        .value
+        .parse::<u32>()
+        .ok()
+        .filter(|d| policy.kind == "DAYS" && (lo..=hi).contains(d))
+        .ok_or_else(|| {
+            err!(
+                CloudHsmInvalidRequestException,
+                "BackupRetentionPolicy {{Type: {}, Value: {}}}: the type is DAYS and the value \
+                 {lo} to {hi}",
+                policy.kind,
+                policy.value
+            )
+        })?;
+    c.backup_retention_days = days;
     let answer = describe(&c);
     tx.push(HsmChange::PutCluster(Box::new(c)));
     Ok(answer)

@@ -18,6 +18,7 @@ mod fault;
 mod key_object;
 mod kms_session;
 mod paging;
+mod tags;
 pub mod model;
 mod password;
 pub mod pki;
@@ -26,13 +27,14 @@ pub mod tx;
 mod user;
 
 pub use audit::audit_log;
+pub use tags::{list_tags, tag_resource, untag_resource};
 pub use backup::{
     copy_backup_to_region, create_backup, delete_backup, describe_backups,
-    restore_backup,
+    modify_backup_attributes, restore_backup,
 };
 pub use cluster::{
     activate_cluster, create_cluster, delete_cluster, describe_clusters, initialize_cluster,
-    initialize_cluster_with_new_ca, passing_clusters, settle_cluster,
+    initialize_cluster_with_new_ca, modify_cluster, passing_clusters, settle_cluster,
 };
 pub use devices::{create_hsm, delete_hsm};
 pub use fault::{active_faults, inject_fault};

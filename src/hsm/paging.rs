@@ -34,7 +34,7 @@ pub(super) fn page<'a, K: Ord, V, T>(
     range: (u32, u32),
     token: Option<&str>,
     (id, parse): TokenKey<K>,
-    mut keep: impl FnMut(&'a V) -> Option<T>,
+    mut keep: impl FnMut(&'a K, &'a V) -> Option<T>,
 ) -> Result<Page<T>> {
     let limit = match max_results {
         None => usize::MAX,
@@ -62,7 +62,7 @@ pub(super) fn page<'a, K: Ord, V, T>(
     };
     let mut items = Vec::new();
     let mut last: Option<&K> = None;
-    let mut kept = entries.filter_map(|(k, v)| keep(v).map(|item| (k, item)));
+    let mut kept = entries.filter_map(|(k, v)| keep(k, v).map(|item| (k, item)));
     for (k, item) in kept.by_ref().take(limit) {
         items.push(item);
         last = Some(k);
@@ -106,7 +106,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let (items, next) = page("l", &all, Some(4), (1, 25), token.as_deref(), KEYS, |v| {
+            let (items, next) = page("l", &all, Some(4), (1, 25), token.as_deref(), KEYS, |_, v| {
                 (v % 2 == 0).then_some(*v)
             })
             .unwrap();
@@ -119,7 +119,7 @@ mod tests {
         }
         assert_eq!(seen, (0..23).filter(|v| v % 2 == 0).collect::<Vec<_>>());
         let four = numbers(4);
-        let (items, next) = page("l", &four, Some(4), (1, 25), None, KEYS, Some).unwrap();
+        let (items, next) = page("l", &four, Some(4), (1, 25), None, KEYS, |_, v| Some(v)).unwrap();
         assert_eq!(items.len(), 4);
         assert_eq!(next, None, "no token when the page ends at the last item");
     }
@@ -127,13 +127,13 @@ mod tests {
     #[test]
     fn a_token_of_another_list_or_garbage_and_max_results_out_of_range_are_refused() {
         let all = numbers(3);
-        let (_, token) = page("clusters", &all, Some(1), (1, 25), None, KEYS, Some).unwrap();
+        let (_, token) = page("clusters", &all, Some(1), (1, 25), None, KEYS, |_, v| Some(v)).unwrap();
         let token = token.unwrap();
-        let other = page("backups", &all, Some(1), (1, 50), Some(&token), KEYS, Some);
+        let other = page("backups", &all, Some(1), (1, 50), Some(&token), KEYS, |_, v| Some(v));
         assert!(other.unwrap_err().message().contains("NextToken"));
-        assert!(page("clusters", &all, None, (1, 25), Some("%%"), KEYS, Some).is_err());
+        assert!(page("clusters", &all, None, (1, 25), Some("%%"), KEYS, |_, v| Some(v)).is_err());
         for n in [0, 26] {
-            let e = page("clusters", &all, Some(n), (1, 25), None, KEYS, Some).unwrap_err();
+            let e = page("clusters", &all, Some(n), (1, 25), None, KEYS, |_, v| Some(v)).unwrap_err();
             assert_eq!(e.kind(), crate::ErrorKind::CloudHsmInvalidRequestException);
             assert!(e.message().contains("MaxResults"), "{e}");
         }

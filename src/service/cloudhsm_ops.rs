@@ -96,6 +96,40 @@ impl Kms {
             .map(|cluster| ClusterResponse { cluster })
     }
 
+    /// ModifyCluster: the backup retention policy.
+    pub fn modify_cluster(&self, req: &ModifyClusterRequest) -> Result<ClusterResponse> {
+        self.cluster_admin(Op::ModifyCluster, |tx| hsm::modify_cluster(tx, req))
+            .map(|cluster| ClusterResponse { cluster })
+    }
+
+    /// ModifyBackupAttributes: whether the backup never expires.
+    pub fn modify_backup_attributes(
+        &self,
+        req: &ModifyBackupAttributesRequest,
+    ) -> Result<BackupResponse> {
+        self.cluster_admin(Op::ModifyBackupAttributes, |tx| {
+            hsm::modify_backup_attributes(tx, req)
+        })
+    }
+
+    /// TagResource on a cluster or a backup.
+    pub fn tag_hsm_resource(&self, req: &TagHsmResourceRequest) -> Result<()> {
+        self.cluster_admin(Op::TagHsmResource, |tx| hsm::tag_resource(tx, req))
+    }
+
+    /// UntagResource on a cluster or a backup.
+    pub fn untag_hsm_resource(&self, req: &UntagHsmResourceRequest) -> Result<()> {
+        self.cluster_admin(Op::UntagHsmResource, |tx| hsm::untag_resource(tx, req))
+    }
+
+    /// ListTags of a cluster or a backup.
+    pub fn list_hsm_tags(&self, req: &ListHsmTagsRequest) -> Result<ListHsmTagsResponse> {
+        self.read(|tx| {
+            require_cluster_admin(tx, Op::ListHsmTags.action())?;
+            hsm::list_tags(tx.cloudhsm, tx.now, req)
+        })
+    }
+
     /// Takes a backup of a cluster now.
     pub fn create_backup(&self, cluster_id: &str) -> Result<BackupDescription> {
         self.cluster_admin(Op::CreateBackup, |tx| hsm::create_backup(tx, cluster_id))

@@ -176,6 +176,21 @@ macro_rules! perform {
     (ActivateCluster, $k:ident, $r:ident) => {
         $k.activate_cluster($r)
     };
+    (ModifyCluster, $k:ident, $r:ident) => {
+        $k.modify_cluster($r)
+    };
+    (ModifyBackupAttributes, $k:ident, $r:ident) => {
+        $k.modify_backup_attributes($r)
+    };
+    (TagHsmResource, $k:ident, $r:ident) => {
+        empty($k.tag_hsm_resource($r))
+    };
+    (UntagHsmResource, $k:ident, $r:ident) => {
+        empty($k.untag_hsm_resource($r))
+    };
+    (ListHsmTags, $k:ident, $r:ident) => {
+        $k.list_hsm_tags($r)
+    };
     (CreateBackup, $k:ident, $r:ident) => {
         $k.create_backup(&$r.cluster_id)
     };

@@ -80,6 +80,8 @@ pub const AUTOMATIC_BACKUP_HOURS: u32 = 24;
 pub const DESCRIBE_CLUSTERS_MAX_RESULTS: (u32, u32) = (1, 25);
 /// CloudHSM: DescribeBackups' `MaxResults`.
 pub const DESCRIBE_BACKUPS_MAX_RESULTS: (u32, u32) = (1, 50);
+/// CloudHSM: ListTags' `MaxResults`.
+pub const LIST_TAGS_MAX_RESULTS: (u32, u32) = (1, 100);
 /// CloudHSM: tags per resource.
 pub const MAX_HSM_TAGS: usize = 50;
 /// CloudHSM: failed logins before a user is locked out.

@@ -9,6 +9,8 @@
 //! | `initialize-cluster --cluster-id [--signed-cert file://] [--trust-anchor file://ca.pem]` | cloudhsmv2 (INITIALIZE_IN_PROGRESS, then INITIALIZED until its admin password is set, see below); without `--trust-anchor` kmscks makes a CA, signs the cluster's CSR, activates the cluster and returns the CA's PEM as `TrustAnchor` |
 //! | `describe-backups [--filters] [--region] [--max-results N] [--next-token T]`, `copy-backup-to-region --backup-id --destination-region`, `delete-backup --backup-id`, `restore-backup --backup-id` | cloudhsmv2 |
 //! | `cluster activate --cluster-id --password` | CloudHSM CLI: sets the admin password of an INITIALIZED cluster, which makes it ACTIVE |
+//! | `modify-cluster --cluster-id --backup-retention-policy Type=DAYS,Value=N`, `modify-backup-attributes --backup-id --never-expires` | cloudhsmv2 |
+//! | `tag-resource --resource-id --tag-list Key=k,Value=v…`, `untag-resource --resource-id --tag-key-list K…`, `list-tags --resource-id [--max-results] [--next-token]` | cloudhsmv2, on a cluster or a backup |
 //! | `create-backup --cluster-id` | kmscks extra: a backup now |
 //! | `user create\|delete\|change-password\|list --cluster-id --username --role --password` | CloudHSM CLI |
 //! | `login --cluster-id --username [--role] --password`, `logout --cluster-id --username` | CloudHSM CLI |
@@ -26,6 +28,11 @@ const CLUSTER_ID: ArgSpec = req("cluster-id", Str, "The cluster's id");
 const USERNAME: ArgSpec = req("username", Str, "The HSM user");
 const PASSWORD: ArgSpec = req("password", Password, "The user's password");
 const BACKUP_ID: ArgSpec = req("backup-id", Str, "The backup's id");
+const RESOURCE_ID: ArgSpec = req(
+    "resource-id",
+    Str,
+    "A cluster (cluster-…) or a backup (backup-…)",
+);
 const NEXT_TOKEN: ArgSpec = opt("next-token", Str, "The previous page's NextToken");
 /// `--hsm-type`'s help: AWS's types, and kmscks's default (a test holds it to
 /// [`kmscks::api::hsm::HSM_TYPES`] and [`kmscks::api::hsm::DEFAULT_HSM_TYPE`]).
@@ -103,6 +110,40 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
                     Str,
                     "Your CA's certificate (file://ca.pem); absent: kmscks makes a CA",
                 ),
+            ],
+        ),
+        Op::ModifyCluster => (
+            &["modify-cluster"],
+            specs![
+                CLUSTER_ID,
+                req(
+                    "backup-retention-policy",
+                    Map,
+                    "Type=DAYS,Value=N (7-379) or JSON",
+                ),
+            ],
+        ),
+        Op::ModifyBackupAttributes => (
+            &["modify-backup-attributes"],
+            specs![
+                BACKUP_ID,
+                opt("never-expires", Bool, "Exempt the backup from the retention policy (--no-never-expires: not)"),
+            ],
+        ),
+        Op::TagHsmResource => (
+            &["tag-resource"],
+            specs![RESOURCE_ID, req("tag-list", HsmTags, "Key=k,Value=v …")],
+        ),
+        Op::UntagHsmResource => (
+            &["untag-resource"],
+            specs![RESOURCE_ID, req("tag-key-list", List, "The keys of the tags to remove")],
+        ),
+        Op::ListHsmTags => (
+            &["list-tags"],
+            specs![
+                RESOURCE_ID,
+                opt("max-results", Int, "Page size, 1-100 (default: every tag)"),
+                NEXT_TOKEN,
             ],
         ),
         Op::CreateBackup => (&["create-backup"], specs![CLUSTER_ID]),

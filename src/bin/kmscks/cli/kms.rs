@@ -195,6 +195,11 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
         | Op::InitializeCluster
         | Op::InitializeClusterWithNewCa
         | Op::ActivateCluster
+        | Op::ModifyCluster
+        | Op::ModifyBackupAttributes
+        | Op::TagHsmResource
+        | Op::UntagHsmResource
+        | Op::ListHsmTags
         | Op::CreateBackup
         | Op::DescribeBackups
         | Op::CopyBackupToRegion

@@ -407,14 +407,22 @@ fn put_secret(req: &mut Request, member: &str, secret: Secret) -> Result<(), Cli
     Ok(())
 }
 
-/// The name the AWS CLI would show for the operation of `request`.
-/// The AWS operation an error line names: the verb's (so `initialize-cluster`, which sends
-/// kmscks's InitializeClusterWithNewCa without `--trust-anchor`, names InitializeCluster), or
-/// the refused operation's.
+/// The AWS operation an error line names: the refused operation's; for a `cloudhsm` verb the
+/// operation its policy action names (so `initialize-cluster`, which sends kmscks's
+/// InitializeClusterWithNewCa without `--trust-anchor`, names InitializeCluster, and
+/// `tag-resource` TagResource); else the verb's operation.
 fn operation_name(verb: &Verb) -> String {
-    verb.refused
-        .map_or(verb.op.name(), Refused::name)
-        .to_owned()
+    if let Some(refused) = verb.refused {
+        return refused.name().to_owned();
+    }
+    match verb.op.actions() {
+        [action] if verb.path[0] == "cloudhsm" => action
+            .as_str()
+            .split_once(':')
+            .map_or(verb.op.name(), |(_, name)| name)
+            .to_owned(),
+        _ => verb.op.name().to_owned(),
+    }
 }
 
 /// Where the CLI sends operations.
