@@ -13,7 +13,7 @@ use common::*;
 use kmscks::api::hsm::*;
 use kmscks::hsm::pki::CertificateAuthority;
 use kmscks::secret::Password;
-use kmscks::types::{ClusterState, ManualClock};
+use kmscks::types::{BackupState, Clock, ClusterState, ManualClock};
 use kmscks::{ErrorKind, Kms, KmsConfig, QuotaConfig};
 
 /// How long a passing state lasts in these tests, on the test's clock.
@@ -244,4 +244,74 @@ fn without_quota_emulation_clusters_are_unlimited_and_hsms_stop_at_cloudhsm_hard
         hsm_in(&kms, &id, zone).unwrap();
     }
     assert_aws(hsm_in(&kms, &id, zone), ErrorKind::CloudHsmServiceException);
+}
+
+fn backups_of(kms: &Kms, cluster_id: &str) -> Vec<BackupDescription> {
+    let mut req = DescribeBackupsRequest::default();
+    req.filters
+        .insert("clusterIds".into(), vec![cluster_id.to_owned()]);
+    kms.describe_backups(&req).unwrap().backups
+}
+
+#[test]
+fn cloudhsm_backs_up_a_cluster_when_activated_when_an_hsm_comes_or_goes_and_daily_on_the_clock() {
+    let (kms, clock) = kms();
+    let c = active_cluster(&kms);
+    // Activation took one (the HSMs added before it took none).
+    assert_eq!(backups_of(&kms, &c.cluster_id).len(), 1);
+    clock.advance(Duration::from_millis(1));
+    let added = hsm_in(&kms, &c.cluster_id, &c.zones[0]).unwrap().hsm;
+    assert_eq!(backups_of(&kms, &c.cluster_id).len(), 2);
+    clock.advance(Duration::from_millis(1));
+    kms.delete_hsm(&DeleteHsmRequest {
+        cluster_id: c.cluster_id.clone(),
+        hsm_id: added.hsm_id.to_string(),
+    })
+    .unwrap();
+    assert_eq!(backups_of(&kms, &c.cluster_id).len(), 3);
+    // Nothing more until a day has passed on the clock; then one.
+    clock.advance(Duration::from_secs(23 * 3600));
+    clock.advance(Duration::from_secs(3600));
+    support::wait_until("the daily backup", Duration::from_secs(10), || {
+        backups_of(&kms, &c.cluster_id).len() == 4
+    });
+    let daily = backups_of(&kms, &c.cluster_id)
+        .into_iter()
+        .max_by_key(|b| b.create_timestamp)
+        .unwrap();
+    assert_eq!(daily.create_timestamp, clock.now());
+}
+
+#[test]
+fn backups_past_the_retention_policy_become_pending_deletion_unless_they_never_expire() {
+    let (kms, clock) = kms();
+    let c = active_cluster(&kms);
+    kms.modify_cluster(&ModifyClusterRequest {
+        cluster_id: c.cluster_id.clone(),
+        backup_retention_policy: BackupRetentionPolicy {
+            kind: "DAYS".into(),
+            value: "7".into(),
+        },
+    })
+    .unwrap();
+    let expiring = backups_of(&kms, &c.cluster_id).remove(0).backup_id;
+    let kept = kms.create_backup(&c.cluster_id).unwrap().backup_id;
+    kms.modify_backup_attributes(&ModifyBackupAttributesRequest {
+        backup_id: kept.to_string(),
+        never_expires: true,
+    })
+    .unwrap();
+    clock.advance(Duration::from_secs(7 * 86_400));
+    let state_of = |id: &kmscks::types::BackupId| {
+        backups_of(&kms, &c.cluster_id)
+            .into_iter()
+            .find(|b| b.backup_id == *id)
+            .map(|b| b.backup_state)
+    };
+    support::wait_until("retention applied", Duration::from_secs(10), || {
+        state_of(&expiring) == Some(BackupState::PendingDeletion)
+    });
+    assert_eq!(state_of(&kept), Some(BackupState::Ready));
+    // Deleted by the policy, it is restorable as after DeleteBackup.
+    kms.restore_backup(expiring.as_str()).unwrap();
 }

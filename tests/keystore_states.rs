@@ -251,12 +251,17 @@ fn a_cluster_restored_from_a_deleted_store_cluster_is_still_in_use() {
         .unwrap();
     }
     kms.delete_cluster(&c.cluster_id).unwrap();
-    // Rebuilt from the final backup: it shares backup history with the cluster behind "A".
+    // Rebuilt from the final backup (the latest: CloudHSM also backs up a cluster when it is
+    // activated and when an HSM is removed): it shares backup history with the cluster behind
+    // "A".
     let backup = kms
         .describe_backups(&Default::default())
         .unwrap()
         .backups
-        .remove(0)
+        .into_iter()
+        .filter(|b| b.cluster_id.as_str() == c.cluster_id)
+        .max_by_key(|b| b.create_timestamp)
+        .expect("DeleteCluster takes a final backup")
         .backup_id;
     let rebuilt = kms
         .create_cluster(&CreateClusterRequest {

@@ -636,6 +636,8 @@ pub fn initialize_cluster_with_new_ca(
     let mut c = initialize(tx, &req)?;
     c.state = ClusterState::Active;
     c.settles_at = None;
+    // As on AWS, activating a cluster takes a backup.
+    take_backup(tx, &c);
     tx.push(HsmChange::PutCluster(Box::new(c)));
     Ok(InitializeClusterResponse {
         state: ClusterState::Active,
@@ -666,6 +668,8 @@ pub fn activate_cluster(
     audit_all(tx, &c, opcode::CHANGE_PSWD, "SUCCESS", Some(ADMIN), None);
     c.state = ClusterState::Active;
     c.settles_at = None;
+    // As on AWS, activating a cluster takes a backup.
+    take_backup(tx, &c);
     let answer = describe(&c);
     tx.push(HsmChange::PutCluster(Box::new(c)));
     Ok(answer)

@@ -2,6 +2,7 @@
 //! and DeleteHsm, with the subnet addresses they take and give back.
 
 use super::audit::{opcode, record};
+use super::backup::take_backup;
 use super::cluster::{cluster, describe_hsm};
 use super::{HsmChange, HsmTx};
 use crate::api::hsm::*;
@@ -106,6 +107,10 @@ pub fn create_hsm(tx: &mut HsmTx<'_>, req: &CreateHsmRequest) -> Result<HsmDescr
         let event = record(tx, hsm, opcode::INIT_TOKEN, "SUCCESS", None, None);
         tx.push(HsmChange::Audit(c.id.clone(), hsm_id, event));
     }
+    // As on AWS, adding an HSM to an ACTIVE cluster takes a backup.
+    if c.state == ClusterState::Active {
+        take_backup(tx, &c);
+    }
     tx.push(HsmChange::PutCluster(Box::new(c)));
     Ok(description)
 }
@@ -130,6 +135,10 @@ pub fn delete_hsm(tx: &mut HsmTx<'_>, req: &DeleteHsmRequest) -> Result<DeleteHs
     let hsm = c.hsms.remove(&hsm_id).expect("presence checked above");
     if let Some(s) = c.subnets.get_mut(&hsm.availability_zone) {
         s.free_addresses = (s.free_addresses + 1).min(SUBNET_ADDRESSES);
+    }
+    // As on AWS, removing an HSM from an ACTIVE cluster takes a backup.
+    if c.state == ClusterState::Active {
+        take_backup(tx, &c);
     }
     tx.push(HsmChange::PutCluster(Box::new(c)));
     Ok(DeleteHsmResponse { hsm_id })

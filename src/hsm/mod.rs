@@ -29,7 +29,7 @@ mod user;
 pub use audit::audit_log;
 pub use tags::{list_tags, tag_resource, untag_resource};
 pub use backup::{
-    copy_backup_to_region, create_backup, delete_backup, describe_backups,
+    backup_schedule, backups_due, copy_backup_to_region, create_backup, delete_backup, describe_backups,
     modify_backup_attributes, restore_backup,
 };
 pub use cluster::{

@@ -1,7 +1,8 @@
 //! The background worker: finishes ConnectCustomKeyStore and DisconnectCustomKeyStore when
 //! their delay has passed (asynchronously, as on AWS), ends a CloudHSM cluster's passing state
-//! (CREATE/INITIALIZE/DELETE_IN_PROGRESS) when its time is up, and sweeps keys whose deletion
-//! date has come. Times are read from the instance's injectable [`Clock`], so a test that holds a
+//! (CREATE/INITIALIZE/DELETE_IN_PROGRESS) when its time is up, takes the CloudHSM backups AWS
+//! takes on a schedule (with the retention policies), and sweeps keys whose deletion date has
+//! come. Times are read from the instance's injectable [`Clock`], so a test that holds a
 //! `ManualClock` decides when a connection completes.
 
 use super::{lock, Kms, Shared};
@@ -85,6 +86,21 @@ impl Kms {
 }
 
 impl Shared {
+    /// Takes the automatic CloudHSM backups that are due and applies the backup retention
+    /// policies ([`crate::hsm::backup_schedule`]), when anything is due.
+    pub(super) fn backup_sweep(&self) {
+        let mut core = lock(&self.core);
+        if !crate::hsm::backups_due(&core.state.hsm, self.config.clock.now()) {
+            return;
+        }
+        let root = self.config.scope.root_principal();
+        // A failure here (e.g. the disk) is retried at the next sweep.
+        let _ = self.run(&mut core, &root, |tx| {
+            tx.in_hsm(crate::hsm::backup_schedule);
+            Ok(())
+        });
+    }
+
     /// Ends the passing state of `cluster` if it is due.
     pub(super) fn settle_cluster(&self, cluster: &ClusterId) {
         let mut core = lock(&self.core);
@@ -181,6 +197,7 @@ pub(super) fn background(shared: Weak<Shared>) {
             Some(Task::SettleCluster(cluster)) => strong.settle_cluster(&cluster),
             Some(Task::DeletionSweep) => {
                 let _ = strong.sweep(&mut lock(&strong.core));
+                strong.backup_sweep();
                 strong.changed.notify_all();
                 strong.schedule(Task::DeletionSweep, strong.config.deletion_check_interval);
             }
