@@ -1853,3 +1853,70 @@ fn modify_cluster_modify_backup_attributes_and_tags_on_clusters_and_backups() {
         "TagResource",
     );
 }
+
+/// Against a daemon started with `--cluster-transition-ms`, a cluster is CREATE_IN_PROGRESS
+/// (create-hsm refused, naming the state) until the transition has passed, as on AWS; a script
+/// polls describe-clusters until UNINITIALIZED.
+#[test]
+fn with_a_cluster_transition_the_daemon_shows_create_in_progress_until_it_has_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("kmscks.sock");
+    let _daemon = Daemon(
+        StdCommand::new(kmscksd())
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--socket")
+            .arg(&sock)
+            .args(["--cluster-transition-ms", "1500"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    support::wait_ready(&sock, support::READY_TIMEOUT);
+    let t = vec!["--socket".to_owned(), sock.display().to_string()];
+    let c = ok(&t, &["cloudhsm", "create-cluster"])["Cluster"].clone();
+    let id = c["ClusterId"].as_str().unwrap().to_owned();
+    let zone = c["SubnetMapping"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let state = || {
+        ok(
+            &t,
+            &[
+                "cloudhsm",
+                "describe-clusters",
+                "--filters",
+                &format!("clusterIds={id}"),
+            ],
+        )["Clusters"][0]["State"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Refused only while the transition lasts: checked only when it still does afterwards.
+    let (code, _, err) = kmscks(
+        &t,
+        &[
+            "cloudhsm",
+            "create-hsm",
+            "--cluster-id",
+            &id,
+            "--availability-zone",
+            &zone,
+        ],
+    );
+    if state() == "CREATE_IN_PROGRESS" {
+        assert_eq!(code, 254, "{err}");
+        assert!(err.contains("CREATE_IN_PROGRESS"), "{err}");
+    }
+    support::wait_until("UNINITIALIZED", std::time::Duration::from_secs(30), || {
+        state() == "UNINITIALIZED"
+    });
+    hsm_in_each_zone(&t, &c);
+}

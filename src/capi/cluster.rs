@@ -169,7 +169,7 @@ pub unsafe extern "C" fn kmscks_initialize_cluster(
                 });
                 let r = expect_response!(c.call(&request)?, InitializeClusterWithNewCa)?;
                 r.trust_anchor.ok_or_else(|| {
-                    Failure::internal("InitializeClusterWithNewCa returned no trust anchor")
+                    Failure::internal("InitializeCluster returned no trust anchor")
                 })?
             }
             Some(bundle) => {

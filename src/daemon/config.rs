@@ -291,6 +291,16 @@ daemon_options! {
     flag(Option<u32>, value_name = "DAYS");
     sample toml;
 
+    /// How long, in milliseconds, a CloudHSM cluster stays in CREATE_IN_PROGRESS,
+    /// INITIALIZE_IN_PROGRESS and DELETE_IN_PROGRESS before it moves on, as on AWS (where it
+    /// takes minutes): a script that polls describe-clusters can be rehearsed.
+    ///
+    /// The default, 0: create-cluster, initialize-cluster and delete-cluster answer with the
+    /// passing state, and the cluster is already past it.
+    cluster_transition_ms: u64 = 0;
+    flag(Option<u64>, value_name = "MS");
+    sample toml;
+
     /// The AWS account id in every ARN.
     ///
     /// A data directory belongs to one account and Region: opening it with others is refused.

@@ -32,6 +32,43 @@ impl Kms {
         Ok(ClusterResponse { cluster })
     }
 
+    /// Waits until the cluster is past its passing state (CREATE_IN_PROGRESS,
+    /// INITIALIZE_IN_PROGRESS, DELETE_IN_PROGRESS), or `timeout` passes, and returns its
+    /// description (`None`: the cluster is gone, e.g. deleted). What a program written for
+    /// AWS does by polling DescribeClusters.
+    pub fn wait_for_cluster(
+        &self,
+        cluster_id: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Option<ClusterDescription>> {
+        let mut req = DescribeClustersRequest::default();
+        req.filters
+            .insert("clusterIds".into(), vec![cluster_id.to_owned()]);
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let found = self.describe_clusters(&req)?.clusters.pop();
+            let passing = found.as_ref().is_some_and(|c| {
+                matches!(
+                    c.state,
+                    ClusterState::CreateInProgress
+                        | ClusterState::InitializeInProgress
+                        | ClusterState::DeleteInProgress
+                )
+            });
+            let now = std::time::Instant::now();
+            if !passing || now >= deadline {
+                return Ok(found);
+            }
+            let core = super::lock(&self.shared.core);
+            // Woken by every commit (the worker's settling among them); the timeout bounds a
+            // wake-up missed between the describe above and this wait.
+            let _ = self.shared.changed.wait_timeout(
+                core,
+                (deadline - now).min(std::time::Duration::from_millis(50)),
+            );
+        }
+    }
+
     /// DescribeClusters.
     pub fn describe_clusters(
         &self,
