@@ -32,9 +32,12 @@ pub struct HsmTag {
     pub value: String,
 }
 
-/// cloudhsmv2's `BackupRetentionPolicy`: how long a backup is kept before it is deleted.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
-#[serde(rename_all = "PascalCase")]
+/// cloudhsmv2's `BackupRetentionPolicy`: how long a backup is kept before it is deleted (both
+/// members optional in AWS's model; ModifyCluster refuses what is not `DAYS` and 7 to 379).
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
+#[serde(rename_all = "PascalCase", default)]
 pub struct BackupRetentionPolicy {
     /// `DAYS`, the only type.
     #[serde(rename = "Type")]

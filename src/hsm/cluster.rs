@@ -1,5 +1,9 @@
-//! Clusters: lookups, the DescribeClusters view, CreateCluster (new or restored from a backup),
-//! DeleteCluster, and InitializeCluster (checking the customer's signed certificate).
+//! Clusters: lookups, the DescribeClusters view (AWS's members, paged), CreateCluster (new or
+//! restored from a backup), DeleteCluster, InitializeCluster (checking the customer's signed
+//! certificate), `cluster activate`, ModifyCluster, and the passing states AWS shows on the
+//! way (CREATE_IN_PROGRESS, INITIALIZE_IN_PROGRESS, DELETE_IN_PROGRESS: they last
+//! [`HsmSettings::transition`](super::HsmSettings::transition), and the background worker ends
+//! them with [`settle_cluster`]).
 //!
 //! A cluster's life from creation to activation is one subject; HSMs inside it, users, and key
 //! objects are the sibling modules'.
