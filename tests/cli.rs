@@ -1839,6 +1839,25 @@ fn modify_cluster_modify_backup_attributes_and_tags_on_clusters_and_backups() {
     );
     assert_eq!(page["TagList"].as_array().unwrap().len(), 1);
     assert!(page["NextToken"].is_string(), "{page}");
+    // A copy in another Region takes the tags copy-backup-to-region gives it.
+    ok(
+        &t,
+        &[
+            "cloudhsm",
+            "copy-backup-to-region",
+            "--backup-id",
+            &backup,
+            "--destination-region",
+            "us-west-2",
+            "--tag-list",
+            "Key=copy,Value=dr",
+        ],
+    );
+    let copy = only_backup(&t, "us-west-2", &format!("sourceBackupIds={backup}"));
+    assert_eq!(
+        copy["TagList"],
+        serde_json::json!([{"Key": "copy", "Value": "dr"}])
+    );
     fails(
         &t,
         &[

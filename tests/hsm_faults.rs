@@ -752,6 +752,7 @@ fn backups_copy_and_restore_related_clusters() {
         kms.copy_backup_to_region(&CopyBackupToRegionRequest {
             backup_id: backup.backup_id.to_string(),
             destination_region: "us-east-1".into(),
+            ..Default::default()
         }),
         ErrorKind::CloudHsmInvalidRequestException,
     );
@@ -759,6 +760,7 @@ fn backups_copy_and_restore_related_clusters() {
         kms.copy_backup_to_region(&CopyBackupToRegionRequest {
             backup_id: "backup-abcdefghijk".into(),
             destination_region: "us-west-2".into(),
+            ..Default::default()
         }),
         ErrorKind::CloudHsmResourceNotFoundException,
     );
@@ -766,6 +768,7 @@ fn backups_copy_and_restore_related_clusters() {
         .copy_backup_to_region(&CopyBackupToRegionRequest {
             backup_id: backup.backup_id.to_string(),
             destination_region: "us-west-2".into(),
+            ..Default::default()
         })
         .unwrap();
     let copied = copy.destination_backup;
@@ -899,6 +902,7 @@ fn a_deleted_backup_is_restorable_for_seven_days_then_gone() {
         kms.copy_backup_to_region(&CopyBackupToRegionRequest {
             backup_id: id.clone(),
             destination_region: "us-west-2".into(),
+            ..Default::default()
         }),
         ErrorKind::CloudHsmInvalidRequestException,
     );

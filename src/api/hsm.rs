@@ -313,6 +313,9 @@ pub struct CopyBackupToRegionRequest {
     pub backup_id: String,
     /// Destination Region.
     pub destination_region: String,
+    /// Tags for the copy.
+    #[serde(default)]
+    pub tag_list: Vec<HsmTag>,
 }
 
 /// CopyBackupToRegion response.

@@ -346,7 +346,7 @@ pub fn copy_backup_to_region(
         copied: Some(tx.now),
         never_expires: false,
         delete_timestamp: None,
-        tags: Default::default(),
+        tags: super::cluster::tag_map(&req.tag_list)?,
         ..b
     };
     tx.push(HsmChange::PutBackup(Box::new(copy)));

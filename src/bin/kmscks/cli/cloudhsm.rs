@@ -7,7 +7,7 @@
 //! | `describe-clusters [--filters clusterIds=ID,…] [--region] [--max-results N] [--next-token T]`, `delete-cluster --cluster-id` | cloudhsmv2 |
 //! | `create-hsm --cluster-id --availability-zone`, `delete-hsm --cluster-id --hsm-id` | cloudhsmv2 |
 //! | `initialize-cluster --cluster-id [--signed-cert file://] [--trust-anchor file://ca.pem]` | cloudhsmv2 (INITIALIZE_IN_PROGRESS, then INITIALIZED until its admin password is set, see below); without `--trust-anchor` kmscks makes a CA, signs the cluster's CSR, activates the cluster and returns the CA's PEM as `TrustAnchor` |
-//! | `describe-backups [--filters] [--region] [--max-results N] [--next-token T]`, `copy-backup-to-region --backup-id --destination-region`, `delete-backup --backup-id`, `restore-backup --backup-id` | cloudhsmv2 |
+//! | `describe-backups [--filters] [--region] [--max-results N] [--next-token T]`, `copy-backup-to-region --backup-id --destination-region [--tag-list]`, `delete-backup --backup-id`, `restore-backup --backup-id` | cloudhsmv2 |
 //! | `cluster activate --cluster-id --password` | CloudHSM CLI: sets the admin password of an INITIALIZED cluster, which makes it ACTIVE |
 //! | `modify-cluster --cluster-id --backup-retention-policy Type=DAYS,Value=N`, `modify-backup-attributes --backup-id --never-expires` | cloudhsmv2 |
 //! | `tag-resource --resource-id --tag-list Key=k,Value=v…`, `untag-resource --resource-id --tag-key-list K…`, `list-tags --resource-id [--max-results] [--next-token]` | cloudhsmv2, on a cluster or a backup |
@@ -165,6 +165,7 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
             specs![
                 BACKUP_ID,
                 req("destination-region", Str, "The Region to copy to"),
+                opt("tag-list", HsmTags, "Tags for the copy: Key=k,Value=v …"),
             ],
         ),
         Op::DeleteBackup => (&["delete-backup"], specs![BACKUP_ID]),
