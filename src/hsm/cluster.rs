@@ -839,4 +839,37 @@ mod tests {
         let done = tx.finish();
         assert!(done.new_keys.is_empty() && done.changes.is_empty());
     }
+
+    #[test]
+    fn a_passing_state_ends_when_due_and_not_before() {
+        let scope = Scope::default();
+        let mut state = CloudHsmState::default();
+        let mut tx = HsmTx::new(&state, Timestamp(0), &scope, &NoKeys);
+        tx.settings.transition = std::time::Duration::from_millis(100);
+        let d = create_cluster(&mut tx, &CreateClusterRequest::default()).unwrap();
+        for change in tx.finish().changes {
+            state.apply(change);
+        }
+        assert_eq!(state.clusters[&d.cluster_id].state, ClusterState::CreateInProgress);
+        assert_eq!(passing_clusters(&state), [(d.cluster_id.clone(), Timestamp(100))]);
+
+        let mut early = HsmTx::new(&state, Timestamp(99), &scope, &NoKeys);
+        settle_cluster(&mut early, &d.cluster_id);
+        assert!(early.finish().changes.is_empty());
+
+        let mut due = HsmTx::new(&state, Timestamp(100), &scope, &NoKeys);
+        settle_cluster(&mut due, &d.cluster_id);
+        for change in due.finish().changes {
+            state.apply(change);
+        }
+        let c = &state.clusters[&d.cluster_id];
+        assert_eq!((c.state, c.settles_at), (ClusterState::Uninitialized, None));
+        assert!(passing_clusters(&state).is_empty());
+    }
+
+    #[test]
+    fn without_a_transition_the_stored_cluster_is_already_past_its_passing_state() {
+        let c = created(&CloudHsmState::default(), &CreateClusterRequest::default()).unwrap();
+        assert_eq!((c.state, c.settles_at), (ClusterState::Uninitialized, None));
+    }
 }
