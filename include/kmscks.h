@@ -260,10 +260,20 @@ enum kmscks_result
      */
     KMSCKS_CLOUD_HSM_RESOURCE_NOT_FOUND = 1203,
     /**
-     * A CloudHSM service-side error, e.g. a quota.
+     * A CloudHSM service-side error.
      * (`CloudHsmServiceException`)
      */
     KMSCKS_CLOUD_HSM_SERVICE = 1204,
+    /**
+     * A CloudHSM resource quota is exhausted (clusters per Region, HSMs per cluster).
+     * (`CloudHsmResourceLimitExceededException`)
+     */
+    KMSCKS_CLOUD_HSM_RESOURCE_LIMIT_EXCEEDED = 1205,
+    /**
+     * A CloudHSM tagging request is invalid (too many tags).
+     * (`CloudHsmTagException`)
+     */
+    KMSCKS_CLOUD_HSM_TAG = 1206,
     /**
      * The data directory could not be read or written, or is damaged (names file and offset).
      * (`StorageException`)
@@ -648,14 +658,16 @@ kmscks_result kmscks_get_cluster_csr(const kmscks_client *c,
                                      char **csr_pem);
 
 /**
- * Initializes the cluster (UNINITIALIZED → INITIALIZED), and writes the trust anchor (the CA
- * certificate, PEM) to `*trust_anchor_pem`.
+ * Initializes the cluster, and writes the trust anchor (the CA certificate, PEM) to
+ * `*trust_anchor_pem`.
  *
  * - `trust_anchor_pem_or_null` NULL: kmscks makes a CA, signs the cluster's CSR with it, and
- *   returns the CA certificate: keep it, `kmscks_create_custom_key_store` needs it.
+ *   activates the cluster (UNINITIALIZED → ACTIVE); it returns the CA certificate: keep it,
+ *   `kmscks_create_custom_key_store` needs it.
  * - otherwise, a PEM bundle of two certificates, as AWS's InitializeCluster takes them: the
  *   cluster certificate your CA signed from the CSR (`kmscks_get_cluster_csr`), then your CA
- *   certificate (the trust anchor), which is also what is written back.
+ *   certificate (the trust anchor), which is also what is written back. The cluster is then
+ *   INITIALIZED, as on AWS: `kmscks_activate_cluster` makes it ACTIVE.
  *
  * # Safety
  * `c` is a live handle; strings are NUL-terminated; `trust_anchor_pem` is valid for a write.
@@ -676,6 +688,17 @@ kmscks_result kmscks_create_crypto_user(const kmscks_client *c,
                                         const char *cluster_id,
                                         const char *username,
                                         const char *password);
+
+/**
+ * Activates an INITIALIZED cluster (one initialized with your own bundle) by setting its admin
+ * password, as the CloudHSM CLI's `cluster activate` does: the cluster becomes ACTIVE.
+ *
+ * # Safety
+ * `c` is a live handle; strings are NUL-terminated.
+ */
+kmscks_result kmscks_activate_cluster(const kmscks_client *c,
+                                      const char *cluster_id,
+                                      const char *admin_password);
 
 /**
  * Changes a crypto user's password on the cluster's HSMs (then update the custom key store's

@@ -99,6 +99,12 @@ macro_rules! for_each_op {
             120 InjectFault(InjectFaultRequest) -> Empty [cloudhsm];
             125 RestoreBackup(BackupIdRequest) -> BackupResponse [cloudhsm];
             126 ListFaults(ClusterIdRequest) -> ListFaultsResponse [cloudhsm];
+            127 ActivateCluster(ActivateClusterRequest) -> ClusterResponse [cloudhsm];
+            128 ModifyCluster(ModifyClusterRequest) -> ClusterResponse [cloudhsm];
+            129 ModifyBackupAttributes(ModifyBackupAttributesRequest) -> BackupResponse [cloudhsm];
+            130 TagHsmResource(TagHsmResourceRequest) -> Empty [cloudhsm: TagResource];
+            131 UntagHsmResource(UntagHsmResourceRequest) -> Empty [cloudhsm: UntagResource];
+            132 ListHsmTags(ListHsmTagsRequest) -> ListHsmTagsResponse [cloudhsm: ListTags];
         }
     };
 }

@@ -626,8 +626,21 @@ fn a_store_survives_losing_its_cluster_through_a_backup_copied_to_another_region
         ],
     )["Cluster"]
         .clone();
-    assert_eq!(west["State"], "ACTIVE", "{west}");
+    // CreateCluster answers CREATE_IN_PROGRESS, as on AWS; a restored cluster is ACTIVE next.
+    assert_eq!(west["State"], "CREATE_IN_PROGRESS", "{west}");
     assert_eq!(west["SourceBackupId"], west_copy_id.as_str());
+    let described = ok(
+        t,
+        &[
+            "cloudhsm",
+            "describe-clusters",
+            "--region",
+            "us-west-2",
+            "--filters",
+            &format!("clusterIds={}", west["ClusterId"].as_str().unwrap()),
+        ],
+    );
+    assert_eq!(described["Clusters"][0]["State"], "ACTIVE", "{described}");
     let west_zones = hsm_in_each_zone(t, &west);
     assert!(
         west_zones.iter().all(|z| z.starts_with("us-west-2")),
@@ -1615,4 +1628,477 @@ fn delete_key_object_fails_crypto_with_kms_invalid_state_until_the_store_moves_t
     rebuild_from_backup_and_repoint(&t, &f, &backup);
     let d = ok(&t, &["kms", "decrypt", "--ciphertext-blob", &sealed]);
     assert_eq!(d["Plaintext"], "aGk=");
+}
+
+/// describe-clusters answers aws cloudhsmv2's members (and no member AWS lacks): the cluster's
+/// backup policy, retention, network type, mode, state message and tags; each HSM's network
+/// interface, type and state message; the CSR stays in Certificates after initialization.
+#[test]
+fn describe_clusters_has_aws_members_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = vec![
+        "--data-dir".to_owned(),
+        dir.path().join("data").display().to_string(),
+    ];
+    let c = ok(&t, &["cloudhsm", "create-cluster"])["Cluster"].clone();
+    let id = c["ClusterId"].as_str().unwrap().to_owned();
+    assert_eq!(c["State"], "CREATE_IN_PROGRESS", "{c}");
+    hsm_in_each_zone(&t, &c);
+    ok(&t, &["cloudhsm", "initialize-cluster", "--cluster-id", &id]);
+    let d = ok(
+        &t,
+        &[
+            "cloudhsm",
+            "describe-clusters",
+            "--filters",
+            &format!("clusterIds={id}"),
+        ],
+    )["Clusters"][0]
+        .clone();
+    let members: Vec<&str> = d.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        members,
+        [
+            "BackupPolicy",
+            "BackupRetentionPolicy",
+            "Certificates",
+            "ClusterId",
+            "CreateTimestamp",
+            "HsmType",
+            "Hsms",
+            "Mode",
+            "NetworkType",
+            "SecurityGroup",
+            "State",
+            "StateMessage",
+            "SubnetMapping",
+            "TagList",
+            "VpcId",
+        ]
+    );
+    assert_eq!(d["State"], "ACTIVE");
+    assert_eq!(d["BackupPolicy"], "DEFAULT");
+    assert_eq!(
+        d["BackupRetentionPolicy"],
+        serde_json::json!({"Type": "DAYS", "Value": "90"})
+    );
+    assert_eq!(d["NetworkType"], "IPV4");
+    assert_eq!(d["Mode"], "FIPS");
+    assert_eq!(d["TagList"], serde_json::json!([]));
+    assert!(
+        d["StateMessage"].as_str().unwrap().contains("active"),
+        "{d}"
+    );
+    assert!(d["Certificates"]["ClusterCsr"]
+        .as_str()
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
+    assert!(d["Certificates"]["ClusterCertificate"].is_string(), "{d}");
+    for h in d["Hsms"].as_array().unwrap() {
+        let hsm_id = h["HsmId"].as_str().unwrap();
+        assert_eq!(h["EniId"], format!("eni-{}", &hsm_id["hsm-".len()..]));
+        assert!(h["EniIp"].as_str().unwrap().starts_with("10.0."), "{h}");
+        assert_eq!(h["HsmType"], "hsm2m.medium");
+        assert!(h["StateMessage"].is_string(), "{h}");
+    }
+}
+
+/// initialize-cluster with AWS's flags: INITIALIZE_IN_PROGRESS, then INITIALIZED (no user can
+/// be created yet); `cluster activate` sets the admin password and makes it ACTIVE.
+#[test]
+fn initialize_cluster_with_a_signed_cert_needs_cluster_activate_to_become_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = vec![
+        "--data-dir".to_owned(),
+        dir.path().join("data").display().to_string(),
+    ];
+    let c = ok(&t, &["cloudhsm", "create-cluster"])["Cluster"].clone();
+    let id = c["ClusterId"].as_str().unwrap().to_owned();
+    hsm_in_each_zone(&t, &c);
+    let described = |t: &[String]| {
+        ok(
+            t,
+            &[
+                "cloudhsm",
+                "describe-clusters",
+                "--filters",
+                &format!("clusterIds={id}"),
+            ],
+        )["Clusters"][0]
+            .clone()
+    };
+    let csr = described(&t)["Certificates"]["ClusterCsr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ca = kmscks::hsm::pki::CertificateAuthority::generate("my CA").unwrap();
+    let signed = dir.path().join("cluster.crt");
+    let anchor = dir.path().join("customerCA.crt");
+    std::fs::write(&signed, ca.sign_csr(&csr).unwrap()).unwrap();
+    std::fs::write(&anchor, ca.certificate_pem()).unwrap();
+    let init = ok(
+        &t,
+        &[
+            "cloudhsm",
+            "initialize-cluster",
+            "--cluster-id",
+            &id,
+            "--signed-cert",
+            &format!("file://{}", signed.display()),
+            "--trust-anchor",
+            &format!("file://{}", anchor.display()),
+        ],
+    );
+    assert_eq!(init["State"], "INITIALIZE_IN_PROGRESS", "{init}");
+    assert!(init.get("TrustAnchor").is_none(), "{init}");
+    assert_eq!(described(&t)["State"], "INITIALIZED");
+    fails(
+        &t,
+        &[
+            "cloudhsm",
+            "user",
+            "create",
+            "--cluster-id",
+            &id,
+            "--username",
+            "kmsuser",
+            "--password",
+            "kmsPswd1",
+        ],
+        "CloudHsmInvalidRequestException",
+        "CreateUser",
+    );
+    let active = ok(
+        &t,
+        &[
+            "cloudhsm",
+            "cluster",
+            "activate",
+            "--cluster-id",
+            &id,
+            "--password",
+            "adminPassw0rd",
+        ],
+    );
+    assert_eq!(active["Cluster"]["State"], "ACTIVE", "{active}");
+    assert_eq!(described(&t)["State"], "ACTIVE");
+    ok(
+        &t,
+        &[
+            "cloudhsm",
+            "user",
+            "create",
+            "--cluster-id",
+            &id,
+            "--username",
+            "kmsuser",
+            "--password",
+            "kmsPswd1",
+        ],
+    );
+}
+
+/// Every page of `verb` (`Clusters` or `Backups` under `member`) at `--max-results 2`,
+/// following NextToken: each item once, and the last page without a token.
+fn all_pages(t: &[String], verb: &str, member: &str, id: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut args = vec!["cloudhsm", verb, "--max-results", "2"];
+        if let Some(tok) = &token {
+            args.extend(["--next-token", tok.as_str()]);
+        }
+        let page = ok(t, &args);
+        let items = page[member].as_array().unwrap();
+        assert!(items.len() <= 2, "{page}");
+        seen.extend(items.iter().map(|i| i[id].as_str().unwrap().to_owned()));
+        match page.get("NextToken") {
+            Some(next) => token = Some(next.as_str().unwrap().to_owned()),
+            None => return seen,
+        }
+    }
+}
+
+/// describe-clusters and describe-backups page with --max-results and --next-token, as aws
+/// cloudhsmv2 does; a page size AWS refuses is refused.
+#[test]
+fn describe_clusters_and_describe_backups_page_with_max_results_and_next_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = vec![
+        "--data-dir".to_owned(),
+        dir.path().join("data").display().to_string(),
+    ];
+    let c = ok(&t, &["cloudhsm", "create-cluster"])["Cluster"].clone();
+    let id = c["ClusterId"].as_str().unwrap().to_owned();
+    let mut clusters = vec![id.clone()];
+    for _ in 0..4 {
+        let other = ok(&t, &["cloudhsm", "create-cluster"]);
+        clusters.push(other["Cluster"]["ClusterId"].as_str().unwrap().to_owned());
+    }
+    clusters.sort();
+    assert_eq!(
+        all_pages(&t, "describe-clusters", "Clusters", "ClusterId"),
+        clusters
+    );
+
+    hsm_in_each_zone(&t, &c);
+    ok(&t, &["cloudhsm", "initialize-cluster", "--cluster-id", &id]);
+    let mut backups: Vec<String> = (0..3)
+        .map(|_| {
+            ok(&t, &["cloudhsm", "create-backup", "--cluster-id", &id])["BackupId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    backups.sort();
+    let mut paged = all_pages(&t, "describe-backups", "Backups", "BackupId");
+    paged.retain(|b| backups.contains(b));
+    assert_eq!(paged, backups);
+
+    for bad in ["0", "26"] {
+        fails(
+            &t,
+            &["cloudhsm", "describe-clusters", "--max-results", bad],
+            "CloudHsmInvalidRequestException",
+            "DescribeClusters",
+        );
+    }
+    fails(
+        &t,
+        &["cloudhsm", "describe-backups", "--next-token", "bm9wZQ"],
+        "CloudHsmInvalidRequestException",
+        "DescribeBackups",
+    );
+}
+
+/// modify-cluster sets the backup retention policy (7 to 379 days); modify-backup-attributes
+/// sets NeverExpires; tag-resource, untag-resource and list-tags work on clusters and backups,
+/// and their errors name AWS's operations.
+#[test]
+fn modify_cluster_modify_backup_attributes_and_tags_on_clusters_and_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = vec![
+        "--data-dir".to_owned(),
+        dir.path().join("data").display().to_string(),
+    ];
+    let c = ok(
+        &t,
+        &[
+            "cloudhsm",
+            "create-cluster",
+            "--tag-list",
+            "Key=team,Value=payments",
+        ],
+    )["Cluster"]
+        .clone();
+    assert_eq!(
+        c["TagList"],
+        serde_json::json!([{"Key": "team", "Value": "payments"}])
+    );
+    let id = c["ClusterId"].as_str().unwrap().to_owned();
+    let m = ok(
+        &t,
+        &[
+            "cloudhsm",
+            "modify-cluster",
+            "--cluster-id",
+            &id,
+            "--backup-retention-policy",
+            "Type=DAYS,Value=30",
+        ],
+    );
+    assert_eq!(
+        m["Cluster"]["BackupRetentionPolicy"],
+        serde_json::json!({"Type": "DAYS", "Value": "30"})
+    );
+    for bad in [
+        "Type=DAYS,Value=6",
+        "Type=DAYS,Value=380",
+        "Type=WEEKS,Value=30",
+    ] {
+        fails(
+            &t,
+            &[
+                "cloudhsm",
+                "modify-cluster",
+                "--cluster-id",
+                &id,
+                "--backup-retention-policy",
+                bad,
+            ],
+            "CloudHsmInvalidRequestException",
+            "ModifyCluster",
+        );
+    }
+
+    hsm_in_each_zone(&t, &c);
+    ok(&t, &["cloudhsm", "initialize-cluster", "--cluster-id", &id]);
+    let backup = ok(&t, &["cloudhsm", "create-backup", "--cluster-id", &id])["BackupId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = ok(
+        &t,
+        &[
+            "cloudhsm",
+            "modify-backup-attributes",
+            "--backup-id",
+            &backup,
+            "--never-expires",
+        ],
+    );
+    assert_eq!(b["Backup"]["NeverExpires"], true, "{b}");
+
+    let tags = |resource: &str| {
+        ok(&t, &["cloudhsm", "list-tags", "--resource-id", resource])["TagList"].clone()
+    };
+    for resource in [id.as_str(), backup.as_str()] {
+        ok(
+            &t,
+            &[
+                "cloudhsm",
+                "tag-resource",
+                "--resource-id",
+                resource,
+                "--tag-list",
+                "Key=env,Value=test",
+                "Key=owner,Value=me",
+            ],
+        );
+        ok(
+            &t,
+            &[
+                "cloudhsm",
+                "untag-resource",
+                "--resource-id",
+                resource,
+                "--tag-key-list",
+                "owner",
+            ],
+        );
+    }
+    assert_eq!(
+        tags(&id),
+        serde_json::json!([
+            {"Key": "env", "Value": "test"},
+            {"Key": "team", "Value": "payments"},
+        ])
+    );
+    assert_eq!(
+        tags(&backup),
+        serde_json::json!([{"Key": "env", "Value": "test"}])
+    );
+    let page = ok(
+        &t,
+        &[
+            "cloudhsm",
+            "list-tags",
+            "--resource-id",
+            &id,
+            "--max-results",
+            "1",
+        ],
+    );
+    assert_eq!(page["TagList"].as_array().unwrap().len(), 1);
+    assert!(page["NextToken"].is_string(), "{page}");
+    // A copy in another Region takes the tags copy-backup-to-region gives it.
+    ok(
+        &t,
+        &[
+            "cloudhsm",
+            "copy-backup-to-region",
+            "--backup-id",
+            &backup,
+            "--destination-region",
+            "us-west-2",
+            "--tag-list",
+            "Key=copy,Value=dr",
+        ],
+    );
+    let copy = only_backup(&t, "us-west-2", &format!("sourceBackupIds={backup}"));
+    assert_eq!(
+        copy["TagList"],
+        serde_json::json!([{"Key": "copy", "Value": "dr"}])
+    );
+    fails(
+        &t,
+        &[
+            "cloudhsm",
+            "tag-resource",
+            "--resource-id",
+            "cluster-aaaaaaaaaaa",
+            "--tag-list",
+            "Key=k,Value=v",
+        ],
+        "CloudHsmResourceNotFoundException",
+        "TagResource",
+    );
+}
+
+/// Against a daemon started with `--cluster-transition-ms`, a cluster is CREATE_IN_PROGRESS
+/// (create-hsm refused, naming the state) until the transition has passed, as on AWS; a script
+/// polls describe-clusters until UNINITIALIZED.
+#[test]
+fn with_a_cluster_transition_the_daemon_shows_create_in_progress_until_it_has_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("kmscks.sock");
+    let _daemon = Daemon(
+        StdCommand::new(kmscksd())
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--socket")
+            .arg(&sock)
+            .args(["--cluster-transition-ms", "1500"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    support::wait_ready(&sock, support::READY_TIMEOUT);
+    let t = vec!["--socket".to_owned(), sock.display().to_string()];
+    let c = ok(&t, &["cloudhsm", "create-cluster"])["Cluster"].clone();
+    let id = c["ClusterId"].as_str().unwrap().to_owned();
+    let zone = c["SubnetMapping"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let state = || {
+        ok(
+            &t,
+            &[
+                "cloudhsm",
+                "describe-clusters",
+                "--filters",
+                &format!("clusterIds={id}"),
+            ],
+        )["Clusters"][0]["State"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Refused only while the transition lasts: checked only when it still does afterwards.
+    let (code, _, err) = kmscks(
+        &t,
+        &[
+            "cloudhsm",
+            "create-hsm",
+            "--cluster-id",
+            &id,
+            "--availability-zone",
+            &zone,
+        ],
+    );
+    if state() == "CREATE_IN_PROGRESS" {
+        assert_eq!(code, 254, "{err}");
+        assert!(err.contains("CREATE_IN_PROGRESS"), "{err}");
+    }
+    support::wait_until("UNINITIALIZED", std::time::Duration::from_secs(30), || {
+        state() == "UNINITIALIZED"
+    });
+    hsm_in_each_zone(&t, &c);
 }

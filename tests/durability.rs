@@ -210,7 +210,7 @@ fn outputs(kms: &Kms, p: &Populated) -> String {
     );
     put(
         "DescribeBackups".into(),
-        j(&kms.describe_backups(&Default::default()).unwrap()),
+        j(&kms.describe_backups(&Default::default()).unwrap().backups),
     );
     for c in &p.clusters {
         put(format!("ListUsers/{c}"), j(&kms.list_hsm_users(c).unwrap()));

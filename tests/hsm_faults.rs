@@ -69,6 +69,15 @@ fn hsm_ids(kms: &Kms, cluster_id: &str) -> Vec<HsmId> {
         .collect()
 }
 
+/// `cluster activate`: the admin password that makes an INITIALIZED cluster ACTIVE.
+fn activate(kms: &Kms, cluster_id: &str) {
+    kms.activate_cluster(&ActivateClusterRequest {
+        cluster_id: cluster_id.to_owned(),
+        password: Password::new("adminPassw0rd"),
+    })
+    .unwrap();
+}
+
 fn describe_cluster(kms: &Kms, cluster_id: &str) -> ClusterDescription {
     let mut req = DescribeClustersRequest::default();
     req.filters
@@ -165,8 +174,11 @@ fn cases() -> Vec<Case> {
                     .kms
                     .describe_backups(&Default::default())
                     .unwrap()
+                    .backups
                     .into_iter()
-                    .find(|b| b.cluster_id.as_str() == x.c.cluster_id)
+                    .filter(|b| b.cluster_id.as_str() == x.c.cluster_id)
+                    // The latest: CloudHSM also backs up a cluster when it is activated.
+                    .max_by_key(|b| b.create_timestamp)
                     .expect("DeleteCluster takes a final backup");
                 let cluster = x
                     .kms
@@ -627,7 +639,13 @@ fn cluster_lifecycle_errors() {
         .unwrap()
         .cluster;
     let cid = cluster.cluster_id.to_string();
-    assert_eq!(cluster.state, ClusterState::Uninitialized);
+    // CreateCluster answers CREATE_IN_PROGRESS (as on AWS); with no transition configured
+    // the cluster is UNINITIALIZED already.
+    assert_eq!(cluster.state, ClusterState::CreateInProgress);
+    assert_eq!(
+        describe_cluster(&kms, &cid).state,
+        ClusterState::Uninitialized
+    );
     // InitializeCluster before there is a CSR (no HSM yet).
     assert_aws(
         kms.initialize_cluster_with_new_ca(&cid),
@@ -684,7 +702,14 @@ fn cluster_lifecycle_errors() {
             trust_anchor: ca1.certificate_pem().into(),
         })
         .unwrap();
-    assert_eq!(resp.state, ClusterState::Active);
+    // As on AWS: INITIALIZE_IN_PROGRESS, then INITIALIZED until `cluster activate`.
+    assert_eq!(resp.state, ClusterState::InitializeInProgress);
+    assert_eq!(
+        describe_cluster(&kms, &cid).state,
+        ClusterState::Initialized
+    );
+    activate(&kms, &cid);
+    assert_eq!(describe_cluster(&kms, &cid).state, ClusterState::Active);
     // Not UNINITIALIZED any more.
     assert_aws(
         kms.initialize_cluster(&InitializeClusterRequest {
@@ -738,7 +763,7 @@ fn cluster_lifecycle_errors() {
     .unwrap();
     assert_eq!(
         kms.delete_cluster(&cid).unwrap().cluster.state,
-        ClusterState::Deleted
+        ClusterState::DeleteInProgress
     );
     assert_aws(
         kms.delete_cluster(&cid),
@@ -860,6 +885,7 @@ fn backups_copy_and_restore_related_clusters() {
         kms.copy_backup_to_region(&CopyBackupToRegionRequest {
             backup_id: backup.backup_id.to_string(),
             destination_region: "us-east-1".into(),
+            ..Default::default()
         }),
         ErrorKind::CloudHsmInvalidRequestException,
     );
@@ -867,6 +893,7 @@ fn backups_copy_and_restore_related_clusters() {
         kms.copy_backup_to_region(&CopyBackupToRegionRequest {
             backup_id: "backup-abcdefghijk".into(),
             destination_region: "us-west-2".into(),
+            ..Default::default()
         }),
         ErrorKind::CloudHsmResourceNotFoundException,
     );
@@ -874,6 +901,7 @@ fn backups_copy_and_restore_related_clusters() {
         .copy_backup_to_region(&CopyBackupToRegionRequest {
             backup_id: backup.backup_id.to_string(),
             destination_region: "us-west-2".into(),
+            ..Default::default()
         })
         .unwrap();
     let copied = copy.destination_backup;
@@ -889,8 +917,10 @@ fn backups_copy_and_restore_related_clusters() {
             )]
             .into(),
             region: Some("us-west-2".into()),
+            ..Default::default()
         })
-        .unwrap();
+        .unwrap()
+        .backups;
     let [copy] = &west_backups[..] else {
         panic!("one copy in us-west-2: {west_backups:?}")
     };
@@ -902,6 +932,7 @@ fn backups_copy_and_restore_related_clusters() {
     assert!(kms
         .describe_backups(&Default::default())
         .unwrap()
+        .backups
         .iter()
         .all(|b| b.backup_id != copy.backup_id));
     let west = kms
@@ -911,8 +942,30 @@ fn backups_copy_and_restore_related_clusters() {
         })
         .unwrap()
         .cluster;
-    assert_eq!(west.region, "us-west-2");
-    assert_eq!(west.state, ClusterState::Active);
+    // Clusters are regional: us-west-2's is listed there, not in the configured Region.
+    let listed = |region: Option<&str>| {
+        kms.describe_clusters(&DescribeClustersRequest {
+            region: region.map(str::to_owned),
+            ..Default::default()
+        })
+        .unwrap()
+        .clusters
+        .iter()
+        .any(|c| c.cluster_id == west.cluster_id)
+    };
+    assert!(listed(Some("us-west-2")));
+    assert!(!listed(None));
+    assert_eq!(west.state, ClusterState::CreateInProgress);
+    let mut req = DescribeClustersRequest {
+        region: Some("us-west-2".into()),
+        ..Default::default()
+    };
+    req.filters
+        .insert("clusterIds".into(), vec![west.cluster_id.to_string()]);
+    assert_eq!(
+        kms.describe_clusters(&req).unwrap().clusters[0].state,
+        ClusterState::Active
+    );
     assert!(west
         .subnet_mapping
         .keys()
@@ -982,6 +1035,7 @@ fn a_deleted_backup_is_restorable_for_seven_days_then_gone() {
         kms.copy_backup_to_region(&CopyBackupToRegionRequest {
             backup_id: id.clone(),
             destination_region: "us-west-2".into(),
+            ..Default::default()
         }),
         ErrorKind::CloudHsmInvalidRequestException,
     );
@@ -1007,8 +1061,10 @@ fn a_deleted_backup_is_restorable_for_seven_days_then_gone() {
         .describe_backups(&DescribeBackupsRequest {
             filters: [("states".to_owned(), vec!["PENDING_DELETION".to_owned()])].into(),
             region: None,
+            ..Default::default()
         })
-        .unwrap();
+        .unwrap()
+        .backups;
     assert_eq!(pending.len(), 1, "{pending:?}");
     clock.advance_days(limits::BACKUP_RESTORE_DAYS);
     assert_aws(
@@ -1018,6 +1074,7 @@ fn a_deleted_backup_is_restorable_for_seven_days_then_gone() {
     assert!(kms
         .describe_backups(&Default::default())
         .unwrap()
+        .backups
         .iter()
         .all(|b| b.backup_id != backup.backup_id));
 }
@@ -1029,6 +1086,7 @@ fn describe_backups_refuses_an_unknown_filter_naming_it() {
         kms.describe_backups(&DescribeBackupsRequest {
             filters: [("vpcIds".to_owned(), vec!["x".to_owned()])].into(),
             region: None,
+            ..Default::default()
         }),
         ErrorKind::CloudHsmInvalidRequestException,
     );
@@ -1235,6 +1293,7 @@ fn cluster_signed_by(kms: &Kms, ca: &CertificateAuthority) -> String {
         trust_anchor: ca.certificate_pem().into(),
     })
     .unwrap();
+    activate(kms, &id);
     kms.create_hsm_user(&user_req(&id, "kmsuser", KMSUSER_PASSWORD))
         .unwrap();
     id

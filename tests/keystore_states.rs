@@ -251,11 +251,17 @@ fn a_cluster_restored_from_a_deleted_store_cluster_is_still_in_use() {
         .unwrap();
     }
     kms.delete_cluster(&c.cluster_id).unwrap();
-    // Rebuilt from the final backup: it shares backup history with the cluster behind "A".
+    // Rebuilt from the final backup (the latest: CloudHSM also backs up a cluster when it is
+    // activated and when an HSM is removed): it shares backup history with the cluster behind
+    // "A".
     let backup = kms
         .describe_backups(&Default::default())
         .unwrap()
-        .remove(0)
+        .backups
+        .into_iter()
+        .filter(|b| b.cluster_id.as_str() == c.cluster_id)
+        .max_by_key(|b| b.create_timestamp)
+        .expect("DeleteCluster takes a final backup")
         .backup_id;
     let rebuilt = kms
         .create_cluster(&CreateClusterRequest {
@@ -315,7 +321,11 @@ fn create_validates_members() {
 #[test]
 fn with_aws_quotas_emulated_the_eleventh_store_exceeds_the_limit() {
     let (mut config, clock) = config();
-    config.quotas = Some(kmscks::QuotaConfig::default());
+    config.quotas = Some(kmscks::QuotaConfig {
+        // Eleven clusters, one per store: over AWS CloudHSM's default of 4 per Region.
+        max_clusters_per_region: 11,
+        ..kmscks::QuotaConfig::default()
+    });
     let kms = Kms::in_memory_with(config);
     for i in 0..10 {
         let c = active_cluster(&kms);

@@ -262,7 +262,14 @@ static void second_cluster(const kmscks_client *c) {
     CHECK_OK(kmscks_get_cluster_csr(c, cluster_id, &csr));
     kmscks_string_free(csr);
 
+    /* Only an INITIALIZED cluster (one initialized with your own bundle) is activated. */
+    CHECK_CODE(kmscks_activate_cluster(c, cluster_id, "adminPassw0rd"),
+               KMSCKS_CLOUD_HSM_INVALID_REQUEST);
+    CHECK_MSG("not INITIALIZED");
     CHECK_OK(kmscks_initialize_cluster(c, cluster_id, NULL, &anchor));
+    /* Without a bundle kmscks activates the cluster itself: nothing left to activate. */
+    CHECK_CODE(kmscks_activate_cluster(c, cluster_id, "adminPassw0rd"),
+               KMSCKS_CLOUD_HSM_INVALID_REQUEST);
     /* An initialized cluster has no CSR to sign any more. */
     csr = untouched;
     CHECK_CODE(kmscks_get_cluster_csr(c, cluster_id, &csr), KMSCKS_CLOUD_HSM_INVALID_REQUEST);

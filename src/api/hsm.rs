@@ -11,11 +11,46 @@ use crate::types::{
     BackupId, BackupState, ClusterId, ClusterState, HsmId, HsmState, HsmUserRole, Timestamp,
 };
 
+/// The HSM types AWS CloudHSM offers (`--hsm-type`); CreateCluster refuses any other.
+pub const HSM_TYPES: [&str; 2] = ["hsm1.medium", "hsm2m.medium"];
+/// The HSM type of a cluster created without `HsmType` (AWS requires it; kmscks defaults it).
+pub const DEFAULT_HSM_TYPE: &str = "hsm2m.medium";
+/// A cluster's `BackupPolicy` (the only one AWS has).
+pub const BACKUP_POLICY: &str = "DEFAULT";
+/// A cluster's `NetworkType` (kmscks simulates IPv4 subnets only).
+pub const NETWORK_TYPE: &str = "IPV4";
+/// A cluster's (and its backups') `Mode` (kmscks simulates FIPS clusters only).
+pub const CLUSTER_MODE: &str = "FIPS";
+
+/// A CloudHSM tag (cloudhsmv2's `Tag`: `Key`, `Value`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct HsmTag {
+    /// Key (1–128 characters).
+    pub key: String,
+    /// Value (0–256 characters).
+    pub value: String,
+}
+
+/// cloudhsmv2's `BackupRetentionPolicy`: how long a backup is kept before it is deleted (both
+/// members optional in AWS's model; ModifyCluster refuses what is not `DAYS` and 7 to 379).
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct BackupRetentionPolicy {
+    /// `DAYS`, the only type.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// The number of days, as a string (7–379).
+    pub value: String,
+}
+
 /// CreateCluster.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct CreateClusterRequest {
-    /// HSM type (default `hsm2m.medium`).
+    /// HSM type, one of [`HSM_TYPES`] (default [`DEFAULT_HSM_TYPE`]).
     pub hsm_type: Option<String>,
     /// The cluster's private subnets, as AWS takes them (`subnet-[0-9a-fA-F]{8,17}`): each is
     /// placed in a zone of the Region (`<region>a`, `<region>b`, … in the order given) unless
@@ -29,6 +64,18 @@ pub struct CreateClusterRequest {
     /// The Region to create the cluster in, as `aws --region` (default: the configured Region,
     /// or for a restore the backup's Region; a backup is only found in its own Region).
     pub region: Option<String>,
+    /// Tags for the cluster.
+    pub tag_list: Vec<HsmTag>,
+}
+
+/// `cluster activate` (CloudHSM CLI): the admin password that activates an INITIALIZED cluster.
+#[derive(Debug, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct ActivateClusterRequest {
+    /// Cluster.
+    pub cluster_id: String,
+    /// The admin password to set.
+    pub password: Password,
 }
 
 /// CreateCluster / DeleteCluster / InitializeCluster response.
@@ -64,8 +111,18 @@ pub struct ClusterDescription {
     pub vpc_id: String,
     /// Certificates.
     pub certificates: Certificates,
-    /// kmscks: the Region the cluster is in.
-    pub region: String,
+    /// `DEFAULT`.
+    pub backup_policy: String,
+    /// How long its backups are kept.
+    pub backup_retention_policy: BackupRetentionPolicy,
+    /// `IPV4`.
+    pub network_type: String,
+    /// `FIPS`.
+    pub mode: String,
+    /// Why the cluster is in its state.
+    pub state_message: String,
+    /// Tags.
+    pub tag_list: Vec<HsmTag>,
 }
 
 /// `Certificates` of a cluster.
@@ -74,7 +131,7 @@ pub struct ClusterDescription {
 )]
 #[serde(rename_all = "PascalCase")]
 pub struct Certificates {
-    /// The cluster's CSR, while UNINITIALIZED.
+    /// The cluster's CSR, once its first HSM exists (kept after initialization, as on AWS).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster_csr: Option<String>,
     /// The signed cluster certificate, once initialised.
@@ -92,23 +149,32 @@ pub struct HsmDescription {
     pub cluster_id: ClusterId,
     /// Subnet.
     pub subnet_id: String,
+    /// Network interface id (`eni-…`).
+    pub eni_id: String,
     /// Network interface IP.
     pub eni_ip: String,
     /// Id.
     pub hsm_id: HsmId,
+    /// The cluster's HSM type.
+    pub hsm_type: String,
     /// State.
     pub state: HsmState,
-    /// Why it is degraded.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub state_message: Option<String>,
+    /// Why the HSM is in its state.
+    pub state_message: String,
 }
 
 /// DescribeClusters.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct DescribeClustersRequest {
-    /// Filters: `clusterIds`, `states` (AWS's filter names).
+    /// Filters: `clusterIds`, `states`, `vpcIds` (AWS's filter names).
     pub filters: BTreeMap<String, Vec<String>>,
+    /// The Region whose clusters to list (as `aws --region`; default: the configured Region).
+    pub region: Option<String>,
+    /// Page size (1–25; absent: every cluster in one answer).
+    pub max_results: Option<u32>,
+    /// The previous page's `NextToken`.
+    pub next_token: Option<String>,
 }
 
 /// DescribeClusters response.
@@ -117,6 +183,9 @@ pub struct DescribeClustersRequest {
 pub struct DescribeClustersResponse {
     /// Matching clusters.
     pub clusters: Vec<ClusterDescription>,
+    /// Set when more clusters follow: pass it as `NextToken` for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
 }
 
 /// CreateHsm.
@@ -171,7 +240,8 @@ pub struct InitializeClusterRequest {
 #[derive(Clone, Debug, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct InitializeClusterResponse {
-    /// New state (ACTIVE: kmscks folds the admin activation step in).
+    /// New state: INITIALIZE_IN_PROGRESS (then INITIALIZED, until `cluster activate`); ACTIVE
+    /// for kmscks's one-step variant, which activates the cluster too.
     pub state: ClusterState,
     /// Message.
     pub state_message: String,
@@ -214,6 +284,10 @@ pub struct BackupDescription {
     pub delete_timestamp: Option<Timestamp>,
     /// HSM type of the cluster it was taken of.
     pub hsm_type: String,
+    /// `FIPS`.
+    pub mode: String,
+    /// Tags.
+    pub tag_list: Vec<HsmTag>,
 }
 
 /// DescribeBackups.
@@ -225,6 +299,10 @@ pub struct DescribeBackupsRequest {
     pub filters: BTreeMap<String, Vec<String>>,
     /// The Region whose backups to list (as `aws --region`; default: the configured Region).
     pub region: Option<String>,
+    /// Page size (1–50; absent: every backup in one answer).
+    pub max_results: Option<u32>,
+    /// The previous page's `NextToken`.
+    pub next_token: Option<String>,
 }
 
 /// CopyBackupToRegion.
@@ -235,6 +313,9 @@ pub struct CopyBackupToRegionRequest {
     pub backup_id: String,
     /// Destination Region.
     pub destination_region: String,
+    /// Tags for the copy.
+    #[serde(default)]
+    pub tag_list: Vec<HsmTag>,
 }
 
 /// CopyBackupToRegion response.
@@ -434,6 +515,9 @@ pub struct BackupIdRequest {
 pub struct DescribeBackupsResponse {
     /// The backups.
     pub backups: Vec<BackupDescription>,
+    /// Set when more backups follow: pass it as `NextToken` for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
 }
 
 /// `user delete` / `logout`.
@@ -545,4 +629,67 @@ pub struct AuditEvent {
     pub previous_hash: AuditHash,
     /// SHA-256 of this record's canonical encoding (which includes `previous_hash`).
     pub hash: AuditHash,
+}
+
+/// TagResource (cloudhsmv2) on a cluster or a backup.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagHsmResourceRequest {
+    /// `cluster-…` or `backup-…`.
+    pub resource_id: String,
+    /// Tags to add (a key given again takes the new value).
+    pub tag_list: Vec<HsmTag>,
+}
+
+/// UntagResource (cloudhsmv2) on a cluster or a backup.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct UntagHsmResourceRequest {
+    /// `cluster-…` or `backup-…`.
+    pub resource_id: String,
+    /// Keys of the tags to remove.
+    pub tag_key_list: Vec<String>,
+}
+
+/// ListTags (cloudhsmv2) of a cluster or a backup.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ListHsmTagsRequest {
+    /// `cluster-…` or `backup-…`.
+    pub resource_id: String,
+    /// Page size (absent: every tag).
+    pub max_results: Option<u32>,
+    /// The previous page's `NextToken`.
+    pub next_token: Option<String>,
+}
+
+/// ListTags response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListHsmTagsResponse {
+    /// The tags, by key.
+    pub tag_list: Vec<HsmTag>,
+    /// Set when more tags follow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+/// ModifyCluster (cloudhsmv2): the cluster's backup retention policy.
+#[derive(Clone, Debug, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct ModifyClusterRequest {
+    /// Cluster.
+    pub cluster_id: String,
+    /// The new policy: `Type` `DAYS`, `Value` 7 to 379.
+    pub backup_retention_policy: BackupRetentionPolicy,
+}
+
+/// ModifyBackupAttributes (cloudhsmv2): whether the backup is exempt from the retention policy.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct ModifyBackupAttributesRequest {
+    /// Backup.
+    pub backup_id: String,
+    /// Exempt from the retention policy.
+    pub never_expires: bool,
 }

@@ -8,8 +8,8 @@ use super::handle::{expect_response, kmscks_client};
 use super::memory::c_string;
 use super::result::{kmscks_result, Failure};
 use crate::api::hsm::{
-    ClusterIdRequest, CreateClusterRequest, CreateHsmRequest, DeleteHsmRequest,
-    InitializeClusterRequest, UserRequest,
+    ActivateClusterRequest, ClusterIdRequest, CreateClusterRequest, CreateHsmRequest,
+    DeleteHsmRequest, InitializeClusterRequest, UserRequest,
 };
 use crate::ops::Request;
 use crate::secret::Password;
@@ -111,12 +111,16 @@ pub unsafe extern "C" fn kmscks_get_cluster_csr(
         let out = out(csr_pem, "csr_pem")?;
         let request = Request::DescribeClusters(crate::api::hsm::DescribeClustersRequest {
             filters: [("clusterIds".to_owned(), vec![cluster_id.to_owned()])].into(),
+            ..Default::default()
         });
         let r = expect_response!(c.call(&request)?, DescribeClusters)?;
         let csr = r
             .clusters
             .iter()
             .find(|cl| cl.cluster_id.as_str() == cluster_id)
+            // DescribeClusters keeps the CSR after initialization, as AWS does; there is
+            // nothing left to sign then.
+            .filter(|cl| cl.state == crate::types::ClusterState::Uninitialized)
             .and_then(|cl| cl.certificates.cluster_csr.as_deref())
             .ok_or_else(|| {
                 Failure::from(crate::err!(
@@ -132,14 +136,16 @@ pub unsafe extern "C" fn kmscks_get_cluster_csr(
     })
 }
 
-/// Initializes the cluster (UNINITIALIZED → INITIALIZED), and writes the trust anchor (the CA
-/// certificate, PEM) to `*trust_anchor_pem`.
+/// Initializes the cluster, and writes the trust anchor (the CA certificate, PEM) to
+/// `*trust_anchor_pem`.
 ///
 /// - `trust_anchor_pem_or_null` NULL: kmscks makes a CA, signs the cluster's CSR with it, and
-///   returns the CA certificate: keep it, `kmscks_create_custom_key_store` needs it.
+///   activates the cluster (UNINITIALIZED → ACTIVE); it returns the CA certificate: keep it,
+///   `kmscks_create_custom_key_store` needs it.
 /// - otherwise, a PEM bundle of two certificates, as AWS's InitializeCluster takes them: the
 ///   cluster certificate your CA signed from the CSR (`kmscks_get_cluster_csr`), then your CA
-///   certificate (the trust anchor), which is also what is written back.
+///   certificate (the trust anchor), which is also what is written back. The cluster is then
+///   INITIALIZED, as on AWS: `kmscks_activate_cluster` makes it ACTIVE.
 ///
 /// # Safety
 /// `c` is a live handle; strings are NUL-terminated; `trust_anchor_pem` is valid for a write.
@@ -163,7 +169,7 @@ pub unsafe extern "C" fn kmscks_initialize_cluster(
                 });
                 let r = expect_response!(c.call(&request)?, InitializeClusterWithNewCa)?;
                 r.trust_anchor.ok_or_else(|| {
-                    Failure::internal("InitializeClusterWithNewCa returned no trust anchor")
+                    Failure::internal("InitializeCluster returned no trust anchor")
                 })?
             }
             Some(bundle) => {
@@ -222,6 +228,31 @@ pub unsafe extern "C" fn kmscks_create_crypto_user(
 ) -> kmscks_result {
     // SAFETY: forwarded contract.
     unsafe { user_call(c, cluster_id, username, password, "password", true) }
+}
+
+/// Activates an INITIALIZED cluster (one initialized with your own bundle) by setting its admin
+/// password, as the CloudHSM CLI's `cluster activate` does: the cluster becomes ACTIVE.
+///
+/// # Safety
+/// `c` is a live handle; strings are NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn kmscks_activate_cluster(
+    c: *const kmscks_client,
+    cluster_id: *const c_char,
+    admin_password: *const c_char,
+) -> kmscks_result {
+    guard(|| {
+        // SAFETY: caller's contract (each argument below likewise).
+        let c = unsafe { client(c) }?;
+        let cluster_id = unsafe { text(cluster_id, "cluster_id") }?;
+        let password = unsafe { text(admin_password, "admin_password") }?;
+        let request = Request::ActivateCluster(ActivateClusterRequest {
+            cluster_id: cluster_id.to_owned(),
+            password: Password::new(password),
+        });
+        expect_response!(c.call(&request)?, ActivateCluster)?;
+        Ok(())
+    })
 }
 
 /// Changes a crypto user's password on the cluster's HSMs (then update the custom key store's

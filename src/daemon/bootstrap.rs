@@ -139,6 +139,8 @@ pub fn connected_store(kms: &Kms) -> Result<ConnectedStore> {
         .create_cluster(&CreateClusterRequest::default())?
         .cluster;
     let cluster_id = cluster.cluster_id.to_string();
+    // CREATE_IN_PROGRESS lasts the configured cluster transition.
+    kms.wait_for_cluster(&cluster_id, Duration::from_secs(30))?;
     for zone in cluster.subnet_mapping.keys() {
         kms.create_hsm(&CreateHsmRequest {
             cluster_id: cluster_id.clone(),

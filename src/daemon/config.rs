@@ -299,6 +299,16 @@ daemon_options! {
     flag(Option<u64>, value_name = "SECONDS");
     sample toml;
 
+    /// How long, in milliseconds, a CloudHSM cluster stays in CREATE_IN_PROGRESS,
+    /// INITIALIZE_IN_PROGRESS and DELETE_IN_PROGRESS before it moves on, as on AWS (where it
+    /// takes minutes): a script that polls describe-clusters can be rehearsed.
+    ///
+    /// The default, 0: create-cluster, initialize-cluster and delete-cluster answer with the
+    /// passing state, and the cluster is already past it.
+    cluster_transition_ms: u64 = 0;
+    flag(Option<u64>, value_name = "MS");
+    sample toml;
+
     /// The AWS account id in every ARN.
     ///
     /// A data directory belongs to one account and Region: opening it with others is refused.
@@ -354,11 +364,13 @@ daemon_options! {
 
     /// Emulate AWS's quotas, to rehearse throttling: request rates answering
     /// ThrottlingException ("Rate exceeded") — quota_store_crypto_rate,
-    /// quota_account_crypto_rate, quota_key_store_api_rate — and at most
-    /// quota_max_custom_key_stores custom key stores (LimitExceededException).
+    /// quota_account_crypto_rate, quota_key_store_api_rate — at most
+    /// quota_max_custom_key_stores custom key stores (LimitExceededException), and AWS
+    /// CloudHSM's quota_max_clusters_per_region and quota_max_hsms_per_cluster
+    /// (CloudHsmResourceLimitExceededException).
     ///
-    /// Off by default: no request is throttled and the number of custom key stores is
-    /// unlimited. The quota_* options below matter only when this is on.
+    /// Off by default: no request is throttled, the number of custom key stores and clusters
+    /// is unlimited, and a cluster holds up to CloudHSM's hard limit of 28 HSMs. The quota_* options below matter only when this is on.
     emulate_aws_quotas: bool = false;
     flag(bool);
     sample toml;
@@ -392,6 +404,17 @@ daemon_options! {
 
     /// With emulate_aws_quotas: custom key stores per account and Region, any state. AWS: 10.
     quota_max_custom_key_stores: usize = crate::QuotaConfig::default().max_custom_key_stores;
+    flag(Option<usize>, value_name = "N");
+    sample toml;
+
+    /// With emulate_aws_quotas: AWS CloudHSM clusters per Region, any state. AWS: 4.
+    quota_max_clusters_per_region: usize = crate::QuotaConfig::default().max_clusters_per_region;
+    flag(Option<usize>, value_name = "N");
+    sample toml;
+
+    /// With emulate_aws_quotas: HSMs per AWS CloudHSM cluster, 1 to 28 (CloudHSM's hard
+    /// limit). AWS: 6.
+    quota_max_hsms_per_cluster: usize = crate::QuotaConfig::default().max_hsms_per_cluster;
     flag(Option<usize>, value_name = "N");
     sample toml;
 }
@@ -520,6 +543,14 @@ impl DaemonConfig {
                 self.event_log_file_bytes
             ));
         }
+        let hsms = crate::types::limits::MAX_HSMS_PER_CLUSTER;
+        if !(1..=hsms).contains(&self.quota_max_hsms_per_cluster) {
+            return Err(err!(
+                ValidationException,
+                "quota_max_hsms_per_cluster {} is not between 1 and {hsms}",
+                self.quota_max_hsms_per_cluster
+            ));
+        }
         if self.event_log_retain_days == 0 {
             return Err(err!(
                 ValidationException,
@@ -602,6 +633,8 @@ impl DaemonConfig {
             data_key_cost: self.quota_data_key_cost,
             account_crypto_rate: self.quota_account_crypto_rate,
             key_store_api_rate: self.quota_key_store_api_rate,
+            max_clusters_per_region: self.quota_max_clusters_per_region,
+            max_hsms_per_cluster: self.quota_max_hsms_per_cluster,
         })
     }
 
@@ -711,6 +744,10 @@ mod tests {
             "2",
             "--quota-data-key-cost",
             "4",
+            "--quota-max-clusters-per-region",
+            "5",
+            "--quota-max-hsms-per-cluster",
+            "7",
         ])
         .flags
         .apply(&mut c);
@@ -722,6 +759,8 @@ mod tests {
                 data_key_cost: 4,
                 account_crypto_rate: 200,
                 key_store_api_rate: 3,
+                max_clusters_per_region: 5,
+                max_hsms_per_cluster: 7,
             })
         );
     }
@@ -740,6 +779,14 @@ mod tests {
             ("max_memory_per_uid = 1048576", "max_memory_per_uid"),
             ("event_log_file_bytes = 100", "event_log_file_bytes"),
             ("event_log_retain_days = 0", "event_log_retain_days"),
+            (
+                "quota_max_hsms_per_cluster = 29",
+                "quota_max_hsms_per_cluster",
+            ),
+            (
+                "quota_max_hsms_per_cluster = 0",
+                "quota_max_hsms_per_cluster",
+            ),
             ("generate_random_uids = \"1001,x\"", "generate_random_uids"),
         ] {
             let e = DaemonConfig::from_toml(doc, "t").unwrap_err();

@@ -155,6 +155,7 @@ impl Daemon {
                 },
                 passphrase,
                 quotas: config.quotas(),
+                cluster_transition: std::time::Duration::from_millis(config.cluster_transition_ms),
                 ..KmsConfig::default()
             },
         )?;

@@ -92,8 +92,12 @@ kms_errors! {
     CloudHsmInvalidRequestException = 1202, 400;
     /// No such cluster, HSM, backup, user or key object.
     CloudHsmResourceNotFoundException = 1203, 400;
-    /// A CloudHSM service-side error, e.g. a quota.
+    /// A CloudHSM service-side error.
     CloudHsmServiceException = 1204, 400;
+    /// A CloudHSM resource quota is exhausted (clusters per Region, HSMs per cluster).
+    CloudHsmResourceLimitExceededException = 1205, 400;
+    /// A CloudHSM tagging request is invalid (too many tags).
+    CloudHsmTagException = 1206, 400;
     // --- kmscks's own local failures, named so that callers can tell them apart.
     /// The data directory could not be read or written, or is damaged (names file and offset).
     StorageException = 1300, 500;

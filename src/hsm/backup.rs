@@ -1,9 +1,13 @@
-//! Cluster backups: taken on demand and when a cluster is deleted, described (per Region, with
-//! AWS's filters), copied to another Region, deleted (PENDING_DELETION, restorable for seven
-//! days on the clock) and restored. A backup keeps the cluster's certificates, users, key objects and
+//! Cluster backups: taken as AWS takes them (when a cluster is activated, when an HSM is added
+//! to or removed from an ACTIVE cluster, when a cluster is deleted, and at least once every 24
+//! hours on the clock: [`backup_schedule`]), and on demand (kmscks's CreateBackup); described
+//! (per Region, with AWS's filters), copied to another Region, deleted (PENDING_DELETION,
+//! restorable for seven days on the clock) and restored; kept for the cluster's retention
+//! policy unless they never expire. A backup keeps the cluster's certificates, users, key objects and
 //! wrapping-key lineage, so a cluster restored from it holds the same keys.
 
 use super::cluster::cluster;
+use super::paging::page;
 use super::{CloudHsmState, HsmChange, HsmTx};
 use crate::api::hsm::*;
 use crate::err;
@@ -11,8 +15,34 @@ use crate::error::Result;
 use crate::hsm::model::*;
 use crate::types::*;
 
-/// Records a backup of `c` as it is now.
+/// Records an automatic backup of `c` as it is now. Backups AWS takes of one cluster at one
+/// instant are one backup (the latest content, the first one's id): on a clock that stands
+/// still, as in a test, "the cluster's latest backup" is still one backup.
 pub(super) fn take_backup(tx: &mut HsmTx<'_>, c: &Cluster) -> BackupDescription {
+    let same_instant = tx
+        .state
+        .backups
+        .values()
+        .find(|b| {
+            b.cluster_id == c.id
+                && b.created == tx.now
+                && b.copied_from.is_none()
+                && b.state == BackupState::Ready
+        })
+        .map(|b| (b.id.clone(), b.never_expires, b.tags.clone()));
+    let mut backup = new_backup(tx, c);
+    if let Some((id, never_expires, tags)) = same_instant {
+        backup.id = id;
+        backup.never_expires = never_expires;
+        backup.tags = tags;
+    }
+    let d = describe_backup(&backup, tx.scope);
+    tx.push(HsmChange::PutBackup(Box::new(backup)));
+    d
+}
+
+/// A new backup of `c` as it is now (not yet recorded).
+fn new_backup(tx: &HsmTx<'_>, c: &Cluster) -> Backup {
     let users = tx
         .state
         .cluster_users(&c.id)
@@ -22,7 +52,7 @@ pub(super) fn take_backup(tx: &mut HsmTx<'_>, c: &Cluster) -> BackupDescription 
         })
         .collect();
     let objects = tx.state.cluster_objects(&c.id).cloned().collect();
-    let backup = Backup {
+    Backup {
         id: BackupId::generate(),
         state: BackupState::Ready,
         region: c.region.clone(),
@@ -41,13 +71,89 @@ pub(super) fn take_backup(tx: &mut HsmTx<'_>, c: &Cluster) -> BackupDescription 
         copied: None,
         never_expires: false,
         delete_timestamp: None,
-    };
-    let d = describe_backup(&backup, tx.scope);
-    tx.push(HsmChange::PutBackup(Box::new(backup)));
-    d
+        tags: Default::default(),
+    }
 }
 
-/// Takes a backup of an initialised cluster now (AWS takes them on a schedule).
+/// Whether [`backup_schedule`] has anything to do at `now`: an ACTIVE cluster without a backup
+/// for [`limits::AUTOMATIC_BACKUP_HOURS`], a backup past its cluster's retention, or a deleted
+/// backup past its restore window. Reads only (the worker asks every few seconds).
+pub fn backups_due(state: &CloudHsmState, now: Timestamp) -> bool {
+    let period = std::time::Duration::from_secs(u64::from(limits::AUTOMATIC_BACKUP_HOURS) * 3600);
+    state
+        .clusters
+        .values()
+        .any(|c| c.state == ClusterState::Active && latest_backup(state, c).plus(period) <= now)
+        || state
+            .backups
+            .values()
+            .any(|b| expired(b, now) || retention_over(state, b, now))
+}
+
+/// When the latest backup of `c` (in its Region, not a copy) was taken; the cluster's creation
+/// for a cluster without one (a cluster restored from a backup: its first automatic backup
+/// comes a period after its creation).
+fn latest_backup(state: &CloudHsmState, c: &Cluster) -> Timestamp {
+    state
+        .backups
+        .values()
+        .filter(|b| b.cluster_id == c.id && b.copied_from.is_none())
+        .map(|b| b.created)
+        .max()
+        .unwrap_or(c.created)
+}
+
+/// Whether the READY backup `b` has outlived its cluster's retention policy at `now`. The
+/// policy applies to backups taken in the cluster's Region while the cluster exists; copies
+/// in other Regions, backups that never expire, and backups of deleted clusters are kept
+/// (kmscks's reading: the policy is the cluster's).
+fn retention_over(state: &CloudHsmState, b: &Backup, now: Timestamp) -> bool {
+    b.state == BackupState::Ready
+        && !b.never_expires
+        && b.copied_from.is_none()
+        && state
+            .clusters
+            .get(&b.cluster_id)
+            .is_some_and(|c| now >= b.created.plus_days(c.backup_retention_days))
+}
+
+/// The automatic backups and the retention policy, on the clock (the background worker's
+/// task): a backup of each ACTIVE cluster that has had none for
+/// [`limits::AUTOMATIC_BACKUP_HOURS`]; each backup past its cluster's retention becomes
+/// PENDING_DELETION (restorable for [`limits::BACKUP_RESTORE_DAYS`] days, as after
+/// DeleteBackup); deleted backups past that window go for good.
+pub fn backup_schedule(tx: &mut HsmTx<'_>) {
+    purge_expired(tx);
+    let period = std::time::Duration::from_secs(u64::from(limits::AUTOMATIC_BACKUP_HOURS) * 3600);
+    let due: Vec<Cluster> = tx
+        .state
+        .clusters
+        .values()
+        .filter(|c| {
+            c.state == ClusterState::Active
+                && latest_backup(tx.state, c).plus(period) <= tx.now
+        })
+        .cloned()
+        .collect();
+    for c in &due {
+        take_backup(tx, c);
+    }
+    let over: Vec<Backup> = tx
+        .state
+        .backups
+        .values()
+        .filter(|b| retention_over(tx.state, b, tx.now))
+        .cloned()
+        .collect();
+    for mut b in over {
+        b.state = BackupState::PendingDeletion;
+        b.delete_timestamp = Some(tx.now);
+        tx.push(HsmChange::PutBackup(Box::new(b)));
+    }
+}
+
+/// Takes a backup of an initialised cluster now (kmscks's extra: AWS takes them only as
+/// [`backup_schedule`] and the cluster operations do).
 pub fn create_backup(tx: &mut HsmTx<'_>, cluster_id: &str) -> Result<BackupDescription> {
     purge_expired(tx);
     let c = cluster(tx.state, cluster_id)?.clone();
@@ -58,7 +164,10 @@ pub fn create_backup(tx: &mut HsmTx<'_>, cluster_id: &str) -> Result<BackupDescr
             c.id
         ));
     }
-    Ok(take_backup(tx, &c))
+    let backup = new_backup(tx, &c);
+    let d = describe_backup(&backup, tx.scope);
+    tx.push(HsmChange::PutBackup(Box::new(backup)));
+    Ok(d)
 }
 
 /// Whether a backup deleted at `delete_timestamp` is past its restore window at `now` (then it
@@ -101,6 +210,8 @@ pub(super) fn describe_backup(b: &Backup, scope: &Scope) -> BackupDescription {
         source_cluster: b.copied_from.as_ref().map(|_| b.cluster_id.clone()),
         delete_timestamp: b.delete_timestamp,
         hsm_type: b.hsm_type.clone(),
+        mode: CLUSTER_MODE.to_owned(),
+        tag_list: super::cluster::tag_list(&b.tags),
     }
 }
 
@@ -114,13 +225,14 @@ const BACKUP_FILTERS: [&str; 5] = [
 ];
 
 /// DescribeBackups: the backups of one Region (the request's, else the configured one) that
-/// pass every filter; backups past their restore window are gone.
+/// pass every filter, a page at a time (`MaxResults`, `NextToken`); backups past their restore
+/// window are gone.
 pub fn describe_backups(
     state: &CloudHsmState,
     now: Timestamp,
     scope: &Scope,
     req: &DescribeBackupsRequest,
-) -> Result<Vec<BackupDescription>> {
+) -> Result<DescribeBackupsResponse> {
     for name in req.filters.keys() {
         if !BACKUP_FILTERS.contains(&name.as_str()) {
             return Err(err!(
@@ -136,23 +248,32 @@ pub fn describe_backups(
             .get(name)
             .is_none_or(|vals| value.is_some_and(|v| vals.iter().any(|w| w == v)))
     };
-    Ok(state
-        .backups
-        .values()
-        .filter(|b| b.region == region && !expired(b, now))
-        .filter(|b| {
+    let (backups, next_token) = page(
+        "backups",
+        &state.backups,
+        req.max_results,
+        limits::DESCRIBE_BACKUPS_MAX_RESULTS,
+        req.next_token.as_deref(),
+        (BackupId::as_str, BackupId::parse),
+        |_, b| {
             let never = if b.never_expires { "true" } else { "false" };
-            wanted("backupIds", Some(b.id.as_str()))
+            let kept = b.region == region
+                && !expired(b, now)
+                && wanted("backupIds", Some(b.id.as_str()))
                 && wanted(
                     "sourceBackupIds",
                     b.copied_from.as_ref().map(|(id, _)| id.as_str()),
                 )
                 && wanted("clusterIds", Some(b.cluster_id.as_str()))
                 && wanted("states", Some(b.state.as_str()))
-                && wanted("neverExpires", Some(never))
-        })
-        .map(|b| describe_backup(b, scope))
-        .collect())
+                && wanted("neverExpires", Some(never));
+            kept.then(|| describe_backup(b, scope))
+        },
+    )?;
+    Ok(DescribeBackupsResponse {
+        backups,
+        next_token,
+    })
 }
 
 /// The backup `id`, unless it is gone (unknown, or past its restore window).
@@ -225,6 +346,7 @@ pub fn copy_backup_to_region(
         copied: Some(tx.now),
         never_expires: false,
         delete_timestamp: None,
+        tags: super::cluster::tag_map(&req.tag_list)?,
         ..b
     };
     tx.push(HsmChange::PutBackup(Box::new(copy)));
@@ -258,6 +380,19 @@ pub fn delete_backup(tx: &mut HsmTx<'_>, backup_id: &str) -> Result<BackupRespon
     }
     b.state = BackupState::PendingDeletion;
     b.delete_timestamp = Some(tx.now);
+    let backup = describe_backup(&b, tx.scope);
+    tx.push(HsmChange::PutBackup(Box::new(b)));
+    Ok(BackupResponse { backup })
+}
+
+/// ModifyBackupAttributes: exempts the backup from its cluster's retention policy, or not.
+pub fn modify_backup_attributes(
+    tx: &mut HsmTx<'_>,
+    req: &ModifyBackupAttributesRequest,
+) -> Result<BackupResponse> {
+    purge_expired(tx);
+    let mut b = backup(tx.state, tx.now, &req.backup_id)?.clone();
+    b.never_expires = req.never_expires;
     let backup = describe_backup(&b, tx.scope);
     tx.push(HsmChange::PutBackup(Box::new(b)));
     Ok(BackupResponse { backup })

@@ -1,5 +1,9 @@
-//! Clusters: lookups, the DescribeClusters view, CreateCluster (new or restored from a backup),
-//! DeleteCluster, and InitializeCluster (checking the customer's signed certificate).
+//! Clusters: lookups, the DescribeClusters view (AWS's members, paged), CreateCluster (new or
+//! restored from a backup), DeleteCluster, InitializeCluster (checking the customer's signed
+//! certificate), `cluster activate`, ModifyCluster, and the passing states AWS shows on the
+//! way (CREATE_IN_PROGRESS, INITIALIZE_IN_PROGRESS, DELETE_IN_PROGRESS: they last
+//! [`HsmSettings::transition`](super::HsmSettings::transition), and the background worker ends
+//! them with [`settle_cluster`]).
 //!
 //! A cluster's life from creation to activation is one subject; HSMs inside it, users, and key
 //! objects are the sibling modules'.
@@ -9,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::audit::{audit_all, opcode};
 use super::backup::{ready_backup, take_backup};
 use super::devices::SUBNET_ADDRESSES;
-use super::password::{hash_password, ROTATED_PASSWORD_LEN};
+use super::paging::page;
+use super::password::{check_hsm_password, hash_password, ROTATED_PASSWORD_LEN};
 use super::{CloudHsmState, HsmChange, HsmTx};
 use crate::api::hsm::*;
 use crate::err;
@@ -19,8 +24,6 @@ use crate::hsm::pki::{self, CertificateAuthority};
 use crate::secret::Password;
 use crate::types::*;
 
-/// Default HSM type.
-pub(super) const DEFAULT_HSM_TYPE: &str = "hsm2m.medium";
 /// First key handle handed out in a new cluster (CloudHSM handles look like 262162).
 pub(super) const FIRST_HANDLE: u64 = 262_145;
 
@@ -82,18 +85,19 @@ pub(super) fn active_cluster<'s>(state: &'s CloudHsmState, id: &str) -> Result<&
 
 /// DescribeClusters view of a cluster.
 pub(super) fn describe(cluster: &Cluster) -> ClusterDescription {
+    let state = cluster.state;
     ClusterDescription {
         cluster_id: cluster.id.clone(),
         create_timestamp: cluster.created,
         hsms: cluster
             .hsms
             .values()
-            .map(|h| describe_hsm(&cluster.id, h))
+            .map(|h| describe_hsm(cluster, h))
             .collect(),
         hsm_type: cluster.hsm_type.clone(),
         security_group: cluster.security_group.clone(),
         source_backup_id: cluster.source_backup.clone(),
-        state: cluster.state,
+        state,
         subnet_mapping: cluster
             .subnets
             .iter()
@@ -101,32 +105,75 @@ pub(super) fn describe(cluster: &Cluster) -> ClusterDescription {
             .collect(),
         vpc_id: format!("vpc-{}", &cluster.id.as_str()["cluster-".len()..]),
         certificates: Certificates {
-            cluster_csr: if cluster.state == ClusterState::Uninitialized {
-                cluster.pki.csr.clone()
-            } else {
-                None
-            },
+            cluster_csr: cluster.pki.csr.clone(),
             cluster_certificate: cluster.pki.cluster_certificate.clone(),
         },
-        region: cluster.region.clone(),
+        backup_policy: BACKUP_POLICY.to_owned(),
+        backup_retention_policy: BackupRetentionPolicy {
+            kind: "DAYS".to_owned(),
+            value: cluster.backup_retention_days.to_string(),
+        },
+        network_type: NETWORK_TYPE.to_owned(),
+        mode: CLUSTER_MODE.to_owned(),
+        state_message: state_message(state).to_owned(),
+        tag_list: tag_list(&cluster.tags),
     }
 }
 
-pub(super) fn describe_hsm(cluster: &ClusterId, h: &Hsm) -> HsmDescription {
+/// The `StateMessage` of a cluster in `state`.
+fn state_message(state: ClusterState) -> &'static str {
+    match state {
+        ClusterState::CreateInProgress => "The cluster is being created.",
+        ClusterState::Uninitialized => {
+            "The cluster is not initialized: create an HSM, sign the cluster CSR, then InitializeCluster."
+        }
+        ClusterState::InitializeInProgress => "The cluster is being initialized.",
+        ClusterState::Initialized => {
+            "The cluster is initialized: activate it by setting the admin password (cluster activate)."
+        }
+        ClusterState::Active => "The cluster is active.",
+        ClusterState::DeleteInProgress => "The cluster is being deleted.",
+        ClusterState::Deleted => "The cluster is deleted.",
+        ClusterState::Degraded => "The cluster is degraded.",
+        ClusterState::UpdateInProgress
+        | ClusterState::ModifyInProgress
+        | ClusterState::RollbackInProgress => "The cluster is being changed.",
+    }
+}
+
+/// A tag map as cloudhsmv2's `TagList`.
+pub(super) fn tag_list(tags: &BTreeMap<String, String>) -> Vec<HsmTag> {
+    tags.iter()
+        .map(|(key, value)| HsmTag {
+            key: key.clone(),
+            value: value.clone(),
+        })
+        .collect()
+}
+
+pub(super) fn describe_hsm(cluster: &Cluster, h: &Hsm) -> HsmDescription {
     HsmDescription {
         availability_zone: h.availability_zone.clone(),
-        cluster_id: cluster.clone(),
+        cluster_id: cluster.id.clone(),
         subnet_id: h.subnet_id.to_string(),
+        eni_id: format!("eni-{}", &h.id.as_str()["hsm-".len()..]),
         eni_ip: h.eni_ip.clone(),
         hsm_id: h.id.clone(),
+        hsm_type: cluster.hsm_type.clone(),
         state: h.state,
-        state_message: h.state_message.clone(),
+        state_message: h.state_message.clone().unwrap_or_else(|| match h.state {
+            HsmState::Active => "The HSM is active.".to_owned(),
+            other => format!("The HSM is {other}."),
+        }),
     }
 }
 
-/// DescribeClusters, with AWS's `clusterIds` and `states` filters.
+/// DescribeClusters: the clusters of one Region (the request's, else the configured one), with
+/// AWS's `clusterIds`, `states` and `vpcIds` filters, a page at a time (`MaxResults`,
+/// `NextToken`).
 pub fn describe_clusters(
     state: &CloudHsmState,
+    scope: &Scope,
     req: &DescribeClustersRequest,
 ) -> Result<DescribeClustersResponse> {
     for name in req.filters.keys() {
@@ -137,19 +184,31 @@ pub fn describe_clusters(
             ));
         }
     }
+    let region = req.region.as_deref().unwrap_or(&scope.region);
     let wanted = |name: &str, value: &str| {
         req.filters
             .get(name)
             .is_none_or(|vals| vals.iter().any(|v| v == value))
     };
-    let clusters = state
-        .clusters
-        .values()
-        .filter(|c| wanted("clusterIds", c.id.as_str()) && wanted("states", c.state.as_str()))
-        .map(describe)
-        .filter(|d| wanted("vpcIds", &d.vpc_id))
-        .collect();
-    Ok(DescribeClustersResponse { clusters })
+    let (clusters, next_token) = page(
+        "clusters",
+        &state.clusters,
+        req.max_results,
+        limits::DESCRIBE_CLUSTERS_MAX_RESULTS,
+        req.next_token.as_deref(),
+        (ClusterId::as_str, ClusterId::parse),
+        |_, c| {
+            (c.region == region
+                && wanted("clusterIds", c.id.as_str())
+                && wanted("states", c.state.as_str()))
+            .then(|| describe(c))
+            .filter(|d| wanted("vpcIds", &d.vpc_id))
+        },
+    )?;
+    Ok(DescribeClustersResponse {
+        clusters,
+        next_token,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -267,8 +326,72 @@ fn subnets(
         .collect())
 }
 
-/// CreateCluster: a new cluster (UNINITIALIZED), or one restored from a backup (ACTIVE, with the
-/// backup's certificates, users and key objects).
+/// Puts `c` into the passing state `passing`: for [`HsmSettings::transition`] on the clock
+/// (the background worker ends it, [`settle_cluster`]), or, with no transition, straight into
+/// the state it leads to. Returns the description the operation answers: in `passing`, as on
+/// AWS.
+///
+/// [`HsmSettings::transition`]: super::HsmSettings::transition
+fn enter_passing(tx: &mut HsmTx<'_>, mut c: Cluster, passing: ClusterState) -> ClusterDescription {
+    c.state = passing;
+    let mut answer = describe(&c);
+    answer.state = passing;
+    if tx.settings.transition.is_zero() {
+        c.state = c.settled_state();
+        c.settles_at = None;
+    } else {
+        c.settles_at = Some(tx.now.plus(tx.settings.transition));
+    }
+    if c.state == ClusterState::Deleted {
+        tx.push(HsmChange::DeleteCluster(c.id.clone()));
+    } else {
+        tx.push(HsmChange::PutCluster(Box::new(c)));
+    }
+    answer
+}
+
+/// Ends the passing state of cluster `id` if its time has come (the background worker's
+/// task; doing nothing for a cluster that is gone, settled already, or not yet due).
+pub fn settle_cluster(tx: &mut HsmTx<'_>, id: &ClusterId) {
+    let Some(c) = tx.state.clusters.get(id) else {
+        return;
+    };
+    if c.settles_at.is_none_or(|at| at > tx.now) {
+        return;
+    }
+    let mut c = c.clone();
+    c.state = c.settled_state();
+    c.settles_at = None;
+    if c.state == ClusterState::Deleted {
+        tx.push(HsmChange::DeleteCluster(c.id.clone()));
+    } else {
+        tx.push(HsmChange::PutCluster(Box::new(c)));
+    }
+}
+
+/// The clusters in a passing state and when each ends (what the background worker resumes
+/// when an instance opens).
+pub fn passing_clusters(state: &CloudHsmState) -> Vec<(ClusterId, Timestamp)> {
+    state
+        .clusters
+        .values()
+        .filter_map(|c| c.settles_at.map(|at| (c.id.clone(), at)))
+        .collect()
+}
+
+/// The error for an operation that the cluster's state does not allow.
+fn wrong_state(op: &str, c: &Cluster, wanted: &str) -> crate::KmsError {
+    err!(
+        CloudHsmInvalidRequestException,
+        "{op}: cluster {} is {}, not {wanted}",
+        c.id,
+        c.state
+    )
+}
+
+/// CreateCluster: a new cluster (CREATE_IN_PROGRESS, then UNINITIALIZED), or one restored from
+/// a backup (CREATE_IN_PROGRESS, then ACTIVE, with the backup's certificates, users and key
+/// objects).
 pub fn create_cluster(
     tx: &mut HsmTx<'_>,
     req: &CreateClusterRequest,
@@ -294,10 +417,11 @@ pub fn create_cluster(
         .clone()
         .or_else(|| backup.map(|b| b.hsm_type.clone()))
         .unwrap_or_else(|| DEFAULT_HSM_TYPE.to_owned());
-    if !hsm_type.starts_with("hsm") {
+    if !HSM_TYPES.contains(&hsm_type.as_str()) {
         return Err(err!(
             CloudHsmInvalidRequestException,
-            "Unsupported HsmType {hsm_type}"
+            "Unsupported HsmType {hsm_type}: use one of {}",
+            HSM_TYPES.join(", ")
         ));
     }
     let region = match backup {
@@ -307,11 +431,26 @@ pub fn create_cluster(
             .clone()
             .unwrap_or_else(|| tx.scope.region.clone()),
     };
+    if let Some(max) = tx.settings.max_clusters_per_region {
+        let have = tx
+            .state
+            .clusters
+            .values()
+            .filter(|c| c.region == region)
+            .count();
+        if have >= max {
+            return Err(err!(
+                CloudHsmResourceLimitExceededException,
+                "CreateCluster: {region} already has {have} clusters, the quota of clusters \
+                 per Region ({max})"
+            ));
+        }
+    }
     let subnets = subnets(tx.state, &region, req)?;
     let mut cluster = Cluster {
         id: id.clone(),
         region,
-        state: ClusterState::Uninitialized,
+        state: ClusterState::CreateInProgress,
         hsm_type,
         created: tx.now,
         subnets,
@@ -323,9 +462,11 @@ pub fn create_cluster(
         next_handle: FIRST_HANDLE,
         source_backup: None,
         faults: ClusterFaults::default(),
+        settles_at: None,
+        backup_retention_days: limits::DEFAULT_BACKUP_RETENTION_DAYS,
+        tags: tag_map(&req.tag_list)?,
     };
     if let Some(b) = backup {
-        cluster.state = ClusterState::Active;
         cluster.pki = b.pki.clone();
         cluster.wrapping_key = b.wrapping_key.clone();
         cluster.next_handle = b.next_handle;
@@ -341,15 +482,55 @@ pub fn create_cluster(
         // first object wrap finds it. The committer creates it (outside this transaction).
         tx.create_key(cluster.wrapping_key.clone());
     }
-    let description = describe(&cluster);
-    tx.push(HsmChange::PutCluster(Box::new(cluster)));
-    Ok(description)
+    Ok(enter_passing(tx, cluster, ClusterState::CreateInProgress))
+}
+
+/// The tags of a TagList, checked as AWS checks them (at most [`limits::MAX_HSM_TAGS`], keys
+/// 1–128 characters, values at most 256, no key twice).
+pub(super) fn tag_map(list: &[HsmTag]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for t in list {
+        if t.key.is_empty() || t.key.chars().count() > 128 || t.value.chars().count() > 256 {
+            return Err(err!(
+                CloudHsmInvalidRequestException,
+                "Tag '{}': keys are 1-128 characters, values at most 256",
+                t.key
+            ));
+        }
+        if out.insert(t.key.clone(), t.value.clone()).is_some() {
+            return Err(err!(
+                CloudHsmInvalidRequestException,
+                "Tag key '{}' is given twice",
+                t.key
+            ));
+        }
+    }
+    if out.len() > limits::MAX_HSM_TAGS {
+        return Err(err!(
+            CloudHsmTagException,
+            "A resource has at most {} tags",
+            limits::MAX_HSM_TAGS
+        ));
+    }
+    Ok(out)
 }
 
 /// DeleteCluster: only once every HSM is deleted. As on AWS, a final backup is taken of an
-/// initialised cluster.
+/// initialised cluster; the cluster is DELETE_IN_PROGRESS, then gone.
 pub fn delete_cluster(tx: &mut HsmTx<'_>, cluster_id: &str) -> Result<ClusterDescription> {
     let c = cluster(tx.state, cluster_id)?.clone();
+    if matches!(
+        c.state,
+        ClusterState::CreateInProgress
+            | ClusterState::InitializeInProgress
+            | ClusterState::DeleteInProgress
+    ) {
+        return Err(wrong_state(
+            "DeleteCluster",
+            &c,
+            "UNINITIALIZED, INITIALIZED or ACTIVE",
+        ));
+    }
     if !c.hsms.is_empty() {
         return Err(err!(
             CloudHsmInvalidRequestException,
@@ -361,10 +542,7 @@ pub fn delete_cluster(tx: &mut HsmTx<'_>, cluster_id: &str) -> Result<ClusterDes
     if c.pki.cluster_certificate.is_some() {
         take_backup(tx, &c);
     }
-    let mut description = describe(&c);
-    description.state = ClusterState::Deleted;
-    tx.push(HsmChange::DeleteCluster(c.id.clone()));
-    Ok(description)
+    Ok(enter_passing(tx, c, ClusterState::DeleteInProgress))
 }
 
 /// The CSR an uninitialised cluster offers once its first HSM exists.
@@ -378,20 +556,13 @@ fn pending_csr(c: &Cluster) -> Result<String> {
     })
 }
 
-/// InitializeCluster: verifies that `SignedCert` is the cluster's CSR signed by `TrustAnchor`,
-/// keeps both, creates the admin user, and activates the cluster (ACTIVE).
-pub fn initialize_cluster(
-    tx: &mut HsmTx<'_>,
-    req: &InitializeClusterRequest,
-) -> Result<InitializeClusterResponse> {
+/// What InitializeCluster checks and records: `SignedCert` must be the cluster's CSR signed by
+/// `TrustAnchor`; both are kept, and the admin user is created with a password nobody knows
+/// (`cluster activate` sets it). Returns the cluster with its certificates.
+fn initialize(tx: &mut HsmTx<'_>, req: &InitializeClusterRequest) -> Result<Cluster> {
     let mut c = cluster(tx.state, &req.cluster_id)?.clone();
     if c.state != ClusterState::Uninitialized {
-        return Err(err!(
-            CloudHsmInvalidRequestException,
-            "Cluster {} is {}, not UNINITIALIZED",
-            c.id,
-            c.state
-        ));
+        return Err(wrong_state("InitializeCluster", &c, "UNINITIALIZED"));
     }
     let csr = pending_csr(&c)?;
     if req.trust_anchor.len() > limits::TRUST_ANCHOR_LEN.1 {
@@ -409,36 +580,52 @@ pub fn initialize_cluster(
     })?;
     c.pki.cluster_certificate = Some(req.signed_cert.clone());
     c.pki.trust_anchor = Some(req.trust_anchor.clone());
-    c.state = ClusterState::Active;
     let admin = HsmUser {
-        username: "admin".into(),
+        username: ADMIN.into(),
         role: HsmUserRole::Admin,
         password: hash_password(
             tx,
             &c,
-            "admin",
+            ADMIN,
             &Password::generate(ROTATED_PASSWORD_LEN),
         )?,
         failed_logins: 0,
         session: None,
     };
     tx.push(HsmChange::PutUser(c.id.clone(), admin));
-    audit_all(tx, &c, opcode::INIT_TOKEN, "SUCCESS", Some("admin"), None);
-    tx.push(HsmChange::PutCluster(Box::new(c)));
+    audit_all(tx, &c, opcode::INIT_TOKEN, "SUCCESS", Some(ADMIN), None);
+    Ok(c)
+}
+
+/// The admin user `cluster activate` gives a password.
+const ADMIN: &str = "admin";
+
+/// InitializeCluster, as on AWS: verifies that `SignedCert` is the cluster's CSR signed by
+/// `TrustAnchor` and keeps both; the cluster is INITIALIZE_IN_PROGRESS, then INITIALIZED, and
+/// `cluster activate` (setting the admin password) makes it ACTIVE.
+pub fn initialize_cluster(
+    tx: &mut HsmTx<'_>,
+    req: &InitializeClusterRequest,
+) -> Result<InitializeClusterResponse> {
+    let c = initialize(tx, req)?;
+    let answer = enter_passing(tx, c, ClusterState::InitializeInProgress);
     Ok(InitializeClusterResponse {
-        state: ClusterState::Active,
-        state_message: "Cluster initialized and activated".into(),
+        state: answer.state,
+        state_message: answer.state_message,
         trust_anchor: None,
     })
 }
 
-/// The convenience variant: makes a CA, signs the cluster's CSR with it, initialises the
-/// cluster, and returns the CA certificate as `TrustAnchor`.
+/// kmscks's one-step shortcut: makes a CA, signs the cluster's CSR with it, initialises and
+/// activates the cluster (ACTIVE at once), and returns the CA certificate as `TrustAnchor`.
 pub fn initialize_cluster_with_new_ca(
     tx: &mut HsmTx<'_>,
     cluster_id: &str,
 ) -> Result<InitializeClusterResponse> {
     let c = cluster(tx.state, cluster_id)?;
+    if c.state != ClusterState::Uninitialized {
+        return Err(wrong_state("InitializeCluster", c, "UNINITIALIZED"));
+    }
     let csr = pending_csr(c)?;
     let ca = CertificateAuthority::generate(&format!("kmscks customer CA for {}", c.id))
         .map_err(|e| err!(CloudHsmInternalFailureException, "{e}"))?;
@@ -450,9 +637,71 @@ pub fn initialize_cluster_with_new_ca(
         signed_cert: signed,
         trust_anchor: ca.certificate_pem().to_owned(),
     };
-    let mut resp = initialize_cluster(tx, &req)?;
-    resp.trust_anchor = Some(req.trust_anchor);
-    Ok(resp)
+    let mut c = initialize(tx, &req)?;
+    c.state = ClusterState::Active;
+    c.settles_at = None;
+    // As on AWS, activating a cluster takes a backup.
+    take_backup(tx, &c);
+    tx.push(HsmChange::PutCluster(Box::new(c)));
+    Ok(InitializeClusterResponse {
+        state: ClusterState::Active,
+        state_message: state_message(ClusterState::Active).to_owned(),
+        trust_anchor: Some(req.trust_anchor),
+    })
+}
+
+/// `cluster activate` (CloudHSM CLI): sets the admin password of an INITIALIZED cluster, which
+/// makes it ACTIVE.
+pub fn activate_cluster(
+    tx: &mut HsmTx<'_>,
+    req: &ActivateClusterRequest,
+) -> Result<ClusterDescription> {
+    let mut c = cluster(tx.state, &req.cluster_id)?.clone();
+    if c.state != ClusterState::Initialized {
+        return Err(wrong_state("cluster activate", &c, "INITIALIZED"));
+    }
+    check_hsm_password(&req.password)?;
+    let admin = HsmUser {
+        username: ADMIN.into(),
+        role: HsmUserRole::Admin,
+        password: hash_password(tx, &c, ADMIN, &req.password)?,
+        failed_logins: 0,
+        session: None,
+    };
+    tx.push(HsmChange::PutUser(c.id.clone(), admin));
+    audit_all(tx, &c, opcode::CHANGE_PSWD, "SUCCESS", Some(ADMIN), None);
+    c.state = ClusterState::Active;
+    c.settles_at = None;
+    // As on AWS, activating a cluster takes a backup.
+    take_backup(tx, &c);
+    let answer = describe(&c);
+    tx.push(HsmChange::PutCluster(Box::new(c)));
+    Ok(answer)
+}
+
+/// ModifyCluster: the cluster's backup retention policy (`DAYS`, 7 to 379).
+pub fn modify_cluster(tx: &mut HsmTx<'_>, req: &ModifyClusterRequest) -> Result<ClusterDescription> {
+    let mut c = cluster(tx.state, &req.cluster_id)?.clone();
+    let policy = &req.backup_retention_policy;
+    let (lo, hi) = limits::BACKUP_RETENTION_DAYS;
+    let days = policy
+        .value
+        .parse::<u32>()
+        .ok()
+        .filter(|d| policy.kind == "DAYS" && (lo..=hi).contains(d))
+        .ok_or_else(|| {
+            err!(
+                CloudHsmInvalidRequestException,
+                "BackupRetentionPolicy {{Type: {}, Value: {}}}: the type is DAYS and the value \
+                 {lo} to {hi}",
+                policy.kind,
+                policy.value
+            )
+        })?;
+    c.backup_retention_days = days;
+    let answer = describe(&c);
+    tx.push(HsmChange::PutCluster(Box::new(c)));
+    Ok(answer)
 }
 
 #[cfg(test)]
@@ -589,5 +838,38 @@ mod tests {
         create_cluster(&mut tx, &req).unwrap_err();
         let done = tx.finish();
         assert!(done.new_keys.is_empty() && done.changes.is_empty());
+    }
+
+    #[test]
+    fn a_passing_state_ends_when_due_and_not_before() {
+        let scope = Scope::default();
+        let mut state = CloudHsmState::default();
+        let mut tx = HsmTx::new(&state, Timestamp(0), &scope, &NoKeys);
+        tx.settings.transition = std::time::Duration::from_millis(100);
+        let d = create_cluster(&mut tx, &CreateClusterRequest::default()).unwrap();
+        for change in tx.finish().changes {
+            state.apply(change);
+        }
+        assert_eq!(state.clusters[&d.cluster_id].state, ClusterState::CreateInProgress);
+        assert_eq!(passing_clusters(&state), [(d.cluster_id.clone(), Timestamp(100))]);
+
+        let mut early = HsmTx::new(&state, Timestamp(99), &scope, &NoKeys);
+        settle_cluster(&mut early, &d.cluster_id);
+        assert!(early.finish().changes.is_empty());
+
+        let mut due = HsmTx::new(&state, Timestamp(100), &scope, &NoKeys);
+        settle_cluster(&mut due, &d.cluster_id);
+        for change in due.finish().changes {
+            state.apply(change);
+        }
+        let c = &state.clusters[&d.cluster_id];
+        assert_eq!((c.state, c.settles_at), (ClusterState::Uninitialized, None));
+        assert!(passing_clusters(&state).is_empty());
+    }
+
+    #[test]
+    fn without_a_transition_the_stored_cluster_is_already_past_its_passing_state() {
+        let c = created(&CloudHsmState::default(), &CreateClusterRequest::default()).unwrap();
+        assert_eq!((c.state, c.settles_at), (ClusterState::Uninitialized, None));
     }
 }

@@ -2,6 +2,7 @@
 //! and DeleteHsm, with the subnet addresses they take and give back.
 
 use super::audit::{opcode, record};
+use super::backup::take_backup;
 use super::cluster::{cluster, describe_hsm};
 use super::{HsmChange, HsmTx};
 use crate::api::hsm::*;
@@ -19,13 +20,13 @@ pub(super) const SUBNET_ADDRESSES: u32 = 250;
 /// cluster's key and CSR; a later HSM receives the cluster's users and key objects.
 pub fn create_hsm(tx: &mut HsmTx<'_>, req: &CreateHsmRequest) -> Result<HsmDescription> {
     let mut c = cluster(tx.state, &req.cluster_id)?.clone();
-    if matches!(
+    if !matches!(
         c.state,
-        ClusterState::Deleted | ClusterState::DeleteInProgress
+        ClusterState::Uninitialized | ClusterState::Initialized | ClusterState::Active
     ) {
         return Err(err!(
             CloudHsmInvalidRequestException,
-            "Cluster {} is {}",
+            "CreateHsm: cluster {} is {}, not UNINITIALIZED, INITIALIZED or ACTIVE",
             c.id,
             c.state
         ));
@@ -37,6 +38,16 @@ pub fn create_hsm(tx: &mut HsmTx<'_>, req: &CreateHsmRequest) -> Result<HsmDescr
             c.id,
             MAX_HSMS_PER_CLUSTER
         ));
+    }
+    if let Some(max) = tx.settings.max_hsms_per_cluster {
+        if c.hsms.len() >= max {
+            return Err(err!(
+                CloudHsmResourceLimitExceededException,
+                "CreateHsm: cluster {} already has {} HSMs, the quota of HSMs per cluster ({max})",
+                c.id,
+                c.hsms.len()
+            ));
+        }
     }
     let az = req.availability_zone.clone();
     let subnet = c.subnets.get_mut(&az).ok_or_else(|| {
@@ -88,14 +99,18 @@ pub fn create_hsm(tx: &mut HsmTx<'_>, req: &CreateHsmRequest) -> Result<HsmDescr
         )?);
         c.pki.csr = Some(csr);
     }
-    let description = describe_hsm(&c.id, &hsm);
+    let description = describe_hsm(&c, &hsm);
     let hsm_id = hsm.id.clone();
     c.hsms.insert(hsm.id.clone(), hsm);
-    if c.state == ClusterState::Active {
+    if c.pki.cluster_certificate.is_some() {
         // The new HSM is cloned from the cluster: its stream starts with the sync.
         let hsm = &c.hsms[&hsm_id];
         let event = record(tx, hsm, opcode::INIT_TOKEN, "SUCCESS", None, None);
         tx.push(HsmChange::Audit(c.id.clone(), hsm_id, event));
+    }
+    // As on AWS, adding an HSM to an ACTIVE cluster takes a backup.
+    if c.state == ClusterState::Active {
+        take_backup(tx, &c);
     }
     tx.push(HsmChange::PutCluster(Box::new(c)));
     Ok(description)
@@ -121,6 +136,10 @@ pub fn delete_hsm(tx: &mut HsmTx<'_>, req: &DeleteHsmRequest) -> Result<DeleteHs
     let hsm = c.hsms.remove(&hsm_id).expect("presence checked above");
     if let Some(s) = c.subnets.get_mut(&hsm.availability_zone) {
         s.free_addresses = (s.free_addresses + 1).min(SUBNET_ADDRESSES);
+    }
+    // As on AWS, removing an HSM from an ACTIVE cluster takes a backup.
+    if c.state == ClusterState::Active {
+        take_backup(tx, &c);
     }
     tx.push(HsmChange::PutCluster(Box::new(c)));
     Ok(DeleteHsmResponse { hsm_id })

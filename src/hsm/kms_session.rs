@@ -25,7 +25,13 @@ pub fn reachability<'s>(
     let c = state
         .clusters
         .get(cluster_id)
-        .filter(|c| c.region == region && c.state != ClusterState::Deleted)
+        .filter(|c| {
+            c.region == region
+                && !matches!(
+                    c.state,
+                    ClusterState::Deleted | ClusterState::DeleteInProgress
+                )
+        })
         .ok_or(ConnectionErrorCode::ClusterNotFound)?;
     if c.faults.network_down {
         return Err(ConnectionErrorCode::NetworkErrors);

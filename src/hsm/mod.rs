@@ -17,6 +17,8 @@ mod devices;
 mod fault;
 mod key_object;
 mod kms_session;
+mod paging;
+mod tags;
 pub mod model;
 mod password;
 pub mod pki;
@@ -25,13 +27,14 @@ pub mod tx;
 mod user;
 
 pub use audit::audit_log;
+pub use tags::{list_tags, tag_resource, untag_resource};
 pub use backup::{
-    copy_backup_to_region, create_backup, delete_backup, describe_backups,
-    restore_backup,
+    backup_schedule, backups_due, copy_backup_to_region, create_backup, delete_backup, describe_backups,
+    modify_backup_attributes, restore_backup,
 };
 pub use cluster::{
-    create_cluster, delete_cluster, describe_clusters, initialize_cluster,
-    initialize_cluster_with_new_ca,
+    activate_cluster, create_cluster, delete_cluster, describe_clusters, initialize_cluster,
+    initialize_cluster_with_new_ca, modify_cluster, passing_clusters, settle_cluster,
 };
 pub use devices::{create_hsm, delete_hsm};
 pub use fault::{active_faults, heal_timed_cut, inject_fault, timed_cuts};
@@ -42,7 +45,7 @@ pub use kms_session::{
     reachability,
 };
 pub use state::{CloudHsmState, HsmChange};
-pub use tx::{HsmOutcome, HsmTx, Wrapper};
+pub use tx::{HsmOutcome, HsmSettings, HsmTx, Wrapper};
 pub use user::{
     change_password, create_user, delete_user, list_users, login_external, logout_external,
 };

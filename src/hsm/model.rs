@@ -45,9 +45,30 @@ pub struct Cluster {
     pub source_backup: Option<BackupId>,
     /// Injected faults currently in force.
     pub faults: ClusterFaults,
+    /// While `state` is one of the passing states (CREATE_IN_PROGRESS, INITIALIZE_IN_PROGRESS,
+    /// DELETE_IN_PROGRESS): when it ends, on the instance's clock (the background worker then
+    /// moves the cluster to [`Cluster::settled_state`]).
+    pub settles_at: Option<Timestamp>,
+    /// `BackupRetentionPolicy`: days a backup is kept (ModifyCluster changes it).
+    pub backup_retention_days: u32,
+    /// Tags (TagResource), by key.
+    pub tags: BTreeMap<String, String>,
 }
 
 impl Cluster {
+    /// Where the current passing state leads: CREATE_IN_PROGRESS to UNINITIALIZED (ACTIVE for a
+    /// cluster restored from a backup), INITIALIZE_IN_PROGRESS to INITIALIZED,
+    /// DELETE_IN_PROGRESS to DELETED. Any other state stays.
+    pub fn settled_state(&self) -> ClusterState {
+        match self.state {
+            ClusterState::CreateInProgress if self.source_backup.is_some() => ClusterState::Active,
+            ClusterState::CreateInProgress => ClusterState::Uninitialized,
+            ClusterState::InitializeInProgress => ClusterState::Initialized,
+            ClusterState::DeleteInProgress => ClusterState::Deleted,
+            other => other,
+        }
+    }
+
     /// HSMs in state ACTIVE.
     pub fn active_hsms(&self) -> impl Iterator<Item = &Hsm> {
         self.hsms.values().filter(|h| h.state == HsmState::Active)
@@ -235,4 +256,6 @@ pub struct Backup {
     /// When DeleteBackup was called (state PENDING_DELETION); the backup is gone for good
     /// [`crate::types::limits::BACKUP_RESTORE_DAYS`] days later.
     pub delete_timestamp: Option<Timestamp>,
+    /// Tags (TagResource), by key.
+    pub tags: BTreeMap<String, String>,
 }

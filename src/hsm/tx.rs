@@ -23,6 +23,20 @@ pub trait Wrapper {
     fn unwrap_bytes(&self, name: &str, aad: &[u8], wrapped: &[u8]) -> Result<SecretBytes>;
 }
 
+/// How the simulated CloudHSM service behaves beyond its state: how long a cluster's passing
+/// states last, and AWS CloudHSM's resource quotas when they are emulated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HsmSettings {
+    /// How long CREATE_IN_PROGRESS, INITIALIZE_IN_PROGRESS and DELETE_IN_PROGRESS last on the
+    /// instance's clock (the background worker ends them). Zero: the operation's response
+    /// shows the passing state, and the cluster is already past it.
+    pub transition: std::time::Duration,
+    /// Clusters per Region (AWS's quota), when emulated; `None`: no limit.
+    pub max_clusters_per_region: Option<usize>,
+    /// HSMs per cluster (AWS's quota), when emulated; `None`: CloudHSM's hard limit only.
+    pub max_hsms_per_cluster: Option<usize>,
+}
+
 /// One CloudHSM operation in progress. Nothing it pushes is visible until the caller commits.
 pub struct HsmTx<'a> {
     /// The state as it was when the operation started.
@@ -40,6 +54,8 @@ pub struct HsmTx<'a> {
     /// [`PASSWORD_ITERATIONS`]: super::password::PASSWORD_ITERATIONS
     /// [`MIN_PASSWORD_ITERATIONS`]: super::password::MIN_PASSWORD_ITERATIONS
     pub password_iterations: u32,
+    /// Passing-state length and emulated quotas.
+    pub settings: HsmSettings,
     changes: Vec<HsmChange>,
     new_keys: Vec<String>,
 }
@@ -58,6 +74,7 @@ impl<'a> HsmTx<'a> {
             scope,
             keys,
             password_iterations: super::password::PASSWORD_ITERATIONS,
+            settings: HsmSettings::default(),
             changes: Vec::new(),
             new_keys: Vec::new(),
         }

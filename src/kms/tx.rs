@@ -6,7 +6,7 @@
 //! [`Wrapper`] the HSMs use, over keys already loaded: a transaction does no I/O.
 
 use super::state::{KmsChange, KmsState};
-use crate::hsm::{CloudHsmState, HsmOutcome, HsmTx, Wrapper};
+use crate::hsm::{CloudHsmState, HsmOutcome, HsmSettings, HsmTx, Wrapper};
 use crate::types::{Scope, Timestamp};
 
 /// Name of the wrapping key KMS keeps default-store key material and key store passwords
@@ -33,6 +33,8 @@ pub struct Tx<'a> {
     /// The number of custom key stores allowed, when AWS quotas are emulated; `None`: no
     /// limit (the seed's custom key stores have no resource quota).
     pub max_custom_key_stores: Option<usize>,
+    /// The CloudHSM side's passing-state length and emulated quotas (see [`HsmSettings`]).
+    pub hsm_settings: HsmSettings,
     changes: Vec<KmsChange>,
     hsm: HsmOutcome,
 }
@@ -65,6 +67,7 @@ impl<'a> Tx<'a> {
             principal,
             hsm_password_iterations: crate::hsm::PASSWORD_ITERATIONS,
             max_custom_key_stores: None,
+            hsm_settings: HsmSettings::default(),
             changes: Vec::new(),
             hsm: HsmOutcome::default(),
         }
@@ -79,6 +82,7 @@ impl<'a> Tx<'a> {
     pub fn in_hsm<R>(&mut self, f: impl FnOnce(&mut HsmTx<'a>) -> R) -> R {
         let mut h = HsmTx::new(self.cloudhsm, self.now, self.scope, self.keys);
         h.password_iterations = self.hsm_password_iterations;
+        h.settings = self.hsm_settings;
         let out = f(&mut h);
         let done = h.finish();
         self.hsm.changes.extend(done.changes);

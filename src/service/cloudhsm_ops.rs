@@ -25,10 +25,49 @@ impl Kms {
         })
     }
 
-    /// CreateCluster.
+    /// CreateCluster: the answer is CREATE_IN_PROGRESS; the cluster is UNINITIALIZED (ACTIVE
+    /// when restored from a backup) after [`crate::KmsConfig::cluster_transition`].
     pub fn create_cluster(&self, req: &CreateClusterRequest) -> Result<ClusterResponse> {
-        self.cluster_admin(Op::CreateCluster, |tx| hsm::create_cluster(tx, req))
-            .map(|cluster| ClusterResponse { cluster })
+        let cluster = self.cluster_admin(Op::CreateCluster, |tx| hsm::create_cluster(tx, req))?;
+        self.settle_later(&cluster.cluster_id);
+        Ok(ClusterResponse { cluster })
+    }
+
+    /// Waits until the cluster is past its passing state (CREATE_IN_PROGRESS,
+    /// INITIALIZE_IN_PROGRESS, DELETE_IN_PROGRESS), or `timeout` passes, and returns its
+    /// description (`None`: the cluster is gone, e.g. deleted). What a program written for
+    /// AWS does by polling DescribeClusters.
+    pub fn wait_for_cluster(
+        &self,
+        cluster_id: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Option<ClusterDescription>> {
+        let mut req = DescribeClustersRequest::default();
+        req.filters
+            .insert("clusterIds".into(), vec![cluster_id.to_owned()]);
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let found = self.describe_clusters(&req)?.clusters.pop();
+            let passing = found.as_ref().is_some_and(|c| {
+                matches!(
+                    c.state,
+                    ClusterState::CreateInProgress
+                        | ClusterState::InitializeInProgress
+                        | ClusterState::DeleteInProgress
+                )
+            });
+            let now = std::time::Instant::now();
+            if !passing || now >= deadline {
+                return Ok(found);
+            }
+            let core = super::lock(&self.shared.core);
+            // Woken by every commit (the worker's settling among them); the timeout bounds a
+            // wake-up missed between the describe above and this wait.
+            let _ = self.shared.changed.wait_timeout(
+                core,
+                (deadline - now).min(std::time::Duration::from_millis(50)),
+            );
+        }
     }
 
     /// DescribeClusters.
@@ -38,14 +77,17 @@ impl Kms {
     ) -> Result<DescribeClustersResponse> {
         self.read(|tx| {
             require_cluster_admin(tx, Op::DescribeClusters.action())?;
-            hsm::describe_clusters(tx.cloudhsm, req)
+            hsm::describe_clusters(tx.cloudhsm, tx.scope, req)
         })
     }
 
-    /// DeleteCluster.
+    /// DeleteCluster: the answer is DELETE_IN_PROGRESS; the cluster is gone after
+    /// [`crate::KmsConfig::cluster_transition`].
     pub fn delete_cluster(&self, cluster_id: &str) -> Result<ClusterResponse> {
-        self.cluster_admin(Op::DeleteCluster, |tx| hsm::delete_cluster(tx, cluster_id))
-            .map(|cluster| ClusterResponse { cluster })
+        let cluster =
+            self.cluster_admin(Op::DeleteCluster, |tx| hsm::delete_cluster(tx, cluster_id))?;
+        self.settle_later(&cluster.cluster_id);
+        Ok(ClusterResponse { cluster })
     }
 
     /// CreateHsm.
@@ -59,12 +101,20 @@ impl Kms {
         self.cluster_admin(Op::DeleteHsm, |tx| hsm::delete_hsm(tx, req))
     }
 
-    /// InitializeCluster with the user's signed certificate and trust anchor.
+    /// InitializeCluster with the user's signed certificate and trust anchor: the answer is
+    /// INITIALIZE_IN_PROGRESS; the cluster is INITIALIZED after
+    /// [`crate::KmsConfig::cluster_transition`], and ACTIVE once
+    /// [`Kms::activate_cluster`] has set the admin password.
     pub fn initialize_cluster(
         &self,
         req: &InitializeClusterRequest,
     ) -> Result<InitializeClusterResponse> {
-        self.cluster_admin(Op::InitializeCluster, |tx| hsm::initialize_cluster(tx, req))
+        let resp =
+            self.cluster_admin(Op::InitializeCluster, |tx| hsm::initialize_cluster(tx, req))?;
+        if let Some(id) = ClusterId::parse_lenient(&req.cluster_id) {
+            self.settle_later(&id);
+        }
+        Ok(resp)
     }
 
     /// InitializeCluster with a CA kmscks makes: signs the CSR itself and returns the CA
@@ -78,13 +128,56 @@ impl Kms {
         })
     }
 
+    /// `cluster activate` (CloudHSM CLI): sets the admin password; INITIALIZED → ACTIVE.
+    pub fn activate_cluster(&self, req: &ActivateClusterRequest) -> Result<ClusterResponse> {
+        self.cluster_admin(Op::ActivateCluster, |tx| hsm::activate_cluster(tx, req))
+            .map(|cluster| ClusterResponse { cluster })
+    }
+
+    /// ModifyCluster: the backup retention policy.
+    pub fn modify_cluster(&self, req: &ModifyClusterRequest) -> Result<ClusterResponse> {
+        self.cluster_admin(Op::ModifyCluster, |tx| hsm::modify_cluster(tx, req))
+            .map(|cluster| ClusterResponse { cluster })
+    }
+
+    /// ModifyBackupAttributes: whether the backup never expires.
+    pub fn modify_backup_attributes(
+        &self,
+        req: &ModifyBackupAttributesRequest,
+    ) -> Result<BackupResponse> {
+        self.cluster_admin(Op::ModifyBackupAttributes, |tx| {
+            hsm::modify_backup_attributes(tx, req)
+        })
+    }
+
+    /// TagResource on a cluster or a backup.
+    pub fn tag_hsm_resource(&self, req: &TagHsmResourceRequest) -> Result<()> {
+        self.cluster_admin(Op::TagHsmResource, |tx| hsm::tag_resource(tx, req))
+    }
+
+    /// UntagResource on a cluster or a backup.
+    pub fn untag_hsm_resource(&self, req: &UntagHsmResourceRequest) -> Result<()> {
+        self.cluster_admin(Op::UntagHsmResource, |tx| hsm::untag_resource(tx, req))
+    }
+
+    /// ListTags of a cluster or a backup.
+    pub fn list_hsm_tags(&self, req: &ListHsmTagsRequest) -> Result<ListHsmTagsResponse> {
+        self.read(|tx| {
+            require_cluster_admin(tx, Op::ListHsmTags.action())?;
+            hsm::list_tags(tx.cloudhsm, tx.now, req)
+        })
+    }
+
     /// Takes a backup of a cluster now.
     pub fn create_backup(&self, cluster_id: &str) -> Result<BackupDescription> {
         self.cluster_admin(Op::CreateBackup, |tx| hsm::create_backup(tx, cluster_id))
     }
 
     /// DescribeBackups: one Region's backups (the request's, else the configured one).
-    pub fn describe_backups(&self, req: &DescribeBackupsRequest) -> Result<Vec<BackupDescription>> {
+    pub fn describe_backups(
+        &self,
+        req: &DescribeBackupsRequest,
+    ) -> Result<DescribeBackupsResponse> {
         self.read(|tx| {
             require_cluster_admin(tx, Op::DescribeBackups.action())?;
             hsm::describe_backups(tx.cloudhsm, tx.now, tx.scope, req)

@@ -136,6 +136,7 @@ impl Shared {
             );
             tx.hsm_password_iterations = self.config.hsm_password_iterations;
             tx.max_custom_key_stores = self.config.quotas.as_ref().map(|q| q.max_custom_key_stores);
+            tx.hsm_settings = self.config.hsm_settings();
             let out = f(&mut tx)?;
             (out, tx.finish())
         };

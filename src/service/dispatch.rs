@@ -172,12 +172,29 @@ macro_rules! perform {
     (InitializeClusterWithNewCa, $k:ident, $r:ident) => {
         $k.initialize_cluster_with_new_ca(&$r.cluster_id)
     };
+    (ActivateCluster, $k:ident, $r:ident) => {
+        $k.activate_cluster($r)
+    };
+    (ModifyCluster, $k:ident, $r:ident) => {
+        $k.modify_cluster($r)
+    };
+    (ModifyBackupAttributes, $k:ident, $r:ident) => {
+        $k.modify_backup_attributes($r)
+    };
+    (TagHsmResource, $k:ident, $r:ident) => {
+        empty($k.tag_hsm_resource($r))
+    };
+    (UntagHsmResource, $k:ident, $r:ident) => {
+        empty($k.untag_hsm_resource($r))
+    };
+    (ListHsmTags, $k:ident, $r:ident) => {
+        $k.list_hsm_tags($r)
+    };
     (CreateBackup, $k:ident, $r:ident) => {
         $k.create_backup(&$r.cluster_id)
     };
     (DescribeBackups, $k:ident, $r:ident) => {
         $k.describe_backups($r)
-            .map(|backups| DescribeBackupsResponse { backups })
     };
     (CopyBackupToRegion, $k:ident, $r:ident) => {
         $k.copy_backup_to_region($r)

@@ -55,6 +55,11 @@ pub struct KmsConfig {
     pub clock: Arc<dyn Clock>,
     /// How long CONNECTING and DISCONNECTING last before the attempt completes.
     pub connect_delay: Duration,
+    /// How long a CloudHSM cluster's passing states (CREATE_IN_PROGRESS,
+    /// INITIALIZE_IN_PROGRESS, DELETE_IN_PROGRESS) last before the background worker ends
+    /// them. Default zero: CreateCluster, InitializeCluster and DeleteCluster answer with the
+    /// passing state, as on AWS, and the cluster is already past it.
+    pub cluster_transition: Duration,
     /// How often the background worker looks for keys whose waiting period has ended.
     pub deletion_check_interval: Duration,
     /// Journal size after which the state is compacted into a snapshot in the background
@@ -161,6 +166,7 @@ impl Default for KmsConfig {
             scope: Scope::default(),
             clock: Arc::new(SystemClock),
             connect_delay: Duration::from_millis(20),
+            cluster_transition: Duration::ZERO,
             deletion_check_interval: Duration::from_secs(1),
             compact_after_bytes: 8 << 20,
             event_log_file_bytes: EventLogOptions::default().file_bytes,
@@ -181,6 +187,16 @@ impl KmsConfig {
     /// directory that holds anything worth protecting.
     pub const TEST_HSM_PASSWORD_ITERATIONS: u32 = crate::hsm::MIN_PASSWORD_ITERATIONS;
 
+    /// The CloudHSM side's settings: passing-state length, and AWS CloudHSM's resource quotas
+    /// when quotas are emulated.
+    pub(crate) fn hsm_settings(&self) -> crate::hsm::HsmSettings {
+        crate::hsm::HsmSettings {
+            transition: self.cluster_transition,
+            max_clusters_per_region: self.quotas.as_ref().map(|q| q.max_clusters_per_region),
+            max_hsms_per_cluster: self.quotas.as_ref().map(|q| q.max_hsms_per_cluster),
+        }
+    }
+
     /// The event log's rotation and retention.
     fn event_log_options(&self) -> EventLogOptions {
         EventLogOptions {
@@ -195,6 +211,7 @@ impl std::fmt::Debug for KmsConfig {
         f.debug_struct("KmsConfig")
             .field("scope", &self.scope)
             .field("connect_delay", &self.connect_delay)
+            .field("cluster_transition", &self.cluster_transition)
             .field("compact_after_bytes", &self.compact_after_bytes)
             .field("event_log_file_bytes", &self.event_log_file_bytes)
             .field("event_log_retain_days", &self.event_log_retain_days)
@@ -347,7 +364,7 @@ impl Kms {
             tasks_cv: Condvar::new(),
             fork: ForkGuard::new(),
         });
-        // Resume what a previous run left half-way: CONNECTING and DISCONNECTING stores.
+        // Resume what a previous run left half-way: CONNECTING and DISCONNECTING stores …
         {
             let core = lock(&shared.core);
             for s in core.state.kms.stores.values() {
@@ -363,8 +380,19 @@ impl Kms {
                     _ => {}
                 }
             }
+            // … timed network cuts …
             for (cluster_id, due) in crate::hsm::timed_cuts(&core.state.hsm) {
                 shared.schedule_at(Task::HealNetwork(cluster_id.to_string(), due), due);
+            }
+            // … and clusters in a passing state.
+            let now = shared.config.clock.now();
+            for (cluster, at) in crate::hsm::passing_clusters(&core.state.hsm) {
+                let after = if at > now {
+                    at.since(now)
+                } else {
+                    Duration::ZERO
+                };
+                shared.schedule(Task::SettleCluster(cluster), after);
             }
         }
         shared.schedule(Task::DeletionSweep, shared.config.deletion_check_interval);

@@ -39,6 +39,13 @@ pub struct QuotaConfig {
     /// Custom key store API requests per second (Create, Describe, Update, Delete, Connect,
     /// Disconnect).
     pub key_store_api_rate: u32,
+    /// AWS CloudHSM's clusters per account and Region (CreateCluster beyond it:
+    /// `CloudHsmResourceLimitExceededException`).
+    pub max_clusters_per_region: usize,
+    /// AWS CloudHSM's HSMs per cluster (CreateHsm beyond it:
+    /// `CloudHsmResourceLimitExceededException`); at most CloudHSM's hard limit,
+    /// [`limits::MAX_HSMS_PER_CLUSTER`].
+    pub max_hsms_per_cluster: usize,
 }
 
 impl Default for QuotaConfig {
@@ -49,6 +56,8 @@ impl Default for QuotaConfig {
             data_key_cost: limits::STORE_DATA_KEY_COST,
             account_crypto_rate: limits::ACCOUNT_CRYPTO_RATE,
             key_store_api_rate: limits::KEY_STORE_API_RATE,
+            max_clusters_per_region: limits::CLUSTERS_PER_REGION_QUOTA,
+            max_hsms_per_cluster: limits::HSMS_PER_CLUSTER_QUOTA,
         }
     }
 }

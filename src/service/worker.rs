@@ -1,5 +1,7 @@
 //! The background worker: finishes ConnectCustomKeyStore and DisconnectCustomKeyStore when
-//! their delay has passed (asynchronously, as on AWS) and sweeps keys whose deletion date has
+//! their delay has passed (asynchronously, as on AWS), ends a CloudHSM cluster's passing state
+//! (CREATE/INITIALIZE/DELETE_IN_PROGRESS) when its time is up, takes the CloudHSM backups AWS
+//! takes on a schedule (with the retention policies), and sweeps keys whose deletion date has
 //! come. Times are read from the instance's injectable [`Clock`], so a test that holds a
 //! `ManualClock` decides when a connection completes.
 
@@ -21,11 +23,14 @@ pub(super) struct Tasks {
     pub(super) queue: BinaryHeap<Reverse<(Timestamp, u64, Task)>>,
     pub(super) seq: u64,
     pub(super) stop: bool,
+    /// The worker has popped a task and not yet finished it.
+    pub(super) running: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Task {
     Complete(FollowUpKey),
+    SettleCluster(ClusterId),
     DeletionSweep,
     /// A timed network cut of this cluster ends at this time (see `hsm::heal_timed_cut`).
     HealNetwork(String, Timestamp),
@@ -79,7 +84,48 @@ impl Kms {
     }
 }
 
+impl Kms {
+    /// Has the worker end the passing state of `cluster` when it is due (nothing to do when
+    /// passing states take no time: the operation has settled the cluster already).
+    pub(super) fn settle_later(&self, cluster: &ClusterId) {
+        let after = self.shared.config.cluster_transition;
+        if !after.is_zero() {
+            self.shared
+                .schedule(Task::SettleCluster(cluster.clone()), after);
+        }
+    }
+}
+
 impl Shared {
+    /// Takes the automatic CloudHSM backups that are due and applies the backup retention
+    /// policies ([`crate::hsm::backup_schedule`]), when anything is due.
+    pub(super) fn backup_sweep(&self) {
+        let mut core = lock(&self.core);
+        if !crate::hsm::backups_due(&core.state.hsm, self.config.clock.now()) {
+            return;
+        }
+        let root = self.config.scope.root_principal();
+        // A failure here (e.g. the disk) is retried at the next sweep.
+        let _ = self.run(&mut core, &root, |tx| {
+            tx.in_hsm(crate::hsm::backup_schedule);
+            Ok(())
+        });
+    }
+
+    /// Ends the passing state of `cluster` if it is due.
+    pub(super) fn settle_cluster(&self, cluster: &ClusterId) {
+        let mut core = lock(&self.core);
+        let root = self.config.scope.root_principal();
+        // A failure here (e.g. the disk) leaves the cluster in its passing state; the next
+        // open resumes it.
+        let _ = self.run(&mut core, &root, |tx| {
+            tx.in_hsm(|h| crate::hsm::settle_cluster(h, cluster));
+            Ok(())
+        });
+        drop(core);
+        self.changed.notify_all();
+    }
+
     /// Schedules `task` for `after` from now, by the instance's clock.
     pub(super) fn schedule(&self, task: Task, after: Duration) {
         self.schedule_at(task, self.config.clock.now().plus(after));
@@ -153,7 +199,8 @@ pub(super) fn background(shared: Weak<Shared>) {
                 let now = strong.config.clock.now();
                 match tasks.queue.peek() {
                     Some(Reverse((at, _, _))) if *at <= now => {
-                        break tasks.queue.pop().map(|Reverse((_, _, t))| t)
+                        tasks.running = true;
+                        break tasks.queue.pop().map(|Reverse((_, _, t))| t);
                     }
                     Some(Reverse((at, _, _))) => {
                         // As long as the clock needs to pass in real time (a clock that jumps
@@ -180,8 +227,10 @@ pub(super) fn background(shared: Weak<Shared>) {
             Some(Task::HealNetwork(cluster_id, due)) => {
                 strong.heal_network(&cluster_id, due);
             }
+            Some(Task::SettleCluster(cluster)) => strong.settle_cluster(&cluster),
             Some(Task::DeletionSweep) => {
                 let _ = strong.sweep(&mut lock(&strong.core));
+                strong.backup_sweep();
                 strong.changed.notify_all();
                 strong.schedule(Task::DeletionSweep, strong.config.deletion_check_interval);
             }
@@ -193,6 +242,33 @@ pub(super) fn background(shared: Weak<Shared>) {
             }
             None => {}
         }
+        lock(&strong.tasks).running = false;
+        strong.tasks_cv.notify_all();
         drop(strong);
+    }
+}
+
+impl Kms {
+    internal_item! {
+        /// Blocks until the background worker has run every task due at the clock's current
+        /// time (a test that jumps a `ManualClock` and then compares states uses it; the
+        /// worker's results are otherwise only eventually visible, as on AWS).
+        #[cfg_attr(not(feature = "internals"), allow(dead_code))]
+        pub fn wait_for_background(&self) {
+            let shared = &self.shared;
+            let mut tasks = lock(&shared.tasks);
+            loop {
+                let now = shared.config.clock.now();
+                let due = matches!(tasks.queue.peek(), Some(Reverse((at, _, _))) if *at <= now);
+                if tasks.stop || (!due && !tasks.running) {
+                    return;
+                }
+                // Woken by the worker after each task (and by every scheduling and clock jump).
+                tasks = shared
+                    .tasks_cv
+                    .wait(tasks)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+        }
     }
 }

@@ -45,7 +45,9 @@ pub const JOURNAL_MAGIC: [u8; 4] = *b"KCKJ";
 /// (`journalSeq`), and the log holds lines no journal record holds (failed calls, data-plane
 /// counts), marked `"journaled":false` (`docs/events.md`); a cluster's faults record when a
 /// timed network cut heals (`network_heals_at`) and each HSM its added latency (`latency_ms`,
-/// a slow HSM).
+/// a slow HSM); a CloudHSM cluster records when its passing state
+/// (CREATE/INITIALIZE/DELETE_IN_PROGRESS) ends, its backup retention policy and its tags; a
+/// backup its tags.
 pub const FORMAT_VERSION: u32 = 7;
 /// Length of the journal file header.
 pub const JOURNAL_HEADER_LEN: usize = 20;

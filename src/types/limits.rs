@@ -56,14 +56,34 @@ pub const MAX_GRANT_TOKENS: usize = 10;
 /// Grant token length in characters.
 pub const GRANT_TOKEN_LEN: (usize, usize) = (1, 8192);
 
-/// CloudHSM: HSMs per cluster.
+/// CloudHSM: HSMs per cluster (the hard limit).
 pub const MAX_HSMS_PER_CLUSTER: usize = 28;
+/// Emulated resource quota: AWS CloudHSM's default HSMs per cluster (adjustable on AWS, up to
+/// [`MAX_HSMS_PER_CLUSTER`]).
+pub const HSMS_PER_CLUSTER_QUOTA: usize = 6;
+/// Emulated resource quota: AWS CloudHSM's default clusters per account and Region.
+pub const CLUSTERS_PER_REGION_QUOTA: usize = 4;
 /// CloudHSM: key objects per cluster (hsm2m).
 pub const MAX_KEYS_PER_CLUSTER: usize = 16_666;
 /// CloudHSM: users per cluster (hsm2m).
 pub const MAX_USERS_PER_CLUSTER: usize = 1024;
 /// CloudHSM: days a deleted backup stays restorable (`PENDING_DELETION`) with RestoreBackup.
 pub const BACKUP_RESTORE_DAYS: u32 = 7;
+/// CloudHSM: days a cluster's backups are kept (`BackupRetentionPolicy`), by default.
+pub const DEFAULT_BACKUP_RETENTION_DAYS: u32 = 90;
+/// CloudHSM: the days ModifyCluster accepts as a backup retention policy.
+pub const BACKUP_RETENTION_DAYS: (u32, u32) = (7, 379);
+/// CloudHSM: hours between the automatic backups of an ACTIVE cluster (AWS takes one at least
+/// once a day).
+pub const AUTOMATIC_BACKUP_HOURS: u32 = 24;
+/// CloudHSM: DescribeClusters' `MaxResults`.
+pub const DESCRIBE_CLUSTERS_MAX_RESULTS: (u32, u32) = (1, 25);
+/// CloudHSM: DescribeBackups' `MaxResults`.
+pub const DESCRIBE_BACKUPS_MAX_RESULTS: (u32, u32) = (1, 50);
+/// CloudHSM: ListTags' `MaxResults`.
+pub const LIST_TAGS_MAX_RESULTS: (u32, u32) = (1, 100);
+/// CloudHSM: tags per resource.
+pub const MAX_HSM_TAGS: usize = 50;
 /// CloudHSM: failed logins before a user is locked out.
 pub const MAX_FAILED_LOGINS: u32 = 5;
 /// CloudHSM CLI password length.

@@ -43,6 +43,8 @@ pub(crate) enum Kind {
     Map,
     /// Tags: `TagKey=k,TagValue=v` per value, or a JSON list (`file://` allowed).
     Tags,
+    /// CloudHSM tags: `Key=k,Value=v` per value, or a JSON list (`file://` allowed).
+    HsmTags,
     /// A list of strings: one or more values.
     List,
     /// Filters: `name=v1,v2` per value, or a JSON object of lists.
@@ -260,8 +262,19 @@ pub(crate) fn map(flag: &str, value: &str) -> Result<Value, ParamError> {
     }
 }
 
-/// Tags: each value `TagKey=k,TagValue=v`, or one JSON list of `{"TagKey":…,"TagValue":…}`.
-pub(crate) fn tags(flag: &str, values: &[String]) -> Result<Value, ParamError> {
+/// The member names of a KMS tag.
+pub(crate) const KMS_TAG: (&str, &str) = ("TagKey", "TagValue");
+/// The member names of a CloudHSM tag.
+pub(crate) const HSM_TAG: (&str, &str) = ("Key", "Value");
+
+/// Tags: each value `TagKey=k,TagValue=v` (`Key=k,Value=v` for CloudHSM, as `names` says), or
+/// one JSON list of such objects.
+pub(crate) fn tags(
+    flag: &str,
+    values: &[String],
+    names: (&str, &str),
+) -> Result<Value, ParamError> {
+    let (key, value) = names;
     if let [one] = values {
         if one.trim_start().starts_with('[') || one.starts_with("file://") {
             let v = json(flag, one)?;
@@ -275,19 +288,18 @@ pub(crate) fn tags(flag: &str, values: &[String]) -> Result<Value, ParamError> {
     for v in values {
         let mut tag = Map::new();
         for (k, val) in shorthand(flag, v)? {
-            if k != "TagKey" && k != "TagValue" {
+            if k != key && k != value {
                 return Err(perr(
                     flag,
-                    format!("Unknown key {k:?} in {v:?}: a tag is TagKey=k,TagValue=v"),
+                    format!("Unknown key {k:?} in {v:?}: a tag is {key}=k,{value}=v"),
                 ));
             }
             tag.insert(k, Value::String(val));
         }
-        if !tag.contains_key("TagKey") {
-            return Err(perr(flag, format!("Missing TagKey in {v:?}")));
+        if !tag.contains_key(key) {
+            return Err(perr(flag, format!("Missing {key} in {v:?}")));
         }
-        tag.entry("TagValue")
-            .or_insert(Value::String(String::new()));
+        tag.entry(value).or_insert(Value::String(String::new()));
         out.push(Value::Object(tag));
     }
     Ok(Value::Array(out))
@@ -403,13 +415,17 @@ mod tests {
         let t = tags(
             "tags",
             &["TagKey=k,TagValue=v".into(), "TagKey=k2,TagValue=".into()],
+            KMS_TAG,
         )
         .unwrap();
         assert_eq!(
             t,
             serde_json::json!([{"TagKey":"k","TagValue":"v"},{"TagKey":"k2","TagValue":""}])
         );
-        assert!(tags("tags", &["Key=k".into()]).is_err());
+        assert!(tags("tags", &["Key=k".into()], KMS_TAG).is_err());
+        let t = tags("tag-list", &["Key=k,Value=v".into()], HSM_TAG).unwrap();
+        assert_eq!(t, serde_json::json!([{"Key": "k", "Value": "v"}]));
+        assert!(tags("tag-list", &["TagKey=k".into()], HSM_TAG).is_err());
         assert_eq!(
             filters("filters", &["clusterIds=a,b".into()]).unwrap(),
             serde_json::json!({"clusterIds":["a","b"]})

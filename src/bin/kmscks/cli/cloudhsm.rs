@@ -3,11 +3,14 @@
 //!
 //! | verb | counterpart |
 //! |---|---|
-//! | `create-cluster [--hsm-type] [--subnet-ids S1 S2…] [--source-backup-id] [--region]` | cloudhsmv2 (`--availability-zones A B…` is kmscks's: simulated subnets in those zones) |
-//! | `describe-clusters [--filters clusterIds=ID,…]`, `delete-cluster --cluster-id` | cloudhsmv2 |
+//! | `create-cluster [--hsm-type] [--subnet-ids S1 S2…] [--source-backup-id] [--region] [--tag-list Key=k,Value=v…]` | cloudhsmv2 (`--availability-zones A B…` is kmscks's: simulated subnets in those zones) |
+//! | `describe-clusters [--filters clusterIds=ID,…] [--region] [--max-results N] [--next-token T]`, `delete-cluster --cluster-id` | cloudhsmv2 |
 //! | `create-hsm --cluster-id --availability-zone`, `delete-hsm --cluster-id --hsm-id` | cloudhsmv2 |
-//! | `initialize-cluster --cluster-id [--signed-cert file://] [--trust-anchor file://ca.pem]` | cloudhsmv2; without `--trust-anchor` kmscks makes a CA, signs the cluster's CSR and returns the CA's PEM as `TrustAnchor` |
-//! | `describe-backups [--filters] [--region]`, `copy-backup-to-region --backup-id --destination-region`, `delete-backup --backup-id`, `restore-backup --backup-id` | cloudhsmv2 |
+//! | `initialize-cluster --cluster-id [--signed-cert file://] [--trust-anchor file://ca.pem]` | cloudhsmv2 (INITIALIZE_IN_PROGRESS, then INITIALIZED until its admin password is set, see below); without `--trust-anchor` kmscks makes a CA, signs the cluster's CSR, activates the cluster and returns the CA's PEM as `TrustAnchor` |
+//! | `describe-backups [--filters] [--region] [--max-results N] [--next-token T]`, `copy-backup-to-region --backup-id --destination-region [--tag-list]`, `delete-backup --backup-id`, `restore-backup --backup-id` | cloudhsmv2 |
+//! | `cluster activate --cluster-id --password` | CloudHSM CLI: sets the admin password of an INITIALIZED cluster, which makes it ACTIVE |
+//! | `modify-cluster --cluster-id --backup-retention-policy Type=DAYS,Value=N`, `modify-backup-attributes --backup-id --never-expires` | cloudhsmv2 |
+//! | `tag-resource --resource-id --tag-list Key=k,Value=v…`, `untag-resource --resource-id --tag-key-list K…`, `list-tags --resource-id [--max-results] [--next-token]` | cloudhsmv2, on a cluster or a backup |
 //! | `create-backup --cluster-id` | kmscks extra: a backup now |
 //! | `user create\|delete\|change-password\|list --cluster-id --username --role --password` | CloudHSM CLI |
 //! | `login --cluster-id --username [--role] --password`, `logout --cluster-id --username` | CloudHSM CLI |
@@ -25,6 +28,15 @@ const CLUSTER_ID: ArgSpec = req("cluster-id", Str, "The cluster's id");
 const USERNAME: ArgSpec = req("username", Str, "The HSM user");
 const PASSWORD: ArgSpec = req("password", Password, "The user's password");
 const BACKUP_ID: ArgSpec = req("backup-id", Str, "The backup's id");
+const RESOURCE_ID: ArgSpec = req(
+    "resource-id",
+    Str,
+    "A cluster (cluster-…) or a backup (backup-…)",
+);
+const NEXT_TOKEN: ArgSpec = opt("next-token", Str, "The previous page's NextToken");
+/// `--hsm-type`'s help: AWS's types, and kmscks's default (a test holds it to
+/// [`kmscks::api::hsm::HSM_TYPES`] and [`kmscks::api::hsm::DEFAULT_HSM_TYPE`]).
+pub(crate) const HSM_TYPE_HELP: &str = "hsm1.medium or hsm2m.medium (default: hsm2m.medium)";
 
 /// A cloudhsm verb: its path under `kmscks cloudhsm` and its flags.
 pub(crate) type Verb = (&'static [&'static str], &'static [ArgSpec]);
@@ -35,7 +47,7 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
         Op::CreateCluster => (
             &["create-cluster"],
             specs![
-                opt("hsm-type", Str, "hsm1.medium (default) or hsm2m.medium"),
+                opt("hsm-type", Str, HSM_TYPE_HELP),
                 opt(
                     "subnet-ids",
                     List,
@@ -48,15 +60,28 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
                 ),
                 opt("source-backup-id", Str, "Restore from this backup (READY, in --region)"),
                 opt("region", Str, "The cluster's Region (default: the configured one, or the backup's)"),
+                opt("tag-list", HsmTags, "Key=k,Value=v …"),
+            ],
+        ),
+        Op::ActivateCluster => (
+            &["cluster", "activate"],
+            specs![
+                CLUSTER_ID,
+                req("password", Password, "The admin password to set"),
             ],
         ),
         Op::DescribeClusters => (
             &["describe-clusters"],
-            specs![opt(
-                "filters",
-                Filters,
-                "clusterIds=ID1,ID2 states=ACTIVE … or JSON",
-            )],
+            specs![
+                opt(
+                    "filters",
+                    Filters,
+                    "clusterIds=ID1,ID2 states=ACTIVE vpcIds=… or JSON",
+                ),
+                opt("region", Str, "The Region whose clusters to list (default: the configured one)"),
+                opt("max-results", Int, "Page size, 1-25 (default: every cluster)"),
+                NEXT_TOKEN,
+            ],
         ),
         Op::DeleteCluster => (&["delete-cluster"], specs![CLUSTER_ID]),
         Op::CreateHsm => (
@@ -87,6 +112,40 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
                 ),
             ],
         ),
+        Op::ModifyCluster => (
+            &["modify-cluster"],
+            specs![
+                CLUSTER_ID,
+                req(
+                    "backup-retention-policy",
+                    Map,
+                    "Type=DAYS,Value=N (7-379) or JSON",
+                ),
+            ],
+        ),
+        Op::ModifyBackupAttributes => (
+            &["modify-backup-attributes"],
+            specs![
+                BACKUP_ID,
+                opt("never-expires", Bool, "Exempt the backup from the retention policy (--no-never-expires: not)"),
+            ],
+        ),
+        Op::TagHsmResource => (
+            &["tag-resource"],
+            specs![RESOURCE_ID, req("tag-list", HsmTags, "Key=k,Value=v …")],
+        ),
+        Op::UntagHsmResource => (
+            &["untag-resource"],
+            specs![RESOURCE_ID, req("tag-key-list", List, "The keys of the tags to remove")],
+        ),
+        Op::ListHsmTags => (
+            &["list-tags"],
+            specs![
+                RESOURCE_ID,
+                opt("max-results", Int, "Page size, 1-100 (default: every tag)"),
+                NEXT_TOKEN,
+            ],
+        ),
         Op::CreateBackup => (&["create-backup"], specs![CLUSTER_ID]),
         Op::DescribeBackups => (
             &["describe-backups"],
@@ -97,6 +156,8 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
                     "backupIds=… sourceBackupIds=… clusterIds=… states=READY,PENDING_DELETION neverExpires=true … or JSON",
                 ),
                 opt("region", Str, "The Region whose backups to list (default: the configured one)"),
+                opt("max-results", Int, "Page size, 1-50 (default: every backup)"),
+                NEXT_TOKEN,
             ],
         ),
         Op::CopyBackupToRegion => (
@@ -104,6 +165,7 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
             specs![
                 BACKUP_ID,
                 req("destination-region", Str, "The Region to copy to"),
+                opt("tag-list", HsmTags, "Tags for the copy: Key=k,Value=v …"),
             ],
         ),
         Op::DeleteBackup => (&["delete-backup"], specs![BACKUP_ID]),

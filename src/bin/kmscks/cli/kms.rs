@@ -209,6 +209,12 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
         | Op::DeleteHsm
         | Op::InitializeCluster
         | Op::InitializeClusterWithNewCa
+        | Op::ActivateCluster
+        | Op::ModifyCluster
+        | Op::ModifyBackupAttributes
+        | Op::TagHsmResource
+        | Op::UntagHsmResource
+        | Op::ListHsmTags
         | Op::CreateBackup
         | Op::DescribeBackups
         | Op::CopyBackupToRegion

@@ -152,7 +152,7 @@ fn spec_args(specs: &[ArgSpec]) -> Vec<Arg> {
                         .help(format!("Sets {} to false", args::pascal_case(s.flag))),
                 );
             }
-            Kind::List | Kind::Tags | Kind::Filters => out.push(
+            Kind::List | Kind::Tags | Kind::HsmTags | Kind::Filters => out.push(
                 a.num_args(1..)
                     .action(ArgAction::Append)
                     .required(s.required)
@@ -203,6 +203,7 @@ pub(crate) fn command() -> Command {
                     _ => Command::new(group)
                         .about(match group {
                             "user" => "CloudHSM CLI user verbs",
+                            "cluster" => "CloudHSM CLI cluster verbs",
                             _ => "CloudHSM CLI key verbs",
                         })
                         .subcommand_required(true),
@@ -324,13 +325,14 @@ pub(crate) fn build_request(verb: &Verb, m: &ArgMatches) -> Result<Request, CliE
                     obj.insert(member, Value::Bool(false));
                 }
             }
-            Kind::List | Kind::Tags | Kind::Filters => {
+            Kind::List | Kind::Tags | Kind::HsmTags | Kind::Filters => {
                 let Some(values) = m.get_many::<String>(flag) else {
                     continue;
                 };
                 let values: Vec<String> = values.cloned().collect();
                 let v = match s.kind {
-                    Kind::Tags => args::tags(flag, &values)?,
+                    Kind::Tags => args::tags(flag, &values, args::KMS_TAG)?,
+                    Kind::HsmTags => args::tags(flag, &values, args::HSM_TAG)?,
                     Kind::Filters => args::filters(flag, &values)?,
                     _ => Value::Array(values.into_iter().map(Value::String).collect()),
                 };
@@ -394,6 +396,7 @@ fn put_secret(req: &mut Request, member: &str, secret: Secret) -> Result<(), Cli
             Secret::Password(p),
         ) => r.password = p,
         (Request::DeleteKeyObject(r), "Password", Secret::Password(p)) => r.password = p,
+        (Request::ActivateCluster(r), "Password", Secret::Password(p)) => r.password = p,
         (req, member, _) => {
             return Err(CliError::Other(format!(
                 "internal error: {} has no secret member {member}",
@@ -404,11 +407,22 @@ fn put_secret(req: &mut Request, member: &str, secret: Secret) -> Result<(), Cli
     Ok(())
 }
 
-/// The name the AWS CLI would show for the operation of `request`.
-fn operation_name(verb: &Verb, request: &Request) -> String {
-    verb.refused
-        .map_or(request.op().name(), Refused::name)
-        .to_owned()
+/// The AWS operation an error line names: the refused operation's; for a `cloudhsm` verb the
+/// operation its policy action names (so `initialize-cluster`, which sends kmscks's
+/// InitializeClusterWithNewCa without `--trust-anchor`, names InitializeCluster, and
+/// `tag-resource` TagResource); else the verb's operation.
+fn operation_name(verb: &Verb) -> String {
+    if let Some(refused) = verb.refused {
+        return refused.name().to_owned();
+    }
+    match verb.op.actions() {
+        [action] if verb.path[0] == "cloudhsm" => action
+            .as_str()
+            .split_once(':')
+            .map_or(verb.op.name(), |(_, name)| name)
+            .to_owned(),
+        _ => verb.op.name().to_owned(),
+    }
 }
 
 /// Where the CLI sends operations.
@@ -532,7 +546,7 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
     let (request, operation) = match (find_verb(&path), fault::kind(&path)) {
         (Some(verb), _) => {
             let request = build_request(verb, leaf)?;
-            let operation = operation_name(verb, &request);
+            let operation = operation_name(verb);
             (request, operation)
         }
         (None, Some(kind)) => {

@@ -797,3 +797,49 @@ fn every_fault_verb_sends_inject_fault_with_its_fault_and_list_sends_list_faults
     assert_eq!(code, EXIT_USAGE, "{err}");
     assert!(err.contains("not an HSM id"), "{err}");
 }
+
+#[test]
+fn the_hsm_type_help_names_every_aws_type_and_kmscks_default() {
+    for t in kmscks::api::hsm::HSM_TYPES {
+        assert!(cloudhsm::HSM_TYPE_HELP.contains(t), "{t}");
+    }
+    let default = format!("default: {}", kmscks::api::hsm::DEFAULT_HSM_TYPE);
+    assert!(cloudhsm::HSM_TYPE_HELP.contains(&default));
+}
+
+#[test]
+fn initialize_cluster_errors_name_aws_operation_not_kmscks_internal_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "cloudhsm",
+        "initialize-cluster",
+        "--cluster-id",
+        "cluster-aaaaaaaaaaa",
+    ]);
+    assert_eq!(code, EXIT_SERVICE, "{err}");
+    assert!(
+        err.contains("when calling the InitializeCluster operation"),
+        "{err}"
+    );
+    assert!(!err.contains("WithNewCa"), "{err}");
+}
+
+#[test]
+fn an_hsm_type_aws_lacks_is_refused_naming_the_types_it_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "cloudhsm",
+        "create-cluster",
+        "--hsm-type",
+        "hsm9.huge",
+    ]);
+    assert_eq!(code, EXIT_SERVICE, "{err}");
+    assert!(err.contains("(CloudHsmInvalidRequestException)"), "{err}");
+    assert!(err.contains("hsm1.medium, hsm2m.medium"), "{err}");
+}

@@ -1,0 +1,92 @@
+//! Tags on CloudHSM resources, as cloudhsmv2 has them: TagResource, UntagResource and ListTags
+//! on a cluster (`cluster-…`) or a backup (`backup-…`), `ResourceId` naming either.
+
+use std::collections::BTreeMap;
+
+use super::backup::backup;
+use super::cluster::{cluster, tag_list, tag_map};
+use super::paging::page;
+use super::{CloudHsmState, HsmChange, HsmTx};
+use crate::api::hsm::*;
+use crate::err;
+use crate::error::Result;
+use crate::types::*;
+
+/// The tags of the resource `id` (a cluster or a backup).
+fn tags_of<'s>(
+    state: &'s CloudHsmState,
+    now: Timestamp,
+    id: &str,
+) -> Result<&'s BTreeMap<String, String>> {
+    if id.starts_with("backup-") {
+        Ok(&backup(state, now, id)?.tags)
+    } else if id.starts_with("cluster-") {
+        Ok(&cluster(state, id)?.tags)
+    } else {
+        Err(err!(
+            CloudHsmInvalidRequestException,
+            "ResourceId '{id}' is neither a cluster (cluster-…) nor a backup (backup-…)"
+        ))
+    }
+}
+
+/// Records `tags` as the resource `id`'s.
+fn put_tags(tx: &mut HsmTx<'_>, id: &str, tags: BTreeMap<String, String>) -> Result<()> {
+    if id.starts_with("backup-") {
+        let mut b = backup(tx.state, tx.now, id)?.clone();
+        b.tags = tags;
+        tx.push(HsmChange::PutBackup(Box::new(b)));
+    } else {
+        let mut c = cluster(tx.state, id)?.clone();
+        c.tags = tags;
+        tx.push(HsmChange::PutCluster(Box::new(c)));
+    }
+    Ok(())
+}
+
+/// TagResource: adds the tags (a key given again takes the new value).
+pub fn tag_resource(tx: &mut HsmTx<'_>, req: &TagHsmResourceRequest) -> Result<()> {
+    let mut tags = tags_of(tx.state, tx.now, &req.resource_id)?.clone();
+    for (k, v) in tag_map(&req.tag_list)? {
+        tags.insert(k, v);
+    }
+    // The limit holds for the tags the resource ends with.
+    tag_map(&tag_list(&tags))?;
+    put_tags(tx, &req.resource_id, tags)
+}
+
+/// UntagResource: removes the tags with these keys (a key the resource lacks is no error).
+pub fn untag_resource(tx: &mut HsmTx<'_>, req: &UntagHsmResourceRequest) -> Result<()> {
+    let mut tags = tags_of(tx.state, tx.now, &req.resource_id)?.clone();
+    for k in &req.tag_key_list {
+        tags.remove(k);
+    }
+    put_tags(tx, &req.resource_id, tags)
+}
+
+/// ListTags: the resource's tags by key, a page at a time.
+pub fn list_tags(
+    state: &CloudHsmState,
+    now: Timestamp,
+    req: &ListHsmTagsRequest,
+) -> Result<ListHsmTagsResponse> {
+    let tags = tags_of(state, now, &req.resource_id)?;
+    let (tag_list, next_token) = page(
+        "tags",
+        tags,
+        req.max_results,
+        limits::LIST_TAGS_MAX_RESULTS,
+        req.next_token.as_deref(),
+        (String::as_str, |t| Some(t.to_owned())),
+        |key, value| {
+            Some(HsmTag {
+                key: key.clone(),
+                value: value.clone(),
+            })
+        },
+    )?;
+    Ok(ListHsmTagsResponse {
+        tag_list,
+        next_token,
+    })
+}

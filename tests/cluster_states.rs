@@ -1,0 +1,317 @@
+//! A CloudHSM cluster's life in AWS's states: CREATE_IN_PROGRESS, UNINITIALIZED,
+//! INITIALIZE_IN_PROGRESS, INITIALIZED, ACTIVE (after `cluster activate`), DELETE_IN_PROGRESS,
+//! each passing state lasting `KmsConfig::cluster_transition` on the test's clock and ended by
+//! the background worker (also after a reopen); AWS CloudHSM's cluster and HSM quotas under
+//! quota emulation.
+
+mod common;
+mod support;
+
+use std::time::Duration;
+
+use common::*;
+use kmscks::api::hsm::*;
+use kmscks::hsm::pki::CertificateAuthority;
+use kmscks::secret::Password;
+use kmscks::types::{BackupState, Clock, ClusterState, ManualClock};
+use kmscks::{ErrorKind, Kms, KmsConfig, QuotaConfig};
+
+/// How long a passing state lasts in these tests, on the test's clock.
+const TRANSITION: Duration = Duration::from_secs(60);
+
+fn transition_config() -> (KmsConfig, ManualClock) {
+    let (mut config, clock) = config();
+    config.cluster_transition = TRANSITION;
+    (config, clock)
+}
+
+fn clusters(kms: &Kms, cluster_id: &str) -> Vec<ClusterDescription> {
+    let mut req = DescribeClustersRequest::default();
+    req.filters
+        .insert("clusterIds".into(), vec![cluster_id.to_owned()]);
+    kms.describe_clusters(&req).unwrap().clusters
+}
+
+fn state(kms: &Kms, cluster_id: &str) -> ClusterState {
+    clusters(kms, cluster_id)[0].state
+}
+
+/// Lets the transition pass and waits for the worker to move the cluster to `to`.
+fn settles(kms: &Kms, clock: &ManualClock, cluster_id: &str, to: ClusterState) {
+    clock.pass(TRANSITION);
+    support::wait_until(
+        &format!("{cluster_id} {to}"),
+        Duration::from_secs(10),
+        || state(kms, cluster_id) == to,
+    );
+}
+
+fn hsm_in(kms: &Kms, cluster_id: &str, zone: &str) -> kmscks::Result<HsmResponse> {
+    kms.create_hsm(&CreateHsmRequest {
+        cluster_id: cluster_id.to_owned(),
+        availability_zone: zone.to_owned(),
+    })
+}
+
+fn activate(kms: &Kms, cluster_id: &str) -> kmscks::Result<ClusterResponse> {
+    kms.activate_cluster(&ActivateClusterRequest {
+        cluster_id: cluster_id.to_owned(),
+        password: Password::new("adminPassw0rd"),
+    })
+}
+
+#[test]
+fn a_cluster_passes_through_aws_states_on_the_clock_and_cluster_activate_makes_it_active() {
+    let (config, clock) = transition_config();
+    let kms = Kms::in_memory_with(config);
+    let created = kms
+        .create_cluster(&CreateClusterRequest::default())
+        .unwrap()
+        .cluster;
+    let id = created.cluster_id.to_string();
+    let zones: Vec<String> = created.subnet_mapping.keys().cloned().collect();
+    assert_eq!(created.state, ClusterState::CreateInProgress);
+    assert_eq!(state(&kms, &id), ClusterState::CreateInProgress);
+    // No HSM while it is being created.
+    let e = assert_aws(
+        hsm_in(&kms, &id, &zones[0]),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    assert!(e.message().contains("CREATE_IN_PROGRESS"), "{e}");
+    settles(&kms, &clock, &id, ClusterState::Uninitialized);
+
+    for zone in &zones {
+        hsm_in(&kms, &id, zone).unwrap();
+    }
+    let csr = clusters(&kms, &id)[0]
+        .certificates
+        .cluster_csr
+        .clone()
+        .expect("a CSR once the first HSM exists");
+    let ca = CertificateAuthority::generate("the customer's CA").unwrap();
+    let init = kms
+        .initialize_cluster(&InitializeClusterRequest {
+            cluster_id: id.clone(),
+            signed_cert: ca.sign_csr(&csr).unwrap(),
+            trust_anchor: ca.certificate_pem().into(),
+        })
+        .unwrap();
+    assert_eq!(init.state, ClusterState::InitializeInProgress);
+    assert_eq!(init.trust_anchor, None);
+    assert_eq!(state(&kms, &id), ClusterState::InitializeInProgress);
+    assert_aws(
+        activate(&kms, &id),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    settles(&kms, &clock, &id, ClusterState::Initialized);
+
+    // INITIALIZED is not ACTIVE: no users, no custom key store yet.
+    assert_aws(
+        kms.create_hsm_user(&UserRequest {
+            cluster_id: id.clone(),
+            username: "kmsuser".into(),
+            role: None,
+            password: Password::new(KMSUSER_PASSWORD),
+        }),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    let activated = activate(&kms, &id).unwrap().cluster;
+    assert_eq!(activated.state, ClusterState::Active);
+    assert_eq!(state(&kms, &id), ClusterState::Active);
+    // The CSR stays in Certificates, beside the cluster certificate.
+    let d = &clusters(&kms, &id)[0];
+    assert_eq!(d.certificates.cluster_csr.as_deref(), Some(csr.as_str()));
+    assert!(d.certificates.cluster_certificate.is_some());
+    // Activation happens once.
+    assert_aws(
+        activate(&kms, &id),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+
+    // Deleting: DELETE_IN_PROGRESS, then gone.
+    for h in &d.hsms {
+        kms.delete_hsm(&DeleteHsmRequest {
+            cluster_id: id.clone(),
+            hsm_id: h.hsm_id.to_string(),
+        })
+        .unwrap();
+    }
+    assert_eq!(
+        kms.delete_cluster(&id).unwrap().cluster.state,
+        ClusterState::DeleteInProgress
+    );
+    assert_eq!(state(&kms, &id), ClusterState::DeleteInProgress);
+    assert_aws(
+        kms.delete_cluster(&id),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    clock.pass(TRANSITION);
+    support::wait_until("the cluster gone", Duration::from_secs(10), || {
+        clusters(&kms, &id).is_empty()
+    });
+}
+
+#[test]
+fn kmscks_one_step_initialize_cluster_still_makes_the_cluster_active_at_once() {
+    let (config, clock) = transition_config();
+    let kms = Kms::in_memory_with(config);
+    let c = kms
+        .create_cluster(&CreateClusterRequest::default())
+        .unwrap()
+        .cluster;
+    let id = c.cluster_id.to_string();
+    settles(&kms, &clock, &id, ClusterState::Uninitialized);
+    hsm_in(&kms, &id, c.subnet_mapping.keys().next().unwrap()).unwrap();
+    let init = kms.initialize_cluster_with_new_ca(&id).unwrap();
+    assert_eq!(init.state, ClusterState::Active);
+    assert!(init.trust_anchor.is_some());
+    assert_eq!(state(&kms, &id), ClusterState::Active);
+}
+
+#[test]
+fn a_passing_state_interrupted_by_a_close_ends_after_the_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, clock) = transition_config();
+    let id = {
+        let kms = Kms::open_with(dir.path(), config.clone()).unwrap();
+        let c = kms
+            .create_cluster(&CreateClusterRequest::default())
+            .unwrap()
+            .cluster;
+        c.cluster_id.to_string()
+    };
+    clock.pass(TRANSITION);
+    let kms = Kms::open_with(dir.path(), config).unwrap();
+    support::wait_until(
+        "UNINITIALIZED after the reopen",
+        Duration::from_secs(10),
+        || state(&kms, &id) == ClusterState::Uninitialized,
+    );
+}
+
+#[test]
+fn with_aws_quotas_emulated_a_fifth_cluster_in_a_region_and_a_seventh_hsm_are_refused() {
+    let (mut config, _clock) = config();
+    config.quotas = Some(QuotaConfig::default());
+    let kms = Kms::in_memory_with(config);
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(
+            kms.create_cluster(&CreateClusterRequest::default())
+                .unwrap()
+                .cluster,
+        );
+    }
+    let e = assert_aws(
+        kms.create_cluster(&CreateClusterRequest::default()),
+        ErrorKind::CloudHsmResourceLimitExceededException,
+    );
+    assert!(e.message().contains("(4)"), "{e}");
+    // The quota is per Region.
+    kms.create_cluster(&CreateClusterRequest {
+        region: Some("us-west-2".into()),
+        ..Default::default()
+    })
+    .unwrap();
+
+    let c = &ids[0];
+    let id = c.cluster_id.to_string();
+    let zone = c.subnet_mapping.keys().next().unwrap();
+    for _ in 0..6 {
+        hsm_in(&kms, &id, zone).unwrap();
+    }
+    let e = assert_aws(
+        hsm_in(&kms, &id, zone),
+        ErrorKind::CloudHsmResourceLimitExceededException,
+    );
+    assert!(e.message().contains("(6)"), "{e}");
+}
+
+#[test]
+fn without_quota_emulation_clusters_are_unlimited_and_hsms_stop_at_cloudhsm_hard_limit() {
+    let (kms, _clock) = kms();
+    for _ in 0..5 {
+        kms.create_cluster(&CreateClusterRequest::default())
+            .unwrap();
+    }
+    let c = kms
+        .create_cluster(&CreateClusterRequest::default())
+        .unwrap()
+        .cluster;
+    let id = c.cluster_id.to_string();
+    let zone = c.subnet_mapping.keys().next().unwrap();
+    for _ in 0..kmscks::types::limits::MAX_HSMS_PER_CLUSTER {
+        hsm_in(&kms, &id, zone).unwrap();
+    }
+    assert_aws(hsm_in(&kms, &id, zone), ErrorKind::CloudHsmServiceException);
+}
+
+fn backups_of(kms: &Kms, cluster_id: &str) -> Vec<BackupDescription> {
+    let mut req = DescribeBackupsRequest::default();
+    req.filters
+        .insert("clusterIds".into(), vec![cluster_id.to_owned()]);
+    kms.describe_backups(&req).unwrap().backups
+}
+
+#[test]
+fn cloudhsm_backs_up_a_cluster_when_activated_when_an_hsm_comes_or_goes_and_daily_on_the_clock() {
+    let (kms, clock) = kms();
+    let c = active_cluster(&kms);
+    // Activation took one (the HSMs added before it took none).
+    assert_eq!(backups_of(&kms, &c.cluster_id).len(), 1);
+    clock.advance(Duration::from_millis(1));
+    let added = hsm_in(&kms, &c.cluster_id, &c.zones[0]).unwrap().hsm;
+    assert_eq!(backups_of(&kms, &c.cluster_id).len(), 2);
+    clock.advance(Duration::from_millis(1));
+    kms.delete_hsm(&DeleteHsmRequest {
+        cluster_id: c.cluster_id.clone(),
+        hsm_id: added.hsm_id.to_string(),
+    })
+    .unwrap();
+    assert_eq!(backups_of(&kms, &c.cluster_id).len(), 3);
+    // Nothing more until a day has passed on the clock; then one.
+    clock.advance(Duration::from_secs(23 * 3600));
+    clock.advance(Duration::from_secs(3600));
+    support::wait_until("the daily backup", Duration::from_secs(10), || {
+        backups_of(&kms, &c.cluster_id).len() == 4
+    });
+    let daily = backups_of(&kms, &c.cluster_id)
+        .into_iter()
+        .max_by_key(|b| b.create_timestamp)
+        .unwrap();
+    assert_eq!(daily.create_timestamp, clock.now());
+}
+
+#[test]
+fn backups_past_the_retention_policy_become_pending_deletion_unless_they_never_expire() {
+    let (kms, clock) = kms();
+    let c = active_cluster(&kms);
+    kms.modify_cluster(&ModifyClusterRequest {
+        cluster_id: c.cluster_id.clone(),
+        backup_retention_policy: BackupRetentionPolicy {
+            kind: "DAYS".into(),
+            value: "7".into(),
+        },
+    })
+    .unwrap();
+    let expiring = backups_of(&kms, &c.cluster_id).remove(0).backup_id;
+    let kept = kms.create_backup(&c.cluster_id).unwrap().backup_id;
+    kms.modify_backup_attributes(&ModifyBackupAttributesRequest {
+        backup_id: kept.to_string(),
+        never_expires: true,
+    })
+    .unwrap();
+    clock.advance(Duration::from_secs(7 * 86_400));
+    let state_of = |id: &kmscks::types::BackupId| {
+        backups_of(&kms, &c.cluster_id)
+            .into_iter()
+            .find(|b| b.backup_id == *id)
+            .map(|b| b.backup_state)
+    };
+    support::wait_until("retention applied", Duration::from_secs(10), || {
+        state_of(&expiring) == Some(BackupState::PendingDeletion)
+    });
+    assert_eq!(state_of(&kept), Some(BackupState::Ready));
+    // Deleted by the policy, it is restorable as after DeleteBackup.
+    kms.restore_backup(expiring.as_str()).unwrap();
+}
