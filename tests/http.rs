@@ -495,3 +495,73 @@ fn another_local_uid_acts_as_itself_over_http_whatever_it_signs() {
         "{answer}"
     );
 }
+
+#[test]
+fn a_uid_past_its_connection_quota_is_closed_at_accept_and_a_closed_connection_frees_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &["--max-connections-per-uid", "2"]);
+    let mut a = BufReader::new(connect(addr));
+    let mut b = BufReader::new(connect(addr));
+    assert_eq!(kms(&mut a, "ListKeys", json!({})).status, 200);
+    assert_eq!(kms(&mut b, "ListKeys", json!({})).status, 200);
+    // The third is closed without an answer (the accept order is the connect order).
+    let mut third = connect(addr);
+    let _ = third.write_all(request("TrentService.ListKeys", "{}", "").as_bytes());
+    let mut buf = [0u8; 64];
+    match third.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("a third connection was served: {other:?}"),
+    }
+    // `Connection: close`: the daemon releases the connection before it closes it, so once
+    // the end is seen a new connection fits again.
+    let bye = call(
+        &mut a,
+        "TrentService.ListKeys",
+        &json!({}),
+        "Connection: close\r\n",
+    );
+    assert_eq!(bye.status, 200);
+    let mut rest = Vec::new();
+    assert_eq!(a.read_to_end(&mut rest).unwrap(), 0);
+    let mut again = BufReader::new(connect(addr));
+    assert_eq!(kms(&mut again, "ListKeys", json!({})).status, 200);
+    assert_eq!(kms(&mut b, "ListKeys", json!({})).status, 200);
+}
+
+#[test]
+fn a_client_dribbling_its_request_is_closed_after_the_idle_timeout_while_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &["--idle-timeout-secs", "1"]);
+    let mut slow = connect(addr);
+    let mut writer = slow.try_clone().unwrap();
+    // A slow-loris client: a request head that never ends, one byte every 50 ms, for at most
+    // 20 s (the pace is the scenario, not a synchronisation). Its bytes never make a whole
+    // request, so they do not count as activity.
+    let dribbler = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        writer.write_all(b"POST / HTTP/1.1\r\nX-Slow: ").unwrap();
+        while started.elapsed() < Duration::from_secs(20) {
+            if writer.write_all(b"a").is_err() {
+                return true; // the daemon closed the connection
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    });
+    let mut other = BufReader::new(connect(addr));
+    assert_eq!(kms(&mut other, "ListKeys", json!({})).status, 200);
+    let mut buf = [0u8; 64];
+    match slow.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the dribbling connection got {other:?}"),
+    }
+    assert!(
+        dribbler.join().unwrap(),
+        "the daemon let the dribbling client go on for 20 s"
+    );
+    // (`other` itself has been idle past the timeout by now: a new connection.)
+    let mut after = BufReader::new(connect(addr));
+    assert_eq!(kms(&mut after, "ListKeys", json!({})).status, 200);
+}

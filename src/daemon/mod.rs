@@ -204,7 +204,7 @@ impl Daemon {
             Some((endpoint, ids)) => {
                 tracing::info!(address = %endpoint.local_addr(), "serving AWS JSON over HTTP");
                 let limits = http::Limits {
-                    max_connections: self.config.max_connections,
+                    quotas: quota::Quotas::new(&self.config, crate::peer::effective_uid()),
                     idle_timeout: std::time::Duration::from_secs(self.config.idle_timeout_secs),
                 };
                 Some(endpoint.spawn(self.kms.clone(), limits, ids, shutdown.clone())?)

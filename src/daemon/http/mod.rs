@@ -9,8 +9,11 @@
 //!
 //! Each connection: keep-alive and pipelined requests (answered in order), `Expect:
 //! 100-continue`, [`exchange::MAX_HEAD`] / [`exchange::MAX_BODY`] limits (a refusal with
-//! AWS's error shape, then the close), at most `max_connections` at once (more are closed at
-//! accept), closed after `idle_timeout_secs` without a whole request. Request bytes are wiped
+//! AWS's error shape, then the close), the socket's per-uid connection quotas (`max_connections`,
+//! `max_connections_per_uid`, `reserved_connections` for root and the daemon's uid: a
+//! connection over them is closed at accept, so another local user cannot take every
+//! connection), closed after `idle_timeout_secs` without a whole request (a client dribbling
+//! a request byte by byte is closed as an idle one). Request bytes are wiped
 //! once handled and answer bytes once written (they carry plaintexts and data keys). A slow
 //! HSM's latency holds the connection's answers, never the thread (see `engine::latency`).
 //!
@@ -36,6 +39,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
+use super::quota::Quotas;
 use super::Shutdown;
 use crate::api::kms::WaitForConnectionRequest;
 use crate::error::Result;
@@ -60,9 +64,10 @@ pub(super) struct HttpEndpoint {
 }
 
 /// The limits the endpoint applies, from the daemon's configuration.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub(super) struct Limits {
-    pub max_connections: usize,
+    /// Connections per uid (the HTTP listener counts its own, beside the socket's).
+    pub quotas: Quotas,
     pub idle_timeout: Duration,
 }
 
@@ -163,7 +168,7 @@ impl Drop for Conn {
 fn serve(
     mut listener: TcpListener,
     kms: &Kms,
-    limits: Limits,
+    mut limits: Limits,
     ids: &Identities,
     shutdown: &Shutdown,
 ) -> Result<()> {
@@ -193,7 +198,7 @@ fn serve(
         }
         for event in events.iter() {
             if event.token() == LISTENER {
-                accept_all(&listener, &poll, &mut conns, limits.max_connections);
+                accept_all(&listener, &poll, &mut conns, &mut limits.quotas);
                 continue;
             }
             let slot = event.token().0;
@@ -202,7 +207,7 @@ fn serve(
             };
             let keep = turn(conn, kms, ids);
             if !keep {
-                close(&poll, &mut conns, slot);
+                close(&poll, &mut conns, slot, &mut limits.quotas);
             }
         }
         // Held connections whose time has come.
@@ -218,7 +223,7 @@ fn serve(
                     turn(c, kms, ids)
                 });
                 if !keep {
-                    close(&poll, &mut conns, slot);
+                    close(&poll, &mut conns, slot, &mut limits.quotas);
                 }
             }
         }
@@ -229,7 +234,7 @@ fn serve(
                     c.held_until.is_none() && c.last_active.elapsed() >= limits.idle_timeout
                 });
                 if idle {
-                    close(&poll, &mut conns, slot);
+                    close(&poll, &mut conns, slot, &mut limits.quotas);
                 }
             }
         }
@@ -237,7 +242,12 @@ fn serve(
     Ok(())
 }
 
-fn accept_all(listener: &TcpListener, poll: &Poll, conns: &mut Vec<Option<Conn>>, max: usize) {
+fn accept_all(
+    listener: &TcpListener,
+    poll: &Poll,
+    conns: &mut Vec<Option<Conn>>,
+    quotas: &mut Quotas,
+) {
     loop {
         let (mut stream, peer) = match listener.accept() {
             Ok(s) => s,
@@ -248,9 +258,6 @@ fn accept_all(listener: &TcpListener, poll: &Poll, conns: &mut Vec<Option<Conn>>
                 return;
             }
         };
-        if conns.iter().flatten().count() >= max {
-            continue; // dropped: closed at once
-        }
         let owner = stream
             .local_addr()
             .ok()
@@ -259,6 +266,11 @@ fn accept_all(listener: &TcpListener, poll: &Poll, conns: &mut Vec<Option<Conn>>
             tracing::warn!(%peer, "cannot tell which uid connected over HTTP; closing");
             continue;
         };
+        if let Err(e) = quotas.admit(uid) {
+            // Dropped: closed at once, as the socket refuses at accept.
+            tracing::warn!(%peer, uid, reason = %e, "HTTP connection refused");
+            continue;
+        }
         let slot = conns.iter().position(Option::is_none).unwrap_or_else(|| {
             conns.push(None);
             conns.len() - 1
@@ -273,6 +285,7 @@ fn accept_all(listener: &TcpListener, poll: &Poll, conns: &mut Vec<Option<Conn>>
             )
             .is_err()
         {
+            quotas.release(uid);
             continue;
         }
         conns[slot] = Some(Conn {
@@ -291,9 +304,10 @@ fn accept_all(listener: &TcpListener, poll: &Poll, conns: &mut Vec<Option<Conn>>
     }
 }
 
-fn close(poll: &Poll, conns: &mut [Option<Conn>], slot: usize) {
+fn close(poll: &Poll, conns: &mut [Option<Conn>], slot: usize, quotas: &mut Quotas) {
     if let Some(mut conn) = conns.get_mut(slot).and_then(Option::take) {
         let _ = poll.registry().deregister(&mut conn.stream);
+        quotas.release(conn.uid);
     }
 }
 
