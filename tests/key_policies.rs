@@ -7,7 +7,7 @@ use common::*;
 use kmscks::api::hsm::{CreateClusterRequest, DescribeClustersRequest, Fault};
 use kmscks::api::kms::*;
 use kmscks::kms::policy::LOCKOUT_MESSAGE;
-use kmscks::types::KeyState;
+use kmscks::types::{KeyState, Origin};
 use kmscks::{ErrorKind, Kms};
 use serde_json::{json, Value};
 
@@ -489,6 +489,7 @@ fn account_level_operations_are_refused_to_other_principals() {
             "CreateKey in store",
             user.create_key(&CreateKeyRequest {
                 custom_key_store_id: Some(store_id.clone()),
+                origin: Some(Origin::AwsCloudhsm),
                 ..Default::default()
             })
             .map(drop),

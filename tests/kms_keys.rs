@@ -175,10 +175,20 @@ fn create_key_in_the_default_store() {
 fn create_key_in_a_connected_store_generates_an_hsm_key() {
     let (kms, clock) = kms();
     let f = connected_store(&kms, &clock, "s1");
-    // Origin may be omitted when a store id is given.
+    // Origin defaults to AWS_KMS, as on AWS: a store id alone is refused, naming the rule.
+    let e = kms
+        .create_key(&CreateKeyRequest {
+            custom_key_store_id: Some(f.store_id.clone()),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UnsupportedOperationException);
+    assert!(e.message().contains("AWS_CLOUDHSM"), "{e}");
+    assert!(key_labels(&kms, &f.cluster.cluster_id).is_empty());
     let md = kms
         .create_key(&CreateKeyRequest {
             custom_key_store_id: Some(f.store_id.clone()),
+            origin: Some(Origin::AwsCloudhsm),
             ..Default::default()
         })
         .unwrap()

@@ -223,11 +223,8 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
             "Multi-Region keys are not supported {where_}"
         ));
     }
-    let origin = req.origin.unwrap_or(if in_store {
-        Origin::AwsCloudhsm
-    } else {
-        Origin::AwsKms
-    });
+    // AWS's default, also with a CustomKeyStoreId: a key in a store must say AWS_CLOUDHSM.
+    let origin = req.origin.unwrap_or(Origin::AwsKms);
     match (origin, in_store) {
         (Origin::AwsKms, false) | (Origin::AwsCloudhsm, true) => {}
         (Origin::AwsCloudhsm, false) => {
@@ -239,7 +236,8 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
         (Origin::AwsKms, true) => {
             return Err(err!(
                 UnsupportedOperationException,
-                "A key in a custom key store must have Origin AWS_CLOUDHSM"
+                "A key in a custom key store must have Origin AWS_CLOUDHSM (Origin defaults to \
+                 AWS_KMS)"
             ))
         }
         (o, _) => {

@@ -33,7 +33,8 @@ pub struct CreateKeyRequest {
     /// Must be absent or SYMMETRIC_DEFAULT in kmscks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_spec: Option<KeySpec>,
-    /// AWS_KMS (default) or AWS_CLOUDHSM (with a store id).
+    /// AWS_KMS (the default, also when a store id is given) or AWS_CLOUDHSM (required with a
+    /// store id: without it a store id is `UnsupportedOperationException`, as on AWS).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
     /// The custom key store to create the key in.

@@ -96,7 +96,11 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
                 "Deprecated twin of --key-spec"
             ),
             opt("key-spec", Str, "SYMMETRIC_DEFAULT"),
-            opt("origin", Str, "AWS_KMS or AWS_CLOUDHSM"),
+            opt(
+                "origin",
+                Str,
+                "AWS_KMS (default) or AWS_CLOUDHSM (required with --custom-key-store-id)"
+            ),
             opt(
                 "custom-key-store-id",
                 Str,
