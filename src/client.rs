@@ -212,8 +212,7 @@ fn connect_error(path: &Path, e: &io::Error) -> KmsError {
     KmsError::transport(
         ErrorKind::DependencyTimeoutException,
         format!(
-            "cannot connect to the kmscks daemon at {}: {e} (is kmscksd running? the socket is \
-             chosen with --socket or KMSCKS_SOCKET)",
+            "cannot connect to the kmscks daemon at {}: {e} (is kmscksd running?)",
             path.display()
         ),
     )

@@ -13,6 +13,8 @@
 
 use serde::{Deserialize, Serialize};
 
+mod summary;
+
 use crate::api::hsm::*;
 use crate::api::kms::*;
 use crate::error::Result;

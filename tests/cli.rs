@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use kmscks::ops::Op;
 use serde_json::Value;
 
 /// Runs `kmscks <target> <args>`; returns (exit code, stdout, stderr).
@@ -377,6 +378,34 @@ fn no_daemon_is_a_clear_error() {
     );
     assert_eq!(code, 255, "{err}");
     assert!(err.contains(&sock.display().to_string()), "{err}");
+    // Each hint once.
+    assert_eq!(err.matches("is kmscksd running").count(), 1, "{err}");
+    assert_eq!(err.matches(&sock.display().to_string()).count(), 1, "{err}");
+    assert_eq!(err.matches("--socket").count(), 1, "{err}");
+}
+
+#[test]
+fn every_operations_help_says_what_it_does_in_one_line() {
+    let (code, out, _) = kmscks(&[], &["kms", "--help"]);
+    assert_eq!(code, 0);
+    // clap wraps long lines: compare with whitespace runs collapsed.
+    let flat = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    for op in [
+        Op::CreateCustomKeyStore,
+        Op::CreateKey,
+        Op::Encrypt,
+        Op::LookupEvents,
+    ] {
+        let entry = format!("{} ({})", op.summary(), op.name());
+        assert!(flat.contains(&entry), "{entry:?} not in {out}");
+    }
+    for op in Op::ALL {
+        let s = op.summary();
+        assert!(
+            !s.is_empty() && !s.contains('\n') && s.len() <= 90 && !s.ends_with('.'),
+            "{op:?}: {s:?}"
+        );
+    }
 }
 
 /// The daemon binary (Cargo builds it for the integration tests of this package).

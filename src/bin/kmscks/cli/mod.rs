@@ -185,7 +185,7 @@ pub(crate) fn command() -> Command {
                 "{} (refused by kmscks, as AWS refuses it for custom key stores)",
                 refused.name()
             ),
-            None => v.op.name().to_owned(),
+            None => format!("{} ({})", v.op.summary(), v.op.name()),
         };
         let leaf = Command::new(*v.path.last().unwrap_or(&""))
             .about(about)
@@ -467,15 +467,16 @@ fn connect(path: &std::path::Path) -> Result<Box<dyn Backend>, CliError> {
     kmscks::client::Client::connect(path)
         .map(|c| Box::new(c) as Box<dyn Backend>)
         .map_err(|e| {
-            // A refused daemon is running: the hint about starting one would mislead.
+            // The library's message names the socket and asks whether kmscksd runs (not for a
+            // refused daemon: one is running); the CLI adds only its own ways to choose.
             let hint = if e.kind() == kmscks::ErrorKind::UntrustedSocketException {
                 ""
             } else {
-                " (is kmscksd running? use --socket PATH, KMSCKS_SOCKET, or --data-dir DIR)"
+                ". Choose the daemon's socket with --socket PATH or KMSCKS_SOCKET, or work in \
+                 this process with --data-dir DIR"
             };
             CliError::Other(format!(
-                "Could not connect to the endpoint {}: {}{hint}",
-                path.display(),
+                "Could not connect to the endpoint: {}{hint}",
                 e.message()
             ))
         })
