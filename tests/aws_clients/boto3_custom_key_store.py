@@ -130,6 +130,14 @@ extension.call(
     {"ClusterId": cluster_id, "Username": "kmsuser", "Role": "crypto-user", "Password": KMSUSER_PASSWORD},
 )
 
+# cloudhsmv2's own tagging operations (TagResource, UntagResource, ListTags).
+assert cluster(cluster_id)["TagList"] == [{"Key": "team", "Value": "kms"}]
+hsm.tag_resource(ResourceId=cluster_id, TagList=[{"Key": "env", "Value": "test"}])
+tags = hsm.list_tags(ResourceId=cluster_id)["TagList"]
+assert sorted((t["Key"], t["Value"]) for t in tags) == [("env", "test"), ("team", "kms")], tags
+hsm.untag_resource(ResourceId=cluster_id, TagKeyList=["env"])
+assert hsm.list_tags(ResourceId=cluster_id)["TagList"] == [{"Key": "team", "Value": "kms"}]
+
 # ---- 2. The custom key store.
 store_id = kms.create_custom_key_store(
     CustomKeyStoreName="ExampleKeyStore",
