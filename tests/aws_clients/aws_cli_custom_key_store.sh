@@ -176,4 +176,10 @@ expect_error CloudHsmResourceNotFoundException hsm create-hsm --cluster-id clust
     --availability-zone us-east-1a
 expect_error CloudHsmInvalidRequestException hsm delete-cluster --cluster-id "$cluster"
 
+# A third HSM, removed by its IP address as AWS's guide does.
+ip=$(hsm create-hsm --cluster-id "$cluster" --availability-zone "$zone" --query Hsm.EniIp --output text)
+hsm delete-hsm --cluster-id "$cluster" --eni-ip "$ip" > /dev/null
+expect_eq "$(hsm describe-clusters --filters "clusterIds=$cluster" \
+    --query 'length(Clusters[0].Hsms)' --output text)" 2 "HSMs after delete-hsm --eni-ip"
+
 echo "aws CLI custom key store flow ok"

@@ -325,6 +325,13 @@ fails(hsm.exceptions.CloudHsmResourceNotFoundException, hsm.create_hsm, ClusterI
 fails(hsm.exceptions.CloudHsmInvalidRequestException, hsm.delete_cluster, ClusterId=cluster_id)
 fails(hsm.exceptions.CloudHsmInvalidRequestException, hsm.create_cluster, HsmType="hsm9.huge", SubnetIds=subnets)
 
+# A third HSM, removed by its network interface's IP address (how AWS's guide removes one).
+extra = hsm.create_hsm(ClusterId=cluster_id, AvailabilityZone=zones[0])["Hsm"]
+gone = hsm.delete_hsm(ClusterId=cluster_id, EniIp=extra["EniIp"])
+assert gone["HsmId"] == extra["HsmId"], gone
+assert extra["HsmId"] not in [h["HsmId"] for h in cluster(cluster_id)["Hsms"]]
+fails(hsm.exceptions.CloudHsmResourceNotFoundException, hsm.delete_hsm, ClusterId=cluster_id, EniId="eni-0000000000")
+
 # Disconnected: the store's keys cannot be used, and come back on reconnection.
 kms.disconnect_custom_key_store(CustomKeyStoreId=store_id)
 until(

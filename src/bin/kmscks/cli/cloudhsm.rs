@@ -93,7 +93,12 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
         ),
         Op::DeleteHsm => (
             &["delete-hsm"],
-            specs![CLUSTER_ID, req("hsm-id", Str, "The HSM's id")],
+            specs![
+                CLUSTER_ID,
+                opt("hsm-id", Str, "The HSM's id (or --eni-id, or --eni-ip)"),
+                opt("eni-id", Str, "The HSM's network interface"),
+                opt("eni-ip", Str, "The IP address of the HSM's network interface"),
+            ],
         ),
         // One verb for both: without --trust-anchor kmscks makes the CA (see `choose_op`).
         Op::InitializeCluster | Op::InitializeClusterWithNewCa => (
