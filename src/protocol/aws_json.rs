@@ -49,8 +49,8 @@ pub fn service_of(op: Op) -> &'static str {
 /// The operation an `X-Amz-Target` value names, or `UnknownOperationException`. `Refused`
 /// (kmscks's internal name for the refused operations) is not a target of its own.
 ///
-/// A CloudHSM operation is also reachable by its policy action's name (see
-/// [`cloudhsm_by_action`]): cloudhsmv2's `TagResource`, `UntagResource` and `ListTags`, whose
+/// A CloudHSM operation is also reachable by its policy action's name, when no other CloudHSM
+/// operation shares it: cloudhsmv2's `TagResource`, `UntagResource` and `ListTags`, whose
 /// names the table gives KMS's operations.
 pub fn operation(target: &str) -> Result<Target> {
     let unknown = || err!(UnknownOperationException, "Unknown operation {target}");
