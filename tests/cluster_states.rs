@@ -133,6 +133,7 @@ fn a_cluster_passes_through_aws_states_on_the_clock_and_cluster_activate_makes_i
         kms.delete_hsm(&DeleteHsmRequest {
             cluster_id: id.clone(),
             hsm_id: h.hsm_id.to_string(),
+            ..Default::default()
         })
         .unwrap();
     }
@@ -266,6 +267,7 @@ fn cloudhsm_backs_up_a_cluster_when_activated_when_an_hsm_comes_or_goes_and_dail
     kms.delete_hsm(&DeleteHsmRequest {
         cluster_id: c.cluster_id.clone(),
         hsm_id: added.hsm_id.to_string(),
+        ..Default::default()
     })
     .unwrap();
     assert_eq!(backups_of(&kms, &c.cluster_id).len(), 3);
@@ -314,4 +316,45 @@ fn backups_past_the_retention_policy_become_pending_deletion_unless_they_never_e
     assert_eq!(state_of(&kept), Some(BackupState::Ready));
     // Deleted by the policy, it is restorable as after DeleteBackup.
     kms.restore_backup(expiring.as_str()).unwrap();
+}
+
+#[test]
+fn delete_hsm_names_the_hsm_by_its_id_its_network_interface_or_its_ip_address_as_on_aws() {
+    let (kms, _clock) = kms();
+    let c = active_cluster(&kms);
+    let zone = &c.zones[0];
+    let delete = |hsm_id: &str, eni_id: Option<&str>, eni_ip: Option<&str>| {
+        kms.delete_hsm(&DeleteHsmRequest {
+            cluster_id: c.cluster_id.clone(),
+            hsm_id: hsm_id.to_owned(),
+            eni_id: eni_id.map(str::to_owned),
+            eni_ip: eni_ip.map(str::to_owned),
+        })
+    };
+    let by_ip = hsm_in(&kms, &c.cluster_id, zone).unwrap().hsm;
+    let by_eni = hsm_in(&kms, &c.cluster_id, zone).unwrap().hsm;
+    // Names that disagree name no HSM; none at all is refused.
+    assert_aws(
+        delete(by_ip.hsm_id.as_str(), Some(&by_eni.eni_id), None),
+        ErrorKind::CloudHsmResourceNotFoundException,
+    );
+    assert_aws(
+        delete("", None, Some("10.9.9.9")),
+        ErrorKind::CloudHsmResourceNotFoundException,
+    );
+    assert_aws(
+        delete("", None, None),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    let gone = delete("", None, Some(&by_ip.eni_ip)).unwrap();
+    assert_eq!(gone.hsm_id, by_ip.hsm_id);
+    let gone = delete("", Some(&by_eni.eni_id), None).unwrap();
+    assert_eq!(gone.hsm_id, by_eni.hsm_id);
+    let left: Vec<_> = clusters(&kms, &c.cluster_id)[0]
+        .hsms
+        .iter()
+        .map(|h| h.hsm_id.clone())
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(!left.contains(&by_ip.hsm_id) && !left.contains(&by_eni.hsm_id));
 }

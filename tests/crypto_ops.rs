@@ -588,6 +588,7 @@ fn concurrent_calls_during_control_plane_churn_succeed_or_fail_cleanly() {
         kms.delete_hsm(&kmscks::api::hsm::DeleteHsmRequest {
             cluster_id: f.cluster.cluster_id.clone(),
             hsm_id: victim,
+            ..Default::default()
         })
         .unwrap();
         kms.create_hsm(&kmscks::api::hsm::CreateHsmRequest {

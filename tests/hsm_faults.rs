@@ -163,6 +163,7 @@ fn cases() -> Vec<Case> {
                         .delete_hsm(&DeleteHsmRequest {
                             cluster_id: x.c.cluster_id.clone(),
                             hsm_id: hsm.to_string(),
+                            ..Default::default()
                         })
                         .unwrap();
                 }
@@ -676,6 +677,7 @@ fn cluster_lifecycle_errors() {
         kms.delete_hsm(&DeleteHsmRequest {
             cluster_id: cid.clone(),
             hsm_id: "hsm-abcdefghijk".into(),
+            ..Default::default()
         }),
         ErrorKind::CloudHsmResourceNotFoundException,
     );
@@ -759,6 +761,7 @@ fn cluster_lifecycle_errors() {
     kms.delete_hsm(&DeleteHsmRequest {
         cluster_id: cid.clone(),
         hsm_id: hsm.hsm_id.to_string(),
+        ..Default::default()
     })
     .unwrap();
     assert_eq!(
@@ -1325,6 +1328,7 @@ fn relatedness_is_the_cluster_certificate_even_after_the_original_cluster_is_gon
         kms.delete_hsm(&DeleteHsmRequest {
             cluster_id: original.clone(),
             hsm_id: hsm.hsm_id.to_string(),
+            ..Default::default()
         })
         .unwrap();
     }

@@ -3,54 +3,18 @@
 //! signed request acts as; and, when Python's boto3 is installed, boto3 itself
 //! (`tests/http_boto3.py`).
 
+mod http_support;
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-struct Daemon(Child);
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `kmscksd --http 127.0.0.1:0 <extra>` on a fresh data directory in `dir`; returns it
-/// and the address its endpoint took.
-fn start(dir: &Path, extra: &[&str]) -> (Daemon, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kmscksd"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--socket")
-        .arg(dir.join("kmscks.sock"))
-        .args(["--http", "127.0.0.1:0"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let daemon = Daemon(child);
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("kmscksd exited before announcing its HTTP endpoint")
-            .unwrap();
-        if let Some(url) = line.strip_prefix("kmscksd: AWS JSON endpoint at http://") {
-            break url.parse().unwrap();
-        }
-    };
-    // Keep reading what it prints, so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (daemon, addr)
-}
+use http_support::start;
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();

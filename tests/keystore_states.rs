@@ -199,6 +199,7 @@ fn create_refuses_unknown_used_inactive_and_misconfigured_clusters() {
     kms.delete_hsm(&DeleteHsmRequest {
         cluster_id: one.cluster_id.clone(),
         hsm_id: in_second_zone,
+        ..Default::default()
     })
     .unwrap();
     assert_aws(
@@ -247,6 +248,7 @@ fn a_cluster_restored_from_a_deleted_store_cluster_is_still_in_use() {
         kms.delete_hsm(&DeleteHsmRequest {
             cluster_id: c.cluster_id.clone(),
             hsm_id: hsm,
+            ..Default::default()
         })
         .unwrap();
     }
@@ -621,6 +623,7 @@ fn connect_and_disconnect_errors() {
         kms.delete_hsm(&DeleteHsmRequest {
             cluster_id: c2.cluster_id.clone(),
             hsm_id: hsm,
+            ..Default::default()
         })
         .unwrap();
     }

@@ -206,14 +206,22 @@ pub struct HsmResponse {
     pub hsm: HsmDescription,
 }
 
-/// DeleteHsm.
+/// DeleteHsm: the HSM is named, as on AWS, by one of `HsmId`, `EniId` and `EniIp` (when
+/// several are given, they must name the same HSM).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct DeleteHsmRequest {
     /// Cluster.
     pub cluster_id: String,
-    /// HSM.
+    /// HSM (empty: named by `EniId` or `EniIp`).
+    #[serde(default)]
     pub hsm_id: String,
+    /// The HSM's network interface (`eni-…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eni_id: Option<String>,
+    /// The IP address of the HSM's network interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eni_ip: Option<String>,
 }
 
 /// DeleteHsm response.

@@ -87,6 +87,7 @@ pub unsafe extern "C" fn kmscks_delete_hsm(
         let request = Request::DeleteHsm(DeleteHsmRequest {
             cluster_id: cluster_id.to_owned(),
             hsm_id: hsm_id.to_owned(),
+            ..Default::default()
         });
         expect_response!(c.call(&request)?, DeleteHsm)?;
         Ok(())

@@ -116,6 +116,42 @@ pub fn create_hsm(tx: &mut HsmTx<'_>, req: &CreateHsmRequest) -> Result<HsmDescr
     Ok(description)
 }
 
+/// The HSM of `c` a DeleteHsm names by `HsmId`, `EniId` or `EniIp` (each one given must
+/// match it), or CloudHsmResourceNotFoundException; none given is a validation error.
+fn named_hsm(c: &Cluster, req: &DeleteHsmRequest) -> Result<HsmId> {
+    let given = [
+        (!req.hsm_id.is_empty()).then_some(req.hsm_id.as_str()),
+        req.eni_id.as_deref(),
+        req.eni_ip.as_deref(),
+    ];
+    if given.iter().all(Option::is_none) {
+        return Err(err!(
+            CloudHsmInvalidRequestException,
+            "DeleteHsm needs one of HsmId, EniId and EniIp"
+        ));
+    }
+    let names = |h: &Hsm| {
+        let d = describe_hsm(c, h);
+        let [id, eni_id, eni_ip] = given;
+        id.is_none_or(|v| v == d.hsm_id.as_str())
+            && eni_id.is_none_or(|v| v == d.eni_id)
+            && eni_ip.is_none_or(|v| v == d.eni_ip)
+    };
+    c.hsms
+        .values()
+        .find(|h| names(h))
+        .map(|h| h.id.clone())
+        .ok_or_else(|| {
+            let named: Vec<&str> = given.into_iter().flatten().collect();
+            err!(
+                CloudHsmResourceNotFoundException,
+                "The HSM {} does not exist in cluster {}",
+                named.join(" / "),
+                c.id
+            )
+        })
+}
+
 fn identity_aad(cluster: &ClusterId) -> Vec<u8> {
     format!("kmscks cluster identity {cluster}").into_bytes()
 }
@@ -123,16 +159,7 @@ fn identity_aad(cluster: &ClusterId) -> Vec<u8> {
 /// DeleteHsm.
 pub fn delete_hsm(tx: &mut HsmTx<'_>, req: &DeleteHsmRequest) -> Result<DeleteHsmResponse> {
     let mut c = cluster(tx.state, &req.cluster_id)?.clone();
-    let hsm_id = HsmId::parse(&req.hsm_id)
-        .filter(|h| c.hsms.contains_key(h))
-        .ok_or_else(|| {
-            err!(
-                CloudHsmResourceNotFoundException,
-                "The HSM {} does not exist in cluster {}",
-                req.hsm_id,
-                c.id
-            )
-        })?;
+    let hsm_id = named_hsm(&c, req)?;
     let hsm = c.hsms.remove(&hsm_id).expect("presence checked above");
     if let Some(s) = c.subnets.get_mut(&hsm.availability_zone) {
         s.free_addresses = (s.free_addresses + 1).min(SUBNET_ADDRESSES);

@@ -48,19 +48,38 @@ pub fn service_of(op: Op) -> &'static str {
 
 /// The operation an `X-Amz-Target` value names, or `UnknownOperationException`. `Refused`
 /// (kmscks's internal name for the refused operations) is not a target of its own.
+///
+/// A CloudHSM operation is also reachable by its policy action's name, when no other CloudHSM
+/// operation shares it: cloudhsmv2's `TagResource`, `UntagResource` and `ListTags`, whose
+/// names the table gives KMS's operations.
 pub fn operation(target: &str) -> Result<Target> {
     let unknown = || err!(UnknownOperationException, "Unknown operation {target}");
     let (service, name) = target.split_once('.').ok_or_else(unknown)?;
-    if let Some(op) = Op::from_name(name).filter(|&op| op != Op::Refused) {
-        return if service_of(op) == service {
-            Ok(Target::Op(op))
-        } else {
-            Err(unknown())
-        };
+    if let Some(op) =
+        Op::from_name(name).filter(|&op| op != Op::Refused && service_of(op) == service)
+    {
+        return Ok(Target::Op(op));
+    }
+    if service == CLOUDHSM_SERVICE {
+        return cloudhsm_by_action(name).map(Target::Op).ok_or_else(unknown);
     }
     match Refused::ALL.iter().find(|r| r.name() == name) {
         Some(&r) if service == KMS_SERVICE => Ok(Target::Refused(r)),
         _ => Err(unknown()),
+    }
+}
+
+/// The CloudHSM operation whose one policy action is `cloudhsm:<name>`, when exactly one is.
+/// The action names the operation as AWS's API does where the table had to name it otherwise
+/// (`TagHsmResource` is `cloudhsm:TagResource`); an action two operations share
+/// (`cloudhsm:InitializeCluster`) names neither.
+fn cloudhsm_by_action(name: &str) -> Option<Op> {
+    let mut found = Op::ALL.iter().filter(|op| {
+        matches!(op.actions(), [action] if action.as_str().strip_prefix("cloudhsm:") == Some(name))
+    });
+    match (found.next(), found.next()) {
+        (Some(&op), None) => Some(op),
+        _ => None,
     }
 }
 
@@ -183,15 +202,50 @@ mod tests {
                 KMS_SERVICE
             };
             let wrong = format!("{other}.{}", op.name());
-            assert_eq!(
-                operation(&wrong).unwrap_err().kind(),
-                ErrorKind::UnknownOperationException,
-                "{wrong}"
-            );
+            match operation(&wrong) {
+                Err(e) => assert_eq!(e.kind(), ErrorKind::UnknownOperationException, "{wrong}"),
+                // Under CloudHSM's prefix, a KMS name may be a CloudHSM operation's action
+                // (TagResource): then it is that operation, never KMS's.
+                Ok(Target::Op(found)) => {
+                    assert_eq!(service_of(found), CLOUDHSM_SERVICE, "{wrong}");
+                    assert_ne!(found, op, "{wrong}");
+                }
+                Ok(other) => panic!("{wrong} is {other:?}"),
+            }
         }
         assert_eq!(service_of(Op::CreateCluster), CLOUDHSM_SERVICE);
         assert_eq!(service_of(Op::Encrypt), KMS_SERVICE);
         assert_eq!(service_of(Op::WaitForConnection), KMS_SERVICE);
+    }
+
+    #[test]
+    fn cloudhsmv2s_tagging_operations_are_targets_by_their_aws_names() {
+        for (name, op) in [
+            ("TagResource", Op::TagHsmResource),
+            ("UntagResource", Op::UntagHsmResource),
+            ("ListTags", Op::ListHsmTags),
+        ] {
+            let target = format!("{CLOUDHSM_SERVICE}.{name}");
+            assert_eq!(operation(&target).unwrap(), Target::Op(op), "{target}");
+            // KMS's operation of that name stays KMS's.
+            let kms = operation(&format!("{KMS_SERVICE}.{name}"));
+            assert_ne!(kms.ok(), Some(Target::Op(op)), "{name}");
+        }
+        assert_eq!(
+            operation("TrentService.TagResource").unwrap(),
+            Target::Op(Op::TagResource)
+        );
+        // An action two CloudHSM operations share names neither by itself.
+        assert_eq!(
+            operation("BaldrApiService.InitializeCluster").unwrap(),
+            Target::Op(Op::InitializeCluster)
+        );
+        let req = decode_request(
+            operation("BaldrApiService.TagResource").unwrap(),
+            br#"{"ResourceId":"cluster-234abcdefgh","TagList":[{"Key":"a","Value":"b"}]}"#,
+        )
+        .unwrap();
+        assert!(matches!(req, Request::TagHsmResource(r) if r.tag_list[0].key == "a"));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `create-cluster [--hsm-type] [--subnet-ids S1 S2…] [--source-backup-id] [--region] [--tag-list Key=k,Value=v…]` | cloudhsmv2 (`--availability-zones A B…` is kmscks's: simulated subnets in those zones) |
 //! | `describe-clusters [--filters clusterIds=ID,…] [--region] [--max-results N] [--next-token T]`, `delete-cluster --cluster-id` | cloudhsmv2 |
-//! | `create-hsm --cluster-id --availability-zone`, `delete-hsm --cluster-id --hsm-id` | cloudhsmv2 |
+//! | `create-hsm --cluster-id --availability-zone`, `delete-hsm --cluster-id --hsm-id` (or `--eni-id`, `--eni-ip`) | cloudhsmv2 |
 //! | `initialize-cluster --cluster-id [--signed-cert file://] [--trust-anchor file://ca.pem]` | cloudhsmv2 (INITIALIZE_IN_PROGRESS, then INITIALIZED until its admin password is set, see below); without `--trust-anchor` kmscks makes a CA, signs the cluster's CSR, activates the cluster and returns the CA's PEM as `TrustAnchor` |
 //! | `describe-backups [--filters] [--region] [--max-results N] [--next-token T]`, `copy-backup-to-region --backup-id --destination-region [--tag-list]`, `delete-backup --backup-id`, `restore-backup --backup-id` | cloudhsmv2 |
 //! | `cluster activate --cluster-id --password` | CloudHSM CLI: sets the admin password of an INITIALIZED cluster, which makes it ACTIVE |
@@ -93,7 +93,12 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
         ),
         Op::DeleteHsm => (
             &["delete-hsm"],
-            specs![CLUSTER_ID, req("hsm-id", Str, "The HSM's id")],
+            specs![
+                CLUSTER_ID,
+                opt("hsm-id", Str, "The HSM's id (or --eni-id, or --eni-ip)"),
+                opt("eni-id", Str, "The HSM's network interface"),
+                opt("eni-ip", Str, "The IP address of the HSM's network interface"),
+            ],
         ),
         // One verb for both: without --trust-anchor kmscks makes the CA (see `choose_op`).
         Op::InitializeCluster | Op::InitializeClusterWithNewCa => (

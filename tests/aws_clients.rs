@@ -1,0 +1,140 @@
+//! AWS's own clients against `kmscksd --http`: boto3 and the `aws` CLI walk the four steps of a
+//! custom key store (cluster with a CSR signed by the test's own CA, store, connection, key)
+//! and use the key; the AWS Encryption SDK for Python encrypts and decrypts through kmscks.
+//!
+//! Why these beyond `tests/http.rs`: a real client holds kmscks to AWS's published service
+//! models — member names, timestamps, base64, error shapes and exception classes — where a
+//! raw-TCP test only holds it to what its author believed. The Python side also checks every
+//! raw answer against botocore's model (`tests/aws_clients/shape_check.py`).
+//!
+//! Each test needs a tool that may be absent (python3 with boto3, `aws`, the Encryption SDK, a
+//! way to sign a CSR): it skips with a printed reason then. A script says "skip" by exiting
+//! with [`SKIP`] and the reason on stderr.
+
+mod http_support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use http_support::start;
+
+/// The exit status with which a script says it cannot run here (the reason on stderr).
+const SKIP: i32 = 3;
+
+/// The daemon's credentials for the tests that verify signatures: one root key.
+const ACCESS_KEY: &str = "AKIDCLIENTS";
+const SECRET_KEY: &str = "clients-secret";
+
+/// How long a cluster stays in each passing state: long enough that the clients must poll
+/// describe-clusters as on AWS, short enough not to slow the suite.
+const TRANSITION_MS: &str = "150";
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/aws_clients")
+        .join(name)
+}
+
+/// Whether `python3 -c "import <module>"` works; if not, says the test is skipped.
+fn python_has(module: &str, package: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipped: python3 with {module} is not installed (pip install {package})");
+    }
+    ok
+}
+
+/// Starts a daemon verifying signatures against [`ACCESS_KEY`], with clusters passing through
+/// their in-progress states, and `extra` options.
+fn daemon(dir: &Path, extra: &[&str]) -> (http_support::Daemon, SocketAddr) {
+    use std::os::unix::fs::PermissionsExt;
+    let creds = dir.join("http-credentials");
+    std::fs::write(&creds, format!("{ACCESS_KEY} {SECRET_KEY} root\n")).unwrap();
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let creds = creds.display().to_string();
+    let mut args = vec![
+        "--http-credentials",
+        &creds,
+        "--cluster-transition-ms",
+        TRANSITION_MS,
+    ];
+    args.extend_from_slice(extra);
+    start(dir, &args)
+}
+
+/// Runs `program args… <endpoint>` with the daemon's credentials and Region in the
+/// environment (and no AWS configuration of the machine's user); returns whether it ran,
+/// asserting that it passed.
+fn run_client(mut command: Command, addr: SocketAddr, home: &Path) -> bool {
+    let out: Output = command
+        .arg(format!("http://{addr}"))
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", home.join("aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("aws-credentials"))
+        // No __pycache__ in the source tree.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_SESSION_TOKEN")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(SKIP) {
+        eprintln!("skipped: {}", stderr.trim());
+        return false;
+    }
+    assert!(
+        out.status.success(),
+        "{command:?} failed:\n{stdout}{stderr}"
+    );
+    print!("{stdout}");
+    true
+}
+
+#[test]
+fn boto3_walks_the_four_steps_of_a_custom_key_store_and_uses_its_key() {
+    if !python_has("boto3", "boto3") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = daemon(dir.path(), &[]);
+    let mut python = Command::new("python3");
+    python.arg(script("boto3_custom_key_store.py"));
+    run_client(python, addr, dir.path());
+}
+
+#[test]
+fn the_aws_cli_walks_the_four_steps_of_a_custom_key_store_and_uses_its_key() {
+    let aws = Command::new("aws").arg("--version").output();
+    if !aws.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: the aws CLI is not installed (pip install awscli)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = daemon(dir.path(), &[]);
+    let mut bash = Command::new("bash");
+    bash.arg(script("aws_cli_custom_key_store.sh"))
+        .env("KMSCKS_WORK_DIR", dir.path())
+        .env("KMSCKS_CA_HELPER", script("ca.py"));
+    run_client(bash, addr, dir.path());
+}
+
+#[test]
+fn the_aws_encryption_sdk_encrypts_and_decrypts_with_a_key_in_the_store() {
+    if !python_has("aws_encryption_sdk", "aws-encryption-sdk") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // --bootstrap: a CONNECTED custom key store with a key, alias/demo.
+    let (_d, addr) = daemon(dir.path(), &["--bootstrap"]);
+    let mut python = Command::new("python3");
+    python.arg(script("encryption_sdk.py"));
+    run_client(python, addr, dir.path());
+}
