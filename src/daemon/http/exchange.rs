@@ -185,6 +185,10 @@ pub(super) fn write_answer(
     close: bool,
 ) {
     use std::io::Write as _;
+    /// Room for the head: it is written into `out` without moving the answers already there.
+    const HEAD_ROOM: usize = 256;
+    // `out` holds earlier answers (data keys): it never moves without wiping what it leaves.
+    crate::secret::reserve_wiping(out, HEAD_ROOM + request_id.len() + body.len());
     // Writing into a Vec cannot fail.
     let _ = write!(
         out,

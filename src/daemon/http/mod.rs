@@ -372,7 +372,7 @@ fn answer(conn: &mut Conn, kms: &Kms, ids: &Identities, batcher: &mut Batcher) {
             Parsed::Partial { expects_continue } => {
                 if expects_continue && !conn.continued {
                     answer_batch(batcher, &conn.acting, &mut conn.wbuf);
-                    conn.wbuf.extend_from_slice(CONTINUE);
+                    crate::secret::extend_wiping(&mut conn.wbuf, CONTINUE);
                     conn.continued = true;
                 }
                 if conn.eof && conn.rbuf.len() > used {
@@ -438,7 +438,7 @@ fn answer(conn: &mut Conn, kms: &Kms, ids: &Identities, batcher: &mut Batcher) {
         conn.last_active = Instant::now();
     }
     if used > 0 {
-        zeroize::Zeroize::zeroize(&mut conn.rbuf[..used]);
+        crate::secret::wipe(&mut conn.rbuf[..used]);
         conn.rbuf.drain(..used);
     }
 }
@@ -546,14 +546,16 @@ fn flush(conn: &mut Conn) -> io::Result<bool> {
             Err(e) => return Err(e),
         }
     }
-    zeroize::Zeroize::zeroize(&mut conn.wbuf);
+    // Its spare capacity holds nothing to wipe: the buffer only grows by `extend_wiping` and
+    // `reserve_wiping`, and is emptied only here, after its bytes are wiped.
+    crate::secret::wipe(&mut conn.wbuf);
     conn.wbuf.clear();
     conn.wpos = 0;
     Ok(true)
 }
 
 fn wipe(mut body: Vec<u8>) {
-    zeroize::Zeroize::zeroize(&mut body);
+    crate::secret::wipe(&mut body);
 }
 
 /// A fresh `x-amzn-RequestId`: a UUID made of a random per-thread prefix and a counter, so
