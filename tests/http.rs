@@ -210,6 +210,211 @@ fn pipelined_requests_are_answered_in_order() {
     assert_eq!(list.body["Keys"].as_array().unwrap().len(), 2);
 }
 
+/// The plaintext member of an answer, decoded.
+fn plaintext_of(a: &Answer) -> Vec<u8> {
+    use base64::Engine as _;
+    let text = a.body["Plaintext"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no Plaintext: {}", a.body));
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
+
+#[test]
+fn pipelined_data_plane_requests_each_get_their_own_answer_in_order_a_bad_one_its_own_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &[]);
+    let mut s = BufReader::new(connect(addr));
+    let key = |s: &mut BufReader<TcpStream>| {
+        let a = kms(s, "CreateKey", json!({}));
+        a.body["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned()
+    };
+    let (k1, k2) = (key(&mut s), key(&mut s));
+    let ctx = json!({"purpose": "pipeline"});
+    let sealed = kms(
+        &mut s,
+        "Encrypt",
+        json!({"KeyId": k1, "Plaintext": "c2VhbGVk", "EncryptionContext": ctx}),
+    );
+    let blob = sealed.body["CiphertextBlob"].clone();
+    // One write: runs of GenerateDataKey, Encrypt and Decrypt (each a batch for the engine)
+    // with a missing key, a wrong context and a body that is not JSON among them.
+    let gdk = |k: &str, n: u32| {
+        request(
+            "TrentService.GenerateDataKey",
+            &json!({"KeyId": k, "NumberOfBytes": n}).to_string(),
+            "",
+        )
+    };
+    let pipelined = [
+        gdk(&k1, 16),
+        gdk(&k1, 32),
+        gdk("alias/none", 32),
+        gdk(&k2, 48),
+        request(
+            "TrentService.Encrypt",
+            &json!({"KeyId": k1, "Plaintext": "aGVsbG8="}).to_string(),
+            "",
+        ),
+        request(
+            "TrentService.Encrypt",
+            &json!({"KeyId": k2, "Plaintext": "d29ybGQ="}).to_string(),
+            "",
+        ),
+        request(
+            "TrentService.Decrypt",
+            &json!({"CiphertextBlob": blob, "EncryptionContext": ctx}).to_string(),
+            "",
+        ),
+        request(
+            "TrentService.Decrypt",
+            &json!({"CiphertextBlob": blob, "EncryptionContext": {"purpose": "other"}}).to_string(),
+            "",
+        ),
+        request(
+            "TrentService.Decrypt",
+            &json!({"CiphertextBlob": blob, "EncryptionContext": ctx}).to_string(),
+            "",
+        ),
+        request("TrentService.GenerateDataKey", "{not json", ""),
+        gdk(&k2, 64),
+        request(
+            "TrentService.GenerateDataKeyWithoutPlaintext",
+            &json!({"KeyId": k1, "KeySpec": "AES_256"}).to_string(),
+            "",
+        ),
+    ]
+    .concat();
+    s.get_mut().write_all(pipelined.as_bytes()).unwrap();
+    let answers: Vec<Answer> = (0..12).map(|_| read_answer(&mut s)).collect();
+    let ends_with = |a: &Answer, k: &str| {
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert!(a.body["KeyId"].as_str().unwrap().ends_with(k), "{}", a.body);
+    };
+    for (i, (k, n)) in [
+        (0, (&k1, 16)),
+        (1, (&k1, 32)),
+        (3, (&k2, 48)),
+        (10, (&k2, 64)),
+    ] {
+        ends_with(&answers[i], k);
+        assert_eq!(plaintext_of(&answers[i]).len(), n, "answer {i}");
+    }
+    let error = |i: usize, status: u16, exception: &str| {
+        assert_eq!(answers[i].status, status, "answer {i}: {}", answers[i].body);
+        assert_eq!(answers[i].body["__type"], exception, "answer {i}");
+    };
+    error(2, 400, "NotFoundException");
+    error(7, 400, "InvalidCiphertextException");
+    error(9, 400, "SerializationException");
+    ends_with(&answers[4], &k1);
+    ends_with(&answers[5], &k2);
+    assert_eq!(plaintext_of(&answers[6]), b"sealed");
+    assert_eq!(plaintext_of(&answers[8]), b"sealed");
+    ends_with(&answers[11], &k1);
+    assert!(answers[11].body.get("Plaintext").is_none());
+    let mut ids: Vec<&str> = answers
+        .iter()
+        .map(|a| a.header("x-amzn-requestid").unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        answers.len(),
+        "every answer has its own request id"
+    );
+    // What came back is right: the data keys and ciphertexts open to what was answered.
+    let mut again = Vec::new();
+    for i in [0, 3, 4, 5, 10] {
+        again.push(request(
+            "TrentService.Decrypt",
+            &json!({"CiphertextBlob": answers[i].body["CiphertextBlob"]}).to_string(),
+            "",
+        ));
+    }
+    s.get_mut().write_all(again.concat().as_bytes()).unwrap();
+    for i in [0, 3] {
+        assert_eq!(
+            plaintext_of(&read_answer(&mut s)),
+            plaintext_of(&answers[i])
+        );
+    }
+    assert_eq!(plaintext_of(&read_answer(&mut s)), b"hello");
+    assert_eq!(plaintext_of(&read_answer(&mut s)), b"world");
+    assert_eq!(
+        plaintext_of(&read_answer(&mut s)),
+        plaintext_of(&answers[10])
+    );
+}
+
+#[test]
+fn kmscks_bench_over_http_reports_the_load_generators_members_with_no_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &[]);
+    let bench = |extra: &[&str]| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_kmscks"))
+            .args(["bench", "--http", &format!("http://{addr}")])
+            .args(["--duration", "200ms", "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let r = bench(&[
+        "--op",
+        "generate-data-key",
+        "--connections",
+        "2",
+        "--pipeline",
+        "4",
+        "--baseline",
+    ]);
+    for member in [
+        "op",
+        "threads",
+        "batch",
+        "payload",
+        "ops_per_sec",
+        "p50_us",
+        "p99_us",
+        "p999_us",
+        "errors",
+        "baseline_ops_per_sec",
+        "baseline_p50_us",
+        "baseline_p99_us",
+        "ratio",
+    ] {
+        assert!(r.get(member).is_some(), "no {member} in {r}");
+    }
+    assert_eq!(r["op"], "GenerateDataKey");
+    assert_eq!(
+        (r["threads"].as_u64(), r["batch"].as_u64()),
+        (Some(2), Some(4))
+    );
+    assert_eq!(r["errors"], 0, "{r}");
+    assert!(r["ops_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["baseline_ops_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["ratio"].as_f64().unwrap() > 0.0, "{r}");
+    // A given key, and an operation that needs a ciphertext made first.
+    let mut s = BufReader::new(connect(addr));
+    let created = kms(&mut s, "CreateKey", json!({}));
+    let key = created.body["KeyMetadata"]["Arn"].as_str().unwrap();
+    let r = bench(&["--op", "decrypt", "--key-id", key, "--payload", "100"]);
+    assert_eq!(
+        (r["op"].as_str(), r["errors"].as_u64()),
+        (Some("Decrypt"), Some(0))
+    );
+    assert!(r["ops_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["ratio"].is_null(), "no baseline asked for: {r}");
+}
+
 #[test]
 fn expect_100_continue_is_answered_before_the_body_is_sent() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,7 +7,8 @@
 //! request; every other operation goes through [`Kms::dispatch`] in order. Replies are appended
 //! to the connection's write buffer and written with one `write` when the read is handled.
 //! The batch vectors are reused across reads: once warm, this path allocates nothing beyond
-//! the requests' and responses' own bodies.
+//! the requests' and responses' own bodies. The HTTP endpoint collects its pipelined
+//! requests with the same [`Batcher`]; only how a reply is written differs ([`Replies`]).
 //!
 //! Handling is bounded by an [`Allowance`]: work (so that one event-loop turn stays within a
 //! few milliseconds whatever one client sends), reply bytes (the reply cap and the uid's
@@ -32,6 +33,20 @@ enum Kind {
     Decrypt,
     DataKey,
     DataKeyWithoutPlaintext,
+}
+
+/// Where the replies of collected requests go, in the order of the requests: the socket's
+/// frames (`Vec<u8>`), or the HTTP endpoint's answers.
+pub(crate) trait Replies {
+    /// Appends the reply to request `id` (the socket's request id; the HTTP endpoint's own
+    /// tag) of operation `op`.
+    fn reply(&mut self, id: u64, op: Op, result: crate::Result<Response>);
+}
+
+impl Replies for Vec<u8> {
+    fn reply(&mut self, id: u64, op: Op, result: crate::Result<Response>) {
+        protocol::encode_response(self, id, op.code(), &result);
+    }
 }
 
 /// Collects consecutive batchable requests of one read. Reused across reads.
@@ -78,7 +93,13 @@ pub(crate) fn work_cost(bytes: usize) -> usize {
 impl Batcher {
     /// Takes a batchable request, flushing a batch of another kind first; gives back a request
     /// that is not batchable.
-    fn push(&mut self, id: u64, req: Request, kms: &Kms, out: &mut Vec<u8>) -> Option<Request> {
+    pub(crate) fn push(
+        &mut self,
+        id: u64,
+        req: Request,
+        kms: &Kms,
+        out: &mut impl Replies,
+    ) -> Option<Request> {
         let kind = match &req {
             Request::Encrypt(_) => Kind::Encrypt,
             Request::Decrypt(_) => Kind::Decrypt,
@@ -104,7 +125,7 @@ impl Batcher {
     }
 
     /// Runs the collected batch (one engine call) and appends its replies.
-    pub(crate) fn flush(&mut self, kms: &Kms, out: &mut Vec<u8>) {
+    pub(crate) fn flush(&mut self, kms: &Kms, out: &mut impl Replies) {
         self.projected = 0;
         let Some(kind) = self.kind.take() else {
             return;
@@ -148,7 +169,7 @@ impl Batcher {
 }
 
 fn reply_all<T>(
-    out: &mut Vec<u8>,
+    out: &mut impl Replies,
     ids: &[u64],
     op: Op,
     results: Vec<crate::Result<T>>,
@@ -163,7 +184,7 @@ fn reply_all<T>(
                 ids.len()
             ))
         });
-        protocol::encode_response(out, id, op.code(), &result.map(wrap));
+        out.reply(id, op, result.map(wrap));
     }
 }
 

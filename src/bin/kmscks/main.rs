@@ -1,10 +1,12 @@
 //! `kmscks`: the AWS-CLI-shaped command line ([`cli`]) and its load generators ([`loadgen`] in
-//! process, [`loadgen_socket`] over the daemon's socket), which `kmscks bench` runs. They live
+//! process, [`loadgen_socket`] over the daemon's socket, [`loadgen_http`] over any AWS-JSON
+//! KMS endpoint), which `kmscks bench` runs. They live
 //! on the binary's side so that the library does not export a benchmark harness; they use only
 //! the library's public surface.
 
 mod cli;
 mod loadgen;
+mod loadgen_http;
 mod loadgen_socket;
 mod scale;
 

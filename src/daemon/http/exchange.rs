@@ -104,19 +104,21 @@ pub(super) fn parse(buf: &[u8]) -> Parsed<'_> {
     let mut connection_close = false;
     let mut connection_keep_alive = false;
     for h in req.headers.iter() {
-        let value = std::str::from_utf8(h.value).unwrap_or("");
+        // Only the headers read here are checked as text: a request carries several others
+        // (a signature covers them as bytes).
+        let value = || std::str::from_utf8(h.value).unwrap_or("");
         let name = h.name;
         if name.eq_ignore_ascii_case("x-amz-target") {
-            target = Some(value.trim());
+            target = Some(value().trim());
         } else if name.eq_ignore_ascii_case("authorization") {
-            authorization = Some(value.trim());
+            authorization = Some(value().trim());
         } else if name.eq_ignore_ascii_case("content-length") {
-            match value.trim().parse::<usize>() {
+            match value().trim().parse::<usize>() {
                 Ok(n) if length.is_none_or(|l| l == n) => length = Some(n),
                 _ => {
                     return Parsed::Refused(
                         400,
-                        err!(SerializationException, "Bad Content-Length: {value:?}"),
+                        err!(SerializationException, "Bad Content-Length: {:?}", value()),
                     )
                 }
             }
@@ -125,13 +127,14 @@ pub(super) fn parse(buf: &[u8]) -> Parsed<'_> {
                 411,
                 err!(
                     SerializationException,
-                    "Transfer-Encoding {value:?} is not accepted: send a Content-Length"
+                    "Transfer-Encoding {:?} is not accepted: send a Content-Length",
+                    value()
                 ),
             );
         } else if name.eq_ignore_ascii_case("expect") {
-            expects_continue = value.trim().eq_ignore_ascii_case("100-continue");
+            expects_continue = value().trim().eq_ignore_ascii_case("100-continue");
         } else if name.eq_ignore_ascii_case("connection") {
-            for token in value.split(',').map(str::trim) {
+            for token in value().split(',').map(str::trim) {
                 connection_close |= token.eq_ignore_ascii_case("close");
                 connection_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
             }
@@ -182,6 +185,10 @@ pub(super) fn write_answer(
     close: bool,
 ) {
     use std::io::Write as _;
+    /// Room for the head: it is written into `out` without moving the answers already there.
+    const HEAD_ROOM: usize = 256;
+    // `out` holds earlier answers (data keys): it never moves without wiping what it leaves.
+    crate::secret::reserve_wiping(out, HEAD_ROOM + request_id.len() + body.len());
     // Writing into a Vec cannot fail.
     let _ = write!(
         out,

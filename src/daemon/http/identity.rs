@@ -46,7 +46,7 @@ pub(super) fn root_keys(option: &str) -> Vec<String> {
 /// The access key id of a SigV4 `Authorization` header
 /// (`AWS4-HMAC-SHA256 Credential=<key>/<date>/<region>/<service>/aws4_request, …`), if it
 /// has a plausible one (ASCII letters and digits, 1 to 128 of them).
-fn access_key_id(authorization: &str) -> Option<&str> {
+pub(super) fn access_key_id(authorization: &str) -> Option<&str> {
     let rest = authorization.strip_prefix("AWS4-HMAC-SHA256")?;
     let credential = rest
         .split(',')

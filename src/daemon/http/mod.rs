@@ -23,8 +23,11 @@
 //! With `http_credentials`, every request's SigV4 signature is verified (`sigv4`) and the
 //! signing key's principal is the request's, whoever connected.
 //!
-//! Not yet: the engine's batch entry points for several data-plane requests in one read (each
-//! request is one call).
+//! Pipelined data-plane requests (Encrypt, Decrypt, GenerateDataKey[WithoutPlaintext]) that
+//! one read brings reach the engine as one batch call, through the socket's own
+//! [`Batcher`]: routing and queueing are paid once per read, and each request still gets its
+//! own answer (its own error), in order. A request that closes the connection, a change of
+//! principal, and any other operation end the batch first.
 
 mod exchange;
 mod identity;
@@ -39,11 +42,12 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
+use super::dispatch::{Batcher, Replies};
 use super::quota::Quotas;
 use super::Shutdown;
 use crate::api::kms::WaitForConnectionRequest;
 use crate::error::Result;
-use crate::ops::Request;
+use crate::ops::{Op, Request, Response};
 use crate::protocol::aws_json;
 use crate::types::Scope;
 use crate::{err, Kms};
@@ -156,6 +160,9 @@ struct Conn {
     uid: u32,
     /// The handle acting as the last principal seen (most connections keep one).
     acting: Option<(String, Kms)>,
+    /// Without credentials: the access key id (`None`: unsigned) `acting` was derived from,
+    /// so that a connection's requests, signed with one key, skip deriving the principal.
+    acting_key: Option<Option<String>>,
 }
 
 impl Drop for Conn {
@@ -180,6 +187,8 @@ fn serve(
     // The latency a slow HSM adds is paid by holding a connection, not by this thread.
     crate::engine::latency::defer_on_this_thread();
     let mut conns: Vec<Option<Conn>> = Vec::new();
+    // One for the loop: every `answer` leaves it empty.
+    let mut batcher = Batcher::default();
     let mut events = Events::with_capacity(256);
     let mut last_sweep = Instant::now();
     while !shutdown.is_triggered() {
@@ -205,7 +214,7 @@ fn serve(
             let Some(conn) = conns.get_mut(slot).and_then(Option::as_mut) else {
                 continue;
             };
-            let keep = turn(conn, kms, ids);
+            let keep = turn(conn, kms, ids, &mut batcher);
             if !keep {
                 close(&poll, &mut conns, slot, &mut limits.quotas);
             }
@@ -220,7 +229,7 @@ fn serve(
             if due {
                 let keep = conns[slot].as_mut().is_some_and(|c| {
                     c.held_until = None;
-                    turn(c, kms, ids)
+                    turn(c, kms, ids, &mut batcher)
                 });
                 if !keep {
                     close(&poll, &mut conns, slot, &mut limits.quotas);
@@ -300,6 +309,7 @@ fn accept_all(
             held_until: None,
             uid,
             acting: None,
+            acting_key: None,
         });
     }
 }
@@ -312,13 +322,13 @@ fn close(poll: &Poll, conns: &mut [Option<Conn>], slot: usize, quotas: &mut Quot
 }
 
 /// Reads, answers and writes what the connection allows now; false when it is to be closed.
-fn turn(conn: &mut Conn, kms: &Kms, ids: &Identities) -> bool {
+fn turn(conn: &mut Conn, kms: &Kms, ids: &Identities, batcher: &mut Batcher) -> bool {
     if conn.held_until.is_some() {
         return true;
     }
     loop {
         let read_more = fill(conn);
-        answer(conn, kms, ids);
+        answer(conn, kms, ids, batcher);
         if let Some(owed) = Some(crate::engine::latency::take_owed()).filter(|d| !d.is_zero()) {
             conn.held_until = Some(Instant::now() + owed);
             return true;
@@ -366,14 +376,17 @@ fn fill(conn: &mut Conn) -> bool {
     false
 }
 
-/// Answers every whole request at the head of the buffer, in order.
-fn answer(conn: &mut Conn, kms: &Kms, ids: &Identities) {
+/// Answers every whole request at the head of the buffer, in order; consecutive
+/// data-plane requests go to the engine as one batch (`batcher`, empty again on return).
+fn answer(conn: &mut Conn, kms: &Kms, ids: &Identities, batcher: &mut Batcher) {
     let mut used = 0;
+    let mut answered = false;
     while !conn.close_after_write {
         match exchange::parse(&conn.rbuf[used..]) {
             Parsed::Partial { expects_continue } => {
                 if expects_continue && !conn.continued {
-                    conn.wbuf.extend_from_slice(CONTINUE);
+                    answer_batch(batcher, &conn.acting, &mut conn.wbuf);
+                    crate::secret::extend_wiping(&mut conn.wbuf, CONTINUE);
                     conn.continued = true;
                 }
                 if conn.eof && conn.rbuf.len() > used {
@@ -383,37 +396,108 @@ fn answer(conn: &mut Conn, kms: &Kms, ids: &Identities) {
                 break;
             }
             Parsed::Refused(status, e) => {
+                answer_batch(batcher, &conn.acting, &mut conn.wbuf);
                 let (_, body) = aws_json::encode_error(&e);
                 exchange::write_answer(&mut conn.wbuf, status, &request_id(), &body, true);
                 conn.close_after_write = true;
                 used = conn.rbuf.len();
             }
             Parsed::Whole(ex) => {
-                let (status, body) = perform(&mut conn.acting, conn.uid, kms, ids, &ex);
                 let close = !ex.keep_alive;
-                exchange::write_answer(&mut conn.wbuf, status, &request_id(), &body, close);
-                wipe(body);
+                let request = act_as(
+                    (&mut conn.acting, &mut conn.acting_key),
+                    conn.uid,
+                    kms,
+                    ids,
+                    &ex,
+                    batcher,
+                    &mut conn.wbuf,
+                )
+                .and_then(|()| request_of(&ex));
+                let mut out = Answers(&mut conn.wbuf);
+                match (request, conn.acting.as_ref()) {
+                    (Ok(request), Some((_, handle))) => {
+                        let rest = if close {
+                            Some(request)
+                        } else {
+                            batcher.push(0, request, handle, &mut out)
+                        };
+                        if let Some(request) = rest {
+                            batcher.flush(handle, &mut out);
+                            let result = handle.dispatch(&request);
+                            out.write(result, close);
+                        }
+                    }
+                    (Ok(_), None) => {
+                        // Not reached: `act_as` sets the handle whenever it succeeds.
+                        let e = err!(KMSInternalException, "no principal");
+                        out.write(Err(e), close);
+                    }
+                    (Err(e), acting) => {
+                        if let Some((_, handle)) = acting {
+                            batcher.flush(handle, &mut out);
+                        }
+                        out.write(Err(e), close);
+                    }
+                }
                 used += ex.len;
                 conn.continued = false;
-                conn.last_active = Instant::now();
                 conn.close_after_write = close;
+                answered = true;
             }
         }
     }
+    answer_batch(batcher, &conn.acting, &mut conn.wbuf);
+    if answered {
+        conn.last_active = Instant::now();
+    }
     if used > 0 {
-        zeroize::Zeroize::zeroize(&mut conn.rbuf[..used]);
+        crate::secret::wipe(&mut conn.rbuf[..used]);
         conn.rbuf.drain(..used);
     }
 }
 
-/// Performs one request; the answer's status and body.
-fn perform(
-    acting: &mut Option<(String, Kms)>,
+/// Answers the collected batch (as the principal that collected it).
+fn answer_batch(batcher: &mut Batcher, acting: &Option<(String, Kms)>, wbuf: &mut Vec<u8>) {
+    if let Some((_, handle)) = acting {
+        batcher.flush(handle, &mut Answers(wbuf));
+    }
+}
+
+/// The HTTP answers of a connection, appended to its write buffer in the order written.
+struct Answers<'a>(&'a mut Vec<u8>);
+
+impl Answers<'_> {
+    /// Appends the answer to one request.
+    fn write(&mut self, result: Result<Response>, close: bool) {
+        let (status, body) = match result {
+            Ok(response) => (200, aws_json::encode_response(&response)),
+            Err(e) => aws_json::encode_error(&e),
+        };
+        exchange::write_answer(self.0, status, &request_id(), &body, close);
+        wipe(body);
+    }
+}
+
+impl Replies for Answers<'_> {
+    /// Batched requests are kept-alive ones: none of their answers closes the connection.
+    fn reply(&mut self, _id: u64, _op: Op, result: Result<Response>) {
+        self.write(result, false);
+    }
+}
+
+/// Makes `acting` the handle of the principal `ex` acts as (see `identity` and `sigv4`),
+/// answering the batch collected so far first when the principal changes; the error of a
+/// request whose signature does not verify.
+fn act_as(
+    (acting, acting_key): (&mut Option<(String, Kms)>, &mut Option<Option<String>>),
     uid: u32,
     kms: &Kms,
     ids: &Identities,
     ex: &exchange::Exchange<'_>,
-) -> (u16, Vec<u8>) {
+    batcher: &mut Batcher,
+    wbuf: &mut Vec<u8>,
+) -> Result<()> {
     let principal = match &ids.credentials {
         Some(creds) => {
             let signed = sigv4::Signed {
@@ -422,50 +506,47 @@ fn perform(
                 headers: &ex.headers,
                 body: ex.body,
             };
-            match sigv4::verify(creds, kms.scope(), &signed, std::time::SystemTime::now()) {
-                Ok(p) => p,
-                Err(e) => return aws_json::encode_error(&e),
-            }
+            sigv4::verify(creds, kms.scope(), &signed, std::time::SystemTime::now())?
         }
-        None => identity::principal(
-            kms.scope(),
-            &ids.root_keys,
-            uid,
-            ids.daemon_uid,
-            ex.authorization,
-        ),
+        None => {
+            let key = ex.authorization.and_then(identity::access_key_id);
+            if acting.is_some() && acting_key.as_ref().is_some_and(|k| k.as_deref() == key) {
+                return Ok(());
+            }
+            *acting_key = Some(key.map(str::to_owned));
+            identity::principal(
+                kms.scope(),
+                &ids.root_keys,
+                uid,
+                ids.daemon_uid,
+                ex.authorization,
+            )
+        }
     };
     if acting.as_ref().is_none_or(|(p, _)| *p != principal) {
+        answer_batch(batcher, acting, wbuf);
         let handle = kms.acting_as(&principal);
         *acting = Some((principal, handle));
     }
-    let Some((_, handle)) = acting.as_ref() else {
-        return aws_json::encode_error(&err!(KMSInternalException, "no principal"));
-    };
-    let result = ex
-        .target
-        .ok_or_else(|| {
-            err!(
-                UnknownOperationException,
-                "The request has no X-Amz-Target header"
-            )
-        })
-        .and_then(aws_json::operation)
-        .and_then(|target| aws_json::decode_request(target, ex.body))
-        .map(|mut request| {
-            if let Request::WaitForConnection(WaitForConnectionRequest { timeout_millis, .. }) =
-                &mut request
-            {
-                // Never block this thread: over HTTP it answers the state at once.
-                *timeout_millis = 0;
-            }
-            request
-        })
-        .and_then(|request| handle.dispatch(&request));
-    match result {
-        Ok(response) => (200, aws_json::encode_response(&response)),
-        Err(e) => aws_json::encode_error(&e),
+    Ok(())
+}
+
+/// The request `ex` names and carries.
+fn request_of(ex: &exchange::Exchange<'_>) -> Result<Request> {
+    let target = ex.target.ok_or_else(|| {
+        err!(
+            UnknownOperationException,
+            "The request has no X-Amz-Target header"
+        )
+    })?;
+    let mut request = aws_json::decode_request(aws_json::operation(target)?, ex.body)?;
+    if let Request::WaitForConnection(WaitForConnectionRequest { timeout_millis, .. }) =
+        &mut request
+    {
+        // Never block this thread: over HTTP it answers the state at once.
+        *timeout_millis = 0;
     }
+    Ok(request)
 }
 
 /// Writes what the socket takes; true once everything is written.
@@ -479,14 +560,16 @@ fn flush(conn: &mut Conn) -> io::Result<bool> {
             Err(e) => return Err(e),
         }
     }
-    zeroize::Zeroize::zeroize(&mut conn.wbuf);
+    // Its spare capacity holds nothing to wipe: the buffer only grows by `extend_wiping` and
+    // `reserve_wiping`, and is emptied only here, after its bytes are wiped.
+    crate::secret::wipe(&mut conn.wbuf);
     conn.wbuf.clear();
     conn.wpos = 0;
     Ok(true)
 }
 
 fn wipe(mut body: Vec<u8>) {
-    zeroize::Zeroize::zeroize(&mut body);
+    crate::secret::wipe(&mut body);
 }
 
 /// A fresh `x-amzn-RequestId`: a UUID made of a random per-thread prefix and a counter, so

@@ -9,6 +9,11 @@
 //!   `--payload`, `--duration`; `--baseline` runs an echo of the same frame sizes over a Unix
 //!   socket with the same C and D (`crate::loadgen_socket`). `--key-id` picks the key (default:
 //!   a new key in the default key store).
+//! * Over HTTP (`--http URL`, e.g. `http://127.0.0.1:4599`): the same `--connections`,
+//!   `--pipeline`, `--op`, `--payload`, `--duration`, `--key-id`, against any AWS JSON 1.1 KMS
+//!   endpoint (`kmscksd --http`, moto's server); `--baseline` runs an HTTP echo of the
+//!   endpoint's own answer over loopback TCP with the same C and D (`crate::loadgen_http`).
+//!   Without `--key-id` the key is made with CreateKey first.
 //!
 //! * Scale report (`--scale N [--custom-key-store]`): creates N durable keys in a fresh data
 //!   directory and measures the control plane ([`crate::scale`]); `--threads` and `--duration`
@@ -26,6 +31,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use super::{CliError, Format, Target};
 use crate::loadgen::{self, LoadOp, LoadOpts, LoadReport};
+use crate::loadgen_http::{self, HttpLoadOpts};
 use crate::loadgen_socket::{self, SocketLoadOpts};
 use crate::scale::{self, ScaleError, ScaleOpts};
 use kmscks::KmsConfig;
@@ -41,7 +47,7 @@ pub(crate) fn command() -> Command {
             .help(help)
     };
     Command::new("bench")
-        .about("Load generator: in this process, or over the daemon's socket with --socket")
+        .about("Load generator: in this process, over the daemon's socket with --socket, or over HTTP with --http")
         .arg(
             Arg::new("op")
                 .long("op")
@@ -67,17 +73,23 @@ pub(crate) fn command() -> Command {
                 .default_value("5")
                 .help("How long to run: seconds (e.g. 5, 0.5), or with a unit (500ms, 2s)"),
         )
-        .arg(num("connections", "1", "Connections (socket mode)"))
+        .arg(num("connections", "1", "Connections (socket and HTTP modes)"))
         .arg(num(
             "pipeline",
             "1",
-            "Requests in flight per connection (socket mode)",
+            "Requests in flight per connection (socket and HTTP modes)",
         ))
         .arg(
             Arg::new("key-id")
                 .long("key-id")
                 .value_name("KEY")
-                .help("Socket mode: the key to use (default: a new key in the default store)"),
+                .help("Socket and HTTP modes: the key to use (default: a new key, CreateKey)"),
+        )
+        .arg(
+            Arg::new("http")
+                .long("http")
+                .value_name("URL")
+                .help("Drive an AWS JSON 1.1 KMS endpoint (kmscksd --http, moto) at URL"),
         )
         .arg(
             Arg::new("baseline")
@@ -104,6 +116,7 @@ pub(crate) fn command() -> Command {
                     "connections",
                     "pipeline",
                     "key-id",
+                    "http",
                 ])
                 .help("Scale report: create N durable keys in a fresh data directory and measure"),
         )
@@ -171,7 +184,7 @@ pub(crate) fn opts(m: &ArgMatches) -> Result<LoadOpts, CliError> {
 }
 
 /// The human-readable report.
-/// `socket`: the report of the socket mode, whose `threads`/`batch` members hold the
+/// `socket`: the report of the socket or HTTP mode, whose `threads`/`batch` members hold the
 /// connections and the pipeline depth.
 pub(crate) fn human(r: &LoadReport, socket: bool) -> String {
     let (a, b) = if socket {
@@ -214,8 +227,24 @@ pub(crate) fn run(
     if let Some(&keys) = m.get_one::<u64>("scale") {
         return run_scale(m, keys, &o, out, err);
     }
-    let socket_mode = matches!(target, Target::Socket(_)) && socket_given(m);
-    let report = if let (true, Target::Socket(path)) = (socket_mode, target) {
+    let http = m.get_one::<String>("http");
+    let socket_mode = http.is_none() && matches!(target, Target::Socket(_)) && socket_given(m);
+    let report = if let Some(url) = http {
+        let ho = HttpLoadOpts {
+            op: o.op,
+            connections: usize_arg(m, "connections"),
+            pipeline: usize_arg(m, "pipeline"),
+            payload: o.payload,
+            duration: o.duration,
+            key_id: m.get_one::<String>("key-id").cloned(),
+        };
+        let r = if m.get_flag("baseline") {
+            loadgen_http::compare_http(url, &ho)
+        } else {
+            loadgen_http::run_http(url, &ho)
+        };
+        r.map_err(CliError::Other)?
+    } else if let (true, Target::Socket(path)) = (socket_mode, target) {
         let so = SocketLoadOpts {
             op: o.op,
             connections: usize_arg(m, "connections"),
@@ -248,7 +277,7 @@ pub(crate) fn run(
     let text = if m.get_flag("json") {
         format!("{}\n", report.to_json())
     } else {
-        human(&report, socket_mode)
+        human(&report, socket_mode || http.is_some())
     };
     out.write_all(text.as_bytes())
         .map_err(|e| CliError::Other(format!("cannot write the output: {e}")))

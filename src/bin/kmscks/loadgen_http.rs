@@ -1,0 +1,579 @@
+//! Load generator over HTTP (AWS JSON 1.1), and its floor: an in-process HTTP echo server.
+//!
+//! Why its own mode: the AWS SDKs reach kmscks through `kmscksd --http`, and the claim to
+//! check is how that path compares with other AWS-JSON KMS endpoints (moto's server) and with
+//! the Unix socket. So the generator speaks only what any such endpoint accepts — `POST /`,
+//! `X-Amz-Target: TrentService.<Op>`, a JSON body, an `Authorization` header of SigV4's shape
+//! (signed by nobody: local emulators accept any) — and judges answers by their status alone.
+//!
+//! [`run_http`] keeps `connections` keep-alive connections, each with `pipeline` requests in
+//! flight, for `duration`; every request of a run is the same bytes, built once. Answers are
+//! read with `httparse` (one per `Content-Length` body); a server that closes a connection (or
+//! says `Connection: close`) gets a new one and the unanswered requests again. The floor
+//! ([`compare_http`]) is an echo server in this process answering every request with the
+//! bytes of one real answer of the endpoint, over loopback TCP with the same C and D: what is
+//! left is "everything except the server's work". The report is the socket mode's
+//! [`LoadReport`] (`threads` = connections, `batch` = pipeline depth).
+
+use std::collections::VecDeque;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+use crate::loadgen::{LoadOp, LoadReport};
+
+/// The access key id the requests claim (kmscksd's default root access key; moto accepts any).
+const ACCESS_KEY_ID: &str = "test";
+/// The Region of the requests' credential scope (moto takes its Region from it).
+const REGION: &str = "us-east-1";
+/// Headers an answer may have.
+const MAX_ANSWER_HEADERS: usize = 64;
+/// Bytes read per `read` call (grown when one answer is larger).
+const READ_CHUNK: usize = 64 << 10;
+
+/// What to run over HTTP.
+#[derive(Clone, Debug)]
+pub(crate) struct HttpLoadOpts {
+    /// The operation.
+    pub op: LoadOp,
+    /// Keep-alive connections (one driving thread each).
+    pub connections: usize,
+    /// Requests in flight per connection.
+    pub pipeline: usize,
+    /// Payload bytes (plaintext size, or data key / random length).
+    pub payload: usize,
+    /// How long to run.
+    pub duration: Duration,
+    /// The key to use; `None`: create one with CreateKey first.
+    pub key_id: Option<String>,
+}
+
+/// Where requests go: `http://host[:port][/]`.
+#[derive(Clone, Debug)]
+pub(crate) struct Endpoint {
+    addr: SocketAddr,
+    /// The `Host` header.
+    host: String,
+}
+
+impl Endpoint {
+    /// Parses and resolves `url` (plain `http` only: the endpoints measured are local).
+    pub(crate) fn parse(url: &str) -> Result<Endpoint, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("--http: {url:?} is not an http:// URL"))?;
+        let host = rest.trim_end_matches('/');
+        if host.is_empty() || host.contains('/') {
+            return Err(format!(
+                "--http: {url:?} must be http://HOST:PORT (the path is /)"
+            ));
+        }
+        let with_port = if host.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']')) {
+            host.to_owned()
+        } else {
+            format!("{host}:80")
+        };
+        let addr = with_port
+            .to_socket_addrs()
+            .map_err(|e| format!("--http: cannot resolve {host:?}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("--http: {host:?} has no address"))?;
+        Ok(Endpoint {
+            addr,
+            host: host.to_owned(),
+        })
+    }
+
+    fn connect(&self) -> Result<TcpStream, String> {
+        let s = TcpStream::connect(self.addr)
+            .map_err(|e| format!("cannot connect to {}: {e}", self.addr))?;
+        // Latency is the point: no Nagle delay on the small requests.
+        let _ = s.set_nodelay(true);
+        Ok(s)
+    }
+
+    /// The bytes of one request of `target` (an operation name) with `body`.
+    fn request(&self, operation: &str, body: &str) -> Vec<u8> {
+        let now = time::OffsetDateTime::now_utc();
+        let (date, stamp) = (
+            format!(
+                "{:04}{:02}{:02}",
+                now.year(),
+                u8::from(now.month()),
+                now.day()
+            ),
+            format!("{:02}{:02}{:02}", now.hour(), now.minute(), now.second()),
+        );
+        format!(
+            "POST / HTTP/1.1\r\nHost: {host}\r\nX-Amz-Target: TrentService.{operation}\r\n\
+             Content-Type: application/x-amz-json-1.1\r\nX-Amz-Date: {date}T{stamp}Z\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/{date}/{REGION}/kms/\
+             aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, \
+             Signature={sig}\r\nContent-Length: {len}\r\n\r\n{body}",
+            host = self.host,
+            sig = "0".repeat(64),
+            len = body.len(),
+        )
+        .into_bytes()
+    }
+}
+
+/// One answer read off a connection's buffer.
+struct Answer {
+    status: u16,
+    /// Bytes it took (head and body).
+    len: usize,
+    /// The server closes the connection after it.
+    close: bool,
+    /// Where its body starts.
+    body_at: usize,
+}
+
+/// The answer at the start of `buf`, if whole.
+fn parse_answer(buf: &[u8]) -> Result<Option<Answer>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_ANSWER_HEADERS];
+    let mut r = httparse::Response::new(&mut headers);
+    let head = match r.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("malformed HTTP answer: {e}")),
+    };
+    let status = r.code.unwrap_or(0);
+    let mut length = None;
+    let mut close = r.version == Some(0);
+    for h in r.headers.iter() {
+        let value = std::str::from_utf8(h.value).unwrap_or("").trim();
+        if h.name.eq_ignore_ascii_case("content-length") {
+            length = Some(
+                value
+                    .parse::<usize>()
+                    .map_err(|_| format!("bad Content-Length {value:?} in an answer"))?,
+            );
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(format!(
+                "answers with Transfer-Encoding {value:?} are not supported"
+            ));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            close = value.eq_ignore_ascii_case("close");
+        }
+    }
+    let length = match (length, status) {
+        (Some(n), _) => n,
+        (None, 100..=199 | 204 | 304) => 0,
+        (None, _) => return Err(format!("an answer ({status}) has no Content-Length")),
+    };
+    if buf.len() < head + length {
+        return Ok(None);
+    }
+    Ok(Some(Answer {
+        status,
+        len: head + length,
+        close,
+        body_at: head,
+    }))
+}
+
+/// Sends `request` on a fresh connection and reads its answer: (status, JSON body, the raw
+/// answer bytes).
+fn call_once(ep: &Endpoint, request: &[u8]) -> Result<(u16, Value, Vec<u8>), String> {
+    let mut s = ep.connect()?;
+    s.write_all(request)
+        .map_err(|e| format!("cannot send to {}: {e}", ep.addr))?;
+    let mut buf = Vec::new();
+    loop {
+        if let Some(a) = parse_answer(&buf)? {
+            if (100..200).contains(&a.status) {
+                buf.drain(..a.len);
+                continue;
+            }
+            let body = serde_json::from_slice(&buf[a.body_at..a.len]).unwrap_or(Value::Null);
+            buf.truncate(a.len);
+            return Ok((a.status, body, buf));
+        }
+        let at = buf.len();
+        buf.resize(at + READ_CHUNK, 0);
+        let n = s
+            .read(&mut buf[at..])
+            .map_err(|e| format!("cannot read from {}: {e}", ep.addr))?;
+        buf.truncate(at + n);
+        if n == 0 {
+            return Err(format!("{} closed the connection unanswered", ep.addr));
+        }
+    }
+}
+
+/// Calls `operation` and gives its JSON answer, or the endpoint's error.
+fn call_ok(ep: &Endpoint, operation: &str, body: &Value) -> Result<(Value, Vec<u8>), String> {
+    let (status, answer, raw) = call_once(ep, &ep.request(operation, &body.to_string()))?;
+    if status != 200 {
+        return Err(format!("{operation} answered {status}: {answer}"));
+    }
+    Ok((answer, raw))
+}
+
+/// The body of one request of `op` on `key_id`.
+fn body(op: LoadOp, key_id: &str, payload: usize, ciphertext: &str) -> Value {
+    let plaintext = base64::engine::general_purpose::STANDARD.encode(vec![0x5a; payload]);
+    match op {
+        LoadOp::GenerateDataKey if payload == 32 => json!({"KeyId": key_id, "KeySpec": "AES_256"}),
+        LoadOp::GenerateDataKey => json!({"KeyId": key_id, "NumberOfBytes": payload}),
+        LoadOp::Encrypt => json!({"KeyId": key_id, "Plaintext": plaintext}),
+        LoadOp::Decrypt => json!({"KeyId": key_id, "CiphertextBlob": ciphertext}),
+        LoadOp::GenerateRandom => json!({"NumberOfBytes": payload}),
+    }
+}
+
+/// The request of the run (the key created unless given; for Decrypt, a ciphertext made
+/// first) and one real answer to it.
+fn prepare(ep: &Endpoint, opts: &HttpLoadOpts) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let key_id = match &opts.key_id {
+        Some(k) => k.clone(),
+        None if opts.op == LoadOp::GenerateRandom => String::new(),
+        None => {
+            let (answer, _) = call_ok(ep, "CreateKey", &json!({"Description": "kmscks bench"}))?;
+            answer["KeyMetadata"]["KeyId"]
+                .as_str()
+                .ok_or_else(|| format!("CreateKey answered without a KeyId: {answer}"))?
+                .to_owned()
+        }
+    };
+    let mut ciphertext = String::new();
+    if opts.op == LoadOp::Decrypt {
+        let (answer, _) = call_ok(
+            ep,
+            "Encrypt",
+            &body(LoadOp::Encrypt, &key_id, opts.payload, ""),
+        )?;
+        ciphertext = answer["CiphertextBlob"]
+            .as_str()
+            .ok_or_else(|| format!("Encrypt answered without a CiphertextBlob: {answer}"))?
+            .to_owned();
+    }
+    let b = body(opts.op, &key_id, opts.payload, &ciphertext).to_string();
+    let request = ep.request(opts.op.name(), &b);
+    // One real answer: a setup error shows here, not as error counts; the floor echoes it.
+    let (_, sample) = call_ok(
+        ep,
+        opts.op.name(),
+        &serde_json::from_str(&b).unwrap_or(Value::Null),
+    )?;
+    Ok((request, sample))
+}
+
+/// What one connection counted: answers 200, other answers, latencies.
+type Counts = (u64, u64, Histogram<u64>);
+
+/// Drives one connection until `stop`, keeping `depth` requests in flight.
+fn drive_conn(
+    ep: &Endpoint,
+    request: &[u8],
+    depth: usize,
+    stop: &AtomicBool,
+    start: &Barrier,
+) -> Result<Counts, String> {
+    let mut hist = crate::loadgen::new_hist();
+    let (mut done, mut errors) = (0u64, 0u64);
+    // `depth` copies of the request: any number of them goes out with one write.
+    let burst = request.repeat(depth);
+    let connected = ep.connect();
+    start.wait();
+    let mut s = connected?;
+    let mut sent: VecDeque<Instant> = VecDeque::with_capacity(depth);
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut filled = 0;
+    let mut to_send = depth;
+    let mut silent_reconnects = 0;
+    loop {
+        if to_send > 0 {
+            s.write_all(&burst[..to_send * request.len()])
+                .map_err(|e| format!("cannot send to {}: {e}", ep.addr))?;
+            let now = Instant::now();
+            sent.extend(std::iter::repeat_n(now, to_send));
+            to_send = 0;
+        }
+        let n = match s.read(&mut buf[filled..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+            Err(e) => return Err(format!("cannot read from {}: {e}", ep.addr)),
+        };
+        filled += n;
+        let stopped = stop.load(Ordering::Relaxed);
+        let (mut pos, mut close) = (0, n == 0);
+        while !close {
+            let Some(a) = parse_answer(&buf[pos..filled])? else {
+                break;
+            };
+            pos += a.len;
+            close = a.close;
+            if (100..200).contains(&a.status) {
+                continue;
+            }
+            let Some(t) = sent.pop_front() else {
+                return Err(format!("{} sent an answer nobody asked for", ep.addr));
+            };
+            if !stopped {
+                // Answers after the stop are stragglers: the clock has stopped.
+                let _ = hist.record(t.elapsed().as_nanos().max(1) as u64);
+                if a.status == 200 {
+                    done += 1;
+                } else {
+                    errors += 1;
+                }
+                to_send += 1;
+            }
+            silent_reconnects = 0;
+        }
+        buf.copy_within(pos..filled, 0);
+        filled -= pos;
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        if close {
+            if stopped || sent.is_empty() && to_send == 0 {
+                break;
+            }
+            silent_reconnects += 1;
+            if silent_reconnects > 3 {
+                return Err(format!("{} closes connections without answering", ep.addr));
+            }
+            // Whatever was not answered is asked again on a new connection.
+            s = ep.connect()?;
+            filled = 0;
+            to_send += sent.len();
+            sent.clear();
+        }
+        if stopped && sent.is_empty() {
+            break;
+        }
+    }
+    Ok((done, errors, hist))
+}
+
+/// Drives `ep` with `opts.connections` connections sending `request` for `opts.duration`.
+fn drive(ep: &Endpoint, opts: &HttpLoadOpts, request: &[u8]) -> Result<LoadReport, String> {
+    let conns = opts.connections.max(1);
+    let depth = opts.pipeline.max(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Arc::new(Barrier::new(conns + 1));
+    let request: Arc<[u8]> = request.into();
+    let handles: Vec<_> = (0..conns)
+        .map(|_| {
+            let (ep, stop, start, request) =
+                (ep.clone(), stop.clone(), start.clone(), request.clone());
+            thread::spawn(move || drive_conn(&ep, &request, depth, &stop, &start))
+        })
+        .collect();
+    start.wait();
+    let t0 = Instant::now();
+    thread::sleep(opts.duration);
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = t0.elapsed();
+    let mut hist = crate::loadgen::new_hist();
+    let (mut done, mut errors) = (0u64, 0u64);
+    let mut first_err = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok((d, e, hh))) => {
+                done += d;
+                errors += e;
+                let _ = hist.add(&hh);
+            }
+            Ok(Err(e)) => first_err = first_err.or(Some(e)),
+            Err(_) => first_err = first_err.or(Some("a load generator thread panicked".into())),
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    Ok(LoadReport::measured(
+        opts.op,
+        (conns, depth),
+        opts.payload,
+        (done, errors),
+        elapsed,
+        &hist,
+    ))
+}
+
+/// Drives the endpoint at `url` as `opts` says.
+pub(crate) fn run_http(url: &str, opts: &HttpLoadOpts) -> Result<LoadReport, String> {
+    let ep = Endpoint::parse(url)?;
+    let (request, _) = prepare(&ep, opts)?;
+    drive(&ep, opts, &request)
+}
+
+/// Runs the endpoint at `url`, then the echo floor with the same requests, answers, C and D;
+/// fills in the baseline members and `ratio` = endpoint ops/s ÷ echo ops/s.
+pub(crate) fn compare_http(url: &str, opts: &HttpLoadOpts) -> Result<LoadReport, String> {
+    let ep = Endpoint::parse(url)?;
+    let (request, sample) = prepare(&ep, opts)?;
+    let r = drive(&ep, opts, &request)?;
+    let echo = EchoServer::start(sample)?;
+    let b = drive(&echo.endpoint(), opts, &request)?;
+    Ok(r.with_baseline(&b))
+}
+
+/// An HTTP server in this process answering every request with the same bytes: a thread per
+/// connection, each read's whole requests answered with one write. Stops accepting when
+/// dropped (its connections end when their clients close).
+struct EchoServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    accept: Option<thread::JoinHandle<()>>,
+}
+
+impl EchoServer {
+    fn start(answer: Vec<u8>) -> Result<EchoServer, String> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| format!("cannot start the echo floor: {e}"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("the echo floor has no address: {e}"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let answer: Arc<[u8]> = answer.into();
+        let flag = stop.clone();
+        let accept = thread::spawn(move || {
+            for conn in listener.incoming() {
+                if flag.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(conn) = conn else { continue };
+                let answer = answer.clone();
+                thread::spawn(move || echo(conn, &answer));
+            }
+        });
+        Ok(EchoServer {
+            addr,
+            stop,
+            accept: Some(accept),
+        })
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            addr: self.addr,
+            host: self.addr.to_string(),
+        }
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wakes the accepting thread, which then sees the flag.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Serves one echo connection until the client closes it (or sends what is not a request).
+fn echo(mut s: TcpStream, answer: &[u8]) {
+    let _ = s.set_nodelay(true);
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut filled = 0;
+    let mut out = Vec::new();
+    loop {
+        let n = match s.read(&mut buf[filled..]) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        filled += n;
+        let mut pos = 0;
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_ANSWER_HEADERS];
+            let mut req = httparse::Request::new(&mut headers);
+            let head = match req.parse(&buf[pos..filled]) {
+                Ok(httparse::Status::Complete(n)) => n,
+                Ok(httparse::Status::Partial) => break,
+                Err(_) => return,
+            };
+            let length = req
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                .unwrap_or(0usize);
+            if filled - pos < head + length {
+                break;
+            }
+            pos += head + length;
+            out.extend_from_slice(answer);
+        }
+        buf.copy_within(pos..filled, 0);
+        filled -= pos;
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        if !out.is_empty() {
+            if s.write_all(&out).is_err() {
+                return;
+            }
+            out.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_an_address_and_a_host_header() {
+        let ep = Endpoint::parse("http://127.0.0.1:4599/").unwrap();
+        assert_eq!(ep.addr, "127.0.0.1:4599".parse().unwrap());
+        assert_eq!(ep.host, "127.0.0.1:4599");
+        assert_eq!(Endpoint::parse("http://127.0.0.1").unwrap().addr.port(), 80);
+        for bad in [
+            "https://127.0.0.1:1",
+            "127.0.0.1:1",
+            "http://",
+            "http://h:1/kms",
+        ] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn answers_are_framed_by_content_length_and_may_close() {
+        let two = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}HTTP/1.1 400 Bad\r\n\
+                    Connection: close\r\nContent-Length: 0\r\n\r\n";
+        let a = parse_answer(two).unwrap().unwrap();
+        assert_eq!(
+            (a.status, a.close, &two[a.body_at..a.len]),
+            (200, false, &b"{}"[..])
+        );
+        let b = parse_answer(&two[a.len..]).unwrap().unwrap();
+        assert_eq!((b.status, b.close, a.len + b.len), (400, true, two.len()));
+        assert!(parse_answer(&two[..a.len - 1]).unwrap().is_none());
+        assert!(parse_answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn the_echo_floor_answers_every_pipelined_request() {
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".to_vec();
+        let echo = EchoServer::start(answer).unwrap();
+        let ep = echo.endpoint();
+        let request = ep.request("GenerateDataKey", r#"{"KeyId":"alias/x"}"#);
+        let opts = HttpLoadOpts {
+            op: LoadOp::GenerateDataKey,
+            connections: 2,
+            pipeline: 8,
+            payload: 32,
+            duration: Duration::from_millis(100),
+            key_id: None,
+        };
+        let r = drive(&ep, &opts, &request).unwrap();
+        assert_eq!((r.errors, r.threads, r.batch), (0, 2, 8));
+        assert!(r.ops_per_sec > 0.0 && r.p50_us <= r.p99_us, "{r:?}");
+    }
+}
