@@ -371,28 +371,14 @@ fn drive(ep: &Endpoint, opts: &HttpLoadOpts, request: &[u8]) -> Result<LoadRepor
             thread::spawn(move || drive_conn(&ep, &request, depth, &stop, &start))
         })
         .collect();
-    start.wait();
-    let t0 = Instant::now();
-    thread::sleep(opts.duration);
-    stop.store(true, Ordering::Relaxed);
-    let elapsed = t0.elapsed();
-    let mut hist = crate::loadgen::new_hist();
-    let (mut done, mut errors) = (0u64, 0u64);
-    let mut first_err = None;
-    for h in handles {
-        match h.join() {
-            Ok(Ok((d, e, hh))) => {
-                done += d;
-                errors += e;
-                let _ = hist.add(&hh);
-            }
-            Ok(Err(e)) => first_err = first_err.or(Some(e)),
-            Err(_) => first_err = first_err.or(Some("a load generator thread panicked".into())),
-        }
-    }
-    if let Some(e) = first_err {
-        return Err(e);
-    }
+    let crate::loadgen::Window {
+        done,
+        errors,
+        hist,
+        elapsed,
+    } = crate::loadgen::measure_window(&start, &stop, opts.duration, handles, || {
+        "a load generator thread panicked".to_owned()
+    })?;
     Ok(LoadReport::measured(
         opts.op,
         (conns, depth),

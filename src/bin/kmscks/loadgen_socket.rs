@@ -178,33 +178,17 @@ fn drive(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker) -> Result<Loa
             },
         ));
     }
-    start.wait();
-    let t0 = Instant::now();
-    thread::sleep(opts.duration);
-    stop.store(true, Ordering::Relaxed);
-    let elapsed = t0.elapsed();
-    let mut hist = crate::loadgen::new_hist();
-    let (mut done, mut errors) = (0u64, 0u64);
-    let mut first_err = None;
-    for h in handles {
-        match h.join() {
-            Ok(Ok((d, e, hh))) => {
-                done += d;
-                errors += e;
-                let _ = hist.add(&hh);
-            }
-            Ok(Err(e)) => first_err = first_err.or(Some(e)),
-            Err(_) => {
-                first_err = first_err.or(Some(KmsError::new(
-                    ErrorKind::KMSInternalException,
-                    "a load generator thread panicked",
-                )))
-            }
-        }
-    }
-    if let Some(e) = first_err {
-        return Err(e);
-    }
+    let crate::loadgen::Window {
+        done,
+        errors,
+        hist,
+        elapsed,
+    } = crate::loadgen::measure_window(&start, &stop, opts.duration, handles, || {
+        KmsError::new(
+            ErrorKind::KMSInternalException,
+            "a load generator thread panicked",
+        )
+    })?;
     Ok(LoadReport::measured(
         opts.op,
         (conns, depth),
