@@ -63,7 +63,7 @@ kms_errors! {
     /// The operation is not supported for this key or key store.
     UnsupportedOperationException = 1027, 400;
     /// A `DryRun` request would have succeeded.
-    DryRunOperationException = 1028, 400;
+    DryRunOperationException = 1028, 412;
     // --- Generic AWS JSON protocol errors (spec §9).
     /// An input failed its constraints.
     ValidationException = 1100, 400;
