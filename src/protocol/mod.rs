@@ -19,6 +19,7 @@ mod codec;
 pub mod echo;
 mod frame;
 mod hello;
+mod unhonoured;
 
 pub use codec::{
     decode_request, decode_response, encode_error, encode_protocol_error, encode_request,
