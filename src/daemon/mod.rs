@@ -206,6 +206,7 @@ impl Daemon {
                 let limits = http::Limits {
                     quotas: quota::Quotas::new(&self.config, crate::peer::effective_uid()),
                     idle_timeout: std::time::Duration::from_secs(self.config.idle_timeout_secs),
+                    max_pending_answers: self.config.max_pending_reply_bytes,
                 };
                 Some(endpoint.spawn(self.kms.clone(), limits, ids, shutdown.clone())?)
             }

@@ -14,8 +14,17 @@
 //! connection over them is closed at accept, so another local user cannot take every
 //! connection), closed after `idle_timeout_secs` without a whole request (a client dribbling
 //! a request byte by byte is closed as an idle one). Request bytes are wiped
-//! once handled and answer bytes once written (they carry plaintexts and data keys). A slow
+//! once handled and answer bytes once written (they carry plaintexts and data keys), and a
+//! buffer that grows or shrinks leaves no copy behind. A slow
 //! HSM's latency holds the connection's answers, never the thread (see `engine::latency`).
+//!
+//! Fairness, as on the socket: a connection's turn reads at most [`MAX_ROUNDS`] ×
+//! [`READ_CHUNK`] bytes before the others get theirs (a connection with more goes to the back,
+//! served after the next poll's events); a connection is read only while its unwritten answers
+//! are under `max_pending_reply_bytes` and while its uid's bytes held here (requests not yet
+//! answered, answers not yet written, beyond [`CONN_FLOOR`] per connection) are under
+//! `max_memory_per_uid` — a connection without that room is *stalled* until the uid's memory
+//! goes down. The HTTP endpoint counts its connections and memory apart from the socket's.
 //!
 //! Who a request acts as is `identity`'s: the uid owning the client's end first (another
 //! local user is never the daemon's principals), then the access key id it signs with.
@@ -43,7 +52,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use super::dispatch::{Batcher, Replies};
-use super::quota::Quotas;
+use super::quota::{Quotas, CONN_FLOOR};
 use super::Shutdown;
 use crate::api::kms::WaitForConnectionRequest;
 use crate::error::Result;
@@ -57,8 +66,10 @@ const LISTENER: Token = Token(usize::MAX);
 /// How often the loop looks at the shutdown flag and the idle connections when nothing
 /// happens.
 const TICK: Duration = Duration::from_millis(200);
-/// Bytes read per `read` call.
+/// Bytes read per round of a connection's turn.
 const READ_CHUNK: usize = 16 << 10;
+/// Read-and-answer rounds for one connection per turn before the others get theirs.
+const MAX_ROUNDS: usize = 8;
 
 /// The bound HTTP listener, not yet serving.
 #[derive(Debug)]
@@ -70,9 +81,13 @@ pub(super) struct HttpEndpoint {
 /// The limits the endpoint applies, from the daemon's configuration.
 #[derive(Debug)]
 pub(super) struct Limits {
-    /// Connections per uid (the HTTP listener counts its own, beside the socket's).
+    /// Connections and memory per uid (the HTTP listener counts its own, beside the
+    /// socket's).
     pub quotas: Quotas,
     pub idle_timeout: Duration,
+    /// Answers a connection may leave unwritten before it is read no more
+    /// (`max_pending_reply_bytes`).
+    pub max_pending_answers: usize,
 }
 
 /// Who requests act as (see `identity` and `sigv4`).
@@ -163,6 +178,36 @@ struct Conn {
     /// Without credentials: the access key id (`None`: unsigned) `acting` was derived from,
     /// so that a connection's requests, signed with one key, skip deriving the principal.
     acting_key: Option<Option<String>>,
+    /// Bytes charged to the uid's memory quota (what it holds beyond [`CONN_FLOOR`]).
+    charged: usize,
+    /// Not read for lack of memory room, until the uid's memory goes down.
+    stalled: bool,
+}
+
+impl Conn {
+    /// What the connection holds against its uid's memory quota: request bytes read and not
+    /// yet answered, answers not yet written.
+    fn memory(&self) -> usize {
+        self.rbuf.len() + self.unwritten()
+    }
+
+    fn unwritten(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+}
+
+/// What a connection's turn ended with.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Nothing to do before the socket or the clock says so.
+    Wait,
+    /// Work left (bytes on the socket, requests in the buffer): to be served again after the
+    /// others, on this turn of the loop.
+    More,
+    /// No memory room to read another request: read again once the uid's memory goes down.
+    Stalled,
+    /// To be closed.
+    Close,
 }
 
 impl Drop for Conn {
@@ -191,14 +236,23 @@ fn serve(
     let mut batcher = Batcher::default();
     let mut events = Events::with_capacity(256);
     let mut last_sweep = Instant::now();
+    // Connections with work left after their turn, or woken from a stall: served after the
+    // next poll's events.
+    let mut again: Vec<usize> = Vec::new();
+    // The connections to serve on this turn (kept to reuse its allocation).
+    let mut ready: Vec<usize> = Vec::new();
     while !shutdown.is_triggered() {
         let now = Instant::now();
-        let timeout = conns
-            .iter()
-            .flatten()
-            .filter_map(|c| c.held_until)
-            .map(|t| t.saturating_duration_since(now))
-            .fold(TICK, Duration::min);
+        let timeout = if again.is_empty() {
+            conns
+                .iter()
+                .flatten()
+                .filter_map(|c| c.held_until)
+                .map(|t| t.saturating_duration_since(now))
+                .fold(TICK, Duration::min)
+        } else {
+            Duration::ZERO
+        };
         if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
@@ -208,47 +262,77 @@ fn serve(
         for event in events.iter() {
             if event.token() == LISTENER {
                 accept_all(&listener, &poll, &mut conns, &mut limits.quotas);
-                continue;
+            } else {
+                ready.push(event.token().0);
             }
-            let slot = event.token().0;
+        }
+        ready.append(&mut again);
+        // Held connections whose time has come.
+        let now = Instant::now();
+        for (slot, conn) in conns.iter_mut().enumerate() {
+            if let Some(c) = conn
+                .as_mut()
+                .filter(|c| c.held_until.is_some_and(|t| t <= now))
+            {
+                c.held_until = None;
+                ready.push(slot);
+            }
+        }
+        for slot in ready.drain(..) {
             let Some(conn) = conns.get_mut(slot).and_then(Option::as_mut) else {
                 continue;
             };
-            let keep = turn(conn, kms, ids, &mut batcher);
-            if !keep {
-                close(&poll, &mut conns, slot, &mut limits.quotas);
-            }
-        }
-        // Held connections whose time has come.
-        let now = Instant::now();
-        for slot in 0..conns.len() {
-            let due = conns[slot]
-                .as_ref()
-                .and_then(|c| c.held_until)
-                .is_some_and(|t| t <= now);
-            if due {
-                let keep = conns[slot].as_mut().is_some_and(|c| {
-                    c.held_until = None;
-                    turn(c, kms, ids, &mut batcher)
-                });
-                if !keep {
-                    close(&poll, &mut conns, slot, &mut limits.quotas);
+            let outcome = turn(conn, kms, ids, &mut batcher, &mut limits);
+            let woken = sync_charge(conn, &mut limits.quotas);
+            match outcome {
+                Outcome::Wait => {}
+                Outcome::More => again.push(slot),
+                Outcome::Stalled => {
+                    conn.stalled = true;
+                    limits.quotas.wait(conn.uid, slot);
                 }
+                Outcome::Close => close(&poll, &mut conns, slot, &mut limits.quotas, &mut again),
             }
+            wake(&mut conns, woken, &mut again);
         }
         if last_sweep.elapsed() >= Duration::from_secs(1) {
             last_sweep = Instant::now();
             for slot in 0..conns.len() {
+                // A stalled connection is idle too: one waiting for room its uid's other
+                // connections never give back is closed like any other idle one.
                 let idle = conns[slot].as_ref().is_some_and(|c| {
                     c.held_until.is_none() && c.last_active.elapsed() >= limits.idle_timeout
                 });
                 if idle {
-                    close(&poll, &mut conns, slot, &mut limits.quotas);
+                    close(&poll, &mut conns, slot, &mut limits.quotas, &mut again);
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Brings the uid's memory charge for `conn` up to date; the slots of the uid's stalled
+/// connections to read again, when it went down.
+fn sync_charge(conn: &mut Conn, quotas: &mut Quotas) -> Vec<usize> {
+    let now = conn.memory().saturating_sub(CONN_FLOOR);
+    if now == conn.charged {
+        return Vec::new();
+    }
+    let old = std::mem::replace(&mut conn.charged, now);
+    quotas.charge(conn.uid, old, now)
+}
+
+/// Puts the stalled connections among `slots` back to be served on this turn.
+fn wake(conns: &mut [Option<Conn>], slots: Vec<usize>, again: &mut Vec<usize>) {
+    for slot in slots {
+        if let Some(conn) = conns.get_mut(slot).and_then(Option::as_mut) {
+            if conn.stalled {
+                conn.stalled = false;
+                again.push(slot);
+            }
+        }
+    }
 }
 
 fn accept_all(
@@ -310,62 +394,117 @@ fn accept_all(
             uid,
             acting: None,
             acting_key: None,
+            charged: 0,
+            stalled: false,
         });
     }
 }
 
-fn close(poll: &Poll, conns: &mut [Option<Conn>], slot: usize, quotas: &mut Quotas) {
+fn close(
+    poll: &Poll,
+    conns: &mut [Option<Conn>],
+    slot: usize,
+    quotas: &mut Quotas,
+    again: &mut Vec<usize>,
+) {
     if let Some(mut conn) = conns.get_mut(slot).and_then(Option::take) {
         let _ = poll.registry().deregister(&mut conn.stream);
+        let woken = quotas.charge(conn.uid, conn.charged, 0);
         quotas.release(conn.uid);
+        wake(conns, woken, again);
     }
 }
 
-/// Reads, answers and writes what the connection allows now; false when it is to be closed.
-fn turn(conn: &mut Conn, kms: &Kms, ids: &Identities, batcher: &mut Batcher) -> bool {
+/// Reads, answers and writes what the connection allows now, for at most [`MAX_ROUNDS`]
+/// rounds of at most [`READ_CHUNK`] bytes read each, so that one busy client cannot keep the
+/// loop from the others; reads only what the uid's memory quota and the connection's unwritten
+/// answers leave room for.
+fn turn(
+    conn: &mut Conn,
+    kms: &Kms,
+    ids: &Identities,
+    batcher: &mut Batcher,
+    limits: &mut Limits,
+) -> Outcome {
     if conn.held_until.is_some() {
-        return true;
+        return Outcome::Wait;
     }
-    loop {
-        let read_more = fill(conn);
+    for _ in 0..MAX_ROUNDS {
+        let read = if conn.unwritten() >= limits.max_pending_answers {
+            // The client reads its answers too slowly: read it no more until they are
+            // written (a WRITABLE event comes then).
+            Filled::Limit(0)
+        } else {
+            let room = CONN_FLOOR.saturating_sub(conn.memory()) + limits.quotas.room(conn.uid);
+            fill(conn, room.min(READ_CHUNK))
+        };
+        let (buffered, unwritten) = (conn.rbuf.len(), conn.unwritten());
         answer(conn, kms, ids, batcher);
         if let Some(owed) = Some(crate::engine::latency::take_owed()).filter(|d| !d.is_zero()) {
             conn.held_until = Some(Instant::now() + owed);
-            return true;
+            return Outcome::Wait;
         }
+        let answered = conn.rbuf.len() < buffered || conn.unwritten() > unwritten;
         match flush(conn) {
-            Err(_) => return false,
-            Ok(true) if conn.close_after_write => return false,
-            Ok(true) if conn.eof && conn.rbuf.is_empty() => return false,
+            Err(_) => return Outcome::Close,
+            Ok(true) if conn.close_after_write => return Outcome::Close,
+            Ok(true) if conn.eof && conn.rbuf.is_empty() => return Outcome::Close,
             Ok(_) => {}
         }
-        if !read_more || conn.close_after_write {
-            return true;
+        let written = conn.unwritten() < unwritten;
+        match read {
+            Filled::Drained => return Outcome::Wait,
+            Filled::Limit(n) if n == 0 && !answered && !written => {
+                // Nothing moved: the client reads nothing (its WRITABLE event wakes it), or
+                // the uid has no memory room left (its next uncharge wakes it).
+                return if conn.unwritten() > 0 {
+                    Outcome::Wait
+                } else {
+                    Outcome::Stalled
+                };
+            }
+            Filled::Limit(_) if conn.close_after_write => return Outcome::Wait,
+            Filled::Limit(_) => {}
         }
     }
+    Outcome::More
 }
 
-/// Reads what the socket has, up to one whole request's worth of buffer; true if it stopped
-/// because the buffer was full (more may wait on the socket).
-fn fill(conn: &mut Conn) -> bool {
+/// How a `fill` ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Filled {
+    /// The socket has nothing more now (or the peer closed its side).
+    Drained,
+    /// Read this many bytes and stopped at the limit: more may wait on the socket.
+    Limit(usize),
+}
+
+/// Reads what the socket has, up to `limit` bytes and one whole request's worth of buffer.
+fn fill(conn: &mut Conn, limit: usize) -> Filled {
     let cap = MAX_HEAD + MAX_BODY;
+    let mut read = 0;
     while !conn.eof && !conn.close_after_write {
-        if conn.rbuf.len() >= cap {
-            return true;
-        }
         let start = conn.rbuf.len();
-        let want = READ_CHUNK.min(cap - start);
+        let want = (limit - read).min(cap.saturating_sub(start));
+        if want == 0 {
+            return Filled::Limit(read);
+        }
+        // Grown by moving to a larger allocation, the old one is wiped before it is freed.
+        crate::secret::reserve_wiping(&mut conn.rbuf, want);
         conn.rbuf.resize(start + want, 0);
         match conn.stream.read(&mut conn.rbuf[start..]) {
             Ok(0) => {
                 conn.rbuf.truncate(start);
                 conn.eof = true;
             }
-            Ok(n) => conn.rbuf.truncate(start + n),
+            Ok(n) => {
+                conn.rbuf.truncate(start + n);
+                read += n;
+            }
             Err(e) => {
                 conn.rbuf.truncate(start);
                 if e.kind() == io::ErrorKind::WouldBlock {
-                    return false;
+                    return Filled::Drained;
                 }
                 if e.kind() != io::ErrorKind::Interrupted {
                     conn.eof = true;
@@ -373,7 +512,7 @@ fn fill(conn: &mut Conn) -> bool {
             }
         }
     }
-    false
+    Filled::Drained
 }
 
 /// Answers every whole request at the head of the buffer, in order; consecutive
@@ -452,8 +591,20 @@ fn answer(conn: &mut Conn, kms: &Kms, ids: &Identities, batcher: &mut Batcher) {
         conn.last_active = Instant::now();
     }
     if used > 0 {
-        crate::secret::wipe(&mut conn.rbuf[..used]);
-        conn.rbuf.drain(..used);
+        consume(&mut conn.rbuf, used);
+    }
+}
+
+/// Drops the first `used` bytes of `rbuf`, leaving no copy of them, nor of the bytes moved to
+/// the front, in its spare capacity; a buffer emptied that grew past [`CONN_FLOOR`] (a large
+/// request) gives its allocation back, wiped.
+fn consume(rbuf: &mut Vec<u8>, used: usize) {
+    let rest = rbuf.len() - used;
+    rbuf.copy_within(used.., 0);
+    crate::secret::wipe(&mut rbuf[rest..]);
+    rbuf.truncate(rest);
+    if rest == 0 && rbuf.capacity() > CONN_FLOOR {
+        *rbuf = Vec::new();
     }
 }
 
@@ -565,6 +716,10 @@ fn flush(conn: &mut Conn) -> io::Result<bool> {
     crate::secret::wipe(&mut conn.wbuf);
     conn.wbuf.clear();
     conn.wpos = 0;
+    if conn.wbuf.capacity() > CONN_FLOOR {
+        // Large answers were written: give the allocation back (wiped above).
+        conn.wbuf = Vec::new();
+    }
     Ok(true)
 }
 
@@ -597,4 +752,26 @@ fn random_u64() -> u64 {
     // Without randomness the ids are still unique within the process (the counter).
     let _ = aws_lc_rs::rand::fill(&mut b);
     u64::from_ne_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consuming_a_request_keeps_the_rest_at_the_front() {
+        let mut rbuf = b"first-request|second-partial".to_vec();
+        consume(&mut rbuf, "first-request|".len());
+        assert_eq!(rbuf, b"second-partial");
+    }
+
+    #[test]
+    fn an_emptied_buffer_that_grew_past_the_floor_gives_its_allocation_back() {
+        let mut rbuf = vec![7u8; CONN_FLOOR + 1];
+        consume(&mut rbuf, CONN_FLOOR + 1);
+        assert_eq!(rbuf.capacity(), 0);
+        let mut small = vec![7u8; 100];
+        consume(&mut small, 100);
+        assert!(small.capacity() >= 100, "a small buffer keeps its allocation");
+    }
 }
