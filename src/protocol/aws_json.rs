@@ -207,9 +207,19 @@ pub fn encode_error(error: &KmsError) -> (u16, Vec<u8>) {
     }
     let body = Body {
         kind: error.kind().aws_name(),
-        message: error.message(),
+        message: aws_message(error),
     };
     (error.kind().http_status(), to_vec(&body))
+}
+
+/// The message AWS gives with `error`: AWS's own where it is fixed (AWS answers an
+/// `InvalidCiphertextException` with an empty message), otherwise kmscks's. The socket, the
+/// CLI and the C library keep kmscks's detail, which names the problem.
+fn aws_message(error: &KmsError) -> &str {
+    match error.kind() {
+        ErrorKind::InvalidCiphertextException => "",
+        _ => error.message(),
+    }
 }
 
 /// A body that did not decode: a missing member is AWS's validation error, anything else a
@@ -406,5 +416,9 @@ mod tests {
         assert_eq!(v["message"], "Key 'x' does not exist");
         let (status, _) = encode_error(&err!(KMSInternalException, "boom"));
         assert_eq!(status, ErrorKind::KMSInternalException.http_status());
+        // AWS says nothing of why a ciphertext is invalid.
+        let (_, body) = encode_error(&err!(InvalidCiphertextException, "tag mismatch"));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["message"], "");
     }
 }

@@ -772,6 +772,9 @@ mod tests {
         assert_eq!(rbuf.capacity(), 0);
         let mut small = vec![7u8; 100];
         consume(&mut small, 100);
-        assert!(small.capacity() >= 100, "a small buffer keeps its allocation");
+        assert!(
+            small.capacity() >= 100,
+            "a small buffer keeps its allocation"
+        );
     }
 }
