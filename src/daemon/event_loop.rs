@@ -30,6 +30,7 @@ use super::dispatch::{self, Allowance, Batcher, Deferred, Stop, WORK_PER_TURN};
 use super::identity;
 use super::listener::Listener;
 use super::quota::{Quotas, CONN_FLOOR};
+use super::wake::Spin;
 use super::{DaemonConfig, Shutdown};
 use crate::err;
 use crate::error::Result;
@@ -58,9 +59,6 @@ struct Completion {
     /// The size of a batch frame answered off the loop (0 for other work).
     frame_bytes: usize,
 }
-
-/// How long the loop keeps polling without sleeping after its last event.
-const BUSY_POLL: Duration = Duration::from_micros(50);
 
 pub(crate) struct EventLoop {
     poll: Poll,
@@ -131,17 +129,11 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         let idle = Duration::from_secs(self.config.idle_timeout_secs);
         let mut last_sweep = Instant::now();
-        let mut last_busy = Instant::now() - BUSY_POLL;
+        let mut spin = Spin::new();
         crate::engine::latency::defer_on_this_thread();
         while !shutdown.is_triggered() {
-            // Poll without sleeping for a moment after activity: a client that sends its next
-            // requests then finds the loop awake, and neither side pays a cross-core wake-up
-            // (tens of µs on this kind of VM) per exchange.
-            let timeout = if !self.again.is_empty() || last_busy.elapsed() < BUSY_POLL {
-                Duration::ZERO
-            } else {
-                Duration::from_secs(1)
-            };
+            // Poll without sleeping for a moment after activity (see `wake`).
+            let timeout = spin.timeout(!self.again.is_empty(), Duration::from_secs(1));
             let timeout = match self.held.iter().map(|h| h.0).min() {
                 Some(until) => timeout.min(until.saturating_duration_since(Instant::now())),
                 None => timeout,
@@ -152,9 +144,7 @@ impl EventLoop {
                 }
                 return Err(err!(KMSInternalException, "poll failed: {e}"));
             }
-            if !events.is_empty() {
-                last_busy = Instant::now();
-            }
+            spin.saw(!events.is_empty());
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),

@@ -22,12 +22,14 @@ pub mod bootstrap;
 mod config;
 mod conn;
 mod dispatch;
+pub mod echo;
 mod event_loop;
 mod harden;
 mod http;
 mod identity;
 mod listener;
 mod quota;
+pub mod wake;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -16,7 +16,6 @@
 
 pub mod aws_json;
 mod codec;
-pub mod echo;
 mod frame;
 mod hello;
 mod unhonoured;

@@ -24,9 +24,9 @@ use kmscks::api::kms::{
     CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateRandomRequest,
 };
 use kmscks::client::Client;
+use kmscks::daemon::echo::EchoServer;
 use kmscks::error::{ErrorKind, KmsError, Result};
 use kmscks::ops::{Backend, Request, Response};
-use kmscks::protocol::echo::EchoServer;
 use kmscks::protocol::encode_response;
 use kmscks::secret::SecretBytes;
 

@@ -53,6 +53,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::dispatch::{Batcher, Replies};
 use super::quota::{Quotas, CONN_FLOOR};
+use super::wake::Spin;
 use super::Shutdown;
 use crate::api::kms::WaitForConnectionRequest;
 use crate::error::Result;
@@ -241,24 +242,24 @@ fn serve(
     let mut again: Vec<usize> = Vec::new();
     // The connections to serve on this turn (kept to reuse its allocation).
     let mut ready: Vec<usize> = Vec::new();
+    let mut spin = Spin::new();
     while !shutdown.is_triggered() {
         let now = Instant::now();
-        let timeout = if again.is_empty() {
-            conns
-                .iter()
-                .flatten()
-                .filter_map(|c| c.held_until)
-                .map(|t| t.saturating_duration_since(now))
-                .fold(TICK, Duration::min)
-        } else {
-            Duration::ZERO
-        };
+        let idle = conns
+            .iter()
+            .flatten()
+            .filter_map(|c| c.held_until)
+            .map(|t| t.saturating_duration_since(now))
+            .fold(TICK, Duration::min);
+        // Poll without sleeping for a moment after activity, as the socket's loop does.
+        let timeout = spin.timeout(!again.is_empty(), idle);
         if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             return Err(err!(KMSInternalException, "poll failed: {e}"));
         }
+        spin.saw(!events.is_empty());
         for event in events.iter() {
             if event.token() == LISTENER {
                 accept_all(&listener, &poll, &mut conns, &mut limits.quotas);
