@@ -205,6 +205,12 @@ pub(crate) fn human(r: &LoadReport, socket: bool) -> String {
             ratio
         ));
     }
+    if let (Some(daemon), Some(raw)) = (r.daemon_cpu_ns_per_op, r.raw_cpu_ns_per_op) {
+        s.push_str(&format!(
+            "daemon CPU: {daemon:.0} ns/op  raw crypto: {raw:.0} ns/op  ({:.1}×)\n",
+            daemon / raw.max(f64::MIN_POSITIVE)
+        ));
+    }
     s
 }
 
