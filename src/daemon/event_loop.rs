@@ -2,8 +2,11 @@
 //!
 //! Tokens are constant for the listener and the waker; connection `i` of the slab is token
 //! `FIRST_CONN + i`. Connections always have READABLE interest and WRITABLE only while replies
-//! are pending. Accepts run until `WouldBlock`. Requests that may block (WaitForConnection)
-//! run on a helper thread whose reply comes back through a channel and the waker.
+//! are pending. Accepts run until `WouldBlock`. Only the data plane (`Op::is_data_plane`) and
+//! Hello run on this thread: control-plane requests go to the control thread
+//! ([`super::control_thread`], one at a time, the connection's later frames waiting for the
+//! answer), requests that may block (WaitForConnection) and large batches to helper threads;
+//! their replies come back through a channel and the waker.
 //!
 //! Fairness: each connection gets at most [`WORK_PER_TURN`] work units per turn (a huge batch
 //! is answered over several turns); one with work left goes to the back of the `again` list,
@@ -26,6 +29,7 @@ use mio::net::UnixStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::conn::{Conn, Filled, READ_CAP};
+use super::control_thread::{self, ControlThread};
 use super::dispatch::{self, Allowance, Batcher, Deferred, Stop, WORK_PER_TURN};
 use super::identity;
 use super::listener::Listener;
@@ -76,6 +80,8 @@ pub(crate) struct EventLoop {
     deferred_running: usize,
     done_tx: Sender<Completion>,
     done_rx: Receiver<Completion>,
+    /// Where control-plane requests run (see `control_thread`).
+    control: ControlThread,
     /// Connections that still had input when their rounds ran out.
     again: Vec<usize>,
     /// Held connections (slot, serial) and when their hold ends, in no order.
@@ -101,6 +107,7 @@ impl EventLoop {
             .map_err(|e| err!(KMSInternalException, "cannot register the listener: {e}"))?;
         shutdown.set_waker(waker.clone());
         let (done_tx, done_rx) = crossbeam::channel::unbounded();
+        let control = ControlThread::start(waker.clone())?;
         let daemon_uid = identity::daemon_uid();
         Ok(EventLoop {
             poll,
@@ -118,6 +125,7 @@ impl EventLoop {
             deferred_running: 0,
             done_tx,
             done_rx,
+            control,
             again: Vec::new(),
             held: Vec::new(),
         })
@@ -564,6 +572,32 @@ impl EventLoop {
         };
         for mut d in self.deferred.drain(..) {
             let (id, op) = d.ids();
+            if let Deferred::Control { frame_bytes, .. } = d {
+                // Not counted against MAX_DEFERRED: one per connection at most.
+                let (tx, serial) = (self.done_tx.clone(), conn.serial);
+                let job = control_thread::Job {
+                    work: d,
+                    kms: conn.kms.clone(),
+                    done: Box::new(move |bytes, close| {
+                        let _ = tx.send(Completion {
+                            slot,
+                            serial,
+                            bytes,
+                            close,
+                            frame_bytes,
+                        });
+                    }),
+                };
+                if self.control.submit(job) {
+                    conn.in_flight += 1;
+                    conn.offloaded += frame_bytes;
+                    self.deferred_running += 1;
+                } else {
+                    let e = err!(KMSInternalException, "the control thread is gone");
+                    protocol::encode_response(&mut conn.wbuf, id, op, &Err(e));
+                }
+                continue;
+            }
             if self.deferred_running >= MAX_DEFERRED {
                 let e = err!(
                     ThrottlingException,
@@ -583,6 +617,7 @@ impl EventLoop {
                 }
                 Deferred::Blocking { .. } => 0,
                 Deferred::Batch { body, .. } => protocol::HEADER_LEN + body.len(),
+                Deferred::Control { frame_bytes, .. } => *frame_bytes,
             };
             let kms = conn.kms.clone();
             let tx = self.done_tx.clone();

@@ -21,6 +21,7 @@
 pub mod bootstrap;
 mod config;
 mod conn;
+mod control_thread;
 mod dispatch;
 pub mod echo;
 mod event_loop;
