@@ -46,6 +46,8 @@ pub(crate) struct SocketLoadOpts {
     pub duration: Duration,
     /// The key to use; `None`: create one (default key store) for the run.
     pub key_id: Option<String>,
+    /// Measure alone first, then beside a connection issuing CreateKey in a loop.
+    pub beside: bool,
 }
 
 impl Default for SocketLoadOpts {
@@ -57,6 +59,7 @@ impl Default for SocketLoadOpts {
             payload: 32,
             duration: Duration::from_secs(1),
             key_id: None,
+            beside: false,
         }
     }
 }
@@ -248,10 +251,46 @@ fn with_raw_cpu(mut report: LoadReport, opts: &SocketLoadOpts) -> LoadReport {
 pub(crate) fn run_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadReport> {
     let client = Client::connect(path)?;
     let maker = prepare(&client, opts)?;
-    Ok(with_raw_cpu(
-        drive(path, opts, &maker, Cpu::OfDaemon)?,
-        opts,
-    ))
+    Ok(with_raw_cpu(measure_daemon(path, opts, &maker)?, opts))
+}
+
+/// The daemon's measurement: the load alone, or with `opts.beside` first alone and then
+/// beside a CreateKey loop.
+fn measure_daemon(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker) -> Result<LoadReport> {
+    if !opts.beside {
+        return drive(path, opts, maker, Cpu::OfDaemon);
+    }
+    let alone = drive(path, opts, maker, Cpu::OfDaemon)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let creator = {
+        let (client, stop) = (Client::connect(path)?, stop.clone());
+        thread::spawn(move || -> Result<(u64, Duration)> {
+            let started = Instant::now();
+            let mut created = 0;
+            while !stop.load(Ordering::Relaxed) {
+                client.call(&Request::CreateKey(CreateKeyRequest {
+                    description: Some("kmscks bench --beside create-key".into()),
+                    ..Default::default()
+                }))?;
+                created += 1;
+            }
+            Ok((created, started.elapsed()))
+        })
+    };
+    let beside = drive(path, opts, maker, Cpu::OfDaemon);
+    stop.store(true, Ordering::Relaxed);
+    let created = creator.join().map_err(|_| {
+        KmsError::new(
+            ErrorKind::KMSInternalException,
+            "the CreateKey loop panicked",
+        )
+    })?;
+    let mut report = beside?;
+    let (created, elapsed) = created?;
+    report.alone_ops_per_sec = Some(alone.ops_per_sec);
+    report.alone_p99_us = Some(alone.p99_us);
+    report.beside_ops_per_sec = Some(created as f64 / elapsed.as_secs_f64());
+    Ok(report)
 }
 
 /// The echo floor for `opts`: the same requests, connections and depth against an in-process
@@ -298,7 +337,7 @@ pub(crate) fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadR
     if let Err(e) = &sample {
         return Err(e.clone());
     }
-    let r = drive(path, opts, &maker, Cpu::OfDaemon)?;
+    let r = measure_daemon(path, opts, &maker)?;
     let mut frame = Vec::new();
     encode_response(&mut frame, 0, opts.op_code(), &sample);
     let server = EchoServer::start(frame)?;
@@ -377,6 +416,24 @@ mod tests {
     }
 
     #[test]
+    fn beside_a_create_key_loop_the_load_is_measured_alone_first_and_the_keys_counted() {
+        let served = Served::start();
+        let opts = SocketLoadOpts {
+            connections: 1,
+            pipeline: 4,
+            duration: Duration::from_millis(200),
+            beside: true,
+            ..Default::default()
+        };
+        let r = run_socket(&served.socket, &opts).unwrap();
+        assert_eq!(r.errors, 0, "{r:?}");
+        assert!(r.alone_ops_per_sec.unwrap() > 0.0, "{r:?}");
+        assert!(r.alone_p99_us.unwrap() > 0.0, "{r:?}");
+        assert!(r.beside_ops_per_sec.unwrap() > 0.0, "{r:?}");
+        assert!(r.ops_per_sec > 0.0, "{r:?}");
+    }
+
+    #[test]
     fn socket_load_generator_compares_with_the_echo_floor() {
         let served = Served::start();
         for op in [LoadOp::GenerateDataKey, LoadOp::Decrypt] {
@@ -387,6 +444,7 @@ mod tests {
                 payload: 32,
                 duration: Duration::from_millis(200),
                 key_id: None,
+                beside: false,
             };
             let r = compare_socket(&served.socket, &opts).unwrap();
             assert_eq!(r.errors, 0, "{r:?}");
