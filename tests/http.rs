@@ -210,6 +210,35 @@ fn pipelined_requests_are_answered_in_order() {
     assert_eq!(list.body["Keys"].as_array().unwrap().len(), 2);
 }
 
+#[test]
+fn a_control_plane_request_answered_off_the_loop_still_comes_before_the_next_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &[]);
+    let mut s = BufReader::new(connect(addr));
+    let key = kms(&mut s, "CreateKey", json!({}));
+    let key = key.body["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let alias = json!({"AliasName": "alias/ordered", "TargetKeyId": key}).to_string();
+    let encrypt = r#"{"KeyId":"alias/ordered","Plaintext":"aGk="}"#;
+    let batch = [
+        request("TrentService.CreateAlias", &alias, ""),
+        request("TrentService.Encrypt", encrypt, ""),
+        request(
+            "TrentService.DeleteAlias",
+            r#"{"AliasName":"alias/ordered"}"#,
+            "",
+        ),
+        request("TrentService.Encrypt", encrypt, ""),
+    ]
+    .concat();
+    s.get_mut().write_all(batch.as_bytes()).unwrap();
+    let statuses: Vec<u16> = (0..4).map(|_| read_answer(&mut s).status).collect();
+    // Each Encrypt sees the alias change made just before it.
+    assert_eq!(statuses, [200, 200, 200, 400]);
+}
+
 /// The plaintext member of an answer, decoded.
 fn plaintext_of(a: &Answer) -> Vec<u8> {
     use base64::Engine as _;

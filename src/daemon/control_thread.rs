@@ -1,58 +1,67 @@
-//! The control thread: where the socket loop's control-plane requests run, one at a time, in
-//! arrival order, so that a CreateKey waiting for its fsync (or any request waiting for the
-//! state's lock behind one) never holds the event loop, and another client's Decrypt goes on
-//! being answered meanwhile.
+//! The control thread: where the daemon's control-plane requests run — those of the socket's
+//! loop and of the HTTP endpoint's — one at a time, in arrival order, so that a CreateKey
+//! waiting for its fsync (or any request waiting for the state's lock behind one) never holds
+//! an event loop, and other clients' Decrypts go on being answered meanwhile.
 //!
 //! Why one long-lived thread and not a thread per request: control-plane requests serialise on
 //! the state's lock anyway, and starting a thread costs more than a DescribeKey. Each
-//! connection has at most one request here at a time (its later frames wait for the answer,
-//! see `dispatch::Deferred::Control`), so the queue is bounded by the connections.
+//! connection has at most one request here at a time (its later requests wait for the answer;
+//! see `dispatch::Deferred::Control` and the HTTP loop), so the queue is bounded by the
+//! connections. A job answers through whatever it captured (a channel and its loop's waker).
 
-use std::sync::Arc;
+use std::thread::JoinHandle;
 
-use crossbeam::channel::{Receiver, Sender};
-use mio::Waker;
+use crossbeam::channel::Sender;
 
-use super::dispatch::Deferred;
 use crate::err;
 use crate::error::Result;
-use crate::Kms;
 
-/// A control-plane request and where its answer goes.
-pub(super) struct Job {
-    pub work: Deferred,
-    /// The handle of the connection's principal.
-    pub kms: Kms,
-    /// Called with the reply frame and whether to close after it, on the control thread.
-    pub done: Box<dyn FnOnce(Vec<u8>, bool) + Send>,
-}
+/// A control-plane request to run, with where its answer goes.
+pub(super) type Job = Box<dyn FnOnce() + Send>;
 
-/// The sending end; the thread ends once it is dropped and the queue is drained.
+/// The thread; [`ControlThread::join`] waits for the jobs queued before it.
 pub(super) struct ControlThread {
-    tx: Sender<Job>,
+    queue: ControlQueue,
+    thread: JoinHandle<()>,
 }
+
+/// A loop's way to the control thread.
+#[derive(Clone)]
+pub(super) struct ControlQueue(Sender<Job>);
 
 impl ControlThread {
-    /// Starts the thread; `waker` wakes the event loop after each answer.
-    pub(super) fn start(waker: Arc<Waker>) -> Result<ControlThread> {
+    pub(super) fn start() -> Result<ControlThread> {
         let (tx, rx) = crossbeam::channel::unbounded::<Job>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("kmscksd-control".into())
-            .spawn(move || serve(&rx, &waker))
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })
             .map_err(|e| err!(KMSInternalException, "cannot start the control thread: {e}"))?;
-        Ok(ControlThread { tx })
+        Ok(ControlThread {
+            queue: ControlQueue(tx),
+            thread,
+        })
     }
 
-    /// Queues `job`; false if the thread is gone (the job is dropped unanswered).
-    pub(super) fn submit(&self, job: Job) -> bool {
-        self.tx.send(job).is_ok()
+    /// A queue to hand to a loop.
+    pub(super) fn queue(&self) -> ControlQueue {
+        self.queue.clone()
+    }
+
+    /// Runs what was queued, then ends: once every loop holding a [`ControlQueue`] has
+    /// dropped it (the thread ends when the last sender goes).
+    pub(super) fn join(self) {
+        drop(self.queue);
+        let _ = self.thread.join();
     }
 }
 
-fn serve(rx: &Receiver<Job>, waker: &Waker) {
-    for job in rx {
-        let (bytes, close) = job.work.run(&job.kms);
-        (job.done)(bytes, close);
-        let _ = waker.wake();
+impl ControlQueue {
+    /// Queues `job`; false if the thread is gone (the job is dropped unrun).
+    pub(super) fn submit(&self, job: Job) -> bool {
+        self.0.send(job).is_ok()
     }
 }

@@ -29,7 +29,7 @@ use mio::net::UnixStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::conn::{Conn, Filled, READ_CAP};
-use super::control_thread::{self, ControlThread};
+use super::control_thread::{self, ControlQueue};
 use super::dispatch::{self, Allowance, Batcher, Deferred, Stop, WORK_PER_TURN};
 use super::identity;
 use super::listener::Listener;
@@ -81,7 +81,7 @@ pub(crate) struct EventLoop {
     done_tx: Sender<Completion>,
     done_rx: Receiver<Completion>,
     /// Where control-plane requests run (see `control_thread`).
-    control: ControlThread,
+    control: ControlQueue,
     /// Connections that still had input when their rounds ran out.
     again: Vec<usize>,
     /// Held connections (slot, serial) and when their hold ends, in no order.
@@ -94,6 +94,7 @@ impl EventLoop {
         kms: Kms,
         config: DaemonConfig,
         shutdown: &Shutdown,
+        control: ControlQueue,
     ) -> Result<EventLoop> {
         let poll =
             Poll::new().map_err(|e| err!(KMSInternalException, "cannot create the poller: {e}"))?;
@@ -107,7 +108,6 @@ impl EventLoop {
             .map_err(|e| err!(KMSInternalException, "cannot register the listener: {e}"))?;
         shutdown.set_waker(waker.clone());
         let (done_tx, done_rx) = crossbeam::channel::unbounded();
-        let control = ControlThread::start(waker.clone())?;
         let daemon_uid = identity::daemon_uid();
         Ok(EventLoop {
             poll,
@@ -574,20 +574,19 @@ impl EventLoop {
             let (id, op) = d.ids();
             if let Deferred::Control { frame_bytes, .. } = d {
                 // Not counted against MAX_DEFERRED: one per connection at most.
-                let (tx, serial) = (self.done_tx.clone(), conn.serial);
-                let job = control_thread::Job {
-                    work: d,
-                    kms: conn.kms.clone(),
-                    done: Box::new(move |bytes, close| {
-                        let _ = tx.send(Completion {
-                            slot,
-                            serial,
-                            bytes,
-                            close,
-                            frame_bytes,
-                        });
-                    }),
-                };
+                let (tx, waker, serial) = (self.done_tx.clone(), self.waker.clone(), conn.serial);
+                let kms = conn.kms.clone();
+                let job: control_thread::Job = Box::new(move || {
+                    let (bytes, close) = d.run(&kms);
+                    let _ = tx.send(Completion {
+                        slot,
+                        serial,
+                        bytes,
+                        close,
+                        frame_bytes,
+                    });
+                    let _ = waker.wake();
+                });
                 if self.control.submit(job) {
                     conn.in_flight += 1;
                     conn.offloaded += frame_bytes;

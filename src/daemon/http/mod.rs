@@ -32,6 +32,11 @@
 //! With `http_credentials`, every request's SigV4 signature is verified (`sigv4`) and the
 //! signing key's principal is the request's, whoever connected.
 //!
+//! Control-plane requests (every operation but the data plane's, `Op::is_data_plane`) run on
+//! the daemon's control thread (`super::control_thread`, shared with the socket's loop), so
+//! that a CreateKey's fsync holds no other connection; the connection's later requests wait
+//! for its answer (answers go out in request order).
+//!
 //! Pipelined data-plane requests (Encrypt, Decrypt, GenerateDataKey[WithoutPlaintext]) that
 //! one read brings reach the engine as one batch call, through the socket's own
 //! [`Batcher`]: routing and queueing are paid once per read, and each request still gets its
@@ -45,12 +50,15 @@ mod sigv4;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crossbeam::channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::control_thread::ControlQueue;
 use super::dispatch::{Batcher, Replies};
 use super::quota::{Quotas, CONN_FLOOR};
 use super::wake::Spin;
@@ -64,6 +72,8 @@ use crate::{err, Kms};
 use exchange::{Parsed, CONTINUE, MAX_BODY, MAX_HEAD};
 
 const LISTENER: Token = Token(usize::MAX);
+/// The control thread's answers (see `control_thread`).
+const WAKER: Token = Token(usize::MAX - 1);
 /// How often the loop looks at the shutdown flag and the idle connections when nothing
 /// happens.
 const TICK: Duration = Duration::from_millis(200);
@@ -142,11 +152,12 @@ impl HttpEndpoint {
         limits: Limits,
         ids: Identities,
         shutdown: Shutdown,
+        control: ControlQueue,
     ) -> Result<JoinHandle<()>> {
         std::thread::Builder::new()
             .name("kmscksd-http".into())
             .spawn(move || {
-                if let Err(e) = serve(self.listener, &kms, limits, &ids, &shutdown) {
+                if let Err(e) = serve(self.listener, &kms, limits, &ids, &shutdown, control) {
                     tracing::error!(error = %e, "the HTTP endpoint stopped");
                 }
             })
@@ -183,6 +194,11 @@ struct Conn {
     charged: usize,
     /// Not read for lack of memory room, until the uid's memory goes down.
     stalled: bool,
+    /// A control-plane request of this connection runs on the control thread: nothing more
+    /// is parsed until its answer is written (answers go out in request order).
+    awaiting: bool,
+    /// Tells this connection from a later one in the same slot (control answers name it).
+    serial: u64,
 }
 
 impl Conn {
@@ -218,18 +234,69 @@ impl Drop for Conn {
     }
 }
 
+/// A control-plane request's answer, from the control thread.
+struct Done {
+    slot: usize,
+    serial: u64,
+    result: Result<Response>,
+    close: bool,
+}
+
+/// How the loop hands control-plane requests to the control thread and hears back.
+struct Control {
+    queue: ControlQueue,
+    done: Sender<Done>,
+    waker: Arc<Waker>,
+}
+
+impl Control {
+    /// Runs `request` as `handle` on the control thread; its answer comes back as a [`Done`]
+    /// for `(slot, serial)`. False if the control thread is gone.
+    fn submit(
+        &self,
+        (slot, serial): (usize, u64),
+        handle: &Kms,
+        request: Request,
+        close: bool,
+    ) -> bool {
+        let (handle, done, waker) = (handle.clone(), self.done.clone(), self.waker.clone());
+        self.queue.submit(Box::new(move || {
+            let result = handle.dispatch(&request);
+            let _ = done.send(Done {
+                slot,
+                serial,
+                result,
+                close,
+            });
+            let _ = waker.wake();
+        }))
+    }
+}
+
 fn serve(
     mut listener: TcpListener,
     kms: &Kms,
     mut limits: Limits,
     ids: &Identities,
     shutdown: &Shutdown,
+    queue: ControlQueue,
 ) -> Result<()> {
     let mut poll =
         Poll::new().map_err(|e| err!(KMSInternalException, "cannot create the poller: {e}"))?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)
         .map_err(|e| err!(KMSInternalException, "cannot register the listener: {e}"))?;
+    let waker = Arc::new(
+        Waker::new(poll.registry(), WAKER)
+            .map_err(|e| err!(KMSInternalException, "cannot create the waker: {e}"))?,
+    );
+    let (done_tx, done_rx) = crossbeam::channel::unbounded::<Done>();
+    let control = Control {
+        queue,
+        done: done_tx,
+        waker,
+    };
+    let mut serial = 0u64;
     // The latency a slow HSM adds is paid by holding a connection, not by this thread.
     crate::engine::latency::defer_on_this_thread();
     let mut conns: Vec<Option<Conn>> = Vec::new();
@@ -261,10 +328,18 @@ fn serve(
         }
         spin.saw(!events.is_empty());
         for event in events.iter() {
-            if event.token() == LISTENER {
-                accept_all(&listener, &poll, &mut conns, &mut limits.quotas);
-            } else {
-                ready.push(event.token().0);
+            match event.token() {
+                LISTENER => {
+                    accept_all(
+                        &listener,
+                        &poll,
+                        &mut conns,
+                        &mut limits.quotas,
+                        &mut serial,
+                    );
+                }
+                WAKER => answered(&mut conns, &done_rx, &mut ready),
+                token => ready.push(token.0),
             }
         }
         ready.append(&mut again);
@@ -283,7 +358,7 @@ fn serve(
             let Some(conn) = conns.get_mut(slot).and_then(Option::as_mut) else {
                 continue;
             };
-            let outcome = turn(conn, kms, ids, &mut batcher, &mut limits);
+            let outcome = turn((slot, conn), kms, ids, &mut batcher, &mut limits, &control);
             let woken = sync_charge(conn, &mut limits.quotas);
             match outcome {
                 Outcome::Wait => {}
@@ -300,9 +375,12 @@ fn serve(
             last_sweep = Instant::now();
             for slot in 0..conns.len() {
                 // A stalled connection is idle too: one waiting for room its uid's other
-                // connections never give back is closed like any other idle one.
+                // connections never give back is closed like any other idle one. One waiting
+                // for a control-plane answer waits for us.
                 let idle = conns[slot].as_ref().is_some_and(|c| {
-                    c.held_until.is_none() && c.last_active.elapsed() >= limits.idle_timeout
+                    c.held_until.is_none()
+                        && !c.awaiting
+                        && c.last_active.elapsed() >= limits.idle_timeout
                 });
                 if idle {
                     close(&poll, &mut conns, slot, &mut limits.quotas, &mut again);
@@ -311,6 +389,25 @@ fn serve(
         }
     }
     Ok(())
+}
+
+/// Writes the control-plane answers that came back, each to its connection (if it is still
+/// there), which is then served again: its answer to write, its next requests to parse.
+fn answered(conns: &mut [Option<Conn>], done: &Receiver<Done>, ready: &mut Vec<usize>) {
+    while let Ok(d) = done.try_recv() {
+        let Some(conn) = conns
+            .get_mut(d.slot)
+            .and_then(Option::as_mut)
+            .filter(|c| c.serial == d.serial)
+        else {
+            continue;
+        };
+        Answers(&mut conn.wbuf).write(d.result, d.close);
+        conn.close_after_write |= d.close;
+        conn.awaiting = false;
+        conn.last_active = Instant::now();
+        ready.push(d.slot);
+    }
 }
 
 /// Brings the uid's memory charge for `conn` up to date; the slots of the uid's stalled
@@ -341,6 +438,7 @@ fn accept_all(
     poll: &Poll,
     conns: &mut Vec<Option<Conn>>,
     quotas: &mut Quotas,
+    serial: &mut u64,
 ) {
     loop {
         let (mut stream, peer) = match listener.accept() {
@@ -397,7 +495,10 @@ fn accept_all(
             acting_key: None,
             charged: 0,
             stalled: false,
+            awaiting: false,
+            serial: *serial,
         });
+        *serial += 1;
     }
 }
 
@@ -421,14 +522,22 @@ fn close(
 /// loop from the others; reads only what the uid's memory quota and the connection's unwritten
 /// answers leave room for.
 fn turn(
-    conn: &mut Conn,
+    (slot, conn): (usize, &mut Conn),
     kms: &Kms,
     ids: &Identities,
     batcher: &mut Batcher,
     limits: &mut Limits,
+    control: &Control,
 ) -> Outcome {
     if conn.held_until.is_some() {
         return Outcome::Wait;
+    }
+    if conn.awaiting {
+        // Its answer's arrival serves it again; meanwhile its bytes wait in the kernel.
+        return match flush(conn) {
+            Err(_) => Outcome::Close,
+            Ok(_) => Outcome::Wait,
+        };
     }
     for _ in 0..MAX_ROUNDS {
         let read = if conn.unwritten() >= limits.max_pending_answers {
@@ -440,7 +549,7 @@ fn turn(
             fill(conn, room.min(READ_CHUNK))
         };
         let (buffered, unwritten) = (conn.rbuf.len(), conn.unwritten());
-        answer(conn, kms, ids, batcher);
+        answer((slot, conn), kms, ids, batcher, control);
         if let Some(owed) = Some(crate::engine::latency::take_owed()).filter(|d| !d.is_zero()) {
             conn.held_until = Some(Instant::now() + owed);
             return Outcome::Wait;
@@ -449,8 +558,14 @@ fn turn(
         match flush(conn) {
             Err(_) => return Outcome::Close,
             Ok(true) if conn.close_after_write => return Outcome::Close,
-            Ok(true) if conn.eof && conn.rbuf.is_empty() => return Outcome::Close,
+            Ok(true) if conn.eof && conn.rbuf.is_empty() && !conn.awaiting => {
+                return Outcome::Close
+            }
             Ok(_) => {}
+        }
+        if conn.awaiting {
+            // Read nothing more until the answer is back (it serves the connection again).
+            return Outcome::Wait;
         }
         let written = conn.unwritten() < unwritten;
         match read {
@@ -518,10 +633,16 @@ fn fill(conn: &mut Conn, limit: usize) -> Filled {
 
 /// Answers every whole request at the head of the buffer, in order; consecutive
 /// data-plane requests go to the engine as one batch (`batcher`, empty again on return).
-fn answer(conn: &mut Conn, kms: &Kms, ids: &Identities, batcher: &mut Batcher) {
+fn answer(
+    (slot, conn): (usize, &mut Conn),
+    kms: &Kms,
+    ids: &Identities,
+    batcher: &mut Batcher,
+    control: &Control,
+) {
     let mut used = 0;
     let mut answered = false;
-    while !conn.close_after_write {
+    while !conn.close_after_write && !conn.awaiting {
         match exchange::parse(&conn.rbuf[used..]) {
             Parsed::Partial { expects_continue } => {
                 if expects_continue && !conn.continued {
@@ -556,6 +677,17 @@ fn answer(conn: &mut Conn, kms: &Kms, ids: &Identities, batcher: &mut Batcher) {
                 .and_then(|()| request_of(&ex));
                 let mut out = Answers(&mut conn.wbuf);
                 match (request, conn.acting.as_ref()) {
+                    (Ok(request), Some((_, handle))) if !request.op().is_data_plane() => {
+                        // Off this thread (it may wait for the state's lock and an fsync);
+                        // nothing more is parsed until the answer is back.
+                        batcher.flush(handle, &mut out);
+                        if control.submit((slot, conn.serial), handle, request, close) {
+                            conn.awaiting = true;
+                        } else {
+                            let e = err!(KMSInternalException, "the control thread is gone");
+                            out.write(Err(e), close);
+                        }
+                    }
                     (Ok(request), Some((_, handle))) => {
                         let rest = if close {
                             Some(request)
@@ -582,7 +714,8 @@ fn answer(conn: &mut Conn, kms: &Kms, ids: &Identities, batcher: &mut Batcher) {
                 }
                 used += ex.len;
                 conn.continued = false;
-                conn.close_after_write = close;
+                // A request answered later closes the connection when its answer is written.
+                conn.close_after_write = close && !conn.awaiting;
                 answered = true;
             }
         }
