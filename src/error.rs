@@ -232,6 +232,14 @@ impl KmsError {
         )
     }
 
+    /// `DryRunOperationException`: what a `DryRun` request answers when every check passed.
+    pub fn dry_run_succeeded() -> KmsError {
+        KmsError::new(
+            ErrorKind::DryRunOperationException,
+            "The request would have succeeded, but the DryRun option is set.",
+        )
+    }
+
     /// `ValidationException`: the request lacks `member` (`KeyId`, …).
     pub fn required(member: &str) -> KmsError {
         KmsError::new(
