@@ -195,6 +195,11 @@ enum kmscks_result
      */
     KMSCKS_DRY_RUN_OPERATION = 1028,
     /**
+     * A grant id is malformed.
+     * (`InvalidGrantIdException`)
+     */
+    KMSCKS_INVALID_GRANT_ID = 1029,
+    /**
      * An input failed its constraints.
      * (`ValidationException`)
      */

@@ -14,6 +14,11 @@
 //! the failure is enforced. Should the engine refuse a batch, every key it touched is closed
 //! and the next sync resets the engine and sends everything again.
 //!
+//! Grants travel the same way: a grant created, retired or revoked is one `PutGrant` or
+//! `RemoveGrant` for that grant alone, in the same batch as the commit's other controls, so a
+//! revocation is enforced for every request that starts after RevokeGrant returns — or, should
+//! the batch fail, the key is closed like any other whose sync failed.
+//!
 //! A change costs what it names: the mirror indexes the keys of the state by custom key store
 //! and by the key object backing them, so that a change to a cluster re-checks the keys of that
 //! cluster's stores only, and a key object put or deleted re-checks only the key it backs (or,
@@ -23,17 +28,19 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::control::{Change, State};
-use crate::engine::{Action, AllowAll, Authorizer, Control, Engine, Gate, HsmSlot, SlotSet};
+use crate::engine::{
+    Action, ActionSet, AllowAll, Authorizer, Control, Engine, EngineGrant, Gate, HsmSlot, SlotSet,
+};
 use crate::err;
 use crate::error::Result;
 use crate::hsm::model::KeyObject;
 use crate::hsm::{self, HsmChange, Wrapper};
 use crate::kms::keys::{default_material_aad, store_connected};
-use crate::kms::model::{Backing, Key, Lifecycle};
+use crate::kms::model::{Backing, Grant, Key, Lifecycle};
 use crate::kms::policy::KeyPolicy;
 use crate::kms::state::KmsChange;
 use crate::kms::MASTER_KEY;
-use crate::types::{ClusterId, ConnectionState, CustomKeyStoreId, HsmId, KeyId, Scope};
+use crate::types::{ClusterId, ConnectionState, CustomKeyStoreId, GrantOperation, HsmId, KeyId, Scope};
 
 /// A key policy as the engine's authorizer, shared by every key whose policy has the same
 /// text (see [`PolicyTable`]): it is parsed once, and the ARN a statement's `Resource` is
@@ -142,6 +149,8 @@ pub struct Mirror {
     latency: HashMap<HsmId, u32>,
     keys: HashMap<KeyId, Mirrored>,
     aliases: HashMap<String, KeyId>,
+    /// The grant ids the engine holds, by key (only keys with grants).
+    grants: HashMap<KeyId, HashSet<String>>,
     /// The parsed policies the keys share.
     policies: PolicyTable,
     /// Index: where each key of the state lives (kept for every key the mirror re-checks).
@@ -168,6 +177,7 @@ struct Affected {
     stores: BTreeSet<CustomKeyStoreId>,
     clusters: BTreeSet<ClusterId>,
     aliases: BTreeSet<String>,
+    grants: BTreeSet<(KeyId, String)>,
 }
 
 impl Affected {
@@ -219,6 +229,12 @@ impl Affected {
                 Change::Kms(KmsChange::DeleteAlias(name)) => {
                     a.aliases.insert(name.clone());
                 }
+                Change::Kms(KmsChange::PutGrant(g)) => {
+                    a.grants.insert((g.key, g.id.clone()));
+                }
+                Change::Kms(KmsChange::DeleteGrant(key, id)) => {
+                    a.grants.insert((*key, id.clone()));
+                }
                 Change::Hsm(
                     HsmChange::SetNextHandle(..)
                     | HsmChange::PutUser(..)
@@ -232,6 +248,20 @@ impl Affected {
         }
         a
     }
+}
+
+/// A grant as the engine checks it: the data-plane actions among its operations (`None` when
+/// it lists none, so the engine need not hold it).
+fn engine_grant(g: &Grant) -> Option<EngineGrant> {
+    let actions = Action::ALL
+        .iter()
+        .filter(|a| GrantOperation::of_action(a.as_str()).is_some_and(|op| g.allows(op)))
+        .fold(ActionSet::default(), |set, a| set.with(*a));
+    (actions != ActionSet::default()).then(|| EngineGrant {
+        grantee: g.grantee.as_str().into(),
+        actions,
+        constraints: g.constraints.clone(),
+    })
 }
 
 /// The error a closed key answers with, or None when the key is usable.
@@ -405,6 +435,9 @@ impl Mirror {
         } else {
             let mut ids = affected.keys.clone();
             ids.extend(&self.retry);
+            // A key whose grants change is re-checked too, so that it is closed should the
+            // batch carrying the change fail.
+            ids.extend(affected.grants.iter().map(|(k, _)| *k));
             // Stores are few (AWS allows ten per account and Region): finding those on a
             // changed cluster by looking at each is cheap; their keys come from the index.
             let stores = state
@@ -440,6 +473,26 @@ impl Mirror {
                     failed.get_or_insert(e);
                 }
             }
+        }
+
+        // Grants, once their keys are in the engine.
+        let grants: BTreeSet<(KeyId, String)> = if affected.everything {
+            let held = self
+                .grants
+                .iter()
+                .flat_map(|(k, ids)| ids.iter().map(move |id| (*k, id.clone())));
+            let wanted = state
+                .kms
+                .grants
+                .values()
+                .flat_map(|m| m.values())
+                .map(|g| (g.key, g.id.clone()));
+            held.chain(wanted).collect()
+        } else {
+            std::mem::take(&mut affected.grants)
+        };
+        for (key, id) in grants {
+            self.sync_grant(state, &key, &id, &mut out);
         }
 
         // Aliases.
@@ -496,6 +549,36 @@ impl Mirror {
             }
         }
         failed.map_or(Ok(()), Err)
+    }
+
+    /// Tells the engine of one grant's creation or end, if it changed what the engine holds.
+    fn sync_grant(&mut self, state: &State, key: &KeyId, id: &str, out: &mut Vec<Control>) {
+        let wanted = state.kms.grant(key, id).and_then(engine_grant);
+        let held = self.grants.get(key).is_some_and(|ids| ids.contains(id));
+        match wanted {
+            // Grants never change in place: one held is the one wanted.
+            Some(grant) if !held && self.keys.contains_key(key) => {
+                self.grants.entry(*key).or_default().insert(id.to_owned());
+                out.push(Control::PutGrant {
+                    key: *key,
+                    id: id.into(),
+                    grant: Arc::new(grant),
+                });
+            }
+            None if held => {
+                if let Some(ids) = self.grants.get_mut(key) {
+                    ids.remove(id);
+                    if ids.is_empty() {
+                        self.grants.remove(key);
+                    }
+                }
+                out.push(Control::RemoveGrant {
+                    key: *key,
+                    id: id.into(),
+                });
+            }
+            _ => {}
+        }
     }
 
     /// Tells the engine of every HSM whose added latency changed (after the HSM slots are
@@ -615,6 +698,8 @@ impl Mirror {
                 if let Some(text) = old.policy {
                     self.policies.release(&text);
                 }
+                // The engine drops the key's grants with it.
+                self.grants.remove(id);
                 self.aliases.retain(|_, k| k != id);
                 out.push(Control::RemoveKey { key: *id });
             }

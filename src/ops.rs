@@ -64,6 +64,11 @@ macro_rules! for_each_op {
             38 GetKeyRotationStatus(KeyIdRequest) -> KeyRotationStatusResponse [kms];
             39 Refused(RefusedRequest) -> Empty [];
             40 LookupEvents(LookupEventsRequest) -> LookupEventsResponse [kms];
+            41 CreateGrant(CreateGrantRequest) -> CreateGrantResponse [kms];
+            42 ListGrants(ListGrantsRequest) -> ListGrantsResponse [kms];
+            43 ListRetirableGrants(ListRetirableGrantsRequest) -> ListGrantsResponse [kms];
+            44 RetireGrant(RetireGrantRequest) -> Empty [kms];
+            45 RevokeGrant(RevokeGrantRequest) -> Empty [kms];
             // ---- Cryptographic operations (60-99: `Op::is_data_plane`)
             60 Encrypt(EncryptRequest) -> EncryptResponse [kms];
             61 Decrypt(DecryptRequest) -> DecryptResponse [kms];

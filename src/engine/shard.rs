@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use zeroize::Zeroize;
 
-use super::{Action, Authorizer, Control, EngineConfig, Gate, HsmSlot, SlotSet};
+use super::{Action, Authorizer, Control, EngineConfig, EngineGrant, Gate, HsmSlot, SlotSet};
 use crate::crypto::blob;
 use crate::crypto::random::RandomPool;
 use crate::crypto::subkey::{SubkeyCache, SubkeySchedule};
@@ -181,11 +181,57 @@ impl Hasher for IdHasher {
 
 type IdMap<V> = HashMap<KeyId, V, BuildHasherDefault<IdHasher>>;
 
+/// Grants by id, as one grantee holds them on one key.
+type GranteeGrants = Vec<(Box<str>, Arc<EngineGrant>)>;
+
+/// The grants of one key, by grantee (a request looks up its principal's only) and by id.
+#[derive(Default)]
+struct KeyGrants {
+    by_grantee: HashMap<Box<str>, GranteeGrants>,
+    /// The grantee of each grant id.
+    grantee_of: HashMap<Box<str>, Box<str>>,
+}
+
+impl KeyGrants {
+    fn allows(&self, principal: &str, action: Action, ctx: &EncryptionContext) -> bool {
+        self.by_grantee
+            .get(principal)
+            .is_some_and(|gs| gs.iter().any(|(_, g)| g.allows(principal, action, ctx)))
+    }
+
+    fn put(&mut self, id: &str, grant: &Arc<EngineGrant>) {
+        self.remove(id);
+        self.grantee_of.insert(id.into(), grant.grantee.clone());
+        self.by_grantee
+            .entry(grant.grantee.clone())
+            .or_default()
+            .push((id.into(), grant.clone()));
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(grantee) = self.grantee_of.remove(id) {
+            if let Some(gs) = self.by_grantee.get_mut(&grantee) {
+                gs.retain(|(g, _)| **g != *id);
+                if gs.is_empty() {
+                    self.by_grantee.remove(&grantee);
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.grantee_of.is_empty()
+    }
+}
+
 /// Everything a shard knows about one key, in one map entry: a request on a key costs one
 /// lookup, and a key in memory costs one entry per shard plus its material where it is local.
 struct KeyEntry {
     /// The key policy's verdicts (shared by every key with the same policy).
     authorizer: Arc<dyn Authorizer>,
+    /// The key's grants, consulted when the policy refuses; `None` for a key without any, so
+    /// such a key's requests pay one branch for grants.
+    grants: Option<Box<KeyGrants>>,
     /// `Some` when the key is not usable: the error every request answers.
     closed: Option<Box<KmsError>>,
     /// Every HSM slot (on any shard) holding the key.
@@ -375,21 +421,37 @@ impl ShardState {
         }
     }
 
-    /// Authorizer, then gate.
-    fn admit(&self, id: &KeyId, principal: &str, action: Action) -> Result<()> {
+    /// Authorizer (then the key's grants, for `ctx`), then gate. `Ok(true)` when the verdict
+    /// holds for any encryption context (the policy allowed), so it may be memoized; `Ok(false)`
+    /// when a grant allowed, whose constraints may read the context.
+    fn admit(
+        &self,
+        id: &KeyId,
+        principal: &str,
+        action: Action,
+        ctx: &EncryptionContext,
+    ) -> Result<bool> {
         let entry = self
             .keys
             .get(id)
             .ok_or_else(|| KmsError::key_not_found(self.scope.key_arn(id)))?;
-        if !entry.authorizer.allows(principal, action, id) {
+        let any_context = if entry.authorizer.allows(principal, action, id) {
+            true
+        } else if entry
+            .grants
+            .as_ref()
+            .is_some_and(|g| g.allows(principal, action, ctx))
+        {
+            false
+        } else {
             return Err(KmsError::not_authorized(
                 principal,
                 action.as_str(),
                 self.scope.key_arn(id),
             ));
-        }
+        };
         match &entry.closed {
-            None => Ok(()),
+            None => Ok(any_context),
             Some(e) => Err((**e).clone()),
         }
     }
@@ -434,6 +496,7 @@ impl ShardState {
         key: &KeyRef,
         principal: &str,
         action: Action,
+        ctx: &EncryptionContext,
         memo: &mut Memo,
     ) -> Result<(KeyId, Arc<str>)> {
         if let Some((k, a, id, arn)) = &memo.0 {
@@ -442,9 +505,12 @@ impl ShardState {
             }
         }
         let id = self.resolve(key)?;
-        self.admit(&id, principal, action)?;
+        let any_context = self.admit(&id, principal, action, ctx)?;
         let arn = self.answer_arn(&id);
-        memo.0 = Some((key.clone(), action, id, arn.clone()));
+        // A grant's verdict may depend on the context: only the policy's is remembered.
+        if any_context {
+            memo.0 = Some((key.clone(), action, id, arn.clone()));
+        }
         Ok((id, arn))
     }
 
@@ -481,7 +547,7 @@ impl ShardState {
         action: Action,
         memo: &mut Memo,
     ) -> Step {
-        let (id, arn) = match self.admit_ref(key, principal, action, memo) {
+        let (id, arn) = match self.admit_ref(key, principal, action, ctx, memo) {
             Ok(x) => x,
             Err(e) => return Step::Done(Err(e)),
         };
@@ -516,7 +582,7 @@ impl ShardState {
         } else {
             Action::GenerateDataKeyWithoutPlaintext
         };
-        let (id, arn) = match self.admit_ref(key, principal, action, memo) {
+        let (id, arn) = match self.admit_ref(key, principal, action, ctx, memo) {
             Ok(x) => x,
             Err(e) => return Step::Done(Err(e)),
         };
@@ -569,7 +635,7 @@ impl ShardState {
                 "The ciphertext refers to a KMS key that does not exist in this account and Region"
             )));
         }
-        if let Err(e) = self.admit(&id, principal, action) {
+        if let Err(e) = self.admit(&id, principal, action, ctx) {
             return Step::Done(Err(e));
         }
         let Some(schedule) = self.keys.get(&id).and_then(|e| e.local.as_ref()) else {
@@ -775,12 +841,30 @@ impl ShardState {
                             *key,
                             KeyEntry {
                                 authorizer: authorizer.clone(),
+                                grants: None,
                                 closed,
                                 holders: SlotSet::None,
                                 local: None,
                                 arn: None,
                             },
                         );
+                    }
+                }
+            }
+            Control::PutGrant { key, id, grant } => match self.keys.get_mut(key) {
+                Some(entry) => entry
+                    .grants
+                    .get_or_insert_with(Default::default)
+                    .put(id, grant),
+                None => return Err(KmsError::key_not_found(self.scope.key_arn(key))),
+            },
+            Control::RemoveGrant { key, id } => {
+                if let Some(entry) = self.keys.get_mut(key) {
+                    if let Some(grants) = entry.grants.as_mut() {
+                        grants.remove(id);
+                        if grants.is_empty() {
+                            entry.grants = None;
+                        }
                     }
                 }
             }
@@ -882,12 +966,15 @@ impl ShardState {
                 Control::RemoveKey { key } => {
                     keys.insert(key, false);
                 }
-                Control::SetGate { key, .. } | Control::PutAlias { key, .. } => {
+                Control::SetGate { key, .. }
+                | Control::PutAlias { key, .. }
+                | Control::PutGrant { key, .. } => {
                     if !known(&keys, reset, key) {
                         return Err(KmsError::key_not_found(self.scope.key_arn(key)));
                     }
                 }
                 Control::RemoveReplica { .. }
+                | Control::RemoveGrant { .. }
                 | Control::RemoveAlias { .. }
                 | Control::SetHsmLatency { .. } => {}
                 Control::Reset => {

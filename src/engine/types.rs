@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::crypto::subkey::DEFAULT_MAX_USES;
 use crate::secret::{KeyMaterial, SecretBytes};
-use crate::types::{DataKeySpec, EncryptionContext, HsmId, KeyId, KeyRef, Scope};
+use crate::types::{DataKeySpec, EncryptionContext, GrantConstraints, HsmId, KeyId, KeyRef, Scope};
 use crate::KmsError;
 
 /// Where key material lives: one HSM of a CloudHSM cluster, or the default-store fleet.
@@ -138,6 +138,54 @@ impl Action {
     }
 }
 
+impl Action {
+    /// This action's bit in an [`ActionSet`].
+    const fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// A set of [`Action`]s, one bit each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ActionSet(u8);
+
+impl ActionSet {
+    /// The set with `action` added.
+    pub const fn with(self, action: Action) -> ActionSet {
+        ActionSet(self.0 | action.bit())
+    }
+
+    /// Whether `action` is in the set.
+    pub const fn contains(self, action: Action) -> bool {
+        self.0 & action.bit() != 0
+    }
+}
+
+/// A grant as the engine checks it (the control plane's `kms::grants` decides what it is):
+/// its grantee may perform its actions on the key when its constraints hold for the request's
+/// encryption context.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineGrant {
+    /// The grantee principal.
+    pub grantee: Box<str>,
+    /// The data-plane actions it allows.
+    pub actions: ActionSet,
+    /// Its encryption context constraints, if any.
+    pub constraints: Option<GrantConstraints>,
+}
+
+impl EngineGrant {
+    /// Whether the grant lets `principal` perform `action` with `context`.
+    pub fn allows(&self, principal: &str, action: Action, context: &EncryptionContext) -> bool {
+        *self.grantee == *principal
+            && self.actions.contains(action)
+            && self
+                .constraints
+                .as_ref()
+                .is_none_or(|c| c.hold_for(context))
+    }
+}
+
 /// Decides whether a principal may perform an action on a key (the key policy's verdict).
 ///
 /// One authorizer may serve many keys (every key with the same policy shares one), so it is
@@ -201,6 +249,22 @@ pub enum Control {
         /// Its policy verdicts.
         authorizer: Arc<dyn Authorizer>,
     },
+    /// A grant on a key (which must exist) is created: it allows beside the key's authorizer.
+    PutGrant {
+        /// The key.
+        key: KeyId,
+        /// The grant id.
+        id: Box<str>,
+        /// What it allows.
+        grant: Arc<EngineGrant>,
+    },
+    /// A grant is retired or revoked: from the next request on, it allows nothing.
+    RemoveGrant {
+        /// The key.
+        key: KeyId,
+        /// The grant id.
+        id: Box<str>,
+    },
     /// Opens or closes a key.
     SetGate {
         /// The key.
@@ -250,6 +314,10 @@ impl fmt::Debug for Control {
             Control::RemoveReplica { hsm, key } => write!(f, "RemoveReplica({hsm:?}, {key})"),
             Control::PutKey { key, gate, .. } => write!(f, "PutKey({key}, {gate:?})"),
             Control::SetGate { key, gate } => write!(f, "SetGate({key}, {gate:?})"),
+            Control::PutGrant { key, id, grant } => {
+                write!(f, "PutGrant({key}, {id}, {grant:?})")
+            }
+            Control::RemoveGrant { key, id } => write!(f, "RemoveGrant({key}, {id})"),
             Control::RemoveKey { key } => write!(f, "RemoveKey({key})"),
             Control::PutAlias { alias, key } => write!(f, "PutAlias({alias}, {key})"),
             Control::RemoveAlias { alias } => write!(f, "RemoveAlias({alias})"),

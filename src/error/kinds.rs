@@ -64,6 +64,8 @@ kms_errors! {
     UnsupportedOperationException = 1027, 400;
     /// A `DryRun` request would have succeeded.
     DryRunOperationException = 1028, 412;
+    /// A grant id is malformed.
+    InvalidGrantIdException = 1029, 400;
     // --- Generic AWS JSON protocol errors (spec §9).
     /// An input failed its constraints.
     ValidationException = 1100, 400;

@@ -112,23 +112,9 @@ fn refuse_if_pending(tx: &Tx<'_>, key: &Key) -> Result<()> {
     }
 }
 
-/// Checks grant tokens for shape (kmscks has no grants, but refuses malformed tokens as AWS).
+/// Checks `GrantTokens` as AWS does (see [`crate::kms::grants::check_tokens`]).
 pub fn check_grant_tokens(tokens: &[String]) -> Result<()> {
-    if tokens.len() > MAX_GRANT_TOKENS {
-        return Err(KmsError::validation(
-            tokens.len(),
-            "grantTokens",
-            crate::error::Constraint::MaxLength(MAX_GRANT_TOKENS),
-        ));
-    }
-    let (min, max) = GRANT_TOKEN_LEN;
-    if tokens.iter().any(|t| !(min..=max).contains(&t.len())) {
-        return Err(err!(
-            InvalidGrantTokenException,
-            "A grant token must be {min} to {max} characters long"
-        ));
-    }
-    Ok(())
+    crate::kms::grants::check_tokens(tokens)
 }
 
 /// KeyMetadata of a key as DescribeKey shows it.
@@ -360,7 +346,7 @@ pub fn backing_key_id(handle: u64, label: &str) -> String {
 pub fn describe(tx: &Tx<'_>, req: &KeyIdRequest) -> Result<KeyMetadataResponse> {
     check_grant_tokens(&req.grant_tokens)?;
     let key = resolve(tx.state, tx.scope, &req.key_id)?;
-    authorize(tx, key, Op::DescribeKey.action())?;
+    crate::kms::grants::authorize_with_grants(tx, key, Op::DescribeKey.action())?;
     Ok(KeyMetadataResponse {
         key_metadata: metadata(tx.state, tx.scope, key),
     })

@@ -1,5 +1,5 @@
 //! The KMS layer: custom key stores and their connection states, KMS keys, aliases, tags, key
-//! policies, the operations AWS refuses for custom key stores, and the KMS event log. Pure
+//! policies, grants, the operations AWS refuses for custom key stores, and the KMS event log. Pure
 //! state transitions over [`state::KmsState`] through a [`tx::Tx`]: no threads, no I/O.
 //!
 //! Layering: `kms` sits above `hsm` (it reads the CloudHSM state and runs CloudHSM operations
@@ -7,6 +7,7 @@
 //! journals, applies and keeps the keyring. It names nothing above it.
 
 pub mod aliases;
+pub mod grants;
 pub mod intern;
 pub mod keys;
 pub mod model;

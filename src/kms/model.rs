@@ -1,4 +1,4 @@
-//! KMS-side records: custom key stores, KMS keys, aliases, and the KMS event log.
+//! KMS-side records: custom key stores, KMS keys, aliases, grants, and the KMS event log.
 
 pub use crate::api::kms::TrailEvent;
 use std::collections::BTreeMap;
@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::types::{
-    ClusterId, ConnectionErrorCode, ConnectionState, CustomKeyStoreId, KeyId, KeySpec, KeyState,
-    KeyUsage, Origin, Timestamp,
+    ClusterId, ConnectionErrorCode, ConnectionState, CustomKeyStoreId, GrantConstraints,
+    GrantOperation, KeyId, KeySpec, KeyState, KeyUsage, Origin, Timestamp,
 };
 
 /// A custom key store of type AWS_CLOUDHSM.
@@ -142,4 +142,62 @@ pub struct Alias {
     pub created: Timestamp,
     /// When it was last re-pointed.
     pub last_updated: Timestamp,
+}
+
+/// A grant: lets `grantee` use the key `key` for `operations`, under `constraints`, beside the
+/// key policy (`kms::grants`). Kept apart from its key in the state, so a grant costs what it
+/// is, not its key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// 64 hex digits.
+    pub id: String,
+    /// The key it is on.
+    pub key: KeyId,
+    /// The name it was created with, if any.
+    pub name: Option<String>,
+    /// When it was created.
+    pub created: Timestamp,
+    /// Who may use the key through it.
+    pub grantee: String,
+    /// Who may retire it.
+    pub retiring: Option<String>,
+    /// What it allows, each once, in the order given.
+    pub operations: Vec<GrantOperation>,
+    /// Its encryption context constraints (`None`: none).
+    #[serde(with = "stored_constraints")]
+    pub constraints: Option<GrantConstraints>,
+}
+
+/// Grant constraints in the journal and snapshots: the API type skips absent members, which a
+/// binary encoding cannot tell, so the state writes both members, always.
+mod stored_constraints {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::types::{EncryptionContext, GrantConstraints};
+
+    type Stored = Option<(Option<EncryptionContext>, Option<EncryptionContext>)>;
+
+    pub(super) fn serialize<S: Serializer>(c: &Option<GrantConstraints>, s: S) -> Result<S::Ok, S::Error> {
+        let stored: Stored = c.as_ref().map(|c| {
+            (
+                c.encryption_context_subset.clone(),
+                c.encryption_context_equals.clone(),
+            )
+        });
+        stored.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<GrantConstraints>, D::Error> {
+        Ok(Stored::deserialize(d)?.map(|(subset, equals)| GrantConstraints {
+            encryption_context_subset: subset,
+            encryption_context_equals: equals,
+        }))
+    }
+}
+
+impl Grant {
+    /// Whether the grant lists `op`.
+    pub fn allows(&self, op: GrantOperation) -> bool {
+        self.operations.contains(&op)
+    }
 }

@@ -1,5 +1,5 @@
-//! What KMS knows (custom key stores, KMS keys, aliases, how many events it has recorded), the
-//! changes that move it, and how a change applies.
+//! What KMS knows (custom key stores, KMS keys, aliases, grants, how many events it has
+//! recorded), the changes that move it, and how a change applies.
 //!
 //! The events themselves are not kept here: a [`KmsChange::Trail`] travels in its journal
 //! record and, once committed, goes to the event log (`control::event_log`); applying it only
@@ -12,7 +12,9 @@
 //! Beside what it holds, the state keeps derived indexes (not serialised, maintained by `apply`
 //! and rebuilt by [`KmsState::reindex`] after a snapshot is decoded) so that a write costs what
 //! it changes: the deletion dates of keys pending deletion, in date order, so that the commit
-//! path finds the next deletion due without scanning every key. It also interns key policy
+//! path finds the next deletion due without scanning every key; the grants of each retiring
+//! principal (ListRetirableGrants) and each key's grants by name (CreateGrant's idempotency),
+//! so that neither scans the up to 50,000 grants of a key. It also interns key policy
 //! texts: every key with the same policy (most carry the account's default one) holds the same
 //! allocation, so 100,000 keys hold one copy of it in memory, not 100,000.
 
@@ -22,7 +24,7 @@ use std::ops::Bound::{Excluded, Included, Unbounded};
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{Alias, Key, KeyStore, TrailEvent};
+use super::model::{Alias, Grant, Key, KeyStore, TrailEvent};
 use crate::types::{CustomKeyStoreId, KeyId, Timestamp};
 
 /// KMS's state in one account and Region.
@@ -34,8 +36,18 @@ pub struct KmsState {
     pub keys: BTreeMap<KeyId, Key>,
     /// Aliases, by name.
     pub aliases: BTreeMap<String, Alias>,
+    /// Grants, by key, then by grant id. A key's grants go with it.
+    pub grants: BTreeMap<KeyId, BTreeMap<String, Grant>>,
     /// The sequence number the next KMS event gets (how many were ever recorded).
     pub next_event_seq: u64,
+    /// Index: grants by retiring principal, key and grant id (derived; rebuilt by
+    /// [`KmsState::reindex`]).
+    #[serde(skip)]
+    retirable: BTreeSet<(String, KeyId, String)>,
+    /// Index: grants by key, name and grant id, for the named ones (derived; rebuilt by
+    /// [`KmsState::reindex`]).
+    #[serde(skip)]
+    grant_names: BTreeSet<(KeyId, String, String)>,
     /// Index: alias names by target key, in listing order (derived; rebuilt by
     /// [`KmsState::reindex`]).
     #[serde(skip)]
@@ -72,6 +84,10 @@ pub enum KmsChange {
     DeleteKey(KeyId),
     PutAlias(Alias),
     DeleteAlias(String),
+    /// Creates a grant (on a key that exists).
+    PutGrant(Box<Grant>),
+    /// Retires or revokes a grant: key, grant id.
+    DeleteGrant(KeyId, String),
     /// A KMS event: it gets sequence number `next_event_seq`; the event itself goes to the
     /// event log, not into the state.
     Trail(TrailEvent),
@@ -103,6 +119,12 @@ impl KmsState {
                     self.unindex(&old);
                     self.release(old.policy);
                 }
+                // Its grants go with it.
+                if let Some(grants) = self.grants.remove(&id) {
+                    for g in grants.into_values() {
+                        self.unindex_grant(&g);
+                    }
+                }
                 // Every alias pointing at the key, found in the index rather than by a scan.
                 let names: Vec<String> =
                     self.aliases_of(&id, None).map(|a| a.name.clone()).collect();
@@ -122,8 +144,88 @@ impl KmsState {
                     self.aliases_by_target.remove(&(old.target, name));
                 }
             }
+            KmsChange::PutGrant(g) => {
+                let old = self.grants.get_mut(&g.key).and_then(|m| m.remove(&g.id));
+                if let Some(old) = old {
+                    self.unindex_grant(&old);
+                }
+                self.index_grant(&g);
+                self.grants.entry(g.key).or_default().insert(g.id.clone(), *g);
+            }
+            KmsChange::DeleteGrant(key, id) => {
+                if let Some(grants) = self.grants.get_mut(&key) {
+                    if let Some(old) = grants.remove(&id) {
+                        if grants.is_empty() {
+                            self.grants.remove(&key);
+                        }
+                        self.unindex_grant(&old);
+                    }
+                }
+            }
             KmsChange::Trail(_) => self.next_event_seq += 1,
         }
+    }
+
+    fn index_grant(&mut self, g: &Grant) {
+        if let Some(r) = &g.retiring {
+            self.retirable.insert((r.clone(), g.key, g.id.clone()));
+        }
+        if let Some(n) = &g.name {
+            self.grant_names.insert((g.key, n.clone(), g.id.clone()));
+        }
+    }
+
+    fn unindex_grant(&mut self, g: &Grant) {
+        if let Some(r) = &g.retiring {
+            self.retirable.remove(&(r.clone(), g.key, g.id.clone()));
+        }
+        if let Some(n) = &g.name {
+            self.grant_names.remove(&(g.key, n.clone(), g.id.clone()));
+        }
+    }
+
+    /// The grants of `key` (empty for a key without any).
+    pub fn grants_of<'s>(&'s self, key: &KeyId) -> impl Iterator<Item = &'s Grant> + 's {
+        self.grants.get(key).into_iter().flat_map(|m| m.values())
+    }
+
+    /// How many grants `key` has.
+    pub fn grant_count(&self, key: &KeyId) -> usize {
+        self.grants.get(key).map_or(0, BTreeMap::len)
+    }
+
+    /// One grant of `key`.
+    pub fn grant(&self, key: &KeyId, id: &str) -> Option<&Grant> {
+        self.grants.get(key)?.get(id)
+    }
+
+    /// The grants of `key` named `name`: a seek in the index.
+    pub fn grants_named<'s>(
+        &'s self,
+        key: &'s KeyId,
+        name: &'s str,
+    ) -> impl Iterator<Item = &'s Grant> + 's {
+        self.grant_names
+            .range((*key, name.to_owned(), String::new())..)
+            .take_while(move |(k, n, _)| k == key && n == name)
+            .filter_map(|(k, _, id)| self.grant(k, id))
+    }
+
+    /// The grants `principal` may retire as their retiring principal, by key and grant id,
+    /// after `after` if given: a seek in the index.
+    pub fn retirable_by<'s>(
+        &'s self,
+        principal: &'s str,
+        after: Option<(KeyId, &str)>,
+    ) -> impl Iterator<Item = &'s Grant> + 's {
+        let from = match after {
+            Some((key, id)) => Excluded((principal.to_owned(), key, id.to_owned())),
+            None => Included((principal.to_owned(), KeyId::from_bytes([0; 16]), String::new())),
+        };
+        self.retirable
+            .range((from, Unbounded))
+            .take_while(move |(p, _, _)| p == principal)
+            .filter_map(|(_, k, id)| self.grant(k, id))
     }
 
     /// Rebuilds the derived indexes (after decoding a snapshot).
@@ -138,6 +240,12 @@ impl KmsState {
             .values()
             .map(|a| (a.target, a.name.clone()))
             .collect();
+        self.retirable.clear();
+        self.grant_names.clear();
+        let grants: Vec<Grant> = self.grants.values().flat_map(|m| m.values()).cloned().collect();
+        for g in &grants {
+            self.index_grant(g);
+        }
         let mut texts = HashSet::new();
         let mut last: Option<Arc<str>> = None;
         for k in self.keys.values_mut() {

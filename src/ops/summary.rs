@@ -46,6 +46,11 @@ impl Op {
                 "An AWS operation kmscks refuses as AWS refuses it for custom key stores"
             }
             Op::LookupEvents => "Looks up KMS events as CloudTrail records, newest first",
+            Op::CreateGrant => "Lets a principal use a KMS key for the operations a grant lists",
+            Op::ListGrants => "Lists the grants of a KMS key",
+            Op::ListRetirableGrants => "Lists the grants a principal may retire",
+            Op::RetireGrant => "Retires a grant, by its token or by key and grant id",
+            Op::RevokeGrant => "Revokes a grant of a KMS key",
             Op::Encrypt => "Encrypts up to 4,096 bytes under a KMS key",
             Op::Decrypt => "Decrypts a ciphertext made by Encrypt or GenerateDataKey",
             Op::ReEncrypt => {

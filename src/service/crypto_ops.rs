@@ -34,10 +34,7 @@ fn check_algorithm(alg: Option<EncryptionAlgorithm>, member: &str) -> Result<()>
 
 /// What a `DryRun` request answers when it would have succeeded.
 fn dry_run_succeeded() -> KmsError {
-    err!(
-        DryRunOperationException,
-        "The request would have succeeded, but the DryRun option is set."
-    )
+    KmsError::dry_run_succeeded()
 }
 
 /// The key reference a Decrypt gave (none: empty).

@@ -115,6 +115,21 @@ macro_rules! perform {
     (LookupEvents, $k:ident, $r:ident) => {
         $k.lookup_events($r)
     };
+    (CreateGrant, $k:ident, $r:ident) => {
+        $k.create_grant($r)
+    };
+    (ListGrants, $k:ident, $r:ident) => {
+        $k.list_grants($r)
+    };
+    (ListRetirableGrants, $k:ident, $r:ident) => {
+        $k.list_retirable_grants($r)
+    };
+    (RetireGrant, $k:ident, $r:ident) => {
+        $k.retire_grant($r)
+    };
+    (RevokeGrant, $k:ident, $r:ident) => {
+        $k.revoke_grant($r)
+    };
     // ---- Cryptographic operations
     (Encrypt, $k:ident, $r:ident) => {
         $k.encrypt($r)

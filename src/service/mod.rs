@@ -8,7 +8,7 @@
 //!   compaction the commit path starts);
 //! - `worker`: the background worker that finishes Connect/Disconnect and sweeps deletions, on
 //!   the injectable [`Clock`];
-//! - `keystore_ops`, `key_ops`, `cloudhsm_ops`, `crypto_ops`: the operation façade, one method
+//! - `keystore_ops`, `key_ops`, `grant_ops`, `cloudhsm_ops`, `crypto_ops`: the operation façade, one method
 //!   of [`Kms`] per operation, named after it;
 //! - `dispatch`: [`Kms::dispatch`], generated from the op table;
 //! - `trail_ops`, `tally`: the event log as CloudTrail shows it (LookupEvents), failed calls,
@@ -19,6 +19,7 @@ mod commit;
 mod compaction;
 mod crypto_ops;
 mod dispatch;
+mod grant_ops;
 mod key_ops;
 mod keystore_ops;
 mod tally;

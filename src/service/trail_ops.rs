@@ -170,6 +170,27 @@ fn request_parameters(request: &Request) -> Value {
         }),
         Request::DeleteAlias(r) => json!({"aliasName": r.alias_name}),
         Request::Refused(r) => json!({"keyId": r.key_id}),
+        Request::CreateGrant(r) => json!({
+            "keyId": r.key_id,
+            "granteePrincipal": r.grantee_principal,
+            "retiringPrincipal": r.retiring_principal,
+            "operations": r.operations,
+            "name": r.name,
+        }),
+        Request::ListGrants(r) => json!({
+            "keyId": r.key_id,
+            "grantId": r.grant_id,
+            "granteePrincipal": r.grantee_principal,
+            "limit": r.limit,
+            "marker": r.marker,
+        }),
+        Request::ListRetirableGrants(r) => json!({
+            "retiringPrincipal": r.retiring_principal,
+            "limit": r.limit,
+            "marker": r.marker,
+        }),
+        Request::RetireGrant(r) => json!({"keyId": r.key_id, "grantId": r.grant_id}),
+        Request::RevokeGrant(r) => json!({"keyId": r.key_id, "grantId": r.grant_id}),
         _ => json!({}),
     }
 }

@@ -47,8 +47,9 @@ pub const JOURNAL_MAGIC: [u8; 4] = *b"KCKJ";
 /// timed network cut heals (`network_heals_at`) and each HSM its added latency (`latency_ms`,
 /// a slow HSM); a CloudHSM cluster records when its passing state
 /// (CREATE/INITIALIZE/DELETE_IN_PROGRESS) ends, its backup retention policy and its tags; a
-/// backup its tags.
-pub const FORMAT_VERSION: u32 = 7;
+/// backup its tags. Version 8: the KMS state holds grants (`KmsState::grants`), journaled as
+/// `KmsChange::PutGrant` / `DeleteGrant`, one grant each.
+pub const FORMAT_VERSION: u32 = 8;
 /// Length of the journal file header.
 pub const JOURNAL_HEADER_LEN: usize = 20;
 /// Length of a frame header.

@@ -55,6 +55,22 @@ pub const NUMBER_OF_BYTES: (u32, u32) = (1, 1024);
 pub const MAX_GRANT_TOKENS: usize = 10;
 /// Grant token length in characters.
 pub const GRANT_TOKEN_LEN: (usize, usize) = (1, 8192);
+/// Grants per KMS key.
+pub const MAX_GRANTS_PER_KEY: usize = 50_000;
+/// Grant name length (CreateGrant's `Name`, pattern `[a-zA-Z0-9:/_-]+`).
+pub const GRANT_NAME_LEN: (usize, usize) = (1, 256);
+/// Grant id length as the API accepts it (kmscks issues 64 hex digits, as AWS does).
+pub const GRANT_ID_LEN: (usize, usize) = (1, 128);
+/// Grantee and retiring principal length (pattern `[\w+=,.@:/-]+`).
+pub const GRANT_PRINCIPAL_LEN: (usize, usize) = (1, 256);
+/// Encryption context pairs in one grant constraint.
+pub const MAX_GRANT_CONSTRAINT_PAIRS: usize = 8;
+/// Length of a value in a grant constraint.
+pub const GRANT_CONSTRAINT_VALUE_LEN: usize = 384;
+/// ListGrants / ListRetirableGrants `Limit` range and default.
+pub const LIST_GRANTS_LIMIT: (u32, u32) = (1, 100);
+/// ListGrants / ListRetirableGrants default page size.
+pub const LIST_GRANTS_DEFAULT: u32 = 50;
 
 /// CloudHSM: HSMs per cluster (the hard limit).
 pub const MAX_HSMS_PER_CLUSTER: usize = 28;

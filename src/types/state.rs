@@ -210,6 +210,56 @@ aws_enum! {
     }
 }
 
+aws_enum! {
+    /// An operation a grant may allow (CreateGrant's `Operations`), AWS's list: the key's
+    /// cryptographic operations, DescribeKey, and the grant operations CreateGrant and
+    /// RetireGrant.
+    GrantOperation {
+        Decrypt = "Decrypt",
+        Encrypt = "Encrypt",
+        GenerateDataKey = "GenerateDataKey",
+        GenerateDataKeyWithoutPlaintext = "GenerateDataKeyWithoutPlaintext",
+        ReEncryptFrom = "ReEncryptFrom",
+        ReEncryptTo = "ReEncryptTo",
+        Sign = "Sign",
+        Verify = "Verify",
+        GetPublicKey = "GetPublicKey",
+        CreateGrant = "CreateGrant",
+        RetireGrant = "RetireGrant",
+        DescribeKey = "DescribeKey",
+        GenerateDataKeyPair = "GenerateDataKeyPair",
+        GenerateDataKeyPairWithoutPlaintext = "GenerateDataKeyPairWithoutPlaintext",
+        GenerateMac = "GenerateMac",
+        VerifyMac = "VerifyMac",
+        DeriveSharedSecret = "DeriveSharedSecret",
+    }
+}
+
+impl GrantOperation {
+    /// The grant operation a policy action names (`kms:Decrypt` → `Decrypt`); `None` for an
+    /// action no grant can allow.
+    pub fn of_action(action: &str) -> Option<GrantOperation> {
+        GrantOperation::parse(action.strip_prefix("kms:")?)
+    }
+
+    /// Whether a request of this operation carries an encryption context, so that a grant's
+    /// constraints apply to it (AWS: the cryptographic operations on symmetric keys; not
+    /// DescribeKey, RetireGrant, nor the asymmetric and HMAC operations).
+    pub const fn takes_context(self) -> bool {
+        matches!(
+            self,
+            GrantOperation::Decrypt
+                | GrantOperation::Encrypt
+                | GrantOperation::GenerateDataKey
+                | GrantOperation::GenerateDataKeyWithoutPlaintext
+                | GrantOperation::ReEncryptFrom
+                | GrantOperation::ReEncryptTo
+                | GrantOperation::GenerateDataKeyPair
+                | GrantOperation::GenerateDataKeyPairWithoutPlaintext
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

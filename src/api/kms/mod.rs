@@ -14,6 +14,7 @@ use crate::types::{
 mod batch;
 mod data;
 mod events;
+mod grants;
 mod keys;
 mod refused;
 mod stores;
@@ -21,6 +22,7 @@ mod stores;
 pub use batch::*;
 pub use data::*;
 pub use events::*;
+pub use grants::*;
 pub use keys::*;
 pub use refused::*;
 pub use stores::*;

@@ -49,6 +49,9 @@ pub(crate) enum Kind {
     List,
     /// Filters: `name=v1,v2` per value, or a JSON object of lists.
     Filters,
+    /// Grant constraints: `EncryptionContextSubset={k=v,k2=v2}` and/or
+    /// `EncryptionContextEquals={…}` (the aws CLI's shorthand), or JSON (`file://` allowed).
+    Constraints,
     /// Any JSON (`file://` allowed).
     Json,
 }
@@ -260,6 +263,35 @@ pub(crate) fn map(flag: &str, value: &str) -> Result<Value, ParamError> {
         }
         Ok(Value::Object(m))
     }
+}
+
+/// Grant constraints: JSON, or the aws CLI's shorthand `Name={k=v,k2=v2},Name2={…}`.
+pub(crate) fn constraints(flag: &str, value: &str) -> Result<Value, ParamError> {
+    if value.trim_start().starts_with('{') || value.starts_with("file://") {
+        return json(flag, value);
+    }
+    let mut out = Map::new();
+    let mut rest = value.trim();
+    while !rest.is_empty() {
+        let (name, after) = rest.split_once('=').ok_or_else(|| {
+            perr(
+                flag,
+                format!("Expected: '=', received: end of input in {rest:?} (shorthand is EncryptionContextSubset={{k=v}})"),
+            )
+        })?;
+        let body = after
+            .strip_prefix('{')
+            .and_then(|b| b.split_once('}'))
+            .ok_or_else(|| perr(flag, format!("Expected {{k=v,…}} after {name}=")))?;
+        let (pairs, tail) = body;
+        let mut m = Map::new();
+        for (k, v) in shorthand(flag, pairs)? {
+            m.insert(k, Value::String(v));
+        }
+        out.insert(name.trim().to_owned(), Value::Object(m));
+        rest = tail.trim_start_matches(',').trim();
+    }
+    Ok(Value::Object(out))
 }
 
 /// The member names of a KMS tag.

@@ -158,6 +158,55 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
             opt("max-results", Int, "Records per page, 1-50 (default 50)"),
             opt("next-token", Str, "NextToken of the previous page"),
         ],
+        Op::CreateGrant => specs![
+            req("key-id", Str, "Key id or key ARN"),
+            req(
+                "grantee-principal",
+                Str,
+                "Who may use the key through the grant (an ARN)"
+            ),
+            opt("retiring-principal", Str, "Who may retire the grant"),
+            req(
+                "operations",
+                List,
+                "What the grant allows: Encrypt Decrypt GenerateDataKey DescribeKey …",
+            ),
+            opt(
+                "constraints",
+                Constraints,
+                "EncryptionContextSubset={k=v} or EncryptionContextEquals={k=v}, or JSON",
+            ),
+            GRANT_TOKENS,
+            opt(
+                "name",
+                Str,
+                "A name; the same name and parameters return the same grant"
+            ),
+            DRY_RUN,
+        ],
+        Op::ListGrants => specs![
+            req("key-id", Str, "Key id or key ARN"),
+            LIMIT,
+            MARKER,
+            opt("grant-id", Str, "Only this grant"),
+            opt("grantee-principal", Str, "Only grants to this principal"),
+        ],
+        Op::ListRetirableGrants => specs![
+            req("retiring-principal", Str, "The retiring principal (an ARN)"),
+            LIMIT,
+            MARKER,
+        ],
+        Op::RetireGrant => specs![
+            opt("grant-token", Str, "The grant's token"),
+            opt("key-id", Str, "Key id or key ARN (with --grant-id)"),
+            opt("grant-id", Str, "The grant id (with --key-id)"),
+            DRY_RUN,
+        ],
+        Op::RevokeGrant => specs![
+            req("key-id", Str, "Key id or key ARN"),
+            req("grant-id", Str, "The grant id"),
+            DRY_RUN,
+        ],
         Op::Encrypt => specs![
             KEY_ID,
             req(

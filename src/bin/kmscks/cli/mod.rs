@@ -358,6 +358,7 @@ pub(crate) fn build_request(verb: &Verb, m: &ArgMatches) -> Result<Request, CliE
                         Value::String(String::new())
                     }
                     Kind::Map => args::map(flag, value)?,
+                    Kind::Constraints => args::constraints(flag, value)?,
                     _ => args::any_json(flag, value)?,
                 };
                 obj.insert(member, v);
