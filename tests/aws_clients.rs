@@ -25,6 +25,9 @@ const SKIP: i32 = 3;
 /// The daemon's credentials for the tests that verify signatures: one root key.
 const ACCESS_KEY: &str = "AKIDCLIENTS";
 const SECRET_KEY: &str = "clients-secret";
+/// A second key, the IAM user `app` of the account, which the scripts give grants to (the
+/// boto3 script signs with it by these literal values).
+const APP_CREDENTIALS: &str = "AKIDAPP app-secret arn:aws:iam::111122223333:user/app";
 
 /// How long a cluster stays in each passing state: long enough that the clients must poll
 /// describe-clusters as on AWS, short enough not to slow the suite.
@@ -53,7 +56,11 @@ fn python_has(module: &str, package: &str) -> bool {
 fn daemon(dir: &Path, extra: &[&str]) -> (http_support::Daemon, SocketAddr) {
     use std::os::unix::fs::PermissionsExt;
     let creds = dir.join("http-credentials");
-    std::fs::write(&creds, format!("{ACCESS_KEY} {SECRET_KEY} root\n")).unwrap();
+    std::fs::write(
+        &creds,
+        format!("{ACCESS_KEY} {SECRET_KEY} root\n{APP_CREDENTIALS}\n"),
+    )
+    .unwrap();
     std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
     let creds = creds.display().to_string();
     let mut args = vec![

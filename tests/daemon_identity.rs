@@ -5,6 +5,9 @@
 //! 1001 with gid 1001 may connect while uid 1002 (another group) cannot connect at all: the file
 //! mode decides who reaches the daemon, key policies decide what each uid may do.
 //!
+//! A grant lets another uid use a key the key policy keeps from it, until it is retired or
+//! revoked.
+//!
 //! The client is this test binary itself, re-run with `--ignored --exact helper_client` and its
 //! instructions in environment variables.
 
@@ -51,6 +54,10 @@ fn helper_client() {
         }),
         "decrypt" => Request::Decrypt(DecryptRequest {
             ciphertext_blob: hex_decode(&arg),
+            ..Default::default()
+        }),
+        "retire-grant" => Request::RetireGrant(RetireGrantRequest {
+            grant_token: Some(arg),
             ..Default::default()
         }),
         "create-cluster" => Request::CreateCluster(CreateClusterRequest::default()),
@@ -204,4 +211,79 @@ fn another_uid_gets_what_key_policies_grant_and_no_cluster_admin() {
         })),
         Response::Decrypt
     );
+}
+
+#[test]
+fn a_grant_lets_another_uid_use_a_key_until_it_is_revoked_or_retired() {
+    // Switching uid with setpriv and giving the socket another group both need root.
+    if !support::runnable(&[Need::Root, Need::Tool("setpriv")]) {
+        return;
+    }
+    let d = TestDaemon::start(|c| {
+        c.bootstrap = true;
+        c.socket_mode = 0o660;
+        c.socket_gid = Some(1001);
+    });
+    let mut root = d.connect();
+    let key_id = expect!(
+        root.call(&Request::DescribeKey(KeyIdRequest {
+            key_id: "alias/demo".into(),
+            ..Default::default()
+        })),
+        Response::DescribeKey
+    )
+    .key_metadata
+    .key_id;
+    let ct = expect!(
+        root.call(&Request::Encrypt(EncryptRequest {
+            key_id: "alias/demo".into(),
+            plaintext: SecretBytes::new(b"root's secret".to_vec()),
+            ..Default::default()
+        })),
+        Response::Encrypt
+    );
+    let ct_hex = hex_encode(&ct.ciphertext_blob);
+    let out = as_uid(1001, &d.socket, "decrypt", &ct_hex);
+    assert!(out.starts_with("AccessDeniedException"), "{out}");
+
+    let create = |ops: Vec<GrantOperation>, root: &mut Raw| {
+        expect!(
+            root.call(&Request::CreateGrant(CreateGrantRequest {
+                key_id: key_id.clone(),
+                grantee_principal: "arn:aws:iam::111122223333:user/uid-1001".into(),
+                operations: ops,
+                ..Default::default()
+            })),
+            Response::CreateGrant
+        )
+    };
+    // Granted Decrypt: uid 1001 decrypts, and still may not encrypt.
+    let g = create(vec![GrantOperation::Decrypt], &mut root);
+    assert_eq!(as_uid(1001, &d.socket, "decrypt", &ct_hex), "ok");
+    let out = as_uid(1001, &d.socket, "encrypt", "");
+    assert!(out.starts_with("AccessDeniedException"), "{out}");
+    // Revoked: refused again from the next request on.
+    expect!(
+        root.call(&Request::RevokeGrant(RevokeGrantRequest {
+            key_id: key_id.clone(),
+            grant_id: g.grant_id,
+            dry_run: false,
+        })),
+        Response::RevokeGrant
+    );
+    let out = as_uid(1001, &d.socket, "decrypt", &ct_hex);
+    assert!(out.starts_with("AccessDeniedException"), "{out}");
+
+    // A grant its grantee may retire: uid 1001 retires it with its token, and is refused after.
+    let g = create(
+        vec![GrantOperation::Decrypt, GrantOperation::RetireGrant],
+        &mut root,
+    );
+    assert_eq!(as_uid(1001, &d.socket, "decrypt", &ct_hex), "ok");
+    assert_eq!(
+        as_uid(1001, &d.socket, "retire-grant", &g.grant_token),
+        "ok"
+    );
+    let out = as_uid(1001, &d.socket, "decrypt", &ct_hex);
+    assert!(out.starts_with("AccessDeniedException"), "{out}");
 }

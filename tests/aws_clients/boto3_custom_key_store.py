@@ -9,7 +9,8 @@ What a program written for AWS does, with nothing but `endpoint_url` changed:
    AWS, here kmscks's extra operations (`extension.call`).
 2. kms: create_custom_key_store, 3. connect_custom_key_store (polled to CONNECTED),
 4. create_key in the store; then the cryptographic operations with an encryption context,
-   the key-state rules, and the exceptions as botocore's classes.
+   grants (another principal decrypting through one until it retires it), the key-state
+   rules, and the exceptions as botocore's classes.
 
 Every raw answer is checked against botocore's model of the operation (`shape_check`).
 Exit status 3 with a reason on stderr: no way to sign the CSR here (the test skips).
@@ -20,6 +21,7 @@ import sys
 import time
 
 import boto3
+import botocore.exceptions
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ca  # noqa: E402
@@ -315,6 +317,59 @@ assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Disabled"
 kms.enable_key(KeyId=key_id)
 fails(kms.exceptions.UnsupportedOperationException, kms.enable_key_rotation, KeyId=key_id)
 fails(kms.exceptions.UnsupportedOperationException, kms.get_key_rotation_status, KeyId=key_id)
+
+# Grants: another principal (the IAM user an access key id names) uses the key through one.
+# The daemon's credentials file names this key (tests/aws_clients.rs, APP_CREDENTIALS).
+app_arn = "arn:aws:iam::111122223333:user/app"
+assert key["Arn"].split(":")[4] == "111122223333", key
+app = boto3.client("kms", endpoint_url=endpoint, aws_access_key_id="AKIDAPP", aws_secret_access_key="app-secret")
+shape_check.watch(app)
+
+
+def error_code(call, *args, **kwargs):
+    """The AWS error code `call` fails with (for errors botocore's KMS model has no class for)."""
+    try:
+        call(*args, **kwargs)
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"]
+    raise AssertionError(f"{call.__name__} did not fail")
+
+
+assert error_code(app.decrypt, CiphertextBlob=enc["CiphertextBlob"], EncryptionContext=ctx) == "AccessDeniedException"
+grant_args = dict(
+    KeyId=key_id,
+    GranteePrincipal=app_arn,
+    RetiringPrincipal=app_arn,
+    Operations=["Decrypt", "DescribeKey"],
+    Constraints={"EncryptionContextSubset": {"tenant": "a"}},
+    Name="boto3-app",
+)
+fails(kms.exceptions.DryRunOperationException, kms.create_grant, DryRun=True, **grant_args)
+assert kms.list_grants(KeyId=key_id)["Grants"] == []
+g = kms.create_grant(**grant_args)
+assert len(g["GrantId"]) == 64 and g["GrantToken"], g
+again = kms.create_grant(**grant_args)
+assert again["GrantId"] == g["GrantId"] and again["GrantToken"] != g["GrantToken"], again
+dec = app.decrypt(CiphertextBlob=enc["CiphertextBlob"], EncryptionContext=ctx, GrantTokens=[g["GrantToken"]])
+assert dec["Plaintext"] == b"hello store", dec
+assert app.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"] == key["Arn"]
+assert error_code(app.encrypt, KeyId=key_id, Plaintext=b"x", EncryptionContext=ctx) == "AccessDeniedException"
+listed = kms.list_grants(KeyId=key_id)["Grants"]
+assert [x["GrantId"] for x in listed] == [g["GrantId"]], listed
+assert listed[0]["Constraints"] == {"EncryptionContextSubset": {"tenant": "a"}}, listed
+assert listed[0]["GranteePrincipal"] == app_arn and listed[0]["Name"] == "boto3-app", listed
+assert listed[0]["CreationDate"] >= key["CreationDate"], listed
+retirable = kms.list_retirable_grants(RetiringPrincipal=app_arn)["Grants"]
+assert [x["GrantId"] for x in retirable] == [g["GrantId"]], retirable
+fails(kms.exceptions.DryRunOperationException, kms.revoke_grant, KeyId=key_id, GrantId=g["GrantId"], DryRun=True)
+fails(kms.exceptions.InvalidGrantTokenException, kms.retire_grant, GrantToken="not-a-token")
+fails(kms.exceptions.InvalidGrantIdException, kms.revoke_grant, KeyId=key_id, GrantId="nope")
+fails(kms.exceptions.NotFoundException, kms.revoke_grant, KeyId=key_id, GrantId="0" * 64)
+app.retire_grant(GrantToken=g["GrantToken"])
+assert error_code(app.decrypt, CiphertextBlob=enc["CiphertextBlob"], EncryptionContext=ctx) == "AccessDeniedException"
+g = kms.create_grant(KeyId=key_id, GranteePrincipal=app_arn, Operations=["Encrypt"])
+kms.revoke_grant(KeyId=key_id, GrantId=g["GrantId"])
+assert kms.list_grants(KeyId=key_id)["Grants"] == []
 
 # The other errors an application meets.
 fails(kms.exceptions.NotFoundException, kms.describe_key, KeyId="alias/none")
