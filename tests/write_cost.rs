@@ -267,3 +267,64 @@ fn a_change_on_one_cluster_rechecks_only_the_keys_it_names() {
         3
     );
 }
+
+#[test]
+fn a_grant_journals_itself_alone_and_reaches_the_engine_as_one_control() {
+    use kmscks::kms::state::KmsChange;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _clock) = durable_config(false);
+    let grant = |kms: &Kms, key: &str| {
+        kms.create_grant(&CreateGrantRequest {
+            key_id: key.to_owned(),
+            grantee_principal: "arn:aws:iam::111122223333:user/uid-1001".into(),
+            operations: vec![GrantOperation::Decrypt],
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    {
+        let kms = Kms::open_with(dir.path(), config).unwrap();
+        let key = create_key(&kms, None);
+        for _ in 0..200 {
+            grant(&kms, &key);
+        }
+        // The mirror re-checks the key (so that a failed batch closes it) and sends the grant.
+        let (checked, sent) = mirror_work(&kms, || {
+            grant(&kms, &key);
+        });
+        assert_eq!((checked, sent), (1, 1));
+        let last = grant(&kms, &key);
+        let (checked, sent) = mirror_work(&kms, || {
+            kms.revoke_grant(&RevokeGrantRequest {
+                key_id: key.clone(),
+                grant_id: last.grant_id,
+                dry_run: false,
+            })
+            .unwrap();
+        });
+        assert_eq!((checked, sent), (1, 1));
+    }
+    let records = journal_records(dir.path());
+    let grants: Vec<(usize, &Record)> = records
+        .iter()
+        .filter(|(_, r)| {
+            r.changes
+                .iter()
+                .any(|c| matches!(c, Change::Kms(KmsChange::PutGrant(_))))
+        })
+        .map(|(len, r)| (*len, r))
+        .collect();
+    assert_eq!(grants.len(), 202);
+    for (_, r) in &grants {
+        assert!(
+            !r.changes
+                .iter()
+                .any(|c| matches!(c, Change::Kms(KmsChange::PutKey(_)))),
+            "a grant does not rewrite its key"
+        );
+    }
+    // The 1st and the 202nd grant cost the same: what they are, not the grants before them.
+    let (first, last) = (grants[0].0, grants[201].0);
+    assert!(first.abs_diff(last) < 16, "{first} vs {last} bytes");
+    assert!(last < 1024, "{last} bytes for one grant");
+}

@@ -843,3 +843,118 @@ fn an_hsm_type_aws_lacks_is_refused_naming_the_types_it_has() {
     assert!(err.contains("(CloudHsmInvalidRequestException)"), "{err}");
     assert!(err.contains("hsm1.medium, hsm2m.medium"), "{err}");
 }
+
+#[test]
+fn create_grant_takes_the_aws_flags_and_constraints_in_shorthand_or_json() {
+    use kmscks::api::kms::GrantOperation;
+    let grant = |constraints: &str| {
+        let r = request_of(&[
+            "kms",
+            "create-grant",
+            "--key-id",
+            "1234abcd-12ab-34cd-56ef-1234567890ab",
+            "--grantee-principal",
+            "arn:aws:iam::111122223333:user/uid-1001",
+            "--operations",
+            "Encrypt",
+            "Decrypt",
+            "--constraints",
+            constraints,
+            "--name",
+            "app",
+            "--dry-run",
+        ])
+        .unwrap();
+        let Request::CreateGrant(g) = r else {
+            panic!("wrong request")
+        };
+        g
+    };
+    let g = grant("EncryptionContextSubset={Dept=IT,Env=prod}");
+    assert_eq!(
+        g.operations,
+        [GrantOperation::Encrypt, GrantOperation::Decrypt]
+    );
+    assert_eq!(g.name.as_deref(), Some("app"));
+    assert!(g.dry_run);
+    let c = g.constraints.unwrap();
+    let subset = c.encryption_context_subset.unwrap();
+    assert_eq!(subset.get("Env").map(String::as_str), Some("prod"));
+    assert_eq!(subset.len(), 2);
+    let g = grant(r#"{"EncryptionContextEquals": {"Dept": "IT"}}"#);
+    assert_eq!(
+        g.constraints
+            .unwrap()
+            .encryption_context_equals
+            .unwrap()
+            .len(),
+        1
+    );
+    let both = grant("EncryptionContextSubset={a=b},EncryptionContextEquals={c=d}");
+    let c = both.constraints.unwrap();
+    assert!(c.encryption_context_subset.is_some() && c.encryption_context_equals.is_some());
+
+    let r = request_of(&["kms", "retire-grant", "--key-id", "k", "--grant-id", "g"]).unwrap();
+    let Request::RetireGrant(r) = r else {
+        panic!("wrong request")
+    };
+    assert_eq!(
+        (r.key_id.as_deref(), r.grant_id.as_deref()),
+        (Some("k"), Some("g"))
+    );
+}
+
+#[test]
+fn grants_round_trip_through_the_cli_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, out, err) = run_cli(&["--data-dir", d, "kms", "create-key"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let key_id = v["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let (code, out, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "create-grant",
+        "--key-id",
+        &key_id,
+        "--grantee-principal",
+        "arn:aws:iam::111122223333:user/uid-1001",
+        "--operations",
+        "Decrypt",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let grant_id = v["GrantId"].as_str().unwrap().to_owned();
+    assert!(v["GrantToken"].is_string(), "{out}");
+    let (code, out, err) = run_cli(&["--data-dir", d, "kms", "list-grants", "--key-id", &key_id]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["Grants"][0]["GrantId"], grant_id.as_str(), "{out}");
+    assert_eq!(v["Grants"][0]["Operations"][0], "Decrypt", "{out}");
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "revoke-grant",
+        "--key-id",
+        &key_id,
+        "--grant-id",
+        &grant_id,
+        "--dry-run",
+    ]);
+    assert_eq!(code, 254, "{err}");
+    assert!(err.contains("DryRunOperationException"), "{err}");
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "revoke-grant",
+        "--key-id",
+        &key_id,
+        "--grant-id",
+        &grant_id,
+    ]);
+    assert_eq!(code, 0, "{err}");
+}
