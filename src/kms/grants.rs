@@ -156,7 +156,7 @@ fn check_principal(member: &str, p: &str) -> Result<()> {
     }
     let ok = p
         .chars()
-        .all(|c| c.is_alphanumeric() || "_+=,.@:/-".contains(c));
+        .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c));
     if !ok {
         return Err(KmsError::validation(
             p,

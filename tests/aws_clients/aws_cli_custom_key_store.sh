@@ -155,6 +155,25 @@ kms re-encrypt --ciphertext-blob "fileb://$work/dk.enc" --source-encryption-cont
 expect_eq "$(kms decrypt --ciphertext-blob "fileb://$work/dk.re" --encryption-context tenant=b \
     --query KeyId --output text)" "$other" "the re-encrypted data key's key"
 
+# Grants, as a runbook gives one: to a principal, with a constraint in the CLI's shorthand.
+grantee=arn:aws:iam::111122223333:user/cli-app
+expect_error DryRunOperationException kms create-grant --key-id "$key" \
+    --grantee-principal "$grantee" --operations Decrypt --dry-run
+grant=$(kms create-grant --key-id "$key" --grantee-principal "$grantee" \
+    --operations Decrypt Encrypt --constraints 'EncryptionContextSubset={tenant=a}' \
+    --retiring-principal "$grantee" --name cli-grant --query GrantId --output text)
+expect_eq "$(kms list-grants --key-id "$key" --query 'Grants[0].GrantId' --output text)" \
+    "$grant" "list-grants"
+expect_eq "$(kms list-grants --key-id "$key" \
+    --query 'Grants[0].Constraints.EncryptionContextSubset.tenant' --output text)" a \
+    "the grant's constraint"
+expect_eq "$(kms list-retirable-grants --retiring-principal "$grantee" \
+    --query 'length(Grants)' --output text)" 1 "list-retirable-grants"
+expect_error InvalidGrantIdException kms revoke-grant --key-id "$key" --grant-id nope
+kms revoke-grant --key-id "$key" --grant-id "$grant"
+expect_eq "$(kms list-grants --key-id "$key" --query 'length(Grants)' --output text)" 0 \
+    "after revoke-grant"
+
 # Key states.
 kms disable-key --key-id "$key"
 expect_error DisabledException kms encrypt --key-id "$key" --plaintext "fileb://$work/msg.txt"
