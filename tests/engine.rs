@@ -928,3 +928,104 @@ fn shutdown_with_callers_in_flight_returns_errors() {
     );
     assert!(f.engine.apply(&[]).is_err());
 }
+
+/// A key whose policy allows no one, on every shard.
+fn closed_policy_key(f: &Fixture) -> KeyId {
+    let id = KeyId::generate();
+    f.engine
+        .apply(&[
+            Control::PutKey {
+                key: id,
+                gate: Gate::Open,
+                authorizer: Arc::new(|_: &str, _: Action| false),
+            },
+            Control::PutReplica {
+                hsm: HsmSlot::Default,
+                key: id,
+                material: KeyMaterial::generate(),
+            },
+        ])
+        .unwrap();
+    id
+}
+
+fn put_grant(
+    key: KeyId,
+    id: &str,
+    actions: &[Action],
+    subset: Option<EncryptionContext>,
+) -> Control {
+    Control::PutGrant {
+        key,
+        id: id.into(),
+        grant: Arc::new(EngineGrant {
+            grantee: P.into(),
+            actions: actions.iter().fold(ActionSet::default(), |s, a| s.with(*a)),
+            constraints: subset.map(|s| kmscks::types::GrantConstraints {
+                encryption_context_subset: Some(s),
+                encryption_context_equals: None,
+            }),
+        }),
+    }
+}
+
+#[test]
+fn a_grant_allows_its_grantee_its_actions_under_its_constraints_until_it_is_removed() {
+    let f = fixture(1 << 20);
+    let k = closed_policy_key(&f);
+    let key = KeyRef::Id(k);
+    let denied = |r: Result<EncryptOutput, kmscks::KmsError>| {
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::AccessDeniedException)
+    };
+    denied(f.engine.encrypt(P, &key, b"x", &none()));
+    f.engine
+        .apply(&[put_grant(
+            k,
+            "g1",
+            &[Action::Encrypt],
+            Some(ctx(&[("a", "b")])),
+        )])
+        .unwrap();
+    let blob = f
+        .engine
+        .encrypt(P, &key, b"x", &ctx(&[("a", "b"), ("c", "d")]))
+        .unwrap()
+        .ciphertext_blob;
+    denied(f.engine.encrypt(P, &key, b"x", &ctx(&[("a", "x")])));
+    denied(f.engine.encrypt(
+        "arn:aws:iam::111122223333:user/bob",
+        &key,
+        b"x",
+        &ctx(&[("a", "b")]),
+    ));
+    // Decrypt is not among its actions.
+    let dec = f
+        .engine
+        .decrypt(P, &blob, &ctx(&[("a", "b"), ("c", "d")]), None);
+    assert_eq!(dec.unwrap_err().kind(), ErrorKind::AccessDeniedException);
+
+    f.engine
+        .apply(&[Control::RemoveGrant {
+            key: k,
+            id: "g1".into(),
+        }])
+        .unwrap();
+    denied(f.engine.encrypt(P, &key, b"x", &ctx(&[("a", "b")])));
+}
+
+#[test]
+fn a_grant_on_an_unknown_key_refuses_its_whole_batch() {
+    let f = fixture(1 << 20);
+    let fresh = KeyId::generate();
+    let r = f.engine.apply(&[
+        put_key(fresh),
+        put_grant(KeyId::generate(), "g", &[Action::Encrypt], None),
+    ]);
+    assert_eq!(r.unwrap_err().kind(), ErrorKind::NotFoundException);
+    let e = f.engine.encrypt(P, &KeyRef::Id(fresh), b"x", &none());
+    assert_eq!(
+        e.unwrap_err().kind(),
+        ErrorKind::NotFoundException,
+        "nothing applied"
+    );
+}
