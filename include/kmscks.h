@@ -949,6 +949,36 @@ kmscks_result kmscks_untag_resource(const kmscks_client *c,
                                     size_t tag_keys_len);
 
 /**
+ * Creates a grant on `key_id` (key id or key ARN) letting `grantee_principal` (an IAM ARN, e.g.
+ * `arn:aws:iam::111122223333:user/uid-1001`) perform `operations_len` operations, each named
+ * as AWS names it (`"Encrypt"`, `"Decrypt"`, `"GenerateDataKey"`, `"DescribeKey"`…), under an
+ * `EncryptionContextSubset` constraint of `subset_len` pairs (none when 0). Writes the grant id
+ * and a grant token (free each with `kmscks_string_free`).
+ *
+ * # Safety
+ * `c` is a live handle; strings are NUL-terminated; `operations` points to `operations_len`
+ * NUL-terminated strings; `subset` to `subset_len` entries (NULL allowed when 0); `grant_id`
+ * and `grant_token` are valid for a write.
+ */
+kmscks_result kmscks_create_grant(const kmscks_client *c,
+                                  const char *key_id,
+                                  const char *grantee_principal,
+                                  const char *const *operations,
+                                  size_t operations_len,
+                                  const kmscks_context_entry *subset,
+                                  size_t subset_len,
+                                  char **grant_id,
+                                  char **grant_token);
+
+/**
+ * Revokes the grant `grant_id` of `key_id`: from the next request on, it allows nothing.
+ *
+ * # Safety
+ * `c` is a live handle; strings are NUL-terminated.
+ */
+kmscks_result kmscks_revoke_grant(const kmscks_client *c, const char *key_id, const char *grant_id);
+
+/**
  * Encrypts `pt_len` bytes under `key_id` (key id, key ARN, alias name or alias ARN) with the
  * encryption context `ctx` (`ctx_len` pairs; NULL when `ctx_len` is 0) and writes the
  * ciphertext blob to `*ciphertext`.

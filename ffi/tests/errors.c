@@ -180,6 +180,24 @@ static void null_arguments(const kmscks_client *c, const char *key) {
     CHECK_MSG("argument tags");
     CHECK_CODE(kmscks_untag_resource(c, key, NULL, 1), KMSCKS_INVALID_ARGUMENT);
     CHECK_MSG("argument tag_keys");
+    {
+        char *gid = SENTINEL, *gtok = SENTINEL;
+        const char *ops[] = {"Decrypt", "Fly"};
+        CHECK_CODE(kmscks_create_grant(c, key, "arn:aws:iam::111122223333:user/u", NULL, 1,
+                                       NULL, 0, &gid, &gtok),
+                   KMSCKS_INVALID_ARGUMENT);
+        CHECK_MSG("argument operations");
+        CHECK_CODE(kmscks_create_grant(c, key, "arn:aws:iam::111122223333:user/u", ops, 2,
+                                       NULL, 0, &gid, &gtok),
+                   KMSCKS_INVALID_ARGUMENT);
+        CHECK_MSG("argument operations[1]");
+        CHECK_CODE(kmscks_create_grant(c, key, NULL, ops, 1, NULL, 0, &gid, &gtok),
+                   KMSCKS_INVALID_ARGUMENT);
+        CHECK_MSG("argument grantee_principal");
+        CHECK(gid == SENTINEL && gtok == SENTINEL);
+        CHECK_CODE(kmscks_revoke_grant(c, key, NULL), KMSCKS_INVALID_ARGUMENT);
+        CHECK_MSG("argument grant_id");
+    }
 
     /* Batches: the first bad member is named by index; nothing ran, nothing written. */
     memset(results, 0xAB, sizeof results);
@@ -247,6 +265,11 @@ static void unknown_ids(const kmscks_client *c) {
     CHECK_CODE(kmscks_enable_key(c, NO_SUCH_KEY), KMSCKS_NOT_FOUND);
     CHECK_CODE(kmscks_delete_alias(c, "alias/no-such-alias"), KMSCKS_NOT_FOUND);
     CHECK_CODE(kmscks_create_alias(c, "alias/points-nowhere", NO_SUCH_KEY), KMSCKS_NOT_FOUND);
+    CHECK_CODE(kmscks_revoke_grant(c, NO_SUCH_KEY, "not-a-grant-id"),
+               KMSCKS_INVALID_GRANT_ID);
+    CHECK_CODE(kmscks_revoke_grant(c, NO_SUCH_KEY,
+                                   "0000000000000000000000000000000000000000000000000000000000000000"),
+               KMSCKS_NOT_FOUND);
     CHECK_CODE(kmscks_generate_data_key(c, NO_SUCH_KEY, 32, NULL, 0, &b, &b), KMSCKS_NOT_FOUND);
     CHECK(untouched(&b));
 

@@ -193,6 +193,21 @@ static void aliases_and_tags(const kmscks_client *c, const char *key_id) {
     CHECK_OK(kmscks_untag_resource(c, key_id, untag, 1));
     CHECK_OK(kmscks_tag_resource(c, key_id, NULL, 0));
     CHECK_OK(kmscks_untag_resource(c, key_id, NULL, 0));
+
+    /* A grant, constrained to a context, then revoked. */
+    {
+        const char *ops[] = {"Encrypt", "Decrypt"};
+        static const kmscks_context_entry subset[] = {{"team", "c-api"}};
+        char *grant_id = NULL, *grant_token = NULL;
+        CHECK_OK(kmscks_create_grant(c, key_id, "arn:aws:iam::111122223333:user/uid-4242", ops,
+                                     2, subset, 1, &grant_id, &grant_token));
+        CHECK(grant_id != NULL && strlen(grant_id) == 64);
+        CHECK(grant_token != NULL && strlen(grant_token) > 0);
+        CHECK_OK(kmscks_revoke_grant(c, key_id, grant_id));
+        CHECK_CODE(kmscks_revoke_grant(c, key_id, grant_id), KMSCKS_NOT_FOUND);
+        kmscks_string_free(grant_id);
+        kmscks_string_free(grant_token);
+    }
 }
 
 static void key_lifecycle(const kmscks_client *c, const char *key_id) {

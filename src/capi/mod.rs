@@ -44,6 +44,8 @@ mod cluster;
 mod stores;
 // Keys.
 mod keys;
+// Grants.
+mod grants;
 // Cryptographic operations.
 mod crypto;
 // JSON answers.
