@@ -843,3 +843,196 @@ fn an_hsm_type_aws_lacks_is_refused_naming_the_types_it_has() {
     assert!(err.contains("(CloudHsmInvalidRequestException)"), "{err}");
     assert!(err.contains("hsm1.medium, hsm2m.medium"), "{err}");
 }
+
+/// The ids `list-keys` printed (JSON).
+fn listed(out: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v["Keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["KeyId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn list_verbs_page_as_the_aws_cli_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for _ in 0..3 {
+        assert_eq!(run_cli(&["--data-dir", d, "kms", "create-key"]).0, 0);
+    }
+    // All pages, merged, without the service's paging members.
+    let (code, out, err) = run_cli(&["--data-dir", d, "kms", "list-keys", "--page-size", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let all = listed(&out);
+    assert_eq!(all.len(), 3, "{out}");
+    assert!(
+        !out.contains("Truncated") && !out.contains("NextMarker"),
+        "{out}"
+    );
+    // --max-items, then --starting-token from the NextToken printed.
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..3 {
+        let mut args = vec!["--data-dir", d, "kms", "list-keys", "--max-items", "2"];
+        if let Some(t) = &token {
+            args.extend(["--starting-token", t.as_str()]);
+        }
+        let (code, out, err) = run_cli(&args);
+        assert_eq!(code, 0, "{err}");
+        seen.extend(listed(&out));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        token = v["NextToken"].as_str().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, all);
+    // --no-paginate, or the service's own --limit: one raw page.
+    for args in [&["--no-paginate"][..], &["--limit", "1"]] {
+        let mut argv = vec!["--data-dir", d, "kms", "list-keys"];
+        argv.extend(args);
+        let (code, out, _) = run_cli(&argv);
+        assert_eq!(code, 0);
+        assert!(out.contains("\"Truncated\""), "{args:?}: {out}");
+    }
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "list-keys",
+        "--no-paginate",
+        "--max-items",
+        "1",
+    ]);
+    assert_eq!(code, EXIT_OTHER);
+    assert!(
+        err.contains("Cannot specify --no-paginate along with pagination arguments: --max-items"),
+        "{err}"
+    );
+    // Text: page by page, then the token to resume from.
+    let (code, out, _) = run_cli(&[
+        "--data-dir",
+        d,
+        "--output",
+        "text",
+        "kms",
+        "list-keys",
+        "--max-items",
+        "1",
+    ]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with("KEYS\t") && lines[1].starts_with("NEXTTOKEN\t"),
+        "{out}"
+    );
+}
+
+#[test]
+fn query_selects_from_the_answer_before_it_is_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (_, out, _) = run_cli(&["--data-dir", d, "kms", "create-key", "--description", "q"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = v["KeyMetadata"]["KeyId"].as_str().unwrap();
+    let q = |query: &str, format: &str| {
+        run_cli(&[
+            "--data-dir",
+            d,
+            "--output",
+            format,
+            "--query",
+            query,
+            "kms",
+            "describe-key",
+            "--key-id",
+            id,
+        ])
+    };
+    assert_eq!(q("KeyMetadata.KeyId", "text").1, format!("{id}\n"));
+    assert_eq!(q("KeyMetadata.Description", "json").1, "\"q\"\n");
+    let (_, out, _) = q("KeyMetadata.[KeyId,Enabled]", "text");
+    assert_eq!(out, format!("{id}\tTrue\n"));
+    // Timestamps are ISO 8601 with microseconds or none, and the offset.
+    let (_, out, _) = q("KeyMetadata.CreationDate", "text");
+    assert!(out.trim_end().ends_with("+00:00"), "{out}");
+    let (code, _, err) = q("KeyMetadata.[", "json");
+    assert_eq!(code, EXIT_USAGE);
+    assert!(err.contains("Bad value for --query"), "{err}");
+    let (code, _, err) = q("KeyId", "table");
+    assert_eq!(code, EXIT_USAGE);
+    assert!(err.contains("--output json or --output text"), "{err}");
+}
+
+#[test]
+fn cli_input_json_is_the_skeletons_shape_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, out, _) = run_cli(&["kms", "create-alias", "--generate-cli-skeleton"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out, "{\n    \"AliasName\": \"\",\n    \"TargetKeyId\": \"\"\n}\n",
+        "no call is made and nothing is required"
+    );
+    let (_, out, _) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "create-key",
+        "--query",
+        "KeyMetadata.KeyId",
+        "--output",
+        "text",
+    ]);
+    let id = out.trim();
+    let input = format!(r#"{{"AliasName":"alias/from-json","TargetKeyId":"{id}"}}"#);
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "create-alias",
+        "--cli-input-json",
+        &input,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "create-alias",
+        "--cli-input-json",
+        &input,
+        "--alias-name",
+        "alias/from-flag",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run_cli(&[
+        "--data-dir",
+        d,
+        "--output",
+        "text",
+        "--query",
+        "Aliases[].AliasName",
+        "kms",
+        "list-aliases",
+        "--key-id",
+        id,
+    ]);
+    assert_eq!(out, "alias/from-flag\talias/from-json\n");
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "create-alias",
+        "--cli-input-json",
+        "{}",
+    ]);
+    assert_eq!(code, EXIT_USAGE);
+    assert!(
+        err.contains("Missing required parameter in input: \"AliasName\""),
+        "{err}"
+    );
+}
