@@ -139,6 +139,76 @@ pub fn encode_response(response: &Response) -> Vec<u8> {
     for_each_op!(encode)
 }
 
+/// The client's side of the codec: the `X-Amz-Target` value and JSON body of `request` (what
+/// [`operation`] and [`decode_request`] read back). The body may carry secrets (a plaintext, a
+/// password): it is wiped when dropped.
+pub fn encode_request(request: &Request) -> (String, zeroize::Zeroizing<Vec<u8>>) {
+    if let Request::Refused(r) = request {
+        #[derive(Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct KeyOnly<'a> {
+            key_id: &'a str,
+        }
+        let body = to_vec(&KeyOnly { key_id: &r.key_id });
+        let target = format!("{KMS_SERVICE}.{}", r.operation.name());
+        return (target, zeroize::Zeroizing::new(body));
+    }
+    macro_rules! encode {
+        ($( $code:literal $name:ident ($req:ty) -> $resp:ty [$($action:tt)*]; )*) => {
+            match request {
+                $(Request::$name(r) => to_vec(r),)*
+            }
+        };
+    }
+    let op = request.op();
+    let target = format!("{}.{}", service_of(op), op.name());
+    (target, zeroize::Zeroizing::new(for_each_op!(encode)))
+}
+
+/// The client's side of the codec: the answer of `op` from its JSON body (what
+/// [`encode_response`] wrote), or the error a body of another shape is.
+pub fn decode_response(op: Op, body: &[u8]) -> Result<Response> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    macro_rules! decode {
+        ($( $code:literal $name:ident ($req:ty) -> $resp:ty [$($action:tt)*]; )*) => {
+            match op {
+                $(Op::$name => serde_json::from_slice::<$resp>(body)
+                    .map(Response::$name)
+                    .map_err(|e| KmsError::new(
+                        ErrorKind::SerializationException,
+                        format!("The answer to {} is not its shape: {e}", op.name()),
+                    )),)*
+            }
+        };
+    }
+    for_each_op!(decode)
+}
+
+/// The client's side of the codec: the error an answer with `status` and an AWS error body
+/// (`{"__type": …, "message": …}`, what [`encode_error`] wrote; botocore also takes a
+/// `<namespace>#<Exception>` type and `Message`) reports. An exception kmscks does not know is
+/// reported as `KMSInternalException` naming it.
+pub fn decode_error(status: u16, body: &[u8]) -> KmsError {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let kind_name = v["__type"].as_str().unwrap_or_default();
+    let kind_name = kind_name.rsplit('#').next().unwrap_or(kind_name);
+    let message = v["message"]
+        .as_str()
+        .or_else(|| v["Message"].as_str())
+        .unwrap_or_default();
+    match ErrorKind::from_aws_name(kind_name) {
+        Some(kind) => KmsError::new(kind, message),
+        None => KmsError::new(
+            ErrorKind::KMSInternalException,
+            format!("HTTP {status} {kind_name}: {message}"),
+        ),
+    }
+}
+
 fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
     // Invariant: the response types serialise to JSON without fail (no maps with non-string
     // keys, no failing custom serialisers); were one to fail, `{}` is still a valid answer.
@@ -322,6 +392,51 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message().contains("base64"), "{e}");
+    }
+
+    #[test]
+    fn the_client_side_reads_back_what_the_server_side_writes() {
+        let req = Request::Encrypt(EncryptRequest {
+            key_id: "alias/a".into(),
+            plaintext: crate::secret::SecretBytes::new(b"hi".to_vec()),
+            ..serde_json::from_str(r#"{"KeyId":"x","Plaintext":""}"#).unwrap()
+        });
+        let (target, body) = encode_request(&req);
+        assert_eq!(target, "TrentService.Encrypt");
+        let back = decode_request(operation(&target).unwrap(), &body).unwrap();
+        assert!(matches!(back, Request::Encrypt(r) if r.plaintext.expose() == b"hi"));
+        let refused = Request::Refused(RefusedRequest {
+            operation: Refused::Sign,
+            key_id: "k".into(),
+        });
+        let (target, body) = encode_request(&refused);
+        assert_eq!(
+            (target.as_str(), &body[..]),
+            ("TrentService.Sign", &br#"{"KeyId":"k"}"#[..])
+        );
+        let resp = Response::ListKeys(ListKeysResponse {
+            keys: vec![],
+            next_marker: Some("m".into()),
+            truncated: true,
+        });
+        assert!(matches!(
+            decode_response(Op::ListKeys, &encode_response(&resp)).unwrap(),
+            Response::ListKeys(r) if r.truncated && r.next_marker.as_deref() == Some("m")
+        ));
+        let (status, body) = encode_error(&err!(NotFoundException, "gone"));
+        let e = decode_error(status, &body);
+        assert_eq!(
+            (e.kind(), e.message()),
+            (ErrorKind::NotFoundException, "gone")
+        );
+        let e = decode_error(
+            400,
+            br#"{"__type":"com.amazonaws.kms#DisabledException","Message":"off"}"#,
+        );
+        assert_eq!(
+            (e.kind(), e.message()),
+            (ErrorKind::DisabledException, "off")
+        );
     }
 
     #[test]

@@ -99,8 +99,26 @@ impl Endpoint {
         Ok(s)
     }
 
-    /// The bytes of one request of `target` (an operation name) with `body`.
+    /// The bytes of one request of `operation` (a KMS operation name) with `body`, with an
+    /// `Authorization` header of SigV4's shape signed by nobody (local emulators accept any).
     fn request(&self, operation: &str, body: &str) -> Vec<u8> {
+        self.request_for(
+            &format!("TrentService.{operation}"),
+            body.as_bytes(),
+            Some((ACCESS_KEY_ID, REGION)),
+        )
+    }
+
+    /// The bytes of one request with `X-Amz-Target: target` and `body`; `claim`: the access
+    /// key id and Region of an `Authorization` header of SigV4's shape, signed by nobody
+    /// (`None`: no such header; kmscksd takes an unsigned request from its own uid as the
+    /// account root).
+    pub(crate) fn request_for(
+        &self,
+        target: &str,
+        body: &[u8],
+        claim: Option<(&str, &str)>,
+    ) -> Vec<u8> {
         let now = time::OffsetDateTime::now_utc();
         let (date, stamp) = (
             format!(
@@ -111,17 +129,31 @@ impl Endpoint {
             ),
             format!("{:02}{:02}{:02}", now.hour(), now.minute(), now.second()),
         );
-        format!(
-            "POST / HTTP/1.1\r\nHost: {host}\r\nX-Amz-Target: TrentService.{operation}\r\n\
+        let auth = match claim {
+            Some((key, region)) => format!(
+                "Authorization: AWS4-HMAC-SHA256 Credential={key}/{date}/{region}/kms/\
+                 aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, \
+                 Signature={sig}\r\n",
+                sig = "0".repeat(64),
+            ),
+            None => String::new(),
+        };
+        let mut out = format!(
+            "POST / HTTP/1.1\r\nHost: {host}\r\nX-Amz-Target: {target}\r\n\
              Content-Type: application/x-amz-json-1.1\r\nX-Amz-Date: {date}T{stamp}Z\r\n\
-             Authorization: AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/{date}/{REGION}/kms/\
-             aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, \
-             Signature={sig}\r\nContent-Length: {len}\r\n\r\n{body}",
+             {auth}Content-Length: {len}\r\n\r\n",
             host = self.host,
-            sig = "0".repeat(64),
             len = body.len(),
         )
-        .into_bytes()
+        .into_bytes();
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// Sends `request` on a fresh connection: the answer's status and body.
+    pub(crate) fn exchange(&self, request: &[u8]) -> Result<(u16, Vec<u8>), String> {
+        let (status, answer, body_at) = call_raw(self, request)?;
+        Ok((status, answer[body_at..].to_vec()))
     }
 }
 
@@ -183,6 +215,14 @@ fn parse_answer(buf: &[u8]) -> Result<Option<Answer>, String> {
 /// Sends `request` on a fresh connection and reads its answer: (status, JSON body, the raw
 /// answer bytes).
 fn call_once(ep: &Endpoint, request: &[u8]) -> Result<(u16, Value, Vec<u8>), String> {
+    let (status, raw, body_at) = call_raw(ep, request)?;
+    let body = serde_json::from_slice(&raw[body_at..]).unwrap_or(Value::Null);
+    Ok((status, body, raw))
+}
+
+/// Sends `request` on a fresh connection and reads its answer: (status, the raw answer bytes,
+/// where its body starts).
+fn call_raw(ep: &Endpoint, request: &[u8]) -> Result<(u16, Vec<u8>, usize), String> {
     let mut s = ep.connect()?;
     s.write_all(request)
         .map_err(|e| format!("cannot send to {}: {e}", ep.addr))?;
@@ -193,9 +233,8 @@ fn call_once(ep: &Endpoint, request: &[u8]) -> Result<(u16, Value, Vec<u8>), Str
                 buf.drain(..a.len);
                 continue;
             }
-            let body = serde_json::from_slice(&buf[a.body_at..a.len]).unwrap_or(Value::Null);
             buf.truncate(a.len);
-            return Ok((a.status, body, buf));
+            return Ok((a.status, buf, a.body_at));
         }
         let at = buf.len();
         buf.resize(at + READ_CHUNK, 0);

@@ -34,6 +34,7 @@ pub(crate) mod bench;
 pub(crate) mod cloudhsm;
 pub(crate) mod completion;
 pub(crate) mod fault;
+pub(crate) mod http;
 pub(crate) mod kms;
 pub(crate) mod output;
 pub(crate) mod paginate;
@@ -227,6 +228,8 @@ fn verb_args(specs: &[ArgSpec], relaxed: bool) -> Vec<Arg> {
 
 /// `--region`: global; fills the `Region` member of the verbs that have one.
 const REGION: &str = "region";
+/// `--endpoint-url`: global; an `http://` URL sends the requests to that AWS JSON endpoint.
+const ENDPOINT_URL: &str = "endpoint-url";
 /// `--cli-input-json`.
 const CLI_INPUT_JSON: &str = "cli-input-json";
 /// `--generate-cli-skeleton`.
@@ -335,6 +338,14 @@ fn command_for(relaxed: bool) -> Command {
                 .global(true)
                 .action(ArgAction::SetTrue)
                 .help("One call only: print the service's first page as it is (Truncated, NextMarker)"),
+        )
+        .arg(
+            Arg::new(ENDPOINT_URL)
+                .long(ENDPOINT_URL)
+                .global(true)
+                .value_name("URL")
+                .conflicts_with_all(["socket", "data-dir"])
+                .help("Send the requests to this AWS JSON endpoint (http://HOST:PORT, e.g. kmscksd --http) instead of the daemon's socket"),
         )
         .arg(
             Arg::new(REGION)
@@ -585,16 +596,27 @@ fn operation_name(verb: &Verb) -> String {
 
 /// Where the CLI sends operations.
 pub(crate) enum Target {
-    /// In this process, on a data directory.
-    DataDir(PathBuf),
+    /// In this process, on a data directory; for a `kms` verb, in the Region `--region` names
+    /// (a data directory belongs to one Region: another is refused).
+    DataDir(PathBuf, Option<String>),
     /// The daemon's socket.
     Socket(PathBuf),
+    /// An AWS JSON endpoint (`--endpoint-url`).
+    Http(String),
 }
 
 impl Target {
     fn from_matches(m: &ArgMatches) -> Target {
+        if let Some(url) = m.get_one::<String>(ENDPOINT_URL) {
+            return Target::Http(url.clone());
+        }
         match m.get_one::<PathBuf>("data-dir") {
-            Some(d) => Target::DataDir(d.clone()),
+            Some(d) => Target::DataDir(
+                d.clone(),
+                m.subcommand_matches("kms")
+                    .and_then(|_| m.get_one::<String>(REGION))
+                    .cloned(),
+            ),
             None => Target::Socket(
                 m.get_one::<PathBuf>("socket")
                     .cloned()
@@ -606,17 +628,31 @@ impl Target {
     /// Opens the backend.
     pub(crate) fn open(&self) -> Result<Box<dyn Backend>, CliError> {
         match self {
-            Target::DataDir(dir) => kmscks::Kms::open(dir)
-                .map(|k| Box::new(k) as Box<dyn Backend>)
-                .map_err(|e| {
-                    CliError::Other(format!(
-                        "Cannot open the data directory {}: {} ({})",
-                        dir.display(),
-                        e.message(),
-                        e.aws_name()
-                    ))
-                }),
+            Target::DataDir(dir, region) => {
+                let mut config = kmscks::KmsConfig::default();
+                if let Some(r) = region {
+                    config.scope.region.clone_from(r);
+                }
+                kmscks::Kms::open_with(dir, config)
+                    .map(|k| Box::new(k) as Box<dyn Backend>)
+                    .map_err(|e| {
+                        CliError::Other(format!(
+                            "Cannot open the data directory {}: {} ({})",
+                            dir.display(),
+                            e.message(),
+                            e.aws_name()
+                        ))
+                    })
+            }
             Target::Socket(path) => connect(path),
+            Target::Http(url) => http::HttpBackend::new(url)
+                .map(|b| Box::new(b) as Box<dyn Backend>)
+                .map_err(|message| {
+                    CliError::Param(ParamError {
+                        flag: format!("--{ENDPOINT_URL}"),
+                        message,
+                    })
+                }),
         }
     }
 }
@@ -751,9 +787,16 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
     let input = request_input(verb, leaf)?;
     check_required(verb, &input)?;
     let operation = operation_name(verb);
-    let service = |error| CliError::Service {
-        operation: operation.clone(),
-        error,
+    let service = |error: KmsError| {
+        if error.is_transport() {
+            // The request did not reach the service (the AWS CLI exits 255 then too).
+            CliError::Other(error.message().to_owned())
+        } else {
+            CliError::Service {
+                operation: operation.clone(),
+                error,
+            }
+        }
     };
     let paging = paging_of(verb, &input, m, leaf)?;
     let Input { op, obj, secrets } = input;

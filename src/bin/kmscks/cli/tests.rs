@@ -1036,3 +1036,41 @@ fn cli_input_json_is_the_skeletons_shape_and_flags_override_it() {
         "{err}"
     );
 }
+
+#[test]
+fn region_selects_the_simulated_region_of_a_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, out, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "--region",
+        "eu-west-1",
+        "--output",
+        "text",
+        "--query",
+        "KeyMetadata.Arn",
+        "kms",
+        "create-key",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("arn:aws:kms:eu-west-1:"), "{out}");
+    // A data directory is one Region's, as a daemon serves one.
+    let (code, _, err) = run_cli(&["--data-dir", d, "--region", "us-west-2", "kms", "list-keys"]);
+    assert_eq!(code, EXIT_OTHER);
+    assert!(err.contains("in eu-west-1, not account"), "{err}");
+}
+
+#[test]
+fn an_endpoint_url_that_is_not_http_is_a_parameter_error_and_an_unreachable_one_exits_255() {
+    let (code, _, err) = run_cli(&["kms", "list-keys", "--endpoint-url", "https://kms.example"]);
+    assert_eq!(code, EXIT_USAGE);
+    assert!(err.contains("--endpoint-url"), "{err}");
+    // Port 1 on loopback: nothing listens there.
+    let (code, _, err) = run_cli(&["kms", "list-keys", "--endpoint-url", "http://127.0.0.1:1"]);
+    assert_eq!(code, EXIT_OTHER);
+    assert!(
+        err.contains("Could not connect to the endpoint URL: \"http://127.0.0.1:1\""),
+        "{err}"
+    );
+}
