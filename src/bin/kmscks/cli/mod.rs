@@ -123,7 +123,7 @@ pub(crate) fn verbs() -> &'static [Verb] {
             out.push(Verb {
                 op: Op::Refused,
                 path: leak_path(vec!["kms".into(), args::kebab_case(refused.name())]),
-                args: kms::REFUSED_ARGS,
+                args: kms::refused_args(refused),
                 refused: Some(refused),
             });
         }

@@ -58,8 +58,18 @@ fn every_refused_operation_has_a_kms_verb_and_every_refused_verb_is_a_refused_op
     // Refused -> verb: `kms <kebab-name> --key-id K` sends Refused with that operation.
     for &refused in Refused::ALL {
         let verb = args::kebab_case(refused.name());
-        let r = request_of(&["kms", &verb, "--key-id", "k"])
-            .unwrap_or_else(|e| panic!("kms {verb}: {e}"));
+        // Every required flag given, as an AWS-shaped line gives it.
+        let mut line = vec!["kms".to_owned(), verb.clone()];
+        for s in kms::refused_args(refused).iter().filter(|s| s.required) {
+            let value = match s.kind {
+                Kind::Blob => "AAEC",
+                Kind::Tags => "TagKey=k,TagValue=v",
+                _ => "k",
+            };
+            line.extend([format!("--{}", s.flag), value.to_owned()]);
+        }
+        let line: Vec<&str> = line.iter().map(String::as_str).collect();
+        let r = request_of(&line).unwrap_or_else(|e| panic!("kms {verb}: {e}"));
         match r {
             Request::Refused(x) => assert_eq!(x.operation, refused, "kms {verb}"),
             other => panic!("kms {verb} sends {other:?}"),
@@ -92,6 +102,37 @@ fn request_of(args: &[&str]) -> Result<Request, CliError> {
         leaf = next;
     }
     build_request(find_verb(&path).unwrap(), leaf)
+}
+
+#[test]
+fn an_aws_shaped_line_of_a_refused_operation_parses_with_all_of_awss_flags() {
+    let r = request_of(&[
+        "kms",
+        "sign",
+        "--key-id",
+        "alias/k",
+        "--message",
+        "aGVsbG8=",
+        "--message-type",
+        "RAW",
+        "--signing-algorithm",
+        "RSASSA_PSS_SHA_256",
+        "--grant-tokens",
+        "t1",
+        "t2",
+        "--dry-run",
+    ])
+    .unwrap();
+    assert!(
+        matches!(&r, Request::Refused(x) if x.operation == Refused::Sign && x.key_id == "alias/k"),
+        "{r:?}"
+    );
+    let (code, _, err) = run_cli(&["kms", "verify", "--key-id", "k", "--message", "AA=="]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert!(
+        err.contains("--signature") && err.contains("--signing-algorithm"),
+        "{err}"
+    );
 }
 
 #[test]
