@@ -118,7 +118,7 @@ pub fn decode_request(target: Target, body: &[u8]) -> Result<Request> {
                     match op {
                         $(Op::$name => serde_json::from_slice::<$req>(body)
                             .map(Request::$name)
-                            .map_err(json_error),)*
+                            .map_err(|e| body_error(e, body)),)*
                     }
                 };
             }
@@ -228,6 +228,47 @@ pub fn encode_error(error: &KmsError) -> (u16, Vec<u8>) {
         message: error.message(),
     };
     (error.kind().http_status(), to_vec(&body))
+}
+
+/// A body that did not decode: a member holding a value its enum lacks is AWS's
+/// `ValidationException` ([`enum_error`]); otherwise as [`json_error`].
+fn body_error(e: serde_json::Error, body: &[u8]) -> KmsError {
+    serde_json::from_slice(body)
+        .ok()
+        .and_then(|v| enum_error(&v, &e))
+        .unwrap_or_else(|| json_error(e))
+}
+
+/// AWS's `ValidationException` for a request member holding a value its enum does not have
+/// (`Value 'FOO' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set:
+/// [AES_256, AES_128]`), when `e` is serde's error for one in `body`: the member is the one
+/// holding that value. The command line reports the same error for the same request before
+/// sending it (a typed request cannot carry the value).
+pub fn enum_error(body: &serde_json::Value, e: &serde_json::Error) -> Option<KmsError> {
+    let text = e.to_string();
+    let rest = text.strip_prefix("unknown variant `")?;
+    let (value, expected) = rest.split_once('`')?;
+    let expected = expected.split(" at line ").next().unwrap_or(expected);
+    let allowed: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    fn holder<'a>(v: &'a serde_json::Value, value: &str) -> Option<&'a str> {
+        match v {
+            serde_json::Value::Object(m) => m.iter().find_map(|(k, v)| match v {
+                serde_json::Value::String(s) if s == value => Some(k.as_str()),
+                other => holder(other, value),
+            }),
+            serde_json::Value::Array(items) => items.iter().find_map(|i| holder(i, value)),
+            _ => None,
+        }
+    }
+    let member = holder(body, value)?;
+    Some(KmsError::validation(
+        value,
+        &camel(member),
+        format!(
+            "Member must satisfy enum value set: [{}]",
+            allowed.join(", ")
+        ),
+    ))
 }
 
 /// A body that did not decode: a missing member is AWS's validation error, anything else a
@@ -436,6 +477,27 @@ mod tests {
         assert_eq!(
             (e.kind(), e.message()),
             (ErrorKind::DisabledException, "off")
+        );
+    }
+
+    #[test]
+    fn a_value_its_enum_lacks_is_awss_validation_error_naming_the_member() {
+        let e = decode_request(
+            Target::Op(Op::GenerateDataKey),
+            br#"{"KeyId":"k","KeySpec":"AES_512"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ValidationException);
+        assert!(
+            e.message().starts_with(
+                "1 validation error detected: Value 'AES_512' at 'keySpec' failed to satisfy \
+                 constraint: Member must satisfy enum value set: ["
+            ),
+            "{e}"
+        );
+        assert!(
+            e.message().contains("AES_256") && e.message().ends_with(']'),
+            "{e}"
         );
     }
 

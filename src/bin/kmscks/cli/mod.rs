@@ -432,7 +432,7 @@ pub(crate) struct Input {
 #[cfg(test)]
 pub(crate) fn build_request(verb: &Verb, m: &ArgMatches) -> Result<Request, CliError> {
     let input = request_input(verb, m)?;
-    to_request(input.op, &input.obj, input.secrets)
+    to_request(&operation_name(verb), input.op, &input.obj, input.secrets)
 }
 
 /// The request object of `verb`: `--cli-input-json`'s members, overridden by the flags given.
@@ -534,16 +534,27 @@ fn check_required(verb: &Verb, input: &Input) -> Result<(), CliError> {
     }
 }
 
-/// The typed request of `op` from its object, the secrets put in afterwards.
+/// The typed request of `op` from its object, the secrets put in afterwards; `operation`
+/// names the operation in a service error.
 fn to_request(
+    operation: &str,
     op: Op,
     obj: &Map<String, Value>,
     secrets: Vec<(String, Secret)>,
 ) -> Result<Request, CliError> {
     let mut tagged = Map::new();
     tagged.insert(op.name().into(), Value::Object(obj.clone()));
-    let mut request: Request = serde_json::from_value(Value::Object(tagged))
-        .map_err(|e| CliError::Validation(format!("Invalid input for {}: {e}", op.name())))?;
+    let mut request: Request = serde_json::from_value(Value::Object(tagged)).map_err(|e| {
+        // A value its enum lacks: what the service answers for it (the AWS CLI leaves enums
+        // to the service), without the round trip a typed request cannot make.
+        match kmscks::protocol::aws_json::enum_error(&Value::Object(obj.clone()), &e) {
+            Some(error) => CliError::Service {
+                operation: operation.to_owned(),
+                error,
+            },
+            None => CliError::Validation(format!("Invalid input for {}: {e}", op.name())),
+        }
+    })?;
     for (member, secret) in secrets {
         put_secret(&mut request, &member, secret)?;
     }
@@ -802,16 +813,16 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
     let Input { op, obj, secrets } = input;
     match paging {
         None => {
-            let request = to_request(op, &obj, secrets)?;
+            let request = to_request(&operation, op, &obj, secrets)?;
             let backend = Target::from_matches(m).open()?;
             let resp = backend.call(&request).map_err(service)?;
             print.one(Node::of_response(&resp), out).map_err(io)
         }
         Some((paging, opts)) => {
-            to_request(op, &obj, Vec::new())?;
+            to_request(&operation, op, &obj, Vec::new())?;
             let backend = Target::from_matches(m).open()?;
             let mut call = |obj: &Map<String, Value>| {
-                let request = to_request(op, obj, Vec::new())?;
+                let request = to_request(&operation, op, obj, Vec::new())?;
                 let resp = backend.call(&request).map_err(service)?;
                 Ok(Node::of_response(&resp))
             };

@@ -216,10 +216,10 @@ fn flags_fill_the_aws_members() {
 }
 
 #[test]
-fn bad_values_are_parameter_errors() {
+fn bad_values_are_parameter_errors_and_bad_enum_values_the_services_validation_error() {
     let e = request_of(&["kms", "create-key", "--origin", "NOPE"]).unwrap_err();
-    assert_eq!(e.exit_code(), EXIT_USAGE);
-    assert!(e.to_string().contains("NOPE"), "{e}");
+    assert_eq!(e.exit_code(), EXIT_SERVICE);
+    assert!(e.to_string().contains("Value 'NOPE' at 'origin'"), "{e}");
     let e = request_of(&["kms", "list-keys", "--limit", "many"]).unwrap_err();
     assert_eq!(e.exit_code(), EXIT_USAGE);
     assert!(e.to_string().contains("--limit"), "{e}");
@@ -1114,4 +1114,51 @@ fn an_endpoint_url_that_is_not_http_is_a_parameter_error_and_an_unreachable_one_
         err.contains("Could not connect to the endpoint URL: \"http://127.0.0.1:1\""),
         "{err}"
     );
+}
+
+#[test]
+fn exit_codes_are_the_aws_cli_v2s() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    // An enum value AWS does not have: the service's ValidationException (254), as botocore
+    // leaves enums to the service.
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "generate-data-key",
+        "--key-id",
+        "k",
+        "--key-spec",
+        "AES_512",
+    ]);
+    assert_eq!(code, EXIT_SERVICE, "{err}");
+    assert!(
+        err.starts_with(
+            "An error occurred (ValidationException) when calling the GenerateDataKey operation: \
+             1 validation error detected: Value 'AES_512' at 'keySpec' failed to satisfy \
+             constraint: Member must satisfy enum value set: [AES_256, AES_128]"
+        ),
+        "{err}"
+    );
+    // Client-side parameter errors (unknown flag, missing required flag, bad literal): 252.
+    for line in [
+        &["kms", "list-keys", "--bogus"][..],
+        &["kms", "describe-key"],
+        &["kms", "list-keys", "--limit", "-1"],
+    ] {
+        let mut argv = vec!["--data-dir", d];
+        argv.extend(line);
+        assert_eq!(run_cli(&argv).0, EXIT_USAGE, "{line:?}");
+    }
+    // A range the service checks: 254.
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "generate-random",
+        "--number-of-bytes",
+        "2000",
+    ]);
+    assert_eq!(code, EXIT_SERVICE, "{err}");
 }
