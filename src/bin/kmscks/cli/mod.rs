@@ -352,7 +352,7 @@ fn command_for(relaxed: bool) -> Command {
                 .long(REGION)
                 .global(true)
                 .value_name("REGION")
-                .help("The Region (default: $AWS_REGION, $AWS_DEFAULT_REGION); a daemon serves the one of its data directory"),
+                .help("The Region: of the clusters and backups for cloudhsm verbs; for kms verbs with --data-dir, the directory's (a daemon serves the one of its data directory)"),
         )
         .subcommand(kms_cmd)
         .subcommand(hsm_cmd)
