@@ -61,9 +61,14 @@ impl Callers {
 
     fn kmscks_http(&self, args: &[&str]) -> Run {
         let mut c = Command::new(env!("CARGO_BIN_EXE_kmscks"));
+        // Signed as aws signs: with the daemon's default root access key.
         c.args(args)
             .arg("--endpoint-url")
-            .arg(format!("http://{}", self.addr));
+            .arg(format!("http://{}", self.addr))
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env_remove("AWS_REGION");
         run(c)
     }
 
@@ -453,4 +458,84 @@ fn shape_keeps_names_and_types_and_drops_values() {
         shape(json),
         "{\n    \"Keys\": [\n        {\n            \"KeyId\": \"<string>\",\n            \"N\": 0\n        }\n    ],\n    \"T\": \"<timestamp>\",\n    \"U\": \"<timestamp>\",\n    \"B\": false\n}\n"
     );
+}
+
+/// `kmscks kms <args> --endpoint-url` with `env`.
+fn kmscks_env(addr: SocketAddr, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kmscks"));
+    c.args(args)
+        .arg("--endpoint-url")
+        .arg(format!("http://{addr}"))
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .envs(env.iter().copied());
+    run(c)
+}
+
+#[test]
+fn with_credentials_in_the_environment_kmscks_signs_and_a_verifying_daemon_answers_as_aws() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("http-credentials");
+    std::fs::write(&creds, "AKIDCLI cli-secret root\n").unwrap();
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (_daemon, addr) = http_support::start(
+        dir.path(),
+        &["--bootstrap", "--http-credentials", creds.to_str().unwrap()],
+    );
+    let good = [
+        ("AWS_ACCESS_KEY_ID", "AKIDCLI"),
+        ("AWS_SECRET_ACCESS_KEY", "cli-secret"),
+    ];
+    let list = ["kms", "list-keys", "--query", "length(Keys)"];
+    let r = kmscks_env(addr, &good, &list);
+    assert_eq!((r.code, r.out.as_str()), (0, "1\n"), "{}", r.err);
+    // CloudHSM's operations are signed for its service.
+    let r = kmscks_env(
+        addr,
+        &good,
+        &[
+            "cloudhsm",
+            "describe-clusters",
+            "--query",
+            "length(Clusters)",
+        ],
+    );
+    assert_eq!((r.code, r.out.as_str()), (0, "1\n"), "{}", r.err);
+    /// The environment, the flags added, what the error says.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: [Case<'_>; 4] = [
+        (&[], &[], "MissingAuthenticationTokenException"),
+        (
+            &[
+                ("AWS_ACCESS_KEY_ID", "AKIDCLI"),
+                ("AWS_SECRET_ACCESS_KEY", "wrong"),
+            ],
+            &[],
+            "InvalidSignatureException",
+        ),
+        (
+            &good,
+            &["--region", "us-west-2"],
+            "Credential should be scoped to a valid region, not 'us-west-2'",
+        ),
+        (
+            &[
+                ("AWS_ACCESS_KEY_ID", "AKIDCLI"),
+                ("AWS_SECRET_ACCESS_KEY", "cli-secret"),
+                ("AWS_DEFAULT_REGION", "eu-west-1"),
+            ],
+            &[],
+            "not 'eu-west-1'",
+        ),
+    ];
+    for (env, extra, expected) in cases {
+        let mut args = list.to_vec();
+        args.extend(extra);
+        let r = kmscks_env(addr, env, &args);
+        assert_eq!(r.code, 254, "{env:?} {extra:?}: {}", r.err);
+        assert!(r.err.contains(expected), "{env:?} {extra:?}: {}", r.err);
+    }
 }

@@ -33,6 +33,8 @@ use crate::loadgen::{LoadOp, LoadReport};
 const ACCESS_KEY_ID: &str = "test";
 /// The Region of the requests' credential scope (moto takes its Region from it).
 const REGION: &str = "us-east-1";
+/// The media type of the request bodies.
+const CONTENT_TYPE: &str = kmscks::protocol::aws_json::CONTENT_TYPE;
 /// Headers an answer may have.
 const MAX_ANSWER_HEADERS: usize = 64;
 /// Bytes read per `read` call (grown when one answer is larger).
@@ -105,49 +107,78 @@ impl Endpoint {
         self.request_for(
             &format!("TrentService.{operation}"),
             body.as_bytes(),
-            Some((ACCESS_KEY_ID, REGION)),
+            &Auth::Claim {
+                key_id: ACCESS_KEY_ID,
+                region: REGION,
+            },
         )
+        // Invariant: only signing can fail, and a claim is not signed.
+        .unwrap_or_default()
     }
 
-    /// The bytes of one request with `X-Amz-Target: target` and `body`; `claim`: the access
-    /// key id and Region of an `Authorization` header of SigV4's shape, signed by nobody
-    /// (`None`: no such header; kmscksd takes an unsigned request from its own uid as the
-    /// account root).
+    /// The bytes of one request with `X-Amz-Target: target` and `body`, authenticated as
+    /// `auth` says (an error only when signing fails).
     pub(crate) fn request_for(
         &self,
         target: &str,
         body: &[u8],
-        claim: Option<(&str, &str)>,
-    ) -> Vec<u8> {
+        auth: &Auth<'_>,
+    ) -> Result<Vec<u8>, String> {
         let now = time::OffsetDateTime::now_utc();
-        let (date, stamp) = (
-            format!(
-                "{:04}{:02}{:02}",
-                now.year(),
-                u8::from(now.month()),
-                now.day()
-            ),
-            format!("{:02}{:02}{:02}", now.hour(), now.minute(), now.second()),
+        let amz_date = format!(
+            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second()
         );
-        let auth = match claim {
-            Some((key, region)) => format!(
-                "Authorization: AWS4-HMAC-SHA256 Credential={key}/{date}/{region}/kms/\
-                 aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, \
-                 Signature={sig}\r\n",
+        let authorization = match auth {
+            Auth::None => None,
+            Auth::Claim { key_id, region } => Some(format!(
+                "AWS4-HMAC-SHA256 Credential={key_id}/{date}/{region}/kms/aws4_request, \
+                 SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={sig}",
+                date = &amz_date[..8],
                 sig = "0".repeat(64),
-            ),
-            None => String::new(),
+            )),
+            Auth::Sign {
+                key_id,
+                secret,
+                region,
+            } => {
+                let service = if target.starts_with("BaldrApiService.") {
+                    "cloudhsm"
+                } else {
+                    "kms"
+                };
+                let signed: [(&str, &[u8]); 4] = [
+                    ("Content-Type", CONTENT_TYPE.as_bytes()),
+                    ("Host", self.host.as_bytes()),
+                    ("X-Amz-Date", amz_date.as_bytes()),
+                    ("X-Amz-Target", target.as_bytes()),
+                ];
+                Some(
+                    kmscks::daemon::sigv4_authorization(
+                        key_id, secret, region, service, &signed, body, &amz_date,
+                    )
+                    .map_err(|e| e.message().to_owned())?,
+                )
+            }
         };
+        let auth_line = authorization
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
         let mut out = format!(
             "POST / HTTP/1.1\r\nHost: {host}\r\nX-Amz-Target: {target}\r\n\
-             Content-Type: application/x-amz-json-1.1\r\nX-Amz-Date: {date}T{stamp}Z\r\n\
-             {auth}Content-Length: {len}\r\n\r\n",
+             Content-Type: {CONTENT_TYPE}\r\nX-Amz-Date: {amz_date}\r\n\
+             {auth_line}Content-Length: {len}\r\n\r\n",
             host = self.host,
             len = body.len(),
         )
         .into_bytes();
         out.extend_from_slice(body);
-        out
+        Ok(out)
     }
 
     /// Sends `request` on a fresh connection: the answer's status and body.
@@ -155,6 +186,29 @@ impl Endpoint {
         let (status, answer, body_at) = call_raw(self, request)?;
         Ok((status, answer[body_at..].to_vec()))
     }
+}
+
+/// How a request is authenticated.
+pub(crate) enum Auth<'a> {
+    /// No `Authorization` header.
+    None,
+    /// An `Authorization` header of SigV4's shape claiming `key_id` in `region`, signed by
+    /// nobody (local emulators accept any).
+    Claim {
+        /// The access key id claimed.
+        key_id: &'a str,
+        /// The Region of the credential scope.
+        region: &'a str,
+    },
+    /// Signed with SigV4 ([`kmscks::daemon::sigv4_authorization`]).
+    Sign {
+        /// The access key id.
+        key_id: &'a str,
+        /// Its secret.
+        secret: &'a str,
+        /// The Region of the credential scope.
+        region: &'a str,
+    },
 }
 
 /// One answer read off a connection's buffer.

@@ -229,7 +229,7 @@ pub(crate) fn run(
     }
     // The global --endpoint-url means what bench's own --http does.
     let http = m.get_one::<String>("http").or(match target {
-        Target::Http(url) => Some(url),
+        Target::Http(url, _) => Some(url),
         _ => None,
     });
     let socket_mode = http.is_none() && matches!(target, Target::Socket(_)) && socket_given(m);

@@ -4,30 +4,51 @@
 //! Nothing is written twice: the request line and the answer framing are the HTTP load
 //! generator's ([`Endpoint`]), the bodies the library's AWS JSON codec
 //! ([`kmscks::protocol::aws_json`]), which is generated from the op table like the server's
-//! side. Requests are not signed: kmscksd takes an unsigned request from its own uid as the
-//! account root (a daemon verifying signatures, `--http-credentials`, answers
-//! `MissingAuthenticationTokenException`, as AWS would).
+//! side. With `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` in the environment the requests
+//! are signed (SigV4, the daemon's own signer, scoped to the Region of `--region`, else
+//! `AWS_REGION`, else `AWS_DEFAULT_REGION`, else kmscks's default), as an AWS SDK signs them, so a
+//! daemon verifying signatures (`--http-credentials`) checks them and refuses another Region
+//! as AWS does; without them they are not signed, and kmscksd takes an unsigned request from
+//! its own uid as the account root.
 
 use kmscks::ops::{Backend, Request, Response};
 use kmscks::protocol::aws_json;
 use kmscks::{ErrorKind, KmsError};
 
-use crate::loadgen_http::Endpoint;
+use zeroize::Zeroizing;
+
+use crate::loadgen_http::{Auth, Endpoint};
 
 /// An AWS JSON endpoint as a [`Backend`].
 pub(crate) struct HttpBackend {
     endpoint: Endpoint,
     url: String,
+    /// The access key id and secret to sign with, if the environment has them.
+    key: Option<(String, Zeroizing<String>)>,
+    /// The Region of the signatures' scope.
+    region: String,
 }
 
 impl HttpBackend {
-    /// The endpoint at `url` (`http://HOST[:PORT][/]`).
-    pub(crate) fn new(url: &str) -> Result<HttpBackend, String> {
+    /// The endpoint at `url` (`http://HOST[:PORT][/]`); `region`: `--region`, if given.
+    pub(crate) fn new(url: &str, region: Option<&str>) -> Result<HttpBackend, String> {
         let endpoint =
             Endpoint::parse(url).map_err(|e| e.replacen("--http: ", "--endpoint-url: ", 1))?;
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let key = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+            (Some(id), Some(secret)) => Some((id, Zeroizing::new(secret))),
+            _ => None,
+        };
+        let region = region
+            .map(str::to_owned)
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| kmscks::types::Scope::default().region);
         Ok(HttpBackend {
             endpoint,
             url: url.to_owned(),
+            key,
+            region,
         })
     }
 }
@@ -35,7 +56,19 @@ impl HttpBackend {
 impl Backend for HttpBackend {
     fn call(&self, request: &Request) -> kmscks::error::Result<Response> {
         let (target, body) = aws_json::encode_request(request);
-        let bytes = zeroize::Zeroizing::new(self.endpoint.request_for(&target, &body, None));
+        let auth = match &self.key {
+            Some((key_id, secret)) => Auth::Sign {
+                key_id,
+                secret,
+                region: &self.region,
+            },
+            None => Auth::None,
+        };
+        let bytes = self
+            .endpoint
+            .request_for(&target, &body, &auth)
+            .map(Zeroizing::new)
+            .map_err(|e| KmsError::new(ErrorKind::IncompleteSignatureException, e))?;
         let (status, answer) = self.endpoint.exchange(&bytes).map_err(|e| {
             // The AWS CLI's words for an endpoint it cannot reach.
             KmsError::transport(
@@ -46,7 +79,7 @@ impl Backend for HttpBackend {
                 ),
             )
         })?;
-        let answer = zeroize::Zeroizing::new(answer);
+        let answer = Zeroizing::new(answer);
         if status == 200 {
             aws_json::decode_response(request.op(), &answer)
         } else {

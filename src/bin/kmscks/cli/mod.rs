@@ -612,14 +612,14 @@ pub(crate) enum Target {
     DataDir(PathBuf, Option<String>),
     /// The daemon's socket.
     Socket(PathBuf),
-    /// An AWS JSON endpoint (`--endpoint-url`).
-    Http(String),
+    /// An AWS JSON endpoint (`--endpoint-url`), and `--region` if given.
+    Http(String, Option<String>),
 }
 
 impl Target {
     fn from_matches(m: &ArgMatches) -> Target {
         if let Some(url) = m.get_one::<String>(ENDPOINT_URL) {
-            return Target::Http(url.clone());
+            return Target::Http(url.clone(), m.get_one::<String>(REGION).cloned());
         }
         match m.get_one::<PathBuf>("data-dir") {
             Some(d) => Target::DataDir(
@@ -656,7 +656,7 @@ impl Target {
                     })
             }
             Target::Socket(path) => connect(path),
-            Target::Http(url) => http::HttpBackend::new(url)
+            Target::Http(url, region) => http::HttpBackend::new(url, region.as_deref())
                 .map(|b| Box::new(b) as Box<dyn Backend>)
                 .map_err(|message| {
                     CliError::Param(ParamError {
