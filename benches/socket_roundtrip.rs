@@ -1,7 +1,7 @@
 //! A socket round trip through the Rust client: one GenerateDataKey call (one in flight), and a
 //! pipelined burst of 64 — against a daemon running in this process (bootstrapped, key
 //! `alias/demo`), and, as the baseline in the same run, against
-//! [`kmscks::protocol::echo::EchoServer`] answering every frame with a GenerateDataKey reply of the same size (the
+//! [`kmscks::daemon::echo::EchoServer`] answering every frame with a GenerateDataKey reply of the same size (the
 //! client, the codec and the socket alone).
 
 #[path = "../tests/support/mod.rs"]
@@ -12,9 +12,9 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use kmscks::api::kms::{GenerateDataKeyRequest, GenerateDataKeyResponse};
+use kmscks::daemon::echo::EchoServer;
 use kmscks::daemon::{Daemon, DaemonConfig, Shutdown};
 use kmscks::ops::{Backend, Op, Request, Response};
-use kmscks::protocol::echo::EchoServer;
 use kmscks::protocol::encode_response;
 use kmscks::secret::SecretBytes;
 use kmscks::types::DataKeySpec;

@@ -179,12 +179,18 @@ impl ClientBuilder {
             configured,
         };
         let (conn, server) = open(&self.path, &trust, 0)?;
+        // Checked once already by `open`; asked again only to remember the pid.
+        let daemon_pid = peer::credentials(&conn.stream)
+            .ok()
+            .and_then(|c| u32::try_from(c.pid).ok())
+            .filter(|&pid| pid != 0);
         Ok(Client {
             path: self.path,
             trust,
             pool: Mutex::new(vec![conn]),
             next_id: AtomicU64::new(1),
             server,
+            daemon_pid,
         })
     }
 }
@@ -197,6 +203,8 @@ pub struct Client {
     pool: Mutex<Vec<Conn>>,
     next_id: AtomicU64,
     server: HelloReply,
+    /// The process serving the socket, as the kernel recorded it (`SO_PEERCRED`).
+    daemon_pid: Option<u32>,
 }
 
 impl std::fmt::Debug for Client {
@@ -400,6 +408,13 @@ impl Client {
     /// What the daemon said in its Hello reply (version, limits, the caller's principal).
     pub fn server(&self) -> &HelloReply {
         &self.server
+    }
+
+    /// The pid of the process serving the socket, as the kernel recorded it when the daemon
+    /// listened (`SO_PEERCRED`; `None` when the kernel does not say, e.g. across a pid
+    /// namespace). `kmscks bench` reads the daemon's CPU time through it.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon_pid
     }
 
     fn next_id(&self) -> u64 {

@@ -313,8 +313,8 @@ mod tests {
             assert_eq!(ErrorKind::from_code(kind.code()), Some(kind));
             assert_eq!(ErrorKind::from_aws_name(kind.aws_name()), Some(kind));
             assert!(kind.aws_name().ends_with("Exception"), "{kind}");
-            // 403 is AWS's status for a request without credentials, 412 for a DryRun that
-            // would have succeeded.
+            // 403 is AWS's status for a request without credentials, 412 its answer to a
+            // DryRun that would have succeeded.
             assert!(
                 matches!(kind.http_status(), 400 | 403 | 412 | 500 | 503),
                 "{kind}"

@@ -64,7 +64,7 @@ macro_rules! for_each_op {
             38 GetKeyRotationStatus(KeyIdRequest) -> KeyRotationStatusResponse [kms];
             39 Refused(RefusedRequest) -> Empty [];
             40 LookupEvents(LookupEventsRequest) -> LookupEventsResponse [kms];
-            // ---- Cryptographic operations
+            // ---- Cryptographic operations (60-99: `Op::is_data_plane`)
             60 Encrypt(EncryptRequest) -> EncryptResponse [kms];
             61 Decrypt(DecryptRequest) -> DecryptResponse [kms];
             62 ReEncrypt(ReEncryptRequest) -> ReEncryptResponse [kms: ReEncryptFrom ReEncryptTo];
@@ -219,6 +219,19 @@ impl Op {
     }
 }
 
+/// The block of the table that holds the cryptographic operations (see `for_each_op!`).
+const DATA_PLANE_CODES: std::ops::Range<u16> = 60..100;
+
+impl Op {
+    /// Whether the operation is a cryptographic one, of the table's block 60–99: served by the
+    /// engine's shards without the control plane's lock, never writing the journal. Every
+    /// other operation reads or changes the control-plane state (some fsync), so a server
+    /// runs them apart from its event loop (see `daemon`).
+    pub const fn is_data_plane(self) -> bool {
+        DATA_PLANE_CODES.start <= self.code() && self.code() < DATA_PLANE_CODES.end
+    }
+}
+
 /// Something that performs operations: the in-process `Kms` (its impl is in `service`), or a
 /// [`crate::Client`] of the daemon. The CLI and the load generator are written against this.
 pub trait Backend {
@@ -230,6 +243,27 @@ pub trait Backend {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn the_data_plane_is_the_cryptographic_block_and_nothing_else() {
+        for op in [Op::Encrypt, Op::Decrypt, Op::ReEncrypt, Op::GenerateRandom] {
+            assert!(op.is_data_plane(), "{op:?}");
+        }
+        for op in [
+            Op::GenerateDataKeyBatch,
+            Op::GenerateDataKeyWithoutPlaintext,
+        ] {
+            assert!(op.is_data_plane(), "{op:?}");
+        }
+        for op in [
+            Op::CreateKey,
+            Op::DescribeKey,
+            Op::WaitForConnection,
+            Op::CreateCluster,
+        ] {
+            assert!(!op.is_data_plane(), "{op:?}");
+        }
+    }
 
     #[test]
     fn codes_and_names_are_unique_and_round_trip() {

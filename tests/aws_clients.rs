@@ -138,3 +138,54 @@ fn the_aws_encryption_sdk_encrypts_and_decrypts_with_a_key_in_the_store() {
     python.arg(script("encryption_sdk.py"));
     run_client(python, addr, dir.path());
 }
+
+#[test]
+fn every_input_member_of_awss_models_is_decoded_or_refused_by_name() {
+    use kmscks::protocol::aws_json::{operation, request_members, Target};
+    if !python_has("botocore", "boto3") {
+        return;
+    }
+    let out = Command::new("python3")
+        .arg(script("input_members.py"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let models: std::collections::BTreeMap<String, Vec<String>> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for (target, aws_members) in &models {
+        // Operations kmscks does not have, or refuses whole, decode no members of their own.
+        let Ok(Target::Op(op)) = operation(target) else {
+            continue;
+        };
+        checked += 1;
+        let (decoded, refused) = request_members(op);
+        for member in aws_members {
+            if !decoded.contains(&member.as_str()) && !refused.contains(&member.as_str()) {
+                problems.push(format!(
+                    "{target}: {member} would be dropped without a word"
+                ));
+            }
+        }
+        for member in &refused {
+            if decoded.contains(member) {
+                problems.push(format!("{target}: {member} is decoded and also refused"));
+            }
+            if !aws_members.iter().any(|m| m == member) {
+                problems.push(format!(
+                    "{target}: refuses {member}, which AWS's model lacks"
+                ));
+            }
+        }
+    }
+    assert!(
+        checked >= 40,
+        "only {checked} operations matched AWS's models"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

@@ -292,6 +292,44 @@ fn pipelined_requests_are_answered_by_id() {
 }
 
 #[test]
+fn a_control_plane_request_off_the_loop_still_comes_before_the_connections_later_frames() {
+    let d = TestDaemon::start(|c| c.bootstrap = true);
+    let mut c = d.connect();
+    let demo = c.call(&Request::DescribeKey(KeyIdRequest {
+        key_id: "alias/demo".into(),
+        ..Default::default()
+    }));
+    let demo = expect!(demo, Response::DescribeKey).key_metadata.key_id;
+    // In one write: alias changes (run on the control thread) each followed by an Encrypt
+    // through the alias (run on the loop). Each Encrypt must see the change before it.
+    let mut frames = Vec::new();
+    for i in 0..20u64 {
+        let alias = format!("alias/ordered-{i}");
+        let create = Request::CreateAlias(AliasRequest {
+            alias_name: alias.clone(),
+            target_key_id: demo.clone(),
+        });
+        kmscks::protocol::encode_request(&mut frames, 2 * i + 1, &create);
+        let encrypt = Request::Encrypt(EncryptRequest {
+            key_id: alias,
+            plaintext: SecretBytes::new(b"after the alias".to_vec()),
+            ..Default::default()
+        });
+        kmscks::protocol::encode_request(&mut frames, 2 * i + 2, &encrypt);
+    }
+    std::io::Write::write_all(&mut c.stream, &frames).unwrap();
+    for _ in 0..40 {
+        let reply = c.recv().expect("every request answered");
+        assert!(
+            reply.result.is_ok(),
+            "request {} failed: {:?}",
+            reply.header.request_id,
+            reply.result.err()
+        );
+    }
+}
+
+#[test]
 fn restart_keeps_the_data_and_bootstrap_is_idempotent() {
     let dir = open_tempdir();
     let data = dir.path().join("data");

@@ -210,6 +210,35 @@ fn pipelined_requests_are_answered_in_order() {
     assert_eq!(list.body["Keys"].as_array().unwrap().len(), 2);
 }
 
+#[test]
+fn a_control_plane_request_answered_off_the_loop_still_comes_before_the_next_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &[]);
+    let mut s = BufReader::new(connect(addr));
+    let key = kms(&mut s, "CreateKey", json!({}));
+    let key = key.body["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let alias = json!({"AliasName": "alias/ordered", "TargetKeyId": key}).to_string();
+    let encrypt = r#"{"KeyId":"alias/ordered","Plaintext":"aGk="}"#;
+    let batch = [
+        request("TrentService.CreateAlias", &alias, ""),
+        request("TrentService.Encrypt", encrypt, ""),
+        request(
+            "TrentService.DeleteAlias",
+            r#"{"AliasName":"alias/ordered"}"#,
+            "",
+        ),
+        request("TrentService.Encrypt", encrypt, ""),
+    ]
+    .concat();
+    s.get_mut().write_all(batch.as_bytes()).unwrap();
+    let statuses: Vec<u16> = (0..4).map(|_| read_answer(&mut s).status).collect();
+    // Each Encrypt sees the alias change made just before it.
+    assert_eq!(statuses, [200, 200, 200, 400]);
+}
+
 /// The plaintext member of an answer, decoded.
 fn plaintext_of(a: &Answer) -> Vec<u8> {
     use base64::Engine as _;
@@ -733,4 +762,81 @@ fn a_client_dribbling_its_request_is_closed_after_the_idle_timeout_while_others_
     // (`other` itself has been idle past the timeout by now: a new connection.)
     let mut after = BufReader::new(connect(addr));
     assert_eq!(kms(&mut after, "ListKeys", json!({})).status, 200);
+}
+
+/// Writes pipelined GenerateRandom requests (each answer ~6× its request) to a connection that
+/// never reads its answers, until the daemon stops taking them (a write blocked for 2 s) or
+/// `bound` bytes went in; returns how many bytes went in.
+fn write_without_reading(s: &mut TcpStream, bound: usize) -> usize {
+    let one = request(
+        "TrentService.GenerateRandom",
+        r#"{"NumberOfBytes":1024}"#,
+        "",
+    );
+    let mut batch = Vec::new();
+    while batch.len() < 64 << 10 {
+        batch.extend_from_slice(one.as_bytes());
+    }
+    s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut sent = 0;
+    while sent < bound {
+        match s.write(&batch) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break, // timed out: the daemon reads no more
+        }
+    }
+    sent
+}
+
+/// More request bytes than the daemon may take from one connection that reads nothing: its
+/// answers at the limit (8 MiB of answers are ~1.4 MiB of requests), plus what the kernel's
+/// buffers on both ends hold (a few MiB each).
+const UNREAD_BOUND: usize = 24 << 20;
+
+#[test]
+fn a_client_that_never_reads_its_answers_is_read_no_more_and_others_are_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &[]);
+    let mut hog = connect(addr);
+    let sent = write_without_reading(&mut hog, UNREAD_BOUND);
+    assert!(
+        sent < UNREAD_BOUND,
+        "the daemon took {sent} bytes of requests whose answers were never read"
+    );
+    // Another connection of the same uid still gets its answers.
+    let mut other = BufReader::new(connect(addr));
+    assert_eq!(kms(&mut other, "ListKeys", json!({})).status, 200);
+}
+
+#[test]
+fn a_uid_at_its_memory_quota_is_read_no_more_yet_each_connection_keeps_its_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    // The smallest quota the daemon accepts (two largest socket frames), far under what one
+    // connection may leave unwritten: the memory quota is what stops the reading.
+    let quota = (2 * (24 + (1 << 20))).to_string();
+    let pending = (256usize << 20).to_string();
+    let (_d, addr) = start(
+        dir.path(),
+        &[
+            "--max-memory-per-uid",
+            &quota,
+            "--max-pending-reply-bytes",
+            &pending,
+        ],
+    );
+    let mut hogs = [connect(addr), connect(addr)];
+    for hog in &mut hogs {
+        let sent = write_without_reading(hog, UNREAD_BOUND);
+        assert!(
+            sent < UNREAD_BOUND,
+            "the daemon took {sent} bytes past the uid's quota"
+        );
+    }
+    let mut other = BufReader::new(connect(addr));
+    assert_eq!(kms(&mut other, "ListKeys", json!({})).status, 200);
+    // Once the hogs go, their memory is the uid's again and a large answer passes.
+    drop(hogs);
+    let big = kms(&mut other, "GenerateRandom", json!({"NumberOfBytes": 1024}));
+    assert_eq!(big.status, 200);
 }

@@ -314,6 +314,14 @@ const OFFLOAD_BYTES: usize = 64 << 10;
 pub(crate) enum Deferred {
     /// A request that may block (WaitForConnection).
     Blocking { request_id: u64, request: Request },
+    /// A control-plane request (it takes the state's lock, and may wait for an fsync): run on
+    /// the control thread, in arrival order. The connection's later frames wait for it.
+    Control {
+        request_id: u64,
+        request: Request,
+        /// Its frame's size, held against the connection until it is answered.
+        frame_bytes: usize,
+    },
     /// A large batch frame, not yet decoded. The connection's later frames wait for it.
     Batch { header: Header, body: Vec<u8> },
 }
@@ -325,6 +333,11 @@ impl Deferred {
             Deferred::Blocking {
                 request_id,
                 request,
+            }
+            | Deferred::Control {
+                request_id,
+                request,
+                ..
             } => (*request_id, request.op().code()),
             Deferred::Batch { header, .. } => (header.request_id, header.op),
         }
@@ -338,6 +351,11 @@ impl Deferred {
             Deferred::Blocking {
                 request_id,
                 request,
+            }
+            | Deferred::Control {
+                request_id,
+                request,
+                ..
             } => {
                 let result = kms.dispatch(&request);
                 protocol::encode_response(&mut out, request_id, request.op().code(), &result);
@@ -413,8 +431,9 @@ pub(crate) enum Stop {
     /// No room for more replies (reply cap, memory quota, in-flight limit): continue once
     /// the client reads.
     Room,
-    /// A batch request became a [`Job`], or went to a helper thread ([`Deferred::Batch`]):
-    /// answer it before the next frame.
+    /// A batch request became a [`Job`], or went to a helper thread ([`Deferred::Batch`]), or
+    /// a control-plane request to the control thread ([`Deferred::Control`]): answer it before
+    /// the next frame.
     Job,
     /// A protocol error (its reply written): close after flushing.
     Error,
@@ -568,6 +587,14 @@ pub(crate) fn handle_frames(
                 request,
             });
             continue;
+        }
+        if !request.op().is_data_plane() {
+            deferred.push(Deferred::Control {
+                request_id: header.request_id,
+                request,
+                frame_bytes: HEADER_LEN + body.len(),
+            });
+            break Stop::Job;
         }
         let mut request = request;
         if let Some(j) = Job::new(header.request_id, end, &mut request) {

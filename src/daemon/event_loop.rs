@@ -2,8 +2,11 @@
 //!
 //! Tokens are constant for the listener and the waker; connection `i` of the slab is token
 //! `FIRST_CONN + i`. Connections always have READABLE interest and WRITABLE only while replies
-//! are pending. Accepts run until `WouldBlock`. Requests that may block (WaitForConnection)
-//! run on a helper thread whose reply comes back through a channel and the waker.
+//! are pending. Accepts run until `WouldBlock`. Only the data plane (`Op::is_data_plane`) and
+//! Hello run on this thread: control-plane requests go to the control thread
+//! ([`super::control_thread`], one at a time, the connection's later frames waiting for the
+//! answer), requests that may block (WaitForConnection) and large batches to helper threads;
+//! their replies come back through a channel and the waker.
 //!
 //! Fairness: each connection gets at most [`WORK_PER_TURN`] work units per turn (a huge batch
 //! is answered over several turns); one with work left goes to the back of the `again` list,
@@ -26,10 +29,12 @@ use mio::net::UnixStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::conn::{Conn, Filled, READ_CAP};
+use super::control_thread::{self, ControlQueue};
 use super::dispatch::{self, Allowance, Batcher, Deferred, Stop, WORK_PER_TURN};
 use super::identity;
 use super::listener::Listener;
 use super::quota::{Quotas, CONN_FLOOR};
+use super::wake::Spin;
 use super::{DaemonConfig, Shutdown};
 use crate::err;
 use crate::error::Result;
@@ -59,9 +64,6 @@ struct Completion {
     frame_bytes: usize,
 }
 
-/// How long the loop keeps polling without sleeping after its last event.
-const BUSY_POLL: Duration = Duration::from_micros(50);
-
 pub(crate) struct EventLoop {
     poll: Poll,
     waker: Arc<Waker>,
@@ -78,6 +80,8 @@ pub(crate) struct EventLoop {
     deferred_running: usize,
     done_tx: Sender<Completion>,
     done_rx: Receiver<Completion>,
+    /// Where control-plane requests run (see `control_thread`).
+    control: ControlQueue,
     /// Connections that still had input when their rounds ran out.
     again: Vec<usize>,
     /// Held connections (slot, serial) and when their hold ends, in no order.
@@ -90,6 +94,7 @@ impl EventLoop {
         kms: Kms,
         config: DaemonConfig,
         shutdown: &Shutdown,
+        control: ControlQueue,
     ) -> Result<EventLoop> {
         let poll =
             Poll::new().map_err(|e| err!(KMSInternalException, "cannot create the poller: {e}"))?;
@@ -120,6 +125,7 @@ impl EventLoop {
             deferred_running: 0,
             done_tx,
             done_rx,
+            control,
             again: Vec::new(),
             held: Vec::new(),
         })
@@ -131,17 +137,11 @@ impl EventLoop {
         let mut events = Events::with_capacity(1024);
         let idle = Duration::from_secs(self.config.idle_timeout_secs);
         let mut last_sweep = Instant::now();
-        let mut last_busy = Instant::now() - BUSY_POLL;
+        let mut spin = Spin::new();
         crate::engine::latency::defer_on_this_thread();
         while !shutdown.is_triggered() {
-            // Poll without sleeping for a moment after activity: a client that sends its next
-            // requests then finds the loop awake, and neither side pays a cross-core wake-up
-            // (tens of µs on this kind of VM) per exchange.
-            let timeout = if !self.again.is_empty() || last_busy.elapsed() < BUSY_POLL {
-                Duration::ZERO
-            } else {
-                Duration::from_secs(1)
-            };
+            // Poll without sleeping for a moment after activity (see `wake`).
+            let timeout = spin.timeout(!self.again.is_empty(), Duration::from_secs(1));
             let timeout = match self.held.iter().map(|h| h.0).min() {
                 Some(until) => timeout.min(until.saturating_duration_since(Instant::now())),
                 None => timeout,
@@ -152,9 +152,7 @@ impl EventLoop {
                 }
                 return Err(err!(KMSInternalException, "poll failed: {e}"));
             }
-            if !events.is_empty() {
-                last_busy = Instant::now();
-            }
+            spin.saw(!events.is_empty());
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
@@ -574,6 +572,31 @@ impl EventLoop {
         };
         for mut d in self.deferred.drain(..) {
             let (id, op) = d.ids();
+            if let Deferred::Control { frame_bytes, .. } = d {
+                // Not counted against MAX_DEFERRED: one per connection at most.
+                let (tx, waker, serial) = (self.done_tx.clone(), self.waker.clone(), conn.serial);
+                let kms = conn.kms.clone();
+                let job: control_thread::Job = Box::new(move || {
+                    let (bytes, close) = d.run(&kms);
+                    let _ = tx.send(Completion {
+                        slot,
+                        serial,
+                        bytes,
+                        close,
+                        frame_bytes,
+                    });
+                    let _ = waker.wake();
+                });
+                if self.control.submit(job) {
+                    conn.in_flight += 1;
+                    conn.offloaded += frame_bytes;
+                    self.deferred_running += 1;
+                } else {
+                    let e = err!(KMSInternalException, "the control thread is gone");
+                    protocol::encode_response(&mut conn.wbuf, id, op, &Err(e));
+                }
+                continue;
+            }
             if self.deferred_running >= MAX_DEFERRED {
                 let e = err!(
                     ThrottlingException,
@@ -593,6 +616,7 @@ impl EventLoop {
                 }
                 Deferred::Blocking { .. } => 0,
                 Deferred::Batch { body, .. } => protocol::HEADER_LEN + body.len(),
+                Deferred::Control { frame_bytes, .. } => *frame_bytes,
             };
             let kms = conn.kms.clone();
             let tx = self.done_tx.clone();

@@ -21,13 +21,16 @@
 pub mod bootstrap;
 mod config;
 mod conn;
+mod control_thread;
 mod dispatch;
+pub mod echo;
 mod event_loop;
 mod harden;
 mod http;
 mod identity;
 mod listener;
 mod quota;
+pub mod wake;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -201,24 +204,39 @@ impl Daemon {
     /// flushes replies, removes the socket file and closes the data directory.
     pub fn serve(self, shutdown: Shutdown) -> Result<()> {
         tracing::info!(socket = %self.listener.path().display(), data_dir = %self.config.data_dir.display(), "serving");
+        let control = control_thread::ControlThread::start()?;
         let http = match self.http {
             Some((endpoint, ids)) => {
                 tracing::info!(address = %endpoint.local_addr(), "serving AWS JSON over HTTP");
                 let limits = http::Limits {
                     quotas: quota::Quotas::new(&self.config, crate::peer::effective_uid()),
                     idle_timeout: std::time::Duration::from_secs(self.config.idle_timeout_secs),
+                    max_pending_answers: self.config.max_pending_reply_bytes,
                 };
-                Some(endpoint.spawn(self.kms.clone(), limits, ids, shutdown.clone())?)
+                Some(endpoint.spawn(
+                    self.kms.clone(),
+                    limits,
+                    ids,
+                    shutdown.clone(),
+                    control.queue(),
+                )?)
             }
             None => None,
         };
-        let event_loop =
-            event_loop::EventLoop::new(self.listener, self.kms, self.config, &shutdown)?;
+        let event_loop = event_loop::EventLoop::new(
+            self.listener,
+            self.kms,
+            self.config,
+            &shutdown,
+            control.queue(),
+        )?;
         let out = event_loop.run(&shutdown);
         if let Some(thread) = http {
             // It sees the trigger within its tick.
             let _ = thread.join();
         }
+        // Both loops are gone: the control thread ends once what they queued has run.
+        control.join();
         // The event loop (and with it the last engine handle) is dropped here: every commit
         // was already durable (journal fsync per change); dropping joins the background worker
         // and unlocks the data directory.

@@ -113,6 +113,7 @@ pub fn decode_request(target: Target, body: &[u8]) -> Result<Request> {
             }))
         }
         Target::Op(op) => {
+            super::unhonoured::check(op, body)?;
             macro_rules! decode {
                 ($( $code:literal $name:ident ($req:ty) -> $resp:ty [$($action:tt)*]; )*) => {
                     match op {
@@ -125,6 +126,64 @@ pub fn decode_request(target: Target, body: &[u8]) -> Result<Request> {
             for_each_op!(decode)
         }
     }
+}
+
+/// The JSON members `op`'s request decodes (AWS's names), and those kmscks knows from AWS's
+/// model and refuses to be set ([`super::unhonoured`]): what a test holds against AWS's
+/// published models. Any other member a body carries is skipped, as AWS skips members it
+/// does not know.
+pub fn request_members(op: Op) -> (&'static [&'static str], Vec<&'static str>) {
+    macro_rules! fields {
+        ($( $code:literal $name:ident ($req:ty) -> $resp:ty [$($action:tt)*]; )*) => {
+            match op {
+                $(Op::$name => fields_of::<$req>(),)*
+            }
+        };
+    }
+    (
+        for_each_op!(fields),
+        super::unhonoured::members(op).collect(),
+    )
+}
+
+/// Refuses a request of `op` whose JSON object `body` sets a member kmscks does not honour
+/// ([`request_members`]' second list) with the error the endpoint answers: for a client that
+/// builds the typed request itself (the command line), which serde would let drop the member.
+pub fn check_members(op: Op, body: &[u8]) -> Result<()> {
+    super::unhonoured::check(op, body)
+}
+
+/// The member names a derived `Deserialize` of a struct announces (empty for other types).
+fn fields_of<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{Error, Visitor};
+    use serde::forward_to_deserialize_any;
+    type E = serde::de::value::Error;
+    /// A deserializer that only records the fields a struct asks for.
+    struct Fields<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Fields<'_> {
+        type Error = E;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> std::result::Result<V::Value, E> {
+            Err(E::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> std::result::Result<V::Value, E> {
+            *self.0 = fields;
+            Err(E::custom("fields recorded"))
+        }
+        forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    // Always an error: the deserializer stops at the struct, having recorded its fields.
+    let _ = T::deserialize(Fields(&mut fields));
+    fields
 }
 
 /// The JSON body answering `response`.
@@ -225,7 +284,7 @@ pub fn encode_error(error: &KmsError) -> (u16, Vec<u8>) {
     }
     let body = Body {
         kind: error.kind().aws_name(),
-        message: error.message(),
+        message: aws_message(error),
     };
     (error.kind().http_status(), to_vec(&body))
 }
@@ -269,6 +328,16 @@ pub fn enum_error(body: &serde_json::Value, e: &serde_json::Error) -> Option<Kms
             allowed.join(", ")
         ),
     ))
+}
+
+/// The message AWS gives with `error`: AWS's own where it is fixed (AWS answers an
+/// `InvalidCiphertextException` with an empty message), otherwise kmscks's. The socket, the
+/// CLI and the C library keep kmscks's detail, which names the problem.
+fn aws_message(error: &KmsError) -> &str {
+    match error.kind() {
+        ErrorKind::InvalidCiphertextException => "",
+        _ => error.message(),
+    }
 }
 
 /// A body that did not decode: a missing member is AWS's validation error, anything else a
@@ -502,6 +571,27 @@ mod tests {
     }
 
     #[test]
+    fn a_member_aws_defines_and_kmscks_does_not_honour_is_refused_not_dropped() {
+        let e = decode_request(
+            Target::Op(Op::GenerateDataKey),
+            br#"{"KeyId":"a","Recipient":{"KeyEncryptionAlgorithm":"RSAES_OAEP_SHA_256"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnsupportedOperationException);
+        assert!(e.message().contains("Recipient"), "{e}");
+        // A member AWS does not define is skipped, as AWS skips it.
+        assert!(decode_request(Target::Op(Op::DescribeKey), br#"{"KeyId":"a","Zzz":1}"#).is_ok());
+    }
+
+    #[test]
+    fn request_members_are_awss_names_of_the_request_type() {
+        let (decoded, refused) = request_members(Op::Decrypt);
+        assert!(decoded.contains(&"CiphertextBlob") && decoded.contains(&"DryRun"));
+        assert!(refused.contains(&"Recipient"));
+        assert!(request_members(Op::ListKeys).1.is_empty());
+    }
+
+    #[test]
     fn errors_carry_the_exception_name_and_the_tables_status() {
         let (status, body) = encode_error(&err!(NotFoundException, "Key 'x' does not exist"));
         assert_eq!(status, 400);
@@ -510,5 +600,9 @@ mod tests {
         assert_eq!(v["message"], "Key 'x' does not exist");
         let (status, _) = encode_error(&err!(KMSInternalException, "boom"));
         assert_eq!(status, ErrorKind::KMSInternalException.http_status());
+        // AWS says nothing of why a ciphertext is invalid.
+        let (_, body) = encode_error(&err!(InvalidCiphertextException, "tag mismatch"));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["message"], "");
     }
 }

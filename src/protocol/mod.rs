@@ -16,9 +16,9 @@
 
 pub mod aws_json;
 mod codec;
-pub mod echo;
 mod frame;
 mod hello;
+mod unhonoured;
 
 pub use codec::{
     decode_request, decode_response, encode_error, encode_protocol_error, encode_request,

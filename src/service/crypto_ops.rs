@@ -266,7 +266,8 @@ impl Kms {
         self.may_generate_random()?;
         let n = req
             .number_of_bytes
-            .ok_or_else(|| err!(ValidationException, "NumberOfBytes is required"))?;
+            // AWS's words, period included (the model marks the member optional).
+            .ok_or_else(|| err!(ValidationException, "NumberOfBytes is required."))?;
         match &req.custom_key_store_id {
             None => self.charge_crypto(&[], CryptoCost::DataKey)?,
             Some(store) => self.charge_crypto(&[Uses::Store(store)], CryptoCost::DataKey)?,

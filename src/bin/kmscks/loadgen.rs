@@ -118,6 +118,19 @@ pub(crate) struct LoadReport {
     pub baseline_p99_us: Option<f64>,
     /// `ops_per_sec / baseline_ops_per_sec` (when compared).
     pub ratio: Option<f64>,
+    /// The daemon's CPU time per request over the measured window, ns, all its threads (over
+    /// the socket, when `/proc` tells it; see `proc_cpu`).
+    pub daemon_cpu_ns_per_op: Option<f64>,
+    /// CPU time per request of the raw aws-lc-rs loop doing the same cryptographic work, one
+    /// thread, one item per call, measured in the same run, ns (over the socket).
+    pub raw_cpu_ns_per_op: Option<f64>,
+    /// With `--beside create-key` (over the socket): the same load measured alone first, items
+    /// per second; the report's own members are then those measured beside the CreateKey loop.
+    pub alone_ops_per_sec: Option<f64>,
+    /// With `--beside`: the 99th percentile latency of the load alone, µs.
+    pub alone_p99_us: Option<f64>,
+    /// With `--beside`: CreateKey calls per second the other connection completed meanwhile.
+    pub beside_ops_per_sec: Option<f64>,
 }
 
 impl LoadReport {
@@ -274,6 +287,11 @@ impl LoadReport {
             baseline_p50_us: None,
             baseline_p99_us: None,
             ratio: None,
+            daemon_cpu_ns_per_op: None,
+            raw_cpu_ns_per_op: None,
+            alone_ops_per_sec: None,
+            alone_p99_us: None,
+            beside_ops_per_sec: None,
         }
     }
 

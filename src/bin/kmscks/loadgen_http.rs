@@ -11,8 +11,9 @@
 //! read with `httparse` (one per `Content-Length` body); a server that closes a connection (or
 //! says `Connection: close`) gets a new one and the unanswered requests again. The floor
 //! ([`compare_http`]) is an echo server in this process answering every request with the
-//! bytes of one real answer of the endpoint, over loopback TCP with the same C and D: what is
-//! left is "everything except the server's work". The report is the socket mode's
+//! bytes of one real answer of the endpoint, over loopback TCP with the same C and D, waiting
+//! for requests as kmscksd does (spin, then park): what is left is "everything except the
+//! server's work". The report is the socket mode's
 //! [`LoadReport`] (`threads` = connections, `batch` = pipeline depth).
 
 use std::collections::VecDeque;
@@ -28,6 +29,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::loadgen::{LoadOp, LoadReport};
+use kmscks::daemon::wake::SpinStream;
 
 /// The access key id the requests claim (kmscksd's default root access key; moto accepts any).
 const ACCESS_KEY_ID: &str = "test";
@@ -555,9 +557,17 @@ impl Drop for EchoServer {
     }
 }
 
-/// Serves one echo connection until the client closes it (or sends what is not a request).
-fn echo(mut s: TcpStream, answer: &[u8]) {
+/// Serves one echo connection until the client closes it (or sends what is not a request),
+/// waiting for requests as kmscksd's loops wait (`kmscks::daemon::wake`: spin, then park), so
+/// that the floor is never slower than the endpoint it is the floor of.
+fn echo(s: TcpStream, answer: &[u8]) {
     let _ = s.set_nodelay(true);
+    let Ok(mut s) = s
+        .set_nonblocking(true)
+        .and_then(|()| SpinStream::new(mio::net::TcpStream::from_std(s)))
+    else {
+        return;
+    };
     let mut buf = vec![0u8; READ_CHUNK];
     let mut filled = 0;
     let mut out = Vec::new();

@@ -20,13 +20,14 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::loadgen::{LoadOp, LoadReport};
+use crate::proc_cpu::process_cpu_ns;
 use kmscks::api::kms::{
     CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateRandomRequest,
 };
 use kmscks::client::Client;
+use kmscks::daemon::echo::EchoServer;
 use kmscks::error::{ErrorKind, KmsError, Result};
 use kmscks::ops::{Backend, Request, Response};
-use kmscks::protocol::echo::EchoServer;
 use kmscks::protocol::encode_response;
 use kmscks::secret::SecretBytes;
 
@@ -45,6 +46,8 @@ pub(crate) struct SocketLoadOpts {
     pub duration: Duration,
     /// The key to use; `None`: create one (default key store) for the run.
     pub key_id: Option<String>,
+    /// Measure alone first, then beside a connection issuing CreateKey in a loop.
+    pub beside: bool,
 }
 
 impl Default for SocketLoadOpts {
@@ -56,6 +59,7 @@ impl Default for SocketLoadOpts {
             payload: 32,
             duration: Duration::from_secs(1),
             key_id: None,
+            beside: false,
         }
     }
 }
@@ -137,9 +141,14 @@ fn unexpected(r: &Response) -> KmsError {
     )
 }
 
-/// Drives `path` with `opts.connections` pipelines for `opts.duration`.
-fn drive(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker) -> Result<LoadReport> {
+/// Drives `path` with `opts.connections` pipelines for `opts.duration`; with `cpu`, also
+/// reads the CPU time the serving process (the daemon) spends over the window.
+fn drive(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker, cpu: Cpu) -> Result<LoadReport> {
     let client = Arc::new(Client::connect(path)?);
+    let pid = match cpu {
+        Cpu::OfDaemon => client.daemon_pid(),
+        Cpu::Ignored => None,
+    };
     let conns = opts.connections.max(1);
     let depth = opts.pipeline.max(1);
     let stop = Arc::new(AtomicBool::new(false));
@@ -178,6 +187,8 @@ fn drive(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker) -> Result<Loa
             },
         ));
     }
+    // The drivers have connected and wait at the barrier: the window starts now.
+    let cpu_before = pid.and_then(process_cpu_ns);
     let crate::loadgen::Window {
         done,
         errors,
@@ -189,21 +200,97 @@ fn drive(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker) -> Result<Loa
             "a load generator thread panicked",
         )
     })?;
-    Ok(LoadReport::measured(
+    let cpu_after = pid.and_then(process_cpu_ns);
+    let mut report = LoadReport::measured(
         opts.op,
         (conns, depth),
         opts.payload,
         (done, errors),
         elapsed,
         &hist,
-    ))
+    );
+    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+        // Counts the few requests answered after the clock stopped (at most the pipelines'
+        // depth) as work of the window: a bias of under 0.1 % at these rates.
+        report.daemon_cpu_ns_per_op =
+            Some(after.saturating_sub(before) as f64 / done.max(1) as f64);
+    }
+    Ok(report)
+}
+
+/// Whether a drive reads the serving process's CPU time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cpu {
+    /// The daemon's, through its pid (`SO_PEERCRED`).
+    OfDaemon,
+    /// Not read (the echo floor is this very process).
+    Ignored,
+}
+
+/// The raw crypto's CPU per request for `opts`' operation and payload: the raw aws-lc-rs loop
+/// on one thread, one item per call, for a fraction of the window (a busy thread's wall time
+/// is its CPU time).
+fn raw_cpu_ns_per_op(opts: &SocketLoadOpts) -> f64 {
+    let raw = crate::loadgen::run_baseline(&crate::loadgen::LoadOpts {
+        op: opts.op,
+        threads: 1,
+        batch: 1,
+        payload: opts.payload,
+        duration: (opts.duration / 4).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+    });
+    1e9 / raw.ops_per_sec.max(f64::MIN_POSITIVE)
+}
+
+/// The daemon's measured `report` with the raw crypto's CPU per request beside its own.
+fn with_raw_cpu(mut report: LoadReport, opts: &SocketLoadOpts) -> LoadReport {
+    report.raw_cpu_ns_per_op = Some(raw_cpu_ns_per_op(opts));
+    report
 }
 
 /// Drives the daemon at `path` as `opts` says.
 pub(crate) fn run_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadReport> {
     let client = Client::connect(path)?;
     let maker = prepare(&client, opts)?;
-    drive(path, opts, &maker)
+    Ok(with_raw_cpu(measure_daemon(path, opts, &maker)?, opts))
+}
+
+/// The daemon's measurement: the load alone, or with `opts.beside` first alone and then
+/// beside a CreateKey loop.
+fn measure_daemon(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker) -> Result<LoadReport> {
+    if !opts.beside {
+        return drive(path, opts, maker, Cpu::OfDaemon);
+    }
+    let alone = drive(path, opts, maker, Cpu::OfDaemon)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let creator = {
+        let (client, stop) = (Client::connect(path)?, stop.clone());
+        thread::spawn(move || -> Result<(u64, Duration)> {
+            let started = Instant::now();
+            let mut created = 0;
+            while !stop.load(Ordering::Relaxed) {
+                client.call(&Request::CreateKey(CreateKeyRequest {
+                    description: Some("kmscks bench --beside create-key".into()),
+                    ..Default::default()
+                }))?;
+                created += 1;
+            }
+            Ok((created, started.elapsed()))
+        })
+    };
+    let beside = drive(path, opts, maker, Cpu::OfDaemon);
+    stop.store(true, Ordering::Relaxed);
+    let created = creator.join().map_err(|_| {
+        KmsError::new(
+            ErrorKind::KMSInternalException,
+            "the CreateKey loop panicked",
+        )
+    })?;
+    let mut report = beside?;
+    let (created, elapsed) = created?;
+    report.alone_ops_per_sec = Some(alone.ops_per_sec);
+    report.alone_p99_us = Some(alone.p99_us);
+    report.beside_ops_per_sec = Some(created as f64 / elapsed.as_secs_f64());
+    Ok(report)
 }
 
 /// The echo floor for `opts`: the same requests, connections and depth against an in-process
@@ -225,7 +312,7 @@ pub(crate) fn run_echo_baseline(
         payload: opts.payload,
         ciphertext: Vec::new(),
     };
-    drive(server.path(), opts, &maker)
+    drive(server.path(), opts, &maker, Cpu::Ignored)
 }
 
 impl SocketLoadOpts {
@@ -250,12 +337,12 @@ pub(crate) fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadR
     if let Err(e) = &sample {
         return Err(e.clone());
     }
-    let r = drive(path, opts, &maker)?;
+    let r = measure_daemon(path, opts, &maker)?;
     let mut frame = Vec::new();
     encode_response(&mut frame, 0, opts.op_code(), &sample);
     let server = EchoServer::start(frame)?;
-    let b = drive(server.path(), opts, &maker)?;
-    Ok(r.with_baseline(&b))
+    let b = drive(server.path(), opts, &maker, Cpu::Ignored)?;
+    Ok(with_raw_cpu(r.with_baseline(&b), opts))
 }
 
 #[cfg(test)]
@@ -284,6 +371,8 @@ mod tests {
         assert!(r.ops_per_sec > 0.0, "{r:?}");
         assert_eq!((r.threads, r.batch), (2, 8));
         assert!(r.p50_us > 0.0 && r.p50_us <= r.p99_us, "{r:?}");
+        // The floor is this very process: no daemon CPU is read for it.
+        assert_eq!(r.daemon_cpu_ns_per_op, None);
     }
 
     /// A daemon of the library served on a thread, in a fresh temporary directory; stopped
@@ -327,6 +416,24 @@ mod tests {
     }
 
     #[test]
+    fn beside_a_create_key_loop_the_load_is_measured_alone_first_and_the_keys_counted() {
+        let served = Served::start();
+        let opts = SocketLoadOpts {
+            connections: 1,
+            pipeline: 4,
+            duration: Duration::from_millis(200),
+            beside: true,
+            ..Default::default()
+        };
+        let r = run_socket(&served.socket, &opts).unwrap();
+        assert_eq!(r.errors, 0, "{r:?}");
+        assert!(r.alone_ops_per_sec.unwrap() > 0.0, "{r:?}");
+        assert!(r.alone_p99_us.unwrap() > 0.0, "{r:?}");
+        assert!(r.beside_ops_per_sec.unwrap() > 0.0, "{r:?}");
+        assert!(r.ops_per_sec > 0.0, "{r:?}");
+    }
+
+    #[test]
     fn socket_load_generator_compares_with_the_echo_floor() {
         let served = Served::start();
         for op in [LoadOp::GenerateDataKey, LoadOp::Decrypt] {
@@ -337,6 +444,7 @@ mod tests {
                 payload: 32,
                 duration: Duration::from_millis(200),
                 key_id: None,
+                beside: false,
             };
             let r = compare_socket(&served.socket, &opts).unwrap();
             assert_eq!(r.errors, 0, "{r:?}");
@@ -346,6 +454,12 @@ mod tests {
             );
             assert!(r.ratio.unwrap() > 0.0);
             assert!(r.to_json().contains("\"ratio\""));
+            // The daemon is this process here: its CPU per request is read from /proc.
+            if crate::proc_cpu::process_cpu_ns(std::process::id()).is_some() {
+                assert!(r.daemon_cpu_ns_per_op.unwrap() > 0.0, "{r:?}");
+            }
+            assert!(r.raw_cpu_ns_per_op.unwrap() > 0.0, "{r:?}");
+            assert!(r.to_json().contains("\"daemon_cpu_ns_per_op\""));
         }
     }
 }

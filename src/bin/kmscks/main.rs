@@ -8,6 +8,7 @@ mod cli;
 mod loadgen;
 mod loadgen_http;
 mod loadgen_socket;
+mod proc_cpu;
 mod scale;
 
 /// mimalloc: the data plane hands out many small, short-lived buffers (blobs, data keys) from

@@ -14,14 +14,28 @@
 //! connection over them is closed at accept, so another local user cannot take every
 //! connection), closed after `idle_timeout_secs` without a whole request (a client dribbling
 //! a request byte by byte is closed as an idle one). Request bytes are wiped
-//! once handled and answer bytes once written (they carry plaintexts and data keys). A slow
+//! once handled and answer bytes once written (they carry plaintexts and data keys), and a
+//! buffer that grows or shrinks leaves no copy behind. A slow
 //! HSM's latency holds the connection's answers, never the thread (see `engine::latency`).
+//!
+//! Fairness, as on the socket: a connection's turn reads at most [`MAX_ROUNDS`] ×
+//! [`READ_CHUNK`] bytes before the others get theirs (a connection with more goes to the back,
+//! served after the next poll's events); a connection is read only while its unwritten answers
+//! are under `max_pending_reply_bytes` and while its uid's bytes held here (requests not yet
+//! answered, answers not yet written, beyond [`CONN_FLOOR`] per connection) are under
+//! `max_memory_per_uid` — a connection without that room is *stalled* until the uid's memory
+//! goes down. The HTTP endpoint counts its connections and memory apart from the socket's.
 //!
 //! Who a request acts as is `identity`'s: the uid owning the client's end first (another
 //! local user is never the daemon's principals), then the access key id it signs with.
 //!
 //! With `http_credentials`, every request's SigV4 signature is verified (`sigv4`) and the
 //! signing key's principal is the request's, whoever connected.
+//!
+//! Control-plane requests (every operation but the data plane's, `Op::is_data_plane`) run on
+//! the daemon's control thread (`super::control_thread`, shared with the socket's loop), so
+//! that a CreateKey's fsync holds no other connection; the connection's later requests wait
+//! for its answer (answers go out in request order).
 //!
 //! Pipelined data-plane requests (Encrypt, Decrypt, GenerateDataKey[WithoutPlaintext]) that
 //! one read brings reach the engine as one batch call, through the socket's own
@@ -38,14 +52,18 @@ pub use sigv4::authorization;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crossbeam::channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::control_thread::ControlQueue;
 use super::dispatch::{Batcher, Replies};
-use super::quota::Quotas;
+use super::quota::{Quotas, CONN_FLOOR};
+use super::wake::Spin;
 use super::Shutdown;
 use crate::api::kms::WaitForConnectionRequest;
 use crate::error::Result;
@@ -56,11 +74,15 @@ use crate::{err, Kms};
 use exchange::{Parsed, CONTINUE, MAX_BODY, MAX_HEAD};
 
 const LISTENER: Token = Token(usize::MAX);
+/// The control thread's answers (see `control_thread`).
+const WAKER: Token = Token(usize::MAX - 1);
 /// How often the loop looks at the shutdown flag and the idle connections when nothing
 /// happens.
 const TICK: Duration = Duration::from_millis(200);
-/// Bytes read per `read` call.
+/// Bytes read per round of a connection's turn.
 const READ_CHUNK: usize = 16 << 10;
+/// Read-and-answer rounds for one connection per turn before the others get theirs.
+const MAX_ROUNDS: usize = 8;
 
 /// The bound HTTP listener, not yet serving.
 #[derive(Debug)]
@@ -72,9 +94,13 @@ pub(super) struct HttpEndpoint {
 /// The limits the endpoint applies, from the daemon's configuration.
 #[derive(Debug)]
 pub(super) struct Limits {
-    /// Connections per uid (the HTTP listener counts its own, beside the socket's).
+    /// Connections and memory per uid (the HTTP listener counts its own, beside the
+    /// socket's).
     pub quotas: Quotas,
     pub idle_timeout: Duration,
+    /// Answers a connection may leave unwritten before it is read no more
+    /// (`max_pending_reply_bytes`).
+    pub max_pending_answers: usize,
 }
 
 /// Who requests act as (see `identity` and `sigv4`).
@@ -128,11 +154,12 @@ impl HttpEndpoint {
         limits: Limits,
         ids: Identities,
         shutdown: Shutdown,
+        control: ControlQueue,
     ) -> Result<JoinHandle<()>> {
         std::thread::Builder::new()
             .name("kmscksd-http".into())
             .spawn(move || {
-                if let Err(e) = serve(self.listener, &kms, limits, &ids, &shutdown) {
+                if let Err(e) = serve(self.listener, &kms, limits, &ids, &shutdown, control) {
                     tracing::error!(error = %e, "the HTTP endpoint stopped");
                 }
             })
@@ -165,6 +192,41 @@ struct Conn {
     /// Without credentials: the access key id (`None`: unsigned) `acting` was derived from,
     /// so that a connection's requests, signed with one key, skip deriving the principal.
     acting_key: Option<Option<String>>,
+    /// Bytes charged to the uid's memory quota (what it holds beyond [`CONN_FLOOR`]).
+    charged: usize,
+    /// Not read for lack of memory room, until the uid's memory goes down.
+    stalled: bool,
+    /// A control-plane request of this connection runs on the control thread: nothing more
+    /// is parsed until its answer is written (answers go out in request order).
+    awaiting: bool,
+    /// Tells this connection from a later one in the same slot (control answers name it).
+    serial: u64,
+}
+
+impl Conn {
+    /// What the connection holds against its uid's memory quota: request bytes read and not
+    /// yet answered, answers not yet written.
+    fn memory(&self) -> usize {
+        self.rbuf.len() + self.unwritten()
+    }
+
+    fn unwritten(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+}
+
+/// What a connection's turn ended with.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Nothing to do before the socket or the clock says so.
+    Wait,
+    /// Work left (bytes on the socket, requests in the buffer): to be served again after the
+    /// others, on this turn of the loop.
+    More,
+    /// No memory room to read another request: read again once the uid's memory goes down.
+    Stalled,
+    /// To be closed.
+    Close,
 }
 
 impl Drop for Conn {
@@ -174,18 +236,69 @@ impl Drop for Conn {
     }
 }
 
+/// A control-plane request's answer, from the control thread.
+struct Done {
+    slot: usize,
+    serial: u64,
+    result: Result<Response>,
+    close: bool,
+}
+
+/// How the loop hands control-plane requests to the control thread and hears back.
+struct Control {
+    queue: ControlQueue,
+    done: Sender<Done>,
+    waker: Arc<Waker>,
+}
+
+impl Control {
+    /// Runs `request` as `handle` on the control thread; its answer comes back as a [`Done`]
+    /// for `(slot, serial)`. False if the control thread is gone.
+    fn submit(
+        &self,
+        (slot, serial): (usize, u64),
+        handle: &Kms,
+        request: Request,
+        close: bool,
+    ) -> bool {
+        let (handle, done, waker) = (handle.clone(), self.done.clone(), self.waker.clone());
+        self.queue.submit(Box::new(move || {
+            let result = handle.dispatch(&request);
+            let _ = done.send(Done {
+                slot,
+                serial,
+                result,
+                close,
+            });
+            let _ = waker.wake();
+        }))
+    }
+}
+
 fn serve(
     mut listener: TcpListener,
     kms: &Kms,
     mut limits: Limits,
     ids: &Identities,
     shutdown: &Shutdown,
+    queue: ControlQueue,
 ) -> Result<()> {
     let mut poll =
         Poll::new().map_err(|e| err!(KMSInternalException, "cannot create the poller: {e}"))?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)
         .map_err(|e| err!(KMSInternalException, "cannot register the listener: {e}"))?;
+    let waker = Arc::new(
+        Waker::new(poll.registry(), WAKER)
+            .map_err(|e| err!(KMSInternalException, "cannot create the waker: {e}"))?,
+    );
+    let (done_tx, done_rx) = crossbeam::channel::unbounded::<Done>();
+    let control = Control {
+        queue,
+        done: done_tx,
+        waker,
+    };
+    let mut serial = 0u64;
     // The latency a slow HSM adds is paid by holding a connection, not by this thread.
     crate::engine::latency::defer_on_this_thread();
     let mut conns: Vec<Option<Conn>> = Vec::new();
@@ -193,59 +306,86 @@ fn serve(
     let mut batcher = Batcher::default();
     let mut events = Events::with_capacity(256);
     let mut last_sweep = Instant::now();
+    // Connections with work left after their turn, or woken from a stall: served after the
+    // next poll's events.
+    let mut again: Vec<usize> = Vec::new();
+    // The connections to serve on this turn (kept to reuse its allocation).
+    let mut ready: Vec<usize> = Vec::new();
+    let mut spin = Spin::new();
     while !shutdown.is_triggered() {
         let now = Instant::now();
-        let timeout = conns
+        let idle = conns
             .iter()
             .flatten()
             .filter_map(|c| c.held_until)
             .map(|t| t.saturating_duration_since(now))
             .fold(TICK, Duration::min);
+        // Poll without sleeping for a moment after activity, as the socket's loop does.
+        let timeout = spin.timeout(!again.is_empty(), idle);
         if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             return Err(err!(KMSInternalException, "poll failed: {e}"));
         }
+        spin.saw(!events.is_empty());
         for event in events.iter() {
-            if event.token() == LISTENER {
-                accept_all(&listener, &poll, &mut conns, &mut limits.quotas);
-                continue;
+            match event.token() {
+                LISTENER => {
+                    accept_all(
+                        &listener,
+                        &poll,
+                        &mut conns,
+                        &mut limits.quotas,
+                        &mut serial,
+                    );
+                }
+                WAKER => answered(&mut conns, &done_rx, &mut ready),
+                token => ready.push(token.0),
             }
-            let slot = event.token().0;
+        }
+        ready.append(&mut again);
+        // Held connections whose time has come.
+        let now = Instant::now();
+        for (slot, conn) in conns.iter_mut().enumerate() {
+            if let Some(c) = conn
+                .as_mut()
+                .filter(|c| c.held_until.is_some_and(|t| t <= now))
+            {
+                c.held_until = None;
+                ready.push(slot);
+            }
+        }
+        for slot in ready.drain(..) {
             let Some(conn) = conns.get_mut(slot).and_then(Option::as_mut) else {
                 continue;
             };
-            let keep = turn(conn, kms, ids, &mut batcher);
-            if !keep {
-                close(&poll, &mut conns, slot, &mut limits.quotas);
-            }
-        }
-        // Held connections whose time has come.
-        let now = Instant::now();
-        for slot in 0..conns.len() {
-            let due = conns[slot]
-                .as_ref()
-                .and_then(|c| c.held_until)
-                .is_some_and(|t| t <= now);
-            if due {
-                let keep = conns[slot].as_mut().is_some_and(|c| {
-                    c.held_until = None;
-                    turn(c, kms, ids, &mut batcher)
-                });
-                if !keep {
-                    close(&poll, &mut conns, slot, &mut limits.quotas);
+            let outcome = turn((slot, conn), kms, ids, &mut batcher, &mut limits, &control);
+            let woken = sync_charge(conn, &mut limits.quotas);
+            match outcome {
+                Outcome::Wait => {}
+                Outcome::More => again.push(slot),
+                Outcome::Stalled => {
+                    conn.stalled = true;
+                    limits.quotas.wait(conn.uid, slot);
                 }
+                Outcome::Close => close(&poll, &mut conns, slot, &mut limits.quotas, &mut again),
             }
+            wake(&mut conns, woken, &mut again);
         }
         if last_sweep.elapsed() >= Duration::from_secs(1) {
             last_sweep = Instant::now();
             for slot in 0..conns.len() {
+                // A stalled connection is idle too: one waiting for room its uid's other
+                // connections never give back is closed like any other idle one. One waiting
+                // for a control-plane answer waits for us.
                 let idle = conns[slot].as_ref().is_some_and(|c| {
-                    c.held_until.is_none() && c.last_active.elapsed() >= limits.idle_timeout
+                    c.held_until.is_none()
+                        && !c.awaiting
+                        && c.last_active.elapsed() >= limits.idle_timeout
                 });
                 if idle {
-                    close(&poll, &mut conns, slot, &mut limits.quotas);
+                    close(&poll, &mut conns, slot, &mut limits.quotas, &mut again);
                 }
             }
         }
@@ -253,11 +393,54 @@ fn serve(
     Ok(())
 }
 
+/// Writes the control-plane answers that came back, each to its connection (if it is still
+/// there), which is then served again: its answer to write, its next requests to parse.
+fn answered(conns: &mut [Option<Conn>], done: &Receiver<Done>, ready: &mut Vec<usize>) {
+    while let Ok(d) = done.try_recv() {
+        let Some(conn) = conns
+            .get_mut(d.slot)
+            .and_then(Option::as_mut)
+            .filter(|c| c.serial == d.serial)
+        else {
+            continue;
+        };
+        Answers(&mut conn.wbuf).write(d.result, d.close);
+        conn.close_after_write |= d.close;
+        conn.awaiting = false;
+        conn.last_active = Instant::now();
+        ready.push(d.slot);
+    }
+}
+
+/// Brings the uid's memory charge for `conn` up to date; the slots of the uid's stalled
+/// connections to read again, when it went down.
+fn sync_charge(conn: &mut Conn, quotas: &mut Quotas) -> Vec<usize> {
+    let now = conn.memory().saturating_sub(CONN_FLOOR);
+    if now == conn.charged {
+        return Vec::new();
+    }
+    let old = std::mem::replace(&mut conn.charged, now);
+    quotas.charge(conn.uid, old, now)
+}
+
+/// Puts the stalled connections among `slots` back to be served on this turn.
+fn wake(conns: &mut [Option<Conn>], slots: Vec<usize>, again: &mut Vec<usize>) {
+    for slot in slots {
+        if let Some(conn) = conns.get_mut(slot).and_then(Option::as_mut) {
+            if conn.stalled {
+                conn.stalled = false;
+                again.push(slot);
+            }
+        }
+    }
+}
+
 fn accept_all(
     listener: &TcpListener,
     poll: &Poll,
     conns: &mut Vec<Option<Conn>>,
     quotas: &mut Quotas,
+    serial: &mut u64,
 ) {
     loop {
         let (mut stream, peer) = match listener.accept() {
@@ -312,62 +495,134 @@ fn accept_all(
             uid,
             acting: None,
             acting_key: None,
+            charged: 0,
+            stalled: false,
+            awaiting: false,
+            serial: *serial,
         });
+        *serial += 1;
     }
 }
 
-fn close(poll: &Poll, conns: &mut [Option<Conn>], slot: usize, quotas: &mut Quotas) {
+fn close(
+    poll: &Poll,
+    conns: &mut [Option<Conn>],
+    slot: usize,
+    quotas: &mut Quotas,
+    again: &mut Vec<usize>,
+) {
     if let Some(mut conn) = conns.get_mut(slot).and_then(Option::take) {
         let _ = poll.registry().deregister(&mut conn.stream);
+        let woken = quotas.charge(conn.uid, conn.charged, 0);
         quotas.release(conn.uid);
+        wake(conns, woken, again);
     }
 }
 
-/// Reads, answers and writes what the connection allows now; false when it is to be closed.
-fn turn(conn: &mut Conn, kms: &Kms, ids: &Identities, batcher: &mut Batcher) -> bool {
+/// Reads, answers and writes what the connection allows now, for at most [`MAX_ROUNDS`]
+/// rounds of at most [`READ_CHUNK`] bytes read each, so that one busy client cannot keep the
+/// loop from the others; reads only what the uid's memory quota and the connection's unwritten
+/// answers leave room for.
+fn turn(
+    (slot, conn): (usize, &mut Conn),
+    kms: &Kms,
+    ids: &Identities,
+    batcher: &mut Batcher,
+    limits: &mut Limits,
+    control: &Control,
+) -> Outcome {
     if conn.held_until.is_some() {
-        return true;
+        return Outcome::Wait;
     }
-    loop {
-        let read_more = fill(conn);
-        answer(conn, kms, ids, batcher);
+    if conn.awaiting {
+        // Its answer's arrival serves it again; meanwhile its bytes wait in the kernel.
+        return match flush(conn) {
+            Err(_) => Outcome::Close,
+            Ok(_) => Outcome::Wait,
+        };
+    }
+    for _ in 0..MAX_ROUNDS {
+        let read = if conn.unwritten() >= limits.max_pending_answers {
+            // The client reads its answers too slowly: read it no more until they are
+            // written (a WRITABLE event comes then).
+            Filled::Limit(0)
+        } else {
+            let room = CONN_FLOOR.saturating_sub(conn.memory()) + limits.quotas.room(conn.uid);
+            fill(conn, room.min(READ_CHUNK))
+        };
+        let (buffered, unwritten) = (conn.rbuf.len(), conn.unwritten());
+        answer((slot, conn), kms, ids, batcher, control);
         if let Some(owed) = Some(crate::engine::latency::take_owed()).filter(|d| !d.is_zero()) {
             conn.held_until = Some(Instant::now() + owed);
-            return true;
+            return Outcome::Wait;
         }
+        let answered = conn.rbuf.len() < buffered || conn.unwritten() > unwritten;
         match flush(conn) {
-            Err(_) => return false,
-            Ok(true) if conn.close_after_write => return false,
-            Ok(true) if conn.eof && conn.rbuf.is_empty() => return false,
+            Err(_) => return Outcome::Close,
+            Ok(true) if conn.close_after_write => return Outcome::Close,
+            Ok(true) if conn.eof && conn.rbuf.is_empty() && !conn.awaiting => {
+                return Outcome::Close
+            }
             Ok(_) => {}
         }
-        if !read_more || conn.close_after_write {
-            return true;
+        if conn.awaiting {
+            // Read nothing more until the answer is back (it serves the connection again).
+            return Outcome::Wait;
+        }
+        let written = conn.unwritten() < unwritten;
+        match read {
+            Filled::Drained => return Outcome::Wait,
+            Filled::Limit(n) if n == 0 && !answered && !written => {
+                // Nothing moved: the client reads nothing (its WRITABLE event wakes it), or
+                // the uid has no memory room left (its next uncharge wakes it).
+                return if conn.unwritten() > 0 {
+                    Outcome::Wait
+                } else {
+                    Outcome::Stalled
+                };
+            }
+            Filled::Limit(_) if conn.close_after_write => return Outcome::Wait,
+            Filled::Limit(_) => {}
         }
     }
+    Outcome::More
 }
 
-/// Reads what the socket has, up to one whole request's worth of buffer; true if it stopped
-/// because the buffer was full (more may wait on the socket).
-fn fill(conn: &mut Conn) -> bool {
+/// How a `fill` ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Filled {
+    /// The socket has nothing more now (or the peer closed its side).
+    Drained,
+    /// Read this many bytes and stopped at the limit: more may wait on the socket.
+    Limit(usize),
+}
+
+/// Reads what the socket has, up to `limit` bytes and one whole request's worth of buffer.
+fn fill(conn: &mut Conn, limit: usize) -> Filled {
     let cap = MAX_HEAD + MAX_BODY;
+    let mut read = 0;
     while !conn.eof && !conn.close_after_write {
-        if conn.rbuf.len() >= cap {
-            return true;
-        }
         let start = conn.rbuf.len();
-        let want = READ_CHUNK.min(cap - start);
+        let want = (limit - read).min(cap.saturating_sub(start));
+        if want == 0 {
+            return Filled::Limit(read);
+        }
+        // Grown by moving to a larger allocation, the old one is wiped before it is freed.
+        crate::secret::reserve_wiping(&mut conn.rbuf, want);
         conn.rbuf.resize(start + want, 0);
         match conn.stream.read(&mut conn.rbuf[start..]) {
             Ok(0) => {
                 conn.rbuf.truncate(start);
                 conn.eof = true;
             }
-            Ok(n) => conn.rbuf.truncate(start + n),
+            Ok(n) => {
+                conn.rbuf.truncate(start + n);
+                read += n;
+            }
             Err(e) => {
                 conn.rbuf.truncate(start);
                 if e.kind() == io::ErrorKind::WouldBlock {
-                    return false;
+                    return Filled::Drained;
                 }
                 if e.kind() != io::ErrorKind::Interrupted {
                     conn.eof = true;
@@ -375,15 +630,21 @@ fn fill(conn: &mut Conn) -> bool {
             }
         }
     }
-    false
+    Filled::Drained
 }
 
 /// Answers every whole request at the head of the buffer, in order; consecutive
 /// data-plane requests go to the engine as one batch (`batcher`, empty again on return).
-fn answer(conn: &mut Conn, kms: &Kms, ids: &Identities, batcher: &mut Batcher) {
+fn answer(
+    (slot, conn): (usize, &mut Conn),
+    kms: &Kms,
+    ids: &Identities,
+    batcher: &mut Batcher,
+    control: &Control,
+) {
     let mut used = 0;
     let mut answered = false;
-    while !conn.close_after_write {
+    while !conn.close_after_write && !conn.awaiting {
         match exchange::parse(&conn.rbuf[used..]) {
             Parsed::Partial { expects_continue } => {
                 if expects_continue && !conn.continued {
@@ -418,6 +679,17 @@ fn answer(conn: &mut Conn, kms: &Kms, ids: &Identities, batcher: &mut Batcher) {
                 .and_then(|()| request_of(&ex));
                 let mut out = Answers(&mut conn.wbuf);
                 match (request, conn.acting.as_ref()) {
+                    (Ok(request), Some((_, handle))) if !request.op().is_data_plane() => {
+                        // Off this thread (it may wait for the state's lock and an fsync);
+                        // nothing more is parsed until the answer is back.
+                        batcher.flush(handle, &mut out);
+                        if control.submit((slot, conn.serial), handle, request, close) {
+                            conn.awaiting = true;
+                        } else {
+                            let e = err!(KMSInternalException, "the control thread is gone");
+                            out.write(Err(e), close);
+                        }
+                    }
                     (Ok(request), Some((_, handle))) => {
                         let rest = if close {
                             Some(request)
@@ -444,7 +716,8 @@ fn answer(conn: &mut Conn, kms: &Kms, ids: &Identities, batcher: &mut Batcher) {
                 }
                 used += ex.len;
                 conn.continued = false;
-                conn.close_after_write = close;
+                // A request answered later closes the connection when its answer is written.
+                conn.close_after_write = close && !conn.awaiting;
                 answered = true;
             }
         }
@@ -454,8 +727,20 @@ fn answer(conn: &mut Conn, kms: &Kms, ids: &Identities, batcher: &mut Batcher) {
         conn.last_active = Instant::now();
     }
     if used > 0 {
-        crate::secret::wipe(&mut conn.rbuf[..used]);
-        conn.rbuf.drain(..used);
+        consume(&mut conn.rbuf, used);
+    }
+}
+
+/// Drops the first `used` bytes of `rbuf`, leaving no copy of them, nor of the bytes moved to
+/// the front, in its spare capacity; a buffer emptied that grew past [`CONN_FLOOR`] (a large
+/// request) gives its allocation back, wiped.
+fn consume(rbuf: &mut Vec<u8>, used: usize) {
+    let rest = rbuf.len() - used;
+    rbuf.copy_within(used.., 0);
+    crate::secret::wipe(&mut rbuf[rest..]);
+    rbuf.truncate(rest);
+    if rest == 0 && rbuf.capacity() > CONN_FLOOR {
+        *rbuf = Vec::new();
     }
 }
 
@@ -567,6 +852,10 @@ fn flush(conn: &mut Conn) -> io::Result<bool> {
     crate::secret::wipe(&mut conn.wbuf);
     conn.wbuf.clear();
     conn.wpos = 0;
+    if conn.wbuf.capacity() > CONN_FLOOR {
+        // Large answers were written: give the allocation back (wiped above).
+        conn.wbuf = Vec::new();
+    }
     Ok(true)
 }
 
@@ -599,4 +888,29 @@ fn random_u64() -> u64 {
     // Without randomness the ids are still unique within the process (the counter).
     let _ = aws_lc_rs::rand::fill(&mut b);
     u64::from_ne_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consuming_a_request_keeps_the_rest_at_the_front() {
+        let mut rbuf = b"first-request|second-partial".to_vec();
+        consume(&mut rbuf, "first-request|".len());
+        assert_eq!(rbuf, b"second-partial");
+    }
+
+    #[test]
+    fn an_emptied_buffer_that_grew_past_the_floor_gives_its_allocation_back() {
+        let mut rbuf = vec![7u8; CONN_FLOOR + 1];
+        consume(&mut rbuf, CONN_FLOOR + 1);
+        assert_eq!(rbuf.capacity(), 0);
+        let mut small = vec![7u8; 100];
+        consume(&mut small, 100);
+        assert!(
+            small.capacity() >= 100,
+            "a small buffer keeps its allocation"
+        );
+    }
 }

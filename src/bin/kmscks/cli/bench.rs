@@ -8,7 +8,9 @@
 //! * Over the socket (`--socket PATH`): `--connections C --pipeline D` with the same `--op`,
 //!   `--payload`, `--duration`; `--baseline` runs an echo of the same frame sizes over a Unix
 //!   socket with the same C and D (`crate::loadgen_socket`). `--key-id` picks the key (default:
-//!   a new key in the default key store).
+//!   a new key in the default key store). `--beside create-key` measures the load alone, then
+//!   again while another connection issues CreateKey in a loop (what a control-plane call
+//!   costs the data plane's other clients).
 //! * Over HTTP (`--http URL`, e.g. `http://127.0.0.1:4599`): the same `--connections`,
 //!   `--pipeline`, `--op`, `--payload`, `--duration`, `--key-id`, against any AWS JSON 1.1 KMS
 //!   endpoint (`kmscksd --http`, moto's server); `--baseline` runs an HTTP echo of the
@@ -90,6 +92,18 @@ pub(crate) fn command() -> Command {
                 .long("http")
                 .value_name("URL")
                 .help("Drive an AWS JSON 1.1 KMS endpoint (kmscksd --http, moto) at URL"),
+        )
+        .arg(
+            Arg::new("beside")
+                .long("beside")
+                .value_name("OP")
+                .value_parser(["create-key"])
+                .conflicts_with("http")
+                .help(
+                    "Socket mode: measure the load alone, then again while one more connection \
+                     issues OP (a control-plane call) in a loop; reports both (the keys it \
+                     creates stay)",
+                ),
         )
         .arg(
             Arg::new("baseline")
@@ -205,6 +219,21 @@ pub(crate) fn human(r: &LoadReport, socket: bool) -> String {
             ratio
         ));
     }
+    if let (Some(beside), Some(alone), Some(alone_p99)) =
+        (r.beside_ops_per_sec, r.alone_ops_per_sec, r.alone_p99_us)
+    {
+        s.push_str(&format!(
+            "alone: {alone:.0} ops/s  p99 {alone_p99:.1} µs; beside them: {beside:.0} CreateKey/s \
+             ({:.3} of the rate alone)\n",
+            r.ops_per_sec / alone.max(f64::MIN_POSITIVE)
+        ));
+    }
+    if let (Some(daemon), Some(raw)) = (r.daemon_cpu_ns_per_op, r.raw_cpu_ns_per_op) {
+        s.push_str(&format!(
+            "daemon CPU: {daemon:.0} ns/op  raw crypto: {raw:.0} ns/op  ({:.1}×)\n",
+            daemon / raw.max(f64::MIN_POSITIVE)
+        ));
+    }
     s
 }
 
@@ -256,6 +285,7 @@ pub(crate) fn run(
             payload: o.payload,
             duration: o.duration,
             key_id: m.get_one::<String>("key-id").cloned(),
+            beside: m.get_one::<String>("beside").is_some(),
         };
         let r = if m.get_flag("baseline") {
             loadgen_socket::compare_socket(path, &so)

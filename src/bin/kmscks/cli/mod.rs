@@ -542,6 +542,12 @@ fn to_request(
     obj: &Map<String, Value>,
     secrets: Vec<(String, Secret)>,
 ) -> Result<Request, CliError> {
+    // A member AWS defines and kmscks does not honour is refused as the endpoint refuses it.
+    let body = serde_json::to_vec(obj).map_err(|e| CliError::Other(e.to_string()))?;
+    kmscks::protocol::aws_json::check_members(op, &body).map_err(|error| CliError::Service {
+        operation: operation.to_owned(),
+        error,
+    })?;
     let mut tagged = Map::new();
     tagged.insert(op.name().into(), Value::Object(obj.clone()));
     let mut request: Request = serde_json::from_value(Value::Object(tagged)).map_err(|e| {

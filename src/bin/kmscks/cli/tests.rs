@@ -1151,6 +1151,22 @@ fn exit_codes_are_the_aws_cli_v2s() {
         argv.extend(line);
         assert_eq!(run_cli(&argv).0, EXIT_USAGE, "{line:?}");
     }
+    // A member AWS defines and kmscks does not honour: refused as the endpoint refuses it.
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "generate-random",
+        "--number-of-bytes",
+        "8",
+        "--recipient",
+        r#"{"KeyEncryptionAlgorithm":"RSAES_OAEP_SHA_256"}"#,
+    ]);
+    assert_eq!(code, EXIT_SERVICE, "{err}");
+    assert!(
+        err.contains("(UnsupportedOperationException)") && err.contains("Recipient"),
+        "{err}"
+    );
     // A range the service checks: 254.
     let (code, _, err) = run_cli(&[
         "--data-dir",

@@ -3,18 +3,21 @@
 //! "everything except the daemon's work" (socket syscalls, framing, client-side decoding)
 //! with the same client code it points at a daemon.
 //!
-//! It is public because both `kmscks bench` and `benches/socket_roundtrip.rs` measure against
-//! it; it depends only on the protocol.
+//! It waits for requests as the daemon's loop does ([`super::wake`]: spin, then park), with a
+//! thread per connection, so that it is the best round trip this machine gives: a floor that
+//! parked in a blocking `read` while the daemon spins would be slower than the daemon and the
+//! ratio against it would prove nothing. It is public because both `kmscks bench` and
+//! `benches/socket_roundtrip.rs` measure against it.
 
-use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use super::{encode_hello_reply, split_frame, HelloReply, MAX_BODY, OP_HELLO, VERSION};
+use super::wake::SpinStream;
 use crate::error::{ErrorKind, KmsError, Result};
+use crate::protocol::{encode_hello_reply, split_frame, HelloReply, MAX_BODY, OP_HELLO, VERSION};
 
 /// An echo server on a Unix socket in a temporary directory: it answers every request frame
 /// with `reply` (a whole reply frame) with the request id patched in, writing the replies to
@@ -74,7 +77,13 @@ fn io_err(path: &Path, e: &std::io::Error) -> KmsError {
     )
 }
 
-fn echo_conn(mut s: UnixStream, reply: &[u8]) {
+fn echo_conn(s: UnixStream, reply: &[u8]) {
+    let Ok(mut s) = s
+        .set_nonblocking(true)
+        .and_then(|()| SpinStream::new(mio::net::UnixStream::from_std(s)))
+    else {
+        return;
+    };
     let mut buf = vec![0u8; 256 * 1024];
     let (mut have, mut out) = (0usize, Vec::with_capacity(64 * 1024));
     loop {

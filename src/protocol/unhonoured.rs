@@ -1,0 +1,181 @@
+//! Request members AWS defines that kmscks does not honour, refused by name instead of being
+//! silently dropped.
+//!
+//! Why: a JSON body is decoded into the operation's own request type, and serde skips members
+//! the type does not have. For most such members skipping is what AWS itself does with a member
+//! it does not know; for a member AWS *does* know it would be a lie — a `Decrypt` with a
+//! `Recipient` would hand the plaintext back in the clear where AWS returns it sealed for an
+//! enclave, a `CreateHsm` with an `IpAddress` would answer with another address. So each such
+//! member is listed here once, with the values kmscks can honour (AWS's defaults, which mean
+//! the same as leaving the member out), and a request that sets it to anything else is refused
+//! with an error naming the member and the reason.
+//!
+//! `tests/aws_clients.rs` holds the list to AWS's published models: every input member botocore
+//! knows for an operation of the table is either a member of its request type or listed here.
+
+use crate::error::{KmsError, Result};
+use crate::ops::Op;
+use crate::ErrorKind;
+
+/// One member kmscks does not honour.
+struct Unhonoured {
+    op: Op,
+    member: &'static str,
+    /// The JSON values (as written, e.g. `"FIPS"`, `false`) meaning what kmscks does anyway.
+    honoured: &'static [&'static str],
+    why: &'static str,
+}
+
+const RECIPIENT: &str = "Nitro Enclaves attestation is not simulated";
+const DRY_RUN_MODIFIERS: &str = "DryRun checks every condition; it cannot skip the ciphertext's";
+const CUSTOM_KEY_STORE_XKS: &str = "external key stores (XKS) are not simulated";
+
+macro_rules! unhonoured {
+    ($($op:ident $member:literal [$($value:literal),*] $why:expr;)*) => {
+        const TABLE: &[Unhonoured] = &[$(Unhonoured {
+            op: Op::$op,
+            member: $member,
+            honoured: &[$($value),*],
+            why: $why,
+        },)*];
+    };
+}
+
+unhonoured! {
+    Decrypt "Recipient" [] RECIPIENT;
+    GenerateDataKey "Recipient" [] RECIPIENT;
+    GenerateRandom "Recipient" [] RECIPIENT;
+    Decrypt "DryRunModifiers" ["[]"] DRY_RUN_MODIFIERS;
+    ReEncrypt "DryRunModifiers" ["[]"] DRY_RUN_MODIFIERS;
+    CreateCluster "Mode" ["\"FIPS\""] "kmscks simulates FIPS-mode clusters only";
+    CreateCluster "NetworkType" ["\"IPV4\""] "kmscks simulates IPv4 subnets only";
+    CreateCluster "BackupRetentionPolicy" []
+        "set it after creation with ModifyCluster, which kmscks supports";
+    CreateHsm "IpAddress" [] "kmscks assigns the address of every simulated HSM";
+    DescribeBackups "SortAscending" ["false"] "backups are listed newest first";
+    DescribeBackups "Shared" ["false"] "backups shared from other accounts are not simulated";
+    ModifyCluster "HsmType" [] "a cluster keeps the HSM type it was created with";
+    CreateCustomKeyStore "XksProxyUriEndpoint" [] CUSTOM_KEY_STORE_XKS;
+    CreateCustomKeyStore "XksProxyUriPath" [] CUSTOM_KEY_STORE_XKS;
+    CreateCustomKeyStore "XksProxyVpcEndpointServiceName" [] CUSTOM_KEY_STORE_XKS;
+    CreateCustomKeyStore "XksProxyVpcEndpointServiceOwner" [] CUSTOM_KEY_STORE_XKS;
+    CreateCustomKeyStore "XksProxyAuthenticationCredential" [] CUSTOM_KEY_STORE_XKS;
+    CreateCustomKeyStore "XksProxyConnectivity" [] CUSTOM_KEY_STORE_XKS;
+    UpdateCustomKeyStore "XksProxyUriEndpoint" [] CUSTOM_KEY_STORE_XKS;
+    UpdateCustomKeyStore "XksProxyUriPath" [] CUSTOM_KEY_STORE_XKS;
+    UpdateCustomKeyStore "XksProxyVpcEndpointServiceName" [] CUSTOM_KEY_STORE_XKS;
+    UpdateCustomKeyStore "XksProxyVpcEndpointServiceOwner" [] CUSTOM_KEY_STORE_XKS;
+    UpdateCustomKeyStore "XksProxyAuthenticationCredential" [] CUSTOM_KEY_STORE_XKS;
+    UpdateCustomKeyStore "XksProxyConnectivity" [] CUSTOM_KEY_STORE_XKS;
+    CreateKey "XksKeyId" [] CUSTOM_KEY_STORE_XKS;
+}
+
+/// The members of `op` kmscks knows from AWS's model and does not honour.
+pub(super) fn members(op: Op) -> impl Iterator<Item = &'static str> {
+    TABLE.iter().filter(move |u| u.op == op).map(|u| u.member)
+}
+
+/// Refuses `body` when it sets a member of `op` kmscks does not honour to a value other than
+/// the ones it does. Costs a substring search of the body for each listed member of `op` (none
+/// for most operations); the body is parsed only when a listed name occurs in it.
+pub(super) fn check(op: Op, body: &[u8]) -> Result<()> {
+    let mut parsed: Option<serde_json::Map<String, serde_json::Value>> = None;
+    for u in TABLE.iter().filter(|u| u.op == op) {
+        if !contains(body, u.member) {
+            continue;
+        }
+        let object = match &parsed {
+            Some(object) => object,
+            // A body that does not parse is the decoder's to refuse, with its own message.
+            None => match serde_json::from_slice(body) {
+                Ok(object) => parsed.insert(object),
+                Err(_) => return Ok(()),
+            },
+        };
+        let Some(value) = object.get(u.member).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let honoured = u
+            .honoured
+            .iter()
+            .any(|h| serde_json::from_str::<serde_json::Value>(h).is_ok_and(|h| h == *value));
+        if !honoured {
+            return Err(refusal(op, u));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `body` holds the quoted member name.
+fn contains(body: &[u8], member: &str) -> bool {
+    let quoted_len = member.len() + 2;
+    body.windows(quoted_len).any(|w| {
+        w[0] == b'"' && w[quoted_len - 1] == b'"' && &w[1..quoted_len - 1] == member.as_bytes()
+    })
+}
+
+fn refusal(op: Op, u: &Unhonoured) -> KmsError {
+    let kind = if super::aws_json::service_of(op) == super::aws_json::CLOUDHSM_SERVICE {
+        ErrorKind::CloudHsmInvalidRequestException
+    } else {
+        ErrorKind::UnsupportedOperationException
+    };
+    let allowed = match u.honoured {
+        [] => String::new(),
+        values => format!(" (only {} is supported)", values.join(" or ")),
+    };
+    KmsError::new(
+        kind,
+        format!(
+            "kmscks does not support {} in {}{allowed}: {}",
+            u.member,
+            op.name(),
+            u.why
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listed_member_set_to_another_value_is_refused_naming_it() {
+        let e = check(
+            Op::Decrypt,
+            br#"{"CiphertextBlob":"AA==","Recipient":{"x":1}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnsupportedOperationException);
+        assert!(e.message().contains("Recipient in Decrypt"), "{e}");
+        let e = check(Op::CreateCluster, br#"{"Mode":"NON_FIPS"}"#).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::CloudHsmInvalidRequestException);
+        assert!(e.message().contains("only \"FIPS\""), "{e}");
+    }
+
+    #[test]
+    fn the_default_value_absence_and_null_pass() {
+        check(
+            Op::CreateCluster,
+            br#"{"Mode":"FIPS","NetworkType":"IPV4"}"#,
+        )
+        .unwrap();
+        check(
+            Op::DescribeBackups,
+            br#"{"SortAscending":false,"Shared":null}"#,
+        )
+        .unwrap();
+        check(Op::Decrypt, br#"{"CiphertextBlob":"AA=="}"#).unwrap();
+        // A name inside a value is not a member.
+        check(
+            Op::Decrypt,
+            br#"{"EncryptionContext":{"k":"Recipient"},"CiphertextBlob":"AA=="}"#,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_body_that_does_not_parse_is_left_to_the_decoder() {
+        check(Op::Decrypt, br#"{"Recipient": "#).unwrap();
+    }
+}
