@@ -129,7 +129,7 @@ pub fn decode_request(target: Target, body: &[u8]) -> Result<Request> {
 }
 
 /// The JSON members `op`'s request decodes (AWS's names), and those kmscks knows from AWS's
-/// model and refuses to be set ([`super::unhonoured`]): what a test holds against AWS's
+/// model and refuses to be set (the `unhonoured` table): what a test holds against AWS's
 /// published models. Any other member a body carries is skipped, as AWS skips members it
 /// does not know.
 pub fn request_members(op: Op) -> (&'static [&'static str], Vec<&'static str>) {
