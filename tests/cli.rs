@@ -836,8 +836,11 @@ fn a_deleted_backup_is_pending_deletion_until_restore_backup_makes_it_ready() {
         deleted["Backup"]["BackupState"], "PENDING_DELETION",
         "{deleted}"
     );
+    // Timestamps print as the AWS CLI v2 prints them: ISO 8601 with microseconds and offset.
     assert!(
-        deleted["Backup"]["DeleteTimestamp"].is_number(),
+        deleted["Backup"]["DeleteTimestamp"]
+            .as_str()
+            .is_some_and(|t| t.len() == 32 && t.ends_with("+00:00")),
         "{deleted}"
     );
     assert_eq!(deleted["Backup"]["NeverExpires"], false, "{deleted}");

@@ -42,6 +42,7 @@ pub use crate::paths::default_data_dir;
 pub use bootstrap::Bootstrap;
 pub use config::{DaemonConfig, DaemonFlags};
 pub use harden::forbid_core_dumps;
+pub use http::authorization as sigv4_authorization;
 
 use crate::engine::EngineConfig;
 use crate::err;

@@ -119,7 +119,7 @@ pub fn decode_request(target: Target, body: &[u8]) -> Result<Request> {
                     match op {
                         $(Op::$name => serde_json::from_slice::<$req>(body)
                             .map(Request::$name)
-                            .map_err(json_error),)*
+                            .map_err(|e| body_error(e, body)),)*
                     }
                 };
             }
@@ -129,7 +129,7 @@ pub fn decode_request(target: Target, body: &[u8]) -> Result<Request> {
 }
 
 /// The JSON members `op`'s request decodes (AWS's names), and those kmscks knows from AWS's
-/// model and refuses to be set (`protocol::unhonoured`): what a test holds against AWS's
+/// model and refuses to be set (the `unhonoured` table): what a test holds against AWS's
 /// published models. Any other member a body carries is skipped, as AWS skips members it
 /// does not know.
 pub fn request_members(op: Op) -> (&'static [&'static str], Vec<&'static str>) {
@@ -144,6 +144,13 @@ pub fn request_members(op: Op) -> (&'static [&'static str], Vec<&'static str>) {
         for_each_op!(fields),
         super::unhonoured::members(op).collect(),
     )
+}
+
+/// Refuses a request of `op` whose JSON object `body` sets a member kmscks does not honour
+/// ([`request_members`]' second list) with the error the endpoint answers: for a client that
+/// builds the typed request itself (the command line), which serde would let drop the member.
+pub fn check_members(op: Op, body: &[u8]) -> Result<()> {
+    super::unhonoured::check(op, body)
 }
 
 /// The member names a derived `Deserialize` of a struct announces (empty for other types).
@@ -191,6 +198,76 @@ pub fn encode_response(response: &Response) -> Vec<u8> {
     for_each_op!(encode)
 }
 
+/// The client's side of the codec: the `X-Amz-Target` value and JSON body of `request` (what
+/// [`operation`] and [`decode_request`] read back). The body may carry secrets (a plaintext, a
+/// password): it is wiped when dropped.
+pub fn encode_request(request: &Request) -> (String, zeroize::Zeroizing<Vec<u8>>) {
+    if let Request::Refused(r) = request {
+        #[derive(Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct KeyOnly<'a> {
+            key_id: &'a str,
+        }
+        let body = to_vec(&KeyOnly { key_id: &r.key_id });
+        let target = format!("{KMS_SERVICE}.{}", r.operation.name());
+        return (target, zeroize::Zeroizing::new(body));
+    }
+    macro_rules! encode {
+        ($( $code:literal $name:ident ($req:ty) -> $resp:ty [$($action:tt)*]; )*) => {
+            match request {
+                $(Request::$name(r) => to_vec(r),)*
+            }
+        };
+    }
+    let op = request.op();
+    let target = format!("{}.{}", service_of(op), op.name());
+    (target, zeroize::Zeroizing::new(for_each_op!(encode)))
+}
+
+/// The client's side of the codec: the answer of `op` from its JSON body (what
+/// [`encode_response`] wrote), or the error a body of another shape is.
+pub fn decode_response(op: Op, body: &[u8]) -> Result<Response> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    macro_rules! decode {
+        ($( $code:literal $name:ident ($req:ty) -> $resp:ty [$($action:tt)*]; )*) => {
+            match op {
+                $(Op::$name => serde_json::from_slice::<$resp>(body)
+                    .map(Response::$name)
+                    .map_err(|e| KmsError::new(
+                        ErrorKind::SerializationException,
+                        format!("The answer to {} is not its shape: {e}", op.name()),
+                    )),)*
+            }
+        };
+    }
+    for_each_op!(decode)
+}
+
+/// The client's side of the codec: the error an answer with `status` and an AWS error body
+/// (`{"__type": …, "message": …}`, what [`encode_error`] wrote; botocore also takes a
+/// `<namespace>#<Exception>` type and `Message`) reports. An exception kmscks does not know is
+/// reported as `KMSInternalException` naming it.
+pub fn decode_error(status: u16, body: &[u8]) -> KmsError {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let kind_name = v["__type"].as_str().unwrap_or_default();
+    let kind_name = kind_name.rsplit('#').next().unwrap_or(kind_name);
+    let message = v["message"]
+        .as_str()
+        .or_else(|| v["Message"].as_str())
+        .unwrap_or_default();
+    match ErrorKind::from_aws_name(kind_name) {
+        Some(kind) => KmsError::new(kind, message),
+        None => KmsError::new(
+            ErrorKind::KMSInternalException,
+            format!("HTTP {status} {kind_name}: {message}"),
+        ),
+    }
+}
+
 fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
     // Invariant: the response types serialise to JSON without fail (no maps with non-string
     // keys, no failing custom serialisers); were one to fail, `{}` is still a valid answer.
@@ -210,6 +287,47 @@ pub fn encode_error(error: &KmsError) -> (u16, Vec<u8>) {
         message: aws_message(error),
     };
     (error.kind().http_status(), to_vec(&body))
+}
+
+/// A body that did not decode: a member holding a value its enum lacks is AWS's
+/// `ValidationException` ([`enum_error`]); otherwise as [`json_error`].
+fn body_error(e: serde_json::Error, body: &[u8]) -> KmsError {
+    serde_json::from_slice(body)
+        .ok()
+        .and_then(|v| enum_error(&v, &e))
+        .unwrap_or_else(|| json_error(e))
+}
+
+/// AWS's `ValidationException` for a request member holding a value its enum does not have
+/// (`Value 'FOO' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set:
+/// [AES_256, AES_128]`), when `e` is serde's error for one in `body`: the member is the one
+/// holding that value. The command line reports the same error for the same request before
+/// sending it (a typed request cannot carry the value).
+pub fn enum_error(body: &serde_json::Value, e: &serde_json::Error) -> Option<KmsError> {
+    let text = e.to_string();
+    let rest = text.strip_prefix("unknown variant `")?;
+    let (value, expected) = rest.split_once('`')?;
+    let expected = expected.split(" at line ").next().unwrap_or(expected);
+    let allowed: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    fn holder<'a>(v: &'a serde_json::Value, value: &str) -> Option<&'a str> {
+        match v {
+            serde_json::Value::Object(m) => m.iter().find_map(|(k, v)| match v {
+                serde_json::Value::String(s) if s == value => Some(k.as_str()),
+                other => holder(other, value),
+            }),
+            serde_json::Value::Array(items) => items.iter().find_map(|i| holder(i, value)),
+            _ => None,
+        }
+    }
+    let member = holder(body, value)?;
+    Some(KmsError::validation(
+        value,
+        &camel(member),
+        format!(
+            "Member must satisfy enum value set: [{}]",
+            allowed.join(", ")
+        ),
+    ))
 }
 
 /// The message AWS gives with `error`: AWS's own where it is fixed (AWS answers an
@@ -384,6 +502,72 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message().contains("base64"), "{e}");
+    }
+
+    #[test]
+    fn the_client_side_reads_back_what_the_server_side_writes() {
+        let req = Request::Encrypt(EncryptRequest {
+            key_id: "alias/a".into(),
+            plaintext: crate::secret::SecretBytes::new(b"hi".to_vec()),
+            ..serde_json::from_str(r#"{"KeyId":"x","Plaintext":""}"#).unwrap()
+        });
+        let (target, body) = encode_request(&req);
+        assert_eq!(target, "TrentService.Encrypt");
+        let back = decode_request(operation(&target).unwrap(), &body).unwrap();
+        assert!(matches!(back, Request::Encrypt(r) if r.plaintext.expose() == b"hi"));
+        let refused = Request::Refused(RefusedRequest {
+            operation: Refused::Sign,
+            key_id: "k".into(),
+        });
+        let (target, body) = encode_request(&refused);
+        assert_eq!(
+            (target.as_str(), &body[..]),
+            ("TrentService.Sign", &br#"{"KeyId":"k"}"#[..])
+        );
+        let resp = Response::ListKeys(ListKeysResponse {
+            keys: vec![],
+            next_marker: Some("m".into()),
+            truncated: true,
+        });
+        assert!(matches!(
+            decode_response(Op::ListKeys, &encode_response(&resp)).unwrap(),
+            Response::ListKeys(r) if r.truncated && r.next_marker.as_deref() == Some("m")
+        ));
+        let (status, body) = encode_error(&err!(NotFoundException, "gone"));
+        let e = decode_error(status, &body);
+        assert_eq!(
+            (e.kind(), e.message()),
+            (ErrorKind::NotFoundException, "gone")
+        );
+        let e = decode_error(
+            400,
+            br#"{"__type":"com.amazonaws.kms#DisabledException","Message":"off"}"#,
+        );
+        assert_eq!(
+            (e.kind(), e.message()),
+            (ErrorKind::DisabledException, "off")
+        );
+    }
+
+    #[test]
+    fn a_value_its_enum_lacks_is_awss_validation_error_naming_the_member() {
+        let e = decode_request(
+            Target::Op(Op::GenerateDataKey),
+            br#"{"KeyId":"k","KeySpec":"AES_512"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ValidationException);
+        assert!(
+            e.message().starts_with(
+                "1 validation error detected: Value 'AES_512' at 'keySpec' failed to satisfy \
+                 constraint: Member must satisfy enum value set: ["
+            ),
+            "{e}"
+        );
+        assert!(
+            e.message().contains("AES_256") && e.message().ends_with(']'),
+            "{e}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Milliseconds since the Unix epoch. Serialised to JSON as AWS does: epoch seconds, with a
-/// fraction where there is one.
+/// fraction where there is one — or, inside [`as_cli_prints`], as the AWS CLI v2 prints it.
 /// On the socket protocol (bincode) it is the millisecond count, a zigzag varint.
 #[derive(
     Clone,
@@ -52,12 +52,61 @@ impl Timestamp {
     pub fn epoch_seconds(self) -> f64 {
         self.0 as f64 / 1000.0
     }
+
+    /// ISO 8601 in UTC as the AWS CLI v2 prints a timestamp (Python's `isoformat()` of the
+    /// parsed time): `2026-12-03T07:10:24.123000+00:00`, microseconds shown only when not zero
+    /// (`2026-12-03T07:10:24+00:00`).
+    pub fn cli_iso8601(self) -> String {
+        let nanos = i128::from(self.0) * 1_000_000;
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let micros = t.microsecond();
+        let fraction = if micros == 0 {
+            String::new()
+        } else {
+            format!(".{micros:06}")
+        };
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{fraction}+00:00",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    }
+}
+
+thread_local! {
+    /// Whether [`Timestamp`]s serialise as [`Timestamp::cli_iso8601`] on this thread.
+    static CLI_TIMESTAMPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every [`Timestamp`] serialised by a human-readable serializer (JSON) on this
+/// thread as the AWS CLI v2 prints it ([`Timestamp::cli_iso8601`]) instead of AWS's wire form
+/// (epoch seconds).
+///
+/// Why a scoped mode rather than a second set of response types: the command line prints the
+/// very response types the wire carries, and only the printing differs; the mode is per thread
+/// and restored when `f` returns (or unwinds), so no wire encoding ever sees it.
+pub fn as_cli_prints<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CLI_TIMESTAMPS.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(CLI_TIMESTAMPS.with(|c| c.replace(true)));
+    f()
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
-            if self.0 % 1000 == 0 {
+            if CLI_TIMESTAMPS.with(std::cell::Cell::get) {
+                s.serialize_str(&self.cli_iso8601())
+            } else if self.0 % 1000 == 0 {
                 s.serialize_i64(self.0 / 1000)
             } else {
                 s.serialize_f64(self.epoch_seconds())
@@ -193,6 +242,22 @@ mod tests {
         );
         let t: Timestamp = serde_json::from_str("1700000000.25").unwrap();
         assert_eq!(t, Timestamp(1_700_000_000_250));
+    }
+
+    #[test]
+    fn the_cli_prints_iso_8601_with_microseconds_and_offset_as_aws_cli_v2() {
+        let t = Timestamp(1_796_282_224_123);
+        assert_eq!(t.cli_iso8601(), "2026-12-03T07:17:04.123000+00:00");
+        assert_eq!(
+            Timestamp(1_796_282_224_000).cli_iso8601(),
+            "2026-12-03T07:17:04+00:00"
+        );
+        assert_eq!(
+            as_cli_prints(|| serde_json::to_string(&t).unwrap()),
+            "\"2026-12-03T07:17:04.123000+00:00\""
+        );
+        // Outside the scope, and for the wire, it stays epoch seconds.
+        assert_eq!(serde_json::to_string(&t).unwrap(), "1796282224.123");
     }
 
     #[test]

@@ -35,6 +35,8 @@ use kmscks::daemon::wake::SpinStream;
 const ACCESS_KEY_ID: &str = "test";
 /// The Region of the requests' credential scope (moto takes its Region from it).
 const REGION: &str = "us-east-1";
+/// The media type of the request bodies.
+const CONTENT_TYPE: &str = kmscks::protocol::aws_json::CONTENT_TYPE;
 /// Headers an answer may have.
 const MAX_ANSWER_HEADERS: usize = 64;
 /// Bytes read per `read` call (grown when one answer is larger).
@@ -101,30 +103,114 @@ impl Endpoint {
         Ok(s)
     }
 
-    /// The bytes of one request of `target` (an operation name) with `body`.
+    /// The bytes of one request of `operation` (a KMS operation name) with `body`, with an
+    /// `Authorization` header of SigV4's shape signed by nobody (local emulators accept any).
     fn request(&self, operation: &str, body: &str) -> Vec<u8> {
+        self.request_for(
+            &format!("TrentService.{operation}"),
+            body.as_bytes(),
+            &Auth::Claim {
+                key_id: ACCESS_KEY_ID,
+                region: REGION,
+            },
+        )
+        // Invariant: only signing can fail, and a claim is not signed.
+        .unwrap_or_default()
+    }
+
+    /// The bytes of one request with `X-Amz-Target: target` and `body`, authenticated as
+    /// `auth` says (an error only when signing fails).
+    pub(crate) fn request_for(
+        &self,
+        target: &str,
+        body: &[u8],
+        auth: &Auth<'_>,
+    ) -> Result<Vec<u8>, String> {
         let now = time::OffsetDateTime::now_utc();
-        let (date, stamp) = (
-            format!(
-                "{:04}{:02}{:02}",
-                now.year(),
-                u8::from(now.month()),
-                now.day()
-            ),
-            format!("{:02}{:02}{:02}", now.hour(), now.minute(), now.second()),
+        let amz_date = format!(
+            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second()
         );
-        format!(
-            "POST / HTTP/1.1\r\nHost: {host}\r\nX-Amz-Target: TrentService.{operation}\r\n\
-             Content-Type: application/x-amz-json-1.1\r\nX-Amz-Date: {date}T{stamp}Z\r\n\
-             Authorization: AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/{date}/{REGION}/kms/\
-             aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, \
-             Signature={sig}\r\nContent-Length: {len}\r\n\r\n{body}",
+        let authorization = match auth {
+            Auth::None => None,
+            Auth::Claim { key_id, region } => Some(format!(
+                "AWS4-HMAC-SHA256 Credential={key_id}/{date}/{region}/kms/aws4_request, \
+                 SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={sig}",
+                date = &amz_date[..8],
+                sig = "0".repeat(64),
+            )),
+            Auth::Sign {
+                key_id,
+                secret,
+                region,
+            } => {
+                let service = if target.starts_with("BaldrApiService.") {
+                    "cloudhsm"
+                } else {
+                    "kms"
+                };
+                let signed: [(&str, &[u8]); 4] = [
+                    ("Content-Type", CONTENT_TYPE.as_bytes()),
+                    ("Host", self.host.as_bytes()),
+                    ("X-Amz-Date", amz_date.as_bytes()),
+                    ("X-Amz-Target", target.as_bytes()),
+                ];
+                Some(
+                    kmscks::daemon::sigv4_authorization(
+                        key_id, secret, region, service, &signed, body, &amz_date,
+                    )
+                    .map_err(|e| e.message().to_owned())?,
+                )
+            }
+        };
+        let auth_line = authorization
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        let mut out = format!(
+            "POST / HTTP/1.1\r\nHost: {host}\r\nX-Amz-Target: {target}\r\n\
+             Content-Type: {CONTENT_TYPE}\r\nX-Amz-Date: {amz_date}\r\n\
+             {auth_line}Content-Length: {len}\r\n\r\n",
             host = self.host,
-            sig = "0".repeat(64),
             len = body.len(),
         )
-        .into_bytes()
+        .into_bytes();
+        out.extend_from_slice(body);
+        Ok(out)
     }
+
+    /// Sends `request` on a fresh connection: the answer's status and body.
+    pub(crate) fn exchange(&self, request: &[u8]) -> Result<(u16, Vec<u8>), String> {
+        let (status, answer, body_at) = call_raw(self, request)?;
+        Ok((status, answer[body_at..].to_vec()))
+    }
+}
+
+/// How a request is authenticated.
+pub(crate) enum Auth<'a> {
+    /// No `Authorization` header.
+    None,
+    /// An `Authorization` header of SigV4's shape claiming `key_id` in `region`, signed by
+    /// nobody (local emulators accept any).
+    Claim {
+        /// The access key id claimed.
+        key_id: &'a str,
+        /// The Region of the credential scope.
+        region: &'a str,
+    },
+    /// Signed with SigV4 ([`kmscks::daemon::sigv4_authorization`]).
+    Sign {
+        /// The access key id.
+        key_id: &'a str,
+        /// Its secret.
+        secret: &'a str,
+        /// The Region of the credential scope.
+        region: &'a str,
+    },
 }
 
 /// One answer read off a connection's buffer.
@@ -185,6 +271,14 @@ fn parse_answer(buf: &[u8]) -> Result<Option<Answer>, String> {
 /// Sends `request` on a fresh connection and reads its answer: (status, JSON body, the raw
 /// answer bytes).
 fn call_once(ep: &Endpoint, request: &[u8]) -> Result<(u16, Value, Vec<u8>), String> {
+    let (status, raw, body_at) = call_raw(ep, request)?;
+    let body = serde_json::from_slice(&raw[body_at..]).unwrap_or(Value::Null);
+    Ok((status, body, raw))
+}
+
+/// Sends `request` on a fresh connection and reads its answer: (status, the raw answer bytes,
+/// where its body starts).
+fn call_raw(ep: &Endpoint, request: &[u8]) -> Result<(u16, Vec<u8>, usize), String> {
     let mut s = ep.connect()?;
     s.write_all(request)
         .map_err(|e| format!("cannot send to {}: {e}", ep.addr))?;
@@ -195,9 +289,8 @@ fn call_once(ep: &Endpoint, request: &[u8]) -> Result<(u16, Value, Vec<u8>), Str
                 buf.drain(..a.len);
                 continue;
             }
-            let body = serde_json::from_slice(&buf[a.body_at..a.len]).unwrap_or(Value::Null);
             buf.truncate(a.len);
-            return Ok((a.status, body, buf));
+            return Ok((a.status, buf, a.body_at));
         }
         let at = buf.len();
         buf.resize(at + READ_CHUNK, 0);

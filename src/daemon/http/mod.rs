@@ -47,6 +47,8 @@ mod exchange;
 mod identity;
 mod sigv4;
 
+pub use sigv4::authorization;
+
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;

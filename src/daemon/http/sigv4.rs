@@ -272,6 +272,60 @@ fn invalid_signature(message: String) -> KmsError {
     KmsError::new(ErrorKind::InvalidSignatureException, message)
 }
 
+/// The client's side of what `kmscksd --http-credentials` verifies: the `Authorization` header value SigV4 gives a `POST /`
+/// with `headers` (every one signed; names in any case, values as sent) and `body`, under the
+/// access key `key_id` with `secret`, scoped to `region` and `service` (`kms`, `cloudhsm`),
+/// at `amz_date` (the `X-Amz-Date` value, `YYYYMMDD'T'HHMMSS'Z'`). kmscks's command line signs
+/// its `--endpoint-url` requests with it, as an AWS SDK would.
+#[allow(clippy::too_many_arguments)] // SigV4's inputs, each a string of its own
+pub fn authorization(
+    key_id: &str,
+    secret: &str,
+    region: &str,
+    service: &str,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+    amz_date: &str,
+) -> Result<String> {
+    let date = amz_date.get(..8).ok_or_else(|| {
+        err!(
+            IncompleteSignatureException,
+            "X-Amz-Date {amz_date:?} is not YYYYMMDD'T'HHMMSS'Z'"
+        )
+    })?;
+    let mut names: Vec<String> = headers
+        .iter()
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .collect();
+    names.sort();
+    names.dedup();
+    let signed_headers = names.join(";");
+    let auth = Authorization {
+        key_id,
+        date,
+        region,
+        service,
+        terminator: "aws4_request",
+        signed_headers: &signed_headers,
+        signature: "",
+    };
+    let req = Signed {
+        method: "POST",
+        target: "/",
+        headers,
+        body,
+    };
+    let key = Key {
+        secret: Zeroizing::new(secret.to_owned()),
+        principal: String::new(),
+    };
+    let sig = signature(&key, &auth, &req, amz_date)?;
+    Ok(format!(
+        "{ALGORITHM} Credential={key_id}/{date}/{region}/{service}/aws4_request, \
+         SignedHeaders={signed_headers}, Signature={sig}"
+    ))
+}
+
 /// The hex signature SigV4 gives `req` under `key`.
 fn signature(
     key: &Key,
@@ -440,40 +494,14 @@ mod tests {
             ("X-Amz-Date".into(), amz_date.as_bytes().to_vec()),
             ("X-Amz-Target".into(), b"TrentService.ListKeys".to_vec()),
         ];
-        let signed_headers = "content-type;host;x-amz-date;x-amz-target";
-        let auth = Authorization {
-            key_id,
-            date: &amz_date[..8],
-            region: "us-east-1",
-            service: "kms",
-            terminator: "aws4_request",
-            signed_headers,
-            signature: "",
-        };
         let refs: Vec<(&str, &[u8])> = headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_slice()))
             .collect();
-        let req = Signed {
-            method: "POST",
-            target: "/",
-            headers: &refs,
-            body,
-        };
-        let key = Key {
-            secret: Zeroizing::new(secret.into()),
-            principal: String::new(),
-        };
-        let sig = signature(&key, &auth, &req, amz_date).unwrap();
-        headers.push((
-            "Authorization".into(),
-            format!(
-                "{ALGORITHM} Credential={key_id}/{}/us-east-1/kms/aws4_request, \
-                 SignedHeaders={signed_headers}, Signature={sig}",
-                &amz_date[..8]
-            )
-            .into_bytes(),
-        ));
+        let auth =
+            authorization(key_id, secret, "us-east-1", "kms", &refs, body, amz_date).unwrap();
+        assert!(auth.contains("SignedHeaders=content-type;host;x-amz-date;x-amz-target,"));
+        headers.push(("Authorization".into(), auth.into_bytes()));
         headers
     }
 

@@ -231,17 +231,8 @@ fn print_verdicts(
         Value::Array(verdicts.iter().map(verdict_value).collect()),
     );
     let value = Value::Object(top);
-    match format {
-        Format::Json => {
-            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-            let mut ser = serde_json::Serializer::with_formatter(&mut *out, fmt);
-            serde::Serialize::serialize(&value, &mut ser).map_err(std::io::Error::other)?;
-            out.write_all(b"\n")
-        }
-        Format::Text => {
-            let mut lines = String::new();
-            output::text_lines(None, &value, &mut lines);
-            out.write_all(lines.as_bytes())
-        }
-    }
+    // Invariant: a Value serialises to JSON and reads back as a tree.
+    let json = serde_json::to_vec(&value).map_err(std::io::Error::other)?;
+    let node = super::tree::Node::parse(&json).unwrap_or(super::tree::Node::Null);
+    output::print(&node, format, out)
 }

@@ -256,7 +256,11 @@ pub(crate) fn run(
     if let Some(&keys) = m.get_one::<u64>("scale") {
         return run_scale(m, keys, &o, out, err);
     }
-    let http = m.get_one::<String>("http");
+    // The global --endpoint-url means what bench's own --http does.
+    let http = m.get_one::<String>("http").or(match target {
+        Target::Http(url, _) => Some(url),
+        _ => None,
+    });
     let socket_mode = http.is_none() && matches!(target, Target::Socket(_)) && socket_given(m);
     let report = if let Some(url) = http {
         let ho = HttpLoadOpts {

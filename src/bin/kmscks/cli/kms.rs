@@ -11,6 +11,7 @@
 //! too; they answer with the exception AWS gives for a key of a custom key store.
 
 use super::args::{opt, req, specs, ArgSpec, Kind::*};
+use kmscks::api::kms::Refused;
 use kmscks::ops::Op;
 
 const KEY_ID: ArgSpec = req("key-id", Str, "Key id, key ARN, alias name or alias ARN");
@@ -35,7 +36,57 @@ const BYPASS: ArgSpec = opt(
     "Skip the policy lockout safety check",
 );
 
+const RECIPIENT: ArgSpec = opt(
+    "recipient",
+    Json,
+    "Nitro Enclaves recipient: JSON {KeyEncryptionAlgorithm, AttestationDocument}",
+);
+const DRY_RUN_MODIFIERS: ArgSpec = opt(
+    "dry-run-modifiers",
+    List,
+    "DryRun modifiers, e.g. IGNORE_CIPHERTEXT",
+);
+/// CreateCustomKeyStore's and UpdateCustomKeyStore's members for external key stores, which
+/// kmscks parses and does not implement.
+const XKS_PROXY: [ArgSpec; 6] = [
+    opt(
+        "xks-proxy-uri-endpoint",
+        Str,
+        "External key store proxy endpoint",
+    ),
+    opt("xks-proxy-uri-path", Str, "External key store proxy path"),
+    opt(
+        "xks-proxy-vpc-endpoint-service-name",
+        Str,
+        "External key store proxy VPC endpoint service",
+    ),
+    opt(
+        "xks-proxy-vpc-endpoint-service-owner",
+        Str,
+        "Owner of that VPC endpoint service",
+    ),
+    opt(
+        "xks-proxy-authentication-credential",
+        Json,
+        "AccessKeyId=…,RawSecretAccessKey=… as JSON",
+    ),
+    opt(
+        "xks-proxy-connectivity",
+        Str,
+        "PUBLIC_ENDPOINT or VPC_ENDPOINT_SERVICE",
+    ),
+];
+
 const GENERATE_DATA_KEY: &[ArgSpec] = &[
+    KEY_ID,
+    opt("key-spec", Str, "AES_256 or AES_128"),
+    opt("number-of-bytes", Int, "1-1024"),
+    CONTEXT,
+    GRANT_TOKENS,
+    RECIPIENT,
+    DRY_RUN,
+];
+const GENERATE_DATA_KEY_WITHOUT_PLAINTEXT: &[ArgSpec] = &[
     KEY_ID,
     opt("key-spec", Str, "AES_256 or AES_128"),
     opt("number-of-bytes", Int, "1-1024"),
@@ -58,6 +109,12 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
             ),
             opt("key-store-password", Password, "kmsuser's password"),
             opt("custom-key-store-type", Str, "AWS_CLOUDHSM"),
+            XKS_PROXY[0],
+            XKS_PROXY[1],
+            XKS_PROXY[2],
+            XKS_PROXY[3],
+            XKS_PROXY[4],
+            XKS_PROXY[5],
         ],
         Op::DescribeCustomKeyStores => specs![
             opt("custom-key-store-id", Str, "Only this store"),
@@ -74,6 +131,12 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
             opt("new-custom-key-store-name", Str, "New name"),
             opt("key-store-password", Password, "kmsuser's current password"),
             opt("cloud-hsm-cluster-id", Str, "A related cluster to move to"),
+            XKS_PROXY[0],
+            XKS_PROXY[1],
+            XKS_PROXY[2],
+            XKS_PROXY[3],
+            XKS_PROXY[4],
+            XKS_PROXY[5],
         ],
         Op::DeleteCustomKeyStore | Op::ConnectCustomKeyStore | Op::DisconnectCustomKeyStore => {
             specs![STORE_ID]
@@ -109,12 +172,12 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
             BYPASS,
             opt("tags", Tags, "TagKey=k,TagValue=v …"),
             opt("multi-region", Bool, "Must be false"),
+            opt("xks-key-id", Str, "The key's id in an external key manager"),
         ],
-        Op::DescribeKey
-        | Op::EnableKey
-        | Op::DisableKey
-        | Op::CancelKeyDeletion
-        | Op::GetKeyRotationStatus => specs![KEY_ID, GRANT_TOKENS],
+        Op::DescribeKey => specs![KEY_ID, GRANT_TOKENS],
+        Op::EnableKey | Op::DisableKey | Op::CancelKeyDeletion | Op::GetKeyRotationStatus => {
+            specs![KEY_ID]
+        }
         Op::ListKeys => specs![LIMIT, MARKER],
         Op::ListKeyPolicies | Op::ListResourceTags => specs![KEY_ID, LIMIT, MARKER],
         Op::ListAliases => specs![opt("key-id", Str, "Only this key's aliases"), LIMIT, MARKER],
@@ -229,7 +292,9 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
             GRANT_TOKENS,
             opt("key-id", Str, "Must be the ciphertext's key"),
             opt("encryption-algorithm", Str, "SYMMETRIC_DEFAULT"),
+            RECIPIENT,
             DRY_RUN,
+            DRY_RUN_MODIFIERS,
         ],
         Op::ReEncrypt => specs![
             req(
@@ -245,11 +310,14 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
             opt("destination-encryption-algorithm", Str, "SYMMETRIC_DEFAULT"),
             GRANT_TOKENS,
             DRY_RUN,
+            DRY_RUN_MODIFIERS,
         ],
-        Op::GenerateDataKey | Op::GenerateDataKeyWithoutPlaintext => GENERATE_DATA_KEY,
+        Op::GenerateDataKey => GENERATE_DATA_KEY,
+        Op::GenerateDataKeyWithoutPlaintext => GENERATE_DATA_KEY_WITHOUT_PLAINTEXT,
         Op::GenerateRandom => specs![
             opt("number-of-bytes", Int, "1-1024"),
             opt("custom-key-store-id", Str, "Draw from this store's cluster",),
+            RECIPIENT,
         ],
         Op::EncryptBatch
         | Op::DecryptBatch
@@ -295,5 +363,103 @@ pub(crate) fn defaults(op: Op) -> &'static [(&'static str, u64)] {
     }
 }
 
-/// The flags of a refused operation's verb.
-pub(crate) const REFUSED_ARGS: &[ArgSpec] = &[KEY_ID];
+/// The flags of a refused operation's verb: all of `aws kms <verb>`'s, so that an AWS-shaped
+/// line parses and reaches the server, which answers with AWS's exception (the server reads
+/// only the key; the other members are parsed as the AWS CLI parses them, then left out).
+pub(crate) fn refused_args(r: Refused) -> &'static [ArgSpec] {
+    const MESSAGE: ArgSpec = req("message", Blob, "Base64, fileb://raw-bytes or file://…");
+    const MESSAGE_TYPE: ArgSpec = opt("message-type", Str, "RAW or DIGEST");
+    const SIGNING: ArgSpec = req("signing-algorithm", Str, "e.g. RSASSA_PSS_SHA_256");
+    const MAC_ALGORITHM: ArgSpec = req("mac-algorithm", Str, "e.g. HMAC_SHA_256");
+    const KEY_PAIR_SPEC: ArgSpec = req("key-pair-spec", Str, "e.g. RSA_2048, ECC_NIST_P256");
+    match r {
+        Refused::EnableKeyRotation => specs![
+            KEY_ID,
+            opt("rotation-period-in-days", Int, "90-2560 (default 365)"),
+        ],
+        Refused::DisableKeyRotation | Refused::RotateKeyOnDemand => specs![KEY_ID],
+        Refused::GetParametersForImport => specs![
+            KEY_ID,
+            req("wrapping-algorithm", Str, "e.g. RSAES_OAEP_SHA_256"),
+            req("wrapping-key-spec", Str, "e.g. RSA_4096"),
+        ],
+        Refused::ImportKeyMaterial => specs![
+            KEY_ID,
+            req("import-token", Blob, "GetParametersForImport's ImportToken"),
+            req("encrypted-key-material", Blob, "The wrapped key material"),
+            opt(
+                "valid-to",
+                Str,
+                "When the material expires (ISO 8601 or epoch seconds)"
+            ),
+            opt(
+                "expiration-model",
+                Str,
+                "KEY_MATERIAL_EXPIRES or KEY_MATERIAL_DOES_NOT_EXPIRE"
+            ),
+            opt(
+                "import-type",
+                Str,
+                "NEW_KEY_MATERIAL or EXISTING_KEY_MATERIAL"
+            ),
+            opt(
+                "key-material-description",
+                Str,
+                "Description of the material"
+            ),
+            opt("key-material-id", Str, "Which material to reimport"),
+        ],
+        Refused::DeleteImportedKeyMaterial => {
+            specs![
+                KEY_ID,
+                opt("key-material-id", Str, "Which material to delete")
+            ]
+        }
+        Refused::GenerateDataKeyPair => specs![
+            CONTEXT,
+            KEY_ID,
+            KEY_PAIR_SPEC,
+            GRANT_TOKENS,
+            RECIPIENT,
+            DRY_RUN,
+        ],
+        Refused::GenerateDataKeyPairWithoutPlaintext => {
+            specs![CONTEXT, KEY_ID, KEY_PAIR_SPEC, GRANT_TOKENS, DRY_RUN]
+        }
+        Refused::ReplicateKey => specs![
+            KEY_ID,
+            req("replica-region", Str, "The Region of the replica"),
+            opt("policy", Str, "Key policy document (file://policy.json)"),
+            BYPASS,
+            opt("description", Str, "Description"),
+            opt("tags", Tags, "TagKey=k,TagValue=v …"),
+        ],
+        Refused::Sign => specs![
+            KEY_ID,
+            MESSAGE,
+            MESSAGE_TYPE,
+            GRANT_TOKENS,
+            SIGNING,
+            DRY_RUN,
+        ],
+        Refused::Verify => specs![
+            KEY_ID,
+            MESSAGE,
+            MESSAGE_TYPE,
+            req("signature", Blob, "Base64, fileb://raw-bytes or file://…"),
+            SIGNING,
+            GRANT_TOKENS,
+            DRY_RUN,
+        ],
+        Refused::GenerateMac => specs![MESSAGE, KEY_ID, MAC_ALGORITHM, GRANT_TOKENS, DRY_RUN],
+        Refused::VerifyMac => specs![
+            MESSAGE,
+            KEY_ID,
+            MAC_ALGORITHM,
+            req("mac", Blob, "Base64, fileb://raw-bytes or file://…"),
+            GRANT_TOKENS,
+            DRY_RUN,
+        ],
+        Refused::GetPublicKey => specs![KEY_ID, GRANT_TOKENS],
+    }
+}

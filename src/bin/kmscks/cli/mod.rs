@@ -12,6 +12,12 @@
 //! never enter that JSON: they are read straight into `SecretBytes`/`Password` and put into
 //! the request afterwards.
 //!
+//! What the AWS CLI does around a call is done the same way and derived from the same flag
+//! tables, so a new verb gets it with no code: `--cli-input-json` / `--generate-cli-skeleton`
+//! ([`skeleton`]), auto-pagination of the verbs with paging flags ([`paginate`]), `--query`
+//! ([`query`]), and printing ([`output`], over the ordered tree of [`tree`], timestamps as
+//! AWS CLI v2 prints them).
+//!
 //! Backends: `--data-dir DIR` runs the operation in this process on the data directory (no
 //! daemon); otherwise the CLI talks to the daemon on `--socket PATH`, else `$KMSCKS_SOCKET`,
 //! else the per-user default ([`kmscks::client::default_socket`]). It talks only to a daemon
@@ -28,8 +34,13 @@ pub(crate) mod bench;
 pub(crate) mod cloudhsm;
 pub(crate) mod completion;
 pub(crate) mod fault;
+pub(crate) mod http;
 pub(crate) mod kms;
 pub(crate) mod output;
+pub(crate) mod paginate;
+pub(crate) mod query;
+pub(crate) mod skeleton;
+pub(crate) mod tree;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -44,6 +55,7 @@ use kmscks::ops::{Backend, Op, Request};
 use kmscks::secret::{Password, SecretBytes};
 use kmscks::KmsError;
 pub(crate) use output::Format;
+use tree::Node;
 
 /// Exit code: success.
 pub(crate) const EXIT_OK: i32 = 0;
@@ -111,7 +123,7 @@ pub(crate) fn verbs() -> &'static [Verb] {
             out.push(Verb {
                 op: Op::Refused,
                 path: leak_path(vec!["kms".into(), args::kebab_case(refused.name())]),
-                args: kms::REFUSED_ARGS,
+                args: kms::refused_args(refused),
                 refused: Some(refused),
             });
         }
@@ -136,10 +148,23 @@ pub(crate) fn ops_without_verb() -> Vec<Op> {
         .collect()
 }
 
+/// The flags of `specs`.
 fn spec_args(specs: &[ArgSpec]) -> Vec<Arg> {
+    flag_args(specs, false)
+}
+
+/// The flags of `specs`; `relaxed`: none required.
+fn flag_args(specs: &[ArgSpec], relaxed: bool) -> Vec<Arg> {
     let mut out = Vec::new();
     for s in specs {
+        if s.flag == REGION {
+            continue; // the global --region fills it
+        }
         let a = Arg::new(s.flag).long(s.flag).help(s.help);
+        let s = &ArgSpec {
+            required: s.required && !relaxed,
+            ..*s
+        };
         match s.kind {
             Kind::Bool => {
                 // clap ids are `&'static str`; the tree is built once or twice per process.
@@ -169,8 +194,65 @@ fn spec_args(specs: &[ArgSpec]) -> Vec<Arg> {
     out
 }
 
+/// The flags of a verb: its own (`relaxed`: none required, for a `--cli-input-json` or
+/// `--generate-cli-skeleton` line, whose required members are checked after the merge), the
+/// paging flags where it pages ([`paginate::FLAGS`]), and the AWS CLI's input flags.
+fn verb_args(specs: &[ArgSpec], relaxed: bool) -> Vec<Arg> {
+    let mut out = flag_args(specs, relaxed);
+    if paginate::of(specs).is_some() {
+        for (flag, help) in paginate::FLAGS {
+            let a = Arg::new(*flag).long(*flag).help(*help).value_name("VALUE");
+            out.push(if *flag == "starting-token" {
+                a
+            } else {
+                a.value_parser(clap::value_parser!(u64))
+            });
+        }
+    }
+    out.push(
+        Arg::new(CLI_INPUT_JSON)
+            .long(CLI_INPUT_JSON)
+            .value_name("JSON")
+            .help("The request as JSON (or file://PATH), as --generate-cli-skeleton prints it; flags given too override its members"),
+    );
+    out.push(
+        Arg::new(SKELETON)
+            .long(SKELETON)
+            .value_name("input")
+            .num_args(0..=1)
+            .default_missing_value("input")
+            .help("Print a JSON skeleton of the request for --cli-input-json, and call nothing"),
+    );
+    out
+}
+
+/// `--region`: global; fills the `Region` member of the verbs that have one.
+const REGION: &str = "region";
+/// `--endpoint-url`: global; an `http://` URL sends the requests to that AWS JSON endpoint.
+const ENDPOINT_URL: &str = "endpoint-url";
+/// `--cli-input-json`.
+const CLI_INPUT_JSON: &str = "cli-input-json";
+/// `--generate-cli-skeleton`.
+const SKELETON: &str = "generate-cli-skeleton";
+
+/// Whether a command line reads its request from JSON (so no flag is required by the parser).
+fn relaxed(argv: &[OsString]) -> bool {
+    argv.iter().any(|a| {
+        let a = a.to_string_lossy();
+        [CLI_INPUT_JSON, SKELETON].iter().any(|f| {
+            a.strip_prefix("--")
+                .is_some_and(|r| r == *f || r.starts_with(&format!("{f}=")))
+        })
+    })
+}
+
 /// The whole command tree (also what completion scripts are generated from).
 pub(crate) fn command() -> Command {
+    command_for(false)
+}
+
+/// The command tree; `relaxed`: no verb flag is required (see [`spec_args`]).
+fn command_for(relaxed: bool) -> Command {
     let mut kms_cmd = Command::new("kms")
         .about("AWS KMS operations (aws kms …)")
         .subcommand_required(true)
@@ -189,7 +271,7 @@ pub(crate) fn command() -> Command {
         };
         let leaf = Command::new(*v.path.last().unwrap_or(&""))
             .about(about)
-            .args(spec_args(v.args));
+            .args(verb_args(v.args, relaxed));
         if v.path[0] == "kms" {
             kms_cmd = kms_cmd.subcommand(leaf);
         } else if v.path.len() == 2 {
@@ -239,9 +321,38 @@ pub(crate) fn command() -> Command {
                 .long("output")
                 .global(true)
                 .value_name("FORMAT")
-                .value_parser(["json", "text"])
+                .value_parser(output::AWS_FORMATS.to_vec())
                 .default_value("json")
-                .help("Output format: json (as aws prints it) or text (tab-separated)"),
+                .help("Output format: json or text, as aws prints them (table, yaml and yaml-stream are refused)"),
+        )
+        .arg(
+            Arg::new("query")
+                .long("query")
+                .global(true)
+                .value_name("JMESPATH")
+                .help("A JMESPath expression applied to the answer before it is printed"),
+        )
+        .arg(
+            Arg::new("no-paginate")
+                .long("no-paginate")
+                .global(true)
+                .action(ArgAction::SetTrue)
+                .help("One call only: print the service's first page as it is (Truncated, NextMarker)"),
+        )
+        .arg(
+            Arg::new(ENDPOINT_URL)
+                .long(ENDPOINT_URL)
+                .global(true)
+                .value_name("URL")
+                .conflicts_with_all(["socket", "data-dir"])
+                .help("Send the requests to this AWS JSON endpoint (http://HOST:PORT, e.g. kmscksd --http) instead of the daemon's socket"),
+        )
+        .arg(
+            Arg::new(REGION)
+                .long(REGION)
+                .global(true)
+                .value_name("REGION")
+                .help("The Region: of the clusters and backups for cloudhsm verbs; for kms verbs with --data-dir, the directory's (a daemon serves the one of its data directory)"),
         )
         .subcommand(kms_cmd)
         .subcommand(hsm_cmd)
@@ -307,12 +418,40 @@ enum Secret {
     Password(Password),
 }
 
+/// A request as a command line gives it: the operation, its JSON object (AWS member names),
+/// and the secrets, kept out of that object.
+pub(crate) struct Input {
+    /// The operation.
+    pub op: Op,
+    /// The request's members.
+    pub obj: Map<String, Value>,
+    secrets: Vec<(String, Secret)>,
+}
+
 /// Builds the request of `verb` from parsed flags.
+#[cfg(test)]
 pub(crate) fn build_request(verb: &Verb, m: &ArgMatches) -> Result<Request, CliError> {
+    let input = request_input(verb, m)?;
+    to_request(&operation_name(verb), input.op, &input.obj, input.secrets)
+}
+
+/// The request object of `verb`: `--cli-input-json`'s members, overridden by the flags given.
+pub(crate) fn request_input(verb: &Verb, m: &ArgMatches) -> Result<Input, CliError> {
     let op = cloudhsm::choose_op(verb.op, &|flag| {
         m.contains_id(flag) && m.value_source(flag).is_some()
     });
-    let mut obj = Map::new();
+    let mut obj = match m.try_get_one::<String>(CLI_INPUT_JSON).ok().flatten() {
+        Some(json) => match args::any_json(CLI_INPUT_JSON, json)? {
+            Value::Object(o) => o,
+            _ => {
+                return Err(CliError::Param(ParamError {
+                    flag: format!("--{CLI_INPUT_JSON}"),
+                    message: "Invalid JSON: the input must be a JSON object".into(),
+                }))
+            }
+        },
+        None => Map::new(),
+    };
     let mut secrets: Vec<(String, Secret)> = Vec::new();
     for s in verb.args {
         let member = s.member_name();
@@ -339,7 +478,7 @@ pub(crate) fn build_request(verb: &Verb, m: &ArgMatches) -> Result<Request, CliE
                 obj.insert(member, v);
             }
             _ => {
-                let Some(value) = m.get_one::<String>(flag) else {
+                let Some(value) = m.try_get_one::<String>(flag).ok().flatten() else {
                     continue;
                 };
                 let v = match s.kind {
@@ -372,10 +511,57 @@ pub(crate) fn build_request(verb: &Verb, m: &ArgMatches) -> Result<Request, CliE
     if let Some(refused) = verb.refused {
         obj.insert("Operation".into(), Value::String(refused.name().into()));
     }
+    Ok(Input { op, obj, secrets })
+}
+
+/// `Parameter validation failed` for the required members the request lacks (the flags are
+/// not required by the parser when the request comes from `--cli-input-json`).
+fn check_required(verb: &Verb, input: &Input) -> Result<(), CliError> {
+    let missing: Vec<String> = verb
+        .args
+        .iter()
+        .filter(|s| s.required && !input.obj.contains_key(&s.member_name()))
+        .map(|s| {
+            format!(
+                "Missing required parameter in input: \"{}\"",
+                s.member_name()
+            )
+        })
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Validation(missing.join("\n")))
+    }
+}
+
+/// The typed request of `op` from its object, the secrets put in afterwards; `operation`
+/// names the operation in a service error.
+fn to_request(
+    operation: &str,
+    op: Op,
+    obj: &Map<String, Value>,
+    secrets: Vec<(String, Secret)>,
+) -> Result<Request, CliError> {
+    // A member AWS defines and kmscks does not honour is refused as the endpoint refuses it.
+    let body = serde_json::to_vec(obj).map_err(|e| CliError::Other(e.to_string()))?;
+    kmscks::protocol::aws_json::check_members(op, &body).map_err(|error| CliError::Service {
+        operation: operation.to_owned(),
+        error,
+    })?;
     let mut tagged = Map::new();
-    tagged.insert(op.name().into(), Value::Object(obj));
-    let mut request: Request = serde_json::from_value(Value::Object(tagged))
-        .map_err(|e| CliError::Validation(format!("Invalid input for {}: {e}", op.name())))?;
+    tagged.insert(op.name().into(), Value::Object(obj.clone()));
+    let mut request: Request = serde_json::from_value(Value::Object(tagged)).map_err(|e| {
+        // A value its enum lacks: what the service answers for it (the AWS CLI leaves enums
+        // to the service), without the round trip a typed request cannot make.
+        match kmscks::protocol::aws_json::enum_error(&Value::Object(obj.clone()), &e) {
+            Some(error) => CliError::Service {
+                operation: operation.to_owned(),
+                error,
+            },
+            None => CliError::Validation(format!("Invalid input for {}: {e}", op.name())),
+        }
+    })?;
     for (member, secret) in secrets {
         put_secret(&mut request, &member, secret)?;
     }
@@ -428,16 +614,27 @@ fn operation_name(verb: &Verb) -> String {
 
 /// Where the CLI sends operations.
 pub(crate) enum Target {
-    /// In this process, on a data directory.
-    DataDir(PathBuf),
+    /// In this process, on a data directory; for a `kms` verb, in the Region `--region` names
+    /// (a data directory belongs to one Region: another is refused).
+    DataDir(PathBuf, Option<String>),
     /// The daemon's socket.
     Socket(PathBuf),
+    /// An AWS JSON endpoint (`--endpoint-url`), and `--region` if given.
+    Http(String, Option<String>),
 }
 
 impl Target {
     fn from_matches(m: &ArgMatches) -> Target {
+        if let Some(url) = m.get_one::<String>(ENDPOINT_URL) {
+            return Target::Http(url.clone(), m.get_one::<String>(REGION).cloned());
+        }
         match m.get_one::<PathBuf>("data-dir") {
-            Some(d) => Target::DataDir(d.clone()),
+            Some(d) => Target::DataDir(
+                d.clone(),
+                m.subcommand_matches("kms")
+                    .and_then(|_| m.get_one::<String>(REGION))
+                    .cloned(),
+            ),
             None => Target::Socket(
                 m.get_one::<PathBuf>("socket")
                     .cloned()
@@ -449,17 +646,31 @@ impl Target {
     /// Opens the backend.
     pub(crate) fn open(&self) -> Result<Box<dyn Backend>, CliError> {
         match self {
-            Target::DataDir(dir) => kmscks::Kms::open(dir)
-                .map(|k| Box::new(k) as Box<dyn Backend>)
-                .map_err(|e| {
-                    CliError::Other(format!(
-                        "Cannot open the data directory {}: {} ({})",
-                        dir.display(),
-                        e.message(),
-                        e.aws_name()
-                    ))
-                }),
+            Target::DataDir(dir, region) => {
+                let mut config = kmscks::KmsConfig::default();
+                if let Some(r) = region {
+                    config.scope.region.clone_from(r);
+                }
+                kmscks::Kms::open_with(dir, config)
+                    .map(|k| Box::new(k) as Box<dyn Backend>)
+                    .map_err(|e| {
+                        CliError::Other(format!(
+                            "Cannot open the data directory {}: {} ({})",
+                            dir.display(),
+                            e.message(),
+                            e.aws_name()
+                        ))
+                    })
+            }
             Target::Socket(path) => connect(path),
+            Target::Http(url, region) => http::HttpBackend::new(url, region.as_deref())
+                .map(|b| Box::new(b) as Box<dyn Backend>)
+                .map_err(|message| {
+                    CliError::Param(ParamError {
+                        flag: format!("--{ENDPOINT_URL}"),
+                        message,
+                    })
+                }),
         }
     }
 }
@@ -494,7 +705,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let matches = match command().try_get_matches_from(argv) {
+    let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    let matches = match command_for(relaxed(&argv)).try_get_matches_from(argv) {
         Ok(m) => m,
         Err(e) => {
             use clap::error::ErrorKind as K;
@@ -522,10 +734,15 @@ where
 }
 
 fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
-    let format = match m.get_one::<String>("output").map(String::as_str) {
-        Some("text") => Format::Text,
-        _ => Format::Json,
-    };
+    let format = m
+        .get_one::<String>("output")
+        .map_or(Ok(Format::Json), |f| Format::parse(f))
+        .map_err(|message| {
+            CliError::Param(ParamError {
+                flag: "--output".into(),
+                message,
+            })
+        })?;
     let io = |e: std::io::Error| CliError::Other(format!("cannot write the output: {e}"));
     let (group, sub) = m
         .subcommand()
@@ -545,16 +762,27 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
         path.push(name);
         leaf = next;
     }
-    let (request, operation) = match (find_verb(&path), fault::kind(&path)) {
-        (Some(verb), _) => {
-            let request = build_request(verb, leaf)?;
-            let operation = operation_name(verb);
-            (request, operation)
-        }
+    let query = m
+        .get_one::<String>("query")
+        .map(|q| query::Query::compile(q))
+        .transpose()
+        .map_err(|message| {
+            CliError::Param(ParamError {
+                flag: "--query".into(),
+                message,
+            })
+        })?;
+    let print = Printer { format, query };
+    let verb = match (find_verb(&path), fault::kind(&path)) {
+        (Some(verb), _) => verb,
         (None, Some(kind)) => {
             let request = fault::request(kind, leaf)?;
             let operation = request.op().name().to_owned();
-            (request, operation)
+            let backend = Target::from_matches(m).open()?;
+            return match backend.call(&request) {
+                Ok(resp) => print.one(Node::of_response(&resp), out).map_err(io),
+                Err(error) => Err(CliError::Service { operation, error }),
+            };
         }
         (None, None) => {
             return Err(CliError::Other(format!(
@@ -563,11 +791,144 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
             )))
         }
     };
-    let backend = Target::from_matches(m).open()?;
-    match backend.call(&request) {
-        Ok(resp) => output::print_response(&resp, format, out).map_err(io),
-        Err(error) => Err(CliError::Service { operation, error }),
+    if let Some(kind) = leaf.get_one::<String>(SKELETON) {
+        return match kind.as_str() {
+            "input" => print_skeleton(verb, out).map_err(io),
+            other => Err(CliError::Param(ParamError {
+                flag: format!("--{SKELETON}"),
+                message: format!(
+                    "kmscks prints the input skeleton only (--{SKELETON} input), not {other:?}"
+                ),
+            })),
+        };
     }
+    let input = request_input(verb, leaf)?;
+    check_required(verb, &input)?;
+    let operation = operation_name(verb);
+    let service = |error: KmsError| {
+        if error.is_transport() {
+            // The request did not reach the service (the AWS CLI exits 255 then too).
+            CliError::Other(error.message().to_owned())
+        } else {
+            CliError::Service {
+                operation: operation.clone(),
+                error,
+            }
+        }
+    };
+    let paging = paging_of(verb, &input, m, leaf)?;
+    let Input { op, obj, secrets } = input;
+    match paging {
+        None => {
+            let request = to_request(&operation, op, &obj, secrets)?;
+            let backend = Target::from_matches(m).open()?;
+            let resp = backend.call(&request).map_err(service)?;
+            print.one(Node::of_response(&resp), out).map_err(io)
+        }
+        Some((paging, opts)) => {
+            to_request(&operation, op, &obj, Vec::new())?;
+            let backend = Target::from_matches(m).open()?;
+            let mut call = |obj: &Map<String, Value>| {
+                let request = to_request(&operation, op, obj, Vec::new())?;
+                let resp = backend.call(&request).map_err(service)?;
+                Ok(Node::of_response(&resp))
+            };
+            let pages = paginate::run(paging, &opts, obj, &mut call, |t| {
+                CliError::Other(format!("The same next token was received twice: {t}"))
+            })?;
+            print.pages(pages, out).map_err(io)
+        }
+    }
+}
+
+/// Whether (and how) `verb` pages on this command line: as the AWS CLI, not with
+/// `--no-paginate` or when the operation's own paging members are given; the paging flags
+/// together with either are refused.
+fn paging_of(
+    verb: &Verb,
+    input: &Input,
+    m: &ArgMatches,
+    leaf: &ArgMatches,
+) -> Result<Option<(paginate::Paging, paginate::Options)>, CliError> {
+    let Some(paging) = paginate::of(verb.args) else {
+        return Ok(None);
+    };
+    let opts = paginate::Options {
+        max_items: leaf.get_one::<u64>("max-items").copied(),
+        starting_token: leaf.get_one::<String>("starting-token").cloned(),
+        page_size: leaf.get_one::<u64>("page-size").copied(),
+    };
+    let manual = paging
+        .own_members()
+        .iter()
+        .any(|member| input.obj.contains_key(*member));
+    if !m.get_flag("no-paginate") && !manual {
+        return Ok(Some((paging, opts)));
+    }
+    let used: Vec<&str> = paginate::FLAGS
+        .iter()
+        .map(|(flag, _)| *flag)
+        .filter(|flag| leaf.contains_id(flag) && leaf.value_source(flag).is_some())
+        .collect();
+    if used.is_empty() {
+        return Ok(None);
+    }
+    Err(CliError::Other(format!(
+        "Cannot specify --no-paginate along with pagination arguments: {}",
+        used.iter()
+            .map(|f| format!("--{f}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+/// Prints answers as `--output` and `--query` ask.
+struct Printer {
+    format: Format,
+    query: Option<query::Query>,
+}
+
+impl Printer {
+    fn queried(&self, node: Node) -> std::io::Result<Node> {
+        match &self.query {
+            None => Ok(node),
+            Some(q) => {
+                let mut answer = node;
+                let result = q.apply(&answer).map_err(std::io::Error::other);
+                zeroize::Zeroize::zeroize(&mut answer);
+                result
+            }
+        }
+    }
+
+    /// One answer.
+    fn one(&self, node: Node, out: &mut dyn Write) -> std::io::Result<()> {
+        let mut node = self.queried(node)?;
+        let done = output::print(&node, self.format, out);
+        zeroize::Zeroize::zeroize(&mut node);
+        done
+    }
+
+    /// Pages: merged for JSON; page by page for text, then the token to resume from, as the
+    /// AWS CLI's text formatter does (the query applies to each).
+    fn pages(&self, pages: paginate::Pages, out: &mut dyn Write) -> std::io::Result<()> {
+        if self.format == Format::Json {
+            return self.one(pages.merged(), out);
+        }
+        for page in pages.pages {
+            self.one(page, out)?;
+        }
+        if let Some(token) = pages.resume_token {
+            let inner = Node::Object(vec![("NextToken".into(), Node::String(token))]);
+            self.one(Node::Object(vec![("NextToken".into(), inner)]), out)?;
+        }
+        Ok(())
+    }
+}
+
+/// `--generate-cli-skeleton`: the request's members with placeholder values, as JSON.
+fn print_skeleton(verb: &Verb, out: &mut dyn Write) -> std::io::Result<()> {
+    output::print(&skeleton::input(verb.args), Format::Json, out)
 }
 
 /// The `kmscks` binary's entry point.

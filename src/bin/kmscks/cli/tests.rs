@@ -58,8 +58,18 @@ fn every_refused_operation_has_a_kms_verb_and_every_refused_verb_is_a_refused_op
     // Refused -> verb: `kms <kebab-name> --key-id K` sends Refused with that operation.
     for &refused in Refused::ALL {
         let verb = args::kebab_case(refused.name());
-        let r = request_of(&["kms", &verb, "--key-id", "k"])
-            .unwrap_or_else(|e| panic!("kms {verb}: {e}"));
+        // Every required flag given, as an AWS-shaped line gives it.
+        let mut line = vec!["kms".to_owned(), verb.clone()];
+        for s in kms::refused_args(refused).iter().filter(|s| s.required) {
+            let value = match s.kind {
+                Kind::Blob => "AAEC",
+                Kind::Tags => "TagKey=k,TagValue=v",
+                _ => "k",
+            };
+            line.extend([format!("--{}", s.flag), value.to_owned()]);
+        }
+        let line: Vec<&str> = line.iter().map(String::as_str).collect();
+        let r = request_of(&line).unwrap_or_else(|e| panic!("kms {verb}: {e}"));
         match r {
             Request::Refused(x) => assert_eq!(x.operation, refused, "kms {verb}"),
             other => panic!("kms {verb} sends {other:?}"),
@@ -92,6 +102,37 @@ fn request_of(args: &[&str]) -> Result<Request, CliError> {
         leaf = next;
     }
     build_request(find_verb(&path).unwrap(), leaf)
+}
+
+#[test]
+fn an_aws_shaped_line_of_a_refused_operation_parses_with_all_of_awss_flags() {
+    let r = request_of(&[
+        "kms",
+        "sign",
+        "--key-id",
+        "alias/k",
+        "--message",
+        "aGVsbG8=",
+        "--message-type",
+        "RAW",
+        "--signing-algorithm",
+        "RSASSA_PSS_SHA_256",
+        "--grant-tokens",
+        "t1",
+        "t2",
+        "--dry-run",
+    ])
+    .unwrap();
+    assert!(
+        matches!(&r, Request::Refused(x) if x.operation == Refused::Sign && x.key_id == "alias/k"),
+        "{r:?}"
+    );
+    let (code, _, err) = run_cli(&["kms", "verify", "--key-id", "k", "--message", "AA=="]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert!(
+        err.contains("--signature") && err.contains("--signing-algorithm"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -175,10 +216,10 @@ fn flags_fill_the_aws_members() {
 }
 
 #[test]
-fn bad_values_are_parameter_errors() {
+fn bad_values_are_parameter_errors_and_bad_enum_values_the_services_validation_error() {
     let e = request_of(&["kms", "create-key", "--origin", "NOPE"]).unwrap_err();
-    assert_eq!(e.exit_code(), EXIT_USAGE);
-    assert!(e.to_string().contains("NOPE"), "{e}");
+    assert_eq!(e.exit_code(), EXIT_SERVICE);
+    assert!(e.to_string().contains("Value 'NOPE' at 'origin'"), "{e}");
     let e = request_of(&["kms", "list-keys", "--limit", "many"]).unwrap_err();
     assert_eq!(e.exit_code(), EXIT_USAGE);
     assert!(e.to_string().contains("--limit"), "{e}");
@@ -842,6 +883,300 @@ fn an_hsm_type_aws_lacks_is_refused_naming_the_types_it_has() {
     assert_eq!(code, EXIT_SERVICE, "{err}");
     assert!(err.contains("(CloudHsmInvalidRequestException)"), "{err}");
     assert!(err.contains("hsm1.medium, hsm2m.medium"), "{err}");
+}
+
+/// The ids `list-keys` printed (JSON).
+fn listed(out: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v["Keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["KeyId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn list_verbs_page_as_the_aws_cli_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for _ in 0..3 {
+        assert_eq!(run_cli(&["--data-dir", d, "kms", "create-key"]).0, 0);
+    }
+    // All pages, merged, without the service's paging members.
+    let (code, out, err) = run_cli(&["--data-dir", d, "kms", "list-keys", "--page-size", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let all = listed(&out);
+    assert_eq!(all.len(), 3, "{out}");
+    assert!(
+        !out.contains("Truncated") && !out.contains("NextMarker"),
+        "{out}"
+    );
+    // --max-items, then --starting-token from the NextToken printed.
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..3 {
+        let mut args = vec!["--data-dir", d, "kms", "list-keys", "--max-items", "2"];
+        if let Some(t) = &token {
+            args.extend(["--starting-token", t.as_str()]);
+        }
+        let (code, out, err) = run_cli(&args);
+        assert_eq!(code, 0, "{err}");
+        seen.extend(listed(&out));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        token = v["NextToken"].as_str().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, all);
+    // --no-paginate, or the service's own --limit: one raw page.
+    for args in [&["--no-paginate"][..], &["--limit", "1"]] {
+        let mut argv = vec!["--data-dir", d, "kms", "list-keys"];
+        argv.extend(args);
+        let (code, out, _) = run_cli(&argv);
+        assert_eq!(code, 0);
+        assert!(out.contains("\"Truncated\""), "{args:?}: {out}");
+    }
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "list-keys",
+        "--no-paginate",
+        "--max-items",
+        "1",
+    ]);
+    assert_eq!(code, EXIT_OTHER);
+    assert!(
+        err.contains("Cannot specify --no-paginate along with pagination arguments: --max-items"),
+        "{err}"
+    );
+    // Text: page by page, then the token to resume from.
+    let (code, out, _) = run_cli(&[
+        "--data-dir",
+        d,
+        "--output",
+        "text",
+        "kms",
+        "list-keys",
+        "--max-items",
+        "1",
+    ]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with("KEYS\t") && lines[1].starts_with("NEXTTOKEN\t"),
+        "{out}"
+    );
+}
+
+#[test]
+fn query_selects_from_the_answer_before_it_is_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (_, out, _) = run_cli(&["--data-dir", d, "kms", "create-key", "--description", "q"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = v["KeyMetadata"]["KeyId"].as_str().unwrap();
+    let q = |query: &str, format: &str| {
+        run_cli(&[
+            "--data-dir",
+            d,
+            "--output",
+            format,
+            "--query",
+            query,
+            "kms",
+            "describe-key",
+            "--key-id",
+            id,
+        ])
+    };
+    assert_eq!(q("KeyMetadata.KeyId", "text").1, format!("{id}\n"));
+    assert_eq!(q("KeyMetadata.Description", "json").1, "\"q\"\n");
+    let (_, out, _) = q("KeyMetadata.[KeyId,Enabled]", "text");
+    assert_eq!(out, format!("{id}\tTrue\n"));
+    // Timestamps are ISO 8601 with microseconds or none, and the offset.
+    let (_, out, _) = q("KeyMetadata.CreationDate", "text");
+    assert!(out.trim_end().ends_with("+00:00"), "{out}");
+    let (code, _, err) = q("KeyMetadata.[", "json");
+    assert_eq!(code, EXIT_USAGE);
+    assert!(err.contains("Bad value for --query"), "{err}");
+    let (code, _, err) = q("KeyId", "table");
+    assert_eq!(code, EXIT_USAGE);
+    assert!(err.contains("--output json or --output text"), "{err}");
+}
+
+#[test]
+fn cli_input_json_is_the_skeletons_shape_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, out, _) = run_cli(&["kms", "create-alias", "--generate-cli-skeleton"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out, "{\n    \"AliasName\": \"\",\n    \"TargetKeyId\": \"\"\n}\n",
+        "no call is made and nothing is required"
+    );
+    let (_, out, _) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "create-key",
+        "--query",
+        "KeyMetadata.KeyId",
+        "--output",
+        "text",
+    ]);
+    let id = out.trim();
+    let input = format!(r#"{{"AliasName":"alias/from-json","TargetKeyId":"{id}"}}"#);
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "create-alias",
+        "--cli-input-json",
+        &input,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "create-alias",
+        "--cli-input-json",
+        &input,
+        "--alias-name",
+        "alias/from-flag",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run_cli(&[
+        "--data-dir",
+        d,
+        "--output",
+        "text",
+        "--query",
+        "Aliases[].AliasName",
+        "kms",
+        "list-aliases",
+        "--key-id",
+        id,
+    ]);
+    assert_eq!(out, "alias/from-flag\talias/from-json\n");
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "create-alias",
+        "--cli-input-json",
+        "{}",
+    ]);
+    assert_eq!(code, EXIT_USAGE);
+    assert!(
+        err.contains("Missing required parameter in input: \"AliasName\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn region_selects_the_simulated_region_of_a_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, out, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "--region",
+        "eu-west-1",
+        "--output",
+        "text",
+        "--query",
+        "KeyMetadata.Arn",
+        "kms",
+        "create-key",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("arn:aws:kms:eu-west-1:"), "{out}");
+    // A data directory is one Region's, as a daemon serves one.
+    let (code, _, err) = run_cli(&["--data-dir", d, "--region", "us-west-2", "kms", "list-keys"]);
+    assert_eq!(code, EXIT_OTHER);
+    assert!(err.contains("in eu-west-1, not account"), "{err}");
+}
+
+#[test]
+fn an_endpoint_url_that_is_not_http_is_a_parameter_error_and_an_unreachable_one_exits_255() {
+    let (code, _, err) = run_cli(&["kms", "list-keys", "--endpoint-url", "https://kms.example"]);
+    assert_eq!(code, EXIT_USAGE);
+    assert!(err.contains("--endpoint-url"), "{err}");
+    // Port 1 on loopback: nothing listens there.
+    let (code, _, err) = run_cli(&["kms", "list-keys", "--endpoint-url", "http://127.0.0.1:1"]);
+    assert_eq!(code, EXIT_OTHER);
+    assert!(
+        err.contains("Could not connect to the endpoint URL: \"http://127.0.0.1:1\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn exit_codes_are_the_aws_cli_v2s() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    // An enum value AWS does not have: the service's ValidationException (254), as botocore
+    // leaves enums to the service.
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "generate-data-key",
+        "--key-id",
+        "k",
+        "--key-spec",
+        "AES_512",
+    ]);
+    assert_eq!(code, EXIT_SERVICE, "{err}");
+    assert!(
+        err.starts_with(
+            "An error occurred (ValidationException) when calling the GenerateDataKey operation: \
+             1 validation error detected: Value 'AES_512' at 'keySpec' failed to satisfy \
+             constraint: Member must satisfy enum value set: [AES_256, AES_128]"
+        ),
+        "{err}"
+    );
+    // Client-side parameter errors (unknown flag, missing required flag, bad literal): 252.
+    for line in [
+        &["kms", "list-keys", "--bogus"][..],
+        &["kms", "describe-key"],
+        &["kms", "list-keys", "--limit", "-1"],
+    ] {
+        let mut argv = vec!["--data-dir", d];
+        argv.extend(line);
+        assert_eq!(run_cli(&argv).0, EXIT_USAGE, "{line:?}");
+    }
+    // A member AWS defines and kmscks does not honour: refused as the endpoint refuses it.
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "generate-random",
+        "--number-of-bytes",
+        "8",
+        "--recipient",
+        r#"{"KeyEncryptionAlgorithm":"RSAES_OAEP_SHA_256"}"#,
+    ]);
+    assert_eq!(code, EXIT_SERVICE, "{err}");
+    assert!(
+        err.contains("(UnsupportedOperationException)") && err.contains("Recipient"),
+        "{err}"
+    );
+    // A range the service checks: 254.
+    let (code, _, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "kms",
+        "generate-random",
+        "--number-of-bytes",
+        "2000",
+    ]);
+    assert_eq!(code, EXIT_SERVICE, "{err}");
 }
 
 #[test]
