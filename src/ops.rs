@@ -69,6 +69,7 @@ macro_rules! for_each_op {
             43 ListRetirableGrants(ListRetirableGrantsRequest) -> ListGrantsResponse [kms];
             44 RetireGrant(RetireGrantRequest) -> Empty [kms];
             45 RevokeGrant(RevokeGrantRequest) -> Empty [kms];
+            50 GetKeyLastUsage(KeyIdRequest) -> GetKeyLastUsageResponse [kms];
             // ---- Cryptographic operations (60-99: `Op::is_data_plane`)
             60 Encrypt(EncryptRequest) -> EncryptResponse [kms];
             61 Decrypt(DecryptRequest) -> DecryptResponse [kms];

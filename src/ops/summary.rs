@@ -41,6 +41,9 @@ impl Op {
             Op::UpdateAlias => "Points an alias at another KMS key",
             Op::DeleteAlias => "Deletes an alias",
             Op::ListAliases => "Lists aliases, of the account or of one KMS key",
+            Op::GetKeyLastUsage => {
+                "Tells the last successful cryptographic operation with a KMS key since tracking began"
+            }
             Op::GetKeyRotationStatus => "Tells whether automatic rotation is enabled for a KMS key",
             Op::Refused => {
                 "An AWS operation kmscks refuses as AWS refuses it for custom key stores"

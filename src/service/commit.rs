@@ -48,6 +48,12 @@ pub(super) struct Core {
     pub(super) mirror: Mirror,
     /// When the data-plane counters were last written to the event log.
     pub(super) tally_since: Timestamp,
+    /// GetKeyLastUsage's record: each key's last successful cryptographic operation counted
+    /// since [`Core::tracking_since`] and when it was written to the event log. Kept in memory
+    /// (a restart starts tracking again), and only when the data plane is counted.
+    pub(super) last_usage: std::collections::HashMap<KeyId, (crate::ops::Op, Timestamp)>,
+    /// Since when `last_usage` records.
+    pub(super) tracking_since: Timestamp,
 }
 
 impl Kms {

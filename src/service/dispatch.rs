@@ -100,6 +100,9 @@ macro_rules! perform {
     (ListAliases, $k:ident, $r:ident) => {
         $k.list_aliases($r)
     };
+    (GetKeyLastUsage, $k:ident, $r:ident) => {
+        $k.get_key_last_usage($r)
+    };
     (GetKeyRotationStatus, $k:ident, $r:ident) => {
         $k.get_key_rotation_status($r)
     };

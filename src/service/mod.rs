@@ -358,6 +358,8 @@ impl Kms {
                 keyring,
                 mirror,
                 tally_since,
+                last_usage: std::collections::HashMap::new(),
+                tracking_since: tally_since,
             }),
             config,
             changed: Condvar::new(),

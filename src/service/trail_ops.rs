@@ -209,6 +209,35 @@ fn redacted(request: &Request, message: &str) -> String {
     }
 }
 
+impl Kms {
+    /// GetKeyLastUsage: the key's last successful cryptographic operation counted since this
+    /// instance began tracking (the counters are written to the event log first, so a call
+    /// that returned before this one is seen).
+    pub fn get_key_last_usage(&self, req: &KeyIdRequest) -> Result<GetKeyLastUsageResponse> {
+        let (id, created) = self.read(|tx| {
+            let key = keys::resolve_id(tx.state, tx.scope, &req.key_id)?;
+            keys::authorize(tx, key, Op::GetKeyLastUsage.action())?;
+            Ok((key.id, key.created))
+        })?;
+        let mut core = lock(&self.shared.core);
+        self.shared.flush_data_plane(&mut core);
+        let key_last_usage = core.last_usage.get(&id).map(|&(op, at)| KeyLastUsage {
+            operation: op.name().to_owned(),
+            timestamp: at,
+        });
+        Ok(GetKeyLastUsageResponse {
+            key_id: self.scope().key_arn(&id),
+            key_last_usage,
+            // Without data-plane counting nothing is tracked: tracking starts now, every time.
+            tracking_start_date: match &self.shared.tally {
+                Some(_) => core.tracking_since,
+                None => self.shared.config.clock.now(),
+            },
+            key_creation_date: created,
+        })
+    }
+}
+
 impl Shared {
     /// Writes the data-plane counters as records: one per (operation, key, principal,
     /// outcome) counted since the last flush, at the time of this one.
@@ -223,6 +252,13 @@ impl Shared {
             return;
         }
         let scope = &self.config.scope;
+        for (key, c) in &counts {
+            if c.outcome.is_none() {
+                if let Ok(id) = scope.parse_key_id(key) {
+                    core.last_usage.insert(id, (c.op, now));
+                }
+            }
+        }
         let events: Vec<TrailEvent> = counts
             .into_iter()
             .map(|(key, c)| {

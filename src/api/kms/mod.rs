@@ -18,6 +18,7 @@ mod grants;
 mod keys;
 mod refused;
 mod stores;
+mod usage;
 
 pub use batch::*;
 pub use data::*;
@@ -26,3 +27,4 @@ pub use grants::*;
 pub use keys::*;
 pub use refused::*;
 pub use stores::*;
+pub use usage::*;

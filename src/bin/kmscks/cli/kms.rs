@@ -175,7 +175,11 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
             opt("xks-key-id", Str, "The key's id in an external key manager"),
         ],
         Op::DescribeKey => specs![KEY_ID, GRANT_TOKENS],
-        Op::EnableKey | Op::DisableKey | Op::CancelKeyDeletion | Op::GetKeyRotationStatus => {
+        Op::EnableKey
+        | Op::DisableKey
+        | Op::CancelKeyDeletion
+        | Op::GetKeyRotationStatus
+        | Op::GetKeyLastUsage => {
             specs![KEY_ID]
         }
         Op::ListKeys => specs![LIMIT, MARKER],
