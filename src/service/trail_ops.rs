@@ -259,6 +259,11 @@ impl Shared {
                 }
             }
         }
+        if core.last_usage.len() > core.state.kms.keys.len() {
+            // Deleted keys leave: the record never outgrows the keys there are.
+            let keys = &core.state.kms.keys;
+            core.last_usage.retain(|id, _| keys.contains_key(id));
+        }
         let events: Vec<TrailEvent> = counts
             .into_iter()
             .map(|(key, c)| {
