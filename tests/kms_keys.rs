@@ -1600,6 +1600,10 @@ fn refused_operations_for_custom_key_store_keys() {
             ErrorKind::UnsupportedOperationException,
         ),
         (ReplicateKey, ErrorKind::UnsupportedOperationException),
+        (
+            UpdatePrimaryRegion,
+            ErrorKind::UnsupportedOperationException,
+        ),
         (GetPublicKey, ErrorKind::UnsupportedOperationException),
         (Sign, ErrorKind::InvalidKeyUsageException),
         (Verify, ErrorKind::InvalidKeyUsageException),

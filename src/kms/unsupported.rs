@@ -21,7 +21,8 @@ pub fn refuse(tx: &Tx<'_>, op: Refused, req: &KeyIdRequest) -> Result<()> {
         | Refused::GetParametersForImport
         | Refused::ImportKeyMaterial
         | Refused::DeleteImportedKeyMaterial
-        | Refused::ReplicateKey => resolve_id(tx.state, tx.scope, &req.key_id)?,
+        | Refused::ReplicateKey
+        | Refused::UpdatePrimaryRegion => resolve_id(tx.state, tx.scope, &req.key_id)?,
         _ => resolve(tx.state, tx.scope, &req.key_id)?,
     };
     let name = op.name();
@@ -31,6 +32,12 @@ pub fn refuse(tx: &Tx<'_>, op: Refused, req: &KeyIdRequest) -> Result<()> {
         Refused::Sign | Refused::Verify | Refused::GenerateMac | Refused::VerifyMac => Err(err!(
             InvalidKeyUsageException,
             "{arn} key usage is ENCRYPT_DECRYPT which is not valid for {name}."
+        )),
+        // kmscks makes single-Region keys only (CreateKey refuses MultiRegion), and AWS refuses
+        // both operations for a single-Region key.
+        Refused::ReplicateKey | Refused::UpdatePrimaryRegion => Err(err!(
+            UnsupportedOperationException,
+            "{arn} is not a multi-Region key; {name} applies to multi-Region keys only."
         )),
         _ if key.origin == Origin::AwsCloudhsm => Err(err!(
             UnsupportedOperationException,

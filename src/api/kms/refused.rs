@@ -45,6 +45,7 @@ refused_operations! {
     GenerateDataKeyPair,
     GenerateDataKeyPairWithoutPlaintext,
     ReplicateKey,
+    UpdatePrimaryRegion,
     Sign,
     Verify,
     GenerateMac,

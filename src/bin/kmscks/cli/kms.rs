@@ -430,6 +430,14 @@ pub(crate) fn refused_args(r: Refused) -> &'static [ArgSpec] {
         Refused::GenerateDataKeyPairWithoutPlaintext => {
             specs![CONTEXT, KEY_ID, KEY_PAIR_SPEC, GRANT_TOKENS, DRY_RUN]
         }
+        Refused::UpdatePrimaryRegion => specs![
+            KEY_ID,
+            req(
+                "primary-region",
+                Str,
+                "The Region of the replica to make primary"
+            ),
+        ],
         Refused::ReplicateKey => specs![
             KEY_ID,
             req("replica-region", Str, "The Region of the replica"),
