@@ -9,7 +9,7 @@ use std::path::Path;
 
 /// Nanoseconds of CPU `pid` has used so far, all its threads together: the sum of each live
 /// thread's `sum_exec_runtime` (`/proc/<pid>/task/*/schedstat`, exact), or where the kernel
-/// keeps no schedstat, user plus system time from `/proc/<pid>/stat` (in `USER_HZ` = 100
+/// keeps no schedstat (no files, or zeros), user plus system time from `/proc/<pid>/stat` (in `USER_HZ` = 100
 /// ticks per second, as `/proc` always reports them). `None` when neither can be read (not
 /// Linux, another pid namespace, the process gone).
 pub(crate) fn process_cpu_ns(pid: u32) -> Option<u64> {
@@ -23,7 +23,9 @@ fn schedstat_ns(proc: &Path) -> Option<u64> {
         let text = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
         total += text.split_whitespace().next()?.parse::<u64>().ok()?;
     }
-    Some(total)
+    // A kernel built without scheduler statistics shows the files with zeros: a live process
+    // has run for more than 0 ns, so zero means "not kept".
+    (total > 0).then_some(total)
 }
 
 fn stat_ns(proc: &Path) -> Option<u64> {
