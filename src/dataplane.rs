@@ -14,6 +14,11 @@
 //! the failure is enforced. Should the engine refuse a batch, every key it touched is closed
 //! and the next sync resets the engine and sends everything again.
 //!
+//! A rotation travels the same way: a default-store key's new material version is one
+//! `PutVersions` for that key, carrying every version (the newest seals, the older ones open),
+//! in the commit's batch, so a blob sealed after RotateKeyOnDemand returns uses the new
+//! material. Keys that never rotated get no such control.
+//!
 //! Grants travel the same way: a grant created, retired or revoked is one `PutGrant` or
 //! `RemoveGrant` for that grant alone, in the same batch as the commit's other controls, so a
 //! revocation is enforced for every request that starts after RevokeGrant returns — or, should
@@ -29,13 +34,14 @@ use std::sync::Arc;
 
 use crate::control::{Change, State};
 use crate::engine::{
-    Action, ActionSet, AllowAll, Authorizer, Control, Engine, EngineGrant, Gate, HsmSlot, SlotSet,
+    Action, ActionSet, AllowAll, Authorizer, Control, Engine, EngineGrant, Gate, HsmSlot,
+    KeyVersions, SlotSet,
 };
 use crate::err;
 use crate::error::Result;
 use crate::hsm::model::KeyObject;
 use crate::hsm::{self, HsmChange, Wrapper};
-use crate::kms::keys::{default_material_aad, store_connected};
+use crate::kms::keys::{default_material_aad, store_connected, version_material_aad};
 use crate::kms::model::{Backing, Grant, Key, Lifecycle};
 use crate::kms::policy::KeyPolicy;
 use crate::kms::state::KmsChange;
@@ -122,6 +128,8 @@ struct Mirrored {
     /// the key was first sent.
     policy: Option<Arc<str>>,
     replicas: SlotSet,
+    /// The newest material version the engine was told of (0: none sent, the replica's).
+    version: u32,
 }
 
 /// Where a key lives, as the mirror last looked: its custom key store and the key object that
@@ -232,6 +240,9 @@ impl Affected {
                 Change::Kms(KmsChange::PutGrant(g)) => {
                     a.grants.insert((g.key, g.id.clone()));
                 }
+                Change::Kms(KmsChange::AddVersion(key, _)) => {
+                    a.keys.insert(*key);
+                }
                 Change::Kms(KmsChange::DeleteGrant(key, id)) => {
                     a.grants.insert((*key, id.clone()));
                 }
@@ -243,7 +254,9 @@ impl Affected {
                     | HsmChange::PutBackup(_)
                     | HsmChange::DeleteBackup(_),
                 )
-                | Change::Kms(KmsChange::Trail(_)) => {}
+                | Change::Kms(KmsChange::Trail(_))
+                // A schedule changes no material (until a rotation adds some).
+                | Change::Kms(KmsChange::PutRotation(..)) => {}
             }
         }
         a
@@ -374,6 +387,39 @@ fn material(
             )
         }
     }
+}
+
+/// Unwraps every material version of a default-store key that rotated.
+fn versions(state: &State, keys: &dyn Wrapper, key: &Key) -> Result<KeyVersions> {
+    let Backing::Default { wrapped } = &key.backing else {
+        return Err(err!(
+            KMSInternalException,
+            "key {} is in a custom key store and has no material versions",
+            key.id
+        ));
+    };
+    let rotated = state.kms.versions.get(&key.id).map_or(&[][..], Vec::as_slice);
+    let mut older = Vec::with_capacity(rotated.len());
+    older.push((
+        0,
+        keys.unwrap_key(MASTER_KEY, &default_material_aad(&key.id), wrapped)?,
+    ));
+    for (i, v) in rotated.iter().enumerate() {
+        let n = i as u32 + 1;
+        older.push((
+            n,
+            keys.unwrap_key(MASTER_KEY, &version_material_aad(&key.id, n), &v.wrapped)?,
+        ));
+    }
+    // Invariant: `older` holds version 0 at least, so there is a newest to take.
+    let (newest, current) = older
+        .pop()
+        .ok_or_else(|| err!(KMSInternalException, "key {} has no material", key.id))?;
+    Ok(KeyVersions {
+        newest,
+        current,
+        older,
+    })
 }
 
 impl Mirror {
@@ -621,6 +667,7 @@ impl Mirror {
                 self.policies.release(&text);
             }
             m.gate = None;
+            m.version = 0;
         }
         self.retry.insert(*id);
     }
@@ -712,6 +759,7 @@ impl Mirror {
             gate: None,
             policy: None,
             replicas: SlotSet::default(),
+            version: 0,
         });
         if m.policy.as_deref() != Some(&*key.policy) {
             let (text, authorizer) = self.policies.acquire(&key.policy, scope)?;
@@ -731,6 +779,14 @@ impl Mirror {
                 gate: closed.map_or(Gate::Open, Gate::Closed),
             });
             m.gate = gate_text;
+        }
+        let newest = state.kms.newest_version(id);
+        if newest != m.version {
+            out.push(Control::PutVersions {
+                key: *id,
+                versions: Arc::new(versions(state, keys, key)?),
+            });
+            m.version = newest;
         }
         let missing: Vec<HsmSlot> = want.slots().filter(|s| !m.replicas.contains(s)).collect();
         if !missing.is_empty() {

@@ -69,6 +69,10 @@ macro_rules! for_each_op {
             43 ListRetirableGrants(ListRetirableGrantsRequest) -> ListGrantsResponse [kms];
             44 RetireGrant(RetireGrantRequest) -> Empty [kms];
             45 RevokeGrant(RevokeGrantRequest) -> Empty [kms];
+            46 EnableKeyRotation(EnableKeyRotationRequest) -> Empty [kms];
+            47 DisableKeyRotation(KeyIdRequest) -> Empty [kms];
+            48 RotateKeyOnDemand(KeyIdRequest) -> RotateKeyOnDemandResponse [kms];
+            49 ListKeyRotations(ListKeyRotationsRequest) -> ListKeyRotationsResponse [kms];
             50 GetKeyLastUsage(KeyIdRequest) -> GetKeyLastUsageResponse [kms];
             // ---- Cryptographic operations (60-99: `Op::is_data_plane`)
             60 Encrypt(EncryptRequest) -> EncryptResponse [kms];

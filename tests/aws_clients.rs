@@ -196,3 +196,52 @@ fn every_input_member_of_awss_models_is_decoded_or_refused_by_name() {
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+#[test]
+fn kmscks_kms_help_lists_every_operation_of_awss_kms_model() {
+    if !python_has("botocore", "boto3") {
+        return;
+    }
+    let out = Command::new("python3")
+        .arg(script("input_members.py"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let models: std::collections::BTreeMap<String, Vec<String>> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    let help = Command::new(env!("CARGO_BIN_EXE_kmscks"))
+        .args(["kms", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let verbs: std::collections::BTreeSet<&str> = help
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let missing: Vec<String> = models
+        .keys()
+        .filter_map(|t| t.strip_prefix("TrentService."))
+        .map(kebab)
+        .filter(|v| !verbs.contains(v.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "aws kms verbs kmscks lacks: {missing:?}"
+    );
+}
+
+/// `GetKeyLastUsage` → `get-key-last-usage`, as the aws CLI names a verb.
+fn kebab(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}

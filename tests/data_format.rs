@@ -1,6 +1,6 @@
 //! The data-directory format version: a directory written in another format (an older
 //! kmscks's: format 1, before the state was split into its CloudHSM and KMS halves, or the
-//! format just before this one — format 7 held no grants; format 6's event log lines had one sequence number and no
+//! format just before this one — format 8 held no rotation schedules; format 7 held no grants; format 6's event log lines had one sequence number and no
 //! unjournaled lines, and it kept no passing-state end time, backup retention policy or tags
 //! on CloudHSM clusters, nor tags on backups; format 5 had no hash chain in the HSM audit
 //! records and no reboot counter, kept no copy time, expiry exemption or deletion time on

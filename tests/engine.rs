@@ -1029,3 +1029,95 @@ fn a_grant_on_an_unknown_key_refuses_its_whole_batch() {
         "nothing applied"
     );
 }
+
+#[test]
+fn a_rotated_key_seals_with_its_newest_version_and_opens_every_version_it_holds() {
+    let f = fixture(4); // epochs roll over every 4 seals: old blobs come from several salts
+    let key = KeyId::generate();
+    let [m0, m1, m2] = [(); 3].map(|_| KeyMaterial::generate());
+    f.engine
+        .apply(&[
+            put_key(key),
+            Control::PutReplica {
+                hsm: HsmSlot::Default,
+                key,
+                material: m0.duplicate(),
+            },
+        ])
+        .unwrap();
+    let seal = |n: u8| {
+        let b = f
+            .engine
+            .encrypt(P, &KeyRef::Id(key), &[n], &none())
+            .unwrap()
+            .ciphertext_blob;
+        (n, b)
+    };
+    let version = |b: &[u8]| u32::from_be_bytes(b[33..37].try_into().unwrap());
+    let opens = |(n, b): &(u8, Vec<u8>)| {
+        f.engine
+            .decrypt(P, b, &none(), None)
+            .map(|p| assert_eq!(p.plaintext.expose(), &[*n]))
+    };
+    let versions =
+        |newest: u32, current: &KeyMaterial, older: &[(u32, &KeyMaterial)]| Control::PutVersions {
+            key,
+            versions: Arc::new(KeyVersions {
+                newest,
+                current: current.duplicate(),
+                older: older.iter().map(|(v, m)| (*v, m.duplicate())).collect(),
+            }),
+        };
+    let v0: Vec<_> = (0..10).map(seal).collect();
+    assert!(v0.iter().all(|(_, b)| version(b) == 0));
+
+    f.engine.apply(&[versions(1, &m1, &[(0, &m0)])]).unwrap();
+    let v1: Vec<_> = (10..20).map(seal).collect();
+    assert!(v1.iter().all(|(_, b)| version(b) == 1));
+    f.engine
+        .apply(&[versions(2, &m2, &[(0, &m0), (1, &m1)])])
+        .unwrap();
+    let v2: Vec<_> = (20..30).map(seal).collect();
+    assert!(v2.iter().all(|(_, b)| version(b) == 2));
+    for blob in v0.iter().chain(&v1).chain(&v2) {
+        opens(blob).unwrap();
+    }
+
+    // A blob naming a version the key does not hold, or another version than it was sealed
+    // with, is a damaged blob, whether or not its salt's subkey is cached.
+    for (n, b) in v1.iter().chain(&v2) {
+        for forged_version in [0u32, 1, 2, 3, u32::MAX] {
+            if forged_version == version(b) {
+                continue;
+            }
+            let mut forged = b.clone();
+            forged[33..37].copy_from_slice(&forged_version.to_be_bytes());
+            let e = opens(&(*n, forged)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidCiphertextException, "{e}");
+        }
+    }
+
+    // The control names a key that must exist: a batch with one for an unknown key is refused
+    // whole.
+    let unknown = Control::PutVersions {
+        key: KeyId::generate(),
+        versions: Arc::new(KeyVersions {
+            newest: 1,
+            current: KeyMaterial::generate(),
+            older: Vec::new(),
+        }),
+    };
+    let e = f
+        .engine
+        .apply(&[versions(3, &KeyMaterial::generate(), &[]), unknown])
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFoundException, "{e}");
+    assert_eq!(version(&seal(30).1), 2, "the refused batch changed nothing");
+
+    // A key that never rotated still seals version 0 beside the rotated one.
+    let out = f
+        .engine
+        .encrypt(P, &KeyRef::Id(f.dflt), &[1], &none())
+        .unwrap();
+    assert_eq!(version(&out.ciphertext_blob), 0);
+}

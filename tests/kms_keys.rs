@@ -770,17 +770,17 @@ fn matrix() -> Vec<(&'static str, OpFn, [Expect; 4])> {
         (
             "EnableKeyRotation",
             |k, c| {
-                k.refused(Refused::EnableKeyRotation, &key_req(&c.key_id))
-                    .map(drop)
+                k.enable_key_rotation(&EnableKeyRotationRequest {
+                    key_id: c.key_id.clone(),
+                    rotation_period_in_days: None,
+                })
+                .map(drop)
             },
             [Unsupported; 4],
         ),
         (
             "DisableKeyRotation",
-            |k, c| {
-                k.refused(Refused::DisableKeyRotation, &key_req(&c.key_id))
-                    .map(drop)
-            },
+            |k, c| k.disable_key_rotation(&key_req(&c.key_id)).map(drop),
             [Unsupported; 4],
         ),
         (
@@ -1579,9 +1579,6 @@ fn refused_operations_for_custom_key_store_keys() {
     alias(&kms, "alias/store-key", &key_id).unwrap();
     use Refused::*;
     let table = [
-        (EnableKeyRotation, ErrorKind::UnsupportedOperationException),
-        (DisableKeyRotation, ErrorKind::UnsupportedOperationException),
-        (RotateKeyOnDemand, ErrorKind::UnsupportedOperationException),
         (
             GetParametersForImport,
             ErrorKind::UnsupportedOperationException,
@@ -1609,12 +1606,14 @@ fn refused_operations_for_custom_key_store_keys() {
         (Verify, ErrorKind::InvalidKeyUsageException),
         (GenerateMac, ErrorKind::InvalidKeyUsageException),
         (VerifyMac, ErrorKind::InvalidKeyUsageException),
+        (DeriveSharedSecret, ErrorKind::InvalidKeyUsageException),
     ];
     for (op, kind) in table {
         // Operations that take an alias in AWS (data-plane style); the rest take id or ARN.
         let alias_ok = matches!(
             op,
             Sign | Verify
+                | DeriveSharedSecret
                 | GenerateMac
                 | VerifyMac
                 | GetPublicKey
@@ -1641,12 +1640,29 @@ fn refused_operations_for_custom_key_store_keys() {
             }
         }
     }
-    let e = assert_aws(
-        kms.get_key_rotation_status(&key_req(&key_id)),
-        ErrorKind::UnsupportedOperationException,
-    );
-    assert!(e.message().contains(&arn), "{e}");
-    // A default-store key answers GetKeyRotationStatus (false) and refuses the rest too.
+    // The automatic rotation operations refuse the store's key as AWS does (tests/rotation.rs
+    // has them on default-store keys).
+    for by in [key_id.as_str(), arn.as_str()] {
+        let enable = EnableKeyRotationRequest {
+            key_id: by.to_owned(),
+            rotation_period_in_days: None,
+        };
+        for result in [
+            kms.enable_key_rotation(&enable),
+            kms.disable_key_rotation(&key_req(by)),
+            kms.get_key_rotation_status(&key_req(by)).map(|_| Empty {}),
+            kms.rotate_key_on_demand(&key_req(by)).map(|_| Empty {}),
+            kms.list_key_rotations(&ListKeyRotationsRequest {
+                key_id: by.to_owned(),
+                ..Default::default()
+            })
+            .map(|_| Empty {}),
+        ] {
+            let e = assert_aws(result, ErrorKind::UnsupportedOperationException);
+            assert!(e.message().contains(&arn), "{e}");
+        }
+    }
+    // A default-store key answers GetKeyRotationStatus (false) and refuses the rest.
     let plain = create_key(&kms, None);
     assert!(
         !kms.get_key_rotation_status(&key_req(&plain))
@@ -1659,7 +1675,7 @@ fn refused_operations_for_custom_key_store_keys() {
     );
     assert_aws(
         kms.refused(
-            EnableKeyRotation,
+            ImportKeyMaterial,
             &key_req("1234abcd-12ab-34cd-56ef-1234567890ab"),
         ),
         ErrorKind::NotFoundException,

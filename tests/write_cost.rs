@@ -328,3 +328,45 @@ fn a_grant_journals_itself_alone_and_reaches_the_engine_as_one_control() {
     assert!(first.abs_diff(last) < 16, "{first} vs {last} bytes");
     assert!(last < 1024, "{last} bytes for one grant");
 }
+
+#[test]
+fn a_rotation_journals_one_wrapped_material_and_reaches_the_engine_as_one_control() {
+    use kmscks::kms::state::KmsChange;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _clock) = durable_config(false);
+    {
+        let kms = Kms::open_with(dir.path(), config).unwrap();
+        let key = create_key(&kms, None);
+        for _ in 0..20 {
+            kms.rotate_key_on_demand(&key_req(&key)).unwrap();
+        }
+        // The mirror re-checks the key and sends its versions, nothing else.
+        let (checked, sent) = mirror_work(&kms, || {
+            kms.rotate_key_on_demand(&key_req(&key)).unwrap();
+        });
+        assert_eq!((checked, sent), (1, 1));
+    }
+    let records = journal_records(dir.path());
+    let rotations: Vec<(usize, &Record)> = records
+        .iter()
+        .filter(|(_, r)| {
+            r.changes
+                .iter()
+                .any(|c| matches!(c, Change::Kms(KmsChange::AddVersion(..))))
+        })
+        .map(|(len, r)| (*len, r))
+        .collect();
+    assert_eq!(rotations.len(), 21);
+    for (_, r) in &rotations {
+        assert!(
+            !r.changes
+                .iter()
+                .any(|c| matches!(c, Change::Kms(KmsChange::PutKey(_)))),
+            "a rotation does not rewrite its key"
+        );
+    }
+    // The 1st and the 21st rotation cost the same: one wrapped material, not the ones before.
+    let (first, last) = (rotations[0].0, rotations[20].0);
+    assert!(first.abs_diff(last) < 16, "{first} vs {last} bytes");
+    assert!(last < 1024, "{last} bytes for one rotation");
+}

@@ -3,8 +3,9 @@
 //! A KMS key's material never encrypts data directly. Each (shard, key) pair draws a random
 //! 16-byte *epoch salt* and derives
 //! `subkey = HKDF-SHA256(ikm = key material, salt = epoch salt, info = "kmscks v1 subkey" ‖ key id)`.
-//! Within an epoch the nonce is a counter (4 zero bytes ‖ 64-bit big-endian counter), so no
-//! nonce repeats under one subkey. After `max_uses` seals the epoch is retired and a new salt
+//! Within an epoch the nonce is the material version (32-bit big-endian: 0 for a key's first
+//! material, n after its n-th rotation) then a 64-bit big-endian counter, so no nonce repeats
+//! under one subkey; the version tells Decrypt which material version derives the subkey. After `max_uses` seals the epoch is retired and a new salt
 //! drawn. Salt and nonce travel in the ciphertext blob; decryption re-derives the subkey from
 //! the salt, and each shard keeps recently used decrypt subkeys in a bounded [`SubkeyCache`].
 //! The bound this gives is written down in `docs/ciphertext.md`.
@@ -49,11 +50,22 @@ pub fn derive_subkey(
     Ok(LessSafeKey::new(UnboundKey::from(okm)))
 }
 
-/// The counter nonce for use number `n` of a subkey.
+/// The counter nonce for use number `n` of a subkey of a key's first material (version 0).
 pub fn counter_nonce(n: u64) -> [u8; NONCE_LEN] {
+    versioned_nonce(0, n)
+}
+
+/// The nonce for use number `n` of a subkey derived from material version `version`.
+pub fn versioned_nonce(version: u32, n: u64) -> [u8; NONCE_LEN] {
     let mut nonce = [0u8; NONCE_LEN];
+    nonce[..4].copy_from_slice(&version.to_be_bytes());
     nonce[4..].copy_from_slice(&n.to_be_bytes());
     nonce
+}
+
+/// The material version a nonce names.
+pub fn nonce_version(nonce: &[u8; NONCE_LEN]) -> u32 {
+    u32::from_be_bytes([nonce[0], nonce[1], nonce[2], nonce[3]])
 }
 
 /// One epoch of a schedule: its salt, its subkey (a handle to the expanded context) and how
@@ -67,6 +79,9 @@ struct Epoch {
     /// Set by every seal after the first, cleared by the shard's eviction sweep (see
     /// [`SubkeySchedule::age`]).
     referenced: bool,
+    /// The material version (in every nonce of the epoch). Kept here, in what would be the
+    /// epoch's padding, so that a schedule costs what it cost before keys rotated.
+    version: u32,
 }
 
 /// One key's encryption schedule on one shard: its material (kept only here, zeroized on
@@ -102,7 +117,7 @@ pub struct Sealed<'a> {
 }
 
 impl SubkeySchedule {
-    /// A schedule with no epoch yet.
+    /// A schedule with no epoch yet, over a key's newest material.
     pub fn new(material: KeyMaterial) -> SubkeySchedule {
         SubkeySchedule {
             material,
@@ -111,12 +126,15 @@ impl SubkeySchedule {
     }
 
     /// Salt, nonce and subkey for the next seal of `key_id`; starts a new epoch when the
-    /// current one has made `max_uses` seals (clamped to `1..=MAX_MAX_USES`) or none exists.
+    /// current one has made `max_uses` seals (clamped to `1..=MAX_MAX_USES`) or none exists,
+    /// asking `version` then which version the material is (0 for a key that never rotated):
+    /// once an epoch, not once a seal.
     pub fn next(
         &mut self,
         key_id: &KeyId,
         max_uses: u64,
         pool: &mut RandomPool,
+        version: impl FnOnce() -> u32,
     ) -> Result<Sealed<'_>> {
         let max_uses = max_uses.clamp(1, MAX_MAX_USES);
         let became_live = self.epoch.is_none();
@@ -130,6 +148,7 @@ impl SubkeySchedule {
                 // A first seal is not a second use: a key sealed once and never again is the
                 // first the sweep drops.
                 referenced: !became_live,
+                version: version(),
             });
         }
         // Invariant: the block above guarantees `self.epoch` is `Some` here.
@@ -137,7 +156,7 @@ impl SubkeySchedule {
             .epoch
             .as_mut()
             .ok_or_else(|| err!(KMSInternalException, "subkey epoch missing for key {key_id}"))?;
-        let nonce = counter_nonce(e.used);
+        let nonce = versioned_nonce(e.version, e.used);
         e.used += 1;
         e.referenced |= !became_live;
         Ok(Sealed {
@@ -150,15 +169,16 @@ impl SubkeySchedule {
         })
     }
 
-    /// The current epoch's subkey if `salt` is its salt (the common decrypt case).
-    pub fn current(&self, salt: &[u8; SALT_LEN]) -> Option<&LessSafeKey> {
+    /// The current epoch's subkey if `salt` is its salt and `version` its material version
+    /// (the common decrypt case).
+    pub fn current(&self, salt: &[u8; SALT_LEN], version: u32) -> Option<&LessSafeKey> {
         self.epoch
             .as_ref()
-            .filter(|e| &e.salt == salt)
+            .filter(|e| &e.salt == salt && e.version == version)
             .map(|e| &e.key)
     }
 
-    /// Derives the subkey of `key_id` for any epoch salt of this key.
+    /// Derives the subkey of `key_id` for any epoch salt of this schedule's material.
     pub fn derive(&self, key_id: &KeyId, salt: &[u8; SALT_LEN]) -> Result<LessSafeKey> {
         derive_subkey(&self.material, key_id, salt)
     }
@@ -282,7 +302,7 @@ mod tests {
         let mut salts = std::collections::HashSet::new();
         let mut became_live = 0;
         for _ in 0..12 {
-            let sealed = s.next(&id, 4, &mut pool).unwrap();
+            let sealed = s.next(&id, 4, &mut pool, || 0).unwrap();
             became_live += usize::from(sealed.became_live);
             let p = sealed.params;
             assert!(seen.insert((*p.salt, p.nonce)), "(salt, nonce) repeated");
@@ -297,13 +317,13 @@ mod tests {
         let id = KeyId::generate();
         let mut s = SubkeySchedule::new(KeyMaterial::generate());
         let mut pool = RandomPool::new();
-        let first = *s.next(&id, 1 << 20, &mut pool).unwrap().params.salt;
+        let first = *s.next(&id, 1 << 20, &mut pool, || 0).unwrap().params.salt;
         assert!(!s.age(), "a first seal does not count as a use");
-        assert_eq!(*s.next(&id, 1 << 20, &mut pool).unwrap().params.salt, first);
+        assert_eq!(*s.next(&id, 1 << 20, &mut pool, || 0).unwrap().params.salt, first);
         assert!(s.age(), "a second seal marks the epoch used");
         assert!(!s.age(), "the mark is cleared by the sweep");
         assert!(s.evict() && !s.has_epoch());
-        let sealed = s.next(&id, 1 << 20, &mut pool).unwrap();
+        let sealed = s.next(&id, 1 << 20, &mut pool, || 0).unwrap();
         assert!(sealed.became_live);
         let second = *sealed.params.salt;
         assert_ne!(first, second);
@@ -311,7 +331,7 @@ mod tests {
         // The evicted epoch's subkey is still derivable from its salt (for decryption).
         let old = s.derive(&id, &first).unwrap();
         assert!(seal_open(&old, &s.derive(&id, &first).unwrap()));
-        assert!(s.current(&first).is_none() && s.current(&second).is_some());
+        assert!(s.current(&first, 0).is_none() && s.current(&second, 0).is_some());
     }
 
     #[test]
@@ -347,5 +367,28 @@ mod tests {
         assert!(c.get(&id, &[0; 16]).is_none());
         c.remove_key(&id);
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn an_epochs_nonces_carry_the_material_version_it_was_started_with() {
+        let id = KeyId::generate();
+        let mut pool = RandomPool::new();
+        let mut s = SubkeySchedule::new(KeyMaterial::generate());
+        let sealed = s.next(&id, 1 << 20, &mut pool, || 7).unwrap();
+        assert_eq!(sealed.params.nonce, versioned_nonce(7, 0));
+        assert_eq!(nonce_version(&sealed.params.nonce), 7);
+        let salt = *sealed.params.salt;
+        // Asked once an epoch: the next seal keeps the epoch's version.
+        let sealed = s.next(&id, 1 << 20, &mut pool, || unreachable!()).unwrap();
+        assert_eq!(sealed.params.nonce, versioned_nonce(7, 1));
+        assert!(s.current(&salt, 7).is_some() && s.current(&salt, 0).is_none());
+        assert_eq!(counter_nonce(3), versioned_nonce(0, 3));
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn the_material_version_costs_a_schedule_no_memory() {
+        // The version lives in the epoch's padding: a shard holds one schedule per key.
+        assert_eq!(std::mem::size_of::<SubkeySchedule>(), 64);
     }
 }

@@ -17,10 +17,12 @@ use std::time::Duration;
 
 use zeroize::Zeroize;
 
-use super::{Action, Authorizer, Control, EngineConfig, EngineGrant, Gate, HsmSlot, SlotSet};
+use super::{
+    Action, Authorizer, Control, EngineConfig, EngineGrant, Gate, HsmSlot, KeyVersions, SlotSet,
+};
 use crate::crypto::blob;
 use crate::crypto::random::RandomPool;
-use crate::crypto::subkey::{SubkeyCache, SubkeySchedule};
+use crate::crypto::subkey::{derive_subkey, nonce_version, SubkeyCache, SubkeySchedule};
 use crate::err;
 use crate::error::{KmsError, Result};
 use crate::secret::SecretBytes;
@@ -264,6 +266,10 @@ pub(crate) struct ShardState {
     /// Slow HSMs and their added latency per operation (`Control::SetHsmLatency`); usually
     /// empty, which is all a request checks then.
     latency: HashMap<HsmId, Duration>,
+    /// The material versions of the keys that rotated (`Control::PutVersions`), apart from
+    /// the key map so that a key that never rotated costs nothing more: a seal reads its
+    /// version from its schedule, and only a Decrypt of an older version looks here.
+    rotated: HashMap<KeyId, Arc<KeyVersions>, BuildHasherDefault<IdHasher>>,
 }
 
 fn hsm_not_active(hsm: &HsmSlot) -> KmsError {
@@ -286,6 +292,13 @@ fn least_loaded(load: &[usize]) -> usize {
 
 fn bit(i: usize) -> u64 {
     1u64 << i
+}
+
+fn missing_version(version: u32) -> KmsError {
+    err!(
+        InvalidCiphertextException,
+        "The ciphertext names material version {version}, which its KMS key does not have"
+    )
 }
 
 fn unreachable_cluster(arn: &str) -> KmsError {
@@ -313,6 +326,7 @@ impl ShardState {
             live: VecDeque::new(),
             seal_cache: config.seal_cache.max(1),
             latency: HashMap::new(),
+            rotated: HashMap::default(),
         }
     }
 
@@ -554,7 +568,9 @@ impl ShardState {
         let Some(schedule) = self.keys.get_mut(&id).and_then(|e| e.local.as_mut()) else {
             return self.not_here(&id);
         };
-        let r = match schedule.next(&id, self.max_uses, &mut self.pool) {
+        let rotated = &self.rotated;
+        let version = || rotated.get(&id).map_or(0, |v| v.newest);
+        let r = match schedule.next(&id, self.max_uses, &mut self.pool, version) {
             Ok(sealed) => {
                 let started = sealed.became_live;
                 let r = blob::seal(&id, sealed.params, plaintext, ctx);
@@ -591,7 +607,8 @@ impl ShardState {
         };
         let mut started = false;
         let r = self.pool.secret(len).and_then(|dk| {
-            let sealed = schedule.next(&id, self.max_uses, &mut self.pool)?;
+            let version = || self.rotated.get(&id).map_or(0, |v| v.newest);
+            let sealed = schedule.next(&id, self.max_uses, &mut self.pool, version)?;
             started = sealed.became_live;
             let b = blob::seal(&id, sealed.params, dk.expose(), ctx)?;
             Ok(Resp::DataKey(b, with_plaintext.then_some(dk), arn))
@@ -641,14 +658,25 @@ impl ShardState {
         let Some(schedule) = self.keys.get(&id).and_then(|e| e.local.as_ref()) else {
             return self.not_here(&id);
         };
-        let r = if let Some(k) = schedule.current(&view.salt) {
+        let version = nonce_version(&view.nonce);
+        let r = if let Some(k) = schedule.current(&view.salt, version) {
             view.open(k, ctx)
         } else if let Some(k) = self.cache.get(&id, &view.salt) {
             view.open(k, ctx)
         } else {
+            // The material of the blob's version: the schedule's for a key that never rotated,
+            // else from the key's versions; a version the key lacks is a damaged blob.
+            let derived = match self.rotated.get(&id) {
+                None if version == 0 => schedule.derive(&id, &view.salt),
+                Some(v) => match v.material(version) {
+                    Some(m) => derive_subkey(m, &id, &view.salt),
+                    None => Err(missing_version(version)),
+                },
+                None => Err(missing_version(version)),
+            };
             // Cache a derived subkey only once it authenticated a blob, so forged salts can
             // neither fill the cache nor evict useful entries.
-            schedule.derive(&id, &view.salt).and_then(|k| {
+            derived.and_then(|k| {
                 let p = view.open(&k, ctx)?;
                 self.cache.insert(id, view.salt, k);
                 Ok(p)
@@ -803,7 +831,11 @@ impl ShardState {
                 };
                 entry.holders.insert(hsm);
                 if local && entry.local.is_none() {
-                    entry.local = Some(SubkeySchedule::new(material.duplicate()));
+                    // A rotated key seals with its newest version, whatever the replica says.
+                    entry.local = Some(SubkeySchedule::new(match self.rotated.get(key) {
+                        Some(v) => v.current.duplicate(),
+                        None => material.duplicate(),
+                    }));
                 }
                 if let HsmSlot::Hsm(h) = hsm {
                     if let Some(keys) = self.held.get_mut(h) {
@@ -890,6 +922,7 @@ impl ShardState {
                         self.cache.remove_key(key);
                     }
                 }
+                self.rotated.remove(key);
                 self.aliases.retain(|_, k| k != key);
             }
             Control::PutAlias { alias, key } => {
@@ -917,6 +950,18 @@ impl ShardState {
                 self.default_fleet = false;
                 self.cache = SubkeyCache::new(self.cache.capacity());
                 self.live.clear();
+                self.rotated.clear();
+            }
+            Control::PutVersions { key, versions } => {
+                let Some(entry) = self.keys.get_mut(key) else {
+                    return Err(KmsError::key_not_found(self.scope.key_arn(key)));
+                };
+                // Where the key is local, its schedule moves to the newest version (a new
+                // epoch at its next seal); subkeys of older versions stay cached.
+                if let Some(schedule) = entry.local.as_mut() {
+                    *schedule = SubkeySchedule::new(versions.current.duplicate());
+                }
+                self.rotated.insert(*key, versions.clone());
             }
         }
         Ok(())
@@ -968,7 +1013,8 @@ impl ShardState {
                 }
                 Control::SetGate { key, .. }
                 | Control::PutAlias { key, .. }
-                | Control::PutGrant { key, .. } => {
+                | Control::PutGrant { key, .. }
+                | Control::PutVersions { key, .. } => {
                     if !known(&keys, reset, key) {
                         return Err(KmsError::key_not_found(self.scope.key_arn(key)));
                     }

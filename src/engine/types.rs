@@ -301,6 +301,38 @@ pub enum Control {
     /// Forget every HSM, key and alias (their material is dropped): the control plane sends
     /// everything again after it, when it no longer knows what the engine holds.
     Reset,
+    /// A default-store key (which must exist) rotated: from now on it seals with its newest
+    /// material version and opens blobs of every version listed. Sent only for keys that
+    /// rotated; a key that never did is version 0, its replica's material.
+    PutVersions {
+        /// The key.
+        key: KeyId,
+        /// Its material versions.
+        versions: Arc<KeyVersions>,
+    },
+}
+
+/// Every material version of a rotated key ([`Control::PutVersions`]).
+pub struct KeyVersions {
+    /// The newest version's number (it seals).
+    pub newest: u32,
+    /// The newest version's material.
+    pub current: KeyMaterial,
+    /// The older versions (they only open), by number.
+    pub older: Vec<(u32, KeyMaterial)>,
+}
+
+impl KeyVersions {
+    /// The material of version `version`, if the key has it.
+    pub fn material(&self, version: u32) -> Option<&KeyMaterial> {
+        if version == self.newest {
+            return Some(&self.current);
+        }
+        self.older
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, m)| m)
+    }
 }
 
 impl fmt::Debug for Control {
@@ -325,6 +357,13 @@ impl fmt::Debug for Control {
                 write!(f, "SetHsmLatency({hsm}, {latency:?})")
             }
             Control::Reset => write!(f, "Reset"),
+            Control::PutVersions { key, versions } => {
+                write!(
+                    f,
+                    "PutVersions({key}, newest {}, <redacted>)",
+                    versions.newest
+                )
+            }
         }
     }
 }

@@ -41,6 +41,16 @@ pub fn default_material_aad(id: &KeyId) -> Vec<u8> {
     format!("kmscks default key {id}").into_bytes()
 }
 
+/// AAD binding a default-store key's material version to its key id and version number
+/// (version 0, the key's first material, is [`default_material_aad`]).
+pub fn version_material_aad(id: &KeyId, version: u32) -> Vec<u8> {
+    if version == 0 {
+        default_material_aad(id)
+    } else {
+        format!("kmscks default key {id} version {version}").into_bytes()
+    }
+}
+
 /// Finds a key from a key id, key ARN, alias name or alias ARN.
 pub fn resolve<'s>(state: &'s KmsState, scope: &Scope, text: &str) -> Result<&'s Key> {
     match scope.parse_key_ref(text)? {

@@ -1,5 +1,5 @@
 //! The KMS layer: custom key stores and their connection states, KMS keys, aliases, tags, key
-//! policies, grants, the operations AWS refuses for custom key stores, and the KMS event log. Pure
+//! policies, grants, automatic rotation's schedule, the operations AWS refuses for custom key stores, and the KMS event log. Pure
 //! state transitions over [`state::KmsState`] through a [`tx::Tx`]: no threads, no I/O.
 //!
 //! Layering: `kms` sits above `hsm` (it reads the CloudHSM state and runs CloudHSM operations
@@ -13,6 +13,7 @@ pub mod keys;
 pub mod model;
 pub mod paging;
 pub mod policy;
+pub mod rotation;
 pub mod state;
 pub mod stores;
 pub mod tags;

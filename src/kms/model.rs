@@ -1,4 +1,5 @@
-//! KMS-side records: custom key stores, KMS keys, aliases, grants, and the KMS event log.
+//! KMS-side records: custom key stores, KMS keys, aliases, grants, rotation schedules and
+//! rotated key material, and the KMS event log.
 
 pub use crate::api::kms::TrailEvent;
 use std::collections::BTreeMap;
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::{
     ClusterId, ConnectionErrorCode, ConnectionState, CustomKeyStoreId, GrantConstraints,
-    GrantOperation, KeyId, KeySpec, KeyState, KeyUsage, Origin, Timestamp,
+    GrantOperation, KeyId, KeySpec, KeyState, KeyUsage, Origin, RotationType, Timestamp,
 };
 
 /// A custom key store of type AWS_CLOUDHSM.
@@ -200,4 +201,30 @@ impl Grant {
     pub fn allows(&self, op: GrantOperation) -> bool {
         self.operations.contains(&op)
     }
+}
+
+/// A default-store key's automatic rotation schedule, while rotation is enabled. Kept apart
+/// from its key in the state (`KmsState::rotations`), so that enabling rotation journals these
+/// few bytes and a key that never had rotation enabled carries nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationSchedule {
+    /// Days between automatic rotations.
+    pub period_days: u32,
+    /// When the next automatic rotation is due.
+    pub next: Timestamp,
+}
+
+/// One rotation of a default-store key: a material version after the first. The key's own
+/// `Backing::Default` material is version 0; its rotations are versions 1, 2, … in order, kept
+/// apart from the key (`KmsState::versions`) so that a rotation journals one wrapped material,
+/// not the key, and a key that never rotated carries nothing more.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaterialVersion {
+    /// 32-byte material wrapped under the KMS master key, bound to the key id and version
+    /// (`kms::keys::version_material_aad`).
+    pub wrapped: Vec<u8>,
+    /// When the rotation happened.
+    pub created: Timestamp,
+    /// Automatic or on demand.
+    pub how: RotationType,
 }

@@ -1,5 +1,6 @@
-//! What KMS knows (custom key stores, KMS keys, aliases, grants, how many events it has
-//! recorded), the changes that move it, and how a change applies.
+//! What KMS knows (custom key stores, KMS keys, aliases, grants, rotation schedules and
+//! rotated material, how many events it has recorded), the changes that move it, and how a
+//! change applies.
 //!
 //! The events themselves are not kept here: a [`KmsChange::Trail`] travels in its journal
 //! record and, once committed, goes to the event log (`control::event_log`); applying it only
@@ -12,7 +13,8 @@
 //! Beside what it holds, the state keeps derived indexes (not serialised, maintained by `apply`
 //! and rebuilt by [`KmsState::reindex`] after a snapshot is decoded) so that a write costs what
 //! it changes: the deletion dates of keys pending deletion, in date order, so that the commit
-//! path finds the next deletion due without scanning every key; the grants of each retiring
+//! path finds the next deletion due without scanning every key (and the next rotation dates,
+//! likewise, for automatic rotation); the grants of each retiring
 //! principal (ListRetirableGrants) and each key's grants by name (CreateGrant's idempotency),
 //! so that neither scans the up to 50,000 grants of a key. It also interns key policy
 //! texts: every key with the same policy (most carry the account's default one) holds the same
@@ -24,7 +26,7 @@ use std::ops::Bound::{Excluded, Included, Unbounded};
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{Alias, Grant, Key, KeyStore, TrailEvent};
+use super::model::{Alias, Grant, Key, KeyStore, MaterialVersion, RotationSchedule, TrailEvent};
 use crate::types::{CustomKeyStoreId, KeyId, Timestamp};
 
 /// KMS's state in one account and Region.
@@ -40,6 +42,16 @@ pub struct KmsState {
     pub grants: BTreeMap<KeyId, BTreeMap<String, Grant>>,
     /// The sequence number the next KMS event gets (how many were ever recorded).
     pub next_event_seq: u64,
+    /// Automatic rotation schedules of the keys that have rotation enabled. A key's schedule
+    /// goes with it.
+    pub rotations: BTreeMap<KeyId, RotationSchedule>,
+    /// The rotated material of the keys that rotated: versions 1, 2, … in order (version 0 is
+    /// the key's own). A key's versions go with it.
+    pub versions: BTreeMap<KeyId, Vec<MaterialVersion>>,
+    /// Index: the keys with rotation enabled, by next rotation date (derived; rebuilt by
+    /// [`KmsState::reindex`]).
+    #[serde(skip)]
+    rotation_dates: BTreeSet<(Timestamp, KeyId)>,
     /// Index: grants by retiring principal, key and grant id (derived; rebuilt by
     /// [`KmsState::reindex`]).
     #[serde(skip)]
@@ -91,6 +103,12 @@ pub enum KmsChange {
     /// A KMS event: it gets sequence number `next_event_seq`; the event itself goes to the
     /// event log, not into the state.
     Trail(TrailEvent),
+    /// Enables automatic rotation of a key (that exists) on this schedule, or disables it
+    /// (`None`).
+    PutRotation(KeyId, Option<RotationSchedule>),
+    /// Adds the next material version of a default-store key (that exists): it seals from
+    /// now on, and every older version keeps opening.
+    AddVersion(KeyId, Box<MaterialVersion>),
 }
 
 impl KmsState {
@@ -119,7 +137,11 @@ impl KmsState {
                     self.unindex(&old);
                     self.release(old.policy);
                 }
-                // Its grants go with it.
+                // Its grants, rotation schedule and material versions go with it.
+                if let Some(old) = self.rotations.remove(&id) {
+                    self.rotation_dates.remove(&(old.next, id));
+                }
+                self.versions.remove(&id);
                 if let Some(grants) = self.grants.remove(&id) {
                     for g in grants.into_values() {
                         self.unindex_grant(&g);
@@ -163,6 +185,23 @@ impl KmsState {
                 }
             }
             KmsChange::Trail(_) => self.next_event_seq += 1,
+            KmsChange::PutRotation(key, schedule) => {
+                let old = match schedule {
+                    Some(s) => {
+                        self.rotation_dates.insert((s.next, key));
+                        self.rotations.insert(key, s)
+                    }
+                    None => self.rotations.remove(&key),
+                };
+                if let Some(old) = old {
+                    if schedule.is_none_or(|s| s.next != old.next) {
+                        self.rotation_dates.remove(&(old.next, key));
+                    }
+                }
+            }
+            KmsChange::AddVersion(key, v) => {
+                self.versions.entry(key).or_default().push(*v);
+            }
         }
     }
 
@@ -240,6 +279,7 @@ impl KmsState {
             .values()
             .map(|a| (a.target, a.name.clone()))
             .collect();
+        self.rotation_dates = self.rotations.iter().map(|(id, s)| (s.next, *id)).collect();
         self.retirable.clear();
         self.grant_names.clear();
         let grants: Vec<Grant> = self.grants.values().flat_map(|m| m.values()).cloned().collect();
@@ -309,6 +349,24 @@ impl KmsState {
     /// The earliest deletion date of any key pending deletion.
     pub fn earliest_deletion(&self) -> Option<Timestamp> {
         self.deletions.first().map(|(d, _)| *d)
+    }
+
+    /// The newest material version of `key` (0 for a key that never rotated).
+    pub fn newest_version(&self, key: &KeyId) -> u32 {
+        self.versions.get(key).map_or(0, |v| v.len() as u32)
+    }
+
+    /// The earliest next rotation date of any key with rotation enabled.
+    pub fn earliest_rotation(&self) -> Option<Timestamp> {
+        self.rotation_dates.first().map(|(d, _)| *d)
+    }
+
+    /// The keys whose next rotation date is `now` or earlier, earliest first.
+    pub fn due_for_rotation(&self, now: Timestamp) -> impl Iterator<Item = KeyId> + '_ {
+        self.rotation_dates
+            .iter()
+            .take_while(move |(d, _)| *d <= now)
+            .map(|(_, id)| *id)
     }
 
     /// The keys whose deletion date is `now` or earlier, earliest first.

@@ -2,23 +2,19 @@
 //! key in a CloudHSM key store (spec §5), and an honest one for default-store keys where kmscks
 //! lacks the feature. The list of them is [`Refused`], in `api::kms`.
 
-use crate::api::kms::{KeyIdRequest, KeyRotationStatusResponse, Refused};
+use crate::api::kms::{KeyIdRequest, Refused};
 use crate::err;
 use crate::error::Result;
 use crate::kms::keys::{authorize, resolve, resolve_id};
 use crate::kms::tx::Tx;
-use crate::ops::Op;
 use crate::types::Origin;
 
 /// Answers a refused operation on a key with AWS's exception.
 pub fn refuse(tx: &Tx<'_>, op: Refused, req: &KeyIdRequest) -> Result<()> {
-    // Rotation, import and replication take a key id or key ARN only, as AWS's management
-    // operations do; the data-plane style operations also take an alias.
+    // Import and replication take a key id or key ARN only, as AWS's management operations
+    // do; the data-plane style operations also take an alias.
     let key = match op {
-        Refused::EnableKeyRotation
-        | Refused::DisableKeyRotation
-        | Refused::RotateKeyOnDemand
-        | Refused::GetParametersForImport
+        Refused::GetParametersForImport
         | Refused::ImportKeyMaterial
         | Refused::DeleteImportedKeyMaterial
         | Refused::ReplicateKey
@@ -29,7 +25,11 @@ pub fn refuse(tx: &Tx<'_>, op: Refused, req: &KeyIdRequest) -> Result<()> {
     authorize(tx, key, op.action())?;
     let arn = tx.scope.key_arn(&key.id);
     match op {
-        Refused::Sign | Refused::Verify | Refused::GenerateMac | Refused::VerifyMac => Err(err!(
+        Refused::Sign
+        | Refused::Verify
+        | Refused::GenerateMac
+        | Refused::VerifyMac
+        | Refused::DeriveSharedSecret => Err(err!(
             InvalidKeyUsageException,
             "{arn} key usage is ENCRYPT_DECRYPT which is not valid for {name}."
         )),
@@ -59,20 +59,4 @@ pub fn refuse(tx: &Tx<'_>, op: Refused, req: &KeyIdRequest) -> Result<()> {
             "kmscks does not support {name}"
         )),
     }
-}
-
-/// GetKeyRotationStatus: refused for custom key store keys, `false` for default-store keys.
-pub fn rotation_status(tx: &Tx<'_>, req: &KeyIdRequest) -> Result<KeyRotationStatusResponse> {
-    let key = crate::kms::keys::resolve_id(tx.state, tx.scope, &req.key_id)?;
-    authorize(tx, key, Op::GetKeyRotationStatus.action())?;
-    if key.origin == Origin::AwsCloudhsm {
-        return Err(err!(
-            UnsupportedOperationException,
-            "{} origin is AWS_CLOUDHSM which is not valid for this operation.",
-            tx.scope.key_arn(&key.id)
-        ));
-    }
-    Ok(KeyRotationStatusResponse {
-        key_rotation_enabled: false,
-    })
 }

@@ -54,6 +54,10 @@ impl Op {
             Op::ListRetirableGrants => "Lists the grants a principal may retire",
             Op::RetireGrant => "Retires a grant, by its token or by key and grant id",
             Op::RevokeGrant => "Revokes a grant of a KMS key",
+            Op::EnableKeyRotation => "Enables automatic rotation of a KMS key, every N days",
+            Op::DisableKeyRotation => "Disables automatic rotation of a KMS key",
+            Op::RotateKeyOnDemand => "Rotates a KMS key's material now (at most 25 times a key)",
+            Op::ListKeyRotations => "Lists the rotations of a KMS key's material, oldest first",
             Op::Encrypt => "Encrypts up to 4,096 bytes under a KMS key",
             Op::Decrypt => "Decrypts a ciphertext made by Encrypt or GenerateDataKey",
             Op::ReEncrypt => {

@@ -15,8 +15,8 @@ use crate::dataplane::Mirror;
 use crate::engine::Engine;
 use crate::err;
 use crate::error::Result;
-use crate::kms::keys;
 use crate::kms::tx::Tx;
+use crate::kms::{keys, rotation};
 use crate::store::DataDir;
 use crate::types::*;
 
@@ -106,6 +106,7 @@ impl Shared {
     }
 
     pub(super) fn sweep(&self, core: &mut Core) -> Result<usize> {
+        self.rotate_due(core)?;
         let now = self.config.clock.now();
         // The state indexes deletion dates: this check costs O(1), not a scan of every key.
         if core.state.kms.earliest_deletion().is_none_or(|t| t > now) {
@@ -117,6 +118,28 @@ impl Shared {
         self.run(core, &root, |tx| {
             for id in &due {
                 keys::delete_now(tx, id);
+            }
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
+    /// Rotates the material of every enabled key whose next automatic rotation date has
+    /// passed (the state indexes the dates: nothing due costs O(1)). Returns how many rotated.
+    pub(super) fn rotate_due(&self, core: &mut Core) -> Result<usize> {
+        let now = self.config.clock.now();
+        if core.state.kms.earliest_rotation().is_none_or(|t| t > now) {
+            return Ok(0);
+        }
+        let due = rotation::due(&core.state.kms, now);
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let root: String = self.config.scope.root_principal();
+        let n = due.len();
+        self.run(core, &root, |tx| {
+            for id in &due {
+                rotation::rotate_due(tx, *id)?;
             }
             Ok(())
         })?;

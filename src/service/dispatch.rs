@@ -133,6 +133,18 @@ macro_rules! perform {
     (RevokeGrant, $k:ident, $r:ident) => {
         $k.revoke_grant($r)
     };
+    (EnableKeyRotation, $k:ident, $r:ident) => {
+        $k.enable_key_rotation($r)
+    };
+    (DisableKeyRotation, $k:ident, $r:ident) => {
+        $k.disable_key_rotation($r)
+    };
+    (RotateKeyOnDemand, $k:ident, $r:ident) => {
+        $k.rotate_key_on_demand($r)
+    };
+    (ListKeyRotations, $k:ident, $r:ident) => {
+        $k.list_key_rotations($r)
+    };
     // ---- Cryptographic operations
     (Encrypt, $k:ident, $r:ident) => {
         $k.encrypt($r)

@@ -107,12 +107,7 @@ impl Kms {
         self.read(|tx| aliases::list(tx, req))
     }
 
-    /// GetKeyRotationStatus.
-    pub fn get_key_rotation_status(&self, req: &KeyIdRequest) -> Result<KeyRotationStatusResponse> {
-        self.read(|tx| unsupported::rotation_status(tx, req))
-    }
-
-    /// Any operation kmscks refuses (rotation, import, key pairs, signing, MACs,
+    /// Any operation kmscks refuses (on-demand rotation, import, key pairs, signing, MACs,
     /// replication): always an error, AWS's for custom key store keys.
     pub fn refused(&self, op: Refused, req: &KeyIdRequest) -> Result<Empty> {
         self.read(|tx| unsupported::refuse(tx, op, req))
@@ -126,6 +121,15 @@ impl Kms {
         self.shared.fork.check()?;
         let mut core = lock(&self.shared.core);
         self.shared.sweep(&mut core)
+    }
+
+    /// Rotates every key whose automatic rotation is due (the background worker does this
+    /// on its own every `deletion_check_interval`; every write also does it first). Returns
+    /// how many keys rotated.
+    pub fn run_scheduled_rotations(&self) -> Result<usize> {
+        self.shared.fork.check()?;
+        let mut core = lock(&self.shared.core);
+        self.shared.rotate_due(&mut core)
     }
 
     /// The KMS event log (what CloudTrail would record), oldest first.

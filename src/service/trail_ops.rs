@@ -148,7 +148,19 @@ fn request_parameters(request: &Request) -> Value {
         | Request::EnableKey(r)
         | Request::DisableKey(r)
         | Request::CancelKeyDeletion(r)
-        | Request::GetKeyRotationStatus(r) => json!({"keyId": r.key_id}),
+        | Request::GetKeyRotationStatus(r)
+        | Request::DisableKeyRotation(r)
+        | Request::RotateKeyOnDemand(r) => json!({"keyId": r.key_id}),
+        Request::ListKeyRotations(r) => json!({
+            "keyId": r.key_id,
+            "includeKeyMaterial": r.include_key_material,
+            "limit": r.limit,
+            "marker": r.marker,
+        }),
+        Request::EnableKeyRotation(r) => json!({
+            "keyId": r.key_id,
+            "rotationPeriodInDays": r.rotation_period_in_days,
+        }),
         Request::UpdateKeyDescription(r) => json!({"keyId": r.key_id}),
         Request::ScheduleKeyDeletion(r) => json!({
             "keyId": r.key_id,

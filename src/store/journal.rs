@@ -48,8 +48,10 @@ pub const JOURNAL_MAGIC: [u8; 4] = *b"KCKJ";
 /// a slow HSM); a CloudHSM cluster records when its passing state
 /// (CREATE/INITIALIZE/DELETE_IN_PROGRESS) ends, its backup retention policy and its tags; a
 /// backup its tags. Version 8: the KMS state holds grants (`KmsState::grants`), journaled as
-/// `KmsChange::PutGrant` / `DeleteGrant`, one grant each.
-pub const FORMAT_VERSION: u32 = 8;
+/// `KmsChange::PutGrant` / `DeleteGrant`, one grant each. Version 9: it holds automatic
+/// rotation schedules (`KmsState::rotations`), journaled as `KmsChange::PutRotation`, one
+/// schedule each.
+pub const FORMAT_VERSION: u32 = 9;
 /// Length of the journal file header.
 pub const JOURNAL_HEADER_LEN: usize = 20;
 /// Length of a frame header.

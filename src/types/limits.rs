@@ -34,6 +34,18 @@ pub const PENDING_WINDOW_DAYS: (u32, u32) = (7, 30);
 /// Default waiting period when none is given.
 pub const DEFAULT_PENDING_WINDOW_DAYS: u32 = 30;
 
+/// EnableKeyRotation `RotationPeriodInDays` range.
+pub const ROTATION_PERIOD_DAYS: (u32, u32) = (90, 2560);
+/// Rotation period when EnableKeyRotation gives none.
+pub const DEFAULT_ROTATION_PERIOD_DAYS: u32 = 365;
+/// RotateKeyOnDemand calls a key allows over its life (AWS's quota, not adjustable; the
+/// developer guide's current figure).
+pub const MAX_ON_DEMAND_ROTATIONS: usize = 25;
+/// ListKeyRotations `Limit` range and default.
+pub const LIST_ROTATIONS_LIMIT: (u32, u32) = (1, 1000);
+/// ListKeyRotations default page size.
+pub const LIST_ROTATIONS_DEFAULT: u32 = 100;
+
 /// DescribeCustomKeyStores / ListKeys `Limit` range and ListKeys default.
 pub const LIST_LIMIT: (u32, u32) = (1, 1000);
 /// ListKeys default page size.

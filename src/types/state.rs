@@ -235,6 +235,14 @@ aws_enum! {
     }
 }
 
+aws_enum! {
+    /// How a key's material was rotated (ListKeyRotations' `RotationType`).
+    RotationType {
+        Automatic = "AUTOMATIC",
+        OnDemand = "ON_DEMAND",
+    }
+}
+
 impl GrantOperation {
     /// The grant operation a policy action names (`kms:Decrypt` → `Decrypt`); `None` for an
     /// action no grant can allow.

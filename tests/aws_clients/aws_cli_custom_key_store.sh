@@ -185,6 +185,23 @@ kms cancel-key-deletion --key-id "$key" > /dev/null
 expect_eq "$(kms describe-key --key-id "$key" --query KeyMetadata.KeyState --output text)" \
     Disabled "after cancel-key-deletion"
 
+# Key rotation: refused for the store's key, as AWS refuses it; a default-store key rotates, and
+# a blob sealed before the rotation still decrypts.
+expect_error UnsupportedOperationException kms enable-key-rotation --key-id "$key"
+plain=$(kms create-key --query KeyMetadata.KeyId --output text)
+kms encrypt --key-id "$plain" --plaintext "fileb://$work/msg.txt" \
+    --query CiphertextBlob --output text | base64 -d > "$work/before.enc"
+kms enable-key-rotation --key-id "$plain" --rotation-period-in-days 180
+expect_eq "$(kms get-key-rotation-status --key-id "$plain" --query RotationPeriodInDays --output text)" \
+    180 "get-key-rotation-status"
+expect_eq "$(kms rotate-key-on-demand --key-id "$plain" --query KeyId --output text)" "$plain" \
+    "rotate-key-on-demand"
+expect_eq "$(kms list-key-rotations --key-id "$plain" --query 'Rotations[0].RotationType' --output text)" \
+    ON_DEMAND "list-key-rotations"
+expect_eq "$(kms decrypt --ciphertext-blob "fileb://$work/before.enc" --query Plaintext --output text \
+    | base64 -d)" "$(cat "$work/msg.txt")" "decrypt after rotation"
+kms disable-key-rotation --key-id "$plain"
+
 # Errors as the CLI prints them.
 expect_error NotFoundException kms describe-key --key-id alias/none
 expect_error CustomKeyStoreNotFoundException kms describe-custom-key-stores \

@@ -10,7 +10,7 @@ What a program written for AWS does, with nothing but `endpoint_url` changed:
 2. kms: create_custom_key_store, 3. connect_custom_key_store (polled to CONNECTED),
 4. create_key in the store; then the cryptographic operations with an encryption context,
    grants (another principal decrypting through one until it retires it), the key-state
-   rules, and the exceptions as botocore's classes.
+   rules, key rotation of a default-store key, and the exceptions as botocore's classes.
 
 Every raw answer is checked against botocore's model of the operation (`shape_check`).
 Exit status 3 with a reason on stderr: no way to sign the CSR here (the test skips).
@@ -317,6 +317,28 @@ assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Disabled"
 kms.enable_key(KeyId=key_id)
 fails(kms.exceptions.UnsupportedOperationException, kms.enable_key_rotation, KeyId=key_id)
 fails(kms.exceptions.UnsupportedOperationException, kms.get_key_rotation_status, KeyId=key_id)
+fails(kms.exceptions.UnsupportedOperationException, kms.rotate_key_on_demand, KeyId=key_id)
+
+# Rotation of a default-store key: the schedule, an on-demand rotation, the list, and a blob
+# sealed before the rotation still decrypting.
+plain = kms.create_key()["KeyMetadata"]
+old_blob = kms.encrypt(KeyId=plain["KeyId"], Plaintext=b"before")["CiphertextBlob"]
+status = kms.get_key_rotation_status(KeyId=plain["KeyId"])
+status.pop("ResponseMetadata")
+assert status == {"KeyRotationEnabled": False, "KeyId": plain["Arn"]}, status
+kms.enable_key_rotation(KeyId=plain["KeyId"], RotationPeriodInDays=180)
+status = kms.get_key_rotation_status(KeyId=plain["Arn"])
+assert status["KeyRotationEnabled"] and status["RotationPeriodInDays"] == 180, status
+assert status["NextRotationDate"] > plain["CreationDate"], status
+assert kms.rotate_key_on_demand(KeyId=plain["KeyId"])["KeyId"] == plain["KeyId"]
+rotations = kms.list_key_rotations(KeyId=plain["KeyId"])
+assert [r["RotationType"] for r in rotations["Rotations"]] == ["ON_DEMAND"], rotations
+assert not rotations["Truncated"], rotations
+assert kms.decrypt(CiphertextBlob=old_blob)["Plaintext"] == b"before"
+new_blob = kms.encrypt(KeyId=plain["KeyId"], Plaintext=b"after")["CiphertextBlob"]
+assert kms.decrypt(CiphertextBlob=new_blob)["Plaintext"] == b"after"
+kms.disable_key_rotation(KeyId=plain["KeyId"])
+assert not kms.get_key_rotation_status(KeyId=plain["KeyId"])["KeyRotationEnabled"]
 
 # Grants: another principal (the IAM user an access key id names) uses the key through one.
 # The daemon's credentials file names this key (tests/aws_clients.rs, APP_CREDENTIALS).

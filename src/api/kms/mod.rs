@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::secret::Password;
 use crate::types::{
     ConnectionErrorCode, ConnectionState, CustomKeyStoreType, EncryptionAlgorithm, KeyManager,
-    KeySpec, KeyState, KeyUsage, Origin, PolicyAction, Timestamp,
+    KeySpec, KeyState, KeyUsage, Origin, PolicyAction, RotationType, Timestamp,
 };
 
 mod batch;
@@ -17,6 +17,7 @@ mod events;
 mod grants;
 mod keys;
 mod refused;
+mod rotation;
 mod stores;
 mod usage;
 
@@ -26,5 +27,6 @@ pub use events::*;
 pub use grants::*;
 pub use keys::*;
 pub use refused::*;
+pub use rotation::*;
 pub use stores::*;
 pub use usage::*;

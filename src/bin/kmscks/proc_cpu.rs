@@ -7,25 +7,14 @@
 
 use std::path::Path;
 
-/// Nanoseconds of CPU `pid` has used so far, all its threads together: the sum of each live
-/// thread's `sum_exec_runtime` (`/proc/<pid>/task/*/schedstat`, exact), or where the kernel
-/// keeps no schedstat (no files, or zeros), user plus system time from `/proc/<pid>/stat` (in `USER_HZ` = 100
-/// ticks per second, as `/proc` always reports them). `None` when neither can be read (not
-/// Linux, another pid namespace, the process gone).
+/// Nanoseconds of CPU `pid` has used so far, all its threads together — those that have
+/// exited too — as user plus system time from `/proc/<pid>/stat` (in `USER_HZ` = 100 units
+/// per second, as `/proc` always reports them; the kernel derives them from its exact
+/// runtime). Not the sum of the live threads' `schedstat`: a thread that exits mid-window
+/// would take its time out of the sum. `None` when it cannot be read (not Linux, another pid
+/// namespace, the process gone).
 pub(crate) fn process_cpu_ns(pid: u32) -> Option<u64> {
-    let proc = Path::new("/proc").join(pid.to_string());
-    schedstat_ns(&proc).or_else(|| stat_ns(&proc))
-}
-
-fn schedstat_ns(proc: &Path) -> Option<u64> {
-    let mut total = 0u64;
-    for task in std::fs::read_dir(proc.join("task")).ok()? {
-        let text = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
-    }
-    // A kernel built without scheduler statistics shows the files with zeros: a live process
-    // has run for more than 0 ns, so zero means "not kept".
-    (total > 0).then_some(total)
+    stat_ns(&Path::new("/proc").join(pid.to_string()))
 }
 
 fn stat_ns(proc: &Path) -> Option<u64> {

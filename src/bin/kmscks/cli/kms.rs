@@ -6,8 +6,8 @@
 //! with CloudTrail's `--start-time`, `--end-time`, `--max-results`, `--next-token`, and
 //! `--event-name` for its `EventName` lookup attribute), and the batch operations `encrypt-batch`, `decrypt-batch`, `generate-data-key-batch`,
 //! `generate-data-key-without-plaintext-batch` (`--items` takes a JSON list of the single
-//! operation's requests, blobs in base64). The operations kmscks refuses (key rotation,
-//! import, key pairs, signing, MACs, replication; [`kmscks::api::kms::Refused::ALL`]) have their `aws kms` verbs
+//! operation's requests, blobs in base64). The operations kmscks refuses (import, key pairs,
+//! signing, MACs, replication; [`kmscks::api::kms::Refused::ALL`]) have their `aws kms` verbs
 //! too; they answer with the exception AWS gives for a key of a custom key store.
 
 use super::args::{opt, req, specs, ArgSpec, Kind::*};
@@ -274,6 +274,23 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
             req("grant-id", Str, "The grant id"),
             DRY_RUN,
         ],
+        Op::EnableKeyRotation => specs![
+            req("key-id", Str, "Key id or key ARN"),
+            opt("rotation-period-in-days", Int, "90-2560 (default 365)"),
+        ],
+        Op::DisableKeyRotation | Op::RotateKeyOnDemand => {
+            specs![req("key-id", Str, "Key id or key ARN")]
+        }
+        Op::ListKeyRotations => specs![
+            req("key-id", Str, "Key id or key ARN"),
+            opt(
+                "include-key-material",
+                Str,
+                "ROTATIONS_ONLY (default) or ALL_KEY_MATERIAL"
+            ),
+            LIMIT,
+            MARKER,
+        ],
         Op::Encrypt => specs![
             KEY_ID,
             req(
@@ -377,11 +394,6 @@ pub(crate) fn refused_args(r: Refused) -> &'static [ArgSpec] {
     const MAC_ALGORITHM: ArgSpec = req("mac-algorithm", Str, "e.g. HMAC_SHA_256");
     const KEY_PAIR_SPEC: ArgSpec = req("key-pair-spec", Str, "e.g. RSA_2048, ECC_NIST_P256");
     match r {
-        Refused::EnableKeyRotation => specs![
-            KEY_ID,
-            opt("rotation-period-in-days", Int, "90-2560 (default 365)"),
-        ],
-        Refused::DisableKeyRotation | Refused::RotateKeyOnDemand => specs![KEY_ID],
         Refused::GetParametersForImport => specs![
             KEY_ID,
             req("wrapping-algorithm", Str, "e.g. RSAES_OAEP_SHA_256"),
@@ -473,5 +485,17 @@ pub(crate) fn refused_args(r: Refused) -> &'static [ArgSpec] {
             DRY_RUN,
         ],
         Refused::GetPublicKey => specs![KEY_ID, GRANT_TOKENS],
+        Refused::DeriveSharedSecret => specs![
+            KEY_ID,
+            req("key-agreement-algorithm", Str, "ECDH"),
+            req(
+                "public-key",
+                Blob,
+                "The other party's public key, DER SPKI (fileb://…)"
+            ),
+            GRANT_TOKENS,
+            DRY_RUN,
+            RECIPIENT,
+        ],
     }
 }

@@ -193,9 +193,23 @@ fn flags_fill_the_aws_members() {
     assert!(k.bypass_policy_lockout_safety_check);
     assert_eq!(k.origin, Some(kmscks::types::Origin::AwsCloudhsm));
 
-    let r = request_of(&["kms", "enable-key-rotation", "--key-id", "k"]).unwrap();
+    let r = request_of(&["kms", "get-public-key", "--key-id", "k"]).unwrap();
     assert!(
         matches!(r, Request::Refused(ref x) if x.key_id == "k"),
+        "{r:?}"
+    );
+    let r = request_of(&[
+        "kms",
+        "enable-key-rotation",
+        "--key-id",
+        "k",
+        "--rotation-period-in-days",
+        "180",
+    ])
+    .unwrap();
+    assert!(
+        matches!(r, Request::EnableKeyRotation(ref x)
+            if x.key_id == "k" && x.rotation_period_in_days == Some(180)),
         "{r:?}"
     );
 
@@ -255,13 +269,13 @@ fn service_errors_print_like_the_aws_cli() {
         "--data-dir",
         d,
         "kms",
-        "enable-key-rotation",
+        "get-public-key",
         "--key-id",
         "1234abcd-12ab-34cd-56ef-1234567890ab",
     ]);
     assert_eq!(code, EXIT_SERVICE);
     assert!(
-        err.contains("when calling the EnableKeyRotation operation"),
+        err.contains("when calling the GetPublicKey operation"),
         "{err}"
     );
 }
