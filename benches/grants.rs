@@ -4,6 +4,8 @@
 //! grants are never looked at), and through a grant — without constraints, and with an
 //! `EncryptionContextSubset` of two pairs checked against a four-pair context.
 
+mod support;
+
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -53,17 +55,7 @@ fn grant(grantee: &str, constraints: Option<GrantConstraints>) -> EngineGrant {
 }
 
 fn bench(c: &mut Criterion) {
-    let engine = Engine::new(EngineConfig {
-        shards: 1,
-        pin_workers: false,
-        ..EngineConfig::default()
-    })
-    .unwrap();
-    engine
-        .apply(&[Control::AddHsm {
-            hsm: HsmSlot::Default,
-        }])
-        .unwrap();
+    let engine = support::one_shard_engine();
     let others = (0..100)
         .map(|i| {
             let who = format!("arn:aws:iam::111122223333:user/other-{i}");

@@ -4,6 +4,8 @@
 //! opening a blob of the newest version (the current epoch) and one of its first version (a
 //! cached subkey of an older version).
 
+mod support;
+
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -46,17 +48,7 @@ fn key(engine: &Engine, rotations: u32) -> KeyRef {
 }
 
 fn bench(c: &mut Criterion) {
-    let engine = Engine::new(EngineConfig {
-        shards: 1,
-        pin_workers: false,
-        ..EngineConfig::default()
-    })
-    .unwrap();
-    engine
-        .apply(&[Control::AddHsm {
-            hsm: HsmSlot::Default,
-        }])
-        .unwrap();
+    let engine = support::one_shard_engine();
     let ctx = EncryptionContext::new();
     let plain = key(&engine, 0);
     let seal = |k: &KeyRef| {

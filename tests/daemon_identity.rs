@@ -120,11 +120,12 @@ fn as_uid(uid: u32, socket: &std::path::Path, action: &str, arg: &str) -> String
         .to_owned()
 }
 
-#[test]
-fn another_uid_gets_what_key_policies_grant_and_no_cluster_admin() {
-    // Switching uid with setpriv and giving the socket another group both need root.
+/// A bootstrapped daemon whose socket the helper's uid can reach (group 1001, mode 0660),
+/// root's connection to it, and alias/demo's metadata; `None` (skipped, saying why) without
+/// root or `setpriv`, which switching uid and giving the socket another group both need.
+fn shared_daemon() -> Option<(TestDaemon, Raw, KeyMetadata)> {
     if !support::runnable(&[Need::Root, Need::Tool("setpriv")]) {
-        return;
+        return None;
     }
     let d = TestDaemon::start(|c| {
         c.bootstrap = true;
@@ -140,6 +141,14 @@ fn another_uid_gets_what_key_policies_grant_and_no_cluster_admin() {
         Response::DescribeKey
     )
     .key_metadata;
+    Some((d, root, key))
+}
+
+#[test]
+fn another_uid_gets_what_key_policies_grant_and_no_cluster_admin() {
+    let Some((d, mut root, key)) = shared_daemon() else {
+        return;
+    };
     let cluster_id = expect!(
         root.call(&Request::DescribeClusters(
             DescribeClustersRequest::default()
@@ -215,25 +224,10 @@ fn another_uid_gets_what_key_policies_grant_and_no_cluster_admin() {
 
 #[test]
 fn a_grant_lets_another_uid_use_a_key_until_it_is_revoked_or_retired() {
-    // Switching uid with setpriv and giving the socket another group both need root.
-    if !support::runnable(&[Need::Root, Need::Tool("setpriv")]) {
+    let Some((d, mut root, key)) = shared_daemon() else {
         return;
-    }
-    let d = TestDaemon::start(|c| {
-        c.bootstrap = true;
-        c.socket_mode = 0o660;
-        c.socket_gid = Some(1001);
-    });
-    let mut root = d.connect();
-    let key_id = expect!(
-        root.call(&Request::DescribeKey(KeyIdRequest {
-            key_id: "alias/demo".into(),
-            ..Default::default()
-        })),
-        Response::DescribeKey
-    )
-    .key_metadata
-    .key_id;
+    };
+    let key_id = key.key_id;
     let ct = expect!(
         root.call(&Request::Encrypt(EncryptRequest {
             key_id: "alias/demo".into(),
