@@ -43,6 +43,75 @@ impl Timestamp {
         std::time::Duration::from_millis(u64::try_from(self.0 - earlier.0).unwrap_or(0))
     }
 
+    /// Parses a time as the `aws` CLI takes one: seconds since the epoch (a fraction allowed),
+    /// or ISO 8601 / RFC 3339 — a date (`2026-12-03`, midnight UTC), or a date and time (`T` or
+    /// a space between; seconds and a fraction optional) in UTC (`Z` or nothing) or with an
+    /// offset (`+01:00`).
+    pub fn parse_cli(s: &str) -> Option<Timestamp> {
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            let secs: f64 = s.parse().ok()?;
+            return (secs.is_finite() && secs < 1e15).then_some(Timestamp((secs * 1000.0) as i64));
+        }
+        let num = |t: &str| -> Option<u32> {
+            (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())).then(|| t.parse().ok())?
+        };
+        let (date, rest) = match s.find(['T', 't', ' ']) {
+            Some(i) => (&s[..i], Some(&s[i + 1..])),
+            None => (s, None),
+        };
+        let mut d = date.splitn(3, '-');
+        let (y, m, day) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
+        let date = time::Date::from_calendar_date(
+            i32::try_from(y).ok()?,
+            time::Month::try_from(u8::try_from(m).ok()?).ok()?,
+            u8::try_from(day).ok()?,
+        )
+        .ok()?;
+        let (clock, offset_secs) = match rest {
+            None => (time::Time::MIDNIGHT, 0i64),
+            Some(rest) => {
+                let (clock, offset) = if let Some(c) = rest.strip_suffix(['Z', 'z']) {
+                    (c, 0)
+                } else if let Some(i) = rest.rfind(['+', '-']) {
+                    let (c, o) = rest.split_at(i);
+                    let sign = if o.starts_with('-') { -1 } else { 1 };
+                    let (oh, om) = o[1..].split_once(':').unwrap_or((&o[1..], "0"));
+                    (
+                        c,
+                        sign * (i64::from(num(oh)?) * 3600 + i64::from(num(om)?) * 60),
+                    )
+                } else {
+                    (rest, 0)
+                };
+                let mut parts = clock.splitn(3, ':');
+                let h = num(parts.next()?)?;
+                let min = num(parts.next()?)?;
+                let (sec, millis) = match parts.next() {
+                    None => (0, 0),
+                    Some(sec) => match sec.split_once('.') {
+                        None => (num(sec)?, 0),
+                        Some((s, frac)) => {
+                            let f: String = frac.chars().chain("000".chars()).take(3).collect();
+                            num(frac)?;
+                            (num(s)?, num(&f)?)
+                        }
+                    },
+                };
+                let t = time::Time::from_hms_milli(
+                    u8::try_from(h).ok()?,
+                    u8::try_from(min).ok()?,
+                    u8::try_from(sec).ok()?,
+                    u16::try_from(millis).ok()?,
+                )
+                .ok()?;
+                (t, offset)
+            }
+        };
+        let nanos = date.with_time(clock).assume_utc().unix_timestamp_nanos();
+        let millis = i64::try_from(nanos / 1_000_000).ok()?;
+        Some(Timestamp(millis - offset_secs * 1000))
+    }
+
     /// Milliseconds since the epoch.
     pub fn millis(self) -> i64 {
         self.0
@@ -120,8 +189,35 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
         if d.is_human_readable() {
-            let secs = f64::deserialize(d)?;
-            Ok(Timestamp((secs * 1000.0).round() as i64))
+            // AWS JSON writes epoch seconds; a string (what the CLI passes on from a flag such
+            // as `--valid-to 2027-01-01T00:00:00Z`) is read as `Timestamp::parse_cli` reads it.
+            struct Visitor;
+            impl serde::de::Visitor<'_> for Visitor {
+                type Value = Timestamp;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("seconds since the epoch, or an ISO 8601 time")
+                }
+                fn visit_f64<E: serde::de::Error>(self, secs: f64) -> Result<Timestamp, E> {
+                    Ok(Timestamp((secs * 1000.0).round() as i64))
+                }
+                fn visit_i64<E: serde::de::Error>(self, secs: i64) -> Result<Timestamp, E> {
+                    Ok(Timestamp(secs.saturating_mul(1000)))
+                }
+                fn visit_u64<E: serde::de::Error>(self, secs: u64) -> Result<Timestamp, E> {
+                    Ok(Timestamp(
+                        i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000),
+                    ))
+                }
+                fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Timestamp, E> {
+                    Timestamp::parse_cli(text.trim()).ok_or_else(|| {
+                        E::custom(format!(
+                            "{text:?} is not a time: use ISO 8601 (2026-12-03T11:18:03Z) or \
+                             seconds since the epoch"
+                        ))
+                    })
+                }
+            }
+            d.deserialize_any(Visitor)
         } else {
             Ok(Timestamp(i64::deserialize(d)?))
         }
