@@ -200,6 +200,21 @@ enum kmscks_result
      */
     KMSCKS_INVALID_GRANT_ID = 1029,
     /**
+     * The import token is past its `ParametersValidTo`.
+     * (`ExpiredImportTokenException`)
+     */
+    KMSCKS_EXPIRED_IMPORT_TOKEN = 1040,
+    /**
+     * The import token is not one GetParametersForImport gave for this key.
+     * (`InvalidImportTokenException`)
+     */
+    KMSCKS_INVALID_IMPORT_TOKEN = 1041,
+    /**
+     * The key material imported is not the material the key had before.
+     * (`IncorrectKeyMaterialException`)
+     */
+    KMSCKS_INCORRECT_KEY_MATERIAL = 1042,
+    /**
      * An input failed its constraints.
      * (`ValidationException`)
      */

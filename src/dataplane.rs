@@ -45,7 +45,7 @@ use crate::kms::keys::{default_material_aad, store_connected, version_material_a
 use crate::kms::model::{Backing, Grant, Key, Lifecycle};
 use crate::kms::policy::KeyPolicy;
 use crate::kms::state::KmsChange;
-use crate::kms::MASTER_KEY;
+use crate::kms::{import, MASTER_KEY};
 use crate::types::{ClusterId, ConnectionState, CustomKeyStoreId, GrantOperation, HsmId, KeyId, Scope};
 
 /// A key policy as the engine's authorizer, shared by every key whose policy has the same
@@ -286,6 +286,9 @@ pub fn gate(state: &State, scope: &Scope, key: &Key) -> Option<crate::KmsError> 
     if !store_connected(&state.kms, key) {
         return Some(crate::KmsError::unavailable(&arn));
     }
+    if key.pending_import() {
+        return Some(err!(KMSInvalidStateException, "{arn} is pending import."));
+    }
     if key.lifecycle == Lifecycle::Disabled {
         return Some(crate::KmsError::disabled(&arn));
     }
@@ -313,6 +316,8 @@ pub fn gate(state: &State, scope: &Scope, key: &Key) -> Option<crate::KmsError> 
 fn replicas(state: &State, scope: &Scope, key: &Key) -> SlotSet {
     match &key.backing {
         Backing::Default { .. } => SlotSet::Default,
+        Backing::External(m) if m.wrapped.is_some() => SlotSet::Default,
+        Backing::External(_) => SlotSet::None,
         Backing::CloudHsm { store, .. } => {
             let Some(s) = state.kms.stores.get(store) else {
                 return SlotSet::None;
@@ -366,6 +371,16 @@ fn material(
     match &key.backing {
         Backing::Default { wrapped } => {
             keys.unwrap_key(MASTER_KEY, &default_material_aad(&key.id), wrapped)
+        }
+        Backing::External(m) => {
+            let wrapped = m.wrapped.as_ref().ok_or_else(|| {
+                err!(
+                    KMSInternalException,
+                    "key {} is pending import and has no material",
+                    key.id
+                )
+            })?;
+            keys.unwrap_key(MASTER_KEY, &import::material_aad(&key.id), wrapped)
         }
         Backing::CloudHsm { store, .. } => {
             let s = state
@@ -692,7 +707,7 @@ impl Mirror {
         let now = match state.kms.keys.get(id) {
             None => Placement::default(),
             Some(key) => match &key.backing {
-                Backing::Default { .. } => Placement::default(),
+                Backing::Default { .. } | Backing::External(_) => Placement::default(),
                 Backing::CloudHsm { store, .. } => Placement {
                     store: Some(store.clone()),
                     object: state.kms.stores.get(store).and_then(|s| {

@@ -74,6 +74,9 @@ macro_rules! for_each_op {
             48 RotateKeyOnDemand(KeyIdRequest) -> RotateKeyOnDemandResponse [kms];
             49 ListKeyRotations(ListKeyRotationsRequest) -> ListKeyRotationsResponse [kms];
             50 GetKeyLastUsage(KeyIdRequest) -> GetKeyLastUsageResponse [kms];
+            55 GetParametersForImport(GetParametersForImportRequest) -> GetParametersForImportResponse [kms];
+            56 ImportKeyMaterial(ImportKeyMaterialRequest) -> KeyMaterialResponse [kms];
+            57 DeleteImportedKeyMaterial(DeleteImportedKeyMaterialRequest) -> KeyMaterialResponse [kms];
             // ---- Cryptographic operations (60-99: `Op::is_data_plane`)
             60 Encrypt(EncryptRequest) -> EncryptResponse [kms];
             61 Decrypt(DecryptRequest) -> DecryptResponse [kms];

@@ -134,6 +134,15 @@ impl SecretBytes {
         &mut self.0
     }
 
+    /// Shortens to `len` bytes, wiping the bytes let go first (a `Vec`'s own `truncate`
+    /// would leave them in its spare capacity).
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.0.len() {
+            self.0[len..].zeroize();
+            self.0.truncate(len);
+        }
+    }
+
     /// Length in bytes.
     pub fn len(&self) -> usize {
         self.0.len()

@@ -2134,3 +2134,110 @@ fn with_a_cluster_transition_the_daemon_shows_create_in_progress_until_it_has_pa
     });
     hsm_in_each_zone(&t, &c);
 }
+
+/// `material` wrapped with RSAES_OAEP_SHA_256 under the DER public key `public_der`.
+fn oaep_sha256(public_der: &[u8], material: &[u8]) -> Vec<u8> {
+    use aws_lc_rs::rsa::{OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA256_MGF1SHA256};
+    let public =
+        OaepPublicEncryptingKey::new(PublicEncryptingKey::from_der(public_der).unwrap()).unwrap();
+    let mut out = vec![0; public.ciphertext_size()];
+    let n = public
+        .encrypt(&OAEP_SHA256_MGF1SHA256, material, &mut out, None)
+        .unwrap()
+        .len();
+    out.truncate(n);
+    out
+}
+
+#[test]
+fn imported_key_material_flows_through_the_cli_as_the_aws_developer_guide_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let t = vec!["--data-dir".to_owned(), data.display().to_string()];
+    let key = ok(&t, &["kms", "create-key", "--origin", "EXTERNAL"]);
+    let key_id = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    assert_eq!(key["KeyMetadata"]["KeyState"], "PendingImport");
+    let p = ok(
+        &t,
+        &[
+            "kms",
+            "get-parameters-for-import",
+            "--key-id",
+            &key_id,
+            "--wrapping-algorithm",
+            "RSAES_OAEP_SHA_256",
+            "--wrapping-key-spec",
+            "RSA_2048",
+        ],
+    );
+    let public = STANDARD.decode(p["PublicKey"].as_str().unwrap()).unwrap();
+    let token = STANDARD.decode(p["ImportToken"].as_str().unwrap()).unwrap();
+    // The CLI prints AWS CLI v2's timestamps (ISO 8601 with the offset).
+    assert!(
+        p["ParametersValidTo"].as_str().unwrap().ends_with("+00:00"),
+        "{p}"
+    );
+    let token_file = dir.path().join("token.bin");
+    let sealed_file = dir.path().join("sealed.bin");
+    std::fs::write(&token_file, token).unwrap();
+    std::fs::write(&sealed_file, oaep_sha256(&public, &[9u8; 32])).unwrap();
+    let import = |valid_to: &str| {
+        kmscks(
+            &t,
+            &[
+                "kms",
+                "import-key-material",
+                "--key-id",
+                &key_id,
+                "--import-token",
+                &format!("fileb://{}", token_file.display()),
+                "--encrypted-key-material",
+                &format!("fileb://{}", sealed_file.display()),
+                "--expiration-model",
+                "KEY_MATERIAL_EXPIRES",
+                "--valid-to",
+                valid_to,
+            ],
+        )
+    };
+    // A time that does not parse fails before any call, as botocore's own validation does.
+    let (code, _, err) = import("yesterday");
+    assert_eq!(code, 252, "{err}");
+    assert!(err.contains("not a time"), "{err}");
+    let until = (std::time::SystemTime::now() + Duration::from_secs(30 * 86_400))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (code, out, err) = import(&until.to_string());
+    assert_eq!(code, 0, "{err}");
+    let done: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(done["KeyMaterialId"].as_str().unwrap().len(), 64);
+    let m = ok(&t, &["kms", "describe-key", "--key-id", &key_id]);
+    assert_eq!(m["KeyMetadata"]["KeyState"], "Enabled");
+    assert_eq!(m["KeyMetadata"]["ExpirationModel"], "KEY_MATERIAL_EXPIRES");
+    assert!(
+        m["KeyMetadata"]["ValidTo"]
+            .as_str()
+            .unwrap()
+            .ends_with("+00:00"),
+        "{m}"
+    );
+    let enc = ok(
+        &t,
+        &[
+            "kms",
+            "encrypt",
+            "--key-id",
+            &key_id,
+            "--plaintext",
+            "aW1wb3J0ZWQ=",
+        ],
+    );
+    assert!(enc["CiphertextBlob"].is_string());
+    ok(
+        &t,
+        &["kms", "delete-imported-key-material", "--key-id", &key_id],
+    );
+    let m = ok(&t, &["kms", "describe-key", "--key-id", &key_id]);
+    assert_eq!(m["KeyMetadata"]["KeyState"], "PendingImport");
+}

@@ -947,6 +947,47 @@ fn hsm_password_hashes_are_not_in_the_clear_in_the_journal_and_verify_at_another
     assert_eq!(e.kind(), ErrorKind::CloudHsmAccessDeniedException);
 }
 
+/// An Origin EXTERNAL key holding 32 random bytes imported with RSAES_OAEP_SHA_256.
+fn import_fresh_material(kms: &Kms) -> String {
+    use aws_lc_rs::rsa::{OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA256_MGF1SHA256};
+    use kmscks::types::{ExpirationModel, Origin, WrappingAlgorithm, WrappingKeySpec};
+    let key = kms
+        .create_key(&CreateKeyRequest {
+            origin: Some(Origin::External),
+            ..Default::default()
+        })
+        .unwrap()
+        .key_metadata
+        .key_id;
+    let p = kms
+        .get_parameters_for_import(&GetParametersForImportRequest {
+            key_id: key.clone(),
+            wrapping_algorithm: Some(WrappingAlgorithm::RsaesOaepSha256),
+            wrapping_key_spec: Some(WrappingKeySpec::Rsa2048),
+        })
+        .unwrap();
+    let public =
+        OaepPublicEncryptingKey::new(PublicEncryptingKey::from_der(&p.public_key).unwrap())
+            .unwrap();
+    let mut material = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut material).unwrap();
+    let mut sealed = vec![0; public.ciphertext_size()];
+    let n = public
+        .encrypt(&OAEP_SHA256_MGF1SHA256, &material, &mut sealed, None)
+        .unwrap()
+        .len();
+    sealed.truncate(n);
+    kms.import_key_material(&ImportKeyMaterialRequest {
+        key_id: key.clone(),
+        import_token: p.import_token,
+        encrypted_key_material: sealed,
+        expiration_model: Some(ExpirationModel::KeyMaterialDoesNotExpire),
+        ..Default::default()
+    })
+    .unwrap();
+    key
+}
+
 #[test]
 fn no_key_material_or_password_is_written_in_the_clear() {
     let t = tempfile::tempdir().unwrap();
@@ -960,6 +1001,7 @@ fn no_key_material_or_password_is_written_in_the_clear() {
         create_key(&kms, Some(&f.store_id)),
         create_key(&kms, Some(&f.store_id)),
     ];
+    let imported = [import_fresh_material(&kms)];
     // One more write after the last compaction, so the journal holds records too.
     tag(&kms, &store_keys[1], "k", "v");
     let state = kms.state_snapshot();
@@ -974,11 +1016,20 @@ fn no_key_material_or_password_is_written_in_the_clear() {
     let opts = KeyFileOptions::default();
     let master = keyfile::load_key(&datadir, MASTER_KEY, &opts).unwrap();
     let mut materials = Vec::new();
-    for id in default_keys.iter().chain(&store_keys) {
+    for id in default_keys.iter().chain(&store_keys).chain(&imported) {
         let key = &state.kms.keys[&KeyId::parse(id).unwrap()];
         let material = match &key.backing {
             Backing::Default { wrapped } => {
                 wrap::unwrap_key(&master, &default_material_aad(&key.id), wrapped).unwrap()
+            }
+            Backing::External(m) => {
+                let wrapped = m.wrapped.as_ref().expect("the keys here hold material");
+                wrap::unwrap_key(
+                    &master,
+                    &kmscks::kms::import::material_aad(&key.id),
+                    wrapped,
+                )
+                .unwrap()
             }
             Backing::CloudHsm { store, handle, .. } => {
                 let cluster_id = &state.kms.stores[store].cluster_id;
@@ -991,7 +1042,7 @@ fn no_key_material_or_password_is_written_in_the_clear() {
         materials.push(material.expose().to_vec());
     }
     drop(datadir);
-    assert_eq!(materials.len(), 4);
+    assert_eq!(materials.len(), 5);
     for (i, m) in materials.iter().enumerate() {
         assert!(materials[..i].iter().all(|o| o != m), "materials repeat");
     }

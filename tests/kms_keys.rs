@@ -371,9 +371,10 @@ fn create_key_refuses_what_a_cloudhsm_store_does_not_support() {
             ErrorKind::UnsupportedOperationException,
         ),
         (
-            "Origin EXTERNAL",
+            "Origin EXTERNAL for an asymmetric key (kmscks imports symmetric material only)",
             CreateKeyRequest {
                 origin: Some(Origin::External),
+                key_spec: Some(KeySpec::Rsa2048),
                 ..Default::default()
             },
             ErrorKind::UnsupportedOperationException,
@@ -1580,15 +1581,6 @@ fn refused_operations_for_custom_key_store_keys() {
     use Refused::*;
     let table = [
         (
-            GetParametersForImport,
-            ErrorKind::UnsupportedOperationException,
-        ),
-        (ImportKeyMaterial, ErrorKind::UnsupportedOperationException),
-        (
-            DeleteImportedKeyMaterial,
-            ErrorKind::UnsupportedOperationException,
-        ),
-        (
             GenerateDataKeyPair,
             ErrorKind::UnsupportedOperationException,
         ),
@@ -1675,7 +1667,7 @@ fn refused_operations_for_custom_key_store_keys() {
     );
     assert_aws(
         kms.refused(
-            ImportKeyMaterial,
+            ReplicateKey,
             &key_req("1234abcd-12ab-34cd-56ef-1234567890ab"),
         ),
         ErrorKind::NotFoundException,

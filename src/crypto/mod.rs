@@ -5,6 +5,7 @@
 
 pub mod blob;
 pub mod fork;
+pub mod import_wrap;
 pub mod random;
 pub mod subkey;
 pub mod wrap;

@@ -66,6 +66,12 @@ kms_errors! {
     DryRunOperationException = 1028, 412;
     /// A grant id is malformed.
     InvalidGrantIdException = 1029, 400;
+    /// The import token is past its `ParametersValidTo`.
+    ExpiredImportTokenException = 1040, 400;
+    /// The import token is not one GetParametersForImport gave for this key.
+    InvalidImportTokenException = 1041, 400;
+    /// The key material imported is not the material the key had before.
+    IncorrectKeyMaterialException = 1042, 400;
     // --- Generic AWS JSON protocol errors (spec §9).
     /// An input failed its constraints.
     ValidationException = 1100, 400;

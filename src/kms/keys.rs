@@ -12,7 +12,7 @@ use crate::kms::policy::{self, KeyPolicy};
 use crate::kms::state::{KmsChange, KmsState};
 use crate::kms::stores::{self, check_two_zones};
 use crate::kms::tx::Tx;
-use crate::kms::MASTER_KEY;
+use crate::kms::{import, MASTER_KEY};
 use crate::kms::{paging, tags, trail};
 use crate::ops::Op;
 use crate::secret::KeyMaterial;
@@ -149,6 +149,15 @@ pub fn metadata(state: &KmsState, scope: &Scope, key: &Key) -> KeyMetadata {
         key_spec: key.spec,
         encryption_algorithms: vec![EncryptionAlgorithm::SymmetricDefault],
         multi_region: false,
+        expiration_model: match &key.backing {
+            Backing::External(m) if m.wrapped.is_some() => Some(if m.valid_to.is_some() {
+                ExpirationModel::KeyMaterialExpires
+            } else {
+                ExpirationModel::KeyMaterialDoesNotExpire
+            }),
+            _ => None,
+        },
+        valid_to: key.material_expiry(),
     }
 }
 
@@ -223,6 +232,14 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
     let origin = req.origin.unwrap_or(Origin::AwsKms);
     match (origin, in_store) {
         (Origin::AwsKms, false) | (Origin::AwsCloudhsm, true) => {}
+        // kmscks imports 256-bit symmetric material only (`kms::import`).
+        (Origin::External, false) if spec != KeySpec::SymmetricDefault => {
+            return Err(err!(
+                UnsupportedOperationException,
+                "Origin EXTERNAL is supported for SYMMETRIC_DEFAULT keys only in kmscks"
+            ))
+        }
+        (Origin::External, false) => {}
         (Origin::AwsCloudhsm, false) => {
             return Err(err!(
                 UnsupportedOperationException,
@@ -267,6 +284,7 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
     };
 
     let (backing, extra) = match &req.custom_key_store_id {
+        None if origin == Origin::External => (import::new_backing(tx, &id)?, json!({})),
         None => {
             let material = KeyMaterial::generate();
             let wrapped = tx
@@ -397,6 +415,13 @@ pub fn set_enabled(tx: &mut Tx<'_>, req: &KeyIdRequest, enabled: bool) -> Result
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
     authorize(tx, key, op.action())?;
     refuse_if_pending(tx, key)?;
+    if key.pending_import() {
+        return Err(err!(
+            KMSInvalidStateException,
+            "{} is pending import.",
+            tx.scope.key_arn(&key.id)
+        ));
+    }
     let mut key = key.clone();
     key.lifecycle = if enabled {
         Lifecycle::Enabled
@@ -438,7 +463,7 @@ fn backing_keys_json(tx: &Tx<'_>, key: &Key) -> serde_json::Value {
                 "backingKeys": json!([{"keyHandle": handle.to_string(), "backingKeyId": backing_key_id}]).to_string(),
             })
         }
-        Backing::Default { .. } => json!({}),
+        Backing::Default { .. } | Backing::External(_) => json!({}),
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod aliases;
 pub mod grants;
+pub mod import;
 pub mod intern;
 pub mod keys;
 pub mod model;

@@ -74,6 +74,24 @@ pub enum Backing {
         /// Opaque backing key id (SHA-256 of the handle and label, hex).
         backing_key_id: String,
     },
+    /// Origin EXTERNAL: material the caller imported (`kms::import`), wrapped under the KMS
+    /// master key as default-store material is, while it is imported.
+    External(ImportedMaterial),
+}
+
+/// What an Origin EXTERNAL key holds of its imported material.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImportedMaterial {
+    /// The 32-byte material wrapped under the KMS master key, while imported (`None`: the key
+    /// is `PendingImport`: never imported, deleted, or expired).
+    pub wrapped: Option<Vec<u8>>,
+    /// The identifier of the material first imported (`kms::import::material_id`): a reimport
+    /// must bring the same material. Kept after the material is deleted.
+    pub material_id: Option<String>,
+    /// When the imported material expires (`KEY_MATERIAL_EXPIRES`), while imported.
+    pub valid_to: Option<Timestamp>,
+    /// The secret salt of the material's identifier, wrapped under the KMS master key.
+    pub salt: Vec<u8>,
 }
 
 /// A KMS key.
@@ -87,7 +105,7 @@ pub struct Key {
     pub description: String,
     /// Enabled / disabled / pending deletion.
     pub lifecycle: Lifecycle,
-    /// Origin (AWS_KMS or AWS_CLOUDHSM).
+    /// Origin (AWS_KMS, EXTERNAL or AWS_CLOUDHSM).
     pub origin: Origin,
     /// Usage (always ENCRYPT_DECRYPT in kmscks).
     pub usage: KeyUsage,
@@ -109,7 +127,20 @@ impl Key {
     pub fn store(&self) -> Option<&CustomKeyStoreId> {
         match &self.backing {
             Backing::CloudHsm { store, .. } => Some(store),
-            Backing::Default { .. } => None,
+            Backing::Default { .. } | Backing::External(_) => None,
+        }
+    }
+
+    /// Whether the key is Origin EXTERNAL without its material (`PendingImport`).
+    pub fn pending_import(&self) -> bool {
+        matches!(&self.backing, Backing::External(m) if m.wrapped.is_none())
+    }
+
+    /// When the key's imported material expires, if it does.
+    pub fn material_expiry(&self) -> Option<Timestamp> {
+        match &self.backing {
+            Backing::External(m) if m.wrapped.is_some() => m.valid_to,
+            _ => None,
         }
     }
 
@@ -117,6 +148,7 @@ impl Key {
     pub fn state(&self, store_connected: bool) -> KeyState {
         match self.lifecycle {
             Lifecycle::PendingDeletion { .. } => KeyState::PendingDeletion,
+            _ if self.pending_import() => KeyState::PendingImport,
             _ if self.store().is_some() && !store_connected => KeyState::Unavailable,
             Lifecycle::Enabled => KeyState::Enabled,
             Lifecycle::Disabled => KeyState::Disabled,

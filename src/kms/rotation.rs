@@ -47,6 +47,21 @@ fn refuse_custom_store(tx: &Tx<'_>, key: &Key) -> Result<()> {
     Ok(())
 }
 
+/// AWS's refusal of a rotation (or a rotation listing) of a key whose material kmscks does
+/// not make: in a custom key store, or imported (Origin EXTERNAL: GetKeyRotationStatus
+/// answers `false` for it, as AWS does).
+fn refuse_unrotatable(tx: &Tx<'_>, key: &Key) -> Result<()> {
+    refuse_custom_store(tx, key)?;
+    if key.origin == Origin::External {
+        return Err(err!(
+            UnsupportedOperationException,
+            "{} origin is EXTERNAL: kmscks does not rotate imported key material.",
+            tx.scope.key_arn(&key.id)
+        ));
+    }
+    Ok(())
+}
+
 /// A key whose schedule may change: enabled (a disabled key is `DisabledException`, one
 /// pending deletion `KMSInvalidStateException`, as AWS's key state table says).
 fn require_enabled(tx: &Tx<'_>, key: &Key) -> Result<()> {
@@ -80,7 +95,7 @@ pub fn enable(tx: &mut Tx<'_>, req: &EnableKeyRotationRequest) -> Result<Empty> 
     let days = period(req)?;
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
     authorize(tx, key, Op::EnableKeyRotation.action())?;
-    refuse_custom_store(tx, key)?;
+    refuse_unrotatable(tx, key)?;
     require_enabled(tx, key)?;
     let id = key.id;
     let schedule = RotationSchedule {
@@ -100,7 +115,7 @@ pub fn enable(tx: &mut Tx<'_>, req: &EnableKeyRotationRequest) -> Result<Empty> 
 pub fn disable(tx: &mut Tx<'_>, req: &KeyIdRequest) -> Result<Empty> {
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
     authorize(tx, key, Op::DisableKeyRotation.action())?;
-    refuse_custom_store(tx, key)?;
+    refuse_unrotatable(tx, key)?;
     require_enabled(tx, key)?;
     let id = key.id;
     trail::record(
@@ -161,7 +176,7 @@ fn add_version(tx: &mut Tx<'_>, id: KeyId, how: RotationType) -> Result<()> {
 pub fn rotate_on_demand(tx: &mut Tx<'_>, req: &KeyIdRequest) -> Result<RotateKeyOnDemandResponse> {
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
     authorize(tx, key, Op::RotateKeyOnDemand.action())?;
-    refuse_custom_store(tx, key)?;
+    refuse_unrotatable(tx, key)?;
     require_enabled(tx, key)?;
     let id = key.id;
     let done = tx
@@ -256,7 +271,7 @@ pub fn list(tx: &Tx<'_>, req: &ListKeyRotationsRequest) -> Result<ListKeyRotatio
     let after = paging::after::<String>(LIST, req.marker.as_deref())?;
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
     authorize(tx, key, Op::ListKeyRotations.action())?;
-    refuse_custom_store(tx, key)?;
+    refuse_unrotatable(tx, key)?;
     let id = key.id;
     let versions = tx.state.versions.get(&id).map_or(&[][..], Vec::as_slice);
     let newest = versions.len();

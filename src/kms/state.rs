@@ -68,6 +68,10 @@ pub struct KmsState {
     /// [`KmsState::reindex`]).
     #[serde(skip)]
     deletions: BTreeSet<(Timestamp, KeyId)>,
+    /// Index: the keys whose imported material expires, by expiry (derived; rebuilt by
+    /// [`KmsState::reindex`]).
+    #[serde(skip)]
+    expiries: BTreeSet<(Timestamp, KeyId)>,
     /// The distinct key policy texts in use, each held once: every key's `policy` is the
     /// allocation found here (derived; rebuilt by [`KmsState::reindex`]).
     #[serde(skip)]
@@ -125,6 +129,9 @@ impl KmsState {
                 let mut k = *k;
                 if let Some(date) = k.deletion_date() {
                     self.deletions.insert((date, k.id));
+                }
+                if let Some(t) = k.material_expiry() {
+                    self.expiries.insert((t, k.id));
                 }
                 k.policy = self.intern(&k.policy);
                 if let Some(old) = self.keys.insert(k.id, k) {
@@ -274,6 +281,11 @@ impl KmsState {
             .values()
             .filter_map(|k| k.deletion_date().map(|d| (d, k.id)))
             .collect();
+        self.expiries = self
+            .keys
+            .values()
+            .filter_map(|k| k.material_expiry().map(|t| (t, k.id)))
+            .collect();
         self.aliases_by_target = self
             .aliases
             .values()
@@ -335,15 +347,33 @@ impl KmsState {
             .filter_map(|(_, name)| self.aliases.get(name))
     }
 
-    /// Drops `old`'s deletion date from the index unless the key now in its place has the
-    /// same one.
+    /// Drops `old`'s deletion date and material expiry from the indexes unless the key now in
+    /// its place has the same one.
     fn unindex(&mut self, old: &Key) {
+        let current = self.keys.get(&old.id);
         if let Some(date) = old.deletion_date() {
-            let current = self.keys.get(&old.id).and_then(Key::deletion_date);
-            if current != Some(date) {
+            if current.and_then(Key::deletion_date) != Some(date) {
                 self.deletions.remove(&(date, old.id));
             }
         }
+        if let Some(t) = old.material_expiry() {
+            if current.and_then(Key::material_expiry) != Some(t) {
+                self.expiries.remove(&(t, old.id));
+            }
+        }
+    }
+
+    /// The earliest expiry of any key's imported material.
+    pub fn earliest_expiry(&self) -> Option<Timestamp> {
+        self.expiries.first().map(|(t, _)| *t)
+    }
+
+    /// The keys whose imported material expires `now` or earlier, earliest first.
+    pub fn due_for_expiry(&self, now: Timestamp) -> impl Iterator<Item = KeyId> + '_ {
+        self.expiries
+            .iter()
+            .take_while(move |(t, _)| *t <= now)
+            .map(|(_, id)| *id)
     }
 
     /// The earliest deletion date of any key pending deletion.
@@ -382,7 +412,7 @@ impl KmsState {
 mod tests {
     use super::*;
     use crate::types::Timestamp;
-    use crate::kms::model::{Backing, Lifecycle};
+    use crate::kms::model::{Backing, ImportedMaterial, Lifecycle};
     use crate::types::{KeySpec, KeyUsage, Origin};
     use proptest::prelude::*;
 
@@ -541,6 +571,54 @@ mod tests {
             };
             decoded.reindex();
             prop_assert_eq!(decoded.deletions, state.deletions);
+        }
+
+        /// External keys put with material expiring on one of a few dates, without material,
+        /// or with material that never expires, and deleted, at random.
+        #[test]
+        fn the_expiry_index_matches_a_scan_of_every_key_after_any_changes(
+            ops in proptest::collection::vec((0usize..6, 0u8..4, 0i64..4), 0..60),
+            now in 0i64..5,
+        ) {
+            let ids: Vec<KeyId> = (0..6).map(|_| KeyId::generate()).collect();
+            let mut state = KmsState::default();
+            for (i, op, day) in ops {
+                let id = ids[i];
+                let change = if op == 0 {
+                    KmsChange::DeleteKey(id)
+                } else {
+                    let mut k = key(id, Lifecycle::Enabled);
+                    k.origin = Origin::External;
+                    k.backing = Backing::External(ImportedMaterial {
+                        wrapped: (op != 1).then(Vec::new),
+                        valid_to: (op == 3).then_some(Timestamp(day)),
+                        ..ImportedMaterial::default()
+                    });
+                    KmsChange::PutKey(Box::new(k))
+                };
+                state.apply(change);
+                let mut scan: Vec<(Timestamp, KeyId)> = state
+                    .keys
+                    .values()
+                    .filter_map(|k| k.material_expiry().map(|t| (t, k.id)))
+                    .collect();
+                scan.sort();
+                prop_assert_eq!(state.expiries.iter().copied().collect::<Vec<_>>(), scan);
+            }
+            let due: Vec<KeyId> = state
+                .expiries
+                .iter()
+                .filter(|(t, _)| *t <= Timestamp(now))
+                .map(|(_, id)| *id)
+                .collect();
+            prop_assert_eq!(state.due_for_expiry(Timestamp(now)).collect::<Vec<_>>(), due);
+            prop_assert_eq!(state.earliest_expiry(), state.expiries.first().map(|(t, _)| *t));
+            let mut decoded = KmsState {
+                expiries: BTreeSet::new(),
+                ..state.clone()
+            };
+            decoded.reindex();
+            prop_assert_eq!(decoded.expiries, state.expiries);
         }
     }
 }

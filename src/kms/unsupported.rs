@@ -11,14 +11,10 @@ use crate::types::Origin;
 
 /// Answers a refused operation on a key with AWS's exception.
 pub fn refuse(tx: &Tx<'_>, op: Refused, req: &KeyIdRequest) -> Result<()> {
-    // Import and replication take a key id or key ARN only, as AWS's management operations
-    // do; the data-plane style operations also take an alias.
+    // Replication takes a key id or key ARN only, as AWS's management operations do; the
+    // data-plane style operations also take an alias.
     let key = match op {
-        Refused::GetParametersForImport
-        | Refused::ImportKeyMaterial
-        | Refused::DeleteImportedKeyMaterial
-        | Refused::ReplicateKey
-        | Refused::UpdatePrimaryRegion => resolve_id(tx.state, tx.scope, &req.key_id)?,
+        Refused::ReplicateKey | Refused::UpdatePrimaryRegion => resolve_id(tx.state, tx.scope, &req.key_id)?,
         _ => resolve(tx.state, tx.scope, &req.key_id)?,
     };
     let name = op.name();
@@ -42,13 +38,6 @@ pub fn refuse(tx: &Tx<'_>, op: Refused, req: &KeyIdRequest) -> Result<()> {
         _ if key.origin == Origin::AwsCloudhsm => Err(err!(
             UnsupportedOperationException,
             "{arn} origin is AWS_CLOUDHSM which is not valid for this operation."
-        )),
-        Refused::GetParametersForImport
-        | Refused::ImportKeyMaterial
-        | Refused::DeleteImportedKeyMaterial => Err(err!(
-            UnsupportedOperationException,
-            "{arn} origin is {} which is not valid for this operation.",
-            key.origin
         )),
         Refused::GetPublicKey => Err(err!(
             UnsupportedOperationException,

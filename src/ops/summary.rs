@@ -58,6 +58,13 @@ impl Op {
             Op::DisableKeyRotation => "Disables automatic rotation of a KMS key",
             Op::RotateKeyOnDemand => "Rotates a KMS key's material now (at most 25 times a key)",
             Op::ListKeyRotations => "Lists the rotations of a KMS key's material, oldest first",
+            Op::GetParametersForImport => {
+                "Returns a wrapping public key and import token for an Origin EXTERNAL key"
+            }
+            Op::ImportKeyMaterial => "Imports key material into an Origin EXTERNAL key",
+            Op::DeleteImportedKeyMaterial => {
+                "Deletes the imported key material of a key (it becomes PendingImport)"
+            }
             Op::Encrypt => "Encrypts up to 4,096 bytes under a KMS key",
             Op::Decrypt => "Decrypts a ciphertext made by Encrypt or GenerateDataKey",
             Op::ReEncrypt => {

@@ -68,6 +68,8 @@ unhonoured! {
     UpdateCustomKeyStore "XksProxyAuthenticationCredential" [] CUSTOM_KEY_STORE_XKS;
     UpdateCustomKeyStore "XksProxyConnectivity" [] CUSTOM_KEY_STORE_XKS;
     CreateKey "XksKeyId" [] CUSTOM_KEY_STORE_XKS;
+    ImportKeyMaterial "KeyMaterialDescription" []
+        "a key keeps one imported material, which ListKeyRotations does not list";
 }
 
 /// The members of `op` kmscks knows from AWS's model and does not honour.

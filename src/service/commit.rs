@@ -16,7 +16,7 @@ use crate::engine::Engine;
 use crate::err;
 use crate::error::Result;
 use crate::kms::tx::Tx;
-use crate::kms::{keys, rotation};
+use crate::kms::{import, keys, rotation};
 use crate::store::DataDir;
 use crate::types::*;
 
@@ -107,6 +107,7 @@ impl Shared {
 
     pub(super) fn sweep(&self, core: &mut Core) -> Result<usize> {
         self.rotate_due(core)?;
+        self.expire_due(core)?;
         let now = self.config.clock.now();
         // The state indexes deletion dates: this check costs O(1), not a scan of every key.
         if core.state.kms.earliest_deletion().is_none_or(|t| t > now) {
@@ -140,6 +141,25 @@ impl Shared {
         self.run(core, &root, |tx| {
             for id in &due {
                 rotation::rotate_due(tx, *id)?;
+            }
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
+    /// Deletes the imported material of every key whose material has expired (the state
+    /// indexes the expiries: nothing due costs O(1)). Returns how many keys lost theirs.
+    pub(super) fn expire_due(&self, core: &mut Core) -> Result<usize> {
+        let now = self.config.clock.now();
+        if core.state.kms.earliest_expiry().is_none_or(|t| t > now) {
+            return Ok(0);
+        }
+        let due = import::due(&core.state.kms, now);
+        let root: String = self.config.scope.root_principal();
+        let n = due.len();
+        self.run(core, &root, |tx| {
+            for id in &due {
+                import::expire_due(tx, *id);
             }
             Ok(())
         })?;

@@ -145,6 +145,15 @@ macro_rules! perform {
     (ListKeyRotations, $k:ident, $r:ident) => {
         $k.list_key_rotations($r)
     };
+    (GetParametersForImport, $k:ident, $r:ident) => {
+        $k.get_parameters_for_import($r)
+    };
+    (ImportKeyMaterial, $k:ident, $r:ident) => {
+        $k.import_key_material($r)
+    };
+    (DeleteImportedKeyMaterial, $k:ident, $r:ident) => {
+        $k.delete_imported_key_material($r)
+    };
     // ---- Cryptographic operations
     (Encrypt, $k:ident, $r:ident) => {
         $k.encrypt($r)

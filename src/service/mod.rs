@@ -20,6 +20,7 @@ mod compaction;
 mod crypto_ops;
 mod dispatch;
 mod grant_ops;
+mod import_ops;
 mod key_ops;
 mod keystore_ops;
 mod rotation_ops;
@@ -400,6 +401,9 @@ impl Kms {
             }
         }
         shared.schedule(Task::DeletionSweep, shared.config.deletion_check_interval);
+        if let Some(at) = lock(&shared.core).state.kms.earliest_expiry() {
+            shared.schedule_at(Task::MaterialExpiry, at);
+        }
         if let Some(every) = shared.config.data_plane_event_interval {
             shared.schedule(Task::FlushDataPlaneEvents, every);
         }

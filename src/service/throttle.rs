@@ -300,7 +300,7 @@ impl Kms {
 fn store_of(key: &Key) -> Option<CustomKeyStoreId> {
     match &key.backing {
         Backing::CloudHsm { store, .. } => Some(store.clone()),
-        Backing::Default { .. } => None,
+        Backing::Default { .. } | Backing::External(_) => None,
     }
 }
 

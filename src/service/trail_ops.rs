@@ -329,7 +329,7 @@ fn key_store_data(core: &Core, scope: &crate::types::Scope, key: &str) -> Value 
             "clusterId": kms.stores.get(store).map(|s| s.cluster_id.to_string()),
             "backingKey": json!({"keyHandle": handle.to_string(), "backingKeyId": backing_key_id}).to_string(),
         }),
-        Backing::Default { .. } => json!({}),
+        Backing::Default { .. } | Backing::External(_) => json!({}),
     }
 }
 

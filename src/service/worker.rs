@@ -32,6 +32,8 @@ pub(super) enum Task {
     Complete(FollowUpKey),
     SettleCluster(ClusterId),
     DeletionSweep,
+    /// Imported key material expires now: sweep, then wait for the next expiry.
+    MaterialExpiry,
     /// A timed network cut of this cluster ends at this time (see `hsm::heal_timed_cut`).
     HealNetwork(String, Timestamp),
     /// Writes the data-plane counters to the event log, then again after the interval.
@@ -233,6 +235,16 @@ pub(super) fn background(shared: Weak<Shared>) {
                 strong.backup_sweep();
                 strong.changed.notify_all();
                 strong.schedule(Task::DeletionSweep, strong.config.deletion_check_interval);
+            }
+            Some(Task::MaterialExpiry) => {
+                let mut core = lock(&strong.core);
+                let _ = strong.sweep(&mut core);
+                let next = core.state.kms.earliest_expiry();
+                drop(core);
+                strong.changed.notify_all();
+                if let Some(at) = next {
+                    strong.schedule_at(Task::MaterialExpiry, at);
+                }
             }
             Some(Task::FlushDataPlaneEvents) => {
                 strong.flush_data_plane(&mut lock(&strong.core));

@@ -50,8 +50,9 @@ pub const JOURNAL_MAGIC: [u8; 4] = *b"KCKJ";
 /// backup its tags. Version 8: the KMS state holds grants (`KmsState::grants`), journaled as
 /// `KmsChange::PutGrant` / `DeleteGrant`, one grant each. Version 9: it holds automatic
 /// rotation schedules (`KmsState::rotations`), journaled as `KmsChange::PutRotation`, one
-/// schedule each.
-pub const FORMAT_VERSION: u32 = 9;
+/// schedule each. Version 10: a key of Origin EXTERNAL holds its imported material, its
+/// identifier and expiry (`Backing::External`).
+pub const FORMAT_VERSION: u32 = 10;
 /// Length of the journal file header.
 pub const JOURNAL_HEADER_LEN: usize = 20;
 /// Length of a frame header.

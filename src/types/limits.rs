@@ -46,6 +46,11 @@ pub const LIST_ROTATIONS_LIMIT: (u32, u32) = (1, 1000);
 /// ListKeyRotations default page size.
 pub const LIST_ROTATIONS_DEFAULT: u32 = 100;
 
+/// How long GetParametersForImport's public key and import token are accepted.
+pub const IMPORT_PARAMETERS_VALID: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// The latest ImportKeyMaterial `ValidTo`, in days after the request.
+pub const MAX_IMPORTED_MATERIAL_DAYS: u32 = 365;
+
 /// DescribeCustomKeyStores / ListKeys `Limit` range and ListKeys default.
 pub const LIST_LIMIT: (u32, u32) = (1, 1000);
 /// ListKeys default page size.

@@ -243,6 +243,45 @@ aws_enum! {
     }
 }
 
+aws_enum! {
+    /// How key material is wrapped for ImportKeyMaterial (GetParametersForImport's
+    /// `WrappingAlgorithm`, AWS's `AlgorithmSpec`).
+    WrappingAlgorithm {
+        RsaesPkcs1V15 = "RSAES_PKCS1_V1_5",
+        RsaesOaepSha1 = "RSAES_OAEP_SHA_1",
+        RsaesOaepSha256 = "RSAES_OAEP_SHA_256",
+        RsaAesKeyWrapSha1 = "RSA_AES_KEY_WRAP_SHA_1",
+        RsaAesKeyWrapSha256 = "RSA_AES_KEY_WRAP_SHA_256",
+        Sm2Pke = "SM2PKE",
+    }
+}
+
+aws_enum! {
+    /// The public key GetParametersForImport returns (`WrappingKeySpec`).
+    WrappingKeySpec {
+        Rsa2048 = "RSA_2048",
+        Rsa3072 = "RSA_3072",
+        Rsa4096 = "RSA_4096",
+        Sm2 = "SM2",
+    }
+}
+
+aws_enum! {
+    /// Whether imported key material expires (ImportKeyMaterial's `ExpirationModel`).
+    ExpirationModel {
+        KeyMaterialExpires = "KEY_MATERIAL_EXPIRES",
+        KeyMaterialDoesNotExpire = "KEY_MATERIAL_DOES_NOT_EXPIRE",
+    }
+}
+
+aws_enum! {
+    /// ImportKeyMaterial's `ImportType`: the key's first material or a reimport of it.
+    ImportType {
+        NewKeyMaterial = "NEW_KEY_MATERIAL",
+        ExistingKeyMaterial = "EXISTING_KEY_MATERIAL",
+    }
+}
+
 impl GrantOperation {
     /// The grant operation a policy action names (`kms:Decrypt` → `Decrypt`); `None` for an
     /// action no grant can allow.

@@ -92,6 +92,12 @@ pub struct KeyMetadata {
     pub encryption_algorithms: Vec<EncryptionAlgorithm>,
     /// False.
     pub multi_region: bool,
+    /// Whether the imported material expires (Origin EXTERNAL keys with material only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub expiration_model: Option<crate::types::ExpirationModel>,
+    /// When the imported material expires (`KEY_MATERIAL_EXPIRES` only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub valid_to: Option<Timestamp>,
 }
 
 /// CreateKey / DescribeKey response.

@@ -19,12 +19,12 @@ macro_rules! refused_operations {
             /// Every refused operation, in table order (the CLI has one verb for each).
             pub const ALL: &'static [Refused] = &[$(Refused::$name),*];
 
-            /// The AWS operation name, e.g. `ImportKeyMaterial`.
+            /// The AWS operation name, e.g. `ReplicateKey`.
             pub const fn name(self) -> &'static str {
                 match self { $(Refused::$name => stringify!($name),)* }
             }
 
-            /// The policy action AWS checks before refusing, e.g. `kms:ImportKeyMaterial`.
+            /// The policy action AWS checks before refusing, e.g. `kms:ReplicateKey`.
             pub const fn action(self) -> PolicyAction {
                 match self {
                     $(Refused::$name => PolicyAction::from_table(concat!("kms:", stringify!($name))),)*
@@ -36,9 +36,6 @@ macro_rules! refused_operations {
 
 // The operations kmscks refuses: the one list of them (the CLI's verbs derive from it).
 refused_operations! {
-    GetParametersForImport,
-    ImportKeyMaterial,
-    DeleteImportedKeyMaterial,
     GenerateDataKeyPair,
     GenerateDataKeyPairWithoutPlaintext,
     ReplicateKey,
@@ -51,7 +48,7 @@ refused_operations! {
     GetPublicKey,
 }
 
-/// A refused operation on a key (import, key pairs, signing, MACs, replication).
+/// A refused operation on a key (key pairs, signing, MACs, replication).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct RefusedRequest {

@@ -225,6 +225,43 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
             opt("max-results", Int, "Records per page, 1-50 (default 50)"),
             opt("next-token", Str, "NextToken of the previous page"),
         ],
+        Op::GetParametersForImport => specs![
+            KEY_ID,
+            req("wrapping-algorithm", Str, "e.g. RSAES_OAEP_SHA_256"),
+            req("wrapping-key-spec", Str, "e.g. RSA_4096"),
+        ],
+        Op::ImportKeyMaterial => specs![
+            KEY_ID,
+            req("import-token", Blob, "GetParametersForImport's ImportToken"),
+            req("encrypted-key-material", Blob, "The wrapped key material"),
+            opt(
+                "valid-to",
+                Str,
+                "When the material expires (ISO 8601 or epoch seconds)"
+            ),
+            opt(
+                "expiration-model",
+                Str,
+                "KEY_MATERIAL_EXPIRES or KEY_MATERIAL_DOES_NOT_EXPIRE"
+            ),
+            opt(
+                "import-type",
+                Str,
+                "NEW_KEY_MATERIAL or EXISTING_KEY_MATERIAL"
+            ),
+            opt(
+                "key-material-description",
+                Str,
+                "Description of the material"
+            ),
+            opt("key-material-id", Str, "Which material to reimport"),
+        ],
+        Op::DeleteImportedKeyMaterial => {
+            specs![
+                KEY_ID,
+                opt("key-material-id", Str, "Which material to delete")
+            ]
+        }
         Op::CreateGrant => specs![
             req("key-id", Str, "Key id or key ARN"),
             req(
@@ -394,43 +431,6 @@ pub(crate) fn refused_args(r: Refused) -> &'static [ArgSpec] {
     const MAC_ALGORITHM: ArgSpec = req("mac-algorithm", Str, "e.g. HMAC_SHA_256");
     const KEY_PAIR_SPEC: ArgSpec = req("key-pair-spec", Str, "e.g. RSA_2048, ECC_NIST_P256");
     match r {
-        Refused::GetParametersForImport => specs![
-            KEY_ID,
-            req("wrapping-algorithm", Str, "e.g. RSAES_OAEP_SHA_256"),
-            req("wrapping-key-spec", Str, "e.g. RSA_4096"),
-        ],
-        Refused::ImportKeyMaterial => specs![
-            KEY_ID,
-            req("import-token", Blob, "GetParametersForImport's ImportToken"),
-            req("encrypted-key-material", Blob, "The wrapped key material"),
-            opt(
-                "valid-to",
-                Str,
-                "When the material expires (ISO 8601 or epoch seconds)"
-            ),
-            opt(
-                "expiration-model",
-                Str,
-                "KEY_MATERIAL_EXPIRES or KEY_MATERIAL_DOES_NOT_EXPIRE"
-            ),
-            opt(
-                "import-type",
-                Str,
-                "NEW_KEY_MATERIAL or EXISTING_KEY_MATERIAL"
-            ),
-            opt(
-                "key-material-description",
-                Str,
-                "Description of the material"
-            ),
-            opt("key-material-id", Str, "Which material to reimport"),
-        ],
-        Refused::DeleteImportedKeyMaterial => {
-            specs![
-                KEY_ID,
-                opt("key-material-id", Str, "Which material to delete")
-            ]
-        }
         Refused::GenerateDataKeyPair => specs![
             CONTEXT,
             KEY_ID,
