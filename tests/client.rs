@@ -278,19 +278,22 @@ fn connect_errors_name_the_socket() {
 #[test]
 fn version_mismatch_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v2.sock");
+    let path = dir.path().join("newer.sock");
     let listener = UnixListener::bind(&path).unwrap();
+    let newer = kmscks::protocol::VERSION + 1;
     thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
         let mut b = [0u8; 64];
         let _ = s.read(&mut b);
         let mut h = Header::new(OP_HELLO, 0, 0, 0).to_bytes();
-        h[4] = 2;
+        h[4] = newer;
         let _ = s.write_all(&h);
     });
     let e = Client::connect(&path).unwrap_err();
     assert!(
-        e.message().contains("version 2") && e.message().contains("version 1"),
+        e.message().contains(&format!("version {newer}"))
+            && e.message()
+                .contains(&format!("version {}", kmscks::protocol::VERSION)),
         "{e}"
     );
 }

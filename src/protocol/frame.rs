@@ -7,7 +7,7 @@ use crate::error::{ErrorKind, KmsError};
 /// The first four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"KMSC";
 /// The protocol version this build speaks (header byte 4).
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Length of the fixed header in bytes.
 pub const HEADER_LEN: usize = 24;
 /// Largest body a frame may carry, in bytes. Checked on the header, before any allocation.
@@ -23,7 +23,7 @@ pub const STATUS_OK: u32 = 0;
 pub struct Header {
     /// Protocol version ([`VERSION`]).
     pub version: u8,
-    /// Reserved, 0 in version 1.
+    /// Reserved, 0.
     pub flags: u8,
     /// The operation's code ([`crate::ops::Op::code`]) or [`OP_HELLO`].
     pub op: u16,
@@ -36,7 +36,7 @@ pub struct Header {
 }
 
 impl Header {
-    /// A version-1 header with no flags.
+    /// A header of this build's [`VERSION`], with no flags.
     pub fn new(op: u16, request_id: u64, status: u32, body_len: u32) -> Header {
         Header {
             version: VERSION,
