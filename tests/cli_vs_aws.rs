@@ -271,6 +271,48 @@ fn kmscks_prints_what_aws_prints_for_the_same_calls() {
         ],
     );
     same_shape(&c, &["kms", "generate-random", "--number-of-bytes", "16"]);
+    same_shape(&c, &["kms", "create-key", "--origin", "EXTERNAL"]);
+    let external = c.kmscks_socket(&[
+        "kms",
+        "create-key",
+        "--origin",
+        "EXTERNAL",
+        "--query",
+        "KeyMetadata.KeyId",
+        "--output",
+        "text",
+    ]);
+    let external = external.out.trim();
+    same_shape(
+        &c,
+        &[
+            "kms",
+            "get-parameters-for-import",
+            "--key-id",
+            external,
+            "--wrapping-algorithm",
+            "RSAES_OAEP_SHA_256",
+            "--wrapping-key-spec",
+            "RSA_2048",
+        ],
+    );
+    same_output(&c, &["kms", "describe-key", "--key-id", external]);
+    let e = same_error(
+        &c,
+        &[
+            "kms",
+            "import-key-material",
+            "--key-id",
+            external,
+            "--import-token",
+            "AAAA",
+            "--encrypted-key-material",
+            "AAAA",
+            "--expiration-model",
+            "KEY_MATERIAL_DOES_NOT_EXPIRE",
+        ],
+    );
+    assert!(e.contains("InvalidImportTokenException"), "{e}");
 
     // Answers the same for every caller: the same bytes.
     let id = c.kmscks_socket(&[
