@@ -994,6 +994,66 @@ kmscks_result kmscks_create_grant(const kmscks_client *c,
 kmscks_result kmscks_revoke_grant(const kmscks_client *c, const char *key_id, const char *grant_id);
 
 /**
+ * Creates a symmetric encryption KMS key with Origin EXTERNAL: it has no material and is
+ * `PendingImport` until `kmscks_import_key_material`. Writes the key id to `*key_id`.
+ *
+ * # Safety
+ * `c` is a live handle; `description_or_null` is NULL or NUL-terminated; `key_id` is valid for
+ * a write.
+ */
+kmscks_result kmscks_create_external_key(const kmscks_client *c,
+                                         const char *description_or_null,
+                                         char **key_id);
+
+/**
+ * GetParametersForImport: for `wrapping_algorithm` (AWS's name, e.g. `"RSAES_OAEP_SHA_256"`,
+ * `"RSA_AES_KEY_WRAP_SHA_256"`) and `wrapping_key_spec` (`"RSA_2048"`, `"RSA_3072"`,
+ * `"RSA_4096"`), writes the wrapping public key (DER SubjectPublicKeyInfo) to `*public_key`
+ * and the import token to `*import_token`, and, when `valid_to_or_null` is not NULL, when
+ * both stop being accepted (seconds since the epoch; 24 hours from now).
+ *
+ * # Safety
+ * `c` is a live handle; strings are NUL-terminated; `public_key` and `import_token` are valid
+ * for a write; `valid_to_or_null` is NULL or valid for a write.
+ */
+kmscks_result kmscks_get_parameters_for_import(const kmscks_client *c,
+                                               const char *key_id,
+                                               const char *wrapping_algorithm,
+                                               const char *wrapping_key_spec,
+                                               kmscks_buffer *public_key,
+                                               kmscks_buffer *import_token,
+                                               int64_t *valid_to_or_null);
+
+/**
+ * ImportKeyMaterial: imports the material wrapped under the public key that came with
+ * `import_token`. `valid_to` is when the material expires, in seconds since the epoch (at most
+ * 365 days ahead), or 0 for material that does not expire. Writes the material's identifier
+ * (64 hex digits) to `*key_material_id_or_null` when it is not NULL. A reimport must bring the
+ * same material (`KMSCKS_INCORRECT_KEY_MATERIAL`).
+ *
+ * # Safety
+ * `c` is a live handle; `key_id` is NUL-terminated; `import_token` and `encrypted_key_material`
+ * are readable for their lengths; `key_material_id_or_null` is NULL or valid for a write.
+ */
+kmscks_result kmscks_import_key_material(const kmscks_client *c,
+                                         const char *key_id,
+                                         const uint8_t *import_token,
+                                         size_t import_token_len,
+                                         const uint8_t *encrypted_key_material,
+                                         size_t encrypted_key_material_len,
+                                         int64_t valid_to,
+                                         char **key_material_id_or_null);
+
+/**
+ * DeleteImportedKeyMaterial: the key loses its material and is `PendingImport` until the same
+ * material is imported again.
+ *
+ * # Safety
+ * `c` is a live handle; `key_id` is NUL-terminated.
+ */
+kmscks_result kmscks_delete_imported_key_material(const kmscks_client *c, const char *key_id);
+
+/**
  * Encrypts `pt_len` bytes under `key_id` (key id, key ARN, alias name or alias ARN) with the
  * encryption context `ctx` (`ctx_len` pairs; NULL when `ctx_len` is 0) and writes the
  * ciphertext blob to `*ciphertext`.

@@ -46,6 +46,8 @@ mod stores;
 mod keys;
 // Grants.
 mod grants;
+// Importing key material.
+mod import;
 // Cryptographic operations.
 mod crypto;
 // JSON answers.

@@ -432,3 +432,113 @@ fn the_version_is_the_package_version() {
     let v = unsafe { CStr::from_ptr(super::handle::kmscks_version()) };
     assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
 }
+
+#[test]
+fn imported_material_goes_through_the_c_api_and_a_bad_algorithm_name_is_refused_by_name() {
+    use super::import::*;
+    use aws_lc_rs::rsa::{OaepPublicEncryptingKey, PublicEncryptingKey, OAEP_SHA256_MGF1SHA256};
+
+    let c = open_in_memory();
+    let mut key = null_mut();
+    // SAFETY: live handle, NULL description, writable out.
+    let r = unsafe { kmscks_create_external_key(c, null(), &mut key) };
+    assert_eq!(r, kmscks_result::KMSCKS_OK, "{}", last_error());
+    let key = CString::new(take(key)).unwrap();
+    let mut state = kmscks_key_state::KMSCKS_KEY_STATE_ENABLED;
+    // SAFETY: live handle, NUL-terminated id, writable out.
+    let r = unsafe { kmscks_get_key_state(c, key.as_ptr(), &mut state) };
+    assert_eq!(r, kmscks_result::KMSCKS_OK, "{}", last_error());
+    assert_eq!(state, kmscks_key_state::KMSCKS_KEY_STATE_PENDING_IMPORT);
+
+    let (mut public, mut token) = (kmscks_buffer::EMPTY, kmscks_buffer::EMPTY);
+    let mut valid_to = 0i64;
+    let bad = CString::new("RSAES_OAEP_SHA_512").unwrap();
+    let spec = CString::new("RSA_2048").unwrap();
+    // SAFETY: live handle, NUL-terminated strings, writable outs.
+    let r = unsafe {
+        kmscks_get_parameters_for_import(
+            c,
+            key.as_ptr(),
+            bad.as_ptr(),
+            spec.as_ptr(),
+            &mut public,
+            &mut token,
+            &mut valid_to,
+        )
+    };
+    assert_eq!(r, kmscks_result::KMSCKS_INVALID_ARGUMENT);
+    assert!(
+        last_error().contains("wrapping_algorithm"),
+        "{}",
+        last_error()
+    );
+    assert!(public.data.is_null() && token.data.is_null());
+
+    let algorithm = CString::new("RSAES_OAEP_SHA_256").unwrap();
+    // SAFETY: as above.
+    let r = unsafe {
+        kmscks_get_parameters_for_import(
+            c,
+            key.as_ptr(),
+            algorithm.as_ptr(),
+            spec.as_ptr(),
+            &mut public,
+            &mut token,
+            &mut valid_to,
+        )
+    };
+    assert_eq!(r, kmscks_result::KMSCKS_OK, "{}", last_error());
+    assert!(valid_to > 0);
+    let (public, token) = (take_buffer(public), take_buffer(token));
+    let wrapping =
+        OaepPublicEncryptingKey::new(PublicEncryptingKey::from_der(&public).unwrap()).unwrap();
+    let mut sealed = vec![0; wrapping.ciphertext_size()];
+    let n = wrapping
+        .encrypt(&OAEP_SHA256_MGF1SHA256, &[3u8; 32], &mut sealed, None)
+        .unwrap()
+        .len();
+    sealed.truncate(n);
+
+    let mut material_id = null_mut();
+    // SAFETY: live handle; the byte arrays are readable for their lengths; writable out.
+    let import = |valid_to: i64, id: *mut *mut c_char| unsafe {
+        kmscks_import_key_material(
+            c,
+            key.as_ptr(),
+            token.as_ptr(),
+            token.len(),
+            sealed.as_ptr(),
+            sealed.len(),
+            valid_to,
+            id,
+        )
+    };
+    assert_eq!(
+        import(-1, null_mut()),
+        kmscks_result::KMSCKS_INVALID_ARGUMENT
+    );
+    assert!(last_error().contains("valid_to"), "{}", last_error());
+    assert_eq!(
+        import(0, &mut material_id),
+        kmscks_result::KMSCKS_OK,
+        "{}",
+        last_error()
+    );
+    assert_eq!(take(material_id).len(), 64);
+
+    let mut ct = kmscks_buffer::EMPTY;
+    // SAFETY: live handle, NUL-terminated id, readable plaintext, writable out.
+    let r = unsafe { kmscks_encrypt(c, key.as_ptr(), b"x".as_ptr(), 1, null(), 0, &mut ct) };
+    assert_eq!(r, kmscks_result::KMSCKS_OK, "{}", last_error());
+    take_buffer(ct);
+
+    // SAFETY: live handle, NUL-terminated id.
+    let r = unsafe { kmscks_delete_imported_key_material(c, key.as_ptr()) };
+    assert_eq!(r, kmscks_result::KMSCKS_OK, "{}", last_error());
+    let mut ct = kmscks_buffer::EMPTY;
+    // SAFETY: as above.
+    let r = unsafe { kmscks_encrypt(c, key.as_ptr(), b"x".as_ptr(), 1, null(), 0, &mut ct) };
+    assert_eq!(r, kmscks_result::KMSCKS_KMS_INVALID_STATE);
+    // SAFETY: a handle from kmscks_open, closed once.
+    unsafe { kmscks_close(c) };
+}
