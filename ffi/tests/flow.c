@@ -208,6 +208,30 @@ static void aliases_and_tags(const kmscks_client *c, const char *key_id) {
         kmscks_string_free(grant_id);
         kmscks_string_free(grant_token);
     }
+
+    /* A key for imported material: pending import; its wrapping key and token; material that
+     * does not unwrap refused (the wrapping itself is RSA-OAEP, the caller's: OpenSSL's
+     * EVP_PKEY_encrypt); no material to delete yet. */
+    {
+        char *external = NULL;
+        kmscks_buffer public_key = {0}, token = {0};
+        int64_t valid_to = 0;
+        kmscks_key_state state = 0;
+        static const uint8_t not_wrapped[256] = {1};
+        CHECK_OK(kmscks_create_external_key(c, "imported from C", &external));
+        CHECK_OK(kmscks_get_key_state(c, external, &state));
+        CHECK(state == KMSCKS_KEY_STATE_PENDING_IMPORT);
+        CHECK_OK(kmscks_get_parameters_for_import(c, external, "RSAES_OAEP_SHA_256", "RSA_2048",
+                                                  &public_key, &token, &valid_to));
+        CHECK(public_key.len > 256 && token.len > 0 && valid_to > (int64_t)time(NULL));
+        CHECK_CODE(kmscks_import_key_material(c, external, token.data, token.len, not_wrapped,
+                                              sizeof not_wrapped, 0, NULL),
+                   KMSCKS_INVALID_CIPHERTEXT);
+        CHECK_CODE(kmscks_delete_imported_key_material(c, external), KMSCKS_KMS_INVALID_STATE);
+        kmscks_buffer_free(&public_key);
+        kmscks_buffer_free(&token);
+        kmscks_string_free(external);
+    }
 }
 
 static void key_lifecycle(const kmscks_client *c, const char *key_id) {
