@@ -108,11 +108,14 @@ pub(super) fn check(op: Op, body: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Whether `body` holds the quoted member name.
+/// Whether `body` holds the quoted member name. Jumps from quote to quote (memchr, SIMD): a
+/// body is mostly base64 blobs, which hold no quote, so a 5.6 KB Decrypt body costs a few
+/// dozen compares instead of one per byte.
 fn contains(body: &[u8], member: &str) -> bool {
-    let quoted_len = member.len() + 2;
-    body.windows(quoted_len).any(|w| {
-        w[0] == b'"' && w[quoted_len - 1] == b'"' && &w[1..quoted_len - 1] == member.as_bytes()
+    let name = member.as_bytes();
+    memchr::memchr_iter(b'"', body).any(|q| {
+        body.get(q + 1..q + 1 + name.len()) == Some(name)
+            && body.get(q + 1 + name.len()) == Some(&b'"')
     })
 }
 
@@ -174,6 +177,17 @@ mod tests {
             br#"{"EncryptionContext":{"k":"Recipient"},"CiphertextBlob":"AA=="}"#,
         )
         .unwrap();
+    }
+
+    #[test]
+    fn a_member_name_is_found_only_whole_and_quoted() {
+        assert!(contains(br#"{"Recipient":1}"#, "Recipient"));
+        assert!(contains(br#"{"A":"x","Recipient":1}"#, "Recipient"));
+        assert!(!contains(br#"{"RecipientX":1}"#, "Recipient"));
+        assert!(!contains(br#"{"XRecipient":1}"#, "Recipient"));
+        assert!(!contains(br#"{"Recipient"#, "Recipient"));
+        assert!(!contains(br#"Recipient"#, "Recipient"));
+        assert!(!contains(b"", "Recipient"));
     }
 
     #[test]
