@@ -49,6 +49,17 @@ fn parameters(
     })
 }
 
+/// GetParametersForImport with RSAES_OAEP_SHA_256 and a 2048-bit wrapping key.
+fn oaep_parameters(kms: &Kms, key: &str) -> GetParametersForImportResponse {
+    parameters(
+        kms,
+        key,
+        WrappingAlgorithm::RsaesOaepSha256,
+        WrappingKeySpec::Rsa2048,
+    )
+    .unwrap()
+}
+
 fn oaep(public_der: &[u8], alg: &'static OaepAlgorithm, data: &[u8]) -> Vec<u8> {
     let public =
         OaepPublicEncryptingKey::new(PublicEncryptingKey::from_der(public_der).unwrap()).unwrap();
@@ -204,13 +215,7 @@ fn every_wrapping_algorithm_and_key_spec_aws_accepts_imports_the_material() {
 fn material_sealed_with_another_algorithm_than_the_tokens_is_an_invalid_ciphertext() {
     let (kms, _clock) = kms();
     let key = create_external(&kms);
-    let p = parameters(
-        &kms,
-        &key,
-        WrappingAlgorithm::RsaesOaepSha256,
-        WrappingKeySpec::Rsa2048,
-    )
-    .unwrap();
+    let p = oaep_parameters(&kms, &key);
     let sealed = wrap(&p.public_key, WrappingAlgorithm::RsaesOaepSha1, &MATERIAL);
     let e = assert_aws(
         kms.import_key_material(&import_req(&key, &p, sealed, None)),
@@ -274,13 +279,7 @@ fn a_reimport_into_an_enabled_key_must_bring_the_same_material_and_may_change_th
         import(&kms, &key, &[1; 32]),
         ErrorKind::IncorrectKeyMaterialException,
     );
-    let p = parameters(
-        &kms,
-        &key,
-        WrappingAlgorithm::RsaesOaepSha256,
-        WrappingKeySpec::Rsa2048,
-    )
-    .unwrap();
+    let p = oaep_parameters(&kms, &key);
     let sealed = wrap(&p.public_key, WrappingAlgorithm::RsaesOaepSha256, &MATERIAL);
     let until = Timestamp(now(&clock).0 + 10 * DAY_MS);
     let mut req = import_req(&key, &p, sealed, Some(until));
@@ -349,13 +348,7 @@ fn material_expires_at_valid_to_on_the_clock_and_the_key_becomes_pending_import(
 fn valid_to_follows_the_expiration_model_and_lies_within_365_days() {
     let (kms, clock) = kms();
     let key = create_external(&kms);
-    let p = parameters(
-        &kms,
-        &key,
-        WrappingAlgorithm::RsaesOaepSha256,
-        WrappingKeySpec::Rsa2048,
-    )
-    .unwrap();
+    let p = oaep_parameters(&kms, &key);
     let sealed = wrap(&p.public_key, WrappingAlgorithm::RsaesOaepSha256, &MATERIAL);
     let t = now(&clock).0;
     let mut req = import_req(&key, &p, sealed, None);
@@ -388,13 +381,7 @@ fn valid_to_follows_the_expiration_model_and_lies_within_365_days() {
 fn an_import_token_is_bound_to_its_key_and_expires_after_24_hours() {
     let (kms, clock) = kms();
     let (a, b) = (create_external(&kms), create_external(&kms));
-    let p = parameters(
-        &kms,
-        &a,
-        WrappingAlgorithm::RsaesOaepSha256,
-        WrappingKeySpec::Rsa2048,
-    )
-    .unwrap();
+    let p = oaep_parameters(&kms, &a);
     assert_eq!(p.parameters_valid_to, Timestamp(now(&clock).0 + DAY_MS));
     let sealed = wrap(&p.public_key, WrappingAlgorithm::RsaesOaepSha256, &MATERIAL);
     assert_aws(
@@ -518,13 +505,7 @@ fn imported_material_its_expiry_and_an_earlier_token_survive_a_restart() {
     let (key, blob, p) = {
         let kms = Kms::open_with(dir.path(), config.clone()).unwrap();
         let key = create_external(&kms);
-        let p = parameters(
-            &kms,
-            &key,
-            WrappingAlgorithm::RsaesOaepSha256,
-            WrappingKeySpec::Rsa2048,
-        )
-        .unwrap();
+        let p = oaep_parameters(&kms, &key);
         let sealed = wrap(&p.public_key, WrappingAlgorithm::RsaesOaepSha256, &MATERIAL);
         let until = Timestamp(now(&clock).0 + 5 * DAY_MS);
         kms.import_key_material(&import_req(&key, &p, sealed, Some(until)))
@@ -557,13 +538,7 @@ fn material_wrapped_by_openssl_imports() {
     assert!(version.status.success());
     let (kms, _clock) = kms();
     let key = create_external(&kms);
-    let p = parameters(
-        &kms,
-        &key,
-        WrappingAlgorithm::RsaesOaepSha256,
-        WrappingKeySpec::Rsa2048,
-    )
-    .unwrap();
+    let p = oaep_parameters(&kms, &key);
     let dir = tempfile::tempdir().unwrap();
     let (public, material, sealed) = (
         dir.path().join("public.der"),

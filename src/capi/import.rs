@@ -33,16 +33,12 @@ pub unsafe extern "C" fn kmscks_create_external_key(
         let c = unsafe { client(c) }?;
         let description = unsafe { optional_text(description_or_null, "description_or_null") }?;
         let out = out(key_id, "key_id")?;
-        let request = Request::CreateKey(CreateKeyRequest {
+        let request = CreateKeyRequest {
             description: description.map(str::to_owned),
             origin: Some(Origin::External),
             ..Default::default()
-        });
-        let r = expect_response!(c.call(&request)?, CreateKey)?;
-        let id = c_string(&r.key_metadata.key_id)?;
-        // SAFETY: checked non-NULL, writable by the caller's contract.
-        unsafe { put(out, id) };
-        Ok(())
+        };
+        super::keys::create(c, request, out)
     })
 }
 

@@ -3,7 +3,7 @@
 
 use std::ffi::c_char;
 
-use super::boundary::{array, client, guard, optional_text, out, put, text, CResult};
+use super::boundary::{array, client, guard, optional_text, out, put, text, CResult, Out};
 use super::enums::kmscks_key_state;
 use super::handle::{expect_response, kmscks_client};
 use super::memory::{c_string, kmscks_context_entry};
@@ -34,18 +34,27 @@ pub unsafe extern "C" fn kmscks_create_key(
             unsafe { optional_text(custom_key_store_id_or_null, "custom_key_store_id_or_null") }?;
         let description = unsafe { optional_text(description_or_null, "description_or_null") }?;
         let out = out(key_id, "key_id")?;
-        let request = Request::CreateKey(CreateKeyRequest {
+        let request = CreateKeyRequest {
             custom_key_store_id: store.map(str::to_owned),
             description: description.map(str::to_owned),
             origin: store.map(|_| crate::types::Origin::AwsCloudhsm),
             ..Default::default()
-        });
-        let r = expect_response!(c.call(&request)?, CreateKey)?;
-        let id = c_string(&r.key_metadata.key_id)?;
-        // SAFETY: checked non-NULL, writable by the caller's contract.
-        unsafe { put(out, id) };
-        Ok(())
+        };
+        create(c, request, out)
     })
+}
+
+/// CreateKey with `request`; the new key's id goes to `out`.
+pub(super) fn create(
+    c: &kmscks_client,
+    request: CreateKeyRequest,
+    out: Out<*mut c_char>,
+) -> CResult {
+    let r = expect_response!(c.call(&Request::CreateKey(request))?, CreateKey)?;
+    let id = c_string(&r.key_metadata.key_id)?;
+    // SAFETY: checked non-NULL, writable by the caller's contract.
+    unsafe { put(out, id) };
+    Ok(())
 }
 
 /// Writes DescribeKey's `KeyMetadata` as JSON (AWS's member names, epoch-second dates) to

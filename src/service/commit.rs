@@ -105,65 +105,64 @@ impl Shared {
         Ok(core)
     }
 
+    /// What the clock has made due, in order: automatic rotations, expired imported material,
+    /// keys at the end of their waiting period. Returns how many keys were deleted.
     pub(super) fn sweep(&self, core: &mut Core) -> Result<usize> {
         self.rotate_due(core)?;
         self.expire_due(core)?;
+        // The state indexes each kind of date: nothing due costs O(1), not a scan of every key.
         let now = self.config.clock.now();
-        // The state indexes deletion dates: this check costs O(1), not a scan of every key.
         if core.state.kms.earliest_deletion().is_none_or(|t| t > now) {
             return Ok(0);
         }
         let due = keys::due_for_deletion(&core.state.kms, now);
-        let root: String = self.config.scope.root_principal();
-        let n = due.len();
-        self.run(core, &root, |tx| {
-            for id in &due {
-                keys::delete_now(tx, id);
-            }
+        self.run_due(core, &due, |tx, id| {
+            keys::delete_now(tx, &id);
             Ok(())
-        })?;
-        Ok(n)
+        })
     }
 
     /// Rotates the material of every enabled key whose next automatic rotation date has
-    /// passed (the state indexes the dates: nothing due costs O(1)). Returns how many rotated.
+    /// passed. Returns how many rotated.
     pub(super) fn rotate_due(&self, core: &mut Core) -> Result<usize> {
         let now = self.config.clock.now();
         if core.state.kms.earliest_rotation().is_none_or(|t| t > now) {
             return Ok(0);
         }
         let due = rotation::due(&core.state.kms, now);
-        if due.is_empty() {
-            return Ok(0);
-        }
-        let root: String = self.config.scope.root_principal();
-        let n = due.len();
-        self.run(core, &root, |tx| {
-            for id in &due {
-                rotation::rotate_due(tx, *id)?;
-            }
-            Ok(())
-        })?;
-        Ok(n)
+        self.run_due(core, &due, rotation::rotate_due)
     }
 
-    /// Deletes the imported material of every key whose material has expired (the state
-    /// indexes the expiries: nothing due costs O(1)). Returns how many keys lost theirs.
+    /// Deletes the imported material of every key whose material has expired. Returns how
+    /// many keys lost theirs.
     pub(super) fn expire_due(&self, core: &mut Core) -> Result<usize> {
         let now = self.config.clock.now();
         if core.state.kms.earliest_expiry().is_none_or(|t| t > now) {
             return Ok(0);
         }
         let due = import::due(&core.state.kms, now);
-        let root: String = self.config.scope.root_principal();
-        let n = due.len();
-        self.run(core, &root, |tx| {
-            for id in &due {
-                import::expire_due(tx, *id);
-            }
+        self.run_due(core, &due, |tx, id| {
+            import::expire_due(tx, id);
             Ok(())
+        })
+    }
+
+    /// Runs `step` on each key of `due` in one transaction by the account's root (the service
+    /// acting on its own), committed together. Returns how many keys it ran on.
+    fn run_due(
+        &self,
+        core: &mut Core,
+        due: &[KeyId],
+        step: impl Fn(&mut Tx<'_>, KeyId) -> Result<()>,
+    ) -> Result<usize> {
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let root: String = self.config.scope.root_principal();
+        self.run(core, &root, |tx| {
+            due.iter().try_for_each(|id| step(tx, *id))
         })?;
-        Ok(n)
+        Ok(due.len())
     }
 
     /// Runs `f` as a transaction and commits what it recorded when it succeeds.
