@@ -2,7 +2,8 @@
 //! 1 and 3): a squatter on the socket path gets nothing and is refused; a daemon of another uid
 //! is refused unless that uid is configured; the per-user default socket directory is refused
 //! when it is not private; GenerateRandom and WaitForConnection are refused to other uids; a
-//! connection whose first frame is not a Hello is refused and closed.
+//! grant lets another uid use a key until it is revoked; a connection whose first frame is not
+//! a Hello is refused and closed.
 //!
 //! The second uid comes from `setpriv` (as root); those tests skip with a printed reason
 //! elsewhere. The processes run as that uid are this test binary itself (re-run with
@@ -76,6 +77,11 @@ fn helper_client() {
         "describe-stores" => {
             Request::DescribeCustomKeyStores(DescribeCustomKeyStoresRequest::default())
         }
+        "encrypt" => Request::Encrypt(EncryptRequest {
+            key_id: arg,
+            plaintext: SecretBytes::from_slice(b"through a grant"),
+            ..Default::default()
+        }),
         other => panic!("unknown action {other}"),
     };
     match c.call(&req) {
@@ -548,6 +554,49 @@ fn another_uid_is_refused_generate_random_and_wait_for_connection_over_the_socke
         c.generate_random_uids = OTHER.to_string();
     });
     assert_eq!(client_as_other(&d.socket, "generate-random", ""), "ok");
+}
+
+#[test]
+fn a_grant_lets_another_uid_encrypt_under_a_key_until_it_is_revoked() {
+    if !support::runnable(&[Need::Root, Need::Tool("setpriv")]) {
+        return;
+    }
+    let d = TestDaemon::start(|c| {
+        c.bootstrap = true;
+        c.socket_mode = 0o666;
+    });
+    let mut root = d.connect();
+    let key_id = match root.call(&Request::CreateKey(CreateKeyRequest::default())) {
+        Ok(Response::CreateKey(r)) => r.key_metadata.key_id,
+        other => panic!("{other:?}"),
+    };
+    let refused = client_as_other(&d.socket, "encrypt", &key_id);
+    assert!(refused.starts_with("AccessDeniedException"), "{refused}");
+    assert!(refused.contains("kms:Encrypt"), "{refused}");
+
+    let grantee =
+        kmscks::kms::policy::principal_for_uid(&kmscks::types::Scope::default(), OTHER, 0);
+    let grant_id = match root.call(&Request::CreateGrant(CreateGrantRequest {
+        key_id: key_id.clone(),
+        grantee_principal: grantee,
+        operations: vec![kmscks::types::GrantOperation::Encrypt],
+        ..Default::default()
+    })) {
+        Ok(Response::CreateGrant(r)) => r.grant_id,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(client_as_other(&d.socket, "encrypt", &key_id), "ok");
+
+    match root.call(&Request::RevokeGrant(RevokeGrantRequest {
+        key_id: key_id.clone(),
+        grant_id,
+        dry_run: false,
+    })) {
+        Ok(Response::RevokeGrant(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    let again = client_as_other(&d.socket, "encrypt", &key_id);
+    assert!(again.starts_with("AccessDeniedException"), "{again}");
 }
 
 /// A 24-byte request header for `op`, written by hand from the documented layout.
