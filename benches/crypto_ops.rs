@@ -154,28 +154,28 @@ fn bench_op(c: &mut Criterion, op: Op, name: &str) {
         };
         let batch = || match op {
             Op::GenerateDataKey => {
-                let items = [DataKeyItem {
-                    key: &key,
+                let items: [_; BATCH] = std::array::from_fn(|_| DataKeyItem {
+                    key: key.as_name(),
                     key_spec: None,
                     number_of_bytes: Some(size as u32),
                     context: &ctx,
-                }; BATCH];
+                });
                 std::hint::black_box(engine.generate_data_key_batch(P, &items, true));
             }
             Op::Encrypt => {
-                let items = [EncryptItem {
-                    key: &key,
+                let items: [_; BATCH] = std::array::from_fn(|_| EncryptItem {
+                    key: key.as_name(),
                     plaintext: &plain,
                     context: &ctx,
-                }; BATCH];
+                });
                 std::hint::black_box(engine.encrypt_batch(P, &items));
             }
             Op::Decrypt => {
-                let items = [DecryptItem {
+                let items: [_; BATCH] = std::array::from_fn(|_| DecryptItem {
                     ciphertext: &blob,
                     context: &ctx,
                     key: None,
-                }; BATCH];
+                });
                 std::hint::black_box(engine.decrypt_batch(P, &items));
             }
         };
