@@ -329,6 +329,118 @@ mod tests {
         assert!(hot(&buf).is_none());
     }
 
+    /// Whether the hot decoding of `h`/`body` agrees with the owned one: the same members
+    /// where it decodes, and it decodes wherever the owned decoder gives a request without
+    /// context or grant tokens.
+    fn agrees(h: &Header, body: &[u8]) -> bool {
+        let owned = crate::protocol::decode_request(h, body).ok();
+        match (decode_hot_request(h, body), owned) {
+            (Some(HotRequest::Encrypt(r)), Some(Request::Encrypt(o))) => {
+                let o = o.borrowed();
+                (r.key_id, r.plaintext, r.encryption_algorithm, r.dry_run)
+                    == (o.key_id, o.plaintext, o.encryption_algorithm, o.dry_run)
+                    && o.encryption_context.is_empty()
+                    && o.grant_tokens.is_empty()
+            }
+            (Some(HotRequest::Decrypt(r)), Some(Request::Decrypt(o))) => {
+                let o = o.borrowed();
+                (
+                    r.ciphertext_blob,
+                    r.key_id,
+                    r.encryption_algorithm,
+                    r.dry_run,
+                ) == (
+                    o.ciphertext_blob,
+                    o.key_id,
+                    o.encryption_algorithm,
+                    o.dry_run,
+                ) && o.encryption_context.is_empty()
+                    && o.grant_tokens.is_empty()
+            }
+            (Some(HotRequest::DataKey(r)), Some(Request::GenerateDataKey(o)))
+            | (
+                Some(HotRequest::DataKeyWithoutPlaintext(r)),
+                Some(Request::GenerateDataKeyWithoutPlaintext(o)),
+            ) => {
+                let o = o.borrowed();
+                (r.key_id, r.key_spec, r.number_of_bytes, r.dry_run)
+                    == (o.key_id, o.key_spec, o.number_of_bytes, o.dry_run)
+                    && o.encryption_context.is_empty()
+                    && o.grant_tokens.is_empty()
+            }
+            (Some(_), _) => false,
+            (None, Some(Request::Encrypt(o))) => {
+                !o.encryption_context.is_empty() || !o.grant_tokens.is_empty()
+            }
+            (None, Some(Request::Decrypt(o))) => {
+                !o.encryption_context.is_empty() || !o.grant_tokens.is_empty()
+            }
+            (
+                None,
+                Some(Request::GenerateDataKey(o) | Request::GenerateDataKeyWithoutPlaintext(o)),
+            ) => !o.encryption_context.is_empty() || !o.grant_tokens.is_empty(),
+            (None, _) => true,
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn damaged_hot_frames_decode_in_place_exactly_where_the_owned_decoder_agrees(
+            op in 0usize..4,
+            key in "[a-z/:0-9-]{0,40}",
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+            context in proptest::bool::ANY,
+            flips in proptest::collection::vec((proptest::num::usize::ANY, proptest::num::u8::ANY), 0..4),
+            cut in proptest::option::of(proptest::num::usize::ANY),
+        ) {
+            let mut ctx = EncryptionContext::new();
+            if context {
+                ctx.insert("k".into(), "v".into());
+            }
+            let req = match op {
+                0 => Request::Encrypt(EncryptRequest {
+                    key_id: key,
+                    plaintext: SecretBytes::from_slice(&payload),
+                    encryption_context: ctx,
+                    ..Default::default()
+                }),
+                1 => Request::Decrypt(DecryptRequest {
+                    ciphertext_blob: payload,
+                    encryption_context: ctx,
+                    key_id: Some(key),
+                    ..Default::default()
+                }),
+                _ => {
+                    let r = GenerateDataKeyRequest {
+                        key_id: key,
+                        number_of_bytes: Some(payload.len() as u32),
+                        encryption_context: ctx,
+                        ..Default::default()
+                    };
+                    if op == 2 {
+                        Request::GenerateDataKey(r)
+                    } else {
+                        Request::GenerateDataKeyWithoutPlaintext(r)
+                    }
+                }
+            };
+            let buf = frame(&req);
+            let (h, body, _) = split_frame(&buf).unwrap().unwrap();
+            let mut body = body.to_vec();
+            for (at, byte) in flips {
+                if !body.is_empty() {
+                    let i = at % body.len();
+                    body[i] = byte;
+                }
+            }
+            if let Some(at) = cut {
+                body.truncate(at % (body.len() + 1));
+            }
+            let h = Header::new(h.op, h.request_id, h.status, body.len() as u32);
+            proptest::prop_assert!(agrees(&h, &body));
+        }
+    }
+
     #[test]
     fn hot_replies_are_the_bytes_of_the_owned_responses() {
         let arn: Arc<str> = "arn:aws:kms:us-east-1:111122223333:key/k".into();
