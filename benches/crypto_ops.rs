@@ -1,10 +1,12 @@
 //! Engine data-plane operations against the raw aws-lc-rs loop (pooled randomness, cached
 //! expanded key, counter nonces), in the same criterion group so the ratio can be read off.
 //!
-//! Every group covers 32 B and 4 KiB, single calls and batches of 64, on 1 and 2 threads.
+//! Every group covers 32 B and 4 KiB, single calls and batches of 64 (answered owned, and
+//! into a reused `BatchOut` as the daemon does), on 1 and 2 threads.
 //! Throughput is in items; with T threads the reported time is wall time / T, so the
 //! throughput figure is the aggregate over all threads.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -154,30 +156,67 @@ fn bench_op(c: &mut Criterion, op: Op, name: &str) {
         };
         let batch = || match op {
             Op::GenerateDataKey => {
-                let items = [DataKeyItem {
-                    key: &key,
+                let items: [_; BATCH] = std::array::from_fn(|_| DataKeyItem {
+                    key: key.as_name(),
                     key_spec: None,
                     number_of_bytes: Some(size as u32),
                     context: &ctx,
-                }; BATCH];
+                });
                 std::hint::black_box(engine.generate_data_key_batch(P, &items, true));
             }
             Op::Encrypt => {
-                let items = [EncryptItem {
-                    key: &key,
+                let items: [_; BATCH] = std::array::from_fn(|_| EncryptItem {
+                    key: key.as_name(),
                     plaintext: &plain,
                     context: &ctx,
-                }; BATCH];
+                });
                 std::hint::black_box(engine.encrypt_batch(P, &items));
             }
             Op::Decrypt => {
-                let items = [DecryptItem {
+                let items: [_; BATCH] = std::array::from_fn(|_| DecryptItem {
                     ciphertext: &blob,
                     context: &ctx,
                     key: None,
-                }; BATCH];
+                });
                 std::hint::black_box(engine.decrypt_batch(P, &items));
             }
+        };
+        // The same batches answered into a `BatchOut` each thread reuses: what the daemon's
+        // event loop does (no allocation once warm).
+        let batch_into = || {
+            thread_local! {
+                static OUT: RefCell<BatchOut> = RefCell::new(BatchOut::new());
+            }
+            OUT.with_borrow_mut(|out| {
+                match op {
+                    Op::GenerateDataKey => {
+                        let items: [_; BATCH] = std::array::from_fn(|_| DataKeyItem {
+                            key: key.as_name(),
+                            key_spec: None,
+                            number_of_bytes: Some(size as u32),
+                            context: &ctx,
+                        });
+                        engine.generate_data_key_batch_into(P, &items, true, out);
+                    }
+                    Op::Encrypt => {
+                        let items: [_; BATCH] = std::array::from_fn(|_| EncryptItem {
+                            key: key.as_name(),
+                            plaintext: &plain,
+                            context: &ctx,
+                        });
+                        engine.encrypt_batch_into(P, &items, out);
+                    }
+                    Op::Decrypt => {
+                        let items: [_; BATCH] = std::array::from_fn(|_| DecryptItem {
+                            ciphertext: &blob,
+                            context: &ctx,
+                            key: None,
+                        });
+                        engine.decrypt_batch_into(P, &items, out);
+                    }
+                }
+                std::hint::black_box(out.len());
+            })
         };
         let raw = raw_op(op, size);
         let raw_batch = || {
@@ -196,6 +235,9 @@ fn bench_op(c: &mut Criterion, op: Op, name: &str) {
             g.throughput(Throughput::Elements(BATCH as u64));
             g.bench_function(BenchmarkId::new("engine-batch64", threads), |b| {
                 b.iter_custom(|iters| par(threads, iters, &batch))
+            });
+            g.bench_function(BenchmarkId::new("engine-batch64-into", threads), |b| {
+                b.iter_custom(|iters| par(threads, iters, &batch_into))
             });
             g.bench_function(BenchmarkId::new("baseline-batch64", threads), |b| {
                 b.iter_custom(|iters| par(threads, iters, &raw_batch))

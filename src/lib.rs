@@ -91,6 +91,6 @@ mod service;
 internal_mod!(store);
 
 pub use client::Client;
-pub use service::{Kms, KmsConfig, Passphrase, QuotaConfig};
+pub use service::{BatchScratch, Kms, KmsConfig, Passphrase, QuotaConfig};
 
 pub use error::{ErrorKind, KmsError, Result};

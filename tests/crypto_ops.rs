@@ -229,6 +229,40 @@ fn batch_forms_answer_each_item() {
 }
 
 #[test]
+fn a_batch_item_asking_for_a_dry_run_answers_as_a_single_call_does() {
+    let (kms, _clock) = kms();
+    let key = create_key(&kms, None);
+    let reqs: Vec<EncryptRequest> = [false, true, false]
+        .into_iter()
+        .map(|dry_run| EncryptRequest {
+            key_id: key.clone(),
+            plaintext: SecretBytes::from_slice(b"x"),
+            dry_run,
+            ..Default::default()
+        })
+        .collect();
+    let single = kms.encrypt(&reqs[1]).map(|_| ());
+    assert_aws(single, ErrorKind::DryRunOperationException);
+    let out = kms.encrypt_batch(&reqs);
+    assert!(out[0].is_ok() && out[2].is_ok());
+    assert_aws(
+        out[1].clone().map(|_| ()),
+        ErrorKind::DryRunOperationException,
+    );
+    let gdk = GenerateDataKeyRequest {
+        key_id: key.clone(),
+        key_spec: Some(DataKeySpec::Aes256),
+        dry_run: true,
+        ..Default::default()
+    };
+    let out = kms.generate_data_key_batch(&[gdk], false);
+    assert_aws(
+        out[0].as_ref().map(|_| ()).map_err(Clone::clone),
+        ErrorKind::DryRunOperationException,
+    );
+}
+
+#[test]
 fn ciphertexts_decrypt_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (mut config, clock) = config();

@@ -330,6 +330,70 @@ fn a_control_plane_request_off_the_loop_still_comes_before_the_connections_later
 }
 
 #[test]
+fn pipelined_requests_decoded_in_place_and_with_contexts_share_a_batch_and_answer_in_order() {
+    let d = TestDaemon::start(|c| c.bootstrap = true);
+    let mut c = d.connect();
+    let context = |i: u64| {
+        let mut ctx = EncryptionContext::new();
+        if i % 3 == 1 {
+            ctx.insert("item".into(), i.to_string());
+        }
+        ctx
+    };
+    // One write: Encrypts without a context (decoded in place), with one (decoded owned), one
+    // asking for a dry run and one with a grant token kmscks never issued.
+    let mut frames = Vec::new();
+    for i in 0..24u64 {
+        let encrypt = Request::Encrypt(EncryptRequest {
+            key_id: "alias/demo".into(),
+            plaintext: SecretBytes::new(vec![i as u8; 1 + i as usize]),
+            encryption_context: context(i),
+            dry_run: i == 5,
+            grant_tokens: if i == 8 {
+                vec!["not-a-token".into()]
+            } else {
+                vec![]
+            },
+            ..Default::default()
+        });
+        kmscks::protocol::encode_request(&mut frames, 100 + i, &encrypt);
+    }
+    std::io::Write::write_all(&mut c.stream, &frames).unwrap();
+    let mut blobs = Vec::new();
+    for i in 0..24u64 {
+        let reply = c.recv().expect("every request answered");
+        assert_eq!(reply.header.request_id, 100 + i, "answered in order");
+        match i {
+            5 => assert_eq!(
+                reply.result.unwrap_err().kind(),
+                ErrorKind::DryRunOperationException
+            ),
+            8 => assert_eq!(
+                reply.result.unwrap_err().kind(),
+                ErrorKind::InvalidGrantTokenException
+            ),
+            _ => blobs.push((i, expect!(reply.result, Response::Encrypt).ciphertext_blob)),
+        }
+    }
+    let mut frames = Vec::new();
+    for (i, blob) in &blobs {
+        let decrypt = Request::Decrypt(DecryptRequest {
+            ciphertext_blob: blob.clone(),
+            encryption_context: context(*i),
+            ..Default::default()
+        });
+        kmscks::protocol::encode_request(&mut frames, 200 + i, &decrypt);
+    }
+    std::io::Write::write_all(&mut c.stream, &frames).unwrap();
+    for (i, _) in &blobs {
+        let reply = c.recv().expect("every request answered");
+        assert_eq!(reply.header.request_id, 200 + i, "answered in order");
+        let plain = expect!(reply.result, Response::Decrypt).plaintext;
+        assert_eq!(plain.expose(), &vec![*i as u8; 1 + *i as usize][..]);
+    }
+}
+
+#[test]
 fn restart_keeps_the_data_and_bootstrap_is_idempotent() {
     let dir = open_tempdir();
     let data = dir.path().join("data");

@@ -569,7 +569,7 @@ fn batches_answer_per_item_in_order() {
         .iter()
         .enumerate()
         .map(|(i, p)| EncryptItem {
-            key: &keys[i % 4],
+            key: keys[i % 4].as_name(),
             plaintext: if i == 5 { &[] } else { p },
             context: &c,
         })
@@ -600,7 +600,7 @@ fn batches_answer_per_item_in_order() {
     }
     let gitems: Vec<DataKeyItem<'_>> = (0..100)
         .map(|i| DataKeyItem {
-            key: &keys[i % 3],
+            key: keys[i % 3].as_name(),
             key_spec: if i == 7 {
                 None
             } else {
@@ -685,7 +685,7 @@ fn concurrent_mixed_ops_under_control_changes() {
                     3 => {
                         let items: Vec<_> = (0..20)
                             .map(|_| EncryptItem {
-                                key: &key,
+                                key: key.as_name(),
                                 plaintext: b"batch",
                                 context: &c,
                             })
@@ -870,7 +870,7 @@ fn shutdown_with_callers_in_flight_returns_errors() {
             let c = none();
             let items: Vec<_> = (0..64)
                 .map(|_| DataKeyItem {
-                    key: &key,
+                    key: key.as_name(),
                     key_spec: Some(DataKeySpec::Aes256),
                     number_of_bytes: None,
                     context: &c,

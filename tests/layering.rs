@@ -85,6 +85,7 @@ const ROOT_REEXPORTS: &[(&str, &str)] = &[
     ("KmsConfig", "service"),
     ("Passphrase", "service"),
     ("QuotaConfig", "service"),
+    ("BatchScratch", "service"),
     ("Client", "client"),
     ("KmsError", "error"),
     ("ErrorKind", "error"),

@@ -13,11 +13,14 @@
 //! ([`encode_context`]), so every header byte and every context entry is authenticated.
 //! The payload bounds are Encrypt's plaintext limit, [`PLAINTEXT_LEN`].
 
+use std::ops::Range;
+
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce};
 
 use crate::crypto::subkey::{SealParams, NONCE_LEN, SALT_LEN};
 use crate::err;
 use crate::error::{KmsError, Result};
+#[cfg(test)]
 use crate::secret::SecretBytes;
 use crate::types::limits::PLAINTEXT_LEN;
 use crate::types::EncryptionContext;
@@ -108,13 +111,29 @@ fn invalid(why: &str) -> KmsError {
     )
 }
 
-/// Seals `plaintext` (within [`PLAINTEXT_LEN`]) under `params` into a new blob for `key_id`.
+/// Seals `plaintext` (within [`PLAINTEXT_LEN`]) under `params` into a new blob for `key_id`
+/// (the engine seals into reused buffers, [`seal_into`]; the tests use this form).
+#[cfg(test)]
 pub fn seal(
     key_id: &KeyId,
     params: SealParams<'_>,
     plaintext: &[u8],
     ctx: &EncryptionContext,
 ) -> Result<Vec<u8>> {
+    let mut blob = Vec::new();
+    seal_into(key_id, params, plaintext, ctx, &mut blob)?;
+    Ok(blob)
+}
+
+/// [`seal`], appending the blob to `out` (a buffer reused across requests); returns where it
+/// is. On error nothing is appended. An empty `out` grows to exactly the blob's size.
+pub fn seal_into(
+    key_id: &KeyId,
+    params: SealParams<'_>,
+    plaintext: &[u8],
+    ctx: &EncryptionContext,
+    out: &mut Vec<u8>,
+) -> Result<Range<usize>> {
     let (min, max) = PLAINTEXT_LEN;
     if !(min..=max).contains(&plaintext.len()) {
         return Err(err!(
@@ -123,23 +142,39 @@ pub fn seal(
             plaintext.len()
         ));
     }
-    let mut blob = Vec::with_capacity(OVERHEAD + plaintext.len());
-    blob.push(VERSION);
-    blob.extend_from_slice(key_id.as_bytes());
-    blob.extend_from_slice(params.salt);
-    blob.extend_from_slice(&params.nonce);
-    blob.extend_from_slice(plaintext);
-    let (header, body) = blob.split_at_mut(HEADER_LEN);
-    let tag = with_aad(header, ctx, |aad| {
+    let start = out.len();
+    if out.is_empty() {
+        out.reserve_exact(OVERHEAD + plaintext.len());
+    } else {
+        out.reserve(OVERHEAD + plaintext.len());
+    }
+    out.push(VERSION);
+    out.extend_from_slice(key_id.as_bytes());
+    out.extend_from_slice(params.salt);
+    out.extend_from_slice(&params.nonce);
+    out.extend_from_slice(plaintext);
+    let (header, body) = out[start..].split_at_mut(HEADER_LEN);
+    let sealed = with_aad(header, ctx, |aad| {
         params.key.seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(params.nonce),
             Aad::from(aad),
             body,
         )
-    })?
-    .map_err(|_| err!(KMSInternalException, "AES-GCM seal failed"))?;
-    blob.extend_from_slice(tag.as_ref());
-    Ok(blob)
+    });
+    let tag = match sealed {
+        Ok(Ok(tag)) => tag,
+        failed => {
+            // The plaintext was copied in: leave no trace of it.
+            crate::secret::wipe(&mut out[start..]);
+            out.truncate(start);
+            return Err(match failed {
+                Err(e) => e,
+                Ok(_) => err!(KMSInternalException, "AES-GCM seal failed"),
+            });
+        }
+    };
+    out.extend_from_slice(tag.as_ref());
+    Ok(start..out.len())
 }
 
 /// A parsed (not yet authenticated) blob.
@@ -198,24 +233,50 @@ pub fn parse(blob: &[u8]) -> Result<BlobView<'_>> {
 
 impl BlobView<'_> {
     /// Authenticates and decrypts under `key` with `ctx`; a wrong key, a changed byte or a
-    /// different context is `InvalidCiphertextException`.
+    /// different context is `InvalidCiphertextException`. (The engine opens into reused
+    /// buffers, [`BlobView::open_into`]; the tests use this form.)
+    #[cfg(test)]
     pub fn open(&self, key: &LessSafeKey, ctx: &EncryptionContext) -> Result<SecretBytes> {
-        let mut out = SecretBytes::zeroed(self.ciphertext.len());
-        with_aad(self.header, ctx, |aad| {
+        let mut out = SecretBytes::default();
+        self.open_into(key, ctx, out.expose_mut())?;
+        Ok(out)
+    }
+
+    /// [`BlobView::open`], appending the plaintext to `out` (a buffer of secrets reused across
+    /// requests, grown with [`crate::secret::reserve_wiping`]); returns where it is. On error
+    /// nothing is appended. An empty `out` grows to exactly the plaintext's size.
+    pub fn open_into(
+        &self,
+        key: &LessSafeKey,
+        ctx: &EncryptionContext,
+        out: &mut Vec<u8>,
+    ) -> Result<Range<usize>> {
+        let start = out.len();
+        crate::secret::reserve_wiping(out, self.ciphertext.len());
+        out.resize(start + self.ciphertext.len(), 0);
+        let opened = with_aad(self.header, ctx, |aad| {
             key.open_separate_gather(
                 Nonce::assume_unique_for_key(self.nonce),
                 Aad::from(aad),
                 self.ciphertext,
                 self.tag,
-                out.expose_mut(),
+                &mut out[start..],
             )
-        })?
-        .map_err(|_| {
-            invalid(
-                "authentication failed (damaged blob, wrong key or encryption context mismatch)",
-            )
-        })?;
-        Ok(out)
+        });
+        match opened {
+            Ok(Ok(())) => Ok(start..out.len()),
+            failed => {
+                crate::secret::wipe(&mut out[start..]);
+                out.truncate(start);
+                Err(match failed {
+                    Err(e) => e,
+                    Ok(_) => invalid(
+                        "authentication failed (damaged blob, wrong key or encryption context \
+                         mismatch)",
+                    ),
+                })
+            }
+        }
     }
 }
 

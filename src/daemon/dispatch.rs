@@ -6,9 +6,13 @@
 //! ([`Kms::encrypt_batch`] …), so routing and queueing are paid once per read, not per
 //! request; every other operation goes through [`Kms::dispatch`] in order. Replies are appended
 //! to the connection's write buffer and written with one `write` when the read is handled.
-//! The batch vectors are reused across reads: once warm, this path allocates nothing beyond
-//! the requests' and responses' own bodies. The HTTP endpoint collects its pipelined
-//! requests with the same [`Batcher`]; only how a reply is written differs ([`Replies`]).
+//! Those four are decoded in place ([`protocol::decode_hot_request`]: key ids, plaintexts and
+//! blobs borrowed from the read buffer), answered by the engine into the batcher's reused
+//! buffers and encoded straight from them into the write buffer, so that once warm a read of
+//! them allocates nothing (`tests/zero_alloc.rs`); one with an encryption context or grant
+//! tokens is decoded into the owned request type and joins the same batch. The HTTP endpoint
+//! collects its pipelined (owned) requests with the same [`Batcher`]; only how a reply is
+//! written differs ([`Replies`]).
 //!
 //! Handling is bounded by an [`Allowance`]: work (so that one event-loop turn stays within a
 //! few milliseconds whatever one client sends), reply bytes (the reply cap and the uid's
@@ -18,12 +22,16 @@
 //! call would give.
 
 use crate::api::kms::{
-    BatchResponse, DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse,
-    GenerateDataKeyRequest, GenerateDataKeyResponse,
+    BatchResponse, DecryptRequest, DecryptRequestRef, DecryptResponse, EncryptRequest,
+    EncryptRequestRef, EncryptResponse, GenerateDataKeyRequest, GenerateDataKeyRequestRef,
+    GenerateDataKeyResponse,
 };
+use crate::engine::{reuse_vec, DataKeyView, DecryptView, EncryptView};
 use crate::error::KmsError;
 use crate::ops::{Op, Request, Response};
-use crate::protocol::{self, Header, HelloReply, ProtocolError, HEADER_LEN};
+use crate::protocol::{self, Header, HelloReply, HotRequest, ProtocolError, HEADER_LEN};
+use crate::types::EncryptionAlgorithm;
+use crate::BatchScratch;
 use crate::Kms;
 
 /// The kind of the batch being collected.
@@ -41,22 +49,108 @@ pub(crate) trait Replies {
     /// Appends the reply to request `id` (the socket's request id; the HTTP endpoint's own
     /// tag) of operation `op`.
     fn reply(&mut self, id: u64, op: Op, result: crate::Result<Response>);
+
+    /// Appends the reply to an Encrypt, from the engine's answer as it lies in the batch's
+    /// buffers. By default through [`Replies::reply`], owned.
+    fn reply_encrypt(&mut self, id: u64, result: Result<EncryptView<'_>, &KmsError>) {
+        let result = result.map_err(Clone::clone).map(|v| {
+            Response::Encrypt(EncryptResponse {
+                ciphertext_blob: v.ciphertext_blob.to_vec(),
+                key_id: v.key_arn.clone(),
+                encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+            })
+        });
+        self.reply(id, Op::Encrypt, result);
+    }
+
+    /// Appends the reply to a Decrypt, as [`Replies::reply_encrypt`].
+    fn reply_decrypt(&mut self, id: u64, result: Result<DecryptView<'_>, &KmsError>) {
+        let result = result.map_err(Clone::clone).map(|v| {
+            Response::Decrypt(DecryptResponse {
+                key_id: v.key_arn.clone(),
+                plaintext: crate::secret::SecretBytes::from_slice(v.plaintext),
+                encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+            })
+        });
+        self.reply(id, Op::Decrypt, result);
+    }
+
+    /// Appends the reply to a GenerateDataKey (`op`: with or without plaintext), as
+    /// [`Replies::reply_encrypt`].
+    fn reply_data_key(&mut self, id: u64, op: Op, result: Result<DataKeyView<'_>, &KmsError>) {
+        let result = result.map_err(Clone::clone).map(|v| {
+            let r = GenerateDataKeyResponse {
+                ciphertext_blob: v.ciphertext_blob.to_vec(),
+                plaintext: v.plaintext.map(crate::secret::SecretBytes::from_slice),
+                key_id: v.key_arn.clone(),
+            };
+            if op == Op::GenerateDataKey {
+                Response::GenerateDataKey(r)
+            } else {
+                Response::GenerateDataKeyWithoutPlaintext(r)
+            }
+        });
+        self.reply(id, op, result);
+    }
 }
 
+/// The socket's replies: frames encoded straight into the connection's write buffer.
 impl Replies for Vec<u8> {
     fn reply(&mut self, id: u64, op: Op, result: crate::Result<Response>) {
         protocol::encode_response(self, id, op.code(), &result);
     }
+
+    fn reply_encrypt(&mut self, id: u64, result: Result<EncryptView<'_>, &KmsError>) {
+        match result {
+            Ok(v) => protocol::encode_encrypt_reply(self, id, v.ciphertext_blob, v.key_arn),
+            Err(e) => protocol::encode_error(self, id, Op::Encrypt.code(), e),
+        }
+    }
+
+    fn reply_decrypt(&mut self, id: u64, result: Result<DecryptView<'_>, &KmsError>) {
+        match result {
+            Ok(v) => protocol::encode_decrypt_reply(self, id, v.plaintext, v.key_arn),
+            Err(e) => protocol::encode_error(self, id, Op::Decrypt.code(), e),
+        }
+    }
+
+    fn reply_data_key(&mut self, id: u64, op: Op, result: Result<DataKeyView<'_>, &KmsError>) {
+        match result {
+            Ok(v) => protocol::encode_data_key_reply(
+                self,
+                id,
+                op,
+                v.ciphertext_blob,
+                v.plaintext,
+                v.key_arn,
+            ),
+            Err(e) => protocol::encode_error(self, id, op.code(), e),
+        }
+    }
 }
 
-/// Collects consecutive batchable requests of one read. Reused across reads.
+/// A collected request: decoded in place from the read buffer (the socket's common case), or
+/// owned (the HTTP endpoint's, and a socket request with an encryption context or grant
+/// tokens).
+enum Item<'a> {
+    Hot(HotRequest<'a>),
+    Owned(Request),
+}
+
+/// Collects consecutive batchable requests of one read (`'a`: the read buffer's borrow).
+/// Reused across reads ([`Batcher::rebind`]): once warm, collecting and answering a batch of
+/// requests decoded in place allocates nothing.
 #[derive(Default)]
-pub(crate) struct Batcher {
+pub(crate) struct Batcher<'a> {
     kind: Option<Kind>,
     ids: Vec<u64>,
-    encrypt: Vec<EncryptRequest>,
-    decrypt: Vec<DecryptRequest>,
-    data_key: Vec<GenerateDataKeyRequest>,
+    items: Vec<Item<'a>>,
+    /// What the batch calls reuse.
+    scratch: BatchScratch,
+    /// Always empty: the allocations the requests of the next flush are lent in.
+    encrypt: Vec<EncryptRequestRef<'static>>,
+    decrypt: Vec<DecryptRequestRef<'static>>,
+    data_key: Vec<GenerateDataKeyRequestRef<'static>>,
     /// An upper estimate of the reply bytes of the collected batch.
     projected: usize,
 }
@@ -67,17 +161,34 @@ const REPLY_OVERHEAD: usize = 512;
 /// The data key size assumed for a GenerateDataKey that does not give NumberOfBytes.
 const DEFAULT_DATA_KEY: usize = 32;
 
-/// An upper estimate of the reply bytes of one Encrypt, Decrypt or GenerateDataKey request.
-fn reply_estimate(req: &Request) -> usize {
-    REPLY_OVERHEAD
-        + match req {
-            Request::Encrypt(r) => r.plaintext.len(),
-            Request::Decrypt(r) => r.ciphertext_blob.len(),
-            Request::GenerateDataKey(r) | Request::GenerateDataKeyWithoutPlaintext(r) => {
-                2 * r.number_of_bytes.map_or(DEFAULT_DATA_KEY, |n| n as usize)
-            }
-            _ => 0,
+/// The data key bytes a GenerateDataKey request asks for, as far as bounding needs to know.
+fn data_key_bytes(number_of_bytes: Option<u32>) -> usize {
+    number_of_bytes.map_or(DEFAULT_DATA_KEY, |n| n as usize)
+}
+
+/// The kind of a collected request and an upper estimate of its reply bytes; None when it is
+/// not batchable.
+fn kind_of(item: &Item<'_>) -> Option<(Kind, usize)> {
+    let (kind, payload) = match item {
+        Item::Hot(HotRequest::Encrypt(r)) => (Kind::Encrypt, r.plaintext.len()),
+        Item::Hot(HotRequest::Decrypt(r)) => (Kind::Decrypt, r.ciphertext_blob.len()),
+        Item::Hot(HotRequest::DataKey(r)) => (Kind::DataKey, 2 * data_key_bytes(r.number_of_bytes)),
+        Item::Hot(HotRequest::DataKeyWithoutPlaintext(r)) => (
+            Kind::DataKeyWithoutPlaintext,
+            2 * data_key_bytes(r.number_of_bytes),
+        ),
+        Item::Owned(Request::Encrypt(r)) => (Kind::Encrypt, r.plaintext.len()),
+        Item::Owned(Request::Decrypt(r)) => (Kind::Decrypt, r.ciphertext_blob.len()),
+        Item::Owned(Request::GenerateDataKey(r)) => {
+            (Kind::DataKey, 2 * data_key_bytes(r.number_of_bytes))
         }
+        Item::Owned(Request::GenerateDataKeyWithoutPlaintext(r)) => (
+            Kind::DataKeyWithoutPlaintext,
+            2 * data_key_bytes(r.number_of_bytes),
+        ),
+        Item::Owned(_) => return None,
+    };
+    Some((kind, REPLY_OVERHEAD + payload))
 }
 
 /// Work units ([`work_cost`]: one per request or batch item, plus one per KiB of payload) one
@@ -90,7 +201,21 @@ pub(crate) fn work_cost(bytes: usize) -> usize {
     1 + bytes / 1024
 }
 
-impl Batcher {
+impl<'a> Batcher<'a> {
+    /// This batcher, empty, for requests of another lifetime, keeping its allocations.
+    pub(crate) fn rebind<'b>(self) -> Batcher<'b> {
+        Batcher {
+            kind: None,
+            ids: self.ids,
+            items: reuse_vec(self.items),
+            scratch: self.scratch,
+            encrypt: self.encrypt,
+            decrypt: self.decrypt,
+            data_key: self.data_key,
+            projected: 0,
+        }
+    }
+
     /// Takes a batchable request, flushing a batch of another kind first; gives back a request
     /// that is not batchable.
     pub(crate) fn push(
@@ -100,28 +225,48 @@ impl Batcher {
         kms: &Kms,
         out: &mut impl Replies,
     ) -> Option<Request> {
-        let kind = match &req {
-            Request::Encrypt(_) => Kind::Encrypt,
-            Request::Decrypt(_) => Kind::Decrypt,
-            Request::GenerateDataKey(_) => Kind::DataKey,
-            Request::GenerateDataKeyWithoutPlaintext(_) => Kind::DataKeyWithoutPlaintext,
-            _ => return Some(req),
-        };
+        let item = Item::Owned(req);
+        match kind_of(&item) {
+            Some(k) => {
+                self.collect(id, item, k, kms, out);
+                None
+            }
+            None => match item {
+                Item::Owned(req) => Some(req),
+                Item::Hot(_) => None, // not reached: built as owned above
+            },
+        }
+    }
+
+    /// Takes a request decoded in place, flushing a batch of another kind first.
+    pub(crate) fn push_hot(
+        &mut self,
+        id: u64,
+        req: HotRequest<'a>,
+        kms: &Kms,
+        out: &mut impl Replies,
+    ) {
+        let item = Item::Hot(req);
+        if let Some(k) = kind_of(&item) {
+            self.collect(id, item, k, kms, out);
+        }
+    }
+
+    fn collect(
+        &mut self,
+        id: u64,
+        item: Item<'a>,
+        (kind, estimate): (Kind, usize),
+        kms: &Kms,
+        out: &mut impl Replies,
+    ) {
         if self.kind != Some(kind) {
             self.flush(kms, out);
             self.kind = Some(kind);
         }
-        self.projected += reply_estimate(&req);
+        self.projected += estimate;
         self.ids.push(id);
-        match req {
-            Request::Encrypt(r) => self.encrypt.push(r),
-            Request::Decrypt(r) => self.decrypt.push(r),
-            Request::GenerateDataKey(r) | Request::GenerateDataKeyWithoutPlaintext(r) => {
-                self.data_key.push(r)
-            }
-            _ => unreachable!("kind was matched above"),
-        }
-        None
+        self.items.push(item);
     }
 
     /// Runs the collected batch (one engine call) and appends its replies.
@@ -130,61 +275,59 @@ impl Batcher {
         let Some(kind) = self.kind.take() else {
             return;
         };
+        let ids = &self.ids;
+        let mut next = ids.iter().copied();
+        // Not reached: the engine answers every item it is given.
+        let mut id = move || next.next().unwrap_or_default();
         match kind {
             Kind::Encrypt => {
-                let results = kms.encrypt_batch(&self.encrypt);
-                reply_all(out, &self.ids, Op::Encrypt, results, Response::Encrypt);
-                self.encrypt.clear();
+                let mut reqs: Vec<EncryptRequestRef<'_>> =
+                    reuse_vec(std::mem::take(&mut self.encrypt));
+                reqs.extend(self.items.iter().filter_map(|it| match it {
+                    Item::Hot(HotRequest::Encrypt(r)) => Some(*r),
+                    Item::Owned(Request::Encrypt(r)) => Some(r.borrowed()),
+                    _ => None,
+                }));
+                kms.encrypt_batch_with(&reqs, &mut self.scratch, |r| out.reply_encrypt(id(), r));
+                self.encrypt = reuse_vec(reqs);
             }
             Kind::Decrypt => {
-                let results = kms.decrypt_batch(&self.decrypt);
-                reply_all(out, &self.ids, Op::Decrypt, results, Response::Decrypt);
-                self.decrypt.clear();
+                let mut reqs: Vec<DecryptRequestRef<'_>> =
+                    reuse_vec(std::mem::take(&mut self.decrypt));
+                reqs.extend(self.items.iter().filter_map(|it| match it {
+                    Item::Hot(HotRequest::Decrypt(r)) => Some(*r),
+                    Item::Owned(Request::Decrypt(r)) => Some(r.borrowed()),
+                    _ => None,
+                }));
+                kms.decrypt_batch_with(&reqs, &mut self.scratch, |r| out.reply_decrypt(id(), r));
+                self.decrypt = reuse_vec(reqs);
             }
-            Kind::DataKey => {
-                let results = kms.generate_data_key_batch(&self.data_key, true);
-                reply_all(
-                    out,
-                    &self.ids,
-                    Op::GenerateDataKey,
-                    results,
-                    Response::GenerateDataKey,
-                );
-                self.data_key.clear();
-            }
-            Kind::DataKeyWithoutPlaintext => {
-                let results = kms.generate_data_key_batch(&self.data_key, false);
-                reply_all(
-                    out,
-                    &self.ids,
-                    Op::GenerateDataKeyWithoutPlaintext,
-                    results,
-                    Response::GenerateDataKeyWithoutPlaintext,
-                );
-                self.data_key.clear();
+            Kind::DataKey | Kind::DataKeyWithoutPlaintext => {
+                let with_plaintext = kind == Kind::DataKey;
+                let op = if with_plaintext {
+                    Op::GenerateDataKey
+                } else {
+                    Op::GenerateDataKeyWithoutPlaintext
+                };
+                let mut reqs: Vec<GenerateDataKeyRequestRef<'_>> =
+                    reuse_vec(std::mem::take(&mut self.data_key));
+                reqs.extend(self.items.iter().filter_map(|it| match it {
+                    Item::Hot(HotRequest::DataKey(r) | HotRequest::DataKeyWithoutPlaintext(r)) => {
+                        Some(*r)
+                    }
+                    Item::Owned(
+                        Request::GenerateDataKey(r) | Request::GenerateDataKeyWithoutPlaintext(r),
+                    ) => Some(r.borrowed()),
+                    _ => None,
+                }));
+                kms.generate_data_key_batch_with(&reqs, with_plaintext, &mut self.scratch, |r| {
+                    out.reply_data_key(id(), op, r)
+                });
+                self.data_key = reuse_vec(reqs);
             }
         }
+        self.items.clear();
         self.ids.clear();
-    }
-}
-
-fn reply_all<T>(
-    out: &mut impl Replies,
-    ids: &[u64],
-    op: Op,
-    results: Vec<crate::Result<T>>,
-    wrap: fn(T) -> Response,
-) {
-    let mut results = results.into_iter();
-    for &id in ids {
-        let result = results.next().unwrap_or_else(|| {
-            Err(crate::err!(
-                KMSInternalException,
-                "the engine returned too few results for a batch of {}",
-                ids.len()
-            ))
-        });
-        out.reply(id, op, result.map(wrap));
     }
 }
 
@@ -475,7 +618,7 @@ pub(crate) fn handle_frames(
     buf: &[u8],
     greeted: &mut bool,
     kms: &Kms,
-    batcher: &mut Batcher,
+    spare: &mut Batcher<'static>,
     out: &mut Vec<u8>,
     deferred: &mut Vec<Deferred>,
     max_in_flight: u32,
@@ -487,6 +630,8 @@ pub(crate) fn handle_frames(
     let mut error = None;
     let mut job = None;
     let start = out.len();
+    // Requests decoded in place borrow from `buf` until the batch is flushed, below.
+    let mut batcher: Batcher<'_> = std::mem::take(spare).rebind();
     let stop = loop {
         if allow.work == 0 {
             break Stop::Work;
@@ -568,6 +713,10 @@ pub(crate) fn handle_frames(
             });
             break Stop::Job;
         }
+        if let Some(hot) = protocol::decode_hot_request(&header, body) {
+            batcher.push_hot(header.request_id, hot, kms, out);
+            continue;
+        }
         let request = match protocol::decode_request(&header, body) {
             Ok(r) => r,
             Err(e) => {
@@ -606,6 +755,7 @@ pub(crate) fn handle_frames(
         protocol::encode_response(out, header.request_id, header.op, &result);
     };
     batcher.flush(kms, out);
+    *spare = batcher.rebind();
     Handled {
         consumed: pos,
         frames,

@@ -75,7 +75,7 @@ pub(crate) struct EventLoop {
     free: Vec<usize>,
     quotas: Quotas,
     next_serial: u64,
-    batcher: Batcher,
+    batcher: Batcher<'static>,
     deferred: Vec<Deferred>,
     deferred_running: usize,
     done_tx: Sender<Completion>,

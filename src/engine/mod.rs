@@ -49,6 +49,7 @@
 pub(crate) mod latency;
 mod sched;
 mod shard;
+mod sink;
 mod types;
 
 use std::borrow::Cow;
@@ -73,9 +74,10 @@ use crate::error::{Constraint, KmsError, Result};
 use crate::secret::SecretBytes;
 use crate::types::limits::{CIPHERTEXT_LEN, NUMBER_OF_BYTES, PLAINTEXT_LEN};
 pub use crate::types::EncryptionContext;
-use crate::types::{DataKeySpec, KeyRef};
+use crate::types::{DataKeySpec, KeyName, KeyRef};
 use sched::{Inner, Shard};
 use shard::{Req, Resp, ShardState};
+pub use sink::{reuse_vec, BatchOut, Sink};
 pub use types::*;
 
 /// The data key length for GenerateDataKey's `KeySpec` / `NumberOfBytes` pair.
@@ -131,10 +133,14 @@ fn internal_mismatch() -> KmsError {
     )
 }
 
+// The answers of `dispatch_one` are owned (it runs with a sink of its own): the `Sink` these
+// take the outputs from is an empty one.
+
 fn to_encrypt(r: Result<Resp>) -> Result<EncryptOutput> {
+    let mut sink = Sink::new();
     match r?.settle() {
-        Resp::Blob(ciphertext_blob, key_arn) => Ok(EncryptOutput {
-            ciphertext_blob,
+        Resp::Blob(b, key_arn) => Ok(EncryptOutput {
+            ciphertext_blob: sink.take_blob(b),
             key_arn,
         }),
         _ => Err(internal_mismatch()),
@@ -142,17 +148,22 @@ fn to_encrypt(r: Result<Resp>) -> Result<EncryptOutput> {
 }
 
 fn to_decrypt(r: Result<Resp>) -> Result<DecryptOutput> {
+    let mut sink = Sink::new();
     match r?.settle() {
-        Resp::Plain(plaintext, key_arn) => Ok(DecryptOutput { plaintext, key_arn }),
+        Resp::Plain(p, key_arn) => Ok(DecryptOutput {
+            plaintext: sink.take_secret(p),
+            key_arn,
+        }),
         _ => Err(internal_mismatch()),
     }
 }
 
 fn to_data_key(r: Result<Resp>) -> Result<DataKeyOutput> {
+    let mut sink = Sink::new();
     match r?.settle() {
-        Resp::DataKey(ciphertext_blob, plaintext, key_arn) => Ok(DataKeyOutput {
-            ciphertext_blob,
-            plaintext,
+        Resp::DataKey(b, p, key_arn) => Ok(DataKeyOutput {
+            ciphertext_blob: sink.take_blob(b),
+            plaintext: p.map(|p| sink.take_secret(p)),
             key_arn,
         }),
         _ => Err(internal_mismatch()),
@@ -325,7 +336,7 @@ impl Engine {
     ) -> Result<EncryptOutput> {
         check_len(plaintext.len(), "plaintext", PLAINTEXT_LEN)?;
         let req = Req::Encrypt {
-            key: Cow::Borrowed(key),
+            key: key.as_name(),
             plaintext: Cow::Borrowed(plaintext),
             ctx: Cow::Borrowed(context),
             action: Action::Encrypt,
@@ -348,7 +359,7 @@ impl Engine {
         let req = Req::Decrypt {
             blob: Cow::Borrowed(ciphertext),
             ctx: Cow::Borrowed(context),
-            key: key.map(Cow::Borrowed),
+            key: key.map(KeyRef::as_name),
             action: Action::Decrypt,
         };
         let out = to_decrypt(self.inner.dispatch_one(principal, &req));
@@ -371,13 +382,13 @@ impl Engine {
         let dec = Req::Decrypt {
             blob: Cow::Borrowed(ciphertext),
             ctx: Cow::Borrowed(source_context),
-            key: source_key.map(Cow::Borrowed),
+            key: source_key.map(KeyRef::as_name),
             action: Action::ReEncryptFrom,
         };
         let plain = to_decrypt(self.inner.dispatch_one(principal, &dec));
         let out = plain.and_then(|plain| {
             let enc = Req::Encrypt {
-                key: Cow::Borrowed(destination_key),
+                key: destination_key.as_name(),
                 plaintext: Cow::Borrowed(plain.plaintext.expose()),
                 ctx: Cow::Borrowed(destination_context),
                 action: Action::ReEncryptTo,
@@ -430,7 +441,7 @@ impl Engine {
     ) -> Result<DataKeyOutput> {
         let len = data_key_len(key_spec, number_of_bytes)?;
         let req = Req::DataKey {
-            key: Cow::Borrowed(key),
+            key: key.as_name(),
             len,
             ctx: Cow::Borrowed(context),
             plaintext,
@@ -463,19 +474,42 @@ impl Engine {
         principal: &str,
         items: &[EncryptItem<'_>],
     ) -> Vec<Result<EncryptOutput>> {
-        self.batch(
+        let mut out = BatchOut::new();
+        self.encrypt_batch_into(principal, items, &mut out);
+        (0..out.len())
+            .map(|i| {
+                out.encrypt(i)
+                    .map(|v| EncryptOutput {
+                        ciphertext_blob: v.ciphertext_blob.to_vec(),
+                        key_arn: v.key_arn.clone(),
+                    })
+                    .map_err(Clone::clone)
+            })
+            .collect()
+    }
+
+    /// [`Engine::encrypt_batch`], the answers left in `out` ([`BatchOut::encrypt`]): with an
+    /// `out` reused from batch to batch, a batch served on the caller's thread allocates
+    /// nothing.
+    pub fn encrypt_batch_into(
+        &self,
+        principal: &str,
+        items: &[EncryptItem<'_>],
+        out: &mut BatchOut,
+    ) {
+        self.batch_into(
             principal,
             items,
             |it| {
                 check_len(it.plaintext.len(), "plaintext", PLAINTEXT_LEN)?;
                 Ok(Req::Encrypt {
-                    key: Cow::Borrowed(it.key),
+                    key: it.key.borrowed(),
                     plaintext: Cow::Borrowed(it.plaintext),
                     ctx: Cow::Borrowed(it.context),
                     action: Action::Encrypt,
                 })
             },
-            to_encrypt,
+            out,
         )
     }
 
@@ -485,7 +519,28 @@ impl Engine {
         principal: &str,
         items: &[DecryptItem<'_>],
     ) -> Vec<Result<DecryptOutput>> {
-        self.batch(
+        let mut out = BatchOut::new();
+        self.decrypt_batch_into(principal, items, &mut out);
+        (0..out.len())
+            .map(|i| {
+                out.decrypt(i)
+                    .map(|v| DecryptOutput {
+                        plaintext: SecretBytes::from_slice(v.plaintext),
+                        key_arn: v.key_arn.clone(),
+                    })
+                    .map_err(Clone::clone)
+            })
+            .collect()
+    }
+
+    /// [`Engine::decrypt_batch`], the answers left in `out` ([`BatchOut::decrypt`]).
+    pub fn decrypt_batch_into(
+        &self,
+        principal: &str,
+        items: &[DecryptItem<'_>],
+        out: &mut BatchOut,
+    ) {
+        self.batch_into(
             principal,
             items,
             |it| {
@@ -493,11 +548,11 @@ impl Engine {
                 Ok(Req::Decrypt {
                     blob: Cow::Borrowed(it.ciphertext),
                     ctx: Cow::Borrowed(it.context),
-                    key: it.key.map(Cow::Borrowed),
+                    key: it.key.as_ref().map(KeyName::borrowed),
                     action: Action::Decrypt,
                 })
             },
-            to_decrypt,
+            out,
         )
     }
 
@@ -508,59 +563,76 @@ impl Engine {
         items: &[DataKeyItem<'_>],
         with_plaintext: bool,
     ) -> Vec<Result<DataKeyOutput>> {
-        self.batch(
+        let mut out = BatchOut::new();
+        self.generate_data_key_batch_into(principal, items, with_plaintext, &mut out);
+        (0..out.len())
+            .map(|i| {
+                out.data_key(i)
+                    .map(|v| DataKeyOutput {
+                        ciphertext_blob: v.ciphertext_blob.to_vec(),
+                        plaintext: v.plaintext.map(SecretBytes::from_slice),
+                        key_arn: v.key_arn.clone(),
+                    })
+                    .map_err(Clone::clone)
+            })
+            .collect()
+    }
+
+    /// [`Engine::generate_data_key_batch`], the answers left in `out`
+    /// ([`BatchOut::data_key`]).
+    pub fn generate_data_key_batch_into(
+        &self,
+        principal: &str,
+        items: &[DataKeyItem<'_>],
+        with_plaintext: bool,
+        out: &mut BatchOut,
+    ) {
+        self.batch_into(
             principal,
             items,
             |it| {
                 Ok(Req::DataKey {
-                    key: Cow::Borrowed(it.key),
+                    key: it.key.borrowed(),
                     len: data_key_len(it.key_spec, it.number_of_bytes)?,
                     ctx: Cow::Borrowed(it.context),
                     plaintext: with_plaintext,
                 })
             },
-            to_data_key,
+            out,
         )
     }
 
-    fn batch<'a, I, O>(
+    fn batch_into<'a, I>(
         &self,
         principal: &str,
         items: &'a [I],
         make: impl Fn(&'a I) -> Result<Req<'a>>,
-        convert: impl Fn(Result<Resp>) -> Result<O>,
-    ) -> Vec<Result<O>> {
-        // Invalid items are answered here; `errors` is usually empty (no allocation).
-        let mut reqs = Vec::with_capacity(items.len());
-        let mut errors: Vec<(usize, KmsError)> = Vec::new();
+        out: &mut BatchOut,
+    ) {
+        out.clear();
+        // Invalid items are answered here; `errors` is usually empty.
+        let mut reqs: Vec<Req<'a>> = reuse_vec(std::mem::take(&mut out.reqs));
         for (i, it) in items.iter().enumerate() {
             match make(it) {
                 Ok(r) => reqs.push(r),
-                Err(e) => errors.push((i, e)),
+                Err(e) => out.errors.push((i, e)),
             }
         }
-        let answers = self.inner.dispatch_batch(principal, &reqs);
-        drop(reqs);
+        self.inner
+            .dispatch_batch(principal, &reqs, &mut out.answers, &mut out.sink);
+        out.reqs = reuse_vec(reqs);
         let lost = || Err(err!(KMSInternalException, "batch item lost"));
-        let out = if errors.is_empty() {
-            answers
-                .into_iter()
-                .map(|a| convert(a.unwrap_or_else(lost)))
-                .collect()
-        } else {
-            let mut answers = answers.into_iter();
-            let mut errors = errors.into_iter().peekable();
-            (0..items.len())
-                .map(|i| match errors.next_if(|(k, _)| *k == i) {
-                    Some((_, e)) => Err(e),
-                    None => convert(answers.next().flatten().unwrap_or_else(lost)),
-                })
-                .collect()
-        };
+        let mut answers = out.answers.drain(..);
+        let mut errors = out.errors.drain(..).peekable();
+        for i in 0..items.len() {
+            let r = match errors.next_if(|(k, _)| *k == i) {
+                Some((_, e)) => Err(e),
+                None => answers.next().flatten().unwrap_or_else(lost),
+            };
+            out.results.push(r.map(Resp::settle));
+        }
         latency::pay();
-        out
     }
-
     /// Stops and joins every worker. Queued requests and requests arriving later answer
     /// `KMSInternalException`; requests already running inline finish. Idempotent; also run
     /// on drop. (Takes `&self` so it can be called while other threads still share the engine

@@ -20,6 +20,7 @@ use crossbeam::queue::ArrayQueue;
 use crossbeam::utils::CachePadded;
 
 use super::shard::{Memo, Req, Resp, ShardState, Step};
+use super::sink::Sink;
 use crate::crypto::fork::{self, ForkGuard};
 use crate::err;
 use crate::error::{KmsError, Result};
@@ -116,9 +117,24 @@ impl Job {
         let out = self
             .reqs
             .iter()
-            .map(|(i, r)| (*i, st.execute(&self.principal, r, &mut memo)))
+            .map(|(i, r)| (*i, execute_owned(st, &self.principal, r, &mut memo)))
             .collect();
         self.done.complete(out);
+    }
+}
+
+/// Runs `req` on `st` with answers of their own (for another thread, or a caller without a
+/// [`Sink`]).
+fn execute_owned<'r>(
+    st: &mut ShardState,
+    principal: &str,
+    req: &'r Req<'_>,
+    memo: &mut Memo<'r>,
+) -> Step {
+    let mut sink = Sink::new();
+    match st.execute(principal, req, memo, &mut sink) {
+        Step::Done(r) => Step::Done(r.map(|resp| resp.into_owned(&mut sink))),
+        elsewhere => elsewhere,
     }
 }
 
@@ -431,7 +447,7 @@ impl Inner {
                 match self.shards[i].try_lock() {
                     Lock::Got(mut g) => {
                         self.shards[i].drain(&mut g);
-                        step = Some(g.execute(principal, req, &mut Memo::default()));
+                        step = Some(execute_owned(&mut g, principal, req, &mut Memo::default()));
                         break;
                     }
                     Lock::Busy => {
@@ -465,8 +481,9 @@ impl Inner {
         ))
     }
 
-    /// Runs a batch: the part the home shard can serve inline, the rest split across the other
-    /// shards holding the keys, one queue push per shard.
+    /// Runs a batch: the part the home shard can serve inline (its answers written into
+    /// `sink`), the rest split across the other shards holding the keys, one queue push per
+    /// shard (their answers owned). `results` gets one entry per request.
     ///
     /// Splitting only pays when another core is idle: it is done for batches of at least
     /// [`SPLIT_MIN`] items while fewer batch callers than shards are active, and only onto
@@ -476,17 +493,21 @@ impl Inner {
         &self,
         principal: &str,
         reqs: &[Req<'_>],
-    ) -> Vec<Option<Result<Resp>>> {
+        results: &mut Vec<Option<Result<Resp>>>,
+        sink: &mut Sink,
+    ) {
         let n = self.n();
+        results.clear();
         if reqs.is_empty() {
-            return Vec::new();
+            return;
         }
         if let Some(e) = self.refusal() {
-            return reqs.iter().map(|_| Some(Err(e.clone()))).collect();
+            results.extend(reqs.iter().map(|_| Some(Err(e.clone()))));
+            return;
         }
         let active = self.batch_callers.fetch_add(1, Ordering::Relaxed) + 1;
         let _leave = Leave(&self.batch_callers);
-        let mut results: Vec<Option<Result<Resp>>> = (0..reqs.len()).map(|_| None).collect();
+        results.resize_with(reqs.len(), || None);
         let pref = self.preferred();
         let mut retry: Vec<usize> = Vec::new();
         let start = Instant::now();
@@ -517,7 +538,7 @@ impl Inner {
                     .find(|&i| !self.shards[i].dead.load(Ordering::Relaxed))
                     .unwrap_or(pref);
                 match self.queue_and_wait(i, principal, owned) {
-                    Ok(out) => self.collect(out, &mut results, &mut retry),
+                    Ok(out) => self.collect(out, results, &mut retry),
                     Err(e) => {
                         for r in results.iter_mut() {
                             *r = Some(Err(e.clone()));
@@ -563,7 +584,7 @@ impl Inner {
                 }
                 let mut late: Vec<Vec<usize>> = Vec::new();
                 let mut memo = Memo::default();
-                let mut run = |k: usize| match g.execute(principal, &reqs[k], &mut memo) {
+                let mut run = |k: usize| match g.execute(principal, &reqs[k], &mut memo, sink) {
                     Step::Done(r) => results[k] = Some(r),
                     Step::Elsewhere(m) => match order(n, h, m).next() {
                         Some(q) => {
@@ -592,7 +613,7 @@ impl Inner {
         let had_pending = !pending.is_empty();
         for (q, slot, part) in pending {
             match self.wait(q, &slot) {
-                Some(out) => self.collect(out, &mut results, &mut retry),
+                Some(out) => self.collect(out, results, &mut retry),
                 None => {
                     let e = if self.is_shut_down() {
                         stopped()
@@ -616,7 +637,6 @@ impl Inner {
         for k in retry {
             results[k] = Some(self.dispatch_one(principal, &reqs[k]));
         }
-        results
     }
 
     /// Whether splitting is paused after a split that did not overlap (counts down per batch).

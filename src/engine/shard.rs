@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use zeroize::Zeroize;
 
+use super::sink::{Out, Sink};
 use super::{
     Action, Authorizer, Control, EngineConfig, EngineGrant, Gate, HsmSlot, KeyVersions, SlotSet,
 };
@@ -26,12 +27,12 @@ use crate::crypto::subkey::{derive_subkey, nonce_version, SubkeyCache, SubkeySch
 use crate::err;
 use crate::error::{KmsError, Result};
 use crate::secret::SecretBytes;
-use crate::types::{EncryptionContext, HsmId, KeyId, KeyRef, Scope};
+use crate::types::{EncryptionContext, HsmId, KeyId, KeyName, Scope};
 
 /// A data-plane request, borrowed from the caller (inline path) or owned (queued path).
 pub(crate) enum Req<'a> {
     Encrypt {
-        key: Cow<'a, KeyRef>,
+        key: KeyName<'a>,
         plaintext: Cow<'a, [u8]>,
         ctx: Cow<'a, EncryptionContext>,
         action: Action,
@@ -39,11 +40,11 @@ pub(crate) enum Req<'a> {
     Decrypt {
         blob: Cow<'a, [u8]>,
         ctx: Cow<'a, EncryptionContext>,
-        key: Option<Cow<'a, KeyRef>>,
+        key: Option<KeyName<'a>>,
         action: Action,
     },
     DataKey {
-        key: Cow<'a, KeyRef>,
+        key: KeyName<'a>,
         len: usize,
         ctx: Cow<'a, EncryptionContext>,
         plaintext: bool,
@@ -68,7 +69,7 @@ impl Req<'_> {
                 ctx,
                 action,
             } => Req::Encrypt {
-                key: own(&**key),
+                key: key.to_static(),
                 plaintext: own(&**plaintext),
                 ctx: own(&**ctx),
                 action: *action,
@@ -81,7 +82,7 @@ impl Req<'_> {
             } => Req::Decrypt {
                 blob: own(&**blob),
                 ctx: own(&**ctx),
-                key: key.as_deref().map(own),
+                key: key.as_ref().map(KeyName::to_static),
                 action: *action,
             },
             Req::DataKey {
@@ -90,7 +91,7 @@ impl Req<'_> {
                 ctx,
                 plaintext,
             } => Req::DataKey {
-                key: own(&**key),
+                key: key.to_static(),
                 len: *len,
                 ctx: own(&**ctx),
                 plaintext: *plaintext,
@@ -116,11 +117,12 @@ impl Drop for Req<'_> {
     }
 }
 
-/// A successful answer, before the facade turns it into an output type.
+/// A successful answer, before the facade turns it into an output type. Its outputs are in
+/// the [`Sink`] the request ran with, or owned ([`Resp::into_owned`]).
 pub(crate) enum Resp {
-    Blob(Vec<u8>, Arc<str>),
-    Plain(SecretBytes, Arc<str>),
-    DataKey(Vec<u8>, Option<SecretBytes>, Arc<str>),
+    Blob(Out, Arc<str>),
+    Plain(Out, Arc<str>),
+    DataKey(Out, Option<Out>, Arc<str>),
     Random(SecretBytes),
     /// An answer served by a slow HSM, and the latency it owes (paid on the caller's thread:
     /// see `engine::latency`). Boxed: only slow HSMs pay for it.
@@ -138,13 +140,27 @@ impl Resp {
             r => r,
         }
     }
+
+    /// The answer with its outputs taken out of `sink` (which then no longer holds them).
+    pub(crate) fn into_owned(self, sink: &mut Sink) -> Resp {
+        match self {
+            Resp::Blob(b, arn) => Resp::Blob(Out::Blob(sink.take_blob(b)), arn),
+            Resp::Plain(p, arn) => Resp::Plain(Out::Secret(sink.take_secret(p)), arn),
+            Resp::DataKey(b, p, arn) => {
+                let p = p.map(|p| Out::Secret(sink.take_secret(p)));
+                Resp::DataKey(Out::Blob(sink.take_blob(b)), p, arn)
+            }
+            Resp::Slowed(inner, owed) => Resp::Slowed(Box::new(inner.into_owned(sink)), owed),
+            r @ Resp::Random(_) => r,
+        }
+    }
 }
 
 /// The last admitted (key reference, action) within one lock hold, so a batch on one key
 /// resolves and authorizes once. Only valid while the shard lock is held and for one principal:
 /// `apply` cannot run in between, so gates and authorizers cannot change under it.
 #[derive(Default)]
-pub(crate) struct Memo(Option<(KeyRef, Action, KeyId, Arc<str>)>);
+pub(crate) struct Memo<'r>(Option<(KeyName<'r>, Action, KeyId, Arc<str>)>);
 
 /// The outcome of running a request on one shard.
 pub(crate) enum Step {
@@ -422,13 +438,13 @@ impl ShardState {
             .collect()
     }
 
-    fn resolve(&self, key: &KeyRef) -> Result<KeyId> {
+    fn resolve(&self, key: &KeyName<'_>) -> Result<KeyId> {
         match key {
-            KeyRef::Id(id) if self.keys.contains_key(id) => Ok(*id),
-            KeyRef::Id(id) => Err(KmsError::key_not_found(self.scope.key_arn(id))),
-            KeyRef::Alias(a) => self
+            KeyName::Id(id) if self.keys.contains_key(id) => Ok(*id),
+            KeyName::Id(id) => Err(KmsError::key_not_found(self.scope.key_arn(id))),
+            KeyName::Alias(a) => self
                 .aliases
-                .get(a)
+                .get(&**a)
                 .copied()
                 .filter(|id| self.keys.contains_key(id))
                 .ok_or_else(|| KmsError::alias_not_found(self.scope.alias_arn(a))),
@@ -505,13 +521,13 @@ impl ShardState {
 
     /// Runs one request on this shard.
     /// Resolve + admit, through the memo.
-    fn admit_ref(
+    fn admit_ref<'r>(
         &mut self,
-        key: &KeyRef,
+        key: &'r KeyName<'_>,
         principal: &str,
         action: Action,
         ctx: &EncryptionContext,
-        memo: &mut Memo,
+        memo: &mut Memo<'r>,
     ) -> Result<(KeyId, Arc<str>)> {
         if let Some((k, a, id, arn)) = &memo.0 {
             if *a == action && k == key {
@@ -523,43 +539,52 @@ impl ShardState {
         let arn = self.answer_arn(&id);
         // A grant's verdict may depend on the context: only the policy's is remembered.
         if any_context {
-            memo.0 = Some((key.clone(), action, id, arn.clone()));
+            memo.0 = Some((key.borrowed(), action, id, arn.clone()));
         }
         Ok((id, arn))
     }
 
-    pub(crate) fn execute(&mut self, principal: &str, req: &Req<'_>, memo: &mut Memo) -> Step {
+    /// Runs one request on this shard, writing its outputs into `sink`.
+    pub(crate) fn execute<'r>(
+        &mut self,
+        principal: &str,
+        req: &'r Req<'_>,
+        memo: &mut Memo<'r>,
+        sink: &mut Sink,
+    ) -> Step {
         match req {
             Req::Encrypt {
                 key,
                 plaintext,
                 ctx,
                 action,
-            } => self.encrypt(principal, key, plaintext, ctx, *action, memo),
+            } => self.encrypt(principal, key, plaintext, ctx, *action, memo, sink),
             Req::Decrypt {
                 blob,
                 ctx,
                 key,
                 action,
-            } => self.decrypt(principal, blob, ctx, key.as_deref(), *action),
+            } => self.decrypt(principal, blob, ctx, key.as_ref(), *action, sink),
             Req::DataKey {
                 key,
                 len,
                 ctx,
                 plaintext,
-            } => self.data_key(principal, key, *len, ctx, *plaintext, memo),
+            } => self.data_key(principal, key, *len, ctx, *plaintext, memo, sink),
             Req::Random { len, fleet } => self.random(*len, fleet.as_deref()),
         }
     }
 
-    fn encrypt(
+    #[allow(clippy::too_many_arguments)] // the request's parts, as `execute` unpacks them
+    fn encrypt<'r>(
         &mut self,
         principal: &str,
-        key: &KeyRef,
+        key: &'r KeyName<'_>,
         plaintext: &[u8],
         ctx: &EncryptionContext,
         action: Action,
-        memo: &mut Memo,
+        memo: &mut Memo<'r>,
+        sink: &mut Sink,
     ) -> Step {
         let (id, arn) = match self.admit_ref(key, principal, action, ctx, memo) {
             Ok(x) => x,
@@ -573,7 +598,7 @@ impl ShardState {
         let r = match schedule.next(&id, self.max_uses, &mut self.pool, version) {
             Ok(sealed) => {
                 let started = sealed.became_live;
-                let r = blob::seal(&id, sealed.params, plaintext, ctx);
+                let r = blob::seal_into(&id, sealed.params, plaintext, ctx, sink.areas_mut().0);
                 if started {
                     self.started_epoch(id);
                 }
@@ -581,17 +606,19 @@ impl ShardState {
             }
             Err(e) => Err(e),
         };
-        Step::Done(r.map(|b| self.served(&id, Resp::Blob(b, arn))))
+        Step::Done(r.map(|b| self.served(&id, Resp::Blob(Out::At(b), arn))))
     }
 
-    fn data_key(
+    #[allow(clippy::too_many_arguments)] // the request's parts, as `execute` unpacks them
+    fn data_key<'r>(
         &mut self,
         principal: &str,
-        key: &KeyRef,
+        key: &'r KeyName<'_>,
         len: usize,
         ctx: &EncryptionContext,
         with_plaintext: bool,
-        memo: &mut Memo,
+        memo: &mut Memo<'r>,
+        sink: &mut Sink,
     ) -> Step {
         let action = if with_plaintext {
             Action::GenerateDataKey
@@ -606,13 +633,28 @@ impl ShardState {
             return self.not_here(&id);
         };
         let mut started = false;
-        let r = self.pool.secret(len).and_then(|dk| {
+        let (blobs, secrets) = sink.areas_mut();
+        // The data key is drawn into the sink's secrets, sealed from there, and kept there
+        // only when the caller gets it.
+        let at = secrets.len();
+        crate::secret::reserve_wiping(secrets, len);
+        secrets.resize(at + len, 0);
+        let r = self.pool.fill(&mut secrets[at..]).and_then(|()| {
             let version = || self.rotated.get(&id).map_or(0, |v| v.newest);
             let sealed = schedule.next(&id, self.max_uses, &mut self.pool, version)?;
             started = sealed.became_live;
-            let b = blob::seal(&id, sealed.params, dk.expose(), ctx)?;
-            Ok(Resp::DataKey(b, with_plaintext.then_some(dk), arn))
+            blob::seal_into(&id, sealed.params, &secrets[at..], ctx, blobs)
         });
+        let r = match r {
+            Ok(b) if with_plaintext => {
+                Ok(Resp::DataKey(Out::At(b), Some(Out::At(at..at + len)), arn))
+            }
+            r => {
+                crate::secret::wipe(&mut secrets[at..]);
+                secrets.truncate(at);
+                r.map(|b| Resp::DataKey(Out::At(b), None, arn))
+            }
+        };
         if started {
             self.started_epoch(id);
         }
@@ -624,8 +666,9 @@ impl ShardState {
         principal: &str,
         blob_bytes: &[u8],
         ctx: &EncryptionContext,
-        key: Option<&KeyRef>,
+        key: Option<&KeyName<'_>>,
         action: Action,
+        sink: &mut Sink,
     ) -> Step {
         let view = match blob::parse(blob_bytes) {
             Ok(v) => v,
@@ -659,10 +702,11 @@ impl ShardState {
             return self.not_here(&id);
         };
         let version = nonce_version(&view.nonce);
+        let plain = sink.areas_mut().1;
         let r = if let Some(k) = schedule.current(&view.salt, version) {
-            view.open(k, ctx)
+            view.open_into(k, ctx, plain)
         } else if let Some(k) = self.cache.get(&id, &view.salt) {
-            view.open(k, ctx)
+            view.open_into(k, ctx, plain)
         } else {
             // The material of the blob's version: the schedule's for a key that never rotated,
             // else from the key's versions; a version the key lacks is a damaged blob.
@@ -677,14 +721,14 @@ impl ShardState {
             // Cache a derived subkey only once it authenticated a blob, so forged salts can
             // neither fill the cache nor evict useful entries.
             derived.and_then(|k| {
-                let p = view.open(&k, ctx)?;
+                let p = view.open_into(&k, ctx, plain)?;
                 self.cache.insert(id, view.salt, k);
                 Ok(p)
             })
         };
         let r = r.map(|p| {
             let arn = self.answer_arn(&id);
-            self.served(&id, Resp::Plain(p, arn))
+            self.served(&id, Resp::Plain(Out::At(p), arn))
         });
         Step::Done(r)
     }

@@ -394,7 +394,7 @@ fn a_slow_hsm_slows_only_the_calls_it_serves_and_latency_zero_clears_it() {
         engine.decrypt("p", &blob, &ctx, None).unwrap();
         assert_eq!(latency::take_owed(), Duration::from_millis(250));
         let items = [DataKeyItem {
-            key: &KeyRef::Id(only_slow),
+            key: KeyName::Id(only_slow),
             key_spec: Some(DataKeySpec::Aes256),
             number_of_bytes: None,
             context: &ctx,

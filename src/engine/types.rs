@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use crate::crypto::subkey::DEFAULT_MAX_USES;
 use crate::secret::{KeyMaterial, SecretBytes};
-use crate::types::{DataKeySpec, EncryptionContext, GrantConstraints, HsmId, KeyId, KeyRef, Scope};
+use crate::types::{
+    DataKeySpec, EncryptionContext, GrantConstraints, HsmId, KeyId, KeyName, Scope,
+};
 use crate::KmsError;
 
 /// Where key material lives: one HSM of a CloudHSM cluster, or the default-store fleet.
@@ -446,10 +448,10 @@ pub struct DataKeyOutput {
 }
 
 /// One Encrypt of a batch.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct EncryptItem<'a> {
     /// The key.
-    pub key: &'a KeyRef,
+    pub key: KeyName<'a>,
     /// Within [`PLAINTEXT_LEN`](crate::types::limits::PLAINTEXT_LEN) bytes.
     pub plaintext: &'a [u8],
     /// The encryption context.
@@ -457,25 +459,74 @@ pub struct EncryptItem<'a> {
 }
 
 /// One Decrypt of a batch.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct DecryptItem<'a> {
     /// The blob.
     pub ciphertext: &'a [u8],
     /// The encryption context it was made with.
     pub context: &'a EncryptionContext,
     /// Optional key that must match the blob's.
-    pub key: Option<&'a KeyRef>,
+    pub key: Option<KeyName<'a>>,
 }
 
 /// One GenerateDataKey of a batch.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct DataKeyItem<'a> {
     /// The key.
-    pub key: &'a KeyRef,
+    pub key: KeyName<'a>,
     /// `KeySpec` (exactly one of this and `number_of_bytes`).
     pub key_spec: Option<DataKeySpec>,
     /// `NumberOfBytes`, within [`NUMBER_OF_BYTES`](crate::types::limits::NUMBER_OF_BYTES).
     pub number_of_bytes: Option<u32>,
     /// The encryption context.
     pub context: &'a EncryptionContext,
+}
+
+/// An Encrypt answer of a batch, borrowed from its [`BatchOut`](super::BatchOut).
+#[derive(Clone, Copy, Debug)]
+pub struct EncryptView<'a> {
+    /// The ciphertext blob.
+    pub ciphertext_blob: &'a [u8],
+    /// The key ARN.
+    pub key_arn: &'a Arc<str>,
+}
+
+/// A Decrypt answer of a batch, borrowed from its [`BatchOut`](super::BatchOut).
+#[derive(Clone, Copy)]
+pub struct DecryptView<'a> {
+    /// The plaintext.
+    pub plaintext: &'a [u8],
+    /// The ARN of the key that decrypted.
+    pub key_arn: &'a Arc<str>,
+}
+
+/// A GenerateDataKey(WithoutPlaintext) answer of a batch, borrowed from its
+/// [`BatchOut`](super::BatchOut).
+#[derive(Clone, Copy)]
+pub struct DataKeyView<'a> {
+    /// The data key encrypted under the KMS key.
+    pub ciphertext_blob: &'a [u8],
+    /// The data key (None for WithoutPlaintext).
+    pub plaintext: Option<&'a [u8]>,
+    /// The key ARN.
+    pub key_arn: &'a Arc<str>,
+}
+
+impl fmt::Debug for DecryptView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DecryptView")
+            .field("plaintext", &"<redacted>")
+            .field("key_arn", &self.key_arn)
+            .finish()
+    }
+}
+
+impl fmt::Debug for DataKeyView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DataKeyView")
+            .field("ciphertext_blob", &self.ciphertext_blob.len())
+            .field("plaintext", &self.plaintext.map(|_| "<redacted>"))
+            .field("key_arn", &self.key_arn)
+            .finish()
+    }
 }

@@ -77,7 +77,7 @@ macro_rules! op_bodies {
 for_each_op!(op_bodies);
 
 /// Appends a frame whose body `write_body` appends; returns the body length.
-fn frame_with(
+pub(super) fn frame_with(
     out: &mut Vec<u8>,
     op: u16,
     request_id: u64,

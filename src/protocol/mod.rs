@@ -15,11 +15,16 @@
 //! [`decode_response`] decode a complete body, refusing unknown op codes and trailing bytes.
 
 pub mod aws_json;
+mod borrowed;
 mod codec;
 mod frame;
 mod hello;
 mod unhonoured;
 
+pub(crate) use borrowed::{
+    decode_hot_request, encode_data_key_reply, encode_decrypt_reply, encode_encrypt_reply,
+    HotRequest,
+};
 pub use codec::{
     decode_request, decode_response, encode_error, encode_protocol_error, encode_request,
     encode_response, try_encode_request, BINCODE_CONFIG, DECODE_LIMIT,

@@ -14,12 +14,16 @@ use super::throttle::{CryptoCost, Uses};
 use super::{lock, Kms};
 use crate::api::kms::*;
 use crate::dataplane;
-use crate::engine::{DataKeyItem, DataKeyOutput, DecryptItem, EncryptItem};
+use crate::engine::{
+    reuse_vec, BatchOut, DataKeyItem, DataKeyOutput, DataKeyView, DecryptItem, DecryptView,
+    EncryptItem, EncryptView,
+};
 use crate::err;
-use crate::error::{KmsError, Result};
+use crate::error::{ErrorKind, KmsError, Result};
 use crate::kms::keys::check_grant_tokens;
 use crate::ops::Op;
-use crate::types::{EncryptionAlgorithm, KeyRef};
+use crate::secret::SecretBytes;
+use crate::types::{EncryptionAlgorithm, KeyName, KeyRef};
 
 /// Only SYMMETRIC_DEFAULT suits a symmetric key.
 fn check_algorithm(alg: Option<EncryptionAlgorithm>, member: &str) -> Result<()> {
@@ -35,11 +39,6 @@ fn check_algorithm(alg: Option<EncryptionAlgorithm>, member: &str) -> Result<()>
 /// What a `DryRun` request answers when it would have succeeded.
 fn dry_run_succeeded() -> KmsError {
     KmsError::dry_run_succeeded()
-}
-
-/// The key reference a Decrypt gave (none: empty).
-fn decrypt_key(req: &DecryptRequest) -> &str {
-    req.key_id.as_deref().unwrap_or_default()
 }
 
 /// The operation a data-key call is recorded as.
@@ -76,24 +75,6 @@ impl Kms {
         }
     }
 
-    /// Counts the calls of a batch (see [`Kms::count`]).
-    fn count_batch<Q, R>(
-        &self,
-        op: Op,
-        items: &[Q],
-        results: &[Result<R>],
-        key: impl Fn(&Q) -> &str,
-        arn: impl Fn(&R) -> &Arc<str>,
-    ) {
-        if let Some(tally) = &self.shared.tally {
-            let calls = items.iter().zip(results).map(|(q, out)| match out {
-                Ok(r) => Call::Ok(arn(r)),
-                Err(e) => Call::Failed(key(q), e.kind()),
-            });
-            tally.add_batch(op, &self.principal, calls);
-        }
-    }
-
     /// Encrypt: 1–4096 bytes under a KMS key, bound to the encryption context.
     pub fn encrypt(&self, req: &EncryptRequest) -> Result<EncryptResponse> {
         let out = self.encrypt_uncounted(req);
@@ -105,7 +86,7 @@ impl Kms {
         check_algorithm(req.encryption_algorithm, "EncryptionAlgorithm")?;
         check_grant_tokens(&req.grant_tokens)?;
         let key = self.key_ref(&req.key_id)?;
-        self.charge_crypto(&[Uses::Key(&key)], CryptoCost::Plain)?;
+        self.charge_crypto(&[Uses::Key(key.as_name())], CryptoCost::Plain)?;
         let out = self.shared.engine.encrypt(
             &self.principal,
             &key,
@@ -173,7 +154,10 @@ impl Kms {
             .transpose()?;
         let destination = self.key_ref(&req.destination_key_id)?;
         self.charge_crypto(
-            &[Uses::Blob(&req.ciphertext_blob), Uses::Key(&destination)],
+            &[
+                Uses::Blob(&req.ciphertext_blob),
+                Uses::Key(destination.as_name()),
+            ],
             CryptoCost::Plain,
         )?;
         let out = self.shared.engine.re_encrypt(
@@ -231,7 +215,7 @@ impl Kms {
     ) -> Result<GenerateDataKeyResponse> {
         check_grant_tokens(&req.grant_tokens)?;
         let key = self.key_ref(&req.key_id)?;
-        self.charge_crypto(&[Uses::Key(&key)], CryptoCost::DataKey)?;
+        self.charge_crypto(&[Uses::Key(key.as_name())], CryptoCost::DataKey)?;
         let engine = &self.shared.engine;
         let out = if with_plaintext {
             engine.generate_data_key(
@@ -301,95 +285,163 @@ impl Kms {
         ))
     }
 
-    /// Checks every item and parses its key reference, once per distinct reference text (a
-    /// batch usually names one key): returns the parsed references and, per item, the index of
-    /// its reference or its error.
-    fn batch_refs<'r>(
+    /// The key reference `text` names, parsed once for a run of items naming the same text
+    /// (a batch usually names one key): `last` holds the previous item's.
+    fn key_name<'a>(
         &self,
-        items: impl Iterator<Item = (Option<&'r str>, Result<()>)>,
-    ) -> (Vec<Option<KeyRef>>, Vec<Result<usize>>) {
-        let mut refs: Vec<Option<KeyRef>> = Vec::new();
-        let mut last: Option<(Option<&'r str>, usize)> = None;
-        let slots = items
-            .map(|(text, checked)| {
-                checked?;
-                if let Some((t, i)) = last {
-                    if t == text {
-                        return Ok(i);
-                    }
-                }
-                let parsed = text.map(|t| self.key_ref(t)).transpose()?;
-                refs.push(parsed);
-                last = Some((text, refs.len() - 1));
-                Ok(refs.len() - 1)
-            })
-            .collect();
-        (refs, slots)
+        text: &'a str,
+        last: &mut Option<(&'a str, KeyName<'a>)>,
+    ) -> Result<KeyName<'a>> {
+        if let Some((t, name)) = last {
+            if *t == text {
+                return Ok(name.clone());
+            }
+        }
+        let name = self.scope().parse_key_name(text)?;
+        *last = Some((text, name.clone()));
+        Ok(name)
     }
 
     /// Encrypt many plaintexts in one call (beyond AWS): one result per item, in order. Routing
     /// and queueing are amortised over the batch, which both cores share.
     pub fn encrypt_batch(&self, items: &[EncryptRequest]) -> Vec<Result<EncryptResponse>> {
-        let (refs, mut slots) = self.batch_refs(items.iter().map(|r| {
-            let checked = check_algorithm(r.encryption_algorithm, "EncryptionAlgorithm")
-                .and_then(|()| check_grant_tokens(&r.grant_tokens));
-            (Some(r.key_id.as_str()), checked)
-        }));
-        self.charge_batch(&mut slots, CryptoCost::Plain, |_, r| {
-            refs[r].as_ref().map(Uses::Key)
-        });
-        let valid: Vec<EncryptItem<'_>> = items
-            .iter()
-            .zip(&slots)
-            .filter_map(|(r, slot)| {
-                let key = refs[*slot.as_ref().ok()?].as_ref()?;
-                Some(EncryptItem {
-                    key,
-                    plaintext: r.plaintext.expose(),
-                    context: &r.encryption_context,
+        let items: Vec<_> = items.iter().map(EncryptRequest::borrowed).collect();
+        let mut out = Vec::with_capacity(items.len());
+        self.encrypt_batch_with(&items, &mut BatchScratch::default(), |r| {
+            out.push(
+                r.map(|v| EncryptResponse {
+                    ciphertext_blob: v.ciphertext_blob.to_vec(),
+                    key_id: v.key_arn.clone(),
+                    encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
                 })
-            })
-            .collect();
-        let results = self.shared.engine.encrypt_batch(&self.principal, &valid);
-        let out = merge(slots, results, |out| EncryptResponse {
-            ciphertext_blob: out.ciphertext_blob,
-            key_id: out.key_arn,
-            encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+                .map_err(Clone::clone),
+            )
         });
-        self.count_batch(Op::Encrypt, items, &out, |q| &q.key_id, |r| &r.key_id);
         out
+    }
+
+    /// [`Kms::encrypt_batch`] on borrowed requests, each answer handed to `emit` in order
+    /// (borrowed from `scratch`, and wiped there once every answer was emitted): with a
+    /// `scratch` reused from batch to batch, a batch served on the caller's thread allocates
+    /// nothing. An item with `DryRun` answers
+    /// `DryRunOperationException` when it would have succeeded, as a single call does.
+    pub fn encrypt_batch_with(
+        &self,
+        items: &[EncryptRequestRef<'_>],
+        scratch: &mut BatchScratch,
+        mut emit: impl FnMut(std::result::Result<EncryptView<'_>, &KmsError>),
+    ) {
+        scratch.slots.clear();
+        let mut valid: Vec<EncryptItem<'_>> = reuse_vec(std::mem::take(&mut scratch.encrypt));
+        let mut last = None;
+        for r in items {
+            let key = check_algorithm(r.encryption_algorithm, "EncryptionAlgorithm")
+                .and_then(|()| check_grant_tokens(r.grant_tokens))
+                .and_then(|()| self.key_name(r.key_id, &mut last))
+                .and_then(|key| {
+                    self.charge_crypto(&[Uses::Key(key.borrowed())], CryptoCost::Plain)?;
+                    Ok(key)
+                });
+            scratch.slots.push(key.map(|key| {
+                valid.push(EncryptItem {
+                    key,
+                    plaintext: r.plaintext,
+                    context: r.encryption_context,
+                });
+                valid.len() - 1
+            }));
+        }
+        let engine = &self.shared.engine;
+        engine.encrypt_batch_into(&self.principal, &valid, &mut scratch.out);
+        scratch.encrypt = reuse_vec(valid);
+        let answer = |i: usize| -> Answer<'_, EncryptView<'_>> {
+            match &scratch.slots[i] {
+                Err(e) => Answer::Failed(e),
+                Ok(j) => match scratch.out.encrypt(*j) {
+                    Ok(_) if items[i].dry_run => Answer::DryRun,
+                    Ok(v) => Answer::Ok(v),
+                    Err(e) => Answer::Failed(e),
+                },
+            }
+        };
+        self.count_answers(
+            Op::Encrypt,
+            items.len(),
+            &answer,
+            |i| items[i].key_id,
+            |v| v.key_arn,
+        );
+        (0..items.len()).for_each(|i| answer(i).emit(&mut emit));
+        // The data keys and plaintexts are in the replies now: wipe them here.
+        scratch.out.clear();
     }
 
     /// Decrypt many blobs in one call (beyond AWS): one result per item, in order.
     pub fn decrypt_batch(&self, items: &[DecryptRequest]) -> Vec<Result<DecryptResponse>> {
-        let (refs, mut slots) = self.batch_refs(items.iter().map(|r| {
-            let checked = check_algorithm(r.encryption_algorithm, "EncryptionAlgorithm")
-                .and_then(|()| check_grant_tokens(&r.grant_tokens));
-            (r.key_id.as_deref(), checked)
-        }));
-        self.charge_batch(&mut slots, CryptoCost::Plain, |i, _| {
-            Some(Uses::Blob(&items[i].ciphertext_blob))
-        });
-        let valid: Vec<DecryptItem<'_>> = items
-            .iter()
-            .zip(&slots)
-            .filter_map(|(r, slot)| {
-                let key = refs[*slot.as_ref().ok()?].as_ref();
-                Some(DecryptItem {
-                    ciphertext: &r.ciphertext_blob,
-                    context: &r.encryption_context,
-                    key,
+        let items: Vec<_> = items.iter().map(DecryptRequest::borrowed).collect();
+        let mut out = Vec::with_capacity(items.len());
+        self.decrypt_batch_with(&items, &mut BatchScratch::default(), |r| {
+            out.push(
+                r.map(|v| DecryptResponse {
+                    key_id: v.key_arn.clone(),
+                    plaintext: SecretBytes::from_slice(v.plaintext),
+                    encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
                 })
-            })
-            .collect();
-        let results = self.shared.engine.decrypt_batch(&self.principal, &valid);
-        let out = merge(slots, results, |out| DecryptResponse {
-            key_id: out.key_arn,
-            plaintext: out.plaintext,
-            encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+                .map_err(Clone::clone),
+            )
         });
-        self.count_batch(Op::Decrypt, items, &out, decrypt_key, |r| &r.key_id);
         out
+    }
+
+    /// [`Kms::decrypt_batch`] on borrowed requests, as [`Kms::encrypt_batch_with`].
+    pub fn decrypt_batch_with(
+        &self,
+        items: &[DecryptRequestRef<'_>],
+        scratch: &mut BatchScratch,
+        mut emit: impl FnMut(std::result::Result<DecryptView<'_>, &KmsError>),
+    ) {
+        scratch.slots.clear();
+        let mut valid: Vec<DecryptItem<'_>> = reuse_vec(std::mem::take(&mut scratch.decrypt));
+        let mut last = None;
+        for r in items {
+            let key = check_algorithm(r.encryption_algorithm, "EncryptionAlgorithm")
+                .and_then(|()| check_grant_tokens(r.grant_tokens))
+                .and_then(|()| {
+                    r.key_id
+                        .map(|text| self.key_name(text, &mut last))
+                        .transpose()
+                })
+                .and_then(|key| {
+                    self.charge_crypto(&[Uses::Blob(r.ciphertext_blob)], CryptoCost::Plain)?;
+                    Ok(key)
+                });
+            scratch.slots.push(key.map(|key| {
+                valid.push(DecryptItem {
+                    ciphertext: r.ciphertext_blob,
+                    context: r.encryption_context,
+                    key,
+                });
+                valid.len() - 1
+            }));
+        }
+        let engine = &self.shared.engine;
+        engine.decrypt_batch_into(&self.principal, &valid, &mut scratch.out);
+        scratch.decrypt = reuse_vec(valid);
+        let answer = |i: usize| -> Answer<'_, DecryptView<'_>> {
+            match &scratch.slots[i] {
+                Err(e) => Answer::Failed(e),
+                Ok(j) => match scratch.out.decrypt(*j) {
+                    Ok(_) if items[i].dry_run => Answer::DryRun,
+                    Ok(v) => Answer::Ok(v),
+                    Err(e) => Answer::Failed(e),
+                },
+            }
+        };
+        let key = |i: usize| items[i].key_id.unwrap_or_default();
+        self.count_answers(Op::Decrypt, items.len(), &answer, key, |v| v.key_arn);
+        (0..items.len()).for_each(|i| answer(i).emit(&mut emit));
+        // The data keys and plaintexts are in the replies now: wipe them here.
+        scratch.out.clear();
     }
 
     /// GenerateDataKey (or WithoutPlaintext) many times in one call (beyond AWS).
@@ -398,53 +450,123 @@ impl Kms {
         items: &[GenerateDataKeyRequest],
         with_plaintext: bool,
     ) -> Vec<Result<GenerateDataKeyResponse>> {
-        let (refs, mut slots) = self.batch_refs(
-            items
-                .iter()
-                .map(|r| (Some(r.key_id.as_str()), check_grant_tokens(&r.grant_tokens))),
-        );
-        self.charge_batch(&mut slots, CryptoCost::DataKey, |_, r| {
-            refs[r].as_ref().map(Uses::Key)
+        let items: Vec<_> = items.iter().map(GenerateDataKeyRequest::borrowed).collect();
+        let mut out = Vec::with_capacity(items.len());
+        let mut scratch = BatchScratch::default();
+        self.generate_data_key_batch_with(&items, with_plaintext, &mut scratch, |r| {
+            out.push(
+                r.map(|v| GenerateDataKeyResponse {
+                    ciphertext_blob: v.ciphertext_blob.to_vec(),
+                    plaintext: v.plaintext.map(SecretBytes::from_slice),
+                    key_id: v.key_arn.clone(),
+                })
+                .map_err(Clone::clone),
+            )
         });
-        let valid: Vec<DataKeyItem<'_>> = items
-            .iter()
-            .zip(&slots)
-            .filter_map(|(r, slot)| {
-                let key = refs[*slot.as_ref().ok()?].as_ref()?;
-                Some(DataKeyItem {
+        out
+    }
+
+    /// [`Kms::generate_data_key_batch`] on borrowed requests, as [`Kms::encrypt_batch_with`].
+    pub fn generate_data_key_batch_with(
+        &self,
+        items: &[GenerateDataKeyRequestRef<'_>],
+        with_plaintext: bool,
+        scratch: &mut BatchScratch,
+        mut emit: impl FnMut(std::result::Result<DataKeyView<'_>, &KmsError>),
+    ) {
+        scratch.slots.clear();
+        let mut valid: Vec<DataKeyItem<'_>> = reuse_vec(std::mem::take(&mut scratch.data_key));
+        let mut last = None;
+        for r in items {
+            let key = check_grant_tokens(r.grant_tokens)
+                .and_then(|()| self.key_name(r.key_id, &mut last))
+                .and_then(|key| {
+                    self.charge_crypto(&[Uses::Key(key.borrowed())], CryptoCost::DataKey)?;
+                    Ok(key)
+                });
+            scratch.slots.push(key.map(|key| {
+                valid.push(DataKeyItem {
                     key,
                     key_spec: r.key_spec,
                     number_of_bytes: r.number_of_bytes,
-                    context: &r.encryption_context,
-                })
-            })
-            .collect();
-        let results =
-            self.shared
-                .engine
-                .generate_data_key_batch(&self.principal, &valid, with_plaintext);
-        let out = merge(slots, results, data_key_response);
+                    context: r.encryption_context,
+                });
+                valid.len() - 1
+            }));
+        }
+        let engine = &self.shared.engine;
+        engine.generate_data_key_batch_into(
+            &self.principal,
+            &valid,
+            with_plaintext,
+            &mut scratch.out,
+        );
+        scratch.data_key = reuse_vec(valid);
+        let answer = |i: usize| -> Answer<'_, DataKeyView<'_>> {
+            match &scratch.slots[i] {
+                Err(e) => Answer::Failed(e),
+                Ok(j) => match scratch.out.data_key(*j) {
+                    Ok(_) if items[i].dry_run => Answer::DryRun,
+                    Ok(v) => Answer::Ok(v),
+                    Err(e) => Answer::Failed(e),
+                },
+            }
+        };
         let op = data_key_op(with_plaintext);
-        self.count_batch(op, items, &out, |q| &q.key_id, |r| &r.key_id);
-        out
+        self.count_answers(op, items.len(), &answer, |i| items[i].key_id, |v| v.key_arn);
+        (0..items.len()).for_each(|i| answer(i).emit(&mut emit));
+        // The data keys and plaintexts are in the replies now: wipe them here.
+        scratch.out.clear();
+    }
+
+    /// Counts the answers of a batch for the event log (one lock; see [`Kms::count`]).
+    fn count_answers<'s, V: 's>(
+        &self,
+        op: Op,
+        n: usize,
+        answer: &impl Fn(usize) -> Answer<'s, V>,
+        key: impl Fn(usize) -> &'s str,
+        arn: impl Fn(&V) -> &'s Arc<str>,
+    ) {
+        if let Some(tally) = &self.shared.tally {
+            let calls = (0..n).map(|i| match answer(i) {
+                Answer::Ok(v) => Call::Ok(arn(&v)),
+                Answer::Failed(e) => Call::Failed(key(i), e.kind()),
+                Answer::DryRun => Call::Failed(key(i), ErrorKind::DryRunOperationException),
+            });
+            tally.add_batch(op, &self.principal, calls);
+        }
     }
 }
 
-/// Puts the engine's answers for the valid items back among the items that failed checks.
-fn merge<O, R>(
+/// The reusable state of [`Kms::encrypt_batch_with`] and its siblings: the engine's answers
+/// and the spare capacity of the vectors a batch builds. Reuse one across batches (the
+/// daemon keeps one per event loop) so that a warm batch allocates nothing.
+#[derive(Debug, Default)]
+pub struct BatchScratch {
+    out: BatchOut,
+    /// Per item: its index among the items sent to the engine, or why it was refused first.
     slots: Vec<Result<usize>>,
-    results: Vec<Result<O>>,
-    convert: impl Fn(O) -> R,
-) -> Vec<Result<R>> {
-    let mut results = results.into_iter();
-    slots
-        .into_iter()
-        .map(|slot| {
-            slot?;
-            let out = results.next().ok_or_else(|| {
-                err!(KMSInternalException, "the engine returned too few results")
-            })??;
-            Ok(convert(out))
-        })
-        .collect()
+    /// Always empty: the allocations the next batch's engine items are built in.
+    encrypt: Vec<EncryptItem<'static>>,
+    decrypt: Vec<DecryptItem<'static>>,
+    data_key: Vec<DataKeyItem<'static>>,
+}
+
+/// One item's answer in a batch, as counted and emitted.
+enum Answer<'s, V> {
+    Ok(V),
+    Failed(&'s KmsError),
+    /// Succeeded, but the item asked for a dry run.
+    DryRun,
+}
+
+impl<V> Answer<'_, V> {
+    fn emit(self, emit: &mut impl FnMut(std::result::Result<V, &KmsError>)) {
+        match self {
+            Answer::Ok(v) => emit(Ok(v)),
+            Answer::Failed(e) => emit(Err(e)),
+            Answer::DryRun => emit(Err(&dry_run_succeeded())),
+        }
+    }
 }

@@ -29,6 +29,7 @@ mod throttle;
 mod trail_ops;
 mod worker;
 
+pub use crypto_ops::BatchScratch;
 pub use throttle::QuotaConfig;
 
 use commit::{Core, Shared};

@@ -20,7 +20,7 @@ use crate::err;
 use crate::error::{KmsError, Result};
 use crate::kms::model::{Backing, Key};
 use crate::types::limits;
-use crate::types::{CustomKeyStoreId, KeyId, KeyRef, Timestamp};
+use crate::types::{CustomKeyStoreId, KeyId, KeyName, Timestamp};
 
 /// The quotas kmscks emulates when asked; [`QuotaConfig::default`] has AWS's numbers (spec
 /// §6). A rate of 0 refuses every request it covers.
@@ -208,7 +208,7 @@ impl Throttle {
 /// What a cryptographic request names, to find the stores it uses.
 pub(super) enum Uses<'r> {
     /// A key reference (key id, key ARN, alias).
-    Key(&'r KeyRef),
+    Key(KeyName<'r>),
     /// A ciphertext blob (the key id it carries).
     Blob(&'r [u8]),
     /// A custom key store by id (GenerateRandom).
@@ -238,30 +238,6 @@ impl Kms {
         throttle.crypto(self.shared.config.clock.now(), &stores, cost)
     }
 
-    /// Charges each item of a batch still valid in `slots` (batches count each item): `uses`
-    /// gives, from the item's index and its slot's reference index, what it names. An item
-    /// over a rate gets `ThrottlingException` in its slot.
-    pub(super) fn charge_batch<'r>(
-        &self,
-        slots: &mut [Result<usize>],
-        cost: CryptoCost,
-        uses: impl Fn(usize, usize) -> Option<Uses<'r>>,
-    ) {
-        if self.shared.throttle.is_none() {
-            return;
-        }
-        for (item, slot) in slots.iter_mut().enumerate() {
-            let Ok(r) = slot else { continue };
-            let charged = match uses(item, *r) {
-                Some(u) => self.charge_crypto(&[u], cost),
-                None => self.charge_crypto(&[], cost),
-            };
-            if let Err(e) = charged {
-                *slot = Err(e);
-            }
-        }
-    }
-
     /// Charges a custom key store API request to the emulated quotas, if they are on.
     pub(super) fn charge_key_store_api(&self) -> Result<()> {
         match &self.shared.throttle {
@@ -276,11 +252,11 @@ impl Kms {
         let id = match uses {
             Uses::Store(text) => return CustomKeyStoreId::parse(text),
             Uses::Blob(blob) => crate::crypto::blob::parse(blob).ok()?.key_id,
-            Uses::Key(KeyRef::Id(id)) => *id,
-            Uses::Key(KeyRef::Alias(name)) => {
+            Uses::Key(KeyName::Id(id)) => *id,
+            Uses::Key(KeyName::Alias(name)) => {
                 let core = lock(&self.shared.core);
                 let kms = &core.state.kms;
-                let target = kms.aliases.get(name)?.target;
+                let target = kms.aliases.get(name.as_ref())?.target;
                 return kms.keys.get(&target).and_then(store_of);
             }
         };

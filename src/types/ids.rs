@@ -1,5 +1,6 @@
 //! Identifiers: parsed newtypes, so that a value of one of these types is always well formed.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -236,23 +237,29 @@ impl Scope {
     /// Parses a key reference as the crypto operations and DescribeKey accept it: key id, key
     /// ARN, alias name or alias ARN.
     pub fn parse_key_ref(&self, text: &str) -> Result<KeyRef> {
+        self.parse_key_name(text).map(KeyName::into_ref)
+    }
+
+    /// [`Scope::parse_key_ref`] without a copy: an alias stays borrowed from `text` (the data
+    /// plane's hot path parses every request's key reference).
+    pub fn parse_key_name<'a>(&self, text: &'a str) -> Result<KeyName<'a>> {
         if let Some(rest) = text.strip_prefix("arn:") {
             let resource = self.arn_resource(rest, text)?;
             if let Some(id) = resource.strip_prefix("key/") {
                 return KeyId::parse(id)
-                    .map(KeyRef::Id)
+                    .map(KeyName::Id)
                     .ok_or_else(|| err!(NotFoundException, "Invalid arn {text}"));
             }
             if resource.starts_with("alias/") {
-                return Ok(KeyRef::Alias(resource.to_owned()));
+                return Ok(KeyName::Alias(Cow::Borrowed(resource)));
             }
             return Err(err!(NotFoundException, "Invalid arn {text}"));
         }
         if text.starts_with("alias/") {
-            return Ok(KeyRef::Alias(text.to_owned()));
+            return Ok(KeyName::Alias(Cow::Borrowed(text)));
         }
         KeyId::parse(text)
-            .map(KeyRef::Id)
+            .map(KeyName::Id)
             .ok_or_else(|| err!(NotFoundException, "Invalid keyId '{text}'"))
     }
 
@@ -298,6 +305,53 @@ pub enum KeyRef {
     Id(KeyId),
     /// An alias name, `alias/...` (from an alias name or alias ARN).
     Alias(String),
+}
+
+impl KeyRef {
+    /// The same reference, borrowed.
+    pub fn as_name(&self) -> KeyName<'_> {
+        match self {
+            KeyRef::Id(id) => KeyName::Id(*id),
+            KeyRef::Alias(a) => KeyName::Alias(Cow::Borrowed(a)),
+        }
+    }
+}
+
+/// A [`KeyRef`] whose alias may be borrowed (from a request's bytes) or owned (a request
+/// handed to another thread): what the engine takes, so that naming a key by alias costs no
+/// allocation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyName<'a> {
+    /// A key id (from a bare id or a key ARN).
+    Id(KeyId),
+    /// An alias name, `alias/...` (from an alias name or alias ARN).
+    Alias(Cow<'a, str>),
+}
+
+impl KeyName<'_> {
+    /// The owned reference.
+    pub fn into_ref(self) -> KeyRef {
+        match self {
+            KeyName::Id(id) => KeyRef::Id(id),
+            KeyName::Alias(a) => KeyRef::Alias(a.into_owned()),
+        }
+    }
+
+    /// A copy that borrows nothing (an alias is copied).
+    pub fn to_static(&self) -> KeyName<'static> {
+        match self {
+            KeyName::Id(id) => KeyName::Id(*id),
+            KeyName::Alias(a) => KeyName::Alias(Cow::Owned(a.to_string())),
+        }
+    }
+
+    /// This reference, borrowed from `self`.
+    pub fn borrowed(&self) -> KeyName<'_> {
+        match self {
+            KeyName::Id(id) => KeyName::Id(*id),
+            KeyName::Alias(a) => KeyName::Alias(Cow::Borrowed(a)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use crate::types::{
 };
 
 mod batch;
+mod borrowed;
 mod data;
 mod events;
 mod grants;
@@ -23,6 +24,7 @@ mod stores;
 mod usage;
 
 pub use batch::*;
+pub use borrowed::*;
 pub use data::*;
 pub use events::*;
 pub use grants::*;

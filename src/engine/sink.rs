@@ -1,0 +1,255 @@
+//! Where the engine writes what a batch answers: one growing buffer of blobs and one of
+//! secrets (data keys, plaintexts), owned by the caller and reused from batch to batch.
+//!
+//! Why: a reply's blob `Vec` and data-key `SecretBytes` were two allocations per request on
+//! the daemon's hot path. A caller that reuses a [`Sink`] lets the shards write every answer
+//! of a batch in place (the answers then name ranges of the sink), and encodes the replies
+//! straight from it. The secrets buffer is wiped whenever it is cleared or dropped, and only
+//! grows through [`crate::secret::reserve_wiping`], so no data key or plaintext is left behind
+//! in it or in memory it gave back. Answers computed on another shard's thread (a batch split
+//! across cores, a queued request) come back owned, as before.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::LazyLock;
+
+use super::shard::{Req, Resp};
+use super::{DataKeyView, DecryptView, EncryptView};
+use crate::error::{KmsError, Result};
+use crate::secret::SecretBytes;
+
+/// The reusable output buffers of batch calls (see the module doc).
+#[derive(Default)]
+pub struct Sink {
+    blobs: Vec<u8>,
+    secrets: Vec<u8>,
+}
+
+impl Sink {
+    /// An empty sink (it allocates as it is first written).
+    pub fn new() -> Sink {
+        Sink::default()
+    }
+
+    /// Forgets every answer, wiping the secrets; the buffers keep their capacity.
+    pub fn clear(&mut self) {
+        self.blobs.clear();
+        crate::secret::wipe(&mut self.secrets);
+        self.secrets.clear();
+    }
+
+    /// Both buffers, to write a blob sealed from a secret of the same sink.
+    pub(crate) fn areas_mut(&mut self) -> (&mut Vec<u8>, &mut Vec<u8>) {
+        (&mut self.blobs, &mut self.secrets)
+    }
+
+    /// The bytes of a blob answer.
+    pub(crate) fn blob<'s>(&'s self, out: &'s Out) -> &'s [u8] {
+        match out {
+            Out::At(r) => &self.blobs[r.clone()],
+            Out::Blob(v) => v,
+            Out::Secret(s) => s.expose(),
+        }
+    }
+
+    /// The bytes of a secret answer (a data key, a plaintext).
+    pub(crate) fn secret<'s>(&'s self, out: &'s Out) -> &'s [u8] {
+        match out {
+            Out::At(r) => &self.secrets[r.clone()],
+            Out::Blob(v) => v,
+            Out::Secret(s) => s.expose(),
+        }
+    }
+
+    /// A blob answer as its own vector: the whole buffer when it holds only this answer (a
+    /// sink used for one request), else a copy.
+    pub(crate) fn take_blob(&mut self, out: Out) -> Vec<u8> {
+        match out {
+            Out::At(r) if r.start == 0 && r.end == self.blobs.len() => {
+                std::mem::take(&mut self.blobs)
+            }
+            Out::At(r) => self.blobs[r].to_vec(),
+            Out::Blob(v) => v,
+            Out::Secret(s) => s.expose().to_vec(),
+        }
+    }
+
+    /// A secret answer as its own [`SecretBytes`], as [`Sink::take_blob`] does.
+    pub(crate) fn take_secret(&mut self, out: Out) -> SecretBytes {
+        match out {
+            Out::At(r) if r.start == 0 && r.end == self.secrets.len() => {
+                SecretBytes::new(std::mem::take(&mut self.secrets))
+            }
+            Out::At(r) => SecretBytes::from_slice(&self.secrets[r]),
+            Out::Blob(v) => SecretBytes::new(v),
+            Out::Secret(s) => s,
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        crate::secret::wipe(&mut self.secrets);
+    }
+}
+
+impl fmt::Debug for Sink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sink")
+            .field("blob_bytes", &self.blobs.len())
+            .field("secrets", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The reusable state of batch calls ([`super::Engine::encrypt_batch_into`] …): the answers
+/// of the last batch, one per item, their outputs in its [`Sink`]; and the spare capacity of
+/// the vectors a batch needs, so that a warm batch allocates nothing.
+#[derive(Default)]
+pub struct BatchOut {
+    pub(super) sink: Sink,
+    /// One per item of the last batch.
+    pub(super) results: Vec<Result<Resp>>,
+    /// The engine's answers to the valid items (moved into `results`).
+    pub(super) answers: Vec<Option<Result<Resp>>>,
+    /// Items refused before they reached a shard, by index (usually none).
+    pub(super) errors: Vec<(usize, KmsError)>,
+    /// Always empty: the allocation the next batch's requests are built in.
+    pub(super) reqs: Vec<Req<'static>>,
+}
+
+impl fmt::Debug for BatchOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchOut")
+            .field("items", &self.results.len())
+            .field("sink", &self.sink)
+            .finish()
+    }
+}
+
+impl BatchOut {
+    /// Empty, without capacity.
+    pub fn new() -> BatchOut {
+        BatchOut::default()
+    }
+
+    /// Items answered by the last batch.
+    pub fn len(&self) -> usize {
+        self.results.len()
+    }
+
+    /// Whether the last batch had no items.
+    pub fn is_empty(&self) -> bool {
+        self.results.is_empty()
+    }
+
+    /// Forgets the last batch's answers (wiping its data keys and plaintexts).
+    pub fn clear(&mut self) {
+        self.results.clear();
+        self.answers.clear();
+        self.errors.clear();
+        self.sink.clear();
+    }
+
+    /// The answer to item `i` of the last batch, an Encrypt batch. Panics when `i` is out of
+    /// range.
+    pub fn encrypt(&self, i: usize) -> std::result::Result<EncryptView<'_>, &KmsError> {
+        match &self.results[i] {
+            Ok(Resp::Blob(b, arn)) => Ok(EncryptView {
+                ciphertext_blob: self.sink.blob(b),
+                key_arn: arn,
+            }),
+            Ok(_) => Err(&MISMATCH),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The answer to item `i` of the last batch, a Decrypt batch. Panics when `i` is out of
+    /// range.
+    pub fn decrypt(&self, i: usize) -> std::result::Result<DecryptView<'_>, &KmsError> {
+        match &self.results[i] {
+            Ok(Resp::Plain(p, arn)) => Ok(DecryptView {
+                plaintext: self.sink.secret(p),
+                key_arn: arn,
+            }),
+            Ok(_) => Err(&MISMATCH),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The answer to item `i` of the last batch, a GenerateDataKey(WithoutPlaintext) batch.
+    /// Panics when `i` is out of range.
+    pub fn data_key(&self, i: usize) -> std::result::Result<DataKeyView<'_>, &KmsError> {
+        match &self.results[i] {
+            Ok(Resp::DataKey(b, p, arn)) => Ok(DataKeyView {
+                ciphertext_blob: self.sink.blob(b),
+                plaintext: p.as_ref().map(|p| self.sink.secret(p)),
+                key_arn: arn,
+            }),
+            Ok(_) => Err(&MISMATCH),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// An answer of another kind than the batch's (not reached: each batch builds requests of
+/// its kind, and shards answer a request with its kind).
+static MISMATCH: LazyLock<KmsError> = LazyLock::new(super::internal_mismatch);
+
+/// An empty vector of items of another lifetime, in `v`'s allocation: the batch paths keep
+/// the vectors of borrowed items they build per call (whose lifetime ends with the call) as
+/// such spares. No allocation: std collects a `Vec`'s `into_iter().map(..)` in place when
+/// the item layouts match, which they do (one type, two lifetimes); `tests/zero_alloc.rs`
+/// would see it if that stopped.
+pub fn reuse_vec<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter()
+        .map(|_| unreachable!("the vector was cleared"))
+        .collect()
+}
+
+/// One output of an answer: in a [`Sink`] (the caller's, on the inline path), or owned (made
+/// on another thread, or for a caller without a sink).
+pub(crate) enum Out {
+    /// These bytes of the sink's blobs or secrets (which one: the field it answers).
+    At(Range<usize>),
+    /// An owned blob.
+    Blob(Vec<u8>),
+    /// An owned secret.
+    Secret(SecretBytes),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sink_used_for_one_answer_hands_over_its_buffers_without_a_copy() {
+        let mut sink = Sink::new();
+        let (blobs, secrets) = sink.areas_mut();
+        blobs.extend_from_slice(b"blob");
+        secrets.extend_from_slice(b"key!");
+        let ptr = secrets.as_ptr();
+        let key = sink.take_secret(Out::At(0..4));
+        assert_eq!((key.expose(), key.expose().as_ptr()), (&b"key!"[..], ptr));
+        assert_eq!(sink.take_blob(Out::At(0..4)), b"blob");
+
+        let (_, secrets) = sink.areas_mut();
+        secrets.extend_from_slice(b"another secret");
+        sink.clear();
+        assert!(sink.areas_mut().1.is_empty());
+    }
+
+    #[test]
+    fn a_reused_vector_keeps_its_allocation_across_item_lifetimes() {
+        let mut v: Vec<&'static str> = Vec::with_capacity(8);
+        v.push("x");
+        let at = v.as_ptr() as usize;
+        let text = String::from("borrowed");
+        let mut w: Vec<&str> = reuse_vec(v);
+        w.push(&text);
+        assert_eq!((w.as_ptr() as usize, w.capacity()), (at, 8));
+        let back: Vec<&'static str> = reuse_vec(w);
+        assert_eq!(back.as_ptr() as usize, at);
+    }
+}

@@ -1,0 +1,492 @@
+//! The socket's hot frames without owned types: Encrypt, Decrypt and GenerateDataKey
+//! (WithoutPlaintext) requests decoded in place from the read buffer, and their replies
+//! encoded straight from the engine's answers.
+//!
+//! Why: decoding into the owned request types copied every key id into a `String` and every
+//! plaintext into a buffer of its own, and each reply was an owned response built only to be
+//! encoded — allocations per request that the daemon's hot path does not need. The bytes are
+//! exactly those of the owned types' codec (the tests hold them together). Only the common
+//! shape is decoded here: a request with an encryption context or grant tokens, or one that
+//! does not decode, gets `None` and goes through [`super::decode_request`] as before, which
+//! also produces the errors.
+
+use std::collections::BTreeMap;
+
+use bincode::de::BorrowDecoder;
+use bincode::error::DecodeError;
+use bincode::BorrowDecode;
+
+use super::codec::{check_body_len, encode_body, frame_with, BINCODE_CONFIG};
+use super::frame::{Header, STATUS_OK};
+use crate::api::kms::{DecryptRequestRef, EncryptRequestRef, GenerateDataKeyRequestRef};
+use crate::ops::Op;
+use crate::types::{DataKeySpec, EncryptionAlgorithm, EncryptionContext};
+
+/// The context of every request decoded here (one with a context is not).
+static NO_CONTEXT: EncryptionContext = BTreeMap::new();
+
+/// A hot request, borrowed from its frame's body.
+#[derive(Debug)]
+pub(crate) enum HotRequest<'a> {
+    /// Encrypt.
+    Encrypt(EncryptRequestRef<'a>),
+    /// Decrypt.
+    Decrypt(DecryptRequestRef<'a>),
+    /// GenerateDataKey.
+    DataKey(GenerateDataKeyRequestRef<'a>),
+    /// GenerateDataKeyWithoutPlaintext.
+    DataKeyWithoutPlaintext(GenerateDataKeyRequestRef<'a>),
+}
+
+/// A sequence of `PER`-string entries (a map of strings, a list of strings), decoded only to
+/// be counted: its strings are borrowed and dropped.
+struct Entries<const PER: usize>(u64);
+
+impl<'de, C, const PER: usize> BorrowDecode<'de, C> for Entries<PER> {
+    fn borrow_decode<D: BorrowDecoder<'de, Context = C>>(d: &mut D) -> Result<Self, DecodeError> {
+        let n = u64::borrow_decode(d)?;
+        for _ in 0..n {
+            for _ in 0..PER {
+                <&str>::borrow_decode(d)?;
+            }
+        }
+        Ok(Entries(n))
+    }
+}
+
+// The members of `EncryptRequest`, `DecryptRequest` and `GenerateDataKeyRequest`, in their
+// order and encodings (`&str` as `String`, `&[u8]` as the blob's and `SecretBytes`' varint
+// length and bytes).
+
+#[derive(BorrowDecode)]
+struct EncryptBody<'a> {
+    key_id: &'a str,
+    plaintext: &'a [u8],
+    encryption_context: Entries<2>,
+    grant_tokens: Entries<1>,
+    encryption_algorithm: Option<EncryptionAlgorithm>,
+    dry_run: bool,
+}
+
+#[derive(BorrowDecode)]
+struct DecryptBody<'a> {
+    ciphertext_blob: &'a [u8],
+    encryption_context: Entries<2>,
+    grant_tokens: Entries<1>,
+    key_id: Option<&'a str>,
+    encryption_algorithm: Option<EncryptionAlgorithm>,
+    dry_run: bool,
+}
+
+#[derive(BorrowDecode)]
+struct DataKeyBody<'a> {
+    key_id: &'a str,
+    key_spec: Option<DataKeySpec>,
+    number_of_bytes: Option<u32>,
+    encryption_context: Entries<2>,
+    grant_tokens: Entries<1>,
+    dry_run: bool,
+}
+
+/// The whole of `body` as a `T`, or None.
+fn whole<'a, T: BorrowDecode<'a, ()>>(body: &'a [u8]) -> Option<T> {
+    match bincode::borrow_decode_from_slice(body, BINCODE_CONFIG) {
+        Ok((t, used)) if used == body.len() => Some(t),
+        _ => None,
+    }
+}
+
+/// The hot request a complete request frame carries, borrowed from `body`; None for any
+/// other frame, and for one that [`super::decode_request`] must decode (see the module doc).
+pub(crate) fn decode_hot_request<'a>(h: &Header, body: &'a [u8]) -> Option<HotRequest<'a>> {
+    if h.status != STATUS_OK || check_body_len(h, body).is_err() {
+        return None;
+    }
+    let plain = |context: &Entries<2>, tokens: &Entries<1>| context.0 == 0 && tokens.0 == 0;
+    match Op::from_code(h.op)? {
+        Op::Encrypt => {
+            let b: EncryptBody<'a> = whole(body)?;
+            plain(&b.encryption_context, &b.grant_tokens).then_some(HotRequest::Encrypt(
+                EncryptRequestRef {
+                    key_id: b.key_id,
+                    plaintext: b.plaintext,
+                    encryption_context: &NO_CONTEXT,
+                    grant_tokens: &[],
+                    encryption_algorithm: b.encryption_algorithm,
+                    dry_run: b.dry_run,
+                },
+            ))
+        }
+        Op::Decrypt => {
+            let b: DecryptBody<'a> = whole(body)?;
+            plain(&b.encryption_context, &b.grant_tokens).then_some(HotRequest::Decrypt(
+                DecryptRequestRef {
+                    ciphertext_blob: b.ciphertext_blob,
+                    encryption_context: &NO_CONTEXT,
+                    grant_tokens: &[],
+                    key_id: b.key_id,
+                    encryption_algorithm: b.encryption_algorithm,
+                    dry_run: b.dry_run,
+                },
+            ))
+        }
+        op @ (Op::GenerateDataKey | Op::GenerateDataKeyWithoutPlaintext) => {
+            let b: DataKeyBody<'a> = whole(body)?;
+            let r = GenerateDataKeyRequestRef {
+                key_id: b.key_id,
+                key_spec: b.key_spec,
+                number_of_bytes: b.number_of_bytes,
+                encryption_context: &NO_CONTEXT,
+                grant_tokens: &[],
+                dry_run: b.dry_run,
+            };
+            plain(&b.encryption_context, &b.grant_tokens).then_some(if op == Op::GenerateDataKey {
+                HotRequest::DataKey(r)
+            } else {
+                HotRequest::DataKeyWithoutPlaintext(r)
+            })
+        }
+        _ => None,
+    }
+}
+
+// The members of `EncryptResponse`, `DecryptResponse` and `GenerateDataKeyResponse`, in their
+// order and encodings (`&str` as `Arc<str>`).
+
+#[derive(bincode::Encode)]
+struct EncryptReply<'a> {
+    ciphertext_blob: &'a [u8],
+    key_id: &'a str,
+    encryption_algorithm: EncryptionAlgorithm,
+}
+
+#[derive(bincode::Encode)]
+struct DecryptReply<'a> {
+    key_id: &'a str,
+    plaintext: &'a [u8],
+    encryption_algorithm: EncryptionAlgorithm,
+}
+
+#[derive(bincode::Encode)]
+struct DataKeyReply<'a> {
+    ciphertext_blob: &'a [u8],
+    plaintext: Option<&'a [u8]>,
+    key_id: &'a str,
+}
+
+/// Appends a reply frame whose body is `reply` (small: a blob of at most 4 KiB and an ARN,
+/// well within the frame limit).
+fn reply_frame(out: &mut Vec<u8>, request_id: u64, op: Op, reply: &impl bincode::Encode) {
+    // Encoding into a Vec cannot fail (see `encode_request`).
+    let _ = frame_with(out, op.code(), request_id, STATUS_OK, |o| {
+        encode_body(reply, o)
+    });
+}
+
+/// Appends the reply frame of an Encrypt answer: `ciphertext_blob` under the key `key_arn`.
+pub(crate) fn encode_encrypt_reply(
+    out: &mut Vec<u8>,
+    request_id: u64,
+    ciphertext_blob: &[u8],
+    key_arn: &str,
+) {
+    let reply = EncryptReply {
+        ciphertext_blob,
+        key_id: key_arn,
+        encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+    };
+    reply_frame(out, request_id, Op::Encrypt, &reply);
+}
+
+/// Appends the reply frame of a Decrypt answer: `plaintext`, opened by the key `key_arn`.
+pub(crate) fn encode_decrypt_reply(
+    out: &mut Vec<u8>,
+    request_id: u64,
+    plaintext: &[u8],
+    key_arn: &str,
+) {
+    let reply = DecryptReply {
+        key_id: key_arn,
+        plaintext,
+        encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+    };
+    reply_frame(out, request_id, Op::Decrypt, &reply);
+}
+
+/// Appends the reply frame of a GenerateDataKey answer (`op`: with or without plaintext).
+pub(crate) fn encode_data_key_reply(
+    out: &mut Vec<u8>,
+    request_id: u64,
+    op: Op,
+    ciphertext_blob: &[u8],
+    plaintext: Option<&[u8]>,
+    key_arn: &str,
+) {
+    let reply = DataKeyReply {
+        ciphertext_blob,
+        plaintext,
+        key_id: key_arn,
+    };
+    reply_frame(out, request_id, op, &reply);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::api::kms::{
+        DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, GenerateDataKeyRequest,
+        GenerateDataKeyResponse,
+    };
+    use crate::ops::{Request, Response};
+    use crate::protocol::{encode_request, encode_response, split_frame};
+    use crate::secret::SecretBytes;
+
+    fn frame(req: &Request) -> Vec<u8> {
+        let mut buf = Vec::new();
+        encode_request(&mut buf, 5, req);
+        buf
+    }
+
+    fn hot(buf: &[u8]) -> Option<HotRequest<'_>> {
+        let (h, body, _) = split_frame(buf).unwrap().unwrap();
+        decode_hot_request(&h, body)
+    }
+
+    #[test]
+    fn hot_requests_decode_in_place_to_the_members_the_owned_codec_wrote() {
+        let buf = frame(&Request::Encrypt(EncryptRequest {
+            key_id: "alias/demo".into(),
+            plaintext: SecretBytes::from_slice(b"hello"),
+            encryption_algorithm: Some(EncryptionAlgorithm::SymmetricDefault),
+            dry_run: true,
+            ..Default::default()
+        }));
+        let Some(HotRequest::Encrypt(r)) = hot(&buf) else {
+            panic!("not decoded in place")
+        };
+        assert_eq!(
+            (r.key_id, r.plaintext, r.dry_run),
+            ("alias/demo", &b"hello"[..], true)
+        );
+        assert_eq!(
+            r.encryption_algorithm,
+            Some(EncryptionAlgorithm::SymmetricDefault)
+        );
+        // Borrowed from the frame, not copied.
+        let inside = buf.as_ptr_range();
+        assert!(inside.contains(&r.key_id.as_ptr()) && inside.contains(&r.plaintext.as_ptr()));
+
+        let buf = frame(&Request::Decrypt(DecryptRequest {
+            ciphertext_blob: vec![7; 61],
+            key_id: Some("alias/x".into()),
+            ..Default::default()
+        }));
+        let Some(HotRequest::Decrypt(r)) = hot(&buf) else {
+            panic!("not decoded in place")
+        };
+        assert_eq!(
+            (r.ciphertext_blob, r.key_id),
+            (&[7u8; 61][..], Some("alias/x"))
+        );
+
+        let req = GenerateDataKeyRequest {
+            key_id: "1234abcd-12ab-34cd-56ef-1234567890ab".into(),
+            number_of_bytes: Some(64),
+            ..Default::default()
+        };
+        let buf = frame(&Request::GenerateDataKeyWithoutPlaintext(req.clone()));
+        let Some(HotRequest::DataKeyWithoutPlaintext(r)) = hot(&buf) else {
+            panic!("not decoded in place")
+        };
+        assert_eq!(
+            (r.key_id, r.number_of_bytes, r.key_spec),
+            (&*req.key_id, Some(64), None)
+        );
+    }
+
+    #[test]
+    fn requests_with_a_context_or_grant_tokens_or_trailing_bytes_take_the_owned_decoder() {
+        let mut with_context = EncryptRequest {
+            key_id: "alias/demo".into(),
+            plaintext: SecretBytes::from_slice(b"x"),
+            ..Default::default()
+        };
+        with_context
+            .encryption_context
+            .insert("purpose".into(), "test".into());
+        assert!(hot(&frame(&Request::Encrypt(with_context))).is_none());
+        let with_tokens = GenerateDataKeyRequest {
+            key_id: "alias/demo".into(),
+            grant_tokens: vec!["token".into()],
+            ..Default::default()
+        };
+        assert!(hot(&frame(&Request::GenerateDataKey(with_tokens))).is_none());
+        let mut buf = frame(&Request::Decrypt(DecryptRequest::default()));
+        buf.push(0);
+        buf[20] += 1; // body_len
+        assert!(hot(&buf).is_none());
+    }
+
+    /// Whether the hot decoding of `h`/`body` agrees with the owned one: the same members
+    /// where it decodes, and it decodes wherever the owned decoder gives a request without
+    /// context or grant tokens.
+    fn agrees(h: &Header, body: &[u8]) -> bool {
+        let owned = crate::protocol::decode_request(h, body).ok();
+        match (decode_hot_request(h, body), owned) {
+            (Some(HotRequest::Encrypt(r)), Some(Request::Encrypt(o))) => {
+                let o = o.borrowed();
+                (r.key_id, r.plaintext, r.encryption_algorithm, r.dry_run)
+                    == (o.key_id, o.plaintext, o.encryption_algorithm, o.dry_run)
+                    && o.encryption_context.is_empty()
+                    && o.grant_tokens.is_empty()
+            }
+            (Some(HotRequest::Decrypt(r)), Some(Request::Decrypt(o))) => {
+                let o = o.borrowed();
+                (
+                    r.ciphertext_blob,
+                    r.key_id,
+                    r.encryption_algorithm,
+                    r.dry_run,
+                ) == (
+                    o.ciphertext_blob,
+                    o.key_id,
+                    o.encryption_algorithm,
+                    o.dry_run,
+                ) && o.encryption_context.is_empty()
+                    && o.grant_tokens.is_empty()
+            }
+            (Some(HotRequest::DataKey(r)), Some(Request::GenerateDataKey(o)))
+            | (
+                Some(HotRequest::DataKeyWithoutPlaintext(r)),
+                Some(Request::GenerateDataKeyWithoutPlaintext(o)),
+            ) => {
+                let o = o.borrowed();
+                (r.key_id, r.key_spec, r.number_of_bytes, r.dry_run)
+                    == (o.key_id, o.key_spec, o.number_of_bytes, o.dry_run)
+                    && o.encryption_context.is_empty()
+                    && o.grant_tokens.is_empty()
+            }
+            (Some(_), _) => false,
+            (None, Some(Request::Encrypt(o))) => {
+                !o.encryption_context.is_empty() || !o.grant_tokens.is_empty()
+            }
+            (None, Some(Request::Decrypt(o))) => {
+                !o.encryption_context.is_empty() || !o.grant_tokens.is_empty()
+            }
+            (
+                None,
+                Some(Request::GenerateDataKey(o) | Request::GenerateDataKeyWithoutPlaintext(o)),
+            ) => !o.encryption_context.is_empty() || !o.grant_tokens.is_empty(),
+            (None, _) => true,
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn damaged_hot_frames_decode_in_place_exactly_where_the_owned_decoder_agrees(
+            op in 0usize..4,
+            key in "[a-z/:0-9-]{0,40}",
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+            context in proptest::bool::ANY,
+            flips in proptest::collection::vec((proptest::num::usize::ANY, proptest::num::u8::ANY), 0..4),
+            cut in proptest::option::of(proptest::num::usize::ANY),
+        ) {
+            let mut ctx = EncryptionContext::new();
+            if context {
+                ctx.insert("k".into(), "v".into());
+            }
+            let req = match op {
+                0 => Request::Encrypt(EncryptRequest {
+                    key_id: key,
+                    plaintext: SecretBytes::from_slice(&payload),
+                    encryption_context: ctx,
+                    ..Default::default()
+                }),
+                1 => Request::Decrypt(DecryptRequest {
+                    ciphertext_blob: payload,
+                    encryption_context: ctx,
+                    key_id: Some(key),
+                    ..Default::default()
+                }),
+                _ => {
+                    let r = GenerateDataKeyRequest {
+                        key_id: key,
+                        number_of_bytes: Some(payload.len() as u32),
+                        encryption_context: ctx,
+                        ..Default::default()
+                    };
+                    if op == 2 {
+                        Request::GenerateDataKey(r)
+                    } else {
+                        Request::GenerateDataKeyWithoutPlaintext(r)
+                    }
+                }
+            };
+            let buf = frame(&req);
+            let (h, body, _) = split_frame(&buf).unwrap().unwrap();
+            let mut body = body.to_vec();
+            for (at, byte) in flips {
+                if !body.is_empty() {
+                    let i = at % body.len();
+                    body[i] = byte;
+                }
+            }
+            if let Some(at) = cut {
+                body.truncate(at % (body.len() + 1));
+            }
+            let h = Header::new(h.op, h.request_id, h.status, body.len() as u32);
+            proptest::prop_assert!(agrees(&h, &body));
+        }
+    }
+
+    #[test]
+    fn hot_replies_are_the_bytes_of_the_owned_responses() {
+        let arn: Arc<str> = "arn:aws:kms:us-east-1:111122223333:key/k".into();
+        let (blob, key) = (vec![1u8; 77], vec![2u8; 32]);
+
+        let mut owned = Vec::new();
+        let resp = Response::Encrypt(EncryptResponse {
+            ciphertext_blob: blob.clone(),
+            key_id: arn.clone(),
+            encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+        });
+        encode_response(&mut owned, 9, Op::Encrypt.code(), &Ok(resp));
+        let mut hot = Vec::new();
+        encode_encrypt_reply(&mut hot, 9, &blob, &arn);
+        assert_eq!(hot, owned);
+
+        let mut owned = Vec::new();
+        let resp = Response::Decrypt(DecryptResponse {
+            key_id: arn.clone(),
+            plaintext: SecretBytes::from_slice(&key),
+            encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+        });
+        encode_response(&mut owned, 9, Op::Decrypt.code(), &Ok(resp));
+        let mut hot = Vec::new();
+        encode_decrypt_reply(&mut hot, 9, &key, &arn);
+        assert_eq!(hot, owned);
+
+        for (op, plaintext) in [
+            (Op::GenerateDataKey, Some(&key[..])),
+            (Op::GenerateDataKeyWithoutPlaintext, None),
+        ] {
+            let mut owned = Vec::new();
+            let body = GenerateDataKeyResponse {
+                ciphertext_blob: blob.clone(),
+                plaintext: plaintext.map(SecretBytes::from_slice),
+                key_id: arn.clone(),
+            };
+            let resp = if op == Op::GenerateDataKey {
+                Response::GenerateDataKey(body)
+            } else {
+                Response::GenerateDataKeyWithoutPlaintext(body)
+            };
+            encode_response(&mut owned, 9, op.code(), &Ok(resp));
+            let mut hot = Vec::new();
+            encode_data_key_reply(&mut hot, 9, op, &blob, plaintext, &arn);
+            assert_eq!(hot, owned, "{op:?}");
+        }
+    }
+}
