@@ -200,6 +200,11 @@ enum kmscks_result
      */
     KMSCKS_INVALID_GRANT_ID = 1029,
     /**
+     * VerifyMac: the MAC does not verify for the message, key and algorithm.
+     * (`KMSInvalidMacException`)
+     */
+    KMSCKS_KMS_INVALID_MAC = 1030,
+    /**
      * An input failed its constraints.
      * (`ValidationException`)
      */

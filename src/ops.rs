@@ -87,6 +87,8 @@ macro_rules! for_each_op {
                 [kms: GenerateDataKey];
             69 GenerateDataKeyWithoutPlaintextBatch(BatchRequest<GenerateDataKeyRequest>) -> BatchResponse<GenerateDataKeyResponse>
                 [kms: GenerateDataKeyWithoutPlaintext];
+            70 GenerateMac(GenerateMacRequest) -> GenerateMacResponse [kms];
+            71 VerifyMac(VerifyMacRequest) -> VerifyMacResponse [kms];
             // ---- Simulated CloudHSM (the CloudHSM API's and CloudHSM CLI's names)
             100 CreateCluster(CreateClusterRequest) -> ClusterResponse [cloudhsm];
             101 DescribeClusters(DescribeClustersRequest) -> DescribeClustersResponse [cloudhsm];

@@ -1604,8 +1604,6 @@ fn refused_operations_for_custom_key_store_keys() {
         (GetPublicKey, ErrorKind::UnsupportedOperationException),
         (Sign, ErrorKind::InvalidKeyUsageException),
         (Verify, ErrorKind::InvalidKeyUsageException),
-        (GenerateMac, ErrorKind::InvalidKeyUsageException),
-        (VerifyMac, ErrorKind::InvalidKeyUsageException),
         (DeriveSharedSecret, ErrorKind::InvalidKeyUsageException),
     ];
     for (op, kind) in table {
@@ -1614,8 +1612,6 @@ fn refused_operations_for_custom_key_store_keys() {
             op,
             Sign | Verify
                 | DeriveSharedSecret
-                | GenerateMac
-                | VerifyMac
                 | GetPublicKey
                 | GenerateDataKeyPair
                 | GenerateDataKeyPairWithoutPlaintext

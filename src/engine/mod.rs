@@ -1,5 +1,6 @@
 //! The data-plane engine: Encrypt, Decrypt, ReEncrypt, GenerateDataKey(WithoutPlaintext),
-//! GenerateRandom and their batch forms, as fast as the machine allows.
+//! GenerateRandom and their batch forms, GenerateMac and VerifyMac, as fast as the machine
+//! allows.
 //!
 //! # Model
 //! The engine has N shards (default: one per core). Each shard has a worker thread (pinned to
@@ -71,9 +72,9 @@ pub use crate::crypto::subkey::counter_nonce;
 use crate::err;
 use crate::error::{Constraint, KmsError, Result};
 use crate::secret::SecretBytes;
-use crate::types::limits::{CIPHERTEXT_LEN, NUMBER_OF_BYTES, PLAINTEXT_LEN};
+use crate::types::limits::{CIPHERTEXT_LEN, MAC_LEN, MESSAGE_LEN, NUMBER_OF_BYTES, PLAINTEXT_LEN};
 pub use crate::types::EncryptionContext;
-use crate::types::{DataKeySpec, KeyRef};
+use crate::types::{DataKeySpec, KeyRef, MacAlgorithm};
 use sched::{Inner, Shard};
 use shard::{Req, Resp, ShardState};
 pub use types::*;
@@ -453,6 +454,52 @@ impl Engine {
         };
         match self.inner.dispatch_one("", &req)?.settle() {
             Resp::Random(b) => Ok(b),
+            _ => Err(internal_mismatch()),
+        }
+    }
+
+    /// GenerateMac: the HMAC of `message` ([`MESSAGE_LEN`] bytes) under the HMAC key `key`,
+    /// whose one algorithm `algorithm` must be (`InvalidKeyUsageException`).
+    pub fn generate_mac(
+        &self,
+        principal: &str,
+        key: &KeyRef,
+        message: &[u8],
+        algorithm: MacAlgorithm,
+    ) -> Result<MacOutput> {
+        check_len(message.len(), "message", MESSAGE_LEN)?;
+        let req = Req::Mac {
+            key: Cow::Borrowed(key),
+            message: Cow::Borrowed(message),
+            algorithm,
+            mac: None,
+        };
+        match self.inner.dispatch_one(principal, &req)?.settle() {
+            Resp::Mac(mac, key_arn) => Ok(MacOutput { mac, key_arn }),
+            _ => Err(internal_mismatch()),
+        }
+    }
+
+    /// VerifyMac: whether `mac` is the HMAC of `message` under `key` with `algorithm`; the
+    /// key's ARN when it is, `KMSInvalidMacException` when it is not.
+    pub fn verify_mac(
+        &self,
+        principal: &str,
+        key: &KeyRef,
+        message: &[u8],
+        algorithm: MacAlgorithm,
+        mac: &[u8],
+    ) -> Result<Arc<str>> {
+        check_len(message.len(), "message", MESSAGE_LEN)?;
+        check_len(mac.len(), "mac", MAC_LEN)?;
+        let req = Req::Mac {
+            key: Cow::Borrowed(key),
+            message: Cow::Borrowed(message),
+            algorithm,
+            mac: Some(Cow::Borrowed(mac)),
+        };
+        match self.inner.dispatch_one(principal, &req)?.settle() {
+            Resp::MacValid(key_arn) => Ok(key_arn),
             _ => Err(internal_mismatch()),
         }
     }

@@ -18,15 +18,20 @@ use std::time::Duration;
 use zeroize::Zeroize;
 
 use super::{
-    Action, Authorizer, Control, EngineConfig, EngineGrant, Gate, HsmSlot, KeyVersions, SlotSet,
+    Action, Authorizer, Control, EngineConfig, EngineGrant, Gate, HsmSlot, KeyVersions, PrivateKey,
+    SlotSet,
 };
 use crate::crypto::blob;
 use crate::crypto::random::RandomPool;
 use crate::crypto::subkey::{derive_subkey, nonce_version, SubkeyCache, SubkeySchedule};
 use crate::err;
-use crate::error::{KmsError, Result};
+use crate::error::{ErrorKind, KmsError, Result};
 use crate::secret::SecretBytes;
-use crate::types::{EncryptionContext, HsmId, KeyId, KeyRef, Scope};
+use crate::types::{EncryptionContext, HsmId, KeyId, KeyRef, MacAlgorithm, Scope};
+
+/// The encryption context of the operations that take none (GenerateMac, VerifyMac), for the
+/// grant checks that read one.
+static NO_CONTEXT: EncryptionContext = EncryptionContext::new();
 
 /// A data-plane request, borrowed from the caller (inline path) or owned (queued path).
 pub(crate) enum Req<'a> {
@@ -51,6 +56,13 @@ pub(crate) enum Req<'a> {
     Random {
         len: usize,
         fleet: Option<Cow<'a, [HsmSlot]>>,
+    },
+    /// GenerateMac (`mac` None) or VerifyMac (`mac` the MAC to verify).
+    Mac {
+        key: Cow<'a, KeyRef>,
+        message: Cow<'a, [u8]>,
+        algorithm: MacAlgorithm,
+        mac: Option<Cow<'a, [u8]>>,
     },
 }
 
@@ -99,6 +111,17 @@ impl Req<'_> {
                 len: *len,
                 fleet: fleet.as_deref().map(own),
             },
+            Req::Mac {
+                key,
+                message,
+                algorithm,
+                mac,
+            } => Req::Mac {
+                key: own(&**key),
+                message: own(&**message),
+                algorithm: *algorithm,
+                mac: mac.as_deref().map(own),
+            },
         }
     }
 }
@@ -113,6 +136,14 @@ impl Drop for Req<'_> {
         {
             p.zeroize();
         }
+        // So is a message to MAC.
+        if let Req::Mac {
+            message: Cow::Owned(m),
+            ..
+        } = self
+        {
+            m.zeroize();
+        }
     }
 }
 
@@ -122,6 +153,10 @@ pub(crate) enum Resp {
     Plain(SecretBytes, Arc<str>),
     DataKey(Vec<u8>, Option<SecretBytes>, Arc<str>),
     Random(SecretBytes),
+    /// A MAC computed (GenerateMac).
+    Mac(Vec<u8>, Arc<str>),
+    /// A MAC verified (VerifyMac).
+    MacValid(Arc<str>),
     /// An answer served by a slow HSM, and the latency it owes (paid on the caller's thread:
     /// see `engine::latency`). Boxed: only slow HSMs pay for it.
     Slowed(Box<Resp>, Duration),
@@ -270,6 +305,10 @@ pub(crate) struct ShardState {
     /// the key map so that a key that never rotated costs nothing more: a seal reads its
     /// version from its schedule, and only a Decrypt of an older version looks here.
     rotated: HashMap<KeyId, Arc<KeyVersions>, BuildHasherDefault<IdHasher>>,
+    /// The parsed keys of the default-store keys that are not symmetric encryption keys
+    /// (`Control::PutPrivate`), apart from the key map so that symmetric keys cost nothing
+    /// more; shared with the other shards (the key objects are read-only).
+    private: HashMap<KeyId, Arc<PrivateKey>, BuildHasherDefault<IdHasher>>,
 }
 
 fn hsm_not_active(hsm: &HsmSlot) -> KmsError {
@@ -327,6 +366,7 @@ impl ShardState {
             seal_cache: config.seal_cache.max(1),
             latency: HashMap::new(),
             rotated: HashMap::default(),
+            private: HashMap::default(),
         }
     }
 
@@ -475,7 +515,9 @@ impl ShardState {
     pub(crate) fn holder_mask(&self, req: &Req<'_>) -> u64 {
         let here = bit(self.idx);
         let id = match req {
-            Req::Encrypt { key, .. } | Req::DataKey { key, .. } => self.resolve(key).ok(),
+            Req::Encrypt { key, .. } | Req::DataKey { key, .. } | Req::Mac { key, .. } => {
+                self.resolve(key).ok()
+            }
             Req::Decrypt { blob, .. } => blob::parse(blob).ok().map(|v| v.key_id),
             Req::Random { fleet: None, .. } => return self.all_mask(),
             Req::Random {
@@ -495,6 +537,15 @@ impl ShardState {
     }
 
     fn not_here(&self, id: &KeyId) -> Step {
+        if let Some(private) = self.private.get(id) {
+            // Not a symmetric encryption key: it has no material for the symmetric operations.
+            return Step::Done(Err(err!(
+                InvalidKeyUsageException,
+                "{} key usage is {} which is not valid for this operation.",
+                self.scope.key_arn(id),
+                private.usage()
+            )));
+        }
         let m = self.key_mask(id) & !bit(self.idx);
         if m == 0 {
             Step::Done(Err(unreachable_cluster(&self.scope.key_arn(id))))
@@ -549,6 +600,53 @@ impl ShardState {
                 plaintext,
             } => self.data_key(principal, key, *len, ctx, *plaintext, memo),
             Req::Random { len, fleet } => self.random(*len, fleet.as_deref()),
+            Req::Mac {
+                key,
+                message,
+                algorithm,
+                mac,
+            } => Step::Done(self.mac(principal, key, message, *algorithm, mac.as_deref(), memo)),
+        }
+    }
+
+    /// GenerateMac (`mac` None) or VerifyMac: any shard serves an HMAC key (its key object is
+    /// on every shard), so the request never moves.
+    fn mac(
+        &mut self,
+        principal: &str,
+        key: &KeyRef,
+        message: &[u8],
+        algorithm: MacAlgorithm,
+        mac: Option<&[u8]>,
+        memo: &mut Memo,
+    ) -> Result<Resp> {
+        let action = if mac.is_some() {
+            Action::VerifyMac
+        } else {
+            Action::GenerateMac
+        };
+        let (id, arn) = self.admit_ref(key, principal, action, &NO_CONTEXT, memo)?;
+        let Some(private) = self.private.get(&id) else {
+            return Err(err!(
+                InvalidKeyUsageException,
+                "{arn} key usage is ENCRYPT_DECRYPT which is not valid for {}.",
+                if mac.is_some() {
+                    "VerifyMac"
+                } else {
+                    "GenerateMac"
+                }
+            ));
+        };
+        let hmac_key = private.hmac_key(algorithm, &arn)?;
+        match mac {
+            None => {
+                let tag = aws_lc_rs::hmac::sign(hmac_key, message);
+                Ok(Resp::Mac(tag.as_ref().to_vec(), arn))
+            }
+            Some(expected) => match aws_lc_rs::hmac::verify(hmac_key, message, expected) {
+                Ok(()) => Ok(Resp::MacValid(arn)),
+                Err(_) => Err(KmsError::new(ErrorKind::KMSInvalidMacException, "")),
+            },
         }
     }
 
@@ -923,6 +1021,7 @@ impl ShardState {
                     }
                 }
                 self.rotated.remove(key);
+                self.private.remove(key);
                 self.aliases.retain(|_, k| k != key);
             }
             Control::PutAlias { alias, key } => {
@@ -951,6 +1050,13 @@ impl ShardState {
                 self.cache = SubkeyCache::new(self.cache.capacity());
                 self.live.clear();
                 self.rotated.clear();
+                self.private.clear();
+            }
+            Control::PutPrivate { key, private } => {
+                if !self.keys.contains_key(key) {
+                    return Err(KmsError::key_not_found(self.scope.key_arn(key)));
+                }
+                self.private.insert(*key, private.clone());
             }
             Control::PutVersions { key, versions } => {
                 let Some(entry) = self.keys.get_mut(key) else {
@@ -1014,7 +1120,8 @@ impl ShardState {
                 Control::SetGate { key, .. }
                 | Control::PutAlias { key, .. }
                 | Control::PutGrant { key, .. }
-                | Control::PutVersions { key, .. } => {
+                | Control::PutVersions { key, .. }
+                | Control::PutPrivate { key, .. } => {
                     if !known(&keys, reset, key) {
                         return Err(KmsError::key_not_found(self.scope.key_arn(key)));
                     }

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+pub use crate::crypto::private_key::PrivateKey;
 use crate::crypto::subkey::DEFAULT_MAX_USES;
 use crate::secret::{KeyMaterial, SecretBytes};
 use crate::types::{DataKeySpec, EncryptionContext, GrantConstraints, HsmId, KeyId, KeyRef, Scope};
@@ -110,6 +111,10 @@ pub enum Action {
     GenerateDataKeyWithoutPlaintext,
     /// `kms:GenerateRandom`.
     GenerateRandom,
+    /// `kms:GenerateMac`.
+    GenerateMac,
+    /// `kms:VerifyMac`.
+    VerifyMac,
 }
 
 impl Action {
@@ -122,6 +127,8 @@ impl Action {
         Action::GenerateDataKey,
         Action::GenerateDataKeyWithoutPlaintext,
         Action::GenerateRandom,
+        Action::GenerateMac,
+        Action::VerifyMac,
     ];
 
     /// The IAM action name, e.g. `kms:Encrypt`.
@@ -134,20 +141,22 @@ impl Action {
             Action::GenerateDataKey => "kms:GenerateDataKey",
             Action::GenerateDataKeyWithoutPlaintext => "kms:GenerateDataKeyWithoutPlaintext",
             Action::GenerateRandom => "kms:GenerateRandom",
+            Action::GenerateMac => "kms:GenerateMac",
+            Action::VerifyMac => "kms:VerifyMac",
         }
     }
 }
 
 impl Action {
     /// This action's bit in an [`ActionSet`].
-    const fn bit(self) -> u8 {
+    const fn bit(self) -> u16 {
         1 << (self as u8)
     }
 }
 
 /// A set of [`Action`]s, one bit each.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ActionSet(u8);
+pub struct ActionSet(u16);
 
 impl ActionSet {
     /// The set with `action` added.
@@ -301,6 +310,15 @@ pub enum Control {
     /// Forget every HSM, key and alias (their material is dropped): the control plane sends
     /// everything again after it, when it no longer knows what the engine holds.
     Reset,
+    /// A default-store key (which must exist) that is not a symmetric encryption key (an HMAC
+    /// key): its key object, parsed once by the control plane and shared by every shard.
+    /// Such a key has no replicas; every shard serves it.
+    PutPrivate {
+        /// The key.
+        key: KeyId,
+        /// Its parsed key.
+        private: Arc<PrivateKey>,
+    },
     /// A default-store key (which must exist) rotated: from now on it seals with its newest
     /// material version and opens blobs of every version listed. Sent only for keys that
     /// rotated; a key that never did is version 0, its replica's material.
@@ -357,6 +375,7 @@ impl fmt::Debug for Control {
                 write!(f, "SetHsmLatency({hsm}, {latency:?})")
             }
             Control::Reset => write!(f, "Reset"),
+            Control::PutPrivate { key, private } => write!(f, "PutPrivate({key}, {private:?})"),
             Control::PutVersions { key, versions } => {
                 write!(
                     f,
@@ -478,4 +497,13 @@ pub struct DataKeyItem<'a> {
     pub number_of_bytes: Option<u32>,
     /// The encryption context.
     pub context: &'a EncryptionContext,
+}
+
+/// What GenerateMac returns.
+#[derive(Debug)]
+pub struct MacOutput {
+    /// The MAC.
+    pub mac: Vec<u8>,
+    /// The key's ARN.
+    pub key_arn: Arc<str>,
 }

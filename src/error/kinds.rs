@@ -66,6 +66,8 @@ kms_errors! {
     DryRunOperationException = 1028, 412;
     /// A grant id is malformed.
     InvalidGrantIdException = 1029, 400;
+    /// VerifyMac: the MAC does not verify for the message, key and algorithm.
+    KMSInvalidMacException = 1030, 400;
     // --- Generic AWS JSON protocol errors (spec §9).
     /// An input failed its constraints.
     ValidationException = 1100, 400;

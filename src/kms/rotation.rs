@@ -2,8 +2,8 @@
 //! (with its rotation period), DisableKeyRotation, GetKeyRotationStatus, RotateKeyOnDemand
 //! (at most [`MAX_ON_DEMAND_ROTATIONS`] a key) and ListKeyRotations; and the automatic
 //! rotations the service's sweep makes when a key's next rotation date has passed
-//! ([`rotate_due`]). A key in a custom key store refuses every rotation operation with AWS's
-//! `UnsupportedOperationException`, as AWS does (spec §5).
+//! ([`rotate_due`]). A key in a custom key store, and an HMAC key, refuses every rotation
+//! operation with AWS's `UnsupportedOperationException`, as AWS does (spec §5).
 //!
 //! A schedule is its own record ([`RotationSchedule`] in `KmsState::rotations`), journaled
 //! alone as `KmsChange::PutRotation`; a rotation adds one [`MaterialVersion`] (fresh material
@@ -32,16 +32,25 @@ use crate::types::limits::{
     DEFAULT_ROTATION_PERIOD_DAYS, LIST_ROTATIONS_DEFAULT, LIST_ROTATIONS_LIMIT,
     MAX_ON_DEMAND_ROTATIONS, ROTATION_PERIOD_DAYS,
 };
-use crate::types::{KeyId, Origin, RotationType, Timestamp};
+use crate::types::{KeyId, KeySpec, Origin, RotationType, Timestamp};
 use crate::KmsError;
 
-/// AWS's refusal of a rotation operation on a key in a custom key store.
-fn refuse_custom_store(tx: &Tx<'_>, key: &Key) -> Result<()> {
+/// AWS's refusal of a rotation operation on a key in a custom key store, or on a key that is
+/// not a symmetric encryption key (an HMAC key).
+fn refuse_unrotatable(tx: &Tx<'_>, key: &Key) -> Result<()> {
     if key.origin == Origin::AwsCloudhsm {
         return Err(err!(
             UnsupportedOperationException,
             "{} origin is AWS_CLOUDHSM which is not valid for this operation.",
             tx.scope.key_arn(&key.id)
+        ));
+    }
+    if key.spec != KeySpec::SymmetricDefault {
+        return Err(err!(
+            UnsupportedOperationException,
+            "{} key spec is {} which is not valid for this operation.",
+            tx.scope.key_arn(&key.id),
+            key.spec
         ));
     }
     Ok(())
@@ -80,7 +89,7 @@ pub fn enable(tx: &mut Tx<'_>, req: &EnableKeyRotationRequest) -> Result<Empty> 
     let days = period(req)?;
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
     authorize(tx, key, Op::EnableKeyRotation.action())?;
-    refuse_custom_store(tx, key)?;
+    refuse_unrotatable(tx, key)?;
     require_enabled(tx, key)?;
     let id = key.id;
     let schedule = RotationSchedule {
@@ -100,7 +109,7 @@ pub fn enable(tx: &mut Tx<'_>, req: &EnableKeyRotationRequest) -> Result<Empty> 
 pub fn disable(tx: &mut Tx<'_>, req: &KeyIdRequest) -> Result<Empty> {
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
     authorize(tx, key, Op::DisableKeyRotation.action())?;
-    refuse_custom_store(tx, key)?;
+    refuse_unrotatable(tx, key)?;
     require_enabled(tx, key)?;
     let id = key.id;
     trail::record(
@@ -119,7 +128,7 @@ pub fn disable(tx: &mut Tx<'_>, req: &KeyIdRequest) -> Result<Empty> {
 pub fn status(tx: &Tx<'_>, req: &KeyIdRequest) -> Result<KeyRotationStatusResponse> {
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
     authorize(tx, key, Op::GetKeyRotationStatus.action())?;
-    refuse_custom_store(tx, key)?;
+    refuse_unrotatable(tx, key)?;
     let key_id = tx.scope.key_arn(&key.id);
     let pending = matches!(key.lifecycle, Lifecycle::PendingDeletion { .. });
     Ok(match tx.state.rotations.get(&key.id) {
@@ -161,7 +170,7 @@ fn add_version(tx: &mut Tx<'_>, id: KeyId, how: RotationType) -> Result<()> {
 pub fn rotate_on_demand(tx: &mut Tx<'_>, req: &KeyIdRequest) -> Result<RotateKeyOnDemandResponse> {
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
     authorize(tx, key, Op::RotateKeyOnDemand.action())?;
-    refuse_custom_store(tx, key)?;
+    refuse_unrotatable(tx, key)?;
     require_enabled(tx, key)?;
     let id = key.id;
     let done = tx
@@ -256,7 +265,7 @@ pub fn list(tx: &Tx<'_>, req: &ListKeyRotationsRequest) -> Result<ListKeyRotatio
     let after = paging::after::<String>(LIST, req.marker.as_deref())?;
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
     authorize(tx, key, Op::ListKeyRotations.action())?;
-    refuse_custom_store(tx, key)?;
+    refuse_unrotatable(tx, key)?;
     let id = key.id;
     let versions = tx.state.versions.get(&id).map_or(&[][..], Vec::as_slice);
     let newest = versions.len();

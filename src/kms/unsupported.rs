@@ -25,11 +25,7 @@ pub fn refuse(tx: &Tx<'_>, op: Refused, req: &KeyIdRequest) -> Result<()> {
     authorize(tx, key, op.action())?;
     let arn = tx.scope.key_arn(&key.id);
     match op {
-        Refused::Sign
-        | Refused::Verify
-        | Refused::GenerateMac
-        | Refused::VerifyMac
-        | Refused::DeriveSharedSecret => Err(err!(
+        Refused::Sign | Refused::Verify | Refused::DeriveSharedSecret => Err(err!(
             InvalidKeyUsageException,
             "{arn} key usage is ENCRYPT_DECRYPT which is not valid for {name}."
         )),

@@ -74,6 +74,8 @@ impl Op {
             Op::GenerateDataKeyWithoutPlaintextBatch => {
                 "Generates many encrypted data keys in one call, a kmscks extension"
             }
+            Op::GenerateMac => "Computes the HMAC of a message under an HMAC KMS key",
+            Op::VerifyMac => "Verifies an HMAC of a message under an HMAC KMS key",
             Op::CreateCluster => "Creates a CloudHSM cluster, empty or restored from a backup",
             Op::DescribeClusters => "Describes CloudHSM clusters, their HSMs and certificates",
             Op::DeleteCluster => "Deletes a CloudHSM cluster that has no HSMs",

@@ -180,6 +180,12 @@ macro_rules! perform {
             $k.generate_data_key_batch(&$r.items, false),
         ))
     };
+    (GenerateMac, $k:ident, $r:ident) => {
+        $k.generate_mac($r)
+    };
+    (VerifyMac, $k:ident, $r:ident) => {
+        $k.verify_mac($r)
+    };
     // ---- Simulated CloudHSM
     (CreateCluster, $k:ident, $r:ident) => {
         $k.create_cluster($r)
@@ -350,6 +356,8 @@ mod tests {
                 Action::GenerateDataKey => Op::GenerateDataKey,
                 Action::GenerateDataKeyWithoutPlaintext => Op::GenerateDataKeyWithoutPlaintext,
                 Action::GenerateRandom => Op::GenerateRandom,
+                Action::GenerateMac => Op::GenerateMac,
+                Action::VerifyMac => Op::VerifyMac,
             };
             assert!(
                 op.actions().iter().any(|a| a.as_str() == action.as_str()),

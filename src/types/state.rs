@@ -165,6 +165,42 @@ impl DataKeySpec {
 }
 
 aws_enum! {
+    /// GenerateMac / VerifyMac `MacAlgorithm`: one per HMAC key spec.
+    MacAlgorithm {
+        HmacSha224 = "HMAC_SHA_224",
+        HmacSha256 = "HMAC_SHA_256",
+        HmacSha384 = "HMAC_SHA_384",
+        HmacSha512 = "HMAC_SHA_512",
+    }
+}
+
+impl KeySpec {
+    /// The one MAC algorithm of an HMAC key spec (AWS pairs them one to one); `None` for
+    /// every other spec.
+    pub const fn mac_algorithm(self) -> Option<MacAlgorithm> {
+        match self {
+            KeySpec::Hmac224 => Some(MacAlgorithm::HmacSha224),
+            KeySpec::Hmac256 => Some(MacAlgorithm::HmacSha256),
+            KeySpec::Hmac384 => Some(MacAlgorithm::HmacSha384),
+            KeySpec::Hmac512 => Some(MacAlgorithm::HmacSha512),
+            _ => None,
+        }
+    }
+
+    /// The key length in bytes of an HMAC key spec (the spec's number of bits); `None` for
+    /// every other spec.
+    pub const fn hmac_key_len(self) -> Option<usize> {
+        match self {
+            KeySpec::Hmac224 => Some(28),
+            KeySpec::Hmac256 => Some(32),
+            KeySpec::Hmac384 => Some(48),
+            KeySpec::Hmac512 => Some(64),
+            _ => None,
+        }
+    }
+}
+
+aws_enum! {
     /// A CloudHSM cluster's state (spec §3.1).
     ClusterState {
         CreateInProgress = "CREATE_IN_PROGRESS",

@@ -46,8 +46,6 @@ refused_operations! {
     DeriveSharedSecret,
     Sign,
     Verify,
-    GenerateMac,
-    VerifyMac,
     GetPublicKey,
 }
 

@@ -7,7 +7,7 @@
 //! `--event-name` for its `EventName` lookup attribute), and the batch operations `encrypt-batch`, `decrypt-batch`, `generate-data-key-batch`,
 //! `generate-data-key-without-plaintext-batch` (`--items` takes a JSON list of the single
 //! operation's requests, blobs in base64). The operations kmscks refuses (import, key pairs,
-//! signing, MACs, replication; [`kmscks::api::kms::Refused::ALL`]) have their `aws kms` verbs
+//! signing, replication; [`kmscks::api::kms::Refused::ALL`]) have their `aws kms` verbs
 //! too; they answer with the exception AWS gives for a key of a custom key store.
 
 use super::args::{opt, req, specs, ArgSpec, Kind::*};
@@ -152,13 +152,17 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
         Op::CreateKey => specs![
             opt("policy", Str, "Key policy document (file://policy.json)"),
             opt("description", Str, "Description"),
-            opt("key-usage", Str, "ENCRYPT_DECRYPT"),
+            opt(
+                "key-usage",
+                Str,
+                "ENCRYPT_DECRYPT, or GENERATE_VERIFY_MAC for an HMAC key"
+            ),
             opt(
                 "customer-master-key-spec",
                 Str,
                 "Deprecated twin of --key-spec"
             ),
-            opt("key-spec", Str, "SYMMETRIC_DEFAULT"),
+            opt("key-spec", Str, "SYMMETRIC_DEFAULT or HMAC_224/256/384/512"),
             opt(
                 "origin",
                 Str,
@@ -344,6 +348,29 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
         | Op::DecryptBatch
         | Op::GenerateDataKeyBatch
         | Op::GenerateDataKeyWithoutPlaintextBatch => specs![ITEMS],
+        Op::GenerateMac => specs![
+            req(
+                "message",
+                SecretBlob,
+                "Base64, fileb://raw-bytes or file://text",
+            ),
+            KEY_ID,
+            req("mac-algorithm", Str, "The key's: HMAC_SHA_224/256/384/512"),
+            GRANT_TOKENS,
+            DRY_RUN,
+        ],
+        Op::VerifyMac => specs![
+            req(
+                "message",
+                SecretBlob,
+                "Base64, fileb://raw-bytes or file://text",
+            ),
+            KEY_ID,
+            req("mac-algorithm", Str, "The key's: HMAC_SHA_224/256/384/512"),
+            req("mac", Blob, "Base64, fileb://raw-bytes or file://…"),
+            GRANT_TOKENS,
+            DRY_RUN,
+        ],
         Op::CreateCluster
         | Op::DescribeClusters
         | Op::DeleteCluster
@@ -391,7 +418,6 @@ pub(crate) fn refused_args(r: Refused) -> &'static [ArgSpec] {
     const MESSAGE: ArgSpec = req("message", Blob, "Base64, fileb://raw-bytes or file://…");
     const MESSAGE_TYPE: ArgSpec = opt("message-type", Str, "RAW or DIGEST");
     const SIGNING: ArgSpec = req("signing-algorithm", Str, "e.g. RSASSA_PSS_SHA_256");
-    const MAC_ALGORITHM: ArgSpec = req("mac-algorithm", Str, "e.g. HMAC_SHA_256");
     const KEY_PAIR_SPEC: ArgSpec = req("key-pair-spec", Str, "e.g. RSA_2048, ECC_NIST_P256");
     match r {
         Refused::GetParametersForImport => specs![
@@ -472,15 +498,6 @@ pub(crate) fn refused_args(r: Refused) -> &'static [ArgSpec] {
             MESSAGE_TYPE,
             req("signature", Blob, "Base64, fileb://raw-bytes or file://…"),
             SIGNING,
-            GRANT_TOKENS,
-            DRY_RUN,
-        ],
-        Refused::GenerateMac => specs![MESSAGE, KEY_ID, MAC_ALGORITHM, GRANT_TOKENS, DRY_RUN],
-        Refused::VerifyMac => specs![
-            MESSAGE,
-            KEY_ID,
-            MAC_ALGORITHM,
-            req("mac", Blob, "Base64, fileb://raw-bytes or file://…"),
             GRANT_TOKENS,
             DRY_RUN,
         ],
