@@ -11,18 +11,20 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use aws_lc_rs::hmac;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use kmscks::api::kms::{
-    DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateRandomRequest,
+    CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateMacRequest,
+    GenerateRandomRequest,
 };
 use kmscks::engine::{counter_nonce, RandomPool};
 use kmscks::err;
 use kmscks::error::Result;
 use kmscks::secret::SecretBytes;
-use kmscks::types::limits::{NUMBER_OF_BYTES, PLAINTEXT_LEN};
-use kmscks::types::DataKeySpec;
+use kmscks::types::limits::{MESSAGE_LEN, NUMBER_OF_BYTES, PLAINTEXT_LEN};
+use kmscks::types::{DataKeySpec, KeySpec, KeyUsage, MacAlgorithm};
 use kmscks::Kms;
 
 /// The operation to drive.
@@ -36,6 +38,8 @@ pub(crate) enum LoadOp {
     GenerateDataKey,
     /// GenerateRandom of `payload` bytes.
     GenerateRandom,
+    /// GenerateMac of a `payload`-byte message under an HMAC_256 key made for the run.
+    GenerateMac,
 }
 
 impl LoadOp {
@@ -46,6 +50,7 @@ impl LoadOp {
             LoadOp::Decrypt => "Decrypt",
             LoadOp::GenerateDataKey => "GenerateDataKey",
             LoadOp::GenerateRandom => "GenerateRandom",
+            LoadOp::GenerateMac => "GenerateMac",
         }
     }
 
@@ -56,6 +61,7 @@ impl LoadOp {
             LoadOp::Decrypt,
             LoadOp::GenerateDataKey,
             LoadOp::GenerateRandom,
+            LoadOp::GenerateMac,
         ]
         .into_iter()
         .find(|o| o.name().eq_ignore_ascii_case(s))
@@ -312,6 +318,7 @@ struct KmsCaller {
     decrypt: DecryptRequest,
     data_key: GenerateDataKeyRequest,
     random: GenerateRandomRequest,
+    mac: GenerateMacRequest,
     encrypt_batch: Vec<EncryptRequest>,
     decrypt_batch: Vec<DecryptRequest>,
     data_key_batch: Vec<GenerateDataKeyRequest>,
@@ -321,6 +328,7 @@ fn check_payload(op: LoadOp, payload: usize) -> Result<()> {
     // Encrypt and Decrypt carry a plaintext; the other ops ask for `NumberOfBytes`.
     let (min, max) = match op {
         LoadOp::Encrypt | LoadOp::Decrypt => PLAINTEXT_LEN,
+        LoadOp::GenerateMac => MESSAGE_LEN,
         LoadOp::GenerateDataKey | LoadOp::GenerateRandom => {
             (NUMBER_OF_BYTES.0 as usize, NUMBER_OF_BYTES.1 as usize)
         }
@@ -357,6 +365,21 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
         // A warm-up call, so that a setup error surfaces here rather than as error counts.
         kms.generate_data_key(&data_key)?;
     }
+    // GenerateMac needs an HMAC key: one in the default key store, made for the run.
+    let mac_key = if op == LoadOp::GenerateMac {
+        kms.create_key(&hmac_key_request())?.key_metadata.arn
+    } else {
+        String::new()
+    };
+    let mac = GenerateMacRequest {
+        key_id: mac_key,
+        message: SecretBytes::new(vec![0x5a; payload]),
+        mac_algorithm: Some(MacAlgorithm::HmacSha256),
+        ..Default::default()
+    };
+    if op == LoadOp::GenerateMac {
+        kms.generate_mac(&mac)?;
+    }
     let kms = kms.clone();
     let r = drive(
         opts.threads,
@@ -390,6 +413,12 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
                 decrypt,
                 data_key: data_key.clone(),
                 random,
+                mac: GenerateMacRequest {
+                    key_id: mac.key_id.clone(),
+                    message: mac.message.duplicate(),
+                    mac_algorithm: mac.mac_algorithm,
+                    ..Default::default()
+                },
             }
         },
         move |c| {
@@ -425,10 +454,26 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
                         .filter(|_| c.kms.generate_random(&c.random).is_err())
                         .count(),
                 ),
+                // No batch form in AWS's API: `batch` calls one after the other.
+                (LoadOp::GenerateMac, _) => many(
+                    (0..batch)
+                        .filter(|_| c.kms.generate_mac(&c.mac).is_err())
+                        .count(),
+                ),
             }
         },
     );
     Ok(report(opts, r))
+}
+
+/// The CreateKey request of the HMAC key a GenerateMac run uses (every mode makes the same).
+pub(crate) fn hmac_key_request() -> CreateKeyRequest {
+    CreateKeyRequest {
+        description: Some("kmscks bench".into()),
+        key_spec: Some(KeySpec::Hmac256),
+        key_usage: Some(KeyUsage::GenerateVerifyMac),
+        ..Default::default()
+    }
 }
 
 /// [`run_kms`], then the raw baseline on the same threads and sizes, with the ratio filled in.
@@ -448,6 +493,9 @@ pub(crate) fn bench_instance(config: kmscks::KmsConfig) -> Result<(Kms, String)>
 
 struct Raw {
     key: LessSafeKey,
+    /// The HMAC_256 key of the GenerateMac floor: made once, as the engine parses its once.
+    hmac: hmac::Key,
+    message: Vec<u8>,
     pool: RandomPool,
     counter: u64,
     aad: [u8; 60],
@@ -485,6 +533,8 @@ pub(crate) fn run_baseline(opts: &LoadOpts) -> LoadReport {
             t.copy_from_slice(tag.as_ref());
             Raw {
                 key,
+                hmac: hmac::Key::new(hmac::HMAC_SHA256, &material),
+                message: vec![0x5a; payload],
                 pool,
                 counter: 0,
                 aad: [7u8; 60],
@@ -536,6 +586,12 @@ pub(crate) fn run_baseline(opts: &LoadOpts) -> LoadReport {
                         std::hint::black_box(&out);
                         r.is_ok()
                     }
+                    LoadOp::GenerateMac => {
+                        // The engine answers a fresh Vec: so does the floor.
+                        let tag = hmac::sign(&raw.hmac, &raw.message).as_ref().to_vec();
+                        std::hint::black_box(&tag);
+                        true
+                    }
                 };
                 if !ok {
                     errs += 1;
@@ -567,6 +623,7 @@ mod tests {
             (LoadOp::Encrypt, 8),
             (LoadOp::Decrypt, 1),
             (LoadOp::GenerateRandom, 2),
+            (LoadOp::GenerateMac, 1),
         ] {
             let opts = LoadOpts {
                 op,

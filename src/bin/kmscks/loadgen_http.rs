@@ -322,6 +322,9 @@ fn body(op: LoadOp, key_id: &str, payload: usize, ciphertext: &str) -> Value {
         LoadOp::Encrypt => json!({"KeyId": key_id, "Plaintext": plaintext}),
         LoadOp::Decrypt => json!({"KeyId": key_id, "CiphertextBlob": ciphertext}),
         LoadOp::GenerateRandom => json!({"NumberOfBytes": payload}),
+        LoadOp::GenerateMac => {
+            json!({"KeyId": key_id, "Message": plaintext, "MacAlgorithm": "HMAC_SHA_256"})
+        }
     }
 }
 
@@ -332,7 +335,12 @@ fn prepare(ep: &Endpoint, opts: &HttpLoadOpts) -> Result<(Vec<u8>, Vec<u8>), Str
         Some(k) => k.clone(),
         None if opts.op == LoadOp::GenerateRandom => String::new(),
         None => {
-            let (answer, _) = call_ok(ep, "CreateKey", &json!({"Description": "kmscks bench"}))?;
+            let create = if opts.op == LoadOp::GenerateMac {
+                json!({"Description": "kmscks bench", "KeySpec": "HMAC_256", "KeyUsage": "GENERATE_VERIFY_MAC"})
+            } else {
+                json!({"Description": "kmscks bench"})
+            };
+            let (answer, _) = call_ok(ep, "CreateKey", &create)?;
             answer["KeyMetadata"]["KeyId"]
                 .as_str()
                 .ok_or_else(|| format!("CreateKey answered without a KeyId: {answer}"))?

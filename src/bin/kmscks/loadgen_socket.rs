@@ -22,7 +22,8 @@ use hdrhistogram::Histogram;
 use crate::loadgen::{LoadOp, LoadReport};
 use crate::proc_cpu::process_cpu_ns;
 use kmscks::api::kms::{
-    CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateRandomRequest,
+    CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateMacRequest,
+    GenerateRandomRequest,
 };
 use kmscks::client::Client;
 use kmscks::daemon::echo::EchoServer;
@@ -30,6 +31,7 @@ use kmscks::error::{ErrorKind, KmsError, Result};
 use kmscks::ops::{Backend, Request, Response};
 use kmscks::protocol::encode_response;
 use kmscks::secret::SecretBytes;
+use kmscks::types::MacAlgorithm;
 
 /// What to run over the socket.
 #[derive(Clone, Debug)]
@@ -95,6 +97,12 @@ impl RequestMaker {
                 number_of_bytes: Some(n),
                 custom_key_store_id: None,
             }),
+            LoadOp::GenerateMac => Request::GenerateMac(GenerateMacRequest {
+                key_id: self.key_id.clone(),
+                message: SecretBytes::zeroed(self.payload),
+                mac_algorithm: Some(MacAlgorithm::HmacSha256),
+                ..Default::default()
+            }),
         }
     }
 }
@@ -104,6 +112,12 @@ impl RequestMaker {
 fn prepare(client: &Client, opts: &SocketLoadOpts) -> Result<RequestMaker> {
     let key_id = match &opts.key_id {
         Some(k) => k.clone(),
+        None if opts.op == LoadOp::GenerateMac => {
+            match client.call(&Request::CreateKey(crate::loadgen::hmac_key_request()))? {
+                Response::CreateKey(r) => r.key_metadata.key_id,
+                other => return Err(unexpected(&other)),
+            }
+        }
         None => match client.call(&Request::CreateKey(CreateKeyRequest {
             description: Some("kmscks bench".into()),
             ..Default::default()
@@ -322,6 +336,7 @@ impl SocketLoadOpts {
             LoadOp::Decrypt => kmscks::ops::Op::Decrypt,
             LoadOp::GenerateDataKey => kmscks::ops::Op::GenerateDataKey,
             LoadOp::GenerateRandom => kmscks::ops::Op::GenerateRandom,
+            LoadOp::GenerateMac => kmscks::ops::Op::GenerateMac,
         };
         op.code()
     }
@@ -436,7 +451,11 @@ mod tests {
     #[test]
     fn socket_load_generator_compares_with_the_echo_floor() {
         let served = Served::start();
-        for op in [LoadOp::GenerateDataKey, LoadOp::Decrypt] {
+        for op in [
+            LoadOp::GenerateDataKey,
+            LoadOp::Decrypt,
+            LoadOp::GenerateMac,
+        ] {
             let opts = SocketLoadOpts {
                 op,
                 connections: 2,
