@@ -205,6 +205,11 @@ enum kmscks_result
      */
     KMSCKS_KMS_INVALID_MAC = 1030,
     /**
+     * Verify: the signature does not verify for the message, key and algorithm.
+     * (`KMSInvalidSignatureException`)
+     */
+    KMSCKS_KMS_INVALID_SIGNATURE = 1031,
+    /**
      * An input failed its constraints.
      * (`ValidationException`)
      */

@@ -89,6 +89,9 @@ macro_rules! for_each_op {
                 [kms: GenerateDataKeyWithoutPlaintext];
             70 GenerateMac(GenerateMacRequest) -> GenerateMacResponse [kms];
             71 VerifyMac(VerifyMacRequest) -> VerifyMacResponse [kms];
+            72 Sign(SignRequest) -> SignResponse [kms];
+            73 Verify(VerifyRequest) -> VerifyResponse [kms];
+            74 GetPublicKey(KeyIdRequest) -> GetPublicKeyResponse [kms];
             // ---- Simulated CloudHSM (the CloudHSM API's and CloudHSM CLI's names)
             100 CreateCluster(CreateClusterRequest) -> ClusterResponse [cloudhsm];
             101 DescribeClusters(DescribeClustersRequest) -> DescribeClustersResponse [cloudhsm];

@@ -27,7 +27,9 @@ use crate::crypto::subkey::{derive_subkey, nonce_version, SubkeyCache, SubkeySch
 use crate::err;
 use crate::error::{ErrorKind, KmsError, Result};
 use crate::secret::SecretBytes;
-use crate::types::{EncryptionContext, HsmId, KeyId, KeyRef, MacAlgorithm, Scope};
+use crate::types::{
+    EncryptionContext, HsmId, KeyId, KeyRef, MacAlgorithm, MessageType, Scope, SigningAlgorithm,
+};
 
 /// The encryption context of the operations that take none (GenerateMac, VerifyMac), for the
 /// grant checks that read one.
@@ -57,6 +59,16 @@ pub(crate) enum Req<'a> {
         len: usize,
         fleet: Option<Cow<'a, [HsmSlot]>>,
     },
+    /// Sign (`signature` None) or Verify (`signature` the signature to verify).
+    Sign {
+        key: Cow<'a, KeyRef>,
+        message: Cow<'a, [u8]>,
+        message_type: MessageType,
+        algorithm: SigningAlgorithm,
+        signature: Option<Cow<'a, [u8]>>,
+    },
+    /// GetPublicKey.
+    PublicKey { key: Cow<'a, KeyRef> },
     /// GenerateMac (`mac` None) or VerifyMac (`mac` the MAC to verify).
     Mac {
         key: Cow<'a, KeyRef>,
@@ -122,6 +134,20 @@ impl Req<'_> {
                 algorithm: *algorithm,
                 mac: mac.as_deref().map(own),
             },
+            Req::Sign {
+                key,
+                message,
+                message_type,
+                algorithm,
+                signature,
+            } => Req::Sign {
+                key: own(&**key),
+                message: own(&**message),
+                message_type: *message_type,
+                algorithm: *algorithm,
+                signature: signature.as_deref().map(own),
+            },
+            Req::PublicKey { key } => Req::PublicKey { key: own(&**key) },
         }
     }
 }
@@ -136,8 +162,12 @@ impl Drop for Req<'_> {
         {
             p.zeroize();
         }
-        // So is a message to MAC.
+        // So is a message to MAC or sign.
         if let Req::Mac {
+            message: Cow::Owned(m),
+            ..
+        }
+        | Req::Sign {
             message: Cow::Owned(m),
             ..
         } = self
@@ -157,6 +187,12 @@ pub(crate) enum Resp {
     Mac(Vec<u8>, Arc<str>),
     /// A MAC verified (VerifyMac).
     MacValid(Arc<str>),
+    /// A signature made (Sign).
+    Signature(Vec<u8>, Arc<str>),
+    /// A signature verified (Verify).
+    SignatureValid(Arc<str>),
+    /// A signing key, for its public key (GetPublicKey).
+    PublicKey(Arc<PrivateKey>, Arc<str>),
     /// An answer served by a slow HSM, and the latency it owes (paid on the caller's thread:
     /// see `engine::latency`). Boxed: only slow HSMs pay for it.
     Slowed(Box<Resp>, Duration),
@@ -515,9 +551,11 @@ impl ShardState {
     pub(crate) fn holder_mask(&self, req: &Req<'_>) -> u64 {
         let here = bit(self.idx);
         let id = match req {
-            Req::Encrypt { key, .. } | Req::DataKey { key, .. } | Req::Mac { key, .. } => {
-                self.resolve(key).ok()
-            }
+            Req::Encrypt { key, .. }
+            | Req::DataKey { key, .. }
+            | Req::Mac { key, .. }
+            | Req::Sign { key, .. }
+            | Req::PublicKey { key } => self.resolve(key).ok(),
             Req::Decrypt { blob, .. } => blob::parse(blob).ok().map(|v| v.key_id),
             Req::Random { fleet: None, .. } => return self.all_mask(),
             Req::Random {
@@ -606,6 +644,79 @@ impl ShardState {
                 algorithm,
                 mac,
             } => Step::Done(self.mac(principal, key, message, *algorithm, mac.as_deref(), memo)),
+            Req::Sign {
+                key,
+                message,
+                message_type,
+                algorithm,
+                signature,
+            } => Step::Done(self.sign(
+                principal,
+                key,
+                (message, *message_type),
+                *algorithm,
+                signature.as_deref(),
+                memo,
+            )),
+            Req::PublicKey { key } => Step::Done(self.public_key(principal, key, memo)),
+        }
+    }
+
+    /// Sign (`signature` None) or Verify: like the MAC operations, served on any shard.
+    fn sign(
+        &mut self,
+        principal: &str,
+        key: &KeyRef,
+        (message, message_type): (&[u8], MessageType),
+        algorithm: SigningAlgorithm,
+        signature: Option<&[u8]>,
+        memo: &mut Memo,
+    ) -> Result<Resp> {
+        let (action, op) = if signature.is_some() {
+            (Action::Verify, "Verify")
+        } else {
+            (Action::Sign, "Sign")
+        };
+        let (id, arn) = self.admit_ref(key, principal, action, &NO_CONTEXT, memo)?;
+        let Some(private) = self.private.get(&id) else {
+            return Err(err!(
+                InvalidKeyUsageException,
+                "{arn} key usage is ENCRYPT_DECRYPT which is not valid for {op}."
+            ));
+        };
+        let signing = match &**private {
+            PrivateKey::Signing(k) => k,
+            other => return Err(other.wrong_usage(&arn, op)),
+        };
+        match signature {
+            None => {
+                let sig = signing.sign(algorithm, message_type, message, &arn)?;
+                Ok(Resp::Signature(sig, arn))
+            }
+            Some(sig) => {
+                if signing.verify(algorithm, message_type, message, sig, &arn)? {
+                    Ok(Resp::SignatureValid(arn))
+                } else {
+                    Err(KmsError::new(ErrorKind::KMSInvalidSignatureException, ""))
+                }
+            }
+        }
+    }
+
+    /// GetPublicKey: the signing key itself (the service reads its public key and spec).
+    fn public_key(&mut self, principal: &str, key: &KeyRef, memo: &mut Memo) -> Result<Resp> {
+        let (id, arn) = self.admit_ref(key, principal, Action::GetPublicKey, &NO_CONTEXT, memo)?;
+        match self.private.get(&id) {
+            Some(p) if matches!(**p, PrivateKey::Signing(_)) => Ok(Resp::PublicKey(p.clone(), arn)),
+            Some(p) => Err(err!(
+                UnsupportedOperationException,
+                "{arn} key spec is {} which is not valid for GetPublicKey.",
+                p.spec()
+            )),
+            None => Err(err!(
+                UnsupportedOperationException,
+                "{arn} key spec is SYMMETRIC_DEFAULT which is not valid for GetPublicKey."
+            )),
         }
     }
 

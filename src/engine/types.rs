@@ -115,6 +115,12 @@ pub enum Action {
     GenerateMac,
     /// `kms:VerifyMac`.
     VerifyMac,
+    /// `kms:Sign`.
+    Sign,
+    /// `kms:Verify`.
+    Verify,
+    /// `kms:GetPublicKey`.
+    GetPublicKey,
 }
 
 impl Action {
@@ -129,6 +135,9 @@ impl Action {
         Action::GenerateRandom,
         Action::GenerateMac,
         Action::VerifyMac,
+        Action::Sign,
+        Action::Verify,
+        Action::GetPublicKey,
     ];
 
     /// The IAM action name, e.g. `kms:Encrypt`.
@@ -143,6 +152,9 @@ impl Action {
             Action::GenerateRandom => "kms:GenerateRandom",
             Action::GenerateMac => "kms:GenerateMac",
             Action::VerifyMac => "kms:VerifyMac",
+            Action::Sign => "kms:Sign",
+            Action::Verify => "kms:Verify",
+            Action::GetPublicKey => "kms:GetPublicKey",
         }
     }
 }
@@ -311,7 +323,7 @@ pub enum Control {
     /// everything again after it, when it no longer knows what the engine holds.
     Reset,
     /// A default-store key (which must exist) that is not a symmetric encryption key (an HMAC
-    /// key): its key object, parsed once by the control plane and shared by every shard.
+    /// or signing key): its key object, parsed once by the control plane and shared by every shard.
     /// Such a key has no replicas; every shard serves it.
     PutPrivate {
         /// The key.
@@ -504,6 +516,15 @@ pub struct DataKeyItem<'a> {
 pub struct MacOutput {
     /// The MAC.
     pub mac: Vec<u8>,
+    /// The key's ARN.
+    pub key_arn: Arc<str>,
+}
+
+/// What Sign returns.
+#[derive(Debug)]
+pub struct SignOutput {
+    /// The signature.
+    pub signature: Vec<u8>,
     /// The key's ARN.
     pub key_arn: Arc<str>,
 }

@@ -68,6 +68,8 @@ kms_errors! {
     InvalidGrantIdException = 1029, 400;
     /// VerifyMac: the MAC does not verify for the message, key and algorithm.
     KMSInvalidMacException = 1030, 400;
+    /// Verify: the signature does not verify for the message, key and algorithm.
+    KMSInvalidSignatureException = 1031, 400;
     // --- Generic AWS JSON protocol errors (spec §9).
     /// An input failed its constraints.
     ValidationException = 1100, 400;

@@ -153,6 +153,10 @@ pub fn metadata(state: &KmsState, scope: &Scope, key: &Key) -> KeyMetadata {
             _ => Vec::new(),
         },
         mac_algorithms: key.spec.mac_algorithm().into_iter().collect(),
+        signing_algorithms: match key.usage {
+            KeyUsage::SignVerify => key.spec.signing_algorithms().to_vec(),
+            _ => Vec::new(),
+        },
         multi_region: false,
     }
 }
@@ -212,7 +216,7 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
         let only = if in_store {
             "only SYMMETRIC_DEFAULT keys are"
         } else {
-            "only SYMMETRIC_DEFAULT and HMAC keys are"
+            "only SYMMETRIC_DEFAULT, HMAC, RSA and ECC signing keys are"
         };
         return Err(err!(
             UnsupportedOperationException,

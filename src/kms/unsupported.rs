@@ -25,9 +25,10 @@ pub fn refuse(tx: &Tx<'_>, op: Refused, req: &KeyIdRequest) -> Result<()> {
     authorize(tx, key, op.action())?;
     let arn = tx.scope.key_arn(&key.id);
     match op {
-        Refused::Sign | Refused::Verify | Refused::DeriveSharedSecret => Err(err!(
+        Refused::DeriveSharedSecret => Err(err!(
             InvalidKeyUsageException,
-            "{arn} key usage is ENCRYPT_DECRYPT which is not valid for {name}."
+            "{arn} key usage is {} which is not valid for {name}.",
+            key.usage
         )),
         // kmscks makes single-Region keys only (CreateKey refuses MultiRegion), and AWS refuses
         // both operations for a single-Region key.
@@ -45,10 +46,6 @@ pub fn refuse(tx: &Tx<'_>, op: Refused, req: &KeyIdRequest) -> Result<()> {
             UnsupportedOperationException,
             "{arn} origin is {} which is not valid for this operation.",
             key.origin
-        )),
-        Refused::GetPublicKey => Err(err!(
-            UnsupportedOperationException,
-            "{arn} key spec is SYMMETRIC_DEFAULT which is not valid for GetPublicKey."
         )),
         _ => Err(err!(
             UnsupportedOperationException,

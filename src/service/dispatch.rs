@@ -186,6 +186,15 @@ macro_rules! perform {
     (VerifyMac, $k:ident, $r:ident) => {
         $k.verify_mac($r)
     };
+    (Sign, $k:ident, $r:ident) => {
+        $k.sign($r)
+    };
+    (Verify, $k:ident, $r:ident) => {
+        $k.verify($r)
+    };
+    (GetPublicKey, $k:ident, $r:ident) => {
+        $k.get_public_key($r)
+    };
     // ---- Simulated CloudHSM
     (CreateCluster, $k:ident, $r:ident) => {
         $k.create_cluster($r)
@@ -358,6 +367,9 @@ mod tests {
                 Action::GenerateRandom => Op::GenerateRandom,
                 Action::GenerateMac => Op::GenerateMac,
                 Action::VerifyMac => Op::VerifyMac,
+                Action::Sign => Op::Sign,
+                Action::Verify => Op::Verify,
+                Action::GetPublicKey => Op::GetPublicKey,
             };
             assert!(
                 op.actions().iter().any(|a| a.as_str() == action.as_str()),

@@ -24,6 +24,7 @@ mod key_ops;
 mod keystore_ops;
 mod mac_ops;
 mod rotation_ops;
+mod sign_ops;
 mod tally;
 mod throttle;
 mod trail_ops;

@@ -63,6 +63,8 @@ pub const PLAINTEXT_LEN: (usize, usize) = (1, 4096);
 pub const MESSAGE_LEN: (usize, usize) = (1, 4096);
 /// VerifyMac `Mac` size in bytes.
 pub const MAC_LEN: (usize, usize) = (1, 6144);
+/// Verify `Signature` size in bytes.
+pub const SIGNATURE_LEN: (usize, usize) = (1, 6144);
 /// Ciphertext blob size in bytes.
 pub const CIPHERTEXT_LEN: (usize, usize) = (1, 6144);
 /// GenerateDataKey / GenerateRandom `NumberOfBytes`.

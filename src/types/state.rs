@@ -201,6 +201,54 @@ impl KeySpec {
 }
 
 aws_enum! {
+    /// Sign / Verify `SigningAlgorithm` (AWS's whole list; a key allows some of them).
+    SigningAlgorithm {
+        RsassaPssSha256 = "RSASSA_PSS_SHA_256",
+        RsassaPssSha384 = "RSASSA_PSS_SHA_384",
+        RsassaPssSha512 = "RSASSA_PSS_SHA_512",
+        RsassaPkcs1V15Sha256 = "RSASSA_PKCS1_V1_5_SHA_256",
+        RsassaPkcs1V15Sha384 = "RSASSA_PKCS1_V1_5_SHA_384",
+        RsassaPkcs1V15Sha512 = "RSASSA_PKCS1_V1_5_SHA_512",
+        EcdsaSha256 = "ECDSA_SHA_256",
+        EcdsaSha384 = "ECDSA_SHA_384",
+        EcdsaSha512 = "ECDSA_SHA_512",
+        Sm2dsa = "SM2DSA",
+        MlDsaShake256 = "ML_DSA_SHAKE_256",
+    }
+}
+
+aws_enum! {
+    /// Sign / Verify `MessageType`: the message itself, or its digest.
+    MessageType {
+        Raw = "RAW",
+        Digest = "DIGEST",
+        ExternalMu = "EXTERNAL_MU",
+    }
+}
+
+impl KeySpec {
+    /// The signing algorithms a SIGN_VERIFY key of this spec allows (AWS's pairs); empty for
+    /// specs kmscks does not sign with.
+    pub const fn signing_algorithms(self) -> &'static [SigningAlgorithm] {
+        use SigningAlgorithm::*;
+        match self {
+            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => &[
+                RsassaPssSha256,
+                RsassaPssSha384,
+                RsassaPssSha512,
+                RsassaPkcs1V15Sha256,
+                RsassaPkcs1V15Sha384,
+                RsassaPkcs1V15Sha512,
+            ],
+            KeySpec::EccNistP256 | KeySpec::EccSecgP256k1 => &[EcdsaSha256],
+            KeySpec::EccNistP384 => &[EcdsaSha384],
+            KeySpec::EccNistP521 => &[EcdsaSha512],
+            _ => &[],
+        }
+    }
+}
+
+aws_enum! {
     /// A CloudHSM cluster's state (spec §3.1).
     ClusterState {
         CreateInProgress = "CREATE_IN_PROGRESS",

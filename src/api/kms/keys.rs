@@ -94,6 +94,9 @@ pub struct KeyMetadata {
     /// The one MAC algorithm of an HMAC key; absent for other keys.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub mac_algorithms: Vec<crate::types::MacAlgorithm>,
+    /// The signing algorithms of a SIGN_VERIFY key; absent for other keys.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub signing_algorithms: Vec<crate::types::SigningAlgorithm>,
     /// False.
     pub multi_region: bool,
 }

@@ -19,6 +19,7 @@ mod keys;
 mod mac;
 mod refused;
 mod rotation;
+mod sign;
 mod stores;
 mod usage;
 
@@ -30,5 +31,6 @@ pub use keys::*;
 pub use mac::*;
 pub use refused::*;
 pub use rotation::*;
+pub use sign::*;
 pub use stores::*;
 pub use usage::*;

@@ -44,9 +44,6 @@ refused_operations! {
     ReplicateKey,
     UpdatePrimaryRegion,
     DeriveSharedSecret,
-    Sign,
-    Verify,
-    GetPublicKey,
 }
 
 /// A refused operation on a key (import, key pairs, signing, MACs, replication).
