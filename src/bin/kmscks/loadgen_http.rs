@@ -325,6 +325,16 @@ fn body(op: LoadOp, key_id: &str, payload: usize, ciphertext: &str) -> Value {
         LoadOp::GenerateMac => {
             json!({"KeyId": key_id, "Message": plaintext, "MacAlgorithm": "HMAC_SHA_256"})
         }
+        LoadOp::Sign => {
+            json!({"KeyId": key_id, "Message": plaintext, "SigningAlgorithm": "ECDSA_SHA_256"})
+        }
+        // Verify's signature comes as `ciphertext`: the sample blob the run made first.
+        LoadOp::Verify => json!({
+            "KeyId": key_id,
+            "Message": plaintext,
+            "SigningAlgorithm": "ECDSA_SHA_256",
+            "Signature": ciphertext
+        }),
     }
 }
 
@@ -335,10 +345,9 @@ fn prepare(ep: &Endpoint, opts: &HttpLoadOpts) -> Result<(Vec<u8>, Vec<u8>), Str
         Some(k) => k.clone(),
         None if opts.op == LoadOp::GenerateRandom => String::new(),
         None => {
-            let create = if opts.op == LoadOp::GenerateMac {
-                json!({"Description": "kmscks bench", "KeySpec": "HMAC_256", "KeyUsage": "GENERATE_VERIFY_MAC"})
-            } else {
-                json!({"Description": "kmscks bench"})
+            let create = match crate::loadgen::bench_key_request(opts.op) {
+                Some(r) => serde_json::to_value(&r).unwrap_or(Value::Null),
+                None => json!({"Description": "kmscks bench"}),
             };
             let (answer, _) = call_ok(ep, "CreateKey", &create)?;
             answer["KeyMetadata"]["KeyId"]
@@ -348,6 +357,13 @@ fn prepare(ep: &Endpoint, opts: &HttpLoadOpts) -> Result<(Vec<u8>, Vec<u8>), Str
         }
     };
     let mut ciphertext = String::new();
+    if opts.op == LoadOp::Verify {
+        let (answer, _) = call_ok(ep, "Sign", &body(LoadOp::Sign, &key_id, opts.payload, ""))?;
+        ciphertext = answer["Signature"]
+            .as_str()
+            .ok_or_else(|| format!("Sign answered without a Signature: {answer}"))?
+            .to_owned();
+    }
     if opts.op == LoadOp::Decrypt {
         let (answer, _) = call_ok(
             ep,

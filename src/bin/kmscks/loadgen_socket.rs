@@ -23,7 +23,7 @@ use crate::loadgen::{LoadOp, LoadReport};
 use crate::proc_cpu::process_cpu_ns;
 use kmscks::api::kms::{
     CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateMacRequest,
-    GenerateRandomRequest,
+    GenerateRandomRequest, SignRequest, VerifyRequest,
 };
 use kmscks::client::Client;
 use kmscks::daemon::echo::EchoServer;
@@ -31,7 +31,7 @@ use kmscks::error::{ErrorKind, KmsError, Result};
 use kmscks::ops::{Backend, Request, Response};
 use kmscks::protocol::encode_response;
 use kmscks::secret::SecretBytes;
-use kmscks::types::MacAlgorithm;
+use kmscks::types::{MacAlgorithm, SigningAlgorithm};
 
 /// What to run over the socket.
 #[derive(Clone, Debug)]
@@ -73,6 +73,8 @@ struct RequestMaker {
     key_id: String,
     payload: usize,
     ciphertext: Vec<u8>,
+    /// Verify's signature (made by a Sign first).
+    signature: Vec<u8>,
 }
 
 impl RequestMaker {
@@ -103,6 +105,19 @@ impl RequestMaker {
                 mac_algorithm: Some(MacAlgorithm::HmacSha256),
                 ..Default::default()
             }),
+            LoadOp::Sign => Request::Sign(SignRequest {
+                key_id: self.key_id.clone(),
+                message: SecretBytes::zeroed(self.payload),
+                signing_algorithm: Some(SigningAlgorithm::EcdsaSha256),
+                ..Default::default()
+            }),
+            LoadOp::Verify => Request::Verify(VerifyRequest {
+                key_id: self.key_id.clone(),
+                message: SecretBytes::zeroed(self.payload),
+                signing_algorithm: Some(SigningAlgorithm::EcdsaSha256),
+                signature: self.signature.clone(),
+                ..Default::default()
+            }),
         }
     }
 }
@@ -112,8 +127,9 @@ impl RequestMaker {
 fn prepare(client: &Client, opts: &SocketLoadOpts) -> Result<RequestMaker> {
     let key_id = match &opts.key_id {
         Some(k) => k.clone(),
-        None if opts.op == LoadOp::GenerateMac => {
-            match client.call(&Request::CreateKey(crate::loadgen::hmac_key_request()))? {
+        None if crate::loadgen::bench_key_request(opts.op).is_some() => {
+            let req = crate::loadgen::bench_key_request(opts.op).unwrap_or_default();
+            match client.call(&Request::CreateKey(req))? {
                 Response::CreateKey(r) => r.key_metadata.key_id,
                 other => return Err(unexpected(&other)),
             }
@@ -131,7 +147,21 @@ fn prepare(client: &Client, opts: &SocketLoadOpts) -> Result<RequestMaker> {
         key_id,
         payload: opts.payload,
         ciphertext: Vec::new(),
+        signature: Vec::new(),
     };
+    if opts.op == LoadOp::Verify {
+        let signed = client.call(
+            &RequestMaker {
+                op: LoadOp::Sign,
+                ..maker.clone()
+            }
+            .make(),
+        )?;
+        match signed {
+            Response::Sign(r) => maker.signature = r.signature,
+            other => return Err(unexpected(&other)),
+        }
+    }
     if opts.op == LoadOp::Decrypt {
         let enc = client.call(
             &RequestMaker {
@@ -325,6 +355,7 @@ pub(crate) fn run_echo_baseline(
         key_id: key_id.to_owned(),
         payload: opts.payload,
         ciphertext: Vec::new(),
+        signature: Vec::new(),
     };
     drive(server.path(), opts, &maker, Cpu::Ignored)
 }
@@ -337,6 +368,8 @@ impl SocketLoadOpts {
             LoadOp::GenerateDataKey => kmscks::ops::Op::GenerateDataKey,
             LoadOp::GenerateRandom => kmscks::ops::Op::GenerateRandom,
             LoadOp::GenerateMac => kmscks::ops::Op::GenerateMac,
+            LoadOp::Sign => kmscks::ops::Op::Sign,
+            LoadOp::Verify => kmscks::ops::Op::Verify,
         };
         op.code()
     }
@@ -455,6 +488,7 @@ mod tests {
             LoadOp::GenerateDataKey,
             LoadOp::Decrypt,
             LoadOp::GenerateMac,
+            LoadOp::Verify,
         ] {
             let opts = SocketLoadOpts {
                 op,
