@@ -48,6 +48,8 @@ mod keys;
 mod grants;
 // Cryptographic operations.
 mod crypto;
+// HMAC and signing keys.
+mod asym;
 // JSON answers.
 mod json;
 // Enums.
