@@ -200,20 +200,30 @@ enum kmscks_result
      */
     KMSCKS_INVALID_GRANT_ID = 1029,
     /**
+     * VerifyMac: the MAC does not verify for the message, key and algorithm.
+     * (`KMSInvalidMacException`)
+     */
+    KMSCKS_KMS_INVALID_MAC = 1030,
+    /**
+     * Verify: the signature does not verify for the message, key and algorithm.
+     * (`KMSInvalidSignatureException`)
+     */
+    KMSCKS_KMS_INVALID_SIGNATURE = 1031,
+    /**
      * The import token is past its `ParametersValidTo`.
      * (`ExpiredImportTokenException`)
      */
-    KMSCKS_EXPIRED_IMPORT_TOKEN = 1040,
+    KMSCKS_EXPIRED_IMPORT_TOKEN = 1032,
     /**
      * The import token is not one GetParametersForImport gave for this key.
      * (`InvalidImportTokenException`)
      */
-    KMSCKS_INVALID_IMPORT_TOKEN = 1041,
+    KMSCKS_INVALID_IMPORT_TOKEN = 1033,
     /**
      * The key material imported is not the material the key had before.
      * (`IncorrectKeyMaterialException`)
      */
-    KMSCKS_INCORRECT_KEY_MATERIAL = 1042,
+    KMSCKS_INCORRECT_KEY_MATERIAL = 1034,
     /**
      * An input failed its constraints.
      * (`ValidationException`)
@@ -1176,6 +1186,98 @@ kmscks_result kmscks_encrypt_batch(const kmscks_client *c,
                                    const kmscks_encrypt_request *items,
                                    size_t count,
                                    kmscks_encrypt_result *results);
+
+/**
+ * Creates a KMS key of `key_spec` with `key_usage` in the default key store (AWS's spellings:
+ * `"HMAC_256"` with `"GENERATE_VERIFY_MAC"`, `"ECC_NIST_P256"` or `"RSA_2048"` with
+ * `"SIGN_VERIFY"`, `"SYMMETRIC_DEFAULT"` with `"ENCRYPT_DECRYPT"`). Writes the key id to
+ * `*key_id`.
+ *
+ * # Safety
+ * `c` is a live handle; `key_spec` and `key_usage` are NUL-terminated; `key_id` is valid for
+ * a write.
+ */
+kmscks_result kmscks_create_key_of_spec(const kmscks_client *c,
+                                        const char *key_spec,
+                                        const char *key_usage,
+                                        char **key_id);
+
+/**
+ * GenerateMac: writes the HMAC of `msg_len` bytes (1 to 4096) under the HMAC key `key_id`
+ * with `mac_algorithm` (the key's, e.g. `"HMAC_SHA_256"`) to `*mac`.
+ *
+ * # Safety
+ * `c` is a live handle; strings are NUL-terminated; `msg` is readable for `msg_len` bytes;
+ * `mac` is valid for a write.
+ */
+kmscks_result kmscks_generate_mac(const kmscks_client *c,
+                                  const char *key_id,
+                                  const char *mac_algorithm,
+                                  const uint8_t *msg,
+                                  size_t msg_len,
+                                  kmscks_buffer *mac);
+
+/**
+ * VerifyMac: `KMSCKS_OK` when `mac` is the HMAC of `msg` under `key_id` with
+ * `mac_algorithm`, `KMSCKS_KMS_INVALID_MAC` when it is not.
+ *
+ * # Safety
+ * `c` is a live handle; strings are NUL-terminated; `msg` and `mac` are readable for their
+ * lengths.
+ */
+kmscks_result kmscks_verify_mac(const kmscks_client *c,
+                                const char *key_id,
+                                const char *mac_algorithm,
+                                const uint8_t *msg,
+                                size_t msg_len,
+                                const uint8_t *mac,
+                                size_t mac_len);
+
+/**
+ * Sign: writes the signature of `msg` (the message, 1 to 4096 bytes, with
+ * `message_type_or_null` NULL or `"RAW"`; its digest with `"DIGEST"`) by the signing key `key_id` with `signing_algorithm` (one of the key's, e.g.
+ * `"ECDSA_SHA_256"`) to `*signature`.
+ *
+ * # Safety
+ * `c` is a live handle; strings are NUL-terminated (the message type may be NULL); `msg` is
+ * readable for `msg_len` bytes; `signature` is valid for a write.
+ */
+kmscks_result kmscks_sign(const kmscks_client *c,
+                          const char *key_id,
+                          const char *signing_algorithm,
+                          const uint8_t *msg,
+                          size_t msg_len,
+                          const char *message_type_or_null,
+                          kmscks_buffer *signature);
+
+/**
+ * Verify: `KMSCKS_OK` when `signature` is one of `msg` (or, with `message_type_or_null`
+ * `"DIGEST"`, of the message whose digest `msg` is) by `key_id` with `signing_algorithm`,
+ * `KMSCKS_KMS_INVALID_SIGNATURE` when it is not.
+ *
+ * # Safety
+ * `c` is a live handle; strings are NUL-terminated; `msg` and `signature` are readable for
+ * their lengths.
+ */
+kmscks_result kmscks_verify(const kmscks_client *c,
+                            const char *key_id,
+                            const char *signing_algorithm,
+                            const uint8_t *msg,
+                            size_t msg_len,
+                            const char *message_type_or_null,
+                            const uint8_t *signature,
+                            size_t signature_len);
+
+/**
+ * GetPublicKey: writes the public key of the signing key `key_id`, DER SubjectPublicKeyInfo,
+ * to `*public_key`.
+ *
+ * # Safety
+ * `c` is a live handle; `key_id` is NUL-terminated; `public_key` is valid for a write.
+ */
+kmscks_result kmscks_get_public_key(const kmscks_client *c,
+                                    const char *key_id,
+                                    kmscks_buffer *public_key);
 
 /**
  * Writes one page of ListKeys as JSON (`{"Keys": [{"KeyId": …, "KeyArn": …}], "Truncated":

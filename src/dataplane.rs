@@ -19,6 +19,9 @@
 //! in the commit's batch, so a blob sealed after RotateKeyOnDemand returns uses the new
 //! material. Keys that never rotated get no such control.
 //!
+//! An HMAC key has no replicas: its material is unwrapped and parsed once, into the key object
+//! every shard shares (`PutPrivate`), when the key is first sent.
+//!
 //! Grants travel the same way: a grant created, retired or revoked is one `PutGrant` or
 //! `RemoveGrant` for that grant alone, in the same batch as the commit's other controls, so a
 //! revocation is enforced for every request that starts after RevokeGrant returns — or, should
@@ -33,6 +36,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::control::{Change, State};
+use crate::crypto::private_key::{is_private_spec, PrivateKey};
 use crate::engine::{
     Action, ActionSet, AllowAll, Authorizer, Control, Engine, EngineGrant, Gate, HsmSlot,
     KeyVersions, SlotSet,
@@ -130,6 +134,8 @@ struct Mirrored {
     replicas: SlotSet,
     /// The newest material version the engine was told of (0: none sent, the replica's).
     version: u32,
+    /// Whether the engine was given the key's parsed key (`Control::PutPrivate`: HMAC keys).
+    private: bool,
 }
 
 /// Where a key lives, as the mirror last looked: its custom key store and the key object that
@@ -315,6 +321,8 @@ pub fn gate(state: &State, scope: &Scope, key: &Key) -> Option<crate::KmsError> 
 /// The HSM slots that hold a replica of `key`, per the state.
 fn replicas(state: &State, scope: &Scope, key: &Key) -> SlotSet {
     match &key.backing {
+        // An HMAC key has no replica: its parsed key is on every shard (`PutPrivate`).
+        Backing::Default { .. } if is_private_spec(key.spec) => SlotSet::None,
         Backing::Default { .. } => SlotSet::Default,
         Backing::External(m) if m.wrapped.is_some() => SlotSet::Default,
         Backing::External(_) => SlotSet::None,
@@ -402,6 +410,21 @@ fn material(
             )
         }
     }
+}
+
+/// Unwraps and parses the material of a default-store key that is not a symmetric
+/// encryption key (an HMAC key).
+fn private_key(keys: &dyn Wrapper, key: &Key) -> Result<PrivateKey> {
+    let Backing::Default { wrapped } = &key.backing else {
+        return Err(err!(
+            KMSInternalException,
+            "key {} of spec {} is not in the default key store",
+            key.id,
+            key.spec
+        ));
+    };
+    let material = keys.unwrap_bytes(MASTER_KEY, &default_material_aad(&key.id), wrapped)?;
+    PrivateKey::parse(key.spec, material.expose())
 }
 
 /// Unwraps every material version of a default-store key that rotated.
@@ -775,6 +798,7 @@ impl Mirror {
             policy: None,
             replicas: SlotSet::default(),
             version: 0,
+            private: false,
         });
         if m.policy.as_deref() != Some(&*key.policy) {
             let (text, authorizer) = self.policies.acquire(&key.policy, scope)?;
@@ -794,6 +818,13 @@ impl Mirror {
                 gate: closed.map_or(Gate::Open, Gate::Closed),
             });
             m.gate = gate_text;
+        }
+        if !m.private && is_private_spec(key.spec) {
+            out.push(Control::PutPrivate {
+                key: *id,
+                private: Arc::new(private_key(keys, key)?),
+            });
+            m.private = true;
         }
         let newest = state.kms.newest_version(id);
         if newest != m.version {

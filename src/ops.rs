@@ -90,6 +90,11 @@ macro_rules! for_each_op {
                 [kms: GenerateDataKey];
             69 GenerateDataKeyWithoutPlaintextBatch(BatchRequest<GenerateDataKeyRequest>) -> BatchResponse<GenerateDataKeyResponse>
                 [kms: GenerateDataKeyWithoutPlaintext];
+            70 GenerateMac(GenerateMacRequest) -> GenerateMacResponse [kms];
+            71 VerifyMac(VerifyMacRequest) -> VerifyMacResponse [kms];
+            72 Sign(SignRequest) -> SignResponse [kms];
+            73 Verify(VerifyRequest) -> VerifyResponse [kms];
+            74 GetPublicKey(KeyIdRequest) -> GetPublicKeyResponse [kms];
             // ---- Simulated CloudHSM (the CloudHSM API's and CloudHSM CLI's names)
             100 CreateCluster(CreateClusterRequest) -> ClusterResponse [cloudhsm];
             101 DescribeClusters(DescribeClustersRequest) -> DescribeClustersResponse [cloudhsm];

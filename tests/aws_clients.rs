@@ -1,6 +1,8 @@
 //! AWS's own clients against `kmscksd --http`: boto3 and the `aws` CLI walk the four steps of a
 //! custom key store (cluster with a CSR signed by the test's own CA, store, connection, key)
-//! and use the key; the AWS Encryption SDK for Python encrypts and decrypts through kmscks.
+//! and use the key; boto3 generates and verifies MACs with HMAC keys and signs with RSA and
+//! ECC keys (Python's `cryptography` verifying the signatures); the AWS Encryption SDK
+//! for Python encrypts and decrypts through kmscks.
 //!
 //! Why these beyond `tests/http.rs`: a real client holds kmscks to AWS's published service
 //! models — member names, timestamps, base64, error shapes and exception classes — where a
@@ -114,6 +116,30 @@ fn boto3_walks_the_four_steps_of_a_custom_key_store_and_uses_its_key() {
     let (_d, addr) = daemon(dir.path(), &[]);
     let mut python = Command::new("python3");
     python.arg(script("boto3_custom_key_store.py"));
+    run_client(python, addr, dir.path());
+}
+
+#[test]
+fn boto3_creates_hmac_keys_and_generates_and_verifies_macs() {
+    if !python_has("boto3", "boto3") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = daemon(dir.path(), &[]);
+    let mut python = Command::new("python3");
+    python.arg(script("boto3_hmac.py"));
+    run_client(python, addr, dir.path());
+}
+
+#[test]
+fn boto3_signs_with_rsa_and_ecc_keys_and_cryptography_verifies() {
+    if !python_has("boto3", "boto3") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = daemon(dir.path(), &[]);
+    let mut python = Command::new("python3");
+    python.arg(script("boto3_signing.py"));
     run_client(python, addr, dir.path());
 }
 

@@ -356,6 +356,128 @@ fn getting_started_in_process() {
 }
 
 #[test]
+fn an_hmac_key_generates_and_verifies_macs_with_messages_from_fileb_and_base64() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = vec![
+        "--data-dir".to_owned(),
+        dir.path().join("data").display().to_string(),
+    ];
+    let created = ok(
+        &t,
+        &[
+            "kms",
+            "create-key",
+            "--key-spec",
+            "HMAC_384",
+            "--key-usage",
+            "GENERATE_VERIFY_MAC",
+        ],
+    );
+    assert_eq!(
+        created["KeyMetadata"]["MacAlgorithms"],
+        serde_json::json!(["HMAC_SHA_384"])
+    );
+    let key = created["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let msg = dir.path().join("msg.bin");
+    std::fs::write(&msg, b"hello mac").unwrap();
+    let fileb = format!("fileb://{}", msg.display());
+    let base = [
+        "kms",
+        "generate-mac",
+        "--key-id",
+        &key,
+        "--mac-algorithm",
+        "HMAC_SHA_384",
+    ];
+    let mac = ok(&t, &[&base[..], &["--message", &fileb]].concat());
+    let mac = mac["Mac"].as_str().unwrap().to_owned();
+    assert_eq!(STANDARD.decode(&mac).unwrap().len(), 48);
+    // The same bytes given in base64 give the same MAC.
+    let b64 = STANDARD.encode(b"hello mac");
+    let again = ok(&t, &[&base[..], &["--message", &b64]].concat());
+    assert_eq!(again["Mac"], mac.as_str());
+    let verify = [
+        "kms",
+        "verify-mac",
+        "--key-id",
+        &key,
+        "--mac-algorithm",
+        "HMAC_SHA_384",
+    ];
+    let valid = ok(
+        &t,
+        &[&verify[..], &["--message", &fileb, "--mac", &mac]].concat(),
+    );
+    assert_eq!(valid["MacValid"], true);
+    let other = STANDARD.encode(b"hello mad");
+    fails(
+        &t,
+        &[&verify[..], &["--message", &other, "--mac", &mac]].concat(),
+        "KMSInvalidMacException",
+        "VerifyMac",
+    );
+    fails(
+        &t,
+        &[&base[..], &["--message", &fileb, "--dry-run"]].concat(),
+        "DryRunOperationException",
+        "GenerateMac",
+    );
+}
+
+#[test]
+fn a_signing_key_signs_verifies_and_gives_its_public_key_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = vec![
+        "--data-dir".to_owned(),
+        dir.path().join("data").display().to_string(),
+    ];
+    let created = ok(
+        &t,
+        &[
+            "kms",
+            "create-key",
+            "--key-spec",
+            "ECC_NIST_P384",
+            "--key-usage",
+            "SIGN_VERIFY",
+        ],
+    );
+    assert_eq!(
+        created["KeyMetadata"]["SigningAlgorithms"],
+        serde_json::json!(["ECDSA_SHA_384"])
+    );
+    let key = created["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let msg = dir.path().join("msg.bin");
+    std::fs::write(&msg, b"hello signature").unwrap();
+    let fileb = format!("fileb://{}", msg.display());
+    let alg = ["--key-id", &key, "--signing-algorithm", "ECDSA_SHA_384"];
+    let signed = ok(
+        &t,
+        &[&["kms", "sign"][..], &alg, &["--message", &fileb]].concat(),
+    );
+    let sig = signed["Signature"].as_str().unwrap().to_owned();
+    let verify = [&["kms", "verify"][..], &alg].concat();
+    let valid = ok(
+        &t,
+        &[&verify[..], &["--message", &fileb, "--signature", &sig]].concat(),
+    );
+    assert_eq!(valid["SignatureValid"], true);
+    let other = STANDARD.encode(b"hello signaturf");
+    fails(
+        &t,
+        &[&verify[..], &["--message", &other, "--signature", &sig]].concat(),
+        "KMSInvalidSignatureException",
+        "Verify",
+    );
+    let public = ok(&t, &["kms", "get-public-key", "--key-id", &key]);
+    assert_eq!(public["KeySpec"], "ECC_NIST_P384");
+    let der = STANDARD
+        .decode(public["PublicKey"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(der[0], 0x30, "DER SEQUENCE");
+}
+
+#[test]
 fn usage_errors_exit_252_and_help_exits_0() {
     let (code, _, err) = kmscks(&[], &["kms", "encrypt"]);
     assert_eq!(code, 252, "{err}");

@@ -106,6 +106,33 @@ static void random_bytes(const kmscks_client *c, const char *store_id) {
     kmscks_buffer_free(&a);
 }
 
+/* HMAC and signing keys of the default key store: a MAC and a signature round trip, and a
+   wrong one answers its exception's code. */
+static void macs_and_signatures(const kmscks_client *c) {
+    char *hmac = NULL, *ec = NULL;
+    kmscks_buffer mac = {0}, sig = {0}, pub = {0};
+    CHECK_OK(kmscks_create_key_of_spec(c, "HMAC_256", "GENERATE_VERIFY_MAC", &hmac));
+    CHECK_OK(kmscks_generate_mac(c, hmac, "HMAC_SHA_256", MESSAGE, sizeof MESSAGE, &mac));
+    CHECK(mac.len == 32);
+    CHECK_OK(kmscks_verify_mac(c, hmac, "HMAC_SHA_256", MESSAGE, sizeof MESSAGE, mac.data, mac.len));
+    CHECK_CODE(kmscks_verify_mac(c, hmac, "HMAC_SHA_256", MESSAGE, 3, mac.data, mac.len),
+               KMSCKS_KMS_INVALID_MAC);
+    CHECK_OK(kmscks_create_key_of_spec(c, "ECC_NIST_P256", "SIGN_VERIFY", &ec));
+    CHECK_OK(kmscks_sign(c, ec, "ECDSA_SHA_256", MESSAGE, sizeof MESSAGE, NULL, &sig));
+    CHECK_OK(kmscks_verify(c, ec, "ECDSA_SHA_256", MESSAGE, sizeof MESSAGE, "RAW", sig.data, sig.len));
+    CHECK_CODE(kmscks_verify(c, ec, "ECDSA_SHA_256", MESSAGE, 3, NULL, sig.data, sig.len),
+               KMSCKS_KMS_INVALID_SIGNATURE);
+    CHECK_CODE(kmscks_sign(c, ec, "ECDSA_SHA_384", MESSAGE, sizeof MESSAGE, NULL, &pub),
+               KMSCKS_INVALID_KEY_USAGE);
+    CHECK_OK(kmscks_get_public_key(c, ec, &pub));
+    CHECK(pub.len > 0 && pub.data[0] == 0x30);
+    kmscks_buffer_free(&mac);
+    kmscks_buffer_free(&sig);
+    kmscks_buffer_free(&pub);
+    kmscks_string_free(hmac);
+    kmscks_string_free(ec);
+}
+
 static void batches(const kmscks_client *c, const char *key_a, const char *key_b) {
     enum { N = 4 };
     kmscks_data_key_request dk_items[N] = {
@@ -411,6 +438,7 @@ int main(int argc, char **argv) {
     re_encrypt(c, default_key, store_key, store_key);
     re_encrypt(c, store_key, default_key, default_key);
     random_bytes(c, store_id);
+    macs_and_signatures(c);
     batches(c, store_key, default_key);
     aliases_and_tags(c, store_key);
     key_lifecycle(c, default_key);

@@ -50,6 +50,8 @@ mod grants;
 mod import;
 // Cryptographic operations.
 mod crypto;
+// HMAC and signing keys.
+mod asym;
 // JSON answers.
 mod json;
 // Enums.

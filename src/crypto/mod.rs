@@ -1,11 +1,14 @@
 //! Cryptography that knows nothing of HSMs, stores or sockets: ciphertext blobs, pooled
 //! randomness, per-key subkeys, fork detection for the state those hold ([`fork`]), and
 //! AES-256-GCM wrapping of stored secrets ([`wrap`] binds each wrapped object to its identity
-//! through the AAD).
+//! through the AAD), and the parsed HMAC and signing keys of the default key store ([`private_key`],
+//! [`signing`]).
 
 pub mod blob;
 pub mod fork;
 pub mod import_wrap;
+pub mod private_key;
 pub mod random;
+pub mod signing;
 pub mod subkey;
 pub mod wrap;

@@ -1,5 +1,6 @@
 //! The data-plane engine: Encrypt, Decrypt, ReEncrypt, GenerateDataKey(WithoutPlaintext),
-//! GenerateRandom and their batch forms, as fast as the machine allows.
+//! GenerateRandom and their batch forms, GenerateMac and VerifyMac, Sign, Verify and
+//! GetPublicKey, as fast as the machine allows.
 //!
 //! # Model
 //! The engine has N shards (default: one per core). Each shard has a worker thread (pinned to
@@ -72,9 +73,11 @@ pub use crate::crypto::subkey::counter_nonce;
 use crate::err;
 use crate::error::{Constraint, KmsError, Result};
 use crate::secret::SecretBytes;
-use crate::types::limits::{CIPHERTEXT_LEN, NUMBER_OF_BYTES, PLAINTEXT_LEN};
+use crate::types::limits::{
+    CIPHERTEXT_LEN, MAC_LEN, MESSAGE_LEN, NUMBER_OF_BYTES, PLAINTEXT_LEN, SIGNATURE_LEN,
+};
 pub use crate::types::EncryptionContext;
-use crate::types::{DataKeySpec, KeyName, KeyRef};
+use crate::types::{DataKeySpec, KeyName, KeyRef, MacAlgorithm, MessageType, SigningAlgorithm};
 use sched::{Inner, Shard};
 use shard::{Req, Resp, ShardState};
 pub use sink::{reuse_vec, BatchOut, Sink};
@@ -464,6 +467,110 @@ impl Engine {
         };
         match self.inner.dispatch_one("", &req)?.settle() {
             Resp::Random(b) => Ok(b),
+            _ => Err(internal_mismatch()),
+        }
+    }
+
+    /// GenerateMac: the HMAC of `message` ([`MESSAGE_LEN`] bytes) under the HMAC key `key`,
+    /// whose one algorithm `algorithm` must be (`InvalidKeyUsageException`).
+    pub fn generate_mac(
+        &self,
+        principal: &str,
+        key: &KeyRef,
+        message: &[u8],
+        algorithm: MacAlgorithm,
+    ) -> Result<MacOutput> {
+        check_len(message.len(), "message", MESSAGE_LEN)?;
+        let req = Req::Mac {
+            key: key.as_name(),
+            message: Cow::Borrowed(message),
+            algorithm,
+            mac: None,
+        };
+        match self.inner.dispatch_one(principal, &req)?.settle() {
+            Resp::Mac(mac, key_arn) => Ok(MacOutput { mac, key_arn }),
+            _ => Err(internal_mismatch()),
+        }
+    }
+
+    /// VerifyMac: whether `mac` is the HMAC of `message` under `key` with `algorithm`; the
+    /// key's ARN when it is, `KMSInvalidMacException` when it is not.
+    pub fn verify_mac(
+        &self,
+        principal: &str,
+        key: &KeyRef,
+        message: &[u8],
+        algorithm: MacAlgorithm,
+        mac: &[u8],
+    ) -> Result<Arc<str>> {
+        check_len(message.len(), "message", MESSAGE_LEN)?;
+        check_len(mac.len(), "mac", MAC_LEN)?;
+        let req = Req::Mac {
+            key: key.as_name(),
+            message: Cow::Borrowed(message),
+            algorithm,
+            mac: Some(Cow::Borrowed(mac)),
+        };
+        match self.inner.dispatch_one(principal, &req)?.settle() {
+            Resp::MacValid(key_arn) => Ok(key_arn),
+            _ => Err(internal_mismatch()),
+        }
+    }
+
+    /// Sign: the signature of `message` (RAW, up to [`MESSAGE_LEN`] bytes, or the DIGEST of
+    /// the algorithm's length) with the signing key `key` and one of its algorithms.
+    pub fn sign(
+        &self,
+        principal: &str,
+        key: &KeyRef,
+        message: &[u8],
+        message_type: MessageType,
+        algorithm: SigningAlgorithm,
+    ) -> Result<SignOutput> {
+        check_len(message.len(), "message", MESSAGE_LEN)?;
+        let req = Req::Sign {
+            key: key.as_name(),
+            message: Cow::Borrowed(message),
+            message_type,
+            algorithm,
+            signature: None,
+        };
+        match self.inner.dispatch_one(principal, &req)?.settle() {
+            Resp::Signature(signature, key_arn) => Ok(SignOutput { signature, key_arn }),
+            _ => Err(internal_mismatch()),
+        }
+    }
+
+    /// Verify: whether `signature` is one of `message` by `key` with `algorithm`; the key's
+    /// ARN when it is, `KMSInvalidSignatureException` when it is not.
+    pub fn verify(
+        &self,
+        principal: &str,
+        key: &KeyRef,
+        (message, message_type): (&[u8], MessageType),
+        algorithm: SigningAlgorithm,
+        signature: &[u8],
+    ) -> Result<Arc<str>> {
+        check_len(message.len(), "message", MESSAGE_LEN)?;
+        check_len(signature.len(), "signature", SIGNATURE_LEN)?;
+        let req = Req::Sign {
+            key: key.as_name(),
+            message: Cow::Borrowed(message),
+            message_type,
+            algorithm,
+            signature: Some(Cow::Borrowed(signature)),
+        };
+        match self.inner.dispatch_one(principal, &req)?.settle() {
+            Resp::SignatureValid(key_arn) => Ok(key_arn),
+            _ => Err(internal_mismatch()),
+        }
+    }
+
+    /// GetPublicKey: the signing key `key` (its public key and spec) and its ARN.
+    pub fn public_key(&self, principal: &str, key: &KeyRef) -> Result<(Arc<PrivateKey>, Arc<str>)> {
+        let req = Req::PublicKey { key: key.as_name() };
+        match self.inner.dispatch_one(principal, &req)?.settle() {
+            Resp::PublicKey(k, key_arn) => Ok((k, key_arn)),
             _ => Err(internal_mismatch()),
         }
     }

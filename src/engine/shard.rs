@@ -19,15 +19,22 @@ use zeroize::Zeroize;
 
 use super::sink::{Out, Sink};
 use super::{
-    Action, Authorizer, Control, EngineConfig, EngineGrant, Gate, HsmSlot, KeyVersions, SlotSet,
+    Action, Authorizer, Control, EngineConfig, EngineGrant, Gate, HsmSlot, KeyVersions, PrivateKey,
+    SlotSet,
 };
 use crate::crypto::blob;
 use crate::crypto::random::RandomPool;
 use crate::crypto::subkey::{derive_subkey, nonce_version, SubkeyCache, SubkeySchedule};
 use crate::err;
-use crate::error::{KmsError, Result};
+use crate::error::{ErrorKind, KmsError, Result};
 use crate::secret::SecretBytes;
-use crate::types::{EncryptionContext, HsmId, KeyId, KeyName, Scope};
+use crate::types::{
+    EncryptionContext, HsmId, KeyId, KeyName, MacAlgorithm, MessageType, Scope, SigningAlgorithm,
+};
+
+/// The encryption context of the operations that take none (GenerateMac, VerifyMac), for the
+/// grant checks that read one.
+static NO_CONTEXT: EncryptionContext = EncryptionContext::new();
 
 /// A data-plane request, borrowed from the caller (inline path) or owned (queued path).
 pub(crate) enum Req<'a> {
@@ -52,6 +59,23 @@ pub(crate) enum Req<'a> {
     Random {
         len: usize,
         fleet: Option<Cow<'a, [HsmSlot]>>,
+    },
+    /// Sign (`signature` None) or Verify (`signature` the signature to verify).
+    Sign {
+        key: KeyName<'a>,
+        message: Cow<'a, [u8]>,
+        message_type: MessageType,
+        algorithm: SigningAlgorithm,
+        signature: Option<Cow<'a, [u8]>>,
+    },
+    /// GetPublicKey.
+    PublicKey { key: KeyName<'a> },
+    /// GenerateMac (`mac` None) or VerifyMac (`mac` the MAC to verify).
+    Mac {
+        key: KeyName<'a>,
+        message: Cow<'a, [u8]>,
+        algorithm: MacAlgorithm,
+        mac: Option<Cow<'a, [u8]>>,
     },
 }
 
@@ -100,6 +124,33 @@ impl Req<'_> {
                 len: *len,
                 fleet: fleet.as_deref().map(own),
             },
+            Req::Mac {
+                key,
+                message,
+                algorithm,
+                mac,
+            } => Req::Mac {
+                key: key.to_static(),
+                message: own(&**message),
+                algorithm: *algorithm,
+                mac: mac.as_deref().map(own),
+            },
+            Req::Sign {
+                key,
+                message,
+                message_type,
+                algorithm,
+                signature,
+            } => Req::Sign {
+                key: key.to_static(),
+                message: own(&**message),
+                message_type: *message_type,
+                algorithm: *algorithm,
+                signature: signature.as_deref().map(own),
+            },
+            Req::PublicKey { key } => Req::PublicKey {
+                key: key.to_static(),
+            },
         }
     }
 }
@@ -114,6 +165,18 @@ impl Drop for Req<'_> {
         {
             p.zeroize();
         }
+        // So is a message to MAC or sign.
+        if let Req::Mac {
+            message: Cow::Owned(m),
+            ..
+        }
+        | Req::Sign {
+            message: Cow::Owned(m),
+            ..
+        } = self
+        {
+            m.zeroize();
+        }
     }
 }
 
@@ -124,6 +187,16 @@ pub(crate) enum Resp {
     Plain(Out, Arc<str>),
     DataKey(Out, Option<Out>, Arc<str>),
     Random(SecretBytes),
+    /// A MAC computed (GenerateMac).
+    Mac(Vec<u8>, Arc<str>),
+    /// A MAC verified (VerifyMac).
+    MacValid(Arc<str>),
+    /// A signature made (Sign).
+    Signature(Vec<u8>, Arc<str>),
+    /// A signature verified (Verify).
+    SignatureValid(Arc<str>),
+    /// A signing key, for its public key (GetPublicKey).
+    PublicKey(Arc<PrivateKey>, Arc<str>),
     /// An answer served by a slow HSM, and the latency it owes (paid on the caller's thread:
     /// see `engine::latency`). Boxed: only slow HSMs pay for it.
     Slowed(Box<Resp>, Duration),
@@ -151,7 +224,12 @@ impl Resp {
                 Resp::DataKey(Out::Blob(sink.take_blob(b)), p, arn)
             }
             Resp::Slowed(inner, owed) => Resp::Slowed(Box::new(inner.into_owned(sink)), owed),
-            r @ Resp::Random(_) => r,
+            r @ (Resp::Random(_)
+            | Resp::Mac(..)
+            | Resp::MacValid(_)
+            | Resp::Signature(..)
+            | Resp::SignatureValid(_)
+            | Resp::PublicKey(..)) => r,
         }
     }
 }
@@ -286,6 +364,10 @@ pub(crate) struct ShardState {
     /// the key map so that a key that never rotated costs nothing more: a seal reads its
     /// version from its schedule, and only a Decrypt of an older version looks here.
     rotated: HashMap<KeyId, Arc<KeyVersions>, BuildHasherDefault<IdHasher>>,
+    /// The parsed keys of the default-store keys that are not symmetric encryption keys
+    /// (`Control::PutPrivate`), apart from the key map so that symmetric keys cost nothing
+    /// more; shared with the other shards (the key objects are read-only).
+    private: HashMap<KeyId, Arc<PrivateKey>, BuildHasherDefault<IdHasher>>,
 }
 
 fn hsm_not_active(hsm: &HsmSlot) -> KmsError {
@@ -343,6 +425,7 @@ impl ShardState {
             seal_cache: config.seal_cache.max(1),
             latency: HashMap::new(),
             rotated: HashMap::default(),
+            private: HashMap::default(),
         }
     }
 
@@ -491,7 +574,11 @@ impl ShardState {
     pub(crate) fn holder_mask(&self, req: &Req<'_>) -> u64 {
         let here = bit(self.idx);
         let id = match req {
-            Req::Encrypt { key, .. } | Req::DataKey { key, .. } => self.resolve(key).ok(),
+            Req::Encrypt { key, .. }
+            | Req::DataKey { key, .. }
+            | Req::Mac { key, .. }
+            | Req::Sign { key, .. }
+            | Req::PublicKey { key } => self.resolve(key).ok(),
             Req::Decrypt { blob, .. } => blob::parse(blob).ok().map(|v| v.key_id),
             Req::Random { fleet: None, .. } => return self.all_mask(),
             Req::Random {
@@ -511,6 +598,15 @@ impl ShardState {
     }
 
     fn not_here(&self, id: &KeyId) -> Step {
+        if let Some(private) = self.private.get(id) {
+            // Not a symmetric encryption key: it has no material for the symmetric operations.
+            return Step::Done(Err(err!(
+                InvalidKeyUsageException,
+                "{} key usage is {} which is not valid for this operation.",
+                self.scope.key_arn(id),
+                private.usage()
+            )));
+        }
         let m = self.key_mask(id) & !bit(self.idx);
         if m == 0 {
             Step::Done(Err(unreachable_cluster(&self.scope.key_arn(id))))
@@ -572,6 +668,131 @@ impl ShardState {
                 plaintext,
             } => self.data_key(principal, key, *len, ctx, *plaintext, memo, sink),
             Req::Random { len, fleet } => self.random(*len, fleet.as_deref()),
+            Req::Mac {
+                key,
+                message,
+                algorithm,
+                mac,
+            } => Step::Done(self.mac(principal, key, message, *algorithm, mac.as_deref(), memo)),
+            Req::Sign {
+                key,
+                message,
+                message_type,
+                algorithm,
+                signature,
+            } => Step::Done(self.sign(
+                principal,
+                key,
+                (message, *message_type),
+                *algorithm,
+                signature.as_deref(),
+                memo,
+            )),
+            Req::PublicKey { key } => Step::Done(self.public_key(principal, key, memo)),
+        }
+    }
+
+    /// Sign (`signature` None) or Verify: like the MAC operations, served on any shard.
+    fn sign<'r>(
+        &mut self,
+        principal: &str,
+        key: &'r KeyName<'_>,
+        (message, message_type): (&[u8], MessageType),
+        algorithm: SigningAlgorithm,
+        signature: Option<&[u8]>,
+        memo: &mut Memo<'r>,
+    ) -> Result<Resp> {
+        let (action, op) = if signature.is_some() {
+            (Action::Verify, "Verify")
+        } else {
+            (Action::Sign, "Sign")
+        };
+        let (id, arn) = self.admit_ref(key, principal, action, &NO_CONTEXT, memo)?;
+        let Some(private) = self.private.get(&id) else {
+            return Err(err!(
+                InvalidKeyUsageException,
+                "{arn} key usage is ENCRYPT_DECRYPT which is not valid for {op}."
+            ));
+        };
+        let signing = match &**private {
+            PrivateKey::Signing(k) => k,
+            other => return Err(other.wrong_usage(&arn, op)),
+        };
+        match signature {
+            None => {
+                let sig = signing.sign(algorithm, message_type, message, &arn)?;
+                Ok(Resp::Signature(sig, arn))
+            }
+            Some(sig) => {
+                if signing.verify(algorithm, message_type, message, sig, &arn)? {
+                    Ok(Resp::SignatureValid(arn))
+                } else {
+                    Err(KmsError::new(ErrorKind::KMSInvalidSignatureException, ""))
+                }
+            }
+        }
+    }
+
+    /// GetPublicKey: the signing key itself (the service reads its public key and spec).
+    fn public_key<'r>(
+        &mut self,
+        principal: &str,
+        key: &'r KeyName<'_>,
+        memo: &mut Memo<'r>,
+    ) -> Result<Resp> {
+        let (id, arn) = self.admit_ref(key, principal, Action::GetPublicKey, &NO_CONTEXT, memo)?;
+        match self.private.get(&id) {
+            Some(p) if matches!(**p, PrivateKey::Signing(_)) => Ok(Resp::PublicKey(p.clone(), arn)),
+            Some(p) => Err(err!(
+                UnsupportedOperationException,
+                "{arn} key spec is {} which is not valid for GetPublicKey.",
+                p.spec()
+            )),
+            None => Err(err!(
+                UnsupportedOperationException,
+                "{arn} key spec is SYMMETRIC_DEFAULT which is not valid for GetPublicKey."
+            )),
+        }
+    }
+
+    /// GenerateMac (`mac` None) or VerifyMac: any shard serves an HMAC key (its key object is
+    /// on every shard), so the request never moves.
+    fn mac<'r>(
+        &mut self,
+        principal: &str,
+        key: &'r KeyName<'_>,
+        message: &[u8],
+        algorithm: MacAlgorithm,
+        mac: Option<&[u8]>,
+        memo: &mut Memo<'r>,
+    ) -> Result<Resp> {
+        let action = if mac.is_some() {
+            Action::VerifyMac
+        } else {
+            Action::GenerateMac
+        };
+        let (id, arn) = self.admit_ref(key, principal, action, &NO_CONTEXT, memo)?;
+        let Some(private) = self.private.get(&id) else {
+            return Err(err!(
+                InvalidKeyUsageException,
+                "{arn} key usage is ENCRYPT_DECRYPT which is not valid for {}.",
+                if mac.is_some() {
+                    "VerifyMac"
+                } else {
+                    "GenerateMac"
+                }
+            ));
+        };
+        let hmac_key = private.hmac_key(algorithm, &arn)?;
+        match mac {
+            None => {
+                let tag = aws_lc_rs::hmac::sign(hmac_key, message);
+                Ok(Resp::Mac(tag.as_ref().to_vec(), arn))
+            }
+            Some(expected) => match aws_lc_rs::hmac::verify(hmac_key, message, expected) {
+                Ok(()) => Ok(Resp::MacValid(arn)),
+                Err(_) => Err(KmsError::new(ErrorKind::KMSInvalidMacException, "")),
+            },
         }
     }
 
@@ -967,6 +1188,7 @@ impl ShardState {
                     }
                 }
                 self.rotated.remove(key);
+                self.private.remove(key);
                 self.aliases.retain(|_, k| k != key);
             }
             Control::PutAlias { alias, key } => {
@@ -995,6 +1217,13 @@ impl ShardState {
                 self.cache = SubkeyCache::new(self.cache.capacity());
                 self.live.clear();
                 self.rotated.clear();
+                self.private.clear();
+            }
+            Control::PutPrivate { key, private } => {
+                if !self.keys.contains_key(key) {
+                    return Err(KmsError::key_not_found(self.scope.key_arn(key)));
+                }
+                self.private.insert(*key, private.clone());
             }
             Control::PutVersions { key, versions } => {
                 let Some(entry) = self.keys.get_mut(key) else {
@@ -1058,7 +1287,8 @@ impl ShardState {
                 Control::SetGate { key, .. }
                 | Control::PutAlias { key, .. }
                 | Control::PutGrant { key, .. }
-                | Control::PutVersions { key, .. } => {
+                | Control::PutVersions { key, .. }
+                | Control::PutPrivate { key, .. } => {
                     if !known(&keys, reset, key) {
                         return Err(KmsError::key_not_found(self.scope.key_arn(key)));
                     }

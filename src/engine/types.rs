@@ -6,6 +6,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+pub use crate::crypto::private_key::PrivateKey;
 use crate::crypto::subkey::DEFAULT_MAX_USES;
 use crate::secret::{KeyMaterial, SecretBytes};
 use crate::types::{
@@ -112,6 +113,16 @@ pub enum Action {
     GenerateDataKeyWithoutPlaintext,
     /// `kms:GenerateRandom`.
     GenerateRandom,
+    /// `kms:GenerateMac`.
+    GenerateMac,
+    /// `kms:VerifyMac`.
+    VerifyMac,
+    /// `kms:Sign`.
+    Sign,
+    /// `kms:Verify`.
+    Verify,
+    /// `kms:GetPublicKey`.
+    GetPublicKey,
 }
 
 impl Action {
@@ -124,6 +135,11 @@ impl Action {
         Action::GenerateDataKey,
         Action::GenerateDataKeyWithoutPlaintext,
         Action::GenerateRandom,
+        Action::GenerateMac,
+        Action::VerifyMac,
+        Action::Sign,
+        Action::Verify,
+        Action::GetPublicKey,
     ];
 
     /// The IAM action name, e.g. `kms:Encrypt`.
@@ -136,20 +152,25 @@ impl Action {
             Action::GenerateDataKey => "kms:GenerateDataKey",
             Action::GenerateDataKeyWithoutPlaintext => "kms:GenerateDataKeyWithoutPlaintext",
             Action::GenerateRandom => "kms:GenerateRandom",
+            Action::GenerateMac => "kms:GenerateMac",
+            Action::VerifyMac => "kms:VerifyMac",
+            Action::Sign => "kms:Sign",
+            Action::Verify => "kms:Verify",
+            Action::GetPublicKey => "kms:GetPublicKey",
         }
     }
 }
 
 impl Action {
     /// This action's bit in an [`ActionSet`].
-    const fn bit(self) -> u8 {
+    const fn bit(self) -> u16 {
         1 << (self as u8)
     }
 }
 
 /// A set of [`Action`]s, one bit each.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ActionSet(u8);
+pub struct ActionSet(u16);
 
 impl ActionSet {
     /// The set with `action` added.
@@ -303,6 +324,15 @@ pub enum Control {
     /// Forget every HSM, key and alias (their material is dropped): the control plane sends
     /// everything again after it, when it no longer knows what the engine holds.
     Reset,
+    /// A default-store key (which must exist) that is not a symmetric encryption key (an HMAC
+    /// or signing key): its key object, parsed once by the control plane and shared by every shard.
+    /// Such a key has no replicas; every shard serves it.
+    PutPrivate {
+        /// The key.
+        key: KeyId,
+        /// Its parsed key.
+        private: Arc<PrivateKey>,
+    },
     /// A default-store key (which must exist) rotated: from now on it seals with its newest
     /// material version and opens blobs of every version listed. Sent only for keys that
     /// rotated; a key that never did is version 0, its replica's material.
@@ -359,6 +389,7 @@ impl fmt::Debug for Control {
                 write!(f, "SetHsmLatency({hsm}, {latency:?})")
             }
             Control::Reset => write!(f, "Reset"),
+            Control::PutPrivate { key, private } => write!(f, "PutPrivate({key}, {private:?})"),
             Control::PutVersions { key, versions } => {
                 write!(
                     f,
@@ -529,4 +560,22 @@ impl fmt::Debug for DataKeyView<'_> {
             .field("key_arn", &self.key_arn)
             .finish()
     }
+}
+
+/// What GenerateMac returns.
+#[derive(Debug)]
+pub struct MacOutput {
+    /// The MAC.
+    pub mac: Vec<u8>,
+    /// The key's ARN.
+    pub key_arn: Arc<str>,
+}
+
+/// What Sign returns.
+#[derive(Debug)]
+pub struct SignOutput {
+    /// The signature.
+    pub signature: Vec<u8>,
+    /// The key's ARN.
+    pub key_arn: Arc<str>,
 }

@@ -66,12 +66,16 @@ kms_errors! {
     DryRunOperationException = 1028, 412;
     /// A grant id is malformed.
     InvalidGrantIdException = 1029, 400;
+    /// VerifyMac: the MAC does not verify for the message, key and algorithm.
+    KMSInvalidMacException = 1030, 400;
+    /// Verify: the signature does not verify for the message, key and algorithm.
+    KMSInvalidSignatureException = 1031, 400;
     /// The import token is past its `ParametersValidTo`.
-    ExpiredImportTokenException = 1040, 400;
+    ExpiredImportTokenException = 1032, 400;
     /// The import token is not one GetParametersForImport gave for this key.
-    InvalidImportTokenException = 1041, 400;
+    InvalidImportTokenException = 1033, 400;
     /// The key material imported is not the material the key had before.
-    IncorrectKeyMaterialException = 1042, 400;
+    IncorrectKeyMaterialException = 1034, 400;
     // --- Generic AWS JSON protocol errors (spec §9).
     /// An input failed its constraints.
     ValidationException = 1100, 400;

@@ -4,6 +4,7 @@
 use serde_json::json;
 
 use crate::api::kms::*;
+use crate::crypto::private_key::{generate_material, is_private_spec, usages};
 use crate::err;
 use crate::error::Result;
 use crate::hsm;
@@ -147,7 +148,15 @@ pub fn metadata(state: &KmsState, scope: &Scope, key: &Key) -> KeyMetadata {
         key_manager: KeyManager::Customer,
         customer_master_key_spec: key.spec,
         key_spec: key.spec,
-        encryption_algorithms: vec![EncryptionAlgorithm::SymmetricDefault],
+        encryption_algorithms: match key.usage {
+            KeyUsage::EncryptDecrypt => vec![EncryptionAlgorithm::SymmetricDefault],
+            _ => Vec::new(),
+        },
+        mac_algorithms: key.spec.mac_algorithm().into_iter().collect(),
+        signing_algorithms: match key.usage {
+            KeyUsage::SignVerify => key.spec.signing_algorithms().to_vec(),
+            _ => Vec::new(),
+        },
         multi_region: false,
         expiration_model: match &key.backing {
             Backing::External(m) if m.wrapped.is_some() => Some(if m.valid_to.is_some() {
@@ -209,17 +218,37 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
         (Some(s), _) | (None, Some(s)) => s,
         (None, None) => KeySpec::SymmetricDefault,
     };
-    if spec != KeySpec::SymmetricDefault {
+    // A custom key store holds symmetric keys only (AWS's rule); the default key store also
+    // HMAC keys.
+    let supported = spec == KeySpec::SymmetricDefault || (!in_store && is_private_spec(spec));
+    if !supported {
+        let only = if in_store {
+            "only SYMMETRIC_DEFAULT keys are"
+        } else {
+            "only SYMMETRIC_DEFAULT, HMAC, RSA and ECC signing keys are"
+        };
         return Err(err!(
             UnsupportedOperationException,
-            "KeySpec {spec} is not supported {where_}; only SYMMETRIC_DEFAULT keys are"
+            "KeySpec {spec} is not supported {where_}; {only}"
         ));
     }
+    // AWS's default usage is ENCRYPT_DECRYPT whatever the spec, so an HMAC key must name its.
     let usage = req.key_usage.unwrap_or(KeyUsage::EncryptDecrypt);
-    if usage != KeyUsage::EncryptDecrypt {
+    if in_store && usage != KeyUsage::EncryptDecrypt {
         return Err(err!(
             UnsupportedOperationException,
             "KeyUsage {usage} is not supported {where_}; only ENCRYPT_DECRYPT is"
+        ));
+    }
+    if !usages(spec).contains(&usage) {
+        return Err(err!(
+            ValidationException,
+            "KeyUsage {usage} is not compatible with KeySpec {spec}; {spec} keys are {}",
+            usages(spec)
+                .iter()
+                .map(|u| u.as_str())
+                .collect::<Vec<_>>()
+                .join(" or ")
         ));
     }
     if req.multi_region == Some(true) {
@@ -285,6 +314,14 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
 
     let (backing, extra) = match &req.custom_key_store_id {
         None if origin == Origin::External => (import::new_backing(tx, &id)?, json!({})),
+        None if is_private_spec(spec) => {
+            // The data plane parses it once, when it places the key (`dataplane`).
+            let material = generate_material(spec)?;
+            let wrapped =
+                tx.keys
+                    .wrap_bytes(MASTER_KEY, &default_material_aad(&id), material.expose())?;
+            (Backing::Default { wrapped }, json!({}))
+        }
         None => {
             let material = KeyMaterial::generate();
             let wrapped = tx

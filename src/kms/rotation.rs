@@ -2,8 +2,8 @@
 //! (with its rotation period), DisableKeyRotation, GetKeyRotationStatus, RotateKeyOnDemand
 //! (at most [`MAX_ON_DEMAND_ROTATIONS`] a key) and ListKeyRotations; and the automatic
 //! rotations the service's sweep makes when a key's next rotation date has passed
-//! ([`rotate_due`]). A key in a custom key store refuses every rotation operation with AWS's
-//! `UnsupportedOperationException`, as AWS does (spec §5).
+//! ([`rotate_due`]). A key in a custom key store, and an HMAC key, refuses every rotation
+//! operation with AWS's `UnsupportedOperationException`, as AWS does (spec §5).
 //!
 //! A schedule is its own record ([`RotationSchedule`] in `KmsState::rotations`), journaled
 //! alone as `KmsChange::PutRotation`; a rotation adds one [`MaterialVersion`] (fresh material
@@ -32,11 +32,12 @@ use crate::types::limits::{
     DEFAULT_ROTATION_PERIOD_DAYS, LIST_ROTATIONS_DEFAULT, LIST_ROTATIONS_LIMIT,
     MAX_ON_DEMAND_ROTATIONS, ROTATION_PERIOD_DAYS,
 };
-use crate::types::{KeyId, Origin, RotationType, Timestamp};
+use crate::types::{KeyId, KeySpec, Origin, RotationType, Timestamp};
 use crate::KmsError;
 
-/// AWS's refusal of a rotation operation on a key in a custom key store.
-fn refuse_custom_store(tx: &Tx<'_>, key: &Key) -> Result<()> {
+/// AWS's refusal of every rotation operation (GetKeyRotationStatus included) for a key in a
+/// custom key store or a key that is not a symmetric encryption key (an HMAC or signing key).
+fn refuse_unrotatable_status(tx: &Tx<'_>, key: &Key) -> Result<()> {
     if key.origin == Origin::AwsCloudhsm {
         return Err(err!(
             UnsupportedOperationException,
@@ -44,14 +45,22 @@ fn refuse_custom_store(tx: &Tx<'_>, key: &Key) -> Result<()> {
             tx.scope.key_arn(&key.id)
         ));
     }
+    if key.spec != KeySpec::SymmetricDefault {
+        return Err(err!(
+            UnsupportedOperationException,
+            "{} key spec is {} which is not valid for this operation.",
+            tx.scope.key_arn(&key.id),
+            key.spec
+        ));
+    }
     Ok(())
 }
 
 /// AWS's refusal of a rotation (or a rotation listing) of a key whose material kmscks does
-/// not make: in a custom key store, or imported (Origin EXTERNAL: GetKeyRotationStatus
-/// answers `false` for it, as AWS does).
+/// not rotate: those [`refuse_unrotatable_status`] refuses, and imported material (Origin
+/// EXTERNAL: GetKeyRotationStatus answers `false` for it, as AWS does).
 fn refuse_unrotatable(tx: &Tx<'_>, key: &Key) -> Result<()> {
-    refuse_custom_store(tx, key)?;
+    refuse_unrotatable_status(tx, key)?;
     if key.origin == Origin::External {
         return Err(err!(
             UnsupportedOperationException,
@@ -134,7 +143,7 @@ pub fn disable(tx: &mut Tx<'_>, req: &KeyIdRequest) -> Result<Empty> {
 pub fn status(tx: &Tx<'_>, req: &KeyIdRequest) -> Result<KeyRotationStatusResponse> {
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
     authorize(tx, key, Op::GetKeyRotationStatus.action())?;
-    refuse_custom_store(tx, key)?;
+    refuse_unrotatable_status(tx, key)?;
     let key_id = tx.scope.key_arn(&key.id);
     let pending = matches!(key.lifecycle, Lifecycle::PendingDeletion { .. });
     Ok(match tx.state.rotations.get(&key.id) {

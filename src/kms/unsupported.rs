@@ -21,13 +21,10 @@ pub fn refuse(tx: &Tx<'_>, op: Refused, req: &KeyIdRequest) -> Result<()> {
     authorize(tx, key, op.action())?;
     let arn = tx.scope.key_arn(&key.id);
     match op {
-        Refused::Sign
-        | Refused::Verify
-        | Refused::GenerateMac
-        | Refused::VerifyMac
-        | Refused::DeriveSharedSecret => Err(err!(
+        Refused::DeriveSharedSecret => Err(err!(
             InvalidKeyUsageException,
-            "{arn} key usage is ENCRYPT_DECRYPT which is not valid for {name}."
+            "{arn} key usage is {} which is not valid for {name}.",
+            key.usage
         )),
         // kmscks makes single-Region keys only (CreateKey refuses MultiRegion), and AWS refuses
         // both operations for a single-Region key.
@@ -38,10 +35,6 @@ pub fn refuse(tx: &Tx<'_>, op: Refused, req: &KeyIdRequest) -> Result<()> {
         _ if key.origin == Origin::AwsCloudhsm => Err(err!(
             UnsupportedOperationException,
             "{arn} origin is AWS_CLOUDHSM which is not valid for this operation."
-        )),
-        Refused::GetPublicKey => Err(err!(
-            UnsupportedOperationException,
-            "{arn} key spec is SYMMETRIC_DEFAULT which is not valid for GetPublicKey."
         )),
         _ => Err(err!(
             UnsupportedOperationException,

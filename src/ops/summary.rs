@@ -81,6 +81,11 @@ impl Op {
             Op::GenerateDataKeyWithoutPlaintextBatch => {
                 "Generates many encrypted data keys in one call, a kmscks extension"
             }
+            Op::GenerateMac => "Computes the HMAC of a message under an HMAC KMS key",
+            Op::VerifyMac => "Verifies an HMAC of a message under an HMAC KMS key",
+            Op::Sign => "Signs a message or its digest with an asymmetric KMS key",
+            Op::Verify => "Verifies a signature made with an asymmetric KMS key",
+            Op::GetPublicKey => "Returns the public key of an asymmetric KMS key (DER SubjectPublicKeyInfo)",
             Op::CreateCluster => "Creates a CloudHSM cluster, empty or restored from a backup",
             Op::DescribeClusters => "Describes CloudHSM clusters, their HSMs and certificates",
             Op::DeleteCluster => "Deletes a CloudHSM cluster that has no HSMs",

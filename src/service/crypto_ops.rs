@@ -59,13 +59,19 @@ fn data_key_response(out: DataKeyOutput) -> GenerateDataKeyResponse {
 }
 
 impl Kms {
-    fn key_ref(&self, text: &str) -> Result<KeyRef> {
+    pub(super) fn key_ref(&self, text: &str) -> Result<KeyRef> {
         self.scope().parse_key_ref(text)
     }
 
     /// Counts a call for the event log: under the key ARN the engine answered with, or the
     /// reference the request gave when it failed.
-    fn count<R>(&self, op: Op, key: &str, out: &Result<R>, arn: impl Fn(&R) -> &Arc<str>) {
+    pub(super) fn count<R>(
+        &self,
+        op: Op,
+        key: &str,
+        out: &Result<R>,
+        arn: impl Fn(&R) -> &Arc<str>,
+    ) {
         if let Some(tally) = &self.shared.tally {
             let call = match out {
                 Ok(r) => Call::Ok(arn(r)),

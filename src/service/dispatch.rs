@@ -189,6 +189,21 @@ macro_rules! perform {
             $k.generate_data_key_batch(&$r.items, false),
         ))
     };
+    (GenerateMac, $k:ident, $r:ident) => {
+        $k.generate_mac($r)
+    };
+    (VerifyMac, $k:ident, $r:ident) => {
+        $k.verify_mac($r)
+    };
+    (Sign, $k:ident, $r:ident) => {
+        $k.sign($r)
+    };
+    (Verify, $k:ident, $r:ident) => {
+        $k.verify($r)
+    };
+    (GetPublicKey, $k:ident, $r:ident) => {
+        $k.get_public_key($r)
+    };
     // ---- Simulated CloudHSM
     (CreateCluster, $k:ident, $r:ident) => {
         $k.create_cluster($r)
@@ -359,6 +374,11 @@ mod tests {
                 Action::GenerateDataKey => Op::GenerateDataKey,
                 Action::GenerateDataKeyWithoutPlaintext => Op::GenerateDataKeyWithoutPlaintext,
                 Action::GenerateRandom => Op::GenerateRandom,
+                Action::GenerateMac => Op::GenerateMac,
+                Action::VerifyMac => Op::VerifyMac,
+                Action::Sign => Op::Sign,
+                Action::Verify => Op::Verify,
+                Action::GetPublicKey => Op::GetPublicKey,
             };
             assert!(
                 op.actions().iter().any(|a| a.as_str() == action.as_str()),

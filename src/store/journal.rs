@@ -51,7 +51,8 @@ pub const JOURNAL_MAGIC: [u8; 4] = *b"KCKJ";
 /// `KmsChange::PutGrant` / `DeleteGrant`, one grant each. Version 9: it holds automatic
 /// rotation schedules (`KmsState::rotations`), journaled as `KmsChange::PutRotation`, one
 /// schedule each. Version 10: a key of Origin EXTERNAL holds its imported material, its
-/// identifier and expiry (`Backing::External`).
+/// identifier and expiry (`Backing::External`); a default-store HMAC or signing key's wrapped
+/// material is its HMAC key or PKCS #8 private key (its `spec` says which).
 pub const FORMAT_VERSION: u32 = 10;
 /// Length of the journal file header.
 pub const JOURNAL_HEADER_LEN: usize = 20;

@@ -64,6 +64,12 @@ pub const LIST_TAGS_LIMIT: (u32, u32) = (1, 50);
 
 /// Encrypt plaintext size in bytes.
 pub const PLAINTEXT_LEN: (usize, usize) = (1, 4096);
+/// GenerateMac / VerifyMac (and Sign / Verify with MessageType RAW) `Message` size in bytes.
+pub const MESSAGE_LEN: (usize, usize) = (1, 4096);
+/// VerifyMac `Mac` size in bytes.
+pub const MAC_LEN: (usize, usize) = (1, 6144);
+/// Verify `Signature` size in bytes.
+pub const SIGNATURE_LEN: (usize, usize) = (1, 6144);
 /// Ciphertext blob size in bytes.
 pub const CIPHERTEXT_LEN: (usize, usize) = (1, 6144);
 /// GenerateDataKey / GenerateRandom `NumberOfBytes`.

@@ -165,6 +165,90 @@ impl DataKeySpec {
 }
 
 aws_enum! {
+    /// GenerateMac / VerifyMac `MacAlgorithm`: one per HMAC key spec.
+    MacAlgorithm {
+        HmacSha224 = "HMAC_SHA_224",
+        HmacSha256 = "HMAC_SHA_256",
+        HmacSha384 = "HMAC_SHA_384",
+        HmacSha512 = "HMAC_SHA_512",
+    }
+}
+
+impl KeySpec {
+    /// The one MAC algorithm of an HMAC key spec (AWS pairs them one to one); `None` for
+    /// every other spec.
+    pub const fn mac_algorithm(self) -> Option<MacAlgorithm> {
+        match self {
+            KeySpec::Hmac224 => Some(MacAlgorithm::HmacSha224),
+            KeySpec::Hmac256 => Some(MacAlgorithm::HmacSha256),
+            KeySpec::Hmac384 => Some(MacAlgorithm::HmacSha384),
+            KeySpec::Hmac512 => Some(MacAlgorithm::HmacSha512),
+            _ => None,
+        }
+    }
+
+    /// The key length in bytes of an HMAC key spec (the spec's number of bits); `None` for
+    /// every other spec.
+    pub const fn hmac_key_len(self) -> Option<usize> {
+        match self {
+            KeySpec::Hmac224 => Some(28),
+            KeySpec::Hmac256 => Some(32),
+            KeySpec::Hmac384 => Some(48),
+            KeySpec::Hmac512 => Some(64),
+            _ => None,
+        }
+    }
+}
+
+aws_enum! {
+    /// Sign / Verify `SigningAlgorithm` (AWS's whole list; a key allows some of them).
+    SigningAlgorithm {
+        RsassaPssSha256 = "RSASSA_PSS_SHA_256",
+        RsassaPssSha384 = "RSASSA_PSS_SHA_384",
+        RsassaPssSha512 = "RSASSA_PSS_SHA_512",
+        RsassaPkcs1V15Sha256 = "RSASSA_PKCS1_V1_5_SHA_256",
+        RsassaPkcs1V15Sha384 = "RSASSA_PKCS1_V1_5_SHA_384",
+        RsassaPkcs1V15Sha512 = "RSASSA_PKCS1_V1_5_SHA_512",
+        EcdsaSha256 = "ECDSA_SHA_256",
+        EcdsaSha384 = "ECDSA_SHA_384",
+        EcdsaSha512 = "ECDSA_SHA_512",
+        Sm2dsa = "SM2DSA",
+        MlDsaShake256 = "ML_DSA_SHAKE_256",
+    }
+}
+
+aws_enum! {
+    /// Sign / Verify `MessageType`: the message itself, or its digest.
+    MessageType {
+        Raw = "RAW",
+        Digest = "DIGEST",
+        ExternalMu = "EXTERNAL_MU",
+    }
+}
+
+impl KeySpec {
+    /// The signing algorithms a SIGN_VERIFY key of this spec allows (AWS's pairs); empty for
+    /// specs kmscks does not sign with.
+    pub const fn signing_algorithms(self) -> &'static [SigningAlgorithm] {
+        use SigningAlgorithm::*;
+        match self {
+            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => &[
+                RsassaPssSha256,
+                RsassaPssSha384,
+                RsassaPssSha512,
+                RsassaPkcs1V15Sha256,
+                RsassaPkcs1V15Sha384,
+                RsassaPkcs1V15Sha512,
+            ],
+            KeySpec::EccNistP256 | KeySpec::EccSecgP256k1 => &[EcdsaSha256],
+            KeySpec::EccNistP384 => &[EcdsaSha384],
+            KeySpec::EccNistP521 => &[EcdsaSha512],
+            _ => &[],
+        }
+    }
+}
+
+aws_enum! {
     /// A CloudHSM cluster's state (spec §3.1).
     ClusterState {
         CreateInProgress = "CREATE_IN_PROGRESS",

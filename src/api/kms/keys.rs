@@ -88,8 +88,15 @@ pub struct KeyMetadata {
     pub customer_master_key_spec: KeySpec,
     /// Spec.
     pub key_spec: KeySpec,
-    /// `["SYMMETRIC_DEFAULT"]`.
+    /// `["SYMMETRIC_DEFAULT"]` for a symmetric key; absent for an HMAC key.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub encryption_algorithms: Vec<EncryptionAlgorithm>,
+    /// The one MAC algorithm of an HMAC key; absent for other keys.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub mac_algorithms: Vec<crate::types::MacAlgorithm>,
+    /// The signing algorithms of a SIGN_VERIFY key; absent for other keys.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub signing_algorithms: Vec<crate::types::SigningAlgorithm>,
     /// False.
     pub multi_region: bool,
     /// Whether the imported material expires (Origin EXTERNAL keys with material only).

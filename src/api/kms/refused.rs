@@ -41,11 +41,6 @@ refused_operations! {
     ReplicateKey,
     UpdatePrimaryRegion,
     DeriveSharedSecret,
-    Sign,
-    Verify,
-    GenerateMac,
-    VerifyMac,
-    GetPublicKey,
 }
 
 /// A refused operation on a key (key pairs, signing, MACs, replication).

@@ -11,18 +11,24 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use aws_lc_rs::hmac;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, KeyPair, ParsedPublicKey, ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING,
+};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use kmscks::api::kms::{
-    DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateRandomRequest,
+    CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateMacRequest,
+    GenerateRandomRequest, SignRequest, VerifyRequest,
 };
 use kmscks::engine::{counter_nonce, RandomPool};
 use kmscks::err;
 use kmscks::error::Result;
 use kmscks::secret::SecretBytes;
-use kmscks::types::limits::{NUMBER_OF_BYTES, PLAINTEXT_LEN};
-use kmscks::types::DataKeySpec;
+use kmscks::types::limits::{MESSAGE_LEN, NUMBER_OF_BYTES, PLAINTEXT_LEN};
+use kmscks::types::{DataKeySpec, KeySpec, KeyUsage, MacAlgorithm, SigningAlgorithm};
 use kmscks::Kms;
 
 /// The operation to drive.
@@ -36,6 +42,13 @@ pub(crate) enum LoadOp {
     GenerateDataKey,
     /// GenerateRandom of `payload` bytes.
     GenerateRandom,
+    /// GenerateMac of a `payload`-byte message under an HMAC_256 key made for the run.
+    GenerateMac,
+    /// Sign (ECDSA_SHA_256) of a `payload`-byte message under an ECC_NIST_P256 key made for
+    /// the run.
+    Sign,
+    /// Verify of such a signature.
+    Verify,
 }
 
 impl LoadOp {
@@ -46,6 +59,9 @@ impl LoadOp {
             LoadOp::Decrypt => "Decrypt",
             LoadOp::GenerateDataKey => "GenerateDataKey",
             LoadOp::GenerateRandom => "GenerateRandom",
+            LoadOp::GenerateMac => "GenerateMac",
+            LoadOp::Sign => "Sign",
+            LoadOp::Verify => "Verify",
         }
     }
 
@@ -56,6 +72,9 @@ impl LoadOp {
             LoadOp::Decrypt,
             LoadOp::GenerateDataKey,
             LoadOp::GenerateRandom,
+            LoadOp::GenerateMac,
+            LoadOp::Sign,
+            LoadOp::Verify,
         ]
         .into_iter()
         .find(|o| o.name().eq_ignore_ascii_case(s))
@@ -312,6 +331,9 @@ struct KmsCaller {
     decrypt: DecryptRequest,
     data_key: GenerateDataKeyRequest,
     random: GenerateRandomRequest,
+    mac: GenerateMacRequest,
+    sign: SignRequest,
+    verify: VerifyRequest,
     encrypt_batch: Vec<EncryptRequest>,
     decrypt_batch: Vec<DecryptRequest>,
     data_key_batch: Vec<GenerateDataKeyRequest>,
@@ -321,6 +343,7 @@ fn check_payload(op: LoadOp, payload: usize) -> Result<()> {
     // Encrypt and Decrypt carry a plaintext; the other ops ask for `NumberOfBytes`.
     let (min, max) = match op {
         LoadOp::Encrypt | LoadOp::Decrypt => PLAINTEXT_LEN,
+        LoadOp::GenerateMac | LoadOp::Sign | LoadOp::Verify => MESSAGE_LEN,
         LoadOp::GenerateDataKey | LoadOp::GenerateRandom => {
             (NUMBER_OF_BYTES.0 as usize, NUMBER_OF_BYTES.1 as usize)
         }
@@ -357,6 +380,31 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
         // A warm-up call, so that a setup error surfaces here rather than as error counts.
         kms.generate_data_key(&data_key)?;
     }
+    // GenerateMac, Sign and Verify need a key of their kind, in the default key store.
+    let own_key = match bench_key_request(op) {
+        Some(req) => kms.create_key(&req)?.key_metadata.arn,
+        None => String::new(),
+    };
+    let mac = GenerateMacRequest {
+        key_id: own_key.clone(),
+        message: SecretBytes::new(vec![0x5a; payload]),
+        mac_algorithm: Some(MacAlgorithm::HmacSha256),
+        ..Default::default()
+    };
+    if op == LoadOp::GenerateMac {
+        kms.generate_mac(&mac)?;
+    }
+    let sign = SignRequest {
+        key_id: own_key.clone(),
+        message: SecretBytes::new(vec![0x5a; payload]),
+        signing_algorithm: Some(SigningAlgorithm::EcdsaSha256),
+        ..Default::default()
+    };
+    let signature = if matches!(op, LoadOp::Sign | LoadOp::Verify) {
+        kms.sign(&sign)?.signature
+    } else {
+        Vec::new()
+    };
     let kms = kms.clone();
     let r = drive(
         opts.threads,
@@ -390,6 +438,25 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
                 decrypt,
                 data_key: data_key.clone(),
                 random,
+                mac: GenerateMacRequest {
+                    key_id: mac.key_id.clone(),
+                    message: mac.message.duplicate(),
+                    mac_algorithm: mac.mac_algorithm,
+                    ..Default::default()
+                },
+                sign: SignRequest {
+                    key_id: sign.key_id.clone(),
+                    message: sign.message.duplicate(),
+                    signing_algorithm: sign.signing_algorithm,
+                    ..Default::default()
+                },
+                verify: VerifyRequest {
+                    key_id: sign.key_id.clone(),
+                    message: sign.message.duplicate(),
+                    signing_algorithm: sign.signing_algorithm,
+                    signature: signature.clone(),
+                    ..Default::default()
+                },
             }
         },
         move |c| {
@@ -425,10 +492,41 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
                         .filter(|_| c.kms.generate_random(&c.random).is_err())
                         .count(),
                 ),
+                // No batch form in AWS's API: `batch` calls one after the other.
+                (LoadOp::GenerateMac, _) => many(
+                    (0..batch)
+                        .filter(|_| c.kms.generate_mac(&c.mac).is_err())
+                        .count(),
+                ),
+                (LoadOp::Sign, _) => {
+                    many((0..batch).filter(|_| c.kms.sign(&c.sign).is_err()).count())
+                }
+                (LoadOp::Verify, _) => many(
+                    (0..batch)
+                        .filter(|_| c.kms.verify(&c.verify).is_err())
+                        .count(),
+                ),
             }
         },
     );
     Ok(report(opts, r))
+}
+
+/// The CreateKey request of the key a run of `op` makes for itself when it needs a key of
+/// its own kind (every mode makes the same): an HMAC_256 key for GenerateMac, an
+/// ECC_NIST_P256 signing key for Sign and Verify; `None` for the other operations.
+pub(crate) fn bench_key_request(op: LoadOp) -> Option<CreateKeyRequest> {
+    let (spec, usage) = match op {
+        LoadOp::GenerateMac => (KeySpec::Hmac256, KeyUsage::GenerateVerifyMac),
+        LoadOp::Sign | LoadOp::Verify => (KeySpec::EccNistP256, KeyUsage::SignVerify),
+        _ => return None,
+    };
+    Some(CreateKeyRequest {
+        description: Some("kmscks bench".into()),
+        key_spec: Some(spec),
+        key_usage: Some(usage),
+        ..Default::default()
+    })
 }
 
 /// [`run_kms`], then the raw baseline on the same threads and sizes, with the ratio filled in.
@@ -448,6 +546,14 @@ pub(crate) fn bench_instance(config: kmscks::KmsConfig) -> Result<(Kms, String)>
 
 struct Raw {
     key: LessSafeKey,
+    /// The HMAC_256 key of the GenerateMac floor: made once, as the engine parses its once.
+    hmac: hmac::Key,
+    message: Vec<u8>,
+    /// The P-256 key pair of the Sign and Verify floor, its parsed public key and a
+    /// signature of `message`: made once, as the engine parses its keys once.
+    ecdsa: EcdsaKeyPair,
+    public: ParsedPublicKey,
+    signature: Vec<u8>,
     pool: RandomPool,
     counter: u64,
     aad: [u8; 60],
@@ -483,8 +589,22 @@ pub(crate) fn run_baseline(opts: &LoadOpts) -> LoadReport {
                 .expect("seal");
             let mut t = [0u8; 16];
             t.copy_from_slice(tag.as_ref());
+            let ecdsa = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("P-256 key");
+            let public = ParsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, ecdsa.public_key().as_ref())
+                .expect("its own public key");
+            let message = vec![0x5a; payload];
+            let signature = ecdsa
+                .sign(&SystemRandom::new(), &message)
+                .expect("P-256 signature")
+                .as_ref()
+                .to_vec();
             Raw {
                 key,
+                hmac: hmac::Key::new(hmac::HMAC_SHA256, &material),
+                message,
+                ecdsa,
+                public,
+                signature,
                 pool,
                 counter: 0,
                 aad: [7u8; 60],
@@ -536,6 +656,20 @@ pub(crate) fn run_baseline(opts: &LoadOpts) -> LoadReport {
                         std::hint::black_box(&out);
                         r.is_ok()
                     }
+                    LoadOp::GenerateMac => {
+                        // The engine answers a fresh Vec: so does the floor.
+                        let tag = hmac::sign(&raw.hmac, &raw.message).as_ref().to_vec();
+                        std::hint::black_box(&tag);
+                        true
+                    }
+                    LoadOp::Sign => match raw.ecdsa.sign(&SystemRandom::new(), &raw.message) {
+                        Ok(sig) => {
+                            std::hint::black_box(sig.as_ref().to_vec());
+                            true
+                        }
+                        Err(_) => false,
+                    },
+                    LoadOp::Verify => raw.public.verify_sig(&raw.message, &raw.signature).is_ok(),
                 };
                 if !ok {
                     errs += 1;
@@ -567,6 +701,9 @@ mod tests {
             (LoadOp::Encrypt, 8),
             (LoadOp::Decrypt, 1),
             (LoadOp::GenerateRandom, 2),
+            (LoadOp::GenerateMac, 1),
+            (LoadOp::Sign, 1),
+            (LoadOp::Verify, 1),
         ] {
             let opts = LoadOpts {
                 op,

@@ -322,6 +322,19 @@ fn body(op: LoadOp, key_id: &str, payload: usize, ciphertext: &str) -> Value {
         LoadOp::Encrypt => json!({"KeyId": key_id, "Plaintext": plaintext}),
         LoadOp::Decrypt => json!({"KeyId": key_id, "CiphertextBlob": ciphertext}),
         LoadOp::GenerateRandom => json!({"NumberOfBytes": payload}),
+        LoadOp::GenerateMac => {
+            json!({"KeyId": key_id, "Message": plaintext, "MacAlgorithm": "HMAC_SHA_256"})
+        }
+        LoadOp::Sign => {
+            json!({"KeyId": key_id, "Message": plaintext, "SigningAlgorithm": "ECDSA_SHA_256"})
+        }
+        // Verify's signature comes as `ciphertext`: the sample blob the run made first.
+        LoadOp::Verify => json!({
+            "KeyId": key_id,
+            "Message": plaintext,
+            "SigningAlgorithm": "ECDSA_SHA_256",
+            "Signature": ciphertext
+        }),
     }
 }
 
@@ -332,7 +345,11 @@ fn prepare(ep: &Endpoint, opts: &HttpLoadOpts) -> Result<(Vec<u8>, Vec<u8>), Str
         Some(k) => k.clone(),
         None if opts.op == LoadOp::GenerateRandom => String::new(),
         None => {
-            let (answer, _) = call_ok(ep, "CreateKey", &json!({"Description": "kmscks bench"}))?;
+            let create = match crate::loadgen::bench_key_request(opts.op) {
+                Some(r) => serde_json::to_value(&r).unwrap_or(Value::Null),
+                None => json!({"Description": "kmscks bench"}),
+            };
+            let (answer, _) = call_ok(ep, "CreateKey", &create)?;
             answer["KeyMetadata"]["KeyId"]
                 .as_str()
                 .ok_or_else(|| format!("CreateKey answered without a KeyId: {answer}"))?
@@ -340,6 +357,13 @@ fn prepare(ep: &Endpoint, opts: &HttpLoadOpts) -> Result<(Vec<u8>, Vec<u8>), Str
         }
     };
     let mut ciphertext = String::new();
+    if opts.op == LoadOp::Verify {
+        let (answer, _) = call_ok(ep, "Sign", &body(LoadOp::Sign, &key_id, opts.payload, ""))?;
+        ciphertext = answer["Signature"]
+            .as_str()
+            .ok_or_else(|| format!("Sign answered without a Signature: {answer}"))?
+            .to_owned();
+    }
     if opts.op == LoadOp::Decrypt {
         let (answer, _) = call_ok(
             ep,

@@ -22,7 +22,8 @@ use hdrhistogram::Histogram;
 use crate::loadgen::{LoadOp, LoadReport};
 use crate::proc_cpu::process_cpu_ns;
 use kmscks::api::kms::{
-    CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateRandomRequest,
+    CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateMacRequest,
+    GenerateRandomRequest, SignRequest, VerifyRequest,
 };
 use kmscks::client::Client;
 use kmscks::daemon::echo::EchoServer;
@@ -30,6 +31,7 @@ use kmscks::error::{ErrorKind, KmsError, Result};
 use kmscks::ops::{Backend, Request, Response};
 use kmscks::protocol::encode_response;
 use kmscks::secret::SecretBytes;
+use kmscks::types::{MacAlgorithm, SigningAlgorithm};
 
 /// What to run over the socket.
 #[derive(Clone, Debug)]
@@ -71,6 +73,8 @@ struct RequestMaker {
     key_id: String,
     payload: usize,
     ciphertext: Vec<u8>,
+    /// Verify's signature (made by a Sign first).
+    signature: Vec<u8>,
 }
 
 impl RequestMaker {
@@ -95,6 +99,25 @@ impl RequestMaker {
                 number_of_bytes: Some(n),
                 custom_key_store_id: None,
             }),
+            LoadOp::GenerateMac => Request::GenerateMac(GenerateMacRequest {
+                key_id: self.key_id.clone(),
+                message: SecretBytes::zeroed(self.payload),
+                mac_algorithm: Some(MacAlgorithm::HmacSha256),
+                ..Default::default()
+            }),
+            LoadOp::Sign => Request::Sign(SignRequest {
+                key_id: self.key_id.clone(),
+                message: SecretBytes::zeroed(self.payload),
+                signing_algorithm: Some(SigningAlgorithm::EcdsaSha256),
+                ..Default::default()
+            }),
+            LoadOp::Verify => Request::Verify(VerifyRequest {
+                key_id: self.key_id.clone(),
+                message: SecretBytes::zeroed(self.payload),
+                signing_algorithm: Some(SigningAlgorithm::EcdsaSha256),
+                signature: self.signature.clone(),
+                ..Default::default()
+            }),
         }
     }
 }
@@ -104,6 +127,13 @@ impl RequestMaker {
 fn prepare(client: &Client, opts: &SocketLoadOpts) -> Result<RequestMaker> {
     let key_id = match &opts.key_id {
         Some(k) => k.clone(),
+        None if crate::loadgen::bench_key_request(opts.op).is_some() => {
+            let req = crate::loadgen::bench_key_request(opts.op).unwrap_or_default();
+            match client.call(&Request::CreateKey(req))? {
+                Response::CreateKey(r) => r.key_metadata.key_id,
+                other => return Err(unexpected(&other)),
+            }
+        }
         None => match client.call(&Request::CreateKey(CreateKeyRequest {
             description: Some("kmscks bench".into()),
             ..Default::default()
@@ -117,7 +147,21 @@ fn prepare(client: &Client, opts: &SocketLoadOpts) -> Result<RequestMaker> {
         key_id,
         payload: opts.payload,
         ciphertext: Vec::new(),
+        signature: Vec::new(),
     };
+    if opts.op == LoadOp::Verify {
+        let signed = client.call(
+            &RequestMaker {
+                op: LoadOp::Sign,
+                ..maker.clone()
+            }
+            .make(),
+        )?;
+        match signed {
+            Response::Sign(r) => maker.signature = r.signature,
+            other => return Err(unexpected(&other)),
+        }
+    }
     if opts.op == LoadOp::Decrypt {
         let enc = client.call(
             &RequestMaker {
@@ -311,6 +355,7 @@ pub(crate) fn run_echo_baseline(
         key_id: key_id.to_owned(),
         payload: opts.payload,
         ciphertext: Vec::new(),
+        signature: Vec::new(),
     };
     drive(server.path(), opts, &maker, Cpu::Ignored)
 }
@@ -322,6 +367,9 @@ impl SocketLoadOpts {
             LoadOp::Decrypt => kmscks::ops::Op::Decrypt,
             LoadOp::GenerateDataKey => kmscks::ops::Op::GenerateDataKey,
             LoadOp::GenerateRandom => kmscks::ops::Op::GenerateRandom,
+            LoadOp::GenerateMac => kmscks::ops::Op::GenerateMac,
+            LoadOp::Sign => kmscks::ops::Op::Sign,
+            LoadOp::Verify => kmscks::ops::Op::Verify,
         };
         op.code()
     }
@@ -436,7 +484,12 @@ mod tests {
     #[test]
     fn socket_load_generator_compares_with_the_echo_floor() {
         let served = Served::start();
-        for op in [LoadOp::GenerateDataKey, LoadOp::Decrypt] {
+        for op in [
+            LoadOp::GenerateDataKey,
+            LoadOp::Decrypt,
+            LoadOp::GenerateMac,
+            LoadOp::Verify,
+        ] {
             let opts = SocketLoadOpts {
                 op,
                 connections: 2,

@@ -1,10 +1,13 @@
 //! `kmscks bench`: the load generator.
 //!
-//! * In-process (no `--socket`): `--op generate-data-key|encrypt|decrypt|generate-random
-//!   --threads N --batch B --payload BYTES --duration SECONDS [--baseline] [--json]`. It drives
+//! * In-process (no `--socket`): `--op generate-data-key|encrypt|decrypt|generate-random|
+//!   generate-mac|sign|verify --threads N --batch B --payload BYTES --duration SECONDS [--baseline] [--json]`. It drives
 //!   a fresh bootstrapped in-memory `Kms` (a key in a connected custom key store) through its
 //!   public API ([`crate::loadgen::run_kms`]); `--baseline` also runs the raw
 //!   aws-lc-rs baseline with the same threads and payload and prints the ratio.
+//!   `generate-mac` makes an HMAC_256 key in the default key store for the run, `sign` and
+//!   `verify` an ECC_NIST_P256 key (ECDSA_SHA_256; in every mode, unless `--key-id` names
+//!   one); their baseline is aws-lc-rs's HMAC or ECDSA with a key made once.
 //! * Over the socket (`--socket PATH`): `--connections C --pipeline D` with the same `--op`,
 //!   `--payload`, `--duration`; `--baseline` runs an echo of the same frame sizes over a Unix
 //!   socket with the same C and D (`crate::loadgen_socket`). `--key-id` picks the key (default:
@@ -54,7 +57,15 @@ pub(crate) fn command() -> Command {
             Arg::new("op")
                 .long("op")
                 .default_value("generate-data-key")
-                .value_parser(["generate-data-key", "encrypt", "decrypt", "generate-random"])
+                .value_parser([
+                    "generate-data-key",
+                    "encrypt",
+                    "decrypt",
+                    "generate-random",
+                    "generate-mac",
+                    "sign",
+                    "verify",
+                ])
                 .help("The operation to drive"),
         )
         .arg(num("threads", "1", "Caller threads (in-process mode)"))

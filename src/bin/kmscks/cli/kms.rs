@@ -7,7 +7,7 @@
 //! `--event-name` for its `EventName` lookup attribute), and the batch operations `encrypt-batch`, `decrypt-batch`, `generate-data-key-batch`,
 //! `generate-data-key-without-plaintext-batch` (`--items` takes a JSON list of the single
 //! operation's requests, blobs in base64). The operations kmscks refuses (import, key pairs,
-//! signing, MACs, replication; [`kmscks::api::kms::Refused::ALL`]) have their `aws kms` verbs
+//! replication; [`kmscks::api::kms::Refused::ALL`]) have their `aws kms` verbs
 //! too; they answer with the exception AWS gives for a key of a custom key store.
 
 use super::args::{opt, req, specs, ArgSpec, Kind::*};
@@ -76,6 +76,18 @@ const XKS_PROXY: [ArgSpec; 6] = [
         "PUBLIC_ENDPOINT or VPC_ENDPOINT_SERVICE",
     ),
 ];
+
+const SIGN_MESSAGE: ArgSpec = req(
+    "message",
+    SecretBlob,
+    "The message or its digest: base64, fileb://raw-bytes or file://text",
+);
+const MESSAGE_TYPE: ArgSpec = opt("message-type", Str, "RAW (default) or DIGEST");
+const SIGNING_ALGORITHM: ArgSpec = req(
+    "signing-algorithm",
+    Str,
+    "One of the key's: RSASSA_PSS_SHA_256, ECDSA_SHA_256, …",
+);
 
 const GENERATE_DATA_KEY: &[ArgSpec] = &[
     KEY_ID,
@@ -152,13 +164,21 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
         Op::CreateKey => specs![
             opt("policy", Str, "Key policy document (file://policy.json)"),
             opt("description", Str, "Description"),
-            opt("key-usage", Str, "ENCRYPT_DECRYPT"),
+            opt(
+                "key-usage",
+                Str,
+                "ENCRYPT_DECRYPT, GENERATE_VERIFY_MAC (HMAC) or SIGN_VERIFY (RSA, ECC)"
+            ),
             opt(
                 "customer-master-key-spec",
                 Str,
                 "Deprecated twin of --key-spec"
             ),
-            opt("key-spec", Str, "SYMMETRIC_DEFAULT"),
+            opt(
+                "key-spec",
+                Str,
+                "SYMMETRIC_DEFAULT, HMAC_224/256/384/512, RSA_2048/3072/4096 or ECC_NIST_P256/P384/P521, ECC_SECG_P256K1"
+            ),
             opt(
                 "origin",
                 Str,
@@ -381,6 +401,47 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
         | Op::DecryptBatch
         | Op::GenerateDataKeyBatch
         | Op::GenerateDataKeyWithoutPlaintextBatch => specs![ITEMS],
+        Op::GenerateMac => specs![
+            req(
+                "message",
+                SecretBlob,
+                "Base64, fileb://raw-bytes or file://text",
+            ),
+            KEY_ID,
+            req("mac-algorithm", Str, "The key's: HMAC_SHA_224/256/384/512"),
+            GRANT_TOKENS,
+            DRY_RUN,
+        ],
+        Op::Sign => specs![
+            KEY_ID,
+            SIGN_MESSAGE,
+            MESSAGE_TYPE,
+            GRANT_TOKENS,
+            SIGNING_ALGORITHM,
+            DRY_RUN,
+        ],
+        Op::Verify => specs![
+            KEY_ID,
+            SIGN_MESSAGE,
+            MESSAGE_TYPE,
+            req("signature", Blob, "Base64, fileb://raw-bytes or file://…"),
+            SIGNING_ALGORITHM,
+            GRANT_TOKENS,
+            DRY_RUN,
+        ],
+        Op::GetPublicKey => specs![KEY_ID, GRANT_TOKENS],
+        Op::VerifyMac => specs![
+            req(
+                "message",
+                SecretBlob,
+                "Base64, fileb://raw-bytes or file://text",
+            ),
+            KEY_ID,
+            req("mac-algorithm", Str, "The key's: HMAC_SHA_224/256/384/512"),
+            req("mac", Blob, "Base64, fileb://raw-bytes or file://…"),
+            GRANT_TOKENS,
+            DRY_RUN,
+        ],
         Op::CreateCluster
         | Op::DescribeClusters
         | Op::DeleteCluster
@@ -425,10 +486,6 @@ pub(crate) fn defaults(op: Op) -> &'static [(&'static str, u64)] {
 /// line parses and reaches the server, which answers with AWS's exception (the server reads
 /// only the key; the other members are parsed as the AWS CLI parses them, then left out).
 pub(crate) fn refused_args(r: Refused) -> &'static [ArgSpec] {
-    const MESSAGE: ArgSpec = req("message", Blob, "Base64, fileb://raw-bytes or file://…");
-    const MESSAGE_TYPE: ArgSpec = opt("message-type", Str, "RAW or DIGEST");
-    const SIGNING: ArgSpec = req("signing-algorithm", Str, "e.g. RSASSA_PSS_SHA_256");
-    const MAC_ALGORITHM: ArgSpec = req("mac-algorithm", Str, "e.g. HMAC_SHA_256");
     const KEY_PAIR_SPEC: ArgSpec = req("key-pair-spec", Str, "e.g. RSA_2048, ECC_NIST_P256");
     match r {
         Refused::GenerateDataKeyPair => specs![
@@ -458,33 +515,6 @@ pub(crate) fn refused_args(r: Refused) -> &'static [ArgSpec] {
             opt("description", Str, "Description"),
             opt("tags", Tags, "TagKey=k,TagValue=v …"),
         ],
-        Refused::Sign => specs![
-            KEY_ID,
-            MESSAGE,
-            MESSAGE_TYPE,
-            GRANT_TOKENS,
-            SIGNING,
-            DRY_RUN,
-        ],
-        Refused::Verify => specs![
-            KEY_ID,
-            MESSAGE,
-            MESSAGE_TYPE,
-            req("signature", Blob, "Base64, fileb://raw-bytes or file://…"),
-            SIGNING,
-            GRANT_TOKENS,
-            DRY_RUN,
-        ],
-        Refused::GenerateMac => specs![MESSAGE, KEY_ID, MAC_ALGORITHM, GRANT_TOKENS, DRY_RUN],
-        Refused::VerifyMac => specs![
-            MESSAGE,
-            KEY_ID,
-            MAC_ALGORITHM,
-            req("mac", Blob, "Base64, fileb://raw-bytes or file://…"),
-            GRANT_TOKENS,
-            DRY_RUN,
-        ],
-        Refused::GetPublicKey => specs![KEY_ID, GRANT_TOKENS],
         Refused::DeriveSharedSecret => specs![
             KEY_ID,
             req("key-agreement-algorithm", Str, "ECDH"),

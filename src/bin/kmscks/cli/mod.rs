@@ -571,6 +571,10 @@ fn to_request(
 fn put_secret(req: &mut Request, member: &str, secret: Secret) -> Result<(), CliError> {
     match (req, member, secret) {
         (Request::Encrypt(r), "Plaintext", Secret::Bytes(b)) => r.plaintext = b,
+        (Request::GenerateMac(r), "Message", Secret::Bytes(b)) => r.message = b,
+        (Request::VerifyMac(r), "Message", Secret::Bytes(b)) => r.message = b,
+        (Request::Sign(r), "Message", Secret::Bytes(b)) => r.message = b,
+        (Request::Verify(r), "Message", Secret::Bytes(b)) => r.message = b,
         (Request::CreateCustomKeyStore(r), "KeyStorePassword", Secret::Password(p)) => {
             r.key_store_password = Some(p)
         }

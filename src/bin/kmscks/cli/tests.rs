@@ -108,15 +108,13 @@ fn request_of(args: &[&str]) -> Result<Request, CliError> {
 fn an_aws_shaped_line_of_a_refused_operation_parses_with_all_of_awss_flags() {
     let r = request_of(&[
         "kms",
-        "sign",
+        "derive-shared-secret",
         "--key-id",
         "alias/k",
-        "--message",
+        "--key-agreement-algorithm",
+        "ECDH",
+        "--public-key",
         "aGVsbG8=",
-        "--message-type",
-        "RAW",
-        "--signing-algorithm",
-        "RSASSA_PSS_SHA_256",
         "--grant-tokens",
         "t1",
         "t2",
@@ -124,7 +122,7 @@ fn an_aws_shaped_line_of_a_refused_operation_parses_with_all_of_awss_flags() {
     ])
     .unwrap();
     assert!(
-        matches!(&r, Request::Refused(x) if x.operation == Refused::Sign && x.key_id == "alias/k"),
+        matches!(&r, Request::Refused(x) if x.operation == Refused::DeriveSharedSecret && x.key_id == "alias/k"),
         "{r:?}"
     );
     let (code, _, err) = run_cli(&["kms", "verify", "--key-id", "k", "--message", "AA=="]);
@@ -195,7 +193,7 @@ fn flags_fill_the_aws_members() {
 
     let r = request_of(&["kms", "get-public-key", "--key-id", "k"]).unwrap();
     assert!(
-        matches!(r, Request::Refused(ref x) if x.key_id == "k"),
+        matches!(r, Request::GetPublicKey(ref x) if x.key_id == "k"),
         "{r:?}"
     );
     let r = request_of(&[

@@ -1,0 +1,202 @@
+//! The keys of the default key store that are not symmetric encryption keys — HMAC keys and
+//! signing keys — from their stored material to the aws-lc-rs key object that serves requests.
+//!
+//! The control plane stores such a key's material wrapped like any other (raw HMAC key bytes,
+//! as long as the spec says; PKCS#8 DER for a signing key). The data plane parses it once, when the key is placed on the
+//! engine's shards, into a [`PrivateKey`]; a request then costs the MAC alone, with no parsing
+//! and no randomness drawn.
+
+use std::fmt;
+
+use aws_lc_rs::hmac;
+
+use crate::crypto::signing::{generate_pkcs8, is_signing_spec, SigningKey};
+use crate::err;
+use crate::error::{KmsError, Result};
+use crate::secret::SecretBytes;
+use crate::types::{KeySpec, KeyUsage, MacAlgorithm};
+
+/// A parsed key that never leaves the engine.
+// One per key, behind the `Arc` every shard shares: the HMAC variant's size (aws-lc-rs keeps
+// the HMAC state inline) costs nothing per request, and boxing it would add a pointer chase.
+#[allow(clippy::large_enum_variant)]
+pub enum PrivateKey {
+    /// An HMAC key (KeyUsage GENERATE_VERIFY_MAC).
+    Hmac {
+        /// Its one algorithm.
+        algorithm: MacAlgorithm,
+        /// The aws-lc-rs key.
+        key: hmac::Key,
+    },
+    /// A signing key (KeyUsage SIGN_VERIFY).
+    Signing(SigningKey),
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PrivateKey::Hmac { algorithm, .. } => write!(f, "PrivateKey::Hmac({algorithm}, <redacted>)"),
+            PrivateKey::Signing(k) => write!(f, "PrivateKey::Signing({}, <redacted>)", k.spec()),
+        }
+    }
+}
+
+fn hmac_algorithm(a: MacAlgorithm) -> hmac::Algorithm {
+    match a {
+        MacAlgorithm::HmacSha224 => hmac::HMAC_SHA224,
+        MacAlgorithm::HmacSha256 => hmac::HMAC_SHA256,
+        MacAlgorithm::HmacSha384 => hmac::HMAC_SHA384,
+        MacAlgorithm::HmacSha512 => hmac::HMAC_SHA512,
+    }
+}
+
+/// Whether the default key store makes keys of this spec with a [`PrivateKey`] (rather than
+/// the 32-byte symmetric material): the specs [`generate_material`] accepts.
+pub const fn is_private_spec(spec: KeySpec) -> bool {
+    spec.mac_algorithm().is_some() || is_signing_spec(spec)
+}
+
+/// The key usages a spec allows in the default key store (AWS's pairs), the first being
+/// CreateKey's default when the request names none.
+pub const fn usages(spec: KeySpec) -> &'static [KeyUsage] {
+    match spec {
+        KeySpec::SymmetricDefault => &[KeyUsage::EncryptDecrypt],
+        KeySpec::Hmac224 | KeySpec::Hmac256 | KeySpec::Hmac384 | KeySpec::Hmac512 => {
+            &[KeyUsage::GenerateVerifyMac]
+        }
+        // AWS also allows ENCRYPT_DECRYPT for RSA and KEY_AGREEMENT for the NIST curves;
+        // kmscks makes SIGN_VERIFY keys of them only.
+        _ if is_signing_spec(spec) => &[KeyUsage::SignVerify],
+        _ => &[],
+    }
+}
+
+/// Fresh material for a new key of `spec` (a [`is_private_spec`] spec): the HMAC key bytes.
+pub fn generate_material(spec: KeySpec) -> Result<SecretBytes> {
+    if is_signing_spec(spec) {
+        return generate_pkcs8(spec);
+    }
+    let Some(len) = spec.hmac_key_len() else {
+        return Err(err!(
+            KMSInternalException,
+            "no private key material for key spec {spec}"
+        ));
+    };
+    let mut bytes = SecretBytes::zeroed(len);
+    aws_lc_rs::rand::fill(bytes.expose_mut())
+        .map_err(|_| err!(KMSInternalException, "system randomness unavailable"))?;
+    Ok(bytes)
+}
+
+impl PrivateKey {
+    /// Parses stored material of a key of `spec`.
+    pub fn parse(spec: KeySpec, material: &[u8]) -> Result<PrivateKey> {
+        if is_signing_spec(spec) {
+            return SigningKey::parse(spec, material).map(PrivateKey::Signing);
+        }
+        match (spec.mac_algorithm(), spec.hmac_key_len()) {
+            (Some(algorithm), Some(len)) if material.len() == len => Ok(PrivateKey::Hmac {
+                algorithm,
+                key: hmac::Key::new(hmac_algorithm(algorithm), material),
+            }),
+            _ => Err(err!(
+                KMSInternalException,
+                "stored material of {} bytes is not a {spec} key",
+                material.len()
+            )),
+        }
+    }
+
+    /// The HMAC key that serves `algorithm` on the key `arn`, or AWS's
+    /// `InvalidKeyUsageException` when `algorithm` is not the key's one algorithm.
+    pub fn hmac_key(&self, algorithm: MacAlgorithm, arn: &str) -> Result<&hmac::Key> {
+        match self {
+            PrivateKey::Hmac {
+                algorithm: own,
+                key,
+            } if *own == algorithm => Ok(key),
+            PrivateKey::Hmac { .. } => Err(err!(
+                InvalidKeyUsageException,
+                "{arn} key spec is {} which is not valid for MacAlgorithm {algorithm}.",
+                self.spec()
+            )),
+            PrivateKey::Signing(_) => Err(self.wrong_usage(arn, "this operation")),
+        }
+    }
+
+    /// The signing key, or AWS's `InvalidKeyUsageException` for an HMAC key.
+    pub fn signing_key(&self, arn: &str) -> Result<&SigningKey> {
+        match self {
+            PrivateKey::Signing(k) => Ok(k),
+            PrivateKey::Hmac { .. } => Err(self.wrong_usage(arn, "this operation")),
+        }
+    }
+
+    /// AWS's `InvalidKeyUsageException` for an operation the key's usage does not allow.
+    pub fn wrong_usage(&self, arn: &str, op: &str) -> KmsError {
+        err!(
+            InvalidKeyUsageException,
+            "{arn} key usage is {} which is not valid for {op}.",
+            self.usage()
+        )
+    }
+
+    /// The key's usage.
+    pub const fn usage(&self) -> KeyUsage {
+        match self {
+            PrivateKey::Hmac { .. } => KeyUsage::GenerateVerifyMac,
+            PrivateKey::Signing(_) => KeyUsage::SignVerify,
+        }
+    }
+
+    /// The key's spec.
+    pub const fn spec(&self) -> KeySpec {
+        match self {
+            PrivateKey::Hmac { algorithm, .. } => match algorithm {
+                MacAlgorithm::HmacSha224 => KeySpec::Hmac224,
+                MacAlgorithm::HmacSha256 => KeySpec::Hmac256,
+                MacAlgorithm::HmacSha384 => KeySpec::Hmac384,
+                MacAlgorithm::HmacSha512 => KeySpec::Hmac512,
+            },
+            PrivateKey::Signing(k) => k.spec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_hmac_spec_round_trips_from_generated_material_and_pairs_with_its_algorithm() {
+        for &spec in KeySpec::ALL.iter().filter(|s| s.mac_algorithm().is_some()) {
+            let material = generate_material(spec).unwrap();
+            assert_eq!(Some(material.len()), spec.hmac_key_len());
+            let key = PrivateKey::parse(spec, material.expose()).unwrap();
+            assert_eq!(key.spec(), spec);
+            assert_eq!(key.usage(), KeyUsage::GenerateVerifyMac);
+            assert_eq!(usages(spec), &[KeyUsage::GenerateVerifyMac]);
+            assert!(!format!("{key:?}").contains(&format!("{:?}", material.expose())));
+        }
+    }
+
+    #[test]
+    fn an_hmac_key_serves_its_own_algorithm_only() {
+        let spec = KeySpec::Hmac256;
+        let key = PrivateKey::parse(spec, generate_material(spec).unwrap().expose()).unwrap();
+        assert!(key
+            .hmac_key(MacAlgorithm::HmacSha256, "arn")
+            .is_ok());
+        let e = key
+            .hmac_key(MacAlgorithm::HmacSha384, "arn")
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidKeyUsageException);
+    }
+
+    #[test]
+    fn material_of_the_wrong_length_is_refused() {
+        assert!(PrivateKey::parse(KeySpec::Hmac256, &[0u8; 31]).is_err());
+        assert!(PrivateKey::parse(KeySpec::SymmetricDefault, &[0u8; 32]).is_err());
+        assert!(generate_material(KeySpec::SymmetricDefault).is_err());
+    }
+}
