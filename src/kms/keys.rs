@@ -240,15 +240,25 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
             "KeyUsage {usage} is not supported {where_}; only ENCRYPT_DECRYPT is"
         ));
     }
-    if !usages(spec).contains(&usage) {
+    let listed = |usages: &[KeyUsage]| {
+        usages
+            .iter()
+            .map(|u| u.as_str())
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    if !spec.aws_usages().contains(&usage) {
         return Err(err!(
             ValidationException,
             "KeyUsage {usage} is not compatible with KeySpec {spec}; {spec} keys are {}",
-            usages(spec)
-                .iter()
-                .map(|u| u.as_str())
-                .collect::<Vec<_>>()
-                .join(" or ")
+            listed(spec.aws_usages())
+        ));
+    }
+    if !usages(spec).contains(&usage) {
+        return Err(err!(
+            UnsupportedOperationException,
+            "KeyUsage {usage} is not supported for {spec} keys {where_}; only {} is",
+            listed(usages(spec))
         ));
     }
     if req.multi_region == Some(true) {

@@ -136,6 +136,30 @@ aws_enum! {
     }
 }
 
+impl KeySpec {
+    /// The key usages AWS accepts for a key of this spec (CreateKey's `KeyUsage`); kmscks may
+    /// make fewer (`crypto::private_key::usages`).
+    pub const fn aws_usages(self) -> &'static [KeyUsage] {
+        use KeyUsage::*;
+        match self {
+            KeySpec::SymmetricDefault => &[EncryptDecrypt],
+            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => &[EncryptDecrypt, SignVerify],
+            KeySpec::EccNistP256 | KeySpec::EccNistP384 | KeySpec::EccNistP521 => {
+                &[SignVerify, KeyAgreement]
+            }
+            KeySpec::EccSecgP256k1
+            | KeySpec::EccNistEdwards25519
+            | KeySpec::MlDsa44
+            | KeySpec::MlDsa65
+            | KeySpec::MlDsa87 => &[SignVerify],
+            KeySpec::Hmac224 | KeySpec::Hmac256 | KeySpec::Hmac384 | KeySpec::Hmac512 => {
+                &[GenerateVerifyMac]
+            }
+            KeySpec::Sm2 => &[EncryptDecrypt, SignVerify, KeyAgreement],
+        }
+    }
+}
+
 aws_enum! {
     /// Symmetric encryption algorithm names accepted by the crypto operations.
     EncryptionAlgorithm {
