@@ -1235,8 +1235,9 @@ kmscks_result kmscks_verify_mac(const kmscks_client *c,
 
 /**
  * Sign: writes the signature of `msg` (the message, 1 to 4096 bytes, with
- * `message_type_or_null` NULL or `"RAW"`; its digest with `"DIGEST"`) by the signing key `key_id` with `signing_algorithm` (one of the key's, e.g.
- * `"ECDSA_SHA_256"`) to `*signature`.
+ * `message_type_or_null` NULL or `"RAW"`; its digest with `"DIGEST"`) by the signing key
+ * `key_id` with `signing_algorithm` (one of the key's, e.g. `"ECDSA_SHA_256"`) to
+ * `*signature`.
  *
  * # Safety
  * `c` is a live handle; strings are NUL-terminated (the message type may be NULL); `msg` is

@@ -1,8 +1,9 @@
 //! Cryptography that knows nothing of HSMs, stores or sockets: ciphertext blobs, pooled
-//! randomness, per-key subkeys, fork detection for the state those hold ([`fork`]), and
+//! randomness, per-key subkeys, fork detection for the state those hold ([`fork`]),
 //! AES-256-GCM wrapping of stored secrets ([`wrap`] binds each wrapped object to its identity
-//! through the AAD), and the parsed HMAC and signing keys of the default key store ([`private_key`],
-//! [`signing`]).
+//! through the AAD), the parsed HMAC and signing keys of the default key store
+//! ([`private_key`], [`signing`]), and the RSA side of importing key material
+//! ([`import_wrap`]).
 
 pub mod blob;
 pub mod fork;

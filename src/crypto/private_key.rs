@@ -2,9 +2,9 @@
 //! signing keys — from their stored material to the aws-lc-rs key object that serves requests.
 //!
 //! The control plane stores such a key's material wrapped like any other (raw HMAC key bytes,
-//! as long as the spec says; PKCS#8 DER for a signing key). The data plane parses it once, when the key is placed on the
-//! engine's shards, into a [`PrivateKey`]; a request then costs the MAC alone, with no parsing
-//! and no randomness drawn.
+//! as long as the spec says; PKCS#8 DER for a signing key). The data plane parses it once,
+//! when the key is placed on the engine's shards, into a [`PrivateKey`]; a request then costs
+//! the MAC or signature alone, with no parsing and no randomness drawn beyond the algorithm's.
 
 use std::fmt;
 
@@ -56,8 +56,8 @@ pub const fn is_private_spec(spec: KeySpec) -> bool {
     spec.mac_algorithm().is_some() || is_signing_spec(spec)
 }
 
-/// The key usages a spec allows in the default key store (AWS's pairs), the first being
-/// CreateKey's default when the request names none.
+/// The key usages kmscks makes for a spec in the default key store: some of AWS's
+/// ([`KeySpec::aws_usages`]); CreateKey refuses the others as unsupported.
 pub const fn usages(spec: KeySpec) -> &'static [KeyUsage] {
     match spec {
         KeySpec::SymmetricDefault => &[KeyUsage::EncryptDecrypt],

@@ -535,7 +535,8 @@ pub(crate) fn compare_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<Lo
     Ok(r.with_baseline(&run_baseline(opts)))
 }
 
-/// An in-memory instance made ready for load by [`build_ready_system`](kmscks::daemon::bootstrap::build_ready_system): a key in a connected
+/// An in-memory instance made ready for load by
+/// [`build_ready_system`](kmscks::daemon::bootstrap::build_ready_system): a key in a connected
 /// custom key store, whose ARN is returned (callers at volume name keys by id or ARN; an alias
 /// costs one more lookup per call).
 pub(crate) fn bench_instance(config: kmscks::KmsConfig) -> Result<(Kms, String)> {
