@@ -846,3 +846,63 @@ fn a_key_holds_at_most_50000_grants() {
     // Another key is not affected.
     grant(&kms, &create_key(&kms, None), USER, &[G::Decrypt]);
 }
+
+#[test]
+fn a_grant_may_allow_only_what_its_key_can_do_and_constrain_only_a_symmetric_encryption_key() {
+    use kmscks::types::{KeySpec, KeyUsage};
+    let (kms, _clock) = kms();
+    let symmetric = create_key(&kms, None);
+    let hmac = kms
+        .create_key(&CreateKeyRequest {
+            key_spec: Some(KeySpec::Hmac256),
+            key_usage: Some(KeyUsage::GenerateVerifyMac),
+            ..Default::default()
+        })
+        .unwrap()
+        .key_metadata
+        .key_id;
+    let signing = kms
+        .create_key(&CreateKeyRequest {
+            key_spec: Some(KeySpec::EccNistP256),
+            key_usage: Some(KeyUsage::SignVerify),
+            ..Default::default()
+        })
+        .unwrap()
+        .key_metadata
+        .key_id;
+    use GrantOperation::*;
+    for (key, refused, allowed) in [
+        (
+            &symmetric,
+            Sign,
+            vec![Encrypt, GenerateDataKeyPair, DescribeKey],
+        ),
+        (&symmetric, GenerateMac, vec![ReEncryptFrom, RetireGrant]),
+        (&hmac, Encrypt, vec![GenerateMac, VerifyMac, DescribeKey]),
+        (&hmac, GetPublicKey, vec![CreateGrant]),
+        (&signing, Decrypt, vec![Sign, Verify, GetPublicKey]),
+        (&signing, GenerateDataKey, vec![DescribeKey]),
+    ] {
+        let e = assert_aws(
+            kms.create_grant(&grant_req(key, USER, &[allowed[0], refused])),
+            ErrorKind::ValidationException,
+        );
+        assert!(e.message().contains(refused.as_str()), "{e}");
+        grant(&kms, key, USER, &allowed);
+    }
+    let e = assert_aws(
+        kms.create_grant(&CreateGrantRequest {
+            // DescribeKey may sit beside constraints; on an HMAC key they constrain nothing.
+            constraints: subset(&[("k", "v")]),
+            ..grant_req(&hmac, USER, &[DescribeKey])
+        }),
+        ErrorKind::ValidationException,
+    );
+    assert!(
+        e.message().contains("symmetric encryption keys only"),
+        "{e}"
+    );
+    // Nothing was created by the refusals: the keys hold the allowed grants only.
+    assert_eq!(list(&kms, &hmac).len(), 2);
+    assert_eq!(list(&kms, &signing).len(), 2);
+}

@@ -34,7 +34,9 @@ use crate::kms::tx::Tx;
 use crate::kms::{paging, trail};
 use crate::ops::Op;
 use crate::types::limits::*;
-use crate::types::{EncryptionContext, GrantConstraints, GrantOperation, KeyId, PolicyAction};
+use crate::types::{
+    EncryptionContext, GrantConstraints, GrantOperation, KeyId, KeySpec, PolicyAction,
+};
 use crate::KmsError;
 
 /// The first bytes of every grant token kmscks issues (then the key id, the grant id, a nonce).
@@ -277,6 +279,34 @@ fn same_operations(a: &[GrantOperation], b: &[GrantOperation]) -> bool {
     a.iter().all(|op| b.contains(op)) && b.iter().all(|op| a.contains(op))
 }
 
+/// AWS's `ValidationException` for a grant that allows an operation the key cannot perform
+/// (Sign on a symmetric key, Encrypt on an HMAC key…), or that constrains the encryption
+/// context of a key whose operations take none (every key but a symmetric encryption key).
+fn check_fits_key(
+    key: &Key,
+    operations: &[GrantOperation],
+    constrained: bool,
+    arn: &str,
+) -> Result<()> {
+    let symmetric = key.spec == KeySpec::SymmetricDefault;
+    if let Some(op) = operations.iter().find(|op| !op.fits(key.usage, symmetric)) {
+        return Err(err!(
+            ValidationException,
+            "{arn} is a {} key of usage {}, which does not support the grant operation {op}",
+            key.spec,
+            key.usage
+        ));
+    }
+    if constrained && !symmetric {
+        return Err(err!(
+            ValidationException,
+            "Grant constraints apply to symmetric encryption keys only; {arn} is a {} key",
+            key.spec
+        ));
+    }
+    Ok(())
+}
+
 /// CreateGrant.
 pub fn create(tx: &mut Tx<'_>, req: &CreateGrantRequest) -> Result<CreateGrantResponse> {
     check_tokens(&req.grant_tokens)?;
@@ -324,6 +354,7 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateGrantRequest) -> Result<CreateGrantRe
         Lifecycle::Disabled => return Err(KmsError::disabled(&arn)),
         Lifecycle::Enabled => {}
     }
+    check_fits_key(key, &operations, constraints.is_some(), &arn)?;
     // Name idempotency: the same name with the same parameters is the same grant.
     let existing = req.name.as_deref().and_then(|name| {
         tx.state.grants_named(&key.id, name).find(|g| {

@@ -391,6 +391,26 @@ aws_enum! {
 }
 
 impl GrantOperation {
+    /// Whether a grant on a key of `usage` may allow this operation (AWS's CreateGrant refuses
+    /// a grant for an operation the key cannot perform); `symmetric`: a SYMMETRIC_DEFAULT key.
+    pub const fn fits(self, usage: KeyUsage, symmetric: bool) -> bool {
+        use GrantOperation::*;
+        match self {
+            DescribeKey | CreateGrant | RetireGrant => true,
+            Encrypt | Decrypt | ReEncryptFrom | ReEncryptTo => {
+                matches!(usage, KeyUsage::EncryptDecrypt)
+            }
+            GenerateDataKey
+            | GenerateDataKeyWithoutPlaintext
+            | GenerateDataKeyPair
+            | GenerateDataKeyPairWithoutPlaintext => symmetric,
+            Sign | Verify => matches!(usage, KeyUsage::SignVerify),
+            GetPublicKey => !symmetric && !matches!(usage, KeyUsage::GenerateVerifyMac),
+            GenerateMac | VerifyMac => matches!(usage, KeyUsage::GenerateVerifyMac),
+            DeriveSharedSecret => matches!(usage, KeyUsage::KeyAgreement),
+        }
+    }
+
     /// The grant operation a policy action names (`kms:Decrypt` → `Decrypt`); `None` for an
     /// action no grant can allow.
     pub fn of_action(action: &str) -> Option<GrantOperation> {
