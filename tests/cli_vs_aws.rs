@@ -297,6 +297,67 @@ fn kmscks_prints_what_aws_prints_for_the_same_calls() {
         ],
     );
     same_output(&c, &["kms", "describe-key", "--key-id", external]);
+    // HMAC and signing keys: the answers' shapes, a public key's bytes, a MAC that does not
+    // verify. (Blob flags are compared by shape: aws CLI v1 sends their text as the bytes.)
+    let made = |spec: &str, usage: &str| {
+        c.kmscks_socket(&[
+            "kms",
+            "create-key",
+            "--key-spec",
+            spec,
+            "--key-usage",
+            usage,
+            "--query",
+            "KeyMetadata.KeyId",
+            "--output",
+            "text",
+        ])
+        .out
+        .trim()
+        .to_owned()
+    };
+    same_shape(
+        &c,
+        &[
+            "kms",
+            "create-key",
+            "--key-spec",
+            "HMAC_256",
+            "--key-usage",
+            "GENERATE_VERIFY_MAC",
+        ],
+    );
+    let hmac = made("HMAC_256", "GENERATE_VERIFY_MAC");
+    let mac_args = ["--mac-algorithm", "HMAC_SHA_256", "--message", "aGVsbG8="];
+    same_shape(
+        &c,
+        &[&["kms", "generate-mac", "--key-id", &hmac][..], &mac_args].concat(),
+    );
+    let e = same_error(
+        &c,
+        &[
+            &["kms", "verify-mac", "--key-id", &hmac][..],
+            &mac_args,
+            &["--mac", "AAAA"],
+        ]
+        .concat(),
+    );
+    assert!(e.contains("KMSInvalidMacException"), "{e}");
+    let signing = made("ECC_NIST_P256", "SIGN_VERIFY");
+    same_output(&c, &["kms", "get-public-key", "--key-id", &signing]);
+    same_shape(
+        &c,
+        &[
+            "kms",
+            "sign",
+            "--key-id",
+            &signing,
+            "--message",
+            "aGVsbG8=",
+            "--signing-algorithm",
+            "ECDSA_SHA_256",
+        ],
+    );
     let e = same_error(
         &c,
         &[

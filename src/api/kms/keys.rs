@@ -50,7 +50,8 @@ pub struct CreateKeyRequest {
     pub multi_region: Option<bool>,
 }
 
-/// KeyMetadata, as DescribeKey and CreateKey return it.
+/// KeyMetadata, as DescribeKey and CreateKey return it: its members in the order of AWS's
+/// model, which is the order the aws CLI prints them in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct KeyMetadata {
@@ -74,6 +75,9 @@ pub struct KeyMetadata {
     /// Only while PendingDeletion.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deletion_date: Option<Timestamp>,
+    /// When the imported material expires (`KEY_MATERIAL_EXPIRES` only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub valid_to: Option<Timestamp>,
     /// Origin.
     pub origin: Origin,
     /// Store, for custom key store keys.
@@ -82,6 +86,9 @@ pub struct KeyMetadata {
     /// The store's cluster, for custom key store keys.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cloud_hsm_cluster_id: Option<String>,
+    /// Whether the imported material expires (Origin EXTERNAL keys with material only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub expiration_model: Option<crate::types::ExpirationModel>,
     /// CUSTOMER.
     pub key_manager: KeyManager,
     /// Deprecated twin of KeySpec.
@@ -91,20 +98,14 @@ pub struct KeyMetadata {
     /// `["SYMMETRIC_DEFAULT"]` for a symmetric key; absent for an HMAC key.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub encryption_algorithms: Vec<EncryptionAlgorithm>,
-    /// The one MAC algorithm of an HMAC key; absent for other keys.
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub mac_algorithms: Vec<crate::types::MacAlgorithm>,
     /// The signing algorithms of a SIGN_VERIFY key; absent for other keys.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub signing_algorithms: Vec<crate::types::SigningAlgorithm>,
     /// False.
     pub multi_region: bool,
-    /// Whether the imported material expires (Origin EXTERNAL keys with material only).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub expiration_model: Option<crate::types::ExpirationModel>,
-    /// When the imported material expires (`KEY_MATERIAL_EXPIRES` only).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub valid_to: Option<Timestamp>,
+    /// The one MAC algorithm of an HMAC key; absent for other keys.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub mac_algorithms: Vec<crate::types::MacAlgorithm>,
 }
 
 /// CreateKey / DescribeKey response.
