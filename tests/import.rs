@@ -609,3 +609,34 @@ fn a_key_in_a_custom_key_store_refuses_every_import_operation() {
     );
     assert!(e.message().contains("EXTERNAL"), "{e}");
 }
+
+#[test]
+fn a_principal_the_key_policy_does_not_allow_is_refused_every_import_operation() {
+    let (kms, _clock) = kms();
+    let key = create_external(&kms);
+    let p = oaep_parameters(&kms, &key);
+    let other = kms.acting_as("arn:aws:iam::111122223333:user/uid-1001");
+    let e = assert_aws(
+        parameters(
+            &other,
+            &key,
+            WrappingAlgorithm::RsaesOaepSha256,
+            WrappingKeySpec::Rsa4096,
+        ),
+        ErrorKind::AccessDeniedException,
+    );
+    assert!(e.message().contains("kms:GetParametersForImport"), "{e}");
+    let sealed = wrap(&p.public_key, WrappingAlgorithm::RsaesOaepSha256, &MATERIAL);
+    assert_aws(
+        other.import_key_material(&import_req(&key, &p, sealed, None)),
+        ErrorKind::AccessDeniedException,
+    );
+    assert_aws(
+        other.delete_imported_key_material(&DeleteImportedKeyMaterialRequest {
+            key_id: key.clone(),
+            key_material_id: None,
+        }),
+        ErrorKind::AccessDeniedException,
+    );
+    assert_eq!(describe_key(&kms, &key).key_state, KeyState::PendingImport);
+}

@@ -107,10 +107,14 @@ fn wrapping_bits(spec: WrappingKeySpec) -> Result<u32> {
     })
 }
 
-/// The checks of a GetParametersForImport request that need no state, then its wrapping key
-/// pair: made before the transaction, so that an RSA key generation (up to a second for
-/// 4096 bits) never holds the state.
-pub fn wrapping_key_pair(req: &GetParametersForImportRequest) -> Result<WrappingKeyPair> {
+/// Every check of a GetParametersForImport request (its members, then the key: it exists, the
+/// caller may, its origin is EXTERNAL, it is not pending deletion); the wrapping algorithm and
+/// the RSA size asked for. Run once before the key pair is made, so that nobody who may not
+/// import makes the daemon generate RSA keys, and again in the transaction that answers.
+pub fn check_parameters(
+    tx: &Tx<'_>,
+    req: &GetParametersForImportRequest,
+) -> Result<(WrappingAlgorithm, u32)> {
     let algorithm = req
         .wrapping_algorithm
         .ok_or_else(|| required("wrappingAlgorithm"))?;
@@ -119,6 +123,17 @@ pub fn wrapping_key_pair(req: &GetParametersForImportRequest) -> Result<Wrapping
         .ok_or_else(|| required("wrappingKeySpec"))?;
     sealing(algorithm)?;
     let bits = wrapping_bits(spec)?;
+    let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
+    authorize(tx, key, Op::GetParametersForImport.action())?;
+    external(tx, key)?;
+    refuse_pending_deletion(tx, key)?;
+    Ok((algorithm, bits))
+}
+
+/// A wrapping key pair of `bits` (as [`check_parameters`] gave them): made outside any
+/// transaction, so that an RSA key generation (up to a second for 4096 bits) never holds the
+/// state.
+pub fn wrapping_key_pair(bits: u32) -> Result<WrappingKeyPair> {
     import_wrap::generate(bits)
         .ok_or_else(|| err!(KMSInternalException, "no RSA key of {bits} bits"))
 }
@@ -145,19 +160,15 @@ fn refuse_pending_deletion(tx: &Tx<'_>, key: &Key) -> Result<()> {
     }
 }
 
-/// GetParametersForImport, with the key pair [`wrapping_key_pair`] made for the request.
+/// GetParametersForImport, with the key pair [`wrapping_key_pair`] made for the request (the
+/// checks run again: the key may have changed since).
 pub fn get_parameters(
     tx: &mut Tx<'_>,
     req: &GetParametersForImportRequest,
     pair: WrappingKeyPair,
 ) -> Result<GetParametersForImportResponse> {
-    let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
-    authorize(tx, key, Op::GetParametersForImport.action())?;
-    external(tx, key)?;
-    refuse_pending_deletion(tx, key)?;
-    // Invariant: `wrapping_key_pair` refused a request without an algorithm.
-    let algorithm = req.wrapping_algorithm.ok_or_else(|| required("wrappingAlgorithm"))?;
-    let id = key.id;
+    let (algorithm, _) = check_parameters(tx, req)?;
+    let id = resolve_id(tx.state, tx.scope, &req.key_id)?.id;
     let valid_to = tx.now.plus(IMPORT_PARAMETERS_VALID);
     let pkcs8 = pair.pkcs8.expose();
     let mut sealed = SecretBytes::zeroed(TOKEN_HEADER + pkcs8.len());

@@ -11,12 +11,15 @@ use crate::error::Result;
 use crate::kms::import;
 
 impl Kms {
-    /// GetParametersForImport. The RSA wrapping key is generated before the state is locked.
+    /// GetParametersForImport. The request is checked first (a caller who may not import
+    /// costs no RSA key generation), then the RSA wrapping key is generated with the state
+    /// unlocked, then the answer is made in a transaction that checks again.
     pub fn get_parameters_for_import(
         &self,
         req: &GetParametersForImportRequest,
     ) -> Result<GetParametersForImportResponse> {
-        let pair = import::wrapping_key_pair(req)?;
+        let (_, bits) = self.read(|tx| import::check_parameters(tx, req))?;
+        let pair = import::wrapping_key_pair(bits)?;
         self.write(|tx| import::get_parameters(tx, req, pair))
     }
 
