@@ -74,23 +74,24 @@ impl fmt::Debug for WrappingKeyPair {
     }
 }
 
-/// Generates an RSA wrapping key pair of `bits` (2048, 3072 or 4096); `None` for other sizes.
-pub fn generate(bits: u32) -> Option<WrappingKeyPair> {
+/// Generates an RSA wrapping key pair of `bits` (2048, 3072 or 4096); for another size, or
+/// when aws-lc fails to generate or serialise the key, says which.
+pub fn generate(bits: u32) -> Result<WrappingKeyPair, &'static str> {
     let size = match bits {
         2048 => KeySize::Rsa2048,
         3072 => KeySize::Rsa3072,
         4096 => KeySize::Rsa4096,
-        _ => return None,
+        _ => return Err("wrapping keys are RSA 2048, 3072 or 4096 bits"),
     };
-    // Invariant: key generation fails only when the system's randomness does, which aws-lc
-    // treats as fatal everywhere else too.
-    let key = PrivateDecryptingKey::generate(size).expect("RSA key generation failed");
-    let pkcs8 = key.as_der().expect("a generated RSA key serialises as PKCS #8");
+    let key = PrivateDecryptingKey::generate(size).map_err(|_| "RSA key generation failed")?;
+    let pkcs8 = key
+        .as_der()
+        .map_err(|_| "the RSA private key does not serialise as PKCS #8")?;
     let public = key
         .public_key()
         .as_der()
-        .expect("a generated RSA public key serialises as SPKI");
-    Some(WrappingKeyPair {
+        .map_err(|_| "the RSA public key does not serialise as SPKI")?;
+    Ok(WrappingKeyPair {
         pkcs8: SecretBytes::from_slice(pkcs8.as_ref()),
         public_der: public.as_ref().to_vec(),
     })
@@ -190,7 +191,7 @@ mod tests {
         assert_eq!(open(pair.pkcs8.expose(), sealing, &sealed).err(), Some(Unopened));
         assert_eq!(open(pair.pkcs8.expose(), sealing, &sealed[..256]).err(), Some(Unopened));
         assert_eq!(open(pair.pkcs8.expose(), sealing, &[]).err(), Some(Unopened));
-        assert!(generate(1024).is_none());
+        assert!(generate(1024).is_err());
     }
 
     #[test]

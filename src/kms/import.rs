@@ -135,7 +135,7 @@ pub fn check_parameters(
 /// state.
 pub fn wrapping_key_pair(bits: u32) -> Result<WrappingKeyPair> {
     import_wrap::generate(bits)
-        .ok_or_else(|| err!(KMSInternalException, "no RSA key of {bits} bits"))
+        .map_err(|why| err!(KMSInternalException, "no RSA wrapping key of {bits} bits: {why}"))
 }
 
 /// The key's imported-material record, or AWS's refusal for a key of another origin.
