@@ -74,10 +74,6 @@ fn helper_client() {
     }
 }
 
-fn hex_encode(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 fn hex_decode(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)
@@ -166,7 +162,7 @@ fn another_uid_gets_what_key_policies_grant_and_no_cluster_admin() {
         })),
         Response::Encrypt
     );
-    let ct_hex = hex_encode(&ct.ciphertext_blob);
+    let ct_hex = kmscks::types::hex::encode(&ct.ciphertext_blob);
 
     // Default policy: the account root only.
     let out = as_uid(1001, &d.socket, "encrypt", "");
@@ -236,7 +232,7 @@ fn a_grant_lets_another_uid_use_a_key_until_it_is_revoked_or_retired() {
         })),
         Response::Encrypt
     );
-    let ct_hex = hex_encode(&ct.ciphertext_blob);
+    let ct_hex = kmscks::types::hex::encode(&ct.ciphertext_blob);
     let out = as_uid(1001, &d.socket, "decrypt", &ct_hex);
     assert!(out.starts_with("AccessDeniedException"), "{out}");
 

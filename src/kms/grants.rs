@@ -35,7 +35,7 @@ use crate::kms::{paging, trail};
 use crate::ops::Op;
 use crate::types::limits::*;
 use crate::types::{
-    EncryptionContext, GrantConstraints, GrantOperation, KeyId, KeySpec, PolicyAction,
+    hex, EncryptionContext, GrantConstraints, GrantOperation, KeyId, KeySpec, PolicyAction,
 };
 use crate::KmsError;
 
@@ -53,26 +53,12 @@ fn random(buf: &mut [u8]) {
     aws_lc_rs::rand::fill(buf).expect("system randomness unavailable");
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
-}
-
 /// A new token for the grant `id` on `key`.
 fn issue_token(key: &KeyId, id: &str) -> String {
     let mut bytes = Vec::with_capacity(TOKEN_BYTES);
     bytes.extend_from_slice(TOKEN_MAGIC);
     bytes.extend_from_slice(key.as_bytes());
-    bytes.extend(unhex(id).unwrap_or_default());
+    bytes.extend(hex::decode(id).unwrap_or_default());
     let mut nonce = [0u8; TOKEN_NONCE];
     random(&mut nonce);
     bytes.extend_from_slice(&nonce);
@@ -87,7 +73,7 @@ fn parse_token(token: &str) -> Option<(KeyId, String)> {
     }
     let rest = &bytes[TOKEN_MAGIC.len()..];
     let key = KeyId::from_bytes(rest[..16].try_into().ok()?);
-    Some((key, hex(&rest[16..16 + GRANT_ID_BYTES])))
+    Some((key, hex::encode(&rest[16..16 + GRANT_ID_BYTES])))
 }
 
 fn invalid_token() -> KmsError {
@@ -131,7 +117,7 @@ fn check_grant_id(id: &str) -> Result<()> {
             Constraint::LengthBetween(min, max),
         ));
     }
-    if n != 2 * GRANT_ID_BYTES || unhex(id).is_none() {
+    if n != 2 * GRANT_ID_BYTES || hex::decode(id).is_none() {
         return Err(err!(InvalidGrantIdException, "Grant ID {id} is not valid"));
     }
     Ok(())
@@ -382,7 +368,7 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateGrantRequest) -> Result<CreateGrantRe
     let mut raw = [0u8; GRANT_ID_BYTES];
     random(&mut raw);
     let grant = Grant {
-        id: hex(&raw),
+        id: hex::encode(&raw),
         key: key.id,
         name: req.name.clone(),
         created: tx.now,
@@ -587,7 +573,7 @@ mod tests {
     #[test]
     fn a_token_names_its_key_and_grant_and_is_new_each_time() {
         let key = KeyId::generate();
-        let id = hex(&[7u8; GRANT_ID_BYTES]);
+        let id = hex::encode(&[7u8; GRANT_ID_BYTES]);
         let (a, b) = (issue_token(&key, &id), issue_token(&key, &id));
         assert_ne!(a, b);
         assert_eq!(parse_token(&a), Some((key, id.clone())));
@@ -611,7 +597,7 @@ mod tests {
 
     #[test]
     fn grant_ids_are_64_hex_digits_and_others_are_invalid_grant_ids() {
-        assert!(check_grant_id(&hex(&[0xab; GRANT_ID_BYTES])).is_ok());
+        assert!(check_grant_id(&hex::encode(&[0xab; GRANT_ID_BYTES])).is_ok());
         let kind = |id: &str| check_grant_id(id).unwrap_err().kind();
         assert_eq!(kind("abc"), crate::ErrorKind::InvalidGrantIdException);
         assert_eq!(kind(&"G".repeat(64)), crate::ErrorKind::InvalidGrantIdException);

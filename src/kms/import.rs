@@ -254,7 +254,7 @@ fn material_id(tx: &Tx<'_>, key: &Key, m: &ImportedMaterial, material: &KeyMater
         &hmac::Key::new(hmac::HMAC_SHA256, salt.expose()),
         material.expose(),
     );
-    Ok(tag.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::types::hex::encode(tag.as_ref()))
 }
 
 /// When the imported material expires, per the request's model and `ValidTo`.

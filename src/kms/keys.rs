@@ -414,7 +414,7 @@ pub fn backing_key_id(handle: u64, label: &str) -> String {
         &aws_lc_rs::digest::SHA256,
         format!("{handle}\n{label}").as_bytes(),
     );
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::types::hex::encode(digest.as_ref())
 }
 
 /// DescribeKey (any key state; key id, key ARN, alias name or alias ARN).

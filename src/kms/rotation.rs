@@ -258,7 +258,7 @@ fn material_id(id: &KeyId, version: u32) -> String {
     input.extend_from_slice(id.as_bytes());
     input.extend_from_slice(&version.to_be_bytes());
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::types::hex::encode(digest.as_ref())
 }
 
 /// ListKeyRotations: the key's rotations, oldest first (with `ALL_KEY_MATERIAL`, its first

@@ -2,6 +2,7 @@
 
 pub mod action;
 pub mod grant;
+pub mod hex;
 pub mod ids;
 pub mod limits;
 pub mod state;

@@ -351,7 +351,7 @@ fn signature(
         canonical_query(query),
         canonical_headers,
         auth.signed_headers,
-        hex(digest::digest(&digest::SHA256, req.body).as_ref()),
+        crate::types::hex::encode(digest::digest(&digest::SHA256, req.body).as_ref()),
     );
     let scope = format!(
         "{}/{}/{}/{}",
@@ -359,7 +359,9 @@ fn signature(
     );
     let string_to_sign = format!(
         "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        hex(digest::digest(&digest::SHA256, canonical_request.as_bytes()).as_ref())
+        crate::types::hex::encode(
+            digest::digest(&digest::SHA256, canonical_request.as_bytes()).as_ref()
+        )
     );
     let mut k = Zeroizing::new(format!("AWS4{}", &*key.secret).into_bytes());
     for part in [auth.date, auth.region, auth.service, auth.terminator] {
@@ -370,7 +372,7 @@ fn signature(
         &hmac::Key::new(hmac::HMAC_SHA256, &k),
         string_to_sign.as_bytes(),
     );
-    Ok(hex(tag.as_ref()))
+    Ok(crate::types::hex::encode(tag.as_ref()))
 }
 
 /// The query string as SigV4 canonicalises it: parameters sorted by name, then value.
@@ -386,10 +388,6 @@ fn canonical_query(query: &str) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `YYYYMMDDTHHMMSSZ` as a time.
@@ -540,7 +538,7 @@ mod tests {
                 .to_vec();
         }
         assert_eq!(
-            hex(&k),
+            crate::types::hex::encode(&k),
             "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9"
         );
     }
