@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ca  # noqa: E402
 import extension  # noqa: E402
 import shape_check  # noqa: E402
+from expect import fails  # noqa: E402
 
 endpoint = sys.argv[1]
 kms = boto3.client("kms", endpoint_url=endpoint)
@@ -52,15 +53,6 @@ def until(what, probe, timeout=30.0):
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(pause)
         pause = min(pause * 2, 0.1)
-
-
-def fails(exception, call, *args, **kwargs):
-    """Asserts that `call` raises `exception` (a botocore class); returns the error."""
-    try:
-        call(*args, **kwargs)
-    except exception as e:
-        return e
-    raise AssertionError(f"{call.__name__} did not raise {exception.__name__}")
 
 
 def cluster(cluster_id):

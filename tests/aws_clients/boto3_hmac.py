@@ -15,19 +15,11 @@ import boto3
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shape_check  # noqa: E402
+from expect import fails  # noqa: E402
 
 endpoint = sys.argv[1]
 kms = boto3.client("kms", endpoint_url=endpoint)
 shape_check.watch(kms)
-
-
-def fails(exception, call, *args, **kwargs):
-    """Asserts that `call` raises `exception` (a botocore class); returns the error."""
-    try:
-        call(*args, **kwargs)
-    except exception as e:
-        return e
-    raise AssertionError(f"{call.__name__} did not raise {exception.__name__}")
 
 
 SPECS = {"HMAC_224": 28, "HMAC_256": 32, "HMAC_384": 48, "HMAC_512": 64}

@@ -24,19 +24,11 @@ except ImportError:
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shape_check  # noqa: E402
+from expect import fails  # noqa: E402
 
 endpoint = sys.argv[1]
 kms = boto3.client("kms", endpoint_url=endpoint)
 shape_check.watch(kms)
-
-
-def fails(exception, call, *args, **kwargs):
-    """Asserts that `call` raises `exception` (a botocore class); returns the error."""
-    try:
-        call(*args, **kwargs)
-    except exception as e:
-        return e
-    raise AssertionError(f"{call.__name__} did not raise {exception.__name__}")
 
 
 HASHES = {"256": (hashes.SHA256, hashlib.sha256), "384": (hashes.SHA384, hashlib.sha384), "512": (hashes.SHA512, hashlib.sha512)}
