@@ -29,6 +29,15 @@ fn kmscks(target: &[String], args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The target arguments of a kmscks running in process on the data directory `data` under
+/// `dir`.
+fn in_process(dir: &Path) -> Vec<String> {
+    vec![
+        "--data-dir".to_owned(),
+        dir.join("data").display().to_string(),
+    ]
+}
+
 /// Runs and expects success with JSON output (or none).
 fn ok(target: &[String], args: &[&str]) -> Value {
     let (code, out, err) = kmscks(target, args);
@@ -348,8 +357,7 @@ fn errors(t: &[String]) {
 #[test]
 fn getting_started_in_process() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let t = vec!["--data-dir".to_owned(), data.display().to_string()];
+    let t = in_process(dir.path());
     let f = getting_started(&t, dir.path());
     round_trips(&t, dir.path(), &f);
     errors(&t);
@@ -358,10 +366,7 @@ fn getting_started_in_process() {
 #[test]
 fn an_hmac_key_generates_and_verifies_macs_with_messages_from_fileb_and_base64() {
     let dir = tempfile::tempdir().unwrap();
-    let t = vec![
-        "--data-dir".to_owned(),
-        dir.path().join("data").display().to_string(),
-    ];
+    let t = in_process(dir.path());
     let created = ok(
         &t,
         &[
@@ -427,10 +432,7 @@ fn an_hmac_key_generates_and_verifies_macs_with_messages_from_fileb_and_base64()
 #[test]
 fn a_signing_key_signs_verifies_and_gives_its_public_key_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
-    let t = vec![
-        "--data-dir".to_owned(),
-        dir.path().join("data").display().to_string(),
-    ];
+    let t = in_process(dir.path());
     let created = ok(
         &t,
         &[
@@ -996,10 +998,7 @@ fn a_deleted_backup_is_pending_deletion_until_restore_backup_makes_it_ready() {
 #[test]
 fn create_cluster_places_subnet_ids_in_the_regions_zones() {
     let dir = tempfile::tempdir().unwrap();
-    let t = vec![
-        "--data-dir".to_owned(),
-        dir.path().join("data").display().to_string(),
-    ];
+    let t = in_process(dir.path());
     let c = ok(
         &t,
         &[
@@ -1790,10 +1789,7 @@ fn delete_key_object_fails_crypto_with_kms_invalid_state_until_the_store_moves_t
 #[test]
 fn describe_clusters_has_aws_members_and_no_other() {
     let dir = tempfile::tempdir().unwrap();
-    let t = vec![
-        "--data-dir".to_owned(),
-        dir.path().join("data").display().to_string(),
-    ];
+    let t = in_process(dir.path());
     let c = ok(&t, &["cloudhsm", "create-cluster"])["Cluster"].clone();
     let id = c["ClusterId"].as_str().unwrap().to_owned();
     assert_eq!(c["State"], "CREATE_IN_PROGRESS", "{c}");
@@ -1862,10 +1858,7 @@ fn describe_clusters_has_aws_members_and_no_other() {
 #[test]
 fn initialize_cluster_with_a_signed_cert_needs_cluster_activate_to_become_active() {
     let dir = tempfile::tempdir().unwrap();
-    let t = vec![
-        "--data-dir".to_owned(),
-        dir.path().join("data").display().to_string(),
-    ];
+    let t = in_process(dir.path());
     let c = ok(&t, &["cloudhsm", "create-cluster"])["Cluster"].clone();
     let id = c["ClusterId"].as_str().unwrap().to_owned();
     hsm_in_each_zone(&t, &c);
@@ -1978,10 +1971,7 @@ fn all_pages(t: &[String], verb: &str, member: &str, id: &str) -> Vec<String> {
 #[test]
 fn describe_clusters_and_describe_backups_page_with_max_results_and_next_token() {
     let dir = tempfile::tempdir().unwrap();
-    let t = vec![
-        "--data-dir".to_owned(),
-        dir.path().join("data").display().to_string(),
-    ];
+    let t = in_process(dir.path());
     let c = ok(&t, &["cloudhsm", "create-cluster"])["Cluster"].clone();
     let id = c["ClusterId"].as_str().unwrap().to_owned();
     let mut clusters = vec![id.clone()];
@@ -2032,10 +2022,7 @@ fn describe_clusters_and_describe_backups_page_with_max_results_and_next_token()
 #[test]
 fn modify_cluster_modify_backup_attributes_and_tags_on_clusters_and_backups() {
     let dir = tempfile::tempdir().unwrap();
-    let t = vec![
-        "--data-dir".to_owned(),
-        dir.path().join("data").display().to_string(),
-    ];
+    let t = in_process(dir.path());
     let c = ok(
         &t,
         &[
@@ -2274,8 +2261,7 @@ fn oaep_sha256(public_der: &[u8], material: &[u8]) -> Vec<u8> {
 #[test]
 fn imported_key_material_flows_through_the_cli_as_the_aws_developer_guide_shows() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let t = vec!["--data-dir".to_owned(), data.display().to_string()];
+    let t = in_process(dir.path());
     let key = ok(&t, &["kms", "create-key", "--origin", "EXTERNAL"]);
     let key_id = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
     assert_eq!(key["KeyMetadata"]["KeyState"], "PendingImport");
