@@ -240,6 +240,12 @@ impl KmsError {
         )
     }
 
+    /// AWS's `ValidationException` for a required member the request lacks (`member` in
+    /// AWS's camelCase, e.g. `wrappingAlgorithm`): "Value null at … Member must not be null".
+    pub fn not_null(member: &str) -> KmsError {
+        KmsError::validation("null", member, "Member must not be null")
+    }
+
     /// `ValidationException`: the request lacks `member` (`KeyId`, …).
     pub fn required(member: &str) -> KmsError {
         KmsError::new(

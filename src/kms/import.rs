@@ -64,10 +64,6 @@ pub fn new_backing(tx: &Tx<'_>, id: &KeyId) -> Result<Backing> {
     }))
 }
 
-fn required(member: &str) -> KmsError {
-    KmsError::validation("null", member, "Member must not be null")
-}
-
 /// How material sealed with `algorithm` opens; AWS's refusals for the algorithms it no longer
 /// (or only in China Regions) accepts.
 fn sealing(algorithm: WrappingAlgorithm) -> Result<Sealing> {
@@ -117,10 +113,10 @@ pub fn check_parameters(
 ) -> Result<(WrappingAlgorithm, u32)> {
     let algorithm = req
         .wrapping_algorithm
-        .ok_or_else(|| required("wrappingAlgorithm"))?;
+        .ok_or_else(|| KmsError::not_null("wrappingAlgorithm"))?;
     let spec = req
         .wrapping_key_spec
-        .ok_or_else(|| required("wrappingKeySpec"))?;
+        .ok_or_else(|| KmsError::not_null("wrappingKeySpec"))?;
     sealing(algorithm)?;
     let bits = wrapping_bits(spec)?;
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
@@ -291,10 +287,10 @@ fn expiry(tx: &Tx<'_>, req: &ImportKeyMaterialRequest) -> Result<Option<Timestam
 /// ImportKeyMaterial: the key's material (again), and when it expires.
 pub fn import(tx: &mut Tx<'_>, req: &ImportKeyMaterialRequest) -> Result<KeyMaterialResponse> {
     if req.import_token.is_empty() {
-        return Err(required("importToken"));
+        return Err(KmsError::not_null("importToken"));
     }
     if req.encrypted_key_material.is_empty() {
-        return Err(required("encryptedKeyMaterial"));
+        return Err(KmsError::not_null("encryptedKeyMaterial"));
     }
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
     authorize(tx, key, Op::ImportKeyMaterial.action())?;

@@ -348,7 +348,7 @@ fn json_error(e: serde_json::Error) -> KmsError {
         .strip_prefix("missing field `")
         .and_then(|rest| rest.split('`').next())
     {
-        return KmsError::validation("null", &camel(member), "Member must not be null");
+        return KmsError::not_null(&camel(member));
     }
     KmsError::new(
         ErrorKind::SerializationException,
