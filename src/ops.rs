@@ -255,6 +255,20 @@ impl Op {
     }
 }
 
+impl Op {
+    /// Whether the operation is cryptographic: the data plane's block, and the data key pair
+    /// operations, which run apart from the event loop only because an RSA pair is slow to
+    /// make. Their calls are counted per key and principal for the event log rather than
+    /// recorded one by one (`service::tally`).
+    pub const fn is_cryptographic(self) -> bool {
+        self.is_data_plane()
+            || matches!(
+                self,
+                Op::GenerateDataKeyPair | Op::GenerateDataKeyPairWithoutPlaintext
+            )
+    }
+}
+
 /// Something that performs operations: the in-process `Kms` (its impl is in `service`), or a
 /// [`crate::Client`] of the daemon. The CLI and the load generator are written against this.
 pub trait Backend {

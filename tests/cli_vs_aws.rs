@@ -282,7 +282,10 @@ fn kmscks_prints_what_aws_prints_for_the_same_calls() {
         "text",
     ]);
     let symmetric = symmetric.out.trim();
-    for verb in ["generate-data-key-pair", "generate-data-key-pair-without-plaintext"] {
+    for verb in [
+        "generate-data-key-pair",
+        "generate-data-key-pair-without-plaintext",
+    ] {
         same_shape(
             &c,
             &[

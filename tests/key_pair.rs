@@ -5,6 +5,8 @@
 //! independent implementation, the `openssl` command line (skipped, saying so, without it).
 
 mod common;
+#[allow(dead_code)] // this binary uses only part of it
+mod support;
 
 use std::path::Path;
 use std::process::Command;
@@ -126,9 +128,15 @@ fn each_spec_makes_a_pair_whose_sealed_private_key_decrypts_and_matches_its_publ
         let r = kms.generate_data_key_pair(&req).unwrap();
         assert_eq!(r.key_pair_spec, spec);
         assert_eq!(&*r.key_id, arn.as_str());
-        let private = r.private_key_plaintext.expect("GenerateDataKeyPair returns the private key");
+        let private = r
+            .private_key_plaintext
+            .expect("GenerateDataKeyPair returns the private key");
         let opened = decrypt(&kms, &r.private_key_ciphertext_blob, context.clone()).unwrap();
-        assert_eq!(opened, private.expose(), "{spec}: the blob seals the private key");
+        assert_eq!(
+            opened,
+            private.expose(),
+            "{spec}: the blob seals the private key"
+        );
         if openssl {
             assert_eq!(
                 openssl_public_of(dir.path(), private.expose()),
@@ -157,7 +165,12 @@ fn without_plaintext_returns_only_the_public_key_and_the_sealed_private_key() {
     // In AWS's JSON the plaintext member is absent, not null.
     let json = serde_json::to_value(&r).unwrap();
     assert!(json.get("PrivateKeyPlaintext").is_none(), "{json}");
-    for member in ["PrivateKeyCiphertextBlob", "PublicKey", "KeyId", "KeyPairSpec"] {
+    for member in [
+        "PrivateKeyCiphertextBlob",
+        "PublicKey",
+        "KeyId",
+        "KeyPairSpec",
+    ] {
         assert!(json.get(member).is_some(), "{member} in {json}");
     }
     assert_eq!(json["KeyPairSpec"], "ECC_NIST_P384");
@@ -193,7 +206,12 @@ fn the_sealed_private_key_is_bound_to_its_encryption_context() {
             ErrorKind::InvalidCiphertextException,
         );
     }
-    decrypt(&kms, &r.private_key_ciphertext_blob, ctx(&[("tenant", "a")])).unwrap();
+    decrypt(
+        &kms,
+        &r.private_key_ciphertext_blob,
+        ctx(&[("tenant", "a")]),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -285,9 +303,7 @@ fn a_key_in_a_custom_key_store_refuses_as_unsupported_operation_naming_the_key()
     alias(&kms, "alias/in-store", &key);
     for by in [key.as_str(), arn.as_str(), "alias/in-store"] {
         for spec in [DataKeyPairSpec::EccNistP256, DataKeyPairSpec::Rsa2048] {
-            let e = kms
-                .generate_data_key_pair(&pair_req(by, spec))
-                .unwrap_err();
+            let e = kms.generate_data_key_pair(&pair_req(by, spec)).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::UnsupportedOperationException, "{e}");
             assert!(e.message().contains(&arn), "{e}");
             let mut dry = pair_req(by, spec);
@@ -393,7 +409,12 @@ fn a_grant_allows_exactly_the_pair_operations_it_lists_under_its_constraints() {
         }),
         ErrorKind::AccessDeniedException,
     );
-    decrypt(&kms, &r.private_key_ciphertext_blob, allowed.encryption_context).unwrap();
+    decrypt(
+        &kms,
+        &r.private_key_ciphertext_blob,
+        allowed.encryption_context,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -420,4 +441,48 @@ fn a_successful_pair_is_counted_for_get_key_last_usage() {
         json.contains("GenerateDataKeyPairWithoutPlaintext"),
         "{json}"
     );
+}
+
+#[test]
+fn a_refused_pair_is_one_aggregated_record_in_the_event_log_not_also_a_record_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut config, clock) = config();
+    config.data_plane_event_interval = Some(std::time::Duration::from_secs(5));
+    let kms = Kms::open_with(dir.path(), config).unwrap();
+    let signing = kms
+        .create_key(&CreateKeyRequest {
+            key_spec: Some(KeySpec::EccNistP256),
+            key_usage: Some(KeyUsage::SignVerify),
+            ..Default::default()
+        })
+        .unwrap()
+        .key_metadata
+        .key_id;
+    // Through `dispatch`, as the daemon calls: where a failed control-plane call is recorded.
+    let refused = kms.dispatch(&kmscks::ops::Request::GenerateDataKeyPair(pair_req(
+        &signing,
+        DataKeyPairSpec::EccNistP256,
+    )));
+    assert_aws(refused, ErrorKind::InvalidKeyUsageException);
+    let lookup = || {
+        kms.lookup_events(&LookupEventsRequest {
+            event_name: Some("GenerateDataKeyPair".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .events
+        .iter()
+        .map(CloudTrailRecord::value)
+        .collect::<Vec<_>>()
+    };
+    clock.advance(std::time::Duration::from_secs(5));
+    support::wait_until(
+        "the aggregated record",
+        std::time::Duration::from_secs(10),
+        || !lookup().is_empty(),
+    );
+    let records = lookup();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["errorCode"], "InvalidKeyUsageException");
+    assert_eq!(records[0]["additionalEventData"]["aggregated"]["calls"], 1);
 }

@@ -58,7 +58,12 @@ unsafe fn put_pair(
         unsafe { put(o, kmscks_buffer::from_secret(key)) };
     }
     // SAFETY: forwarded contract (both writes).
-    unsafe { put(private_cipher, kmscks_buffer::from_vec(r.private_key_ciphertext_blob)) };
+    unsafe {
+        put(
+            private_cipher,
+            kmscks_buffer::from_vec(r.private_key_ciphertext_blob),
+        )
+    };
     unsafe { put(public, kmscks_buffer::from_vec(r.public_key)) };
     Ok(())
 }
