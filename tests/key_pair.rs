@@ -5,7 +5,6 @@
 //! independent implementation, the `openssl` command line (skipped, saying so, without it).
 
 mod common;
-#[allow(dead_code)] // this binary uses only part of it
 mod support;
 
 use std::path::Path;
