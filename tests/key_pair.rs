@@ -41,17 +41,6 @@ fn decrypt(kms: &Kms, blob: &[u8], context: EncryptionContext) -> kmscks::Result
     .map(|r| r.plaintext.expose().to_vec())
 }
 
-fn openssl_present() -> bool {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("skipped the openssl checks: the openssl command is not installed");
-    }
-    ok
-}
-
 /// The DER SubjectPublicKeyInfo openssl derives from a PKCS#8 DER private key.
 fn openssl_public_of(dir: &Path, pkcs8: &[u8]) -> Vec<u8> {
     let private = dir.join("private.der");
@@ -242,24 +231,8 @@ fn a_missing_key_pair_spec_is_a_validation_error_and_sm2_is_unsupported() {
 #[test]
 fn asymmetric_and_hmac_keys_refuse_as_invalid_key_usage_and_unknown_keys_are_not_found() {
     let (kms, _clock) = kms();
-    let signing = kms
-        .create_key(&CreateKeyRequest {
-            key_spec: Some(KeySpec::EccNistP256),
-            key_usage: Some(KeyUsage::SignVerify),
-            ..Default::default()
-        })
-        .unwrap()
-        .key_metadata
-        .key_id;
-    let hmac = kms
-        .create_key(&CreateKeyRequest {
-            key_spec: Some(KeySpec::Hmac256),
-            key_usage: Some(KeyUsage::GenerateVerifyMac),
-            ..Default::default()
-        })
-        .unwrap()
-        .key_metadata
-        .key_id;
+    let signing = create_key_of(&kms, KeySpec::EccNistP256, KeyUsage::SignVerify);
+    let hmac = create_key_of(&kms, KeySpec::Hmac256, KeyUsage::GenerateVerifyMac);
     for key in [&signing, &hmac] {
         for spec in [DataKeyPairSpec::EccNistP256, DataKeyPairSpec::Rsa2048] {
             assert_aws(
@@ -448,15 +421,7 @@ fn a_refused_pair_is_one_aggregated_record_in_the_event_log_not_also_a_record_of
     let (mut config, clock) = config();
     config.data_plane_event_interval = Some(std::time::Duration::from_secs(5));
     let kms = Kms::open_with(dir.path(), config).unwrap();
-    let signing = kms
-        .create_key(&CreateKeyRequest {
-            key_spec: Some(KeySpec::EccNistP256),
-            key_usage: Some(KeyUsage::SignVerify),
-            ..Default::default()
-        })
-        .unwrap()
-        .key_metadata
-        .key_id;
+    let signing = create_key_of(&kms, KeySpec::EccNistP256, KeyUsage::SignVerify);
     // Through `dispatch`, as the daemon calls: where a failed control-plane call is recorded.
     let refused = kms.dispatch(&kmscks::ops::Request::GenerateDataKeyPair(pair_req(
         &signing,

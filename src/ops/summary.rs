@@ -48,7 +48,7 @@ impl Op {
                 "Generates an asymmetric data key pair, its private key also encrypted under a KMS key"
             }
             Op::GenerateDataKeyPairWithoutPlaintext => {
-                "Generates an asymmetric data key pair; returns the public key and the encrypted private key"
+                "Generates an asymmetric data key pair: its public key and its encrypted private key"
             }
             Op::GetKeyRotationStatus => "Tells whether automatic rotation is enabled for a KMS key",
             Op::Refused => {
