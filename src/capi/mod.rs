@@ -52,6 +52,8 @@ mod import;
 mod crypto;
 // HMAC and signing keys.
 mod asym;
+// Data key pairs.
+mod key_pair;
 // JSON answers.
 mod json;
 // Enums.

@@ -123,6 +123,10 @@ pub enum Action {
     Verify,
     /// `kms:GetPublicKey`.
     GetPublicKey,
+    /// `kms:GenerateDataKeyPair` (the private key of a data key pair sealed as by Encrypt).
+    GenerateDataKeyPair,
+    /// `kms:GenerateDataKeyPairWithoutPlaintext`.
+    GenerateDataKeyPairWithoutPlaintext,
 }
 
 impl Action {
@@ -140,6 +144,8 @@ impl Action {
         Action::Sign,
         Action::Verify,
         Action::GetPublicKey,
+        Action::GenerateDataKeyPair,
+        Action::GenerateDataKeyPairWithoutPlaintext,
     ];
 
     /// The IAM action name, e.g. `kms:Encrypt`.
@@ -157,7 +163,20 @@ impl Action {
             Action::Sign => "kms:Sign",
             Action::Verify => "kms:Verify",
             Action::GetPublicKey => "kms:GetPublicKey",
+            Action::GenerateDataKeyPair => "kms:GenerateDataKeyPair",
+            Action::GenerateDataKeyPairWithoutPlaintext => {
+                "kms:GenerateDataKeyPairWithoutPlaintext"
+            }
         }
+    }
+
+    /// Whether the action seals a data key pair's private key, which AWS allows only under
+    /// keys of the default key store.
+    pub const fn seals_key_pair(self) -> bool {
+        matches!(
+            self,
+            Action::GenerateDataKeyPair | Action::GenerateDataKeyPairWithoutPlaintext
+        )
     }
 }
 
@@ -171,6 +190,9 @@ impl Action {
 /// A set of [`Action`]s, one bit each.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ActionSet(u16);
+
+// Every action has its bit.
+const _: () = assert!(Action::ALL.len() <= u16::BITS as usize);
 
 impl ActionSet {
     /// The set with `action` added.

@@ -11,6 +11,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
@@ -20,15 +21,17 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use kmscks::api::kms::{
-    CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateMacRequest,
-    GenerateRandomRequest, SignRequest, VerifyRequest,
+    CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyPairRequest,
+    GenerateDataKeyRequest, GenerateMacRequest, GenerateRandomRequest, SignRequest, VerifyRequest,
 };
 use kmscks::engine::{counter_nonce, RandomPool};
 use kmscks::err;
 use kmscks::error::Result;
 use kmscks::secret::SecretBytes;
 use kmscks::types::limits::{MESSAGE_LEN, NUMBER_OF_BYTES, PLAINTEXT_LEN};
-use kmscks::types::{DataKeySpec, KeySpec, KeyUsage, MacAlgorithm, SigningAlgorithm};
+use kmscks::types::{
+    DataKeyPairSpec, DataKeySpec, KeySpec, KeyUsage, MacAlgorithm, SigningAlgorithm,
+};
 use kmscks::Kms;
 
 /// The operation to drive.
@@ -49,6 +52,9 @@ pub(crate) enum LoadOp {
     Sign,
     /// Verify of such a signature.
     Verify,
+    /// GenerateDataKeyPair of an ECC_NIST_P256 pair under a symmetric key of the default key
+    /// store made for the run (`payload` is not used).
+    GenerateDataKeyPair,
 }
 
 impl LoadOp {
@@ -62,6 +68,7 @@ impl LoadOp {
             LoadOp::GenerateMac => "GenerateMac",
             LoadOp::Sign => "Sign",
             LoadOp::Verify => "Verify",
+            LoadOp::GenerateDataKeyPair => "GenerateDataKeyPair",
         }
     }
 
@@ -75,6 +82,7 @@ impl LoadOp {
             LoadOp::GenerateMac,
             LoadOp::Sign,
             LoadOp::Verify,
+            LoadOp::GenerateDataKeyPair,
         ]
         .into_iter()
         .find(|o| o.name().eq_ignore_ascii_case(s))
@@ -334,6 +342,7 @@ struct KmsCaller {
     mac: GenerateMacRequest,
     sign: SignRequest,
     verify: VerifyRequest,
+    key_pair: GenerateDataKeyPairRequest,
     encrypt_batch: Vec<EncryptRequest>,
     decrypt_batch: Vec<DecryptRequest>,
     data_key_batch: Vec<GenerateDataKeyRequest>,
@@ -347,6 +356,7 @@ fn check_payload(op: LoadOp, payload: usize) -> Result<()> {
         LoadOp::GenerateDataKey | LoadOp::GenerateRandom => {
             (NUMBER_OF_BYTES.0 as usize, NUMBER_OF_BYTES.1 as usize)
         }
+        LoadOp::GenerateDataKeyPair => return Ok(()),
     };
     if !(min..=max).contains(&payload) {
         return Err(err!(
@@ -405,6 +415,10 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
     } else {
         Vec::new()
     };
+    let key_pair = key_pair_request(&own_key);
+    if op == LoadOp::GenerateDataKeyPair {
+        kms.generate_data_key_pair(&key_pair)?;
+    }
     let kms = kms.clone();
     let r = drive(
         opts.threads,
@@ -457,6 +471,7 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
                     signature: signature.clone(),
                     ..Default::default()
                 },
+                key_pair: key_pair.clone(),
             }
         },
         move |c| {
@@ -506,6 +521,11 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
                         .filter(|_| c.kms.verify(&c.verify).is_err())
                         .count(),
                 ),
+                (LoadOp::GenerateDataKeyPair, _) => many(
+                    (0..batch)
+                        .filter(|_| c.kms.generate_data_key_pair(&c.key_pair).is_err())
+                        .count(),
+                ),
             }
         },
     );
@@ -514,11 +534,14 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
 
 /// The CreateKey request of the key a run of `op` makes for itself when it needs a key of
 /// its own kind (every mode makes the same): an HMAC_256 key for GenerateMac, an
-/// ECC_NIST_P256 signing key for Sign and Verify; `None` for the other operations.
+/// ECC_NIST_P256 signing key for Sign and Verify, a symmetric key of the default key store
+/// for GenerateDataKeyPair (which refuses custom key store keys); `None` for the other
+/// operations.
 pub(crate) fn bench_key_request(op: LoadOp) -> Option<CreateKeyRequest> {
     let (spec, usage) = match op {
         LoadOp::GenerateMac => (KeySpec::Hmac256, KeyUsage::GenerateVerifyMac),
         LoadOp::Sign | LoadOp::Verify => (KeySpec::EccNistP256, KeyUsage::SignVerify),
+        LoadOp::GenerateDataKeyPair => (KeySpec::SymmetricDefault, KeyUsage::EncryptDecrypt),
         _ => return None,
     };
     Some(CreateKeyRequest {
@@ -527,6 +550,15 @@ pub(crate) fn bench_key_request(op: LoadOp) -> Option<CreateKeyRequest> {
         key_usage: Some(usage),
         ..Default::default()
     })
+}
+
+/// The pair every mode's GenerateDataKeyPair run asks for, under `key_id`.
+pub(crate) fn key_pair_request(key_id: &str) -> GenerateDataKeyPairRequest {
+    GenerateDataKeyPairRequest {
+        key_id: key_id.to_owned(),
+        key_pair_spec: Some(DataKeyPairSpec::EccNistP256),
+        ..Default::default()
+    }
 }
 
 /// [`run_kms`], then the raw baseline on the same threads and sizes, with the ratio filled in.
@@ -559,6 +591,34 @@ struct Raw {
     counter: u64,
     aad: [u8; 60],
     sample: (Vec<u8>, [u8; 16], [u8; 12]),
+}
+
+impl Raw {
+    /// The GenerateDataKeyPair floor: a P-256 pair generated and encoded as the engine
+    /// answers it (PKCS#8 and SubjectPublicKeyInfo DER), its private key sealed with
+    /// AES-256-GCM under a counter nonce into a fresh buffer.
+    fn key_pair(&mut self) -> bool {
+        let Ok(pair) = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING) else {
+            return false;
+        };
+        let (Ok(private), Ok(public)) = (pair.to_pkcs8v1(), pair.public_key().as_der()) else {
+            return false;
+        };
+        let public: PublicKeyX509Der<'static> = public;
+        let mut sealed = private.as_ref().to_vec();
+        self.counter += 1;
+        let n = Nonce::assume_unique_for_key(counter_nonce(self.counter));
+        match self
+            .key
+            .seal_in_place_append_tag(n, Aad::from(self.aad), &mut sealed)
+        {
+            Ok(()) => {
+                std::hint::black_box((&sealed, public.as_ref().to_vec()));
+                true
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 /// The raw aws-lc-rs loop for the same op, threads, batch and payload.
@@ -671,6 +731,7 @@ pub(crate) fn run_baseline(opts: &LoadOpts) -> LoadReport {
                         Err(_) => false,
                     },
                     LoadOp::Verify => raw.public.verify_sig(&raw.message, &raw.signature).is_ok(),
+                    LoadOp::GenerateDataKeyPair => raw.key_pair(),
                 };
                 if !ok {
                     errs += 1;
@@ -705,6 +766,7 @@ mod tests {
             (LoadOp::GenerateMac, 1),
             (LoadOp::Sign, 1),
             (LoadOp::Verify, 1),
+            (LoadOp::GenerateDataKeyPair, 1),
         ] {
             let opts = LoadOpts {
                 op,

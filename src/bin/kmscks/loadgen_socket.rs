@@ -118,6 +118,9 @@ impl RequestMaker {
                 signature: self.signature.clone(),
                 ..Default::default()
             }),
+            LoadOp::GenerateDataKeyPair => {
+                Request::GenerateDataKeyPair(crate::loadgen::key_pair_request(&self.key_id))
+            }
         }
     }
 }
@@ -370,6 +373,7 @@ impl SocketLoadOpts {
             LoadOp::GenerateMac => kmscks::ops::Op::GenerateMac,
             LoadOp::Sign => kmscks::ops::Op::Sign,
             LoadOp::Verify => kmscks::ops::Op::Verify,
+            LoadOp::GenerateDataKeyPair => kmscks::ops::Op::GenerateDataKeyPair,
         };
         op.code()
     }
