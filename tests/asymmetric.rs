@@ -330,15 +330,6 @@ fn create_key_wants_sign_verify_for_the_signing_specs_refuses_other_aws_usages_a
         });
         assert_aws(r, ErrorKind::ValidationException);
     }
-    // A usage AWS allows for the spec but kmscks does not make (ECDH key agreement) is
-    // unsupported, not invalid.
-    let r = kms.create_key(&CreateKeyRequest {
-        key_spec: Some(KeySpec::EccNistP384),
-        key_usage: Some(KeyUsage::KeyAgreement),
-        ..Default::default()
-    });
-    let e = assert_aws(r, ErrorKind::UnsupportedOperationException);
-    assert!(e.message().contains("only SIGN_VERIFY"), "{e}");
     let r = kms.create_key(&CreateKeyRequest {
         key_spec: Some(KeySpec::EccSecgP256k1),
         key_usage: Some(KeyUsage::KeyAgreement),

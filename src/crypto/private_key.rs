@@ -80,11 +80,10 @@ pub const fn usages(spec: KeySpec) -> &'static [KeyUsage] {
         KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
             &[KeyUsage::EncryptDecrypt, KeyUsage::SignVerify]
         }
-        // AWS also allows KEY_AGREEMENT for the NIST curves.
-        KeySpec::EccNistP256
-        | KeySpec::EccNistP384
-        | KeySpec::EccNistP521
-        | KeySpec::EccSecgP256k1 => &[KeyUsage::SignVerify],
+        KeySpec::EccNistP256 | KeySpec::EccNistP384 | KeySpec::EccNistP521 => {
+            &[KeyUsage::SignVerify, KeyUsage::KeyAgreement]
+        }
+        KeySpec::EccSecgP256k1 => &[KeyUsage::SignVerify],
         _ => &[],
     }
 }
@@ -270,7 +269,9 @@ mod tests {
                 assert!(format!("{key:?}").contains("<redacted>"));
             }
         }
-        assert_eq!(usages(KeySpec::Rsa2048), KeySpec::Rsa2048.aws_usages());
+        for spec in [KeySpec::Rsa2048, KeySpec::EccNistP384, KeySpec::EccSecgP256k1] {
+            assert_eq!(usages(spec), spec.aws_usages());
+        }
         let material = generate_material(KeySpec::EccSecgP256k1).unwrap();
         let e = PrivateKey::parse(KeySpec::EccSecgP256k1, KeyUsage::KeyAgreement, material.expose());
         assert!(e.is_err());

@@ -123,6 +123,8 @@ pub enum Action {
     Verify,
     /// `kms:GetPublicKey`.
     GetPublicKey,
+    /// `kms:DeriveSharedSecret`.
+    DeriveSharedSecret,
 }
 
 impl Action {
@@ -140,6 +142,7 @@ impl Action {
         Action::Sign,
         Action::Verify,
         Action::GetPublicKey,
+        Action::DeriveSharedSecret,
     ];
 
     /// The IAM action name, e.g. `kms:Encrypt`.
@@ -157,6 +160,7 @@ impl Action {
             Action::Sign => "kms:Sign",
             Action::Verify => "kms:Verify",
             Action::GetPublicKey => "kms:GetPublicKey",
+            Action::DeriveSharedSecret => "kms:DeriveSharedSecret",
         }
     }
 }

@@ -21,11 +21,6 @@ pub fn refuse(tx: &Tx<'_>, op: Refused, req: &KeyIdRequest) -> Result<()> {
     authorize(tx, key, op.action())?;
     let arn = tx.scope.key_arn(&key.id);
     match op {
-        Refused::DeriveSharedSecret => Err(err!(
-            InvalidKeyUsageException,
-            "{arn} key usage is {} which is not valid for {name}.",
-            key.usage
-        )),
         // kmscks makes single-Region keys only (CreateKey refuses MultiRegion), and AWS refuses
         // both operations for a single-Region key.
         Refused::ReplicateKey | Refused::UpdatePrimaryRegion => Err(err!(

@@ -45,6 +45,7 @@ unhonoured! {
     Decrypt "Recipient" [] RECIPIENT;
     GenerateDataKey "Recipient" [] RECIPIENT;
     GenerateRandom "Recipient" [] RECIPIENT;
+    DeriveSharedSecret "Recipient" [] RECIPIENT;
     Decrypt "DryRunModifiers" ["[]"] DRY_RUN_MODIFIERS;
     ReEncrypt "DryRunModifiers" ["[]"] DRY_RUN_MODIFIERS;
     CreateCluster "Mode" ["\"FIPS\""] "kmscks simulates FIPS-mode clusters only";

@@ -40,7 +40,6 @@ refused_operations! {
     GenerateDataKeyPairWithoutPlaintext,
     ReplicateKey,
     UpdatePrimaryRegion,
-    DeriveSharedSecret,
 }
 
 /// A refused operation on a key (key pairs, signing, MACs, replication).
