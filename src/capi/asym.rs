@@ -19,7 +19,7 @@ use crate::secret::SecretBytes;
 use crate::types::{KeySpec, KeyUsage, MacAlgorithm, MessageType, SigningAlgorithm};
 
 /// Parses AWS's spelling of an enum argument.
-fn spelled<T>(value: &str, name: &str, parse: fn(&str) -> Option<T>) -> CResult<T> {
+pub(super) fn spelled<T>(value: &str, name: &str, parse: fn(&str) -> Option<T>) -> CResult<T> {
     parse(value).ok_or_else(|| Failure::invalid(name, format!("{value:?} is not a valid value")))
 }
 

@@ -52,6 +52,8 @@ mod import;
 mod crypto;
 // HMAC and signing keys.
 mod asym;
+// RSA encryption and key agreement.
+mod asym_crypto;
 // JSON answers.
 mod json;
 // Enums.
