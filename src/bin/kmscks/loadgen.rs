@@ -11,6 +11,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use aws_lc_rs::agreement::{self, UnparsedPublicKey, ECDH_P256};
+use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
@@ -20,15 +22,17 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use kmscks::api::kms::{
-    CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateMacRequest,
-    GenerateRandomRequest, SignRequest, VerifyRequest,
+    CreateKeyRequest, DecryptRequest, DeriveSharedSecretRequest, EncryptRequest,
+    GenerateDataKeyRequest, GenerateMacRequest, GenerateRandomRequest, SignRequest, VerifyRequest,
 };
 use kmscks::engine::{counter_nonce, RandomPool};
 use kmscks::err;
 use kmscks::error::Result;
 use kmscks::secret::SecretBytes;
 use kmscks::types::limits::{MESSAGE_LEN, NUMBER_OF_BYTES, PLAINTEXT_LEN};
-use kmscks::types::{DataKeySpec, KeySpec, KeyUsage, MacAlgorithm, SigningAlgorithm};
+use kmscks::types::{
+    DataKeySpec, KeyAgreementAlgorithm, KeySpec, KeyUsage, MacAlgorithm, SigningAlgorithm,
+};
 use kmscks::Kms;
 
 /// The operation to drive.
@@ -49,6 +53,9 @@ pub(crate) enum LoadOp {
     Sign,
     /// Verify of such a signature.
     Verify,
+    /// DeriveSharedSecret (ECDH) under an ECC_NIST_P256 KEY_AGREEMENT key made for the run,
+    /// with a peer public key made for the run ([`peer_public_key`]); the payload is not used.
+    DeriveSharedSecret,
 }
 
 impl LoadOp {
@@ -62,6 +69,7 @@ impl LoadOp {
             LoadOp::GenerateMac => "GenerateMac",
             LoadOp::Sign => "Sign",
             LoadOp::Verify => "Verify",
+            LoadOp::DeriveSharedSecret => "DeriveSharedSecret",
         }
     }
 
@@ -75,6 +83,7 @@ impl LoadOp {
             LoadOp::GenerateMac,
             LoadOp::Sign,
             LoadOp::Verify,
+            LoadOp::DeriveSharedSecret,
         ]
         .into_iter()
         .find(|o| o.name().eq_ignore_ascii_case(s))
@@ -334,6 +343,7 @@ struct KmsCaller {
     mac: GenerateMacRequest,
     sign: SignRequest,
     verify: VerifyRequest,
+    derive: DeriveSharedSecretRequest,
     encrypt_batch: Vec<EncryptRequest>,
     decrypt_batch: Vec<DecryptRequest>,
     data_key_batch: Vec<GenerateDataKeyRequest>,
@@ -343,7 +353,10 @@ fn check_payload(op: LoadOp, payload: usize) -> Result<()> {
     // Encrypt and Decrypt carry a plaintext; the other ops ask for `NumberOfBytes`.
     let (min, max) = match op {
         LoadOp::Encrypt | LoadOp::Decrypt => PLAINTEXT_LEN,
-        LoadOp::GenerateMac | LoadOp::Sign | LoadOp::Verify => MESSAGE_LEN,
+        // DeriveSharedSecret takes no payload: any size a message could have is accepted.
+        LoadOp::GenerateMac | LoadOp::Sign | LoadOp::Verify | LoadOp::DeriveSharedSecret => {
+            MESSAGE_LEN
+        }
         LoadOp::GenerateDataKey | LoadOp::GenerateRandom => {
             (NUMBER_OF_BYTES.0 as usize, NUMBER_OF_BYTES.1 as usize)
         }
@@ -405,6 +418,15 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
     } else {
         Vec::new()
     };
+    let derive = DeriveSharedSecretRequest {
+        key_id: own_key.clone(),
+        key_agreement_algorithm: Some(KeyAgreementAlgorithm::Ecdh),
+        public_key: peer_public_key()?,
+        ..Default::default()
+    };
+    if op == LoadOp::DeriveSharedSecret {
+        kms.derive_shared_secret(&derive)?;
+    }
     let kms = kms.clone();
     let r = drive(
         opts.threads,
@@ -457,6 +479,12 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
                     signature: signature.clone(),
                     ..Default::default()
                 },
+                derive: DeriveSharedSecretRequest {
+                    key_id: derive.key_id.clone(),
+                    key_agreement_algorithm: derive.key_agreement_algorithm,
+                    public_key: derive.public_key.clone(),
+                    ..Default::default()
+                },
             }
         },
         move |c| {
@@ -506,6 +534,11 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
                         .filter(|_| c.kms.verify(&c.verify).is_err())
                         .count(),
                 ),
+                (LoadOp::DeriveSharedSecret, _) => many(
+                    (0..batch)
+                        .filter(|_| c.kms.derive_shared_secret(&c.derive).is_err())
+                        .count(),
+                ),
             }
         },
     );
@@ -514,11 +547,13 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
 
 /// The CreateKey request of the key a run of `op` makes for itself when it needs a key of
 /// its own kind (every mode makes the same): an HMAC_256 key for GenerateMac, an
-/// ECC_NIST_P256 signing key for Sign and Verify; `None` for the other operations.
+/// ECC_NIST_P256 signing key for Sign and Verify, an ECC_NIST_P256 key agreement key for
+/// DeriveSharedSecret; `None` for the other operations.
 pub(crate) fn bench_key_request(op: LoadOp) -> Option<CreateKeyRequest> {
     let (spec, usage) = match op {
         LoadOp::GenerateMac => (KeySpec::Hmac256, KeyUsage::GenerateVerifyMac),
         LoadOp::Sign | LoadOp::Verify => (KeySpec::EccNistP256, KeyUsage::SignVerify),
+        LoadOp::DeriveSharedSecret => (KeySpec::EccNistP256, KeyUsage::KeyAgreement),
         _ => return None,
     };
     Some(CreateKeyRequest {
@@ -527,6 +562,17 @@ pub(crate) fn bench_key_request(op: LoadOp) -> Option<CreateKeyRequest> {
         key_usage: Some(usage),
         ..Default::default()
     })
+}
+
+/// A fresh P-256 public key, DER SubjectPublicKeyInfo: the peer of a DeriveSharedSecret run
+/// (every mode makes one; its private key is dropped, the run needs the public key only).
+pub(crate) fn peer_public_key() -> Result<Vec<u8>> {
+    let failed = || err!(KMSInternalException, "could not make a P-256 peer key");
+    let der: PublicKeyX509Der<'static> = agreement::PrivateKey::generate(&ECDH_P256)
+        .and_then(|k| k.compute_public_key())
+        .and_then(|p| p.as_der())
+        .map_err(|_| failed())?;
+    Ok(der.as_ref().to_vec())
 }
 
 /// [`run_kms`], then the raw baseline on the same threads and sizes, with the ratio filled in.
@@ -555,6 +601,10 @@ struct Raw {
     ecdsa: EcdsaKeyPair,
     public: ParsedPublicKey,
     signature: Vec<u8>,
+    /// The P-256 key of the DeriveSharedSecret floor, made once, and the peer's public key
+    /// as DER, parsed per call as the engine parses the request's.
+    ecdh: agreement::PrivateKey,
+    peer: Vec<u8>,
     pool: RandomPool,
     counter: u64,
     aad: [u8; 60],
@@ -599,8 +649,12 @@ pub(crate) fn run_baseline(opts: &LoadOpts) -> LoadReport {
                 .expect("P-256 signature")
                 .as_ref()
                 .to_vec();
+            let ecdh = agreement::PrivateKey::generate(&ECDH_P256).expect("P-256 key");
             Raw {
                 key,
+                ecdh,
+                // The floor's own setup: a failure here is no measurement at all.
+                peer: peer_public_key().expect("P-256 peer key"),
                 hmac: hmac::Key::new(hmac::HMAC_SHA256, &material),
                 message,
                 ecdsa,
@@ -671,6 +725,13 @@ pub(crate) fn run_baseline(opts: &LoadOpts) -> LoadReport {
                         Err(_) => false,
                     },
                     LoadOp::Verify => raw.public.verify_sig(&raw.message, &raw.signature).is_ok(),
+                    LoadOp::DeriveSharedSecret => {
+                        // The engine answers a fresh secret: so does the floor.
+                        let peer = UnparsedPublicKey::new(&ECDH_P256, &raw.peer);
+                        agreement::agree(&raw.ecdh, peer, (), |z| Ok(z.to_vec()))
+                            .map(std::hint::black_box)
+                            .is_ok()
+                    }
                 };
                 if !ok {
                     errs += 1;
@@ -705,6 +766,7 @@ mod tests {
             (LoadOp::GenerateMac, 1),
             (LoadOp::Sign, 1),
             (LoadOp::Verify, 1),
+            (LoadOp::DeriveSharedSecret, 1),
         ] {
             let opts = LoadOpts {
                 op,

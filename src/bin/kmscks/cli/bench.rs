@@ -1,13 +1,15 @@
 //! `kmscks bench`: the load generator.
 //!
 //! * In-process (no `--socket`): `--op generate-data-key|encrypt|decrypt|generate-random|
-//!   generate-mac|sign|verify --threads N --batch B --payload BYTES --duration SECONDS [--baseline] [--json]`. It drives
+//!   generate-mac|sign|verify|derive-shared-secret --threads N --batch B --payload BYTES --duration SECONDS [--baseline] [--json]`. It drives
 //!   a fresh bootstrapped in-memory `Kms` (a key in a connected custom key store) through its
 //!   public API ([`crate::loadgen::run_kms`]); `--baseline` also runs the raw
 //!   aws-lc-rs baseline with the same threads and payload and prints the ratio.
 //!   `generate-mac` makes an HMAC_256 key in the default key store for the run, `sign` and
 //!   `verify` an ECC_NIST_P256 key (ECDSA_SHA_256; in every mode, unless `--key-id` names
-//!   one); their baseline is aws-lc-rs's HMAC or ECDSA with a key made once.
+//!   one), `derive-shared-secret` an ECC_NIST_P256 KEY_AGREEMENT key and a peer public key
+//!   (the payload is not used); their baseline is aws-lc-rs's HMAC, ECDSA or ECDH with a key
+//!   made once.
 //! * Over the socket (`--socket PATH`): `--connections C --pipeline D` with the same `--op`,
 //!   `--payload`, `--duration`; `--baseline` runs an echo of the same frame sizes over a Unix
 //!   socket with the same C and D (`crate::loadgen_socket`). `--key-id` picks the key (default:
@@ -65,6 +67,7 @@ pub(crate) fn command() -> Command {
                     "generate-mac",
                     "sign",
                     "verify",
+                    "derive-shared-secret",
                 ])
                 .help("The operation to drive"),
         )
