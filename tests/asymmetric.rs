@@ -319,7 +319,7 @@ fn signing_keys_refuse_the_symmetric_and_mac_operations_and_other_keys_refuse_si
 }
 
 #[test]
-fn create_key_wants_sign_verify_for_the_signing_specs_refuses_other_aws_usages_as_unsupported_and_a_custom_key_store_refuses_them(
+fn create_key_refuses_a_usage_aws_does_not_pair_with_the_spec_and_a_custom_key_store_refuses_asymmetric_keys(
 ) {
     let (kms, clock) = kms();
     for usage in [None, Some(KeyUsage::GenerateVerifyMac)] {
