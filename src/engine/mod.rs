@@ -113,7 +113,10 @@ fn check_number_of_bytes(n: u32) -> Result<usize> {
     Ok(n as usize)
 }
 
-fn check_len(len: usize, member: &str, bounds: (usize, usize)) -> Result<()> {
+/// `len` within `bounds` (inclusive), else AWS's `ValidationException` for `member`, worded
+/// without the value (a secret, or a blob). Also the service's check for the requests that
+/// only pass through the engine for their key (the asymmetric operations).
+pub(crate) fn check_len(len: usize, member: &str, bounds: (usize, usize)) -> Result<()> {
     if len < bounds.0 {
         return Err(KmsError::validation_of_secret(
             member,

@@ -7,9 +7,9 @@
 use super::throttle::{CryptoCost, Uses};
 use super::Kms;
 use crate::api::kms::{DeriveSharedSecretRequest, DeriveSharedSecretResponse};
-use crate::engine::Action;
+use crate::engine::{check_len, Action};
 use crate::err;
-use crate::error::{Constraint, KmsError, Result};
+use crate::error::{KmsError, Result};
 use crate::kms::keys::check_grant_tokens;
 use crate::ops::Op;
 use crate::types::limits::PUBLIC_KEY_LEN;
@@ -33,16 +33,7 @@ impl Kms {
         let algorithm = req
             .key_agreement_algorithm
             .ok_or_else(|| KmsError::required("KeyAgreementAlgorithm"))?;
-        let len = req.public_key.len();
-        if len < PUBLIC_KEY_LEN.0 || len > PUBLIC_KEY_LEN.1 {
-            let c = if len < PUBLIC_KEY_LEN.0 {
-                Constraint::MinLength(PUBLIC_KEY_LEN.0)
-            } else {
-                Constraint::MaxLength(PUBLIC_KEY_LEN.1)
-            };
-            // As AWS words a blob's length error: without the value.
-            return Err(KmsError::validation_of_secret("publicKey", c));
-        }
+        check_len(req.public_key.len(), "publicKey", PUBLIC_KEY_LEN)?;
         check_grant_tokens(&req.grant_tokens)?;
         let key = self.key_ref(&req.key_id)?;
         self.charge_crypto(&[Uses::Key(key.as_name())], CryptoCost::Plain)?;

@@ -17,9 +17,9 @@ use crate::api::kms::{
     ReEncryptResponse,
 };
 use crate::crypto::private_key::PrivateKey;
-use crate::engine::Action;
+use crate::engine::{check_len, Action};
 use crate::err;
-use crate::error::{Constraint, KmsError, Result};
+use crate::error::{KmsError, Result};
 use crate::kms::keys::check_grant_tokens;
 use crate::secret::SecretBytes;
 use crate::types::limits::{CIPHERTEXT_LEN, PLAINTEXT_LEN};
@@ -35,23 +35,6 @@ fn no_context(ctx: &EncryptionContext, member: &str) -> Result<()> {
         "{member} is not supported with asymmetric KMS keys: their encryption algorithms take \
          no encryption context"
     ))
-}
-
-/// `len` within the member's bounds, as the symmetric path checks it.
-fn check_len(len: usize, member: &str, (min, max): (usize, usize)) -> Result<()> {
-    if len < min {
-        return Err(KmsError::validation_of_secret(
-            member,
-            Constraint::MinLength(min),
-        ));
-    }
-    if len > max {
-        return Err(KmsError::validation_of_secret(
-            member,
-            Constraint::MaxLength(max),
-        ));
-    }
-    Ok(())
 }
 
 impl Kms {
