@@ -1318,6 +1318,57 @@ kmscks_result kmscks_generate_data_key_pair_without_plaintext(const kmscks_clien
                                                               kmscks_buffer *public_key);
 
 /**
+ * Encrypt with `encryption_algorithm` (AWS's spelling): as `kmscks_encrypt`, and with an RSA
+ * key and `"RSAES_OAEP_SHA_1"` or `"RSAES_OAEP_SHA_256"` the raw RSA ciphertext (no
+ * encryption context: `ctx_len` 0).
+ *
+ * # Safety
+ * As `kmscks_encrypt`; `encryption_algorithm` is NUL-terminated.
+ */
+kmscks_result kmscks_encrypt_with_algorithm(const kmscks_client *c,
+                                            const char *key_id,
+                                            const char *encryption_algorithm,
+                                            const uint8_t *pt,
+                                            size_t pt_len,
+                                            const kmscks_context_entry *ctx,
+                                            size_t ctx_len,
+                                            kmscks_buffer *ciphertext);
+
+/**
+ * Decrypt with `encryption_algorithm` (AWS's spelling) under `key_id`, which an RSA
+ * ciphertext needs (it names no key); writes the plaintext to `*plaintext`. A ciphertext that
+ * does not decrypt: `KMSCKS_INVALID_CIPHERTEXT`.
+ *
+ * # Safety
+ * `c` is a live handle; strings are NUL-terminated; `ct` is readable for `ct_len` bytes;
+ * `ctx` as in `kmscks_encrypt`; `plaintext` is valid for a write.
+ */
+kmscks_result kmscks_decrypt_with_algorithm(const kmscks_client *c,
+                                            const char *key_id,
+                                            const char *encryption_algorithm,
+                                            const uint8_t *ct,
+                                            size_t ct_len,
+                                            const kmscks_context_entry *ctx,
+                                            size_t ctx_len,
+                                            kmscks_buffer *plaintext);
+
+/**
+ * DeriveSharedSecret: writes the ECDH shared secret of the KEY_AGREEMENT key `key_id` and
+ * the peer's `public_key` (DER SubjectPublicKeyInfo of the key's curve) with
+ * `key_agreement_algorithm` (`"ECDH"`) to `*shared_secret`.
+ *
+ * # Safety
+ * `c` is a live handle; strings are NUL-terminated; `public_key` is readable for
+ * `public_key_len` bytes; `shared_secret` is valid for a write.
+ */
+kmscks_result kmscks_derive_shared_secret(const kmscks_client *c,
+                                          const char *key_id,
+                                          const char *key_agreement_algorithm,
+                                          const uint8_t *public_key,
+                                          size_t public_key_len,
+                                          kmscks_buffer *shared_secret);
+
+/**
  * Writes one page of ListKeys as JSON (`{"Keys": [{"KeyId": …, "KeyArn": …}], "Truncated":
  * …, "NextMarker": …}`) to `*json`: up to `limit` keys (0: AWS's default, 100) after
  * `marker_or_null` (the previous page's `NextMarker`).

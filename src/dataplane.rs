@@ -413,7 +413,7 @@ fn material(
 }
 
 /// Unwraps and parses the material of a default-store key that is not a symmetric
-/// encryption key (an HMAC key).
+/// encryption key (an HMAC or asymmetric key), as its usage wants it.
 fn private_key(keys: &dyn Wrapper, key: &Key) -> Result<PrivateKey> {
     let Backing::Default { wrapped } = &key.backing else {
         return Err(err!(
@@ -424,7 +424,7 @@ fn private_key(keys: &dyn Wrapper, key: &Key) -> Result<PrivateKey> {
         ));
     };
     let material = keys.unwrap_bytes(MASTER_KEY, &default_material_aad(&key.id), wrapped)?;
-    PrivateKey::parse(key.spec, material.expose())
+    PrivateKey::parse(key.spec, key.usage, material.expose())
 }
 
 /// Unwraps every material version of a default-store key that rotated.

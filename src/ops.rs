@@ -99,6 +99,7 @@ macro_rules! for_each_op {
             72 Sign(SignRequest) -> SignResponse [kms];
             73 Verify(VerifyRequest) -> VerifyResponse [kms];
             74 GetPublicKey(KeyIdRequest) -> GetPublicKeyResponse [kms];
+            75 DeriveSharedSecret(DeriveSharedSecretRequest) -> DeriveSharedSecretResponse [kms];
             // ---- Simulated CloudHSM (the CloudHSM API's and CloudHSM CLI's names)
             100 CreateCluster(CreateClusterRequest) -> ClusterResponse [cloudhsm];
             101 DescribeClusters(DescribeClustersRequest) -> DescribeClustersResponse [cloudhsm];

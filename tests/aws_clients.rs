@@ -1,8 +1,9 @@
 //! AWS's own clients against `kmscksd --http`: boto3 and the `aws` CLI walk the four steps of a
 //! custom key store (cluster with a CSR signed by the test's own CA, store, connection, key)
-//! and use the key; boto3 generates and verifies MACs with HMAC keys and signs with RSA and
-//! ECC keys (Python's `cryptography` verifying the signatures); the AWS Encryption SDK
-//! for Python encrypts and decrypts through kmscks.
+//! and use the key; boto3 generates and verifies MACs with HMAC keys, signs with RSA and ECC
+//! keys, encrypts with RSA keys and derives ECDH shared secrets (Python's `cryptography`
+//! checking each independently); the AWS Encryption SDK for Python encrypts and decrypts
+//! through kmscks.
 //!
 //! Why these beyond `tests/http.rs`: a real client holds kmscks to AWS's published service
 //! models — member names, timestamps, base64, error shapes and exception classes — where a
@@ -152,6 +153,18 @@ fn boto3_generates_data_key_pairs_whose_private_keys_cryptography_matches_to_the
     let (_d, addr) = daemon(dir.path(), &[]);
     let mut python = Command::new("python3");
     python.arg(script("boto3_key_pairs.py"));
+    run_client(python, addr, dir.path());
+}
+
+#[test]
+fn boto3_encrypts_with_rsa_keys_and_derives_shared_secrets_and_cryptography_agrees() {
+    if !python_has("boto3", "boto3") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = daemon(dir.path(), &[]);
+    let mut python = Command::new("python3");
+    python.arg(script("boto3_asymmetric_encryption.py"));
     run_client(python, addr, dir.path());
 }
 

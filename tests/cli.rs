@@ -480,6 +480,103 @@ fn a_signing_key_signs_verifies_and_gives_its_public_key_from_the_command_line()
 }
 
 #[test]
+fn rsa_encryption_and_key_agreement_keys_work_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = in_process(dir.path());
+    let create = |spec: &str, usage: &str| {
+        let m = ok(
+            &t,
+            &[
+                "kms",
+                "create-key",
+                "--key-spec",
+                spec,
+                "--key-usage",
+                usage,
+            ],
+        );
+        m["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned()
+    };
+    let rsa = create("RSA_2048", "ENCRYPT_DECRYPT");
+    let alg = [
+        "--key-id",
+        &rsa,
+        "--encryption-algorithm",
+        "RSAES_OAEP_SHA_256",
+    ];
+    let plain = STANDARD.encode(b"for rsa");
+    let sealed = ok(
+        &t,
+        &[&["kms", "encrypt"][..], &alg, &["--plaintext", &plain]].concat(),
+    );
+    assert_eq!(sealed["EncryptionAlgorithm"], "RSAES_OAEP_SHA_256");
+    let blob = sealed["CiphertextBlob"].as_str().unwrap();
+    let opened = ok(
+        &t,
+        &[&["kms", "decrypt"][..], &alg, &["--ciphertext-blob", blob]].concat(),
+    );
+    assert_eq!(opened["Plaintext"], plain.as_str());
+    fails(
+        &t,
+        &[
+            "kms",
+            "decrypt",
+            "--ciphertext-blob",
+            blob,
+            "--encryption-algorithm",
+            "RSAES_OAEP_SHA_256",
+        ],
+        "ValidationException",
+        "Decrypt",
+    );
+
+    let (a, b) = (
+        create("ECC_NIST_P256", "KEY_AGREEMENT"),
+        create("ECC_NIST_P256", "KEY_AGREEMENT"),
+    );
+    let der = |key: &str| {
+        let p = ok(&t, &["kms", "get-public-key", "--key-id", key]);
+        assert_eq!(p["KeyAgreementAlgorithms"], serde_json::json!(["ECDH"]));
+        let path = dir.path().join(format!("{key}.der"));
+        let bytes = STANDARD.decode(p["PublicKey"].as_str().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        format!("fileb://{}", path.display())
+    };
+    let (der_a, der_b) = (der(&a), der(&b));
+    let derive = |key: &str, peer: &str| {
+        let args = ["--key-id", key, "--key-agreement-algorithm", "ECDH"];
+        let out = ok(
+            &t,
+            &[
+                &["kms", "derive-shared-secret"][..],
+                &args,
+                &["--public-key", peer],
+            ]
+            .concat(),
+        );
+        assert_eq!(out["KeyOrigin"], "AWS_KMS");
+        out["SharedSecret"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(derive(&a, &der_b), derive(&b, &der_a));
+    fails(
+        &t,
+        &[
+            "kms",
+            "derive-shared-secret",
+            "--key-id",
+            &a,
+            "--key-agreement-algorithm",
+            "ECDH",
+            "--public-key",
+            "AAAA",
+            "--dry-run",
+        ],
+        "ValidationException",
+        "DeriveSharedSecret",
+    );
+}
+
+#[test]
 fn a_data_key_pair_from_the_command_line_decrypts_back_to_its_private_key() {
     let dir = tempfile::tempdir().unwrap();
     let t = in_process(dir.path());

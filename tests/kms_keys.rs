@@ -1586,22 +1586,14 @@ fn refused_operations_for_custom_key_store_keys() {
             UpdatePrimaryRegion,
             ErrorKind::UnsupportedOperationException,
         ),
-        (DeriveSharedSecret, ErrorKind::InvalidKeyUsageException),
     ];
     for (op, kind) in table {
-        // Operations that take an alias in AWS (data-plane style); the rest take id or ARN.
-        let alias_ok = matches!(op, DeriveSharedSecret);
-        let forms: &[&str] = if alias_ok {
-            &[key_id.as_str(), arn.as_str(), "alias/store-key"]
-        } else {
-            &[key_id.as_str(), arn.as_str()]
-        };
-        if !alias_ok {
-            for by in ["alias/store-key", &kms.scope().alias_arn("alias/store-key")] {
-                assert_aws(kms.refused(op, &key_req(by)), ErrorKind::NotFoundException);
-            }
+        // Both take a key id or key ARN only, as AWS's management operations do.
+        for by in ["alias/store-key", &kms.scope().alias_arn("alias/store-key")] {
+            assert_aws(kms.refused(op, &key_req(by)), ErrorKind::NotFoundException);
         }
-        for &by in forms {
+        let forms = [key_id.as_str(), arn.as_str()];
+        for by in forms {
             match kms.refused(op, &key_req(by)) {
                 Err(e) if e.kind() == kind => assert!(e.message().contains(&arn), "{op:?}: {e}"),
                 other => panic!(
@@ -1610,6 +1602,17 @@ fn refused_operations_for_custom_key_store_keys() {
                 ),
             }
         }
+    }
+    // DeriveSharedSecret, which kmscks performs, refuses the store's key (not KEY_AGREEMENT).
+    for by in [key_id.as_str(), arn.as_str(), "alias/store-key"] {
+        let r = kms.derive_shared_secret(&DeriveSharedSecretRequest {
+            key_id: by.to_owned(),
+            key_agreement_algorithm: Some(kmscks::types::KeyAgreementAlgorithm::Ecdh),
+            public_key: vec![0x30],
+            ..Default::default()
+        });
+        let e = assert_aws(r, ErrorKind::InvalidKeyUsageException);
+        assert!(e.message().contains(&arn), "{e}");
     }
     // The automatic rotation operations refuse the store's key as AWS does (tests/rotation.rs
     // has them on default-store keys).
@@ -1639,10 +1642,6 @@ fn refused_operations_for_custom_key_store_keys() {
         !kms.get_key_rotation_status(&key_req(&plain))
             .unwrap()
             .key_rotation_enabled
-    );
-    assert_aws(
-        kms.refused(DeriveSharedSecret, &key_req(&plain)),
-        ErrorKind::InvalidKeyUsageException,
     );
     assert_aws(
         kms.refused(

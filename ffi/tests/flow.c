@@ -133,6 +133,50 @@ static void macs_and_signatures(const kmscks_client *c) {
     kmscks_string_free(ec);
 }
 
+/* RSA encryption and ECDH key agreement: an RSA ciphertext round trip naming the algorithm,
+   the context refused, and two agreement keys deriving one secret from each other's public
+   key. */
+static void rsa_encryption_and_key_agreement(const kmscks_client *c) {
+    char *rsa = NULL, *a = NULL, *b = NULL;
+    kmscks_buffer ct = {0}, pt = {0}, pub_a = {0}, pub_b = {0}, ab = {0}, ba = {0};
+    CHECK_OK(kmscks_create_key_of_spec(c, "RSA_2048", "ENCRYPT_DECRYPT", &rsa));
+    CHECK_OK(kmscks_encrypt_with_algorithm(c, rsa, "RSAES_OAEP_SHA_256", MESSAGE, sizeof MESSAGE,
+                                           NULL, 0, &ct));
+    CHECK(ct.len == 256);
+    CHECK_OK(kmscks_decrypt_with_algorithm(c, rsa, "RSAES_OAEP_SHA_256", ct.data, ct.len, NULL, 0,
+                                           &pt));
+    CHECK(pt.len == sizeof MESSAGE && memcmp(pt.data, MESSAGE, pt.len) == 0);
+    kmscks_buffer_free(&pt);
+    CHECK_CODE(kmscks_decrypt_with_algorithm(c, rsa, "RSAES_OAEP_SHA_1", ct.data, ct.len, NULL, 0,
+                                             &pt),
+               KMSCKS_INVALID_CIPHERTEXT);
+    CHECK_CODE(kmscks_encrypt_with_algorithm(c, rsa, "RSAES_OAEP_SHA_256", MESSAGE,
+                                             sizeof MESSAGE, CTX, CTX_LEN, &pt),
+               KMSCKS_VALIDATION);
+    CHECK_CODE(kmscks_encrypt_with_algorithm(c, rsa, "RSA_MAYBE", MESSAGE, sizeof MESSAGE, NULL,
+                                             0, &pt),
+               KMSCKS_INVALID_ARGUMENT);
+    CHECK_OK(kmscks_create_key_of_spec(c, "ECC_NIST_P256", "KEY_AGREEMENT", &a));
+    CHECK_OK(kmscks_create_key_of_spec(c, "ECC_NIST_P256", "KEY_AGREEMENT", &b));
+    CHECK_OK(kmscks_get_public_key(c, a, &pub_a));
+    CHECK_OK(kmscks_get_public_key(c, b, &pub_b));
+    CHECK_OK(kmscks_derive_shared_secret(c, a, "ECDH", pub_b.data, pub_b.len, &ab));
+    CHECK_OK(kmscks_derive_shared_secret(c, b, "ECDH", pub_a.data, pub_a.len, &ba));
+    CHECK(ab.len == 32 && ba.len == 32 && memcmp(ab.data, ba.data, 32) == 0);
+    CHECK_CODE(kmscks_derive_shared_secret(c, a, "ECDH", MESSAGE, sizeof MESSAGE, &ba),
+               KMSCKS_VALIDATION);
+    CHECK_CODE(kmscks_derive_shared_secret(c, rsa, "ECDH", pub_b.data, pub_b.len, &ba),
+               KMSCKS_INVALID_KEY_USAGE);
+    kmscks_buffer_free(&ct);
+    kmscks_buffer_free(&pub_a);
+    kmscks_buffer_free(&pub_b);
+    kmscks_buffer_free(&ab);
+    kmscks_buffer_free(&ba);
+    kmscks_string_free(rsa);
+    kmscks_string_free(a);
+    kmscks_string_free(b);
+}
+
 /* Data key pairs: the private key comes back in the clear and sealed under a default-store
    key (kmscks_decrypt opens it with the same context); a custom key store key refuses. */
 static void data_key_pairs(const kmscks_client *c, const char *default_key, const char *store_key) {
@@ -474,6 +518,7 @@ int main(int argc, char **argv) {
     random_bytes(c, store_id);
     macs_and_signatures(c);
     data_key_pairs(c, default_key, store_key);
+    rsa_encryption_and_key_agreement(c);
     batches(c, store_key, default_key);
     aliases_and_tags(c, store_key);
     key_lifecycle(c, default_key);

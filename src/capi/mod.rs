@@ -54,6 +54,8 @@ mod crypto;
 mod asym;
 // Data key pairs.
 mod key_pair;
+// RSA encryption and key agreement.
+mod asym_crypto;
 // JSON answers.
 mod json;
 // Enums.

@@ -1,15 +1,19 @@
-//! The keys of the default key store that are not symmetric encryption keys — HMAC keys and
-//! signing keys — from their stored material to the aws-lc-rs key object that serves requests.
+//! The keys of the default key store that are not symmetric encryption keys — HMAC keys,
+//! signing keys, RSA encryption keys and key agreement keys — from their stored material to
+//! the aws-lc-rs key object that serves requests.
 //!
 //! The control plane stores such a key's material wrapped like any other (raw HMAC key bytes,
-//! as long as the spec says; PKCS#8 DER for a signing key). The data plane parses it once,
-//! when the key is placed on the engine's shards, into a [`PrivateKey`]; a request then costs
-//! the MAC or signature alone, with no parsing and no randomness drawn beyond the algorithm's.
+//! as long as the spec says; PKCS#8 DER for an asymmetric key, whatever its usage). The data
+//! plane parses it once, when the key is placed on the engine's shards, into a [`PrivateKey`]
+//! of the key's spec and usage; a request then costs the cryptography alone, with no parsing
+//! and no randomness drawn beyond the algorithm's.
 
 use std::fmt;
 
 use aws_lc_rs::hmac;
 
+use crate::crypto::agreement::{is_agreement_spec, AgreementKey};
+use crate::crypto::rsa_encryption::{is_rsa_encryption_spec, DecryptingKey};
 use crate::crypto::signing::{generate_pkcs8, is_signing_spec, SigningKey};
 use crate::err;
 use crate::error::{KmsError, Result};
@@ -30,6 +34,10 @@ pub enum PrivateKey {
     },
     /// A signing key (KeyUsage SIGN_VERIFY).
     Signing(SigningKey),
+    /// An RSA key for encryption (KeyUsage ENCRYPT_DECRYPT).
+    Decrypting(DecryptingKey),
+    /// An ECC key for DeriveSharedSecret (KeyUsage KEY_AGREEMENT).
+    Agreement(AgreementKey),
 }
 
 impl fmt::Debug for PrivateKey {
@@ -37,6 +45,10 @@ impl fmt::Debug for PrivateKey {
         match self {
             PrivateKey::Hmac { algorithm, .. } => write!(f, "PrivateKey::Hmac({algorithm}, <redacted>)"),
             PrivateKey::Signing(k) => write!(f, "PrivateKey::Signing({}, <redacted>)", k.spec()),
+            PrivateKey::Decrypting(k) => {
+                write!(f, "PrivateKey::Decrypting({}, <redacted>)", k.spec())
+            }
+            PrivateKey::Agreement(k) => write!(f, "PrivateKey::Agreement({}, <redacted>)", k.spec()),
         }
     }
 }
@@ -64,14 +76,20 @@ pub const fn usages(spec: KeySpec) -> &'static [KeyUsage] {
         KeySpec::Hmac224 | KeySpec::Hmac256 | KeySpec::Hmac384 | KeySpec::Hmac512 => {
             &[KeyUsage::GenerateVerifyMac]
         }
-        // AWS also allows ENCRYPT_DECRYPT for RSA and KEY_AGREEMENT for the NIST curves;
-        // kmscks makes SIGN_VERIFY keys of them only.
-        _ if is_signing_spec(spec) => &[KeyUsage::SignVerify],
+        // AWS's own lists (`KeySpec::aws_usages`) for the specs kmscks makes.
+        KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
+            &[KeyUsage::EncryptDecrypt, KeyUsage::SignVerify]
+        }
+        KeySpec::EccNistP256 | KeySpec::EccNistP384 | KeySpec::EccNistP521 => {
+            &[KeyUsage::SignVerify, KeyUsage::KeyAgreement]
+        }
+        KeySpec::EccSecgP256k1 => &[KeyUsage::SignVerify],
         _ => &[],
     }
 }
 
-/// Fresh material for a new key of `spec` (a [`is_private_spec`] spec): the HMAC key bytes.
+/// Fresh material for a new key of `spec` (a [`is_private_spec`] spec): the HMAC key bytes,
+/// or PKCS#8 DER for an asymmetric key (one format for every usage of the spec).
 pub fn generate_material(spec: KeySpec) -> Result<SecretBytes> {
     if is_signing_spec(spec) {
         return generate_pkcs8(spec);
@@ -89,19 +107,32 @@ pub fn generate_material(spec: KeySpec) -> Result<SecretBytes> {
 }
 
 impl PrivateKey {
-    /// Parses stored material of a key of `spec`.
-    pub fn parse(spec: KeySpec, material: &[u8]) -> Result<PrivateKey> {
-        if is_signing_spec(spec) {
-            return SigningKey::parse(spec, material).map(PrivateKey::Signing);
+    /// Parses stored material of a key of `spec` made for `usage`.
+    pub fn parse(spec: KeySpec, usage: KeyUsage, material: &[u8]) -> Result<PrivateKey> {
+        match usage {
+            KeyUsage::SignVerify if is_signing_spec(spec) => {
+                return SigningKey::parse(spec, material).map(PrivateKey::Signing)
+            }
+            KeyUsage::EncryptDecrypt if is_rsa_encryption_spec(spec) => {
+                return DecryptingKey::parse(spec, material).map(PrivateKey::Decrypting)
+            }
+            KeyUsage::KeyAgreement if is_agreement_spec(spec) => {
+                return AgreementKey::parse(spec, material).map(PrivateKey::Agreement)
+            }
+            _ => {}
         }
         match (spec.mac_algorithm(), spec.hmac_key_len()) {
-            (Some(algorithm), Some(len)) if material.len() == len => Ok(PrivateKey::Hmac {
+            (Some(algorithm), Some(len))
+                if material.len() == len && usage == KeyUsage::GenerateVerifyMac =>
+            {
+                Ok(PrivateKey::Hmac {
                 algorithm,
-                key: hmac::Key::new(hmac_algorithm(algorithm), material),
-            }),
+                    key: hmac::Key::new(hmac_algorithm(algorithm), material),
+                })
+            }
             _ => Err(err!(
                 KMSInternalException,
-                "stored material of {} bytes is not a {spec} key",
+                "stored material of {} bytes is not a {spec} {usage} key",
                 material.len()
             )),
         }
@@ -120,15 +151,35 @@ impl PrivateKey {
                 "{arn} key spec is {} which is not valid for MacAlgorithm {algorithm}.",
                 self.spec()
             )),
-            PrivateKey::Signing(_) => Err(self.wrong_usage(arn, "this operation")),
+            _ => Err(self.wrong_usage(arn, "this operation")),
         }
     }
 
-    /// The signing key, or AWS's `InvalidKeyUsageException` for an HMAC key.
-    pub fn signing_key(&self, arn: &str) -> Result<&SigningKey> {
+    /// The RSA encryption key, or AWS's `InvalidKeyUsageException` naming `op` for a key of
+    /// another usage.
+    pub fn decrypting(&self, arn: &str, op: &str) -> Result<&DecryptingKey> {
         match self {
-            PrivateKey::Signing(k) => Ok(k),
-            PrivateKey::Hmac { .. } => Err(self.wrong_usage(arn, "this operation")),
+            PrivateKey::Decrypting(k) => Ok(k),
+            _ => Err(self.wrong_usage(arn, op)),
+        }
+    }
+
+    /// The key agreement key, or AWS's `InvalidKeyUsageException` naming `op` for a key of
+    /// another usage.
+    pub fn agreement(&self, arn: &str, op: &str) -> Result<&AgreementKey> {
+        match self {
+            PrivateKey::Agreement(k) => Ok(k),
+            _ => Err(self.wrong_usage(arn, op)),
+        }
+    }
+
+    /// The public key (DER SubjectPublicKeyInfo) of an asymmetric key; None for an HMAC key.
+    pub fn public_der(&self) -> Option<&[u8]> {
+        match self {
+            PrivateKey::Hmac { .. } => None,
+            PrivateKey::Signing(k) => Some(k.public_der()),
+            PrivateKey::Decrypting(k) => Some(k.public_der()),
+            PrivateKey::Agreement(k) => Some(k.public_der()),
         }
     }
 
@@ -146,6 +197,8 @@ impl PrivateKey {
         match self {
             PrivateKey::Hmac { .. } => KeyUsage::GenerateVerifyMac,
             PrivateKey::Signing(_) => KeyUsage::SignVerify,
+            PrivateKey::Decrypting(_) => KeyUsage::EncryptDecrypt,
+            PrivateKey::Agreement(_) => KeyUsage::KeyAgreement,
         }
     }
 
@@ -159,6 +212,8 @@ impl PrivateKey {
                 MacAlgorithm::HmacSha512 => KeySpec::Hmac512,
             },
             PrivateKey::Signing(k) => k.spec(),
+            PrivateKey::Decrypting(k) => k.spec(),
+            PrivateKey::Agreement(k) => k.spec(),
         }
     }
 }
@@ -172,7 +227,7 @@ mod tests {
         for &spec in KeySpec::ALL.iter().filter(|s| s.mac_algorithm().is_some()) {
             let material = generate_material(spec).unwrap();
             assert_eq!(Some(material.len()), spec.hmac_key_len());
-            let key = PrivateKey::parse(spec, material.expose()).unwrap();
+            let key = PrivateKey::parse(spec, KeyUsage::GenerateVerifyMac, material.expose()).unwrap();
             assert_eq!(key.spec(), spec);
             assert_eq!(key.usage(), KeyUsage::GenerateVerifyMac);
             assert_eq!(usages(spec), &[KeyUsage::GenerateVerifyMac]);
@@ -183,7 +238,8 @@ mod tests {
     #[test]
     fn an_hmac_key_serves_its_own_algorithm_only() {
         let spec = KeySpec::Hmac256;
-        let key = PrivateKey::parse(spec, generate_material(spec).unwrap().expose()).unwrap();
+        let material = generate_material(spec).unwrap();
+        let key = PrivateKey::parse(spec, KeyUsage::GenerateVerifyMac, material.expose()).unwrap();
         assert!(key
             .hmac_key(MacAlgorithm::HmacSha256, "arn")
             .is_ok());
@@ -195,8 +251,29 @@ mod tests {
 
     #[test]
     fn material_of_the_wrong_length_is_refused() {
-        assert!(PrivateKey::parse(KeySpec::Hmac256, &[0u8; 31]).is_err());
-        assert!(PrivateKey::parse(KeySpec::SymmetricDefault, &[0u8; 32]).is_err());
+        let mac = KeyUsage::GenerateVerifyMac;
+        assert!(PrivateKey::parse(KeySpec::Hmac256, mac, &[0u8; 31]).is_err());
+        assert!(PrivateKey::parse(KeySpec::SymmetricDefault, mac, &[0u8; 32]).is_err());
+        assert!(PrivateKey::parse(KeySpec::Hmac256, KeyUsage::SignVerify, &[0u8; 32]).is_err());
         assert!(generate_material(KeySpec::SymmetricDefault).is_err());
+    }
+
+    #[test]
+    fn one_pkcs8_material_parses_into_the_key_type_of_each_usage_its_spec_allows() {
+        for spec in [KeySpec::Rsa2048, KeySpec::EccNistP256, KeySpec::EccNistP521] {
+            let material = generate_material(spec).unwrap();
+            for &usage in spec.aws_usages() {
+                let key = PrivateKey::parse(spec, usage, material.expose()).unwrap();
+                assert_eq!((key.spec(), key.usage()), (spec, usage));
+                assert!(key.public_der().is_some_and(|d| d[0] == 0x30));
+                assert!(format!("{key:?}").contains("<redacted>"));
+            }
+        }
+        for spec in [KeySpec::Rsa2048, KeySpec::EccNistP384, KeySpec::EccSecgP256k1] {
+            assert_eq!(usages(spec), spec.aws_usages());
+        }
+        let material = generate_material(KeySpec::EccSecgP256k1).unwrap();
+        let e = PrivateKey::parse(KeySpec::EccSecgP256k1, KeyUsage::KeyAgreement, material.expose());
+        assert!(e.is_err());
     }
 }

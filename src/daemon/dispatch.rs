@@ -167,8 +167,10 @@ fn data_key_bytes(number_of_bytes: Option<u32>) -> usize {
 }
 
 /// The kind of a collected request and an upper estimate of its reply bytes; None when it is
-/// not batchable.
+/// not batchable (an Encrypt or Decrypt with an asymmetric algorithm is not: the batch calls
+/// serve symmetric keys).
 fn kind_of(item: &Item<'_>) -> Option<(Kind, usize)> {
+    let symmetric = EncryptionAlgorithm::is_symmetric;
     let (kind, payload) = match item {
         Item::Hot(HotRequest::Encrypt(r)) => (Kind::Encrypt, r.plaintext.len()),
         Item::Hot(HotRequest::Decrypt(r)) => (Kind::Decrypt, r.ciphertext_blob.len()),
@@ -177,8 +179,12 @@ fn kind_of(item: &Item<'_>) -> Option<(Kind, usize)> {
             Kind::DataKeyWithoutPlaintext,
             2 * data_key_bytes(r.number_of_bytes),
         ),
-        Item::Owned(Request::Encrypt(r)) => (Kind::Encrypt, r.plaintext.len()),
-        Item::Owned(Request::Decrypt(r)) => (Kind::Decrypt, r.ciphertext_blob.len()),
+        Item::Owned(Request::Encrypt(r)) if symmetric(r.encryption_algorithm) => {
+            (Kind::Encrypt, r.plaintext.len())
+        }
+        Item::Owned(Request::Decrypt(r)) if symmetric(r.encryption_algorithm) => {
+            (Kind::Decrypt, r.ciphertext_blob.len())
+        }
         Item::Owned(Request::GenerateDataKey(r)) => {
             (Kind::DataKey, 2 * data_key_bytes(r.number_of_bytes))
         }

@@ -113,7 +113,10 @@ fn check_number_of_bytes(n: u32) -> Result<usize> {
     Ok(n as usize)
 }
 
-fn check_len(len: usize, member: &str, bounds: (usize, usize)) -> Result<()> {
+/// `len` within `bounds` (inclusive), else AWS's `ValidationException` for `member`, worded
+/// without the value (a secret, or a blob). Also the service's check for the requests that
+/// only pass through the engine for their key (the asymmetric operations).
+pub(crate) fn check_len(len: usize, member: &str, bounds: (usize, usize)) -> Result<()> {
     if len < bounds.0 {
         return Err(KmsError::validation_of_secret(
             member,
@@ -337,12 +340,25 @@ impl Engine {
         plaintext: &[u8],
         context: &EncryptionContext,
     ) -> Result<EncryptOutput> {
+        self.encrypt_as(principal, key, plaintext, context, Action::Encrypt)
+    }
+
+    /// [`Engine::encrypt`] checked against `action` (`ReEncryptTo` for the destination half
+    /// of a ReEncrypt whose source is an asymmetric key).
+    pub fn encrypt_as(
+        &self,
+        principal: &str,
+        key: &KeyRef,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+        action: Action,
+    ) -> Result<EncryptOutput> {
         check_len(plaintext.len(), "plaintext", PLAINTEXT_LEN)?;
         let req = Req::Encrypt {
             key: key.as_name(),
             plaintext: Cow::Borrowed(plaintext),
             ctx: Cow::Borrowed(context),
-            action: Action::Encrypt,
+            action,
         };
         let out = to_encrypt(self.inner.dispatch_one(principal, &req));
         latency::pay();
@@ -382,12 +398,25 @@ impl Engine {
         context: &EncryptionContext,
         key: Option<&KeyRef>,
     ) -> Result<DecryptOutput> {
+        self.decrypt_as(principal, ciphertext, context, key, Action::Decrypt)
+    }
+
+    /// [`Engine::decrypt`] checked against `action` (`ReEncryptFrom` for the source half of
+    /// a ReEncrypt whose destination is an asymmetric key).
+    pub fn decrypt_as(
+        &self,
+        principal: &str,
+        ciphertext: &[u8],
+        context: &EncryptionContext,
+        key: Option<&KeyRef>,
+        action: Action,
+    ) -> Result<DecryptOutput> {
         check_len(ciphertext.len(), "ciphertextBlob", CIPHERTEXT_LEN)?;
         let req = Req::Decrypt {
             blob: Cow::Borrowed(ciphertext),
             ctx: Cow::Borrowed(context),
             key: key.map(KeyRef::as_name),
-            action: Action::Decrypt,
+            action,
         };
         let out = to_decrypt(self.inner.dispatch_one(principal, &req));
         latency::pay();
@@ -590,11 +619,40 @@ impl Engine {
         }
     }
 
-    /// GetPublicKey: the signing key `key` (its public key and spec) and its ARN.
+    /// GetPublicKey: the asymmetric key `key` (its public key, spec and usage) and its ARN;
+    /// `UnsupportedOperationException` for a symmetric or HMAC key.
     pub fn public_key(&self, principal: &str, key: &KeyRef) -> Result<(Arc<PrivateKey>, Arc<str>)> {
-        let req = Req::PublicKey { key: key.as_name() };
+        let (private, arn) = self.private_key(principal, key, Action::GetPublicKey)?;
+        match private {
+            Some(p) if p.public_der().is_some() => Ok((p, arn)),
+            Some(p) => Err(err!(
+                UnsupportedOperationException,
+                "{arn} key spec is {} which is not valid for GetPublicKey.",
+                p.spec()
+            )),
+            None => Err(err!(
+                UnsupportedOperationException,
+                "{arn} key spec is SYMMETRIC_DEFAULT which is not valid for GetPublicKey."
+            )),
+        }
+    }
+
+    /// The parsed key of `key` (None for a symmetric key) and its ARN, once the key is
+    /// usable and `principal` may perform `action` with it: the asymmetric operations
+    /// (Encrypt, Decrypt and ReEncrypt with an RSA algorithm, DeriveSharedSecret) run their
+    /// cryptography with it on the caller's thread, outside the shard's lock.
+    pub fn private_key(
+        &self,
+        principal: &str,
+        key: &KeyRef,
+        action: Action,
+    ) -> Result<(Option<Arc<PrivateKey>>, Arc<str>)> {
+        let req = Req::Private {
+            key: key.as_name(),
+            action,
+        };
         match self.inner.dispatch_one(principal, &req)?.settle() {
-            Resp::PublicKey(k, key_arn) => Ok((k, key_arn)),
+            Resp::Private(k, key_arn) => Ok((k, key_arn)),
             _ => Err(internal_mismatch()),
         }
     }

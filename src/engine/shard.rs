@@ -68,8 +68,9 @@ pub(crate) enum Req<'a> {
         algorithm: SigningAlgorithm,
         signature: Option<Cow<'a, [u8]>>,
     },
-    /// GetPublicKey.
-    PublicKey { key: KeyName<'a> },
+    /// The parsed key of an asymmetric operation, admitted for `action` (see
+    /// `ShardState::private_key`).
+    Private { key: KeyName<'a>, action: Action },
     /// GenerateMac (`mac` None) or VerifyMac (`mac` the MAC to verify).
     Mac {
         key: KeyName<'a>,
@@ -148,8 +149,9 @@ impl Req<'_> {
                 algorithm: *algorithm,
                 signature: signature.as_deref().map(own),
             },
-            Req::PublicKey { key } => Req::PublicKey {
+            Req::Private { key, action } => Req::Private {
                 key: key.to_static(),
+                action: *action,
             },
         }
     }
@@ -195,8 +197,8 @@ pub(crate) enum Resp {
     Signature(Vec<u8>, Arc<str>),
     /// A signature verified (Verify).
     SignatureValid(Arc<str>),
-    /// A signing key, for its public key (GetPublicKey).
-    PublicKey(Arc<PrivateKey>, Arc<str>),
+    /// The parsed key of an asymmetric operation (None: the key has none, it is symmetric).
+    Private(Option<Arc<PrivateKey>>, Arc<str>),
     /// An answer served by a slow HSM, and the latency it owes (paid on the caller's thread:
     /// see `engine::latency`). Boxed: only slow HSMs pay for it.
     Slowed(Box<Resp>, Duration),
@@ -229,7 +231,7 @@ impl Resp {
             | Resp::MacValid(_)
             | Resp::Signature(..)
             | Resp::SignatureValid(_)
-            | Resp::PublicKey(..)) => r,
+            | Resp::Private(..)) => r,
         }
     }
 }
@@ -578,7 +580,7 @@ impl ShardState {
             | Req::DataKey { key, .. }
             | Req::Mac { key, .. }
             | Req::Sign { key, .. }
-            | Req::PublicKey { key } => self.resolve(key).ok(),
+            | Req::Private { key, .. } => self.resolve(key).ok(),
             Req::Decrypt { blob, .. } => blob::parse(blob).ok().map(|v| v.key_id),
             Req::Random { fleet: None, .. } => return self.all_mask(),
             Req::Random {
@@ -600,12 +602,16 @@ impl ShardState {
     fn not_here(&self, id: &KeyId) -> Step {
         if let Some(private) = self.private.get(id) {
             // Not a symmetric encryption key: it has no material for the symmetric operations.
-            return Step::Done(Err(err!(
-                InvalidKeyUsageException,
-                "{} key usage is {} which is not valid for this operation.",
-                self.scope.key_arn(id),
-                private.usage()
-            )));
+            let arn = self.scope.key_arn(id);
+            return Step::Done(Err(match &**private {
+                PrivateKey::Decrypting(k) => err!(
+                    InvalidKeyUsageException,
+                    "{arn} key spec is {} which is not valid for this operation with \
+                     EncryptionAlgorithm SYMMETRIC_DEFAULT.",
+                    k.spec()
+                ),
+                p => p.wrong_usage(&arn, "this operation"),
+            }));
         }
         let m = self.key_mask(id) & !bit(self.idx);
         if m == 0 {
@@ -688,7 +694,9 @@ impl ShardState {
                 signature.as_deref(),
                 memo,
             )),
-            Req::PublicKey { key } => Step::Done(self.public_key(principal, key, memo)),
+            Req::Private { key, action } => {
+                Step::Done(self.private_key(principal, key, *action, memo))
+            }
         }
     }
 
@@ -733,26 +741,19 @@ impl ShardState {
         }
     }
 
-    /// GetPublicKey: the signing key itself (the service reads its public key and spec).
-    fn public_key<'r>(
+    /// The parsed key of `key` once the caller may perform `action` with it (None for a key
+    /// that has none: a symmetric key). The caller runs the cryptography on its own thread,
+    /// outside this shard's lock: an RSA private operation takes milliseconds, which the
+    /// symmetric requests queued on the shard must not wait for.
+    fn private_key<'r>(
         &mut self,
         principal: &str,
         key: &'r KeyName<'_>,
+        action: Action,
         memo: &mut Memo<'r>,
     ) -> Result<Resp> {
-        let (id, arn) = self.admit_ref(key, principal, Action::GetPublicKey, &NO_CONTEXT, memo)?;
-        match self.private.get(&id) {
-            Some(p) if matches!(**p, PrivateKey::Signing(_)) => Ok(Resp::PublicKey(p.clone(), arn)),
-            Some(p) => Err(err!(
-                UnsupportedOperationException,
-                "{arn} key spec is {} which is not valid for GetPublicKey.",
-                p.spec()
-            )),
-            None => Err(err!(
-                UnsupportedOperationException,
-                "{arn} key spec is SYMMETRIC_DEFAULT which is not valid for GetPublicKey."
-            )),
-        }
+        let (id, arn) = self.admit_ref(key, principal, action, &NO_CONTEXT, memo)?;
+        Ok(Resp::Private(self.private.get(&id).cloned(), arn))
     }
 
     /// GenerateMac (`mac` None) or VerifyMac: any shard serves an HMAC key (its key object is

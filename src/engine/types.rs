@@ -127,6 +127,8 @@ pub enum Action {
     GenerateDataKeyPair,
     /// `kms:GenerateDataKeyPairWithoutPlaintext`.
     GenerateDataKeyPairWithoutPlaintext,
+    /// `kms:DeriveSharedSecret`.
+    DeriveSharedSecret,
 }
 
 impl Action {
@@ -146,6 +148,7 @@ impl Action {
         Action::GetPublicKey,
         Action::GenerateDataKeyPair,
         Action::GenerateDataKeyPairWithoutPlaintext,
+        Action::DeriveSharedSecret,
     ];
 
     /// The IAM action name, e.g. `kms:Encrypt`.
@@ -167,6 +170,7 @@ impl Action {
             Action::GenerateDataKeyPairWithoutPlaintext => {
                 "kms:GenerateDataKeyPairWithoutPlaintext"
             }
+            Action::DeriveSharedSecret => "kms:DeriveSharedSecret",
         }
     }
 

@@ -149,7 +149,11 @@ pub fn metadata(state: &KmsState, scope: &Scope, key: &Key) -> KeyMetadata {
         customer_master_key_spec: key.spec,
         key_spec: key.spec,
         encryption_algorithms: match key.usage {
-            KeyUsage::EncryptDecrypt => vec![EncryptionAlgorithm::SymmetricDefault],
+            KeyUsage::EncryptDecrypt => key.spec.encryption_algorithms().to_vec(),
+            _ => Vec::new(),
+        },
+        key_agreement_algorithms: match key.usage {
+            KeyUsage::KeyAgreement => key.spec.key_agreement_algorithms().to_vec(),
             _ => Vec::new(),
         },
         mac_algorithms: key.spec.mac_algorithm().into_iter().collect(),
@@ -225,7 +229,7 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
         let only = if in_store {
             "only SYMMETRIC_DEFAULT keys are"
         } else {
-            "only SYMMETRIC_DEFAULT, HMAC, RSA and ECC signing keys are"
+            "only SYMMETRIC_DEFAULT, HMAC, RSA and ECC keys are"
         };
         return Err(err!(
             UnsupportedOperationException,

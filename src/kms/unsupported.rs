@@ -4,26 +4,18 @@
 use crate::api::kms::{KeyIdRequest, Refused};
 use crate::err;
 use crate::error::Result;
-use crate::kms::keys::{authorize, resolve, resolve_id};
+use crate::kms::keys::{authorize, resolve_id};
 use crate::kms::tx::Tx;
 
 /// Answers a refused operation on a key with AWS's exception.
 pub fn refuse(tx: &Tx<'_>, op: Refused, req: &KeyIdRequest) -> Result<()> {
-    // Replication takes a key id or key ARN only, as AWS's management operations do; the
-    // data-plane style operations also take an alias.
-    let key = match op {
-        Refused::ReplicateKey | Refused::UpdatePrimaryRegion => resolve_id(tx.state, tx.scope, &req.key_id)?,
-        _ => resolve(tx.state, tx.scope, &req.key_id)?,
-    };
+    // The refused operations are the multi-Region ones, which take a key id or key ARN only,
+    // as AWS's management operations do.
+    let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
     let name = op.name();
     authorize(tx, key, op.action())?;
     let arn = tx.scope.key_arn(&key.id);
     match op {
-        Refused::DeriveSharedSecret => Err(err!(
-            InvalidKeyUsageException,
-            "{arn} key usage is {} which is not valid for {name}.",
-            key.usage
-        )),
         // kmscks makes single-Region keys only (CreateKey refuses MultiRegion), and AWS refuses
         // both operations for a single-Region key.
         Refused::ReplicateKey | Refused::UpdatePrimaryRegion => Err(err!(

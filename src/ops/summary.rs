@@ -92,6 +92,9 @@ impl Op {
             Op::Sign => "Signs a message or its digest with an asymmetric KMS key",
             Op::Verify => "Verifies a signature made with an asymmetric KMS key",
             Op::GetPublicKey => "Returns the public key of an asymmetric KMS key (DER SubjectPublicKeyInfo)",
+            Op::DeriveSharedSecret => {
+                "Derives the ECDH shared secret of a key agreement KMS key and a public key"
+            }
             Op::CreateCluster => "Creates a CloudHSM cluster, empty or restored from a backup",
             Op::DescribeClusters => "Describes CloudHSM clusters, their HSMs and certificates",
             Op::DeleteCluster => "Deletes a CloudHSM cluster that has no HSMs",

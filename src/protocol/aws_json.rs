@@ -587,13 +587,13 @@ mod tests {
         let back = decode_request(operation(&target).unwrap(), &body).unwrap();
         assert!(matches!(back, Request::Encrypt(r) if r.plaintext.expose() == b"hi"));
         let refused = Request::Refused(RefusedRequest {
-            operation: Refused::DeriveSharedSecret,
+            operation: Refused::ReplicateKey,
             key_id: "k".into(),
         });
         let (target, body) = encode_request(&refused);
         assert_eq!(
             (target.as_str(), &body[..]),
-            ("TrentService.DeriveSharedSecret", &br#"{"KeyId":"k"}"#[..])
+            ("TrentService.ReplicateKey", &br#"{"KeyId":"k"}"#[..])
         );
         let resp = Response::ListKeys(ListKeysResponse {
             keys: vec![],

@@ -6,9 +6,9 @@
 //! plaintext into a buffer of its own, and each reply was an owned response built only to be
 //! encoded — allocations per request that the daemon's hot path does not need. The bytes are
 //! exactly those of the owned types' codec (the tests hold them together). Only the common
-//! shape is decoded here: a request with an encryption context or grant tokens, or one that
-//! does not decode, gets `None` and goes through [`super::decode_request`] as before, which
-//! also produces the errors.
+//! shape is decoded here: a request with an encryption context, grant tokens or an asymmetric
+//! algorithm, or one that does not decode, gets `None` and goes through
+//! [`super::decode_request`] as before, which also produces the errors.
 
 use std::collections::BTreeMap;
 
@@ -102,11 +102,16 @@ pub(crate) fn decode_hot_request<'a>(h: &Header, body: &'a [u8]) -> Option<HotRe
     if h.status != STATUS_OK || check_body_len(h, body).is_err() {
         return None;
     }
-    let plain = |context: &Entries<2>, tokens: &Entries<1>| context.0 == 0 && tokens.0 == 0;
+    // An asymmetric algorithm (RSA encryption) leaves the hot path: `decode_request` decodes
+    // it and the service answers it alone.
+    let plain = |context: &Entries<2>, tokens: &Entries<1>, alg: Option<EncryptionAlgorithm>| {
+        context.0 == 0 && tokens.0 == 0 && EncryptionAlgorithm::is_symmetric(alg)
+    };
     match Op::from_code(h.op)? {
         Op::Encrypt => {
             let b: EncryptBody<'a> = whole(body)?;
-            plain(&b.encryption_context, &b.grant_tokens).then_some(HotRequest::Encrypt(
+            let alg = b.encryption_algorithm;
+            plain(&b.encryption_context, &b.grant_tokens, alg).then_some(HotRequest::Encrypt(
                 EncryptRequestRef {
                     key_id: b.key_id,
                     plaintext: b.plaintext,
@@ -119,7 +124,8 @@ pub(crate) fn decode_hot_request<'a>(h: &Header, body: &'a [u8]) -> Option<HotRe
         }
         Op::Decrypt => {
             let b: DecryptBody<'a> = whole(body)?;
-            plain(&b.encryption_context, &b.grant_tokens).then_some(HotRequest::Decrypt(
+            let alg = b.encryption_algorithm;
+            plain(&b.encryption_context, &b.grant_tokens, alg).then_some(HotRequest::Decrypt(
                 DecryptRequestRef {
                     ciphertext_blob: b.ciphertext_blob,
                     encryption_context: &NO_CONTEXT,
@@ -140,11 +146,13 @@ pub(crate) fn decode_hot_request<'a>(h: &Header, body: &'a [u8]) -> Option<HotRe
                 grant_tokens: &[],
                 dry_run: b.dry_run,
             };
-            plain(&b.encryption_context, &b.grant_tokens).then_some(if op == Op::GenerateDataKey {
-                HotRequest::DataKey(r)
-            } else {
-                HotRequest::DataKeyWithoutPlaintext(r)
-            })
+            plain(&b.encryption_context, &b.grant_tokens, None).then_some(
+                if op == Op::GenerateDataKey {
+                    HotRequest::DataKey(r)
+                } else {
+                    HotRequest::DataKeyWithoutPlaintext(r)
+                },
+            )
         }
         _ => None,
     }

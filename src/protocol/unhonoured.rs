@@ -46,6 +46,7 @@ unhonoured! {
     GenerateDataKey "Recipient" [] RECIPIENT;
     GenerateDataKeyPair "Recipient" [] RECIPIENT;
     GenerateRandom "Recipient" [] RECIPIENT;
+    DeriveSharedSecret "Recipient" [] RECIPIENT;
     Decrypt "DryRunModifiers" ["[]"] DRY_RUN_MODIFIERS;
     ReEncrypt "DryRunModifiers" ["[]"] DRY_RUN_MODIFIERS;
     CreateCluster "Mode" ["\"FIPS\""] "kmscks simulates FIPS-mode clusters only";

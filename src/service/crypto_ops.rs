@@ -25,7 +25,14 @@ use crate::ops::Op;
 use crate::secret::SecretBytes;
 use crate::types::{EncryptionAlgorithm, KeyName, KeyRef};
 
-/// Only SYMMETRIC_DEFAULT suits a symmetric key.
+/// The algorithm of a request for the asymmetric path (`asymmetric_ops`); None for the
+/// symmetric one.
+fn asymmetric(alg: Option<EncryptionAlgorithm>) -> Option<EncryptionAlgorithm> {
+    alg.filter(|&a| !EncryptionAlgorithm::is_symmetric(Some(a)))
+}
+
+/// Only SYMMETRIC_DEFAULT suits a symmetric key (and the batch calls, which serve symmetric
+/// keys only).
 fn check_algorithm(alg: Option<EncryptionAlgorithm>, member: &str) -> Result<()> {
     match alg {
         None | Some(EncryptionAlgorithm::SymmetricDefault) => Ok(()),
@@ -89,6 +96,9 @@ impl Kms {
     }
 
     fn encrypt_uncounted(&self, req: &EncryptRequest) -> Result<EncryptResponse> {
+        if let Some(alg) = asymmetric(req.encryption_algorithm) {
+            return self.encrypt_asymmetric(req, alg);
+        }
         check_algorithm(req.encryption_algorithm, "EncryptionAlgorithm")?;
         check_grant_tokens(&req.grant_tokens)?;
         let key = self.key_ref(&req.key_id)?;
@@ -118,6 +128,9 @@ impl Kms {
     }
 
     fn decrypt_uncounted(&self, req: &DecryptRequest) -> Result<DecryptResponse> {
+        if let Some(alg) = asymmetric(req.encryption_algorithm) {
+            return self.decrypt_asymmetric(req, alg);
+        }
         check_algorithm(req.encryption_algorithm, "EncryptionAlgorithm")?;
         check_grant_tokens(&req.grant_tokens)?;
         let key = req.key_id.as_deref().map(|k| self.key_ref(k)).transpose()?;
@@ -147,6 +160,11 @@ impl Kms {
     }
 
     fn re_encrypt_uncounted(&self, req: &ReEncryptRequest) -> Result<ReEncryptResponse> {
+        if asymmetric(req.source_encryption_algorithm).is_some()
+            || asymmetric(req.destination_encryption_algorithm).is_some()
+        {
+            return self.re_encrypt_asymmetric(req);
+        }
         check_algorithm(req.source_encryption_algorithm, "SourceEncryptionAlgorithm")?;
         check_algorithm(
             req.destination_encryption_algorithm,

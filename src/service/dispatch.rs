@@ -210,6 +210,9 @@ macro_rules! perform {
     (GetPublicKey, $k:ident, $r:ident) => {
         $k.get_public_key($r)
     };
+    (DeriveSharedSecret, $k:ident, $r:ident) => {
+        $k.derive_shared_secret($r)
+    };
     // ---- Simulated CloudHSM
     (CreateCluster, $k:ident, $r:ident) => {
         $k.create_cluster($r)
@@ -389,6 +392,7 @@ mod tests {
                 Action::GenerateDataKeyPairWithoutPlaintext => {
                     Op::GenerateDataKeyPairWithoutPlaintext
                 }
+                Action::DeriveSharedSecret => Op::DeriveSharedSecret,
             };
             assert!(
                 op.actions().iter().any(|a| a.as_str() == action.as_str()),

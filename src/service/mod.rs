@@ -14,6 +14,8 @@
 //! - `trail_ops`, `tally`: the event log as CloudTrail shows it (LookupEvents), failed calls,
 //!   and the data-plane counters flushed into it.
 
+mod agreement_ops;
+mod asymmetric_ops;
 mod cloudhsm_ops;
 mod commit;
 mod compaction;

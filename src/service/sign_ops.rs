@@ -1,5 +1,5 @@
-//! Sign, Verify and GetPublicKey of [`Kms`]: asymmetric signing keys of the default key
-//! store. As `mac_ops`: no control-plane mutex, the engine's shards hold each key parsed once
+//! Sign, Verify and GetPublicKey of [`Kms`]: asymmetric keys of the default key store
+//! (GetPublicKey for every usage). As `mac_ops`: no control-plane mutex, the engine's shards hold each key parsed once
 //! with its gate, policy and grants; `DryRun` runs every check and answers
 //! `DryRunOperationException`.
 
@@ -93,15 +93,33 @@ impl Kms {
         check_grant_tokens(&req.grant_tokens)?;
         let key = self.key_ref(&req.key_id)?;
         let (private, key_id) = self.shared.engine.public_key(&self.principal, &key)?;
-        let signing = private.signing_key(&key_id)?;
-        let spec = signing.spec();
+        let (spec, usage) = (private.spec(), private.usage());
+        let of_usage = |u: KeyUsage| usage == u;
         Ok(GetPublicKeyResponse {
             key_id,
-            public_key: signing.public_der().to_vec(),
+            // Invariant: the engine answers GetPublicKey for keys with a public key only.
+            public_key: private.public_der().unwrap_or_default().to_vec(),
             customer_master_key_spec: spec,
             key_spec: spec,
-            key_usage: KeyUsage::SignVerify,
-            signing_algorithms: spec.signing_algorithms().to_vec(),
+            key_usage: usage,
+            encryption_algorithms: spec
+                .encryption_algorithms()
+                .iter()
+                .copied()
+                .filter(|_| of_usage(KeyUsage::EncryptDecrypt))
+                .collect(),
+            signing_algorithms: spec
+                .signing_algorithms()
+                .iter()
+                .copied()
+                .filter(|_| of_usage(KeyUsage::SignVerify))
+                .collect(),
+            key_agreement_algorithms: spec
+                .key_agreement_algorithms()
+                .iter()
+                .copied()
+                .filter(|_| of_usage(KeyUsage::KeyAgreement))
+                .collect(),
         })
     }
 }

@@ -70,6 +70,8 @@ pub const MESSAGE_LEN: (usize, usize) = (1, 4096);
 pub const MAC_LEN: (usize, usize) = (1, 6144);
 /// Verify `Signature` size in bytes.
 pub const SIGNATURE_LEN: (usize, usize) = (1, 6144);
+/// DeriveSharedSecret `PublicKey` size in bytes.
+pub const PUBLIC_KEY_LEN: (usize, usize) = (1, 8192);
 /// Ciphertext blob size in bytes.
 pub const CIPHERTEXT_LEN: (usize, usize) = (1, 6144);
 /// GenerateDataKey / GenerateRandom `NumberOfBytes`.

@@ -161,12 +161,55 @@ impl KeySpec {
 }
 
 aws_enum! {
-    /// Symmetric encryption algorithm names accepted by the crypto operations.
+    /// The encryption algorithms of Encrypt, Decrypt and ReEncrypt (AWS's whole list; a key
+    /// allows some of them, [`KeySpec::encryption_algorithms`]).
     EncryptionAlgorithm {
         SymmetricDefault = "SYMMETRIC_DEFAULT",
         RsaesOaepSha1 = "RSAES_OAEP_SHA_1",
         RsaesOaepSha256 = "RSAES_OAEP_SHA_256",
         Sm2Pke = "SM2PKE",
+    }
+}
+
+impl EncryptionAlgorithm {
+    /// Whether this is the algorithm of symmetric keys, which the symmetric path (ciphertext
+    /// blobs, encryption contexts) serves; `None` (the member left out) is AWS's default,
+    /// SYMMETRIC_DEFAULT.
+    pub const fn is_symmetric(alg: Option<EncryptionAlgorithm>) -> bool {
+        matches!(alg, None | Some(EncryptionAlgorithm::SymmetricDefault))
+    }
+}
+
+impl KeySpec {
+    /// The encryption algorithms an ENCRYPT_DECRYPT key of this spec allows, in AWS's order
+    /// (DescribeKey's and GetPublicKey's `EncryptionAlgorithms`).
+    pub const fn encryption_algorithms(self) -> &'static [EncryptionAlgorithm] {
+        use EncryptionAlgorithm::*;
+        match self {
+            KeySpec::SymmetricDefault => &[SymmetricDefault],
+            KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => {
+                &[RsaesOaepSha1, RsaesOaepSha256]
+            }
+            KeySpec::Sm2 => &[Sm2Pke],
+            _ => &[],
+        }
+    }
+
+    /// The key agreement algorithms a KEY_AGREEMENT key of this spec allows.
+    pub const fn key_agreement_algorithms(self) -> &'static [KeyAgreementAlgorithm] {
+        match self {
+            KeySpec::EccNistP256 | KeySpec::EccNistP384 | KeySpec::EccNistP521 | KeySpec::Sm2 => {
+                &[KeyAgreementAlgorithm::Ecdh]
+            }
+            _ => &[],
+        }
+    }
+}
+
+aws_enum! {
+    /// DeriveSharedSecret `KeyAgreementAlgorithm`.
+    KeyAgreementAlgorithm {
+        Ecdh = "ECDH",
     }
 }
 

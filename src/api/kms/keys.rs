@@ -95,12 +95,16 @@ pub struct KeyMetadata {
     pub customer_master_key_spec: KeySpec,
     /// Spec.
     pub key_spec: KeySpec,
-    /// `["SYMMETRIC_DEFAULT"]` for a symmetric key; absent for an HMAC key.
+    /// The encryption algorithms of an ENCRYPT_DECRYPT key (`["SYMMETRIC_DEFAULT"]` for a
+    /// symmetric key); absent for other keys.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub encryption_algorithms: Vec<EncryptionAlgorithm>,
     /// The signing algorithms of a SIGN_VERIFY key; absent for other keys.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub signing_algorithms: Vec<crate::types::SigningAlgorithm>,
+    /// The key agreement algorithms of a KEY_AGREEMENT key; absent for other keys.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub key_agreement_algorithms: Vec<crate::types::KeyAgreementAlgorithm>,
     /// False.
     pub multi_region: bool,
     /// The one MAC algorithm of an HMAC key; absent for other keys.

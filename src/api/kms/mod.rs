@@ -11,6 +11,7 @@ use crate::types::{
     KeySpec, KeyState, KeyUsage, Origin, PolicyAction, RotationType, Timestamp,
 };
 
+mod agreement;
 mod batch;
 mod borrowed;
 mod data;
@@ -26,6 +27,7 @@ mod sign;
 mod stores;
 mod usage;
 
+pub use agreement::*;
 pub use batch::*;
 pub use borrowed::*;
 pub use data::*;

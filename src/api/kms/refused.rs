@@ -38,7 +38,6 @@ macro_rules! refused_operations {
 refused_operations! {
     ReplicateKey,
     UpdatePrimaryRegion,
-    DeriveSharedSecret,
 }
 
 /// A refused operation on a key (key pairs, signing, MACs, replication).

@@ -89,8 +89,15 @@ pub struct GetPublicKeyResponse {
     pub customer_master_key_spec: KeySpec,
     /// Spec.
     pub key_spec: KeySpec,
-    /// SIGN_VERIFY.
+    /// SIGN_VERIFY, ENCRYPT_DECRYPT or KEY_AGREEMENT.
     pub key_usage: KeyUsage,
-    /// The key's signing algorithms.
+    /// The encryption algorithms of an ENCRYPT_DECRYPT key; absent for other keys.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub encryption_algorithms: Vec<crate::types::EncryptionAlgorithm>,
+    /// The signing algorithms of a SIGN_VERIFY key; absent for other keys.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub signing_algorithms: Vec<SigningAlgorithm>,
+    /// The key agreement algorithms of a KEY_AGREEMENT key; absent for other keys.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub key_agreement_algorithms: Vec<crate::types::KeyAgreementAlgorithm>,
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use aws_lc_rs::agreement::{self, UnparsedPublicKey, ECDH_P256};
 use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::SystemRandom;
@@ -21,8 +22,9 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use kmscks::api::kms::{
-    CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyPairRequest,
-    GenerateDataKeyRequest, GenerateMacRequest, GenerateRandomRequest, SignRequest, VerifyRequest,
+    CreateKeyRequest, DecryptRequest, DeriveSharedSecretRequest, EncryptRequest,
+    GenerateDataKeyPairRequest, GenerateDataKeyRequest, GenerateMacRequest, GenerateRandomRequest,
+    SignRequest, VerifyRequest,
 };
 use kmscks::engine::{counter_nonce, RandomPool};
 use kmscks::err;
@@ -30,7 +32,8 @@ use kmscks::error::Result;
 use kmscks::secret::SecretBytes;
 use kmscks::types::limits::{MESSAGE_LEN, NUMBER_OF_BYTES, PLAINTEXT_LEN};
 use kmscks::types::{
-    DataKeyPairSpec, DataKeySpec, KeySpec, KeyUsage, MacAlgorithm, SigningAlgorithm,
+    DataKeyPairSpec, DataKeySpec, KeyAgreementAlgorithm, KeySpec, KeyUsage, MacAlgorithm,
+    SigningAlgorithm,
 };
 use kmscks::Kms;
 
@@ -55,6 +58,9 @@ pub(crate) enum LoadOp {
     /// GenerateDataKeyPair of an ECC_NIST_P256 pair under a symmetric key of the default key
     /// store made for the run (`payload` is not used).
     GenerateDataKeyPair,
+    /// DeriveSharedSecret (ECDH) under an ECC_NIST_P256 KEY_AGREEMENT key made for the run,
+    /// with a peer public key made for the run ([`peer_public_key`]); the payload is not used.
+    DeriveSharedSecret,
 }
 
 impl LoadOp {
@@ -69,6 +75,7 @@ impl LoadOp {
             LoadOp::Sign => "Sign",
             LoadOp::Verify => "Verify",
             LoadOp::GenerateDataKeyPair => "GenerateDataKeyPair",
+            LoadOp::DeriveSharedSecret => "DeriveSharedSecret",
         }
     }
 
@@ -83,6 +90,7 @@ impl LoadOp {
             LoadOp::Sign,
             LoadOp::Verify,
             LoadOp::GenerateDataKeyPair,
+            LoadOp::DeriveSharedSecret,
         ]
         .into_iter()
         .find(|o| o.name().eq_ignore_ascii_case(s))
@@ -343,6 +351,7 @@ struct KmsCaller {
     sign: SignRequest,
     verify: VerifyRequest,
     key_pair: GenerateDataKeyPairRequest,
+    derive: DeriveSharedSecretRequest,
     encrypt_batch: Vec<EncryptRequest>,
     decrypt_batch: Vec<DecryptRequest>,
     data_key_batch: Vec<GenerateDataKeyRequest>,
@@ -352,7 +361,10 @@ fn check_payload(op: LoadOp, payload: usize) -> Result<()> {
     // Encrypt and Decrypt carry a plaintext; the other ops ask for `NumberOfBytes`.
     let (min, max) = match op {
         LoadOp::Encrypt | LoadOp::Decrypt => PLAINTEXT_LEN,
-        LoadOp::GenerateMac | LoadOp::Sign | LoadOp::Verify => MESSAGE_LEN,
+        // DeriveSharedSecret takes no payload: any size a message could have is accepted.
+        LoadOp::GenerateMac | LoadOp::Sign | LoadOp::Verify | LoadOp::DeriveSharedSecret => {
+            MESSAGE_LEN
+        }
         LoadOp::GenerateDataKey | LoadOp::GenerateRandom => {
             (NUMBER_OF_BYTES.0 as usize, NUMBER_OF_BYTES.1 as usize)
         }
@@ -419,6 +431,15 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
     if op == LoadOp::GenerateDataKeyPair {
         kms.generate_data_key_pair(&key_pair)?;
     }
+    let derive = DeriveSharedSecretRequest {
+        key_id: own_key.clone(),
+        key_agreement_algorithm: Some(KeyAgreementAlgorithm::Ecdh),
+        public_key: peer_public_key()?,
+        ..Default::default()
+    };
+    if op == LoadOp::DeriveSharedSecret {
+        kms.derive_shared_secret(&derive)?;
+    }
     let kms = kms.clone();
     let r = drive(
         opts.threads,
@@ -472,6 +493,12 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
                     ..Default::default()
                 },
                 key_pair: key_pair.clone(),
+                derive: DeriveSharedSecretRequest {
+                    key_id: derive.key_id.clone(),
+                    key_agreement_algorithm: derive.key_agreement_algorithm,
+                    public_key: derive.public_key.clone(),
+                    ..Default::default()
+                },
             }
         },
         move |c| {
@@ -526,6 +553,11 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
                         .filter(|_| c.kms.generate_data_key_pair(&c.key_pair).is_err())
                         .count(),
                 ),
+                (LoadOp::DeriveSharedSecret, _) => many(
+                    (0..batch)
+                        .filter(|_| c.kms.derive_shared_secret(&c.derive).is_err())
+                        .count(),
+                ),
             }
         },
     );
@@ -534,14 +566,15 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
 
 /// The CreateKey request of the key a run of `op` makes for itself when it needs a key of
 /// its own kind (every mode makes the same): an HMAC_256 key for GenerateMac, an
-/// ECC_NIST_P256 signing key for Sign and Verify, a symmetric key of the default key store
-/// for GenerateDataKeyPair (which refuses custom key store keys); `None` for the other
-/// operations.
+/// ECC_NIST_P256 signing key for Sign and Verify, an ECC_NIST_P256 key agreement key for
+/// DeriveSharedSecret, a symmetric key of the default key store for GenerateDataKeyPair
+/// (which refuses custom key store keys); `None` for the other operations.
 pub(crate) fn bench_key_request(op: LoadOp) -> Option<CreateKeyRequest> {
     let (spec, usage) = match op {
         LoadOp::GenerateMac => (KeySpec::Hmac256, KeyUsage::GenerateVerifyMac),
         LoadOp::Sign | LoadOp::Verify => (KeySpec::EccNistP256, KeyUsage::SignVerify),
         LoadOp::GenerateDataKeyPair => (KeySpec::SymmetricDefault, KeyUsage::EncryptDecrypt),
+        LoadOp::DeriveSharedSecret => (KeySpec::EccNistP256, KeyUsage::KeyAgreement),
         _ => return None,
     };
     Some(CreateKeyRequest {
@@ -559,6 +592,17 @@ pub(crate) fn key_pair_request(key_id: &str) -> GenerateDataKeyPairRequest {
         key_pair_spec: Some(DataKeyPairSpec::EccNistP256),
         ..Default::default()
     }
+}
+
+/// A fresh P-256 public key, DER SubjectPublicKeyInfo: the peer of a DeriveSharedSecret run
+/// (every mode makes one; its private key is dropped, the run needs the public key only).
+pub(crate) fn peer_public_key() -> Result<Vec<u8>> {
+    let failed = || err!(KMSInternalException, "could not make a P-256 peer key");
+    let der: PublicKeyX509Der<'static> = agreement::PrivateKey::generate(&ECDH_P256)
+        .and_then(|k| k.compute_public_key())
+        .and_then(|p| p.as_der())
+        .map_err(|_| failed())?;
+    Ok(der.as_ref().to_vec())
 }
 
 /// [`run_kms`], then the raw baseline on the same threads and sizes, with the ratio filled in.
@@ -587,6 +631,10 @@ struct Raw {
     ecdsa: EcdsaKeyPair,
     public: ParsedPublicKey,
     signature: Vec<u8>,
+    /// The P-256 key of the DeriveSharedSecret floor, made once, and the peer's public key
+    /// as DER, parsed per call as the engine parses the request's.
+    ecdh: agreement::PrivateKey,
+    peer: Vec<u8>,
     pool: RandomPool,
     counter: u64,
     aad: [u8; 60],
@@ -659,8 +707,12 @@ pub(crate) fn run_baseline(opts: &LoadOpts) -> LoadReport {
                 .expect("P-256 signature")
                 .as_ref()
                 .to_vec();
+            let ecdh = agreement::PrivateKey::generate(&ECDH_P256).expect("P-256 key");
             Raw {
                 key,
+                ecdh,
+                // The floor's own setup: a failure here is no measurement at all.
+                peer: peer_public_key().expect("P-256 peer key"),
                 hmac: hmac::Key::new(hmac::HMAC_SHA256, &material),
                 message,
                 ecdsa,
@@ -732,6 +784,13 @@ pub(crate) fn run_baseline(opts: &LoadOpts) -> LoadReport {
                     },
                     LoadOp::Verify => raw.public.verify_sig(&raw.message, &raw.signature).is_ok(),
                     LoadOp::GenerateDataKeyPair => raw.key_pair(),
+                    LoadOp::DeriveSharedSecret => {
+                        // The engine answers a fresh secret: so does the floor.
+                        let peer = UnparsedPublicKey::new(&ECDH_P256, &raw.peer);
+                        agreement::agree(&raw.ecdh, peer, (), |z| Ok(z.to_vec()))
+                            .map(std::hint::black_box)
+                            .is_ok()
+                    }
                 };
                 if !ok {
                     errs += 1;
@@ -767,6 +826,7 @@ mod tests {
             (LoadOp::Sign, 1),
             (LoadOp::Verify, 1),
             (LoadOp::GenerateDataKeyPair, 1),
+            (LoadOp::DeriveSharedSecret, 1),
         ] {
             let opts = LoadOpts {
                 op,

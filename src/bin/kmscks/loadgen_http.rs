@@ -328,6 +328,12 @@ fn body(op: LoadOp, key_id: &str, payload: usize, ciphertext: &str) -> Value {
         LoadOp::Sign => {
             json!({"KeyId": key_id, "Message": plaintext, "SigningAlgorithm": "ECDSA_SHA_256"})
         }
+        // DeriveSharedSecret's peer public key comes as `ciphertext` (base64).
+        LoadOp::DeriveSharedSecret => json!({
+            "KeyId": key_id,
+            "KeyAgreementAlgorithm": "ECDH",
+            "PublicKey": ciphertext
+        }),
         // Verify's signature comes as `ciphertext`: the sample blob the run made first.
         LoadOp::Verify => json!({
             "KeyId": key_id,
@@ -366,6 +372,10 @@ fn prepare(ep: &Endpoint, opts: &HttpLoadOpts) -> Result<(Vec<u8>, Vec<u8>), Str
             .as_str()
             .ok_or_else(|| format!("Sign answered without a Signature: {answer}"))?
             .to_owned();
+    }
+    if opts.op == LoadOp::DeriveSharedSecret {
+        let peer = crate::loadgen::peer_public_key().map_err(|e| e.to_string())?;
+        ciphertext = base64::engine::general_purpose::STANDARD.encode(peer);
     }
     if opts.op == LoadOp::Decrypt {
         let (answer, _) = call_ok(

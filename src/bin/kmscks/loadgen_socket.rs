@@ -22,8 +22,8 @@ use hdrhistogram::Histogram;
 use crate::loadgen::{LoadOp, LoadReport};
 use crate::proc_cpu::process_cpu_ns;
 use kmscks::api::kms::{
-    CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateMacRequest,
-    GenerateRandomRequest, SignRequest, VerifyRequest,
+    CreateKeyRequest, DecryptRequest, DeriveSharedSecretRequest, EncryptRequest,
+    GenerateDataKeyRequest, GenerateMacRequest, GenerateRandomRequest, SignRequest, VerifyRequest,
 };
 use kmscks::client::Client;
 use kmscks::daemon::echo::EchoServer;
@@ -31,7 +31,7 @@ use kmscks::error::{ErrorKind, KmsError, Result};
 use kmscks::ops::{Backend, Request, Response};
 use kmscks::protocol::encode_response;
 use kmscks::secret::SecretBytes;
-use kmscks::types::{MacAlgorithm, SigningAlgorithm};
+use kmscks::types::{KeyAgreementAlgorithm, MacAlgorithm, SigningAlgorithm};
 
 /// What to run over the socket.
 #[derive(Clone, Debug)]
@@ -75,6 +75,8 @@ struct RequestMaker {
     ciphertext: Vec<u8>,
     /// Verify's signature (made by a Sign first).
     signature: Vec<u8>,
+    /// DeriveSharedSecret's peer public key.
+    peer: Vec<u8>,
 }
 
 impl RequestMaker {
@@ -121,6 +123,12 @@ impl RequestMaker {
             LoadOp::GenerateDataKeyPair => {
                 Request::GenerateDataKeyPair(crate::loadgen::key_pair_request(&self.key_id))
             }
+            LoadOp::DeriveSharedSecret => Request::DeriveSharedSecret(DeriveSharedSecretRequest {
+                key_id: self.key_id.clone(),
+                key_agreement_algorithm: Some(KeyAgreementAlgorithm::Ecdh),
+                public_key: self.peer.clone(),
+                ..Default::default()
+            }),
         }
     }
 }
@@ -151,6 +159,7 @@ fn prepare(client: &Client, opts: &SocketLoadOpts) -> Result<RequestMaker> {
         payload: opts.payload,
         ciphertext: Vec::new(),
         signature: Vec::new(),
+        peer: crate::loadgen::peer_public_key()?,
     };
     if opts.op == LoadOp::Verify {
         let signed = client.call(
@@ -359,6 +368,8 @@ pub(crate) fn run_echo_baseline(
         payload: opts.payload,
         ciphertext: Vec::new(),
         signature: Vec::new(),
+        // As long as the measured run's, so the echo's frames are the same size.
+        peer: crate::loadgen::peer_public_key()?,
     };
     drive(server.path(), opts, &maker, Cpu::Ignored)
 }
@@ -374,6 +385,7 @@ impl SocketLoadOpts {
             LoadOp::Sign => kmscks::ops::Op::Sign,
             LoadOp::Verify => kmscks::ops::Op::Verify,
             LoadOp::GenerateDataKeyPair => kmscks::ops::Op::GenerateDataKeyPair,
+            LoadOp::DeriveSharedSecret => kmscks::ops::Op::DeriveSharedSecret,
         };
         op.code()
     }

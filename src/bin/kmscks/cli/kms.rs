@@ -447,6 +447,18 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
             DRY_RUN,
         ],
         Op::GetPublicKey => specs![KEY_ID, GRANT_TOKENS],
+        Op::DeriveSharedSecret => specs![
+            KEY_ID,
+            req("key-agreement-algorithm", Str, "ECDH"),
+            req(
+                "public-key",
+                Blob,
+                "The other party's public key, DER SPKI (fileb://…)"
+            ),
+            GRANT_TOKENS,
+            DRY_RUN,
+            RECIPIENT,
+        ],
         Op::VerifyMac => specs![
             req(
                 "message",
@@ -519,18 +531,6 @@ pub(crate) fn refused_args(r: Refused) -> &'static [ArgSpec] {
             BYPASS,
             opt("description", Str, "Description"),
             opt("tags", Tags, "TagKey=k,TagValue=v …"),
-        ],
-        Refused::DeriveSharedSecret => specs![
-            KEY_ID,
-            req("key-agreement-algorithm", Str, "ECDH"),
-            req(
-                "public-key",
-                Blob,
-                "The other party's public key, DER SPKI (fileb://…)"
-            ),
-            GRANT_TOKENS,
-            DRY_RUN,
-            RECIPIENT,
         ],
     }
 }

@@ -105,7 +105,7 @@ fn request_of(args: &[&str]) -> Result<Request, CliError> {
 }
 
 #[test]
-fn an_aws_shaped_line_of_a_refused_operation_parses_with_all_of_awss_flags() {
+fn an_aws_shaped_derive_shared_secret_line_parses_with_all_of_awss_flags() {
     let r = request_of(&[
         "kms",
         "derive-shared-secret",
@@ -122,7 +122,22 @@ fn an_aws_shaped_line_of_a_refused_operation_parses_with_all_of_awss_flags() {
     ])
     .unwrap();
     assert!(
-        matches!(&r, Request::Refused(x) if x.operation == Refused::DeriveSharedSecret && x.key_id == "alias/k"),
+        matches!(&r, Request::DeriveSharedSecret(x) if x.key_id == "alias/k"
+            && x.key_agreement_algorithm == Some(kmscks::types::KeyAgreementAlgorithm::Ecdh)
+            && x.public_key == b"hello" && x.grant_tokens == ["t1", "t2"] && x.dry_run),
+        "{r:?}"
+    );
+    let r = request_of(&[
+        "kms",
+        "replicate-key",
+        "--key-id",
+        "k",
+        "--replica-region",
+        "eu-west-1",
+    ])
+    .unwrap();
+    assert!(
+        matches!(&r, Request::Refused(x) if x.operation == Refused::ReplicateKey && x.key_id == "k"),
         "{r:?}"
     );
     let (code, _, err) = run_cli(&["kms", "verify", "--key-id", "k", "--message", "AA=="]);
