@@ -470,6 +470,25 @@ fn over_the_socket_rsa_encryption_leaves_the_symmetric_batch_path_and_is_answere
         Response::Decrypt
     );
     assert_eq!(plain.plaintext.expose(), b"c");
+    // An RSA decryption runs on the daemon's RSA lane, off the event loop; the requests
+    // pipelined behind it wait for its answer, so the answers still come in order.
+    let ids = [
+        c.send(&Request::Decrypt(decrypt_req(
+            Some(&key),
+            &blobs[1].ciphertext_blob,
+            Some(SHA_256),
+        ))),
+        c.send(&Request::Encrypt(encrypt_req(&symmetric, b"d", None))),
+    ];
+    let first = c.recv().unwrap();
+    assert_eq!(first.header.request_id, ids[0]);
+    assert_eq!(
+        expect!(first.result, Response::Decrypt).plaintext.expose(),
+        b"b"
+    );
+    let second = c.recv().unwrap();
+    assert_eq!(second.header.request_id, ids[1]);
+    expect!(second.result, Response::Encrypt);
 }
 
 fn openssl_present() -> bool {

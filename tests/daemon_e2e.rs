@@ -52,7 +52,9 @@ fn empty_request(op: Op) -> Request {
                 Err(e2) => {
                     // An enum member: take its first variant.
                     let e2 = e2.to_string();
-                    if let Some(list) = e2.split("expected one of ").nth(1) {
+                    // serde lists them as "expected `A`", "expected `A` or `B`" or
+                    // "expected one of `A`, `B`, …".
+                    if let Some(list) = e2.split("expected ").nth(1) {
                         // Try each variant: a unit variant parses from its name alone.
                         for variant in list.split('`').skip(1).step_by(2) {
                             let mut trial = fields.clone();

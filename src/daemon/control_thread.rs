@@ -4,9 +4,12 @@
 //! Decrypts go on being answered meanwhile.
 //!
 //! Two lanes, one thread each: [`Lane::State`] for the requests that read or change the
-//! control-plane state (they serialise on its lock anyway), and [`Lane::KeyGeneration`] for
-//! those that generate an RSA key on the way (GenerateDataKeyPair, GetParametersForImport: up
-//! to a second for RSA_4096), so that a CreateKey never waits behind a key generation.
+//! control-plane state (they serialise on its lock anyway), and [`Lane::Rsa`] for those that
+//! do RSA private-key arithmetic: generating a key pair (GenerateDataKeyPair,
+//! GetParametersForImport: up to a second for RSA_4096), or using one (an RSA Decrypt, a
+//! ReEncrypt from an RSA ciphertext, an RSA signature: milliseconds each). So a CreateKey never
+//! waits behind a key generation, and the event loop, which answers every other cryptographic
+//! request itself, is never held by RSA arithmetic while other clients wait.
 //!
 //! Within a lane, callers take turns: each principal (a socket uid, an HTTP identity) has its
 //! own queue and the thread serves one job of each principal with work in turn ([`Turns`]).
@@ -26,7 +29,8 @@ use crossbeam::channel::{Receiver, Sender};
 
 use crate::err;
 use crate::error::Result;
-use crate::ops::Op;
+use crate::ops::Request;
+use crate::types::{EncryptionAlgorithm, SigningAlgorithm};
 
 /// A control-plane request to run, with where its answer goes.
 pub(super) type Job = Box<dyn FnOnce() + Send>;
@@ -36,18 +40,49 @@ pub(super) type Job = Box<dyn FnOnce() + Send>;
 pub(super) enum Lane {
     /// Requests on the control-plane state.
     State,
-    /// Requests that may generate an RSA key pair, which takes milliseconds to a second.
-    KeyGeneration,
+    /// Requests that generate or use an RSA private key: milliseconds to a second each.
+    Rsa,
+}
+
+/// Whether an encryption algorithm is RSA's (the key's private half decrypts).
+fn rsa_encryption(alg: Option<EncryptionAlgorithm>) -> bool {
+    matches!(
+        alg,
+        Some(EncryptionAlgorithm::RsaesOaepSha1 | EncryptionAlgorithm::RsaesOaepSha256)
+    )
+}
+
+/// Whether a signing algorithm is RSA's.
+fn rsa_signature(alg: Option<SigningAlgorithm>) -> bool {
+    use SigningAlgorithm::*;
+    matches!(
+        alg,
+        Some(
+            RsassaPssSha256
+                | RsassaPssSha384
+                | RsassaPssSha512
+                | RsassaPkcs1V15Sha256
+                | RsassaPkcs1V15Sha384
+                | RsassaPkcs1V15Sha512
+        )
+    )
 }
 
 impl Lane {
-    /// The lane of an operation.
-    pub(super) fn of(op: Op) -> Lane {
-        match op {
-            Op::GenerateDataKeyPair
-            | Op::GenerateDataKeyPairWithoutPlaintext
-            | Op::GetParametersForImport => Lane::KeyGeneration,
-            _ => Lane::State,
+    /// The lane of a request; `None` for one the event loop answers itself (the data plane's,
+    /// but for its RSA private-key operations, told by the algorithm the request names).
+    pub(super) fn of(request: &Request) -> Option<Lane> {
+        match request {
+            Request::GenerateDataKeyPair(_)
+            | Request::GenerateDataKeyPairWithoutPlaintext(_)
+            | Request::GetParametersForImport(_) => Some(Lane::Rsa),
+            Request::Decrypt(r) if rsa_encryption(r.encryption_algorithm) => Some(Lane::Rsa),
+            Request::ReEncrypt(r) if rsa_encryption(r.source_encryption_algorithm) => {
+                Some(Lane::Rsa)
+            }
+            Request::Sign(r) if rsa_signature(r.signing_algorithm) => Some(Lane::Rsa),
+            r if !r.op().is_data_plane() => Some(Lane::State),
+            _ => None,
         }
     }
 }
@@ -146,19 +181,16 @@ pub(super) struct ControlThread {
 #[derive(Clone)]
 pub(super) struct ControlQueue {
     state: Sender<Submitted>,
-    key_generation: Sender<Submitted>,
+    rsa: Sender<Submitted>,
 }
 
 impl ControlThread {
     pub(super) fn start() -> Result<ControlThread> {
         let (state, state_thread) = start_lane("kmscksd-control")?;
-        let (key_generation, keygen_thread) = start_lane("kmscksd-keygen")?;
+        let (rsa, rsa_thread) = start_lane("kmscksd-rsa")?;
         Ok(ControlThread {
-            queue: ControlQueue {
-                state,
-                key_generation,
-            },
-            threads: [state_thread, keygen_thread],
+            queue: ControlQueue { state, rsa },
+            threads: [state_thread, rsa_thread],
         })
     }
 
@@ -178,12 +210,12 @@ impl ControlThread {
 }
 
 impl ControlQueue {
-    /// Queues `job`, a request of `op` by `principal`, on its lane; false if the lane's thread
-    /// is gone (the job is dropped unrun).
-    pub(super) fn submit(&self, op: Op, principal: &str, job: Job) -> bool {
-        let lane = match Lane::of(op) {
+    /// Queues `job`, a request of `principal`'s, on `lane`; false if the lane's thread is gone
+    /// (the job is dropped unrun).
+    pub(super) fn submit(&self, lane: Lane, principal: &str, job: Job) -> bool {
+        let lane = match lane {
             Lane::State => &self.state,
-            Lane::KeyGeneration => &self.key_generation,
+            Lane::Rsa => &self.rsa,
         };
         lane.send(Submitted {
             principal: principal.into(),
@@ -252,15 +284,15 @@ mod tests {
         let (started_tx, started_rx) = crossbeam::channel::bounded::<()>(1);
         // Hold the state lane while both principals queue their requests.
         assert!(q.submit(
-            Op::CreateKey,
+            Lane::State,
             "uid-a",
             gated("a0", started_tx, release_rx, done_tx.clone())
         ));
         started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
         for name in ["a1", "a2", "a3"] {
-            assert!(q.submit(Op::CreateKey, "uid-a", reporting(name, &done_tx)));
+            assert!(q.submit(Lane::State, "uid-a", reporting(name, &done_tx)));
         }
-        assert!(q.submit(Op::DescribeKey, "uid-b", reporting("b1", &done_tx)));
+        assert!(q.submit(Lane::State, "uid-b", reporting("b1", &done_tx)));
         release_tx.send(()).unwrap();
         let order: Vec<&str> = (0..5)
             .map(|_| done_rx.recv_timeout(Duration::from_secs(10)).unwrap())
@@ -281,12 +313,12 @@ mod tests {
         let (release_tx, release_rx) = crossbeam::channel::bounded::<()>(0);
         let (started_tx, started_rx) = crossbeam::channel::bounded::<()>(1);
         assert!(q.submit(
-            Op::GenerateDataKeyPair,
+            Lane::Rsa,
             "uid-a",
             gated("pair", started_tx, release_rx, done_tx.clone())
         ));
         started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        assert!(q.submit(Op::CreateKey, "uid-a", reporting("create", &done_tx)));
+        assert!(q.submit(Lane::State, "uid-a", reporting("create", &done_tx)));
         // The CreateKey is answered while the key generation still runs.
         assert_eq!(
             done_rx.recv_timeout(Duration::from_secs(10)).unwrap(),
@@ -302,20 +334,67 @@ mod tests {
     }
 
     #[test]
-    fn the_lanes_are_the_ops_that_generate_rsa_keys_and_the_rest() {
-        assert_eq!(Lane::of(Op::GenerateDataKeyPair), Lane::KeyGeneration);
-        assert_eq!(
-            Lane::of(Op::GenerateDataKeyPairWithoutPlaintext),
-            Lane::KeyGeneration
-        );
-        assert_eq!(Lane::of(Op::GetParametersForImport), Lane::KeyGeneration);
-        for op in [
-            Op::CreateKey,
-            Op::ImportKeyMaterial,
-            Op::DescribeKey,
-            Op::CreateCluster,
-        ] {
-            assert_eq!(Lane::of(op), Lane::State, "{op:?}");
+    fn rsa_private_key_work_has_its_lane_the_control_plane_another_and_the_rest_none() {
+        use crate::api::kms::*;
+        use crate::types::{EncryptionAlgorithm as E, SigningAlgorithm as S};
+        let decrypt = |alg| {
+            Request::Decrypt(DecryptRequest {
+                encryption_algorithm: alg,
+                ..Default::default()
+            })
+        };
+        let sign = |alg| {
+            Request::Sign(SignRequest {
+                signing_algorithm: alg,
+                ..Default::default()
+            })
+        };
+        let re_encrypt = |source, destination| {
+            Request::ReEncrypt(ReEncryptRequest {
+                source_encryption_algorithm: source,
+                destination_encryption_algorithm: destination,
+                ..Default::default()
+            })
+        };
+        let rsa = [
+            Request::GenerateDataKeyPair(Default::default()),
+            Request::GenerateDataKeyPairWithoutPlaintext(Default::default()),
+            Request::GetParametersForImport(Default::default()),
+            decrypt(Some(E::RsaesOaepSha256)),
+            decrypt(Some(E::RsaesOaepSha1)),
+            re_encrypt(Some(E::RsaesOaepSha1), None),
+            sign(Some(S::RsassaPssSha256)),
+            sign(Some(S::RsassaPkcs1V15Sha512)),
+        ];
+        for r in &rsa {
+            assert_eq!(Lane::of(r), Some(Lane::Rsa), "{:?}", r.op());
+        }
+        let state = [
+            Request::CreateKey(Default::default()),
+            Request::ImportKeyMaterial(Default::default()),
+            Request::DescribeKey(Default::default()),
+        ];
+        for r in &state {
+            assert_eq!(Lane::of(r), Some(Lane::State), "{:?}", r.op());
+        }
+        let event_loop = [
+            decrypt(None),
+            decrypt(Some(E::SymmetricDefault)),
+            re_encrypt(None, Some(E::RsaesOaepSha256)),
+            sign(Some(S::EcdsaSha256)),
+            sign(None),
+            Request::Encrypt(EncryptRequest {
+                encryption_algorithm: Some(E::RsaesOaepSha256),
+                ..Default::default()
+            }),
+            Request::Verify(VerifyRequest {
+                signing_algorithm: Some(S::RsassaPssSha256),
+                ..Default::default()
+            }),
+            Request::GenerateDataKey(Default::default()),
+        ];
+        for r in &event_loop {
+            assert_eq!(Lane::of(r), None, "{:?}", r.op());
         }
     }
 }

@@ -21,6 +21,7 @@
 //! …) becomes a [`Job`] answered a slice of items per turn, its reply the same as one engine
 //! call would give.
 
+use super::control_thread::Lane;
 use crate::api::kms::{
     BatchResponse, DecryptRequest, DecryptRequestRef, DecryptResponse, EncryptRequest,
     EncryptRequestRef, EncryptResponse, GenerateDataKeyRequest, GenerateDataKeyRequestRef,
@@ -463,13 +464,16 @@ const OFFLOAD_BYTES: usize = 64 << 10;
 pub(crate) enum Deferred {
     /// A request that may block (WaitForConnection).
     Blocking { request_id: u64, request: Request },
-    /// A control-plane request (it takes the state's lock, and may wait for an fsync): run on
-    /// the control thread, in arrival order. The connection's later frames wait for it.
+    /// A control-plane request (it takes the state's lock, and may wait for an fsync), or an
+    /// RSA private-key operation (milliseconds): run on its control thread's lane
+    /// (`control_thread`). The connection's later frames wait for it.
     Control {
         request_id: u64,
         request: Request,
         /// Its frame's size, held against the connection until it is answered.
         frame_bytes: usize,
+        /// Where it runs.
+        lane: Lane,
     },
     /// A large batch frame, not yet decoded. The connection's later frames wait for it.
     Batch { header: Header, body: Vec<u8> },
@@ -743,11 +747,12 @@ pub(crate) fn handle_frames(
             });
             continue;
         }
-        if !request.op().is_data_plane() {
+        if let Some(lane) = Lane::of(&request) {
             deferred.push(Deferred::Control {
                 request_id: header.request_id,
                 request,
                 frame_bytes: HEADER_LEN + body.len(),
+                lane,
             });
             break Stop::Job;
         }

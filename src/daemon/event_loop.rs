@@ -573,13 +573,10 @@ impl EventLoop {
         for mut d in self.deferred.drain(..) {
             let (id, op) = d.ids();
             if let Deferred::Control {
-                frame_bytes,
-                ref request,
-                ..
+                frame_bytes, lane, ..
             } = d
             {
                 // Not counted against MAX_DEFERRED: one per connection at most.
-                let lane_op = request.op();
                 let (tx, waker, serial) = (self.done_tx.clone(), self.waker.clone(), conn.serial);
                 let kms = conn.kms.clone();
                 let job: control_thread::Job = Box::new(move || {
@@ -593,7 +590,7 @@ impl EventLoop {
                     });
                     let _ = waker.wake();
                 });
-                if self.control.submit(lane_op, conn.kms.principal(), job) {
+                if self.control.submit(lane, conn.kms.principal(), job) {
                     conn.in_flight += 1;
                     conn.offloaded += frame_bytes;
                     self.deferred_running += 1;

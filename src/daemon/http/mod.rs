@@ -32,10 +32,11 @@
 //! With `http_credentials`, every request's SigV4 signature is verified (`sigv4`) and the
 //! signing key's principal is the request's, whoever connected.
 //!
-//! Control-plane requests (every operation but the data plane's, `Op::is_data_plane`) run on
-//! the daemon's control threads (`super::control_thread`, shared with the socket's loop,
-//! callers taking turns), so that a CreateKey's fsync holds no other connection; the connection's later requests wait
-//! for its answer (answers go out in request order).
+//! Control-plane requests (every operation but the data plane's, `Op::is_data_plane`) and RSA
+//! private-key operations (`control_thread::Lane::of`) run on the daemon's control threads
+//! (`super::control_thread`, shared with the socket's loop, callers taking turns), so that a
+//! CreateKey's fsync or an RSA decryption holds no other connection; the connection's later
+//! requests wait for its answer (answers go out in request order).
 //!
 //! Pipelined data-plane requests (Encrypt, Decrypt, GenerateDataKey[WithoutPlaintext]) that
 //! one read brings reach the engine as one batch call, through the socket's own
@@ -60,7 +61,7 @@ use crossbeam::channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::control_thread::ControlQueue;
+use super::control_thread::{ControlQueue, Lane};
 use super::dispatch::{Batcher, Replies};
 use super::quota::{Quotas, CONN_FLOOR};
 use super::wake::Spin;
@@ -252,8 +253,9 @@ struct Control {
 }
 
 impl Control {
-    /// Runs `request` as `handle` on the control thread; its answer comes back as a [`Done`]
-    /// for `(slot, serial)`. False if the control thread is gone.
+    /// Runs `request` as `handle` on its control thread's lane; its answer comes back as a
+    /// [`Done`] for `(slot, serial)`. False if the thread is gone, or the request is one this
+    /// loop answers itself.
     fn submit(
         &self,
         (slot, serial): (usize, u64),
@@ -261,10 +263,13 @@ impl Control {
         request: Request,
         close: bool,
     ) -> bool {
-        let (op, principal) = (request.op(), handle.principal().to_owned());
+        let Some(lane) = Lane::of(&request) else {
+            return false;
+        };
+        let principal = handle.principal().to_owned();
         let (handle, done, waker) = (handle.clone(), self.done.clone(), self.waker.clone());
         self.queue.submit(
-            op,
+            lane,
             &principal,
             Box::new(move || {
                 let result = handle.dispatch(&request);
@@ -684,7 +689,7 @@ fn answer(
                 .and_then(|()| request_of(&ex));
                 let mut out = Answers(&mut conn.wbuf);
                 match (request, conn.acting.as_ref()) {
-                    (Ok(request), Some((_, handle))) if !request.op().is_data_plane() => {
+                    (Ok(request), Some((_, handle))) if Lane::of(&request).is_some() => {
                         // Off this thread (it may wait for the state's lock and an fsync);
                         // nothing more is parsed until the answer is back.
                         batcher.flush(handle, &mut out);
