@@ -1332,6 +1332,43 @@ kmscks_result kmscks_derive_shared_secret(const kmscks_client *c,
                                           kmscks_buffer *shared_secret);
 
 /**
+ * GenerateDataKeyPair: a fresh asymmetric pair of `key_pair_spec` (`"RSA_2048"`,
+ * `"RSA_3072"`, `"RSA_4096"`, `"ECC_NIST_P256"`, `"ECC_NIST_P384"`, `"ECC_NIST_P521"`,
+ * `"ECC_SECG_P256K1"` or `"ECC_NIST_EDWARDS25519"`). Writes its private key as PKCS#8 DER to
+ * `*private_key_plaintext` (zeroized by `kmscks_buffer_free`), that private key encrypted
+ * under the symmetric key `key_id` with `ctx` to `*private_key_ciphertext` (open it with
+ * `kmscks_decrypt`), and its public key as DER SubjectPublicKeyInfo to `*public_key`. An RSA
+ * pair takes milliseconds to a second to generate.
+ *
+ * # Safety
+ * `c` is a live handle; `key_id` and `key_pair_spec` are NUL-terminated; `ctx` points to
+ * `ctx_len` entries (NULL when 0); the three outputs are valid for a write.
+ */
+kmscks_result kmscks_generate_data_key_pair(const kmscks_client *c,
+                                            const char *key_id,
+                                            const char *key_pair_spec,
+                                            const kmscks_context_entry *ctx,
+                                            size_t ctx_len,
+                                            kmscks_buffer *private_key_plaintext,
+                                            kmscks_buffer *private_key_ciphertext,
+                                            kmscks_buffer *public_key);
+
+/**
+ * As `kmscks_generate_data_key_pair`, without the plaintext private key: writes only the
+ * encrypted private key to `*private_key_ciphertext` and the public key to `*public_key`.
+ *
+ * # Safety
+ * As `kmscks_generate_data_key_pair` for the matching arguments.
+ */
+kmscks_result kmscks_generate_data_key_pair_without_plaintext(const kmscks_client *c,
+                                                              const char *key_id,
+                                                              const char *key_pair_spec,
+                                                              const kmscks_context_entry *ctx,
+                                                              size_t ctx_len,
+                                                              kmscks_buffer *private_key_ciphertext,
+                                                              kmscks_buffer *public_key);
+
+/**
  * Writes one page of ListKeys as JSON (`{"Keys": [{"KeyId": …, "KeyArn": …}], "Truncated":
  * …, "NextMarker": …}`) to `*json`: up to `limit` keys (0: AWS's default, 100) after
  * `marker_or_null` (the previous page's `NextMarker`).

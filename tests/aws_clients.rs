@@ -157,6 +157,18 @@ fn boto3_encrypts_with_rsa_keys_and_derives_shared_secrets_and_cryptography_agre
 }
 
 #[test]
+fn boto3_generates_data_key_pairs_whose_private_keys_cryptography_matches_to_their_public_keys() {
+    if !python_has("boto3", "boto3") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = daemon(dir.path(), &[]);
+    let mut python = Command::new("python3");
+    python.arg(script("boto3_key_pairs.py"));
+    run_client(python, addr, dir.path());
+}
+
+#[test]
 fn the_aws_cli_walks_the_four_steps_of_a_custom_key_store_and_uses_its_key() {
     let aws = Command::new("aws").arg("--version").output();
     if !aws.is_ok_and(|o| o.status.success()) {

@@ -480,6 +480,68 @@ fn a_signing_key_signs_verifies_and_gives_its_public_key_from_the_command_line()
 }
 
 #[test]
+fn a_data_key_pair_from_the_command_line_decrypts_back_to_its_private_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = in_process(dir.path());
+    let created = ok(&t, &["kms", "create-key"]);
+    let key = created["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let pair = ok(
+        &t,
+        &[
+            "kms",
+            "generate-data-key-pair",
+            "--key-id",
+            &key,
+            "--key-pair-spec",
+            "ECC_NIST_P521",
+            "--encryption-context",
+            "app=cli",
+        ],
+    );
+    assert_eq!(pair["KeyPairSpec"], "ECC_NIST_P521");
+    assert_eq!(pair["KeyId"], created["KeyMetadata"]["Arn"]);
+    let blob = pair["PrivateKeyCiphertextBlob"].as_str().unwrap();
+    let opened = ok(
+        &t,
+        &[
+            "kms",
+            "decrypt",
+            "--ciphertext-blob",
+            blob,
+            "--encryption-context",
+            "app=cli",
+        ],
+    );
+    assert_eq!(opened["Plaintext"], pair["PrivateKeyPlaintext"]);
+    let lean = ok(
+        &t,
+        &[
+            "kms",
+            "generate-data-key-pair-without-plaintext",
+            "--key-id",
+            &key,
+            "--key-pair-spec",
+            "RSA_2048",
+        ],
+    );
+    assert!(lean.get("PrivateKeyPlaintext").is_none(), "{lean}");
+    fails(
+        &t,
+        &[
+            "kms",
+            "generate-data-key-pair",
+            "--key-id",
+            &key,
+            "--key-pair-spec",
+            "ECC_NIST_P256",
+            "--dry-run",
+        ],
+        "DryRunOperationException",
+        "GenerateDataKeyPair",
+    );
+}
+
+#[test]
 fn rsa_encryption_and_key_agreement_keys_work_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let t = in_process(dir.path());

@@ -271,6 +271,48 @@ fn kmscks_prints_what_aws_prints_for_the_same_calls() {
         ],
     );
     same_shape(&c, &["kms", "generate-random", "--number-of-bytes", "16"]);
+    // Data key pairs: under a key of the default key store (alias/demo is in a custom key
+    // store, which refuses them).
+    let symmetric = c.kmscks_socket(&[
+        "kms",
+        "create-key",
+        "--query",
+        "KeyMetadata.KeyId",
+        "--output",
+        "text",
+    ]);
+    let symmetric = symmetric.out.trim();
+    for verb in [
+        "generate-data-key-pair",
+        "generate-data-key-pair-without-plaintext",
+    ] {
+        same_shape(
+            &c,
+            &[
+                "kms",
+                verb,
+                "--key-id",
+                symmetric,
+                "--key-pair-spec",
+                "ECC_NIST_P256",
+                "--encryption-context",
+                "purpose=pairs",
+            ],
+        );
+    }
+    for (key, spec) in [(symmetric, "SM2"), ("alias/demo", "ECC_NIST_P256")] {
+        same_error(
+            &c,
+            &[
+                "kms",
+                "generate-data-key-pair",
+                "--key-id",
+                key,
+                "--key-pair-spec",
+                spec,
+            ],
+        );
+    }
     same_shape(&c, &["kms", "create-key", "--origin", "EXTERNAL"]);
     let external = c.kmscks_socket(&[
         "kms",

@@ -50,9 +50,14 @@ fn empty_request(op: Op) -> Request {
                     continue 'fill;
                 }
                 Err(e2) => {
-                    // An enum member: take its first variant.
+                    // An enum member: take its first variant (serde lists them as "expected
+                    // one of `A`, `B`, …", or "expected `A` or `B`" when there are two).
                     let e2 = e2.to_string();
-                    if let Some(list) = e2.split("expected one of ").nth(1) {
+                    let list = e2
+                        .split("expected one of ")
+                        .nth(1)
+                        .or_else(|| e2.split("expected ").nth(1));
+                    if let Some(list) = list {
                         // Try each variant: a unit variant parses from its name alone.
                         for variant in list.split('`').skip(1).step_by(2) {
                             let mut trial = fields.clone();

@@ -133,6 +133,40 @@ static void macs_and_signatures(const kmscks_client *c) {
     kmscks_string_free(ec);
 }
 
+/* Data key pairs: the private key comes back in the clear and sealed under a default-store
+   key (kmscks_decrypt opens it with the same context); a custom key store key refuses. */
+static void data_key_pairs(const kmscks_client *c, const char *default_key, const char *store_key) {
+    kmscks_buffer priv = {0}, priv_ct = {0}, pub = {0}, back = {0};
+    CHECK_OK(kmscks_generate_data_key_pair(c, default_key, "ECC_NIST_P256", CTX, CTX_LEN, &priv,
+                                           &priv_ct, &pub));
+    CHECK(priv.len > 0 && priv.data[0] == 0x30 && pub.len > 0 && pub.data[0] == 0x30);
+    CHECK_OK(kmscks_decrypt(c, priv_ct.data, priv_ct.len, CTX, CTX_LEN, &back, NULL));
+    CHECK(back.len == priv.len && memcmp(back.data, priv.data, priv.len) == 0);
+    CHECK_CODE(kmscks_decrypt(c, priv_ct.data, priv_ct.len, NULL, 0, &back, NULL),
+               KMSCKS_INVALID_CIPHERTEXT);
+    kmscks_buffer_free(&priv);
+    kmscks_buffer_free(&priv_ct);
+    kmscks_buffer_free(&pub);
+    kmscks_buffer_free(&back);
+    CHECK_OK(kmscks_generate_data_key_pair_without_plaintext(c, default_key, "ECC_NIST_EDWARDS25519",
+                                                             NULL, 0, &priv_ct, &pub));
+    CHECK_OK(kmscks_decrypt(c, priv_ct.data, priv_ct.len, NULL, 0, &back, NULL));
+    CHECK(back.len > 0 && pub.len == 44);
+    kmscks_buffer_free(&priv_ct);
+    kmscks_buffer_free(&pub);
+    kmscks_buffer_free(&back);
+    CHECK_CODE(kmscks_generate_data_key_pair_without_plaintext(c, store_key, "ECC_NIST_P256", NULL,
+                                                               0, &priv_ct, &pub),
+               KMSCKS_UNSUPPORTED_OPERATION);
+    CHECK_CODE(kmscks_generate_data_key_pair(c, default_key, "RSA_1024", NULL, 0, &priv, &priv_ct,
+                                             &pub),
+               KMSCKS_INVALID_ARGUMENT);
+    CHECK(strstr(kmscks_last_error_message(), "key_pair_spec") != NULL);
+    CHECK_CODE(kmscks_generate_data_key_pair(c, default_key, "ECC_NIST_P256", NULL, 0, NULL,
+                                             &priv_ct, &pub),
+               KMSCKS_INVALID_ARGUMENT);
+}
+
 /* RSA encryption and ECDH key agreement: an RSA ciphertext round trip naming the algorithm,
    the context refused, and two agreement keys deriving one secret from each other's public
    key. */
@@ -484,6 +518,7 @@ int main(int argc, char **argv) {
     random_bytes(c, store_id);
     macs_and_signatures(c);
     rsa_encryption_and_key_agreement(c);
+    data_key_pairs(c, default_key, store_key);
     batches(c, store_key, default_key);
     aliases_and_tags(c, store_key);
     key_lifecycle(c, default_key);

@@ -54,6 +54,8 @@ mod crypto;
 mod asym;
 // RSA encryption and key agreement.
 mod asym_crypto;
+// Data key pairs.
+mod key_pair;
 // JSON answers.
 mod json;
 // Enums.

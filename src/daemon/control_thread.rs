@@ -1,48 +1,164 @@
-//! The control thread: where the daemon's control-plane requests run — those of the socket's
-//! loop and of the HTTP endpoint's — one at a time, in arrival order, so that a CreateKey
-//! waiting for its fsync (or any request waiting for the state's lock behind one) never holds
-//! an event loop, and other clients' Decrypts go on being answered meanwhile.
+//! The control threads: where the daemon's control-plane requests run — those of the socket's
+//! loop and of the HTTP endpoint's — so that a CreateKey waiting for its fsync (or any request
+//! waiting for the state's lock behind one) never holds an event loop, and other clients'
+//! Decrypts go on being answered meanwhile.
 //!
-//! Why one long-lived thread and not a thread per request: control-plane requests serialise on
-//! the state's lock anyway, and starting a thread costs more than a DescribeKey. Each
-//! connection has at most one request here at a time (its later requests wait for the answer;
-//! see `dispatch::Deferred::Control` and the HTTP loop), so the queue is bounded by the
-//! connections. A job answers through whatever it captured (a channel and its loop's waker).
+//! Two lanes, one thread each: [`Lane::State`] for the requests that read or change the
+//! control-plane state (they serialise on its lock anyway), and [`Lane::KeyGeneration`] for
+//! those that generate an RSA key on the way (GenerateDataKeyPair, GetParametersForImport: up
+//! to a second for RSA_4096), so that a CreateKey never waits behind a key generation.
+//!
+//! Within a lane, callers take turns: each principal (a socket uid, an HTTP identity) has its
+//! own queue and the thread serves one job of each principal with work in turn ([`Turns`]).
+//! One uid opening many connections and filling them with slow requests delays another uid's
+//! request by at most one job per other busy principal, not by its whole backlog.
+//!
+//! Why long-lived threads and not a thread per request: starting a thread costs more than a
+//! DescribeKey. Each connection has at most one request here at a time (its later requests
+//! wait for the answer; see `dispatch::Deferred::Control` and the HTTP loop), so the queues are
+//! bounded by the connections. A job answers through whatever it captured (a channel and its
+//! loop's waker).
 
+use std::collections::{HashMap, VecDeque};
 use std::thread::JoinHandle;
 
-use crossbeam::channel::Sender;
+use crossbeam::channel::{Receiver, Sender};
 
 use crate::err;
 use crate::error::Result;
+use crate::ops::Op;
 
 /// A control-plane request to run, with where its answer goes.
 pub(super) type Job = Box<dyn FnOnce() + Send>;
 
-/// The thread; [`ControlThread::join`] waits for the jobs queued before it.
-pub(super) struct ControlThread {
-    queue: ControlQueue,
-    thread: JoinHandle<()>,
+/// Which control thread runs a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Lane {
+    /// Requests on the control-plane state.
+    State,
+    /// Requests that may generate an RSA key pair, which takes milliseconds to a second.
+    KeyGeneration,
 }
 
-/// A loop's way to the control thread.
+impl Lane {
+    /// The lane of an operation.
+    pub(super) fn of(op: Op) -> Lane {
+        match op {
+            Op::GenerateDataKeyPair
+            | Op::GenerateDataKeyPairWithoutPlaintext
+            | Op::GetParametersForImport => Lane::KeyGeneration,
+            _ => Lane::State,
+        }
+    }
+}
+
+/// A job and whose it is.
+struct Submitted {
+    principal: Box<str>,
+    job: Job,
+}
+
+/// The jobs of a lane, queued per principal and handed out one principal at a time.
+struct Turns<T> {
+    queues: HashMap<Box<str>, VecDeque<T>>,
+    /// The principals with queued jobs, in the order they are served.
+    order: VecDeque<Box<str>>,
+}
+
+impl<T> Default for Turns<T> {
+    fn default() -> Self {
+        Turns {
+            queues: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> Turns<T> {
+    /// Queues `item` behind `principal`'s others; a principal without any joins the end of
+    /// the turn order.
+    fn push(&mut self, principal: Box<str>, item: T) {
+        match self.queues.get_mut(&principal) {
+            Some(q) => q.push_back(item),
+            None => {
+                self.queues
+                    .insert(principal.clone(), VecDeque::from([item]));
+                self.order.push_back(principal);
+            }
+        }
+    }
+
+    /// The oldest item of the principal whose turn it is; that principal goes to the end of
+    /// the order if it has more.
+    fn next(&mut self) -> Option<T> {
+        let principal = self.order.pop_front()?;
+        let queue = self.queues.get_mut(&principal)?;
+        let item = queue.pop_front();
+        if queue.is_empty() {
+            self.queues.remove(&principal);
+        } else {
+            self.order.push_back(principal);
+        }
+        item
+    }
+
+    fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+/// One lane's thread: waits for work, takes in everything submitted meanwhile, runs one job
+/// of the principal whose turn it is, and ends when every sender is gone and nothing is left.
+fn serve(rx: Receiver<Submitted>) {
+    let mut turns = Turns::default();
+    loop {
+        if turns.is_empty() {
+            match rx.recv() {
+                Ok(s) => turns.push(s.principal, s.job),
+                Err(_) => return,
+            }
+        }
+        while let Ok(s) = rx.try_recv() {
+            turns.push(s.principal, s.job);
+        }
+        if let Some(job) = turns.next() {
+            job();
+        }
+    }
+}
+
+fn start_lane(name: &str) -> Result<(Sender<Submitted>, JoinHandle<()>)> {
+    let (tx, rx) = crossbeam::channel::unbounded::<Submitted>();
+    let thread = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || serve(rx))
+        .map_err(|e| err!(KMSInternalException, "cannot start the {name} thread: {e}"))?;
+    Ok((tx, thread))
+}
+
+/// The threads; [`ControlThread::join`] waits for the jobs queued before it.
+pub(super) struct ControlThread {
+    queue: ControlQueue,
+    threads: [JoinHandle<()>; 2],
+}
+
+/// A loop's way to the control threads.
 #[derive(Clone)]
-pub(super) struct ControlQueue(Sender<Job>);
+pub(super) struct ControlQueue {
+    state: Sender<Submitted>,
+    key_generation: Sender<Submitted>,
+}
 
 impl ControlThread {
     pub(super) fn start() -> Result<ControlThread> {
-        let (tx, rx) = crossbeam::channel::unbounded::<Job>();
-        let thread = std::thread::Builder::new()
-            .name("kmscksd-control".into())
-            .spawn(move || {
-                for job in rx {
-                    job();
-                }
-            })
-            .map_err(|e| err!(KMSInternalException, "cannot start the control thread: {e}"))?;
+        let (state, state_thread) = start_lane("kmscksd-control")?;
+        let (key_generation, keygen_thread) = start_lane("kmscksd-keygen")?;
         Ok(ControlThread {
-            queue: ControlQueue(tx),
-            thread,
+            queue: ControlQueue {
+                state,
+                key_generation,
+            },
+            threads: [state_thread, keygen_thread],
         })
     }
 
@@ -52,16 +168,154 @@ impl ControlThread {
     }
 
     /// Runs what was queued, then ends: once every loop holding a [`ControlQueue`] has
-    /// dropped it (the thread ends when the last sender goes).
+    /// dropped it (each thread ends when the last sender of its lane goes).
     pub(super) fn join(self) {
         drop(self.queue);
-        let _ = self.thread.join();
+        for t in self.threads {
+            let _ = t.join();
+        }
     }
 }
 
 impl ControlQueue {
-    /// Queues `job`; false if the thread is gone (the job is dropped unrun).
-    pub(super) fn submit(&self, job: Job) -> bool {
-        self.0.send(job).is_ok()
+    /// Queues `job`, a request of `op` by `principal`, on its lane; false if the lane's thread
+    /// is gone (the job is dropped unrun).
+    pub(super) fn submit(&self, op: Op, principal: &str, job: Job) -> bool {
+        let lane = match Lane::of(op) {
+            Lane::State => &self.state,
+            Lane::KeyGeneration => &self.key_generation,
+        };
+        lane.send(Submitted {
+            principal: principal.into(),
+            job,
+        })
+        .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn turns_serve_one_job_per_principal_in_turn_each_principals_in_order() {
+        let mut t = Turns::default();
+        for i in 1..=3 {
+            t.push("a".into(), format!("a{i}"));
+        }
+        t.push("b".into(), "b1".to_owned());
+        t.push("c".into(), "c1".to_owned());
+        t.push("b".into(), "b2".to_owned());
+        let order: Vec<String> = std::iter::from_fn(|| t.next()).collect();
+        assert_eq!(order, ["a1", "b1", "c1", "a2", "b2", "a3"]);
+        assert!(
+            t.is_empty() && t.queues.is_empty(),
+            "nothing kept once served"
+        );
+        // A principal that comes back later joins the end of the order.
+        t.push("b".into(), "b3".to_owned());
+        t.push("a".into(), "a4".to_owned());
+        assert_eq!(t.next().as_deref(), Some("b3"));
+        assert_eq!(t.next().as_deref(), Some("a4"));
+        assert_eq!(t.next(), None);
+    }
+
+    /// A job that says it started, waits until `release` is sent (or dropped), then reports
+    /// `name`.
+    fn gated(
+        name: &'static str,
+        started: Sender<()>,
+        release: Receiver<()>,
+        done: Sender<&'static str>,
+    ) -> Job {
+        Box::new(move || {
+            let _ = started.send(());
+            let _ = release.recv();
+            let _ = done.send(name);
+        })
+    }
+
+    fn reporting(name: &'static str, done: &Sender<&'static str>) -> Job {
+        let done = done.clone();
+        Box::new(move || {
+            let _ = done.send(name);
+        })
+    }
+
+    #[test]
+    fn a_principals_backlog_delays_anothers_request_by_one_job_not_all_of_them() {
+        let control = ControlThread::start().unwrap();
+        let q = control.queue();
+        let (done_tx, done_rx) = crossbeam::channel::unbounded();
+        let (release_tx, release_rx) = crossbeam::channel::bounded::<()>(0);
+        let (started_tx, started_rx) = crossbeam::channel::bounded::<()>(1);
+        // Hold the state lane while both principals queue their requests.
+        assert!(q.submit(
+            Op::CreateKey,
+            "uid-a",
+            gated("a0", started_tx, release_rx, done_tx.clone())
+        ));
+        started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        for name in ["a1", "a2", "a3"] {
+            assert!(q.submit(Op::CreateKey, "uid-a", reporting(name, &done_tx)));
+        }
+        assert!(q.submit(Op::DescribeKey, "uid-b", reporting("b1", &done_tx)));
+        release_tx.send(()).unwrap();
+        let order: Vec<&str> = (0..5)
+            .map(|_| done_rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
+        // uid-a queued first, so its turn comes first; then the two alternate, and uid-b's one
+        // request waits for one of uid-a's three, not for all of them (first come, first
+        // served would give a0 a1 a2 a3 b1).
+        assert_eq!(order, ["a0", "a1", "b1", "a2", "a3"]);
+        drop(q);
+        control.join();
+    }
+
+    #[test]
+    fn a_key_generation_in_progress_does_not_hold_up_the_state_lane() {
+        let control = ControlThread::start().unwrap();
+        let q = control.queue();
+        let (done_tx, done_rx) = crossbeam::channel::unbounded();
+        let (release_tx, release_rx) = crossbeam::channel::bounded::<()>(0);
+        let (started_tx, started_rx) = crossbeam::channel::bounded::<()>(1);
+        assert!(q.submit(
+            Op::GenerateDataKeyPair,
+            "uid-a",
+            gated("pair", started_tx, release_rx, done_tx.clone())
+        ));
+        started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(q.submit(Op::CreateKey, "uid-a", reporting("create", &done_tx)));
+        // The CreateKey is answered while the key generation still runs.
+        assert_eq!(
+            done_rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+            "create"
+        );
+        release_tx.send(()).unwrap();
+        assert_eq!(
+            done_rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+            "pair"
+        );
+        drop(q);
+        control.join();
+    }
+
+    #[test]
+    fn the_lanes_are_the_ops_that_generate_rsa_keys_and_the_rest() {
+        assert_eq!(Lane::of(Op::GenerateDataKeyPair), Lane::KeyGeneration);
+        assert_eq!(
+            Lane::of(Op::GenerateDataKeyPairWithoutPlaintext),
+            Lane::KeyGeneration
+        );
+        assert_eq!(Lane::of(Op::GetParametersForImport), Lane::KeyGeneration);
+        for op in [
+            Op::CreateKey,
+            Op::ImportKeyMaterial,
+            Op::DescribeKey,
+            Op::CreateCluster,
+        ] {
+            assert_eq!(Lane::of(op), Lane::State, "{op:?}");
+        }
     }
 }

@@ -3,9 +3,9 @@
 //! Tokens are constant for the listener and the waker; connection `i` of the slab is token
 //! `FIRST_CONN + i`. Connections always have READABLE interest and WRITABLE only while replies
 //! are pending. Accepts run until `WouldBlock`. Only the data plane (`Op::is_data_plane`) and
-//! Hello run on this thread: control-plane requests go to the control thread
-//! ([`super::control_thread`], one at a time, the connection's later frames waiting for the
-//! answer), requests that may block (WaitForConnection) and large batches to helper threads;
+//! Hello run on this thread: control-plane requests go to the control threads
+//! ([`super::control_thread`], one at a time per connection, the connection's later frames
+//! waiting for the answer), requests that may block (WaitForConnection) and large batches to helper threads;
 //! their replies come back through a channel and the waker.
 //!
 //! Fairness: each connection gets at most [`WORK_PER_TURN`] work units per turn (a huge batch
@@ -572,8 +572,14 @@ impl EventLoop {
         };
         for mut d in self.deferred.drain(..) {
             let (id, op) = d.ids();
-            if let Deferred::Control { frame_bytes, .. } = d {
+            if let Deferred::Control {
+                frame_bytes,
+                ref request,
+                ..
+            } = d
+            {
                 // Not counted against MAX_DEFERRED: one per connection at most.
+                let lane_op = request.op();
                 let (tx, waker, serial) = (self.done_tx.clone(), self.waker.clone(), conn.serial);
                 let kms = conn.kms.clone();
                 let job: control_thread::Job = Box::new(move || {
@@ -587,7 +593,7 @@ impl EventLoop {
                     });
                     let _ = waker.wake();
                 });
-                if self.control.submit(job) {
+                if self.control.submit(lane_op, conn.kms.principal(), job) {
                     conn.in_flight += 1;
                     conn.offloaded += frame_bytes;
                     self.deferred_running += 1;

@@ -365,6 +365,30 @@ impl Engine {
         out
     }
 
+    /// Seals a data key pair's private key under `key` as Encrypt would (a blob Decrypt
+    /// takes), checked as `action` (GenerateDataKeyPair or its WithoutPlaintext form), which
+    /// AWS allows under symmetric keys of the default key store only.
+    pub fn seal_key_pair(
+        &self,
+        principal: &str,
+        key: &KeyRef,
+        private_key: &[u8],
+        context: &EncryptionContext,
+        action: Action,
+    ) -> Result<EncryptOutput> {
+        debug_assert!(action.seals_key_pair(), "{action:?}");
+        check_len(private_key.len(), "privateKey", PLAINTEXT_LEN)?;
+        let req = Req::Encrypt {
+            key: key.as_name(),
+            plaintext: Cow::Borrowed(private_key),
+            ctx: Cow::Borrowed(context),
+            action,
+        };
+        let out = to_encrypt(self.inner.dispatch_one(principal, &req));
+        latency::pay();
+        out
+    }
+
     /// Decrypt: the key comes from the blob; `key`, if given, must be that key
     /// (`IncorrectKeyException`).
     pub fn decrypt(

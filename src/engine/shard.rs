@@ -812,6 +812,11 @@ impl ShardState {
             Ok(x) => x,
             Err(e) => return Step::Done(Err(e)),
         };
+        if action.seals_key_pair() {
+            if let Some(e) = self.key_pair_refusal(&id, &arn, action) {
+                return Step::Done(Err(e));
+            }
+        }
         let Some(schedule) = self.keys.get_mut(&id).and_then(|e| e.local.as_mut()) else {
             return self.not_here(&id);
         };
@@ -829,6 +834,26 @@ impl ShardState {
             Err(e) => Err(e),
         };
         Step::Done(r.map(|b| self.served(&id, Resp::Blob(Out::At(b), arn))))
+    }
+
+    /// Why a data key pair's private key may not be sealed under `id`, if it may not: AWS
+    /// seals them under symmetric keys of the default key store only (an asymmetric or HMAC
+    /// key answers as for Encrypt, through `not_here`).
+    fn key_pair_refusal(&self, id: &KeyId, arn: &str, action: Action) -> Option<KmsError> {
+        // Symmetric keys of the default key store are held by its default slot; the other
+        // keys of that store have no symmetric material and hold no slot.
+        let in_default_store = self.private.contains_key(id)
+            || self
+                .keys
+                .get(id)
+                .is_some_and(|e| matches!(e.holders, SlotSet::Default));
+        let op = action.as_str().trim_start_matches("kms:");
+        (!in_default_store).then(|| {
+            err!(
+                UnsupportedOperationException,
+                "{arn} is in a custom key store; {op} needs a key of the default key store."
+            )
+        })
     }
 
     #[allow(clippy::too_many_arguments)] // the request's parts, as `execute` unpacks them

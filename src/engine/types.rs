@@ -125,6 +125,10 @@ pub enum Action {
     GetPublicKey,
     /// `kms:DeriveSharedSecret`.
     DeriveSharedSecret,
+    /// `kms:GenerateDataKeyPair` (the private key of a data key pair sealed as by Encrypt).
+    GenerateDataKeyPair,
+    /// `kms:GenerateDataKeyPairWithoutPlaintext`.
+    GenerateDataKeyPairWithoutPlaintext,
 }
 
 impl Action {
@@ -143,6 +147,8 @@ impl Action {
         Action::Verify,
         Action::GetPublicKey,
         Action::DeriveSharedSecret,
+        Action::GenerateDataKeyPair,
+        Action::GenerateDataKeyPairWithoutPlaintext,
     ];
 
     /// The IAM action name, e.g. `kms:Encrypt`.
@@ -161,7 +167,20 @@ impl Action {
             Action::Verify => "kms:Verify",
             Action::GetPublicKey => "kms:GetPublicKey",
             Action::DeriveSharedSecret => "kms:DeriveSharedSecret",
+            Action::GenerateDataKeyPair => "kms:GenerateDataKeyPair",
+            Action::GenerateDataKeyPairWithoutPlaintext => {
+                "kms:GenerateDataKeyPairWithoutPlaintext"
+            }
         }
+    }
+
+    /// Whether the action seals a data key pair's private key, which AWS allows only under
+    /// keys of the default key store.
+    pub const fn seals_key_pair(self) -> bool {
+        matches!(
+            self,
+            Action::GenerateDataKeyPair | Action::GenerateDataKeyPairWithoutPlaintext
+        )
     }
 }
 
@@ -175,6 +194,9 @@ impl Action {
 /// A set of [`Action`]s, one bit each.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ActionSet(u16);
+
+// Every action has its bit.
+const _: () = assert!(Action::ALL.len() <= u16::BITS as usize);
 
 impl ActionSet {
     /// The set with `action` added.

@@ -44,6 +44,12 @@ impl Op {
             Op::GetKeyLastUsage => {
                 "Tells the last successful cryptographic operation with a KMS key since tracking began"
             }
+            Op::GenerateDataKeyPair => {
+                "Generates an asymmetric data key pair, its private key also encrypted under a KMS key"
+            }
+            Op::GenerateDataKeyPairWithoutPlaintext => {
+                "Generates an asymmetric data key pair: its public key and its encrypted private key"
+            }
             Op::GetKeyRotationStatus => "Tells whether automatic rotation is enabled for a KMS key",
             Op::Refused => {
                 "An AWS operation kmscks refuses as AWS refuses it for custom key stores"

@@ -268,10 +268,33 @@ pub fn decode_error(status: u16, body: &[u8]) -> KmsError {
     }
 }
 
+/// A JSON body being written: bodies carry plaintexts, data keys and private keys (base64),
+/// so a growing buffer wipes the allocation it leaves.
+struct Wiping(Vec<u8>);
+
+impl std::io::Write for Wiping {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        crate::secret::extend_wiping(&mut self.0, bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
-    // Invariant: the response types serialise to JSON without fail (no maps with non-string
-    // keys, no failing custom serialisers); were one to fail, `{}` is still a valid answer.
-    serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec())
+    let mut body = Wiping(Vec::with_capacity(256));
+    match serde_json::to_writer(&mut body, value) {
+        Ok(()) => body.0,
+        // Invariant: the response types serialise to JSON without fail (no maps with
+        // non-string keys, no failing custom serialisers); were one to fail, `{}` is still a
+        // valid answer.
+        Err(_) => {
+            crate::secret::wipe_vec(&mut body.0);
+            b"{}".to_vec()
+        }
+    }
 }
 
 /// The HTTP status and JSON body answering `error`.
@@ -368,7 +391,55 @@ fn camel(member: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::kms::EncryptRequest;
+    use crate::api::kms::{EncryptRequest, GenerateDataKeyResponse};
+    use crate::secret::SecretBytes;
+
+    #[test]
+    fn answers_are_what_serde_json_writes_whatever_their_size() {
+        for len in [0, 1, 32, 1024, 4096] {
+            let response = Response::GenerateDataKey(GenerateDataKeyResponse {
+                ciphertext_blob: vec![7; len],
+                plaintext: Some(SecretBytes::new((0..len).map(|i| i as u8).collect())),
+                key_id: "arn:aws:kms:us-east-1:111122223333:key/k".into(),
+            });
+            let Response::GenerateDataKey(r) = &response else {
+                unreachable!("made just above")
+            };
+            assert_eq!(
+                encode_response(&response),
+                serde_json::to_vec(r).unwrap(),
+                "{len}"
+            );
+        }
+    }
+
+    #[test]
+    fn secret_members_round_trip_through_base64_and_bad_base64_is_named() {
+        let request = EncryptRequest {
+            key_id: "k".into(),
+            plaintext: SecretBytes::from_slice(b"a plaintext of 27 bytes....."),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&request).unwrap();
+        assert!(
+            json.contains("\"Plaintext\":\"YSBwbGFpbnRleHQgb2YgMjcgYnl0ZXMuLi4uLg==\""),
+            "{json}"
+        );
+        let back: EncryptRequest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.plaintext.expose(), request.plaintext.expose());
+        for len in [0, 1, 2, 3, 4, 5, 64] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37) as u8).collect();
+            let json = format!(
+                r#"{{"KeyId":"k","Plaintext":"{}"}}"#,
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &bytes)
+            );
+            let r: EncryptRequest = serde_json::from_str(&json).unwrap();
+            assert_eq!(r.plaintext.expose(), &bytes[..], "{len}");
+        }
+        let e = serde_json::from_str::<EncryptRequest>(r#"{"KeyId":"k","Plaintext":"no!"}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("invalid base64"), "{e}");
+    }
 
     #[test]
     fn every_operation_is_a_target_under_its_service_and_nowhere_else() {

@@ -44,6 +44,7 @@ macro_rules! unhonoured {
 unhonoured! {
     Decrypt "Recipient" [] RECIPIENT;
     GenerateDataKey "Recipient" [] RECIPIENT;
+    GenerateDataKeyPair "Recipient" [] RECIPIENT;
     GenerateRandom "Recipient" [] RECIPIENT;
     DeriveSharedSecret "Recipient" [] RECIPIENT;
     Decrypt "DryRunModifiers" ["[]"] DRY_RUN_MODIFIERS;

@@ -170,6 +170,12 @@ macro_rules! perform {
     (GenerateDataKeyWithoutPlaintext, $k:ident, $r:ident) => {
         $k.generate_data_key_without_plaintext($r)
     };
+    (GenerateDataKeyPair, $k:ident, $r:ident) => {
+        $k.generate_data_key_pair($r)
+    };
+    (GenerateDataKeyPairWithoutPlaintext, $k:ident, $r:ident) => {
+        $k.generate_data_key_pair_without_plaintext($r)
+    };
     (GenerateRandom, $k:ident, $r:ident) => {
         $k.generate_random($r)
     };
@@ -383,6 +389,10 @@ mod tests {
                 Action::Verify => Op::Verify,
                 Action::GetPublicKey => Op::GetPublicKey,
                 Action::DeriveSharedSecret => Op::DeriveSharedSecret,
+                Action::GenerateDataKeyPair => Op::GenerateDataKeyPair,
+                Action::GenerateDataKeyPairWithoutPlaintext => {
+                    Op::GenerateDataKeyPairWithoutPlaintext
+                }
             };
             assert!(
                 op.actions().iter().any(|a| a.as_str() == action.as_str()),

@@ -24,6 +24,7 @@ mod dispatch;
 mod grant_ops;
 mod import_ops;
 mod key_ops;
+mod key_pair_ops;
 mod keystore_ops;
 mod mac_ops;
 mod rotation_ops;

@@ -109,11 +109,12 @@ impl Kms {
     }
 }
 
-/// Whether calls of `op` are KMS events recorded on failure here (not the data plane, which is
-/// counted, not the simulated CloudHSM, not kmscks's extras).
+/// Whether calls of `op` are KMS events recorded on failure here (not the cryptographic
+/// operations, which are counted, not the simulated CloudHSM, not kmscks's extras).
 fn is_kms_event(op: Op) -> bool {
-    let code = op.code();
-    (1..60).contains(&code) && !matches!(op, Op::WaitForConnection | Op::LookupEvents)
+    op.code() < 100
+        && !op.is_cryptographic()
+        && !matches!(op, Op::WaitForConnection | Op::LookupEvents)
 }
 
 /// The request parameters of a failed call, as CloudTrail names them: identifiers and options

@@ -232,6 +232,21 @@ impl DataKeySpec {
 }
 
 aws_enum! {
+    /// GenerateDataKeyPair(WithoutPlaintext) `KeyPairSpec`: the type of the data key pair.
+    DataKeyPairSpec {
+        Rsa2048 = "RSA_2048",
+        Rsa3072 = "RSA_3072",
+        Rsa4096 = "RSA_4096",
+        EccNistP256 = "ECC_NIST_P256",
+        EccNistP384 = "ECC_NIST_P384",
+        EccNistP521 = "ECC_NIST_P521",
+        EccSecgP256k1 = "ECC_SECG_P256K1",
+        Sm2 = "SM2",
+        EccNistEdwards25519 = "ECC_NIST_EDWARDS25519",
+    }
+}
+
+aws_enum! {
     /// GenerateMac / VerifyMac `MacAlgorithm`: one per HMAC key spec.
     MacAlgorithm {
         HmacSha224 = "HMAC_SHA_224",

@@ -7,7 +7,9 @@ use std::time::Duration;
 use kmscks::api::hsm::{CreateClusterRequest, CreateHsmRequest, UserRequest};
 use kmscks::api::kms::*;
 use kmscks::secret::Password;
-use kmscks::types::{ConnectionState, HsmUserRole, ManualClock, Origin, SystemClock};
+use kmscks::types::{
+    ConnectionState, HsmUserRole, KeySpec, KeyUsage, ManualClock, Origin, SystemClock,
+};
 use kmscks::{ErrorKind, Kms, KmsConfig, KmsError};
 
 /// kmsuser's password in every fixture.
@@ -173,6 +175,17 @@ pub(crate) fn create_key(kms: &Kms, store_id: Option<&str>) -> String {
     kms.create_key(&req).unwrap().key_metadata.key_id
 }
 
+/// Creates a default-store key of `spec` with `usage` (an HMAC or asymmetric key) and returns
+/// its id.
+pub(crate) fn create_key_of(kms: &Kms, spec: KeySpec, usage: KeyUsage) -> String {
+    let req = CreateKeyRequest {
+        key_spec: Some(spec),
+        key_usage: Some(usage),
+        ..Default::default()
+    };
+    kms.create_key(&req).unwrap().key_metadata.key_id
+}
+
 pub(crate) fn key_req(key_id: &str) -> KeyIdRequest {
     KeyIdRequest {
         key_id: key_id.into(),
@@ -216,4 +229,17 @@ pub(crate) fn restored_cluster(kms: &Kms, cluster_id: &str) -> String {
         .unwrap();
     }
     id
+}
+
+/// Whether the `openssl` command line is installed, for the checks that use it as an
+/// independent implementation; says so on stderr when it is not (those checks skip).
+pub(crate) fn openssl_present() -> bool {
+    let ok = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("skipped the openssl checks: the openssl command is not installed");
+    }
+    ok
 }

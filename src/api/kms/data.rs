@@ -60,18 +60,36 @@ pub mod blob {
 
     /// The same, for secret bytes (plaintexts, data keys).
     pub mod secret {
-        use serde::{Deserializer, Serializer};
+        use base64::engine::general_purpose::STANDARD;
+        use base64::Engine as _;
+        use serde::de::Error as _;
+        use serde::{Deserialize, Deserializer, Serializer};
 
         use crate::secret::SecretBytes;
 
-        /// Serialises secret bytes.
+        /// Serialises secret bytes; in JSON, through a base64 text wiped once written.
         pub fn serialize<S: Serializer>(bytes: &SecretBytes, s: S) -> Result<S::Ok, S::Error> {
-            super::serialize(bytes.expose(), s)
+            if s.is_human_readable() {
+                let text = zeroize::Zeroizing::new(STANDARD.encode(bytes.expose()));
+                s.serialize_str(&text)
+            } else {
+                s.serialize_bytes(bytes.expose())
+            }
         }
 
-        /// Deserialises secret bytes.
+        /// Deserialises secret bytes; in JSON, the base64 text is wiped once decoded, and
+        /// decoded straight into the secret's own buffer.
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SecretBytes, D::Error> {
-            super::deserialize(d).map(SecretBytes::new)
+            if !d.is_human_readable() {
+                return super::serde_bytes_vec(d).map(SecretBytes::new);
+            }
+            let text = zeroize::Zeroizing::new(String::deserialize(d)?);
+            let mut out = SecretBytes::zeroed(base64::decoded_len_estimate(text.len()));
+            let n = STANDARD
+                .decode_slice(text.as_bytes(), out.expose_mut())
+                .map_err(|e| D::Error::custom(format!("invalid base64: {e}")))?;
+            out.truncate(n);
+            Ok(out)
         }
 
         /// For optional secret members.

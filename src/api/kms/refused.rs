@@ -36,8 +36,6 @@ macro_rules! refused_operations {
 
 // The operations kmscks refuses: the one list of them (the CLI's verbs derive from it).
 refused_operations! {
-    GenerateDataKeyPair,
-    GenerateDataKeyPairWithoutPlaintext,
     ReplicateKey,
     UpdatePrimaryRegion,
 }

@@ -23,7 +23,8 @@ use serde::Serialize;
 
 use kmscks::api::kms::{
     CreateKeyRequest, DecryptRequest, DeriveSharedSecretRequest, EncryptRequest,
-    GenerateDataKeyRequest, GenerateMacRequest, GenerateRandomRequest, SignRequest, VerifyRequest,
+    GenerateDataKeyPairRequest, GenerateDataKeyRequest, GenerateMacRequest, GenerateRandomRequest,
+    SignRequest, VerifyRequest,
 };
 use kmscks::engine::{counter_nonce, RandomPool};
 use kmscks::err;
@@ -31,7 +32,8 @@ use kmscks::error::Result;
 use kmscks::secret::SecretBytes;
 use kmscks::types::limits::{MESSAGE_LEN, NUMBER_OF_BYTES, PLAINTEXT_LEN};
 use kmscks::types::{
-    DataKeySpec, KeyAgreementAlgorithm, KeySpec, KeyUsage, MacAlgorithm, SigningAlgorithm,
+    DataKeyPairSpec, DataKeySpec, KeyAgreementAlgorithm, KeySpec, KeyUsage, MacAlgorithm,
+    SigningAlgorithm,
 };
 use kmscks::Kms;
 
@@ -56,6 +58,9 @@ pub(crate) enum LoadOp {
     /// DeriveSharedSecret (ECDH) under an ECC_NIST_P256 KEY_AGREEMENT key made for the run,
     /// with a peer public key made for the run ([`peer_public_key`]); the payload is not used.
     DeriveSharedSecret,
+    /// GenerateDataKeyPair of an ECC_NIST_P256 pair under a symmetric key of the default key
+    /// store made for the run (`payload` is not used).
+    GenerateDataKeyPair,
 }
 
 impl LoadOp {
@@ -70,6 +75,7 @@ impl LoadOp {
             LoadOp::Sign => "Sign",
             LoadOp::Verify => "Verify",
             LoadOp::DeriveSharedSecret => "DeriveSharedSecret",
+            LoadOp::GenerateDataKeyPair => "GenerateDataKeyPair",
         }
     }
 
@@ -84,6 +90,7 @@ impl LoadOp {
             LoadOp::Sign,
             LoadOp::Verify,
             LoadOp::DeriveSharedSecret,
+            LoadOp::GenerateDataKeyPair,
         ]
         .into_iter()
         .find(|o| o.name().eq_ignore_ascii_case(s))
@@ -344,6 +351,7 @@ struct KmsCaller {
     sign: SignRequest,
     verify: VerifyRequest,
     derive: DeriveSharedSecretRequest,
+    key_pair: GenerateDataKeyPairRequest,
     encrypt_batch: Vec<EncryptRequest>,
     decrypt_batch: Vec<DecryptRequest>,
     data_key_batch: Vec<GenerateDataKeyRequest>,
@@ -360,6 +368,7 @@ fn check_payload(op: LoadOp, payload: usize) -> Result<()> {
         LoadOp::GenerateDataKey | LoadOp::GenerateRandom => {
             (NUMBER_OF_BYTES.0 as usize, NUMBER_OF_BYTES.1 as usize)
         }
+        LoadOp::GenerateDataKeyPair => return Ok(()),
     };
     if !(min..=max).contains(&payload) {
         return Err(err!(
@@ -427,6 +436,10 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
     if op == LoadOp::DeriveSharedSecret {
         kms.derive_shared_secret(&derive)?;
     }
+    let key_pair = key_pair_request(&own_key);
+    if op == LoadOp::GenerateDataKeyPair {
+        kms.generate_data_key_pair(&key_pair)?;
+    }
     let kms = kms.clone();
     let r = drive(
         opts.threads,
@@ -485,6 +498,7 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
                     public_key: derive.public_key.clone(),
                     ..Default::default()
                 },
+                key_pair: key_pair.clone(),
             }
         },
         move |c| {
@@ -539,6 +553,11 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
                         .filter(|_| c.kms.derive_shared_secret(&c.derive).is_err())
                         .count(),
                 ),
+                (LoadOp::GenerateDataKeyPair, _) => many(
+                    (0..batch)
+                        .filter(|_| c.kms.generate_data_key_pair(&c.key_pair).is_err())
+                        .count(),
+                ),
             }
         },
     );
@@ -548,12 +567,14 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
 /// The CreateKey request of the key a run of `op` makes for itself when it needs a key of
 /// its own kind (every mode makes the same): an HMAC_256 key for GenerateMac, an
 /// ECC_NIST_P256 signing key for Sign and Verify, an ECC_NIST_P256 key agreement key for
-/// DeriveSharedSecret; `None` for the other operations.
+/// DeriveSharedSecret, a symmetric key of the default key store for GenerateDataKeyPair
+/// (which refuses custom key store keys); `None` for the other operations.
 pub(crate) fn bench_key_request(op: LoadOp) -> Option<CreateKeyRequest> {
     let (spec, usage) = match op {
         LoadOp::GenerateMac => (KeySpec::Hmac256, KeyUsage::GenerateVerifyMac),
         LoadOp::Sign | LoadOp::Verify => (KeySpec::EccNistP256, KeyUsage::SignVerify),
         LoadOp::DeriveSharedSecret => (KeySpec::EccNistP256, KeyUsage::KeyAgreement),
+        LoadOp::GenerateDataKeyPair => (KeySpec::SymmetricDefault, KeyUsage::EncryptDecrypt),
         _ => return None,
     };
     Some(CreateKeyRequest {
@@ -573,6 +594,15 @@ pub(crate) fn peer_public_key() -> Result<Vec<u8>> {
         .and_then(|p| p.as_der())
         .map_err(|_| failed())?;
     Ok(der.as_ref().to_vec())
+}
+
+/// The pair every mode's GenerateDataKeyPair run asks for, under `key_id`.
+pub(crate) fn key_pair_request(key_id: &str) -> GenerateDataKeyPairRequest {
+    GenerateDataKeyPairRequest {
+        key_id: key_id.to_owned(),
+        key_pair_spec: Some(DataKeyPairSpec::EccNistP256),
+        ..Default::default()
+    }
 }
 
 /// [`run_kms`], then the raw baseline on the same threads and sizes, with the ratio filled in.
@@ -609,6 +639,34 @@ struct Raw {
     counter: u64,
     aad: [u8; 60],
     sample: (Vec<u8>, [u8; 16], [u8; 12]),
+}
+
+impl Raw {
+    /// The GenerateDataKeyPair floor: a P-256 pair generated and encoded as the engine
+    /// answers it (PKCS#8 and SubjectPublicKeyInfo DER), its private key sealed with
+    /// AES-256-GCM under a counter nonce into a fresh buffer.
+    fn key_pair(&mut self) -> bool {
+        let Ok(pair) = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING) else {
+            return false;
+        };
+        let (Ok(private), Ok(public)) = (pair.to_pkcs8v1(), pair.public_key().as_der()) else {
+            return false;
+        };
+        let public: PublicKeyX509Der<'static> = public;
+        let mut sealed = private.as_ref().to_vec();
+        self.counter += 1;
+        let n = Nonce::assume_unique_for_key(counter_nonce(self.counter));
+        match self
+            .key
+            .seal_in_place_append_tag(n, Aad::from(self.aad), &mut sealed)
+        {
+            Ok(()) => {
+                std::hint::black_box((&sealed, public.as_ref().to_vec()));
+                true
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 /// The raw aws-lc-rs loop for the same op, threads, batch and payload.
@@ -732,6 +790,7 @@ pub(crate) fn run_baseline(opts: &LoadOpts) -> LoadReport {
                             .map(std::hint::black_box)
                             .is_ok()
                     }
+                    LoadOp::GenerateDataKeyPair => raw.key_pair(),
                 };
                 if !ok {
                     errs += 1;
@@ -767,6 +826,7 @@ mod tests {
             (LoadOp::Sign, 1),
             (LoadOp::Verify, 1),
             (LoadOp::DeriveSharedSecret, 1),
+            (LoadOp::GenerateDataKeyPair, 1),
         ] {
             let opts = LoadOpts {
                 op,

@@ -341,6 +341,9 @@ fn body(op: LoadOp, key_id: &str, payload: usize, ciphertext: &str) -> Value {
             "SigningAlgorithm": "ECDSA_SHA_256",
             "Signature": ciphertext
         }),
+        LoadOp::GenerateDataKeyPair => {
+            serde_json::to_value(crate::loadgen::key_pair_request(key_id)).unwrap_or(Value::Null)
+        }
     }
 }
 

@@ -126,6 +126,9 @@ impl RequestMaker {
                 public_key: self.peer.clone(),
                 ..Default::default()
             }),
+            LoadOp::GenerateDataKeyPair => {
+                Request::GenerateDataKeyPair(crate::loadgen::key_pair_request(&self.key_id))
+            }
         }
     }
 }
@@ -382,6 +385,7 @@ impl SocketLoadOpts {
             LoadOp::Sign => kmscks::ops::Op::Sign,
             LoadOp::Verify => kmscks::ops::Op::Verify,
             LoadOp::DeriveSharedSecret => kmscks::ops::Op::DeriveSharedSecret,
+            LoadOp::GenerateDataKeyPair => kmscks::ops::Op::GenerateDataKeyPair,
         };
         op.code()
     }

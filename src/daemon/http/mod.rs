@@ -33,8 +33,8 @@
 //! signing key's principal is the request's, whoever connected.
 //!
 //! Control-plane requests (every operation but the data plane's, `Op::is_data_plane`) run on
-//! the daemon's control thread (`super::control_thread`, shared with the socket's loop), so
-//! that a CreateKey's fsync holds no other connection; the connection's later requests wait
+//! the daemon's control threads (`super::control_thread`, shared with the socket's loop,
+//! callers taking turns), so that a CreateKey's fsync holds no other connection; the connection's later requests wait
 //! for its answer (answers go out in request order).
 //!
 //! Pipelined data-plane requests (Encrypt, Decrypt, GenerateDataKey[WithoutPlaintext]) that
@@ -261,17 +261,22 @@ impl Control {
         request: Request,
         close: bool,
     ) -> bool {
+        let (op, principal) = (request.op(), handle.principal().to_owned());
         let (handle, done, waker) = (handle.clone(), self.done.clone(), self.waker.clone());
-        self.queue.submit(Box::new(move || {
-            let result = handle.dispatch(&request);
-            let _ = done.send(Done {
-                slot,
-                serial,
-                result,
-                close,
-            });
-            let _ = waker.wake();
-        }))
+        self.queue.submit(
+            op,
+            &principal,
+            Box::new(move || {
+                let result = handle.dispatch(&request);
+                let _ = done.send(Done {
+                    slot,
+                    serial,
+                    result,
+                    close,
+                });
+                let _ = waker.wake();
+            }),
+        )
     }
 }
 

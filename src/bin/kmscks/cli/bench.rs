@@ -1,7 +1,7 @@
 //! `kmscks bench`: the load generator.
 //!
 //! * In-process (no `--socket`): `--op generate-data-key|encrypt|decrypt|generate-random|
-//!   generate-mac|sign|verify|derive-shared-secret --threads N --batch B --payload BYTES --duration SECONDS [--baseline] [--json]`. It drives
+//!   generate-mac|sign|verify|derive-shared-secret|generate-data-key-pair --threads N --batch B --payload BYTES --duration SECONDS [--baseline] [--json]`. It drives
 //!   a fresh bootstrapped in-memory `Kms` (a key in a connected custom key store) through its
 //!   public API ([`crate::loadgen::run_kms`]); `--baseline` also runs the raw
 //!   aws-lc-rs baseline with the same threads and payload and prints the ratio.
@@ -10,6 +10,9 @@
 //!   one), `derive-shared-secret` an ECC_NIST_P256 KEY_AGREEMENT key and a peer public key
 //!   (the payload is not used); their baseline is aws-lc-rs's HMAC, ECDSA or ECDH with a key
 //!   made once.
+//!   `generate-data-key-pair` makes a symmetric key in the default key store and asks for
+//!   ECC_NIST_P256 pairs; its baseline generates and encodes the same pair with aws-lc-rs and
+//!   seals its private key with AES-256-GCM.
 //! * Over the socket (`--socket PATH`): `--connections C --pipeline D` with the same `--op`,
 //!   `--payload`, `--duration`; `--baseline` runs an echo of the same frame sizes over a Unix
 //!   socket with the same C and D (`crate::loadgen_socket`). `--key-id` picks the key (default:
@@ -68,6 +71,7 @@ pub(crate) fn command() -> Command {
                     "sign",
                     "verify",
                     "derive-shared-secret",
+                    "generate-data-key-pair",
                 ])
                 .help("The operation to drive"),
         )

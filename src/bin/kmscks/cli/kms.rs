@@ -89,6 +89,12 @@ const SIGNING_ALGORITHM: ArgSpec = req(
     "One of the key's: RSASSA_PSS_SHA_256, ECDSA_SHA_256, …",
 );
 
+const KEY_PAIR_SPEC: ArgSpec = req(
+    "key-pair-spec",
+    Str,
+    "RSA_2048/3072/4096, ECC_NIST_P256/P384/P521, ECC_SECG_P256K1 or ECC_NIST_EDWARDS25519",
+);
+
 const GENERATE_DATA_KEY: &[ArgSpec] = &[
     KEY_ID,
     opt("key-spec", Str, "AES_256 or AES_128"),
@@ -392,6 +398,17 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
         ],
         Op::GenerateDataKey => GENERATE_DATA_KEY,
         Op::GenerateDataKeyWithoutPlaintext => GENERATE_DATA_KEY_WITHOUT_PLAINTEXT,
+        Op::GenerateDataKeyPair => specs![
+            CONTEXT,
+            KEY_ID,
+            KEY_PAIR_SPEC,
+            GRANT_TOKENS,
+            RECIPIENT,
+            DRY_RUN,
+        ],
+        Op::GenerateDataKeyPairWithoutPlaintext => {
+            specs![CONTEXT, KEY_ID, KEY_PAIR_SPEC, GRANT_TOKENS, DRY_RUN]
+        }
         Op::GenerateRandom => specs![
             opt("number-of-bytes", Int, "1-1024"),
             opt("custom-key-store-id", Str, "Draw from this store's cluster",),
@@ -498,19 +515,7 @@ pub(crate) fn defaults(op: Op) -> &'static [(&'static str, u64)] {
 /// line parses and reaches the server, which answers with AWS's exception (the server reads
 /// only the key; the other members are parsed as the AWS CLI parses them, then left out).
 pub(crate) fn refused_args(r: Refused) -> &'static [ArgSpec] {
-    const KEY_PAIR_SPEC: ArgSpec = req("key-pair-spec", Str, "e.g. RSA_2048, ECC_NIST_P256");
     match r {
-        Refused::GenerateDataKeyPair => specs![
-            CONTEXT,
-            KEY_ID,
-            KEY_PAIR_SPEC,
-            GRANT_TOKENS,
-            RECIPIENT,
-            DRY_RUN,
-        ],
-        Refused::GenerateDataKeyPairWithoutPlaintext => {
-            specs![CONTEXT, KEY_ID, KEY_PAIR_SPEC, GRANT_TOKENS, DRY_RUN]
-        }
         Refused::UpdatePrimaryRegion => specs![
             KEY_ID,
             req(
