@@ -71,17 +71,6 @@ fn digest_name(alg: SigningAlgorithm) -> &'static str {
     }
 }
 
-fn openssl_present() -> bool {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("skipped the openssl checks: the openssl command is not installed");
-    }
-    ok
-}
-
 fn openssl(args: &[&str]) -> std::process::Output {
     Command::new("openssl").args(args).output().unwrap()
 }

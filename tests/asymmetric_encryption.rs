@@ -491,17 +491,6 @@ fn over_the_socket_rsa_encryption_leaves_the_symmetric_batch_path_and_is_answere
     expect!(second.result, Response::Encrypt);
 }
 
-fn openssl_present() -> bool {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("skipped the openssl check: the openssl command is not installed");
-    }
-    ok
-}
-
 #[test]
 fn ciphertexts_openssl_makes_with_the_public_key_decrypt_in_kmscks() {
     if !openssl_present() {
