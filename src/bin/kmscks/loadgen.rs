@@ -159,13 +159,15 @@ pub(crate) struct LoadReport {
     /// CPU time per request of the raw aws-lc-rs loop doing the same cryptographic work, one
     /// thread, one item per call, measured in the same run, ns (over the socket).
     pub raw_cpu_ns_per_op: Option<f64>,
-    /// With `--beside create-key` (over the socket): the same load measured alone first, items
-    /// per second; the report's own members are then those measured beside the CreateKey loop.
+    /// With `--beside` (over the socket): the same load measured alone first, items per
+    /// second; the report's own members are then those measured beside the other loop.
     pub alone_ops_per_sec: Option<f64>,
     /// With `--beside`: the 99th percentile latency of the load alone, µs.
     pub alone_p99_us: Option<f64>,
-    /// With `--beside`: CreateKey calls per second the other connection completed meanwhile.
+    /// With `--beside`: calls per second the other connection completed meanwhile.
     pub beside_ops_per_sec: Option<f64>,
+    /// With `--beside`: the operation the other connection called (`CreateKey`, `Decrypt`).
+    pub beside_op: Option<String>,
 }
 
 impl LoadReport {
@@ -327,6 +329,7 @@ impl LoadReport {
             alone_ops_per_sec: None,
             alone_p99_us: None,
             beside_ops_per_sec: None,
+            beside_op: None,
         }
     }
 

@@ -31,7 +31,9 @@ use kmscks::error::{ErrorKind, KmsError, Result};
 use kmscks::ops::{Backend, Request, Response};
 use kmscks::protocol::encode_response;
 use kmscks::secret::SecretBytes;
-use kmscks::types::{KeyAgreementAlgorithm, MacAlgorithm, SigningAlgorithm};
+use kmscks::types::{
+    EncryptionAlgorithm, KeyAgreementAlgorithm, KeySpec, KeyUsage, MacAlgorithm, SigningAlgorithm,
+};
 
 /// What to run over the socket.
 #[derive(Clone, Debug)]
@@ -48,8 +50,76 @@ pub(crate) struct SocketLoadOpts {
     pub duration: Duration,
     /// The key to use; `None`: create one (default key store) for the run.
     pub key_id: Option<String>,
-    /// Measure alone first, then beside a connection issuing CreateKey in a loop.
-    pub beside: bool,
+    /// Measure alone first, then beside one more connection issuing this call in a loop.
+    pub beside: Option<Beside>,
+}
+
+/// What the other connection of `--beside` does in its loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Beside {
+    /// CreateKey in the default key store: a control-plane call, with its fsync.
+    CreateKey,
+    /// Decrypt under an RSA_4096 ENCRYPT_DECRYPT key (RSAES_OAEP_SHA_256): milliseconds of
+    /// RSA arithmetic per call.
+    RsaDecrypt,
+}
+
+impl Beside {
+    /// The `--beside` value.
+    pub(crate) fn parse(s: &str) -> Option<Beside> {
+        match s {
+            "create-key" => Some(Beside::CreateKey),
+            "rsa-decrypt" => Some(Beside::RsaDecrypt),
+            _ => None,
+        }
+    }
+
+    /// The operation the loop calls, as the report names it.
+    pub(crate) fn op_name(self) -> &'static str {
+        match self {
+            Beside::CreateKey => "CreateKey",
+            Beside::RsaDecrypt => "Decrypt",
+        }
+    }
+
+    /// The loop's one request, made once (an RSA key and a ciphertext for `RsaDecrypt`).
+    fn request(self, client: &Client) -> Result<Request> {
+        let create = |req| match client.call(&Request::CreateKey(req))? {
+            Response::CreateKey(r) => Ok(r.key_metadata.key_id),
+            other => Err(unexpected(&other)),
+        };
+        let description = Some(format!("kmscks bench --beside {}", self.op_name()));
+        match self {
+            Beside::CreateKey => Ok(Request::CreateKey(CreateKeyRequest {
+                description,
+                ..Default::default()
+            })),
+            Beside::RsaDecrypt => {
+                let key_id = create(CreateKeyRequest {
+                    description,
+                    key_spec: Some(KeySpec::Rsa4096),
+                    key_usage: Some(KeyUsage::EncryptDecrypt),
+                    ..Default::default()
+                })?;
+                let algorithm = Some(EncryptionAlgorithm::RsaesOaepSha256);
+                let sealed = match client.call(&Request::Encrypt(EncryptRequest {
+                    key_id: key_id.clone(),
+                    plaintext: SecretBytes::from_slice(b"kmscks bench --beside rsa-decrypt"),
+                    encryption_algorithm: algorithm,
+                    ..Default::default()
+                }))? {
+                    Response::Encrypt(r) => r.ciphertext_blob,
+                    other => return Err(unexpected(&other)),
+                };
+                Ok(Request::Decrypt(DecryptRequest {
+                    key_id: Some(key_id),
+                    ciphertext_blob: sealed,
+                    encryption_algorithm: algorithm,
+                    ..Default::default()
+                }))
+            }
+        }
+    }
 }
 
 impl Default for SocketLoadOpts {
@@ -61,7 +131,7 @@ impl Default for SocketLoadOpts {
             payload: 32,
             duration: Duration::from_secs(1),
             key_id: None,
-            beside: false,
+            beside: None,
         }
     }
 }
@@ -311,34 +381,32 @@ pub(crate) fn run_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadRepor
 }
 
 /// The daemon's measurement: the load alone, or with `opts.beside` first alone and then
-/// beside a CreateKey loop.
+/// beside one more connection calling in a loop.
 fn measure_daemon(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker) -> Result<LoadReport> {
-    if !opts.beside {
+    let Some(other) = opts.beside else {
         return drive(path, opts, maker, Cpu::OfDaemon);
-    }
+    };
     let alone = drive(path, opts, maker, Cpu::OfDaemon)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let creator = {
+    let caller = {
         let (client, stop) = (Client::connect(path)?, stop.clone());
+        let request = other.request(&client)?;
         thread::spawn(move || -> Result<(u64, Duration)> {
             let started = Instant::now();
-            let mut created = 0;
+            let mut calls = 0;
             while !stop.load(Ordering::Relaxed) {
-                client.call(&Request::CreateKey(CreateKeyRequest {
-                    description: Some("kmscks bench --beside create-key".into()),
-                    ..Default::default()
-                }))?;
-                created += 1;
+                client.call(&request)?;
+                calls += 1;
             }
-            Ok((created, started.elapsed()))
+            Ok((calls, started.elapsed()))
         })
     };
     let beside = drive(path, opts, maker, Cpu::OfDaemon);
     stop.store(true, Ordering::Relaxed);
-    let created = creator.join().map_err(|_| {
+    let created = caller.join().map_err(|_| {
         KmsError::new(
             ErrorKind::KMSInternalException,
-            "the CreateKey loop panicked",
+            format!("the {} loop panicked", other.op_name()),
         )
     })?;
     let mut report = beside?;
@@ -346,6 +414,7 @@ fn measure_daemon(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker) -> R
     report.alone_ops_per_sec = Some(alone.ops_per_sec);
     report.alone_p99_us = Some(alone.p99_us);
     report.beside_ops_per_sec = Some(created as f64 / elapsed.as_secs_f64());
+    report.beside_op = Some(other.op_name().to_owned());
     Ok(report)
 }
 
@@ -480,21 +549,29 @@ mod tests {
     }
 
     #[test]
-    fn beside_a_create_key_loop_the_load_is_measured_alone_first_and_the_keys_counted() {
+    fn beside_another_loop_the_load_is_measured_alone_first_and_the_others_calls_counted() {
         let served = Served::start();
-        let opts = SocketLoadOpts {
-            connections: 1,
-            pipeline: 4,
-            duration: Duration::from_millis(200),
-            beside: true,
-            ..Default::default()
-        };
-        let r = run_socket(&served.socket, &opts).unwrap();
-        assert_eq!(r.errors, 0, "{r:?}");
-        assert!(r.alone_ops_per_sec.unwrap() > 0.0, "{r:?}");
-        assert!(r.alone_p99_us.unwrap() > 0.0, "{r:?}");
-        assert!(r.beside_ops_per_sec.unwrap() > 0.0, "{r:?}");
-        assert!(r.ops_per_sec > 0.0, "{r:?}");
+        for (other, name) in [
+            (Beside::CreateKey, "CreateKey"),
+            (Beside::RsaDecrypt, "Decrypt"),
+        ] {
+            let opts = SocketLoadOpts {
+                connections: 1,
+                pipeline: 4,
+                duration: Duration::from_millis(200),
+                beside: Some(other),
+                ..Default::default()
+            };
+            let r = run_socket(&served.socket, &opts).unwrap();
+            assert_eq!(r.errors, 0, "{r:?}");
+            assert!(r.alone_ops_per_sec.unwrap() > 0.0, "{r:?}");
+            assert!(r.alone_p99_us.unwrap() > 0.0, "{r:?}");
+            assert!(r.beside_ops_per_sec.unwrap() > 0.0, "{r:?}");
+            assert_eq!(r.beside_op.as_deref(), Some(name));
+            assert!(r.ops_per_sec > 0.0, "{r:?}");
+        }
+        assert_eq!(Beside::parse("rsa-decrypt"), Some(Beside::RsaDecrypt));
+        assert_eq!(Beside::parse("sign"), None);
     }
 
     #[test]
@@ -513,7 +590,7 @@ mod tests {
                 payload: 32,
                 duration: Duration::from_millis(200),
                 key_id: None,
-                beside: false,
+                beside: None,
             };
             let r = compare_socket(&served.socket, &opts).unwrap();
             assert_eq!(r.errors, 0, "{r:?}");

@@ -114,12 +114,13 @@ pub(crate) fn command() -> Command {
             Arg::new("beside")
                 .long("beside")
                 .value_name("OP")
-                .value_parser(["create-key"])
+                .value_parser(["create-key", "rsa-decrypt"])
                 .conflicts_with("http")
                 .help(
                     "Socket mode: measure the load alone, then again while one more connection \
-                     issues OP (a control-plane call) in a loop; reports both (the keys it \
-                     creates stay)",
+                     calls OP in a loop: create-key (a control-plane call with its fsync; the \
+                     keys it creates stay) or rsa-decrypt (an RSA_4096 decryption, \
+                     milliseconds each); reports both",
                 ),
         )
         .arg(
@@ -240,8 +241,9 @@ pub(crate) fn human(r: &LoadReport, socket: bool) -> String {
         (r.beside_ops_per_sec, r.alone_ops_per_sec, r.alone_p99_us)
     {
         s.push_str(&format!(
-            "alone: {alone:.0} ops/s  p99 {alone_p99:.1} µs; beside them: {beside:.0} CreateKey/s \
+            "alone: {alone:.0} ops/s  p99 {alone_p99:.1} µs; beside them: {beside:.0} {}/s \
              ({:.3} of the rate alone)\n",
+            r.beside_op.as_deref().unwrap_or("calls"),
             r.ops_per_sec / alone.max(f64::MIN_POSITIVE)
         ));
     }
@@ -302,7 +304,9 @@ pub(crate) fn run(
             payload: o.payload,
             duration: o.duration,
             key_id: m.get_one::<String>("key-id").cloned(),
-            beside: m.get_one::<String>("beside").is_some(),
+            beside: m
+                .get_one::<String>("beside")
+                .and_then(|b| loadgen_socket::Beside::parse(b)),
         };
         let r = if m.get_flag("baseline") {
             loadgen_socket::compare_socket(path, &so)
