@@ -179,6 +179,22 @@ fn an_external_key_waits_in_pending_import_then_the_import_enables_it() {
     );
     let blob = encrypt(&kms, &key).unwrap();
     decrypts(&kms, &blob).unwrap();
+    // A key of the default key store with imported material seals data key pairs too.
+    let pair = kms
+        .generate_data_key_pair_without_plaintext(&GenerateDataKeyPairRequest {
+            key_id: key.clone(),
+            key_pair_spec: Some(kmscks::types::DataKeyPairSpec::EccNistP256),
+            ..Default::default()
+        })
+        .unwrap();
+    let opened = kms
+        .decrypt(&DecryptRequest {
+            ciphertext_blob: pair.private_key_ciphertext_blob,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(opened.key_id.as_ref(), m.arn.as_str());
+    assert_eq!(opened.plaintext.expose()[0], 0x30, "PKCS#8 DER");
 }
 
 #[test]
