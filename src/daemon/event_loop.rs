@@ -3,10 +3,10 @@
 //! Tokens are constant for the listener and the waker; connection `i` of the slab is token
 //! `FIRST_CONN + i`. Connections always have READABLE interest and WRITABLE only while replies
 //! are pending. Accepts run until `WouldBlock`. Only the data plane (`Op::is_data_plane`) and
-//! Hello run on this thread: control-plane requests go to the control threads
-//! ([`super::control_thread`], one at a time per connection, the connection's later frames
-//! waiting for the answer), requests that may block (WaitForConnection) and large batches to helper threads;
-//! their replies come back through a channel and the waker.
+//! Hello run on this thread: control-plane requests and RSA private-key operations go to the
+//! control threads ([`super::control_thread`], one at a time per connection, the connection's
+//! later frames waiting for the answer), requests that may block (WaitForConnection) and large
+//! batches to helper threads; their replies come back through a channel and the waker.
 //!
 //! Fairness: each connection gets at most [`WORK_PER_TURN`] work units per turn (a huge batch
 //! is answered over several turns); one with work left goes to the back of the `again` list,
