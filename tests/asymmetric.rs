@@ -286,15 +286,7 @@ fn signing_keys_refuse_the_symmetric_and_mac_operations_and_other_keys_refuse_si
         ErrorKind::InvalidKeyUsageException,
     );
     let symmetric = create_key(&kms, None);
-    let hmac = kms
-        .create_key(&CreateKeyRequest {
-            key_spec: Some(KeySpec::Hmac256),
-            key_usage: Some(KeyUsage::GenerateVerifyMac),
-            ..Default::default()
-        })
-        .unwrap()
-        .key_metadata
-        .key_id;
+    let hmac = create_key_of(&kms, KeySpec::Hmac256, KeyUsage::GenerateVerifyMac);
     for k in [&symmetric, &hmac] {
         assert_aws(
             kms.sign(&sign_req(k, b"m", SigningAlgorithm::EcdsaSha256)),

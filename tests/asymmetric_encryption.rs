@@ -146,15 +146,7 @@ fn each_aws_exception_of_rsa_encryption_is_answered() {
         .unwrap()
         .key_metadata
         .key_id;
-    let signing = kms
-        .create_key(&CreateKeyRequest {
-            key_spec: Some(KeySpec::Rsa2048),
-            key_usage: Some(KeyUsage::SignVerify),
-            ..Default::default()
-        })
-        .unwrap()
-        .key_metadata
-        .key_id;
+    let signing = create_key_of(&kms, KeySpec::Rsa2048, KeyUsage::SignVerify);
     // The symmetric algorithm (named or left out) on an RSA key, and an algorithm the key
     // does not pair with.
     for alg in [

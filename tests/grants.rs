@@ -852,24 +852,8 @@ fn a_grant_may_allow_only_what_its_key_can_do_and_constrain_only_a_symmetric_enc
     use kmscks::types::{KeySpec, KeyUsage};
     let (kms, _clock) = kms();
     let symmetric = create_key(&kms, None);
-    let hmac = kms
-        .create_key(&CreateKeyRequest {
-            key_spec: Some(KeySpec::Hmac256),
-            key_usage: Some(KeyUsage::GenerateVerifyMac),
-            ..Default::default()
-        })
-        .unwrap()
-        .key_metadata
-        .key_id;
-    let signing = kms
-        .create_key(&CreateKeyRequest {
-            key_spec: Some(KeySpec::EccNistP256),
-            key_usage: Some(KeyUsage::SignVerify),
-            ..Default::default()
-        })
-        .unwrap()
-        .key_metadata
-        .key_id;
+    let hmac = create_key_of(&kms, KeySpec::Hmac256, KeyUsage::GenerateVerifyMac);
+    let signing = create_key_of(&kms, KeySpec::EccNistP256, KeyUsage::SignVerify);
     use GrantOperation::*;
     for (key, refused, allowed) in [
         (

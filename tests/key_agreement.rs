@@ -97,15 +97,7 @@ fn create_key_makes_key_agreement_keys_of_the_nist_curves_only() {
         assert_aws(r, ErrorKind::ValidationException);
     }
     // The same spec makes a signing key, which DeriveSharedSecret refuses.
-    let signing = kms
-        .create_key(&CreateKeyRequest {
-            key_spec: Some(KeySpec::EccNistP256),
-            key_usage: Some(KeyUsage::SignVerify),
-            ..Default::default()
-        })
-        .unwrap()
-        .key_metadata
-        .key_id;
+    let signing = create_key_of(&kms, KeySpec::EccNistP256, KeyUsage::SignVerify);
     let peer = public_key(
         &kms,
         &create_agreement_key(&kms, KeySpec::EccNistP256).key_id,
@@ -133,15 +125,7 @@ fn each_aws_exception_of_derive_shared_secret_is_answered() {
         .unwrap()
         .key_metadata
         .key_id;
-    let hmac = kms
-        .create_key(&CreateKeyRequest {
-            key_spec: Some(KeySpec::Hmac256),
-            key_usage: Some(KeyUsage::GenerateVerifyMac),
-            ..Default::default()
-        })
-        .unwrap()
-        .key_metadata
-        .key_id;
+    let hmac = create_key_of(&kms, KeySpec::Hmac256, KeyUsage::GenerateVerifyMac);
     // Keys of another usage.
     for k in [&symmetric, &hmac] {
         assert_aws(
