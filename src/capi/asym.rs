@@ -6,10 +6,12 @@
 
 use std::ffi::c_char;
 
-use super::boundary::{bytes, client, guard, optional_text, out, put, text, CResult};
+use super::boundary::{
+    bytes, client, guard, optional_text, out, put, spelled, spelling, text, CResult,
+};
 use super::handle::{expect_response, kmscks_client};
 use super::memory::{c_string, kmscks_buffer};
-use super::result::{kmscks_result, Failure};
+use super::result::kmscks_result;
 use crate::api::kms::{
     CreateKeyRequest, GenerateMacRequest, KeyIdRequest, SignRequest, VerifyMacRequest,
     VerifyRequest,
@@ -17,11 +19,6 @@ use crate::api::kms::{
 use crate::ops::Request;
 use crate::secret::SecretBytes;
 use crate::types::{KeySpec, KeyUsage, MacAlgorithm, MessageType, SigningAlgorithm};
-
-/// Parses AWS's spelling of an enum argument.
-pub(super) fn spelled<T>(value: &str, name: &str, parse: fn(&str) -> Option<T>) -> CResult<T> {
-    parse(value).ok_or_else(|| Failure::invalid(name, format!("{value:?} is not a valid value")))
-}
 
 /// `message_type_or_null`: NULL is RAW, else AWS's spelling (`"RAW"`, `"DIGEST"`).
 ///
@@ -31,7 +28,7 @@ unsafe fn message_type(ptr: *const c_char) -> CResult<MessageType> {
     // SAFETY: forwarded contract.
     match unsafe { optional_text(ptr, "message_type_or_null") }? {
         None => Ok(MessageType::Raw),
-        Some(t) => spelled(t, "message_type_or_null", MessageType::parse),
+        Some(t) => spelling(t, "message_type_or_null", MessageType::parse),
     }
 }
 
@@ -53,16 +50,8 @@ pub unsafe extern "C" fn kmscks_create_key_of_spec(
     guard(|| {
         // SAFETY: caller's contract (each argument below likewise).
         let c = unsafe { client(c) }?;
-        let spec = spelled(
-            unsafe { text(key_spec, "key_spec") }?,
-            "key_spec",
-            KeySpec::parse,
-        )?;
-        let usage = spelled(
-            unsafe { text(key_usage, "key_usage") }?,
-            "key_usage",
-            KeyUsage::parse,
-        )?;
+        let spec = unsafe { spelled(key_spec, "key_spec", KeySpec::parse) }?;
+        let usage = unsafe { spelled(key_usage, "key_usage", KeyUsage::parse) }?;
         let o = out(key_id, "key_id")?;
         let request = Request::CreateKey(CreateKeyRequest {
             key_spec: Some(spec),
@@ -96,8 +85,7 @@ pub unsafe extern "C" fn kmscks_generate_mac(
         // SAFETY: caller's contract (each argument below likewise).
         let c = unsafe { client(c) }?;
         let key_id = unsafe { text(key_id, "key_id") }?;
-        let alg = unsafe { text(mac_algorithm, "mac_algorithm") }?;
-        let alg = spelled(alg, "mac_algorithm", MacAlgorithm::parse)?;
+        let alg = unsafe { spelled(mac_algorithm, "mac_algorithm", MacAlgorithm::parse) }?;
         let message = unsafe { bytes(msg, msg_len, "msg") }?;
         let o = out(mac, "mac")?;
         let request = Request::GenerateMac(GenerateMacRequest {
@@ -133,8 +121,7 @@ pub unsafe extern "C" fn kmscks_verify_mac(
         // SAFETY: caller's contract (each argument below likewise).
         let c = unsafe { client(c) }?;
         let key_id = unsafe { text(key_id, "key_id") }?;
-        let alg = unsafe { text(mac_algorithm, "mac_algorithm") }?;
-        let alg = spelled(alg, "mac_algorithm", MacAlgorithm::parse)?;
+        let alg = unsafe { spelled(mac_algorithm, "mac_algorithm", MacAlgorithm::parse) }?;
         let message = unsafe { bytes(msg, msg_len, "msg") }?;
         let mac = unsafe { bytes(mac, mac_len, "mac") }?;
         let request = Request::VerifyMac(VerifyMacRequest {
@@ -171,8 +158,13 @@ pub unsafe extern "C" fn kmscks_sign(
         // SAFETY: caller's contract (each argument below likewise).
         let c = unsafe { client(c) }?;
         let key_id = unsafe { text(key_id, "key_id") }?;
-        let alg = unsafe { text(signing_algorithm, "signing_algorithm") }?;
-        let alg = spelled(alg, "signing_algorithm", SigningAlgorithm::parse)?;
+        let alg = unsafe {
+            spelled(
+                signing_algorithm,
+                "signing_algorithm",
+                SigningAlgorithm::parse,
+            )
+        }?;
         let message = unsafe { bytes(msg, msg_len, "msg") }?;
         let o = out(signature, "signature")?;
         let request = Request::Sign(SignRequest {
@@ -211,8 +203,13 @@ pub unsafe extern "C" fn kmscks_verify(
         // SAFETY: caller's contract (each argument below likewise).
         let c = unsafe { client(c) }?;
         let key_id = unsafe { text(key_id, "key_id") }?;
-        let alg = unsafe { text(signing_algorithm, "signing_algorithm") }?;
-        let alg = spelled(alg, "signing_algorithm", SigningAlgorithm::parse)?;
+        let alg = unsafe {
+            spelled(
+                signing_algorithm,
+                "signing_algorithm",
+                SigningAlgorithm::parse,
+            )
+        }?;
         let message = unsafe { bytes(msg, msg_len, "msg") }?;
         let signature = unsafe { bytes(signature, signature_len, "signature") }?;
         let request = Request::Verify(VerifyRequest {

@@ -8,8 +8,7 @@
 
 use std::ffi::c_char;
 
-use super::asym::spelled;
-use super::boundary::{bytes, client, context, guard, out, put, text};
+use super::boundary::{bytes, client, context, guard, out, put, spelled, text};
 use super::handle::{expect_response, kmscks_client};
 use super::memory::{kmscks_buffer, kmscks_context_entry};
 use super::result::kmscks_result;
@@ -39,8 +38,13 @@ pub unsafe extern "C" fn kmscks_encrypt_with_algorithm(
         // SAFETY: caller's contract (each argument below likewise).
         let c = unsafe { client(c) }?;
         let key_id = unsafe { text(key_id, "key_id") }?;
-        let alg = unsafe { text(encryption_algorithm, "encryption_algorithm") }?;
-        let alg = spelled(alg, "encryption_algorithm", EncryptionAlgorithm::parse)?;
+        let alg = unsafe {
+            spelled(
+                encryption_algorithm,
+                "encryption_algorithm",
+                EncryptionAlgorithm::parse,
+            )
+        }?;
         let plaintext = unsafe { bytes(pt, pt_len, "pt") }?;
         let encryption_context = unsafe { context(ctx, ctx_len, "ctx") }?;
         let o = out(ciphertext, "ciphertext")?;
@@ -80,8 +84,13 @@ pub unsafe extern "C" fn kmscks_decrypt_with_algorithm(
         // SAFETY: caller's contract (each argument below likewise).
         let c = unsafe { client(c) }?;
         let key_id = unsafe { text(key_id, "key_id") }?;
-        let alg = unsafe { text(encryption_algorithm, "encryption_algorithm") }?;
-        let alg = spelled(alg, "encryption_algorithm", EncryptionAlgorithm::parse)?;
+        let alg = unsafe {
+            spelled(
+                encryption_algorithm,
+                "encryption_algorithm",
+                EncryptionAlgorithm::parse,
+            )
+        }?;
         let blob = unsafe { bytes(ct, ct_len, "ct") }?;
         let encryption_context = unsafe { context(ctx, ctx_len, "ctx") }?;
         let o = out(plaintext, "plaintext")?;
@@ -119,8 +128,13 @@ pub unsafe extern "C" fn kmscks_derive_shared_secret(
         // SAFETY: caller's contract (each argument below likewise).
         let c = unsafe { client(c) }?;
         let key_id = unsafe { text(key_id, "key_id") }?;
-        let alg = unsafe { text(key_agreement_algorithm, "key_agreement_algorithm") }?;
-        let alg = spelled(alg, "key_agreement_algorithm", KeyAgreementAlgorithm::parse)?;
+        let alg = unsafe {
+            spelled(
+                key_agreement_algorithm,
+                "key_agreement_algorithm",
+                KeyAgreementAlgorithm::parse,
+            )
+        }?;
         let peer = unsafe { bytes(public_key, public_key_len, "public_key") }?;
         let o = out(shared_secret, "shared_secret")?;
         let request = Request::DeriveSharedSecret(DeriveSharedSecretRequest {

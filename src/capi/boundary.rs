@@ -63,6 +63,26 @@ pub(super) unsafe fn text<'a>(ptr: *const c_char, name: &str) -> CResult<&'a str
     }
 }
 
+/// Parses AWS's spelling of an enum value given as the argument `name`
+/// (`KMSCKS_INVALID_ARGUMENT` naming it when `parse` does not know the value).
+pub(super) fn spelling<T>(value: &str, name: &str, parse: fn(&str) -> Option<T>) -> CResult<T> {
+    parse(value).ok_or_else(|| Failure::invalid(name, format!("{value:?} is not a valid value")))
+}
+
+/// A required enum argument in AWS's spelling (`"ECDSA_SHA_256"`, `"RSA_2048"`).
+///
+/// # Safety
+/// As [`text`].
+#[inline]
+pub(super) unsafe fn spelled<T>(
+    ptr: *const c_char,
+    name: &str,
+    parse: fn(&str) -> Option<T>,
+) -> CResult<T> {
+    // SAFETY: forwarded contract.
+    spelling(unsafe { text(ptr, name) }?, name, parse)
+}
+
 /// An optional string argument (NULL: absent).
 ///
 /// # Safety

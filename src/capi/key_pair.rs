@@ -5,8 +5,7 @@
 
 use std::ffi::c_char;
 
-use super::asym::spelled;
-use super::boundary::{client, context, guard, out, put, text, CResult, Out};
+use super::boundary::{client, context, guard, out, put, spelled, text, CResult, Out};
 use super::handle::{expect_response, kmscks_client};
 use super::memory::{kmscks_buffer, kmscks_context_entry};
 use super::result::{kmscks_result, Failure};
@@ -26,11 +25,7 @@ unsafe fn key_pair_request(
 ) -> CResult<GenerateDataKeyPairRequest> {
     // SAFETY: forwarded contract (each argument below likewise).
     let key_id = unsafe { text(key_id, "key_id") }?;
-    let spec = spelled(
-        unsafe { text(key_pair_spec, "key_pair_spec") }?,
-        "key_pair_spec",
-        DataKeyPairSpec::parse,
-    )?;
+    let spec = unsafe { spelled(key_pair_spec, "key_pair_spec", DataKeyPairSpec::parse) }?;
     let encryption_context = unsafe { context(ctx, ctx_len, "ctx") }?;
     Ok(GenerateDataKeyPairRequest {
         key_id: key_id.to_owned(),
