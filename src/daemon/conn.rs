@@ -62,6 +62,9 @@ pub(crate) struct Conn {
     pub last_progress: Instant,
     /// The peer closed its side: no more bytes will come.
     pub eof: bool,
+    /// An event reported the peer's side closed (`EPOLLRDHUP`/`EPOLLHUP`): reads must go on
+    /// to the end of the stream, since no later event will come for it.
+    pub hangup: bool,
     /// Reading stopped for lack of room (reply cap, in-flight limit, memory quota): read
     /// again once replies are written or the uid's memory goes down.
     pub stalled: bool,
@@ -100,6 +103,7 @@ impl Conn {
             unsent: 0,
             last_progress: Instant::now(),
             eof: false,
+            hangup: false,
             stalled: false,
             job: None,
             offloaded: 0,
@@ -114,6 +118,13 @@ impl Conn {
 
     /// Reads until the socket would block, the peer closed, the buffer is at its cap, or
     /// `limit` more bytes were read.
+    ///
+    /// A read that returns fewer bytes than asked has drained the socket (epoll(7): for
+    /// stream sockets a short read means the input is exhausted), so it counts as
+    /// [`Filled::WouldBlock`] without a second read to see `EAGAIN`: that read would sit
+    /// between a request and its answer. Bytes arriving after it raise a new edge-triggered
+    /// event. Not after a hangup event ([`Conn::hangup`]): the end of the stream raises no
+    /// further event, so reading goes on until it is seen.
     pub(super) fn fill(&mut self, limit: usize) -> io::Result<Filled> {
         let stop = self.filled.saturating_add(limit);
         loop {
@@ -136,7 +147,13 @@ impl Conn {
                     self.eof = true;
                     return Ok(Filled::Eof);
                 }
-                Ok(n) => self.filled += n,
+                Ok(n) => {
+                    self.filled += n;
+                    let short = self.filled < end;
+                    if short && !self.hangup {
+                        return Ok(Filled::WouldBlock);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Filled::WouldBlock),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -255,5 +272,52 @@ impl Drop for Conn {
     fn drop(&mut self) {
         crate::secret::wipe_vec(&mut self.rbuf);
         crate::secret::wipe_vec(&mut self.wbuf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection over one end of a socket pair, and the peer's end.
+    fn pair() -> (Conn, std::os::unix::net::UnixStream) {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let peer = super::super::identity::peer_credentials(&ours).unwrap();
+        let conn = Conn::new(UnixStream::from_std(ours), 1, peer, Kms::in_memory());
+        (conn, theirs)
+    }
+
+    #[test]
+    fn a_short_read_counts_as_drained_and_later_bytes_are_read_by_the_next_fill() {
+        let (mut conn, mut peer) = pair();
+        peer.write_all(b"first").unwrap();
+        assert_eq!(conn.fill(READ_CAP).unwrap(), Filled::WouldBlock);
+        assert_eq!(&conn.rbuf[..conn.filled], b"first");
+        peer.write_all(b" second").unwrap();
+        assert_eq!(conn.fill(READ_CAP).unwrap(), Filled::WouldBlock);
+        assert_eq!(&conn.rbuf[..conn.filled], b"first second");
+        assert!(!conn.eof);
+    }
+
+    #[test]
+    fn after_a_hangup_event_one_fill_reads_the_last_bytes_and_the_end_of_the_stream() {
+        let (mut conn, mut peer) = pair();
+        peer.write_all(b"last words").unwrap();
+        drop(peer);
+        conn.hangup = true;
+        assert_eq!(conn.fill(READ_CAP).unwrap(), Filled::Eof);
+        assert_eq!(&conn.rbuf[..conn.filled], b"last words");
+        assert!(conn.eof);
+    }
+
+    #[test]
+    fn a_fill_stops_at_its_limit_with_more_waiting() {
+        let (mut conn, mut peer) = pair();
+        peer.write_all(&[7u8; 100]).unwrap();
+        assert_eq!(conn.fill(40).unwrap(), Filled::Limited);
+        assert_eq!(conn.filled, 40);
+        assert_eq!(conn.fill(READ_CAP).unwrap(), Filled::WouldBlock);
+        assert_eq!(conn.filled, 100);
     }
 }

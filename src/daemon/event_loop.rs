@@ -162,6 +162,11 @@ impl EventLoop {
                         if event.is_writable() {
                             self.on_writable(slot);
                         }
+                        if event.is_read_closed() {
+                            if let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+                                conn.hangup = true;
+                            }
+                        }
                         if event.is_readable() || event.is_read_closed() {
                             self.on_readable(slot);
                         }
