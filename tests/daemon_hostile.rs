@@ -145,6 +145,18 @@ fn hostile_streams_do_not_disturb_a_good_client() {
         );
         assert!(c.closed());
     }
+    // A whole frame then at once the end of stream (one read sees both): answered, then closed.
+    {
+        let mut c = d.connect();
+        let mut bytes = Vec::new();
+        protocol::encode_request(&mut bytes, 7, &encrypt(b"last words"));
+        c.stream.write_all(&bytes).unwrap();
+        c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let reply = c.recv().unwrap();
+        assert_eq!(reply.header.request_id, 7);
+        assert!(reply.result.is_ok());
+        assert!(c.closed());
+    }
     // A truncated frame then end of stream: closed, nothing answered.
     {
         let mut c = d.connect();

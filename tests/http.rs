@@ -445,6 +445,29 @@ fn kmscks_bench_over_http_reports_the_load_generators_members_with_no_errors() {
 }
 
 #[test]
+fn a_request_followed_at_once_by_the_end_of_the_stream_is_answered_then_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &[]);
+    let created = kms(&mut BufReader::new(connect(addr)), "CreateKey", json!({}));
+    let key = created.body["KeyMetadata"]["KeyId"].clone();
+    let mut s = connect(addr);
+    let body = json!({"KeyId": key, "Plaintext": "aGk="}).to_string();
+    s.write_all(request("TrentService.Encrypt", &body, "").as_bytes())
+        .unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut r = BufReader::new(s);
+    let a = read_answer(&mut r);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body["CiphertextBlob"].is_string());
+    let mut rest = Vec::new();
+    assert_eq!(
+        r.read_to_end(&mut rest).unwrap(),
+        0,
+        "closed after the answer"
+    );
+}
+
+#[test]
 fn expect_100_continue_is_answered_before_the_body_is_sent() {
     let dir = tempfile::tempdir().unwrap();
     let (_d, addr) = start(dir.path(), &[]);

@@ -184,6 +184,9 @@ struct Conn {
     close_after_write: bool,
     /// The peer closed its side.
     eof: bool,
+    /// An event reported the peer's side closed: reads go on to the end of the stream, which
+    /// raises no further event (see `fill`).
+    hangup: bool,
     /// A slow HSM served a request: write nothing, read nothing before this time.
     held_until: Option<Instant>,
     /// The uid owning the client's end (see `identity`).
@@ -351,7 +354,14 @@ fn serve(
                     );
                 }
                 WAKER => answered(&mut conns, &done_rx, &mut ready),
-                token => ready.push(token.0),
+                token => {
+                    if event.is_read_closed() {
+                        if let Some(c) = conns.get_mut(token.0).and_then(Option::as_mut) {
+                            c.hangup = true;
+                        }
+                    }
+                    ready.push(token.0)
+                }
             }
         }
         ready.append(&mut again);
@@ -501,6 +511,7 @@ fn accept_all(
             continued: false,
             close_after_write: false,
             eof: false,
+            hangup: false,
             held_until: None,
             uid,
             acting: None,
@@ -608,6 +619,10 @@ enum Filled {
 }
 
 /// Reads what the socket has, up to `limit` bytes and one whole request's worth of buffer.
+///
+/// A read returning fewer bytes than asked has drained the socket (epoll(7), stream
+/// sockets): no second read to see `EAGAIN` between a request and its answer; later bytes
+/// raise a new event. After a hangup event reading goes on to the end of the stream.
 fn fill(conn: &mut Conn, limit: usize) -> Filled {
     let cap = MAX_HEAD + MAX_BODY;
     let mut read = 0;
@@ -628,6 +643,9 @@ fn fill(conn: &mut Conn, limit: usize) -> Filled {
             Ok(n) => {
                 conn.rbuf.truncate(start + n);
                 read += n;
+                if n < want && !conn.hangup {
+                    return Filled::Drained;
+                }
             }
             Err(e) => {
                 conn.rbuf.truncate(start);
