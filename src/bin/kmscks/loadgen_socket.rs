@@ -354,9 +354,13 @@ enum Cpu {
 }
 
 /// The raw crypto's CPU per request for `opts`' operation and payload: the raw aws-lc-rs loop
-/// on one thread, one item per call, for a fraction of the window (a busy thread's wall time
-/// is its CPU time).
+/// on one thread, one item per call, for a fraction of the window. Its wall time per request
+/// is scaled by the share of the wall time this process was on a CPU (`/proc/self/stat`), so
+/// that a loop preempted by other work on the machine is not counted as costlier: the
+/// daemon's side is CPU time too.
 fn raw_cpu_ns_per_op(opts: &SocketLoadOpts) -> f64 {
+    let me = std::process::id();
+    let (cpu_before, started) = (process_cpu_ns(me), Instant::now());
     let raw = crate::loadgen::run_baseline(&crate::loadgen::LoadOpts {
         op: opts.op,
         threads: 1,
@@ -364,7 +368,16 @@ fn raw_cpu_ns_per_op(opts: &SocketLoadOpts) -> f64 {
         payload: opts.payload,
         duration: (opts.duration / 4).clamp(Duration::from_millis(100), Duration::from_secs(1)),
     });
-    1e9 / raw.ops_per_sec.max(f64::MIN_POSITIVE)
+    let wall_ns = started.elapsed().as_nanos() as f64;
+    let wall_per_op = 1e9 / raw.ops_per_sec.max(f64::MIN_POSITIVE);
+    match (cpu_before, process_cpu_ns(me)) {
+        (Some(before), Some(after)) if wall_ns > 0.0 => {
+            // Only this thread works meanwhile; a share above 1 is the counters' granularity.
+            let on_cpu = (after.saturating_sub(before) as f64 / wall_ns).min(1.0);
+            wall_per_op * on_cpu
+        }
+        _ => wall_per_op,
+    }
 }
 
 /// The daemon's measured `report` with the raw crypto's CPU per request beside its own.
@@ -475,6 +488,8 @@ pub(crate) fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadR
     encode_response(&mut frame, 0, opts.op_code(), &sample);
     let server = EchoServer::start(frame)?;
     let b = drive(server.path(), opts, &maker, Cpu::Ignored)?;
+    // Stopped before the raw loop runs, whose CPU share is read from this process's time.
+    drop(server);
     Ok(with_raw_cpu(r.with_baseline(&b), opts))
 }
 
