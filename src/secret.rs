@@ -29,7 +29,9 @@ pub fn wipe_vec(v: &mut Vec<u8>) {
 /// allocation, the old one is wiped before it is freed: a buffer that held plaintexts or data
 /// keys (a socket's read buffer, an encoded frame) must not leave a copy behind in freed memory
 /// each time it grows. Costs one comparison when there is room.
+#[inline]
 pub fn reserve_wiping(v: &mut Vec<u8>, additional: usize) {
+    // Inlined: the daemon calls it for every reply it encodes, almost always with room.
     if v.capacity() - v.len() >= additional {
         return;
     }
@@ -44,6 +46,7 @@ pub fn extend_wiping(v: &mut Vec<u8>, bytes: &[u8]) {
 
 /// Moves `v` into an allocation with room for `additional` more bytes (at least twice the old
 /// capacity, so appends stay amortized O(1)); returns the old vector, wiped and empty.
+#[cold]
 fn grow_wiping(v: &mut Vec<u8>, additional: usize) -> Vec<u8> {
     let capacity = v.len().saturating_add(additional).max(v.capacity() * 2);
     let mut grown = Vec::with_capacity(capacity);

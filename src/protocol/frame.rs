@@ -158,8 +158,9 @@ impl From<ProtocolError> for KmsError {
 /// [`HEADER_LEN`] bytes so far, and those present are a valid prefix (a wrong magic is reported
 /// as soon as its first byte arrives).
 pub fn parse_header(buf: &[u8]) -> Result<Option<Header>, ProtocolError> {
-    let have = buf.len().min(MAGIC.len());
-    if buf[..have] != MAGIC[..have] {
+    // The bytes there are of the magic, one by one (at most four: a slice comparison would
+    // call `memcmp` for every frame read and every reply counted).
+    if buf.iter().zip(MAGIC).any(|(have, want)| *have != want) {
         return Err(ProtocolError::BadMagic);
     }
     if buf.len() > 4 && buf[4] != VERSION {
