@@ -35,7 +35,7 @@ use kmscks::types::{
     DataKeyPairSpec, DataKeySpec, KeyAgreementAlgorithm, KeySpec, KeyUsage, MacAlgorithm,
     SigningAlgorithm,
 };
-use kmscks::Kms;
+use kmscks::{BatchScratch, Kms};
 
 /// The operation to drive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -110,6 +110,10 @@ pub(crate) struct LoadOpts {
     pub payload: usize,
     /// How long to run.
     pub duration: Duration,
+    /// Batches of GenerateDataKey get their answers lent from reused buffers
+    /// ([`Kms::generate_data_key_batch_with`], the daemon's path) instead of one owned response
+    /// per item; the raw loop then seals into a reused buffer too.
+    pub lend: bool,
 }
 
 impl Default for LoadOpts {
@@ -120,6 +124,7 @@ impl Default for LoadOpts {
             batch: 1,
             payload: 32,
             duration: Duration::from_secs(1),
+            lend: false,
         }
     }
 }
@@ -358,6 +363,8 @@ struct KmsCaller {
     encrypt_batch: Vec<EncryptRequest>,
     decrypt_batch: Vec<DecryptRequest>,
     data_key_batch: Vec<GenerateDataKeyRequest>,
+    /// The reused buffers of lent batch answers (`LoadOpts::lend`).
+    scratch: BatchScratch,
 }
 
 fn check_payload(op: LoadOp, payload: usize) -> Result<()> {
@@ -386,7 +393,7 @@ fn check_payload(op: LoadOp, payload: usize) -> Result<()> {
 /// Drives a [`Kms`] through its public API (key reference parsing, policy, gates, the engine:
 /// the whole in-process path) with `key_id` (id, ARN or alias) as `opts` says.
 pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadReport> {
-    let op = opts.op;
+    let (op, lend) = (opts.op, opts.lend);
     let (batch, payload) = (opts.batch.max(1), opts.payload);
     check_payload(op, payload)?;
     let encrypt = EncryptRequest {
@@ -472,6 +479,7 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
                     .collect(),
                 decrypt_batch: vec![decrypt.clone(); batch],
                 data_key_batch: vec![data_key.clone(); batch],
+                scratch: BatchScratch::default(),
                 encrypt,
                 decrypt,
                 data_key: data_key.clone(),
@@ -525,6 +533,22 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
                         .count(),
                 ),
                 (LoadOp::GenerateDataKey, 1) => one(c.kms.generate_data_key(&c.data_key).is_ok()),
+                (LoadOp::GenerateDataKey, _) if lend => {
+                    let items: Vec<_> = c
+                        .data_key_batch
+                        .iter()
+                        .map(GenerateDataKeyRequest::borrowed)
+                        .collect();
+                    let mut errs = 0;
+                    c.kms
+                        .generate_data_key_batch_with(&items, true, &mut c.scratch, |r| match r {
+                            Ok(v) => {
+                                std::hint::black_box((v.ciphertext_blob, v.plaintext));
+                            }
+                            Err(_) => errs += 1,
+                        });
+                    many(errs)
+                }
                 (LoadOp::GenerateDataKey, _) => many(
                     c.kms
                         .generate_data_key_batch(&c.data_key_batch, true)
@@ -639,12 +663,39 @@ struct Raw {
     ecdh: agreement::PrivateKey,
     peer: Vec<u8>,
     pool: RandomPool,
+    /// The reused buffers of the lending floor (`LoadOpts::lend`): sealed data keys, and the
+    /// data keys themselves (kept, as the engine keeps them for the caller, then wiped).
+    lent: (Vec<u8>, Vec<u8>),
     counter: u64,
     aad: [u8; 60],
     sample: (Vec<u8>, [u8; 16], [u8; 12]),
 }
 
 impl Raw {
+    /// The lending GenerateDataKey floor: a data key drawn from the pool into the reused
+    /// keys buffer, sealed with AES-256-GCM under a counter nonce into the reused blobs buffer.
+    fn lend_data_key(&mut self, payload: usize) -> bool {
+        let (blobs, keys) = &mut self.lent;
+        let (at, key_at) = (blobs.len(), keys.len());
+        keys.resize(key_at + payload, 0);
+        if self.pool.fill(&mut keys[key_at..]).is_err() {
+            return false;
+        }
+        blobs.extend_from_slice(&keys[key_at..]);
+        self.counter += 1;
+        let n = Nonce::assume_unique_for_key(counter_nonce(self.counter));
+        match self
+            .key
+            .seal_in_place_separate_tag(n, Aad::from(self.aad), &mut blobs[at..])
+        {
+            Ok(tag) => {
+                blobs.extend_from_slice(tag.as_ref());
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// The GenerateDataKeyPair floor: a P-256 pair generated and encoded as the engine
     /// answers it (PKCS#8 and SubjectPublicKeyInfo DER), its private key sealed with
     /// AES-256-GCM under a counter nonce into a fresh buffer.
@@ -674,7 +725,7 @@ impl Raw {
 
 /// The raw aws-lc-rs loop for the same op, threads, batch and payload.
 pub(crate) fn run_baseline(opts: &LoadOpts) -> LoadReport {
-    let op = opts.op;
+    let (op, lend) = (opts.op, opts.lend && opts.op == LoadOp::GenerateDataKey);
     let (batch, payload) = (
         opts.batch.max(1),
         opts.payload.clamp(PLAINTEXT_LEN.0, PLAINTEXT_LEN.1),
@@ -722,6 +773,7 @@ pub(crate) fn run_baseline(opts: &LoadOpts) -> LoadReport {
                 public,
                 signature,
                 pool,
+                lent: (Vec::new(), Vec::new()),
                 counter: 0,
                 aad: [7u8; 60],
                 sample: (ct, t, nonce),
@@ -729,8 +781,15 @@ pub(crate) fn run_baseline(opts: &LoadOpts) -> LoadReport {
         },
         move |raw: &mut Raw| {
             let mut errs = 0u64;
+            if lend {
+                // A new batch: the last one's answers are forgotten, its data keys wiped.
+                raw.lent.0.clear();
+                kmscks::secret::wipe(&mut raw.lent.1);
+                raw.lent.1.clear();
+            }
             for _ in 0..batch {
                 let ok = match op {
+                    LoadOp::GenerateDataKey if lend => raw.lend_data_key(payload),
                     LoadOp::Encrypt | LoadOp::GenerateDataKey => {
                         let mut buf = vec![0u8; payload + 16];
                         let body = &mut buf[..payload];
@@ -837,6 +896,7 @@ mod tests {
                 batch,
                 payload: 32,
                 duration: Duration::from_millis(30),
+                lend: false,
             };
             let r = compare_kms(&kms, &key, &opts).unwrap();
             assert_eq!(r.errors, 0, "{r:?}");
@@ -856,6 +916,19 @@ mod tests {
                 assert!(json.get(m).is_some(), "missing {m}");
             }
         }
+        // Lent batch answers, against the floor that seals into a reused buffer.
+        let lent = LoadOpts {
+            op: LoadOp::GenerateDataKey,
+            threads: 2,
+            batch: 16,
+            payload: 32,
+            duration: Duration::from_millis(30),
+            lend: true,
+        };
+        let r = compare_kms(&kms, &key, &lent).unwrap();
+        assert_eq!(r.errors, 0, "{r:?}");
+        assert!(r.ops_per_sec > 0.0 && r.ratio.unwrap() > 0.0, "{r:?}");
+        assert_eq!(r.batch, 16);
         assert_eq!(
             LoadOp::parse("generatedatakey"),
             Some(LoadOp::GenerateDataKey)

@@ -367,6 +367,7 @@ fn raw_cpu_ns_per_op(opts: &SocketLoadOpts) -> f64 {
         batch: 1,
         payload: opts.payload,
         duration: (opts.duration / 4).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+        lend: false,
     });
     let wall_ns = started.elapsed().as_nanos() as f64;
     let wall_per_op = 1e9 / raw.ops_per_sec.max(f64::MIN_POSITIVE);

@@ -80,6 +80,17 @@ pub(crate) fn command() -> Command {
             "1",
             "Items per call (in-process mode; >1 uses the batch API)",
         ))
+        .arg(
+            Arg::new("lend")
+                .long("lend")
+                .action(ArgAction::SetTrue)
+                .conflicts_with_all(["http", "scale"])
+                .help(
+                    "In-process batches of GenerateDataKey: answers lent from reused buffers \
+                     (Kms::generate_data_key_batch_with, the daemon's path) instead of one owned \
+                     response per item; the raw loop then seals into a reused buffer too",
+                ),
+        )
         .arg(num(
             "payload",
             "32",
@@ -206,12 +217,20 @@ pub(crate) fn opts(m: &ArgMatches) -> Result<LoadOpts, CliError> {
             "--duration: {raw:?} is not a duration (seconds, e.g. 5 or 0.5, or 500ms)"
         ))
     })?;
+    let (batch, lend) = (usize_arg(m, "batch"), m.get_flag("lend"));
+    if lend && (op != LoadOp::GenerateDataKey || batch < 2) {
+        return Err(CliError::Validation(
+            "--lend: only batches (--batch 2 or more) of --op generate-data-key lend their answers"
+                .into(),
+        ));
+    }
     Ok(LoadOpts {
         op,
         threads: usize_arg(m, "threads"),
-        batch: usize_arg(m, "batch"),
+        batch,
         payload: usize_arg(m, "payload"),
         duration,
+        lend,
     })
 }
 
