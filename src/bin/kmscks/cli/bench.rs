@@ -1,10 +1,12 @@
 //! `kmscks bench`: the load generator.
 //!
 //! * In-process (no `--socket`): `--op generate-data-key|encrypt|decrypt|generate-random|
-//!   generate-mac|sign|verify|derive-shared-secret|generate-data-key-pair --threads N --batch B --payload BYTES --duration SECONDS [--baseline] [--json]`. It drives
+//!   generate-mac|sign|verify|derive-shared-secret|generate-data-key-pair --threads N --batch B --payload BYTES --duration SECONDS [--lend] [--baseline] [--json]`. It drives
 //!   a fresh bootstrapped in-memory `Kms` (a key in a connected custom key store) through its
 //!   public API ([`crate::loadgen::run_kms`]); `--baseline` also runs the raw
-//!   aws-lc-rs baseline with the same threads and payload and prints the ratio.
+//!   aws-lc-rs baseline with the same threads and payload and prints the ratio. `--lend`
+//!   (GenerateDataKey batches) takes the answers lent from reused buffers instead of owned
+//!   per item, against a baseline that seals into a reused buffer.
 //!   `generate-mac` makes an HMAC_256 key in the default key store for the run, `sign` and
 //!   `verify` an ECC_NIST_P256 key (ECDSA_SHA_256; in every mode, unless `--key-id` names
 //!   one), `derive-shared-secret` an ECC_NIST_P256 KEY_AGREEMENT key and a peer public key
