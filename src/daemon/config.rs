@@ -284,8 +284,9 @@ daemon_options! {
     /// Socket event loops: threads serving the socket's connections, each connection on one
     /// of them (the loop serving the fewest when it connects). 0 = one per core.
     ///
-    /// Connection and memory quotas are per uid across all loops.
-    event_loops: usize = 1;
+    /// Connection and memory quotas are per uid across all loops. Several loops serve several
+    /// connections on several cores; one connection is served by one loop whatever the number.
+    event_loops: usize = 0;
     flag(Option<usize>, value_name = "N");
     sample toml;
 
