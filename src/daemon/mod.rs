@@ -241,7 +241,7 @@ impl Daemon {
             // It sees the trigger within its tick.
             let _ = thread.join();
         }
-        // Both loops are gone: the control thread ends once what they queued has run.
+        // Every loop is gone: the control threads end once what the loops queued has run.
         control.join();
         // The event loops (and with them the last engine handle) are gone: every commit
         // was already durable (journal fsync per change); dropping joins the background worker
