@@ -45,6 +45,7 @@ fn invalid_fixtures_are_refused_with_the_reason() {
         ("bad_account.toml", "account_id"),
         ("bad_mode.toml", "socket_mode"),
         ("not_toml.toml", "line"),
+        ("too_many_event_loops.toml", "event_loops"),
         ("unknown_key.toml", "max_conections"),
         ("wrong_type.toml", "max_connections"),
         ("zero_connections.toml", "max_connections"),

@@ -53,6 +53,10 @@ fn parse_octal(s: &str) -> std::result::Result<u32, String> {
     u32::from_str_radix(digits, 8).map_err(|e| format!("'{s}' is not an octal mode: {e}"))
 }
 
+/// The most `event_loops` accepted: more loops than this serve no machine kmscksd runs on
+/// better, and each holds a thread, a poller and buffers.
+const MAX_EVENT_LOOPS: usize = 64;
+
 /// The smallest `event_log_file_bytes` accepted (a file should hold more than a few events).
 const MIN_EVENT_LOG_FILE_BYTES: u64 = 4096;
 
@@ -277,6 +281,15 @@ daemon_options! {
     flag(Option<usize>, value_name = "N");
     sample toml;
 
+    /// Socket event loops: threads serving the socket's connections, each connection on one
+    /// of them (the loop serving the fewest when it connects). 0 = one per core.
+    ///
+    /// Connection and memory quotas are per uid across all loops. Several loops serve several
+    /// connections on several cores; one connection is served by one loop whatever the number.
+    event_loops: usize = 0;
+    flag(Option<usize>, value_name = "N");
+    sample toml;
+
     /// Size at which a KMS event log file (in `<data_dir>/events/`) is rotated: a new file is
     /// started when the next event would take the current one past it.
     event_log_file_bytes: u64 = crate::KmsConfig::default().event_log_file_bytes;
@@ -472,6 +485,15 @@ impl DaemonConfig {
         DaemonConfig::from_toml(&text, &path.display().to_string())
     }
 
+    /// The number of socket event loops: `event_loops`, or one per core for 0.
+    pub(crate) fn event_loop_count(&self) -> usize {
+        match self.event_loops {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+        .min(MAX_EVENT_LOOPS)
+    }
+
     /// Connections only root and the daemon's uid may take: `reserved_connections`, at most
     /// `max_connections - 1`.
     pub(crate) fn reserved(&self) -> usize {
@@ -512,6 +534,13 @@ impl DaemonConfig {
             return Err(err!(
                 ValidationException,
                 "max_in_flight must be at least 1"
+            ));
+        }
+        if self.event_loops > MAX_EVENT_LOOPS {
+            return Err(err!(
+                ValidationException,
+                "event_loops {} is more than {MAX_EVENT_LOOPS} (0: one per core)",
+                self.event_loops
             ));
         }
         if self.idle_timeout_secs == 0 {
@@ -776,6 +805,7 @@ mod tests {
             ("max_pending_reply_bytes = 10", "max_pending_reply_bytes"),
             ("max_connections_per_uid = 0", "max_connections_per_uid"),
             ("max_in_flight = 0", "max_in_flight"),
+            ("event_loops = 65", "event_loops"),
             ("max_memory_per_uid = 1048576", "max_memory_per_uid"),
             ("event_log_file_bytes = 100", "event_log_file_bytes"),
             ("event_log_retain_days = 0", "event_log_retain_days"),

@@ -1,27 +1,41 @@
-//! The mio event loop: one thread serving the listener and every connection.
+//! The mio event loops: `event_loops` threads, each serving its share of the connections; the
+//! first also accepts them all and hands each to the loop serving the fewest (itself included).
+//!
+//! Why several: one loop is one core's worth of decoding, engine batches and syscalls, and
+//! with many connections the other core sits idle while answers queue behind each other in
+//! that loop. Each loop owns its poller, connections, batcher, helpers' completions and waker;
+//! nothing of a connection is shared once it is handed over. What the loops share is
+//! [`Shared`]: each loop's mailbox and waker (accepted connections, completions, wakes), how
+//! many connections each serves, and the per-uid quotas, which are the daemon's, not a loop's
+//! (a uid's connections and memory are counted across every loop; a connection stalled for its
+//! uid's memory on one loop is woken through its loop's mailbox when memory is freed on
+//! another). Control-plane requests go to the control threads from every loop, their answers
+//! back to the loop that sent them (each job captures its loop's mailbox and waker).
 //!
 //! Tokens are constant for the listener and the waker; connection `i` of the slab is token
 //! `FIRST_CONN + i`. Connections always have READABLE interest and WRITABLE only while replies
 //! are pending. Accepts run until `WouldBlock`. Only the data plane (`Op::is_data_plane`) and
-//! Hello run on this thread: control-plane requests and RSA private-key operations go to the
+//! Hello run on the loops: control-plane requests and RSA private-key operations go to the
 //! control threads ([`super::control_thread`], one at a time per connection, the connection's
 //! later frames waiting for the answer), requests that may block (WaitForConnection) and large
 //! batches to helper threads; their replies come back through a channel and the waker.
 //!
-//! Fairness: each connection gets at most [`WORK_PER_TURN`] work units per turn (a huge batch
-//! is answered over several turns); one with work left goes to the back of the `again` list,
-//! behind the events of the next poll. A connection with no room — its unwritten replies at
-//! `max_pending_reply_bytes`, `max_in_flight` requests outstanding, or its uid at
-//! `max_memory_per_uid` beyond each connection's [`CONN_FLOOR`] — is *stalled*: not read (the kernel's socket buffers then push back
-//! on the client) until replies are written or the uid's memory goes down, which puts it back
-//! on the `again` list. Connections are counted per uid at accept ([`super::quota`]).
+//! Fairness, within each loop: each connection gets at most [`WORK_PER_TURN`] work units per
+//! turn (a huge batch is answered over several turns); one with work left goes to the back of
+//! the `again` list, behind the events of the next poll. A connection with no room — its
+//! unwritten replies at `max_pending_reply_bytes`, `max_in_flight` requests outstanding, or its
+//! uid at `max_memory_per_uid` beyond each connection's [`CONN_FLOOR`] — is *stalled*: not read
+//! (the kernel's socket buffers then push back on the client) until replies are written or the
+//! uid's memory goes down, which puts it back on the `again` list. Connections are counted per
+//! uid at accept ([`super::quota`]).
 //!
 //! Slow HSMs (`Fault::SlowHsm`): this thread never sleeps off the latency a slow HSM adds
 //! (see `engine::latency`). A read whose requests owe some *holds* the connection — its
 //! replies unwritten and its input unread — until the time has passed, while the loop serves
 //! every other connection; the poll wakes for the earliest hold.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, Sender};
@@ -31,7 +45,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::conn::{Conn, Filled, READ_CAP};
 use super::control_thread::{self, ControlQueue};
 use super::dispatch::{self, Allowance, Batcher, Deferred, Stop, WORK_PER_TURN};
-use super::identity;
+use super::identity::{self, Peer};
 use super::listener::Listener;
 use super::quota::{Quotas, CONN_FLOOR};
 use super::wake::Spin;
@@ -48,10 +62,69 @@ const FIRST_CONN: usize = 2;
 /// Read-and-handle rounds for one connection per turn before others get theirs.
 const MAX_ROUNDS: usize = 8;
 
-/// Helper threads answering deferred requests, at most, across all connections.
+/// Helper threads answering deferred requests, at most, across the connections of one loop.
 const MAX_DEFERRED: usize = 64;
 /// How long shutdown waits for in-flight work and unflushed replies.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What reaches a loop from other threads, followed by a wake of its waker.
+enum Mail {
+    /// A reply computed off the loop.
+    Done(Completion),
+    /// A connection the first loop accepted (and counted in the quotas) for this one.
+    Admit(UnixStream, Peer),
+    /// A connection of this loop stalled for its uid's memory: memory was freed elsewhere.
+    Wake(usize),
+}
+
+/// A stalled connection waiting for its uid's memory: (loop, slot).
+type Waiter = (usize, usize);
+
+/// One loop as the other threads see it.
+struct Door {
+    mail: Sender<Mail>,
+    waker: Arc<Waker>,
+    /// Connections handed to this loop and not yet closed.
+    conns: AtomicUsize,
+}
+
+impl Door {
+    /// Posts `mail`; gives it back when the loop is gone (shut down).
+    fn post(&self, mail: Mail) -> std::result::Result<(), Mail> {
+        self.mail.send(mail).map_err(|e| e.0)?;
+        let _ = self.waker.wake();
+        Ok(())
+    }
+}
+
+/// What the loops share (see the module doc).
+pub(super) struct Shared {
+    doors: Vec<Door>,
+    quotas: Mutex<Quotas<Waiter>>,
+}
+
+impl Shared {
+    fn quotas(&self) -> MutexGuard<'_, Quotas<Waiter>> {
+        // A loop that panicked holding the lock left the counts as they were: go on with them.
+        self.quotas.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How many connections each loop serves, in loop order.
+    #[cfg(test)]
+    pub(super) fn conns_per_loop(&self) -> Vec<usize> {
+        self.doors
+            .iter()
+            .map(|d| d.conns.load(Ordering::SeqCst))
+            .collect()
+    }
+
+    /// The loop to hand a new connection to: the one serving the fewest (the first of those).
+    fn least_loaded(&self) -> usize {
+        (0..self.doors.len())
+            .min_by_key(|&i| self.doors[i].conns.load(Ordering::SeqCst))
+            .unwrap_or(0)
+    }
+}
 
 /// A reply computed off the loop.
 struct Completion {
@@ -65,21 +138,24 @@ struct Completion {
 }
 
 pub(crate) struct EventLoop {
+    /// This loop's place in [`Shared::doors`].
+    index: usize,
+    shared: Arc<Shared>,
     poll: Poll,
     waker: Arc<Waker>,
+    /// The first loop's: it accepts for all.
     listener: Option<Listener>,
     kms: Kms,
     daemon_uid: u32,
     config: DaemonConfig,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
-    quotas: Quotas,
     next_serial: u64,
     batcher: Batcher<'static>,
     deferred: Vec<Deferred>,
     deferred_running: usize,
-    done_tx: Sender<Completion>,
-    done_rx: Receiver<Completion>,
+    mail_tx: Sender<Mail>,
+    mail_rx: Receiver<Mail>,
     /// Where control-plane requests run (see `control_thread`).
     control: ControlQueue,
     /// Connections that still had input when their rounds ran out.
@@ -88,49 +164,118 @@ pub(crate) struct EventLoop {
     held: Vec<(Instant, usize, u64)>,
 }
 
-impl EventLoop {
-    pub(super) fn new(
-        listener: Listener,
-        kms: Kms,
-        config: DaemonConfig,
-        shutdown: &Shutdown,
-        control: ControlQueue,
-    ) -> Result<EventLoop> {
+/// Builds `n` loops (at least one) sharing the quotas; the first holds `listener`. Each loop's
+/// waker is given to `shutdown`.
+pub(super) fn build(
+    n: usize,
+    listener: Listener,
+    kms: Kms,
+    config: DaemonConfig,
+    shutdown: &Shutdown,
+    control: &ControlQueue,
+) -> Result<(Vec<EventLoop>, Arc<Shared>)> {
+    let n = n.max(1);
+    let mut parts = Vec::with_capacity(n);
+    for _ in 0..n {
         let poll =
             Poll::new().map_err(|e| err!(KMSInternalException, "cannot create the poller: {e}"))?;
         let waker = Arc::new(
             Waker::new(poll.registry(), WAKER)
                 .map_err(|e| err!(KMSInternalException, "cannot create the waker: {e}"))?,
         );
-        let mut listener = listener;
-        poll.registry()
-            .register(&mut listener.inner, LISTENER, Interest::READABLE)
-            .map_err(|e| err!(KMSInternalException, "cannot register the listener: {e}"))?;
-        shutdown.set_waker(waker.clone());
-        let (done_tx, done_rx) = crossbeam::channel::unbounded();
-        let daemon_uid = identity::daemon_uid();
-        Ok(EventLoop {
+        shutdown.add_waker(waker.clone());
+        let (mail_tx, mail_rx) = crossbeam::channel::unbounded();
+        parts.push((poll, waker, mail_tx, mail_rx));
+    }
+    let daemon_uid = identity::daemon_uid();
+    let shared = Arc::new(Shared {
+        doors: parts
+            .iter()
+            .map(|(_, waker, mail, _)| Door {
+                mail: mail.clone(),
+                waker: waker.clone(),
+                conns: AtomicUsize::new(0),
+            })
+            .collect(),
+        quotas: Mutex::new(Quotas::new(&config, daemon_uid)),
+    });
+    let mut listener = Some(listener);
+    let mut loops = Vec::with_capacity(n);
+    for (index, (poll, waker, mail_tx, mail_rx)) in parts.into_iter().enumerate() {
+        let mut listener = listener.take();
+        if let Some(l) = &mut listener {
+            poll.registry()
+                .register(&mut l.inner, LISTENER, Interest::READABLE)
+                .map_err(|e| err!(KMSInternalException, "cannot register the listener: {e}"))?;
+        }
+        loops.push(EventLoop {
+            index,
+            shared: shared.clone(),
             poll,
             waker,
-            listener: Some(listener),
-            kms,
+            listener,
+            kms: kms.clone(),
             daemon_uid,
-            quotas: Quotas::new(&config, daemon_uid),
-            config,
+            config: config.clone(),
             conns: Vec::new(),
             free: Vec::new(),
             next_serial: 0,
             batcher: Batcher::default(),
             deferred: Vec::new(),
             deferred_running: 0,
-            done_tx,
-            done_rx,
-            control,
+            mail_tx,
+            mail_rx,
+            control: control.clone(),
             again: Vec::new(),
             held: Vec::new(),
-        })
+        });
     }
+    Ok((loops, shared))
+}
 
+/// Runs `loops` until `shutdown`: the first on this thread, the others on threads of their
+/// own (`kmscksd-loop-<i>`), each finishing its own connections; returns once all have ended,
+/// with the first error any returned.
+pub(super) fn serve(loops: Vec<EventLoop>, shutdown: &Shutdown) -> Result<()> {
+    let mut loops = loops.into_iter();
+    let Some(first) = loops.next() else {
+        return Ok(());
+    };
+    let mut threads = Vec::new();
+    for l in loops {
+        let index = l.index;
+        let s = shutdown.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("kmscksd-loop-{index}"))
+            .spawn(move || l.run(&s));
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                // The loops already running stop too: a daemon short of a loop would leave the
+                // connections handed to it unserved.
+                shutdown.trigger();
+                let _ = first.run(shutdown);
+                for t in threads {
+                    let _ = t.join();
+                }
+                return Err(err!(
+                    KMSInternalException,
+                    "cannot start event loop {index}: {e}"
+                ));
+            }
+        }
+    }
+    let mut out = first.run(shutdown);
+    for t in threads {
+        let joined = t
+            .join()
+            .unwrap_or_else(|_| Err(err!(KMSInternalException, "an event loop panicked")));
+        out = out.and(joined);
+    }
+    out
+}
+
+impl EventLoop {
     /// Serves until `shutdown` is triggered, then stops accepting, finishes in-flight work,
     /// flushes replies (bounded by a grace period) and closes everything.
     pub(super) fn run(mut self, shutdown: &Shutdown) -> Result<()> {
@@ -156,7 +301,7 @@ impl EventLoop {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
-                    WAKER => self.completions(),
+                    WAKER => self.mailbox(),
                     Token(t) => {
                         let slot = t - FIRST_CONN;
                         if event.is_writable() {
@@ -204,6 +349,8 @@ impl EventLoop {
         }
     }
 
+    /// Counts an accepted connection in the quotas (or refuses it) and hands it to the loop
+    /// serving the fewest.
     fn admit(&mut self, mut stream: UnixStream) {
         let peer = match identity::peer_credentials(&stream) {
             Ok(p) => p,
@@ -212,13 +359,30 @@ impl EventLoop {
                 return;
             }
         };
-        if let Err(e) = self.quotas.admit(peer.uid) {
+        let admitted = self.shared.quotas().admit(peer.uid);
+        if let Err(e) = admitted {
             tracing::warn!(uid = peer.uid, pid = peer.pid, error = %e, "connection refused");
             let mut out = Vec::new();
             protocol::encode_response(&mut out, 0, protocol::OP_HELLO, &Err(e));
             let _ = std::io::Write::write(&mut stream, &out);
             return;
         }
+        let to = self.shared.least_loaded();
+        self.shared.doors[to].conns.fetch_add(1, Ordering::SeqCst);
+        if to == self.index {
+            self.serve_conn(stream, peer);
+            return;
+        }
+        if let Err(Mail::Admit(_, peer)) = self.shared.doors[to].post(Mail::Admit(stream, peer)) {
+            // That loop has ended (shutting down): the connection is closed unserved.
+            self.shared.doors[to].conns.fetch_sub(1, Ordering::SeqCst);
+            self.shared.quotas().release(peer.uid);
+        }
+    }
+
+    /// Starts serving a connection handed to this loop (already counted in the quotas and in
+    /// this loop's door).
+    fn serve_conn(&mut self, mut stream: UnixStream, peer: Peer) {
         let principal = peer.principal(self.kms.scope(), self.daemon_uid);
         let kms = self.kms.acting_as(&principal);
         let slot = match self.free.pop() {
@@ -235,11 +399,11 @@ impl EventLoop {
         {
             tracing::warn!(error = %e, "cannot register a connection");
             self.free.push(slot);
-            self.quotas.release(peer.uid);
+            self.forget(peer.uid);
             return;
         }
         self.next_serial += 1;
-        tracing::debug!(uid = peer.uid, gid = peer.gid, pid = peer.pid, principal = %principal, slot, "connection accepted");
+        tracing::debug!(uid = peer.uid, gid = peer.gid, pid = peer.pid, principal = %principal, event_loop = self.index, slot, "connection accepted");
         self.conns[slot] = Some(Conn::new(stream, self.next_serial, peer, kms));
     }
 
@@ -256,11 +420,19 @@ impl EventLoop {
             let uid = conn.peer.uid;
             let charged = conn.charged;
             drop(conn);
-            let woken = self.quotas.charge(uid, charged, 0);
-            self.quotas.release(uid);
+            let woken = self.shared.quotas().charge(uid, charged, 0);
+            self.forget(uid);
             self.free.push(slot);
             self.wake_all(woken);
         }
+    }
+
+    /// Uncounts a connection of `uid` this loop served (its memory already uncharged).
+    fn forget(&mut self, uid: u32) {
+        self.shared.quotas().release(uid);
+        self.shared.doors[self.index]
+            .conns
+            .fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Puts a stalled connection back on the `again` list, to be read on this turn.
@@ -273,9 +445,15 @@ impl EventLoop {
         }
     }
 
-    fn wake_all(&mut self, slots: Vec<usize>) {
-        for slot in slots {
-            self.wake(slot);
+    /// Wakes stalled connections, this loop's here and other loops' through their mailboxes.
+    fn wake_all(&mut self, waiters: Vec<Waiter>) {
+        for (at, slot) in waiters {
+            if at == self.index {
+                self.wake(slot);
+            } else if let Some(door) = self.shared.doors.get(at) {
+                // A loop that has ended has no connection left to wake.
+                let _ = door.post(Mail::Wake(slot));
+            }
         }
     }
 
@@ -289,7 +467,10 @@ impl EventLoop {
         if now == conn.charged {
             return;
         }
-        let woken = self.quotas.charge(conn.peer.uid, conn.charged, now);
+        let woken = self
+            .shared
+            .quotas()
+            .charge(conn.peer.uid, conn.charged, now);
         conn.charged = now;
         self.wake_all(woken);
     }
@@ -299,15 +480,28 @@ impl EventLoop {
         let Some(conn) = self.conns.get(slot).and_then(Option::as_ref) else {
             return 0;
         };
-        CONN_FLOOR.saturating_sub(conn.memory()) + self.quotas.room(conn.peer.uid)
+        CONN_FLOOR.saturating_sub(conn.memory()) + self.shared.quotas().room(conn.peer.uid)
     }
 
-    /// Stops reading `slot` until there is room again (see the module doc).
-    fn stall(&mut self, slot: usize) {
-        if let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+    /// Stops reading `slot` until there is room again (see the module doc). `for_memory`: it
+    /// stops for its uid's memory alone, which another loop may have freed since `room` was
+    /// read: the room is read again under the same lock as the wait is registered, and a
+    /// connection that has some goes on (no wake is lost between the two).
+    fn stall(&mut self, slot: usize, for_memory: bool) {
+        let index = self.index;
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let uid = conn.peer.uid;
+        let room = {
+            let mut quotas = self.shared.quotas();
+            quotas.wait(uid, (index, slot));
+            quotas.room(uid)
+        };
+        if for_memory && room > 0 {
+            self.again.push(slot);
+        } else {
             conn.stalled = true;
-            let uid = conn.peer.uid;
-            self.quotas.wait(uid, slot);
         }
     }
 
@@ -487,7 +681,7 @@ impl EventLoop {
                     let full = conn.pending() >= cap;
                     let pending = conn.pending() > 0;
                     if busy || full || (pending && self.room(slot) == 0) {
-                        self.stall(slot);
+                        self.stall(slot, !busy && !full);
                         return;
                     }
                 }
@@ -503,7 +697,7 @@ impl EventLoop {
                     Filled::Full => {}
                     Filled::Limited => {
                         if self.room(slot) == 0 {
-                            self.stall(slot);
+                            self.stall(slot, true);
                             return;
                         }
                     }
@@ -582,17 +776,17 @@ impl EventLoop {
             } = d
             {
                 // Not counted against MAX_DEFERRED: one per connection at most.
-                let (tx, waker, serial) = (self.done_tx.clone(), self.waker.clone(), conn.serial);
+                let (tx, waker, serial) = (self.mail_tx.clone(), self.waker.clone(), conn.serial);
                 let kms = conn.kms.clone();
                 let job: control_thread::Job = Box::new(move || {
                     let (bytes, close) = d.run(&kms);
-                    let _ = tx.send(Completion {
+                    let _ = tx.send(Mail::Done(Completion {
                         slot,
                         serial,
                         bytes,
                         close,
                         frame_bytes,
-                    });
+                    }));
                     let _ = waker.wake();
                 });
                 if self.control.submit(lane, conn.kms.principal(), job) {
@@ -627,20 +821,20 @@ impl EventLoop {
                 Deferred::Control { frame_bytes, .. } => *frame_bytes,
             };
             let kms = conn.kms.clone();
-            let tx = self.done_tx.clone();
+            let tx = self.mail_tx.clone();
             let waker = self.waker.clone();
             let serial = conn.serial;
             let spawned = std::thread::Builder::new()
                 .name("kmscksd-helper".into())
                 .spawn(move || {
                     let (bytes, close) = d.run(&kms);
-                    let _ = tx.send(Completion {
+                    let _ = tx.send(Mail::Done(Completion {
                         slot,
                         serial,
                         bytes,
                         close,
                         frame_bytes,
-                    });
+                    }));
                     let _ = waker.wake();
                 });
             match spawned {
@@ -657,33 +851,43 @@ impl EventLoop {
         }
     }
 
-    fn completions(&mut self) {
-        while let Ok(done) = self.done_rx.try_recv() {
-            self.deferred_running -= 1;
-            let Some(conn) = self.conns.get_mut(done.slot).and_then(Option::as_mut) else {
-                continue;
-            };
-            if conn.serial != done.serial {
-                continue;
+    /// Takes in what other threads posted: completions, connections, wakes.
+    fn mailbox(&mut self) {
+        while let Ok(mail) = self.mail_rx.try_recv() {
+            match mail {
+                Mail::Done(done) => self.complete(done),
+                Mail::Admit(stream, peer) => self.serve_conn(stream, peer),
+                Mail::Wake(slot) => self.wake(slot),
             }
-            conn.in_flight -= 1;
-            conn.offloaded -= done.frame_bytes;
-            conn.last_progress = Instant::now();
-            if done.close {
-                tracing::warn!(
-                    uid = conn.peer.uid,
-                    pid = conn.peer.pid,
-                    "bad batch frame; closing the connection"
-                );
-                conn.closing = true;
-            }
-            crate::secret::extend_wiping(&mut conn.wbuf, &done.bytes);
-            let mut bytes = done.bytes;
-            zeroize::Zeroize::zeroize(&mut bytes);
-            if self.after_output(done.slot) {
-                // One fewer request outstanding: room for another.
-                self.wake(done.slot);
-            }
+        }
+    }
+
+    /// Appends a reply computed off the loop to its connection (if it is still there).
+    fn complete(&mut self, done: Completion) {
+        self.deferred_running -= 1;
+        let Some(conn) = self.conns.get_mut(done.slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.serial != done.serial {
+            return;
+        }
+        conn.in_flight -= 1;
+        conn.offloaded -= done.frame_bytes;
+        conn.last_progress = Instant::now();
+        if done.close {
+            tracing::warn!(
+                uid = conn.peer.uid,
+                pid = conn.peer.pid,
+                "bad batch frame; closing the connection"
+            );
+            conn.closing = true;
+        }
+        crate::secret::extend_wiping(&mut conn.wbuf, &done.bytes);
+        let mut bytes = done.bytes;
+        zeroize::Zeroize::zeroize(&mut bytes);
+        if self.after_output(done.slot) {
+            // One fewer request outstanding: room for another.
+            self.wake(done.slot);
         }
     }
 
@@ -725,20 +929,219 @@ impl EventLoop {
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         let mut events = Events::with_capacity(256);
         loop {
-            self.completions();
+            // Connections handed over meanwhile are closed as the others are.
+            self.mailbox();
+            for c in self.conns.iter_mut().flatten() {
+                c.closing = true;
+                c.stalled = false;
+            }
             let slots: Vec<usize> = (0..self.conns.len()).collect();
             for slot in slots {
                 self.after_output(slot);
             }
-            if self.quotas.live() == 0 || Instant::now() >= deadline {
+            if self.live() == 0 || Instant::now() >= deadline {
                 break;
             }
             let _ = self.poll.poll(&mut events, Some(Duration::from_millis(50)));
         }
-        let unfinished = self.quotas.live();
+        let unfinished = self.live();
         for slot in 0..self.conns.len() {
             self.close(slot, "shutdown");
         }
-        tracing::info!(unfinished, "connections closed");
+        tracing::info!(event_loop = self.index, unfinished, "connections closed");
+    }
+
+    /// Connections this loop serves now.
+    fn live(&self) -> usize {
+        self.conns.iter().flatten().count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream as Client;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::api::kms::{BatchRequest, EncryptRequest, GenerateRandomRequest};
+    use crate::ops::{Op, Response};
+    use crate::protocol::{Header, HEADER_LEN, MAX_BODY};
+
+    /// A daemon's loops serving `config` on a fresh socket, on a thread of their own.
+    struct Served {
+        _dir: tempfile::TempDir,
+        socket: std::path::PathBuf,
+        shared: Arc<Shared>,
+        shutdown: Shutdown,
+        thread: Option<std::thread::JoinHandle<Result<()>>>,
+        control: Option<control_thread::ControlThread>,
+    }
+
+    impl Served {
+        fn start(config: DaemonConfig) -> Served {
+            let dir = tempfile::tempdir().unwrap();
+            let socket = dir.path().join("k.sock");
+            let listener = Listener::bind(&socket, 0o600, None).unwrap();
+            let shutdown = Shutdown::new();
+            let control = control_thread::ControlThread::start().unwrap();
+            let (loops, shared) = build(
+                config.event_loop_count(),
+                listener,
+                Kms::in_memory(),
+                config,
+                &shutdown,
+                &control.queue(),
+            )
+            .unwrap();
+            let s = shutdown.clone();
+            let thread = std::thread::spawn(move || serve(loops, &s));
+            Served {
+                _dir: dir,
+                socket,
+                shared,
+                shutdown,
+                thread: Some(thread),
+                control: Some(control),
+            }
+        }
+
+        /// A connection whose Hello was answered.
+        fn connect(&self) -> Client {
+            let mut c = Client::connect(&self.socket).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            let mut out = Vec::new();
+            protocol::encode_hello(
+                &mut out,
+                0,
+                &protocol::Hello {
+                    version: protocol::VERSION,
+                    client: "event_loop tests".into(),
+                },
+            );
+            c.write_all(&out).unwrap();
+            let (h, _) = read_frame(&mut c);
+            assert_eq!(h.op, protocol::OP_HELLO);
+            c
+        }
+    }
+
+    impl Drop for Served {
+        fn drop(&mut self) {
+            self.shutdown.trigger();
+            if let Some(t) = self.thread.take() {
+                let out = t.join();
+                if !std::thread::panicking() {
+                    out.expect("no loop panicked")
+                        .expect("the loops stop cleanly");
+                }
+            }
+            if let Some(c) = self.control.take() {
+                c.join();
+            }
+        }
+    }
+
+    fn read_frame(c: &mut Client) -> (Header, Vec<u8>) {
+        let mut head = [0u8; HEADER_LEN];
+        c.read_exact(&mut head).expect("a reply frame");
+        let h = protocol::parse_header(&head).unwrap().unwrap();
+        let mut body = vec![0u8; h.body_len as usize];
+        c.read_exact(&mut body).expect("a reply body");
+        (h, body)
+    }
+
+    /// Waits (up to a minute) for `what` to hold, checking it every millisecond.
+    fn until(what: &str, mut holds: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !holds() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn connections_are_spread_over_the_loops_each_counted_by_the_loop_serving_it() {
+        let served = Served::start(DaemonConfig {
+            event_loops: 2,
+            ..DaemonConfig::default()
+        });
+        let a = served.connect();
+        let _b = served.connect();
+        assert_eq!(served.shared.conns_per_loop(), [1, 1]);
+        let _c = served.connect();
+        assert_eq!(served.shared.conns_per_loop(), [2, 1]);
+        // Only the loop serving a connection uncounts it when it closes.
+        drop(a);
+        until("the first loop has closed its connection", || {
+            served.shared.conns_per_loop() == [1, 1]
+        });
+    }
+
+    #[test]
+    fn a_connection_stalled_for_its_uids_memory_on_one_loop_is_woken_when_another_frees_it() {
+        let largest = HEADER_LEN + MAX_BODY as usize;
+        let served = Served::start(DaemonConfig {
+            event_loops: 2,
+            max_memory_per_uid: 2 * largest,
+            max_pending_reply_bytes: 64 << 20,
+            max_in_flight: 1 << 20,
+            ..DaemonConfig::default()
+        });
+        let uid = identity::daemon_uid();
+
+        // A (on the first loop) asks for 4 MiB of replies and reads none: past the socket's
+        // buffers they fill the uid's quota.
+        let mut a = served.connect();
+        let requests = 4096;
+        let mut frames = Vec::new();
+        for id in 1..=requests {
+            let r = Request::GenerateRandom(GenerateRandomRequest {
+                number_of_bytes: Some(1024),
+                ..Default::default()
+            });
+            protocol::encode_request(&mut frames, id, &r);
+        }
+        let mut a_writer = a.try_clone().unwrap();
+        let writing_a = std::thread::spawn(move || a_writer.write_all(&frames));
+        until("the uid's memory quota is full", || {
+            served.shared.quotas().room(uid) == 0
+        });
+
+        // B (on the second loop) sends a frame larger than its floor: it is read up to the
+        // floor and waits for its uid's memory.
+        let mut b = served.connect();
+        assert_eq!(served.shared.conns_per_loop(), [1, 1]);
+        let batch = Request::EncryptBatch(BatchRequest {
+            items: (0..24)
+                .map(|_| EncryptRequest {
+                    key_id: "alias/none".into(),
+                    plaintext: crate::secret::SecretBytes::new(vec![7; 4096]),
+                    ..Default::default()
+                })
+                .collect(),
+        });
+        let mut frame = Vec::new();
+        protocol::encode_request(&mut frame, 9, &batch);
+        assert!(frame.len() > CONN_FLOOR);
+        let mut b_writer = b.try_clone().unwrap();
+        let writing_b = std::thread::spawn(move || b_writer.write_all(&frame));
+        until("B waits for its uid's memory on the second loop", || {
+            served.shared.quotas().waiting(uid).iter().any(|w| w.0 == 1)
+        });
+
+        // A reads its replies: the first loop frees the uid's memory, and B goes on.
+        for _ in 0..requests {
+            let (h, _) = read_frame(&mut a);
+            assert_eq!(h.op, Op::GenerateRandom.code());
+        }
+        writing_a.join().unwrap().unwrap();
+        writing_b.join().unwrap().unwrap();
+        let (h, body) = read_frame(&mut b);
+        assert_eq!(h.request_id, 9);
+        match protocol::decode_response(&h, &body).unwrap() {
+            Ok(Response::EncryptBatch(r)) => assert_eq!(r.results.len(), 24),
+            other => panic!("not an EncryptBatch answer: {other:?}"),
+        }
     }
 }

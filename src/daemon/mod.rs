@@ -1,8 +1,8 @@
 //! `kmscksd`: the daemon serving kmscks over a Unix socket.
 //!
 //! [`Daemon::bind`] binds the socket (see `listener`), opens the data directory and, when
-//! asked, bootstraps a ready system ([`bootstrap`]); [`Daemon::serve`] runs the mio event loop
-//! until a [`Shutdown`] handle is triggered. [`run`] does both.
+//! asked, bootstraps a ready system ([`bootstrap`]); [`Daemon::serve`] runs the mio event
+//! loops (`event_loops` of them) until a [`Shutdown`] handle is triggered. [`run`] does both.
 //!
 //! The socket is created with its final mode (default 0600) and, by default, in a private
 //! per-user directory (`listener`, `crate::paths`). Each connection must begin with a Hello
@@ -60,7 +60,8 @@ pub struct Shutdown {
 #[derive(Default)]
 struct ShutdownInner {
     triggered: AtomicBool,
-    waker: Mutex<Option<Arc<mio::Waker>>>,
+    /// Every event loop's waker.
+    wakers: Mutex<Vec<Arc<mio::Waker>>>,
 }
 
 impl std::fmt::Debug for Shutdown {
@@ -81,13 +82,13 @@ impl Shutdown {
     /// the socket file.
     pub fn trigger(&self) {
         self.inner.triggered.store(true, Ordering::SeqCst);
-        let waker = self
+        let wakers = self
             .inner
-            .waker
+            .wakers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        if let Some(w) = waker {
+        for w in wakers {
             let _ = w.wake();
         }
     }
@@ -97,8 +98,12 @@ impl Shutdown {
         self.inner.triggered.load(Ordering::SeqCst)
     }
 
-    fn set_waker(&self, waker: Arc<mio::Waker>) {
-        *self.inner.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(waker);
+    fn add_waker(&self, waker: Arc<mio::Waker>) {
+        self.inner
+            .wakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(waker);
         // A trigger that came before the waker existed is seen by the loop's first check.
     }
 }
@@ -223,21 +228,22 @@ impl Daemon {
             }
             None => None,
         };
-        let event_loop = event_loop::EventLoop::new(
+        let (loops, _shared) = event_loop::build(
+            self.config.event_loop_count(),
             self.listener,
             self.kms,
             self.config,
             &shutdown,
-            control.queue(),
+            &control.queue(),
         )?;
-        let out = event_loop.run(&shutdown);
+        let out = event_loop::serve(loops, &shutdown);
         if let Some(thread) = http {
             // It sees the trigger within its tick.
             let _ = thread.join();
         }
-        // Both loops are gone: the control thread ends once what they queued has run.
+        // Every loop is gone: the control threads end once what the loops queued has run.
         control.join();
-        // The event loop (and with it the last engine handle) is dropped here: every commit
+        // The event loops (and with them the last engine handle) are gone: every commit
         // was already durable (journal fsync per change); dropping joins the background worker
         // and unlocks the data directory.
         tracing::info!("stopped");

@@ -6,7 +6,10 @@
 //! Connections over a quota are refused at accept. Memory is not refused but waited for: a
 //! connection whose uid is at its memory quota stops being read (back-pressure) and is
 //! registered here as waiting; when the uid's memory goes down, its waiting connections are
-//! handed back to the event loop to be read again.
+//! handed back to be read again. A waiter is whatever names a connection to its server: a slot
+//! for the HTTP endpoint's one loop, a (loop, slot) pair for the socket's loops, which share
+//! one `Quotas` (a uid's connections may sit on several loops, and memory freed on one must
+//! wake those stalled on another).
 //!
 //! Every connection may hold [`CONN_FLOOR`] bytes whatever its uid's quota says, and only what
 //! it holds beyond that is charged to the uid: so a connection of a uid whose other
@@ -24,17 +27,28 @@ use crate::err;
 use crate::error::Result;
 
 /// What one uid holds.
-#[derive(Debug, Default)]
-struct Use {
+#[derive(Debug)]
+struct Use<W> {
     conns: usize,
     memory: usize,
-    /// Connection slots stopped for lack of memory room, to read again once there is some.
-    waiting: Vec<usize>,
+    /// Connections stopped for lack of memory room, to read again once there is some.
+    waiting: Vec<W>,
 }
 
-/// The quotas of every connected uid.
+// Not derived: a derived `Default` would require `W: Default`.
+impl<W> Default for Use<W> {
+    fn default() -> Self {
+        Use {
+            conns: 0,
+            memory: 0,
+            waiting: Vec::new(),
+        }
+    }
+}
+
+/// The quotas of every connected uid; `W` names a waiting connection (see the module doc).
 #[derive(Debug)]
-pub(super) struct Quotas {
+pub(super) struct Quotas<W = usize> {
     daemon_uid: u32,
     max_connections: usize,
     /// Connections every uid but root and the daemon's may hold together.
@@ -43,11 +57,11 @@ pub(super) struct Quotas {
     per_uid_memory: usize,
     live: usize,
     live_unprivileged: usize,
-    uids: HashMap<u32, Use>,
+    uids: HashMap<u32, Use<W>>,
 }
 
-impl Quotas {
-    pub(super) fn new(config: &DaemonConfig, daemon_uid: u32) -> Quotas {
+impl<W: PartialEq> Quotas<W> {
+    pub(super) fn new(config: &DaemonConfig, daemon_uid: u32) -> Quotas<W> {
         Quotas {
             daemon_uid,
             max_connections: config.max_connections,
@@ -116,13 +130,14 @@ impl Quotas {
     }
 
     /// Connections served now.
+    #[cfg(test)]
     pub(super) fn live(&self) -> usize {
         self.live
     }
 
-    /// Moves `uid`'s charge from `old` to `new` bytes. When it goes down, returns the slots
-    /// that were waiting for room (to be read again); otherwise an empty list.
-    pub(super) fn charge(&mut self, uid: u32, old: usize, new: usize) -> Vec<usize> {
+    /// Moves `uid`'s charge from `old` to `new` bytes. When it goes down, returns the
+    /// connections that were waiting for room (to be read again); otherwise an empty list.
+    pub(super) fn charge(&mut self, uid: u32, old: usize, new: usize) -> Vec<W> {
         let Some(u) = self.uids.get_mut(&uid) else {
             return Vec::new();
         };
@@ -140,11 +155,17 @@ impl Quotas {
         self.per_uid_memory.saturating_sub(used)
     }
 
-    /// Registers `slot` (of `uid`) as waiting for memory room.
-    pub(super) fn wait(&mut self, uid: u32, slot: usize) {
+    /// The connections of `uid` waiting for memory room.
+    #[cfg(test)]
+    pub(super) fn waiting(&self, uid: u32) -> &[W] {
+        self.uids.get(&uid).map_or(&[], |u| &u.waiting)
+    }
+
+    /// Registers `waiter` (a connection of `uid`) as waiting for memory room.
+    pub(super) fn wait(&mut self, uid: u32, waiter: W) {
         if let Some(u) = self.uids.get_mut(&uid) {
-            if !u.waiting.contains(&slot) {
-                u.waiting.push(slot);
+            if !u.waiting.contains(&waiter) {
+                u.waiting.push(waiter);
             }
         }
     }
@@ -206,7 +227,7 @@ mod tests {
             max_memory_per_uid: 4 << 20,
             ..DaemonConfig::default()
         };
-        let mut q = Quotas::new(&config, 1000);
+        let mut q: Quotas = Quotas::new(&config, 1000);
         q.admit(65534).unwrap();
         q.admit(0).unwrap();
         assert!(q.charge(65534, 0, 4 << 20).is_empty());

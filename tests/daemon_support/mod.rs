@@ -23,6 +23,17 @@ pub(crate) struct TestDaemon {
     thread: Option<JoinHandle<kmscks::Result<()>>>,
 }
 
+/// The daemon's `event_loops`: `KMSCKS_TEST_EVENT_LOOPS` when set (to run the daemon tests
+/// with several loops), else the default.
+fn event_loops() -> usize {
+    match std::env::var("KMSCKS_TEST_EVENT_LOOPS") {
+        Ok(n) => n
+            .parse()
+            .expect("KMSCKS_TEST_EVENT_LOOPS is a number of event loops"),
+        Err(_) => DaemonConfig::default().event_loops,
+    }
+}
+
 /// A temp dir others can traverse (tempfile makes them 0700).
 pub(crate) fn open_tempdir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
@@ -43,6 +54,7 @@ impl TestDaemon {
         let mut config = DaemonConfig {
             data_dir: dir.path().join("data"),
             socket: dir.path().join("kmscks.sock"),
+            event_loops: event_loops(),
             ..DaemonConfig::default()
         };
         tweak(&mut config);
