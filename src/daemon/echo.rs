@@ -3,19 +3,28 @@
 //! "everything except the daemon's work" (socket syscalls, framing, client-side decoding)
 //! with the same client code it points at a daemon.
 //!
-//! It waits for requests as the daemon's loop does ([`super::wake`]: spin, then park), with a
-//! thread per connection, so that it is the best round trip this machine gives: a floor that
-//! parked in a blocking `read` while the daemon spins would be slower than the daemon and the
-//! ratio against it would prove nothing. It is public because both `kmscks bench` and
+//! It waits for requests as the daemon's loops do ([`super::wake`]: spin, then park), so that
+//! it is the best round trip this machine gives: a floor that parked in a blocking `read`
+//! while the daemon spins would be slower than the daemon and the ratio against it would
+//! prove nothing. Up to one connection per core, each connection has a thread of its own
+//! spinning on its socket (nothing is faster); with more connections than cores, as many
+//! threads as cores each serve their share through a mio poller, as the daemon's event loops
+//! do — a thread per connection would then have more threads spinning than cores, and the
+//! floor would lose to the daemon. It is public because both `kmscks bench` and
 //! `benches/socket_roundtrip.rs` measure against it.
 
+use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
-use super::wake::SpinStream;
+use crossbeam::channel::{Receiver, Sender};
+use mio::{Events, Interest, Poll, Token};
+
+use super::wake::{Spin, SpinStream};
 use crate::error::{ErrorKind, KmsError, Result};
 use crate::protocol::{encode_hello_reply, split_frame, HelloReply, MAX_BODY, OP_HELLO, VERSION};
 
@@ -29,8 +38,16 @@ pub struct EchoServer {
 }
 
 impl EchoServer {
-    /// Starts the server; `reply` is the full reply frame (header and body).
+    /// Starts the server with a thread per connection; `reply` is the full reply frame
+    /// (header and body).
     pub fn start(reply: Vec<u8>) -> Result<EchoServer> {
+        EchoServer::start_for(reply, 1)
+    }
+
+    /// Starts the server for a load of `connections` connections: a thread per connection
+    /// when they are no more than the cores, else one polling thread per core, connections
+    /// dealt to them in turn (see the module doc).
+    pub fn start_for(reply: Vec<u8>, connections: usize) -> Result<EchoServer> {
         let dir = std::env::temp_dir().join(format!(
             "kmscks-echo-{}-{}",
             std::process::id(),
@@ -41,14 +58,33 @@ impl EchoServer {
         let listener = UnixListener::bind(&path).map_err(|e| io_err(&path, &e))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (reply, stop2) = (Arc::new(reply), stop.clone());
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        let loops: Vec<Sender<UnixStream>> = if connections > cores {
+            (0..cores)
+                .map(|_| {
+                    let (tx, rx) = crossbeam::channel::unbounded();
+                    let (reply, stop) = (reply.clone(), stop.clone());
+                    thread::spawn(move || echo_loop(&rx, &reply, &stop));
+                    tx
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         thread::spawn(move || {
-            for s in listener.incoming() {
+            for (i, s) in listener.incoming().enumerate() {
                 if stop2.load(Ordering::Relaxed) {
                     return;
                 }
-                if let Ok(s) = s {
-                    let reply = reply.clone();
-                    thread::spawn(move || echo_conn(s, &reply));
+                let Ok(s) = s else { continue };
+                match loops.get(i % loops.len().max(1)) {
+                    Some(lp) => {
+                        let _ = lp.send(s);
+                    }
+                    None => {
+                        let reply = reply.clone();
+                        thread::spawn(move || echo_conn(s, &reply));
+                    }
                 }
             }
         });
@@ -77,25 +113,32 @@ fn io_err(path: &Path, e: &std::io::Error) -> KmsError {
     )
 }
 
-fn echo_conn(s: UnixStream, reply: &[u8]) {
-    let Ok(mut s) = s
-        .set_nonblocking(true)
-        .and_then(|()| SpinStream::new(mio::net::UnixStream::from_std(s)))
-    else {
-        return;
-    };
-    let mut buf = vec![0u8; 256 * 1024];
-    let (mut have, mut out) = (0usize, Vec::with_capacity(64 * 1024));
-    loop {
-        if have == buf.len() {
-            buf.resize(buf.len() * 2, 0);
+/// What one connection has read and not yet answered.
+struct Input {
+    buf: Vec<u8>,
+    have: usize,
+}
+
+impl Input {
+    fn new() -> Input {
+        Input {
+            buf: vec![0u8; 256 * 1024],
+            have: 0,
         }
-        match s.read(&mut buf[have..]) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => have += n,
+    }
+
+    /// Where the next read goes (the buffer doubles when full).
+    fn room(&mut self) -> &mut [u8] {
+        if self.have == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
         }
+        &mut self.buf[self.have..]
+    }
+
+    /// Answers every whole frame read into `out`; false when the input is not a frame.
+    fn answer(&mut self, reply: &[u8], out: &mut Vec<u8>) -> bool {
         let mut at = 0;
-        while let Ok(Some((h, _, used))) = split_frame(&buf[at..have]) {
+        while let Ok(Some((h, _, used))) = split_frame(&self.buf[at..self.have]) {
             if h.op == OP_HELLO {
                 let hello = HelloReply {
                     version: VERSION,
@@ -104,7 +147,7 @@ fn echo_conn(s: UnixStream, reply: &[u8]) {
                     max_in_flight: u32::MAX,
                     principal: String::new(),
                 };
-                encode_hello_reply(&mut out, h.request_id, &hello);
+                encode_hello_reply(out, h.request_id, &hello);
                 at += used;
                 continue;
             }
@@ -113,16 +156,123 @@ fn echo_conn(s: UnixStream, reply: &[u8]) {
             out[start + 8..start + 16].copy_from_slice(&h.request_id.to_le_bytes());
             at += used;
         }
-        if split_frame(&buf[at..have]).is_err() {
+        if split_frame(&self.buf[at..self.have]).is_err() {
+            return false;
+        }
+        self.buf.copy_within(at..self.have, 0);
+        self.have -= at;
+        true
+    }
+}
+
+/// A connection with a thread of its own, spinning on its socket.
+fn echo_conn(s: UnixStream, reply: &[u8]) {
+    let Ok(mut s) = s
+        .set_nonblocking(true)
+        .and_then(|()| SpinStream::new(mio::net::UnixStream::from_std(s)))
+    else {
+        return;
+    };
+    let (mut input, mut out) = (Input::new(), Vec::with_capacity(64 * 1024));
+    loop {
+        match s.read(input.room()) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => input.have += n,
+        }
+        if !input.answer(reply, &mut out) {
             return;
         }
-        buf.copy_within(at..have, 0);
-        have -= at;
         if !out.is_empty() {
             if s.write_all(&out).is_err() {
                 return;
             }
             out.clear();
+        }
+    }
+}
+
+/// A connection of a polling thread: its input and the answers not yet written.
+struct Polled {
+    stream: mio::net::UnixStream,
+    input: Input,
+    out: Vec<u8>,
+}
+
+impl Polled {
+    /// Writes what it can of the answers, reads what has come and answers it; false when the
+    /// connection is done (closed, broken, or not speaking frames).
+    fn serve(&mut self, reply: &[u8]) -> bool {
+        loop {
+            while !self.out.is_empty() {
+                match self.stream.write(&self.out) {
+                    Ok(0) => return false,
+                    Ok(n) => {
+                        self.out.drain(..n);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => return false,
+                }
+            }
+            match self.stream.read(self.input.room()) {
+                Ok(0) => return false,
+                Ok(n) => self.input.have += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+            if !self.input.answer(reply, &mut self.out) {
+                return false;
+            }
+        }
+    }
+}
+
+/// A polling thread: serves the connections `incoming` deals it, waiting as the daemon's
+/// loops wait, until `stop`.
+fn echo_loop(incoming: &Receiver<UnixStream>, reply: &[u8], stop: &AtomicBool) {
+    let Ok(mut poll) = Poll::new() else {
+        return;
+    };
+    let mut events = Events::with_capacity(256);
+    let mut conns: Vec<Option<Polled>> = Vec::new();
+    let mut spin = Spin::new();
+    while !stop.load(Ordering::Relaxed) {
+        while let Ok(s) = incoming.try_recv() {
+            let Ok(()) = s.set_nonblocking(true) else {
+                continue;
+            };
+            let mut stream = mio::net::UnixStream::from_std(s);
+            let token = Token(conns.len());
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if poll
+                .registry()
+                .register(&mut stream, token, interest)
+                .is_ok()
+            {
+                conns.push(Some(Polled {
+                    stream,
+                    input: Input::new(),
+                    out: Vec::with_capacity(64 * 1024),
+                }));
+            }
+        }
+        // Parked, a new connection waits at most this long to be registered (before the
+        // measured window: the load generator connects every connection first).
+        let timeout = spin.timeout(false, Duration::from_millis(1));
+        if poll.poll(&mut events, Some(timeout)).is_err() {
+            return;
+        }
+        spin.saw(!events.is_empty());
+        for event in events.iter() {
+            let slot = conns.get_mut(event.token().0);
+            if let Some(conn) = slot {
+                if conn.as_mut().is_some_and(|c| !c.serve(reply)) {
+                    if let Some(mut c) = conn.take() {
+                        let _ = poll.registry().deregister(&mut c.stream);
+                    }
+                }
+            }
         }
     }
 }

@@ -444,7 +444,7 @@ pub(crate) fn run_echo_baseline(
     let mut frame = Vec::new();
     encode_response(&mut frame, 0, opts.op_code(), reply);
     debug_assert!(frame.len() >= kmscks::protocol::HEADER_LEN);
-    let server = EchoServer::start(frame)?;
+    let server = EchoServer::start_for(frame, opts.connections)?;
     let maker = RequestMaker {
         op: opts.op,
         key_id: key_id.to_owned(),
@@ -487,7 +487,7 @@ pub(crate) fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadR
     let r = measure_daemon(path, opts, &maker)?;
     let mut frame = Vec::new();
     encode_response(&mut frame, 0, opts.op_code(), &sample);
-    let server = EchoServer::start(frame)?;
+    let server = EchoServer::start_for(frame, opts.connections)?;
     let b = drive(server.path(), opts, &maker, Cpu::Ignored)?;
     // Stopped before the raw loop runs, whose CPU share is read from this process's time.
     drop(server);
