@@ -503,25 +503,29 @@ mod tests {
     use kmscks::daemon::{Daemon, DaemonConfig, Shutdown};
 
     #[test]
-    fn echo_baseline_answers_every_request() {
-        let opts = SocketLoadOpts {
-            connections: 2,
-            pipeline: 8,
-            duration: Duration::from_millis(200),
-            ..Default::default()
-        };
-        let reply = Ok(Response::GenerateDataKey(GenerateDataKeyResponse {
-            ciphertext_blob: vec![1; 120],
-            plaintext: Some(SecretBytes::zeroed(32)),
-            key_id: "arn:aws:kms:us-east-1:111122223333:key/x".into(),
-        }));
-        let r = run_echo_baseline(&opts, "alias/bench", &reply).unwrap();
-        assert_eq!(r.errors, 0);
-        assert!(r.ops_per_sec > 0.0, "{r:?}");
-        assert_eq!((r.threads, r.batch), (2, 8));
-        assert!(r.p50_us > 0.0 && r.p50_us <= r.p99_us, "{r:?}");
-        // The floor is this very process: no daemon CPU is read for it.
-        assert_eq!(r.daemon_cpu_ns_per_op, None);
+    fn echo_baseline_answers_every_request_with_a_thread_per_connection_or_polling_threads() {
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        // As many connections as cores (a thread each), then more (polling threads).
+        for connections in [cores.min(2), cores + 3] {
+            let opts = SocketLoadOpts {
+                connections,
+                pipeline: 8,
+                duration: Duration::from_millis(200),
+                ..Default::default()
+            };
+            let reply = Ok(Response::GenerateDataKey(GenerateDataKeyResponse {
+                ciphertext_blob: vec![1; 120],
+                plaintext: Some(SecretBytes::zeroed(32)),
+                key_id: "arn:aws:kms:us-east-1:111122223333:key/x".into(),
+            }));
+            let r = run_echo_baseline(&opts, "alias/bench", &reply).unwrap();
+            assert_eq!(r.errors, 0);
+            assert!(r.ops_per_sec > 0.0, "{r:?}");
+            assert_eq!((r.threads, r.batch), (connections, 8));
+            assert!(r.p50_us > 0.0 && r.p50_us <= r.p99_us, "{r:?}");
+            // The floor is this very process: no daemon CPU is read for it.
+            assert_eq!(r.daemon_cpu_ns_per_op, None);
+        }
     }
 
     /// A daemon of the library served on a thread, in a fresh temporary directory; stopped
