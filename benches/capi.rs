@@ -8,6 +8,11 @@
 //!
 //! `cargo bench --bench capi` (a C compiler is needed; without one the bench says so and
 //! exits). Both sides are one thread on a fresh in-memory instance with one default-store key.
+//!
+//! `capi-<hash> --rust gdk|encrypt BATCH MILLISECONDS` runs one Rust round alone and prints
+//! `<items> <nanoseconds>` as `ffi/bench/bench.c` does: `scripts/capi-instructions` runs both
+//! under callgrind and counts the instructions per item of the calls themselves (the Rust
+//! calls are the `rust_*` functions below, never inlined, so that callgrind can name them).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,6 +48,21 @@ impl Op {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, op, batch, ms] = args.as_slice() {
+        if flag == "--rust" {
+            let op = match op.as_str() {
+                "gdk" => Op::DataKey,
+                "encrypt" => Op::Encrypt,
+                _ => panic!("--rust gdk|encrypt BATCH MILLISECONDS"),
+            };
+            let batch = batch.parse().expect("BATCH is a number");
+            let ms = ms.parse().expect("MILLISECONDS is a number");
+            let (items, time) = rust_round(op, batch, Duration::from_millis(ms));
+            println!("{items} {}", time.as_nanos());
+            return;
+        }
+    }
     let Some(bench) = build_c_bench() else {
         return;
     };
@@ -59,7 +79,7 @@ fn main() {
         let (mut rust, mut c) = (Rate::default(), Rate::default());
         let mut ratios = Vec::with_capacity(ROUNDS);
         for _ in 0..ROUNDS {
-            let r = rust_round(op, batch);
+            let r = rust_round(op, batch, ROUND);
             let k = c_round(&bench, op, batch);
             ratios.push(rate(k) / rate(r));
             rust.add(r);
@@ -103,8 +123,39 @@ impl Rate {
     }
 }
 
-/// One round through the Rust API on a fresh instance (setup and warm-up not timed).
-fn rust_round(op: Op, batch: usize) -> (u64, Duration) {
+/// One GenerateDataKey through the Rust API, its answer dropped.
+#[inline(never)]
+fn rust_generate_data_key(kms: &Kms, request: &GenerateDataKeyRequest) {
+    drop(std::hint::black_box(
+        kms.generate_data_key(request).expect("data key"),
+    ));
+}
+
+/// One Encrypt through the Rust API, its answer dropped.
+#[inline(never)]
+fn rust_encrypt(kms: &Kms, request: &EncryptRequest) {
+    drop(std::hint::black_box(kms.encrypt(request).expect("encrypt")));
+}
+
+/// One batch of GenerateDataKey through the Rust API, its answers dropped.
+#[inline(never)]
+fn rust_generate_data_key_batch(kms: &Kms, items: &[GenerateDataKeyRequest]) {
+    for r in kms.generate_data_key_batch(items, true) {
+        drop(std::hint::black_box(r.expect("a batch item")));
+    }
+}
+
+/// One batch of Encrypt through the Rust API, its answers dropped.
+#[inline(never)]
+fn rust_encrypt_batch(kms: &Kms, items: &[EncryptRequest]) {
+    for r in kms.encrypt_batch(items) {
+        drop(std::hint::black_box(r.expect("a batch item")));
+    }
+}
+
+/// One round of `length` through the Rust API on a fresh instance (setup and warm-up not
+/// timed).
+fn rust_round(op: Op, batch: usize, length: Duration) -> (u64, Duration) {
     let kms = Kms::in_memory();
     let key_id = kms
         .create_key(&CreateKeyRequest::default())
@@ -132,22 +183,10 @@ fn rust_round(op: Op, batch: usize) -> (u64, Duration) {
     let enc_items: Vec<_> = (0..batch).map(|_| encrypt()).collect();
     let once = || -> u64 {
         match (op, batch) {
-            (Op::DataKey, 1) => {
-                std::hint::black_box(kms.generate_data_key(&gdk).expect("data key"));
-            }
-            (Op::Encrypt, 1) => {
-                std::hint::black_box(kms.encrypt(&enc_one).expect("encrypt"));
-            }
-            (Op::DataKey, _) => {
-                for r in kms.generate_data_key_batch(&gdk_items, true) {
-                    std::hint::black_box(r.expect("a batch item"));
-                }
-            }
-            (Op::Encrypt, _) => {
-                for r in kms.encrypt_batch(&enc_items) {
-                    std::hint::black_box(r.expect("a batch item"));
-                }
-            }
+            (Op::DataKey, 1) => rust_generate_data_key(&kms, &gdk),
+            (Op::Encrypt, 1) => rust_encrypt(&kms, &enc_one),
+            (Op::DataKey, _) => rust_generate_data_key_batch(&kms, &gdk_items),
+            (Op::Encrypt, _) => rust_encrypt_batch(&kms, &enc_items),
         }
         batch as u64
     };
@@ -161,7 +200,7 @@ fn rust_round(op: Op, batch: usize) -> (u64, Duration) {
             items += once();
         }
         let elapsed = start.elapsed();
-        if elapsed >= ROUND {
+        if elapsed >= length {
             return (items, elapsed);
         }
     }
