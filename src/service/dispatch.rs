@@ -363,13 +363,14 @@ impl Backend for Kms {
         with_plaintext: bool,
         emit: &mut dyn FnMut(std::result::Result<GenerateDataKeyResponseRef<'_>, &KmsError>),
     ) -> Result<()> {
-        let mut scratch = BatchScratch::default();
-        self.generate_data_key_batch_with(items, with_plaintext, &mut scratch, |r| {
-            emit(r.map(|v| GenerateDataKeyResponseRef {
-                ciphertext_blob: v.ciphertext_blob,
-                plaintext: v.plaintext,
-                key_id: v.key_arn,
-            }))
+        with_scratch(items.len(), |scratch| {
+            self.generate_data_key_batch_with(items, with_plaintext, scratch, |r| {
+                emit(r.map(|v| GenerateDataKeyResponseRef {
+                    ciphertext_blob: v.ciphertext_blob,
+                    plaintext: v.plaintext,
+                    key_id: v.key_arn,
+                }))
+            })
         });
         Ok(())
     }
@@ -379,14 +380,45 @@ impl Backend for Kms {
         items: &[EncryptRequestRef<'_>],
         emit: &mut dyn FnMut(std::result::Result<EncryptResponseRef<'_>, &KmsError>),
     ) -> Result<()> {
-        let mut scratch = BatchScratch::default();
-        self.encrypt_batch_with(items, &mut scratch, |r| {
-            emit(r.map(|v| EncryptResponseRef {
-                ciphertext_blob: v.ciphertext_blob,
-                key_id: v.key_arn,
-            }))
+        with_scratch(items.len(), |scratch| {
+            self.encrypt_batch_with(items, scratch, |r| {
+                emit(r.map(|v| EncryptResponseRef {
+                    ciphertext_blob: v.ciphertext_blob,
+                    key_id: v.key_arn,
+                }))
+            })
         });
         Ok(())
+    }
+}
+
+/// The largest batch whose scratch a thread keeps for its next borrowed batch: what it keeps
+/// is capacity for this many answers (about 1 MiB for 4 KiB plaintexts).
+const KEEP_SCRATCH_ITEMS: usize = 256;
+
+thread_local! {
+    /// The scratch of the calling thread's borrowed batches, reused so that a warm batch
+    /// allocates only what it hands out. Each batch wipes its answers from it before
+    /// returning (`Kms::encrypt_batch_with`): what it keeps between batches is capacity.
+    static SCRATCH: std::cell::RefCell<BatchScratch> = Default::default();
+}
+
+/// Runs `batch` with the thread's scratch, or with a fresh one for a batch larger than
+/// [`KEEP_SCRATCH_ITEMS`], while the thread's is in use (an `emit` running a batch of its own)
+/// or when the thread is exiting.
+fn with_scratch(items: usize, batch: impl FnOnce(&mut BatchScratch)) {
+    let mut batch = Some(batch);
+    if items <= KEEP_SCRATCH_ITEMS {
+        let _ = SCRATCH.try_with(|cell| {
+            if let Ok(mut scratch) = cell.try_borrow_mut() {
+                if let Some(batch) = batch.take() {
+                    batch(&mut scratch);
+                }
+            }
+        });
+    }
+    if let Some(batch) = batch {
+        batch(&mut BatchScratch::default());
     }
 }
 
@@ -529,6 +561,41 @@ mod tests {
             for blob in &blobs {
                 assert_eq!(decrypted(&kms, blob, &context), plaintext);
             }
+        }
+    }
+
+    #[test]
+    fn a_borrowed_batch_run_from_inside_another_ones_emit_gets_a_scratch_of_its_own() {
+        let kms = Kms::in_memory();
+        let key = kms.create_key(&CreateKeyRequest::default()).unwrap();
+        let context = crate::types::EncryptionContext::new();
+        let item = EncryptRequestRef {
+            key_id: &key.key_metadata.key_id,
+            plaintext: b"outer",
+            encryption_context: &context,
+            grant_tokens: &[],
+            encryption_algorithm: None,
+            dry_run: false,
+        };
+        let inner_item = EncryptRequestRef {
+            plaintext: b"inner",
+            ..item
+        };
+        let (mut outer, mut inner) = (Vec::new(), Vec::new());
+        kms.encrypt_batch_borrowed(&[item, item], &mut |r| {
+            outer.push(r.expect("encrypts").ciphertext_blob.to_vec());
+            kms.encrypt_batch_borrowed(&[inner_item], &mut |r| {
+                inner.push(r.expect("encrypts").ciphertext_blob.to_vec())
+            })
+            .unwrap();
+        })
+        .unwrap();
+        assert_eq!((outer.len(), inner.len()), (2, 2));
+        for blob in &outer {
+            assert_eq!(decrypted(&kms, blob, &context), b"outer");
+        }
+        for blob in &inner {
+            assert_eq!(decrypted(&kms, blob, &context), b"inner");
         }
     }
 
