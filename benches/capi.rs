@@ -7,7 +7,15 @@
 //! rounds' ratios C ÷ Rust (target ≥ 0.9), and their range.
 //!
 //! `cargo bench --bench capi` (a C compiler is needed; without one the bench says so and
-//! exits). Both sides are one thread on a fresh in-memory instance with one default-store key.
+//! exits). Both sides are one thread on a fresh in-memory instance with one default-store key,
+//! each round in a fresh process: the C program's, and this bench's own with
+//! `--rust gdk|encrypt BATCH MILLISECONDS`, which runs one Rust round and prints
+//! `<items> <nanoseconds>` as `ffi/bench/bench.c` does. (Run in this bench's long-lived
+//! process, the Rust rounds of Encrypt in batches slowed to a third, some invocations, for a
+//! reason not found; the C rounds, each a new process, never did.) `scripts/capi-instructions`
+//! runs both programs under callgrind and counts the instructions per item of the calls
+//! themselves (the Rust calls are the `rust_*` functions below, never inlined, so that
+//! callgrind can name them).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,9 +51,25 @@ impl Op {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, op, batch, ms] = args.as_slice() {
+        if flag == "--rust" {
+            let op = match op.as_str() {
+                "gdk" => Op::DataKey,
+                "encrypt" => Op::Encrypt,
+                _ => panic!("--rust gdk|encrypt BATCH MILLISECONDS"),
+            };
+            let batch = batch.parse().expect("BATCH is a number");
+            let ms = ms.parse().expect("MILLISECONDS is a number");
+            let (items, time) = rust_round(op, batch, Duration::from_millis(ms));
+            println!("{items} {}", time.as_nanos());
+            return;
+        }
+    }
     let Some(bench) = build_c_bench() else {
         return;
     };
+    let this = std::env::current_exe().expect("the bench knows its path");
     println!(
         "{:<32} {:>11} {:>11} {:>7} {:>13}",
         "case", "Rust /s", "C /s", "C÷Rust", "round ratios"
@@ -59,8 +83,8 @@ fn main() {
         let (mut rust, mut c) = (Rate::default(), Rate::default());
         let mut ratios = Vec::with_capacity(ROUNDS);
         for _ in 0..ROUNDS {
-            let r = rust_round(op, batch);
-            let k = c_round(&bench, op, batch);
+            let r = round_in_process(&this, &["--rust"], op, batch);
+            let k = round_in_process(&bench, &[], op, batch);
             ratios.push(rate(k) / rate(r));
             rust.add(r);
             c.add(k);
@@ -103,8 +127,39 @@ impl Rate {
     }
 }
 
-/// One round through the Rust API on a fresh instance (setup and warm-up not timed).
-fn rust_round(op: Op, batch: usize) -> (u64, Duration) {
+/// One GenerateDataKey through the Rust API, its answer dropped.
+#[inline(never)]
+fn rust_generate_data_key(kms: &Kms, request: &GenerateDataKeyRequest) {
+    drop(std::hint::black_box(
+        kms.generate_data_key(request).expect("data key"),
+    ));
+}
+
+/// One Encrypt through the Rust API, its answer dropped.
+#[inline(never)]
+fn rust_encrypt(kms: &Kms, request: &EncryptRequest) {
+    drop(std::hint::black_box(kms.encrypt(request).expect("encrypt")));
+}
+
+/// One batch of GenerateDataKey through the Rust API, its answers dropped.
+#[inline(never)]
+fn rust_generate_data_key_batch(kms: &Kms, items: &[GenerateDataKeyRequest]) {
+    for r in kms.generate_data_key_batch(items, true) {
+        drop(std::hint::black_box(r.expect("a batch item")));
+    }
+}
+
+/// One batch of Encrypt through the Rust API, its answers dropped.
+#[inline(never)]
+fn rust_encrypt_batch(kms: &Kms, items: &[EncryptRequest]) {
+    for r in kms.encrypt_batch(items) {
+        drop(std::hint::black_box(r.expect("a batch item")));
+    }
+}
+
+/// One round of `length` through the Rust API on a fresh instance (setup and warm-up not
+/// timed).
+fn rust_round(op: Op, batch: usize, length: Duration) -> (u64, Duration) {
     let kms = Kms::in_memory();
     let key_id = kms
         .create_key(&CreateKeyRequest::default())
@@ -132,22 +187,10 @@ fn rust_round(op: Op, batch: usize) -> (u64, Duration) {
     let enc_items: Vec<_> = (0..batch).map(|_| encrypt()).collect();
     let once = || -> u64 {
         match (op, batch) {
-            (Op::DataKey, 1) => {
-                std::hint::black_box(kms.generate_data_key(&gdk).expect("data key"));
-            }
-            (Op::Encrypt, 1) => {
-                std::hint::black_box(kms.encrypt(&enc_one).expect("encrypt"));
-            }
-            (Op::DataKey, _) => {
-                for r in kms.generate_data_key_batch(&gdk_items, true) {
-                    std::hint::black_box(r.expect("a batch item"));
-                }
-            }
-            (Op::Encrypt, _) => {
-                for r in kms.encrypt_batch(&enc_items) {
-                    std::hint::black_box(r.expect("a batch item"));
-                }
-            }
+            (Op::DataKey, 1) => rust_generate_data_key(&kms, &gdk),
+            (Op::Encrypt, 1) => rust_encrypt(&kms, &enc_one),
+            (Op::DataKey, _) => rust_generate_data_key_batch(&kms, &gdk_items),
+            (Op::Encrypt, _) => rust_encrypt_batch(&kms, &enc_items),
         }
         batch as u64
     };
@@ -161,36 +204,41 @@ fn rust_round(op: Op, batch: usize) -> (u64, Duration) {
             items += once();
         }
         let elapsed = start.elapsed();
-        if elapsed >= ROUND {
+        if elapsed >= length {
             return (items, elapsed);
         }
     }
 }
 
-/// One round through the C API: a run of the C program (its own fresh instance).
-fn c_round(bench: &Path, op: Op, batch: usize) -> (u64, Duration) {
+/// One round in a fresh process, as both sides run theirs (so that neither inherits the other
+/// rounds' heap, threads or caches): `program` (the C program, or this bench with `--rust`)
+/// given `args` and then the operation, batch size and round length, printing
+/// `<items> <nanoseconds>`.
+fn round_in_process(program: &Path, args: &[&str], op: Op, batch: usize) -> (u64, Duration) {
     // cargo puts target/<profile> on LD_LIBRARY_PATH, where a stale copy of the library may
-    // be: the program must load the one it was linked against (its RPATH).
-    let out = Command::new(bench)
+    // be: the C program must load the one it was linked against (its RPATH).
+    let out = Command::new(program)
         .env_remove("LD_LIBRARY_PATH")
+        .args(args)
         .args([
             op.c_name(),
             &batch.to_string(),
             &ROUND.as_millis().to_string(),
         ])
         .output()
-        .expect("the C bench runs");
+        .expect("a round's program runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "the C bench failed: {}{}",
+        "a round of {} failed: {}{}",
+        program.display(),
         text,
         String::from_utf8_lossy(&out.stderr)
     );
     let mut fields = text.split_whitespace().map(|f| f.parse::<u64>());
     match (fields.next(), fields.next()) {
         (Some(Ok(items)), Some(Ok(ns))) => (items, Duration::from_nanos(ns)),
-        _ => panic!("the C bench printed {text:?}, not '<calls> <nanoseconds>'"),
+        _ => panic!("a round printed {text:?}, not '<items> <nanoseconds>'"),
     }
 }
 

@@ -17,7 +17,7 @@ mod summary;
 
 use crate::api::hsm::*;
 use crate::api::kms::*;
-use crate::error::Result;
+use crate::error::{ErrorKind, KmsError, Result};
 use crate::types::PolicyAction;
 
 /// Invokes the macro `$callback` with every row of the operation table, in table order:
@@ -271,10 +271,128 @@ impl Op {
 }
 
 /// Something that performs operations: the in-process `Kms` (its impl is in `service`), or a
-/// [`crate::Client`] of the daemon. The CLI and the load generator are written against this.
+/// [`crate::Client`] of the daemon. The CLI, the load generator and the C API are written
+/// against this.
+///
+/// Besides [`Backend::call`], the hot cryptographic operations have methods on borrowed
+/// requests (`*_borrowed`), for callers that hold their arguments in their own memory (the C
+/// API): a backend that must send an owned request (the client) keeps the defaults, which
+/// build it and go through `call`; the in-process `Kms` answers them without building one (no
+/// key id, context or plaintext copied, no `Request`/`Response` envelope), and lends a
+/// batch's answers item by item from its own buffers.
 pub trait Backend {
     /// Performs one operation.
     fn call(&self, request: &Request) -> Result<Response>;
+
+    /// GenerateDataKey, or GenerateDataKeyWithoutPlaintext when `with_plaintext` is false.
+    fn generate_data_key_borrowed(
+        &self,
+        request: &GenerateDataKeyRequestRef<'_>,
+        with_plaintext: bool,
+    ) -> Result<GenerateDataKeyResponse> {
+        let request = request.to_request();
+        if with_plaintext {
+            answer!(
+                self.call(&Request::GenerateDataKey(request))?,
+                GenerateDataKey
+            )
+        } else {
+            let request = Request::GenerateDataKeyWithoutPlaintext(request);
+            answer!(self.call(&request)?, GenerateDataKeyWithoutPlaintext)
+        }
+    }
+
+    /// Encrypt.
+    fn encrypt_borrowed(&self, request: &EncryptRequestRef<'_>) -> Result<EncryptResponse> {
+        answer!(self.call(&Request::Encrypt(request.to_request()))?, Encrypt)
+    }
+
+    /// Decrypt.
+    fn decrypt_borrowed(&self, request: &DecryptRequestRef<'_>) -> Result<DecryptResponse> {
+        answer!(self.call(&Request::Decrypt(request.to_request()))?, Decrypt)
+    }
+
+    /// GenerateDataKey (or WithoutPlaintext) for every item in one call, each item's answer
+    /// lent to `emit` in order (exactly once per item) once the batch ran; an error means the
+    /// batch did not run and `emit` was not called.
+    fn generate_data_key_batch_borrowed(
+        &self,
+        items: &[GenerateDataKeyRequestRef<'_>],
+        with_plaintext: bool,
+        emit: &mut dyn FnMut(std::result::Result<GenerateDataKeyResponseRef<'_>, &KmsError>),
+    ) -> Result<()> {
+        let batch = BatchRequest {
+            items: items.iter().map(|r| r.to_request()).collect(),
+        };
+        let answers = if with_plaintext {
+            let request = Request::GenerateDataKeyBatch(batch);
+            answer!(self.call(&request)?, GenerateDataKeyBatch)?
+        } else {
+            let request = Request::GenerateDataKeyWithoutPlaintextBatch(batch);
+            answer!(self.call(&request)?, GenerateDataKeyWithoutPlaintextBatch)?
+        };
+        answered_all(&answers, items.len())?;
+        for item in &answers.results {
+            match item {
+                BatchItem::Ok(r) => emit(Ok(r.borrowed())),
+                BatchItem::Err(e) => emit(Err(&KmsError::from(e.clone()))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Encrypt for every item in one call, as
+    /// [`Backend::generate_data_key_batch_borrowed`].
+    fn encrypt_batch_borrowed(
+        &self,
+        items: &[EncryptRequestRef<'_>],
+        emit: &mut dyn FnMut(std::result::Result<EncryptResponseRef<'_>, &KmsError>),
+    ) -> Result<()> {
+        let batch = BatchRequest {
+            items: items.iter().map(|r| r.to_request()).collect(),
+        };
+        let answers = answer!(self.call(&Request::EncryptBatch(batch))?, EncryptBatch)?;
+        answered_all(&answers, items.len())?;
+        for item in &answers.results {
+            match item {
+                BatchItem::Ok(r) => emit(Ok(r.borrowed())),
+                BatchItem::Err(e) => emit(Err(&KmsError::from(e.clone()))),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The response `$response` as the variant `$op` must answer with, or an internal error.
+macro_rules! answer {
+    ($response:expr, $op:ident) => {
+        match $response {
+            Response::$op(r) => Ok(r),
+            other => Err(KmsError::new(
+                ErrorKind::KMSInternalException,
+                format!(
+                    "{} was answered with a {} response",
+                    stringify!($op),
+                    other.op().name()
+                ),
+            )),
+        }
+    };
+}
+use answer;
+
+/// A batch response must answer each of the `count` items (checked before any is lent).
+fn answered_all<T>(answers: &BatchResponse<T>, count: usize) -> Result<()> {
+    if answers.results.len() == count {
+        return Ok(());
+    }
+    Err(KmsError::new(
+        ErrorKind::KMSInternalException,
+        format!(
+            "a batch of {count} items was answered with {} results",
+            answers.results.len()
+        ),
+    ))
 }
 
 #[cfg(test)]

@@ -2,23 +2,28 @@
 //! GenerateDataKey (with and without plaintext), GenerateRandom — and their batch forms, which
 //! reach the engine's batched path (one call, many items, a result code per item).
 //!
-//! These are the hot calls: arguments are read in place (no copy beyond the one the request
-//! owns), plaintexts and data keys are handed to C in the allocation the engine filled when it
-//! is exactly sized, and nothing is formatted unless a call fails.
+//! These are the hot calls, and they go through the backend's borrowed methods
+//! (`Backend::encrypt_borrowed` …): the request lends C's own memory (key id, plaintext,
+//! blob), so nothing is copied in; in embedded mode the service answers it directly, with no
+//! owned request or `Request`/`Response` envelope (in daemon mode the client builds the owned
+//! request it sends). Answers reach C in the allocation the service filled when it is exactly
+//! sized; a batch's answers, lent item by item, are copied once, into the buffer C gets.
+//! Nothing is formatted unless a call fails.
 
 use std::ffi::c_char;
 
-use super::boundary::{array, bytes, client, context, guard, out, put, text, CResult, Out};
-use super::handle::{call_recycling, expect_response, kmscks_client};
+use super::boundary::{
+    array, bytes, client, context, guard, lent_context, out, put, text, CResult, Context, Out,
+};
+use super::handle::{expect_response, kmscks_client};
 use super::memory::{c_string, kmscks_buffer, kmscks_context_entry};
 use super::result::{kmscks_result, Failure};
-use super::spare;
 use crate::api::kms::{
-    BatchItem, BatchRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest,
-    GenerateDataKeyResponse, GenerateRandomRequest, ReEncryptRequest,
+    DecryptRequestRef, EncryptRequestRef, GenerateDataKeyRequestRef, GenerateDataKeyResponse,
+    GenerateRandomRequest, ReEncryptRequest,
 };
 use crate::ops::Request;
-use crate::secret::SecretBytes;
+use crate::KmsError;
 
 /// Encrypts `pt_len` bytes under `key_id` (key id, key ARN, alias name or alias ARN) with the
 /// encryption context `ctx` (`ctx_len` pairs; NULL when `ctx_len` is 0) and writes the
@@ -41,9 +46,9 @@ pub unsafe extern "C" fn kmscks_encrypt(
     guard(|| {
         // SAFETY: caller's contract (each argument below likewise).
         let c = unsafe { client(c) }?;
-        let request = unsafe { encrypt_request(key_id, pt, pt_len, ctx, ctx_len) }?;
+        let args = unsafe { encrypt_args(key_id, pt, pt_len, ctx, ctx_len) }?;
         let out = out(ciphertext, "ciphertext")?;
-        let r = expect_response!(call_recycling!(c, Encrypt(request))?, Encrypt)?;
+        let r = c.backend().encrypt_borrowed(&args.request())?;
         // SAFETY: checked non-NULL, writable by the caller's contract.
         unsafe { put(out, kmscks_buffer::from_vec(r.ciphertext_blob)) };
         Ok(())
@@ -72,15 +77,17 @@ pub unsafe extern "C" fn kmscks_decrypt(
         // SAFETY: caller's contract (each argument below likewise).
         let c = unsafe { client(c) }?;
         let blob = unsafe { bytes(ct, ct_len, "ct") }?;
-        let encryption_context = unsafe { context(ctx, ctx_len, "ctx") }?;
+        let encryption_context = unsafe { lent_context(ctx, ctx_len, "ctx") }?;
         let out = out(plaintext, "plaintext")?;
         let key_out = super::boundary::optional_out(key_id_or_null);
-        let request = Request::Decrypt(DecryptRequest {
-            ciphertext_blob: blob.to_vec(),
-            encryption_context,
-            ..Default::default()
-        });
-        let r = expect_response!(c.call(&request)?, Decrypt)?;
+        let r = c.backend().decrypt_borrowed(&DecryptRequestRef {
+            ciphertext_blob: blob,
+            encryption_context: &encryption_context,
+            grant_tokens: &[],
+            key_id: None,
+            encryption_algorithm: None,
+            dry_run: false,
+        })?;
         let arn = key_out.map(|o| Ok::<_, Failure>((o, c_string(&r.key_id)?)));
         let arn = arn.transpose()?;
         // SAFETY: checked non-NULL, writable by the caller's contract.
@@ -153,9 +160,10 @@ pub unsafe extern "C" fn kmscks_generate_data_key(
         let cipher_out = out(ciphertext, "ciphertext")?;
         // SAFETY: forwarded contract (each argument below likewise).
         let c = unsafe { client(c) }?;
-        let request = unsafe { data_key_request(key_id, number_of_bytes, ctx, ctx_len) }?;
-        let answer = call_recycling!(c, GenerateDataKey(request))?;
-        let r = expect_response!(answer, GenerateDataKey)?;
+        let args = unsafe { data_key_args(key_id, number_of_bytes, ctx, ctx_len) }?;
+        let r = c
+            .backend()
+            .generate_data_key_borrowed(&args.request(), true)?;
         // SAFETY: checked non-NULL, writable by the caller's contract.
         unsafe { put_data_key(r, Some(plain_out), cipher_out) }
     })
@@ -179,60 +187,99 @@ pub unsafe extern "C" fn kmscks_generate_data_key_without_plaintext(
         let cipher_out = out(ciphertext, "ciphertext")?;
         // SAFETY: forwarded contract (each argument below likewise).
         let c = unsafe { client(c) }?;
-        let request = unsafe { data_key_request(key_id, number_of_bytes, ctx, ctx_len) }?;
-        let answer = call_recycling!(c, GenerateDataKeyWithoutPlaintext(request))?;
-        let r = expect_response!(answer, GenerateDataKeyWithoutPlaintext)?;
+        let args = unsafe { data_key_args(key_id, number_of_bytes, ctx, ctx_len) }?;
+        let r = c
+            .backend()
+            .generate_data_key_borrowed(&args.request(), false)?;
         // SAFETY: checked non-NULL, writable by the caller's contract.
         unsafe { put_data_key(r, None, cipher_out) }
     })
 }
 
-/// A GenerateDataKey request from C's arguments (one call's, or one batch item's).
+/// The arguments of a GenerateDataKey (one call's, or one batch item's), checked: what its
+/// borrowed request lends.
+struct DataKeyArgs<'a> {
+    key_id: &'a str,
+    number_of_bytes: u32,
+    context: Context,
+}
+
+impl DataKeyArgs<'_> {
+    #[inline]
+    fn request(&self) -> GenerateDataKeyRequestRef<'_> {
+        GenerateDataKeyRequestRef {
+            key_id: self.key_id,
+            key_spec: None,
+            number_of_bytes: Some(self.number_of_bytes),
+            encryption_context: &self.context,
+            grant_tokens: &[],
+            dry_run: false,
+        }
+    }
+}
+
+/// Reads and checks a GenerateDataKey's arguments.
 ///
 /// # Safety
 /// As `kmscks_generate_data_key`'s arguments.
-// Always inlined: called once per C call, and left out of line it costs ~50 instructions of
-// moves per GenerateDataKey (callgrind on ffi/bench/bench.c).
 #[inline(always)]
-unsafe fn data_key_request(
+unsafe fn data_key_args<'a>(
     key_id: *const c_char,
     number_of_bytes: usize,
     ctx: *const kmscks_context_entry,
     ctx_len: usize,
-) -> CResult<GenerateDataKeyRequest> {
+) -> CResult<DataKeyArgs<'a>> {
     // SAFETY: forwarded contract (each argument below likewise).
     let key_id = unsafe { text(key_id, "key_id") }?;
-    let encryption_context = unsafe { context(ctx, ctx_len, "ctx") }?;
-    Ok(GenerateDataKeyRequest {
-        key_id: spare::string(key_id),
-        number_of_bytes: Some(byte_count(number_of_bytes, "number_of_bytes")?),
-        encryption_context,
-        ..Default::default()
+    let context = unsafe { lent_context(ctx, ctx_len, "ctx") }?;
+    Ok(DataKeyArgs {
+        key_id,
+        number_of_bytes: byte_count(number_of_bytes, "number_of_bytes")?,
+        context,
     })
 }
 
-/// An Encrypt request from C's arguments (one call's, or one batch item's).
+/// The arguments of an Encrypt (one call's, or one batch item's), checked.
+struct EncryptArgs<'a> {
+    key_id: &'a str,
+    plaintext: &'a [u8],
+    context: Context,
+}
+
+impl EncryptArgs<'_> {
+    #[inline]
+    fn request(&self) -> EncryptRequestRef<'_> {
+        EncryptRequestRef {
+            key_id: self.key_id,
+            plaintext: self.plaintext,
+            encryption_context: &self.context,
+            grant_tokens: &[],
+            encryption_algorithm: None,
+            dry_run: false,
+        }
+    }
+}
+
+/// Reads and checks an Encrypt's arguments.
 ///
 /// # Safety
 /// As `kmscks_encrypt`'s arguments.
-// Always inlined, as `data_key_request`.
 #[inline(always)]
-unsafe fn encrypt_request(
+unsafe fn encrypt_args<'a>(
     key_id: *const c_char,
     pt: *const u8,
     pt_len: usize,
     ctx: *const kmscks_context_entry,
     ctx_len: usize,
-) -> CResult<EncryptRequest> {
+) -> CResult<EncryptArgs<'a>> {
     // SAFETY: forwarded contract (each argument below likewise).
     let key_id = unsafe { text(key_id, "key_id") }?;
     let plaintext = unsafe { bytes(pt, pt_len, "pt") }?;
-    let encryption_context = unsafe { context(ctx, ctx_len, "ctx") }?;
-    Ok(EncryptRequest {
-        key_id: spare::string(key_id),
-        plaintext: SecretBytes::from_slice(plaintext),
-        encryption_context,
-        ..Default::default()
+    let context = unsafe { lent_context(ctx, ctx_len, "ctx") }?;
+    Ok(EncryptArgs {
+        key_id,
+        plaintext,
+        context,
     })
 }
 
@@ -373,30 +420,34 @@ pub unsafe extern "C" fn kmscks_generate_data_key_batch(
         let c = unsafe { client(c) }?;
         let items = unsafe { array(items, count, "items") }?;
         let out = batch_out(results, count)?;
-        let requests = batch_requests(items, |item| {
+        let args = batch_args(items, |item| {
             // SAFETY: caller's contract for each item's pointers.
-            unsafe { data_key_request(item.key_id, item.number_of_bytes, item.ctx, item.ctx_len) }
+            unsafe { data_key_args(item.key_id, item.number_of_bytes, item.ctx, item.ctx_len) }
         })?;
-        let answer = call_recycling!(c, GenerateDataKeyBatch(requests))?;
-        let r = expect_response!(answer, GenerateDataKeyBatch)?;
-        check_count(r.results.len(), count)?;
-        for (i, item) in r.results.into_iter().enumerate() {
-            let answer = match item {
-                BatchItem::Ok(dk) => match dk.plaintext {
-                    Some(key) => kmscks_data_key_result {
-                        result: kmscks_result::KMSCKS_OK,
-                        plaintext: kmscks_buffer::from_secret(key),
-                        ciphertext: kmscks_buffer::from_vec(dk.ciphertext_blob),
+        let requests: Vec<_> = args.iter().map(DataKeyArgs::request).collect();
+        let mut written = Written::new(out, count);
+        let ran = c
+            .backend()
+            .generate_data_key_batch_borrowed(&requests, true, &mut |answer| {
+                written.push(|| match answer {
+                    Ok(dk) => match dk.plaintext {
+                        Some(key) => kmscks_data_key_result {
+                            result: kmscks_result::KMSCKS_OK,
+                            plaintext: kmscks_buffer::copy_of(key),
+                            ciphertext: kmscks_buffer::copy_of(dk.ciphertext_blob),
+                        },
+                        None => failed_data_key(kmscks_result::KMSCKS_INTERNAL),
                     },
-                    None => failed_data_key(kmscks_result::KMSCKS_INTERNAL),
-                },
-                BatchItem::Err(e) => failed_data_key(item_code(&e.kind)),
-            };
-            // SAFETY: `i < count`, and `results` holds `count` writable slots (caller's
-            // contract); nothing is read or dropped there.
-            unsafe { out.add(i).write(answer) };
-        }
-        Ok(())
+                    Err(e) => failed_data_key(item_code(e)),
+                })
+            });
+        written.finish(ran, |r| {
+            // SAFETY: a result this call wrote, not yet handed over.
+            unsafe {
+                super::memory::kmscks_buffer_free(&mut r.plaintext);
+                super::memory::kmscks_buffer_free(&mut r.ciphertext);
+            }
+        })
     })
 }
 
@@ -418,43 +469,89 @@ pub unsafe extern "C" fn kmscks_encrypt_batch(
         let c = unsafe { client(c) }?;
         let items = unsafe { array(items, count, "items") }?;
         let out = batch_out(results, count)?;
-        let requests = batch_requests(items, |item| {
+        let args = batch_args(items, |item| {
             // SAFETY: caller's contract for each item's pointers.
-            unsafe { encrypt_request(item.key_id, item.pt, item.pt_len, item.ctx, item.ctx_len) }
+            unsafe { encrypt_args(item.key_id, item.pt, item.pt_len, item.ctx, item.ctx_len) }
         })?;
-        let answer = call_recycling!(c, EncryptBatch(requests))?;
-        let r = expect_response!(answer, EncryptBatch)?;
-        check_count(r.results.len(), count)?;
-        for (i, item) in r.results.into_iter().enumerate() {
-            let answer = match item {
-                BatchItem::Ok(e) => kmscks_encrypt_result {
-                    result: kmscks_result::KMSCKS_OK,
-                    ciphertext: kmscks_buffer::from_vec(e.ciphertext_blob),
-                },
-                BatchItem::Err(e) => kmscks_encrypt_result {
-                    result: item_code(&e.kind),
-                    ciphertext: kmscks_buffer::EMPTY,
-                },
-            };
-            // SAFETY: `i < count`, and `results` holds `count` writable slots (caller's
-            // contract).
-            unsafe { out.add(i).write(answer) };
-        }
-        Ok(())
+        let requests: Vec<_> = args.iter().map(EncryptArgs::request).collect();
+        let mut written = Written::new(out, count);
+        let ran = c
+            .backend()
+            .encrypt_batch_borrowed(&requests, &mut |answer| {
+                written.push(|| match answer {
+                    Ok(e) => kmscks_encrypt_result {
+                        result: kmscks_result::KMSCKS_OK,
+                        ciphertext: kmscks_buffer::copy_of(e.ciphertext_blob),
+                    },
+                    Err(e) => kmscks_encrypt_result {
+                        result: item_code(e),
+                        ciphertext: kmscks_buffer::EMPTY,
+                    },
+                })
+            });
+        written.finish(ran, |r| {
+            // SAFETY: a result this call wrote, not yet handed over.
+            unsafe { super::memory::kmscks_buffer_free(&mut r.ciphertext) }
+        })
     })
 }
 
-/// A batch request, one item per C item; a bad item member is named as `items[i].<member>`.
-fn batch_requests<I, R>(
-    items: &[I],
-    mut request: impl FnMut(&I) -> CResult<R>,
-) -> CResult<BatchRequest<R>> {
-    let items = items
+/// The checked arguments of a batch's items; a bad item member is named as
+/// `items[i].<member>`.
+fn batch_args<I, A>(items: &[I], mut args: impl FnMut(&I) -> CResult<A>) -> CResult<Vec<A>> {
+    items
         .iter()
         .enumerate()
-        .map(|(i, item)| request(item).map_err(|f| f.in_item("items", i)))
-        .collect::<CResult<Vec<_>>>()?;
-    Ok(BatchRequest { items })
+        .map(|(i, item)| args(item).map_err(|f| f.in_item("items", i)))
+        .collect()
+}
+
+/// The results a batch writes into C's array as the backend lends its answers, in order.
+struct Written<T> {
+    results: *mut T,
+    count: usize,
+    /// Answers seen (more than `count` only if the backend broke its contract).
+    seen: usize,
+}
+
+impl<T> Written<T> {
+    fn new(results: *mut T, count: usize) -> Written<T> {
+        Written {
+            results,
+            count,
+            seen: 0,
+        }
+    }
+
+    /// Writes the next result (made only while there is a slot for it).
+    #[inline]
+    fn push(&mut self, result: impl FnOnce() -> T) {
+        if self.seen < self.count {
+            // SAFETY: `seen < count`, and `results` holds `count` writable slots (the batch
+            // call's contract); nothing is read or dropped there.
+            unsafe { self.results.add(self.seen).write(result()) };
+        }
+        self.seen += 1;
+    }
+
+    /// The batch's outcome: when it failed, or did not answer every item exactly once, no
+    /// result stays written (those written are released with `release`), as the batch calls
+    /// promise.
+    fn finish(self, ran: crate::Result<()>, mut release: impl FnMut(&mut T)) -> CResult {
+        let failure = match ran {
+            Ok(()) if self.seen == self.count => return Ok(()),
+            Ok(()) => Failure::internal(format!(
+                "a batch of {} items was answered with {} results",
+                self.count, self.seen
+            )),
+            Err(e) => Failure::from(e),
+        };
+        for i in 0..self.seen.min(self.count) {
+            // SAFETY: slot `i` was written by `push` above.
+            release(unsafe { &mut *self.results.add(i) });
+        }
+        Err(failure)
+    }
 }
 
 /// The results array of a batch (checked before the batch runs).
@@ -468,16 +565,6 @@ fn batch_out<T>(results: *mut T, count: usize) -> CResult<*mut T> {
     Ok(results)
 }
 
-/// A batch must answer every item.
-fn check_count(answered: usize, count: usize) -> CResult {
-    if answered == count {
-        return Ok(());
-    }
-    Err(Failure::internal(format!(
-        "a batch of {count} items was answered with {answered} results"
-    )))
-}
-
 fn failed_data_key(result: kmscks_result) -> kmscks_data_key_result {
     kmscks_data_key_result {
         result,
@@ -486,9 +573,7 @@ fn failed_data_key(result: kmscks_result) -> kmscks_data_key_result {
     }
 }
 
-/// The code of a batch item's error, named by its AWS exception name.
-fn item_code(aws_name: &str) -> kmscks_result {
-    crate::ErrorKind::from_aws_name(aws_name)
-        .map(kmscks_result::of_kind)
-        .unwrap_or(kmscks_result::KMSCKS_INTERNAL)
+/// The code of a batch item's error.
+fn item_code(e: &KmsError) -> kmscks_result {
+    kmscks_result::of_kind(e.kind())
 }

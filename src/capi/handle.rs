@@ -1,7 +1,8 @@
 //! The handle, `kmscks_client`, and how it is made and closed: in this process
 //! (`kmscks_open`: a [`Kms`]) or through the daemon (`kmscks_connect`: a [`Client`]). Both are
 //! an [`ops::Backend`](crate::ops::Backend), and every other function calls only that, through
-//! [`kmscks_client::call`].
+//! [`kmscks_client::call`] (the hot cryptographic calls through the backend's borrowed methods,
+//! [`kmscks_client::backend`]).
 
 use std::ffi::c_char;
 
@@ -23,6 +24,13 @@ impl kmscks_client {
     pub(super) fn call(&self, request: &Request) -> CResult<Response> {
         Ok(self.backend.call(request)?)
     }
+
+    /// The backend itself, for the hot calls' borrowed methods (`Backend::encrypt_borrowed`
+    /// …).
+    #[inline]
+    pub(super) fn backend(&self) -> &(dyn Backend + Send + Sync) {
+        &*self.backend
+    }
 }
 
 /// Answers the response variant an operation must answer with, or `KMSCKS_INTERNAL`.
@@ -39,22 +47,6 @@ macro_rules! expect_response {
     };
 }
 pub(super) use expect_response;
-
-/// Performs `Op(request)` on the handle `c`, then gives the request's key-id strings back to
-/// the thread's spares (`spare::Recycle`): the form the hot calls use. A macro so that the
-/// variant is known where the request is taken apart (a match over every `Request` variant
-/// costs the hot path about 120 instructions per call).
-macro_rules! call_recycling {
-    ($c:expr, $op:ident($request:expr)) => {{
-        let request = $crate::ops::Request::$op($request);
-        let answer = $c.call(&request);
-        if let $crate::ops::Request::$op(done) = request {
-            $crate::capi::spare::Recycle::recycle(done);
-        }
-        answer
-    }};
-}
-pub(super) use call_recycling;
 
 /// Options of `kmscks_open_with`. Fill with `kmscks_open_options_init()` first (it sets
 /// `struct_size` and the defaults), then change what you need: fields added in later versions

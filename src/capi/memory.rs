@@ -48,6 +48,22 @@ impl kmscks_buffer {
         }
     }
 
+    /// Lends a copy of `bytes` to C: one allocation of exactly their length, which is the
+    /// buffer itself. Fit for secrets too (a data key a batch lends): the only copy made is
+    /// the one `kmscks_buffer_free` wipes; the bytes copied are their owner's to wipe.
+    #[inline]
+    pub(super) fn copy_of(bytes: &[u8]) -> kmscks_buffer {
+        if bytes.is_empty() {
+            return kmscks_buffer::EMPTY;
+        }
+        let boxed: Box<[u8]> = bytes.into();
+        let len = boxed.len();
+        kmscks_buffer {
+            data: Box::into_raw(boxed).cast::<u8>(),
+            len,
+        }
+    }
+
     /// Lends secret bytes (a plaintext, a data key) to C without leaving an unwiped copy.
     #[inline]
     pub(super) fn from_secret(mut secret: SecretBytes) -> kmscks_buffer {

@@ -60,9 +60,8 @@ mod asym_crypto;
 mod json;
 // Enums.
 mod enums;
-// Argument checks and reused allocations (no C items).
+// Argument checks (no C items).
 mod boundary;
-mod spare;
 
 #[cfg(test)]
 mod tests;

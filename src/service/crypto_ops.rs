@@ -90,24 +90,35 @@ impl Kms {
 
     /// Encrypt: 1–4096 bytes under a KMS key, bound to the encryption context.
     pub fn encrypt(&self, req: &EncryptRequest) -> Result<EncryptResponse> {
-        let out = self.encrypt_uncounted(req);
+        let out = match asymmetric(req.encryption_algorithm) {
+            Some(alg) => self.encrypt_asymmetric(req, alg),
+            None => self.encrypt_symmetric(&req.borrowed()),
+        };
         self.count(Op::Encrypt, &req.key_id, &out, |r| &r.key_id);
         out
     }
 
-    fn encrypt_uncounted(&self, req: &EncryptRequest) -> Result<EncryptResponse> {
-        if let Some(alg) = asymmetric(req.encryption_algorithm) {
-            return self.encrypt_asymmetric(req, alg);
-        }
+    /// [`Kms::encrypt`] on a borrowed request (`Backend::encrypt_borrowed`).
+    pub(super) fn encrypt_ref(&self, req: &EncryptRequestRef<'_>) -> Result<EncryptResponse> {
+        let out = match asymmetric(req.encryption_algorithm) {
+            // Milliseconds of RSA: the owned request it takes is built.
+            Some(alg) => self.encrypt_asymmetric(&req.to_request(), alg),
+            None => self.encrypt_symmetric(req),
+        };
+        self.count(Op::Encrypt, req.key_id, &out, |r| &r.key_id);
+        out
+    }
+
+    fn encrypt_symmetric(&self, req: &EncryptRequestRef<'_>) -> Result<EncryptResponse> {
         check_algorithm(req.encryption_algorithm, "EncryptionAlgorithm")?;
-        check_grant_tokens(&req.grant_tokens)?;
-        let key = self.key_ref(&req.key_id)?;
+        check_grant_tokens(req.grant_tokens)?;
+        let key = self.key_ref(req.key_id)?;
         self.charge_crypto(&[Uses::Key(key.as_name())], CryptoCost::Plain)?;
         let out = self.shared.engine.encrypt(
             &self.principal,
             &key,
-            req.plaintext.expose(),
-            &req.encryption_context,
+            req.plaintext,
+            req.encryption_context,
         )?;
         if req.dry_run {
             return Err(dry_run_succeeded());
@@ -121,24 +132,37 @@ impl Kms {
 
     /// Decrypt: the key is found from the blob; `KeyId`, if given, must be that key.
     pub fn decrypt(&self, req: &DecryptRequest) -> Result<DecryptResponse> {
-        let out = self.decrypt_uncounted(req);
+        let out = match asymmetric(req.encryption_algorithm) {
+            Some(alg) => self.decrypt_asymmetric(req, alg),
+            None => self.decrypt_symmetric(&req.borrowed()),
+        };
         let key = req.key_id.as_deref().unwrap_or_default();
         self.count(Op::Decrypt, key, &out, |r| &r.key_id);
         out
     }
 
-    fn decrypt_uncounted(&self, req: &DecryptRequest) -> Result<DecryptResponse> {
-        if let Some(alg) = asymmetric(req.encryption_algorithm) {
-            return self.decrypt_asymmetric(req, alg);
-        }
+    /// [`Kms::decrypt`] on a borrowed request (`Backend::decrypt_borrowed`).
+    pub(super) fn decrypt_ref(&self, req: &DecryptRequestRef<'_>) -> Result<DecryptResponse> {
+        let out = match asymmetric(req.encryption_algorithm) {
+            // Milliseconds of RSA: the owned request it takes is built.
+            Some(alg) => self.decrypt_asymmetric(&req.to_request(), alg),
+            None => self.decrypt_symmetric(req),
+        };
+        self.count(Op::Decrypt, req.key_id.unwrap_or_default(), &out, |r| {
+            &r.key_id
+        });
+        out
+    }
+
+    fn decrypt_symmetric(&self, req: &DecryptRequestRef<'_>) -> Result<DecryptResponse> {
         check_algorithm(req.encryption_algorithm, "EncryptionAlgorithm")?;
-        check_grant_tokens(&req.grant_tokens)?;
-        let key = req.key_id.as_deref().map(|k| self.key_ref(k)).transpose()?;
-        self.charge_crypto(&[Uses::Blob(&req.ciphertext_blob)], CryptoCost::Plain)?;
+        check_grant_tokens(req.grant_tokens)?;
+        let key = req.key_id.map(|k| self.key_ref(k)).transpose()?;
+        self.charge_crypto(&[Uses::Blob(req.ciphertext_blob)], CryptoCost::Plain)?;
         let out = self.shared.engine.decrypt(
             &self.principal,
-            &req.ciphertext_blob,
-            &req.encryption_context,
+            req.ciphertext_blob,
+            req.encryption_context,
             key.as_ref(),
         )?;
         if req.dry_run {
@@ -209,7 +233,7 @@ impl Kms {
         &self,
         req: &GenerateDataKeyRequest,
     ) -> Result<GenerateDataKeyResponse> {
-        self.data_key(req, true)
+        self.data_key(&req.borrowed(), true)
     }
 
     /// GenerateDataKeyWithoutPlaintext: only the encrypted data key.
@@ -217,28 +241,28 @@ impl Kms {
         &self,
         req: &GenerateDataKeyRequest,
     ) -> Result<GenerateDataKeyResponse> {
-        self.data_key(req, false)
+        self.data_key(&req.borrowed(), false)
     }
 
-    fn data_key(
+    /// GenerateDataKey(WithoutPlaintext) on a borrowed request (the owned calls above, and
+    /// `Backend::generate_data_key_borrowed`).
+    pub(super) fn data_key(
         &self,
-        req: &GenerateDataKeyRequest,
+        req: &GenerateDataKeyRequestRef<'_>,
         with_plaintext: bool,
     ) -> Result<GenerateDataKeyResponse> {
         let out = self.data_key_uncounted(req, with_plaintext);
-        self.count(data_key_op(with_plaintext), &req.key_id, &out, |r| {
-            &r.key_id
-        });
+        self.count(data_key_op(with_plaintext), req.key_id, &out, |r| &r.key_id);
         out
     }
 
     fn data_key_uncounted(
         &self,
-        req: &GenerateDataKeyRequest,
+        req: &GenerateDataKeyRequestRef<'_>,
         with_plaintext: bool,
     ) -> Result<GenerateDataKeyResponse> {
-        check_grant_tokens(&req.grant_tokens)?;
-        let key = self.key_ref(&req.key_id)?;
+        check_grant_tokens(req.grant_tokens)?;
+        let key = self.key_ref(req.key_id)?;
         self.charge_crypto(&[Uses::Key(key.as_name())], CryptoCost::DataKey)?;
         let engine = &self.shared.engine;
         let out = if with_plaintext {
@@ -247,7 +271,7 @@ impl Kms {
                 &key,
                 req.key_spec,
                 req.number_of_bytes,
-                &req.encryption_context,
+                req.encryption_context,
             )?
         } else {
             engine.generate_data_key_without_plaintext(
@@ -255,7 +279,7 @@ impl Kms {
                 &key,
                 req.key_spec,
                 req.number_of_bytes,
-                &req.encryption_context,
+                req.encryption_context,
             )?
         };
         if req.dry_run {

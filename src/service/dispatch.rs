@@ -7,9 +7,10 @@
 
 use std::time::Duration;
 
+use super::BatchScratch;
 use crate::api::hsm::*;
 use crate::api::kms::*;
-use crate::error::Result;
+use crate::error::{KmsError, Result};
 use crate::ops::{for_each_op, Backend, Request, Response};
 use crate::Kms;
 
@@ -333,9 +334,91 @@ macro_rules! dispatch {
 
 for_each_op!(dispatch);
 
+/// The borrowed methods answer from the borrowed request itself: no owned request, no
+/// envelope, a batch's answers lent straight from the engine's buffers.
 impl Backend for Kms {
     fn call(&self, request: &Request) -> Result<Response> {
         self.dispatch(request)
+    }
+
+    fn generate_data_key_borrowed(
+        &self,
+        request: &GenerateDataKeyRequestRef<'_>,
+        with_plaintext: bool,
+    ) -> Result<GenerateDataKeyResponse> {
+        self.data_key(request, with_plaintext)
+    }
+
+    fn encrypt_borrowed(&self, request: &EncryptRequestRef<'_>) -> Result<EncryptResponse> {
+        self.encrypt_ref(request)
+    }
+
+    fn decrypt_borrowed(&self, request: &DecryptRequestRef<'_>) -> Result<DecryptResponse> {
+        self.decrypt_ref(request)
+    }
+
+    fn generate_data_key_batch_borrowed(
+        &self,
+        items: &[GenerateDataKeyRequestRef<'_>],
+        with_plaintext: bool,
+        emit: &mut dyn FnMut(std::result::Result<GenerateDataKeyResponseRef<'_>, &KmsError>),
+    ) -> Result<()> {
+        with_scratch(items.len(), |scratch| {
+            self.generate_data_key_batch_with(items, with_plaintext, scratch, |r| {
+                emit(r.map(|v| GenerateDataKeyResponseRef {
+                    ciphertext_blob: v.ciphertext_blob,
+                    plaintext: v.plaintext,
+                    key_id: v.key_arn,
+                }))
+            })
+        });
+        Ok(())
+    }
+
+    fn encrypt_batch_borrowed(
+        &self,
+        items: &[EncryptRequestRef<'_>],
+        emit: &mut dyn FnMut(std::result::Result<EncryptResponseRef<'_>, &KmsError>),
+    ) -> Result<()> {
+        with_scratch(items.len(), |scratch| {
+            self.encrypt_batch_with(items, scratch, |r| {
+                emit(r.map(|v| EncryptResponseRef {
+                    ciphertext_blob: v.ciphertext_blob,
+                    key_id: v.key_arn,
+                }))
+            })
+        });
+        Ok(())
+    }
+}
+
+/// The largest batch whose scratch a thread keeps for its next borrowed batch: what it keeps
+/// is capacity for this many answers (about 1 MiB for 4 KiB plaintexts).
+const KEEP_SCRATCH_ITEMS: usize = 256;
+
+thread_local! {
+    /// The scratch of the calling thread's borrowed batches, reused so that a warm batch
+    /// allocates only what it hands out. Each batch wipes its answers from it before
+    /// returning (`Kms::encrypt_batch_with`): what it keeps between batches is capacity.
+    static SCRATCH: std::cell::RefCell<BatchScratch> = Default::default();
+}
+
+/// Runs `batch` with the thread's scratch, or with a fresh one for a batch larger than
+/// [`KEEP_SCRATCH_ITEMS`], while the thread's is in use (an `emit` running a batch of its own)
+/// or when the thread is exiting.
+fn with_scratch(items: usize, batch: impl FnOnce(&mut BatchScratch)) {
+    let mut batch = Some(batch);
+    if items <= KEEP_SCRATCH_ITEMS {
+        let _ = SCRATCH.try_with(|cell| {
+            if let Ok(mut scratch) = cell.try_borrow_mut() {
+                if let Some(batch) = batch.take() {
+                    batch(&mut scratch);
+                }
+            }
+        });
+    }
+    if let Some(batch) = batch {
+        batch(&mut BatchScratch::default());
     }
 }
 
@@ -369,6 +452,151 @@ mod tests {
             }))
             .unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::NotFoundException);
+    }
+
+    /// A backend with only `call`: the trait's default borrowed methods, as the client has.
+    struct Enveloped<'a>(&'a Kms);
+
+    impl Backend for Enveloped<'_> {
+        fn call(&self, request: &Request) -> Result<Response> {
+            self.0.call(request)
+        }
+    }
+
+    /// Decrypts `blob` with `context` through the owned API: the plaintext.
+    fn decrypted(kms: &Kms, blob: &[u8], context: &crate::types::EncryptionContext) -> Vec<u8> {
+        let r = kms
+            .decrypt(&DecryptRequest {
+                ciphertext_blob: blob.to_vec(),
+                encryption_context: context.clone(),
+                ..Default::default()
+            })
+            .expect("a blob this instance made decrypts");
+        r.plaintext.expose().to_vec()
+    }
+
+    #[test]
+    fn the_borrowed_methods_answer_as_the_envelope_does() {
+        let kms = Kms::in_memory();
+        let key = kms.create_key(&CreateKeyRequest::default()).unwrap();
+        let arn = key.key_metadata.arn.clone();
+        let key_id = key.key_metadata.key_id.as_str();
+        let context: crate::types::EncryptionContext =
+            [("purpose".to_owned(), "test".to_owned())].into();
+        let data_key = GenerateDataKeyRequestRef {
+            key_id,
+            key_spec: None,
+            number_of_bytes: Some(32),
+            encryption_context: &context,
+            grant_tokens: &[],
+            dry_run: false,
+        };
+        let plaintext = b"borrowed";
+        let encrypt = EncryptRequestRef {
+            key_id,
+            plaintext,
+            encryption_context: &context,
+            grant_tokens: &[],
+            encryption_algorithm: None,
+            dry_run: false,
+        };
+        let missing = GenerateDataKeyRequestRef {
+            key_id: "alias/missing",
+            ..data_key
+        };
+        let direct: &dyn Backend = &kms;
+        for backend in [direct, &Enveloped(&kms)] {
+            let dk = backend.generate_data_key_borrowed(&data_key, true).unwrap();
+            assert_eq!(&*dk.key_id, arn.as_str());
+            let key_bytes = dk.plaintext.as_ref().expect("with plaintext").expose();
+            assert_eq!(key_bytes.len(), 32);
+            assert_eq!(decrypted(&kms, &dk.ciphertext_blob, &context), key_bytes);
+            let without = backend
+                .generate_data_key_borrowed(&data_key, false)
+                .unwrap();
+            assert!(without.plaintext.is_none());
+
+            let enc = backend.encrypt_borrowed(&encrypt).unwrap();
+            let dec = backend
+                .decrypt_borrowed(&DecryptRequestRef {
+                    ciphertext_blob: &enc.ciphertext_blob,
+                    encryption_context: &context,
+                    grant_tokens: &[],
+                    key_id: None,
+                    encryption_algorithm: None,
+                    dry_run: false,
+                })
+                .unwrap();
+            assert_eq!(dec.plaintext.expose(), plaintext);
+            let wrong_context = DecryptRequestRef {
+                ciphertext_blob: &enc.ciphertext_blob,
+                encryption_context: &crate::types::EncryptionContext::new(),
+                grant_tokens: &[],
+                key_id: None,
+                encryption_algorithm: None,
+                dry_run: false,
+            };
+            let e = backend.decrypt_borrowed(&wrong_context).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidCiphertextException);
+
+            // A batch lends one answer per item, in order, a failed item as its error.
+            let mut answers = Vec::new();
+            backend
+                .generate_data_key_batch_borrowed(&[data_key, missing, data_key], true, &mut |r| {
+                    let answer = r.map(|v| (v.plaintext.map(<[u8]>::len), v.key_id.to_owned()));
+                    answers.push(answer.map_err(|e| e.kind()))
+                })
+                .unwrap();
+            let ok = Ok((Some(32), arn.clone()));
+            let kinds = [ok.clone(), Err(crate::ErrorKind::NotFoundException), ok];
+            assert_eq!(answers, kinds);
+
+            let mut blobs = Vec::new();
+            backend
+                .encrypt_batch_borrowed(&[encrypt, encrypt], &mut |r| {
+                    blobs.push(r.expect("encrypts").ciphertext_blob.to_vec())
+                })
+                .unwrap();
+            assert_eq!(blobs.len(), 2);
+            for blob in &blobs {
+                assert_eq!(decrypted(&kms, blob, &context), plaintext);
+            }
+        }
+    }
+
+    #[test]
+    fn a_borrowed_batch_run_from_inside_another_ones_emit_gets_a_scratch_of_its_own() {
+        let kms = Kms::in_memory();
+        let key = kms.create_key(&CreateKeyRequest::default()).unwrap();
+        let context = crate::types::EncryptionContext::new();
+        let item = EncryptRequestRef {
+            key_id: &key.key_metadata.key_id,
+            plaintext: b"outer",
+            encryption_context: &context,
+            grant_tokens: &[],
+            encryption_algorithm: None,
+            dry_run: false,
+        };
+        let inner_item = EncryptRequestRef {
+            plaintext: b"inner",
+            ..item
+        };
+        let (mut outer, mut inner) = (Vec::new(), Vec::new());
+        kms.encrypt_batch_borrowed(&[item, item], &mut |r| {
+            outer.push(r.expect("encrypts").ciphertext_blob.to_vec());
+            kms.encrypt_batch_borrowed(&[inner_item], &mut |r| {
+                inner.push(r.expect("encrypts").ciphertext_blob.to_vec())
+            })
+            .unwrap();
+        })
+        .unwrap();
+        assert_eq!((outer.len(), inner.len()), (2, 2));
+        for blob in &outer {
+            assert_eq!(decrypted(&kms, blob, &context), b"outer");
+        }
+        for blob in &inner {
+            assert_eq!(decrypted(&kms, blob, &context), b"inner");
+        }
     }
 
     #[test]

@@ -2,11 +2,20 @@
 //! the form the batch calls take, so that the daemon can hand over requests decoded in place
 //! from its read buffer, without a copy of their key ids, plaintexts or blobs. The owned
 //! request types lend the same view ([`EncryptRequest::borrowed`] …), so both reach one
-//! implementation.
+//! implementation; a view becomes an owned request again with `to_request` (for a backend
+//! that must send it, `ops::Backend`'s default methods).
+//!
+//! Two answers have a borrowed view too ([`EncryptResponseRef`], [`GenerateDataKeyResponseRef`]):
+//! what a batch lends its caller item by item through `ops::Backend`, so that the C API can
+//! copy each answer once, into the buffer it hands over, with no owned response in between.
 
 use std::fmt;
 
-use super::{DecryptRequest, EncryptRequest, GenerateDataKeyRequest};
+use super::{
+    DecryptRequest, EncryptRequest, EncryptResponse, GenerateDataKeyRequest,
+    GenerateDataKeyResponse,
+};
+use crate::secret::SecretBytes;
 use crate::types::{DataKeySpec, EncryptionAlgorithm, EncryptionContext};
 
 /// An Encrypt request, borrowed ([`EncryptRequest`]'s members).
@@ -112,6 +121,101 @@ impl GenerateDataKeyRequest {
             encryption_context: &self.encryption_context,
             grant_tokens: &self.grant_tokens,
             dry_run: self.dry_run,
+        }
+    }
+}
+
+impl EncryptRequestRef<'_> {
+    /// The owned request (the plaintext copied into a [`SecretBytes`], wiped when it drops).
+    pub fn to_request(&self) -> EncryptRequest {
+        EncryptRequest {
+            key_id: self.key_id.to_owned(),
+            plaintext: SecretBytes::from_slice(self.plaintext),
+            encryption_context: self.encryption_context.clone(),
+            grant_tokens: self.grant_tokens.to_vec(),
+            encryption_algorithm: self.encryption_algorithm,
+            dry_run: self.dry_run,
+        }
+    }
+}
+
+impl DecryptRequestRef<'_> {
+    /// The owned request.
+    pub fn to_request(&self) -> DecryptRequest {
+        DecryptRequest {
+            ciphertext_blob: self.ciphertext_blob.to_vec(),
+            encryption_context: self.encryption_context.clone(),
+            grant_tokens: self.grant_tokens.to_vec(),
+            key_id: self.key_id.map(str::to_owned),
+            encryption_algorithm: self.encryption_algorithm,
+            dry_run: self.dry_run,
+        }
+    }
+}
+
+impl GenerateDataKeyRequestRef<'_> {
+    /// The owned request.
+    pub fn to_request(&self) -> GenerateDataKeyRequest {
+        GenerateDataKeyRequest {
+            key_id: self.key_id.to_owned(),
+            key_spec: self.key_spec,
+            number_of_bytes: self.number_of_bytes,
+            encryption_context: self.encryption_context.clone(),
+            grant_tokens: self.grant_tokens.to_vec(),
+            dry_run: self.dry_run,
+        }
+    }
+}
+
+/// An Encrypt answer, borrowed ([`EncryptResponse`]'s members; the algorithm is always
+/// SYMMETRIC_DEFAULT).
+#[derive(Clone, Copy, Debug)]
+pub struct EncryptResponseRef<'a> {
+    /// The ciphertext blob.
+    pub ciphertext_blob: &'a [u8],
+    /// Key ARN.
+    pub key_id: &'a str,
+}
+
+/// A GenerateDataKey(WithoutPlaintext) answer, borrowed ([`GenerateDataKeyResponse`]'s
+/// members).
+#[derive(Clone, Copy)]
+pub struct GenerateDataKeyResponseRef<'a> {
+    /// The data key encrypted under the KMS key.
+    pub ciphertext_blob: &'a [u8],
+    /// The data key (None for WithoutPlaintext).
+    pub plaintext: Option<&'a [u8]>,
+    /// Key ARN.
+    pub key_id: &'a str,
+}
+
+impl fmt::Debug for GenerateDataKeyResponseRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GenerateDataKeyResponseRef")
+            .field("ciphertext_blob", &self.ciphertext_blob.len())
+            .field("plaintext", &self.plaintext.map(|_| "<redacted>"))
+            .field("key_id", &self.key_id)
+            .finish()
+    }
+}
+
+impl EncryptResponse {
+    /// This answer, borrowed.
+    pub fn borrowed(&self) -> EncryptResponseRef<'_> {
+        EncryptResponseRef {
+            ciphertext_blob: &self.ciphertext_blob,
+            key_id: &self.key_id,
+        }
+    }
+}
+
+impl GenerateDataKeyResponse {
+    /// This answer, borrowed.
+    pub fn borrowed(&self) -> GenerateDataKeyResponseRef<'_> {
+        GenerateDataKeyResponseRef {
+            ciphertext_blob: &self.ciphertext_blob,
+            plaintext: self.plaintext.as_ref().map(SecretBytes::expose),
+            key_id: &self.key_id,
         }
     }
 }
