@@ -61,6 +61,9 @@ const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
 /// Read-and-handle rounds for one connection per turn before others get theirs.
 const MAX_ROUNDS: usize = 8;
+/// Work units handled between two writes of a connection's replies: a pipelining client
+/// decodes the first answers while the loop computes the next ones.
+const CHUNK_WORK: usize = 64;
 
 /// Helper threads answering deferred requests, at most, across the connections of one loop.
 const MAX_DEFERRED: usize = 64;
@@ -624,8 +627,9 @@ impl EventLoop {
                 // that each connection of a uid at its quota still moves.
                 reply_bytes = reply_bytes.max(1);
             }
+            let chunk = work.min(CHUNK_WORK);
             let mut allow = Allowance {
-                work,
+                work: chunk,
                 reply_bytes,
                 replies: (max_in_flight as usize)
                     .saturating_sub(conn.outstanding() + conn.in_flight),
@@ -641,7 +645,7 @@ impl EventLoop {
                 conn.eof,
                 &mut allow,
             );
-            work = allow.work;
+            work -= chunk - allow.work;
             conn.consume(handled.consumed);
             conn.job = handled.job;
             if handled.frames > 0 {
@@ -668,6 +672,8 @@ impl EventLoop {
                 // A batch to run on the loop, or one on a helper thread (the next round
                 // stalls until its completion).
                 Stop::Job => {}
+                // A chunk answered and written: the next round handles more of the turn's work.
+                Stop::Work if work > 0 => {}
                 Stop::Work => {
                     self.again.push(slot);
                     return;
