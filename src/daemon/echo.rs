@@ -106,6 +106,11 @@ impl Drop for EchoServer {
     }
 }
 
+/// Frames answered between two writes: the daemon's loops write a connection's replies after
+/// each chunk of work (a pipelining client decodes the first answers while the next are
+/// computed), and a floor that wrote less often would lose that overlap and prove nothing.
+const CHUNK_FRAMES: usize = 64;
+
 fn io_err(path: &Path, e: &std::io::Error) -> KmsError {
     KmsError::new(
         ErrorKind::StorageException,
@@ -135,10 +140,15 @@ impl Input {
         &mut self.buf[self.have..]
     }
 
-    /// Answers every whole frame read into `out`; false when the input is not a frame.
-    fn answer(&mut self, reply: &[u8], out: &mut Vec<u8>) -> bool {
-        let mut at = 0;
-        while let Ok(Some((h, _, used))) = split_frame(&self.buf[at..self.have]) {
+    /// Answers the whole frames read, at most [`CHUNK_FRAMES`] of them, into `out`: `None`
+    /// when the input is not a frame, else whether whole frames are left to answer.
+    fn answer(&mut self, reply: &[u8], out: &mut Vec<u8>) -> Option<bool> {
+        let (mut at, mut answered) = (0, 0);
+        while answered < CHUNK_FRAMES {
+            let Ok(Some((h, _, used))) = split_frame(&self.buf[at..self.have]) else {
+                break;
+            };
+            answered += 1;
             if h.op == OP_HELLO {
                 let hello = HelloReply {
                     version: VERSION,
@@ -156,12 +166,13 @@ impl Input {
             out[start + 8..start + 16].copy_from_slice(&h.request_id.to_le_bytes());
             at += used;
         }
-        if split_frame(&self.buf[at..self.have]).is_err() {
-            return false;
-        }
+        let more = match split_frame(&self.buf[at..self.have]) {
+            Err(_) => return None,
+            Ok(next) => next.is_some(),
+        };
         self.buf.copy_within(at..self.have, 0);
         self.have -= at;
-        true
+        Some(more)
     }
 }
 
@@ -179,14 +190,19 @@ fn echo_conn(s: UnixStream, reply: &[u8]) {
             Ok(0) | Err(_) => return,
             Ok(n) => input.have += n,
         }
-        if !input.answer(reply, &mut out) {
-            return;
-        }
-        if !out.is_empty() {
-            if s.write_all(&out).is_err() {
+        loop {
+            let Some(more) = input.answer(reply, &mut out) else {
                 return;
+            };
+            if !out.is_empty() {
+                if s.write_all(&out).is_err() {
+                    return;
+                }
+                out.clear();
             }
-            out.clear();
+            if !more {
+                break;
+            }
         }
     }
 }
@@ -196,33 +212,52 @@ struct Polled {
     stream: mio::net::UnixStream,
     input: Input,
     out: Vec<u8>,
+    /// Writing failed: the connection is done.
+    broken: bool,
 }
 
 impl Polled {
+    /// Writes what it can of the answers: true when all are written.
+    fn flush_some(&mut self) -> bool {
+        while !self.out.is_empty() {
+            match self.stream.write(&self.out) {
+                Ok(0) => {
+                    self.broken = true;
+                    return false;
+                }
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.broken = true;
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     /// Writes what it can of the answers, reads what has come and answers it; false when the
     /// connection is done (closed, broken, or not speaking frames).
     fn serve(&mut self, reply: &[u8]) -> bool {
         loop {
-            while !self.out.is_empty() {
-                match self.stream.write(&self.out) {
-                    Ok(0) => return false,
-                    Ok(n) => {
-                        self.out.drain(..n);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => return false,
-                }
+            if !self.flush_some() {
+                return !self.broken;
+            }
+            match self.input.answer(reply, &mut self.out) {
+                None => return false,
+                // A chunk answered: write it before answering more, as the daemon does.
+                Some(_) if !self.out.is_empty() => continue,
+                Some(_) => {}
             }
             match self.stream.read(self.input.room()) {
                 Ok(0) => return false,
                 Ok(n) => self.input.have += n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => return false,
-            }
-            if !self.input.answer(reply, &mut self.out) {
-                return false;
             }
         }
     }
@@ -254,6 +289,7 @@ fn echo_loop(incoming: &Receiver<UnixStream>, reply: &[u8], stop: &AtomicBool) {
                     stream,
                     input: Input::new(),
                     out: Vec::with_capacity(64 * 1024),
+                    broken: false,
                 }));
             }
         }
