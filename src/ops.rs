@@ -331,14 +331,7 @@ pub trait Backend {
             let request = Request::GenerateDataKeyWithoutPlaintextBatch(batch);
             answer!(self.call(&request)?, GenerateDataKeyWithoutPlaintextBatch)?
         };
-        answered_all(&answers, items.len())?;
-        for item in &answers.results {
-            match item {
-                BatchItem::Ok(r) => emit(Ok(r.borrowed())),
-                BatchItem::Err(e) => emit(Err(&KmsError::from(e.clone()))),
-            }
-        }
-        Ok(())
+        lend_answers(&answers, items.len(), |r| r.borrowed(), emit)
     }
 
     /// Encrypt for every item in one call, as
@@ -352,14 +345,7 @@ pub trait Backend {
             items: items.iter().map(|r| r.to_request()).collect(),
         };
         let answers = answer!(self.call(&Request::EncryptBatch(batch))?, EncryptBatch)?;
-        answered_all(&answers, items.len())?;
-        for item in &answers.results {
-            match item {
-                BatchItem::Ok(r) => emit(Ok(r.borrowed())),
-                BatchItem::Err(e) => emit(Err(&KmsError::from(e.clone()))),
-            }
-        }
-        Ok(())
+        lend_answers(&answers, items.len(), |r| r.borrowed(), emit)
     }
 }
 
@@ -381,18 +367,30 @@ macro_rules! answer {
 }
 use answer;
 
-/// A batch response must answer each of the `count` items (checked before any is lent).
-fn answered_all<T>(answers: &BatchResponse<T>, count: usize) -> Result<()> {
-    if answers.results.len() == count {
-        return Ok(());
+/// Lends each answer of a batch response to `emit`, in order, once the response is known to
+/// answer each of the `count` items (checked before any is lent).
+fn lend_answers<'a, T, R>(
+    answers: &'a BatchResponse<T>,
+    count: usize,
+    borrow: impl Fn(&'a T) -> R,
+    emit: &mut dyn FnMut(std::result::Result<R, &KmsError>),
+) -> Result<()> {
+    if answers.results.len() != count {
+        return Err(KmsError::new(
+            ErrorKind::KMSInternalException,
+            format!(
+                "a batch of {count} items was answered with {} results",
+                answers.results.len()
+            ),
+        ));
     }
-    Err(KmsError::new(
-        ErrorKind::KMSInternalException,
-        format!(
-            "a batch of {count} items was answered with {} results",
-            answers.results.len()
-        ),
-    ))
+    for item in &answers.results {
+        match item {
+            BatchItem::Ok(r) => emit(Ok(borrow(r))),
+            BatchItem::Err(e) => emit(Err(&KmsError::from(e.clone()))),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
