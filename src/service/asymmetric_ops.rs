@@ -125,13 +125,7 @@ impl Kms {
         req: &ReEncryptRequest,
     ) -> Result<ReEncryptResponse> {
         check_len(req.ciphertext_blob.len(), "ciphertextBlob", CIPHERTEXT_LEN)?;
-        check_grant_tokens(&req.grant_tokens)?;
-        let source = req
-            .source_key_id
-            .as_deref()
-            .map(|k| self.key_ref(k))
-            .transpose()?;
-        let destination = self.key_ref(&req.destination_key_id)?;
+        let (source, destination) = self.re_encrypt_keys(req)?;
         let source_alg = req
             .source_encryption_algorithm
             .unwrap_or(EncryptionAlgorithm::SymmetricDefault);

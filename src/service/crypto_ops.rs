@@ -70,6 +70,21 @@ impl Kms {
         self.scope().parse_key_ref(text)
     }
 
+    /// A ReEncrypt's grant tokens checked, then its source key (if named) and destination
+    /// key parsed: the first checks of both ReEncrypt paths (symmetric and asymmetric).
+    pub(super) fn re_encrypt_keys(
+        &self,
+        req: &ReEncryptRequest,
+    ) -> Result<(Option<KeyRef>, KeyRef)> {
+        check_grant_tokens(&req.grant_tokens)?;
+        let source = req
+            .source_key_id
+            .as_deref()
+            .map(|k| self.key_ref(k))
+            .transpose()?;
+        Ok((source, self.key_ref(&req.destination_key_id)?))
+    }
+
     /// Counts a call for the event log: under the key ARN the engine answered with, or the
     /// reference the request gave when it failed.
     pub(super) fn count<R>(
@@ -194,13 +209,7 @@ impl Kms {
             req.destination_encryption_algorithm,
             "DestinationEncryptionAlgorithm",
         )?;
-        check_grant_tokens(&req.grant_tokens)?;
-        let source = req
-            .source_key_id
-            .as_deref()
-            .map(|k| self.key_ref(k))
-            .transpose()?;
-        let destination = self.key_ref(&req.destination_key_id)?;
+        let (source, destination) = self.re_encrypt_keys(req)?;
         self.charge_crypto(
             &[
                 Uses::Blob(&req.ciphertext_blob),
