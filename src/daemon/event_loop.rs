@@ -557,6 +557,9 @@ impl EventLoop {
         let cap = self.config.max_pending_reply_bytes;
         let max_in_flight = self.config.max_in_flight;
         let mut work = WORK_PER_TURN;
+        // The socket was read empty this turn: later rounds (the next chunks of what was read)
+        // do not read it again; bytes arriving meanwhile raise an event of their own.
+        let mut drained = false;
         for _ in 0..MAX_ROUNDS {
             let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
                 return;
@@ -603,11 +606,16 @@ impl EventLoop {
             };
             let filled = if conn.eof {
                 Filled::Eof
+            } else if drained {
+                Filled::WouldBlock
             } else if room == 0 {
                 Filled::Limited
             } else {
                 match conn.fill(room.min(READ_CAP)) {
-                    Ok(f) => f,
+                    Ok(f) => {
+                        drained = f == Filled::WouldBlock;
+                        f
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "read failed");
                         self.close(slot, "read error");
