@@ -46,6 +46,7 @@ fn fixture(max_uses: u64) -> Fixture {
         subkey_max_uses: max_uses,
         decrypt_cache: 8,
         seal_cache: SEAL_CACHE,
+        split_batches: true,
         scope: scope.clone(),
     })
     .unwrap();

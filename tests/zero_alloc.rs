@@ -6,9 +6,10 @@
 //! the process but the client's, which allocates freely and opts out.
 //!
 //! The daemon runs in process on the real code path (`Daemon::bind` / `serve`, its event loop,
-//! engine shards, control thread and background worker). One engine shard: with two, a batch
-//! may be split onto the other shard's thread, which takes owned copies of its part (that
-//! hand-off still allocates; see the README's performance section). Background threads could
+//! engine shards, control thread and background worker), with two shards and two event loops:
+//! the daemon's loops then cover its shards, so it never splits a batch onto another shard's
+//! worker (that hand-off takes owned copies and still allocates; it is for in-process callers
+//! that leave cores idle, see `EngineConfig::split_batches`). Background threads could
 //! in principle allocate for their own reasons during a round (a timer due), so each op is
 //! measured in a few rounds and the quietest must be zero: an allocation per request shows in
 //! every round.
@@ -126,7 +127,8 @@ fn warm_pipelined_encrypt_decrypt_and_generate_data_key_allocate_nothing_in_the_
     OPTED_OUT.with(|o| o.set(true));
     let daemon = TestDaemon::start(|c| {
         c.bootstrap = true;
-        c.engine_shards = 1;
+        c.engine_shards = 2;
+        c.event_loops = 2;
     });
     let mut client = daemon.connect();
     let encrypt = Request::Encrypt(EncryptRequest {

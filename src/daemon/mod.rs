@@ -44,7 +44,6 @@ pub use config::{DaemonConfig, DaemonFlags};
 pub use harden::forbid_core_dumps;
 pub use http::authorization as sigv4_authorization;
 
-use crate::engine::EngineConfig;
 use crate::err;
 use crate::error::Result;
 use crate::{Kms, KmsConfig, Passphrase};
@@ -158,10 +157,7 @@ impl Daemon {
                     .then(|| std::time::Duration::from_secs(config.data_plane_event_interval_secs)),
                 generate_random_principals: config
                     .generate_random_principals(identity::daemon_uid())?,
-                engine: EngineConfig {
-                    shards: config.engine_shards,
-                    ..EngineConfig::default()
-                },
+                engine: config.engine(),
                 passphrase,
                 quotas: config.quotas(),
                 cluster_transition: std::time::Duration::from_millis(config.cluster_transition_ms),

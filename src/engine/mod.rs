@@ -198,12 +198,7 @@ impl fmt::Debug for Engine {
 impl Engine {
     /// Starts an engine with its worker threads.
     pub fn new(config: EngineConfig) -> Result<Engine> {
-        let n = if config.shards == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            config.shards
-        }
-        .min(64);
+        let n = config.shard_count();
         let shards = (0..n)
             .map(|i| crossbeam::utils::CachePadded::new(Shard::new(ShardState::new(i, n, &config))))
             .collect::<Vec<_>>()
@@ -214,6 +209,7 @@ impl Engine {
             batch_callers: Default::default(),
             epoch: std::time::Instant::now(),
             split_skip: Default::default(),
+            split: config.split_batches,
             fork: ForkGuard::new(),
         });
         let cores = if config.pin_workers {

@@ -64,6 +64,8 @@ pub(crate) struct Inner {
     pub(crate) epoch: Instant,
     /// Batches left before splitting is tried again (see `dispatch_batch`).
     pub(crate) split_skip: CachePadded<AtomicU32>,
+    /// [`EngineConfig::split_batches`](super::EngineConfig::split_batches).
+    pub(crate) split: bool,
     /// The process the engine was started in: a forked child holds copies of the shards'
     /// random pools and nonce counters and must not serve from them.
     pub(crate) fork: ForkGuard,
@@ -485,9 +487,9 @@ impl Inner {
     /// `sink`), the rest split across the other shards holding the keys, one queue push per
     /// shard (their answers owned). `results` gets one entry per request.
     ///
-    /// Splitting only pays when another core is idle: it is done for batches of at least
-    /// [`SPLIT_MIN`] items while fewer batch callers than shards are active, and only onto
-    /// shards that are free at that moment. Items whose key lives only on other shards are
+    /// Splitting only pays when another core is idle: it is done, when the engine's config
+    /// allows it at all, for batches of at least [`SPLIT_MIN`] items while fewer batch callers
+    /// than shards are active, and only onto shards that are free at that moment. Items whose key lives only on other shards are
     /// handed to those shards in one job each.
     pub(crate) fn dispatch_batch(
         &self,
@@ -551,7 +553,8 @@ impl Inner {
                 let mut parts: Vec<Vec<usize>> = Vec::new();
                 let mut free = 0u64;
                 let now_us = self.epoch.elapsed().as_micros() as u64;
-                if reqs.len() >= SPLIT_MIN && active < n && !self.split_backing_off() {
+                if self.split && reqs.len() >= SPLIT_MIN && active < n && !self.split_backing_off()
+                {
                     let recent = RECENT_CALLER.as_micros() as u64;
                     for q in (0..n).filter(|&q| q != h) {
                         let last = self.shards[q].last_caller_us.load(Ordering::Relaxed);

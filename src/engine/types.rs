@@ -447,8 +447,27 @@ pub struct EngineConfig {
     /// next seal starts a new one. The default, [`SEAL_CACHE`], covers AWS's quota of 100,000
     /// keys per account and Region, so a full account stays warm.
     pub seal_cache: usize,
+    /// Whether a batch caller may hand parts of its batch to the workers of other shards
+    /// whose cores look idle (see `dispatch_batch`). Right for callers that leave cores idle,
+    /// as an application's few threads do; a server whose own threads already run one per core
+    /// turns it off (`kmscksd` does, whenever its event loops cover the shards), because there
+    /// the hand-off's owned copies and wake-ups buy no parallelism, only contention with the
+    /// other loops and the clients for the same cores.
+    pub split_batches: bool,
     /// Account and Region, for ARNs in messages.
     pub scope: Scope,
+}
+
+impl EngineConfig {
+    /// The number of shards an engine of this config runs: `shards`, or one per available
+    /// core for 0; at most 64.
+    pub fn shard_count(&self) -> usize {
+        match self.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+        .min(64)
+    }
 }
 
 impl Default for EngineConfig {
@@ -459,6 +478,7 @@ impl Default for EngineConfig {
             subkey_max_uses: DEFAULT_MAX_USES,
             decrypt_cache: 1024,
             seal_cache: SEAL_CACHE,
+            split_batches: true,
             scope: Scope::default(),
         }
     }
