@@ -34,6 +34,7 @@ fn check_report(r: &ScaleReport, n: usize) {
         ("open_ms", r.open_ms),
         ("gdk_random_ratio", r.gdk_random_ratio),
         ("seal_random_floor_ratio", r.seal_random_floor_ratio),
+        ("expand_random_floor_ratio", r.expand_random_floor_ratio),
         ("list_keys_full_ms", r.list_keys_full_ms),
     ];
     for (name, v) in values {

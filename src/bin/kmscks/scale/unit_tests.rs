@@ -14,6 +14,7 @@ fn the_table_describes_the_window_it_averages() {
         rss_bytes_per_key: 1.0,
         gdk_random_ratio: 1.0,
         seal_random_floor_ratio: 1.0,
+        expand_random_floor_ratio: 1.0,
         list_keys_full_ms: 1.0,
     };
     let rows = r.rows();
