@@ -750,7 +750,11 @@ mod tests {
         };
         assert_eq!(engine(2, 2), (2, false));
         assert_eq!(engine(4, 2), (2, false));
-        assert_eq!(engine(1, 2), (2, true), "one loop leaves a core to split onto");
+        assert_eq!(
+            engine(1, 2),
+            (2, true),
+            "one loop leaves a core to split onto"
+        );
         // The defaults (both one per core) cover every shard with a loop.
         assert!(!engine(0, 0).1);
     }
