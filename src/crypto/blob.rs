@@ -301,7 +301,7 @@ mod tests {
         let mut s = SubkeySchedule::new(KeyMaterial::generate());
         let mut pool = RandomPool::new();
         let c = ctx(&[("a", "1"), ("b", "2")]);
-        let blob = seal(&id, s.next(&id, 1 << 20, &mut pool, || 0).unwrap().params, b"secret", &c).unwrap();
+        let blob = seal(&id, s.next(&id, 1 << 20, &mut pool, || 0, true).unwrap().params, b"secret", &c).unwrap();
         assert_eq!(blob.len(), OVERHEAD + 6);
         let v = parse(&blob).unwrap();
         assert_eq!(v.key_id, id);
@@ -332,7 +332,7 @@ mod tests {
         let big: EncryptionContext = (0..40)
             .map(|i| (format!("key-{i:03}"), "v".repeat(20)))
             .collect();
-        let blob = seal(&id, s.next(&id, 16, &mut pool, || 0).unwrap().params, b"x", &big).unwrap();
+        let blob = seal(&id, s.next(&id, 16, &mut pool, || 0, true).unwrap().params, b"x", &big).unwrap();
         let v = parse(&blob).unwrap();
         let key = s.derive(&id, &v.salt).unwrap();
         assert_eq!(v.open(&key, &big).unwrap().expose(), b"x");

@@ -5,9 +5,11 @@
 //! request is answered entirely inside one shard once it holds the shard's lock.
 //!
 //! The copy is compact, because it is one per shard of up to 100,000 keys: one map entry per key
-//! (its shared authorizer, its gate, its holders and its material); the ARN answers carry and
-//! an expanded sealing subkey only for keys in use, at most [`EngineConfig::seal_cache`] of
-//! them (a CLOCK sweep drops the least recently used).
+//! (its shared authorizer, its gate, its holders and its material, and once it seals, its
+//! epoch's salt, counter and 32-byte subkey); the ARN answers carry and the expanded sealing
+//! context only for the keys used most, at most [`EngineConfig::seal_cache`] of them (a CLOCK
+//! sweep drops the least recently used). A key beyond them seals by expanding its subkey for
+//! that one call.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -35,6 +37,9 @@ use crate::types::{
 /// The encryption context of the operations that take none (GenerateMac, VerifyMac), for the
 /// grant checks that read one.
 static NO_CONTEXT: EncryptionContext = EncryptionContext::new();
+
+/// Seals of keys with no kept context, while the kept set is full, per step of its clock hand.
+pub(super) const SWEEP_EVERY: u32 = 8;
 
 /// A data-plane request, borrowed from the caller (inline path) or owned (queued path).
 pub(crate) enum Req<'a> {
@@ -355,10 +360,13 @@ pub(crate) struct ShardState {
     pool: RandomPool,
     cache: SubkeyCache,
     max_uses: u64,
-    /// Keys whose schedule started an epoch, oldest first: the clock of the bounded set of
-    /// live sealing subkeys. May name keys that since lost their epoch; those are skipped.
+    /// Keys whose schedule began to keep an expanded sealing context, oldest first: the clock
+    /// of the bounded set of kept contexts. May name keys that since lost theirs; stepping
+    /// over those only makes room.
     live: VecDeque<KeyId>,
     seal_cache: usize,
+    /// Seals that found no context kept and no room to keep one (see `count_seal`).
+    cold_seals: u32,
     /// Slow HSMs and their added latency per operation (`Control::SetHsmLatency`); usually
     /// empty, which is all a request checks then.
     latency: HashMap<HsmId, Duration>,
@@ -425,14 +433,16 @@ impl ShardState {
             max_uses: config.subkey_max_uses,
             live: VecDeque::new(),
             seal_cache: config.seal_cache.max(1),
+            cold_seals: 0,
             latency: HashMap::new(),
             rotated: HashMap::default(),
             private: HashMap::default(),
         }
     }
 
-    /// The ARN answers on `id` carry: this shard's copy, written the first time the key answers
-    /// here and dropped with the key's sealing epoch (so only keys in use hold one). Each shard
+    /// The ARN answers on `id` carry: this shard's copy, kept while the key keeps an expanded
+    /// sealing context here and dropped with it (so only the keys used most hold one; the
+    /// others' answers build theirs). Each shard
     /// has its own, so two cores answering on one key never share its reference count.
     fn answer_arn(&mut self, id: &KeyId) -> Arc<str> {
         if let Some(arn) = self.keys.get(id).and_then(|e| e.arn.as_ref()) {
@@ -440,7 +450,13 @@ impl ShardState {
         }
         let arn: Arc<str> = self.scope.key_arn(id).into();
         if let Some(entry) = self.keys.get_mut(id) {
-            entry.arn = Some(arn.clone());
+            if entry
+                .local
+                .as_ref()
+                .is_some_and(SubkeySchedule::keeps_context)
+            {
+                entry.arn = Some(arn.clone());
+            }
         }
         arn
     }
@@ -822,13 +838,12 @@ impl ShardState {
         };
         let rotated = &self.rotated;
         let version = || rotated.get(&id).map_or(0, |v| v.newest);
-        let r = match schedule.next(&id, self.max_uses, &mut self.pool, version) {
+        let (keep, kept) = (self.live.len() < self.seal_cache, schedule.keeps_context());
+        let r = match schedule.next(&id, self.max_uses, &mut self.pool, version, keep) {
             Ok(sealed) => {
                 let started = sealed.became_live;
                 let r = blob::seal_into(&id, sealed.params, plaintext, ctx, sink.areas_mut().0);
-                if started {
-                    self.started_epoch(id);
-                }
+                self.count_seal(id, kept, started);
                 r
             }
             Err(e) => Err(e),
@@ -879,6 +894,7 @@ impl ShardState {
         let Some(schedule) = self.keys.get_mut(&id).and_then(|e| e.local.as_mut()) else {
             return self.not_here(&id);
         };
+        let (keep, kept) = (self.live.len() < self.seal_cache, schedule.keeps_context());
         let mut started = false;
         let (blobs, secrets) = sink.areas_mut();
         // The data key is drawn into the sink's secrets, sealed from there, and kept there
@@ -888,7 +904,7 @@ impl ShardState {
         secrets.resize(at + len, 0);
         let r = self.pool.fill(&mut secrets[at..]).and_then(|()| {
             let version = || self.rotated.get(&id).map_or(0, |v| v.newest);
-            let sealed = schedule.next(&id, self.max_uses, &mut self.pool, version)?;
+            let sealed = schedule.next(&id, self.max_uses, &mut self.pool, version, keep)?;
             started = sealed.became_live;
             blob::seal_into(&id, sealed.params, &secrets[at..], ctx, blobs)
         });
@@ -902,9 +918,7 @@ impl ShardState {
                 r.map(|b| Resp::DataKey(Out::At(b), None, arn))
             }
         };
-        if started {
-            self.started_epoch(id);
-        }
+        self.count_seal(id, kept, started);
         Step::Done(r.map(|resp| self.served(&id, resp)))
     }
 
@@ -951,7 +965,7 @@ impl ShardState {
         let version = nonce_version(&view.nonce);
         let plain = sink.areas_mut().1;
         let r = if let Some(k) = schedule.current(&view.salt, version) {
-            view.open_into(k, ctx, plain)
+            k.and_then(|k| view.open_into(&k, ctx, plain))
         } else if let Some(k) = self.cache.get(&id, &view.salt) {
             view.open_into(k, ctx, plain)
         } else {
@@ -1021,26 +1035,41 @@ impl ShardState {
         }
     }
 
-    /// Counts `id`'s new epoch among the live ones; past [`EngineConfig::seal_cache`], drops
-    /// the epoch of a key not used since the clock hand last passed it (CLOCK: O(1) amortized).
-    fn started_epoch(&mut self, id: KeyId) {
-        self.live.push_back(id);
-        while self.live.len() > self.seal_cache {
-            let Some(old) = self.live.pop_front() else {
-                break;
-            };
-            let Some(entry) = self.keys.get_mut(&old) else {
-                continue; // the key is gone
-            };
-            let Some(schedule) = entry.local.as_mut() else {
-                continue; // its material is gone
-            };
-            if schedule.age() {
-                self.live.push_back(old); // used since the last pass: a second chance
-            } else {
-                schedule.evict();
-                entry.arn = None;
+    /// Keeps the count of the kept sealing contexts after a seal of `id`: a context it began
+    /// to keep (`started`) joins the clock; a seal that found none kept (`kept` false) and no
+    /// room to keep one counts towards the next step of the clock hand, taken every
+    /// [`SWEEP_EVERY`] such seals, so that the kept set follows the keys in use at a small,
+    /// bounded cost to the seals of keys that are not (and none to those of keys that are).
+    fn count_seal(&mut self, id: KeyId, kept: bool, started: bool) {
+        if started {
+            self.live.push_back(id);
+        } else if !kept {
+            self.cold_seals = self.cold_seals.wrapping_add(1);
+            if self.cold_seals.is_multiple_of(SWEEP_EVERY) {
+                self.sweep_step();
             }
+        }
+    }
+
+    /// One step of the clock (CLOCK: second chances) over the kept sealing contexts: the
+    /// oldest is kept for another round if it sealed since the hand last passed it, else its
+    /// context (and the ARN kept with it) is dropped, which makes room for one more. An entry
+    /// of a key that since lost its context or its material only makes room.
+    fn sweep_step(&mut self) {
+        let Some(old) = self.live.pop_front() else {
+            return;
+        };
+        let Some(entry) = self.keys.get_mut(&old) else {
+            return; // the key is gone
+        };
+        let Some(schedule) = entry.local.as_mut() else {
+            return; // its material is gone
+        };
+        if schedule.age() {
+            self.live.push_back(old); // used since the last pass: a second chance
+        } else {
+            schedule.evict();
+            entry.arn = None;
         }
     }
 
@@ -1333,13 +1362,22 @@ impl ShardState {
         Ok(())
     }
 
-    /// Keys whose schedule holds a live epoch.
+    /// Keys whose schedule keeps an expanded sealing context.
     #[cfg(test)]
-    pub(crate) fn live_epochs(&self) -> usize {
+    pub(crate) fn kept_contexts(&self) -> usize {
         self.keys
             .values()
-            .filter(|e| e.local.as_ref().is_some_and(|s| s.has_epoch()))
+            .filter(|e| e.local.as_ref().is_some_and(SubkeySchedule::keeps_context))
             .count()
+    }
+
+    /// Whether `id`'s schedule keeps an expanded sealing context.
+    #[cfg(test)]
+    pub(crate) fn keeps_context(&self, id: &KeyId) -> bool {
+        self.keys
+            .get(id)
+            .and_then(|e| e.local.as_ref())
+            .is_some_and(SubkeySchedule::keeps_context)
     }
 
     /// Keys this shard knows.

@@ -135,26 +135,30 @@ fn salt_of(engine: &Engine, key: &KeyId) -> [u8; crate::crypto::subkey::SALT_LEN
 }
 
 #[test]
-fn sealing_subkeys_are_bounded_per_shard_and_an_evicted_key_starts_a_fresh_epoch() {
+fn kept_contexts_are_bounded_per_shard_and_a_key_beyond_them_seals_on_in_its_own_epoch() {
     let (engine, keys) = engine_with_keys(1, 12, 4);
-    let first = salt_of(&engine, &keys[0]);
-    assert_eq!(salt_of(&engine, &keys[0]), first, "a live epoch is reused");
-    // Eleven other keys start epochs: more than the shard holds, so key 0's goes.
-    for k in &keys[1..] {
-        salt_of(&engine, k);
+    let ctx = EncryptionContext::new();
+    let salts: Vec<_> = keys.iter().map(|k| salt_of(&engine, k)).collect();
+    let mut blobs = Vec::new();
+    for _ in 0..3 {
+        for (k, salt) in keys.iter().zip(&salts) {
+            // Kept context or not, a key's epoch stays: same salt, and every blob opens.
+            assert_eq!(salt_of(&engine, k), *salt);
+            let out = engine.encrypt("p", &KeyRef::Id(*k), b"any", &ctx).unwrap();
+            blobs.push(out.ciphertext_blob);
+        }
     }
     let st = engine.inner.shards[0].state.lock().unwrap();
-    assert!(st.live_epochs() <= 4, "{} live epochs", st.live_epochs());
+    assert!(st.kept_contexts() <= 4, "{} kept", st.kept_contexts());
     drop(st);
-    let again = salt_of(&engine, &keys[0]);
-    assert_ne!(
-        again, first,
-        "the evicted epoch was replaced by a fresh salt"
-    );
+    for b in &blobs {
+        let out = engine.decrypt("p", b, &ctx, None).unwrap();
+        assert_eq!(out.plaintext.expose(), b"any");
+    }
 }
 
 #[test]
-fn a_key_in_use_survives_the_sweep_and_blobs_of_evicted_epochs_still_decrypt() {
+fn a_key_in_use_keeps_its_context_through_the_sweep_and_others_blobs_still_decrypt() {
     let (engine, keys) = engine_with_keys(1, 12, 4);
     let ctx = EncryptionContext::new();
     let hot = keys[0];
@@ -162,12 +166,17 @@ fn a_key_in_use_survives_the_sweep_and_blobs_of_evicted_epochs_still_decrypt() {
     let mut blobs = Vec::new();
     for round in 0..3 {
         for k in &keys[1..] {
-            // The hot key is used between every two others: the clock gives it a second chance.
+            // The hot key is used between every two others: the clock gives it second chances.
             assert_eq!(salt_of(&engine, &hot), hot_salt, "round {round}");
             let out = engine.encrypt("p", &KeyRef::Id(*k), b"cold", &ctx).unwrap();
             blobs.push(out.ciphertext_blob);
         }
     }
+    assert!(engine.inner.shards[0]
+        .state
+        .lock()
+        .unwrap()
+        .keeps_context(&hot));
     for b in &blobs {
         assert_eq!(
             engine
@@ -178,6 +187,45 @@ fn a_key_in_use_survives_the_sweep_and_blobs_of_evicted_epochs_still_decrypt() {
             b"cold"
         );
     }
+}
+
+#[test]
+fn a_key_put_to_use_once_the_kept_set_is_full_gets_a_context_when_the_clock_frees_one() {
+    let (engine, keys) = engine_with_keys(1, 5, 4);
+    // Four keys seal once each and fill the kept set; none seals again.
+    for k in &keys[..4] {
+        salt_of(&engine, k);
+    }
+    let new = keys[4];
+    let kept = |engine: &Engine| {
+        engine.inner.shards[0]
+            .state
+            .lock()
+            .unwrap()
+            .keeps_context(&new)
+    };
+    salt_of(&engine, &new);
+    assert!(
+        !kept(&engine),
+        "no room yet: it sealed with a context of its own"
+    );
+    // Every SWEEP_EVERY-th such seal moves the clock hand one step: the first key it passes
+    // was not used since, so its context goes and the next seal keeps one.
+    let mut seals = 1;
+    while !kept(&engine) {
+        assert!(
+            seals <= super::shard::SWEEP_EVERY,
+            "still no context after {seals} seals"
+        );
+        salt_of(&engine, &new);
+        seals += 1;
+    }
+    let st = engine.inner.shards[0].state.lock().unwrap();
+    assert!(
+        !st.keeps_context(&keys[0]),
+        "the least recently used lost its context"
+    );
+    assert_eq!(st.kept_contexts(), 4);
 }
 
 #[test]

@@ -427,9 +427,12 @@ impl fmt::Debug for Control {
     }
 }
 
-/// Default [`EngineConfig::seal_cache`]: the next power of two above AWS's quota of 100,000
-/// KMS keys per account and Region.
-pub const SEAL_CACHE: usize = 1 << 17;
+/// Default [`EngineConfig::seal_cache`]: 4,096 kept contexts per shard, about 3 MiB, so that
+/// the kept contexts of a machine's shards stay a fraction of its last-level cache. Past them
+/// a seal expands its key's subkey for itself, which on this machine costs less than fetching
+/// a context that the caches no longer hold (`kmscks bench --scale`'s
+/// `expand_random_floor_ratio` against `seal_random_floor_ratio`).
+pub const SEAL_CACHE: usize = 1 << 12;
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -442,10 +445,10 @@ pub struct EngineConfig {
     pub subkey_max_uses: u64,
     /// Decrypt subkeys cached per shard (the cache holds at most twice this).
     pub decrypt_cache: usize,
-    /// Sealing subkeys (one expanded AES-GCM context per key in use, several hundred bytes)
-    /// held per shard at most; past it, the least recently used key's epoch is dropped and its
-    /// next seal starts a new one. The default, [`SEAL_CACHE`], covers AWS's quota of 100,000
-    /// keys per account and Region, so a full account stays warm.
+    /// Expanded sealing contexts (AES-GCM round keys and GHASH tables, several hundred bytes
+    /// each) kept per shard at most, for the keys used most (a CLOCK sweep drops the least
+    /// recently used). A key without one seals by expanding its epoch's 32-byte subkey for that
+    /// call: its epoch (salt, counter, subkey) stays either way.
     pub seal_cache: usize,
     /// Whether a batch caller may hand parts of its batch to the workers of other shards
     /// whose cores look idle (see `dispatch_batch`). Right for callers that leave cores idle,
