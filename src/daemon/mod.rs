@@ -11,7 +11,7 @@
 //! engine, with consecutive data-plane requests of one read batched into one engine call. No
 //! uid can starve another: connections and memory are counted per uid (`quota`), a client that
 //! does not read is stopped being read (back-pressure), and each connection gets a bounded
-//! amount of work per event-loop turn (`event_loop`, `loops`); `docs/protocol.md` states the rules.
+//! amount of work per event-loop turn (`event_loop::turn`); `docs/protocol.md` states the rules.
 //!
 //! Never logged: request and reply bodies (plaintexts, ciphertexts, data keys, passwords, key
 //! policies, trust anchors), whatever their size. Logged: peer uid/gid/pid and principal,
