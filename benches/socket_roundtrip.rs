@@ -4,6 +4,7 @@
 //! [`kmscks::daemon::echo::EchoServer`] answering every frame with a GenerateDataKey reply of the same size (the
 //! client, the codec and the socket alone).
 
+mod socket;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -11,56 +12,17 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use kmscks::api::kms::{GenerateDataKeyRequest, GenerateDataKeyResponse};
 use kmscks::daemon::echo::EchoServer;
-use kmscks::daemon::{Daemon, DaemonConfig, Shutdown};
-use kmscks::ops::{Backend, Op, Request, Response};
-use kmscks::protocol::encode_response;
-use kmscks::secret::SecretBytes;
-use kmscks::types::DataKeySpec;
+use kmscks::ops::Backend;
 use kmscks::Client;
-
-fn request() -> Request {
-    Request::GenerateDataKey(GenerateDataKeyRequest {
-        key_id: "alias/demo".into(),
-        key_spec: Some(DataKeySpec::Aes256),
-        ..Default::default()
-    })
-}
+use socket::{echo_reply, request, ServedDaemon};
 
 fn roundtrip(c: &mut Criterion) {
-    let mut reply = Vec::new();
-    let resp = Ok(Response::GenerateDataKey(GenerateDataKeyResponse {
-        ciphertext_blob: vec![7; 92],
-        plaintext: Some(SecretBytes::zeroed(32)),
-        key_id: "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-            .into(),
-    }));
-    encode_response(&mut reply, 0, Op::GenerateDataKey.code(), &resp);
-    let server = EchoServer::start(reply).expect("echo server");
+    let server = EchoServer::start(echo_reply()).expect("echo server");
     bench_server(c, "socket_roundtrip_echo", server.path());
 
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = DaemonConfig {
-        data_dir: dir.path().join("data"),
-        socket: dir.path().join("kmscks.sock"),
-        bootstrap: true,
-        ..DaemonConfig::default()
-    };
-    let daemon = Daemon::bind(config).expect("daemon binds");
-    let socket = daemon.socket().to_path_buf();
-    let shutdown = Shutdown::new();
-    let serving = {
-        let shutdown = shutdown.clone();
-        std::thread::spawn(move || daemon.serve(shutdown))
-    };
-    support::wait_ready(&socket, support::READY_TIMEOUT);
-    bench_server(c, "socket_roundtrip_daemon", &socket);
-    shutdown.trigger();
-    serving
-        .join()
-        .expect("daemon thread")
-        .expect("daemon stops cleanly");
+    let daemon = ServedDaemon::start(0);
+    bench_server(c, "socket_roundtrip_daemon", daemon.socket());
 }
 
 fn bench_server(c: &mut Criterion, group: &str, socket: &Path) {

@@ -11,7 +11,7 @@
 //! engine, with consecutive data-plane requests of one read batched into one engine call. No
 //! uid can starve another: connections and memory are counted per uid (`quota`), a client that
 //! does not read is stopped being read (back-pressure), and each connection gets a bounded
-//! amount of work per event-loop turn (`event_loop`); `docs/protocol.md` states the rules.
+//! amount of work per event-loop turn (`event_loop::turn`); `docs/protocol.md` states the rules.
 //!
 //! Never logged: request and reply bodies (plaintexts, ciphertexts, data keys, passwords, key
 //! policies, trust anchors), whatever their size. Logged: peer uid/gid/pid and principal,
@@ -29,6 +29,7 @@ mod harden;
 mod http;
 mod identity;
 mod listener;
+mod loops;
 mod quota;
 pub mod wake;
 
@@ -224,7 +225,7 @@ impl Daemon {
             }
             None => None,
         };
-        let (loops, _shared) = event_loop::build(
+        let (loops, _shared) = loops::build(
             self.config.event_loop_count(),
             self.listener,
             self.kms,
@@ -232,7 +233,7 @@ impl Daemon {
             &shutdown,
             &control.queue(),
         )?;
-        let out = event_loop::serve(loops, &shutdown);
+        let out = loops::serve(loops, &shutdown);
         if let Some(thread) = http {
             // It sees the trigger within its tick.
             let _ = thread.join();

@@ -1,0 +1,371 @@
+//! One connection's turn on its event loop: reading and handling its frames in chunks,
+//! writing the replies, and stopping — for the next connection's turn, for room, or for a slow
+//! HSM.
+//!
+//! Fairness, within each loop: each connection gets at most [`WORK_PER_TURN`] work units per
+//! turn (a huge batch is answered over several turns), in rounds of at most [`CHUNK_WORK`]
+//! whose replies are written before the next; one with work left goes to the back of the
+//! `again` list, behind the events of the next poll. A connection with no room — its unwritten
+//! replies at `max_pending_reply_bytes`, `max_in_flight` requests outstanding, or its uid at
+//! `max_memory_per_uid` beyond each connection's [`CONN_FLOOR`] — is *stalled*: not read (the
+//! kernel's socket buffers then push back on the client) until replies are written or the uid's
+//! memory goes down, which puts it back on the `again` list. Connections are counted per uid at
+//! accept ([`crate::daemon::quota`]).
+//!
+//! Slow HSMs (`Fault::SlowHsm`): the loop's thread never sleeps off the latency a slow HSM adds
+//! (see `engine::latency`). A read whose requests owe some *holds* the connection — its
+//! replies unwritten and its input unread — until the time has passed, while the loop serves
+//! every other connection; the poll wakes for the earliest hold.
+
+use std::time::Instant;
+
+use mio::{Interest, Token};
+
+use super::{EventLoop, FIRST_CONN};
+use crate::daemon::conn::{Filled, READ_CAP};
+use crate::daemon::dispatch::{self, Allowance, Stop, WORK_PER_TURN};
+use crate::daemon::loops::{Mail, Waiter};
+use crate::daemon::quota::CONN_FLOOR;
+
+/// Read-and-handle rounds for one connection per turn before others get theirs.
+const MAX_ROUNDS: usize = 8;
+/// Work units handled between two writes of a connection's replies: a pipelining client
+/// decodes the first answers while the loop computes the next ones.
+const CHUNK_WORK: usize = 64;
+
+impl EventLoop {
+    /// Puts a stalled connection back on the `again` list, to be read on this turn.
+    pub(super) fn wake(&mut self, slot: usize) {
+        if let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+            if conn.stalled {
+                conn.stalled = false;
+                self.again.push(slot);
+            }
+        }
+    }
+
+    /// Wakes stalled connections, this loop's here and other loops' through their mailboxes.
+    pub(super) fn wake_all(&mut self, waiters: Vec<Waiter>) {
+        for (at, slot) in waiters {
+            if at == self.index {
+                self.wake(slot);
+            } else {
+                // A loop that has ended has no connection left to wake.
+                let _ = self.shared.post(at, Mail::Wake(slot));
+            }
+        }
+    }
+
+    /// Brings the uid's memory charge for `slot` up to date; wakes the uid's stalled
+    /// connections when it went down.
+    pub(super) fn sync_charge(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let now = conn.memory().saturating_sub(CONN_FLOOR);
+        if now == conn.charged {
+            return;
+        }
+        let woken = self
+            .shared
+            .quotas()
+            .charge(conn.peer.uid, conn.charged, now);
+        conn.charged = now;
+        self.wake_all(woken);
+    }
+
+    /// Bytes `slot` may still take: what is left of its floor, plus its uid's room.
+    fn room(&self, slot: usize) -> usize {
+        let Some(conn) = self.conns.get(slot).and_then(Option::as_ref) else {
+            return 0;
+        };
+        CONN_FLOOR.saturating_sub(conn.memory()) + self.shared.quotas().room(conn.peer.uid)
+    }
+
+    /// Stops reading `slot` until there is room again (see the module doc). `for_memory`: it
+    /// stops for its uid's memory alone, which another loop may have freed since `room` was
+    /// read: the room is read again under the same lock as the wait is registered, and a
+    /// connection that has some goes on (no wake is lost between the two).
+    fn stall(&mut self, slot: usize, for_memory: bool) {
+        let index = self.index;
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let uid = conn.peer.uid;
+        let room = {
+            let mut quotas = self.shared.quotas();
+            quotas.wait(uid, (index, slot));
+            quotas.room(uid)
+        };
+        if for_memory && room > 0 {
+            self.again.push(slot);
+        } else {
+            conn.stalled = true;
+        }
+    }
+
+    /// Holds `slot` for what the requests just handled on this thread owe to slow HSMs, if
+    /// anything.
+    fn hold_owed(&mut self, slot: usize) {
+        let owed = crate::engine::latency::take_owed();
+        if owed.is_zero() {
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let until = Instant::now() + owed;
+        conn.held_until = Some(conn.held_until.map_or(until, |u| u.max(until)));
+        self.held.push((until, slot, conn.serial));
+    }
+
+    /// Ends the holds whose time has come: their replies are written and their input read.
+    pub(super) fn release_held(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut due = Vec::new();
+        self.held.retain(|&(until, slot, serial)| {
+            let keep = until > now;
+            if !keep {
+                due.push((slot, serial));
+            }
+            keep
+        });
+        for (slot, serial) in due {
+            let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            if conn.serial != serial || conn.held_until.is_none_or(|u| u > now) {
+                continue; // another connection in the slot, or held longer since
+            }
+            conn.held_until = None;
+            if self.after_output(slot) {
+                self.again.push(slot);
+            }
+        }
+    }
+
+    /// Reads and handles `slot` within one turn's work: a batch in progress first, then the
+    /// frames in its buffer, then more from the socket, while there is room.
+    pub(super) fn on_readable(&mut self, slot: usize) {
+        let cap = self.config.max_pending_reply_bytes;
+        let max_in_flight = self.config.max_in_flight;
+        let mut work = WORK_PER_TURN;
+        // The socket was read empty this turn: later rounds (the next chunks of what was read)
+        // do not read it again; bytes arriving meanwhile raise an event of their own.
+        let mut drained = false;
+        for _ in 0..MAX_ROUNDS {
+            let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
+            if conn.stalled || conn.held_until.is_some() {
+                return;
+            }
+            if conn.offloaded > 0 {
+                // A batch on a helper thread comes before the next frame: its completion
+                // wakes the connection.
+                conn.stalled = true;
+                return;
+            }
+            if let Some(job) = conn.job.as_mut() {
+                let done = job.step(&conn.kms, &mut work);
+                if done {
+                    if let Some(job) = conn.job.take() {
+                        job.finish(&mut conn.wbuf);
+                    }
+                    conn.last_progress = Instant::now();
+                }
+                self.hold_owed(slot);
+                if !self.after_output(slot) {
+                    return;
+                }
+                if !done || work == 0 {
+                    self.again.push(slot);
+                    return;
+                }
+                continue;
+            }
+            if conn.closing {
+                return;
+            }
+            if work == 0 {
+                self.again.push(slot);
+                return;
+            }
+            // Read what the memory quota leaves room for (the frames already buffered are
+            // handled whatever it says).
+            let room = self.room(slot);
+            let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
+            let filled = if conn.eof {
+                Filled::Eof
+            } else if drained {
+                Filled::WouldBlock
+            } else if room == 0 {
+                Filled::Limited
+            } else {
+                match conn.fill(room.min(READ_CAP)) {
+                    Ok(f) => {
+                        drained = f == Filled::WouldBlock;
+                        f
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "read failed");
+                        self.close(slot, "read error");
+                        return;
+                    }
+                }
+            };
+            self.sync_charge(slot);
+            let room = self.room(slot);
+            let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
+            let pending = conn.pending();
+            let mut reply_bytes = cap.saturating_sub(pending).min(room);
+            if pending == 0 {
+                // A connection with nothing unwritten may always start one more request, so
+                // that each connection of a uid at its quota still moves.
+                reply_bytes = reply_bytes.max(1);
+            }
+            let chunk = work.min(CHUNK_WORK);
+            let mut allow = Allowance {
+                work: chunk,
+                reply_bytes,
+                replies: (max_in_flight as usize)
+                    .saturating_sub(conn.outstanding() + conn.in_flight),
+            };
+            let handled = dispatch::handle_frames(
+                &conn.rbuf[..conn.filled],
+                &mut conn.greeted,
+                &conn.kms,
+                &mut self.batcher,
+                &mut conn.wbuf,
+                &mut self.deferred,
+                max_in_flight,
+                conn.eof,
+                &mut allow,
+            );
+            work -= chunk - allow.work;
+            conn.consume(handled.consumed);
+            conn.job = handled.job;
+            if handled.frames > 0 {
+                conn.last_progress = Instant::now();
+            }
+            if let Some(e) = &handled.error {
+                tracing::warn!(uid = conn.peer.uid, pid = conn.peer.pid, error = %e.to_error(), "bad frame; closing the connection");
+                conn.closing = true;
+            }
+            if handled.stop == Stop::Input && conn.eof && conn.filled > 0 {
+                // The peer closed mid-frame: nothing can complete it.
+                conn.closing = true;
+            }
+            self.hold_owed(slot);
+            self.start_deferred(slot);
+            if !self.after_output(slot) {
+                return;
+            }
+            let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
+            match handled.stop {
+                Stop::Error => return,
+                // A batch to run on the loop, or one on a helper thread (the next round
+                // stalls until its completion).
+                Stop::Job => {}
+                // A chunk answered and written: the next round handles more of the turn's work.
+                Stop::Work if work > 0 => {}
+                Stop::Work => {
+                    self.again.push(slot);
+                    return;
+                }
+                Stop::Room => {
+                    // Stall only where an event will come to wake it: a reply to write (the
+                    // socket turning writable), a helper thread's completion. Writing may have
+                    // made room already, and a connection with nothing unwritten may always
+                    // start one more request: then go on.
+                    let busy = conn.outstanding() + conn.in_flight >= max_in_flight as usize;
+                    let full = conn.pending() >= cap;
+                    let pending = conn.pending() > 0;
+                    if busy || full || (pending && self.room(slot) == 0) {
+                        self.stall(slot, !busy && !full);
+                        return;
+                    }
+                }
+                Stop::Input => match filled {
+                    Filled::Eof => {
+                        conn.closing = true;
+                        if conn.pending() == 0 && conn.in_flight == 0 {
+                            self.close(slot, "peer closed");
+                        }
+                        return;
+                    }
+                    Filled::WouldBlock => return,
+                    Filled::Full => {}
+                    Filled::Limited => {
+                        if self.room(slot) == 0 {
+                            self.stall(slot, true);
+                            return;
+                        }
+                    }
+                },
+            }
+        }
+        self.again.push(slot);
+    }
+
+    /// Writes what is pending, adjusts WRITABLE interest, wakes a stalled connection that
+    /// wrote something, closes a closing connection once drained. Returns false when the
+    /// connection is gone.
+    pub(super) fn after_output(&mut self, slot: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return false;
+        };
+        if conn.held_until.is_some() {
+            return true; // written when the hold ends (`release_held`)
+        }
+        let before = conn.pending();
+        let drained = match conn.flush() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!(error = %e, "write failed");
+                self.close(slot, "write error");
+                return false;
+            }
+        };
+        let wrote = conn.pending() < before;
+        if drained && conn.closing && conn.in_flight == 0 && conn.job.is_none() {
+            self.close(slot, "closing");
+            return false;
+        }
+        if drained == conn.writable_interest {
+            let interest = if drained {
+                Interest::READABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+            if let Err(e) = self.poll.registry().reregister(
+                &mut conn.stream,
+                Token(FIRST_CONN + slot),
+                interest,
+            ) {
+                tracing::warn!(error = %e, "cannot reregister a connection");
+                self.close(slot, "reregister failed");
+                return false;
+            }
+            conn.writable_interest = !drained;
+        }
+        self.sync_charge(slot);
+        if wrote {
+            self.wake(slot);
+        }
+        true
+    }
+
+    pub(super) fn on_writable(&mut self, slot: usize) {
+        self.after_output(slot);
+    }
+}
