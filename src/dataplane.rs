@@ -71,6 +71,12 @@ impl Authorizer for PolicyAuthorizer {
                 .allows(principal, action.as_str(), &self.scope.key_arn(key))
         }
     }
+
+    /// A parsed policy's verdict reads only the principal, the action and the key's ARN (its
+    /// conditions read the caller's ARN), and a policy change sends the key a new authorizer.
+    fn is_pure(&self) -> bool {
+        true
+    }
 }
 
 /// Parsed key policies by text, shared by every key whose policy reads the same — most keys

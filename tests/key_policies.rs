@@ -641,3 +641,62 @@ fn principal_resource_and_condition_forms() {
     .unwrap();
     assert_aws(describe(&user), ErrorKind::AccessDeniedException);
 }
+
+#[test]
+fn a_policy_change_takes_effect_on_the_next_data_plane_call_after_allowed_ones() {
+    let (kms, _clock) = kms();
+    let user = kms.acting_as(USER);
+    let key_id = create_key(&kms, None);
+    put_policy(
+        &kms,
+        &key_id,
+        &root_and_user(json!(["kms:Encrypt", "kms:GenerateDataKey"])),
+        false,
+    )
+    .unwrap();
+    let encrypt = EncryptRequest {
+        key_id: key_id.clone(),
+        plaintext: kmscks::secret::SecretBytes::new(b"x".to_vec()),
+        ..Default::default()
+    };
+    let data_key = GenerateDataKeyRequest {
+        key_id: key_id.clone(),
+        number_of_bytes: Some(32),
+        ..Default::default()
+    };
+    // Allowed, several times over, single and batched: the verdicts may be remembered.
+    for _ in 0..3 {
+        user.encrypt(&encrypt).unwrap();
+        user.generate_data_key(&data_key).unwrap();
+    }
+    let batch = vec![data_key.clone(); 4];
+    assert!(user
+        .generate_data_key_batch(&batch, true)
+        .iter()
+        .all(|r| r.is_ok()));
+    // The user loses Encrypt: the very next call is refused, GenerateDataKey still allowed.
+    put_policy(
+        &kms,
+        &key_id,
+        &root_and_user(json!(["kms:GenerateDataKey"])),
+        false,
+    )
+    .unwrap();
+    assert_aws(user.encrypt(&encrypt), ErrorKind::AccessDeniedException);
+    user.generate_data_key(&data_key).unwrap();
+    // Then everything: the batch is refused item by item.
+    put_policy(
+        &kms,
+        &key_id,
+        &policy(vec![statement(ROOT, json!("kms:*"))]),
+        false,
+    )
+    .unwrap();
+    assert_aws(
+        user.generate_data_key(&data_key),
+        ErrorKind::AccessDeniedException,
+    );
+    for r in user.generate_data_key_batch(&batch, true) {
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::AccessDeniedException);
+    }
+}

@@ -21,8 +21,8 @@ use zeroize::Zeroize;
 
 use super::sink::{Out, Sink};
 use super::{
-    Action, Authorizer, Control, EngineConfig, EngineGrant, Gate, HsmSlot, KeyVersions, PrivateKey,
-    SlotSet,
+    Action, ActionSet, Authorizer, Control, EngineConfig, EngineGrant, Gate, HsmSlot, KeyVersions,
+    PrivateKey, SlotSet,
 };
 use crate::crypto::blob;
 use crate::crypto::random::RandomPool;
@@ -295,6 +295,30 @@ struct KeyGrants {
     grantee_of: HashMap<Box<str>, Box<str>>,
 }
 
+impl KeyEntry {
+    /// The key policy's verdict on `principal` performing `action`, through `allowed`.
+    fn policy_allows(&mut self, principal: &str, action: Action, id: &KeyId) -> bool {
+        if let Some(m) = &self.allowed {
+            if m.0.contains(action) && *m.1 == *principal {
+                return true;
+            }
+        }
+        let allowed = self.authorizer.allows(principal, action, id);
+        if allowed && self.authorizer.is_pure() {
+            match &mut self.allowed {
+                Some(m) if *m.1 == *principal => m.0 = m.0.with(action),
+                slot => {
+                    *slot = Some(Box::new((
+                        ActionSet::default().with(action),
+                        principal.into(),
+                    )))
+                }
+            }
+        }
+        allowed
+    }
+}
+
 impl KeyGrants {
     fn allows(&self, principal: &str, action: Action, ctx: &EncryptionContext) -> bool {
         self.by_grantee
@@ -332,6 +356,10 @@ impl KeyGrants {
 struct KeyEntry {
     /// The key policy's verdicts (shared by every key with the same policy).
     authorizer: Arc<dyn Authorizer>,
+    /// The actions `authorizer` allowed the key's last allowed caller here, when it is pure
+    /// ([`Authorizer::is_pure`]): a run of calls by one principal asks it once per action.
+    /// Cleared whenever the key is given an authorizer (`Control::PutKey`).
+    allowed: Option<Box<(ActionSet, Box<str>)>>,
     /// The key's grants, consulted when the policy refuses; `None` for a key without any, so
     /// such a key's requests pay one branch for grants.
     grants: Option<Box<KeyGrants>>,
@@ -556,7 +584,7 @@ impl ShardState {
     /// holds for any encryption context (the policy allowed), so it may be memoized; `Ok(false)`
     /// when a grant allowed, whose constraints may read the context.
     fn admit(
-        &self,
+        &mut self,
         id: &KeyId,
         principal: &str,
         action: Action,
@@ -564,9 +592,9 @@ impl ShardState {
     ) -> Result<bool> {
         let entry = self
             .keys
-            .get(id)
+            .get_mut(id)
             .ok_or_else(|| KmsError::key_not_found(self.scope.key_arn(id)))?;
-        let any_context = if entry.authorizer.allows(principal, action, id) {
+        let any_context = if entry.policy_allows(principal, action, id) {
             true
         } else if entry
             .grants
@@ -1186,6 +1214,7 @@ impl ShardState {
                 match self.keys.get_mut(key) {
                     Some(entry) => {
                         entry.authorizer = authorizer.clone();
+                        entry.allowed = None;
                         entry.closed = closed;
                     }
                     None => {
@@ -1193,6 +1222,7 @@ impl ShardState {
                             *key,
                             KeyEntry {
                                 authorizer: authorizer.clone(),
+                                allowed: None,
                                 grants: None,
                                 closed,
                                 holders: SlotSet::None,

@@ -500,3 +500,96 @@ fn a_slow_hsm_removed_and_added_again_is_fast() {
     .join()
     .expect("the assertions hold");
 }
+
+/// A pure authorizer that allows only `principal`, counting the times it is asked.
+struct OnlyPrincipal {
+    principal: &'static str,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+impl Authorizer for OnlyPrincipal {
+    fn allows(&self, principal: &str, _action: Action, _key: &KeyId) -> bool {
+        self.asked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        principal == self.principal
+    }
+
+    fn is_pure(&self) -> bool {
+        true
+    }
+}
+
+fn put_key(engine: &Engine, k: KeyId, authorizer: Arc<dyn Authorizer>) {
+    engine
+        .apply(&[Control::PutKey {
+            key: k,
+            gate: Gate::Open,
+            authorizer,
+        }])
+        .unwrap();
+}
+
+#[test]
+fn a_remembered_policy_verdict_gives_way_to_the_next_policy_at_once() {
+    let (engine, k) = one_shard_engine();
+    let ctx = EncryptionContext::new();
+    let alice = Arc::new(OnlyPrincipal {
+        principal: "alice",
+        asked: Default::default(),
+    });
+    put_key(&engine, k, alice.clone());
+    for _ in 0..3 {
+        engine.encrypt("alice", &KeyRef::Id(k), b"x", &ctx).unwrap();
+    }
+    // A pure authorizer is asked once per (caller, action), then remembered.
+    assert_eq!(alice.asked.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let refused = engine.encrypt("bob", &KeyRef::Id(k), b"x", &ctx);
+    assert_eq!(
+        refused.unwrap_err().kind(),
+        ErrorKind::AccessDeniedException
+    );
+    // Another caller refused does not let the first one through without asking either.
+    engine.encrypt("alice", &KeyRef::Id(k), b"x", &ctx).unwrap();
+
+    // The key's policy changes: alice's remembered verdict must not outlive it.
+    put_key(
+        &engine,
+        k,
+        Arc::new(OnlyPrincipal {
+            principal: "bob",
+            asked: Default::default(),
+        }),
+    );
+    let refused = engine.encrypt("alice", &KeyRef::Id(k), b"x", &ctx);
+    assert_eq!(
+        refused.unwrap_err().kind(),
+        ErrorKind::AccessDeniedException
+    );
+    let refused = engine.generate_data_key("alice", &KeyRef::Id(k), None, Some(32), &ctx);
+    assert_eq!(
+        refused.unwrap_err().kind(),
+        ErrorKind::AccessDeniedException
+    );
+    engine.encrypt("bob", &KeyRef::Id(k), b"x", &ctx).unwrap();
+}
+
+#[test]
+fn an_impure_authorizer_is_asked_on_every_request() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (engine, k) = one_shard_engine();
+    let ctx = EncryptionContext::new();
+    let open = Arc::new(AtomicBool::new(true));
+    let flag = open.clone();
+    put_key(
+        &engine,
+        k,
+        Arc::new(move |_: &str, _: Action| flag.load(Ordering::SeqCst)),
+    );
+    engine.encrypt("p", &KeyRef::Id(k), b"x", &ctx).unwrap();
+    open.store(false, Ordering::SeqCst);
+    let refused = engine.encrypt("p", &KeyRef::Id(k), b"x", &ctx);
+    assert_eq!(
+        refused.unwrap_err().kind(),
+        ErrorKind::AccessDeniedException
+    );
+}

@@ -242,6 +242,15 @@ impl EngineGrant {
 pub trait Authorizer: Send + Sync {
     /// Whether `principal` may perform `action` on `key`.
     fn allows(&self, principal: &str, action: Action, key: &KeyId) -> bool;
+
+    /// Whether [`Authorizer::allows`] is a pure function of its arguments for as long as this
+    /// object lives (a parsed policy is; a closure reading outside state is not). The engine
+    /// then remembers, per key and shard, the actions it allowed the key's last caller, until
+    /// the key is given another authorizer ([`Control::PutKey`]); otherwise it asks on every
+    /// request. False unless an implementation says so.
+    fn is_pure(&self) -> bool {
+        false
+    }
 }
 
 /// An authorizer that allows everything.
@@ -250,6 +259,10 @@ pub struct AllowAll;
 
 impl Authorizer for AllowAll {
     fn allows(&self, _principal: &str, _action: Action, _key: &KeyId) -> bool {
+        true
+    }
+
+    fn is_pure(&self) -> bool {
         true
     }
 }

@@ -7,6 +7,7 @@
 //! emulated (`throttle`) is each request first charged to its rates, which looks a key's
 //! store up in the state the first time the key is seen (and each time for an alias).
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use super::tally::Call;
@@ -364,15 +365,17 @@ impl Kms {
     pub fn encrypt_batch(&self, items: &[EncryptRequest]) -> Vec<Result<EncryptResponse>> {
         let items: Vec<_> = items.iter().map(EncryptRequest::borrowed).collect();
         let mut out = Vec::with_capacity(items.len());
-        self.encrypt_batch_with(&items, &mut BatchScratch::default(), |r| {
-            out.push(
-                r.map(|v| EncryptResponse {
-                    ciphertext_blob: v.ciphertext_blob.to_vec(),
-                    key_id: v.key_arn.clone(),
-                    encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
-                })
-                .map_err(Clone::clone),
-            )
+        with_thread_scratch(items.len(), |scratch| {
+            self.encrypt_batch_with(&items, scratch, |r| {
+                out.push(
+                    r.map(|v| EncryptResponse {
+                        ciphertext_blob: v.ciphertext_blob.to_vec(),
+                        key_id: v.key_arn.clone(),
+                        encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+                    })
+                    .map_err(Clone::clone),
+                )
+            })
         });
         out
     }
@@ -437,15 +440,17 @@ impl Kms {
     pub fn decrypt_batch(&self, items: &[DecryptRequest]) -> Vec<Result<DecryptResponse>> {
         let items: Vec<_> = items.iter().map(DecryptRequest::borrowed).collect();
         let mut out = Vec::with_capacity(items.len());
-        self.decrypt_batch_with(&items, &mut BatchScratch::default(), |r| {
-            out.push(
-                r.map(|v| DecryptResponse {
-                    key_id: v.key_arn.clone(),
-                    plaintext: SecretBytes::from_slice(v.plaintext),
-                    encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
-                })
-                .map_err(Clone::clone),
-            )
+        with_thread_scratch(items.len(), |scratch| {
+            self.decrypt_batch_with(&items, scratch, |r| {
+                out.push(
+                    r.map(|v| DecryptResponse {
+                        key_id: v.key_arn.clone(),
+                        plaintext: SecretBytes::from_slice(v.plaintext),
+                        encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+                    })
+                    .map_err(Clone::clone),
+                )
+            })
         });
         out
     }
@@ -509,16 +514,17 @@ impl Kms {
     ) -> Vec<Result<GenerateDataKeyResponse>> {
         let items: Vec<_> = items.iter().map(GenerateDataKeyRequest::borrowed).collect();
         let mut out = Vec::with_capacity(items.len());
-        let mut scratch = BatchScratch::default();
-        self.generate_data_key_batch_with(&items, with_plaintext, &mut scratch, |r| {
-            out.push(
-                r.map(|v| GenerateDataKeyResponse {
-                    ciphertext_blob: v.ciphertext_blob.to_vec(),
-                    plaintext: v.plaintext.map(SecretBytes::from_slice),
-                    key_id: v.key_arn.clone(),
-                })
-                .map_err(Clone::clone),
-            )
+        with_thread_scratch(items.len(), |scratch| {
+            self.generate_data_key_batch_with(&items, with_plaintext, scratch, |r| {
+                out.push(
+                    r.map(|v| GenerateDataKeyResponse {
+                        ciphertext_blob: v.ciphertext_blob.to_vec(),
+                        plaintext: v.plaintext.map(SecretBytes::from_slice),
+                        key_id: v.key_arn.clone(),
+                    })
+                    .map_err(Clone::clone),
+                )
+            })
         });
         out
     }
@@ -594,6 +600,37 @@ impl Kms {
             tally.add_batch(op, &self.principal, calls);
         }
     }
+}
+
+/// The largest batch whose owned form ([`Kms::encrypt_batch`] …) runs in its thread's reused
+/// [`BatchScratch`]: what a thread keeps between batches is bounded by this many answers (at
+/// most 4 KiB each); a larger batch builds a scratch of its own, whose growth it amortises.
+const THREAD_SCRATCH_ITEMS: usize = 256;
+
+thread_local! {
+    /// The scratch of the owned batch calls made on this thread. Its secrets are wiped after
+    /// every batch (`BatchOut::clear`) and when the thread ends (`Sink`'s drop).
+    static THREAD_SCRATCH: RefCell<BatchScratch> = RefCell::default();
+}
+
+/// Runs `f` with this thread's reused scratch (so that a warm owned batch of up to
+/// [`THREAD_SCRATCH_ITEMS`] items grows no buffer), or with a fresh one for a larger batch,
+/// a nested call, or a thread being torn down.
+fn with_thread_scratch<R>(items: usize, f: impl FnOnce(&mut BatchScratch) -> R) -> R {
+    let mut f = Some(f);
+    if items <= THREAD_SCRATCH_ITEMS {
+        let reused = THREAD_SCRATCH.try_with(|cell| {
+            let mut scratch = cell.try_borrow_mut().ok()?;
+            // Taken once: `f` is only taken here when the borrow succeeded.
+            f.take().map(|f| f(&mut scratch))
+        });
+        if let Ok(Some(r)) = reused {
+            return r;
+        }
+    }
+    // Not run above: the borrow or the thread-local was unavailable, or the batch is large.
+    let f = f.expect("with_thread_scratch: f runs once, and not above on this path");
+    f(&mut BatchScratch::default())
 }
 
 /// The reusable state of [`Kms::encrypt_batch_with`] and its siblings: the engine's answers
