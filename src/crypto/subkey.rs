@@ -84,21 +84,19 @@ pub fn nonce_version(nonce: &[u8; NONCE_LEN]) -> u32 {
 /// Length of a subkey in bytes (AES-256).
 const SUBKEY_LEN: usize = 32;
 
-/// One epoch of a schedule: its salt, its subkey and how many seals it has made. Written on
-/// every seal, it lives inline in its owner's schedule — in the engine, inside the shard's own
-/// key map, an allocation no other shard writes — so a seal reaches it without another pointer
-/// to chase.
+/// One epoch of a schedule: its salt, its subkey and how many seals it has made. Its counter,
+/// written on every seal, lives inline in its owner's schedule — in the engine, inside the
+/// shard's own key map, an allocation no other shard writes.
 ///
-/// The subkey is kept in two forms: its 32 bytes, always, and the aws-lc context expanded from
-/// them (round keys and GHASH tables, several hundred bytes in an allocation of aws-lc's), only
-/// while the owner keeps it ([`SubkeySchedule::next`]'s `keep`). A key used now and then seals
+/// The subkey is kept in two forms ([`EpochKeys`]): its 32 bytes, always, and the aws-lc
+/// context expanded from them (round keys and GHASH tables, several hundred bytes in an
+/// allocation of aws-lc's), only while the owner keeps it ([`SubkeySchedule::next`]'s `keep`). A key used now and then seals
 /// by expanding its bytes for that one call: on this machine that costs less than fetching a
 /// context that has left the caches, and a shard of 100,000 keys keeps contexts only for the
 /// keys it uses most.
 struct Epoch {
     salt: [u8; SALT_LEN],
-    subkey: Zeroizing<[u8; SUBKEY_LEN]>,
-    expanded: Option<LessSafeKey>,
+    keys: Box<EpochKeys>,
     used: u64,
     /// Set by every seal under the kept context after the first, cleared by the shard's
     /// eviction sweep (see [`SubkeySchedule::age`]).
@@ -106,6 +104,14 @@ struct Epoch {
     /// The material version (in every nonce of the epoch). Kept here, in what would be the
     /// epoch's padding, so that the version costs a schedule no memory.
     version: u32,
+}
+
+/// An epoch's subkey in its two forms. Boxed, so that a schedule — one per key a shard can
+/// serve, most of them never used between two restarts — stays small (the box exists only once
+/// the key seals).
+struct EpochKeys {
+    subkey: Zeroizing<[u8; SUBKEY_LEN]>,
+    expanded: Option<LessSafeKey>,
 }
 
 /// One key's encryption schedule on one shard: its material (kept only here, zeroized on
@@ -195,14 +201,13 @@ impl SubkeySchedule {
             let salt: [u8; SALT_LEN] = pool.array()?;
             let subkey = derive_subkey_bytes(&self.material, key_id, &salt)?;
             // A retired epoch's kept context is replaced by the new one's, in place.
-            let expanded = match self.epoch.as_ref().is_some_and(|e| e.expanded.is_some()) {
+            let expanded = match self.keeps_context() {
                 true => Some(expand(&subkey)?),
                 false => None,
             };
             self.epoch = Some(Epoch {
                 salt,
-                subkey,
-                expanded,
+                keys: Box::new(EpochKeys { subkey, expanded }),
                 used: 0,
                 referenced: false,
                 version: version(),
@@ -213,19 +218,19 @@ impl SubkeySchedule {
             .epoch
             .as_mut()
             .ok_or_else(|| err!(KMSInternalException, "subkey epoch missing for key {key_id}"))?;
-        let became_live = keep && e.expanded.is_none();
+        let became_live = keep && e.keys.expanded.is_none();
         if became_live {
-            e.expanded = Some(expand(&e.subkey)?);
+            e.keys.expanded = Some(expand(&e.keys.subkey)?);
         } else {
             // A first seal under a kept context is not a second use: a key sealed once and
             // never again is the first the sweep drops.
-            e.referenced |= e.expanded.is_some();
+            e.referenced |= e.keys.expanded.is_some();
         }
         let nonce = versioned_nonce(e.version, e.used);
         e.used += 1;
-        let key = match &e.expanded {
+        let key = match &e.keys.expanded {
             Some(k) => Subkey::Kept(k),
-            None => Subkey::Once(expand(&e.subkey)?),
+            None => Subkey::Once(expand(&e.keys.subkey)?),
         };
         Ok(Sealed {
             params: SealParams {
@@ -244,9 +249,9 @@ impl SubkeySchedule {
             .epoch
             .as_ref()
             .filter(|e| &e.salt == salt && e.version == version)?;
-        Some(match &e.expanded {
+        Some(match &e.keys.expanded {
             Some(k) => Ok(Subkey::Kept(k)),
-            None => expand(&e.subkey).map(Subkey::Once),
+            None => expand(&e.keys.subkey).map(Subkey::Once),
         })
     }
 
@@ -273,7 +278,7 @@ impl SubkeySchedule {
         match &mut self.epoch {
             Some(e) => {
                 e.referenced = false;
-                e.expanded.take().is_some()
+                e.keys.expanded.take().is_some()
             }
             None => false,
         }
@@ -287,7 +292,7 @@ impl SubkeySchedule {
 
     /// Whether an expanded context is kept.
     pub fn keeps_context(&self) -> bool {
-        self.epoch.as_ref().is_some_and(|e| e.expanded.is_some())
+        self.epoch.as_ref().is_some_and(|e| e.keys.expanded.is_some())
     }
 }
 
@@ -514,10 +519,10 @@ mod tests {
 
     #[test]
     #[cfg(target_pointer_width = "64")]
-    fn a_schedule_costs_its_material_pointer_and_an_inline_epoch_only() {
-        // A shard holds one schedule per key: the material's box, the salt, the subkey's 32
-        // bytes, the context's handle and the counter; the version and the mark live in what
-        // would be the epoch's padding.
-        assert_eq!(std::mem::size_of::<SubkeySchedule>(), 96);
+    fn a_schedule_costs_two_pointers_a_salt_and_a_counter() {
+        // A shard holds one schedule per key: the material's box, the salt, the counter and
+        // the box of the subkey's two forms; the version and the mark live in what would be
+        // the epoch's padding.
+        assert_eq!(std::mem::size_of::<SubkeySchedule>(), 48);
     }
 }
