@@ -470,8 +470,8 @@ impl ShardState {
 
     /// The ARN answers on `id` carry: this shard's copy, kept while the key keeps an expanded
     /// sealing context here and dropped with it (so only the keys used most hold one; the
-    /// others' answers build theirs). Each shard
-    /// has its own, so two cores answering on one key never share its reference count.
+    /// others' answers build theirs). Each shard has its own, so two cores answering on one key
+    /// never share its reference count.
     fn answer_arn(&mut self, id: &KeyId) -> Arc<str> {
         if let Some(arn) = self.keys.get(id).and_then(|e| e.arn.as_ref()) {
             return arn.clone();
