@@ -58,10 +58,10 @@ const TOKEN_HEADER: usize = 1 + 8 + 1;
 /// The backing of a new Origin EXTERNAL key: no material, a fresh salt for its identifier.
 pub fn new_backing(tx: &Tx<'_>, id: &KeyId) -> Result<Backing> {
     let salt = KeyMaterial::generate();
-    Ok(Backing::External(ImportedMaterial {
+    Ok(Backing::External(Box::new(ImportedMaterial {
         salt: tx.keys.wrap_key(MASTER_KEY, &salt_aad(id), &salt)?,
         ..ImportedMaterial::default()
-    }))
+    })))
 }
 
 /// How material sealed with `algorithm` opens; AWS's refusals for the algorithms it no longer
@@ -346,12 +346,12 @@ pub fn import(tx: &mut Tx<'_>, req: &ImportKeyMaterialRequest) -> Result<KeyMate
     if key.pending_import() {
         key.lifecycle = Lifecycle::Enabled;
     }
-    key.backing = Backing::External(ImportedMaterial {
+    key.backing = Backing::External(Box::new(ImportedMaterial {
         wrapped: Some(wrapped),
         material_id: Some(id.clone()),
         valid_to,
         salt: m.salt.clone(),
-    });
+    }));
     trail::record(
         tx,
         Op::ImportKeyMaterial.name(),
@@ -372,12 +372,12 @@ pub fn import(tx: &mut Tx<'_>, req: &ImportKeyMaterialRequest) -> Result<KeyMate
 /// `PendingImport`.
 fn drop_material(tx: &mut Tx<'_>, key: &Key, m: &ImportedMaterial) {
     let mut key = key.clone();
-    key.backing = Backing::External(ImportedMaterial {
+    key.backing = Backing::External(Box::new(ImportedMaterial {
         wrapped: None,
         valid_to: None,
         material_id: m.material_id.clone(),
         salt: m.salt.clone(),
-    });
+    }));
     tx.push(KmsChange::PutKey(Box::new(key)));
 }
 

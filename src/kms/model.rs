@@ -75,8 +75,10 @@ pub enum Backing {
         backing_key_id: String,
     },
     /// Origin EXTERNAL: material the caller imported (`kms::import`), wrapped under the KMS
-    /// master key as default-store material is, while it is imported.
-    External(ImportedMaterial),
+    /// master key as default-store material is, while it is imported. Boxed: it is the largest
+    /// variant by far, and inline it made every key of the state (100,000 at AWS's quota, nearly
+    /// all of them not EXTERNAL) carry its size.
+    External(Box<ImportedMaterial>),
 }
 
 /// What an Origin EXTERNAL key holds of its imported material.

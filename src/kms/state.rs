@@ -589,11 +589,11 @@ mod tests {
                 } else {
                     let mut k = key(id, Lifecycle::Enabled);
                     k.origin = Origin::External;
-                    k.backing = Backing::External(ImportedMaterial {
+                    k.backing = Backing::External(Box::new(ImportedMaterial {
                         wrapped: (op != 1).then(Vec::new),
                         valid_to: (op == 3).then_some(Timestamp(day)),
                         ..ImportedMaterial::default()
-                    });
+                    }));
                     KmsChange::PutKey(Box::new(k))
                 };
                 state.apply(change);
