@@ -99,17 +99,28 @@ impl Drop for Crowd {
     }
 }
 
-fn eight_connections(c: &mut Criterion) {
-    let mut g = c.benchmark_group("eight_connections");
+/// One group: `bench` against the echo floor started for `connections`, then against a daemon
+/// of each of [`LOOPS`] event loops (one server at a time, each stopped before the next).
+fn against_the_floor(
+    c: &mut Criterion,
+    group: &str,
+    connections: usize,
+    bench: fn(&mut BenchmarkGroup<'_, WallTime>, &str, &Path),
+) {
+    let mut g = c.benchmark_group(group);
     settle(&mut g);
-    let echo = EchoServer::start_for(echo_reply(), CONNECTIONS).expect("echo server");
-    bench_crowd(&mut g, "echo", echo.path());
+    let echo = EchoServer::start_for(echo_reply(), connections).expect("echo server");
+    bench(&mut g, "echo", echo.path());
     drop(echo);
     for loops in LOOPS {
         let daemon = ServedDaemon::start(loops);
-        bench_crowd(&mut g, &format!("daemon/{loops} loops"), daemon.socket());
+        bench(&mut g, &format!("daemon/{loops} loops"), daemon.socket());
     }
     g.finish();
+}
+
+fn eight_connections(c: &mut Criterion) {
+    against_the_floor(c, "eight_connections", CONNECTIONS, bench_crowd);
 }
 
 fn bench_crowd(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, socket: &Path) {
@@ -121,16 +132,7 @@ fn bench_crowd(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, socket: &Path) 
 }
 
 fn pipeline256(c: &mut Criterion) {
-    let mut g = c.benchmark_group("pipeline256");
-    settle(&mut g);
-    let echo = EchoServer::start_for(echo_reply(), 1).expect("echo server");
-    bench_pipeline(&mut g, "echo", echo.path());
-    drop(echo);
-    for loops in LOOPS {
-        let daemon = ServedDaemon::start(loops);
-        bench_pipeline(&mut g, &format!("daemon/{loops} loops"), daemon.socket());
-    }
-    g.finish();
+    against_the_floor(c, "pipeline256", 1, bench_pipeline);
 }
 
 fn bench_pipeline(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, socket: &Path) {

@@ -614,23 +614,21 @@ thread_local! {
 }
 
 /// Runs `f` with this thread's reused scratch (so that a warm owned batch of up to
-/// [`THREAD_SCRATCH_ITEMS`] items grows no buffer), or with a fresh one for a larger batch,
-/// a nested call, or a thread being torn down.
+/// [`THREAD_SCRATCH_ITEMS`] items grows no buffer), or with a fresh one for a larger batch. The
+/// scratch is taken out of the thread-local for the call and put back after, so a nested call
+/// (or a thread being torn down) simply finds an empty one.
 fn with_thread_scratch<R>(items: usize, f: impl FnOnce(&mut BatchScratch) -> R) -> R {
-    let mut f = Some(f);
-    if items <= THREAD_SCRATCH_ITEMS {
-        let reused = THREAD_SCRATCH.try_with(|cell| {
-            let mut scratch = cell.try_borrow_mut().ok()?;
-            // Taken once: `f` is only taken here when the borrow succeeded.
-            f.take().map(|f| f(&mut scratch))
-        });
-        if let Ok(Some(r)) = reused {
-            return r;
-        }
+    let reuse = items <= THREAD_SCRATCH_ITEMS;
+    let mut scratch = match reuse {
+        true => THREAD_SCRATCH.try_with(RefCell::take).unwrap_or_default(),
+        false => BatchScratch::default(),
+    };
+    let r = f(&mut scratch);
+    if reuse {
+        // Gone only while the thread is torn down: the scratch is then dropped (and wiped).
+        let _ = THREAD_SCRATCH.try_with(|cell| cell.replace(scratch));
     }
-    // Not run above: the borrow or the thread-local was unavailable, or the batch is large.
-    let f = f.expect("with_thread_scratch: f runs once, and not above on this path");
-    f(&mut BatchScratch::default())
+    r
 }
 
 /// The reusable state of [`Kms::encrypt_batch_with`] and its siblings: the engine's answers
