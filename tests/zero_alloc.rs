@@ -6,10 +6,11 @@
 //! the process but the client's, which allocates freely and opts out.
 //!
 //! The daemon runs in process on the real code path (`Daemon::bind` / `serve`, its event loop,
-//! engine shards, control thread and background worker), with two shards and two event loops:
-//! the daemon's loops then cover its shards, so it never splits a batch onto another shard's
-//! worker (that hand-off takes owned copies and still allocates; it is for in-process callers
-//! that leave cores idle, see `EngineConfig::split_batches`). Background threads could
+//! engine shards, control thread and background worker), with two shards and two event loops,
+//! the default shape on two cores. (With loops covering the shards the daemon does not split a
+//! batch onto another shard's worker, whose hand-off takes owned copies and allocates; that
+//! decision is `DaemonConfig::engine`'s, tested there — this test passes with splitting allowed
+//! too, the bootstrapped key's batches not being split here.) Background threads could
 //! in principle allocate for their own reasons during a round (a timer due), so each op is
 //! measured in a few rounds and the quietest must be zero: an allocation per request shows in
 //! every round.
