@@ -489,8 +489,9 @@ impl DaemonConfig {
     /// The engine this daemon runs: `engine_shards` shards, splitting a loop's batch onto
     /// other shards' workers only when fewer event loops run than shards (otherwise every core
     /// already has a loop running its own batches, and a hand-off would only contend with it
-    /// or with the clients: on this 2-core machine under load, one pipelined connection cost the daemon
-    /// 10-20 % more CPU per request with splitting than without; idle, within noise).
+    /// or with the clients: on this 2-core machine under load, one pipelined connection cost
+    /// the daemon 10-20 % more CPU per request with splitting than without; idle, within
+    /// noise).
     pub(crate) fn engine(&self) -> EngineConfig {
         let engine = EngineConfig {
             shards: self.engine_shards,
