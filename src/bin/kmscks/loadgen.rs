@@ -164,8 +164,9 @@ pub(crate) struct LoadReport {
     /// CPU time per request of the raw aws-lc-rs loop doing the same cryptographic work, one
     /// thread, one item per call, measured in the same run, ns (over the socket).
     pub raw_cpu_ns_per_op: Option<f64>,
-    /// With `--beside` (over the socket): the same load measured alone first, items per
-    /// second; the report's own members are then those measured beside the other loop.
+    /// With `--beside` (over the socket): the same load measured alone just before, items per
+    /// second; the report's own members are then those measured beside the other loop, in the
+    /// round whose share kept (`ops_per_sec / alone_ops_per_sec`) is the median.
     pub alone_ops_per_sec: Option<f64>,
     /// With `--beside`: the 99th percentile latency of the load alone, µs.
     pub alone_p99_us: Option<f64>,
@@ -173,6 +174,9 @@ pub(crate) struct LoadReport {
     pub beside_ops_per_sec: Option<f64>,
     /// With `--beside`: the operation the other connection called (`CreateKey`, `Decrypt`).
     pub beside_op: Option<String>,
+    /// With `--beside`: the share of its rate alone the load kept beside the other loop, in
+    /// each round, in the order run.
+    pub beside_kept_shares: Option<Vec<f64>>,
 }
 
 impl LoadReport {
@@ -335,6 +339,7 @@ impl LoadReport {
             alone_p99_us: None,
             beside_ops_per_sec: None,
             beside_op: None,
+            beside_kept_shares: None,
         }
     }
 

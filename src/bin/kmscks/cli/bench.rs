@@ -19,7 +19,7 @@
 //!   socket with the same C and D (`crate::loadgen_socket`). `--key-id` picks the key (default:
 //!   a new key in the default key store). `--beside create-key` measures the load alone, then
 //!   again while another connection issues CreateKey in a loop (what a control-plane call
-//!   costs the data plane's other clients).
+//!   costs the data plane's other clients), three pairs of phases, reporting the median pair.
 //! * Over HTTP (`--http URL`, e.g. `http://127.0.0.1:4599`): the same `--connections`,
 //!   `--pipeline`, `--op`, `--payload`, `--duration`, `--key-id`, against any AWS JSON 1.1 KMS
 //!   endpoint (`kmscksd --http`, moto's server); `--baseline` runs an HTTP echo of the
@@ -133,7 +133,8 @@ pub(crate) fn command() -> Command {
                     "Socket mode: measure the load alone, then again while one more connection \
                      calls OP in a loop: create-key (a control-plane call with its fsync; the \
                      keys it creates stay) or rsa-decrypt (an RSA_4096 decryption, \
-                     milliseconds each); reports both",
+                     milliseconds each); three rounds of both, each a third of --duration; \
+                     reports the median round and every round's share kept",
                 ),
         )
         .arg(
@@ -261,11 +262,15 @@ pub(crate) fn human(r: &LoadReport, socket: bool) -> String {
     if let (Some(beside), Some(alone), Some(alone_p99)) =
         (r.beside_ops_per_sec, r.alone_ops_per_sec, r.alone_p99_us)
     {
+        let rounds: Vec<String> = (r.beside_kept_shares.iter().flatten())
+            .map(|k| format!("{k:.3}"))
+            .collect();
         s.push_str(&format!(
             "alone: {alone:.0} ops/s  p99 {alone_p99:.1} µs; beside them: {beside:.0} {}/s \
-             ({:.3} of the rate alone)\n",
+             ({:.3} of the rate alone, the median round of {})\n",
             r.beside_op.as_deref().unwrap_or("calls"),
-            r.ops_per_sec / alone.max(f64::MIN_POSITIVE)
+            r.ops_per_sec / alone.max(f64::MIN_POSITIVE),
+            rounds.join(", ")
         ));
     }
     if let (Some(daemon), Some(raw)) = (r.daemon_cpu_ns_per_op, r.raw_cpu_ns_per_op) {
