@@ -139,12 +139,12 @@ fn internal_mismatch() -> KmsError {
     )
 }
 
-// The answers of `dispatch_one` are owned (it runs with a sink of its own): the `Sink` these
-// take the outputs from is an empty one.
+// A single call's answer: its outputs written into a sink of its own (inline) or owned
+// (queued), taken out whole (`Sink::take_blob` hands over the sink's buffer, no copy).
 
-fn to_encrypt(r: Result<Resp>) -> Result<EncryptOutput> {
+fn to_encrypt(inner: &Inner, principal: &str, req: &Req<'_>) -> Result<EncryptOutput> {
     let mut sink = Sink::new();
-    match r?.settle() {
+    match inner.dispatch_one_in(principal, req, &mut sink)?.settle() {
         Resp::Blob(b, key_arn) => Ok(EncryptOutput {
             ciphertext_blob: sink.take_blob(b),
             key_arn,
@@ -153,9 +153,9 @@ fn to_encrypt(r: Result<Resp>) -> Result<EncryptOutput> {
     }
 }
 
-fn to_decrypt(r: Result<Resp>) -> Result<DecryptOutput> {
+fn to_decrypt(inner: &Inner, principal: &str, req: &Req<'_>) -> Result<DecryptOutput> {
     let mut sink = Sink::new();
-    match r?.settle() {
+    match inner.dispatch_one_in(principal, req, &mut sink)?.settle() {
         Resp::Plain(p, key_arn) => Ok(DecryptOutput {
             plaintext: sink.take_secret(p),
             key_arn,
@@ -164,9 +164,9 @@ fn to_decrypt(r: Result<Resp>) -> Result<DecryptOutput> {
     }
 }
 
-fn to_data_key(r: Result<Resp>) -> Result<DataKeyOutput> {
+fn to_data_key(inner: &Inner, principal: &str, req: &Req<'_>) -> Result<DataKeyOutput> {
     let mut sink = Sink::new();
-    match r?.settle() {
+    match inner.dispatch_one_in(principal, req, &mut sink)?.settle() {
         Resp::DataKey(b, p, key_arn) => Ok(DataKeyOutput {
             ciphertext_blob: sink.take_blob(b),
             plaintext: p.map(|p| sink.take_secret(p)),
@@ -356,7 +356,7 @@ impl Engine {
             ctx: Cow::Borrowed(context),
             action,
         };
-        let out = to_encrypt(self.inner.dispatch_one(principal, &req));
+        let out = to_encrypt(&self.inner, principal, &req);
         latency::pay();
         out
     }
@@ -380,7 +380,7 @@ impl Engine {
             ctx: Cow::Borrowed(context),
             action,
         };
-        let out = to_encrypt(self.inner.dispatch_one(principal, &req));
+        let out = to_encrypt(&self.inner, principal, &req);
         latency::pay();
         out
     }
@@ -414,7 +414,7 @@ impl Engine {
             key: key.map(KeyRef::as_name),
             action,
         };
-        let out = to_decrypt(self.inner.dispatch_one(principal, &req));
+        let out = to_decrypt(&self.inner, principal, &req);
         latency::pay();
         out
     }
@@ -437,7 +437,7 @@ impl Engine {
             key: source_key.map(KeyRef::as_name),
             action: Action::ReEncryptFrom,
         };
-        let plain = to_decrypt(self.inner.dispatch_one(principal, &dec));
+        let plain = to_decrypt(&self.inner, principal, &dec);
         let out = plain.and_then(|plain| {
             let enc = Req::Encrypt {
                 key: destination_key.as_name(),
@@ -445,7 +445,7 @@ impl Engine {
                 ctx: Cow::Borrowed(destination_context),
                 action: Action::ReEncryptTo,
             };
-            let out = to_encrypt(self.inner.dispatch_one(principal, &enc));
+            let out = to_encrypt(&self.inner, principal, &enc);
             drop(enc);
             out.map(|out| (plain, out))
         });
@@ -498,7 +498,7 @@ impl Engine {
             ctx: Cow::Borrowed(context),
             plaintext,
         };
-        let out = to_data_key(self.inner.dispatch_one(principal, &req));
+        let out = to_data_key(&self.inner, principal, &req);
         latency::pay();
         out
     }

@@ -165,10 +165,19 @@ thread_local! {
     };
 }
 
-/// Shard indices in `mask`, starting at `start` and wrapping.
+/// Shard indices in `mask`, starting at `start` (a shard index, below `n`) and wrapping.
 fn order(n: usize, start: usize, mask: u64) -> impl Iterator<Item = usize> {
+    debug_assert!(start < n, "{start} is not a shard index of {n}");
+    // A subtraction, not `% n`: a division per shard tried was a visible part of a single
+    // call's dispatch.
     (0..n)
-        .map(move |k| (start + k) % n)
+        .map(move |k| {
+            if start + k >= n {
+                start + k - n
+            } else {
+                start + k
+            }
+        })
         .filter(move |&i| mask & (1u64 << i) != 0)
 }
 
@@ -201,6 +210,11 @@ impl Shard {
 
     /// Runs every queued job (the caller holds the lock).
     fn drain(&self, st: &mut ShardState) {
+        // Usually empty: two loads say so, where `pop` on an empty queue also pays a SeqCst
+        // fence (a job pushed just after this check is one pushed just after the last pop).
+        if self.queue.is_empty() {
+            return;
+        }
         while let Some(job) = self.queue.pop() {
             job.run(st);
         }
@@ -318,7 +332,13 @@ impl Inner {
     }
 
     fn preferred(&self) -> usize {
-        THREAD_SLOT.with(|s| *s) % self.n()
+        let (slot, n) = (THREAD_SLOT.with(|s| *s), self.n());
+        // One shard per core: usually a power of two, which needs no division.
+        if n.is_power_of_two() {
+            slot & (n - 1)
+        } else {
+            slot % n
+        }
     }
 
     /// Pushes `job` to shard `i` (with back-pressure) and wakes its worker if parked.
@@ -435,7 +455,22 @@ impl Inner {
     }
 
     /// Runs one request: inline on the first free eligible shard, else through a queue.
+    /// Its answer's outputs are owned.
     pub(crate) fn dispatch_one(&self, principal: &str, req: &Req<'_>) -> Result<Resp> {
+        let mut sink = Sink::new();
+        self.dispatch_one_in(principal, req, &mut sink)
+            .map(|resp| resp.into_owned(&mut sink))
+    }
+
+    /// [`Inner::dispatch_one`], an answer computed inline writing its outputs into `sink` (a
+    /// queued one's come back owned): a single call takes them out of its own fresh sink
+    /// without moving the answer through an owned copy first.
+    pub(crate) fn dispatch_one_in(
+        &self,
+        principal: &str,
+        req: &Req<'_>,
+        sink: &mut Sink,
+    ) -> Result<Resp> {
         let n = self.n();
         let pref = self.preferred();
         let mut mask = self.all_mask();
@@ -449,7 +484,12 @@ impl Inner {
                 match self.shards[i].try_lock() {
                     Lock::Got(mut g) => {
                         self.shards[i].drain(&mut g);
-                        step = Some(execute_owned(&mut g, principal, req, &mut Memo::default()));
+                        // Answered here (the usual case): returned as it is, not moved
+                        // through `step`.
+                        match g.execute(principal, req, &mut Memo::single(), sink) {
+                            Step::Done(r) => return r,
+                            elsewhere => step = Some(elsewhere),
+                        }
                         break;
                     }
                     Lock::Busy => {

@@ -211,14 +211,19 @@ pub(crate) enum Resp {
 
 impl Resp {
     /// The answer itself, the latency it owes recorded on this (the caller's) thread.
+    #[inline]
     pub(crate) fn settle(self) -> Resp {
         match self {
-            Resp::Slowed(inner, owed) => {
-                super::latency::owe(owed);
-                inner.settle()
-            }
+            Resp::Slowed(inner, owed) => inner.settle_slowed(owed),
             r => r,
         }
+    }
+
+    /// [`Resp::settle`] of an answer a slow HSM served.
+    #[cold]
+    fn settle_slowed(self, owed: Duration) -> Resp {
+        super::latency::owe(owed);
+        self.settle()
     }
 
     /// The answer with its outputs taken out of `sink` (which then no longer holds them).
@@ -244,8 +249,32 @@ impl Resp {
 /// The last admitted (key reference, action) within one lock hold, so a batch on one key
 /// resolves and authorizes once. Only valid while the shard lock is held and for one principal:
 /// `apply` cannot run in between, so gates and authorizers cannot change under it.
-#[derive(Default)]
-pub(crate) struct Memo<'r>(Option<(KeyName<'r>, Action, KeyId, Arc<str>)>);
+pub(crate) struct Memo<'r> {
+    last: Option<(KeyName<'r>, Action, KeyId, Arc<str>)>,
+    /// Whether to remember at all: not for a single request, which would only pay for it
+    /// (the ARN's reference count taken and given back, two atomic operations).
+    keep: bool,
+}
+
+impl Default for Memo<'_> {
+    /// A memo that remembers (a batch's, a queued job's).
+    fn default() -> Self {
+        Memo {
+            last: None,
+            keep: true,
+        }
+    }
+}
+
+impl Memo<'_> {
+    /// The memo of a single request: it remembers nothing.
+    pub(crate) fn single() -> Self {
+        Memo {
+            last: None,
+            keep: false,
+        }
+    }
+}
 
 /// The outcome of running a request on one shard.
 pub(crate) enum Step {
@@ -319,6 +348,38 @@ impl KeyEntry {
     }
 }
 
+impl KeyEntry {
+    /// Authorizer (then the grants, for `ctx`), then gate: see [`ShardState::admit`].
+    fn admit(
+        &mut self,
+        id: &KeyId,
+        principal: &str,
+        action: Action,
+        ctx: &EncryptionContext,
+        scope: &Scope,
+    ) -> Result<bool> {
+        let any_context = if self.policy_allows(principal, action, id) {
+            true
+        } else if self
+            .grants
+            .as_ref()
+            .is_some_and(|g| g.allows(principal, action, ctx))
+        {
+            false
+        } else {
+            return Err(KmsError::not_authorized(
+                principal,
+                action.as_str(),
+                scope.key_arn(id),
+            ));
+        };
+        match &self.closed {
+            None => Ok(any_context),
+            Some(e) => Err((**e).clone()),
+        }
+    }
+}
+
 impl KeyGrants {
     fn allows(&self, principal: &str, action: Action, ctx: &EncryptionContext) -> bool {
         self.by_grantee
@@ -369,7 +430,7 @@ struct KeyEntry {
     holders: SlotSet,
     /// The key's material and sealing state, when a slot placed on this shard holds it.
     local: Option<SubkeySchedule>,
-    /// This shard's copy of the key's ARN, while the key is in use here (see `answer_arn`).
+    /// This shard's copy of the key's ARN, while the key is in use here (see `ShardState::admit`).
     arn: Option<Arc<str>>,
 }
 
@@ -468,27 +529,6 @@ impl ShardState {
         }
     }
 
-    /// The ARN answers on `id` carry: this shard's copy, kept while the key keeps an expanded
-    /// sealing context here and dropped with it (so only the keys used most hold one; the
-    /// others' answers build theirs). Each shard has its own, so two cores answering on one key
-    /// never share its reference count.
-    fn answer_arn(&mut self, id: &KeyId) -> Arc<str> {
-        if let Some(arn) = self.keys.get(id).and_then(|e| e.arn.as_ref()) {
-            return arn.clone();
-        }
-        let arn: Arc<str> = self.scope.key_arn(id).into();
-        if let Some(entry) = self.keys.get_mut(id) {
-            if entry
-                .local
-                .as_ref()
-                .is_some_and(SubkeySchedule::keeps_context)
-            {
-                entry.arn = Some(arn.clone());
-            }
-        }
-        arn
-    }
-
     fn all_mask(&self) -> u64 {
         if self.nshards >= 64 {
             u64::MAX
@@ -580,39 +620,40 @@ impl ShardState {
         }
     }
 
-    /// Authorizer (then the key's grants, for `ctx`), then gate. `Ok(true)` when the verdict
-    /// holds for any encryption context (the policy allowed), so it may be memoized; `Ok(false)`
-    /// when a grant allowed, whose constraints may read the context.
+    /// Authorizer (then the key's grants, for `ctx`), then gate, and the ARN the answer carries,
+    /// in one lookup of the key. The verdict is `true` when it holds for any encryption context
+    /// (the policy allowed), so it may be memoized; `false` when a grant allowed, whose
+    /// constraints may read the context.
+    ///
+    /// The ARN is this shard's copy, kept while the key keeps an expanded sealing context here
+    /// and dropped with it (so only the keys used most hold one; the others' answers build
+    /// theirs). Each shard has its own, so two cores answering on one key never share its
+    /// reference count.
     fn admit(
         &mut self,
         id: &KeyId,
         principal: &str,
         action: Action,
         ctx: &EncryptionContext,
-    ) -> Result<bool> {
+    ) -> Result<(bool, Arc<str>)> {
+        let scope = &self.scope;
         let entry = self
             .keys
             .get_mut(id)
-            .ok_or_else(|| KmsError::key_not_found(self.scope.key_arn(id)))?;
-        let any_context = if entry.policy_allows(principal, action, id) {
-            true
-        } else if entry
-            .grants
-            .as_ref()
-            .is_some_and(|g| g.allows(principal, action, ctx))
-        {
-            false
-        } else {
-            return Err(KmsError::not_authorized(
-                principal,
-                action.as_str(),
-                self.scope.key_arn(id),
-            ));
-        };
-        match &entry.closed {
-            None => Ok(any_context),
-            Some(e) => Err((**e).clone()),
+            .ok_or_else(|| KmsError::key_not_found(scope.key_arn(id)))?;
+        let any_context = entry.admit(id, principal, action, ctx, scope)?;
+        if let Some(arn) = &entry.arn {
+            return Ok((any_context, arn.clone()));
         }
+        let arn: Arc<str> = scope.key_arn(id).into();
+        if entry
+            .local
+            .as_ref()
+            .is_some_and(SubkeySchedule::keeps_context)
+        {
+            entry.arn = Some(arn.clone());
+        }
+        Ok((any_context, arn))
     }
 
     /// Where the request can be served: a mask of shards (this shard's bit included when it
@@ -675,17 +716,22 @@ impl ShardState {
         ctx: &EncryptionContext,
         memo: &mut Memo<'r>,
     ) -> Result<(KeyId, Arc<str>)> {
-        if let Some((k, a, id, arn)) = &memo.0 {
+        if let Some((k, a, id, arn)) = &memo.last {
             if *a == action && k == key {
                 return Ok((*id, arn.clone()));
             }
         }
-        let id = self.resolve(key)?;
-        let any_context = self.admit(&id, principal, action, ctx)?;
-        let arn = self.answer_arn(&id);
+        let (id, (any_context, arn)) = match key {
+            // A key id needs no resolving: admission's lookup of the key is its check.
+            KeyName::Id(id) => (*id, self.admit(id, principal, action, ctx)?),
+            KeyName::Alias(_) => {
+                let id = self.resolve(key)?;
+                (id, self.admit(&id, principal, action, ctx)?)
+            }
+        };
         // A grant's verdict may depend on the context: only the policy's is remembered.
-        if any_context {
-            memo.0 = Some((key.borrowed(), action, id, arn.clone()));
+        if any_context && memo.keep {
+            memo.last = Some((key.borrowed(), action, id, arn.clone()));
         }
         Ok((id, arn))
     }
@@ -984,9 +1030,10 @@ impl ShardState {
                 "The ciphertext refers to a KMS key that does not exist in this account and Region"
             )));
         }
-        if let Err(e) = self.admit(&id, principal, action, ctx) {
-            return Step::Done(Err(e));
-        }
+        let arn = match self.admit(&id, principal, action, ctx) {
+            Ok((_, arn)) => arn,
+            Err(e) => return Step::Done(Err(e)),
+        };
         let Some(schedule) = self.keys.get(&id).and_then(|e| e.local.as_ref()) else {
             return self.not_here(&id);
         };
@@ -1015,10 +1062,7 @@ impl ShardState {
                 Ok(p)
             })
         };
-        let r = r.map(|p| {
-            let arn = self.answer_arn(&id);
-            self.served(&id, Resp::Plain(Out::At(p), arn))
-        });
+        let r = r.map(|p| self.served(&id, Resp::Plain(Out::At(p), arn)));
         Step::Done(r)
     }
 
@@ -1043,10 +1087,18 @@ impl ShardState {
     /// `resp`, marked with the latency it owes when a slow HSM of this shard served it: the
     /// fastest of the key's HSMs placed here serves (a key also held by a fast HSM here is
     /// not slowed). While no HSM is slow this is one `is_empty` check.
+    #[inline]
     fn served(&self, id: &KeyId, resp: Resp) -> Resp {
         if self.latency.is_empty() {
-            return resp;
+            resp
+        } else {
+            self.slowed(id, resp)
         }
+    }
+
+    /// [`ShardState::served`] while some HSM is slow.
+    #[cold]
+    fn slowed(&self, id: &KeyId, resp: Resp) -> Resp {
         let Some(SlotSet::Hsms(hsms)) = self.keys.get(id).map(|e| &e.holders) else {
             return resp;
         };
