@@ -101,13 +101,19 @@ fn whole<'a, T: BorrowDecode<'a, ()>>(body: &'a [u8]) -> Option<T> {
 
 /// The hot request a complete request frame carries, borrowed from `body`; None for any
 /// other frame, and for one that [`super::decode_request`] must decode (see the module doc).
-pub(crate) fn decode_hot_request<'a>(h: &Header, body: &'a [u8]) -> Option<HotRequest<'a>> {
+/// `last_key`: the key id of the last request decoded here (pipelined requests usually name
+/// one key), which a request naming the same bytes borrows instead of checking them again.
+pub(crate) fn decode_hot_request<'a>(
+    h: &Header,
+    body: &'a [u8],
+    last_key: &mut Option<&'a str>,
+) -> Option<HotRequest<'a>> {
     if h.status != STATUS_OK || check_body_len(h, body).is_err() {
         return None;
     }
     let op = Op::from_code(h.op)?;
     // The common forms read by hand (`wire`); anything else, as bincode reads it.
-    read_hot(op, body).or_else(|| decode_hot_body(op, body))
+    read_hot(op, body, last_key).or_else(|| decode_hot_body(op, body))
 }
 
 /// Whether a request decoded here may take the hot path: no context, no grant tokens, a
@@ -120,11 +126,11 @@ fn plain(context: u64, tokens: u64, alg: Option<EncryptionAlgorithm>) -> bool {
 /// [`decode_hot_request`]'s common case, read by hand: a hot request of the common shape
 /// (see [`plain`]) whose members are in the forms [`Reader`] reads. None for anything else,
 /// which bincode then decodes ([`decode_hot_body`]).
-fn read_hot(op: Op, body: &[u8]) -> Option<HotRequest<'_>> {
+fn read_hot<'a>(op: Op, body: &'a [u8], last_key: &mut Option<&'a str>) -> Option<HotRequest<'a>> {
     let mut r = Reader::new(body);
     let hot = match op {
         Op::Encrypt => {
-            let key_id = r.str()?;
+            let key_id = r.str_as(last_key)?;
             let plaintext = r.bytes()?;
             let (context, tokens) = (r.varint()?, r.varint()?);
             let alg = r.option(|r| r.variant(EncryptionAlgorithm::ALL))?;
@@ -143,7 +149,7 @@ fn read_hot(op: Op, body: &[u8]) -> Option<HotRequest<'_>> {
         Op::Decrypt => {
             let ciphertext_blob = r.bytes()?;
             let (context, tokens) = (r.varint()?, r.varint()?);
-            let key_id = r.option(Reader::str)?;
+            let key_id = r.option(|r| r.str_as(last_key))?;
             let alg = r.option(|r| r.variant(EncryptionAlgorithm::ALL))?;
             let dry_run = r.flag()?;
             plain(context.into(), tokens.into(), alg).then_some(HotRequest::Decrypt(
@@ -158,7 +164,7 @@ fn read_hot(op: Op, body: &[u8]) -> Option<HotRequest<'_>> {
             ))?
         }
         op @ (Op::GenerateDataKey | Op::GenerateDataKeyWithoutPlaintext) => {
-            let key_id = r.str()?;
+            let key_id = r.str_as(last_key)?;
             let key_spec = r.option(|r| r.variant(DataKeySpec::ALL))?;
             let number_of_bytes = r.option(Reader::varint)?;
             let (context, tokens) = (r.varint()?, r.varint()?);
@@ -335,7 +341,7 @@ mod tests {
 
     fn hot(buf: &[u8]) -> Option<HotRequest<'_>> {
         let (h, body, _) = split_frame(buf).unwrap().unwrap();
-        decode_hot_request(&h, body)
+        decode_hot_request(&h, body, &mut None)
     }
 
     #[test]
@@ -418,7 +424,7 @@ mod tests {
     /// context or grant tokens.
     fn agrees(h: &Header, body: &[u8]) -> bool {
         let owned = crate::protocol::decode_request(h, body).ok();
-        match (decode_hot_request(h, body), owned) {
+        match (decode_hot_request(h, body, &mut None), owned) {
             (Some(HotRequest::Encrypt(r)), Some(Request::Encrypt(o))) => {
                 let o = o.borrowed();
                 (r.key_id, r.plaintext, r.encryption_algorithm, r.dry_run)

@@ -70,9 +70,19 @@ impl<'a> Reader<'a> {
         self.take(n as usize)
     }
 
-    /// A string: a byte string of valid UTF-8.
-    pub(super) fn str(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.bytes()?).ok()
+    /// A string (a byte string of valid UTF-8), taken from `last` when it has the same bytes
+    /// (a key id the request before named too: compared, not checked as UTF-8 again); else
+    /// remembered there.
+    pub(super) fn str_as(&mut self, last: &mut Option<&'a str>) -> Option<&'a str> {
+        let b = self.bytes()?;
+        if let Some(l) = *last {
+            if l.as_bytes() == b {
+                return Some(l);
+            }
+        }
+        let s = std::str::from_utf8(b).ok()?;
+        *last = Some(s);
+        Some(s)
     }
 
     /// An `Option`'s tag: `Some(false)` for None, `Some(true)` for Some.
@@ -185,8 +195,15 @@ mod tests {
         assert_eq!(Reader::new(&[U16_BYTE, 1]).varint(), None, "cut short");
         assert_eq!(Reader::new(&[2]).tag(), None);
         assert_eq!(Reader::new(&[2, b'a']).bytes(), None, "cut short");
-        assert_eq!(Reader::new(&[2, 0xc3, 0x28]).str(), None, "not UTF-8");
-        assert_eq!(Reader::new(&[2, 0xc3, 0xa9]).str(), Some("é"));
+        assert_eq!(Reader::new(&[2, 0xc3, 0xa9]).str_as(&mut None), Some("é"));
+        let mut last = Some("é");
+        assert_eq!(
+            Reader::new(&[2, 0xc3, 0x28]).str_as(&mut last),
+            None,
+            "not UTF-8"
+        );
+        assert_eq!(Reader::new(&[2, b'a', b'b']).str_as(&mut last), Some("ab"));
+        assert_eq!(last, Some("ab"));
         assert_eq!(Reader::new(&[4]).variant(&[1, 2, 3]), None);
     }
 }
