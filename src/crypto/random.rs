@@ -55,18 +55,28 @@ impl RandomPool {
 
     /// `n` fresh random bytes as a secret (no zero-fill pass before the copy).
     pub fn secret(&mut self, n: usize) -> Result<crate::secret::SecretBytes> {
-        let mut v = Vec::with_capacity(n);
-        while v.len() < n {
+        let mut v = crate::secret::SecretBytes::new(Vec::with_capacity(n));
+        self.extend(v.expose_mut(), n)?;
+        Ok(v)
+    }
+
+    /// Appends `n` random bytes to `out` (no zero-fill pass before the copy). `out` should
+    /// have room: growing it here leaves the bytes it held in the old allocation. On an error
+    /// some bytes may have been appended.
+    pub fn extend(&mut self, out: &mut Vec<u8>, n: usize) -> Result<()> {
+        let mut left = n;
+        while left > 0 {
             if self.pos == POOL_BLOCK {
                 self.refill()?;
             }
-            let k = (n - v.len()).min(POOL_BLOCK - self.pos);
+            let k = left.min(POOL_BLOCK - self.pos);
             let src = &mut self.buf[self.pos..self.pos + k];
-            v.extend_from_slice(src);
+            out.extend_from_slice(src);
             crate::secret::wipe(src);
             self.pos += k;
+            left -= k;
         }
-        Ok(crate::secret::SecretBytes::new(v))
+        Ok(())
     }
 
     /// `n` fresh random bytes as a new vector.

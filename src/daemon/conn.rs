@@ -262,9 +262,8 @@ impl Conn {
 
 /// The end of the frame that starts at `start` of `buf`, if the frame is whole there.
 fn frame_end(buf: &[u8], start: usize) -> Option<usize> {
-    // The daemon's own replies: their headers are valid.
-    let header = crate::protocol::parse_header(buf.get(start..)?).ok()??;
-    let end = start + HEADER_LEN + header.body_len as usize;
+    // The daemon's own replies: their headers are valid, only their length is read.
+    let end = start + crate::protocol::written_frame_len(buf.get(start..)?)?;
     (end <= buf.len()).then_some(end)
 }
 

@@ -132,10 +132,11 @@ impl Replies for Vec<u8> {
 
 /// A collected request: decoded in place from the read buffer (the socket's common case), or
 /// owned (the HTTP endpoint's, and a socket request with an encryption context or grant
-/// tokens).
+/// tokens), by its index in [`Batcher::owned`] — an owned request is several times the size
+/// of one decoded in place, and every item would be moved at its size.
 enum Item<'a> {
     Hot(HotRequest<'a>),
-    Owned(Request),
+    Owned(usize),
 }
 
 /// Collects consecutive batchable requests of one read (`'a`: the read buffer's borrow).
@@ -146,6 +147,8 @@ pub(crate) struct Batcher<'a> {
     kind: Option<Kind>,
     ids: Vec<u64>,
     items: Vec<Item<'a>>,
+    /// The owned requests of the collected batch, in order.
+    owned: Vec<Request>,
     /// What the batch calls reuse.
     scratch: BatchScratch,
     /// Always empty: the allocations the requests of the next flush are lent in.
@@ -167,33 +170,38 @@ fn data_key_bytes(number_of_bytes: Option<u32>) -> usize {
     number_of_bytes.map_or(DEFAULT_DATA_KEY, |n| n as usize)
 }
 
-/// The kind of a collected request and an upper estimate of its reply bytes; None when it is
+/// The kind of a request decoded in place and an upper estimate of its reply bytes.
+fn kind_of_hot(req: &HotRequest<'_>) -> (Kind, usize) {
+    let (kind, payload) = match req {
+        HotRequest::Encrypt(r) => (Kind::Encrypt, r.plaintext.len()),
+        HotRequest::Decrypt(r) => (Kind::Decrypt, r.ciphertext_blob.len()),
+        HotRequest::DataKey(r) => (Kind::DataKey, 2 * data_key_bytes(r.number_of_bytes)),
+        HotRequest::DataKeyWithoutPlaintext(r) => (
+            Kind::DataKeyWithoutPlaintext,
+            2 * data_key_bytes(r.number_of_bytes),
+        ),
+    };
+    (kind, REPLY_OVERHEAD + payload)
+}
+
+/// The kind of an owned request and an upper estimate of its reply bytes; None when it is
 /// not batchable (an Encrypt or Decrypt with an asymmetric algorithm is not: the batch calls
 /// serve symmetric keys).
-fn kind_of(item: &Item<'_>) -> Option<(Kind, usize)> {
+fn kind_of_owned(req: &Request) -> Option<(Kind, usize)> {
     let symmetric = EncryptionAlgorithm::is_symmetric;
-    let (kind, payload) = match item {
-        Item::Hot(HotRequest::Encrypt(r)) => (Kind::Encrypt, r.plaintext.len()),
-        Item::Hot(HotRequest::Decrypt(r)) => (Kind::Decrypt, r.ciphertext_blob.len()),
-        Item::Hot(HotRequest::DataKey(r)) => (Kind::DataKey, 2 * data_key_bytes(r.number_of_bytes)),
-        Item::Hot(HotRequest::DataKeyWithoutPlaintext(r)) => (
-            Kind::DataKeyWithoutPlaintext,
-            2 * data_key_bytes(r.number_of_bytes),
-        ),
-        Item::Owned(Request::Encrypt(r)) if symmetric(r.encryption_algorithm) => {
+    let (kind, payload) = match req {
+        Request::Encrypt(r) if symmetric(r.encryption_algorithm) => {
             (Kind::Encrypt, r.plaintext.len())
         }
-        Item::Owned(Request::Decrypt(r)) if symmetric(r.encryption_algorithm) => {
+        Request::Decrypt(r) if symmetric(r.encryption_algorithm) => {
             (Kind::Decrypt, r.ciphertext_blob.len())
         }
-        Item::Owned(Request::GenerateDataKey(r)) => {
-            (Kind::DataKey, 2 * data_key_bytes(r.number_of_bytes))
-        }
-        Item::Owned(Request::GenerateDataKeyWithoutPlaintext(r)) => (
+        Request::GenerateDataKey(r) => (Kind::DataKey, 2 * data_key_bytes(r.number_of_bytes)),
+        Request::GenerateDataKeyWithoutPlaintext(r) => (
             Kind::DataKeyWithoutPlaintext,
             2 * data_key_bytes(r.number_of_bytes),
         ),
-        Item::Owned(_) => return None,
+        _ => return None,
     };
     Some((kind, REPLY_OVERHEAD + payload))
 }
@@ -215,6 +223,7 @@ impl<'a> Batcher<'a> {
             kind: None,
             ids: self.ids,
             items: reuse_vec(self.items),
+            owned: self.owned,
             scratch: self.scratch,
             encrypt: self.encrypt,
             decrypt: self.decrypt,
@@ -232,17 +241,14 @@ impl<'a> Batcher<'a> {
         kms: &Kms,
         out: &mut impl Replies,
     ) -> Option<Request> {
-        let item = Item::Owned(req);
-        match kind_of(&item) {
-            Some(k) => {
-                self.collect(id, item, k, kms, out);
-                None
-            }
-            None => match item {
-                Item::Owned(req) => Some(req),
-                Item::Hot(_) => None, // not reached: built as owned above
-            },
-        }
+        let Some(k) = kind_of_owned(&req) else {
+            return Some(req);
+        };
+        self.start(k, kms, out);
+        self.owned.push(req);
+        self.ids.push(id);
+        self.items.push(Item::Owned(self.owned.len() - 1));
+        None
     }
 
     /// Takes a request decoded in place, flushing a batch of another kind first.
@@ -253,27 +259,19 @@ impl<'a> Batcher<'a> {
         kms: &Kms,
         out: &mut impl Replies,
     ) {
-        let item = Item::Hot(req);
-        if let Some(k) = kind_of(&item) {
-            self.collect(id, item, k, kms, out);
-        }
+        self.start(kind_of_hot(&req), kms, out);
+        self.ids.push(id);
+        self.items.push(Item::Hot(req));
     }
 
-    fn collect(
-        &mut self,
-        id: u64,
-        item: Item<'a>,
-        (kind, estimate): (Kind, usize),
-        kms: &Kms,
-        out: &mut impl Replies,
-    ) {
+    /// Makes room for a request of `kind` in the batch, flushing a batch of another kind
+    /// first, and counts its reply bytes.
+    fn start(&mut self, (kind, estimate): (Kind, usize), kms: &Kms, out: &mut impl Replies) {
         if self.kind != Some(kind) {
             self.flush(kms, out);
             self.kind = Some(kind);
         }
         self.projected += estimate;
-        self.ids.push(id);
-        self.items.push(item);
     }
 
     /// Runs the collected batch (one engine call) and appends its replies.
@@ -292,7 +290,10 @@ impl<'a> Batcher<'a> {
                     reuse_vec(std::mem::take(&mut self.encrypt));
                 reqs.extend(self.items.iter().filter_map(|it| match it {
                     Item::Hot(HotRequest::Encrypt(r)) => Some(*r),
-                    Item::Owned(Request::Encrypt(r)) => Some(r.borrowed()),
+                    Item::Owned(i) => match &self.owned[*i] {
+                        Request::Encrypt(r) => Some(r.borrowed()),
+                        _ => None,
+                    },
                     _ => None,
                 }));
                 kms.encrypt_batch_with(&reqs, &mut self.scratch, |r| out.reply_encrypt(id(), r));
@@ -303,7 +304,10 @@ impl<'a> Batcher<'a> {
                     reuse_vec(std::mem::take(&mut self.decrypt));
                 reqs.extend(self.items.iter().filter_map(|it| match it {
                     Item::Hot(HotRequest::Decrypt(r)) => Some(*r),
-                    Item::Owned(Request::Decrypt(r)) => Some(r.borrowed()),
+                    Item::Owned(i) => match &self.owned[*i] {
+                        Request::Decrypt(r) => Some(r.borrowed()),
+                        _ => None,
+                    },
                     _ => None,
                 }));
                 kms.decrypt_batch_with(&reqs, &mut self.scratch, |r| out.reply_decrypt(id(), r));
@@ -322,9 +326,11 @@ impl<'a> Batcher<'a> {
                     Item::Hot(HotRequest::DataKey(r) | HotRequest::DataKeyWithoutPlaintext(r)) => {
                         Some(*r)
                     }
-                    Item::Owned(
-                        Request::GenerateDataKey(r) | Request::GenerateDataKeyWithoutPlaintext(r),
-                    ) => Some(r.borrowed()),
+                    Item::Owned(i) => match &self.owned[*i] {
+                        Request::GenerateDataKey(r)
+                        | Request::GenerateDataKeyWithoutPlaintext(r) => Some(r.borrowed()),
+                        _ => None,
+                    },
                     _ => None,
                 }));
                 kms.generate_data_key_batch_with(&reqs, with_plaintext, &mut self.scratch, |r| {
@@ -334,6 +340,7 @@ impl<'a> Batcher<'a> {
             }
         }
         self.items.clear();
+        self.owned.clear();
         self.ids.clear();
     }
 }
@@ -642,6 +649,8 @@ pub(crate) fn handle_frames(
     let start = out.len();
     // Requests decoded in place borrow from `buf` until the batch is flushed, below.
     let mut batcher: Batcher<'_> = std::mem::take(spare).rebind();
+    // The key id of the last request decoded in place (see `decode_hot_request`).
+    let mut last_key = None;
     let stop = loop {
         if allow.work == 0 {
             break Stop::Work;
@@ -723,7 +732,7 @@ pub(crate) fn handle_frames(
             });
             break Stop::Job;
         }
-        if let Some(hot) = protocol::decode_hot_request(&header, body) {
+        if let Some(hot) = protocol::decode_hot_request(&header, body, &mut last_key) {
             batcher.push_hot(header.request_id, hot, kms, out);
             continue;
         }

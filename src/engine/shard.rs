@@ -975,8 +975,7 @@ impl ShardState {
         // only when the caller gets it.
         let at = secrets.len();
         crate::secret::reserve_wiping(secrets, len);
-        secrets.resize(at + len, 0);
-        let r = self.pool.fill(&mut secrets[at..]).and_then(|()| {
+        let r = self.pool.extend(secrets, len).and_then(|()| {
             let version = || self.rotated.get(&id).map_or(0, |v| v.newest);
             let sealed = schedule.next(&id, self.max_uses, &mut self.pool, version, keep)?;
             started = sealed.became_live;

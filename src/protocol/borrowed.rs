@@ -5,7 +5,9 @@
 //! Why: decoding into the owned request types copied every key id into a `String` and every
 //! plaintext into a buffer of its own, and each reply was an owned response built only to be
 //! encoded — allocations per request that the daemon's hot path does not need. The bytes are
-//! exactly those of the owned types' codec (the tests hold them together). Only the common
+//! exactly those of the owned types' codec (the tests hold them together). Their common forms
+//! are read and written by hand ([`super::wire`]: bincode's generic codec cost more than the
+//! rest of the framing), anything else is left to bincode. Only the common
 //! shape is decoded here: a request with an encryption context, grant tokens or an asymmetric
 //! algorithm, or one that does not decode, gets `None` and goes through
 //! [`super::decode_request`] as before, which also produces the errors.
@@ -16,8 +18,9 @@ use bincode::de::BorrowDecoder;
 use bincode::error::DecodeError;
 use bincode::BorrowDecode;
 
-use super::codec::{check_body_len, encode_body, frame_with, BINCODE_CONFIG};
-use super::frame::{Header, STATUS_OK};
+use super::codec::{check_body_len, BINCODE_CONFIG};
+use super::frame::{Header, HEADER_LEN, STATUS_OK};
+use super::wire::{self, Reader};
 use crate::api::kms::{DecryptRequestRef, EncryptRequestRef, GenerateDataKeyRequestRef};
 use crate::ops::Op;
 use crate::types::{DataKeySpec, EncryptionAlgorithm, EncryptionContext};
@@ -98,18 +101,100 @@ fn whole<'a, T: BorrowDecode<'a, ()>>(body: &'a [u8]) -> Option<T> {
 
 /// The hot request a complete request frame carries, borrowed from `body`; None for any
 /// other frame, and for one that [`super::decode_request`] must decode (see the module doc).
-pub(crate) fn decode_hot_request<'a>(h: &Header, body: &'a [u8]) -> Option<HotRequest<'a>> {
+/// `last_key`: the key id of the last request decoded here (pipelined requests usually name
+/// one key), which a request naming the same bytes borrows instead of checking them again.
+pub(crate) fn decode_hot_request<'a>(
+    h: &Header,
+    body: &'a [u8],
+    last_key: &mut Option<&'a str>,
+) -> Option<HotRequest<'a>> {
     if h.status != STATUS_OK || check_body_len(h, body).is_err() {
         return None;
     }
-    // An asymmetric algorithm (RSA encryption) leaves the hot path: `decode_request` decodes
-    // it and the service answers it alone.
-    let plain = |context: &Entries<2>, tokens: &Entries<1>, alg: Option<EncryptionAlgorithm>| {
-        context.0 == 0 && tokens.0 == 0 && EncryptionAlgorithm::is_symmetric(alg)
-    };
-    match Op::from_code(h.op)? {
+    let op = Op::from_code(h.op)?;
+    // The common forms read by hand (`wire`); anything else, as bincode reads it.
+    read_hot(op, body, last_key).or_else(|| decode_hot_body(op, body))
+}
+
+/// Whether a request decoded here may take the hot path: no context, no grant tokens, a
+/// symmetric algorithm. An asymmetric algorithm (RSA encryption) leaves the hot path:
+/// `decode_request` decodes it and the service answers it alone.
+fn plain(context: u64, tokens: u64, alg: Option<EncryptionAlgorithm>) -> bool {
+    context == 0 && tokens == 0 && EncryptionAlgorithm::is_symmetric(alg)
+}
+
+/// [`decode_hot_request`]'s common case, read by hand: a hot request of the common shape
+/// (see [`plain`]) whose members are in the forms [`Reader`] reads. None for anything else,
+/// which bincode then decodes ([`decode_hot_body`]).
+fn read_hot<'a>(op: Op, body: &'a [u8], last_key: &mut Option<&'a str>) -> Option<HotRequest<'a>> {
+    let mut r = Reader::new(body);
+    let hot = match op {
         Op::Encrypt => {
-            let b: EncryptBody<'a> = whole(body)?;
+            let key_id = r.str_as(last_key)?;
+            let plaintext = r.bytes()?;
+            let (context, tokens) = (r.varint()?, r.varint()?);
+            let alg = r.option(|r| r.variant(EncryptionAlgorithm::ALL))?;
+            let dry_run = r.flag()?;
+            plain(context.into(), tokens.into(), alg).then_some(HotRequest::Encrypt(
+                EncryptRequestRef {
+                    key_id,
+                    plaintext,
+                    encryption_context: &NO_CONTEXT,
+                    grant_tokens: &[],
+                    encryption_algorithm: alg,
+                    dry_run,
+                },
+            ))?
+        }
+        Op::Decrypt => {
+            let ciphertext_blob = r.bytes()?;
+            let (context, tokens) = (r.varint()?, r.varint()?);
+            let key_id = r.option(|r| r.str_as(last_key))?;
+            let alg = r.option(|r| r.variant(EncryptionAlgorithm::ALL))?;
+            let dry_run = r.flag()?;
+            plain(context.into(), tokens.into(), alg).then_some(HotRequest::Decrypt(
+                DecryptRequestRef {
+                    ciphertext_blob,
+                    encryption_context: &NO_CONTEXT,
+                    grant_tokens: &[],
+                    key_id,
+                    encryption_algorithm: alg,
+                    dry_run,
+                },
+            ))?
+        }
+        op @ (Op::GenerateDataKey | Op::GenerateDataKeyWithoutPlaintext) => {
+            let key_id = r.str_as(last_key)?;
+            let key_spec = r.option(|r| r.variant(DataKeySpec::ALL))?;
+            let number_of_bytes = r.option(Reader::varint)?;
+            let (context, tokens) = (r.varint()?, r.varint()?);
+            let dry_run = r.flag()?;
+            let req = GenerateDataKeyRequestRef {
+                key_id,
+                key_spec,
+                number_of_bytes,
+                encryption_context: &NO_CONTEXT,
+                grant_tokens: &[],
+                dry_run,
+            };
+            plain(context.into(), tokens.into(), None).then_some(if op == Op::GenerateDataKey {
+                HotRequest::DataKey(req)
+            } else {
+                HotRequest::DataKeyWithoutPlaintext(req)
+            })?
+        }
+        _ => return None,
+    };
+    // Trailing bytes: bincode refuses them.
+    r.is_empty().then_some(hot)
+}
+
+/// [`decode_hot_request`] through bincode: what [`read_hot`] does not read.
+fn decode_hot_body(op: Op, body: &[u8]) -> Option<HotRequest<'_>> {
+    let plain = |context: &Entries<2>, tokens: &Entries<1>, alg| plain(context.0, tokens.0, alg);
+    match op {
+        Op::Encrypt => {
+            let b: EncryptBody<'_> = whole(body)?;
             let alg = b.encryption_algorithm;
             plain(&b.encryption_context, &b.grant_tokens, alg).then_some(HotRequest::Encrypt(
                 EncryptRequestRef {
@@ -123,7 +208,7 @@ pub(crate) fn decode_hot_request<'a>(h: &Header, body: &'a [u8]) -> Option<HotRe
             ))
         }
         Op::Decrypt => {
-            let b: DecryptBody<'a> = whole(body)?;
+            let b: DecryptBody<'_> = whole(body)?;
             let alg = b.encryption_algorithm;
             plain(&b.encryption_context, &b.grant_tokens, alg).then_some(HotRequest::Decrypt(
                 DecryptRequestRef {
@@ -137,7 +222,7 @@ pub(crate) fn decode_hot_request<'a>(h: &Header, body: &'a [u8]) -> Option<HotRe
             ))
         }
         op @ (Op::GenerateDataKey | Op::GenerateDataKeyWithoutPlaintext) => {
-            let b: DataKeyBody<'a> = whole(body)?;
+            let b: DataKeyBody<'_> = whole(body)?;
             let r = GenerateDataKeyRequestRef {
                 key_id: b.key_id,
                 key_spec: b.key_spec,
@@ -158,38 +243,27 @@ pub(crate) fn decode_hot_request<'a>(h: &Header, body: &'a [u8]) -> Option<HotRe
     }
 }
 
-// The members of `EncryptResponse`, `DecryptResponse` and `GenerateDataKeyResponse`, in their
-// order and encodings (`&str` as `Arc<str>`).
+// The replies are the bytes of `EncryptResponse`, `DecryptResponse` and
+// `GenerateDataKeyResponse` (members in their order, `&str` as `Arc<str>`, `&[u8]` as the
+// blob's and `SecretBytes`' varint length and bytes), written by hand (`wire`): the body's
+// length is known before a byte is written, so the write buffer is made room for once.
 
-#[derive(bincode::Encode)]
-struct EncryptReply<'a> {
-    ciphertext_blob: &'a [u8],
-    key_id: &'a str,
-    encryption_algorithm: EncryptionAlgorithm,
+/// Makes room for a reply frame with a body of `body_len` bytes and appends its header.
+fn begin_reply(out: &mut Vec<u8>, request_id: u64, op: Op, body_len: usize) {
+    // Bodies carry plaintexts and data keys: a growing buffer wipes what it leaves.
+    crate::secret::reserve_wiping(out, HEADER_LEN + body_len);
+    // A reply is small (a blob of at most 4 KiB and an ARN), well within the frame limit.
+    let len = u32::try_from(body_len).unwrap_or(u32::MAX);
+    out.extend_from_slice(&Header::new(op.code(), request_id, STATUS_OK, len).to_bytes());
 }
 
-#[derive(bincode::Encode)]
-struct DecryptReply<'a> {
-    key_id: &'a str,
-    plaintext: &'a [u8],
-    encryption_algorithm: EncryptionAlgorithm,
+/// Appends the symmetric algorithm, the last member of the Encrypt and Decrypt replies.
+fn put_symmetric(out: &mut Vec<u8>) {
+    wire::put_varint(out, EncryptionAlgorithm::SymmetricDefault as usize);
 }
 
-#[derive(bincode::Encode)]
-struct DataKeyReply<'a> {
-    ciphertext_blob: &'a [u8],
-    plaintext: Option<&'a [u8]>,
-    key_id: &'a str,
-}
-
-/// Appends a reply frame whose body is `reply` (small: a blob of at most 4 KiB and an ARN,
-/// well within the frame limit).
-fn reply_frame(out: &mut Vec<u8>, request_id: u64, op: Op, reply: &impl bincode::Encode) {
-    // Encoding into a Vec cannot fail (see `encode_request`).
-    let _ = frame_with(out, op.code(), request_id, STATUS_OK, |o| {
-        encode_body(reply, o)
-    });
-}
+/// The bytes [`put_symmetric`] writes.
+const SYMMETRIC_LEN: usize = 1;
 
 /// Appends the reply frame of an Encrypt answer: `ciphertext_blob` under the key `key_arn`.
 pub(crate) fn encode_encrypt_reply(
@@ -198,12 +272,12 @@ pub(crate) fn encode_encrypt_reply(
     ciphertext_blob: &[u8],
     key_arn: &str,
 ) {
-    let reply = EncryptReply {
-        ciphertext_blob,
-        key_id: key_arn,
-        encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
-    };
-    reply_frame(out, request_id, Op::Encrypt, &reply);
+    let (blob, arn) = (ciphertext_blob, key_arn.as_bytes());
+    let body_len = wire::bytes_len(blob) + wire::bytes_len(arn) + SYMMETRIC_LEN;
+    begin_reply(out, request_id, Op::Encrypt, body_len);
+    wire::put_bytes(out, blob);
+    wire::put_bytes(out, arn);
+    put_symmetric(out);
 }
 
 /// Appends the reply frame of a Decrypt answer: `plaintext`, opened by the key `key_arn`.
@@ -213,12 +287,12 @@ pub(crate) fn encode_decrypt_reply(
     plaintext: &[u8],
     key_arn: &str,
 ) {
-    let reply = DecryptReply {
-        key_id: key_arn,
-        plaintext,
-        encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
-    };
-    reply_frame(out, request_id, Op::Decrypt, &reply);
+    let arn = key_arn.as_bytes();
+    let body_len = wire::bytes_len(arn) + wire::bytes_len(plaintext) + SYMMETRIC_LEN;
+    begin_reply(out, request_id, Op::Decrypt, body_len);
+    wire::put_bytes(out, arn);
+    wire::put_bytes(out, plaintext);
+    put_symmetric(out);
 }
 
 /// Appends the reply frame of a GenerateDataKey answer (`op`: with or without plaintext).
@@ -230,12 +304,20 @@ pub(crate) fn encode_data_key_reply(
     plaintext: Option<&[u8]>,
     key_arn: &str,
 ) {
-    let reply = DataKeyReply {
-        ciphertext_blob,
-        plaintext,
-        key_id: key_arn,
-    };
-    reply_frame(out, request_id, op, &reply);
+    let (blob, arn) = (ciphertext_blob, key_arn.as_bytes());
+    // The plaintext's `Option` tag, then the plaintext.
+    let body_len =
+        wire::bytes_len(blob) + 1 + plaintext.map_or(0, wire::bytes_len) + wire::bytes_len(arn);
+    begin_reply(out, request_id, op, body_len);
+    wire::put_bytes(out, blob);
+    match plaintext {
+        Some(p) => {
+            out.push(1);
+            wire::put_bytes(out, p);
+        }
+        None => out.push(0),
+    }
+    wire::put_bytes(out, arn);
 }
 
 #[cfg(test)]
@@ -259,7 +341,7 @@ mod tests {
 
     fn hot(buf: &[u8]) -> Option<HotRequest<'_>> {
         let (h, body, _) = split_frame(buf).unwrap().unwrap();
-        decode_hot_request(&h, body)
+        decode_hot_request(&h, body, &mut None)
     }
 
     #[test]
@@ -342,7 +424,7 @@ mod tests {
     /// context or grant tokens.
     fn agrees(h: &Header, body: &[u8]) -> bool {
         let owned = crate::protocol::decode_request(h, body).ok();
-        match (decode_hot_request(h, body), owned) {
+        match (decode_hot_request(h, body, &mut None), owned) {
             (Some(HotRequest::Encrypt(r)), Some(Request::Encrypt(o))) => {
                 let o = o.borrowed();
                 (r.key_id, r.plaintext, r.encryption_algorithm, r.dry_run)
@@ -396,7 +478,8 @@ mod tests {
         fn damaged_hot_frames_decode_in_place_exactly_where_the_owned_decoder_agrees(
             op in 0usize..4,
             key in "[a-z/:0-9-]{0,40}",
-            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+            // Up to 300 bytes: lengths of one varint byte and of three.
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
             context in proptest::bool::ANY,
             flips in proptest::collection::vec((proptest::num::usize::ANY, proptest::num::u8::ANY), 0..4),
             cut in proptest::option::of(proptest::num::usize::ANY),
@@ -452,7 +535,17 @@ mod tests {
     #[test]
     fn hot_replies_are_the_bytes_of_the_owned_responses() {
         let arn: Arc<str> = "arn:aws:kms:us-east-1:111122223333:key/k".into();
-        let (blob, key) = (vec![1u8; 77], vec![2u8; 32]);
+        // Lengths of one varint byte, and of three (a 4 KiB plaintext and its blob).
+        for (blob, key) in [
+            (vec![1u8; 77], vec![2u8; 32]),
+            (vec![3u8; 4153], vec![4u8; 4096]),
+        ] {
+            same_reply_bytes(&arn, &blob, &key);
+        }
+    }
+
+    fn same_reply_bytes(arn: &Arc<str>, blob: &[u8], key: &[u8]) {
+        let (blob, key) = (blob.to_vec(), key.to_vec());
 
         let mut owned = Vec::new();
         let resp = Response::Encrypt(EncryptResponse {
@@ -462,7 +555,7 @@ mod tests {
         });
         encode_response(&mut owned, 9, Op::Encrypt.code(), &Ok(resp));
         let mut hot = Vec::new();
-        encode_encrypt_reply(&mut hot, 9, &blob, &arn);
+        encode_encrypt_reply(&mut hot, 9, &blob, arn);
         assert_eq!(hot, owned);
 
         let mut owned = Vec::new();
@@ -473,7 +566,7 @@ mod tests {
         });
         encode_response(&mut owned, 9, Op::Decrypt.code(), &Ok(resp));
         let mut hot = Vec::new();
-        encode_decrypt_reply(&mut hot, 9, &key, &arn);
+        encode_decrypt_reply(&mut hot, 9, &key, arn);
         assert_eq!(hot, owned);
 
         for (op, plaintext) in [
@@ -493,7 +586,7 @@ mod tests {
             };
             encode_response(&mut owned, 9, op.code(), &Ok(resp));
             let mut hot = Vec::new();
-            encode_data_key_reply(&mut hot, 9, op, &blob, plaintext, &arn);
+            encode_data_key_reply(&mut hot, 9, op, &blob, plaintext, arn);
             assert_eq!(hot, owned, "{op:?}");
         }
     }

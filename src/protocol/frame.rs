@@ -10,6 +10,8 @@ pub const MAGIC: [u8; 4] = *b"KMSC";
 pub const VERSION: u8 = 3;
 /// Length of the fixed header in bytes.
 pub const HEADER_LEN: usize = 24;
+/// Where the header's last member, `body_len`, starts.
+const BODY_LEN_AT: usize = 20;
 /// Largest body a frame may carry, in bytes. Checked on the header, before any allocation.
 pub const MAX_BODY: u32 = 1 << 20;
 /// The Hello exchange's op code. Not in the operation table: it is protocol-level.
@@ -57,7 +59,7 @@ impl Header {
         b[6..8].copy_from_slice(&self.op.to_le_bytes());
         b[8..16].copy_from_slice(&self.request_id.to_le_bytes());
         b[16..20].copy_from_slice(&self.status.to_le_bytes());
-        b[20..24].copy_from_slice(&self.body_len.to_le_bytes());
+        b[BODY_LEN_AT..HEADER_LEN].copy_from_slice(&self.body_len.to_le_bytes());
         b
     }
 
@@ -182,12 +184,20 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<Header>, ProtocolError> {
         op: le16(6),
         request_id: u64::from_le_bytes(id),
         status: le32(16),
-        body_len: le32(20),
+        body_len: le32(BODY_LEN_AT),
     };
     if h.body_len > MAX_BODY {
         return Err(ProtocolError::BodyTooLarge(h.body_len));
     }
     Ok(Some(h))
+}
+
+/// The length (header and body) of the frame whose header starts `buf`, read from its
+/// `body_len` alone, without validating the header: for frames this peer wrote itself (the
+/// daemon counting the replies in its write buffer). None while the header is incomplete.
+pub(crate) fn written_frame_len(buf: &[u8]) -> Option<usize> {
+    let b: [u8; 4] = buf.get(BODY_LEN_AT..HEADER_LEN)?.try_into().ok()?;
+    Some(HEADER_LEN + u32::from_le_bytes(b) as usize)
 }
 
 /// A complete frame found at the front of a buffer: its header, its body, and the number of

@@ -20,6 +20,7 @@ mod codec;
 mod frame;
 mod hello;
 mod unhonoured;
+mod wire;
 
 pub(crate) use borrowed::{
     decode_hot_request, encode_data_key_reply, encode_decrypt_reply, encode_encrypt_reply,
@@ -29,6 +30,7 @@ pub use codec::{
     decode_request, decode_response, encode_error, encode_protocol_error, encode_request,
     encode_response, try_encode_request, BINCODE_CONFIG, DECODE_LIMIT,
 };
+pub(crate) use frame::written_frame_len;
 pub use frame::{
     parse_header, split_frame, Frame, Header, ProtocolError, HEADER_LEN, MAGIC, MAX_BODY, OP_HELLO,
     STATUS_OK, VERSION,

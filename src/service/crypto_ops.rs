@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use super::tally::Call;
+use super::tally::{Call, Runs};
 use super::throttle::{CryptoCost, Uses};
 use super::{lock, Kms};
 use crate::api::kms::*;
@@ -389,7 +389,7 @@ impl Kms {
         &self,
         items: &[EncryptRequestRef<'_>],
         scratch: &mut BatchScratch,
-        mut emit: impl FnMut(std::result::Result<EncryptView<'_>, &KmsError>),
+        emit: impl FnMut(std::result::Result<EncryptView<'_>, &KmsError>),
     ) {
         scratch.slots.clear();
         let mut valid: Vec<EncryptItem<'_>> = reuse_vec(std::mem::take(&mut scratch.encrypt));
@@ -424,14 +424,8 @@ impl Kms {
                 },
             }
         };
-        self.count_answers(
-            Op::Encrypt,
-            items.len(),
-            &answer,
-            |i| items[i].key_id,
-            |v| v.key_arn,
-        );
-        (0..items.len()).for_each(|i| answer(i).emit(&mut emit));
+        let key = |i: usize| items[i].key_id;
+        self.emit_counted(Op::Encrypt, items.len(), answer, key, |v| v.key_arn, emit);
         // The data keys and plaintexts are in the replies now: wipe them here.
         scratch.out.clear();
     }
@@ -460,7 +454,7 @@ impl Kms {
         &self,
         items: &[DecryptRequestRef<'_>],
         scratch: &mut BatchScratch,
-        mut emit: impl FnMut(std::result::Result<DecryptView<'_>, &KmsError>),
+        emit: impl FnMut(std::result::Result<DecryptView<'_>, &KmsError>),
     ) {
         scratch.slots.clear();
         let mut valid: Vec<DecryptItem<'_>> = reuse_vec(std::mem::take(&mut scratch.decrypt));
@@ -500,8 +494,7 @@ impl Kms {
             }
         };
         let key = |i: usize| items[i].key_id.unwrap_or_default();
-        self.count_answers(Op::Decrypt, items.len(), &answer, key, |v| v.key_arn);
-        (0..items.len()).for_each(|i| answer(i).emit(&mut emit));
+        self.emit_counted(Op::Decrypt, items.len(), answer, key, |v| v.key_arn, emit);
         // The data keys and plaintexts are in the replies now: wipe them here.
         scratch.out.clear();
     }
@@ -535,7 +528,7 @@ impl Kms {
         items: &[GenerateDataKeyRequestRef<'_>],
         with_plaintext: bool,
         scratch: &mut BatchScratch,
-        mut emit: impl FnMut(std::result::Result<DataKeyView<'_>, &KmsError>),
+        emit: impl FnMut(std::result::Result<DataKeyView<'_>, &KmsError>),
     ) {
         scratch.slots.clear();
         let mut valid: Vec<DataKeyItem<'_>> = reuse_vec(std::mem::take(&mut scratch.data_key));
@@ -576,28 +569,39 @@ impl Kms {
             }
         };
         let op = data_key_op(with_plaintext);
-        self.count_answers(op, items.len(), &answer, |i| items[i].key_id, |v| v.key_arn);
-        (0..items.len()).for_each(|i| answer(i).emit(&mut emit));
+        let key = |i: usize| items[i].key_id;
+        self.emit_counted(op, items.len(), answer, key, |v| v.key_arn, emit);
         // The data keys and plaintexts are in the replies now: wipe them here.
         scratch.out.clear();
     }
 
-    /// Counts the answers of a batch for the event log (one lock; see [`Kms::count`]).
-    fn count_answers<'s, V: 's>(
+    /// Hands the answers of a batch to `emit` in order, counting each for the event log as
+    /// it goes (see [`Kms::count`]; runs of calls alike are added at once, [`Runs`]): each
+    /// answer is looked up once.
+    fn emit_counted<'s, V: 's>(
         &self,
         op: Op,
         n: usize,
-        answer: &impl Fn(usize) -> Answer<'s, V>,
+        answer: impl Fn(usize) -> Answer<'s, V>,
         key: impl Fn(usize) -> &'s str,
         arn: impl Fn(&V) -> &'s Arc<str>,
+        mut emit: impl FnMut(std::result::Result<V, &KmsError>),
     ) {
-        if let Some(tally) = &self.shared.tally {
-            let calls = (0..n).map(|i| match answer(i) {
-                Answer::Ok(v) => Call::Ok(arn(&v)),
-                Answer::Failed(e) => Call::Failed(key(i), e.kind()),
-                Answer::DryRun => Call::Failed(key(i), ErrorKind::DryRunOperationException),
-            });
-            tally.add_batch(op, &self.principal, calls);
+        let mut runs: Option<Runs<'_, 's>> = self
+            .shared
+            .tally
+            .as_ref()
+            .map(|t| t.runs(op, &self.principal));
+        for i in 0..n {
+            let a = answer(i);
+            if let Some(runs) = &mut runs {
+                runs.add(match &a {
+                    Answer::Ok(v) => Call::Ok(arn(v)),
+                    Answer::Failed(e) => Call::Failed(key(i), e.kind()),
+                    Answer::DryRun => Call::Failed(key(i), ErrorKind::DryRunOperationException),
+                });
+            }
+            a.emit(&mut emit);
         }
     }
 }

@@ -8,7 +8,7 @@
 //! a run of successful calls on one key (the usual case), a pointer comparison with the key ARN
 //! the engine interns — other calls also hash the key. The counters are sharded by thread (a
 //! thread keeps its shard), so the engine's callers do not contend on one lock; a batch takes
-//! its shard once.
+//! its shard once per run of calls alike ([`Runs`]), usually once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -157,29 +157,77 @@ impl Tally {
 
     /// Counts one call.
     pub(super) fn add(&self, op: Op, principal: &Arc<str>, call: Call<'_>) {
+        self.add_n(op, principal, call, 1);
+    }
+
+    /// Counts `n` calls alike.
+    fn add_n(&self, op: Op, principal: &Arc<str>, call: Call<'_>, n: u64) {
         let mut counts = lock(self.shard());
         match call {
-            Call::Ok(key) => counts.add_ok(op, principal, key, 1),
-            Call::Failed(key, kind) => counts.add(op, principal, key, Some(kind), 1),
+            Call::Ok(key) => counts.add_ok(op, principal, key, n),
+            Call::Failed(key, kind) => counts.add(op, principal, key, Some(kind), n),
         }
     }
 
-    /// Counts the calls of a batch (one lock).
-    pub(super) fn add_batch<'k>(
-        &self,
-        op: Op,
-        principal: &Arc<str>,
-        calls: impl Iterator<Item = Call<'k>>,
-    ) {
-        let mut counts = lock(self.shard());
-        for call in calls {
-            match call {
-                Call::Ok(key) => counts.add_ok(op, principal, key, 1),
-                Call::Failed(key, kind) => counts.add(op, principal, key, Some(kind), 1),
+    /// A counter of the calls of a batch as they are answered, by `principal` of `op`.
+    pub(super) fn runs<'t, 'k>(&'t self, op: Op, principal: &'t Arc<str>) -> Runs<'t, 'k> {
+        Runs {
+            tally: self,
+            op,
+            principal,
+            run: None,
+        }
+    }
+}
+
+/// Counts the calls of a batch as they are answered: consecutive calls alike (a batch on one
+/// key usually answers alike throughout) are added at once, when the run ends or this is
+/// dropped, so a batch takes its shard's lock once per run, not per call.
+pub(super) struct Runs<'t, 'k> {
+    tally: &'t Tally,
+    op: Op,
+    principal: &'t Arc<str>,
+    /// The current run: its call and its length.
+    run: Option<(Call<'k>, u64)>,
+}
+
+impl<'k> Runs<'_, 'k> {
+    /// Counts one call.
+    pub(super) fn add(&mut self, call: Call<'k>) {
+        if let Some((last, n)) = &mut self.run {
+            if last.same(&call) {
+                *n += 1;
+                return;
             }
         }
+        if let Some((last, n)) = self.run.replace((call, 1)) {
+            self.tally.add_n(self.op, self.principal, last, n);
+        }
     }
+}
 
+impl Drop for Runs<'_, '_> {
+    fn drop(&mut self) {
+        if let Some((last, n)) = self.run.take() {
+            self.tally.add_n(self.op, self.principal, last, n);
+        }
+    }
+}
+
+impl Call<'_> {
+    /// Whether `other` counts under the same counter as this call, as far as a pointer
+    /// comparison tells for successful calls (ARNs the engine interns; two copies of one
+    /// ARN only make two runs).
+    fn same(&self, other: &Call<'_>) -> bool {
+        match (self, other) {
+            (Call::Ok(a), Call::Ok(b)) => Arc::ptr_eq(a, b),
+            (Call::Failed(a, e), Call::Failed(b, f)) => e == f && a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Tally {
     /// Takes every counter, leaving them at zero: (key, counter) pairs, merged across shards.
     pub(super) fn drain(&self) -> Vec<(Box<str>, Count)> {
         let mut all = Counts::default();
@@ -225,8 +273,11 @@ mod tests {
         t.add(Op::Encrypt, &bob, Call::Ok(&k1));
         let bad = ErrorKind::InvalidCiphertextException;
         t.add(Op::Decrypt, &alice, Call::Failed("k1", bad));
-        let keys = [&k1, &k1, &k2, &k1];
-        t.add_batch(Op::Encrypt, &alice, keys.iter().map(|k| Call::Ok(k)));
+        let mut runs = t.runs(Op::Encrypt, &alice);
+        for k in [&k1, &k1, &k2, &k1] {
+            runs.add(Call::Ok(k));
+        }
+        drop(runs);
         let drained: Vec<(String, Op, String, Option<ErrorKind>, u64)> = t
             .drain()
             .into_iter()
@@ -258,7 +309,11 @@ mod tests {
             .map(|i| format!("k{i}"))
             .collect();
         let bad = ErrorKind::NotFoundException;
-        t.add_batch(Op::Decrypt, &p, keys.iter().map(|k| Call::Failed(k, bad)));
+        let mut runs = t.runs(Op::Decrypt, &p);
+        for k in &keys {
+            runs.add(Call::Failed(k, bad));
+        }
+        drop(runs);
         let drained = t.drain();
         assert_eq!(drained.len(), MAX_KEYS_PER_SHARD + 1);
         let other = drained.iter().find(|(k, _)| &**k == OTHER_KEYS).unwrap();
