@@ -178,6 +178,48 @@ impl Tally {
             run: None,
         }
     }
+
+    /// Takes every counter, leaving them at zero: (key, counter) pairs, merged across shards.
+    pub(super) fn drain(&self) -> Vec<(Box<str>, Count)> {
+        let mut all = Counts::default();
+        for shard in self.shards.iter() {
+            let mut taken = std::mem::take(&mut *lock(shard));
+            taken.spill();
+            for (key, counts) in taken.by_key {
+                for c in counts {
+                    all.count_into(c.op, &c.principal, &key, c.outcome, c.calls);
+                }
+            }
+        }
+        let mut out: Vec<(Box<str>, Count)> = all
+            .by_key
+            .into_iter()
+            .flat_map(|(key, counts)| counts.into_iter().map(move |c| (key.clone(), c)))
+            .collect();
+        // A stable order, so the records of one interval come out the same way every time.
+        out.sort_by(|a, b| {
+            (a.1.op, &a.0, &a.1.principal, a.1.outcome).cmp(&(
+                b.1.op,
+                &b.0,
+                &b.1.principal,
+                b.1.outcome,
+            ))
+        });
+        out
+    }
+}
+
+impl Call<'_> {
+    /// Whether `other` counts under the same counter as this call, as far as a pointer
+    /// comparison tells for successful calls (ARNs the engine interns; two copies of one
+    /// ARN only make two runs).
+    fn same(&self, other: &Call<'_>) -> bool {
+        match (self, other) {
+            (Call::Ok(a), Call::Ok(b)) => Arc::ptr_eq(a, b),
+            (Call::Failed(a, e), Call::Failed(b, f)) => e == f && a == b,
+            _ => false,
+        }
+    }
 }
 
 /// Counts the calls of a batch as they are answered: consecutive calls alike (a batch on one
@@ -211,50 +253,6 @@ impl Drop for Runs<'_, '_> {
         if let Some((last, n)) = self.run.take() {
             self.tally.add_n(self.op, self.principal, last, n);
         }
-    }
-}
-
-impl Call<'_> {
-    /// Whether `other` counts under the same counter as this call, as far as a pointer
-    /// comparison tells for successful calls (ARNs the engine interns; two copies of one
-    /// ARN only make two runs).
-    fn same(&self, other: &Call<'_>) -> bool {
-        match (self, other) {
-            (Call::Ok(a), Call::Ok(b)) => Arc::ptr_eq(a, b),
-            (Call::Failed(a, e), Call::Failed(b, f)) => e == f && a == b,
-            _ => false,
-        }
-    }
-}
-
-impl Tally {
-    /// Takes every counter, leaving them at zero: (key, counter) pairs, merged across shards.
-    pub(super) fn drain(&self) -> Vec<(Box<str>, Count)> {
-        let mut all = Counts::default();
-        for shard in self.shards.iter() {
-            let mut taken = std::mem::take(&mut *lock(shard));
-            taken.spill();
-            for (key, counts) in taken.by_key {
-                for c in counts {
-                    all.count_into(c.op, &c.principal, &key, c.outcome, c.calls);
-                }
-            }
-        }
-        let mut out: Vec<(Box<str>, Count)> = all
-            .by_key
-            .into_iter()
-            .flat_map(|(key, counts)| counts.into_iter().map(move |c| (key.clone(), c)))
-            .collect();
-        // A stable order, so the records of one interval come out the same way every time.
-        out.sort_by(|a, b| {
-            (a.1.op, &a.0, &a.1.principal, a.1.outcome).cmp(&(
-                b.1.op,
-                &b.0,
-                &b.1.principal,
-                b.1.outcome,
-            ))
-        });
-        out
     }
 }
 
