@@ -19,7 +19,8 @@
 //!   socket with the same C and D (`crate::loadgen_socket`). `--key-id` picks the key (default:
 //!   a new key in the default key store). `--beside create-key` measures the load alone, then
 //!   again while another connection issues CreateKey in a loop (what a control-plane call
-//!   costs the data plane's other clients), three pairs of phases, reporting the median pair.
+//!   costs the data plane's other clients), in rounds (`loadgen_socket::BESIDE_ROUNDS`),
+//!   reporting the median round.
 //! * Over HTTP (`--http URL`, e.g. `http://127.0.0.1:4599`): the same `--connections`,
 //!   `--pipeline`, `--op`, `--payload`, `--duration`, `--key-id`, against any AWS JSON 1.1 KMS
 //!   endpoint (`kmscksd --http`, moto's server); `--baseline` runs an HTTP echo of the
@@ -133,8 +134,8 @@ pub(crate) fn command() -> Command {
                     "Socket mode: measure the load alone, then again while one more connection \
                      calls OP in a loop: create-key (a control-plane call with its fsync; the \
                      keys it creates stay) or rsa-decrypt (an RSA_4096 decryption, \
-                     milliseconds each); three rounds of both, each a third of --duration; \
-                     reports the median round and every round's share kept",
+                     milliseconds each); in rounds of both that share --duration; reports \
+                     the median round and every round's share kept",
                 ),
         )
         .arg(
