@@ -210,20 +210,24 @@ pub(crate) enum Resp {
 }
 
 impl Resp {
-    /// The answer itself, the latency it owes recorded on this (the caller's) thread.
+    /// Replaces an answer a slow HSM served by the answer itself, the latency it owes recorded
+    /// on this (the caller's) thread. In place, so that an answer no slow HSM served (nearly
+    /// all) is not moved through a pass-through.
     #[inline]
-    pub(crate) fn settle(self) -> Resp {
-        match self {
-            Resp::Slowed(inner, owed) => inner.settle_slowed(owed),
-            r => r,
+    pub(crate) fn settle(&mut self) {
+        if matches!(self, Resp::Slowed(..)) {
+            self.settle_slowed();
         }
     }
 
     /// [`Resp::settle`] of an answer a slow HSM served.
     #[cold]
-    fn settle_slowed(self, owed: Duration) -> Resp {
-        super::latency::owe(owed);
-        self.settle()
+    fn settle_slowed(&mut self) {
+        while let Resp::Slowed(inner, owed) = self {
+            super::latency::owe(*owed);
+            // The placeholder left in the box, dropped at once, allocates nothing.
+            *self = std::mem::replace(&mut **inner, Resp::Random(SecretBytes::new(Vec::new())));
+        }
     }
 
     /// The answer with its outputs taken out of `sink` (which then no longer holds them).
@@ -996,7 +1000,7 @@ impl ShardState {
             }
             Err(e) => Err(e),
         };
-        Step::Done(r.map(|b| self.served(&id, Resp::Blob(Out::At(b), arn))))
+        self.done(&id, r.map(|b| Resp::Blob(Out::At(b), arn)))
     }
 
     #[allow(clippy::too_many_arguments)] // the request's parts, as `execute` unpacks them
@@ -1048,7 +1052,7 @@ impl ShardState {
             }
         };
         self.count_seal(id, kept, started);
-        Step::Done(r.map(|resp| self.served(&id, resp)))
+        self.done(&id, r)
     }
 
     fn decrypt(
@@ -1117,8 +1121,7 @@ impl ShardState {
                 Ok(p)
             })
         };
-        let r = r.map(|p| self.served(&id, Resp::Plain(Out::At(p), arn)));
-        Step::Done(r)
+        self.done(&id, r.map(|p| Resp::Plain(Out::At(p), arn)))
     }
 
     fn random(&mut self, len: usize, fleet: Option<&[HsmSlot]>) -> Step {
@@ -1139,19 +1142,20 @@ impl ShardState {
         Step::Done(self.pool.secret(len).map(Resp::Random))
     }
 
-    /// `resp`, marked with the latency it owes when a slow HSM of this shard served it: the
-    /// fastest of the key's HSMs placed here serves (a key also held by a fast HSM here is
-    /// not slowed). While no HSM is slow this is one `is_empty` check.
+    /// The step that answers `r`, marked with the latency it owes when a slow HSM of this
+    /// shard served it: the fastest of the key's HSMs placed here serves (a key also held by
+    /// a fast HSM here is not slowed). While no HSM is slow this is one `is_empty` check, and
+    /// the answer is not moved once more through a pass-through.
     #[inline]
-    fn served(&self, id: &KeyId, resp: Resp) -> Resp {
+    fn done(&self, id: &KeyId, r: Result<Resp>) -> Step {
         if self.latency.is_empty() {
-            resp
+            Step::Done(r)
         } else {
-            self.slowed(id, resp)
+            Step::Done(r.map(|resp| self.slowed(id, resp)))
         }
     }
 
-    /// [`ShardState::served`] while some HSM is slow.
+    /// [`ShardState::done`] while some HSM is slow.
     #[cold]
     fn slowed(&self, id: &KeyId, resp: Resp) -> Resp {
         let Some(SlotSet::Hsms(hsms)) = self.keys.get(id).map(|e| &e.holders) else {
