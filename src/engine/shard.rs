@@ -210,20 +210,24 @@ pub(crate) enum Resp {
 }
 
 impl Resp {
-    /// The answer itself, the latency it owes recorded on this (the caller's) thread.
+    /// Replaces an answer a slow HSM served by the answer itself, the latency it owes recorded
+    /// on this (the caller's) thread. In place, so that an answer no slow HSM served (nearly
+    /// all) is not moved through a pass-through.
     #[inline]
-    pub(crate) fn settle(self) -> Resp {
-        match self {
-            Resp::Slowed(inner, owed) => inner.settle_slowed(owed),
-            r => r,
+    pub(crate) fn settle(&mut self) {
+        if matches!(self, Resp::Slowed(..)) {
+            self.settle_slowed();
         }
     }
 
     /// [`Resp::settle`] of an answer a slow HSM served.
     #[cold]
-    fn settle_slowed(self, owed: Duration) -> Resp {
-        super::latency::owe(owed);
-        self.settle()
+    fn settle_slowed(&mut self) {
+        while let Resp::Slowed(inner, owed) = self {
+            super::latency::owe(*owed);
+            // The placeholder left in the box, dropped at once, allocates nothing.
+            *self = std::mem::replace(&mut **inner, Resp::Random(SecretBytes::new(Vec::new())));
+        }
     }
 
     /// The answer with its outputs taken out of `sink` (which then no longer holds them).
@@ -267,6 +271,14 @@ impl Default for Memo<'_> {
 }
 
 impl Memo<'_> {
+    /// The key and ARN admitted last, if that was `key` for `action`.
+    fn hit(&self, key: &KeyName<'_>, action: Action) -> Option<(KeyId, Arc<str>)> {
+        match &self.last {
+            Some((k, a, id, arn)) if *a == action && k == key => Some((*id, arn.clone())),
+            _ => None,
+        }
+    }
+
     /// The memo of a single request: it remembers nothing.
     pub(crate) fn single() -> Self {
         Memo {
@@ -469,6 +481,108 @@ pub(crate) struct ShardState {
     private: HashMap<KeyId, Arc<PrivateKey>, BuildHasherDefault<IdHasher>>,
 }
 
+/// [`ShardState::resolve`], on the shard's directories.
+fn resolve_in(
+    keys: &IdMap<KeyEntry>,
+    aliases: &HashMap<String, KeyId>,
+    scope: &Scope,
+    key: &KeyName<'_>,
+) -> Result<KeyId> {
+    match key {
+        KeyName::Id(id) if keys.contains_key(id) => Ok(*id),
+        KeyName::Id(id) => Err(KmsError::key_not_found(scope.key_arn(id))),
+        KeyName::Alias(a) => aliases
+            .get(&**a)
+            .copied()
+            .filter(|id| keys.contains_key(id))
+            .ok_or_else(|| KmsError::alias_not_found(scope.alias_arn(a))),
+    }
+}
+
+/// [`ShardState::admit`], on the shard's key map, also handing back the key's entry: a seal
+/// then finds its subkey schedule without looking the key up a second time.
+fn admit_in<'k>(
+    keys: &'k mut IdMap<KeyEntry>,
+    scope: &Scope,
+    id: &KeyId,
+    principal: &str,
+    action: Action,
+    ctx: &EncryptionContext,
+) -> Result<(bool, Arc<str>, &'k mut KeyEntry)> {
+    let entry = keys
+        .get_mut(id)
+        .ok_or_else(|| KmsError::key_not_found(scope.key_arn(id)))?;
+    let any_context = entry.admit(id, principal, action, ctx, scope)?;
+    if let Some(arn) = &entry.arn {
+        let arn = arn.clone();
+        return Ok((any_context, arn, entry));
+    }
+    let arn: Arc<str> = scope.key_arn(id).into();
+    if entry
+        .local
+        .as_ref()
+        .is_some_and(SubkeySchedule::keeps_context)
+    {
+        entry.arn = Some(arn.clone());
+    }
+    Ok((any_context, arn, entry))
+}
+
+/// [`ShardState::admit_ref`], on the shard's directories, also handing back the key's entry
+/// (looked up once: by admission, or after a memo hit).
+#[allow(clippy::too_many_arguments)] // the shard's directories, then `admit_ref`'s own
+fn admit_ref_in<'k, 'r>(
+    keys: &'k mut IdMap<KeyEntry>,
+    aliases: &HashMap<String, KeyId>,
+    scope: &Scope,
+    key: &'r KeyName<'_>,
+    principal: &str,
+    action: Action,
+    ctx: &EncryptionContext,
+    memo: &mut Memo<'r>,
+) -> Result<(KeyId, Arc<str>, &'k mut KeyEntry)> {
+    if let Some((id, arn)) = memo.hit(key, action) {
+        // The memo is only valid while the lock is held, when no key can have gone.
+        let entry = keys
+            .get_mut(&id)
+            .ok_or_else(|| KmsError::key_not_found(scope.key_arn(&id)))?;
+        return Ok((id, arn, entry));
+    }
+    let id = match key {
+        // A key id needs no resolving: admission's lookup of the key is its check.
+        KeyName::Id(id) => *id,
+        KeyName::Alias(_) => resolve_in(keys, aliases, scope, key)?,
+    };
+    let (any_context, arn, entry) = admit_in(keys, scope, &id, principal, action, ctx)?;
+    // A grant's verdict may depend on the context: only the policy's is remembered.
+    if any_context && memo.keep {
+        memo.last = Some((key.borrowed(), action, id, arn.clone()));
+    }
+    Ok((id, arn, entry))
+}
+
+/// Why a data key pair's private key may not be sealed under `id` (its `entry`), if it may
+/// not: AWS seals them under symmetric keys of the default key store only (an asymmetric or
+/// HMAC key answers as for Encrypt, through `not_here`).
+fn key_pair_refusal(
+    private: &IdMap<Arc<PrivateKey>>,
+    entry: &KeyEntry,
+    id: &KeyId,
+    arn: &str,
+    action: Action,
+) -> Option<KmsError> {
+    // Symmetric keys of the default key store are held by its default slot; the other
+    // keys of that store have no symmetric material and hold no slot.
+    let in_default_store = private.contains_key(id) || matches!(entry.holders, SlotSet::Default);
+    let op = action.as_str().trim_start_matches("kms:");
+    (!in_default_store).then(|| {
+        err!(
+            UnsupportedOperationException,
+            "{arn} is in a custom key store; {op} needs a key of the default key store."
+        )
+    })
+}
+
 fn hsm_not_active(hsm: &HsmSlot) -> KmsError {
     err!(
         CloudHsmResourceNotFoundException,
@@ -608,16 +722,7 @@ impl ShardState {
     }
 
     fn resolve(&self, key: &KeyName<'_>) -> Result<KeyId> {
-        match key {
-            KeyName::Id(id) if self.keys.contains_key(id) => Ok(*id),
-            KeyName::Id(id) => Err(KmsError::key_not_found(self.scope.key_arn(id))),
-            KeyName::Alias(a) => self
-                .aliases
-                .get(&**a)
-                .copied()
-                .filter(|id| self.keys.contains_key(id))
-                .ok_or_else(|| KmsError::alias_not_found(self.scope.alias_arn(a))),
-        }
+        resolve_in(&self.keys, &self.aliases, &self.scope, key)
     }
 
     /// Authorizer (then the key's grants, for `ctx`), then gate, and the ARN the answer carries,
@@ -636,24 +741,8 @@ impl ShardState {
         action: Action,
         ctx: &EncryptionContext,
     ) -> Result<(bool, Arc<str>)> {
-        let scope = &self.scope;
-        let entry = self
-            .keys
-            .get_mut(id)
-            .ok_or_else(|| KmsError::key_not_found(scope.key_arn(id)))?;
-        let any_context = entry.admit(id, principal, action, ctx, scope)?;
-        if let Some(arn) = &entry.arn {
-            return Ok((any_context, arn.clone()));
-        }
-        let arn: Arc<str> = scope.key_arn(id).into();
-        if entry
-            .local
-            .as_ref()
-            .is_some_and(SubkeySchedule::keeps_context)
-        {
-            entry.arn = Some(arn.clone());
-        }
-        Ok((any_context, arn))
+        admit_in(&mut self.keys, &self.scope, id, principal, action, ctx)
+            .map(|(any_context, arn, _)| (any_context, arn))
     }
 
     /// Where the request can be served: a mask of shards (this shard's bit included when it
@@ -706,7 +795,6 @@ impl ShardState {
         }
     }
 
-    /// Runs one request on this shard.
     /// Resolve + admit, through the memo.
     fn admit_ref<'r>(
         &mut self,
@@ -716,24 +804,12 @@ impl ShardState {
         ctx: &EncryptionContext,
         memo: &mut Memo<'r>,
     ) -> Result<(KeyId, Arc<str>)> {
-        if let Some((k, a, id, arn)) = &memo.last {
-            if *a == action && k == key {
-                return Ok((*id, arn.clone()));
-            }
+        if let Some(hit) = memo.hit(key, action) {
+            return Ok(hit);
         }
-        let (id, (any_context, arn)) = match key {
-            // A key id needs no resolving: admission's lookup of the key is its check.
-            KeyName::Id(id) => (*id, self.admit(id, principal, action, ctx)?),
-            KeyName::Alias(_) => {
-                let id = self.resolve(key)?;
-                (id, self.admit(&id, principal, action, ctx)?)
-            }
-        };
-        // A grant's verdict may depend on the context: only the policy's is remembered.
-        if any_context && memo.keep {
-            memo.last = Some((key.borrowed(), action, id, arn.clone()));
-        }
-        Ok((id, arn))
+        let (keys, aliases, scope) = (&mut self.keys, &self.aliases, &self.scope);
+        admit_ref_in(keys, aliases, scope, key, principal, action, ctx, memo)
+            .map(|(id, arn, _)| (id, arn))
     }
 
     /// Runs one request on this shard, writing its outputs into `sink`.
@@ -898,16 +974,18 @@ impl ShardState {
         memo: &mut Memo<'r>,
         sink: &mut Sink,
     ) -> Step {
-        let (id, arn) = match self.admit_ref(key, principal, action, ctx, memo) {
-            Ok(x) => x,
-            Err(e) => return Step::Done(Err(e)),
-        };
+        let (keys, aliases, scope) = (&mut self.keys, &self.aliases, &self.scope);
+        let (id, arn, entry) =
+            match admit_ref_in(keys, aliases, scope, key, principal, action, ctx, memo) {
+                Ok(x) => x,
+                Err(e) => return Step::Done(Err(e)),
+            };
         if action.seals_key_pair() {
-            if let Some(e) = self.key_pair_refusal(&id, &arn, action) {
+            if let Some(e) = key_pair_refusal(&self.private, entry, &id, &arn, action) {
                 return Step::Done(Err(e));
             }
         }
-        let Some(schedule) = self.keys.get_mut(&id).and_then(|e| e.local.as_mut()) else {
+        let Some(schedule) = entry.local.as_mut() else {
             return self.not_here(&id);
         };
         let rotated = &self.rotated;
@@ -922,27 +1000,7 @@ impl ShardState {
             }
             Err(e) => Err(e),
         };
-        Step::Done(r.map(|b| self.served(&id, Resp::Blob(Out::At(b), arn))))
-    }
-
-    /// Why a data key pair's private key may not be sealed under `id`, if it may not: AWS
-    /// seals them under symmetric keys of the default key store only (an asymmetric or HMAC
-    /// key answers as for Encrypt, through `not_here`).
-    fn key_pair_refusal(&self, id: &KeyId, arn: &str, action: Action) -> Option<KmsError> {
-        // Symmetric keys of the default key store are held by its default slot; the other
-        // keys of that store have no symmetric material and hold no slot.
-        let in_default_store = self.private.contains_key(id)
-            || self
-                .keys
-                .get(id)
-                .is_some_and(|e| matches!(e.holders, SlotSet::Default));
-        let op = action.as_str().trim_start_matches("kms:");
-        (!in_default_store).then(|| {
-            err!(
-                UnsupportedOperationException,
-                "{arn} is in a custom key store; {op} needs a key of the default key store."
-            )
-        })
+        self.done(&id, r.map(|b| Resp::Blob(Out::At(b), arn)))
     }
 
     #[allow(clippy::too_many_arguments)] // the request's parts, as `execute` unpacks them
@@ -961,11 +1019,13 @@ impl ShardState {
         } else {
             Action::GenerateDataKeyWithoutPlaintext
         };
-        let (id, arn) = match self.admit_ref(key, principal, action, ctx, memo) {
-            Ok(x) => x,
-            Err(e) => return Step::Done(Err(e)),
-        };
-        let Some(schedule) = self.keys.get_mut(&id).and_then(|e| e.local.as_mut()) else {
+        let (keys, aliases, scope) = (&mut self.keys, &self.aliases, &self.scope);
+        let (id, arn, entry) =
+            match admit_ref_in(keys, aliases, scope, key, principal, action, ctx, memo) {
+                Ok(x) => x,
+                Err(e) => return Step::Done(Err(e)),
+            };
+        let Some(schedule) = entry.local.as_mut() else {
             return self.not_here(&id);
         };
         let (keep, kept) = (self.live.len() < self.seal_cache, schedule.keeps_context());
@@ -992,7 +1052,7 @@ impl ShardState {
             }
         };
         self.count_seal(id, kept, started);
-        Step::Done(r.map(|resp| self.served(&id, resp)))
+        self.done(&id, r)
     }
 
     fn decrypt(
@@ -1061,8 +1121,7 @@ impl ShardState {
                 Ok(p)
             })
         };
-        let r = r.map(|p| self.served(&id, Resp::Plain(Out::At(p), arn)));
-        Step::Done(r)
+        self.done(&id, r.map(|p| Resp::Plain(Out::At(p), arn)))
     }
 
     fn random(&mut self, len: usize, fleet: Option<&[HsmSlot]>) -> Step {
@@ -1083,19 +1142,20 @@ impl ShardState {
         Step::Done(self.pool.secret(len).map(Resp::Random))
     }
 
-    /// `resp`, marked with the latency it owes when a slow HSM of this shard served it: the
-    /// fastest of the key's HSMs placed here serves (a key also held by a fast HSM here is
-    /// not slowed). While no HSM is slow this is one `is_empty` check.
+    /// The step that answers `r`, marked with the latency it owes when a slow HSM of this
+    /// shard served it: the fastest of the key's HSMs placed here serves (a key also held by
+    /// a fast HSM here is not slowed). While no HSM is slow this is one `is_empty` check, and
+    /// the answer is not moved once more through a pass-through.
     #[inline]
-    fn served(&self, id: &KeyId, resp: Resp) -> Resp {
+    fn done(&self, id: &KeyId, r: Result<Resp>) -> Step {
         if self.latency.is_empty() {
-            resp
+            Step::Done(r)
         } else {
-            self.slowed(id, resp)
+            Step::Done(r.map(|resp| self.slowed(id, resp)))
         }
     }
 
-    /// [`ShardState::served`] while some HSM is slow.
+    /// [`ShardState::done`] while some HSM is slow.
     #[cold]
     fn slowed(&self, id: &KeyId, resp: Resp) -> Resp {
         let Some(SlotSet::Hsms(hsms)) = self.keys.get(id).map(|e| &e.holders) else {
