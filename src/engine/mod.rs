@@ -55,7 +55,6 @@ mod types;
 
 use std::borrow::Cow;
 use std::fmt;
-use std::mem::ManuallyDrop;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -357,14 +356,12 @@ impl Engine {
         action: Action,
     ) -> Result<EncryptOutput> {
         check_len(plaintext.len(), "plaintext", PLAINTEXT_LEN)?;
-        // Borrowed throughout, it owns nothing to free or wipe: its drop (matching every
-        // part, ~35 instructions of a single call) is skipped.
-        let req = ManuallyDrop::new(Req::Encrypt {
+        let req = Req::Encrypt {
             key: key.as_name(),
             plaintext: Cow::Borrowed(plaintext),
             ctx: Cow::Borrowed(context),
             action,
-        });
+        };
         let out = to_encrypt(&self.inner, principal, &req);
         latency::pay();
         out
@@ -417,14 +414,12 @@ impl Engine {
         action: Action,
     ) -> Result<DecryptOutput> {
         check_len(ciphertext.len(), "ciphertextBlob", CIPHERTEXT_LEN)?;
-        // Borrowed throughout, it owns nothing to free or wipe: its drop (matching every
-        // part, ~35 instructions of a single call) is skipped.
-        let req = ManuallyDrop::new(Req::Decrypt {
+        let req = Req::Decrypt {
             blob: Cow::Borrowed(ciphertext),
             ctx: Cow::Borrowed(context),
             key: key.map(KeyRef::as_name),
             action,
-        });
+        };
         let out = to_decrypt(&self.inner, principal, &req);
         latency::pay();
         out
@@ -503,14 +498,12 @@ impl Engine {
         plaintext: bool,
     ) -> Result<DataKeyOutput> {
         let len = data_key_len(key_spec, number_of_bytes)?;
-        // Borrowed throughout, it owns nothing to free or wipe: its drop (matching every
-        // part, ~35 instructions of a single call) is skipped.
-        let req = ManuallyDrop::new(Req::DataKey {
+        let req = Req::DataKey {
             key: key.as_name(),
             len,
             ctx: Cow::Borrowed(context),
             plaintext,
-        });
+        };
         let out = to_data_key(&self.inner, principal, &req);
         latency::pay();
         out
