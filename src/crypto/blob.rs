@@ -85,6 +85,12 @@ fn aad_in<const N: usize, R>(
 
 /// Calls `f` with AAD = `header` ‖ canonical `ctx`.
 fn with_aad<R>(header: &[u8], ctx: &EncryptionContext, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+    if ctx.is_empty() && header.len() == HEADER_LEN {
+        // The commonest case (no context at all): the header and a zero entry count.
+        let mut aad = [0u8; HEADER_LEN + 4];
+        aad[..HEADER_LEN].copy_from_slice(header);
+        return Ok(f(&aad));
+    }
     let len = header.len()
         + 4
         + ctx
@@ -142,19 +148,22 @@ pub fn seal_into(
             plaintext.len()
         ));
     }
+    // Built on the stack first: written out in one copy, and read from here as the AAD.
+    let mut header = [0u8; HEADER_LEN];
+    header[0] = VERSION;
+    header[1..17].copy_from_slice(key_id.as_bytes());
+    header[17..17 + SALT_LEN].copy_from_slice(params.salt);
+    header[17 + SALT_LEN..].copy_from_slice(&params.nonce);
     let start = out.len();
     if out.is_empty() {
         out.reserve_exact(OVERHEAD + plaintext.len());
     } else {
         out.reserve(OVERHEAD + plaintext.len());
     }
-    out.push(VERSION);
-    out.extend_from_slice(key_id.as_bytes());
-    out.extend_from_slice(params.salt);
-    out.extend_from_slice(&params.nonce);
+    out.extend_from_slice(&header);
     out.extend_from_slice(plaintext);
-    let (header, body) = out[start..].split_at_mut(HEADER_LEN);
-    let sealed = with_aad(header, ctx, |aad| {
+    let body = &mut out[start + HEADER_LEN..];
+    let sealed = with_aad(&header, ctx, |aad| {
         params.key.seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(params.nonce),
             Aad::from(aad),

@@ -525,7 +525,7 @@ impl Inner {
 
     /// Runs a batch: the part the home shard can serve inline (its answers written into
     /// `sink`), the rest split across the other shards holding the keys, one queue push per
-    /// shard (their answers owned). `results` gets one entry per request.
+    /// shard (their answers owned). `results` gets one entry per request (None: lost).
     ///
     /// Splitting only pays when another core is idle: it is done, when the engine's config
     /// allows it at all, for batches of at least [`SPLIT_MIN`] items while fewer batch callers
@@ -549,7 +549,9 @@ impl Inner {
         }
         let active = self.batch_callers.fetch_add(1, Ordering::Relaxed) + 1;
         let _leave = Leave(&self.batch_callers);
-        results.resize_with(reqs.len(), || None);
+        // Filled in order on the usual path (all inline on one shard); sized here otherwise.
+        let all =
+            |results: &mut Vec<Option<Result<Resp>>>| results.resize_with(reqs.len(), || None);
         let pref = self.preferred();
         let mut retry: Vec<usize> = Vec::new();
         let start = Instant::now();
@@ -570,6 +572,7 @@ impl Inner {
         let mut split_at: Option<(Instant, Instant)> = None;
         match home {
             None => {
+                all(results);
                 // Every shard stayed busy: hand the whole batch over as one job.
                 let owned = reqs
                     .iter()
@@ -628,20 +631,26 @@ impl Inner {
                 let mut late: Vec<Vec<usize>> = Vec::new();
                 let mut memo = Memo::default();
                 let mut run = |k: usize| match g.execute(principal, &reqs[k], &mut memo, sink) {
-                    Step::Done(r) => results[k] = Some(r),
-                    Step::Elsewhere(m) => match order(n, h, m).next() {
-                        Some(q) => {
-                            late.resize_with(n, Vec::new);
-                            late[q].push(k)
+                    Step::Done(r) => Some(r),
+                    Step::Elsewhere(m) => {
+                        match order(n, h, m).next() {
+                            Some(q) => {
+                                late.resize_with(n, Vec::new);
+                                late[q].push(k)
+                            }
+                            None => retry.push(k),
                         }
-                        None => retry.push(k),
-                    },
+                        None
+                    }
                 };
                 if free == 0 {
-                    (0..reqs.len()).for_each(&mut run);
+                    results.extend((0..reqs.len()).map(&mut run));
                 } else {
+                    all(results);
                     let t0 = Instant::now();
-                    parts[h].iter().for_each(|&k| run(k));
+                    for &k in &parts[h] {
+                        results[k] = run(k);
+                    }
                     split_at = Some((t0, Instant::now()));
                 }
                 self.shards[h]

@@ -108,9 +108,10 @@ impl fmt::Debug for Sink {
 #[derive(Default)]
 pub struct BatchOut {
     pub(super) sink: Sink,
-    /// One per item of the last batch.
-    pub(super) results: Vec<Result<Resp>>,
-    /// The engine's answers to the valid items (moved into `results`).
+    /// One per item of the last batch (None: lost on the way, not reached).
+    pub(super) results: Vec<Option<Result<Resp>>>,
+    /// The engine's answers to the valid items when some were refused first (then moved into
+    /// `results` around the refusals); else always empty.
     pub(super) answers: Vec<Option<Result<Resp>>>,
     /// Items refused before they reached a shard, by index (usually none).
     pub(super) errors: Vec<(usize, KmsError)>,
@@ -151,46 +152,57 @@ impl BatchOut {
         self.sink.clear();
     }
 
+    /// The successful answer to item `i` of the last batch, or why it failed.
+    fn result(&self, i: usize) -> std::result::Result<&Resp, &KmsError> {
+        match &self.results[i] {
+            Some(Ok(r)) => Ok(r),
+            Some(Err(e)) => Err(e),
+            None => Err(&LOST),
+        }
+    }
+
     /// The answer to item `i` of the last batch, an Encrypt batch. Panics when `i` is out of
     /// range.
     pub fn encrypt(&self, i: usize) -> std::result::Result<EncryptView<'_>, &KmsError> {
-        match &self.results[i] {
-            Ok(Resp::Blob(b, arn)) => Ok(EncryptView {
+        match self.result(i)? {
+            Resp::Blob(b, arn) => Ok(EncryptView {
                 ciphertext_blob: self.sink.blob(b),
                 key_arn: arn,
             }),
-            Ok(_) => Err(&MISMATCH),
-            Err(e) => Err(e),
+            _ => Err(&MISMATCH),
         }
     }
 
     /// The answer to item `i` of the last batch, a Decrypt batch. Panics when `i` is out of
     /// range.
     pub fn decrypt(&self, i: usize) -> std::result::Result<DecryptView<'_>, &KmsError> {
-        match &self.results[i] {
-            Ok(Resp::Plain(p, arn)) => Ok(DecryptView {
+        match self.result(i)? {
+            Resp::Plain(p, arn) => Ok(DecryptView {
                 plaintext: self.sink.secret(p),
                 key_arn: arn,
             }),
-            Ok(_) => Err(&MISMATCH),
-            Err(e) => Err(e),
+            _ => Err(&MISMATCH),
         }
     }
 
     /// The answer to item `i` of the last batch, a GenerateDataKey(WithoutPlaintext) batch.
     /// Panics when `i` is out of range.
     pub fn data_key(&self, i: usize) -> std::result::Result<DataKeyView<'_>, &KmsError> {
-        match &self.results[i] {
-            Ok(Resp::DataKey(b, p, arn)) => Ok(DataKeyView {
+        match self.result(i)? {
+            Resp::DataKey(b, p, arn) => Ok(DataKeyView {
                 ciphertext_blob: self.sink.blob(b),
                 plaintext: p.as_ref().map(|p| self.sink.secret(p)),
                 key_arn: arn,
             }),
-            Ok(_) => Err(&MISMATCH),
-            Err(e) => Err(e),
+            _ => Err(&MISMATCH),
         }
     }
 }
+
+/// The answer of an item lost on its way through the shards (not reached: every item gets
+/// an answer or an error).
+static LOST: LazyLock<KmsError> =
+    LazyLock::new(|| crate::err!(KMSInternalException, "batch item lost"));
 
 /// An answer of another kind than the batch's (not reached: each batch builds requests of
 /// its kind, and shards answer a request with its kind).
