@@ -229,6 +229,60 @@ fn batch_forms_answer_each_item() {
 }
 
 #[test]
+fn a_batch_longer_than_one_pass_through_the_engine_answers_every_item_in_order() {
+    // The owned batch calls run through the engine a chunk at a time: answers and refusals
+    // must still come back one per item, in the items' order, across the chunks' seams.
+    let (kms, _clock) = kms();
+    let key = create_key(&kms, None);
+    let refused = [7, 70, 140];
+    let reqs: Vec<EncryptRequest> = (0..150)
+        .map(|i| EncryptRequest {
+            key_id: if refused.contains(&i) {
+                "alias/missing".into()
+            } else {
+                key.clone()
+            },
+            plaintext: SecretBytes::new(vec![i as u8; 1 + i]),
+            ..Default::default()
+        })
+        .collect();
+    let out = kms.encrypt_batch(&reqs);
+    assert_eq!(out.len(), 150);
+    for i in refused {
+        assert_aws(out[i].clone().map(|_| ()), ErrorKind::NotFoundException);
+    }
+    let kept: Vec<usize> = (0..150).filter(|i| !refused.contains(i)).collect();
+    let blobs: Vec<DecryptRequest> = kept
+        .iter()
+        .map(|&i| DecryptRequest {
+            ciphertext_blob: out[i].as_ref().unwrap().ciphertext_blob.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let plain = kms.decrypt_batch(&blobs);
+    assert_eq!(plain.len(), kept.len());
+    for (&i, p) in kept.iter().zip(plain) {
+        assert_eq!(
+            p.unwrap().plaintext.expose(),
+            &vec![i as u8; 1 + i][..],
+            "item {i}"
+        );
+    }
+    let gdk: Vec<GenerateDataKeyRequest> = (0..150)
+        .map(|i| GenerateDataKeyRequest {
+            key_id: key.clone(),
+            number_of_bytes: Some(1 + (i % 64) as u32),
+            ..Default::default()
+        })
+        .collect();
+    let keys = kms.generate_data_key_batch(&gdk, true);
+    assert_eq!(keys.len(), 150);
+    for (i, r) in keys.into_iter().enumerate() {
+        assert_eq!(r.unwrap().plaintext.unwrap().len(), 1 + i % 64, "item {i}");
+    }
+}
+
+#[test]
 fn a_batch_item_asking_for_a_dry_run_answers_as_a_single_call_does() {
     let (kms, _clock) = kms();
     let key = create_key(&kms, None);

@@ -365,22 +365,17 @@ impl Kms {
     /// engine in chunks, `OWNED_CHUNK`, as the other owned batch calls do).
     pub fn encrypt_batch(&self, items: &[EncryptRequest]) -> Vec<Result<EncryptResponse>> {
         let mut out = Vec::with_capacity(items.len());
-        with_thread_scratch(|scratch| {
-            let mut refs = Vec::with_capacity(items.len().min(OWNED_CHUNK));
-            for chunk in items.chunks(OWNED_CHUNK) {
-                refs.clear();
-                refs.extend(chunk.iter().map(EncryptRequest::borrowed));
-                self.encrypt_batch_with(&refs, scratch, |r| {
-                    out.push(
-                        r.map(|v| EncryptResponse {
-                            ciphertext_blob: v.ciphertext_blob.to_vec(),
-                            key_id: v.key_arn.clone(),
-                            encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
-                        })
-                        .map_err(Clone::clone),
-                    )
-                })
-            }
+        in_owned_chunks(items, EncryptRequest::borrowed, |refs, scratch| {
+            self.encrypt_batch_with(refs, scratch, |r| {
+                out.push(
+                    r.map(|v| EncryptResponse {
+                        ciphertext_blob: v.ciphertext_blob.to_vec(),
+                        key_id: v.key_arn.clone(),
+                        encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+                    })
+                    .map_err(Clone::clone),
+                )
+            })
         });
         out
     }
@@ -438,22 +433,17 @@ impl Kms {
     /// Decrypt many blobs in one call (beyond AWS): one result per item, in order.
     pub fn decrypt_batch(&self, items: &[DecryptRequest]) -> Vec<Result<DecryptResponse>> {
         let mut out = Vec::with_capacity(items.len());
-        with_thread_scratch(|scratch| {
-            let mut refs = Vec::with_capacity(items.len().min(OWNED_CHUNK));
-            for chunk in items.chunks(OWNED_CHUNK) {
-                refs.clear();
-                refs.extend(chunk.iter().map(DecryptRequest::borrowed));
-                self.decrypt_batch_with(&refs, scratch, |r| {
-                    out.push(
-                        r.map(|v| DecryptResponse {
-                            key_id: v.key_arn.clone(),
-                            plaintext: SecretBytes::from_slice(v.plaintext),
-                            encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
-                        })
-                        .map_err(Clone::clone),
-                    )
-                })
-            }
+        in_owned_chunks(items, DecryptRequest::borrowed, |refs, scratch| {
+            self.decrypt_batch_with(refs, scratch, |r| {
+                out.push(
+                    r.map(|v| DecryptResponse {
+                        key_id: v.key_arn.clone(),
+                        plaintext: SecretBytes::from_slice(v.plaintext),
+                        encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+                    })
+                    .map_err(Clone::clone),
+                )
+            })
         });
         out
     }
@@ -515,22 +505,17 @@ impl Kms {
         with_plaintext: bool,
     ) -> Vec<Result<GenerateDataKeyResponse>> {
         let mut out = Vec::with_capacity(items.len());
-        with_thread_scratch(|scratch| {
-            let mut refs = Vec::with_capacity(items.len().min(OWNED_CHUNK));
-            for chunk in items.chunks(OWNED_CHUNK) {
-                refs.clear();
-                refs.extend(chunk.iter().map(GenerateDataKeyRequest::borrowed));
-                self.generate_data_key_batch_with(&refs, with_plaintext, scratch, |r| {
-                    out.push(
-                        r.map(|v| GenerateDataKeyResponse {
-                            ciphertext_blob: v.ciphertext_blob.to_vec(),
-                            plaintext: v.plaintext.map(SecretBytes::from_slice),
-                            key_id: v.key_arn.clone(),
-                        })
-                        .map_err(Clone::clone),
-                    )
-                })
-            }
+        in_owned_chunks(items, GenerateDataKeyRequest::borrowed, |refs, scratch| {
+            self.generate_data_key_batch_with(refs, with_plaintext, scratch, |r| {
+                out.push(
+                    r.map(|v| GenerateDataKeyResponse {
+                        ciphertext_blob: v.ciphertext_blob.to_vec(),
+                        plaintext: v.plaintext.map(SecretBytes::from_slice),
+                        key_id: v.key_arn.clone(),
+                    })
+                    .map_err(Clone::clone),
+                )
+            })
         });
         out
     }
@@ -640,6 +625,23 @@ thread_local! {
     /// The scratch of the owned batch calls made on this thread. Its secrets are wiped after
     /// every batch (`BatchOut::clear`) and when the thread ends (`Sink`'s drop).
     static THREAD_SCRATCH: RefCell<BatchScratch> = RefCell::default();
+}
+
+/// Runs an owned batch call: `items` borrowed ([`EncryptRequest::borrowed`] …) and handed to
+/// `run` [`OWNED_CHUNK`] at a time, in this thread's reused scratch.
+fn in_owned_chunks<'a, T, R>(
+    items: &'a [T],
+    borrow: impl Fn(&'a T) -> R,
+    mut run: impl FnMut(&[R], &mut BatchScratch),
+) {
+    with_thread_scratch(|scratch| {
+        let mut refs = Vec::with_capacity(items.len().min(OWNED_CHUNK));
+        for chunk in items.chunks(OWNED_CHUNK) {
+            refs.clear();
+            refs.extend(chunk.iter().map(&borrow));
+            run(&refs, scratch);
+        }
+    })
 }
 
 /// Runs `f` with this thread's reused scratch, so that a warm owned batch grows no buffer. The
