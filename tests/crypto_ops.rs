@@ -181,41 +181,50 @@ fn store_keys_follow_the_store_and_cluster() {
     );
 }
 
-#[test]
-fn batch_forms_answer_each_item() {
-    let (kms, _clock) = kms();
-    let key = create_key(&kms, None);
-    let reqs: Vec<EncryptRequest> = (0..40)
+/// Encrypts `n` plaintexts in one batch (item `i` is `i + 1` bytes of `i`), the items of
+/// `refused` naming a missing alias, then decrypts the others in one batch: each answer is
+/// checked against its own item, in order.
+fn encrypt_then_decrypt_in_batches(kms: &kmscks::Kms, key: &str, n: usize, refused: &[usize]) {
+    let reqs: Vec<EncryptRequest> = (0..n)
         .map(|i| EncryptRequest {
-            key_id: if i == 7 {
+            key_id: if refused.contains(&i) {
                 "alias/missing".into()
             } else {
-                key.clone()
+                key.to_owned()
             },
             plaintext: SecretBytes::new(vec![i as u8; 1 + i]),
             ..Default::default()
         })
         .collect();
     let out = kms.encrypt_batch(&reqs);
-    assert_eq!(out.len(), 40);
-    assert_aws(out[7].clone().map(|_| ()), ErrorKind::NotFoundException);
-    let blobs: Vec<DecryptRequest> = out
+    assert_eq!(out.len(), n);
+    for &i in refused {
+        assert_aws(out[i].clone().map(|_| ()), ErrorKind::NotFoundException);
+    }
+    let kept: Vec<usize> = (0..n).filter(|i| !refused.contains(i)).collect();
+    let blobs: Vec<DecryptRequest> = kept
         .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != 7)
-        .map(|(_, r)| DecryptRequest {
-            ciphertext_blob: r.as_ref().unwrap().ciphertext_blob.clone(),
+        .map(|&i| DecryptRequest {
+            ciphertext_blob: out[i].as_ref().unwrap().ciphertext_blob.clone(),
             ..Default::default()
         })
         .collect();
     let plain = kms.decrypt_batch(&blobs);
-    for (n, (i, p)) in (0..40).filter(|i| *i != 7).zip(plain).enumerate() {
+    assert_eq!(plain.len(), kept.len());
+    for (&i, p) in kept.iter().zip(plain) {
         assert_eq!(
             p.unwrap().plaintext.expose(),
             &vec![i as u8; 1 + i][..],
-            "item {n}"
+            "item {i}"
         );
     }
+}
+
+#[test]
+fn batch_forms_answer_each_item() {
+    let (kms, _clock) = kms();
+    let key = create_key(&kms, None);
+    encrypt_then_decrypt_in_batches(&kms, &key, 40, &[7]);
     let gdk: Vec<GenerateDataKeyRequest> = (0..10)
         .map(|_| GenerateDataKeyRequest {
             key_id: key.clone(),
@@ -234,40 +243,7 @@ fn a_batch_longer_than_one_pass_through_the_engine_answers_every_item_in_order()
     // must still come back one per item, in the items' order, across the chunks' seams.
     let (kms, _clock) = kms();
     let key = create_key(&kms, None);
-    let refused = [7, 70, 140];
-    let reqs: Vec<EncryptRequest> = (0..150)
-        .map(|i| EncryptRequest {
-            key_id: if refused.contains(&i) {
-                "alias/missing".into()
-            } else {
-                key.clone()
-            },
-            plaintext: SecretBytes::new(vec![i as u8; 1 + i]),
-            ..Default::default()
-        })
-        .collect();
-    let out = kms.encrypt_batch(&reqs);
-    assert_eq!(out.len(), 150);
-    for i in refused {
-        assert_aws(out[i].clone().map(|_| ()), ErrorKind::NotFoundException);
-    }
-    let kept: Vec<usize> = (0..150).filter(|i| !refused.contains(i)).collect();
-    let blobs: Vec<DecryptRequest> = kept
-        .iter()
-        .map(|&i| DecryptRequest {
-            ciphertext_blob: out[i].as_ref().unwrap().ciphertext_blob.clone(),
-            ..Default::default()
-        })
-        .collect();
-    let plain = kms.decrypt_batch(&blobs);
-    assert_eq!(plain.len(), kept.len());
-    for (&i, p) in kept.iter().zip(plain) {
-        assert_eq!(
-            p.unwrap().plaintext.expose(),
-            &vec![i as u8; 1 + i][..],
-            "item {i}"
-        );
-    }
+    encrypt_then_decrypt_in_batches(&kms, &key, 150, &[7, 70, 140]);
     let gdk: Vec<GenerateDataKeyRequest> = (0..150)
         .map(|i| GenerateDataKeyRequest {
             key_id: key.clone(),
