@@ -490,8 +490,10 @@ impl Backend for Client {
 /// returns the next reply, whichever request it answers, with its id. Replies may come out of
 /// order.
 ///
-/// Writes are batched: submitted requests go out when the buffer holds 64 KiB, on
-/// [`Pipeline::flush`], or when the pipeline must wait for a reply. Writing never deadlocks
+/// Writes are batched: submitted requests go out once a quarter of `depth` of them (or 64 KiB)
+/// are queued, on [`Pipeline::flush`], or when the pipeline must wait for a reply. The quarter:
+/// a caller that sent nothing until it had digested every reply it read would leave the daemon
+/// idle meanwhile, and the two would take turns instead of working at once. Writing never deadlocks
 /// against a daemon that stops reading because its replies to us are backed up: the pipeline
 /// reads replies whenever a write would block.
 pub struct Pipeline<'c> {
@@ -547,7 +549,8 @@ impl Pipeline<'_> {
         self.depth
     }
 
-    /// Queues `request`; returns its request id. A request too large for one frame is refused
+    /// Queues `request` (sending the queue once it holds a quarter of the depth); returns its
+    /// request id. A request too large for one frame is refused
     /// here (`ValidationException`) without being sent.
     pub fn submit(&mut self, request: &Request) -> Result<u64> {
         while self.in_flight >= self.depth {
@@ -561,10 +564,16 @@ impl Pipeline<'_> {
         try_encode_request(&mut self.out, id, request).map_err(|e| local_too_large(request, e))?;
         self.frame_ends.push_back(self.out.len());
         self.in_flight += 1;
-        if self.out.len() - self.written >= FLUSH_AT {
+        if self.out.len() - self.written >= FLUSH_AT || self.frame_ends.len() >= self.flush_frames()
+        {
             self.flush()?;
         }
         Ok(id)
+    }
+
+    /// Requests queued that are sent without waiting for a flush: a quarter of the depth.
+    fn flush_frames(&self) -> usize {
+        (self.depth / 4).max(1)
     }
 
     /// Sends every queued request.

@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 
 use kmscks::api::kms::{
@@ -16,7 +16,9 @@ use kmscks::protocol::*;
 use kmscks::secret::SecretBytes;
 use kmscks::{Client, ErrorKind, Kms};
 
-fn serve_conn(kms: Arc<Kms>, mut s: UnixStream) {
+/// Serves one connection; each request's id is also sent to `seen` as it is decoded, so a
+/// test can tell what has reached the server without waiting for a reply.
+fn serve_conn(kms: Arc<Kms>, mut s: UnixStream, seen: mpsc::Sender<u64>) {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 65536];
     loop {
@@ -46,6 +48,8 @@ fn serve_conn(kms: Arc<Kms>, mut s: UnixStream) {
                         match decode_request(&h, body) {
                             Ok(Request::DescribeKey(r)) if r.key_id == "die" => return,
                             Ok(req) => {
+                                // Gone once a test stops watching: nothing to tell then.
+                                let _ = seen.send(h.request_id);
                                 let res = kms.dispatch(&req);
                                 encode_response(&mut out, h.request_id, h.op, &res);
                             }
@@ -76,18 +80,25 @@ fn serve_conn(kms: Arc<Kms>, mut s: UnixStream) {
 }
 
 fn server() -> (tempfile::TempDir, PathBuf, Arc<Kms>) {
+    let (dir, path, kms, _) = watched_server();
+    (dir, path, kms)
+}
+
+/// A server that also reports the id of every request it decodes.
+fn watched_server() -> (tempfile::TempDir, PathBuf, Arc<Kms>, mpsc::Receiver<u64>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kmscks.sock");
     let listener = UnixListener::bind(&path).unwrap();
     let kms = Arc::new(Kms::in_memory());
     let k = kms.clone();
+    let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         for s in listener.incoming().flatten() {
-            let k = k.clone();
-            thread::spawn(move || serve_conn(k, s));
+            let (k, tx) = (k.clone(), tx.clone());
+            thread::spawn(move || serve_conn(k, s, tx));
         }
     });
-    (dir, path, kms)
+    (dir, path, kms, rx)
 }
 
 fn create_key(c: &Client) -> String {
@@ -234,6 +245,35 @@ fn pipeline_matches_out_of_order_replies_by_id() {
     let (_, r) = p.recv().unwrap();
     assert_eq!(r.unwrap_err().kind(), ErrorKind::NotFoundException);
     assert_eq!(p.recv().unwrap_err().kind(), ErrorKind::ValidationException);
+}
+
+#[test]
+fn a_pipeline_sends_its_requests_once_a_quarter_of_its_depth_is_queued() {
+    let (_d, path, _kms, seen) = watched_server();
+    let c = Client::connect(&path).unwrap();
+    let key = create_key(&c);
+    let mut p = c.pipeline(16).unwrap();
+    let gdk = Request::GenerateDataKey(GenerateDataKeyRequest {
+        key_id: key,
+        number_of_bytes: Some(32),
+        ..Default::default()
+    });
+    while seen.try_recv().is_ok() {}
+    // No flush and no recv: the server gets work while the caller still has replies to digest.
+    let ids: Vec<u64> = (0..4).map(|_| p.submit(&gdk).unwrap()).collect();
+    let wait = std::time::Duration::from_secs(30);
+    for id in &ids {
+        assert_eq!(
+            seen.recv_timeout(wait),
+            Ok(*id),
+            "request {id} never reached the server"
+        );
+    }
+    for _ in &ids {
+        let (id, r) = p.recv().unwrap();
+        assert!(ids.contains(&id));
+        r.unwrap();
+    }
 }
 
 #[test]
