@@ -550,8 +550,8 @@ impl Pipeline<'_> {
     }
 
     /// Queues `request` (sending the queue once it holds a quarter of the depth); returns its
-    /// request id. A request too large for one frame is refused
-    /// here (`ValidationException`) without being sent.
+    /// request id. A request too large for one frame is refused here (`ValidationException`)
+    /// without being sent; a broken connection fails as in [`Pipeline::recv`].
     pub fn submit(&mut self, request: &Request) -> Result<u64> {
         while self.in_flight >= self.depth {
             self.read_replies()?;
