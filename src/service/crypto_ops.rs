@@ -344,7 +344,9 @@ impl Kms {
     }
 
     /// The key reference `text` names, parsed once for a run of items naming the same text
-    /// (a batch usually names one key): `last` holds the previous item's.
+    /// (a batch usually names one key): `last` holds the previous item's. Inlined: it runs
+    /// once per batch item.
+    #[inline(always)]
     fn key_name<'a>(
         &self,
         text: &'a str,
