@@ -259,6 +259,43 @@ fn a_batch_longer_than_one_pass_through_the_engine_answers_every_item_in_order()
 }
 
 #[test]
+fn a_batch_item_of_a_refused_data_key_size_answers_as_a_single_call_does() {
+    let (kms, _clock) = kms();
+    let key = create_key(&kms, None);
+    let sizes = [
+        (None, Some(16)),
+        (None, None),
+        (Some(DataKeySpec::Aes256), Some(32)),
+        (None, Some(0)),
+        (None, Some(1025)),
+        (Some(DataKeySpec::Aes128), None),
+    ];
+    let reqs: Vec<GenerateDataKeyRequest> = sizes
+        .iter()
+        .map(|&(key_spec, number_of_bytes)| GenerateDataKeyRequest {
+            key_id: key.clone(),
+            key_spec,
+            number_of_bytes,
+            ..Default::default()
+        })
+        .collect();
+    let out = kms.generate_data_key_batch(&reqs, true);
+    assert_eq!(out.len(), reqs.len());
+    for (req, r) in reqs.iter().zip(out) {
+        match kms.generate_data_key(req) {
+            Ok(single) => assert_eq!(
+                r.unwrap().plaintext.unwrap().len(),
+                single.plaintext.unwrap().len()
+            ),
+            Err(e) => {
+                let got = assert_aws(r.map(|_| ()), ErrorKind::ValidationException);
+                assert_eq!((e.kind(), got.message()), (got.kind(), e.message()));
+            }
+        }
+    }
+}
+
+#[test]
 fn a_batch_item_asking_for_a_dry_run_answers_as_a_single_call_does() {
     let (kms, _clock) = kms();
     let key = create_key(&kms, None);

@@ -627,6 +627,38 @@ fn batches_answer_per_item_in_order() {
     assert!(f.engine.encrypt_batch(P, &[]).is_empty());
 }
 
+#[test]
+fn a_batch_in_runs_of_keys_on_different_shards_answers_each_item_under_its_key() {
+    let f = fixture(1 << 20);
+    // Runs of one key (as a batch usually is), each held on other shards: a split batch looks
+    // placement up once per run, and every item must still reach its key.
+    let run = |key: KeyId, n: usize| std::iter::repeat_n(key, n);
+    let order: Vec<KeyId> = run(f.k1, 40)
+        .chain(run(f.k2, 40))
+        .chain(run(f.dflt, 40))
+        .chain(run(f.k1, 1))
+        .chain(run(f.k2, 1))
+        .collect();
+    let refs: Vec<KeyRef> = order.iter().map(|&k| KeyRef::Id(k)).collect();
+    let c = none();
+    let items: Vec<DataKeyItem<'_>> = refs
+        .iter()
+        .map(|k| DataKeyItem {
+            key: k.as_name(),
+            key_spec: Some(DataKeySpec::Aes256),
+            number_of_bytes: None,
+            context: &c,
+        })
+        .collect();
+    for _ in 0..20 {
+        let g = f.engine.generate_data_key_batch(P, &items, true);
+        assert_eq!(g.len(), order.len());
+        for (key, r) in order.iter().zip(&g) {
+            assert_eq!(&*r.as_ref().unwrap().key_arn, f.scope.key_arn(key));
+        }
+    }
+}
+
 trait IdOf {
     fn id(&self) -> &KeyId;
 }

@@ -79,7 +79,8 @@ use crate::types::limits::{
 pub use crate::types::EncryptionContext;
 use crate::types::{DataKeySpec, KeyName, KeyRef, MacAlgorithm, MessageType, SigningAlgorithm};
 use sched::{Inner, Shard};
-use shard::{Req, Resp, ShardState};
+pub(crate) use shard::Req;
+use shard::{Resp, ShardState};
 pub use sink::{reuse_vec, BatchOut, Sink};
 pub use types::*;
 
@@ -92,6 +93,22 @@ pub fn data_key_len(spec: Option<DataKeySpec>, number_of_bytes: Option<u32>) -> 
             ValidationException,
             "Please specify either number of bytes or key spec."
         )),
+    }
+}
+
+/// The request of a GenerateDataKey of `len` bytes ([`data_key_len`] checked it; `plaintext`:
+/// with the data key in the answer).
+pub(crate) fn data_key_req<'a>(
+    key: KeyName<'a>,
+    len: usize,
+    context: &'a EncryptionContext,
+    plaintext: bool,
+) -> Req<'a> {
+    Req::DataKey {
+        key,
+        len,
+        ctx: Cow::Borrowed(context),
+        plaintext,
     }
 }
 
@@ -498,12 +515,7 @@ impl Engine {
         plaintext: bool,
     ) -> Result<DataKeyOutput> {
         let len = data_key_len(key_spec, number_of_bytes)?;
-        let req = Req::DataKey {
-            key: key.as_name(),
-            len,
-            ctx: Cow::Borrowed(context),
-            plaintext,
-        };
+        let req = data_key_req(key.as_name(), len, context, plaintext);
         let out = to_data_key(&self.inner, principal, &req);
         latency::pay();
         out
@@ -794,15 +806,35 @@ impl Engine {
             principal,
             items,
             |it| {
-                Ok(Req::DataKey {
-                    key: it.key.borrowed(),
-                    len: data_key_len(it.key_spec, it.number_of_bytes)?,
-                    ctx: Cow::Borrowed(it.context),
-                    plaintext: with_plaintext,
-                })
+                let len = data_key_len(it.key_spec, it.number_of_bytes)?;
+                Ok(data_key_req(
+                    it.key.borrowed(),
+                    len,
+                    it.context,
+                    with_plaintext,
+                ))
             },
             out,
         )
+    }
+
+    /// A batch of requests the caller built (each with [`data_key_req`] …), in the spare
+    /// vector [`BatchOut::spare_reqs`] gave it, the answers left in `out` as by
+    /// [`Engine::generate_data_key_batch_into`] (one per request, in order); the vector goes
+    /// back to `out` as its spare. The service's batch calls build each item's request in
+    /// their own pass over the items, rather than a list of items that a second pass here
+    /// turns into requests.
+    pub(crate) fn dispatch_reqs_into(
+        &self,
+        principal: &str,
+        reqs: Vec<Req<'_>>,
+        out: &mut BatchOut,
+    ) {
+        out.clear();
+        self.inner
+            .dispatch_batch(principal, &reqs, &mut out.results, &mut out.sink);
+        out.reqs = reuse_vec(reqs);
+        Self::settle_all(out);
     }
 
     fn batch_into<'a, I>(
@@ -839,6 +871,11 @@ impl Engine {
             }
         }
         out.reqs = reuse_vec(reqs);
+        Self::settle_all(out);
+    }
+
+    /// The latency a batch's answers owe, paid (see `Resp::settle`).
+    fn settle_all(out: &mut BatchOut) {
         // Only an answer a slow HSM served owes latency: `settle` looks at each answer's kind.
         for resp in out.results.iter_mut().flatten().flatten() {
             resp.settle();

@@ -24,6 +24,7 @@ use super::sink::Sink;
 use crate::crypto::fork::{self, ForkGuard};
 use crate::err;
 use crate::error::{KmsError, Result};
+use crate::types::KeyName;
 
 /// Jobs a shard's queue holds before callers must wait (each job is one request or one
 /// batch part).
@@ -611,8 +612,19 @@ impl Inner {
                 }
                 if free != 0 {
                     parts.resize_with(n, Vec::new);
+                    // A batch usually names one key throughout: its holders are looked up
+                    // once per run of items naming the same key (the lock is held, so
+                    // placement cannot change in between), not once per item.
+                    let mut last: Option<(&KeyName<'_>, u64)> = None;
                     for (k, r) in reqs.iter().enumerate() {
-                        let m = g.holder_mask(r);
+                        let m = match (r.named_key(), last) {
+                            (Some(key), Some((named, m))) if named == key => m,
+                            (key, _) => {
+                                let m = g.holder_mask(r);
+                                last = key.map(|key| (key, m));
+                                m
+                            }
+                        };
                         let cands = if m & (1 << h) != 0 {
                             m & (free | 1 << h)
                         } else {

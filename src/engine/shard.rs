@@ -90,6 +90,19 @@ fn own<T: ToOwned + ?Sized>(c: &T) -> Cow<'static, T> {
 }
 
 impl Req<'_> {
+    /// The key the request names, when its placement follows from that alone (a Decrypt's
+    /// key is in its blob; GenerateRandom names none).
+    pub(crate) fn named_key(&self) -> Option<&KeyName<'_>> {
+        match self {
+            Req::Encrypt { key, .. }
+            | Req::DataKey { key, .. }
+            | Req::Mac { key, .. }
+            | Req::Sign { key, .. }
+            | Req::Private { key, .. } => Some(key),
+            Req::Decrypt { .. } | Req::Random { .. } => None,
+        }
+    }
+
     /// An owned copy, for handing to another thread.
     pub(crate) fn to_static(&self) -> Req<'static> {
         match self {

@@ -144,6 +144,12 @@ impl BatchOut {
         self.results.is_empty()
     }
 
+    /// The spare allocation to build a batch's requests in, for
+    /// [`super::Engine::dispatch_reqs_into`] (which gives it back).
+    pub(crate) fn spare_reqs<'a>(&mut self) -> Vec<Req<'a>> {
+        reuse_vec(std::mem::take(&mut self.reqs))
+    }
+
     /// Forgets the last batch's answers (wiping its data keys and plaintexts).
     pub fn clear(&mut self) {
         self.results.clear();

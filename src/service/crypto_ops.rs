@@ -16,8 +16,8 @@ use super::{lock, Kms};
 use crate::api::kms::*;
 use crate::dataplane;
 use crate::engine::{
-    reuse_vec, BatchOut, DataKeyItem, DataKeyOutput, DataKeyView, DecryptItem, DecryptView,
-    EncryptItem, EncryptView,
+    data_key_len, data_key_req, reuse_vec, BatchOut, DataKeyOutput, DataKeyView, DecryptItem,
+    DecryptView, EncryptItem, EncryptView,
 };
 use crate::err;
 use crate::error::{ErrorKind, KmsError, Result};
@@ -344,7 +344,9 @@ impl Kms {
     }
 
     /// The key reference `text` names, parsed once for a run of items naming the same text
-    /// (a batch usually names one key): `last` holds the previous item's.
+    /// (a batch usually names one key): `last` holds the previous item's. Inlined: it runs
+    /// once per batch item.
+    #[inline(always)]
     fn key_name<'a>(
         &self,
         text: &'a str,
@@ -529,33 +531,24 @@ impl Kms {
         emit: impl FnMut(std::result::Result<DataKeyView<'_>, &KmsError>),
     ) {
         scratch.slots.clear();
-        let mut valid: Vec<DataKeyItem<'_>> = reuse_vec(std::mem::take(&mut scratch.data_key));
+        // Each item's engine request is built here, in the one pass over the items (its
+        // size checked last, as the engine's own batch call checks it).
+        let mut reqs = scratch.out.spare_reqs();
         let mut last = None;
         for r in items {
-            let key = check_batch_grant_tokens(r.grant_tokens)
+            let slot = check_batch_grant_tokens(r.grant_tokens)
                 .and_then(|()| self.key_name(r.key_id, &mut last))
                 .and_then(|key| {
                     self.charge_crypto(&[Uses::Key(key.borrowed())], CryptoCost::DataKey)?;
-                    Ok(key)
+                    let len = data_key_len(r.key_spec, r.number_of_bytes)?;
+                    // Built in place in the vector, not moved through a `Result`.
+                    reqs.push(data_key_req(key, len, r.encryption_context, with_plaintext));
+                    Ok(reqs.len() - 1)
                 });
-            scratch.slots.push(key.map(|key| {
-                valid.push(DataKeyItem {
-                    key,
-                    key_spec: r.key_spec,
-                    number_of_bytes: r.number_of_bytes,
-                    context: r.encryption_context,
-                });
-                valid.len() - 1
-            }));
+            scratch.slots.push(slot);
         }
         let engine = &self.shared.engine;
-        engine.generate_data_key_batch_into(
-            &self.principal,
-            &valid,
-            with_plaintext,
-            &mut scratch.out,
-        );
-        scratch.data_key = reuse_vec(valid);
+        engine.dispatch_reqs_into(&self.principal, reqs, &mut scratch.out);
         let answer = |i: usize| -> Answer<'_, DataKeyView<'_>> {
             match &scratch.slots[i] {
                 Err(e) => Answer::Failed(e),
@@ -666,7 +659,6 @@ pub struct BatchScratch {
     /// Always empty: the allocations the next batch's engine items are built in.
     encrypt: Vec<EncryptItem<'static>>,
     decrypt: Vec<DecryptItem<'static>>,
-    data_key: Vec<DataKeyItem<'static>>,
 }
 
 /// One item's answer in a batch, as counted and emitted.

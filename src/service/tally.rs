@@ -210,12 +210,13 @@ impl Tally {
 }
 
 impl Call<'_> {
-    /// Whether `other` counts under the same counter as this call, as far as a pointer
-    /// comparison tells for successful calls (ARNs the engine interns; two copies of one
-    /// ARN only make two runs).
+    /// Whether `other` counts under the same counter as this call. Successful calls compare
+    /// their ARNs by pointer first (the engine interns them), then by text: the shards each
+    /// keep their own copy of a key's ARN, and a batch split across shards answers with both
+    /// copies in turn, which by pointer alone would make a run (and a counter lock) per item.
     fn same(&self, other: &Call<'_>) -> bool {
         match (self, other) {
-            (Call::Ok(a), Call::Ok(b)) => Arc::ptr_eq(a, b),
+            (Call::Ok(a), Call::Ok(b)) => Arc::ptr_eq(a, b) || **a == **b,
             (Call::Failed(a, e), Call::Failed(b, f)) => e == f && a == b,
             _ => false,
         }
