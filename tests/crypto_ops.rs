@@ -295,6 +295,83 @@ fn a_batch_item_of_a_refused_data_key_size_answers_as_a_single_call_does() {
     }
 }
 
+/// `batch` answers as `single` does: both succeed, or both refuse with the same kind,
+/// `expected`, and the same message.
+fn assert_answers_alike<T, U>(
+    what: &str,
+    single: kmscks::Result<T>,
+    batch: kmscks::Result<U>,
+    expected: Option<ErrorKind>,
+) {
+    match (single, batch, expected) {
+        (Ok(_), Ok(_), None) => {}
+        (Err(s), Err(b), Some(kind)) => {
+            assert_eq!(s.kind(), kind, "{what}: the single call");
+            assert_eq!((b.kind(), b.message()), (s.kind(), s.message()), "{what}");
+        }
+        (s, b, _) => panic!(
+            "{what}: single {:?}, batch {:?}, expected {expected:?}",
+            s.err(),
+            b.err()
+        ),
+    }
+}
+
+#[test]
+fn a_batch_item_of_a_refused_plaintext_or_blob_answers_as_a_single_call_does() {
+    let (kms, _clock) = kms();
+    let key = create_key(&kms, None);
+    let plaintexts = [
+        (vec![1u8; 16], None),
+        (vec![], Some(ErrorKind::ValidationException)),
+        (vec![2u8; 4097], Some(ErrorKind::ValidationException)),
+        (vec![3u8; 4096], None),
+    ];
+    let reqs: Vec<EncryptRequest> = plaintexts
+        .iter()
+        .map(|(p, _)| EncryptRequest {
+            key_id: key.clone(),
+            plaintext: SecretBytes::from_slice(p),
+            ..Default::default()
+        })
+        .collect();
+    let out = kms.encrypt_batch(&reqs);
+    assert_eq!(out.len(), reqs.len());
+    for ((req, (p, expected)), r) in reqs.iter().zip(&plaintexts).zip(&out) {
+        let what = format!("Encrypt of {} bytes", p.len());
+        assert_answers_alike(&what, kms.encrypt(req), r.clone(), *expected);
+    }
+
+    let blob = out[0].as_ref().unwrap().ciphertext_blob.clone();
+    let blobs = [
+        (blob.clone(), None),
+        (vec![], Some(ErrorKind::ValidationException)),
+        (vec![7u8; 64], Some(ErrorKind::InvalidCiphertextException)),
+        (
+            blob[..blob.len() - 1].to_vec(),
+            Some(ErrorKind::InvalidCiphertextException),
+        ),
+        (vec![7u8; 6145], Some(ErrorKind::ValidationException)),
+        (blob, None),
+    ];
+    let reqs: Vec<DecryptRequest> = blobs
+        .iter()
+        .map(|(b, _)| DecryptRequest {
+            ciphertext_blob: b.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let out = kms.decrypt_batch(&reqs);
+    assert_eq!(out.len(), reqs.len());
+    for (i, ((req, (_, expected)), r)) in reqs.iter().zip(&blobs).zip(out).enumerate() {
+        let what = format!("Decrypt of blob {i}");
+        if let Ok(p) = &r {
+            assert_eq!(p.plaintext.expose(), &[1u8; 16][..], "{what}");
+        }
+        assert_answers_alike(&what, kms.decrypt(req), r, *expected);
+    }
+}
+
 #[test]
 fn a_batch_item_asking_for_a_dry_run_answers_as_a_single_call_does() {
     let (kms, _clock) = kms();

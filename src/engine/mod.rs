@@ -112,6 +112,48 @@ pub(crate) fn data_key_req<'a>(
     }
 }
 
+/// Encrypt's check of its plaintext: within [`PLAINTEXT_LEN`] bytes.
+pub(crate) fn check_plaintext(plaintext: &[u8]) -> Result<()> {
+    check_len(plaintext.len(), "plaintext", PLAINTEXT_LEN)
+}
+
+/// The request of an Encrypt of `plaintext` ([`check_plaintext`] checked it) under `key`,
+/// checked as `action`.
+pub(crate) fn encrypt_req<'a>(
+    key: KeyName<'a>,
+    plaintext: &'a [u8],
+    context: &'a EncryptionContext,
+    action: Action,
+) -> Req<'a> {
+    Req::Encrypt {
+        key,
+        plaintext: Cow::Borrowed(plaintext),
+        ctx: Cow::Borrowed(context),
+        action,
+    }
+}
+
+/// Decrypt's check of its blob: within [`CIPHERTEXT_LEN`] bytes.
+pub(crate) fn check_ciphertext(ciphertext: &[u8]) -> Result<()> {
+    check_len(ciphertext.len(), "ciphertextBlob", CIPHERTEXT_LEN)
+}
+
+/// The request of a Decrypt of `ciphertext` ([`check_ciphertext`] checked it; `key`, if
+/// given, must be the blob's), checked as `action`.
+pub(crate) fn decrypt_req<'a>(
+    ciphertext: &'a [u8],
+    context: &'a EncryptionContext,
+    key: Option<KeyName<'a>>,
+    action: Action,
+) -> Req<'a> {
+    Req::Decrypt {
+        blob: Cow::Borrowed(ciphertext),
+        ctx: Cow::Borrowed(context),
+        key,
+        action,
+    }
+}
+
 fn check_number_of_bytes(n: u32) -> Result<usize> {
     if n < NUMBER_OF_BYTES.0 {
         return Err(KmsError::validation(
@@ -372,13 +414,8 @@ impl Engine {
         context: &EncryptionContext,
         action: Action,
     ) -> Result<EncryptOutput> {
-        check_len(plaintext.len(), "plaintext", PLAINTEXT_LEN)?;
-        let req = Req::Encrypt {
-            key: key.as_name(),
-            plaintext: Cow::Borrowed(plaintext),
-            ctx: Cow::Borrowed(context),
-            action,
-        };
+        check_plaintext(plaintext)?;
+        let req = encrypt_req(key.as_name(), plaintext, context, action);
         let out = to_encrypt(&self.inner, principal, &req);
         latency::pay();
         out
@@ -430,13 +467,8 @@ impl Engine {
         key: Option<&KeyRef>,
         action: Action,
     ) -> Result<DecryptOutput> {
-        check_len(ciphertext.len(), "ciphertextBlob", CIPHERTEXT_LEN)?;
-        let req = Req::Decrypt {
-            blob: Cow::Borrowed(ciphertext),
-            ctx: Cow::Borrowed(context),
-            key: key.map(KeyRef::as_name),
-            action,
-        };
+        check_ciphertext(ciphertext)?;
+        let req = decrypt_req(ciphertext, context, key.map(KeyRef::as_name), action);
         let out = to_decrypt(&self.inner, principal, &req);
         latency::pay();
         out
@@ -716,13 +748,13 @@ impl Engine {
             principal,
             items,
             |it| {
-                check_len(it.plaintext.len(), "plaintext", PLAINTEXT_LEN)?;
-                Ok(Req::Encrypt {
-                    key: it.key.borrowed(),
-                    plaintext: Cow::Borrowed(it.plaintext),
-                    ctx: Cow::Borrowed(it.context),
-                    action: Action::Encrypt,
-                })
+                check_plaintext(it.plaintext)?;
+                Ok(encrypt_req(
+                    it.key.borrowed(),
+                    it.plaintext,
+                    it.context,
+                    Action::Encrypt,
+                ))
             },
             out,
         )
@@ -759,13 +791,13 @@ impl Engine {
             principal,
             items,
             |it| {
-                check_len(it.ciphertext.len(), "ciphertextBlob", CIPHERTEXT_LEN)?;
-                Ok(Req::Decrypt {
-                    blob: Cow::Borrowed(it.ciphertext),
-                    ctx: Cow::Borrowed(it.context),
-                    key: it.key.as_ref().map(KeyName::borrowed),
-                    action: Action::Decrypt,
-                })
+                check_ciphertext(it.ciphertext)?;
+                Ok(decrypt_req(
+                    it.ciphertext,
+                    it.context,
+                    it.key.as_ref().map(KeyName::borrowed),
+                    Action::Decrypt,
+                ))
             },
             out,
         )
@@ -818,12 +850,12 @@ impl Engine {
         )
     }
 
-    /// A batch of requests the caller built (each with [`data_key_req`] …), in the spare
-    /// vector [`BatchOut::spare_reqs`] gave it, the answers left in `out` as by
-    /// [`Engine::generate_data_key_batch_into`] (one per request, in order); the vector goes
-    /// back to `out` as its spare. The service's batch calls build each item's request in
-    /// their own pass over the items, rather than a list of items that a second pass here
-    /// turns into requests.
+    /// A batch of requests the caller built (each with [`encrypt_req`], [`decrypt_req`] or
+    /// [`data_key_req`]), in the spare vector [`BatchOut::spare_reqs`] gave it, the answers
+    /// left in `out` as by [`Engine::encrypt_batch_into`] and its siblings (one per request,
+    /// in order); the vector goes back to `out` as its spare. The service's batch calls build
+    /// each item's request in their own pass over the items, rather than a list of items that
+    /// a second pass here turns into requests.
     pub(crate) fn dispatch_reqs_into(
         &self,
         principal: &str,

@@ -16,8 +16,8 @@ use super::{lock, Kms};
 use crate::api::kms::*;
 use crate::dataplane;
 use crate::engine::{
-    data_key_len, data_key_req, reuse_vec, BatchOut, DataKeyOutput, DataKeyView, DecryptItem,
-    DecryptView, EncryptItem, EncryptView,
+    check_ciphertext, check_plaintext, data_key_len, data_key_req, decrypt_req, encrypt_req,
+    Action, BatchOut, DataKeyOutput, DataKeyView, DecryptView, EncryptView,
 };
 use crate::err;
 use crate::error::{ErrorKind, KmsError, Result};
@@ -394,28 +394,30 @@ impl Kms {
         emit: impl FnMut(std::result::Result<EncryptView<'_>, &KmsError>),
     ) {
         scratch.slots.clear();
-        let mut valid: Vec<EncryptItem<'_>> = reuse_vec(std::mem::take(&mut scratch.encrypt));
+        // Each item's engine request is built here, in the one pass over the items (its
+        // plaintext's size checked last, as the engine's own batch call checks it).
+        let mut reqs = scratch.out.spare_reqs();
         let mut last = None;
         for r in items {
-            let key = check_algorithm(r.encryption_algorithm, "EncryptionAlgorithm")
+            let slot = check_algorithm(r.encryption_algorithm, "EncryptionAlgorithm")
                 .and_then(|()| check_batch_grant_tokens(r.grant_tokens))
                 .and_then(|()| self.key_name(r.key_id, &mut last))
                 .and_then(|key| {
                     self.charge_crypto(&[Uses::Key(key.borrowed())], CryptoCost::Plain)?;
-                    Ok(key)
+                    check_plaintext(r.plaintext)?;
+                    // Built in place in the vector, not moved through a `Result`.
+                    reqs.push(encrypt_req(
+                        key,
+                        r.plaintext,
+                        r.encryption_context,
+                        Action::Encrypt,
+                    ));
+                    Ok(reqs.len() - 1)
                 });
-            scratch.slots.push(key.map(|key| {
-                valid.push(EncryptItem {
-                    key,
-                    plaintext: r.plaintext,
-                    context: r.encryption_context,
-                });
-                valid.len() - 1
-            }));
+            scratch.slots.push(slot);
         }
         let engine = &self.shared.engine;
-        engine.encrypt_batch_into(&self.principal, &valid, &mut scratch.out);
-        scratch.encrypt = reuse_vec(valid);
+        engine.dispatch_reqs_into(&self.principal, reqs, &mut scratch.out);
         let answer = |i: usize| -> Answer<'_, EncryptView<'_>> {
             match &scratch.slots[i] {
                 Err(e) => Answer::Failed(e),
@@ -458,10 +460,11 @@ impl Kms {
         emit: impl FnMut(std::result::Result<DecryptView<'_>, &KmsError>),
     ) {
         scratch.slots.clear();
-        let mut valid: Vec<DecryptItem<'_>> = reuse_vec(std::mem::take(&mut scratch.decrypt));
+        // As in `encrypt_batch_with`: one pass, the blob's size checked last.
+        let mut reqs = scratch.out.spare_reqs();
         let mut last = None;
         for r in items {
-            let key = check_algorithm(r.encryption_algorithm, "EncryptionAlgorithm")
+            let slot = check_algorithm(r.encryption_algorithm, "EncryptionAlgorithm")
                 .and_then(|()| check_batch_grant_tokens(r.grant_tokens))
                 .and_then(|()| {
                     r.key_id
@@ -470,20 +473,19 @@ impl Kms {
                 })
                 .and_then(|key| {
                     self.charge_crypto(&[Uses::Blob(r.ciphertext_blob)], CryptoCost::Plain)?;
-                    Ok(key)
+                    check_ciphertext(r.ciphertext_blob)?;
+                    reqs.push(decrypt_req(
+                        r.ciphertext_blob,
+                        r.encryption_context,
+                        key,
+                        Action::Decrypt,
+                    ));
+                    Ok(reqs.len() - 1)
                 });
-            scratch.slots.push(key.map(|key| {
-                valid.push(DecryptItem {
-                    ciphertext: r.ciphertext_blob,
-                    context: r.encryption_context,
-                    key,
-                });
-                valid.len() - 1
-            }));
+            scratch.slots.push(slot);
         }
         let engine = &self.shared.engine;
-        engine.decrypt_batch_into(&self.principal, &valid, &mut scratch.out);
-        scratch.decrypt = reuse_vec(valid);
+        engine.dispatch_reqs_into(&self.principal, reqs, &mut scratch.out);
         let answer = |i: usize| -> Answer<'_, DecryptView<'_>> {
             match &scratch.slots[i] {
                 Err(e) => Answer::Failed(e),
@@ -656,9 +658,6 @@ pub struct BatchScratch {
     out: BatchOut,
     /// Per item: its index among the items sent to the engine, or why it was refused first.
     slots: Vec<Result<usize>>,
-    /// Always empty: the allocations the next batch's engine items are built in.
-    encrypt: Vec<EncryptItem<'static>>,
-    decrypt: Vec<DecryptItem<'static>>,
 }
 
 /// One item's answer in a batch, as counted and emitted.
