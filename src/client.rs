@@ -493,9 +493,9 @@ impl Backend for Client {
 /// Writes are batched: submitted requests go out once a quarter of `depth` of them (or 64 KiB)
 /// are queued, on [`Pipeline::flush`], or when the pipeline must wait for a reply. The quarter:
 /// a caller that sent nothing until it had digested every reply it read would leave the daemon
-/// idle meanwhile, and the two would take turns instead of working at once. Writing never deadlocks
-/// against a daemon that stops reading because its replies to us are backed up: the pipeline
-/// reads replies whenever a write would block.
+/// idle meanwhile, and the two would take turns instead of working at once. Writing never
+/// deadlocks against a daemon that stops reading because its replies to us are backed up: the
+/// pipeline reads replies whenever a write would block.
 pub struct Pipeline<'c> {
     client: &'c Client,
     conn: Option<Conn>,
