@@ -24,6 +24,7 @@ use std::time::Duration;
 use crossbeam::channel::{Receiver, Sender};
 use mio::{Events, Interest, Poll, Token};
 
+use super::event_loop::CHUNK_WORK;
 use super::wake::{Spin, SpinStream};
 use crate::error::{ErrorKind, KmsError, Result};
 use crate::protocol::{encode_hello_reply, split_frame, HelloReply, MAX_BODY, OP_HELLO, VERSION};
@@ -109,7 +110,9 @@ impl Drop for EchoServer {
 /// Frames answered between two writes: the daemon's loops write a connection's replies after
 /// each chunk of work (a pipelining client decodes the first answers while the next are
 /// computed), and a floor that wrote less often would lose that overlap and prove nothing.
-const CHUNK_FRAMES: usize = 64;
+/// As many frames as the loops' work units: a small request (a GenerateDataKey, an Encrypt
+/// under 1 KiB) is one unit.
+const CHUNK_FRAMES: usize = CHUNK_WORK;
 
 fn io_err(path: &Path, e: &std::io::Error) -> KmsError {
     KmsError::new(

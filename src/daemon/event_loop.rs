@@ -12,6 +12,8 @@
 
 mod turn;
 
+pub(super) use turn::CHUNK_WORK;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

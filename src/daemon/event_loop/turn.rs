@@ -30,8 +30,9 @@ use crate::daemon::quota::CONN_FLOOR;
 /// Read-and-handle rounds for one connection per turn before others get theirs.
 const MAX_ROUNDS: usize = 8;
 /// Work units handled between two writes of a connection's replies: a pipelining client
-/// decodes the first answers while the loop computes the next ones.
-const CHUNK_WORK: usize = 64;
+/// decodes the first answers while the loop computes the next ones. The echo floor writes as
+/// often (`super::super::echo`).
+pub(in crate::daemon) const CHUNK_WORK: usize = 64;
 
 impl EventLoop {
     /// Puts a stalled connection back on the `again` list, to be read on this turn.
