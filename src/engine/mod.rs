@@ -863,10 +863,7 @@ impl Engine {
         out: &mut BatchOut,
     ) {
         out.clear();
-        self.inner
-            .dispatch_batch(principal, &reqs, &mut out.results, &mut out.sink);
-        out.reqs = reuse_vec(reqs);
-        Self::settle_all(out);
+        self.dispatch_built(principal, reqs, out);
     }
 
     fn batch_into<'a, I>(
@@ -885,6 +882,13 @@ impl Engine {
                 Err(e) => out.errors.push((i, e)),
             }
         }
+        self.dispatch_built(principal, reqs, out);
+    }
+
+    /// Dispatches the requests built for a batch whose other items `out.errors` refused
+    /// (by index), leaving one answer per item in `out` and `reqs`' allocation as its spare;
+    /// then pays the latency the answers owe (see `Resp::settle`).
+    fn dispatch_built(&self, principal: &str, reqs: Vec<Req<'_>>, out: &mut BatchOut) {
         if out.errors.is_empty() {
             // The usual case: the engine's answers are the items' answers, left in place.
             self.inner
@@ -892,9 +896,10 @@ impl Engine {
         } else {
             self.inner
                 .dispatch_batch(principal, &reqs, &mut out.answers, &mut out.sink);
+            let items = reqs.len() + out.errors.len();
             let mut answers = out.answers.drain(..);
             let mut errors = out.errors.drain(..).peekable();
-            for i in 0..items.len() {
+            for i in 0..items {
                 let r = match errors.next_if(|(k, _)| *k == i) {
                     Some((_, e)) => Some(Err(e)),
                     None => answers.next().flatten(),
@@ -903,17 +908,13 @@ impl Engine {
             }
         }
         out.reqs = reuse_vec(reqs);
-        Self::settle_all(out);
-    }
-
-    /// The latency a batch's answers owe, paid (see `Resp::settle`).
-    fn settle_all(out: &mut BatchOut) {
         // Only an answer a slow HSM served owes latency: `settle` looks at each answer's kind.
         for resp in out.results.iter_mut().flatten().flatten() {
             resp.settle();
         }
         latency::pay();
     }
+
     /// Stops and joins every worker. Queued requests and requests arriving later answer
     /// `KMSInternalException`; requests already running inline finish. Idempotent; also run
     /// on drop. (Takes `&self` so it can be called while other threads still share the engine
