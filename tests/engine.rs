@@ -39,14 +39,20 @@ fn put_key(id: KeyId) -> Control {
 }
 
 fn fixture(max_uses: u64) -> Fixture {
+    fixture_with(max_uses, SEAL_CACHE, true)
+}
+
+/// [`fixture`] with the engine's sealing-context cache and batch splitting chosen: a batch
+/// not split runs on the caller's shard, item runs and all.
+fn fixture_with(max_uses: u64, seal_cache: usize, split_batches: bool) -> Fixture {
     let scope = Scope::default();
     let engine = Engine::new(EngineConfig {
         shards: 2,
         pin_workers: false,
         subkey_max_uses: max_uses,
         decrypt_cache: 8,
-        seal_cache: SEAL_CACHE,
-        split_batches: true,
+        seal_cache,
+        split_batches,
         scope: scope.clone(),
     })
     .unwrap();
@@ -659,6 +665,176 @@ fn a_batch_in_runs_of_keys_on_different_shards_answers_each_item_under_its_key()
     }
 }
 
+/// One data-key batch item naming `key` with `context`, `bytes` long.
+fn data_key_item<'a>(
+    key: &'a KeyRef,
+    bytes: u32,
+    context: &'a EncryptionContext,
+) -> DataKeyItem<'a> {
+    DataKeyItem {
+        key: key.as_name(),
+        key_spec: None,
+        number_of_bytes: Some(bytes),
+        context,
+    }
+}
+
+#[test]
+fn a_run_of_data_keys_on_one_key_seals_each_under_its_own_nonce_and_context_across_epochs() {
+    // Not split, on a key every shard holds: the whole batch is one run on the caller's
+    // shard, whose epochs (3 seals each) roll over inside it.
+    let f = fixture_with(3, SEAL_CACHE, false);
+    let key = KeyRef::Id(f.dflt);
+    let contexts = [none(), ctx(&[("purpose", "a")]), ctx(&[("purpose", "b")])];
+    let items: Vec<DataKeyItem<'_>> = (0..60)
+        .map(|i| data_key_item(&key, 1 + i as u32 % 64, &contexts[i % 3]))
+        .collect();
+    for with_plaintext in [true, false] {
+        let out = f.engine.generate_data_key_batch(P, &items, with_plaintext);
+        assert_eq!(out.len(), items.len());
+        let mut seals = std::collections::HashSet::new();
+        for (i, r) in out.iter().enumerate() {
+            let dk = r.as_ref().unwrap();
+            assert_eq!(&*dk.key_arn, f.scope.key_arn(&f.dflt));
+            // Salt and nonce: bytes 17..45 of the header.
+            assert!(
+                seals.insert(dk.ciphertext_blob[17..45].to_vec()),
+                "item {i}"
+            );
+            let opened = f
+                .engine
+                .decrypt(P, &dk.ciphertext_blob, &contexts[i % 3], None)
+                .unwrap();
+            assert_eq!(opened.plaintext.len(), 1 + i % 64, "item {i}");
+            match &dk.plaintext {
+                Some(p) => assert_eq!(p.expose(), opened.plaintext.expose(), "item {i}"),
+                None => assert!(!with_plaintext),
+            }
+            let other = &contexts[(i + 1) % 3];
+            let wrong = f.engine.decrypt(P, &dk.ciphertext_blob, other, None);
+            assert_eq!(
+                wrong.unwrap_err().kind(),
+                ErrorKind::InvalidCiphertextException
+            );
+        }
+        let salts: std::collections::HashSet<_> = seals.iter().map(|s| s[..16].to_vec()).collect();
+        assert_eq!(salts.len(), items.len() / 3, "an epoch of 3 seals each");
+    }
+}
+
+#[test]
+fn a_run_ends_where_the_named_key_changes_and_each_item_answers_under_its_own_key() {
+    // Keys every shard holds (the default store's), so that every run is on the caller's
+    // shard: `dflt`, another, `dflt` by an alias, an unknown key, one whose policy refuses.
+    let f = fixture_with(1 << 20, SEAL_CACHE, false);
+    let other = open_default_key(&f);
+    f.engine
+        .apply(&[Control::PutAlias {
+            alias: "alias/dflt".into(),
+            key: f.dflt,
+        }])
+        .unwrap();
+    let (dflt, second, alias) = (
+        KeyRef::Id(f.dflt),
+        KeyRef::Id(other),
+        KeyRef::Alias("alias/dflt".into()),
+    );
+    let (unknown, closed) = (
+        KeyRef::Id(KeyId::generate()),
+        KeyRef::Id(closed_policy_key(&f)),
+    );
+    let c = none();
+    let plan: Vec<(&KeyRef, usize)> = vec![
+        (&dflt, 10),
+        (&second, 5),
+        (&dflt, 1),
+        (&alias, 5),
+        (&unknown, 3),
+        (&dflt, 4),
+        (&closed, 3),
+        (&dflt, 2),
+    ];
+    let keys: Vec<&KeyRef> = plan
+        .iter()
+        .flat_map(|(k, n)| std::iter::repeat_n(*k, *n))
+        .collect();
+    let items: Vec<DataKeyItem<'_>> = keys.iter().map(|k| data_key_item(k, 32, &c)).collect();
+    let out = f.engine.generate_data_key_batch(P, &items, true);
+    assert_eq!(out.len(), keys.len());
+    for (i, (key, r)) in keys.iter().zip(&out).enumerate() {
+        let expect = |id: &KeyId| {
+            let dk = r.as_ref().unwrap();
+            assert_eq!(&*dk.key_arn, f.scope.key_arn(id), "item {i}");
+            let opened = f.engine.decrypt(P, &dk.ciphertext_blob, &c, None).unwrap();
+            assert_eq!(
+                opened.plaintext.expose(),
+                dk.plaintext.as_ref().unwrap().expose()
+            );
+        };
+        if std::ptr::eq(*key, &unknown) {
+            assert_eq!(r.as_ref().unwrap_err().kind(), ErrorKind::NotFoundException);
+        } else if std::ptr::eq(*key, &closed) {
+            let e = r.as_ref().unwrap_err().kind();
+            assert_eq!(e, ErrorKind::AccessDeniedException, "item {i}");
+        } else if std::ptr::eq(*key, &second) {
+            expect(&other);
+        } else {
+            expect(&f.dflt);
+        }
+    }
+}
+
+#[test]
+fn a_run_under_a_context_bound_grant_admits_each_item_by_its_own_context() {
+    // The policy refuses; a grant allows only under {"a": "b"}. Its verdict depends on each
+    // item's context, so items of one key in a row must not share the first one's.
+    let f = fixture_with(1 << 20, SEAL_CACHE, false);
+    let k = closed_policy_key(&f);
+    f.engine
+        .apply(&[put_grant(
+            k,
+            "g",
+            &[Action::GenerateDataKey],
+            Some(ctx(&[("a", "b")])),
+        )])
+        .unwrap();
+    let key = KeyRef::Id(k);
+    let (granted, other) = (ctx(&[("a", "b")]), ctx(&[("a", "x")]));
+    let items: Vec<DataKeyItem<'_>> = (0..12)
+        .map(|i| data_key_item(&key, 32, if i % 3 == 2 { &other } else { &granted }))
+        .collect();
+    let out = f.engine.generate_data_key_batch(P, &items, true);
+    for (i, r) in out.iter().enumerate() {
+        if i % 3 == 2 {
+            let e = r.as_ref().unwrap_err().kind();
+            assert_eq!(e, ErrorKind::AccessDeniedException, "item {i}");
+        } else {
+            assert_eq!(
+                &*r.as_ref().unwrap().key_arn,
+                f.scope.key_arn(&k),
+                "item {i}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_run_on_a_key_with_no_sealing_context_kept_answers_every_item() {
+    // No room to keep any key's expanded context: every seal expands its subkey for itself
+    // and owes the cache's clock a step, which ends each run after its item.
+    let f = fixture_with(2, 0, false);
+    let key = KeyRef::Id(f.dflt);
+    let c = none();
+    let items: Vec<DataKeyItem<'_>> = (0..20).map(|_| data_key_item(&key, 32, &c)).collect();
+    for _ in 0..3 {
+        for r in f.engine.generate_data_key_batch(P, &items, true) {
+            let dk = r.unwrap();
+            let opened = f.engine.decrypt(P, &dk.ciphertext_blob, &c, None).unwrap();
+            assert_eq!(opened.plaintext.expose(), dk.plaintext.unwrap().expose());
+        }
+    }
+}
+
 trait IdOf {
     fn id(&self) -> &KeyId;
 }
@@ -960,6 +1136,22 @@ fn shutdown_with_callers_in_flight_returns_errors() {
         ErrorKind::KMSInternalException
     );
     assert!(f.engine.apply(&[]).is_err());
+}
+
+/// A key whose policy allows everyone, on every shard.
+fn open_default_key(f: &Fixture) -> KeyId {
+    let id = KeyId::generate();
+    f.engine
+        .apply(&[
+            put_key(id),
+            Control::PutReplica {
+                hsm: HsmSlot::Default,
+                key: id,
+                material: KeyMaterial::generate(),
+            },
+        ])
+        .unwrap();
+    id
 }
 
 /// A key whose policy allows no one, on every shard.

@@ -642,7 +642,7 @@ impl Inner {
                 }
                 let mut late: Vec<Vec<usize>> = Vec::new();
                 let mut memo = Memo::default();
-                let mut run = |k: usize| match g.execute(principal, &reqs[k], &mut memo, sink) {
+                let mut place = |k: usize, step: Step| match step {
                     Step::Done(r) => Some(r),
                     Step::Elsewhere(m) => {
                         match order(n, h, m).next() {
@@ -656,12 +656,15 @@ impl Inner {
                     }
                 };
                 if free == 0 {
-                    results.extend((0..reqs.len()).map(&mut run));
+                    // Answers come in item order: pushed as they come.
+                    g.execute_all(principal, reqs, &mut memo, sink, |k, step| {
+                        results.push(place(k, step))
+                    });
                 } else {
                     all(results);
                     let t0 = Instant::now();
                     for &k in &parts[h] {
-                        results[k] = run(k);
+                        results[k] = place(k, g.execute(principal, &reqs[k], &mut memo, sink));
                     }
                     split_at = Some((t0, Instant::now()));
                 }
