@@ -618,7 +618,7 @@ impl Inner {
                     let mut last: Option<(&KeyName<'_>, u64)> = None;
                     for (k, r) in reqs.iter().enumerate() {
                         let m = match (r.named_key(), last) {
-                            (Some(key), Some((named, m))) if named == key => m,
+                            (Some(key), Some((named, m))) if named.same(key) => m,
                             (key, _) => {
                                 let m = g.holder_mask(r);
                                 last = key.map(|key| (key, m));

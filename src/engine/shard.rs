@@ -287,7 +287,7 @@ impl Memo<'_> {
     /// The key and ARN admitted last, if that was `key` for `action`.
     fn hit(&self, key: &KeyName<'_>, action: Action) -> Option<(KeyId, Arc<str>)> {
         match &self.last {
-            Some((k, a, id, arn)) if *a == action && k == key => Some((*id, arn.clone())),
+            Some((k, a, id, arn)) if *a == action && k.same(key) => Some((*id, arn.clone())),
             _ => None,
         }
     }
@@ -1178,7 +1178,7 @@ impl ShardState {
             plaintext,
         }) = reqs.get(k)
         {
-            if *plaintext != with_plaintext || next != key {
+            if *plaintext != with_plaintext || !next.same(key) {
                 break;
             }
             let (keep, kept) = (live.len() < *seal_cache, schedule.keeps_context());

@@ -24,7 +24,7 @@ use crate::error::{ErrorKind, KmsError, Result};
 use crate::kms::keys::check_grant_tokens;
 use crate::ops::Op;
 use crate::secret::SecretBytes;
-use crate::types::{EncryptionAlgorithm, KeyName, KeyRef};
+use crate::types::{same_text, EncryptionAlgorithm, KeyName, KeyRef};
 
 /// The algorithm of a request for the asymmetric path (`asymmetric_ops`); None for the
 /// symmetric one.
@@ -353,7 +353,7 @@ impl Kms {
         last: &mut Option<(&'a str, KeyName<'a>)>,
     ) -> Result<KeyName<'a>> {
         if let Some((t, name)) = last {
-            if *t == text {
+            if same_text(t, text) {
                 return Ok(name.clone());
             }
         }
