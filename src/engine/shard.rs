@@ -1145,7 +1145,11 @@ impl ShardState {
             plaintext,
         }) = reqs.get(start)
         else {
-            // Not reached: `execute_all` runs only data-key items through here.
+            // Not reached (`execute_all` sends only data-key items here); every item is
+            // answered all the same.
+            if let Some(req) = reqs.get(start) {
+                each(start, self.execute(principal, req, memo, sink));
+            }
             return start + 1;
         };
         each(
