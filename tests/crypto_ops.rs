@@ -259,6 +259,134 @@ fn a_batch_longer_than_one_pass_through_the_engine_answers_every_item_in_order()
 }
 
 #[test]
+fn a_batch_of_items_alike_longer_than_a_run_answers_each_with_a_data_key_of_its_own() {
+    // Items alike go to the engine a run at a time (at most 32 each): 70 make three runs,
+    // and each item still gets its own data key, sealed under its context.
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "runs");
+    for key in [create_key(&kms, None), create_key(&kms, Some(&f.store_id))] {
+        batch_of_alike_items(&kms, &key);
+    }
+}
+
+/// A batch of 70 GenerateDataKey items alike on `key`, owned and lent: each answered with a
+/// data key of its own that opens under the items' context only.
+fn batch_of_alike_items(kms: &kmscks::Kms, key: &str) {
+    let arn = describe_key(kms, key).arn;
+    let c = ctx(&[("tenant", "7")]);
+    let gdk: Vec<GenerateDataKeyRequest> = (0..70)
+        .map(|_| GenerateDataKeyRequest {
+            key_id: key.to_string(),
+            key_spec: Some(DataKeySpec::Aes256),
+            encryption_context: c.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut check = |i: usize, blob: &[u8], data_key: &[u8], key_id: &str| {
+        assert_eq!(key_id, &*arn, "item {i}");
+        assert_eq!(data_key.len(), 32, "item {i}");
+        assert!(
+            seen.insert(data_key.to_vec()),
+            "item {i} repeats a data key"
+        );
+        let opened = decrypt(kms, blob, c.clone()).unwrap();
+        assert_eq!(opened.plaintext.expose(), data_key, "item {i}");
+        assert_aws(
+            decrypt(kms, blob, EncryptionContext::new()),
+            ErrorKind::InvalidCiphertextException,
+        );
+    };
+    let owned = kms.generate_data_key_batch(&gdk, true);
+    assert_eq!(owned.len(), 70);
+    for (i, r) in owned.iter().enumerate() {
+        let r = r.as_ref().unwrap();
+        check(
+            i,
+            &r.ciphertext_blob,
+            r.plaintext.as_ref().unwrap().expose(),
+            &r.key_id,
+        );
+    }
+    // The lent form (the daemon's), with its scratch reused.
+    let refs: Vec<_> = gdk.iter().map(GenerateDataKeyRequest::borrowed).collect();
+    let mut scratch = kmscks::BatchScratch::default();
+    for _ in 0..2 {
+        let mut i = 0;
+        kms.generate_data_key_batch_with(&refs, true, &mut scratch, |r| {
+            let v = r.unwrap();
+            check(i + 70, v.ciphertext_blob, v.plaintext.unwrap(), v.key_arn);
+            i += 1;
+        });
+        assert_eq!(i, 70);
+    }
+}
+
+#[test]
+fn a_batch_mixing_keys_sizes_contexts_and_dry_runs_answers_each_item_as_a_single_call_does() {
+    // Runs end wherever the next item differs: another key, size, context, or grant tokens;
+    // a dry run inside a run answers for itself.
+    let (kms, _clock) = kms();
+    let (a, b) = (create_key(&kms, None), create_key(&kms, None));
+    let (arn_a, arn_b) = (describe_key(&kms, &a).arn, describe_key(&kms, &b).arn);
+    let (none, one) = (EncryptionContext::new(), ctx(&[("purpose", "one")]));
+    let item =
+        |key: &str, bytes: u32, c: &EncryptionContext, dry_run: bool| GenerateDataKeyRequest {
+            key_id: key.to_string(),
+            number_of_bytes: Some(bytes),
+            encryption_context: c.clone(),
+            dry_run,
+            ..Default::default()
+        };
+    let items = vec![
+        item(&a, 32, &none, false),
+        item(&a, 32, &none, false),
+        item(&a, 32, &none, true),
+        item(&a, 32, &none, false),
+        item(&b, 32, &none, false),
+        item(&b, 32, &none, false),
+        item(&a, 32, &one, false),
+        item(&a, 32, &one, false),
+        item(&a, 16, &one, false),
+        item(&a, 16, &one, false),
+        item(&b, 0, &none, false),
+        item(&b, 0, &none, false),
+        item(&a, 32, &none, false),
+    ];
+    let out = kms.generate_data_key_batch(&items, true);
+    assert_eq!(out.len(), items.len());
+    for (i, (req, r)) in items.iter().zip(out).enumerate() {
+        if req.dry_run {
+            assert_aws(r.map(|_| ()), ErrorKind::DryRunOperationException);
+            continue;
+        }
+        match kms.generate_data_key(req) {
+            Err(e) => {
+                let got = r.unwrap_err();
+                assert_eq!(
+                    (got.kind(), got.message()),
+                    (e.kind(), e.message()),
+                    "item {i}"
+                );
+            }
+            Ok(_) => {
+                let r = r.unwrap();
+                let arn = if req.key_id == a { &arn_a } else { &arn_b };
+                assert_eq!(&*r.key_id, &**arn, "item {i}");
+                let data_key = r.plaintext.unwrap();
+                assert_eq!(data_key.len(), req.number_of_bytes.unwrap() as usize);
+                let opened = decrypt(&kms, &r.ciphertext_blob, req.encryption_context.clone());
+                assert_eq!(
+                    opened.unwrap().plaintext.expose(),
+                    data_key.expose(),
+                    "item {i}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn a_batch_item_of_a_refused_data_key_size_answers_as_a_single_call_does() {
     let (kms, _clock) = kms();
     let key = create_key(&kms, None);

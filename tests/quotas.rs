@@ -188,6 +188,32 @@ fn a_batch_counts_each_item_and_throttles_only_those_over_the_rate() {
 }
 
 #[test]
+fn a_data_key_batch_counts_each_item_and_throttles_only_those_over_the_rate() {
+    // Items alike, which without quotas would go to the engine as one run: each is charged.
+    let quotas = QuotaConfig {
+        store_crypto_rate: 10,
+        ..QuotaConfig::default()
+    };
+    let per_item = quotas.data_key_cost;
+    let (kms, clock) = emulated(quotas);
+    let key = store_key(&kms, &clock, "DataKeys");
+    let items: Vec<GenerateDataKeyRequest> = (0..12)
+        .map(|_| GenerateDataKeyRequest {
+            key_id: key.clone(),
+            number_of_bytes: Some(32),
+            ..Default::default()
+        })
+        .collect();
+    let results = kms.generate_data_key_batch(&items, true);
+    let allowed = (10 / per_item) as usize;
+    assert!(allowed < 12, "the test needs items over the rate");
+    assert!(results[..allowed].iter().all(Result::is_ok), "{results:?}");
+    for r in results.into_iter().skip(allowed) {
+        assert_throttled(r);
+    }
+}
+
+#[test]
 fn the_custom_key_store_api_has_its_own_rate() {
     let (kms, clock) = emulated(QuotaConfig::default());
     let key = store_key(&kms, &clock, "Api");

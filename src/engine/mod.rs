@@ -104,13 +104,33 @@ pub(crate) fn data_key_req<'a>(
     context: &'a EncryptionContext,
     plaintext: bool,
 ) -> Req<'a> {
+    data_key_run_req(key, len, context, plaintext, 1)
+}
+
+/// The request of `items` GenerateDataKey items alike, as [`data_key_req`] builds one: a
+/// run of batch items (at most [`DATA_KEY_RUN`]) that one shard seals together. Its answer
+/// ([`BatchOut::data_key_item`]) may cover only the run's first items; the caller sends
+/// the others again, each with its own request.
+pub(crate) fn data_key_run_req<'a>(
+    key: KeyName<'a>,
+    len: usize,
+    context: &'a EncryptionContext,
+    plaintext: bool,
+    items: u32,
+) -> Req<'a> {
     Req::DataKey {
         key,
         len,
         ctx: Cow::Borrowed(context),
         plaintext,
+        items,
     }
 }
+
+/// The most batch items one run request ([`data_key_run_req`]) stands for: enough to pay its
+/// dispatch once for many items, few enough that a batch split across the shards still
+/// splits into parts of about equal size.
+pub(crate) const DATA_KEY_RUN: usize = 32;
 
 /// Encrypt's check of its plaintext: within [`PLAINTEXT_LEN`] bytes.
 pub(crate) fn check_plaintext(plaintext: &[u8]) -> Result<()> {
@@ -893,6 +913,7 @@ impl Engine {
             // The usual case: the engine's answers are the items' answers, left in place.
             self.inner
                 .dispatch_batch(principal, &reqs, &mut out.results, &mut out.sink);
+            self.send_again(principal, &reqs, out);
         } else {
             self.inner
                 .dispatch_batch(principal, &reqs, &mut out.answers, &mut out.sink);
@@ -909,10 +930,47 @@ impl Engine {
         }
         out.reqs = reuse_vec(reqs);
         // Only an answer a slow HSM served owes latency: `settle` looks at each answer's kind.
-        for resp in out.results.iter_mut().flatten().flatten() {
+        for resp in out
+            .results
+            .iter_mut()
+            .chain(&mut out.again)
+            .flatten()
+            .flatten()
+        {
             resp.settle();
         }
         latency::pay();
+    }
+
+    /// Sends the items of the run requests in `reqs` that their run did not reach (it stops
+    /// early: see `ShardState::data_key_items`) again, one request each, their answers left
+    /// in `out.again`. A run's items are alike, so each is its run's request for one item.
+    /// The usual batch has none, and costs one look at each run.
+    fn send_again(&self, principal: &str, reqs: &[Req<'_>], out: &mut BatchOut) {
+        let mut again = Vec::new();
+        for (j, req) in reqs.iter().enumerate() {
+            let Req::DataKey {
+                key,
+                len,
+                ctx,
+                plaintext,
+                items,
+            } = req
+            else {
+                continue;
+            };
+            let answered = out.items_answered(j);
+            if answered < *items {
+                out.again_at.push((j, again.len()));
+                for _ in answered..*items {
+                    again.push(data_key_req(key.borrowed(), *len, ctx, *plaintext));
+                }
+            }
+        }
+        if !again.is_empty() {
+            self.inner
+                .dispatch_batch(principal, &again, &mut out.again, &mut out.sink);
+        }
     }
 
     /// Stops and joins every worker. Queued requests and requests arriving later answer

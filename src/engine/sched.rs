@@ -597,7 +597,10 @@ impl Inner {
                 let mut parts: Vec<Vec<usize>> = Vec::new();
                 let mut free = 0u64;
                 let now_us = self.epoch.elapsed().as_micros() as u64;
-                if self.split && reqs.len() >= SPLIT_MIN && active < n && !self.split_backing_off()
+                if self.split
+                    && active < n
+                    && reqs.iter().map(Req::items).sum::<usize>() >= SPLIT_MIN
+                    && !self.split_backing_off()
                 {
                     let recent = RECENT_CALLER.as_micros() as u64;
                     for q in (0..n).filter(|&q| q != h) {
@@ -612,6 +615,8 @@ impl Inner {
                 }
                 if free != 0 {
                     parts.resize_with(n, Vec::new);
+                    // The items each part holds (a run request holds several).
+                    let mut load = vec![0usize; n];
                     // A batch usually names one key throughout: its holders are looked up
                     // once per run of items naming the same key (the lock is held, so
                     // placement cannot change in between), not once per item.
@@ -630,10 +635,9 @@ impl Inner {
                         } else {
                             m
                         };
-                        let target = order(n, h, cands)
-                            .min_by_key(|&q| parts[q].len())
-                            .unwrap_or(h);
+                        let target = order(n, h, cands).min_by_key(|&q| load[q]).unwrap_or(h);
                         parts[target].push(k);
+                        load[target] += r.items();
                     }
                 }
                 for q in (0..parts.len()).filter(|&q| q != h) {

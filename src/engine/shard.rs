@@ -14,6 +14,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,11 +56,14 @@ pub(crate) enum Req<'a> {
         key: Option<KeyName<'a>>,
         action: Action,
     },
+    /// `items` GenerateDataKey items alike (one key, length, context and action): one item,
+    /// or a run of them answered together (`ShardState::data_key_items`).
     DataKey {
         key: KeyName<'a>,
         len: usize,
         ctx: Cow<'a, EncryptionContext>,
         plaintext: bool,
+        items: u32,
     },
     Random {
         len: usize,
@@ -103,6 +107,14 @@ impl Req<'_> {
         }
     }
 
+    /// How many batch items the request stands for (a run of data keys: its length).
+    pub(crate) fn items(&self) -> usize {
+        match self {
+            Req::DataKey { items, .. } => *items as usize,
+            _ => 1,
+        }
+    }
+
     /// An owned copy, for handing to another thread.
     pub(crate) fn to_static(&self) -> Req<'static> {
         match self {
@@ -133,11 +145,13 @@ impl Req<'_> {
                 len,
                 ctx,
                 plaintext,
+                items,
             } => Req::DataKey {
                 key: key.to_static(),
                 len: *len,
                 ctx: own(&**ctx),
                 plaintext: *plaintext,
+                items: *items,
             },
             Req::Random { len, fleet } => Req::Random {
                 len: *len,
@@ -206,6 +220,11 @@ pub(crate) enum Resp {
     Blob(Out, Arc<str>),
     Plain(Out, Arc<str>),
     DataKey(Out, Option<Out>, Arc<str>),
+    /// The first items of a run of data keys (`Req::DataKey` with `items` > 1), sealed back
+    /// to back: their blobs (and data keys) one after another, each as long as the first.
+    /// The run's items after them were not reached; the batch call sends them again
+    /// (`Engine::send_again`).
+    DataKeys(Out, Option<Out>, Arc<str>, RunShape),
     Random(SecretBytes),
     /// A MAC computed (GenerateMac).
     Mac(Vec<u8>, Arc<str>),
@@ -220,6 +239,15 @@ pub(crate) enum Resp {
     /// An answer served by a slow HSM, and the latency it owes (paid on the caller's thread:
     /// see `engine::latency`). Boxed: only slow HSMs pay for it.
     Slowed(Box<Resp>, Duration),
+}
+
+/// How the outputs of a [`Resp::DataKeys`] are laid out: `items` of them, each blob
+/// `blob` bytes long and each data key `key` bytes long.
+#[derive(Clone, Copy)]
+pub(crate) struct RunShape {
+    pub(crate) items: u32,
+    pub(crate) blob: u32,
+    pub(crate) key: u32,
 }
 
 impl Resp {
@@ -251,6 +279,10 @@ impl Resp {
             Resp::DataKey(b, p, arn) => {
                 let p = p.map(|p| Out::Secret(sink.take_secret(p)));
                 Resp::DataKey(Out::Blob(sink.take_blob(b)), p, arn)
+            }
+            Resp::DataKeys(b, p, arn, n) => {
+                let p = p.map(|p| Out::Secret(sink.take_secret(p)));
+                Resp::DataKeys(Out::Blob(sink.take_blob(b)), p, arn, n)
             }
             Resp::Slowed(inner, owed) => Resp::Slowed(Box::new(inner.into_owned(sink)), owed),
             r @ (Resp::Random(_)
@@ -595,11 +627,11 @@ fn data_key_action(with_plaintext: bool) -> Action {
 // ~60 instructions per item (callgrind).
 #[inline(always)]
 fn seal_data_key(
-    (schedule, id, arn): (&mut SubkeySchedule, &KeyId, Arc<str>),
+    (schedule, id): (&mut SubkeySchedule, &KeyId),
     (pool, rotated, max_uses): (&mut RandomPool, &VersionMap, u64),
     (len, ctx, with_plaintext, keep): (usize, &EncryptionContext, bool, bool),
     sink: &mut Sink,
-) -> (Result<Resp>, bool) {
+) -> (Result<Sealed>, bool) {
     let mut started = false;
     let (blobs, secrets) = sink.areas_mut();
     // The data key is drawn into the sink's secrets, sealed from there, and kept there only
@@ -613,14 +645,31 @@ fn seal_data_key(
         blob::seal_into(id, sealed.params, &secrets[at..], ctx, blobs)
     });
     let r = match r {
-        Ok(b) if with_plaintext => Ok(Resp::DataKey(Out::At(b), Some(Out::At(at..at + len)), arn)),
+        Ok(blob) if with_plaintext => Ok(Sealed {
+            blob,
+            key: Some(at..at + len),
+        }),
         r => {
             crate::secret::wipe(&mut secrets[at..]);
             secrets.truncate(at);
-            r.map(|b| Resp::DataKey(Out::At(b), None, arn))
+            r.map(|blob| Sealed { blob, key: None })
         }
     };
     (r, started)
+}
+
+/// Where [`seal_data_key`] left a data key in the sink: its blob, and the key itself when
+/// the caller gets it.
+struct Sealed {
+    blob: Range<usize>,
+    key: Option<Range<usize>>,
+}
+
+impl Sealed {
+    /// The answer naming these outputs.
+    fn answer(self, arn: Arc<str>) -> Resp {
+        Resp::DataKey(Out::At(self.blob), self.key.map(Out::At), arn)
+    }
 }
 
 /// Why a data key pair's private key may not be sealed under `id` (its `entry`), if it may
@@ -900,7 +949,15 @@ impl ShardState {
                 len,
                 ctx,
                 plaintext,
+                items: 1,
             } => self.data_key(principal, key, *len, ctx, *plaintext, memo, sink),
+            Req::DataKey {
+                key,
+                len,
+                ctx,
+                plaintext,
+                items,
+            } => self.data_key_items(principal, key, (*len, ctx, *plaintext), *items, memo, sink),
             Req::Random { len, fleet } => self.random(*len, fleet.as_deref()),
             Req::Mac {
                 key,
@@ -1089,13 +1146,13 @@ impl ShardState {
         let (keep, kept) = (self.live.len() < self.seal_cache, schedule.keeps_context());
         let (pool, rotated) = (&mut self.pool, &self.rotated);
         let (r, started) = seal_data_key(
-            (schedule, &id, arn),
+            (schedule, &id),
             (pool, rotated, self.max_uses),
             (len, ctx, with_plaintext, keep),
             sink,
         );
         self.count_seal(id, kept, started);
-        self.done(&id, r)
+        self.done(&id, r.map(|s| s.answer(arn)))
     }
 
     /// Runs `reqs` in order as [`ShardState::execute`] runs each, handing each item's step to
@@ -1113,7 +1170,7 @@ impl ShardState {
     ) {
         let mut k = 0;
         while let Some(req) = reqs.get(k) {
-            if matches!(req, Req::DataKey { .. }) && self.latency.is_empty() {
+            if matches!(req, Req::DataKey { items: 1, .. }) && self.latency.is_empty() {
                 k = self.data_key_run(principal, reqs, k, memo, sink, &mut each);
             } else {
                 each(k, self.execute(principal, req, memo, sink));
@@ -1143,6 +1200,7 @@ impl ShardState {
             len,
             ctx,
             plaintext,
+            items: 1,
         }) = reqs.get(start)
         else {
             // Not reached (`execute_all` sends only data-key items here); every item is
@@ -1180,6 +1238,7 @@ impl ShardState {
             len,
             ctx,
             plaintext,
+            items: 1,
         }) = reqs.get(k)
         {
             if *plaintext != with_plaintext || !next.same(key) {
@@ -1187,12 +1246,12 @@ impl ShardState {
             }
             let (keep, kept) = (live.len() < *seal_cache, schedule.keeps_context());
             let (r, started) = seal_data_key(
-                (schedule, &id, arn.clone()),
+                (schedule, &id),
                 (pool, rotated, *max_uses),
                 (*len, ctx, with_plaintext, keep),
                 sink,
             );
-            each(k, Step::Done(r));
+            each(k, Step::Done(r.map(|s| s.answer(arn.clone()))));
             k += 1;
             if started {
                 live.push_back(id);
@@ -1207,6 +1266,99 @@ impl ShardState {
             self.count_seal(id, false, false);
         }
         k
+    }
+
+    /// The `items` GenerateDataKey items of one run request (`Req::DataKey` with more than
+    /// one item: items alike, one key, length, context and action). The first is run as
+    /// [`ShardState::data_key`] runs it; while the memo then holds the key's admission (a
+    /// verdict that depends on no encryption context, and the run's items share theirs
+    /// anyway), the others are sealed in one loop, each exactly as `data_key` would seal it
+    /// and counted as it counts its seals, with no admission, dispatch or answer of its own:
+    /// their blobs (and data keys) follow the first's in the sink, each as long
+    /// ([`Resp::DataKeys`]). The run stops early — an HSM slow (its answers owe latency), a
+    /// verdict the memo does not keep, a seal that failed — and the batch call then sends
+    /// the items after the last one sealed again, each on its own (`Engine::send_again`), so
+    /// every item is answered as a single request would be. A seal that failed leaves no
+    /// trace but the randomness and the nonce it drew, and is tried again with its item.
+    fn data_key_items<'r>(
+        &mut self,
+        principal: &str,
+        key: &'r KeyName<'_>,
+        (len, ctx, with_plaintext): (usize, &EncryptionContext, bool),
+        items: u32,
+        memo: &mut Memo<'r>,
+        sink: &mut Sink,
+    ) -> Step {
+        let first = self.data_key(principal, key, len, ctx, with_plaintext, memo, sink);
+        let Step::Done(Ok(Resp::DataKey(Out::At(blobs), keys, arn))) = first else {
+            return first; // an error, another shard's, or a slow HSM's (latency owed)
+        };
+        let mut keys = match keys {
+            None => None,
+            Some(Out::At(k)) => Some(k),
+            // Not reached: `seal_data_key` writes into the sink.
+            Some(k) => return Step::Done(Ok(Resp::DataKey(Out::At(blobs), Some(k), arn))),
+        };
+        let action = data_key_action(with_plaintext);
+        let id = match memo.hit(key, action) {
+            Some((id, _)) if self.latency.is_empty() => id,
+            _ => return Step::Done(Ok(Resp::DataKey(Out::At(blobs), keys.map(Out::At), arn))),
+        };
+        let (mut blobs, mut done) = (blobs, 1u32);
+        'run: while done < items {
+            let ShardState {
+                keys: entries,
+                pool,
+                rotated,
+                live,
+                max_uses,
+                seal_cache,
+                ..
+            } = &mut *self;
+            let Some(schedule) = entries.get_mut(&id).and_then(|e| e.local.as_mut()) else {
+                break;
+            };
+            while done < items {
+                let (keep, kept) = (live.len() < *seal_cache, schedule.keeps_context());
+                let (r, started) = seal_data_key(
+                    (schedule, &id),
+                    (pool, rotated, *max_uses),
+                    (len, ctx, with_plaintext, keep),
+                    sink,
+                );
+                let Ok(sealed) = r else {
+                    break 'run;
+                };
+                // The sink is appended to and nothing else wrote to it since the first item:
+                // this item's outputs follow the previous one's, as long as the first's.
+                debug_assert_eq!(sealed.blob.start, blobs.end);
+                blobs.end = sealed.blob.end;
+                if let (Some(all), Some(k)) = (keys.as_mut(), sealed.key) {
+                    debug_assert_eq!(k.start, all.end);
+                    all.end = k.end;
+                }
+                done += 1;
+                if started {
+                    live.push_back(id);
+                } else if !kept {
+                    // The clock's count, as `count_seal` keeps it, which needs the whole
+                    // shard: the schedule is looked up again after it.
+                    self.count_seal(id, false, false);
+                    continue 'run;
+                }
+            }
+        }
+        let shape = RunShape {
+            items: done,
+            blob: (blobs.len() / done as usize) as u32,
+            key: len as u32,
+        };
+        let (blobs, keys) = (Out::At(blobs), keys.map(Out::At));
+        Step::Done(Ok(if done == 1 {
+            Resp::DataKey(blobs, keys, arn)
+        } else {
+            Resp::DataKeys(blobs, keys, arn, shape)
+        }))
     }
 
     fn decrypt(

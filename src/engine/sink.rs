@@ -117,6 +117,12 @@ pub struct BatchOut {
     pub(super) errors: Vec<(usize, KmsError)>,
     /// Always empty: the allocation the next batch's requests are built in.
     pub(super) reqs: Vec<Req<'static>>,
+    /// The answers to the items of run requests that were sent again, one request each
+    /// (a run answered only in part; usually none): `again_at` says from where in `again`
+    /// each such run's items are, as (the run's request, the index of its first item sent
+    /// again).
+    pub(super) again: Vec<Option<Result<Resp>>>,
+    pub(super) again_at: Vec<(usize, usize)>,
 }
 
 impl fmt::Debug for BatchOut {
@@ -155,16 +161,14 @@ impl BatchOut {
         self.results.clear();
         self.answers.clear();
         self.errors.clear();
+        self.again.clear();
+        self.again_at.clear();
         self.sink.clear();
     }
 
     /// The successful answer to item `i` of the last batch, or why it failed.
     fn result(&self, i: usize) -> std::result::Result<&Resp, &KmsError> {
-        match &self.results[i] {
-            Some(Ok(r)) => Ok(r),
-            Some(Err(e)) => Err(e),
-            None => Err(&LOST),
-        }
+        answer_in(&self.results, i)
     }
 
     /// The answer to item `i` of the last batch, an Encrypt batch. Panics when `i` is out of
@@ -194,7 +198,14 @@ impl BatchOut {
     /// The answer to item `i` of the last batch, a GenerateDataKey(WithoutPlaintext) batch.
     /// Panics when `i` is out of range.
     pub fn data_key(&self, i: usize) -> std::result::Result<DataKeyView<'_>, &KmsError> {
-        match self.result(i)? {
+        self.data_key_view(self.result(i)?)
+    }
+
+    fn data_key_view<'s>(
+        &'s self,
+        resp: &'s Resp,
+    ) -> std::result::Result<DataKeyView<'s>, &'s KmsError> {
+        match resp {
             Resp::DataKey(b, p, arn) => Ok(DataKeyView {
                 ciphertext_blob: self.sink.blob(b),
                 plaintext: p.as_ref().map(|p| self.sink.secret(p)),
@@ -203,12 +214,79 @@ impl BatchOut {
             _ => Err(&MISMATCH),
         }
     }
+
+    /// The answer to item `item` of request `j` of the last batch, a run of data keys
+    /// ([`super::data_key_run_req`]; item 0 of any other request is its only item), whether
+    /// the run answered it or it was sent again.
+    #[inline]
+    pub(crate) fn data_key_item(
+        &self,
+        j: usize,
+        item: u32,
+    ) -> std::result::Result<DataKeyView<'_>, &KmsError> {
+        match self.result(j) {
+            Ok(Resp::DataKeys(b, p, arn, shape)) if item < shape.items => {
+                let item = item as usize;
+                Ok(DataKeyView {
+                    ciphertext_blob: nth(self.sink.blob(b), shape.blob, item),
+                    plaintext: p
+                        .as_ref()
+                        .map(|p| nth(self.sink.secret(p), shape.key, item)),
+                    key_arn: arn,
+                })
+            }
+            r if item == 0 => self.data_key_view(r?),
+            _ => self.data_key_sent_again(j, item),
+        }
+    }
+
+    /// [`BatchOut::data_key_item`] of an item its run did not reach.
+    #[cold]
+    fn data_key_sent_again(
+        &self,
+        j: usize,
+        item: u32,
+    ) -> std::result::Result<DataKeyView<'_>, &KmsError> {
+        let answered = self.items_answered(j);
+        match self.again_at.iter().find(|(run, _)| *run == j) {
+            Some(&(_, at)) if item >= answered => {
+                self.data_key_view(answer_in(&self.again, at + (item - answered) as usize)?)
+            }
+            _ => Err(&LOST),
+        }
+    }
+
+    /// How many of request `j`'s items the run answered itself (see
+    /// [`BatchOut::data_key_item`]).
+    pub(super) fn items_answered(&self, j: usize) -> u32 {
+        match self.result(j) {
+            Ok(Resp::DataKeys(.., shape)) => shape.items,
+            _ => 1,
+        }
+    }
+}
+
+/// The successful answer in `answers[i]`, or why it failed.
+fn answer_in(answers: &[Option<Result<Resp>>], i: usize) -> std::result::Result<&Resp, &KmsError> {
+    match &answers[i] {
+        Some(Ok(r)) => Ok(r),
+        Some(Err(e)) => Err(e),
+        None => Err(&LOST),
+    }
 }
 
 /// The answer of an item lost on its way through the shards (not reached: every item gets
 /// an answer or an error).
 static LOST: LazyLock<KmsError> =
     LazyLock::new(|| crate::err!(KMSInternalException, "batch item lost"));
+
+/// Output `i` of the outputs laid back to back in `all`, each `each` bytes long
+/// (`Resp::DataKeys`).
+#[inline]
+fn nth(all: &[u8], each: u32, i: usize) -> &[u8] {
+    let each = each as usize;
+    &all[each * i..each * (i + 1)]
+}
 
 /// An answer of another kind than the batch's (not reached: each batch builds requests of
 /// its kind, and shards answer a request with its kind).

@@ -595,3 +595,150 @@ fn an_impure_authorizer_is_asked_on_every_request() {
         ErrorKind::AccessDeniedException
     );
 }
+
+/// Sends one run request of `items` data keys of 32 bytes on `key` (as the service sends a
+/// batch's items alike) and leaves the answers in the returned batch answer.
+fn run_of(
+    engine: &Engine,
+    principal: &str,
+    key: KeyId,
+    ctx: &EncryptionContext,
+    items: u32,
+) -> BatchOut {
+    let mut out = BatchOut::new();
+    let mut reqs = out.spare_reqs();
+    reqs.push(data_key_run_req(KeyName::Id(key), 32, ctx, true, items));
+    engine.dispatch_reqs_into(principal, reqs, &mut out);
+    out
+}
+
+/// Every item of the run `out` answered is a data key sealed under `ctx`, and opens to it.
+fn assert_each_opens(engine: &Engine, out: &BatchOut, items: u32, ctx: &EncryptionContext) {
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..items {
+        let v = out.data_key_item(0, i).unwrap();
+        let data_key = v.plaintext.expect("with plaintext");
+        assert_eq!(data_key.len(), 32);
+        let opened = engine.decrypt("p", v.ciphertext_blob, ctx, None).unwrap();
+        assert_eq!(opened.plaintext.expose(), data_key, "item {i}");
+        assert!(
+            seen.insert(data_key.to_vec()),
+            "item {i} repeats a data key"
+        );
+    }
+}
+
+#[test]
+fn a_run_request_seals_its_items_back_to_back_each_opening_to_its_own_data_key() {
+    let (engine, keys) = engine_with_keys(1, 1, 16);
+    let ctx: EncryptionContext = [("tenant".to_string(), "7".to_string())].into();
+    let out = run_of(&engine, "p", keys[0], &ctx, 5);
+    assert_eq!(out.items_answered(0), 5, "one seal loop");
+    assert_each_opens(&engine, &out, 5, &ctx);
+    // Bound to the run's context.
+    let blob = out.data_key_item(0, 3).unwrap().ciphertext_blob;
+    assert!(engine
+        .decrypt("p", blob, &EncryptionContext::new(), None)
+        .is_err());
+}
+
+#[test]
+fn a_run_request_refused_refuses_each_of_its_items_on_its_own() {
+    let (engine, _) = engine_with_keys(1, 1, 16);
+    let out = run_of(
+        &engine,
+        "p",
+        KeyId::generate(),
+        &EncryptionContext::new(),
+        4,
+    );
+    assert_eq!(
+        out.items_answered(0),
+        1,
+        "the run stopped at its first item"
+    );
+    for i in 0..4 {
+        let e = out.data_key_item(0, i).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFoundException, "item {i}");
+    }
+}
+
+#[test]
+fn a_run_request_admitted_by_a_context_bound_grant_admits_each_item_on_its_own() {
+    let (engine, k) = one_shard_engine();
+    put_key(&engine, k, Arc::new(|_: &str, _: Action| false));
+    let granted: EncryptionContext = [("a".to_string(), "b".to_string())].into();
+    engine
+        .apply(&[Control::PutGrant {
+            key: k,
+            id: "g".into(),
+            grant: Arc::new(EngineGrant {
+                grantee: "p".into(),
+                actions: ActionSet::default()
+                    .with(Action::GenerateDataKey)
+                    .with(Action::Decrypt),
+                constraints: Some(crate::types::GrantConstraints {
+                    encryption_context_subset: Some(granted.clone()),
+                    encryption_context_equals: None,
+                }),
+            }),
+        }])
+        .unwrap();
+    // The grant's verdict depends on the context, so the memo does not keep it: the run
+    // stops after its first item and the others are admitted one by one.
+    let out = run_of(&engine, "p", k, &granted, 3);
+    assert_eq!(out.items_answered(0), 1);
+    assert_each_opens(&engine, &out, 3, &granted);
+    let other: EncryptionContext = [("a".to_string(), "x".to_string())].into();
+    let out = run_of(&engine, "p", k, &other, 3);
+    for i in 0..3 {
+        let e = out.data_key_item(0, i).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AccessDeniedException, "item {i}");
+    }
+}
+
+#[test]
+fn a_run_request_on_a_slow_hsm_answers_each_item_owing_the_latency_once() {
+    std::thread::spawn(|| {
+        latency::defer_on_this_thread();
+        let (engine, slow, only_slow, _) = two_hsm_engine();
+        engine
+            .apply(&[Control::SetHsmLatency {
+                hsm: slow.clone(),
+                latency: Duration::from_millis(250),
+            }])
+            .unwrap();
+        let out = run_of(&engine, "p", only_slow, &EncryptionContext::new(), 4);
+        assert_eq!(out.items_answered(0), 1);
+        for i in 0..4 {
+            assert!(out.data_key_item(0, i).is_ok(), "item {i}");
+        }
+        // Items of a batch are served side by side: it owes its slowest item's latency.
+        assert_eq!(latency::take_owed(), Duration::from_millis(250));
+    })
+    .join()
+    .expect("the assertions hold");
+}
+
+#[test]
+fn a_run_request_beyond_the_kept_contexts_steps_the_clock_for_each_of_its_seals() {
+    let (engine, keys) = engine_with_keys(1, 5, 4);
+    // Four keys fill the kept set; the fifth then seals without a context kept.
+    for k in &keys[..4] {
+        salt_of(&engine, k);
+    }
+    let new = keys[4];
+    let n = super::shard::SWEEP_EVERY + 1;
+    let ctx = EncryptionContext::new();
+    let out = run_of(&engine, "p", new, &ctx, n);
+    assert_eq!(out.items_answered(0), n, "one seal loop");
+    assert_each_opens(&engine, &out, n, &ctx);
+    // As many single seals would: every SWEEP_EVERY-th cold seal steps the clock hand, which
+    // dropped the oldest context, and a seal after that kept one for this key.
+    let st = engine.inner.shards[0].state.lock().unwrap();
+    assert!(
+        st.keeps_context(&new),
+        "the run's seals did not step the clock"
+    );
+    assert!(!st.keeps_context(&keys[0]));
+}

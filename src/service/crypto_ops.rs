@@ -16,15 +16,15 @@ use super::{lock, Kms};
 use crate::api::kms::*;
 use crate::dataplane;
 use crate::engine::{
-    check_ciphertext, check_plaintext, data_key_len, data_key_req, decrypt_req, encrypt_req,
-    Action, BatchOut, DataKeyOutput, DataKeyView, DecryptView, EncryptView,
+    check_ciphertext, check_plaintext, data_key_len, data_key_run_req, decrypt_req, encrypt_req,
+    Action, BatchOut, DataKeyOutput, DataKeyView, DecryptView, EncryptView, DATA_KEY_RUN,
 };
 use crate::err;
 use crate::error::{ErrorKind, KmsError, Result};
 use crate::kms::keys::check_grant_tokens;
 use crate::ops::Op;
 use crate::secret::SecretBytes;
-use crate::types::{same_text, EncryptionAlgorithm, KeyName, KeyRef};
+use crate::types::{same_text, EncryptionAlgorithm, EncryptionContext, KeyName, KeyRef};
 
 /// The algorithm of a request for the asymmetric path (`asymmetric_ops`); None for the
 /// symmetric one.
@@ -412,7 +412,7 @@ impl Kms {
                         r.encryption_context,
                         Action::Encrypt,
                     ));
-                    Ok(reqs.len() - 1)
+                    Ok(Slot::sent(reqs.len() - 1))
                 });
             scratch.slots.push(slot);
         }
@@ -421,7 +421,7 @@ impl Kms {
         let answer = |i: usize| -> Answer<'_, EncryptView<'_>> {
             match &scratch.slots[i] {
                 Err(e) => Answer::Failed(e),
-                Ok(j) => match scratch.out.encrypt(*j) {
+                Ok(slot) => match scratch.out.encrypt(slot.req) {
                     Ok(_) if items[i].dry_run => Answer::DryRun,
                     Ok(v) => Answer::Ok(v),
                     Err(e) => Answer::Failed(e),
@@ -480,7 +480,7 @@ impl Kms {
                         key,
                         Action::Decrypt,
                     ));
-                    Ok(reqs.len() - 1)
+                    Ok(Slot::sent(reqs.len() - 1))
                 });
             scratch.slots.push(slot);
         }
@@ -489,7 +489,7 @@ impl Kms {
         let answer = |i: usize| -> Answer<'_, DecryptView<'_>> {
             match &scratch.slots[i] {
                 Err(e) => Answer::Failed(e),
-                Ok(j) => match scratch.out.decrypt(*j) {
+                Ok(slot) => match scratch.out.decrypt(slot.req) {
                     Ok(_) if items[i].dry_run => Answer::DryRun,
                     Ok(v) => Answer::Ok(v),
                     Err(e) => Answer::Failed(e),
@@ -525,6 +525,9 @@ impl Kms {
     }
 
     /// [`Kms::generate_data_key_batch`] on borrowed requests, as [`Kms::encrypt_batch_with`].
+    /// Items alike (one key named the same way, one size and context, no grant tokens) go to
+    /// the engine as one run request each, up to [`DATA_KEY_RUN`] of them, sealed together
+    /// on one shard; with quotas on, each item goes alone, as each is charged.
     pub fn generate_data_key_batch_with(
         &self,
         items: &[GenerateDataKeyRequestRef<'_>],
@@ -533,28 +536,43 @@ impl Kms {
         emit: impl FnMut(std::result::Result<DataKeyView<'_>, &KmsError>),
     ) {
         scratch.slots.clear();
-        // Each item's engine request is built here, in the one pass over the items (its
-        // size checked last, as the engine's own batch call checks it).
+        // Each run's engine request is built here, in the one pass over the items (its size
+        // checked last, as the engine's own batch call checks it).
         let mut reqs = scratch.out.spare_reqs();
         let mut last = None;
-        for r in items {
-            let slot = check_batch_grant_tokens(r.grant_tokens)
+        let runs = self.shared.throttle.is_none();
+        let mut i = 0;
+        while let Some(r) = items.get(i) {
+            let n = if runs { run_len(&items[i..]) } else { 1 };
+            let sent = check_batch_grant_tokens(r.grant_tokens)
                 .and_then(|()| self.key_name(r.key_id, &mut last))
                 .and_then(|key| {
                     self.charge_crypto(&[Uses::Key(key.borrowed())], CryptoCost::DataKey)?;
                     let len = data_key_len(r.key_spec, r.number_of_bytes)?;
+                    let ctx = r.encryption_context;
                     // Built in place in the vector, not moved through a `Result`.
-                    reqs.push(data_key_req(key, len, r.encryption_context, with_plaintext));
+                    reqs.push(data_key_run_req(key, len, ctx, with_plaintext, n as u32));
                     Ok(reqs.len() - 1)
                 });
-            scratch.slots.push(slot);
+            match sent {
+                Ok(req) => {
+                    let slot = |item| Ok(Slot { req, item });
+                    scratch.slots.extend((0..n as u32).map(slot));
+                }
+                // Items alike fail alike.
+                Err(e) => {
+                    scratch.slots.extend((1..n).map(|_| Err(e.clone())));
+                    scratch.slots.push(Err(e));
+                }
+            }
+            i += n;
         }
         let engine = &self.shared.engine;
         engine.dispatch_reqs_into(&self.principal, reqs, &mut scratch.out);
         let answer = |i: usize| -> Answer<'_, DataKeyView<'_>> {
             match &scratch.slots[i] {
                 Err(e) => Answer::Failed(e),
-                Ok(j) => match scratch.out.data_key(*j) {
+                Ok(slot) => match scratch.out.data_key_item(slot.req, slot.item) {
                     Ok(_) if items[i].dry_run => Answer::DryRun,
                     Ok(v) => Answer::Ok(v),
                     Err(e) => Answer::Failed(e),
@@ -656,8 +674,49 @@ fn with_thread_scratch<R>(f: impl FnOnce(&mut BatchScratch) -> R) -> R {
 #[derive(Debug, Default)]
 pub struct BatchScratch {
     out: BatchOut,
-    /// Per item: its index among the items sent to the engine, or why it was refused first.
-    slots: Vec<Result<usize>>,
+    /// Per item: where its answer is, or why it was refused first.
+    slots: Vec<Result<Slot>>,
+}
+
+/// Where a batch item's answer is: item `item` of request `req` of those sent to the engine
+/// (`item` is 0 but in a run of data keys, `data_key_run_req`).
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    req: usize,
+    item: u32,
+}
+
+impl Slot {
+    /// The slot of an item sent as a request of its own.
+    fn sent(req: usize) -> Slot {
+        Slot { req, item: 0 }
+    }
+}
+
+/// `a == b`, at once when both are the same map or empty (the commonest context is none).
+#[inline]
+fn same_context(a: &EncryptionContext, b: &EncryptionContext) -> bool {
+    (a.is_empty() && b.is_empty()) || std::ptr::eq(a, b) || a == b
+}
+
+/// How many items from the first of `items` on are alike — one key named by the same text,
+/// one size, one context, no grant tokens — and so go to the engine as one run request: at
+/// most [`DATA_KEY_RUN`].
+fn run_len(items: &[GenerateDataKeyRequestRef<'_>]) -> usize {
+    let Some((head, rest)) = items.split_first() else {
+        return 0;
+    };
+    if !head.grant_tokens.is_empty() {
+        return 1;
+    }
+    let alike = |r: &&GenerateDataKeyRequestRef<'_>| {
+        same_text(head.key_id, r.key_id)
+            && r.grant_tokens.is_empty()
+            && head.key_spec == r.key_spec
+            && head.number_of_bytes == r.number_of_bytes
+            && same_context(head.encryption_context, r.encryption_context)
+    };
+    1 + rest.iter().take(DATA_KEY_RUN - 1).take_while(alike).count()
 }
 
 /// One item's answer in a batch, as counted and emitted.
