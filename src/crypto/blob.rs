@@ -148,28 +148,35 @@ pub fn seal_into(
             plaintext.len()
         ));
     }
-    // Built on the stack first: written out in one copy, and read from here as the AAD.
-    let mut header = [0u8; HEADER_LEN];
-    header[0] = VERSION;
-    header[1..17].copy_from_slice(key_id.as_bytes());
-    header[17..17 + SALT_LEN].copy_from_slice(params.salt);
-    header[17 + SALT_LEN..].copy_from_slice(&params.nonce);
+    // Built on the stack first: written out in one copy, and read from here as the AAD,
+    // followed by the entry count of an empty context (zero), the commonest AAD whole.
+    let mut aad = [0u8; HEADER_LEN + 4];
+    aad[0] = VERSION;
+    aad[1..17].copy_from_slice(key_id.as_bytes());
+    aad[17..17 + SALT_LEN].copy_from_slice(params.salt);
+    aad[17 + SALT_LEN..HEADER_LEN].copy_from_slice(&params.nonce);
+    let header = &aad[..HEADER_LEN];
     let start = out.len();
     if out.is_empty() {
         out.reserve_exact(OVERHEAD + plaintext.len());
     } else {
         out.reserve(OVERHEAD + plaintext.len());
     }
-    out.extend_from_slice(&header);
+    out.extend_from_slice(header);
     out.extend_from_slice(plaintext);
     let body = &mut out[start + HEADER_LEN..];
-    let sealed = with_aad(&header, ctx, |aad| {
+    let mut seal = |aad: &[u8]| {
         params.key.seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(params.nonce),
             Aad::from(aad),
             body,
         )
-    });
+    };
+    let sealed = if ctx.is_empty() {
+        Ok(seal(&aad))
+    } else {
+        with_aad(header, ctx, seal)
+    };
     let tag = match sealed {
         Ok(Ok(tag)) => tag,
         failed => {
