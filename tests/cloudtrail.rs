@@ -512,6 +512,49 @@ fn a_failed_call_is_recorded_with_its_error_and_not_journaled() {
 }
 
 #[test]
+fn a_data_key_batch_counts_every_item_of_its_runs_and_each_dry_run_among_them() {
+    // Items alike go to the engine a run at a time and are counted a run at a time: the
+    // records still count each item, and a dry run inside a run under its own outcome.
+    let t = tempfile::tempdir().unwrap();
+    let (mut config, clock) = config();
+    config.data_plane_event_interval = Some(Duration::from_secs(5));
+    let kms = Kms::open_with(t.path(), config).unwrap();
+    let key = create_key(&kms, None);
+    let items: Vec<GenerateDataKeyRequest> = (0..70)
+        .map(|i| GenerateDataKeyRequest {
+            key_id: key.clone(),
+            number_of_bytes: Some(32),
+            dry_run: i == 5 || i == 40,
+            ..Default::default()
+        })
+        .collect();
+    let out = kms.generate_data_key_batch(&items, true);
+    assert_eq!(out.iter().filter(|r| r.is_ok()).count(), 68);
+    clock.advance(Duration::from_secs(5));
+    support::wait_until("the data-plane records", Duration::from_secs(10), || {
+        lines(t.path())
+            .iter()
+            .any(|l| l["eventName"] == "GenerateDataKey")
+    });
+    let records = lookup_all(
+        &kms,
+        LookupEventsRequest {
+            event_name: Some("GenerateDataKey".into()),
+            ..Default::default()
+        },
+    );
+    let calls = |code: Option<&str>| {
+        let r = records
+            .iter()
+            .find(|r| r["errorCode"].as_str() == code)
+            .unwrap_or_else(|| panic!("no record with error code {code:?}: {records:?}"));
+        r["additionalEventData"]["aggregated"]["calls"].clone()
+    };
+    assert_eq!(calls(None), 68);
+    assert_eq!(calls(Some("DryRunOperationException")), 2);
+}
+
+#[test]
 fn data_plane_calls_become_one_record_per_key_principal_and_outcome_per_interval() {
     let t = tempfile::tempdir().unwrap();
     let (mut config, clock) = config();

@@ -11,9 +11,9 @@
 
 use std::fmt;
 use std::ops::Range;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
-use super::shard::{Req, Resp};
+use super::shard::{Req, Resp, RunShape};
 use super::{DataKeyView, DecryptView, EncryptView};
 use crate::error::{KmsError, Result};
 use crate::secret::SecretBytes;
@@ -224,19 +224,25 @@ impl BatchOut {
         j: usize,
         item: u32,
     ) -> std::result::Result<DataKeyView<'_>, &KmsError> {
-        match self.result(j) {
-            Ok(Resp::DataKeys(b, p, arn, shape)) if item < shape.items => {
-                let item = item as usize;
-                Ok(DataKeyView {
-                    ciphertext_blob: nth(self.sink.blob(b), shape.blob, item),
-                    plaintext: p
-                        .as_ref()
-                        .map(|p| nth(self.sink.secret(p), shape.key, item)),
-                    key_arn: arn,
-                })
-            }
-            r if item == 0 => self.data_key_view(r?),
+        match self.data_key_run(j) {
+            Some(run) if (item as usize) < run.len() => Ok(run.item(item as usize)),
+            _ if item == 0 => self.data_key(j),
             _ => self.data_key_sent_again(j, item),
+        }
+    }
+
+    /// The items request `j` of the last batch answered as a run, when it is a run of data
+    /// keys ([`super::data_key_run_req`]) that answered more than one of its items.
+    #[inline]
+    pub(crate) fn data_key_run(&self, j: usize) -> Option<DataKeyRun<'_>> {
+        match self.result(j) {
+            Ok(Resp::DataKeys(b, p, arn, shape)) => Some(DataKeyRun {
+                blobs: self.sink.blob(b),
+                keys: p.as_ref().map(|p| self.sink.secret(p)),
+                arn,
+                shape: *shape,
+            }),
+            _ => None,
         }
     }
 
@@ -262,6 +268,36 @@ impl BatchOut {
         match self.result(j) {
             Ok(Resp::DataKeys(.., shape)) => shape.items,
             _ => 1,
+        }
+    }
+}
+
+/// The items a run of data keys answered, side by side ([`BatchOut::data_key_run`]).
+pub(crate) struct DataKeyRun<'a> {
+    blobs: &'a [u8],
+    keys: Option<&'a [u8]>,
+    arn: &'a Arc<str>,
+    shape: RunShape,
+}
+
+impl<'a> DataKeyRun<'a> {
+    /// How many items the run answered.
+    pub(crate) fn len(&self) -> usize {
+        self.shape.items as usize
+    }
+
+    /// The key ARN every item of the run answers with.
+    pub(crate) fn arn(&self) -> &'a Arc<str> {
+        self.arn
+    }
+
+    /// The answer to the run's item `i` (below [`DataKeyRun::len`]).
+    #[inline]
+    pub(crate) fn item(&self, i: usize) -> DataKeyView<'a> {
+        DataKeyView {
+            ciphertext_blob: nth(self.blobs, self.shape.blob, i),
+            plaintext: self.keys.map(|k| nth(k, self.shape.key, i)),
+            key_arn: self.arn,
         }
     }
 }

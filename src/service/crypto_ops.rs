@@ -533,7 +533,7 @@ impl Kms {
         items: &[GenerateDataKeyRequestRef<'_>],
         with_plaintext: bool,
         scratch: &mut BatchScratch,
-        emit: impl FnMut(std::result::Result<DataKeyView<'_>, &KmsError>),
+        mut emit: impl FnMut(std::result::Result<DataKeyView<'_>, &KmsError>),
     ) {
         scratch.slots.clear();
         // Each run's engine request is built here, in the one pass over the items (its size
@@ -579,9 +579,38 @@ impl Kms {
                 },
             }
         };
-        let op = data_key_op(with_plaintext);
-        let key = |i: usize| items[i].key_id;
-        self.emit_counted(op, items.len(), answer, key, |v| v.key_arn, emit);
+        let mut runs = self.runs(data_key_op(with_plaintext));
+        let mut i = 0;
+        while i < items.len() {
+            let run = match &scratch.slots[i] {
+                Ok(slot) if slot.item == 0 => scratch.out.data_key_run(slot.req),
+                _ => None,
+            };
+            let Some(run) = run else {
+                let a = answer(i);
+                count(&mut runs, &a, items[i].key_id, |v| v.key_arn);
+                a.emit(&mut emit);
+                i += 1;
+                continue;
+            };
+            // A run the engine answered: its items side by side, its data keys counted at
+            // once (each dry run in it on its own, in order).
+            let mut sealed = 0;
+            for (k, r) in items[i..i + run.len()].iter().enumerate() {
+                if r.dry_run {
+                    count_n(&mut runs, Call::Ok(run.arn()), std::mem::take(&mut sealed));
+                    let a = Answer::DryRun;
+                    count(&mut runs, &a, r.key_id, |v: &DataKeyView<'_>| v.key_arn);
+                    a.emit(&mut emit);
+                } else {
+                    sealed += 1;
+                    emit(Ok(run.item(k)));
+                }
+            }
+            count_n(&mut runs, Call::Ok(run.arn()), sealed);
+            i += run.len();
+        }
+        drop(runs);
         // The data keys and plaintexts are in the replies now: wipe them here.
         scratch.out.clear();
     }
@@ -598,22 +627,42 @@ impl Kms {
         arn: impl Fn(&V) -> &'s Arc<str>,
         mut emit: impl FnMut(std::result::Result<V, &KmsError>),
     ) {
-        let mut runs: Option<Runs<'_, 's>> = self
-            .shared
-            .tally
-            .as_ref()
-            .map(|t| t.runs(op, &self.principal));
+        let mut runs = self.runs(op);
         for i in 0..n {
             let a = answer(i);
-            if let Some(runs) = &mut runs {
-                runs.add(match &a {
-                    Answer::Ok(v) => Call::Ok(arn(v)),
-                    Answer::Failed(e) => Call::Failed(key(i), e.kind()),
-                    Answer::DryRun => Call::Failed(key(i), ErrorKind::DryRunOperationException),
-                });
-            }
+            count(&mut runs, &a, key(i), &arn);
             a.emit(&mut emit);
         }
+    }
+
+    /// The event log's counters of a batch of `op` calls, when it keeps any.
+    fn runs<'k>(&self, op: Op) -> Option<Runs<'_, 'k>> {
+        self.shared
+            .tally
+            .as_ref()
+            .map(|t| t.runs(op, &self.principal))
+    }
+}
+
+/// Counts answer `a` to a batch item naming `key` in `runs` (see [`Kms::emit_counted`]).
+fn count<'s, V>(
+    runs: &mut Option<Runs<'_, 's>>,
+    a: &Answer<'s, V>,
+    key: &'s str,
+    arn: impl Fn(&V) -> &'s Arc<str>,
+) {
+    let call = match a {
+        Answer::Ok(v) => Call::Ok(arn(v)),
+        Answer::Failed(e) => Call::Failed(key, e.kind()),
+        Answer::DryRun => Call::Failed(key, ErrorKind::DryRunOperationException),
+    };
+    count_n(runs, call, 1);
+}
+
+/// Counts `n` calls alike in `runs` (none: nothing).
+fn count_n<'s>(runs: &mut Option<Runs<'_, 's>>, call: Call<'s>, n: u64) {
+    if let (Some(runs), 1..) = (runs, n) {
+        runs.add_n(call, n);
     }
 }
 

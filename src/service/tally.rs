@@ -235,16 +235,16 @@ pub(super) struct Runs<'t, 'k> {
 }
 
 impl<'k> Runs<'_, 'k> {
-    /// Counts one call.
-    pub(super) fn add(&mut self, call: Call<'k>) {
-        if let Some((last, n)) = &mut self.run {
+    /// Counts `n` calls alike.
+    pub(super) fn add_n(&mut self, call: Call<'k>, n: u64) {
+        if let Some((last, count)) = &mut self.run {
             if last.same(&call) {
-                *n += 1;
+                *count += n;
                 return;
             }
         }
-        if let Some((last, n)) = self.run.replace((call, 1)) {
-            self.tally.add_n(self.op, self.principal, last, n);
+        if let Some((last, count)) = self.run.replace((call, n)) {
+            self.tally.add_n(self.op, self.principal, last, count);
         }
     }
 }
@@ -274,7 +274,7 @@ mod tests {
         t.add(Op::Decrypt, &alice, Call::Failed("k1", bad));
         let mut runs = t.runs(Op::Encrypt, &alice);
         for k in [&k1, &k1, &k2, &k1] {
-            runs.add(Call::Ok(k));
+            runs.add_n(Call::Ok(k), 1);
         }
         drop(runs);
         let drained: Vec<(String, Op, String, Option<ErrorKind>, u64)> = t
@@ -310,7 +310,7 @@ mod tests {
         let bad = ErrorKind::NotFoundException;
         let mut runs = t.runs(Op::Decrypt, &p);
         for k in &keys {
-            runs.add(Call::Failed(k, bad));
+            runs.add_n(Call::Failed(k, bad), 1);
         }
         drop(runs);
         let drained = t.drain();
