@@ -320,6 +320,20 @@ fn batch_of_alike_items(kms: &kmscks::Kms, key: &str) {
         });
         assert_eq!(i, 70);
     }
+    // Without the plaintext: no data key handed out, and each blob holds one of its own.
+    let mut blobs = Vec::new();
+    kms.generate_data_key_batch_with(&refs, false, &mut scratch, |r| {
+        let v = r.unwrap();
+        assert!(v.plaintext.is_none());
+        blobs.push(v.ciphertext_blob.to_vec());
+    });
+    assert_eq!(blobs.len(), 70);
+    for (i, blob) in blobs.iter().enumerate() {
+        let opened = decrypt(kms, blob, c.clone()).unwrap();
+        assert_eq!(opened.plaintext.len(), 32);
+        let data_key = opened.plaintext.expose().to_vec();
+        assert!(seen.insert(data_key), "item {i} repeats a data key");
+    }
 }
 
 #[test]

@@ -619,7 +619,7 @@ fn data_key_action(with_plaintext: bool) -> Action {
 }
 
 /// Draws a data key of `len` bytes into `sink`'s secrets and seals it under the key `id`
-/// (its `schedule`, with `arn`) into its blobs: the answer, the data key kept only when the
+/// (its `schedule`) into its blobs: where the answer is, the data key kept only when the
 /// caller gets it (`with_plaintext`), and whether the seal began to keep the key's sealing
 /// context (`keep`: there is room for one). One seal, for [`ShardState::data_key`] and each
 /// item of [`ShardState::data_key_run`].
@@ -632,18 +632,20 @@ fn seal_data_key(
     (len, ctx, with_plaintext, keep): (usize, &EncryptionContext, bool, bool),
     sink: &mut Sink,
 ) -> (Result<Sealed>, bool) {
-    let mut started = false;
     let (blobs, secrets) = sink.areas_mut();
     // The data key is drawn into the sink's secrets, sealed from there, and kept there only
     // when the caller gets it.
     let at = secrets.len();
     crate::secret::reserve_wiping(secrets, len);
-    let r = pool.extend(secrets, len).and_then(|()| {
-        let version = || rotated.get(id).map_or(0, |v| v.newest);
-        let sealed = schedule.next(id, max_uses, pool, version, keep)?;
-        started = sealed.became_live;
-        blob::seal_into(id, sealed.params, &secrets[at..], ctx, blobs)
-    });
+    let (r, started) = match pool.extend(secrets, len) {
+        Ok(()) => seal_drawn(
+            (schedule, id),
+            (pool, rotated, max_uses),
+            (&secrets[at..], ctx, keep),
+            blobs,
+        ),
+        Err(e) => (Err(e), false),
+    };
     let r = match r {
         Ok(blob) if with_plaintext => Ok(Sealed {
             blob,
@@ -656,6 +658,26 @@ fn seal_data_key(
         }
     };
     (r, started)
+}
+
+/// Seals the data key `key`, drawn already, under the key `id` (its `schedule`) into
+/// `blobs`: where the blob is, and whether the seal began to keep the key's sealing context
+/// (`keep`: there is room for one; it may have begun even when the seal then failed).
+#[inline(always)]
+fn seal_drawn(
+    (schedule, id): (&mut SubkeySchedule, &KeyId),
+    (pool, rotated, max_uses): (&mut RandomPool, &VersionMap, u64),
+    (key, ctx, keep): (&[u8], &EncryptionContext, bool),
+    blobs: &mut Vec<u8>,
+) -> (Result<Range<usize>>, bool) {
+    let version = || rotated.get(id).map_or(0, |v| v.newest);
+    match schedule.next(id, max_uses, pool, version, keep) {
+        Ok(sealed) => (
+            blob::seal_into(id, sealed.params, key, ctx, blobs),
+            sealed.became_live,
+        ),
+        Err(e) => (Err(e), false),
+    }
 }
 
 /// Where [`seal_data_key`] left a data key in the sink: its blob, and the key itself when
@@ -1272,8 +1294,9 @@ impl ShardState {
     /// one item: items alike, one key, length, context and action). The first is run as
     /// [`ShardState::data_key`] runs it; while the memo then holds the key's admission (a
     /// verdict that depends on no encryption context, and the run's items share theirs
-    /// anyway), the others are sealed in one loop, each exactly as `data_key` would seal it
-    /// and counted as it counts its seals, with no admission, dispatch or answer of its own:
+    /// anyway), the others are sealed in one loop, their data keys drawn from the pool at
+    /// once, each sealed as `data_key` seals one and counted as it counts its seals, with no
+    /// admission, dispatch or answer of its own:
     /// their blobs (and data keys) follow the first's in the sink, each as long
     /// ([`Resp::DataKeys`]). The run stops early — an HSM slow (its answers owe latency), a
     /// verdict the memo does not keep, a seal that failed — and the batch call then sends
@@ -1305,48 +1328,71 @@ impl ShardState {
             _ => return Step::Done(Ok(Resp::DataKey(Out::At(blobs), keys.map(Out::At), arn))),
         };
         let (mut blobs, mut done) = (blobs, 1u32);
-        'run: while done < items {
-            let ShardState {
-                keys: entries,
-                pool,
-                rotated,
-                live,
-                max_uses,
-                seal_cache,
-                ..
-            } = &mut *self;
-            let Some(schedule) = entries.get_mut(&id).and_then(|e| e.local.as_mut()) else {
-                break;
-            };
-            while done < items {
-                let (keep, kept) = (live.len() < *seal_cache, schedule.keeps_context());
-                let (r, started) = seal_data_key(
-                    (schedule, &id),
-                    (pool, rotated, *max_uses),
-                    (len, ctx, with_plaintext, keep),
-                    sink,
-                );
-                let Ok(sealed) = r else {
-                    break 'run;
+        // The run's other data keys are drawn at once, after the first's, and sealed from
+        // there one by one: `used` of them so far.
+        let (_, secrets) = sink.areas_mut();
+        let drawn = secrets.len();
+        let want = (items - done) as usize * len;
+        crate::secret::reserve_wiping(secrets, want);
+        let mut used = 0;
+        if self.pool.extend(secrets, want).is_ok() {
+            'run: while done < items {
+                let ShardState {
+                    keys: entries,
+                    pool,
+                    rotated,
+                    live,
+                    max_uses,
+                    seal_cache,
+                    ..
+                } = &mut *self;
+                let Some(schedule) = entries.get_mut(&id).and_then(|e| e.local.as_mut()) else {
+                    break;
                 };
-                // The sink is appended to and nothing else wrote to it since the first item:
-                // this item's outputs follow the previous one's, as long as the first's.
-                debug_assert_eq!(sealed.blob.start, blobs.end);
-                blobs.end = sealed.blob.end;
-                if let (Some(all), Some(k)) = (keys.as_mut(), sealed.key) {
-                    debug_assert_eq!(k.start, all.end);
-                    all.end = k.end;
-                }
-                done += 1;
-                if started {
-                    live.push_back(id);
-                } else if !kept {
-                    // The clock's count, as `count_seal` keeps it, which needs the whole
-                    // shard: the schedule is looked up again after it.
-                    self.count_seal(id, false, false);
-                    continue 'run;
+                while done < items {
+                    let (keep, kept) = (live.len() < *seal_cache, schedule.keeps_context());
+                    let (blob_area, secrets) = sink.areas_mut();
+                    let key = &secrets[drawn + used * len..][..len];
+                    let (r, started) = seal_drawn(
+                        (schedule, &id),
+                        (pool, rotated, *max_uses),
+                        (key, ctx, keep),
+                        blob_area,
+                    );
+                    if started {
+                        live.push_back(id);
+                    }
+                    let Ok(blob) = r else {
+                        break 'run;
+                    };
+                    // The blobs are appended to and nothing else wrote to them since the
+                    // first item: this one follows the previous one, as long as the first.
+                    debug_assert_eq!(blob.start, blobs.end);
+                    blobs.end = blob.end;
+                    used += 1;
+                    done += 1;
+                    if !started && !kept {
+                        // The clock's count, as `count_seal` keeps it, which needs the whole
+                        // shard: the schedule is looked up again after it.
+                        self.count_seal(id, false, false);
+                        continue 'run;
+                    }
                 }
             }
+        }
+        // With the plaintext, the keys sealed are the answers', after the first's; the keys
+        // drawn and not sealed, and without the plaintext all of them, are wiped and let go.
+        let (_, secrets) = sink.areas_mut();
+        let answered = if with_plaintext {
+            drawn + used * len
+        } else {
+            drawn
+        };
+        crate::secret::wipe(&mut secrets[answered..]);
+        secrets.truncate(answered);
+        if let Some(all) = keys.as_mut() {
+            debug_assert_eq!(all.end, drawn);
+            all.end = answered;
         }
         let shape = RunShape {
             items: done,
