@@ -2,7 +2,8 @@
 //! expanded key, counter nonces), in the same criterion group so the ratio can be read off.
 //!
 //! Every group covers 32 B and 4 KiB, single calls and batches of 64 (answered owned, and
-//! into a reused `BatchOut` as the daemon does), on 1 and 2 threads.
+//! into a reused `BatchOut` as the daemon does), on 1 and 2 threads; and GenerateDataKey
+//! batches of 64 through the service, whose items alike go to the engine as runs.
 //! Throughput is in items; with T threads the reported time is wall time / T, so the
 //! throughput figure is the aggregate over all threads.
 
@@ -247,7 +248,66 @@ fn bench_op(c: &mut Criterion, op: Op, name: &str) {
     }
 }
 
+/// GenerateDataKey batches through the service (`Kms`), where a batch's items alike go to the
+/// engine as runs (one key named the same way, one size and context): answered owned, and
+/// lent from a scratch each thread reuses (the daemon's path), against the raw loop.
+fn bench_kms_data_key_runs(c: &mut Criterion) {
+    use kmscks::api::kms::{CreateKeyRequest, GenerateDataKeyRequest};
+    let kms = kmscks::Kms::in_memory();
+    let key = kms
+        .create_key(&CreateKeyRequest::default())
+        .unwrap()
+        .key_metadata
+        .arn
+        .to_string();
+    let items: Vec<GenerateDataKeyRequest> = (0..BATCH)
+        .map(|_| GenerateDataKeyRequest {
+            key_id: key.clone(),
+            number_of_bytes: Some(32),
+            ..Default::default()
+        })
+        .collect();
+    let refs: Vec<_> = items.iter().map(GenerateDataKeyRequest::borrowed).collect();
+    let owned = || {
+        std::hint::black_box(kms.generate_data_key_batch(&items, true));
+    };
+    let lent = || {
+        thread_local! {
+            static SCRATCH: RefCell<kmscks::BatchScratch> = RefCell::default();
+        }
+        SCRATCH.with_borrow_mut(|scratch| {
+            kms.generate_data_key_batch_with(&refs, true, scratch, |r| {
+                std::hint::black_box(r.unwrap().ciphertext_blob);
+            })
+        })
+    };
+    let raw = raw_op(Op::GenerateDataKey, 32);
+    let raw_batch = || {
+        for _ in 0..BATCH {
+            raw()
+        }
+    };
+    let mut g = c.benchmark_group("GenerateDataKey/kms/32B");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .throughput(Throughput::Elements(BATCH as u64));
+    for threads in [1usize, 2] {
+        g.bench_function(BenchmarkId::new("kms-batch64", threads), |b| {
+            b.iter_custom(|iters| par(threads, iters, &owned))
+        });
+        g.bench_function(BenchmarkId::new("kms-batch64-lent", threads), |b| {
+            b.iter_custom(|iters| par(threads, iters, &lent))
+        });
+        g.bench_function(BenchmarkId::new("baseline-batch64", threads), |b| {
+            b.iter_custom(|iters| par(threads, iters, &raw_batch))
+        });
+    }
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
+    bench_kms_data_key_runs(c);
     bench_op(c, Op::GenerateDataKey, "GenerateDataKey");
     bench_op(c, Op::Encrypt, "Encrypt");
     bench_op(c, Op::Decrypt, "Decrypt");
