@@ -526,7 +526,7 @@ impl Kms {
 
     /// [`Kms::generate_data_key_batch`] on borrowed requests, as [`Kms::encrypt_batch_with`].
     /// Items alike (one key named the same way, one size and context, no grant tokens) go to
-    /// the engine as one run request each, up to [`DATA_KEY_RUN`] of them, sealed together
+    /// the engine as one run request each, up to `engine::DATA_KEY_RUN` of them, sealed together
     /// on one shard; with quotas on, each item goes alone, as each is charged.
     pub fn generate_data_key_batch_with(
         &self,
