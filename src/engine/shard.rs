@@ -971,15 +971,11 @@ impl ShardState {
                 len,
                 ctx,
                 plaintext,
-                items: 1,
-            } => self.data_key(principal, key, *len, ctx, *plaintext, memo, sink),
-            Req::DataKey {
-                key,
-                len,
-                ctx,
-                plaintext,
                 items,
-            } => self.data_key_items(principal, key, (*len, ctx, *plaintext), *items, memo, sink),
+            } => match *items {
+                1 => self.data_key(principal, key, *len, ctx, *plaintext, memo, sink),
+                n => self.data_key_items(principal, key, (*len, ctx, *plaintext), n, memo, sink),
+            },
             Req::Random { len, fleet } => self.random(*len, fleet.as_deref()),
             Req::Mac {
                 key,
