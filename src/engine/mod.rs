@@ -108,9 +108,9 @@ pub(crate) fn data_key_req<'a>(
 }
 
 /// The request of `items` GenerateDataKey items alike, as [`data_key_req`] builds one: a
-/// run of batch items (at most [`DATA_KEY_RUN`]) that one shard seals together. Its answer
-/// ([`BatchOut::data_key_item`]) may cover only the run's first items; the caller sends
-/// the others again, each with its own request.
+/// run of batch items (at most [`DATA_KEY_RUN`]) that one shard seals together. The shard
+/// may answer only the run's first items; the batch call then sends the others again, each
+/// on its own (`Engine::send_again`), so [`BatchOut::data_key_item`] answers every item.
 pub(crate) fn data_key_run_req<'a>(
     key: KeyName<'a>,
     len: usize,

@@ -610,6 +610,7 @@ impl Kms {
             count_n(&mut runs, Call::Ok(run.arn()), sealed);
             i += run.len();
         }
+        // The counts (which borrow the answers' ARNs) go to the tally before the answers go.
         drop(runs);
         // The data keys and plaintexts are in the replies now: wipe them here.
         scratch.out.clear();
