@@ -352,8 +352,15 @@ fn a_batch_mixing_keys_sizes_contexts_and_dry_runs_answers_each_item_as_a_single
             dry_run,
             ..Default::default()
         };
+    let with_tokens = |tokens: &[&str]| GenerateDataKeyRequest {
+        grant_tokens: tokens.iter().map(|t| t.to_string()).collect(),
+        ..item(&a, 32, &none, false)
+    };
     let items = vec![
         item(&a, 32, &none, false),
+        item(&a, 32, &none, false),
+        with_tokens(&["a-grant-token"]),
+        with_tokens(&[""]),
         item(&a, 32, &none, false),
         item(&a, 32, &none, true),
         item(&a, 32, &none, false),
