@@ -95,7 +95,7 @@ pub unsafe extern "C" fn kmscks_generate_data_key_pair(
         let answer = c.call(&Request::GenerateDataKeyPair(request))?;
         let r = expect_response!(answer, GenerateDataKeyPair)?;
         // SAFETY: checked non-NULL, writable by the caller's contract.
-        unsafe { put_pair(r, Some(plain_out), cipher_out, public_out) }
+        unsafe { put_pair(*r, Some(plain_out), cipher_out, public_out) }
     })
 }
 
@@ -123,6 +123,6 @@ pub unsafe extern "C" fn kmscks_generate_data_key_pair_without_plaintext(
         let answer = c.call(&Request::GenerateDataKeyPairWithoutPlaintext(request))?;
         let r = expect_response!(answer, GenerateDataKeyPairWithoutPlaintext)?;
         // SAFETY: checked non-NULL, writable by the caller's contract.
-        unsafe { put_pair(r, None, cipher_out, public_out) }
+        unsafe { put_pair(*r, None, cipher_out, public_out) }
     })
 }

@@ -263,7 +263,7 @@ fn wait(c: &kmscks_client, store_id: &str, timeout_ms: u32) -> CResult<CustomKey
             "custom key store {store_id} is still {state} after {timeout_ms} ms"
         )));
     }
-    Ok(entry)
+    Ok(*entry)
 }
 
 /// Writes DescribeCustomKeyStores as JSON (AWS's member names) to `*json`: one store when

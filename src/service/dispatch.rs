@@ -321,7 +321,7 @@ macro_rules! dispatch {
             #[allow(unused_variables)] // the rules of operations without a request ignore it
             pub fn dispatch(&self, request: &Request) -> Result<Response> {
                 let out = match request {
-                    $( Request::$name(r) => perform!($name, self, r).map(Response::$name), )*
+                    $( Request::$name(r) => perform!($name, self, r).map(|r| Response::$name(r.into())), )*
                 };
                 if let Err(e) = &out {
                     self.record_failure(request, e);
