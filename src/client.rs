@@ -31,7 +31,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::err;
 use crate::error::{ErrorKind, KmsError, Result};
@@ -43,8 +43,8 @@ pub use crate::paths::default_socket;
 use crate::peer;
 
 use crate::protocol::{
-    decode_hello_reply, decode_response, encode_hello, split_frame, try_encode_request, Hello,
-    HelloReply, ProtocolError, OP_HELLO, VERSION,
+    decode_hello_reply, decode_response, decode_response_sharing, encode_hello, split_frame,
+    try_encode_request, Hello, HelloReply, ProtocolError, OP_HELLO, VERSION,
 };
 
 /// Environment variable naming one more uid the client trusts to run the daemon, besides its
@@ -453,6 +453,7 @@ impl Client {
             frame_ends: VecDeque::new(),
             in_flight: 0,
             ready: VecDeque::new(),
+            last_arn: None,
         })
     }
 }
@@ -507,6 +508,9 @@ pub struct Pipeline<'c> {
     frame_ends: VecDeque<usize>,
     in_flight: usize,
     ready: VecDeque<(u64, Result<Response>)>,
+    /// The key ARN of the last GenerateDataKey reply, which the next naming the same key
+    /// shares (`protocol::decode_response_sharing`).
+    last_arn: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Pipeline<'_> {
@@ -676,7 +680,8 @@ impl Pipeline<'_> {
                 return Err(self.fail(&"no connection"));
             };
             loop {
-                match conn.next_frame(decode_response) {
+                let last_arn = &mut self.last_arn;
+                match conn.next_frame(|h, body| decode_response_sharing(h, body, last_arn)) {
                     Ok(Some((id, result))) => {
                         self.in_flight = self.in_flight.saturating_sub(1);
                         self.ready.push_back((id, result));

@@ -11,18 +11,28 @@
 //! shape is decoded here: a request with an encryption context, grant tokens or an asymmetric
 //! algorithm, or one that does not decode, gets `None` and goes through
 //! [`super::decode_request`] as before, which also produces the errors.
+//!
+//! The client's side has one such path too: GenerateDataKey replies decoded by hand
+//! ([`decode_data_key_reply`]), the key ARN of consecutive replies naming one key shared
+//! rather than allocated twice over (bincode decodes an `Arc<str>` through a `String`) and
+//! checked as UTF-8 for each.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bincode::de::BorrowDecoder;
 use bincode::error::DecodeError;
 use bincode::BorrowDecode;
 
 use super::codec::{check_body_len, BINCODE_CONFIG};
-use super::frame::{Header, HEADER_LEN, STATUS_OK};
+use super::frame::{Header, ProtocolError, HEADER_LEN, STATUS_OK};
 use super::wire::{self, Reader};
-use crate::api::kms::{DecryptRequestRef, EncryptRequestRef, GenerateDataKeyRequestRef};
-use crate::ops::Op;
+use crate::api::kms::{
+    DecryptRequestRef, EncryptRequestRef, GenerateDataKeyRequestRef, GenerateDataKeyResponse,
+};
+use crate::error::KmsError;
+use crate::ops::{Op, Response};
+use crate::secret::SecretBytes;
 use crate::types::{DataKeySpec, EncryptionAlgorithm, EncryptionContext};
 
 /// The context of every request decoded here (one with a context is not).
@@ -320,18 +330,64 @@ pub(crate) fn encode_data_key_reply(
     wire::put_bytes(out, arn);
 }
 
+/// [`super::decode_response`] for a client reading the replies to many requests:
+/// GenerateDataKey answers through [`decode_data_key_reply`], their key ARN shared through
+/// `last`; every other reply, and one in another form, as `decode_response` decodes it.
+pub(crate) fn decode_response_sharing(
+    h: &Header,
+    body: &[u8],
+    last: &mut Option<Arc<str>>,
+) -> Result<Result<Response, KmsError>, ProtocolError> {
+    let ok = h.status == STATUS_OK && check_body_len(h, body).is_ok();
+    let answer = match Op::from_code(h.op) {
+        Some(Op::GenerateDataKey) if ok => {
+            decode_data_key_reply(body, last).map(Response::GenerateDataKey)
+        }
+        Some(Op::GenerateDataKeyWithoutPlaintext) if ok => {
+            decode_data_key_reply(body, last).map(Response::GenerateDataKeyWithoutPlaintext)
+        }
+        _ => None,
+    };
+    match answer {
+        Some(r) => Ok(Ok(r)),
+        None => super::decode_response(h, body),
+    }
+}
+
+/// A GenerateDataKey (or WithoutPlaintext) reply's answer, decoded from `body` by hand; its
+/// key ARN taken from `last` when it has the same bytes (replies to pipelined requests
+/// usually name one key), else remembered there. None where the body is in another form:
+/// bincode then decodes it ([`super::decode_response`]), or says why not.
+pub(crate) fn decode_data_key_reply(
+    body: &[u8],
+    last: &mut Option<Arc<str>>,
+) -> Option<GenerateDataKeyResponse> {
+    let mut r = Reader::new(body);
+    let blob = r.bytes()?;
+    let plaintext = r.option(Reader::bytes)?;
+    let arn = r.bytes()?;
+    if !r.is_empty() {
+        return None;
+    }
+    let key_id = match last {
+        Some(l) if l.as_bytes() == arn => l.clone(),
+        _ => last.insert(std::str::from_utf8(arn).ok()?.into()).clone(),
+    };
+    Some(GenerateDataKeyResponse {
+        ciphertext_blob: blob.to_vec(),
+        plaintext: plaintext.map(SecretBytes::from_slice),
+        key_id,
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::api::kms::{
         DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, GenerateDataKeyRequest,
-        GenerateDataKeyResponse,
     };
-    use crate::ops::{Request, Response};
+    use crate::ops::Request;
     use crate::protocol::{encode_request, encode_response, split_frame};
-    use crate::secret::SecretBytes;
 
     fn frame(req: &Request) -> Vec<u8> {
         let mut buf = Vec::new();
@@ -589,5 +645,117 @@ mod tests {
             encode_data_key_reply(&mut hot, 9, op, &blob, plaintext, arn);
             assert_eq!(hot, owned, "{op:?}");
         }
+    }
+
+    /// The reply frame of a GenerateDataKey (WithoutPlaintext) answer, as the owned codec writes it.
+    fn data_key_reply(op: Op, arn: &str, plaintext: Option<&[u8]>) -> Vec<u8> {
+        let body = GenerateDataKeyResponse {
+            ciphertext_blob: vec![7u8; 93],
+            plaintext: plaintext.map(SecretBytes::from_slice),
+            key_id: arn.into(),
+        };
+        let resp = if op == Op::GenerateDataKey {
+            Response::GenerateDataKey(body)
+        } else {
+            Response::GenerateDataKeyWithoutPlaintext(body)
+        };
+        let mut buf = Vec::new();
+        encode_response(&mut buf, 3, op.code(), &Ok(resp));
+        buf
+    }
+
+    /// The answer [`decode_response_sharing`] reads from `buf`, checked against what
+    /// `decode_response` reads from it.
+    fn shared(buf: &[u8], last: &mut Option<Arc<str>>) -> GenerateDataKeyResponse {
+        let (h, body, _) = split_frame(buf).unwrap().unwrap();
+        let (Ok(Ok(by_hand)), Ok(Ok(owned))) = (
+            decode_response_sharing(&h, body, last),
+            crate::protocol::decode_response(&h, body),
+        ) else {
+            panic!("not decoded")
+        };
+        assert_eq!(by_hand.op(), owned.op());
+        let (Response::GenerateDataKey(a) | Response::GenerateDataKeyWithoutPlaintext(a)) = by_hand
+        else {
+            panic!("not a data key")
+        };
+        let (Response::GenerateDataKey(b) | Response::GenerateDataKeyWithoutPlaintext(b)) = owned
+        else {
+            panic!("not a data key")
+        };
+        assert_eq!(a.ciphertext_blob, b.ciphertext_blob);
+        assert_eq!(
+            a.plaintext.as_ref().map(SecretBytes::expose),
+            b.plaintext.as_ref().map(SecretBytes::expose)
+        );
+        assert_eq!(a.key_id, b.key_id);
+        a
+    }
+
+    #[test]
+    fn data_key_replies_decode_by_hand_as_bincode_decodes_them_sharing_the_arn_of_one_key() {
+        let (one, other) = (
+            "arn:aws:kms:us-east-1:111122223333:key/one",
+            "arn:aws:kms:us-east-1:111122223333:key/other",
+        );
+        let mut last = None;
+        let first = shared(
+            &data_key_reply(Op::GenerateDataKey, one, Some(&[1; 32])),
+            &mut last,
+        );
+        let second = shared(
+            &data_key_reply(Op::GenerateDataKeyWithoutPlaintext, one, None),
+            &mut last,
+        );
+        assert!(
+            Arc::ptr_eq(&first.key_id, &second.key_id),
+            "one key, one ARN"
+        );
+        let third = shared(
+            &data_key_reply(Op::GenerateDataKey, other, Some(&[2; 64])),
+            &mut last,
+        );
+        assert_eq!(&*third.key_id, other);
+        assert!(!Arc::ptr_eq(&first.key_id, &third.key_id));
+        assert!(
+            Arc::ptr_eq(last.as_ref().unwrap(), &third.key_id),
+            "the last key remembered"
+        );
+    }
+
+    #[test]
+    fn a_reply_in_another_form_is_left_to_bincode_and_gets_its_error() {
+        let valid = data_key_reply(Op::GenerateDataKey, "arn:k", Some(&[1; 32]));
+        // The ARN's last byte made invalid UTF-8.
+        let mut not_utf8 = valid.clone();
+        *not_utf8.last_mut().unwrap() = 0xff;
+        // A byte past the answer, in a body announced one byte longer.
+        let mut trailing = valid.clone();
+        trailing.push(0);
+        let (h, _, _) = split_frame(&valid).unwrap().unwrap();
+        let longer = Header::new(h.op, h.request_id, h.status, h.body_len + 1);
+        trailing[..HEADER_LEN].copy_from_slice(&longer.to_bytes());
+        for frame in [&not_utf8, &trailing] {
+            let (h, body, _) = split_frame(frame).unwrap().unwrap();
+            let mut last = None;
+            let by_hand = format!("{:?}", decode_response_sharing(&h, body, &mut last));
+            let owned = format!("{:?}", crate::protocol::decode_response(&h, body));
+            assert_eq!(by_hand, owned);
+            assert!(by_hand.starts_with("Err("), "{by_hand}");
+            assert!(
+                last.is_none(),
+                "nothing remembered from a reply not decoded"
+            );
+        }
+        // An error reply is the error it carries.
+        let mut err = Vec::new();
+        let e = KmsError::new(crate::error::ErrorKind::NotFoundException, "no key k");
+        encode_response(&mut err, 4, Op::GenerateDataKey.code(), &Err(e));
+        let (h, body, _) = split_frame(&err).unwrap().unwrap();
+        let r = decode_response_sharing(&h, body, &mut None)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(r.kind(), crate::error::ErrorKind::NotFoundException);
+        assert_eq!(r.message(), "no key k");
     }
 }
