@@ -1,4 +1,5 @@
-//! Frame codec: encoding and decoding Encrypt and GenerateDataKey requests and responses; and
+//! Frame codec: encoding and decoding Encrypt and GenerateDataKey requests and responses (the
+//! responses also through a pipeline's decoder, `decode_response_sharing`, beside bincode's); and
 //! the AWS JSON endpoint's decoding of a Decrypt body beside serde_json's own parse of the
 //! same body (the floor: what decoding into the request type costs at least), which shows
 //! what the endpoint adds (the search for members kmscks does not honour).
@@ -11,7 +12,8 @@ use kmscks::api::kms::{
 };
 use kmscks::ops::{Request, Response};
 use kmscks::protocol::{
-    decode_request, decode_response, encode_request, encode_response, split_frame,
+    decode_request, decode_response, decode_response_sharing, encode_request, encode_response,
+    split_frame,
 };
 use kmscks::secret::SecretBytes;
 use kmscks::types::{DataKeySpec, EncryptionAlgorithm};
@@ -98,6 +100,19 @@ fn codec(c: &mut Criterion) {
             b.iter(|| {
                 let (h, body, _) = split_frame(black_box(&frame)).unwrap().unwrap();
                 black_box(decode_response(&h, body).unwrap().unwrap())
+            })
+        });
+        // A pipeline's decoder, the key ARN of the reply before remembered (as every reply
+        // after the first finds it), beside bincode's decode above.
+        let mut last = None;
+        g.bench_function(format!("decode_response_sharing/{name}"), |b| {
+            b.iter(|| {
+                let (h, body, _) = split_frame(black_box(&frame)).unwrap().unwrap();
+                black_box(
+                    decode_response_sharing(&h, body, &mut last)
+                        .unwrap()
+                        .unwrap(),
+                )
             })
         });
     }

@@ -12,8 +12,8 @@
 //! algorithm, or one that does not decode, gets `None` and goes through
 //! [`super::decode_request`] as before, which also produces the errors.
 //!
-//! The client's side has one such path too: GenerateDataKey replies decoded by hand
-//! ([`decode_data_key_reply`]), the key ARN of consecutive replies naming one key shared
+//! The client's side has one such path too: the replies of those operations decoded by hand
+//! ([`decode_response_sharing`]), the key ARN of consecutive replies naming one key shared
 //! rather than allocated twice over (bincode decodes an `Arc<str>` through a `String`) and
 //! checked as UTF-8 for each.
 
@@ -28,7 +28,8 @@ use super::codec::{check_body_len, BINCODE_CONFIG};
 use super::frame::{Header, ProtocolError, HEADER_LEN, STATUS_OK};
 use super::wire::{self, Reader};
 use crate::api::kms::{
-    DecryptRequestRef, EncryptRequestRef, GenerateDataKeyRequestRef, GenerateDataKeyResponse,
+    DecryptRequestRef, DecryptResponse, EncryptRequestRef, EncryptResponse,
+    GenerateDataKeyRequestRef, GenerateDataKeyResponse,
 };
 use crate::error::KmsError;
 use crate::ops::{Op, Response};
@@ -330,21 +331,28 @@ pub(crate) fn encode_data_key_reply(
     wire::put_bytes(out, arn);
 }
 
-/// [`super::decode_response`] for a client reading the replies to many requests:
-/// GenerateDataKey answers through [`decode_data_key_reply`], their key ARN shared through
-/// `last`; every other reply, and one in another form, as `decode_response` decodes it.
-pub(crate) fn decode_response_sharing(
+/// [`decode_response`](super::decode_response) for a client reading the replies to many
+/// requests on one connection (what [`crate::client::Pipeline`] does): the answers of Encrypt,
+/// Decrypt, GenerateDataKey and GenerateDataKeyWithoutPlaintext are read by hand, and an
+/// answer naming the same key ARN as the one before (`last`, which the caller keeps between
+/// replies) shares its `Arc<str>` rather than allocating it again. Every other reply, and one
+/// in another form, is decoded as `decode_response` decodes it, with its errors.
+///
+/// Errors: those of `decode_response`.
+pub fn decode_response_sharing(
     h: &Header,
     body: &[u8],
     last: &mut Option<Arc<str>>,
 ) -> Result<Result<Response, KmsError>, ProtocolError> {
     let ok = h.status == STATUS_OK && check_body_len(h, body).is_ok();
     let answer = match Op::from_code(h.op) {
+        Some(Op::Encrypt) if ok => read_encrypt_reply(body, last).map(Response::Encrypt),
+        Some(Op::Decrypt) if ok => read_decrypt_reply(body, last).map(Response::Decrypt),
         Some(Op::GenerateDataKey) if ok => {
-            decode_data_key_reply(body, last).map(Response::GenerateDataKey)
+            read_data_key_reply(body, last).map(Response::GenerateDataKey)
         }
         Some(Op::GenerateDataKeyWithoutPlaintext) if ok => {
-            decode_data_key_reply(body, last).map(Response::GenerateDataKeyWithoutPlaintext)
+            read_data_key_reply(body, last).map(Response::GenerateDataKeyWithoutPlaintext)
         }
         _ => None,
     };
@@ -354,11 +362,52 @@ pub(crate) fn decode_response_sharing(
     }
 }
 
-/// A GenerateDataKey (or WithoutPlaintext) reply's answer, decoded from `body` by hand; its
-/// key ARN taken from `last` when it has the same bytes (replies to pipelined requests
-/// usually name one key), else remembered there. None where the body is in another form:
-/// bincode then decodes it ([`super::decode_response`]), or says why not.
-pub(crate) fn decode_data_key_reply(
+// The readers below take a reply's members in the forms the encoders above write; None for
+// anything else (bincode then decodes the body, or says why not). The key ARN is resolved
+// last, once the whole body has been read: a body that does not decode leaves `last` as it was.
+
+/// The key ARN `arn`: `last`'s when it has the same bytes (the replies to pipelined requests
+/// usually name one key), else checked as UTF-8 and remembered there.
+fn shared_arn(arn: &[u8], last: &mut Option<Arc<str>>) -> Option<Arc<str>> {
+    match last {
+        Some(l) if l.as_bytes() == arn => Some(l.clone()),
+        _ => Some(last.insert(std::str::from_utf8(arn).ok()?.into()).clone()),
+    }
+}
+
+/// The symmetric algorithm, as [`put_symmetric`] writes it, ending a body; None for any other.
+fn symmetric_end(r: &mut Reader<'_>) -> Option<EncryptionAlgorithm> {
+    let symmetric = r.varint()? == EncryptionAlgorithm::SymmetricDefault as u32 && r.is_empty();
+    symmetric.then_some(EncryptionAlgorithm::SymmetricDefault)
+}
+
+/// An Encrypt reply's answer, as [`encode_encrypt_reply`] writes it.
+fn read_encrypt_reply(body: &[u8], last: &mut Option<Arc<str>>) -> Option<EncryptResponse> {
+    let mut r = Reader::new(body);
+    let (blob, arn) = (r.bytes()?, r.bytes()?);
+    let encryption_algorithm = symmetric_end(&mut r)?;
+    Some(EncryptResponse {
+        ciphertext_blob: blob.to_vec(),
+        key_id: shared_arn(arn, last)?,
+        encryption_algorithm,
+    })
+}
+
+/// A Decrypt reply's answer, as [`encode_decrypt_reply`] writes it.
+fn read_decrypt_reply(body: &[u8], last: &mut Option<Arc<str>>) -> Option<DecryptResponse> {
+    let mut r = Reader::new(body);
+    let (arn, plaintext) = (r.bytes()?, r.bytes()?);
+    let encryption_algorithm = symmetric_end(&mut r)?;
+    Some(DecryptResponse {
+        key_id: shared_arn(arn, last)?,
+        plaintext: SecretBytes::from_slice(plaintext),
+        encryption_algorithm,
+    })
+}
+
+/// A GenerateDataKey (or WithoutPlaintext) reply's answer, as [`encode_data_key_reply`] writes
+/// it.
+fn read_data_key_reply(
     body: &[u8],
     last: &mut Option<Arc<str>>,
 ) -> Option<GenerateDataKeyResponse> {
@@ -369,23 +418,17 @@ pub(crate) fn decode_data_key_reply(
     if !r.is_empty() {
         return None;
     }
-    let key_id = match last {
-        Some(l) if l.as_bytes() == arn => l.clone(),
-        _ => last.insert(std::str::from_utf8(arn).ok()?.into()).clone(),
-    };
     Some(GenerateDataKeyResponse {
         ciphertext_blob: blob.to_vec(),
         plaintext: plaintext.map(SecretBytes::from_slice),
-        key_id,
+        key_id: shared_arn(arn, last)?,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::kms::{
-        DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, GenerateDataKeyRequest,
-    };
+    use crate::api::kms::{DecryptRequest, EncryptRequest, GenerateDataKeyRequest};
     use crate::ops::Request;
     use crate::protocol::{encode_request, encode_response, split_frame};
 
@@ -757,5 +800,67 @@ mod tests {
             .unwrap_err();
         assert_eq!(r.kind(), crate::error::ErrorKind::NotFoundException);
         assert_eq!(r.message(), "no key k");
+    }
+
+    /// `resp` through the owned codec, then through [`decode_response_sharing`] and through
+    /// `decode_response`: both answers, which must agree (their `Debug` forms, secrets redacted,
+    /// and the secrets compared by the caller).
+    fn both(resp: Response, last: &mut Option<Arc<str>>) -> (Response, Response) {
+        let op = resp.op().code();
+        let mut buf = Vec::new();
+        encode_response(&mut buf, 3, op, &Ok(resp));
+        let (h, body, _) = split_frame(&buf).unwrap().unwrap();
+        let by_hand = decode_response_sharing(&h, body, last).unwrap().unwrap();
+        let owned = crate::protocol::decode_response(&h, body).unwrap().unwrap();
+        assert_eq!(format!("{by_hand:?}"), format!("{owned:?}"));
+        (by_hand, owned)
+    }
+
+    #[test]
+    fn encrypt_and_decrypt_replies_decode_by_hand_as_bincode_does_sharing_one_keys_arn() {
+        let arn = "arn:aws:kms:us-east-1:111122223333:key/one";
+        let mut last = None;
+        let encrypt = Response::Encrypt(EncryptResponse {
+            ciphertext_blob: vec![9; 301],
+            key_id: arn.into(),
+            encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+        });
+        let (Response::Encrypt(e), _) = both(encrypt, &mut last) else {
+            panic!("not an Encrypt answer")
+        };
+        let decrypt = Response::Decrypt(DecryptResponse {
+            key_id: arn.into(),
+            plaintext: SecretBytes::from_slice(&[5; 4096]),
+            encryption_algorithm: EncryptionAlgorithm::SymmetricDefault,
+        });
+        let (Response::Decrypt(d), Response::Decrypt(owned)) = both(decrypt, &mut last) else {
+            panic!("not a Decrypt answer")
+        };
+        assert_eq!(d.plaintext.expose(), owned.plaintext.expose());
+        assert_eq!(d.plaintext.expose(), &[5; 4096][..]);
+        assert!(Arc::ptr_eq(&e.key_id, &d.key_id), "one key, one ARN");
+        let g = shared(
+            &data_key_reply(Op::GenerateDataKey, arn, Some(&[1; 32])),
+            &mut last,
+        );
+        assert!(Arc::ptr_eq(&e.key_id, &g.key_id), "across operations too");
+    }
+
+    #[test]
+    fn an_answer_under_another_algorithm_is_left_to_bincode() {
+        // An RSA key's Decrypt answer: not the symmetric form read by hand, decoded as bincode
+        // decodes it, and its ARN not remembered.
+        let mut last = None;
+        let decrypt = Response::Decrypt(DecryptResponse {
+            key_id: "arn:aws:kms:us-east-1:111122223333:key/rsa".into(),
+            plaintext: SecretBytes::from_slice(b"secret"),
+            encryption_algorithm: EncryptionAlgorithm::RsaesOaepSha256,
+        });
+        let (Response::Decrypt(d), _) = both(decrypt, &mut last) else {
+            panic!("not a Decrypt answer")
+        };
+        assert_eq!(d.encryption_algorithm, EncryptionAlgorithm::RsaesOaepSha256);
+        assert_eq!(d.plaintext.expose(), b"secret");
+        assert!(last.is_none());
     }
 }

@@ -22,9 +22,10 @@ mod hello;
 mod unhonoured;
 mod wire;
 
+pub use borrowed::decode_response_sharing;
 pub(crate) use borrowed::{
-    decode_hot_request, decode_response_sharing, encode_data_key_reply, encode_decrypt_reply,
-    encode_encrypt_reply, HotRequest,
+    decode_hot_request, encode_data_key_reply, encode_decrypt_reply, encode_encrypt_reply,
+    HotRequest,
 };
 pub use codec::{
     decode_request, decode_response, encode_error, encode_protocol_error, encode_request,
