@@ -31,16 +31,19 @@ impl<'a> Reader<'a> {
     }
 
     /// Whether the whole body was read.
+    #[inline]
     pub(super) fn is_empty(&self) -> bool {
         self.rest.is_empty()
     }
 
+    #[inline]
     fn byte(&mut self) -> Option<u8> {
         let (&b, rest) = self.rest.split_first()?;
         self.rest = rest;
         Some(b)
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if n > self.rest.len() {
             return None;
@@ -55,6 +58,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A varint of up to 32 bits (a `u32`, a length of a body within the frame limit).
+    #[inline]
     pub(super) fn varint(&mut self) -> Option<u32> {
         match self.byte()? {
             b @ 0..=SINGLE_BYTE_MAX => Some(u32::from(b)),
@@ -65,6 +69,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A byte string: its varint length, then its bytes.
+    #[inline]
     pub(super) fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = self.varint()?;
         self.take(n as usize)
@@ -86,11 +91,13 @@ impl<'a> Reader<'a> {
     }
 
     /// An `Option`'s tag: `Some(false)` for None, `Some(true)` for Some.
+    #[inline]
     pub(super) fn tag(&mut self) -> Option<bool> {
         self.flag()
     }
 
     /// A `bool`.
+    #[inline]
     pub(super) fn flag(&mut self) -> Option<bool> {
         match self.byte()? {
             0 => Some(false),
@@ -106,6 +113,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An `Option` of what `read` reads.
+    #[inline]
     pub(super) fn option<T>(
         &mut self,
         read: impl FnOnce(&mut Self) -> Option<T>,
@@ -119,6 +127,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Bytes [`put_varint`] writes for `v`.
+#[inline]
 pub(super) fn varint_len(v: usize) -> usize {
     match v {
         0..=250 => 1,
@@ -129,10 +138,20 @@ pub(super) fn varint_len(v: usize) -> usize {
 }
 
 /// Appends `v` as bincode's varint (`u64`, `usize` and `u32` alike) to `out`, which has room.
+/// Inlined where it is written: a length in one byte is the common case, a few per reply.
+#[inline]
 pub(super) fn put_varint(out: &mut Vec<u8>, v: usize) {
     if v <= usize::from(SINGLE_BYTE_MAX) {
         out.push(v as u8);
-    } else if let Ok(v) = u16::try_from(v) {
+    } else {
+        put_long_varint(out, v);
+    }
+}
+
+/// [`put_varint`] for a value over one byte.
+#[cold]
+fn put_long_varint(out: &mut Vec<u8>, v: usize) {
+    if let Ok(v) = u16::try_from(v) {
         out.push(U16_BYTE);
         out.extend_from_slice(&v.to_le_bytes());
     } else if let Ok(v) = u32::try_from(v) {
@@ -145,11 +164,13 @@ pub(super) fn put_varint(out: &mut Vec<u8>, v: usize) {
 }
 
 /// Bytes [`put_bytes`] writes for `b`.
+#[inline]
 pub(super) fn bytes_len(b: &[u8]) -> usize {
     varint_len(b.len()) + b.len()
 }
 
 /// Appends a byte string (or a string's bytes): its varint length, then the bytes.
+#[inline]
 pub(super) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put_varint(out, b.len());
     out.extend_from_slice(b);
