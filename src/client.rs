@@ -508,8 +508,8 @@ pub struct Pipeline<'c> {
     frame_ends: VecDeque<usize>,
     in_flight: usize,
     ready: VecDeque<(u64, Result<Response>)>,
-    /// The key ARN of the last GenerateDataKey reply, which the next naming the same key
-    /// shares (`protocol::decode_response_sharing`).
+    /// The key ARN of the last Encrypt, Decrypt or GenerateDataKey reply, which the next
+    /// naming the same key shares (`protocol::decode_response_sharing`).
     last_arn: Option<Arc<str>>,
 }
 

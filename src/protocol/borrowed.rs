@@ -332,7 +332,7 @@ pub(crate) fn encode_data_key_reply(
 }
 
 /// [`decode_response`](super::decode_response) for a client reading the replies to many
-/// requests on one connection (what [`crate::client::Pipeline`] does): the answers of Encrypt,
+/// requests on one connection (a pipeline, which keeps `last`): the answers of Encrypt,
 /// Decrypt, GenerateDataKey and GenerateDataKeyWithoutPlaintext are read by hand, and an
 /// answer naming the same key ARN as the one before (`last`, which the caller keeps between
 /// replies) shares its `Arc<str>` rather than allocating it again. Every other reply, and one
