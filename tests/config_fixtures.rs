@@ -44,6 +44,7 @@ fn invalid_fixtures_are_refused_with_the_reason() {
     let expect = [
         ("bad_account.toml", "account_id"),
         ("bad_mode.toml", "socket_mode"),
+        ("control_nice_past_lowest.toml", "control_nice"),
         ("not_toml.toml", "line"),
         ("too_many_event_loops.toml", "event_loops"),
         ("unknown_key.toml", "max_conections"),

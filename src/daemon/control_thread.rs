@@ -21,6 +21,9 @@
 //! wait for the answer; see `dispatch::Deferred::Control` and the HTTP loop), so the queues are
 //! bounded by the connections. A job answers through whatever it captured (a channel and its
 //! loop's waker).
+//!
+//! Both threads run `control_nice` steps below the loops' CPU priority (see `super::priority`):
+//! when the cores are busy the data plane goes first.
 
 use std::collections::{HashMap, VecDeque};
 use std::thread::JoinHandle;
@@ -162,11 +165,21 @@ fn serve(rx: Receiver<Submitted>) {
     }
 }
 
-fn start_lane(name: &str) -> Result<(Sender<Submitted>, JoinHandle<()>)> {
+/// Starts a lane's thread, `nice` steps below the caller's priority (see `priority`).
+fn start_lane(name: &str, nice: u32) -> Result<(Sender<Submitted>, JoinHandle<()>)> {
     let (tx, rx) = crossbeam::channel::unbounded::<Submitted>();
     let thread = std::thread::Builder::new()
         .name(name.into())
-        .spawn(move || serve(rx))
+        .spawn(move || {
+            if nice > 0 {
+                if let Err(e) = super::priority::lower_this_thread(nice) {
+                    // It then competes with the loops as an equal: slower data-plane calls
+                    // beside control-plane work, nothing wrong.
+                    tracing::warn!(error = %e, "cannot lower a control thread's priority");
+                }
+            }
+            serve(rx)
+        })
         .map_err(|e| err!(KMSInternalException, "cannot start the {name} thread: {e}"))?;
     Ok((tx, thread))
 }
@@ -185,9 +198,11 @@ pub(super) struct ControlQueue {
 }
 
 impl ControlThread {
-    pub(super) fn start() -> Result<ControlThread> {
-        let (state, state_thread) = start_lane("kmscksd-control")?;
-        let (rsa, rsa_thread) = start_lane("kmscksd-rsa")?;
+    /// Starts both lanes' threads, `nice` steps below the caller's CPU priority
+    /// (`control_nice`).
+    pub(super) fn start(nice: u32) -> Result<ControlThread> {
+        let (state, state_thread) = start_lane("kmscksd-control", nice)?;
+        let (rsa, rsa_thread) = start_lane("kmscksd-rsa", nice)?;
         Ok(ControlThread {
             queue: ControlQueue { state, rsa },
             threads: [state_thread, rsa_thread],
@@ -277,7 +292,7 @@ mod tests {
 
     #[test]
     fn a_principals_backlog_delays_anothers_request_by_one_job_not_all_of_them() {
-        let control = ControlThread::start().unwrap();
+        let control = ControlThread::start(0).unwrap();
         let q = control.queue();
         let (done_tx, done_rx) = crossbeam::channel::unbounded();
         let (release_tx, release_rx) = crossbeam::channel::bounded::<()>(0);
@@ -306,8 +321,30 @@ mod tests {
     }
 
     #[test]
+    fn both_lanes_run_their_jobs_the_given_steps_below_the_starting_threads_priority() {
+        let nice = crate::daemon::priority::this_thread_nice().unwrap();
+        let control = ControlThread::start(4).unwrap();
+        let q = control.queue();
+        let (tx, rx) = crossbeam::channel::unbounded();
+        for lane in [Lane::State, Lane::Rsa] {
+            let tx = tx.clone();
+            let job: Job = Box::new(move || {
+                let _ = tx.send(crate::daemon::priority::this_thread_nice().unwrap());
+            });
+            assert!(q.submit(lane, "uid-a", job));
+        }
+        let expected = (nice + 4).min(crate::daemon::priority::MAX_NICE as i32);
+        for _ in 0..2 {
+            assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), expected);
+        }
+        assert_eq!(crate::daemon::priority::this_thread_nice().unwrap(), nice);
+        drop(q);
+        control.join();
+    }
+
+    #[test]
     fn a_key_generation_in_progress_does_not_hold_up_the_state_lane() {
-        let control = ControlThread::start().unwrap();
+        let control = ControlThread::start(0).unwrap();
         let q = control.queue();
         let (done_tx, done_rx) = crossbeam::channel::unbounded();
         let (release_tx, release_rx) = crossbeam::channel::bounded::<()>(0);

@@ -30,6 +30,7 @@ mod http;
 mod identity;
 mod listener;
 mod loops;
+mod priority;
 mod quota;
 pub mod wake;
 
@@ -206,7 +207,7 @@ impl Daemon {
     /// flushes replies, removes the socket file and closes the data directory.
     pub fn serve(self, shutdown: Shutdown) -> Result<()> {
         tracing::info!(socket = %self.listener.path().display(), data_dir = %self.config.data_dir.display(), "serving");
-        let control = control_thread::ControlThread::start()?;
+        let control = control_thread::ControlThread::start(self.config.control_nice)?;
         let http = match self.http {
             Some((endpoint, ids)) => {
                 tracing::info!(address = %endpoint.local_addr(), "serving AWS JSON over HTTP");
