@@ -88,6 +88,7 @@ internal_mod!(kms);
 mod paths;
 mod peer;
 mod service;
+mod sockwait;
 internal_mod!(store);
 
 pub use client::Client;

@@ -1,0 +1,155 @@
+//! Waiting for a reply on a Unix stream socket without being woken for nothing.
+//!
+//! Why: a thread blocked in `read` on a Unix stream socket sleeps on the socket's one wait
+//! queue, and Linux wakes everything on that queue whenever the socket's *write* space grows
+//! too (`unix_write_space`, with `EPOLLOUT` as the key, which a blocked reader does not look
+//! at). The daemon frees a client's write space each time it reads a request, so a client that
+//! sent a request and blocked in `read` for the answer was woken once for nothing — a context
+//! switch for the client and a cross-core wake-up the daemon pays for (in `perf`, two fifths
+//! of the daemon's time with eight connections holding one request each) — before the real
+//! wake-up for the reply. `poll` with `POLLIN` sleeps on the same queue but filters on the key,
+//! so only data (or a hangup) wakes it.
+//!
+//! A waiting thread first keeps checking for a while (the caller's `spin`, [`recv`]): a reply
+//! that comes within it costs no sleep and no wake-up at all, which on this kind of machine is
+//! most of a short request's round trip (tens of µs to wake a parked thread on the other core,
+//! `perf-anchors.md`). [`recv`] says how long it waited, so that a caller can stop spinning
+//! where replies take longer than its spin.
+//!
+//! Why `unsafe`: the standard library has neither `recv` with flags nor `poll`. Both calls
+//! here are given a buffer or a `pollfd` that lives on the caller's stack for the call, with
+//! its exact length, and a descriptor borrowed from an open stream.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+/// Reads what the socket holds into `buf`, waiting for data when it holds none: checking again
+/// for up to `spin`, then sleeping in [`wait_readable`]. Returns the bytes read (0 at the end
+/// of the stream) and how long it waited for them (zero when they were there).
+///
+/// Errors: the kernel's.
+pub(crate) fn recv(
+    stream: &UnixStream,
+    buf: &mut [u8],
+    spin: Duration,
+) -> io::Result<(usize, Duration)> {
+    let mut since: Option<Instant> = None;
+    loop {
+        match recv_now(stream, buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // The clock is read only once the socket was found empty.
+                if since.get_or_insert_with(Instant::now).elapsed() < spin {
+                    std::hint::spin_loop();
+                } else {
+                    wait_readable(stream)?;
+                }
+            }
+            Ok(n) => return Ok((n, since.map_or(Duration::ZERO, |t| t.elapsed()))),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads what the socket holds into `buf` without blocking, whatever the socket's mode;
+/// `WouldBlock` when it holds nothing, `Ok(0)` at the end of the stream.
+///
+/// Errors: the kernel's.
+#[allow(unsafe_code)]
+fn recv_now(stream: &UnixStream, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a live, writable slice and the kernel writes at most `buf.len()` bytes
+    // into it; the descriptor is borrowed from `stream`, open for the call.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Sleeps until the socket has data to read, an error or a hangup; a signal only restarts the
+/// wait.
+///
+/// Errors: the kernel's.
+#[allow(unsafe_code)]
+fn wait_readable(stream: &UnixStream) -> io::Result<()> {
+    let mut fd = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: `fd` is one live `pollfd` on this stack frame and the count given is 1; the
+        // descriptor is borrowed from `stream`, open for the call.
+        let rc = unsafe { libc::poll(&mut fd, 1, -1) };
+        if rc >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn an_empty_socket_would_block_and_one_with_data_gives_it_without_waiting() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let mut buf = [0u8; 16];
+        let e = recv_now(&a, &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        b.write_all(b"reply").unwrap();
+        assert_eq!(recv_now(&a, &mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"reply");
+        // A blocking socket is read without blocking all the same.
+        a.set_nonblocking(false).unwrap();
+        assert_eq!(
+            recv_now(&a, &mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+    }
+
+    #[test]
+    fn recv_waits_past_its_spin_for_data_written_later_by_another_thread() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let writer = std::thread::spawn(move || {
+            let mut b = b;
+            // Written once the reader has started waiting (or is about to: either way the
+            // data is there or comes, and `recv` must return it).
+            go_rx.recv().unwrap();
+            b.write_all(b"late reply").unwrap();
+            b
+        });
+        go_tx.send(()).unwrap();
+        let mut buf = [0u8; 32];
+        // One write of 10 bytes arrives whole on a Unix stream socket.
+        let (n, _) = recv(&a, &mut buf, Duration::ZERO).unwrap();
+        assert_eq!(&buf[..n], b"late reply");
+        drop(writer.join().unwrap());
+        // The peer is gone: the end of the stream, not a wait forever, spinning or not.
+        assert_eq!(recv(&a, &mut buf, Duration::from_micros(20)).unwrap().0, 0);
+    }
+
+    #[test]
+    fn a_hangup_ends_the_wait_with_the_end_of_the_stream() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let closer = std::thread::spawn(move || drop(b));
+        let mut buf = [0u8; 8];
+        assert_eq!(recv(&a, &mut buf, Duration::ZERO).unwrap().0, 0);
+        closer.join().unwrap();
+    }
+}
