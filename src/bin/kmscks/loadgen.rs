@@ -156,6 +156,11 @@ pub(crate) struct LoadReport {
     pub baseline_p50_us: Option<f64>,
     /// Baseline 99th percentile latency, µs (when compared).
     pub baseline_p99_us: Option<f64>,
+    /// Over the socket, when compared: how long the echo floor's client kept checking for a
+    /// reply before it slept, µs. The floor is the faster of two runs, one with the client's
+    /// default and one sleeping at once, so that it is the best this machine does whichever
+    /// wait suits the shape.
+    pub baseline_reply_spin_us: Option<f64>,
     /// `ops_per_sec / baseline_ops_per_sec` (when compared).
     pub ratio: Option<f64>,
     /// The daemon's CPU time per request over the measured window, ns, all its threads (over
@@ -331,6 +336,7 @@ impl LoadReport {
             errors,
             baseline_ops_per_sec: None,
             baseline_p50_us: None,
+            baseline_reply_spin_us: None,
             baseline_p99_us: None,
             ratio: None,
             daemon_cpu_ns_per_op: None,

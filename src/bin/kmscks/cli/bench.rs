@@ -334,6 +334,7 @@ pub(crate) fn run(
             beside: m
                 .get_one::<String>("beside")
                 .and_then(|b| loadgen_socket::Beside::parse(b)),
+            reply_spin: kmscks::client::DEFAULT_REPLY_SPIN,
         };
         let r = if m.get_flag("baseline") {
             loadgen_socket::compare_socket(path, &so)
