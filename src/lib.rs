@@ -23,7 +23,8 @@
 //!     over `protocol`); `paths` (the per-user default socket, in a private directory both
 //!     check, and data directory, which `client` and `daemon` re-export) and `peer` (the
 //!     `SO_PEERCRED` credentials of a socket's other end and our own uid, over `error`: how the
-//!     daemon knows its callers and the client its daemon). The binaries (`kmscks`: the CLI and `kmscks bench`'s load
+//!     daemon knows its callers and the client its daemon); `sockwait` (how the client waits
+//!     for a reply on its socket, over nothing). The binaries (`kmscks`: the CLI and `kmscks bench`'s load
 //!     generators; `kmscksd`) sit above and use only this public surface.
 //!
 //! # Public surface

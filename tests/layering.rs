@@ -57,11 +57,12 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("paths", &["error", "peer"]),
+    ("sockwait", &[]),
     ("protocol", &["error", "secret", "types", "api", "ops"]),
     (
         "client",
         &[
-            "error", "secret", "types", "api", "ops", "protocol", "peer", "paths",
+            "error", "secret", "types", "api", "ops", "protocol", "peer", "paths", "sockwait",
         ],
     ),
     (
