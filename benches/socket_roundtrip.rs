@@ -2,7 +2,9 @@
 //! pipelined burst of 64 — against a daemon running in this process (bootstrapped, key
 //! `alias/demo`), and, as the baseline in the same run, against
 //! [`kmscks::daemon::echo::EchoServer`] answering every frame with a GenerateDataKey reply of the same size (the
-//! client, the codec and the socket alone).
+//! client, the codec and the socket alone). The call is measured twice: with the client's
+//! default wait (checking for the reply for up to `client::DEFAULT_REPLY_SPIN` before it
+//! sleeps) and sleeping at once (`reply_spin(Duration::ZERO)`), which pays a wake-up per reply.
 
 mod socket;
 #[path = "../tests/support/mod.rs"]
@@ -10,6 +12,7 @@ mod support;
 
 use std::hint::black_box;
 use std::path::Path;
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use kmscks::daemon::echo::EchoServer;
@@ -30,6 +33,13 @@ fn bench_server(c: &mut Criterion, group: &str, socket: &Path) {
     let mut g = c.benchmark_group(group);
     g.bench_function("call/GenerateDataKey", |b| {
         b.iter(|| black_box(client.call(&request()).unwrap()))
+    });
+    let sleeper = Client::builder(socket)
+        .reply_spin(Duration::ZERO)
+        .connect()
+        .expect("connect");
+    g.bench_function("call/GenerateDataKey, sleeping at once", |b| {
+        b.iter(|| black_box(sleeper.call(&request()).unwrap()))
     });
     let mut p = client.pipeline(64).expect("pipeline");
     g.bench_function("pipeline64/GenerateDataKey x64", |b| {

@@ -70,8 +70,8 @@ enum Wait {
     /// For more replies of a deep pipeline: one blocking `read`, a single system call where
     /// the other takes three (the check, `poll`, the read). Reads there are few and large,
     /// and so are the daemon's reads of the requests, which wake a blocked `read` for nothing
-    /// once each (see `sockwait`); pipelining 256 on one or two connections, this read 5–10 %
-    /// faster than `poll`.
+    /// once each (see `sockwait`). Pipelining 256 on one connection, waiting in `poll` read
+    /// 0.75–0.82 of the echo floor where this read 0.85–0.87 (README, Performance).
     Stream,
 }
 
@@ -204,7 +204,7 @@ pub struct ClientBuilder {
 /// CreateKey, a busy daemon) costs the wait this much CPU and then a sleep, as before. A
 /// pipeline with more requests in flight never spins: the daemon answers those in chunks, and
 /// a client spinning between them takes a core the daemon needs (pipelining 256 on each of
-/// two connections lost a fifth of its rate when it did).
+/// two connections lost a quarter of its rate when it did).
 pub const DEFAULT_REPLY_SPIN: Duration = Duration::from_micros(20);
 
 impl ClientBuilder {
