@@ -123,29 +123,9 @@ impl Conn {
         // Replies carry plaintexts and data keys: growing wipes the allocation left behind.
         crate::secret::reserve_wiping(&mut self.inbuf, READ_CHUNK);
         self.inbuf.resize(len + READ_CHUNK, 0);
-        let blocking = match wait {
-            Wait::Lone(_) => Ok(()),
-            Wait::Stream => self.set_nonblocking(false),
-        };
-        let buf = &mut self.inbuf[len..];
         let n = match wait {
-            Wait::Lone(spin) => {
-                // Spin only while spinning pays: a reply that took longer than the spin last
-                // time (a CreateKey, a busy machine) is not waited for spinning this time, and
-                // one that came within it, spinning or asleep, is.
-                let spinning = if self.spin_pays { spin } else { Duration::ZERO };
-                let spin_pays = &mut self.spin_pays;
-                sockwait::recv(&self.stream, buf, spinning).map(|(n, waited)| {
-                    *spin_pays = spin_pays_after(waited, spin).unwrap_or(*spin_pays);
-                    n
-                })
-            }
-            Wait::Stream => blocking.and_then(|()| loop {
-                match self.stream.read(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    other => break other,
-                }
-            }),
+            Wait::Lone(spin) => self.recv_lone(len, spin),
+            Wait::Stream => self.read_blocking(len),
         };
         let n = match n {
             Ok(n) => n,
@@ -162,6 +142,27 @@ impl Conn {
             ));
         }
         Ok(())
+    }
+
+    /// Reads into `inbuf[from..]` as [`Wait::Lone`] says: spinning only while spinning pays (a
+    /// reply that took longer than the spin last time — a CreateKey, a busy machine — is not
+    /// spun for this time; one that came within it, spinning or asleep, is).
+    fn recv_lone(&mut self, from: usize, spin: Duration) -> io::Result<usize> {
+        let spinning = if self.spin_pays { spin } else { Duration::ZERO };
+        let (n, waited) = sockwait::recv(&self.stream, &mut self.inbuf[from..], spinning)?;
+        self.spin_pays = spin_pays_after(waited, spin).unwrap_or(self.spin_pays);
+        Ok(n)
+    }
+
+    /// Reads into `inbuf[from..]` as [`Wait::Stream`] says: one blocking `read`.
+    fn read_blocking(&mut self, from: usize) -> io::Result<usize> {
+        self.set_nonblocking(false)?;
+        loop {
+            match self.stream.read(&mut self.inbuf[from..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
     }
 
     /// The next complete reply in the buffer, decoded by `f`, consuming it.
