@@ -296,8 +296,8 @@ daemon_options! {
     /// served first and control-plane calls (CreateKey, RSA key generation and arithmetic…)
     /// take what is left. 0: the same priority.
     ///
-    /// At 10 the control threads get about a tenth of a contended core; on an idle machine
-    /// they run as fast as at 0.
+    /// At 10 the control threads get about a tenth of a core they share with a busy thread;
+    /// on an idle machine they run as fast as at 0.
     control_nice: u32 = 10;
     flag(Option<u32>, value_name = "STEPS");
     sample toml;

@@ -6,10 +6,13 @@
 //! Decrypts. A CreateKey costs the daemon a few hundred µs of CPU, much of it the kernel's
 //! (its `fdatasync`, the virtual disk's notification), against a microsecond for a
 //! GenerateDataKey, and nobody waits on a CreateKey's microseconds: AWS itself allows 5 per
-//! second. So the control threads run at a nice value `control_nice` above the loops'. The
-//! kernel's fair scheduler then gives them a tenth of a contended core at the default of 10
-//! (CFS weights 110 against 1,024): they are never starved, and on an idle machine they run as
-//! fast as before, since a nice value only decides shares under contention.
+//! second. So the control threads run at a nice value `control_nice` above the loops'. On a
+//! core they share with a busy thread, the kernel's fair scheduler then gives them about a
+//! tenth of it at the default of 10 (CFS weights 110 against 1,024): they are never starved,
+//! and on an idle machine they run as fast as before, since a nice value only decides shares
+//! under contention. Which core they run on stays the scheduler's choice: beside a pipelining
+//! client, five runs of eleven still found a core with room and created keys fast
+//! (README, Performance).
 //!
 //! Why `unsafe`: the standard library has no way to change a thread's nice value. `nice(2)`
 //! takes an integer and touches no memory; on Linux the nice value is an attribute of each
