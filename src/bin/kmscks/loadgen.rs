@@ -664,6 +664,8 @@ struct Raw {
     key: LessSafeKey,
     /// The HMAC_256 key of the GenerateMac floor: made once, as the engine parses its once.
     hmac: hmac::Key,
+    /// `payload` bytes made once per thread, as the request's are: the Encrypt floor's
+    /// plaintext, the GenerateMac, Sign and Verify floors' message.
     message: Vec<u8>,
     /// The P-256 key pair of the Sign and Verify floor, its parsed public key and a
     /// signature of `message`: made once, as the engine parses its keys once.
@@ -678,12 +680,65 @@ struct Raw {
     /// The reused buffers of the lending floor (`LoadOpts::lend`): sealed data keys, and the
     /// data keys themselves (kept, as the engine keeps them for the caller, then wiped).
     lent: (Vec<u8>, Vec<u8>),
+    /// The owned GenerateDataKey floor's answers to the batch under way: each one allocation
+    /// holding the data key and its sealed copy, all kept until the batch ends (a batch call
+    /// hands its answers back together), the data keys then wiped as the engine's are.
+    owned: Vec<Vec<u8>>,
     counter: u64,
     aad: [u8; 60],
     sample: (Vec<u8>, [u8; 16], [u8; 12]),
 }
 
 impl Raw {
+    /// A floor's state for one thread: a fresh key and pool, and each floor's own setup (keys
+    /// parsed, a sample sealed), made once as the engine makes its once.
+    fn new(payload: usize, batch: usize) -> Raw {
+        let mut material = [0u8; 32];
+        let mut pool = RandomPool::new();
+        // Pool failures would mean no system randomness at all.
+        pool.fill(&mut material).expect("randomness");
+        let key =
+            LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &material).expect("32-byte AES key"));
+        let mut ct = vec![0x5au8; payload];
+        let nonce = counter_nonce(u64::MAX);
+        let tag = key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from([7u8; 60]),
+                &mut ct,
+            )
+            .expect("seal");
+        let mut t = [0u8; 16];
+        t.copy_from_slice(tag.as_ref());
+        let ecdsa = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("P-256 key");
+        let public = ParsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, ecdsa.public_key().as_ref())
+            .expect("its own public key");
+        let message = vec![0x5a; payload];
+        let signature = ecdsa
+            .sign(&SystemRandom::new(), &message)
+            .expect("P-256 signature")
+            .as_ref()
+            .to_vec();
+        let ecdh = agreement::PrivateKey::generate(&ECDH_P256).expect("P-256 key");
+        Raw {
+            key,
+            ecdh,
+            // The floor's own setup: a failure here is no measurement at all.
+            peer: peer_public_key().expect("P-256 peer key"),
+            hmac: hmac::Key::new(hmac::HMAC_SHA256, &material),
+            message,
+            ecdsa,
+            public,
+            signature,
+            pool,
+            lent: (Vec::new(), Vec::new()),
+            owned: Vec::with_capacity(batch),
+            counter: 0,
+            aad: [7u8; 60],
+            sample: (ct, t, nonce),
+        }
+    }
+
     /// The lending GenerateDataKey floor: a data key drawn from the pool into the reused
     /// keys buffer, sealed with AES-256-GCM under a counter nonce into the reused blobs buffer.
     fn lend_data_key(&mut self, payload: usize) -> bool {
@@ -705,6 +760,53 @@ impl Raw {
                 true
             }
             Err(_) => false,
+        }
+    }
+
+    /// The owned GenerateDataKey floor: a data key drawn from the pool into a fresh buffer,
+    /// copied beside itself and the copy sealed in place (the least an owned answer of both the
+    /// key and its sealed copy can cost: one allocation, one copy), kept in `owned`.
+    fn owned_data_key(&mut self, payload: usize) -> bool {
+        let mut buf = vec![0u8; 2 * payload + AES_256_GCM.tag_len()];
+        let (key, blob) = buf.split_at_mut(payload);
+        if self.pool.fill(key).is_err() {
+            return false;
+        }
+        let (body, tag_out) = blob.split_at_mut(payload);
+        body.copy_from_slice(key);
+        self.counter += 1;
+        let n = Nonce::assume_unique_for_key(counter_nonce(self.counter));
+        let sealed = self
+            .key
+            .seal_in_place_separate_tag(n, Aad::from(self.aad), body);
+        let Ok(tag) = sealed else {
+            kmscks::secret::wipe(&mut buf);
+            return false;
+        };
+        tag_out.copy_from_slice(tag.as_ref());
+        self.owned.push(buf);
+        true
+    }
+
+    /// The Encrypt floor: the caller's plaintext (`message`, made once as the request is)
+    /// copied into a fresh buffer, not zeroed first, and sealed there under a counter nonce.
+    fn encrypt(&mut self) -> Option<Vec<u8>> {
+        let mut buf = Vec::with_capacity(self.message.len() + AES_256_GCM.tag_len());
+        buf.extend_from_slice(&self.message);
+        self.counter += 1;
+        let n = Nonce::assume_unique_for_key(counter_nonce(self.counter));
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(n, Aad::from(self.aad), &mut buf)
+            .ok()?;
+        buf.extend_from_slice(tag.as_ref());
+        Some(buf)
+    }
+
+    /// The batch's owned answers handed back and dropped: each data key wiped first.
+    fn drop_owned(&mut self, payload: usize) {
+        for mut answer in self.owned.drain(..) {
+            kmscks::secret::wipe(&mut answer[..payload]);
         }
     }
 
@@ -745,52 +847,7 @@ pub(crate) fn run_baseline(opts: &LoadOpts) -> LoadReport {
     let r = drive(
         opts.threads,
         opts.duration,
-        move |_| {
-            let mut material = [0u8; 32];
-            let mut pool = RandomPool::new();
-            // Pool failures would mean no system randomness at all.
-            pool.fill(&mut material).expect("randomness");
-            let key = LessSafeKey::new(
-                UnboundKey::new(&AES_256_GCM, &material).expect("32-byte AES key"),
-            );
-            let mut ct = vec![0x5au8; payload];
-            let nonce = counter_nonce(u64::MAX);
-            let tag = key
-                .seal_in_place_separate_tag(
-                    Nonce::assume_unique_for_key(nonce),
-                    Aad::from([7u8; 60]),
-                    &mut ct,
-                )
-                .expect("seal");
-            let mut t = [0u8; 16];
-            t.copy_from_slice(tag.as_ref());
-            let ecdsa = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("P-256 key");
-            let public = ParsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, ecdsa.public_key().as_ref())
-                .expect("its own public key");
-            let message = vec![0x5a; payload];
-            let signature = ecdsa
-                .sign(&SystemRandom::new(), &message)
-                .expect("P-256 signature")
-                .as_ref()
-                .to_vec();
-            let ecdh = agreement::PrivateKey::generate(&ECDH_P256).expect("P-256 key");
-            Raw {
-                key,
-                ecdh,
-                // The floor's own setup: a failure here is no measurement at all.
-                peer: peer_public_key().expect("P-256 peer key"),
-                hmac: hmac::Key::new(hmac::HMAC_SHA256, &material),
-                message,
-                ecdsa,
-                public,
-                signature,
-                pool,
-                lent: (Vec::new(), Vec::new()),
-                counter: 0,
-                aad: [7u8; 60],
-                sample: (ct, t, nonce),
-            }
-        },
+        move |_| Raw::new(payload, batch),
         move |raw: &mut Raw| {
             let mut errs = 0u64;
             if lend {
@@ -802,28 +859,8 @@ pub(crate) fn run_baseline(opts: &LoadOpts) -> LoadReport {
             for _ in 0..batch {
                 let ok = match op {
                     LoadOp::GenerateDataKey if lend => raw.lend_data_key(payload),
-                    LoadOp::Encrypt | LoadOp::GenerateDataKey => {
-                        let mut buf = vec![0u8; payload + 16];
-                        let body = &mut buf[..payload];
-                        if op == LoadOp::Encrypt {
-                            body.fill(0x5a);
-                        } else {
-                            let _ = raw.pool.fill(body);
-                        }
-                        raw.counter += 1;
-                        let n = Nonce::assume_unique_for_key(counter_nonce(raw.counter));
-                        match raw
-                            .key
-                            .seal_in_place_separate_tag(n, Aad::from(raw.aad), body)
-                        {
-                            Ok(tag) => {
-                                buf[payload..].copy_from_slice(tag.as_ref());
-                                std::hint::black_box(&buf);
-                                true
-                            }
-                            Err(_) => false,
-                        }
-                    }
+                    LoadOp::GenerateDataKey => raw.owned_data_key(payload),
+                    LoadOp::Encrypt => raw.encrypt().map(std::hint::black_box).is_some(),
                     LoadOp::Decrypt => {
                         let (ct, tag, nonce) = &raw.sample;
                         let mut out = vec![0u8; ct.len()];
@@ -870,6 +907,7 @@ pub(crate) fn run_baseline(opts: &LoadOpts) -> LoadReport {
                     errs += 1;
                 }
             }
+            raw.drop_owned(payload);
             (batch as u64 - errs, errs)
         },
     );
@@ -879,6 +917,54 @@ pub(crate) fn run_baseline(opts: &LoadOpts) -> LoadReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Opens what a floor sealed as its `n`th seal.
+    fn open_nth(raw: &Raw, n: u64, sealed: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; sealed.len() - AES_256_GCM.tag_len()];
+        let (ct, tag) = sealed.split_at(out.len());
+        raw.key
+            .open_separate_gather(
+                Nonce::assume_unique_for_key(counter_nonce(n)),
+                Aad::from(raw.aad),
+                ct,
+                tag,
+                &mut out,
+            )
+            .expect("the floor's own seal opens");
+        out
+    }
+
+    #[test]
+    fn the_owned_data_key_floor_keeps_each_key_beside_its_sealed_copy_until_the_batch_ends() {
+        let mut raw = Raw::new(32, 3);
+        for _ in 0..3 {
+            assert!(raw.owned_data_key(32));
+        }
+        assert_eq!(raw.owned.len(), 3, "a batch's answers are all kept");
+        for (n, answer) in (1..).zip(&raw.owned) {
+            assert_eq!(answer.len(), 32 + 32 + AES_256_GCM.tag_len());
+            let (key, sealed) = answer.split_at(32);
+            assert_eq!(open_nth(&raw, n, sealed), key, "answer {n}");
+        }
+        assert_ne!(
+            raw.owned[0][..32],
+            raw.owned[1][..32],
+            "each key drawn afresh"
+        );
+        raw.drop_owned(32);
+        assert!(raw.owned.is_empty());
+    }
+
+    #[test]
+    fn the_encrypt_floor_seals_the_callers_plaintext_into_a_fresh_buffer() {
+        let mut raw = Raw::new(4096, 1);
+        let first = raw.encrypt().unwrap();
+        let second = raw.encrypt().unwrap();
+        assert_eq!(first.len(), 4096 + AES_256_GCM.tag_len());
+        assert_eq!(open_nth(&raw, 1, &first), raw.message);
+        assert_eq!(open_nth(&raw, 2, &second), raw.message);
+        assert_ne!(first, second, "each seal under a nonce of its own");
+    }
 
     #[test]
     fn short_runs_report_sane_numbers() {
