@@ -168,7 +168,8 @@ pub(crate) struct LoadReport {
     /// the socket, when `/proc` tells it; see `proc_cpu`).
     pub daemon_cpu_ns_per_op: Option<f64>,
     /// CPU time per request of the raw aws-lc-rs loop doing the same cryptographic work, one
-    /// thread, one item per call, measured in the same run, ns (over the socket).
+    /// thread, many items per call (data keys sealed into reused buffers, as the daemon seals
+    /// them), measured in the same run, ns (over the socket).
     pub raw_cpu_ns_per_op: Option<f64>,
     /// With `--beside` (over the socket): the same load measured alone just before, items per
     /// second; the report's own members are then those measured beside the other loop, in the
