@@ -95,29 +95,12 @@ fn raw_op(op: Op, size: usize) -> impl Fn() + Sync {
             k.get()
         });
         match op {
-            Op::GenerateDataKey => {
-                // The data key and its sealed copy, both the caller's (one allocation), the key
-                // wiped when dropped: what an owned GenerateDataKey answer holds.
-                let mut buf = vec![0u8; 2 * size + 16];
-                let (data_key, sealed) = buf.split_at_mut(size);
-                POOL.with(|p| p.borrow_mut().fill(data_key).unwrap());
-                let (body, t) = sealed.split_at_mut(size);
-                body.copy_from_slice(data_key);
-                let tag = key
-                    .seal_in_place_separate_tag(
-                        Nonce::assume_unique_for_key(counter_nonce(c)),
-                        Aad::from([7u8; 60]),
-                        body,
-                    )
-                    .unwrap();
-                t.copy_from_slice(tag.as_ref());
-                std::hint::black_box(&buf);
-                kmscks::secret::wipe(&mut buf[..size]);
-            }
-            Op::Encrypt => {
-                // The plaintext written into a fresh buffer (as the engine copies the caller's).
+            Op::GenerateDataKey | Op::Encrypt => {
                 let mut buf = vec![0x5au8; size + 16];
                 let (body, t) = buf.split_at_mut(size);
+                if op == Op::GenerateDataKey {
+                    POOL.with(|p| p.borrow_mut().fill(body).unwrap());
+                }
                 let tag = key
                     .seal_in_place_separate_tag(
                         Nonce::assume_unique_for_key(counter_nonce(c)),
