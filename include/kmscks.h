@@ -455,6 +455,25 @@ typedef struct {
 } kmscks_open_options;
 
 /**
+ * Options of `kmscks_connect_with`. Fill with `kmscks_connect_options_init()` first (it sets
+ * `struct_size` and the defaults), then change what you need.
+ */
+typedef struct {
+    /**
+     * `sizeof(kmscks_connect_options)` as the caller's header knew it.
+     */
+    size_t struct_size;
+    /**
+     * How long a call waiting for its reply keeps checking for it before it sleeps, in
+     * microseconds (at most 1,000,000). `kmscks_connect_options_init` sets the default, 20:
+     * most answers come within it, and the call then costs no wake-up. 0 sleeps at once,
+     * sparing the CPU (many threads waiting on slow calls) at the price of a wake-up, tens of
+     * µs on a small VM, per reply that is not already there.
+     */
+    uint32_t reply_spin_us;
+} kmscks_connect_options;
+
+/**
  * One encryption-context pair: both strings UTF-8, NUL-terminated, neither NULL.
  */
 typedef struct {
@@ -630,6 +649,26 @@ kmscks_result kmscks_open_with(const char *data_dir,
  * `socket_path` is NULL or a NUL-terminated string; `out` is valid for a write of a pointer.
  */
 kmscks_result kmscks_connect(const char *socket_path, kmscks_client **out);
+
+/**
+ * Fills `options` with the defaults and its `struct_size`. NULL does nothing.
+ *
+ * # Safety
+ * `options` is NULL or valid for a write of a `kmscks_connect_options`.
+ */
+void kmscks_connect_options_init(kmscks_connect_options *options);
+
+/**
+ * `kmscks_connect` with options (NULL: the defaults). A `reply_spin_us` over 1,000,000 or a
+ * `struct_size` other than `kmscks_connect_options_init`'s: `KMSCKS_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * As `kmscks_connect`; `options` is NULL or a `kmscks_connect_options` filled by
+ * `kmscks_connect_options_init` (at least `struct_size` bytes readable).
+ */
+kmscks_result kmscks_connect_with(const char *socket_path,
+                                  const kmscks_connect_options *options,
+                                  kmscks_client **out);
 
 /**
  * Closes a handle: an in-process instance shuts down (its data directory unlocked), a

@@ -330,6 +330,14 @@ struct OpenOptions {
     std::chrono::milliseconds connect_delay{0};
 };
 
+/// Options of Client::connect (kmscks_connect_options).
+struct ConnectOptions {
+    /// How long a call checks for its answer before it sleeps (at most one second); unset:
+    /// the library's default (kmscks_connect_options_init's, 20 µs). Zero sleeps at once: for
+    /// many threads waiting on slow calls, at the price of a wake-up per answer.
+    std::optional<std::chrono::microseconds> reply_spin;
+};
+
 /// A custom key store's connection state and, when FAILED, why.
 struct ConnectionStatus {
     kmscks_connection_state state;
@@ -419,6 +427,22 @@ public:
     static Client connect(detail::OptionalText socket_path = nullptr) {
         kmscks_client *c = nullptr;
         detail::check(kmscks_connect(socket_path.c_str("socket_path"), &c));
+        return Client(c);
+    }
+    /// As connect(socket_path), with options.
+    static Client connect(detail::OptionalText socket_path, const ConnectOptions &options) {
+        kmscks_connect_options o;
+        kmscks_connect_options_init(&o);
+        if (options.reply_spin) {
+            const auto us = options.reply_spin->count();
+            if (us < 0 || static_cast<unsigned long long>(us) >
+                              std::numeric_limits<std::uint32_t>::max())
+                detail::invalid_argument("options.reply_spin",
+                                         std::to_string(us) + " us does not fit 0 to 4294967295 us");
+            o.reply_spin_us = static_cast<std::uint32_t>(us);
+        }
+        kmscks_client *c = nullptr;
+        detail::check(kmscks_connect_with(socket_path.c_str("socket_path"), &o, &c));
         return Client(c);
     }
 

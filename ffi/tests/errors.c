@@ -515,6 +515,42 @@ static void open_errors(const char *data_dir) {
     kmscks_close(c2);
 }
 
+/* kmscks_connect_with (daemon mode): its options are checked, each refusal leaves `out` as it
+ * was, and a handle that sleeps at once for its replies works like any other. */
+static void connect_options(const char *socket_path, const char *key) {
+    kmscks_client *c2 = (kmscks_client *)SENTINEL;
+    kmscks_connect_options options;
+    kmscks_buffer ct = {0}, pt = {0};
+
+    kmscks_connect_options_init(&options);
+    CHECK(options.struct_size == sizeof options);
+    CHECK(options.reply_spin_us == 20);
+    options.struct_size = 4;
+    CHECK_CODE(kmscks_connect_with(socket_path, &options, &c2), KMSCKS_INVALID_ARGUMENT);
+    CHECK_MSG("argument options: struct_size is 4");
+    CHECK(c2 == (kmscks_client *)SENTINEL);
+    kmscks_connect_options_init(&options);
+    options.reply_spin_us = 1000001;
+    CHECK_CODE(kmscks_connect_with(socket_path, &options, &c2), KMSCKS_INVALID_ARGUMENT);
+    CHECK_MSG("reply_spin_us is 1000001, over the limit of 1000000");
+    CHECK(c2 == (kmscks_client *)SENTINEL);
+    options.reply_spin_us = 0;
+    CHECK_CODE(kmscks_connect_with(socket_path, &options, NULL), KMSCKS_INVALID_ARGUMENT);
+    CHECK_MSG("argument out");
+
+    CHECK_OK(kmscks_connect_with(socket_path, &options, &c2));
+    CHECK(c2 != NULL && c2 != (kmscks_client *)SENTINEL);
+    CHECK_OK(kmscks_encrypt(c2, key, PT, sizeof PT, NULL, 0, &ct));
+    CHECK_OK(kmscks_decrypt(c2, ct.data, ct.len, NULL, 0, &pt, NULL));
+    CHECK(same_bytes(&pt, PT, sizeof PT));
+    kmscks_buffer_free(&pt);
+    kmscks_buffer_free(&ct);
+    kmscks_close(c2);
+    /* NULL options are the defaults. */
+    CHECK_OK(kmscks_connect_with(socket_path, NULL, &c2));
+    kmscks_close(c2);
+}
+
 int main(int argc, char **argv) {
     kmscks_client *c = open_client(argc, argv);
     kmscks_client *c2 = (kmscks_client *)SENTINEL;
@@ -559,6 +595,7 @@ int main(int argc, char **argv) {
     kmscks_string_free(json_before);
 
     stores(c);
+    if (daemon_mode) connect_options(argv[2], key);
 
     kmscks_string_free(key);
     kmscks_close(c);

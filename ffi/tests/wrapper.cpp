@@ -418,6 +418,23 @@ void the_library_and_header_versions_agree() {
 
 }  // namespace
 
+void connect_options_reach_the_c_library_and_are_checked_there() {
+    const char *nowhere = "/nonexistent-dir/kmscks.sock";
+    kmscks::ConnectOptions options;
+    // Unset, and zero (sleep at once): accepted; nothing listens there.
+    EXPECT_ERROR(KMSCKS_IO, kmscks::Client::connect(nowhere, options));
+    options.reply_spin = std::chrono::microseconds(0);
+    EXPECT_ERROR(KMSCKS_IO, kmscks::Client::connect(nowhere, options));
+    // Past the library's limit: refused there, before any connection is tried.
+    options.reply_spin = std::chrono::seconds(2);
+    auto e = EXPECT_ERROR(KMSCKS_INVALID_ARGUMENT, kmscks::Client::connect(nowhere, options));
+    EXPECT(contains(e.detail(), "reply_spin_us is 2000000, over the limit of 1000000"));
+    // Not a C value at all: refused by the wrapper, naming it.
+    options.reply_spin = std::chrono::microseconds(-1);
+    e = EXPECT_ERROR(KMSCKS_INVALID_ARGUMENT, kmscks::Client::connect(nowhere, options));
+    EXPECT(contains(e.detail(), "options.reply_spin"));
+}
+
 int main(int argc, char **argv) {
     scratch_dir = argc >= 2 ? argv[1] : "/tmp";
     const std::vector<std::pair<const char *, void (*)()>> tests = {
@@ -446,6 +463,8 @@ int main(int argc, char **argv) {
          the_four_steps_and_the_store_states_through_the_wrapper},
         {"one_client_serves_eight_threads_at_once", one_client_serves_eight_threads_at_once},
         {"the_library_and_header_versions_agree", the_library_and_header_versions_agree},
+        {"connect_options_reach_the_c_library_and_are_checked_there",
+         connect_options_reach_the_c_library_and_are_checked_there},
     };
     int failures = 0;
     for (const auto &t : tests) {

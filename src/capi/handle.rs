@@ -174,18 +174,113 @@ pub unsafe extern "C" fn kmscks_connect(
     socket_path: *const c_char,
     out: *mut *mut kmscks_client,
 ) -> kmscks_result {
+    // SAFETY: forwarded contract; NULL options are the defaults.
+    unsafe { kmscks_connect_with(socket_path, std::ptr::null(), out) }
+}
+
+/// The longest `reply_spin_us` a `kmscks_connect_options` may ask for: one second. A wait
+/// that spins longer holds a core for as long as a sleep and its wake-up would have cost many
+/// times over.
+pub(super) const MAX_REPLY_SPIN_US: u32 = 1_000_000;
+
+/// Options of `kmscks_connect_with`. Fill with `kmscks_connect_options_init()` first (it sets
+/// `struct_size` and the defaults), then change what you need.
+#[repr(C)]
+#[derive(Debug)]
+pub struct kmscks_connect_options {
+    /// `sizeof(kmscks_connect_options)` as the caller's header knew it.
+    pub struct_size: usize,
+    /// How long a call waiting for its reply keeps checking for it before it sleeps, in
+    /// microseconds (at most 1,000,000). `kmscks_connect_options_init` sets the default, 20:
+    /// most answers come within it, and the call then costs no wake-up. 0 sleeps at once,
+    /// sparing the CPU (many threads waiting on slow calls) at the price of a wake-up, tens of
+    /// µs on a small VM, per reply that is not already there.
+    pub reply_spin_us: u32,
+}
+
+/// Fills `options` with the defaults and its `struct_size`. NULL does nothing.
+///
+/// # Safety
+/// `options` is NULL or valid for a write of a `kmscks_connect_options`.
+#[no_mangle]
+pub unsafe extern "C" fn kmscks_connect_options_init(options: *mut kmscks_connect_options) {
+    if let Some(o) = super::boundary::optional_out(options) {
+        let spin = crate::client::DEFAULT_REPLY_SPIN.as_micros();
+        // SAFETY: non-NULL, writable by the caller's contract.
+        unsafe {
+            put(
+                o,
+                kmscks_connect_options {
+                    struct_size: size_of::<kmscks_connect_options>(),
+                    // The default is microseconds, far below u32::MAX.
+                    reply_spin_us: u32::try_from(spin).unwrap_or(MAX_REPLY_SPIN_US),
+                },
+            )
+        };
+    }
+}
+
+/// `kmscks_connect` with options (NULL: the defaults). A `reply_spin_us` over 1,000,000 or a
+/// `struct_size` other than `kmscks_connect_options_init`'s: `KMSCKS_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// As `kmscks_connect`; `options` is NULL or a `kmscks_connect_options` filled by
+/// `kmscks_connect_options_init` (at least `struct_size` bytes readable).
+#[no_mangle]
+pub unsafe extern "C" fn kmscks_connect_with(
+    socket_path: *const c_char,
+    options: *const kmscks_connect_options,
+    out: *mut *mut kmscks_client,
+) -> kmscks_result {
     guard(|| {
         // SAFETY: caller's contract.
         let path = unsafe { optional_text(socket_path, "socket_path") }?;
+        let path = path.map_or_else(crate::paths::default_socket, std::path::PathBuf::from);
+        // SAFETY: caller's contract.
+        let builder = unsafe { connect_options(Client::builder(path), options) }?;
         let out = super::boundary::out(out, "out")?;
-        let client = match path {
-            Some(p) => Client::connect(p)?,
-            None => Client::connect_default()?,
-        };
+        let client = builder.connect()?;
         // SAFETY: checked non-NULL; writable by the caller's contract.
         unsafe { put(out, new_handle(Box::new(client))) };
         Ok(())
     })
+}
+
+/// `builder` with what `options` asks for.
+///
+/// # Safety
+/// As `kmscks_connect_with`'s `options`.
+unsafe fn connect_options(
+    builder: crate::client::ClientBuilder,
+    options: *const kmscks_connect_options,
+) -> CResult<crate::client::ClientBuilder> {
+    if options.is_null() {
+        return Ok(builder);
+    }
+    // SAFETY: non-NULL; the first field is readable by the caller's contract.
+    let size = unsafe { options.cast::<usize>().read_unaligned() };
+    if size != size_of::<kmscks_connect_options>() {
+        return Err(Failure::invalid(
+            "options",
+            format!(
+                "struct_size is {size}, not {} (fill it with kmscks_connect_options_init)",
+                size_of::<kmscks_connect_options>()
+            ),
+        ));
+    }
+    // SAFETY: non-NULL, a whole struct readable (struct_size says so).
+    let o = unsafe { &*options };
+    if o.reply_spin_us > MAX_REPLY_SPIN_US {
+        return Err(Failure::invalid(
+            "options",
+            format!(
+                "reply_spin_us is {}, over the limit of {MAX_REPLY_SPIN_US}",
+                o.reply_spin_us
+            ),
+        ));
+    }
+    let spin = std::time::Duration::from_micros(o.reply_spin_us.into());
+    Ok(builder.reply_spin(spin))
 }
 
 /// Closes a handle: an in-process instance shuts down (its data directory unlocked), a

@@ -542,3 +542,68 @@ fn imported_material_goes_through_the_c_api_and_a_bad_algorithm_name_is_refused_
     // SAFETY: a handle from kmscks_open, closed once.
     unsafe { kmscks_close(c) };
 }
+
+#[test]
+fn connect_options_start_at_the_clients_default_spin_and_the_header_states_the_limit() {
+    let mut o = kmscks_connect_options {
+        struct_size: 0,
+        reply_spin_us: 7,
+    };
+    // SAFETY: a valid, writable struct.
+    unsafe { kmscks_connect_options_init(&mut o) };
+    assert_eq!(o.struct_size, size_of::<kmscks_connect_options>());
+    let default = crate::client::DEFAULT_REPLY_SPIN.as_micros();
+    assert_eq!(u128::from(o.reply_spin_us), default);
+    // The limit's text in the header and the C guide is the constant's.
+    let limit = group_thousands(MAX_REPLY_SPIN_US);
+    let header = include_str!("../../include/kmscks.h");
+    assert!(header.contains(&format!("at most {limit}")), "{limit}");
+    let guide = include_str!("../../docs/c-api.md");
+    assert!(guide.contains(&format!("at most {limit}")), "{limit}");
+}
+
+#[test]
+fn connect_options_refuse_a_wrong_size_and_a_spin_past_the_limit_leaving_out_untouched() {
+    let sentinel = 0x5a5a as *mut kmscks_client;
+    let mut out = sentinel;
+    let path = CString::new("/nonexistent-dir/kmscks.sock").unwrap();
+    let mut o = kmscks_connect_options {
+        struct_size: 0,
+        reply_spin_us: 0,
+    };
+    // SAFETY: valid pointers throughout.
+    unsafe {
+        kmscks_connect_options_init(&mut o);
+        o.struct_size = 4;
+        let r = kmscks_connect_with(path.as_ptr(), &o, &mut out);
+        assert_eq!(r, kmscks_result::KMSCKS_INVALID_ARGUMENT);
+        kmscks_connect_options_init(&mut o);
+        o.reply_spin_us = MAX_REPLY_SPIN_US + 1;
+        let r = kmscks_connect_with(path.as_ptr(), &o, &mut out);
+        assert_eq!(r, kmscks_result::KMSCKS_INVALID_ARGUMENT);
+        let message = CStr::from_ptr(super::result::kmscks_last_error_message());
+        let message = message.to_str().unwrap();
+        assert!(
+            message.contains(&format!("over the limit of {MAX_REPLY_SPIN_US}")),
+            "{message}"
+        );
+        // At the limit the options are accepted: nothing listens there, which is I/O.
+        o.reply_spin_us = MAX_REPLY_SPIN_US;
+        let r = kmscks_connect_with(path.as_ptr(), &o, &mut out);
+        assert_eq!(r, kmscks_result::KMSCKS_IO);
+    }
+    assert_eq!(out, sentinel);
+}
+
+/// `n` with a comma between each group of three digits, as the docs write numbers.
+fn group_thousands(n: u32) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
