@@ -235,7 +235,7 @@ pub unsafe extern "C" fn kmscks_connect_with(
     guard(|| {
         // SAFETY: caller's contract.
         let path = unsafe { optional_text(socket_path, "socket_path") }?;
-        let path = path.map_or_else(crate::paths::default_socket, std::path::PathBuf::from);
+        let path = path.map_or_else(crate::client::default_socket, std::path::PathBuf::from);
         // SAFETY: caller's contract.
         let builder = unsafe { connect_options(Client::builder(path), options) }?;
         let out = super::boundary::out(out, "out")?;
