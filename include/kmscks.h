@@ -660,7 +660,7 @@ void kmscks_connect_options_init(kmscks_connect_options *options);
 
 /**
  * `kmscks_connect` with options (NULL: the defaults). A `reply_spin_us` over 1,000,000 or a
- * `struct_size` other than `kmscks_connect_options_init`'s: `KMSCKS_INVALID_ARGUMENT`.
+ * `struct_size` under `kmscks_connect_options_init`'s: `KMSCKS_INVALID_ARGUMENT`.
  *
  * # Safety
  * As `kmscks_connect`; `options` is NULL or a `kmscks_connect_options` filled by

@@ -130,6 +130,28 @@ pub unsafe extern "C" fn kmscks_open_with(
     })
 }
 
+/// The options at `options`, when their `struct_size` covers every field this library reads (a
+/// newer header's larger struct is read as far as this library knows it); else
+/// `KMSCKS_INVALID_ARGUMENT` naming the size and the function `init` that fills it.
+///
+/// # Safety
+/// `options` is non-NULL, its first field a `usize` struct_size, and that many bytes readable.
+unsafe fn sized<'a, T>(options: *const T, init: &str) -> CResult<&'a T> {
+    // SAFETY: non-NULL; the first field is readable by the caller's contract.
+    let size = unsafe { options.cast::<usize>().read_unaligned() };
+    if size < size_of::<T>() {
+        return Err(Failure::invalid(
+            "options",
+            format!(
+                "struct_size is {size}, not {} (fill it with {init})",
+                size_of::<T>()
+            ),
+        ));
+    }
+    // SAFETY: at least a whole `T` readable, as struct_size says.
+    Ok(unsafe { &*options })
+}
+
 /// The configuration `options` asks for.
 ///
 /// # Safety
@@ -139,19 +161,8 @@ unsafe fn config(options: *const kmscks_open_options) -> CResult<KmsConfig> {
     if options.is_null() {
         return Ok(config);
     }
-    // SAFETY: non-NULL; the first field is readable by the caller's contract.
-    let size = unsafe { options.cast::<usize>().read_unaligned() };
-    if size < size_of::<kmscks_open_options>() {
-        return Err(Failure::invalid(
-            "options",
-            format!(
-                "struct_size is {size}, not {} (fill it with kmscks_open_options_init)",
-                size_of::<kmscks_open_options>()
-            ),
-        ));
-    }
-    // SAFETY: non-NULL, at least a whole struct readable (struct_size says so).
-    let o = unsafe { &*options };
+    // SAFETY: non-NULL; readable as far as its struct_size by the caller's contract.
+    let o = unsafe { sized(options, "kmscks_open_options_init") }?;
     if o.hsm_password_iterations != 0 {
         config.hsm_password_iterations = o.hsm_password_iterations;
     }
@@ -221,7 +232,7 @@ pub unsafe extern "C" fn kmscks_connect_options_init(options: *mut kmscks_connec
 }
 
 /// `kmscks_connect` with options (NULL: the defaults). A `reply_spin_us` over 1,000,000 or a
-/// `struct_size` other than `kmscks_connect_options_init`'s: `KMSCKS_INVALID_ARGUMENT`.
+/// `struct_size` under `kmscks_connect_options_init`'s: `KMSCKS_INVALID_ARGUMENT`.
 ///
 /// # Safety
 /// As `kmscks_connect`; `options` is NULL or a `kmscks_connect_options` filled by
@@ -257,19 +268,8 @@ unsafe fn connect_options(
     if options.is_null() {
         return Ok(builder);
     }
-    // SAFETY: non-NULL; the first field is readable by the caller's contract.
-    let size = unsafe { options.cast::<usize>().read_unaligned() };
-    if size != size_of::<kmscks_connect_options>() {
-        return Err(Failure::invalid(
-            "options",
-            format!(
-                "struct_size is {size}, not {} (fill it with kmscks_connect_options_init)",
-                size_of::<kmscks_connect_options>()
-            ),
-        ));
-    }
-    // SAFETY: non-NULL, a whole struct readable (struct_size says so).
-    let o = unsafe { &*options };
+    // SAFETY: non-NULL; readable as far as its struct_size by the caller's contract.
+    let o = unsafe { sized(options, "kmscks_connect_options_init") }?;
     if o.reply_spin_us > MAX_REPLY_SPIN_US {
         return Err(Failure::invalid(
             "options",

@@ -595,6 +595,35 @@ fn connect_options_refuse_a_wrong_size_and_a_spin_past_the_limit_leaving_out_unt
     assert_eq!(out, sentinel);
 }
 
+#[test]
+fn connect_options_of_a_newer_header_are_read_as_far_as_this_library_knows_them() {
+    /// The struct as a later header might declare it: a field appended.
+    #[repr(C)]
+    struct Newer {
+        known: kmscks_connect_options,
+        appended: u64,
+    }
+    let mut newer = Newer {
+        known: kmscks_connect_options {
+            struct_size: 0,
+            reply_spin_us: 0,
+        },
+        appended: u64::MAX,
+    };
+    let path = CString::new("/nonexistent-dir/kmscks.sock").unwrap();
+    let mut out = null_mut();
+    // SAFETY: valid pointers; `struct_size` bytes are readable.
+    let r = unsafe {
+        kmscks_connect_options_init(&mut newer.known);
+        newer.known.struct_size = size_of::<Newer>();
+        kmscks_connect_with(path.as_ptr(), &newer.known, &mut out)
+    };
+    // Accepted: what fails is the connection (nothing listens there).
+    assert_eq!(r, kmscks_result::KMSCKS_IO);
+    assert!(out.is_null());
+    assert_eq!(newer.appended, u64::MAX);
+}
+
 /// `n` with a comma between each group of three digits, as the docs write numbers.
 fn group_thousands(n: u32) -> String {
     let digits = n.to_string();
