@@ -433,14 +433,8 @@ public:
     static Client connect(detail::OptionalText socket_path, const ConnectOptions &options) {
         kmscks_connect_options o;
         kmscks_connect_options_init(&o);
-        if (options.reply_spin) {
-            const auto us = options.reply_spin->count();
-            if (us < 0 || static_cast<unsigned long long>(us) >
-                              std::numeric_limits<std::uint32_t>::max())
-                detail::invalid_argument("options.reply_spin",
-                                         std::to_string(us) + " us does not fit 0 to 4294967295 us");
-            o.reply_spin_us = static_cast<std::uint32_t>(us);
-        }
+        if (options.reply_spin)
+            o.reply_spin_us = count_u32(*options.reply_spin, "options.reply_spin", "us");
         kmscks_client *c = nullptr;
         detail::check(kmscks_connect_with(socket_path.c_str("socket_path"), &o, &c));
         return Client(c);
@@ -790,13 +784,18 @@ public:
     }
 
 private:
-    /// A duration as the C API's 32-bit milliseconds.
-    static std::uint32_t milliseconds(std::chrono::milliseconds d, const char *name) {
+    /// A duration's count in `unit` as the C API's 32-bit field.
+    template <class Duration>
+    static std::uint32_t count_u32(Duration d, const char *name, const char *unit) {
         if (d.count() < 0 || static_cast<unsigned long long>(d.count()) >
                                  std::numeric_limits<std::uint32_t>::max())
-            detail::invalid_argument(name, std::to_string(d.count()) +
-                                               " ms does not fit 0 to 4294967295 ms");
+            detail::invalid_argument(name, std::to_string(d.count()) + " " + unit +
+                                               " does not fit 0 to 4294967295 " + unit);
         return static_cast<std::uint32_t>(d.count());
+    }
+    /// A duration as the C API's 32-bit milliseconds.
+    static std::uint32_t milliseconds(std::chrono::milliseconds d, const char *name) {
+        return count_u32(d, name, "ms");
     }
 
     kmscks_client *c_ = nullptr;

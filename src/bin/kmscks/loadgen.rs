@@ -696,12 +696,13 @@ impl Raw {
         pool.fill(&mut material).expect("randomness");
         let key =
             LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &material).expect("32-byte AES key"));
+        let aad = [7u8; 60];
         let mut ct = vec![0x5au8; payload];
         let nonce = counter_nonce(u64::MAX);
         let tag = key
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from([7u8; 60]),
+                Aad::from(aad),
                 &mut ct,
             )
             .expect("seal");
@@ -730,7 +731,7 @@ impl Raw {
             pool,
             lent: (Vec::new(), Vec::new()),
             counter: 0,
-            aad: [7u8; 60],
+            aad,
             sample: (ct, t, nonce),
         }
     }
