@@ -4,14 +4,19 @@
 //! background worker, or before a LookupEvents reads the log).
 //!
 //! Why counters and not a record per call: a record costs a JSON line and a write, and the data
-//! plane answers millions of calls per second; a counter costs an uncontended mutex and, for
-//! a run of successful calls on one key (the usual case), a pointer comparison with the key ARN
-//! the engine interns — other calls also hash the key. The counters are sharded by thread (a
-//! thread keeps its shard), so the engine's callers do not contend on one lock; a batch takes
-//! its shard once per run of calls alike ([`Runs`]), usually once.
+//! plane answers millions of calls per second. A successful call is counted in its thread's
+//! [`Slot`] for this instance: the thread alone writes the slot's counter, with a plain load
+//! and store. Every other way of counting (a mutex, an atomic add) takes a `lock`-prefixed
+//! instruction, which waits for the stores before it to drain; the seal has just made
+//! thousands, and two such instructions were a visible part of a single Encrypt. When a thread
+//! moves to another (operation, key, principal) its slot's calls are spilled, under locks, into
+//! the thread's shard of hashed counters, as failed calls are counted directly. The shards are
+//! picked by thread (a thread keeps its shard), so callers do not contend on one lock; a batch
+//! counts once per run of calls alike ([`Runs`]), usually once.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam::utils::CachePadded;
@@ -39,22 +44,48 @@ pub(super) struct Count {
     pub(super) calls: u64,
 }
 
-/// The counter of the last successful calls a shard saw, kept out of the map so that a run of
-/// calls on one key costs no hash. Holds the engine's `Arc` of the key ARN (so its address
-/// cannot be reused for another key while it is compared by address).
-struct Hot {
-    key: Arc<str>,
-    op: Op,
-    principal: Arc<str>,
-    calls: u64,
-}
-
 /// The counters of one shard, by key (the key ARN, or the key reference a failed call gave).
 #[derive(Default)]
 struct Counts {
     by_key: HashMap<Box<str>, Vec<Count>>,
-    hot: Option<Hot>,
 }
+
+/// The counter of one thread's successful calls on one [`Tally`], on (operation, key,
+/// principal) alike. Its thread alone writes `calls` (a total that only grows); a drain reads
+/// it and takes what it finds beyond `Ident::taken`. What is counted changes under `ident`,
+/// which a drain also holds while it takes.
+struct Slot {
+    ident: Mutex<Ident>,
+    calls: AtomicU64,
+}
+
+/// What a [`Slot`] counts, and how many of its calls were taken already.
+struct Ident {
+    counts: (Op, Arc<str>, Arc<str>),
+    taken: u64,
+}
+
+/// A thread's slot in one tally, with what it counts as this thread last compared it. The
+/// `Arc`s of the key ARN and the principal are held, so their addresses cannot be reused for
+/// other text while they are compared by address.
+struct Mine {
+    tally: u64,
+    op: Op,
+    key: Arc<str>,
+    principal: Arc<str>,
+    slot: Arc<Slot>,
+}
+
+/// The instances a thread keeps a slot in at once (one, almost always); a thread that counts
+/// on more gives up its oldest, which its tally drains and then forgets.
+const SLOTS_PER_THREAD: usize = 4;
+
+thread_local! {
+    static MINE: RefCell<Vec<Mine>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Tally ids: a thread's slots are found by id, never by an address a dropped tally frees.
+static NEXT_TALLY: AtomicU64 = AtomicU64::new(1);
 
 /// One data-plane call, as counted.
 pub(super) enum Call<'a> {
@@ -65,33 +96,6 @@ pub(super) enum Call<'a> {
 }
 
 impl Counts {
-    /// Counts `n` successful calls.
-    fn add_ok(&mut self, op: Op, principal: &Arc<str>, key: &Arc<str>, n: u64) {
-        if let Some(h) = &mut self.hot {
-            if h.op == op
-                && (Arc::ptr_eq(&h.key, key) || h.key == *key)
-                && (Arc::ptr_eq(&h.principal, principal) || h.principal == *principal)
-            {
-                h.calls += n;
-                return;
-            }
-        }
-        self.spill();
-        self.hot = Some(Hot {
-            key: Arc::clone(key),
-            op,
-            principal: Arc::clone(principal),
-            calls: n,
-        });
-    }
-
-    /// Moves the hot counter into the map.
-    fn spill(&mut self) {
-        if let Some(h) = self.hot.take() {
-            self.add(h.op, &h.principal, &h.key, None, h.calls);
-        }
-    }
-
     fn add(&mut self, op: Op, principal: &Arc<str>, key: &str, outcome: Option<ErrorKind>, n: u64) {
         let key = if self.by_key.len() >= MAX_KEYS_PER_SHARD && !self.by_key.contains_key(key) {
             OTHER_KEYS
@@ -132,9 +136,14 @@ impl Counts {
 
 /// The data-plane counters of one instance.
 pub(super) struct Tally {
+    /// This tally's id, by which threads find their slot in it.
+    id: u64,
     /// Each on cache lines of its own: two threads counting into neighbouring shards wrote
-    /// one line (one's lock word beside the other's hot counter) on every call.
+    /// one line (one's lock word beside the other's counters) on every call.
     shards: Box<[CachePadded<Mutex<Counts>>]>,
+    /// Every thread's slot in this tally, until a drain finds its thread has let it go (the
+    /// thread ended, or counts on other instances now): one per thread that counted here.
+    slots: Mutex<Vec<Arc<Slot>>>,
 }
 
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
@@ -147,7 +156,9 @@ thread_local! {
 impl Tally {
     pub(super) fn new() -> Tally {
         Tally {
+            id: NEXT_TALLY.fetch_add(1, Ordering::Relaxed),
             shards: (0..SHARDS).map(|_| CachePadded::default()).collect(),
+            slots: Mutex::new(Vec::new()),
         }
     }
 
@@ -162,11 +173,71 @@ impl Tally {
 
     /// Counts `n` calls alike.
     fn add_n(&self, op: Op, principal: &Arc<str>, call: Call<'_>, n: u64) {
-        let mut counts = lock(self.shard());
         match call {
-            Call::Ok(key) => counts.add_ok(op, principal, key, n),
-            Call::Failed(key, kind) => counts.add(op, principal, key, Some(kind), n),
+            Call::Ok(key) => {
+                // The thread-local is gone only while this thread is being torn down.
+                let counted = MINE.try_with(|mine| match mine.try_borrow_mut() {
+                    Ok(mut mine) => {
+                        self.add_mine(&mut mine, op, principal, key, n);
+                        true
+                    }
+                    // Not reached: nothing this calls counts again.
+                    Err(_) => false,
+                });
+                if counted != Ok(true) {
+                    lock(self.shard()).add(op, principal, key, None, n);
+                }
+            }
+            Call::Failed(key, kind) => lock(self.shard()).add(op, principal, key, Some(kind), n),
         }
+    }
+
+    /// Counts `n` successful calls in this thread's slot (see the module doc).
+    fn add_mine(&self, mine: &mut Vec<Mine>, op: Op, principal: &Arc<str>, key: &Arc<str>, n: u64) {
+        let Some(m) = mine.iter_mut().find(|m| m.tally == self.id) else {
+            if mine.len() >= SLOTS_PER_THREAD {
+                mine.remove(0);
+            }
+            let slot = Arc::new(Slot {
+                ident: Mutex::new(Ident {
+                    counts: (op, Arc::clone(key), Arc::clone(principal)),
+                    taken: 0,
+                }),
+                calls: AtomicU64::new(n),
+            });
+            lock(&self.slots).push(Arc::clone(&slot));
+            mine.push(Mine {
+                tally: self.id,
+                op,
+                key: Arc::clone(key),
+                principal: Arc::clone(principal),
+                slot,
+            });
+            return;
+        };
+        if m.op == op && Arc::ptr_eq(&m.key, key) && Arc::ptr_eq(&m.principal, principal) {
+            // The usual case. Only this thread writes `calls`: a load and a store.
+            let calls = m.slot.calls.load(Ordering::Relaxed);
+            m.slot.calls.store(calls + n, Ordering::Release);
+            return;
+        }
+        let mut ident = lock(&m.slot.ident);
+        let calls = m.slot.calls.load(Ordering::Relaxed);
+        // The same text under another `Arc` (each engine shard keeps its own copy of a key's
+        // ARN) is the same counter.
+        if !(m.op == op && *m.key == **key && *m.principal == **principal) {
+            let (was, pending) = (&ident.counts, calls - ident.taken);
+            if pending > 0 {
+                lock(self.shard()).add(was.0, &was.2, &was.1, None, pending);
+            }
+            ident.counts = (op, Arc::clone(key), Arc::clone(principal));
+            ident.taken = calls;
+        }
+        m.slot.calls.store(calls + n, Ordering::Release);
+        drop(ident);
+        m.op = op;
+        m.key = Arc::clone(key);
+        m.principal = Arc::clone(principal);
     }
 
     /// A counter of the calls of a batch as they are answered, by `principal` of `op`.
@@ -182,9 +253,21 @@ impl Tally {
     /// Takes every counter, leaving them at zero: (key, counter) pairs, merged across shards.
     pub(super) fn drain(&self) -> Vec<(Box<str>, Count)> {
         let mut all = Counts::default();
+        // The slots first: a slot spilled meanwhile is found in its shard below. (Lock order:
+        // `slots`, then a slot's `ident`; a thread spilling holds its `ident`, then a shard.)
+        lock(&self.slots).retain(|slot| {
+            let mut ident = lock(&slot.ident);
+            let calls = slot.calls.load(Ordering::Acquire);
+            let (counts, pending) = (&ident.counts, calls - ident.taken);
+            if pending > 0 {
+                all.count_into(counts.0, &counts.2, &counts.1, None, pending);
+            }
+            ident.taken = calls;
+            // Kept while its thread holds it; once let go, nothing can count in it again.
+            Arc::strong_count(slot) > 1
+        });
         for shard in self.shards.iter() {
-            let mut taken = std::mem::take(&mut *lock(shard));
-            taken.spill();
+            let taken = std::mem::take(&mut *lock(shard));
             for (key, counts) in taken.by_key {
                 for c in counts {
                     all.count_into(c.op, &c.principal, &key, c.outcome, c.calls);
@@ -259,6 +342,8 @@ impl Drop for Runs<'_, '_> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicBool;
+
     use super::*;
 
     #[test]
@@ -317,5 +402,92 @@ mod tests {
         assert_eq!(drained.len(), MAX_KEYS_PER_SHARD + 1);
         let other = drained.iter().find(|(k, _)| &**k == OTHER_KEYS).unwrap();
         assert_eq!(other.1.calls, 10);
+    }
+
+    fn total(drained: &[(Box<str>, Count)]) -> u64 {
+        drained.iter().map(|(_, c)| c.calls).sum()
+    }
+
+    #[test]
+    fn calls_of_a_thread_that_ended_are_drained_and_its_slot_is_then_forgotten() {
+        let t = Arc::new(Tally::new());
+        let counting = Arc::clone(&t);
+        // Joined through its handle, which waits for the thread's exit, thread-locals dropped
+        // (a scoped thread's end is signalled before them).
+        std::thread::spawn(move || {
+            let (p, k): (Arc<str>, Arc<str>) = ("p".into(), "k".into());
+            for _ in 0..3 {
+                counting.add(Op::Encrypt, &p, Call::Ok(&k));
+            }
+        })
+        .join()
+        .expect("the counting thread");
+        assert_eq!(lock(&t.slots).len(), 1);
+        let drained = t.drain();
+        assert_eq!(drained.len(), 1);
+        assert_eq!((&*drained[0].0, drained[0].1.calls), ("k", 3));
+        assert!(
+            lock(&t.slots).is_empty(),
+            "the ended thread's slot is let go"
+        );
+        assert!(t.drain().is_empty());
+    }
+
+    #[test]
+    fn a_thread_counting_on_more_instances_than_it_keeps_slots_for_loses_no_call() {
+        let tallies: Vec<Tally> = (0..SLOTS_PER_THREAD + 2).map(|_| Tally::new()).collect();
+        let (p, k): (Arc<str>, Arc<str>) = ("p".into(), "k".into());
+        for round in 0..5 {
+            for (i, t) in tallies.iter().enumerate() {
+                for _ in 0..=i {
+                    t.add(Op::Decrypt, &p, Call::Ok(&k));
+                }
+            }
+            if round == 2 {
+                // A drain in the middle takes what was counted so far, and only that.
+                for (i, t) in tallies.iter().enumerate() {
+                    assert_eq!(total(&t.drain()), 3 * (i as u64 + 1));
+                }
+            }
+        }
+        for (i, t) in tallies.iter().enumerate() {
+            assert_eq!(total(&t.drain()), 2 * (i as u64 + 1));
+        }
+    }
+
+    #[test]
+    fn drains_racing_a_counting_thread_take_every_call_exactly_once() {
+        const CALLS: u64 = 200_000;
+        let t = Tally::new();
+        let p: Arc<str> = "p".into();
+        let keys: [Arc<str>; 3] = ["k0".into(), "k1".into(), "k2".into()];
+        let done = AtomicBool::new(false);
+        let mut seen = [0u64; 3];
+        let mut take = |drained: Vec<(Box<str>, Count)>| {
+            for (key, c) in drained {
+                let i = keys
+                    .iter()
+                    .position(|k| **k == *key)
+                    .expect("a counted key");
+                seen[i] += c.calls;
+            }
+        };
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 0..CALLS {
+                    // Runs of 1,000 calls on one key, then the next key: slots spill.
+                    let key = &keys[(i / 1000 % 3) as usize];
+                    t.add(Op::Encrypt, &p, Call::Ok(key));
+                }
+                done.store(true, Ordering::Release);
+            });
+            while !done.load(Ordering::Acquire) {
+                take(t.drain());
+            }
+        });
+        take(t.drain());
+        let runs = CALLS / 1000;
+        let want = |k: u64| (runs / 3 + u64::from(runs % 3 > k)) * 1000;
+        assert_eq!(seen, [want(0), want(1), want(2)]);
     }
 }
