@@ -148,8 +148,8 @@ pub fn seal_into(
             plaintext.len()
         ));
     }
-    // The AAD is built on the stack: the header followed by the entry count of an empty
-    // context (zero), the commonest AAD whole.
+    // Built on the stack first: written out in one copy, and read from here as the AAD,
+    // followed by the entry count of an empty context (zero), the commonest AAD whole.
     let mut aad = [0u8; HEADER_LEN + 4];
     aad[0] = VERSION;
     aad[1..17].copy_from_slice(key_id.as_bytes());
@@ -162,13 +162,7 @@ pub fn seal_into(
     } else {
         out.reserve(OVERHEAD + plaintext.len());
     }
-    // The blob's header is written from the same sources, not copied from `aad`: a copy
-    // reading the stack bytes just stored at other offsets and widths waits for those stores
-    // to reach the cache (store forwarding fails), a visible part of sealing a data key.
-    out.push(VERSION);
-    out.extend_from_slice(key_id.as_bytes());
-    out.extend_from_slice(params.salt);
-    out.extend_from_slice(&params.nonce);
+    out.extend_from_slice(header);
     out.extend_from_slice(plaintext);
     let body = &mut out[start + HEADER_LEN..];
     let mut seal = |aad: &[u8]| {
