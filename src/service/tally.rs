@@ -5,14 +5,15 @@
 //!
 //! Why counters and not a record per call: a record costs a JSON line and a write, and the data
 //! plane answers millions of calls per second. A successful call is counted in its thread's
-//! [`Slot`] for this instance: the thread alone writes the slot's counter, with a plain load
-//! and store. Every other way of counting (a mutex, an atomic add) takes a `lock`-prefixed
-//! instruction, which waits for the stores before it to drain; the seal has just made
-//! thousands, and two such instructions were a visible part of a single Encrypt. When a thread
-//! moves to another (operation, key, principal) its slot's calls are spilled, under locks, into
-//! the thread's shard of hashed counters, as failed calls are counted directly. The shards are
-//! picked by thread (a thread keeps its shard), so callers do not contend on one lock; a batch
-//! counts once per run of calls alike ([`Runs`]), usually once.
+//! [`Slot`] for this instance (within bounds: [`SLOTS_PER_THREAD`], [`MAX_SLOTS`]): the thread
+//! alone writes the slot's counter, with a plain load and store. Every other way of counting (a
+//! mutex, an atomic add) takes a `lock`-prefixed instruction on x86, which waits for the stores
+//! before it to drain; the seal has just made thousands, and two such instructions were a
+//! visible part of a single Encrypt. When a thread moves to another (operation, key,
+//! principal) its slot's calls are spilled, under locks, into the thread's shard of hashed
+//! counters, as failed calls are counted directly. The shards are picked by thread (a thread
+//! keeps its shard), so callers do not contend on one lock; a batch counts once per run of calls
+//! alike ([`Runs`]), usually once.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -76,9 +77,14 @@ struct Mine {
     slot: Arc<Slot>,
 }
 
-/// The instances a thread keeps a slot in at once (one, almost always); a thread that counts
-/// on more gives up its oldest, which its tally drains and then forgets.
+/// The instances a thread keeps a slot in at once (one, almost always). A thread that counts
+/// on more counts there under the shard's lock; a slot whose instance was dropped is given up
+/// to make room. (Giving up a live one instead would let a thread going round five instances
+/// add a slot per call, each kept until the next drain.)
 const SLOTS_PER_THREAD: usize = 4;
+/// The most slots one tally keeps between two drains; threads beyond it count under the
+/// shard's lock. Bounds what threads that count once and end (a thread per request) leave.
+const MAX_SLOTS: usize = 4096;
 
 thread_local! {
     static MINE: RefCell<Vec<Mine>> = const { RefCell::new(Vec::new()) };
@@ -177,11 +183,8 @@ impl Tally {
             Call::Ok(key) => {
                 // The thread-local is gone only while this thread is being torn down.
                 let counted = MINE.try_with(|mine| match mine.try_borrow_mut() {
-                    Ok(mut mine) => {
-                        self.add_mine(&mut mine, op, principal, key, n);
-                        true
-                    }
-                    // Not reached: nothing this calls counts again.
+                    Ok(mut mine) => self.add_mine(&mut mine, op, principal, key, n),
+                    // Not reached: `add_mine` does not count anything itself.
                     Err(_) => false,
                 });
                 if counted != Ok(true) {
@@ -192,34 +195,24 @@ impl Tally {
         }
     }
 
-    /// Counts `n` successful calls in this thread's slot (see the module doc).
-    fn add_mine(&self, mine: &mut Vec<Mine>, op: Op, principal: &Arc<str>, key: &Arc<str>, n: u64) {
+    /// Counts `n` successful calls in this thread's slot (see the module doc); false when the
+    /// thread has no slot here and may not take one (they are counted under the lock then).
+    fn add_mine(
+        &self,
+        mine: &mut Vec<Mine>,
+        op: Op,
+        principal: &Arc<str>,
+        key: &Arc<str>,
+        n: u64,
+    ) -> bool {
         let Some(m) = mine.iter_mut().find(|m| m.tally == self.id) else {
-            if mine.len() >= SLOTS_PER_THREAD {
-                mine.remove(0);
-            }
-            let slot = Arc::new(Slot {
-                ident: Mutex::new(Ident {
-                    counts: (op, Arc::clone(key), Arc::clone(principal)),
-                    taken: 0,
-                }),
-                calls: AtomicU64::new(n),
-            });
-            lock(&self.slots).push(Arc::clone(&slot));
-            mine.push(Mine {
-                tally: self.id,
-                op,
-                key: Arc::clone(key),
-                principal: Arc::clone(principal),
-                slot,
-            });
-            return;
+            return self.take_slot(mine, op, principal, key, n);
         };
         if m.op == op && Arc::ptr_eq(&m.key, key) && Arc::ptr_eq(&m.principal, principal) {
             // The usual case. Only this thread writes `calls`: a load and a store.
             let calls = m.slot.calls.load(Ordering::Relaxed);
             m.slot.calls.store(calls + n, Ordering::Release);
-            return;
+            return true;
         }
         let mut ident = lock(&m.slot.ident);
         let calls = m.slot.calls.load(Ordering::Relaxed);
@@ -238,6 +231,45 @@ impl Tally {
         m.op = op;
         m.key = Arc::clone(key);
         m.principal = Arc::clone(principal);
+        true
+    }
+
+    /// Gives this thread a slot in this tally counting `n` calls, if it may take one: room
+    /// among its slots once those of dropped instances are given up (a slot only the thread
+    /// still holds), and room in this tally.
+    fn take_slot(
+        &self,
+        mine: &mut Vec<Mine>,
+        op: Op,
+        principal: &Arc<str>,
+        key: &Arc<str>,
+        n: u64,
+    ) -> bool {
+        mine.retain(|m| Arc::strong_count(&m.slot) > 1);
+        if mine.len() >= SLOTS_PER_THREAD {
+            return false;
+        }
+        let mut slots = lock(&self.slots);
+        if slots.len() >= MAX_SLOTS {
+            return false;
+        }
+        let slot = Arc::new(Slot {
+            ident: Mutex::new(Ident {
+                counts: (op, Arc::clone(key), Arc::clone(principal)),
+                taken: 0,
+            }),
+            calls: AtomicU64::new(n),
+        });
+        slots.push(Arc::clone(&slot));
+        drop(slots);
+        mine.push(Mine {
+            tally: self.id,
+            op,
+            key: Arc::clone(key),
+            principal: Arc::clone(principal),
+            slot,
+        });
+        true
     }
 
     /// A counter of the calls of a batch as they are answered, by `principal` of `op`.
@@ -452,7 +484,37 @@ mod tests {
         }
         for (i, t) in tallies.iter().enumerate() {
             assert_eq!(total(&t.drain()), 2 * (i as u64 + 1));
+            // One slot at most per thread and live instance: none is taken per call.
+            assert!(lock(&t.slots).len() <= 1);
         }
+        let with_slots = tallies
+            .iter()
+            .filter(|t| !lock(&t.slots).is_empty())
+            .count();
+        assert_eq!(with_slots, SLOTS_PER_THREAD);
+        // The slots of dropped instances are given up for the next instance counted on.
+        drop(tallies);
+        let next = Tally::new();
+        next.add(Op::Decrypt, &p, Call::Ok(&k));
+        assert_eq!(lock(&next.slots).len(), 1);
+        assert_eq!(total(&next.drain()), 1);
+    }
+
+    #[test]
+    fn threads_beyond_a_tallys_slots_are_counted_under_the_lock() {
+        let t = Arc::new(Tally::new());
+        for _ in 0..=MAX_SLOTS {
+            let t = Arc::clone(&t);
+            std::thread::spawn(move || {
+                let (p, k): (Arc<str>, Arc<str>) = ("p".into(), "k".into());
+                t.add(Op::Encrypt, &p, Call::Ok(&k));
+            })
+            .join()
+            .expect("a counting thread");
+        }
+        assert_eq!(lock(&t.slots).len(), MAX_SLOTS);
+        assert_eq!(total(&t.drain()), MAX_SLOTS as u64 + 1);
+        assert!(lock(&t.slots).is_empty());
     }
 
     #[test]
