@@ -186,6 +186,9 @@ macro_rules! define_ops {
             }
 
             /// The operation with this code.
+            // Inlined: every frame the daemon reads asks it, and out of line it was a call
+            // through the GOT per request.
+            #[inline]
             pub fn from_code(code: u16) -> Option<Op> {
                 match code { $($code => Some(Op::$name),)* _ => None }
             }

@@ -20,6 +20,16 @@ pub fn wipe(buf: &mut [u8]) {
     std::hint::black_box(buf);
 }
 
+/// Cuts `v` to `len` bytes, wiping the bytes it drops: a buffer whose every cut goes through
+/// here (and whose growth through [`reserve_wiping`]) never holds a secret in its spare
+/// capacity, so emptying it wipes only its length, not its whole allocation.
+pub fn truncate_wiping(v: &mut Vec<u8>, len: usize) {
+    if let Some(dropped) = v.get_mut(len..) {
+        wipe(dropped);
+        v.truncate(len);
+    }
+}
+
 /// Wipes a vector's bytes and its spare capacity, then empties it (keeping the allocation).
 pub fn wipe_vec(v: &mut Vec<u8>) {
     if v.capacity() == 0 {
@@ -392,6 +402,35 @@ mod tests {
         assert!(bincode::decode_from_slice::<SecretBytes, _>(&[5, 1, 2], config).is_err());
         let e = bincode::decode_from_slice::<Password, _>(&[2, 0xff, 0xfe], config).unwrap_err();
         assert!(format!("{e}").contains("UTF-8"), "{e}");
+    }
+
+    /// The bytes of `v`'s whole allocation, its spare capacity included.
+    pub(crate) fn allocation(v: &mut Vec<u8>) -> Vec<u8> {
+        let mut bytes = v.clone();
+        // SAFETY: only called on buffers whose every spare byte was written before (by the
+        // test's own appends, then wiped): the bytes are initialised.
+        #[allow(unsafe_code)]
+        bytes.extend(
+            v.spare_capacity_mut()
+                .iter()
+                .map(|b| unsafe { b.assume_init() }),
+        );
+        bytes
+    }
+
+    #[test]
+    fn a_cut_wipes_the_bytes_it_drops_and_leaves_the_rest() {
+        let mut v = Vec::with_capacity(16);
+        v.extend_from_slice(b"header:secret!!!");
+        super::truncate_wiping(&mut v, 7);
+        assert_eq!(v, b"header:");
+        assert_eq!(allocation(&mut v), b"header:\0\0\0\0\0\0\0\0\0");
+        super::truncate_wiping(&mut v, 7); // nothing past the length: nothing to do
+        super::truncate_wiping(&mut v, 100); // a cut past the length changes nothing
+        assert_eq!(v, b"header:");
+        super::truncate_wiping(&mut v, 0);
+        assert!(v.is_empty());
+        assert!(allocation(&mut v).iter().all(|&b| b == 0));
     }
 
     #[test]

@@ -236,8 +236,10 @@ impl Conn {
             }
             return Ok(false);
         }
-        // Replies hold plaintexts and data keys: wipe them once sent.
-        crate::secret::wipe_vec(&mut self.wbuf);
+        // Replies hold plaintexts and data keys: wipe them once sent. Only the length needs
+        // it: the buffer's spare capacity never holds a reply (every cut of it wipes what it
+        // drops, every growth wipes the allocation it leaves).
+        crate::secret::truncate_wiping(&mut self.wbuf, 0);
         self.wpos = 0;
         self.scanned = 0;
         self.delivered = 0;
@@ -252,8 +254,7 @@ impl Conn {
     fn compact(&mut self) {
         let (n, old) = (self.delivered, self.wbuf.len());
         self.wbuf.copy_within(n..old, 0);
-        crate::secret::wipe(&mut self.wbuf[old - n..old]);
-        self.wbuf.truncate(old - n);
+        crate::secret::truncate_wiping(&mut self.wbuf, old - n);
         self.wpos -= n;
         self.scanned -= n;
         self.delivered = 0;
@@ -318,5 +319,83 @@ mod tests {
         assert_eq!(conn.filled, 40);
         assert_eq!(conn.fill(READ_CAP).unwrap(), Filled::WouldBlock);
         assert_eq!(conn.filled, 100);
+    }
+
+    /// The first `n` bytes of `v`'s allocation, past its length too.
+    fn allocation_prefix(v: &mut Vec<u8>, n: usize) -> Vec<u8> {
+        let mut bytes = v.clone();
+        let spare = n.saturating_sub(v.len());
+        // SAFETY: the tests below only read bytes they wrote before (the filler, the replies).
+        #[allow(unsafe_code)]
+        bytes.extend(
+            v.spare_capacity_mut()[..spare]
+                .iter()
+                .map(|b| unsafe { b.assume_init() }),
+        );
+        bytes
+    }
+
+    const SECRET: u8 = 0xAB;
+
+    /// Appends the reply to a GenerateDataKey whose data key is 32 [`SECRET`] bytes.
+    fn data_key_reply(out: &mut Vec<u8>, id: u64) {
+        let op = crate::ops::Op::GenerateDataKey;
+        crate::protocol::encode_data_key_reply(out, id, op, b"blob", Some(&[SECRET; 32]), "arn");
+    }
+
+    fn secrets(bytes: &[u8]) -> usize {
+        bytes.iter().filter(|&&b| b == SECRET).count()
+    }
+
+    #[test]
+    fn a_flush_wipes_the_replies_it_wrote_and_leaves_none_in_the_buffer() {
+        let (mut conn, mut peer) = pair();
+        // Every byte of the allocation written once (with a filler), so the test may read it.
+        conn.wbuf = vec![0x55; WRITE_KEEP];
+        conn.wbuf.clear();
+        for id in 0..100 {
+            data_key_reply(&mut conn.wbuf, id);
+        }
+        let written = conn.wbuf.len();
+        assert_eq!(secrets(&conn.wbuf), 100 * 32);
+        assert!(conn.flush().unwrap(), "the replies fit the socket's buffer");
+        let mut got = vec![0u8; written];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(secrets(&got), 100 * 32, "the data keys reached the peer");
+        assert!(conn.wbuf.is_empty());
+        assert_eq!(conn.wbuf.capacity(), WRITE_KEEP, "the allocation is kept");
+        let after = allocation_prefix(&mut conn.wbuf, WRITE_KEEP);
+        assert_eq!(
+            secrets(&after),
+            0,
+            "no data key is left in the buffer's allocation"
+        );
+    }
+
+    #[test]
+    fn a_reply_too_large_for_a_frame_is_cut_back_leaving_no_secret_behind() {
+        use crate::api::kms::GenerateRandomResponse;
+        use crate::ops::{Op, Response};
+        let mut out = vec![0x55; 2 * (MAX_BODY as usize + 4096)];
+        let room = out.len();
+        out.clear();
+        data_key_reply(&mut out, 1);
+        // Encoded whole into the buffer, then cut back and answered with an error instead.
+        let big = Response::GenerateRandom(GenerateRandomResponse {
+            plaintext: crate::secret::SecretBytes::new(vec![SECRET; MAX_BODY as usize + 1]),
+        });
+        crate::protocol::encode_response(&mut out, 2, Op::GenerateRandom.code(), &Ok(big));
+        assert_eq!(out.capacity(), room, "the buffer did not move");
+        assert!(
+            out.len() < 1024,
+            "an error reply in its place: {} bytes",
+            out.len()
+        );
+        let whole = allocation_prefix(&mut out, room);
+        assert_eq!(
+            secrets(&whole),
+            32,
+            "only the data key's reply holds secret bytes"
+        );
     }
 }

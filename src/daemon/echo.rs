@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, Sender};
 use mio::{Events, Interest, Poll, Token};
@@ -275,6 +275,8 @@ fn echo_loop(incoming: &Receiver<UnixStream>, reply: &[u8], stop: &AtomicBool) {
     let mut events = Events::with_capacity(256);
     let mut conns: Vec<Option<Polled>> = Vec::new();
     let mut spin = Spin::new();
+    // The clock, read once per turn right after the poll, as the daemon's loops read it.
+    let mut now = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         while let Ok(s) = incoming.try_recv() {
             let Ok(()) = s.set_nonblocking(true) else {
@@ -298,11 +300,12 @@ fn echo_loop(incoming: &Receiver<UnixStream>, reply: &[u8], stop: &AtomicBool) {
         }
         // Parked, a new connection waits at most this long to be registered (before the
         // measured window: the load generator connects every connection first).
-        let timeout = spin.timeout(false, Duration::from_millis(1));
+        let timeout = spin.timeout(false, Duration::from_millis(1), now);
         if poll.poll(&mut events, Some(timeout)).is_err() {
             return;
         }
-        spin.saw(!events.is_empty());
+        now = Instant::now();
+        spin.saw(!events.is_empty(), now);
         for event in events.iter() {
             let slot = conns.get_mut(event.token().0);
             if let Some(conn) = slot {

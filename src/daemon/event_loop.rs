@@ -168,11 +168,14 @@ impl EventLoop {
         let idle = Duration::from_secs(self.config.idle_timeout_secs);
         let mut last_sweep = Instant::now();
         let mut spin = Spin::new();
+        // The loop's clock, read once per turn, right after the poll.
+        let mut now = Instant::now();
         crate::engine::latency::defer_on_this_thread();
         while !shutdown.is_triggered() {
             // Poll without sleeping for a moment after activity (see `wake`).
-            let timeout = spin.timeout(!self.again.is_empty(), Duration::from_secs(1));
+            let timeout = spin.timeout(!self.again.is_empty(), Duration::from_secs(1), now);
             let timeout = match self.held.iter().map(|h| h.0).min() {
+                // A hold ends on time: measured from the clock as it is, not as the turn began.
                 Some(until) => timeout.min(until.saturating_duration_since(Instant::now())),
                 None => timeout,
             };
@@ -182,7 +185,8 @@ impl EventLoop {
                 }
                 return Err(err!(KMSInternalException, "poll failed: {e}"));
             }
-            spin.saw(!events.is_empty());
+            now = Instant::now();
+            spin.saw(!events.is_empty(), now);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),
@@ -207,8 +211,8 @@ impl EventLoop {
             for slot in std::mem::take(&mut self.again) {
                 self.on_readable(slot);
             }
-            if last_sweep.elapsed() >= Duration::from_secs(1) {
-                last_sweep = Instant::now();
+            if now.saturating_duration_since(last_sweep) >= Duration::from_secs(1) {
+                last_sweep = now;
                 self.sweep_idle(idle);
             }
         }

@@ -35,19 +35,21 @@ impl Spin {
     }
 
     /// The timeout of the next poll: zero while spinning (or when `ready_now`: work is
-    /// waiting), else `idle`.
-    pub(crate) fn timeout(&self, ready_now: bool, idle: Duration) -> Duration {
-        if ready_now || self.last_busy.elapsed() < BUSY_POLL {
+    /// waiting), else `idle`. `now` is the loop's clock, read once per turn (after its last
+    /// poll): a spin polls a few times per microsecond, and reading the clock is a good part
+    /// of an empty poll's cost.
+    pub(crate) fn timeout(&self, ready_now: bool, idle: Duration, now: Instant) -> Duration {
+        if ready_now || now.saturating_duration_since(self.last_busy) < BUSY_POLL {
             Duration::ZERO
         } else {
             idle
         }
     }
 
-    /// Notes a poll's outcome: any event restarts the spin.
-    pub(crate) fn saw(&mut self, events: bool) {
+    /// Notes the outcome of a poll that returned at `now`: any event restarts the spin.
+    pub(crate) fn saw(&mut self, events: bool, now: Instant) {
         if events {
-            self.last_busy = Instant::now();
+            self.last_busy = now;
         }
     }
 }

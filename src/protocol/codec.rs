@@ -87,7 +87,7 @@ pub(super) fn frame_with(
     let start = out.len();
     crate::secret::extend_wiping(out, &[0u8; HEADER_LEN]);
     if let Err(e) = write_body(out) {
-        out.truncate(start);
+        crate::secret::truncate_wiping(out, start);
         return Err(e);
     }
     let body_len = out.len() - start - HEADER_LEN;
@@ -118,7 +118,7 @@ pub fn try_encode_request(
     })
     .map_err(encode_failed)?;
     if len > MAX_BODY as usize {
-        out.truncate(start);
+        crate::secret::truncate_wiping(out, start);
         return Err(ProtocolError::BodyTooLarge(
             u32::try_from(len).unwrap_or(u32::MAX),
         ));
@@ -158,7 +158,9 @@ pub fn encode_error(out: &mut Vec<u8>, request_id: u64, op: u16, error: &KmsErro
         cut -= 1;
     }
     let _ = frame_with(out, op, request_id, error.kind().code(), |o| {
-        o.extend_from_slice(&msg.as_bytes()[..cut]);
+        // Into a write buffer that may hold replies with secrets: growing it wipes what it
+        // leaves.
+        crate::secret::extend_wiping(o, &msg.as_bytes()[..cut]);
         Ok(())
     });
 }
@@ -182,7 +184,7 @@ pub fn encode_response(
             match frame_with(out, op, request_id, STATUS_OK, |o| resp.encode_body(o)) {
                 Ok(len) if len <= MAX_BODY as usize => {}
                 Ok(len) => {
-                    out.truncate(start);
+                    crate::secret::truncate_wiping(out, start);
                     let e = KmsError::new(
                         ErrorKind::LimitExceededException,
                         format!(

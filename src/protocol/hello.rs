@@ -30,10 +30,10 @@ pub struct HelloReply {
 
 fn append<T: bincode::Encode>(out: &mut Vec<u8>, request_id: u64, value: &T) {
     let start = out.len();
-    out.extend_from_slice(&[0u8; HEADER_LEN]);
+    crate::secret::extend_wiping(out, &[0u8; HEADER_LEN]);
     if encode_body(value, out).is_err() {
         // Encoding two small structs into a Vec cannot fail; leave no partial frame if it did.
-        out.truncate(start);
+        crate::secret::truncate_wiping(out, start);
         return;
     }
     let len = u32::try_from(out.len() - start - HEADER_LEN).unwrap_or(u32::MAX);

@@ -334,14 +334,14 @@ fn serve(
             .map(|t| t.saturating_duration_since(now))
             .fold(TICK, Duration::min);
         // Poll without sleeping for a moment after activity, as the socket's loop does.
-        let timeout = spin.timeout(!again.is_empty(), idle);
+        let timeout = spin.timeout(!again.is_empty(), idle, now);
         if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             return Err(err!(KMSInternalException, "poll failed: {e}"));
         }
-        spin.saw(!events.is_empty());
+        spin.saw(!events.is_empty(), Instant::now());
         for event in events.iter() {
             match event.token() {
                 LISTENER => {
