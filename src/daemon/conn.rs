@@ -10,6 +10,7 @@ use mio::net::UnixStream;
 
 use super::dispatch::Job;
 use super::identity::Peer;
+use super::quota::UidMemory;
 use crate::protocol::{HEADER_LEN, MAX_BODY};
 use crate::Kms;
 
@@ -74,6 +75,8 @@ pub(crate) struct Conn {
     pub offloaded: usize,
     /// Bytes charged to the uid's memory quota for this connection.
     pub charged: usize,
+    /// The uid's memory, whose room this connection reads without the quotas' lock.
+    pub uid_memory: UidMemory,
     /// No more input is handled; the connection closes once its replies are flushed.
     pub closing: bool,
     /// Whether WRITABLE interest is registered.
@@ -88,7 +91,12 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(super) fn new(stream: UnixStream, serial: u64, peer: Peer, kms: Kms) -> Conn {
+    pub(super) fn new(
+        stream: UnixStream,
+        serial: u64,
+        (peer, uid_memory): (Peer, UidMemory),
+        kms: Kms,
+    ) -> Conn {
         Conn {
             stream,
             serial,
@@ -108,6 +116,7 @@ impl Conn {
             job: None,
             offloaded: 0,
             charged: 0,
+            uid_memory,
             closing: false,
             writable_interest: false,
             in_flight: 0,
@@ -284,7 +293,16 @@ mod tests {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
         let peer = super::super::identity::peer_credentials(&ours).unwrap();
-        let conn = Conn::new(UnixStream::from_std(ours), 1, peer, Kms::in_memory());
+        let config = super::super::DaemonConfig::default();
+        let mut quotas: super::super::quota::Quotas = super::super::quota::Quotas::new(&config, 0);
+        quotas.admit(peer.uid).unwrap();
+        let memory = quotas.memory_of(peer.uid);
+        let conn = Conn::new(
+            UnixStream::from_std(ours),
+            1,
+            (peer, memory),
+            Kms::in_memory(),
+        );
         (conn, theirs)
     }
 

@@ -15,12 +15,18 @@
 //! it holds beyond that is charged to the uid: so a connection of a uid whose other
 //! connections never read still moves (a uid's memory is then at most its quota plus a floor
 //! per connection).
+//!
+//! A loop asks how much room its connection's uid has before each read and each chunk of
+//! replies; a [`UidMemory`] answers that without the lock the loops share (charges, waits and
+//! wakes still take it), so that loops serving clients within their floors never meet on it.
 
 /// What each connection may hold without being charged to its uid's memory quota: small
 /// requests and replies (a 4 KiB Encrypt is about 4.3 KB) always flow.
 pub(super) const CONN_FLOOR: usize = 64 << 10;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use super::DaemonConfig;
 use crate::err;
@@ -30,7 +36,8 @@ use crate::error::Result;
 #[derive(Debug)]
 struct Use<W> {
     conns: usize,
-    memory: usize,
+    /// Bytes charged: written under the quotas' lock, read without it by [`UidMemory`].
+    memory: Arc<AtomicUsize>,
     /// Connections stopped for lack of memory room, to read again once there is some.
     waiting: Vec<W>,
 }
@@ -40,7 +47,7 @@ impl<W> Default for Use<W> {
     fn default() -> Self {
         Use {
             conns: 0,
-            memory: 0,
+            memory: Arc::default(),
             waiting: Vec::new(),
         }
     }
@@ -123,7 +130,7 @@ impl<W: PartialEq> Quotas<W> {
         }
         if let Some(u) = self.uids.get_mut(&uid) {
             u.conns -= 1;
-            if u.conns == 0 && u.memory == 0 {
+            if u.conns == 0 && u.memory.load(Ordering::Relaxed) == 0 {
                 self.uids.remove(&uid);
             }
         }
@@ -141,7 +148,9 @@ impl<W: PartialEq> Quotas<W> {
         let Some(u) = self.uids.get_mut(&uid) else {
             return Vec::new();
         };
-        u.memory = u.memory - old + new;
+        // Every write is under the lock: a load and a store do not race another write.
+        let memory = u.memory.load(Ordering::Relaxed) - old + new;
+        u.memory.store(memory, Ordering::Relaxed);
         if new < old {
             std::mem::take(&mut u.waiting)
         } else {
@@ -151,8 +160,20 @@ impl<W: PartialEq> Quotas<W> {
 
     /// Bytes `uid` may still take before its memory quota.
     pub(super) fn room(&self, uid: u32) -> usize {
-        let used = self.uids.get(&uid).map_or(0, |u| u.memory);
+        let used = self
+            .uids
+            .get(&uid)
+            .map_or(0, |u| u.memory.load(Ordering::Relaxed));
         self.per_uid_memory.saturating_sub(used)
+    }
+
+    /// `uid`'s memory, for a connection of it (admitted: its uid is counted) to read its room
+    /// without this lock.
+    pub(super) fn memory_of(&mut self, uid: u32) -> UidMemory {
+        UidMemory {
+            used: self.uids.entry(uid).or_default().memory.clone(),
+            quota: self.per_uid_memory,
+        }
     }
 
     /// The connections of `uid` waiting for memory room.
@@ -168,6 +189,24 @@ impl<W: PartialEq> Quotas<W> {
                 u.waiting.push(waiter);
             }
         }
+    }
+}
+
+/// A uid's memory as one of its connections reads it: [`Quotas::room`] without the lock.
+///
+/// What it reads may be a charge behind another loop's, as it would be a moment after reading
+/// it under the lock: the room only bounds how much the loop reads and answers next. A stall
+/// reads the room again under the lock, where it registers its wait (`EventLoop::stall`).
+#[derive(Debug, Clone)]
+pub(crate) struct UidMemory {
+    used: Arc<AtomicUsize>,
+    quota: usize,
+}
+
+impl UidMemory {
+    /// Bytes the uid may still take before its memory quota.
+    pub(super) fn room(&self) -> usize {
+        self.quota.saturating_sub(self.used.load(Ordering::Relaxed))
     }
 }
 
@@ -239,5 +278,43 @@ mod tests {
         assert_eq!(q.charge(65534, 5 << 20, 1 << 20), vec![7]);
         assert_eq!(q.room(65534), 3 << 20);
         assert!(q.charge(65534, 1 << 20, 0).is_empty());
+    }
+
+    #[test]
+    fn a_connection_reads_its_uids_room_as_the_lock_holder_does_after_every_charge() {
+        let config = DaemonConfig {
+            max_memory_per_uid: 4 << 20,
+            ..DaemonConfig::default()
+        };
+        let mut q: Quotas = Quotas::new(&config, 1000);
+        q.admit(65534).unwrap();
+        q.admit(65534).unwrap();
+        q.admit(0).unwrap();
+        let (a, b, root) = (q.memory_of(65534), q.memory_of(65534), q.memory_of(0));
+        assert_eq!(a.room(), 4 << 20);
+        q.charge(65534, 0, 3 << 20);
+        assert_eq!(
+            (a.room(), b.room()),
+            (1 << 20, 1 << 20),
+            "both connections see it"
+        );
+        assert_eq!(root.room(), 4 << 20, "another uid's room is its own");
+        q.charge(65534, 0, 2 << 20);
+        assert_eq!(a.room(), 0, "over the quota: no room, not an underflow");
+        assert_eq!(a.room(), q.room(65534));
+        q.charge(65534, 5 << 20, 0);
+        assert_eq!(a.room(), 4 << 20);
+        // Once the uid's last connection goes and its memory is uncharged it is forgotten: a
+        // later connection reads a fresh count, not the old one's.
+        q.release(65534);
+        q.release(65534);
+        q.admit(65534).unwrap();
+        q.charge(65534, 0, 1 << 20);
+        assert_eq!(q.memory_of(65534).room(), 3 << 20);
+        assert_eq!(
+            a.room(),
+            4 << 20,
+            "the released connections' view is left as it was"
+        );
     }
 }

@@ -75,12 +75,13 @@ impl EventLoop {
         self.wake_all(woken);
     }
 
-    /// Bytes `slot` may still take: what is left of its floor, plus its uid's room.
+    /// Bytes `slot` may still take: what is left of its floor, plus its uid's room (read
+    /// without the quotas' lock).
     fn room(&self, slot: usize) -> usize {
         let Some(conn) = self.conns.get(slot).and_then(Option::as_ref) else {
             return 0;
         };
-        CONN_FLOOR.saturating_sub(conn.memory()) + self.shared.quotas().room(conn.peer.uid)
+        CONN_FLOOR.saturating_sub(conn.memory()) + conn.uid_memory.room()
     }
 
     /// Stops reading `slot` until there is room again (see the module doc). `for_memory`: it
