@@ -260,13 +260,18 @@ mod tests {
         assert!(q.admit(65533).is_err());
     }
 
-    #[test]
-    fn memory_room_is_per_uid_and_waiters_are_woken_when_it_goes_down() {
+    /// Quotas of 4 MiB of memory per uid (the daemon's uid 1000).
+    fn memory_quotas() -> Quotas {
         let config = DaemonConfig {
             max_memory_per_uid: 4 << 20,
             ..DaemonConfig::default()
         };
-        let mut q: Quotas = Quotas::new(&config, 1000);
+        Quotas::new(&config, 1000)
+    }
+
+    #[test]
+    fn memory_room_is_per_uid_and_waiters_are_woken_when_it_goes_down() {
+        let mut q = memory_quotas();
         q.admit(65534).unwrap();
         q.admit(0).unwrap();
         assert!(q.charge(65534, 0, 4 << 20).is_empty());
@@ -282,11 +287,7 @@ mod tests {
 
     #[test]
     fn a_connection_reads_its_uids_room_as_the_lock_holder_does_after_every_charge() {
-        let config = DaemonConfig {
-            max_memory_per_uid: 4 << 20,
-            ..DaemonConfig::default()
-        };
-        let mut q: Quotas = Quotas::new(&config, 1000);
+        let mut q = memory_quotas();
         q.admit(65534).unwrap();
         q.admit(65534).unwrap();
         q.admit(0).unwrap();
