@@ -405,7 +405,7 @@ mod tests {
     }
 
     /// The bytes of `v`'s whole allocation, its spare capacity included.
-    pub(crate) fn allocation(v: &mut Vec<u8>) -> Vec<u8> {
+    fn allocation(v: &mut Vec<u8>) -> Vec<u8> {
         let mut bytes = v.clone();
         // SAFETY: only called on buffers whose every spare byte was written before (by the
         // test's own appends, then wiped): the bytes are initialised.
@@ -422,6 +422,8 @@ mod tests {
     fn a_cut_wipes_the_bytes_it_drops_and_leaves_the_rest() {
         let mut v = Vec::with_capacity(16);
         v.extend_from_slice(b"header:secret!!!");
+        // Every byte of the allocation written, so that `allocation` may read it back.
+        assert_eq!(v.len(), v.capacity());
         super::truncate_wiping(&mut v, 7);
         assert_eq!(v, b"header:");
         assert_eq!(allocation(&mut v), b"header:\0\0\0\0\0\0\0\0\0");

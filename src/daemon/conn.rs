@@ -94,7 +94,8 @@ impl Conn {
     pub(super) fn new(
         stream: UnixStream,
         serial: u64,
-        (peer, uid_memory): (Peer, UidMemory),
+        peer: Peer,
+        uid_memory: UidMemory,
         kms: Kms,
     ) -> Conn {
         Conn {
@@ -300,7 +301,8 @@ mod tests {
         let conn = Conn::new(
             UnixStream::from_std(ours),
             1,
-            (peer, memory),
+            peer,
+            memory,
             Kms::in_memory(),
         );
         (conn, theirs)

@@ -286,7 +286,7 @@ impl EventLoop {
         self.next_serial += 1;
         tracing::debug!(uid = peer.uid, gid = peer.gid, pid = peer.pid, principal = %principal, event_loop = self.index, slot, "connection accepted");
         let memory = self.shared.quotas().memory_of(peer.uid);
-        self.conns[slot] = Some(Conn::new(stream, self.next_serial, (peer, memory), kms));
+        self.conns[slot] = Some(Conn::new(stream, self.next_serial, peer, memory, kms));
     }
 
     fn close(&mut self, slot: usize, why: &str) {
