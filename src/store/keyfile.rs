@@ -505,8 +505,8 @@ pub fn load_or_create_key(
     }
     let keys = dir.path().join(KEYS_DIR);
     if !keys.is_dir() {
+        // Made durable in the data directory as it is created.
         create_private_dir(&keys)?;
-        sync_dir(dir.path())?;
     }
     let key = KeyMaterial::generate();
     let image = encode(&key, name, opts, current_iterations());

@@ -81,6 +81,9 @@
 //! Nothing in the directory is trusted unless this process's effective uid owns it. The data
 //! directory and `keys/` must be real directories (not symlinks) owned by that uid and not
 //! writable by group or others ([`check_owned_dir`]); key files must be owned by it and private.
+//! Nor is the path to it: every directory above the data directory must be owned by root or
+//! that uid and not writable by group or others without the sticky bit, or someone else could
+//! swap the data directory for theirs between two operations ([`trust`]).
 //! Every file is opened with `O_NOFOLLOW`, and temporary files are created with `O_EXCL` after
 //! any leftover at their name (a crash's) is unlinked — never followed or truncated. Their names
 //! are fixed (`journal-<n>.tmp`, `snapshot-<n>.tmp`) rather than random: in a directory only
@@ -108,11 +111,12 @@ pub mod keyfile;
 mod lock;
 mod mmap;
 pub mod snapshot;
+mod trust;
 
 use std::fmt;
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -125,6 +129,7 @@ use crate::error::KmsError;
 use crate::{err, Result};
 use compaction::{Done, InFlight, Job, Source};
 use journal::{JOURNAL_HEADER_LEN, MAX_RECORD_LEN};
+pub(crate) use trust::{check_owned_dir, create_private_dir};
 
 /// Compaction waits until the current journal is larger than the newest snapshot divided by
 /// this (see the module doc): 1 would do the least compaction work, at the price of replaying
@@ -235,47 +240,33 @@ pub(crate) fn io_error(what: &str, path: &Path, e: io::Error) -> KmsError {
 
 /// Fsyncs directory `dir`, making creations, renames and removals in it durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(test)]
+    synced::note(dir);
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error("fsync directory", dir, e))
 }
 
-/// Creates `dir` (and missing parents) with mode 0700 if it does not exist, then checks it as
-/// [`check_owned_dir`] does (an existing directory is checked, never repaired).
-pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| io_error("create directory", dir, e))?;
-    check_owned_dir(dir)
-}
+/// The directories and files this thread fsynced, in order: what the tests of durability
+/// read back (an fsync leaves no other trace a test could see short of a power cut).
+#[cfg(test)]
+pub(crate) mod synced {
+    use std::cell::RefCell;
+    use std::path::{Path, PathBuf};
 
-/// Group and other write bits: with either, another user could plant, replace or remove files
-/// (a symlink where a temporary file will be written, a snapshot of their own).
-const FOREIGN_WRITE: u32 = 0o022;
+    thread_local! {
+        static SYNCED: RefCell<Vec<PathBuf>> = const { RefCell::new(Vec::new()) };
+    }
 
-/// Refuses `dir` unless it is a real directory (not a symlink) owned by this process's
-/// effective uid and not writable by group or others: nothing in a data directory is trusted
-/// unless we own it. `StorageException` naming the path, its owner and mode.
-pub(crate) fn check_owned_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = fs::symlink_metadata(dir).map_err(|e| io_error("inspect directory", dir, e))?;
-    let (owner, mode, me) = (meta.uid(), meta.mode() & 0o7777, crate::peer::effective_uid());
-    let problem = if !meta.file_type().is_dir() {
-        "is not a directory (a symlink or a file)".to_owned()
-    } else if owner != me {
-        format!("is owned by uid {owner}, not by uid {me} who runs kmscks")
-    } else if mode & FOREIGN_WRITE != 0 {
-        format!("has mode {mode:04o}: group or others may write to it (chmod go-w it)")
-    } else {
-        return Ok(());
-    };
-    Err(err!(
-        StorageException,
-        "data directory {} {problem}; kmscks trusts nothing in a directory it does not own",
-        dir.display()
-    ))
+    /// Records an fsync of `path`.
+    pub(crate) fn note(path: &Path) {
+        SYNCED.with(|s| s.borrow_mut().push(path.to_path_buf()));
+    }
+
+    /// What this thread fsynced since the last call.
+    pub(crate) fn take() -> Vec<PathBuf> {
+        SYNCED.with(|s| std::mem::take(&mut *s.borrow_mut()))
+    }
 }
 
 /// Open flags of every file the store opens: never through a symbolic link.
@@ -414,14 +405,8 @@ impl DataDir {
     /// Creates (mode 0700) the data directory `path` if it is missing and locks it, reading
     /// nothing else. A directory already open elsewhere fails with `StoreInUseException`.
     pub fn lock(path: &Path) -> Result<LockedDir> {
-        let existed = path.exists();
+        trust::check_ancestors(path)?;
         create_private_dir(path)?;
-        if !existed {
-            // Make the new directory's own entry durable in its parent.
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                sync_dir(parent)?;
-            }
-        }
         let lock = lock::acquire(path)?;
         Ok(LockedDir {
             path: path.to_path_buf(),
@@ -484,7 +469,6 @@ impl LockedDir {
         };
 
         // Only now that the current state is known good, clear out what a crash left.
-        let mut removed = false;
         let stale = listing
             .snapshots
             .iter()
@@ -500,14 +484,14 @@ impl LockedDir {
             .chain(listing.temps.iter().cloned());
         for p in stale {
             match fs::remove_file(&p) {
-                Ok(()) => removed = true,
+                Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_error("remove stale file", &p, e)),
             }
         }
-        if removed {
-            sync_dir(path)?;
-        }
+        // Whether or not anything was removed: the newest journal's name may be a rename a
+        // killed process never made durable, and appends are about to be acknowledged in it.
+        sync_dir(path)?;
 
         let snapshot_len = snapshot.as_ref().map_or(0, |s| s.len() as u64);
         let dir = DataDir {
@@ -557,13 +541,29 @@ impl DataDir {
         let scan = read_journal(&mut file, path, generation, auth)?;
         let torn = match scan.torn_at {
             Some(at) => {
+                let file_len = file
+                    .metadata()
+                    .map_err(|e| io_error("inspect journal", path, e))?
+                    .len();
                 file.set_len(scan.valid_len)
-                    .and_then(|()| file.sync_all())
                     .map_err(|e| io_error("truncate torn tail of journal", path, e))?;
+                tracing::warn!(
+                    journal = %path.display(),
+                    offset = at,
+                    bytes_cut = file_len.saturating_sub(scan.valid_len),
+                    "the journal's final record was incomplete or damaged (most likely a \
+                     write a crash cut short, which was never acknowledged): it was cut away"
+                );
                 Some((path.to_path_buf(), at))
             }
             None => None,
         };
+        // What is replayed is served from now on: durable before it is, whether or not the
+        // process that wrote it lived to fsync it.
+        #[cfg(test)]
+        synced::note(path);
+        file.sync_all()
+            .map_err(|e| io_error("fsync journal", path, e))?;
         Ok((file, scan.valid_len, scan.records, torn))
     }
 
@@ -885,6 +885,22 @@ mod tests {
             r.records,
             vec![b"r1".to_vec(), b"r2".to_vec(), b"r3".to_vec()]
         );
+    }
+
+    #[test]
+    fn a_reopen_makes_the_journal_it_replays_and_its_directory_durable_before_serving_them() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("data");
+        let (mut d, _) = DataDir::open(&p, test_auth()).unwrap();
+        d.append(b"r1").unwrap();
+        drop(d);
+        synced::take();
+        let (_d, r) = DataDir::open(&p, test_auth()).unwrap();
+        assert_eq!(r.records, vec![b"r1".to_vec()]);
+        let got = synced::take();
+        let journal = got.iter().position(|s| *s == p.join("journal-0.log"));
+        let dir = got.iter().position(|s| *s == p);
+        assert!(journal.is_some() && dir.is_some(), "fsynced: {got:?}");
     }
 
     #[test]

@@ -1,0 +1,238 @@
+//! Which directories the store trusts, and how it creates its own durably.
+//!
+//! Nothing in a data directory is trusted unless this process's effective uid owns it
+//! ([`check_owned_dir`]). That is not enough on its own: every file operation goes by path,
+//! so whoever may write to a directory *above* the data directory can rename the data
+//! directory away between two operations and put one of their own in its place — a journal
+//! rotated into their directory, acknowledged records they then delete. So the path to it is
+//! checked as well ([`check_ancestors`], as OpenSSH's `StrictModes` checks a home directory):
+//! every directory above it must be owned by root or by us, and not writable by group or
+//! others unless it has the sticky bit (as `/tmp` has: there only an entry's owner may rename
+//! or remove it).
+//!
+//! A directory the store creates is made durable in its parent ([`create_private_dir`]): each
+//! level created is followed by an fsync of the directory that holds it, and the target's own
+//! entry is made durable even when an earlier run created it and crashed before its fsync.
+
+use std::fs::{self, DirBuilder, Metadata};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use super::{io_error, sync_dir};
+use crate::{err, Result};
+
+/// Group and other write bits: with either, another user could plant, replace or remove files
+/// (a symlink where a temporary file will be written, a snapshot of their own).
+const FOREIGN_WRITE: u32 = 0o022;
+
+/// The sticky bit: in a directory that has it, only an entry's owner (or the directory's) may
+/// rename or remove the entry.
+const STICKY: u32 = 0o1000;
+
+/// Refuses `dir` unless it is a real directory (not a symlink) owned by this process's
+/// effective uid and not writable by group or others: nothing in a data directory is trusted
+/// unless we own it. `StorageException` naming the path, its owner and mode.
+pub(crate) fn check_owned_dir(dir: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(dir).map_err(|e| io_error("inspect directory", dir, e))?;
+    let (owner, mode, me) = (meta.uid(), meta.mode() & 0o7777, crate::peer::effective_uid());
+    let problem = if !meta.file_type().is_dir() {
+        "is not a directory (a symlink or a file)".to_owned()
+    } else if owner != me {
+        format!("is owned by uid {owner}, not by uid {me} who runs kmscks")
+    } else if mode & FOREIGN_WRITE != 0 {
+        format!("has mode {mode:04o}: group or others may write to it (chmod go-w it)")
+    } else {
+        return Ok(());
+    };
+    Err(err!(
+        StorageException,
+        "data directory {} {problem}; kmscks trusts nothing in a directory it does not own",
+        dir.display()
+    ))
+}
+
+/// Refuses `dir` when a directory above it (on the path as given, or on the path its symbolic
+/// links lead to) lets another user replace it: one owned by neither root nor this process's
+/// effective uid, or one group or others may write to without the sticky bit.
+/// `StorageException` naming the data directory, the directory above it, its owner and mode.
+/// Directories that do not exist yet are not checked (the store creates them, mode 0700).
+pub(crate) fn check_ancestors(dir: &Path) -> Result<()> {
+    let me = crate::peer::effective_uid();
+    let abs = std::path::absolute(dir).map_err(|e| io_error("resolve the path of", dir, e))?;
+    let refuse = |above: &Path, problem: String| {
+        err!(
+            StorageException,
+            "data directory {} lies under {}, which {problem}: another user could move the \
+             data directory away and put their own in its place; kmscks trusts nothing in a \
+             directory it does not own (choose a data directory whose every parent is owned by \
+             root or uid {me} and not writable by group or others, or has the sticky bit as \
+             /tmp has)",
+            dir.display(),
+            above.display()
+        )
+    };
+    // The path as given: a symbolic link on it cannot be changed, only replaced by whoever
+    // may write the directory holding it, which is checked in turn.
+    let mut deepest = None;
+    for above in abs.ancestors().skip(1) {
+        let meta = match fs::symlink_metadata(above) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_error("inspect directory", above, e)),
+            Ok(meta) => meta,
+        };
+        deepest.get_or_insert(above);
+        if !meta.file_type().is_symlink() {
+            if let Some(problem) = foreign(&meta, me) {
+                return Err(refuse(above, problem));
+            }
+        }
+    }
+    // The path its links lead to: the deepest existing directory above, resolved, and every
+    // directory above that.
+    let Some(deepest) = deepest else {
+        return Ok(());
+    };
+    let real = fs::canonicalize(deepest).map_err(|e| io_error("resolve", deepest, e))?;
+    for above in real.ancestors() {
+        let meta = fs::metadata(above).map_err(|e| io_error("inspect directory", above, e))?;
+        if let Some(problem) = foreign(&meta, me) {
+            return Err(refuse(above, problem));
+        }
+    }
+    Ok(())
+}
+
+/// What lets another user than `me` replace an entry of the directory `meta` describes.
+fn foreign(meta: &Metadata, me: u32) -> Option<String> {
+    let (owner, mode) = (meta.uid(), meta.mode() & 0o7777);
+    if owner != 0 && owner != me {
+        Some(format!("is owned by uid {owner}"))
+    } else if mode & FOREIGN_WRITE != 0 && mode & STICKY == 0 {
+        Some(format!(
+            "has mode {mode:04o}: group or others may write to it, and it has no sticky bit"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Creates `dir` (and missing parents) with mode 0700 if it does not exist, each level made
+/// durable in the directory holding it; makes `dir`'s own entry durable in its parent even if
+/// it existed (an earlier run may have crashed before its fsync); then checks it as
+/// [`check_owned_dir`] does (an existing directory is checked, never repaired).
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
+    let abs = std::path::absolute(dir).map_err(|e| io_error("resolve the path of", dir, e))?;
+    let mut missing: Vec<&Path> = Vec::new();
+    for level in abs.ancestors() {
+        match fs::symlink_metadata(level) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(level),
+            _ => break,
+        }
+    }
+    let target_created = missing.first() == Some(&abs.as_path());
+    for level in missing.iter().rev() {
+        match DirBuilder::new().mode(0o700).create(level) {
+            // Created meanwhile by another thread or process: checked below all the same.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_error("create directory", level, e)),
+            Ok(()) => {}
+        }
+        sync_dir(&parent_of(level))?;
+    }
+    if !target_created {
+        sync_dir(&parent_of(&abs))?;
+    }
+    check_owned_dir(dir)
+}
+
+/// The directory holding `path` (absolute): its parent, or `/` for the root itself.
+fn parent_of(path: &Path) -> PathBuf {
+    path.parent().unwrap_or(Path::new("/")).to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::store::synced;
+
+    fn mkdir_mode(path: &Path, mode: u32) {
+        fs::create_dir(path).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_data_directory_under_a_parent_others_may_write_is_refused_and_not_created() {
+        let t = tempfile::tempdir().unwrap();
+        for mode in [0o777, 0o775, 0o757] {
+            let shared = t.path().join(format!("shared-{mode:o}"));
+            mkdir_mode(&shared, mode);
+            let data = shared.join("data");
+            let e = crate::store::DataDir::lock(&data).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::StorageException, "{e}");
+            let text = e.to_string();
+            assert!(text.contains(&shared.display().to_string()), "{text}");
+            assert!(text.contains(&format!("{mode:04o}")), "{text}");
+            assert!(!data.exists(), "nothing is created under an untrusted parent");
+        }
+    }
+
+    #[test]
+    fn a_parent_others_may_write_with_the_sticky_bit_is_trusted() {
+        let t = tempfile::tempdir().unwrap();
+        let shared = t.path().join("sticky");
+        mkdir_mode(&shared, 0o1777);
+        let data = shared.join("data");
+        crate::store::DataDir::lock(&data).unwrap();
+        assert!(data.is_dir());
+    }
+
+    #[test]
+    fn a_link_on_the_path_is_checked_where_it_leads() {
+        let t = tempfile::tempdir().unwrap();
+        let open = t.path().join("open");
+        mkdir_mode(&open, 0o777);
+        mkdir_mode(&open.join("real"), 0o700);
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(open.join("real"), &link).unwrap();
+        let e = check_ancestors(&link.join("data")).unwrap_err();
+        assert!(e.to_string().contains("open, which has mode 0777"), "{e}");
+        // The same chain without the writable directory is trusted.
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+        check_ancestors(&link.join("data")).unwrap();
+    }
+
+    #[test]
+    fn a_parent_owned_by_another_user_is_refused() {
+        if crate::peer::effective_uid() != 0 {
+            eprintln!("skipped: giving a directory to another uid needs root");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let theirs = t.path().join("theirs");
+        mkdir_mode(&theirs, 0o755);
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        let e = crate::store::DataDir::lock(&theirs.join("data")).unwrap_err();
+        assert!(e.to_string().contains("is owned by uid 65534"), "{e}");
+    }
+
+    #[test]
+    fn every_level_created_is_made_durable_in_the_directory_holding_it() {
+        let t = tempfile::tempdir().unwrap();
+        let top = std::path::absolute(t.path()).unwrap();
+        let data = top.join("a/b/data");
+        synced::take();
+        create_private_dir(&data).unwrap();
+        let got = synced::take();
+        for parent in [top.clone(), top.join("a"), top.join("a/b")] {
+            assert!(got.contains(&parent), "{} not fsynced: {got:?}", parent.display());
+        }
+        // Existing already (an earlier run may have crashed before its fsync): its entry is
+        // made durable again.
+        create_private_dir(&data).unwrap();
+        assert_eq!(synced::take(), vec![top.join("a/b")]);
+    }
+}
