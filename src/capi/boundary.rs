@@ -8,6 +8,7 @@
 //! argument.
 
 use std::ffi::{c_char, CStr};
+use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::handle::kmscks_client;
@@ -242,6 +243,33 @@ pub(super) fn optional_out<T>(ptr: *mut T) -> Option<Out<T>> {
 
 /// A checked, non-NULL out-pointer.
 pub(super) struct Out<T>(*mut T);
+
+impl<T> Out<T> {
+    /// The addresses this output is written to, and its argument's name: what [`distinct`]
+    /// compares.
+    pub(super) fn named<'n>(&self, name: &'n str) -> (Range<usize>, &'n str) {
+        let at = self.0 as usize;
+        (at..at.saturating_add(size_of::<T>()), name)
+    }
+}
+
+/// Refuses outputs that share memory (the same `kmscks_buffer` given for a plaintext and its
+/// ciphertext): the one written last would replace the one written first, which would then
+/// be neither freed nor — a data key, a private key — wiped. [`Failure::invalid`] naming the
+/// second of the two, checked before the operation runs.
+pub(super) fn distinct(outputs: &[(Range<usize>, &str)]) -> CResult {
+    for (i, (first, first_name)) in outputs.iter().enumerate() {
+        for (second, second_name) in &outputs[i + 1..] {
+            if first.start < second.end && second.start < first.end {
+                return Err(Failure::invalid(
+                    second_name,
+                    format!("shares its memory with {first_name} (each output needs its own)"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Writes `value` through an out-pointer.
 ///

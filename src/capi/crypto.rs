@@ -13,7 +13,8 @@
 use std::ffi::c_char;
 
 use super::boundary::{
-    array, bytes, client, context, guard, lent_context, out, put, text, CResult, Context, Out,
+    array, bytes, client, context, distinct, guard, lent_context, out, put, text, CResult, Context,
+    Out,
 };
 use super::handle::{expect_response, kmscks_client};
 use super::memory::{c_string, kmscks_buffer, kmscks_context_entry};
@@ -80,6 +81,9 @@ pub unsafe extern "C" fn kmscks_decrypt(
         let encryption_context = unsafe { lent_context(ctx, ctx_len, "ctx") }?;
         let out = out(plaintext, "plaintext")?;
         let key_out = super::boundary::optional_out(key_id_or_null);
+        if let Some(k) = &key_out {
+            distinct(&[out.named("plaintext"), k.named("key_id_or_null")])?;
+        }
         let r = c.backend().decrypt_borrowed(&DecryptRequestRef {
             ciphertext_blob: blob,
             encryption_context: &encryption_context,
@@ -158,6 +162,7 @@ pub unsafe extern "C" fn kmscks_generate_data_key(
     guard(|| {
         let plain_out = out(plaintext, "plaintext")?;
         let cipher_out = out(ciphertext, "ciphertext")?;
+        distinct(&[plain_out.named("plaintext"), cipher_out.named("ciphertext")])?;
         // SAFETY: forwarded contract (each argument below likewise).
         let c = unsafe { client(c) }?;
         let args = unsafe { data_key_args(key_id, number_of_bytes, ctx, ctx_len) }?;

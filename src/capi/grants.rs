@@ -4,7 +4,7 @@
 
 use std::ffi::c_char;
 
-use super::boundary::{array, client, context, guard, out, put, text, CResult};
+use super::boundary::{array, client, context, distinct, guard, out, put, text, CResult};
 use super::handle::{expect_response, kmscks_client};
 use super::memory::{c_string, kmscks_context_entry};
 use super::result::{kmscks_result, Failure};
@@ -43,6 +43,7 @@ pub unsafe extern "C" fn kmscks_create_grant(
         let subset = unsafe { context(subset, subset_len, "subset") }?;
         let id_out = out(grant_id, "grant_id")?;
         let token_out = out(grant_token, "grant_token")?;
+        distinct(&[id_out.named("grant_id"), token_out.named("grant_token")])?;
         let operations = names
             .iter()
             .enumerate()

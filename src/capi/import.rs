@@ -5,7 +5,9 @@
 
 use std::ffi::c_char;
 
-use super::boundary::{bytes, client, guard, optional_out, optional_text, out, put, text};
+use super::boundary::{
+    bytes, client, distinct, guard, optional_out, optional_text, out, put, text,
+};
 use super::handle::{expect_response, kmscks_client};
 use super::memory::{c_string, kmscks_buffer};
 use super::result::{kmscks_result, Failure};
@@ -82,6 +84,14 @@ pub unsafe extern "C" fn kmscks_get_parameters_for_import(
         let public_out = out(public_key, "public_key")?;
         let token_out = out(import_token, "import_token")?;
         let valid_to_out = optional_out(valid_to_or_null);
+        let (public, token) = (
+            public_out.named("public_key"),
+            token_out.named("import_token"),
+        );
+        match &valid_to_out {
+            Some(v) => distinct(&[public, token, v.named("valid_to_or_null")])?,
+            None => distinct(&[public, token])?,
+        }
         let request = Request::GetParametersForImport(GetParametersForImportRequest {
             key_id: key_id.to_owned(),
             wrapping_algorithm: Some(algorithm),

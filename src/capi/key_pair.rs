@@ -5,7 +5,7 @@
 
 use std::ffi::c_char;
 
-use super::boundary::{client, context, guard, out, put, spelled, text, CResult, Out};
+use super::boundary::{client, context, distinct, guard, out, put, spelled, text, CResult, Out};
 use super::handle::{expect_response, kmscks_client};
 use super::memory::{kmscks_buffer, kmscks_context_entry};
 use super::result::{kmscks_result, Failure};
@@ -89,6 +89,11 @@ pub unsafe extern "C" fn kmscks_generate_data_key_pair(
         let plain_out = out(private_key_plaintext, "private_key_plaintext")?;
         let cipher_out = out(private_key_ciphertext, "private_key_ciphertext")?;
         let public_out = out(public_key, "public_key")?;
+        distinct(&[
+            plain_out.named("private_key_plaintext"),
+            cipher_out.named("private_key_ciphertext"),
+            public_out.named("public_key"),
+        ])?;
         // SAFETY: forwarded contract (each argument below likewise).
         let c = unsafe { client(c) }?;
         let request = unsafe { key_pair_request(key_id, key_pair_spec, ctx, ctx_len) }?;
@@ -117,6 +122,10 @@ pub unsafe extern "C" fn kmscks_generate_data_key_pair_without_plaintext(
     guard(|| {
         let cipher_out = out(private_key_ciphertext, "private_key_ciphertext")?;
         let public_out = out(public_key, "public_key")?;
+        distinct(&[
+            cipher_out.named("private_key_ciphertext"),
+            public_out.named("public_key"),
+        ])?;
         // SAFETY: forwarded contract (each argument below likewise).
         let c = unsafe { client(c) }?;
         let request = unsafe { key_pair_request(key_id, key_pair_spec, ctx, ctx_len) }?;

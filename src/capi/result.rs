@@ -16,6 +16,10 @@ include!(concat!(env!("OUT_DIR"), "/kmscks_result.rs"));
 /// `kmscks_result`; reading it as the Rust enum would trust C to pass only valid values).
 pub type ResultNumber = u32;
 
+// A call may come from a thread-exit destructor (a `pthread_key_create` destructor, a C++
+// `thread_local`'s) after `LAST_ERROR` is gone, when `with` would panic outside the guard's
+// `catch_unwind` and abort the process: it is only reached through `try_with`, and such a call
+// is answered as any other, its message lost (`kmscks_last_error_message` then reads "").
 thread_local! {
     /// The message of the calling thread's last failed call; empty after a success.
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
@@ -84,7 +88,8 @@ impl From<KmsError> for Failure {
 pub(super) fn clear_last_error() {
     if HAS_ERROR.get() {
         HAS_ERROR.set(false);
-        LAST_ERROR.with(|last| *last.borrow_mut() = CString::default());
+        // Gone (the thread is exiting): there is nothing left to clear.
+        let _ = LAST_ERROR.try_with(|last| *last.borrow_mut() = CString::default());
     }
 }
 
@@ -98,8 +103,9 @@ pub(super) fn set_last_error(message: &str) {
     };
     // `text` has no NUL (replaced just above), so `CString::new` cannot fail.
     let c = CString::new(text).unwrap_or_default();
-    LAST_ERROR.with(|last| *last.borrow_mut() = c);
-    HAS_ERROR.set(true);
+    if LAST_ERROR.try_with(|last| *last.borrow_mut() = c).is_ok() {
+        HAS_ERROR.set(true);
+    }
 }
 
 /// The name of a result code: the AWS exception name (`"NotFoundException"`) for the codes
@@ -121,5 +127,7 @@ pub extern "C" fn kmscks_result_name(result: ResultNumber) -> *const c_char {
 pub extern "C" fn kmscks_last_error_message() -> *const c_char {
     // The pointer stays valid after the borrow ends: the CString is replaced only by this
     // thread's next call (clear_last_error / set_last_error), as documented.
-    LAST_ERROR.with(|last| last.borrow().as_ptr())
+    LAST_ERROR
+        .try_with(|last| last.borrow().as_ptr())
+        .unwrap_or(c"".as_ptr())
 }

@@ -11,6 +11,7 @@ use super::crypto::*;
 use super::enums::*;
 use super::handle::*;
 use super::json::*;
+use super::key_pair::*;
 use super::keys::*;
 use super::memory::*;
 use super::result::*;
@@ -337,6 +338,60 @@ fn data_keys_round_trip_and_a_disabled_key_or_tampered_blob_gets_its_aws_code() 
 }
 
 #[test]
+fn outputs_sharing_memory_are_refused_naming_the_second_before_anything_is_made() {
+    let c = open_in_memory();
+    let key = create_key(c);
+    let mut b = kmscks_buffer::EMPTY;
+    let shared: *mut kmscks_buffer = &mut b;
+    // SAFETY: valid pointers; the same buffer twice, which is what is refused.
+    let r = unsafe { kmscks_generate_data_key(c, key.as_ptr(), 32, null(), 0, shared, shared) };
+    assert_eq!(r, kmscks_result::KMSCKS_INVALID_ARGUMENT);
+    assert_eq!(
+        last_error(),
+        "argument ciphertext: shares its memory with plaintext (each output needs its own)"
+    );
+    assert!(b.data.is_null() && b.len == 0, "nothing written");
+
+    // A pointer into the plaintext's buffer given for the key's ARN.
+    let (mut pt, mut ct) = (kmscks_buffer::EMPTY, kmscks_buffer::EMPTY);
+    // SAFETY: valid pointers throughout.
+    let r = unsafe { kmscks_generate_data_key(c, key.as_ptr(), 32, null(), 0, &mut pt, &mut ct) };
+    assert_eq!(r, kmscks_result::KMSCKS_OK, "{}", last_error());
+    let blob = take_buffer(ct);
+    let mut back = kmscks_buffer::EMPTY;
+    let inside = std::ptr::addr_of_mut!(back.len).cast::<*mut c_char>();
+    // SAFETY: as above; `inside` is aligned and writable, and overlaps `back`.
+    let r = unsafe { kmscks_decrypt(c, blob.as_ptr(), blob.len(), null(), 0, &mut back, inside) };
+    assert_eq!(r, kmscks_result::KMSCKS_INVALID_ARGUMENT);
+    assert!(last_error().starts_with("argument key_id_or_null: shares its memory with plaintext"));
+    assert!(back.data.is_null() && back.len == 0, "nothing written");
+    take_buffer(pt);
+
+    // Any two of a key pair's three outputs.
+    let spec = c"ECC_NIST_P256";
+    let (mut one, mut two) = (kmscks_buffer::EMPTY, kmscks_buffer::EMPTY);
+    // SAFETY: as above; the public key's buffer is the plaintext's.
+    let r = unsafe {
+        kmscks_generate_data_key_pair(
+            c,
+            key.as_ptr(),
+            spec.as_ptr(),
+            null(),
+            0,
+            &mut one,
+            &mut two,
+            &mut one,
+        )
+    };
+    assert_eq!(r, kmscks_result::KMSCKS_INVALID_ARGUMENT);
+    assert!(last_error()
+        .starts_with("argument public_key: shares its memory with private_key_plaintext"));
+    assert!(one.data.is_null() && two.data.is_null(), "nothing written");
+    // SAFETY: the handle from open_in_memory, closed once.
+    unsafe { kmscks_close(c) };
+}
+
+#[test]
 fn a_batch_answers_each_item_with_its_own_code_and_names_a_bad_item_member() {
     let c = open_in_memory();
     let key = create_key(c);
@@ -424,6 +479,43 @@ fn a_panic_inside_an_entry_point_becomes_internal_with_a_message() {
     let code = super::boundary::guard(|| panic!("boom"));
     assert_eq!(code, kmscks_result::KMSCKS_INTERNAL);
     assert!(last_error().contains("boom"), "{}", last_error());
+}
+
+#[test]
+fn a_call_from_a_thread_exit_destructor_after_the_last_error_is_gone_is_answered_not_aborted() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // What the late calls answered: the code, then whether the message was readable ("").
+    static LATE_CODE: AtomicU32 = AtomicU32::new(u32::MAX);
+    static LATE_MESSAGE_EMPTY: AtomicU32 = AtomicU32::new(u32::MAX);
+    struct Late;
+    impl Drop for Late {
+        fn drop(&mut self) {
+            let mut out = kmscks_buffer::EMPTY;
+            // SAFETY: every pointer is NULL or a live local; a NULL handle is refused.
+            let r = unsafe { kmscks_encrypt(null(), null(), null(), 0, null(), 0, &mut out) };
+            LATE_CODE.store(r as u32, Ordering::SeqCst);
+            // SAFETY: kmscks_last_error_message never returns NULL.
+            let m = unsafe { CStr::from_ptr(kmscks_last_error_message()) };
+            LATE_MESSAGE_EMPTY.store(u32::from(m.is_empty()), Ordering::SeqCst);
+        }
+    }
+    thread_local!(static LATE: Late = const { Late });
+    std::thread::spawn(|| {
+        // Registered first, so destroyed after the library's own thread-locals.
+        LATE.with(|_| {});
+        let mut out = kmscks_buffer::EMPTY;
+        // SAFETY: as above: a failure, which records the thread's last error.
+        let r = unsafe { kmscks_encrypt(null(), null(), null(), 0, null(), 0, &mut out) };
+        assert_eq!(r, kmscks_result::KMSCKS_INVALID_ARGUMENT);
+        assert!(last_error().contains("argument c"), "{}", last_error());
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        LATE_CODE.load(Ordering::SeqCst),
+        kmscks_result::KMSCKS_INVALID_ARGUMENT as u32
+    );
+    assert_eq!(LATE_MESSAGE_EMPTY.load(Ordering::SeqCst), 1);
 }
 
 #[test]
