@@ -863,3 +863,69 @@ fn a_uid_at_its_memory_quota_is_read_no_more_yet_each_connection_keeps_its_floor
     let big = kms(&mut other, "GenerateRandom", json!({"NumberOfBytes": 1024}));
     assert_eq!(big.status, 200);
 }
+
+#[test]
+fn a_batch_is_answered_off_the_loop_each_item_with_its_own_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &[]);
+    let mut s = BufReader::new(connect(addr));
+    let created = kms(&mut s, "CreateKey", json!({}));
+    let key = created.body["KeyMetadata"]["KeyId"].as_str().unwrap();
+    let items = json!({"Items": [
+        {"KeyId": key, "Plaintext": "aGVsbG8="},
+        {"KeyId": "alias/none", "Plaintext": "aGVsbG8="},
+        {"KeyId": key, "Plaintext": "d29ybGQ="},
+    ]});
+    let a = kms(&mut s, "EncryptBatch", items);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let answers = a.body["Results"].as_array().unwrap();
+    assert_eq!(answers.len(), 3, "{}", a.body);
+    assert!(answers[0]["Ok"]["CiphertextBlob"].is_string(), "{}", a.body);
+    assert_eq!(answers[1]["Err"]["__type"], "NotFoundException");
+    assert!(answers[2]["Ok"]["CiphertextBlob"].is_string(), "{}", a.body);
+    // The connection goes on serving after an answer from the lane.
+    let dec = kms(
+        &mut s,
+        "Decrypt",
+        json!({"CiphertextBlob": answers[2]["Ok"]["CiphertextBlob"]}),
+    );
+    assert_eq!(dec.body["Plaintext"], "d29ybGQ=");
+}
+
+#[test]
+fn a_batch_whose_answer_would_be_many_times_its_size_is_refused_as_over_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &[]);
+    // About 350,000 empty items in a request of just under a megabyte: each would be answered
+    // with an error item of about 70 bytes, some 24 MB in all.
+    let mut body = String::from(r#"{"Items":["#);
+    while body.len() < (1 << 20) - 16 {
+        body.push_str("{},");
+    }
+    body.pop();
+    body.push_str("]}");
+    let mut s = BufReader::new(connect(addr));
+    s.get_mut()
+        .write_all(request("TrentService.EncryptBatch", &body, "").as_bytes())
+        .unwrap();
+    // Another client is served meanwhile, and after.
+    let mut other = BufReader::new(connect(addr));
+    assert_eq!(kms(&mut other, "ListKeys", json!({})).status, 200);
+    let a = read_answer(&mut s);
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.body["__type"], "LimitExceededException");
+    let message = a.body["message"].as_str().unwrap();
+    assert!(
+        message.contains("EncryptBatch answer") && message.contains("fewer items per batch"),
+        "{message}"
+    );
+    assert!(
+        a.header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            < 1024
+    );
+    // The connection goes on serving.
+    assert_eq!(kms(&mut s, "ListKeys", json!({})).status, 200);
+}

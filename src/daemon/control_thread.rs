@@ -43,7 +43,8 @@ pub(super) type Job = Box<dyn FnOnce() + Send>;
 pub(super) enum Lane {
     /// Requests on the control-plane state.
     State,
-    /// Requests that generate or use an RSA private key: milliseconds to a second each.
+    /// Requests that generate or use an RSA private key: milliseconds to a second each. The
+    /// HTTP endpoint also runs its batch requests here (`http::lane_of`).
     Rsa,
 }
 

@@ -558,7 +558,7 @@ impl Deferred {
 }
 
 /// Whether `op` is a batch operation (answered as a [`Job`]).
-fn is_batch(op: u16) -> bool {
+pub(super) fn is_batch(op: u16) -> bool {
     [
         Op::EncryptBatch,
         Op::DecryptBatch,

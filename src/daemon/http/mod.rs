@@ -36,7 +36,11 @@
 //! private-key operations (`control_thread::Lane::of`) run on the daemon's control threads
 //! (`super::control_thread`, shared with the socket's loop, callers taking turns), so that a
 //! CreateKey's fsync or an RSA decryption holds no other connection; the connection's later
-//! requests wait for its answer (answers go out in request order).
+//! requests wait for its answer (answers go out in request order). So do kmscks's batch
+//! operations (EncryptBatch and the like, up to a megabyte of items: [`lane_of`]), on the
+//! lane of slow work, and no answer grows past [`MAX_ANSWER`] bytes (a batch of many small
+//! items that would is answered `LimitExceededException`): one request cannot hold the loop,
+//! nor make an answer twenty times its size.
 //!
 //! Pipelined data-plane requests (Encrypt, Decrypt, GenerateDataKey[WithoutPlaintext]) that
 //! one read brings reach the engine as one batch call, through the socket's own
@@ -240,12 +244,49 @@ impl Drop for Conn {
     }
 }
 
-/// A control-plane request's answer, from the control thread.
+/// A request's answer from a control thread, encoded there ([`encode_answer`]).
 struct Done {
     slot: usize,
     serial: u64,
-    result: Result<Response>,
+    answer: (u16, Vec<u8>),
     close: bool,
+}
+
+/// The lane of a request this loop does not answer itself: the control threads' lanes as on
+/// the socket ([`Lane::of`]), and the batch operations (kmscks's own, not AWS's) on the slow
+/// lane. The socket's loop answers a batch a slice at a time, between other connections'
+/// requests; this loop could only answer one whole, holding every other client meanwhile.
+fn lane_of(request: &Request) -> Option<Lane> {
+    Lane::of(request)
+        .or_else(|| super::dispatch::is_batch(request.op().code()).then_some(Lane::Rsa))
+}
+
+/// The largest answer body: four times the largest request body. An Encrypt batch filling a
+/// request with 4 KiB plaintexts is answered in about 1.1 MiB; a batch of many small items can
+/// ask for twenty times its size (an empty item `{}` is answered with a 70-byte error), and
+/// is refused with `LimitExceededException` instead.
+const MAX_ANSWER: usize = 4 * MAX_BODY;
+
+/// The HTTP status and JSON body answering `result`; an answer over [`MAX_ANSWER`] bytes is a
+/// `LimitExceededException` naming its size, what it would have held wiped.
+fn encode_answer(result: Result<Response>) -> (u16, Vec<u8>) {
+    let response = match result {
+        Ok(response) => response,
+        Err(e) => return aws_json::encode_error(&e),
+    };
+    let body = aws_json::encode_response(&response);
+    if body.len() <= MAX_ANSWER {
+        return (200, body);
+    }
+    let e = err!(
+        LimitExceededException,
+        "the {} answer of {} bytes exceeds the endpoint's limit of {MAX_ANSWER} bytes; send \
+         fewer items per batch",
+        response.op().name(),
+        body.len()
+    );
+    wipe(body);
+    aws_json::encode_error(&e)
 }
 
 /// How the loop hands control-plane requests to the control thread and hears back.
@@ -266,7 +307,7 @@ impl Control {
         request: Request,
         close: bool,
     ) -> bool {
-        let Some(lane) = Lane::of(&request) else {
+        let Some(lane) = lane_of(&request) else {
             return false;
         };
         let principal = handle.principal().to_owned();
@@ -275,11 +316,11 @@ impl Control {
             lane,
             &principal,
             Box::new(move || {
-                let result = handle.dispatch(&request);
+                let answer = encode_answer(handle.dispatch(&request));
                 let _ = done.send(Done {
                     slot,
                     serial,
-                    result,
+                    answer,
                     close,
                 });
                 let _ = waker.wake();
@@ -424,7 +465,7 @@ fn answered(conns: &mut [Option<Conn>], done: &Receiver<Done>, ready: &mut Vec<u
         else {
             continue;
         };
-        Answers(&mut conn.wbuf).write(d.result, d.close);
+        Answers(&mut conn.wbuf).write_encoded(d.answer, d.close);
         conn.close_after_write |= d.close;
         conn.awaiting = false;
         conn.last_active = Instant::now();
@@ -707,7 +748,7 @@ fn answer(
                 .and_then(|()| request_of(&ex));
                 let mut out = Answers(&mut conn.wbuf);
                 match (request, conn.acting.as_ref()) {
-                    (Ok(request), Some((_, handle))) if Lane::of(&request).is_some() => {
+                    (Ok(request), Some((_, handle))) if lane_of(&request).is_some() => {
                         // Off this thread (it may wait for the state's lock and an fsync);
                         // nothing more is parsed until the answer is back.
                         batcher.flush(handle, &mut out);
@@ -785,10 +826,11 @@ struct Answers<'a>(&'a mut Vec<u8>);
 impl Answers<'_> {
     /// Appends the answer to one request.
     fn write(&mut self, result: Result<Response>, close: bool) {
-        let (status, body) = match result {
-            Ok(response) => (200, aws_json::encode_response(&response)),
-            Err(e) => aws_json::encode_error(&e),
-        };
+        self.write_encoded(encode_answer(result), close);
+    }
+
+    /// Appends an answer [`encode_answer`] made.
+    fn write_encoded(&mut self, (status, body): (u16, Vec<u8>), close: bool) {
         exchange::write_answer(self.0, status, &request_id(), &body, close);
         wipe(body);
     }
