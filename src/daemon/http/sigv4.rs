@@ -207,6 +207,12 @@ fn parse_authorization(header: &str) -> Result<Authorization<'_>> {
     })
 }
 
+/// The headers a signature must cover (AWS requires `host`; botocore and the SDKs sign all
+/// three): where the request goes, when it was signed, and which operation it is. A signature
+/// over less could be sent again within the allowed skew as another operation on the same
+/// body (a DescribeKey's `{"KeyId": …}` as a ScheduleKeyDeletion).
+const MUST_SIGN: [&str; 3] = ["host", "x-amz-date", "x-amz-target"];
+
 /// Checks the signature of `req`; the principal of its access key.
 pub(super) fn verify(
     creds: &Credentials,
@@ -227,6 +233,18 @@ pub(super) fn verify(
             "The security token included in the request is invalid."
         )
     })?;
+    // After the key: an unknown access key is reported as such, whatever it signed.
+    if let Some(name) = MUST_SIGN.into_iter().find(|must| {
+        !auth
+            .signed_headers
+            .split(';')
+            .any(|h| h.eq_ignore_ascii_case(must))
+    }) {
+        return Err(invalid_signature(format!(
+            "'{name}' must be a 'SignedHeader' in the AWS Authorization (signed: '{}')",
+            auth.signed_headers
+        )));
+    }
     let amz_date = req.header("x-amz-date").ok_or_else(|| {
         err!(
             IncompleteSignatureException,
@@ -594,6 +612,42 @@ mod tests {
             kind(check(&unsigned, body, at_date())),
             ErrorKind::MissingAuthenticationTokenException
         );
+    }
+
+    #[test]
+    fn a_signature_that_does_not_cover_the_host_date_and_target_is_refused_naming_the_header() {
+        let body = br#"{"KeyId":"alias/a"}"#;
+        let good = signed_request("AKIDEXAMPLE", SECRET, DATE, body);
+        for left_out in ["Host", "X-Amz-Date", "X-Amz-Target"] {
+            // Signed over the other headers only, sent with all of them.
+            let signed: Vec<(&str, &[u8])> = good[..4]
+                .iter()
+                .filter(|(n, _)| n != left_out)
+                .map(|(n, v)| (n.as_str(), v.as_slice()))
+                .collect();
+            let auth = authorization(
+                "AKIDEXAMPLE",
+                SECRET,
+                "us-east-1",
+                "kms",
+                &signed,
+                body,
+                DATE,
+            )
+            .unwrap();
+            let mut sent = good[..4].to_vec();
+            sent.push(("Authorization".into(), auth.into_bytes()));
+            let e = check(&sent, body, at_date()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidSignatureException, "{e}");
+            let name = left_out.to_ascii_lowercase();
+            assert!(
+                e.message()
+                    .starts_with(&format!("'{name}' must be a 'SignedHeader'")),
+                "{e}"
+            );
+        }
+        // Signed over all four, it is the principal's.
+        assert!(check(&good, body, at_date()).is_ok());
     }
 
     #[test]
