@@ -113,8 +113,8 @@ pub(super) fn parse(buf: &[u8]) -> Parsed<'_> {
         } else if name.eq_ignore_ascii_case("authorization") {
             authorization = Some(value().trim());
         } else if name.eq_ignore_ascii_case("content-length") {
-            match value().trim().parse::<usize>() {
-                Ok(n) if length.is_none_or(|l| l == n) => length = Some(n),
+            match content_length(value().trim()) {
+                Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
                 _ => {
                     return Parsed::Refused(
                         400,
@@ -216,6 +216,15 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// A `Content-Length` value: digits only (RFC 9110's `1*DIGIT`). `str::parse` would also take
+/// a leading `+`, which a proxy in front could read otherwise, framing the body differently.
+fn content_length(value: &str) -> Option<usize> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,6 +295,22 @@ mod tests {
             ),
             (
                 "POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n".into(),
+                400,
+                ErrorKind::SerializationException,
+            ),
+            // Digits only: a sign, a blank or nothing is no length.
+            (
+                "POST / HTTP/1.1\r\nContent-Length: +2\r\n\r\n{}".into(),
+                400,
+                ErrorKind::SerializationException,
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 1 1\r\n\r\n{}".into(),
+                400,
+                ErrorKind::SerializationException,
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: \r\n\r\n{}".into(),
                 400,
                 ErrorKind::SerializationException,
             ),
