@@ -80,34 +80,66 @@ pub(super) fn members(op: Op) -> impl Iterator<Item = &'static str> {
 }
 
 /// Refuses `body` when it sets a member of `op` kmscks does not honour to a value other than
-/// the ones it does. Costs a substring search of the body for each listed member of `op` (none
-/// for most operations); the body is parsed only when a listed name occurs in it.
+/// the ones it does — however the name is spelled (`"Recipien\u0074"` is `Recipient`) and
+/// however often it occurs (serde_json's map would keep only the last). Costs a substring
+/// search of the body for each listed member of `op` (none for most operations); the body is
+/// parsed only when a listed name, or an escape that could spell one, occurs in it.
 pub(super) fn check(op: Op, body: &[u8]) -> Result<()> {
-    let mut parsed: Option<serde_json::Map<String, serde_json::Value>> = None;
+    let mut parsed: Option<Members> = None;
+    let escaped = memchr::memchr(b'\\', body).is_some();
     for u in TABLE.iter().filter(|u| u.op == op) {
-        if !contains(body, u.member) {
+        if !escaped && !contains(body, u.member) {
             continue;
         }
-        let object = match &parsed {
-            Some(object) => object,
+        let members = match &parsed {
+            Some(members) => members,
             // A body that does not parse is the decoder's to refuse, with its own message.
             None => match serde_json::from_slice(body) {
-                Ok(object) => parsed.insert(object),
+                Ok(members) => parsed.insert(members),
                 Err(_) => return Ok(()),
             },
         };
-        let Some(value) = object.get(u.member).filter(|v| !v.is_null()) else {
-            continue;
+        let honoured = |value: &serde_json::Value| {
+            value.is_null()
+                || u.honoured.iter().any(|h| {
+                    serde_json::from_str::<serde_json::Value>(h).is_ok_and(|h| h == *value)
+                })
         };
-        let honoured = u
-            .honoured
+        if members
+            .0
             .iter()
-            .any(|h| serde_json::from_str::<serde_json::Value>(h).is_ok_and(|h| h == *value));
-        if !honoured {
+            .any(|(name, value)| name == u.member && !honoured(value))
+        {
             return Err(refusal(op, u));
         }
     }
     Ok(())
+}
+
+/// A body's top-level members in order, each occurrence of a repeated name kept.
+struct Members(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Members, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    members.push(entry);
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 /// Whether `body` holds the quoted member name. Jumps from quote to quote (memchr, SIMD): a
@@ -158,6 +190,25 @@ mod tests {
         let e = check(Op::CreateCluster, br#"{"Mode":"NON_FIPS"}"#).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::CloudHsmInvalidRequestException);
         assert!(e.message().contains("only \"FIPS\""), "{e}");
+    }
+
+    #[test]
+    fn a_listed_member_spelled_with_an_escape_or_repeated_is_refused_all_the_same() {
+        let recipient = r#"{"KeyEncryptionAlgorithm":"RSAES_OAEP_SHA_256"}"#;
+        for body in [
+            format!(r#"{{"KeyId":"alias/a","Recipien\u0074":{recipient}}}"#),
+            format!(r#"{{"KeyId":"alias/a","Recipient":{recipient},"Recipient":null}}"#),
+            format!(r#"{{"KeyId":"alias/a","Recipient":null,"Recipient":{recipient}}}"#),
+        ] {
+            let e = check(Op::GenerateDataKey, body.as_bytes()).unwrap_err();
+            assert!(
+                e.message().contains("Recipient in GenerateDataKey"),
+                "{body}: {e}"
+            );
+        }
+        // An escape elsewhere (a slash escaped in a blob) parses, and passes.
+        check(Op::Decrypt, br#"{"CiphertextBlob":"AA\/A"}"#).unwrap();
+        check(Op::Decrypt, br#"{"Recipient":null,"Recipient":null}"#).unwrap();
     }
 
     #[test]
