@@ -787,6 +787,44 @@ fn a_client_dribbling_its_request_is_closed_after_the_idle_timeout_while_others_
     assert_eq!(kms(&mut after, "ListKeys", json!({})).status, 200);
 }
 
+#[test]
+fn a_client_reading_long_answers_slowly_is_not_idle_and_gets_every_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &["--idle-timeout-secs", "1"]);
+    let s = connect(addr);
+    // 10,000 answers of about 1.5 KB (15 MB), far past what the kernel's buffers on both ends
+    // hold: once the daemon has read every request, the last answers wait seconds for this
+    // reader, with no new request coming.
+    const N: usize = 10_000;
+    let mut writer = s.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let one = request(
+            "TrentService.GenerateRandom",
+            r#"{"NumberOfBytes":1024}"#,
+            "",
+        );
+        for _ in 0..N {
+            writer.write_all(one.as_bytes()).unwrap();
+        }
+    });
+    // Read at about 2.5 MB/s (the pace is the scenario, not a synchronisation): six seconds,
+    // the last two or more after the last request.
+    let mut r = BufReader::with_capacity(256 << 10, s);
+    let mut answered = 0;
+    let mut since_pause = 0usize;
+    while answered < N {
+        let a = read_answer(&mut r);
+        assert_eq!(a.status, 200, "answer {answered}: {}", a.body);
+        answered += 1;
+        since_pause += 1;
+        if since_pause == 170 {
+            since_pause = 0;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    sender.join().unwrap();
+}
+
 /// Writes pipelined GenerateRandom requests (each answer ~6× its request) to a connection that
 /// never reads its answers, until the daemon stops taking them (a write blocked for 2 s) or
 /// `bound` bytes went in; returns how many bytes went in.

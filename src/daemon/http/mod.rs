@@ -12,8 +12,9 @@
 //! AWS's error shape, then the close), the socket's per-uid connection quotas (`max_connections`,
 //! `max_connections_per_uid`, `reserved_connections` for root and the daemon's uid: a
 //! connection over them is closed at accept, so another local user cannot take every
-//! connection), closed after `idle_timeout_secs` without a whole request (a client dribbling
-//! a request byte by byte is closed as an idle one). Request bytes are wiped
+//! connection), closed after `idle_timeout_secs` without a whole request nor answer bytes
+//! taken (a client dribbling a request byte by byte is closed as an idle one; one reading a
+//! long answer slowly is not). Request bytes are wiped
 //! once handled and answer bytes once written (they carry plaintexts and data keys), and a
 //! buffer that grows or shrinks leaves no copy behind. A slow
 //! HSM's latency holds the connection's answers, never the thread (see `engine::latency`).
@@ -180,7 +181,8 @@ struct Conn {
     /// Answers not yet written: `wbuf[wpos..]`.
     wbuf: Vec<u8>,
     wpos: usize,
-    /// Last whole request received or answer written.
+    /// Last whole request received, or answer bytes the peer took: a client reading a long
+    /// answer slowly is not idle.
     last_active: Instant,
     /// `100 Continue` was sent for the request at the head of `rbuf`.
     continued: bool,
@@ -906,16 +908,26 @@ fn request_of(ex: &exchange::Exchange<'_>) -> Result<Request> {
     Ok(request)
 }
 
-/// Writes what the socket takes; true once everything is written.
+/// Writes what the socket takes; true once everything is written. Bytes taken count as
+/// activity (`last_active`).
 fn flush(conn: &mut Conn) -> io::Result<bool> {
+    let from = conn.wpos;
     while conn.wpos < conn.wbuf.len() {
         match conn.stream.write(&conn.wbuf[conn.wpos..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => conn.wpos += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if conn.wpos > from {
+                    conn.last_active = Instant::now();
+                }
+                return Ok(false);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+    }
+    if conn.wpos > from {
+        conn.last_active = Instant::now();
     }
     // Its spare capacity holds nothing to wipe: the buffer only grows by `extend_wiping` and
     // `reserve_wiping`, and is emptied only here, after its bytes are wiped.
