@@ -1,9 +1,10 @@
 /*
  * errors.c: every error path a C caller can reach, and that a refused call changes nothing:
- * NULL for required pointers (KMSCKS_INVALID_ARGUMENT naming the argument, outputs untouched),
- * strings that are not UTF-8, unknown keys, aliases and stores, a disabled key, a disconnected
- * store and one that fails to connect, damaged ciphertexts and wrong contexts, sizes out of
- * range, the free functions on NULL / zeroed / already-freed structs, and result names.
+ * NULL for required pointers and outputs sharing memory (KMSCKS_INVALID_ARGUMENT naming the
+ * argument, outputs untouched), strings that are not UTF-8, unknown keys, aliases and stores,
+ * a disabled key, a disconnected store and one that fails to connect, damaged ciphertexts and
+ * wrong contexts, sizes out of range, the free functions on NULL / zeroed / already-freed
+ * structs, and result names.
  * Written only from the header.
  *
  * Usage: errors embedded <data_dir> | errors daemon <socket_path>   (see check.h)
@@ -85,6 +86,12 @@ static void null_arguments(const kmscks_client *c, const char *key) {
     kmscks_data_key_result results[2];
     kmscks_encrypt_request enc_items[1] = {{key, NULL, 3, NULL, 0}};
     kmscks_encrypt_result enc_results[1];
+
+    /* Outputs sharing memory: the second would replace the first (a data key lost unwiped). */
+    reset(&b);
+    CHECK_CODE(kmscks_generate_data_key(c, key, 32, NULL, 0, &b, &b), KMSCKS_INVALID_ARGUMENT);
+    CHECK_MSG("argument ciphertext: shares its memory with plaintext");
+    CHECK(untouched(&b));
 
     /* The handle. */
     CHECK_CODE(kmscks_create_key(NULL, NULL, NULL, &out), KMSCKS_INVALID_ARGUMENT);
@@ -249,7 +256,7 @@ static void bad_utf8(const kmscks_client *c, const char *key) {
 
 static void unknown_ids(const kmscks_client *c) {
     char *out = SENTINEL;
-    kmscks_buffer b;
+    kmscks_buffer b, b2;
     kmscks_key_state state = 77;
     kmscks_connection_state cs = 77;
     reset(&b);
@@ -270,8 +277,9 @@ static void unknown_ids(const kmscks_client *c) {
     CHECK_CODE(kmscks_revoke_grant(c, NO_SUCH_KEY,
                                    "0000000000000000000000000000000000000000000000000000000000000000"),
                KMSCKS_NOT_FOUND);
-    CHECK_CODE(kmscks_generate_data_key(c, NO_SUCH_KEY, 32, NULL, 0, &b, &b), KMSCKS_NOT_FOUND);
-    CHECK(untouched(&b));
+    reset(&b2);
+    CHECK_CODE(kmscks_generate_data_key(c, NO_SUCH_KEY, 32, NULL, 0, &b, &b2), KMSCKS_NOT_FOUND);
+    CHECK(untouched(&b) && untouched(&b2));
 
     CHECK_CODE(kmscks_connect_custom_key_store(c, NO_SUCH_STORE),
                KMSCKS_CUSTOM_KEY_STORE_NOT_FOUND);
@@ -357,15 +365,16 @@ static void sizes(const kmscks_client *c, const char *key) {
 }
 
 static void disabled_key(const kmscks_client *c, const char *key) {
-    kmscks_buffer b, ct = {0};
+    kmscks_buffer b, b2, ct = {0};
     CHECK_OK(kmscks_encrypt(c, key, PT, sizeof PT, NULL, 0, &ct));
     CHECK_OK(kmscks_disable_key(c, key));
     reset(&b);
     CHECK_CODE(kmscks_encrypt(c, key, PT, sizeof PT, NULL, 0, &b), KMSCKS_DISABLED);
     CHECK_MSG(key);
     CHECK_CODE(kmscks_decrypt(c, ct.data, ct.len, NULL, 0, &b, NULL), KMSCKS_DISABLED);
-    CHECK_CODE(kmscks_generate_data_key(c, key, 32, NULL, 0, &b, &b), KMSCKS_DISABLED);
-    CHECK(untouched(&b));
+    reset(&b2);
+    CHECK_CODE(kmscks_generate_data_key(c, key, 32, NULL, 0, &b, &b2), KMSCKS_DISABLED);
+    CHECK(untouched(&b) && untouched(&b2));
     CHECK_OK(kmscks_enable_key(c, key));
     CHECK_OK(kmscks_decrypt(c, ct.data, ct.len, NULL, 0, &b, NULL));
     CHECK(same_bytes(&b, PT, sizeof PT));
