@@ -344,32 +344,47 @@ impl Engine {
         self.inner.shards.len()
     }
 
-    /// Applies control-plane changes to every shard, in order, before returning. All or
-    /// nothing: the batch is checked whole first (an unknown HSM, a replica, alias or gate of
-    /// a missing key) and, if any change is invalid, none is applied and its error returned.
+    /// Applies control-plane changes to every shard that serves, in order, before returning.
+    /// All or nothing: the batch is checked whole first (an unknown HSM, a replica, alias or
+    /// gate of a missing key) and, if any change is invalid, none is applied and its error
+    /// returned.
+    ///
+    /// A shard that failed (a panic while its lock was held poisons it) is marked dead and
+    /// skipped: it never serves again, so a revocation that reaches every other shard has
+    /// reached every shard that answers — one failed shard must not keep the rest serving what
+    /// the control plane has since closed. Only when every shard failed is the change refused.
     pub fn apply(&self, changes: &[Control]) -> Result<()> {
         if let Some(e) = self.inner.refusal() {
             return Err(e);
         }
         let mut guards = Vec::with_capacity(self.shards());
+        let mut dead = 0u64;
         for (i, s) in self.inner.shards.iter().enumerate() {
-            match s.state.lock() {
-                Ok(g) => guards.push(g),
-                Err(_) => {
+            let guard = if s.is_dead() {
+                None
+            } else {
+                s.state.lock().ok()
+            };
+            match guard {
+                Some(g) => guards.push((i, g)),
+                None => {
                     s.mark_dead();
-                    return Err(err!(
-                        KMSInternalException,
-                        "engine shard {i} failed (its worker panicked)"
-                    ));
+                    dead |= 1u64 << i;
                 }
             }
         }
+        if guards.is_empty() {
+            return Err(err!(
+                KMSInternalException,
+                "every engine shard failed (their workers panicked); restart kmscks"
+            ));
+        }
         // Every shard holds the same directories, so one shard's view validates for all.
-        guards[0].validate(changes)?;
+        guards[0].1.validate(changes)?;
         if changes.len() < PARALLEL_APPLY || guards.len() < 2 {
             for c in changes {
-                let target = guards[0].least_loaded_shard();
-                for g in guards.iter_mut() {
+                let target = guards[0].1.least_loaded_shard(dead);
+                for (_, g) in guards.iter_mut() {
                     g.apply(c, target)?;
                 }
             }
@@ -378,7 +393,7 @@ impl Engine {
         // A bulk load (the first sync after an open, 100,000 keys at AWS's quota): each shard
         // applies the whole batch on its own thread. The shard each new HSM goes to is chosen
         // first, as the sequential path would choose it, so every shard places it alike.
-        let targets = guards[0].plan_targets(changes);
+        let targets = guards[0].1.plan_targets(changes, dead);
         let added = changes
             .iter()
             .filter(|c| matches!(c, Control::PutKey { .. }))
@@ -394,18 +409,20 @@ impl Engine {
         std::thread::scope(|scope| {
             let others: Vec<_> = rest
                 .iter_mut()
-                .map(|g| {
+                .map(|(i, g)| {
                     let st: &mut ShardState = g;
-                    scope.spawn(move || apply_all(st))
+                    (*i, scope.spawn(move || apply_all(st)))
                 })
                 .collect();
-            let mine = apply_all(&mut first[0]);
-            others.into_iter().fold(mine, |acc, h| {
-                // A panic in a shard's apply is a bug; report it as an internal error.
+            let mine = apply_all(&mut first[0].1);
+            others.into_iter().fold(mine, |acc, (i, h)| {
+                // A panic in a shard's apply is a bug: that shard, left part applied (its lock
+                // is held here, so not poisoned), serves no more; reported as an internal error.
                 let r = h.join().unwrap_or_else(|_| {
+                    self.inner.shards[i].mark_dead();
                     Err(err!(
                         KMSInternalException,
-                        "an engine shard's apply panicked"
+                        "engine shard {i}'s apply panicked"
                     ))
                 });
                 acc.and(r)

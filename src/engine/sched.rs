@@ -242,8 +242,8 @@ impl Shard {
         self.queue.len()
     }
 
-    #[cfg(test)]
-    pub(crate) fn dead_for_test(&self) -> bool {
+    /// Whether the shard failed (a panic while its lock was held): it never serves again.
+    pub(crate) fn is_dead(&self) -> bool {
         self.dead.load(Ordering::SeqCst)
     }
 

@@ -810,15 +810,21 @@ impl ShardState {
     }
 
     /// The shard a new custom HSM goes to: the one hosting the fewest.
-    pub(crate) fn least_loaded_shard(&self) -> usize {
-        least_loaded(&self.loads())
+    pub(crate) fn least_loaded_shard(&self, dead: u64) -> usize {
+        least_loaded(&self.loads(dead))
     }
 
-    /// How many custom HSMs each shard hosts.
-    fn loads(&self) -> Vec<usize> {
+    /// How many custom HSMs each shard hosts; the shards in `dead` (bits by index: failed, they
+    /// never serve again) as full, so that no HSM is placed there while another shard lives.
+    fn loads(&self, dead: u64) -> Vec<usize> {
         let mut load = vec![0usize; self.nshards];
         for &s in self.placement.values() {
             load[s] += 1;
+        }
+        for (s, l) in load.iter_mut().enumerate() {
+            if dead & bit(s) != 0 {
+                *l = usize::MAX;
+            }
         }
         load
     }
@@ -826,8 +832,8 @@ impl ShardState {
     /// For each control of `changes`, the `target` that applying them one by one would pass
     /// ([`ShardState::least_loaded_shard`] before each): HSMs added and removed along the way
     /// are counted, so shards applying the batch in parallel place every HSM alike.
-    pub(crate) fn plan_targets(&self, changes: &[Control]) -> Vec<usize> {
-        let mut load = self.loads();
+    pub(crate) fn plan_targets(&self, changes: &[Control], dead: u64) -> Vec<usize> {
+        let mut load = self.loads(dead);
         let mut placed = self.placement.clone();
         changes
             .iter()
@@ -838,13 +844,13 @@ impl ShardState {
                         hsm: HsmSlot::Hsm(h),
                     } if !placed.contains_key(h) => {
                         placed.insert(h.clone(), target);
-                        load[target] += 1;
+                        load[target] = load[target].saturating_add(1);
                     }
                     Control::RemoveHsm {
                         hsm: HsmSlot::Hsm(h),
                     } => {
                         if let Some(s) = placed.remove(h) {
-                            load[s] -= 1;
+                            load[s] = load[s].saturating_sub(1);
                         }
                     }
                     _ => {}

@@ -76,8 +76,75 @@ fn a_poisoned_shard_answers_errors_instead_of_hanging() {
     });
     let r = rx.recv_timeout(Duration::from_secs(20)).expect("hung");
     assert_eq!(r.unwrap_err().kind(), ErrorKind::KMSInternalException);
-    assert!(engine.inner.shards[0].dead_for_test());
+    assert!(engine.inner.shards[0].is_dead());
     assert!(engine.apply(&[]).is_err());
+}
+
+#[test]
+fn a_revocation_reaches_every_shard_that_serves_when_another_shard_has_failed() {
+    let engine = Arc::new(
+        Engine::new(EngineConfig {
+            shards: 2,
+            pin_workers: false,
+            ..EngineConfig::default()
+        })
+        .unwrap(),
+    );
+    let k = KeyId::generate();
+    engine
+        .apply(&[
+            Control::AddHsm {
+                hsm: HsmSlot::Default,
+            },
+            Control::PutKey {
+                key: k,
+                gate: Gate::Open,
+                authorizer: Arc::new(AllowAll),
+            },
+            Control::PutReplica {
+                hsm: HsmSlot::Default,
+                key: k,
+                material: KeyMaterial::generate(),
+            },
+        ])
+        .unwrap();
+    // Shard 1 fails: a caller panicked while holding it.
+    let e2 = engine.clone();
+    let _ = std::thread::spawn(move || {
+        let _g = e2.inner.shards[1].state.lock().unwrap();
+        panic!("simulated failure while holding shard 1");
+    })
+    .join();
+    let encrypt = || engine.encrypt("p", &KeyRef::Id(k), b"x", &EncryptionContext::new());
+    // The live shard serves the key; the failed one is marked dead by the next change.
+    encrypt().unwrap();
+    let disabled = || Gate::Closed(crate::err!(DisabledException, "key is disabled."));
+    engine
+        .apply(&[Control::SetGate {
+            key: k,
+            gate: disabled(),
+        }])
+        .unwrap();
+    assert!(engine.inner.shards[1].is_dead());
+    assert_eq!(encrypt().unwrap_err().kind(), ErrorKind::DisabledException);
+    // A new HSM goes to a live shard, never to a failed one (with none placed yet, both
+    // shards are as loaded: the dead one is passed over whichever it is).
+    let st = engine.inner.shards[0].state.lock().unwrap();
+    assert_eq!(st.least_loaded_shard(0b10), 0);
+    assert_eq!(st.least_loaded_shard(0b01), 1);
+}
+
+#[test]
+fn when_every_shard_has_failed_a_change_is_refused() {
+    let (engine, _k) = one_shard_engine();
+    let e2 = engine.clone();
+    let _ = std::thread::spawn(move || {
+        let _g = e2.inner.shards[0].state.lock().unwrap();
+        panic!("simulated failure while holding the only shard");
+    })
+    .join();
+    let e = engine.apply(&[]).unwrap_err();
+    assert!(e.message().contains("every engine shard failed"), "{e}");
 }
 
 #[test]
@@ -294,9 +361,9 @@ fn planned_targets_place_hsms_as_one_by_one_application_would() {
         },
     ];
     let mut st = ShardState::new(0, 3, &config);
-    let plan = st.plan_targets(&controls);
+    let plan = st.plan_targets(&controls, 0);
     for (c, planned) in controls.iter().zip(plan) {
-        let target = st.least_loaded_shard();
+        let target = st.least_loaded_shard(0);
         assert_eq!(target, planned, "{c:?}");
         st.apply(c, target).unwrap();
     }
