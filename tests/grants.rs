@@ -205,6 +205,31 @@ fn an_equals_constraint_allows_exactly_its_context() {
 }
 
 #[test]
+fn a_constraint_with_keys_differing_only_in_case_is_refused_naming_them_and_no_grant_is_made() {
+    let (kms, _clock) = kms();
+    let key = create_key(&kms, None);
+    let e = kms
+        .create_grant(&CreateGrantRequest {
+            constraints: equals(&[("tenant", "a"), ("Tenant", "a")]),
+            ..grant_req(&key, USER, &[G::Encrypt])
+        })
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ValidationException);
+    assert!(
+        e.message().contains("constraints.encryptionContextEquals")
+            && e.message().contains("'Tenant' and 'tenant'"),
+        "{e}"
+    );
+    let listed = kms
+        .list_grants(&ListGrantsRequest {
+            key_id: key.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(listed.grants.is_empty());
+}
+
+#[test]
 fn a_batch_checks_each_item_against_the_grant_constraints_on_its_own() {
     let (kms, _clock) = kms();
     let key = create_key(&kms, None);

@@ -196,6 +196,13 @@ fn check_constraint_map(member: &str, map: &EncryptionContext) -> Result<()> {
             Constraint::MaxLength(GRANT_CONSTRAINT_VALUE_LEN),
         ));
     }
+    if let Some((a, b)) = crate::types::grant::keys_differing_only_in_case(map) {
+        return Err(err!(
+            ValidationException,
+            "{member} has the keys '{a}' and '{b}', which differ only in case: a constraint \
+             compares keys without regard to case"
+        ));
+    }
     Ok(())
 }
 

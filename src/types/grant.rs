@@ -44,6 +44,18 @@ fn has_pair(context: &EncryptionContext, key: &str, value: &str) -> bool {
         || context.iter().any(|(k, v)| v == value && same_key(k, key))
 }
 
+/// Two keys of a constraint's `map` that differ only in case, if any: a constraint compares
+/// keys without regard to case, so such a map cannot say what it means (CreateGrant refuses it).
+pub fn keys_differing_only_in_case(map: &EncryptionContext) -> Option<(&str, &str)> {
+    let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+    keys.iter().enumerate().find_map(|(i, a)| {
+        keys[i + 1..]
+            .iter()
+            .find(|b| same_key(a, b))
+            .map(|b| (*a, *b))
+    })
+}
+
 /// Whether every pair of `part` is in `whole`.
 fn included(part: &EncryptionContext, whole: &EncryptionContext) -> bool {
     part.iter().all(|(k, v)| has_pair(whole, k, v))
@@ -67,10 +79,12 @@ impl GrantConstraints {
             .encryption_context_subset
             .as_ref()
             .is_none_or(|s| included(s, context));
-        let equals = self
-            .encryption_context_equals
-            .as_ref()
-            .is_none_or(|e| e.len() == context.len() && included(e, context));
+        // As many pairs, and each way: with keys folded, the count alone proves nothing (a
+        // constraint with two keys differing only in case would let one pair of the
+        // request's go unchecked).
+        let equals = self.encryption_context_equals.as_ref().is_none_or(|e| {
+            e.len() == context.len() && included(e, context) && included(context, e)
+        });
         subset && equals
     }
 
@@ -142,6 +156,24 @@ mod tests {
         assert!(c.hold_for(&ctx(&[("Env", "prod"), ("DEPT", "IT")])));
         assert!(!c.hold_for(&ctx(&[("Dept", "IT")])));
         assert!(!c.hold_for(&ctx(&[("Dept", "IT"), ("Env", "prod"), ("More", "x")])));
+    }
+
+    #[test]
+    fn an_equals_constraint_with_keys_differing_only_in_case_admits_no_pair_it_does_not_name() {
+        // Such a map is refused at CreateGrant; one stored before still means no more than its
+        // pairs: both of its pairs matching the request's one `tenant` must not leave the
+        // request's second pair unchecked.
+        let c = equals(&[("tenant", "a"), ("Tenant", "a")]);
+        assert!(!c.hold_for(&ctx(&[("tenant", "a"), ("purpose", "anything")])));
+        assert!(c.hold_for(&ctx(&[("tenant", "a"), ("Tenant", "a")])));
+        assert_eq!(
+            keys_differing_only_in_case(&ctx(&[("tenant", "a"), ("Tenant", "a")])),
+            Some(("Tenant", "tenant"))
+        );
+        assert_eq!(
+            keys_differing_only_in_case(&ctx(&[("a", "1"), ("b", "1")])),
+            None
+        );
     }
 
     #[test]
