@@ -9,8 +9,13 @@ use crate::error::ErrorKind;
 use crate::types::{HsmId, KeyId};
 
 fn one_shard_engine() -> (Arc<Engine>, KeyId) {
+    engine_with_one_key(1)
+}
+
+/// An engine of `shards` shards holding one default-store key, open to every caller.
+fn engine_with_one_key(shards: usize) -> (Arc<Engine>, KeyId) {
     let engine = Engine::new(EngineConfig {
-        shards: 1,
+        shards,
         pin_workers: false,
         ..EngineConfig::default()
     })
@@ -82,32 +87,7 @@ fn a_poisoned_shard_answers_errors_instead_of_hanging() {
 
 #[test]
 fn a_revocation_reaches_every_shard_that_serves_when_another_shard_has_failed() {
-    let engine = Arc::new(
-        Engine::new(EngineConfig {
-            shards: 2,
-            pin_workers: false,
-            ..EngineConfig::default()
-        })
-        .unwrap(),
-    );
-    let k = KeyId::generate();
-    engine
-        .apply(&[
-            Control::AddHsm {
-                hsm: HsmSlot::Default,
-            },
-            Control::PutKey {
-                key: k,
-                gate: Gate::Open,
-                authorizer: Arc::new(AllowAll),
-            },
-            Control::PutReplica {
-                hsm: HsmSlot::Default,
-                key: k,
-                material: KeyMaterial::generate(),
-            },
-        ])
-        .unwrap();
+    let (engine, k) = engine_with_one_key(2);
     // Shard 1 fails: a caller panicked while holding it.
     let e2 = engine.clone();
     let _ = std::thread::spawn(move || {
