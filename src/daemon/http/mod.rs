@@ -65,6 +65,7 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
+use zeroize::Zeroizing;
 
 use super::control_thread::{ControlQueue, Lane};
 use super::dispatch::{Batcher, Replies};
@@ -246,11 +247,12 @@ impl Drop for Conn {
     }
 }
 
-/// A request's answer from a control thread, encoded there ([`encode_answer`]).
+/// A request's answer from a control thread, encoded there ([`encode_answer`]). The body may
+/// hold a plaintext or a data key: one whose connection is gone is wiped when dropped.
 struct Done {
     slot: usize,
     serial: u64,
-    answer: (u16, Vec<u8>),
+    answer: (u16, Zeroizing<Vec<u8>>),
     close: bool,
 }
 
@@ -318,7 +320,8 @@ impl Control {
             lane,
             &principal,
             Box::new(move || {
-                let answer = encode_answer(handle.dispatch(&request));
+                let (status, body) = encode_answer(handle.dispatch(&request));
+                let answer = (status, Zeroizing::new(body));
                 let _ = done.send(Done {
                     slot,
                     serial,
@@ -459,7 +462,7 @@ fn serve(
 /// Writes the control-plane answers that came back, each to its connection (if it is still
 /// there), which is then served again: its answer to write, its next requests to parse.
 fn answered(conns: &mut [Option<Conn>], done: &Receiver<Done>, ready: &mut Vec<usize>) {
-    while let Ok(d) = done.try_recv() {
+    while let Ok(mut d) = done.try_recv() {
         let Some(conn) = conns
             .get_mut(d.slot)
             .and_then(Option::as_mut)
@@ -467,7 +470,8 @@ fn answered(conns: &mut [Option<Conn>], done: &Receiver<Done>, ready: &mut Vec<u
         else {
             continue;
         };
-        Answers(&mut conn.wbuf).write_encoded(d.answer, d.close);
+        let body = std::mem::take(&mut *d.answer.1);
+        Answers(&mut conn.wbuf).write_encoded((d.answer.0, body), d.close);
         conn.close_after_write |= d.close;
         conn.awaiting = false;
         conn.last_active = Instant::now();
