@@ -403,7 +403,9 @@ impl DataDir {
     }
 
     /// Creates (mode 0700) the data directory `path` if it is missing and locks it, reading
-    /// nothing else. A directory already open elsewhere fails with `StoreInUseException`.
+    /// nothing else. A directory already open elsewhere fails with `StoreInUseException`; one
+    /// another user could swap for theirs (a directory above it they may write) with a
+    /// `StorageException`, before anything is created ([`trust`]).
     pub fn lock(path: &Path) -> Result<LockedDir> {
         trust::check_ancestors(path)?;
         create_private_dir(path)?;
