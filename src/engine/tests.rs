@@ -65,15 +65,20 @@ fn busy_shard_hands_requests_off_and_they_complete() {
     }
 }
 
+/// Fails shard `i` as a panic would: a thread panics while holding its lock, poisoning it.
+fn fail_shard(engine: &Arc<Engine>, i: usize) {
+    let e = engine.clone();
+    let _ = std::thread::spawn(move || {
+        let _g = e.inner.shards[i].state.lock().unwrap();
+        panic!("simulated failure while holding shard {i}");
+    })
+    .join();
+}
+
 #[test]
 fn a_poisoned_shard_answers_errors_instead_of_hanging() {
     let (engine, k) = one_shard_engine();
-    let e2 = engine.clone();
-    let _ = std::thread::spawn(move || {
-        let _g = e2.inner.shards[0].state.lock().unwrap();
-        panic!("simulated worker failure while holding the shard");
-    })
-    .join();
+    fail_shard(&engine, 0);
     let (tx, rx) = std::sync::mpsc::channel();
     let e3 = engine.clone();
     std::thread::spawn(move || {
@@ -89,12 +94,7 @@ fn a_poisoned_shard_answers_errors_instead_of_hanging() {
 fn a_revocation_reaches_every_shard_that_serves_when_another_shard_has_failed() {
     let (engine, k) = engine_with_one_key(2);
     // Shard 1 fails: a caller panicked while holding it.
-    let e2 = engine.clone();
-    let _ = std::thread::spawn(move || {
-        let _g = e2.inner.shards[1].state.lock().unwrap();
-        panic!("simulated failure while holding shard 1");
-    })
-    .join();
+    fail_shard(&engine, 1);
     let encrypt = || engine.encrypt("p", &KeyRef::Id(k), b"x", &EncryptionContext::new());
     // The live shard serves the key; the failed one is marked dead by the next change.
     encrypt().unwrap();
@@ -117,12 +117,7 @@ fn a_revocation_reaches_every_shard_that_serves_when_another_shard_has_failed() 
 #[test]
 fn when_every_shard_has_failed_a_change_is_refused() {
     let (engine, _k) = one_shard_engine();
-    let e2 = engine.clone();
-    let _ = std::thread::spawn(move || {
-        let _g = e2.inner.shards[0].state.lock().unwrap();
-        panic!("simulated failure while holding the only shard");
-    })
-    .join();
+    fail_shard(&engine, 0);
     let e = engine.apply(&[]).unwrap_err();
     assert!(e.message().contains("every engine shard failed"), "{e}");
 }
