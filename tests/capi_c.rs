@@ -316,6 +316,9 @@ c_program_tests! {
     "errors", at least 250 checks => every_error_path_reachable_from_c_answers_its_code;
     /// threads.c: 8 threads on one handle, data-key round trips, per-thread last errors.
     "threads", at least 8000 checks => one_handle_serves_eight_c_threads_at_once;
+    /// fork.c: a forked child refuses its inherited handle, closes it, and opens kmscks
+    /// again once the parent has closed its own; the parent decrypts what the child made.
+    "fork", at least 15 checks => a_forked_child_closes_its_handle_and_opens_kmscks_again;
 }
 
 /// restart.c against `lib`: the harness stops and restarts the daemon when the program asks

@@ -284,7 +284,10 @@ unsafe fn connect_options(
 }
 
 /// Closes a handle: an in-process instance shuts down (its data directory unlocked), a
-/// daemon connection is closed. NULL does nothing.
+/// daemon connection is closed. NULL does nothing. In a child forked after the handle was
+/// opened, which refuses to serve from it, closing it releases the child's copy (its data
+/// directory and lock among them) without waiting for the parent's threads; until then the
+/// child's copy keeps the directory locked.
 ///
 /// # Safety
 /// `c` is NULL or a handle not yet closed, with no other call on it in progress or to come.

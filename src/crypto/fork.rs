@@ -8,9 +8,16 @@
 //! [`forked`] until it is made again in the child. The check is one relaxed atomic load. Should
 //! the handler fail to register, the guard compares process ids instead (a system call per
 //! check, on that unlikely path only).
+//!
+//! A child also holds copies of the handles of the parent's threads, but none of the threads:
+//! only the thread that called `fork` goes on in the child. Joining such a handle there panics
+//! in std ("threads should not terminate unexpectedly"), so a child that closes what it
+//! inherited would unwind out of the close. Threads that get joined are held as [`Joinable`],
+//! whose join in a forked child forgets the handle instead.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Once;
+use std::thread::JoinHandle;
 
 use crate::err;
 use crate::error::KmsError;
@@ -86,4 +93,51 @@ pub fn forked() -> KmsError {
          counters are copies of the parent's, so it refuses to serve: open kmscks again in the \
          child"
     )
+}
+
+/// A thread's handle and the process the thread runs in. In a forked child, which holds a
+/// copy of the handle but not the thread, [`Joinable::join`] does not wait (there is nothing
+/// to wait for) and the handle is forgotten: neither joined nor detached, since both would
+/// act on the parent's thread bookkeeping for a thread this process does not have.
+#[derive(Debug)]
+pub struct Joinable<T> {
+    handle: JoinHandle<T>,
+    made: ForkGuard,
+}
+
+impl<T> Joinable<T> {
+    /// `handle`, of a thread just spawned by this process.
+    pub fn new(handle: JoinHandle<T>) -> Joinable<T> {
+        Joinable {
+            handle,
+            made: ForkGuard::new(),
+        }
+    }
+
+    /// Waits for the thread and returns its outcome; `None` in a forked child, where the
+    /// thread does not exist.
+    pub fn join(self) -> Option<std::thread::Result<T>> {
+        if self.made.forked() {
+            std::mem::forget(self.handle);
+            None
+        } else {
+            Some(self.handle.join())
+        }
+    }
+
+    /// Whether the thread has ended (in a forked child: whether it had at the fork).
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_joinable_joins_its_thread_in_the_process_that_spawned_it() {
+        let j = Joinable::new(std::thread::spawn(|| 7));
+        assert_eq!(j.join().map(|r| r.expect("the thread returns")), Some(7));
+    }
 }

@@ -57,13 +57,12 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 pub use sched::{
     CALLER_SPIN, QUEUE_CAPACITY, RECENT_CALLER, SPLIT_BACKOFF, SPLIT_MIN, WORKER_SPIN,
 };
 
-use crate::crypto::fork::ForkGuard;
+use crate::crypto::fork::{ForkGuard, Joinable};
 /// The raw-crypto floor's parts: the pooled randomness and the counter nonces the engine's
 /// shards use. They are public so that a raw aws-lc-rs loop can be built from the same parts
 /// the engine uses — the floor that `kmscks bench` and the crypto benches measure it against.
@@ -268,7 +267,7 @@ const PARALLEL_APPLY: usize = 4096;
 /// The engine. Share it between threads by reference or `Arc`.
 pub struct Engine {
     inner: Arc<Inner>,
-    workers: Mutex<Vec<JoinHandle<()>>>,
+    workers: Mutex<Vec<Joinable<()>>>,
 }
 
 impl fmt::Debug for Engine {
@@ -318,7 +317,7 @@ impl Engine {
                 Ok(h) => {
                     // Each OnceLock is set exactly once, here.
                     let _ = inner.shards[i].worker.set(h.thread().clone());
-                    workers.push(h);
+                    workers.push(Joinable::new(h));
                 }
                 Err(e) => {
                     let engine = Engine {
@@ -996,9 +995,14 @@ impl Engine {
     /// through an `Arc`.)
     pub fn shutdown(&self) {
         self.inner.shutdown.store(true, Ordering::SeqCst);
-        for s in self.inner.shards.iter() {
-            if let Some(t) = s.worker.get() {
-                t.unpark();
+        // In a forked child the workers, and the callers whose jobs are queued, are the
+        // parent's threads: this process has none of them to wake, wait for or answer.
+        let forked = self.inner.fork.forked();
+        if !forked {
+            for s in self.inner.shards.iter() {
+                if let Some(t) = s.worker.get() {
+                    t.unpark();
+                }
             }
         }
         let handles = match self.workers.lock() {
@@ -1008,8 +1012,10 @@ impl Engine {
         for h in handles {
             let _ = h.join();
         }
-        for s in self.inner.shards.iter() {
-            s.discard_queue();
+        if !forked {
+            for s in self.inner.shards.iter() {
+                s.discard_queue();
+            }
         }
     }
 

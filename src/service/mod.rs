@@ -45,7 +45,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::control::{EventLog, EventLogOptions, Keyring, State};
-use crate::crypto::fork::ForkGuard;
+use crate::crypto::fork::{ForkGuard, Joinable};
 use crate::dataplane::Mirror;
 use crate::engine::{Engine, EngineConfig};
 use crate::err;
@@ -427,7 +427,7 @@ impl Kms {
         shared.config.clock.on_jump(Arc::downgrade(&waker));
         let life = Arc::new(Lifetime {
             shared: Arc::downgrade(&shared),
-            worker: Mutex::new(Some(worker)),
+            worker: Mutex::new(Some(Joinable::new(worker))),
             _clock_waker: waker,
         });
         Ok(Kms {

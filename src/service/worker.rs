@@ -10,9 +10,9 @@ use std::cmp::Reverse;
 
 use std::collections::BinaryHeap;
 use std::sync::{Mutex, Weak};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::crypto::fork::Joinable;
 use crate::kms::stores;
 use crate::kms::stores::FollowUp;
 use crate::types::*;
@@ -49,7 +49,7 @@ pub(super) enum FollowUpKey {
 /// Joins the background worker when the last user handle drops.
 pub(super) struct Lifetime {
     pub(super) shared: Weak<Shared>,
-    pub(super) worker: Mutex<Option<JoinHandle<()>>>,
+    pub(super) worker: Mutex<Option<Joinable<()>>>,
     /// Subscribed to the clock's jumps (held here: the clock keeps only a weak reference).
     pub(super) _clock_waker: std::sync::Arc<dyn Fn() + Send + Sync>,
 }
@@ -57,17 +57,43 @@ pub(super) struct Lifetime {
 impl Drop for Lifetime {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.upgrade() {
-            // The calls counted since the last flush are written before the files close (not in
-            // a forked child: the core may have been locked by a parent's thread at the fork).
-            if shared.fork.check().is_ok() {
+            if shared.fork.forked() {
+                close_inherited(shared);
+            } else {
+                // The calls counted since the last flush are written before the files close.
                 shared.flush_data_plane(&mut lock(&shared.core));
+                lock(&shared.tasks).stop = true;
+                shared.tasks_cv.notify_all();
             }
-            lock(&shared.tasks).stop = true;
-            shared.tasks_cv.notify_all();
         }
         if let Some(worker) = lock(&self.worker).take() {
+            // In a forked child the worker is the parent's: nothing to wait for.
             let _ = worker.join();
         }
+    }
+}
+
+/// The last handle's drop in a forked child, which has only the thread that called `fork`:
+/// the worker is the parent's (nothing to stop), and a lock one of the parent's threads held
+/// at the fork stays held for good, over state it may have been changing.
+///
+/// - With the core and the task queue free, the data directory is closed. The child's copy
+///   of its lock file's descriptor would otherwise keep the directory locked after the parent
+///   closes it, so neither could open it again while the child lives (the lock belongs to the
+///   open file, which both processes share).
+/// - Otherwise the instance is never dropped here (`shared` is forgotten): state a parent's
+///   thread may have been changing is not walked. The child's copy stays as the fork made it
+///   until the child exits or execs.
+fn close_inherited(shared: std::sync::Arc<Shared>) {
+    let closed = match (shared.tasks.try_lock(), shared.core.try_lock()) {
+        (Ok(_), Ok(mut core)) => {
+            drop(core.disk.take());
+            true
+        }
+        _ => false,
+    };
+    if !closed {
+        std::mem::forget(shared);
     }
 }
 

@@ -25,11 +25,11 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use super::auth::StoreAuth;
 use super::{journal_name, read_closed_journal, snapshot, snapshot_name, sync_dir};
 use super::{remove_stale, rename, write_file_synced, Listing};
+use crate::crypto::fork::{self, Joinable};
 use crate::err;
 use crate::Result;
 
@@ -212,7 +212,7 @@ impl Job {
 
 /// The one compaction in flight: its thread, and the flag that asks it to stop.
 pub(super) struct InFlight {
-    handle: JoinHandle<Result<Done>>,
+    handle: Joinable<Result<Done>>,
     cancel: Arc<AtomicBool>,
 }
 
@@ -247,7 +247,10 @@ impl InFlight {
                     snapshot_name(target)
                 )
             })?;
-        Ok(InFlight { handle, cancel })
+        Ok(InFlight {
+            handle: Joinable::new(handle),
+            cancel,
+        })
     }
 
     pub(super) fn is_finished(&self) -> bool {
@@ -259,14 +262,17 @@ impl InFlight {
         self.cancel.store(true, Ordering::Release);
     }
 
-    /// Waits for the job and returns its outcome.
+    /// Waits for the job and returns its outcome. In a forked child, which has a copy of the
+    /// job's handle but not its thread, there is no outcome to wait for: [`fork::forked`].
     pub(super) fn join(self) -> Result<Done> {
-        self.handle.join().unwrap_or_else(|_| {
-            Err(err!(
+        match self.handle.join() {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(err!(
                 StorageException,
                 "the compaction thread panicked; its journals stay and the next trigger retries"
-            ))
-        })
+            )),
+            None => Err(fork::forked()),
+        }
     }
 }
 

@@ -837,7 +837,9 @@ impl DataDir {
 
 impl Drop for DataDir {
     /// Stops and joins the compaction in flight before the lock (a field) is released: no
-    /// thread writes in the directory once another process may open it.
+    /// thread writes in the directory once another process may open it. (In a forked child
+    /// the compaction is the parent's, on a thread the child does not have: nothing to wait
+    /// for, and the parent's goes on.)
     fn drop(&mut self) {
         if let Some(f) = self.in_flight.take() {
             f.cancel();
