@@ -2,7 +2,9 @@
 //! quotas with connections reserved for root, per-uid memory quotas with back-pressure (a
 //! client that never reads is stopped being read, not buffered without bound nor cut off),
 //! `max_in_flight` as announced, bounded work per event-loop turn (a huge batch does not hold
-//! other clients), and an idle timeout that counts whole frames, not bytes.
+//! other clients), helper threads that requests beyond them wait for rather than being refused
+//! (each uid's share of them is `event_loop::helpers`' unit tests'), and an idle timeout that
+//! counts whole frames, not bytes.
 //!
 //! The tests that need a second uid re-run this test binary under `setpriv` as uid 65534 (and
 //! 65533) with `--ignored --exact fairness_helper`; they skip, saying why, without root or
@@ -525,4 +527,40 @@ fn refused_connections_name_the_limit() {
     assert_eq!(e.kind(), ErrorKind::LimitExceededException);
     assert!(e.message().contains("max_connections_per_uid"), "{e}");
     assert!(extra.closed());
+}
+
+#[test]
+fn pipelined_waits_beyond_a_loops_helper_threads_wait_their_turn_and_none_is_refused() {
+    let d = TestDaemon::start(|c| c.bootstrap = true);
+    let mut c = d.connect();
+    let store = expect!(
+        c.call(&Request::DescribeCustomKeyStores(
+            DescribeCustomKeyStoresRequest::default()
+        )),
+        Response::DescribeCustomKeyStores
+    )
+    .custom_key_stores[0]
+        .custom_key_store_id
+        .clone();
+    // More WaitForConnections than a loop has helper threads (64), in one write, so decoded
+    // in one pass: those beyond the uid's share wait for a helper instead of being refused.
+    let n = 100u64;
+    let mut frames = Vec::new();
+    for i in 0..n {
+        let wait = Request::WaitForConnection(WaitForConnectionRequest {
+            custom_key_store_id: store.clone(),
+            timeout_millis: 30_000,
+        });
+        protocol::encode_request(&mut frames, 1000 + i, &wait);
+    }
+    c.stream.write_all(&frames).unwrap();
+    let mut answered = std::collections::BTreeSet::new();
+    for _ in 0..n {
+        let reply = c.recv().expect("every request answered");
+        let id = reply.header.request_id;
+        let entry = expect!(reply.result, Response::WaitForConnection);
+        assert_eq!(entry.custom_key_store_id, store, "request {id}");
+        answered.insert(id);
+    }
+    assert_eq!(answered, (1000..1000 + n).collect());
 }

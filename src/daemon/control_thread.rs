@@ -25,11 +25,11 @@
 //! Both threads run `control_nice` steps below the loops' CPU priority (see `super::priority`):
 //! when the cores are busy the data plane goes first.
 
-use std::collections::{HashMap, VecDeque};
 use std::thread::JoinHandle;
 
 use crossbeam::channel::{Receiver, Sender};
 
+use super::turns::Turns;
 use crate::err;
 use crate::error::Result;
 use crate::ops::Request;
@@ -95,55 +95,6 @@ impl Lane {
 struct Submitted {
     principal: Box<str>,
     job: Job,
-}
-
-/// The jobs of a lane, queued per principal and handed out one principal at a time.
-struct Turns<T> {
-    queues: HashMap<Box<str>, VecDeque<T>>,
-    /// The principals with queued jobs, in the order they are served.
-    order: VecDeque<Box<str>>,
-}
-
-impl<T> Default for Turns<T> {
-    fn default() -> Self {
-        Turns {
-            queues: HashMap::new(),
-            order: VecDeque::new(),
-        }
-    }
-}
-
-impl<T> Turns<T> {
-    /// Queues `item` behind `principal`'s others; a principal without any joins the end of
-    /// the turn order.
-    fn push(&mut self, principal: Box<str>, item: T) {
-        match self.queues.get_mut(&principal) {
-            Some(q) => q.push_back(item),
-            None => {
-                self.queues
-                    .insert(principal.clone(), VecDeque::from([item]));
-                self.order.push_back(principal);
-            }
-        }
-    }
-
-    /// The oldest item of the principal whose turn it is; that principal goes to the end of
-    /// the order if it has more.
-    fn next(&mut self) -> Option<T> {
-        let principal = self.order.pop_front()?;
-        let queue = self.queues.get_mut(&principal)?;
-        let item = queue.pop_front();
-        if queue.is_empty() {
-            self.queues.remove(&principal);
-        } else {
-            self.order.push_back(principal);
-        }
-        item
-    }
-
-    fn is_empty(&self) -> bool {
-        self.order.is_empty()
-    }
 }
 
 /// One lane's thread: waits for work, takes in everything submitted meanwhile, runs one job
@@ -245,29 +196,6 @@ impl ControlQueue {
 mod tests {
     use super::*;
     use std::time::Duration;
-
-    #[test]
-    fn turns_serve_one_job_per_principal_in_turn_each_principals_in_order() {
-        let mut t = Turns::default();
-        for i in 1..=3 {
-            t.push("a".into(), format!("a{i}"));
-        }
-        t.push("b".into(), "b1".to_owned());
-        t.push("c".into(), "c1".to_owned());
-        t.push("b".into(), "b2".to_owned());
-        let order: Vec<String> = std::iter::from_fn(|| t.next()).collect();
-        assert_eq!(order, ["a1", "b1", "c1", "a2", "b2", "a3"]);
-        assert!(
-            t.is_empty() && t.queues.is_empty(),
-            "nothing kept once served"
-        );
-        // A principal that comes back later joins the end of the order.
-        t.push("b".into(), "b3".to_owned());
-        t.push("a".into(), "a4".to_owned());
-        assert_eq!(t.next().as_deref(), Some("b3"));
-        assert_eq!(t.next().as_deref(), Some("a4"));
-        assert_eq!(t.next(), None);
-    }
 
     /// A job that says it started, waits until `release` is sent (or dropped), then reports
     /// `name`.

@@ -21,6 +21,8 @@
 //! …) becomes a [`Job`] answered a slice of items per turn, its reply the same as one engine
 //! call would give.
 
+use zeroize::Zeroizing;
+
 use super::control_thread::Lane;
 use crate::api::kms::{
     BatchResponse, DecryptRequest, DecryptRequestRef, DecryptResponse, EncryptRequest,
@@ -482,8 +484,13 @@ pub(crate) enum Deferred {
         /// Where it runs.
         lane: Lane,
     },
-    /// A large batch frame, not yet decoded. The connection's later frames wait for it.
-    Batch { header: Header, body: Vec<u8> },
+    /// A large batch frame, not yet decoded (its plaintexts wiped however it ends: answered,
+    /// or dropped unanswered when its connection closed first). The connection's later frames
+    /// wait for it.
+    Batch {
+        header: Header,
+        body: Zeroizing<Vec<u8>>,
+    },
 }
 
 impl Deferred {
@@ -728,7 +735,7 @@ pub(crate) fn handle_frames(
             batcher.flush(kms, out);
             deferred.push(Deferred::Batch {
                 header,
-                body: body.to_vec(),
+                body: Zeroizing::new(body.to_vec()),
             });
             break Stop::Job;
         }

@@ -10,6 +10,7 @@
 //! later frames waiting for the answer), requests that may block (WaitForConnection) and large
 //! batches to helper threads; their replies come back through the loop's mailbox and waker.
 
+mod helpers;
 mod turn;
 
 pub(super) use turn::CHUNK_WORK;
@@ -34,13 +35,12 @@ use crate::error::Result;
 use crate::ops::Request;
 use crate::protocol;
 use crate::Kms;
+use helpers::{Helpers, Waiting};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
 
-/// Helper threads answering deferred requests, at most, across the connections of one loop.
-const MAX_DEFERRED: usize = 64;
 /// How long shutdown waits for in-flight work and unflushed replies.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -53,6 +53,8 @@ pub(super) struct Completion {
     close: bool,
     /// The size of a batch frame answered off the loop (0 for other work).
     frame_bytes: usize,
+    /// The uid whose helper thread answered (`None`: a control thread did).
+    helper_of: Option<u32>,
 }
 
 /// One event loop (see the module doc).
@@ -72,7 +74,8 @@ pub(super) struct EventLoop {
     next_serial: u64,
     batcher: Batcher<'static>,
     deferred: Vec<Deferred>,
-    deferred_running: usize,
+    /// The helper threads running deferred requests, shared fairly between uids.
+    helpers: Helpers,
     mail_tx: Sender<Mail>,
     mail_rx: Receiver<Mail>,
     /// Where control-plane requests run (see `control_thread`).
@@ -146,7 +149,7 @@ impl Unshared {
             next_serial: 0,
             batcher: Batcher::default(),
             deferred: Vec::new(),
-            deferred_running: 0,
+            helpers: Helpers::default(),
             mail_tx: self.mail_tx,
             mail_rx: self.mail_rx,
             control,
@@ -301,6 +304,7 @@ impl EventLoop {
             );
             let uid = conn.peer.uid;
             let charged = conn.charged;
+            self.helpers.forget(uid, slot, conn.serial);
             drop(conn);
             let woken = self.shared.quotas().charge(uid, charged, 0);
             self.shared.closed(self.index, uid);
@@ -325,7 +329,7 @@ impl EventLoop {
                 frame_bytes, lane, ..
             } = d
             {
-                // Not counted against MAX_DEFERRED: one per connection at most.
+                // No helper thread: one per connection at most, on the control threads.
                 let (tx, waker, serial) = (self.mail_tx.clone(), self.waker.clone(), conn.serial);
                 let kms = conn.kms.clone();
                 let job: control_thread::Job = Box::new(move || {
@@ -336,26 +340,17 @@ impl EventLoop {
                         bytes,
                         close,
                         frame_bytes,
+                        helper_of: None,
                     }));
                     let _ = waker.wake();
                 });
                 if self.control.submit(lane, conn.kms.principal(), job) {
                     conn.in_flight += 1;
                     conn.offloaded += frame_bytes;
-                    self.deferred_running += 1;
                 } else {
                     let e = err!(KMSInternalException, "the control thread is gone");
                     protocol::encode_response(&mut conn.wbuf, id, op, &Err(e));
                 }
-                continue;
-            }
-            if self.deferred_running >= MAX_DEFERRED {
-                let e = err!(
-                    ThrottlingException,
-                    "{} requests are already waiting; try again later",
-                    MAX_DEFERRED
-                );
-                protocol::encode_response(&mut conn.wbuf, id, op, &Err(e));
                 continue;
             }
             let frame_bytes = match &mut d {
@@ -370,10 +365,46 @@ impl EventLoop {
                 Deferred::Batch { body, .. } => protocol::HEADER_LEN + body.len(),
                 Deferred::Control { frame_bytes, .. } => *frame_bytes,
             };
+            // Outstanding from now, waiting for a helper or running on one.
+            conn.in_flight += 1;
+            conn.offloaded += frame_bytes;
+            self.helpers.queue(Waiting {
+                slot,
+                serial: conn.serial,
+                uid: conn.peer.uid,
+                frame_bytes,
+                deferred: d,
+            });
+        }
+        self.start_helpers();
+    }
+
+    /// Starts the waiting deferred requests that may start now (see [`helpers`]), each on a
+    /// helper thread of its own.
+    fn start_helpers(&mut self) {
+        while let Some(w) = self.helpers.start_next() {
+            let Waiting {
+                slot,
+                serial,
+                uid,
+                frame_bytes,
+                deferred: d,
+            } = w;
+            let Some(conn) = self
+                .conns
+                .get_mut(slot)
+                .and_then(Option::as_mut)
+                .filter(|c| c.serial == serial)
+            else {
+                // Its connection closed meanwhile (`close` drops its waiting requests; this
+                // is one that raced it): nothing to answer.
+                self.helpers.give_back(uid);
+                continue;
+            };
+            let (id, op) = d.ids();
             let kms = conn.kms.clone();
             let tx = self.mail_tx.clone();
             let waker = self.waker.clone();
-            let serial = conn.serial;
             let spawned = std::thread::Builder::new()
                 .name("kmscksd-helper".into())
                 .spawn(move || {
@@ -384,18 +415,18 @@ impl EventLoop {
                         bytes,
                         close,
                         frame_bytes,
+                        helper_of: Some(uid),
                     }));
                     let _ = waker.wake();
                 });
-            match spawned {
-                Ok(_) => {
-                    conn.in_flight += 1;
-                    conn.offloaded += frame_bytes;
-                    self.deferred_running += 1;
-                }
-                Err(e) => {
-                    let e = err!(ThrottlingException, "cannot start a helper thread: {e}");
-                    protocol::encode_response(&mut conn.wbuf, id, op, &Err(e));
+            if let Err(e) = spawned {
+                self.helpers.give_back(uid);
+                conn.in_flight -= 1;
+                conn.offloaded -= frame_bytes;
+                let e = err!(ThrottlingException, "cannot start a helper thread: {e}");
+                protocol::encode_response(&mut conn.wbuf, id, op, &Err(e));
+                if self.after_output(slot) {
+                    self.wake(slot);
                 }
             }
         }
@@ -414,7 +445,10 @@ impl EventLoop {
 
     /// Appends a reply computed off the loop to its connection (if it is still there).
     fn complete(&mut self, done: Completion) {
-        self.deferred_running -= 1;
+        if let Some(uid) = done.helper_of {
+            self.helpers.give_back(uid);
+            self.start_helpers();
+        }
         let Some(conn) = self.conns.get_mut(done.slot).and_then(Option::as_mut) else {
             return;
         };

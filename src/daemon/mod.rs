@@ -32,6 +32,7 @@ mod listener;
 mod loops;
 mod priority;
 mod quota;
+mod turns;
 pub mod wake;
 
 use std::path::Path;
