@@ -718,22 +718,25 @@ fn another_local_uid_acts_as_itself_over_http_whatever_it_signs() {
 }
 
 #[test]
-fn a_uid_past_its_connection_quota_is_closed_at_accept_and_a_closed_connection_frees_its_place() {
+fn a_uid_past_its_connection_quota_is_told_so_at_accept_and_a_closed_connection_frees_its_place() {
     let dir = tempfile::tempdir().unwrap();
     let (_d, addr) = start(dir.path(), &["--max-connections-per-uid", "2"]);
     let mut a = BufReader::new(connect(addr));
     let mut b = BufReader::new(connect(addr));
     assert_eq!(kms(&mut a, "ListKeys", json!({})).status, 200);
     assert_eq!(kms(&mut b, "ListKeys", json!({})).status, 200);
-    // The third is closed without an answer (the accept order is the connect order).
+    // The third is told which quota refused it, and closed (the accept order is the connect
+    // order). It reads before it writes: the answer comes at accept, whatever it sends.
     let mut third = connect(addr);
-    let _ = third.write_all(request("TrentService.ListKeys", "{}", "").as_bytes());
-    let mut buf = [0u8; 64];
-    match third.read(&mut buf) {
-        Ok(0) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        other => panic!("a third connection was served: {other:?}"),
-    }
+    let mut refusal = Vec::new();
+    third.read_to_end(&mut refusal).unwrap();
+    let refusal = String::from_utf8_lossy(&refusal);
+    assert!(refusal.starts_with("HTTP/1.1 400 "), "{refusal}");
+    assert!(refusal.contains("Connection: close"), "{refusal}");
+    assert!(
+        refusal.contains("LimitExceededException") && refusal.contains("max_connections_per_uid"),
+        "the refusal names the quota: {refusal}"
+    );
     // `Connection: close`: the daemon releases the connection before it closes it, so once
     // the end is seen a new connection fits again.
     let bye = call(

@@ -11,8 +11,8 @@
 //! 100-continue`, [`exchange::MAX_HEAD`] / [`exchange::MAX_BODY`] limits (a refusal with
 //! AWS's error shape, then the close), the socket's per-uid connection quotas (`max_connections`,
 //! `max_connections_per_uid`, `reserved_connections` for root and the daemon's uid: a
-//! connection over them is closed at accept, so another local user cannot take every
-//! connection), closed after `idle_timeout_secs` without a whole request nor answer bytes
+//! connection over them gets one `LimitExceededException` answer naming the quota and is
+//! closed at accept, so another local user cannot take every connection), closed after `idle_timeout_secs` without a whole request nor answer bytes
 //! taken (a client dribbling a request byte by byte is closed as an idle one; one reading a
 //! long answer slowly is not). Request bytes are wiped
 //! once handled and answer bytes once written (they carry plaintexts and data keys), and a
@@ -502,6 +502,17 @@ fn wake(conns: &mut [Option<Conn>], slots: Vec<usize>, again: &mut Vec<usize>) {
     }
 }
 
+/// Tells a connection refused at accept why, as the socket does with its error frame: one
+/// AWS JSON error answer (`LimitExceededException`, the message naming the quota) with
+/// `Connection: close`, then the close. Written only as far as the socket takes it at once
+/// (a fresh connection's send buffer takes it whole); the request, if any, is not read.
+fn refuse_at_accept(stream: &mut TcpStream, e: &crate::KmsError) {
+    let (status, body) = aws_json::encode_error(e);
+    let mut answer = Vec::new();
+    exchange::write_answer(&mut answer, status, &request_id(), &body, true);
+    let _ = stream.write(&answer);
+}
+
 fn accept_all(
     listener: &TcpListener,
     poll: &Poll,
@@ -528,8 +539,8 @@ fn accept_all(
             continue;
         };
         if let Err(e) = quotas.admit(uid) {
-            // Dropped: closed at once, as the socket refuses at accept.
             tracing::warn!(%peer, uid, reason = %e, "HTTP connection refused");
+            refuse_at_accept(&mut stream, &e);
             continue;
         }
         let slot = conns.iter().position(Option::is_none).unwrap_or_else(|| {
