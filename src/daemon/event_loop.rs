@@ -498,6 +498,26 @@ impl EventLoop {
             let _ = self.poll.registry().deregister(&mut listener.inner);
             drop(listener); // removes the socket file
         }
+        // Requests still waiting for a helper do not start now: each is answered that it did
+        // not run (those running finish within the grace period, or are cut off with it).
+        for w in self.helpers.take_waiting() {
+            let Some(c) = self
+                .conns
+                .get_mut(w.slot)
+                .and_then(Option::as_mut)
+                .filter(|c| c.serial == w.serial)
+            else {
+                continue;
+            };
+            let (id, op) = w.deferred.ids();
+            c.in_flight -= 1;
+            c.offloaded -= w.frame_bytes;
+            let e = err!(
+                KMSInternalException,
+                "kmscksd is shutting down; the request did not run"
+            );
+            protocol::encode_response(&mut c.wbuf, id, op, &Err(e));
+        }
         for c in self.conns.iter_mut().flatten() {
             c.closing = true;
             c.stalled = false;

@@ -83,6 +83,12 @@ impl Helpers {
             .retain(&uid, |w| (w.slot, w.serial) != (slot, serial));
     }
 
+    /// Takes every waiting request out, in turn order (at shutdown: they are answered that
+    /// they did not run, rather than started then).
+    pub(super) fn take_waiting(&mut self) -> Vec<Waiting> {
+        std::iter::from_fn(|| self.waiting.next()).collect()
+    }
+
     /// Helpers running, all uids together.
     #[cfg(test)]
     fn running(&self) -> usize {
@@ -165,6 +171,20 @@ mod tests {
         assert_eq!(h.running(), PER_LOOP - 1);
         h.give_back(0);
         assert_eq!(start_all(&mut h), [0]);
+    }
+
+    #[test]
+    fn at_shutdown_the_waiting_requests_are_taken_out_and_none_starts() {
+        let mut h = Helpers::default();
+        for slot in 0..PER_UID + 2 {
+            h.queue(waiting(9, slot));
+        }
+        h.queue(waiting(10, 50));
+        assert_eq!(start_all(&mut h).len(), PER_UID + 1);
+        let taken: Vec<usize> = h.take_waiting().into_iter().map(|w| w.slot).collect();
+        assert_eq!(taken, [PER_UID, PER_UID + 1]);
+        h.give_back(9);
+        assert!(start_all(&mut h).is_empty());
     }
 
     #[test]
