@@ -392,3 +392,67 @@ fn a_damaged_line_inside_the_log_is_reported_by_lookup_events_naming_file_and_li
     let want = format!("{} line 2 is damaged", file.display());
     assert!(e.message().contains(&want), "{e}");
 }
+
+/// The newest file with its line `n` (1-based) removed.
+fn remove_line(file: &Path, n: usize) {
+    let text = fs::read_to_string(file).unwrap();
+    let mut all: Vec<&str> = text.lines().collect();
+    all.remove(n - 1);
+    fs::write(file, all.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+}
+
+#[test]
+fn a_line_removed_from_the_newest_file_is_refused_at_open_naming_the_line_where_it_was() {
+    let t = tempfile::tempdir().unwrap();
+    let (config, _clock) = config();
+    let kms = Kms::open_with(t.path(), config.clone()).unwrap();
+    let key = create_key(&kms, None);
+    toggle(&kms, &key, 8);
+    drop(kms);
+    let file = files(t.path()).pop().unwrap();
+    remove_line(&file, 3);
+    // Found from the end (the open reads the tail), reported where the gap is.
+    refused_with(
+        t.path(),
+        &config,
+        &[
+            &format!("{} line 3 is damaged", file.display()),
+            "event 3 where 2 should be: event 2 is missing",
+        ],
+    );
+}
+
+#[test]
+fn a_line_removed_from_an_older_file_is_reported_by_lookup_events_naming_the_line() {
+    let t = tempfile::tempdir().unwrap();
+    let (mut config, _clock) = config();
+    config.event_log_file_bytes = 4096;
+    let kms = Kms::open_with(t.path(), config.clone()).unwrap();
+    let key = create_key(&kms, None);
+    toggle(&kms, &key, 30);
+    drop(kms);
+    let oldest = files(t.path()).remove(0);
+    assert!(files(t.path()).len() >= 2, "the log rotated");
+    remove_line(&oldest, 2);
+
+    // The open reads only the newest file's tail; reading the older file finds the gap.
+    let kms = Kms::open_with(t.path(), config).unwrap();
+    let e = kms.kms_events().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::StorageException, "{e}");
+    let want = format!(
+        "{} line 2 is damaged: event 2 where 1 should be: event 1 is missing",
+        oldest.display()
+    );
+    assert!(e.message().contains(&want), "{e}");
+    let mut req = kmscks::api::kms::LookupEventsRequest::default();
+    let e = loop {
+        match kms.lookup_events(&req) {
+            Ok(page) => match page.next_token {
+                Some(t) => req.next_token = Some(t),
+                None => panic!("LookupEvents paged over the gap without an error"),
+            },
+            Err(e) => break e,
+        }
+    };
+    assert!(e.message().contains(&want), "{e}");
+}

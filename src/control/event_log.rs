@@ -424,6 +424,48 @@ fn lines(data: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
     })
 }
 
+/// The error for the first line of `data` (the file of `first_seq`, at `path`) that is not the
+/// event its place says: a line that does not parse, or one whose number is not the one before
+/// it plus one (lines removed, added or moved there), naming both numbers.
+fn out_of_sequence(path: &Path, data: &[u8], first_seq: u64) -> crate::KmsError {
+    for (n, (_, line)) in lines(data).enumerate() {
+        let expect = first_seq + n as u64;
+        match event_line::parse(line) {
+            Err(why) => return damaged(path, n + 1, &why),
+            Ok(e) if e.seq != expect => return damaged(path, n + 1, &sequence_break(e.seq, expect)),
+            Ok(_) => {}
+        }
+    }
+    // Not reached: called on a file one of whose lines is out of sequence.
+    damaged(path, 1, "lines out of sequence")
+}
+
+/// What a line numbered `seq` where `expect` should be says about the lines around it.
+fn sequence_break(seq: u64, expect: u64) -> String {
+    if seq > expect {
+        let missing = if seq - expect == 1 {
+            format!("event {expect} is missing")
+        } else {
+            format!("events {expect} to {} are missing", seq - 1)
+        };
+        format!("event {seq} where {expect} should be: {missing}")
+    } else {
+        format!("event {seq} where {expect} should be: an event repeated or moved")
+    }
+}
+
+/// Checks that the line at index `n` of the file of `first_seq` (at `path`) is event
+/// `first_seq + n`, as the file's name and its consecutive lines make every line's number.
+/// (Across files there may be gaps: files removed by hand, as `docs/events.md` allows.)
+fn check_place(path: &Path, n: usize, first_seq: u64, seq: u64) -> Result<()> {
+    let expect = first_seq + n as u64;
+    if seq == expect {
+        Ok(())
+    } else {
+        Err(damaged(path, n + 1, &sequence_break(seq, expect)))
+    }
+}
+
 fn damaged(path: &Path, line_no: usize, why: &str) -> crate::KmsError {
     err!(
         StorageException,
@@ -589,10 +631,9 @@ impl EventFiles {
             let line_no = count;
             let expect = first_seq + (line_no as u64 - 1);
             match event_line::parse(&data[start..end - 1]) {
-                Ok(e) if e.seq != expect => {
-                    let why = format!("event {} where {expect} should be", e.seq);
-                    return Err(damaged(path, line_no, &why));
-                }
+                // Lines missing, added or moved before this one: the first line out of
+                // sequence is where, found from the start.
+                Ok(e) if e.seq != expect => return Err(out_of_sequence(path, data, first_seq)),
                 // An event the journal does not hold (it lost its own torn tail), or a line
                 // written after one: cut with everything after it.
                 Ok(e) if (e.journaled && e.journal_seq >= next_journal)
@@ -751,8 +792,9 @@ impl EventFiles {
             let path = self.dir.join(file_name(f.first_seq));
             let data = read_file(&path)?;
             for (i, (_, line)) in lines(&data).enumerate() {
-                let parsed = event_line::parse(line);
-                events.push(parsed.map_err(|why| damaged(&path, i + 1, &why))?.event);
+                let e = event_line::parse(line).map_err(|why| damaged(&path, i + 1, &why))?;
+                check_place(&path, i, f.first_seq, e.seq)?;
+                events.push(e.event);
             }
         }
         events.extend(self.backlog.iter().map(|(.., e)| e.clone()));
@@ -790,6 +832,10 @@ impl EventFiles {
             let all: Vec<(usize, &[u8])> = lines(&data).collect();
             for (n, (_, line)) in all.iter().enumerate().rev() {
                 let e = event_line::parse(line).map_err(|why| damaged(&path, n + 1, &why))?;
+                if e.seq != f.first_seq + n as u64 {
+                    // Read from the end: the first line out of place is found from the start.
+                    return Err(out_of_sequence(&path, &data, f.first_seq));
+                }
                 if e.seq >= below
                     || q.start.is_some_and(|s| e.event.time < s)
                     || q.end.is_some_and(|t| e.event.time > t)
