@@ -398,7 +398,11 @@ fn remove_line(file: &Path, n: usize) {
     let text = fs::read_to_string(file).unwrap();
     let mut all: Vec<&str> = text.lines().collect();
     all.remove(n - 1);
-    fs::write(file, all.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    fs::write(
+        file,
+        all.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -455,4 +459,47 @@ fn a_line_removed_from_an_older_file_is_reported_by_lookup_events_naming_the_lin
         }
     };
     assert!(e.message().contains(&want), "{e}");
+}
+
+#[test]
+fn lines_cut_off_the_end_after_a_compaction_are_refused_at_open_not_renumbered() {
+    let t = tempfile::tempdir().unwrap();
+    let (mut config, _clock) = config();
+    config.compact_after_bytes = 16 << 10;
+    let kms = Kms::open_with(t.path(), config.clone()).unwrap();
+    let started = kms.compaction_stats().unwrap().started;
+    let key = create_key(&kms, None);
+    while kms.compaction_stats().unwrap().started == started {
+        toggle(&kms, &key, 1);
+    }
+    // The journal no longer holds the events the compaction took into the snapshot.
+    kms.wait_for_compaction().unwrap();
+    drop(kms);
+    let file = files(t.path()).pop().unwrap();
+    let text = fs::read_to_string(&file).unwrap();
+    let all: Vec<&str> = text.lines().collect();
+    let kept = &all[..all.len() - 3];
+    fs::write(
+        &file,
+        kept.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+
+    refused_with(
+        t.path(),
+        &config,
+        &[
+            &format!("event log file {}", file.display()),
+            "were removed from the end of the event log",
+        ],
+    );
+    // Untouched by the refusal; with the events directory moved away, a new log starts.
+    assert_eq!(
+        fs::read_to_string(&file).unwrap().lines().count(),
+        kept.len()
+    );
+    fs::rename(events_dir(t.path()), t.path().join("events.old")).unwrap();
+    let kms = Kms::open_with(t.path(), config).unwrap();
+    toggle(&kms, &key, 1);
+    assert!(!kms.kms_events().unwrap().is_empty());
 }

@@ -173,13 +173,33 @@ impl EventLog {
     /// below `next_seq` (the sequence number the recovered state gives its next event).
     /// Returns it with the sequence number the files need next: the caller appends the
     /// replayed events from there. Deletes rotated files past retention (`now`).
+    ///
+    /// `journal_from` is the first event the journal still holds (`next_seq` when it holds
+    /// none). Files that end below it lost events no crash can lose — the files are synced
+    /// before a compaction drops the records holding their events — so lines were removed
+    /// from their end; numbering on would give those lines' `eventSeq`s to new events. That
+    /// is a `StorageException` naming the newest file and the events missing. (A log with no
+    /// line at all, its files removed by hand, starts again.)
     pub fn open(
         data_dir: &Path,
         opts: EventLogOptions,
         now: Timestamp,
         next_seq: u64,
+        journal_from: u64,
     ) -> Result<(EventLog, u64)> {
         let (files, need) = EventFiles::open(data_dir, opts, now, next_seq)?;
+        if need > 0 && need < journal_from {
+            let newest = files.dir.join(file_name(files.files_last_seq()));
+            return Err(err!(
+                StorageException,
+                "event log file {} ends before journal event {need}, and the journal holds \
+                 events from {journal_from} on: events {need} to {} were removed from the end \
+                 of the event log; restore them, or move the events directory away to start \
+                 a new log",
+                newest.display(),
+                journal_from - 1
+            ));
+        }
         Ok((EventLog::Files(files), need))
     }
 

@@ -297,11 +297,15 @@ impl Kms {
             Some(&mut replayed),
         )?;
         let now = config.clock.now();
+        let journal_from = replayed
+            .first()
+            .map_or(state.kms.next_event_seq, |(seq, _)| *seq);
         let (mut events, need) = EventLog::open(
             disk.path(),
             config.event_log_options(),
             now,
             state.kms.next_event_seq,
+            journal_from,
         )?;
         for (seq, event) in replayed.iter().filter(|(seq, _)| *seq >= need) {
             events.append(*seq, [event], now)?;
