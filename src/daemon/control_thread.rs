@@ -112,7 +112,11 @@ fn serve(rx: Receiver<Submitted>) {
             turns.push(s.principal, s.job);
         }
         if let Some(job) = turns.next() {
-            job();
+            // A job that panics (a bug) ends alone: the lane goes on with every other
+            // principal's jobs. (The socket's jobs answer even then: `Deferred::run`.)
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                tracing::error!("a control-plane job panicked; its lane goes on");
+            }
         }
     }
 }
@@ -217,6 +221,22 @@ mod tests {
         Box::new(move || {
             let _ = done.send(name);
         })
+    }
+
+    #[test]
+    fn a_job_that_panics_ends_alone_and_the_lane_serves_the_next() {
+        let control = ControlThread::start(0).unwrap();
+        let q = control.queue();
+        let (done_tx, done_rx) = crossbeam::channel::unbounded();
+        assert!(q.submit(
+            Lane::State,
+            "uid-a",
+            Box::new(|| panic!("a bug in a control-plane job"))
+        ));
+        assert!(q.submit(Lane::State, "uid-b", reporting("b1", &done_tx)));
+        assert_eq!(done_rx.recv_timeout(Duration::from_secs(10)), Ok("b1"));
+        drop(q);
+        control.join();
     }
 
     #[test]

@@ -30,6 +30,7 @@ use crate::api::kms::{
     GenerateDataKeyResponse,
 };
 use crate::engine::{reuse_vec, DataKeyView, DecryptView, EncryptView};
+use crate::err;
 use crate::error::KmsError;
 use crate::ops::{Op, Request, Response};
 use crate::protocol::{self, Header, HelloReply, HotRequest, ProtocolError, HEADER_LEN};
@@ -510,9 +511,27 @@ impl Deferred {
         }
     }
 
-    /// Answers it (on a helper thread): the reply frame, and whether the connection must close
-    /// after it (the frame did not decode).
+    /// Answers it (on a helper or control thread): the reply frame, and whether the
+    /// connection must close after it (the frame did not decode). Always answers: a panic
+    /// inside (a bug) becomes a `KMSInternalException` reply and the close, so the loop's
+    /// accounting for the request (its connection's outstanding requests, its uid's helper)
+    /// is given back as for any answer, and the connection is not left waiting for good.
     pub(crate) fn run(self, kms: &Kms) -> (Vec<u8>, bool) {
+        let (id, op) = self.ids();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.answer(kms))).unwrap_or_else(
+            |_| {
+                let mut out = Vec::new();
+                let e = err!(
+                    KMSInternalException,
+                    "kmscksd failed answering this request (a bug); the connection is closed"
+                );
+                protocol::encode_response(&mut out, id, op, &Err(e));
+                (out, true)
+            },
+        )
+    }
+
+    fn answer(self, kms: &Kms) -> (Vec<u8>, bool) {
         let mut out = Vec::new();
         match self {
             Deferred::Blocking {
