@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use kmscks::api::kms::{CreateKeyRequest, GenerateDataKeyRequest};
@@ -91,15 +91,40 @@ fn data_key_request(key: &str) -> GenerateDataKeyRequest {
     }
 }
 
-/// A data directory opened with one key in it (in the default key store); the key's id.
-fn directory_with_a_key(path: &Path) -> (Kms, String) {
-    let kms = Kms::open(path).unwrap();
+/// What the tests of a child closing its handle share: a data directory opened with one key
+/// in it (in the default key store), and a socket pair for the parent and the child to say
+/// where they are.
+struct Scene {
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    key: String,
+    /// Taken (dropped) by the child in its copy, and by the parent in its own.
+    kms: Option<Kms>,
+    parent_end: UnixStream,
+    child_end: UnixStream,
+}
+
+fn scene() -> Scene {
+    let one_at_a_time = forking();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    let kms = Kms::open(&path).unwrap();
     let key = kms
         .create_key(&CreateKeyRequest::default())
         .unwrap()
         .key_metadata
         .key_id;
-    (kms, key)
+    let (parent_end, child_end) = UnixStream::pair().unwrap();
+    Scene {
+        _one_at_a_time: one_at_a_time,
+        _dir: dir,
+        path,
+        key,
+        kms: Some(kms),
+        parent_end,
+        child_end,
+    }
 }
 
 #[test]
@@ -132,61 +157,53 @@ fn a_forked_child_refuses_data_keys_and_writes_while_the_parent_goes_on() {
 
 #[test]
 fn a_forked_child_that_drops_its_handle_lets_the_parent_reopen_the_directory_while_it_lives() {
-    let _one_at_a_time = forking();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("data");
-    let (kms, key) = directory_with_a_key(&path);
-    let (parent_end, child_end) = UnixStream::pair().unwrap();
-    let mut kms = Some(kms);
+    let mut s = scene();
     // The background worker, the engine's shard threads and the data directory's compaction
     // are the parent's threads: none of them is in the child, so nothing there may wait for
     // them or for a lock one of them held.
     let child = fork_child(|| {
-        drop(kms.take());
+        drop(s.kms.take());
         let mut parent_done = [0u8; 1];
         // Alive until the parent has reopened the directory (or gone).
-        let _ = (&child_end).write_all(b"c");
-        let _ = (&child_end).read(&mut parent_done);
+        let _ = (&s.child_end).write_all(b"c");
+        let _ = (&s.child_end).read(&mut parent_done);
         0
     });
-    drop(child_end); // so that the child's end, closed, reads as the end
+    drop(s.child_end); // so that the child's end, closed, reads as the end
     let mut child_closed = [0u8; 1];
-    if (&parent_end).read_exact(&mut child_closed).is_err() {
+    if (&s.parent_end).read_exact(&mut child_closed).is_err() {
         let code = wait_child(child);
         panic!("the child ended before it had closed its handle: exit {code} (30: panicked)");
     }
 
-    drop(kms.take());
-    let reopened = Kms::open(&path);
-    (&parent_end).write_all(b"p").unwrap();
+    drop(s.kms.take());
+    let reopened = Kms::open(&s.path);
+    (&s.parent_end).write_all(b"p").unwrap();
     assert_eq!(wait_child(child), 0, "30: the child panicked");
     let reopened = reopened.expect("the child's copy of the directory lock was closed");
-    reopened.generate_data_key(&data_key_request(&key)).unwrap();
+    reopened
+        .generate_data_key(&data_key_request(&s.key))
+        .unwrap();
 }
 
 #[test]
 fn a_forked_child_that_drops_its_handle_opens_the_directory_itself_once_the_parent_closed_it() {
-    let _one_at_a_time = forking();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("data");
-    let (kms, key) = directory_with_a_key(&path);
-    let (parent_end, child_end) = UnixStream::pair().unwrap();
-    let mut kms = Some(kms);
+    let mut s = scene();
     // As the README advises: the child opens kmscks again, here the same directory, once the
     // parent has let go of it.
     let child = fork_child(|| {
-        drop(kms.take());
+        drop(s.kms.take());
         let mut parent_closed = [0u8; 1];
-        if (&child_end).read_exact(&mut parent_closed).is_err() {
+        if (&s.child_end).read_exact(&mut parent_closed).is_err() {
             return OTHER_ERROR;
         }
-        match Kms::open(&path) {
-            Ok(mine) => verdict(mine.generate_data_key(&data_key_request(&key))),
+        match Kms::open(&s.path) {
+            Ok(mine) => verdict(mine.generate_data_key(&data_key_request(&s.key))),
             Err(_) => OTHER_ERROR,
         }
     });
-    drop(kms.take());
-    (&parent_end).write_all(b"p").unwrap();
+    drop(s.kms.take());
+    (&s.parent_end).write_all(b"p").unwrap();
     assert_eq!(
         wait_child(child),
         SERVED,
