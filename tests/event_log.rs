@@ -421,7 +421,7 @@ fn a_line_removed_from_the_newest_file_is_refused_at_open_naming_the_line_where_
         &config,
         &[
             &format!("{} line 3 is damaged", file.display()),
-            "event 3 where 2 should be: event 2 is missing",
+            "event 3 where 2 should be: event 2 is missing here",
         ],
     );
 }
@@ -444,7 +444,7 @@ fn a_line_removed_from_an_older_file_is_reported_by_lookup_events_naming_the_lin
     let e = kms.kms_events().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::StorageException, "{e}");
     let want = format!(
-        "{} line 2 is damaged: event 2 where 1 should be: event 1 is missing",
+        "{} line 2 is damaged: event 2 where 1 should be: event 1 is missing here",
         oldest.display()
     );
     assert!(e.message().contains(&want), "{e}");

@@ -464,9 +464,9 @@ fn out_of_sequence(path: &Path, data: &[u8], first_seq: u64) -> crate::KmsError 
 fn sequence_break(seq: u64, expect: u64) -> String {
     if seq > expect {
         let missing = if seq - expect == 1 {
-            format!("event {expect} is missing")
+            format!("event {expect} is missing here")
         } else {
-            format!("events {expect} to {} are missing", seq - 1)
+            format!("events {expect} to {} are missing here", seq - 1)
         };
         format!("event {seq} where {expect} should be: {missing}")
     } else {
@@ -961,8 +961,17 @@ mod tests {
         assert_eq!(kept(&garbled, 9).unwrap().0, data.len());
         let e = kept(&garbled, 8).unwrap_err();
         assert!(e.message().contains("events-x.jsonl line 3 is damaged"), "{e}");
+        // Found at the last line, reported at the first out of place.
         let e = kept(&file_of(6..9), 9).unwrap_err();
-        assert!(e.message().contains("event 8 where 7 should be"), "{e}");
+        let want = "line 1 is damaged: event 6 where 5 should be: event 5 is missing here";
+        assert!(e.message().contains(want), "{e}");
+        // Line 2 moved to the end: found at the last line, reported at line 2.
+        let mut moved = data.clone();
+        let line2: Vec<u8> = moved.drain(ends[0]..ends[1]).collect();
+        moved.extend_from_slice(&line2);
+        let e = kept(&moved, 9).unwrap_err();
+        let want = "line 2 is damaged: event 7 where 6 should be: event 6 is missing here";
+        assert!(e.message().contains(want), "{e}");
     }
 
     #[test]
