@@ -393,16 +393,13 @@ fn a_damaged_line_inside_the_log_is_reported_by_lookup_events_naming_file_and_li
     assert!(e.message().contains(&want), "{e}");
 }
 
-/// The newest file with its line `n` (1-based) removed.
-fn remove_line(file: &Path, n: usize) {
+/// Rewrites `file` with the lines `edit` leaves of it.
+fn edit_lines(file: &Path, edit: impl FnOnce(&mut Vec<&str>)) {
     let text = fs::read_to_string(file).unwrap();
     let mut all: Vec<&str> = text.lines().collect();
-    all.remove(n - 1);
-    fs::write(
-        file,
-        all.iter().map(|l| format!("{l}\n")).collect::<String>(),
-    )
-    .unwrap();
+    edit(&mut all);
+    let kept: String = all.iter().map(|l| format!("{l}\n")).collect();
+    fs::write(file, kept).unwrap();
 }
 
 #[test]
@@ -414,7 +411,9 @@ fn a_line_removed_from_the_newest_file_is_refused_at_open_naming_the_line_where_
     toggle(&kms, &key, 8);
     drop(kms);
     let file = files(t.path()).pop().unwrap();
-    remove_line(&file, 3);
+    edit_lines(&file, |lines| {
+        lines.remove(2);
+    });
     // Found from the end (the open reads the tail), reported where the gap is.
     refused_with(
         t.path(),
@@ -437,7 +436,9 @@ fn a_line_removed_from_an_older_file_is_reported_by_lookup_events_naming_the_lin
     drop(kms);
     let oldest = files(t.path()).remove(0);
     assert!(files(t.path()).len() >= 2, "the log rotated");
-    remove_line(&oldest, 2);
+    edit_lines(&oldest, |lines| {
+        lines.remove(1);
+    });
 
     // The open reads only the newest file's tail; reading the older file finds the gap.
     let kms = Kms::open_with(t.path(), config).unwrap();
@@ -476,14 +477,11 @@ fn lines_cut_off_the_end_after_a_compaction_are_refused_at_open_not_renumbered()
     kms.wait_for_compaction().unwrap();
     drop(kms);
     let file = files(t.path()).pop().unwrap();
-    let text = fs::read_to_string(&file).unwrap();
-    let all: Vec<&str> = text.lines().collect();
-    let kept = &all[..all.len() - 3];
-    fs::write(
-        &file,
-        kept.iter().map(|l| format!("{l}\n")).collect::<String>(),
-    )
-    .unwrap();
+    let mut kept = 0;
+    edit_lines(&file, |lines| {
+        lines.truncate(lines.len() - 3);
+        kept = lines.len();
+    });
 
     refused_with(
         t.path(),
@@ -494,10 +492,7 @@ fn lines_cut_off_the_end_after_a_compaction_are_refused_at_open_not_renumbered()
         ],
     );
     // Untouched by the refusal; with the events directory moved away, a new log starts.
-    assert_eq!(
-        fs::read_to_string(&file).unwrap().lines().count(),
-        kept.len()
-    );
+    assert_eq!(fs::read_to_string(&file).unwrap().lines().count(), kept);
     fs::rename(events_dir(t.path()), t.path().join("events.old")).unwrap();
     let kms = Kms::open_with(t.path(), config).unwrap();
     toggle(&kms, &key, 1);

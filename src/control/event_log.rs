@@ -446,7 +446,9 @@ fn lines(data: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
 
 /// The error for the first line of `data` (the file of `first_seq`, at `path`) that is not the
 /// event its place says: a line that does not parse, or one whose number is not the one before
-/// it plus one (lines removed, added or moved there), naming both numbers.
+/// it plus one (lines removed, added or moved there), naming both numbers. A file's lines are
+/// numbered from the `eventSeq` in its name; across files there may be gaps (files removed by
+/// hand, as `docs/events.md` allows).
 fn out_of_sequence(path: &Path, data: &[u8], first_seq: u64) -> crate::KmsError {
     for (n, (_, line)) in lines(data).enumerate() {
         let expect = first_seq + n as u64;
@@ -471,18 +473,6 @@ fn sequence_break(seq: u64, expect: u64) -> String {
         format!("event {seq} where {expect} should be: {missing}")
     } else {
         format!("event {seq} where {expect} should be: an event repeated or moved")
-    }
-}
-
-/// Checks that the line at index `n` of the file of `first_seq` (at `path`) is event
-/// `first_seq + n`, as the file's name and its consecutive lines make every line's number.
-/// (Across files there may be gaps: files removed by hand, as `docs/events.md` allows.)
-fn check_place(path: &Path, n: usize, first_seq: u64, seq: u64) -> Result<()> {
-    let expect = first_seq + n as u64;
-    if seq == expect {
-        Ok(())
-    } else {
-        Err(damaged(path, n + 1, &sequence_break(seq, expect)))
     }
 }
 
@@ -812,9 +802,10 @@ impl EventFiles {
             let path = self.dir.join(file_name(f.first_seq));
             let data = read_file(&path)?;
             for (i, (_, line)) in lines(&data).enumerate() {
-                let e = event_line::parse(line).map_err(|why| damaged(&path, i + 1, &why))?;
-                check_place(&path, i, f.first_seq, e.seq)?;
-                events.push(e.event);
+                match event_line::parse(line) {
+                    Ok(e) if e.seq == f.first_seq + i as u64 => events.push(e.event),
+                    _ => return Err(out_of_sequence(&path, &data, f.first_seq)),
+                }
             }
         }
         events.extend(self.backlog.iter().map(|(.., e)| e.clone()));

@@ -159,6 +159,15 @@ impl Unshared {
     }
 }
 
+/// The connection at `slot` if it is still the one of `serial` (a slot is reused by later
+/// connections).
+fn conn_of(conns: &mut [Option<Conn>], slot: usize, serial: u64) -> Option<&mut Conn> {
+    conns
+        .get_mut(slot)
+        .and_then(Option::as_mut)
+        .filter(|c| c.serial == serial)
+}
+
 impl EventLoop {
     /// This loop's place among the loops.
     pub(super) fn index(&self) -> usize {
@@ -390,18 +399,13 @@ impl EventLoop {
                 frame_bytes,
                 deferred: d,
             } = w;
-            let Some(conn) = self
-                .conns
-                .get_mut(slot)
-                .and_then(Option::as_mut)
-                .filter(|c| c.serial == serial)
-            else {
+            let Some(conn) = conn_of(&mut self.conns, slot, serial) else {
                 // Its connection closed meanwhile (`close` drops its waiting requests; this
                 // is one that raced it): nothing to answer.
                 self.helpers.give_back(uid);
                 continue;
             };
-            let (id, op) = d.ids();
+            let ids = d.ids();
             let kms = conn.kms.clone();
             let tx = self.mail_tx.clone();
             let waker = self.waker.clone();
@@ -421,10 +425,8 @@ impl EventLoop {
                 });
             if let Err(e) = spawned {
                 self.helpers.give_back(uid);
-                conn.in_flight -= 1;
-                conn.offloaded -= frame_bytes;
                 let e = err!(ThrottlingException, "cannot start a helper thread: {e}");
-                protocol::encode_response(&mut conn.wbuf, id, op, &Err(e));
+                helpers::answer_unrun(conn, ids, frame_bytes, e);
                 if self.after_output(slot) {
                     self.wake(slot);
                 }
@@ -449,12 +451,9 @@ impl EventLoop {
             self.helpers.give_back(uid);
             self.start_helpers();
         }
-        let Some(conn) = self.conns.get_mut(done.slot).and_then(Option::as_mut) else {
+        let Some(conn) = conn_of(&mut self.conns, done.slot, done.serial) else {
             return;
         };
-        if conn.serial != done.serial {
-            return;
-        }
         conn.in_flight -= 1;
         conn.offloaded -= done.frame_bytes;
         conn.last_progress = Instant::now();
@@ -501,22 +500,13 @@ impl EventLoop {
         // Requests still waiting for a helper do not start now: each is answered that it did
         // not run (those running finish within the grace period, or are cut off with it).
         for w in self.helpers.take_waiting() {
-            let Some(c) = self
-                .conns
-                .get_mut(w.slot)
-                .and_then(Option::as_mut)
-                .filter(|c| c.serial == w.serial)
-            else {
-                continue;
-            };
-            let (id, op) = w.deferred.ids();
-            c.in_flight -= 1;
-            c.offloaded -= w.frame_bytes;
-            let e = err!(
-                KMSInternalException,
-                "kmscksd is shutting down; the request did not run"
-            );
-            protocol::encode_response(&mut c.wbuf, id, op, &Err(e));
+            if let Some(c) = conn_of(&mut self.conns, w.slot, w.serial) {
+                let e = err!(
+                    KMSInternalException,
+                    "kmscksd is shutting down; the request did not run"
+                );
+                helpers::answer_unrun(c, w.deferred.ids(), w.frame_bytes, e);
+            }
         }
         for c in self.conns.iter_mut().flatten() {
             c.closing = true;

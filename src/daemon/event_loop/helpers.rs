@@ -16,8 +16,11 @@
 
 use std::collections::HashMap;
 
+use super::super::conn::Conn;
 use super::super::dispatch::Deferred;
 use super::super::turns::Turns;
+use crate::error::KmsError;
+use crate::protocol;
 
 /// Helper threads running at once on one loop, all uids together.
 pub(super) const PER_LOOP: usize = 64;
@@ -35,10 +38,18 @@ pub(super) struct Waiting {
     pub(super) deferred: Deferred,
 }
 
-/// The helpers running, in all and per uid, and the requests waiting for one.
+/// Answers the request `ids` (request id, op) of `conn`, counted as outstanding off the loop
+/// with `frame_bytes` held, with `e` without running it (it never got, or never started on, a
+/// helper), and takes it off what the connection has outstanding.
+pub(super) fn answer_unrun(conn: &mut Conn, (id, op): (u64, u16), frame_bytes: usize, e: KmsError) {
+    conn.in_flight -= 1;
+    conn.offloaded -= frame_bytes;
+    protocol::encode_response(&mut conn.wbuf, id, op, &Err(e));
+}
+
+/// The helpers running per uid (only uids with one), and the requests waiting for one.
 #[derive(Default)]
 pub(super) struct Helpers {
-    running: usize,
     by_uid: HashMap<u32, usize>,
     waiting: Turns<u32, Waiting>,
 }
@@ -53,21 +64,19 @@ impl Helpers {
     /// it is among the uids under their share. `None` while the loop's helpers are all
     /// running, or every waiting uid is at its share.
     pub(super) fn start_next(&mut self) -> Option<Waiting> {
-        if self.running >= PER_LOOP {
+        if self.running() >= PER_LOOP {
             return None;
         }
         let by_uid = &self.by_uid;
         let w = self
             .waiting
             .next_of(|uid| by_uid.get(uid).copied().unwrap_or(0) < PER_UID)?;
-        self.running += 1;
         *self.by_uid.entry(w.uid).or_default() += 1;
         Some(w)
     }
 
     /// Gives back a helper [`Helpers::start_next`] counted for `uid`.
     pub(super) fn give_back(&mut self, uid: u32) {
-        self.running = self.running.saturating_sub(1);
         if let Some(held) = self.by_uid.get_mut(&uid) {
             *held -= 1;
             if *held == 0 {
@@ -89,10 +98,9 @@ impl Helpers {
         std::iter::from_fn(|| self.waiting.next()).collect()
     }
 
-    /// Helpers running, all uids together.
-    #[cfg(test)]
+    /// Helpers running, all uids together (summed over the uids running any: a handful).
     fn running(&self) -> usize {
-        self.running
+        self.by_uid.values().sum()
     }
 }
 
