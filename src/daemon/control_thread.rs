@@ -113,7 +113,8 @@ fn serve(rx: Receiver<Submitted>) {
         }
         if let Some(job) = turns.next() {
             // A job that panics (a bug) ends alone: the lane goes on with every other
-            // principal's jobs. (The socket's jobs answer even then: `Deferred::run`.)
+            // principal's jobs. (The jobs of the socket and the HTTP endpoint answer even
+            // then: `Deferred::run`, `http::Control::submit`.)
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
                 tracing::error!("a control-plane job panicked; its lane goes on");
             }

@@ -521,11 +521,7 @@ impl Deferred {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.answer(kms))).unwrap_or_else(
             |_| {
                 let mut out = Vec::new();
-                let e = err!(
-                    KMSInternalException,
-                    "kmscksd failed answering this request (a bug); the connection is closed"
-                );
-                protocol::encode_response(&mut out, id, op, &Err(e));
+                protocol::encode_response(&mut out, id, op, &Err(panicked()));
                 (out, true)
             },
         )
@@ -581,6 +577,15 @@ impl Deferred {
             }
         }
     }
+}
+
+/// The answer to a request whose handling panicked off the loop (a bug): the socket's and
+/// the HTTP endpoint's, which then close the connection.
+pub(super) fn panicked() -> KmsError {
+    err!(
+        KMSInternalException,
+        "kmscksd failed answering this request (a bug); the connection is closed"
+    )
 }
 
 /// Whether `op` is a batch operation (answered as a [`Job`]).

@@ -68,7 +68,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use zeroize::Zeroizing;
 
 use super::control_thread::{ControlQueue, Lane};
-use super::dispatch::{Batcher, Replies};
+use super::dispatch::{self, Batcher, Replies};
 use super::quota::{Quotas, CONN_FLOOR};
 use super::wake::Spin;
 use super::Shutdown;
@@ -320,13 +320,20 @@ impl Control {
             lane,
             &principal,
             Box::new(move || {
-                let (status, body) = encode_answer(handle.dispatch(&request));
+                // A panic (a bug) is answered too, and the connection closed, so that it does
+                // not wait for its answer for good (the lane goes on either way).
+                let dispatched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    handle.dispatch(&request)
+                }));
+                let panicked = dispatched.is_err();
+                let result = dispatched.unwrap_or_else(|_| Err(dispatch::panicked()));
+                let (status, body) = encode_answer(result);
                 let answer = (status, Zeroizing::new(body));
                 let _ = done.send(Done {
                     slot,
                     serial,
                     answer,
-                    close,
+                    close: close || panicked,
                 });
                 let _ = waker.wake();
             }),
