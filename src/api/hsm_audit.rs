@@ -40,9 +40,10 @@ impl AuditHash {
     /// All zeros: the value a writer puts in a record before the stream assigns the real ones.
     pub const ZERO: AuditHash = AuditHash([0; 32]);
 
-    /// Parses 64 hex digits (either case).
+    /// Parses 64 hex digits (either case), and nothing else: `u8::from_str_radix` alone
+    /// would also take a sign (`+a` for `0a`), a second spelling of the same hash.
     pub fn from_hex(text: &str) -> Option<AuditHash> {
-        if text.len() != 64 || !text.is_ascii() {
+        if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let mut out = [0u8; 32];
@@ -293,6 +294,20 @@ mod tests {
 
     fn broken_at(events: &[AuditEvent], hsm: &HsmId) -> Option<ChainBreak> {
         verify_stream(hsm, events).chain_break
+    }
+
+    #[test]
+    fn a_hash_is_read_from_64_hex_digits_only() {
+        let hash = record_hash(&chained(&HsmId::generate(), 1)[0]);
+        let text = hash.to_string();
+        assert_eq!(AuditHash::from_hex(&text), Some(hash));
+        assert_eq!(AuditHash::from_hex(&text.to_uppercase()), Some(hash));
+        // A sign is not a hex digit, though `from_str_radix` takes one: `+a` is not `0a`.
+        let signed = format!("+{}", &text[1..]);
+        assert_eq!(AuditHash::from_hex(&signed), None, "{signed}");
+        assert_eq!(AuditHash::from_hex(&text[1..]), None, "63 digits");
+        assert_eq!(AuditHash::from_hex(&format!("{text}0")), None, "65 digits");
+        assert_eq!(AuditHash::from_hex(&format!("g{}", &text[1..])), None);
     }
 
     #[test]

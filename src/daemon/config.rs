@@ -51,6 +51,10 @@ fn toml_text<T: Serialize>(value: &T) -> String {
 /// Parses a permission mode in octal, with or without `0o`.
 fn parse_octal(s: &str) -> std::result::Result<u32, String> {
     let digits = s.strip_prefix("0o").unwrap_or(s);
+    // Digits only: `from_str_radix` would also take a sign (`+750`).
+    if !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(format!("'{s}' is not an octal mode: only the digits 0-7"));
+    }
     u32::from_str_radix(digits, 8).map_err(|e| format!("'{s}' is not an octal mode: {e}"))
 }
 
@@ -739,6 +743,17 @@ impl DaemonConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mode_is_read_from_octal_digits_only() {
+        assert_eq!(parse_octal("660"), Ok(0o660));
+        assert_eq!(parse_octal("0o750"), Ok(0o750));
+        // `from_str_radix` takes a sign; a mode has none.
+        for bad in ["+660", "0o+660", "-1", "", "0o", "8", "66 0"] {
+            let e = parse_octal(bad).expect_err(bad);
+            assert!(e.contains("is not an octal mode"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn generate_random_uids_become_principals_or_everyone() {
