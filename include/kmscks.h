@@ -590,8 +590,9 @@ const char *kmscks_result_name(kmscks_result result);
 const char *kmscks_last_error_message(void);
 
 /**
- * Frees a string kmscks returned. NULL does nothing. Freeing a string twice, or one kmscks
- * did not allocate, is undefined behaviour.
+ * Frees a string kmscks returned. NULL does nothing. The string may have been written to
+ * (cut short, split with `strtok`): it is freed whole all the same. Freeing a string twice,
+ * or one kmscks did not allocate, is undefined behaviour.
  *
  * # Safety
  * `s` is NULL or a string returned by a `kmscks_*` function and not yet freed.

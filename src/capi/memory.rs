@@ -6,8 +6,14 @@
 //! that held a plaintext or data key is wiped before that. Secrets never take a detour through
 //! an allocation that is freed unwiped: a plaintext whose vector is larger than its bytes is
 //! copied into an exact allocation and the vector wiped, never reallocated.
+//!
+//! A string is one `malloc` of its bytes and the NUL, freed by `kmscks_string_free` with
+//! `free`, which needs no length: a caller may write into the string it got (cut it short,
+//! split it with `strtok`) and still free it. A Rust `CString` would not allow that: it frees
+//! with the length `strlen` finds, and a wrong length is undefined behaviour for Rust's
+//! allocator.
 
-use std::ffi::{c_char, CString};
+use std::ffi::c_char;
 
 use super::boundary::CResult;
 use super::result::Failure;
@@ -87,24 +93,41 @@ pub struct kmscks_context_entry {
     pub value: *const c_char,
 }
 
-/// Lends `text` to C as a `char *` to free with `kmscks_string_free`.
+/// Lends `text` to C as a `char *` (one `malloc`) to free with `kmscks_string_free`.
 pub(super) fn c_string(text: &str) -> CResult<*mut c_char> {
-    CString::new(text)
-        .map(CString::into_raw)
-        .map_err(|_| Failure::internal(format!("a string to return holds a NUL: {text:?}")))
+    let bytes = text.as_bytes();
+    if bytes.contains(&0) {
+        return Err(Failure::internal(format!(
+            "a string to return holds a NUL: {text:?}"
+        )));
+    }
+    // SAFETY: `malloc` of a non-zero size; the result is checked for NULL before use.
+    let p = unsafe { libc::malloc(bytes.len() + 1) }.cast::<u8>();
+    if p.is_null() {
+        return Err(Failure::internal(format!(
+            "out of memory for a string of {} bytes",
+            bytes.len()
+        )));
+    }
+    // SAFETY: `p` holds `len + 1` writable bytes, and `bytes` is another allocation.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
+        p.add(bytes.len()).write(0);
+    }
+    Ok(p.cast())
 }
 
-/// Frees a string kmscks returned. NULL does nothing. Freeing a string twice, or one kmscks
-/// did not allocate, is undefined behaviour.
+/// Frees a string kmscks returned. NULL does nothing. The string may have been written to
+/// (cut short, split with `strtok`): it is freed whole all the same. Freeing a string twice,
+/// or one kmscks did not allocate, is undefined behaviour.
 ///
 /// # Safety
 /// `s` is NULL or a string returned by a `kmscks_*` function and not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn kmscks_string_free(s: *mut c_char) {
-    if !s.is_null() {
-        // SAFETY: made by `CString::into_raw` in `c_string`, not yet freed (caller's contract).
-        drop(unsafe { CString::from_raw(s) });
-    }
+    // SAFETY: NULL, or the `malloc` of `c_string`, not yet freed (caller's contract); `free`
+    // needs nothing but the pointer.
+    unsafe { libc::free(s.cast()) }
 }
 
 /// Zeroizes and frees a buffer kmscks filled, then resets it to `{NULL, 0}`. NULL, and a
