@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use http_support::start;
+use http_support::{start, Daemon};
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();
@@ -903,6 +903,105 @@ fn a_uid_at_its_memory_quota_is_read_no_more_yet_each_connection_keeps_its_floor
     drop(hogs);
     let big = kms(&mut other, "GenerateRandom", json!({"NumberOfBytes": 1024}));
     assert_eq!(big.status, 200);
+}
+
+/// A daemon whose uid memory quota is the smallest it accepts (two requests of a megabyte),
+/// a key, and an EncryptBatch request of a megabyte under it (700 items of 1 KiB, answered
+/// on the lane of slow work).
+fn small_quota_and_a_megabyte_batch(dir: &Path) -> (Daemon, SocketAddr, String, String) {
+    let quota = 2 * (24 + (1 << 20));
+    let (d, addr) = start(dir, &["--max-memory-per-uid", &quota.to_string()]);
+    let mut s = BufReader::new(connect(addr));
+    let created = kms(&mut s, "CreateKey", json!({}));
+    let key = created.body["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let item = json!({"KeyId": key, "Plaintext": "YWFh".repeat(342)});
+    let batch = request(
+        "TrentService.EncryptBatch",
+        &json!({ "Items": vec![item; 700] }).to_string(),
+        "",
+    );
+    assert!(batch.len() > 900 << 10, "{} bytes", batch.len());
+    (d, addr, key, batch)
+}
+
+/// Sends `batch` on `n` connections at once, each from a thread of its own; returns each
+/// one's answer status and `__type`.
+fn send_at_once(addr: SocketAddr, batch: &str, n: usize) -> Vec<(u16, Value)> {
+    let clients: Vec<_> = (0..n)
+        .map(|_| {
+            let (batch, stream) = (batch.to_owned(), connect(addr));
+            std::thread::spawn(move || {
+                let mut c = BufReader::new(stream);
+                c.get_mut().write_all(batch.as_bytes()).unwrap();
+                let a = read_answer(&mut c);
+                (a.status, a.body["__type"].clone())
+            })
+        })
+        .collect();
+    clients.into_iter().map(|c| c.join().unwrap()).collect()
+}
+
+#[test]
+fn a_uid_sending_more_megabyte_requests_at_once_than_its_quota_holds_gets_every_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr, _, batch) = small_quota_and_a_megabyte_batch(dir.path());
+    // Forty megabytes at once against a quota of two. Had each connection read what room
+    // allowed of its request, they would hold the quota between them with no request whole,
+    // and none would be answered (each waits 30 s, then fails).
+    for answer in send_at_once(addr, &batch, 40) {
+        assert_eq!(answer, (200, Value::Null));
+    }
+}
+
+/// `VmHWM` (the peak of the resident set) of process `pid`, in bytes.
+fn peak_memory_of(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"));
+    kb * 1024
+}
+
+#[test]
+fn requests_waiting_for_a_control_thread_stay_charged_to_their_uids_memory_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, addr, key, batch) = small_quota_and_a_megabyte_batch(dir.path());
+    // The lane of slow work is kept busy first, by RSA_4096 key pairs (hundreds of
+    // milliseconds each), so that the batches wait for it.
+    let pairs: Vec<_> = (0..3)
+        .map(|_| {
+            let mut c = BufReader::new(connect(addr));
+            let body = json!({"KeyId": key, "KeyPairSpec": "RSA_4096"}).to_string();
+            c.get_mut()
+                .write_all(request("TrentService.GenerateDataKeyPair", &body, "").as_bytes())
+                .unwrap();
+            c
+        })
+        .collect();
+    let before = peak_memory_of(d.pid());
+    // 150 megabytes on 150 connections. Each request the daemon takes while the lane is busy
+    // waits there, decoded: uncharged, it took one from every connection (the peak grew by
+    // about 190 MiB). Charged, the uid's quota lets two wait.
+    for answer in send_at_once(addr, &batch, 150) {
+        assert_eq!(answer, (200, Value::Null));
+    }
+    for mut pair in pairs {
+        let a = read_answer(&mut pair);
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let grown = peak_memory_of(d.pid()).saturating_sub(before);
+    // What serving one batch after another costs (its decoding and answer, and what the
+    // allocator keeps of them), 50-70 MiB here, well under a queue of 150.
+    assert!(
+        grown < 110 << 20,
+        "the daemon's peak memory grew by {} MiB for a uid whose quota is 2 MiB",
+        grown >> 20
+    );
 }
 
 #[test]

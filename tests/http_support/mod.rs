@@ -10,6 +10,13 @@ use std::process::{Child, Command, Stdio};
 
 /// A running `kmscksd`; killed and reaped on drop.
 pub(crate) struct Daemon(Child);
+
+impl Daemon {
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.0.kill();

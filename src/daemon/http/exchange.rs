@@ -43,8 +43,12 @@ pub(super) struct Exchange<'b> {
 #[derive(Debug)]
 pub(super) enum Parsed<'b> {
     /// Not a whole request yet. `expects_continue`: the head is whole and asked for
-    /// `100 Continue` before its body is sent.
-    Partial { expects_continue: bool },
+    /// `100 Continue` before its body is sent. `whole`: once the head is whole, the bytes the
+    /// request takes (head and body), so that they can be charged before the body is read.
+    Partial {
+        expects_continue: bool,
+        whole: Option<usize>,
+    },
     /// A whole request.
     Whole(Exchange<'b>),
     /// A request that cannot be served: answer with this status and error, then close.
@@ -69,6 +73,7 @@ pub(super) fn parse(buf: &[u8]) -> Parsed<'_> {
         Ok(httparse::Status::Partial) => {
             return Parsed::Partial {
                 expects_continue: false,
+                whole: None,
             }
         }
         Err(e) => {
@@ -158,7 +163,10 @@ pub(super) fn parse(buf: &[u8]) -> Parsed<'_> {
     };
     let end = head_len + length;
     if buf.len() < end {
-        return Parsed::Partial { expects_continue };
+        return Parsed::Partial {
+            expects_continue,
+            whole: Some(end),
+        };
     }
     let path = req.path.unwrap_or("/");
     let headers = req.headers.iter().map(|h| (h.name, h.value)).collect();
@@ -260,14 +268,18 @@ mod tests {
         assert!(matches!(
             parse(&whole.as_bytes()[..10]),
             Parsed::Partial {
-                expects_continue: false
+                expects_continue: false,
+                whole: None,
             }
         ));
+        // Once the head is whole, so is the request's length.
+        let len = whole.len();
         assert!(matches!(
             parse(&whole.as_bytes()[..head_end]),
             Parsed::Partial {
-                expects_continue: true
-            }
+                expects_continue: true,
+                whole: Some(n),
+            } if n == len
         ));
         assert!(matches!(parse(whole.as_bytes()), Parsed::Whole(_)));
     }

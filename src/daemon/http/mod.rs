@@ -23,9 +23,13 @@
 //! [`READ_CHUNK`] bytes before the others get theirs (a connection with more goes to the back,
 //! served after the next poll's events); a connection is read only while its unwritten answers
 //! are under `max_pending_reply_bytes` and while its uid's bytes held here (requests not yet
-//! answered, answers not yet written, beyond [`CONN_FLOOR`] per connection) are under
-//! `max_memory_per_uid` — a connection without that room is *stalled* until the uid's memory
-//! goes down. The HTTP endpoint counts its connections and memory apart from the socket's.
+//! answered, those waiting for a control thread among them, answers not yet written, beyond
+//! [`CONN_FLOOR`] per connection) are under `max_memory_per_uid` — a connection without that
+//! room is *stalled* until the uid's memory goes down. A request's body is read only once
+//! the whole request (its length is in its head) fits in that room, and is charged whole
+//! from then on, so that many large requests arriving at once cannot share out a uid's
+//! quota with none of them complete ([`read_limit`]). The HTTP endpoint counts its
+//! connections and memory apart from the socket's.
 //!
 //! Who a request acts as is `identity`'s: the uid owning the client's end first (another
 //! local user is never the daemon's principals), then the access key id it signs with.
@@ -210,15 +214,24 @@ struct Conn {
     /// A control-plane request of this connection runs on the control thread: nothing more
     /// is parsed until its answer is written (answers go out in request order).
     awaiting: bool,
+    /// The bytes of that request (head and body): still held, decoded, until its answer is
+    /// back, and charged to the uid as they were while in `rbuf`.
+    deferred: usize,
+    /// The length of the request at the head of `rbuf` once its head is whole and its body
+    /// not (see [`read_limit`]).
+    next_len: Option<usize>,
+    /// That length, charged whole before the body is read (0: nothing reserved).
+    reserved: usize,
     /// Tells this connection from a later one in the same slot (control answers name it).
     serial: u64,
 }
 
 impl Conn {
     /// What the connection holds against its uid's memory quota: request bytes read and not
-    /// yet answered, answers not yet written.
+    /// yet answered (in `rbuf` or reserved for the request being read, or on a control
+    /// thread), answers not yet written.
     fn memory(&self) -> usize {
-        self.rbuf.len() + self.unwritten()
+        self.rbuf.len().max(self.reserved) + self.deferred + self.unwritten()
     }
 
     fn unwritten(&self) -> usize {
@@ -481,6 +494,7 @@ fn answered(conns: &mut [Option<Conn>], done: &Receiver<Done>, ready: &mut Vec<u
         Answers(&mut conn.wbuf).write_encoded((d.answer.0, body), d.close);
         conn.close_after_write |= d.close;
         conn.awaiting = false;
+        conn.deferred = 0;
         conn.last_active = Instant::now();
         ready.push(d.slot);
     }
@@ -584,6 +598,9 @@ fn accept_all(
             charged: 0,
             stalled: false,
             awaiting: false,
+            deferred: 0,
+            next_len: None,
+            reserved: 0,
             serial: *serial,
         });
         *serial += 1;
@@ -633,8 +650,8 @@ fn turn(
             // written (a WRITABLE event comes then).
             Filled::Limit(0)
         } else {
-            let room = CONN_FLOOR.saturating_sub(conn.memory()) + limits.quotas.room(conn.uid);
-            fill(conn, room.min(READ_CHUNK))
+            let limit = read_limit(conn, &mut limits.quotas);
+            fill(conn, limit.min(READ_CHUNK))
         };
         let (buffered, unwritten) = (conn.rbuf.len(), conn.unwritten());
         answer((slot, conn), kms, ids, batcher, control);
@@ -672,6 +689,34 @@ fn turn(
         }
     }
     Outcome::More
+}
+
+/// How many bytes `conn` may read now: what its floor and its uid's memory quota leave room
+/// for; for a request whose head is read and whose body is not, the rest of it, once its
+/// whole length is charged (reserved), else nothing.
+///
+/// Why whole: a connection reading a large body as room comes would hold what it read while
+/// waiting for the rest. Enough of them (a uid's clients sending many megabyte batches at
+/// once) would hold the uid's whole quota with no request complete, and none would move until
+/// the idle timeout closed them. A reserved request needs nothing more to complete but its
+/// bytes; one that cannot be reserved reads nothing and waits for the uid's memory to go
+/// down. What is read before a length is known is a head (at most [`MAX_HEAD`]) and at most a
+/// chunk after it, within a connection's floor.
+fn read_limit(conn: &mut Conn, quotas: &mut Quotas) -> usize {
+    let room = CONN_FLOOR.saturating_sub(conn.memory()) + quotas.room(conn.uid);
+    let Some(whole) = conn.next_len.filter(|&n| n > conn.rbuf.len()) else {
+        return room;
+    };
+    if conn.reserved < whole {
+        if whole - conn.rbuf.len() > room {
+            return 0;
+        }
+        conn.reserved = whole;
+        // Charged now, before another connection's room is read. A charge that went up
+        // wakes no one.
+        let _ = sync_charge(conn, quotas);
+    }
+    whole - conn.rbuf.len()
 }
 
 /// How a `fill` ended.
@@ -739,7 +784,13 @@ fn answer(
     let mut answered = false;
     while !conn.close_after_write && !conn.awaiting {
         match exchange::parse(&conn.rbuf[used..]) {
-            Parsed::Partial { expects_continue } => {
+            Parsed::Partial {
+                expects_continue,
+                whole,
+            } => {
+                // Its length from its start, which is the buffer's once what was used is
+                // consumed (before the next read).
+                conn.next_len = whole;
                 if expects_continue && !conn.continued {
                     answer_batch(batcher, &conn.acting, &mut conn.wbuf);
                     crate::secret::extend_wiping(&mut conn.wbuf, CONTINUE);
@@ -760,6 +811,8 @@ fn answer(
             }
             Parsed::Whole(ex) => {
                 let close = !ex.keep_alive;
+                conn.next_len = None;
+                conn.reserved = 0;
                 let request = act_as(
                     (&mut conn.acting, &mut conn.acting_key),
                     conn.uid,
@@ -778,6 +831,7 @@ fn answer(
                         batcher.flush(handle, &mut out);
                         if control.submit((slot, conn.serial), handle, request, close) {
                             conn.awaiting = true;
+                            conn.deferred = ex.len;
                         } else {
                             let e = err!(KMSInternalException, "the control thread is gone");
                             out.write(Err(e), close);
