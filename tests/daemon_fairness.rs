@@ -564,3 +564,39 @@ fn pipelined_waits_beyond_a_loops_helper_threads_wait_their_turn_and_none_is_ref
     }
     assert_eq!(answered, (1000..1000 + n).collect());
 }
+
+#[test]
+fn a_uid_sending_more_megabyte_frames_at_once_than_its_quota_holds_gets_every_answer() {
+    // The smallest quota the daemon accepts: two of the largest frames.
+    let d = TestDaemon::start(|c| c.max_memory_per_uid = 2 * (HEADER_LEN + MAX_BODY as usize));
+    let mut c = d.connect();
+    let Ok(Response::CreateKey(created)) = c.call(&Request::CreateKey(CreateKeyRequest::default()))
+    else {
+        panic!("CreateKey failed")
+    };
+    // A batch frame of about 760 KB: 700 items of 1 KiB.
+    let items: Vec<_> = (0..700)
+        .map(|_| EncryptRequest {
+            key_id: created.key_metadata.key_id.clone(),
+            plaintext: SecretBytes::from_slice(&[7; 1024]),
+            ..Default::default()
+        })
+        .collect();
+    let batch = Arc::new(Request::EncryptBatch(BatchRequest { items }));
+    // Forty of them at once against a quota of two. Had each connection read what room
+    // allowed of its frame, they would hold the quota between them with no frame whole, and
+    // none would be answered (each waits 60 s, then fails).
+    let clients: Vec<_> = (0..40)
+        .map(|_| {
+            let mut raw = d.connect();
+            let batch = Arc::clone(&batch);
+            std::thread::spawn(move || match raw.call(&batch) {
+                Ok(Response::EncryptBatch(answers)) => answers.results.len(),
+                other => panic!("{other:?}"),
+            })
+        })
+        .collect();
+    for client in clients {
+        assert_eq!(client.join().unwrap(), 700);
+    }
+}

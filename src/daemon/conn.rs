@@ -11,7 +11,7 @@ use mio::net::UnixStream;
 use super::dispatch::Job;
 use super::identity::Peer;
 use super::quota::UidMemory;
-use crate::protocol::{HEADER_LEN, MAX_BODY};
+use crate::protocol::{parse_header, HEADER_LEN, MAX_BODY};
 use crate::Kms;
 
 /// The read buffer never grows past this: two largest frames, so that after the complete
@@ -88,6 +88,11 @@ pub(crate) struct Conn {
     /// A slow HSM served a request of this connection (`Fault::SlowHsm`): its replies are not
     /// written, nor more requests read, before this time.
     pub held_until: Option<Instant>,
+    /// The length of the frame at the start of `rbuf` once its header is read and its body
+    /// is not (see [`Conn::track_partial`]).
+    pub next_len: Option<usize>,
+    /// That length, charged whole before its body is read (0: nothing reserved).
+    pub reserved: usize,
 }
 
 impl Conn {
@@ -123,6 +128,8 @@ impl Conn {
             in_flight: 0,
             greeted: false,
             held_until: None,
+            next_len: None,
+            reserved: 0,
         }
     }
 
@@ -186,15 +193,32 @@ impl Conn {
         }
     }
 
+    /// Keeps [`Conn::next_len`] and the reservation in step after frames were handled:
+    /// `consumed` bytes of them (the frame at the start, reserved or not, among them), and
+    /// `incomplete` when what is left begins with a frame not yet whole.
+    pub(super) fn track_partial(&mut self, consumed: usize, incomplete: bool) {
+        if consumed > 0 {
+            self.reserved = 0;
+        }
+        self.next_len = None;
+        if incomplete && self.filled >= HEADER_LEN {
+            // Its header was checked as the frames were handled; a bad one ended them.
+            if let Ok(Some(h)) = parse_header(&self.rbuf[..self.filled]) {
+                self.next_len = Some(h.frame_len()).filter(|&n| n > self.filled);
+            }
+        }
+    }
+
     /// Bytes of replies not yet written.
     pub(super) fn pending(&self) -> usize {
         self.wbuf.len() - self.wpos
     }
 
     /// What this connection holds against its uid's memory quota: request bytes read and not
-    /// yet handled (a batch being answered counts its frame), replies not yet written.
+    /// yet handled (or reserved for the frame being read; a batch being answered counts its
+    /// frame), replies not yet written.
     pub(super) fn memory(&self) -> usize {
-        self.filled
+        self.filled.max(self.reserved)
             + self.pending()
             + self.offloaded
             + self.job.as_ref().map_or(0, Job::frame_bytes)

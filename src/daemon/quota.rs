@@ -214,6 +214,20 @@ impl UidMemory {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_protocol_doc_states_the_floor_as_it_is() {
+        let doc = include_str!("../../docs/protocol.md");
+        let flat = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+        let kib = CONN_FLOOR >> 10;
+        for stated in [
+            format!("beyond {kib} KiB per connection that are never counted"),
+            format!("at most its quota plus {kib} KiB per connection"),
+            format!("reads at most {kib} KiB at a time while it does not know"),
+        ] {
+            assert!(flat.contains(&stated), "docs/protocol.md lacks: {stated}");
+        }
+    }
+
     fn quotas(max: usize, reserved: usize, per_uid: usize) -> Quotas {
         let config = DaemonConfig {
             max_connections: max,

@@ -9,8 +9,10 @@
 //! replies at `max_pending_reply_bytes`, `max_in_flight` requests outstanding, or its uid at
 //! `max_memory_per_uid` beyond each connection's [`CONN_FLOOR`] — is *stalled*: not read (the
 //! kernel's socket buffers then push back on the client) until replies are written or the uid's
-//! memory goes down, which puts it back on the `again` list. Connections are counted per uid at
-//! accept ([`crate::daemon::quota`]).
+//! memory goes down, which puts it back on the `again` list. A frame longer than what was read
+//! of it is read on only once its whole length fits in that room (`read_limit`), so that a
+//! uid's many large frames cannot share its quota out with none of them whole. Connections are
+//! counted per uid at accept ([`crate::daemon::quota`]).
 //!
 //! Slow HSMs (`Fault::SlowHsm`): the loop's thread never sleeps off the latency a slow HSM adds
 //! (see `engine::latency`). A read whose requests owe some *holds* the connection — its
@@ -84,11 +86,62 @@ impl EventLoop {
         CONN_FLOOR.saturating_sub(conn.memory()) + conn.uid_memory.room()
     }
 
-    /// Stops reading `slot` until there is room again (see the module doc). `for_memory`: it
-    /// stops for its uid's memory alone, which another loop may have freed since `room` was
-    /// read: the room is read again under the same lock as the wait is registered, and a
-    /// connection that has some goes on (no wake is lost between the two).
-    fn stall(&mut self, slot: usize, for_memory: bool) {
+    /// Bytes `slot` may read now: for a frame whose header is read and whose body is not, the
+    /// rest of that frame once the frame's whole length is charged (reserved), else nothing;
+    /// otherwise its [`EventLoop::room`], at most a floor's worth ([`CONN_FLOOR`]) at a time.
+    ///
+    /// Why whole: a connection reading a large frame as room comes would hold what it read
+    /// while waiting for the rest. Enough of them (a uid's clients sending many batches of a
+    /// megabyte at once) would hold the uid's whole quota with no frame complete, and none
+    /// would move until the idle timeout closed them. A reserved frame needs nothing more to
+    /// complete but its bytes; one that cannot be reserved reads nothing, and its connection
+    /// waits for the uid's memory to go down. Why a floor at a time: before a read it is not
+    /// known where the frames in it end, and a read may stop inside a large one. What it read
+    /// of that frame then fits in the connection's floor and holds none of its uid's room. A
+    /// pipeline of small frames loses nothing by it: 256 requests are about 25 KiB.
+    fn read_limit(&mut self, slot: usize) -> usize {
+        let room = self.room(slot);
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return 0;
+        };
+        let Some(whole) = conn.next_len.filter(|&n| n > conn.filled) else {
+            return room.min(CONN_FLOOR);
+        };
+        let rest = whole - conn.filled;
+        if conn.reserved < whole {
+            if rest > room {
+                return 0;
+            }
+            conn.reserved = whole;
+            // Charged now, so that the next connection's room is read with it.
+            self.sync_charge(slot);
+        }
+        rest
+    }
+
+    /// The room in its uid's memory `slot` waits for to read on: a byte, or for a frame to
+    /// reserve, what its floor leaves of the frame's rest.
+    fn room_wanted(&self, slot: usize) -> usize {
+        let Some(conn) = self.conns.get(slot).and_then(Option::as_ref) else {
+            return 1;
+        };
+        match conn
+            .next_len
+            .filter(|&n| n > conn.filled && conn.reserved < n)
+        {
+            Some(whole) => (whole - conn.filled)
+                .saturating_sub(CONN_FLOOR.saturating_sub(conn.memory()))
+                .max(1),
+            None => 1,
+        }
+    }
+
+    /// Stops reading `slot` until there is room again (see the module doc). `wanted`: the room
+    /// in its uid's memory that lets it go on (0: it waits for something else, a write or a
+    /// helper's completion). Another loop may have freed that since the room was read: the
+    /// room is read again under the same lock as the wait is registered, and a connection
+    /// that has what it wants goes on (no wake is lost between the two).
+    fn stall(&mut self, slot: usize, wanted: usize) {
         let index = self.index;
         let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
@@ -99,7 +152,7 @@ impl EventLoop {
             quotas.wait(uid, (index, slot));
             quotas.room(uid)
         };
-        if for_memory && room > 0 {
+        if wanted > 0 && room >= wanted {
             self.again.push(slot);
         } else {
             conn.stalled = true;
@@ -198,7 +251,7 @@ impl EventLoop {
             }
             // Read what the memory quota leaves room for (the frames already buffered are
             // handled whatever it says).
-            let room = self.room(slot);
+            let limit = self.read_limit(slot);
             let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
                 return;
             };
@@ -206,10 +259,10 @@ impl EventLoop {
                 Filled::Eof
             } else if drained {
                 Filled::WouldBlock
-            } else if room == 0 {
+            } else if limit == 0 {
                 Filled::Limited
             } else {
-                match conn.fill(room.min(READ_CAP)) {
+                match conn.fill(limit.min(READ_CAP)) {
                     Ok(f) => {
                         drained = f == Filled::WouldBlock;
                         f
@@ -253,6 +306,7 @@ impl EventLoop {
             );
             work -= chunk - allow.work;
             conn.consume(handled.consumed);
+            conn.track_partial(handled.consumed, handled.stop == Stop::Input);
             conn.job = handled.job;
             if handled.frames > 0 {
                 conn.last_progress = Instant::now();
@@ -293,7 +347,7 @@ impl EventLoop {
                     let full = conn.pending() >= cap;
                     let pending = conn.pending() > 0;
                     if busy || full || (pending && self.room(slot) == 0) {
-                        self.stall(slot, !busy && !full);
+                        self.stall(slot, usize::from(!busy && !full));
                         return;
                     }
                 }
@@ -308,8 +362,9 @@ impl EventLoop {
                     Filled::WouldBlock => return,
                     Filled::Full => {}
                     Filled::Limited => {
-                        if self.room(slot) == 0 {
-                            self.stall(slot, true);
+                        if self.read_limit(slot) == 0 {
+                            let wanted = self.room_wanted(slot);
+                            self.stall(slot, wanted);
                             return;
                         }
                     }
