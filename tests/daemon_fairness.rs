@@ -26,7 +26,7 @@ use kmscks::ops::{Request, Response};
 use kmscks::protocol::{self, HEADER_LEN, MAX_BODY};
 use kmscks::secret::SecretBytes;
 use kmscks::ErrorKind;
-use support::Need;
+use support::{memory_of, Need};
 
 const SOCKET_ENV: &str = "KMSCKS_FAIRNESS_SOCKET";
 const ACTION_ENV: &str = "KMSCKS_FAIRNESS_ACTION";
@@ -235,17 +235,6 @@ fn a_uid_at_its_connection_quota_is_refused_while_root_is_still_answered() {
     }
     first.finish();
     second.finish();
-}
-
-/// `VmRSS` or `VmHWM` of process `pid`, in bytes.
-fn memory_of(pid: u32, field: &str) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: usize = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
-    kb * 1024
 }
 
 #[test]

@@ -956,17 +956,6 @@ fn a_uid_sending_more_megabyte_requests_at_once_than_its_quota_holds_gets_every_
     }
 }
 
-/// `VmHWM` (the peak of the resident set) of process `pid`, in bytes.
-fn peak_memory_of(pid: u32) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: usize = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"));
-    kb * 1024
-}
-
 #[test]
 fn requests_waiting_for_a_control_thread_stay_charged_to_their_uids_memory_quota() {
     let dir = tempfile::tempdir().unwrap();
@@ -983,7 +972,7 @@ fn requests_waiting_for_a_control_thread_stay_charged_to_their_uids_memory_quota
             c
         })
         .collect();
-    let before = peak_memory_of(d.pid());
+    let before = support::memory_of(d.pid(), "VmHWM:");
     // 150 megabytes on 150 connections. Each request the daemon takes while the lane is busy
     // waits there, decoded: uncharged, it took one from every connection (the peak grew by
     // about 190 MiB). Charged, the uid's quota lets two wait.
@@ -994,7 +983,7 @@ fn requests_waiting_for_a_control_thread_stay_charged_to_their_uids_memory_quota
         let a = read_answer(&mut pair);
         assert_eq!(a.status, 200, "{}", a.body);
     }
-    let grown = peak_memory_of(d.pid()).saturating_sub(before);
+    let grown = support::memory_of(d.pid(), "VmHWM:").saturating_sub(before);
     // What serving one batch after another costs (its decoding and answer, and what the
     // allocator keeps of them), 50-70 MiB here, well under a queue of 150.
     assert!(

@@ -24,6 +24,49 @@
 /// requests and replies (a 4 KiB Encrypt is about 4.3 KB) always flow.
 pub(super) const CONN_FLOOR: usize = 64 << 10;
 
+/// What a connection may read next (see [`next_read`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum NextRead {
+    /// Up to this many bytes.
+    UpTo(usize),
+    /// First charge the request at the start of the buffer whole (`whole` bytes, head and
+    /// body), then read `rest` bytes: the rest of it.
+    Reserve { whole: usize, rest: usize },
+    /// Nothing, until the uid's memory goes down.
+    Wait,
+}
+
+/// The rule both endpoints read by. `room`: what the connection's floor and its uid's quota
+/// leave; `buffered`: bytes read and not yet handled; `next_len`: the length of the request
+/// (a socket frame, an HTTP request) at the start of the buffer, once its head is read and
+/// its body is not; `reserved`: what is charged for it already.
+///
+/// A request longer than what was read of it is read on only once its whole length fits in
+/// the room, and is charged whole from then on; one that does not fit is not read at all.
+/// Without that, a connection reading a large request as room comes would hold what it read
+/// while waiting for the rest, and enough of them (a uid's clients sending many requests of a
+/// megabyte at once) would hold the uid's whole quota with no request complete: none would
+/// move until the idle timeout closed them. While where a request ends is not known, at most
+/// [`CONN_FLOOR`] is read at a time, so that a read that stops inside a large request holds
+/// what fits in the connection's floor, none of its uid's room. A pipeline of small requests
+/// loses nothing by it (256 socket requests are about 25 KiB).
+pub(super) fn next_read(
+    room: usize,
+    buffered: usize,
+    next_len: Option<usize>,
+    reserved: usize,
+) -> NextRead {
+    match next_len.filter(|&n| n > buffered) {
+        None => NextRead::UpTo(room.min(CONN_FLOOR)),
+        Some(whole) if reserved >= whole => NextRead::UpTo(whole - buffered),
+        Some(whole) if whole - buffered <= room => NextRead::Reserve {
+            whole,
+            rest: whole - buffered,
+        },
+        Some(_) => NextRead::Wait,
+    }
+}
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -213,6 +256,35 @@ impl UidMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_longer_than_what_was_read_is_read_on_only_once_it_is_charged_whole() {
+        let mib = 1 << 20;
+        // Nothing known: the room, a floor at a time.
+        assert_eq!(next_read(10, 0, None, 0), NextRead::UpTo(10));
+        assert_eq!(next_read(3 * mib, 0, None, 0), NextRead::UpTo(CONN_FLOOR));
+        // A megabyte request of which 40 KB were read: reserved when its rest fits ...
+        let (whole, read) = (mib, 40_000);
+        assert_eq!(
+            next_read(mib, read, Some(whole), 0),
+            NextRead::Reserve {
+                whole,
+                rest: whole - read
+            }
+        );
+        // ... read on without asking again once reserved ...
+        assert_eq!(
+            next_read(0, read, Some(whole), whole),
+            NextRead::UpTo(whole - read)
+        );
+        // ... and not read at all while it does not fit.
+        assert_eq!(
+            next_read(whole - read - 1, read, Some(whole), 0),
+            NextRead::Wait
+        );
+        // Read whole, it asks for nothing more.
+        assert_eq!(next_read(7, whole, Some(whole), whole), NextRead::UpTo(7));
+    }
 
     #[test]
     fn the_protocol_doc_states_the_floor_as_it_is() {

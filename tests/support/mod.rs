@@ -169,3 +169,15 @@ fn on_path(name: &str) -> bool {
             .unwrap_or(false)
     })
 }
+
+/// A memory figure of process `pid` from `/proc/<pid>/status` (`field` with its colon, e.g.
+/// `VmRSS:` or `VmHWM:`, the peak), in bytes.
+pub(crate) fn memory_of(pid: u32, field: &str) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    kb * 1024
+}

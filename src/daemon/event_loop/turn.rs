@@ -10,8 +10,8 @@
 //! `max_memory_per_uid` beyond each connection's [`CONN_FLOOR`] — is *stalled*: not read (the
 //! kernel's socket buffers then push back on the client) until replies are written or the uid's
 //! memory goes down, which puts it back on the `again` list. A frame longer than what was read
-//! of it is read on only once its whole length fits in that room (`read_limit`), so that a
-//! uid's many large frames cannot share its quota out with none of them whole. Connections are
+//! of it is read on only once its whole length fits in that room ([`quota::next_read`]), so
+//! that a uid's many large frames cannot share its quota out with none of them whole. Connections are
 //! counted per uid at accept ([`crate::daemon::quota`]).
 //!
 //! Slow HSMs (`Fault::SlowHsm`): the loop's thread never sleeps off the latency a slow HSM adds
@@ -27,7 +27,7 @@ use super::{EventLoop, FIRST_CONN};
 use crate::daemon::conn::{Filled, READ_CAP};
 use crate::daemon::dispatch::{self, Allowance, Stop, WORK_PER_TURN};
 use crate::daemon::loops::{Mail, Waiter};
-use crate::daemon::quota::CONN_FLOOR;
+use crate::daemon::quota::{self, NextRead, CONN_FLOOR};
 
 /// Read-and-handle rounds for one connection per turn before others get theirs.
 const MAX_ROUNDS: usize = 8;
@@ -86,37 +86,22 @@ impl EventLoop {
         CONN_FLOOR.saturating_sub(conn.memory()) + conn.uid_memory.room()
     }
 
-    /// Bytes `slot` may read now: for a frame whose header is read and whose body is not, the
-    /// rest of that frame once the frame's whole length is charged (reserved), else nothing;
-    /// otherwise its [`EventLoop::room`], at most a floor's worth ([`CONN_FLOOR`]) at a time.
-    ///
-    /// Why whole: a connection reading a large frame as room comes would hold what it read
-    /// while waiting for the rest. Enough of them (a uid's clients sending many batches of a
-    /// megabyte at once) would hold the uid's whole quota with no frame complete, and none
-    /// would move until the idle timeout closed them. A reserved frame needs nothing more to
-    /// complete but its bytes; one that cannot be reserved reads nothing, and its connection
-    /// waits for the uid's memory to go down. Why a floor at a time: before a read it is not
-    /// known where the frames in it end, and a read may stop inside a large one. What it read
-    /// of that frame then fits in the connection's floor and holds none of its uid's room. A
-    /// pipeline of small frames loses nothing by it: 256 requests are about 25 KiB.
+    /// Bytes `slot` may read now, by [`quota::next_read`]'s rule; a frame it reserves is
+    /// charged at once, so that the next connection's room is read with it.
     fn read_limit(&mut self, slot: usize) -> usize {
         let room = self.room(slot);
         let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return 0;
         };
-        let Some(whole) = conn.next_len.filter(|&n| n > conn.filled) else {
-            return room.min(CONN_FLOOR);
-        };
-        let rest = whole - conn.filled;
-        if conn.reserved < whole {
-            if rest > room {
-                return 0;
+        match quota::next_read(room, conn.filled, conn.next_len, conn.reserved) {
+            NextRead::UpTo(n) => n,
+            NextRead::Reserve { whole, rest } => {
+                conn.reserved = whole;
+                self.sync_charge(slot);
+                rest
             }
-            conn.reserved = whole;
-            // Charged now, so that the next connection's room is read with it.
-            self.sync_charge(slot);
+            NextRead::Wait => 0,
         }
-        rest
     }
 
     /// The room in its uid's memory `slot` waits for to read on: a byte, or for a frame to

@@ -28,7 +28,7 @@
 //! room is *stalled* until the uid's memory goes down. A request's body is read only once
 //! the whole request (its length is in its head) fits in that room, and is charged whole
 //! from then on, so that many large requests arriving at once cannot share out a uid's
-//! quota with none of them complete ([`read_limit`]). The HTTP endpoint counts its
+//! quota with none of them complete ([`quota::next_read`]). The HTTP endpoint counts its
 //! connections and memory apart from the socket's.
 //!
 //! Who a request acts as is `identity`'s: the uid owning the client's end first (another
@@ -73,7 +73,7 @@ use zeroize::Zeroizing;
 
 use super::control_thread::{ControlQueue, Lane};
 use super::dispatch::{self, Batcher, Replies};
-use super::quota::{Quotas, CONN_FLOOR};
+use super::quota::{self, NextRead, Quotas, CONN_FLOOR};
 use super::wake::Spin;
 use super::Shutdown;
 use crate::api::kms::WaitForConnectionRequest;
@@ -691,32 +691,20 @@ fn turn(
     Outcome::More
 }
 
-/// How many bytes `conn` may read now: what its floor and its uid's memory quota leave room
-/// for; for a request whose head is read and whose body is not, the rest of it, once its
-/// whole length is charged (reserved), else nothing.
-///
-/// Why whole: a connection reading a large body as room comes would hold what it read while
-/// waiting for the rest. Enough of them (a uid's clients sending many megabyte batches at
-/// once) would hold the uid's whole quota with no request complete, and none would move until
-/// the idle timeout closed them. A reserved request needs nothing more to complete but its
-/// bytes; one that cannot be reserved reads nothing and waits for the uid's memory to go
-/// down. What is read before a length is known is a head (at most [`MAX_HEAD`]) and at most a
-/// chunk after it, within a connection's floor.
+/// How many bytes `conn` may read now, by [`quota::next_read`]'s rule; a request it reserves
+/// is charged at once, so that the next connection's room is read with it.
 fn read_limit(conn: &mut Conn, quotas: &mut Quotas) -> usize {
     let room = CONN_FLOOR.saturating_sub(conn.memory()) + quotas.room(conn.uid);
-    let Some(whole) = conn.next_len.filter(|&n| n > conn.rbuf.len()) else {
-        return room;
-    };
-    if conn.reserved < whole {
-        if whole - conn.rbuf.len() > room {
-            return 0;
+    match quota::next_read(room, conn.rbuf.len(), conn.next_len, conn.reserved) {
+        NextRead::UpTo(n) => n,
+        NextRead::Reserve { whole, rest } => {
+            conn.reserved = whole;
+            // A charge that went up wakes no one.
+            let _ = sync_charge(conn, quotas);
+            rest
         }
-        conn.reserved = whole;
-        // Charged now, before another connection's room is read. A charge that went up
-        // wakes no one.
-        let _ = sync_charge(conn, quotas);
+        NextRead::Wait => 0,
     }
-    whole - conn.rbuf.len()
 }
 
 /// How a `fill` ended.
