@@ -11,8 +11,8 @@
 //! kernel's socket buffers then push back on the client) until replies are written or the uid's
 //! memory goes down, which puts it back on the `again` list. A frame longer than what was read
 //! of it is read on only once its whole length fits in that room ([`quota::next_read`]), so
-//! that a uid's many large frames cannot share its quota out with none of them whole. Connections are
-//! counted per uid at accept ([`crate::daemon::quota`]).
+//! that a uid's many large frames cannot share its quota out with none of them whole.
+//! Connections are counted per uid at accept ([`crate::daemon::quota`]).
 //!
 //! Slow HSMs (`Fault::SlowHsm`): the loop's thread never sleeps off the latency a slow HSM adds
 //! (see `engine::latency`). A read whose requests owe some *holds* the connection — its
