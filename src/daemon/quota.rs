@@ -16,6 +16,9 @@
 //! connections never read still moves (a uid's memory is then at most its quota plus a floor
 //! per connection).
 //!
+//! A request longer than what was read of it is read on only once it fits whole, and is then
+//! charged whole ([`next_read`]: both endpoints read by that rule).
+//!
 //! A loop asks how much room its connection's uid has before each read and each chunk of
 //! replies; a [`UidMemory`] answers that without the lock the loops share (charges, waits and
 //! wakes still take it), so that loops serving clients within their floors never meet on it.
@@ -23,6 +26,14 @@
 /// What each connection may hold without being charged to its uid's memory quota: small
 /// requests and replies (a 4 KiB Encrypt is about 4.3 KB) always flow.
 pub(super) const CONN_FLOOR: usize = 64 << 10;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use super::DaemonConfig;
+use crate::err;
+use crate::error::Result;
 
 /// What a connection may read next (see [`next_read`]).
 #[derive(Debug, PartialEq, Eq)]
@@ -32,8 +43,8 @@ pub(super) enum NextRead {
     /// First charge the request at the start of the buffer whole (`whole` bytes, head and
     /// body), then read `rest` bytes: the rest of it.
     Reserve { whole: usize, rest: usize },
-    /// Nothing, until the uid's memory goes down.
-    Wait,
+    /// Nothing, until the uid's memory goes down: the request's `rest` does not fit.
+    Wait { rest: usize },
 }
 
 /// The rule both endpoints read by. `room`: what the connection's floor and its uid's quota
@@ -63,17 +74,11 @@ pub(super) fn next_read(
             whole,
             rest: whole - buffered,
         },
-        Some(_) => NextRead::Wait,
+        Some(whole) => NextRead::Wait {
+            rest: whole - buffered,
+        },
     }
 }
-
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-
-use super::DaemonConfig;
-use crate::err;
-use crate::error::Result;
 
 /// What one uid holds.
 #[derive(Debug)]
@@ -280,7 +285,7 @@ mod tests {
         // ... and not read at all while it does not fit.
         assert_eq!(
             next_read(whole - read - 1, read, Some(whole), 0),
-            NextRead::Wait
+            NextRead::Wait { rest: whole - read }
         );
         // Read whole, it asks for nothing more.
         assert_eq!(next_read(7, whole, Some(whole), whole), NextRead::UpTo(7));

@@ -100,7 +100,7 @@ impl EventLoop {
                 self.sync_charge(slot);
                 rest
             }
-            NextRead::Wait => 0,
+            NextRead::Wait { .. } => 0,
         }
     }
 
@@ -110,14 +110,12 @@ impl EventLoop {
         let Some(conn) = self.conns.get(slot).and_then(Option::as_ref) else {
             return 1;
         };
-        match conn
-            .next_len
-            .filter(|&n| n > conn.filled && conn.reserved < n)
-        {
-            Some(whole) => (whole - conn.filled)
+        // With no room at all, the rule says what a frame to reserve still wants.
+        match quota::next_read(0, conn.filled, conn.next_len, conn.reserved) {
+            NextRead::Wait { rest } => rest
                 .saturating_sub(CONN_FLOOR.saturating_sub(conn.memory()))
                 .max(1),
-            None => 1,
+            _ => 1,
         }
     }
 

@@ -703,7 +703,7 @@ fn read_limit(conn: &mut Conn, quotas: &mut Quotas) -> usize {
             let _ = sync_charge(conn, quotas);
             rest
         }
-        NextRead::Wait => 0,
+        NextRead::Wait { .. } => 0,
     }
 }
 
