@@ -83,7 +83,13 @@ pub(crate) fn loopback_tcp_peer_uid(
 }
 
 /// The uid column of the row of a `/proc/net/tcp[6]` table whose local address is `peer` and
-/// remote address `local`.
+/// remote address `local`, if that row is a socket some process still holds.
+///
+/// A row whose inode is 0 is not: a socket its process has closed (an orphan) or the kernel's
+/// stand-in for one in `TIME_WAIT` or an orphaned `FIN_WAIT2`, and the kernel writes uid 0 in
+/// the stand-in's row whoever owned the socket. A client that sends a request and closes at
+/// once leaves such a row before the daemon accepts it: trusting its uid would make any local
+/// user root. So such a peer is nobody's (`None`), and its connection is refused.
 fn tcp_table_uid(
     table: &str,
     local: std::net::SocketAddr,
@@ -92,11 +98,17 @@ fn tcp_table_uid(
     let (want_local, want_remote) = (proc_address(peer), proc_address(local));
     table.lines().skip(1).find_map(|line| {
         let cols: Vec<&str> = line.split_whitespace().collect();
-        // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid ...
-        let (l, r, uid) = (cols.get(1)?, cols.get(2)?, cols.get(7)?);
-        (l.eq_ignore_ascii_case(&want_local) && r.eq_ignore_ascii_case(&want_remote))
-            .then(|| uid.parse().ok())
-            .flatten()
+        // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout
+        // inode ...
+        let (l, r) = (cols.get(1)?, cols.get(2)?);
+        if !(l.eq_ignore_ascii_case(&want_local) && r.eq_ignore_ascii_case(&want_remote)) {
+            return None;
+        }
+        let (uid, inode) = (cols.get(7)?, cols.get(9)?);
+        match inode.parse::<u64>() {
+            Ok(0) | Err(_) => None,
+            Ok(_) => uid.parse().ok(),
+        }
     })
 }
 
@@ -197,6 +209,64 @@ mod tests {
         assert_eq!(tcp_table_uid(table, client, server), Some(1000));
         let v6: std::net::SocketAddr = "[::1]:80".parse().unwrap();
         assert_eq!(proc_address(v6), "00000000000000000000000001000000:0050");
+    }
+
+    #[test]
+    fn a_row_no_process_holds_is_nobody_s_whatever_uid_it_shows() {
+        // The kernel's stand-in for a closed client socket (an orphaned FIN_WAIT2, 05, or
+        // TIME_WAIT, 06) shows uid 0 and inode 0; a live row with the same addresses, later in
+        // the table (the port reused), is the one that counts.
+        let header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+        let closed = "0: 0100007F:9C40 0100007F:11F7 05 00000000:00000000 03:00000F9C 00000000     0        0 0 3\n";
+        let waiting = "1: 0100007F:9C40 0100007F:11F7 06 00000000:00000000 03:00000F9C 00000000     0        0 0 3\n";
+        let live = "2: 0100007F:9C40 0100007F:11F7 01 00000000:00000000 00:00000000 00000000  1001        0 7 1\n";
+        let server: std::net::SocketAddr = "127.0.0.1:4599".parse().unwrap();
+        let client: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        for gone in [closed, waiting] {
+            assert_eq!(
+                tcp_table_uid(&format!("{header}{gone}"), server, client),
+                None
+            );
+        }
+        let reused = format!("{header}{closed}{waiting}{live}");
+        assert_eq!(tcp_table_uid(&reused, server, client), Some(1001));
+    }
+
+    #[test]
+    fn a_client_that_closed_before_it_was_accepted_is_nobody_s() {
+        if !std::path::Path::new("/proc/net/tcp").exists() {
+            eprintln!("skipped: /proc/net/tcp is not there");
+            return;
+        }
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let local = listener.local_addr().unwrap();
+        let mut client = std::net::TcpStream::connect(local).unwrap();
+        let peer = client.local_addr().unwrap();
+        client.write_all(b"POST / HTTP/1.1\r\n\r\n").unwrap();
+        drop(client);
+        // The close is over once no process holds the client's socket: its row's inode reads
+        // 0 (bounded: loopback delivers the FIN at once).
+        let row = proc_address(peer);
+        let closed = |text: &str| {
+            text.lines().any(|l| {
+                let c: Vec<&str> = l.split_whitespace().collect();
+                c.get(1) == Some(&row.as_str()) && c.get(9) == Some(&"0")
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !closed(&std::fs::read_to_string("/proc/net/tcp").unwrap()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the client's socket never closed"
+            );
+            std::thread::yield_now();
+        }
+        assert_eq!(loopback_tcp_peer_uid(local, peer), None);
+        // The request it left is still there to be read: the daemon refuses its connection
+        // for its owner, not for want of data.
+        let (_server, accepted) = listener.accept().unwrap();
+        assert_eq!(accepted, peer);
     }
 
     #[test]
