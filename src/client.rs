@@ -533,7 +533,9 @@ impl Client {
 impl Backend for Client {
     fn call(&self, request: &Request) -> Result<Response> {
         let id = self.next_id();
-        let mut out = Vec::with_capacity(256);
+        // The request carries plaintexts and passwords: wiped (its whole allocation) on every
+        // way out of this call, as growing it wipes what it leaves behind.
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(256));
         try_encode_request(&mut out, id, request).map_err(|e| local_too_large(request, e))?;
         let mut conn = self.take_conn()?;
         let what = format!("{} (request id {id})", request.op().name());
