@@ -30,6 +30,14 @@ pub fn truncate_wiping(v: &mut Vec<u8>, len: usize) {
     }
 }
 
+/// Drops the first `n` bytes of `v` (those written out), moving the rest to the front and
+/// wiping the bytes this leaves behind, as [`truncate_wiping`] does.
+pub fn drop_front_wiping(v: &mut Vec<u8>, n: usize) {
+    let len = v.len();
+    v.copy_within(n.min(len).., 0);
+    truncate_wiping(v, len - n.min(len));
+}
+
 /// Wipes a vector's bytes and its spare capacity, then empties it (keeping the allocation).
 pub fn wipe_vec(v: &mut Vec<u8>) {
     if v.capacity() == 0 {

@@ -286,9 +286,8 @@ impl Conn {
     /// Drops the replies at the head of the write buffer that were written whole, wiping the
     /// bytes this leaves behind; cuts at a frame boundary, so the frame cursors stay valid.
     fn compact(&mut self) {
-        let (n, old) = (self.delivered, self.wbuf.len());
-        self.wbuf.copy_within(n..old, 0);
-        crate::secret::truncate_wiping(&mut self.wbuf, old - n);
+        let n = self.delivered;
+        crate::secret::drop_front_wiping(&mut self.wbuf, n);
         self.wpos -= n;
         self.scanned -= n;
         self.delivered = 0;

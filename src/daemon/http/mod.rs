@@ -227,6 +227,32 @@ struct Conn {
 }
 
 impl Conn {
+    /// A connection just accepted, from `uid`.
+    fn new(stream: TcpStream, uid: u32, serial: u64) -> Conn {
+        Conn {
+            stream,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            last_active: Instant::now(),
+            continued: false,
+            close_after_write: false,
+            eof: false,
+            hangup: false,
+            held_until: None,
+            uid,
+            acting: None,
+            acting_key: None,
+            charged: 0,
+            stalled: false,
+            awaiting: false,
+            deferred: 0,
+            next_len: None,
+            reserved: 0,
+            serial,
+        }
+    }
+
     /// What the connection holds against its uid's memory quota: request bytes read and not
     /// yet answered (in `rbuf` or reserved for the request being read, or on a control
     /// thread), answers not yet written.
@@ -581,28 +607,7 @@ fn accept_all(
             quotas.release(uid);
             continue;
         }
-        conns[slot] = Some(Conn {
-            stream,
-            rbuf: Vec::new(),
-            wbuf: Vec::new(),
-            wpos: 0,
-            last_active: Instant::now(),
-            continued: false,
-            close_after_write: false,
-            eof: false,
-            hangup: false,
-            held_until: None,
-            uid,
-            acting: None,
-            acting_key: None,
-            charged: 0,
-            stalled: false,
-            awaiting: false,
-            deferred: 0,
-            next_len: None,
-            reserved: 0,
-            serial: *serial,
-        });
+        conns[slot] = Some(Conn::new(stream, uid, *serial));
         *serial += 1;
     }
 }
@@ -870,11 +875,8 @@ fn answer(
 /// the front, in its spare capacity; a buffer emptied that grew past [`CONN_FLOOR`] (a large
 /// request) gives its allocation back, wiped.
 fn consume(rbuf: &mut Vec<u8>, used: usize) {
-    let rest = rbuf.len() - used;
-    rbuf.copy_within(used.., 0);
-    crate::secret::wipe(&mut rbuf[rest..]);
-    rbuf.truncate(rest);
-    if rest == 0 && rbuf.capacity() > CONN_FLOOR {
+    crate::secret::drop_front_wiping(rbuf, used);
+    if rbuf.is_empty() && rbuf.capacity() > CONN_FLOOR {
         *rbuf = Vec::new();
     }
 }
@@ -984,6 +986,13 @@ fn flush(conn: &mut Conn) -> io::Result<bool> {
                 if conn.wpos > from {
                     conn.last_active = Instant::now();
                 }
+                // Answers written go (wiped) once they are half the buffer, or a client that
+                // keeps its answers coming, never all written, grows it without bound: only
+                // the unwritten part is charged and limited.
+                if conn.wpos >= CONN_FLOOR && conn.wpos * 2 >= conn.wbuf.len() {
+                    crate::secret::drop_front_wiping(&mut conn.wbuf, conn.wpos);
+                    conn.wpos = 0;
+                }
                 return Ok(false);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -1058,5 +1067,37 @@ mod tests {
             small.capacity() >= 100,
             "a small buffer keeps its allocation"
         );
+    }
+
+    #[test]
+    fn answers_written_leave_the_buffer_while_the_rest_waits_for_a_slow_peer() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let mut conn = Conn::new(TcpStream::from_std(ours), 0, 0);
+        // 16 MiB of answers, more than the kernel's buffers on both ends hold: the flush stops
+        // partway, and so does every one after it, as the peer reads about as much as the
+        // daemon adds. Kept, the answers written would pile up at the buffer's head.
+        let answers = vec![0x5a; 1 << 20];
+        for _ in 0..16 {
+            crate::secret::extend_wiping(&mut conn.wbuf, &answers);
+        }
+        let mut read = vec![0; 1 << 20];
+        for round in 0..48 {
+            assert!(
+                !flush(&mut conn).unwrap(),
+                "round {round}: the peer took everything"
+            );
+            assert!(
+                conn.wpos < CONN_FLOOR.max(conn.unwritten()),
+                "round {round}: {} bytes written are still held beside {} unwritten",
+                conn.wpos,
+                conn.unwritten()
+            );
+            let n = peer.read(&mut read).unwrap();
+            crate::secret::extend_wiping(&mut conn.wbuf, &answers[..n]);
+        }
     }
 }
