@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::crypto::fork::ForkGuard;
 use crate::err;
 use crate::error::{ErrorKind, KmsError, Result};
 use crate::ops::{Backend, Request, Response};
@@ -259,6 +260,7 @@ impl ClientBuilder {
             server,
             daemon_pid,
             reply_spin: self.reply_spin,
+            made: ForkGuard::new(),
         })
     }
 }
@@ -275,6 +277,9 @@ pub struct Client {
     daemon_pid: Option<u32>,
     /// How long a wait for a lone request's reply checks for it before it sleeps.
     reply_spin: Duration,
+    /// The process that connected: a forked child shares its connections with the parent, and
+    /// refuses to use them ([`Client::not_forked`]).
+    made: ForkGuard,
 }
 
 impl std::fmt::Debug for Client {
@@ -513,8 +518,26 @@ impl Client {
         }
     }
 
+    /// `KMSInternalException` in a child forked after this client connected. Its pooled
+    /// connections and pipelines are the parent's sockets (the descriptors are copies), and
+    /// its request ids the parent's: a reply could reach the wrong process, or a frame be
+    /// split between two readers. The child connects again instead.
+    fn not_forked(&self) -> Result<()> {
+        if self.made.forked() {
+            return Err(err!(
+                KMSInternalException,
+                "this process is a fork of the one that connected to the kmscks daemon at {}; \
+                 its connections are the parent's, so it refuses to use them: connect again \
+                 in the child",
+                self.path.display()
+            ));
+        }
+        Ok(())
+    }
+
     /// A pipeline on a connection of its own, keeping up to `depth` requests in flight.
     pub fn pipeline(&self, depth: usize) -> Result<Pipeline<'_>> {
+        self.not_forked()?;
         let (conn, _) = self.open_conn()?;
         Ok(Pipeline {
             client: self,
@@ -532,6 +555,7 @@ impl Client {
 
 impl Backend for Client {
     fn call(&self, request: &Request) -> Result<Response> {
+        self.not_forked()?;
         let id = self.next_id();
         // The request carries plaintexts and passwords: wiped (its whole allocation) on every
         // way out of this call, as growing it wipes what it leaves behind.
@@ -631,6 +655,7 @@ impl Pipeline<'_> {
     /// request id. A request too large for one frame is refused here (`ValidationException`)
     /// without being sent; a broken connection fails as in [`Pipeline::recv`].
     pub fn submit(&mut self, request: &Request) -> Result<u64> {
+        self.client.not_forked()?;
         while self.in_flight >= self.depth {
             self.read_replies()?;
         }
@@ -656,6 +681,7 @@ impl Pipeline<'_> {
 
     /// Sends every queued request.
     pub fn flush(&mut self) -> Result<()> {
+        self.client.not_forked()?;
         while self.written < self.out.len() {
             self.write_some()?;
         }
@@ -668,6 +694,7 @@ impl Pipeline<'_> {
     /// connection (every request in flight on it is then lost, and the error says how many) or
     /// when nothing is in flight.
     pub fn recv(&mut self) -> Result<(u64, Result<Response>)> {
+        self.client.not_forked()?;
         loop {
             if let Some(r) = self.ready.pop_front() {
                 return Ok(r);

@@ -246,7 +246,11 @@ fn run(program: &'static str, lib: Lib, mode: Mode, min: u64) {
     let bin = built(&cc, program, lib);
     let what = format!("{program}.c ({lib:?} library, {mode:?})");
     let mut cmd = Command::new(&bin);
-    cmd.stdin(Stdio::null())
+    // The program's rpath names the fresh library, but the dynamic loader takes cargo's
+    // LD_LIBRARY_PATH first, which holds `<profile>/`: an older `cargo build`'s copy there
+    // would be the one tested.
+    cmd.env("LD_LIBRARY_PATH", lib_dir())
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let dir = tempfile::tempdir().expect("a temp dir");

@@ -62,7 +62,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "client",
         &[
-            "error", "secret", "types", "api", "ops", "protocol", "peer", "paths", "sockwait",
+            "error", "secret", "types", "crypto", "api", "ops", "protocol", "peer", "paths",
+            "sockwait",
         ],
     ),
     (
