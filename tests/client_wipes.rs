@@ -15,9 +15,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use daemon_support::TestDaemon;
-use kmscks::api::kms::{DecryptRequest, EncryptRequest};
+use kmscks::api::kms::{CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateRandomRequest};
 use kmscks::ops::{Backend, Request, Response};
 use kmscks::secret::SecretBytes;
+use kmscks::types::{EncryptionAlgorithm, KeySpec, KeyUsage};
 use kmscks::Client;
 
 /// The marker: 48 bytes no allocation holds by chance.
@@ -62,8 +63,12 @@ unsafe impl GlobalAlloc for Scanning {
 #[global_allocator]
 static ALLOCATOR: Scanning = Scanning;
 
+/// Scanning is process-wide: the tests take turns.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_plaintext_sent_through_the_daemon_is_wiped_from_every_buffer_freed() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let d = TestDaemon::start(|c| c.bootstrap = true);
     let client = Client::connect(&d.socket).expect("the test daemon runs as this uid");
     // A plaintext of several markers, so that every copy of it, whole or cut into frames,
@@ -93,7 +98,66 @@ fn a_plaintext_sent_through_the_daemon_is_wiped_from_every_buffer_freed() {
     drop(d);
     SCANNING.store(false, Ordering::Relaxed);
     assert_eq!(
-        LEAKED.load(Ordering::Relaxed),
+        LEAKED.swap(0, Ordering::Relaxed),
+        0,
+        "blocks freed still holding the plaintext"
+    );
+}
+
+#[test]
+fn a_reply_made_off_the_event_loop_for_a_connection_gone_is_wiped() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    // One loop, so that the control thread's answers reach it in the order they were made.
+    let d = TestDaemon::start(|c| c.event_loops = 1);
+    let client = Client::connect(&d.socket).expect("the test daemon runs as this uid");
+    let Ok(Response::CreateKey(key)) = client.call(&Request::CreateKey(CreateKeyRequest {
+        key_spec: Some(KeySpec::Rsa2048),
+        key_usage: Some(KeyUsage::EncryptDecrypt),
+        ..Default::default()
+    })) else {
+        panic!("CreateKey RSA_2048 failed");
+    };
+    let key_id = key.key_metadata.key_id;
+    let algorithm = Some(EncryptionAlgorithm::RsaesOaepSha256);
+    let encrypt = Request::Encrypt(EncryptRequest {
+        key_id: key_id.clone(),
+        plaintext: SecretBytes::new(MARKER.repeat(3)),
+        encryption_algorithm: algorithm,
+        ..Default::default()
+    });
+    let Ok(Response::Encrypt(sealed)) = client.call(&encrypt) else {
+        panic!("Encrypt with RSA_2048 failed");
+    };
+    let decrypt = Request::Decrypt(DecryptRequest {
+        ciphertext_blob: sealed.ciphertext_blob,
+        key_id: Some(key_id),
+        encryption_algorithm: algorithm,
+        ..Default::default()
+    });
+    SCANNING.store(true, Ordering::Relaxed);
+    // An RSA Decrypt runs on a control thread. Its connection is closed before the answer is
+    // back: it sends a GenerateRandom first, answered on the loop, and closes without reading;
+    // writing that answer fails, and the loop closes the connection. The Decrypt's answer
+    // then has nowhere to go.
+    let mut gone = d.connect();
+    gone.send(&Request::GenerateRandom(GenerateRandomRequest {
+        number_of_bytes: Some(16),
+        custom_key_store_id: None,
+    }));
+    gone.send(&decrypt);
+    drop(gone);
+    // The same uid's next RSA Decrypt runs after it on that thread, and its answer reaches
+    // the loop after the first: once it is here, the first was dropped.
+    let Ok(Response::Decrypt(opened)) = client.call(&decrypt) else {
+        panic!("Decrypt with RSA_2048 failed");
+    };
+    // Compared in place: a copy made here would be a block freed unwiped.
+    let back = opened.plaintext.expose();
+    assert!(back.len() == 3 * MARKER.len() && back.chunks(MARKER.len()).all(|c| c == MARKER));
+    drop(opened);
+    SCANNING.store(false, Ordering::Relaxed);
+    assert_eq!(
+        LEAKED.swap(0, Ordering::Relaxed),
         0,
         "blocks freed still holding the plaintext"
     );

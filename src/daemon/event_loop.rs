@@ -48,7 +48,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub(super) struct Completion {
     slot: usize,
     serial: u64,
-    bytes: Vec<u8>,
+    /// Replies holding plaintexts, data keys or private keys: wiped however this is dropped
+    /// (appended to its connection, the connection gone, the loop gone).
+    bytes: zeroize::Zeroizing<Vec<u8>>,
     /// The frame did not decode: close the connection after this reply.
     close: bool,
     /// The size of a batch frame answered off the loop (0 for other work).
@@ -346,7 +348,7 @@ impl EventLoop {
                     let _ = tx.send(Mail::Done(Completion {
                         slot,
                         serial,
-                        bytes,
+                        bytes: zeroize::Zeroizing::new(bytes),
                         close,
                         frame_bytes,
                         helper_of: None,
@@ -416,7 +418,7 @@ impl EventLoop {
                     let _ = tx.send(Mail::Done(Completion {
                         slot,
                         serial,
-                        bytes,
+                        bytes: zeroize::Zeroizing::new(bytes),
                         close,
                         frame_bytes,
                         helper_of: Some(uid),
@@ -466,8 +468,6 @@ impl EventLoop {
             conn.closing = true;
         }
         crate::secret::extend_wiping(&mut conn.wbuf, &done.bytes);
-        let mut bytes = done.bytes;
-        zeroize::Zeroize::zeroize(&mut bytes);
         if self.after_output(done.slot) {
             // One fewer request outstanding: room for another.
             self.wake(done.slot);
