@@ -1,7 +1,8 @@
 //! Nothing in a data directory is trusted unless this process's uid owns it: a directory
 //! another user may write, a symlink in place of the directory, a planted symlink where a
-//! temporary file will be written, a key file of another owner — each is refused or defused,
-//! and the refusal names the path and what is wrong with it.
+//! temporary file will be written, a key file of another owner, a journal or snapshot another
+//! user may write — each is refused or defused, and the refusal names the path and what is
+//! wrong with it.
 
 mod support;
 
@@ -78,6 +79,54 @@ fn a_planted_symlink_at_a_temporary_file_is_removed_not_followed() {
     );
 }
 
+/// The store's files in `dir` whose names start with `prefix`.
+fn store_files(dir: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_journal_or_snapshot_group_or_others_may_write_is_refused_naming_it_and_loses_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("data");
+    let config = || KmsConfig {
+        compact_after_bytes: 1,
+        ..KmsConfig::default()
+    };
+    let kms = Kms::open_with(&dir, config()).unwrap();
+    for _ in 0..3 {
+        kms.create_key(&CreateKeyRequest::default()).unwrap();
+    }
+    drop(kms);
+    // A directory others may enter (allowed) holding a file they may write (refused): whoever
+    // could write a journal could cut acknowledged records off its end.
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let journal = store_files(&dir, "journal-").pop().expect("a journal");
+    let snapshot = store_files(&dir, "snapshot-").pop().expect("a snapshot");
+    for (file, mode, shown) in [(&journal, 0o620, "0620"), (&snapshot, 0o602, "0602")] {
+        fs::set_permissions(file, fs::Permissions::from_mode(mode)).unwrap();
+        let e = Kms::open_with(&dir, config()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::StorageException, "{e}");
+        let name = file.file_name().unwrap().to_string_lossy();
+        assert!(
+            e.message().contains(&*name) && e.message().contains(shown),
+            "{e}"
+        );
+        fs::set_permissions(file, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // Nothing was lost: made private again, everything opens.
+    let reopened = Kms::open_with(&dir, config()).unwrap();
+    assert_eq!(
+        reopened.list_keys(&Default::default()).unwrap().keys.len(),
+        3
+    );
+}
+
 #[test]
 fn a_data_directory_or_key_file_owned_by_another_user_is_refused() {
     if !support::runnable(&[Need::Root]) {
@@ -108,5 +157,15 @@ fn a_data_directory_or_key_file_owned_by_another_user_is_refused() {
         "{e}"
     );
     chown(&master, 0);
+
+    let journal = store_files(&dir, "journal-").pop().expect("a journal");
+    chown(&journal, 65534);
+    let e = Kms::open(&dir).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::StorageException, "{e}");
+    assert!(
+        e.message().contains("owned by uid 65534") && e.message().contains("journal-"),
+        "{e}"
+    );
+    chown(&journal, 0);
     Kms::open(&dir).unwrap();
 }

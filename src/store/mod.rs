@@ -380,6 +380,7 @@ fn read_closed_journal(path: &Path, generation: u64, auth: &StoreAuth) -> Result
         .custom_flags(NOFOLLOW)
         .open(path)
         .map_err(|e| io_error("open journal", path, e))?;
+    trust::check_owned_file(&file, path, "journal")?;
     let scan = read_journal(&mut file, path, generation, auth)?;
     match scan.torn_at {
         None => Ok(scan.records),
@@ -540,6 +541,7 @@ impl DataDir {
             .custom_flags(NOFOLLOW)
             .open(path)
             .map_err(|e| io_error("open journal", path, e))?;
+        trust::check_owned_file(&file, path, "journal")?;
         let scan = read_journal(&mut file, path, generation, auth)?;
         let torn = match scan.torn_at {
             Some(at) => {

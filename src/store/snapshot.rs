@@ -168,6 +168,7 @@ pub(crate) fn load(path: &Path, generation: u64, auth: &StoreAuth) -> Result<Sna
         .custom_flags(super::NOFOLLOW)
         .open(path)
         .map_err(|e| super::io_error("open snapshot", path, e))?;
+    super::trust::check_owned_file(&file, path, "snapshot")?;
     let len = file
         .metadata()
         .map_err(|e| super::io_error("stat snapshot", path, e))?

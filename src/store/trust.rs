@@ -52,6 +52,34 @@ pub(crate) fn check_owned_dir(dir: &Path) -> Result<()> {
     ))
 }
 
+/// Refuses the store file `file` (opened at `path`; `what` it is, "journal" or "snapshot")
+/// unless it is a regular file owned by this process's effective uid and not writable by group
+/// or others. Checked on the open descriptor, so the file checked is the file read. A data
+/// directory group or others may enter (mode 0750, 0755) is allowed; a file in it they may
+/// write is not: whoever could write a journal could cut acknowledged records off its end (a
+/// revocation undone), which its records' tags cannot show, or rewrite a snapshot while it is
+/// mapped, after its tag was checked. `StorageException` naming the file, its owner and mode.
+pub(crate) fn check_owned_file(file: &fs::File, path: &Path, what: &str) -> Result<()> {
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error(&format!("inspect {what}"), path, e))?;
+    let (owner, mode, me) = (meta.uid(), meta.mode() & 0o7777, crate::peer::effective_uid());
+    let problem = if !meta.file_type().is_file() {
+        "is not a regular file".to_owned()
+    } else if owner != me {
+        format!("is owned by uid {owner}, not by uid {me} who runs kmscks")
+    } else if mode & FOREIGN_WRITE != 0 {
+        format!("has mode {mode:04o}: group or others may write to it (chmod go-w it)")
+    } else {
+        return Ok(());
+    };
+    Err(err!(
+        StorageException,
+        "{what} {} {problem}; kmscks trusts nothing in its data directory it does not own",
+        path.display()
+    ))
+}
+
 /// Refuses `dir` when a directory above it (on the path as given, or on the path its symbolic
 /// links lead to) lets another user replace it: one owned by neither root nor this process's
 /// effective uid, or one group or others may write to without the sticky bit.
