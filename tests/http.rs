@@ -927,6 +927,46 @@ fn small_quota_and_a_megabyte_batch(dir: &Path) -> (Daemon, SocketAddr, String, 
     (d, addr, key, batch)
 }
 
+#[test]
+fn a_connection_waiting_for_room_its_own_answer_freed_is_read_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let quota = 2 * (24 + (1 << 20));
+    let (_d, addr) = start(
+        dir.path(),
+        &[
+            "--max-memory-per-uid",
+            &quota.to_string(),
+            "--idle-timeout-secs",
+            "60",
+        ],
+    );
+    // Another connection of the uid holds about half its room: a request's head announcing a
+    // megabyte, and a little of its body, the rest never sent.
+    let mut holder = connect(addr);
+    let head = request("TrentService.DescribeKey", "", "")
+        .replace("Content-Length: 0", "Content-Length: 1000000");
+    holder.write_all(head.as_bytes()).unwrap();
+    holder.write_all(&[b' '; 20_000]).unwrap();
+    // This one sends two requests of about a megabyte. The second fits once the first is
+    // answered, and the first's answer is what frees the room: it must not wait for the
+    // holder (which gives nothing back for a minute).
+    let padded = json!({"KeyId": "alias/none", "Pad": "a".repeat(1_000_000)}).to_string();
+    let one = request("TrentService.DescribeKey", &padded, "");
+    let mut c = BufReader::new(connect(addr));
+    c.get_mut()
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    c.get_mut()
+        .write_all(format!("{one}{one}").as_bytes())
+        .unwrap();
+    for n in 0..2 {
+        let a = read_answer(&mut c);
+        assert_eq!(a.status, 400, "answer {n}: {}", a.body);
+        assert_eq!(a.body["__type"], "NotFoundException", "answer {n}");
+    }
+    drop(holder);
+}
+
 /// Sends `batch` on `n` connections at once, each from a thread of its own; returns each
 /// one's answer status and `__type`. The last answer waits for all the others (they are
 /// answered a few at a time), so each client waits up to two minutes for its own.

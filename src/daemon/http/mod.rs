@@ -477,6 +477,11 @@ fn serve(
             match outcome {
                 Outcome::Wait => {}
                 Outcome::More => again.push(slot),
+                // The turn's own releases (a request answered, a control answer back) are
+                // charged only now, by `sync_charge` above: when they made the room the
+                // connection waits for, it reads again rather than wait for a release that
+                // has already happened.
+                Outcome::Stalled if can_read(conn, &limits.quotas) => again.push(slot),
                 Outcome::Stalled => {
                     conn.stalled = true;
                     limits.quotas.wait(conn.uid, slot);
@@ -694,6 +699,17 @@ fn turn(
         }
     }
     Outcome::More
+}
+
+/// Whether [`read_limit`] would let `conn` read (or reserve) anything now. Asks without
+/// reserving.
+fn can_read(conn: &Conn, quotas: &Quotas) -> bool {
+    let room = CONN_FLOOR.saturating_sub(conn.memory()) + quotas.room(conn.uid);
+    match quota::next_read(room, conn.rbuf.len(), conn.next_len, conn.reserved) {
+        NextRead::UpTo(n) => n > 0,
+        NextRead::Reserve { .. } => true,
+        NextRead::Wait { .. } => false,
+    }
 }
 
 /// How many bytes `conn` may read now, by [`quota::next_read`]'s rule; a request it reserves
