@@ -287,6 +287,12 @@ static void unknown_ids(const kmscks_client *c) {
     CHECK_CODE(kmscks_get_connection_state(c, NO_SUCH_STORE, &cs, NULL),
                KMSCKS_CUSTOM_KEY_STORE_NOT_FOUND);
     CHECK(cs == 77);
+    /* Two outputs in one place: refused before anything is asked. */
+    CHECK_CODE(kmscks_get_connection_state(c, NO_SUCH_STORE, &cs,
+                                           (kmscks_connection_error_code *)&cs),
+               KMSCKS_INVALID_ARGUMENT);
+    CHECK_MSG("argument error_code: shares its memory with state");
+    CHECK(cs == 77);
     CHECK_CODE(kmscks_wait_connected(c, NO_SUCH_STORE, 10), KMSCKS_CUSTOM_KEY_STORE_NOT_FOUND);
     CHECK_CODE(kmscks_create_key(c, NO_SUCH_STORE, NULL, &out), KMSCKS_CUSTOM_KEY_STORE_NOT_FOUND);
     CHECK(out == SENTINEL);
@@ -298,6 +304,10 @@ static void unknown_ids(const kmscks_client *c) {
                KMSCKS_CUSTOM_KEY_STORE_NOT_FOUND);
     CHECK_CODE(kmscks_create_hsm(c, "cluster-doesnotexist", "us-east-1a", &out),
                KMSCKS_CLOUD_HSM_RESOURCE_NOT_FOUND);
+    CHECK(out == SENTINEL);
+    CHECK_CODE(kmscks_get_cluster_csr(c, "cluster-doesnotexist", &out),
+               KMSCKS_CLOUD_HSM_RESOURCE_NOT_FOUND);
+    CHECK_MSG("cluster-doesnotexist");
     CHECK(out == SENTINEL);
 }
 

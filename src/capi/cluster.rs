@@ -115,10 +115,19 @@ pub unsafe extern "C" fn kmscks_get_cluster_csr(
             ..Default::default()
         });
         let r = expect_response!(c.call(&request)?, DescribeClusters)?;
-        let csr = r
+        // The filter answers an unknown id with no cluster, not an error: the error is the
+        // one every other call names an unknown cluster with.
+        let cluster = r
             .clusters
             .iter()
             .find(|cl| cl.cluster_id.as_str() == cluster_id)
+            .ok_or_else(|| {
+                Failure::from(crate::err!(
+                    CloudHsmResourceNotFoundException,
+                    "The cluster {cluster_id} does not exist."
+                ))
+            })?;
+        let csr = Some(cluster)
             // DescribeClusters keeps the CSR after initialization, as AWS does; there is
             // nothing left to sign then.
             .filter(|cl| cl.state == crate::types::ClusterState::Uninitialized)
@@ -202,6 +211,21 @@ fn split_bundle(bundle: &str) -> CResult<(&str, &str)> {
             Some(cert)
         })
         .collect();
+    // What follows the last END line: nothing but white space, or it is a third certificate
+    // cut short (or text) that would otherwise be dropped unseen.
+    let tail = bundle.rfind(END).map_or("", |at| &bundle[at + END.len()..]);
+    if !tail.trim().is_empty() {
+        return Err(Failure::invalid(
+            "trust_anchor_pem_or_null",
+            format!(
+                "holds text after its last certificate's END line ({} bytes, starting {:?}); \
+                 it must hold two PEM certificates and nothing else: the cluster certificate \
+                 signed by your CA, then the CA certificate",
+                tail.trim().len(),
+                tail.trim().chars().take(27).collect::<String>()
+            ),
+        ));
+    }
     match certs.as_slice() {
         [signed, anchor] => Ok((signed, anchor)),
         _ => Err(Failure::invalid(
@@ -303,4 +327,29 @@ unsafe fn user_call(
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_bundle;
+
+    const A: &str = "-----BEGIN CERTIFICATE-----\nMIIBa\n-----END CERTIFICATE-----";
+    const B: &str = "-----BEGIN CERTIFICATE-----\nMIIBb\n-----END CERTIFICATE-----";
+
+    #[test]
+    fn a_bundle_is_two_certificates_and_nothing_after_them() {
+        let two = format!("{A}\n{B}\n");
+        assert_eq!(split_bundle(&two).ok(), Some((A, B)));
+        let refused = |bundle: &str| match split_bundle(bundle) {
+            Ok(certs) => panic!("{bundle:?} was split into {certs:?}"),
+            Err(e) => e.message,
+        };
+        let cut_short = format!("{A}\n{B}\n-----BEGIN CERTIFICATE-----\nMIIB");
+        let e = refused(&cut_short);
+        assert!(e.contains("after its last certificate"), "{e}");
+        let e = refused(&format!("{A}\n"));
+        assert!(e.contains("holds 1 PEM certificates"), "{e}");
+        let e = refused("not a certificate");
+        assert!(e.contains("holds 0 PEM certificates"), "{e}");
+    }
 }

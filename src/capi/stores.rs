@@ -3,7 +3,9 @@
 
 use std::ffi::c_char;
 
-use super::boundary::{client, guard, optional_text, out, put, text, CResult};
+use super::boundary::{
+    client, distinct, guard, optional_out, optional_text, out, put, text, CResult,
+};
 use super::enums::{kmscks_connection_error_code, kmscks_connection_state};
 use super::handle::{expect_response, kmscks_client};
 use super::memory::c_string;
@@ -172,9 +174,19 @@ pub unsafe extern "C" fn kmscks_get_connection_state(
         // SAFETY: caller's contract (each argument below likewise).
         let c = unsafe { client(c) }?;
         let store_id = unsafe { text(store_id, "store_id") }?;
+        let (state, error_code) = (optional_out(state), optional_out(error_code));
+        if let (Some(s), Some(e)) = (&state, &error_code) {
+            distinct(&[s.named("state"), e.named("error_code")])?;
+        }
         let entry = describe_one(c, store_id)?;
-        // SAFETY: NULL (skipped) or writable by the caller's contract.
-        unsafe { put_state(&entry, state, error_code) };
+        if let Some(o) = state {
+            // SAFETY: non-NULL, writable by the caller's contract.
+            unsafe { put(o, entry.connection_state.into()) };
+        }
+        if let Some(o) = error_code {
+            // SAFETY: as above.
+            unsafe { put(o, entry.connection_error_code.into()) };
+        }
         Ok(())
     })
 }
@@ -325,23 +337,4 @@ fn describe_one(c: &kmscks_client, store_id: &str) -> CResult<CustomKeyStoreEntr
     r.custom_key_stores
         .pop()
         .ok_or_else(|| Failure::internal("DescribeCustomKeyStores for one id answered none"))
-}
-
-/// Writes a store's state and error code through the out-pointers that are not NULL.
-///
-/// # Safety
-/// Each pointer is NULL or valid for a write.
-unsafe fn put_state(
-    entry: &CustomKeyStoreEntry,
-    state: *mut kmscks_connection_state,
-    error_code: *mut kmscks_connection_error_code,
-) {
-    if let Some(o) = super::boundary::optional_out(state) {
-        // SAFETY: non-NULL, writable by the caller's contract.
-        unsafe { put(o, entry.connection_state.into()) };
-    }
-    if let Some(o) = super::boundary::optional_out(error_code) {
-        // SAFETY: as above.
-        unsafe { put(o, entry.connection_error_code.into()) };
-    }
 }
