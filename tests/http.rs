@@ -519,6 +519,29 @@ fn an_oversized_or_chunked_request_is_refused_and_closed_while_other_connections
 }
 
 #[test]
+fn a_client_sending_a_refused_body_whole_before_reading_gets_its_answer_not_a_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &[]);
+    // As most SDKs send: the head and the whole body, then read. The daemon refuses the
+    // request at its head and closes; the body still on its way must not turn that into a
+    // reset that loses the answer.
+    // More than the kernel's buffers on both ends hold, so the daemon must read it.
+    let body = "x".repeat(16 << 20);
+    let whole = format!(
+        "POST / HTTP/1.1\r\nX-Amz-Target: TrentService.ListKeys\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let s = connect(addr);
+    let mut writer = s.try_clone().unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(whole.as_bytes()).is_ok());
+    let mut r = BufReader::new(s);
+    let a = read_answer(&mut r);
+    assert_eq!(a.status, 413, "{}", a.body);
+    assert_eq!(a.body["__type"], "ValidationException");
+    assert!(sender.join().unwrap(), "the body was taken whole");
+}
+
+#[test]
 fn a_signed_request_acts_as_its_access_key_and_the_root_keys_as_the_root() {
     let dir = tempfile::tempdir().unwrap();
     let (_d, addr) = start(dir.path(), &["--http-root-access-keys", "test,ADMINKEY"]);

@@ -94,6 +94,12 @@ const TICK: Duration = Duration::from_millis(200);
 const READ_CHUNK: usize = 16 << 10;
 /// Read-and-answer rounds for one connection per turn before the others get theirs.
 const MAX_ROUNDS: usize = 8;
+/// How long a connection closed after a refusal is still read (what it sends thrown away, at
+/// most a turn's worth of bytes per turn) once its answer is written and its sending side
+/// shut: a client still sending the body of a refused request (most send the whole body
+/// before they read) would otherwise have its send fail on a reset before it reads the
+/// answer. RFC 9112 §9.6.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// The bound HTTP listener, not yet serving.
 #[derive(Debug)]
@@ -224,6 +230,9 @@ struct Conn {
     reserved: usize,
     /// Tells this connection from a later one in the same slot (control answers name it).
     serial: u64,
+    /// Its answers are written and its sending side shut: what it still sends is read and
+    /// thrown away until it closes or this time passes ([`LINGER`]).
+    lingering: Option<Instant>,
 }
 
 impl Conn {
@@ -250,6 +259,7 @@ impl Conn {
             next_len: None,
             reserved: 0,
             serial,
+            lingering: None,
         }
     }
 
@@ -497,9 +507,10 @@ fn serve(
                 // connections never give back is closed like any other idle one. One waiting
                 // for a control-plane answer waits for us.
                 let idle = conns[slot].as_ref().is_some_and(|c| {
-                    c.held_until.is_none()
-                        && !c.awaiting
-                        && c.last_active.elapsed() >= limits.idle_timeout
+                    c.lingering.is_some_and(|until| Instant::now() >= until)
+                        || (c.held_until.is_none()
+                            && !c.awaiting
+                            && c.last_active.elapsed() >= limits.idle_timeout)
                 });
                 if idle {
                     close(&poll, &mut conns, slot, &mut limits.quotas, &mut again);
@@ -647,6 +658,9 @@ fn turn(
     if conn.held_until.is_some() {
         return Outcome::Wait;
     }
+    if let Some(until) = conn.lingering {
+        return linger(conn, until);
+    }
     if conn.awaiting {
         // Its answer's arrival serves it again; meanwhile its bytes wait in the kernel.
         return match flush(conn) {
@@ -672,6 +686,14 @@ fn turn(
         let answered = conn.rbuf.len() < buffered || conn.unwritten() > unwritten;
         match flush(conn) {
             Err(_) => return Outcome::Close,
+            Ok(true) if conn.close_after_write && !conn.eof => {
+                // The client may still be sending: shut our side and read what comes until
+                // it closes, so that its answer is not lost to a reset.
+                let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+                let until = Instant::now() + LINGER;
+                conn.lingering = Some(until);
+                return linger(conn, until);
+            }
             Ok(true) if conn.close_after_write => return Outcome::Close,
             Ok(true) if conn.eof && conn.rbuf.is_empty() && !conn.awaiting => {
                 return Outcome::Close
@@ -696,6 +718,29 @@ fn turn(
             }
             Filled::Limit(_) if conn.close_after_write => return Outcome::Wait,
             Filled::Limit(_) => {}
+        }
+    }
+    Outcome::More
+}
+
+/// Reads and throws away what a lingering connection sends (see [`LINGER`]): `Close` once it
+/// has closed or failed, or `until` has passed; `More` after a turn's worth of bytes (the
+/// other connections' turns come first); otherwise `Wait` for its next bytes. Nothing read is
+/// kept or charged.
+fn linger(conn: &mut Conn, until: Instant) -> Outcome {
+    let mut sink = [0u8; READ_CHUNK];
+    for _ in 0..MAX_ROUNDS {
+        if Instant::now() >= until {
+            return Outcome::Close;
+        }
+        loop {
+            match conn.stream.read(&mut sink) {
+                Ok(0) => return Outcome::Close,
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Outcome::Wait,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Outcome::Close,
+            }
         }
     }
     Outcome::More
