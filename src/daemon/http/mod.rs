@@ -199,6 +199,9 @@ struct Conn {
     continued: bool,
     /// Close once `wbuf` is written.
     close_after_write: bool,
+    /// A request was refused before its body was read: once its answer is written, the
+    /// connection lingers ([`LINGER`]) rather than close on the body still coming.
+    refused_unread: bool,
     /// The peer closed its side.
     eof: bool,
     /// An event reported the peer's side closed: reads go on to the end of the stream, which
@@ -246,6 +249,7 @@ impl Conn {
             last_active: Instant::now(),
             continued: false,
             close_after_write: false,
+            refused_unread: false,
             eof: false,
             hangup: false,
             held_until: None,
@@ -686,7 +690,7 @@ fn turn(
         let answered = conn.rbuf.len() < buffered || conn.unwritten() > unwritten;
         match flush(conn) {
             Err(_) => return Outcome::Close,
-            Ok(true) if conn.close_after_write && !conn.eof => {
+            Ok(true) if conn.close_after_write && conn.refused_unread && !conn.eof => {
                 // The client may still be sending: shut our side and read what comes until
                 // it closes, so that its answer is not lost to a reset.
                 let _ = conn.stream.shutdown(std::net::Shutdown::Write);
@@ -861,6 +865,7 @@ fn answer(
                 let (_, body) = aws_json::encode_error(&e);
                 exchange::write_answer(&mut conn.wbuf, status, &request_id(), &body, true);
                 conn.close_after_write = true;
+                conn.refused_unread = true;
                 used = conn.rbuf.len();
             }
             Parsed::Whole(ex) => {
