@@ -14,8 +14,9 @@
  *
  * - Failures throw kmscks::Error (a std::runtime_error) carrying the kmscks_result code, the
  *   AWS exception name (aws_name(): "NotFoundException") and kmscks's message (what()).
- * - Plaintexts, data keys and random bytes come back as kmscks::SecretBytes, a std::vector
- *   whose allocator wipes every allocation it gives back; ciphertexts are kmscks::Bytes.
+ * - Plaintexts, data keys, private keys, shared secrets and random bytes come back as
+ *   kmscks::SecretBytes, a std::vector whose allocator wipes every allocation it gives back;
+ *   ciphertexts, signatures, MACs, public keys and import tokens are kmscks::Bytes.
  * - A Client owns one kmscks_client handle: move-only, closed by its destructor. Its methods
  *   are const and may be called from many threads at once, as the C handle allows; moving or
  *   destroying it must not race with calls on it.
@@ -145,11 +146,12 @@ struct ZeroizingAllocator {
     bool operator!=(const ZeroizingAllocator<U> &) const noexcept { return false; }
 };
 
-/// Secret bytes (a plaintext, a data key, random bytes): wiped when their storage is freed.
+/// Secret bytes (a plaintext, a data key, a private key, a shared secret, random bytes): wiped
+/// when their storage is freed.
 /// Avoid copying them; move them instead (every copy is wiped too, but is one more copy).
 using SecretBytes = std::vector<std::uint8_t, ZeroizingAllocator<std::uint8_t>>;
 
-/// Public bytes (a ciphertext blob).
+/// Public bytes (a ciphertext blob, a signature, a MAC, a public key, an import token).
 using Bytes = std::vector<std::uint8_t>;
 
 /// Bytes a call reads (a plaintext, a ciphertext), without owning them: any contiguous
@@ -357,6 +359,36 @@ struct Decrypted {
     std::string key_arn;
 };
 
+/// What Client::create_grant gives: the grant's id (for revoke_grant) and a grant token.
+struct Grant {
+    std::string grant_id;
+    std::string grant_token;
+};
+
+/// What Client::get_parameters_for_import gives: the wrapping public key (DER
+/// SubjectPublicKeyInfo), the import token that goes with it, and when both stop being
+/// accepted (seconds since the Unix epoch).
+struct ImportParameters {
+    Bytes public_key;
+    Bytes import_token;
+    std::int64_t valid_to = 0;
+};
+
+/// A data key pair: its private key (PKCS#8 DER) in the clear (use it, then let it go) and
+/// encrypted under the KMS key, and its public key (DER SubjectPublicKeyInfo).
+struct DataKeyPair {
+    SecretBytes private_key_plaintext;
+    Bytes private_key_ciphertext;
+    Bytes public_key;
+};
+
+/// What Client::generate_data_key_pair_without_plaintext gives: a DataKeyPair without the
+/// private key in the clear.
+struct DataKeyPairWithoutPlaintext {
+    Bytes private_key_ciphertext;
+    Bytes public_key;
+};
+
 /// One item of Client::generate_data_key_batch.
 struct DataKeyRequest {
     std::string key_id;
@@ -492,7 +524,8 @@ public:
         return pem.str();
     }
     /// Initializes the cluster; returns the trust anchor (PEM). No bundle: kmscks makes the
-    /// CA; otherwise the signed cluster certificate then your CA certificate.
+    /// CA; otherwise the signed cluster certificate then your CA certificate (then
+    /// activate_cluster).
     std::string initialize_cluster(detail::Text cluster_id,
                                    detail::OptionalText trust_anchor_bundle = nullptr) const {
         detail::OutString pem;
@@ -506,6 +539,12 @@ public:
         detail::check(kmscks_create_crypto_user(c_, cluster_id.c_str("cluster_id"),
                                                 username.c_str("username"),
                                                 password.c_str("password")));
+    }
+    /// Activates a cluster initialized with your own bundle (INITIALIZED → ACTIVE) by setting
+    /// its admin password.
+    void activate_cluster(detail::Text cluster_id, detail::Text admin_password) const {
+        detail::check(kmscks_activate_cluster(c_, cluster_id.c_str("cluster_id"),
+                                              admin_password.c_str("admin_password")));
     }
     void change_crypto_user_password(detail::Text cluster_id, detail::Text username,
                                      detail::Text new_password) const {
@@ -590,6 +629,15 @@ public:
                                         description.c_str("description_or_null"), id.out()));
         return id.str();
     }
+    /// Creates a key of `key_spec` for `key_usage` in the default key store (AWS's spellings:
+    /// "HMAC_256" with "GENERATE_VERIFY_MAC", "ECC_NIST_P256" with "SIGN_VERIFY" or
+    /// "KEY_AGREEMENT", "RSA_2048" with "ENCRYPT_DECRYPT"…); returns its id.
+    std::string create_key_of_spec(detail::Text key_spec, detail::Text key_usage) const {
+        detail::OutString id;
+        detail::check(kmscks_create_key_of_spec(c_, key_spec.c_str("key_spec"),
+                                                key_usage.c_str("key_usage"), id.out()));
+        return id.str();
+    }
     /// DescribeKey's KeyMetadata as JSON.
     std::string describe_key_json(detail::Text key_id) const {
         detail::OutString json;
@@ -652,6 +700,71 @@ public:
         detail::check(kmscks_list_aliases_json(c_, key_id.c_str("key_id_or_null"), limit,
                                                marker.c_str("marker_or_null"), json.out()));
         return json.str();
+    }
+
+    // -- Grants ---------------------------------------------------------------------------
+
+    /// Lets `grantee_principal` (an IAM ARN) perform `operations` (AWS's names: "Encrypt",
+    /// "Decrypt", "DescribeKey"…) with the key, under an encryption context subset (`{}`: none).
+    Grant create_grant(detail::Text key_id, detail::Text grantee_principal,
+                       const std::vector<std::string> &operations,
+                       const EncryptionContext &subset = {}) const {
+        std::vector<const char *> ops;
+        ops.reserve(operations.size());
+        for (const std::string &op : operations)
+            ops.push_back(detail::Text(op).c_str("operations"));
+        detail::Context sub(subset, "subset");
+        detail::OutString id, token;
+        detail::check(kmscks_create_grant(c_, key_id.c_str("key_id"),
+                                          grantee_principal.c_str("grantee_principal"),
+                                          ops.empty() ? nullptr : ops.data(), ops.size(),
+                                          sub.data(), sub.size(), id.out(), token.out()));
+        return Grant{id.str(), token.str()};
+    }
+    /// Revokes a grant of the key: from the next request on, it allows nothing.
+    void revoke_grant(detail::Text key_id, detail::Text grant_id) const {
+        detail::check(
+            kmscks_revoke_grant(c_, key_id.c_str("key_id"), grant_id.c_str("grant_id")));
+    }
+
+    // -- Imported key material ------------------------------------------------------------
+
+    /// Creates a symmetric key with Origin EXTERNAL, PendingImport until import_key_material;
+    /// returns its id.
+    std::string create_external_key(detail::OptionalText description = nullptr) const {
+        detail::OutString id;
+        detail::check(kmscks_create_external_key(c_, description.c_str("description_or_null"),
+                                                 id.out()));
+        return id.str();
+    }
+    /// The wrapping public key and import token for `wrapping_algorithm`
+    /// ("RSAES_OAEP_SHA_256", "RSA_AES_KEY_WRAP_SHA_256"…) and `wrapping_key_spec`
+    /// ("RSA_2048"…).
+    ImportParameters get_parameters_for_import(detail::Text key_id,
+                                               detail::Text wrapping_algorithm,
+                                               detail::Text wrapping_key_spec) const {
+        detail::OutBuffer public_key, import_token;
+        std::int64_t valid_to = 0;
+        detail::check(kmscks_get_parameters_for_import(
+            c_, key_id.c_str("key_id"), wrapping_algorithm.c_str("wrapping_algorithm"),
+            wrapping_key_spec.c_str("wrapping_key_spec"), public_key.out(), import_token.out(),
+            &valid_to));
+        return ImportParameters{public_key.copy<Bytes>(), import_token.copy<Bytes>(), valid_to};
+    }
+    /// Imports key material wrapped under the import token's public key; it expires at
+    /// `valid_to` (seconds since the Unix epoch), or never (0). Returns the material's id.
+    std::string import_key_material(detail::Text key_id, ByteView import_token,
+                                    ByteView encrypted_key_material,
+                                    std::int64_t valid_to = 0) const {
+        detail::OutString id;
+        detail::check(kmscks_import_key_material(
+            c_, key_id.c_str("key_id"), import_token.data(), import_token.size(),
+            encrypted_key_material.data(), encrypted_key_material.size(), valid_to, id.out()));
+        return id.str();
+    }
+    /// Deletes the imported material: the key is PendingImport until it is imported again.
+    void delete_imported_key_material(detail::Text key_id) const {
+        detail::check(kmscks_delete_imported_key_material(c_, key_id.c_str("key_id")));
     }
 
     // -- Cryptographic operations ---------------------------------------------------------
@@ -781,6 +894,105 @@ public:
             results.push_back(std::move(item));
         }
         return results;
+    }
+
+    // -- HMAC, signing, RSA encryption and key agreement ----------------------------------
+
+    /// The HMAC of `msg` under an HMAC key with `mac_algorithm` ("HMAC_SHA_256"…).
+    Bytes generate_mac(detail::Text key_id, detail::Text mac_algorithm, ByteView msg) const {
+        detail::OutBuffer mac;
+        detail::check(kmscks_generate_mac(c_, key_id.c_str("key_id"),
+                                          mac_algorithm.c_str("mac_algorithm"), msg.data(),
+                                          msg.size(), mac.out()));
+        return mac.copy<Bytes>();
+    }
+    /// Returns when `mac` is the HMAC of `msg`; throws KMSCKS_KMS_INVALID_MAC when it is not.
+    void verify_mac(detail::Text key_id, detail::Text mac_algorithm, ByteView msg,
+                    ByteView mac) const {
+        detail::check(kmscks_verify_mac(c_, key_id.c_str("key_id"),
+                                        mac_algorithm.c_str("mac_algorithm"), msg.data(),
+                                        msg.size(), mac.data(), mac.size()));
+    }
+    /// Signs `msg` with `signing_algorithm` ("ECDSA_SHA_256"…): the message itself (nullptr
+    /// or "RAW"), or its digest ("DIGEST").
+    Bytes sign(detail::Text key_id, detail::Text signing_algorithm, ByteView msg,
+               detail::OptionalText message_type = nullptr) const {
+        detail::OutBuffer signature;
+        detail::check(kmscks_sign(c_, key_id.c_str("key_id"),
+                                  signing_algorithm.c_str("signing_algorithm"), msg.data(),
+                                  msg.size(), message_type.c_str("message_type_or_null"),
+                                  signature.out()));
+        return signature.copy<Bytes>();
+    }
+    /// Returns when `signature` is one of `msg` (as sign reads it); throws
+    /// KMSCKS_KMS_INVALID_SIGNATURE when it is not.
+    void verify(detail::Text key_id, detail::Text signing_algorithm, ByteView msg,
+                detail::OptionalText message_type, ByteView signature) const {
+        detail::check(kmscks_verify(c_, key_id.c_str("key_id"),
+                                    signing_algorithm.c_str("signing_algorithm"), msg.data(),
+                                    msg.size(), message_type.c_str("message_type_or_null"),
+                                    signature.data(), signature.size()));
+    }
+    /// The public key of an asymmetric key (DER SubjectPublicKeyInfo).
+    Bytes get_public_key(detail::Text key_id) const {
+        detail::OutBuffer public_key;
+        detail::check(kmscks_get_public_key(c_, key_id.c_str("key_id"), public_key.out()));
+        return public_key.copy<Bytes>();
+    }
+    /// A fresh key pair of `key_pair_spec` ("ECC_NIST_P256", "RSA_2048"…), its private key
+    /// encrypted under the symmetric key `key_id`.
+    DataKeyPair generate_data_key_pair(detail::Text key_id, detail::Text key_pair_spec,
+                                       const EncryptionContext &context = {}) const {
+        detail::Context ctx(context, "ctx");
+        detail::OutBuffer pt, ct, pub;
+        detail::check(kmscks_generate_data_key_pair(
+            c_, key_id.c_str("key_id"), key_pair_spec.c_str("key_pair_spec"), ctx.data(),
+            ctx.size(), pt.out(), ct.out(), pub.out()));
+        return DataKeyPair{pt.copy<SecretBytes>(), ct.copy<Bytes>(), pub.copy<Bytes>()};
+    }
+    /// Only the encrypted private key and the public key.
+    DataKeyPairWithoutPlaintext generate_data_key_pair_without_plaintext(
+        detail::Text key_id, detail::Text key_pair_spec,
+        const EncryptionContext &context = {}) const {
+        detail::Context ctx(context, "ctx");
+        detail::OutBuffer ct, pub;
+        detail::check(kmscks_generate_data_key_pair_without_plaintext(
+            c_, key_id.c_str("key_id"), key_pair_spec.c_str("key_pair_spec"), ctx.data(),
+            ctx.size(), ct.out(), pub.out()));
+        return DataKeyPairWithoutPlaintext{ct.copy<Bytes>(), pub.copy<Bytes>()};
+    }
+    /// Encrypts with `encryption_algorithm`: "SYMMETRIC_DEFAULT" as encrypt, or with an RSA
+    /// key "RSAES_OAEP_SHA_256" or "RSAES_OAEP_SHA_1" (no context).
+    Bytes encrypt_with_algorithm(detail::Text key_id, detail::Text encryption_algorithm,
+                                 ByteView plaintext,
+                                 const EncryptionContext &context = {}) const {
+        detail::Context ctx(context, "ctx");
+        detail::OutBuffer ct;
+        detail::check(kmscks_encrypt_with_algorithm(
+            c_, key_id.c_str("key_id"), encryption_algorithm.c_str("encryption_algorithm"),
+            plaintext.data(), plaintext.size(), ctx.data(), ctx.size(), ct.out()));
+        return ct.copy<Bytes>();
+    }
+    /// Decrypts with `encryption_algorithm` under `key_id` (an RSA ciphertext names no key).
+    SecretBytes decrypt_with_algorithm(detail::Text key_id, detail::Text encryption_algorithm,
+                                       ByteView ciphertext,
+                                       const EncryptionContext &context = {}) const {
+        detail::Context ctx(context, "ctx");
+        detail::OutBuffer pt;
+        detail::check(kmscks_decrypt_with_algorithm(
+            c_, key_id.c_str("key_id"), encryption_algorithm.c_str("encryption_algorithm"),
+            ciphertext.data(), ciphertext.size(), ctx.data(), ctx.size(), pt.out()));
+        return pt.copy<SecretBytes>();
+    }
+    /// The shared secret of a KEY_AGREEMENT key and a peer's `public_key` (DER
+    /// SubjectPublicKeyInfo of the key's curve), with `key_agreement_algorithm` ("ECDH").
+    SecretBytes derive_shared_secret(detail::Text key_id, detail::Text key_agreement_algorithm,
+                                     ByteView public_key) const {
+        detail::OutBuffer secret;
+        detail::check(kmscks_derive_shared_secret(
+            c_, key_id.c_str("key_id"), key_agreement_algorithm.c_str("key_agreement_algorithm"),
+            public_key.data(), public_key.size(), secret.out()));
+        return secret.copy<SecretBytes>();
     }
 
 private:

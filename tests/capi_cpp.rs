@@ -2,8 +2,10 @@
 //! libraries, both headers and the pkg-config files under a prefix; the one-line command builds
 //! the C quickstart (`ffi/examples/quickstart.c`) against the shared library, and
 //! `kmscks-static` links the static one into it; the C++ quickstart and the wrapper's tests
-//! (`ffi/tests/wrapper.cpp`) build with `-std=c++17 -Wall -Wextra -Werror -pedantic`; all of
-//! them run and pass, in embedded mode and (the quickstarts) through a daemon.
+//! (`ffi/tests/wrapper.cpp` and `ffi/tests/wrapper_operations.cpp`) build with `-std=c++17
+//! -Wall -Wextra -Werror -pedantic`; all of them run and pass, in embedded mode and (the
+//! quickstarts) through a daemon. And the wrapper keeps its promise of one method per function
+//! of `kmscks.h`.
 //!
 //! It installs the artifacts this `cargo test` built (`target/<profile>/deps/libkmscks.{so,a}`,
 //! found from the test binary's path) with `ffi/install --no-build`, into a temporary prefix.
@@ -27,6 +29,39 @@ const STATIC_COMPILE_COMMAND: &str = "cc -std=c11 -Wall -Wextra -Werror -pedanti
 
 /// How the C++ programs are compiled: C++17, and the wrapper header clean under every warning.
 const CXX_FLAGS: &str = "-std=c++17 -Wall -Wextra -Werror -pedantic";
+
+/// The wrapper's test programs, `ffi/tests/<name>.cpp`, and how many tests each has at least.
+/// Each runs as `<name> SCRATCH_DIR`, prints `ok   <test>` per test passed (`FAIL <test>: …`
+/// otherwise) and ends with `<name>: <n> passed`.
+const CPP_TEST_PROGRAMS: &[(&str, usize)] = &[("wrapper", 10), ("wrapper_operations", 8)];
+
+/// Functions of `kmscks.h` that have no method of their own: the wrapper calls them inside its
+/// own machinery, where a C++ user never needs them.
+const WRAPPER_INTERNAL: &[&str] = &[
+    // kmscks::Error's aws_name() and what(), and ItemResult::aws_name().
+    "kmscks_result_name",
+    // kmscks::Error::last(): the detail of a failure, read right after the failed call.
+    "kmscks_last_error_message",
+    // detail::OutString frees every string output once it is copied.
+    "kmscks_string_free",
+    // detail::OutBuffer, detail::take and detail::BatchResults wipe and free every buffer.
+    "kmscks_buffer_free",
+    // Client::open(data_dir, OpenOptions) fills the C options from kmscks::OpenOptions.
+    "kmscks_open_options_init",
+    // Client::connect(socket_path, ConnectOptions) fills them from kmscks::ConnectOptions.
+    "kmscks_connect_options_init",
+];
+
+/// Functions whose method is not named as the function without `kmscks_` (docs/c-api.md
+/// names the renames): (function, method).
+const WRAPPER_RENAMED: &[(&str, &str)] = &[
+    ("kmscks_get_key_state", "key_state"),
+    ("kmscks_get_connection_state", "connection_state"),
+    // Overloads: Client::open(data_dir, OpenOptions), Client::connect(socket_path,
+    // ConnectOptions).
+    ("kmscks_open_with", "open"),
+    ("kmscks_connect_with", "connect"),
+];
 
 /// A prefix `ffi/install` filled, removed when the last test using it is done.
 struct Installed {
@@ -269,20 +304,28 @@ fn the_cpp_quickstart_and_the_wrapper_tests_build_clean_with_cxx17_and_pass() {
     let libs = "$(pkg-config --cflags --libs kmscks)";
     // Copied next to the programs, as a user's sources would be (only the installed headers
     // are on the include path).
-    for (from, to) in [
-        ("ffi/examples/quickstart.cpp", "quickstart.cpp"),
-        ("ffi/tests/wrapper.cpp", "wrapper.cpp"),
-    ] {
-        std::fs::copy(repo(from), dir.join(to)).expect("copy");
+    std::fs::copy(
+        repo("ffi/examples/quickstart.cpp"),
+        dir.join("quickstart.cpp"),
+    )
+    .expect("copy");
+    for (program, _) in CPP_TEST_PROGRAMS {
+        std::fs::copy(
+            repo(&format!("ffi/tests/{program}.cpp")),
+            dir.join(format!("{program}.cpp")),
+        )
+        .expect("copy");
     }
     i.sh(
         &dir,
         &format!("c++ {CXX_FLAGS} quickstart.cpp -o quickstart-cpp {libs}"),
     );
-    i.sh(
-        &dir,
-        &format!("c++ {CXX_FLAGS} -pthread wrapper.cpp -o wrapper {libs}"),
-    );
+    for (program, _) in CPP_TEST_PROGRAMS {
+        i.sh(
+            &dir,
+            &format!("c++ {CXX_FLAGS} -pthread {program}.cpp -o {program} {libs}"),
+        );
+    }
 
     let out = i.run(&dir.join("quickstart-cpp"), &[]);
     assert_quickstart_output(&out, "hello from C++");
@@ -297,17 +340,112 @@ fn the_cpp_quickstart_and_the_wrapper_tests_build_clean_with_cxx17_and_pass() {
         "hello from C++",
     );
 
-    let scratch = i.workdir("wrapper-scratch");
-    let out = i.run(
-        &dir.join("wrapper"),
-        &[scratch.to_str().expect("a UTF-8 temp path")],
-    );
-    assert!(!out.contains("FAIL"), "{out}");
-    let tests = read(repo("ffi/tests/wrapper.cpp"))
+    for &(program, at_least) in CPP_TEST_PROGRAMS {
+        let scratch = i.workdir(&format!("{program}-scratch"));
+        let out = i.run(
+            &dir.join(program),
+            &[scratch.to_str().expect("a UTF-8 temp path")],
+        );
+        assert!(!out.contains("FAIL"), "{out}");
+        let tests = read(repo(&format!("ffi/tests/{program}.cpp")))
+            .lines()
+            .filter(|l| l.starts_with("void ") && l.ends_with("() {"))
+            .count();
+        assert!(tests >= at_least, "{program}.cpp has {tests} tests");
+        assert_eq!(
+            out.lines().filter(|l| l.starts_with("ok ")).count(),
+            tests,
+            "{out}"
+        );
+        assert!(out.contains(&format!("{program}: {tests} passed")), "{out}");
+    }
+}
+
+/// The `kmscks_*` functions `kmscks.h` declares: `<type> kmscks_name(` at the start of a line
+/// (as `tests/capi_c.rs` finds them).
+fn header_functions(header: &str) -> Vec<&str> {
+    header
         .lines()
-        .filter(|l| l.starts_with("void ") && l.ends_with("() {"))
-        .count();
-    assert!(tests >= 10, "the wrapper has {tests} tests");
-    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), tests);
-    assert!(out.contains(&format!("wrapper: {tests} passed")), "{out}");
+        .filter(|l| !l.starts_with(' ') && !l.starts_with('#') && l.contains('('))
+        .filter_map(|l| {
+            let name = l.split('(').next()?.rsplit([' ', '*']).next()?;
+            name.starts_with("kmscks_").then_some(name)
+        })
+        .collect()
+}
+
+/// The code of a C++ header, line by line: comment lines dropped, `//` comments cut off.
+fn code_lines(source: &str) -> Vec<&str> {
+    source
+        .lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            !t.starts_with("/*") && !t.starts_with('*')
+        })
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect()
+}
+
+/// Whether `line` declares a function `name`: `name(` after a return type or specifier
+/// (`std::string name(`, `static Client name(`, `T &name(`), not a call (`return name(`,
+/// `x = name(`, `a.name(`, `detail::name(`, `other_name(`).
+fn declares(line: &str, name: &str) -> bool {
+    line.match_indices(&format!("{name}(")).any(|(at, _)| {
+        let before = &line[..at];
+        let prefix = before.trim_end();
+        let separated = before.len() > prefix.len() || prefix.ends_with(['&', '*']);
+        let last_word = prefix.rsplit([' ', '\t', '(']).next().unwrap_or("");
+        separated
+            && prefix.ends_with(|c: char| c.is_ascii_alphanumeric() || "_>&*".contains(c))
+            && !matches!(last_word, "return" | "throw" | "else" | "new")
+    })
+}
+
+#[test]
+fn every_function_of_the_header_has_a_method_in_the_cpp_wrapper() {
+    let header = read(repo("include/kmscks.h"));
+    let wrapper = read(repo("include/kmscks.hpp"));
+    let functions = header_functions(&header);
+    assert!(
+        functions.len() >= 60,
+        "found only {} functions in the header: {functions:?}",
+        functions.len()
+    );
+    // The lists above name functions of the header (a function removed leaves no stale entry).
+    let listed = WRAPPER_INTERNAL
+        .iter()
+        .copied()
+        .chain(WRAPPER_RENAMED.iter().map(|&(f, _)| f));
+    for f in listed {
+        assert!(
+            functions.contains(&f),
+            "{f} is listed, but kmscks.h declares no {f}"
+        );
+    }
+    let code = code_lines(&wrapper);
+    let mut missing = Vec::new();
+    for &f in &functions {
+        // Every function is called, internal ones included.
+        let call = format!("{f}(");
+        if !code.iter().any(|l| l.contains(&call)) {
+            missing.push(format!("{f}: never called"));
+            continue;
+        }
+        if WRAPPER_INTERNAL.contains(&f) {
+            continue;
+        }
+        let method = match WRAPPER_RENAMED.iter().find(|(c, _)| *c == f) {
+            Some(&(_, m)) => m,
+            None => f.strip_prefix("kmscks_").unwrap_or(f),
+        };
+        if !code.iter().any(|l| declares(l, method)) {
+            missing.push(format!("{f}: no method {method}()"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "include/kmscks.hpp promises one method per function of kmscks.h (docs/c-api.md); \
+         add them, or list a function the wrapper only uses inside in WRAPPER_INTERNAL, with \
+         why: {missing:#?}"
+    );
 }
