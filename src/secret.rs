@@ -63,6 +63,16 @@ pub fn reserve_wiping(v: &mut Vec<u8>, additional: usize) {
     drop(grow_wiping(v, additional));
 }
 
+/// As [`reserve_wiping`], but a growth makes room for exactly `additional` more bytes, not
+/// twice the old capacity: for a buffer whose final length is known (a request read whole),
+/// so that it holds no more memory than it is charged for.
+pub fn reserve_exact_wiping(v: &mut Vec<u8>, additional: usize) {
+    if v.capacity() - v.len() >= additional {
+        return;
+    }
+    drop(move_wiping(v, v.len().saturating_add(additional)));
+}
+
 /// Appends `bytes` to `v` through [`reserve_wiping`].
 pub fn extend_wiping(v: &mut Vec<u8>, bytes: &[u8]) {
     reserve_wiping(v, bytes.len());
@@ -74,6 +84,12 @@ pub fn extend_wiping(v: &mut Vec<u8>, bytes: &[u8]) {
 #[cold]
 fn grow_wiping(v: &mut Vec<u8>, additional: usize) -> Vec<u8> {
     let capacity = v.len().saturating_add(additional).max(v.capacity() * 2);
+    move_wiping(v, capacity)
+}
+
+/// Moves `v` into an allocation of `capacity` bytes; returns the old vector, wiped and empty.
+#[cold]
+fn move_wiping(v: &mut Vec<u8>, capacity: usize) -> Vec<u8> {
     let mut grown = Vec::with_capacity(capacity);
     grown.extend_from_slice(v);
     let mut old = std::mem::replace(v, grown);

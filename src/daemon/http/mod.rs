@@ -800,7 +800,12 @@ fn fill(conn: &mut Conn, limit: usize) -> Filled {
         if want == 0 {
             return Filled::Limit(read);
         }
-        // Grown by moving to a larger allocation, the old one is wiped before it is freed.
+        // Grown by moving to a larger allocation, the old one is wiped before it is freed. A
+        // request reserved whole grows it to its length exactly: doubling past it would hold
+        // up to twice what the uid is charged.
+        if conn.reserved > start {
+            crate::secret::reserve_exact_wiping(&mut conn.rbuf, conn.reserved - start);
+        }
         crate::secret::reserve_wiping(&mut conn.rbuf, want);
         conn.rbuf.resize(start + want, 0);
         match conn.stream.read(&mut conn.rbuf[start..]) {
@@ -1132,6 +1137,45 @@ mod tests {
         assert!(
             small.capacity() >= 100,
             "a small buffer keeps its allocation"
+        );
+    }
+
+    #[test]
+    fn a_request_reserved_whole_is_read_into_a_buffer_of_its_length() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let mut conn = Conn::new(TcpStream::from_std(ours), 0, 0);
+        let head = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_BODY);
+        let whole = head.len() + MAX_BODY;
+        // As `read_limit` leaves it once the head is read: the whole request charged.
+        (conn.next_len, conn.reserved) = (Some(whole), whole);
+        // All but the last byte: read 16 KiB at a time, the buffer grows all the way.
+        let sender = std::thread::spawn(move || {
+            peer.write_all(head.as_bytes()).unwrap();
+            peer.write_all(&vec![b' '; MAX_BODY - 1]).unwrap();
+            peer
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while conn.rbuf.len() < whole - 1 {
+            assert!(
+                Instant::now() < deadline,
+                "read {} of {whole}",
+                conn.rbuf.len()
+            );
+            // As `read_limit` limits it: never past the request's end.
+            let limit = READ_CHUNK.min(whole - conn.rbuf.len());
+            if let Filled::Drained = fill(&mut conn, limit) {
+                std::thread::yield_now();
+            }
+        }
+        let _peer = sender.join().unwrap();
+        assert!(
+            conn.rbuf.capacity() <= whole,
+            "a buffer of {} bytes for a request of {whole} charged",
+            conn.rbuf.capacity()
         );
     }
 
