@@ -35,14 +35,8 @@ const STICKY: u32 = 0o1000;
 /// unless we own it. `StorageException` naming the path, its owner and mode.
 pub(crate) fn check_owned_dir(dir: &Path) -> Result<()> {
     let meta = fs::symlink_metadata(dir).map_err(|e| io_error("inspect directory", dir, e))?;
-    let (owner, mode, me) = (meta.uid(), meta.mode() & 0o7777, crate::peer::effective_uid());
-    let problem = if !meta.file_type().is_dir() {
-        "is not a directory (a symlink or a file)".to_owned()
-    } else if owner != me {
-        format!("is owned by uid {owner}, not by uid {me} who runs kmscks")
-    } else if mode & FOREIGN_WRITE != 0 {
-        format!("has mode {mode:04o}: group or others may write to it (chmod go-w it)")
-    } else {
+    let kind = (meta.file_type().is_dir(), "is not a directory (a symlink or a file)");
+    let Some(problem) = not_ours(&meta, kind) else {
         return Ok(());
     };
     Err(err!(
@@ -63,14 +57,8 @@ pub(crate) fn check_owned_file(file: &fs::File, path: &Path, what: &str) -> Resu
     let meta = file
         .metadata()
         .map_err(|e| io_error(&format!("inspect {what}"), path, e))?;
-    let (owner, mode, me) = (meta.uid(), meta.mode() & 0o7777, crate::peer::effective_uid());
-    let problem = if !meta.file_type().is_file() {
-        "is not a regular file".to_owned()
-    } else if owner != me {
-        format!("is owned by uid {owner}, not by uid {me} who runs kmscks")
-    } else if mode & FOREIGN_WRITE != 0 {
-        format!("has mode {mode:04o}: group or others may write to it (chmod go-w it)")
-    } else {
+    let Some(problem) = not_ours(&meta, (meta.file_type().is_file(), "is not a regular file"))
+    else {
         return Ok(());
     };
     Err(err!(
@@ -78,6 +66,24 @@ pub(crate) fn check_owned_file(file: &fs::File, path: &Path, what: &str) -> Resu
         "{what} {} {problem}; kmscks trusts nothing in its data directory it does not own",
         path.display()
     ))
+}
+
+/// What keeps an entry of the data directory from being ours alone, if anything: not of its
+/// kind (`kind`: whether it is, and what to say when not), owned by another uid, or writable
+/// by group or others.
+fn not_ours(meta: &Metadata, (of_its_kind, not_of_its_kind): (bool, &str)) -> Option<String> {
+    let (owner, mode, me) = (meta.uid(), meta.mode() & 0o7777, crate::peer::effective_uid());
+    if !of_its_kind {
+        Some(not_of_its_kind.to_owned())
+    } else if owner != me {
+        Some(format!("is owned by uid {owner}, not by uid {me} who runs kmscks"))
+    } else if mode & FOREIGN_WRITE != 0 {
+        Some(format!(
+            "has mode {mode:04o}: group or others may write to it (chmod go-w it)"
+        ))
+    } else {
+        None
+    }
 }
 
 /// Refuses `dir` when a directory above it (on the path as given, or on the path its symbolic
