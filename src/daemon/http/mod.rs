@@ -750,11 +750,17 @@ fn linger(conn: &mut Conn, until: Instant) -> Outcome {
     Outcome::More
 }
 
+/// What [`quota::next_read`]'s rule lets `conn` read now, with the room its floor and its
+/// uid's quota leave.
+fn next_read_of(conn: &Conn, quotas: &Quotas) -> NextRead {
+    let room = CONN_FLOOR.saturating_sub(conn.memory()) + quotas.room(conn.uid);
+    quota::next_read(room, conn.rbuf.len(), conn.next_len, conn.reserved)
+}
+
 /// Whether [`read_limit`] would let `conn` read (or reserve) anything now. Asks without
 /// reserving.
 fn can_read(conn: &Conn, quotas: &Quotas) -> bool {
-    let room = CONN_FLOOR.saturating_sub(conn.memory()) + quotas.room(conn.uid);
-    match quota::next_read(room, conn.rbuf.len(), conn.next_len, conn.reserved) {
+    match next_read_of(conn, quotas) {
         NextRead::UpTo(n) => n > 0,
         NextRead::Reserve { .. } => true,
         NextRead::Wait { .. } => false,
@@ -764,8 +770,7 @@ fn can_read(conn: &Conn, quotas: &Quotas) -> bool {
 /// How many bytes `conn` may read now, by [`quota::next_read`]'s rule; a request it reserves
 /// is charged at once, so that the next connection's room is read with it.
 fn read_limit(conn: &mut Conn, quotas: &mut Quotas) -> usize {
-    let room = CONN_FLOOR.saturating_sub(conn.memory()) + quotas.room(conn.uid);
-    match quota::next_read(room, conn.rbuf.len(), conn.next_len, conn.reserved) {
+    match next_read_of(conn, quotas) {
         NextRead::UpTo(n) => n,
         NextRead::Reserve { whole, rest } => {
             conn.reserved = whole;
