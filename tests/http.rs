@@ -25,7 +25,7 @@ fn connect(addr: SocketAddr) -> TcpStream {
 /// The bytes of one request.
 fn request(target: &str, body: &str, extra: &str) -> String {
     format!(
-        "POST / HTTP/1.1\r\nHost: kms\r\nX-Amz-Target: {target}\r\n\
+        "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: {target}\r\n\
          Content-Type: application/x-amz-json-1.1\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
@@ -474,7 +474,7 @@ fn expect_100_continue_is_answered_before_the_body_is_sent() {
     let mut s = BufReader::new(connect(addr));
     let body = r#"{"Description":"continued"}"#;
     let head = format!(
-        "POST / HTTP/1.1\r\nHost: kms\r\nX-Amz-Target: TrentService.CreateKey\r\n\
+        "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: TrentService.CreateKey\r\n\
          Expect: 100-continue\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
@@ -490,6 +490,56 @@ fn expect_100_continue_is_answered_before_the_body_is_sent() {
     assert_eq!(a.body["KeyMetadata"]["Description"], "continued");
 }
 
+/// The bytes of a CreateKey request naming `host` in its `Host` header.
+fn create_key_for_host(host: &str) -> String {
+    let body = r#"{"Description":"by host"}"#;
+    format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\nX-Amz-Target: TrentService.CreateKey\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn a_request_naming_another_host_is_refused_before_it_acts_and_a_configured_name_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &["--http-hosts", "kms.internal"]);
+    let mut own = BufReader::new(connect(addr));
+    let keys = |s: &mut BufReader<TcpStream>| {
+        let listed = kms(s, "ListKeys", json!({}));
+        assert_eq!(listed.status, 200, "{}", listed.body);
+        listed.body["Keys"].as_array().unwrap().len()
+    };
+    let before = keys(&mut own);
+    // What a browser sends for a page whose name was re-pointed at 127.0.0.1: unsigned,
+    // from the daemon's own uid, which would otherwise act as the account root.
+    let port = addr.port();
+    for host in [
+        format!("attacker.example:{port}"),
+        format!("localhost.attacker.example:{port}"),
+    ] {
+        let mut s = BufReader::new(connect(addr));
+        s.get_mut()
+            .write_all(create_key_for_host(&host).as_bytes())
+            .unwrap();
+        let a = read_answer(&mut s);
+        assert_eq!(a.status, 421, "{host}: {}", a.body);
+        assert_eq!(a.body["__type"], "AccessDeniedException");
+        assert!(a.body["message"].as_str().unwrap().contains(&host));
+        assert_eq!(a.header("connection"), Some("close"));
+    }
+    assert_eq!(keys(&mut own), before, "no key was created");
+    for host in [format!("kms.internal:{port}"), format!("[::1]:{port}")] {
+        let mut s = BufReader::new(connect(addr));
+        s.get_mut()
+            .write_all(create_key_for_host(&host).as_bytes())
+            .unwrap();
+        let a = read_answer(&mut s);
+        assert_eq!(a.status, 200, "{host}: {}", a.body);
+    }
+    assert_eq!(keys(&mut own), before + 2);
+}
+
 #[test]
 fn an_oversized_or_chunked_request_is_refused_and_closed_while_other_connections_are_served() {
     let dir = tempfile::tempdir().unwrap();
@@ -497,11 +547,11 @@ fn an_oversized_or_chunked_request_is_refused_and_closed_while_other_connections
     let mut other = BufReader::new(connect(addr));
     for (head, status) in [
         (
-            "POST / HTTP/1.1\r\nX-Amz-Target: TrentService.ListKeys\r\nContent-Length: 2000000\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: TrentService.ListKeys\r\nContent-Length: 2000000\r\n\r\n",
             413,
         ),
         (
-            "POST / HTTP/1.1\r\nX-Amz-Target: TrentService.ListKeys\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: TrentService.ListKeys\r\nTransfer-Encoding: chunked\r\n\r\n",
             411,
         ),
         ("GET / HTTP/1.1\r\n\r\n", 405),
@@ -528,7 +578,7 @@ fn a_client_sending_a_refused_body_whole_before_reading_gets_its_answer_not_a_re
     // More than the kernel's buffers on both ends hold, so the daemon must read it.
     let body = "x".repeat(16 << 20);
     let whole = format!(
-        "POST / HTTP/1.1\r\nX-Amz-Target: TrentService.ListKeys\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: TrentService.ListKeys\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let s = connect(addr);
@@ -711,7 +761,7 @@ fn another_local_uid_acts_as_itself_over_http_whatever_it_signs() {
     // Signed with the root access key, from another uid: one raw request, the answer printed.
     let body = json!({"KeyId": key, "Plaintext": "aGk="}).to_string();
     let raw = format!(
-        "POST / HTTP/1.1\r\nHost: kms\r\nX-Amz-Target: TrentService.Encrypt\r\nConnection: close\r\n\
+        "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: TrentService.Encrypt\r\nConnection: close\r\n\
          Authorization: AWS4-HMAC-SHA256 Credential=test/20261203/us-east-1/kms/aws4_request, \
          SignedHeaders=host, Signature=00\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()

@@ -369,6 +369,16 @@ daemon_options! {
     flag(Option<String>, value_name = "KEY,KEY");
     sample toml;
 
+    /// Further names (comma-separated) by which HTTP requests may name this endpoint in
+    /// their `Host` header, besides those that always mean this machine: `localhost` and
+    /// `*.localhost`, and the loopback addresses (`127.0.0.1`, `[::1]`). A request naming any
+    /// other host is refused (421) before it is read, so that a web page whose own name was
+    /// pointed at this machine (DNS rebinding) cannot act as you. Add a name only if nobody
+    /// else can make it resolve here (an `/etc/hosts` entry, say).
+    http_hosts: String = String::new();
+    flag(Option<String>, value_name = "NAME,NAME");
+    sample example("\"kms.internal\"");
+
     /// Verify the SigV4 signature of every HTTP request against this file of credentials,
     /// one per line: `<access key id> <secret access key> <principal>`, the principal being
     /// `root` or an IAM ARN of the account (`arn:aws:iam::<account>:user/alice`). A request

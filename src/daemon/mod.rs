@@ -145,6 +145,7 @@ impl Daemon {
                 http::Identities::new(
                     &config.http_root_access_keys,
                     &config.http_credentials,
+                    &config.http_hosts,
                     &config.scope(),
                 )?,
             )),

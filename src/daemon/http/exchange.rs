@@ -7,6 +7,12 @@
 //! `Content-Length` body of at most [`MAX_BODY`] bytes and a head of at most [`MAX_HEAD`];
 //! chunked bodies, other methods and oversized requests are refused with AWS's error shape,
 //! and the connection is closed after a refusal whose body was not read.
+//!
+//! A request must also name this machine in its `Host` header ([`Hosts`]). The endpoint is
+//! on loopback, but a browser on this machine can still reach it: a web page whose own name
+//! its owner re-points at 127.0.0.1 (DNS rebinding) sends same-origin requests here, unsigned,
+//! from a process of the user who runs the daemon — the account root. Its `Host` is the
+//! page's name, and is refused.
 
 use crate::err;
 use crate::error::KmsError;
@@ -55,8 +61,70 @@ pub(super) enum Parsed<'b> {
     Refused(u16, KmsError),
 }
 
-/// Reads the request at the start of `buf`.
-pub(super) fn parse(buf: &[u8]) -> Parsed<'_> {
+/// The names a request's `Host` may give for this endpoint: those that always mean this
+/// machine (`localhost`, `*.localhost`, loopback addresses), and the configured ones
+/// (`http_hosts`).
+#[derive(Debug, Default)]
+pub(crate) struct Hosts {
+    /// The configured names, in lower case, without a trailing dot.
+    names: Vec<String>,
+}
+
+impl Hosts {
+    /// From the option `http_hosts` (comma-separated; empty items dropped).
+    pub(crate) fn new(option: &str) -> Hosts {
+        Hosts {
+            names: option
+                .split(',')
+                .map(|n| n.trim().trim_end_matches('.').to_ascii_lowercase())
+                .filter(|n| !n.is_empty())
+                .collect(),
+        }
+    }
+
+    /// Whether a `Host` value (`name[:port]`, `address[:port]` or `[v6][:port]`) names this
+    /// endpoint. The port is not compared: a page re-pointed here is told apart by its name.
+    fn allows(&self, value: &str) -> bool {
+        let Some(host) = host_of(value) else {
+            return false;
+        };
+        if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            return v6
+                .parse::<std::net::Ipv6Addr>()
+                .is_ok_and(|a| a.is_loopback());
+        }
+        if let Ok(v4) = host.parse::<std::net::Ipv4Addr>() {
+            return v4.is_loopback();
+        }
+        let name = host.trim_end_matches('.').to_ascii_lowercase();
+        // RFC 6761 §6.3: `localhost` and its subdomains are loopback, whatever DNS says.
+        name == "localhost" || name.ends_with(".localhost") || self.names.contains(&name)
+    }
+}
+
+/// The host of a `Host` value without its port (digits after the last `:` outside
+/// brackets), or None if the value has no host or a port that is not digits.
+fn host_of(value: &str) -> Option<&str> {
+    let (host, port) = if value.starts_with('[') {
+        let end = value.find(']')? + 1;
+        let rest = &value[end..];
+        (
+            &value[..end],
+            rest.strip_prefix(':').or(rest.is_empty().then_some("")),
+        )
+    } else {
+        match value.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (value, Some("")),
+        }
+    };
+    let port = port?;
+    let port_ok = port.bytes().all(|b| b.is_ascii_digit());
+    (!host.is_empty() && port_ok).then_some(host)
+}
+
+/// Reads the request at the start of `buf`; `hosts`: the names its `Host` header may give.
+pub(super) fn parse<'b>(buf: &'b [u8], hosts: &Hosts) -> Parsed<'b> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
@@ -102,6 +170,10 @@ pub(super) fn parse(buf: &[u8]) -> Parsed<'_> {
             ),
         );
     }
+    // HTTP/1.0 (or older) otherwise: httparse reads no other version.
+    let http_11 = req.version == Some(1);
+    let mut host = None;
+    let mut hosts_seen = 0;
     let mut target = None;
     let mut authorization = None;
     let mut length = None;
@@ -113,7 +185,10 @@ pub(super) fn parse(buf: &[u8]) -> Parsed<'_> {
         // (a signature covers them as bytes).
         let value = || std::str::from_utf8(h.value).unwrap_or("");
         let name = h.name;
-        if name.eq_ignore_ascii_case("x-amz-target") {
+        if name.eq_ignore_ascii_case("host") {
+            host = Some(value().trim());
+            hosts_seen += 1;
+        } else if name.eq_ignore_ascii_case("x-amz-target") {
             target = Some(value().trim());
         } else if name.eq_ignore_ascii_case("authorization") {
             authorization = Some(value().trim());
@@ -137,13 +212,35 @@ pub(super) fn parse(buf: &[u8]) -> Parsed<'_> {
                 ),
             );
         } else if name.eq_ignore_ascii_case("expect") {
-            expects_continue = value().trim().eq_ignore_ascii_case("100-continue");
+            // RFC 9110 §10.1.1: an HTTP/1.0 client's expectation is ignored.
+            expects_continue = http_11 && value().trim().eq_ignore_ascii_case("100-continue");
         } else if name.eq_ignore_ascii_case("connection") {
             for token in value().split(',').map(str::trim) {
                 connection_close |= token.eq_ignore_ascii_case("close");
                 connection_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
             }
         }
+    }
+    // RFC 9112 §3.2: an HTTP/1.1 request has exactly one Host; no request has two.
+    if hosts_seen > 1 || (http_11 && host.is_none()) {
+        return Parsed::Refused(
+            400,
+            err!(
+                SerializationException,
+                "An HTTP/1.1 request has exactly one Host header; this one has {hosts_seen}"
+            ),
+        );
+    }
+    if let Some(host) = host.filter(|h| !hosts.allows(h)) {
+        return Parsed::Refused(
+            421,
+            err!(
+                AccessDeniedException,
+                "Host {host:?} does not name this endpoint: it answers requests for localhost, \
+                 its loopback addresses and the names in http_hosts only, so that a web page \
+                 whose name was pointed at this machine cannot act as you (DNS rebinding)"
+            ),
+        );
     }
     let length = length.unwrap_or(0);
     if length > MAX_BODY {
@@ -155,7 +252,6 @@ pub(super) fn parse(buf: &[u8]) -> Parsed<'_> {
             ),
         );
     }
-    let http_11 = req.version == Some(1);
     let keep_alive = if http_11 {
         !connection_close
     } else {
@@ -240,7 +336,7 @@ mod tests {
 
     fn post(body: &str, extra: &str) -> String {
         format!(
-            "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: TrentService.ListKeys\r\n{extra}\
+            "POST / HTTP/1.1\r\nHost: localhost:4599\r\nX-Amz-Target: TrentService.ListKeys\r\n{extra}\
              Content-Length: {}\r\n\r\n{body}",
             body.len()
         )
@@ -249,13 +345,13 @@ mod tests {
     #[test]
     fn a_whole_request_gives_its_target_body_and_length_and_the_next_one_follows() {
         let two = format!("{}{}", post("{}", ""), post("{\"Limit\":5}", ""));
-        let Parsed::Whole(first) = parse(two.as_bytes()) else {
+        let Parsed::Whole(first) = parse(two.as_bytes(), &Hosts::default()) else {
             panic!("not whole")
         };
         assert_eq!(first.target, Some("TrentService.ListKeys"));
         assert_eq!(first.body, b"{}");
         assert!(first.keep_alive);
-        let Parsed::Whole(second) = parse(&two.as_bytes()[first.len..]) else {
+        let Parsed::Whole(second) = parse(&two.as_bytes()[first.len..], &Hosts::default()) else {
             panic!("not whole")
         };
         assert_eq!(second.body, b"{\"Limit\":5}");
@@ -266,7 +362,7 @@ mod tests {
         let whole = post("{\"Limit\":5}", "Expect: 100-continue\r\n");
         let head_end = whole.find("\r\n\r\n").unwrap() + 4;
         assert!(matches!(
-            parse(&whole.as_bytes()[..10]),
+            parse(&whole.as_bytes()[..10], &Hosts::default()),
             Parsed::Partial {
                 expects_continue: false,
                 whole: None,
@@ -275,13 +371,16 @@ mod tests {
         // Once the head is whole, so is the request's length.
         let len = whole.len();
         assert!(matches!(
-            parse(&whole.as_bytes()[..head_end]),
+            parse(&whole.as_bytes()[..head_end], &Hosts::default()),
             Parsed::Partial {
                 expects_continue: true,
                 whole: Some(n),
             } if n == len
         ));
-        assert!(matches!(parse(whole.as_bytes()), Parsed::Whole(_)));
+        assert!(matches!(
+            parse(whole.as_bytes(), &Hosts::default()),
+            Parsed::Whole(_)
+        ));
     }
 
     #[test]
@@ -299,30 +398,30 @@ mod tests {
             ),
             (
                 format!(
-                    "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+                    "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
                     MAX_BODY + 1
                 ),
                 413,
                 ErrorKind::ValidationException,
             ),
             (
-                "POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n".into(),
+                "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n".into(),
                 400,
                 ErrorKind::SerializationException,
             ),
             // Digits only: a sign, a blank or nothing is no length.
             (
-                "POST / HTTP/1.1\r\nContent-Length: +2\r\n\r\n{}".into(),
+                "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: +2\r\n\r\n{}".into(),
                 400,
                 ErrorKind::SerializationException,
             ),
             (
-                "POST / HTTP/1.1\r\nContent-Length: 1 1\r\n\r\n{}".into(),
+                "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1 1\r\n\r\n{}".into(),
                 400,
                 ErrorKind::SerializationException,
             ),
             (
-                "POST / HTTP/1.1\r\nContent-Length: \r\n\r\n{}".into(),
+                "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: \r\n\r\n{}".into(),
                 400,
                 ErrorKind::SerializationException,
             ),
@@ -338,7 +437,7 @@ mod tests {
             ),
         ];
         for (input, status, kind) in cases {
-            match parse(input.as_bytes()) {
+            match parse(input.as_bytes(), &Hosts::default()) {
                 Parsed::Refused(s, e) => {
                     assert_eq!((s, e.kind()), (status, kind), "{input:.60}");
                 }
@@ -347,20 +446,115 @@ mod tests {
         }
     }
 
+    /// A whole request for `host` (None: no Host header) in `version`.
+    fn for_host(version: &str, host: Option<&str>) -> String {
+        let host = host.map(|h| format!("Host: {h}\r\n")).unwrap_or_default();
+        format!(
+            "POST / {version}\r\n{host}X-Amz-Target: TrentService.ListKeys\r\n\
+             Content-Length: 2\r\n\r\n{{}}"
+        )
+    }
+
+    #[test]
+    fn a_request_is_served_only_when_its_host_names_this_machine() {
+        let hosts = Hosts::new(" kms.internal. , ,Other.Example");
+        for host in [
+            "localhost",
+            "LOCALHOST:4599",
+            "localhost.",
+            "kms.localhost:80",
+            "127.0.0.1:4599",
+            "127.3.2.1",
+            "[::1]:4599",
+            "[::1]",
+            "kms.internal:4599",
+            "other.example",
+        ] {
+            let request = for_host("HTTP/1.1", Some(host));
+            let parsed = parse(request.as_bytes(), &hosts);
+            assert!(matches!(parsed, Parsed::Whole(_)), "{host}: {parsed:?}");
+        }
+        // A page's own name, re-pointed at 127.0.0.1, and the look-alikes.
+        for host in [
+            "attacker.example:4599",
+            "localhost.attacker.example",
+            "127.0.0.1.attacker.example",
+            "localhostx",
+            "0.0.0.0:4599",
+            "10.0.0.1",
+            "[::2]:4599",
+            "[::1]x",
+            "::1",
+            "localhost:http",
+            "",
+            "kms.internal.attacker.example",
+        ] {
+            match parse(for_host("HTTP/1.1", Some(host)).as_bytes(), &hosts) {
+                Parsed::Refused(status, e) => {
+                    assert_eq!((status, e.kind()), (421, ErrorKind::AccessDeniedException));
+                    assert!(e.message().contains("DNS rebinding"), "{}", e.message());
+                }
+                other => panic!("{host:?} served: {other:?}"),
+            }
+        }
+        // The configured names are this daemon's only.
+        let request = for_host("HTTP/1.1", Some("kms.internal"));
+        let parsed = parse(request.as_bytes(), &Hosts::default());
+        assert!(matches!(parsed, Parsed::Refused(421, _)), "{parsed:?}");
+    }
+
+    #[test]
+    fn an_http_11_request_has_exactly_one_host_and_http_10_may_have_none() {
+        let hosts = Hosts::default();
+        let request = for_host("HTTP/1.1", None);
+        let missing = parse(request.as_bytes(), &hosts);
+        assert!(
+            matches!(&missing, Parsed::Refused(400, e) if e.kind() == ErrorKind::SerializationException),
+            "{missing:?}"
+        );
+        let two = "POST / HTTP/1.0\r\nHost: localhost\r\nHost: localhost\r\n\
+                   Content-Length: 0\r\n\r\n";
+        assert!(matches!(
+            parse(two.as_bytes(), &hosts),
+            Parsed::Refused(400, _)
+        ));
+        let request = for_host("HTTP/1.0", None);
+        assert!(matches!(
+            parse(request.as_bytes(), &hosts),
+            Parsed::Whole(_)
+        ));
+        // An HTTP/1.0 request that names a host is held to it all the same.
+        let request = for_host("HTTP/1.0", Some("attacker.example"));
+        let named = parse(request.as_bytes(), &hosts);
+        assert!(matches!(named, Parsed::Refused(421, _)), "{named:?}");
+    }
+
+    #[test]
+    fn an_http_10_request_is_not_told_to_continue() {
+        let head = "POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
+        assert!(matches!(
+            parse(head.as_bytes(), &Hosts::default()),
+            Parsed::Partial {
+                expects_continue: false,
+                whole: Some(_),
+            }
+        ));
+    }
+
     #[test]
     fn connection_close_and_http_10_end_the_connection_after_the_answer() {
         let close = post("{}", "Connection: close\r\n");
-        let Parsed::Whole(e) = parse(close.as_bytes()) else {
+        let Parsed::Whole(e) = parse(close.as_bytes(), &Hosts::default()) else {
             panic!()
         };
         assert!(!e.keep_alive);
         let old = "POST / HTTP/1.0\r\nContent-Length: 0\r\n\r\n";
-        let Parsed::Whole(e) = parse(old.as_bytes()) else {
+        let Parsed::Whole(e) = parse(old.as_bytes(), &Hosts::default()) else {
             panic!()
         };
         assert!(!e.keep_alive);
         let old = "POST / HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n";
-        let Parsed::Whole(e) = parse(old.as_bytes()) else {
+        let Parsed::Whole(e) = parse(old.as_bytes(), &Hosts::default()) else {
             panic!()
         };
         assert!(e.keep_alive);

@@ -129,12 +129,20 @@ pub(super) struct Identities {
     daemon_uid: u32,
     /// When configured, every request's signature is verified against these.
     credentials: Option<sigv4::Credentials>,
+    /// The names a request's `Host` may give: a request for another (a web page re-pointed
+    /// at this machine) acts as no one.
+    hosts: exchange::Hosts,
 }
 
 impl Identities {
-    /// From the options `http_root_access_keys` and `http_credentials` (the file is read
-    /// now, so that a bad one stops the daemon at start).
-    pub(super) fn new(root_keys: &str, credentials: &str, scope: &Scope) -> Result<Identities> {
+    /// From the options `http_root_access_keys`, `http_credentials` (the file is read now,
+    /// so that a bad one stops the daemon at start) and `http_hosts`.
+    pub(super) fn new(
+        root_keys: &str,
+        credentials: &str,
+        hosts: &str,
+        scope: &Scope,
+    ) -> Result<Identities> {
         let credentials = if credentials.is_empty() {
             None
         } else {
@@ -144,6 +152,7 @@ impl Identities {
             root_keys: identity::root_keys(root_keys),
             daemon_uid: crate::peer::effective_uid(),
             credentials,
+            hosts: exchange::Hosts::new(hosts),
         })
     }
 }
@@ -851,7 +860,7 @@ fn answer(
     let mut used = 0;
     let mut answered = false;
     while !conn.close_after_write && !conn.awaiting {
-        match exchange::parse(&conn.rbuf[used..]) {
+        match exchange::parse(&conn.rbuf[used..], &ids.hosts) {
             Parsed::Partial {
                 expects_continue,
                 whole,
