@@ -152,10 +152,13 @@ impl Conn {
                 if self.rbuf.len() >= READ_CAP {
                     return Ok(Filled::Full);
                 }
-                let grown = (self.rbuf.len() * 2).min(READ_CAP);
-                // Requests carry plaintexts: growing wipes the allocation left behind.
+                // To exactly what this read may take, not twice the buffer: `limit` is what
+                // the quotas allowed (a reserved frame's rest, or at most a floor's worth),
+                // and the buffer then holds no more than that, which [`Conn::memory`]
+                // charges. Requests carry plaintexts: growing wipes the allocation left.
+                let grown = stop.min(READ_CAP);
                 let more = grown - self.rbuf.len();
-                crate::secret::reserve_wiping(&mut self.rbuf, more);
+                crate::secret::reserve_exact_wiping(&mut self.rbuf, more);
                 self.rbuf.resize(grown, 0);
             }
             let end = self.rbuf.len().min(stop);
@@ -185,11 +188,14 @@ impl Conn {
         self.filled -= n;
         // Request bodies hold plaintexts and passwords: leave no copy behind.
         crate::secret::wipe(&mut self.rbuf[self.filled..old]);
-        // A grown buffer left mostly empty goes back to its start size (what it holds fits):
-        // its allocation then stays near what the uid's memory quota counts.
+        // A grown buffer left mostly empty goes back to its start size (what it holds fits),
+        // moved whole: shrinking in place could free its tail, which held the frames handled,
+        // unwiped.
         if self.rbuf.len() > READ_START && self.filled <= READ_START / 2 {
-            self.rbuf.truncate(READ_START);
-            self.rbuf.shrink_to_fit();
+            let mut small = vec![0; READ_START];
+            small[..self.filled].copy_from_slice(&self.rbuf[..self.filled]);
+            let mut grown = std::mem::replace(&mut self.rbuf, small);
+            crate::secret::wipe_vec(&mut grown);
         }
     }
 
@@ -215,10 +221,16 @@ impl Conn {
     }
 
     /// What this connection holds against its uid's memory quota: request bytes read and not
-    /// yet handled (or reserved for the frame being read; a batch being answered counts its
-    /// frame), replies not yet written.
+    /// yet handled, or the read buffer's whole length once it grew past its start size (or
+    /// what is reserved for the frame being read; a batch being answered counts its frame),
+    /// replies not yet written.
     pub(super) fn memory(&self) -> usize {
-        self.filled.max(self.reserved)
+        let read = if self.rbuf.len() > READ_START {
+            self.rbuf.len()
+        } else {
+            self.filled
+        };
+        read.max(self.reserved)
             + self.pending()
             + self.offloaded
             + self.job.as_ref().map_or(0, Job::frame_bytes)
@@ -362,6 +374,54 @@ mod tests {
         assert_eq!(conn.filled, 40);
         assert_eq!(conn.fill(READ_CAP).unwrap(), Filled::WouldBlock);
         assert_eq!(conn.filled, 100);
+    }
+
+    #[test]
+    fn a_frame_read_whole_grows_the_buffer_to_its_length_and_all_the_buffer_holds_is_charged() {
+        // The largest frame, and one just over twice the start size: doubling had left
+        // 2 MiB and 256 KiB buffers, charged a megabyte and one byte.
+        for whole in [HEADER_LEN + MAX_BODY as usize, 2 * READ_START + 1] {
+            let (mut conn, mut peer) = pair();
+            // As `read_limit` leaves it once the header is read: the whole frame charged.
+            conn.reserved = whole;
+            let sender = std::thread::spawn(move || {
+                peer.write_all(&vec![0x5A; whole - 1]).unwrap();
+                peer
+            });
+            let deadline = Instant::now() + std::time::Duration::from_secs(20);
+            while conn.filled < whole - 1 {
+                assert!(Instant::now() < deadline, "read {} of {whole}", conn.filled);
+                let limit = whole - conn.filled;
+                assert_ne!(conn.fill(limit).unwrap(), Filled::Eof);
+            }
+            let _peer = sender.join().unwrap();
+            assert_eq!(conn.rbuf.len(), whole, "grown to the frame's length");
+            assert!(conn.rbuf.capacity() <= whole, "{}", conn.rbuf.capacity());
+            assert!(conn.memory() >= conn.rbuf.capacity());
+            // Handled, the buffer goes back to its start size and its charge with it.
+            let handled = conn.filled;
+            conn.consume(handled);
+            conn.track_partial(handled, false);
+            assert_eq!(conn.rbuf.len(), READ_START);
+            assert_eq!(conn.memory(), 0);
+        }
+    }
+
+    #[test]
+    fn a_buffer_grown_past_its_start_size_is_charged_its_length_though_little_is_left_in_it() {
+        let (mut conn, mut peer) = pair();
+        let sent = READ_START + 40_000;
+        peer.write_all(&vec![1u8; sent]).unwrap();
+        while conn.filled < sent {
+            assert_ne!(conn.fill(READ_START).unwrap(), Filled::Eof);
+        }
+        let held = conn.rbuf.len();
+        assert!(held > READ_START && held <= 2 * READ_START, "{held}");
+        // What is left is more than half the start size: the buffer is kept, and charged.
+        conn.consume(READ_START - 10_000);
+        assert_eq!(conn.filled, 50_000);
+        assert_eq!(conn.rbuf.len(), held);
+        assert_eq!(conn.memory(), held);
     }
 
     /// The first `n` bytes of `v`'s allocation, past its length too.
