@@ -1,6 +1,6 @@
 //! AWS quota emulation (spec §6, `KmsConfig::quotas`, `kmscksd --emulate-aws-quotas`): request
 //! rates answering ThrottlingException, per custom key store (with AWS's per-operation
-//! costs), per account and for the custom key store API — and, when off (the default), no
+//! costs), per account and per custom key store operation — and, when off (the default), no
 //! throttling at any rate. Rates are measured on the instance's ManualClock: the tests move
 //! time, they never wait for it.
 
@@ -225,6 +225,25 @@ fn the_custom_key_store_api_has_its_own_rate() {
     encrypt(&kms, &key).unwrap();
     clock.advance_millis(200);
     describe_stores(&kms).unwrap();
+    assert_throttled(describe_stores(&kms));
+}
+
+#[test]
+fn exhausting_describe_custom_key_stores_does_not_throttle_disconnect_custom_key_store() {
+    // AWS computes each request quota independently: each of the six custom key store
+    // operations has its own rate.
+    let (kms, clock) = emulated(QuotaConfig::default());
+    let store = connected_store(&kms, &clock, "PerOperation");
+    clock.advance(Duration::from_secs(1));
+    for _ in 0..QuotaConfig::default().key_store_api_rate {
+        describe_stores(&kms).unwrap();
+    }
+    assert_throttled(describe_stores(&kms));
+    kms.disconnect_custom_key_store(&CustomKeyStoreIdRequest {
+        custom_key_store_id: store.store_id.clone(),
+    })
+    .unwrap();
+    // The exhausted operation is still throttled, at the same instant.
     assert_throttled(describe_stores(&kms));
 }
 

@@ -435,8 +435,9 @@ daemon_options! {
     flag(Option<u32>, value_name = "PER_SEC");
     sample toml;
 
-    /// With emulate_aws_quotas: custom key store API requests per second (Create, Describe,
-    /// Update, Delete, Connect and DisconnectCustomKeyStore together). AWS: 5.
+    /// With emulate_aws_quotas: requests per second of each custom key store operation
+    /// (Create, Describe, Update, Delete, Connect and DisconnectCustomKeyStore, each counted
+    /// on its own, as AWS counts its request quotas). AWS: 5.
     quota_key_store_api_rate: u32 = crate::QuotaConfig::default().key_store_api_rate;
     flag(Option<u32>, value_name = "PER_SEC");
     sample toml;

@@ -19,7 +19,7 @@ impl Kms {
         &self,
         req: &CreateCustomKeyStoreRequest,
     ) -> Result<CreateCustomKeyStoreResponse> {
-        self.charge_key_store_api()?;
+        self.charge_key_store_api(Op::CreateCustomKeyStore)?;
         self.write(|tx| {
             keys::require_root(tx, Op::CreateCustomKeyStore.action())?;
             stores::create(tx, req)
@@ -31,7 +31,7 @@ impl Kms {
         &self,
         req: &DescribeCustomKeyStoresRequest,
     ) -> Result<DescribeCustomKeyStoresResponse> {
-        self.charge_key_store_api()?;
+        self.charge_key_store_api(Op::DescribeCustomKeyStores)?;
         self.read(|tx| {
             keys::require_root(tx, Op::DescribeCustomKeyStores.action())?;
             stores::describe(tx.state, req)
@@ -40,7 +40,7 @@ impl Kms {
 
     /// UpdateCustomKeyStore.
     pub fn update_custom_key_store(&self, req: &UpdateCustomKeyStoreRequest) -> Result<Empty> {
-        self.charge_key_store_api()?;
+        self.charge_key_store_api(Op::UpdateCustomKeyStore)?;
         self.write(|tx| {
             keys::require_root(tx, Op::UpdateCustomKeyStore.action())?;
             stores::update(tx, req)
@@ -49,7 +49,7 @@ impl Kms {
 
     /// DeleteCustomKeyStore.
     pub fn delete_custom_key_store(&self, req: &CustomKeyStoreIdRequest) -> Result<Empty> {
-        self.charge_key_store_api()?;
+        self.charge_key_store_api(Op::DeleteCustomKeyStore)?;
         self.write(|tx| {
             keys::require_root(tx, Op::DeleteCustomKeyStore.action())?;
             stores::delete(tx, req)
@@ -59,7 +59,7 @@ impl Kms {
     /// ConnectCustomKeyStore: returns at once; poll DescribeCustomKeyStores (or
     /// [`Kms::wait_for_connection`]) for CONNECTED or FAILED.
     pub fn connect_custom_key_store(&self, req: &CustomKeyStoreIdRequest) -> Result<Empty> {
-        self.charge_key_store_api()?;
+        self.charge_key_store_api(Op::ConnectCustomKeyStore)?;
         let follow = self.write(|tx| {
             keys::require_root(tx, Op::ConnectCustomKeyStore.action())?;
             stores::connect(tx, req)
@@ -71,7 +71,7 @@ impl Kms {
     /// DisconnectCustomKeyStore: keys are unusable at once; the store reads DISCONNECTING
     /// until the logout completes.
     pub fn disconnect_custom_key_store(&self, req: &CustomKeyStoreIdRequest) -> Result<Empty> {
-        self.charge_key_store_api()?;
+        self.charge_key_store_api(Op::DisconnectCustomKeyStore)?;
         let follow = self.write(|tx| {
             keys::require_root(tx, Op::DisconnectCustomKeyStore.action())?;
             stores::disconnect(tx, req)

@@ -8,7 +8,9 @@
 //! `ManualClock` decides exactly when a caller is back under the rate. A bucket is one short
 //! mutex over two integers. The buckets: one for the account's cryptographic requests, one per
 //! custom key store for the cryptographic requests on its keys (GenerateDataKey* and
-//! GenerateRandom cost [`QuotaConfig::data_key_cost`]), and one for the custom key store API.
+//! GenerateRandom cost [`QuotaConfig::data_key_cost`]), and one per custom key store operation:
+//! AWS computes each request quota independently, so exhausting DescribeCustomKeyStores
+//! leaves DisconnectCustomKeyStore its own five requests a second (spec §1, §6).
 //! A request over any of them fails before the operation runs, with AWS's answer
 //! ("Rate exceeded"), which names nothing.
 
@@ -19,6 +21,7 @@ use super::{lock, Kms};
 use crate::err;
 use crate::error::{KmsError, Result};
 use crate::kms::model::{Backing, Key};
+use crate::ops::Op;
 use crate::types::limits;
 use crate::types::{CustomKeyStoreId, KeyId, KeyName, Timestamp};
 
@@ -36,8 +39,8 @@ pub struct QuotaConfig {
     pub data_key_cost: u32,
     /// Symmetric cryptographic requests per second for the whole account, any key store.
     pub account_crypto_rate: u32,
-    /// Custom key store API requests per second (Create, Describe, Update, Delete, Connect,
-    /// Disconnect).
+    /// Requests per second of each custom key store operation (Create, Describe, Update,
+    /// Delete, Connect, Disconnect), each counted on its own.
     pub key_store_api_rate: u32,
     /// AWS CloudHSM's clusters per account and Region (CreateCluster beyond it:
     /// `CloudHsmResourceLimitExceededException`).
@@ -107,6 +110,18 @@ impl Bucket {
     }
 }
 
+/// The custom key store operations, each with its own request quota at
+/// [`QuotaConfig::key_store_api_rate`] (spec §1: "5 req/s each"): [`Throttle`]'s buckets, in
+/// this order.
+const KEY_STORE_OPS: [Op; 6] = [
+    Op::CreateCustomKeyStore,
+    Op::DescribeCustomKeyStores,
+    Op::UpdateCustomKeyStore,
+    Op::DeleteCustomKeyStore,
+    Op::ConnectCustomKeyStore,
+    Op::DisconnectCustomKeyStore,
+];
+
 /// How a cryptographic request is charged to its store's bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum CryptoCost {
@@ -121,7 +136,8 @@ pub(super) enum CryptoCost {
 pub(super) struct Throttle {
     config: QuotaConfig,
     account: Bucket,
-    key_store_api: Bucket,
+    /// One bucket per custom key store operation, in [`KEY_STORE_OPS`]'s order.
+    key_store_api: [Bucket; KEY_STORE_OPS.len()],
     stores: Mutex<HashMap<CustomKeyStoreId, Arc<Bucket>>>,
     /// The store of each key seen (`None`: the default key store). A key's store never
     /// changes and key ids are never reused, so an entry never goes stale.
@@ -132,7 +148,7 @@ impl Throttle {
     pub(super) fn new(config: QuotaConfig, now: Timestamp) -> Throttle {
         Throttle {
             account: Bucket::new(config.account_crypto_rate, now),
-            key_store_api: Bucket::new(config.key_store_api_rate, now),
+            key_store_api: std::array::from_fn(|_| Bucket::new(config.key_store_api_rate, now)),
             config,
             stores: Mutex::new(HashMap::new()),
             key_stores: RwLock::new(HashMap::new()),
@@ -143,9 +159,16 @@ impl Throttle {
         &self.config
     }
 
-    /// Charges one custom key store API request.
-    pub(super) fn key_store_api(&self, now: Timestamp) -> Result<()> {
-        if self.key_store_api.take(now, 1) {
+    /// Charges one request of the custom key store operation `op`, to its own bucket.
+    pub(super) fn key_store_api(&self, op: Op, now: Timestamp) -> Result<()> {
+        let Some(i) = KEY_STORE_OPS.iter().position(|&o| o == op) else {
+            return Err(err!(
+                KMSInternalException,
+                "{} has no custom key store request quota",
+                op.name()
+            ));
+        };
+        if self.key_store_api[i].take(now, 1) {
             Ok(())
         } else {
             Err(throttled())
@@ -238,11 +261,12 @@ impl Kms {
         throttle.crypto(self.shared.config.clock.now(), &stores, cost)
     }
 
-    /// Charges a custom key store API request to the emulated quotas, if they are on.
-    pub(super) fn charge_key_store_api(&self) -> Result<()> {
+    /// Charges a request of the custom key store operation `op` to the emulated quotas (its
+    /// own rate), if they are on.
+    pub(super) fn charge_key_store_api(&self, op: Op) -> Result<()> {
         match &self.shared.throttle {
             None => Ok(()),
-            Some(t) => t.key_store_api(self.shared.config.clock.now()),
+            Some(t) => t.key_store_api(op, self.shared.config.clock.now()),
         }
     }
 
@@ -297,6 +321,21 @@ mod tests {
         assert!(!b.take(Timestamp(100), 1));
         assert!(b.take(Timestamp(10_000), 10), "refilled to its capacity");
         assert!(!b.take(Timestamp(10_000), 1), "and never beyond it");
+    }
+
+    #[test]
+    fn each_custom_key_store_operation_has_a_bucket_of_its_own_and_no_other_operation_has_one() {
+        let config = QuotaConfig {
+            key_store_api_rate: 1,
+            ..QuotaConfig::default()
+        };
+        let t = Throttle::new(config, Timestamp(1000));
+        for op in KEY_STORE_OPS {
+            assert!(t.key_store_api(op, Timestamp(1000)).is_ok(), "{op:?}");
+            assert!(t.key_store_api(op, Timestamp(1000)).is_err(), "{op:?}");
+        }
+        let e = t.key_store_api(Op::CreateKey, Timestamp(1000)).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::KMSInternalException);
     }
 
     #[test]
