@@ -414,6 +414,45 @@ fn every_connection_error_code_and_its_remedy() {
     }
 }
 
+#[test]
+fn a_kmsuser_that_is_not_a_crypto_user_fails_connect_with_user_not_found() {
+    // §3.2: kmsuser is an ordinary crypto user named exactly `kmsuser`; an admin of that name
+    // is no kmsuser (§2.1 USER_NOT_FOUND), even with the password KMS knows.
+    let (kms, clock) = kms();
+    let c = active_cluster(&kms);
+    let cid = &c.cluster_id;
+    kms.delete_hsm_user(cid, "kmsuser").unwrap();
+    kms.create_hsm_user(&UserRequest {
+        role: Some(HsmUserRole::Admin),
+        ..user_req(cid, "kmsuser", KMSUSER_PASSWORD)
+    })
+    .unwrap();
+    let store_id = kms
+        .create_custom_key_store(&store_request(&c, "S"))
+        .unwrap()
+        .custom_key_store_id;
+    let e = connect(&kms, &clock, &store_id);
+    assert_eq!(
+        (e.connection_state, e.connection_error_code),
+        (
+            ConnectionState::Failed,
+            Some(ConnectionErrorCode::UserNotFound)
+        )
+    );
+    assert_eq!(kmsuser(&kms, cid).logged_in, None, "KMS never logged in");
+    // The remedy: a crypto user named kmsuser, and its password told to KMS.
+    disconnect(&kms, &clock, &store_id);
+    kms.delete_hsm_user(cid, "kmsuser").unwrap();
+    kms.create_hsm_user(&user_req(cid, "kmsuser", NEW_PASSWORD))
+        .unwrap();
+    set_store_password(&kms, &store_id, NEW_PASSWORD);
+    let e = connect(&kms, &clock, &store_id);
+    assert_eq!(
+        (e.connection_state, e.connection_error_code),
+        (ConnectionState::Connected, None)
+    );
+}
+
 // ---- kmsuser while connected --------------------------------------------------------------
 
 #[test]

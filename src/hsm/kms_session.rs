@@ -1,6 +1,7 @@
 //! The narrow set of calls KMS makes into a cluster as `kmsuser`: reachability, connect (log in
 //! and rotate the password), disconnect, generating and finding backing keys, and the
-//! deletion's best-effort removal of one.
+//! deletion's best-effort removal of one. `kmsuser` is the crypto user of that name (spec
+//! §3.2): an admin called `kmsuser` is no kmsuser, and Connect fails with USER_NOT_FOUND.
 
 use super::audit::{audit_all, opcode};
 use super::password::{hash_password, ROTATED_PASSWORD_LEN};
@@ -15,6 +16,9 @@ use crate::types::*;
 
 /// The user KMS logs in as.
 pub(super) const KMS_USER: &str = "kmsuser";
+/// The role [`KMS_USER`] must have: an ordinary crypto user (spec §3.2); a user of that name
+/// in any other role is no kmsuser, and Connect fails with USER_NOT_FOUND (§2.1).
+const KMS_USER_ROLE: HsmUserRole = HsmUserRole::CryptoUser;
 
 /// Whether KMS can talk to the cluster right now; the reason if not, as a connection error code.
 pub fn reachability<'s>(
@@ -62,7 +66,7 @@ pub fn kms_connect(
     }
     if let Some(u) = tx.state.user(&c.id, KMS_USER) {
         // KMS logged in already for this very store (e.g. a reconnect after a crash).
-        if u.session == Some(SessionHolder::Kms(store.to_string())) {
+        if u.role == KMS_USER_ROLE && u.session == Some(SessionHolder::Kms(store.to_string())) {
             return Ok(password.duplicate());
         }
     }
@@ -70,6 +74,7 @@ pub fn kms_connect(
         tx,
         &c,
         KMS_USER,
+        Some(KMS_USER_ROLE),
         password,
         SessionHolder::Kms(store.to_string()),
     ) {

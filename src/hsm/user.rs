@@ -151,7 +151,7 @@ fn describe_user(u: &HsmUser) -> UserDescription {
 pub(super) enum LoginOutcome {
     /// Logged in.
     Ok,
-    /// No such user.
+    /// No such user (or none of the role the login asked for).
     NoSuchUser,
     /// The user is locked out.
     LockedOut,
@@ -164,14 +164,22 @@ pub(super) enum LoginOutcome {
 }
 
 /// A login as `username` by `holder`: records the attempt (audit, failure count, session).
+/// With `role` (the CloudHSM CLI's `login --role`), a user of another role is no such user:
+/// KMS logs in as the crypto user `kmsuser`, and an admin of that name is not it (spec §3.2,
+/// §2.1 USER_NOT_FOUND). `None`: a user of any role.
 pub(super) fn login(
     tx: &mut HsmTx<'_>,
     c: &Cluster,
     username: &str,
+    role: Option<HsmUserRole>,
     password: &Password,
     holder: SessionHolder,
 ) -> LoginOutcome {
-    let Some(u) = tx.state.user(&c.id, username) else {
+    let Some(u) = tx
+        .state
+        .user(&c.id, username)
+        .filter(|u| role.is_none_or(|r| u.role == r))
+    else {
         return LoginOutcome::NoSuchUser;
     };
     let mut u = u.clone();
@@ -229,7 +237,7 @@ pub fn login_external(
     password: &Password,
 ) -> Result<()> {
     let c = active_cluster(tx.state, cluster_id)?.clone();
-    match login(tx, &c, username, password, SessionHolder::External) {
+    match login(tx, &c, username, None, password, SessionHolder::External) {
         LoginOutcome::Ok => Ok(()),
         LoginOutcome::NoSuchUser => Err(err!(
             CloudHsmResourceNotFoundException,
