@@ -139,8 +139,8 @@ fn create_refuses_unknown_used_inactive_and_misconfigured_clusters() {
     let c = active_cluster(&kms);
     create_store(&kms, &c, "First");
 
-    // Not found (well-formed and malformed ids alike).
-    for bad in ["cluster-abcdefghijk", "nope"] {
+    // Not found (well-formed and malformed ids of a cluster id's length alike).
+    for bad in ["cluster-abcdefghijk", "cluster-0189-0189-0"] {
         let mut req = store_request(&c, "X");
         req.cloud_hsm_cluster_id = Some(bad.into());
         assert_aws(
@@ -318,6 +318,72 @@ fn create_validates_members() {
         kms.create_custom_key_store(&req),
         ErrorKind::ValidationException,
     );
+}
+
+#[test]
+fn store_and_cluster_ids_of_the_wrong_length_are_validation_errors_naming_the_member() {
+    // Spec §0: CustomKeyStoreId 1–64, CustomKeyStoreName 1–256, CloudHsmClusterId 19–24;
+    // §9: a broken constraint is a ValidationException, before any lookup.
+    let (kms, _clock) = kms();
+    let c = active_cluster(&kms);
+    let long_id = "c".repeat(65);
+    for bad in ["", long_id.as_str()] {
+        let e = assert_aws(
+            kms.connect_custom_key_store(&id_req(bad)),
+            ErrorKind::ValidationException,
+        );
+        assert!(e.message().contains("'customKeyStoreId'"), "{e}");
+        assert!(e.message().contains("Member must have length"), "{e}");
+        let e = assert_aws(
+            kms.describe_custom_key_stores(&DescribeCustomKeyStoresRequest {
+                custom_key_store_id: Some(bad.into()),
+                ..Default::default()
+            }),
+            ErrorKind::ValidationException,
+        );
+        assert!(e.message().contains("'customKeyStoreId'"), "{e}");
+        for result in [
+            kms.disconnect_custom_key_store(&id_req(bad)),
+            kms.delete_custom_key_store(&id_req(bad)),
+            update_name(&kms, bad, "X"),
+        ] {
+            assert_aws(result, ErrorKind::ValidationException);
+        }
+        assert_aws(create_key_in(&kms, bad), ErrorKind::ValidationException);
+    }
+    // 64 characters is a length the API accepts: merely not found.
+    assert_aws(
+        kms.connect_custom_key_store(&id_req(&"c".repeat(64))),
+        ErrorKind::CustomKeyStoreNotFoundException,
+    );
+    // The name filter of DescribeCustomKeyStores: 1–256.
+    for bad in [String::new(), "n".repeat(257)] {
+        let e = assert_aws(
+            kms.describe_custom_key_stores(&DescribeCustomKeyStoresRequest {
+                custom_key_store_name: Some(bad),
+                ..Default::default()
+            }),
+            ErrorKind::ValidationException,
+        );
+        assert!(e.message().contains("'customKeyStoreName'"), "{e}");
+    }
+    // A cluster id shorter than 19 or longer than 24, on create and on update.
+    for bad in ["abc".to_owned(), format!("cluster-{}", "a".repeat(17))] {
+        let mut req = store_request(&c, "BadCluster");
+        req.cloud_hsm_cluster_id = Some(bad);
+        let e = assert_aws(
+            kms.create_custom_key_store(&req),
+            ErrorKind::ValidationException,
+        );
+        assert!(e.message().contains("'cloudHsmClusterId'"), "{e}");
+        assert!(e.message().contains("Member must have length"), "{e}");
+    }
+    let id = create_store(&kms, &c, "S");
+    let e = assert_aws(
+        update_cluster(&kms, &id, "abc"),
+        ErrorKind::ValidationException,
+    );
+    assert!(e.message().contains("'cloudHsmClusterId'"), "{e}");
 }
 
 #[test]

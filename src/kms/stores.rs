@@ -24,8 +24,11 @@ fn password_aad(store: &CustomKeyStoreId) -> Vec<u8> {
     format!("kmscks key store password {store}").into_bytes()
 }
 
-/// The store `id`, or CustomKeyStoreNotFoundException.
+/// The store `id`, or CustomKeyStoreNotFoundException; ValidationException first when `id`
+/// is not of the length the API accepts (spec §0, §9). Every caller's member is
+/// `customKeyStoreId` (the six store operations, CreateKey, GenerateRandom).
 pub fn store<'s>(state: &'s KmsState, id: &str) -> Result<&'s KeyStore> {
+    check_text_len(id, "customKeyStoreId", CUSTOM_KEY_STORE_ID_LEN)?;
     CustomKeyStoreId::parse(id)
         .and_then(|sid| state.stores.get(&sid))
         .ok_or_else(|| {
@@ -36,16 +39,22 @@ pub fn store<'s>(state: &'s KmsState, id: &str) -> Result<&'s KeyStore> {
         })
 }
 
-fn check_name(name: &str, member: &str) -> Result<()> {
-    let n = name.chars().count();
-    if n < STORE_NAME_LEN.0 || n > STORE_NAME_LEN.1 {
+/// Checks that `value`, the request member `member`, is `min..=max` characters long; AWS's
+/// ValidationException, echoing the value, otherwise (spec §9).
+fn check_text_len(value: &str, member: &str, (min, max): (usize, usize)) -> Result<()> {
+    let n = value.chars().count();
+    if !(min..=max).contains(&n) {
         return Err(KmsError::validation(
-            name,
+            value,
             member,
-            crate::error::Constraint::LengthBetween(STORE_NAME_LEN.0, STORE_NAME_LEN.1),
+            crate::error::Constraint::LengthBetween(min, max),
         ));
     }
     Ok(())
+}
+
+fn check_name(name: &str, member: &str) -> Result<()> {
+    check_text_len(name, member, STORE_NAME_LEN)
 }
 
 fn check_password(p: &Password) -> Result<()> {
@@ -76,8 +85,10 @@ fn check_trust_anchor(pem: &str) -> Result<()> {
     Ok(())
 }
 
-/// The cluster `id` in this account and Region, or CloudHsmClusterNotFoundException.
+/// The cluster `id` in this account and Region, or CloudHsmClusterNotFoundException;
+/// ValidationException first when `id` is not of a cluster id's length (spec §0, §9).
 fn cluster<'s>(tx: &Tx<'s>, id: &str) -> Result<&'s Cluster> {
+    check_cluster_id(id)?;
     let not_found = || {
         err!(
             CloudHsmClusterNotFoundException,
@@ -90,6 +101,12 @@ fn cluster<'s>(tx: &Tx<'s>, id: &str) -> Result<&'s Cluster> {
         .get(&cid)
         .filter(|c| c.region == tx.scope.region)
         .ok_or_else(not_found)
+}
+
+/// The length check of a `cloudHsmClusterId` member (its pattern is left to the lookup,
+/// which finds no cluster for a malformed id).
+fn check_cluster_id(id: &str) -> Result<()> {
+    check_text_len(id, "cloudHsmClusterId", CLUSTER_ID_LEN)
 }
 
 fn check_active(c: &Cluster) -> Result<()> {
@@ -195,6 +212,7 @@ pub fn create(
         .key_store_password
         .as_ref()
         .ok_or_else(|| missing("KeyStorePassword"))?;
+    check_cluster_id(cluster_id)?;
     check_trust_anchor(anchor)?;
     check_password(password)?;
 
@@ -312,6 +330,7 @@ pub fn describe(
     let page = if let Some(id) = &req.custom_key_store_id {
         just(store(state, id)?)?
     } else if let Some(name) = &req.custom_key_store_name {
+        check_name(name, "customKeyStoreName")?;
         let one = state
             .stores
             .values()

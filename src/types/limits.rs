@@ -12,8 +12,12 @@ pub const MAX_TAGS_PER_KEY: usize = 50;
 /// Key policy document size in bytes (the 32 KB quota).
 pub const MAX_POLICY_BYTES: usize = 32 * 1024;
 
-/// Custom key store name length.
+/// Custom key store ID length as the API accepts it (AWS issues `cks-` and 17 hex digits).
+pub const CUSTOM_KEY_STORE_ID_LEN: (usize, usize) = (1, 64);
+/// Custom key store name length (also DescribeCustomKeyStores' name filter).
 pub const STORE_NAME_LEN: (usize, usize) = (1, 256);
+/// CloudHSM cluster ID length (`cluster-` and 11 to 16 characters).
+pub const CLUSTER_ID_LEN: (usize, usize) = (19, 24);
 /// kmsuser password length as KMS validates it.
 pub const KEY_STORE_PASSWORD_LEN: (usize, usize) = (7, 32);
 /// Trust anchor certificate length.
@@ -143,6 +147,6 @@ pub const STORE_DATA_KEY_COST: u32 = 3;
 /// Emulated request quota: the account's symmetric cryptographic requests per second (the
 /// us-east-1 figure; 5,500 or 10,000 in smaller Regions).
 pub const ACCOUNT_CRYPTO_RATE: u32 = 50_000;
-/// Emulated request quota: custom key store API requests per second (Create, Describe,
-/// Update, Delete, Connect, Disconnect).
+/// Emulated request quota: requests per second of each custom key store operation (Create,
+/// Describe, Update, Delete, Connect, Disconnect), each counted on its own.
 pub const KEY_STORE_API_RATE: u32 = 5;
