@@ -322,7 +322,7 @@ fn errors(t: &[String]) {
     );
     assert_eq!(code, 254, "{out}{err}");
     assert!(
-        err.starts_with("An error occurred (CustomKeyStoreNotFoundException) when calling the DescribeCustomKeyStores operation: "),
+        err.starts_with("\nAn error occurred (CustomKeyStoreNotFoundException) when calling the DescribeCustomKeyStores operation: "),
         "{err}"
     );
     let (code, _, err) = kmscks(
@@ -668,6 +668,145 @@ fn no_daemon_is_a_clear_error() {
 }
 
 #[test]
+fn a_service_error_is_printed_after_a_blank_line_as_aws_cli_v2_prints_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = kmscks(
+        &in_process(dir.path()),
+        &[
+            "kms",
+            "describe-custom-key-stores",
+            "--custom-key-store-name",
+            "NoSuchStore",
+        ],
+    );
+    assert_eq!(code, 254, "{out}{err}");
+    assert!(
+        err.starts_with("\nAn error occurred (CustomKeyStoreNotFoundException) when calling the DescribeCustomKeyStores operation: "),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn cli_input_json_with_a_misspelt_member_is_a_parameter_error_naming_it_before_any_call() {
+    let dir = tempfile::tempdir().unwrap();
+    // No daemon listens here: a line that got as far as connecting would exit 255.
+    let sock = dir.path().join("none.sock");
+    let target = ["--socket".to_owned(), sock.display().to_string()];
+    let input = r#"{"CiphertextBlob": "AAEC", "EncryptionContex": {"purpose": "test"}}"#;
+    let (code, out, err) = kmscks(&target, &["kms", "decrypt", "--cli-input-json", input]);
+    assert_eq!(code, 252, "{out}{err}");
+    assert!(
+        err.contains(
+            "Parameter validation failed:\nUnknown parameter in input: \"EncryptionContex\", \
+             must be one of: CiphertextBlob, EncryptionContext, GrantTokens, KeyId"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("Could not connect"), "{err}");
+    // Flags given too do not make an unknown member known.
+    let (code, _, err) = kmscks(
+        &target,
+        &[
+            "kms",
+            "decrypt",
+            "--cli-input-json",
+            input,
+            "--encryption-context",
+            "purpose=test",
+        ],
+    );
+    assert_eq!(code, 252, "{err}");
+    assert!(err.contains("\"EncryptionContex\""), "{err}");
+    // A member AWS defines that has no kmscks flag is not unknown: it goes on to the request
+    // (here AWS's default value, which kmscks honours).
+    let t = in_process(dir.path());
+    let v = ok(
+        &t,
+        &[
+            "cloudhsm",
+            "describe-backups",
+            "--cli-input-json",
+            r#"{"SortAscending": false}"#,
+        ],
+    );
+    assert!(v["Backups"].is_array(), "{v}");
+}
+
+#[test]
+fn a_paramfile_path_expands_a_leading_tilde_and_environment_variables_as_the_aws_cli_does() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("desc.txt"), "from a paramfile").unwrap();
+    let t = in_process(dir.path());
+    let description = |path: &str| {
+        let out = Command::cargo_bin("kmscks")
+            .unwrap()
+            .args(&t)
+            .args([
+                "--output",
+                "text",
+                "--query",
+                "KeyMetadata.Description",
+                "kms",
+                "create-key",
+                "--description",
+                path,
+            ])
+            .env("HOME", dir.path())
+            .env("KMSCKS_TEST_PARAM_DIR", dir.path())
+            .env_remove("KMSCKS_TEST_UNSET")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    for path in [
+        "file://~/desc.txt",
+        "file://$KMSCKS_TEST_PARAM_DIR/desc.txt",
+        "file://${KMSCKS_TEST_PARAM_DIR}/desc.txt",
+    ] {
+        let (code, out, err) = description(path);
+        assert_eq!(code, 0, "{path}: {err}");
+        assert_eq!(out, "from a paramfile\n", "{path}");
+    }
+    // An unset variable stays as written, and the error names the path as written.
+    let (code, _, err) = description("file://$KMSCKS_TEST_UNSET/desc.txt");
+    assert_eq!(code, 252, "{err}");
+    assert!(
+        err.contains("Unable to load paramfile $KMSCKS_TEST_UNSET/desc.txt"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_readme_says_of_no_verb_kms_help_lists_that_it_is_not_a_verb() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let (code, help, _) = kmscks(&[], &["kms", "--help"]);
+    assert_eq!(code, 0);
+    // clap lists each verb first on its line.
+    let verbs: Vec<&str> = help
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(verbs.contains(&"create-grant"), "{help}");
+    for bullet in readme.split("\n- ") {
+        if !(bullet.contains("not verbs") || bullet.contains("not a verb")) {
+            continue;
+        }
+        // The backticked names: every other piece between backticks.
+        for named in bullet.split('`').skip(1).step_by(2) {
+            assert!(
+                !verbs.contains(&named),
+                "README says `{named}` is not a verb, but `kmscks kms --help` lists it: {bullet}"
+            );
+        }
+    }
+}
+
+#[test]
 fn every_operations_help_says_what_it_does_in_one_line() {
     let (code, out, _) = kmscks(&[], &["kms", "--help"]);
     assert_eq!(code, 0);
@@ -755,7 +894,9 @@ fn start_daemon(dir: &Path) -> (Daemon, Vec<String>) {
 fn fails(t: &[String], args: &[&str], exception: &str, operation: &str) -> String {
     let (code, out, err) = kmscks(t, args);
     assert_eq!(code, 254, "kmscks {args:?}: {out}{err}");
-    let line = format!("An error occurred ({exception}) when calling the {operation} operation: ");
+    // After a blank line, as AWS CLI v2 prints it.
+    let line =
+        format!("\nAn error occurred ({exception}) when calling the {operation} operation: ");
     assert!(err.starts_with(&line), "kmscks {args:?}: {err}");
     err
 }
@@ -1803,6 +1944,28 @@ fn user_logged_in_elsewhere_fails_connect_with_user_logged_in_until_logout() {
     );
     connected(&t, &f);
     encrypts(&t, &f);
+}
+
+#[test]
+fn the_readme_way_back_from_user_logged_in_elsewhere_disconnects_the_failed_store_first() {
+    // Spec §2: FAILED must be disconnected before reconnecting, as the test above does; the
+    // README's "Rehearse failures" row gives the same steps in the same order.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("the README is in the repository");
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with("| `user-logged-in-elsewhere`"))
+        .expect("README's Rehearse failures table has a user-logged-in-elsewhere row");
+    let way_back = row
+        .trim_end_matches('|')
+        .rsplit('|')
+        .next()
+        .expect("rsplit yields at least one piece")
+        .trim();
+    assert_eq!(
+        way_back, "disconnect; `cloudhsm logout --username kmsuser`; connect",
+        "{row}"
+    );
 }
 
 /// The documented way back from a broken cluster: a cluster restored from `backup_id` (new

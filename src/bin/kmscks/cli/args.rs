@@ -1,11 +1,15 @@
 //! Parameter values as the AWS CLI v2 reads them: `file://` (text), `fileb://` (raw bytes),
 //! base64 for bare blob values, the `k=v,k2=v2` shorthand for maps and tags, and JSON forms.
+//! Why here, in one place: a line written for `aws` must mean the same to kmscks, down to the
+//! quoting of shorthand values, `~` and `$VAR` in paramfile paths, wrapped base64, and a list
+//! flag given as one JSON list.
 //!
 //! kmscks has no `--cli-binary-format` option: a blob parameter (`--plaintext`,
 //! `--ciphertext-blob`) always behaves as AWS CLI v2's default `base64`: a bare value is base64
 //! text, `fileb://PATH` gives the file's raw bytes and `file://PATH` gives the file's bytes as
 //! they are (its text).
 
+use std::ffi::OsString;
 use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD;
@@ -160,9 +164,67 @@ fn perr(flag: &str, message: impl Into<String>) -> ParamError {
     }
 }
 
+/// The bytes of a paramfile; `path` as written after `file://` / `fileb://`, expanded as the AWS
+/// CLI expands it ([`expand_path`]) and named as written in an error.
 fn read_file(flag: &str, path: &str) -> Result<Vec<u8>, ParamError> {
-    std::fs::read(Path::new(path))
+    std::fs::read(Path::new(&expand_path(path)))
         .map_err(|e| perr(flag, format!("Unable to load paramfile {path}: {e}")))
+}
+
+/// A paramfile path as the AWS CLI reads it, `os.path.expandvars(os.path.expanduser(path))`: a
+/// leading `~` or `~/` is `$HOME` (left as written when `HOME` is unset; `~user` is left too),
+/// then `$NAME` and `${NAME}` are the variable's value (`NAME` of ASCII letters, digits and
+/// `_` in the bare form), an unset variable left as written, as Python leaves it.
+fn expand_path(path: &str) -> OsString {
+    expand_path_in(path, &|name: &str| std::env::var_os(name))
+}
+
+/// [`expand_path`] in the environment `env` gives (a variable's value by name).
+fn expand_path_in(path: &str, env: &dyn Fn(&str) -> Option<OsString>) -> OsString {
+    let mut out = OsString::with_capacity(path.len());
+    let mut rest = path;
+    if rest == "~" || rest.starts_with("~/") {
+        if let Some(home) = env("HOME") {
+            rest = &rest[1..];
+            // As Python: the home's trailing slashes go, and an empty result is the root.
+            match home.to_str() {
+                Some(h) if h.trim_end_matches('/').is_empty() && rest.is_empty() => out.push("/"),
+                Some(h) => out.push(h.trim_end_matches('/')),
+                None => out.push(&home),
+            }
+        }
+    }
+    while let Some(at) = rest.find('$') {
+        out.push(&rest[..at]);
+        let after = &rest[at + 1..];
+        // The variable's name and how much of `after` its reference takes.
+        let (name, taken) = if let Some(braced) = after.strip_prefix('{') {
+            match braced.find('}') {
+                Some(end) => (&braced[..end], end + 2),
+                None => ("", 0),
+            }
+        } else {
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (&after[..end], end)
+        };
+        // `std::env::var_os` takes no empty name nor one with `=` or NUL: such are unset.
+        let value = if name.is_empty() || name.contains(['=', '\0']) {
+            None
+        } else {
+            env(name)
+        };
+        match value {
+            Some(v) if taken > 0 => out.push(v),
+            _ => out.push(&rest[at..at + 1 + taken]),
+        }
+        // A lone `$` (or a `${` never closed) took nothing: it is text, and the scan goes on
+        // after it.
+        rest = &after[taken..];
+    }
+    out.push(rest);
+    out
 }
 
 /// A text value: `file://PATH` is the file's text (UTF-8), `fileb://PATH` its bytes (which
@@ -187,7 +249,9 @@ pub(crate) fn text(flag: &str, value: &str) -> Result<String, ParamError> {
 }
 
 /// A blob value (AWS CLI v2 semantics): `fileb://PATH` raw bytes, `file://PATH` the file's
-/// bytes, anything else base64 (standard alphabet, padding optional).
+/// bytes, anything else base64 (standard alphabet, padding optional). ASCII whitespace in the
+/// base64 is dropped, as Python's `b64decode` drops it, so `"$(base64 ct.bin)"` (wrapped at 76
+/// columns) reads as it does for `aws`.
 pub(crate) fn blob(flag: &str, value: &str) -> Result<SecretBytes, ParamError> {
     if let Some(path) = value
         .strip_prefix("fileb://")
@@ -195,9 +259,19 @@ pub(crate) fn blob(flag: &str, value: &str) -> Result<SecretBytes, ParamError> {
     {
         return read_file(flag, path).map(SecretBytes::new);
     }
-    let trimmed = value.trim_end_matches('=');
+    // The base64 text may be a plaintext's: wiped when dropped.
+    let compact = zeroize::Zeroizing::new(
+        value
+            .bytes()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect::<Vec<u8>>(),
+    );
+    let mut end = compact.len();
+    while end > 0 && compact[end - 1] == b'=' {
+        end -= 1;
+    }
     base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(trimmed.as_bytes())
+        .decode(&compact[..end])
         .map(SecretBytes::new)
         .map_err(|e| {
             perr(
@@ -226,23 +300,169 @@ fn json(flag: &str, value: &str) -> Result<Value, ParamError> {
         .map_err(|e| perr(flag, format!("Invalid JSON: {e}\nJSON received: {t}")))
 }
 
-/// Splits shorthand `a=1,b=2` into pairs. A value may not contain `,` or `=` in shorthand
-/// (use the JSON form for those).
+/// How shorthand is written, for the error messages.
+const SHORTHAND_FORM: &str = "key=value,key2=value2; quote a value holding ',': key='a,b'";
+
+/// A reader of the AWS CLI's shorthand (`k=v,k2=v2`), as its `shorthand.py` reads it: a key or
+/// value is `'…'` or `"…"` (the quotes dropped, `,`, `=` and blanks kept inside; `\'`, `\"`
+/// and `\\` are the character escaped) or bare text up to the next `,` (and `=`, for a key),
+/// in which `\,` is a comma. Blanks around a key or value are dropped, and so are empty
+/// entries (`a=1,,b=2`, a trailing `,`). A bare value may hold `=` (`k=a=b`).
+struct Shorthand<'a> {
+    flag: &'a str,
+    text: &'a str,
+    /// How the whole value is written, for the error messages.
+    form: &'a str,
+    chars: Vec<char>,
+    pos: usize,
+}
+
+impl<'a> Shorthand<'a> {
+    fn new(flag: &'a str, text: &'a str, form: &'a str) -> Self {
+        Shorthand {
+            flag,
+            text,
+            form,
+            chars: text.chars().collect(),
+            pos: 0,
+        }
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn skip_blanks(&mut self) {
+        while self.peek().is_some_and(char::is_whitespace) {
+            self.pos += 1;
+        }
+    }
+
+    /// `Expected: <expected>, received: <what is here>`, with where and the form.
+    fn error(&self, expected: &str) -> ParamError {
+        let received = match self.peek() {
+            Some(c) => format!("'{c}'"),
+            None => "end of input".to_owned(),
+        };
+        perr(
+            self.flag,
+            format!(
+                "Expected: {expected}, received: {received} at column {} of {:?} (shorthand is {})",
+                self.pos + 1,
+                self.text,
+                self.form
+            ),
+        )
+    }
+
+    /// Takes `c` (after blanks), or fails naming it.
+    fn expect(&mut self, c: char) -> Result<(), ParamError> {
+        self.skip_blanks();
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.error(&format!("'{c}'")))
+        }
+    }
+
+    /// After an entry: a `,` (taken), or the end, or `close`; `Ok(true)` when another entry
+    /// may follow.
+    fn separator(&mut self, close: Option<char>) -> Result<bool, ParamError> {
+        self.skip_blanks();
+        match self.peek() {
+            Some(',') => {
+                self.pos += 1;
+                Ok(true)
+            }
+            None => Ok(false),
+            Some(c) if Some(c) == close => Ok(false),
+            Some(_) => Err(self.error(match close {
+                Some('}') => "',' or '}'",
+                _ => "',' or end of input",
+            })),
+        }
+    }
+
+    /// Whether no entry starts here (the end, or `close`), empty entries skipped.
+    fn at_end(&mut self, close: Option<char>) -> bool {
+        loop {
+            self.skip_blanks();
+            match self.peek() {
+                Some(',') => self.pos += 1,
+                None => return true,
+                Some(c) => return Some(c) == close,
+            }
+        }
+    }
+
+    /// One key or value: quoted, or bare up to (not including) one of `stops`.
+    fn token(&mut self, stops: &[char]) -> Result<String, ParamError> {
+        self.skip_blanks();
+        let mut out = String::new();
+        match self.peek() {
+            Some(quote @ ('\'' | '"')) => {
+                self.pos += 1;
+                loop {
+                    let Some(c) = self.peek() else {
+                        return Err(self.error(&format!("the closing {quote}")));
+                    };
+                    self.pos += 1;
+                    if c == quote {
+                        return Ok(out);
+                    }
+                    match (c, self.peek()) {
+                        ('\\', Some(next)) if next == quote || next == '\\' => {
+                            out.push(next);
+                            self.pos += 1;
+                        }
+                        _ => out.push(c),
+                    }
+                }
+            }
+            _ => {
+                while let Some(c) = self.peek() {
+                    if stops.contains(&c) {
+                        break;
+                    }
+                    self.pos += 1;
+                    if c == '\\' && self.peek() == Some(',') {
+                        out.push(',');
+                        self.pos += 1;
+                    } else {
+                        out.push(c);
+                    }
+                }
+                out.truncate(out.trim_end().len());
+                Ok(out)
+            }
+        }
+    }
+
+    /// `key=value` entries up to the end or `close` (not taken).
+    fn pairs(&mut self, close: Option<char>) -> Result<Vec<(String, String)>, ParamError> {
+        // Without `close`, `,` stands in for it (already a stop).
+        let close_stop = close.unwrap_or(',');
+        let key_stops = [',', '=', close_stop];
+        let value_stops = [',', close_stop];
+        let mut out = Vec::new();
+        while !self.at_end(close) {
+            let key = self.token(&key_stops)?;
+            self.expect('=')?;
+            let value = self.token(&value_stops)?;
+            out.push((key, value));
+            if !self.separator(close)? {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Reads shorthand `a=1,b=2` into its pairs ([`Shorthand`] says how: quoted values may hold
+/// `,`; use the JSON form for anything richer).
 fn shorthand(flag: &str, value: &str) -> Result<Vec<(String, String)>, ParamError> {
-    value
-        .split(',')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            p.split_once('=')
-                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-                .ok_or_else(|| {
-                    perr(
-                        flag,
-                        format!("Expected: '=', received: end of input in {p:?} (shorthand is key=value,key2=value2)"),
-                    )
-                })
-        })
-        .collect()
+    Shorthand::new(flag, value, SHORTHAND_FORM).pairs(None)
 }
 
 /// A map: JSON object (`{"k":"v"}` or `file://`) or shorthand `k=v,k2=v2`.
@@ -265,31 +485,27 @@ pub(crate) fn map(flag: &str, value: &str) -> Result<Value, ParamError> {
     }
 }
 
-/// Grant constraints: JSON, or the aws CLI's shorthand `Name={k=v,k2=v2},Name2={…}`.
+/// Grant constraints: JSON, or the aws CLI's shorthand `Name={k=v,k2=v2},Name2={…}` (the
+/// pairs read as [`Shorthand`] reads them, so a quoted value may hold `,` or `}`).
 pub(crate) fn constraints(flag: &str, value: &str) -> Result<Value, ParamError> {
     if value.trim_start().starts_with('{') || value.starts_with("file://") {
         return json(flag, value);
     }
     let mut out = Map::new();
-    let mut rest = value.trim();
-    while !rest.is_empty() {
-        let (name, after) = rest.split_once('=').ok_or_else(|| {
-            perr(
-                flag,
-                format!("Expected: '=', received: end of input in {rest:?} (shorthand is EncryptionContextSubset={{k=v}})"),
-            )
-        })?;
-        let body = after
-            .strip_prefix('{')
-            .and_then(|b| b.split_once('}'))
-            .ok_or_else(|| perr(flag, format!("Expected {{k=v,…}} after {name}=")))?;
-        let (pairs, tail) = body;
+    let mut sh = Shorthand::new(flag, value, "EncryptionContextSubset={k=v,k2=v2}");
+    while !sh.at_end(None) {
+        let name = sh.token(&[',', '='])?;
+        sh.expect('=')?;
+        sh.expect('{')?;
         let mut m = Map::new();
-        for (k, v) in shorthand(flag, pairs)? {
+        for (k, v) in sh.pairs(Some('}'))? {
             m.insert(k, Value::String(v));
         }
-        out.insert(name.trim().to_owned(), Value::Object(m));
-        rest = tail.trim_start_matches(',').trim();
+        sh.expect('}')?;
+        out.insert(name, Value::Object(m));
+        if !sh.separator(None)? {
+            break;
+        }
     }
     Ok(Value::Object(out))
 }
@@ -337,7 +553,8 @@ pub(crate) fn tags(
     Ok(Value::Array(out))
 }
 
-/// Filters: each value `name=v1,v2`, or one JSON object of string lists.
+/// Filters: each value `name=v1,v2` (the values read as [`Shorthand`] reads them), or one JSON
+/// object of string lists.
 pub(crate) fn filters(flag: &str, values: &[String]) -> Result<Value, ParamError> {
     if let [one] = values {
         if one.trim_start().starts_with('{') || one.starts_with("file://") {
@@ -346,21 +563,43 @@ pub(crate) fn filters(flag: &str, values: &[String]) -> Result<Value, ParamError
     }
     let mut m = Map::new();
     for v in values {
-        let (name, list) = v
-            .split_once('=')
-            .ok_or_else(|| perr(flag, format!("Expected name=value1,value2, received {v:?}")))?;
-        let entry = m
-            .entry(name.trim().to_owned())
-            .or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(items) = entry {
-            items.extend(
-                list.split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(|s| Value::String(s.trim().to_owned())),
-            );
+        let mut sh = Shorthand::new(flag, v, "name=value1,value2");
+        let name = sh.token(&[',', '='])?;
+        sh.expect('=')?;
+        let mut items = Vec::new();
+        while !sh.at_end(None) {
+            items.push(Value::String(sh.token(&[','])?));
+            if !sh.separator(None)? {
+                break;
+            }
+        }
+        let entry = m.entry(name).or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(list) = entry {
+            list.extend(items);
         }
     }
     Ok(Value::Object(m))
+}
+
+/// A list of strings: the values given, or one JSON list when a single value's first
+/// non-blank character is `[` (as the AWS CLI's `_unpack_complex_cli_arg` reads a list), so
+/// `--tag-keys '["a","b"]'` is the two keys, not one key spelt `["a","b"]`.
+pub(crate) fn list(flag: &str, values: &[String]) -> Result<Value, ParamError> {
+    if let [one] = values {
+        if one.trim_start().starts_with('[') {
+            return serde_json::from_str::<Vec<Value>>(one)
+                .map(Value::Array)
+                .map_err(|e| {
+                    perr(
+                        flag,
+                        format!("Invalid JSON: {e} (expected a JSON list)\nJSON received: {one}"),
+                    )
+                });
+        }
+    }
+    Ok(Value::Array(
+        values.iter().cloned().map(Value::String).collect(),
+    ))
 }
 
 /// Any JSON value (`file://` allowed); a bare word that is not JSON is taken as a string.
@@ -468,5 +707,163 @@ mod tests {
             any_json("fault", r#"{"HsmLost":"hsm-1"}"#).unwrap(),
             serde_json::json!({"HsmLost":"hsm-1"})
         );
+    }
+
+    #[test]
+    fn quoted_shorthand_values_lose_their_quotes_and_may_hold_commas_blanks_and_equals() {
+        let m = |v: &str| map("encryption-context", v).unwrap_or_else(|e| panic!("{v}: {e}"));
+        assert_eq!(m("k='x y'"), serde_json::json!({"k": "x y"}));
+        assert_eq!(m(r#"k="a,b""#), serde_json::json!({"k": "a,b"}));
+        assert_eq!(
+            m(r#"k="a,b", n='c=d' ,o=3"#),
+            serde_json::json!({"k": "a,b", "n": "c=d", "o": "3"})
+        );
+        assert_eq!(m("k='  padded  '"), serde_json::json!({"k": "  padded  "}));
+        // Inside quotes, a backslash escapes the quote and itself.
+        assert_eq!(
+            m(r"k='it\'s',b='a\\b'"),
+            serde_json::json!({"k": "it's", "b": r"a\b"})
+        );
+        assert_eq!(
+            m(r#"k="say \"hi\"""#),
+            serde_json::json!({"k": r#"say "hi""#})
+        );
+        assert_eq!(m("k=''"), serde_json::json!({"k": ""}));
+    }
+
+    #[test]
+    fn a_backslash_escaped_comma_is_a_comma_of_a_bare_shorthand_value() {
+        assert_eq!(
+            map("encryption-context", r"k=a\,b,n=1").unwrap(),
+            serde_json::json!({"k": "a,b", "n": "1"})
+        );
+        // Any other backslash is itself.
+        assert_eq!(
+            map("encryption-context", r"path=C:\dir").unwrap(),
+            serde_json::json!({"path": r"C:\dir"})
+        );
+    }
+
+    #[test]
+    fn every_shorthand_form_read_before_quoting_reads_the_same() {
+        let m = |v: &str| map("encryption-context", v).unwrap_or_else(|e| panic!("{v}: {e}"));
+        assert_eq!(m("a=1,b=2"), serde_json::json!({"a": "1", "b": "2"}));
+        assert_eq!(
+            m(" a = 1 , b = 2 "),
+            serde_json::json!({"a": "1", "b": "2"})
+        );
+        assert_eq!(m("a=1,,b=2,"), serde_json::json!({"a": "1", "b": "2"}));
+        assert_eq!(m("k=a=b"), serde_json::json!({"k": "a=b"}));
+        assert_eq!(m("k="), serde_json::json!({"k": ""}));
+        assert_eq!(m("it's=o'k"), serde_json::json!({"it's": "o'k"}));
+        assert_eq!(
+            m("my key=two words"),
+            serde_json::json!({"my key": "two words"})
+        );
+        let t = tags("tags", &["TagKey='a,b',TagValue=\"c d\"".into()], KMS_TAG).unwrap();
+        assert_eq!(t, serde_json::json!([{"TagKey": "a,b", "TagValue": "c d"}]));
+    }
+
+    #[test]
+    fn a_shorthand_quote_left_open_or_followed_by_text_is_a_parameter_error() {
+        let e = map("encryption-context", "k='open").unwrap_err();
+        assert_eq!(e.flag, "--encryption-context");
+        assert!(e.message.contains("the closing '"), "{e}");
+        let e = map("encryption-context", "k='a'b").unwrap_err();
+        assert!(e.message.contains("received: 'b'"), "{e}");
+        let e = map("encryption-context", "a=1,b").unwrap_err();
+        assert!(
+            e.message
+                .starts_with("Expected: '=', received: end of input"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn constraints_and_filters_read_quoted_values_as_shorthand_does() {
+        assert_eq!(
+            constraints(
+                "constraints",
+                "EncryptionContextSubset={k='a,b}',n=1}, EncryptionContextEquals={c=d}"
+            )
+            .unwrap(),
+            serde_json::json!({
+                "EncryptionContextSubset": {"k": "a,b}", "n": "1"},
+                "EncryptionContextEquals": {"c": "d"}
+            })
+        );
+        assert!(constraints("constraints", "EncryptionContextSubset=k=v").is_err());
+        assert!(constraints("constraints", "EncryptionContextSubset={k=v").is_err());
+        assert_eq!(
+            filters(
+                "filters",
+                &["clusterIds='a,b',c".into(), "states=ACTIVE".into()]
+            )
+            .unwrap(),
+            serde_json::json!({"clusterIds": ["a,b", "c"], "states": ["ACTIVE"]})
+        );
+        assert!(filters("filters", &["clusterIds".into()]).is_err());
+    }
+
+    #[test]
+    fn one_list_value_whose_first_non_blank_is_a_bracket_is_a_json_list() {
+        assert_eq!(
+            list("tag-keys", &[r#"["a","b"]"#.into()]).unwrap(),
+            serde_json::json!(["a", "b"])
+        );
+        assert_eq!(
+            list("operations", &[r#"  ["Encrypt"]"#.into()]).unwrap(),
+            serde_json::json!(["Encrypt"])
+        );
+        assert_eq!(
+            list("tag-keys", &["a".into(), "b".into()]).unwrap(),
+            serde_json::json!(["a", "b"])
+        );
+        let e = list("grant-tokens", &["[not json".into()]).unwrap_err();
+        assert_eq!(e.flag, "--grant-tokens");
+        assert!(e.message.starts_with("Invalid JSON"), "{e}");
+    }
+
+    #[test]
+    fn base64_with_line_breaks_and_blanks_decodes_as_pythons_b64decode_does() {
+        assert_eq!(
+            blob("ciphertext-blob", "aGVs\nbG8=\n").unwrap().expose(),
+            b"hello"
+        );
+        assert_eq!(
+            blob("ciphertext-blob", " aGVs\r\n bG8\t").unwrap().expose(),
+            b"hello"
+        );
+        assert!(blob("ciphertext-blob", "aGVs\nbG8!").is_err());
+    }
+
+    #[test]
+    fn paramfile_paths_expand_a_leading_tilde_and_variables_as_python_does() {
+        let env = |name: &str| match name {
+            "HOME" => Some(OsString::from("/home/u/")),
+            "DIR" => Some(OsString::from("/data")),
+            _ => None,
+        };
+        let x = |p: &str| expand_path_in(p, &env);
+        assert_eq!(x("~/ca.pem"), "/home/u/ca.pem");
+        assert_eq!(x("~"), "/home/u");
+        assert_eq!(x("$DIR/ca.pem"), "/data/ca.pem");
+        assert_eq!(x("${DIR}/ca.pem"), "/data/ca.pem");
+        assert_eq!(x("~/$DIR"), "/home/u//data");
+        // Unset variables, `~user`, a lone `$` and an unclosed `${` stay as written.
+        assert_eq!(x("$NOPE/ca.pem"), "$NOPE/ca.pem");
+        assert_eq!(x("${NOPE}/a"), "${NOPE}/a");
+        assert_eq!(x("~other/ca.pem"), "~other/ca.pem");
+        assert_eq!(x("a$/b$"), "a$/b$");
+        assert_eq!(x("${DIR"), "${DIR");
+        assert_eq!(x("/plain/path"), "/plain/path");
+        // No HOME: `~` stays; a HOME of `/` gives the root.
+        assert_eq!(expand_path_in("~/a", &|_: &str| None), "~/a");
+        let root = |name: &str| (name == "HOME").then(|| OsString::from("/"));
+        assert_eq!(expand_path_in("~", &root), "/");
+        assert_eq!(expand_path_in("~/a", &root), "/a");
+        // The error names the path as written.
+        let e = text("policy", "file://$NOPE/p.json").unwrap_err();
+        assert!(e.message.contains("paramfile $NOPE/p.json"), "{e}");
     }
 }

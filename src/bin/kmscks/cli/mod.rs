@@ -14,9 +14,10 @@
 //!
 //! What the AWS CLI does around a call is done the same way and derived from the same flag
 //! tables, so a new verb gets it with no code: `--cli-input-json` / `--generate-cli-skeleton`
-//! ([`skeleton`]), auto-pagination of the verbs with paging flags ([`paginate`]), `--query`
-//! ([`query`]), and printing ([`output`], over the ordered tree of [`tree`], timestamps as
-//! AWS CLI v2 prints them).
+//! ([`skeleton`]; a `--cli-input-json` member the request does not have is refused, as
+//! botocore refuses it, rather than dropped), auto-pagination of the verbs with paging flags
+//! ([`paginate`]), `--query` ([`query`]), and printing ([`output`], over the ordered tree of
+//! [`tree`], timestamps as AWS CLI v2 prints them).
 //!
 //! Backends: `--data-dir DIR` runs the operation in this process on the data directory (no
 //! daemon); otherwise the CLI talks to the daemon on `--socket PATH`, else `$KMSCKS_SOCKET`,
@@ -25,8 +26,9 @@
 //! exits 255 naming the socket and the daemon's uid otherwise.
 //!
 //! Exit codes, as AWS CLI v2: 0 success, 252 usage or parameter error, 254 the service
-//! answered with an error (printed as `An error occurred (<Exception>) when calling the <Op>
-//! operation: <message>`), 255 anything else (cannot connect, cannot open the data directory).
+//! answered with an error (printed after a blank line as `An error occurred (<Exception>) when
+//! calling the <Op> operation: <message>`), 255 anything else (cannot connect, cannot open the
+//! data directory).
 
 pub(crate) mod args;
 pub(crate) mod audit;
@@ -397,11 +399,12 @@ impl std::fmt::Display for CliError {
         match self {
             CliError::Param(p) => write!(f, "\n{p}\n"),
             CliError::Validation(m) => write!(f, "\nParameter validation failed:\n{m}\n"),
-            CliError::Service { operation, error } => f.write_str(&output::error_line(
-                error.aws_name(),
-                operation,
-                error.message(),
-            )),
+            // A blank line first, as AWS CLI v2's error handlers write every error.
+            CliError::Service { operation, error } => write!(
+                f,
+                "\n{}\n",
+                output::error_line(error.aws_name(), operation, error.message())
+            ),
             CliError::Other(m) | CliError::AuditBroken(m) => write!(f, "\n{m}\n"),
         }
     }
@@ -452,6 +455,7 @@ pub(crate) fn request_input(verb: &Verb, m: &ArgMatches) -> Result<Input, CliErr
         },
         None => Map::new(),
     };
+    check_unknown(verb, op, &obj)?;
     let mut secrets: Vec<(String, Secret)> = Vec::new();
     for s in verb.args {
         let member = s.member_name();
@@ -473,7 +477,7 @@ pub(crate) fn request_input(verb: &Verb, m: &ArgMatches) -> Result<Input, CliErr
                     Kind::Tags => args::tags(flag, &values, args::KMS_TAG)?,
                     Kind::HsmTags => args::tags(flag, &values, args::HSM_TAG)?,
                     Kind::Filters => args::filters(flag, &values)?,
-                    _ => Value::Array(values.into_iter().map(Value::String).collect()),
+                    _ => args::list(flag, &values)?,
                 };
                 obj.insert(member, v);
             }
@@ -512,6 +516,41 @@ pub(crate) fn request_input(verb: &Verb, m: &ArgMatches) -> Result<Input, CliErr
         obj.insert("Operation".into(), Value::String(refused.name().into()));
     }
     Ok(Input { op, obj, secrets })
+}
+
+/// `Parameter validation failed` for the members of `--cli-input-json` (`obj`, before any flag
+/// is merged in) that the request of `verb` does not have, one line each as botocore words it
+/// (`Unknown parameter in input: "X", must be one of: …`), so that a misspelt member is refused
+/// instead of silently dropped. The request's members are the verb's flags', those its
+/// request type decodes, and those AWS defines that kmscks refuses by name
+/// ([`kmscks::protocol::aws_json::request_members`]; a value other than AWS's default is
+/// refused by `to_request`, as the endpoint refuses it).
+fn check_unknown(verb: &Verb, op: Op, obj: &Map<String, Value>) -> Result<(), CliError> {
+    if obj.is_empty() {
+        return Ok(());
+    }
+    let mut members: Vec<String> = verb.args.iter().map(ArgSpec::member_name).collect();
+    let (decoded, refused) = kmscks::protocol::aws_json::request_members(op);
+    for &m in decoded.iter().chain(&refused) {
+        if !members.iter().any(|known| known == m) {
+            members.push(m.to_owned());
+        }
+    }
+    let unknown: Vec<String> = obj
+        .keys()
+        .filter(|k| !members.contains(k))
+        .map(|k| {
+            format!(
+                "Unknown parameter in input: \"{k}\", must be one of: {}",
+                members.join(", ")
+            )
+        })
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Validation(unknown.join("\n")))
+    }
 }
 
 /// `Parameter validation failed` for the required members the request lacks (the flags are

@@ -13,7 +13,7 @@
 //!   element; `True`/`False`/`None` for booleans and null.
 //! * `--output table|yaml|yaml-stream`: refused by name ([`Format::parse`]).
 //! * Errors: `An error occurred (<Exception>) when calling the <Operation> operation:
-//!   <message>` on stderr, exit code 254.
+//!   <message>` on stderr after a blank line, exit code 254.
 
 use std::io::{self, Write};
 

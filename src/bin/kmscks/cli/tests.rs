@@ -273,7 +273,7 @@ fn service_errors_print_like_the_aws_cli() {
     assert!(out.is_empty());
     assert!(
         err.starts_with(
-            "An error occurred (CustomKeyStoreNotFoundException) when calling the DescribeCustomKeyStores operation: "
+            "\nAn error occurred (CustomKeyStoreNotFoundException) when calling the DescribeCustomKeyStores operation: "
         ),
         "{err}"
     );
@@ -1162,7 +1162,7 @@ fn exit_codes_are_the_aws_cli_v2s() {
     assert_eq!(code, EXIT_SERVICE, "{err}");
     assert!(
         err.starts_with(
-            "An error occurred (ValidationException) when calling the GenerateDataKey operation: \
+            "\nAn error occurred (ValidationException) when calling the GenerateDataKey operation: \
              1 validation error detected: Value 'AES_512' at 'keySpec' failed to satisfy \
              constraint: Member must satisfy enum value set: [AES_256, AES_128]"
         ),
@@ -1319,4 +1319,116 @@ fn grants_round_trip_through_the_cli_in_process() {
         &grant_id,
     ]);
     assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_list_flag_given_one_json_list_sends_its_elements_as_the_aws_cli_does() {
+    let r = request_of(&[
+        "kms",
+        "untag-resource",
+        "--key-id",
+        "k",
+        "--tag-keys",
+        r#"["a","b"]"#,
+    ])
+    .unwrap();
+    let Request::UntagResource(u) = r else {
+        panic!("wrong request")
+    };
+    assert_eq!(u.tag_keys, ["a", "b"]);
+    let r = request_of(&[
+        "kms",
+        "create-grant",
+        "--key-id",
+        "k",
+        "--grantee-principal",
+        "arn:aws:iam::111122223333:user/uid-1001",
+        "--operations",
+        r#" ["Encrypt","Decrypt"]"#,
+        "--grant-tokens",
+        r#"["t"]"#,
+    ])
+    .unwrap();
+    let Request::CreateGrant(g) = r else {
+        panic!("wrong request")
+    };
+    assert_eq!(
+        g.operations,
+        [
+            kmscks::api::kms::GrantOperation::Encrypt,
+            kmscks::api::kms::GrantOperation::Decrypt
+        ]
+    );
+    assert_eq!(g.grant_tokens, ["t"]);
+    // Several values are the values, brackets or not.
+    let r = request_of(&[
+        "kms",
+        "untag-resource",
+        "--key-id",
+        "k",
+        "--tag-keys",
+        "[a",
+        "b",
+    ])
+    .unwrap();
+    let Request::UntagResource(u) = r else {
+        panic!("wrong request")
+    };
+    assert_eq!(u.tag_keys, ["[a", "b"]);
+    // One value that starts a JSON list and is not one: a parameter error naming the flag.
+    let (code, _, err) = run_cli(&["kms", "untag-resource", "--key-id", "k", "--tag-keys", "[a"]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert!(
+        err.contains("Error parsing parameter '--tag-keys': Invalid JSON"),
+        "{err}"
+    );
+}
+
+#[test]
+fn shorthand_values_lose_their_quotes_and_keep_the_commas_and_blanks_inside() {
+    let context = |value: &str| {
+        let r = request_of(&[
+            "kms",
+            "encrypt",
+            "--key-id",
+            "k",
+            "--plaintext",
+            "aGVsbG8=",
+            "--encryption-context",
+            value,
+        ])
+        .unwrap_or_else(|e| panic!("{value}: {e}"));
+        let Request::Encrypt(e) = r else {
+            panic!("wrong request")
+        };
+        e.encryption_context
+    };
+    let c = context("k='x y'");
+    assert_eq!(c.get("k").map(String::as_str), Some("x y"));
+    let c = context(r#"k="a,b",n=1"#);
+    assert_eq!(c.get("k").map(String::as_str), Some("a,b"));
+    assert_eq!(c.get("n").map(String::as_str), Some("1"));
+    let c = context(r"k=a\,b,n=2");
+    assert_eq!(c.get("k").map(String::as_str), Some("a,b"));
+    assert_eq!(c.get("n").map(String::as_str), Some("2"));
+}
+
+#[test]
+fn a_base64_ciphertext_wrapped_over_lines_reads_as_the_aws_cli_reads_it() {
+    // `base64` wraps at 76 columns; `"$(base64 ct.bin)"` keeps the newlines.
+    let bytes: Vec<u8> = (0u8..=99).collect();
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &bytes);
+    let wrapped = encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    assert!(wrapped.matches('\n').count() >= 2, "{wrapped}");
+    let r = request_of(&["kms", "decrypt", "--ciphertext-blob", &wrapped]).unwrap();
+    let Request::Decrypt(d) = r else {
+        panic!("wrong request")
+    };
+    assert_eq!(d.ciphertext_blob, bytes);
 }
