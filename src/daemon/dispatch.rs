@@ -219,6 +219,15 @@ pub(crate) fn work_cost(bytes: usize) -> usize {
     1 + bytes / 1024
 }
 
+/// The work units a request answered on the loop took beyond what its size paid: one per
+/// microsecond of `took` (a turn's [`WORK_PER_TURN`] is about a millisecond). A signature
+/// under an ECC key or a key agreement costs hundreds of microseconds whatever its size: paid
+/// by its size alone, one connection pipelining them held the loop for a tenth of a second a
+/// turn, and every other connection on it waited that long for each of its requests.
+fn work_taken(took: std::time::Duration) -> usize {
+    usize::try_from(took.as_micros()).unwrap_or(usize::MAX)
+}
+
 impl<'a> Batcher<'a> {
     /// This batcher, empty, for requests of another lifetime, keeping its allocations.
     pub(crate) fn rebind<'b>(self) -> Batcher<'b> {
@@ -802,7 +811,12 @@ pub(crate) fn handle_frames(
             job = Some(j);
             break Stop::Job;
         }
+        // Not the hot path (those requests were batched above): a clock read costs nothing
+        // beside what these take.
+        let started = std::time::Instant::now();
         let result: Result<Response, KmsError> = kms.dispatch(&request);
+        let beyond_size = work_taken(started.elapsed()).saturating_sub(work_cost(body.len()));
+        allow.work = allow.work.saturating_sub(beyond_size);
         protocol::encode_response(out, header.request_id, header.op, &result);
     };
     batcher.flush(kms, out);
@@ -902,10 +916,52 @@ mod tests {
             ..plenty()
         };
         let (h, _) = handle(&buf, &kms, &mut allow);
-        assert_eq!((h.frames, h.stop, allow.work), (6, Stop::Work, 0));
+        // One unit each by their size; one that took longer than a microsecond a unit, more.
+        assert_eq!((h.stop, allow.work), (Stop::Work, 0));
+        assert!((1..=6).contains(&h.frames), "{}", h.frames);
         let mut allow = plenty();
         let (h, _) = handle(&buf, &kms, &mut allow);
         assert_eq!((h.frames, h.stop), (10, Stop::Input));
+    }
+
+    #[test]
+    fn a_request_answered_on_the_loop_pays_for_the_time_it_took_not_its_size() {
+        use crate::api::kms::SignRequest;
+        use crate::types::{KeySpec, KeyUsage, SigningAlgorithm};
+        let kms = Kms::in_memory();
+        let key = kms
+            .create_key(&CreateKeyRequest {
+                key_spec: Some(KeySpec::EccNistP521),
+                key_usage: Some(KeyUsage::SignVerify),
+                ..Default::default()
+            })
+            .unwrap()
+            .key_metadata
+            .key_id;
+        // 64 signatures of a few bytes each: 64 units by their size, and so all of them in
+        // one turn (every P-521 signature takes tens of microseconds at the least).
+        let mut buf = Vec::new();
+        for id in 1..=64 {
+            let sign = Request::Sign(SignRequest {
+                key_id: key.clone(),
+                message: crate::secret::SecretBytes::new(b"message".to_vec()),
+                signing_algorithm: Some(SigningAlgorithm::EcdsaSha512),
+                ..Default::default()
+            });
+            protocol::encode_request(&mut buf, id, &sign);
+        }
+        let mut allow = Allowance {
+            work: WORK_PER_TURN,
+            ..plenty()
+        };
+        let (h, out) = handle(&buf, &kms, &mut allow);
+        assert_eq!(h.stop, Stop::Work, "{} signatures in one turn", h.frames);
+        assert!((1..64).contains(&h.frames), "{}", h.frames);
+        let (header, body, _) = protocol::split_frame(&out).unwrap().unwrap();
+        assert!(matches!(
+            protocol::decode_response(&header, body).unwrap(),
+            Ok(Response::Sign(_))
+        ));
     }
 
     #[test]
