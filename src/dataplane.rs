@@ -12,7 +12,12 @@
 //! the engine with an error naming the cause, and re-checked at every later sync until one
 //! succeeds; the other keys of the batch are synced as usual, so a DisableKey committed beside
 //! the failure is enforced. Should the engine refuse a batch, every key it touched is closed
-//! and the next sync resets the engine and sends everything again.
+//! and the next sync resets the engine and sends everything again. So does a sync that never
+//! reaches the engine: the mirror records what it sends while it builds the batch, so a sync
+//! that unwinds part-way (a panic, the caller's lock then recovered) would leave records of
+//! controls the engine never got, and every later sync would see no difference to send. A sync
+//! therefore marks the mirror for a reset as it starts and clears the mark only once its batch
+//! is applied (or it had nothing to send).
 //!
 //! A rotation travels the same way: a default-store key's new material version is one
 //! `PutVersions` for that key, carrying every version (the newest seals, the older ones open),
@@ -184,7 +189,8 @@ pub struct Mirror {
     /// Keys whose last sync failed: closed in the engine, re-checked at every sync until one
     /// succeeds.
     retry: BTreeSet<KeyId>,
-    /// The engine refused a batch, so what it holds is unknown: the next sync resets it and
+    /// What the engine holds is unknown — it refused a batch, or a sync did not finish (set
+    /// as each sync starts, cleared once its batch is applied): the next sync resets it and
     /// sends everything.
     resync: bool,
 }
@@ -485,6 +491,9 @@ impl Mirror {
             };
             out.push(Control::Reset);
         }
+        // Until the batch is applied below, the records the mirror makes while building it run
+        // ahead of the engine: should this sync unwind part-way, the next one starts over.
+        self.resync = true;
         if !self.started {
             affected.everything = true;
             out.push(Control::AddHsm {
@@ -638,6 +647,8 @@ impl Mirror {
                 return Err(e);
             }
         }
+        // The engine holds what the mirror records.
+        self.resync = false;
         failed.map_or(Ok(()), Err)
     }
 

@@ -1,6 +1,7 @@
 //! White-box: a data-plane sync that fails part-way (key material that cannot be read) still
 //! enforces what was committed with it, and fails the key it could not sync closed until a
-//! later sync succeeds.
+//! later sync succeeds; one that unwinds part-way (a panic) is made good by the next sync,
+//! which resets the engine and sends everything.
 
 use super::*;
 use crate::api::kms::{CreateKeyRequest, EncryptRequest};
@@ -31,6 +32,24 @@ impl Wrapper for Unreadable {
     }
     fn unwrap_bytes(&self, _: &str, _: &[u8], _: &[u8]) -> Result<SecretBytes> {
         Err(unreadable())
+    }
+}
+
+/// Key files whose reading panics: a sync that needs key material unwinds part-way.
+struct Panicking;
+
+impl Wrapper for Panicking {
+    fn wrap_key(&self, _: &str, _: &[u8], _: &KeyMaterial) -> Result<Vec<u8>> {
+        panic!("wrap_key panics (injected)")
+    }
+    fn unwrap_key(&self, _: &str, _: &[u8], _: &[u8]) -> Result<KeyMaterial> {
+        panic!("unwrap_key panics (injected)")
+    }
+    fn wrap_bytes(&self, _: &str, _: &[u8], _: &[u8]) -> Result<Vec<u8>> {
+        panic!("wrap_bytes panics (injected)")
+    }
+    fn unwrap_bytes(&self, _: &str, _: &[u8], _: &[u8]) -> Result<SecretBytes> {
+        panic!("unwrap_bytes panics (injected)")
     }
 }
 
@@ -95,4 +114,45 @@ fn a_disable_committed_with_a_failing_sync_is_enforced_and_the_unsynced_key_fail
         encrypt(&kms, &disabled).unwrap_err().kind(),
         ErrorKind::DisabledException
     );
+}
+
+#[test]
+fn a_disable_whose_sync_unwound_part_way_is_enforced_by_the_next_sync_which_resends_everything() {
+    let kms = Kms::in_memory();
+    let (disabled, untouched) = (new_key(&kms), new_key(&kms));
+    encrypt(&kms, &disabled).unwrap();
+    encrypt(&kms, &untouched).unwrap();
+    {
+        let mut guard = lock(&kms.shared.core);
+        let core = &mut *guard;
+        // Invariant: the id came from CreateKey.
+        let id = KeyId::parse(&disabled).unwrap();
+        // One commit disables the key, whose sync then needs its material again and panics
+        // reading it: the mirror has recorded the closed gate by then, the engine never got it.
+        let mut off = core.state.kms.keys[&id].clone();
+        off.lifecycle = Lifecycle::Disabled;
+        let changes = vec![Change::Kms(KmsChange::PutKey(Box::new(off)))];
+        for c in changes.clone() {
+            core.state.apply(c);
+        }
+        core.mirror.forget_replicas(&id);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            core.mirror.sync(
+                &kms.shared.engine,
+                &core.state,
+                &kms.shared.config.scope,
+                &Panicking,
+                &changes,
+            )
+        }));
+        assert!(unwound.is_err(), "the sync was to unwind part-way");
+    }
+
+    // The next commit names another key only, yet its sync resets the engine and sends
+    // everything: the disable is enforced, and the other keys still serve.
+    let created = new_key(&kms);
+    let e = encrypt(&kms, &disabled).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::DisabledException, "{e}");
+    encrypt(&kms, &untouched).unwrap();
+    encrypt(&kms, &created).unwrap();
 }
