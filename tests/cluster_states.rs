@@ -2,7 +2,7 @@
 //! INITIALIZE_IN_PROGRESS, INITIALIZED, ACTIVE (after `cluster activate`), DELETE_IN_PROGRESS,
 //! each passing state lasting `KmsConfig::cluster_transition` on the test's clock and ended by
 //! the background worker (also after a reopen); AWS CloudHSM's cluster and HSM quotas under
-//! quota emulation.
+//! quota emulation; the users a cluster holds, which its HSM type sets.
 
 mod common;
 mod support;
@@ -13,7 +13,7 @@ use common::*;
 use kmscks::api::hsm::*;
 use kmscks::hsm::pki::CertificateAuthority;
 use kmscks::secret::Password;
-use kmscks::types::{BackupState, Clock, ClusterState, ManualClock};
+use kmscks::types::{BackupState, Clock, ClusterState, HsmUserRole, ManualClock};
 use kmscks::{ErrorKind, Kms, KmsConfig, QuotaConfig};
 
 /// How long a passing state lasts in these tests, on the test's clock.
@@ -245,6 +245,67 @@ fn without_quota_emulation_clusters_are_unlimited_and_hsms_stop_at_cloudhsm_hard
         hsm_in(&kms, &id, zone).unwrap();
     }
     assert_aws(hsm_in(&kms, &id, zone), ErrorKind::CloudHsmServiceException);
+}
+
+/// An ACTIVE cluster of `hsm_type` HSMs with one HSM, initialised with a CA kmscks made.
+fn active_cluster_of(kms: &Kms, hsm_type: &str) -> String {
+    let c = kms
+        .create_cluster(&CreateClusterRequest {
+            hsm_type: Some(hsm_type.to_owned()),
+            ..Default::default()
+        })
+        .unwrap()
+        .cluster;
+    let id = c.cluster_id.to_string();
+    // Invariant: a cluster created without subnets has the Region's a and b zones.
+    let zone = c.subnet_mapping.keys().next().unwrap();
+    hsm_in(kms, &id, zone).unwrap();
+    kms.initialize_cluster_with_new_ca(&id).unwrap();
+    id
+}
+
+/// Creates crypto users in `cluster_id` until it holds `users` (each accepted), then one
+/// more: its answer.
+fn one_user_past(kms: &Kms, cluster_id: &str, users: usize) -> kmscks::Result<UserDescription> {
+    let user = |n: usize| UserRequest {
+        cluster_id: cluster_id.to_owned(),
+        username: format!("user{n}"),
+        role: Some(HsmUserRole::CryptoUser),
+        password: Password::new("userPassw0rd"),
+    };
+    let have = kms.list_hsm_users(cluster_id).unwrap().len();
+    for n in have..users {
+        kms.create_hsm_user(&user(n)).unwrap();
+    }
+    assert_eq!(kms.list_hsm_users(cluster_id).unwrap().len(), users);
+    kms.create_hsm_user(&user(users))
+}
+
+#[test]
+fn an_hsm1_cluster_refuses_its_251st_user_as_an_hsm2m_cluster_refuses_its_1025th() {
+    use kmscks::types::limits::{HSM1_CLUSTER_LIMITS, HSM2M_CLUSTER_LIMITS};
+    let (kms, _clock) = kms();
+    let mut refusals = Vec::new();
+    for (hsm_type, limit) in [
+        (HSM1_MEDIUM, HSM1_CLUSTER_LIMITS.users),
+        (HSM2M_MEDIUM, HSM2M_CLUSTER_LIMITS.users),
+    ] {
+        let id = active_cluster_of(&kms, hsm_type);
+        let e = assert_aws(
+            one_user_past(&kms, &id, limit),
+            ErrorKind::CloudHsmServiceException,
+        );
+        assert!(e.message().contains(&format!("{limit} users")), "{e}");
+        assert!(e.message().contains(hsm_type), "{e}");
+        assert_eq!(kms.list_hsm_users(&id).unwrap().len(), limit, "{hsm_type}");
+        refusals.push(
+            e.message()
+                .replace(&id, "<cluster>")
+                .replace(&limit.to_string(), "<n>")
+                .replace(hsm_type, "<type>"),
+        );
+    }
+    assert_eq!(refusals[0], refusals[1], "one refusal, whatever the type");
 }
 
 fn backups_of(kms: &Kms, cluster_id: &str) -> Vec<BackupDescription> {

@@ -11,10 +11,14 @@ use crate::types::{
     BackupId, BackupState, ClusterId, ClusterState, HsmId, HsmState, HsmUserRole, Timestamp,
 };
 
+/// The older HSM type: a cluster of it holds fewer keys and users (spec §6).
+pub const HSM1_MEDIUM: &str = "hsm1.medium";
+/// The current HSM type.
+pub const HSM2M_MEDIUM: &str = "hsm2m.medium";
 /// The HSM types AWS CloudHSM offers (`--hsm-type`); CreateCluster refuses any other.
-pub const HSM_TYPES: [&str; 2] = ["hsm1.medium", "hsm2m.medium"];
+pub const HSM_TYPES: [&str; 2] = [HSM1_MEDIUM, HSM2M_MEDIUM];
 /// The HSM type of a cluster created without `HsmType` (AWS requires it; kmscks defaults it).
-pub const DEFAULT_HSM_TYPE: &str = "hsm2m.medium";
+pub const DEFAULT_HSM_TYPE: &str = HSM2M_MEDIUM;
 /// A cluster's `BackupPolicy` (the only one AWS has).
 pub const BACKUP_POLICY: &str = "DEFAULT";
 /// A cluster's `NetworkType` (kmscks simulates IPv4 subnets only).

@@ -11,7 +11,6 @@ use crate::err;
 use crate::error::Result;
 use crate::hsm::model::*;
 use crate::secret::{KeyMaterial, Password};
-use crate::types::limits::MAX_KEYS_PER_CLUSTER;
 use crate::types::*;
 
 /// The user KMS logs in as.
@@ -148,12 +147,13 @@ pub fn kms_generate_key(
         .clusters
         .get(cluster_id)
         .ok_or_else(|| err!(KMSInternalException, "cluster {cluster_id} disappeared"))?;
-    if state.object_count(&c.id) >= MAX_KEYS_PER_CLUSTER {
+    let max = c.limits().keys;
+    if state.object_count(&c.id) >= max {
         return Err(err!(
             LimitExceededException,
-            "Cluster {} holds {} keys, the CloudHSM maximum",
+            "Cluster {} holds {max} keys, the CloudHSM maximum for {} HSMs",
             c.id,
-            MAX_KEYS_PER_CLUSTER
+            c.hsm_type
         ));
     }
     let handle = c.next_handle;
@@ -224,4 +224,96 @@ pub fn kms_delete_key(
     );
     tx.push(HsmChange::DeleteObject(c.id.clone(), handle));
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::hsm::{CreateClusterRequest, HSM1_MEDIUM, HSM2M_MEDIUM};
+    use crate::hsm::Wrapper;
+    use crate::secret::SecretBytes;
+    use crate::types::limits::HSM1_CLUSTER_LIMITS;
+
+    /// Wrapping keys that seal to nothing: enough to make a key object, never to read one.
+    struct Sealless;
+
+    impl Wrapper for Sealless {
+        fn wrap_key(&self, _: &str, _: &[u8], _: &KeyMaterial) -> Result<Vec<u8>> {
+            Ok(Vec::new())
+        }
+        fn unwrap_key(&self, name: &str, _: &[u8], _: &[u8]) -> Result<KeyMaterial> {
+            panic!("unwrap_key({name}) while generating a key")
+        }
+        fn wrap_bytes(&self, _: &str, _: &[u8], _: &[u8]) -> Result<Vec<u8>> {
+            Ok(Vec::new())
+        }
+        fn unwrap_bytes(&self, name: &str, _: &[u8], _: &[u8]) -> Result<SecretBytes> {
+            panic!("unwrap_bytes({name}) while generating a key")
+        }
+    }
+
+    /// A new cluster of `hsm_type` HSMs in `state`, already holding `keys` key objects.
+    fn cluster_holding(
+        state: &mut CloudHsmState,
+        scope: &Scope,
+        hsm_type: &str,
+        keys: usize,
+    ) -> ClusterId {
+        let mut tx = HsmTx::new(state, Timestamp(0), scope, &Sealless);
+        let req = CreateClusterRequest {
+            hsm_type: Some(hsm_type.to_owned()),
+            ..CreateClusterRequest::default()
+        };
+        // Invariant: a default CreateCluster in an empty Region, quotas off, is accepted.
+        let id = crate::hsm::create_cluster(&mut tx, &req).unwrap().cluster_id;
+        for change in tx.finish().changes {
+            state.apply(change);
+        }
+        let first = state.clusters[&id].next_handle;
+        let next = first + keys as u64;
+        for handle in first..next {
+            state.apply(HsmChange::PutObject(
+                id.clone(),
+                KeyObject {
+                    handle,
+                    label: format!("key-{handle}"),
+                    owner: KMS_USER.to_owned(),
+                    wrapped: Vec::new(),
+                    created: Timestamp(0),
+                },
+            ));
+        }
+        state.apply(HsmChange::SetNextHandle(id.clone(), next));
+        id
+    }
+
+    /// Generates one key in `cluster` and applies it to `state`.
+    fn generate(state: &mut CloudHsmState, scope: &Scope, cluster: &ClusterId) -> Result<()> {
+        let mut tx = HsmTx::new(state, Timestamp(0), scope, &Sealless);
+        kms_generate_key(&mut tx, cluster, "one more")?;
+        for change in tx.finish().changes {
+            state.apply(change);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn an_hsm1_cluster_makes_its_3300th_key_and_refuses_the_next_which_an_hsm2m_cluster_makes() {
+        let scope = Scope::default();
+        let mut state = CloudHsmState::default();
+        let max = HSM1_CLUSTER_LIMITS.keys;
+        let hsm1 = cluster_holding(&mut state, &scope, HSM1_MEDIUM, max - 1);
+        let hsm2m = cluster_holding(&mut state, &scope, HSM2M_MEDIUM, max);
+
+        generate(&mut state, &scope, &hsm1).unwrap();
+        assert_eq!(state.object_count(&hsm1), max);
+        let e = generate(&mut state, &scope, &hsm1).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::LimitExceededException, "{e}");
+        assert!(e.message().contains(&format!("{max} keys")), "{e}");
+        assert!(e.message().contains(HSM1_MEDIUM), "{e}");
+        assert_eq!(state.object_count(&hsm1), max, "a refused key leaves nothing");
+
+        generate(&mut state, &scope, &hsm2m).unwrap();
+        assert_eq!(state.object_count(&hsm2m), max + 1);
+    }
 }

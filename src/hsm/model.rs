@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::hsm::HSM1_MEDIUM;
+use crate::types::limits::{ClusterLimits, HSM1_CLUSTER_LIMITS, HSM2M_CLUSTER_LIMITS};
 use crate::types::{
     BackupId, BackupState, ClusterId, ClusterState, HsmId, HsmState, HsmUserRole, SubnetId,
     Timestamp,
@@ -83,6 +85,22 @@ impl Cluster {
         zones.sort_unstable();
         zones.dedup();
         zones.len()
+    }
+
+    /// The most key objects and users this cluster holds, which its HSM type sets.
+    pub fn limits(&self) -> ClusterLimits {
+        cluster_limits(&self.hsm_type)
+    }
+}
+
+/// The most key objects and users a cluster of `hsm_type` HSMs holds (spec §6): hsm1.medium's
+/// limits for that type, hsm2m.medium's for any other (CreateCluster accepts no type but
+/// those two, `api::hsm::HSM_TYPES`, and a restored cluster keeps its backup's).
+pub fn cluster_limits(hsm_type: &str) -> ClusterLimits {
+    if hsm_type == HSM1_MEDIUM {
+        HSM1_CLUSTER_LIMITS
+    } else {
+        HSM2M_CLUSTER_LIMITS
     }
 }
 
@@ -258,4 +276,31 @@ pub struct Backup {
     pub delete_timestamp: Option<Timestamp>,
     /// Tags (TagResource), by key.
     pub tags: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::hsm::{DEFAULT_HSM_TYPE, HSM2M_MEDIUM, HSM_TYPES};
+
+    #[test]
+    fn an_hsm1_cluster_holds_3300_keys_and_250_users_and_an_hsm2m_cluster_16666_and_1024() {
+        assert_eq!(
+            cluster_limits(HSM1_MEDIUM),
+            ClusterLimits {
+                keys: 3_300,
+                users: 250
+            }
+        );
+        assert_eq!(
+            cluster_limits(HSM2M_MEDIUM),
+            ClusterLimits {
+                keys: 16_666,
+                users: 1024
+            }
+        );
+        assert_eq!(cluster_limits(DEFAULT_HSM_TYPE), HSM2M_CLUSTER_LIMITS);
+        // Each type CreateCluster accepts has limits of its own.
+        assert_ne!(cluster_limits(HSM_TYPES[0]), cluster_limits(HSM_TYPES[1]));
+    }
 }

@@ -10,7 +10,6 @@ use crate::err;
 use crate::error::Result;
 use crate::hsm::model::*;
 use crate::secret::Password;
-use crate::types::limits::MAX_USERS_PER_CLUSTER;
 use crate::types::*;
 
 fn check_username(u: &str) -> Result<()> {
@@ -54,12 +53,13 @@ pub fn create_user(tx: &mut HsmTx<'_>, req: &UserRequest) -> Result<UserDescript
             c.id
         ));
     }
-    if tx.state.cluster_users(&c.id).count() >= MAX_USERS_PER_CLUSTER {
+    let max = c.limits().users;
+    if tx.state.cluster_users(&c.id).count() >= max {
         return Err(err!(
             CloudHsmServiceException,
-            "Cluster {} already has {} users",
+            "Cluster {} already has {max} users, the most a cluster of {} HSMs holds",
             c.id,
-            MAX_USERS_PER_CLUSTER
+            c.hsm_type
         ));
     }
     let u = HsmUser {

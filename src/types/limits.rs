@@ -108,10 +108,31 @@ pub const MAX_HSMS_PER_CLUSTER: usize = 28;
 pub const HSMS_PER_CLUSTER_QUOTA: usize = 6;
 /// Emulated resource quota: AWS CloudHSM's default clusters per account and Region.
 pub const CLUSTERS_PER_REGION_QUOTA: usize = 4;
-/// CloudHSM: key objects per cluster (hsm2m).
-pub const MAX_KEYS_PER_CLUSTER: usize = 16_666;
-/// CloudHSM: users per cluster (hsm2m).
-pub const MAX_USERS_PER_CLUSTER: usize = 1024;
+/// CloudHSM: what one cluster holds at most, which depends on the type of its HSMs (a
+/// cluster's own: `hsm::model::Cluster::limits`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterLimits {
+    /// Key objects.
+    pub keys: usize,
+    /// Users, the admin and kmsuser among them.
+    pub users: usize,
+}
+/// CloudHSM: the limits of a cluster of hsm1.medium HSMs.
+pub const HSM1_CLUSTER_LIMITS: ClusterLimits = ClusterLimits {
+    keys: 3_300,
+    users: 250,
+};
+/// CloudHSM: the limits of a cluster of hsm2m.medium HSMs (the default type).
+pub const HSM2M_CLUSTER_LIMITS: ClusterLimits = ClusterLimits {
+    keys: 16_666,
+    users: 1024,
+};
+/// CloudHSM: key objects per cluster of the default HSM type (hsm2m.medium), the most any
+/// cluster holds.
+pub const MAX_KEYS_PER_CLUSTER: usize = HSM2M_CLUSTER_LIMITS.keys;
+/// CloudHSM: users per cluster of the default HSM type (hsm2m.medium), the most any cluster
+/// holds.
+pub const MAX_USERS_PER_CLUSTER: usize = HSM2M_CLUSTER_LIMITS.users;
 /// CloudHSM: days a deleted backup stays restorable (`PENDING_DELETION`) with RestoreBackup.
 pub const BACKUP_RESTORE_DAYS: u32 = 7;
 /// CloudHSM: days a cluster's backups are kept (`BackupRetentionPolicy`), by default.
