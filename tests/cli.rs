@@ -668,7 +668,7 @@ fn no_daemon_is_a_clear_error() {
 }
 
 #[test]
-fn a_service_error_is_printed_after_a_blank_line_as_aws_cli_v2_prints_it() {
+fn a_service_error_is_one_line_after_a_blank_one_as_aws_cli_v2_prints_it() {
     let dir = tempfile::tempdir().unwrap();
     let (code, out, err) = kmscks(
         &in_process(dir.path()),
@@ -684,6 +684,9 @@ fn a_service_error_is_printed_after_a_blank_line_as_aws_cli_v2_prints_it() {
         err.starts_with("\nAn error occurred (CustomKeyStoreNotFoundException) when calling the DescribeCustomKeyStores operation: "),
         "{err:?}"
     );
+    // One line after the blank one, ended by its newline and no blank line after it.
+    assert!(err.ends_with('\n') && !err.ends_with("\n\n"), "{err:?}");
+    assert_eq!(err.trim_start_matches('\n').lines().count(), 1, "{err:?}");
 }
 
 #[test]

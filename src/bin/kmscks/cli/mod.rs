@@ -770,7 +770,8 @@ where
     match execute(&matches, out, err) {
         Ok(()) => EXIT_OK,
         Err(e) => {
-            let _ = writeln!(err, "{e}");
+            // Every error's text ends in its newline, as the AWS CLI writes it: no blank line after.
+            let _ = write!(err, "{e}");
             e.exit_code()
         }
     }
