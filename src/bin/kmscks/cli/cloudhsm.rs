@@ -61,6 +61,14 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
                 opt("source-backup-id", Str, "Restore from this backup (READY, in --region)"),
                 opt("region", Str, "The cluster's Region (default: the configured one, or the backup's)"),
                 opt("tag-list", HsmTags, "Key=k,Value=v …"),
+                // AWS's members kmscks does not honour: refused by name unless AWS's default.
+                opt("mode", Str, "FIPS (the only mode simulated)"),
+                opt("network-type", Str, "IPV4 (the only network type simulated)"),
+                opt(
+                    "backup-retention-policy",
+                    Map,
+                    "Not at creation: set it with modify-cluster",
+                ),
             ],
         ),
         Op::ActivateCluster => (
@@ -89,6 +97,7 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
             specs![
                 CLUSTER_ID,
                 req("availability-zone", Str, "One of the cluster's zones"),
+                opt("ip-address", Str, "Not simulated: kmscks assigns every HSM's address"),
             ],
         ),
         Op::DeleteHsm => (
@@ -163,6 +172,8 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
                 opt("region", Str, "The Region whose backups to list (default: the configured one)"),
                 opt("max-results", Int, "Page size, 1-50 (default: every backup)"),
                 NEXT_TOKEN,
+                opt("shared", Bool, "Not simulated: only this account's backups (--no-shared)"),
+                opt("sort-ascending", Bool, "Not simulated: newest first (--no-sort-ascending)"),
             ],
         ),
         Op::CopyBackupToRegion => (

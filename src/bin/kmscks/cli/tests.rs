@@ -1432,3 +1432,57 @@ fn a_base64_ciphertext_wrapped_over_lines_reads_as_the_aws_cli_reads_it() {
     };
     assert_eq!(d.ciphertext_blob, bytes);
 }
+
+#[test]
+fn the_cloudhsm_verbs_take_awss_flags_refusing_by_name_those_kmscks_does_not_simulate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let refused = |line: &[&str], member: &str| {
+        let mut argv = vec!["--data-dir", d, "cloudhsm"];
+        argv.extend(line);
+        let (code, _, err) = run_cli(&argv);
+        assert_eq!(code, EXIT_SERVICE, "{line:?}: {err}");
+        assert!(
+            err.contains("(CloudHsmInvalidRequestException)") && err.contains(member),
+            "{line:?}: {err}"
+        );
+    };
+    refused(&["create-cluster", "--mode", "NON_FIPS"], "Mode");
+    refused(
+        &["create-cluster", "--network-type", "DUALSTACK"],
+        "NetworkType",
+    );
+    refused(
+        &[
+            "create-cluster",
+            "--backup-retention-policy",
+            "Type=DAYS,Value=90",
+        ],
+        "BackupRetentionPolicy",
+    );
+    refused(
+        &[
+            "create-hsm",
+            "--cluster-id",
+            "cluster-aaaaaaaaaaa",
+            "--availability-zone",
+            "us-east-1a",
+            "--ip-address",
+            "10.0.0.9",
+        ],
+        "IpAddress",
+    );
+    refused(&["describe-backups", "--sort-ascending"], "SortAscending");
+    refused(&["describe-backups", "--shared"], "Shared");
+    // AWS's defaults are what kmscks simulates: taken.
+    for line in [
+        &["create-cluster", "--mode", "FIPS", "--network-type", "IPV4"][..],
+        &["describe-backups", "--no-shared", "--no-sort-ascending"][..],
+    ] {
+        let mut argv = vec!["--data-dir", d, "cloudhsm"];
+        argv.extend(line);
+        let (code, _, err) = run_cli(&argv);
+        assert_eq!(code, EXIT_OK, "{line:?}: {err}");
+    }
+}
