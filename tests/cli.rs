@@ -325,6 +325,9 @@ fn errors(t: &[String]) {
         err.starts_with("\nAn error occurred (CustomKeyStoreNotFoundException) when calling the DescribeCustomKeyStores operation: "),
         "{err}"
     );
+    // As AWS CLI v2 prints it: a blank line, the one line, and no blank line after it.
+    assert!(err.ends_with('\n') && !err.ends_with("\n\n"), "{err:?}");
+    assert_eq!(err.trim_start_matches('\n').lines().count(), 1, "{err:?}");
     let (code, _, err) = kmscks(
         t,
         &[
@@ -665,28 +668,6 @@ fn no_daemon_is_a_clear_error() {
     assert_eq!(err.matches("is kmscksd running").count(), 1, "{err}");
     assert_eq!(err.matches(&sock.display().to_string()).count(), 1, "{err}");
     assert_eq!(err.matches("--socket").count(), 1, "{err}");
-}
-
-#[test]
-fn a_service_error_is_one_line_after_a_blank_one_as_aws_cli_v2_prints_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let (code, out, err) = kmscks(
-        &in_process(dir.path()),
-        &[
-            "kms",
-            "describe-custom-key-stores",
-            "--custom-key-store-name",
-            "NoSuchStore",
-        ],
-    );
-    assert_eq!(code, 254, "{out}{err}");
-    assert!(
-        err.starts_with("\nAn error occurred (CustomKeyStoreNotFoundException) when calling the DescribeCustomKeyStores operation: "),
-        "{err:?}"
-    );
-    // One line after the blank one, ended by its newline and no blank line after it.
-    assert!(err.ends_with('\n') && !err.ends_with("\n\n"), "{err:?}");
-    assert_eq!(err.trim_start_matches('\n').lines().count(), 1, "{err:?}");
 }
 
 #[test]
