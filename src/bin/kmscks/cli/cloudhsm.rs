@@ -3,11 +3,11 @@
 //!
 //! | verb | counterpart |
 //! |---|---|
-//! | `create-cluster [--hsm-type] [--subnet-ids S1 S2…] [--source-backup-id] [--region] [--tag-list Key=k,Value=v…]` | cloudhsmv2 (`--availability-zones A B…` is kmscks's: simulated subnets in those zones) |
+//! | `create-cluster [--hsm-type] [--subnet-ids S1 S2…] [--source-backup-id] [--region] [--tag-list Key=k,Value=v…] [--mode] [--network-type] [--backup-retention-policy]` | cloudhsmv2 (`--availability-zones A B…` is kmscks's: simulated subnets in those zones; `--mode`, `--network-type` and `--backup-retention-policy` are refused unless AWS's default) |
 //! | `describe-clusters [--filters clusterIds=ID,…] [--region] [--max-results N] [--next-token T]`, `delete-cluster --cluster-id` | cloudhsmv2 |
-//! | `create-hsm --cluster-id --availability-zone`, `delete-hsm --cluster-id --hsm-id` (or `--eni-id`, `--eni-ip`) | cloudhsmv2 |
+//! | `create-hsm --cluster-id --availability-zone [--ip-address]`, `delete-hsm --cluster-id --hsm-id` (or `--eni-id`, `--eni-ip`) | cloudhsmv2 (`--ip-address` is refused: kmscks assigns the address) |
 //! | `initialize-cluster --cluster-id [--signed-cert file://] [--trust-anchor file://ca.pem]` | cloudhsmv2 (INITIALIZE_IN_PROGRESS, then INITIALIZED until its admin password is set, see below); without `--trust-anchor` kmscks makes a CA, signs the cluster's CSR, activates the cluster and returns the CA's PEM as `TrustAnchor` |
-//! | `describe-backups [--filters] [--region] [--max-results N] [--next-token T]`, `copy-backup-to-region --backup-id --destination-region [--tag-list]`, `delete-backup --backup-id`, `restore-backup --backup-id` | cloudhsmv2 |
+//! | `describe-backups [--filters] [--region] [--max-results N] [--next-token T] [--shared] [--sort-ascending]`, `copy-backup-to-region --backup-id --destination-region [--tag-list]`, `delete-backup --backup-id`, `restore-backup --backup-id` | cloudhsmv2 (`--shared` and `--sort-ascending` are refused; `--no-…` taken) |
 //! | `cluster activate --cluster-id --password` | CloudHSM CLI: sets the admin password of an INITIALIZED cluster, which makes it ACTIVE |
 //! | `modify-cluster --cluster-id --backup-retention-policy Type=DAYS,Value=N`, `modify-backup-attributes --backup-id --never-expires` | cloudhsmv2 |
 //! | `tag-resource --resource-id --tag-list Key=k,Value=v…`, `untag-resource --resource-id --tag-key-list K…`, `list-tags --resource-id [--max-results] [--next-token]` | cloudhsmv2, on a cluster or a backup |
