@@ -373,7 +373,7 @@ impl EventLoop {
                     0
                 }
                 Deferred::Blocking { .. } => 0,
-                Deferred::Batch { body, .. } => protocol::HEADER_LEN + body.len(),
+                Deferred::Batch { held, .. } => *held,
                 Deferred::Control { frame_bytes, .. } => *frame_bytes,
             };
             // Outstanding from now, waiting for a helper or running on one.

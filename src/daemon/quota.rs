@@ -40,17 +40,19 @@ use crate::error::Result;
 pub(super) enum NextRead {
     /// Up to this many bytes.
     UpTo(usize),
-    /// First charge the request at the start of the buffer whole (`whole` bytes, head and
-    /// body), then read `rest` bytes: the rest of it.
-    Reserve { whole: usize, rest: usize },
-    /// Nothing, until the uid's memory goes down: the request's `rest` does not fit.
+    /// First charge the request at the start of the buffer whole (`charge` bytes: its length,
+    /// head and body, or more), then read `rest` bytes: the rest of it.
+    Reserve { charge: usize, rest: usize },
+    /// Nothing, until the uid's memory goes down by `rest`: the request's charge does not fit.
     Wait { rest: usize },
 }
 
 /// The rule both endpoints read by. `room`: what the connection's floor and its uid's quota
 /// leave; `buffered`: bytes read and not yet handled; `next_len`: the length of the request
 /// (a socket frame, an HTTP request) at the start of the buffer, once its head is read and
-/// its body is not; `reserved`: what is charged for it already.
+/// its body is not; `charge`: what that request is charged from then on until answered (at
+/// least its length: the socket charges a frame for what it decodes into,
+/// `dispatch::held_charge`); `reserved`: what is charged for it already.
 ///
 /// A request longer than what was read of it is read on only once its whole length fits in
 /// the room, and is charged whole from then on; one that does not fit is not read at all.
@@ -65,18 +67,24 @@ pub(super) fn next_read(
     room: usize,
     buffered: usize,
     next_len: Option<usize>,
+    charge: usize,
     reserved: usize,
 ) -> NextRead {
-    match next_len.filter(|&n| n > buffered) {
-        None => NextRead::UpTo(room.min(CONN_FLOOR)),
-        Some(whole) if reserved >= whole => NextRead::UpTo(whole - buffered),
-        Some(whole) if whole - buffered <= room => NextRead::Reserve {
-            whole,
+    let Some(whole) = next_len.filter(|&n| n > buffered) else {
+        return NextRead::UpTo(room.min(CONN_FLOOR));
+    };
+    let charge = charge.max(whole);
+    if reserved >= charge {
+        NextRead::UpTo(whole - buffered)
+    } else if charge - buffered <= room {
+        NextRead::Reserve {
+            charge,
             rest: whole - buffered,
-        },
-        Some(whole) => NextRead::Wait {
-            rest: whole - buffered,
-        },
+        }
+    } else {
+        NextRead::Wait {
+            rest: charge - buffered,
+        }
     }
 }
 
@@ -266,29 +274,59 @@ mod tests {
     fn a_request_longer_than_what_was_read_is_read_on_only_once_it_is_charged_whole() {
         let mib = 1 << 20;
         // Nothing known: the room, a floor at a time.
-        assert_eq!(next_read(10, 0, None, 0), NextRead::UpTo(10));
-        assert_eq!(next_read(3 * mib, 0, None, 0), NextRead::UpTo(CONN_FLOOR));
+        assert_eq!(next_read(10, 0, None, 0, 0), NextRead::UpTo(10));
+        assert_eq!(
+            next_read(3 * mib, 0, None, 0, 0),
+            NextRead::UpTo(CONN_FLOOR)
+        );
         // A megabyte request of which 40 KB were read: reserved when its rest fits ...
         let (whole, read) = (mib, 40_000);
         assert_eq!(
-            next_read(mib, read, Some(whole), 0),
+            next_read(mib, read, Some(whole), 0, 0),
             NextRead::Reserve {
-                whole,
+                charge: whole,
                 rest: whole - read
             }
         );
         // ... read on without asking again once reserved ...
         assert_eq!(
-            next_read(0, read, Some(whole), whole),
+            next_read(0, read, Some(whole), 0, whole),
             NextRead::UpTo(whole - read)
         );
         // ... and not read at all while it does not fit.
         assert_eq!(
-            next_read(whole - read - 1, read, Some(whole), 0),
+            next_read(whole - read - 1, read, Some(whole), 0, 0),
             NextRead::Wait { rest: whole - read }
         );
         // Read whole, it asks for nothing more.
-        assert_eq!(next_read(7, whole, Some(whole), whole), NextRead::UpTo(7));
+        assert_eq!(
+            next_read(7, whole, Some(whole), 0, whole),
+            NextRead::UpTo(7)
+        );
+    }
+
+    #[test]
+    fn a_request_charged_more_than_its_length_is_read_only_once_its_charge_fits() {
+        let (whole, read, charge) = (200_000, 40_000, 3_000_000);
+        // Its length fits and its charge does not: not read, and it waits for the charge.
+        assert_eq!(
+            next_read(whole, read, Some(whole), charge, 0),
+            NextRead::Wait {
+                rest: charge - read
+            }
+        );
+        // Once the charge fits, charged whole and its bytes read.
+        assert_eq!(
+            next_read(charge, read, Some(whole), charge, 0),
+            NextRead::Reserve {
+                charge,
+                rest: whole - read
+            }
+        );
+        assert_eq!(
+            next_read(0, read, Some(whole), charge, charge),
+            NextRead::UpTo(whole - read)
+        );
     }
 
     #[test]

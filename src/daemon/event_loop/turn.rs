@@ -24,7 +24,7 @@ use std::time::Instant;
 use mio::{Interest, Token};
 
 use super::{EventLoop, FIRST_CONN};
-use crate::daemon::conn::{Filled, READ_CAP};
+use crate::daemon::conn::{Conn, Filled, READ_CAP};
 use crate::daemon::dispatch::{self, Allowance, Stop, WORK_PER_TURN};
 use crate::daemon::loops::{Mail, Waiter};
 use crate::daemon::quota::{self, NextRead, CONN_FLOOR};
@@ -86,17 +86,36 @@ impl EventLoop {
         CONN_FLOOR.saturating_sub(conn.memory()) + conn.uid_memory.room()
     }
 
+    /// The most a request held past its turn is charged: half its uid's quota, which a
+    /// connection alone can always be given (see [`dispatch::held_charge`]).
+    fn held_cap(&self) -> usize {
+        self.config.max_memory_per_uid / 2
+    }
+
+    /// [`quota::next_read`] for `conn` with `room`: a frame longer than what was read of it is
+    /// charged for what it decodes into ([`dispatch::held_charge`]) before it is read on, so
+    /// that a frame read whole is always taken and a connection never waits for room while
+    /// holding a frame it cannot use.
+    fn next_read_of(&self, conn: &Conn, room: usize) -> NextRead {
+        let charge = conn
+            .next_len
+            .map_or(0, |n| dispatch::held_charge(n, self.held_cap()));
+        quota::next_read(room, conn.filled, conn.next_len, charge, conn.reserved)
+    }
+
     /// Bytes `slot` may read now, by [`quota::next_read`]'s rule; a frame it reserves is
     /// charged at once, so that the next connection's room is read with it.
     fn read_limit(&mut self, slot: usize) -> usize {
         let room = self.room(slot);
-        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+        let Some(conn) = self.conns.get(slot).and_then(Option::as_ref) else {
             return 0;
         };
-        match quota::next_read(room, conn.filled, conn.next_len, conn.reserved) {
+        match self.next_read_of(conn, room) {
             NextRead::UpTo(n) => n,
-            NextRead::Reserve { whole, rest } => {
-                conn.reserved = whole;
+            NextRead::Reserve { charge, rest } => {
+                if let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+                    conn.reserved = charge;
+                }
                 self.sync_charge(slot);
                 rest
             }
@@ -111,7 +130,7 @@ impl EventLoop {
             return 1;
         };
         // With no room at all, the rule says what a frame to reserve still wants.
-        match quota::next_read(0, conn.filled, conn.next_len, conn.reserved) {
+        match self.next_read_of(conn, 0) {
             NextRead::Wait { rest } => rest
                 .saturating_sub(CONN_FLOOR.saturating_sub(conn.memory()))
                 .max(1),
@@ -189,6 +208,7 @@ impl EventLoop {
     /// frames in its buffer, then more from the socket, while there is room.
     pub(super) fn on_readable(&mut self, slot: usize) {
         let cap = self.config.max_pending_reply_bytes;
+        let held_cap = self.held_cap();
         let max_in_flight = self.config.max_in_flight;
         let mut work = WORK_PER_TURN;
         // The socket was read empty this turn: later rounds (the next chunks of what was read)
@@ -275,6 +295,9 @@ impl EventLoop {
                 reply_bytes,
                 replies: (max_in_flight as usize)
                     .saturating_sub(conn.outstanding() + conn.in_flight),
+                // The frame read whole after its reservation is charged already.
+                held: room + conn.reserved,
+                held_cap,
             };
             let handled = dispatch::handle_frames(
                 &conn.rbuf[..conn.filled],
@@ -333,6 +356,14 @@ impl EventLoop {
                         self.stall(slot, usize::from(!busy && !full));
                         return;
                     }
+                }
+                Stop::Memory(held) => {
+                    // Waits for its uid's memory to go down by what its floor (and a
+                    // reservation) does not cover.
+                    let covered = CONN_FLOOR.saturating_sub(conn.memory()) + conn.reserved;
+                    let wanted = held.saturating_sub(covered);
+                    self.stall(slot, wanted.max(1));
+                    return;
                 }
                 Stop::Input => match filled {
                     Filled::Eof => {

@@ -763,7 +763,8 @@ fn linger(conn: &mut Conn, until: Instant) -> Outcome {
 /// uid's quota leave.
 fn next_read_of(conn: &Conn, quotas: &Quotas) -> NextRead {
     let room = CONN_FLOOR.saturating_sub(conn.memory()) + quotas.room(conn.uid);
-    quota::next_read(room, conn.rbuf.len(), conn.next_len, conn.reserved)
+    // A request is charged its length: JSON bodies are decoded by the request, on this thread.
+    quota::next_read(room, conn.rbuf.len(), conn.next_len, 0, conn.reserved)
 }
 
 /// Whether [`read_limit`] would let `conn` read (or reserve) anything now. Asks without
@@ -781,8 +782,8 @@ fn can_read(conn: &Conn, quotas: &Quotas) -> bool {
 fn read_limit(conn: &mut Conn, quotas: &mut Quotas) -> usize {
     match next_read_of(conn, quotas) {
         NextRead::UpTo(n) => n,
-        NextRead::Reserve { whole, rest } => {
-            conn.reserved = whole;
+        NextRead::Reserve { charge, rest } => {
+            conn.reserved = charge;
             // A charge that went up wakes no one.
             let _ = sync_charge(conn, quotas);
             rest
