@@ -411,10 +411,15 @@ mod tests {
     fn a_buffer_grown_past_its_start_size_is_charged_its_length_though_little_is_left_in_it() {
         let (mut conn, mut peer) = pair();
         let sent = READ_START + 40_000;
-        peer.write_all(&vec![1u8; sent]).unwrap();
+        // From a thread of its own: more than a socket's buffer may hold.
+        let sender = std::thread::spawn(move || {
+            peer.write_all(&vec![1u8; sent]).unwrap();
+            peer
+        });
         while conn.filled < sent {
             assert_ne!(conn.fill(READ_START).unwrap(), Filled::Eof);
         }
+        let _peer = sender.join().unwrap();
         let held = conn.rbuf.len();
         assert!(held > READ_START && held <= 2 * READ_START, "{held}");
         // What is left is more than half the start size: the buffer is kept, and charged.
