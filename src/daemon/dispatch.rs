@@ -763,7 +763,8 @@ pub(crate) fn handle_frames(
         // A request held past the turn is charged for what it decodes into first: a batch is
         // known by its op, a control-plane call once decoded (below).
         let held = held_charge(end, allow.held_cap);
-        if is_batch(header.op) && held > allow.held {
+        let batch = is_batch(header.op);
+        if batch && held > allow.held {
             break Stop::Memory(held);
         }
         let work_before = allow.work;
@@ -803,7 +804,7 @@ pub(crate) fn handle_frames(
             }
             continue;
         }
-        if is_batch(header.op) && body.len() > OFFLOAD_BYTES {
+        if batch && body.len() > OFFLOAD_BYTES {
             batcher.flush(kms, out);
             deferred.push(Deferred::Batch {
                 header,

@@ -96,9 +96,16 @@ impl Hosts {
         if let Ok(v4) = host.parse::<std::net::Ipv4Addr>() {
             return v4.is_loopback();
         }
-        let name = host.trim_end_matches('.').to_ascii_lowercase();
+        // Compared without case and without allocating: this runs for every request.
+        let name = host.trim_end_matches('.');
+        let local = "localhost";
         // RFC 6761 §6.3: `localhost` and its subdomains are loopback, whatever DNS says.
-        name == "localhost" || name.ends_with(".localhost") || self.names.contains(&name)
+        let subdomain = name.len() > local.len()
+            && name.as_bytes()[name.len() - local.len() - 1] == b'.'
+            && name.as_bytes()[name.len() - local.len()..].eq_ignore_ascii_case(local.as_bytes());
+        name.eq_ignore_ascii_case(local)
+            || subdomain
+            || self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
     }
 }
 
