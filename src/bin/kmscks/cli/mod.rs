@@ -236,6 +236,31 @@ const ENDPOINT_URL: &str = "endpoint-url";
 const CLI_INPUT_JSON: &str = "cli-input-json";
 /// `--generate-cli-skeleton`.
 const SKELETON: &str = "generate-cli-skeleton";
+/// The word `help` after a verb (`kmscks kms encrypt help`): the verb's help, as the AWS CLI
+/// reads a positional `help` (a flag's value `help` is that value).
+const HELP_WORD: &str = "help";
+
+/// `cmd` with every leaf command that takes no word of its own taking [`HELP_WORD`].
+fn with_help_word(cmd: Command) -> Command {
+    if cmd.has_subcommands() {
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|c| c.get_name().to_owned())
+            .collect();
+        names
+            .iter()
+            .fold(cmd, |cmd, name| cmd.mut_subcommand(name, with_help_word))
+    } else if cmd.get_positionals().next().is_none() {
+        cmd.arg(
+            Arg::new(HELP_WORD)
+                .value_parser([HELP_WORD])
+                .hide(true)
+                .help("`help` as a word of its own, as `aws kms encrypt help` reads it"),
+        )
+    } else {
+        cmd
+    }
+}
 
 /// Whether a command line reads its request from JSON (so no flag is required by the parser).
 fn relaxed(argv: &[OsString]) -> bool {
@@ -297,7 +322,7 @@ fn command_for(relaxed: bool) -> Command {
         }
     }
     hsm_cmd = hsm_cmd.subcommand(audit::command());
-    Command::new("kmscks")
+    let root = Command::new("kmscks")
         .about("AWS KMS custom key stores on one machine: the AWS-CLI-shaped command line")
         .version(env!("CARGO_PKG_VERSION"))
         .subcommand_required(true)
@@ -359,7 +384,8 @@ fn command_for(relaxed: bool) -> Command {
         .subcommand(kms_cmd)
         .subcommand(hsm_cmd)
         .subcommand(bench::command())
-        .subcommand(completion::command())
+        .subcommand(completion::command());
+    with_help_word(root)
 }
 
 /// A failure of one CLI invocation, with its exit code.
@@ -749,6 +775,10 @@ where
     T: Into<OsString> + Clone,
 {
     let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    if let Some(help) = verb_help_asked(&argv) {
+        let _ = out.write_all(help.as_bytes());
+        return EXIT_OK;
+    }
     let matches = match command_for(relaxed(&argv)).try_get_matches_from(argv) {
         Ok(m) => m,
         Err(e) => {
@@ -775,6 +805,46 @@ where
             e.exit_code()
         }
     }
+}
+
+/// The help of the verb `argv` names when it holds the word `help` where the AWS CLI reads it
+/// as one (a word of its own after the verb, not a flag's value), whatever else it lacks: the
+/// verb's required flags need not be given.
+fn verb_help_asked(argv: &[OsString]) -> Option<String> {
+    if !argv.iter().any(|a| a == HELP_WORD) {
+        return None;
+    }
+    fn all_optional(cmd: Command) -> Command {
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|c| c.get_name().to_owned())
+            .collect();
+        names
+            .iter()
+            .fold(cmd.mut_args(|a| a.required(false)), |cmd, name| {
+                cmd.mut_subcommand(name, all_optional)
+            })
+    }
+    let matches = all_optional(command_for(true))
+        .try_get_matches_from(argv)
+        .ok()?;
+    let mut path = Vec::new();
+    let mut m = &matches;
+    while let Some((name, sub)) = m.subcommand() {
+        path.push(name.to_owned());
+        m = sub;
+    }
+    // Only a verb's leaf has the word (`try_contains_id`: groups lack the argument).
+    if m.try_contains_id(HELP_WORD).ok()? {
+        let mut cmd = command_for(false);
+        cmd.build();
+        let mut leaf = &mut cmd;
+        for name in &path {
+            leaf = leaf.find_subcommand_mut(name)?;
+        }
+        return Some(leaf.render_help().to_string());
+    }
+    None
 }
 
 fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {

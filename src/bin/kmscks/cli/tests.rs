@@ -1486,3 +1486,39 @@ fn the_cloudhsm_verbs_take_awss_flags_refusing_by_name_those_kmscks_does_not_sim
         assert_eq!(code, EXIT_OK, "{line:?}: {err}");
     }
 }
+
+#[test]
+fn the_word_help_after_a_verb_prints_its_help_as_aws_does_and_a_flags_value_help_is_a_value() {
+    // `aws kms encrypt help`: the verb's help, exit 0, its required flags not needed.
+    let (code, out, err) = run_cli(&["kms", "encrypt", "help"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("--key-id"), "{out}");
+    assert!(
+        out.contains("kmscks kms encrypt"),
+        "the usage names the verb: {out}"
+    );
+    assert_eq!(out, run_cli(&["kms", "encrypt", "--help"]).1);
+    // Anywhere among the flags, as argparse reads a positional.
+    let (code, out, _) = run_cli(&["cloudhsm", "fault", "hsm-down", "help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("--hsm-id"), "{out}");
+    let (code, out, _) = run_cli(&["kms", "list-keys", "help", "--limit", "5"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("--limit"), "{out}");
+    // `help` as a flag's value is that value: this description is sent, not the help printed.
+    let (code, out, err) = run_cli(&[
+        "kms",
+        "create-key",
+        "--description",
+        "help",
+        "--generate-cli-skeleton",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !out.contains("--description"),
+        "a skeleton, not help: {out}"
+    );
+    // Any other stray word is still a usage error.
+    let (code, _, err) = run_cli(&["kms", "encrypt", "helps"]);
+    assert_eq!(code, 252, "{err}");
+}
