@@ -40,8 +40,10 @@ const C_ONLY: &[(&str, u32, &str, &str)] = &[
         "IO",
         2,
         "IO",
-        "The daemon's socket failed (not running, went away mid-call): the outcome of the call \
-         is unknown; the handle reconnects on its next call.",
+        "The daemon's socket failed: nothing listens (the call did not run), or the connection \
+         broke while the call was in flight (its outcome is unknown). The handle reconnects on \
+         its next call; a connection the daemon closed while it sat idle (its idle timeout, a \
+         restart) is replaced before a call is sent, at no error.",
     ),
     (
         "INTERNAL",

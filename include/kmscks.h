@@ -43,7 +43,7 @@ enum kmscks_result
      */
     KMSCKS_INVALID_ARGUMENT = 1,
     /**
-     * The daemon's socket failed (not running, went away mid-call): the outcome of the call is unknown; the handle reconnects on its next call.
+     * The daemon's socket failed: nothing listens (the call did not run), or the connection broke while the call was in flight (its outcome is unknown). The handle reconnects on its next call; a connection the daemon closed while it sat idle (its idle timeout, a restart) is replaced before a call is sent, at no error.
      */
     KMSCKS_IO = 2,
     /**
@@ -645,7 +645,8 @@ kmscks_result kmscks_open_with(const char *data_dir,
  * the CLI uses: `$KMSCKS_SOCKET`, else `$XDG_RUNTIME_DIR/kmscks/kmscks.sock`, else
  * `/tmp/kmscks-<euid>/kmscks.sock`). Refuses a daemon run by a uid this process does not
  * trust (its own, root, or `KMSCKS_DAEMON_UID`): `KMSCKS_UNTRUSTED_SOCKET`. Nothing
- * listening: `KMSCKS_IO`. Later calls reconnect by themselves after the daemon restarts.
+ * listening: `KMSCKS_IO`. Later calls reconnect by themselves after the daemon restarts; a
+ * connection the daemon closed while idle costs no call an error.
  *
  * # Safety
  * `socket_path` is NULL or a NUL-terminated string; `out` is valid for a write of a pointer.

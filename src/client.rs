@@ -184,6 +184,53 @@ impl Conn {
         self.set_nonblocking(false)?;
         self.stream.write_all(bytes)
     }
+
+    /// [`Conn::write_all`], telling a failure before any byte was taken (`Err(Unsent)`): on a
+    /// connection the daemon has closed, the first write fails whole, and the request never
+    /// reached it.
+    fn write_request(&mut self, bytes: &[u8]) -> std::result::Result<(), WriteFailure> {
+        let mut sent = 0;
+        let failed = |e, sent| {
+            if sent == 0 {
+                WriteFailure::Unsent(e)
+            } else {
+                WriteFailure::Partial(e)
+            }
+        };
+        self.set_nonblocking(false).map_err(|e| failed(e, 0))?;
+        while sent < bytes.len() {
+            match self.stream.write(&bytes[sent..]) {
+                Ok(0) => return Err(failed(io::ErrorKind::WriteZero.into(), sent)),
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(failed(e, sent)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a request's write failed: before any byte of it was taken, or after some.
+enum WriteFailure {
+    Unsent(io::Error),
+    Partial(io::Error),
+}
+
+impl WriteFailure {
+    fn error(&self) -> &io::Error {
+        match self {
+            WriteFailure::Unsent(e) | WriteFailure::Partial(e) => e,
+        }
+    }
+
+    /// Whether the connection had been closed by the daemon before the request was written:
+    /// nothing of it was taken, and the socket's peer is gone.
+    fn peer_gone_before(&self) -> bool {
+        matches!(self, WriteFailure::Unsent(e) if matches!(
+            e.kind(),
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected
+        ))
+    }
 }
 
 /// How to connect a [`Client`]: `Client::builder(path).daemon_uid(999).connect()`.
@@ -503,11 +550,35 @@ impl Client {
         open(&self.path, &self.trust, self.next_id(), self.reply_spin)
     }
 
-    fn take_conn(&self) -> Result<Conn> {
+    /// A connection from the pool (`true`), else a new one (`false`).
+    fn take_conn(&self) -> Result<(Conn, bool)> {
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match pooled {
-            Some(c) => Ok(c),
-            None => self.open_conn().map(|(c, _)| c),
+            Some(c) => Ok((c, true)),
+            None => self.open_conn().map(|(c, _)| (c, false)),
+        }
+    }
+
+    /// Writes `request` on a pooled connection if one is left, else on a new one. A pooled
+    /// connection may be one the daemon closed while it sat idle (its `idle_timeout_secs`, a
+    /// restart): its write fails before the daemon saw anything, so the request goes on a new
+    /// connection instead of failing with an outcome it does not have; the pool's other
+    /// connections, as old, are dropped with it. Any other failure is the call's.
+    fn send_request(&self, request: &[u8], what: &str) -> Result<Conn> {
+        let (mut conn, pooled) = self.take_conn()?;
+        match conn.write_request(request) {
+            Ok(()) => Ok(conn),
+            Err(f) if pooled && f.peer_gone_before() => {
+                drop(conn);
+                let stale =
+                    std::mem::take(&mut *self.pool.lock().unwrap_or_else(|p| p.into_inner()));
+                drop(stale);
+                let (mut conn, _) = self.open_conn()?;
+                conn.write_all(request)
+                    .map_err(|e| broken(&self.path, what, &e))?;
+                Ok(conn)
+            }
+            Err(f) => Err(broken(&self.path, what, f.error())),
         }
     }
 
@@ -561,10 +632,8 @@ impl Backend for Client {
         // way out of this call, as growing it wipes what it leaves behind.
         let mut out = zeroize::Zeroizing::new(Vec::with_capacity(256));
         try_encode_request(&mut out, id, request).map_err(|e| local_too_large(request, e))?;
-        let mut conn = self.take_conn()?;
         let what = format!("{} (request id {id})", request.op().name());
-        conn.write_all(&out)
-            .map_err(|e| broken(&self.path, &what, &e))?;
+        let mut conn = self.send_request(&out, &what)?;
         loop {
             match conn.next_frame(decode_response) {
                 Ok(Some((rid, result))) if rid == id => {

@@ -693,3 +693,40 @@ fn binary_flag_emulate_aws_quotas_throttles() {
     sigterm(&d.child);
     assert!(d.child.wait().unwrap().success());
 }
+
+#[test]
+fn a_client_whose_pooled_connections_a_stopped_daemon_closed_sends_its_next_calls_on_new_ones() {
+    use kmscks::ops::Backend as _;
+    let mut d = TestDaemon::start(|_| {});
+    let client = kmscks::Client::connect(&d.socket).unwrap();
+    let list = || client.call(&Request::ListKeys(Default::default()));
+    // Several threads at once leave several connections in the client's pool.
+    let start = std::sync::Barrier::new(4);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                start.wait();
+                for _ in 0..50 {
+                    list().unwrap();
+                }
+            });
+        }
+    });
+    d.stop().unwrap();
+    // Down: the pooled connections are found closed before anything is sent on them, so the
+    // call says nothing listens (it did not run) rather than that its outcome is unknown.
+    let e = list().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::DependencyTimeoutException, "{e}");
+    assert!(e.message().contains("cannot connect"), "{e}");
+    d.restart(|_| {});
+    for i in 0..20 {
+        list().unwrap_or_else(|e| panic!("call {i} after the restart: {e}"));
+    }
+    // Stopped and started again with no call between: the pool holds connections the old
+    // daemon closed, and still no call fails.
+    d.stop().unwrap();
+    d.restart(|_| {});
+    for i in 0..20 {
+        list().unwrap_or_else(|e| panic!("call {i} after the second restart: {e}"));
+    }
+}

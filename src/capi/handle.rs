@@ -176,7 +176,8 @@ unsafe fn config(options: *const kmscks_open_options) -> CResult<KmsConfig> {
 /// the CLI uses: `$KMSCKS_SOCKET`, else `$XDG_RUNTIME_DIR/kmscks/kmscks.sock`, else
 /// `/tmp/kmscks-<euid>/kmscks.sock`). Refuses a daemon run by a uid this process does not
 /// trust (its own, root, or `KMSCKS_DAEMON_UID`): `KMSCKS_UNTRUSTED_SOCKET`. Nothing
-/// listening: `KMSCKS_IO`. Later calls reconnect by themselves after the daemon restarts.
+/// listening: `KMSCKS_IO`. Later calls reconnect by themselves after the daemon restarts; a
+/// connection the daemon closed while idle costs no call an error.
 ///
 /// # Safety
 /// `socket_path` is NULL or a NUL-terminated string; `out` is valid for a write of a pointer.
