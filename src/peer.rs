@@ -66,13 +66,188 @@ pub(crate) fn credentials(socket: &impl AsRawFd) -> Result<Credentials> {
 }
 
 /// The uid owning the other end of a loopback TCP connection whose ends are `local` (ours)
-/// and `peer` (theirs), from the kernel's socket tables (`/proc/net/tcp`, `/proc/net/tcp6`):
-/// the peer's socket is the one whose local address is `peer` and remote address `local`.
-/// None when the tables do not show it (not Linux, `/proc` not mounted, the peer gone).
+/// and `peer` (theirs): the peer's socket is the one whose local address is `peer` and remote
+/// address `local`. None when the kernel does not show it held by a process (the peer gone).
+///
+/// Asked of the kernel's socket diagnostics ([`sock_diag_uid`]), which look the one socket up
+/// by its addresses: the cost is the same however many sockets the machine has. Only where
+/// that interface is refused (a sandbox without `NETLINK_SOCK_DIAG`) are the socket tables read
+/// whole ([`proc_table_uid`]), which costs tens of milliseconds once a machine holds tens of
+/// thousands of sockets — and any local user can make it hold that many.
 pub(crate) fn loopback_tcp_peer_uid(
     local: std::net::SocketAddr,
     peer: std::net::SocketAddr,
 ) -> Option<u32> {
+    match sock_diag_uid(local, peer) {
+        Ok(uid) => uid,
+        Err(e) => {
+            tracing::debug!(error = %e, "NETLINK_SOCK_DIAG refused; reading /proc/net/tcp");
+            proc_table_uid(local, peer)
+        }
+    }
+}
+
+/// `SOCK_DIAG_BY_FAMILY` (linux/sock_diag.h): the request and answer type of the inet
+/// diagnostics.
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// The length of a `struct nlmsghdr`.
+const NLMSG_HDR: usize = 16;
+/// The length of a `struct inet_diag_req_v2`: family, protocol, extensions, padding, states
+/// (4 bytes), then the socket's id ([`SOCKID_LEN`]).
+const REQ_V2_LEN: usize = 8 + SOCKID_LEN;
+/// The length of a `struct inet_diag_sockid`: source and destination ports (big-endian), source
+/// and destination addresses (16 bytes each, network order), interface, cookie (2 × 4).
+const SOCKID_LEN: usize = 48;
+/// The offsets, in a `struct inet_diag_msg` (after family, state, timer, retransmits and the
+/// socket's id), of `idiag_uid` and `idiag_inode`; and its length.
+const MSG_UID: usize = 4 + SOCKID_LEN + 12;
+const MSG_INODE: usize = MSG_UID + 4;
+const MSG_LEN: usize = MSG_INODE + 4;
+
+/// A `struct inet_diag_sockid` naming the socket whose local end is `local` and remote end
+/// `remote`, with no interface and no cookie (`INET_DIAG_NOCOOKIE`).
+fn sockid(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> [u8; SOCKID_LEN] {
+    fn address(a: std::net::SocketAddr) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        match a.ip() {
+            std::net::IpAddr::V4(ip) => out[..4].copy_from_slice(&ip.octets()),
+            std::net::IpAddr::V6(ip) => out.copy_from_slice(&ip.octets()),
+        }
+        out
+    }
+    let mut id = [0u8; SOCKID_LEN];
+    id[0..2].copy_from_slice(&local.port().to_be_bytes());
+    id[2..4].copy_from_slice(&remote.port().to_be_bytes());
+    id[4..20].copy_from_slice(&address(local));
+    id[20..36].copy_from_slice(&address(remote));
+    // idiag_if 0 (bytes 36..40); the cookie INET_DIAG_NOCOOKIE, all ones.
+    id[40..48].fill(0xff);
+    id
+}
+
+/// The uid of the process holding the TCP socket whose local end is `peer` and remote end
+/// `local`, asked of the kernel's inet diagnostics (`NETLINK_SOCK_DIAG`, one exact lookup, as
+/// `ss` makes). `Ok(None)`: no such socket, or one no process holds (inode 0: closed, or the
+/// kernel's `TIME_WAIT` stand-in, which shows uid 0 whoever owned it; see [`tcp_table_uid`]),
+/// or an answer for another socket than asked. `Err`: the interface is not there or refused.
+#[allow(unsafe_code)]
+pub(crate) fn sock_diag_uid(
+    local: std::net::SocketAddr,
+    peer: std::net::SocketAddr,
+) -> std::io::Result<Option<u32>> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: socket(2) takes no pointers; a non-negative result is a descriptor that only
+    // this function holds, so `OwnedFd` may own (and close) it.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above: `fd` is open and owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let family = if peer.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let mut req = [0u8; NLMSG_HDR + REQ_V2_LEN];
+    let len = req.len() as u32;
+    req[0..4].copy_from_slice(&len.to_ne_bytes());
+    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    req[8..12].copy_from_slice(&1u32.to_ne_bytes()); // sequence number
+    let body = &mut req[NLMSG_HDR..];
+    body[0] = family as u8;
+    body[1] = libc::IPPROTO_TCP as u8;
+    body[4..8].copy_from_slice(&u32::MAX.to_ne_bytes()); // every state
+    let asked = sockid(peer, local);
+    body[8..].copy_from_slice(&asked);
+    // SAFETY: `req` is a live buffer of `req.len()` bytes the kernel only reads; the address is
+    // the kernel's (a zeroed `sockaddr_nl` with its family set), passed with its exact size.
+    let sent = unsafe {
+        let mut to: libc::sockaddr_nl = std::mem::zeroed();
+        to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        libc::sendto(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            req.as_ptr().cast(),
+            req.len(),
+            0,
+            (&to as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if sent < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // The kernel answers the request while it is sent: the answer is queued when `sendto`
+    // returns, so the read never waits (and would say so rather than block the caller's loop).
+    let mut answer = [0u8; 1024];
+    // SAFETY: `answer` is a live, writable buffer of `answer.len()` bytes; the kernel writes at
+    // most that many.
+    let got = unsafe {
+        libc::recv(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            answer.as_mut_ptr().cast(),
+            answer.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    let got = usize::try_from(got).map_err(|_| std::io::Error::last_os_error())?;
+    parse_sock_diag_answer(&answer[..got], &asked)
+}
+
+/// The uid in a `NETLINK_SOCK_DIAG` answer to a request for the socket `asked`, as
+/// [`sock_diag_uid`] reads it.
+fn parse_sock_diag_answer(
+    answer: &[u8],
+    asked: &[u8; SOCKID_LEN],
+) -> std::io::Result<Option<u32>> {
+    let bad = |what: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("sock_diag answered {what}"),
+        )
+    };
+    let u16_at = |b: &[u8], at: usize| u16::from_ne_bytes([b[at], b[at + 1]]);
+    let u32_at = |b: &[u8], at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    if answer.len() < NLMSG_HDR + 4 {
+        return Err(bad("too short a message"));
+    }
+    match u16_at(answer, 4) {
+        t if t == libc::NLMSG_ERROR as u16 => {
+            let errno = -(u32_at(answer, NLMSG_HDR) as i32);
+            if errno == libc::ENOENT {
+                Ok(None)
+            } else {
+                Err(std::io::Error::from_raw_os_error(errno))
+            }
+        }
+        SOCK_DIAG_BY_FAMILY if answer.len() >= NLMSG_HDR + MSG_LEN => {
+            let msg = &answer[NLMSG_HDR..];
+            // The socket found must be the one asked for: the exact lookup may also find a
+            // listener on the peer's port, whose remote end is empty.
+            let id = &msg[4..4 + SOCKID_LEN];
+            if id[..36] != asked[..36] {
+                return Ok(None);
+            }
+            match u32_at(msg, MSG_INODE) {
+                0 => Ok(None),
+                _ => Ok(Some(u32_at(msg, MSG_UID))),
+            }
+        }
+        t => Err(bad(&format!("message type {t}"))),
+    }
+}
+
+/// [`loopback_tcp_peer_uid`] from the kernel's socket tables (`/proc/net/tcp`,
+/// `/proc/net/tcp6`), read whole. None when the tables do not show it (not Linux, `/proc` not
+/// mounted, the peer gone).
+fn proc_table_uid(local: std::net::SocketAddr, peer: std::net::SocketAddr) -> Option<u32> {
     let table = if peer.is_ipv4() {
         "/proc/net/tcp"
     } else {
@@ -196,6 +371,58 @@ mod tests {
         // Another port is nobody's.
         let nobody = std::net::SocketAddr::new(peer.ip(), 1);
         assert_eq!(loopback_tcp_peer_uid(local, nobody), None);
+        // Both ways of asking the kernel agree.
+        assert_eq!(proc_table_uid(local, peer), Some(effective_uid()));
+        assert_eq!(proc_table_uid(local, nobody), None);
+        match sock_diag_uid(local, peer) {
+            Ok(uid) => {
+                assert_eq!(uid, Some(effective_uid()));
+                assert_eq!(sock_diag_uid(local, nobody).unwrap(), None);
+                // The server's own end is not the peer's: asked the other way round, the
+                // answer is the server's socket (ours too), found by its own addresses.
+                assert_eq!(sock_diag_uid(peer, local).unwrap(), Some(effective_uid()));
+            }
+            Err(e) => eprintln!("skipped the sock_diag half: NETLINK_SOCK_DIAG refused: {e}"),
+        }
+    }
+
+    /// A `SOCK_DIAG_BY_FAMILY` answer as the kernel writes it, for `id`, with `uid` and
+    /// `inode`.
+    fn diag_answer(id: &[u8; SOCKID_LEN], uid: u32, inode: u32) -> Vec<u8> {
+        let mut a = vec![0u8; NLMSG_HDR + MSG_LEN];
+        let len = a.len() as u32;
+        a[0..4].copy_from_slice(&len.to_ne_bytes());
+        a[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        a[NLMSG_HDR] = libc::AF_INET as u8;
+        a[NLMSG_HDR + 4..NLMSG_HDR + 4 + SOCKID_LEN].copy_from_slice(id);
+        a[NLMSG_HDR + MSG_UID..NLMSG_HDR + MSG_UID + 4].copy_from_slice(&uid.to_ne_bytes());
+        a[NLMSG_HDR + MSG_INODE..NLMSG_HDR + MSG_LEN].copy_from_slice(&inode.to_ne_bytes());
+        a
+    }
+
+    #[test]
+    fn a_sock_diag_answer_names_the_uid_only_of_the_socket_asked_for_while_a_process_holds_it() {
+        let client: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let server: std::net::SocketAddr = "127.0.0.1:4599".parse().unwrap();
+        let asked = sockid(client, server);
+        assert_eq!(&asked[0..2], &40000u16.to_be_bytes());
+        assert_eq!(&asked[4..8], &[127, 0, 0, 1]);
+        let read = |a: &[u8]| parse_sock_diag_answer(a, &asked).unwrap();
+        assert_eq!(read(&diag_answer(&asked, 1000, 7)), Some(1000));
+        // Closed, or the kernel's TIME_WAIT stand-in (uid 0 whoever owned it): nobody's.
+        assert_eq!(read(&diag_answer(&asked, 0, 0)), None);
+        // A listener on the client's port (its remote end empty) is not the client.
+        let listener = sockid(client, "0.0.0.0:0".parse().unwrap());
+        assert_eq!(read(&diag_answer(&listener, 0, 9)), None);
+        // No such socket: the kernel's error message, -ENOENT.
+        let mut missing = vec![0u8; NLMSG_HDR + 4];
+        missing[4..6].copy_from_slice(&(libc::NLMSG_ERROR as u16).to_ne_bytes());
+        missing[NLMSG_HDR..].copy_from_slice(&(-libc::ENOENT).to_ne_bytes());
+        assert_eq!(read(&missing), None);
+        // Any other error is the interface's, for the caller to fall back on the tables.
+        missing[NLMSG_HDR..].copy_from_slice(&(-libc::EPERM).to_ne_bytes());
+        assert!(parse_sock_diag_answer(&missing, &asked).is_err());
+        assert!(parse_sock_diag_answer(&[0u8; 8], &asked).is_err());
     }
 
     #[test]
@@ -263,6 +490,10 @@ mod tests {
             std::thread::yield_now();
         }
         assert_eq!(loopback_tcp_peer_uid(local, peer), None);
+        assert_eq!(proc_table_uid(local, peer), None);
+        if let Ok(uid) = sock_diag_uid(local, peer) {
+            assert_eq!(uid, None, "sock_diag: a closed client is nobody's");
+        }
         // The request it left is still there to be read: the daemon refuses its connection
         // for its owner, not for want of data.
         let (_server, accepted) = listener.accept().unwrap();

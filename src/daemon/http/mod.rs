@@ -94,6 +94,10 @@ const TICK: Duration = Duration::from_millis(200);
 const READ_CHUNK: usize = 16 << 10;
 /// Read-and-answer rounds for one connection per turn before the others get theirs.
 const MAX_ROUNDS: usize = 8;
+/// Connections accepted per turn before the connections already there are served: each
+/// accept asks the kernel who connected, and a local user connecting in a loop must not keep
+/// the loop accepting while everyone else waits.
+const ACCEPTS_PER_TURN: usize = 32;
 /// How long a connection closed after a refusal is still read (what it sends thrown away, at
 /// most a turn's worth of bytes per turn) once its answer is written and its sending side
 /// shut: a client still sending the body of a refused request (most send the whole body
@@ -440,6 +444,9 @@ fn serve(
     // The connections to serve on this turn (kept to reuse its allocation).
     let mut ready: Vec<usize> = Vec::new();
     let mut spin = Spin::new();
+    // Connections may be waiting to be accepted: the listener was ready, and the last turn's
+    // accepts stopped at their cap.
+    let mut accept_more = false;
     while !shutdown.is_triggered() {
         let now = Instant::now();
         let idle = conns
@@ -449,7 +456,7 @@ fn serve(
             .map(|t| t.saturating_duration_since(now))
             .fold(TICK, Duration::min);
         // Poll without sleeping for a moment after activity, as the socket's loop does.
-        let timeout = spin.timeout(!again.is_empty(), idle, now);
+        let timeout = spin.timeout(!again.is_empty() || accept_more, idle, now);
         if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
@@ -459,15 +466,7 @@ fn serve(
         spin.saw(!events.is_empty(), Instant::now());
         for event in events.iter() {
             match event.token() {
-                LISTENER => {
-                    accept_all(
-                        &listener,
-                        &poll,
-                        &mut conns,
-                        &mut limits.quotas,
-                        &mut serial,
-                    );
-                }
+                LISTENER => accept_more = true,
                 WAKER => answered(&mut conns, &done_rx, &mut ready),
                 token => {
                     if event.is_read_closed() {
@@ -478,6 +477,15 @@ fn serve(
                     ready.push(token.0)
                 }
             }
+        }
+        if accept_more {
+            accept_more = accept_all(
+                &listener,
+                &poll,
+                &mut conns,
+                &mut limits.quotas,
+                &mut serial,
+            );
         }
         ready.append(&mut again);
         // Held connections whose time has come.
@@ -589,21 +597,24 @@ fn refuse_at_accept(stream: &mut TcpStream, e: &crate::KmsError) {
     let _ = stream.write(&answer);
 }
 
+/// Accepts waiting connections, at most [`ACCEPTS_PER_TURN`]; whether more may be waiting
+/// (the cap was reached: accept again on the next turn, as the listener's readiness, edge-
+/// triggered, will not be reported again for them).
 fn accept_all(
     listener: &TcpListener,
     poll: &Poll,
     conns: &mut Vec<Option<Conn>>,
     quotas: &mut Quotas,
     serial: &mut u64,
-) {
-    loop {
+) -> bool {
+    for _ in 0..ACCEPTS_PER_TURN {
         let (mut stream, peer) = match listener.accept() {
             Ok(s) => s,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 tracing::warn!(error = %e, "http accept failed");
-                return;
+                return false;
             }
         };
         let owner = stream
@@ -639,6 +650,7 @@ fn accept_all(
         conns[slot] = Some(Conn::new(stream, uid, *serial));
         *serial += 1;
     }
+    true
 }
 
 fn close(
