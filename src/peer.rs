@@ -313,7 +313,15 @@ pub(crate) fn read_private_file(
 ) -> std::result::Result<zeroize::Zeroizing<Vec<u8>>, String> {
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot be opened: {e}"))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking: opening a FIFO for reading waits for a writer, so one planted at the path
+    // (by whoever may write its directory) would hang the caller; opened at once, it is
+    // refused below as not a regular file. Reading a regular file never blocks either way.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot be opened: {e}"))?;
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot be examined: {e}"))?;
@@ -423,6 +431,27 @@ mod tests {
         missing[NLMSG_HDR..].copy_from_slice(&(-libc::EPERM).to_ne_bytes());
         assert!(parse_sock_diag_answer(&missing, &asked).is_err());
         assert!(parse_sock_diag_answer(&[0u8; 8], &asked).is_err());
+    }
+
+    #[test]
+    fn a_fifo_where_a_secret_file_should_be_is_refused_at_once_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("passphrase");
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c` is a NUL-terminated path that outlives the call.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+        assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Without a writer, a blocking open would never return: the answer comes on a channel
+        // so that the test fails rather than hangs.
+        std::thread::spawn(move || {
+            let _ = tx.send(read_private_file(&path, 1024).map(|_| ()));
+        });
+        let answer = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("read_private_file returned for a FIFO");
+        assert_eq!(answer, Err("is not a regular file".to_owned()));
     }
 
     #[test]
