@@ -322,7 +322,7 @@ c_program_tests! {
     "threads", at least 8000 checks => one_handle_serves_eight_c_threads_at_once;
     /// fork.c: a forked child refuses its inherited handle, closes it, and opens kmscks
     /// again once the parent has closed its own; the parent decrypts what the child made.
-    "fork", at least 15 checks => a_forked_child_closes_its_handle_and_opens_kmscks_again;
+    "fork", at least 32 checks => a_forked_child_closes_its_handle_and_opens_kmscks_again;
 }
 
 /// restart.c against `lib`: the harness stops and restarts the daemon when the program asks

@@ -12,24 +12,68 @@
  *
  * The parent then opens kmscks again and decrypts what the child made.
  *
+ * All this twice: with a child made by fork(), and with one made without running the
+ * pthread_atfork handlers (_Fork() on glibc 2.34 and later, else the raw system call), whose
+ * copy of the address space kmscks must notice all the same: a child that served from it
+ * would repeat the parent's GCM nonces and data keys.
+ *
  * The two processes talk over pipes: the child says when it has closed its handle, the parent
  * when it has closed its own, and the child sends its ciphertext (length, then bytes).
  *
  * Usage: fork embedded <data_dir> | fork daemon <socket_path>
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* _Fork and syscall, beside POSIX */
 #include "check.h"
 
+#include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 static const uint8_t PT[] = "sealed by a forked child";
 
+/* Whether libc has _Fork (glibc 2.34 and later). */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+#define HAVE__FORK 1
+#else
+#define HAVE__FORK 0
+#endif
+
+/* A way to make a child: a copy of this process with only the calling thread in it. */
+struct maker {
+    const char *name;
+    pid_t (*make)(void);
+};
+
+/*
+ * A child made as fork() makes one, but with no pthread_atfork handler run (and no lock of
+ * libc reset: the parent's threads are idle at the fork here, waiting for work).
+ */
+static pid_t fork_without_handlers(void) {
+#if HAVE__FORK
+    return _Fork();
+#elif defined(SYS_fork)
+    return (pid_t)syscall(SYS_fork);
+#else
+    /* No fork system call (arm64, riscv): clone with no sharing flag is one. */
+    return (pid_t)syscall(SYS_clone, (long)SIGCHLD, 0L, 0L, 0L, 0L);
+#endif
+}
+
+static const struct maker MAKERS[] = {
+    {"fork()", fork},
+#if HAVE__FORK
+    {"_Fork()", fork_without_handlers},
+#else
+    {"a raw fork (or clone) system call", fork_without_handlers},
+#endif
+};
+
 /* The child's part; never returns. */
 static void child(int argc, char **argv, kmscks_client *inherited, const char *key,
                   int to_parent, int from_parent) {
     kmscks_client *c = NULL;
-    kmscks_buffer ct = {0};
+    kmscks_buffer ct = {0}, dk = {0}, dk_ct = {0};
     char said;
     uint64_t len;
 
@@ -38,6 +82,10 @@ static void child(int argc, char **argv, kmscks_client *inherited, const char *k
     CHECK_CODE(kmscks_encrypt(inherited, key, PT, sizeof PT, NULL, 0, &ct), KMSCKS_KMS_INTERNAL);
     CHECK_MSG("fork");
     CHECK(ct.data == NULL);
+    CHECK_CODE(kmscks_generate_data_key(inherited, key, 32, NULL, 0, &dk, &dk_ct),
+               KMSCKS_KMS_INTERNAL);
+    CHECK_MSG("fork");
+    CHECK(dk.data == NULL && dk_ct.data == NULL);
     kmscks_close(inherited);
     CHECK(write(to_parent, "c", 1) == 1);
     CHECK(read(from_parent, &said, 1) == 1 && said == 'p');
@@ -52,7 +100,8 @@ static void child(int argc, char **argv, kmscks_client *inherited, const char *k
     _exit(0);
 }
 
-int main(int argc, char **argv) {
+/* One round: open, make a key, make a child with `maker`, and see both through. */
+static void round_with(int argc, char **argv, const struct maker *maker) {
     kmscks_client *c = open_client(argc, argv);
     char *key = NULL;
     kmscks_buffer pt = {0};
@@ -62,10 +111,11 @@ int main(int argc, char **argv) {
     char said = 0;
     pid_t pid;
 
+    printf("fork: a child made by %s\n", maker->name);
     CHECK_OK(kmscks_create_key(c, NULL, "fork.c", &key));
     CHECK(pipe(to_parent) == 0 && pipe(to_child) == 0);
     fflush(stdout);
-    pid = fork();
+    pid = maker->make();
     CHECK(pid >= 0);
     if (pid == 0) {
         close(to_parent[0]);
@@ -84,6 +134,8 @@ int main(int argc, char **argv) {
     CHECK(read(to_parent[0], sealed, (size_t)len) == (ssize_t)len);
     CHECK(waitpid(pid, &status, 0) == pid);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(to_parent[0]);
+    close(to_child[1]);
 
     c = open_client(argc, argv);
     CHECK_OK(kmscks_decrypt(c, sealed, (size_t)len, NULL, 0, &pt, NULL));
@@ -91,5 +143,10 @@ int main(int argc, char **argv) {
     kmscks_buffer_free(&pt);
     kmscks_string_free(key);
     kmscks_close(c);
+}
+
+int main(int argc, char **argv) {
+    size_t i;
+    for (i = 0; i < sizeof MAKERS / sizeof MAKERS[0]; i++) round_with(argc, argv, &MAKERS[i]);
     return finish("fork");
 }
