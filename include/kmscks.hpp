@@ -23,6 +23,9 @@
  * - String arguments are const char * or std::string; one that holds a NUL byte (which C
  *   would silently cut) throws Error(KMSCKS_INVALID_ARGUMENT). Optional ones (named *_or_null
  *   in kmscks.h) also take nullptr or std::nullopt.
+ * - Byte arguments are kmscks::ByteView: containers and byte arrays are read whole, a string
+ *   literal as its text (without its NUL); a char buffer must say its length, (buf, n): see
+ *   ByteView for the rule and why.
  *
  * Build with -std=c++17 (or later) and link libkmscks as a C program does:
  *   c++ -std=c++17 app.cpp $(pkg-config --cflags --libs kmscks)
@@ -154,23 +157,95 @@ using SecretBytes = std::vector<std::uint8_t, ZeroizingAllocator<std::uint8_t>>;
 /// Public bytes (a ciphertext blob, a signature, a MAC, a public key, an import token).
 using Bytes = std::vector<std::uint8_t>;
 
-/// Bytes a call reads (a plaintext, a ciphertext), without owning them: any contiguous
-/// container of bytes or chars (Bytes, SecretBytes, std::string, std::array, …), a C string,
-/// or a pointer and a length. The bytes must stay alive during the call.
+namespace detail {
+
+/// Whether arrays of V are text that C++ code writes as string literals (char, char8_t):
+/// ByteView reads those arrays by its rule for text, not as plain bytes.
+template <class V>
+struct is_text_char : std::is_same<V, char> {};
+#if defined(__cpp_char8_t)
+template <>
+struct is_text_char<char8_t> : std::true_type {};
+#endif
+
+/// False, but only once N is known: a static_assert on it fires only where it is instantiated.
+template <std::size_t N>
+struct dependent_false : std::false_type {};
+
+/// How many bytes ByteView reads of the const char array `s` of `n` chars (see ByteView):
+/// `n` when it holds no NUL; `n - 1` when its only NUL is its last char (a string literal's
+/// terminator); a NUL before its last char throws Error(KMSCKS_INVALID_ARGUMENT), since the
+/// array is then binary data or a literal with a NUL inside, which cannot be told apart.
+inline std::size_t const_char_array_size(const char *s, std::size_t n) {
+    const void *nul = std::memchr(s, '\0', n);
+    if (nul == nullptr) return n;
+    const std::size_t at = static_cast<std::size_t>(static_cast<const char *>(nul) - s);
+    if (at == n - 1) return n - 1;
+    throw Error(KMSCKS_INVALID_ARGUMENT,
+                "kmscks::ByteView of a const char[" + std::to_string(n) +
+                    "]: it holds a NUL byte at offset " + std::to_string(at) +
+                    ", before its last char, so it is not a C string literal; pass (data, "
+                    "size), or hold binary data in unsigned char, std::uint8_t or std::byte");
+}
+
+}  // namespace detail
+
+/// Bytes a call reads (a plaintext, a ciphertext), without owning them. The bytes must stay
+/// alive during the call. What it reads, by argument:
+/// - a pointer and a length: exactly those bytes;
+/// - a contiguous container of bytes or chars (Bytes, SecretBytes, std::string,
+///   std::string_view, std::array, …) or a built-in array of unsigned char, signed char,
+///   std::uint8_t or std::byte: all its elements (an array's NULs included: it is binary);
+/// - a C string (const char * or char *): its bytes up to its first NUL (nullptr: none);
+/// - a const char array, the type of a string literal: ByteView("hello") is the 5 bytes of
+///   "hello", without the terminating NUL. A const char array cannot be told from a literal,
+///   so it is read as one: without its last char when that is its only NUL, whole when it
+///   holds no NUL. A NUL before its last char (binary data, or a literal like "a\0b")
+///   throws Error(KMSCKS_INVALID_ARGUMENT) rather than guess (such an array's contents are
+///   fixed when the program is built, so the first test that passes it shows it). The one
+///   case read as text that binary data could be is a const char array whose only zero
+///   byte is its last: keep binary data in unsigned char, std::uint8_t or std::byte arrays
+///   (or pass (data, size)).
+/// - a non-const char array (a char buffer filled at run time) does not compile: text up to
+///   its NUL, or all its bytes? Its contents decide, and they change from run to run. Pass
+///   (buf, std::strlen(buf)) or (buf, sizeof buf).
 class ByteView {
 public:
     ByteView() noexcept = default;
     ByteView(const void *data, std::size_t size) noexcept
         : data_(static_cast<const std::uint8_t *>(data)), size_(size) {}
-    /// A C string's bytes, without its terminating NUL (nullptr: no bytes).
-    ByteView(const char *text) noexcept
+    /// No bytes (as a NULL C string).
+    ByteView(std::nullptr_t) noexcept {}
+    /// A C string's bytes, without its terminating NUL (nullptr: no bytes). A template taking
+    /// only pointers, so that an array goes to the array constructors below rather than decay
+    /// to a pointer here (a non-template would win over them, and read it with strlen).
+    template <class P, std::enable_if_t<std::is_same<P, const char *>::value ||
+                                            std::is_same<P, char *>::value,
+                                        int> = 0>
+    ByteView(const P &text) noexcept
         : data_(reinterpret_cast<const std::uint8_t *>(text)),
           size_(text ? std::strlen(text) : 0) {}
+    /// A string literal's text (or a const char array's): see the class comment.
+    template <std::size_t N>
+    ByteView(const char (&text)[N])
+        : data_(reinterpret_cast<const std::uint8_t *>(text)),
+          size_(detail::const_char_array_size(text, N)) {}
+    /// A char buffer: refused at compile time (see the class comment).
+    template <std::size_t N>
+    ByteView(char (&)[N]) {
+        static_assert(detail::dependent_false<N>::value,
+                      "kmscks::ByteView of a char[N] buffer: text up to its NUL, or all N "
+                      "bytes? Pass ByteView(buf, std::strlen(buf)) for text or "
+                      "ByteView(buf, sizeof buf) for binary data, or hold binary data in "
+                      "unsigned char, std::uint8_t or std::byte");
+    }
+    /// Every element of a contiguous container of 1-byte elements, or of an array of bytes.
     template <class C,
               class V = std::remove_cv_t<std::remove_pointer_t<decltype(std::data(
                   std::declval<const C &>()))>>,
-              class = std::enable_if_t<!std::is_array<C>::value && sizeof(V) == 1 &&
-                                       std::is_trivially_copyable<V>::value>>
+              class = std::enable_if_t<!(std::is_array<C>::value &&
+                                         detail::is_text_char<V>::value) &&
+                                       sizeof(V) == 1 && std::is_trivially_copyable<V>::value>>
     ByteView(const C &bytes) noexcept
         : data_(reinterpret_cast<const std::uint8_t *>(std::data(bytes))),
           size_(std::size(bytes)) {}

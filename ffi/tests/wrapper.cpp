@@ -412,6 +412,70 @@ void one_client_serves_eight_threads_at_once() {
     EXPECT(good == 8);
 }
 
+// A binary secret in a byte array, a zero byte inside it, is read whole (not cut at the zero,
+// as a decay to const char * and strlen would), and one with no zero byte is read to its end
+// and no further. A char buffer cannot be passed as is: `kms.encrypt(key, buf)` with
+// `char buf[16]` does not compile (a static_assert in ByteView asks for (buf, n): text or
+// binary is the caller's to say), so it goes as a pointer and a length.
+void a_byte_array_is_read_whole_zero_bytes_included_and_a_char_buffer_by_its_length() {
+    const kmscks::Client kms = kmscks::Client::open();
+    const std::string key = kms.create_key();
+    std::uint8_t secret[16];
+    for (std::size_t i = 0; i < sizeof secret; ++i)
+        secret[i] = static_cast<std::uint8_t>(0xA0 + i);
+    secret[2] = 0;
+    const kmscks::SecretBytes whole(secret, secret + sizeof secret);
+    EXPECT(kmscks::ByteView(secret).size() == 16);
+    EXPECT(kms.decrypt(kms.encrypt(key, secret)) == whole);
+
+    unsigned char no_zero[16];
+    std::memcpy(no_zero, secret, sizeof no_zero);
+    no_zero[2] = 0x11;
+    EXPECT(kms.decrypt(kms.encrypt(key, no_zero)) ==
+           kmscks::SecretBytes(no_zero, no_zero + sizeof no_zero));
+
+    const std::byte bytes[4] = {std::byte{1}, std::byte{0}, std::byte{0}, std::byte{2}};
+    EXPECT(kms.decrypt(kms.encrypt(key, bytes)) == (kmscks::SecretBytes{1, 0, 0, 2}));
+    // Byte arrays are binary: one initialized from a literal keeps its NUL.
+    const unsigned char from_literal[] = "ab";
+    EXPECT(kmscks::ByteView(from_literal).size() == 3);
+
+    char buf[16];
+    std::memcpy(buf, secret, sizeof buf);
+    EXPECT(kms.decrypt(kms.encrypt(key, kmscks::ByteView(buf, sizeof buf))) == whole);
+    const std::vector<kmscks::ItemResult<kmscks::Bytes>> batch =
+        kms.encrypt_batch({kmscks::EncryptRequest{key, secret, {}}});
+    EXPECT(batch.size() == 1 && kms.decrypt(batch[0].get()) == whole);
+}
+
+// A string literal is its text, without the NUL that ends it; a const char array (which
+// cannot be told from a literal) likewise, or whole when it holds no NUL; one with a NUL
+// before its last char, binary or not, is refused rather than guessed at.
+void a_string_literal_is_its_text_and_a_const_char_array_with_an_inner_nul_is_refused() {
+    const kmscks::Client kms = kmscks::Client::open();
+    const std::string key = kms.create_key();
+    EXPECT(kmscks::ByteView("hello").size() == 5);
+    EXPECT(kmscks::ByteView("").size() == 0);
+    const kmscks::SecretBytes hello = kms.decrypt(kms.encrypt(key, "hello"));
+    EXPECT(text(hello) == "hello" && hello.size() == 5);
+
+    const char no_nul[3] = {'a', 'b', 'c'};
+    EXPECT(text(kms.decrypt(kms.encrypt(key, no_nul))) == "abc");
+
+    static const char binary[16] = {0x11, 0x22, 0x00, 0x33, 0x44, 0x55, 0x66, 0x77,
+                                    0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19};
+    kmscks::Error e = EXPECT_ERROR(KMSCKS_INVALID_ARGUMENT, kms.encrypt(key, binary));
+    EXPECT(contains(e.detail(), "const char[16]: it holds a NUL byte at offset 2"));
+    e = EXPECT_ERROR(KMSCKS_INVALID_ARGUMENT, kmscks::ByteView("a\0b"));
+    EXPECT(contains(e.detail(), "const char[4]: it holds a NUL byte at offset 1"));
+
+    // Pointers are C strings: read up to their first NUL.
+    const char *pointer = "hi\0there";
+    EXPECT(kmscks::ByteView(pointer).size() == 2);
+    EXPECT(kmscks::ByteView(static_cast<const char *>(nullptr)).size() == 0);
+    EXPECT(kmscks::ByteView(nullptr).size() == 0);
+}
+
 void the_library_and_header_versions_agree() {
     EXPECT(kmscks::version() == KMSCKS_VERSION_STRING);
 }
@@ -462,6 +526,10 @@ int main(int argc, char **argv) {
         {"the_four_steps_and_the_store_states_through_the_wrapper",
          the_four_steps_and_the_store_states_through_the_wrapper},
         {"one_client_serves_eight_threads_at_once", one_client_serves_eight_threads_at_once},
+        {"a_byte_array_is_read_whole_zero_bytes_included_and_a_char_buffer_by_its_length",
+         a_byte_array_is_read_whole_zero_bytes_included_and_a_char_buffer_by_its_length},
+        {"a_string_literal_is_its_text_and_a_const_char_array_with_an_inner_nul_is_refused",
+         a_string_literal_is_its_text_and_a_const_char_array_with_an_inner_nul_is_refused},
         {"the_library_and_header_versions_agree", the_library_and_header_versions_agree},
         {"connect_options_reach_the_c_library_and_are_checked_there",
          connect_options_reach_the_c_library_and_are_checked_there},
