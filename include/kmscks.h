@@ -435,7 +435,10 @@ typedef struct {
 /**
  * Options of `kmscks_open_with`. Fill with `kmscks_open_options_init()` first (it sets
  * `struct_size` and the defaults), then change what you need: fields added in later versions
- * go at the end, and `struct_size` tells kmscks which ones the caller knows.
+ * go at the end, and `struct_size` tells kmscks which ones the caller knows. A program built
+ * against an older header is accepted (the fields it does not know keep their defaults), as
+ * is one built against a newer header (the fields this library does not know are ignored);
+ * a `struct_size` smaller than the first released struct's is `KMSCKS_INVALID_ARGUMENT`.
  */
 typedef struct {
     /**
@@ -457,7 +460,8 @@ typedef struct {
 
 /**
  * Options of `kmscks_connect_with`. Fill with `kmscks_connect_options_init()` first (it sets
- * `struct_size` and the defaults), then change what you need.
+ * `struct_size` and the defaults), then change what you need: `struct_size` works as
+ * `kmscks_open_options`'s does.
  */
 typedef struct {
     /**
@@ -630,7 +634,8 @@ void kmscks_open_options_init(kmscks_open_options *options);
 kmscks_result kmscks_open(const char *data_dir, kmscks_client **out);
 
 /**
- * `kmscks_open` with options (NULL: the defaults).
+ * `kmscks_open` with options (NULL: the defaults). A `struct_size` smaller than the first
+ * released `kmscks_open_options`: `KMSCKS_INVALID_ARGUMENT`.
  *
  * # Safety
  * As `kmscks_open`; `options` is NULL or a `kmscks_open_options` filled by
@@ -663,7 +668,8 @@ void kmscks_connect_options_init(kmscks_connect_options *options);
 
 /**
  * `kmscks_connect` with options (NULL: the defaults). A `reply_spin_us` over 1,000,000 or a
- * `struct_size` under `kmscks_connect_options_init`'s: `KMSCKS_INVALID_ARGUMENT`.
+ * `struct_size` smaller than the first released `kmscks_connect_options`:
+ * `KMSCKS_INVALID_ARGUMENT`.
  *
  * # Safety
  * As `kmscks_connect`; `options` is NULL or a `kmscks_connect_options` filled by

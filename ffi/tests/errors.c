@@ -519,11 +519,34 @@ static void stores(const kmscks_client *c) {
 static void open_errors(const char *data_dir) {
     kmscks_client *c2 = (kmscks_client *)SENTINEL;
     kmscks_open_options options;
+    /* A struct as a later header may declare it: fields appended, which kmscks ignores. */
+    struct {
+        kmscks_open_options known;
+        uint64_t appended[3];
+    } newer;
+    char smallest[80];
+
     kmscks_open_options_init(&options);
+    /* Today's struct is the first released one: the smallest struct_size accepted. */
+    snprintf(smallest, sizeof smallest, "below %zu, the smallest accepted", sizeof options);
     options.struct_size = 4;
     CHECK_CODE(kmscks_open_with(NULL, &options, &c2), KMSCKS_INVALID_ARGUMENT);
     CHECK_MSG("argument options: struct_size is 4");
+    CHECK_MSG(smallest);
     CHECK(c2 == (kmscks_client *)SENTINEL);
+    options.struct_size = sizeof options - 1;
+    CHECK_CODE(kmscks_open_with(NULL, &options, &c2), KMSCKS_INVALID_ARGUMENT);
+    CHECK_MSG(smallest);
+    CHECK(c2 == (kmscks_client *)SENTINEL);
+    /* A newer header's larger struct is accepted, read as far as this library knows it. */
+    memset(&newer, 0xA5, sizeof newer);
+    kmscks_open_options_init(&newer.known);
+    newer.known.struct_size = sizeof newer;
+    newer.known.hsm_password_iterations = 1000;
+    CHECK_OK(kmscks_open_with(NULL, &newer.known, &c2));
+    CHECK(c2 != NULL && c2 != (kmscks_client *)SENTINEL);
+    kmscks_close(c2);
+    c2 = (kmscks_client *)SENTINEL;
     /* The directory is this process's already. */
     CHECK_CODE(kmscks_open(data_dir, &c2), KMSCKS_STORE_IN_USE);
     CHECK(c2 == (kmscks_client *)SENTINEL);
@@ -547,6 +570,7 @@ static void connect_options(const char *socket_path, const char *key) {
     options.struct_size = 4;
     CHECK_CODE(kmscks_connect_with(socket_path, &options, &c2), KMSCKS_INVALID_ARGUMENT);
     CHECK_MSG("argument options: struct_size is 4");
+    CHECK_MSG("the smallest accepted (fill it with kmscks_connect_options_init)");
     CHECK(c2 == (kmscks_client *)SENTINEL);
     kmscks_connect_options_init(&options);
     options.reply_spin_us = 1000001;

@@ -50,7 +50,10 @@ pub(super) use expect_response;
 
 /// Options of `kmscks_open_with`. Fill with `kmscks_open_options_init()` first (it sets
 /// `struct_size` and the defaults), then change what you need: fields added in later versions
-/// go at the end, and `struct_size` tells kmscks which ones the caller knows.
+/// go at the end, and `struct_size` tells kmscks which ones the caller knows. A program built
+/// against an older header is accepted (the fields it does not know keep their defaults), as
+/// is one built against a newer header (the fields this library does not know are ignored);
+/// a `struct_size` smaller than the first released struct's is `KMSCKS_INVALID_ARGUMENT`.
 #[repr(C)]
 #[derive(Debug)]
 pub struct kmscks_open_options {
@@ -73,16 +76,7 @@ pub struct kmscks_open_options {
 pub unsafe extern "C" fn kmscks_open_options_init(options: *mut kmscks_open_options) {
     if let Some(o) = super::boundary::optional_out(options) {
         // SAFETY: non-NULL, writable by the caller's contract.
-        unsafe {
-            put(
-                o,
-                kmscks_open_options {
-                    struct_size: size_of::<kmscks_open_options>(),
-                    hsm_password_iterations: 0,
-                    connect_delay_ms: 0,
-                },
-            )
-        };
+        unsafe { put(o, kmscks_open_options::defaults()) };
     }
 }
 
@@ -103,7 +97,8 @@ pub unsafe extern "C" fn kmscks_open(
     unsafe { kmscks_open_with(data_dir, std::ptr::null(), out) }
 }
 
-/// `kmscks_open` with options (NULL: the defaults).
+/// `kmscks_open` with options (NULL: the defaults). A `struct_size` smaller than the first
+/// released `kmscks_open_options`: `KMSCKS_INVALID_ARGUMENT`.
 ///
 /// # Safety
 /// As `kmscks_open`; `options` is NULL or a `kmscks_open_options` filled by
@@ -130,26 +125,117 @@ pub unsafe extern "C" fn kmscks_open_with(
     })
 }
 
-/// The options at `options`, when their `struct_size` covers every field this library reads (a
-/// newer header's larger struct is read as far as this library knows it); else
-/// `KMSCKS_INVALID_ARGUMENT` naming the size and the function `init` that fills it.
+/// An options struct C fills and passes by pointer, its first field `struct_size` (the
+/// `sizeof` of the struct in the header the caller was built against). The struct only ever
+/// grows, by fields appended at the end, so that both older and newer callers can be read.
+///
+/// Every field must be an integer (valid whatever its bytes), since [`sized`] copies the
+/// caller's bytes into it. A field added later must start at or past the end of every earlier
+/// layout, tail padding included (insert a `_reserved` field to get there if need be): the
+/// caller of an earlier layout passes that padding, uninitialised, as if it held the field.
+/// And the init functions write a whole struct of this library's layout, which would overrun
+/// the smaller struct of a program built against an earlier header: before a field is added,
+/// they must change (write only the first layout's bytes, or take the caller's size).
+trait Options: Sized {
+    /// `sizeof` the first released layout of the struct: the smallest `struct_size` accepted
+    /// (what a program built against the first header passes). It must never change, even
+    /// when fields are added: a program built against that header still passes it.
+    const V1_SIZE: usize;
+    /// The function that fills the struct, which the refusal of a wrong size names.
+    const INIT: &'static str;
+    /// The struct as its init function fills it: these defaults stay in the fields a caller
+    /// built against an older header does not know.
+    fn defaults() -> Self;
+}
+
+/// The first released layout of `kmscks_open_options` (kmscks 0.1), kept only for its size,
+/// `kmscks_open_options::V1_SIZE`. Never change it: add fields to `kmscks_open_options`.
+#[repr(C)]
+#[allow(dead_code)] // never made: only its size (and, in tests, its offsets) are read
+struct OpenOptionsV1 {
+    struct_size: usize,
+    hsm_password_iterations: u32,
+    connect_delay_ms: u32,
+}
+
+impl Options for kmscks_open_options {
+    const V1_SIZE: usize = size_of::<OpenOptionsV1>();
+    const INIT: &'static str = "kmscks_open_options_init";
+    fn defaults() -> Self {
+        kmscks_open_options {
+            struct_size: size_of::<kmscks_open_options>(),
+            hsm_password_iterations: 0,
+            connect_delay_ms: 0,
+        }
+    }
+}
+
+/// The first released layout of `kmscks_connect_options` (kmscks 0.1), kept only for its
+/// size, `kmscks_connect_options::V1_SIZE`. Never change it: add fields to
+/// `kmscks_connect_options`.
+#[repr(C)]
+#[allow(dead_code)] // never made: only its size (and, in tests, its offsets) are read
+struct ConnectOptionsV1 {
+    struct_size: usize,
+    reply_spin_us: u32,
+}
+
+impl Options for kmscks_connect_options {
+    const V1_SIZE: usize = size_of::<ConnectOptionsV1>();
+    const INIT: &'static str = "kmscks_connect_options_init";
+    fn defaults() -> Self {
+        let spin = crate::client::DEFAULT_REPLY_SPIN.as_micros();
+        kmscks_connect_options {
+            struct_size: size_of::<kmscks_connect_options>(),
+            // The default is microseconds, far below u32::MAX.
+            reply_spin_us: u32::try_from(spin).unwrap_or(MAX_REPLY_SPIN_US),
+        }
+    }
+}
+
+// A struct only grows: today's layout holds the first one (`tests` checks field by field).
+const _: () = assert!(size_of::<kmscks_open_options>() >= kmscks_open_options::V1_SIZE);
+const _: () = assert!(size_of::<kmscks_connect_options>() >= kmscks_connect_options::V1_SIZE);
+
+/// A copy of the options at `options`, read as far as both the caller and this library know
+/// them: the first `min(struct_size, size_of::<T>())` bytes, over `T::defaults()`. So a caller
+/// built against an older header (a smaller `struct_size`) gets the defaults in the fields it
+/// does not know, and one built against a newer header (a larger one) has the fields this
+/// library does not know ignored. A `struct_size` under the first released layout's
+/// (`T::V1_SIZE`) is no caller's: `KMSCKS_INVALID_ARGUMENT` naming it and the smallest
+/// accepted.
 ///
 /// # Safety
 /// `options` is non-NULL, its first field a `usize` struct_size, and that many bytes readable.
-unsafe fn sized<'a, T>(options: *const T, init: &str) -> CResult<&'a T> {
-    // SAFETY: non-NULL; the first field is readable by the caller's contract.
+unsafe fn sized<T: Options>(options: *const T) -> CResult<T> {
+    // SAFETY: non-NULL; the first field, a usize, is readable by the caller's contract.
     let size = unsafe { options.cast::<usize>().read_unaligned() };
-    if size < size_of::<T>() {
+    if size < T::V1_SIZE {
         return Err(Failure::invalid(
             "options",
             format!(
-                "struct_size is {size}, not {} (fill it with {init})",
-                size_of::<T>()
+                "struct_size is {size}, below {}, the smallest accepted (fill it with {})",
+                T::V1_SIZE,
+                T::INIT
             ),
         ));
     }
-    // SAFETY: at least a whole `T` readable, as struct_size says.
-    Ok(unsafe { &*options })
+    let mut value = T::defaults();
+    let known = size.min(size_of::<T>());
+    // SAFETY: `known` bytes are readable at `options` (known <= struct_size, and struct_size
+    // bytes are readable by the caller's contract) and writable in `value` (known <=
+    // size_of::<T>()); `value` is a local, so the two do not overlap; bytes need no
+    // alignment. The result is a valid `T` whatever was copied: every field is an integer
+    // (the `Options` rule), valid for any initialised bytes, and the caller initialised its
+    // fields (a field it does not know lies past `known`, so keeps its default).
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            options.cast::<u8>(),
+            std::ptr::addr_of_mut!(value).cast::<u8>(),
+            known,
+        );
+    }
+    Ok(value)
 }
 
 /// The configuration `options` asks for.
@@ -162,7 +248,7 @@ unsafe fn config(options: *const kmscks_open_options) -> CResult<KmsConfig> {
         return Ok(config);
     }
     // SAFETY: non-NULL; readable as far as its struct_size by the caller's contract.
-    let o = unsafe { sized(options, "kmscks_open_options_init") }?;
+    let o = unsafe { sized(options) }?;
     if o.hsm_password_iterations != 0 {
         config.hsm_password_iterations = o.hsm_password_iterations;
     }
@@ -196,7 +282,8 @@ pub unsafe extern "C" fn kmscks_connect(
 pub(super) const MAX_REPLY_SPIN_US: u32 = 1_000_000;
 
 /// Options of `kmscks_connect_with`. Fill with `kmscks_connect_options_init()` first (it sets
-/// `struct_size` and the defaults), then change what you need.
+/// `struct_size` and the defaults), then change what you need: `struct_size` works as
+/// `kmscks_open_options`'s does.
 #[repr(C)]
 #[derive(Debug)]
 pub struct kmscks_connect_options {
@@ -217,23 +304,14 @@ pub struct kmscks_connect_options {
 #[no_mangle]
 pub unsafe extern "C" fn kmscks_connect_options_init(options: *mut kmscks_connect_options) {
     if let Some(o) = super::boundary::optional_out(options) {
-        let spin = crate::client::DEFAULT_REPLY_SPIN.as_micros();
         // SAFETY: non-NULL, writable by the caller's contract.
-        unsafe {
-            put(
-                o,
-                kmscks_connect_options {
-                    struct_size: size_of::<kmscks_connect_options>(),
-                    // The default is microseconds, far below u32::MAX.
-                    reply_spin_us: u32::try_from(spin).unwrap_or(MAX_REPLY_SPIN_US),
-                },
-            )
-        };
+        unsafe { put(o, kmscks_connect_options::defaults()) };
     }
 }
 
 /// `kmscks_connect` with options (NULL: the defaults). A `reply_spin_us` over 1,000,000 or a
-/// `struct_size` under `kmscks_connect_options_init`'s: `KMSCKS_INVALID_ARGUMENT`.
+/// `struct_size` smaller than the first released `kmscks_connect_options`:
+/// `KMSCKS_INVALID_ARGUMENT`.
 ///
 /// # Safety
 /// As `kmscks_connect`; `options` is NULL or a `kmscks_connect_options` filled by
@@ -270,7 +348,7 @@ unsafe fn connect_options(
         return Ok(builder);
     }
     // SAFETY: non-NULL; readable as far as its struct_size by the caller's contract.
-    let o = unsafe { sized(options, "kmscks_connect_options_init") }?;
+    let o = unsafe { sized(options) }?;
     if o.reply_spin_us > MAX_REPLY_SPIN_US {
         return Err(Failure::invalid(
             "options",
@@ -327,3 +405,163 @@ const _: fn() = || {
     fn shareable<T: Send + Sync>() {}
     shareable::<kmscks_client>();
 };
+
+#[cfg(test)]
+mod tests {
+    use std::mem::offset_of;
+
+    use super::*;
+
+    /// The failure `sized` gives for `options`, which must be refused.
+    fn refusal<T: Options>(options: &T) -> Failure {
+        // SAFETY: a live struct, its first field a usize; `sized` reads at most its size.
+        match unsafe { sized(options) } {
+            Ok(_) => panic!("a struct_size below {} was accepted", T::V1_SIZE),
+            Err(failure) => failure,
+        }
+    }
+
+    #[test]
+    fn the_first_released_layouts_are_a_prefix_of_todays_structs() {
+        type O = kmscks_open_options;
+        assert_eq!(
+            offset_of!(OpenOptionsV1, struct_size),
+            offset_of!(O, struct_size)
+        );
+        assert_eq!(
+            offset_of!(OpenOptionsV1, hsm_password_iterations),
+            offset_of!(O, hsm_password_iterations)
+        );
+        assert_eq!(
+            offset_of!(OpenOptionsV1, connect_delay_ms),
+            offset_of!(O, connect_delay_ms)
+        );
+        type C = kmscks_connect_options;
+        assert_eq!(
+            offset_of!(ConnectOptionsV1, struct_size),
+            offset_of!(C, struct_size)
+        );
+        assert_eq!(
+            offset_of!(ConnectOptionsV1, reply_spin_us),
+            offset_of!(C, reply_spin_us)
+        );
+    }
+
+    #[test]
+    fn a_struct_size_below_the_first_layout_is_refused_naming_it_and_the_smallest_accepted() {
+        for size in [0, 4, kmscks_open_options::V1_SIZE - 1] {
+            let mut o = kmscks_open_options::defaults();
+            o.struct_size = size;
+            let failure = refusal(&o);
+            assert_eq!(failure.code, kmscks_result::KMSCKS_INVALID_ARGUMENT);
+            let expected = format!(
+                "argument options: struct_size is {size}, below {}, the smallest accepted \
+                 (fill it with kmscks_open_options_init)",
+                kmscks_open_options::V1_SIZE
+            );
+            assert_eq!(failure.message, expected);
+        }
+        let mut o = kmscks_connect_options::defaults();
+        o.struct_size = kmscks_connect_options::V1_SIZE - 1;
+        let failure = refusal(&o);
+        assert_eq!(failure.code, kmscks_result::KMSCKS_INVALID_ARGUMENT);
+        let expected = format!(
+            "struct_size is {}, below {}, the smallest accepted (fill it with \
+             kmscks_connect_options_init)",
+            kmscks_connect_options::V1_SIZE - 1,
+            kmscks_connect_options::V1_SIZE
+        );
+        assert!(failure.message.contains(&expected), "{}", failure.message);
+    }
+
+    #[test]
+    fn a_struct_size_of_exactly_the_first_layout_is_accepted_and_every_field_read() {
+        let o = kmscks_open_options {
+            struct_size: kmscks_open_options::V1_SIZE,
+            hsm_password_iterations: 1234,
+            connect_delay_ms: 56,
+        };
+        // SAFETY: a live struct of V1_SIZE bytes or more (the const assertion above).
+        let read = unsafe { sized(&o) }.expect("the first layout's size is accepted");
+        assert_eq!(read.struct_size, kmscks_open_options::V1_SIZE);
+        assert_eq!(read.hsm_password_iterations, 1234);
+        assert_eq!(read.connect_delay_ms, 56);
+
+        let o = kmscks_connect_options {
+            struct_size: kmscks_connect_options::V1_SIZE,
+            reply_spin_us: 789,
+        };
+        // SAFETY: as above.
+        let read = unsafe { sized(&o) }.expect("the first layout's size is accepted");
+        assert_eq!(read.reply_spin_us, 789);
+    }
+
+    #[test]
+    fn a_larger_struct_size_from_a_newer_header_is_accepted_and_the_known_fields_read() {
+        /// A later header's struct: today's, then fields this library does not know (zero,
+        /// as its init would leave them, and one set: neither changes what is read).
+        #[repr(C)]
+        struct Newer {
+            known: kmscks_open_options,
+            appended: [u64; 3],
+        }
+        let newer = Newer {
+            known: kmscks_open_options {
+                struct_size: size_of::<Newer>(),
+                hsm_password_iterations: 1000,
+                connect_delay_ms: 5,
+            },
+            appended: [0, 0, u64::MAX],
+        };
+        // SAFETY: `struct_size` (size_of::<Newer>()) bytes are readable at `newer.known`.
+        let read = unsafe { sized(std::ptr::addr_of!(newer).cast::<kmscks_open_options>()) }
+            .expect("a newer header's size is accepted");
+        assert_eq!(read.struct_size, size_of::<Newer>());
+        assert_eq!(read.hsm_password_iterations, 1000);
+        assert_eq!(read.connect_delay_ms, 5);
+    }
+
+    /// An options struct as a later version of this library would have it: a field `added`
+    /// appended to a first layout of `struct_size` and `first`.
+    #[repr(C)]
+    struct Grown {
+        struct_size: usize,
+        first: u64,
+        added: u64,
+    }
+
+    /// `Grown`'s first released layout.
+    #[repr(C)]
+    #[allow(dead_code)] // its fields are read as `Grown`'s bytes, never by name
+    struct GrownV1 {
+        struct_size: usize,
+        first: u64,
+    }
+
+    impl Options for Grown {
+        const V1_SIZE: usize = size_of::<GrownV1>();
+        const INIT: &'static str = "grown_init";
+        fn defaults() -> Self {
+            Grown {
+                struct_size: size_of::<Grown>(),
+                first: 1,
+                added: 7,
+            }
+        }
+    }
+
+    #[test]
+    fn fields_a_caller_built_against_an_older_header_does_not_know_keep_their_defaults() {
+        let old = GrownV1 {
+            struct_size: size_of::<GrownV1>(),
+            first: 3,
+        };
+        // SAFETY: `struct_size` bytes are readable at `old`; `sized` reads no further (a
+        // `GrownV1` is smaller than a `Grown`).
+        let read = unsafe { sized(std::ptr::addr_of!(old).cast::<Grown>()) }
+            .expect("the first layout's size is accepted");
+        assert_eq!(read.struct_size, size_of::<GrownV1>());
+        assert_eq!(read.first, 3);
+        assert_eq!(read.added, 7);
+    }
+}
