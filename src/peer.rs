@@ -203,10 +203,7 @@ pub(crate) fn sock_diag_uid(
 
 /// The uid in a `NETLINK_SOCK_DIAG` answer to a request for the socket `asked`, as
 /// [`sock_diag_uid`] reads it.
-fn parse_sock_diag_answer(
-    answer: &[u8],
-    asked: &[u8; SOCKID_LEN],
-) -> std::io::Result<Option<u32>> {
+fn parse_sock_diag_answer(answer: &[u8], asked: &[u8; SOCKID_LEN]) -> std::io::Result<Option<u32>> {
     let bad = |what: &str| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
