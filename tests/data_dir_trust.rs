@@ -1,8 +1,8 @@
 //! Nothing in a data directory is trusted unless this process's uid owns it: a directory
-//! another user may write, a symlink in place of the directory, a planted symlink where a
-//! temporary file will be written, a key file of another owner, a journal or snapshot another
-//! user may write — each is refused or defused, and the refusal names the path and what is
-//! wrong with it.
+//! another user may write, a symlink in place of the directory or another user's symlink on
+//! the path to it, a planted symlink where a temporary file will be written, a key file of
+//! another owner, a journal or snapshot another user may write — each is refused or defused,
+//! and the refusal names the path and what is wrong with it.
 
 mod support;
 
@@ -40,6 +40,60 @@ fn a_symlink_in_place_of_the_data_directory_is_refused() {
     let e = Kms::open(&link).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::StorageException, "{e}");
     assert!(e.message().contains("not a directory"), "{e}");
+}
+
+/// A directory others may write to with the sticky bit, as `/tmp` or a `root:team 1770` team
+/// directory: trusted, since only an entry's owner may replace the entry.
+fn sticky_dir(path: &std::path::Path) {
+    fs::create_dir(path).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o1777)).unwrap();
+}
+
+#[test]
+fn a_symlink_on_the_path_owned_by_another_user_is_refused_naming_it_and_its_owner() {
+    if !support::runnable(&[Need::Root]) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let team = t.path().join("team");
+    sticky_dir(&team);
+    let victim = t.path().join("victim");
+    fs::create_dir(&victim).unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o700)).unwrap();
+    // Another user's link in the team directory: they may re-point it at any time, and the
+    // journals, snapshots and key files written through it would land in their directory.
+    let link = team.join("link");
+    symlink(&victim, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(65534), None).unwrap();
+    let e = Kms::open(link.join("data")).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::StorageException, "{e}");
+    let want = format!(
+        "{}, which is a symbolic link owned by uid 65534",
+        link.display()
+    );
+    assert!(e.message().contains(&want), "{e}");
+    assert!(
+        !victim.join("data").exists(),
+        "nothing is created through the link"
+    );
+    // Given by a path without the link, the same directory opens.
+    Kms::open(victim.join("data")).unwrap();
+}
+
+#[test]
+fn a_symlink_on_the_path_owned_by_us_is_followed() {
+    let t = tempfile::tempdir().unwrap();
+    let team = t.path().join("team");
+    sticky_dir(&team);
+    let mine = t.path().join("mine");
+    fs::create_dir(&mine).unwrap();
+    fs::set_permissions(&mine, fs::Permissions::from_mode(0o700)).unwrap();
+    let link = team.join("link");
+    symlink(&mine, &link).unwrap();
+    let kms = Kms::open(link.join("data")).unwrap();
+    kms.create_key(&CreateKeyRequest::default()).unwrap();
+    drop(kms);
+    assert!(mine.join("data/keys").is_dir());
 }
 
 #[test]

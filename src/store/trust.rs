@@ -8,7 +8,9 @@
 //! checked as well ([`check_ancestors`], as OpenSSH's `StrictModes` checks a home directory):
 //! every directory above it must be owned by root or by us, and not writable by group or
 //! others unless it has the sticky bit (as `/tmp` has: there only an entry's owner may rename
-//! or remove it).
+//! or remove it). For the same reason every symbolic link on the way must be owned by root or
+//! by us (in a sticky directory its owner may still replace it), and the path it leads to is
+//! checked in turn.
 //!
 //! A directory the store creates is made durable in its parent ([`create_private_dir`]): each
 //! level created is followed by an fsync of the directory that holds it, and the target's own
@@ -86,55 +88,113 @@ fn not_ours(meta: &Metadata, (of_its_kind, not_of_its_kind): (bool, &str)) -> Op
     }
 }
 
-/// Refuses `dir` when a directory above it (on the path as given, or on the path its symbolic
-/// links lead to) lets another user replace it: one owned by neither root nor this process's
-/// effective uid, or one group or others may write to without the sticky bit.
-/// `StorageException` naming the data directory, the directory above it, its owner and mode.
-/// Directories that do not exist yet are not checked (the store creates them, mode 0700).
+/// Refuses `dir` when an entry above it (on the path as given, or on the paths its symbolic
+/// links lead to) lets another user replace it: a directory owned by neither root nor this
+/// process's effective uid, or one group or others may write to without the sticky bit; or a
+/// symbolic link owned by neither (its owner may re-point it wherever the directory holding
+/// it has the sticky bit, and may replace it anyway wherever they may write that directory).
+/// `StorageException` naming the data directory, the entry above it, its owner (and mode).
+/// Entries that do not exist yet are not checked (the store creates them, mode 0700).
 pub(crate) fn check_ancestors(dir: &Path) -> Result<()> {
     let me = crate::peer::effective_uid();
     let abs = std::path::absolute(dir).map_err(|e| io_error("resolve the path of", dir, e))?;
-    let refuse = |above: &Path, problem: String| {
-        err!(
-            StorageException,
-            "data directory {} lies under {}, which {problem}: another user could move the \
-             data directory away and put their own in its place; kmscks trusts nothing in a \
-             directory it does not own (choose a data directory whose every parent is owned by \
-             root or uid {me} and not writable by group or others, or has the sticky bit as \
-             /tmp has)",
-            dir.display(),
-            above.display()
-        )
+    // The path as given, and, through every link on it, the paths the links lead to. The data
+    // directory itself is left to `check_owned_dir` (which refuses a link there outright).
+    let mut links = 0;
+    let Some(deepest) = check_entries(dir, &abs, 1, me, &mut links)? else {
+        return Ok(());
     };
-    // The path as given: a symbolic link on it cannot be changed, only replaced by whoever
-    // may write the directory holding it, which is checked in turn.
+    // The path its links lead to, once all are resolved: the deepest existing entry above,
+    // and every directory above that (already checked on the way; checked again as resolved,
+    // which is what every later operation goes through).
+    let real = fs::canonicalize(&deepest).map_err(|e| io_error("resolve", &deepest, e))?;
+    for above in real.ancestors() {
+        let meta = fs::metadata(above).map_err(|e| io_error("inspect directory", above, e))?;
+        if let Some(problem) = foreign(&meta, me) {
+            return Err(refuse_above(dir, above, &problem, me));
+        }
+    }
+    Ok(())
+}
+
+/// How many symbolic links [`check_entries`] follows for one data directory before it gives
+/// up: Linux's own limit for resolving one path (`MAXSYMLINKS`).
+const MAX_LINKS: u32 = 40;
+
+/// Checks every existing entry of `path` and of its ancestors, skipping the first `skip` of
+/// them (`path` itself with 1), for [`check_ancestors`] of the data directory `dir`: a
+/// directory as [`foreign`] judges it; a symbolic link by its owner alone (its mode means
+/// nothing), then the path it leads to, entry by entry, the same way (`links` counts the
+/// links followed, against [`MAX_LINKS`]). Why a link's owner: in a directory with the sticky
+/// bit (`/tmp`, a `root:team 1770` team directory) the directory is rightly trusted, yet a
+/// link in it may still be re-pointed by its owner, who would then receive the journals,
+/// snapshots and key files written through it — and could put back an older journal, undoing
+/// an acknowledged DisableKey. Returns the deepest existing entry checked, if any.
+fn check_entries(
+    dir: &Path,
+    path: &Path,
+    skip: usize,
+    me: u32,
+    links: &mut u32,
+) -> Result<Option<PathBuf>> {
     let mut deepest = None;
-    for above in abs.ancestors().skip(1) {
+    for above in path.ancestors().skip(skip) {
         let meta = match fs::symlink_metadata(above) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(io_error("inspect directory", above, e)),
             Ok(meta) => meta,
         };
-        deepest.get_or_insert(above);
+        deepest.get_or_insert_with(|| above.to_path_buf());
         if !meta.file_type().is_symlink() {
             if let Some(problem) = foreign(&meta, me) {
-                return Err(refuse(above, problem));
+                return Err(refuse_above(dir, above, &problem, me));
             }
+            continue;
         }
-    }
-    // The path its links lead to: the deepest existing directory above, resolved, and every
-    // directory above that.
-    let Some(deepest) = deepest else {
-        return Ok(());
-    };
-    let real = fs::canonicalize(deepest).map_err(|e| io_error("resolve", deepest, e))?;
-    for above in real.ancestors() {
-        let meta = fs::metadata(above).map_err(|e| io_error("inspect directory", above, e))?;
-        if let Some(problem) = foreign(&meta, me) {
-            return Err(refuse(above, problem));
+        let owner = meta.uid();
+        if owner != 0 && owner != me {
+            return Err(err!(
+                StorageException,
+                "data directory {} lies under {}, which is a symbolic link owned by uid \
+                 {owner}: its owner could point it elsewhere and have the data directory's \
+                 journals, snapshots and keys written where they choose; kmscks trusts nothing \
+                 in a directory it does not own (give the data directory by a path without \
+                 that link, or through a link owned by root or uid {me})",
+                dir.display(),
+                above.display()
+            ));
         }
+        *links += 1;
+        if *links > MAX_LINKS {
+            return Err(err!(
+                StorageException,
+                "data directory {} lies under {}: more than {MAX_LINKS} symbolic links were \
+                 followed checking the path to it (a loop of links?)",
+                dir.display(),
+                above.display()
+            ));
+        }
+        let target = fs::read_link(above).map_err(|e| io_error("read symbolic link", above, e))?;
+        // A relative target is resolved from the directory holding the link; an absolute one
+        // replaces it (`join`).
+        check_entries(dir, &parent_of(above).join(target), 0, me, links)?;
     }
-    Ok(())
+    Ok(deepest)
+}
+
+/// The refusal of data directory `dir` because of the directory `above` it, which `problem`
+/// describes (the uid `me` runs kmscks).
+fn refuse_above(dir: &Path, above: &Path, problem: &str, me: u32) -> crate::KmsError {
+    err!(
+        StorageException,
+        "data directory {} lies under {}, which {problem}: another user could move the \
+         data directory away and put their own in its place; kmscks trusts nothing in a \
+         directory it does not own (choose a data directory whose every parent is owned by \
+         root or uid {me} and not writable by group or others, or has the sticky bit as \
+         /tmp has)",
+        dir.display(),
+        above.display()
+    )
 }
 
 /// What lets another user than `me` replace an entry of the directory `meta` describes.
@@ -237,6 +297,77 @@ mod tests {
         // The same chain without the writable directory is trusted.
         fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
         check_ancestors(&link.join("data")).unwrap();
+    }
+
+    #[test]
+    fn a_link_on_the_path_owned_by_another_user_is_refused_naming_it_and_its_owner() {
+        if crate::peer::effective_uid() != 0 {
+            eprintln!("skipped: giving a symbolic link to another uid needs root");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        // A team directory: others may write to it, but only an entry's owner may replace
+        // the entry, so the directory is trusted; the link in it is its owner's to re-point.
+        let team = t.path().join("team");
+        mkdir_mode(&team, 0o1777);
+        let victim = t.path().join("victim");
+        mkdir_mode(&victim, 0o700);
+        let link = team.join("link");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+        let e = crate::store::DataDir::lock(&link.join("data")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::StorageException, "{e}");
+        let text = e.to_string();
+        let want = format!("{}, which is a symbolic link owned by uid 65534", link.display());
+        assert!(text.contains(&want), "{text}");
+        assert!(!victim.join("data").exists(), "nothing is created through the link");
+    }
+
+    #[test]
+    fn a_link_on_the_path_owned_by_us_in_a_sticky_directory_is_trusted() {
+        let t = tempfile::tempdir().unwrap();
+        let team = t.path().join("team");
+        mkdir_mode(&team, 0o1777);
+        let mine = t.path().join("mine");
+        mkdir_mode(&mine, 0o700);
+        let link = team.join("link");
+        std::os::unix::fs::symlink(&mine, &link).unwrap();
+        crate::store::DataDir::lock(&link.join("data")).unwrap();
+        assert!(mine.join("data").is_dir());
+    }
+
+    #[test]
+    fn a_link_reached_through_another_link_is_checked_for_its_owner_too() {
+        if crate::peer::effective_uid() != 0 {
+            eprintln!("skipped: giving a symbolic link to another uid needs root");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let team = t.path().join("team");
+        mkdir_mode(&team, 0o1777);
+        let mine = t.path().join("mine");
+        mkdir_mode(&mine, 0o700);
+        // Ours, leading to theirs (relative, so resolved from the directory holding it),
+        // leading to a private directory: the path as given shows only our link.
+        let theirs = team.join("theirs");
+        std::os::unix::fs::symlink(&mine, &theirs).unwrap();
+        std::os::unix::fs::lchown(&theirs, Some(65534), Some(65534)).unwrap();
+        let ours = t.path().join("ours");
+        std::os::unix::fs::symlink("team/theirs", &ours).unwrap();
+        let e = check_ancestors(&ours.join("data")).unwrap_err();
+        let want = "theirs, which is a symbolic link owned by uid 65534";
+        assert!(e.to_string().contains(want), "{e}");
+    }
+
+    #[test]
+    fn a_loop_of_links_on_the_path_is_refused_not_followed_forever() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        std::os::unix::fs::symlink(&a, &b).unwrap();
+        let e = check_ancestors(&a.join("data")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::StorageException, "{e}");
+        assert!(e.to_string().contains("more than 40 symbolic links"), "{e}");
     }
 
     #[test]
