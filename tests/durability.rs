@@ -845,6 +845,48 @@ fn flipped_byte_inside_a_snapshot_names_file_and_offset() {
     open(&dir, &config);
 }
 
+#[test]
+fn a_used_data_directory_whose_master_key_is_missing_is_refused_and_no_key_is_minted() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("data");
+    let (config, _clock) = config();
+    small_dir(&dir, &config);
+    let master = dir.join("keys").join(format!("{MASTER_KEY}.key"));
+    fs::remove_file(&master).unwrap();
+    let files = file_names(&dir);
+    // A new master key could authenticate none of the journal and snapshot: they would be
+    // refused as if tampered with, and the new key file would stay.
+    let e = assert_aws(try_open(&dir, &config), ErrorKind::StorageException);
+    let want = format!(
+        "the master key {} is missing, but the data directory holds",
+        master.display()
+    );
+    assert!(e.message().contains(&want), "{e}");
+    assert!(!master.exists(), "a new master key was written");
+    assert_eq!(file_names(&dir.join("keys")), Vec::<String>::new());
+    assert_eq!(
+        file_names(&dir),
+        files,
+        "a refused open changed the directory"
+    );
+}
+
+#[test]
+fn a_temporary_key_file_a_killed_open_left_is_removed_at_the_next_open() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("data");
+    let (config, _clock) = config();
+    small_dir(&dir, &config);
+    let keys = dir.join("keys");
+    // What a kill between creating the key file (a hard link) and removing its temporary name
+    // leaves: a second name for the master key, in the clear without a passphrase.
+    let left = keys.join(format!(".{MASTER_KEY}.00000000deadbeef.tmp"));
+    fs::hard_link(keys.join(format!("{MASTER_KEY}.key")), &left).unwrap();
+    drop(open(&dir, &config));
+    assert!(!left.exists(), "the temporary copy is still there");
+    assert_eq!(file_names(&keys), [format!("{MASTER_KEY}.key")]);
+}
+
 // ---- Secrets at rest ------------------------------------------------------------------------
 
 fn all_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -109,6 +109,40 @@ fn torn_tail_at_every_offset_is_dropped_and_repaired() {
 }
 
 #[test]
+fn a_last_record_failing_its_payload_check_is_cut_away_and_kept_byte_for_byte() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let n = 3;
+    let starts = write_records(t.path(), n);
+    let journal = t.path().join("journal-0.log");
+    let mut bad = fs::read(&journal).unwrap();
+    let last = starts[n - 1] as usize;
+    // One payload bit of the last frame: its header verifies and its whole declared length
+    // and tag are there, yet its checksum fails. A torn write can look the same, so it is cut
+    // away — but it may as well be an acknowledged record (a revocation) damaged since.
+    bad[last + RECORD_HEADER_LEN + 3] ^= 0x10;
+    fs::write(&journal, &bad).unwrap();
+    let (d, r) = DataDir::open(t.path(), auth()).unwrap();
+    assert_eq!(r.records, (0..n - 1).map(record).collect::<Vec<_>>());
+    assert_eq!(r.dropped_torn_tail, Some((journal.clone(), last as u64)));
+    assert_eq!(fs::metadata(&journal).unwrap().len(), last as u64);
+    let kept = t.path().join(format!("journal-0.log.cut-{last}"));
+    assert_eq!(
+        fs::read(&kept).unwrap(),
+        &bad[last..],
+        "the cut bytes, kept"
+    );
+    let mode = fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // Later opens neither read the kept bytes as a journal nor remove them, nor refuse them.
+    drop(d);
+    let (_d, r) = DataDir::open(t.path(), auth()).unwrap();
+    assert_eq!(r.records.len(), n - 1);
+    assert_eq!(r.dropped_torn_tail, None);
+    assert_eq!(fs::read(&kept).unwrap(), &bad[last..]);
+}
+
+#[test]
 fn torn_batch_is_all_or_nothing() {
     let t = tempfile::tempdir().unwrap();
     let (mut d, _) = DataDir::open(t.path(), auth()).unwrap();
@@ -274,27 +308,54 @@ fn crash_before_snapshot_rename_keeps_old_generation() {
 }
 
 #[test]
-fn crash_after_rename_before_new_journal_gives_new_generation() {
+fn a_snapshot_whose_journal_is_missing_is_refused_naming_both_and_nothing_is_changed() {
     let t = tempfile::tempdir().unwrap();
     compacted_dir(t.path());
     let j1 = fs::read(t.path().join("journal-1.log")).unwrap();
-    let s1 = fs::read(t.path().join("snapshot-1.bin")).unwrap();
     let (mut d, _) = DataDir::open(t.path(), auth()).unwrap();
     d.compact(b"gen two state").unwrap();
+    d.append(b"acknowledged after the snapshot").unwrap();
     drop(d);
-    // Leave what a crash right after the snapshot rename leaves: old generation files still
-    // there, new snapshot in place, no new journal.
+    // No crash leaves this (the journal is made durable before its snapshot exists): a
+    // backup that left out the journals, say. Starting a fresh journal-2 would lose the
+    // record above without a word.
     fs::remove_file(t.path().join("journal-2.log")).unwrap();
+    let before = contents(t.path());
+    let e = DataDir::open(t.path(), auth()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::StorageException, "{e}");
+    let want = format!(
+        "{} has no journal-2.log: refusing to start from the snapshot alone",
+        t.path().join("snapshot-2.bin").display()
+    );
+    assert!(e.message().contains(&want), "{e}");
+    assert_eq!(
+        contents(t.path()),
+        before,
+        "a refused open changed the directory"
+    );
+    // An older journal beside it covers nothing written after the snapshot: refused all the
+    // same, and left in place.
     fs::write(t.path().join("journal-1.log"), &j1).unwrap();
-    fs::write(t.path().join("snapshot-1.bin"), &s1).unwrap();
-    let (mut d, r) = DataDir::open(t.path(), auth()).unwrap();
-    assert_eq!(r.generation, 2);
-    assert_eq!(r.snapshot.as_deref(), Some(&b"gen two state"[..]));
-    assert!(r.records.is_empty());
-    assert_eq!(names(t.path()), ["LOCK", "journal-2.log", "snapshot-2.bin"]);
-    d.append(b"z").unwrap();
-    drop(d);
-    assert_eq!(DataDir::open(t.path(), auth()).unwrap().1.records, [b"z"]);
+    let before = contents(t.path());
+    let e = DataDir::open(t.path(), auth()).unwrap_err();
+    assert!(e.message().contains(&want), "{e}");
+    assert_eq!(
+        contents(t.path()),
+        before,
+        "a refused open changed the directory"
+    );
+}
+
+/// Every file of `dir` with its bytes, sorted by name: what a refused open must leave as it
+/// was.
+fn contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    names(dir)
+        .into_iter()
+        .map(|n| {
+            let bytes = fs::read(dir.join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect()
 }
 
 #[test]

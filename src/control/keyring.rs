@@ -47,19 +47,52 @@ impl std::fmt::Debug for Keyring {
 
 impl Keyring {
     /// The keyring of the durable instance in `dir`, whose key files `options` protect: loads
-    /// (or creates) the master key now, so that a sealed key file with a missing or wrong
-    /// passphrase stops the open rather than a later operation.
+    /// the master key now, so that a sealed key file with a missing or wrong passphrase stops
+    /// the open rather than a later operation. It is created only in a directory holding no
+    /// snapshot or journal yet: one that does was written under a master key, and a new key
+    /// could authenticate none of it (the snapshot would then be refused as if tampered with),
+    /// so a missing key file is a `StorageException` naming it, and nothing is written. Then
+    /// removes the temporary key files a killed process left ([`keyfile::remove_stale_temps`];
+    /// a failure there is logged, not fatal).
     pub fn open(dir: &LockedDir, options: KeyFileOptions) -> Result<Keyring> {
         let mut keyring = Keyring {
             options,
             ..Keyring::default()
         };
-        keyring.create(Some(dir), MASTER_KEY)?;
+        match dir.store_file_written()? {
+            None => keyring.create(Some(dir), MASTER_KEY)?,
+            Some(written) => {
+                let Some(key) = keyfile::load_key_if_present(dir, MASTER_KEY, &keyring.options)?
+                else {
+                    let path = keyfile::key_path(dir, MASTER_KEY)?;
+                    return Err(err!(
+                        StorageException,
+                        "the master key {} is missing, but the data directory holds {}, \
+                         written under it: refusing to create a new master key, which could \
+                         read none of it (restore {} from a backup of this directory)",
+                        path.display(),
+                        written.display(),
+                        path.display()
+                    ));
+                };
+                keyring.keys.insert(MASTER_KEY.to_owned(), key);
+            }
+        }
+        // The directory is locked and nothing else of this process writes in it yet: every
+        // temporary key file there is a killed process's.
+        if let Err(e) = keyfile::remove_stale_temps(dir) {
+            tracing::warn!(
+                error = %e,
+                "temporary key files a killed process left could not be removed; the next \
+                 open tries again"
+            );
+        }
         Ok(keyring)
     }
 
     /// Opens the data directory `path` of a durable instance: locks it, opens the keyring
-    /// (the master key is read, or created in a new directory, before anything else), then
+    /// (the master key is read, or created in a directory holding no snapshot or journal yet,
+    /// before anything else), then
     /// recovers the journal and snapshots, authenticated with [`Keyring::store_auth`]. So a
     /// journal or snapshot changed offline is refused before any of it is replayed.
     pub fn open_data_dir(

@@ -15,9 +15,10 @@
 //!
 //! Recovery (`scan`): appends are fsynced one frame at a time, so only the last frame can be
 //! torn. A frame that is incomplete or fails its checksums with no verifying frame after it is
-//! a torn tail (the caller truncates it away); one followed by a verifying frame is damage. A
-//! frame whose checksums hold but whose tag does not was changed, not torn: damage wherever it
-//! is.
+//! a torn tail (the caller copies it aside, then truncates it away: a last record damaged
+//! after it was acknowledged looks the same, so its bytes are kept as evidence); one followed
+//! by a verifying frame is damage. A frame whose checksums hold but whose tag does not was
+//! changed, not torn: damage wherever it is.
 
 use std::path::Path;
 

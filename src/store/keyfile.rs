@@ -210,7 +210,8 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
-fn key_path(dir: &LockedDir, name: &str) -> Result<PathBuf> {
+/// The path of key `name`'s file in `dir` (a `ValidationException` for a bad name).
+pub(crate) fn key_path(dir: &LockedDir, name: &str) -> Result<PathBuf> {
     check_name(name)?;
     Ok(dir.path().join(KEYS_DIR).join(format!("{name}.key")))
 }
@@ -438,7 +439,8 @@ fn open_key(path: &Path, name: &str, data: &[u8], opts: &KeyFileOptions) -> Resu
 /// Replaces key file `path` with `key` sealed afresh, atomically: a temporary file beside it
 /// (random name, created with `O_EXCL` and `O_NOFOLLOW`, mode 0600), fsynced, renamed over
 /// `path`, then the directory fsynced. A crash leaves the old file or the new one, each
-/// holding the same key, and perhaps a `.tmp` (ignored: not a `.key` name).
+/// holding the same key, and perhaps a `.tmp` (not a `.key` name: never read, and removed at
+/// the next open by [`remove_stale_temps`]).
 fn reseal(path: &Path, name: &str, key: &KeyMaterial, opts: &KeyFileOptions) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -466,11 +468,68 @@ fn reseal(path: &Path, name: &str, key: &KeyMaterial, opts: &KeyFileOptions) -> 
     sync_dir(dir)
 }
 
-/// A fresh temporary name for key `name` in `keys`.
+/// A fresh temporary name for key `name` in `keys`: `.<name>.<16 hex digits>.tmp`, the one
+/// pattern [`temp_key_name`] recognizes.
 fn temp_path(keys: &Path, name: &str) -> PathBuf {
     let mut nonce = [0u8; 8];
     aws_lc_rs::rand::fill(&mut nonce).expect("system randomness unavailable");
     keys.join(format!(".{name}.{:016x}.tmp", u64::from_le_bytes(nonce)))
+}
+
+/// The key name in `file_name` if [`temp_path`] could have made it (`.<name>.<16 lowercase
+/// hex digits>.tmp`, `<name>` a valid key name); `None` for any other name, which is never
+/// ours to remove.
+fn temp_key_name(file_name: &str) -> Option<&str> {
+    let (name, nonce) = file_name
+        .strip_prefix('.')?
+        .strip_suffix(".tmp")?
+        .rsplit_once('.')?;
+    let hex = nonce.len() == 16
+        && nonce
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    (hex && check_name(name).is_ok()).then_some(name)
+}
+
+/// Removes the temporary key files a killed process left in `dir`'s `keys/`, and returns how
+/// many: those named as [`temp_path`] names them whose key file `<name>.key` exists. Why: a
+/// kill between [`load_or_create_key`]'s link and its removal of the temporary name, or
+/// before [`reseal`]'s rename, leaves it for good, and without a passphrase it holds the key
+/// in the clear, a copy nothing would ever remove. Beside its key file it is a second name for
+/// that file or a copy of the same key (or of one that lost a race and was never used); without
+/// it, it is left alone, as it may be the only trace of the key. Call it only while nothing
+/// else creates key files in `dir` (at open, under the directory's lock, before the store is
+/// served), since it cannot tell another thread's temporary file from a dead process's. The
+/// directory is fsynced if anything was removed.
+pub fn remove_stale_temps(dir: &impl AsRef<LockedDir>) -> Result<usize> {
+    let keys = dir.as_ref().path().join(KEYS_DIR);
+    let entries = match fs::read_dir(&keys) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_error("list", &keys, e)),
+        Ok(entries) => entries,
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error("list", &keys, e))?;
+        let file_name = entry.file_name();
+        let Some(name) = file_name.to_str().and_then(temp_key_name) else {
+            continue;
+        };
+        match fs::symlink_metadata(keys.join(format!("{name}.key"))) {
+            Ok(meta) if meta.file_type().is_file() => {}
+            _ => continue,
+        }
+        let path = keys.join(&file_name);
+        match fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("remove stale temporary key file", &path, e)),
+        }
+    }
+    if removed > 0 {
+        sync_dir(&keys)?;
+    }
+    Ok(removed)
 }
 
 /// Loads the wrapping key `name`; fails if it does not exist.
@@ -489,6 +548,20 @@ pub fn load_key(
             path.display()
         )),
     }
+}
+
+/// Loads the wrapping key `name` if its file exists (`Ok(None)` if it does not). For a caller
+/// that must not create the key, and must tell a missing file from one it cannot use (any
+/// other failure is an error, as in [`load_key`]).
+pub fn load_key_if_present(
+    dir: &impl AsRef<LockedDir>,
+    name: &str,
+    opts: &KeyFileOptions,
+) -> Result<Option<KeyMaterial>> {
+    let path = key_path(dir.as_ref(), name)?;
+    read_checked(&path)?
+        .map(|data| open_key(&path, name, &data, opts))
+        .transpose()
 }
 
 /// Loads the wrapping key `name`, creating a fresh random one (sealed if `opts` has a
@@ -669,6 +742,54 @@ mod tests {
         assert!(e.message().contains("does not exist"), "{e}");
         let fresh = load_or_create_key(&d, "gone", &opts).unwrap();
         assert_ne!(fresh.expose(), k.expose());
+    }
+
+    #[test]
+    fn a_temporary_copy_a_crash_left_beside_its_key_file_is_removed_and_nothing_else_is() {
+        let t = tempfile::tempdir().unwrap();
+        let d = crate::store::DataDir::lock(t.path()).unwrap();
+        let opts = KeyFileOptions::default();
+        let key = load_or_create_key(&d, "k", &opts).unwrap();
+        let keys = t.path().join(KEYS_DIR);
+        // What a kill between the link and the removal leaves: a second name for the key file
+        // (the key in the clear, without a passphrase).
+        let left = temp_path(&keys, "k");
+        fs::hard_link(keys.join("k.key"), &left).unwrap();
+        // Not ours to remove: a temporary file with no key file beside it (perhaps the only
+        // trace of its key), and names the code never makes.
+        let kept = [
+            keys.join(".gone.0123456789abcdef.tmp"),
+            keys.join(".k.0123456789ABCDEF.tmp"),
+            keys.join(".k.0123.tmp"),
+            keys.join("k.0123456789abcdef.tmp"),
+        ];
+        for p in &kept {
+            fs::write(p, b"x").unwrap();
+        }
+        crate::store::synced::take();
+        assert_eq!(remove_stale_temps(&d).unwrap(), 1);
+        assert!(!left.exists(), "the stale copy is still there");
+        assert!(
+            crate::store::synced::take().contains(&keys),
+            "the removal was not made durable"
+        );
+        for p in &kept {
+            assert!(p.exists(), "{} was removed", p.display());
+        }
+        assert_eq!(load_key(&d, "k", &opts).unwrap().expose(), key.expose());
+        assert_eq!(temp_key_name(".kms-master.00000000deadbeef.tmp"), Some("kms-master"));
+    }
+
+    #[test]
+    fn a_missing_key_file_is_none_without_being_created() {
+        let t = tempfile::tempdir().unwrap();
+        let d = crate::store::DataDir::lock(t.path()).unwrap();
+        let opts = KeyFileOptions::default();
+        assert!(load_key_if_present(&d, "k", &opts).unwrap().is_none());
+        assert!(!t.path().join("keys/k.key").exists());
+        let key = load_or_create_key(&d, "k", &opts).unwrap();
+        let again = load_key_if_present(&d, "k", &opts).unwrap().expect("the key file exists");
+        assert_eq!(again.expose(), key.expose());
     }
 
     fn iterations_in(path: &Path) -> u32 {

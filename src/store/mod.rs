@@ -19,6 +19,8 @@
 //! <dir>/LOCK                   exclusive lock, held while a DataDir is open
 //! <dir>/snapshot-<s>.bin       the state after every journal before journal <s> (none at first)
 //! <dir>/journal-<g>.log        records in append order; the newest one is appended to
+//! <dir>/journal-<g>.log.cut-<o>  the bytes a torn-tail repair cut off journal `g` at offset
+//!                              `o`, kept as evidence (never read, never removed)
 //! <dir>/keys/<name>.key        wrapping keys (see [`keyfile`])
 //! ```
 //!
@@ -49,8 +51,9 @@
 //!
 //! `open` takes the newest `.bin` snapshot `s` (a damaged one is an error, never a reason to
 //! fall back to an older one), replays journals `s, s+1, …` (a gap is an error: it refuses
-//! to guess), then removes `.tmp` files and every snapshot or journal older than `s`. So a
-//! crash
+//! to guess; so is a snapshot without `journal-<s>`, which no crash leaves since step 1 comes
+//! first: the records after the snapshot would be lost), then removes `.tmp` files and every
+//! snapshot or journal older than `s`. So a crash
 //!
 //! - in step 1 before the rename leaves a `.tmp`, removed: the state is `s` + journals `s..=n`;
 //! - after step 1 (in 2, 3, or 4 before the rename is durable) leaves `snapshot-<s>` and
@@ -157,6 +160,19 @@ impl LockedDir {
     /// The data directory's path, as given to [`DataDir::lock`].
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The newest snapshot in the directory, or else its newest journal (`None`: neither, a
+    /// directory never recovered). Why: a directory holding either was written under a master
+    /// key already, so the keyring must report that key missing rather than create a new one
+    /// that could authenticate none of it.
+    pub fn store_file_written(&self) -> Result<Option<PathBuf>> {
+        let listing = Listing::read(&self.path)?;
+        Ok(match (listing.snapshots.last(), listing.journals.last()) {
+            (Some(&g), _) => Some(self.path.join(snapshot_name(g))),
+            (None, Some(&g)) => Some(self.path.join(journal_name(g))),
+            (None, None) => None,
+        })
     }
 }
 
@@ -357,6 +373,83 @@ impl Listing {
     }
 }
 
+/// Copies bytes `from..to` of the journal `path` (open as `file`), which a torn-tail repair is
+/// about to cut away, to a new file `<journal>.cut-<from>` beside it, durably: mode 0600,
+/// created with `O_EXCL` and `O_NOFOLLOW` like the store's other files, the file and then the
+/// directory fsynced. Returns its path.
+///
+/// Why: a final frame that fails its checks is most likely a write a crash cut short, never
+/// acknowledged; but an acknowledged last record (a revocation, say) damaged since looks the
+/// same, and refusing to open would punish every crash. So the frame is not replayed, but its
+/// bytes survive as evidence instead of being erased. The name is no journal's or snapshot's
+/// (`Listing` passes it over), so no later open or compaction reads or removes it. If the name
+/// is taken by the same bytes (an open killed between this copy and the cut), that file is
+/// made durable and reused; by other bytes (another tail cut at the same offset since), the
+/// next free `<journal>.cut-<from>.<n>` is used.
+fn keep_cut_bytes(file: &File, path: &Path, from: u64, to: u64) -> Result<PathBuf> {
+    // Invariant: `to` is the length of a journal just read whole into memory (`read_journal`),
+    // so the tail fits in memory too.
+    let len = usize::try_from(to - from).expect("a journal read into memory fits in usize");
+    let mut cut = vec![0u8; len];
+    file.read_exact_at(&mut cut, from)
+        .map_err(|e| io_error("read the torn tail of journal", path, e))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let base = format!(
+        "{}.cut-{from}",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    );
+    for n in 0..u32::MAX {
+        let kept = match n {
+            0 => dir.join(&base),
+            n => dir.join(format!("{base}.{n}")),
+        };
+        let created = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(NOFOLLOW)
+            .mode(0o600)
+            .open(&kept);
+        match created {
+            Ok(mut f) => {
+                if let Err(e) = f.write_all(&cut).and_then(|()| f.sync_all()) {
+                    let _ = fs::remove_file(&kept);
+                    return Err(io_error("write the torn tail of a journal to", &kept, e));
+                }
+                sync_dir(dir)?;
+                return Ok(kept);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if holds_durably(&kept, &cut) {
+                    sync_dir(dir)?;
+                    return Ok(kept);
+                }
+            }
+            Err(e) => return Err(io_error("create", &kept, e)),
+        }
+    }
+    Err(err!(
+        StorageException,
+        "cannot keep the torn tail of journal {}: every name for it is taken",
+        path.display()
+    ))
+}
+
+/// Whether the file at `path` (not followed if a link) holds exactly `bytes`, fsynced if it
+/// does (an earlier open may have been killed after writing it, before its fsync). A file
+/// that cannot be read counts as holding other bytes: the caller then picks another name.
+fn holds_durably(path: &Path, bytes: &[u8]) -> bool {
+    let Ok(f) = OpenOptions::new()
+        .read(true)
+        .custom_flags(NOFOLLOW)
+        .open(path)
+    else {
+        return false;
+    };
+    let mut held = Vec::with_capacity(bytes.len());
+    let read = (&f).take(bytes.len() as u64 + 1).read_to_end(&mut held);
+    read.is_ok() && held == bytes && f.sync_all().is_ok()
+}
+
 /// Reads a journal, checking its header and every frame's tag; `Scan::torn_at` is left for the
 /// caller to judge.
 fn read_journal(
@@ -420,9 +513,11 @@ impl DataDir {
 
 impl LockedDir {
     /// Recovers the directory's contents, checking every journal frame and snapshot against
-    /// `auth`. A torn final record of the newest journal is truncated away and reported; any
-    /// other damage — a frame or snapshot whose tag does not verify included — fails with a
-    /// `StorageException` naming the file and byte offset.
+    /// `auth`. A torn final record of the newest journal is copied aside
+    /// (`journal-<g>.log.cut-<offset>`), truncated away and reported; any other damage — a
+    /// frame or snapshot whose tag does not verify included — fails with a `StorageException`
+    /// naming the file and byte offset, as does a snapshot without its journal or a gap
+    /// between journals; a refused open changes nothing in the directory.
     pub fn recover(self, auth: StoreAuth) -> Result<(DataDir, Recovered)> {
         let auth = Arc::new(auth);
         let path = self.path.as_path();
@@ -450,6 +545,23 @@ impl LockedDir {
             Some(g) => Some(snapshot::load(&path.join(snapshot_name(g)), g, &auth)?),
             None => None,
         };
+        // A snapshot is only ever written after its journal was made durable (the rotation,
+        // step 1 of the module doc, comes first; `open` never removes a journal the newest
+        // snapshot needs): no crash leaves `snapshot-<s>` without `journal-<s>`. So this is
+        // damage (a restore that left out the journals, a file deleted by hand), and starting
+        // a fresh journal would silently lose every record written after the snapshot — a
+        // DisableKey or a revocation among them — and cut the event log back to match.
+        if let (Some(s), true) = (newest, live.is_empty()) {
+            return Err(err!(
+                StorageException,
+                "{} has no {}: refusing to start from the snapshot alone (records written \
+                 after it would be lost); no crash leaves a snapshot without its journal, so \
+                 the data directory is damaged or incompletely restored (restore {} with it)",
+                path.join(snapshot_name(s)).display(),
+                journal_name(s),
+                journal_name(s)
+            ));
+        }
 
         let mut records = Vec::new();
         let (closed, current) = match live.split_last() {
@@ -463,6 +575,7 @@ impl LockedDir {
         // The torn tail is repaired either way; only the white-box tests read what was cut.
         #[cfg_attr(not(any(test, feature = "internals")), allow(unused_variables))]
         let (journal, journal_len, dropped_torn_tail) = if live.is_empty() {
+            // No snapshot and no journal (refused above otherwise): a new directory.
             let f = DataDir::create_journal(path, current)?;
             (f, JOURNAL_HEADER_LEN as u64, None)
         } else {
@@ -549,14 +662,21 @@ impl DataDir {
                     .metadata()
                     .map_err(|e| io_error("inspect journal", path, e))?
                     .len();
+                // Durable before anything is cut: what is cut cannot be told apart from an
+                // acknowledged record damaged since, so its bytes are kept, not erased.
+                let kept = keep_cut_bytes(&file, path, scan.valid_len, file_len)?;
                 file.set_len(scan.valid_len)
                     .map_err(|e| io_error("truncate torn tail of journal", path, e))?;
                 tracing::warn!(
                     journal = %path.display(),
                     offset = at,
                     bytes_cut = file_len.saturating_sub(scan.valid_len),
+                    kept_in = %kept.display(),
                     "the journal's final record was incomplete or damaged (most likely a \
-                     write a crash cut short, which was never acknowledged): it was cut away"
+                     write a crash cut short, which was never acknowledged): it was cut away; \
+                     its bytes are kept in {} (if that record was acknowledged, it was \
+                     damaged, not torn: keep the file for inspection)",
+                    kept.display()
                 );
                 Some((path.to_path_buf(), at))
             }
