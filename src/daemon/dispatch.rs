@@ -224,7 +224,7 @@ pub(crate) fn work_cost(bytes: usize) -> usize {
 /// under an ECC key or a key agreement costs hundreds of microseconds whatever its size: paid
 /// by its size alone, one connection pipelining them held the loop for a tenth of a second a
 /// turn, and every other connection on it waited that long for each of its requests.
-fn work_taken(took: std::time::Duration) -> usize {
+pub(crate) fn work_taken(took: std::time::Duration) -> usize {
     usize::try_from(took.as_micros()).unwrap_or(usize::MAX)
 }
 

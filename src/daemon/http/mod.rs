@@ -693,6 +693,10 @@ fn turn(
             Ok(_) => Outcome::Wait,
         };
     }
+    // The engine work this connection may take this turn, as on the socket's loops: one unit
+    // per request and KiB, and one per microsecond a request answered here took beyond that
+    // (a signature under an ECC key takes hundreds whatever its size).
+    let mut work = dispatch::WORK_PER_TURN;
     for _ in 0..MAX_ROUNDS {
         let read = if conn.unwritten() >= limits.max_pending_answers {
             // The client reads its answers too slowly: read it no more until they are
@@ -703,7 +707,7 @@ fn turn(
             fill(conn, limit.min(READ_CHUNK))
         };
         let (buffered, unwritten) = (conn.rbuf.len(), conn.unwritten());
-        answer((slot, conn), kms, ids, batcher, control);
+        answer((slot, conn), kms, ids, batcher, control, &mut work);
         if let Some(owed) = Some(crate::engine::latency::take_owed()).filter(|d| !d.is_zero()) {
             conn.held_until = Some(Instant::now() + owed);
             return Outcome::Wait;
@@ -728,6 +732,11 @@ fn turn(
         if conn.awaiting {
             // Read nothing more until the answer is back (it serves the connection again).
             return Outcome::Wait;
+        }
+        if work == 0 {
+            // Its turn's work is spent: the others' turns come first, then the rest of its
+            // requests (left in its buffer) on its next.
+            return Outcome::More;
         }
         let written = conn.unwritten() < unwritten;
         match read {
@@ -861,18 +870,21 @@ fn fill(conn: &mut Conn, limit: usize) -> Filled {
     Filled::Drained
 }
 
-/// Answers every whole request at the head of the buffer, in order; consecutive
-/// data-plane requests go to the engine as one batch (`batcher`, empty again on return).
+/// Answers the whole requests at the head of the buffer, in order, while `work` is left (each
+/// pays [`dispatch::work_cost`] of its length, and one answered here on its own also the time
+/// it took beyond that, [`dispatch::work_taken`]); consecutive data-plane requests go to the
+/// engine as one batch (`batcher`, empty again on return).
 fn answer(
     (slot, conn): (usize, &mut Conn),
     kms: &Kms,
     ids: &Identities,
     batcher: &mut Batcher,
     control: &Control,
+    work: &mut usize,
 ) {
     let mut used = 0;
     let mut answered = false;
-    while !conn.close_after_write && !conn.awaiting {
+    while !conn.close_after_write && !conn.awaiting && *work > 0 {
         match exchange::parse(&conn.rbuf[used..], &ids.hosts) {
             Parsed::Partial {
                 expects_continue,
@@ -936,7 +948,11 @@ fn answer(
                         };
                         if let Some(request) = rest {
                             batcher.flush(handle, &mut out);
+                            let started = Instant::now();
                             let result = handle.dispatch(&request);
+                            let beyond_size = dispatch::work_taken(started.elapsed())
+                                .saturating_sub(dispatch::work_cost(ex.len));
+                            *work = work.saturating_sub(beyond_size);
                             out.write(result, close);
                         }
                     }
@@ -952,6 +968,7 @@ fn answer(
                         out.write(Err(e), close);
                     }
                 }
+                *work = work.saturating_sub(dispatch::work_cost(ex.len));
                 used += ex.len;
                 conn.continued = false;
                 // A request answered later closes the connection when its answer is written.
@@ -1223,6 +1240,110 @@ mod tests {
             )
         };
         assert_eq!(rc, 0, "setsockopt: {}", std::io::Error::last_os_error());
+    }
+
+    #[test]
+    fn connections_waiting_to_be_accepted_are_taken_a_capped_number_a_turn() {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let listener = TcpListener::from_std(std_listener);
+        let poll = Poll::new().unwrap();
+        let config = crate::daemon::DaemonConfig::default();
+        let mut quotas = Quotas::new(&config, crate::peer::effective_uid());
+        let waiting = ACCEPTS_PER_TURN + 8;
+        // Connected (the kernel completes a loopback handshake before `connect` returns),
+        // so all of them wait in the backlog.
+        let _clients: Vec<_> = (0..waiting)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let (mut conns, mut serial) = (Vec::new(), 0);
+        let more = accept_all(&listener, &poll, &mut conns, &mut quotas, &mut serial);
+        assert!(more, "the cap was reached: more may wait");
+        assert_eq!(conns.iter().flatten().count(), ACCEPTS_PER_TURN);
+        let more = accept_all(&listener, &poll, &mut conns, &mut quotas, &mut serial);
+        assert!(!more, "the backlog is empty");
+        assert_eq!(conns.iter().flatten().count(), waiting);
+    }
+
+    #[test]
+    fn a_connection_pipelining_slow_signatures_is_answered_a_turns_work_of_them_at_a_time() {
+        use crate::api::kms::CreateKeyRequest;
+        use crate::types::{KeySpec, KeyUsage};
+        use base64::Engine as _;
+        let kms = Kms::in_memory();
+        let key = kms
+            .create_key(&CreateKeyRequest {
+                key_spec: Some(KeySpec::EccNistP521),
+                key_usage: Some(KeyUsage::SignVerify),
+                ..Default::default()
+            })
+            .unwrap()
+            .key_metadata
+            .key_id;
+        let ids = Identities::new("", "", "", kms.scope()).unwrap();
+        let thread = super::super::control_thread::ControlThread::start(0).unwrap();
+        let poll = Poll::new().unwrap();
+        let control = Control {
+            queue: thread.queue(),
+            done: crossbeam::channel::unbounded().0,
+            waker: Arc::new(Waker::new(poll.registry(), WAKER).unwrap()),
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let mut conn = Conn::new(TcpStream::from_std(ours), crate::peer::effective_uid(), 0);
+        // 64 signatures of a few hundred bytes each: 64 units by their size, and so all in one
+        // turn, but each P-521 signature takes tens of microseconds at the least.
+        let message = base64::engine::general_purpose::STANDARD.encode(b"message");
+        let body = format!(
+            r#"{{"KeyId":"{key}","Message":"{message}","SigningAlgorithm":"ECDSA_SHA_512"}}"#
+        );
+        for _ in 0..64 {
+            let head = format!(
+                "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: TrentService.Sign\r\n\
+                 Content-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            conn.rbuf.extend_from_slice(head.as_bytes());
+            conn.rbuf.extend_from_slice(body.as_bytes());
+        }
+        let answers = |conn: &Conn| {
+            conn.wbuf
+                .windows(15)
+                .filter(|w| *w == b"HTTP/1.1 200 OK")
+                .count()
+        };
+        let mut batcher = Batcher::default();
+        let mut work = dispatch::WORK_PER_TURN;
+        answer(
+            (0, &mut conn),
+            &kms,
+            &ids,
+            &mut batcher,
+            &control,
+            &mut work,
+        );
+        assert_eq!(work, 0, "the turn's work is spent");
+        let first = answers(&conn);
+        assert!((1..64).contains(&first), "{first} signatures in one turn");
+        assert!(!conn.rbuf.is_empty(), "the rest wait in the buffer");
+        // The rest, in later turns, all answered and in order.
+        while !conn.rbuf.is_empty() {
+            let mut work = dispatch::WORK_PER_TURN;
+            answer(
+                (0, &mut conn),
+                &kms,
+                &ids,
+                &mut batcher,
+                &control,
+                &mut work,
+            );
+        }
+        assert_eq!(answers(&conn), 64);
+        drop(control);
+        thread.join();
     }
 
     #[test]
