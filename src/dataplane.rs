@@ -55,7 +55,10 @@ use crate::kms::model::{Backing, Grant, Key, Lifecycle};
 use crate::kms::policy::KeyPolicy;
 use crate::kms::state::KmsChange;
 use crate::kms::{import, MASTER_KEY};
-use crate::types::{ClusterId, ConnectionState, CustomKeyStoreId, GrantOperation, HsmId, KeyId, Scope};
+use crate::types::{
+    ClusterId, ConnectionState, CustomKeyStoreId, GrantOperation, HsmId, KeyId, PolicyVerdict,
+    Scope,
+};
 
 /// A key policy as the engine's authorizer, shared by every key whose policy has the same
 /// text (see [`PolicyTable`]): it is parsed once, and the ARN a statement's `Resource` is
@@ -68,12 +71,16 @@ struct PolicyAuthorizer {
 
 impl Authorizer for PolicyAuthorizer {
     fn allows(&self, principal: &str, action: Action, key: &KeyId) -> bool {
+        self.verdict(principal, action, key) == PolicyVerdict::Allow
+    }
+
+    fn verdict(&self, principal: &str, action: Action, key: &KeyId) -> PolicyVerdict {
         if self.ignores_resource {
             // No statement reads the resource: any text gives the verdict.
-            self.policy.allows(principal, action.as_str(), "")
+            self.policy.verdict(principal, action.as_str(), "")
         } else {
             self.policy
-                .allows(principal, action.as_str(), &self.scope.key_arn(key))
+                .verdict(principal, action.as_str(), &self.scope.key_arn(key))
         }
     }
 

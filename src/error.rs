@@ -216,6 +216,37 @@ impl KmsError {
         )
     }
 
+    /// `AccessDeniedException`: a statement of the key policy denies `action` to `principal`
+    /// (no grant can then allow it), in AWS's wording.
+    pub fn explicitly_denied(
+        principal: impl fmt::Display,
+        action: impl fmt::Display,
+        key_arn: impl fmt::Display,
+    ) -> KmsError {
+        KmsError::new(
+            ErrorKind::AccessDeniedException,
+            format!(
+                "User: {principal} is not authorized to perform: {action} on resource: \
+                 {key_arn} with an explicit deny in a resource-based policy"
+            ),
+        )
+    }
+
+    /// The refusal of a request the key policy does not allow: [`KmsError::explicitly_denied`]
+    /// when `explicit`, else [`KmsError::not_authorized`].
+    pub fn policy_refusal(
+        explicit: bool,
+        principal: impl fmt::Display,
+        action: impl fmt::Display,
+        key_arn: impl fmt::Display,
+    ) -> KmsError {
+        if explicit {
+            KmsError::explicitly_denied(principal, action, key_arn)
+        } else {
+            KmsError::not_authorized(principal, action, key_arn)
+        }
+    }
+
     /// `KMSInvalidStateException`: the key is pending deletion.
     pub fn pending_deletion(key_arn: impl fmt::Display) -> KmsError {
         KmsError::new(

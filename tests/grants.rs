@@ -915,3 +915,65 @@ fn a_grant_may_allow_only_what_its_key_can_do_and_constrain_only_a_symmetric_enc
     assert_eq!(list(&kms, &hmac).len(), 2);
     assert_eq!(list(&kms, &signing).len(), 2);
 }
+
+#[test]
+fn an_explicit_deny_in_the_key_policy_overrides_every_grant_and_silence_does_not() {
+    let (kms, _clock) = kms();
+    // Root may do everything; USER is denied Decrypt, DescribeKey and CreateGrant outright,
+    // and given nothing (so Encrypt is only unallowed, not denied).
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+             "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Deny", "Principal": {"AWS": USER},
+             "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:CreateGrant"], "Resource": "*"}
+        ]
+    });
+    let key = kms
+        .create_key(&CreateKeyRequest {
+            policy: Some(policy.to_string()),
+            ..Default::default()
+        })
+        .unwrap()
+        .key_metadata
+        .key_id;
+    grant(
+        &kms,
+        &key,
+        USER,
+        &[G::Encrypt, G::Decrypt, G::DescribeKey, G::CreateGrant],
+    );
+    let user = kms.acting_as(USER);
+    let explicit = |r: kmscks::Result<()>, what: &str| {
+        let e = r.expect_err(what);
+        assert_eq!(e.kind(), ErrorKind::AccessDeniedException, "{what}: {e}");
+        assert!(
+            e.message()
+                .contains("with an explicit deny in a resource-based policy"),
+            "{what}: {e}"
+        );
+    };
+    // Silent policy: the grant allows it.
+    encrypt(&user, &key, ctx(&[])).unwrap();
+    // Denied: no grant overrides it, on the data plane (one call and a batch) or the control
+    // plane.
+    let blob = encrypt(&kms, &key, ctx(&[])).unwrap().ciphertext_blob;
+    explicit(decrypt(&user, &blob, ctx(&[])).map(drop), "Decrypt");
+    let batch = user.decrypt_batch(&[DecryptRequest {
+        ciphertext_blob: blob.clone(),
+        ..Default::default()
+    }]);
+    explicit(
+        batch.into_iter().next().expect("one answer").map(drop),
+        "Decrypt in a batch",
+    );
+    explicit(user.describe_key(&key_req(&key)).map(drop), "DescribeKey");
+    explicit(
+        user.create_grant(&grant_req(&key, OTHER, &[G::Encrypt]))
+            .map(drop),
+        "CreateGrant",
+    );
+    // Root, whom nothing denies, is served as before.
+    decrypt(&kms, &blob, ctx(&[])).unwrap();
+}

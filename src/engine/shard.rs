@@ -32,7 +32,8 @@ use crate::err;
 use crate::error::{ErrorKind, KmsError, Result};
 use crate::secret::SecretBytes;
 use crate::types::{
-    EncryptionContext, HsmId, KeyId, KeyName, MacAlgorithm, MessageType, Scope, SigningAlgorithm,
+    EncryptionContext, HsmId, KeyId, KeyName, MacAlgorithm, MessageType, PolicyVerdict, Scope,
+    SigningAlgorithm,
 };
 
 /// The encryption context of the operations that take none (GenerateMac, VerifyMac), for the
@@ -383,14 +384,14 @@ struct KeyGrants {
 
 impl KeyEntry {
     /// The key policy's verdict on `principal` performing `action`, through `allowed`.
-    fn policy_allows(&mut self, principal: &str, action: Action, id: &KeyId) -> bool {
+    fn policy_verdict(&mut self, principal: &str, action: Action, id: &KeyId) -> PolicyVerdict {
         if let Some(m) = &self.allowed {
             if m.0.contains(action) && *m.1 == *principal {
-                return true;
+                return PolicyVerdict::Allow;
             }
         }
-        let allowed = self.authorizer.allows(principal, action, id);
-        if allowed && self.authorizer.is_pure() {
+        let verdict = self.authorizer.verdict(principal, action, id);
+        if verdict == PolicyVerdict::Allow && self.authorizer.is_pure() {
             match &mut self.allowed {
                 Some(m) if *m.1 == *principal => m.0 = m.0.with(action),
                 slot => {
@@ -401,7 +402,7 @@ impl KeyEntry {
                 }
             }
         }
-        allowed
+        verdict
     }
 }
 
@@ -415,20 +416,26 @@ impl KeyEntry {
         ctx: &EncryptionContext,
         scope: &Scope,
     ) -> Result<bool> {
-        let any_context = if self.policy_allows(principal, action, id) {
-            true
-        } else if self
-            .grants
-            .as_ref()
-            .is_some_and(|g| g.allows(principal, action, ctx))
-        {
-            false
-        } else {
-            return Err(KmsError::not_authorized(
-                principal,
-                action.as_str(),
-                scope.key_arn(id),
-            ));
+        let any_context = match self.policy_verdict(principal, action, id) {
+            PolicyVerdict::Allow => true,
+            // Only where the policy is silent may a grant allow: an explicit Deny overrides
+            // every grant, as on AWS.
+            PolicyVerdict::ImplicitDeny
+                if self
+                    .grants
+                    .as_ref()
+                    .is_some_and(|g| g.allows(principal, action, ctx)) =>
+            {
+                false
+            }
+            refused => {
+                return Err(KmsError::policy_refusal(
+                    refused == PolicyVerdict::ExplicitDeny,
+                    principal,
+                    action.as_str(),
+                    scope.key_arn(id),
+                ))
+            }
         };
         match &self.closed {
             None => Ok(any_context),

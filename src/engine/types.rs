@@ -10,7 +10,7 @@ pub use crate::crypto::private_key::PrivateKey;
 use crate::crypto::subkey::DEFAULT_MAX_USES;
 use crate::secret::{KeyMaterial, SecretBytes};
 use crate::types::{
-    DataKeySpec, EncryptionContext, GrantConstraints, HsmId, KeyId, KeyName, Scope,
+    DataKeySpec, EncryptionContext, GrantConstraints, HsmId, KeyId, KeyName, PolicyVerdict, Scope,
 };
 use crate::KmsError;
 
@@ -242,6 +242,17 @@ impl EngineGrant {
 pub trait Authorizer: Send + Sync {
     /// Whether `principal` may perform `action` on `key`.
     fn allows(&self, principal: &str, action: Action, key: &KeyId) -> bool;
+
+    /// [`Authorizer::allows`], telling an explicit deny (which no grant overrides) from the
+    /// absence of an allow (which a grant may make up for). Without an override, a refusal is
+    /// the latter.
+    fn verdict(&self, principal: &str, action: Action, key: &KeyId) -> PolicyVerdict {
+        if self.allows(principal, action, key) {
+            PolicyVerdict::Allow
+        } else {
+            PolicyVerdict::ImplicitDeny
+        }
+    }
 
     /// Whether [`Authorizer::allows`] is a pure function of its arguments for as long as this
     /// object lives (a parsed policy is; a closure reading outside state is not). The engine

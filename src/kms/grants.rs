@@ -27,7 +27,9 @@ use serde_json::json;
 use crate::api::kms::*;
 use crate::err;
 use crate::error::{Constraint, Result};
-use crate::kms::keys::{access_denied, authorize, require_root, resolve_id};
+use crate::kms::keys::{
+    access_denied, authorize, policy_refusal, policy_verdict, require_root, resolve_id,
+};
 use crate::kms::model::{Grant, Key, Lifecycle};
 use crate::kms::state::KmsChange;
 use crate::kms::tx::Tx;
@@ -36,6 +38,7 @@ use crate::ops::Op;
 use crate::types::limits::*;
 use crate::types::{
     hex, EncryptionContext, GrantConstraints, GrantOperation, KeyId, KeySpec, PolicyAction,
+    PolicyVerdict,
 };
 use crate::KmsError;
 
@@ -261,9 +264,11 @@ pub fn grant_allows(tx: &Tx<'_>, key: &KeyId, action: PolicyAction) -> bool {
 
 /// The key policy, or a grant (as [`grant_allows`] says), lets the caller perform `action`.
 pub fn authorize_with_grants(tx: &Tx<'_>, key: &Key, action: PolicyAction) -> Result<()> {
-    match authorize(tx, key, action) {
-        Err(_) if grant_allows(tx, &key.id, action) => Ok(()),
-        other => other,
+    match policy_verdict(tx, key, action) {
+        PolicyVerdict::Allow => Ok(()),
+        // An explicit Deny in the key policy overrides every grant, as on AWS.
+        PolicyVerdict::ImplicitDeny if grant_allows(tx, &key.id, action) => Ok(()),
+        refused => Err(policy_refusal(tx, key, action, refused)),
     }
 }
 
@@ -327,19 +332,22 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateGrantRequest) -> Result<CreateGrantRe
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
     let arn = tx.scope.key_arn(&key.id);
     let action = Op::CreateGrant.action();
-    if authorize(tx, key, action).is_err() {
-        // Through a grant: one that lists CreateGrant and allows at least as much.
+    let verdict = policy_verdict(tx, key, action);
+    if verdict != PolicyVerdict::Allow {
+        // Through a grant: one that lists CreateGrant and allows at least as much — unless
+        // the key policy denies CreateGrant outright, which no grant overrides.
         let mine = constraints.clone().unwrap_or_default();
-        let through_grant = tx.state.grants_of(&key.id).any(|g| {
-            g.grantee == tx.principal
-                && g.allows(GrantOperation::CreateGrant)
-                && operations.iter().all(|op| g.allows(*op))
-                && g.constraints
-                    .as_ref()
-                    .is_none_or(|parent| mine.at_least_as_strict_as(parent))
-        });
+        let through_grant = verdict == PolicyVerdict::ImplicitDeny
+            && tx.state.grants_of(&key.id).any(|g| {
+                g.grantee == tx.principal
+                    && g.allows(GrantOperation::CreateGrant)
+                    && operations.iter().all(|op| g.allows(*op))
+                    && g.constraints
+                        .as_ref()
+                        .is_none_or(|parent| mine.at_least_as_strict_as(parent))
+            });
         if !through_grant {
-            return Err(access_denied(tx.principal, action.as_str(), &arn));
+            return Err(policy_refusal(tx, key, action, verdict));
         }
     }
     match key.lifecycle {

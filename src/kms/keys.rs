@@ -82,15 +82,35 @@ fn by_id<'s>(state: &'s KmsState, scope: &Scope, id: &KeyId) -> Result<&'s Key> 
 /// Checks that the key policy lets the transaction's principal perform `action` (an
 /// operation's, from the table: `Op::DescribeKey.action()`).
 pub fn authorize(tx: &Tx<'_>, key: &Key, action: PolicyAction) -> Result<()> {
-    let arn = tx.scope.key_arn(&key.id);
-    let allowed = KeyPolicy::parse(&key.policy)
-        .map(|p| p.allows(tx.principal, action.as_str(), &arn))
-        .unwrap_or(false);
-    if allowed {
-        Ok(())
-    } else {
-        Err(access_denied(tx.principal, action.as_str(), &arn))
+    match policy_verdict(tx, key, action) {
+        PolicyVerdict::Allow => Ok(()),
+        refused => Err(policy_refusal(tx, key, action, refused)),
     }
+}
+
+/// What the key policy of `key` answers the caller performing `action` (a stored policy always
+/// parses, as PutKeyPolicy and CreateKey check it; one that did not would allow nothing).
+pub fn policy_verdict(tx: &Tx<'_>, key: &Key, action: PolicyAction) -> PolicyVerdict {
+    let arn = tx.scope.key_arn(&key.id);
+    KeyPolicy::parse(&key.policy)
+        .map(|p| p.verdict(tx.principal, action.as_str(), &arn))
+        .unwrap_or(PolicyVerdict::ImplicitDeny)
+}
+
+/// The refusal of the caller performing `action` on `key`, which the key policy answered
+/// `verdict` (not an Allow), in AWS's wording for an explicit or an implicit deny.
+pub fn policy_refusal(
+    tx: &Tx<'_>,
+    key: &Key,
+    action: PolicyAction,
+    verdict: PolicyVerdict,
+) -> KmsError {
+    KmsError::policy_refusal(
+        verdict == PolicyVerdict::ExplicitDeny,
+        tx.principal,
+        action.as_str(),
+        tx.scope.key_arn(&key.id),
+    )
 }
 
 /// AWS's AccessDeniedException wording for a key-policy refusal.

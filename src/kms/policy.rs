@@ -15,23 +15,26 @@
 //! - **Action patterns** may use `*` and `?`; the action name is matched case-insensitively
 //!   (`kms:generate*` matches `kms:GenerateDataKey`). Resource patterns may use the same
 //!   wildcards and are matched case-sensitively against the key ARN.
-//! - **Conditions**: only the operators `StringEquals` and `StringLike` on the keys
-//!   `kms:CallerAccount` and `aws:PrincipalArn` are evaluated. Any other operator or key makes the
+//! - **Conditions**: only the operators `StringEquals`, `StringLike`, `StringNotEquals` and
+//!   `StringNotLike` (each also with `IfExists`) on the keys `kms:CallerAccount` and
+//!   `aws:PrincipalArn` are evaluated. A negated operator holds when the caller's value matches
+//!   none of the values ("deny everyone but the admin"). Any other operator or key makes the
 //!   statement's condition *unsupported*, and kmscks fails closed: an `Allow` statement with an
 //!   unsupported condition never applies, a `Deny` statement with one always applies (to the
 //!   principals, actions and resources it names).
 //! - Principal types other than `AWS` (`Service`, `Federated`, `CanonicalUser`) are accepted but
 //!   never match a caller, since kmscks has no such callers.
 //!
-//! Everything is compiled once in [`KeyPolicy::parse`]; [`KeyPolicy::allows`] and
-//! [`KeyPolicy::action_mask`] do not allocate.
+//! Everything is compiled once in [`KeyPolicy::parse`]; [`KeyPolicy::verdict`] (and
+//! [`KeyPolicy::allows`]) do not allocate. A verdict tells an explicit deny from the absence
+//! of an allow, since only the latter may a grant make up for.
 
 use serde_json::{Map, Value};
 
 use crate::err;
 use crate::error::{ErrorKind, KmsError, Result};
 use crate::ops::Op;
-use crate::types::{limits, Scope};
+use crate::types::{limits, PolicyVerdict, Scope};
 
 /// AWS's message when a new policy would lock the caller out of PutKeyPolicy.
 pub const LOCKOUT_MESSAGE: &str =
@@ -157,32 +160,40 @@ impl KeyPolicy {
 
     /// Whether `principal` may perform `action` (e.g. `kms:Encrypt`) on the key `key_arn`.
     pub fn allows(&self, principal: &str, action: &str, key_arn: &str) -> bool {
-        self.action_mask(principal, key_arn, &[action]) == 1
+        self.verdict(principal, action, key_arn) == PolicyVerdict::Allow
     }
 
-    /// The decisions for several actions at once: bit `i` is set when `actions[i]` is allowed to
-    /// `principal` on `key_arn`. Only the first 64 actions are evaluated; bits for later ones
-    /// are never set. Callers may cache the mask per (key, principal) while the policy is
-    /// unchanged.
-    pub fn action_mask(&self, principal: &str, key_arn: &str, actions: &[&str]) -> u64 {
-        let mut allowed = 0u64;
-        let mut denied = 0u64;
+    /// What this policy answers `principal` performing `action` on the key `key_arn`: an
+    /// explicit Deny (a `Deny` statement that applies, whatever allows it), an Allow, or
+    /// neither — the one answer a grant may then override.
+    pub fn verdict(&self, principal: &str, action: &str, key_arn: &str) -> PolicyVerdict {
+        let mut allowed = false;
         for st in self.statements.iter() {
-            if !st.applies_to(principal, key_arn) {
+            if !st.actions.matches(action) || !st.applies_to(principal, key_arn) {
                 continue;
             }
-            let mut bits = 0u64;
-            for (i, action) in actions.iter().take(64).enumerate() {
-                if st.actions.matches(action) {
-                    bits |= 1 << i;
-                }
-            }
             match st.effect {
-                Effect::Allow => allowed |= bits,
-                Effect::Deny => denied |= bits,
+                Effect::Deny => return PolicyVerdict::ExplicitDeny,
+                Effect::Allow => allowed = true,
             }
         }
-        allowed & !denied
+        if allowed {
+            PolicyVerdict::Allow
+        } else {
+            PolicyVerdict::ImplicitDeny
+        }
+    }
+
+    /// For the tests' tables: bit `i` is set when `actions[i]` (of the first 64) is allowed to
+    /// `principal` on `key_arn`.
+    #[cfg(test)]
+    pub(crate) fn action_mask(&self, principal: &str, key_arn: &str, actions: &[&str]) -> u64 {
+        actions
+            .iter()
+            .take(64)
+            .enumerate()
+            .filter(|(_, action)| self.allows(principal, action, key_arn))
+            .fold(0, |mask, (i, _)| mask | 1 << i)
     }
 
     /// AWS's policy lockout safety check: fails with `MalformedPolicyDocumentException` unless
@@ -366,6 +377,14 @@ impl Principals {
                         }
                         if p.is_empty() {
                             return Err("'AWS' holds an empty principal".into());
+                        }
+                        if p.contains(['*', '?']) {
+                            // AWS refuses a wildcard in part of a principal; kept, it would
+                            // match no caller, and a Deny meant for many would deny no one.
+                            return Err(format!(
+                                "holds the principal '{p}' with a wildcard: only \"*\" alone \
+                                 may stand for many principals"
+                            ));
                         }
                         arns.push(normalise_principal(p));
                     }
@@ -557,7 +576,12 @@ enum Condition {
 
 #[derive(Clone, Debug)]
 struct Clause {
+    /// `…Like`: the values are patterns with `*` and `?`.
     like: bool,
+    /// `…Not…`: holds when no value matches.
+    negated: bool,
+    /// `…IfExists`: holds when the request has no value for the key.
+    if_exists: bool,
     key: ConditionKey,
     /// Any one value may match.
     values: Box<[Box<str>]>,
@@ -582,9 +606,16 @@ impl Condition {
             let Value::Object(keys) = keys else {
                 return Err(format!("operator '{op}' must map to an object, not {keys}"));
             };
-            let like = match op.as_str() {
-                "StringEquals" => Some(false),
-                "StringLike" => Some(true),
+            let (base, if_exists) = match op.strip_suffix("IfExists") {
+                Some(base) => (base, true),
+                None => (op.as_str(), false),
+            };
+            // (like, negated)
+            let like = match base {
+                "StringEquals" => Some((false, false)),
+                "StringLike" => Some((true, false)),
+                "StringNotEquals" => Some((false, true)),
+                "StringNotLike" => Some((true, true)),
                 _ => None,
             };
             for (key, values) in keys {
@@ -598,8 +629,10 @@ impl Condition {
                     None
                 };
                 match (like, key) {
-                    (Some(like), Some(key)) => clauses.push(Clause {
+                    (Some((like, negated)), Some(key)) => clauses.push(Clause {
                         like,
+                        negated,
+                        if_exists,
                         key,
                         values: values.into(),
                     }),
@@ -627,15 +660,18 @@ impl Condition {
                     ConditionKey::CallerAccount => caller_account(principal),
                 };
                 let Some(actual) = actual else {
-                    return false;
+                    // No value (a caller that is no IAM ARN): as IAM reads a missing key, a
+                    // negated operator holds, a positive one does not unless `IfExists`.
+                    return c.negated || c.if_exists;
                 };
-                c.values.iter().any(|v| {
+                let matched = c.values.iter().any(|v| {
                     if c.like {
                         glob_match(v.as_bytes(), actual.as_bytes(), false)
                     } else {
                         **v == *actual
                     }
-                })
+                });
+                matched != c.negated
             })),
         }
     }

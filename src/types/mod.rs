@@ -8,7 +8,7 @@ pub mod limits;
 pub mod state;
 pub mod time;
 
-pub use action::PolicyAction;
+pub use action::{PolicyAction, PolicyVerdict};
 pub use grant::GrantConstraints;
 pub use ids::*;
 pub use state::*;

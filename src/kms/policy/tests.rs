@@ -246,6 +246,59 @@ fn supported_conditions_are_evaluated() {
 }
 
 #[test]
+fn negated_conditions_hold_where_no_value_matches_as_in_deny_everyone_but_the_admin() {
+    let f = fixture();
+    let p = policy(&format!(
+        r#"[{{"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*"}},
+            {{"Effect": "Deny", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*",
+              "Condition": {{"StringNotEquals": {{"aws:PrincipalArn": "{user}"}}}}}},
+            {{"Effect": "Deny", "Principal": "*", "Action": "kms:Sign", "Resource": "*",
+              "Condition": {{"StringNotLikeIfExists": {{"aws:PrincipalArn": ["*:user/uid-100?"]}}}}}},
+            {{"Effect": "Deny", "Principal": "*", "Action": "kms:Verify", "Resource": "*",
+              "Condition": {{"StringNotEqualsIfExists": {{"kms:CallerAccount": "{account}"}}}}}}]"#,
+        user = f.user,
+        account = f.scope.account_id
+    ));
+    // Only the named user escapes the first Deny: root is denied Decrypt, the user is not.
+    assert_eq!(p.verdict(&f.user, "kms:Decrypt", &f.key), PolicyVerdict::Allow);
+    assert_eq!(
+        p.verdict(&f.root, "kms:Decrypt", &f.key),
+        PolicyVerdict::ExplicitDeny
+    );
+    // A pattern: uid-1001 matches it, so is not denied; root does not.
+    assert!(p.allows(&f.user, "kms:Sign", &f.key));
+    assert!(!p.allows(&f.root, "kms:Sign", &f.key));
+    // The account: everyone of this account passes, another account's root is denied.
+    assert!(p.allows(&f.root, "kms:Verify", &f.key));
+    assert!(!p.allows("arn:aws:iam::444455556666:root", "kms:Verify", &f.key));
+    // Actions no Deny names are as the Allow says.
+    assert!(p.allows(&f.root, "kms:Encrypt", &f.key));
+}
+
+#[test]
+fn a_principal_with_a_wildcard_in_part_of_it_is_malformed_not_a_match_for_no_one() {
+    for principal in [
+        "arn:aws:iam::111122223333:user/uid-*",
+        "arn:aws:iam::111122223333:user/uid-100?",
+        "arn:aws:iam::*:root",
+    ] {
+        let text = format!(
+            r#"{{"Version": "2012-10-17", "Statement": [{{"Effect": "Deny",
+                 "Principal": {{"AWS": "{principal}"}}, "Action": "kms:*", "Resource": "*"}}]}}"#
+        );
+        let message = malformed_message(&text);
+        assert!(message.contains(principal), "{message}");
+        assert!(message.contains("wildcard"), "{message}");
+    }
+    // "*" alone is everyone, as before.
+    let f = fixture();
+    let p = policy(
+        r#"[{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:Encrypt", "Resource": "*"}]"#,
+    );
+    assert!(p.allows(&f.user, "kms:Encrypt", &f.key));
+}
+
+#[test]
 fn unsupported_condition_fails_closed_both_ways() {
     let f = fixture();
     let p = policy(&format!(
