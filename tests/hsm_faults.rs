@@ -1159,6 +1159,146 @@ fn a_backup_is_found_only_in_its_own_region() {
     assert_eq!(c.source_backup_id, Some(backup.backup_id));
 }
 
+/// CopyBackupToRegion as AWS documents it: without a TagList the copy takes the source's tags
+/// (with one, exactly the tags given); the response's DestinationBackup.CreateTimestamp is when
+/// the source backup was created, and so is the copy's CreateTimestamp in its Region, where
+/// CopyTimestamp says when it was copied.
+#[test]
+fn a_backup_copied_without_tags_takes_the_sources_tags_and_keeps_its_creation_time() {
+    use kmscks::types::Clock;
+    let (kms, clock) = kms();
+    let c = active_cluster(&kms);
+    let source = kms.create_backup(&c.cluster_id).unwrap();
+    let tag = |key: &str, value: &str| HsmTag {
+        key: key.into(),
+        value: value.into(),
+    };
+    let source_tags = vec![tag("team", "crypto"), tag("tier", "gold")];
+    kms.tag_hsm_resource(&TagHsmResourceRequest {
+        resource_id: source.backup_id.to_string(),
+        tag_list: source_tags.clone(),
+    })
+    .unwrap();
+    // The copies are made an hour after the source was taken.
+    clock.advance(Duration::from_secs(3600));
+    let copied_at = clock.now();
+    assert_ne!(copied_at, source.create_timestamp);
+    let copy_to = |region: &str, tag_list: Vec<HsmTag>| -> BackupDescription {
+        let made = kms
+            .copy_backup_to_region(&CopyBackupToRegionRequest {
+                backup_id: source.backup_id.to_string(),
+                destination_region: region.into(),
+                tag_list,
+            })
+            .unwrap()
+            .destination_backup;
+        assert_eq!(made.create_timestamp, source.create_timestamp, "{region}");
+        let found = kms
+            .describe_backups(&DescribeBackupsRequest {
+                filters: [(
+                    "sourceBackupIds".to_owned(),
+                    vec![source.backup_id.to_string()],
+                )]
+                .into(),
+                region: Some(region.into()),
+                ..Default::default()
+            })
+            .unwrap()
+            .backups;
+        let [copy] = &found[..] else {
+            panic!("one copy in {region}: {found:?}")
+        };
+        assert_eq!(copy.create_timestamp, source.create_timestamp, "{region}");
+        assert_eq!(copy.copy_timestamp, Some(copied_at), "{region}");
+        copy.clone()
+    };
+    assert_eq!(copy_to("us-west-2", vec![]).tag_list, source_tags);
+    let given = vec![tag("copy", "dr")];
+    assert_eq!(copy_to("eu-west-1", given.clone()).tag_list, given);
+}
+
+/// On AWS a subnet is the VPC's, not a cluster's: a rebuild from a backup that reuses the
+/// subnet `subnet-deleted` deleted is refused naming it, one that reuses the subnet
+/// `subnet-full` filled gets no HSM in it (as the old cluster gets none), and the documented
+/// remedy, a rebuild on new subnets, gives a cluster the store connects to.
+#[test]
+fn a_rebuild_reusing_a_deleted_or_full_subnet_fails_as_the_old_cluster_and_new_subnets_work() {
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "S");
+    let cid = &f.cluster.cluster_id;
+    let (gone_zone, full_zone) = (&f.cluster.zones[0], &f.cluster.zones[1]);
+    let old = describe_cluster(&kms, cid);
+    let gone_subnet = old.subnet_mapping[gone_zone].clone();
+    let full_subnet = old.subnet_mapping[full_zone].clone();
+    let backup = kms.create_backup(cid).unwrap().backup_id;
+    kms.inject_fault(
+        cid,
+        &Fault::SubnetDeleted {
+            availability_zone: gone_zone.clone(),
+        },
+    )
+    .unwrap();
+    kms.inject_fault(
+        cid,
+        &Fault::SubnetFull {
+            availability_zone: full_zone.clone(),
+        },
+    )
+    .unwrap();
+    let rebuild = |subnet_ids: &[&str]| {
+        kms.create_cluster(&CreateClusterRequest {
+            source_backup_id: Some(backup.clone()),
+            subnet_ids: subnet_ids.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+        .map(|r| r.cluster)
+    };
+    let hsm_in = |cluster_id: &str, zone: &str| {
+        kms.create_hsm(&CreateHsmRequest {
+            cluster_id: cluster_id.to_owned(),
+            availability_zone: zone.to_owned(),
+        })
+    };
+
+    // The deleted subnet no longer exists, for any cluster.
+    let e = assert_aws(
+        rebuild(&[gone_subnet.as_str(), "subnet-0a1b2c3d"]),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    assert!(e.message().contains(&gone_subnet), "{e}");
+
+    // The full subnet is full for the new cluster too: its HSM there is refused as the old
+    // cluster's is; its HSM in a new subnet is made.
+    let reused = rebuild(&["subnet-0a1b2c3d", full_subnet.as_str()]).unwrap();
+    assert_eq!(reused.subnet_mapping[full_zone], full_subnet);
+    let reused_id = reused.cluster_id.as_str();
+    let in_old = assert_aws(
+        hsm_in(cid, full_zone),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    let in_new = assert_aws(
+        hsm_in(reused_id, full_zone),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    assert_eq!(in_new.message(), in_old.message());
+    assert!(in_new.message().contains(&full_subnet), "{in_new}");
+    hsm_in(reused_id, gone_zone).unwrap();
+
+    // README's remedy: rebuild on new subnets, re-point the store, connect.
+    let rebuilt = rebuild(&["subnet-1a2b3c4d", "subnet-5e6f7a8b"]).unwrap();
+    let rebuilt_id = rebuilt.cluster_id.to_string();
+    for zone in rebuilt.subnet_mapping.keys() {
+        hsm_in(&rebuilt_id, zone).unwrap();
+    }
+    disconnect(&kms, &clock, &f.store_id);
+    set_store_cluster(&kms, &f.store_id, &rebuilt_id);
+    let e = connect(&kms, &clock, &f.store_id);
+    assert_eq!(
+        (e.connection_state, e.connection_error_code),
+        (ConnectionState::Connected, None)
+    );
+}
+
 #[test]
 fn key_object_listing_never_exposes_key_bytes() {
     let (kms, clock) = kms();

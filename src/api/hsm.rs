@@ -343,7 +343,7 @@ pub struct CopyBackupToRegionResponse {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct DestinationBackup {
-    /// When the copy was made.
+    /// When the source backup was created (the copy's `CopyTimestamp` says when it was copied).
     pub create_timestamp: Timestamp,
     /// The Region copied from.
     pub source_region: String,

@@ -310,6 +310,12 @@ pub(super) fn ready_backup<'s>(
 /// CopyBackupToRegion: the copy is a new backup in the destination Region (found there with
 /// DescribeBackups, filter `sourceBackupIds`); a cluster restored from it is related to
 /// (shares backup history with) the source cluster.
+///
+/// As AWS documents it: the copy holds the same cluster content as its source, so its
+/// CreateTimestamp (in the response's `DestinationBackup` and in DescribeBackups) is when the
+/// source backup was created, and when it was copied is its CopyTimestamp; without a TagList
+/// the copy takes the source's tags ("If you do not specify tags, the service copies tags
+/// from the source backup"), with one exactly the tags given.
 pub fn copy_backup_to_region(
     tx: &mut HsmTx<'_>,
     req: &CopyBackupToRegionRequest,
@@ -331,14 +337,20 @@ pub fn copy_backup_to_region(
             req.destination_region
         ));
     }
+    let tags = if req.tag_list.is_empty() {
+        b.tags.clone()
+    } else {
+        super::cluster::tag_map(&req.tag_list)?
+    };
     let response = CopyBackupToRegionResponse {
         destination_backup: DestinationBackup {
-            create_timestamp: tx.now,
+            create_timestamp: b.created,
             source_region: b.region.clone(),
             source_backup: b.id.clone(),
             source_cluster: b.cluster_id.clone(),
         },
     };
+    // `created` stays the source's (the content's creation; see above), `copied` is now.
     let copy = Backup {
         id: BackupId::generate(),
         region: req.destination_region.clone(),
@@ -346,7 +358,7 @@ pub fn copy_backup_to_region(
         copied: Some(tx.now),
         never_expires: false,
         delete_timestamp: None,
-        tags: super::cluster::tag_map(&req.tag_list)?,
+        tags,
         ..b
     };
     tx.push(HsmChange::PutBackup(Box::new(copy)));

@@ -239,9 +239,40 @@ fn known_zone<'s>(state: &'s CloudHsmState, id: &SubnetId) -> Option<&'s str> {
     })
 }
 
+/// The subnet `id` as a new cluster takes it from `SubnetIds`. On AWS a subnet is an object of
+/// the VPC, shared by every cluster given it; kmscks keeps a copy of it in each cluster that
+/// names it (where `subnet-deleted` and `subnet-full` mark it), so CreateCluster reads the
+/// copies together: a subnet deleted in any cluster no longer exists (refused, as AWS refuses
+/// an unknown subnet: the remedy is new subnets), and one known from other clusters has the
+/// fewest free addresses any copy has (a full subnet is full for every cluster). An id no
+/// cluster holds is a new subnet with [`SUBNET_ADDRESSES`] free.
+fn shared_subnet(state: &CloudHsmState, id: SubnetId) -> Result<Subnet> {
+    let mut free_addresses = SUBNET_ADDRESSES;
+    for copy in state
+        .clusters
+        .values()
+        .flat_map(|c| c.subnets.values())
+        .filter(|s| s.id == id)
+    {
+        if copy.deleted {
+            return Err(err!(
+                CloudHsmInvalidRequestException,
+                "The subnet {id} does not exist (it was deleted): give CreateCluster new subnets"
+            ));
+        }
+        free_addresses = free_addresses.min(copy.free_addresses);
+    }
+    Ok(Subnet {
+        id,
+        deleted: false,
+        free_addresses,
+    })
+}
+
 /// CreateCluster's private subnets, one per zone: from `SubnetIds` (each in a zone of the
-/// Region: the one kmscks knows it in, else `<region>a`, `<region>b`, … in the order given),
-/// from kmscks's `AvailabilityZones`, or by default in the Region's `a` and `b` zones.
+/// Region: the one kmscks knows it in, else `<region>a`, `<region>b`, … in the order given;
+/// each as other clusters left it, [`shared_subnet`]), from kmscks's `AvailabilityZones`, or
+/// by default in the Region's `a` and `b` zones.
 fn subnets(
     state: &CloudHsmState,
     region: &str,
@@ -252,35 +283,35 @@ fn subnets(
         deleted: false,
         free_addresses: SUBNET_ADDRESSES,
     };
-    let placed: Vec<(String, SubnetId)> = if !req.subnet_ids.is_empty() {
+    let placed: Vec<(String, Subnet)> = if !req.subnet_ids.is_empty() {
         if !req.availability_zones.is_empty() {
             return Err(err!(
                 CloudHsmInvalidRequestException,
                 "Give SubnetIds or AvailabilityZones, not both"
             ));
         }
-        let mut ids: Vec<SubnetId> = Vec::with_capacity(req.subnet_ids.len());
+        let mut given: Vec<Subnet> = Vec::with_capacity(req.subnet_ids.len());
         for text in &req.subnet_ids {
             let id = SubnetId::parse_lenient(text).ok_or_else(|| {
                 KmsErrorExt::validation_cloudhsm(text, "subnetIds", SubnetId::PATTERN)
             })?;
-            if ids.contains(&id) {
+            if given.iter().any(|s| s.id == id) {
                 return Err(err!(
                     CloudHsmInvalidRequestException,
                     "Subnet {text} is given twice"
                 ));
             }
-            ids.push(id);
+            given.push(shared_subnet(state, id)?);
         }
         // Subnets kmscks knows keep their zone; the others take the Region's zones in order,
         // skipping those the known ones hold.
-        let known: Vec<Option<String>> = ids
+        let known: Vec<Option<String>> = given
             .iter()
-            .map(|id| known_zone(state, id).map(str::to_owned))
+            .map(|s| known_zone(state, &s.id).map(str::to_owned))
             .collect();
         let mut next = 0;
-        let mut out = Vec::with_capacity(ids.len());
-        for (id, zone) in ids.into_iter().zip(&known) {
+        let mut out = Vec::with_capacity(given.len());
+        for (subnet, zone) in given.into_iter().zip(&known) {
             let zone = match zone {
                 Some(z) => z.clone(),
                 None => loop {
@@ -291,18 +322,18 @@ fn subnets(
                     }
                 },
             };
-            out.push((zone, id));
+            out.push((zone, subnet));
         }
         out
     } else if req.availability_zones.is_empty() {
         vec![
-            (format!("{region}a"), SubnetId::generate()),
-            (format!("{region}b"), SubnetId::generate()),
+            (format!("{region}a"), fresh(SubnetId::generate())),
+            (format!("{region}b"), fresh(SubnetId::generate())),
         ]
     } else {
         req.availability_zones
             .iter()
-            .map(|az| (az.clone(), SubnetId::generate()))
+            .map(|az| (az.clone(), fresh(SubnetId::generate())))
             .collect()
     };
     let distinct: BTreeSet<&String> = placed.iter().map(|(az, _)| az).collect();
@@ -320,10 +351,7 @@ fn subnets(
             ));
         }
     }
-    Ok(placed
-        .into_iter()
-        .map(|(az, id)| (az, fresh(id)))
-        .collect())
+    Ok(placed.into_iter().collect())
 }
 
 /// Puts `c` into the passing state `passing`: for [`HsmSettings::transition`] on the clock
@@ -794,6 +822,85 @@ mod tests {
             [
                 ("us-east-1a".to_owned(), "subnet-cccccccc".to_owned()),
                 ("us-east-1b".to_owned(), "subnet-bbbbbbbb".to_owned()),
+            ]
+        );
+    }
+
+    /// `state` with `c` recorded in it, as a committed CreateCluster leaves it.
+    fn recorded(state: &mut CloudHsmState, c: Cluster) {
+        state.apply(HsmChange::PutCluster(Box::new(c)));
+    }
+
+    #[test]
+    fn a_subnet_deleted_in_any_cluster_is_refused_by_create_cluster_naming_it() {
+        let mut state = CloudHsmState::default();
+        let mut first = created(
+            &state,
+            &with_subnets(&["subnet-aaaaaaaa", "subnet-bbbbbbbb"]),
+        )
+        .unwrap();
+        // What `fault subnet-deleted` does to the first cluster's copy of the subnet.
+        first
+            .subnets
+            .get_mut("us-east-1a")
+            .expect("subnet-aaaaaaaa, given first, is in the Region's first zone")
+            .deleted = true;
+        recorded(&mut state, first);
+        let e = created(
+            &state,
+            &with_subnets(&["subnet-cccccccc", "subnet-aaaaaaaa"]),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::CloudHsmInvalidRequestException);
+        assert!(e.message().contains("subnet-aaaaaaaa"), "{e}");
+        // The remedy AWS gives, new subnets (beside one that still exists), works.
+        let c = created(
+            &state,
+            &with_subnets(&["subnet-bbbbbbbb", "subnet-cccccccc"]),
+        )
+        .unwrap();
+        assert!(c.subnets.values().all(|s| !s.deleted), "{:?}", c.subnets);
+    }
+
+    #[test]
+    fn a_subnet_known_from_other_clusters_has_the_fewest_free_addresses_any_of_them_holds() {
+        let mut state = CloudHsmState::default();
+        let mut first = created(
+            &state,
+            &with_subnets(&["subnet-aaaaaaaa", "subnet-bbbbbbbb"]),
+        )
+        .unwrap();
+        // What `fault subnet-full` does to the first cluster's copy of subnet-bbbbbbbb.
+        first
+            .subnets
+            .get_mut("us-east-1b")
+            .expect("subnet-bbbbbbbb, given second, is in the Region's second zone")
+            .free_addresses = 0;
+        recorded(&mut state, first);
+        let mut second = created(&state, &with_subnets(&["subnet-aaaaaaaa"])).unwrap();
+        // A second cluster whose HSMs took addresses in subnet-aaaaaaaa.
+        second
+            .subnets
+            .get_mut("us-east-1a")
+            .expect("subnet-aaaaaaaa keeps its zone, us-east-1a")
+            .free_addresses = 7;
+        recorded(&mut state, second);
+        let c = created(
+            &state,
+            &with_subnets(&["subnet-aaaaaaaa", "subnet-bbbbbbbb", "subnet-cccccccc"]),
+        )
+        .unwrap();
+        let free: Vec<(&str, u32)> = c
+            .subnets
+            .values()
+            .map(|s| (s.id.as_str(), s.free_addresses))
+            .collect();
+        assert_eq!(
+            free,
+            [
+                ("subnet-aaaaaaaa", 7),
+                ("subnet-bbbbbbbb", 0),
+                ("subnet-cccccccc", SUBNET_ADDRESSES)
             ]
         );
     }
