@@ -240,16 +240,21 @@ const SKELETON: &str = "generate-cli-skeleton";
 /// reads a positional `help` (a flag's value `help` is that value).
 const HELP_WORD: &str = "help";
 
+/// `cmd` with `f` applied to each of its subcommands (clap changes a subcommand by its name).
+fn each_subcommand(cmd: Command, f: fn(Command) -> Command) -> Command {
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    names
+        .iter()
+        .fold(cmd, |cmd, name| cmd.mut_subcommand(name, f))
+}
+
 /// `cmd` with every leaf command that takes no word of its own taking [`HELP_WORD`].
 fn with_help_word(cmd: Command) -> Command {
     if cmd.has_subcommands() {
-        let names: Vec<String> = cmd
-            .get_subcommands()
-            .map(|c| c.get_name().to_owned())
-            .collect();
-        names
-            .iter()
-            .fold(cmd, |cmd, name| cmd.mut_subcommand(name, with_help_word))
+        each_subcommand(cmd, with_help_word)
     } else if cmd.get_positionals().next().is_none() {
         cmd.arg(
             Arg::new(HELP_WORD)
@@ -815,15 +820,7 @@ fn verb_help_asked(argv: &[OsString]) -> Option<String> {
         return None;
     }
     fn all_optional(cmd: Command) -> Command {
-        let names: Vec<String> = cmd
-            .get_subcommands()
-            .map(|c| c.get_name().to_owned())
-            .collect();
-        names
-            .iter()
-            .fold(cmd.mut_args(|a| a.required(false)), |cmd, name| {
-                cmd.mut_subcommand(name, all_optional)
-            })
+        each_subcommand(cmd.mut_args(|a| a.required(false)), all_optional)
     }
     let matches = all_optional(command_for(true))
         .try_get_matches_from(argv)
