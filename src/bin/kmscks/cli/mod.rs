@@ -239,6 +239,8 @@ const SKELETON: &str = "generate-cli-skeleton";
 /// The word `help` after a verb (`kmscks kms encrypt help`): the verb's help, as the AWS CLI
 /// reads a positional `help` (a flag's value `help` is that value).
 const HELP_WORD: &str = "help";
+/// The id of the argument that takes [`HELP_WORD`] (clap's own `--help` has the id `help`).
+const HELP_WORD_ID: &str = "help-word";
 
 /// `cmd` with `f` applied to each of its subcommands (clap changes a subcommand by its name).
 fn each_subcommand(cmd: Command, f: fn(Command) -> Command) -> Command {
@@ -257,7 +259,7 @@ fn with_help_word(cmd: Command) -> Command {
         each_subcommand(cmd, with_help_word)
     } else if cmd.get_positionals().next().is_none() {
         cmd.arg(
-            Arg::new(HELP_WORD)
+            Arg::new(HELP_WORD_ID)
                 .value_parser([HELP_WORD])
                 .hide(true)
                 .help("`help` as a word of its own, as `aws kms encrypt help` reads it"),
@@ -832,7 +834,7 @@ fn verb_help_asked(argv: &[OsString]) -> Option<String> {
         m = sub;
     }
     // Only a verb's leaf has the word (`try_contains_id`: groups lack the argument).
-    if m.try_contains_id(HELP_WORD).ok()? {
+    if m.try_contains_id(HELP_WORD_ID).ok()? {
         let mut cmd = command_for(false);
         cmd.build();
         let mut leaf = &mut cmd;
