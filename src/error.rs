@@ -207,44 +207,30 @@ impl KmsError {
         action: impl fmt::Display,
         key_arn: impl fmt::Display,
     ) -> KmsError {
-        KmsError::new(
-            ErrorKind::AccessDeniedException,
-            format!(
-                "User: {principal} is not authorized to perform: {action} on resource: \
-                 {key_arn} because no resource-based policy allows the {action} action"
-            ),
-        )
+        KmsError::policy_refusal(false, principal, action, key_arn)
     }
 
-    /// `AccessDeniedException`: a statement of the key policy denies `action` to `principal`
-    /// (no grant can then allow it), in AWS's wording.
-    pub fn explicitly_denied(
-        principal: impl fmt::Display,
-        action: impl fmt::Display,
-        key_arn: impl fmt::Display,
-    ) -> KmsError {
-        KmsError::new(
-            ErrorKind::AccessDeniedException,
-            format!(
-                "User: {principal} is not authorized to perform: {action} on resource: \
-                 {key_arn} with an explicit deny in a resource-based policy"
-            ),
-        )
-    }
-
-    /// The refusal of a request the key policy does not allow: [`KmsError::explicitly_denied`]
-    /// when `explicit`, else [`KmsError::not_authorized`].
+    /// `AccessDeniedException` for a request the key policy does not allow, in AWS's wording:
+    /// `explicit`, a statement denies it (no grant can then allow it); otherwise no statement
+    /// allows it.
     pub fn policy_refusal(
         explicit: bool,
         principal: impl fmt::Display,
         action: impl fmt::Display,
         key_arn: impl fmt::Display,
     ) -> KmsError {
-        if explicit {
-            KmsError::explicitly_denied(principal, action, key_arn)
+        let why = if explicit {
+            "with an explicit deny in a resource-based policy".to_owned()
         } else {
-            KmsError::not_authorized(principal, action, key_arn)
-        }
+            format!("because no resource-based policy allows the {action} action")
+        };
+        KmsError::new(
+            ErrorKind::AccessDeniedException,
+            format!(
+                "User: {principal} is not authorized to perform: {action} on resource: \
+                 {key_arn} {why}"
+            ),
+        )
     }
 
     /// `KMSInvalidStateException`: the key is pending deletion.
