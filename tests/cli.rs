@@ -1118,18 +1118,31 @@ fn a_store_survives_losing_its_cluster_through_a_backup_copied_to_another_region
         "UpdateCustomKeyStore",
     );
 
-    // Brought home: the copy copied back to us-east-1, restored there on new subnets.
-    ok(
-        t,
-        &[
-            "cloudhsm",
-            "copy-backup-to-region",
+    // Brought home: the copy copied back to us-east-1, restored there on new subnets. The
+    // copy is found only in its own Region, as on AWS: named from us-east-1 (the configured
+    // Region), it does not exist.
+    let copy_home = |region: &[&'static str]| {
+        let mut args = vec!["cloudhsm", "copy-backup-to-region"];
+        args.extend(region);
+        args.extend([
             "--backup-id",
             &west_copy_id,
             "--destination-region",
             "us-east-1",
-        ],
+        ]);
+        args
+    };
+    let refusal = fails(
+        t,
+        &copy_home(&[]),
+        "CloudHsmResourceNotFoundException",
+        "CopyBackupToRegion",
     );
+    assert!(
+        refusal.contains(&west_copy_id) && refusal.contains("us-east-1"),
+        "{refusal}"
+    );
+    ok(t, &copy_home(&["--region", "us-west-2"]));
     let home_copy = only_backup(t, "us-east-1", &format!("sourceBackupIds={west_copy_id}"));
     let home = ok(
         t,

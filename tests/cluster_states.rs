@@ -362,6 +362,7 @@ fn backups_past_the_retention_policy_become_pending_deletion_unless_they_never_e
     kms.modify_backup_attributes(&ModifyBackupAttributesRequest {
         backup_id: kept.to_string(),
         never_expires: true,
+        region: None,
     })
     .unwrap();
     clock.advance(Duration::from_secs(7 * 86_400));
@@ -376,7 +377,11 @@ fn backups_past_the_retention_policy_become_pending_deletion_unless_they_never_e
     });
     assert_eq!(state_of(&kept), Some(BackupState::Ready));
     // Deleted by the policy, it is restorable as after DeleteBackup.
-    kms.restore_backup(expiring.as_str()).unwrap();
+    kms.restore_backup(&BackupIdRequest {
+        backup_id: expiring.to_string(),
+        ..Default::default()
+    })
+    .unwrap();
 }
 
 #[test]

@@ -980,6 +980,7 @@ fn backups_copy_and_restore_related_clusters() {
     let west = kms
         .create_cluster(&CreateClusterRequest {
             source_backup_id: Some(copy.backup_id.clone()),
+            region: Some("us-west-2".into()),
             ..Default::default()
         })
         .unwrap()
@@ -1049,7 +1050,8 @@ fn backups_copy_and_restore_related_clusters() {
     assert_eq!(objects(&restored)[0].1, key.arn);
 
     // A deleted backup (PENDING_DELETION) restores no cluster until RestoreBackup.
-    kms.delete_backup(backup.backup_id.as_str()).unwrap();
+    kms.delete_backup(&backup_named(backup.backup_id.as_str()))
+        .unwrap();
     assert_aws(
         kms.create_cluster(&CreateClusterRequest {
             source_backup_id: Some(backup.backup_id.clone()),
@@ -1066,11 +1068,11 @@ fn a_deleted_backup_is_restorable_for_seven_days_then_gone() {
     let backup = kms.create_backup(&f.cluster.cluster_id).unwrap();
     let id = backup.backup_id.to_string();
 
-    let deleted = kms.delete_backup(&id).unwrap().backup;
+    let deleted = kms.delete_backup(&backup_named(&id)).unwrap().backup;
     assert_eq!(deleted.backup_state, BackupState::PendingDeletion);
     assert!(deleted.delete_timestamp.is_some());
     assert_aws(
-        kms.delete_backup(&id),
+        kms.delete_backup(&backup_named(&id)),
         ErrorKind::CloudHsmInvalidRequestException,
     );
     assert_aws(
@@ -1084,11 +1086,11 @@ fn a_deleted_backup_is_restorable_for_seven_days_then_gone() {
     // Just inside the window: back to READY, restorable from again.
     clock.advance_days(limits::BACKUP_RESTORE_DAYS - 1);
     clock.advance(std::time::Duration::from_millis(86_400_000 - 1));
-    let restored = kms.restore_backup(&id).unwrap().backup;
+    let restored = kms.restore_backup(&backup_named(&id)).unwrap().backup;
     assert_eq!(restored.backup_state, BackupState::Ready);
     assert_eq!(restored.delete_timestamp, None);
     assert_aws(
-        kms.restore_backup(&id),
+        kms.restore_backup(&backup_named(&id)),
         ErrorKind::CloudHsmInvalidRequestException,
     );
     kms.create_cluster(&CreateClusterRequest {
@@ -1098,7 +1100,7 @@ fn a_deleted_backup_is_restorable_for_seven_days_then_gone() {
     .unwrap();
 
     // Deleted again and left seven days: gone for good.
-    kms.delete_backup(&id).unwrap();
+    kms.delete_backup(&backup_named(&id)).unwrap();
     let pending = kms
         .describe_backups(&DescribeBackupsRequest {
             filters: [("states".to_owned(), vec!["PENDING_DELETION".to_owned()])].into(),
@@ -1110,7 +1112,7 @@ fn a_deleted_backup_is_restorable_for_seven_days_then_gone() {
     assert_eq!(pending.len(), 1, "{pending:?}");
     clock.advance_days(limits::BACKUP_RESTORE_DAYS);
     assert_aws(
-        kms.restore_backup(&id),
+        kms.restore_backup(&backup_named(&id)),
         ErrorKind::CloudHsmResourceNotFoundException,
     );
     assert!(kms
@@ -1135,6 +1137,10 @@ fn describe_backups_refuses_an_unknown_filter_naming_it() {
     assert!(e.message().contains("vpcIds"), "{e}");
 }
 
+/// Backups are regional, as on AWS (where the endpoint's Region is the only one searched):
+/// every verb naming a backup finds it in the request's Region, else the configured one, and
+/// nowhere else; CreateCluster restores into its own Region (the configured one unless given),
+/// so only from a backup there.
 #[test]
 fn a_backup_is_found_only_in_its_own_region() {
     let (kms, clock) = kms();
@@ -1156,7 +1162,139 @@ fn a_backup_is_found_only_in_its_own_region() {
         })
         .unwrap()
         .cluster;
-    assert_eq!(c.source_backup_id, Some(backup.backup_id));
+    assert_eq!(c.source_backup_id, Some(backup.backup_id.clone()));
+
+    // A copy in us-west-2, reached from the configured Region (us-east-1) by no verb.
+    kms.copy_backup_to_region(&CopyBackupToRegionRequest {
+        backup_id: backup.backup_id.to_string(),
+        destination_region: "us-west-2".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let copy_id = kms
+        .describe_backups(&DescribeBackupsRequest {
+            region: Some("us-west-2".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .backups
+        .remove(0)
+        .backup_id;
+    let copy = copy_id.to_string();
+    let west = || Some("us-west-2".to_owned());
+    let in_region = |region: Option<String>| BackupIdRequest {
+        backup_id: copy.clone(),
+        region,
+    };
+    let not_here = |r: kmscks::Result<()>, verb: &str| {
+        let e = assert_aws(r, ErrorKind::CloudHsmResourceNotFoundException);
+        assert!(
+            e.message().contains(&copy) && e.message().contains("us-east-1"),
+            "{verb}: {e}"
+        );
+    };
+    let tag = || {
+        vec![HsmTag {
+            key: "k".into(),
+            value: "v".into(),
+        }]
+    };
+    let copy_home = |region| {
+        kms.copy_backup_to_region(&CopyBackupToRegionRequest {
+            backup_id: copy.clone(),
+            region,
+            destination_region: "us-east-1".into(),
+            tag_list: vec![],
+        })
+    };
+    not_here(copy_home(None).map(drop), "CopyBackupToRegion");
+    not_here(
+        kms.create_cluster(&CreateClusterRequest {
+            source_backup_id: Some(copy_id.clone()),
+            ..Default::default()
+        })
+        .map(drop),
+        "CreateCluster",
+    );
+    not_here(
+        kms.modify_backup_attributes(&ModifyBackupAttributesRequest {
+            backup_id: copy.clone(),
+            never_expires: true,
+            region: None,
+        })
+        .map(drop),
+        "ModifyBackupAttributes",
+    );
+    not_here(
+        kms.tag_hsm_resource(&TagHsmResourceRequest {
+            resource_id: copy.clone(),
+            tag_list: tag(),
+            region: None,
+        }),
+        "TagResource",
+    );
+    not_here(
+        kms.list_hsm_tags(&ListHsmTagsRequest {
+            resource_id: copy.clone(),
+            ..Default::default()
+        })
+        .map(drop),
+        "ListTags",
+    );
+    not_here(
+        kms.delete_backup(&in_region(None)).map(drop),
+        "DeleteBackup",
+    );
+    not_here(
+        kms.restore_backup(&in_region(None)).map(drop),
+        "RestoreBackup",
+    );
+
+    // Named in its Region, every verb finds it.
+    kms.tag_hsm_resource(&TagHsmResourceRequest {
+        resource_id: copy.clone(),
+        tag_list: tag(),
+        region: west(),
+    })
+    .unwrap();
+    let tags = kms
+        .list_hsm_tags(&ListHsmTagsRequest {
+            resource_id: copy.clone(),
+            region: west(),
+            ..Default::default()
+        })
+        .unwrap()
+        .tag_list;
+    assert_eq!(tags, tag());
+    kms.untag_hsm_resource(&UntagHsmResourceRequest {
+        resource_id: copy.clone(),
+        tag_key_list: vec!["k".into()],
+        region: west(),
+    })
+    .unwrap();
+    let kept = kms
+        .modify_backup_attributes(&ModifyBackupAttributesRequest {
+            backup_id: copy.clone(),
+            never_expires: true,
+            region: west(),
+        })
+        .unwrap()
+        .backup;
+    assert!(kept.never_expires && kept.tag_list.is_empty(), "{kept:?}");
+    copy_home(west()).unwrap();
+    let restored = kms
+        .create_cluster(&CreateClusterRequest {
+            source_backup_id: Some(copy_id.clone()),
+            region: west(),
+            ..Default::default()
+        })
+        .unwrap()
+        .cluster;
+    assert_eq!(restored.source_backup_id, Some(copy_id));
+    let deleted = kms.delete_backup(&in_region(west())).unwrap().backup;
+    assert_eq!(deleted.backup_state, BackupState::PendingDeletion);
+    let back = kms.restore_backup(&in_region(west())).unwrap().backup;
+    assert_eq!(back.backup_state, BackupState::Ready);
 }
 
 /// CopyBackupToRegion as AWS documents it: without a TagList the copy takes the source's tags
@@ -1177,6 +1315,7 @@ fn a_backup_copied_without_tags_takes_the_sources_tags_and_keeps_its_creation_ti
     kms.tag_hsm_resource(&TagHsmResourceRequest {
         resource_id: source.backup_id.to_string(),
         tag_list: source_tags.clone(),
+        region: None,
     })
     .unwrap();
     // The copies are made an hour after the source was taken.
@@ -1189,6 +1328,7 @@ fn a_backup_copied_without_tags_takes_the_sources_tags_and_keeps_its_creation_ti
                 backup_id: source.backup_id.to_string(),
                 destination_region: region.into(),
                 tag_list,
+                region: None,
             })
             .unwrap()
             .destination_backup;
@@ -1537,4 +1677,12 @@ fn relatedness_is_the_cluster_certificate_even_after_the_original_cluster_is_gon
         kms.create_custom_key_store(&req),
         ErrorKind::CloudHsmClusterInUseException,
     );
+}
+
+/// A request naming backup `id` in the configured Region.
+fn backup_named(id: &str) -> BackupIdRequest {
+    BackupIdRequest {
+        backup_id: id.to_owned(),
+        ..Default::default()
+    }
 }

@@ -65,8 +65,8 @@ pub struct CreateClusterRequest {
     pub availability_zones: Vec<String>,
     /// Restore from this backup (the cluster is then ACTIVE and related to the backup's).
     pub source_backup_id: Option<BackupId>,
-    /// The Region to create the cluster in, as `aws --region` (default: the configured Region,
-    /// or for a restore the backup's Region; a backup is only found in its own Region).
+    /// The Region to create the cluster in, as `aws --region` (default: the configured
+    /// Region); a source backup must be in it (a backup is only found in its own Region).
     pub region: Option<String>,
     /// Tags for the cluster.
     pub tag_list: Vec<HsmTag>,
@@ -323,6 +323,10 @@ pub struct DescribeBackupsRequest {
 pub struct CopyBackupToRegionRequest {
     /// Backup to copy.
     pub backup_id: String,
+    /// The Region the backup to copy is in, as `aws --region` (default: the configured
+    /// Region): a backup is found only in its own Region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// Destination Region.
     pub destination_region: String,
     /// Tags for the copy.
@@ -519,6 +523,10 @@ pub struct ClusterIdRequest {
 pub struct BackupIdRequest {
     /// The backup.
     pub backup_id: String,
+    /// The backup's Region, as `aws --region` (default: the configured Region): a backup is
+    /// found only in its own Region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// DescribeBackups response.
@@ -651,6 +659,9 @@ pub struct TagHsmResourceRequest {
     pub resource_id: String,
     /// Tags to add (a key given again takes the new value).
     pub tag_list: Vec<HsmTag>,
+    /// For a backup: its Region, as `aws --region` (default: the configured Region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// UntagResource (cloudhsmv2) on a cluster or a backup.
@@ -661,6 +672,9 @@ pub struct UntagHsmResourceRequest {
     pub resource_id: String,
     /// Keys of the tags to remove.
     pub tag_key_list: Vec<String>,
+    /// For a backup: its Region, as `aws --region` (default: the configured Region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// ListTags (cloudhsmv2) of a cluster or a backup.
@@ -673,6 +687,9 @@ pub struct ListHsmTagsRequest {
     pub max_results: Option<u32>,
     /// The previous page's `NextToken`.
     pub next_token: Option<String>,
+    /// For a backup: its Region, as `aws --region` (default: the configured Region).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// ListTags response.
@@ -704,4 +721,8 @@ pub struct ModifyBackupAttributesRequest {
     pub backup_id: String,
     /// Exempt from the retention policy.
     pub never_expires: bool,
+    /// The backup's Region, as `aws --region` (default: the configured Region): a backup is
+    /// found only in its own Region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }

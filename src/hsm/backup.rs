@@ -242,7 +242,7 @@ pub fn describe_backups(
             ));
         }
     }
-    let region = req.region.as_deref().unwrap_or(&scope.region);
+    let region = scope.region_or(req.region.as_deref());
     let wanted = |name: &str, value: Option<&str>| {
         req.filters
             .get(name)
@@ -276,27 +276,37 @@ pub fn describe_backups(
     })
 }
 
-/// The backup `id`, unless it is gone (unknown, or past its restore window).
-pub(super) fn backup<'s>(state: &'s CloudHsmState, now: Timestamp, id: &str) -> Result<&'s Backup> {
+/// The backup `id` in `region`, unless it is gone (unknown, or past its restore window).
+/// Backups are regional, as on AWS: one is found only in its own Region (the request's
+/// `Region`, else the configured one), so a backup copied away is reached there by its copy's
+/// id, and the source by naming the source's Region.
+pub(super) fn backup<'s>(
+    state: &'s CloudHsmState,
+    now: Timestamp,
+    region: &str,
+    id: &str,
+) -> Result<&'s Backup> {
     BackupId::parse(id)
         .and_then(|b| state.backups.get(&b))
-        .filter(|b| !expired(b, now))
+        .filter(|b| b.region == region && !expired(b, now))
         .ok_or_else(|| {
             err!(
                 CloudHsmResourceNotFoundException,
-                "The backup {id} does not exist."
+                "The backup {id} does not exist in {region}."
             )
         })
 }
 
-/// The backup `id`, which must be READY (not PENDING_DELETION) to be copied or restored from.
+/// The backup `id` in `region`, which must be READY (not PENDING_DELETION) to be copied or
+/// restored from.
 pub(super) fn ready_backup<'s>(
     state: &'s CloudHsmState,
     now: Timestamp,
+    region: &str,
     id: &str,
     op: &str,
 ) -> Result<&'s Backup> {
-    let b = backup(state, now, id)?;
+    let b = backup(state, now, region, id)?;
     if b.state != BackupState::Ready {
         return Err(err!(
             CloudHsmInvalidRequestException,
@@ -321,7 +331,8 @@ pub fn copy_backup_to_region(
     req: &CopyBackupToRegionRequest,
 ) -> Result<CopyBackupToRegionResponse> {
     purge_expired(tx);
-    let b = ready_backup(tx.state, tx.now, &req.backup_id, "CopyBackupToRegion")?.clone();
+    let region = tx.scope.region_or(req.region.as_deref());
+    let b = ready_backup(tx.state, tx.now, region, &req.backup_id, "CopyBackupToRegion")?.clone();
     if req.destination_region == b.region {
         return Err(err!(
             CloudHsmInvalidRequestException,
@@ -380,9 +391,10 @@ fn is_region_name(r: &str) -> bool {
 
 /// DeleteBackup: the backup becomes PENDING_DELETION and stays restorable (RestoreBackup) for
 /// [`limits::BACKUP_RESTORE_DAYS`] days; it cannot be copied or restored from meanwhile.
-pub fn delete_backup(tx: &mut HsmTx<'_>, backup_id: &str) -> Result<BackupResponse> {
+pub fn delete_backup(tx: &mut HsmTx<'_>, req: &BackupIdRequest) -> Result<BackupResponse> {
     purge_expired(tx);
-    let mut b = backup(tx.state, tx.now, backup_id)?.clone();
+    let region = tx.scope.region_or(req.region.as_deref());
+    let mut b = backup(tx.state, tx.now, region, &req.backup_id)?.clone();
     if b.state == BackupState::PendingDeletion {
         return Err(err!(
             CloudHsmInvalidRequestException,
@@ -403,7 +415,8 @@ pub fn modify_backup_attributes(
     req: &ModifyBackupAttributesRequest,
 ) -> Result<BackupResponse> {
     purge_expired(tx);
-    let mut b = backup(tx.state, tx.now, &req.backup_id)?.clone();
+    let region = tx.scope.region_or(req.region.as_deref());
+    let mut b = backup(tx.state, tx.now, region, &req.backup_id)?.clone();
     b.never_expires = req.never_expires;
     let backup = describe_backup(&b, tx.scope);
     tx.push(HsmChange::PutBackup(Box::new(b)));
@@ -411,9 +424,10 @@ pub fn modify_backup_attributes(
 }
 
 /// RestoreBackup: a PENDING_DELETION backup, within its window, becomes READY again.
-pub fn restore_backup(tx: &mut HsmTx<'_>, backup_id: &str) -> Result<BackupResponse> {
+pub fn restore_backup(tx: &mut HsmTx<'_>, req: &BackupIdRequest) -> Result<BackupResponse> {
     purge_expired(tx);
-    let mut b = backup(tx.state, tx.now, backup_id)?.clone();
+    let region = tx.scope.region_or(req.region.as_deref());
+    let mut b = backup(tx.state, tx.now, region, &req.backup_id)?.clone();
     if b.state != BackupState::PendingDeletion {
         return Err(err!(
             CloudHsmInvalidRequestException,

@@ -184,7 +184,7 @@ pub fn describe_clusters(
             ));
         }
     }
-    let region = req.region.as_deref().unwrap_or(&scope.region);
+    let region = scope.region_or(req.region.as_deref());
     let wanted = |name: &str, value: &str| {
         req.filters
             .get(name)
@@ -425,19 +425,17 @@ pub fn create_cluster(
     req: &CreateClusterRequest,
 ) -> Result<ClusterDescription> {
     let id = ClusterId::generate();
+    // The cluster's Region is the request's, else the configured one, as on AWS (where it is
+    // the endpoint's); a source backup must be in it (backups are regional).
+    let region = tx.scope.region_or(req.region.as_deref()).to_owned();
     let backup = match &req.source_backup_id {
-        Some(bid) => {
-            let b = ready_backup(tx.state, tx.now, bid.as_str(), "CreateCluster")?;
-            // Backups are regional: one is found only in its own Region.
-            if req.region.as_ref().is_some_and(|r| *r != b.region) {
-                return Err(err!(
-                    CloudHsmResourceNotFoundException,
-                    "The backup {bid} does not exist in {}.",
-                    req.region.as_deref().unwrap_or_default()
-                ));
-            }
-            Some(b)
-        }
+        Some(bid) => Some(ready_backup(
+            tx.state,
+            tx.now,
+            &region,
+            bid.as_str(),
+            "CreateCluster",
+        )?),
         None => None,
     };
     let hsm_type = req
@@ -452,13 +450,6 @@ pub fn create_cluster(
             HSM_TYPES.join(", ")
         ));
     }
-    let region = match backup {
-        Some(b) => b.region.clone(),
-        None => req
-            .region
-            .clone()
-            .unwrap_or_else(|| tx.scope.region.clone()),
-    };
     if let Some(max) = tx.settings.max_clusters_per_region {
         let have = tx
             .state

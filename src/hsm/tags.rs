@@ -1,5 +1,7 @@
 //! Tags on CloudHSM resources, as cloudhsmv2 has them: TagResource, UntagResource and ListTags
-//! on a cluster (`cluster-…`) or a backup (`backup-…`), `ResourceId` naming either.
+//! on a cluster (`cluster-…`) or a backup (`backup-…`), `ResourceId` naming either. A backup is
+//! found only in its own Region (the request's `Region`, else the configured one), as every
+//! backup verb finds it.
 
 use std::collections::BTreeMap;
 
@@ -12,14 +14,15 @@ use crate::err;
 use crate::error::Result;
 use crate::types::*;
 
-/// The tags of the resource `id` (a cluster or a backup).
+/// The tags of the resource `id` (a cluster, or a backup in `region`).
 fn tags_of<'s>(
     state: &'s CloudHsmState,
     now: Timestamp,
+    region: &str,
     id: &str,
 ) -> Result<&'s BTreeMap<String, String>> {
     if id.starts_with("backup-") {
-        Ok(&backup(state, now, id)?.tags)
+        Ok(&backup(state, now, region, id)?.tags)
     } else if id.starts_with("cluster-") {
         Ok(&cluster(state, id)?.tags)
     } else {
@@ -30,10 +33,16 @@ fn tags_of<'s>(
     }
 }
 
-/// Records `tags` as the resource `id`'s.
-fn put_tags(tx: &mut HsmTx<'_>, id: &str, tags: BTreeMap<String, String>) -> Result<()> {
+/// Records `tags` as the resource `id`'s (a backup in `region`).
+fn put_tags(
+    tx: &mut HsmTx<'_>,
+    region: Option<&str>,
+    id: &str,
+    tags: BTreeMap<String, String>,
+) -> Result<()> {
     if id.starts_with("backup-") {
-        let mut b = backup(tx.state, tx.now, id)?.clone();
+        let region = tx.scope.region_or(region);
+        let mut b = backup(tx.state, tx.now, region, id)?.clone();
         b.tags = tags;
         tx.push(HsmChange::PutBackup(Box::new(b)));
     } else {
@@ -46,31 +55,35 @@ fn put_tags(tx: &mut HsmTx<'_>, id: &str, tags: BTreeMap<String, String>) -> Res
 
 /// TagResource: adds the tags (a key given again takes the new value).
 pub fn tag_resource(tx: &mut HsmTx<'_>, req: &TagHsmResourceRequest) -> Result<()> {
-    let mut tags = tags_of(tx.state, tx.now, &req.resource_id)?.clone();
+    let region = tx.scope.region_or(req.region.as_deref());
+    let mut tags = tags_of(tx.state, tx.now, region, &req.resource_id)?.clone();
     for (k, v) in tag_map(&req.tag_list)? {
         tags.insert(k, v);
     }
     // The limit holds for the tags the resource ends with.
     tag_map(&tag_list(&tags))?;
-    put_tags(tx, &req.resource_id, tags)
+    put_tags(tx, req.region.as_deref(), &req.resource_id, tags)
 }
 
 /// UntagResource: removes the tags with these keys (a key the resource lacks is no error).
 pub fn untag_resource(tx: &mut HsmTx<'_>, req: &UntagHsmResourceRequest) -> Result<()> {
-    let mut tags = tags_of(tx.state, tx.now, &req.resource_id)?.clone();
+    let region = tx.scope.region_or(req.region.as_deref());
+    let mut tags = tags_of(tx.state, tx.now, region, &req.resource_id)?.clone();
     for k in &req.tag_key_list {
         tags.remove(k);
     }
-    put_tags(tx, &req.resource_id, tags)
+    put_tags(tx, req.region.as_deref(), &req.resource_id, tags)
 }
 
 /// ListTags: the resource's tags by key, a page at a time.
 pub fn list_tags(
     state: &CloudHsmState,
     now: Timestamp,
+    scope: &Scope,
     req: &ListHsmTagsRequest,
 ) -> Result<ListHsmTagsResponse> {
-    let tags = tags_of(state, now, &req.resource_id)?;
+    let region = scope.region_or(req.region.as_deref());
+    let tags = tags_of(state, now, region, &req.resource_id)?;
     let (tag_list, next_token) = page(
         "tags",
         tags,

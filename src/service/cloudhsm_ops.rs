@@ -164,7 +164,7 @@ impl Kms {
     pub fn list_hsm_tags(&self, req: &ListHsmTagsRequest) -> Result<ListHsmTagsResponse> {
         self.read(|tx| {
             require_cluster_admin(tx, Op::ListHsmTags.action())?;
-            hsm::list_tags(tx.cloudhsm, tx.now, req)
+            hsm::list_tags(tx.cloudhsm, tx.now, tx.scope, req)
         })
     }
 
@@ -195,13 +195,13 @@ impl Kms {
     }
 
     /// DeleteBackup: PENDING_DELETION, restorable for seven days.
-    pub fn delete_backup(&self, backup_id: &str) -> Result<BackupResponse> {
-        self.cluster_admin(Op::DeleteBackup, |tx| hsm::delete_backup(tx, backup_id))
+    pub fn delete_backup(&self, req: &BackupIdRequest) -> Result<BackupResponse> {
+        self.cluster_admin(Op::DeleteBackup, |tx| hsm::delete_backup(tx, req))
     }
 
     /// RestoreBackup: a PENDING_DELETION backup back to READY.
-    pub fn restore_backup(&self, backup_id: &str) -> Result<BackupResponse> {
-        self.cluster_admin(Op::RestoreBackup, |tx| hsm::restore_backup(tx, backup_id))
+    pub fn restore_backup(&self, req: &BackupIdRequest) -> Result<BackupResponse> {
+        self.cluster_admin(Op::RestoreBackup, |tx| hsm::restore_backup(tx, req))
     }
 
     /// `user create` (CloudHSM CLI).

@@ -264,7 +264,7 @@ macro_rules! perform {
         $k.copy_backup_to_region($r)
     };
     (DeleteBackup, $k:ident, $r:ident) => {
-        $k.delete_backup(&$r.backup_id)
+        $k.delete_backup($r)
     };
     (CreateUser, $k:ident, $r:ident) => {
         $k.create_hsm_user($r)
@@ -305,7 +305,7 @@ macro_rules! perform {
         empty($k.inject_fault(&$r.cluster_id, &$r.fault))
     };
     (RestoreBackup, $k:ident, $r:ident) => {
-        $k.restore_backup(&$r.backup_id)
+        $k.restore_backup($r)
     };
     (ListFaults, $k:ident, $r:ident) => {
         $k.list_faults(&$r.cluster_id)

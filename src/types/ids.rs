@@ -252,6 +252,12 @@ impl Default for Scope {
 }
 
 impl Scope {
+    /// The Region a request names (`aws --region`), else this scope's: the one Region whose
+    /// regional resources (CloudHSM backups, clusters in a listing) the request reaches.
+    pub fn region_or<'a>(&'a self, asked: Option<&'a str>) -> &'a str {
+        asked.unwrap_or(&self.region)
+    }
+
     /// `arn:aws:kms:<region>:<account>:key/<id>`.
     pub fn key_arn(&self, id: &KeyId) -> String {
         format!("arn:aws:kms:{}:{}:key/{}", self.region, self.account_id, id)

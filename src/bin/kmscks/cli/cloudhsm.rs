@@ -7,10 +7,10 @@
 //! | `describe-clusters [--filters clusterIds=ID,…] [--region] [--max-results N] [--next-token T]`, `delete-cluster --cluster-id` | cloudhsmv2 |
 //! | `create-hsm --cluster-id --availability-zone [--ip-address]`, `delete-hsm --cluster-id --hsm-id` (or `--eni-id`, `--eni-ip`) | cloudhsmv2 (`--ip-address` is refused: kmscks assigns the address) |
 //! | `initialize-cluster --cluster-id [--signed-cert file://] [--trust-anchor file://ca.pem]` | cloudhsmv2 (INITIALIZE_IN_PROGRESS, then INITIALIZED until its admin password is set, see below); without `--trust-anchor` kmscks makes a CA, signs the cluster's CSR, activates the cluster and returns the CA's PEM as `TrustAnchor` |
-//! | `describe-backups [--filters] [--region] [--max-results N] [--next-token T] [--shared] [--sort-ascending]`, `copy-backup-to-region --backup-id --destination-region [--tag-list]`, `delete-backup --backup-id`, `restore-backup --backup-id` | cloudhsmv2 (`--shared` and `--sort-ascending` are refused; `--no-…` taken) |
+//! | `describe-backups [--filters] [--region] [--max-results N] [--next-token T] [--shared] [--sort-ascending]`, `copy-backup-to-region --backup-id [--region] --destination-region [--tag-list]`, `delete-backup --backup-id [--region]`, `restore-backup --backup-id [--region]` | cloudhsmv2; a backup is found only in its own Region, `--region`'s (default: the configured one) (`--shared` and `--sort-ascending` are refused; `--no-…` taken) |
 //! | `cluster activate --cluster-id --password` | CloudHSM CLI: sets the admin password of an INITIALIZED cluster, which makes it ACTIVE |
-//! | `modify-cluster --cluster-id --backup-retention-policy Type=DAYS,Value=N`, `modify-backup-attributes --backup-id --never-expires` | cloudhsmv2 |
-//! | `tag-resource --resource-id --tag-list Key=k,Value=v…`, `untag-resource --resource-id --tag-key-list K…`, `list-tags --resource-id [--max-results] [--next-token]` | cloudhsmv2, on a cluster or a backup |
+//! | `modify-cluster --cluster-id --backup-retention-policy Type=DAYS,Value=N`, `modify-backup-attributes --backup-id [--region] --never-expires` | cloudhsmv2 |
+//! | `tag-resource --resource-id [--region] --tag-list Key=k,Value=v…`, `untag-resource --resource-id [--region] --tag-key-list K…`, `list-tags --resource-id [--region] [--max-results] [--next-token]` | cloudhsmv2, on a cluster or a backup (a backup in `--region`'s Region) |
 //! | `create-backup --cluster-id` | kmscks extra: a backup now |
 //! | `user create\|delete\|change-password\|list --cluster-id --username --role --password` | CloudHSM CLI |
 //! | `login --cluster-id --username [--role] --password`, `logout --cluster-id --username` | CloudHSM CLI |
@@ -28,6 +28,13 @@ const CLUSTER_ID: ArgSpec = req("cluster-id", Str, "The cluster's id");
 const USERNAME: ArgSpec = req("username", Str, "The HSM user");
 const PASSWORD: ArgSpec = req("password", Password, "The user's password");
 const BACKUP_ID: ArgSpec = req("backup-id", Str, "The backup's id");
+/// `--region` (the global flag fills it) on the verbs naming one backup: backups are regional,
+/// found only in their own Region, as on AWS.
+const BACKUP_REGION: ArgSpec = opt(
+    "region",
+    Str,
+    "The backup's Region (default: the configured one)",
+);
 const RESOURCE_ID: ArgSpec = req(
     "resource-id",
     Str,
@@ -59,7 +66,7 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
                     "kmscks: zones for simulated subnets (default: <region>a and <region>b)",
                 ),
                 opt("source-backup-id", Str, "Restore from this backup (READY, in --region)"),
-                opt("region", Str, "The cluster's Region (default: the configured one, or the backup's)"),
+                opt("region", Str, "The cluster's Region (default: the configured one)"),
                 opt("tag-list", HsmTags, "Key=k,Value=v …"),
                 // AWS's members kmscks does not honour: refused by name unless AWS's default.
                 opt("mode", Str, "FIPS (the only mode simulated)"),
@@ -141,21 +148,27 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
             &["modify-backup-attributes"],
             specs![
                 BACKUP_ID,
+                BACKUP_REGION,
                 opt("never-expires", Bool, "Exempt the backup from the retention policy (--no-never-expires: not)"),
             ],
         ),
         Op::TagHsmResource => (
             &["tag-resource"],
-            specs![RESOURCE_ID, req("tag-list", HsmTags, "Key=k,Value=v …")],
+            specs![RESOURCE_ID, BACKUP_REGION, req("tag-list", HsmTags, "Key=k,Value=v …")],
         ),
         Op::UntagHsmResource => (
             &["untag-resource"],
-            specs![RESOURCE_ID, req("tag-key-list", List, "The keys of the tags to remove")],
+            specs![
+                RESOURCE_ID,
+                BACKUP_REGION,
+                req("tag-key-list", List, "The keys of the tags to remove"),
+            ],
         ),
         Op::ListHsmTags => (
             &["list-tags"],
             specs![
                 RESOURCE_ID,
+                BACKUP_REGION,
                 opt("max-results", Int, "Page size, 1-100 (default: every tag)"),
                 NEXT_TOKEN,
             ],
@@ -180,12 +193,13 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
             &["copy-backup-to-region"],
             specs![
                 BACKUP_ID,
+                BACKUP_REGION,
                 req("destination-region", Str, "The Region to copy to"),
                 opt("tag-list", HsmTags, "Tags for the copy: Key=k,Value=v …"),
             ],
         ),
-        Op::DeleteBackup => (&["delete-backup"], specs![BACKUP_ID]),
-        Op::RestoreBackup => (&["restore-backup"], specs![BACKUP_ID]),
+        Op::DeleteBackup => (&["delete-backup"], specs![BACKUP_ID, BACKUP_REGION]),
+        Op::RestoreBackup => (&["restore-backup"], specs![BACKUP_ID, BACKUP_REGION]),
         Op::CreateUser => (
             &["user", "create"],
             specs![
