@@ -177,6 +177,18 @@ fn errors_have_awss_shape_and_the_connection_goes_on_serving() {
             r#"{"KeyId":"alias/none"}"#,
             "NotFoundException",
         ),
+        // A required KeyId missing or empty: AWS's validation, before any key is looked for.
+        ("TrentService.DescribeKey", "{}", "ValidationException"),
+        (
+            "TrentService.Encrypt",
+            r#"{"Plaintext":"aGk="}"#,
+            "ValidationException",
+        ),
+        (
+            "TrentService.GenerateDataKey",
+            r#"{"KeyId":"","KeySpec":"AES_256"}"#,
+            "ValidationException",
+        ),
     ];
     for (target, body, exception) in cases {
         s.get_mut()

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::err;
-use crate::error::Result;
+use crate::error::{Constraint, KmsError, Result};
 
 /// Fills `buf` from aws-lc-rs's generator. Identifier generation is control-plane only, so a
 /// call per identifier is fine here.
@@ -310,9 +310,15 @@ impl Scope {
         if text.starts_with("alias/") {
             return Ok(KeyName::Alias(Cow::Borrowed(text)));
         }
-        KeyId::parse(text)
-            .map(KeyName::Id)
-            .ok_or_else(|| err!(NotFoundException, "Invalid keyId '{text}'"))
+        KeyId::parse(text).map(KeyName::Id).ok_or_else(|| {
+            if text.is_empty() {
+                // AWS checks the member's length before it looks for a key; over HTTP a
+                // request without the member decodes to this empty text too.
+                KmsError::validation("", "keyId", Constraint::MinLength(1))
+            } else {
+                err!(NotFoundException, "Invalid keyId '{text}'")
+            }
+        })
     }
 
     /// The id of key ARN `text` if this thread parsed it last, in this scope.
@@ -494,6 +500,20 @@ pub(crate) fn same_text(a: &str, b: &str) -> bool {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+
+    #[test]
+    fn an_empty_key_reference_is_awss_validation_error_not_a_missing_key() {
+        let scope = Scope::default();
+        let e = scope.parse_key_ref("").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ValidationException);
+        assert!(
+            e.message()
+                .contains("at 'keyId' failed to satisfy constraint: Member must have length"),
+            "{e}"
+        );
+        let e = scope.parse_key_ref("nope").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFoundException);
+    }
 
     #[test]
     fn a_remembered_key_arn_answers_only_in_the_scope_it_was_parsed_in() {
