@@ -239,7 +239,11 @@ const SKELETON: &str = "generate-cli-skeleton";
 /// The word `help` after a verb (`kmscks kms encrypt help`): the verb's help, as the AWS CLI
 /// reads a positional `help` (a flag's value `help` is that value).
 const HELP_WORD: &str = "help";
-/// The id of the argument that takes [`HELP_WORD`] (clap's own `--help` has the id `help`).
+/// The id of the argument that takes the words after a verb that no flag takes: the first
+/// [`HELP_WORD`] asks for the verb's help, any other is refused with `Unknown options`
+/// ([`stray_words`]). One argument takes them all (clap's own `--help` has the id `help`, and
+/// no two arguments may share an id) so that clap reports none of them as a bad value of an
+/// argument the user never heard of.
 const HELP_WORD_ID: &str = "help-word";
 
 /// `cmd` with `f` applied to each of its subcommands (clap changes a subcommand by its name).
@@ -253,21 +257,54 @@ fn each_subcommand(cmd: Command, f: fn(Command) -> Command) -> Command {
         .fold(cmd, |cmd, name| cmd.mut_subcommand(name, f))
 }
 
-/// `cmd` with every leaf command that takes no word of its own taking [`HELP_WORD`].
+/// `cmd` with every leaf command that takes no word of its own taking the words no flag takes
+/// ([`HELP_WORD_ID`]).
 fn with_help_word(cmd: Command) -> Command {
     if cmd.has_subcommands() {
         each_subcommand(cmd, with_help_word)
     } else if cmd.get_positionals().next().is_none() {
         cmd.arg(
             Arg::new(HELP_WORD_ID)
-                .value_parser([HELP_WORD])
+                .num_args(1..)
+                .action(ArgAction::Append)
                 .hide(true)
-                .help("`help` as a word of its own, as `aws kms encrypt help` reads it"),
+                .help("`help` as a word of its own, as `aws kms encrypt help` reads it; any other word is an unknown option"),
         )
     } else {
         cmd
     }
 }
+
+/// The words after a verb that no flag takes, in the order the AWS CLI lists them in
+/// `Unknown options: …` (none: `None`). argparse gives the first such word to its `help`
+/// positional and, that word not being `help`, appends it to the others, so it comes last:
+/// `b=2 c=3` is `c=3, b=2`.
+fn stray_words(m: &ArgMatches) -> Option<Vec<String>> {
+    let mut leaf = m;
+    while let Some((_, sub)) = leaf.subcommand() {
+        leaf = sub;
+    }
+    // `try_get_many`: the leaves with a word of their own (`completion SHELL`) lack the argument.
+    let mut words: Vec<String> = leaf
+        .try_get_many::<String>(HELP_WORD_ID)
+        .ok()??
+        .cloned()
+        .collect();
+    if words.is_empty() {
+        return None;
+    }
+    words.rotate_left(1);
+    Some(words)
+}
+
+/// What the AWS CLI prints before `Unknown options: …`, with kmscks's name.
+const USAGE: &str = "kmscks [options] <command> <subcommand> [<subcommand> ...] [parameters]
+To see help text, you can run:
+
+  kmscks help
+  kmscks <command> help
+  kmscks <command> <subcommand> help
+";
 
 /// Whether a command line reads its request from JSON (so no flag is required by the parser).
 fn relaxed(argv: &[OsString]) -> bool {
@@ -413,13 +450,17 @@ pub(crate) enum CliError {
     Other(String),
     /// `cloudhsm audit verify` found a broken chain ([`audit::EXIT_BROKEN`]): which, where.
     AuditBroken(String),
+    /// Words after a verb that no flag takes (252), as [`stray_words`] orders them.
+    UnknownOptions(Vec<String>),
 }
 
 impl CliError {
     /// The process exit code.
     pub(crate) fn exit_code(&self) -> i32 {
         match self {
-            CliError::Param(_) | CliError::Validation(_) => EXIT_USAGE,
+            CliError::Param(_) | CliError::Validation(_) | CliError::UnknownOptions(_) => {
+                EXIT_USAGE
+            }
             CliError::Service { .. } => EXIT_SERVICE,
             CliError::Other(_) => EXIT_OTHER,
             CliError::AuditBroken(_) => audit::EXIT_BROKEN,
@@ -439,6 +480,11 @@ impl std::fmt::Display for CliError {
                 output::error_line(error.aws_name(), operation, error.message())
             ),
             CliError::Other(m) | CliError::AuditBroken(m) => write!(f, "\n{m}\n"),
+            CliError::UnknownOptions(words) => write!(
+                f,
+                "\nusage: {USAGE}\nUnknown options: {}\n",
+                words.join(", ")
+            ),
         }
     }
 }
@@ -833,8 +879,10 @@ fn verb_help_asked(argv: &[OsString]) -> Option<String> {
         path.push(name.to_owned());
         m = sub;
     }
-    // Only a verb's leaf has the word (`try_contains_id`: groups lack the argument).
-    if m.try_contains_id(HELP_WORD_ID).ok()? {
+    // Only a verb's leaf has the argument (`try_get_many`: groups lack it); the AWS CLI reads
+    // the first word no flag takes as its `help` word.
+    let first = m.try_get_many::<String>(HELP_WORD_ID).ok()??.next()?;
+    if first == HELP_WORD {
         let mut cmd = command_for(false);
         cmd.build();
         let mut leaf = &mut cmd;
@@ -847,6 +895,9 @@ fn verb_help_asked(argv: &[OsString]) -> Option<String> {
 }
 
 fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
+    if let Some(words) = stray_words(m) {
+        return Err(CliError::UnknownOptions(words));
+    }
     let format = m
         .get_one::<String>("output")
         .map_or(Ok(Format::Json), |f| Format::parse(f))

@@ -1521,4 +1521,52 @@ fn the_word_help_after_a_verb_prints_its_help_as_aws_does_and_a_flags_value_help
     // Any other stray word is still a usage error.
     let (code, _, err) = run_cli(&["kms", "encrypt", "helps"]);
     assert_eq!(code, 252, "{err}");
+    // `help` first and more words after: the help, as `aws`'s help command ignores them.
+    let (code, out, _) = run_cli(&["kms", "list-keys", "help", "b=2"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("--limit"), "{out}");
+}
+
+#[test]
+fn a_word_no_flag_takes_is_an_unknown_option_as_aws_reports_it_not_a_bad_help_word() {
+    // A map flag takes one value: `b=2` is a word of its own, refused before any call.
+    let (code, out, err) = run_cli(&[
+        "kms",
+        "encrypt",
+        "--key-id",
+        "alias/demo",
+        "--plaintext",
+        "aGk=",
+        "--encryption-context",
+        "a=1",
+        "b=2",
+    ]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert_eq!(out, "");
+    assert!(err.starts_with("\nusage: kmscks "), "{err}");
+    assert!(err.ends_with("\n\nUnknown options: b=2\n"), "{err}");
+    assert!(
+        !err.contains(HELP_WORD_ID),
+        "no internal argument named: {err}"
+    );
+    // Several words, among flags: argparse's order, the first word (its `help` slot) last.
+    let (code, _, err) = run_cli(&["kms", "list-keys", "b=2", "--limit", "5", "c=3"]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert!(err.ends_with("\nUnknown options: c=3, b=2\n"), "{err}");
+    // `help` after another word is not the help word: an unknown option too.
+    let (code, out, err) = run_cli(&["kms", "list-keys", "b=2", "help"]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert_eq!(out, "");
+    assert!(err.ends_with("\nUnknown options: help, b=2\n"), "{err}");
+    // On a fault verb (a leaf of its own table, not a verb of the verb table): the same.
+    let (code, _, err) = run_cli(&[
+        "cloudhsm",
+        "fault",
+        "network-heal",
+        "--cluster-id",
+        "cluster-aaaaaaaaaaa",
+        "extra",
+    ]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert!(err.ends_with("\nUnknown options: extra\n"), "{err}");
 }
