@@ -296,8 +296,37 @@ pub(crate) fn password(flag: &str, value: &str) -> Result<Password, ParamError> 
 
 fn json(flag: &str, value: &str) -> Result<Value, ParamError> {
     let t = text(flag, value)?;
-    serde_json::from_str(&t)
-        .map_err(|e| perr(flag, format!("Invalid JSON: {e}\nJSON received: {t}")))
+    serde_json::from_str(&t).map_err(|e| invalid_json(flag, value, &e))
+}
+
+/// `Invalid JSON received` for `value` of `flag` that serde could not read (`e`): what serde
+/// found and where, and the paramfile of a `file://` value, never the text itself: it may hold
+/// a secret (a `--cli-input-json` with its `KeyStorePassword`), and AWS CLI v2 prints none of
+/// it either. serde's own message is not used: for a value of the wrong type it quotes the
+/// value.
+fn invalid_json(flag: &str, value: &str, e: &serde_json::Error) -> ParamError {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Syntax => "syntax error",
+        Category::Eof => "unexpected end of input",
+        Category::Data => "value of the wrong type",
+        Category::Io => "read error",
+    };
+    let from = match value
+        .strip_prefix("file://")
+        .or_else(|| value.strip_prefix("fileb://"))
+    {
+        Some(path) => format!(" from paramfile {path}"),
+        None => String::new(),
+    };
+    perr(
+        flag,
+        format!(
+            "Invalid JSON received{from}: {what} at line {}, column {}",
+            e.line(),
+            e.column()
+        ),
+    )
 }
 
 /// How shorthand is written, for the error messages.
@@ -590,10 +619,9 @@ pub(crate) fn list(flag: &str, values: &[String]) -> Result<Value, ParamError> {
             return serde_json::from_str::<Vec<Value>>(one)
                 .map(Value::Array)
                 .map_err(|e| {
-                    perr(
-                        flag,
-                        format!("Invalid JSON: {e} (expected a JSON list)\nJSON received: {one}"),
-                    )
+                    let mut error = invalid_json(flag, one, &e);
+                    error.message.push_str(" (expected a JSON list)");
+                    error
                 });
         }
     }
@@ -613,7 +641,7 @@ pub(crate) fn any_json(flag: &str, value: &str) -> Result<Value, ParamError> {
         {
             Ok(Value::String(t))
         }
-        Err(e) => Err(perr(flag, format!("Invalid JSON: {e}\nJSON received: {t}"))),
+        Err(e) => Err(invalid_json(flag, value, &e)),
     }
 }
 
@@ -822,6 +850,54 @@ mod tests {
         let e = list("grant-tokens", &["[not json".into()]).unwrap_err();
         assert_eq!(e.flag, "--grant-tokens");
         assert!(e.message.starts_with("Invalid JSON"), "{e}");
+    }
+
+    #[test]
+    fn json_that_does_not_read_is_named_by_what_and_where_never_by_its_text() {
+        let secret = "MyS3cretKmsuserPw";
+        // A trailing comma, a value cut short, a bare word after a value: each flag reader.
+        let e = any_json(
+            "cli-input-json",
+            &format!(r#"{{"CustomKeyStoreId":"cks-1","KeyStorePassword":"{secret}",}}"#),
+        )
+        .unwrap_err();
+        assert_eq!(e.flag, "--cli-input-json");
+        assert_eq!(
+            e.message,
+            "Invalid JSON received: syntax error at line 1, column 68"
+        );
+        let e = map("encryption-context", &format!(r#"{{"k":"{secret}""#)).unwrap_err();
+        assert!(!e.message.contains(secret), "{e}");
+        assert!(
+            e.message
+                .contains("unexpected end of input at line 1, column"),
+            "{e}"
+        );
+        let e = list("grant-tokens", &[format!(r#"["{secret}"] x"#)]).unwrap_err();
+        assert!(!e.message.contains(secret), "{e}");
+        assert!(e.message.contains("syntax error at line 1"), "{e}");
+        for e in [
+            constraints("constraints", &format!(r#"{{"a":{secret}}}"#)).unwrap_err(),
+            tags("tags", &[format!("[{secret}]")], KMS_TAG).unwrap_err(),
+            filters("filters", &[format!("{{{secret}}}")]).unwrap_err(),
+        ] {
+            assert!(!e.message.contains(secret), "{e}");
+            assert!(e.message.starts_with("Invalid JSON received: "), "{e}");
+        }
+        // From a paramfile: the file is named (as written), its text is not printed.
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        write!(
+            f,
+            "{{\n  \"KeyStorePassword\": \"{secret}\"\n  \"x\": 1\n}}"
+        )
+        .unwrap();
+        let p = f.path().display().to_string();
+        let e = any_json("cli-input-json", &format!("file://{p}")).unwrap_err();
+        assert!(!e.message.contains(secret), "{e}");
+        assert_eq!(
+            e.message,
+            format!("Invalid JSON received from paramfile {p}: syntax error at line 3, column 3")
+        );
     }
 
     #[test]

@@ -677,13 +677,69 @@ fn to_request(
                 operation: operation.to_owned(),
                 error,
             },
-            None => CliError::Validation(format!("Invalid input for {}: {e}", op.name())),
+            None => CliError::Validation(invalid_input(op, obj, &e)),
         }
     })?;
     for (member, secret) in secrets {
         put_secret(&mut request, &member, secret)?;
     }
     Ok(request)
+}
+
+/// What is wrong with the request object `obj` that serde refused (`e`, reading it as `op`'s
+/// request): the member and what its type should be, never its value, which may be a secret
+/// (serde's message for a numeric `KeyStorePassword` quotes the number). A missing member is
+/// named as serde names it.
+fn invalid_input(op: Op, obj: &Map<String, Value>, e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if text.starts_with("missing field `") {
+        return format!("Invalid input for {}: {text}", op.name());
+    }
+    // What the type's deserializer expects is the end of serde's message, after the value.
+    let expected = text.rsplit_once(", expected ").map(|(_, x)| x);
+    match (member_at_fault(op, obj), expected) {
+        (Some(member), Some(x)) => format!("Invalid value for parameter {member}: expected {x}"),
+        (Some(member), None) => format!("Invalid value for parameter {member}"),
+        (None, _) => format!(
+            "Invalid input for {}: a value of the wrong type or form",
+            op.name()
+        ),
+    }
+}
+
+/// The member of `obj` that `op`'s request cannot take, found by reading `obj` again as text
+/// with each member on a line of its own, so that serde's error line is the member's. The text
+/// holds what `obj` holds (a `--cli-input-json` secret among it): it is written once into a
+/// buffer of its exact size, wiped when dropped.
+fn member_at_fault(op: Op, obj: &Map<String, Value>) -> Option<&str> {
+    // `{"Op":{` on line 1, then member i on line i + 2.
+    let write = |w: &mut dyn std::io::Write| -> std::io::Result<()> {
+        write!(w, "{{\"{}\":{{", op.name())?;
+        for (i, (k, v)) in obj.iter().enumerate() {
+            w.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+            serde_json::to_writer(&mut *w, k)?;
+            w.write_all(b":")?;
+            serde_json::to_writer(&mut *w, v)?;
+        }
+        w.write_all(b"\n}}")
+    };
+    /// Counts what is written to it.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    write(&mut count).ok()?;
+    let mut text = zeroize::Zeroizing::new(Vec::with_capacity(count.0));
+    write(&mut *text).ok()?;
+    let line = serde_json::from_slice::<Request>(&text).err()?.line();
+    obj.keys().nth(line.checked_sub(2)?).map(String::as_str)
 }
 
 fn put_secret(req: &mut Request, member: &str, secret: Secret) -> Result<(), CliError> {

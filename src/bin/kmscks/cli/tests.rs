@@ -1570,3 +1570,45 @@ fn a_word_no_flag_takes_is_an_unknown_option_as_aws_reports_it_not_a_bad_help_wo
     assert_eq!(code, EXIT_USAGE, "{err}");
     assert!(err.ends_with("\nUnknown options: extra\n"), "{err}");
 }
+
+#[test]
+fn cli_input_json_that_does_not_read_is_reported_without_its_text() {
+    let secret = "MyS3cretKmsuserPw";
+    let input =
+        format!(r#"{{"CustomKeyStoreId":"cks-1234567890abcdef0","KeyStorePassword":"{secret}",}}"#);
+    let (code, out, err) = run_cli(&["kms", "update-custom-key-store", "--cli-input-json", &input]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert_eq!(out, "");
+    assert!(!err.contains(secret), "{err}");
+    assert_eq!(
+        err,
+        "\nError parsing parameter '--cli-input-json': Invalid JSON received: syntax error at \
+         line 1, column 84\n"
+    );
+}
+
+#[test]
+fn a_wrong_typed_member_is_named_with_the_type_it_takes_never_with_its_value() {
+    for (input, member) in [
+        (
+            r#"{"CustomKeyStoreId":"cks-1234567890abcdef0","KeyStorePassword":123456789}"#,
+            "KeyStorePassword",
+        ),
+        (
+            r#"{"CustomKeyStoreId":"cks-1234567890abcdef0","KeyStorePassword":"pw","NewCustomKeyStoreName":123456789}"#,
+            "NewCustomKeyStoreName",
+        ),
+    ] {
+        let (code, out, err) =
+            run_cli(&["kms", "update-custom-key-store", "--cli-input-json", input]);
+        assert_eq!(code, EXIT_USAGE, "{err}");
+        assert_eq!(out, "");
+        assert!(!err.contains("123456789"), "{err}");
+        assert!(
+            err.contains(&format!(
+                "Invalid value for parameter {member}: expected a string"
+            )),
+            "{err}"
+        );
+    }
+}
