@@ -4,10 +4,10 @@
 //! quoting of shorthand values, `~` and `$VAR` in paramfile paths, wrapped base64, and a list
 //! flag given as one JSON list.
 //!
-//! kmscks has no `--cli-binary-format` option: a blob parameter (`--plaintext`,
-//! `--ciphertext-blob`) always behaves as AWS CLI v2's default `base64`: a bare value is base64
-//! text, `fileb://PATH` gives the file's raw bytes and `file://PATH` gives the file's bytes as
-//! they are (its text).
+//! A blob parameter (`--plaintext`, `--ciphertext-blob`) is read as AWS CLI v2 reads it with
+//! its default `cli_binary_format` of `base64`: a bare value is base64 text, `file://PATH` the
+//! file's text, which is base64 too (so `--ciphertext-blob file://ct.b64` reads what `base64`
+//! wrote), and only `fileb://PATH` gives the file's raw bytes.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -15,6 +15,7 @@ use std::path::Path;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{Map, Value};
+use zeroize::Zeroizing;
 
 use kmscks::secret::{Password, SecretBytes};
 
@@ -165,10 +166,17 @@ fn perr(flag: &str, message: impl Into<String>) -> ParamError {
 }
 
 /// The bytes of a paramfile; `path` as written after `file://` / `fileb://`, expanded as the AWS
-/// CLI expands it ([`expand_path`]) and named as written in an error.
-fn read_file(flag: &str, path: &str) -> Result<Vec<u8>, ParamError> {
+/// CLI expands it ([`expand_path`]) and named as written in an error. Wiped when dropped: a
+/// paramfile may hold a plaintext or a password (or a plaintext's base64).
+fn read_file(flag: &str, path: &str) -> Result<Zeroizing<Vec<u8>>, ParamError> {
     std::fs::read(Path::new(&expand_path(path)))
+        .map(Zeroizing::new)
         .map_err(|e| perr(flag, format!("Unable to load paramfile {path}: {e}")))
+}
+
+/// The bytes of `buf` as a secret, moved (not copied) out of it.
+fn into_secret(mut buf: Zeroizing<Vec<u8>>) -> SecretBytes {
+    SecretBytes::new(std::mem::take(&mut *buf))
 }
 
 /// A paramfile path as the AWS CLI reads it, `os.path.expandvars(os.path.expanduser(path))`: a
@@ -230,39 +238,67 @@ fn expand_path_in(path: &str, env: &dyn Fn(&str) -> Option<OsString>) -> OsStrin
 /// A text value: `file://PATH` is the file's text (UTF-8), `fileb://PATH` its bytes (which
 /// must be UTF-8 here), anything else the value itself.
 pub(crate) fn text(flag: &str, value: &str) -> Result<String, ParamError> {
-    let bytes = if let Some(path) = value.strip_prefix("file://") {
+    let mut bytes = if let Some(path) = value.strip_prefix("file://") {
         read_file(flag, path)?
     } else if let Some(path) = value.strip_prefix("fileb://") {
         read_file(flag, path)?
     } else {
         return Ok(value.to_owned());
     };
-    String::from_utf8(bytes).map_err(|e| {
+    // Moved out, not copied: the text is the caller's (a password's goes into `Password`).
+    String::from_utf8(std::mem::take(&mut *bytes)).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        // Wiped as the buffer it came from would have been.
+        drop(Zeroizing::new(e.into_bytes()));
         perr(
             flag,
-            format!(
-                "the file is not UTF-8 text (invalid byte at offset {})",
-                e.utf8_error().valid_up_to()
-            ),
+            format!("the file is not UTF-8 text (invalid byte at offset {offset})"),
         )
     })
 }
 
-/// A blob value (AWS CLI v2 semantics): `fileb://PATH` raw bytes, `file://PATH` the file's
-/// bytes, anything else base64 (standard alphabet, padding optional). ASCII whitespace in the
-/// base64 is dropped, as Python's `b64decode` drops it, so `"$(base64 ct.bin)"` (wrapped at 76
-/// columns) reads as it does for `aws`.
+/// A blob value (AWS CLI v2 semantics with its default `base64` binary format):
+/// `fileb://PATH` the file's raw bytes; `file://PATH` the file's text, base64; anything else
+/// base64 ([`decode_base64`]).
 pub(crate) fn blob(flag: &str, value: &str) -> Result<SecretBytes, ParamError> {
-    if let Some(path) = value
-        .strip_prefix("fileb://")
-        .or_else(|| value.strip_prefix("file://"))
-    {
-        return read_file(flag, path).map(SecretBytes::new);
+    if let Some(path) = value.strip_prefix("fileb://") {
+        return read_file(flag, path).map(into_secret);
     }
+    if let Some(path) = value.strip_prefix("file://") {
+        let bytes = read_file(flag, path)?;
+        let raw = format!("use fileb://{path} for its raw bytes");
+        if let Err(e) = std::str::from_utf8(&bytes) {
+            return Err(perr(
+                flag,
+                format!(
+                    "paramfile {path} is not base64 text (invalid UTF-8 at offset {}): {raw}",
+                    e.valid_up_to()
+                ),
+            ));
+        }
+        return decode_base64(&bytes).map_err(|e| {
+            perr(
+                flag,
+                format!("Invalid base64 in paramfile {path}: {e} ({raw})"),
+            )
+        });
+    }
+    decode_base64(value.as_bytes()).map_err(|e| {
+        perr(
+            flag,
+            format!("Invalid base64: {e} (use fileb://PATH for raw bytes)"),
+        )
+    })
+}
+
+/// Base64 text's bytes (standard alphabet, padding optional). ASCII whitespace is dropped, as
+/// Python's `b64decode` drops it, so `"$(base64 ct.bin)"` or a file `base64` wrote (wrapped at
+/// 76 columns) reads as it does for `aws`.
+fn decode_base64(text: &[u8]) -> Result<SecretBytes, base64::DecodeError> {
     // The base64 text may be a plaintext's: wiped when dropped.
-    let compact = zeroize::Zeroizing::new(
-        value
-            .bytes()
+    let compact = Zeroizing::new(
+        text.iter()
+            .copied()
             .filter(|b| !b.is_ascii_whitespace())
             .collect::<Vec<u8>>(),
     );
@@ -273,12 +309,6 @@ pub(crate) fn blob(flag: &str, value: &str) -> Result<SecretBytes, ParamError> {
     base64::engine::general_purpose::STANDARD_NO_PAD
         .decode(&compact[..end])
         .map(SecretBytes::new)
-        .map_err(|e| {
-            perr(
-                flag,
-                format!("Invalid base64: {e} (use fileb://PATH for raw bytes)"),
-            )
-        })
 }
 
 /// A password value (`file://` allowed; a trailing newline of a file is dropped).
@@ -697,6 +727,56 @@ mod tests {
         // file:// of binary bytes is not text.
         let e = text("policy", &format!("file://{p}")).unwrap_err();
         assert!(e.message.contains("offset 3"), "{e}");
+    }
+
+    #[test]
+    fn a_file_url_on_a_blob_flag_is_base64_text_as_aws_cli_v2_reads_it() {
+        // What `base64 ct.bin > ct.b64` writes: wrapped at 76 columns, a final newline.
+        let bytes: Vec<u8> = (0u8..=99).collect();
+        let encoded = STANDARD.encode(&bytes);
+        let wrapped = encoded
+            .as_bytes()
+            .chunks(76)
+            .map(|c| String::from_utf8_lossy(c).into_owned() + "\n")
+            .collect::<String>();
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(wrapped.as_bytes()).unwrap();
+        let p = f.path().display().to_string();
+        assert_eq!(
+            blob("ciphertext-blob", &format!("file://{p}"))
+                .unwrap()
+                .expose(),
+            bytes
+        );
+        // The same file as fileb:// is its bytes, the base64 text itself.
+        assert_eq!(
+            blob("ciphertext-blob", &format!("fileb://{p}"))
+                .unwrap()
+                .expose(),
+            wrapped.as_bytes()
+        );
+        // Text that is not base64, and bytes that are not text: the file named, fileb:// offered.
+        let mut text_file = tempfile::NamedTempFile::new().unwrap();
+        text_file.write_all(b"hello, world\n").unwrap();
+        let t = text_file.path().display().to_string();
+        let e = blob("plaintext", &format!("file://{t}")).unwrap_err();
+        assert_eq!(e.flag, "--plaintext");
+        assert!(
+            e.message
+                .starts_with(&format!("Invalid base64 in paramfile {t}: "))
+                && e.message.contains(&format!("use fileb://{t}")),
+            "{e}"
+        );
+        let mut binary = tempfile::NamedTempFile::new().unwrap();
+        binary.write_all(&[0x41, 0xff, 0x00]).unwrap();
+        let b = binary.path().display().to_string();
+        let e = blob("plaintext", &format!("file://{b}")).unwrap_err();
+        assert!(
+            e.message
+                .contains(&format!("paramfile {b} is not base64 text"))
+                && e.message.contains(&format!("use fileb://{b}")),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1612,3 +1612,49 @@ fn a_wrong_typed_member_is_named_with_the_type_it_takes_never_with_its_value() {
         );
     }
 }
+
+#[test]
+fn blob_files_written_by_base64_round_trip_through_file_urls_as_with_aws() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let text = |args: &[&str]| {
+        let mut argv = vec!["--data-dir", d, "--output", "text"];
+        argv.extend(args);
+        let (code, out, err) = run_cli(&argv);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        out.trim_end().to_owned()
+    };
+    let id = text(&["--query", "KeyMetadata.KeyId", "kms", "create-key"]);
+    // `echo -n secret | base64 > pt.b64`: file:// is the base64's bytes, not its text's.
+    let pt = dir.path().join("pt.b64");
+    std::fs::write(&pt, "c2VjcmV0\n").unwrap();
+    let ct = text(&[
+        "--query",
+        "CiphertextBlob",
+        "kms",
+        "encrypt",
+        "--key-id",
+        &id,
+        "--plaintext",
+        &format!("file://{}", pt.display()),
+    ]);
+    // `base64 ct.bin > ct.b64`: wrapped at 76 columns.
+    let ct_file = dir.path().join("ct.b64");
+    let wrapped: String = ct
+        .as_bytes()
+        .chunks(76)
+        .map(|c| String::from_utf8_lossy(c).into_owned() + "\n")
+        .collect();
+    assert!(wrapped.matches('\n').count() >= 2, "{wrapped}");
+    std::fs::write(&ct_file, wrapped).unwrap();
+    let plaintext = text(&[
+        "--query",
+        "Plaintext",
+        "kms",
+        "decrypt",
+        "--ciphertext-blob",
+        &format!("file://{}", ct_file.display()),
+    ]);
+    assert_eq!(plaintext, "c2VjcmV0", "the plaintext is `secret`");
+}
