@@ -4,10 +4,11 @@
 //! quoting of shorthand values, `~` and `$VAR` in paramfile paths, wrapped base64, and a list
 //! flag given as one JSON list.
 //!
-//! A blob parameter (`--plaintext`, `--ciphertext-blob`) is read as AWS CLI v2 reads it with
-//! its default `cli_binary_format` of `base64`: a bare value is base64 text, `file://PATH` the
-//! file's text, which is base64 too (so `--ciphertext-blob file://ct.b64` reads what `base64`
-//! wrote), and only `fileb://PATH` gives the file's raw bytes.
+//! A blob parameter (`--plaintext`, `--ciphertext-blob`) is read as AWS CLI v2 reads it
+//! ([`BinaryFormat`]): with its default `--cli-binary-format base64`, a bare value is base64
+//! text, `file://PATH` the file's text, which is base64 too (so `--ciphertext-blob
+//! file://ct.b64` reads what `base64` wrote), and only `fileb://PATH` gives the file's raw
+//! bytes; with `raw-in-base64-out`, a bare value is its own bytes and `file://` the file's.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -257,15 +258,36 @@ pub(crate) fn text(flag: &str, value: &str) -> Result<String, ParamError> {
     })
 }
 
-/// A blob value (AWS CLI v2 semantics with its default `base64` binary format):
-/// `fileb://PATH` the file's raw bytes; `file://PATH` the file's text, base64; anything else
-/// base64 ([`decode_base64`]).
-pub(crate) fn blob(flag: &str, value: &str) -> Result<SecretBytes, ParamError> {
+/// How blob values are read: AWS CLI v2's `--cli-binary-format` (its `cli_binary_format`
+/// setting, whose configuration file kmscks does not read). Blobs are printed in base64
+/// whichever it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BinaryFormat {
+    /// A bare value and a file:// file's text are base64 (AWS CLI v2's default)
+    #[default]
+    #[value(name = "base64")]
+    Base64,
+    /// A bare value is its UTF-8 bytes as given, a file:// file its raw bytes (base64 out)
+    #[value(name = "raw-in-base64-out")]
+    RawInBase64Out,
+}
+
+/// A blob value as AWS CLI v2 reads it in `format`: `fileb://PATH` the file's raw bytes;
+/// `file://PATH` the file's text, base64 ([`BinaryFormat::RawInBase64Out`]: its raw bytes);
+/// anything else base64 ([`decode_base64`]; [`BinaryFormat::RawInBase64Out`]: its UTF-8 bytes).
+pub(crate) fn blob(
+    flag: &str,
+    value: &str,
+    format: BinaryFormat,
+) -> Result<SecretBytes, ParamError> {
     if let Some(path) = value.strip_prefix("fileb://") {
         return read_file(flag, path).map(into_secret);
     }
     if let Some(path) = value.strip_prefix("file://") {
         let bytes = read_file(flag, path)?;
+        if format == BinaryFormat::RawInBase64Out {
+            return Ok(into_secret(bytes));
+        }
         let raw = format!("use fileb://{path} for its raw bytes");
         if let Err(e) = std::str::from_utf8(&bytes) {
             return Err(perr(
@@ -282,6 +304,9 @@ pub(crate) fn blob(flag: &str, value: &str) -> Result<SecretBytes, ParamError> {
                 format!("Invalid base64 in paramfile {path}: {e} ({raw})"),
             )
         });
+    }
+    if format == BinaryFormat::RawInBase64Out {
+        return Ok(SecretBytes::from_slice(value.as_bytes()));
     }
     decode_base64(value.as_bytes()).map_err(|e| {
         perr(
@@ -710,19 +735,31 @@ mod tests {
 
     #[test]
     fn blobs_follow_aws_cli_v2() {
-        assert_eq!(blob("plaintext", "aGVsbG8=").unwrap().expose(), b"hello");
-        assert_eq!(blob("plaintext", "aGVsbG8").unwrap().expose(), b"hello");
-        let e = blob("plaintext", "not base64!").unwrap_err();
+        assert_eq!(
+            blob("plaintext", "aGVsbG8=", BinaryFormat::Base64)
+                .unwrap()
+                .expose(),
+            b"hello"
+        );
+        assert_eq!(
+            blob("plaintext", "aGVsbG8", BinaryFormat::Base64)
+                .unwrap()
+                .expose(),
+            b"hello"
+        );
+        let e = blob("plaintext", "not base64!", BinaryFormat::Base64).unwrap_err();
         assert_eq!(e.flag, "--plaintext");
         assert!(e.message.contains("base64"), "{e}");
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(&[0, 1, 2, 255]).unwrap();
         let p = f.path().display().to_string();
         assert_eq!(
-            blob("plaintext", &format!("fileb://{p}")).unwrap().expose(),
+            blob("plaintext", &format!("fileb://{p}"), BinaryFormat::Base64)
+                .unwrap()
+                .expose(),
             &[0, 1, 2, 255]
         );
-        let e = blob("plaintext", "fileb:///no/such/file").unwrap_err();
+        let e = blob("plaintext", "fileb:///no/such/file", BinaryFormat::Base64).unwrap_err();
         assert!(e.message.contains("/no/such/file"), "{e}");
         // file:// of binary bytes is not text.
         let e = text("policy", &format!("file://{p}")).unwrap_err();
@@ -743,23 +780,31 @@ mod tests {
         f.write_all(wrapped.as_bytes()).unwrap();
         let p = f.path().display().to_string();
         assert_eq!(
-            blob("ciphertext-blob", &format!("file://{p}"))
-                .unwrap()
-                .expose(),
+            blob(
+                "ciphertext-blob",
+                &format!("file://{p}"),
+                BinaryFormat::Base64
+            )
+            .unwrap()
+            .expose(),
             bytes
         );
         // The same file as fileb:// is its bytes, the base64 text itself.
         assert_eq!(
-            blob("ciphertext-blob", &format!("fileb://{p}"))
-                .unwrap()
-                .expose(),
+            blob(
+                "ciphertext-blob",
+                &format!("fileb://{p}"),
+                BinaryFormat::Base64
+            )
+            .unwrap()
+            .expose(),
             wrapped.as_bytes()
         );
         // Text that is not base64, and bytes that are not text: the file named, fileb:// offered.
         let mut text_file = tempfile::NamedTempFile::new().unwrap();
         text_file.write_all(b"hello, world\n").unwrap();
         let t = text_file.path().display().to_string();
-        let e = blob("plaintext", &format!("file://{t}")).unwrap_err();
+        let e = blob("plaintext", &format!("file://{t}"), BinaryFormat::Base64).unwrap_err();
         assert_eq!(e.flag, "--plaintext");
         assert!(
             e.message
@@ -770,7 +815,7 @@ mod tests {
         let mut binary = tempfile::NamedTempFile::new().unwrap();
         binary.write_all(&[0x41, 0xff, 0x00]).unwrap();
         let b = binary.path().display().to_string();
-        let e = blob("plaintext", &format!("file://{b}")).unwrap_err();
+        let e = blob("plaintext", &format!("file://{b}"), BinaryFormat::Base64).unwrap_err();
         assert!(
             e.message
                 .contains(&format!("paramfile {b} is not base64 text"))
@@ -981,16 +1026,47 @@ mod tests {
     }
 
     #[test]
+    fn raw_in_base64_out_reads_a_bare_value_and_a_file_url_as_the_bytes_given() {
+        let raw = BinaryFormat::RawInBase64Out;
+        // Base64-looking text is not decoded: its bytes are the value.
+        assert_eq!(
+            blob("plaintext", "aGVsbG8=", raw).unwrap().expose(),
+            b"aGVsbG8="
+        );
+        assert_eq!(
+            blob("plaintext", "héllo wörld\n", raw).unwrap().expose(),
+            "héllo wörld\n".as_bytes()
+        );
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&[0, 1, 2, 255]).unwrap();
+        let p = f.path().display().to_string();
+        for value in [format!("file://{p}"), format!("fileb://{p}")] {
+            assert_eq!(
+                blob("plaintext", &value, raw).unwrap().expose(),
+                &[0, 1, 2, 255],
+                "{value}"
+            );
+        }
+        // The default is base64: the same file as file:// is not base64 text.
+        assert_eq!(BinaryFormat::default(), BinaryFormat::Base64);
+        assert!(blob("plaintext", &format!("file://{p}"), BinaryFormat::default()).is_err());
+    }
+
+    #[test]
     fn base64_with_line_breaks_and_blanks_decodes_as_pythons_b64decode_does() {
         assert_eq!(
-            blob("ciphertext-blob", "aGVs\nbG8=\n").unwrap().expose(),
+            blob("ciphertext-blob", "aGVs\nbG8=\n", BinaryFormat::Base64)
+                .unwrap()
+                .expose(),
             b"hello"
         );
         assert_eq!(
-            blob("ciphertext-blob", " aGVs\r\n bG8\t").unwrap().expose(),
+            blob("ciphertext-blob", " aGVs\r\n bG8\t", BinaryFormat::Base64)
+                .unwrap()
+                .expose(),
             b"hello"
         );
-        assert!(blob("ciphertext-blob", "aGVs\nbG8!").is_err());
+        assert!(blob("ciphertext-blob", "aGVs\nbG8!", BinaryFormat::Base64).is_err());
     }
 
     #[test]

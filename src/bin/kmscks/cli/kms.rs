@@ -17,7 +17,7 @@ use kmscks::ops::Op;
 /// How a blob flag's value is written, for its help: the one text of every blob flag's.
 macro_rules! blob_forms {
     () => {
-        "base64, file://base64-text or fileb://raw-bytes"
+        "base64, file://base64-text or fileb://raw-bytes (see --cli-binary-format)"
     };
 }
 

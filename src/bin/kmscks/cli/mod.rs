@@ -232,6 +232,8 @@ fn verb_args(specs: &[ArgSpec], relaxed: bool) -> Vec<Arg> {
 const REGION: &str = "region";
 /// `--endpoint-url`: global; an `http://` URL sends the requests to that AWS JSON endpoint.
 const ENDPOINT_URL: &str = "endpoint-url";
+/// `--cli-binary-format`: global; how blob values are read ([`args::BinaryFormat`]).
+const CLI_BINARY_FORMAT: &str = "cli-binary-format";
 /// `--cli-input-json`.
 const CLI_INPUT_JSON: &str = "cli-input-json";
 /// `--generate-cli-skeleton`.
@@ -419,6 +421,14 @@ fn command_for(relaxed: bool) -> Command {
                 .help("Send the requests to this AWS JSON endpoint (http://HOST:PORT, e.g. kmscksd --http) instead of the daemon's socket"),
         )
         .arg(
+            Arg::new(CLI_BINARY_FORMAT)
+                .long(CLI_BINARY_FORMAT)
+                .global(true)
+                .value_name("FORMAT")
+                .value_parser(clap::value_parser!(args::BinaryFormat))
+                .help("How blob values are read, as AWS CLI v2 reads them: base64 (the default: a bare value and file:// text are base64) or raw-in-base64-out (a bare value is its UTF-8 bytes, file:// the file's bytes); fileb:// is raw bytes either way, and blobs are printed in base64"),
+        )
+        .arg(
             Arg::new(REGION)
                 .long(REGION)
                 .global(true)
@@ -535,6 +545,12 @@ pub(crate) fn request_input(verb: &Verb, m: &ArgMatches) -> Result<Input, CliErr
         None => Map::new(),
     };
     check_unknown(verb, op, &obj)?;
+    let binary = m
+        .try_get_one::<args::BinaryFormat>(CLI_BINARY_FORMAT)
+        .ok()
+        .flatten()
+        .copied()
+        .unwrap_or_default();
     let mut secrets: Vec<(String, Secret)> = Vec::new();
     for s in verb.args {
         let member = s.member_name();
@@ -567,9 +583,10 @@ pub(crate) fn request_input(verb: &Verb, m: &ArgMatches) -> Result<Input, CliErr
                 let v = match s.kind {
                     Kind::Str => Value::String(args::text(flag, value)?),
                     Kind::Int => args::int(flag, value)?,
-                    Kind::Blob => args::base64_value(args::blob(flag, value)?.expose()),
+                    Kind::Blob => args::base64_value(args::blob(flag, value, binary)?.expose()),
                     Kind::SecretBlob => {
-                        secrets.push((member.clone(), Secret::Bytes(args::blob(flag, value)?)));
+                        let bytes = args::blob(flag, value, binary)?;
+                        secrets.push((member.clone(), Secret::Bytes(bytes)));
                         Value::String(String::new())
                     }
                     Kind::Password => {

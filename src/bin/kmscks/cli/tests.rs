@@ -1658,3 +1658,33 @@ fn blob_files_written_by_base64_round_trip_through_file_urls_as_with_aws() {
     ]);
     assert_eq!(plaintext, "c2VjcmV0", "the plaintext is `secret`");
 }
+
+#[test]
+fn cli_binary_format_raw_in_base64_out_takes_a_blob_as_the_bytes_given_wherever_the_flag_is() {
+    let plaintext = |line: &[&str]| match request_of(line) {
+        Ok(Request::Encrypt(r)) => Ok(r.plaintext.expose().to_vec()),
+        Ok(other) => panic!("{line:?} sends {other:?}"),
+        Err(e) => Err(e.to_string()),
+    };
+    let encrypt = ["kms", "encrypt", "--key-id", "k", "--plaintext", "hello"];
+    // The default is base64, in which `hello` is not a whole value.
+    let e = plaintext(&encrypt).unwrap_err();
+    assert!(e.contains("Invalid base64"), "{e}");
+    let mut before = vec!["--cli-binary-format", "raw-in-base64-out"];
+    before.extend(encrypt);
+    assert_eq!(plaintext(&before).unwrap(), b"hello");
+    let mut after = encrypt.to_vec();
+    after.extend(["--cli-binary-format", "raw-in-base64-out"]);
+    assert_eq!(plaintext(&after).unwrap(), b"hello");
+    // `base64` named: as the default.
+    let mut named = vec!["--cli-binary-format", "base64"];
+    named.extend(["kms", "encrypt", "--key-id", "k", "--plaintext", "aGVsbG8="]);
+    assert_eq!(plaintext(&named).unwrap(), b"hello");
+    // Another format is a usage error naming the two.
+    let (code, _, err) = run_cli(&["--cli-binary-format", "raw", "kms", "list-keys"]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert!(
+        err.contains("base64") && err.contains("raw-in-base64-out"),
+        "{err}"
+    );
+}
