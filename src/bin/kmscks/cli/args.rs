@@ -305,15 +305,24 @@ pub(crate) fn blob(
             )
         });
     }
-    if format == BinaryFormat::RawInBase64Out {
-        return Ok(SecretBytes::from_slice(value.as_bytes()));
-    }
-    decode_base64(value.as_bytes()).map_err(|e| {
+    blob_text(value, format).map_err(|e| {
         perr(
             flag,
             format!("Invalid base64: {e} (use fileb://PATH for raw bytes)"),
         )
     })
+}
+
+/// A blob given as text, not as a paramfile (a bare flag value, a `--cli-input-json` member):
+/// base64 ([`decode_base64`]), or its UTF-8 bytes in [`BinaryFormat::RawInBase64Out`].
+pub(crate) fn blob_text(
+    text: &str,
+    format: BinaryFormat,
+) -> Result<SecretBytes, base64::DecodeError> {
+    match format {
+        BinaryFormat::Base64 => decode_base64(text.as_bytes()),
+        BinaryFormat::RawInBase64Out => Ok(SecretBytes::from_slice(text.as_bytes())),
+    }
 }
 
 /// Base64 text's bytes (standard alphabet, padding optional). ASCII whitespace is dropped, as

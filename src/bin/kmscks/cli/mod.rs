@@ -551,7 +551,7 @@ pub(crate) fn request_input(verb: &Verb, m: &ArgMatches) -> Result<Input, CliErr
         .flatten()
         .copied()
         .unwrap_or_default();
-    let mut secrets: Vec<(String, Secret)> = Vec::new();
+    let mut secrets = json_blobs(verb, m, &mut obj, binary)?;
     for s in verb.args {
         let member = s.member_name();
         let flag = s.flag;
@@ -612,6 +612,50 @@ pub(crate) fn request_input(verb: &Verb, m: &ArgMatches) -> Result<Input, CliErr
         obj.insert("Operation".into(), Value::String(refused.name().into()));
     }
     Ok(Input { op, obj, secrets })
+}
+
+/// The blob members of `--cli-input-json` (`obj`) read as a blob flag's bare value is read
+/// ([`args::blob_text`], in `binary`): base64 wrapped over lines (what `base64` writes) is taken
+/// as the flag takes it, where the request's own decoding is strict. A plain blob goes back
+/// into `obj` as plain base64; a secret one (a plaintext) comes out of `obj` into the secrets
+/// returned, its base64 wiped and the member left holding `""` as a flag's secret leaves it.
+/// A member whose flag is given too (in `m`) is left to the flag, which overrides it.
+fn json_blobs(
+    verb: &Verb,
+    m: &ArgMatches,
+    obj: &mut Map<String, Value>,
+    binary: args::BinaryFormat,
+) -> Result<Vec<(String, Secret)>, CliError> {
+    let mut secrets = Vec::new();
+    for s in verb.args {
+        let flag_given = || m.try_get_one::<String>(s.flag).ok().flatten().is_some();
+        if !matches!(s.kind, Kind::Blob | Kind::SecretBlob) || flag_given() {
+            continue;
+        }
+        let member = s.member_name();
+        let Some(Value::String(text)) = obj.get_mut(&member) else {
+            continue; // absent, or not a string: to_request names it
+        };
+        let read = args::blob_text(text, binary);
+        if s.kind == Kind::SecretBlob {
+            // Wiped whether it read or not.
+            zeroize::Zeroize::zeroize(text);
+        }
+        let bytes = read.map_err(|e| {
+            CliError::Param(ParamError {
+                flag: format!("--{CLI_INPUT_JSON}"),
+                message: format!("Invalid base64 in member {member}: {e}"),
+            })
+        })?;
+        let value = if s.kind == Kind::SecretBlob {
+            secrets.push((member.clone(), Secret::Bytes(bytes)));
+            Value::String(String::new())
+        } else {
+            args::base64_value(bytes.expose())
+        };
+        obj.insert(member, value);
+    }
+    Ok(secrets)
 }
 
 /// `Parameter validation failed` for the members of `--cli-input-json` (`obj`, before any flag

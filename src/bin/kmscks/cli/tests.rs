@@ -94,7 +94,11 @@ fn every_refused_operation_has_a_kms_verb_and_every_refused_verb_is_a_refused_op
 fn request_of(args: &[&str]) -> Result<Request, CliError> {
     let mut argv = vec!["kmscks"];
     argv.extend_from_slice(args);
-    let m = command().try_get_matches_from(argv).unwrap();
+    // Parsed as `run` parses it: a --cli-input-json line needs none of the verb's flags.
+    let os: Vec<OsString> = argv.iter().map(OsString::from).collect();
+    let m = command_for(relaxed(&os))
+        .try_get_matches_from(argv)
+        .unwrap();
     let mut path = Vec::new();
     let mut leaf = &m;
     while let Some((name, next)) = leaf.subcommand() {
@@ -1687,4 +1691,81 @@ fn cli_binary_format_raw_in_base64_out_takes_a_blob_as_the_bytes_given_wherever_
         err.contains("base64") && err.contains("raw-in-base64-out"),
         "{err}"
     );
+}
+
+#[test]
+fn a_blob_member_of_cli_input_json_reads_as_the_same_value_given_as_its_flag() {
+    // `base64` wraps at 76 columns; a JSON string holding its output keeps the newlines.
+    let bytes: Vec<u8> = (0u8..=99).collect();
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &bytes);
+    let wrapped: String = encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|c| String::from_utf8_lossy(c).into_owned() + "\n")
+        .collect();
+    let input = serde_json::json!({ "CiphertextBlob": wrapped }).to_string();
+    let Request::Decrypt(d) = request_of(&["kms", "decrypt", "--cli-input-json", &input]).unwrap()
+    else {
+        panic!("not a Decrypt")
+    };
+    assert_eq!(d.ciphertext_blob, bytes);
+    // A secret blob (a plaintext) the same way; a flag given too overrides it.
+    let plaintext = |line: &[&str]| match request_of(line).unwrap() {
+        Request::Encrypt(r) => r.plaintext.expose().to_vec(),
+        other => panic!("{line:?} sends {other:?}"),
+    };
+    let input = r#"{"KeyId": "k", "Plaintext": "aGVs\nbG8=\n"}"#;
+    assert_eq!(
+        plaintext(&["kms", "encrypt", "--cli-input-json", input]),
+        b"hello"
+    );
+    assert_eq!(
+        plaintext(&[
+            "kms",
+            "encrypt",
+            "--cli-input-json",
+            input,
+            "--plaintext",
+            "d29ybGQ="
+        ]),
+        b"world"
+    );
+    // Even over a member that is not base64: the flag's value is the one read.
+    assert_eq!(
+        plaintext(&[
+            "kms",
+            "encrypt",
+            "--cli-input-json",
+            r#"{"KeyId": "k", "Plaintext": "not base64!"}"#,
+            "--plaintext",
+            "d29ybGQ="
+        ]),
+        b"world"
+    );
+    // --cli-binary-format applies to the members as to the flags.
+    assert_eq!(
+        plaintext(&[
+            "--cli-binary-format",
+            "raw-in-base64-out",
+            "kms",
+            "encrypt",
+            "--cli-input-json",
+            r#"{"KeyId": "k", "Plaintext": "hello"}"#,
+        ]),
+        b"hello"
+    );
+    // A member that is not base64: a parameter error naming it, not its text.
+    let (code, out, err) = run_cli(&[
+        "kms",
+        "encrypt",
+        "--cli-input-json",
+        r#"{"KeyId": "k", "Plaintext": "MyS3cret!!"}"#,
+    ]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert_eq!(out, "");
+    assert!(
+        err.contains("'--cli-input-json': Invalid base64 in member Plaintext: "),
+        "{err}"
+    );
+    assert!(!err.contains("MyS3cret"), "{err}");
 }
