@@ -465,6 +465,11 @@ pub(crate) enum CliError {
 }
 
 impl CliError {
+    /// The answer could not be written to `out` (255).
+    pub(crate) fn output(e: std::io::Error) -> CliError {
+        CliError::Other(format!("cannot write the output: {e}"))
+    }
+
     /// The process exit code.
     pub(crate) fn exit_code(&self) -> i32 {
         match self {
@@ -1024,7 +1029,7 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
                 message,
             })
         })?;
-    let io = |e: std::io::Error| CliError::Other(format!("cannot write the output: {e}"));
+    let io = CliError::output;
     let (group, sub) = m
         .subcommand()
         .ok_or_else(|| CliError::Other("no command given".into()))?;
@@ -1061,7 +1066,7 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
             let operation = request.op().name().to_owned();
             let backend = Target::from_matches(m).open()?;
             return match backend.call(&request) {
-                Ok(resp) => print.one(Node::of_response(&resp), out).map_err(io),
+                Ok(resp) => print.one(Node::of_response(&resp), out),
                 Err(error) => Err(CliError::Service { operation, error }),
             };
         }
@@ -1104,7 +1109,7 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
             let request = to_request(&operation, op, &obj, secrets)?;
             let backend = Target::from_matches(m).open()?;
             let resp = backend.call(&request).map_err(service)?;
-            print.one(Node::of_response(&resp), out).map_err(io)
+            print.one(Node::of_response(&resp), out)
         }
         Some((paging, opts)) => {
             to_request(&operation, op, &obj, Vec::new())?;
@@ -1117,7 +1122,7 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
             let pages = paginate::run(paging, &opts, obj, &mut call, |t| {
                 CliError::Other(format!("The same next token was received twice: {t}"))
             })?;
-            print.pages(pages, out).map_err(io)
+            print.pages(pages, out)
         }
     }
 }
@@ -1170,12 +1175,15 @@ struct Printer {
 }
 
 impl Printer {
-    fn queried(&self, node: Node) -> std::io::Result<Node> {
+    /// What `--query` selects of `node` (all of it without one). A query that fails on the
+    /// answer (a function given a value of the wrong type) is reported as the query's error,
+    /// not as one of writing the output.
+    fn queried(&self, node: Node) -> Result<Node, CliError> {
         match &self.query {
             None => Ok(node),
             Some(q) => {
                 let mut answer = node;
-                let result = q.apply(&answer).map_err(std::io::Error::other);
+                let result = q.apply(&answer).map_err(CliError::Other);
                 zeroize::Zeroize::zeroize(&mut answer);
                 result
             }
@@ -1183,16 +1191,16 @@ impl Printer {
     }
 
     /// One answer.
-    fn one(&self, node: Node, out: &mut dyn Write) -> std::io::Result<()> {
+    fn one(&self, node: Node, out: &mut dyn Write) -> Result<(), CliError> {
         let mut node = self.queried(node)?;
-        let done = output::print(&node, self.format, out);
+        let done = output::print(&node, self.format, out).map_err(CliError::output);
         zeroize::Zeroize::zeroize(&mut node);
         done
     }
 
     /// Pages: merged for JSON; page by page for text, then the token to resume from, as the
     /// AWS CLI's text formatter does (the query applies to each).
-    fn pages(&self, pages: paginate::Pages, out: &mut dyn Write) -> std::io::Result<()> {
+    fn pages(&self, pages: paginate::Pages, out: &mut dyn Write) -> Result<(), CliError> {
         if self.format == Format::Json {
             return self.one(pages.merged(), out);
         }

@@ -1769,3 +1769,24 @@ fn a_blob_member_of_cli_input_json_reads_as_the_same_value_given_as_its_flag() {
     );
     assert!(!err.contains("MyS3cret"), "{err}");
 }
+
+#[test]
+fn a_query_that_fails_on_the_answer_is_the_querys_error_not_the_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, out, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "--query",
+        "abs(`\"x\"`)",
+        "kms",
+        "list-keys",
+    ]);
+    assert_eq!(code, EXIT_OTHER, "{err}");
+    assert_eq!(out, "");
+    assert!(
+        err.starts_with("\nBad value for --query: Runtime error"),
+        "{err}"
+    );
+    assert!(!err.contains("cannot write the output"), "{err}");
+}
