@@ -20,10 +20,12 @@
 //! [`tree`], timestamps as AWS CLI v2 prints them).
 //!
 //! Backends: `--data-dir DIR` runs the operation in this process on the data directory (no
-//! daemon); otherwise the CLI talks to the daemon on `--socket PATH`, else `$KMSCKS_SOCKET`,
-//! else the per-user default ([`kmscks::client::default_socket`]). It talks only to a daemon
-//! run by its own uid, root, or `$KMSCKS_DAEMON_UID` ([`kmscks::client::DAEMON_UID_ENV`]), and
-//! exits 255 naming the socket and the daemon's uid otherwise.
+//! daemon; it conflicts with `--socket`, and `--endpoint-url` with both, wherever on the line
+//! each is given); otherwise the CLI talks to the daemon on `--socket PATH`, else
+//! `$KMSCKS_SOCKET`, else the per-user default ([`kmscks::client::default_socket`]). It talks
+//! only to a daemon run by its own uid, root, or `$KMSCKS_DAEMON_UID`
+//! ([`kmscks::client::DAEMON_UID_ENV`]), and exits 255 naming the socket and the daemon's uid
+//! otherwise.
 //!
 //! Exit codes, as AWS CLI v2: 0 success, 252 usage or parameter error, 254 the service
 //! answered with an error (printed after a blank line as `An error occurred (<Exception>) when
@@ -387,6 +389,7 @@ fn command_for(relaxed: bool) -> Command {
                 .global(true)
                 .value_name("DIR")
                 .value_parser(clap::value_parser!(PathBuf))
+                .conflicts_with("socket")
                 .help("Run in this process on this data directory instead of using the daemon"),
         )
         .arg(
@@ -954,7 +957,14 @@ where
         let _ = out.write_all(help.as_bytes());
         return EXIT_OK;
     }
-    let matches = match command_for(relaxed(&argv)).try_get_matches_from(argv) {
+    let mut cmd = command_for(relaxed(&argv));
+    let parsed =
+        cmd.try_get_matches_from_mut(argv)
+            .and_then(|m| match global_conflict(&mut cmd, &m) {
+                Some(e) => Err(e),
+                None => Ok(m),
+            });
+    let matches = match parsed {
         Ok(m) => m,
         Err(e) => {
             use clap::error::ErrorKind as K;
@@ -980,6 +990,33 @@ where
             e.exit_code()
         }
     }
+}
+
+/// Clap's conflict error for two conflicting global flags given on different levels of the line
+/// (`--socket S kms list-keys --data-dir D`): clap checks each level's flags against that
+/// level's only, before it hands the globals down to the verb, so such a line would pass with
+/// one of the two silently dropped. The conflicts are the ones the flags declare.
+fn global_conflict(cmd: &mut Command, m: &ArgMatches) -> Option<clap::Error> {
+    let mut leaf = m;
+    while let Some((_, sub)) = leaf.subcommand() {
+        leaf = sub;
+    }
+    // At the verb every global is there, wherever it was given.
+    let given = |arg: &Arg| {
+        let id = arg.get_id().as_str();
+        leaf.try_contains_id(id).unwrap_or(false)
+            && leaf.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+    };
+    let conflict = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set() && given(a))
+        .find_map(|a| {
+            cmd.get_arg_conflicts_with(a)
+                .into_iter()
+                .find(|b| given(b))
+                .map(|b| format!("the argument '{a}' cannot be used with '{b}'"))
+        })?;
+    Some(cmd.error(clap::error::ErrorKind::ArgumentConflict, conflict))
 }
 
 /// The help of the verb `argv` names when it holds the word `help` where the AWS CLI reads it

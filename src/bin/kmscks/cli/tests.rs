@@ -1790,3 +1790,37 @@ fn a_query_that_fails_on_the_answer_is_the_querys_error_not_the_outputs() {
     );
     assert!(!err.contains("cannot write the output"), "{err}");
 }
+
+#[test]
+fn socket_and_data_dir_together_are_a_usage_error_wherever_on_the_line_each_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let sock = dir.path().join("none.sock");
+    let sock = sock.to_str().unwrap();
+    for line in [
+        &["--socket", sock, "--data-dir", d, "kms", "list-keys"][..],
+        &["kms", "list-keys", "--data-dir", d, "--socket", sock],
+        // Split over two levels: clap checks each level's flags on their own.
+        &["--socket", sock, "kms", "list-keys", "--data-dir", d],
+        &["--data-dir", d, "kms", "list-keys", "--socket", sock],
+        // --endpoint-url's conflicts, split the same way.
+        &[
+            "--endpoint-url",
+            "http://127.0.0.1:1",
+            "kms",
+            "list-keys",
+            "--data-dir",
+            d,
+        ],
+    ] {
+        let (code, out, err) = run_cli(line);
+        assert_eq!(code, EXIT_USAGE, "{line:?}: {err}");
+        assert_eq!(out, "", "{line:?}");
+        assert!(err.contains("cannot be used with"), "{line:?}: {err}");
+        assert!(
+            !std::path::Path::new(d).exists(),
+            "{line:?}: the data directory was not opened"
+        );
+    }
+}
