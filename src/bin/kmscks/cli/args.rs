@@ -4,10 +4,11 @@
 //! quoting of shorthand values, `~` and `$VAR` in paramfile paths, wrapped base64, and a list
 //! flag given as one JSON list.
 //!
-//! kmscks has no `--cli-binary-format` option: a blob parameter (`--plaintext`,
-//! `--ciphertext-blob`) always behaves as AWS CLI v2's default `base64`: a bare value is base64
-//! text, `fileb://PATH` gives the file's raw bytes and `file://PATH` gives the file's bytes as
-//! they are (its text).
+//! A blob parameter (`--plaintext`, `--ciphertext-blob`) is read as AWS CLI v2 reads it
+//! ([`BinaryFormat`]): with its default `--cli-binary-format base64`, a bare value is base64
+//! text, `file://PATH` the file's text, which is base64 too (so `--ciphertext-blob
+//! file://ct.b64` reads what `base64` wrote), and only `fileb://PATH` gives the file's raw
+//! bytes; with `raw-in-base64-out`, a bare value is its own bytes and `file://` the file's.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -15,6 +16,7 @@ use std::path::Path;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{Map, Value};
+use zeroize::Zeroizing;
 
 use kmscks::secret::{Password, SecretBytes};
 
@@ -165,10 +167,17 @@ fn perr(flag: &str, message: impl Into<String>) -> ParamError {
 }
 
 /// The bytes of a paramfile; `path` as written after `file://` / `fileb://`, expanded as the AWS
-/// CLI expands it ([`expand_path`]) and named as written in an error.
-fn read_file(flag: &str, path: &str) -> Result<Vec<u8>, ParamError> {
+/// CLI expands it ([`expand_path`]) and named as written in an error. Wiped when dropped: a
+/// paramfile may hold a plaintext or a password (or a plaintext's base64).
+fn read_file(flag: &str, path: &str) -> Result<Zeroizing<Vec<u8>>, ParamError> {
     std::fs::read(Path::new(&expand_path(path)))
+        .map(Zeroizing::new)
         .map_err(|e| perr(flag, format!("Unable to load paramfile {path}: {e}")))
+}
+
+/// The bytes of `buf` as a secret, moved (not copied) out of it.
+fn into_secret(mut buf: Zeroizing<Vec<u8>>) -> SecretBytes {
+    SecretBytes::new(std::mem::take(&mut *buf))
 }
 
 /// A paramfile path as the AWS CLI reads it, `os.path.expandvars(os.path.expanduser(path))`: a
@@ -230,39 +239,100 @@ fn expand_path_in(path: &str, env: &dyn Fn(&str) -> Option<OsString>) -> OsStrin
 /// A text value: `file://PATH` is the file's text (UTF-8), `fileb://PATH` its bytes (which
 /// must be UTF-8 here), anything else the value itself.
 pub(crate) fn text(flag: &str, value: &str) -> Result<String, ParamError> {
-    let bytes = if let Some(path) = value.strip_prefix("file://") {
+    let mut bytes = if let Some(path) = value.strip_prefix("file://") {
         read_file(flag, path)?
     } else if let Some(path) = value.strip_prefix("fileb://") {
         read_file(flag, path)?
     } else {
         return Ok(value.to_owned());
     };
-    String::from_utf8(bytes).map_err(|e| {
+    // Moved out, not copied: the text is the caller's (a password's goes into `Password`).
+    String::from_utf8(std::mem::take(&mut *bytes)).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        // Wiped as the buffer it came from would have been.
+        drop(Zeroizing::new(e.into_bytes()));
         perr(
             flag,
-            format!(
-                "the file is not UTF-8 text (invalid byte at offset {})",
-                e.utf8_error().valid_up_to()
-            ),
+            format!("the file is not UTF-8 text (invalid byte at offset {offset})"),
         )
     })
 }
 
-/// A blob value (AWS CLI v2 semantics): `fileb://PATH` raw bytes, `file://PATH` the file's
-/// bytes, anything else base64 (standard alphabet, padding optional). ASCII whitespace in the
-/// base64 is dropped, as Python's `b64decode` drops it, so `"$(base64 ct.bin)"` (wrapped at 76
-/// columns) reads as it does for `aws`.
-pub(crate) fn blob(flag: &str, value: &str) -> Result<SecretBytes, ParamError> {
-    if let Some(path) = value
-        .strip_prefix("fileb://")
-        .or_else(|| value.strip_prefix("file://"))
-    {
-        return read_file(flag, path).map(SecretBytes::new);
+/// How blob values are read: AWS CLI v2's `--cli-binary-format` (its `cli_binary_format`
+/// setting, whose configuration file kmscks does not read). Blobs are printed in base64
+/// whichever it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BinaryFormat {
+    /// A bare value and a file:// file's text are base64 (AWS CLI v2's default)
+    #[default]
+    #[value(name = "base64")]
+    Base64,
+    /// A bare value is its UTF-8 bytes as given, a file:// file its raw bytes (base64 out)
+    #[value(name = "raw-in-base64-out")]
+    RawInBase64Out,
+}
+
+/// A blob value as AWS CLI v2 reads it in `format`: `fileb://PATH` the file's raw bytes;
+/// `file://PATH` the file's text, base64 ([`BinaryFormat::RawInBase64Out`]: its raw bytes);
+/// anything else base64 ([`decode_base64`]; [`BinaryFormat::RawInBase64Out`]: its UTF-8 bytes).
+pub(crate) fn blob(
+    flag: &str,
+    value: &str,
+    format: BinaryFormat,
+) -> Result<SecretBytes, ParamError> {
+    if let Some(path) = value.strip_prefix("fileb://") {
+        return read_file(flag, path).map(into_secret);
     }
+    if let Some(path) = value.strip_prefix("file://") {
+        let bytes = read_file(flag, path)?;
+        if format == BinaryFormat::RawInBase64Out {
+            return Ok(into_secret(bytes));
+        }
+        let raw = format!("use fileb://{path} for its raw bytes");
+        if let Err(e) = std::str::from_utf8(&bytes) {
+            return Err(perr(
+                flag,
+                format!(
+                    "paramfile {path} is not base64 text (invalid UTF-8 at offset {}): {raw}",
+                    e.valid_up_to()
+                ),
+            ));
+        }
+        return decode_base64(&bytes).map_err(|e| {
+            perr(
+                flag,
+                format!("Invalid base64 in paramfile {path}: {e} ({raw})"),
+            )
+        });
+    }
+    blob_text(value, format).map_err(|e| {
+        perr(
+            flag,
+            format!("Invalid base64: {e} (use fileb://PATH for raw bytes)"),
+        )
+    })
+}
+
+/// A blob given as text, not as a paramfile (a bare flag value, a `--cli-input-json` member):
+/// base64 ([`decode_base64`]), or its UTF-8 bytes in [`BinaryFormat::RawInBase64Out`].
+pub(crate) fn blob_text(
+    text: &str,
+    format: BinaryFormat,
+) -> Result<SecretBytes, base64::DecodeError> {
+    match format {
+        BinaryFormat::Base64 => decode_base64(text.as_bytes()),
+        BinaryFormat::RawInBase64Out => Ok(SecretBytes::from_slice(text.as_bytes())),
+    }
+}
+
+/// Base64 text's bytes (standard alphabet, padding optional). ASCII whitespace is dropped, as
+/// Python's `b64decode` drops it, so `"$(base64 ct.bin)"` or a file `base64` wrote (wrapped at
+/// 76 columns) reads as it does for `aws`.
+fn decode_base64(text: &[u8]) -> Result<SecretBytes, base64::DecodeError> {
     // The base64 text may be a plaintext's: wiped when dropped.
-    let compact = zeroize::Zeroizing::new(
-        value
-            .bytes()
+    let compact = Zeroizing::new(
+        text.iter()
+            .copied()
             .filter(|b| !b.is_ascii_whitespace())
             .collect::<Vec<u8>>(),
     );
@@ -273,12 +343,6 @@ pub(crate) fn blob(flag: &str, value: &str) -> Result<SecretBytes, ParamError> {
     base64::engine::general_purpose::STANDARD_NO_PAD
         .decode(&compact[..end])
         .map(SecretBytes::new)
-        .map_err(|e| {
-            perr(
-                flag,
-                format!("Invalid base64: {e} (use fileb://PATH for raw bytes)"),
-            )
-        })
 }
 
 /// A password value (`file://` allowed; a trailing newline of a file is dropped).
@@ -296,8 +360,37 @@ pub(crate) fn password(flag: &str, value: &str) -> Result<Password, ParamError> 
 
 fn json(flag: &str, value: &str) -> Result<Value, ParamError> {
     let t = text(flag, value)?;
-    serde_json::from_str(&t)
-        .map_err(|e| perr(flag, format!("Invalid JSON: {e}\nJSON received: {t}")))
+    serde_json::from_str(&t).map_err(|e| invalid_json(flag, value, &e))
+}
+
+/// `Invalid JSON received` for `value` of `flag` that serde could not read (`e`): what serde
+/// found and where, and the paramfile of a `file://` value, never the text itself: it may hold
+/// a secret (a `--cli-input-json` with its `KeyStorePassword`), and AWS CLI v2 prints none of
+/// it either. serde's own message is not used: for a value of the wrong type it quotes the
+/// value.
+fn invalid_json(flag: &str, value: &str, e: &serde_json::Error) -> ParamError {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Syntax => "syntax error",
+        Category::Eof => "unexpected end of input",
+        Category::Data => "value of the wrong type",
+        Category::Io => "read error",
+    };
+    let from = match value
+        .strip_prefix("file://")
+        .or_else(|| value.strip_prefix("fileb://"))
+    {
+        Some(path) => format!(" from paramfile {path}"),
+        None => String::new(),
+    };
+    perr(
+        flag,
+        format!(
+            "Invalid JSON received{from}: {what} at line {}, column {}",
+            e.line(),
+            e.column()
+        ),
+    )
 }
 
 /// How shorthand is written, for the error messages.
@@ -590,10 +683,9 @@ pub(crate) fn list(flag: &str, values: &[String]) -> Result<Value, ParamError> {
             return serde_json::from_str::<Vec<Value>>(one)
                 .map(Value::Array)
                 .map_err(|e| {
-                    perr(
-                        flag,
-                        format!("Invalid JSON: {e} (expected a JSON list)\nJSON received: {one}"),
-                    )
+                    let mut error = invalid_json(flag, one, &e);
+                    error.message.push_str(" (expected a JSON list)");
+                    error
                 });
         }
     }
@@ -613,7 +705,7 @@ pub(crate) fn any_json(flag: &str, value: &str) -> Result<Value, ParamError> {
         {
             Ok(Value::String(t))
         }
-        Err(e) => Err(perr(flag, format!("Invalid JSON: {e}\nJSON received: {t}"))),
+        Err(e) => Err(invalid_json(flag, value, &e)),
     }
 }
 
@@ -652,23 +744,93 @@ mod tests {
 
     #[test]
     fn blobs_follow_aws_cli_v2() {
-        assert_eq!(blob("plaintext", "aGVsbG8=").unwrap().expose(), b"hello");
-        assert_eq!(blob("plaintext", "aGVsbG8").unwrap().expose(), b"hello");
-        let e = blob("plaintext", "not base64!").unwrap_err();
+        assert_eq!(
+            blob("plaintext", "aGVsbG8=", BinaryFormat::Base64)
+                .unwrap()
+                .expose(),
+            b"hello"
+        );
+        assert_eq!(
+            blob("plaintext", "aGVsbG8", BinaryFormat::Base64)
+                .unwrap()
+                .expose(),
+            b"hello"
+        );
+        let e = blob("plaintext", "not base64!", BinaryFormat::Base64).unwrap_err();
         assert_eq!(e.flag, "--plaintext");
         assert!(e.message.contains("base64"), "{e}");
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(&[0, 1, 2, 255]).unwrap();
         let p = f.path().display().to_string();
         assert_eq!(
-            blob("plaintext", &format!("fileb://{p}")).unwrap().expose(),
+            blob("plaintext", &format!("fileb://{p}"), BinaryFormat::Base64)
+                .unwrap()
+                .expose(),
             &[0, 1, 2, 255]
         );
-        let e = blob("plaintext", "fileb:///no/such/file").unwrap_err();
+        let e = blob("plaintext", "fileb:///no/such/file", BinaryFormat::Base64).unwrap_err();
         assert!(e.message.contains("/no/such/file"), "{e}");
         // file:// of binary bytes is not text.
         let e = text("policy", &format!("file://{p}")).unwrap_err();
         assert!(e.message.contains("offset 3"), "{e}");
+    }
+
+    #[test]
+    fn a_file_url_on_a_blob_flag_is_base64_text_as_aws_cli_v2_reads_it() {
+        // What `base64 ct.bin > ct.b64` writes: wrapped at 76 columns, a final newline.
+        let bytes: Vec<u8> = (0u8..=99).collect();
+        let encoded = STANDARD.encode(&bytes);
+        let wrapped = encoded
+            .as_bytes()
+            .chunks(76)
+            .map(|c| String::from_utf8_lossy(c).into_owned() + "\n")
+            .collect::<String>();
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(wrapped.as_bytes()).unwrap();
+        let p = f.path().display().to_string();
+        assert_eq!(
+            blob(
+                "ciphertext-blob",
+                &format!("file://{p}"),
+                BinaryFormat::Base64
+            )
+            .unwrap()
+            .expose(),
+            bytes
+        );
+        // The same file as fileb:// is its bytes, the base64 text itself.
+        assert_eq!(
+            blob(
+                "ciphertext-blob",
+                &format!("fileb://{p}"),
+                BinaryFormat::Base64
+            )
+            .unwrap()
+            .expose(),
+            wrapped.as_bytes()
+        );
+        // Text that is not base64, and bytes that are not text: the file named, fileb:// offered.
+        let mut text_file = tempfile::NamedTempFile::new().unwrap();
+        text_file.write_all(b"hello, world\n").unwrap();
+        let t = text_file.path().display().to_string();
+        let e = blob("plaintext", &format!("file://{t}"), BinaryFormat::Base64).unwrap_err();
+        assert_eq!(e.flag, "--plaintext");
+        assert!(
+            e.message
+                .starts_with(&format!("Invalid base64 in paramfile {t}: "))
+                && e.message.contains(&format!("use fileb://{t}")),
+            "{e}"
+        );
+        let mut binary = tempfile::NamedTempFile::new().unwrap();
+        binary.write_all(&[0x41, 0xff, 0x00]).unwrap();
+        let b = binary.path().display().to_string();
+        let e = blob("plaintext", &format!("file://{b}"), BinaryFormat::Base64).unwrap_err();
+        assert!(
+            e.message
+                .contains(&format!("paramfile {b} is not base64 text"))
+                && e.message.contains(&format!("use fileb://{b}")),
+            "{e}"
+        );
     }
 
     #[test]
@@ -825,16 +987,95 @@ mod tests {
     }
 
     #[test]
+    fn json_that_does_not_read_is_named_by_what_and_where_never_by_its_text() {
+        let secret = "MyS3cretKmsuserPw";
+        // A trailing comma, a value cut short, a bare word after a value: each flag reader.
+        let e = any_json(
+            "cli-input-json",
+            &format!(r#"{{"CustomKeyStoreId":"cks-1","KeyStorePassword":"{secret}",}}"#),
+        )
+        .unwrap_err();
+        assert_eq!(e.flag, "--cli-input-json");
+        assert_eq!(
+            e.message,
+            "Invalid JSON received: syntax error at line 1, column 68"
+        );
+        let e = map("encryption-context", &format!(r#"{{"k":"{secret}""#)).unwrap_err();
+        assert!(!e.message.contains(secret), "{e}");
+        assert!(
+            e.message
+                .contains("unexpected end of input at line 1, column"),
+            "{e}"
+        );
+        let e = list("grant-tokens", &[format!(r#"["{secret}"] x"#)]).unwrap_err();
+        assert!(!e.message.contains(secret), "{e}");
+        assert!(e.message.contains("syntax error at line 1"), "{e}");
+        for e in [
+            constraints("constraints", &format!(r#"{{"a":{secret}}}"#)).unwrap_err(),
+            tags("tags", &[format!("[{secret}]")], KMS_TAG).unwrap_err(),
+            filters("filters", &[format!("{{{secret}}}")]).unwrap_err(),
+        ] {
+            assert!(!e.message.contains(secret), "{e}");
+            assert!(e.message.starts_with("Invalid JSON received: "), "{e}");
+        }
+        // From a paramfile: the file is named (as written), its text is not printed.
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        write!(
+            f,
+            "{{\n  \"KeyStorePassword\": \"{secret}\"\n  \"x\": 1\n}}"
+        )
+        .unwrap();
+        let p = f.path().display().to_string();
+        let e = any_json("cli-input-json", &format!("file://{p}")).unwrap_err();
+        assert!(!e.message.contains(secret), "{e}");
+        assert_eq!(
+            e.message,
+            format!("Invalid JSON received from paramfile {p}: syntax error at line 3, column 3")
+        );
+    }
+
+    #[test]
+    fn raw_in_base64_out_reads_a_bare_value_and_a_file_url_as_the_bytes_given() {
+        let raw = BinaryFormat::RawInBase64Out;
+        // Base64-looking text is not decoded: its bytes are the value.
+        assert_eq!(
+            blob("plaintext", "aGVsbG8=", raw).unwrap().expose(),
+            b"aGVsbG8="
+        );
+        assert_eq!(
+            blob("plaintext", "héllo wörld\n", raw).unwrap().expose(),
+            "héllo wörld\n".as_bytes()
+        );
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&[0, 1, 2, 255]).unwrap();
+        let p = f.path().display().to_string();
+        for value in [format!("file://{p}"), format!("fileb://{p}")] {
+            assert_eq!(
+                blob("plaintext", &value, raw).unwrap().expose(),
+                &[0, 1, 2, 255],
+                "{value}"
+            );
+        }
+        // The default is base64: the same file as file:// is not base64 text.
+        assert_eq!(BinaryFormat::default(), BinaryFormat::Base64);
+        assert!(blob("plaintext", &format!("file://{p}"), BinaryFormat::default()).is_err());
+    }
+
+    #[test]
     fn base64_with_line_breaks_and_blanks_decodes_as_pythons_b64decode_does() {
         assert_eq!(
-            blob("ciphertext-blob", "aGVs\nbG8=\n").unwrap().expose(),
+            blob("ciphertext-blob", "aGVs\nbG8=\n", BinaryFormat::Base64)
+                .unwrap()
+                .expose(),
             b"hello"
         );
         assert_eq!(
-            blob("ciphertext-blob", " aGVs\r\n bG8\t").unwrap().expose(),
+            blob("ciphertext-blob", " aGVs\r\n bG8\t", BinaryFormat::Base64)
+                .unwrap()
+                .expose(),
             b"hello"
         );
-        assert!(blob("ciphertext-blob", "aGVs\nbG8!").is_err());
+        assert!(blob("ciphertext-blob", "aGVs\nbG8!", BinaryFormat::Base64).is_err());
     }
 
     #[test]

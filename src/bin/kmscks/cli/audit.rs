@@ -88,7 +88,7 @@ pub(crate) fn run(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let io = |e: std::io::Error| CliError::Other(format!("cannot write the output: {e}"));
+    let io = CliError::output;
     match m.subcommand() {
         Some(("verify", v)) => {
             let verdicts = match v.get_one::<PathBuf>("file") {

@@ -14,6 +14,13 @@ use super::args::{opt, req, specs, ArgSpec, Kind::*};
 use kmscks::api::kms::Refused;
 use kmscks::ops::Op;
 
+/// How a blob flag's value is written, for its help: the one text of every blob flag's.
+macro_rules! blob_forms {
+    () => {
+        "base64, file://base64-text or fileb://raw-bytes (see --cli-binary-format)"
+    };
+}
+
 const KEY_ID: ArgSpec = req("key-id", Str, "Key id, key ARN, alias name or alias ARN");
 const STORE_ID: ArgSpec = req("custom-key-store-id", Str, "The custom key store's id");
 const GRANT_TOKENS: ArgSpec = opt("grant-tokens", List, "Grant tokens");
@@ -80,7 +87,7 @@ const XKS_PROXY: [ArgSpec; 6] = [
 const SIGN_MESSAGE: ArgSpec = req(
     "message",
     SecretBlob,
-    "The message or its digest: base64, fileb://raw-bytes or file://text",
+    concat!("The message or its digest: ", blob_forms!()),
 );
 const MESSAGE_TYPE: ArgSpec = opt("message-type", Str, "RAW (default) or DIGEST");
 const SIGNING_ALGORITHM: ArgSpec = req(
@@ -359,7 +366,7 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
             req(
                 "plaintext",
                 SecretBlob,
-                "Base64, fileb://raw-bytes or file://text",
+                concat!("The plaintext: ", blob_forms!()),
             ),
             CONTEXT,
             GRANT_TOKENS,
@@ -370,7 +377,7 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
             req(
                 "ciphertext-blob",
                 Blob,
-                "Base64, fileb://raw-bytes or file://…",
+                concat!("The ciphertext: ", blob_forms!()),
             ),
             CONTEXT,
             GRANT_TOKENS,
@@ -384,7 +391,7 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
             req(
                 "ciphertext-blob",
                 Blob,
-                "Base64, fileb://raw-bytes or file://…",
+                concat!("The ciphertext: ", blob_forms!()),
             ),
             opt("source-encryption-context", Map, "k=v,… or JSON"),
             opt("source-key-id", Str, "Must be the ciphertext's key"),
@@ -422,7 +429,7 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
             req(
                 "message",
                 SecretBlob,
-                "Base64, fileb://raw-bytes or file://text",
+                concat!("The message: ", blob_forms!()),
             ),
             KEY_ID,
             req("mac-algorithm", Str, "The key's: HMAC_SHA_224/256/384/512"),
@@ -441,7 +448,11 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
             KEY_ID,
             SIGN_MESSAGE,
             MESSAGE_TYPE,
-            req("signature", Blob, "Base64, fileb://raw-bytes or file://…"),
+            req(
+                "signature",
+                Blob,
+                concat!("The signature: ", blob_forms!())
+            ),
             SIGNING_ALGORITHM,
             GRANT_TOKENS,
             DRY_RUN,
@@ -463,11 +474,11 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
             req(
                 "message",
                 SecretBlob,
-                "Base64, fileb://raw-bytes or file://text",
+                concat!("The message: ", blob_forms!()),
             ),
             KEY_ID,
             req("mac-algorithm", Str, "The key's: HMAC_SHA_224/256/384/512"),
-            req("mac", Blob, "Base64, fileb://raw-bytes or file://…"),
+            req("mac", Blob, concat!("The MAC: ", blob_forms!())),
             GRANT_TOKENS,
             DRY_RUN,
         ],

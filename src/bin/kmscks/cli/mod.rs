@@ -20,10 +20,12 @@
 //! [`tree`], timestamps as AWS CLI v2 prints them).
 //!
 //! Backends: `--data-dir DIR` runs the operation in this process on the data directory (no
-//! daemon); otherwise the CLI talks to the daemon on `--socket PATH`, else `$KMSCKS_SOCKET`,
-//! else the per-user default ([`kmscks::client::default_socket`]). It talks only to a daemon
-//! run by its own uid, root, or `$KMSCKS_DAEMON_UID` ([`kmscks::client::DAEMON_UID_ENV`]), and
-//! exits 255 naming the socket and the daemon's uid otherwise.
+//! daemon; it conflicts with `--socket`, and `--endpoint-url` with both, wherever on the line
+//! each is given); otherwise the CLI talks to the daemon on `--socket PATH`, else
+//! `$KMSCKS_SOCKET`, else the per-user default ([`kmscks::client::default_socket`]). It talks
+//! only to a daemon run by its own uid, root, or `$KMSCKS_DAEMON_UID`
+//! ([`kmscks::client::DAEMON_UID_ENV`]), and exits 255 naming the socket and the daemon's uid
+//! otherwise.
 //!
 //! Exit codes, as AWS CLI v2: 0 success, 252 usage or parameter error, 254 the service
 //! answered with an error (printed after a blank line as `An error occurred (<Exception>) when
@@ -232,6 +234,8 @@ fn verb_args(specs: &[ArgSpec], relaxed: bool) -> Vec<Arg> {
 const REGION: &str = "region";
 /// `--endpoint-url`: global; an `http://` URL sends the requests to that AWS JSON endpoint.
 const ENDPOINT_URL: &str = "endpoint-url";
+/// `--cli-binary-format`: global; how blob values are read ([`args::BinaryFormat`]).
+const CLI_BINARY_FORMAT: &str = "cli-binary-format";
 /// `--cli-input-json`.
 const CLI_INPUT_JSON: &str = "cli-input-json";
 /// `--generate-cli-skeleton`.
@@ -239,7 +243,11 @@ const SKELETON: &str = "generate-cli-skeleton";
 /// The word `help` after a verb (`kmscks kms encrypt help`): the verb's help, as the AWS CLI
 /// reads a positional `help` (a flag's value `help` is that value).
 const HELP_WORD: &str = "help";
-/// The id of the argument that takes [`HELP_WORD`] (clap's own `--help` has the id `help`).
+/// The id of the argument that takes the words after a verb that no flag takes: the first
+/// [`HELP_WORD`] asks for the verb's help, any other is refused with `Unknown options`
+/// ([`stray_words`]). One argument takes them all (clap's own `--help` has the id `help`, and
+/// no two arguments may share an id) so that clap reports none of them as a bad value of an
+/// argument the user never heard of.
 const HELP_WORD_ID: &str = "help-word";
 
 /// `cmd` with `f` applied to each of its subcommands (clap changes a subcommand by its name).
@@ -253,21 +261,54 @@ fn each_subcommand(cmd: Command, f: fn(Command) -> Command) -> Command {
         .fold(cmd, |cmd, name| cmd.mut_subcommand(name, f))
 }
 
-/// `cmd` with every leaf command that takes no word of its own taking [`HELP_WORD`].
+/// `cmd` with every leaf command that takes no word of its own taking the words no flag takes
+/// ([`HELP_WORD_ID`]).
 fn with_help_word(cmd: Command) -> Command {
     if cmd.has_subcommands() {
         each_subcommand(cmd, with_help_word)
     } else if cmd.get_positionals().next().is_none() {
         cmd.arg(
             Arg::new(HELP_WORD_ID)
-                .value_parser([HELP_WORD])
+                .num_args(1..)
+                .action(ArgAction::Append)
                 .hide(true)
-                .help("`help` as a word of its own, as `aws kms encrypt help` reads it"),
+                .help("`help` as a word of its own, as `aws kms encrypt help` reads it; any other word is an unknown option"),
         )
     } else {
         cmd
     }
 }
+
+/// The words after a verb that no flag takes, in the order the AWS CLI lists them in
+/// `Unknown options: …` (none: `None`). argparse gives the first such word to its `help`
+/// positional and, that word not being `help`, appends it to the others, so it comes last:
+/// `b=2 c=3` is `c=3, b=2`.
+fn stray_words(m: &ArgMatches) -> Option<Vec<String>> {
+    let mut leaf = m;
+    while let Some((_, sub)) = leaf.subcommand() {
+        leaf = sub;
+    }
+    // `try_get_many`: the leaves with a word of their own (`completion SHELL`) lack the argument.
+    let mut words: Vec<String> = leaf
+        .try_get_many::<String>(HELP_WORD_ID)
+        .ok()??
+        .cloned()
+        .collect();
+    if words.is_empty() {
+        return None;
+    }
+    words.rotate_left(1);
+    Some(words)
+}
+
+/// What the AWS CLI prints before `Unknown options: …`, with kmscks's name.
+const USAGE: &str = "kmscks [options] <command> <subcommand> [<subcommand> ...] [parameters]
+To see help text, you can run:
+
+  kmscks help
+  kmscks <command> help
+  kmscks <command> <subcommand> help
+";
 
 /// Whether a command line reads its request from JSON (so no flag is required by the parser).
 fn relaxed(argv: &[OsString]) -> bool {
@@ -348,6 +389,7 @@ fn command_for(relaxed: bool) -> Command {
                 .global(true)
                 .value_name("DIR")
                 .value_parser(clap::value_parser!(PathBuf))
+                .conflicts_with("socket")
                 .help("Run in this process on this data directory instead of using the daemon"),
         )
         .arg(
@@ -382,6 +424,14 @@ fn command_for(relaxed: bool) -> Command {
                 .help("Send the requests to this AWS JSON endpoint (http://HOST:PORT, e.g. kmscksd --http) instead of the daemon's socket"),
         )
         .arg(
+            Arg::new(CLI_BINARY_FORMAT)
+                .long(CLI_BINARY_FORMAT)
+                .global(true)
+                .value_name("FORMAT")
+                .value_parser(clap::value_parser!(args::BinaryFormat))
+                .help("How blob values are read, as AWS CLI v2 reads them: base64 (the default: a bare value and file:// text are base64) or raw-in-base64-out (a bare value is its UTF-8 bytes, file:// the file's bytes); fileb:// is raw bytes either way, and blobs are printed in base64"),
+        )
+        .arg(
             Arg::new(REGION)
                 .long(REGION)
                 .global(true)
@@ -413,13 +463,22 @@ pub(crate) enum CliError {
     Other(String),
     /// `cloudhsm audit verify` found a broken chain ([`audit::EXIT_BROKEN`]): which, where.
     AuditBroken(String),
+    /// Words after a verb that no flag takes (252), as [`stray_words`] orders them.
+    UnknownOptions(Vec<String>),
 }
 
 impl CliError {
+    /// The answer could not be written to `out` (255).
+    pub(crate) fn output(e: std::io::Error) -> CliError {
+        CliError::Other(format!("cannot write the output: {e}"))
+    }
+
     /// The process exit code.
     pub(crate) fn exit_code(&self) -> i32 {
         match self {
-            CliError::Param(_) | CliError::Validation(_) => EXIT_USAGE,
+            CliError::Param(_) | CliError::Validation(_) | CliError::UnknownOptions(_) => {
+                EXIT_USAGE
+            }
             CliError::Service { .. } => EXIT_SERVICE,
             CliError::Other(_) => EXIT_OTHER,
             CliError::AuditBroken(_) => audit::EXIT_BROKEN,
@@ -439,6 +498,11 @@ impl std::fmt::Display for CliError {
                 output::error_line(error.aws_name(), operation, error.message())
             ),
             CliError::Other(m) | CliError::AuditBroken(m) => write!(f, "\n{m}\n"),
+            CliError::UnknownOptions(words) => write!(
+                f,
+                "\nusage: {USAGE}\nUnknown options: {}\n",
+                words.join(", ")
+            ),
         }
     }
 }
@@ -489,7 +553,13 @@ pub(crate) fn request_input(verb: &Verb, m: &ArgMatches) -> Result<Input, CliErr
         None => Map::new(),
     };
     check_unknown(verb, op, &obj)?;
-    let mut secrets: Vec<(String, Secret)> = Vec::new();
+    let binary = m
+        .try_get_one::<args::BinaryFormat>(CLI_BINARY_FORMAT)
+        .ok()
+        .flatten()
+        .copied()
+        .unwrap_or_default();
+    let mut secrets = json_blobs(verb, m, &mut obj, binary)?;
     for s in verb.args {
         let member = s.member_name();
         let flag = s.flag;
@@ -521,9 +591,10 @@ pub(crate) fn request_input(verb: &Verb, m: &ArgMatches) -> Result<Input, CliErr
                 let v = match s.kind {
                     Kind::Str => Value::String(args::text(flag, value)?),
                     Kind::Int => args::int(flag, value)?,
-                    Kind::Blob => args::base64_value(args::blob(flag, value)?.expose()),
+                    Kind::Blob => args::base64_value(args::blob(flag, value, binary)?.expose()),
                     Kind::SecretBlob => {
-                        secrets.push((member.clone(), Secret::Bytes(args::blob(flag, value)?)));
+                        let bytes = args::blob(flag, value, binary)?;
+                        secrets.push((member.clone(), Secret::Bytes(bytes)));
                         Value::String(String::new())
                     }
                     Kind::Password => {
@@ -549,6 +620,50 @@ pub(crate) fn request_input(verb: &Verb, m: &ArgMatches) -> Result<Input, CliErr
         obj.insert("Operation".into(), Value::String(refused.name().into()));
     }
     Ok(Input { op, obj, secrets })
+}
+
+/// The blob members of `--cli-input-json` (`obj`) read as a blob flag's bare value is read
+/// ([`args::blob_text`], in `binary`): base64 wrapped over lines (what `base64` writes) is taken
+/// as the flag takes it, where the request's own decoding is strict. A plain blob goes back
+/// into `obj` as plain base64; a secret one (a plaintext) comes out of `obj` into the secrets
+/// returned, its base64 wiped and the member left holding `""` as a flag's secret leaves it.
+/// A member whose flag is given too (in `m`) is left to the flag, which overrides it.
+fn json_blobs(
+    verb: &Verb,
+    m: &ArgMatches,
+    obj: &mut Map<String, Value>,
+    binary: args::BinaryFormat,
+) -> Result<Vec<(String, Secret)>, CliError> {
+    let mut secrets = Vec::new();
+    for s in verb.args {
+        let flag_given = || m.try_get_one::<String>(s.flag).ok().flatten().is_some();
+        if !matches!(s.kind, Kind::Blob | Kind::SecretBlob) || flag_given() {
+            continue;
+        }
+        let member = s.member_name();
+        let Some(Value::String(text)) = obj.get_mut(&member) else {
+            continue; // absent, or not a string: to_request names it
+        };
+        let read = args::blob_text(text, binary);
+        if s.kind == Kind::SecretBlob {
+            // Wiped whether it read or not.
+            zeroize::Zeroize::zeroize(text);
+        }
+        let bytes = read.map_err(|e| {
+            CliError::Param(ParamError {
+                flag: format!("--{CLI_INPUT_JSON}"),
+                message: format!("Invalid base64 in member {member}: {e}"),
+            })
+        })?;
+        let value = if s.kind == Kind::SecretBlob {
+            secrets.push((member.clone(), Secret::Bytes(bytes)));
+            Value::String(String::new())
+        } else {
+            args::base64_value(bytes.expose())
+        };
+        obj.insert(member, value);
+    }
+    Ok(secrets)
 }
 
 /// `Parameter validation failed` for the members of `--cli-input-json` (`obj`, before any flag
@@ -631,13 +746,69 @@ fn to_request(
                 operation: operation.to_owned(),
                 error,
             },
-            None => CliError::Validation(format!("Invalid input for {}: {e}", op.name())),
+            None => CliError::Validation(invalid_input(op, obj, &e)),
         }
     })?;
     for (member, secret) in secrets {
         put_secret(&mut request, &member, secret)?;
     }
     Ok(request)
+}
+
+/// What is wrong with the request object `obj` that serde refused (`e`, reading it as `op`'s
+/// request): the member and what its type should be, never its value, which may be a secret
+/// (serde's message for a numeric `KeyStorePassword` quotes the number). A missing member is
+/// named as serde names it.
+fn invalid_input(op: Op, obj: &Map<String, Value>, e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if text.starts_with("missing field `") {
+        return format!("Invalid input for {}: {text}", op.name());
+    }
+    // What the type's deserializer expects is the end of serde's message, after the value.
+    let expected = text.rsplit_once(", expected ").map(|(_, x)| x);
+    match (member_at_fault(op, obj), expected) {
+        (Some(member), Some(x)) => format!("Invalid value for parameter {member}: expected {x}"),
+        (Some(member), None) => format!("Invalid value for parameter {member}"),
+        (None, _) => format!(
+            "Invalid input for {}: a value of the wrong type or form",
+            op.name()
+        ),
+    }
+}
+
+/// The member of `obj` that `op`'s request cannot take, found by reading `obj` again as text
+/// with each member on a line of its own, so that serde's error line is the member's. The text
+/// holds what `obj` holds (a `--cli-input-json` secret among it): it is written once into a
+/// buffer of its exact size, wiped when dropped.
+fn member_at_fault(op: Op, obj: &Map<String, Value>) -> Option<&str> {
+    // `{"Op":{` on line 1, then member i on line i + 2.
+    let write = |w: &mut dyn std::io::Write| -> std::io::Result<()> {
+        write!(w, "{{\"{}\":{{", op.name())?;
+        for (i, (k, v)) in obj.iter().enumerate() {
+            w.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+            serde_json::to_writer(&mut *w, k)?;
+            w.write_all(b":")?;
+            serde_json::to_writer(&mut *w, v)?;
+        }
+        w.write_all(b"\n}}")
+    };
+    /// Counts what is written to it.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    write(&mut count).ok()?;
+    let mut text = zeroize::Zeroizing::new(Vec::with_capacity(count.0));
+    write(&mut *text).ok()?;
+    let line = serde_json::from_slice::<Request>(&text).err()?.line();
+    obj.keys().nth(line.checked_sub(2)?).map(String::as_str)
 }
 
 fn put_secret(req: &mut Request, member: &str, secret: Secret) -> Result<(), CliError> {
@@ -786,7 +957,14 @@ where
         let _ = out.write_all(help.as_bytes());
         return EXIT_OK;
     }
-    let matches = match command_for(relaxed(&argv)).try_get_matches_from(argv) {
+    let mut cmd = command_for(relaxed(&argv));
+    let parsed =
+        cmd.try_get_matches_from_mut(argv)
+            .and_then(|m| match global_conflict(&mut cmd, &m) {
+                Some(e) => Err(e),
+                None => Ok(m),
+            });
+    let matches = match parsed {
         Ok(m) => m,
         Err(e) => {
             use clap::error::ErrorKind as K;
@@ -814,6 +992,33 @@ where
     }
 }
 
+/// Clap's conflict error for two conflicting global flags given on different levels of the line
+/// (`--socket S kms list-keys --data-dir D`): clap checks each level's flags against that
+/// level's only, before it hands the globals down to the verb, so such a line would pass with
+/// one of the two silently dropped. The conflicts are the ones the flags declare.
+fn global_conflict(cmd: &mut Command, m: &ArgMatches) -> Option<clap::Error> {
+    let mut leaf = m;
+    while let Some((_, sub)) = leaf.subcommand() {
+        leaf = sub;
+    }
+    // At the verb every global is there, wherever it was given.
+    let given = |arg: &Arg| {
+        let id = arg.get_id().as_str();
+        leaf.try_contains_id(id).unwrap_or(false)
+            && leaf.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+    };
+    let conflict = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set() && given(a))
+        .find_map(|a| {
+            cmd.get_arg_conflicts_with(a)
+                .into_iter()
+                .find(|b| given(b))
+                .map(|b| format!("the argument '{a}' cannot be used with '{b}'"))
+        })?;
+    Some(cmd.error(clap::error::ErrorKind::ArgumentConflict, conflict))
+}
+
 /// The help of the verb `argv` names when it holds the word `help` where the AWS CLI reads it
 /// as one (a word of its own after the verb, not a flag's value), whatever else it lacks: the
 /// verb's required flags need not be given.
@@ -833,8 +1038,10 @@ fn verb_help_asked(argv: &[OsString]) -> Option<String> {
         path.push(name.to_owned());
         m = sub;
     }
-    // Only a verb's leaf has the word (`try_contains_id`: groups lack the argument).
-    if m.try_contains_id(HELP_WORD_ID).ok()? {
+    // Only a verb's leaf has the argument (`try_get_many`: groups lack it); the AWS CLI reads
+    // the first word no flag takes as its `help` word.
+    let first = m.try_get_many::<String>(HELP_WORD_ID).ok()??.next()?;
+    if first == HELP_WORD {
         let mut cmd = command_for(false);
         cmd.build();
         let mut leaf = &mut cmd;
@@ -847,6 +1054,9 @@ fn verb_help_asked(argv: &[OsString]) -> Option<String> {
 }
 
 fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
+    if let Some(words) = stray_words(m) {
+        return Err(CliError::UnknownOptions(words));
+    }
     let format = m
         .get_one::<String>("output")
         .map_or(Ok(Format::Json), |f| Format::parse(f))
@@ -856,7 +1066,7 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
                 message,
             })
         })?;
-    let io = |e: std::io::Error| CliError::Other(format!("cannot write the output: {e}"));
+    let io = CliError::output;
     let (group, sub) = m
         .subcommand()
         .ok_or_else(|| CliError::Other("no command given".into()))?;
@@ -893,7 +1103,7 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
             let operation = request.op().name().to_owned();
             let backend = Target::from_matches(m).open()?;
             return match backend.call(&request) {
-                Ok(resp) => print.one(Node::of_response(&resp), out).map_err(io),
+                Ok(resp) => print.one(Node::of_response(&resp), out),
                 Err(error) => Err(CliError::Service { operation, error }),
             };
         }
@@ -936,7 +1146,7 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
             let request = to_request(&operation, op, &obj, secrets)?;
             let backend = Target::from_matches(m).open()?;
             let resp = backend.call(&request).map_err(service)?;
-            print.one(Node::of_response(&resp), out).map_err(io)
+            print.one(Node::of_response(&resp), out)
         }
         Some((paging, opts)) => {
             to_request(&operation, op, &obj, Vec::new())?;
@@ -949,7 +1159,7 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
             let pages = paginate::run(paging, &opts, obj, &mut call, |t| {
                 CliError::Other(format!("The same next token was received twice: {t}"))
             })?;
-            print.pages(pages, out).map_err(io)
+            print.pages(pages, out)
         }
     }
 }
@@ -1002,12 +1212,15 @@ struct Printer {
 }
 
 impl Printer {
-    fn queried(&self, node: Node) -> std::io::Result<Node> {
+    /// What `--query` selects of `node` (all of it without one). A query that fails on the
+    /// answer (a function given a value of the wrong type) is reported as the query's error,
+    /// not as one of writing the output.
+    fn queried(&self, node: Node) -> Result<Node, CliError> {
         match &self.query {
             None => Ok(node),
             Some(q) => {
                 let mut answer = node;
-                let result = q.apply(&answer).map_err(std::io::Error::other);
+                let result = q.apply(&answer).map_err(CliError::Other);
                 zeroize::Zeroize::zeroize(&mut answer);
                 result
             }
@@ -1015,16 +1228,16 @@ impl Printer {
     }
 
     /// One answer.
-    fn one(&self, node: Node, out: &mut dyn Write) -> std::io::Result<()> {
+    fn one(&self, node: Node, out: &mut dyn Write) -> Result<(), CliError> {
         let mut node = self.queried(node)?;
-        let done = output::print(&node, self.format, out);
+        let done = output::print(&node, self.format, out).map_err(CliError::output);
         zeroize::Zeroize::zeroize(&mut node);
         done
     }
 
     /// Pages: merged for JSON; page by page for text, then the token to resume from, as the
     /// AWS CLI's text formatter does (the query applies to each).
-    fn pages(&self, pages: paginate::Pages, out: &mut dyn Write) -> std::io::Result<()> {
+    fn pages(&self, pages: paginate::Pages, out: &mut dyn Write) -> Result<(), CliError> {
         if self.format == Format::Json {
             return self.one(pages.merged(), out);
         }

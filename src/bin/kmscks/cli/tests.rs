@@ -94,7 +94,11 @@ fn every_refused_operation_has_a_kms_verb_and_every_refused_verb_is_a_refused_op
 fn request_of(args: &[&str]) -> Result<Request, CliError> {
     let mut argv = vec!["kmscks"];
     argv.extend_from_slice(args);
-    let m = command().try_get_matches_from(argv).unwrap();
+    // Parsed as `run` parses it: a --cli-input-json line needs none of the verb's flags.
+    let os: Vec<OsString> = argv.iter().map(OsString::from).collect();
+    let m = command_for(relaxed(&os))
+        .try_get_matches_from(argv)
+        .unwrap();
     let mut path = Vec::new();
     let mut leaf = &m;
     while let Some((name, next)) = leaf.subcommand() {
@@ -1521,4 +1525,302 @@ fn the_word_help_after_a_verb_prints_its_help_as_aws_does_and_a_flags_value_help
     // Any other stray word is still a usage error.
     let (code, _, err) = run_cli(&["kms", "encrypt", "helps"]);
     assert_eq!(code, 252, "{err}");
+    // `help` first and more words after: the help, as `aws`'s help command ignores them.
+    let (code, out, _) = run_cli(&["kms", "list-keys", "help", "b=2"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("--limit"), "{out}");
+}
+
+#[test]
+fn a_word_no_flag_takes_is_an_unknown_option_as_aws_reports_it_not_a_bad_help_word() {
+    // A map flag takes one value: `b=2` is a word of its own, refused before any call.
+    let (code, out, err) = run_cli(&[
+        "kms",
+        "encrypt",
+        "--key-id",
+        "alias/demo",
+        "--plaintext",
+        "aGk=",
+        "--encryption-context",
+        "a=1",
+        "b=2",
+    ]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert_eq!(out, "");
+    assert!(err.starts_with("\nusage: kmscks "), "{err}");
+    assert!(err.ends_with("\n\nUnknown options: b=2\n"), "{err}");
+    assert!(
+        !err.contains(HELP_WORD_ID),
+        "no internal argument named: {err}"
+    );
+    // Several words, among flags: argparse's order, the first word (its `help` slot) last.
+    let (code, _, err) = run_cli(&["kms", "list-keys", "b=2", "--limit", "5", "c=3"]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert!(err.ends_with("\nUnknown options: c=3, b=2\n"), "{err}");
+    // `help` after another word is not the help word: an unknown option too.
+    let (code, out, err) = run_cli(&["kms", "list-keys", "b=2", "help"]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert_eq!(out, "");
+    assert!(err.ends_with("\nUnknown options: help, b=2\n"), "{err}");
+    // On a fault verb (a leaf of its own table, not a verb of the verb table): the same.
+    let (code, _, err) = run_cli(&[
+        "cloudhsm",
+        "fault",
+        "network-heal",
+        "--cluster-id",
+        "cluster-aaaaaaaaaaa",
+        "extra",
+    ]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert!(err.ends_with("\nUnknown options: extra\n"), "{err}");
+}
+
+#[test]
+fn cli_input_json_that_does_not_read_is_reported_without_its_text() {
+    let secret = "MyS3cretKmsuserPw";
+    let input =
+        format!(r#"{{"CustomKeyStoreId":"cks-1234567890abcdef0","KeyStorePassword":"{secret}",}}"#);
+    let (code, out, err) = run_cli(&["kms", "update-custom-key-store", "--cli-input-json", &input]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert_eq!(out, "");
+    assert!(!err.contains(secret), "{err}");
+    assert_eq!(
+        err,
+        "\nError parsing parameter '--cli-input-json': Invalid JSON received: syntax error at \
+         line 1, column 84\n"
+    );
+}
+
+#[test]
+fn a_wrong_typed_member_is_named_with_the_type_it_takes_never_with_its_value() {
+    for (input, member) in [
+        (
+            r#"{"CustomKeyStoreId":"cks-1234567890abcdef0","KeyStorePassword":123456789}"#,
+            "KeyStorePassword",
+        ),
+        (
+            r#"{"CustomKeyStoreId":"cks-1234567890abcdef0","KeyStorePassword":"pw","NewCustomKeyStoreName":123456789}"#,
+            "NewCustomKeyStoreName",
+        ),
+    ] {
+        let (code, out, err) =
+            run_cli(&["kms", "update-custom-key-store", "--cli-input-json", input]);
+        assert_eq!(code, EXIT_USAGE, "{err}");
+        assert_eq!(out, "");
+        assert!(!err.contains("123456789"), "{err}");
+        assert!(
+            err.contains(&format!(
+                "Invalid value for parameter {member}: expected a string"
+            )),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn blob_files_written_by_base64_round_trip_through_file_urls_as_with_aws() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let text = |args: &[&str]| {
+        let mut argv = vec!["--data-dir", d, "--output", "text"];
+        argv.extend(args);
+        let (code, out, err) = run_cli(&argv);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        out.trim_end().to_owned()
+    };
+    let id = text(&["--query", "KeyMetadata.KeyId", "kms", "create-key"]);
+    // `echo -n secret | base64 > pt.b64`: file:// is the base64's bytes, not its text's.
+    let pt = dir.path().join("pt.b64");
+    std::fs::write(&pt, "c2VjcmV0\n").unwrap();
+    let ct = text(&[
+        "--query",
+        "CiphertextBlob",
+        "kms",
+        "encrypt",
+        "--key-id",
+        &id,
+        "--plaintext",
+        &format!("file://{}", pt.display()),
+    ]);
+    // `base64 ct.bin > ct.b64`: wrapped at 76 columns.
+    let ct_file = dir.path().join("ct.b64");
+    let wrapped: String = ct
+        .as_bytes()
+        .chunks(76)
+        .map(|c| String::from_utf8_lossy(c).into_owned() + "\n")
+        .collect();
+    assert!(wrapped.matches('\n').count() >= 2, "{wrapped}");
+    std::fs::write(&ct_file, wrapped).unwrap();
+    let plaintext = text(&[
+        "--query",
+        "Plaintext",
+        "kms",
+        "decrypt",
+        "--ciphertext-blob",
+        &format!("file://{}", ct_file.display()),
+    ]);
+    assert_eq!(plaintext, "c2VjcmV0", "the plaintext is `secret`");
+}
+
+#[test]
+fn cli_binary_format_raw_in_base64_out_takes_a_blob_as_the_bytes_given_wherever_the_flag_is() {
+    let plaintext = |line: &[&str]| match request_of(line) {
+        Ok(Request::Encrypt(r)) => Ok(r.plaintext.expose().to_vec()),
+        Ok(other) => panic!("{line:?} sends {other:?}"),
+        Err(e) => Err(e.to_string()),
+    };
+    let encrypt = ["kms", "encrypt", "--key-id", "k", "--plaintext", "hello"];
+    // The default is base64, in which `hello` is not a whole value.
+    let e = plaintext(&encrypt).unwrap_err();
+    assert!(e.contains("Invalid base64"), "{e}");
+    let mut before = vec!["--cli-binary-format", "raw-in-base64-out"];
+    before.extend(encrypt);
+    assert_eq!(plaintext(&before).unwrap(), b"hello");
+    let mut after = encrypt.to_vec();
+    after.extend(["--cli-binary-format", "raw-in-base64-out"]);
+    assert_eq!(plaintext(&after).unwrap(), b"hello");
+    // `base64` named: as the default.
+    let mut named = vec!["--cli-binary-format", "base64"];
+    named.extend(["kms", "encrypt", "--key-id", "k", "--plaintext", "aGVsbG8="]);
+    assert_eq!(plaintext(&named).unwrap(), b"hello");
+    // Another format is a usage error naming the two.
+    let (code, _, err) = run_cli(&["--cli-binary-format", "raw", "kms", "list-keys"]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert!(
+        err.contains("base64") && err.contains("raw-in-base64-out"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_blob_member_of_cli_input_json_reads_as_the_same_value_given_as_its_flag() {
+    // `base64` wraps at 76 columns; a JSON string holding its output keeps the newlines.
+    let bytes: Vec<u8> = (0u8..=99).collect();
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &bytes);
+    let wrapped: String = encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|c| String::from_utf8_lossy(c).into_owned() + "\n")
+        .collect();
+    let input = serde_json::json!({ "CiphertextBlob": wrapped }).to_string();
+    let Request::Decrypt(d) = request_of(&["kms", "decrypt", "--cli-input-json", &input]).unwrap()
+    else {
+        panic!("not a Decrypt")
+    };
+    assert_eq!(d.ciphertext_blob, bytes);
+    // A secret blob (a plaintext) the same way; a flag given too overrides it.
+    let plaintext = |line: &[&str]| match request_of(line).unwrap() {
+        Request::Encrypt(r) => r.plaintext.expose().to_vec(),
+        other => panic!("{line:?} sends {other:?}"),
+    };
+    let input = r#"{"KeyId": "k", "Plaintext": "aGVs\nbG8=\n"}"#;
+    assert_eq!(
+        plaintext(&["kms", "encrypt", "--cli-input-json", input]),
+        b"hello"
+    );
+    assert_eq!(
+        plaintext(&[
+            "kms",
+            "encrypt",
+            "--cli-input-json",
+            input,
+            "--plaintext",
+            "d29ybGQ="
+        ]),
+        b"world"
+    );
+    // Even over a member that is not base64: the flag's value is the one read.
+    assert_eq!(
+        plaintext(&[
+            "kms",
+            "encrypt",
+            "--cli-input-json",
+            r#"{"KeyId": "k", "Plaintext": "not base64!"}"#,
+            "--plaintext",
+            "d29ybGQ="
+        ]),
+        b"world"
+    );
+    // --cli-binary-format applies to the members as to the flags.
+    assert_eq!(
+        plaintext(&[
+            "--cli-binary-format",
+            "raw-in-base64-out",
+            "kms",
+            "encrypt",
+            "--cli-input-json",
+            r#"{"KeyId": "k", "Plaintext": "hello"}"#,
+        ]),
+        b"hello"
+    );
+    // A member that is not base64: a parameter error naming it, not its text.
+    let (code, out, err) = run_cli(&[
+        "kms",
+        "encrypt",
+        "--cli-input-json",
+        r#"{"KeyId": "k", "Plaintext": "MyS3cret!!"}"#,
+    ]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert_eq!(out, "");
+    assert!(
+        err.contains("'--cli-input-json': Invalid base64 in member Plaintext: "),
+        "{err}"
+    );
+    assert!(!err.contains("MyS3cret"), "{err}");
+}
+
+#[test]
+fn a_query_that_fails_on_the_answer_is_the_querys_error_not_the_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, out, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "--query",
+        "abs(`\"x\"`)",
+        "kms",
+        "list-keys",
+    ]);
+    assert_eq!(code, EXIT_OTHER, "{err}");
+    assert_eq!(out, "");
+    assert!(
+        err.starts_with("\nBad value for --query: Runtime error"),
+        "{err}"
+    );
+    assert!(!err.contains("cannot write the output"), "{err}");
+}
+
+#[test]
+fn socket_and_data_dir_together_are_a_usage_error_wherever_on_the_line_each_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let sock = dir.path().join("none.sock");
+    let sock = sock.to_str().unwrap();
+    for line in [
+        &["--socket", sock, "--data-dir", d, "kms", "list-keys"][..],
+        &["kms", "list-keys", "--data-dir", d, "--socket", sock],
+        // Split over two levels: clap checks each level's flags on their own.
+        &["--socket", sock, "kms", "list-keys", "--data-dir", d],
+        &["--data-dir", d, "kms", "list-keys", "--socket", sock],
+        // --endpoint-url's conflicts, split the same way.
+        &[
+            "--endpoint-url",
+            "http://127.0.0.1:1",
+            "kms",
+            "list-keys",
+            "--data-dir",
+            d,
+        ],
+    ] {
+        let (code, out, err) = run_cli(line);
+        assert_eq!(code, EXIT_USAGE, "{line:?}: {err}");
+        assert_eq!(out, "", "{line:?}");
+        assert!(err.contains("cannot be used with"), "{line:?}: {err}");
+        assert!(
+            !std::path::Path::new(d).exists(),
+            "{line:?}: the data directory was not opened"
+        );
+    }
 }
