@@ -768,12 +768,25 @@ fn invalid_input(op: Op, obj: &Map<String, Value>, e: &serde_json::Error) -> Str
     let expected = text.rsplit_once(", expected ").map(|(_, x)| x);
     match (member_at_fault(op, obj), expected) {
         (Some(member), Some(x)) => format!("Invalid value for parameter {member}: expected {x}"),
+        // A member no verb takes a secret in: the type's own message, which says what is
+        // wrong (a time that does not parse, say).
+        (Some(member), None) if !holds_secrets(member) => {
+            format!("Invalid value for parameter {member}: {text}")
+        }
         (Some(member), None) => format!("Invalid value for parameter {member}"),
         (None, _) => format!(
             "Invalid input for {}: a value of the wrong type or form",
             op.name()
         ),
     }
+}
+
+/// Whether some verb takes a secret (a password, a plaintext) in the member `member`.
+fn holds_secrets(member: &str) -> bool {
+    verbs()
+        .iter()
+        .flat_map(|v| v.args.iter())
+        .any(|s| matches!(s.kind, Kind::Password | Kind::SecretBlob) && s.member_name() == member)
 }
 
 /// The member of `obj` that `op`'s request cannot take, found by reading `obj` again as text
@@ -1048,7 +1061,7 @@ fn verb_help_asked(argv: &[OsString]) -> Option<String> {
         for name in &path {
             leaf = leaf.find_subcommand_mut(name)?;
         }
-        return Some(leaf.render_help().to_string());
+        return Some(leaf.render_long_help().to_string());
     }
     None
 }
