@@ -287,6 +287,39 @@ fn deleting_the_material_closes_the_key_and_the_same_material_reopens_its_cipher
 }
 
 #[test]
+fn deleting_the_material_of_a_key_pending_deletion_keeps_it_pending_deletion_then_a_cancel_leaves_it_pending_import(
+) {
+    let (kms, _clock) = kms();
+    let key = create_external(&kms);
+    let first = import(&kms, &key, &MATERIAL).unwrap();
+    let blob = encrypt(&kms, &key).unwrap();
+    kms.schedule_key_deletion(&ScheduleKeyDeletionRequest {
+        key_id: key.clone(),
+        pending_window_in_days: Some(7),
+    })
+    .unwrap();
+
+    let deleted = kms
+        .delete_imported_key_material(&DeleteImportedKeyMaterialRequest {
+            key_id: key.clone(),
+            key_material_id: None,
+        })
+        .unwrap();
+    assert_eq!(deleted.key_material_id, first.key_material_id);
+    let m = describe_key(&kms, &key);
+    assert_eq!(
+        (m.key_state, m.deletion_date.is_some()),
+        (KeyState::PendingDeletion, true)
+    );
+
+    kms.cancel_key_deletion(&key_req(&key)).unwrap();
+    assert_eq!(describe_key(&kms, &key).key_state, KeyState::PendingImport);
+    assert_aws(decrypts(&kms, &blob), ErrorKind::KMSInvalidStateException);
+    import(&kms, &key, &MATERIAL).unwrap();
+    decrypts(&kms, &blob).unwrap();
+}
+
+#[test]
 fn a_reimport_into_an_enabled_key_must_bring_the_same_material_and_may_change_the_expiry() {
     let (kms, clock) = kms();
     let key = create_external(&kms);
