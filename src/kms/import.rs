@@ -18,8 +18,9 @@ use aws_lc_rs::hmac;
 use serde_json::json;
 
 use crate::api::kms::{
-    DeleteImportedKeyMaterialRequest, GetParametersForImportRequest,
-    GetParametersForImportResponse, ImportKeyMaterialRequest, KeyMaterialResponse,
+    DeleteImportedKeyMaterialRequest, DeleteImportedKeyMaterialResponse,
+    GetParametersForImportRequest, GetParametersForImportResponse, ImportKeyMaterialRequest,
+    KeyMaterialResponse,
 };
 use crate::crypto::import_wrap::{self, OaepHash, Sealing, WrappingKeyPair};
 use crate::err;
@@ -402,43 +403,39 @@ fn drop_material(tx: &mut Tx<'_>, key: &Key, m: &ImportedMaterial) {
     tx.push(KmsChange::PutKey(Box::new(key)));
 }
 
-/// DeleteImportedKeyMaterial. On a key pending deletion too, as AWS's key state table has it:
-/// the key loses its material and stays `PendingDeletion` (CancelKeyDeletion then leaves it
-/// `PendingImport`).
+/// DeleteImportedKeyMaterial. As AWS's key state table has it: on a key pending deletion too
+/// (the key loses its material and stays `PendingDeletion`; CancelKeyDeletion then leaves it
+/// `PendingImport`), and on a key without material (`PendingImport`) it succeeds and changes
+/// nothing, naming no `KeyMaterialId` when the key never had material.
 pub fn delete(
     tx: &mut Tx<'_>,
     req: &DeleteImportedKeyMaterialRequest,
-) -> Result<KeyMaterialResponse> {
+) -> Result<DeleteImportedKeyMaterialResponse> {
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
     authorize(tx, key, Op::DeleteImportedKeyMaterial.action())?;
     let m = external(tx, key)?;
     let arn = tx.scope.key_arn(&key.id);
-    let Some(id) = m.material_id.clone() else {
-        return Err(err!(
-            KMSInvalidStateException,
-            "{arn} is pending import: it has no key material to delete"
-        ));
-    };
-    if req
-        .key_material_id
-        .as_ref()
-        .is_some_and(|given| *given != id)
-    {
-        return Err(err!(
-            NotFoundException,
-            "{arn} has no key material with id {}",
-            req.key_material_id.as_deref().unwrap_or_default()
-        ));
+    if let Some(given) = &req.key_material_id {
+        if m.material_id.as_ref() != Some(given) {
+            return Err(err!(
+                NotFoundException,
+                "{arn} has no key material with id {given}"
+            ));
+        }
     }
+    let id = m.material_id.clone();
     trail::record(
         tx,
         Op::DeleteImportedKeyMaterial.name(),
-        json!({"requestParameters": {"keyId": req.key_id}, "responseElements": {"keyMaterialId": id}}),
+        json!({
+            "requestParameters": {"keyId": req.key_id},
+            "responseElements": id.as_ref().map(|id| json!({"keyMaterialId": id})),
+        }),
     );
     if m.wrapped.is_some() {
         drop_material(tx, key, m);
     }
-    Ok(KeyMaterialResponse {
+    Ok(DeleteImportedKeyMaterialResponse {
         key_id: arn,
         key_material_id: id,
     })
