@@ -1107,7 +1107,8 @@ kmscks_result kmscks_import_key_material(const kmscks_client *c,
 
 /**
  * DeleteImportedKeyMaterial: the key loses its material and is `PendingImport` until the same
- * material is imported again.
+ * material is imported again (a key pending deletion stays `PendingDeletion`). A key without
+ * material is left as it is: the call succeeds.
  *
  * # Safety
  * `c` is a live handle; `key_id` is NUL-terminated.

@@ -82,7 +82,7 @@ macro_rules! for_each_op {
             52 GenerateDataKeyPairWithoutPlaintext(GenerateDataKeyPairRequest) -> Box<GenerateDataKeyPairResponse> [kms];
             55 GetParametersForImport(GetParametersForImportRequest) -> Box<GetParametersForImportResponse> [kms];
             56 ImportKeyMaterial(ImportKeyMaterialRequest) -> KeyMaterialResponse [kms];
-            57 DeleteImportedKeyMaterial(DeleteImportedKeyMaterialRequest) -> KeyMaterialResponse [kms];
+            57 DeleteImportedKeyMaterial(DeleteImportedKeyMaterialRequest) -> DeleteImportedKeyMaterialResponse [kms];
             // ---- Cryptographic operations (60-99: `Op::is_data_plane`)
             60 Encrypt(EncryptRequest) -> EncryptResponse [kms];
             61 Decrypt(DecryptRequest) -> DecryptResponse [kms];

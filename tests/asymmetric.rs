@@ -242,6 +242,50 @@ fn an_algorithm_the_key_does_not_pair_with_is_invalid_key_usage_and_none_a_valid
 }
 
 #[test]
+fn the_ed25519_algorithms_are_invalid_key_usage_on_the_keys_kmscks_makes() {
+    let (kms, _clock) = kms();
+    for spec in [KeySpec::EccNistP256, KeySpec::Rsa2048] {
+        let key = create_signing_key(&kms, spec).key_id;
+        // A signature the key made, so that Verify's refusal is the algorithm's.
+        let sig = sign(&kms, &key, b"m", spec.signing_algorithms()[0]);
+        for ed in [
+            SigningAlgorithm::Ed25519Sha512,
+            SigningAlgorithm::Ed25519PhSha512,
+        ] {
+            let e = assert_aws(
+                kms.sign(&sign_req(&key, b"m", ed)),
+                ErrorKind::InvalidKeyUsageException,
+            );
+            assert!(e.message().contains(ed.as_str()), "{e}");
+            assert_aws(
+                kms.verify(&verify_req(&key, b"m", ed, &sig)),
+                ErrorKind::InvalidKeyUsageException,
+            );
+        }
+    }
+}
+
+#[test]
+fn an_rsa_signing_key_lists_its_pkcs1_algorithms_then_its_pss_ones_as_aws_does() {
+    let (kms, _clock) = kms();
+    let meta = create_signing_key(&kms, KeySpec::Rsa2048);
+    let public = kms.get_public_key(&key_req(&meta.key_id)).unwrap();
+    // DescribeKey of an RSA signing key in AWS's developer guide.
+    let aws = [
+        "RSASSA_PKCS1_V1_5_SHA_256",
+        "RSASSA_PKCS1_V1_5_SHA_384",
+        "RSASSA_PKCS1_V1_5_SHA_512",
+        "RSASSA_PSS_SHA_256",
+        "RSASSA_PSS_SHA_384",
+        "RSASSA_PSS_SHA_512",
+    ];
+    for listed in [&meta.signing_algorithms, &public.signing_algorithms] {
+        let names: Vec<&str> = listed.iter().map(|a| a.as_str()).collect();
+        assert_eq!(names, aws);
+    }
+}
+
+#[test]
 fn raw_messages_of_1_to_4096_bytes_are_signed_and_others_refused() {
     let (kms, _clock) = kms();
     let key = create_signing_key(&kms, KeySpec::EccNistP256).key_id;

@@ -474,6 +474,24 @@ fn a_signing_key_signs_verifies_and_gives_its_public_key_from_the_command_line()
         "KMSInvalidSignatureException",
         "Verify",
     );
+    // An algorithm of AWS's list that the key does not allow: the key's refusal, not a
+    // parameter error.
+    let e = fails(
+        &t,
+        &[
+            "kms",
+            "sign",
+            "--key-id",
+            &key,
+            "--signing-algorithm",
+            "ED25519_SHA_512",
+            "--message",
+            &fileb,
+        ],
+        "InvalidKeyUsageException",
+        "Sign",
+    );
+    assert!(e.contains("ED25519_SHA_512"), "{e}");
     let public = ok(&t, &["kms", "get-public-key", "--key-id", &key]);
     assert_eq!(public["KeySpec"], "ECC_NIST_P384");
     let der = STANDARD

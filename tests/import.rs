@@ -271,7 +271,7 @@ fn deleting_the_material_closes_the_key_and_the_same_material_reopens_its_cipher
             key_material_id: None,
         })
         .unwrap();
-    assert_eq!(deleted.key_material_id, first.key_material_id);
+    assert_eq!(deleted.key_material_id, Some(first.key_material_id.clone()));
     assert_eq!(describe_key(&kms, &key).key_state, KeyState::PendingImport);
     assert_aws(decrypts(&kms, &blob), ErrorKind::KMSInvalidStateException);
     assert_aws(encrypt(&kms, &key), ErrorKind::KMSInvalidStateException);
@@ -284,6 +284,65 @@ fn deleting_the_material_closes_the_key_and_the_same_material_reopens_its_cipher
     let again = import(&kms, &key, &MATERIAL).unwrap();
     assert_eq!(again.key_material_id, first.key_material_id);
     decrypts(&kms, &blob).unwrap();
+}
+
+#[test]
+fn deleting_the_material_of_a_key_pending_deletion_keeps_it_pending_deletion_then_a_cancel_leaves_it_pending_import(
+) {
+    let (kms, _clock) = kms();
+    let key = create_external(&kms);
+    let first = import(&kms, &key, &MATERIAL).unwrap();
+    let blob = encrypt(&kms, &key).unwrap();
+    kms.schedule_key_deletion(&ScheduleKeyDeletionRequest {
+        key_id: key.clone(),
+        pending_window_in_days: Some(7),
+    })
+    .unwrap();
+
+    let deleted = kms
+        .delete_imported_key_material(&DeleteImportedKeyMaterialRequest {
+            key_id: key.clone(),
+            key_material_id: None,
+        })
+        .unwrap();
+    assert_eq!(deleted.key_material_id, Some(first.key_material_id));
+    let m = describe_key(&kms, &key);
+    assert_eq!(
+        (m.key_state, m.deletion_date.is_some()),
+        (KeyState::PendingDeletion, true)
+    );
+
+    kms.cancel_key_deletion(&key_req(&key)).unwrap();
+    assert_eq!(describe_key(&kms, &key).key_state, KeyState::PendingImport);
+    assert_aws(decrypts(&kms, &blob), ErrorKind::KMSInvalidStateException);
+    import(&kms, &key, &MATERIAL).unwrap();
+    decrypts(&kms, &blob).unwrap();
+}
+
+#[test]
+fn deleting_the_material_of_a_key_without_material_succeeds_and_changes_nothing() {
+    let (kms, _clock) = kms();
+    let key = create_external(&kms);
+    let arn = describe_key(&kms, &key).arn;
+    let delete = |key_material_id: Option<String>| {
+        kms.delete_imported_key_material(&DeleteImportedKeyMaterialRequest {
+            key_id: key.clone(),
+            key_material_id,
+        })
+    };
+
+    let never = delete(None).unwrap();
+    assert_eq!((never.key_id, never.key_material_id), (arn, None));
+    assert_eq!(describe_key(&kms, &key).key_state, KeyState::PendingImport);
+    assert_aws(delete(Some("0".repeat(64))), ErrorKind::NotFoundException);
+
+    // Its first material is still a new one; once that is deleted, a second deletion changes
+    // nothing and names it.
+    let first = import(&kms, &key, &MATERIAL).unwrap();
+    delete(None).unwrap();
+    let again = delete(None).unwrap();
+    assert_eq!(again.key_material_id, Some(first.key_material_id));
+    assert_eq!(describe_key(&kms, &key).key_state, KeyState::PendingImport);
 }
 
 #[test]
@@ -468,13 +527,6 @@ fn import_operations_refuse_what_aws_refuses() {
         ErrorKind::ValidationException,
     );
     assert!(e.message().contains("'wrappingKeySpec'"), "{e}");
-    assert_aws(
-        kms.delete_imported_key_material(&DeleteImportedKeyMaterialRequest {
-            key_id: key.clone(),
-            key_material_id: None,
-        }),
-        ErrorKind::KMSInvalidStateException,
-    );
     import(&kms, &key, &MATERIAL).unwrap();
     assert_aws(
         kms.delete_imported_key_material(&DeleteImportedKeyMaterialRequest {

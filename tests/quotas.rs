@@ -1,7 +1,8 @@
 //! AWS quota emulation (spec §6, `KmsConfig::quotas`, `kmscksd --emulate-aws-quotas`): request
 //! rates answering ThrottlingException, per custom key store (with AWS's per-operation
-//! costs), per account and per custom key store operation — and, when off (the default), no
-//! throttling at any rate. Rates are measured on the instance's ManualClock: the tests move
+//! costs), per account and key type (symmetric, RSA, elliptic curve, each data key pair spec)
+//! and per custom key store operation — and, when off (the default), no throttling at any
+//! rate. Rates are measured on the instance's ManualClock: the tests move
 //! time, they never wait for it.
 
 mod common;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use common::*;
 use kmscks::api::kms::*;
 use kmscks::secret::SecretBytes;
-use kmscks::types::ManualClock;
+use kmscks::types::{DataKeyPairSpec, KeySpec, KeyUsage, ManualClock, SigningAlgorithm};
 use kmscks::{ErrorKind, Kms, KmsError, QuotaConfig};
 
 /// An in-memory instance emulating `quotas`, its clock moved a second on so that every
@@ -154,6 +155,90 @@ fn the_account_rate_covers_every_key_and_generate_random() {
     clock.advance_millis(100);
     encrypt(&kms, &key).unwrap();
     assert_throttled(encrypt(&kms, &key));
+}
+
+fn sign(kms: &Kms, key: &str, alg: SigningAlgorithm) -> kmscks::Result<SignResponse> {
+    kms.sign(&SignRequest {
+        key_id: key.into(),
+        message: SecretBytes::from_slice(b"quota"),
+        signing_algorithm: Some(alg),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_burst_of_sign_is_throttled_at_its_key_types_rate_and_leaves_encrypt_its_own() {
+    let (kms, clock) = emulated(QuotaConfig {
+        account_crypto_rate: 5,
+        rsa_crypto_rate: 2,
+        ecc_crypto_rate: 3,
+        ..QuotaConfig::default()
+    });
+    let ecc = create_key_of(&kms, KeySpec::EccNistP256, KeyUsage::SignVerify);
+    let rsa = create_key_of(&kms, KeySpec::Rsa2048, KeyUsage::SignVerify);
+    let symmetric = create_key(&kms, None);
+    clock.advance(Duration::from_secs(1));
+
+    // Sign and Verify on elliptic curve keys share the ECC rate, 3 a second.
+    let es256 = SigningAlgorithm::EcdsaSha256;
+    let signature = sign(&kms, &ecc, es256).unwrap().signature;
+    sign(&kms, &ecc, es256).unwrap();
+    sign(&kms, &ecc, es256).unwrap();
+    assert_throttled(sign(&kms, &ecc, es256));
+    assert_throttled(kms.verify(&VerifyRequest {
+        key_id: ecc.clone(),
+        message: SecretBytes::from_slice(b"quota"),
+        signing_algorithm: Some(es256),
+        signature,
+        ..Default::default()
+    }));
+    // The burst left the symmetric rate whole: five Encrypts, then the sixth is throttled.
+    for _ in 0..5 {
+        encrypt(&kms, &symmetric).unwrap();
+    }
+    assert_throttled(encrypt(&kms, &symmetric));
+    // And RSA keys have a rate of their own, which neither burst touched.
+    let rs256 = SigningAlgorithm::RsassaPkcs1V15Sha256;
+    sign(&kms, &rsa, rs256).unwrap();
+    sign(&kms, &rsa, rs256).unwrap();
+    assert_throttled(sign(&kms, &rsa, rs256));
+    // The ECC rate refills at 3 a second: one more request a third of a second on.
+    clock.advance_millis(334);
+    sign(&kms, &ecc, es256).unwrap();
+    assert_throttled(sign(&kms, &ecc, es256));
+}
+
+#[test]
+fn generate_data_key_pair_has_a_rate_per_pair_spec_apart_from_the_symmetric_rate() {
+    let (kms, clock) = emulated(QuotaConfig {
+        account_crypto_rate: 1,
+        ..QuotaConfig::default()
+    });
+    let key = create_key(&kms, None);
+    clock.advance(Duration::from_secs(1));
+    let pair = |spec| {
+        kms.generate_data_key_pair_without_plaintext(&GenerateDataKeyPairRequest {
+            key_id: key.clone(),
+            key_pair_spec: Some(spec),
+            ..Default::default()
+        })
+    };
+    let p521 = DataKeyPairSpec::EccNistP521;
+    let per_second = QuotaConfig::default().data_key_pair_rates[&p521].millis() / 1000;
+    assert!(
+        per_second > 1,
+        "AWS's ECC_NIST_P521 rate is {per_second} a second"
+    );
+    for _ in 0..per_second {
+        pair(p521).unwrap();
+    }
+    assert_throttled(pair(p521));
+    pair(DataKeyPairSpec::EccNistP384).unwrap();
+    // The pairs took nothing of the symmetric rate (1 a second here).
+    encrypt(&kms, &key).unwrap();
+    assert_throttled(encrypt(&kms, &key));
+    clock.advance(Duration::from_secs(1));
+    pair(p521).unwrap();
 }
 
 #[test]

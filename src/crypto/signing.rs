@@ -66,7 +66,7 @@ fn digest_of(alg: SigningAlgorithm) -> Option<&'static digest::Algorithm> {
         RsassaPssSha256 | RsassaPkcs1V15Sha256 | EcdsaSha256 => &digest::SHA256,
         RsassaPssSha384 | RsassaPkcs1V15Sha384 | EcdsaSha384 => &digest::SHA384,
         RsassaPssSha512 | RsassaPkcs1V15Sha512 | EcdsaSha512 => &digest::SHA512,
-        Sm2dsa | MlDsaShake256 => return None,
+        Sm2dsa | MlDsaShake256 | Ed25519Sha512 | Ed25519PhSha512 => return None,
     })
 }
 
@@ -83,7 +83,10 @@ fn rsa_encoding(alg: SigningAlgorithm) -> Option<&'static dyn signature::RsaEnco
     })
 }
 
-fn verification(spec: KeySpec, alg: SigningAlgorithm) -> Option<&'static dyn VerificationAlgorithm> {
+fn verification(
+    spec: KeySpec,
+    alg: SigningAlgorithm,
+) -> Option<&'static dyn VerificationAlgorithm> {
     use SigningAlgorithm::*;
     Some(match (spec, alg) {
         (KeySpec::EccNistP256, EcdsaSha256) => &signature::ECDSA_P256_SHA256_ASN1,
@@ -263,14 +266,22 @@ mod tests {
             assert_eq!(key.spec(), spec);
             for &alg in spec.signing_algorithms() {
                 let sig = key.sign(alg, MessageType::Raw, b"hello", "arn").unwrap();
-                assert!(key.verify(alg, MessageType::Raw, b"hello", &sig, "arn").unwrap());
-                assert!(!key.verify(alg, MessageType::Raw, b"hellp", &sig, "arn").unwrap());
+                assert!(key
+                    .verify(alg, MessageType::Raw, b"hello", &sig, "arn")
+                    .unwrap());
+                assert!(!key
+                    .verify(alg, MessageType::Raw, b"hellp", &sig, "arn")
+                    .unwrap());
                 let d = digest::digest(digest_of(alg).unwrap(), b"hello");
                 assert!(key
                     .verify(alg, MessageType::Digest, d.as_ref(), &sig, "arn")
                     .unwrap());
-                let by_digest = key.sign(alg, MessageType::Digest, d.as_ref(), "arn").unwrap();
-                assert!(key.verify(alg, MessageType::Raw, b"hello", &by_digest, "arn").unwrap());
+                let by_digest = key
+                    .sign(alg, MessageType::Digest, d.as_ref(), "arn")
+                    .unwrap();
+                assert!(key
+                    .verify(alg, MessageType::Raw, b"hello", &by_digest, "arn")
+                    .unwrap());
             }
         }
     }
@@ -284,7 +295,12 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::InvalidKeyUsageException);
         let e = key
-            .sign(SigningAlgorithm::EcdsaSha256, MessageType::Digest, &[0; 31], "arn")
+            .sign(
+                SigningAlgorithm::EcdsaSha256,
+                MessageType::Digest,
+                &[0; 31],
+                "arn",
+            )
             .unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::ValidationException);
     }

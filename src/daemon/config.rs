@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::EngineConfig;
 use crate::err;
 use crate::error::Result;
+use crate::types::{DataKeyPairSpec, RequestRate};
 
 /// How a flag's value goes over the value from the file (or the default): `Some` replaces, a
 /// set `bool` switch turns the option on.
@@ -56,6 +57,21 @@ fn parse_octal(s: &str) -> std::result::Result<u32, String> {
         return Err(format!("'{s}' is not an octal mode: only the digits 0-7"));
     }
     u32::from_str_radix(digits, 8).map_err(|e| format!("'{s}' is not an octal mode: {e}"))
+}
+
+/// Parses a request rate: a decimal number of requests per second (`25`, `0.1`).
+fn parse_rate(s: &str) -> std::result::Result<RequestRate, String> {
+    s.parse()
+        .map_err(|e: crate::types::rate::RateError| e.to_string())
+}
+
+/// AWS's GenerateDataKeyPair rate for pairs of `spec`: the default of its
+/// `quota_data_key_pair_*_rate` option.
+fn aws_pair_rate(spec: DataKeyPairSpec) -> RequestRate {
+    // Invariant: every spec with an option has an AWS rate (only SM2, which kmscks refuses and
+    // which has no option, has none).
+    crate::types::limits::data_key_pair_rate(spec)
+        .expect("every data key pair spec with a quota option has a rate")
 }
 
 /// The most `event_loops` accepted: more loops than this serve no machine kmscksd runs on
@@ -403,7 +419,8 @@ daemon_options! {
 
     /// Emulate AWS's quotas, to rehearse throttling: request rates answering
     /// ThrottlingException ("Rate exceeded") — quota_store_crypto_rate,
-    /// quota_account_crypto_rate, quota_key_store_api_rate — at most
+    /// quota_account_crypto_rate, quota_rsa_crypto_rate, quota_ecc_crypto_rate, the
+    /// quota_data_key_pair_*_rate of each pair spec, quota_key_store_api_rate — at most
     /// quota_max_custom_key_stores custom key stores (LimitExceededException), and AWS
     /// CloudHSM's quota_max_clusters_per_region and quota_max_hsms_per_cluster
     /// (CloudHsmResourceLimitExceededException).
@@ -433,6 +450,76 @@ daemon_options! {
     /// default is us-east-1's).
     quota_account_crypto_rate: u32 = crate::QuotaConfig::default().account_crypto_rate;
     flag(Option<u32>, value_name = "PER_SEC");
+    sample toml;
+
+    /// With emulate_aws_quotas: the account's requests per second on RSA keys (Sign, Verify,
+    /// and Encrypt, Decrypt and ReEncrypt with an RSAES-OAEP algorithm), counted apart from
+    /// the symmetric rate. The default is AWS's.
+    quota_rsa_crypto_rate: u32 = crate::QuotaConfig::default().rsa_crypto_rate;
+    flag(Option<u32>, value_name = "PER_SEC");
+    sample toml;
+
+    /// With emulate_aws_quotas: the account's requests per second on elliptic curve keys
+    /// (Sign, Verify, DeriveSharedSecret), counted apart from the symmetric and RSA rates.
+    /// The default is AWS's.
+    quota_ecc_crypto_rate: u32 = crate::QuotaConfig::default().ecc_crypto_rate;
+    flag(Option<u32>, value_name = "PER_SEC");
+    sample toml;
+
+    /// With emulate_aws_quotas: GenerateDataKeyPair and GenerateDataKeyPairWithoutPlaintext
+    /// requests per second for RSA_2048 pairs, counted apart from every other rate (each pair
+    /// spec has its own; a decimal, as AWS's rates under one a second: 0.1 is one request in
+    /// ten seconds). The default is AWS's.
+    quota_data_key_pair_rsa_2048_rate: RequestRate = aws_pair_rate(DataKeyPairSpec::Rsa2048);
+    flag(Option<RequestRate>, value_name = "PER_SEC", parser = parse_rate);
+    sample toml;
+
+    /// With emulate_aws_quotas: GenerateDataKeyPair(WithoutPlaintext) requests per second
+    /// for RSA_3072 pairs, counted on their own. The default is AWS's.
+    quota_data_key_pair_rsa_3072_rate: RequestRate = aws_pair_rate(DataKeyPairSpec::Rsa3072);
+    flag(Option<RequestRate>, value_name = "PER_SEC", parser = parse_rate);
+    sample toml;
+
+    /// With emulate_aws_quotas: GenerateDataKeyPair(WithoutPlaintext) requests per second
+    /// for RSA_4096 pairs, counted on their own. The default is AWS's.
+    quota_data_key_pair_rsa_4096_rate: RequestRate = aws_pair_rate(DataKeyPairSpec::Rsa4096);
+    flag(Option<RequestRate>, value_name = "PER_SEC", parser = parse_rate);
+    sample toml;
+
+    /// With emulate_aws_quotas: GenerateDataKeyPair(WithoutPlaintext) requests per second
+    /// for ECC_NIST_P256 pairs, counted on their own. The default is AWS's.
+    quota_data_key_pair_ecc_nist_p256_rate: RequestRate =
+        aws_pair_rate(DataKeyPairSpec::EccNistP256);
+    flag(Option<RequestRate>, value_name = "PER_SEC", parser = parse_rate);
+    sample toml;
+
+    /// With emulate_aws_quotas: GenerateDataKeyPair(WithoutPlaintext) requests per second
+    /// for ECC_NIST_P384 pairs, counted on their own. The default is AWS's.
+    quota_data_key_pair_ecc_nist_p384_rate: RequestRate =
+        aws_pair_rate(DataKeyPairSpec::EccNistP384);
+    flag(Option<RequestRate>, value_name = "PER_SEC", parser = parse_rate);
+    sample toml;
+
+    /// With emulate_aws_quotas: GenerateDataKeyPair(WithoutPlaintext) requests per second
+    /// for ECC_NIST_P521 pairs, counted on their own. The default is AWS's.
+    quota_data_key_pair_ecc_nist_p521_rate: RequestRate =
+        aws_pair_rate(DataKeyPairSpec::EccNistP521);
+    flag(Option<RequestRate>, value_name = "PER_SEC", parser = parse_rate);
+    sample toml;
+
+    /// With emulate_aws_quotas: GenerateDataKeyPair(WithoutPlaintext) requests per second
+    /// for ECC_SECG_P256K1 pairs, counted on their own. The default is AWS's.
+    quota_data_key_pair_ecc_secg_p256k1_rate: RequestRate =
+        aws_pair_rate(DataKeyPairSpec::EccSecgP256k1);
+    flag(Option<RequestRate>, value_name = "PER_SEC", parser = parse_rate);
+    sample toml;
+
+    /// With emulate_aws_quotas: GenerateDataKeyPair(WithoutPlaintext) requests per second
+    /// for ECC_NIST_EDWARDS25519 pairs, counted on their own. No AWS rate for these pairs was
+    /// found: the default is the other 256-bit curves'.
+    quota_data_key_pair_ecc_nist_edwards25519_rate: RequestRate =
+        aws_pair_rate(DataKeyPairSpec::EccNistEdwards25519);
+    flag(Option<RequestRate>, value_name = "PER_SEC", parser = parse_rate);
     sample toml;
 
     /// With emulate_aws_quotas: requests per second of each custom key store operation
@@ -713,6 +800,44 @@ impl DaemonConfig {
             store_crypto_rate: self.quota_store_crypto_rate,
             data_key_cost: self.quota_data_key_cost,
             account_crypto_rate: self.quota_account_crypto_rate,
+            rsa_crypto_rate: self.quota_rsa_crypto_rate,
+            ecc_crypto_rate: self.quota_ecc_crypto_rate,
+            data_key_pair_rates: [
+                (
+                    DataKeyPairSpec::Rsa2048,
+                    self.quota_data_key_pair_rsa_2048_rate,
+                ),
+                (
+                    DataKeyPairSpec::Rsa3072,
+                    self.quota_data_key_pair_rsa_3072_rate,
+                ),
+                (
+                    DataKeyPairSpec::Rsa4096,
+                    self.quota_data_key_pair_rsa_4096_rate,
+                ),
+                (
+                    DataKeyPairSpec::EccNistP256,
+                    self.quota_data_key_pair_ecc_nist_p256_rate,
+                ),
+                (
+                    DataKeyPairSpec::EccNistP384,
+                    self.quota_data_key_pair_ecc_nist_p384_rate,
+                ),
+                (
+                    DataKeyPairSpec::EccNistP521,
+                    self.quota_data_key_pair_ecc_nist_p521_rate,
+                ),
+                (
+                    DataKeyPairSpec::EccSecgP256k1,
+                    self.quota_data_key_pair_ecc_secg_p256k1_rate,
+                ),
+                (
+                    DataKeyPairSpec::EccNistEdwards25519,
+                    self.quota_data_key_pair_ecc_nist_edwards25519_rate,
+                ),
+            ]
+            .into_iter()
+            .collect(),
             key_store_api_rate: self.quota_key_store_api_rate,
             max_clusters_per_region: self.quota_max_clusters_per_region,
             max_hsms_per_cluster: self.quota_max_hsms_per_cluster,
@@ -862,9 +987,20 @@ mod tests {
             "5",
             "--quota-max-hsms-per-cluster",
             "7",
+            "--quota-rsa-crypto-rate",
+            "8",
+            "--quota-ecc-crypto-rate",
+            "9",
+            "--quota-data-key-pair-rsa-4096-rate",
+            "0.25",
+            "--quota-data-key-pair-ecc-nist-p521-rate",
+            "6",
         ])
         .flags
         .apply(&mut c);
+        let mut data_key_pair_rates = crate::QuotaConfig::default().data_key_pair_rates;
+        data_key_pair_rates.insert(DataKeyPairSpec::Rsa4096, RequestRate::from_millis(250));
+        data_key_pair_rates.insert(DataKeyPairSpec::EccNistP521, RequestRate::per_second(6));
         assert_eq!(
             c.quotas(),
             Some(crate::QuotaConfig {
@@ -872,11 +1008,42 @@ mod tests {
                 store_crypto_rate: 100,
                 data_key_cost: 4,
                 account_crypto_rate: 200,
+                rsa_crypto_rate: 8,
+                ecc_crypto_rate: 9,
+                data_key_pair_rates,
                 key_store_api_rate: 3,
                 max_clusters_per_region: 5,
                 max_hsms_per_cluster: 7,
             })
         );
+        // The default has a rate for every pair spec but SM2 (which kmscks refuses), each from
+        // an option (the defaults compared equal above); the file takes a decimal rate, to a
+        // thousandth of a request and not below 0.
+        let specs: Vec<_> = crate::QuotaConfig::default()
+            .data_key_pair_rates
+            .into_keys()
+            .collect();
+        let all_but_sm2: Vec<_> = DataKeyPairSpec::ALL
+            .iter()
+            .copied()
+            .filter(|s| *s != DataKeyPairSpec::Sm2)
+            .collect();
+        assert_eq!(specs, all_but_sm2);
+        let c = DaemonConfig::from_toml(
+            "emulate_aws_quotas = true\nquota_data_key_pair_rsa_3072_rate = 0.1\n",
+            "t",
+        )
+        .unwrap();
+        let rates = c.quotas().unwrap().data_key_pair_rates;
+        assert_eq!(
+            rates[&DataKeyPairSpec::Rsa3072],
+            RequestRate::from_millis(100)
+        );
+        for bad in ["0.0001", "-1"] {
+            let doc = format!("quota_data_key_pair_rsa_4096_rate = {bad}\n");
+            let e = DaemonConfig::from_toml(&doc, "t").unwrap_err();
+            assert!(e.message().contains("not a request rate"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -18,8 +18,9 @@ use aws_lc_rs::hmac;
 use serde_json::json;
 
 use crate::api::kms::{
-    DeleteImportedKeyMaterialRequest, GetParametersForImportRequest,
-    GetParametersForImportResponse, ImportKeyMaterialRequest, KeyMaterialResponse,
+    DeleteImportedKeyMaterialRequest, DeleteImportedKeyMaterialResponse,
+    GetParametersForImportRequest, GetParametersForImportResponse, ImportKeyMaterialRequest,
+    KeyMaterialResponse,
 };
 use crate::crypto::import_wrap::{self, OaepHash, Sealing, WrappingKeyPair};
 use crate::err;
@@ -130,8 +131,12 @@ pub fn check_parameters(
 /// transaction, so that an RSA key generation (up to a second for 4096 bits) never holds the
 /// state.
 pub fn wrapping_key_pair(bits: u32) -> Result<WrappingKeyPair> {
-    import_wrap::generate(bits)
-        .map_err(|why| err!(KMSInternalException, "no RSA wrapping key of {bits} bits: {why}"))
+    import_wrap::generate(bits).map_err(|why| {
+        err!(
+            KMSInternalException,
+            "no RSA wrapping key of {bits} bits: {why}"
+        )
+    })
 }
 
 /// The key's imported-material record, or AWS's refusal for a key of another origin.
@@ -244,8 +249,15 @@ fn open_token(tx: &Tx<'_>, key: &Key, token: &[u8]) -> Result<Token> {
 }
 
 /// The material's identifier: 64 hex digits of an HMAC-SHA-256 under the key's salt.
-fn material_id(tx: &Tx<'_>, key: &Key, m: &ImportedMaterial, material: &KeyMaterial) -> Result<String> {
-    let salt = tx.keys.unwrap_key(MASTER_KEY, &salt_aad(&key.id), &m.salt)?;
+fn material_id(
+    tx: &Tx<'_>,
+    key: &Key,
+    m: &ImportedMaterial,
+    material: &KeyMaterial,
+) -> Result<String> {
+    let salt = tx
+        .keys
+        .unwrap_key(MASTER_KEY, &salt_aad(&key.id), &m.salt)?;
     let tag = hmac::sign(
         &hmac::Key::new(hmac::HMAC_SHA256, salt.expose()),
         material.expose(),
@@ -299,8 +311,12 @@ pub fn import(tx: &mut Tx<'_>, req: &ImportKeyMaterialRequest) -> Result<KeyMate
     let valid_to = expiry(tx, req)?;
     let arn = tx.scope.key_arn(&key.id);
     let token = open_token(tx, key, &req.import_token)?;
-    let opened = import_wrap::open(token.pkcs8.expose(), token.sealing, &req.encrypted_key_material)
-        .map_err(|e| err!(InvalidCiphertextException, "{e}"))?;
+    let opened = import_wrap::open(
+        token.pkcs8.expose(),
+        token.sealing,
+        &req.encrypted_key_material,
+    )
+    .map_err(|e| err!(InvalidCiphertextException, "{e}"))?;
     let material = KeyMaterial::from_slice(opened.expose()).ok_or_else(|| {
         err!(
             IncorrectKeyMaterialException,
@@ -334,14 +350,20 @@ pub fn import(tx: &mut Tx<'_>, req: &ImportKeyMaterialRequest) -> Result<KeyMate
         }
         _ => {}
     }
-    if req.key_material_id.as_ref().is_some_and(|given| *given != id) {
+    if req
+        .key_material_id
+        .as_ref()
+        .is_some_and(|given| *given != id)
+    {
         return Err(err!(
             IncorrectKeyMaterialException,
             "KeyMaterialId {} is not the id of the material imported",
             req.key_material_id.as_deref().unwrap_or_default()
         ));
     }
-    let wrapped = tx.keys.wrap_key(MASTER_KEY, &material_aad(&key.id), &material)?;
+    let wrapped = tx
+        .keys
+        .wrap_key(MASTER_KEY, &material_aad(&key.id), &material)?;
     let mut key = key.clone();
     if key.pending_import() {
         key.lifecycle = Lifecycle::Enabled;
@@ -369,7 +391,7 @@ pub fn import(tx: &mut Tx<'_>, req: &ImportKeyMaterialRequest) -> Result<KeyMate
 }
 
 /// Drops the key's material (keeping its identifier, for a reimport): the key becomes
-/// `PendingImport`.
+/// `PendingImport`, or stays `PendingDeletion` (its lifecycle is left as it is).
 fn drop_material(tx: &mut Tx<'_>, key: &Key, m: &ImportedMaterial) {
     let mut key = key.clone();
     key.backing = Backing::External(Box::new(ImportedMaterial {
@@ -381,38 +403,39 @@ fn drop_material(tx: &mut Tx<'_>, key: &Key, m: &ImportedMaterial) {
     tx.push(KmsChange::PutKey(Box::new(key)));
 }
 
-/// DeleteImportedKeyMaterial.
+/// DeleteImportedKeyMaterial. As AWS's key state table has it: on a key pending deletion too
+/// (the key loses its material and stays `PendingDeletion`; CancelKeyDeletion then leaves it
+/// `PendingImport`), and on a key without material (`PendingImport`) it succeeds and changes
+/// nothing, naming no `KeyMaterialId` when the key never had material.
 pub fn delete(
     tx: &mut Tx<'_>,
     req: &DeleteImportedKeyMaterialRequest,
-) -> Result<KeyMaterialResponse> {
+) -> Result<DeleteImportedKeyMaterialResponse> {
     let key = resolve_id(tx.state, tx.scope, &req.key_id)?;
     authorize(tx, key, Op::DeleteImportedKeyMaterial.action())?;
     let m = external(tx, key)?;
-    refuse_pending_deletion(tx, key)?;
     let arn = tx.scope.key_arn(&key.id);
-    let Some(id) = m.material_id.clone() else {
-        return Err(err!(
-            KMSInvalidStateException,
-            "{arn} is pending import: it has no key material to delete"
-        ));
-    };
-    if req.key_material_id.as_ref().is_some_and(|given| *given != id) {
-        return Err(err!(
-            NotFoundException,
-            "{arn} has no key material with id {}",
-            req.key_material_id.as_deref().unwrap_or_default()
-        ));
+    if let Some(given) = &req.key_material_id {
+        if m.material_id.as_ref() != Some(given) {
+            return Err(err!(
+                NotFoundException,
+                "{arn} has no key material with id {given}"
+            ));
+        }
     }
+    let id = m.material_id.clone();
     trail::record(
         tx,
         Op::DeleteImportedKeyMaterial.name(),
-        json!({"requestParameters": {"keyId": req.key_id}, "responseElements": {"keyMaterialId": id}}),
+        json!({
+            "requestParameters": {"keyId": req.key_id},
+            "responseElements": id.as_ref().map(|id| json!({"keyMaterialId": id})),
+        }),
     );
     if m.wrapped.is_some() {
         drop_material(tx, key, m);
     }
-    Ok(KeyMaterialResponse {
+    Ok(DeleteImportedKeyMaterialResponse {
         key_id: arn,
         key_material_id: id,
     })

@@ -4,7 +4,7 @@
 //! arithmetic runs on the caller's thread; `DryRun` runs every check, the peer's public key
 //! included, and answers `DryRunOperationException`.
 
-use super::throttle::{CryptoCost, Uses};
+use super::throttle::Uses;
 use super::Kms;
 use crate::api::kms::{DeriveSharedSecretRequest, DeriveSharedSecretResponse};
 use crate::engine::{check_len, Action};
@@ -36,7 +36,7 @@ impl Kms {
         check_len(req.public_key.len(), "publicKey", PUBLIC_KEY_LEN)?;
         check_grant_tokens(&req.grant_tokens)?;
         let key = self.key_ref(&req.key_id)?;
-        self.charge_crypto(&[Uses::Key(key.as_name())], CryptoCost::Plain)?;
+        self.charge_by_key_type(&[Uses::Key(key.as_name())])?;
         let (private, key_id) =
             self.shared
                 .engine

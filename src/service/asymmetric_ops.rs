@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::throttle::{CryptoCost, Uses};
+use super::throttle::Uses;
 use super::Kms;
 use crate::api::kms::{
     DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse, ReEncryptRequest,
@@ -73,7 +73,7 @@ impl Kms {
         check_len(req.plaintext.len(), "plaintext", PLAINTEXT_LEN)?;
         check_grant_tokens(&req.grant_tokens)?;
         let key = self.key_ref(&req.key_id)?;
-        self.charge_crypto(&[Uses::Key(key.as_name())], CryptoCost::Plain)?;
+        self.charge_by_key_type(&[Uses::Key(key.as_name())])?;
         let context = (&req.encryption_context, "EncryptionContext");
         let (private, arn) = self.rsa_key(&key, Action::Encrypt, alg, context, "Encrypt")?;
         let k = private.decrypting(&arn, "Encrypt")?;
@@ -102,7 +102,7 @@ impl Kms {
             .as_deref()
             .ok_or_else(|| KmsError::required("KeyId"))?;
         let key = self.key_ref(key_id)?;
-        self.charge_crypto(&[Uses::Key(key.as_name())], CryptoCost::Plain)?;
+        self.charge_by_key_type(&[Uses::Key(key.as_name())])?;
         let context = (&req.encryption_context, "EncryptionContext");
         let (private, arn) = self.rsa_key(&key, Action::Decrypt, alg, context, "Decrypt")?;
         let k = private.decrypting(&arn, "Decrypt")?;
@@ -138,10 +138,7 @@ impl Kms {
             }
             _ => Uses::Blob(&req.ciphertext_blob),
         };
-        self.charge_crypto(
-            &[source_uses, Uses::Key(destination.as_name())],
-            CryptoCost::Plain,
-        )?;
+        self.charge_by_key_type(&[source_uses, Uses::Key(destination.as_name())])?;
         let engine = &self.shared.engine;
         let (plaintext, source_arn): (SecretBytes, Arc<str>) =
             if EncryptionAlgorithm::is_symmetric(Some(source_alg)) {

@@ -39,7 +39,7 @@ impl Kms {
     pub fn delete_imported_key_material(
         &self,
         req: &DeleteImportedKeyMaterialRequest,
-    ) -> Result<KeyMaterialResponse> {
+    ) -> Result<DeleteImportedKeyMaterialResponse> {
         self.write(|tx| import::delete(tx, req))
     }
 }

@@ -8,7 +8,6 @@
 //! the daemon serves these operations off its event loop (see the op table). `DryRun` runs
 //! every check and answers `DryRunOperationException` without generating anything.
 
-use super::throttle::{CryptoCost, Uses};
 use super::Kms;
 use crate::api::kms::{GenerateDataKeyPairRequest, GenerateDataKeyPairResponse};
 use crate::crypto::key_pair;
@@ -79,7 +78,7 @@ impl Kms {
         } else {
             Action::GenerateDataKeyPairWithoutPlaintext
         };
-        self.charge_crypto(&[Uses::Key(key.as_name())], CryptoCost::Plain)?;
+        self.charge_data_key_pair(key.as_name(), spec)?;
         if req.dry_run || slow_to_generate(spec) {
             self.seal_private_key(&key, PROBE, req, action)?;
             key_pair::check_spec(spec)?;

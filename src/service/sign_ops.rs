@@ -3,7 +3,7 @@
 //! with its gate, policy and grants; `DryRun` runs every check and answers
 //! `DryRunOperationException`.
 
-use super::throttle::{CryptoCost, Uses};
+use super::throttle::Uses;
 use super::Kms;
 use crate::api::kms::{
     GetPublicKeyResponse, KeyIdRequest, SignRequest, SignResponse, VerifyRequest, VerifyResponse,
@@ -30,7 +30,7 @@ impl Kms {
         let algorithm = required_algorithm(req.signing_algorithm)?;
         check_grant_tokens(&req.grant_tokens)?;
         let key = self.key_ref(&req.key_id)?;
-        self.charge_crypto(&[Uses::Key(key.as_name())], CryptoCost::Plain)?;
+        self.charge_by_key_type(&[Uses::Key(key.as_name())])?;
         let out = self.shared.engine.sign(
             &self.principal,
             &key,
@@ -60,7 +60,7 @@ impl Kms {
         let algorithm = required_algorithm(req.signing_algorithm)?;
         check_grant_tokens(&req.grant_tokens)?;
         let key = self.key_ref(&req.key_id)?;
-        self.charge_crypto(&[Uses::Key(key.as_name())], CryptoCost::Plain)?;
+        self.charge_by_key_type(&[Uses::Key(key.as_name())])?;
         let key_id = self.shared.engine.verify(
             &self.principal,
             &key,

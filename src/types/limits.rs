@@ -1,5 +1,7 @@
 //! Every quota and size limit kmscks enforces, in one place (spec §0, §4, §6).
 
+use super::{DataKeyPairSpec, RequestRate};
+
 /// Custom key stores per account and Region, any type or state — enforced only when AWS
 /// quotas are emulated (the seed says there is no such quota; AWS added it later).
 pub const MAX_CUSTOM_KEY_STORES: usize = 10;
@@ -168,6 +170,34 @@ pub const STORE_DATA_KEY_COST: u32 = 3;
 /// Emulated request quota: the account's symmetric cryptographic requests per second (the
 /// us-east-1 figure; 5,500 or 10,000 in smaller Regions).
 pub const ACCOUNT_CRYPTO_RATE: u32 = 50_000;
+/// Emulated request quota: the account's requests per second on RSA keys (Sign, Verify, and
+/// Encrypt, Decrypt and ReEncrypt with an RSAES-OAEP algorithm), apart from the symmetric
+/// rate: AWS's "Cryptographic operations (RSA) request rate", 1,000 on its Request quotas page
+/// since it lists ML-DSA keys (500 before).
+pub const RSA_CRYPTO_RATE: u32 = 1_000;
+/// Emulated request quota: the account's requests per second on elliptic curve keys (Sign,
+/// Verify, DeriveSharedSecret), apart from the symmetric and RSA rates: AWS's "Cryptographic
+/// operations (ECC) request rate", 1,000 on the same page (300 before).
+pub const ECC_CRYPTO_RATE: u32 = 1_000;
+
+/// Emulated request quota: GenerateDataKeyPair and GenerateDataKeyPairWithoutPlaintext
+/// requests per second for pairs of `spec`, each spec counted on its own and apart from every
+/// other rate (AWS's "GenerateDataKeyPair (<spec>) request rate"; an RSA_3072 pair is one in
+/// two seconds, an RSA_4096 pair one in ten). No AWS rate for ECC_NIST_EDWARDS25519 pairs was
+/// found (they came after the table kmscks follows): they get the other 256-bit curves' 25.
+/// `None` for SM2, of AWS's China Regions only, which kmscks refuses.
+pub const fn data_key_pair_rate(spec: DataKeyPairSpec) -> Option<RequestRate> {
+    use DataKeyPairSpec::*;
+    Some(match spec {
+        Rsa2048 => RequestRate::per_second(1),
+        Rsa3072 => RequestRate::from_millis(500),
+        Rsa4096 => RequestRate::from_millis(100),
+        EccNistP256 | EccSecgP256k1 | EccNistEdwards25519 => RequestRate::per_second(25),
+        EccNistP384 => RequestRate::per_second(10),
+        EccNistP521 => RequestRate::per_second(5),
+        Sm2 => return None,
+    })
+}
 /// Emulated request quota: requests per second of each custom key store operation (Create,
 /// Describe, Update, Delete, Connect, Disconnect), each counted on its own.
 pub const KEY_STORE_API_RATE: u32 = 5;

@@ -5,12 +5,14 @@ pub mod grant;
 pub mod hex;
 pub mod ids;
 pub mod limits;
+pub mod rate;
 pub mod state;
 pub mod time;
 
 pub use action::{PolicyAction, PolicyVerdict};
 pub use grant::GrantConstraints;
 pub use ids::*;
+pub use rate::RequestRate;
 pub use state::*;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 

@@ -283,7 +283,10 @@ impl KeySpec {
 }
 
 aws_enum! {
-    /// Sign / Verify `SigningAlgorithm` (AWS's whole list; a key allows some of them).
+    /// Sign / Verify `SigningAlgorithm` (AWS's whole list, in its order; a key allows some of
+    /// them, [`KeySpec::signing_algorithms`]). Naming one that no key of kmscks allows (the
+    /// ML-DSA and Ed25519 ones, SM2DSA) is AWS's `InvalidKeyUsageException`, not a
+    /// `ValidationException`.
     SigningAlgorithm {
         RsassaPssSha256 = "RSASSA_PSS_SHA_256",
         RsassaPssSha384 = "RSASSA_PSS_SHA_384",
@@ -296,6 +299,8 @@ aws_enum! {
         EcdsaSha512 = "ECDSA_SHA_512",
         Sm2dsa = "SM2DSA",
         MlDsaShake256 = "ML_DSA_SHAKE_256",
+        Ed25519Sha512 = "ED25519_SHA_512",
+        Ed25519PhSha512 = "ED25519_PH_SHA_512",
     }
 }
 
@@ -309,18 +314,19 @@ aws_enum! {
 }
 
 impl KeySpec {
-    /// The signing algorithms a SIGN_VERIFY key of this spec allows (AWS's pairs); empty for
-    /// specs kmscks does not sign with.
+    /// The signing algorithms a SIGN_VERIFY key of this spec allows (AWS's pairs), in AWS's
+    /// order (DescribeKey's and GetPublicKey's `SigningAlgorithms`: PKCS #1 v1.5 before PSS for
+    /// RSA); empty for specs kmscks does not sign with.
     pub const fn signing_algorithms(self) -> &'static [SigningAlgorithm] {
         use SigningAlgorithm::*;
         match self {
             KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096 => &[
-                RsassaPssSha256,
-                RsassaPssSha384,
-                RsassaPssSha512,
                 RsassaPkcs1V15Sha256,
                 RsassaPkcs1V15Sha384,
                 RsassaPkcs1V15Sha512,
+                RsassaPssSha256,
+                RsassaPssSha384,
+                RsassaPssSha512,
             ],
             KeySpec::EccNistP256 | KeySpec::EccSecgP256k1 => &[EcdsaSha256],
             KeySpec::EccNistP384 => &[EcdsaSha384],
@@ -511,5 +517,29 @@ mod tests {
         assert_eq!(KeyState::parse("pendingdeletion"), None);
         assert_eq!(ConnectionState::Connected.to_string(), "CONNECTED");
         assert_eq!(DataKeySpec::Aes128.byte_len(), 16);
+    }
+
+    #[test]
+    fn signing_algorithms_are_awss_whole_list_in_awss_order() {
+        // AWS's SigningAlgorithmSpec, as its API reference lists it.
+        let names: Vec<&str> = SigningAlgorithm::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "RSASSA_PSS_SHA_256",
+                "RSASSA_PSS_SHA_384",
+                "RSASSA_PSS_SHA_512",
+                "RSASSA_PKCS1_V1_5_SHA_256",
+                "RSASSA_PKCS1_V1_5_SHA_384",
+                "RSASSA_PKCS1_V1_5_SHA_512",
+                "ECDSA_SHA_256",
+                "ECDSA_SHA_384",
+                "ECDSA_SHA_512",
+                "SM2DSA",
+                "ML_DSA_SHAKE_256",
+                "ED25519_SHA_512",
+                "ED25519_PH_SHA_512",
+            ]
+        );
     }
 }

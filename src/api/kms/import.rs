@@ -65,7 +65,7 @@ pub struct ImportKeyMaterialRequest {
     pub key_material_id: Option<String>,
 }
 
-/// ImportKeyMaterial and DeleteImportedKeyMaterial response.
+/// ImportKeyMaterial response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct KeyMaterialResponse {
@@ -73,6 +73,21 @@ pub struct KeyMaterialResponse {
     pub key_id: String,
     /// The material's identifier (64 hex digits).
     pub key_material_id: String,
+}
+
+/// DeleteImportedKeyMaterial response. Apart from [`KeyMaterialResponse`] because its
+/// `KeyMaterialId` is optional, as in AWS's response: a key that never had material has none
+/// to name (the call then changes nothing).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeleteImportedKeyMaterialResponse {
+    /// The key ARN.
+    pub key_id: String,
+    /// The identifier (64 hex digits) of the material deleted, or of the material deleted
+    /// before (expired or deleted: the key is then unchanged); `None` when the key never had
+    /// material.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_material_id: Option<String>,
 }
 
 /// DeleteImportedKeyMaterial request.
