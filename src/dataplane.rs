@@ -116,7 +116,7 @@ impl PolicyTable {
             entry.users += 1;
             return Ok((entry.text.clone(), entry.authorizer.clone()));
         }
-        let policy = KeyPolicy::parse(text)?;
+        let policy = KeyPolicy::parse_stored(text)?;
         let authorizer = Arc::new(PolicyAuthorizer {
             ignores_resource: policy.ignores_resource(),
             policy,

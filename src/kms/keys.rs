@@ -89,10 +89,11 @@ pub fn authorize(tx: &Tx<'_>, key: &Key, action: PolicyAction) -> Result<()> {
 }
 
 /// What the key policy of `key` answers the caller performing `action` (a stored policy always
-/// parses, as PutKeyPolicy and CreateKey check it; one that did not would allow nothing).
+/// parses, as PutKeyPolicy and CreateKey check it and [`KeyPolicy::parse_stored`] reads it as
+/// they did; one that did not would allow nothing).
 pub fn policy_verdict(tx: &Tx<'_>, key: &Key, action: PolicyAction) -> PolicyVerdict {
     let arn = tx.scope.key_arn(&key.id);
-    KeyPolicy::parse(&key.policy)
+    KeyPolicy::parse_stored(&key.policy)
         .map(|p| p.verdict(tx.principal, action.as_str(), &arn))
         .unwrap_or(PolicyVerdict::ImplicitDeny)
 }

@@ -77,12 +77,27 @@ pub struct KeyPolicy {
 }
 
 impl KeyPolicy {
-    /// Parses and validates a key policy document.
+    /// Parses and validates a key policy document a caller gives (CreateKey, PutKeyPolicy).
     ///
     /// Errors: `LimitExceededException` when `text` is longer than
     /// [`limits::MAX_POLICY_BYTES`]; `MalformedPolicyDocumentException`, naming the statement
     /// and member, when the document is not a valid key policy.
     pub fn parse(text: &str) -> Result<KeyPolicy> {
+        KeyPolicy::parse_as(text, Reading::Given)
+    }
+
+    /// Parses a stored key policy, one that [`KeyPolicy::parse`] of its own build accepted.
+    /// A rule added since then must not make it unreadable: a policy that no longer parses
+    /// would open no data directory holding it (the data plane compiles every key's policy)
+    /// and would lock even the account root out of the key (no PutKeyPolicy can pass an
+    /// unreadable policy). So a stored policy is read as the build that stored it read it:
+    /// a principal with a wildcard in part of it, refused as given since, is the literal
+    /// ARN it always was, matching no caller.
+    pub fn parse_stored(text: &str) -> Result<KeyPolicy> {
+        KeyPolicy::parse_as(text, Reading::Stored)
+    }
+
+    fn parse_as(text: &str, reading: Reading) -> Result<KeyPolicy> {
         if text.len() > limits::MAX_POLICY_BYTES {
             return Err(err!(
                 LimitExceededException,
@@ -129,7 +144,7 @@ impl KeyPolicy {
                         "The key policy has no 'Statement' member; it needs at least one statement",
                     ))
                 }
-                Some(Value::Object(one)) => vec![Statement::parse(0, one)?],
+                Some(Value::Object(one)) => vec![Statement::parse(0, one, reading)?],
                 Some(Value::Array(many)) if many.is_empty() => return Err(malformed(
                     "The key policy member 'Statement' is an empty array; it needs at least one \
                      statement",
@@ -138,7 +153,7 @@ impl KeyPolicy {
                     .iter()
                     .enumerate()
                     .map(|(i, s)| match s {
-                        Value::Object(s) => Statement::parse(i, s),
+                        Value::Object(s) => Statement::parse(i, s, reading),
                         _ => Err(malformed(format!("Statement[{i}] must be a JSON object"))),
                     })
                     .collect::<Result<Vec<_>>>()?,
@@ -244,7 +259,7 @@ const STATEMENT_MEMBERS: &[&str] = &[
 ];
 
 impl Statement {
-    fn parse(index: usize, s: &Map<String, Value>) -> Result<Statement> {
+    fn parse(index: usize, s: &Map<String, Value>, reading: Reading) -> Result<Statement> {
         let at = match s.get("Sid") {
             Some(Value::String(sid)) => format!("Statement[{index}] (Sid \"{sid}\")"),
             Some(_) => {
@@ -273,7 +288,7 @@ impl Statement {
         let (member, value, not_principal) =
             exactly_one(s, "Principal", "NotPrincipal").map_err(bad)?;
         let principals =
-            Principals::parse(value).map_err(|e| bad(format!("member '{member}' {e}")))?;
+            Principals::parse(value, reading).map_err(|e| bad(format!("member '{member}' {e}")))?;
         let (member, value, negated) = exactly_one(s, "Action", "NotAction").map_err(bad)?;
         let actions = Patterns::parse(value, negated, PatternKind::Action)
             .map_err(|e| bad(format!("member '{member}' {e}")))?;
@@ -346,6 +361,14 @@ fn string_list(value: &Value) -> std::result::Result<Vec<&str>, String> {
     }
 }
 
+/// Whose key policy is read: a caller's, checked by every rule of this build, or one stored
+/// (see [`KeyPolicy::parse_stored`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reading {
+    Given,
+    Stored,
+}
+
 /// The principals a statement names.
 #[derive(Clone, Debug)]
 enum Principals {
@@ -356,7 +379,7 @@ enum Principals {
 }
 
 impl Principals {
-    fn parse(value: &Value) -> std::result::Result<Principals, String> {
+    fn parse(value: &Value, reading: Reading) -> std::result::Result<Principals, String> {
         let map = match value {
             Value::String(s) if s == "*" => return Ok(Principals::Everyone),
             Value::Object(map) if !map.is_empty() => map,
@@ -378,7 +401,7 @@ impl Principals {
                         if p.is_empty() {
                             return Err("'AWS' holds an empty principal".into());
                         }
-                        if p.contains(['*', '?']) {
+                        if p.contains(['*', '?']) && reading == Reading::Given {
                             // AWS refuses a wildcard in part of a principal; kept, it would
                             // match no caller, and a Deny meant for many would deny no one.
                             return Err(format!(

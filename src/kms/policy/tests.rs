@@ -298,6 +298,29 @@ fn a_principal_with_a_wildcard_in_part_of_it_is_malformed_not_a_match_for_no_one
     assert!(p.allows(&f.user, "kms:Encrypt", &f.key));
 }
 
+/// A policy stored by a build that took a partial wildcard (as the literal ARN it is) must stay
+/// readable: unread, it would stop the data directory opening and lock the root out of the key.
+#[test]
+fn a_stored_policy_with_a_partial_wildcard_reads_as_it_was_stored_matching_no_one() {
+    let f = fixture();
+    let text = format!(
+        r#"{{"Version": "2012-10-17", "Statement": [
+             {{"Effect": "Allow", "Principal": {{"AWS": "{root}"}}, "Action": "kms:*",
+               "Resource": "*"}},
+             {{"Effect": "Allow", "Principal": {{"AWS": "arn:aws:iam::111122223333:user/uid-*"}},
+               "Action": "kms:Encrypt", "Resource": "*"}},
+             {{"Effect": "Deny", "Principal": {{"AWS": "arn:aws:iam::111122223333:user/*"}},
+               "Action": "kms:Decrypt", "Resource": "*"}}]}}"#,
+        root = f.root
+    );
+    assert!(KeyPolicy::parse(&text).is_err(), "given, it is refused");
+    let p = KeyPolicy::parse_stored(&text).unwrap();
+    assert_eq!(p.verdict(&f.root, "kms:PutKeyPolicy", &f.key), PolicyVerdict::Allow);
+    assert_eq!(p.verdict(&f.root, "kms:Decrypt", &f.key), PolicyVerdict::Allow);
+    assert_eq!(p.verdict(&f.user, "kms:Encrypt", &f.key), PolicyVerdict::ImplicitDeny);
+    assert_eq!(p.verdict(&f.user, "kms:Decrypt", &f.key), PolicyVerdict::ImplicitDeny);
+}
+
 #[test]
 fn unsupported_condition_fails_closed_both_ways() {
     let f = fixture();
