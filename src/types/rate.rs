@@ -102,7 +102,7 @@ impl fmt::Display for RequestRate {
 impl Serialize for RequestRate {
     /// A whole rate as an integer, another as a float (TOML `25`, `0.1`).
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.millis % MILLIS_PER_REQUEST == 0 {
+        if self.millis.is_multiple_of(MILLIS_PER_REQUEST) {
             s.serialize_u32(self.millis / MILLIS_PER_REQUEST)
         } else {
             s.serialize_f64(f64::from(self.millis) / f64::from(MILLIS_PER_REQUEST))
