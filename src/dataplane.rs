@@ -479,8 +479,28 @@ fn versions(state: &State, keys: &dyn Wrapper, key: &Key) -> Result<KeyVersions>
     })
 }
 
+/// Empties the engine, so that it serves no key until a [`Mirror`] told
+/// [`Mirror::force_resync`] syncs it whole again: what the caller does when the engine may
+/// hold less than the state revokes and the mirror cannot follow now (a commit unwinding
+/// between its durable record and its sync). Every key is then refused, as an unknown key,
+/// until the rebuild.
+pub fn fail_closed(engine: &Engine) {
+    // An engine that refuses the batch (shut down, forked, every shard dead) serves nothing.
+    let _ = engine.apply(&[Control::Reset]);
+}
+
 impl Mirror {
+    /// Makes the next sync rebuild the engine whole from the state, whatever it is told of.
+    pub fn force_resync(&mut self) {
+        self.resync = true;
+    }
+
     /// Brings the engine in line with `state` after `changes` (all of it on the first call).
+    ///
+    /// Errors: the first error of a key that `changes` touched (or of any key on the first
+    /// call) whose state did not reach the engine; that key is closed in the engine and
+    /// retried at every later sync. A key still failing from an earlier sync is closed and
+    /// retried, but does not fail a later change that does not touch it.
     pub fn sync(
         &mut self,
         engine: &Engine,
@@ -490,6 +510,7 @@ impl Mirror {
         changes: &[Change],
     ) -> Result<()> {
         let mut affected = Affected::from_changes(changes, scope, &self.by_object);
+        let retried = self.retry.clone();
         let mut out = Vec::new();
         if self.resync {
             *self = Mirror {
@@ -576,7 +597,10 @@ impl Mirror {
                 }
                 Err(e) => {
                     self.close(scope, id, &e, &mut out);
-                    failed.get_or_insert(e);
+                    let asked = affected.everything || affected.keys.contains(id);
+                    if asked || !retried.contains(id) {
+                        failed.get_or_insert(e);
+                    }
                 }
             }
         }

@@ -887,6 +887,50 @@ fn a_temporary_key_file_a_killed_open_left_is_removed_at_the_next_open() {
     assert_eq!(file_names(&keys), [format!("{MASTER_KEY}.key")]);
 }
 
+/// A damaged cluster key file closes that cluster's keys to the data plane, with the damage
+/// named; it does not stop the open, and every other key serves.
+#[test]
+fn a_damaged_cluster_key_file_closes_its_keys_and_the_rest_open_and_serve() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("data");
+    let (config, clock) = config();
+    let (in_store, default) = {
+        let kms = open(&dir, &config);
+        let f = connected_store(&kms, &clock, "S");
+        (create_key(&kms, Some(&f.store_id)), create_key(&kms, None))
+    };
+    let encrypt = |kms: &Kms, key: &str| {
+        kms.encrypt(&EncryptRequest {
+            key_id: key.to_owned(),
+            plaintext: kmscks::secret::SecretBytes::from_slice(b"x"),
+            ..Default::default()
+        })
+    };
+    let cluster_file = fs::read_dir(dir.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("cluster-")
+        })
+        .expect("the cluster's key file");
+    let mut bytes = fs::read(&cluster_file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&cluster_file, &bytes).unwrap();
+
+    let kms = open(&dir, &config);
+    encrypt(&kms, &default).unwrap();
+    let e = encrypt(&kms, &in_store).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::KMSInternalException, "{e}");
+    assert!(
+        e.message().contains("data plane") && e.message().contains("damaged"),
+        "{e}"
+    );
+}
+
 // ---- Secrets at rest ------------------------------------------------------------------------
 
 fn all_files(dir: &Path, out: &mut Vec<PathBuf>) {

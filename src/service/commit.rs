@@ -4,14 +4,17 @@
 //! plane, their KMS events appended to the event log (no fsync) and acknowledged. Keys whose
 //! waiting period has ended are deleted first.
 
+use super::worker::Task;
 use super::{lock, Kms, KmsConfig, Tasks, BINCODE};
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::control::event_log::events_of;
 use crate::control::{Change, EventLog, Keyring, Record, State};
 use crate::crypto::fork::ForkGuard;
-use crate::dataplane::Mirror;
+use crate::dataplane::{self, Mirror};
 use crate::engine::Engine;
 use crate::err;
 use crate::error::Result;
@@ -36,6 +39,27 @@ pub(super) struct Shared {
     pub(super) tasks_cv: Condvar,
     /// The process this instance was opened in (see [`crate::crypto::fork`]).
     pub(super) fork: ForkGuard,
+    /// Set when a commit unwound with its record durable and the engine perhaps behind it
+    /// ([`FailClosedOnUnwind`]); the next sync, the worker's or a commit's, rebuilds the engine
+    /// whole.
+    pub(super) data_plane_stale: AtomicBool,
+}
+
+/// Fails the data plane closed should a commit unwind (a bug: a panic in the state's apply,
+/// the event log or the sync) after its record is durable and before the engine has followed
+/// it: the change may revoke what the engine would go on serving, and the next sync would
+/// send only its own changes. So the engine is emptied ([`dataplane::fail_closed`]) and the
+/// background worker rebuilds it whole from the state at once ([`Task::ResyncDataPlane`]).
+pub(super) struct FailClosedOnUnwind<'s>(pub(super) &'s Shared);
+
+impl Drop for FailClosedOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.data_plane_stale.store(true, Ordering::SeqCst);
+            dataplane::fail_closed(&self.0.engine);
+            self.0.schedule(Task::ResyncDataPlane, Duration::ZERO);
+        }
+    }
 }
 
 pub(super) struct Core {
@@ -95,6 +119,24 @@ impl Kms {
 }
 
 impl Shared {
+    /// Rebuilds the engine whole from the state if a commit unwound since the last sync
+    /// ([`FailClosedOnUnwind`]). A key that still fails stays closed, retried at every sync.
+    pub(super) fn resync_if_stale(&self, core: &mut Core) {
+        if self.data_plane_stale.swap(false, Ordering::SeqCst) {
+            core.mirror.force_resync();
+            let core = &mut *core;
+            if let Err(e) = core.mirror.sync(
+                &self.engine,
+                &core.state,
+                &self.config.scope,
+                &core.keyring,
+                &[],
+            ) {
+                tracing::warn!("the data plane's rebuild left a key closed: {e}");
+            }
+        }
+    }
+
     /// Locks the core, first deleting keys whose waiting period has ended.
     pub(super) fn core_after_sweep(&self) -> Result<MutexGuard<'_, Core>> {
         // In a forked child the core mutex may have been held by a parent's thread at the fork,
@@ -209,6 +251,7 @@ impl Shared {
         }
         let record = Record { at: now, changes };
         let changes_applied = record.changes.clone();
+        let _fail_closed = FailClosedOnUnwind(self);
         if let Some(disk) = core.disk.as_mut() {
             let bytes = bincode::serde::encode_to_vec(&record, BINCODE)
                 .map_err(|e| err!(KMSInternalException, "cannot encode a journal record: {e}"))?;
@@ -223,6 +266,9 @@ impl Shared {
             .append(first_event_seq, events_of(&changes_applied), now);
         // The record is durable: the data plane must follow it. A failure here (a wrapped key
         // that no longer unwraps) is reported to the caller, though the change stands.
+        if self.data_plane_stale.swap(false, Ordering::SeqCst) {
+            core.mirror.force_resync();
+        }
         let synced = core.mirror.sync(
             &self.engine,
             &core.state,

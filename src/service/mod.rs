@@ -353,7 +353,11 @@ impl Kms {
             ..config.engine.clone()
         })?;
         let mut mirror = Mirror::default();
-        mirror.sync(&engine, &state, &config.scope, &keyring, &[])?;
+        // A key whose state cannot reach the engine (a damaged cluster key file, say) is
+        // closed there, with its error, and retried at every sync; the other keys serve.
+        if let Err(e) = mirror.sync(&engine, &state, &config.scope, &keyring, &[]) {
+            tracing::warn!("opened with a key closed to the data plane: {e}");
+        }
         let throttle = config
             .quotas
             .clone()
@@ -378,6 +382,7 @@ impl Kms {
             tasks: Mutex::new(Tasks::default()),
             tasks_cv: Condvar::new(),
             fork: ForkGuard::new(),
+            data_plane_stale: Default::default(),
         });
         // Resume what a previous run left half-way: CONNECTING and DISCONNECTING stores …
         {

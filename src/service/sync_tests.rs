@@ -156,3 +156,69 @@ fn a_disable_whose_sync_unwound_part_way_is_enforced_by_the_next_sync_which_rese
     encrypt(&kms, &untouched).unwrap();
     encrypt(&kms, &created).unwrap();
 }
+
+#[test]
+fn a_key_still_failing_from_an_earlier_sync_stays_closed_without_failing_a_change_to_another() {
+    let kms = Kms::in_memory();
+    let (failing, other) = (new_key(&kms), new_key(&kms));
+    let mut guard = lock(&kms.shared.core);
+    let core = &mut *guard;
+    let id = |k: &str| KeyId::parse(k).unwrap();
+    let sync_with_unreadable_key_files = |key: &str, core: &mut Core| {
+        let same = core.state.kms.keys[&id(key)].clone();
+        let changes = vec![Change::Kms(KmsChange::PutKey(Box::new(same)))];
+        for c in changes.clone() {
+            core.state.apply(c);
+        }
+        core.mirror.sync(
+            &kms.shared.engine,
+            &core.state,
+            &kms.shared.config.scope,
+            &Unreadable,
+            &changes,
+        )
+    };
+    // The change to `failing` needs its material, which cannot be read: that change fails.
+    core.mirror.forget_replicas(&id(&failing));
+    let e = sync_with_unreadable_key_files(&failing, core).unwrap_err();
+    assert!(e.message().contains("injected"), "{e}");
+    // A later change to `other` alone retries `failing`, which fails again: closed still,
+    // but the change to `other` reached the engine and is not reported as failed.
+    sync_with_unreadable_key_files(&other, core).unwrap();
+    drop(guard);
+    let e = encrypt(&kms, &failing).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::KMSInternalException, "{e}");
+    encrypt(&kms, &other).unwrap();
+}
+
+#[test]
+fn a_commit_unwinding_after_its_change_empties_the_engine_until_the_worker_rebuilds_it_whole() {
+    let kms = Kms::in_memory();
+    let (disabled, untouched) = (new_key(&kms), new_key(&kms));
+    encrypt(&kms, &disabled).unwrap();
+    encrypt(&kms, &untouched).unwrap();
+    // Held through the unwind, so that the worker's rebuild waits and the engine is seen as
+    // the unwind left it.
+    let mut guard = lock(&kms.shared.core);
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _fail_closed = commit::FailClosedOnUnwind(&kms.shared);
+        // Invariant: the id came from CreateKey.
+        let id = KeyId::parse(&disabled).unwrap();
+        let mut off = guard.state.kms.keys[&id].clone();
+        off.lifecycle = Lifecycle::Disabled;
+        guard
+            .state
+            .apply(Change::Kms(KmsChange::PutKey(Box::new(off))));
+        panic!("the commit unwinds between its change and its sync (injected)");
+    }));
+    assert!(unwound.is_err(), "the commit was to unwind");
+    // Closed: the engine serves no key, the disabled one least of all.
+    assert!(encrypt(&kms, &disabled).is_err());
+    assert!(encrypt(&kms, &untouched).is_err());
+    drop(guard);
+    kms.wait_for_background();
+    // Rebuilt whole from the state: the disable is enforced, the other key serves again.
+    let e = encrypt(&kms, &disabled).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::DisabledException, "{e}");
+    encrypt(&kms, &untouched).unwrap();
+}

@@ -38,6 +38,8 @@ pub(super) enum Task {
     HealNetwork(String, Timestamp),
     /// Writes the data-plane counters to the event log, then again after the interval.
     FlushDataPlaneEvents,
+    /// A commit unwound: rebuild the engine from the state (`Shared::resync_if_stale`).
+    ResyncDataPlane,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -272,6 +274,7 @@ pub(super) fn background(shared: Weak<Shared>) {
                     strong.schedule_at(Task::MaterialExpiry, at);
                 }
             }
+            Some(Task::ResyncDataPlane) => strong.resync_if_stale(&mut lock(&strong.core)),
             Some(Task::FlushDataPlaneEvents) => {
                 strong.flush_data_plane(&mut lock(&strong.core));
                 if let Some(every) = strong.config.data_plane_event_interval {
