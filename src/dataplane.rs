@@ -43,7 +43,7 @@ use std::sync::Arc;
 use crate::control::{Change, State};
 use crate::crypto::private_key::{is_private_spec, PrivateKey};
 use crate::engine::{
-    Action, ActionSet, AllowAll, Authorizer, Control, Engine, EngineGrant, Gate, HsmSlot,
+    Action, ActionSet, AllowAll, Authorizer, Control, Engine, EngineGrant, Expiry, Gate, HsmSlot,
     KeyVersions, SlotSet,
 };
 use crate::err;
@@ -56,8 +56,8 @@ use crate::kms::policy::KeyPolicy;
 use crate::kms::state::KmsChange;
 use crate::kms::{import, MASTER_KEY};
 use crate::types::{
-    ClusterId, ConnectionState, CustomKeyStoreId, GrantOperation, HsmId, KeyId, PolicyVerdict,
-    Scope,
+    Clock, ClusterId, ConnectionState, CustomKeyStoreId, GrantOperation, HsmId, KeyId,
+    PolicyVerdict, Scope,
 };
 
 /// A key policy as the engine's authorizer, shared by every key whose policy has the same
@@ -200,6 +200,9 @@ pub struct Mirror {
     /// as each sync starts, cleared once its batch is applied): the next sync resets it and
     /// sends everything.
     resync: bool,
+    /// The instance's clock, for the keys usable until a time ([`Gate::OpenUntil`]); without
+    /// one (a mirror made for a test) such keys are open until the control plane closes them.
+    clock: Option<Arc<dyn Clock>>,
 }
 
 /// What a batch of changes may have affected.
@@ -304,6 +307,8 @@ fn engine_grant(g: &Grant) -> Option<EngineGrant> {
 
 /// The error a closed key answers with, or None when the key is usable.
 pub fn gate(state: &State, scope: &Scope, key: &Key) -> Option<crate::KmsError> {
+    // (Imported material past its ValidTo is deleted by the control plane, which makes the
+    // key pending import; until then the engine refuses it itself: `Mirror::engine_gate`.)
     let arn = scope.key_arn(&key.id);
     if matches!(key.lifecycle, Lifecycle::PendingDeletion { .. }) {
         return Some(crate::KmsError::pending_deletion(&arn));
@@ -312,7 +317,7 @@ pub fn gate(state: &State, scope: &Scope, key: &Key) -> Option<crate::KmsError> 
         return Some(crate::KmsError::unavailable(&arn));
     }
     if key.pending_import() {
-        return Some(err!(KMSInvalidStateException, "{arn} is pending import."));
+        return Some(pending_import(&arn));
     }
     if key.lifecycle == Lifecycle::Disabled {
         return Some(crate::KmsError::disabled(&arn));
@@ -335,6 +340,11 @@ pub fn gate(state: &State, scope: &Scope, key: &Key) -> Option<crate::KmsError> 
         }
     }
     None
+}
+
+/// What a key without key material answers: AWS's state error for PendingImport.
+fn pending_import(arn: &str) -> crate::KmsError {
+    err!(KMSInvalidStateException, "{arn} is pending import.")
 }
 
 /// The HSM slots that hold a replica of `key`, per the state.
@@ -490,6 +500,31 @@ pub fn fail_closed(engine: &Engine) {
 }
 
 impl Mirror {
+    /// A mirror whose keys with expiring material are refused by the engine at their expiry
+    /// on `clock`.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Mirror {
+        Mirror {
+            clock: Some(clock),
+            ..Mirror::default()
+        }
+    }
+
+    /// What the engine is told of `key`: closed with [`gate`]'s error, else open until its
+    /// material expires (if it does and this mirror has the clock), else open.
+    fn engine_gate(&self, state: &State, scope: &Scope, key: &Key) -> Gate {
+        if let Some(e) = gate(state, scope, key) {
+            return Gate::Closed(e);
+        }
+        match (key.material_expiry(), &self.clock) {
+            (Some(until), Some(clock)) => Gate::OpenUntil(Arc::new(Expiry {
+                until,
+                clock: clock.clone(),
+                then: pending_import(&scope.key_arn(&key.id)),
+            })),
+            _ => Gate::Open,
+        }
+    }
+
     /// Makes the next sync rebuild the engine whole from the state, whatever it is told of.
     pub fn force_resync(&mut self) {
         self.resync = true;
@@ -515,6 +550,7 @@ impl Mirror {
         if self.resync {
             *self = Mirror {
                 stats: self.stats,
+                clock: self.clock.take(),
                 ..Mirror::default()
             };
             out.push(Control::Reset);
@@ -838,8 +874,13 @@ impl Mirror {
             }
             return Ok(());
         };
-        let closed = gate(state, scope, key);
-        let gate_text: Option<Box<str>> = closed.as_ref().map(|e| e.to_string().into());
+        let engine_gate = self.engine_gate(state, scope, key);
+        // What the engine was told, to compare with: the error, or the end of an open time.
+        let gate_text: Option<Box<str>> = match &engine_gate {
+            Gate::Open => None,
+            Gate::OpenUntil(x) => Some(format!("open until {}", x.until.0).into()),
+            Gate::Closed(e) => Some(e.to_string().into()),
+        };
         let want = replicas(state, scope, key);
         let m = self.keys.entry(*id).or_insert_with(|| Mirrored {
             gate: None,
@@ -853,17 +894,16 @@ impl Mirror {
             if let Some(old) = m.policy.replace(text) {
                 self.policies.release(&old);
             }
-            let gate = closed.map_or(Gate::Open, Gate::Closed);
             out.push(Control::PutKey {
                 key: *id,
-                gate,
+                gate: engine_gate,
                 authorizer,
             });
             m.gate = gate_text;
         } else if m.gate != gate_text {
             out.push(Control::SetGate {
                 key: *id,
-                gate: closed.map_or(Gate::Open, Gate::Closed),
+                gate: engine_gate,
             });
             m.gate = gate_text;
         }

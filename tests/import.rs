@@ -400,6 +400,10 @@ fn material_expires_at_valid_to_on_the_clock_and_the_key_becomes_pending_import(
     kms.run_scheduled_deletions().unwrap();
     decrypts(&kms, &blob).unwrap();
     clock.advance_days(1);
+    // Refused from the instant itself, whether or not a sweep has deleted the material yet
+    // (the engine reads the clock for such a key).
+    assert_aws(encrypt(&kms, &key), ErrorKind::KMSInvalidStateException);
+    assert_aws(decrypts(&kms, &blob), ErrorKind::KMSInvalidStateException);
     kms.run_scheduled_deletions().unwrap(); // or the background worker did, at the expiry
     let m = describe_key(&kms, &key);
     assert_eq!(

@@ -22,8 +22,8 @@ use zeroize::Zeroize;
 
 use super::sink::{Out, Sink};
 use super::{
-    Action, ActionSet, Authorizer, Control, EngineConfig, EngineGrant, Gate, HsmSlot, KeyVersions,
-    PrivateKey, SlotSet,
+    Action, ActionSet, Authorizer, Control, EngineConfig, EngineGrant, Expiry, Gate, HsmSlot,
+    KeyVersions, PrivateKey, SlotSet,
 };
 use crate::crypto::blob;
 use crate::crypto::random::RandomPool;
@@ -437,10 +437,23 @@ impl KeyEntry {
                 ))
             }
         };
-        match &self.closed {
-            None => Ok(any_context),
-            Some(e) => Err((**e).clone()),
+        if let Some(e) = &self.closed {
+            return Err((**e).clone());
         }
+        match self.expiry.as_deref().and_then(Expiry::refusal) {
+            None => Ok(any_context),
+            Some(e) => Err(e.clone()),
+        }
+    }
+}
+
+/// What a key entry holds of `gate`: the error a closed key answers, the expiry of one open
+/// until a time.
+fn entry_gate(gate: &Gate) -> (Option<Box<KmsError>>, Option<Arc<Expiry>>) {
+    match gate {
+        Gate::Open => (None, None),
+        Gate::OpenUntil(x) => (None, Some(x.clone())),
+        Gate::Closed(e) => (Some(Box::new(e.clone())), None),
     }
 }
 
@@ -490,6 +503,8 @@ struct KeyEntry {
     grants: Option<Box<KeyGrants>>,
     /// `Some` when the key is not usable: the error every request answers.
     closed: Option<Box<KmsError>>,
+    /// `Some` when the key is usable until a time only ([`Gate::OpenUntil`]).
+    expiry: Option<Arc<Expiry>>,
     /// Every HSM slot (on any shard) holding the key.
     holders: SlotSet,
     /// The key's material and sealing state, when a slot placed on this shard holds it.
@@ -1679,15 +1694,13 @@ impl ShardState {
                 gate,
                 authorizer,
             } => {
-                let closed = match gate {
-                    Gate::Open => None,
-                    Gate::Closed(e) => Some(Box::new(e.clone())),
-                };
+                let (closed, expiry) = entry_gate(gate);
                 match self.keys.get_mut(key) {
                     Some(entry) => {
                         entry.authorizer = authorizer.clone();
                         entry.allowed = None;
                         entry.closed = closed;
+                        entry.expiry = expiry;
                     }
                     None => {
                         self.keys.insert(
@@ -1697,6 +1710,7 @@ impl ShardState {
                                 allowed: None,
                                 grants: None,
                                 closed,
+                                expiry,
                                 holders: SlotSet::None,
                                 local: None,
                                 arn: None,
@@ -1723,12 +1737,7 @@ impl ShardState {
                 }
             }
             Control::SetGate { key, gate } => match self.keys.get_mut(key) {
-                Some(entry) => {
-                    entry.closed = match gate {
-                        Gate::Open => None,
-                        Gate::Closed(e) => Some(Box::new(e.clone())),
-                    }
-                }
+                Some(entry) => (entry.closed, entry.expiry) = entry_gate(gate),
                 None => return Err(KmsError::key_not_found(self.scope.key_arn(key))),
             },
             Control::RemoveKey { key } => {

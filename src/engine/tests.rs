@@ -114,6 +114,54 @@ fn a_revocation_reaches_every_shard_that_serves_when_another_shard_has_failed() 
     assert_eq!(st.least_loaded_shard(0b01), 1);
 }
 
+/// Imported material expires at its ValidTo whatever the control plane is doing: the engine
+/// reads the clock itself for a key open until a time, and refuses it from that instant.
+#[test]
+fn a_key_open_until_a_time_serves_before_it_and_is_refused_from_that_instant() {
+    use crate::types::{Clock, ManualClock, Timestamp};
+    let (engine, k) = engine_with_one_key(2);
+    let clock = ManualClock::new(Timestamp(1_000_000));
+    let until = clock.now().plus(Duration::from_secs(60));
+    let then = crate::err!(KMSInvalidStateException, "key is pending import.");
+    engine
+        .apply(&[Control::SetGate {
+            key: k,
+            gate: Gate::OpenUntil(Arc::new(Expiry {
+                until,
+                clock: Arc::new(clock.clone()),
+                then,
+            })),
+        }])
+        .unwrap();
+    let encrypt = || engine.encrypt("p", &KeyRef::Id(k), b"x", &EncryptionContext::new());
+    encrypt().unwrap();
+    clock.advance_millis(59_999);
+    encrypt().unwrap();
+    clock.advance_millis(1);
+    for _ in 0..4 {
+        let e = encrypt().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::KMSInvalidStateException, "{e}");
+    }
+    let e = engine
+        .generate_data_key(
+            "p",
+            &KeyRef::Id(k),
+            Some(DataKeySpec::Aes256),
+            None,
+            &EncryptionContext::new(),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::KMSInvalidStateException, "{e}");
+    // Opened again (new material), it serves.
+    engine
+        .apply(&[Control::SetGate {
+            key: k,
+            gate: Gate::Open,
+        }])
+        .unwrap();
+    encrypt().unwrap();
+}
+
 #[test]
 fn when_every_shard_has_failed_a_change_is_refused() {
     let (engine, _k) = one_shard_engine();

@@ -10,7 +10,8 @@ pub use crate::crypto::private_key::PrivateKey;
 use crate::crypto::subkey::DEFAULT_MAX_USES;
 use crate::secret::{KeyMaterial, SecretBytes};
 use crate::types::{
-    DataKeySpec, EncryptionContext, GrantConstraints, HsmId, KeyId, KeyName, PolicyVerdict, Scope,
+    Clock, DataKeySpec, EncryptionContext, GrantConstraints, HsmId, KeyId, KeyName, PolicyVerdict,
+    Scope, Timestamp,
 };
 use crate::KmsError;
 
@@ -91,8 +92,41 @@ impl SlotSet {
 pub enum Gate {
     /// Usable.
     Open,
+    /// Usable until a time the engine checks itself ([`Expiry`]).
+    OpenUntil(Arc<Expiry>),
     /// Not usable: every request answers this error (e.g. `DisabledException`).
     Closed(KmsError),
+}
+
+/// The end of a key's usable time (imported key material at its `ValidTo`): from `until` on
+/// `clock`, every request answers `then`. The control plane deletes such material once it
+/// expires, but only when its worker gets the core's lock (a control-plane call may hold it
+/// for a while, and right after an open none has swept yet); the engine refuses the key at
+/// the instant itself. Only such keys pay the clock's read.
+#[derive(Clone)]
+pub struct Expiry {
+    /// The first instant the key is refused.
+    pub until: Timestamp,
+    /// The instance's clock (a test's manual clock included).
+    pub clock: Arc<dyn Clock>,
+    /// What a request answers from then on.
+    pub then: KmsError,
+}
+
+impl Expiry {
+    /// The refusal, if `until` has come.
+    pub(crate) fn refusal(&self) -> Option<&KmsError> {
+        (self.clock.now() >= self.until).then_some(&self.then)
+    }
+}
+
+impl fmt::Debug for Expiry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Expiry")
+            .field("until", &self.until)
+            .field("then", &self.then)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A data-plane action, for the authorizer. The engine knows nothing of policies or of the

@@ -352,7 +352,7 @@ impl Kms {
             scope: config.scope.clone(),
             ..config.engine.clone()
         })?;
-        let mut mirror = Mirror::default();
+        let mut mirror = Mirror::with_clock(config.clock.clone());
         // A key whose state cannot reach the engine (a damaged cluster key file, say) is
         // closed there, with its error, and retried at every sync; the other keys serve.
         if let Err(e) = mirror.sync(&engine, &state, &config.scope, &keyring, &[]) {
