@@ -673,7 +673,7 @@ impl Mirror {
         } else {
             affected.aliases
         };
-        for name in alias_names {
+        for name in alias_names.iter().cloned() {
             match state.kms.aliases.get(&name) {
                 Some(a) if self.keys.contains_key(&a.target) => {
                     if self.aliases.insert(name.clone(), a.target) != Some(a.target) {
@@ -704,12 +704,19 @@ impl Mirror {
             self.stats.controls_sent += out.len() as u64;
             if let Err(e) = engine.apply(&out) {
                 // Nothing of the batch was applied (it is checked whole), yet the mirror
-                // recorded it: close every key it touched and start over at the next sync.
+                // recorded it: close every key it touched, take away every alias it touched
+                // (a DeleteAlias or an alias moved off a key must not go on naming the old
+                // key), and start over at the next sync.
                 self.resync = true;
                 let mut closing = Vec::new();
                 for id in key_ids.iter().filter(|id| state.kms.keys.contains_key(*id)) {
                     self.close(scope, id, &e, &mut closing);
                 }
+                closing.extend(
+                    alias_names
+                        .into_iter()
+                        .map(|alias| Control::RemoveAlias { alias }),
+                );
                 let _ = engine.apply(&closing);
                 return Err(e);
             }

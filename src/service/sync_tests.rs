@@ -6,6 +6,7 @@
 use super::*;
 use crate::api::kms::{CreateKeyRequest, EncryptRequest};
 use crate::control::Change;
+use crate::engine::Control;
 use crate::error::ErrorKind;
 use crate::hsm::Wrapper;
 use crate::kms::model::Lifecycle;
@@ -221,4 +222,50 @@ fn a_commit_unwinding_after_its_change_empties_the_engine_until_the_worker_rebui
     let e = encrypt(&kms, &disabled).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::DisabledException, "{e}");
     encrypt(&kms, &untouched).unwrap();
+}
+
+#[test]
+fn an_alias_deleted_in_a_batch_the_engine_refused_names_no_key_until_the_next_sync() {
+    use crate::api::kms::AliasRequest;
+    let kms = Kms::in_memory();
+    let (named, other) = (new_key(&kms), new_key(&kms));
+    kms.create_alias(&AliasRequest {
+        alias_name: "alias/a".into(),
+        target_key_id: named.clone(),
+    })
+    .unwrap();
+    encrypt(&kms, "alias/a").unwrap();
+    {
+        let mut guard = lock(&kms.shared.core);
+        let core = &mut *guard;
+        // Invariant: the id came from CreateKey.
+        let other_id = KeyId::parse(&other).unwrap();
+        // The engine loses `other` behind the mirror's back, so that the batch below, which
+        // changes its gate, is refused whole.
+        kms.shared
+            .engine
+            .apply(&[Control::RemoveKey { key: other_id }])
+            .unwrap();
+        let mut off = core.state.kms.keys[&other_id].clone();
+        off.lifecycle = Lifecycle::Disabled;
+        let changes = vec![
+            Change::Kms(KmsChange::DeleteAlias("alias/a".into())),
+            Change::Kms(KmsChange::PutKey(Box::new(off))),
+        ];
+        for c in changes.clone() {
+            core.state.apply(c);
+        }
+        let synced = core.mirror.sync(
+            &kms.shared.engine,
+            &core.state,
+            &kms.shared.config.scope,
+            &core.keyring,
+            &changes,
+        );
+        assert!(synced.is_err(), "the engine was to refuse the batch");
+    }
+    // The deleted alias names nothing, though its key still serves by id.
+    let e = encrypt(&kms, "alias/a").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFoundException, "{e}");
+    encrypt(&kms, &named).unwrap();
 }
