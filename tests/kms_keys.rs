@@ -918,16 +918,28 @@ fn cancel_key_deletion_brings_the_key_back_disabled() {
 fn schedule_key_deletion_window() {
     let (kms, clock) = kms();
     let key_id = create_key(&kms, None);
-    for days in [0, 1, 6, 31, 365] {
-        let e = assert_aws(
+    let refusal = |days| {
+        assert_aws(
             kms.schedule_key_deletion(&ScheduleKeyDeletionRequest {
                 key_id: key_id.clone(),
                 pending_window_in_days: Some(days),
             }),
             ErrorKind::ValidationException,
-        );
+        )
+    };
+    for days in [1, 6, 31, 365] {
+        let e = refusal(days);
         assert!(e.message().contains("between 7 and 30"), "{days}: {e}");
     }
+    // Outside the model's 1-365, the model's validation error, as AWS answers it.
+    let e = refusal(0);
+    assert!(
+        e.message().contains("Value '0' at 'pendingWindowInDays'")
+            && e.message().contains("greater than or equal to 1"),
+        "{e}"
+    );
+    let e = refusal(366);
+    assert!(e.message().contains("less than or equal to 365"), "{e}");
     assert_eq!(describe_key(&kms, &key_id).key_state, KeyState::Enabled);
     let now = kmscks::types::Clock::now(&clock);
     let resp = schedule(&kms, &key_id, None);

@@ -37,6 +37,10 @@ pub const MARKER_LEN: (usize, usize) = (1, 1024);
 
 /// ScheduleKeyDeletion waiting period in days, and its default.
 pub const PENDING_WINDOW_DAYS: (u32, u32) = (7, 30);
+/// The waiting period's range in AWS's model (`PendingWindowInDays` 1–365): a value outside
+/// it is the model's validation error, one inside it and outside [`PENDING_WINDOW_DAYS`] the
+/// service's.
+pub const PENDING_WINDOW_MODEL_DAYS: (u32, u32) = (1, 365);
 /// Default waiting period when none is given.
 pub const DEFAULT_PENDING_WINDOW_DAYS: u32 = 30;
 
