@@ -530,6 +530,13 @@ impl Mirror {
         self.resync = true;
     }
 
+    /// Whether what the engine holds is unknown (it refused a sync's batch, or a sync did not
+    /// finish), so that the next sync rebuilds it whole; a sync that failed for some keys only
+    /// (closed in the engine, retried) leaves it false.
+    pub fn needs_sync(&self) -> bool {
+        self.resync
+    }
+
     /// Brings the engine in line with `state` after `changes` (all of it on the first call).
     ///
     /// Errors: the first error of a key that `changes` touched (or of any key on the first

@@ -624,8 +624,9 @@ fn admit_ref_in<'k, 'r>(
         KeyName::Alias(_) => resolve_in(keys, aliases, scope, key)?,
     };
     let (any_context, arn, entry) = admit_in(keys, scope, &id, principal, action, ctx)?;
-    // A grant's verdict may depend on the context: only the policy's is remembered.
-    if any_context && memo.keep {
+    // A grant's verdict may depend on the context: only the policy's is remembered. A key open
+    // until a time is not remembered: its gate changes with the clock, under the lock too.
+    if any_context && memo.keep && entry.expiry.is_none() {
         memo.last = Some((key.borrowed(), action, id, arn.clone()));
     }
     Ok((id, arn, entry))

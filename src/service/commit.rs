@@ -39,27 +39,74 @@ pub(super) struct Shared {
     pub(super) tasks_cv: Condvar,
     /// The process this instance was opened in (see [`crate::crypto::fork`]).
     pub(super) fork: ForkGuard,
-    /// Set when a commit unwound with its record durable and the engine perhaps behind it
-    /// ([`FailClosedOnUnwind`]); the next sync, the worker's or a commit's, rebuilds the engine
-    /// whole.
+    /// Set when a commit unwound with its record perhaps durable and the engine perhaps behind
+    /// it ([`FailClosedOnUnwind`]); the next sync, the worker's or a commit's, rebuilds the
+    /// engine whole.
     pub(super) data_plane_stale: AtomicBool,
+    /// Set when a commit unwound before the in-memory state held its whole record: the state
+    /// may then lack part of a change the journal holds (a revocation, say), so nothing is
+    /// rebuilt from it: the engine stays empty and every later commit is refused until a
+    /// restart replays the journal.
+    pub(super) state_suspect: AtomicBool,
 }
 
-/// Fails the data plane closed should a commit unwind (a bug: a panic in the state's apply,
-/// the event log or the sync) after its record is durable and before the engine has followed
-/// it: the change may revoke what the engine would go on serving, and the next sync would
-/// send only its own changes. So the engine is emptied ([`dataplane::fail_closed`]) and the
-/// background worker rebuilds it whole from the state at once ([`Task::ResyncDataPlane`]).
-pub(super) struct FailClosedOnUnwind<'s>(pub(super) &'s Shared);
+/// Fails the data plane closed should a commit unwind (a bug: a panic in the journal's write,
+/// the state's apply, the event log or the sync) before the engine has followed its record:
+/// the change may revoke what the engine would go on serving, and the next sync would send
+/// only its own changes. So the engine is emptied ([`dataplane::fail_closed`]); if the state
+/// holds the whole record, the background worker rebuilds the engine from it at once
+/// ([`Task::ResyncDataPlane`]), and if not, the state is suspect ([`Shared::state_suspect`]).
+pub(super) struct FailClosedOnUnwind<'s> {
+    shared: &'s Shared,
+    /// False once the engine has followed the record, and for a commit made while its thread
+    /// was already unwinding (a write in a `Drop`): no unwinding is then this commit's.
+    armed: bool,
+    /// Whether the in-memory state holds the whole record.
+    applied: bool,
+}
+
+impl<'s> FailClosedOnUnwind<'s> {
+    pub(super) fn new(shared: &'s Shared) -> FailClosedOnUnwind<'s> {
+        FailClosedOnUnwind {
+            shared,
+            armed: !std::thread::panicking(),
+            applied: false,
+        }
+    }
+
+    /// The state holds the whole record.
+    pub(super) fn applied(&mut self) {
+        self.applied = true;
+    }
+
+    /// The engine has followed the record.
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
 
 impl Drop for FailClosedOnUnwind<'_> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.data_plane_stale.store(true, Ordering::SeqCst);
-            dataplane::fail_closed(&self.0.engine);
-            self.0.schedule(Task::ResyncDataPlane, Duration::ZERO);
+        if self.armed && std::thread::panicking() {
+            let shared = self.shared;
+            if !self.applied {
+                shared.state_suspect.store(true, Ordering::SeqCst);
+            }
+            shared.data_plane_stale.store(true, Ordering::SeqCst);
+            dataplane::fail_closed(&shared.engine);
+            shared.schedule(Task::ResyncDataPlane, Duration::ZERO);
         }
     }
+}
+
+/// The refusal of every commit once the state is suspect ([`Shared::state_suspect`]).
+fn suspect_state() -> crate::KmsError {
+    err!(
+        KMSInternalException,
+        "an internal error interrupted a change, so kmscks's in-memory state may lack part of \
+         it; every acknowledged change is in the journal: restart kmscks (until then every \
+         key is refused and nothing more is changed)"
+    )
 }
 
 pub(super) struct Core {
@@ -122,6 +169,10 @@ impl Shared {
     /// Rebuilds the engine whole from the state if a commit unwound since the last sync
     /// ([`FailClosedOnUnwind`]). A key that still fails stays closed, retried at every sync.
     pub(super) fn resync_if_stale(&self, core: &mut Core) {
+        if self.state_suspect.load(Ordering::SeqCst) {
+            tracing::error!("{}", suspect_state());
+            return;
+        }
         if self.data_plane_stale.swap(false, Ordering::SeqCst) {
             core.mirror.force_resync();
             let core = &mut *core;
@@ -249,9 +300,12 @@ impl Shared {
         if changes.is_empty() {
             return Ok(());
         }
+        if self.state_suspect.load(Ordering::SeqCst) {
+            return Err(suspect_state());
+        }
         let record = Record { at: now, changes };
         let changes_applied = record.changes.clone();
-        let _fail_closed = FailClosedOnUnwind(self);
+        let mut fail_closed = FailClosedOnUnwind::new(self);
         if let Some(disk) = core.disk.as_mut() {
             let bytes = bincode::serde::encode_to_vec(&record, BINCODE)
                 .map_err(|e| err!(KMSInternalException, "cannot encode a journal record: {e}"))?;
@@ -259,6 +313,7 @@ impl Shared {
         }
         let first_event_seq = core.state.kms.next_event_seq;
         core.state.apply_record(record);
+        fail_closed.applied();
         // The events go to the event log (no fsync: the journal holds them). A failed write is
         // retried at the next commit and at reopen; the operation stands and is not failed.
         let _ = core
@@ -276,6 +331,7 @@ impl Shared {
             &core.keyring,
             &changes_applied,
         );
+        fail_closed.disarm();
         if let Some(disk) = core.disk.as_mut() {
             if disk.compaction_due(self.config.compact_after_bytes) {
                 // A snapshot lets the closed journals go, and their records hold events: those

@@ -356,6 +356,10 @@ impl Kms {
         // A key whose state cannot reach the engine (a damaged cluster key file, say) is
         // closed there, with its error, and retried at every sync; the other keys serve.
         if let Err(e) = mirror.sync(&engine, &state, &config.scope, &keyring, &[]) {
+            // An engine that refused the first batch whole holds nothing: that is no open.
+            if mirror.needs_sync() {
+                return Err(e);
+            }
             tracing::warn!("opened with a key closed to the data plane: {e}");
         }
         let throttle = config
@@ -383,6 +387,7 @@ impl Kms {
             tasks_cv: Condvar::new(),
             fork: ForkGuard::new(),
             data_plane_stale: Default::default(),
+            state_suspect: Default::default(),
         });
         // Resume what a previous run left half-way: CONNECTING and DISCONNECTING stores …
         {

@@ -202,7 +202,7 @@ fn a_commit_unwinding_after_its_change_empties_the_engine_until_the_worker_rebui
     // the unwind left it.
     let mut guard = lock(&kms.shared.core);
     let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let _fail_closed = commit::FailClosedOnUnwind(&kms.shared);
+        let mut fail_closed = commit::FailClosedOnUnwind::new(&kms.shared);
         // Invariant: the id came from CreateKey.
         let id = KeyId::parse(&disabled).unwrap();
         let mut off = guard.state.kms.keys[&id].clone();
@@ -210,6 +210,7 @@ fn a_commit_unwinding_after_its_change_empties_the_engine_until_the_worker_rebui
         guard
             .state
             .apply(Change::Kms(KmsChange::PutKey(Box::new(off))));
+        fail_closed.applied();
         panic!("the commit unwinds between its change and its sync (injected)");
     }));
     assert!(unwound.is_err(), "the commit was to unwind");
@@ -268,4 +269,56 @@ fn an_alias_deleted_in_a_batch_the_engine_refused_names_no_key_until_the_next_sy
     let e = encrypt(&kms, "alias/a").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFoundException, "{e}");
     encrypt(&kms, &named).unwrap();
+}
+
+#[test]
+fn a_commit_unwinding_before_the_state_holds_its_change_keeps_the_engine_empty_and_refuses_writes()
+{
+    let kms = Kms::in_memory();
+    let key = new_key(&kms);
+    encrypt(&kms, &key).unwrap();
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _core = lock(&kms.shared.core);
+        let _fail_closed = commit::FailClosedOnUnwind::new(&kms.shared);
+        panic!("the commit unwinds while the state takes its record (injected)");
+    }));
+    assert!(unwound.is_err(), "the commit was to unwind");
+    kms.wait_for_background();
+    // The state may lack part of a durable change: nothing is rebuilt from it, and nothing
+    // more is changed, until a restart replays the journal.
+    assert!(encrypt(&kms, &key).is_err());
+    let e = kms.create_key(&CreateKeyRequest::default()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::KMSInternalException, "{e}");
+    assert!(e.message().contains("restart kmscks"), "{e}");
+}
+
+#[test]
+fn a_commit_made_while_its_thread_unwinds_from_elsewhere_leaves_the_engine_serving() {
+    let kms = Kms::in_memory();
+    let key = new_key(&kms);
+    /// As it is dropped (its thread unwinding from a panic of its own), creates a key, then
+    /// encrypts under the first one at once.
+    struct CommitOnDrop<'k> {
+        kms: &'k Kms,
+        key: &'k str,
+        served: &'k std::cell::Cell<Option<bool>>,
+    }
+    impl Drop for CommitOnDrop<'_> {
+        fn drop(&mut self) {
+            new_key(self.kms);
+            self.served.set(Some(encrypt(self.kms, self.key).is_ok()));
+        }
+    }
+    let served = std::cell::Cell::new(None);
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _on_drop = CommitOnDrop {
+            kms: &kms,
+            key: &key,
+            served: &served,
+        };
+        panic!("something else unwinds (injected)");
+    }));
+    assert!(unwound.is_err());
+    // That commit's guard did not take the unwinding for its own: the engine was not emptied.
+    assert_eq!(served.get(), Some(true));
 }

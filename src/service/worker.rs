@@ -252,7 +252,9 @@ pub(super) fn background(shared: Weak<Shared>) {
                 }
             }
         };
-        match next {
+        // A task that panics (a bug) ends, not the worker: the tasks after it still run (a
+        // commit that unwound here has queued the data plane's rebuild among them).
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match next {
             Some(Task::Complete(follow)) => strong.complete(&follow),
             Some(Task::HealNetwork(cluster_id, due)) => {
                 strong.heal_network(&cluster_id, due);
@@ -282,6 +284,9 @@ pub(super) fn background(shared: Weak<Shared>) {
                 }
             }
             None => {}
+        }));
+        if ran.is_err() {
+            tracing::error!("a background task panicked; the worker goes on with the next");
         }
         lock(&strong.tasks).running = false;
         strong.tasks_cv.notify_all();
