@@ -237,25 +237,35 @@ fn expand_path_in(path: &str, env: &dyn Fn(&str) -> Option<OsString>) -> OsStrin
 }
 
 /// A text value: `file://PATH` is the file's text (UTF-8), `fileb://PATH` its bytes (which
-/// must be UTF-8 here), anything else the value itself.
-pub(crate) fn text(flag: &str, value: &str) -> Result<String, ParamError> {
+/// must be UTF-8 here), anything else the value itself. Wiped when dropped, as the paramfile's
+/// bytes are: the text may be a password, or a `--cli-input-json` document holding one (or a
+/// plaintext's base64); a caller keeping it moves it out (into a `Password`, say).
+pub(crate) fn text(flag: &str, value: &str) -> Result<Zeroizing<String>, ParamError> {
     let mut bytes = if let Some(path) = value.strip_prefix("file://") {
         read_file(flag, path)?
     } else if let Some(path) = value.strip_prefix("fileb://") {
         read_file(flag, path)?
     } else {
-        return Ok(value.to_owned());
+        return Ok(Zeroizing::new(value.to_owned()));
     };
-    // Moved out, not copied: the text is the caller's (a password's goes into `Password`).
-    String::from_utf8(std::mem::take(&mut *bytes)).map_err(|e| {
-        let offset = e.utf8_error().valid_up_to();
-        // Wiped as the buffer it came from would have been.
-        drop(Zeroizing::new(e.into_bytes()));
-        perr(
-            flag,
-            format!("the file is not UTF-8 text (invalid byte at offset {offset})"),
-        )
-    })
+    // Moved out, not copied, into the wiping buffer returned.
+    String::from_utf8(std::mem::take(&mut *bytes))
+        .map(Zeroizing::new)
+        .map_err(|e| {
+            let offset = e.utf8_error().valid_up_to();
+            // Wiped as the buffer it came from would have been.
+            drop(Zeroizing::new(e.into_bytes()));
+            perr(
+                flag,
+                format!("the file is not UTF-8 text (invalid byte at offset {offset})"),
+            )
+        })
+}
+
+/// A text value that is no secret (an id, a name, a policy), read as [`text`] reads it and
+/// moved out of its wiping buffer.
+pub(crate) fn plain_text(flag: &str, value: &str) -> Result<String, ParamError> {
+    text(flag, value).map(|mut t| std::mem::take(&mut *t))
 }
 
 /// How blob values are read: AWS CLI v2's `--cli-binary-format` (its `cli_binary_format`
@@ -355,10 +365,13 @@ pub(crate) fn password(flag: &str, value: &str) -> Result<Password, ParamError> 
             t.pop();
         }
     }
-    Ok(Password::new(t))
+    // Moved, not copied, out of the wiping buffer (the popped line end stays in its spare
+    // capacity, wiped with the password).
+    Ok(Password::new(std::mem::take(&mut *t)))
 }
 
 fn json(flag: &str, value: &str) -> Result<Value, ParamError> {
+    // Parsed from the wiping text, which is dropped (wiped) once read.
     let t = text(flag, value)?;
     serde_json::from_str(&t).map_err(|e| invalid_json(flag, value, &e))
 }
@@ -694,16 +707,18 @@ pub(crate) fn list(flag: &str, values: &[String]) -> Result<Value, ParamError> {
     ))
 }
 
-/// Any JSON value (`file://` allowed); a bare word that is not JSON is taken as a string.
+/// Any JSON value (`file://` allowed); a bare word that is not JSON is taken as a string. The
+/// text (a whole `--cli-input-json` document, secrets and all) is parsed where it was read, in
+/// its wiping buffer, and wiped once parsed.
 pub(crate) fn any_json(flag: &str, value: &str) -> Result<Value, ParamError> {
-    let t = text(flag, value)?;
+    let mut t = text(flag, value)?;
     match serde_json::from_str(&t) {
         Ok(v) => Ok(v),
         Err(_)
             if t.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
         {
-            Ok(Value::String(t))
+            Ok(Value::String(std::mem::take(&mut *t)))
         }
         Err(e) => Err(invalid_json(flag, value, &e)),
     }

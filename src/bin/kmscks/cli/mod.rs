@@ -589,7 +589,7 @@ pub(crate) fn request_input(verb: &Verb, m: &ArgMatches) -> Result<Input, CliErr
                     continue;
                 };
                 let v = match s.kind {
-                    Kind::Str => Value::String(args::text(flag, value)?),
+                    Kind::Str => Value::String(args::plain_text(flag, value)?),
                     Kind::Int => args::int(flag, value)?,
                     Kind::Blob => args::base64_value(args::blob(flag, value, binary)?.expose()),
                     Kind::SecretBlob => {
