@@ -559,7 +559,7 @@ pub(crate) fn request_input(verb: &Verb, m: &ArgMatches) -> Result<Input, CliErr
         .flatten()
         .copied()
         .unwrap_or_default();
-    let mut secrets = json_blobs(verb, m, &mut obj, binary)?;
+    let mut secrets = json_members(verb, m, &mut obj, binary)?;
     for s in verb.args {
         let member = s.member_name();
         let flag = s.flag;
@@ -622,13 +622,16 @@ pub(crate) fn request_input(verb: &Verb, m: &ArgMatches) -> Result<Input, CliErr
     Ok(Input { op, obj, secrets })
 }
 
-/// The blob members of `--cli-input-json` (`obj`) read as a blob flag's bare value is read
-/// ([`args::blob_text`], in `binary`): base64 wrapped over lines (what `base64` writes) is taken
-/// as the flag takes it, where the request's own decoding is strict. A plain blob goes back
-/// into `obj` as plain base64; a secret one (a plaintext) comes out of `obj` into the secrets
-/// returned, its base64 wiped and the member left holding `""` as a flag's secret leaves it.
-/// A member whose flag is given too (in `m`) is left to the flag, which overrides it.
-fn json_blobs(
+/// The blob and password members of `--cli-input-json` (`obj`). A blob is read as a blob
+/// flag's bare value is read ([`args::blob_text`], in `binary`): base64 wrapped over lines
+/// (what `base64` writes) is taken as the flag takes it, where the request's own decoding is
+/// strict. A plain blob goes back into `obj` as plain base64. A secret (a plaintext, a
+/// password) comes out of `obj` into the secrets returned, as a flag's secret goes there: a
+/// password's string is moved into a `Password`, a plaintext's base64 wiped once decoded, and
+/// the member left holding `""`, so that no copy of it is serialized, cloned or dropped unwiped
+/// with the object. A member whose flag is given too (in `m`) is left to the flag, which
+/// overrides it; a secret one is wiped all the same.
+fn json_members(
     verb: &Verb,
     m: &ArgMatches,
     obj: &mut Map<String, Value>,
@@ -636,16 +639,31 @@ fn json_blobs(
 ) -> Result<Vec<(String, Secret)>, CliError> {
     let mut secrets = Vec::new();
     for s in verb.args {
-        let flag_given = || m.try_get_one::<String>(s.flag).ok().flatten().is_some();
-        if !matches!(s.kind, Kind::Blob | Kind::SecretBlob) || flag_given() {
+        if !matches!(s.kind, Kind::Blob | Kind::SecretBlob | Kind::Password) {
             continue;
         }
+        let secret = s.kind != Kind::Blob;
+        let flag_given = m.try_get_one::<String>(s.flag).ok().flatten().is_some();
         let member = s.member_name();
         let Some(Value::String(text)) = obj.get_mut(&member) else {
             continue; // absent, or not a string: to_request names it
         };
+        if flag_given {
+            if secret {
+                zeroize::Zeroize::zeroize(text);
+            }
+            continue;
+        }
+        if s.kind == Kind::Password {
+            // Moved, not copied: the member keeps an empty string, the password its buffer.
+            secrets.push((
+                member,
+                Secret::Password(Password::new(std::mem::take(text))),
+            ));
+            continue;
+        }
         let read = args::blob_text(text, binary);
-        if s.kind == Kind::SecretBlob {
+        if secret {
             // Wiped whether it read or not.
             zeroize::Zeroize::zeroize(text);
         }
@@ -655,7 +673,7 @@ fn json_blobs(
                 message: format!("Invalid base64 in member {member}: {e}"),
             })
         })?;
-        let value = if s.kind == Kind::SecretBlob {
+        let value = if secret {
             secrets.push((member.clone(), Secret::Bytes(bytes)));
             Value::String(String::new())
         } else {

@@ -91,10 +91,11 @@ fn every_refused_operation_has_a_kms_verb_and_every_refused_verb_is_a_refused_op
     assert_eq!(refused_verbs.len(), Refused::ALL.len());
 }
 
-fn request_of(args: &[&str]) -> Result<Request, CliError> {
+/// The verb of a command line and its flags, parsed as `run` parses them: a --cli-input-json
+/// line needs none of the verb's flags.
+fn verb_of(args: &[&str]) -> (&'static Verb, ArgMatches) {
     let mut argv = vec!["kmscks"];
     argv.extend_from_slice(args);
-    // Parsed as `run` parses it: a --cli-input-json line needs none of the verb's flags.
     let os: Vec<OsString> = argv.iter().map(OsString::from).collect();
     let m = command_for(relaxed(&os))
         .try_get_matches_from(argv)
@@ -105,7 +106,12 @@ fn request_of(args: &[&str]) -> Result<Request, CliError> {
         path.push(name);
         leaf = next;
     }
-    build_request(find_verb(&path).unwrap(), leaf)
+    (find_verb(&path).unwrap(), leaf.clone())
+}
+
+fn request_of(args: &[&str]) -> Result<Request, CliError> {
+    let (verb, leaf) = verb_of(args);
+    build_request(verb, &leaf)
 }
 
 #[test]
@@ -1589,6 +1595,53 @@ fn cli_input_json_that_does_not_read_is_reported_without_its_text() {
         "\nError parsing parameter '--cli-input-json': Invalid JSON received: syntax error at \
          line 1, column 84\n"
     );
+}
+
+#[test]
+fn a_password_in_cli_input_json_goes_into_the_request_and_never_into_the_json_object() {
+    let secret = "MyS3cretKmsuserPw";
+    let json =
+        format!(r#"{{"CustomKeyStoreId":"cks-1234567890abcdef0","KeyStorePassword":"{secret}"}}"#);
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut file, json.as_bytes()).unwrap();
+    let paramfile = format!("file://{}", file.path().display());
+    for given in [json.as_str(), paramfile.as_str()] {
+        let line = ["kms", "update-custom-key-store", "--cli-input-json", given];
+        let (verb, leaf) = verb_of(&line);
+        let input = request_input(verb, &leaf).unwrap();
+        // The member stays (it was given), holding nothing: what is serialized lacks the secret.
+        assert_eq!(input.obj["KeyStorePassword"], Value::String(String::new()));
+        let serialized = serde_json::to_string(&input.obj).unwrap();
+        assert!(!serialized.contains(secret), "{given}: {serialized}");
+        match request_of(&line).unwrap() {
+            Request::UpdateCustomKeyStore(r) => assert_eq!(
+                r.key_store_password.as_ref().map(Password::expose),
+                Some(secret),
+                "{given}"
+            ),
+            other => panic!("{given} sends {other:?}"),
+        }
+    }
+    // The flag given too overrides the member, which is still taken out of the object.
+    let line = [
+        "kms",
+        "update-custom-key-store",
+        "--cli-input-json",
+        &json,
+        "--key-store-password",
+        "FromTheFlag",
+    ];
+    let (verb, leaf) = verb_of(&line);
+    let input = request_input(verb, &leaf).unwrap();
+    let serialized = serde_json::to_string(&input.obj).unwrap();
+    assert!(!serialized.contains(secret), "{serialized}");
+    match request_of(&line).unwrap() {
+        Request::UpdateCustomKeyStore(r) => assert_eq!(
+            r.key_store_password.as_ref().map(Password::expose),
+            Some("FromTheFlag")
+        ),
+        other => panic!("sends {other:?}"),
+    }
 }
 
 #[test]
