@@ -532,7 +532,7 @@ pub(crate) struct Input {
 #[cfg(test)]
 pub(crate) fn build_request(verb: &Verb, m: &ArgMatches) -> Result<Request, CliError> {
     let input = request_input(verb, m)?;
-    to_request(&operation_name(verb), input.op, &input.obj, input.secrets)
+    to_request(&operation_name(verb), input.op, input.obj, input.secrets)
 }
 
 /// The request object of `verb`: `--cli-input-json`'s members, overridden by the flags given.
@@ -741,36 +741,90 @@ fn check_required(verb: &Verb, input: &Input) -> Result<(), CliError> {
 }
 
 /// The typed request of `op` from its object, the secrets put in afterwards; `operation`
-/// names the operation in a service error.
+/// names the operation in a service error. The object is taken, not borrowed: what secrets
+/// it may still hold (a batch's `Items`, plaintexts among them) are read from it in place,
+/// never cloned, and its strings and the JSON text checked for refused members are wiped when
+/// dropped.
 fn to_request(
     operation: &str,
     op: Op,
-    obj: &Map<String, Value>,
+    obj: Map<String, Value>,
     secrets: Vec<(String, Secret)>,
 ) -> Result<Request, CliError> {
     // A member AWS defines and kmscks does not honour is refused as the endpoint refuses it.
-    let body = serde_json::to_vec(obj).map_err(|e| CliError::Other(e.to_string()))?;
+    let body = wiping_json(|w| serde_json::to_writer(w, &obj).map_err(std::io::Error::from))
+        .map_err(|e| CliError::Other(e.to_string()))?;
     kmscks::protocol::aws_json::check_members(op, &body).map_err(|error| CliError::Service {
         operation: operation.to_owned(),
         error,
     })?;
-    let mut tagged = Map::new();
-    tagged.insert(op.name().into(), Value::Object(obj.clone()));
-    let mut request: Request = serde_json::from_value(Value::Object(tagged)).map_err(|e| {
+    drop(body);
+    let tagged = WipedOnDrop(Value::Object(Map::from_iter([(
+        op.name().to_owned(),
+        Value::Object(obj),
+    )])));
+    let inner = &tagged.0[op.name()];
+    let result = <Request as serde::Deserialize>::deserialize(&tagged.0);
+    let mut request = result.map_err(|e| {
         // A value its enum lacks: what the service answers for it (the AWS CLI leaves enums
         // to the service), without the round trip a typed request cannot make.
-        match kmscks::protocol::aws_json::enum_error(&Value::Object(obj.clone()), &e) {
+        match kmscks::protocol::aws_json::enum_error(inner, &e) {
             Some(error) => CliError::Service {
                 operation: operation.to_owned(),
                 error,
             },
-            None => CliError::Validation(invalid_input(op, obj, &e)),
+            None => CliError::Validation(match inner {
+                Value::Object(obj) => invalid_input(op, obj, &e),
+                _ => unreachable!("`inner` is the object just put under the operation's name"),
+            }),
         }
     })?;
     for (member, secret) in secrets {
         put_secret(&mut request, &member, secret)?;
     }
     Ok(request)
+}
+
+/// A JSON value whose strings are wiped when it is dropped: a request object, which may hold
+/// secrets (a batch's `Items`, with their plaintexts' base64).
+struct WipedOnDrop(Value);
+
+impl Drop for WipedOnDrop {
+    fn drop(&mut self) {
+        fn wipe(v: &mut Value) {
+            match v {
+                Value::String(s) => zeroize::Zeroize::zeroize(s),
+                Value::Array(items) => items.iter_mut().for_each(wipe),
+                Value::Object(members) => members.values_mut().for_each(wipe),
+                _ => {}
+            }
+        }
+        wipe(&mut self.0);
+    }
+}
+
+/// The JSON text `write` writes, written once into a buffer of its exact size (measured by a
+/// first, counting pass), so that no outgrown copy is freed unwiped, and wiped when dropped:
+/// the text holds what a request object holds, a secret among it.
+fn wiping_json(
+    write: impl Fn(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    /// Counts what is written to it.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    write(&mut count)?;
+    let mut text = zeroize::Zeroizing::new(Vec::with_capacity(count.0));
+    write(&mut *text)?;
+    Ok(text)
 }
 
 /// What is wrong with the request object `obj` that serde refused (`e`, reading it as `op`'s
@@ -809,11 +863,11 @@ fn holds_secrets(member: &str) -> bool {
 
 /// The member of `obj` that `op`'s request cannot take, found by reading `obj` again as text
 /// with each member on a line of its own, so that serde's error line is the member's. The text
-/// holds what `obj` holds (a `--cli-input-json` secret among it): it is written once into a
-/// buffer of its exact size, wiped when dropped.
+/// holds what `obj` holds (a `--cli-input-json` secret among it): it is written by
+/// [`wiping_json`].
 fn member_at_fault(op: Op, obj: &Map<String, Value>) -> Option<&str> {
     // `{"Op":{` on line 1, then member i on line i + 2.
-    let write = |w: &mut dyn std::io::Write| -> std::io::Result<()> {
+    let text = wiping_json(|w| {
         write!(w, "{{\"{}\":{{", op.name())?;
         for (i, (k, v)) in obj.iter().enumerate() {
             w.write_all(if i == 0 { b"\n" } else { b",\n" })?;
@@ -822,22 +876,8 @@ fn member_at_fault(op: Op, obj: &Map<String, Value>) -> Option<&str> {
             serde_json::to_writer(&mut *w, v)?;
         }
         w.write_all(b"\n}}")
-    };
-    /// Counts what is written to it.
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    write(&mut count).ok()?;
-    let mut text = zeroize::Zeroizing::new(Vec::with_capacity(count.0));
-    write(&mut *text).ok()?;
+    })
+    .ok()?;
     let line = serde_json::from_slice::<Request>(&text).err()?.line();
     obj.keys().nth(line.checked_sub(2)?).map(String::as_str)
 }
@@ -1174,16 +1214,17 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
     let Input { op, obj, secrets } = input;
     match paging {
         None => {
-            let request = to_request(&operation, op, &obj, secrets)?;
+            let request = to_request(&operation, op, obj, secrets)?;
             let backend = Target::from_matches(m).open()?;
             let resp = backend.call(&request).map_err(service)?;
             print.one(Node::of_response(&resp), out)
         }
         Some((paging, opts)) => {
-            to_request(&operation, op, &obj, Vec::new())?;
+            // A paged (list) verb takes no secret: its object is cloned for each page.
+            to_request(&operation, op, obj.clone(), Vec::new())?;
             let backend = Target::from_matches(m).open()?;
             let mut call = |obj: &Map<String, Value>| {
-                let request = to_request(&operation, op, obj, Vec::new())?;
+                let request = to_request(&operation, op, obj.clone(), Vec::new())?;
                 let resp = backend.call(&request).map_err(service)?;
                 Ok(Node::of_response(&resp))
             };

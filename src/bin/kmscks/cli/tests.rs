@@ -1877,3 +1877,15 @@ fn socket_and_data_dir_together_are_a_usage_error_wherever_on_the_line_each_is()
         );
     }
 }
+
+#[test]
+fn request_json_text_is_written_once_into_a_buffer_of_its_exact_size() {
+    // An encrypt-batch object: its Items hold plaintexts' base64, which a grown (reallocated)
+    // buffer would leave behind unwiped.
+    let item = serde_json::json!({"KeyId": "alias/demo", "Plaintext": "c2VjcmV0".repeat(100)});
+    let obj = serde_json::json!({ "Items": vec![item; 20] });
+    let text =
+        wiping_json(|w| serde_json::to_writer(w, &obj).map_err(std::io::Error::from)).unwrap();
+    assert_eq!(text.capacity(), text.len());
+    assert_eq!(&text[..], serde_json::to_vec(&obj).unwrap());
+}
