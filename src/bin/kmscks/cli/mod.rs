@@ -593,7 +593,7 @@ pub(crate) fn request_input(verb: &Verb, m: &ArgMatches) -> Result<Input, CliErr
                     Kind::Int => args::int(flag, value)?,
                     Kind::Blob => args::base64_value(args::blob(flag, value, binary)?.expose()),
                     Kind::SecretBlob => {
-                        let bytes = args::blob(flag, value, binary)?;
+                        let bytes = args::secret_blob(flag, value, binary)?;
                         secrets.push((member.clone(), Secret::Bytes(bytes)));
                         Value::String(String::new())
                     }
@@ -670,7 +670,10 @@ fn json_members(
         let bytes = read.map_err(|e| {
             CliError::Param(ParamError {
                 flag: format!("--{CLI_INPUT_JSON}"),
-                message: format!("Invalid base64 in member {member}: {e}"),
+                message: format!(
+                    "Invalid base64 in member {member}: {}",
+                    args::base64_error(&e, secret)
+                ),
             })
         })?;
         let value = if secret {

@@ -1824,6 +1824,40 @@ fn a_blob_member_of_cli_input_json_reads_as_the_same_value_given_as_its_flag() {
 }
 
 #[test]
+fn a_plaintext_not_base64_is_refused_naming_neither_a_character_nor_its_offset() {
+    // `!` is symbol 33; a base64 error would name it and where it is in the plaintext.
+    for line in [
+        &[
+            "kms",
+            "encrypt",
+            "--key-id",
+            "k",
+            "--plaintext",
+            "MyS3cret!!",
+        ][..],
+        &[
+            "kms",
+            "encrypt",
+            "--cli-input-json",
+            r#"{"KeyId": "k", "Plaintext": "MyS3cret!!"}"#,
+        ],
+    ] {
+        let (code, out, err) = run_cli(line);
+        assert_eq!(code, EXIT_USAGE, "{line:?}: {err}");
+        assert_eq!(out, "");
+        assert!(err.contains("not base64 text"), "{line:?}: {err}");
+        assert!(
+            !err.contains("symbol") && !err.contains("offset") && !err.contains("33"),
+            "{line:?}: {err}"
+        );
+    }
+    // A ciphertext is no secret: its error says where it stops being base64.
+    let (code, _, err) = run_cli(&["kms", "decrypt", "--ciphertext-blob", "MyS3cret!!"]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert!(err.contains("Invalid symbol 33"), "{err}");
+}
+
+#[test]
 fn a_query_that_fails_on_the_answer_is_the_querys_error_not_the_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
