@@ -856,12 +856,15 @@ fn invalid_input(op: Op, obj: &Map<String, Value>, e: &serde_json::Error) -> Str
     }
 }
 
-/// Whether some verb takes a secret (a password, a plaintext) in the member `member`.
+/// Whether some verb takes a secret (a password, a plaintext) in the member `member`: a
+/// secret's own member, or the batch verbs' `Items` ([`kms::ITEMS`]), JSON requests holding
+/// plaintexts, which serde's message for a bad one quotes from (a base64 error names the
+/// character and its offset).
 fn holds_secrets(member: &str) -> bool {
-    verbs()
-        .iter()
-        .flat_map(|v| v.args.iter())
-        .any(|s| matches!(s.kind, Kind::Password | Kind::SecretBlob) && s.member_name() == member)
+    member == kms::ITEMS.member_name()
+        || verbs().iter().flat_map(|v| v.args.iter()).any(|s| {
+            matches!(s.kind, Kind::Password | Kind::SecretBlob) && s.member_name() == member
+        })
 }
 
 /// The member of `obj` that `op`'s request cannot take, found by reading `obj` again as text

@@ -1858,6 +1858,25 @@ fn a_plaintext_not_base64_is_refused_naming_neither_a_character_nor_its_offset()
 }
 
 #[test]
+fn a_batch_item_that_does_not_read_is_named_by_member_never_by_what_it_holds() {
+    // Items hold plaintexts: serde's message for this one names the blank (symbol 32) and its
+    // offset in the plaintext.
+    let (code, out, err) = run_cli(&[
+        "kms",
+        "encrypt-batch",
+        "--items",
+        r#"[{"KeyId":"alias/demo","Plaintext":"my secret!"}]"#,
+    ]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert_eq!(out, "");
+    assert!(err.contains("Invalid value for parameter Items"), "{err}");
+    assert!(
+        !err.contains("symbol") && !err.contains("offset") && !err.contains("base64"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_query_that_fails_on_the_answer_is_the_querys_error_not_the_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
