@@ -10,7 +10,9 @@
 //! is then deserialised from that JSON object exactly as the socket or HTTP layers would, so
 //! there is no second description of the request types. Secrets (`--plaintext`, passwords)
 //! never enter that JSON: they are read straight into `SecretBytes`/`Password` and put into
-//! the request afterwards.
+//! the request afterwards; a `--cli-input-json` secret member is moved out of it (its text
+//! wiped) as soon as the document is parsed, and what the object still holds (a batch's
+//! `Items`) is wiped with it.
 //!
 //! What the AWS CLI does around a call is done the same way and derived from the same flag
 //! tables, so a new verb gets it with no code: `--cli-input-json` / `--generate-cli-skeleton`
