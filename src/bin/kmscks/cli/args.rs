@@ -237,25 +237,35 @@ fn expand_path_in(path: &str, env: &dyn Fn(&str) -> Option<OsString>) -> OsStrin
 }
 
 /// A text value: `file://PATH` is the file's text (UTF-8), `fileb://PATH` its bytes (which
-/// must be UTF-8 here), anything else the value itself.
-pub(crate) fn text(flag: &str, value: &str) -> Result<String, ParamError> {
+/// must be UTF-8 here), anything else the value itself. Wiped when dropped, as the paramfile's
+/// bytes are: the text may be a password, or a `--cli-input-json` document holding one (or a
+/// plaintext's base64); a caller keeping it moves it out (into a `Password`, say).
+pub(crate) fn text(flag: &str, value: &str) -> Result<Zeroizing<String>, ParamError> {
     let mut bytes = if let Some(path) = value.strip_prefix("file://") {
         read_file(flag, path)?
     } else if let Some(path) = value.strip_prefix("fileb://") {
         read_file(flag, path)?
     } else {
-        return Ok(value.to_owned());
+        return Ok(Zeroizing::new(value.to_owned()));
     };
-    // Moved out, not copied: the text is the caller's (a password's goes into `Password`).
-    String::from_utf8(std::mem::take(&mut *bytes)).map_err(|e| {
-        let offset = e.utf8_error().valid_up_to();
-        // Wiped as the buffer it came from would have been.
-        drop(Zeroizing::new(e.into_bytes()));
-        perr(
-            flag,
-            format!("the file is not UTF-8 text (invalid byte at offset {offset})"),
-        )
-    })
+    // Moved out, not copied, into the wiping buffer returned.
+    String::from_utf8(std::mem::take(&mut *bytes))
+        .map(Zeroizing::new)
+        .map_err(|e| {
+            let offset = e.utf8_error().valid_up_to();
+            // Wiped as the buffer it came from would have been.
+            drop(Zeroizing::new(e.into_bytes()));
+            perr(
+                flag,
+                format!("the file is not UTF-8 text (invalid byte at offset {offset})"),
+            )
+        })
+}
+
+/// A text value that is no secret (an id, a name, a policy), read as [`text`] reads it and
+/// moved out of its wiping buffer.
+pub(crate) fn plain_text(flag: &str, value: &str) -> Result<String, ParamError> {
+    text(flag, value).map(|mut t| std::mem::take(&mut *t))
 }
 
 /// How blob values are read: AWS CLI v2's `--cli-binary-format` (its `cli_binary_format`
@@ -275,10 +285,32 @@ pub(crate) enum BinaryFormat {
 /// A blob value as AWS CLI v2 reads it in `format`: `fileb://PATH` the file's raw bytes;
 /// `file://PATH` the file's text, base64 ([`BinaryFormat::RawInBase64Out`]: its raw bytes);
 /// anything else base64 ([`decode_base64`]; [`BinaryFormat::RawInBase64Out`]: its UTF-8 bytes).
+/// For a blob that is no secret (a ciphertext): an error says where the value stops being
+/// base64. A secret one is read by [`secret_blob`].
 pub(crate) fn blob(
     flag: &str,
     value: &str,
     format: BinaryFormat,
+) -> Result<SecretBytes, ParamError> {
+    read_blob(flag, value, format, false)
+}
+
+/// A secret blob (a plaintext, a message to sign), read as [`blob`] reads one; an error says
+/// only that the value (or the paramfile named) is not base64, never which character is not
+/// nor where: that would print the secret's text, a character at a time.
+pub(crate) fn secret_blob(
+    flag: &str,
+    value: &str,
+    format: BinaryFormat,
+) -> Result<SecretBytes, ParamError> {
+    read_blob(flag, value, format, true)
+}
+
+fn read_blob(
+    flag: &str,
+    value: &str,
+    format: BinaryFormat,
+    secret: bool,
 ) -> Result<SecretBytes, ParamError> {
     if let Some(path) = value.strip_prefix("fileb://") {
         return read_file(flag, path).map(into_secret);
@@ -290,27 +322,45 @@ pub(crate) fn blob(
         }
         let raw = format!("use fileb://{path} for its raw bytes");
         if let Err(e) = std::str::from_utf8(&bytes) {
+            let at = if secret {
+                String::new()
+            } else {
+                format!(" at offset {}", e.valid_up_to())
+            };
             return Err(perr(
                 flag,
-                format!(
-                    "paramfile {path} is not base64 text (invalid UTF-8 at offset {}): {raw}",
-                    e.valid_up_to()
-                ),
+                format!("paramfile {path} is not base64 text (invalid UTF-8{at}): {raw}"),
             ));
         }
         return decode_base64(&bytes).map_err(|e| {
             perr(
                 flag,
-                format!("Invalid base64 in paramfile {path}: {e} ({raw})"),
+                format!(
+                    "Invalid base64 in paramfile {path}: {} ({raw})",
+                    base64_error(&e, secret)
+                ),
             )
         });
     }
     blob_text(value, format).map_err(|e| {
         perr(
             flag,
-            format!("Invalid base64: {e} (use fileb://PATH for raw bytes)"),
+            format!(
+                "Invalid base64: {} (use fileb://PATH for raw bytes)",
+                base64_error(&e, secret)
+            ),
         )
     })
+}
+
+/// What is wrong with base64 text that did not decode (`e`): for a secret's text, only that it
+/// is not base64 (`e` names the first character that is not, and its offset).
+pub(crate) fn base64_error(e: &base64::DecodeError, secret: bool) -> String {
+    if secret {
+        "the value is not base64 text".to_owned()
+    } else {
+        e.to_string()
+    }
 }
 
 /// A blob given as text, not as a paramfile (a bare flag value, a `--cli-input-json` member):
@@ -355,10 +405,13 @@ pub(crate) fn password(flag: &str, value: &str) -> Result<Password, ParamError> 
             t.pop();
         }
     }
-    Ok(Password::new(t))
+    // Moved, not copied, out of the wiping buffer (the popped line end stays in its spare
+    // capacity, wiped with the password).
+    Ok(Password::new(std::mem::take(&mut *t)))
 }
 
 fn json(flag: &str, value: &str) -> Result<Value, ParamError> {
+    // Parsed from the wiping text, which is dropped (wiped) once read.
     let t = text(flag, value)?;
     serde_json::from_str(&t).map_err(|e| invalid_json(flag, value, &e))
 }
@@ -694,16 +747,18 @@ pub(crate) fn list(flag: &str, values: &[String]) -> Result<Value, ParamError> {
     ))
 }
 
-/// Any JSON value (`file://` allowed); a bare word that is not JSON is taken as a string.
+/// Any JSON value (`file://` allowed); a bare word that is not JSON is taken as a string. The
+/// text (a whole `--cli-input-json` document, secrets and all) is parsed where it was read, in
+/// its wiping buffer, and wiped once parsed.
 pub(crate) fn any_json(flag: &str, value: &str) -> Result<Value, ParamError> {
-    let t = text(flag, value)?;
+    let mut t = text(flag, value)?;
     match serde_json::from_str(&t) {
         Ok(v) => Ok(v),
         Err(_)
             if t.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
         {
-            Ok(Value::String(t))
+            Ok(Value::String(std::mem::take(&mut *t)))
         }
         Err(e) => Err(invalid_json(flag, value, &e)),
     }
@@ -813,7 +868,7 @@ mod tests {
         let mut text_file = tempfile::NamedTempFile::new().unwrap();
         text_file.write_all(b"hello, world\n").unwrap();
         let t = text_file.path().display().to_string();
-        let e = blob("plaintext", &format!("file://{t}"), BinaryFormat::Base64).unwrap_err();
+        let e = secret_blob("plaintext", &format!("file://{t}"), BinaryFormat::Base64).unwrap_err();
         assert_eq!(e.flag, "--plaintext");
         assert!(
             e.message
@@ -824,13 +879,62 @@ mod tests {
         let mut binary = tempfile::NamedTempFile::new().unwrap();
         binary.write_all(&[0x41, 0xff, 0x00]).unwrap();
         let b = binary.path().display().to_string();
-        let e = blob("plaintext", &format!("file://{b}"), BinaryFormat::Base64).unwrap_err();
+        let e = secret_blob("plaintext", &format!("file://{b}"), BinaryFormat::Base64).unwrap_err();
         assert!(
             e.message
                 .contains(&format!("paramfile {b} is not base64 text"))
                 && e.message.contains(&format!("use fileb://{b}")),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_secret_blob_not_base64_is_refused_without_naming_a_character_or_where_it_is() {
+        let raw = |p: &str| format!("use fileb://{p} for its raw bytes");
+        // A bare value: a plaintext's error says only that it is not base64.
+        let e = secret_blob("plaintext", "MyS3cret!!", BinaryFormat::Base64).unwrap_err();
+        assert_eq!(e.flag, "--plaintext");
+        assert_eq!(
+            e.message,
+            "Invalid base64: the value is not base64 text (use fileb://PATH for raw bytes)"
+        );
+        // A ciphertext is no secret: its error keeps the character and offset.
+        let e = blob("ciphertext-blob", "MyS3cret!!", BinaryFormat::Base64).unwrap_err();
+        assert!(
+            e.message.contains("Invalid symbol 33") && e.message.contains("offset"),
+            "{e}"
+        );
+        // A file:// paramfile of text: the file named and fileb:// offered, nothing of its text.
+        let mut text_file = tempfile::NamedTempFile::new().unwrap();
+        text_file.write_all(b"MyS3cret!!\n").unwrap();
+        let t = text_file.path().display().to_string();
+        let e = secret_blob("plaintext", &format!("file://{t}"), BinaryFormat::Base64).unwrap_err();
+        assert_eq!(
+            e.message,
+            format!(
+                "Invalid base64 in paramfile {t}: the value is not base64 text ({})",
+                raw(&t)
+            )
+        );
+        // A file:// paramfile of bytes that are not UTF-8: not where the first such byte is.
+        let mut binary = tempfile::NamedTempFile::new().unwrap();
+        binary.write_all(&[0x41, 0x42, 0xff, 0x00]).unwrap();
+        let b = binary.path().display().to_string();
+        let e = secret_blob("plaintext", &format!("file://{b}"), BinaryFormat::Base64).unwrap_err();
+        assert_eq!(
+            e.message,
+            format!(
+                "paramfile {b} is not base64 text (invalid UTF-8): {}",
+                raw(&b)
+            )
+        );
+        let e = blob(
+            "ciphertext-blob",
+            &format!("file://{b}"),
+            BinaryFormat::Base64,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("invalid UTF-8 at offset 2"), "{e}");
     }
 
     #[test]

@@ -207,7 +207,7 @@ impl Flags<'_> {
         let value = self.0.get_one::<String>(spec.flag).ok_or_else(|| {
             CliError::Validation(format!("Missing required parameter: --{}", spec.flag))
         })?;
-        Ok(args::text(spec.flag, value)?)
+        Ok(args::plain_text(spec.flag, value)?)
     }
 
     fn int(&self, spec: &ArgSpec) -> Result<u64, CliError> {
@@ -236,7 +236,7 @@ impl Flags<'_> {
 
     fn username(&self) -> Result<String, CliError> {
         match self.0.get_one::<String>(USERNAME.flag) {
-            Some(u) => Ok(args::text(USERNAME.flag, u)?),
+            Some(u) => Ok(args::plain_text(USERNAME.flag, u)?),
             None => Ok(DEFAULT_USERNAME.to_owned()),
         }
     }

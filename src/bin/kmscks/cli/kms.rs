@@ -32,7 +32,7 @@ const CONTEXT: ArgSpec = opt(
     "Encryption context: k=v,k2=v2 or JSON",
 );
 const DRY_RUN: ArgSpec = opt("dry-run", Bool, "Check access and parameters only");
-const ITEMS: ArgSpec = req(
+pub(crate) const ITEMS: ArgSpec = req(
     "items",
     Json,
     "JSON list of requests (file:// allowed), blobs in base64",

@@ -10,7 +10,9 @@
 //! is then deserialised from that JSON object exactly as the socket or HTTP layers would, so
 //! there is no second description of the request types. Secrets (`--plaintext`, passwords)
 //! never enter that JSON: they are read straight into `SecretBytes`/`Password` and put into
-//! the request afterwards.
+//! the request afterwards; a `--cli-input-json` secret member is moved out of it (its text
+//! wiped) as soon as the document is parsed, and what the object still holds (a batch's
+//! `Items`) is wiped with it.
 //!
 //! What the AWS CLI does around a call is done the same way and derived from the same flag
 //! tables, so a new verb gets it with no code: `--cli-input-json` / `--generate-cli-skeleton`
@@ -532,7 +534,7 @@ pub(crate) struct Input {
 #[cfg(test)]
 pub(crate) fn build_request(verb: &Verb, m: &ArgMatches) -> Result<Request, CliError> {
     let input = request_input(verb, m)?;
-    to_request(&operation_name(verb), input.op, &input.obj, input.secrets)
+    to_request(&operation_name(verb), input.op, input.obj, input.secrets)
 }
 
 /// The request object of `verb`: `--cli-input-json`'s members, overridden by the flags given.
@@ -559,7 +561,7 @@ pub(crate) fn request_input(verb: &Verb, m: &ArgMatches) -> Result<Input, CliErr
         .flatten()
         .copied()
         .unwrap_or_default();
-    let mut secrets = json_blobs(verb, m, &mut obj, binary)?;
+    let mut secrets = json_members(verb, m, &mut obj, binary)?;
     for s in verb.args {
         let member = s.member_name();
         let flag = s.flag;
@@ -589,11 +591,11 @@ pub(crate) fn request_input(verb: &Verb, m: &ArgMatches) -> Result<Input, CliErr
                     continue;
                 };
                 let v = match s.kind {
-                    Kind::Str => Value::String(args::text(flag, value)?),
+                    Kind::Str => Value::String(args::plain_text(flag, value)?),
                     Kind::Int => args::int(flag, value)?,
                     Kind::Blob => args::base64_value(args::blob(flag, value, binary)?.expose()),
                     Kind::SecretBlob => {
-                        let bytes = args::blob(flag, value, binary)?;
+                        let bytes = args::secret_blob(flag, value, binary)?;
                         secrets.push((member.clone(), Secret::Bytes(bytes)));
                         Value::String(String::new())
                     }
@@ -622,13 +624,16 @@ pub(crate) fn request_input(verb: &Verb, m: &ArgMatches) -> Result<Input, CliErr
     Ok(Input { op, obj, secrets })
 }
 
-/// The blob members of `--cli-input-json` (`obj`) read as a blob flag's bare value is read
-/// ([`args::blob_text`], in `binary`): base64 wrapped over lines (what `base64` writes) is taken
-/// as the flag takes it, where the request's own decoding is strict. A plain blob goes back
-/// into `obj` as plain base64; a secret one (a plaintext) comes out of `obj` into the secrets
-/// returned, its base64 wiped and the member left holding `""` as a flag's secret leaves it.
-/// A member whose flag is given too (in `m`) is left to the flag, which overrides it.
-fn json_blobs(
+/// The blob and password members of `--cli-input-json` (`obj`). A blob is read as a blob
+/// flag's bare value is read ([`args::blob_text`], in `binary`): base64 wrapped over lines
+/// (what `base64` writes) is taken as the flag takes it, where the request's own decoding is
+/// strict. A plain blob goes back into `obj` as plain base64. A secret (a plaintext, a
+/// password) comes out of `obj` into the secrets returned, as a flag's secret goes there: a
+/// password's string is moved into a `Password`, a plaintext's base64 wiped once decoded, and
+/// the member left holding `""`, so that no copy of it is serialized, cloned or dropped unwiped
+/// with the object. A member whose flag is given too (in `m`) is left to the flag, which
+/// overrides it; a secret one is wiped all the same.
+fn json_members(
     verb: &Verb,
     m: &ArgMatches,
     obj: &mut Map<String, Value>,
@@ -636,26 +641,44 @@ fn json_blobs(
 ) -> Result<Vec<(String, Secret)>, CliError> {
     let mut secrets = Vec::new();
     for s in verb.args {
-        let flag_given = || m.try_get_one::<String>(s.flag).ok().flatten().is_some();
-        if !matches!(s.kind, Kind::Blob | Kind::SecretBlob) || flag_given() {
+        if !matches!(s.kind, Kind::Blob | Kind::SecretBlob | Kind::Password) {
             continue;
         }
+        let secret = s.kind != Kind::Blob;
+        let flag_given = m.try_get_one::<String>(s.flag).ok().flatten().is_some();
         let member = s.member_name();
         let Some(Value::String(text)) = obj.get_mut(&member) else {
             continue; // absent, or not a string: to_request names it
         };
+        if flag_given {
+            if secret {
+                zeroize::Zeroize::zeroize(text);
+            }
+            continue;
+        }
+        if s.kind == Kind::Password {
+            // Moved, not copied: the member keeps an empty string, the password its buffer.
+            secrets.push((
+                member,
+                Secret::Password(Password::new(std::mem::take(text))),
+            ));
+            continue;
+        }
         let read = args::blob_text(text, binary);
-        if s.kind == Kind::SecretBlob {
+        if secret {
             // Wiped whether it read or not.
             zeroize::Zeroize::zeroize(text);
         }
         let bytes = read.map_err(|e| {
             CliError::Param(ParamError {
                 flag: format!("--{CLI_INPUT_JSON}"),
-                message: format!("Invalid base64 in member {member}: {e}"),
+                message: format!(
+                    "Invalid base64 in member {member}: {}",
+                    args::base64_error(&e, secret)
+                ),
             })
         })?;
-        let value = if s.kind == Kind::SecretBlob {
+        let value = if secret {
             secrets.push((member.clone(), Secret::Bytes(bytes)));
             Value::String(String::new())
         } else {
@@ -723,36 +746,90 @@ fn check_required(verb: &Verb, input: &Input) -> Result<(), CliError> {
 }
 
 /// The typed request of `op` from its object, the secrets put in afterwards; `operation`
-/// names the operation in a service error.
+/// names the operation in a service error. The object is taken, not borrowed: what secrets
+/// it may still hold (a batch's `Items`, plaintexts among them) are read from it in place,
+/// never cloned, and its strings and the JSON text checked for refused members are wiped when
+/// dropped.
 fn to_request(
     operation: &str,
     op: Op,
-    obj: &Map<String, Value>,
+    obj: Map<String, Value>,
     secrets: Vec<(String, Secret)>,
 ) -> Result<Request, CliError> {
     // A member AWS defines and kmscks does not honour is refused as the endpoint refuses it.
-    let body = serde_json::to_vec(obj).map_err(|e| CliError::Other(e.to_string()))?;
+    let body = wiping_json(|w| serde_json::to_writer(w, &obj).map_err(std::io::Error::from))
+        .map_err(|e| CliError::Other(e.to_string()))?;
     kmscks::protocol::aws_json::check_members(op, &body).map_err(|error| CliError::Service {
         operation: operation.to_owned(),
         error,
     })?;
-    let mut tagged = Map::new();
-    tagged.insert(op.name().into(), Value::Object(obj.clone()));
-    let mut request: Request = serde_json::from_value(Value::Object(tagged)).map_err(|e| {
+    drop(body);
+    let tagged = WipedOnDrop(Value::Object(Map::from_iter([(
+        op.name().to_owned(),
+        Value::Object(obj),
+    )])));
+    let inner = &tagged.0[op.name()];
+    let result = <Request as serde::Deserialize>::deserialize(&tagged.0);
+    let mut request = result.map_err(|e| {
         // A value its enum lacks: what the service answers for it (the AWS CLI leaves enums
         // to the service), without the round trip a typed request cannot make.
-        match kmscks::protocol::aws_json::enum_error(&Value::Object(obj.clone()), &e) {
+        match kmscks::protocol::aws_json::enum_error(inner, &e) {
             Some(error) => CliError::Service {
                 operation: operation.to_owned(),
                 error,
             },
-            None => CliError::Validation(invalid_input(op, obj, &e)),
+            None => CliError::Validation(match inner {
+                Value::Object(obj) => invalid_input(op, obj, &e),
+                _ => unreachable!("`inner` is the object just put under the operation's name"),
+            }),
         }
     })?;
     for (member, secret) in secrets {
         put_secret(&mut request, &member, secret)?;
     }
     Ok(request)
+}
+
+/// A JSON value whose strings are wiped when it is dropped: a request object, which may hold
+/// secrets (a batch's `Items`, with their plaintexts' base64).
+struct WipedOnDrop(Value);
+
+impl Drop for WipedOnDrop {
+    fn drop(&mut self) {
+        fn wipe(v: &mut Value) {
+            match v {
+                Value::String(s) => zeroize::Zeroize::zeroize(s),
+                Value::Array(items) => items.iter_mut().for_each(wipe),
+                Value::Object(members) => members.values_mut().for_each(wipe),
+                _ => {}
+            }
+        }
+        wipe(&mut self.0);
+    }
+}
+
+/// The JSON text `write` writes, written once into a buffer of its exact size (measured by a
+/// first, counting pass), so that no outgrown copy is freed unwiped, and wiped when dropped:
+/// the text holds what a request object holds, a secret among it.
+fn wiping_json(
+    write: impl Fn(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    /// Counts what is written to it.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    write(&mut count)?;
+    let mut text = zeroize::Zeroizing::new(Vec::with_capacity(count.0));
+    write(&mut *text)?;
+    Ok(text)
 }
 
 /// What is wrong with the request object `obj` that serde refused (`e`, reading it as `op`'s
@@ -781,21 +858,24 @@ fn invalid_input(op: Op, obj: &Map<String, Value>, e: &serde_json::Error) -> Str
     }
 }
 
-/// Whether some verb takes a secret (a password, a plaintext) in the member `member`.
+/// Whether some verb takes a secret (a password, a plaintext) in the member `member`: a
+/// secret's own member, or the batch verbs' `Items` ([`kms::ITEMS`]), JSON requests holding
+/// plaintexts, which serde's message for a bad one quotes from (a base64 error names the
+/// character and its offset).
 fn holds_secrets(member: &str) -> bool {
-    verbs()
-        .iter()
-        .flat_map(|v| v.args.iter())
-        .any(|s| matches!(s.kind, Kind::Password | Kind::SecretBlob) && s.member_name() == member)
+    member == kms::ITEMS.member_name()
+        || verbs().iter().flat_map(|v| v.args.iter()).any(|s| {
+            matches!(s.kind, Kind::Password | Kind::SecretBlob) && s.member_name() == member
+        })
 }
 
 /// The member of `obj` that `op`'s request cannot take, found by reading `obj` again as text
 /// with each member on a line of its own, so that serde's error line is the member's. The text
-/// holds what `obj` holds (a `--cli-input-json` secret among it): it is written once into a
-/// buffer of its exact size, wiped when dropped.
+/// holds what `obj` holds (a `--cli-input-json` secret among it): it is written by
+/// [`wiping_json`].
 fn member_at_fault(op: Op, obj: &Map<String, Value>) -> Option<&str> {
     // `{"Op":{` on line 1, then member i on line i + 2.
-    let write = |w: &mut dyn std::io::Write| -> std::io::Result<()> {
+    let text = wiping_json(|w| {
         write!(w, "{{\"{}\":{{", op.name())?;
         for (i, (k, v)) in obj.iter().enumerate() {
             w.write_all(if i == 0 { b"\n" } else { b",\n" })?;
@@ -804,22 +884,8 @@ fn member_at_fault(op: Op, obj: &Map<String, Value>) -> Option<&str> {
             serde_json::to_writer(&mut *w, v)?;
         }
         w.write_all(b"\n}}")
-    };
-    /// Counts what is written to it.
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    write(&mut count).ok()?;
-    let mut text = zeroize::Zeroizing::new(Vec::with_capacity(count.0));
-    write(&mut *text).ok()?;
+    })
+    .ok()?;
     let line = serde_json::from_slice::<Request>(&text).err()?.line();
     obj.keys().nth(line.checked_sub(2)?).map(String::as_str)
 }
@@ -1156,16 +1222,17 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
     let Input { op, obj, secrets } = input;
     match paging {
         None => {
-            let request = to_request(&operation, op, &obj, secrets)?;
+            let request = to_request(&operation, op, obj, secrets)?;
             let backend = Target::from_matches(m).open()?;
             let resp = backend.call(&request).map_err(service)?;
             print.one(Node::of_response(&resp), out)
         }
         Some((paging, opts)) => {
-            to_request(&operation, op, &obj, Vec::new())?;
+            // A paged (list) verb takes no secret: its object is cloned for each page.
+            to_request(&operation, op, obj.clone(), Vec::new())?;
             let backend = Target::from_matches(m).open()?;
             let mut call = |obj: &Map<String, Value>| {
-                let request = to_request(&operation, op, obj, Vec::new())?;
+                let request = to_request(&operation, op, obj.clone(), Vec::new())?;
                 let resp = backend.call(&request).map_err(service)?;
                 Ok(Node::of_response(&resp))
             };

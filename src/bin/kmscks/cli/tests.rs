@@ -91,10 +91,11 @@ fn every_refused_operation_has_a_kms_verb_and_every_refused_verb_is_a_refused_op
     assert_eq!(refused_verbs.len(), Refused::ALL.len());
 }
 
-fn request_of(args: &[&str]) -> Result<Request, CliError> {
+/// The verb of a command line and its flags, parsed as `run` parses them: a --cli-input-json
+/// line needs none of the verb's flags.
+fn verb_of(args: &[&str]) -> (&'static Verb, ArgMatches) {
     let mut argv = vec!["kmscks"];
     argv.extend_from_slice(args);
-    // Parsed as `run` parses it: a --cli-input-json line needs none of the verb's flags.
     let os: Vec<OsString> = argv.iter().map(OsString::from).collect();
     let m = command_for(relaxed(&os))
         .try_get_matches_from(argv)
@@ -105,7 +106,12 @@ fn request_of(args: &[&str]) -> Result<Request, CliError> {
         path.push(name);
         leaf = next;
     }
-    build_request(find_verb(&path).unwrap(), leaf)
+    (find_verb(&path).unwrap(), leaf.clone())
+}
+
+fn request_of(args: &[&str]) -> Result<Request, CliError> {
+    let (verb, leaf) = verb_of(args);
+    build_request(verb, &leaf)
 }
 
 #[test]
@@ -1592,6 +1598,53 @@ fn cli_input_json_that_does_not_read_is_reported_without_its_text() {
 }
 
 #[test]
+fn a_password_in_cli_input_json_goes_into_the_request_and_never_into_the_json_object() {
+    let secret = "MyS3cretKmsuserPw";
+    let json =
+        format!(r#"{{"CustomKeyStoreId":"cks-1234567890abcdef0","KeyStorePassword":"{secret}"}}"#);
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut file, json.as_bytes()).unwrap();
+    let paramfile = format!("file://{}", file.path().display());
+    for given in [json.as_str(), paramfile.as_str()] {
+        let line = ["kms", "update-custom-key-store", "--cli-input-json", given];
+        let (verb, leaf) = verb_of(&line);
+        let input = request_input(verb, &leaf).unwrap();
+        // The member stays (it was given), holding nothing: what is serialized lacks the secret.
+        assert_eq!(input.obj["KeyStorePassword"], Value::String(String::new()));
+        let serialized = serde_json::to_string(&input.obj).unwrap();
+        assert!(!serialized.contains(secret), "{given}: {serialized}");
+        match request_of(&line).unwrap() {
+            Request::UpdateCustomKeyStore(r) => assert_eq!(
+                r.key_store_password.as_ref().map(Password::expose),
+                Some(secret),
+                "{given}"
+            ),
+            other => panic!("{given} sends {other:?}"),
+        }
+    }
+    // The flag given too overrides the member, which is still taken out of the object.
+    let line = [
+        "kms",
+        "update-custom-key-store",
+        "--cli-input-json",
+        &json,
+        "--key-store-password",
+        "FromTheFlag",
+    ];
+    let (verb, leaf) = verb_of(&line);
+    let input = request_input(verb, &leaf).unwrap();
+    let serialized = serde_json::to_string(&input.obj).unwrap();
+    assert!(!serialized.contains(secret), "{serialized}");
+    match request_of(&line).unwrap() {
+        Request::UpdateCustomKeyStore(r) => assert_eq!(
+            r.key_store_password.as_ref().map(Password::expose),
+            Some("FromTheFlag")
+        ),
+        other => panic!("sends {other:?}"),
+    }
+}
+
+#[test]
 fn a_wrong_typed_member_is_named_with_the_type_it_takes_never_with_its_value() {
     for (input, member) in [
         (
@@ -1771,6 +1824,59 @@ fn a_blob_member_of_cli_input_json_reads_as_the_same_value_given_as_its_flag() {
 }
 
 #[test]
+fn a_plaintext_not_base64_is_refused_naming_neither_a_character_nor_its_offset() {
+    // `!` is symbol 33; a base64 error would name it and where it is in the plaintext.
+    for line in [
+        &[
+            "kms",
+            "encrypt",
+            "--key-id",
+            "k",
+            "--plaintext",
+            "MyS3cret!!",
+        ][..],
+        &[
+            "kms",
+            "encrypt",
+            "--cli-input-json",
+            r#"{"KeyId": "k", "Plaintext": "MyS3cret!!"}"#,
+        ],
+    ] {
+        let (code, out, err) = run_cli(line);
+        assert_eq!(code, EXIT_USAGE, "{line:?}: {err}");
+        assert_eq!(out, "");
+        assert!(err.contains("not base64 text"), "{line:?}: {err}");
+        assert!(
+            !err.contains("symbol") && !err.contains("offset") && !err.contains("33"),
+            "{line:?}: {err}"
+        );
+    }
+    // A ciphertext is no secret: its error says where it stops being base64.
+    let (code, _, err) = run_cli(&["kms", "decrypt", "--ciphertext-blob", "MyS3cret!!"]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert!(err.contains("Invalid symbol 33"), "{err}");
+}
+
+#[test]
+fn a_batch_item_that_does_not_read_is_named_by_member_never_by_what_it_holds() {
+    // Items hold plaintexts: serde's message for this one names the blank (symbol 32) and its
+    // offset in the plaintext.
+    let (code, out, err) = run_cli(&[
+        "kms",
+        "encrypt-batch",
+        "--items",
+        r#"[{"KeyId":"alias/demo","Plaintext":"my secret!"}]"#,
+    ]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert_eq!(out, "");
+    assert!(err.contains("Invalid value for parameter Items"), "{err}");
+    assert!(
+        !err.contains("symbol") && !err.contains("offset") && !err.contains("base64"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_query_that_fails_on_the_answer_is_the_querys_error_not_the_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
@@ -1823,4 +1929,16 @@ fn socket_and_data_dir_together_are_a_usage_error_wherever_on_the_line_each_is()
             "{line:?}: the data directory was not opened"
         );
     }
+}
+
+#[test]
+fn request_json_text_is_written_once_into_a_buffer_of_its_exact_size() {
+    // An encrypt-batch object: its Items hold plaintexts' base64, which a grown (reallocated)
+    // buffer would leave behind unwiped.
+    let item = serde_json::json!({"KeyId": "alias/demo", "Plaintext": "c2VjcmV0".repeat(100)});
+    let obj = serde_json::json!({ "Items": vec![item; 20] });
+    let text =
+        wiping_json(|w| serde_json::to_writer(w, &obj).map_err(std::io::Error::from)).unwrap();
+    assert_eq!(text.capacity(), text.len());
+    assert_eq!(&text[..], serde_json::to_vec(&obj).unwrap());
 }
