@@ -439,6 +439,11 @@ mod tests {
         let e = serde_json::from_str::<EncryptRequest>(r#"{"KeyId":"k","Plaintext":"no!"}"#)
             .unwrap_err();
         assert!(e.to_string().contains("invalid base64"), "{e}");
+        // A secret's bad base64 names neither the character nor where it is.
+        assert!(
+            !e.to_string().contains("symbol") && !e.to_string().contains('!'),
+            "{e}"
+        );
     }
 
     #[test]
