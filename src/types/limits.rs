@@ -186,7 +186,7 @@ pub const ECC_CRYPTO_RATE: u32 = 1_000;
 
 /// Emulated request quota: GenerateDataKeyPair and GenerateDataKeyPairWithoutPlaintext
 /// requests per second for pairs of `spec`, each spec counted on its own and apart from every
-/// other rate (AWS's "GenerateDataKeyPair (<spec>) request rate"; an RSA_3072 pair is one in
+/// other rate (AWS's "GenerateDataKeyPair (`<spec>`) request rate"; an RSA_3072 pair is one in
 /// two seconds, an RSA_4096 pair one in ten). No AWS rate for ECC_NIST_EDWARDS25519 pairs was
 /// found (they came after the table kmscks follows): they get the other 256-bit curves' 25.
 /// `None` for SM2, of AWS's China Regions only, which kmscks refuses.
