@@ -171,6 +171,20 @@ impl fmt::Display for Constraint {
 
 /// AWS's wording for the errors that several layers raise (the engine's shards, the control
 /// plane, the data-plane gate), so that each message has one home beside the table.
+/// `value` of the integer member `member` if it lies within `(min, max)` (inclusive), else
+/// AWS's `ValidationException` naming the bound it crosses.
+#[inline]
+pub fn check_value(member: &str, value: u32, (min, max): (u32, u32)) -> Result<u32> {
+    let constraint = if value < min {
+        Constraint::MinValue(min.into())
+    } else if value > max {
+        Constraint::MaxValue(max.into())
+    } else {
+        return Ok(value);
+    };
+    Err(KmsError::validation(value, member, constraint))
+}
+
 impl KmsError {
     /// `ValidationException` for a member whose value is not echoed (a plaintext, a
     /// ciphertext): AWS's wording without the value.

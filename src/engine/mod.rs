@@ -70,7 +70,7 @@ pub use crate::crypto::random::RandomPool;
 /// See [`RandomPool`]: the engine's nonce construction, public for the raw floor.
 pub use crate::crypto::subkey::counter_nonce;
 use crate::err;
-use crate::error::{Constraint, KmsError, Result};
+use crate::error::{check_value, Constraint, KmsError, Result};
 use crate::secret::SecretBytes;
 use crate::types::limits::{
     CIPHERTEXT_LEN, MAC_LEN, MESSAGE_LEN, NUMBER_OF_BYTES, PLAINTEXT_LEN, SIGNATURE_LEN,
@@ -174,21 +174,7 @@ pub(crate) fn decrypt_req<'a>(
 }
 
 fn check_number_of_bytes(n: u32) -> Result<usize> {
-    if n < NUMBER_OF_BYTES.0 {
-        return Err(KmsError::validation(
-            n,
-            "numberOfBytes",
-            Constraint::MinValue(NUMBER_OF_BYTES.0.into()),
-        ));
-    }
-    if n > NUMBER_OF_BYTES.1 {
-        return Err(KmsError::validation(
-            n,
-            "numberOfBytes",
-            Constraint::MaxValue(NUMBER_OF_BYTES.1.into()),
-        ));
-    }
-    Ok(n as usize)
+    check_value("numberOfBytes", n, NUMBER_OF_BYTES).map(|n| n as usize)
 }
 
 /// `len` within `bounds` (inclusive), else AWS's `ValidationException` for `member`, worded

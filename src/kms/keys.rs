@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::api::kms::*;
 use crate::crypto::private_key::{generate_material, is_private_spec, usages};
 use crate::err;
-use crate::error::{Constraint, Result};
+use crate::error::{check_value, Result};
 use crate::hsm;
 use crate::kms::model::{Backing, Key, Lifecycle};
 use crate::kms::policy::{self, KeyPolicy};
@@ -548,15 +548,7 @@ pub fn schedule_deletion(
     let days = req
         .pending_window_in_days
         .unwrap_or(DEFAULT_PENDING_WINDOW_DAYS);
-    let (min, max) = PENDING_WINDOW_MODEL_DAYS;
-    if !(min..=max).contains(&days) {
-        let constraint = if days < min {
-            Constraint::MinValue(min.into())
-        } else {
-            Constraint::MaxValue(max.into())
-        };
-        return Err(KmsError::validation(days, "pendingWindowInDays", constraint));
-    }
+    check_value("pendingWindowInDays", days, PENDING_WINDOW_MODEL_DAYS)?;
     if !(PENDING_WINDOW_DAYS.0..=PENDING_WINDOW_DAYS.1).contains(&days) {
         return Err(err!(
             ValidationException,

@@ -73,17 +73,7 @@ impl MarkerKey for CustomKeyStoreId {
 pub fn limit(limit: Option<u32>, (min, max): (u32, u32), default: u32) -> Result<usize> {
     match limit {
         None => Ok(default as usize),
-        Some(n) if n < min => Err(KmsError::validation(
-            n,
-            "limit",
-            crate::error::Constraint::MinValue(min.into()),
-        )),
-        Some(n) if n > max => Err(KmsError::validation(
-            n,
-            "limit",
-            crate::error::Constraint::MaxValue(max.into()),
-        )),
-        Some(n) => Ok(n as usize),
+        Some(n) => crate::error::check_value("limit", n, (min, max)).map(|n| n as usize),
     }
 }
 

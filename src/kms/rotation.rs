@@ -20,7 +20,7 @@ use crate::api::kms::{
     RotationsListEntry,
 };
 use crate::err;
-use crate::error::{Constraint, Result};
+use crate::error::{check_value, Result};
 use crate::kms::keys::{authorize, resolve_id, version_material_aad};
 use crate::kms::model::{Key, Lifecycle, MaterialVersion, RotationSchedule};
 use crate::kms::state::{KmsChange, KmsState};
@@ -87,15 +87,7 @@ fn period(req: &EnableKeyRotationRequest) -> Result<u32> {
     let days = req
         .rotation_period_in_days
         .unwrap_or(DEFAULT_ROTATION_PERIOD_DAYS);
-    let (min, max) = ROTATION_PERIOD_DAYS;
-    let constraint = if days < min {
-        Constraint::MinValue(min.into())
-    } else if days > max {
-        Constraint::MaxValue(max.into())
-    } else {
-        return Ok(days);
-    };
-    Err(KmsError::validation(days, "rotationPeriodInDays", constraint))
+    check_value("rotationPeriodInDays", days, ROTATION_PERIOD_DAYS)
 }
 
 /// EnableKeyRotation: the next rotation is due `RotationPeriodInDays` (default 365) after now.
