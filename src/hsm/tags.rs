@@ -36,12 +36,11 @@ fn tags_of<'s>(
 /// Records `tags` as the resource `id`'s (a backup in `region`).
 fn put_tags(
     tx: &mut HsmTx<'_>,
-    region: Option<&str>,
+    region: &str,
     id: &str,
     tags: BTreeMap<String, String>,
 ) -> Result<()> {
     if id.starts_with("backup-") {
-        let region = tx.scope.region_or(region);
         let mut b = backup(tx.state, tx.now, region, id)?.clone();
         b.tags = tags;
         tx.push(HsmChange::PutBackup(Box::new(b)));
@@ -55,24 +54,28 @@ fn put_tags(
 
 /// TagResource: adds the tags (a key given again takes the new value).
 pub fn tag_resource(tx: &mut HsmTx<'_>, req: &TagHsmResourceRequest) -> Result<()> {
-    let region = tx.scope.region_or(req.region.as_deref());
+    // The scope outlives the transaction's borrow: the Region stays at hand for put_tags.
+    let scope = tx.scope;
+    let region = scope.region_or(req.region.as_deref());
     let mut tags = tags_of(tx.state, tx.now, region, &req.resource_id)?.clone();
     for (k, v) in tag_map(&req.tag_list)? {
         tags.insert(k, v);
     }
     // The limit holds for the tags the resource ends with.
     tag_map(&tag_list(&tags))?;
-    put_tags(tx, req.region.as_deref(), &req.resource_id, tags)
+    put_tags(tx, region, &req.resource_id, tags)
 }
 
 /// UntagResource: removes the tags with these keys (a key the resource lacks is no error).
 pub fn untag_resource(tx: &mut HsmTx<'_>, req: &UntagHsmResourceRequest) -> Result<()> {
-    let region = tx.scope.region_or(req.region.as_deref());
+    // The scope outlives the transaction's borrow: the Region stays at hand for put_tags.
+    let scope = tx.scope;
+    let region = scope.region_or(req.region.as_deref());
     let mut tags = tags_of(tx.state, tx.now, region, &req.resource_id)?.clone();
     for k in &req.tag_key_list {
         tags.remove(k);
     }
-    put_tags(tx, req.region.as_deref(), &req.resource_id, tags)
+    put_tags(tx, region, &req.resource_id, tags)
 }
 
 /// ListTags: the resource's tags by key, a page at a time.
