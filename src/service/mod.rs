@@ -509,3 +509,5 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T>
 
 #[cfg(test)]
 mod sync_tests;
+#[cfg(test)]
+mod worker_tests;

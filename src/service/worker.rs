@@ -25,6 +25,9 @@ pub(super) struct Tasks {
     pub(super) stop: bool,
     /// The worker has popped a task and not yet finished it.
     pub(super) running: bool,
+    /// Test-only: the next recurring task the worker runs panics part-way.
+    #[cfg(test)]
+    pub(super) panic_next: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -186,6 +189,14 @@ impl Shared {
 }
 
 impl Shared {
+    /// Test-only: panics if a test asked the next recurring task to ([`Tasks::panic_next`]).
+    fn injected_panic(&self) {
+        #[cfg(test)]
+        if std::mem::take(&mut lock(&self.tasks).panic_next) {
+            panic!("a recurring background task panics (injected)");
+        }
+    }
+
     /// Ends the timed network cut of `cluster_id` due at `due`, if it is still the one in force.
     fn heal_network(&self, cluster_id: &str, due: Timestamp) {
         let mut core = lock(&self.core);
@@ -254,6 +265,12 @@ pub(super) fn background(shared: Weak<Shared>) {
         };
         // A task that panics (a bug) ends, not the worker: the tasks after it still run (a
         // commit that unwound here has queued the data plane's rebuild among them).
+        // A recurring task whose successor is scheduled only after it ran (from what the run
+        // found): what to schedule should it unwind before then.
+        let retry = match next {
+            Some(Task::MaterialExpiry) => Some(strong.config.deletion_check_interval),
+            _ => None,
+        };
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match next {
             Some(Task::Complete(follow)) => strong.complete(&follow),
             Some(Task::HealNetwork(cluster_id, due)) => {
@@ -261,12 +278,17 @@ pub(super) fn background(shared: Weak<Shared>) {
             }
             Some(Task::SettleCluster(cluster)) => strong.settle_cluster(&cluster),
             Some(Task::DeletionSweep) => {
+                // Scheduled first: a sweep that panics must not end the periodic sweeps.
+                strong.schedule(Task::DeletionSweep, strong.config.deletion_check_interval);
+                strong.injected_panic();
                 let _ = strong.sweep(&mut lock(&strong.core));
                 strong.backup_sweep();
                 strong.changed.notify_all();
-                strong.schedule(Task::DeletionSweep, strong.config.deletion_check_interval);
             }
             Some(Task::MaterialExpiry) => {
+                // A sweep that panics is tried again after the periodic sweep's interval
+                // (`retry`): the next expiry is read only after it.
+                strong.injected_panic();
                 let mut core = lock(&strong.core);
                 let _ = strong.sweep(&mut core);
                 let next = core.state.kms.earliest_expiry();
@@ -278,15 +300,20 @@ pub(super) fn background(shared: Weak<Shared>) {
             }
             Some(Task::ResyncDataPlane) => strong.resync_if_stale(&mut lock(&strong.core)),
             Some(Task::FlushDataPlaneEvents) => {
-                strong.flush_data_plane(&mut lock(&strong.core));
+                // Scheduled first, as the sweep is.
                 if let Some(every) = strong.config.data_plane_event_interval {
                     strong.schedule(Task::FlushDataPlaneEvents, every);
                 }
+                strong.injected_panic();
+                strong.flush_data_plane(&mut lock(&strong.core));
             }
             None => {}
         }));
         if ran.is_err() {
             tracing::error!("a background task panicked; the worker goes on with the next");
+            if let Some(after) = retry {
+                strong.schedule(Task::MaterialExpiry, after);
+            }
         }
         lock(&strong.tasks).running = false;
         strong.tasks_cv.notify_all();
