@@ -713,11 +713,17 @@ impl Mirror {
                 // Nothing of the batch was applied (it is checked whole), yet the mirror
                 // recorded it: close every key it touched, take away every alias it touched
                 // (a DeleteAlias or an alias moved off a key must not go on naming the old
-                // key), and start over at the next sync.
+                // key), remove every key it deleted, and start over at the next sync.
                 self.resync = true;
                 let mut closing = Vec::new();
-                for id in key_ids.iter().filter(|id| state.kms.keys.contains_key(*id)) {
-                    self.close(scope, id, &e, &mut closing);
+                for id in &key_ids {
+                    if state.kms.keys.contains_key(id) {
+                        self.close(scope, id, &e, &mut closing);
+                    } else {
+                        // Removing a key the engine lacks is no error: this batch is not
+                        // refused for it.
+                        closing.push(Control::RemoveKey { key: *id });
+                    }
                 }
                 closing.extend(
                     alias_names

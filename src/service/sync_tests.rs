@@ -322,3 +322,45 @@ fn a_commit_made_while_its_thread_unwinds_from_elsewhere_leaves_the_engine_servi
     // That commit's guard did not take the unwinding for its own: the engine was not emptied.
     assert_eq!(served.get(), Some(true));
 }
+
+#[test]
+fn a_key_deleted_in_a_batch_the_engine_refused_is_served_no_more() {
+    let kms = Kms::in_memory();
+    let (deleted, other) = (new_key(&kms), new_key(&kms));
+    encrypt(&kms, &deleted).unwrap();
+    {
+        let mut guard = lock(&kms.shared.core);
+        let core = &mut *guard;
+        // Invariant: the ids came from CreateKey.
+        let (deleted_id, other_id) = (
+            KeyId::parse(&deleted).unwrap(),
+            KeyId::parse(&other).unwrap(),
+        );
+        // The engine loses `other` behind the mirror's back, so that the batch below, which
+        // changes its gate, is refused whole.
+        kms.shared
+            .engine
+            .apply(&[Control::RemoveKey { key: other_id }])
+            .unwrap();
+        let mut off = core.state.kms.keys[&other_id].clone();
+        off.lifecycle = Lifecycle::Disabled;
+        let changes = vec![
+            Change::Kms(KmsChange::DeleteKey(deleted_id)),
+            Change::Kms(KmsChange::PutKey(Box::new(off))),
+        ];
+        for c in changes.clone() {
+            core.state.apply(c);
+        }
+        let synced = core.mirror.sync(
+            &kms.shared.engine,
+            &core.state,
+            &kms.shared.config.scope,
+            &core.keyring,
+            &changes,
+        );
+        assert!(synced.is_err(), "the engine was to refuse the batch");
+    }
+    // The deleted key is gone from the engine, not left serving until the next sync.
+    let e = encrypt(&kms, &deleted).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFoundException, "{e}");
+}
