@@ -42,6 +42,27 @@ fn a_symlink_in_place_of_the_data_directory_is_refused() {
     assert!(e.message().contains("not a directory"), "{e}");
 }
 
+#[test]
+fn a_symlink_in_place_of_the_data_directory_is_refused_with_a_trailing_slash_or_dot() {
+    let t = tempfile::tempdir().unwrap();
+    let real = t.path().join("real");
+    drop(Kms::open(&real).unwrap());
+    let link = t.path().join("link");
+    symlink(&real, &link).unwrap();
+    // `lstat` of `link/` follows the link: the name as its components give it is checked.
+    for given in [
+        format!("{}/", link.display()),
+        format!("{}/.", link.display()),
+    ] {
+        let e = Kms::open(&given).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::StorageException, "{given}: {e}");
+        assert!(e.message().contains("not a directory"), "{given}: {e}");
+    }
+    // A real directory given so opens as itself.
+    drop(Kms::open(format!("{}/", real.display())).unwrap());
+    Kms::open(format!("{}/.", real.display())).unwrap();
+}
+
 /// A directory others may write to with the sticky bit, as `/tmp` or a `root:team 1770` team
 /// directory: trusted, since only an entry's owner may replace the entry.
 fn sticky_dir(path: &std::path::Path) {

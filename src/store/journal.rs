@@ -203,6 +203,9 @@ enum Frame<'a> {
     Bad { reason: String, resume: usize },
     /// A frame whose checksums verify but whose tag does not: changed, not torn.
     Unauthentic,
+    /// A frame whose header verifies but whose payload does not, followed by more bytes:
+    /// damaged, not torn (why, in words).
+    Broken { reason: String },
 }
 
 /// What a scan checks frames with: the key, and the generation of the journal scanned.
@@ -255,6 +258,17 @@ fn parse_frame<'d>(data: &'d [u8], pos: usize, check: Check<'_>) -> Frame<'d> {
     }
     let end = start + len + TAG_LEN;
     if crc32fast::hash(&data[start..end]) != u32_at(data, pos + 8) {
+        if end < data.len() {
+            // Each frame is written and synced before the next is begun, so a crash can cut
+            // short only the last: one whose genuine length ends before the file does was
+            // whole once.
+            return Frame::Broken {
+                reason: format!(
+                    "payload checksum mismatch, with {} bytes after the record: a crash cuts                      short only the last record written, so this one was damaged after it was                      written",
+                    data.len() - end
+                ),
+            };
+        }
         return Frame::Bad {
             reason: "payload checksum mismatch".into(),
             resume: end,
@@ -353,6 +367,7 @@ pub(crate) fn scan(path: &Path, data: &[u8], check: Check<'_>) -> Result<Scan> {
                      written under another master key)",
                 ));
             }
+            Frame::Broken { reason } => return Err(damaged(path, pos as u64, reason)),
             Frame::Bad { reason, resume } => {
                 if let Some(next) = find_valid_frame(data, resume, check) {
                     return Err(damaged(
@@ -472,6 +487,40 @@ mod tests {
             )),
             "{e}"
         );
+    }
+
+    #[test]
+    fn records_damaged_through_to_the_end_are_damage_not_a_torn_tail() {
+        let a = test_auth();
+        let (d, starts) = journal(&a, &[b"aaaa", b"bbbb", b"cccc"]);
+        // Zeros from inside the second record's payload to the end: its header still gives
+        // its genuine length, and the third record's bytes follow it, so no crash cut it.
+        let mut zeroed = d.clone();
+        zeroed[starts[1] + RECORD_HEADER_LEN + 1..].fill(0);
+        // The last two records' payloads changed: the second is followed by the third.
+        let mut flipped = d.clone();
+        for &s in &starts[1..] {
+            flipped[s + RECORD_HEADER_LEN] ^= 0x40;
+        }
+        for bad in [zeroed, flipped] {
+            let e = scan(Path::new("/d/journal-3.log"), &bad, check(&a, 3)).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::StorageException);
+            assert!(
+                e.message().starts_with(&format!(
+                    "journal /d/journal-3.log damaged at offset {}: payload checksum mismatch, \
+                     with {} bytes after the record",
+                    starts[1],
+                    d.len() - starts[2]
+                )),
+                "{e}"
+            );
+        }
+        // Only the last record changed is what a crash can leave: a torn tail.
+        let mut last = d.clone();
+        last[starts[2] + RECORD_HEADER_LEN] ^= 0x40;
+        let s = scan(Path::new("j"), &last, check(&a, 3)).unwrap();
+        assert_eq!(s.torn_at, Some(starts[2] as u64));
+        assert_eq!(s.records.len(), 2);
     }
 
     #[test]

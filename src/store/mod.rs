@@ -157,7 +157,7 @@ impl fmt::Debug for LockedDir {
 }
 
 impl LockedDir {
-    /// The data directory's path, as given to [`DataDir::lock`].
+    /// The data directory's path, as given to [`DataDir::lock`] (less a trailing `/` or `/.`).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -501,13 +501,14 @@ impl DataDir {
     /// another user could swap for theirs (a directory above it they may write) with a
     /// `StorageException`, before anything is created ([`trust`]).
     pub fn lock(path: &Path) -> Result<LockedDir> {
-        trust::check_ancestors(path)?;
-        create_private_dir(path)?;
-        let lock = lock::acquire(path)?;
-        Ok(LockedDir {
-            path: path.to_path_buf(),
-            _lock: lock,
-        })
+        // As its components give it: a trailing `/` or `/.` would have every check below look
+        // through a symbolic link the data directory's own name may be (`lstat` of `link/`
+        // follows the link, and the name's parent would skip it).
+        let path: PathBuf = path.components().collect();
+        trust::check_ancestors(&path)?;
+        create_private_dir(&path)?;
+        let lock = lock::acquire(&path)?;
+        Ok(LockedDir { path, _lock: lock })
     }
 }
 
@@ -584,7 +585,11 @@ impl LockedDir {
             (f, len, torn)
         };
 
-        // Only now that the current state is known good, clear out what a crash left.
+        // Only now that the current state is known good, clear out what a crash left: once
+        // the newest snapshot's name is durable (a killed compaction may have renamed it into
+        // place without the directory's fsync), or a power cut could keep the removals and
+        // lose the rename.
+        sync_dir(path)?;
         let stale = listing
             .snapshots
             .iter()
@@ -718,7 +723,7 @@ impl DataDir {
         Self::create_journal_step(dir, generation)?
     }
 
-    /// The data directory's path, as given to `open`.
+    /// The data directory's path, as given to `open` (less a trailing `/` or `/.`).
     pub fn path(&self) -> &Path {
         &self.dir.path
     }
