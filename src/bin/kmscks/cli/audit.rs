@@ -21,7 +21,6 @@ use clap::{Arg, ArgGroup, ArgMatches, Command};
 use serde_json::{Map, Value};
 
 use super::args::{opt, req, ArgSpec, Kind::*, ParamError};
-use super::output::{self, Format};
 use super::{spec_args, CliError, Target};
 use kmscks::api::hsm::{AuditLogRequest, AuditStream};
 use kmscks::api::hsm_audit::{self, AuditRecordLine, StreamVerdict};
@@ -82,10 +81,10 @@ pub(crate) fn command() -> Command {
 }
 
 /// Runs `audit verify` or `audit export`.
-pub(crate) fn run(
+pub(super) fn run(
     m: &ArgMatches,
     target: &Target,
-    format: Format,
+    print: &super::Printer,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let io = CliError::output;
@@ -98,7 +97,7 @@ pub(crate) fn run(
                     .map(|s| hsm_audit::verify_stream(&s.hsm_id, &s.events))
                     .collect(),
             };
-            print_verdicts(&verdicts, format, out).map_err(io)?;
+            print_verdicts(&verdicts, print, out)?;
             let breaks: Vec<String> = verdicts
                 .iter()
                 .filter_map(|v| {
@@ -222,9 +221,9 @@ fn verdict_value(v: &StreamVerdict) -> Value {
 
 fn print_verdicts(
     verdicts: &[StreamVerdict],
-    format: Format,
+    print: &super::Printer,
     out: &mut dyn Write,
-) -> std::io::Result<()> {
+) -> Result<(), CliError> {
     let mut top = Map::new();
     top.insert(
         "Streams".into(),
@@ -232,7 +231,8 @@ fn print_verdicts(
     );
     let value = Value::Object(top);
     // Invariant: a Value serialises to JSON and reads back as a tree.
-    let json = serde_json::to_vec(&value).map_err(std::io::Error::other)?;
+    let json =
+        serde_json::to_vec(&value).map_err(|e| CliError::output(std::io::Error::other(e)))?;
     let node = super::tree::Node::parse(&json).unwrap_or(super::tree::Node::Null);
-    output::print(&node, format, out)
+    print.one(node, out)
 }

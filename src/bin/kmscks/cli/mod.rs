@@ -1154,9 +1154,6 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
         "bench" => return bench::run(sub, &Target::from_matches(m), format, out, err),
         _ => {}
     }
-    if let ("cloudhsm", Some(("audit", audit_m))) = (group, sub.subcommand()) {
-        return audit::run(audit_m, &Target::from_matches(m), format, out);
-    }
     // Walk to the leaf verb.
     let mut path = vec![group];
     let mut leaf = sub;
@@ -1175,6 +1172,9 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
             })
         })?;
     let print = Printer { format, query };
+    if let ("cloudhsm", Some(("audit", audit_m))) = (group, sub.subcommand()) {
+        return audit::run(audit_m, &Target::from_matches(m), &print, out);
+    }
     let verb = match (find_verb(&path), fault::kind(&path)) {
         (Some(verb), _) => verb,
         (None, Some(kind)) => {

@@ -523,6 +523,21 @@ fn audit_verify_finds_every_stream_of_a_clean_cluster_intact_and_export_writes_c
         assert_eq!(s["Records"], 5, "{s}");
         assert!(s.get("Break").is_none(), "{s}");
     }
+    // `--query` applies to the verdicts, as to every answer.
+    let (code, out, err) = run_cli(&[
+        "--data-dir",
+        d,
+        "cloudhsm",
+        "audit",
+        "verify",
+        "--cluster-id",
+        &cid,
+        "--query",
+        "Streams[].Verdict",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v, serde_json::json!(["INTACT", "INTACT"]));
     // One HSM only.
     let (code, out, _) = run_cli(&[
         "--data-dir",
