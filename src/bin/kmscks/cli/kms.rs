@@ -43,10 +43,11 @@ const BYPASS: ArgSpec = opt(
     "Skip the policy lockout safety check",
 );
 
+/// A structure of two string members, so the map's forms read it as AWS CLI reads it.
 const RECIPIENT: ArgSpec = opt(
     "recipient",
-    Json,
-    "Nitro Enclaves recipient: JSON {KeyEncryptionAlgorithm, AttestationDocument}",
+    Map,
+    "Nitro Enclaves recipient: KeyEncryptionAlgorithm=…,AttestationDocument=… or JSON",
 );
 const DRY_RUN_MODIFIERS: ArgSpec = opt(
     "dry-run-modifiers",

@@ -1203,22 +1203,28 @@ fn exit_codes_are_the_aws_cli_v2s() {
         argv.extend(line);
         assert_eq!(run_cli(&argv).0, EXIT_USAGE, "{line:?}");
     }
-    // A member AWS defines and kmscks does not honour: refused as the endpoint refuses it.
-    let (code, _, err) = run_cli(&[
-        "--data-dir",
-        d,
-        "kms",
-        "generate-random",
-        "--number-of-bytes",
-        "8",
-        "--recipient",
+    // A member AWS defines and kmscks does not honour: refused as the endpoint refuses it,
+    // given in JSON or in the aws CLI's shorthand.
+    for recipient in [
         r#"{"KeyEncryptionAlgorithm":"RSAES_OAEP_SHA_256"}"#,
-    ]);
-    assert_eq!(code, EXIT_SERVICE, "{err}");
-    assert!(
-        err.contains("(UnsupportedOperationException)") && err.contains("Recipient"),
-        "{err}"
-    );
+        "KeyEncryptionAlgorithm=RSAES_OAEP_SHA_256,AttestationDocument=aGVsbG8=",
+    ] {
+        let (code, _, err) = run_cli(&[
+            "--data-dir",
+            d,
+            "kms",
+            "generate-random",
+            "--number-of-bytes",
+            "8",
+            "--recipient",
+            recipient,
+        ]);
+        assert_eq!(code, EXIT_SERVICE, "{recipient}: {err}");
+        assert!(
+            err.contains("(UnsupportedOperationException)") && err.contains("Recipient"),
+            "{recipient}: {err}"
+        );
+    }
     // A range the service checks: 254.
     let (code, _, err) = run_cli(&[
         "--data-dir",
