@@ -1880,6 +1880,74 @@ fn relatedness_is_the_cluster_certificate_even_after_the_original_cluster_is_gon
     );
 }
 
+/// A custom key store's cluster must be in the KMS's Region (spec §3.1): CreateCustomKeyStore
+/// and UpdateCustomKeyStore naming a cluster of another Region answer as for a cluster that
+/// does not exist, CloudHsmClusterNotFoundException, before any other check (here the cluster,
+/// restored from a copy of the store's backup, would otherwise be in use by the store, and
+/// related to it). The same restore in the KMS's Region is taken.
+#[test]
+fn a_key_store_refuses_a_cluster_of_another_region_as_not_found() {
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "S");
+    let backup = kms.create_backup(&f.cluster.cluster_id).unwrap().backup_id;
+    kms.copy_backup_to_region(&CopyBackupToRegionRequest {
+        backup_id: backup.to_string(),
+        destination_region: "us-west-2".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut copies = DescribeBackupsRequest {
+        region: Some("us-west-2".into()),
+        ..Default::default()
+    };
+    copies
+        .filters
+        .insert("sourceBackupIds".into(), vec![backup.to_string()]);
+    let copy = kms.describe_backups(&copies).unwrap().backups.remove(0);
+    let west = kms
+        .create_cluster(&CreateClusterRequest {
+            source_backup_id: Some(copy.backup_id),
+            region: Some("us-west-2".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .cluster;
+    let west_id = west.cluster_id.to_string();
+    for zone in west.subnet_mapping.keys() {
+        kms.create_hsm(&CreateHsmRequest {
+            cluster_id: west_id.clone(),
+            availability_zone: zone.clone(),
+            region: Some("us-west-2".into()),
+        })
+        .unwrap();
+    }
+    let not_found = |r: kmscks::Result<()>, op: &str| {
+        let e = assert_aws(r, ErrorKind::CloudHsmClusterNotFoundException);
+        assert!(e.message().contains(&west_id), "{op}: {e}");
+    };
+
+    let mut create = store_request(&f.cluster, "T");
+    create.cloud_hsm_cluster_id = Some(west_id.clone());
+    not_found(
+        kms.create_custom_key_store(&create).map(drop),
+        "CreateCustomKeyStore",
+    );
+    disconnect(&kms, &clock, &f.store_id);
+    let to = |cluster: &str| UpdateCustomKeyStoreRequest {
+        custom_key_store_id: f.store_id.clone(),
+        cloud_hsm_cluster_id: Some(cluster.to_owned()),
+        ..Default::default()
+    };
+    not_found(
+        kms.update_custom_key_store(&to(&west_id)).map(drop),
+        "UpdateCustomKeyStore",
+    );
+    let entry = describe_store(&kms, &f.store_id);
+    assert_eq!(entry.cloud_hsm_cluster_id, f.cluster.cluster_id);
+    kms.update_custom_key_store(&to(&restored_cluster(&kms, &f.cluster.cluster_id)))
+        .unwrap();
+}
+
 /// A request naming backup `id` in the configured Region.
 fn backup_named(id: &str) -> BackupIdRequest {
     BackupIdRequest {
