@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use kmscks::api::hsm::{CreateClusterRequest, CreateHsmRequest, UserRequest};
+use kmscks::api::hsm::{ClusterIdRequest, CreateClusterRequest, CreateHsmRequest, UserRequest};
 use kmscks::api::kms::{
     CreateCustomKeyStoreRequest, CreateKeyRequest, CustomKeyStoreIdRequest,
     DescribeCustomKeyStoresRequest,
@@ -34,10 +34,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         kms.create_hsm(&CreateHsmRequest {
             cluster_id: cluster_id.clone(),
             availability_zone: zone.clone(),
+            region: None,
         })?;
     }
     let trust_anchor = kms
-        .initialize_cluster_with_new_ca(&cluster_id)?
+        .initialize_cluster_with_new_ca(&ClusterIdRequest {
+            cluster_id: cluster_id.clone(),
+            region: None,
+        })?
         .trust_anchor
         .expect("kmscks made the CA");
     let kmsuser_password = "kmsuserPassw0rd";

@@ -903,8 +903,15 @@ fn fails(t: &[String], args: &[&str], exception: &str, operation: &str) -> Strin
     err
 }
 
-/// One HSM in each zone of the cluster's `SubnetMapping`; returns the zones.
+/// One HSM in each zone of the cluster's `SubnetMapping` (a cluster of the configured Region);
+/// returns the zones.
 fn hsm_in_each_zone(t: &[String], cluster: &Value) -> Vec<String> {
+    hsm_in_each_zone_with(t, cluster, &[])
+}
+
+/// [`hsm_in_each_zone`], each `create-hsm` given `flags` too (`--region R` for a cluster of
+/// Region R).
+fn hsm_in_each_zone_with(t: &[String], cluster: &Value, flags: &[&str]) -> Vec<String> {
     let id = cluster["ClusterId"].as_str().unwrap();
     let zones: Vec<String> = cluster["SubnetMapping"]
         .as_object()
@@ -913,17 +920,16 @@ fn hsm_in_each_zone(t: &[String], cluster: &Value) -> Vec<String> {
         .cloned()
         .collect();
     for zone in &zones {
-        ok(
-            t,
-            &[
-                "cloudhsm",
-                "create-hsm",
-                "--cluster-id",
-                id,
-                "--availability-zone",
-                zone,
-            ],
-        );
+        let mut args = vec![
+            "cloudhsm",
+            "create-hsm",
+            "--cluster-id",
+            id,
+            "--availability-zone",
+            zone,
+        ];
+        args.extend(flags);
+        ok(t, &args);
     }
     zones
 }
@@ -1096,7 +1102,22 @@ fn a_store_survives_losing_its_cluster_through_a_backup_copied_to_another_region
         ],
     );
     assert_eq!(described["Clusters"][0]["State"], "ACTIVE", "{described}");
-    let west_zones = hsm_in_each_zone(t, &west);
+    // Clusters are regional, as on AWS: the us-west-2 cluster is found only with --region.
+    let refusal = fails(
+        t,
+        &[
+            "cloudhsm",
+            "create-hsm",
+            "--cluster-id",
+            west["ClusterId"].as_str().unwrap(),
+            "--availability-zone",
+            "us-west-2a",
+        ],
+        "CloudHsmResourceNotFoundException",
+        "CreateHsm",
+    );
+    assert!(refusal.contains("us-east-1"), "{refusal}");
+    let west_zones = hsm_in_each_zone_with(t, &west, &["--region", "us-west-2"]);
     assert!(
         west_zones.iter().all(|z| z.starts_with("us-west-2")),
         "{west_zones:?}"

@@ -107,11 +107,12 @@ fn store_with_password(kms: &Kms, clock: &ManualClock, password: &str) -> (Strin
         kms.create_hsm(&CreateHsmRequest {
             cluster_id: cluster_id.clone(),
             availability_zone: zone.clone(),
+            region: None,
         })
         .unwrap();
     }
     let trust_anchor = kms
-        .initialize_cluster_with_new_ca(&cluster_id)
+        .initialize_cluster_with_new_ca(&cluster_named(&cluster_id))
         .unwrap()
         .trust_anchor
         .unwrap();
@@ -497,7 +498,8 @@ fn a_failed_call_is_recorded_with_its_error_and_not_journaled() {
     assert!(call(
         &kms,
         Request::DeleteCluster(kmscks::api::hsm::ClusterIdRequest {
-            cluster_id: "cluster-234567abcde".into()
+            cluster_id: "cluster-234567abcde".into(),
+            region: None,
         })
     )
     .is_err());

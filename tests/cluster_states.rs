@@ -50,6 +50,7 @@ fn hsm_in(kms: &Kms, cluster_id: &str, zone: &str) -> kmscks::Result<HsmResponse
     kms.create_hsm(&CreateHsmRequest {
         cluster_id: cluster_id.to_owned(),
         availability_zone: zone.to_owned(),
+        region: None,
     })
 }
 
@@ -94,6 +95,7 @@ fn a_cluster_passes_through_aws_states_on_the_clock_and_cluster_activate_makes_i
             cluster_id: id.clone(),
             signed_cert: ca.sign_csr(&csr).unwrap(),
             trust_anchor: ca.certificate_pem().into(),
+            region: None,
         })
         .unwrap();
     assert_eq!(init.state, ClusterState::InitializeInProgress);
@@ -138,12 +140,15 @@ fn a_cluster_passes_through_aws_states_on_the_clock_and_cluster_activate_makes_i
         .unwrap();
     }
     assert_eq!(
-        kms.delete_cluster(&id).unwrap().cluster.state,
+        kms.delete_cluster(&cluster_named(&id))
+            .unwrap()
+            .cluster
+            .state,
         ClusterState::DeleteInProgress
     );
     assert_eq!(state(&kms, &id), ClusterState::DeleteInProgress);
     assert_aws(
-        kms.delete_cluster(&id),
+        kms.delete_cluster(&cluster_named(&id)),
         ErrorKind::CloudHsmInvalidRequestException,
     );
     clock.pass(TRANSITION);
@@ -163,7 +168,9 @@ fn kmscks_one_step_initialize_cluster_still_makes_the_cluster_active_at_once() {
     let id = c.cluster_id.to_string();
     settles(&kms, &clock, &id, ClusterState::Uninitialized);
     hsm_in(&kms, &id, c.subnet_mapping.keys().next().unwrap()).unwrap();
-    let init = kms.initialize_cluster_with_new_ca(&id).unwrap();
+    let init = kms
+        .initialize_cluster_with_new_ca(&cluster_named(&id))
+        .unwrap();
     assert_eq!(init.state, ClusterState::Active);
     assert!(init.trust_anchor.is_some());
     assert_eq!(state(&kms, &id), ClusterState::Active);
@@ -260,7 +267,8 @@ fn active_cluster_of(kms: &Kms, hsm_type: &str) -> String {
     // Invariant: a cluster created without subnets has the Region's a and b zones.
     let zone = c.subnet_mapping.keys().next().unwrap();
     hsm_in(kms, &id, zone).unwrap();
-    kms.initialize_cluster_with_new_ca(&id).unwrap();
+    kms.initialize_cluster_with_new_ca(&cluster_named(&id))
+        .unwrap();
     id
 }
 
@@ -355,6 +363,7 @@ fn backups_past_the_retention_policy_become_pending_deletion_unless_they_never_e
             kind: "DAYS".into(),
             value: "7".into(),
         },
+        region: None,
     })
     .unwrap();
     let expiring = backups_of(&kms, &c.cluster_id).remove(0).backup_id;
@@ -395,6 +404,7 @@ fn delete_hsm_names_the_hsm_by_its_id_its_network_interface_or_its_ip_address_as
             hsm_id: hsm_id.to_owned(),
             eni_id: eni_id.map(str::to_owned),
             eni_ip: eni_ip.map(str::to_owned),
+            region: None,
         })
     };
     let by_ip = hsm_in(&kms, &c.cluster_id, zone).unwrap().hsm;

@@ -921,6 +921,7 @@ fn concurrent_calls_during_control_plane_churn_succeed_or_fail_cleanly() {
         kms.create_hsm(&kmscks::api::hsm::CreateHsmRequest {
             cluster_id: f.cluster.cluster_id.clone(),
             availability_zone: zone.clone(),
+            region: None,
         })
         .unwrap();
     }

@@ -126,6 +126,7 @@ fn getting_started_over_the_socket() {
             c.call(&Request::CreateHsm(CreateHsmRequest {
                 cluster_id: cluster_id.clone(),
                 availability_zone: zone.clone(),
+                region: None,
             })),
             Response::CreateHsm
         );
@@ -133,6 +134,7 @@ fn getting_started_over_the_socket() {
     let init = expect!(
         c.call(&Request::InitializeClusterWithNewCa(ClusterIdRequest {
             cluster_id: cluster_id.clone(),
+            region: None,
         })),
         Response::InitializeClusterWithNewCa
     );

@@ -146,6 +146,7 @@ fn an_hsm_of_a_cluster_restored_from_a_backup_records_reboot_counter_one() {
     kms.create_hsm(&CreateHsmRequest {
         cluster_id: restored.cluster_id.to_string(),
         availability_zone: zone,
+        region: None,
     })
     .unwrap();
     let streams = kms

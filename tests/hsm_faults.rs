@@ -167,7 +167,9 @@ fn cases() -> Vec<Case> {
                         })
                         .unwrap();
                 }
-                x.kms.delete_cluster(&x.c.cluster_id).unwrap();
+                x.kms
+                    .delete_cluster(&cluster_named(&x.c.cluster_id))
+                    .unwrap();
             },
             remedy: |x| {
                 // Rebuild from the final backup DeleteCluster took, then re-point the store.
@@ -194,6 +196,7 @@ fn cases() -> Vec<Case> {
                         .create_hsm(&CreateHsmRequest {
                             cluster_id: cluster.cluster_id.to_string(),
                             availability_zone: zone.clone(),
+                            region: None,
                         })
                         .unwrap();
                 }
@@ -246,6 +249,7 @@ fn cases() -> Vec<Case> {
                     .create_hsm(&CreateHsmRequest {
                         cluster_id: x.c.cluster_id.clone(),
                         availability_zone: x.c.zones[0].clone(),
+                        region: None,
                     })
                     .unwrap();
             },
@@ -688,13 +692,14 @@ fn cluster_lifecycle_errors() {
     );
     // InitializeCluster before there is a CSR (no HSM yet).
     assert_aws(
-        kms.initialize_cluster_with_new_ca(&cid),
+        kms.initialize_cluster_with_new_ca(&cluster_named(&cid)),
         ErrorKind::CloudHsmInvalidRequestException,
     );
     assert_aws(
         kms.create_hsm(&CreateHsmRequest {
             cluster_id: cid.clone(),
             availability_zone: "us-east-1c".into(),
+            region: None,
         }),
         ErrorKind::CloudHsmInvalidRequestException,
     );
@@ -702,6 +707,7 @@ fn cluster_lifecycle_errors() {
         kms.create_hsm(&CreateHsmRequest {
             cluster_id: "cluster-abcdefghijk".into(),
             availability_zone: "us-east-1a".into(),
+            region: None,
         }),
         ErrorKind::CloudHsmResourceNotFoundException,
     );
@@ -709,6 +715,7 @@ fn cluster_lifecycle_errors() {
         .create_hsm(&CreateHsmRequest {
             cluster_id: cid.clone(),
             availability_zone: "us-east-1a".into(),
+            region: None,
         })
         .unwrap()
         .hsm;
@@ -733,6 +740,7 @@ fn cluster_lifecycle_errors() {
             cluster_id: cid.clone(),
             signed_cert: signed.clone(),
             trust_anchor: ca2.certificate_pem().into(),
+            region: None,
         }),
         ErrorKind::CloudHsmInvalidRequestException,
     );
@@ -741,6 +749,7 @@ fn cluster_lifecycle_errors() {
             cluster_id: cid.clone(),
             signed_cert: signed.clone(),
             trust_anchor: ca1.certificate_pem().into(),
+            region: None,
         })
         .unwrap();
     // As on AWS: INITIALIZE_IN_PROGRESS, then INITIALIZED until `cluster activate`.
@@ -757,6 +766,7 @@ fn cluster_lifecycle_errors() {
             cluster_id: cid.clone(),
             signed_cert: signed,
             trust_anchor: ca1.certificate_pem().into(),
+            region: None,
         }),
         ErrorKind::CloudHsmInvalidRequestException,
     );
@@ -794,7 +804,7 @@ fn cluster_lifecycle_errors() {
 
     // DeleteCluster needs every HSM gone.
     assert_aws(
-        kms.delete_cluster(&cid),
+        kms.delete_cluster(&cluster_named(&cid)),
         ErrorKind::CloudHsmInvalidRequestException,
     );
     kms.delete_hsm(&DeleteHsmRequest {
@@ -804,15 +814,18 @@ fn cluster_lifecycle_errors() {
     })
     .unwrap();
     assert_eq!(
-        kms.delete_cluster(&cid).unwrap().cluster.state,
+        kms.delete_cluster(&cluster_named(&cid))
+            .unwrap()
+            .cluster
+            .state,
         ClusterState::DeleteInProgress
     );
     assert_aws(
-        kms.delete_cluster(&cid),
+        kms.delete_cluster(&cluster_named(&cid)),
         ErrorKind::CloudHsmResourceNotFoundException,
     );
     // An uninitialised cluster can be deleted without a backup.
-    kms.delete_cluster(uninit.as_str()).unwrap();
+    kms.delete_cluster(&cluster_named(uninit.as_str())).unwrap();
 }
 
 #[test]
@@ -1297,6 +1310,191 @@ fn a_backup_is_found_only_in_its_own_region() {
     assert_eq!(back.backup_state, BackupState::Ready);
 }
 
+/// Clusters are regional, as on AWS (where the endpoint's Region is the only one searched):
+/// every cloudhsmv2 verb naming a cluster (CreateHsm, DeleteHsm, InitializeCluster in both
+/// forms, ModifyCluster, TagResource, UntagResource, ListTags, DeleteCluster) finds it in the
+/// request's Region, else the configured one, and nowhere else. The CloudHSM CLI's verbs find
+/// a cluster by its id alone.
+#[test]
+fn a_cluster_is_found_only_in_its_own_region() {
+    let (kms, _clock) = kms();
+    let west = || Some("us-west-2".to_owned());
+    let c = kms
+        .create_cluster(&CreateClusterRequest {
+            region: west(),
+            ..Default::default()
+        })
+        .unwrap()
+        .cluster;
+    let id = c.cluster_id.to_string();
+    let zones: Vec<String> = c.subnet_mapping.keys().cloned().collect();
+    assert_eq!(zones, ["us-west-2a", "us-west-2b"]);
+    let not_here = |r: kmscks::Result<()>, verb: &str| {
+        let e = assert_aws(r, ErrorKind::CloudHsmResourceNotFoundException);
+        assert!(
+            e.message().contains(&id) && e.message().contains("us-east-1"),
+            "{verb}: {e}"
+        );
+    };
+    let create_hsm = |zone: &str, region| {
+        kms.create_hsm(&CreateHsmRequest {
+            cluster_id: id.clone(),
+            availability_zone: zone.to_owned(),
+            region,
+        })
+    };
+    let in_region = |region| ClusterIdRequest {
+        cluster_id: id.clone(),
+        region,
+    };
+    let retention = |region| ModifyClusterRequest {
+        cluster_id: id.clone(),
+        backup_retention_policy: BackupRetentionPolicy {
+            kind: "DAYS".into(),
+            value: "30".into(),
+        },
+        region,
+    };
+    let tag = || {
+        vec![HsmTag {
+            key: "k".into(),
+            value: "v".into(),
+        }]
+    };
+
+    // Named from the configured Region (us-east-1), the us-west-2 cluster does not exist.
+    not_here(create_hsm(&zones[0], None).map(drop), "CreateHsm");
+    not_here(
+        kms.initialize_cluster_with_new_ca(&in_region(None))
+            .map(drop),
+        "InitializeCluster (kmscks's CA)",
+    );
+    let hsm = create_hsm(&zones[0], west()).unwrap().hsm.hsm_id;
+    create_hsm(&zones[1], west()).unwrap();
+    not_here(
+        kms.initialize_cluster(&InitializeClusterRequest {
+            cluster_id: id.clone(),
+            signed_cert: "-----BEGIN CERTIFICATE-----".into(),
+            trust_anchor: "-----BEGIN CERTIFICATE-----".into(),
+            region: None,
+        })
+        .map(drop),
+        "InitializeCluster",
+    );
+    let trust_anchor = kms
+        .initialize_cluster_with_new_ca(&in_region(west()))
+        .unwrap()
+        .trust_anchor;
+    assert!(trust_anchor.is_some());
+    not_here(
+        kms.modify_cluster(&retention(None)).map(drop),
+        "ModifyCluster",
+    );
+    not_here(
+        kms.tag_hsm_resource(&TagHsmResourceRequest {
+            resource_id: id.clone(),
+            tag_list: tag(),
+            region: None,
+        }),
+        "TagResource",
+    );
+    not_here(
+        kms.untag_hsm_resource(&UntagHsmResourceRequest {
+            resource_id: id.clone(),
+            tag_key_list: vec!["k".into()],
+            region: None,
+        }),
+        "UntagResource",
+    );
+    not_here(
+        kms.list_hsm_tags(&ListHsmTagsRequest {
+            resource_id: id.clone(),
+            ..Default::default()
+        })
+        .map(drop),
+        "ListTags",
+    );
+    let delete_hsm = |hsm_id: &HsmId, region| {
+        kms.delete_hsm(&DeleteHsmRequest {
+            cluster_id: id.clone(),
+            hsm_id: hsm_id.to_string(),
+            region,
+            ..Default::default()
+        })
+    };
+    not_here(delete_hsm(&hsm, None).map(drop), "DeleteHsm");
+    not_here(
+        kms.delete_cluster(&in_region(None)).map(drop),
+        "DeleteCluster",
+    );
+    // A Region named explicitly is the one searched, and named in the refusal.
+    let e = assert_aws(
+        kms.delete_cluster(&in_region(Some("eu-west-1".into()))),
+        ErrorKind::CloudHsmResourceNotFoundException,
+    );
+    assert!(e.message().contains("eu-west-1"), "{e}");
+    // The other way round: a cluster of the configured Region is not in us-west-2.
+    let home = kms
+        .create_cluster(&CreateClusterRequest::default())
+        .unwrap()
+        .cluster;
+    assert_aws(
+        kms.create_hsm(&CreateHsmRequest {
+            cluster_id: home.cluster_id.to_string(),
+            availability_zone: "us-east-1a".into(),
+            region: west(),
+        }),
+        ErrorKind::CloudHsmResourceNotFoundException,
+    );
+    // The CloudHSM CLI talks to the cluster's HSMs, not to a Region's endpoint.
+    assert!(kms.list_key_objects(&id).unwrap().is_empty());
+
+    // Named in its Region, every verb finds it.
+    let policy = kms.modify_cluster(&retention(west())).unwrap().cluster;
+    assert_eq!(policy.backup_retention_policy.value, "30");
+    kms.tag_hsm_resource(&TagHsmResourceRequest {
+        resource_id: id.clone(),
+        tag_list: tag(),
+        region: west(),
+    })
+    .unwrap();
+    let tags = kms
+        .list_hsm_tags(&ListHsmTagsRequest {
+            resource_id: id.clone(),
+            region: west(),
+            ..Default::default()
+        })
+        .unwrap()
+        .tag_list;
+    assert_eq!(tags, tag());
+    kms.untag_hsm_resource(&UntagHsmResourceRequest {
+        resource_id: id.clone(),
+        tag_key_list: vec!["k".into()],
+        region: west(),
+    })
+    .unwrap();
+    for hsm in west_hsm_ids(&kms, &id) {
+        assert_eq!(delete_hsm(&hsm, west()).unwrap().hsm_id, hsm);
+    }
+    let deleted = kms.delete_cluster(&in_region(west())).unwrap().cluster;
+    assert_eq!(deleted.state, ClusterState::DeleteInProgress);
+    assert!(deleted.tag_list.is_empty(), "{deleted:?}");
+}
+
+/// The HSMs of cluster `id` in us-west-2.
+fn west_hsm_ids(kms: &Kms, id: &str) -> Vec<HsmId> {
+    let mut req = DescribeClustersRequest {
+        region: Some("us-west-2".into()),
+        ..Default::default()
+    };
+    req.filters.insert("clusterIds".into(), vec![id.to_owned()]);
+    kms.describe_clusters(&req).unwrap().clusters[0]
+        .hsms
+        .iter()
+        .map(|h| h.hsm_id.clone())
+        .collect()
+}
+
 /// CopyBackupToRegion as AWS documents it: without a TagList the copy takes the source's tags
 /// (with one, exactly the tags given); the response's DestinationBackup.CreateTimestamp is when
 /// the source backup was created, and so is the copy's CreateTimestamp in its Region, where
@@ -1397,6 +1595,7 @@ fn a_rebuild_reusing_a_deleted_or_full_subnet_fails_as_the_old_cluster_and_new_s
         kms.create_hsm(&CreateHsmRequest {
             cluster_id: cluster_id.to_owned(),
             availability_zone: zone.to_owned(),
+            region: None,
         })
     };
 
@@ -1602,6 +1801,7 @@ fn cluster_signed_by(kms: &Kms, ca: &CertificateAuthority) -> String {
         kms.create_hsm(&CreateHsmRequest {
             cluster_id: id.clone(),
             availability_zone: zone.clone(),
+            region: None,
         })
         .unwrap();
     }
@@ -1613,6 +1813,7 @@ fn cluster_signed_by(kms: &Kms, ca: &CertificateAuthority) -> String {
         cluster_id: id.clone(),
         signed_cert: ca.sign_csr(&csr).unwrap(),
         trust_anchor: ca.certificate_pem().into(),
+        region: None,
     })
     .unwrap();
     activate(kms, &id);
@@ -1651,7 +1852,7 @@ fn relatedness_is_the_cluster_certificate_even_after_the_original_cluster_is_gon
         })
         .unwrap();
     }
-    kms.delete_cluster(&original).unwrap();
+    kms.delete_cluster(&cluster_named(&original)).unwrap();
 
     let to = |cluster: &str| UpdateCustomKeyStoreRequest {
         custom_key_store_id: store_id.clone(),
@@ -1677,6 +1878,74 @@ fn relatedness_is_the_cluster_certificate_even_after_the_original_cluster_is_gon
         kms.create_custom_key_store(&req),
         ErrorKind::CloudHsmClusterInUseException,
     );
+}
+
+/// A custom key store's cluster must be in the KMS's Region (spec §3.1): CreateCustomKeyStore
+/// and UpdateCustomKeyStore naming a cluster of another Region answer as for a cluster that
+/// does not exist, CloudHsmClusterNotFoundException, before any other check (here the cluster,
+/// restored from a copy of the store's backup, would otherwise be in use by the store, and
+/// related to it). The same restore in the KMS's Region is taken.
+#[test]
+fn a_key_store_refuses_a_cluster_of_another_region_as_not_found() {
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "S");
+    let backup = kms.create_backup(&f.cluster.cluster_id).unwrap().backup_id;
+    kms.copy_backup_to_region(&CopyBackupToRegionRequest {
+        backup_id: backup.to_string(),
+        destination_region: "us-west-2".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut copies = DescribeBackupsRequest {
+        region: Some("us-west-2".into()),
+        ..Default::default()
+    };
+    copies
+        .filters
+        .insert("sourceBackupIds".into(), vec![backup.to_string()]);
+    let copy = kms.describe_backups(&copies).unwrap().backups.remove(0);
+    let west = kms
+        .create_cluster(&CreateClusterRequest {
+            source_backup_id: Some(copy.backup_id),
+            region: Some("us-west-2".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .cluster;
+    let west_id = west.cluster_id.to_string();
+    for zone in west.subnet_mapping.keys() {
+        kms.create_hsm(&CreateHsmRequest {
+            cluster_id: west_id.clone(),
+            availability_zone: zone.clone(),
+            region: Some("us-west-2".into()),
+        })
+        .unwrap();
+    }
+    let not_found = |r: kmscks::Result<()>, op: &str| {
+        let e = assert_aws(r, ErrorKind::CloudHsmClusterNotFoundException);
+        assert!(e.message().contains(&west_id), "{op}: {e}");
+    };
+
+    let mut create = store_request(&f.cluster, "T");
+    create.cloud_hsm_cluster_id = Some(west_id.clone());
+    not_found(
+        kms.create_custom_key_store(&create).map(drop),
+        "CreateCustomKeyStore",
+    );
+    disconnect(&kms, &clock, &f.store_id);
+    let to = |cluster: &str| UpdateCustomKeyStoreRequest {
+        custom_key_store_id: f.store_id.clone(),
+        cloud_hsm_cluster_id: Some(cluster.to_owned()),
+        ..Default::default()
+    };
+    not_found(
+        kms.update_custom_key_store(&to(&west_id)).map(drop),
+        "UpdateCustomKeyStore",
+    );
+    let entry = describe_store(&kms, &f.store_id);
+    assert_eq!(entry.cloud_hsm_cluster_id, f.cluster.cluster_id);
+    kms.update_custom_key_store(&to(&restored_cluster(&kms, &f.cluster.cluster_id)))
+        .unwrap();
 }
 
 /// A request naming backup `id` in the configured Region.

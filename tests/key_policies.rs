@@ -555,7 +555,10 @@ fn account_level_operations_are_refused_to_other_principals() {
             user.inject_fault(&cluster_id, &Fault::NetworkDown)
                 .map(drop),
         ),
-        ("DeleteCluster", user.delete_cluster(&cluster_id).map(drop)),
+        (
+            "DeleteCluster",
+            user.delete_cluster(&cluster_named(&cluster_id)).map(drop),
+        ),
         ("LookupEvents", user.kms_events().map(drop)),
     ];
     for (op, res) in attempts {

@@ -174,6 +174,7 @@ fn create_refuses_unknown_used_inactive_and_misconfigured_clusters() {
         kms.create_hsm(&CreateHsmRequest {
             cluster_id: raw.cluster_id.to_string(),
             availability_zone: zone.clone(),
+            region: None,
         })
         .unwrap();
     }
@@ -210,6 +211,7 @@ fn create_refuses_unknown_used_inactive_and_misconfigured_clusters() {
     kms.create_hsm(&CreateHsmRequest {
         cluster_id: one.cluster_id.clone(),
         availability_zone: one.zones[0].clone(),
+        region: None,
     })
     .unwrap();
     assert_eq!(hsm_ids(&kms, &one.cluster_id).len(), 2);
@@ -252,7 +254,7 @@ fn a_cluster_restored_from_a_deleted_store_cluster_is_still_in_use() {
         })
         .unwrap();
     }
-    kms.delete_cluster(&c.cluster_id).unwrap();
+    kms.delete_cluster(&cluster_named(&c.cluster_id)).unwrap();
     // Rebuilt from the final backup (the latest: CloudHSM also backs up a cluster when it is
     // activated and when an HSM is removed): it shares backup history with the cluster behind
     // "A".
@@ -276,6 +278,7 @@ fn a_cluster_restored_from_a_deleted_store_cluster_is_still_in_use() {
         kms.create_hsm(&CreateHsmRequest {
             cluster_id: rebuilt.cluster_id.to_string(),
             availability_zone: zone.clone(),
+            region: None,
         })
         .unwrap();
     }

@@ -273,6 +273,7 @@ fn create_key_needs_active_hsms_in_two_zones_not_just_two_hsms() {
     kms.create_hsm(&CreateHsmRequest {
         cluster_id: f.cluster.cluster_id.clone(),
         availability_zone: first_zone.clone(),
+        region: None,
     })
     .unwrap();
     create_key(&kms, Some(&f.store_id));

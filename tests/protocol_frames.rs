@@ -372,7 +372,7 @@ fn documented_encrypt_example_is_what_the_codec_writes() {
     });
     encode_request(&mut buf, 7, &req);
     let mut want = vec![
-        0x4b, 0x4d, 0x53, 0x43, 5, 0, 0x3c, 0, 7, 0, 0, 0, 0, 0, 0, 0,
+        0x4b, 0x4d, 0x53, 0x43, 6, 0, 0x3c, 0, 7, 0, 0, 0, 0, 0, 0, 0,
     ];
     want.extend_from_slice(&[0, 0, 0, 0, 0x15, 0, 0, 0]);
     want.push(10);

@@ -200,6 +200,10 @@ pub struct CreateHsmRequest {
     pub cluster_id: String,
     /// Zone, one of the cluster's subnets' zones.
     pub availability_zone: String,
+    /// The cluster's Region, as `aws --region` (default: the configured Region): a cluster is
+    /// found only in its own Region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// CreateHsm response.
@@ -226,6 +230,10 @@ pub struct DeleteHsmRequest {
     /// The IP address of the HSM's network interface.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eni_ip: Option<String>,
+    /// The cluster's Region, as `aws --region` (default: the configured Region): a cluster is
+    /// found only in its own Region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// DeleteHsm response.
@@ -246,6 +254,10 @@ pub struct InitializeClusterRequest {
     pub signed_cert: String,
     /// The CA's certificate (PEM).
     pub trust_anchor: String,
+    /// The cluster's Region, as `aws --region` (default: the configured Region): a cluster is
+    /// found only in its own Region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// InitializeCluster response.
@@ -505,7 +517,7 @@ pub struct ListFaultsResponse {
 }
 
 /// A request naming one cluster (DeleteCluster, the CA-making InitializeCluster, CreateBackup,
-/// `user list`, `key list`).
+/// `user list`, `key list`, `fault list`).
 #[derive(
     Clone, Debug, Default, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
 )]
@@ -513,6 +525,12 @@ pub struct ListFaultsResponse {
 pub struct ClusterIdRequest {
     /// The cluster.
     pub cluster_id: String,
+    /// The cluster's Region, as `aws --region` (default: the configured Region): for the
+    /// cloudhsmv2 verbs (DeleteCluster, InitializeCluster) a cluster is found only in its own
+    /// Region. The others taking this request (kmscks's CreateBackup and `fault list`, the
+    /// CloudHSM CLI's `user list` and `key list`) find it by its id alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// A request naming one backup (DeleteBackup, RestoreBackup).
@@ -659,7 +677,8 @@ pub struct TagHsmResourceRequest {
     pub resource_id: String,
     /// Tags to add (a key given again takes the new value).
     pub tag_list: Vec<HsmTag>,
-    /// For a backup: its Region, as `aws --region` (default: the configured Region).
+    /// The cluster's or backup's Region, as `aws --region` (default: the configured Region):
+    /// either is found only in its own Region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
 }
@@ -672,7 +691,8 @@ pub struct UntagHsmResourceRequest {
     pub resource_id: String,
     /// Keys of the tags to remove.
     pub tag_key_list: Vec<String>,
-    /// For a backup: its Region, as `aws --region` (default: the configured Region).
+    /// The cluster's or backup's Region, as `aws --region` (default: the configured Region):
+    /// either is found only in its own Region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
 }
@@ -687,7 +707,8 @@ pub struct ListHsmTagsRequest {
     pub max_results: Option<u32>,
     /// The previous page's `NextToken`.
     pub next_token: Option<String>,
-    /// For a backup: its Region, as `aws --region` (default: the configured Region).
+    /// The cluster's or backup's Region, as `aws --region` (default: the configured Region):
+    /// either is found only in its own Region.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
 }
@@ -711,6 +732,10 @@ pub struct ModifyClusterRequest {
     pub cluster_id: String,
     /// The new policy: `Type` `DAYS`, `Value` 7 to 379.
     pub backup_retention_policy: BackupRetentionPolicy,
+    /// The cluster's Region, as `aws --region` (default: the configured Region): a cluster is
+    /// found only in its own Region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// ModifyBackupAttributes (cloudhsmv2): whether the backup is exempt from the retention policy.

@@ -1,5 +1,7 @@
 //! The cluster side of the C API: a simulated CloudHSM cluster, its HSMs, its initialization
-//! and its crypto users — the steps before a custom key store can be created on it.
+//! and its crypto users — the steps before a custom key store can be created on it. Every call
+//! works in the configured Region (its request names none): the C functions' arguments are a
+//! fixed contract.
 
 use std::ffi::c_char;
 
@@ -60,6 +62,7 @@ pub unsafe extern "C" fn kmscks_create_hsm(
         let request = Request::CreateHsm(CreateHsmRequest {
             cluster_id: cluster_id.to_owned(),
             availability_zone: zone.to_owned(),
+            region: None,
         });
         let r = expect_response!(c.call(&request)?, CreateHsm)?;
         let id = c_string(r.hsm.hsm_id.as_str())?;
@@ -176,6 +179,7 @@ pub unsafe extern "C" fn kmscks_initialize_cluster(
             None => {
                 let request = Request::InitializeClusterWithNewCa(ClusterIdRequest {
                     cluster_id: cluster_id.to_owned(),
+                    region: None,
                 });
                 let r = expect_response!(c.call(&request)?, InitializeClusterWithNewCa)?;
                 r.trust_anchor.ok_or_else(|| {
@@ -188,6 +192,7 @@ pub unsafe extern "C" fn kmscks_initialize_cluster(
                     cluster_id: cluster_id.to_owned(),
                     signed_cert: signed_cert.to_owned(),
                     trust_anchor: trust_anchor.to_owned(),
+                    region: None,
                 });
                 expect_response!(c.call(&request)?, InitializeCluster)?;
                 trust_anchor.to_owned()

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::api::hsm::{CreateClusterRequest, CreateHsmRequest, UserRequest};
+use crate::api::hsm::{ClusterIdRequest, CreateClusterRequest, CreateHsmRequest, UserRequest};
 use crate::api::kms::{
     AliasRequest, CreateCustomKeyStoreRequest, CreateKeyRequest, CustomKeyStoreIdRequest,
 };
@@ -145,10 +145,14 @@ pub fn connected_store(kms: &Kms) -> Result<ConnectedStore> {
         kms.create_hsm(&CreateHsmRequest {
             cluster_id: cluster_id.clone(),
             availability_zone: zone.clone(),
+            region: None,
         })?;
     }
     let trust_anchor = kms
-        .initialize_cluster_with_new_ca(&cluster_id)?
+        .initialize_cluster_with_new_ca(&ClusterIdRequest {
+            cluster_id: cluster_id.clone(),
+            region: None,
+        })?
         .trust_anchor
         .ok_or_else(|| {
             err!(

@@ -7,6 +7,9 @@
 //!
 //! A cluster's life from creation to activation is one subject; HSMs inside it, users, and key
 //! objects are the sibling modules'.
+//!
+//! Clusters are regional, as on AWS: a cloudhsmv2 verb naming one (`cluster_in`) finds it only
+//! in the request's Region, else the configured one.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -48,7 +51,9 @@ impl KmsErrorExt {
     }
 }
 
-/// The cluster `id`, or CloudHsmResourceNotFoundException.
+/// The cluster `id` in any Region, or CloudHsmResourceNotFoundException: what the CloudHSM
+/// CLI's verbs and kmscks's extras find (they name a cluster by its id alone; the cloudhsmv2
+/// verbs use [`cluster_in`]).
 pub(super) fn cluster<'s>(state: &'s CloudHsmState, id: &str) -> Result<&'s Cluster> {
     let cid = parse_cluster_id(id)?;
     state.clusters.get(&cid).ok_or_else(|| {
@@ -57,6 +62,27 @@ pub(super) fn cluster<'s>(state: &'s CloudHsmState, id: &str) -> Result<&'s Clus
             "The cluster {id} does not exist."
         )
     })
+}
+
+/// The cluster `id` in `region`, or CloudHsmResourceNotFoundException naming both: what every
+/// cloudhsmv2 verb naming a cluster finds (AWS's endpoint searches its own Region only; the
+/// request's `Region` is that endpoint's, else the configured one).
+pub(super) fn cluster_in<'s>(
+    state: &'s CloudHsmState,
+    region: &str,
+    id: &str,
+) -> Result<&'s Cluster> {
+    let cid = parse_cluster_id(id)?;
+    state
+        .clusters
+        .get(&cid)
+        .filter(|c| c.region == region)
+        .ok_or_else(|| {
+            err!(
+                CloudHsmResourceNotFoundException,
+                "The cluster {id} does not exist in {region}."
+            )
+        })
 }
 
 /// The cluster `id`, which must be ACTIVE with an active HSM.
@@ -536,8 +562,9 @@ pub(super) fn tag_map(list: &[HsmTag]) -> Result<BTreeMap<String, String>> {
 
 /// DeleteCluster: only once every HSM is deleted. As on AWS, a final backup is taken of an
 /// initialised cluster; the cluster is DELETE_IN_PROGRESS, then gone.
-pub fn delete_cluster(tx: &mut HsmTx<'_>, cluster_id: &str) -> Result<ClusterDescription> {
-    let c = cluster(tx.state, cluster_id)?.clone();
+pub fn delete_cluster(tx: &mut HsmTx<'_>, req: &ClusterIdRequest) -> Result<ClusterDescription> {
+    let region = tx.scope.region_or(req.region.as_deref());
+    let c = cluster_in(tx.state, region, &req.cluster_id)?.clone();
     if matches!(
         c.state,
         ClusterState::CreateInProgress
@@ -579,7 +606,8 @@ fn pending_csr(c: &Cluster) -> Result<String> {
 /// `TrustAnchor`; both are kept, and the admin user is created with a password nobody knows
 /// (`cluster activate` sets it). Returns the cluster with its certificates.
 fn initialize(tx: &mut HsmTx<'_>, req: &InitializeClusterRequest) -> Result<Cluster> {
-    let mut c = cluster(tx.state, &req.cluster_id)?.clone();
+    let region = tx.scope.region_or(req.region.as_deref());
+    let mut c = cluster_in(tx.state, region, &req.cluster_id)?.clone();
     if c.state != ClusterState::Uninitialized {
         return Err(wrong_state("InitializeCluster", &c, "UNINITIALIZED"));
     }
@@ -639,9 +667,10 @@ pub fn initialize_cluster(
 /// activates the cluster (ACTIVE at once), and returns the CA certificate as `TrustAnchor`.
 pub fn initialize_cluster_with_new_ca(
     tx: &mut HsmTx<'_>,
-    cluster_id: &str,
+    req: &ClusterIdRequest,
 ) -> Result<InitializeClusterResponse> {
-    let c = cluster(tx.state, cluster_id)?;
+    let region = tx.scope.region_or(req.region.as_deref());
+    let c = cluster_in(tx.state, region, &req.cluster_id)?;
     if c.state != ClusterState::Uninitialized {
         return Err(wrong_state("InitializeCluster", c, "UNINITIALIZED"));
     }
@@ -652,9 +681,10 @@ pub fn initialize_cluster_with_new_ca(
         .sign_csr(&csr)
         .map_err(|e| err!(CloudHsmInternalFailureException, "{e}"))?;
     let req = InitializeClusterRequest {
-        cluster_id: cluster_id.to_owned(),
+        cluster_id: req.cluster_id.clone(),
         signed_cert: signed,
         trust_anchor: ca.certificate_pem().to_owned(),
+        region: req.region.clone(),
     };
     let mut c = initialize(tx, &req)?;
     c.state = ClusterState::Active;
@@ -700,7 +730,8 @@ pub fn activate_cluster(
 
 /// ModifyCluster: the cluster's backup retention policy (`DAYS`, 7 to 379).
 pub fn modify_cluster(tx: &mut HsmTx<'_>, req: &ModifyClusterRequest) -> Result<ClusterDescription> {
-    let mut c = cluster(tx.state, &req.cluster_id)?.clone();
+    let region = tx.scope.region_or(req.region.as_deref());
+    let mut c = cluster_in(tx.state, region, &req.cluster_id)?.clone();
     let policy = &req.backup_retention_policy;
     let (lo, hi) = limits::BACKUP_RETENTION_DAYS;
     let days = policy
@@ -820,6 +851,28 @@ mod tests {
     /// `state` with `c` recorded in it, as a committed CreateCluster leaves it.
     fn recorded(state: &mut CloudHsmState, c: Cluster) {
         state.apply(HsmChange::PutCluster(Box::new(c)));
+    }
+
+    #[test]
+    fn a_cluster_is_found_only_in_its_own_region_and_a_miss_names_the_region_searched() {
+        let mut state = CloudHsmState::default();
+        let west = created(
+            &state,
+            &CreateClusterRequest {
+                region: Some("us-west-2".into()),
+                ..CreateClusterRequest::default()
+            },
+        )
+        .unwrap();
+        let id = west.id.to_string();
+        recorded(&mut state, west);
+        assert_eq!(cluster_in(&state, "us-west-2", &id).unwrap().id.as_str(), id);
+        let e = cluster_in(&state, "us-east-1", &id).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::CloudHsmResourceNotFoundException);
+        assert!(e.message().contains(&id) && e.message().contains("us-east-1"), "{e}");
+        // A malformed id is still the validation error, whatever the Region.
+        let e = cluster_in(&state, "us-west-2", "cluster-!").unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::CloudHsmInvalidRequestException);
     }
 
     #[test]

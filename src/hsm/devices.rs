@@ -3,7 +3,7 @@
 
 use super::audit::{opcode, record};
 use super::backup::take_backup;
-use super::cluster::{cluster, describe_hsm};
+use super::cluster::{cluster_in, describe_hsm};
 use super::{HsmChange, HsmTx};
 use crate::api::hsm::*;
 use crate::err;
@@ -19,7 +19,8 @@ pub(super) const SUBNET_ADDRESSES: u32 = 250;
 /// CreateHsm in one of the cluster's zones. The first HSM of an uninitialised cluster makes the
 /// cluster's key and CSR; a later HSM receives the cluster's users and key objects.
 pub fn create_hsm(tx: &mut HsmTx<'_>, req: &CreateHsmRequest) -> Result<HsmDescription> {
-    let mut c = cluster(tx.state, &req.cluster_id)?.clone();
+    let region = tx.scope.region_or(req.region.as_deref());
+    let mut c = cluster_in(tx.state, region, &req.cluster_id)?.clone();
     if !matches!(
         c.state,
         ClusterState::Uninitialized | ClusterState::Initialized | ClusterState::Active
@@ -158,7 +159,8 @@ fn identity_aad(cluster: &ClusterId) -> Vec<u8> {
 
 /// DeleteHsm.
 pub fn delete_hsm(tx: &mut HsmTx<'_>, req: &DeleteHsmRequest) -> Result<DeleteHsmResponse> {
-    let mut c = cluster(tx.state, &req.cluster_id)?.clone();
+    let region = tx.scope.region_or(req.region.as_deref());
+    let mut c = cluster_in(tx.state, region, &req.cluster_id)?.clone();
     let hsm_id = named_hsm(&c, req)?;
     let hsm = c.hsms.remove(&hsm_id).expect("presence checked above");
     if let Some(s) = c.subnets.get_mut(&hsm.availability_zone) {

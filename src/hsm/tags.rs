@@ -1,12 +1,12 @@
 //! Tags on CloudHSM resources, as cloudhsmv2 has them: TagResource, UntagResource and ListTags
-//! on a cluster (`cluster-…`) or a backup (`backup-…`), `ResourceId` naming either. A backup is
+//! on a cluster (`cluster-…`) or a backup (`backup-…`), `ResourceId` naming either. Either is
 //! found only in its own Region (the request's `Region`, else the configured one), as every
-//! backup verb finds it.
+//! cluster or backup verb finds it.
 
 use std::collections::BTreeMap;
 
 use super::backup::backup;
-use super::cluster::{cluster, tag_list, tag_map};
+use super::cluster::{cluster_in, tag_list, tag_map};
 use super::paging::page;
 use super::{CloudHsmState, HsmChange, HsmTx};
 use crate::api::hsm::*;
@@ -14,7 +14,7 @@ use crate::err;
 use crate::error::Result;
 use crate::types::*;
 
-/// The tags of the resource `id` (a cluster, or a backup in `region`).
+/// The tags of the resource `id` (a cluster or a backup in `region`).
 fn tags_of<'s>(
     state: &'s CloudHsmState,
     now: Timestamp,
@@ -24,7 +24,7 @@ fn tags_of<'s>(
     if id.starts_with("backup-") {
         Ok(&backup(state, now, region, id)?.tags)
     } else if id.starts_with("cluster-") {
-        Ok(&cluster(state, id)?.tags)
+        Ok(&cluster_in(state, region, id)?.tags)
     } else {
         Err(err!(
             CloudHsmInvalidRequestException,
@@ -33,7 +33,7 @@ fn tags_of<'s>(
     }
 }
 
-/// Records `tags` as the resource `id`'s (a backup in `region`).
+/// Records `tags` as the resource `id`'s (a cluster or a backup in `region`).
 fn put_tags(
     tx: &mut HsmTx<'_>,
     region: &str,
@@ -45,7 +45,7 @@ fn put_tags(
         b.tags = tags;
         tx.push(HsmChange::PutBackup(Box::new(b)));
     } else {
-        let mut c = cluster(tx.state, id)?.clone();
+        let mut c = cluster_in(tx.state, region, id)?.clone();
         c.tags = tags;
         tx.push(HsmChange::PutCluster(Box::new(c)));
     }

@@ -7,7 +7,7 @@ use crate::error::{ErrorKind, KmsError};
 /// The first four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"KMSC";
 /// The protocol version this build speaks (header byte 4).
-pub const VERSION: u8 = 5;
+pub const VERSION: u8 = 6;
 /// Length of the fixed header in bytes.
 pub const HEADER_LEN: usize = 24;
 /// Where the header's last member, `body_len`, starts.

@@ -83,9 +83,8 @@ impl Kms {
 
     /// DeleteCluster: the answer is DELETE_IN_PROGRESS; the cluster is gone after
     /// [`crate::KmsConfig::cluster_transition`].
-    pub fn delete_cluster(&self, cluster_id: &str) -> Result<ClusterResponse> {
-        let cluster =
-            self.cluster_admin(Op::DeleteCluster, |tx| hsm::delete_cluster(tx, cluster_id))?;
+    pub fn delete_cluster(&self, req: &ClusterIdRequest) -> Result<ClusterResponse> {
+        let cluster = self.cluster_admin(Op::DeleteCluster, |tx| hsm::delete_cluster(tx, req))?;
         self.settle_later(&cluster.cluster_id);
         Ok(ClusterResponse { cluster })
     }
@@ -121,10 +120,10 @@ impl Kms {
     /// certificate as `TrustAnchor` (what tests and bootstrap use).
     pub fn initialize_cluster_with_new_ca(
         &self,
-        cluster_id: &str,
+        req: &ClusterIdRequest,
     ) -> Result<InitializeClusterResponse> {
         self.cluster_admin(Op::InitializeClusterWithNewCa, |tx| {
-            hsm::initialize_cluster_with_new_ca(tx, cluster_id)
+            hsm::initialize_cluster_with_new_ca(tx, req)
         })
     }
 

@@ -222,7 +222,7 @@ macro_rules! perform {
         $k.describe_clusters($r)
     };
     (DeleteCluster, $k:ident, $r:ident) => {
-        $k.delete_cluster(&$r.cluster_id)
+        $k.delete_cluster($r)
     };
     (CreateHsm, $k:ident, $r:ident) => {
         $k.create_hsm($r)
@@ -234,7 +234,7 @@ macro_rules! perform {
         $k.initialize_cluster($r)
     };
     (InitializeClusterWithNewCa, $k:ident, $r:ident) => {
-        $k.initialize_cluster_with_new_ca(&$r.cluster_id)
+        $k.initialize_cluster_with_new_ca($r)
     };
     (ActivateCluster, $k:ident, $r:ident) => {
         $k.activate_cluster($r)

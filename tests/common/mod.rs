@@ -4,13 +4,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kmscks::api::hsm::{CreateClusterRequest, CreateHsmRequest, UserRequest};
+use kmscks::api::hsm::{ClusterIdRequest, CreateClusterRequest, CreateHsmRequest, UserRequest};
 use kmscks::api::kms::*;
 use kmscks::secret::Password;
 use kmscks::types::{
     ConnectionState, HsmUserRole, KeySpec, KeyUsage, ManualClock, Origin, SystemClock,
 };
 use kmscks::{ErrorKind, Kms, KmsConfig, KmsError};
+
+/// A request naming cluster `id` in the configured Region.
+pub(crate) fn cluster_named(id: &str) -> ClusterIdRequest {
+    ClusterIdRequest {
+        cluster_id: id.to_owned(),
+        region: None,
+    }
+}
 
 /// kmsuser's password in every fixture.
 pub(crate) const KMSUSER_PASSWORD: &str = "kmsuserPassw0rd";
@@ -73,11 +81,12 @@ pub(crate) fn active_cluster(kms: &Kms) -> ClusterFixture {
         kms.create_hsm(&CreateHsmRequest {
             cluster_id: cluster_id.clone(),
             availability_zone: zone.clone(),
+            region: None,
         })
         .unwrap();
     }
     let trust_anchor = kms
-        .initialize_cluster_with_new_ca(&cluster_id)
+        .initialize_cluster_with_new_ca(&cluster_named(&cluster_id))
         .unwrap()
         .trust_anchor
         .unwrap();
@@ -225,6 +234,7 @@ pub(crate) fn restored_cluster(kms: &Kms, cluster_id: &str) -> String {
         kms.create_hsm(&CreateHsmRequest {
             cluster_id: id.clone(),
             availability_zone: zone.clone(),
+            region: None,
         })
         .unwrap();
     }

@@ -4,14 +4,14 @@
 //! | verb | counterpart |
 //! |---|---|
 //! | `create-cluster [--hsm-type] [--subnet-ids S1 S2…] [--source-backup-id] [--region] [--tag-list Key=k,Value=v…] [--mode] [--network-type] [--backup-retention-policy]` | cloudhsmv2 (`--availability-zones A B…` is kmscks's: simulated subnets in those zones; `--mode`, `--network-type` and `--backup-retention-policy` are refused unless AWS's default) |
-//! | `describe-clusters [--filters clusterIds=ID,…] [--region] [--max-results N] [--next-token T]`, `delete-cluster --cluster-id` | cloudhsmv2 |
-//! | `create-hsm --cluster-id --availability-zone [--ip-address]`, `delete-hsm --cluster-id --hsm-id` (or `--eni-id`, `--eni-ip`) | cloudhsmv2 (`--ip-address` is refused: kmscks assigns the address) |
-//! | `initialize-cluster --cluster-id [--signed-cert file://] [--trust-anchor file://ca.pem]` | cloudhsmv2 (INITIALIZE_IN_PROGRESS, then INITIALIZED until its admin password is set, see below); without `--trust-anchor` kmscks makes a CA, signs the cluster's CSR, activates the cluster and returns the CA's PEM as `TrustAnchor` |
+//! | `describe-clusters [--filters clusterIds=ID,…] [--region] [--max-results N] [--next-token T]`, `delete-cluster --cluster-id [--region]` | cloudhsmv2; a cluster is found only in its own Region, `--region`'s (default: the configured one) |
+//! | `create-hsm --cluster-id [--region] --availability-zone [--ip-address]`, `delete-hsm --cluster-id [--region] --hsm-id` (or `--eni-id`, `--eni-ip`) | cloudhsmv2 (`--ip-address` is refused: kmscks assigns the address) |
+//! | `initialize-cluster --cluster-id [--region] [--signed-cert file://] [--trust-anchor file://ca.pem]` | cloudhsmv2 (INITIALIZE_IN_PROGRESS, then INITIALIZED until its admin password is set, see below); without `--trust-anchor` kmscks makes a CA, signs the cluster's CSR, activates the cluster and returns the CA's PEM as `TrustAnchor` |
 //! | `describe-backups [--filters] [--region] [--max-results N] [--next-token T] [--shared] [--sort-ascending]`, `copy-backup-to-region --backup-id [--region] --destination-region [--tag-list]`, `delete-backup --backup-id [--region]`, `restore-backup --backup-id [--region]` | cloudhsmv2; a backup is found only in its own Region, `--region`'s (default: the configured one) (`--shared` and `--sort-ascending` are refused; `--no-…` taken) |
 //! | `cluster activate --cluster-id --password` | CloudHSM CLI: sets the admin password of an INITIALIZED cluster, which makes it ACTIVE |
-//! | `modify-cluster --cluster-id --backup-retention-policy Type=DAYS,Value=N`, `modify-backup-attributes --backup-id [--region] --never-expires` | cloudhsmv2 |
-//! | `tag-resource --resource-id [--region] --tag-list Key=k,Value=v…`, `untag-resource --resource-id [--region] --tag-key-list K…`, `list-tags --resource-id [--region] [--max-results] [--next-token]` | cloudhsmv2, on a cluster or a backup (a backup in `--region`'s Region) |
-//! | `create-backup --cluster-id` | kmscks extra: a backup now |
+//! | `modify-cluster --cluster-id [--region] --backup-retention-policy Type=DAYS,Value=N`, `modify-backup-attributes --backup-id [--region] --never-expires` | cloudhsmv2 |
+//! | `tag-resource --resource-id [--region] --tag-list Key=k,Value=v…`, `untag-resource --resource-id [--region] --tag-key-list K…`, `list-tags --resource-id [--region] [--max-results] [--next-token]` | cloudhsmv2, on a cluster or a backup in `--region`'s Region |
+//! | `create-backup --cluster-id` | kmscks extra: a backup now (this verb and the CloudHSM CLI's below find a cluster by its id alone) |
 //! | `user create\|delete\|change-password\|list --cluster-id --username --role --password` | CloudHSM CLI |
 //! | `login --cluster-id --username [--role] --password`, `logout --cluster-id --username` | CloudHSM CLI |
 //! | `key list --cluster-id`, `key delete --cluster-id --key-reference --username --password` | CloudHSM CLI |
@@ -28,12 +28,12 @@ const CLUSTER_ID: ArgSpec = req("cluster-id", Str, "The cluster's id");
 const USERNAME: ArgSpec = req("username", Str, "The HSM user");
 const PASSWORD: ArgSpec = req("password", Password, "The user's password");
 const BACKUP_ID: ArgSpec = req("backup-id", Str, "The backup's id");
-/// `--region` (the global flag fills it) on the verbs naming one backup: backups are regional,
-/// found only in their own Region, as on AWS.
-const BACKUP_REGION: ArgSpec = opt(
+/// `--region` (the global flag fills it) on the cloudhsmv2 verbs naming one cluster or backup:
+/// both are regional, found only in their own Region, as on AWS.
+const RESOURCE_REGION: ArgSpec = opt(
     "region",
     Str,
-    "The backup's Region (default: the configured one)",
+    "The cluster's or backup's Region (default: the configured one)",
 );
 const RESOURCE_ID: ArgSpec = req(
     "resource-id",
@@ -98,11 +98,12 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
                 NEXT_TOKEN,
             ],
         ),
-        Op::DeleteCluster => (&["delete-cluster"], specs![CLUSTER_ID]),
+        Op::DeleteCluster => (&["delete-cluster"], specs![CLUSTER_ID, RESOURCE_REGION]),
         Op::CreateHsm => (
             &["create-hsm"],
             specs![
                 CLUSTER_ID,
+                RESOURCE_REGION,
                 req("availability-zone", Str, "One of the cluster's zones"),
                 opt("ip-address", Str, "Not simulated: kmscks assigns every HSM's address"),
             ],
@@ -111,6 +112,7 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
             &["delete-hsm"],
             specs![
                 CLUSTER_ID,
+                RESOURCE_REGION,
                 opt("hsm-id", Str, "The HSM's id (or --eni-id, or --eni-ip)"),
                 opt("eni-id", Str, "The HSM's network interface"),
                 opt("eni-ip", Str, "The IP address of the HSM's network interface"),
@@ -121,6 +123,7 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
             &["initialize-cluster"],
             specs![
                 CLUSTER_ID,
+                RESOURCE_REGION,
                 opt(
                     "signed-cert",
                     Str,
@@ -137,6 +140,7 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
             &["modify-cluster"],
             specs![
                 CLUSTER_ID,
+                RESOURCE_REGION,
                 req(
                     "backup-retention-policy",
                     Map,
@@ -148,19 +152,19 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
             &["modify-backup-attributes"],
             specs![
                 BACKUP_ID,
-                BACKUP_REGION,
+                RESOURCE_REGION,
                 opt("never-expires", Bool, "Exempt the backup from the retention policy (--no-never-expires: not)"),
             ],
         ),
         Op::TagHsmResource => (
             &["tag-resource"],
-            specs![RESOURCE_ID, BACKUP_REGION, req("tag-list", HsmTags, "Key=k,Value=v …")],
+            specs![RESOURCE_ID, RESOURCE_REGION, req("tag-list", HsmTags, "Key=k,Value=v …")],
         ),
         Op::UntagHsmResource => (
             &["untag-resource"],
             specs![
                 RESOURCE_ID,
-                BACKUP_REGION,
+                RESOURCE_REGION,
                 req("tag-key-list", List, "The keys of the tags to remove"),
             ],
         ),
@@ -168,7 +172,7 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
             &["list-tags"],
             specs![
                 RESOURCE_ID,
-                BACKUP_REGION,
+                RESOURCE_REGION,
                 opt("max-results", Int, "Page size, 1-100 (default: every tag)"),
                 NEXT_TOKEN,
             ],
@@ -193,13 +197,13 @@ pub(crate) fn verb(op: Op) -> Option<Verb> {
             &["copy-backup-to-region"],
             specs![
                 BACKUP_ID,
-                BACKUP_REGION,
+                RESOURCE_REGION,
                 req("destination-region", Str, "The Region to copy to"),
                 opt("tag-list", HsmTags, "Tags for the copy: Key=k,Value=v …"),
             ],
         ),
-        Op::DeleteBackup => (&["delete-backup"], specs![BACKUP_ID, BACKUP_REGION]),
-        Op::RestoreBackup => (&["restore-backup"], specs![BACKUP_ID, BACKUP_REGION]),
+        Op::DeleteBackup => (&["delete-backup"], specs![BACKUP_ID, RESOURCE_REGION]),
+        Op::RestoreBackup => (&["restore-backup"], specs![BACKUP_ID, RESOURCE_REGION]),
         Op::CreateUser => (
             &["user", "create"],
             specs![

@@ -738,6 +738,84 @@ fn backup_and_subnet_flags_fill_the_cloudhsmv2_members() {
     }
 }
 
+/// Clusters are regional, as on AWS: every cloudhsmv2 verb naming a cluster sends the global
+/// `--region` as the request's `Region`, and none without it (the configured Region).
+#[test]
+fn the_cloudhsmv2_verbs_naming_a_cluster_pass_the_region() {
+    const ID: &str = "cluster-abcdefghijk";
+    let lines: [&[&str]; 9] = [
+        &["delete-cluster", "--cluster-id", ID],
+        &[
+            "create-hsm",
+            "--cluster-id",
+            ID,
+            "--availability-zone",
+            "us-west-2a",
+        ],
+        &[
+            "delete-hsm",
+            "--cluster-id",
+            ID,
+            "--hsm-id",
+            "hsm-abcdefghijk",
+        ],
+        &["initialize-cluster", "--cluster-id", ID],
+        &[
+            "initialize-cluster",
+            "--cluster-id",
+            ID,
+            "--signed-cert",
+            "C",
+            "--trust-anchor",
+            "A",
+        ],
+        &[
+            "modify-cluster",
+            "--cluster-id",
+            ID,
+            "--backup-retention-policy",
+            "Type=DAYS,Value=30",
+        ],
+        &[
+            "tag-resource",
+            "--resource-id",
+            ID,
+            "--tag-list",
+            "Key=k,Value=v",
+        ],
+        &["untag-resource", "--resource-id", ID, "--tag-key-list", "k"],
+        &["list-tags", "--resource-id", ID],
+    ];
+    let region_of = |r: &Request| -> (Option<String>, String) {
+        match r {
+            Request::DeleteCluster(x) | Request::InitializeClusterWithNewCa(x) => {
+                (x.region.clone(), x.cluster_id.clone())
+            }
+            Request::CreateHsm(x) => (x.region.clone(), x.cluster_id.clone()),
+            Request::DeleteHsm(x) => (x.region.clone(), x.cluster_id.clone()),
+            Request::InitializeCluster(x) => (x.region.clone(), x.cluster_id.clone()),
+            Request::ModifyCluster(x) => (x.region.clone(), x.cluster_id.clone()),
+            Request::TagHsmResource(x) => (x.region.clone(), x.resource_id.clone()),
+            Request::UntagHsmResource(x) => (x.region.clone(), x.resource_id.clone()),
+            Request::ListHsmTags(x) => (x.region.clone(), x.resource_id.clone()),
+            other => panic!("not a cluster verb's request: {other:?}"),
+        }
+    };
+    for line in lines {
+        let mut args = vec!["cloudhsm"];
+        args.extend(line);
+        let r = request_of(&args).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        assert_eq!(region_of(&r), (None, ID.to_owned()), "{line:?}");
+        args.extend(["--region", "us-west-2"]);
+        let r = request_of(&args).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        assert_eq!(
+            region_of(&r),
+            (Some("us-west-2".to_owned()), ID.to_owned()),
+            "{line:?}"
+        );
+    }
+}
+
 #[test]
 fn the_cloudhsm_module_doc_table_names_every_cloudhsm_verb_and_its_flags() {
     // The table at the top of cli/cloudhsm.rs is the verbs' documentation: hold it to the
