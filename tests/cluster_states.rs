@@ -324,6 +324,42 @@ fn backups_of(kms: &Kms, cluster_id: &str) -> Vec<BackupDescription> {
 }
 
 #[test]
+fn describe_backups_lists_newest_first_across_pages_as_aws_does() {
+    let (kms, clock) = kms();
+    let c = active_cluster(&kms);
+    let mut taken = vec![backups_of(&kms, &c.cluster_id)[0].backup_id.clone()];
+    for _ in 0..6 {
+        clock.advance(Duration::from_millis(1));
+        taken.push(kms.create_backup(&c.cluster_id).unwrap().backup_id);
+    }
+    let newest_first: Vec<_> = taken.iter().rev().cloned().collect();
+    let listed = backups_of(&kms, &c.cluster_id);
+    let ids: Vec<_> = listed.iter().map(|b| b.backup_id.clone()).collect();
+    assert_eq!(ids, newest_first, "newest first, not by id");
+    assert!(listed
+        .windows(2)
+        .all(|w| w[0].create_timestamp > w[1].create_timestamp));
+    // Page by page, the same order.
+    let mut paged = Vec::new();
+    let mut req = DescribeBackupsRequest {
+        max_results: Some(2),
+        ..Default::default()
+    };
+    req.filters
+        .insert("clusterIds".into(), vec![c.cluster_id.clone()]);
+    loop {
+        let page = kms.describe_backups(&req).unwrap();
+        assert!(page.backups.len() <= 2);
+        paged.extend(page.backups.into_iter().map(|b| b.backup_id));
+        match page.next_token {
+            Some(t) => req.next_token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!(paged, newest_first);
+}
+
+#[test]
 fn cloudhsm_backs_up_a_cluster_when_activated_when_an_hsm_comes_or_goes_and_daily_on_the_clock() {
     let (kms, clock) = kms();
     let c = active_cluster(&kms);

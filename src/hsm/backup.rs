@@ -7,7 +7,9 @@
 //! wrapping-key lineage, so a cluster restored from it holds the same keys.
 
 use super::cluster::cluster;
-use super::paging::page;
+use super::paging::page_set;
+use super::state::BackupAge;
+use std::cmp::Reverse;
 use super::{CloudHsmState, HsmChange, HsmTx};
 use crate::api::hsm::*;
 use crate::err;
@@ -248,14 +250,17 @@ pub fn describe_backups(
             .get(name)
             .is_none_or(|vals| value.is_some_and(|v| vals.iter().any(|w| w == v)))
     };
-    let (backups, next_token) = page(
+    // Newest first, as AWS lists them (`SortAscending` false, the only order kmscks gives).
+    let (backups, next_token) = page_set(
         "backups",
-        &state.backups,
+        state.backups_newest_first(),
         req.max_results,
         limits::DESCRIBE_BACKUPS_MAX_RESULTS,
         req.next_token.as_deref(),
-        (BackupId::as_str, BackupId::parse),
-        |_, b| {
+        (write_age, read_age),
+        |(_, id)| {
+            // The index names only backups the state holds (`CloudHsmState::apply`).
+            let b = state.backups.get(id)?;
             let never = if b.never_expires { "true" } else { "false" };
             let kept = b.region == region
                 && !expired(b, now)
@@ -274,6 +279,17 @@ pub fn describe_backups(
         backups,
         next_token,
     })
+}
+
+/// A backup's place in the newest-first list as a token writes it: `<millis>.<id>`.
+fn write_age((Reverse(taken), id): &BackupAge) -> String {
+    format!("{}.{}", taken.millis(), id.as_str())
+}
+
+/// The place [`write_age`] wrote.
+fn read_age(text: &str) -> Option<BackupAge> {
+    let (millis, id) = text.split_once('.')?;
+    Some((Reverse(Timestamp(millis.parse().ok()?)), BackupId::parse(id)?))
 }
 
 /// The backup `id` in `region`, unless it is gone (unknown, or past its restore window).

@@ -1,11 +1,12 @@
-//! MaxResults/NextToken paging of DescribeClusters and DescribeBackups, in O(page) seeks: the
-//! clusters and backups are maps ordered by id; a page starts right after the id its token
-//! names and stops one match past its end. Tokens are opaque to callers (the list's name and
-//! the last id returned, base64url-encoded) and name a position, not an item, so a token stays
-//! valid when that item goes away. Without MaxResults a list is one page, as kmscks always
-//! answered.
+//! MaxResults/NextToken paging of DescribeClusters, DescribeBackups and ListTags, in O(page)
+//! seeks: clusters and tags are maps ordered by id, backups an index ordered newest first (by
+//! when each was taken, then by id), as AWS lists them; a page starts right after the position
+//! its token names and stops one match past its end. Tokens are opaque to callers (the list's
+//! name and the last position returned, base64url-encoded) and name a position, not an item,
+//! so a token stays valid when that item goes away. Without MaxResults a list is one page, as
+//! kmscks always answered.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound::{Excluded, Unbounded};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -36,42 +37,82 @@ pub(super) fn page<'a, K: Ord, V, T>(
     (id, parse): TokenKey<K>,
     mut keep: impl FnMut(&'a K, &'a V) -> Option<T>,
 ) -> Result<Page<T>> {
-    let limit = match max_results {
-        None => usize::MAX,
-        Some(n) if n < range.0 || n > range.1 => {
-            return Err(err!(
-                CloudHsmInvalidRequestException,
-                "MaxResults {n} is not between {} and {}",
-                range.0,
-                range.1
-            ))
-        }
-        Some(n) => n as usize,
-    };
-    let entries = match token {
+    let limit = limit(max_results, range)?;
+    let entries = match after(list, token, parse)? {
         None => map.range::<K, _>(..),
-        Some(t) => {
-            let after = decode(list, t, parse).ok_or_else(|| {
+        Some(after) => map.range((Excluded(after), Unbounded)),
+    };
+    let kept = entries.filter_map(|(k, v)| keep(k, v).map(|item| (k, item)));
+    Ok(collect(list, limit, |k| id(k).to_owned(), kept))
+}
+
+/// [`page`] over an ordered set of keys (an index, whose keys name the items `keep` finds),
+/// with a key a token writes as text of its own (`write`; `parse` reads it back).
+pub(super) fn page_set<'a, K: Ord, T>(
+    list: &str,
+    set: &'a BTreeSet<K>,
+    max_results: Option<u32>,
+    range: (u32, u32),
+    token: Option<&str>,
+    (write, parse): (fn(&K) -> String, fn(&str) -> Option<K>),
+    mut keep: impl FnMut(&'a K) -> Option<T>,
+) -> Result<Page<T>> {
+    let limit = limit(max_results, range)?;
+    let keys = match after(list, token, parse)? {
+        None => set.range::<K, _>(..),
+        Some(after) => set.range((Excluded(after), Unbounded)),
+    };
+    let kept = keys.filter_map(|k| keep(k).map(|item| (k, item)));
+    Ok(collect(list, limit, write, kept))
+}
+
+/// The page length `max_results` asks for, checked against `range` (unbounded without one).
+fn limit(max_results: Option<u32>, range: (u32, u32)) -> Result<usize> {
+    match max_results {
+        None => Ok(usize::MAX),
+        Some(n) if n < range.0 || n > range.1 => Err(err!(
+            CloudHsmInvalidRequestException,
+            "MaxResults {n} is not between {} and {}",
+            range.0,
+            range.1
+        )),
+        Some(n) => Ok(n as usize),
+    }
+}
+
+/// The key `token` names (none without one), or the refusal of a token not of `list`.
+fn after<K>(list: &str, token: Option<&str>, parse: fn(&str) -> Option<K>) -> Result<Option<K>> {
+    token
+        .map(|t| {
+            decode(list, t, parse).ok_or_else(|| {
                 err!(
                     CloudHsmInvalidRequestException,
                     "The NextToken {t} is not valid for this request"
                 )
-            })?;
-            map.range((Excluded(after), Unbounded))
-        }
-    };
+            })
+        })
+        .transpose()
+}
+
+/// The first `limit` of `kept` (each item with its key), and the token after the last of
+/// them if another follows: it stops one match past the page.
+fn collect<'a, K: 'a, T>(
+    list: &str,
+    limit: usize,
+    write: impl Fn(&K) -> String,
+    mut kept: impl Iterator<Item = (&'a K, T)>,
+) -> Page<T> {
     let mut items = Vec::new();
     let mut last: Option<&K> = None;
-    let mut kept = entries.filter_map(|(k, v)| keep(k, v).map(|item| (k, item)));
     for (k, item) in kept.by_ref().take(limit) {
         items.push(item);
         last = Some(k);
     }
     let next = match last {
-        Some(k) if kept.next().is_some() => Some(encode(list, id(k))),
+        Some(k) if kept.next().is_some() => Some(encode(list, &write(k))),
         _ => None,
     };
-    Ok((items, next))
+    (items, next)
 }
 
 fn encode(list: &str, last: &str) -> String {

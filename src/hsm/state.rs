@@ -7,13 +7,14 @@
 //! applies them here. `apply` is deterministic and infallible: replaying the journal over the
 //! last snapshot rebuilds exactly the same state.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use super::model::{AuditEvent, Backup, Cluster, HsmUser, KeyObject};
 use crate::api::hsm_audit;
-use crate::types::{BackupId, ClusterId, HsmId};
+use crate::types::{BackupId, ClusterId, HsmId, Timestamp};
 
 /// The simulated CloudHSM service's state (clusters of any Region, their users, key objects,
 /// audit streams, and backups).
@@ -38,6 +39,17 @@ pub struct CloudHsmState {
     /// counting them.
     #[serde(skip)]
     object_counts: HashMap<ClusterId, usize>,
+    /// Index: the backups newest first (by when each was taken, then by id), the order
+    /// DescribeBackups lists them in (derived; rebuilt by [`CloudHsmState::reindex`]).
+    #[serde(skip)]
+    backups_by_age: BTreeSet<BackupAge>,
+}
+
+/// A backup's place in [`CloudHsmState::backups_newest_first`]: newest first, then by id.
+pub type BackupAge = (Reverse<Timestamp>, BackupId);
+
+fn age_of(b: &Backup) -> BackupAge {
+    (Reverse(b.created), b.id.clone())
 }
 
 /// One atomic step of a CloudHSM operation.
@@ -112,10 +124,18 @@ impl CloudHsmState {
                 stream.push(event);
             }
             HsmChange::PutBackup(b) => {
-                self.backups.insert(b.id.clone(), *b);
+                self.backups_by_age.insert(age_of(&b));
+                if let Some(old) = self.backups.insert(b.id.clone(), *b) {
+                    let id = &old.id;
+                    if old.created != self.backups[id].created {
+                        self.backups_by_age.remove(&age_of(&old));
+                    }
+                }
             }
             HsmChange::DeleteBackup(id) => {
-                self.backups.remove(&id);
+                if let Some(old) = self.backups.remove(&id) {
+                    self.backups_by_age.remove(&age_of(&old));
+                }
             }
         }
     }
@@ -146,6 +166,13 @@ impl CloudHsmState {
         for (c, _) in self.objects.keys() {
             *self.object_counts.entry(c.clone()).or_default() += 1;
         }
+        self.backups_by_age = self.backups.values().map(age_of).collect();
+    }
+
+    /// The backups newest first (by when each was taken, then by id): each one's place, to
+    /// look it up in [`CloudHsmState::backups`] by its id.
+    pub fn backups_newest_first(&self) -> &BTreeSet<BackupAge> {
+        &self.backups_by_age
     }
 
     /// How many key objects `cluster` holds.
