@@ -22,6 +22,9 @@ const TOKEN_LEN: usize = 256;
 /// names.
 pub(super) type TokenKey<K> = (fn(&K) -> &str, fn(&str) -> Option<K>);
 
+/// How a token writes a key as text of its own, and reads it back (a key that is no text).
+pub(super) type TokenText<K> = (fn(&K) -> String, fn(&str) -> Option<K>);
+
 /// One page: the items and the token of the next page, if more follow.
 pub(super) type Page<T> = (Vec<T>, Option<String>);
 
@@ -54,7 +57,7 @@ pub(super) fn page_set<'a, K: Ord, T>(
     max_results: Option<u32>,
     range: (u32, u32),
     token: Option<&str>,
-    (write, parse): (fn(&K) -> String, fn(&str) -> Option<K>),
+    (write, parse): TokenText<K>,
     mut keep: impl FnMut(&'a K) -> Option<T>,
 ) -> Result<Page<T>> {
     let limit = limit(max_results, range)?;
