@@ -313,13 +313,17 @@ pub(super) fn write_answer(
     crate::secret::extend_wiping(out, body);
 }
 
+/// The reason phrase of every status the endpoint answers with (RFC 9110's).
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        403 => "Forbidden",
         405 => "Method Not Allowed",
         411 => "Length Required",
-        413 => "Payload Too Large",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        421 => "Misdirected Request",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
@@ -338,6 +342,15 @@ fn content_length(value: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_status_the_endpoint_answers_with_has_its_own_reason_phrase() {
+        let refusals = [400, 405, 411, 413, 421, 431];
+        let kinds = crate::ErrorKind::ALL.iter().map(|k| k.http_status());
+        for status in kinds.chain(refusals).chain([200]) {
+            assert_ne!(super::reason(status), "Error", "{status}");
+        }
+    }
+
     use super::*;
     use crate::ErrorKind;
 
