@@ -1592,7 +1592,7 @@ fn a_timed_network_cut_fails_crypto_then_heals_by_itself_and_fault_list_shows_th
     assert!(err.contains("NETWORK_ERRORS"), "{err}");
     assert_eq!(store_state(&t, &f), ("CONNECTED".into(), Value::Null));
     let listed = faults_in_force(&t, &f);
-    let left = listed[0]["NetworkDownFor"]["duration_ms"]
+    let left = listed[0]["NetworkDownFor"]["DurationMs"]
         .as_u64()
         .unwrap_or_else(|| panic!("{listed:?}"));
     assert!((1..=2000).contains(&left), "{listed:?}");
@@ -1661,7 +1661,7 @@ fn slow_hsms_slow_the_crypto_they_serve_but_not_other_keys_and_latency_zero_clea
     listed.sort_by_key(|v| v.to_string());
     let mut expected: Vec<Value> = ids
         .iter()
-        .map(|id| serde_json::json!({"SlowHsm": {"hsm_id": id, "latency_ms": 1500}}))
+        .map(|id| serde_json::json!({"SlowHsm": {"HsmId": id, "LatencyMs": 1500}}))
         .collect();
     expected.sort_by_key(|v| v.to_string());
     assert_eq!(listed, expected);

@@ -431,8 +431,10 @@ pub struct KeyObjectDescription {
     pub hsms: Vec<HsmId>,
 }
 
-/// A fault to inject into a cluster.
+/// A fault to inject into a cluster. In JSON its members are PascalCase, as every other
+/// member kmscks writes; the snake_case names earlier builds wrote are still read.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[serde(rename_all_fields = "PascalCase")]
 pub enum Fault {
     /// The HSM fails (DEGRADED, no longer serves).
     HsmLost(HsmId),
@@ -445,26 +447,31 @@ pub enum Fault {
     /// A user's password is changed behind KMS's back.
     PasswordChanged {
         /// User.
+        #[serde(alias = "username")]
         username: String,
     },
     /// A user is locked out (as after five failed logins).
     UserLockedOut {
         /// User.
+        #[serde(alias = "username")]
         username: String,
     },
     /// Somebody logs in as the user from elsewhere (CloudHSM CLI).
     UserLoggedInElsewhere {
         /// User.
+        #[serde(alias = "username")]
         username: String,
     },
     /// The subnet of a zone is deleted.
     SubnetDeleted {
         /// Zone.
+        #[serde(alias = "availability_zone")]
         availability_zone: String,
     },
     /// The subnet of a zone runs out of free IP addresses.
     SubnetFull {
         /// Zone.
+        #[serde(alias = "availability_zone")]
         availability_zone: String,
     },
     /// The cluster security group loses its self-referencing rule.
@@ -472,6 +479,7 @@ pub enum Fault {
     /// A key object is deleted from the cluster (as a CU could, with `deleteKey`).
     KeyObjectDeleted {
         /// Handle.
+        #[serde(alias = "handle")]
         handle: u64,
     },
     /// A DEGRADED HSM comes back (ACTIVE again; its reboot counter goes up by one).
@@ -481,11 +489,13 @@ pub enum Fault {
     /// Every HSM of an Availability Zone fails (DEGRADED, no longer serves).
     AvailabilityZoneDown {
         /// Zone.
+        #[serde(alias = "availability_zone")]
         availability_zone: String,
     },
     /// Every HSM an `AvailabilityZoneDown` took down in that zone comes back.
     AvailabilityZoneUp {
         /// Zone.
+        #[serde(alias = "availability_zone")]
         availability_zone: String,
     },
     /// The network between KMS and the cluster goes down for a while, then heals by itself
@@ -493,14 +503,17 @@ pub enum Fault {
     /// `fault list` shows it with the time left.
     NetworkDownFor {
         /// How long the cut lasts, in milliseconds: 1 to `limits::MAX_FAULT_DURATION_MS`.
+        #[serde(alias = "duration_ms")]
         duration_ms: u64,
     },
     /// The HSM answers slowly: every cryptographic operation it serves takes `latency_ms`
     /// longer (the calls other HSMs serve do not); 0 clears it.
     SlowHsm {
         /// The HSM.
+        #[serde(alias = "hsm_id")]
         hsm_id: HsmId,
         /// Added latency per operation, in milliseconds: 0 to `limits::MAX_HSM_LATENCY_MS`.
+        #[serde(alias = "latency_ms")]
         latency_ms: u32,
     },
 }
@@ -750,4 +763,33 @@ pub struct ModifyBackupAttributesRequest {
     /// found only in its own Region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fault_writes_pascal_case_members_and_still_reads_the_snake_case_ones() {
+        let slow = Fault::SlowHsm {
+            hsm_id: HsmId::generate(),
+            latency_ms: 300,
+        };
+        let Fault::SlowHsm { hsm_id, .. } = &slow else {
+            unreachable!("made just above")
+        };
+        let id = hsm_id.as_str();
+        let json = serde_json::to_value(&slow).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"SlowHsm": {"HsmId": id, "LatencyMs": 300}})
+        );
+        let old = serde_json::json!({"SlowHsm": {"hsm_id": id, "latency_ms": 300}});
+        assert_eq!(serde_json::from_value::<Fault>(old).unwrap(), slow);
+        let old = r#"{"NetworkDownFor": {"duration_ms": 5}}"#;
+        assert_eq!(
+            serde_json::from_str::<Fault>(old).unwrap(),
+            Fault::NetworkDownFor { duration_ms: 5 }
+        );
+    }
 }
