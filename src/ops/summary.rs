@@ -52,7 +52,7 @@ impl Op {
             }
             Op::GetKeyRotationStatus => "Tells whether automatic rotation is enabled for a KMS key",
             Op::Refused => {
-                "An AWS operation kmscks refuses as AWS refuses it for custom key stores"
+                "An AWS operation kmscks refuses: one that applies to multi-Region keys only"
             }
             Op::LookupEvents => "Looks up KMS events as CloudTrail records, newest first",
             Op::CreateGrant => "Lets a principal use a KMS key for the operations a grant lists",

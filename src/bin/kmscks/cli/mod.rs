@@ -341,14 +341,18 @@ fn command_for(relaxed: bool) -> Command {
     for v in verbs() {
         let about = match v.refused {
             Some(refused) => format!(
-                "{} (refused by kmscks, as AWS refuses it for custom key stores)",
+                "{} (refused: it applies to multi-Region keys, and every kmscks key is \
+                 single-Region)",
                 refused.name()
             ),
             None => format!("{} ({})", v.op.summary(), v.op.name()),
         };
         let leaf = Command::new(*v.path.last().unwrap_or(&""))
             .about(about)
-            .args(verb_args(v.args, relaxed));
+            .args(verb_args(v.args, relaxed))
+            // The generic form of the refused operations is kmscks's own plumbing, which
+            // `aws kms` lacks: callable, not listed.
+            .hide(v.op == Op::Refused && v.refused.is_none());
         if v.path[0] == "kms" {
             kms_cmd = kms_cmd.subcommand(leaf);
         } else if v.path.len() == 2 {
