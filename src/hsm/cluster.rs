@@ -369,11 +369,17 @@ fn subnets(
             "Each subnet must be in a different availability zone"
         ));
     }
-    for (az, _) in &placed {
+    for (az, subnet) in &placed {
         if !az.starts_with(region) || az.len() != region.len() + 1 {
+            // A subnet kmscks knows keeps its zone: name it, or the zone seems made up.
+            let of = if req.subnet_ids.is_empty() {
+                String::new()
+            } else {
+                format!(" (of subnet {})", subnet.id.as_str())
+            };
             return Err(err!(
                 CloudHsmInvalidRequestException,
-                "Availability zone {az} is not in Region {region}"
+                "Availability zone {az}{of} is not in Region {region}"
             ));
         }
     }
@@ -846,6 +852,35 @@ mod tests {
                 ("us-east-1b".to_owned(), "subnet-bbbbbbbb".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn a_subnet_of_another_regions_zone_is_refused_naming_the_subnet_and_its_zone() {
+        let mut state = CloudHsmState::default();
+        let east = created(&state, &with_subnets(&["subnet-aaaaaaaa", "subnet-bbbbbbbb"])).unwrap();
+        state.apply(HsmChange::PutCluster(Box::new(east)));
+        let e = created(
+            &state,
+            &CreateClusterRequest {
+                region: Some("us-west-2".into()),
+                ..with_subnets(&["subnet-aaaaaaaa", "subnet-cccccccc"])
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::CloudHsmInvalidRequestException);
+        assert!(
+            e.message().contains(
+                "Availability zone us-east-1a (of subnet subnet-aaaaaaaa) is not in Region \
+                 us-west-2"
+            ),
+            "{e}"
+        );
+        // Subnets kmscks does not know take the Region's own zones.
+        let west = CreateClusterRequest {
+            region: Some("us-west-2".into()),
+            ..with_subnets(&["subnet-dddddddd", "subnet-cccccccc"])
+        };
+        assert_eq!(mapping(&created(&state, &west).unwrap())[0].0, "us-west-2a");
     }
 
     /// `state` with `c` recorded in it, as a committed CreateCluster leaves it.
