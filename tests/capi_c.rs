@@ -237,6 +237,16 @@ fn checks_passed(o: &Output, what: &str) -> u64 {
         .unwrap_or_else(|| panic!("{what} did not report its checks:\n{}", shown(o)))
 }
 
+/// The command that runs the built program `bin` with the fresh library. Its rpath names
+/// that library, but the dynamic loader takes cargo's LD_LIBRARY_PATH first, which holds
+/// `<profile>/`: an older `cargo build`'s copy there would be the one tested (and one of an
+/// older protocol version would fail to talk to the daemon).
+fn run_built(bin: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.env("LD_LIBRARY_PATH", lib_dir());
+    cmd
+}
+
 /// Builds `program` against `lib`, runs it in `mode` on fresh state, and checks how many
 /// checks passed (at least `min`, so that a program that stops early does not pass).
 fn run(program: &'static str, lib: Lib, mode: Mode, min: u64) {
@@ -245,12 +255,8 @@ fn run(program: &'static str, lib: Lib, mode: Mode, min: u64) {
     };
     let bin = built(&cc, program, lib);
     let what = format!("{program}.c ({lib:?} library, {mode:?})");
-    let mut cmd = Command::new(&bin);
-    // The program's rpath names the fresh library, but the dynamic loader takes cargo's
-    // LD_LIBRARY_PATH first, which holds `<profile>/`: an older `cargo build`'s copy there
-    // would be the one tested.
-    cmd.env("LD_LIBRARY_PATH", lib_dir())
-        .stdin(Stdio::null())
+    let mut cmd = run_built(&bin);
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -334,7 +340,7 @@ fn run_restart(lib: Lib) {
     let bin = built(&cc, "restart", lib);
     let what = format!("restart.c ({lib:?} library)");
     let mut daemon = TestDaemon::start(|_| {});
-    let mut child = Command::new(&bin)
+    let mut child = run_built(&bin)
         .arg("daemon")
         .arg(&daemon.socket)
         .stdin(Stdio::piped())
