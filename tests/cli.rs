@@ -1843,7 +1843,7 @@ fn az_down_refuses_create_key_while_the_other_zone_serves_and_az_up_brings_the_z
     );
     assert_eq!(
         faults_in_force(&t, &f),
-        vec![serde_json::json!({"AvailabilityZoneDown": {"availability_zone": "us-east-1a"}})]
+        vec![serde_json::json!({"AvailabilityZoneDown": {"AvailabilityZone": "us-east-1a"}})]
     );
     assert_eq!(create_key_in_store(&t, &f).0, 254);
     encrypts(&t, &f);
@@ -1934,7 +1934,7 @@ fn user_locked_out_fails_connect_with_user_locked_out_until_change_password_and_
     fault(&t, "user-locked-out", &f, &["--username", "kmsuser"]);
     assert_eq!(
         faults_in_force(&t, &f),
-        vec![serde_json::json!({"UserLockedOut": {"username": "kmsuser"}})]
+        vec![serde_json::json!({"UserLockedOut": {"Username": "kmsuser"}})]
     );
     connect_fails_with(&t, &f, "USER_LOCKED_OUT");
     new_kmsuser_password(&t, &f);
@@ -1964,7 +1964,7 @@ fn user_logged_in_elsewhere_fails_connect_with_user_logged_in_until_logout() {
     fault(&t, "user-logged-in-elsewhere", &f, &[]);
     assert_eq!(
         faults_in_force(&t, &f),
-        vec![serde_json::json!({"UserLoggedInElsewhere": {"username": "kmsuser"}})]
+        vec![serde_json::json!({"UserLoggedInElsewhere": {"Username": "kmsuser"}})]
     );
     connect_fails_with(&t, &f, "USER_LOGGED_IN");
     ok(
@@ -2059,7 +2059,7 @@ fn subnet_deleted_fails_crypto_and_connect_with_subnet_not_found_until_the_store
     );
     assert_eq!(
         faults_in_force(&t, &f),
-        vec![serde_json::json!({"SubnetDeleted": {"availability_zone": "us-east-1a"}})]
+        vec![serde_json::json!({"SubnetDeleted": {"AvailabilityZone": "us-east-1a"}})]
     );
     let err = encrypt_fails(&t, &f, "KMSInvalidStateException");
     assert!(err.contains("SUBNET_NOT_FOUND"), "{err}");
@@ -2084,7 +2084,7 @@ fn subnet_full_fails_connect_with_insufficient_free_addresses_until_the_store_mo
     );
     assert_eq!(
         faults_in_force(&t, &f),
-        vec![serde_json::json!({"SubnetFull": {"availability_zone": "us-east-1b"}})]
+        vec![serde_json::json!({"SubnetFull": {"AvailabilityZone": "us-east-1b"}})]
     );
     // KMS already holds its addresses: a connected store keeps working.
     encrypts(&t, &f);
