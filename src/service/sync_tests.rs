@@ -225,6 +225,34 @@ fn a_commit_unwinding_after_its_change_empties_the_engine_until_the_worker_rebui
     encrypt(&kms, &untouched).unwrap();
 }
 
+/// Commits `change` together with a change of `other`'s gate in one batch the engine refuses
+/// whole: the engine loses `other` behind the mirror's back first, so the batch names a key
+/// it lacks.
+fn commit_a_batch_the_engine_refuses(kms: &Kms, other: &str, change: Change) {
+    let mut guard = lock(&kms.shared.core);
+    let core = &mut *guard;
+    // Invariant: the id came from CreateKey.
+    let other_id = KeyId::parse(other).unwrap();
+    kms.shared
+        .engine
+        .apply(&[Control::RemoveKey { key: other_id }])
+        .unwrap();
+    let mut off = core.state.kms.keys[&other_id].clone();
+    off.lifecycle = Lifecycle::Disabled;
+    let changes = vec![change, Change::Kms(KmsChange::PutKey(Box::new(off)))];
+    for c in changes.clone() {
+        core.state.apply(c);
+    }
+    let synced = core.mirror.sync(
+        &kms.shared.engine,
+        &core.state,
+        &kms.shared.config.scope,
+        &core.keyring,
+        &changes,
+    );
+    assert!(synced.is_err(), "the engine was to refuse the batch");
+}
+
 #[test]
 fn an_alias_deleted_in_a_batch_the_engine_refused_names_no_key_until_the_next_sync() {
     use crate::api::kms::AliasRequest;
@@ -236,35 +264,8 @@ fn an_alias_deleted_in_a_batch_the_engine_refused_names_no_key_until_the_next_sy
     })
     .unwrap();
     encrypt(&kms, "alias/a").unwrap();
-    {
-        let mut guard = lock(&kms.shared.core);
-        let core = &mut *guard;
-        // Invariant: the id came from CreateKey.
-        let other_id = KeyId::parse(&other).unwrap();
-        // The engine loses `other` behind the mirror's back, so that the batch below, which
-        // changes its gate, is refused whole.
-        kms.shared
-            .engine
-            .apply(&[Control::RemoveKey { key: other_id }])
-            .unwrap();
-        let mut off = core.state.kms.keys[&other_id].clone();
-        off.lifecycle = Lifecycle::Disabled;
-        let changes = vec![
-            Change::Kms(KmsChange::DeleteAlias("alias/a".into())),
-            Change::Kms(KmsChange::PutKey(Box::new(off))),
-        ];
-        for c in changes.clone() {
-            core.state.apply(c);
-        }
-        let synced = core.mirror.sync(
-            &kms.shared.engine,
-            &core.state,
-            &kms.shared.config.scope,
-            &core.keyring,
-            &changes,
-        );
-        assert!(synced.is_err(), "the engine was to refuse the batch");
-    }
+    let alias = Change::Kms(KmsChange::DeleteAlias("alias/a".into()));
+    commit_a_batch_the_engine_refuses(&kms, &other, alias);
     // The deleted alias names nothing, though its key still serves by id.
     let e = encrypt(&kms, "alias/a").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFoundException, "{e}");
@@ -328,38 +329,9 @@ fn a_key_deleted_in_a_batch_the_engine_refused_is_served_no_more() {
     let kms = Kms::in_memory();
     let (deleted, other) = (new_key(&kms), new_key(&kms));
     encrypt(&kms, &deleted).unwrap();
-    {
-        let mut guard = lock(&kms.shared.core);
-        let core = &mut *guard;
-        // Invariant: the ids came from CreateKey.
-        let (deleted_id, other_id) = (
-            KeyId::parse(&deleted).unwrap(),
-            KeyId::parse(&other).unwrap(),
-        );
-        // The engine loses `other` behind the mirror's back, so that the batch below, which
-        // changes its gate, is refused whole.
-        kms.shared
-            .engine
-            .apply(&[Control::RemoveKey { key: other_id }])
-            .unwrap();
-        let mut off = core.state.kms.keys[&other_id].clone();
-        off.lifecycle = Lifecycle::Disabled;
-        let changes = vec![
-            Change::Kms(KmsChange::DeleteKey(deleted_id)),
-            Change::Kms(KmsChange::PutKey(Box::new(off))),
-        ];
-        for c in changes.clone() {
-            core.state.apply(c);
-        }
-        let synced = core.mirror.sync(
-            &kms.shared.engine,
-            &core.state,
-            &kms.shared.config.scope,
-            &core.keyring,
-            &changes,
-        );
-        assert!(synced.is_err(), "the engine was to refuse the batch");
-    }
+    // Invariant: the id came from CreateKey.
+    let deleted_id = KeyId::parse(&deleted).unwrap();
+    commit_a_batch_the_engine_refuses(&kms, &other, Change::Kms(KmsChange::DeleteKey(deleted_id)));
     // The deleted key is gone from the engine, not left serving until the next sync.
     let e = encrypt(&kms, &deleted).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFoundException, "{e}");
