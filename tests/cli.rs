@@ -2353,7 +2353,9 @@ fn describe_clusters_and_describe_backups_page_with_max_results_and_next_token()
                 .to_owned()
         })
         .collect();
-    backups.sort();
+    // Newest first, as AWS lists them (each taken by a process of its own, so in a later
+    // millisecond than the one before).
+    backups.reverse();
     let mut paged = all_pages(&t, "describe-backups", "Backups", "BackupId");
     paged.retain(|b| backups.contains(b));
     assert_eq!(paged, backups);

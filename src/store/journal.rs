@@ -17,8 +17,9 @@
 //! torn. A frame that is incomplete or fails its checksums with no verifying frame after it is
 //! a torn tail (the caller copies it aside, then truncates it away: a last record damaged
 //! after it was acknowledged looks the same, so its bytes are kept as evidence); one followed
-//! by a verifying frame is damage. A frame whose checksums hold but whose tag does not was
-//! changed, not torn: damage wherever it is.
+//! by a verifying frame is damage, and so is one whose header verifies (its length is genuine)
+//! and whose payload does not while bytes follow it: it was whole once. A frame whose
+//! checksums hold but whose tag does not was changed, not torn: damage wherever it is.
 
 use std::path::Path;
 
@@ -264,7 +265,9 @@ fn parse_frame<'d>(data: &'d [u8], pos: usize, check: Check<'_>) -> Frame<'d> {
             // whole once.
             return Frame::Broken {
                 reason: format!(
-                    "payload checksum mismatch, with {} bytes after the record: a crash cuts                      short only the last record written, so this one was damaged after it was                      written",
+                    "payload checksum mismatch, with {} bytes after the record: a crash cuts \
+                     short only the last record written, so this one was damaged after it was \
+                     written",
                     data.len() - end
                 ),
             };
@@ -508,7 +511,8 @@ mod tests {
             assert!(
                 e.message().starts_with(&format!(
                     "journal /d/journal-3.log damaged at offset {}: payload checksum mismatch, \
-                     with {} bytes after the record",
+                     with {} bytes after the record: a crash cuts short only the last record \
+                     written, so this one was damaged after it was written",
                     starts[1],
                     d.len() - starts[2]
                 )),

@@ -40,7 +40,7 @@ refused_operations! {
     UpdatePrimaryRegion,
 }
 
-/// A refused operation on a key (key pairs, signing, MACs, replication).
+/// A refused operation on a key (the multi-Region ones: every kmscks key is single-Region).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 #[serde(rename_all = "PascalCase")]
 pub struct RefusedRequest {

@@ -60,6 +60,10 @@ pub(crate) enum Kind {
     Constraints,
     /// Any JSON (`file://` allowed).
     Json,
+    /// A structure of string members: the aws CLI's shorthand `Name=v,Name2=v2` or a JSON
+    /// object (`file://` allowed), read as a [`Kind::Map`] is; its skeleton is `null`, as
+    /// kmscks fills none of its members.
+    Structure,
 }
 
 /// One flag of a verb.

@@ -43,10 +43,10 @@ const BYPASS: ArgSpec = opt(
     "Skip the policy lockout safety check",
 );
 
-/// A structure of two string members, so the map's forms read it as AWS CLI reads it.
+/// A structure of two string members, read in the forms AWS CLI reads it.
 const RECIPIENT: ArgSpec = opt(
     "recipient",
-    Map,
+    Structure,
     "Nitro Enclaves recipient: KeyEncryptionAlgorithm=…,AttestationDocument=… or JSON",
 );
 const DRY_RUN_MODIFIERS: ArgSpec = opt(
@@ -240,7 +240,7 @@ pub(crate) fn args(op: Op) -> Option<&'static [ArgSpec]> {
             req(
                 "operation",
                 Str,
-                "The refused operation's name, e.g. EnableKeyRotation",
+                "The refused operation's name, e.g. ReplicateKey",
             ),
             KEY_ID,
         ],

@@ -610,7 +610,7 @@ pub(crate) fn request_input(verb: &Verb, m: &ArgMatches) -> Result<Input, CliErr
                         ));
                         Value::String(String::new())
                     }
-                    Kind::Map => args::map(flag, value)?,
+                    Kind::Map | Kind::Structure => args::map(flag, value)?,
                     Kind::Constraints => args::constraints(flag, value)?,
                     _ => args::any_json(flag, value)?,
                 };

@@ -1,7 +1,8 @@
 //! `--generate-cli-skeleton`: the request's members with placeholder values, derived from the
 //! verb's flags (the same table `--cli-input-json` is read against), as the AWS CLI prints
-//! one: `""` for strings, `0` for integers, `true` for switches, `null` for blobs,
-//! `{"KeyName": ""}` for maps, one placeholder element for lists and tags.
+//! one: `""` for strings, `0` for integers, `true` for switches, `null` for blobs and for the
+//! structures kmscks does not fill, `{"KeyName": ""}` for maps, one placeholder element for
+//! lists and tags.
 //!
 //! kmscks's flags do not know enum values, so an enum member's placeholder is `""` where
 //! `aws` prints one of its values.
@@ -25,7 +26,7 @@ pub(crate) fn input(args: &[ArgSpec]) -> Node {
                     Kind::Str | Kind::Password => s(""),
                     Kind::Int => Node::Number(0.into()),
                     Kind::Bool => Node::Bool(true),
-                    Kind::Blob | Kind::SecretBlob | Kind::Json => Node::Null,
+                    Kind::Blob | Kind::SecretBlob | Kind::Json | Kind::Structure => Node::Null,
                     Kind::Map => Node::Object(vec![("KeyName".into(), s(""))]),
                     Kind::Tags => tag(KMS_TAG),
                     Kind::HsmTags => tag(HSM_TAG),
@@ -62,10 +63,13 @@ mod tests {
             opt("dry-run", Kind::Bool, ""),
             opt("limit", Kind::Int, ""),
             opt("tags", Kind::Tags, ""),
+            // A structure kmscks refuses to see set: `null`, so a skeleton filled in and
+            // given back is not refused for it.
+            opt("recipient", Kind::Structure, ""),
         ]);
         assert_eq!(
             serde_json::to_string(&n).unwrap(),
-            r#"{"KeyId":"","Plaintext":null,"EncryptionContext":{"KeyName":""},"GrantTokens":[""],"DryRun":true,"Limit":0,"Tags":[{"TagKey":"","TagValue":""}]}"#
+            r#"{"KeyId":"","Plaintext":null,"EncryptionContext":{"KeyName":""},"GrantTokens":[""],"DryRun":true,"Limit":0,"Tags":[{"TagKey":"","TagValue":""}],"Recipient":null}"#
         );
     }
 }
