@@ -164,9 +164,20 @@ impl Shared {
         self.schedule_at(task, self.config.clock.now().plus(after));
     }
 
-    /// Schedules `task` for `due`, by the instance's clock.
+    /// Schedules `task` for `due`, by the instance's clock, unless it is already scheduled
+    /// for then: a task run once answers every request for it at that time. So chains that
+    /// each schedule their next run from the state (every import with a `ValidTo` starts a
+    /// `MaterialExpiry` one, and each schedules the earliest expiry next) merge rather than
+    /// multiply.
     pub(super) fn schedule_at(&self, task: Task, due: Timestamp) {
         let mut tasks = lock(&self.tasks);
+        if tasks
+            .queue
+            .iter()
+            .any(|Reverse((at, _, queued))| *at == due && *queued == task)
+        {
+            return;
+        }
         tasks.seq += 1;
         let seq = tasks.seq;
         tasks.queue.push(Reverse((due, seq, task)));

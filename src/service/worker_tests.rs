@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::api::kms::{CreateKeyRequest, ScheduleKeyDeletionRequest};
-use crate::types::{KeyId, ManualClock};
+use crate::types::{Clock, KeyId, ManualClock};
+use worker::Task;
 
 #[test]
 fn a_deletion_sweep_that_panics_keeps_the_periodic_sweeps_going() {
@@ -42,4 +43,30 @@ fn a_deletion_sweep_that_panics_keeps_the_periodic_sweeps_going() {
         !lock(&kms.shared.core).state.kms.keys.contains_key(&id),
         "the sweep after the one that panicked deletes the key"
     );
+}
+
+#[test]
+fn a_task_scheduled_twice_for_the_same_time_runs_once_so_expiry_chains_merge() {
+    let clock = ManualClock::starting_now();
+    let kms = Kms::in_memory_with(KmsConfig {
+        clock: Arc::new(clock.clone()),
+        hsm_password_iterations: KmsConfig::TEST_HSM_PASSWORD_ITERATIONS,
+        ..KmsConfig::default()
+    });
+    let due = clock.now().plus(Duration::from_secs(3600));
+    let queued = |kms: &Kms| {
+        lock(&kms.shared.tasks)
+            .queue
+            .iter()
+            .filter(|std::cmp::Reverse((_, _, t))| *t == Task::MaterialExpiry)
+            .count()
+    };
+    // Two imports expiring at the same instant each ask for a sweep then.
+    kms.shared.schedule_at(Task::MaterialExpiry, due);
+    kms.shared.schedule_at(Task::MaterialExpiry, due);
+    assert_eq!(queued(&kms), 1);
+    // Another time is another run.
+    kms.shared
+        .schedule_at(Task::MaterialExpiry, due.plus(Duration::from_secs(1)));
+    assert_eq!(queued(&kms), 2);
 }
