@@ -458,3 +458,27 @@ pub fn restore_backup(tx: &mut HsmTx<'_>, req: &BackupIdRequest) -> Result<Backu
     tx.push(HsmChange::PutBackup(Box::new(b)));
     Ok(BackupResponse { backup })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backups_place_round_trips_through_its_token_text_and_garbage_names_none() {
+        let place: BackupAge = (Reverse(Timestamp(1_765_000_000_123)), BackupId::generate());
+        assert_eq!(read_age(&write_age(&place)), Some(place.clone()));
+        let id = place.1.as_str();
+        for bad in [
+            "",
+            "123",
+            id,
+            &format!("x.{id}"),
+            &format!("1.{id}x"),
+            "99999999999999999999.backup-aaaaaaaaaaa",
+        ] {
+            assert_eq!(read_age(bad), None, "{bad:?}");
+        }
+        // A time before the epoch is a time like another: it names a place, never a panic.
+        assert!(read_age(&format!("-5.{id}")).is_some());
+    }
+}
