@@ -1206,12 +1206,6 @@ fn a_backup_is_found_only_in_its_own_region() {
             "{verb}: {e}"
         );
     };
-    let tag = || {
-        vec![HsmTag {
-            key: "k".into(),
-            value: "v".into(),
-        }]
-    };
     let copy_home = |region| {
         kms.copy_backup_to_region(&CopyBackupToRegionRequest {
             backup_id: copy.clone(),
@@ -1241,7 +1235,7 @@ fn a_backup_is_found_only_in_its_own_region() {
     not_here(
         kms.tag_hsm_resource(&TagHsmResourceRequest {
             resource_id: copy.clone(),
-            tag_list: tag(),
+            tag_list: one_tag(),
             region: None,
         }),
         "TagResource",
@@ -1264,27 +1258,7 @@ fn a_backup_is_found_only_in_its_own_region() {
     );
 
     // Named in its Region, every verb finds it.
-    kms.tag_hsm_resource(&TagHsmResourceRequest {
-        resource_id: copy.clone(),
-        tag_list: tag(),
-        region: west(),
-    })
-    .unwrap();
-    let tags = kms
-        .list_hsm_tags(&ListHsmTagsRequest {
-            resource_id: copy.clone(),
-            region: west(),
-            ..Default::default()
-        })
-        .unwrap()
-        .tag_list;
-    assert_eq!(tags, tag());
-    kms.untag_hsm_resource(&UntagHsmResourceRequest {
-        resource_id: copy.clone(),
-        tag_key_list: vec!["k".into()],
-        region: west(),
-    })
-    .unwrap();
+    tag_round_trip(&kms, &copy, west());
     let kept = kms
         .modify_backup_attributes(&ModifyBackupAttributesRequest {
             backup_id: copy.clone(),
@@ -1355,12 +1329,6 @@ fn a_cluster_is_found_only_in_its_own_region() {
         },
         region,
     };
-    let tag = || {
-        vec![HsmTag {
-            key: "k".into(),
-            value: "v".into(),
-        }]
-    };
 
     // Named from the configured Region (us-east-1), the us-west-2 cluster does not exist.
     not_here(create_hsm(&zones[0], None).map(drop), "CreateHsm");
@@ -1393,7 +1361,7 @@ fn a_cluster_is_found_only_in_its_own_region() {
     not_here(
         kms.tag_hsm_resource(&TagHsmResourceRequest {
             resource_id: id.clone(),
-            tag_list: tag(),
+            tag_list: one_tag(),
             region: None,
         }),
         "TagResource",
@@ -1452,33 +1420,47 @@ fn a_cluster_is_found_only_in_its_own_region() {
     // Named in its Region, every verb finds it.
     let policy = kms.modify_cluster(&retention(west())).unwrap().cluster;
     assert_eq!(policy.backup_retention_policy.value, "30");
-    kms.tag_hsm_resource(&TagHsmResourceRequest {
-        resource_id: id.clone(),
-        tag_list: tag(),
-        region: west(),
-    })
-    .unwrap();
-    let tags = kms
-        .list_hsm_tags(&ListHsmTagsRequest {
-            resource_id: id.clone(),
-            region: west(),
-            ..Default::default()
-        })
-        .unwrap()
-        .tag_list;
-    assert_eq!(tags, tag());
-    kms.untag_hsm_resource(&UntagHsmResourceRequest {
-        resource_id: id.clone(),
-        tag_key_list: vec!["k".into()],
-        region: west(),
-    })
-    .unwrap();
+    tag_round_trip(&kms, &id, west());
     for hsm in west_hsm_ids(&kms, &id) {
         assert_eq!(delete_hsm(&hsm, west()).unwrap().hsm_id, hsm);
     }
     let deleted = kms.delete_cluster(&in_region(west())).unwrap().cluster;
     assert_eq!(deleted.state, ClusterState::DeleteInProgress);
     assert!(deleted.tag_list.is_empty(), "{deleted:?}");
+}
+
+/// One tag, `k` = `v`.
+fn one_tag() -> Vec<HsmTag> {
+    vec![HsmTag {
+        key: "k".into(),
+        value: "v".into(),
+    }]
+}
+
+/// Tags `resource` (a cluster or a backup) named in `region`, lists the tag back, and removes
+/// it: every tag verb finds the resource there.
+fn tag_round_trip(kms: &Kms, resource: &str, region: Option<String>) {
+    kms.tag_hsm_resource(&TagHsmResourceRequest {
+        resource_id: resource.to_owned(),
+        tag_list: one_tag(),
+        region: region.clone(),
+    })
+    .unwrap();
+    let tags = kms
+        .list_hsm_tags(&ListHsmTagsRequest {
+            resource_id: resource.to_owned(),
+            region: region.clone(),
+            ..Default::default()
+        })
+        .unwrap()
+        .tag_list;
+    assert_eq!(tags, one_tag());
+    kms.untag_hsm_resource(&UntagHsmResourceRequest {
+        resource_id: resource.to_owned(),
+        tag_key_list: vec!["k".into()],
+        region,
+    })
+    .unwrap();
 }
 
 /// The HSMs of cluster `id` in us-west-2.

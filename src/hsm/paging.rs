@@ -7,7 +7,7 @@
 //! kmscks always answered.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound::{Excluded, Unbounded};
+use std::ops::Bound::{self, Excluded, Unbounded};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -41,10 +41,7 @@ pub(super) fn page<'a, K: Ord, V, T>(
     mut keep: impl FnMut(&'a K, &'a V) -> Option<T>,
 ) -> Result<Page<T>> {
     let limit = limit(max_results, range)?;
-    let entries = match after(list, token, parse)? {
-        None => map.range::<K, _>(..),
-        Some(after) => map.range((Excluded(after), Unbounded)),
-    };
+    let entries = map.range(after(list, token, parse)?);
     let kept = entries.filter_map(|(k, v)| keep(k, v).map(|item| (k, item)));
     Ok(collect(list, limit, |k| id(k).to_owned(), kept))
 }
@@ -61,10 +58,7 @@ pub(super) fn page_set<'a, K: Ord, T>(
     mut keep: impl FnMut(&'a K) -> Option<T>,
 ) -> Result<Page<T>> {
     let limit = limit(max_results, range)?;
-    let keys = match after(list, token, parse)? {
-        None => set.range::<K, _>(..),
-        Some(after) => set.range((Excluded(after), Unbounded)),
-    };
+    let keys = set.range(after(list, token, parse)?);
     let kept = keys.filter_map(|k| keep(k).map(|item| (k, item)));
     Ok(collect(list, limit, write, kept))
 }
@@ -83,18 +77,23 @@ fn limit(max_results: Option<u32>, range: (u32, u32)) -> Result<usize> {
     }
 }
 
-/// The key `token` names (none without one), or the refusal of a token not of `list`.
-fn after<K>(list: &str, token: Option<&str>, parse: fn(&str) -> Option<K>) -> Result<Option<K>> {
-    token
-        .map(|t| {
-            decode(list, t, parse).ok_or_else(|| {
-                err!(
-                    CloudHsmInvalidRequestException,
-                    "The NextToken {t} is not valid for this request"
-                )
-            })
-        })
-        .transpose()
+/// The keys after the one `token` names (all of them without one), as a range of the list's
+/// map or set, or the refusal of a token not of `list`.
+fn after<K>(
+    list: &str,
+    token: Option<&str>,
+    parse: fn(&str) -> Option<K>,
+) -> Result<(Bound<K>, Bound<K>)> {
+    let Some(t) = token else {
+        return Ok((Unbounded, Unbounded));
+    };
+    let key = decode(list, t, parse).ok_or_else(|| {
+        err!(
+            CloudHsmInvalidRequestException,
+            "The NextToken {t} is not valid for this request"
+        )
+    })?;
+    Ok((Excluded(key), Unbounded))
 }
 
 /// The first `limit` of `kept` (each item with its key), and the token after the last of

@@ -6,14 +6,20 @@ use crate::api::kms::{CreateKeyRequest, ScheduleKeyDeletionRequest};
 use crate::types::{Clock, KeyId, ManualClock};
 use worker::Task;
 
-#[test]
-fn a_deletion_sweep_that_panics_keeps_the_periodic_sweeps_going() {
+/// An in-memory instance whose clock the test moves.
+fn on_a_manual_clock() -> (Kms, ManualClock) {
     let clock = ManualClock::starting_now();
     let kms = Kms::in_memory_with(KmsConfig {
         clock: Arc::new(clock.clone()),
         hsm_password_iterations: KmsConfig::TEST_HSM_PASSWORD_ITERATIONS,
         ..KmsConfig::default()
     });
+    (kms, clock)
+}
+
+#[test]
+fn a_deletion_sweep_that_panics_keeps_the_periodic_sweeps_going() {
+    let (kms, clock) = on_a_manual_clock();
     let interval = kms.shared.config.deletion_check_interval;
     let key = kms
         .create_key(&CreateKeyRequest::default())
@@ -47,12 +53,7 @@ fn a_deletion_sweep_that_panics_keeps_the_periodic_sweeps_going() {
 
 #[test]
 fn a_task_scheduled_twice_for_the_same_time_runs_once_so_expiry_chains_merge() {
-    let clock = ManualClock::starting_now();
-    let kms = Kms::in_memory_with(KmsConfig {
-        clock: Arc::new(clock.clone()),
-        hsm_password_iterations: KmsConfig::TEST_HSM_PASSWORD_ITERATIONS,
-        ..KmsConfig::default()
-    });
+    let (kms, clock) = on_a_manual_clock();
     let due = clock.now().plus(Duration::from_secs(3600));
     let queued = |kms: &Kms| {
         lock(&kms.shared.tasks)
