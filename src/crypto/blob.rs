@@ -347,6 +347,29 @@ mod tests {
     }
 
     #[test]
+    fn sealing_appends_after_what_the_buffer_holds_and_a_refused_payload_appends_nothing() {
+        let id = KeyId::generate();
+        let mut s = SubkeySchedule::new(KeyMaterial::generate());
+        let mut pool = RandomPool::new();
+        let c = ctx(&[("a", "1")]);
+        let plaintext = vec![0x5a; PLAINTEXT_LEN.1];
+        let mut out = vec![9u8; 7];
+        let params = s.next(&id, 1 << 20, &mut pool, || 0, true).unwrap().params;
+        let at = seal_into(&id, params, &plaintext, &c, &mut out).unwrap();
+        assert_eq!(at, 7..7 + OVERHEAD + plaintext.len());
+        assert_eq!(out.len(), at.end);
+        assert_eq!(&out[..7], &[9u8; 7], "what the buffer held is kept");
+        let v = parse(&out[at.clone()]).unwrap();
+        let key = s.derive(&id, &v.salt).unwrap();
+        assert_eq!(v.open(&key, &c).unwrap().expose(), &plaintext[..]);
+        let params = s.next(&id, 1 << 20, &mut pool, || 0, true).unwrap().params;
+        let too_long = vec![0x5a; PLAINTEXT_LEN.1 + 1];
+        let e = seal_into(&id, params, &too_long, &c, &mut out).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ValidationException);
+        assert_eq!(out.len(), at.end, "a refused payload appends nothing");
+    }
+
+    #[test]
     fn large_contexts_use_the_heap_path_and_still_bind() {
         let id = KeyId::generate();
         let mut s = SubkeySchedule::new(KeyMaterial::generate());
