@@ -272,9 +272,37 @@ fn events_the_journal_lost_with_its_torn_tail_are_cut_from_the_files() {
         .unwrap()
         .set_len(len - 1)
         .unwrap();
+    let [file] = &files(t.path())[..] else {
+        panic!("one event log file: {:?}", files(t.path()))
+    };
+    let text = fs::read_to_string(file).unwrap();
+    let lost_at = text.trim_end().rfind('\n').unwrap() + 1;
 
-    let kms = Kms::open_with(t.path(), config).unwrap();
+    let kms = Kms::open_with(t.path(), config.clone()).unwrap();
     assert_eq!(kms.kms_events().unwrap(), all[..3]);
+    assert_eq!(seqs(t.path()), [0, 1, 2]);
+    // The cut line is kept aside, beside the file it was cut from, and an open leaves it be.
+    let cut = |dir: &Path| -> Vec<PathBuf> {
+        fs::read_dir(events_dir(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_str().unwrap().contains(".jsonl.cut-"))
+            .collect()
+    };
+    let aside = file.with_file_name(format!(
+        "{}.cut-{lost_at}",
+        file.file_name().unwrap().to_str().unwrap()
+    ));
+    assert_eq!(cut(t.path()), std::slice::from_ref(&aside));
+    assert_eq!(fs::read_to_string(&aside).unwrap(), text[lost_at..]);
+    assert_eq!(mode(&aside), 0o600);
+    drop(kms);
+    let kms = Kms::open_with(t.path(), config).unwrap();
+    assert_eq!(
+        cut(t.path()),
+        [aside],
+        "nothing more is cut, nothing is read back"
+    );
     assert_eq!(seqs(t.path()), [0, 1, 2]);
     kms.enable_key(&key_req(&key)).unwrap();
     assert_eq!(

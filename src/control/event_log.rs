@@ -15,6 +15,7 @@
 //! ```text
 //! <dir>/events/                                mode 0700
 //! <dir>/events/events-<first seq, 20 digits>.jsonl   mode 0600, one event per line
+//! <dir>/events/events-<first seq>.jsonl.cut-<o>      mode 0600, what recovery cut from offset o
 //! ```
 //!
 //! Events that no journal record holds — failed calls and the data-plane aggregates
@@ -38,7 +39,9 @@
 //! and says which sequence number the files need next; the caller then appends the events of
 //! the replayed records from there. After any crash the files hold every journaled event
 //! exactly once, in order; unjournaled lines are kept unless they were written after an event
-//! the journal lost (or with the unsynced tail of the file).
+//! the journal lost (or with the unsynced tail of the file). What an open cuts is first copied
+//! aside, durably, into `<file>.cut-<offset>` (`store::keep_cut_bytes`, as the journal keeps
+//! its torn tail): the unjournaled lines among it are the only record of the calls they log.
 //!
 //! # Reading
 //!
@@ -61,7 +64,7 @@ use super::event_line::{self, Entry};
 use super::state::Change;
 use crate::api::kms::TrailEvent;
 use crate::kms::state::KmsChange;
-use crate::store::{io_error, sync_dir};
+use crate::store::{io_error, keep_cut_bytes, sync_dir};
 use crate::types::Timestamp;
 use crate::{err, Result};
 
@@ -531,6 +534,19 @@ impl EventFiles {
                 file.read_to_end(&mut data)
                     .map_err(|e| io_error("read event log file", &path, e))?;
                 let (keep, tail) = Self::valid_prefix(&path, &data, first_seq, next_seq)?;
+                if keep < data.len() {
+                    // What is cut goes aside first, durably, as the journal's torn tail does.
+                    let cut = (keep as u64, data.len() as u64);
+                    let kept = keep_cut_bytes(&file, &path, cut, "event log file")?;
+                    tracing::warn!(
+                        "event log file {}: {} bytes from offset {keep} are not in the \
+                         journal (a torn line, or events of records it lost and lines \
+                         written after them); cut, and kept in {}",
+                        path.display(),
+                        data.len() - keep,
+                        kept.display()
+                    );
+                }
                 match tail {
                     Some(tail) => {
                         if keep < data.len() {

@@ -373,26 +373,34 @@ impl Listing {
     }
 }
 
-/// Copies bytes `from..to` of the journal `path` (open as `file`), which a torn-tail repair is
-/// about to cut away, to a new file `<journal>.cut-<from>` beside it, durably: mode 0600,
+/// Copies bytes `from..to` of `path` (open as `file`; a journal, or an event log file, as
+/// `what` names it), which a repair is about to cut away, to a new file `<name>.cut-<from>`
+/// beside it, durably: mode 0600,
 /// created with `O_EXCL` and `O_NOFOLLOW` like the store's other files, the file and then the
 /// directory fsynced. Returns its path.
 ///
 /// Why: a final frame that fails its checks is most likely a write a crash cut short, never
 /// acknowledged; but an acknowledged last record (a revocation, say) damaged since looks the
 /// same, and refusing to open would punish every crash. So the frame is not replayed, but its
-/// bytes survive as evidence instead of being erased. The name is no journal's or snapshot's
-/// (`Listing` passes it over), so no later open or compaction reads or removes it. If the name
-/// is taken by the same bytes (an open killed between this copy and the cut), that file is
-/// made durable and reused; by other bytes (another tail cut at the same offset since), the
-/// next free `<journal>.cut-<from>.<n>` is used.
-fn keep_cut_bytes(file: &File, path: &Path, from: u64, to: u64) -> Result<PathBuf> {
-    // Invariant: `to` is the length of a journal just read whole into memory (`read_journal`),
-    // so the tail fits in memory too.
-    let len = usize::try_from(to - from).expect("a journal read into memory fits in usize");
+/// bytes survive as evidence instead of being erased. An event log's cut lines (events of
+/// records the journal lost, and failed calls logged after them) are kept the same way. The
+/// name is no journal's, snapshot's or event log file's (`Listing` and the event log pass it
+/// over), so no later open, compaction or expiry reads or removes it. If the name is taken by
+/// the same bytes (an open killed between this copy and the cut), that file is made durable
+/// and reused; by other bytes (another tail cut at the same offset since), the next free
+/// `<name>.cut-<from>.<n>` is used.
+pub(crate) fn keep_cut_bytes(
+    file: &File,
+    path: &Path,
+    (from, to): (u64, u64),
+    what: &str,
+) -> Result<PathBuf> {
+    // Invariant: `to` is the length of a file just read whole into memory (`read_journal`,
+    // the event log's open), so the tail fits in memory too.
+    let len = usize::try_from(to - from).expect("a file read into memory fits in usize");
     let mut cut = vec![0u8; len];
     file.read_exact_at(&mut cut, from)
-        .map_err(|e| io_error("read the torn tail of journal", path, e))?;
+        .map_err(|e| io_error(&format!("read the cut tail of {what}"), path, e))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let base = format!(
         "{}.cut-{from}",
@@ -413,7 +421,11 @@ fn keep_cut_bytes(file: &File, path: &Path, from: u64, to: u64) -> Result<PathBu
             Ok(mut f) => {
                 if let Err(e) = f.write_all(&cut).and_then(|()| f.sync_all()) {
                     let _ = fs::remove_file(&kept);
-                    return Err(io_error("write the torn tail of a journal to", &kept, e));
+                    return Err(io_error(
+                        &format!("write the cut tail of {what} {} to", path.display()),
+                        &kept,
+                        e,
+                    ));
                 }
                 sync_dir(dir)?;
                 return Ok(kept);
@@ -429,7 +441,7 @@ fn keep_cut_bytes(file: &File, path: &Path, from: u64, to: u64) -> Result<PathBu
     }
     Err(err!(
         StorageException,
-        "cannot keep the torn tail of journal {}: every name for it is taken",
+        "cannot keep the cut tail of {what} {}: every name for it is taken",
         path.display()
     ))
 }
@@ -669,7 +681,7 @@ impl DataDir {
                     .len();
                 // Durable before anything is cut: what is cut cannot be told apart from an
                 // acknowledged record damaged since, so its bytes are kept, not erased.
-                let kept = keep_cut_bytes(&file, path, scan.valid_len, file_len)?;
+                let kept = keep_cut_bytes(&file, path, (scan.valid_len, file_len), "journal")?;
                 file.set_len(scan.valid_len)
                     .map_err(|e| io_error("truncate torn tail of journal", path, e))?;
                 tracing::warn!(
