@@ -35,10 +35,12 @@ fn all_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The event log files, oldest first (not what an open cut and kept aside, `*.jsonl.cut-*`).
 fn event_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir.join("events"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
         .collect();
     v.sort();
     v

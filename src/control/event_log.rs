@@ -539,9 +539,9 @@ impl EventFiles {
                     let cut = (keep as u64, data.len() as u64);
                     let kept = keep_cut_bytes(&file, &path, cut, "event log file")?;
                     tracing::warn!(
-                        "event log file {}: {} bytes from offset {keep} are not in the \
+                        "event log file {}: {} bytes from offset {keep} do not match the \
                          journal (a torn line, or events of records it lost and lines \
-                         written after them); cut, and kept in {}",
+                         written after them): kept in {}, and cut",
                         path.display(),
                         data.len() - keep,
                         kept.display()

@@ -164,9 +164,8 @@ pub fn seal_into(
     }
     // Sealed out of place, from the caller's plaintext into the blob, so the plaintext is
     // never copied here (nor left here by a failed seal). The room is zeroed first, as a
-    // `&mut [u8]` must not name uninitialised bytes: a 4 KiB Encrypt took 541–550 ns so
-    // against 555–573 copying the plaintext in and sealing in place
-    // (docs/performance-history.md, 2026-12-06).
+    // `&mut [u8]` must not name uninitialised bytes. Faster than copying the plaintext in and
+    // sealing in place (docs/performance-history.md, 2026-12-06).
     out.extend_from_slice(header);
     out.resize(start + HEADER_LEN + plaintext.len() + TAG_LEN, 0);
     let (body, tag) = out[start + HEADER_LEN..].split_at_mut(plaintext.len());
@@ -188,8 +187,8 @@ pub fn seal_into(
     match sealed {
         Ok(Ok(())) => Ok(start..out.len()),
         failed => {
-            // Nothing of the plaintext was written here; what the seal may have left is
-            // dropped with the header.
+            // Nothing of the plaintext was written here. The header is cut off, with what
+            // the seal may have written (ciphertext, which needs no wipe).
             out.truncate(start);
             Err(match failed {
                 Err(e) => e,
