@@ -375,9 +375,8 @@ impl Listing {
 
 /// Copies bytes `from..to` of `path` (open as `file`; a journal, or an event log file, as
 /// `what` names it), which a repair is about to cut away, to a new file `<name>.cut-<from>`
-/// beside it, durably: mode 0600,
-/// created with `O_EXCL` and `O_NOFOLLOW` like the store's other files, the file and then the
-/// directory fsynced. Returns its path.
+/// beside it, durably: mode 0600, created with `O_EXCL` and `O_NOFOLLOW` like the store's
+/// other files, the file and then the directory fsynced. Returns its path.
 ///
 /// Why: a final frame that fails its checks is most likely a write a crash cut short, never
 /// acknowledged; but an acknowledged last record (a revocation, say) damaged since looks the
