@@ -144,8 +144,9 @@ impl Input {
     }
 
     /// Answers the whole frames read, at most [`CHUNK_FRAMES`] of them, into `out`: `None`
-    /// when the input is not a frame, else whether whole frames are left to answer.
-    fn answer(&mut self, reply: &[u8], out: &mut Vec<u8>) -> Option<bool> {
+    /// when the input is not a frame, else whether whole frames are left to answer, and how
+    /// many were answered.
+    fn answer(&mut self, reply: &[u8], out: &mut Vec<u8>) -> Option<(bool, usize)> {
         let (mut at, mut answered) = (0, 0);
         while answered < CHUNK_FRAMES {
             let Ok(Some((h, _, used))) = split_frame(&self.buf[at..self.have]) else {
@@ -175,7 +176,7 @@ impl Input {
         };
         self.buf.copy_within(at..self.have, 0);
         self.have -= at;
-        Some(more)
+        Some((more, answered))
     }
 }
 
@@ -194,9 +195,11 @@ fn echo_conn(s: UnixStream, reply: &[u8]) {
             Ok(n) => input.have += n,
         }
         loop {
-            let Some(more) = input.answer(reply, &mut out) else {
+            let Some((more, answered)) = input.answer(reply, &mut out) else {
                 return;
             };
+            // Waits as the daemon's loops do after the same requests.
+            s.served(answered);
             if !out.is_empty() {
                 if s.write_all(&out).is_err() {
                     return;
@@ -243,17 +246,20 @@ impl Polled {
     }
 
     /// Writes what it can of the answers, reads what has come and answers it; false when the
-    /// connection is done (closed, broken, or not speaking frames).
-    fn serve(&mut self, reply: &[u8]) -> bool {
+    /// connection is done (closed, broken, or not speaking frames). `most` gets the most
+    /// requests answered in one chunk, as the daemon's loops count them for their [`Spin`].
+    fn serve(&mut self, reply: &[u8], most: &mut usize) -> bool {
         loop {
             if !self.flush_some() {
                 return !self.broken;
             }
             match self.input.answer(reply, &mut self.out) {
                 None => return false,
-                // A chunk answered: write it before answering more, as the daemon does.
-                Some(_) if !self.out.is_empty() => continue,
-                Some(_) => {}
+                Some((_, answered)) => *most = (*most).max(answered),
+            }
+            // A chunk answered: write it before answering more, as the daemon does.
+            if !self.out.is_empty() {
+                continue;
             }
             match self.stream.read(self.input.room()) {
                 Ok(0) => return false,
@@ -300,21 +306,23 @@ fn echo_loop(incoming: &Receiver<UnixStream>, reply: &[u8], stop: &AtomicBool) {
         }
         // Parked, a new connection waits at most this long to be registered (before the
         // measured window: the load generator connects every connection first).
-        let timeout = spin.timeout(false, Duration::from_millis(1), now);
+        let timeout = spin.next_poll(false, Duration::from_millis(1), now);
         if poll.poll(&mut events, Some(timeout)).is_err() {
             return;
         }
         now = Instant::now();
         spin.saw(!events.is_empty(), now);
+        let mut most = 0;
         for event in events.iter() {
             let slot = conns.get_mut(event.token().0);
             if let Some(conn) = slot {
-                if conn.as_mut().is_some_and(|c| !c.serve(reply)) {
+                if conn.as_mut().is_some_and(|c| !c.serve(reply, &mut most)) {
                     if let Some(mut c) = conn.take() {
                         let _ = poll.registry().deregister(&mut c.stream);
                     }
                 }
             }
         }
+        spin.served(most);
     }
 }

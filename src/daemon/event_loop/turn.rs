@@ -317,6 +317,7 @@ impl EventLoop {
             if handled.frames > 0 {
                 conn.last_progress = Instant::now();
             }
+            self.most_waiting = self.most_waiting.max(handled.frames);
             if let Some(e) = &handled.error {
                 tracing::warn!(uid = conn.peer.uid, pid = conn.peer.pid, error = %e.to_error(), "bad frame; closing the connection");
                 conn.closing = true;

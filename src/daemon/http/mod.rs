@@ -456,7 +456,7 @@ fn serve(
             .map(|t| t.saturating_duration_since(now))
             .fold(TICK, Duration::min);
         // Poll without sleeping for a moment after activity, as the socket's loop does.
-        let timeout = spin.timeout(!again.is_empty() || accept_more, idle, now);
+        let timeout = spin.next_poll(!again.is_empty() || accept_more, idle, now);
         if let Err(e) = poll.poll(&mut events, Some(timeout)) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
