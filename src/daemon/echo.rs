@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{Receiver, Sender};
 use mio::{Events, Interest, Poll, Token};
 
-use super::event_loop::CHUNK_WORK;
 use super::wake::{Spin, SpinStream};
 use crate::error::{ErrorKind, KmsError, Result};
 use crate::protocol::{encode_hello_reply, split_frame, HelloReply, MAX_BODY, OP_HELLO, VERSION};
@@ -107,13 +106,6 @@ impl Drop for EchoServer {
     }
 }
 
-/// Frames answered between two writes: the daemon's loops write a connection's replies after
-/// each chunk of work (a pipelining client decodes the first answers while the next are
-/// computed), and a floor that wrote less often would lose that overlap and prove nothing.
-/// As many frames as the loops' work units: a small request (a GenerateDataKey, an Encrypt
-/// under 1 KiB) is one unit.
-const CHUNK_FRAMES: usize = CHUNK_WORK;
-
 fn io_err(path: &Path, e: &std::io::Error) -> KmsError {
     KmsError::new(
         ErrorKind::StorageException,
@@ -143,12 +135,16 @@ impl Input {
         &mut self.buf[self.have..]
     }
 
-    /// Answers the whole frames read, at most [`CHUNK_FRAMES`] of them, into `out`: `None`
-    /// when the input is not a frame, else whether whole frames are left to answer, and how
-    /// many were answered.
-    fn answer(&mut self, reply: &[u8], out: &mut Vec<u8>) -> Option<(bool, usize)> {
+    /// Answers the whole frames read, at most `chunk` of them, into `out`: `None` when the
+    /// input is not a frame, else whether whole frames are left to answer, and how many were
+    /// answered. The daemon's loops write a connection's replies after each chunk of work (a
+    /// pipelining client decodes the first answers while the next are computed), and a floor
+    /// that wrote less often would lose that overlap and prove nothing: `chunk` is the loops'
+    /// ([`Spin::chunk_work`]), a small request (a GenerateDataKey, an Encrypt under 1 KiB)
+    /// being one of their work units.
+    fn answer(&mut self, reply: &[u8], out: &mut Vec<u8>, chunk: usize) -> Option<(bool, usize)> {
         let (mut at, mut answered) = (0, 0);
-        while answered < CHUNK_FRAMES {
+        while answered < chunk {
             let Ok(Some((h, _, used))) = split_frame(&self.buf[at..self.have]) else {
                 break;
             };
@@ -195,7 +191,7 @@ fn echo_conn(s: UnixStream, reply: &[u8]) {
             Ok(n) => input.have += n,
         }
         loop {
-            let Some((more, answered)) = input.answer(reply, &mut out) else {
+            let Some((more, answered)) = input.answer(reply, &mut out, s.chunk_frames()) else {
                 return;
             };
             // Waits as the daemon's loops do after the same requests.
@@ -246,14 +242,15 @@ impl Polled {
     }
 
     /// Writes what it can of the answers, reads what has come and answers it; false when the
-    /// connection is done (closed, broken, or not speaking frames). `most` gets the most
-    /// requests answered in one chunk, as the daemon's loops count them for their [`Spin`].
-    fn serve(&mut self, reply: &[u8], most: &mut usize) -> bool {
+    /// connection is done (closed, broken, or not speaking frames), writing after each `chunk`
+    /// frames answered. `most` gets the most requests answered in one chunk, as the daemon's
+    /// loops count them for their [`Spin`].
+    fn serve(&mut self, reply: &[u8], chunk: usize, most: &mut usize) -> bool {
         loop {
             if !self.flush_some() {
                 return !self.broken;
             }
-            match self.input.answer(reply, &mut self.out) {
+            match self.input.answer(reply, &mut self.out, chunk) {
                 None => return false,
                 Some((_, answered)) => *most = (*most).max(answered),
             }
@@ -312,11 +309,14 @@ fn echo_loop(incoming: &Receiver<UnixStream>, reply: &[u8], stop: &AtomicBool) {
         }
         now = Instant::now();
         spin.saw(!events.is_empty(), now);
-        let mut most = 0;
+        let (mut most, chunk) = (0, spin.chunk_work(now));
         for event in events.iter() {
             let slot = conns.get_mut(event.token().0);
             if let Some(conn) = slot {
-                if conn.as_mut().is_some_and(|c| !c.serve(reply, &mut most)) {
+                if conn
+                    .as_mut()
+                    .is_some_and(|c| !c.serve(reply, chunk, &mut most))
+                {
                     if let Some(mut c) = conn.take() {
                         let _ = poll.registry().deregister(&mut c.stream);
                     }

@@ -13,8 +13,6 @@
 mod helpers;
 mod turn;
 
-pub(super) use turn::CHUNK_WORK;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,6 +86,8 @@ pub(super) struct EventLoop {
     held: Vec<(Instant, usize, u64)>,
     /// The most requests one connection had waiting in one chunk this turn (for [`Spin`]).
     most_waiting: usize,
+    /// Work units between two writes of a connection's replies ([`Spin::chunk_work`]).
+    chunk_work: usize,
 }
 
 /// A loop's poller, waker and mailbox, made before the loops know each other (each needs
@@ -160,6 +160,7 @@ impl Unshared {
             again: Vec::new(),
             held: Vec::new(),
             most_waiting: 0,
+            chunk_work: super::wake::CHUNK_WORK,
         })
     }
 }
@@ -204,6 +205,7 @@ impl EventLoop {
             }
             now = Instant::now();
             spin.saw(!events.is_empty(), now);
+            self.chunk_work = spin.chunk_work(now);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_all(),

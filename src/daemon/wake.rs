@@ -13,12 +13,19 @@
 //! answers it has), not on our wake-up. With more busy threads than cores, a loop spinning
 //! for it takes the very core those requests need. So after a turn that found more than one
 //! request waiting on a connection, each spin first yields the core (`sched_yield`) to
-//! whichever thread wants it; with a core to spare nobody does, and the spin goes on as before.
-//! Measured at two connections pipelining 256 GenerateDataKeys on two cores: the daemon's CPU
-//! per request went from 234–256 ns to 193–202 and its rate from 4.0–4.4 M/s to 4.4–4.7;
-//! yielding after one request at a time instead took eight such connections from 164–179 k/s
-//! to 102–133 (the bench's clients spin for a lone answer, and got the core), hence the two
-//! cases (docs/performance-history.md, 2026-12-06 afternoon).
+//! whichever thread wants it; with a core to spare nobody does, and the spin goes on as
+//! before. After one request at a time the spin does not yield: those clients answer within
+//! microseconds, and some (the bench's) spin for their answer themselves, so a yield would
+//! hand them the core the answer needs.
+//!
+//! A yield also tells whether the core is shared: one that comes back after another thread
+//! ran ([`YIELD_GAVE_CORE`]) means a client runs on the loop's own core, between the loop's
+//! writes. The loops write a connection's replies after each chunk of work so that a client on
+//! another core decodes the first answers while the next are computed ([`CHUNK_WORK`]); on a
+//! shared core there is no such overlap, and each write only wakes the client to take the core
+//! for a moment: two context switches per chunk. So for a while after a yield gave the core
+//! away ([`SHARED_FOR`]), the chunk is [`CHUNK_WORK_SHARED`]. What each choice was measured
+//! against is in docs/performance-history.md (2026-12-06, afternoon).
 
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
@@ -28,6 +35,57 @@ use mio::{Events, Interest, Poll, Token};
 
 /// How long a loop keeps polling without sleeping after its last event.
 pub const BUSY_POLL: Duration = Duration::from_micros(50);
+
+/// Work units a loop handles between two writes of a connection's replies while its core is
+/// its own: a pipelining client on the other core decodes the first answers while the loop
+/// computes the next ones. A small request (a GenerateDataKey, an Encrypt under 1 KiB) is one
+/// unit. The echo floors answer as many frames between two writes.
+pub(crate) const CHUNK_WORK: usize = 64;
+
+/// [`CHUNK_WORK`] while the loop shares its core with the threads it serves (its yields give
+/// the core away): a write per 256 requests wakes the client a quarter as often.
+pub(crate) const CHUNK_WORK_SHARED: usize = 256;
+
+/// A yield that takes longer than this came back after another thread ran on the core (the
+/// bare system call takes well under a microsecond).
+const YIELD_GAVE_CORE: Duration = Duration::from_micros(20);
+
+/// How long a loop counts its core as shared after a yield gave it away: the yields that find
+/// the client blocked (it has its answers to send on) come back at once, and the verdict
+/// should not flip with each.
+const SHARED_FOR: Duration = Duration::from_millis(10);
+
+/// Whether a loop shares its core with the threads it serves, from what its yields find.
+#[derive(Debug, Clone, Copy)]
+struct Sharing {
+    /// Until when the core counts as shared (the last yield that gave it away + [`SHARED_FOR`]).
+    until: Option<Instant>,
+}
+
+impl Sharing {
+    /// Yields the core, noting whether another thread took it meanwhile.
+    fn yield_core(&mut self) {
+        let t = Instant::now();
+        std::thread::yield_now();
+        let back = Instant::now();
+        self.note_yield(back.saturating_duration_since(t), back);
+    }
+
+    /// Notes a yield that took `took` and came back at `back`.
+    fn note_yield(&mut self, took: Duration, back: Instant) {
+        if took > YIELD_GAVE_CORE {
+            self.until = Some(back + SHARED_FOR);
+        }
+    }
+
+    /// The chunk of work between two writes at `now`.
+    fn chunk_work(&self, now: Instant) -> usize {
+        match self.until {
+            Some(until) if now < until => CHUNK_WORK_SHARED,
+            _ => CHUNK_WORK,
+        }
+    }
+}
 
 /// What a loop does before its next poll ([`Spin::plan`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +109,8 @@ pub(crate) struct Spin {
     last_busy: Instant,
     /// The last turn that served requests found more than one waiting on one connection.
     pipelined: bool,
+    /// What the yields found.
+    sharing: Sharing,
 }
 
 impl Spin {
@@ -60,6 +120,7 @@ impl Spin {
                 .checked_sub(BUSY_POLL)
                 .unwrap_or_else(Instant::now),
             pipelined: false,
+            sharing: Sharing { until: None },
         }
     }
 
@@ -79,17 +140,24 @@ impl Spin {
         }
     }
 
-    /// Carries out [`Spin::plan`] up to the poll: yields the core when the plan says so, and
-    /// returns the poll's timeout.
-    pub(crate) fn next_poll(&self, ready_now: bool, idle: Duration, now: Instant) -> Duration {
+    /// Carries out [`Spin::plan`] up to the poll: yields the core when the plan says so
+    /// (noting whether another thread took it), and returns the poll's timeout.
+    pub(crate) fn next_poll(&mut self, ready_now: bool, idle: Duration, now: Instant) -> Duration {
         match self.plan(ready_now, idle, now) {
             Wait::Now | Wait::Spin { yield_first: false } => Duration::ZERO,
             Wait::Spin { yield_first: true } => {
-                std::thread::yield_now();
+                self.sharing.yield_core();
                 Duration::ZERO
             }
             Wait::Park(idle) => idle,
         }
+    }
+
+    /// Work units to handle between two writes of a connection's replies at `now`:
+    /// [`CHUNK_WORK`], or [`CHUNK_WORK_SHARED`] within [`SHARED_FOR`] of a yield that gave the
+    /// core away.
+    pub(crate) fn chunk_work(&self, now: Instant) -> usize {
+        self.sharing.chunk_work(now)
     }
 
     /// Notes the outcome of a poll that returned at `now`: any event restarts the spin.
@@ -119,6 +187,8 @@ pub struct SpinStream<S: Read + Write + Source> {
     last_data: Instant,
     /// The caller's last read held more than one request ([`SpinStream::served`]).
     pipelined: bool,
+    /// What the yields found.
+    sharing: Sharing,
 }
 
 impl<S: Read + Write + Source> SpinStream<S> {
@@ -138,6 +208,7 @@ impl<S: Read + Write + Source> SpinStream<S> {
             events: Events::with_capacity(4),
             last_data: Instant::now(),
             pipelined: false,
+            sharing: Sharing { until: None },
         })
     }
 
@@ -182,12 +253,17 @@ impl<S: Read + Write + Source> SpinStream<S> {
         }
     }
 
+    /// Frames to answer between two writes, as [`Spin::chunk_work`].
+    pub fn chunk_frames(&self) -> usize {
+        self.sharing.chunk_work(Instant::now())
+    }
+
     /// Spins while the last data is recent (yielding the core first after pipelined
     /// requests, as [`Spin`] does), else parks until the stream is ready.
     fn wait(&mut self) -> io::Result<()> {
         if self.last_data.elapsed() < BUSY_POLL {
             if self.pipelined {
-                std::thread::yield_now();
+                self.sharing.yield_core();
             } else {
                 std::hint::spin_loop();
             }
@@ -244,5 +320,62 @@ mod tests {
         assert_eq!(spin.next_poll(false, idle, now + BUSY_POLL), idle);
         spin.served(3);
         assert_eq!(spin.next_poll(false, idle, now), Duration::ZERO);
+    }
+
+    #[test]
+    fn replies_go_out_in_bigger_chunks_for_a_while_after_a_yield_gave_the_core_away() {
+        let mut sharing = Sharing { until: None };
+        let now = Instant::now();
+        assert_eq!(sharing.chunk_work(now), CHUNK_WORK);
+        sharing.note_yield(Duration::from_micros(1), now);
+        assert_eq!(sharing.chunk_work(now), CHUNK_WORK, "a bare yield");
+        sharing.note_yield(YIELD_GAVE_CORE + Duration::from_micros(1), now);
+        assert_eq!(sharing.chunk_work(now), CHUNK_WORK_SHARED);
+        sharing.note_yield(Duration::from_micros(1), now);
+        assert_eq!(
+            sharing.chunk_work(now + SHARED_FOR / 2),
+            CHUNK_WORK_SHARED,
+            "a quick yield after one that gave the core away keeps the verdict"
+        );
+        assert_eq!(sharing.chunk_work(now + SHARED_FOR), CHUNK_WORK);
+    }
+
+    #[test]
+    fn a_yield_next_to_a_spinning_thread_on_the_same_core_finds_the_core_shared() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let Some(core) = core_affinity::get_core_ids().and_then(|c| c.first().copied()) else {
+            eprintln!("skipped: the cores cannot be listed here");
+            return;
+        };
+        if !core_affinity::set_for_current(core) {
+            eprintln!("skipped: this thread cannot be pinned to a core");
+            return;
+        }
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let spinner = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let pinned = core_affinity::set_for_current(core);
+                while pinned && !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+                pinned
+            })
+        };
+        let mut sharing = Sharing { until: None };
+        // The spinner runs a slice of its own whenever it gets the core: some yield of these
+        // gives it the core (a scheduler slice is milliseconds, the threshold microseconds).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while sharing.until.is_none() && Instant::now() < deadline {
+            sharing.yield_core();
+        }
+        stop.store(true, Ordering::Relaxed);
+        // The spinner only loops until `stop`; a panic there is the test's failure.
+        let pinned = spinner.join().expect("the spinner ends");
+        if !pinned {
+            eprintln!("skipped: the spinner could not be pinned to the core");
+            return;
+        }
+        assert_eq!(sharing.chunk_work(Instant::now()), CHUNK_WORK_SHARED);
     }
 }

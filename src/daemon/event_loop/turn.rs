@@ -4,9 +4,10 @@
 //!
 //! Fairness, within each loop: each connection gets at most [`WORK_PER_TURN`] work units per
 //! turn (a huge batch is answered over several turns), in rounds of at most [`CHUNK_WORK`]
-//! whose replies are written before the next; one with work left goes to the back of the
-//! `again` list, behind the events of the next poll. A connection with no room — its unwritten
-//! replies at `max_pending_reply_bytes`, `max_in_flight` requests outstanding, or its uid at
+//! (more while the loop shares its core with its clients, [`crate::daemon::wake`]) whose
+//! replies are written before the next; one with work left goes to the back of the `again`
+//! list, behind the events of the next poll. A connection with no room — its unwritten replies
+//! at `max_pending_reply_bytes`, `max_in_flight` requests outstanding, or its uid at
 //! `max_memory_per_uid` beyond each connection's [`CONN_FLOOR`] — is *stalled*: not read (the
 //! kernel's socket buffers then push back on the client) until replies are written or the uid's
 //! memory goes down, which puts it back on the `again` list. A frame longer than what was read
@@ -28,13 +29,11 @@ use crate::daemon::conn::{Conn, Filled, READ_CAP};
 use crate::daemon::dispatch::{self, Allowance, Stop, WORK_PER_TURN};
 use crate::daemon::loops::{Mail, Waiter};
 use crate::daemon::quota::{self, NextRead, CONN_FLOOR};
+#[cfg(doc)]
+use crate::daemon::wake::CHUNK_WORK;
 
 /// Read-and-handle rounds for one connection per turn before others get theirs.
 const MAX_ROUNDS: usize = 8;
-/// Work units handled between two writes of a connection's replies: a pipelining client
-/// decodes the first answers while the loop computes the next ones. The echo floor writes as
-/// often (`super::super::echo`).
-pub(in crate::daemon) const CHUNK_WORK: usize = 64;
 
 impl EventLoop {
     /// Puts a stalled connection back on the `again` list, to be read on this turn.
@@ -289,7 +288,7 @@ impl EventLoop {
                 // that each connection of a uid at its quota still moves.
                 reply_bytes = reply_bytes.max(1);
             }
-            let chunk = work.min(CHUNK_WORK);
+            let chunk = work.min(self.chunk_work);
             let mut allow = Allowance {
                 work: chunk,
                 reply_bytes,
