@@ -9,14 +9,15 @@
 //! the daemon does: a floor that waited worse would be slower than the daemon and prove
 //! nothing.
 //!
-//! A pipelining client is different: its next requests wait on its own CPU (decoding the
-//! answers it has), not on our wake-up. With more busy threads than cores, a loop spinning
-//! for it takes the very core those requests need. So after a turn that found more than one
-//! request waiting on a connection, each spin first yields the core (`sched_yield`) to
+//! A client pipelining deep is different: its next requests wait on its own CPU (decoding the
+//! many answers it has), not on our wake-up. With more busy threads than cores, a loop spinning
+//! for it takes the very core those requests need. So after a turn that found [`DEEP`] or more
+//! requests waiting on a connection, each spin first yields the core (`sched_yield`) to
 //! whichever thread wants it; with a core to spare nobody does, and the spin goes on as
-//! before. After one request at a time the spin does not yield: those clients answer within
-//! microseconds, and some (the bench's) spin for their answer themselves, so a yield would
-//! hand them the core the answer needs.
+//! before. After fewer the spin does not yield: those clients come back within microseconds,
+//! and a yield in each round of the spin costs a system call there (a pipeline of 16 lost a
+//! sixth of its rate to it); some (the bench's, one request at a time) also spin for their
+//! answer themselves, so a yield would hand them the core the answer needs.
 //!
 //! A yield also tells whether the core is shared: one that comes back after another thread
 //! ran ([`YIELD_GAVE_CORE`]) means a client runs on the loop's own core, between the loop's
@@ -45,6 +46,11 @@ pub(crate) const CHUNK_WORK: usize = 64;
 /// [`CHUNK_WORK`] while the loop shares its core with the threads it serves (its yields give
 /// the core away): a write per 256 requests wakes the client a quarter as often.
 pub(crate) const CHUNK_WORK_SHARED: usize = 256;
+
+/// Requests waiting on one connection at once from which its client counts as pipelining deep
+/// enough that its next requests wait on its own CPU rather than on our answers (half a
+/// [`CHUNK_WORK`]: a client that refills its window as answers come sends about a chunk).
+const DEEP: usize = 32;
 
 /// A yield that takes longer than this came back after another thread ran on the core (the
 /// bare system call takes well under a microsecond).
@@ -93,7 +99,7 @@ pub(crate) enum Wait {
     /// Work is waiting: poll without sleeping.
     Now,
     /// Spinning: poll without sleeping, first yielding the core when `yield_first` (the last
-    /// requests came pipelined).
+    /// requests came pipelined deep).
     Spin {
         /// Offer the core to other threads before the poll.
         yield_first: bool,
@@ -107,7 +113,7 @@ pub(crate) enum Wait {
 #[derive(Debug)]
 pub(crate) struct Spin {
     last_busy: Instant,
-    /// The last turn that served requests found more than one waiting on one connection.
+    /// The last turn that served requests found [`DEEP`] or more waiting on one connection.
     pipelined: bool,
     /// What the yields found.
     sharing: Sharing,
@@ -167,11 +173,11 @@ impl Spin {
         }
     }
 
-    /// Notes the most requests one connection had waiting in a turn: more than one means a
-    /// pipelining client. A turn that served none (0) leaves the last verdict standing.
+    /// Notes the most requests one connection had waiting in a turn: [`DEEP`] or more means a
+    /// client pipelining deep. A turn that served none (0) leaves the last verdict standing.
     pub(crate) fn served(&mut self, most_waiting: usize) {
         if most_waiting > 0 {
-            self.pipelined = most_waiting > 1;
+            self.pipelined = most_waiting >= DEEP;
         }
     }
 }
@@ -185,7 +191,7 @@ pub struct SpinStream<S: Read + Write + Source> {
     poll: Poll,
     events: Events,
     last_data: Instant,
-    /// The caller's last read held more than one request ([`SpinStream::served`]).
+    /// The caller's last read held [`DEEP`] or more requests ([`SpinStream::served`]).
     pipelined: bool,
     /// What the yields found.
     sharing: Sharing,
@@ -245,11 +251,11 @@ impl<S: Read + Write + Source> SpinStream<S> {
         Ok(())
     }
 
-    /// Notes how many requests the last read held, as [`Spin::served`]: after more than
-    /// one, the spin yields the core before each retry.
+    /// Notes how many requests the last read held, as [`Spin::served`]: after [`DEEP`] or
+    /// more, the spin yields the core before each retry.
     pub fn served(&mut self, requests: usize) {
         if requests > 0 {
-            self.pipelined = requests > 1;
+            self.pipelined = requests >= DEEP;
         }
     }
 
@@ -281,7 +287,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_spin_yields_the_core_only_after_a_turn_found_requests_pipelined() {
+    fn a_spin_yields_the_core_only_after_a_turn_found_requests_pipelined_deep() {
         let mut spin = Spin::new();
         let now = Instant::now();
         let idle = Duration::from_secs(1);
@@ -295,7 +301,7 @@ mod tests {
             spin.plan(false, idle, now),
             Wait::Spin { yield_first: false }
         );
-        spin.served(2);
+        spin.served(DEEP);
         assert_eq!(
             spin.plan(false, idle, now),
             Wait::Spin { yield_first: true }
@@ -306,7 +312,7 @@ mod tests {
             Wait::Spin { yield_first: true },
             "a turn that served nothing leaves the verdict"
         );
-        spin.served(1);
+        spin.served(DEEP - 1);
         assert_eq!(
             spin.plan(false, idle, now),
             Wait::Spin { yield_first: false }
@@ -318,7 +324,7 @@ mod tests {
             "the spin ends BUSY_POLL after the last event"
         );
         assert_eq!(spin.next_poll(false, idle, now + BUSY_POLL), idle);
-        spin.served(3);
+        spin.served(DEEP + 1);
         assert_eq!(spin.next_poll(false, idle, now), Duration::ZERO);
     }
 
