@@ -11,7 +11,7 @@
 //!
 //! A client pipelining deep is different: its next requests wait on its own CPU (decoding the
 //! many answers it has), not on our wake-up. With more busy threads than cores, a loop spinning
-//! for it takes the very core those requests need. So after a turn that found [`DEEP`] or more
+//! for it takes the very core those requests need. So after a turn that found `DEEP` or more
 //! requests waiting on a connection, each spin first yields the core (`sched_yield`) to
 //! whichever thread wants it; with a core to spare nobody does, and the spin goes on as
 //! before. After fewer the spin does not yield: those clients come back within microseconds,
@@ -20,12 +20,12 @@
 //! answer themselves, so a yield would hand them the core the answer needs.
 //!
 //! A yield also tells whether the core is shared: one that comes back after another thread
-//! ran ([`YIELD_GAVE_CORE`]) means a client runs on the loop's own core, between the loop's
+//! ran (`YIELD_GAVE_CORE`) means a client runs on the loop's own core, between the loop's
 //! writes. The loops write a connection's replies after each chunk of work so that a client on
-//! another core decodes the first answers while the next are computed ([`CHUNK_WORK`]); on a
+//! another core decodes the first answers while the next are computed (`CHUNK_WORK`); on a
 //! shared core there is no such overlap, and each write only wakes the client to take the core
 //! for a moment: two context switches per chunk. So for a while after a yield gave the core
-//! away ([`SHARED_FOR`]), the chunk is [`CHUNK_WORK_SHARED`]. What each choice was measured
+//! away (`SHARED_FOR`), the chunk is `CHUNK_WORK_SHARED`. What each choice was measured
 //! against is in docs/performance-history.md (2026-12-06, afternoon).
 
 use std::io::{self, Read, Write};
@@ -191,7 +191,7 @@ pub struct SpinStream<S: Read + Write + Source> {
     poll: Poll,
     events: Events,
     last_data: Instant,
-    /// The caller's last read held [`DEEP`] or more requests ([`SpinStream::served`]).
+    /// The caller's last read held `DEEP` or more requests ([`SpinStream::served`]).
     pipelined: bool,
     /// What the yields found.
     sharing: Sharing,
@@ -251,15 +251,16 @@ impl<S: Read + Write + Source> SpinStream<S> {
         Ok(())
     }
 
-    /// Notes how many requests the last read held, as [`Spin::served`]: after [`DEEP`] or
-    /// more, the spin yields the core before each retry.
+    /// Notes how many requests the last read held, as the event loops' spin notes them: after
+    /// `DEEP` or more, the spin yields the core before each retry.
     pub fn served(&mut self, requests: usize) {
         if requests > 0 {
             self.pipelined = requests >= DEEP;
         }
     }
 
-    /// Frames to answer between two writes, as [`Spin::chunk_work`].
+    /// Frames to answer between two writes, as the event loops size their chunks of work:
+    /// bigger for a while after a yield gave the core away (see the module doc).
     pub fn chunk_frames(&self) -> usize {
         self.sharing.chunk_work(Instant::now())
     }
