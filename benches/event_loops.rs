@@ -12,7 +12,8 @@
 //!   round).
 //! - `pipeline256`: one connection, 256 GenerateDataKey requests submitted, then their 256
 //!   replies read: one read of the daemon's holds all of them, answered in chunks of 64 work
-//!   units, each chunk's replies written before the next is computed. With two loops, the
+//!   units (256 while a loop's yields find its core shared, `kmscks::daemon::wake`), each
+//!   chunk's replies written before the next is computed. With two loops, the
 //!   other loop has nothing to serve: the row shows what an idle extra loop costs.
 
 mod socket;

@@ -47,10 +47,13 @@ pub(crate) const CHUNK_WORK: usize = 64;
 /// the core away): a write per 256 requests wakes the client a quarter as often.
 pub(crate) const CHUNK_WORK_SHARED: usize = 256;
 
-/// Requests waiting on one connection at once from which its client counts as pipelining deep
-/// enough that its next requests wait on its own CPU rather than on our answers (half a
-/// [`CHUNK_WORK`]: a client that refills its window as answers come sends about a chunk).
-const DEEP: usize = 32;
+/// Requests handled from one connection in one chunk (so found waiting there at once) from
+/// which its client counts as pipelining deep enough that its next requests wait on its own
+/// CPU rather than on our answers: half a chunk, as a client that refills its window as its
+/// answers come sends about a chunk at a time. The loops count requests of any size, and
+/// their chunks work units, so a pipeline of large requests (a 4 KiB Encrypt is five units)
+/// fills a chunk with fewer; the echo floors count the frames of their one small reply.
+const DEEP: usize = CHUNK_WORK / 2;
 
 /// A yield that takes longer than this came back after another thread ran on the core (the
 /// bare system call takes well under a microsecond).
@@ -69,6 +72,11 @@ struct Sharing {
 }
 
 impl Sharing {
+    /// A core not known to be shared.
+    fn new() -> Sharing {
+        Sharing { until: None }
+    }
+
     /// Yields the core, noting whether another thread took it meanwhile.
     fn yield_core(&mut self) {
         let t = Instant::now();
@@ -126,7 +134,7 @@ impl Spin {
                 .checked_sub(BUSY_POLL)
                 .unwrap_or_else(Instant::now),
             pipelined: false,
-            sharing: Sharing { until: None },
+            sharing: Sharing::new(),
         }
     }
 
@@ -173,8 +181,9 @@ impl Spin {
         }
     }
 
-    /// Notes the most requests one connection had waiting in a turn: [`DEEP`] or more means a
-    /// client pipelining deep. A turn that served none (0) leaves the last verdict standing.
+    /// Notes the most requests handled from one connection in one chunk of a turn: [`DEEP`] or
+    /// more means a client pipelining deep. A turn that served none (0) leaves the last verdict
+    /// standing.
     pub(crate) fn served(&mut self, most_waiting: usize) {
         if most_waiting > 0 {
             self.pipelined = most_waiting >= DEEP;
@@ -214,7 +223,7 @@ impl<S: Read + Write + Source> SpinStream<S> {
             events: Events::with_capacity(4),
             last_data: Instant::now(),
             pipelined: false,
-            sharing: Sharing { until: None },
+            sharing: Sharing::new(),
         })
     }
 
@@ -251,8 +260,8 @@ impl<S: Read + Write + Source> SpinStream<S> {
         Ok(())
     }
 
-    /// Notes how many requests the last read held, as the event loops' spin notes them: after
-    /// `DEEP` or more, the spin yields the core before each retry.
+    /// Notes the most requests one chunk of the last read held, as the event loops' spin notes
+    /// them: after `DEEP` or more, the spin yields the core before each retry.
     pub fn served(&mut self, requests: usize) {
         if requests > 0 {
             self.pipelined = requests >= DEEP;
@@ -331,7 +340,7 @@ mod tests {
 
     #[test]
     fn replies_go_out_in_bigger_chunks_for_a_while_after_a_yield_gave_the_core_away() {
-        let mut sharing = Sharing { until: None };
+        let mut sharing = Sharing::new();
         let now = Instant::now();
         assert_eq!(sharing.chunk_work(now), CHUNK_WORK);
         sharing.note_yield(Duration::from_micros(1), now);
@@ -359,30 +368,37 @@ mod tests {
             return;
         }
         let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (pinned_tx, pinned_rx) = std::sync::mpsc::channel();
         let spinner = {
             let stop = stop.clone();
             std::thread::spawn(move || {
                 let pinned = core_affinity::set_for_current(core);
+                let _ = pinned_tx.send(pinned);
                 while pinned && !stop.load(Ordering::Relaxed) {
                     std::hint::spin_loop();
                 }
-                pinned
             })
         };
-        let mut sharing = Sharing { until: None };
+        let pinned = pinned_rx.recv().unwrap_or(false);
+        let mut sharing = Sharing::new();
         // The spinner runs a slice of its own whenever it gets the core: some yield of these
         // gives it the core (a scheduler slice is milliseconds, the threshold microseconds).
         let deadline = Instant::now() + Duration::from_secs(5);
-        while sharing.until.is_none() && Instant::now() < deadline {
+        while pinned && sharing.until.is_none() && Instant::now() < deadline {
             sharing.yield_core();
         }
+        // Read before the spinner is stopped and joined, which may take longer than the
+        // verdict lasts on a busy machine.
+        let found = sharing.until;
         stop.store(true, Ordering::Relaxed);
         // The spinner only loops until `stop`; a panic there is the test's failure.
-        let pinned = spinner.join().expect("the spinner ends");
+        spinner.join().expect("the spinner ends");
         if !pinned {
             eprintln!("skipped: the spinner could not be pinned to the core");
             return;
         }
-        assert_eq!(sharing.chunk_work(Instant::now()), CHUNK_WORK_SHARED);
+        let until = found.expect("a yield gave the core to the spinner within 5 s");
+        let back = until - SHARED_FOR;
+        assert_eq!(sharing.chunk_work(back), CHUNK_WORK_SHARED);
     }
 }

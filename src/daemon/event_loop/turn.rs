@@ -29,10 +29,11 @@ use crate::daemon::conn::{Conn, Filled, READ_CAP};
 use crate::daemon::dispatch::{self, Allowance, Stop, WORK_PER_TURN};
 use crate::daemon::loops::{Mail, Waiter};
 use crate::daemon::quota::{self, NextRead, CONN_FLOOR};
-#[cfg(doc)]
 use crate::daemon::wake::CHUNK_WORK;
 
-/// Read-and-handle rounds for one connection per turn before others get theirs.
+/// Read-and-handle rounds of [`CHUNK_WORK`] for one connection per turn before others get
+/// theirs; with bigger chunks, as many rounds as make the same work (so a connection holds its
+/// loop no longer while chunks are bigger).
 const MAX_ROUNDS: usize = 8;
 
 impl EventLoop {
@@ -213,7 +214,8 @@ impl EventLoop {
         // The socket was read empty this turn: later rounds (the next chunks of what was read)
         // do not read it again; bytes arriving meanwhile raise an event of their own.
         let mut drained = false;
-        for _ in 0..MAX_ROUNDS {
+        let rounds = (MAX_ROUNDS * CHUNK_WORK).div_ceil(self.chunk_work.max(1));
+        for _ in 0..rounds {
             let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
                 return;
             };
