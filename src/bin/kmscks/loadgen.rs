@@ -175,11 +175,14 @@ pub(crate) struct LoadReport {
     /// second; the report's own members are then those measured beside the other loop, in the
     /// round whose share kept (`ops_per_sec / alone_ops_per_sec`) is the median.
     pub alone_ops_per_sec: Option<f64>,
+    /// With `--beside`: the median latency of the load alone, µs.
+    pub alone_p50_us: Option<f64>,
     /// With `--beside`: the 99th percentile latency of the load alone, µs.
     pub alone_p99_us: Option<f64>,
     /// With `--beside`: calls per second the other connection completed meanwhile.
     pub beside_ops_per_sec: Option<f64>,
-    /// With `--beside`: the operation the other connection called (`CreateKey`, `Decrypt`).
+    /// With `--beside`: the operation the other connection called (`CreateKey`, `Decrypt`,
+    /// `GenerateDataKey`).
     pub beside_op: Option<String>,
     /// With `--beside`: the share of its rate alone the load kept beside the other loop, in
     /// each round, in the order run.
@@ -344,6 +347,7 @@ impl LoadReport {
             daemon_cpu_ns_per_op: None,
             raw_cpu_ns_per_op: None,
             alone_ops_per_sec: None,
+            alone_p50_us: None,
             alone_p99_us: None,
             beside_ops_per_sec: None,
             beside_op: None,

@@ -65,16 +65,42 @@ pub(crate) enum Beside {
     /// Decrypt under an RSA_4096 ENCRYPT_DECRYPT key (RSAES_OAEP_SHA_256): milliseconds of
     /// RSA arithmetic per call.
     RsaDecrypt,
+    /// GenerateDataKey (32 bytes, a key of its own in the default key store) pipelined
+    /// [`BESIDE_DEPTH`] deep: a client that keeps a loop and a core busy, beside which a small
+    /// client's latency shows what the loops' spin and yield cost it.
+    PipelinedDataKeys,
 }
 
+/// Requests the `pipelined-generate-data-key` connection keeps in flight: the depth of the
+/// README's pipelined rows.
+const BESIDE_DEPTH: usize = 256;
+
 impl Beside {
+    /// Every `--beside` value with what it names, in the order the help lists them.
+    pub(crate) const ALL: [(&'static str, Beside, &'static str); 3] = [
+        (
+            "create-key",
+            Beside::CreateKey,
+            "a control-plane call with its fsync; the keys it creates stay",
+        ),
+        (
+            "rsa-decrypt",
+            Beside::RsaDecrypt,
+            "an RSA_4096 decryption, milliseconds each",
+        ),
+        (
+            "pipelined-generate-data-key",
+            Beside::PipelinedDataKeys,
+            "GenerateDataKey with 256 requests in flight on the one connection",
+        ),
+    ];
+
     /// The `--beside` value.
     pub(crate) fn parse(s: &str) -> Option<Beside> {
-        match s {
-            "create-key" => Some(Beside::CreateKey),
-            "rsa-decrypt" => Some(Beside::RsaDecrypt),
-            _ => None,
-        }
+        Self::ALL
+            .iter()
+            .find(|(name, ..)| *name == s)
+            .map(|&(_, b, _)| b)
     }
 
     /// The operation the loop calls, as the report names it.
@@ -82,6 +108,15 @@ impl Beside {
         match self {
             Beside::CreateKey => "CreateKey",
             Beside::RsaDecrypt => "Decrypt",
+            Beside::PipelinedDataKeys => "GenerateDataKey",
+        }
+    }
+
+    /// Requests the loop keeps in flight.
+    fn depth(self) -> usize {
+        match self {
+            Beside::CreateKey | Beside::RsaDecrypt => 1,
+            Beside::PipelinedDataKeys => BESIDE_DEPTH,
         }
     }
 
@@ -97,6 +132,17 @@ impl Beside {
                 description,
                 ..Default::default()
             })),
+            Beside::PipelinedDataKeys => {
+                let key_id = create(CreateKeyRequest {
+                    description,
+                    ..Default::default()
+                })?;
+                Ok(Request::GenerateDataKey(GenerateDataKeyRequest {
+                    key_id,
+                    number_of_bytes: Some(32),
+                    ..Default::default()
+                }))
+            }
             Beside::RsaDecrypt => {
                 let key_id = create(CreateKeyRequest {
                     description,
@@ -464,6 +510,7 @@ fn measure_daemon(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker) -> R
         let alone = drive(path, &phase, maker, Cpu::OfDaemon)?;
         let mut beside = drive_beside(path, &phase, maker, other)?;
         beside.alone_ops_per_sec = Some(alone.ops_per_sec);
+        beside.alone_p50_us = Some(alone.p50_us);
         beside.alone_p99_us = Some(alone.p99_us);
         rounds.push(beside);
     }
@@ -486,12 +533,26 @@ fn drive_beside(
     let caller = {
         let (client, stop) = (Client::connect(path)?, stop.clone());
         let request = other.request(&client)?;
+        let depth = other.depth();
         thread::spawn(move || -> Result<(u64, Duration)> {
             let started = Instant::now();
             let mut calls = 0;
-            while !stop.load(Ordering::Relaxed) {
-                client.call(&request)?;
-                calls += 1;
+            if depth == 1 {
+                while !stop.load(Ordering::Relaxed) {
+                    client.call(&request)?;
+                    calls += 1;
+                }
+            } else {
+                // `submit` waits for replies while `depth` are in flight; each is counted
+                // (and its error returned) as it is taken.
+                let mut pipeline = client.pipeline(depth)?;
+                while !stop.load(Ordering::Relaxed) {
+                    pipeline.submit(&request)?;
+                    for (_, answer) in pipeline.drain_ready() {
+                        answer?;
+                        calls += 1;
+                    }
+                }
             }
             Ok((calls, started.elapsed()))
         })
@@ -683,6 +744,7 @@ mod tests {
         for (other, name) in [
             (Beside::CreateKey, "CreateKey"),
             (Beside::RsaDecrypt, "Decrypt"),
+            (Beside::PipelinedDataKeys, "GenerateDataKey"),
         ] {
             let opts = SocketLoadOpts {
                 connections: 1,
@@ -694,6 +756,7 @@ mod tests {
             let r = run_socket(&served.socket, &opts).unwrap();
             assert_eq!(r.errors, 0, "{r:?}");
             assert!(r.alone_ops_per_sec.unwrap() > 0.0, "{r:?}");
+            assert!(r.alone_p50_us.unwrap() > 0.0, "{r:?}");
             assert!(r.alone_p99_us.unwrap() > 0.0, "{r:?}");
             assert!(r.beside_ops_per_sec.unwrap() > 0.0, "{r:?}");
             assert_eq!(r.beside_op.as_deref(), Some(name));
@@ -705,7 +768,9 @@ mod tests {
             assert_eq!(shares.iter().filter(|&&k| k < mine).count(), 1, "{r:?}");
             assert_eq!(shares.iter().filter(|&&k| k > mine).count(), 1, "{r:?}");
         }
-        assert_eq!(Beside::parse("rsa-decrypt"), Some(Beside::RsaDecrypt));
+        for (name, other, _) in Beside::ALL {
+            assert_eq!(Beside::parse(name), Some(other));
+        }
         assert_eq!(Beside::parse("sign"), None);
     }
 

@@ -20,7 +20,9 @@
 //!   a new key in the default key store). `--beside create-key` measures the load alone, then
 //!   again while another connection issues CreateKey in a loop (what a control-plane call
 //!   costs the data plane's other clients), in rounds (`loadgen_socket::BESIDE_ROUNDS`),
-//!   reporting the median round.
+//!   reporting the median round; `--beside rsa-decrypt` beside slow RSA decryptions, and
+//!   `--beside pipelined-generate-data-key` beside a connection pipelining GenerateDataKey
+//!   256 deep (what a busy pipelining client costs a small one).
 //! * Over HTTP (`--http URL`, e.g. `http://127.0.0.1:4599`): the same `--connections`,
 //!   `--pipeline`, `--op`, `--payload`, `--duration`, `--key-id`, against any AWS JSON 1.1 KMS
 //!   endpoint (`kmscksd --http`, moto's server); `--baseline` runs an HTTP echo of the
@@ -38,6 +40,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
+use clap::builder::PossibleValuesParser;
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
@@ -128,15 +131,11 @@ pub(crate) fn command() -> Command {
             Arg::new("beside")
                 .long("beside")
                 .value_name("OP")
-                .value_parser(["create-key", "rsa-decrypt"])
+                .value_parser(PossibleValuesParser::new(
+                    loadgen_socket::Beside::ALL.map(|(name, ..)| name),
+                ))
                 .conflicts_with("http")
-                .help(
-                    "Socket mode: measure the load alone, then again while one more connection \
-                     calls OP in a loop: create-key (a control-plane call with its fsync; the \
-                     keys it creates stay) or rsa-decrypt (an RSA_4096 decryption, \
-                     milliseconds each); in rounds of both that share --duration; reports \
-                     the median round and every round's share kept",
-                ),
+                .help(beside_help()),
         )
         .arg(
             Arg::new("baseline")
@@ -182,6 +181,20 @@ pub(crate) fn command() -> Command {
                 .hide(true)
                 .help("Scale report's helper: open DIR in this fresh process and measure it"),
         )
+}
+
+/// `--beside`'s help, from the table of its values.
+fn beside_help() -> String {
+    let values: Vec<String> = loadgen_socket::Beside::ALL
+        .iter()
+        .map(|(name, _, what)| format!("{name} ({what})"))
+        .collect();
+    format!(
+        "Socket mode: measure the load alone, then again while one more connection calls OP \
+         in a loop: {}; in rounds of both that share --duration; reports the median round and \
+         every round's share kept",
+        values.join(", ")
+    )
 }
 
 /// Parses `5`, `0.5`, `500ms`, `2s`.
@@ -260,14 +273,17 @@ pub(crate) fn human(r: &LoadReport, socket: bool) -> String {
             ratio
         ));
     }
-    if let (Some(beside), Some(alone), Some(alone_p99)) =
-        (r.beside_ops_per_sec, r.alone_ops_per_sec, r.alone_p99_us)
-    {
+    if let (Some(beside), Some(alone), Some(alone_p50), Some(alone_p99)) = (
+        r.beside_ops_per_sec,
+        r.alone_ops_per_sec,
+        r.alone_p50_us,
+        r.alone_p99_us,
+    ) {
         let rounds: Vec<String> = (r.beside_kept_shares.iter().flatten())
             .map(|k| format!("{k:.3}"))
             .collect();
         s.push_str(&format!(
-            "alone: {alone:.0} ops/s  p99 {alone_p99:.1} µs; beside them: {beside:.0} {}/s \
+            "alone: {alone:.0} ops/s  p50 {alone_p50:.1} µs  p99 {alone_p99:.1} µs; beside them: {beside:.0} {}/s \
              ({:.3} of the rate alone, the median round of {})\n",
             r.beside_op.as_deref().unwrap_or("calls"),
             r.ops_per_sec / alone.max(f64::MIN_POSITIVE),
