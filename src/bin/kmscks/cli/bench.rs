@@ -132,7 +132,7 @@ pub(crate) fn command() -> Command {
                 .long("beside")
                 .value_name("OP")
                 .value_parser(PossibleValuesParser::new(
-                    loadgen_socket::Beside::ALL.map(|(name, ..)| name),
+                    loadgen_socket::Beside::ALL.map(|(name, _)| name),
                 ))
                 .conflicts_with("http")
                 .help(beside_help()),
@@ -187,7 +187,7 @@ pub(crate) fn command() -> Command {
 fn beside_help() -> String {
     let values: Vec<String> = loadgen_socket::Beside::ALL
         .iter()
-        .map(|(name, _, what)| format!("{name} ({what})"))
+        .map(|(name, b)| format!("{name} ({})", b.what()))
         .collect();
     format!(
         "Socket mode: measure the load alone, then again while one more connection calls OP \
