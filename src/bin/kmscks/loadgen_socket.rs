@@ -67,8 +67,8 @@ pub(crate) enum Beside {
     /// RSA arithmetic per call.
     RsaDecrypt,
     /// GenerateDataKey of AES_256 data keys (under a key of its own in the default key store)
-    /// pipelined [`BESIDE_DEPTH`] deep: a client that keeps a loop and a core busy, beside which a small
-    /// client's latency shows what the loops' spin and yield cost it.
+    /// pipelined [`BESIDE_DEPTH`] deep: a client that keeps a loop and a core busy, beside
+    /// which a small client's latency shows what the loops' spin and yield cost it.
     PipelinedDataKeys,
 }
 

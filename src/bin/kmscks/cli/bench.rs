@@ -283,8 +283,8 @@ pub(crate) fn human(r: &LoadReport, socket: bool) -> String {
             .map(|k| format!("{k:.3}"))
             .collect();
         s.push_str(&format!(
-            "alone: {alone:.0} ops/s  p50 {alone_p50:.1} µs  p99 {alone_p99:.1} µs; beside them: {beside:.0} {}/s \
-             ({:.3} of the rate alone, the median round of {})\n",
+            "alone: {alone:.0} ops/s  p50 {alone_p50:.1} µs  p99 {alone_p99:.1} µs; beside \
+             them: {beside:.0} {}/s ({:.3} of the rate alone, the median round of {})\n",
             r.beside_op.as_deref().unwrap_or("calls"),
             r.ops_per_sec / alone.max(f64::MIN_POSITIVE),
             rounds.join(", ")
