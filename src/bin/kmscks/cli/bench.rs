@@ -22,7 +22,7 @@
 //!   costs the data plane's other clients), in rounds (`loadgen_socket::BESIDE_ROUNDS`),
 //!   reporting the median round; `--beside rsa-decrypt` beside slow RSA decryptions, and
 //!   `--beside pipelined-generate-data-key` beside a connection pipelining GenerateDataKey
-//!   256 deep (what a busy pipelining client costs a small one).
+//!   `loadgen_socket::BESIDE_DEPTH` deep (what a busy pipelining client costs a small one).
 //! * Over HTTP (`--http URL`, e.g. `http://127.0.0.1:4599`): the same `--connections`,
 //!   `--pipeline`, `--op`, `--payload`, `--duration`, `--key-id`, against any AWS JSON 1.1 KMS
 //!   endpoint (`kmscksd --http`, moto's server); `--baseline` runs an HTTP echo of the
@@ -191,9 +191,10 @@ fn beside_help() -> String {
         .collect();
     format!(
         "Socket mode: measure the load alone, then again while one more connection calls OP \
-         in a loop: {}; in rounds of both that share --duration; reports the median round and \
-         every round's share kept",
-        values.join(", ")
+         in a loop: {}; in {rounds} rounds of both, each phase --duration / {rounds} long (the \
+         run takes twice --duration); reports the median round and every round's share kept",
+        values.join(", "),
+        rounds = loadgen_socket::BESIDE_ROUNDS,
     )
 }
 
