@@ -325,6 +325,9 @@ fn restart_round_trip(compact_after_bytes: u64) -> (tempfile::TempDir, u64) {
     assert_eq!(p.stores.len(), 3);
     let before = outputs(&kms, &p);
     let state = kms.state_snapshot();
+    // Dropping the instance would cancel a compaction in flight, and with it the generation
+    // the caller counts.
+    kms.wait_for_compaction().unwrap();
     drop(kms);
     let generation = generation_on_disk(&dir);
     for round in 0..3 {
@@ -1799,6 +1802,8 @@ fn other_scope_is_refused(compact_after_bytes: u64) {
     config.compact_after_bytes = compact_after_bytes;
     let kms = open(&dir, &config);
     create_key(&kms, None);
+    // Dropping the instance would cancel a compaction in flight.
+    kms.wait_for_compaction().unwrap();
     drop(kms);
     for (account, region) in [("444455556666", "us-east-1"), ("111122223333", "eu-west-1")] {
         let other = KmsConfig {

@@ -365,7 +365,7 @@ fn full_list_keys_timing() {
 fn aliases_listed_by_key_after_a_reopen_from_a_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let (mut config, clock) = config();
-    config.compact_after_bytes = 1; // every write ends in a snapshot
+    config.compact_after_bytes = 1; // a compaction is due after every write
     let (a, b) = {
         let kms = Kms::open_with(dir.path(), config.clone()).unwrap();
         let a = create_key(&kms, None);
@@ -373,6 +373,8 @@ fn aliases_listed_by_key_after_a_reopen_from_a_snapshot() {
         create_alias(&kms, "alias/a1", &a);
         create_alias(&kms, "alias/b1", &b);
         create_alias(&kms, "alias/a2", &a);
+        // Dropping the instance would cancel the compaction in flight.
+        kms.wait_for_compaction().unwrap();
         (a, b)
     };
     let kms = Kms::open_with(dir.path(), config).unwrap();

@@ -308,6 +308,8 @@ fn a_schedule_survives_a_restart_from_the_journal_and_from_a_snapshot_and_goes_w
         let kms = Kms::open_with(dir.path(), config.clone()).unwrap();
         assert_eq!(kms.state_snapshot(), expected);
         enable(&kms, &dropped, Some(91)).unwrap();
+        // Dropping the instance would cancel the compaction in flight.
+        kms.wait_for_compaction().unwrap();
     }
     let kms = Kms::open_with(dir.path(), config).unwrap();
     assert_eq!(status(&kms, &kept).rotation_period_in_days, Some(300));
@@ -620,6 +622,8 @@ fn material_versions_survive_a_restart_from_the_journal_and_from_a_snapshot() {
         let kms = Kms::open_with(dir.path(), config.clone()).unwrap();
         rotate(&kms, &key).unwrap(); // compacts after it
         blobs.push(encrypt(&kms, &key));
+        // Dropping the instance would cancel the compaction in flight.
+        kms.wait_for_compaction().unwrap();
     }
     let kms = Kms::open_with(dir.path(), config).unwrap();
     for blob in &blobs {
