@@ -416,10 +416,15 @@ fn a_huge_batch_does_not_delay_another_clients_call_beyond_a_fraction_of_its_tim
         latencies.push(t.elapsed());
     }
     batcher.join().unwrap();
-    let worst = latencies.iter().max().copied().unwrap_or_default();
+    // The worst call but one: a single call may lose its core to another test's threads for
+    // as long as the batch takes, which says nothing of the daemon. A loop the batch held up
+    // would delay every call made meanwhile (and let fewer than three through).
+    latencies.sort();
+    let worst = latencies.iter().rev().nth(1).copied().unwrap_or_default();
     eprintln!(
-        "batch alone {alone:?}; {} calls during it, worst {worst:?}",
-        latencies.len()
+        "batch alone {alone:?}; {} calls during it, worst but one {worst:?}, worst {:?}",
+        latencies.len(),
+        latencies.last()
     );
     assert!(
         latencies.len() >= 3,
@@ -428,7 +433,7 @@ fn a_huge_batch_does_not_delay_another_clients_call_beyond_a_fraction_of_its_tim
     );
     assert!(
         worst * 4 <= alone,
-        "a call waited {worst:?} behind a batch that takes {alone:?}"
+        "two calls waited {worst:?} or more behind a batch that takes {alone:?}"
     );
 }
 
