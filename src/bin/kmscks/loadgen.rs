@@ -277,13 +277,18 @@ pub(crate) fn drive<S: Send + 'static>(
                 let mut h = new_hist();
                 let (mut items, mut errs) = (0u64, 0u64);
                 barrier.wait();
-                while !stop.load(Ordering::Relaxed) {
+                // At least one call each, even if this thread first runs after `stop`: a
+                // short run on a busy machine then still measures something.
+                loop {
                     let t0 = Instant::now();
                     let (ok, bad) = body(&mut st);
                     let ns = t0.elapsed().as_nanos().max(1) as u64;
                     let _ = h.record(ns.min(60_000_000_000));
                     items += ok;
                     errs += bad;
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                 }
                 (items, errs, h)
             })
