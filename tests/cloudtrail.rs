@@ -770,12 +770,18 @@ fn trail_crash_child() {
     };
     let kms = Kms::open_with(&dir, config).unwrap();
     let key = create_key(&kms, None);
-    println!("{REPORT}ready");
     for n in 0u64.. {
         match n % 4 {
             0 => drop(kms.disable_key(&key_req(&key)).unwrap()),
             1 => drop(kms.enable_key(&key_req(&key)).unwrap()),
-            2 => drop(call(&kms, Request::DisableKey(key_req("alias/none"))).unwrap_err()),
+            2 => {
+                drop(call(&kms, Request::DisableKey(key_req("alias/none"))).unwrap_err());
+                // Ready once the log holds an unjournaled line (written before the call
+                // returns), which the parent asserts it finds however late it kills.
+                if n == 2 {
+                    println!("{REPORT}ready");
+                }
+            }
             _ => {
                 kms.encrypt(&encrypt_req(&key, b"x")).unwrap();
                 // Writes the data-plane count.
