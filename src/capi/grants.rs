@@ -6,7 +6,7 @@ use std::ffi::c_char;
 
 use super::boundary::{array, client, context, distinct, guard, out, put, text, CResult};
 use super::handle::{expect_response, kmscks_client};
-use super::memory::{c_string, kmscks_context_entry};
+use super::memory::{c_string, kmscks_context_entry, kmscks_string_free};
 use super::result::{kmscks_result, Failure};
 use crate::api::kms::{CreateGrantRequest, GrantConstraints, GrantOperation, RevokeGrantRequest};
 use crate::ops::Request;
@@ -67,7 +67,12 @@ pub unsafe extern "C" fn kmscks_create_grant(
             ..Default::default()
         });
         let r = expect_response!(c.call(&request)?, CreateGrant)?;
-        let (id, token) = (c_string(&r.grant_id)?, c_string(&r.grant_token)?);
+        let id = c_string(&r.grant_id)?;
+        let token = c_string(&r.grant_token).inspect_err(|_| {
+            // SAFETY: `id` was just allocated by `c_string` and lent to no one: a failed call
+            // writes neither output, so it is freed here rather than lost.
+            unsafe { kmscks_string_free(id) }
+        })?;
         // SAFETY: checked non-NULL, writable by the caller's contract.
         unsafe {
             put(id_out, id);
