@@ -24,8 +24,7 @@
 //! free and not used by another batch caller within [`RECENT_CALLER`], so one caller can use
 //! both cores but two callers don't fight over each other's shards. A split whose remote part
 //! finishes late (its worker was parked, or shares the caller's core — callers are not pinned)
-//! pauses splitting for [`SPLIT_BACKOFF`] batches, twice as many after each further late one
-//! (up to [`SPLIT_BACKOFF_MAX`]).
+//! pauses splitting for [`SPLIT_BACKOFF`] batches.
 //!
 //! Each shard is cache-padded, and every piece of shard state written per request (subkey
 //! counters, random pool) lives on its own cache lines, so two cores serving two shards never
@@ -60,8 +59,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 pub use sched::{
-    CALLER_SPIN, QUEUE_CAPACITY, RECENT_CALLER, SPLIT_BACKOFF, SPLIT_BACKOFF_MAX, SPLIT_MIN,
-    WORKER_SPIN,
+    CALLER_SPIN, QUEUE_CAPACITY, RECENT_CALLER, SPLIT_BACKOFF, SPLIT_MIN, WORKER_SPIN,
 };
 
 use crate::crypto::fork::{ForkGuard, Joinable};
@@ -280,7 +278,7 @@ impl Engine {
             shutdown: Default::default(),
             batch_callers: Default::default(),
             epoch: std::time::Instant::now(),
-            split_backoff: Default::default(),
+            split_skip: Default::default(),
             split: config.split_batches,
             fork: ForkGuard::new(),
         });

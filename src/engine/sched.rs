@@ -42,14 +42,8 @@ pub const SPLIT_MIN: usize = 16;
 /// A shard used inline by a batch caller this recently is not split onto: its core is busy
 /// with that caller, and splitting would only make the two callers contend.
 pub const RECENT_CALLER: Duration = Duration::from_micros(500);
-/// Batches that skip splitting after a split whose remote part finished late; each further
-/// late split doubles it, up to [`SPLIT_BACKOFF_MAX`], and a split that paid resets it.
+/// Batches that skip splitting after a split whose remote part finished late.
 pub const SPLIT_BACKOFF: u32 = 8;
-/// The most batches a run of late splits makes splitting skip. Where splits never pay (batches
-/// shorter than a parked worker's wake-up), each probe still costs about that wake-up; at this
-/// spacing that is a few percent of a batch caller's time rather than the seventh it was with
-/// a fixed back-off, while a workload that changes is probed again within this many batches.
-pub const SPLIT_BACKOFF_MAX: u32 = 64;
 
 pub(crate) struct Shard {
     pub(crate) state: Mutex<ShardState>,
@@ -69,48 +63,13 @@ pub(crate) struct Inner {
     pub(crate) batch_callers: CachePadded<AtomicUsize>,
     /// Time origin for `Shard::last_caller_us`.
     pub(crate) epoch: Instant,
-    /// When splitting is tried again (see `dispatch_batch`).
-    pub(crate) split_backoff: CachePadded<SplitBackoff>,
+    /// Batches left before splitting is tried again (see `dispatch_batch`).
+    pub(crate) split_skip: CachePadded<AtomicU32>,
     /// [`EngineConfig::split_batches`](super::EngineConfig::split_batches).
     pub(crate) split: bool,
     /// The process the engine was started in: a forked child holds copies of the shards'
     /// random pools and nonce counters and must not serve from them.
     pub(crate) fork: ForkGuard,
-}
-
-/// Splitting's back-off: batches left before a split is tried again, and how many the next
-/// late split makes skip. Shared by every batch caller without a lock: two callers racing on
-/// it can only make one probe more or fewer.
-#[derive(Default)]
-pub(crate) struct SplitBackoff {
-    skip: AtomicU32,
-    next: AtomicU32,
-}
-
-impl SplitBackoff {
-    /// Whether splitting is paused (counts down one batch).
-    fn backing_off(&self) -> bool {
-        let left = self.skip.load(Ordering::Relaxed);
-        if left == 0 {
-            return false;
-        }
-        self.skip.store(left - 1, Ordering::Relaxed);
-        true
-    }
-
-    /// A split whose remote part finished late: skip the next batches, and twice as many
-    /// after the next late one.
-    fn late(&self) {
-        let n = self.next.load(Ordering::Relaxed).max(SPLIT_BACKOFF);
-        self.skip.store(n, Ordering::Relaxed);
-        self.next
-            .store((n * 2).min(SPLIT_BACKOFF_MAX), Ordering::Relaxed);
-    }
-
-    /// A split that paid: the next late one skips [`SPLIT_BACKOFF`] batches again.
-    fn paid(&self) {
-        self.next.store(SPLIT_BACKOFF, Ordering::Relaxed);
-    }
 }
 
 struct Leave<'a>(&'a AtomicUsize);
@@ -641,7 +600,7 @@ impl Inner {
                 if self.split
                     && active < n
                     && reqs.iter().map(Req::items).sum::<usize>() >= SPLIT_MIN
-                    && !self.split_backoff.backing_off()
+                    && !self.split_backing_off()
                 {
                     let recent = RECENT_CALLER.as_micros() as u64;
                     for q in (0..n).filter(|&q| q != h) {
@@ -743,14 +702,22 @@ impl Inner {
             // own share took (a parked worker, or a worker sharing our core): then doing it
             // all ourselves would have been as fast, so stop splitting for a while.
             if t1.elapsed() > t1 - t0 {
-                self.split_backoff.late();
-            } else {
-                self.split_backoff.paid();
+                self.split_skip.store(SPLIT_BACKOFF, Ordering::Relaxed);
             }
         }
         for k in retry {
             results[k] = Some(self.dispatch_one(principal, &reqs[k]));
         }
+    }
+
+    /// Whether splitting is paused after a split that did not overlap (counts down per batch).
+    fn split_backing_off(&self) -> bool {
+        let left = self.split_skip.load(Ordering::Relaxed);
+        if left == 0 {
+            return false;
+        }
+        self.split_skip.store(left - 1, Ordering::Relaxed);
+        true
     }
 
     /// Pushes the items `part` of `reqs` to shard `q` as one job.
@@ -789,39 +756,5 @@ impl Inner {
                 Step::Elsewhere(_) => retry.push(k),
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// How many batches in a row `b` backs off for, counting until a batch may split.
-    fn skipped(b: &SplitBackoff) -> u32 {
-        let mut n = 0;
-        while b.backing_off() {
-            n += 1;
-        }
-        n
-    }
-
-    #[test]
-    fn late_splits_double_the_pause_up_to_the_cap_and_one_that_paid_resets_it() {
-        let b = SplitBackoff::default();
-        assert_eq!(skipped(&b), 0, "no pause before any split");
-        let mut want = SPLIT_BACKOFF;
-        let mut seen = Vec::new();
-        for _ in 0..8 {
-            b.late();
-            let n = skipped(&b);
-            assert_eq!(n, want);
-            seen.push(n);
-            want = (want * 2).min(SPLIT_BACKOFF_MAX);
-        }
-        assert_eq!(seen.first(), Some(&SPLIT_BACKOFF));
-        assert_eq!(seen.last(), Some(&SPLIT_BACKOFF_MAX));
-        b.paid();
-        b.late();
-        assert_eq!(skipped(&b), SPLIT_BACKOFF);
     }
 }
