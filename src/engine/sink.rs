@@ -123,6 +123,8 @@ pub struct BatchOut {
     /// again).
     pub(super) again: Vec<Option<Result<Resp>>>,
     pub(super) again_at: Vec<(usize, usize)>,
+    /// Batches stay on the caller's shard ([`BatchOut::keep_home`]).
+    pub(super) home_only: bool,
 }
 
 impl fmt::Debug for BatchOut {
@@ -154,6 +156,16 @@ impl BatchOut {
     /// [`super::Engine::dispatch_reqs_into`] (which gives it back).
     pub(crate) fn spare_reqs<'a>(&mut self) -> Vec<Req<'a>> {
         reuse_vec(std::mem::take(&mut self.reqs))
+    }
+
+    /// Makes the batches answered here stay on the caller's shard: never split with an idle
+    /// one (items whose key lives only on another shard still go there). For callers that copy
+    /// every answer out afterwards, the owned batch calls: a part split off comes back in
+    /// buffers of its own, allocated on the other core and freed on this one, and the copying
+    /// out is serial, so for one caller splitting cost more than it saved
+    /// (docs/performance-history.md, 2026-12-06, night).
+    pub(crate) fn keep_home(&mut self) {
+        self.home_only = true;
     }
 
     /// Forgets the last batch's answers (wiping its data keys and plaintexts).

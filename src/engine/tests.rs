@@ -832,3 +832,45 @@ fn a_run_request_beyond_the_kept_contexts_steps_the_clock_for_each_of_its_seals(
     );
     assert!(!st.keeps_context(&keys[0]));
 }
+
+/// Whether every answer of the last batch in `out` was sealed into its sink, on the caller's
+/// shard, rather than handed back in a buffer of its own by another shard's worker.
+fn all_sealed_in_the_sink(out: &BatchOut) -> bool {
+    out.results
+        .iter()
+        .all(|r| matches!(r, Some(Ok(Resp::Blob(sink::Out::At(_), _)))))
+}
+
+#[test]
+fn a_batch_kept_home_is_never_split_with_an_idle_shard() {
+    let (engine, k) = engine_with_one_key(2);
+    let ctx = EncryptionContext::new();
+    let items: Vec<EncryptItem<'_>> = (0..SPLIT_MIN * 4)
+        .map(|_| EncryptItem {
+            key: KeyName::Id(k),
+            plaintext: b"stays home",
+            context: &ctx,
+        })
+        .collect();
+    // A lone caller's batch is split with the idle shard: part of it comes back from there.
+    let mut split = BatchOut::new();
+    engine.encrypt_batch_into("p", &items, &mut split);
+    assert_eq!(split.len(), items.len());
+    assert!(
+        !all_sealed_in_the_sink(&split),
+        "the first batch was not split"
+    );
+    // Kept home, every batch is sealed on the caller's shard.
+    let mut home = BatchOut::new();
+    home.keep_home();
+    for round in 0..20 {
+        engine.encrypt_batch_into("p", &items, &mut home);
+        assert_eq!(home.len(), items.len());
+        assert!(all_sealed_in_the_sink(&home), "round {round} was split");
+        for i in 0..home.len() {
+            let blob = home.encrypt(i).unwrap().ciphertext_blob;
+            let out = engine.decrypt("p", blob, &ctx, None).unwrap();
+            assert_eq!(out.plaintext.expose(), b"stays home");
+        }
+    }
+}

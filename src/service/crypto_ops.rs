@@ -698,6 +698,8 @@ fn in_owned_chunks<'a, T, R>(
     mut run: impl FnMut(&[R], &mut BatchScratch),
 ) {
     with_thread_scratch(|scratch| {
+        // Every answer is copied out of the scratch: splitting would not pay (`keep_home`).
+        scratch.out.keep_home();
         let mut refs = Vec::with_capacity(items.len().min(OWNED_CHUNK));
         for chunk in items.chunks(OWNED_CHUNK) {
             refs.clear();
