@@ -24,7 +24,9 @@
 //! free and not used by another batch caller within [`RECENT_CALLER`], so one caller can use
 //! both cores but two callers don't fight over each other's shards. A split whose remote part
 //! finishes late (its worker was parked, or shares the caller's core — callers are not pinned)
-//! pauses splitting for [`SPLIT_BACKOFF`] batches.
+//! pauses splitting for [`SPLIT_BACKOFF`] batches. A caller that copies every answer out
+//! afterwards keeps its batches on its own shard (`BatchOut::keep_home`): the service's owned
+//! batch calls do.
 //!
 //! Each shard is cache-padded, and every piece of shard state written per request (subkey
 //! counters, random pool) lives on its own cache lines, so two cores serving two shards never

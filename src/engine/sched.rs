@@ -529,14 +529,15 @@ impl Inner {
     /// shard (their answers owned). `results` gets one entry per request (None: lost).
     ///
     /// Splitting only pays when another core is idle: it is done, when the engine's config
-    /// and the caller (`split`) allow it at all, for batches of at least [`SPLIT_MIN`] items while fewer batch callers
-    /// than shards are active, and only onto shards that are free at that moment. Items whose key lives only on other shards are
-    /// handed to those shards in one job each.
+    /// and the caller (`may_split`) allow it at all, for batches of at least [`SPLIT_MIN`]
+    /// items while fewer batch callers than shards are active, and only onto shards that are
+    /// free at that moment. Items whose key lives only on other shards are handed to those
+    /// shards in one job each.
     pub(crate) fn dispatch_batch(
         &self,
         principal: &str,
         reqs: &[Req<'_>],
-        split: bool,
+        may_split: bool,
         results: &mut Vec<Option<Result<Resp>>>,
         sink: &mut Sink,
     ) {
@@ -599,7 +600,7 @@ impl Inner {
                 let mut free = 0u64;
                 let now_us = self.epoch.elapsed().as_micros() as u64;
                 if self.split
-                    && split
+                    && may_split
                     && active < n
                     && reqs.iter().map(Req::items).sum::<usize>() >= SPLIT_MIN
                     && !self.split_backing_off()

@@ -131,6 +131,7 @@ impl fmt::Debug for BatchOut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BatchOut")
             .field("items", &self.results.len())
+            .field("home_only", &self.home_only)
             .field("sink", &self.sink)
             .finish()
     }
@@ -163,7 +164,8 @@ impl BatchOut {
     /// every answer out afterwards, the owned batch calls: a part split off comes back in
     /// buffers of its own, allocated on the other core and freed on this one, and the copying
     /// out is serial, so for one caller splitting cost more than it saved
-    /// (docs/performance-history.md, 2026-12-06, night).
+    /// (docs/performance-history.md, 2026-12-06, night). The setting stays through
+    /// [`BatchOut::clear`]: it belongs to the caller, not to a batch.
     pub(crate) fn keep_home(&mut self) {
         self.home_only = true;
     }

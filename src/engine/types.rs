@@ -509,8 +509,9 @@ pub struct EngineConfig {
     /// call: its epoch (salt, counter, subkey) stays either way.
     pub seal_cache: usize,
     /// Whether a batch caller may hand parts of its batch to the workers of other shards
-    /// whose cores look idle (see `dispatch_batch`). Right for callers that leave cores idle,
-    /// as an application's few threads do; a server whose own threads already run one per core
+    /// whose cores look idle (see `dispatch_batch`; a caller may also keep its own batches
+    /// home, `BatchOut::keep_home`). Right for callers that leave cores idle, as an
+    /// application's few threads do; a server whose own threads already run one per core
     /// turns it off (`kmscksd` does, whenever its event loops cover the shards), because there
     /// the hand-off's owned copies and wake-ups buy no parallelism, only contention with the
     /// other loops and the clients for the same cores.

@@ -363,8 +363,9 @@ impl Kms {
     }
 
     /// Encrypt many plaintexts in one call (beyond AWS): one result per item, in order. Routing
-    /// and queueing are amortised over the batch, which both cores share (it runs through the
-    /// engine in chunks, `OWNED_CHUNK`, as the other owned batch calls do).
+    /// and queueing are amortised over the batch (it runs through the engine in chunks,
+    /// `OWNED_CHUNK`, as the other owned batch calls do, each on the caller's shard: see
+    /// `BatchOut::keep_home`).
     pub fn encrypt_batch(&self, items: &[EncryptRequest]) -> Vec<Result<EncryptResponse>> {
         let mut out = Vec::with_capacity(items.len());
         in_owned_chunks(items, EncryptRequest::borrowed, |refs, scratch| {
