@@ -435,6 +435,13 @@ fn a_huge_batch_does_not_delay_another_clients_call_beyond_a_fraction_of_its_tim
         worst * 4 <= alone,
         "two calls waited {worst:?} or more behind a batch that takes {alone:?}"
     );
+    // Nor did any one call wait half as long as the batch takes: a loop that served the
+    // batch's first part in slices and then held up the rest would make one call wait so.
+    let longest = latencies.last().copied().unwrap_or_default();
+    assert!(
+        longest * 2 <= alone,
+        "a call waited {longest:?} behind a batch that takes {alone:?}"
+    );
 }
 
 #[test]

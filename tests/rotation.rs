@@ -302,7 +302,7 @@ fn a_schedule_survives_a_restart_from_the_journal_and_from_a_snapshot_and_goes_w
         kms.run_scheduled_deletions().unwrap();
         kms.state_snapshot()
     };
-    // Every commit past a byte compacts: the next open reads a snapshot.
+    // A compaction is due after every commit: the next open reads a snapshot.
     config.compact_after_bytes = 1;
     {
         let kms = Kms::open_with(dir.path(), config.clone()).unwrap();
