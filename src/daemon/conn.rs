@@ -421,7 +421,9 @@ mod tests {
         }
         let _peer = sender.join().unwrap();
         let held = conn.rbuf.len();
-        assert!(held > READ_START && held <= 2 * READ_START, "{held}");
+        // Each `fill` may grow the buffer to what it has read plus its limit, before it learns
+        // that no more is coming: how far depends on how the bytes arrived.
+        assert!(held > READ_START && held <= sent + READ_START, "{held}");
         // What is left is more than half the start size: the buffer is kept, and charged.
         conn.consume(READ_START - 10_000);
         assert_eq!(conn.filled, 50_000);
