@@ -833,12 +833,16 @@ fn a_run_request_beyond_the_kept_contexts_steps_the_clock_for_each_of_its_seals(
     assert!(!st.keeps_context(&keys[0]));
 }
 
-/// Whether every answer of the last batch in `out` was sealed into its sink, on the caller's
-/// shard, rather than handed back in a buffer of its own by another shard's worker.
-fn all_sealed_in_the_sink(out: &BatchOut) -> bool {
-    out.results
+/// How many answers of the last batch in `out` were sealed into its sink by the caller, and
+/// how many came back in buffers of their own from another shard's worker. A batch split with
+/// another shard has both; one served whole on either side has one kind only.
+fn sealed_here_and_there(out: &BatchOut) -> (usize, usize) {
+    let here = out
+        .results
         .iter()
-        .all(|r| matches!(r, Some(Ok(Resp::Blob(sink::Out::At(_), _)))))
+        .filter(|r| matches!(r, Some(Ok(Resp::Blob(sink::Out::At(_), _)))))
+        .count();
+    (here, out.len() - here)
 }
 
 #[test]
@@ -853,20 +857,27 @@ fn a_batch_kept_home_is_never_split_with_an_idle_shard() {
         })
         .collect();
     // A lone caller's batch is split with the idle shard: part of it comes back from there.
+    // (Not necessarily the first: the other worker may still hold its shard for a moment.)
     let mut split = BatchOut::new();
-    engine.encrypt_batch_into("p", &items, &mut split);
-    assert_eq!(split.len(), items.len());
-    assert!(
-        !all_sealed_in_the_sink(&split),
-        "the first batch was not split"
-    );
-    // Kept home, every batch is sealed on the caller's shard.
+    let was_split = (0..200).any(|_| {
+        engine.encrypt_batch_into("p", &items, &mut split);
+        assert_eq!(split.len(), items.len());
+        let (here, there) = sealed_here_and_there(&split);
+        here > 0 && there > 0
+    });
+    assert!(was_split, "no batch of a lone caller was split");
+    // Kept home, no batch is split: each is served whole on one shard (the caller's, unless
+    // every shard was busy and it was handed over whole).
     let mut home = BatchOut::new();
     home.keep_home();
-    for round in 0..20 {
+    for round in 0..200 {
         engine.encrypt_batch_into("p", &items, &mut home);
         assert_eq!(home.len(), items.len());
-        assert!(all_sealed_in_the_sink(&home), "round {round} was split");
+        let (here, there) = sealed_here_and_there(&home);
+        assert!(
+            here == 0 || there == 0,
+            "round {round}: {here} here, {there} there"
+        );
         for i in 0..home.len() {
             let blob = home.encrypt(i).unwrap().ciphertext_blob;
             let out = engine.decrypt("p", blob, &ctx, None).unwrap();
