@@ -913,15 +913,24 @@ impl Engine {
     /// (by index), leaving one answer per item in `out` and `reqs`' allocation as its spare;
     /// then pays the latency the answers owe (see `Resp::settle`).
     fn dispatch_built(&self, principal: &str, reqs: Vec<Req<'_>>, out: &mut BatchOut) {
-        let split = !out.home_only;
         if out.errors.is_empty() {
             // The usual case: the engine's answers are the items' answers, left in place.
-            self.inner
-                .dispatch_batch(principal, &reqs, split, &mut out.results, &mut out.sink);
+            self.inner.dispatch_batch(
+                principal,
+                &reqs,
+                !out.home_only,
+                &mut out.results,
+                &mut out.sink,
+            );
             self.send_again(principal, &reqs, out);
         } else {
-            self.inner
-                .dispatch_batch(principal, &reqs, split, &mut out.answers, &mut out.sink);
+            self.inner.dispatch_batch(
+                principal,
+                &reqs,
+                !out.home_only,
+                &mut out.answers,
+                &mut out.sink,
+            );
             let items = reqs.len() + out.errors.len();
             let mut answers = out.answers.drain(..);
             let mut errors = out.errors.drain(..).peekable();
@@ -973,9 +982,13 @@ impl Engine {
             }
         }
         if !again.is_empty() {
-            let split = !out.home_only;
-            self.inner
-                .dispatch_batch(principal, &again, split, &mut out.again, &mut out.sink);
+            self.inner.dispatch_batch(
+                principal,
+                &again,
+                !out.home_only,
+                &mut out.again,
+                &mut out.sink,
+            );
         }
     }
 
