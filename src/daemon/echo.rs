@@ -12,12 +12,18 @@
 //! do — a thread per connection would then have more threads spinning than cores, and the
 //! floor would lose to the daemon. It is public because both `kmscks bench` and
 //! `benches/socket_roundtrip.rs` measure against it.
+//!
+//! It also tells the CPU time its serving threads use ([`EchoServer::cpu_ns`]): what serving
+//! the same frames costs a server that does no work on them and waits as the daemon waits, so
+//! that a bench can show how much of the daemon's CPU per request is its own work. Where a
+//! serving thread has a core to itself it spins there while its client is the slower side,
+//! and that spin is then most of the figure, as it is of the daemon's.
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -35,6 +41,7 @@ pub struct EchoServer {
     dir: PathBuf,
     path: PathBuf,
     stop: Arc<AtomicBool>,
+    ledger: Arc<Ledger>,
 }
 
 impl EchoServer {
@@ -58,19 +65,24 @@ impl EchoServer {
         let listener = UnixListener::bind(&path).map_err(|e| io_err(&path, &e))?;
         let stop = Arc::new(AtomicBool::new(false));
         let (reply, stop2) = (Arc::new(reply), stop.clone());
+        let ledger = Arc::new(Ledger::default());
         let cores = thread::available_parallelism().map_or(1, |n| n.get());
         let loops: Vec<Sender<UnixStream>> = if connections > cores {
             (0..cores)
                 .map(|_| {
                     let (tx, rx) = crossbeam::channel::unbounded();
-                    let (reply, stop) = (reply.clone(), stop.clone());
-                    thread::spawn(move || echo_loop(&rx, &reply, &stop));
+                    let (reply, stop, ledger) = (reply.clone(), stop.clone(), ledger.clone());
+                    thread::spawn(move || {
+                        let _booked = ledger.enter();
+                        echo_loop(&rx, &reply, &stop);
+                    });
                     tx
                 })
                 .collect()
         } else {
             Vec::new()
         };
+        let ledger2 = ledger.clone();
         thread::spawn(move || {
             for (i, s) in listener.incoming().enumerate() {
                 if stop2.load(Ordering::Relaxed) {
@@ -82,19 +94,117 @@ impl EchoServer {
                         let _ = lp.send(s);
                     }
                     None => {
-                        let reply = reply.clone();
-                        thread::spawn(move || echo_conn(s, &reply));
+                        let (reply, ledger) = (reply.clone(), ledger2.clone());
+                        thread::spawn(move || {
+                            let _booked = ledger.enter();
+                            echo_conn(s, &reply);
+                        });
                     }
                 }
             }
         });
-        Ok(EchoServer { dir, path, stop })
+        Ok(EchoServer {
+            dir,
+            path,
+            stop,
+            ledger,
+        })
     }
 
     /// The socket path.
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Nanoseconds of CPU the threads serving connections have used so far, those that ended
+    /// too (a connection closed mid-window keeps its thread's time in the sum); the thread
+    /// accepting connections is not counted. `None` where Linux's `/proc` does not tell a
+    /// thread's CPU time (`/proc/<pid>/task/<tid>/schedstat`).
+    pub fn cpu_ns(&self) -> Option<u64> {
+        self.ledger.cpu_ns()
+    }
+}
+
+/// The CPU time of the server's serving threads: each books itself in as it starts and books
+/// its last reading as it ends, so that the sum holds every thread that ever served.
+#[derive(Default)]
+struct Ledger(Mutex<Books>);
+
+struct Books {
+    /// The `/proc` task directory of every serving thread still running, and its entry's
+    /// number (to take it out again).
+    live: Vec<(u64, PathBuf)>,
+    next: u64,
+    /// What the threads that ended had used; `None` once one could not be read.
+    ended_ns: Option<u64>,
+}
+
+/// A serving thread's booking: takes its time to the ended threads' when dropped.
+struct Booked<'a> {
+    ledger: &'a Ledger,
+    entry: u64,
+}
+
+impl Ledger {
+    /// Books the calling thread in (its task directory from `/proc/thread-self`).
+    fn enter(&self) -> Booked<'_> {
+        let task = std::fs::read_link("/proc/thread-self")
+            .ok()
+            .map(|t| Path::new("/proc").join(t));
+        let mut books = self.books();
+        let entry = books.next;
+        books.next += 1;
+        match task {
+            Some(task) => books.live.push((entry, task)),
+            None => books.ended_ns = None,
+        }
+        Booked {
+            ledger: self,
+            entry,
+        }
+    }
+
+    fn cpu_ns(&self) -> Option<u64> {
+        let books = self.books();
+        let live = books.live.iter().map(|(_, task)| task_cpu_ns(task));
+        live.sum::<Option<u64>>()?.checked_add(books.ended_ns?)
+    }
+
+    fn books(&self) -> std::sync::MutexGuard<'_, Books> {
+        // A thread that panicked while booking left the books whole (each change is one
+        // push, one removal or one addition): they stay readable.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Default for Books {
+    fn default() -> Books {
+        Books {
+            live: Vec::new(),
+            next: 0,
+            ended_ns: Some(0),
+        }
+    }
+}
+
+impl Drop for Booked<'_> {
+    fn drop(&mut self) {
+        let mut books = self.ledger.books();
+        if let Some(at) = books.live.iter().position(|(e, _)| *e == self.entry) {
+            let (_, task) = books.live.swap_remove(at);
+            let ended = task_cpu_ns(&task);
+            books.ended_ns = books.ended_ns.zip(ended).map(|(a, b)| a + b);
+        }
+    }
+}
+
+/// Nanoseconds of CPU the thread whose `/proc` task directory is `task` has used (the first
+/// field of its `schedstat`: time on a CPU, exact).
+fn task_cpu_ns(task: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(task.join("schedstat")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 impl Drop for EchoServer {
@@ -327,5 +437,63 @@ fn echo_loop(incoming: &Receiver<UnixStream>, reply: &[u8], stop: &AtomicBool) {
             }
         }
         spin.served(most);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spins on this thread until its own CPU clock (as `/proc` tells it) has moved by `ns`.
+    fn burn(task: &Path, ns: u64) {
+        let start = task_cpu_ns(task).unwrap_or(0);
+        while task_cpu_ns(task).unwrap_or(u64::MAX) < start + ns {
+            std::hint::black_box((0..10_000u64).sum::<u64>());
+        }
+    }
+
+    #[test]
+    fn the_ledger_keeps_the_time_of_threads_that_ended_and_counts_the_live_ones() {
+        let ledger = Arc::new(Ledger::default());
+        assert_eq!(ledger.cpu_ns(), Some(0), "no thread has served yet");
+        let task = || {
+            std::fs::read_link("/proc/thread-self")
+                .ok()
+                .map(|t| Path::new("/proc").join(t))
+        };
+        if task().and_then(|t| task_cpu_ns(&t)).is_none() {
+            eprintln!("skipped: /proc does not tell a thread's CPU time here");
+            return;
+        }
+        const MS: u64 = 1_000_000;
+        // A thread that burns 20 ms and ends: its time stays in the sum.
+        let l = ledger.clone();
+        thread::spawn(move || {
+            let _booked = l.enter();
+            burn(&task().unwrap(), 20 * MS);
+        })
+        .join()
+        .unwrap();
+        let ended = ledger.cpu_ns().unwrap();
+        assert!(ended >= 20 * MS, "{ended}");
+        assert!(ledger.books().live.is_empty());
+        // A live thread's time is read as it goes: the sum grows while it burns.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (go_on, wait) = std::sync::mpsc::channel::<()>();
+        let l = ledger.clone();
+        let live = thread::spawn(move || {
+            let _booked = l.enter();
+            burn(&task().unwrap(), 20 * MS);
+            tx.send(()).unwrap();
+            let _ = wait.recv();
+        });
+        rx.recv().unwrap();
+        let with_live = ledger.cpu_ns().unwrap();
+        assert!(with_live >= ended + 20 * MS, "{ended} -> {with_live}");
+        assert_eq!(ledger.books().live.len(), 1);
+        go_on.send(()).unwrap();
+        live.join().unwrap();
+        assert!(ledger.cpu_ns().unwrap() >= with_live);
+        assert!(ledger.books().live.is_empty());
     }
 }

@@ -167,6 +167,11 @@ pub(crate) struct LoadReport {
     /// The daemon's CPU time per request over the measured window, ns, all its threads (over
     /// the socket, when `/proc` tells it; see `proc_cpu`).
     pub daemon_cpu_ns_per_op: Option<f64>,
+    /// Over the socket, when compared: the echo floor's serving threads' CPU time per request
+    /// in the floor's run, ns (`EchoServer::cpu_ns`): what a server that does no work on the
+    /// frames and waits as the daemon waits spends on them, its spin included. The daemon's
+    /// CPU beyond it is its own work, the crypto included, or more spin.
+    pub baseline_cpu_ns_per_op: Option<f64>,
     /// CPU time per request of the raw aws-lc-rs loop doing the same cryptographic work, one
     /// thread, many items per call (data keys sealed into reused buffers, as the daemon seals
     /// them), measured in the same run, ns (over the socket).
@@ -350,6 +355,7 @@ impl LoadReport {
             baseline_p99_us: None,
             ratio: None,
             daemon_cpu_ns_per_op: None,
+            baseline_cpu_ns_per_op: None,
             raw_cpu_ns_per_op: None,
             alone_ops_per_sec: None,
             alone_p50_us: None,

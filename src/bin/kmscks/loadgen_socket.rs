@@ -325,8 +325,9 @@ fn unexpected(r: &Response) -> KmsError {
     )
 }
 
-/// Drives `path` with `opts.connections` pipelines for `opts.duration`; with `cpu`, also
-/// reads the CPU time the serving process (the daemon) spends over the window.
+/// Drives `path` with `opts.connections` pipelines for `opts.duration`, and reads the CPU time
+/// the server (`cpu`: the daemon, the echo floor) spends over the window, into
+/// `daemon_cpu_ns_per_op`.
 fn drive(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker, cpu: Cpu) -> Result<LoadReport> {
     let client = Arc::new(
         Client::builder(path)
@@ -335,7 +336,11 @@ fn drive(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker, cpu: Cpu) -> 
     );
     let pid = match cpu {
         Cpu::OfDaemon => client.daemon_pid(),
-        Cpu::Ignored => None,
+        Cpu::OfEcho(_) => None,
+    };
+    let server_cpu_ns = || match cpu {
+        Cpu::OfDaemon => pid.and_then(process_cpu_ns),
+        Cpu::OfEcho(server) => server.cpu_ns(),
     };
     let conns = opts.connections.max(1);
     let depth = opts.pipeline.max(1);
@@ -383,7 +388,7 @@ fn drive(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker, cpu: Cpu) -> 
         ));
     }
     // The drivers have connected and wait at the barrier: the window starts now.
-    let cpu_before = pid.and_then(process_cpu_ns);
+    let cpu_before = server_cpu_ns();
     let crate::loadgen::Window {
         done,
         errors,
@@ -395,7 +400,7 @@ fn drive(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker, cpu: Cpu) -> 
             "a load generator thread panicked",
         )
     })?;
-    let cpu_after = pid.and_then(process_cpu_ns);
+    let cpu_after = server_cpu_ns();
     let mut report = LoadReport::measured(
         opts.op,
         (conns, depth),
@@ -439,13 +444,13 @@ impl Hasher for IdHasher {
     }
 }
 
-/// Whether a drive reads the serving process's CPU time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Cpu {
-    /// The daemon's, through its pid (`SO_PEERCRED`).
+/// Whose CPU time a drive reads.
+#[derive(Clone, Copy)]
+enum Cpu<'a> {
+    /// The daemon's process, through its pid (`SO_PEERCRED`).
     OfDaemon,
-    /// Not read (the echo floor is this very process).
-    Ignored,
+    /// The echo floor's serving threads (it runs in this very process, beside the client).
+    OfEcho(&'a EchoServer),
 }
 
 /// Items per call of the raw loop behind [`raw_cpu_ns_per_op`]: enough that the loop's own
@@ -606,7 +611,7 @@ pub(crate) fn run_echo_baseline(
         // As long as the measured run's, so the echo's frames are the same size.
         peer: crate::loadgen::peer_public_key()?,
     };
-    drive(server.path(), opts, &maker, Cpu::Ignored)
+    drive(server.path(), opts, &maker, Cpu::OfEcho(&server))
 }
 
 impl SocketLoadOpts {
@@ -653,7 +658,7 @@ pub(crate) fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadR
             reply_spin: spin,
             ..opts.clone()
         };
-        let mut b = drive(server.path(), &waits, &maker, Cpu::Ignored)?;
+        let mut b = drive(server.path(), &waits, &maker, Cpu::OfEcho(&server))?;
         b.baseline_reply_spin_us = Some(spin.as_secs_f64() * 1e6);
         Ok(b)
     };
@@ -672,6 +677,7 @@ pub(crate) fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadR
     };
     let mut r = r.with_baseline(&b);
     r.baseline_reply_spin_us = b.baseline_reply_spin_us;
+    r.baseline_cpu_ns_per_op = b.daemon_cpu_ns_per_op;
     Ok(with_raw_cpu(r, opts))
 }
 
@@ -704,8 +710,18 @@ mod tests {
             assert!(r.ops_per_sec > 0.0, "{r:?}");
             assert_eq!((r.threads, r.batch), (connections, 8));
             assert!(r.p50_us > 0.0 && r.p50_us <= r.p99_us, "{r:?}");
-            // The floor is this very process: no daemon CPU is read for it.
-            assert_eq!(r.daemon_cpu_ns_per_op, None);
+            // The floor's serving threads' CPU: more than nothing, and no more of each second
+            // than those threads (one per connection, or one per core) could run on the cores.
+            if let Some(cpu) = r.daemon_cpu_ns_per_op {
+                let threads = connections.min(cores) as f64;
+                let share = cpu * r.ops_per_sec / 1e9;
+                assert!(
+                    share > 0.0 && share <= threads * 1.1,
+                    "{share} of {threads}: {r:?}"
+                );
+            } else {
+                eprintln!("not checked: /proc does not tell the echo threads' CPU time here");
+            }
         }
     }
 
@@ -848,6 +864,11 @@ mod tests {
             }
             assert!(r.raw_cpu_ns_per_op.unwrap() > 0.0, "{r:?}");
             assert!(r.to_json().contains("\"daemon_cpu_ns_per_op\""));
+            // The floor's CPU is read from its threads, beside the daemon's.
+            assert!(r.to_json().contains("\"baseline_cpu_ns_per_op\""));
+            if std::fs::read_to_string("/proc/thread-self/schedstat").is_ok() {
+                assert!(r.baseline_cpu_ns_per_op.unwrap() > 0.0, "{r:?}");
+            }
         }
     }
 }

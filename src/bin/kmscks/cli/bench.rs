@@ -296,6 +296,12 @@ pub(crate) fn human(r: &LoadReport, socket: bool) -> String {
             "daemon CPU: {daemon:.0} ns/op  raw crypto: {raw:.0} ns/op  ({:.1}×)\n",
             daemon / raw.max(f64::MIN_POSITIVE)
         ));
+        if let Some(floor) = r.baseline_cpu_ns_per_op {
+            s.push_str(&format!(
+                "echo floor's CPU: {floor:.0} ns/op (the daemon's above it: {:.0} ns/op)\n",
+                daemon - floor
+            ));
+        }
     }
     s
 }
