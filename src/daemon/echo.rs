@@ -130,12 +130,15 @@ impl EchoServer {
 #[derive(Default)]
 struct Ledger(Mutex<Books>);
 
+/// What a [`Ledger`] holds, under its lock.
 struct Books {
-    /// The `/proc` task directory of every serving thread still running, and its entry's
+    /// The `/proc` task directory of every serving thread still running, with its booking's
     /// number (to take it out again).
     live: Vec<(u64, PathBuf)>,
+    /// The next booking's number.
     next: u64,
-    /// What the threads that ended had used; `None` once one could not be read.
+    /// What the threads that ended had used; `None` once a thread could not be read (then
+    /// the ledger tells nothing, rather than a part).
     ended_ns: Option<u64>,
 }
 
@@ -146,11 +149,9 @@ struct Booked<'a> {
 }
 
 impl Ledger {
-    /// Books the calling thread in (its task directory from `/proc/thread-self`).
+    /// Books the calling thread in.
     fn enter(&self) -> Booked<'_> {
-        let task = std::fs::read_link("/proc/thread-self")
-            .ok()
-            .map(|t| Path::new("/proc").join(t));
+        let task = own_task();
         let mut books = self.books();
         let entry = books.next;
         books.next += 1;
@@ -164,6 +165,7 @@ impl Ledger {
         }
     }
 
+    /// The time on a CPU of every thread booked so far, ns.
     fn cpu_ns(&self) -> Option<u64> {
         let books = self.books();
         let live = books.live.iter().map(|(_, task)| task_cpu_ns(task));
@@ -191,6 +193,8 @@ impl Default for Books {
 
 impl Drop for Booked<'_> {
     fn drop(&mut self) {
+        // The thread's own last reading, brought up to date (see `own_task`).
+        thread::yield_now();
         let mut books = self.ledger.books();
         if let Some(at) = books.live.iter().position(|(e, _)| *e == self.entry) {
             let (_, task) = books.live.swap_remove(at);
@@ -200,8 +204,23 @@ impl Drop for Booked<'_> {
     }
 }
 
+/// The calling thread's `/proc` task directory (`/proc/<pid>/task/<tid>`, from
+/// `/proc/thread-self`), when its CPU time can be read there: `None` without `/proc`, and on
+/// kernels that print zeros in `schedstat` (without scheduler statistics), where a thread
+/// that has run reads 0 once its time is brought up to date.
+///
+/// A thread's `schedstat` holds its time as of the kernel's last update of it: a running
+/// thread's current slice is added at its next tick, switch or yield. Another thread's
+/// reading may lag by up to a tick (and catches up on the next); a thread's own reading after
+/// `yield_now` is current, which is how an ending thread books its last one.
+fn own_task() -> Option<PathBuf> {
+    let task = Path::new("/proc").join(std::fs::read_link("/proc/thread-self").ok()?);
+    thread::yield_now();
+    (task_cpu_ns(&task)? > 0).then_some(task)
+}
+
 /// Nanoseconds of CPU the thread whose `/proc` task directory is `task` has used (the first
-/// field of its `schedstat`: time on a CPU, exact).
+/// field of its `schedstat`; see [`own_task`] for how current it is).
 fn task_cpu_ns(task: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(task.join("schedstat")).ok()?;
     text.split_whitespace().next()?.parse().ok()
@@ -444,7 +463,9 @@ fn echo_loop(incoming: &Receiver<UnixStream>, reply: &[u8], stop: &AtomicBool) {
 mod tests {
     use super::*;
 
-    /// Spins on this thread until its own CPU clock (as `/proc` tells it) has moved by `ns`.
+    const MS: u64 = 1_000_000;
+
+    /// Spins on this thread until its own CPU time (as `/proc` tells it) has grown by `ns`.
     fn burn(task: &Path, ns: u64) {
         let start = task_cpu_ns(task).unwrap_or(0);
         while task_cpu_ns(task).unwrap_or(u64::MAX) < start + ns {
@@ -453,37 +474,45 @@ mod tests {
     }
 
     #[test]
-    fn the_ledger_keeps_the_time_of_threads_that_ended_and_counts_the_live_ones() {
+    fn the_ledger_counts_each_thread_once_whether_it_ended_or_still_runs() {
         let ledger = Arc::new(Ledger::default());
         assert_eq!(ledger.cpu_ns(), Some(0), "no thread has served yet");
-        let task = || {
-            std::fs::read_link("/proc/thread-self")
-                .ok()
-                .map(|t| Path::new("/proc").join(t))
-        };
-        if task().and_then(|t| task_cpu_ns(&t)).is_none() {
+        if own_task().is_none() {
             eprintln!("skipped: /proc does not tell a thread's CPU time here");
             return;
         }
-        const MS: u64 = 1_000_000;
-        // A thread that burns 20 ms and ends: its time stays in the sum.
+        // A thread that burns 20 ms and ends: its time stays in the sum, once. It sends its
+        // own last reading just before its booking takes the final one.
         let l = ledger.clone();
-        thread::spawn(move || {
+        let last = thread::spawn(move || {
             let _booked = l.enter();
-            burn(&task().unwrap(), 20 * MS);
+            // Invariant: `own_task` answered on the test's thread, so it does on this one.
+            let task = own_task().expect("/proc tells this thread's CPU time");
+            burn(&task, 20 * MS);
+            thread::yield_now();
+            task_cpu_ns(&task).unwrap_or(0)
         })
         .join()
         .unwrap();
         let ended = ledger.cpu_ns().unwrap();
-        assert!(ended >= 20 * MS, "{ended}");
+        assert!(last >= 20 * MS, "{last}");
+        // The booking read it a moment later: a few µs more, never a second count.
+        assert!(ended >= last && ended < last + 5 * MS, "{last} -> {ended}");
         assert!(ledger.books().live.is_empty());
+        assert_eq!(
+            ledger.cpu_ns(),
+            Some(ended),
+            "nothing runs: the sum stands still"
+        );
         // A live thread's time is read as it goes: the sum grows while it burns.
         let (tx, rx) = std::sync::mpsc::channel();
         let (go_on, wait) = std::sync::mpsc::channel::<()>();
         let l = ledger.clone();
         let live = thread::spawn(move || {
             let _booked = l.enter();
-            burn(&task().unwrap(), 20 * MS);
+            // Invariant: as above.
+            let task = own_task().expect("/proc tells this thread's CPU time");
+            burn(&task, 20 * MS);
             tx.send(()).unwrap();
             let _ = wait.recv();
         });

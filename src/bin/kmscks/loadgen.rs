@@ -167,10 +167,13 @@ pub(crate) struct LoadReport {
     /// The daemon's CPU time per request over the measured window, ns, all its threads (over
     /// the socket, when `/proc` tells it; see `proc_cpu`).
     pub daemon_cpu_ns_per_op: Option<f64>,
-    /// Over the socket, when compared: the echo floor's serving threads' CPU time per request
-    /// in the floor's run, ns (`EchoServer::cpu_ns`): what a server that does no work on the
-    /// frames and waits as the daemon waits spends on them, its spin included. The daemon's
-    /// CPU beyond it is its own work, the crypto included, or more spin.
+    /// Over the socket, when compared and `daemon_cpu_ns_per_op` is read: the echo floor's
+    /// serving threads' CPU time per request in the floor's run, ns (`EchoServer::cpu_ns`):
+    /// what a server that does no work on the frames and waits as the daemon waits spends on
+    /// them. Where the floor's threads yield their cores to the clients, that is little, and
+    /// the daemon's CPU beyond it is the daemon's own work; where a thread spins on a core of
+    /// its own, both figures are mostly that core's time divided by their rate, and the
+    /// daemon's work takes the place of spin rather than adding to it.
     pub baseline_cpu_ns_per_op: Option<f64>,
     /// CPU time per request of the raw aws-lc-rs loop doing the same cryptographic work, one
     /// thread, many items per call (data keys sealed into reused buffers, as the daemon seals
