@@ -254,34 +254,51 @@ impl Conn {
     /// Writes pending replies until done or the socket would block. Returns true when all are
     /// written. Each reply frame written whole is progress for the idle timeout.
     pub(super) fn flush(&mut self) -> io::Result<bool> {
-        self.count_replies();
         while self.wpos < self.wbuf.len() {
             match self.stream.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.wpos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.count_replies();
+                    return Err(e);
+                }
             }
-        }
-        let mut whole = 0;
-        while let Some(end) = frame_end(&self.wbuf, self.delivered) {
-            if end > self.wpos {
-                break;
-            }
-            self.delivered = end;
-            whole += 1;
-        }
-        if whole > 0 {
-            self.unsent -= whole;
-            self.last_progress = Instant::now();
         }
         if self.wpos < self.wbuf.len() {
+            // Some replies wait for the socket: count those appended since the last call and
+            // those written whole, walking the frames.
+            self.count_replies();
+            let mut whole = 0;
+            while let Some(end) = frame_end(&self.wbuf, self.delivered) {
+                if end > self.wpos {
+                    break;
+                }
+                self.delivered = end;
+                whole += 1;
+            }
+            if whole > 0 {
+                self.unsent -= whole;
+                self.last_progress = Instant::now();
+            }
             if self.delivered >= WRITE_COMPACT && self.delivered * 2 >= self.wbuf.len() {
                 self.compact();
             }
             return Ok(false);
         }
+        // Everything is written, so every reply in the buffer went out whole: none is unsent,
+        // and no walk over the frames is needed to know it (it was a visible part of a loop's
+        // time at 2, 256: each step waits on the length the step before read).
+        debug_assert_eq!(
+            whole_frames_end(&self.wbuf, self.scanned),
+            self.wbuf.len(),
+            "the write buffer holds whole reply frames only"
+        );
+        if self.delivered < self.wbuf.len() {
+            self.last_progress = Instant::now();
+        }
+        self.unsent = 0;
         // Replies hold plaintexts and data keys: wipe them once sent. Only the length needs
         // it: the buffer's spare capacity never holds a reply (every cut of it wipes what it
         // drops, every growth wipes the allocation it leaves).
@@ -304,6 +321,14 @@ impl Conn {
         self.scanned -= n;
         self.delivered = 0;
     }
+}
+
+/// The end of the last whole frame of the run of them that starts at `start` of `buf`.
+fn whole_frames_end(buf: &[u8], mut start: usize) -> usize {
+    while let Some(end) = frame_end(buf, start) {
+        start = end;
+    }
+    start
 }
 
 /// The end of the frame that starts at `start` of `buf`, if the frame is whole there.
@@ -480,6 +505,52 @@ mod tests {
             0,
             "no data key is left in the buffer's allocation"
         );
+    }
+
+    #[test]
+    fn replies_are_outstanding_until_written_whole_and_none_once_all_are_written() {
+        let (mut conn, mut peer) = pair();
+        // More replies than the socket's buffer takes while the peer reads nothing.
+        let mut frames = 0;
+        while conn.wbuf.len() < 4 << 20 {
+            data_key_reply(&mut conn.wbuf, frames);
+            frames += 1;
+        }
+        let frame_len = conn.wbuf.len() / frames as usize;
+        assert!(
+            !conn.flush().unwrap(),
+            "the socket cannot take 4 MiB at once"
+        );
+        let sent_whole = conn.wpos / frame_len;
+        assert!(sent_whole > 0 && sent_whole < frames as usize);
+        assert_eq!(conn.outstanding(), frames as usize - sent_whole);
+        // More replies while those wait: counted at the next flush.
+        for id in frames..frames + 10 {
+            data_key_reply(&mut conn.wbuf, id);
+        }
+        let total = frames as usize + 10;
+        // The peer reads everything as it comes; flushing until all is written.
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0u8; total * frame_len];
+            peer.read_exact(&mut got).unwrap();
+        });
+        let before = conn.last_progress;
+        let mut written = false;
+        while !written {
+            written = conn.flush().unwrap();
+            assert!(conn.outstanding() <= total);
+            if !written {
+                // Waits for the peer to make room (the socket reports it writable).
+                std::thread::yield_now();
+            }
+        }
+        reader.join().unwrap();
+        assert_eq!(conn.outstanding(), 0, "every reply was written whole");
+        assert!(
+            conn.last_progress > before,
+            "writing them whole is progress"
+        );
+        assert!(conn.wbuf.is_empty());
     }
 
     #[test]
