@@ -70,9 +70,14 @@ pub fn counter_nonce(n: u64) -> [u8; NONCE_LEN] {
 
 /// The nonce for use number `n` of a subkey derived from material version `version`.
 pub fn versioned_nonce(version: u32, n: u64) -> [u8; NONCE_LEN] {
+    // The version's 4 bytes, then the counter's 8, all big-endian: stored as an 8-byte and a
+    // 4-byte piece, the sizes the seal reads the nonce back in at once (4 + 8 made each of
+    // those loads span two stores and wait for them: a store-forwarding stall per seal).
+    let head = ((u64::from(version) << 32) | (n >> 32)).to_be_bytes();
+    let tail = (n as u32).to_be_bytes();
     let mut nonce = [0u8; NONCE_LEN];
-    nonce[..4].copy_from_slice(&version.to_be_bytes());
-    nonce[4..].copy_from_slice(&n.to_be_bytes());
+    nonce[..8].copy_from_slice(&head);
+    nonce[8..].copy_from_slice(&tail);
     nonce
 }
 
@@ -188,6 +193,11 @@ impl SubkeySchedule {
     /// asking `version` then which version the material is (0 for a key that never rotated):
     /// once an epoch, not once a seal. When no context is kept, `keep` says whether to keep
     /// the one this seal expands (else it serves this seal alone).
+    ///
+    /// Inlined into the seals (the new epoch's work is not): returned through memory, the
+    /// answer's fields were read back at once in pieces of other sizes than they were stored
+    /// in, a store-forwarding stall on every seal.
+    #[inline(always)]
     pub fn next(
         &mut self,
         key_id: &KeyId,
@@ -198,20 +208,7 @@ impl SubkeySchedule {
     ) -> Result<Sealed<'_>> {
         let max_uses = max_uses.clamp(1, MAX_MAX_USES);
         if self.epoch.as_ref().is_none_or(|e| e.used >= max_uses) {
-            let salt: [u8; SALT_LEN] = pool.array()?;
-            let subkey = derive_subkey_bytes(&self.material, key_id, &salt)?;
-            // A retired epoch's kept context is replaced by the new one's, in place.
-            let expanded = match self.keeps_context() {
-                true => Some(expand(&subkey)?),
-                false => None,
-            };
-            self.epoch = Some(Epoch {
-                salt,
-                keys: Box::new(EpochKeys { subkey, expanded }),
-                used: 0,
-                referenced: false,
-                version: version(),
-            });
+            self.start_epoch(key_id, pool, version())?;
         }
         // Invariant: the block above guarantees `self.epoch` is `Some` here.
         let e = self
@@ -240,6 +237,27 @@ impl SubkeySchedule {
             },
             became_live,
         })
+    }
+
+    /// Begins a new epoch (a fresh salt, its subkey derived) for material `version`.
+    #[cold]
+    #[inline(never)]
+    fn start_epoch(&mut self, key_id: &KeyId, pool: &mut RandomPool, version: u32) -> Result<()> {
+        let salt: [u8; SALT_LEN] = pool.array()?;
+        let subkey = derive_subkey_bytes(&self.material, key_id, &salt)?;
+        // A retired epoch's kept context is replaced by the new one's, in place.
+        let expanded = match self.keeps_context() {
+            true => Some(expand(&subkey)?),
+            false => None,
+        };
+        self.epoch = Some(Epoch {
+            salt,
+            keys: Box::new(EpochKeys { subkey, expanded }),
+            used: 0,
+            referenced: false,
+            version,
+        });
+        Ok(())
     }
 
     /// The current epoch's subkey if `salt` is its salt and `version` its material version
@@ -372,6 +390,16 @@ impl SubkeyCache {
 mod tests {
     use super::*;
     use aws_lc_rs::aead::{Aad, Nonce};
+
+    #[test]
+    fn a_nonce_is_the_version_then_the_counter_both_big_endian() {
+        for (version, n) in [(0, 0), (7, 1), (u32::MAX, u64::MAX), (0x0102_0304, 0x1122_3344_5566_7788)] {
+            let mut expected = version.to_be_bytes().to_vec();
+            expected.extend_from_slice(&n.to_be_bytes());
+            assert_eq!(versioned_nonce(version, n).to_vec(), expected);
+            assert_eq!(nonce_version(&versioned_nonce(version, n)), version);
+        }
+    }
 
     /// "hello" sealed with `p` (no additional data): the nonce and the sealed bytes.
     fn sealed_with(p: SealParams<'_>) -> ([u8; NONCE_LEN], Vec<u8>) {
