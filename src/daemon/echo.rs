@@ -132,11 +132,9 @@ struct Ledger(Mutex<Books>);
 
 /// What a [`Ledger`] holds, under its lock.
 struct Books {
-    /// The `/proc` task directory of every serving thread still running, with its booking's
-    /// number (to take it out again).
-    live: Vec<(u64, PathBuf)>,
-    /// The next booking's number.
-    next: u64,
+    /// The `/proc` task directory of every serving thread still running (each names its
+    /// thread: no two live threads share one).
+    live: Vec<PathBuf>,
     /// What the threads that ended had used; `None` once a thread could not be read (then
     /// the ledger tells nothing, rather than a part).
     ended_ns: Option<u64>,
@@ -145,7 +143,8 @@ struct Books {
 /// A serving thread's booking: takes its time to the ended threads' when dropped.
 struct Booked<'a> {
     ledger: &'a Ledger,
-    entry: u64,
+    /// The thread's task directory, as booked in `live` (`None`: not told).
+    task: Option<PathBuf>,
 }
 
 impl Ledger {
@@ -153,22 +152,17 @@ impl Ledger {
     fn enter(&self) -> Booked<'_> {
         let task = own_task();
         let mut books = self.books();
-        let entry = books.next;
-        books.next += 1;
-        match task {
-            Some(task) => books.live.push((entry, task)),
+        match &task {
+            Some(task) => books.live.push(task.clone()),
             None => books.ended_ns = None,
         }
-        Booked {
-            ledger: self,
-            entry,
-        }
+        Booked { ledger: self, task }
     }
 
     /// The time on a CPU of every thread booked so far, ns.
     fn cpu_ns(&self) -> Option<u64> {
         let books = self.books();
-        let live = books.live.iter().map(|(_, task)| task_cpu_ns(task));
+        let live = books.live.iter().map(|task| task_cpu_ns(task));
         live.sum::<Option<u64>>()?.checked_add(books.ended_ns?)
     }
 
@@ -185,7 +179,6 @@ impl Default for Books {
     fn default() -> Books {
         Books {
             live: Vec::new(),
-            next: 0,
             ended_ns: Some(0),
         }
     }
@@ -193,12 +186,13 @@ impl Default for Books {
 
 impl Drop for Booked<'_> {
     fn drop(&mut self) {
+        let Some(task) = &self.task else { return };
         // The thread's own last reading, brought up to date (see `own_task`).
         thread::yield_now();
         let mut books = self.ledger.books();
-        if let Some(at) = books.live.iter().position(|(e, _)| *e == self.entry) {
-            let (_, task) = books.live.swap_remove(at);
-            let ended = task_cpu_ns(&task);
+        if let Some(at) = books.live.iter().position(|t| t == task) {
+            books.live.swap_remove(at);
+            let ended = task_cpu_ns(task);
             books.ended_ns = books.ended_ns.zip(ended).map(|(a, b)| a + b);
         }
     }
