@@ -440,9 +440,8 @@ impl Engine {
     ) -> Result<EncryptOutput> {
         check_plaintext(plaintext)?;
         let req = encrypt_req(key.as_name(), plaintext, context, action);
-        let out = to_encrypt(&self.inner, principal, &req);
-        latency::pay();
-        out
+        let _pay = latency::PayOnReturn;
+        to_encrypt(&self.inner, principal, &req)
     }
 
     /// Seals a data key pair's private key under `key` as Encrypt would (a blob Decrypt
@@ -464,9 +463,8 @@ impl Engine {
             ctx: Cow::Borrowed(context),
             action,
         };
-        let out = to_encrypt(&self.inner, principal, &req);
-        latency::pay();
-        out
+        let _pay = latency::PayOnReturn;
+        to_encrypt(&self.inner, principal, &req)
     }
 
     /// Decrypt: the key comes from the blob; `key`, if given, must be that key
@@ -493,9 +491,8 @@ impl Engine {
     ) -> Result<DecryptOutput> {
         check_ciphertext(ciphertext)?;
         let req = decrypt_req(ciphertext, context, key.map(KeyRef::as_name), action);
-        let out = to_decrypt(&self.inner, principal, &req);
-        latency::pay();
-        out
+        let _pay = latency::PayOnReturn;
+        to_decrypt(&self.inner, principal, &req)
     }
 
     /// ReEncrypt: decrypts under the blob's key (checked against `source_key` if given) and
@@ -572,9 +569,8 @@ impl Engine {
     ) -> Result<DataKeyOutput> {
         let len = data_key_len(key_spec, number_of_bytes)?;
         let req = data_key_req(key.as_name(), len, context, plaintext);
-        let out = to_data_key(&self.inner, principal, &req);
-        latency::pay();
-        out
+        let _pay = latency::PayOnReturn;
+        to_data_key(&self.inner, principal, &req)
     }
 
     /// GenerateRandom: [`NUMBER_OF_BYTES`] bytes from the HSMs in `fleet` (None: any shard).
