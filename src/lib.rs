@@ -9,6 +9,7 @@
 //! code to this list), lowest first:
 //!
 //! 1. `error`, `secret`, `types` — the error table, secret containers, ids, limits, clock;
+//!    `vecs` — pushing onto a vector without a store-forwarding stall, for the hot paths;
 //! 2. `crypto` — blobs, key wrapping, subkeys, pooled randomness;
 //! 3. `engine` — the sharded data plane (encrypt, decrypt, data keys) over `crypto`;
 //! 4. `api` — the request/response types of every operation; `ops` — the operation table;
@@ -90,6 +91,7 @@ mod paths;
 mod peer;
 mod service;
 mod sockwait;
+mod vecs;
 internal_mod!(store);
 
 pub use client::Client;

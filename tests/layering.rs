@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 /// may name. Lowest layers first. A unit may always name itself.
 const LAYERS: &[(&str, &[&str])] = &[
     ("error", &[]),
+    ("vecs", &[]),
     ("secret", &["error"]),
     ("types", &["error", "secret"]),
     ("crypto", &["error", "secret", "types"]),
@@ -54,6 +55,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "store",
             "control",
             "dataplane",
+            "vecs",
         ],
     ),
     ("paths", &["error", "peer"]),
@@ -70,7 +72,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "daemon",
         &[
             "error", "secret", "types", "api", "ops", "protocol", "peer", "paths", "engine",
-            "service", "kms",
+            "service", "kms", "vecs",
         ],
     ),
     (

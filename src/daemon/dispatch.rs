@@ -35,6 +35,7 @@ use crate::error::KmsError;
 use crate::ops::{Op, Request, Response};
 use crate::protocol::{self, Header, HelloReply, HotRequest, ProtocolError, HEADER_LEN};
 use crate::types::EncryptionAlgorithm;
+use crate::vecs::push_in_room;
 use crate::BatchScratch;
 use crate::Kms;
 
@@ -291,7 +292,7 @@ impl<'a> Batcher<'a> {
     ) {
         self.start(kind_of_hot(&req), kms, out);
         self.ids.push(id);
-        self.items.push(Item::Hot(req));
+        push_in_room(&mut self.items, Item::Hot(req));
     }
 
     /// Makes room for a request of `kind` in the batch, flushing a batch of another kind

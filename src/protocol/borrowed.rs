@@ -114,6 +114,11 @@ fn whole<'a, T: BorrowDecode<'a, ()>>(body: &'a [u8]) -> Option<T> {
 /// other frame, and for one that [`super::decode_request`] must decode (see the module doc).
 /// `last_key`: the key id of the last request decoded here (pipelined requests usually name
 /// one key), which a request naming the same bytes borrows instead of checking them again.
+/// Inlined, with [`read_hot`], into the daemon's loop that pushes what it answers: the
+/// request's fields then go from registers into the batch, not through a copy on the stack
+/// (a store-forwarding stall, as `crate::vecs` says), and the header's op is read where the
+/// loop holds it rather than reloaded from the header it stored in pieces.
+#[inline(always)]
 pub(crate) fn decode_hot_request<'a>(
     h: &Header,
     body: &'a [u8],
@@ -136,7 +141,9 @@ fn plain(context: u64, tokens: u64, alg: Option<EncryptionAlgorithm>) -> bool {
 
 /// [`decode_hot_request`]'s common case, read by hand: a hot request of the common shape
 /// (see [`plain`]) whose members are in the forms [`Reader`] reads. None for anything else,
-/// which bincode then decodes ([`decode_hot_body`]).
+/// which bincode then decodes ([`decode_hot_body`]). Inlined into its one caller, which is
+/// (see [`decode_hot_request`]).
+#[inline(always)]
 fn read_hot<'a>(op: Op, body: &'a [u8], last_key: &mut Option<&'a str>) -> Option<HotRequest<'a>> {
     let mut r = Reader::new(body);
     let hot = match op {

@@ -25,6 +25,7 @@ use crate::kms::keys::check_grant_tokens;
 use crate::ops::Op;
 use crate::secret::SecretBytes;
 use crate::types::{same_text, EncryptionAlgorithm, EncryptionContext, KeyName, KeyRef};
+use crate::vecs::push_in_room;
 
 /// The algorithm of a request for the asymmetric path (`asymmetric_ops`); None for the
 /// symmetric one.
@@ -694,28 +695,6 @@ thread_local! {
     static THREAD_SCRATCH: RefCell<BatchScratch> = RefCell::default();
 }
 
-/// Pushes an owned batch's answer `x` onto `v`, whose room the call reserved for every item.
-/// The two arms are the same push: in the first the compiler knows there is room, so the push
-/// has no path that grows the vector, and the answer's fields are stored from registers
-/// straight into it. A bare `push` keeps the answer on the stack across that path and copies
-/// it out in 16-byte loads of 8-byte stores just made, which wait for those stores (a
-/// store-forwarding stall; in `perf`, a third of the answer-building closure's samples of an
-/// owned GenerateDataKey batch, whose share of the run fell from 8.4 % to 5.6 %:
-/// docs/performance-history.md, 2026-12-06, late night). Keep the arms alike: with a
-/// `reserve` added to the second, the compiler merges the two pushes back into one.
-#[inline(always)]
-#[allow(
-    clippy::if_same_then_else,
-    reason = "the condition is for the compiler: the first push then has no grow path"
-)]
-fn push_in_room<T>(v: &mut Vec<T>, x: T) {
-    if v.len() < v.capacity() {
-        v.push(x)
-    } else {
-        v.push(x)
-    }
-}
-
 /// Runs an owned batch call: `items` borrowed ([`EncryptRequest::borrowed`] …) and handed to
 /// `run` [`OWNED_CHUNK`] at a time, in this thread's reused scratch.
 fn in_owned_chunks<'a, T, R>(
@@ -812,20 +791,5 @@ impl<V> Answer<'_, V> {
             Answer::Failed(e) => emit(Err(e)),
             Answer::DryRun => emit(Err(&dry_run_succeeded())),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::push_in_room;
-
-    #[test]
-    fn an_answer_is_pushed_once_in_order_with_room_reserved_or_without() {
-        let mut v = Vec::with_capacity(2);
-        for x in ["a", "b", "c"] {
-            push_in_room(&mut v, x.to_string());
-        }
-        assert_eq!(v, ["a", "b", "c"]);
-        assert!(v.capacity() >= 3);
     }
 }
