@@ -53,12 +53,27 @@ pub(super) fn pay() {
 /// computes its answer, so that the answer is the call's last expression, written by the
 /// callee straight into the caller's return slot rather than into a local and copied out
 /// after paying (that copy read 16-byte pieces of the 8-byte stores just made, a
-/// store-forwarding stall). Nothing is paid while the thread unwinds from a panic.
-pub(super) struct PayOnReturn;
+/// store-forwarding stall). A call that panics pays nothing, as it did before it held one: its
+/// debt stays owed. A call made while the thread already unwinds (from a `Drop`) pays as any
+/// other, so the guard notes whether the thread was unwinding when the call began.
+pub(super) struct PayOnReturn {
+    unwinding_before: bool,
+}
+
+impl PayOnReturn {
+    /// Held from here to the call's return.
+    #[must_use = "bind it to a named variable (`_pay`): `let _ =` pays at once"]
+    pub(super) fn new() -> PayOnReturn {
+        PayOnReturn {
+            unwinding_before: std::thread::panicking(),
+        }
+    }
+}
 
 impl Drop for PayOnReturn {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
+        // Unwinding now and not when the call began: the call itself panicked.
+        if self.unwinding_before || !std::thread::panicking() {
             pay();
         }
     }
@@ -67,6 +82,7 @@ impl Drop for PayOnReturn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn a_batch_owes_its_slowest_item_and_taking_the_debt_clears_it() {
@@ -78,26 +94,57 @@ mod tests {
     }
 
     #[test]
-    fn a_call_holding_pay_on_return_sleeps_off_its_debt_after_its_answer_and_not_in_a_panic() {
+    fn a_call_holding_pay_on_return_sleeps_off_its_debt_but_not_when_it_panics_itself() {
         std::thread::spawn(|| {
             let answer = || {
-                let _pay = PayOnReturn;
+                let _pay = PayOnReturn::new();
                 owe(Duration::from_millis(20));
                 "answer"
             };
-            let t0 = std::time::Instant::now();
+            let t0 = Instant::now();
             assert_eq!(answer(), "answer");
             assert!(t0.elapsed() >= Duration::from_millis(20));
             assert_eq!(take_owed(), Duration::ZERO, "the debt was paid");
 
+            let t0 = Instant::now();
             let panicked = std::panic::catch_unwind(|| {
-                let _pay = PayOnReturn;
-                owe(Duration::from_secs(3600));
-                panic!("a call that fails on the way");
+                let _pay = PayOnReturn::new();
+                owe(Duration::from_millis(500));
+                panic!("a call that fails on the way (injected)");
             });
             assert!(panicked.is_err());
-            // Not slept off while unwinding: still owed (the test would take an hour if not).
-            assert_eq!(take_owed(), Duration::from_secs(3600));
+            assert!(
+                t0.elapsed() < Duration::from_millis(500),
+                "slept while unwinding"
+            );
+            assert_eq!(take_owed(), Duration::from_millis(500), "still owed");
+        })
+        .join()
+        .expect("the assertions hold");
+    }
+
+    #[test]
+    fn a_call_made_while_the_thread_unwinds_from_elsewhere_pays_its_debt() {
+        /// Makes a call from its `Drop`, as a value dropped during an unwind may.
+        struct CallsOnDrop;
+        impl Drop for CallsOnDrop {
+            fn drop(&mut self) {
+                let _pay = PayOnReturn::new();
+                owe(Duration::from_millis(20));
+            }
+        }
+        std::thread::spawn(|| {
+            let t0 = Instant::now();
+            let panicked = std::panic::catch_unwind(|| {
+                let _calls = CallsOnDrop;
+                panic!("an unrelated failure (injected)");
+            });
+            assert!(panicked.is_err());
+            assert!(
+                t0.elapsed() >= Duration::from_millis(20),
+                "the call did not pay"
+            );
+            assert_eq!(take_owed(), Duration::ZERO, "the debt was paid");
         })
         .join()
         .expect("the assertions hold");

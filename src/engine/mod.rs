@@ -440,7 +440,7 @@ impl Engine {
     ) -> Result<EncryptOutput> {
         check_plaintext(plaintext)?;
         let req = encrypt_req(key.as_name(), plaintext, context, action);
-        let _pay = latency::PayOnReturn;
+        let _pay = latency::PayOnReturn::new();
         to_encrypt(&self.inner, principal, &req)
     }
 
@@ -463,7 +463,7 @@ impl Engine {
             ctx: Cow::Borrowed(context),
             action,
         };
-        let _pay = latency::PayOnReturn;
+        let _pay = latency::PayOnReturn::new();
         to_encrypt(&self.inner, principal, &req)
     }
 
@@ -491,7 +491,7 @@ impl Engine {
     ) -> Result<DecryptOutput> {
         check_ciphertext(ciphertext)?;
         let req = decrypt_req(ciphertext, context, key.map(KeyRef::as_name), action);
-        let _pay = latency::PayOnReturn;
+        let _pay = latency::PayOnReturn::new();
         to_decrypt(&self.inner, principal, &req)
     }
 
@@ -569,7 +569,7 @@ impl Engine {
     ) -> Result<DataKeyOutput> {
         let len = data_key_len(key_spec, number_of_bytes)?;
         let req = data_key_req(key.as_name(), len, context, plaintext);
-        let _pay = latency::PayOnReturn;
+        let _pay = latency::PayOnReturn::new();
         to_data_key(&self.inner, principal, &req)
     }
 

@@ -560,6 +560,56 @@ fn a_slow_hsm_slows_only_the_calls_it_serves_and_latency_zero_clears_it() {
 }
 
 #[test]
+fn every_single_call_a_slow_hsm_serves_sleeps_off_its_latency_before_it_returns() {
+    // On a thread of its own that pays its debts (it does not defer them).
+    std::thread::spawn(|| {
+        let (engine, slow, only_slow, _) = two_hsm_engine();
+        let latency = Duration::from_millis(5);
+        engine
+            .apply(&[Control::SetHsmLatency { hsm: slow, latency }])
+            .unwrap();
+        let (key, ctx) = (KeyRef::Id(only_slow), EncryptionContext::new());
+        let paid = |what: &str, call: &dyn Fn() -> bool| {
+            let t0 = std::time::Instant::now();
+            assert!(call(), "{what} answers");
+            assert!(
+                t0.elapsed() >= latency,
+                "{what} returned before its latency"
+            );
+            assert_eq!(latency::take_owed(), Duration::ZERO, "{what} left its debt");
+        };
+        let blob = engine
+            .encrypt("p", &key, b"x", &ctx)
+            .unwrap()
+            .ciphertext_blob;
+        assert_eq!(
+            latency::take_owed(),
+            Duration::ZERO,
+            "Encrypt left its debt"
+        );
+        paid("Encrypt", &|| engine.encrypt("p", &key, b"x", &ctx).is_ok());
+        paid("Decrypt", &|| {
+            engine.decrypt("p", &blob, &ctx, None).is_ok()
+        });
+        // A key pair's private key is sealed only under keys of the default key store, which
+        // no (CloudHSM) HSM serves: no latency to pay there.
+        paid("GenerateDataKey", &|| {
+            let spec = Some(DataKeySpec::Aes256);
+            engine
+                .generate_data_key("p", &key, spec, None, &ctx)
+                .is_ok()
+        });
+        paid("GenerateDataKeyWithoutPlaintext", &|| {
+            let spec = Some(DataKeySpec::Aes256);
+            let r = engine.generate_data_key_without_plaintext("p", &key, spec, None, &ctx);
+            r.is_ok()
+        });
+    })
+    .join()
+    .expect("the assertions hold");
+}
+
+#[test]
 fn a_slow_hsm_removed_and_added_again_is_fast() {
     std::thread::spawn(|| {
         latency::defer_on_this_thread();

@@ -141,8 +141,8 @@ fn plain(context: u64, tokens: u64, alg: Option<EncryptionAlgorithm>) -> bool {
 
 /// [`decode_hot_request`]'s common case, read by hand: a hot request of the common shape
 /// (see [`plain`]) whose members are in the forms [`Reader`] reads. None for anything else,
-/// which bincode then decodes ([`decode_hot_body`]). Inlined into its one caller, which is
-/// (see [`decode_hot_request`]).
+/// which bincode then decodes ([`decode_hot_body`]). Inlined into its one caller,
+/// [`decode_hot_request`], and with it into the daemon's loop (see there).
 #[inline(always)]
 fn read_hot<'a>(op: Op, body: &'a [u8], last_key: &mut Option<&'a str>) -> Option<HotRequest<'a>> {
     let mut r = Reader::new(body);
