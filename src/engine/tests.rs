@@ -564,18 +564,18 @@ fn every_single_call_a_slow_hsm_serves_sleeps_off_its_latency_before_it_returns(
     // On a thread of its own that pays its debts (it does not defer them).
     std::thread::spawn(|| {
         let (engine, slow, only_slow, _) = two_hsm_engine();
-        let latency = Duration::from_millis(5);
+        let delay = Duration::from_millis(5);
         engine
-            .apply(&[Control::SetHsmLatency { hsm: slow, latency }])
+            .apply(&[Control::SetHsmLatency {
+                hsm: slow,
+                latency: delay,
+            }])
             .unwrap();
         let (key, ctx) = (KeyRef::Id(only_slow), EncryptionContext::new());
         let paid = |what: &str, call: &dyn Fn() -> bool| {
             let t0 = std::time::Instant::now();
             assert!(call(), "{what} answers");
-            assert!(
-                t0.elapsed() >= latency,
-                "{what} returned before its latency"
-            );
+            assert!(t0.elapsed() >= delay, "{what} returned before its latency");
             assert_eq!(latency::take_owed(), Duration::ZERO, "{what} left its debt");
         };
         let blob = engine
