@@ -117,11 +117,16 @@ impl KmsError {
         member: &str,
         constraint: impl fmt::Display,
     ) -> KmsError {
+        KmsError::violation(format_args!("Value '{value}' at '{member}'"), constraint)
+    }
+
+    /// AWS's `ValidationException` wording for one failed constraint of `what` (`Value '…' at
+    /// '…'`, or as much of it as may be told).
+    fn violation(what: fmt::Arguments<'_>, constraint: impl fmt::Display) -> KmsError {
         KmsError::new(
             ErrorKind::ValidationException,
             format!(
-                "1 validation error detected: Value '{value}' at '{member}' failed to satisfy \
-                 constraint: {constraint}"
+                "1 validation error detected: {what} failed to satisfy constraint: {constraint}"
             ),
         )
     }
@@ -189,13 +194,13 @@ impl KmsError {
     /// `ValidationException` for a member whose value is not echoed (a plaintext, a
     /// ciphertext): AWS's wording without the value.
     pub fn validation_of_secret(member: &str, constraint: Constraint) -> KmsError {
-        KmsError::new(
-            ErrorKind::ValidationException,
-            format!(
-                "1 validation error detected: Value at '{member}' failed to satisfy constraint: \
-                 {constraint}"
-            ),
-        )
+        KmsError::violation(format_args!("Value at '{member}'"), constraint)
+    }
+
+    /// `ValidationException` for a value whose member cannot be told (two members of a
+    /// request hold it): AWS's wording without the member.
+    pub fn validation_of_value(value: impl fmt::Display, constraint: Constraint) -> KmsError {
+        KmsError::violation(format_args!("Value '{value}'"), constraint)
     }
 
     /// `NotFoundException`: no key with this key ARN.
@@ -484,6 +489,13 @@ mod tests {
                 ErrorKind::ValidationException,
                 "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: \
                  Member must have length less than or equal to 4096"
+                    .to_string(),
+            ),
+            (
+                KmsError::validation_of_value(-5, Constraint::MinValue(0)),
+                ErrorKind::ValidationException,
+                "1 validation error detected: Value '-5' failed to satisfy constraint: Member \
+                 must have value greater than or equal to 0"
                     .to_string(),
             ),
         ];
