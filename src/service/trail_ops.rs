@@ -43,10 +43,11 @@ impl Kms {
             }
         }
         let max = req.max_results.unwrap_or(LOOKUP_EVENTS_MAX_RESULTS);
-        if !(1..=LOOKUP_EVENTS_MAX_RESULTS).contains(&max) {
+        let (lo, hi) = LOOKUP_EVENTS_MAX_RESULTS_RANGE;
+        if !(lo..=hi).contains(&max) {
             return Err(err!(
                 ValidationException,
-                "MaxResults {max} must be between 1 and {LOOKUP_EVENTS_MAX_RESULTS}"
+                "MaxResults {max} must be between {lo} and {hi}"
             ));
         }
         let before = req

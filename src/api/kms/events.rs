@@ -6,6 +6,8 @@ use super::*;
 /// The most records one LookupEvents page holds (CloudTrail's `MaxResults` limit), and the
 /// default.
 pub const LOOKUP_EVENTS_MAX_RESULTS: u32 = 50;
+/// The `MaxResults` a LookupEvents request may ask for.
+pub const LOOKUP_EVENTS_MAX_RESULTS_RANGE: (u32, u32) = (1, LOOKUP_EVENTS_MAX_RESULTS);
 
 /// LookupEvents: which records, newest first, one page at a time.
 #[derive(
