@@ -502,7 +502,7 @@ pub enum Fault {
     /// (as `NetworkRestored` would) once the instance's clock has moved `duration_ms` on.
     /// `fault list` shows it with the time left.
     NetworkDownFor {
-        /// How long the cut lasts, in milliseconds: 1 to `limits::MAX_FAULT_DURATION_MS`.
+        /// How long the cut lasts, in milliseconds: within `limits::FAULT_DURATION_MS`.
         #[serde(alias = "duration_ms")]
         duration_ms: u64,
     },

@@ -79,18 +79,19 @@ pub fn inject_fault(tx: &mut HsmTx<'_>, cluster_id: &str, fault: &Fault) -> Resu
             c.faults.network_heals_at = None;
         }
         Fault::NetworkDownFor { duration_ms } => {
-            if *duration_ms == 0 {
+            let (min, max) = limits::FAULT_DURATION_MS;
+            if *duration_ms < min {
                 return Err(KmsError::validation(
                     duration_ms,
                     "durationMs",
-                    Constraint::MinValue(1),
+                    Constraint::MinValue(min),
                 ));
             }
-            if *duration_ms > limits::MAX_FAULT_DURATION_MS {
+            if *duration_ms > max {
                 return Err(KmsError::validation(
                     duration_ms,
                     "durationMs",
-                    Constraint::MaxValue(limits::MAX_FAULT_DURATION_MS),
+                    Constraint::MaxValue(max),
                 ));
             }
             c.faults.network_down = true;

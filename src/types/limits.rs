@@ -162,6 +162,8 @@ pub const MAX_FAILED_LOGINS: u32 = 5;
 pub const HSM_PASSWORD_LEN: (usize, usize) = (7, 32);
 /// kmscks faults: the longest timed network cut (`NetworkDownFor`), one day in milliseconds.
 pub const MAX_FAULT_DURATION_MS: u64 = 86_400_000;
+/// kmscks faults: how long a timed network cut lasts, in milliseconds (it lasts some time).
+pub const FAULT_DURATION_MS: (u64, u64) = (1, MAX_FAULT_DURATION_MS);
 /// kmscks faults: the most latency a slow HSM (`SlowHsm`) may add per operation, one minute.
 pub const MAX_HSM_LATENCY_MS: u32 = 60_000;
 
