@@ -12,16 +12,21 @@
 //! and bodies.
 //!
 //! Errors take AWS's shape: `{"__type": "<Exception>", "message": "…"}`, with the status of
-//! the error table. A body that is not JSON, or not the operation's shape, is
-//! `SerializationException`; a missing required member is `ValidationException` in AWS's
-//! wording; an unknown target is `UnknownOperationException`.
+//! the error table. A body that is not JSON, or not the operation's shape (a member of another
+//! JSON type: a string, or `1.5`, where an integer goes), is `SerializationException`. A body
+//! of the operation's shape that the request type cannot hold is refused as AWS's own
+//! validation refuses it, `ValidationException` in AWS's wording naming the member: a required
+//! member missing, a value its enum lacks, an integer its Rust type cannot hold
+//! (`"NumberOfBytes": -5` into a `u32`), which is refused for the bound it crosses, the one the
+//! operation holds the member to (the table of `protocol::ranges`) or else its type's. An
+//! unknown target is `UnknownOperationException`.
 
 use serde::Serialize;
 
 #[allow(clippy::wildcard_imports)] // the table names its types as the API exports them
 use crate::api::hsm::*;
 use crate::api::kms::*;
-use crate::error::{KmsError, Result};
+use crate::error::{Constraint, KmsError, Result};
 use crate::ops::{for_each_op, Op, Request, Response};
 use crate::{err, ErrorKind};
 
@@ -119,7 +124,7 @@ pub fn decode_request(target: Target, body: &[u8]) -> Result<Request> {
                     match op {
                         $(Op::$name => serde_json::from_slice::<$req>(body)
                             .map(Request::$name)
-                            .map_err(|e| body_error(e, body)),)*
+                            .map_err(|e| body_error(op, e, body)),)*
                     }
                 };
             }
@@ -312,37 +317,42 @@ pub fn encode_error(error: &KmsError) -> (u16, Vec<u8>) {
     (error.kind().http_status(), to_vec(&body))
 }
 
-/// A body that did not decode: a member holding a value its enum lacks is AWS's
-/// `ValidationException` ([`enum_error`]); otherwise as [`json_error`].
-fn body_error(e: serde_json::Error, body: &[u8]) -> KmsError {
+/// A body of `op` that did not decode: a member holding a value serde refused for what it is,
+/// not for its type, is AWS's `ValidationException` ([`member_error`]); otherwise as
+/// [`json_error`].
+fn body_error(op: Op, e: serde_json::Error, body: &[u8]) -> KmsError {
     serde_json::from_slice(body)
         .ok()
-        .and_then(|v| enum_error(&v, &e))
+        .and_then(|v| member_error(op, &v, Some(body), &e))
         .unwrap_or_else(|| json_error(e))
+}
+
+/// AWS's `ValidationException` for the member of `op`'s request `body` whose value serde
+/// refused (`e`) though it is of the member's JSON type: a value its enum lacks, an integer
+/// its Rust type cannot hold (see the module doc). `text` is the body as sent, when there is
+/// one: an integer past 64 bits is a float once parsed, and only the text says it was written
+/// as an integer. `None` for any other error. The command line reports the same error for the
+/// same request before sending it (a typed request cannot carry the value).
+pub fn member_error(
+    op: Op,
+    body: &serde_json::Value,
+    text: Option<&[u8]>,
+    e: &serde_json::Error,
+) -> Option<KmsError> {
+    enum_error(body, e).or_else(|| range_error(op, body, text, e))
 }
 
 /// AWS's `ValidationException` for a request member holding a value its enum does not have
 /// (`Value 'FOO' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set:
 /// [AES_256, AES_128]`), when `e` is serde's error for one in `body`: the member is the one
-/// holding that value. The command line reports the same error for the same request before
-/// sending it (a typed request cannot carry the value).
-pub fn enum_error(body: &serde_json::Value, e: &serde_json::Error) -> Option<KmsError> {
+/// holding that value.
+fn enum_error(body: &serde_json::Value, e: &serde_json::Error) -> Option<KmsError> {
     let text = e.to_string();
     let rest = text.strip_prefix("unknown variant `")?;
     let (value, expected) = rest.split_once('`')?;
     let expected = expected.split(" at line ").next().unwrap_or(expected);
     let allowed: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    fn holder<'a>(v: &'a serde_json::Value, value: &str) -> Option<&'a str> {
-        match v {
-            serde_json::Value::Object(m) => m.iter().find_map(|(k, v)| match v {
-                serde_json::Value::String(s) if s == value => Some(k.as_str()),
-                other => holder(other, value),
-            }),
-            serde_json::Value::Array(items) => items.iter().find_map(|i| holder(i, value)),
-            _ => None,
-        }
-    }
-    let member = holder(body, value)?;
+    let member = *holders(body, &|v| v.as_str() == Some(value)).first()?;
     Some(KmsError::validation(
         value,
         &camel(member),
@@ -351,6 +361,118 @@ pub fn enum_error(body: &serde_json::Value, e: &serde_json::Error) -> Option<Kms
             allowed.join(", ")
         ),
     ))
+}
+
+/// AWS's `ValidationException` for an integer its member's Rust type cannot hold
+/// (`"NumberOfBytes": -5` into a `u32`), when `e` is serde's error for one in `body` (past 64
+/// bits, one `text` writes as an integer): AWS reads it as the integer it is and refuses it
+/// for the bound it crosses, the one `op` holds the member to ([`super::ranges`]), or its
+/// type's for a member held to none. The member is the one holding that integer; when members
+/// of two names hold it, the message names none. `None` for an integer of a signed type (no
+/// request has one): its lower bound is no [`Constraint`].
+fn range_error(
+    op: Op,
+    body: &serde_json::Value,
+    text: Option<&[u8]>,
+    e: &serde_json::Error,
+) -> Option<KmsError> {
+    let message = e.to_string();
+    // The integer, and the float serde_json read it as, if it did.
+    let (value, float, expected) = match message.strip_prefix("invalid value: integer `") {
+        Some(rest) => {
+            let (value, expected) = rest.split_once("`, expected ")?;
+            (value, None, expected)
+        }
+        None => {
+            let rest = message.strip_prefix("invalid type: floating point `")?;
+            let value = integer_ending_at(text?, e)?;
+            (
+                value,
+                value.parse::<f64>().ok(),
+                rest.split_once("`, expected ")?.1,
+            )
+        }
+    };
+    let type_max: u64 = match expected.split(" at line ").next()? {
+        "u8" => u8::MAX.into(),
+        "u16" => u16::MAX.into(),
+        "u32" => u32::MAX.into(),
+        "u64" => u64::MAX,
+        _ => return None,
+    };
+    let holding = holders(body, &|v| {
+        v.as_number().is_some_and(|n| match float {
+            None => n.to_string() == value,
+            Some(float) => n.as_f64() == Some(float),
+        })
+    });
+    let member = match holding[..] {
+        [member] => Some(member),
+        _ => None,
+    };
+    let (min, max) = member
+        .and_then(|m| super::ranges::of(op, m))
+        .unwrap_or((0, type_max));
+    let constraint = if value.starts_with('-') {
+        Constraint::MinValue(min)
+    } else {
+        Constraint::MaxValue(max)
+    };
+    Some(match member {
+        Some(member) => KmsError::validation(value, &camel(member), constraint),
+        None => KmsError::validation_of_value(value, constraint),
+    })
+}
+
+/// The JSON integer literal (`-`, then digits) that ends where `e` points in `body`, if the
+/// number there is written as one: serde_json points just past a number it could not read.
+fn integer_ending_at<'a>(body: &'a [u8], e: &serde_json::Error) -> Option<&'a str> {
+    let line_start: usize = body
+        .split(|&b| b == b'\n')
+        .take(e.line().checked_sub(1)?)
+        .map(|line| line.len() + 1)
+        .sum();
+    let head = body.get(..line_start + e.column())?;
+    let digits = head
+        .iter()
+        .rposition(|b| !b.is_ascii_digit())
+        .map_or(0, |i| i + 1);
+    let start = match head[..digits].last() {
+        Some(b'-') => digits - 1,
+        _ => digits,
+    };
+    // A fraction or an exponent ends in digits too.
+    let written_whole = digits < head.len()
+        && !matches!(head[..start].last(), Some(b'.' | b'e' | b'E' | b'+' | b'-'));
+    written_whole
+        .then(|| std::str::from_utf8(&head[start..]).ok())
+        .flatten()
+}
+
+/// The names of the members of `v`, at any depth, that hold a value `is` picks: each name
+/// once, in the order found.
+fn holders<'a>(v: &'a serde_json::Value, is: &dyn Fn(&serde_json::Value) -> bool) -> Vec<&'a str> {
+    fn walk<'a>(
+        v: &'a serde_json::Value,
+        is: &dyn Fn(&serde_json::Value) -> bool,
+        found: &mut Vec<&'a str>,
+    ) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    if is(v) && !found.contains(&k.as_str()) {
+                        found.push(k);
+                    }
+                    walk(v, is, found);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, is, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(v, is, &mut found);
+    found
 }
 
 /// The message AWS gives with `error`: AWS's own where it is fixed (AWS answers an
@@ -644,6 +766,168 @@ mod tests {
             e.message().contains("AES_256") && e.message().ends_with(']'),
             "{e}"
         );
+    }
+
+    /// The kind and message `body` gets as a request of `op`.
+    fn refusal(op: Op, body: &str) -> (ErrorKind, String) {
+        let e = decode_request(Target::Op(op), body.as_bytes()).unwrap_err();
+        (e.kind(), e.message().to_owned())
+    }
+
+    /// Asserts that `body`, as a request of `op`, gets AWS's refusal of `value` at `member`
+    /// for crossing `bound` (`>= 1`, `<= 1024`).
+    fn assert_crosses(op: Op, body: &str, value: &str, member: &str, bound: &str) {
+        let bound = bound
+            .replace(">=", "greater than or equal to")
+            .replace("<=", "less than or equal to");
+        let message = format!(
+            "1 validation error detected: Value '{value}' at '{member}' failed to satisfy \
+             constraint: Member must have value {bound}"
+        );
+        assert_eq!(
+            refusal(op, body),
+            (ErrorKind::ValidationException, message),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn an_integer_its_type_cannot_hold_is_awss_validation_error_naming_the_bound_it_crosses() {
+        const KEY: &str = r#""KeyId":"alias/demo","#;
+        let cases = [
+            (Op::GenerateDataKey, KEY, "NumberOfBytes", "-5", ">= 1"),
+            (Op::GenerateRandom, "", "NumberOfBytes", "-5", ">= 1"),
+            (
+                Op::GenerateDataKeyWithoutPlaintext,
+                KEY,
+                "NumberOfBytes",
+                "5000000000",
+                "<= 1024",
+            ),
+            // One member, each operation's own range.
+            (Op::ListKeys, "", "Limit", "-1", ">= 1"),
+            (Op::ListKeys, "", "Limit", "5000000000", "<= 1000"),
+            (Op::ListAliases, "", "Limit", "5000000000", "<= 100"),
+            // The model's window, which the service checks before its own 7 to 30 days.
+            (
+                Op::ScheduleKeyDeletion,
+                KEY,
+                "PendingWindowInDays",
+                "-7",
+                ">= 1",
+            ),
+            (
+                Op::ScheduleKeyDeletion,
+                KEY,
+                "PendingWindowInDays",
+                "4294967296",
+                "<= 365",
+            ),
+            (
+                Op::EnableKeyRotation,
+                KEY,
+                "RotationPeriodInDays",
+                "-365",
+                ">= 90",
+            ),
+            // Past 64 bits too, as written (serde_json reads it as a float).
+            (
+                Op::GenerateRandom,
+                "",
+                "NumberOfBytes",
+                "-100000000000000000000",
+                ">= 1",
+            ),
+        ];
+        for (op, other, member, value, bound) in cases {
+            let body = format!("{{{other}\"{member}\":{value}}}");
+            assert_crosses(op, &body, value, &camel(member), bound);
+        }
+        // Deeper in the body: in a batch's item, in a fault's variant; and on any line.
+        let batch =
+            r#"{"Items":[{"KeyId":"k","NumberOfBytes":32},{"KeyId":"k","NumberOfBytes":-5}]}"#;
+        assert_crosses(
+            Op::GenerateDataKeyBatch,
+            batch,
+            "-5",
+            "numberOfBytes",
+            ">= 1",
+        );
+        let slow = r#"{"ClusterId":"c","Fault":{"SlowHsm":{"HsmId":"h","LatencyMs":5000000000}}}"#;
+        assert_crosses(Op::InjectFault, slow, "5000000000", "latencyMs", "<= 60000");
+        let cut = r#"{"ClusterId":"c","Fault":{"NetworkDownFor":{"DurationMs":-1}}}"#;
+        assert_crosses(Op::InjectFault, cut, "-1", "durationMs", ">= 1");
+        let lines = "{\n  \"NumberOfBytes\":\n    100000000000000000000\n}";
+        assert_crosses(
+            Op::GenerateRandom,
+            lines,
+            "100000000000000000000",
+            "numberOfBytes",
+            "<= 1024",
+        );
+    }
+
+    #[test]
+    fn a_member_held_to_no_range_of_its_own_is_held_to_its_types() {
+        let timeout = r#"{"CustomKeyStoreId":"cks-1","TimeoutMillis":-1}"#;
+        assert_crosses(
+            Op::WaitForConnection,
+            timeout,
+            "-1",
+            "timeoutMillis",
+            ">= 0",
+        );
+        let big = "18446744073709551616";
+        let handle = format!(r#"{{"ClusterId":"c","KeyReference":{big}}}"#);
+        assert_crosses(
+            Op::DeleteKeyObject,
+            &handle,
+            big,
+            "keyReference",
+            "<= 18446744073709551615",
+        );
+    }
+
+    #[test]
+    fn an_integer_members_of_two_names_hold_is_refused_naming_no_member() {
+        assert_eq!(
+            refusal(Op::ListKeys, r#"{"Limit":-5,"Zzz":-5}"#),
+            (
+                ErrorKind::ValidationException,
+                "1 validation error detected: Value '-5' failed to satisfy constraint: Member \
+                 must have value greater than or equal to 0"
+                    .to_owned()
+            ),
+        );
+    }
+
+    #[test]
+    fn a_value_that_is_no_integer_at_all_stays_awss_serialization_error() {
+        let cases = [
+            (
+                r#"{"NumberOfBytes":"5"}"#,
+                "invalid type: string \"5\", expected u32 at line 1 column 20",
+            ),
+            (
+                r#"{"NumberOfBytes":1.5}"#,
+                "invalid type: floating point `1.5`, expected u32 at line 1 column 20",
+            ),
+            // A float of an integer's value, and past 64 bits: still written as a float.
+            (
+                r#"{"NumberOfBytes":1e20}"#,
+                "invalid type: floating point `1e+20`, expected u32 at line 1 column 21",
+            ),
+        ];
+        for (body, serde) in cases {
+            assert_eq!(
+                refusal(Op::GenerateRandom, body),
+                (
+                    ErrorKind::SerializationException,
+                    format!("The request body is not valid for this operation: {serde}")
+                ),
+                "{body}"
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod borrowed;
 mod codec;
 mod frame;
 mod hello;
+mod ranges;
 mod unhonoured;
 mod wire;
 
