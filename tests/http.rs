@@ -203,6 +203,68 @@ fn errors_have_awss_shape_and_the_connection_goes_on_serving() {
 }
 
 #[test]
+fn an_integer_its_member_cannot_hold_is_awss_validation_error_naming_the_bound_it_crosses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &[]);
+    let mut s = BufReader::new(connect(addr));
+    let crossing = |value: &str, member: &str, bound: &str| {
+        format!(
+            "1 validation error detected: Value '{value}' at '{member}' failed to satisfy \
+             constraint: Member must have value {bound}"
+        )
+    };
+    let cases = [
+        (
+            "GenerateDataKey",
+            json!({"KeyId": "alias/demo", "NumberOfBytes": -5}),
+            "ValidationException",
+            crossing("-5", "numberOfBytes", "greater than or equal to 1"),
+        ),
+        (
+            "GenerateRandom",
+            json!({"NumberOfBytes": -5}),
+            "ValidationException",
+            crossing("-5", "numberOfBytes", "greater than or equal to 1"),
+        ),
+        (
+            "ListKeys",
+            json!({"Limit": -1}),
+            "ValidationException",
+            crossing("-1", "limit", "greater than or equal to 1"),
+        ),
+        (
+            "ListAliases",
+            json!({"Limit": 5_000_000_000_u64}),
+            "ValidationException",
+            crossing("5000000000", "limit", "less than or equal to 100"),
+        ),
+        (
+            "ScheduleKeyDeletion",
+            json!({"KeyId": "alias/demo", "PendingWindowInDays": -5}),
+            "ValidationException",
+            crossing("-5", "pendingWindowInDays", "greater than or equal to 1"),
+        ),
+        // Not an integer at all: the body is not the operation's shape.
+        (
+            "GenerateRandom",
+            json!({"NumberOfBytes": 1.5}),
+            "SerializationException",
+            "The request body is not valid for this operation: invalid type: floating point \
+             `1.5`, expected u32 at line 1 column 20"
+                .to_owned(),
+        ),
+    ];
+    for (op, body, exception, message) in cases {
+        let a = kms(&mut s, op, body.clone());
+        assert_eq!(
+            (a.status, &a.body),
+            (400, &json!({"__type": exception, "message": message})),
+            "{op} {body}"
+        );
+    }
+}
+
+#[test]
 fn pipelined_requests_are_answered_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let (_d, addr) = start(dir.path(), &[]);
