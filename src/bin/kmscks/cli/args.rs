@@ -768,12 +768,13 @@ pub(crate) fn any_json(flag: &str, value: &str) -> Result<Value, ParamError> {
     }
 }
 
-/// An integer.
+/// An integer, negative or not (as Python's `int()` reads it, within 64 bits): whether the
+/// request's member can hold it is the request's to say.
 pub(crate) fn int(flag: &str, value: &str) -> Result<Value, ParamError> {
-    value
-        .trim()
-        .parse::<u64>()
+    let t = value.trim();
+    t.parse::<u64>()
         .map(Value::from)
+        .or_else(|_| t.parse::<i64>().map(Value::from))
         .map_err(|_| perr(flag, format!("invalid literal for int(): {value}")))
 }
 

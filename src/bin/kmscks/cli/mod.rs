@@ -775,9 +775,10 @@ fn to_request(
     let inner = &tagged.0[op.name()];
     let result = <Request as serde::Deserialize>::deserialize(&tagged.0);
     let mut request = result.map_err(|e| {
-        // A value its enum lacks, or an integer past its type (`"NumberOfBytes": -5` in
-        // `--cli-input-json`): what the service answers for it (the AWS CLI leaves enums to the
-        // service), without the round trip a typed request cannot make.
+        // A value its enum lacks, or an integer past its type (`--number-of-bytes -5`): what
+        // the service answers for it (the AWS CLI leaves enums to the service; kmscks leaves
+        // it every range, as it does `--number-of-bytes 0`), without the round trip a typed
+        // request cannot make.
         match kmscks::protocol::aws_json::member_error(op, inner, None, &e) {
             Some(error) => CliError::Service {
                 operation: operation.to_owned(),

@@ -1250,32 +1250,35 @@ fn an_endpoint_url_that_is_not_http_is_a_parameter_error_and_an_unreachable_one_
 fn exit_codes_are_the_aws_cli_v2s() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    // An enum value AWS does not have: the service's ValidationException (254), as botocore
-    // leaves enums to the service.
-    let (code, _, err) = run_cli(&[
-        "--data-dir",
-        d,
-        "kms",
-        "generate-data-key",
-        "--key-id",
-        "k",
-        "--key-spec",
-        "AES_512",
-    ]);
-    assert_eq!(code, EXIT_SERVICE, "{err}");
-    assert!(
-        err.starts_with(
+    // A value the request type cannot hold: the service's ValidationException (254), as the
+    // endpoint answers it. An enum value AWS does not have (botocore leaves enums to the
+    // service); an integer past its member's type, refused for the bound it crosses.
+    for (line, message) in [
+        (
+            &["kms", "generate-data-key", "--key-id", "k", "--key-spec", "AES_512"][..],
             "\nAn error occurred (ValidationException) when calling the GenerateDataKey operation: \
              1 validation error detected: Value 'AES_512' at 'keySpec' failed to satisfy \
-             constraint: Member must satisfy enum value set: [AES_256, AES_128]"
+             constraint: Member must satisfy enum value set: [AES_256, AES_128]",
         ),
-        "{err}"
-    );
+        (
+            &["kms", "generate-random", "--number-of-bytes", "-5"],
+            "\nAn error occurred (ValidationException) when calling the GenerateRandom operation: \
+             1 validation error detected: Value '-5' at 'numberOfBytes' failed to satisfy \
+             constraint: Member must have value greater than or equal to 1",
+        ),
+    ] {
+        let mut argv = vec!["--data-dir", d];
+        argv.extend(line);
+        let (code, _, err) = run_cli(&argv);
+        assert_eq!(code, EXIT_SERVICE, "{line:?}: {err}");
+        assert!(err.starts_with(message), "{line:?}: {err}");
+    }
     // Client-side parameter errors (unknown flag, missing required flag, bad literal): 252.
     for line in [
         &["kms", "list-keys", "--bogus"][..],
         &["kms", "describe-key"],
-        &["kms", "list-keys", "--limit", "-1"],
+        &["kms", "list-keys", "--limit", "ten"],
+        &["kms", "list-keys", "--limit", "1.5"],
     ] {
         let mut argv = vec!["--data-dir", d];
         argv.extend(line);
