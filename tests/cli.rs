@@ -808,6 +808,85 @@ fn the_readme_says_of_no_verb_kms_help_lists_that_it_is_not_a_verb() {
     }
 }
 
+/// The long options `--help` of `bin` lists (`kmscks bench`, `kmscksd`).
+fn long_options(bin: &str, args: &[&str]) -> std::collections::HashSet<String> {
+    let out = Command::cargo_bin(bin)
+        .unwrap()
+        .args(args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{bin} {args:?} --help failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| w.starts_with("--"))
+        .map(|w| w.split('=').next().unwrap_or(w).to_owned())
+        .collect()
+}
+
+#[test]
+fn every_flag_the_readmes_target_table_runs_with_is_one_the_binaries_take() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("the README is in the repository");
+    let section = readme
+        .split("\n### Where every target stands\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n### ").next())
+        .expect("README's Performance has a section Where every target stands");
+    let bench = long_options("kmscks", &["bench"]);
+    let daemon = long_options("kmscksd", &[]);
+    let flags = |text: &str| -> Vec<String> {
+        text.split(|c: char| c.is_whitespace() || c == '`')
+            .filter(|w| w.starts_with("--"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut checked = 0;
+    // The commands around the table: every other piece between backticks is code.
+    for code in section.split('`').skip(1).step_by(2) {
+        let code = code.split_whitespace().collect::<Vec<_>>().join(" ");
+        let takes = if code.contains("kmscksd ") {
+            &daemon
+        } else if code.contains("kmscks bench") {
+            &bench
+        } else {
+            continue;
+        };
+        for flag in flags(&code) {
+            assert!(
+                takes.contains(&flag),
+                "README runs `{code}`, whose {flag} is not an option"
+            );
+            checked += 1;
+        }
+    }
+    // The table's flags column: `kmscks bench` flags, unless the cell is a cargo command.
+    let rows = section
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| ---") && !l.starts_with("| what"));
+    for row in rows {
+        let cell = row
+            .split('|')
+            .nth(2)
+            .expect("a table row has a flags column");
+        if cell.contains("cargo ") {
+            continue;
+        }
+        for flag in flags(cell) {
+            assert!(
+                bench.contains(&flag),
+                "README row {row:?}: {flag} is not a bench option"
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 30,
+        "the README's target table named only {checked} flags"
+    );
+}
+
 #[test]
 fn every_operations_help_says_what_it_does_in_one_line() {
     let (code, out, _) = kmscks(&[], &["kms", "--help"]);
