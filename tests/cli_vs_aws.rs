@@ -238,6 +238,31 @@ fn same_error(c: &Callers, args: &[&str]) -> String {
     line
 }
 
+/// Every caller refused the call before sending it with the same message; kmscks exits 252
+/// (AWS CLI v2's code for a parameter error; v1 exits 255).
+fn same_parameter_error(c: &Callers, args: &[&str]) {
+    let [aws, http, socket] = c.all(args);
+    assert!(
+        aws.code == 252 || aws.code == 255,
+        "aws {args:?}: {} {}",
+        aws.code,
+        aws.err
+    );
+    assert!(
+        aws.err.contains("Parameter validation failed:"),
+        "aws {args:?}: {}",
+        aws.err
+    );
+    for (who, r) in [("--endpoint-url", http), ("--socket", socket)] {
+        assert_eq!(r.code, 252, "kmscks {who} {args:?}: {}", r.err);
+        assert_eq!(
+            r.err.trim(),
+            aws.err.trim(),
+            "kmscks {who} vs aws: {args:?}"
+        );
+    }
+}
+
 #[test]
 fn kmscks_prints_what_aws_prints_for_the_same_calls() {
     if !aws_installed() {
@@ -504,6 +529,10 @@ fn kmscks_prints_what_aws_prints_for_the_same_calls() {
     let v: serde_json::Value = serde_json::from_str(&listed).unwrap();
     let token = v["NextToken"].as_str().expect("two keys, one printed");
     same_output(&c, &["kms", "list-keys", "--starting-token", token]);
+
+    // An integer under its member's least value: refused before it is sent, in botocore's words.
+    same_parameter_error(&c, &["kms", "generate-random", "--number-of-bytes", "-5"]);
+    same_parameter_error(&c, &["kms", "list-keys", "--limit", "0"]);
 
     // Service errors: the same line.
     same_error(&c, &["kms", "describe-key", "--key-id", "alias/none"]);

@@ -327,6 +327,13 @@ fn body_error(op: Op, e: serde_json::Error, body: &[u8]) -> KmsError {
         .unwrap_or_else(|| json_error(e))
 }
 
+/// The least value AWS's model allows the integer member `member` (AWS's name) of `op`'s
+/// request, if the table of `protocol::ranges` gives it one: what the AWS CLI checks before it
+/// sends a request (botocore refuses a smaller one itself, `valid min value: 1`).
+pub fn member_min(op: Op, member: &str) -> Option<u64> {
+    super::ranges::of(op, member).map(|(min, _)| min)
+}
+
 /// AWS's `ValidationException` for the member of `op`'s request `body` whose value serde
 /// refused (`e`) though it is of the member's JSON type: a value its enum lacks, an integer
 /// its Rust type cannot hold (see the module doc). `text` is the body as sent, when there is

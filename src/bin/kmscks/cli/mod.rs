@@ -728,6 +728,34 @@ fn check_unknown(verb: &Verb, op: Op, obj: &Map<String, Value>) -> Result<(), Cl
     }
 }
 
+/// `Parameter validation failed` for the integer members of the request (`obj`) under the
+/// least value AWS's model allows them, one line each as botocore words it (`Invalid value for
+/// parameter NumberOfBytes, value: -5, valid min value: 1`): the AWS CLI refuses them before it
+/// sends the request (exit 252), and leaves a value over the largest to the service.
+fn check_minimums(op: Op, obj: &Map<String, Value>) -> Result<(), CliError> {
+    let under: Vec<String> = obj
+        .iter()
+        .filter_map(|(member, value)| {
+            let min = kmscks::protocol::aws_json::member_min(op, member)?;
+            let under = match (value.as_i64(), value.as_u64()) {
+                (Some(v), _) => v < 0 || (v as u64) < min,
+                (None, Some(v)) => v < min,
+                (None, None) => false,
+            };
+            under.then(|| {
+                format!(
+                    "Invalid value for parameter {member}, value: {value}, valid min value: {min}"
+                )
+            })
+        })
+        .collect();
+    if under.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Validation(under.join("\n")))
+    }
+}
+
 /// `Parameter validation failed` for the required members the request lacks (the flags are
 /// not required by the parser when the request comes from `--cli-input-json`).
 fn check_required(verb: &Verb, input: &Input) -> Result<(), CliError> {
@@ -775,10 +803,10 @@ fn to_request(
     let inner = &tagged.0[op.name()];
     let result = <Request as serde::Deserialize>::deserialize(&tagged.0);
     let mut request = result.map_err(|e| {
-        // A value its enum lacks, or an integer past its type (`--number-of-bytes -5`): what
-        // the service answers for it (the AWS CLI leaves enums to the service; kmscks leaves
-        // it every range, as it does `--number-of-bytes 0`), without the round trip a typed
-        // request cannot make.
+        // A value its enum lacks, or an integer over its type (`--limit 5000000000`; one under
+        // its model's least was refused before, `check_minimums`): what the service answers
+        // for it (the AWS CLI leaves enums and largest values to the service), without the
+        // round trip a typed request cannot make.
         match kmscks::protocol::aws_json::member_error(op, inner, None, &e) {
             Some(error) => CliError::Service {
                 operation: operation.to_owned(),
@@ -1212,6 +1240,7 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
     }
     let input = request_input(verb, leaf)?;
     check_required(verb, &input)?;
+    check_minimums(input.op, &input.obj)?;
     let operation = operation_name(verb);
     let service = |error: KmsError| {
         if error.is_transport() {

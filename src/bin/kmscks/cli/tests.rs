@@ -1252,7 +1252,8 @@ fn exit_codes_are_the_aws_cli_v2s() {
     let d = dir.path().to_str().unwrap();
     // A value the request type cannot hold: the service's ValidationException (254), as the
     // endpoint answers it. An enum value AWS does not have (botocore leaves enums to the
-    // service); an integer past its member's type, refused for the bound it crosses.
+    // service); an integer past its member's type, refused for the bound it crosses (botocore
+    // checks only the least).
     for (line, message) in [
         (
             &["kms", "generate-data-key", "--key-id", "k", "--key-spec", "AES_512"][..],
@@ -1261,10 +1262,10 @@ fn exit_codes_are_the_aws_cli_v2s() {
              constraint: Member must satisfy enum value set: [AES_256, AES_128]",
         ),
         (
-            &["kms", "generate-random", "--number-of-bytes", "-5"],
-            "\nAn error occurred (ValidationException) when calling the GenerateRandom operation: \
-             1 validation error detected: Value '-5' at 'numberOfBytes' failed to satisfy \
-             constraint: Member must have value greater than or equal to 1",
+            &["kms", "list-keys", "--no-paginate", "--limit", "5000000000"],
+            "\nAn error occurred (ValidationException) when calling the ListKeys operation: \
+             1 validation error detected: Value '5000000000' at 'limit' failed to satisfy \
+             constraint: Member must have value less than or equal to 1000",
         ),
     ] {
         let mut argv = vec!["--data-dir", d];
@@ -1304,6 +1305,34 @@ fn exit_codes_are_the_aws_cli_v2s() {
         assert!(
             err.contains("(UnsupportedOperationException)") && err.contains("Recipient"),
             "{recipient}: {err}"
+        );
+    }
+    // An integer under its member's least value in AWS's model: refused before the request is
+    // sent, as botocore refuses it (252), one line per member; -5 and 0 alike.
+    for (line, member, value) in [
+        (
+            &["kms", "generate-random", "--number-of-bytes", "-5"][..],
+            "NumberOfBytes",
+            "-5",
+        ),
+        (
+            &["kms", "generate-random", "--number-of-bytes", "0"],
+            "NumberOfBytes",
+            "0",
+        ),
+        (&["kms", "list-keys", "--limit", "-1"], "Limit", "-1"),
+    ] {
+        let mut argv = vec!["--data-dir", d];
+        argv.extend(line);
+        let (code, _, err) = run_cli(&argv);
+        assert_eq!(code, EXIT_USAGE, "{line:?}: {err}");
+        assert_eq!(
+            err,
+            format!(
+                "\nParameter validation failed:\nInvalid value for parameter {member}, value: \
+                 {value}, valid min value: 1\n"
+            ),
+            "{line:?}"
         );
     }
     // A range the service checks: 254.
