@@ -214,7 +214,7 @@ impl Flags<'_> {
         let value = args::int(spec.flag, &self.text(spec)?)?;
         value
             .as_u64()
-            .ok_or_else(|| CliError::Validation(format!("--{} must be a whole number", spec.flag)))
+            .ok_or_else(|| CliError::Validation(format!("--{} must not be negative", spec.flag)))
     }
 
     fn optional_int(&self, spec: &ArgSpec) -> Result<Option<u64>, CliError> {

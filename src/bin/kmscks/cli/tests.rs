@@ -879,6 +879,26 @@ fn the_cloudhsm_module_doc_table_names_every_cloudhsm_verb_and_its_flags() {
 }
 
 #[test]
+fn a_fault_verbs_negative_number_is_a_parameter_error_naming_its_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for (verb, flag) in [
+        (&["network-cut"][..], "--duration-ms"),
+        (&["slow-hsm", "--hsm-id", "hsm-abcdefghijk"], "--latency-ms"),
+    ] {
+        let mut argv = vec!["--data-dir", d, "cloudhsm", "fault"];
+        argv.extend(verb);
+        argv.extend([flag, "-1", "--cluster-id", "cluster-abcdefghijk"]);
+        let (code, _, err) = run_cli(&argv);
+        assert_eq!(code, EXIT_USAGE, "{argv:?}: {err}");
+        assert!(
+            err.contains(&format!("{flag} must not be negative")),
+            "{argv:?}: {err}"
+        );
+    }
+}
+
+#[test]
 fn every_fault_verb_sends_inject_fault_with_its_fault_and_list_sends_list_faults() {
     let hsm = "hsm-abcdefghijk";
     let cases: Vec<(Vec<&str>, Fault)> = vec![
