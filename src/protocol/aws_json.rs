@@ -400,6 +400,11 @@ fn range_error(
             )
         }
     };
+    // `-0` is zero, which every unsigned member holds: not refused here (serde_json reads it as
+    // a float, and the body stays a serialization error, as before this decoder read ranges).
+    if value.trim_start_matches('-').bytes().all(|b| b == b'0') {
+        return None;
+    }
     let type_max: u64 = match expected.split(" at line ").next()? {
         "u8" => u8::MAX.into(),
         "u16" => u16::MAX.into(),
@@ -923,6 +928,11 @@ mod tests {
             (
                 r#"{"NumberOfBytes":1e20}"#,
                 "invalid type: floating point `1e+20`, expected u32 at line 1 column 21",
+            ),
+            // `-0` is zero, not a value under a bound: serde_json reads it as a float.
+            (
+                r#"{"NumberOfBytes":-0}"#,
+                "invalid type: floating point `-0.0`, expected u32 at line 1 column 19",
             ),
         ];
         for (body, serde) in cases {
