@@ -808,8 +808,9 @@ fn the_readme_says_of_no_verb_kms_help_lists_that_it_is_not_a_verb() {
     }
 }
 
-/// The long options `--help` of `bin` lists (`kmscks bench`, `kmscksd`).
-fn long_options(bin: &str, args: &[&str]) -> std::collections::HashSet<String> {
+/// The long options `--help` of `bin` lists (`kmscks bench`, `kmscksd`): the words that begin
+/// an option's line (`-h, --help`, `--op <op>`), not those its description mentions.
+fn long_options(bin: &str, args: &[&str]) -> (std::collections::HashSet<String>, String) {
     let out = Command::cargo_bin(bin)
         .unwrap()
         .args(args)
@@ -817,12 +818,18 @@ fn long_options(bin: &str, args: &[&str]) -> std::collections::HashSet<String> {
         .output()
         .unwrap();
     assert!(out.status.success(), "{bin} {args:?} --help failed");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split(|c: char| c.is_whitespace() || c == ',')
+    let help = String::from_utf8(out.stdout).unwrap();
+    let options = help
+        .lines()
+        .flat_map(|line| {
+            line.split_whitespace()
+                .map(|w| w.trim_end_matches(','))
+                .take_while(|w| w.starts_with('-'))
+        })
         .filter(|w| w.starts_with("--"))
-        .map(|w| w.split('=').next().unwrap_or(w).to_owned())
-        .collect()
+        .map(str::to_owned)
+        .collect();
+    (options, help)
 }
 
 #[test]
@@ -834,34 +841,57 @@ fn every_flag_the_readmes_target_table_runs_with_is_one_the_binaries_take() {
         .nth(1)
         .and_then(|rest| rest.split("\n### ").next())
         .expect("README's Performance has a section Where every target stands");
-    let bench = long_options("kmscks", &["bench"]);
-    let daemon = long_options("kmscksd", &[]);
-    let flags = |text: &str| -> Vec<String> {
-        text.split(|c: char| c.is_whitespace() || c == '`')
-            .filter(|w| w.starts_with("--"))
-            .map(str::to_owned)
-            .collect()
+    let (bench, bench_help) = long_options("kmscks", &["bench"]);
+    let (daemon, _) = long_options("kmscksd", &[]);
+    // Each flag of `text` that `takes` lacks; a value of `--op` or `--beside` that the bench's
+    // help does not list among its possible values.
+    let check = |text: &str, takes: &std::collections::HashSet<String>| -> usize {
+        let words: Vec<&str> = text
+            .split(|c: char| c.is_whitespace() || c == '`')
+            .filter(|w| !w.is_empty())
+            .collect();
+        let mut flags = 0;
+        for (i, w) in words
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.starts_with("--"))
+        {
+            assert!(
+                takes.contains(*w),
+                "README gives {w} in {text:?}: not an option"
+            );
+            if matches!(*w, "--op" | "--beside") {
+                let value = words.get(i + 1).expect("a value follows --op and --beside");
+                assert!(
+                    bench_help.contains(&format!(" {value},"))
+                        || bench_help.contains(&format!(" {value}]")),
+                    "README gives {w} {value}, which `kmscks bench --help` does not list"
+                );
+            }
+            flags += 1;
+        }
+        flags
     };
-    let mut checked = 0;
     // The commands around the table: every other piece between backticks is code.
+    let (mut daemon_flags, mut bench_flags) = (0, 0);
     for code in section.split('`').skip(1).step_by(2) {
         let code = code.split_whitespace().collect::<Vec<_>>().join(" ");
-        let takes = if code.contains("kmscksd ") {
-            &daemon
+        if code.contains("kmscksd ") {
+            daemon_flags += check(&code, &daemon);
         } else if code.contains("kmscks bench") {
-            &bench
-        } else {
-            continue;
-        };
-        for flag in flags(&code) {
-            assert!(
-                takes.contains(&flag),
-                "README runs `{code}`, whose {flag} is not an option"
-            );
-            checked += 1;
+            bench_flags += check(&code, &bench);
         }
     }
+    assert!(
+        daemon_flags >= 3,
+        "the daemon's command gave {daemon_flags} flags"
+    );
+    assert!(
+        bench_flags >= 5,
+        "the bench's commands gave {bench_flags} flags"
+    );
     // The table's flags column: `kmscks bench` flags, unless the cell is a cargo command.
+    let mut row_flags = 0;
     let rows = section
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| ---") && !l.starts_with("| what"));
@@ -870,20 +900,13 @@ fn every_flag_the_readmes_target_table_runs_with_is_one_the_binaries_take() {
             .split('|')
             .nth(2)
             .expect("a table row has a flags column");
-        if cell.contains("cargo ") {
-            continue;
-        }
-        for flag in flags(cell) {
-            assert!(
-                bench.contains(&flag),
-                "README row {row:?}: {flag} is not a bench option"
-            );
-            checked += 1;
+        if !cell.contains("cargo ") {
+            row_flags += check(cell, &bench);
         }
     }
     assert!(
-        checked >= 30,
-        "the README's target table named only {checked} flags"
+        row_flags >= 30,
+        "the README's target table named only {row_flags} flags"
     );
 }
 
