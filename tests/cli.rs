@@ -2463,14 +2463,21 @@ fn describe_clusters_and_describe_backups_page_with_max_results_and_next_token()
     paged.retain(|b| backups.contains(b));
     assert_eq!(paged, backups);
 
-    for bad in ["0", "26"] {
-        fails(
-            &t,
-            &["cloudhsm", "describe-clusters", "--max-results", bad],
-            "CloudHsmInvalidRequestException",
-            "DescribeClusters",
-        );
-    }
+    // Under the model's least value: refused before it is sent, as botocore refuses it (252);
+    // over its largest: the service's refusal.
+    let (code, _, err) = kmscks(&t, &["cloudhsm", "describe-clusters", "--max-results", "0"]);
+    assert_eq!(code, 252, "{err}");
+    assert_eq!(
+        err,
+        "\nParameter validation failed:\nInvalid value for parameter MaxResults, value: 0, valid \
+         min value: 1\n"
+    );
+    fails(
+        &t,
+        &["cloudhsm", "describe-clusters", "--max-results", "26"],
+        "CloudHsmInvalidRequestException",
+        "DescribeClusters",
+    );
     fails(
         &t,
         &["cloudhsm", "describe-backups", "--next-token", "bm9wZQ"],
