@@ -346,20 +346,20 @@ pub fn member_error(
     text: Option<&[u8]>,
     e: &serde_json::Error,
 ) -> Option<KmsError> {
-    enum_error(body, e).or_else(|| range_error(op, body, text, e))
+    enum_error(op, body, e).or_else(|| range_error(op, body, text, e))
 }
 
 /// AWS's `ValidationException` for a request member holding a value its enum does not have
 /// (`Value 'FOO' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set:
 /// [AES_256, AES_128]`), when `e` is serde's error for one in `body`: the member is the one
 /// holding that value.
-fn enum_error(body: &serde_json::Value, e: &serde_json::Error) -> Option<KmsError> {
+fn enum_error(op: Op, body: &serde_json::Value, e: &serde_json::Error) -> Option<KmsError> {
     let text = e.to_string();
     let rest = text.strip_prefix("unknown variant `")?;
     let (value, expected) = rest.split_once('`')?;
     let expected = expected.split(" at line ").next().unwrap_or(expected);
     let allowed: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    let member = *holders(body, &|v| v.as_str() == Some(value)).first()?;
+    let member = *holders(op, body, &|v| v.as_str() == Some(value)).first()?;
     Some(KmsError::validation(
         value,
         &camel(member),
@@ -412,7 +412,7 @@ fn range_error(
         "u64" => u64::MAX,
         _ => return None,
     };
-    let holding = holders(body, &|v| {
+    let holding = holders(op, body, &|v| {
         v.as_number().is_some_and(|n| match float {
             None => n.to_string() == value,
             Some(float) => n.as_f64() == Some(float),
@@ -463,7 +463,11 @@ fn integer_ending_at<'a>(body: &'a [u8], e: &serde_json::Error) -> Option<&'a st
 
 /// The names of the members of `v`, at any depth, that hold a value `is` picks: each name
 /// once, in the order found.
-fn holders<'a>(v: &'a serde_json::Value, is: &dyn Fn(&serde_json::Value) -> bool) -> Vec<&'a str> {
+fn holders<'a>(
+    op: Op,
+    v: &'a serde_json::Value,
+    is: &dyn Fn(&serde_json::Value) -> bool,
+) -> Vec<&'a str> {
     fn walk<'a>(
         v: &'a serde_json::Value,
         is: &dyn Fn(&serde_json::Value) -> bool,
@@ -483,7 +487,20 @@ fn holders<'a>(v: &'a serde_json::Value, is: &dyn Fn(&serde_json::Value) -> bool
         }
     }
     let mut found = Vec::new();
-    walk(v, is, &mut found);
+    // At the top, only the request's own members: one AWS does not define is skipped by the
+    // decoder (as AWS skips it), so it holds nothing the refusal could be about.
+    let (decoded, refused) = request_members(op);
+    if let serde_json::Value::Object(m) = v {
+        for (k, v) in m
+            .iter()
+            .filter(|(k, _)| decoded.contains(&k.as_str()) || refused.contains(&k.as_str()))
+        {
+            if is(v) && !found.contains(&k.as_str()) {
+                found.push(k);
+            }
+            walk(v, is, &mut found);
+        }
+    }
     found
 }
 
@@ -901,9 +918,24 @@ mod tests {
     }
 
     #[test]
+    fn a_member_aws_does_not_define_holding_the_same_integer_does_not_hide_the_one_it_does() {
+        assert_crosses(
+            Op::ListKeys,
+            r#"{"Limit":-5,"Zzz":-5}"#,
+            "-5",
+            "limit",
+            ">= 1",
+        );
+    }
+
+    #[test]
     fn an_integer_members_of_two_names_hold_is_refused_naming_no_member() {
+        // Below the top the request's members are not told from others: a batch item's.
         assert_eq!(
-            refusal(Op::ListKeys, r#"{"Limit":-5,"Zzz":-5}"#),
+            refusal(
+                Op::GenerateDataKeyBatch,
+                r#"{"Items":[{"KeyId":"a","NumberOfBytes":-5,"Zzz":-5}]}"#
+            ),
             (
                 ErrorKind::ValidationException,
                 "1 validation error detected: Value '-5' failed to satisfy constraint: Member \
