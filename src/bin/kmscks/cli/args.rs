@@ -768,8 +768,9 @@ pub(crate) fn any_json(flag: &str, value: &str) -> Result<Value, ParamError> {
     }
 }
 
-/// An integer, negative or not (as Python's `int()` reads it, within 64 bits): whether the
-/// request's member can hold it is the request's to say.
+/// An integer, negative or not (as Python's `int()` reads it, within 64 bits): one under its
+/// member's least value is refused before the request is sent (`check_minimums`, as botocore
+/// refuses it), one past the member's type by the request's decoding.
 pub(crate) fn int(flag: &str, value: &str) -> Result<Value, ParamError> {
     let t = value.trim();
     t.parse::<u64>()
