@@ -216,51 +216,35 @@ fn same_shape(c: &Callers, args: &[&str]) {
     );
 }
 
-/// Every caller failed with the same error line; kmscks exits 254 (AWS CLI v2's code; v1
-/// exits 255).
-fn same_error(c: &Callers, args: &[&str]) -> String {
+/// Every caller refused `args` with the same message, opening with `opening`: kmscks exiting
+/// `code` (AWS CLI v2's), the aws CLI `code` or 255 (v1 exits 255 for both kinds). Returns the
+/// message.
+fn same_refusal(c: &Callers, args: &[&str], code: i32, opening: &str) -> String {
     let [aws, http, socket] = c.all(args);
     assert!(
-        aws.code == 254 || aws.code == 255,
-        "aws {args:?}: {} {}",
+        aws.code == code || aws.code == 255,
+        "aws {args:?}: {} {}{}",
         aws.code,
-        aws.out
+        aws.out,
+        aws.err
     );
-    let line = aws.err.trim().to_owned();
-    assert!(
-        line.starts_with("An error occurred ("),
-        "aws {args:?}: {line}"
-    );
+    let message = aws.err.trim().to_owned();
+    assert!(message.starts_with(opening), "aws {args:?}: {message}");
     for (who, r) in [("--endpoint-url", http), ("--socket", socket)] {
-        assert_eq!(r.code, 254, "kmscks {who} {args:?}: {}", r.err);
-        assert_eq!(r.err.trim(), line, "kmscks {who} vs aws: {args:?}");
+        assert_eq!(r.code, code, "kmscks {who} {args:?}: {}", r.err);
+        assert_eq!(r.err.trim(), message, "kmscks {who} vs aws: {args:?}");
     }
-    line
+    message
 }
 
-/// Every caller refused the call before sending it with the same message; kmscks exits 252
-/// (AWS CLI v2's code for a parameter error; v1 exits 255).
+/// Every caller failed with the same service error line (kmscks exits 254).
+fn same_error(c: &Callers, args: &[&str]) -> String {
+    same_refusal(c, args, 254, "An error occurred (")
+}
+
+/// Every caller refused the call before sending it, in botocore's words (kmscks exits 252).
 fn same_parameter_error(c: &Callers, args: &[&str]) {
-    let [aws, http, socket] = c.all(args);
-    assert!(
-        aws.code == 252 || aws.code == 255,
-        "aws {args:?}: {} {}",
-        aws.code,
-        aws.err
-    );
-    assert!(
-        aws.err.contains("Parameter validation failed:"),
-        "aws {args:?}: {}",
-        aws.err
-    );
-    for (who, r) in [("--endpoint-url", http), ("--socket", socket)] {
-        assert_eq!(r.code, 252, "kmscks {who} {args:?}: {}", r.err);
-        assert_eq!(
-            r.err.trim(),
-            aws.err.trim(),
-            "kmscks {who} vs aws: {args:?}"
-        );
-    }
+    same_refusal(c, args, 252, "Parameter validation failed:");
 }
 
 #[test]
