@@ -470,3 +470,23 @@ fn delete_hsm_names_the_hsm_by_its_id_its_network_interface_or_its_ip_address_as
     assert_eq!(left.len(), 2, "{left:?}");
     assert!(!left.contains(&by_ip.hsm_id) && !left.contains(&by_eni.hsm_id));
 }
+
+#[test]
+fn a_wait_for_a_cluster_without_end_returns_when_the_cluster_settles() {
+    let (config, clock) = transition_config();
+    let kms = Kms::in_memory_with(config);
+    let id = kms
+        .create_cluster(&CreateClusterRequest::default())
+        .unwrap()
+        .cluster
+        .cluster_id
+        .to_string();
+    // `Duration::MAX` is past what the clock can add: the wait has no deadline, and ends
+    // when the cluster leaves CREATE_IN_PROGRESS.
+    std::thread::scope(|s| {
+        let waiting = s.spawn(|| kms.wait_for_cluster(&id, Duration::MAX));
+        clock.pass(TRANSITION);
+        let settled = waiting.join().expect("the wait does not panic").unwrap();
+        assert_eq!(settled.map(|c| c.state), Some(ClusterState::Uninitialized));
+    });
+}

@@ -1159,3 +1159,25 @@ fn a_connection_attempt_completes_when_the_instance_clock_passes_the_connect_del
         .unwrap();
     assert_eq!(done.connection_state, ConnectionState::Connected);
 }
+
+#[test]
+fn a_wait_for_a_connection_without_end_returns_when_the_attempt_completes() {
+    let (kms, clock) = kms();
+    let c = active_cluster(&kms);
+    let store_id = kms
+        .create_custom_key_store(&store_request(&c, "Endless wait"))
+        .unwrap()
+        .custom_key_store_id;
+    kms.connect_custom_key_store(&CustomKeyStoreIdRequest {
+        custom_key_store_id: store_id.clone(),
+    })
+    .unwrap();
+    // `Duration::MAX` is past what the clock can add: the wait has no deadline, and ends
+    // when the attempt does.
+    std::thread::scope(|s| {
+        let waiting = s.spawn(|| kms.wait_for_connection(&store_id, Duration::MAX));
+        clock.advance(CONNECT_DELAY);
+        let done = waiting.join().expect("the wait does not panic").unwrap();
+        assert_eq!(done.connection_state, ConnectionState::Connected);
+    });
+}

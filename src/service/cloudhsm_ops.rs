@@ -34,9 +34,9 @@ impl Kms {
     }
 
     /// Waits until the cluster is past its passing state (CREATE_IN_PROGRESS,
-    /// INITIALIZE_IN_PROGRESS, DELETE_IN_PROGRESS), or `timeout` passes, and returns its
-    /// description (`None`: the cluster is gone, e.g. deleted). What a program written for
-    /// AWS does by polling DescribeClusters.
+    /// INITIALIZE_IN_PROGRESS, DELETE_IN_PROGRESS), or `timeout` passes (`Duration::MAX`: as
+    /// long as it takes), and returns its description (`None`: the cluster is gone, e.g.
+    /// deleted). What a program written for AWS does by polling DescribeClusters.
     pub fn wait_for_cluster(
         &self,
         cluster_id: &str,
@@ -45,7 +45,7 @@ impl Kms {
         let mut req = DescribeClustersRequest::default();
         req.filters
             .insert("clusterIds".into(), vec![cluster_id.to_owned()]);
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = super::deadline_after(timeout);
         loop {
             let found = self.describe_clusters(&req)?.clusters.pop();
             let passing = found.as_ref().is_some_and(|c| {
@@ -56,17 +56,18 @@ impl Kms {
                         | ClusterState::DeleteInProgress
                 )
             });
-            let now = std::time::Instant::now();
-            if !passing || now >= deadline {
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            if !passing || left.is_some_and(|l| l.is_zero()) {
                 return Ok(found);
             }
             let core = super::lock(&self.shared.core);
             // Woken by every commit (the worker's settling among them); the timeout bounds a
             // wake-up missed between the describe above and this wait.
-            let _ = self.shared.changed.wait_timeout(
-                core,
-                (deadline - now).min(std::time::Duration::from_millis(50)),
-            );
+            let most = std::time::Duration::from_millis(50);
+            let _ = self
+                .shared
+                .changed
+                .wait_timeout(core, left.map_or(most, |l| l.min(most)));
         }
     }
 

@@ -1,9 +1,9 @@
 //! The custom key store operations of [`Kms`]: create, describe, update, delete, connect,
 //! disconnect, and waiting for a connection attempt to settle.
 
-use super::{lock, Kms};
+use super::{deadline_after, lock, Kms};
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::api::kms::*;
 use crate::error::Result;
@@ -80,8 +80,8 @@ impl Kms {
         Ok(Empty {})
     }
 
-    /// Waits until the store is neither CONNECTING nor DISCONNECTING (or `timeout` passes)
-    /// and returns its description. Allowed to whom DescribeCustomKeyStores is (the account
+    /// Waits until the store is neither CONNECTING nor DISCONNECTING (or `timeout` passes;
+    /// `Duration::MAX` waits as long as it takes) and returns its description. Allowed to whom DescribeCustomKeyStores is (the account
     /// root): it returns the same description.
     pub fn wait_for_connection(
         &self,
@@ -89,7 +89,7 @@ impl Kms {
         timeout: Duration,
     ) -> Result<CustomKeyStoreEntry> {
         self.read(|tx| keys::require_root(tx, Op::DescribeCustomKeyStores.action()))?;
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let req = DescribeCustomKeyStoresRequest {
             custom_key_store_id: Some(custom_key_store_id.to_owned()),
             ..Default::default()
@@ -103,16 +103,18 @@ impl Kms {
                 entry.connection_state,
                 ConnectionState::Connecting | ConnectionState::Disconnecting
             );
-            let now = Instant::now();
-            if settled || now >= deadline {
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            if settled || left.is_some_and(|l| l.is_zero()) {
                 return Ok(entry);
             }
-            core = self
-                .shared
-                .changed
-                .wait_timeout(core, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            let changed = &self.shared.changed;
+            core = match left {
+                Some(left) => {
+                    let woken = changed.wait_timeout(core, left);
+                    woken.unwrap_or_else(|p| p.into_inner()).0
+                }
+                None => changed.wait(core).unwrap_or_else(|p| p.into_inner()),
+            };
         }
     }
 }

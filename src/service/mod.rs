@@ -259,6 +259,13 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// When a wait of `timeout` that starts now ends; `None` for never: a timeout past what an
+/// `Instant` can hold (`Duration::MAX`, which a caller of the Rust API may well pass for "no
+/// limit") waits as long as it takes, where adding it to the clock would panic.
+pub(super) fn deadline_after(timeout: Duration) -> Option<std::time::Instant> {
+    std::time::Instant::now().checked_add(timeout)
+}
+
 pub(super) const BINCODE: bincode::config::Configuration = bincode::config::standard();
 
 impl Kms {
