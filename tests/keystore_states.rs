@@ -1134,15 +1134,8 @@ mod prop {
 #[test]
 fn a_connection_attempt_completes_when_the_instance_clock_passes_the_connect_delay() {
     let (kms, clock) = kms();
-    let c = active_cluster(&kms);
-    let store_id = kms
-        .create_custom_key_store(&store_request(&c, "Timed"))
-        .unwrap()
-        .custom_key_store_id;
-    kms.connect_custom_key_store(&CustomKeyStoreIdRequest {
-        custom_key_store_id: store_id.clone(),
-    })
-    .unwrap();
+    let store_id = create_store(&kms, &active_cluster(&kms), "Timed");
+    kms.connect_custom_key_store(&id_req(&store_id)).unwrap();
     // The manual clock has not moved: however long real time runs, the attempt is pending.
     let pending = kms
         .wait_for_connection(&store_id, Duration::from_millis(50))
@@ -1163,15 +1156,8 @@ fn a_connection_attempt_completes_when_the_instance_clock_passes_the_connect_del
 #[test]
 fn a_wait_for_a_connection_without_end_returns_when_the_attempt_completes() {
     let (kms, clock) = kms();
-    let c = active_cluster(&kms);
-    let store_id = kms
-        .create_custom_key_store(&store_request(&c, "Endless wait"))
-        .unwrap()
-        .custom_key_store_id;
-    kms.connect_custom_key_store(&CustomKeyStoreIdRequest {
-        custom_key_store_id: store_id.clone(),
-    })
-    .unwrap();
+    let store_id = create_store(&kms, &active_cluster(&kms), "Endless wait");
+    kms.connect_custom_key_store(&id_req(&store_id)).unwrap();
     // `Duration::MAX` is past what the clock can add: the wait has no deadline, and ends
     // when the attempt does.
     std::thread::scope(|s| {
