@@ -374,9 +374,10 @@ fn enum_error(op: Op, body: &serde_json::Value, e: &serde_json::Error) -> Option
 /// (`"NumberOfBytes": -5` into a `u32`), when `e` is serde's error for one in `body` (past 64
 /// bits, one `text` writes as an integer): AWS reads it as the integer it is and refuses it
 /// for the bound it crosses, the one `op` holds the member to ([`super::ranges`]), or its
-/// type's for a member held to none. The member is the one holding that integer; when members
-/// of two names hold it, the message names none. `None` for an integer of a signed type (no
-/// request has one): its lower bound is no [`Constraint`].
+/// type's for a member held to none. The member is the key the text writes the integer under
+/// (at any depth, whatever other members hold); without the text, or under a key written with
+/// escapes, the one holding that integer, and none when members of two names hold it. `None`
+/// for an integer of a signed type (no request has one): its lower bound is no [`Constraint`].
 fn range_error(
     op: Op,
     body: &serde_json::Value,
@@ -384,6 +385,8 @@ fn range_error(
     e: &serde_json::Error,
 ) -> Option<KmsError> {
     let message = e.to_string();
+    // Where serde_json stopped: the integer literal written there, and where it starts.
+    let written = text.and_then(|t| integer_ending_at(t, e));
     // The integer, and the float serde_json read it as, if it did.
     let (value, float, expected) = match message.strip_prefix("invalid value: integer `") {
         Some(rest) => {
@@ -392,7 +395,7 @@ fn range_error(
         }
         None => {
             let rest = message.strip_prefix("invalid type: floating point `")?;
-            let value = integer_ending_at(text?, e)?;
+            let (_, value) = written?;
             (
                 value,
                 value.parse::<f64>().ok(),
@@ -412,16 +415,24 @@ fn range_error(
         "u64" => u64::MAX,
         _ => return None,
     };
-    let holding = holders(op, body, &|v| {
-        v.as_number().is_some_and(|n| match float {
-            None => n.to_string() == value,
-            Some(float) => n.as_f64() == Some(float),
-        })
+    // The member is the key the refused literal is the value of, where the text says so;
+    // otherwise (no text, a value in an array, a key with escapes) the one member holding
+    // that integer, if only members of one name do.
+    let at_key = written
+        .filter(|&(_, literal)| literal == value)
+        .and_then(|(start, _)| key_before(text?, start));
+    let member = at_key.or_else(|| {
+        let holding = holders(op, body, &|v| {
+            v.as_number().is_some_and(|n| match float {
+                None => n.to_string() == value,
+                Some(float) => n.as_f64() == Some(float),
+            })
+        });
+        match holding[..] {
+            [member] => Some(member),
+            _ => None,
+        }
     });
-    let member = match holding[..] {
-        [member] => Some(member),
-        _ => None,
-    };
     let (min, max) = member
         .and_then(|m| super::ranges::of(op, m))
         .unwrap_or((0, type_max));
@@ -437,8 +448,9 @@ fn range_error(
 }
 
 /// The JSON integer literal (`-`, then digits) that ends where `e` points in `body`, if the
-/// number there is written as one: serde_json points just past a number it could not read.
-fn integer_ending_at<'a>(body: &'a [u8], e: &serde_json::Error) -> Option<&'a str> {
+/// number there is written as one (serde_json points just past a number it could not read),
+/// with the offset it starts at.
+fn integer_ending_at<'a>(body: &'a [u8], e: &serde_json::Error) -> Option<(usize, &'a str)> {
     let line_start: usize = body
         .split(|&b| b == b'\n')
         .take(e.line().checked_sub(1)?)
@@ -459,6 +471,23 @@ fn integer_ending_at<'a>(body: &'a [u8], e: &serde_json::Error) -> Option<&'a st
     written_whole
         .then(|| std::str::from_utf8(&head[start..]).ok())
         .flatten()
+        .map(|literal| (start, literal))
+}
+
+/// The key whose value starts at `value_start` in `body` (`"Key": value`), if the text before
+/// the value is a key written without escapes: what a refusal there is about, at any depth,
+/// whatever other members hold.
+fn key_before(body: &[u8], value_start: usize) -> Option<&str> {
+    let head = body.get(..value_start)?.trim_ascii_end();
+    let head = head.strip_suffix(b":")?.trim_ascii_end();
+    let head = head.strip_suffix(b"\"")?;
+    let open = head.iter().rposition(|&b| b == b'"')?;
+    let key = &head[open + 1..];
+    // A backslash in the key, or before the quote found: escapes, which this does not read.
+    if key.contains(&b'\\') || head[..open].last() == Some(&b'\\') {
+        return None;
+    }
+    std::str::from_utf8(key).ok()
 }
 
 /// The names of the members of `v`, at any depth, that hold a value `is` picks: each name
@@ -929,12 +958,43 @@ mod tests {
     }
 
     #[test]
-    fn an_integer_members_of_two_names_hold_is_refused_naming_no_member() {
-        // Below the top the request's members are not told from others: a batch item's.
+    fn an_integer_is_refused_naming_the_key_it_is_written_under_whatever_other_members_hold() {
+        // Below the top the request's members are not told from others by name: the text
+        // says which one the refused value is written under.
+        let batch = r#"{"Items":[{"KeyId":"a","Zzz":-5,"NumberOfBytes":-5,"Yyy":-5}]}"#;
+        assert_crosses(
+            Op::GenerateDataKeyBatch,
+            batch,
+            "-5",
+            "numberOfBytes",
+            ">= 1",
+        );
+        let spaced = "{\"Items\":[{\"KeyId\":\"a\",\"Zzz\":-5,\n \"NumberOfBytes\" :\t-5}]}";
+        assert_crosses(
+            Op::GenerateDataKeyBatch,
+            spaced,
+            "-5",
+            "numberOfBytes",
+            ">= 1",
+        );
+    }
+
+    #[test]
+    fn an_integer_under_a_key_written_with_escapes_is_named_by_the_members_holding_it() {
+        // `Number\u004ffBytes` is NumberOfBytes; escapes are not read back from the text, and
+        // the members holding -5 are searched for instead: one name, named; two, none.
+        let alone = r#"{"Items":[{"KeyId":"a","Number\u004ffBytes":-5}]}"#;
+        assert_crosses(
+            Op::GenerateDataKeyBatch,
+            alone,
+            "-5",
+            "numberOfBytes",
+            ">= 1",
+        );
         assert_eq!(
             refusal(
                 Op::GenerateDataKeyBatch,
-                r#"{"Items":[{"KeyId":"a","NumberOfBytes":-5,"Zzz":-5}]}"#
+                r#"{"Items":[{"KeyId":"a","Number\u004ffBytes":-5,"Zzz":-5}]}"#
             ),
             (
                 ErrorKind::ValidationException,
