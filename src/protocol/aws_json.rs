@@ -346,20 +346,35 @@ pub fn member_error(
     text: Option<&[u8]>,
     e: &serde_json::Error,
 ) -> Option<KmsError> {
-    enum_error(op, body, e).or_else(|| range_error(op, body, text, e))
+    enum_error(op, body, text, e).or_else(|| range_error(op, body, text, e))
 }
 
 /// AWS's `ValidationException` for a request member holding a value its enum does not have
 /// (`Value 'FOO' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set:
-/// [AES_256, AES_128]`), when `e` is serde's error for one in `body`: the member is the one
-/// holding that value.
-fn enum_error(op: Op, body: &serde_json::Value, e: &serde_json::Error) -> Option<KmsError> {
-    let text = e.to_string();
-    let rest = text.strip_prefix("unknown variant `")?;
+/// [AES_256, AES_128]`), when `e` is serde's error for one in `body`: the member is the key
+/// `text` (the body as sent) writes that value under, or without it (or under a key written
+/// with escapes) the first member holding that value.
+fn enum_error(
+    op: Op,
+    body: &serde_json::Value,
+    text: Option<&[u8]>,
+    e: &serde_json::Error,
+) -> Option<KmsError> {
+    let message = e.to_string();
+    let rest = message.strip_prefix("unknown variant `")?;
     let (value, expected) = rest.split_once('`')?;
     let expected = expected.split(" at line ").next().unwrap_or(expected);
     let allowed: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    let member = *holders(op, body, &|v| v.as_str() == Some(value)).first()?;
+    let at_key = text.and_then(|t| {
+        let start = string_ending_at(t, e)?;
+        // The literal as written is the value (no escapes in it), so the key is its member.
+        let written = t.get(start + 1..)?.strip_prefix(value.as_bytes())?;
+        written.starts_with(b"\"").then(|| key_before(t, start))?
+    });
+    let member = match at_key {
+        Some(key) => key,
+        None => *holders(op, body, &|v| v.as_str() == Some(value)).first()?,
+    };
     Some(KmsError::validation(
         value,
         &camel(member),
@@ -451,12 +466,7 @@ fn range_error(
 /// number there is written as one (serde_json points just past a number it could not read),
 /// with the offset it starts at.
 fn integer_ending_at<'a>(body: &'a [u8], e: &serde_json::Error) -> Option<(usize, &'a str)> {
-    let line_start: usize = body
-        .split(|&b| b == b'\n')
-        .take(e.line().checked_sub(1)?)
-        .map(|line| line.len() + 1)
-        .sum();
-    let head = body.get(..line_start + e.column())?;
+    let head = up_to_error(body, e)?;
     let digits = head
         .iter()
         .rposition(|b| !b.is_ascii_digit())
@@ -472,6 +482,38 @@ fn integer_ending_at<'a>(body: &'a [u8], e: &serde_json::Error) -> Option<(usize
         .then(|| std::str::from_utf8(&head[start..]).ok())
         .flatten()
         .map(|literal| (start, literal))
+}
+
+/// `body` up to where `e` points: its line and column, the column that of the last character
+/// serde_json read (just past a value it could not use, that value's last).
+fn up_to_error<'a>(body: &'a [u8], e: &serde_json::Error) -> Option<&'a [u8]> {
+    let line_start: usize = body
+        .split(|&b| b == b'\n')
+        .take(e.line().checked_sub(1)?)
+        .map(|line| line.len() + 1)
+        .sum();
+    body.get(..line_start + e.column())
+}
+
+/// Where the JSON string literal that ends where `e` points in `body` starts (the offset of
+/// its opening quote), if one ends there: serde_json points just past a string it could not
+/// use.
+fn string_ending_at(body: &[u8], e: &serde_json::Error) -> Option<usize> {
+    let inner = up_to_error(body, e)?.strip_suffix(b"\"")?;
+    let mut end = inner.len();
+    loop {
+        let quote = inner[..end].iter().rposition(|&b| b == b'"')?;
+        // A quote after an odd number of backslashes is inside the string.
+        let escapes = inner[..quote]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        if escapes % 2 == 0 {
+            return Some(quote);
+        }
+        end = quote;
+    }
 }
 
 /// The key whose value starts at `value_start` in `body` (`"Key": value`), if the text before
@@ -824,6 +866,22 @@ mod tests {
             e.message().contains("AES_256") && e.message().ends_with(']'),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_value_its_enum_lacks_is_named_by_the_key_it_is_written_under_whatever_others_hold() {
+        // Members sort by name once parsed: `KeyId` holding the same text comes first.
+        for body in [
+            r#"{"KeyId":"AES_512","KeySpec":"AES_512"}"#,
+            "{\"KeySpec\" :\n \"AES_512\", \"KeyId\":\"AES_512\"}",
+        ] {
+            let e = decode_request(Target::Op(Op::GenerateDataKey), body.as_bytes()).unwrap_err();
+            assert!(
+                e.message()
+                    .starts_with("1 validation error detected: Value 'AES_512' at 'keySpec'"),
+                "{body}: {e}"
+            );
+        }
     }
 
     /// The kind and message `body` gets as a request of `op`.

@@ -58,6 +58,7 @@ use serde_json::{Map, Value};
 use args::{ArgSpec, Kind, ParamError};
 use kmscks::api::kms::Refused;
 use kmscks::ops::{Backend, Op, Request};
+use kmscks::protocol::aws_json;
 use kmscks::secret::{Password, SecretBytes};
 use kmscks::KmsError;
 pub(crate) use output::Format;
@@ -705,7 +706,7 @@ fn check_unknown(verb: &Verb, op: Op, obj: &Map<String, Value>) -> Result<(), Cl
         return Ok(());
     }
     let mut members: Vec<String> = verb.args.iter().map(ArgSpec::member_name).collect();
-    let (decoded, refused) = kmscks::protocol::aws_json::request_members(op);
+    let (decoded, refused) = aws_json::request_members(op);
     for &m in decoded.iter().chain(&refused) {
         if !members.iter().any(|known| known == m) {
             members.push(m.to_owned());
@@ -736,7 +737,7 @@ fn check_minimums(op: Op, obj: &Map<String, Value>) -> Result<(), CliError> {
     let under: Vec<String> = obj
         .iter()
         .filter_map(|(member, value)| {
-            let min = kmscks::protocol::aws_json::member_min(op, member)?;
+            let min = aws_json::member_min(op, member)?;
             let under = match (value.as_i64(), value.as_u64()) {
                 (Some(v), _) => v < 0 || (v as u64) < min,
                 (None, Some(v)) => v < min,
@@ -791,11 +792,10 @@ fn to_request(
     // A member AWS defines and kmscks does not honour is refused as the endpoint refuses it.
     let body = wiping_json(|w| serde_json::to_writer(w, &obj).map_err(std::io::Error::from))
         .map_err(|e| CliError::Other(e.to_string()))?;
-    kmscks::protocol::aws_json::check_members(op, &body).map_err(|error| CliError::Service {
+    aws_json::check_members(op, &body).map_err(|error| CliError::Service {
         operation: operation.to_owned(),
         error,
     })?;
-    drop(body);
     let tagged = WipedOnDrop(Value::Object(Map::from_iter([(
         op.name().to_owned(),
         Value::Object(obj),
@@ -807,10 +807,15 @@ fn to_request(
         // its model's least was refused before, `check_minimums`): what the service answers
         // for it (the AWS CLI leaves enums and largest values to the service), without the
         // round trip a typed request cannot make.
-        match kmscks::protocol::aws_json::member_error(op, inner, None, &e) {
+        match aws_json::member_error(op, inner, None, &e) {
+            // The endpoint's own refusal of the same body names the member from where the
+            // text writes the value; a parsed object only says which members hold it.
             Some(error) => CliError::Service {
                 operation: operation.to_owned(),
-                error,
+                error: aws_json::decode_request(aws_json::Target::Op(op), &body)
+                    .err()
+                    .filter(|named| named.kind() == error.kind())
+                    .unwrap_or(error),
             },
             None => CliError::Validation(match inner {
                 Value::Object(obj) => invalid_input(op, obj, &e),
@@ -818,6 +823,7 @@ fn to_request(
             }),
         }
     })?;
+    drop(body);
     for (member, secret) in secrets {
         put_secret(&mut request, &member, secret)?;
     }

@@ -1281,6 +1281,13 @@ fn exit_codes_are_the_aws_cli_v2s() {
              1 validation error detected: Value 'AES_512' at 'keySpec' failed to satisfy \
              constraint: Member must satisfy enum value set: [AES_256, AES_128]",
         ),
+        // Named for the flag that holds it, whatever other members hold the same text.
+        (
+            &["kms", "create-key", "--description", "AES_512", "--key-spec", "AES_512"],
+            "\nAn error occurred (ValidationException) when calling the CreateKey operation: \
+             1 validation error detected: Value 'AES_512' at 'keySpec' failed to satisfy \
+             constraint: Member must satisfy enum value set: [",
+        ),
         (
             &["kms", "list-keys", "--no-paginate", "--limit", "5000000000"],
             "\nAn error occurred (ValidationException) when calling the ListKeys operation: \
