@@ -199,7 +199,10 @@ impl KmsError {
 
     /// `ValidationException` for a value whose member cannot be told (two members of a
     /// request hold it): AWS's wording without the member.
-    pub fn validation_of_value(value: impl fmt::Display, constraint: Constraint) -> KmsError {
+    pub fn validation_of_value(
+        value: impl fmt::Display,
+        constraint: impl fmt::Display,
+    ) -> KmsError {
         KmsError::violation(format_args!("Value '{value}'"), constraint)
     }
 

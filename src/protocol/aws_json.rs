@@ -352,8 +352,8 @@ pub fn member_error(
 /// AWS's `ValidationException` for a request member holding a value its enum does not have
 /// (`Value 'FOO' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set:
 /// [AES_256, AES_128]`), when `e` is serde's error for one in `body`: the member is the key
-/// `text` (the body as sent) writes that value under, or without it (or under a key written
-/// with escapes) the first member holding that value.
+/// `text` (the body as sent) writes that value under ([`refused_member`]), and none when that
+/// cannot be told.
 fn enum_error(
     op: Op,
     body: &serde_json::Value,
@@ -365,24 +365,21 @@ fn enum_error(
     let (value, expected) = rest.split_once('`')?;
     let expected = expected.split(" at line ").next().unwrap_or(expected);
     let allowed: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    let at_key = text.and_then(|t| {
+    // Where the refused string starts, if the text there is that value (no escapes in it).
+    let start = text.and_then(|t| {
         let start = string_ending_at(t, e)?;
-        // The literal as written is the value (no escapes in it), so the key is its member.
         let written = t.get(start + 1..)?.strip_prefix(value.as_bytes())?;
-        written.starts_with(b"\"").then(|| key_before(t, start))?
+        written.starts_with(b"\"").then_some(start)
     });
-    let member = match at_key {
-        Some(key) => key,
-        None => *holders(op, body, &|v| v.as_str() == Some(value)).first()?,
-    };
-    Some(KmsError::validation(
-        value,
-        &camel(member),
-        format!(
-            "Member must satisfy enum value set: [{}]",
-            allowed.join(", ")
-        ),
-    ))
+    let member = refused_member(op, body, text, start, &|v| v.as_str() == Some(value));
+    let constraint = format!(
+        "Member must satisfy enum value set: [{}]",
+        allowed.join(", ")
+    );
+    Some(match member {
+        Some(member) => KmsError::validation(value, &camel(member), constraint),
+        None => KmsError::validation_of_value(value, constraint),
+    })
 }
 
 /// AWS's `ValidationException` for an integer its member's Rust type cannot hold
@@ -390,8 +387,7 @@ fn enum_error(
 /// bits, one `text` writes as an integer): AWS reads it as the integer it is and refuses it
 /// for the bound it crosses, the one `op` holds the member to ([`super::ranges`]), or its
 /// type's for a member held to none. The member is the key the text writes the integer under
-/// (at any depth, whatever other members hold); without the text, or under a key written with
-/// escapes, the one holding that integer, and none when members of two names hold it. `None`
+/// ([`refused_member`]), and none when that cannot be told. `None`
 /// for an integer of a signed type (no request has one): its lower bound is no [`Constraint`].
 fn range_error(
     op: Op,
@@ -430,23 +426,14 @@ fn range_error(
         "u64" => u64::MAX,
         _ => return None,
     };
-    // The member is the key the refused literal is the value of, where the text says so;
-    // otherwise (no text, a value in an array, a key with escapes) the one member holding
-    // that integer, if only members of one name do.
-    let at_key = written
+    let start = written
         .filter(|&(_, literal)| literal == value)
-        .and_then(|(start, _)| key_before(text?, start));
-    let member = at_key.or_else(|| {
-        let holding = holders(op, body, &|v| {
-            v.as_number().is_some_and(|n| match float {
-                None => n.to_string() == value,
-                Some(float) => n.as_f64() == Some(float),
-            })
-        });
-        match holding[..] {
-            [member] => Some(member),
-            _ => None,
-        }
+        .map(|(start, _)| start);
+    let member = refused_member(op, body, text, start, &|v| {
+        v.as_number().is_some_and(|n| match float {
+            None => n.to_string() == value,
+            Some(float) => n.as_f64() == Some(float),
+        })
     });
     let (min, max) = member
         .and_then(|m| super::ranges::of(op, m))
@@ -482,6 +469,25 @@ fn integer_ending_at<'a>(body: &'a [u8], e: &serde_json::Error) -> Option<(usize
         .then(|| std::str::from_utf8(&head[start..]).ok())
         .flatten()
         .map(|literal| (start, literal))
+}
+
+/// The member a refused value is about, `start` being where its literal begins in `text`: the
+/// key the text writes it under, at any depth, whatever other members hold; without one (no
+/// text, a value in an array, a key written with escapes), the member holding a value `holds`
+/// picks, if only members of one name do.
+fn refused_member<'a>(
+    op: Op,
+    body: &'a serde_json::Value,
+    text: Option<&'a [u8]>,
+    start: Option<usize>,
+    holds: &dyn Fn(&serde_json::Value) -> bool,
+) -> Option<&'a str> {
+    start.and_then(|start| key_before(text?, start)).or_else(
+        || match holders(op, body, holds)[..] {
+            [member] => Some(member),
+            _ => None,
+        },
+    )
 }
 
 /// `body` up to where `e` points: its line and column, the column that of the last character
@@ -1034,6 +1040,23 @@ mod tests {
             "-5",
             "numberOfBytes",
             ">= 1",
+        );
+    }
+
+    #[test]
+    fn a_value_its_enum_lacks_under_a_key_written_with_escapes_is_named_if_one_member_holds_it() {
+        // `Key\u0053pec` is KeySpec: found by the value it holds, unless `KeyId` holds it too.
+        let (kind, message) = refusal(Op::GenerateDataKey, r#"{"KeyId":"k","Key\u0053pec":"X"}"#);
+        assert_eq!(kind, ErrorKind::ValidationException);
+        assert!(message.starts_with("1 validation error detected: Value 'X' at 'keySpec' "));
+        let (kind, message) = refusal(Op::GenerateDataKey, r#"{"KeyId":"X","Key\u0053pec":"X"}"#);
+        assert_eq!(kind, ErrorKind::ValidationException);
+        assert!(
+            message.starts_with(
+                "1 validation error detected: Value 'X' failed to satisfy constraint: Member \
+                 must satisfy enum value set: [AES_256, AES_128]"
+            ),
+            "{message}"
         );
     }
 
