@@ -45,7 +45,7 @@ pub use crate::paths::default_data_dir;
 pub use bootstrap::Bootstrap;
 pub use config::{DaemonConfig, DaemonFlags};
 pub use harden::forbid_core_dumps;
-pub use http::authorization as sigv4_authorization;
+pub use http::{amz_date as sigv4_amz_date, authorization as sigv4_authorization};
 
 use crate::err;
 use crate::error::Result;

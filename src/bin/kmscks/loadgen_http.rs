@@ -126,16 +126,7 @@ impl Endpoint {
         body: &[u8],
         auth: &Auth<'_>,
     ) -> Result<Vec<u8>, String> {
-        let now = time::OffsetDateTime::now_utc();
-        let amz_date = format!(
-            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second()
-        );
+        let amz_date = kmscks::daemon::sigv4_amz_date(std::time::SystemTime::now());
         let authorization = match auth {
             Auth::None => None,
             Auth::Claim { key_id, region } => Some(format!(

@@ -57,7 +57,7 @@ mod exchange;
 mod identity;
 mod sigv4;
 
-pub use sigv4::authorization;
+pub use sigv4::{amz_date, authorization};
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;

@@ -446,34 +446,37 @@ fn parse_amz_date(text: &str) -> Result<SystemTime> {
     Ok(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
+/// The `X-Amz-Date` value for `t` (`YYYYMMDD'T'HHMMSS'Z'`, UTC; a time before 1970 reads as
+/// 1970): what a client signs with [`authorization`].
+pub fn amz_date(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let t = time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(0))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 /// AWS's five minutes either way.
-fn check_skew(amz_date: &str, signed_at: SystemTime, now: SystemTime) -> Result<()> {
-    let fmt = |t: SystemTime| {
-        let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let t = time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(0))
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        format!(
-            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )
-    };
+fn check_skew(sent: &str, signed_at: SystemTime, now: SystemTime) -> Result<()> {
     if signed_at + MAX_SKEW < now {
         return Err(invalid_signature(format!(
-            "Signature expired: {amz_date} is now earlier than {} ({} - 5 min.)",
-            fmt(now - MAX_SKEW),
-            fmt(now)
+            "Signature expired: {sent} is now earlier than {} ({} - 5 min.)",
+            amz_date(now - MAX_SKEW),
+            amz_date(now)
         )));
     }
     if signed_at > now + MAX_SKEW {
         return Err(invalid_signature(format!(
-            "Signature not yet current: {amz_date} is still later than {} ({} + 5 min.)",
-            fmt(now + MAX_SKEW),
-            fmt(now)
+            "Signature not yet current: {sent} is still later than {} ({} + 5 min.)",
+            amz_date(now + MAX_SKEW),
+            amz_date(now)
         )));
     }
     Ok(())
@@ -543,6 +546,17 @@ mod tests {
 
     fn at_date() -> SystemTime {
         parse_amz_date(DATE).unwrap()
+    }
+
+    #[test]
+    fn the_date_a_client_signs_with_is_the_one_the_verifier_reads() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_796_601_599);
+        assert_eq!(amz_date(t), "20261206T235959Z");
+        assert_eq!(parse_amz_date(&amz_date(t)).unwrap(), t);
+        assert_eq!(
+            amz_date(UNIX_EPOCH - Duration::from_secs(1)),
+            "19700101T000000Z"
+        );
     }
 
     #[test]
