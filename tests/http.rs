@@ -97,6 +97,16 @@ fn kms(s: &mut BufReader<TcpStream>, op: &str, body: Value) -> Answer {
     call(s, &format!("TrentService.{op}"), &body, "")
 }
 
+/// A new key's id.
+fn create_key(s: &mut BufReader<TcpStream>) -> String {
+    let created = kms(s, "CreateKey", json!({}));
+    assert_eq!(created.status, 200, "{}", created.body);
+    created.body["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[test]
 fn keys_encrypt_and_decrypt_in_awss_shapes_over_one_kept_alive_connection() {
     let dir = tempfile::tempdir().unwrap();
@@ -614,8 +624,151 @@ fn a_request_naming_another_host_is_refused_before_it_acts_and_a_configured_name
     assert_eq!(keys(&mut own), before + 2);
 }
 
+/// The bytes of a request for `target` whose `body` is sent in chunks of `chunk` bytes (a
+/// chunk extension on the first), with `extra` headers.
+fn chunked_request(target: &str, body: &str, chunk: usize, extra: &str) -> String {
+    let mut out = format!(
+        "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: {target}\r\n\
+         Content-Type: application/x-amz-json-1.1\r\n{extra}Transfer-Encoding: chunked\r\n\r\n"
+    );
+    for (i, piece) in body.as_bytes().chunks(chunk).enumerate() {
+        let ext = if i == 0 { ";note=first" } else { "" };
+        out += &format!("{:x}{ext}\r\n", piece.len());
+        out += std::str::from_utf8(piece).unwrap();
+        out += "\r\n";
+    }
+    out + "0\r\nX-Trailer: ignored\r\n\r\n"
+}
+
 #[test]
-fn an_oversized_or_chunked_request_is_refused_and_closed_while_other_connections_are_served() {
+fn a_chunked_body_is_read_whole_and_answered_in_order_among_the_requests_around_it() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &[]);
+    let mut s = BufReader::new(connect(addr));
+    let key = create_key(&mut s);
+    let plaintext: Vec<u8> = (0..4096u32).map(|i| (i * 7) as u8).collect();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&plaintext);
+    let encrypt = json!({"KeyId": key, "Plaintext": b64}).to_string();
+    // Chunked, between two Content-Length requests, in one write.
+    let pipelined = format!(
+        "{}{}{}",
+        request("TrentService.ListKeys", "{}", ""),
+        chunked_request("TrentService.Encrypt", &encrypt, 700, ""),
+        request("TrentService.ListAliases", "{}", ""),
+    );
+    s.get_mut().write_all(pipelined.as_bytes()).unwrap();
+    let listed = read_answer(&mut s);
+    assert!(listed.body["Keys"].is_array(), "{}", listed.body);
+    let encrypted = read_answer(&mut s);
+    assert_eq!(encrypted.status, 200, "{}", encrypted.body);
+    let blob = encrypted.body["CiphertextBlob"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let aliases = read_answer(&mut s);
+    assert!(aliases.body["Aliases"].is_array(), "{}", aliases.body);
+    // Chunked, written a chunk at a time, with Expect: 100-continue.
+    let decrypt = chunked_request(
+        "TrentService.Decrypt",
+        &json!({"CiphertextBlob": blob}).to_string(),
+        512,
+        "Expect: 100-continue\r\n",
+    );
+    let (head, chunks) = decrypt.split_at(decrypt.find("\r\n\r\n").unwrap() + 4);
+    s.get_mut().write_all(head.as_bytes()).unwrap();
+    let mut line = String::new();
+    s.read_line(&mut line).unwrap();
+    assert_eq!(line, "HTTP/1.1 100 Continue\r\n");
+    s.read_line(&mut line).unwrap();
+    for piece in chunks.split_inclusive("\r\n") {
+        s.get_mut().write_all(piece.as_bytes()).unwrap();
+    }
+    let decrypted = read_answer(&mut s);
+    assert_eq!(decrypted.status, 200, "{}", decrypted.body);
+    assert_eq!(plaintext_of(&decrypted), plaintext);
+    assert_eq!(decrypted.header("connection"), None, "kept alive");
+}
+
+#[test]
+fn a_chunked_body_is_what_a_signature_covers_once_its_chunks_are_joined() {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = credentials_file(dir.path(), "AKIDCHUNK chunk-secret root\n");
+    let creds_arg = creds.display().to_string();
+    let (_d, addr) = start(dir.path(), &["--http-credentials", &creds_arg]);
+    let amz_date = kmscks::daemon::sigv4_amz_date(std::time::SystemTime::now());
+    let body = r#"{"Description":"sent in chunks"}"#;
+    let signed = |body: &str| {
+        let headers: [(&str, &[u8]); 4] = [
+            ("Host", b"localhost"),
+            ("Transfer-Encoding", b"chunked"),
+            ("X-Amz-Date", amz_date.as_bytes()),
+            ("X-Amz-Target", b"TrentService.CreateKey"),
+        ];
+        let auth = kmscks::daemon::sigv4_authorization(
+            "AKIDCHUNK",
+            "chunk-secret",
+            "us-east-1",
+            "kms",
+            &headers,
+            body.as_bytes(),
+            &amz_date,
+        )
+        .unwrap();
+        format!("X-Amz-Date: {amz_date}\r\nAuthorization: {auth}\r\n")
+    };
+    let mut s = BufReader::new(connect(addr));
+    let req = chunked_request("TrentService.CreateKey", body, 5, &signed(body));
+    s.get_mut().write_all(req.as_bytes()).unwrap();
+    let a = read_answer(&mut s);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["KeyMetadata"]["Description"], "sent in chunks");
+    // Signed over other data than the chunks carry: refused.
+    let req = chunked_request("TrentService.CreateKey", body, 5, &signed("{}"));
+    s.get_mut().write_all(req.as_bytes()).unwrap();
+    let a = read_answer(&mut s);
+    assert_eq!(a.body["__type"], "InvalidSignatureException", "{}", a.body);
+}
+
+#[test]
+fn curl_streaming_its_body_in_chunks_is_served() {
+    use std::process::Stdio;
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = start(dir.path(), &[]);
+    // A body read from standard input, of a length curl does not know beforehand: it sends it
+    // in chunks (asked for by the header), as a streaming client does.
+    let mut curl = Command::new("curl")
+        .args(["-sS", "--http1.1", "-X", "POST", "--data-binary", "@-"])
+        .args(["-H", "Transfer-Encoding: chunked"])
+        .args(["-H", "X-Amz-Target: TrentService.CreateKey"])
+        .args(["-H", "Content-Type: application/x-amz-json-1.1"])
+        .arg(format!("http://localhost:{}/", addr.port()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let body = json!({"Description": "x".repeat(8000)}).to_string();
+    curl.stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = curl.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        answer["KeyMetadata"]["Description"],
+        "x".repeat(8000),
+        "{answer}"
+    );
+}
+
+#[test]
+fn an_oversized_or_misframed_request_is_refused_and_closed_while_other_connections_are_served() {
     let dir = tempfile::tempdir().unwrap();
     let (_d, addr) = start(dir.path(), &[]);
     let mut other = BufReader::new(connect(addr));
@@ -625,8 +778,20 @@ fn an_oversized_or_chunked_request_is_refused_and_closed_while_other_connections
             413,
         ),
         (
-            "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: TrentService.ListKeys\r\nTransfer-Encoding: chunked\r\n\r\n",
-            411,
+            "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: TrentService.ListKeys\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}}\r\n",
+            400,
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: TrentService.ListKeys\r\nTransfer-Encoding: chunked\r\n\r\n100001\r\n",
+            413,
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: TrentService.ListKeys\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n{}",
+            400,
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: TrentService.ListKeys\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            501,
         ),
         ("GET / HTTP/1.1\r\n\r\n", 405),
     ] {
@@ -670,10 +835,7 @@ fn a_signed_request_acts_as_its_access_key_and_the_root_keys_as_the_root() {
     let dir = tempfile::tempdir().unwrap();
     let (_d, addr) = start(dir.path(), &["--http-root-access-keys", "test,ADMINKEY"]);
     let mut s = BufReader::new(connect(addr));
-    let key = kms(&mut s, "CreateKey", json!({})).body["KeyMetadata"]["KeyId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = create_key(&mut s);
     let signed = |akid: &str| {
         format!(
             "Authorization: AWS4-HMAC-SHA256 Credential={akid}/20261203/us-east-1/kms/\
@@ -828,10 +990,7 @@ fn another_local_uid_acts_as_itself_over_http_whatever_it_signs() {
     let dir = tempfile::tempdir().unwrap();
     let (_d, addr) = start(dir.path(), &[]);
     let mut s = BufReader::new(connect(addr));
-    let key = kms(&mut s, "CreateKey", json!({})).body["KeyMetadata"]["KeyId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = create_key(&mut s);
     // Signed with the root access key, from another uid: one raw request, the answer printed.
     let body = json!({"KeyId": key, "Plaintext": "aGk="}).to_string();
     let raw = format!(

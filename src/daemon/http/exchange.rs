@@ -1,12 +1,15 @@
 //! One HTTP/1.1 exchange of the AWS JSON endpoint: the request read off a connection's
-//! buffer (head parsed by `httparse`, body by `Content-Length`), and the answer written.
+//! buffer (head parsed by `httparse`, body by `Content-Length` or chunks, `super::chunked`),
+//! and the answer written.
 //!
 //! Why its own file: framing is where hostile input arrives, so it is kept pure (bytes in,
 //! a parsed request or a refusal out) and tested on its own, apart from sockets and the
-//! service. Only what the AWS JSON protocol needs is accepted: `POST` with a
-//! `Content-Length` body of at most [`MAX_BODY`] bytes and a head of at most [`MAX_HEAD`];
-//! chunked bodies, other methods and oversized requests are refused with AWS's error shape,
-//! and the connection is closed after a refusal whose body was not read.
+//! service. Only what the AWS JSON protocol needs is accepted: `POST` with a body of at most
+//! [`MAX_BODY`] bytes as sent, framed by a `Content-Length` or the chunked transfer coding, and
+//! a head of at most [`MAX_HEAD`]; other transfer codings, a request framed both ways (RFC
+//! 9112 §6.3: a request smuggled past a proxy reading the other), other methods and oversized
+//! requests are refused with AWS's error shape, and the connection is closed after a refusal
+//! whose body was not read.
 //!
 //! A request must also name this machine in its `Host` header ([`Hosts`]). The endpoint is
 //! on loopback, but a browser on this machine can still reach it: a web page whose own name
@@ -14,8 +17,10 @@
 //! from a process of the user who runs the daemon — the account root. Its `Host` is the
 //! page's name, and is refused.
 
+use super::chunked;
 use crate::err;
 use crate::error::KmsError;
+use crate::secret::SecretBytes;
 
 /// Largest request head (request line and headers), in bytes.
 pub(super) const MAX_HEAD: usize = 16 << 10;
@@ -23,7 +28,7 @@ pub(super) const MAX_HEAD: usize = 16 << 10;
 /// ciphertext as base64) with room to spare.
 pub(super) const MAX_BODY: usize = 1 << 20;
 /// Headers a request may have.
-const MAX_HEADERS: usize = 64;
+pub(super) const MAX_HEADERS: usize = 64;
 
 /// A request read whole from the buffer.
 #[derive(Debug)]
@@ -37,12 +42,37 @@ pub(super) struct Exchange<'b> {
     /// `Authorization`, if sent.
     pub authorization: Option<&'b str>,
     /// The body.
-    pub body: &'b [u8],
+    pub body: Body<'b>,
     /// The client keeps the connection open after the answer (HTTP/1.1 without
     /// `Connection: close`, or HTTP/1.0 with `keep-alive`).
     pub keep_alive: bool,
     /// Bytes of the buffer this request took (head and body).
     pub len: usize,
+}
+
+/// A request's body: as sent (a `Content-Length` body, in the connection's buffer), or the
+/// data of its chunks, copied out of it into a buffer of its own.
+pub(super) enum Body<'b> {
+    Sent(&'b [u8]),
+    Dechunked(SecretBytes),
+}
+
+impl std::ops::Deref for Body<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Body::Sent(bytes) => bytes,
+            Body::Dechunked(data) => data.expose(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Body<'_> {
+    /// Its length only: a body carries plaintexts.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Body({} bytes)", self.len())
+    }
 }
 
 /// What the start of a connection's buffer holds.
@@ -184,6 +214,10 @@ pub(super) fn parse<'b>(buf: &'b [u8], hosts: &Hosts) -> Parsed<'b> {
     let mut target = None;
     let mut authorization = None;
     let mut length = None;
+    // The last Transfer-Encoding's value (its last coding is the one that frames the body),
+    // and how many codings all of them name.
+    let mut transfer = None;
+    let mut codings = 0;
     let mut expects_continue = false;
     let mut connection_close = false;
     let mut connection_keep_alive = false;
@@ -210,14 +244,8 @@ pub(super) fn parse<'b>(buf: &'b [u8], hosts: &Hosts) -> Parsed<'b> {
                 }
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Parsed::Refused(
-                411,
-                err!(
-                    SerializationException,
-                    "Transfer-Encoding {:?} is not accepted: send a Content-Length",
-                    value()
-                ),
-            );
+            transfer = Some(value());
+            codings += value().split(',').count();
         } else if name.eq_ignore_ascii_case("expect") {
             // RFC 9110 §10.1.1: an HTTP/1.0 client's expectation is ignored.
             expects_continue = http_11 && value().trim().eq_ignore_ascii_case("100-continue");
@@ -249,6 +277,11 @@ pub(super) fn parse<'b>(buf: &'b [u8], hosts: &Hosts) -> Parsed<'b> {
             ),
         );
     }
+    let chunked = match transfer.map(|t| framing(t, codings, http_11, length.is_some())) {
+        None => false,
+        Some(Ok(())) => true,
+        Some(Err(refused)) => return refused,
+    };
     let length = length.unwrap_or(0);
     if length > MAX_BODY {
         return Parsed::Refused(
@@ -264,13 +297,36 @@ pub(super) fn parse<'b>(buf: &'b [u8], hosts: &Hosts) -> Parsed<'b> {
     } else {
         connection_keep_alive
     };
-    let end = head_len + length;
-    if buf.len() < end {
-        return Parsed::Partial {
-            expects_continue,
-            whole: Some(end),
+    let (body, end) = if chunked {
+        let sent = &buf[head_len..];
+        let (encoded, decoded) = match chunked::scan(sent) {
+            chunked::Scan::Whole { encoded, decoded } => (encoded, decoded),
+            chunked::Scan::Partial { known } => {
+                return Parsed::Partial {
+                    expects_continue,
+                    whole: Some(head_len + known),
+                }
+            }
+            chunked::Scan::Refused(status, e) => return Parsed::Refused(status, e),
         };
-    }
+        match chunked::decode(sent, encoded, decoded) {
+            Ok(data) => (Body::Dechunked(data), head_len + encoded),
+            Err(chunked::Scan::Refused(status, e)) => return Parsed::Refused(status, e),
+            Err(other) => {
+                let e = err!(KMSInternalException, "a chunked body read twice: {other:?}");
+                return Parsed::Refused(500, e);
+            }
+        }
+    } else {
+        let end = head_len + length;
+        if buf.len() < end {
+            return Parsed::Partial {
+                expects_continue,
+                whole: Some(end),
+            };
+        }
+        (Body::Sent(&buf[head_len..end]), end)
+    };
     let path = req.path.unwrap_or("/");
     let headers = req.headers.iter().map(|h| (h.name, h.value)).collect();
     Parsed::Whole(Exchange {
@@ -278,10 +334,46 @@ pub(super) fn parse<'b>(buf: &'b [u8], hosts: &Hosts) -> Parsed<'b> {
         headers,
         target,
         authorization,
-        body: &buf[head_len..end],
+        body,
         keep_alive,
         len: end,
     })
+}
+
+/// Whether a request whose last `Transfer-Encoding` says `last` (of `codings` codings in all)
+/// is framed by chunks that can be read (`Ok`), or the refusal RFC 9112 asks for: 400 where
+/// its body's length cannot be told (chunked is not the last coding, §6.3; an HTTP/1.0
+/// request, whose framing is then faulty, §6.1; a `Content-Length` beside it, which a proxy
+/// in front may have read instead, §6.1), 501 for a coding not served before the chunks.
+fn framing(last: &str, codings: usize, http_11: bool, length: bool) -> Result<(), Parsed<'static>> {
+    let final_coding = last.rsplit(',').next().unwrap_or("").trim();
+    let refuse = |status, why: &str| {
+        Err(Parsed::Refused(
+            status,
+            err!(
+                SerializationException,
+                "Transfer-Encoding {last:?} {why}: send a Content-Length or the chunked \
+                 coding alone"
+            ),
+        ))
+    };
+    if !final_coding.eq_ignore_ascii_case("chunked") {
+        refuse(
+            400,
+            "does not end in chunked, so the body's length cannot be told",
+        )
+    } else if !http_11 {
+        refuse(400, "is not HTTP/1.0's")
+    } else if length {
+        refuse(
+            400,
+            "comes with a Content-Length, and one of the two would frame the body",
+        )
+    } else if codings > 1 {
+        refuse(501, "applies a coding besides chunked, which is not served")
+    } else {
+        Ok(())
+    }
 }
 
 /// The interim answer to `Expect: 100-continue`.
@@ -320,12 +412,12 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         403 => "Forbidden",
         405 => "Method Not Allowed",
-        411 => "Length Required",
         412 => "Precondition Failed",
         413 => "Content Too Large",
         421 => "Misdirected Request",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
         503 => "Service Unavailable",
         _ => "Error",
     }
@@ -344,7 +436,7 @@ fn content_length(value: &str) -> Option<usize> {
 mod tests {
     #[test]
     fn every_status_the_endpoint_answers_with_has_its_own_reason_phrase() {
-        let refusals = [400, 405, 411, 413, 421, 431];
+        let refusals = [400, 405, 413, 421, 431, 500, 501];
         let kinds = crate::ErrorKind::ALL.iter().map(|k| k.http_status());
         for status in kinds.chain(refusals).chain([200]) {
             assert_ne!(super::reason(status), "Error", "{status}");
@@ -369,12 +461,132 @@ mod tests {
             panic!("not whole")
         };
         assert_eq!(first.target, Some("TrentService.ListKeys"));
-        assert_eq!(first.body, b"{}");
+        assert_eq!(&*first.body, b"{}");
         assert!(first.keep_alive);
         let Parsed::Whole(second) = parse(&two.as_bytes()[first.len..], &Hosts::default()) else {
             panic!("not whole")
         };
-        assert_eq!(second.body, b"{\"Limit\":5}");
+        assert_eq!(&*second.body, b"{\"Limit\":5}");
+    }
+
+    /// A request for ListKeys whose body is sent in chunks, with these framing headers.
+    fn chunked(framing: &str, chunks: &str) -> String {
+        format!(
+            "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: TrentService.ListKeys\r\n\
+             {framing}\r\n{chunks}"
+        )
+    }
+
+    #[test]
+    fn a_chunked_body_is_read_as_its_chunks_data_and_the_next_request_follows() {
+        let first = chunked(
+            "Transfer-Encoding: Chunked\r\n",
+            "3\r\n{\"L\r\n8;x=1\r\nimit\":5}\r\n0\r\n\r\n",
+        );
+        let two = format!("{first}{}", post("{}", ""));
+        let Parsed::Whole(ex) = parse(two.as_bytes(), &Hosts::default()) else {
+            panic!("not whole")
+        };
+        assert_eq!(&*ex.body, b"{\"Limit\":5}");
+        assert!(matches!(ex.body, Body::Dechunked(_)));
+        assert_eq!(ex.len, first.len());
+        assert!(ex.keep_alive);
+        let Parsed::Whole(next) = parse(&two.as_bytes()[ex.len..], &Hosts::default()) else {
+            panic!("not whole")
+        };
+        assert_eq!(&*next.body, b"{}");
+        // The body's bytes are not in its Debug.
+        assert!(!format!("{ex:?}").contains("imit"), "{ex:?}");
+    }
+
+    #[test]
+    fn a_chunked_request_in_pieces_is_partial_and_charged_to_the_end_of_its_chunk() {
+        let whole = chunked(
+            "Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n",
+            "b\r\n{\"Limit\":5}\r\n0\r\n\r\n",
+        );
+        let head_end = whole.find("\r\n\r\n").unwrap() + 4;
+        let chunk_end = whole.find("}\r\n").unwrap() + 3;
+        for cut in head_end..whole.len() {
+            match parse(&whole.as_bytes()[..cut], &Hosts::default()) {
+                Parsed::Partial {
+                    expects_continue: true,
+                    whole: Some(n),
+                } => {
+                    // Once the chunk's size is read ("b\r\n"), to the end of its data.
+                    if (head_end + 3..chunk_end).contains(&cut) {
+                        assert_eq!(n, chunk_end, "cut {cut}");
+                    } else {
+                        assert!(n >= cut, "cut {cut}: {n}");
+                    }
+                }
+                other => panic!("cut {cut}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            parse(whole.as_bytes(), &Hosts::default()),
+            Parsed::Whole(_)
+        ));
+    }
+
+    #[test]
+    fn a_transfer_coding_that_cannot_be_read_or_beside_a_length_is_refused_as_rfc_9112_asks() {
+        let body = "2\r\n{}\r\n0\r\n\r\n";
+        for (framing, status, why) in [
+            (
+                "Transfer-Encoding: gzip\r\n",
+                400,
+                "does not end in chunked",
+            ),
+            (
+                "Transfer-Encoding: chunked, gzip\r\n",
+                400,
+                "does not end in chunked",
+            ),
+            (
+                "Transfer-Encoding: gzip, chunked\r\n",
+                501,
+                "besides chunked",
+            ),
+            (
+                "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+                501,
+                "besides chunked",
+            ),
+            (
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+                501,
+                "besides chunked",
+            ),
+            (
+                "Transfer-Encoding: chunked\r\nContent-Length: 12\r\n",
+                400,
+                "Content-Length",
+            ),
+            (
+                "Content-Length: 12\r\nTransfer-Encoding: chunked\r\n",
+                400,
+                "Content-Length",
+            ),
+        ] {
+            match parse(chunked(framing, body).as_bytes(), &Hosts::default()) {
+                Parsed::Refused(s, e) => {
+                    assert_eq!((s, e.kind()), (status, ErrorKind::SerializationException));
+                    assert!(e.message().contains(why), "{framing:?}: {}", e.message());
+                }
+                other => panic!("{framing:?}: {other:?}"),
+            }
+        }
+        let old = format!("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
+        let parsed = parse(old.as_bytes(), &Hosts::default());
+        assert!(
+            matches!(&parsed, Parsed::Refused(400, e) if e.message().contains("HTTP/1.0")),
+            "{parsed:?}"
+        );
+        // Bad chunks are the chunk reader's refusal, passed on.
+        let bad = chunked("Transfer-Encoding: chunked\r\n", "2\r\n{}}\r\n0\r\n\r\n");
+        let parsed = parse(bad.as_bytes(), &Hosts::default());
+        assert!(matches!(parsed, Parsed::Refused(400, _)), "{parsed:?}");
     }
 
     #[test]
@@ -410,11 +622,6 @@ mod tests {
                 "GET / HTTP/1.1\r\n\r\n".into(),
                 405,
                 ErrorKind::UnknownOperationException,
-            ),
-            (
-                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".into(),
-                411,
-                ErrorKind::SerializationException,
             ),
             (
                 format!(

@@ -8,16 +8,17 @@
 //! request and response types and one error table behind both.
 //!
 //! Each connection: keep-alive and pipelined requests (answered in order), `Expect:
-//! 100-continue`, [`exchange::MAX_HEAD`] / [`exchange::MAX_BODY`] limits (a refusal with
-//! AWS's error shape, then the close), the socket's per-uid connection quotas (`max_connections`,
-//! `max_connections_per_uid`, `reserved_connections` for root and the daemon's uid: a
-//! connection over them gets one `LimitExceededException` answer naming the quota and is
-//! closed at accept, so another local user cannot take every connection), closed after `idle_timeout_secs` without a whole request nor answer bytes
-//! taken (a client dribbling a request byte by byte is closed as an idle one; one reading a
-//! long answer slowly is not). Request bytes are wiped
-//! once handled and answer bytes once written (they carry plaintexts and data keys), and a
-//! buffer that grows or shrinks leaves no copy behind. A slow
-//! HSM's latency holds the connection's answers, never the thread (see `engine::latency`).
+//! 100-continue`, bodies framed by a `Content-Length` or by chunks, [`exchange::MAX_HEAD`] /
+//! [`exchange::MAX_BODY`] limits (a refusal with AWS's error shape, then the close), the
+//! socket's per-uid connection quotas (`max_connections`, `max_connections_per_uid`,
+//! `reserved_connections` for root and the daemon's uid: a connection over them gets one
+//! `LimitExceededException` answer naming the quota and is closed at accept, so another local
+//! user cannot take every connection), closed after `idle_timeout_secs` without a whole
+//! request nor answer bytes taken (a client dribbling a request byte by byte is closed as an
+//! idle one; one reading a long answer slowly is not). Request bytes are wiped once handled
+//! and answer bytes once written (they carry plaintexts and data keys), and a buffer that
+//! grows or shrinks leaves no copy behind. A slow HSM's latency holds the connection's
+//! answers, never the thread (see `engine::latency`).
 //!
 //! Fairness, as on the socket: a connection's turn reads at most [`MAX_ROUNDS`] ×
 //! [`READ_CHUNK`] bytes before the others get theirs (a connection with more goes to the back,
@@ -28,7 +29,9 @@
 //! room is *stalled* until the uid's memory goes down. A request's body is read only once
 //! the whole request (its length is in its head) fits in that room, and is charged whole
 //! from then on, so that many large requests arriving at once cannot share out a uid's
-//! quota with none of them complete ([`quota::next_read`]). The HTTP endpoint counts its
+//! quota with none of them complete ([`quota::next_read`]); a chunked body, whose length no
+//! head gives, by the same rule chunk by chunk (each chunk's size line gives where it ends,
+//! `chunked::Scan::Partial`). The HTTP endpoint counts its
 //! connections and memory apart from the socket's.
 //!
 //! Who a request acts as is `identity`'s: the uid owning the client's end first (another
@@ -53,6 +56,7 @@
 //! own answer (its own error), in order. A request that closes the connection, a change of
 //! principal, and any other operation end the batch first.
 
+mod chunked;
 mod exchange;
 mod identity;
 mod sigv4;
@@ -1044,7 +1048,7 @@ fn act_as(
                 method: "POST",
                 target: ex.path,
                 headers: &ex.headers,
-                body: ex.body,
+                body: &ex.body,
             };
             sigv4::verify(creds, kms.scope(), &signed, std::time::SystemTime::now())?
         }
@@ -1079,7 +1083,7 @@ fn request_of(ex: &exchange::Exchange<'_>) -> Result<Request> {
             "The request has no X-Amz-Target header"
         )
     })?;
-    let mut request = aws_json::decode_request(aws_json::operation(target)?, ex.body)?;
+    let mut request = aws_json::decode_request(aws_json::operation(target)?, &ex.body)?;
     if let Request::WaitForConnection(WaitForConnectionRequest { timeout_millis, .. }) =
         &mut request
     {
