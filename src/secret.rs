@@ -73,6 +73,14 @@ pub fn reserve_exact_wiping(v: &mut Vec<u8>, additional: usize) {
     drop(move_wiping(v, v.len().saturating_add(additional)));
 }
 
+/// Moves `v` into an allocation of its length (none if it is empty), the old one wiped before
+/// it is freed: for a buffer that grew for a large request and holds little now.
+pub fn shrink_wiping(v: &mut Vec<u8>) {
+    if v.capacity() > v.len() {
+        drop(move_wiping(v, v.len()));
+    }
+}
+
 /// Appends `bytes` to `v` through [`reserve_wiping`].
 pub fn extend_wiping(v: &mut Vec<u8>, bytes: &[u8]) {
     reserve_wiping(v, bytes.len());

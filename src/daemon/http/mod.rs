@@ -991,12 +991,14 @@ fn answer(
 }
 
 /// Drops the first `used` bytes of `rbuf`, leaving no copy of them, nor of the bytes moved to
-/// the front, in its spare capacity; a buffer emptied that grew past [`CONN_FLOOR`] (a large
-/// request) gives its allocation back, wiped.
+/// the front, in its spare capacity; a buffer that grew past [`CONN_FLOOR`] (a large request)
+/// and now holds less than half of it gives its allocation back, wiped, keeping what is left
+/// (the start of the next requests) in one of its length. Its uid is charged its length, not
+/// its capacity: a large allocation kept for a few bytes would be memory charged to no one.
 fn consume(rbuf: &mut Vec<u8>, used: usize) {
     crate::secret::drop_front_wiping(rbuf, used);
-    if rbuf.is_empty() && rbuf.capacity() > CONN_FLOOR {
-        *rbuf = Vec::new();
+    if rbuf.capacity() > CONN_FLOOR && rbuf.len() < rbuf.capacity() / 2 {
+        crate::secret::shrink_wiping(rbuf);
     }
 }
 
@@ -1185,6 +1187,26 @@ mod tests {
         assert!(
             small.capacity() >= 100,
             "a small buffer keeps its allocation"
+        );
+    }
+
+    #[test]
+    fn a_large_buffer_left_holding_the_start_of_the_next_request_shrinks_to_it() {
+        // As a chunked request, charged and read up to the largest body, leaves it: the next
+        // request's first bytes read with it.
+        let mut rbuf = Vec::with_capacity(MAX_HEAD + MAX_BODY);
+        rbuf.resize(200_000, b'x');
+        rbuf.extend_from_slice(b"POST / HT");
+        consume(&mut rbuf, 200_000);
+        assert_eq!(rbuf, b"POST / HT");
+        assert_eq!(rbuf.capacity(), rbuf.len(), "uncharged memory kept");
+        // Half full or more, it is kept as it is (the next request is large too).
+        let mut half = Vec::with_capacity(4 * CONN_FLOOR);
+        half.resize(3 * CONN_FLOOR, b'y');
+        consume(&mut half, CONN_FLOOR);
+        assert_eq!(
+            (half.len(), half.capacity()),
+            (2 * CONN_FLOOR, 4 * CONN_FLOOR)
         );
     }
 
