@@ -430,7 +430,7 @@ pub unsafe extern "C" fn kmscks_generate_data_key_batch(
             unsafe { data_key_args(item.key_id, item.number_of_bytes, item.ctx, item.ctx_len) }
         })?;
         let requests: Vec<_> = args.iter().map(DataKeyArgs::request).collect();
-        let mut written = Written::new(out, count);
+        let mut written = Written::new(out, count, release_data_key);
         let ran = c
             .backend()
             .generate_data_key_batch_borrowed(&requests, true, &mut |answer| {
@@ -446,13 +446,7 @@ pub unsafe extern "C" fn kmscks_generate_data_key_batch(
                     Err(e) => failed_data_key(item_code(e)),
                 })
             });
-        written.finish(ran, |r| {
-            // SAFETY: a result this call wrote, not yet handed over.
-            unsafe {
-                super::memory::kmscks_buffer_free(&mut r.plaintext);
-                super::memory::kmscks_buffer_free(&mut r.ciphertext);
-            }
-        })
+        written.finish(ran)
     })
 }
 
@@ -479,7 +473,7 @@ pub unsafe extern "C" fn kmscks_encrypt_batch(
             unsafe { encrypt_args(item.key_id, item.pt, item.pt_len, item.ctx, item.ctx_len) }
         })?;
         let requests: Vec<_> = args.iter().map(EncryptArgs::request).collect();
-        let mut written = Written::new(out, count);
+        let mut written = Written::new(out, count, release_encrypt);
         let ran = c
             .backend()
             .encrypt_batch_borrowed(&requests, &mut |answer| {
@@ -494,10 +488,7 @@ pub unsafe extern "C" fn kmscks_encrypt_batch(
                     },
                 })
             });
-        written.finish(ran, |r| {
-            // SAFETY: a result this call wrote, not yet handed over.
-            unsafe { super::memory::kmscks_buffer_free(&mut r.ciphertext) }
-        })
+        written.finish(ran)
     })
 }
 
@@ -512,19 +503,28 @@ fn batch_args<I, A>(items: &[I], mut args: impl FnMut(&I) -> CResult<A>) -> CRes
 }
 
 /// The results a batch writes into C's array as the backend lends its answers, in order.
+///
+/// Whatever ends the batch short of success releases what was written (`release`: the
+/// buffers freed, data keys wiped), as the batch calls promise ("any other code means ...
+/// `results` was not written"): a failure or a miscount at [`Written::finish`], and a panic
+/// unwinding through the batch (caught at the C boundary and answered `KMSCKS_INTERNAL`) when
+/// this is dropped. Without the second, a panic after some items would leave their data keys
+/// in buffers C was told it does not have, never freed nor wiped.
 struct Written<T> {
     results: *mut T,
     count: usize,
     /// Answers seen (more than `count` only if the backend broke its contract).
     seen: usize,
+    release: fn(&mut T),
 }
 
 impl<T> Written<T> {
-    fn new(results: *mut T, count: usize) -> Written<T> {
+    fn new(results: *mut T, count: usize, release: fn(&mut T)) -> Written<T> {
         Written {
             results,
             count,
             seen: 0,
+            release,
         }
     }
 
@@ -540,23 +540,54 @@ impl<T> Written<T> {
     }
 
     /// The batch's outcome: when it failed, or did not answer every item exactly once, no
-    /// result stays written (those written are released with `release`), as the batch calls
-    /// promise.
-    fn finish(self, ran: crate::Result<()>, mut release: impl FnMut(&mut T)) -> CResult {
+    /// result stays written.
+    fn finish(mut self, ran: crate::Result<()>) -> CResult {
         let failure = match ran {
-            Ok(()) if self.seen == self.count => return Ok(()),
+            Ok(()) if self.seen == self.count => {
+                // Handed over: nothing for the drop to release.
+                self.seen = 0;
+                return Ok(());
+            }
             Ok(()) => Failure::internal(format!(
                 "a batch of {} items was answered with {} results",
                 self.count, self.seen
             )),
             Err(e) => Failure::from(e),
         };
-        for i in 0..self.seen.min(self.count) {
-            // SAFETY: slot `i` was written by `push` above.
-            release(unsafe { &mut *self.results.add(i) });
-        }
+        self.release_written();
         Err(failure)
     }
+
+    /// Releases every result written, once.
+    fn release_written(&mut self) {
+        for i in 0..std::mem::take(&mut self.seen).min(self.count) {
+            // SAFETY: slot `i` was written by `push` and not released since (`seen` is reset
+            // before the first release, so a panic in one cannot release it twice).
+            (self.release)(unsafe { &mut *self.results.add(i) });
+        }
+    }
+}
+
+impl<T> Drop for Written<T> {
+    /// Reached with results still written only when a panic unwinds through the batch.
+    fn drop(&mut self) {
+        self.release_written();
+    }
+}
+
+/// Releases a GenerateDataKey result the batch wrote and did not hand over.
+fn release_data_key(r: &mut kmscks_data_key_result) {
+    // SAFETY: a result the batch wrote (`Written::push`), its buffers this library's.
+    unsafe {
+        super::memory::kmscks_buffer_free(&mut r.plaintext);
+        super::memory::kmscks_buffer_free(&mut r.ciphertext);
+    }
+}
+
+/// Releases an Encrypt result the batch wrote and did not hand over.
+fn release_encrypt(r: &mut kmscks_encrypt_result) {
+    // SAFETY: as for `release_data_key`.
+    unsafe { super::memory::kmscks_buffer_free(&mut r.ciphertext) }
 }
 
 /// The results array of a batch (checked before the batch runs).
@@ -581,4 +612,67 @@ fn failed_data_key(result: kmscks_result) -> kmscks_data_key_result {
 /// The code of a batch item's error.
 fn item_code(e: &KmsError) -> kmscks_result {
     kmscks_result::of_kind(e.kind())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An Encrypt result holding a buffer of its own, as the batch writes it.
+    fn sealed(byte: u8) -> kmscks_encrypt_result {
+        kmscks_encrypt_result {
+            result: kmscks_result::KMSCKS_OK,
+            ciphertext: kmscks_buffer::copy_of(&[byte; 48]),
+        }
+    }
+
+    fn unwritten() -> Vec<kmscks_encrypt_result> {
+        (0..4)
+            .map(|_| kmscks_encrypt_result {
+                result: kmscks_result::KMSCKS_INTERNAL,
+                ciphertext: kmscks_buffer::EMPTY,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_panic_partway_through_a_batch_releases_the_results_it_wrote() {
+        let mut results = unwritten();
+        let out = results.as_mut_ptr();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut written = Written::new(out, 4, release_encrypt);
+            written.push(|| sealed(1));
+            written.push(|| sealed(2));
+            panic!("an item past the second");
+        }));
+        assert!(caught.is_err());
+        for r in &results {
+            assert!(r.ciphertext.data.is_null() && r.ciphertext.len == 0);
+        }
+    }
+
+    #[test]
+    fn a_failed_or_miscounted_batch_releases_its_results_and_a_whole_one_hands_them_over() {
+        let mut results = unwritten();
+        let mut written = Written::new(results.as_mut_ptr(), 4, release_encrypt);
+        written.push(|| sealed(1));
+        let failed = written.finish(Err(crate::err!(KMSInternalException, "shard gone")));
+        assert!(failed.is_err());
+        assert!(results[0].ciphertext.data.is_null());
+        let mut written = Written::new(results.as_mut_ptr(), 4, release_encrypt);
+        (0..3).for_each(|i| written.push(|| sealed(i)));
+        assert!(
+            written.finish(Ok(())).is_err(),
+            "three answers for four items"
+        );
+        assert!(results.iter().all(|r| r.ciphertext.data.is_null()));
+        let mut written = Written::new(results.as_mut_ptr(), 4, release_encrypt);
+        (0..4).for_each(|i| written.push(|| sealed(i)));
+        assert!(written.finish(Ok(())).is_ok());
+        for (i, r) in results.iter_mut().enumerate() {
+            assert_eq!(r.ciphertext.len, 48, "result {i} handed over");
+            // SAFETY: a buffer this test's batch filled, freed once.
+            unsafe { crate::capi::memory::kmscks_buffer_free(&mut r.ciphertext) };
+        }
+    }
 }
