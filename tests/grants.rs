@@ -761,10 +761,34 @@ fn grants_work_on_keys_in_a_custom_key_store() {
     let g = grant(&kms, &key, USER, &[G::Encrypt, G::Decrypt]);
     let blob = encrypt(&user, &key, ctx(&[])).unwrap().ciphertext_blob;
     decrypt(&user, &blob, ctx(&[])).unwrap();
-    // While the store is disconnected (the key Unavailable), grants can still be created.
+    // While the store is disconnected (the key Unavailable), grants can still be created,
+    // on a key disabled underneath too (it shows Unavailable: spec §4.5), but not on one
+    // pending deletion (which shows PendingDeletion).
+    let disabled = create_key(&kms, Some(&f.store_id));
+    let doomed = create_key(&kms, Some(&f.store_id));
+    kms.disable_key(&key_req(&disabled)).unwrap();
+    kms.schedule_key_deletion(&ScheduleKeyDeletionRequest {
+        key_id: doomed.clone(),
+        pending_window_in_days: Some(7),
+    })
+    .unwrap();
+    assert_aws(
+        kms.create_grant(&grant_req(&disabled, OTHER, &[G::Decrypt])),
+        ErrorKind::DisabledException,
+    );
     disconnect(&kms, &clock, &f.store_id);
     grant(&kms, &key, OTHER, &[G::Decrypt]);
+    grant(&kms, &disabled, OTHER, &[G::Decrypt]);
+    assert_aws(
+        kms.create_grant(&grant_req(&doomed, OTHER, &[G::Decrypt])),
+        ErrorKind::KMSInvalidStateException,
+    );
     connect(&kms, &clock, &f.store_id);
+    assert_eq!(
+        list(&kms, &disabled).len(),
+        1,
+        "the grant outlives the disconnection"
+    );
     kms.revoke_grant(&RevokeGrantRequest {
         key_id: key.clone(),
         grant_id: g.grant_id,

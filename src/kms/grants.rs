@@ -28,17 +28,17 @@ use crate::api::kms::*;
 use crate::err;
 use crate::error::{Constraint, Result};
 use crate::kms::keys::{
-    access_denied, authorize, policy_refusal, policy_verdict, require_root, resolve_id,
+    access_denied, authorize, key_state, policy_refusal, policy_verdict, require_root, resolve_id,
 };
-use crate::kms::model::{Grant, Key, Lifecycle};
+use crate::kms::model::{Grant, Key};
 use crate::kms::state::KmsChange;
 use crate::kms::tx::Tx;
 use crate::kms::{paging, trail};
 use crate::ops::Op;
 use crate::types::limits::*;
 use crate::types::{
-    hex, EncryptionContext, GrantConstraints, GrantOperation, KeyId, KeySpec, PolicyAction,
-    PolicyVerdict,
+    hex, EncryptionContext, GrantConstraints, GrantOperation, KeyId, KeySpec, KeyState,
+    PolicyAction, PolicyVerdict,
 };
 use crate::KmsError;
 
@@ -350,10 +350,12 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateGrantRequest) -> Result<CreateGrantRe
             return Err(policy_refusal(tx, key, action, verdict));
         }
     }
-    match key.lifecycle {
-        Lifecycle::PendingDeletion { .. } => return Err(KmsError::pending_deletion(&arn)),
-        Lifecycle::Disabled => return Err(KmsError::disabled(&arn)),
-        Lifecycle::Enabled => {}
+    // The state the key shows (spec §4.5): a key of a disconnected store shows Unavailable,
+    // where CreateGrant is allowed, whether it is enabled or disabled underneath.
+    match key_state(tx.state, key) {
+        KeyState::PendingDeletion => return Err(KmsError::pending_deletion(&arn)),
+        KeyState::Disabled => return Err(KmsError::disabled(&arn)),
+        _ => {}
     }
     check_fits_key(key, &operations, constraints.is_some(), &arn)?;
     // Name idempotency: the same name with the same parameters is the same grant.
