@@ -1621,6 +1621,79 @@ fn a_rebuild_reusing_a_deleted_or_full_subnet_fails_as_the_old_cluster_and_new_s
 }
 
 #[test]
+fn a_subnet_fault_reaches_every_cluster_given_that_subnet() {
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "S");
+    let cid = f.cluster.cluster_id.to_string();
+    let (gone_zone, full_zone) = (&f.cluster.zones[0], &f.cluster.zones[1]);
+    let first = describe_cluster(&kms, &cid);
+    // A second cluster in the same two subnets, and a third in others.
+    let on_subnets = |ids: Vec<String>| {
+        kms.create_cluster(&CreateClusterRequest {
+            subnet_ids: ids,
+            ..Default::default()
+        })
+        .unwrap()
+        .cluster
+    };
+    let same = on_subnets(first.subnet_mapping.values().cloned().collect());
+    assert_eq!(same.subnet_mapping, first.subnet_mapping);
+    let apart = on_subnets(vec!["subnet-0a1b2c3d".into(), "subnet-5e6f7a8b".into()]);
+    kms.inject_fault(
+        &cid,
+        &Fault::SubnetDeleted {
+            availability_zone: gone_zone.clone(),
+        },
+    )
+    .unwrap();
+    // Injected through the second cluster, it reaches the first as well.
+    kms.inject_fault(
+        same.cluster_id.as_str(),
+        &Fault::SubnetFull {
+            availability_zone: full_zone.clone(),
+        },
+    )
+    .unwrap();
+    let subnet_faults = |cluster_id: &str| -> Vec<Fault> {
+        kms.list_faults(cluster_id)
+            .unwrap()
+            .into_iter()
+            .filter(|f| matches!(f, Fault::SubnetDeleted { .. } | Fault::SubnetFull { .. }))
+            .collect()
+    };
+    let both = vec![
+        Fault::SubnetDeleted {
+            availability_zone: gone_zone.clone(),
+        },
+        Fault::SubnetFull {
+            availability_zone: full_zone.clone(),
+        },
+    ];
+    assert_eq!(subnet_faults(&cid), both);
+    assert_eq!(subnet_faults(same.cluster_id.as_str()), both);
+    assert_eq!(subnet_faults(apart.cluster_id.as_str()), []);
+    // The full subnet takes no HSM of the second cluster; the other cluster's subnets do.
+    let e = assert_aws(
+        kms.create_hsm(&CreateHsmRequest {
+            cluster_id: same.cluster_id.to_string(),
+            availability_zone: full_zone.clone(),
+            region: None,
+        }),
+        ErrorKind::CloudHsmInvalidRequestException,
+    );
+    assert!(
+        e.message().contains(&first.subnet_mapping[full_zone]),
+        "{e}"
+    );
+    kms.create_hsm(&CreateHsmRequest {
+        cluster_id: apart.cluster_id.to_string(),
+        availability_zone: full_zone.clone(),
+        region: None,
+    })
+    .unwrap();
+}
+
+#[test]
 fn key_object_listing_never_exposes_key_bytes() {
     let (kms, clock) = kms();
     let f = connected_store(&kms, &clock, "S");

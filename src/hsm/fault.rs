@@ -143,10 +143,23 @@ pub fn inject_fault(tx: &mut HsmTx<'_>, cluster_id: &str, fault: &Fault) -> Resu
                 .subnets
                 .get_mut(availability_zone)
                 .expect("zone_known checked the zone has a subnet");
-            if matches!(fault, Fault::SubnetDeleted { .. }) {
-                s.deleted = true;
-            } else {
-                s.free_addresses = 0;
+            let deleted = matches!(fault, Fault::SubnetDeleted { .. });
+            mark_subnet(s, deleted);
+            let id = s.id.clone();
+            // On AWS a subnet is the VPC's, shared by every cluster given it: each holding a
+            // copy of it here (`cluster::shared_subnet`) finds it deleted or full as well.
+            let sharing: Vec<Cluster> = tx
+                .state
+                .clusters
+                .values()
+                .filter(|o| o.id != c.id && o.subnets.values().any(|s| s.id == id))
+                .cloned()
+                .collect();
+            for mut other in sharing {
+                for s in other.subnets.values_mut().filter(|s| s.id == id) {
+                    mark_subnet(s, deleted);
+                }
+                tx.push(HsmChange::PutCluster(Box::new(other)));
             }
         }
         Fault::SecurityGroupBroken => c.security_group_ok = false,
@@ -209,6 +222,15 @@ fn hsm_of<'c>(c: &'c mut Cluster, hsm: &HsmId) -> Result<&'c mut Hsm> {
             "The HSM {hsm} does not exist in cluster {cluster_id}"
         )
     })
+}
+
+/// What `subnet-deleted` (`deleted`) or `subnet-full` does to a copy of a subnet.
+fn mark_subnet(s: &mut Subnet, deleted: bool) {
+    if deleted {
+        s.deleted = true;
+    } else {
+        s.free_addresses = 0;
+    }
 }
 
 fn zone_known(c: &Cluster, availability_zone: &str) -> Result<()> {
