@@ -268,10 +268,11 @@ fn known_zone<'s>(state: &'s CloudHsmState, id: &SubnetId) -> Option<&'s str> {
 /// The subnet `id` as a new cluster takes it from `SubnetIds`. On AWS a subnet is an object of
 /// the VPC, shared by every cluster given it; kmscks keeps a copy of it in each cluster that
 /// names it (`subnet-deleted` and `subnet-full` mark every copy, `fault::inject_fault`), and
-/// CreateCluster reads the copies together (a deleted cluster's copy is gone with it): a subnet deleted in any cluster no longer exists (refused, as AWS refuses
-/// an unknown subnet: the remedy is new subnets), and one known from other clusters has the
-/// fewest free addresses any copy has (a full subnet is full for every cluster). An id no
-/// cluster holds is a new subnet with [`SUBNET_ADDRESSES`] free.
+/// CreateCluster reads the copies together (a deleted cluster's copy is gone with it): a subnet
+/// deleted in any cluster no longer exists (refused, as AWS refuses an unknown subnet: the
+/// remedy is new subnets), and one known from other clusters has the fewest free addresses any
+/// copy has (a full subnet is full for every cluster). An id no cluster holds is a new subnet
+/// with [`SUBNET_ADDRESSES`] free.
 fn shared_subnet(state: &CloudHsmState, id: SubnetId) -> Result<Subnet> {
     let mut free_addresses = SUBNET_ADDRESSES;
     for copy in state
