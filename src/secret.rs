@@ -73,11 +73,16 @@ pub fn reserve_exact_wiping(v: &mut Vec<u8>, additional: usize) {
     drop(move_wiping(v, v.len().saturating_add(additional)));
 }
 
-/// Moves `v` into an allocation of its length (none if it is empty), the old one wiped before
-/// it is freed: for a buffer that grew for a large request and holds little now.
+/// Moves `v` into an allocation of its length (none if it is empty), the bytes it held wiped
+/// in the old one before it is freed: for a buffer that grew for a large request and holds
+/// little now. Only its length is wiped, not its spare capacity: this is for a buffer whose
+/// cuts all went through [`truncate_wiping`] (or [`drop_front_wiping`]), which holds nothing
+/// there, and touching a megabyte never written would fault in every page of it.
 pub fn shrink_wiping(v: &mut Vec<u8>) {
     if v.capacity() > v.len() {
-        drop(move_wiping(v, v.len()));
+        let mut old = std::mem::replace(v, Vec::with_capacity(v.len()));
+        v.extend_from_slice(&old);
+        wipe(&mut old);
     }
 }
 
