@@ -215,9 +215,10 @@ pub(super) fn parse<'b>(buf: &'b [u8], hosts: &Hosts) -> Parsed<'b> {
     let mut target = None;
     let mut authorization = None;
     let mut length = None;
-    // The last Transfer-Encoding's value (its last coding is the one that frames the body),
-    // and how many codings all of them name.
-    let mut transfer = None;
+    // The last coding the Transfer-Encoding headers name (the one that frames the body; their
+    // values read as one list, RFC 9110 §5.3), and how many they name, empty items not
+    // counted (§5.6.1): None without the header.
+    let mut transfer: Option<&str> = None;
     let mut codings = 0;
     let mut expects_continue = false;
     let mut connection_close = false;
@@ -245,8 +246,11 @@ pub(super) fn parse<'b>(buf: &'b [u8], hosts: &Hosts) -> Parsed<'b> {
                 }
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            transfer = Some(value());
-            codings += value().split(',').count();
+            let named = value().split(',').map(ows).filter(|c| !c.is_empty());
+            transfer = Some(named.fold(transfer.unwrap_or(""), |_, c| {
+                codings += 1;
+                c
+            }));
         } else if name.eq_ignore_ascii_case("expect") {
             // RFC 9110 §10.1.1: an HTTP/1.0 client's expectation is ignored.
             expects_continue = http_11 && ows(value()).eq_ignore_ascii_case("100-continue");
@@ -344,37 +348,38 @@ pub(super) fn parse<'b>(buf: &'b [u8], hosts: &Hosts) -> Parsed<'b> {
     })
 }
 
-/// Whether a request whose last `Transfer-Encoding` says `last` (of `codings` codings in all)
+/// Whether a request whose `Transfer-Encoding` ends in the coding `last` (of `codings` in all)
 /// is framed by chunks that can be read (`Ok`), or the refusal RFC 9112 asks for: 400 where
 /// its body's length cannot be told (chunked is not the last coding, §6.3; an HTTP/1.0
 /// request, whose framing is then faulty, §6.1; a `Content-Length` beside it, which a proxy
 /// in front may have read instead, §6.1), 501 for a coding not served before the chunks.
 fn framing(last: &str, codings: usize, http_11: bool, length: bool) -> Result<(), Parsed<'static>> {
-    let final_coding = ows(last.rsplit(',').next().unwrap_or(""));
     let refuse = |status, why: &str| {
         Err(Parsed::Refused(
             status,
             err!(
                 SerializationException,
-                "Transfer-Encoding {last:?} {why}: send a Content-Length or the chunked \
-                 coding alone"
+                "A Transfer-Encoding {why}: send a Content-Length or the chunked coding alone"
             ),
         ))
     };
-    if !final_coding.eq_ignore_ascii_case("chunked") {
+    if !last.eq_ignore_ascii_case("chunked") {
         refuse(
             400,
-            "does not end in chunked, so the body's length cannot be told",
+            &format!(
+                "that does not end in chunked (its last coding is {last:?}) leaves the body's \
+                 length untold"
+            ),
         )
     } else if !http_11 {
         refuse(400, "is not HTTP/1.0's")
     } else if length {
         refuse(
             400,
-            "comes with a Content-Length, and one of the two would frame the body",
+            "beside a Content-Length leaves one of the two to frame the body",
         )
     } else if codings > 1 {
-        refuse(501, "applies a coding besides chunked, which is not served")
+        refuse(501, "of another coding before chunked is not served")
     } else {
         Ok(())
     }
@@ -533,6 +538,27 @@ mod tests {
     }
 
     #[test]
+    fn empty_items_of_the_transfer_encoding_list_are_skipped_as_rfc_9110_asks() {
+        let body = "2\r\n{}\r\n0\r\n\r\n";
+        for framing in [
+            "Transfer-Encoding: chunked ,\r\n",
+            "Transfer-Encoding: , chunked\r\n",
+            "Transfer-Encoding: ,\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: ,\r\n",
+        ] {
+            let request = chunked(framing, body);
+            let parsed = parse(request.as_bytes(), &Hosts::default());
+            assert!(
+                matches!(&parsed, Parsed::Whole(ex) if &*ex.body == b"{}"),
+                "{framing:?}: {parsed:?}"
+            );
+        }
+        let empty = chunked("Transfer-Encoding: ,\r\n", body);
+        let parsed = parse(empty.as_bytes(), &Hosts::default());
+        assert!(matches!(parsed, Parsed::Refused(400, _)), "{parsed:?}");
+    }
+
+    #[test]
     fn a_transfer_coding_that_cannot_be_read_or_beside_a_length_is_refused_as_rfc_9112_asks() {
         let body = "2\r\n{}\r\n0\r\n\r\n";
         for (framing, status, why) in [
@@ -549,27 +575,27 @@ mod tests {
             (
                 "Transfer-Encoding: gzip, chunked\r\n",
                 501,
-                "besides chunked",
+                "before chunked",
             ),
             (
                 "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
                 501,
-                "besides chunked",
+                "before chunked",
             ),
             (
                 "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
                 501,
-                "besides chunked",
+                "before chunked",
             ),
             (
                 "Transfer-Encoding: chunked\r\nContent-Length: 12\r\n",
                 400,
-                "Content-Length",
+                "beside a Content-Length",
             ),
             (
                 "Content-Length: 12\r\nTransfer-Encoding: chunked\r\n",
                 400,
-                "Content-Length",
+                "beside a Content-Length",
             ),
             // Only SP and HTAB are blanks around a coding: a proxy reads no other.
             (
