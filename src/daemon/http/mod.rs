@@ -29,9 +29,9 @@
 //! room is *stalled* until the uid's memory goes down. A request's body is read only once
 //! the whole request (its length is in its head) fits in that room, and is charged whole
 //! from then on, so that many large requests arriving at once cannot share out a uid's
-//! quota with none of them complete ([`quota::next_read`]); a chunked body, whose length no
-//! head gives, by the same rule chunk by chunk (each chunk's size line gives where it ends,
-//! `chunked::Scan::Partial`). The HTTP endpoint counts its
+//! quota with none of them complete ([`quota::next_read`]); a request whose body comes in
+//! chunks, whose length no head gives, is charged the largest body it may be until it is
+//! whole (`exchange::parse`). The HTTP endpoint counts its
 //! connections and memory apart from the socket's.
 //!
 //! Who a request acts as is `identity`'s: the uid owning the client's end first (another
