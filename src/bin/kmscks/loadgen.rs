@@ -179,21 +179,22 @@ pub(crate) struct LoadReport {
     /// thread, many items per call (data keys sealed into reused buffers, as the daemon seals
     /// them), measured in the same run, ns (over the socket).
     pub raw_cpu_ns_per_op: Option<f64>,
-    /// With `--beside` (over the socket): the same load measured alone just before, items per
-    /// second; the report's own members are then those measured beside the other loop, in the
-    /// round whose share kept (`ops_per_sec / alone_ops_per_sec`) is the median.
+    /// With `--beside` (over the socket): the load's items per second over all the phases it
+    /// ran alone; the report's own members (`ops_per_sec`, the latencies, `errors` of every
+    /// phase) are then those over all the phases beside the other connection's calls.
     pub alone_ops_per_sec: Option<f64>,
-    /// With `--beside`: the median latency of the load alone, µs.
+    /// With `--beside`: the median latency of the load over its phases alone, µs.
     pub alone_p50_us: Option<f64>,
-    /// With `--beside`: the 99th percentile latency of the load alone, µs.
+    /// With `--beside`: the 99th percentile latency of the load over its phases alone, µs.
     pub alone_p99_us: Option<f64>,
-    /// With `--beside`: calls per second the other connection completed meanwhile.
+    /// With `--beside`: calls per second the other connection completed in its phases beside the load.
     pub beside_ops_per_sec: Option<f64>,
     /// With `--beside`: the operation the other connection called (`CreateKey`, `Decrypt`,
     /// `GenerateDataKey`).
     pub beside_op: Option<String>,
-    /// With `--beside`: the share of its rate alone the load kept beside the other loop, in
-    /// each round, in the order run.
+    /// With `--beside`: the share of its rate alone the load kept in each phase beside the
+    /// other connection's calls (against the mean of the phases alone either side of it), in
+    /// the order run.
     pub beside_kept_shares: Option<Vec<f64>>,
 }
 

@@ -32,10 +32,7 @@ use kmscks::error::{ErrorKind, KmsError, Result};
 use kmscks::ops::{Backend, Request, Response};
 use kmscks::protocol::encode_response;
 use kmscks::secret::SecretBytes;
-use kmscks::types::{
-    DataKeySpec, EncryptionAlgorithm, KeyAgreementAlgorithm, KeySpec, KeyUsage, MacAlgorithm,
-    SigningAlgorithm,
-};
+use kmscks::types::{KeyAgreementAlgorithm, MacAlgorithm, SigningAlgorithm};
 
 /// What to run over the socket.
 #[derive(Clone, Debug)]
@@ -53,130 +50,9 @@ pub(crate) struct SocketLoadOpts {
     /// The key to use; `None`: create one (default key store) for the run.
     pub key_id: Option<String>,
     /// Measure alone first, then beside one more connection issuing this call in a loop.
-    pub beside: Option<Beside>,
+    pub beside: Option<crate::loadgen_beside::Beside>,
     /// How long the client's threads keep checking for a reply before they sleep.
     pub reply_spin: Duration,
-}
-
-/// What the other connection of `--beside` does in its loop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Beside {
-    /// CreateKey in the default key store: a control-plane call, with its fsync.
-    CreateKey,
-    /// Decrypt under an RSA_4096 ENCRYPT_DECRYPT key (RSAES_OAEP_SHA_256): milliseconds of
-    /// RSA arithmetic per call.
-    RsaDecrypt,
-    /// GenerateDataKey of AES_256 data keys (under a key of its own in the default key store)
-    /// pipelined [`BESIDE_DEPTH`] deep: a client that keeps a loop and a core busy, beside
-    /// which a small client's latency shows what the loops' spin and yield cost it. Which
-    /// loop serves it, and whether the load's loop too, is the daemon's choice (the loop with
-    /// the fewest connections, idle ones included), not the bench's.
-    PipelinedDataKeys,
-}
-
-/// Requests the `pipelined-generate-data-key` connection keeps in flight: the depth of the
-/// README's pipelined rows.
-pub(crate) const BESIDE_DEPTH: usize = 256;
-
-impl Beside {
-    /// Every `--beside` value with what it names, in the order the help lists them.
-    pub(crate) const ALL: [(&'static str, Beside); 3] = [
-        ("create-key", Beside::CreateKey),
-        ("rsa-decrypt", Beside::RsaDecrypt),
-        ("pipelined-generate-data-key", Beside::PipelinedDataKeys),
-    ];
-
-    /// What the loop does, for the help.
-    pub(crate) fn what(self) -> String {
-        match self {
-            Beside::CreateKey => {
-                "a control-plane call with its fsync; the keys it creates stay".to_owned()
-            }
-            Beside::RsaDecrypt => {
-                "an RSA_4096 decryption, milliseconds each; the key each round makes stays"
-                    .to_owned()
-            }
-            Beside::PipelinedDataKeys => format!(
-                "GenerateDataKey with {BESIDE_DEPTH} requests in flight; the key each round \
-                 makes stays"
-            ),
-        }
-    }
-
-    /// The `--beside` value.
-    pub(crate) fn parse(s: &str) -> Option<Beside> {
-        Self::ALL
-            .iter()
-            .find(|(name, _)| *name == s)
-            .map(|&(_, b)| b)
-    }
-
-    /// The operation the loop calls, as the report names it.
-    pub(crate) fn op_name(self) -> &'static str {
-        match self {
-            Beside::CreateKey => "CreateKey",
-            Beside::RsaDecrypt => "Decrypt",
-            Beside::PipelinedDataKeys => "GenerateDataKey",
-        }
-    }
-
-    /// Requests the loop keeps in flight.
-    fn depth(self) -> usize {
-        match self {
-            Beside::CreateKey | Beside::RsaDecrypt => 1,
-            Beside::PipelinedDataKeys => BESIDE_DEPTH,
-        }
-    }
-
-    /// The loop's one request, made once (an RSA key and a ciphertext for `RsaDecrypt`).
-    fn request(self, client: &Client) -> Result<Request> {
-        let create = |req| match client.call(&Request::CreateKey(req))? {
-            Response::CreateKey(r) => Ok(r.key_metadata.key_id),
-            other => Err(unexpected(&other)),
-        };
-        let description = Some(format!("kmscks bench --beside {}", self.op_name()));
-        match self {
-            Beside::CreateKey => Ok(Request::CreateKey(CreateKeyRequest {
-                description,
-                ..Default::default()
-            })),
-            Beside::PipelinedDataKeys => {
-                let key_id = create(CreateKeyRequest {
-                    description,
-                    ..Default::default()
-                })?;
-                Ok(Request::GenerateDataKey(GenerateDataKeyRequest {
-                    key_id,
-                    key_spec: Some(DataKeySpec::Aes256),
-                    ..Default::default()
-                }))
-            }
-            Beside::RsaDecrypt => {
-                let key_id = create(CreateKeyRequest {
-                    description,
-                    key_spec: Some(KeySpec::Rsa4096),
-                    key_usage: Some(KeyUsage::EncryptDecrypt),
-                    ..Default::default()
-                })?;
-                let algorithm = Some(EncryptionAlgorithm::RsaesOaepSha256);
-                let sealed = match client.call(&Request::Encrypt(EncryptRequest {
-                    key_id: key_id.clone(),
-                    plaintext: SecretBytes::from_slice(b"kmscks bench --beside rsa-decrypt"),
-                    encryption_algorithm: algorithm,
-                    ..Default::default()
-                }))? {
-                    Response::Encrypt(r) => r.ciphertext_blob,
-                    other => return Err(unexpected(&other)),
-                };
-                Ok(Request::Decrypt(DecryptRequest {
-                    key_id: Some(key_id),
-                    ciphertext_blob: sealed,
-                    encryption_algorithm: algorithm,
-                    ..Default::default()
-                }))
-            }
-        }
-    }
 }
 
 impl Default for SocketLoadOpts {
@@ -196,7 +72,7 @@ impl Default for SocketLoadOpts {
 
 /// Builds the request of one run (fresh each time: requests own their secrets).
 #[derive(Clone)]
-struct RequestMaker {
+pub(crate) struct RequestMaker {
     op: LoadOp,
     key_id: String,
     payload: usize,
@@ -208,7 +84,7 @@ struct RequestMaker {
 }
 
 impl RequestMaker {
-    fn make(&self) -> Request {
+    pub(crate) fn make(&self) -> Request {
         let n = u32::try_from(self.payload).unwrap_or(u32::MAX);
         match self.op {
             LoadOp::Encrypt => Request::Encrypt(EncryptRequest {
@@ -318,7 +194,7 @@ fn prepare(client: &Client, opts: &SocketLoadOpts) -> Result<RequestMaker> {
     Ok(maker)
 }
 
-fn unexpected(r: &Response) -> KmsError {
+pub(crate) fn unexpected(r: &Response) -> KmsError {
     KmsError::new(
         ErrorKind::KMSInternalException,
         format!("unexpected {} response from the daemon", r.op().name()),
@@ -355,35 +231,14 @@ fn drive(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker, cpu: Cpu) -> 
             move || -> Result<(u64, u64, Histogram<u64>)> {
                 let mut hist = crate::loadgen::new_hist();
                 let (mut done, mut errors) = (0u64, 0u64);
-                let pipe = client.pipeline(depth);
-                // Every request of a run is the same: made once, so the client's work per
-                // request is the protocol's (encode, decode), not building a request.
-                let request = maker.make();
-                start.wait();
-                let mut p = pipe?;
-                let mut sent = SentAt::with_capacity_and_hasher(depth * 2, Default::default());
-                // One clock read per request: the time a reply is taken is also the time the
-                // next request (submitted right after it) is sent.
-                let mut now = Instant::now();
-                while !stop.load(Ordering::Relaxed) {
-                    while p.in_flight() + p.ready() < depth {
-                        let id = p.submit(&request)?;
-                        sent.insert(id, now);
+                keep_full(&client, depth, &maker, &start, &stop, |ns, ok| {
+                    let _ = hist.record(ns);
+                    if ok {
+                        done += 1;
+                    } else {
+                        errors += 1;
                     }
-                    let (id, r) = p.recv()?;
-                    now = Instant::now();
-                    if let Some(t) = sent.remove(&id) {
-                        let _ = hist.record(now.duration_since(t).as_nanos().max(1) as u64);
-                    }
-                    match r {
-                        Ok(_) => done += 1,
-                        Err(_) => errors += 1,
-                    }
-                }
-                // Collect the stragglers (not counted: the clock has stopped).
-                while p.in_flight() > 0 || p.ready() > 0 {
-                    let _ = p.recv()?;
-                }
+                })?;
                 Ok((done, errors, hist))
             },
         ));
@@ -417,6 +272,46 @@ fn drive(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker, cpu: Cpu) -> 
             Some(after.saturating_sub(before) as f64 / done.max(1) as f64);
     }
     Ok(report)
+}
+
+/// One connection's driving loop: waits at `start`, then keeps `depth` of `maker`'s request
+/// in flight on `client` until `stop`, calling `record` with each reply's latency (ns, from
+/// submit) and whether it succeeded; the replies still in flight at `stop` are taken but not
+/// recorded (the clock has stopped). A pipeline that cannot be opened is an error only after
+/// `start`, so that the other drivers and the measuring thread are not left at the barrier.
+pub(crate) fn keep_full(
+    client: &Client,
+    depth: usize,
+    maker: &RequestMaker,
+    start: &Barrier,
+    stop: &AtomicBool,
+    mut record: impl FnMut(u64, bool),
+) -> Result<()> {
+    let pipe = client.pipeline(depth);
+    // Every request of a run is the same: made once, so the client's work per request is the
+    // protocol's (encode, decode), not building a request.
+    let request = maker.make();
+    start.wait();
+    let mut p = pipe?;
+    let mut sent = SentAt::with_capacity_and_hasher(depth * 2, Default::default());
+    // One clock read per request: the time a reply is taken is also the time the next request
+    // (submitted right after it) is sent.
+    let mut now = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        while p.in_flight() + p.ready() < depth {
+            let id = p.submit(&request)?;
+            sent.insert(id, now);
+        }
+        let (id, r) = p.recv()?;
+        now = Instant::now();
+        if let Some(t) = sent.remove(&id) {
+            record(now.duration_since(t).as_nanos().max(1) as u64, r.is_ok());
+        }
+    }
+    while p.in_flight() > 0 || p.ready() > 0 {
+        let _ = p.recv()?;
+    }
+    Ok(())
 }
 
 /// When each request in flight was sent, by request id.
@@ -501,93 +396,13 @@ pub(crate) fn run_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadRepor
     Ok(with_raw_cpu(measure_daemon(path, opts, &maker)?, opts))
 }
 
-/// Rounds of `--beside`: the load alone, then beside the other connection, this many times
-/// over. One pair alone read anything from 0.6 to 1.6 for the share kept on this 2-core VM
-/// (the rate alone swings with whatever else runs); the median of three pairs, with every
-/// round's share reported, shows how far to trust it.
-pub(crate) const BESIDE_ROUNDS: u32 = 3;
-
-/// The daemon's measurement: the load alone, or with `opts.beside` [`BESIDE_ROUNDS`] pairs of
-/// phases (alone, then beside one more connection calling in a loop), each phase a
-/// `BESIDE_ROUNDS`th of `opts.duration`; reported: the pair whose share kept is the median,
-/// with every pair's share.
+/// The daemon's measurement: the load alone, or beside one more connection calling in a loop
+/// (`opts.beside`, [`crate::loadgen_beside`]).
 fn measure_daemon(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker) -> Result<LoadReport> {
-    let Some(other) = opts.beside else {
-        return drive(path, opts, maker, Cpu::OfDaemon);
-    };
-    let phase = SocketLoadOpts {
-        duration: opts.duration / BESIDE_ROUNDS,
-        ..opts.clone()
-    };
-    let mut rounds = Vec::with_capacity(BESIDE_ROUNDS as usize);
-    for _ in 0..BESIDE_ROUNDS {
-        let alone = drive(path, &phase, maker, Cpu::OfDaemon)?;
-        let mut beside = drive_beside(path, &phase, maker, other)?;
-        beside.alone_ops_per_sec = Some(alone.ops_per_sec);
-        beside.alone_p50_us = Some(alone.p50_us);
-        beside.alone_p99_us = Some(alone.p99_us);
-        rounds.push(beside);
+    match opts.beside {
+        None => drive(path, opts, maker, Cpu::OfDaemon),
+        Some(other) => crate::loadgen_beside::measure(path, opts, maker, other),
     }
-    let kept = |r: &LoadReport| r.ops_per_sec / r.alone_ops_per_sec.unwrap_or(f64::NAN);
-    let shares: Vec<f64> = rounds.iter().map(kept).collect();
-    rounds.sort_by(|a, b| kept(a).total_cmp(&kept(b)));
-    let mut report = rounds.swap_remove(rounds.len() / 2);
-    report.beside_kept_shares = Some(shares);
-    Ok(report)
-}
-
-/// One phase of the load beside one more connection calling `other` in a loop.
-fn drive_beside(
-    path: &Path,
-    opts: &SocketLoadOpts,
-    maker: &RequestMaker,
-    other: Beside,
-) -> Result<LoadReport> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let caller = {
-        let (client, stop) = (Client::connect(path)?, stop.clone());
-        let request = other.request(&client)?;
-        let depth = other.depth();
-        thread::spawn(move || -> Result<(u64, Duration)> {
-            let started = Instant::now();
-            let mut calls = 0;
-            if depth == 1 {
-                while !stop.load(Ordering::Relaxed) {
-                    client.call(&request)?;
-                    calls += 1;
-                }
-            } else {
-                // `submit` waits for replies while `depth` are in flight; each is counted
-                // (and its error returned) as it is taken. At `stop` the requests still in
-                // flight are left to the daemon, whose replies meet a closed connection.
-                let mut pipeline = client.pipeline(depth)?;
-                while !stop.load(Ordering::Relaxed) {
-                    pipeline.submit(&request)?;
-                    for (_, answer) in pipeline.drain_ready() {
-                        answer?;
-                        calls += 1;
-                    }
-                }
-            }
-            Ok((calls, started.elapsed()))
-        })
-    };
-    let beside = drive(path, opts, maker, Cpu::OfDaemon);
-    stop.store(true, Ordering::Relaxed);
-    let called = caller.join().map_err(|_| {
-        KmsError::new(
-            ErrorKind::KMSInternalException,
-            format!("the {} loop panicked", other.op_name()),
-        )
-    })?;
-    let mut report = beside?;
-    let (calls, elapsed) = called?;
-    // The daemon's CPU over the window paid for the other connection's calls too: divided by
-    // the load's requests alone it would be no cost of theirs.
-    report.daemon_cpu_ns_per_op = None;
-    report.beside_ops_per_sec = Some(calls as f64 / elapsed.as_secs_f64());
-    report.beside_op = Some(other.op_name().to_owned());
-    Ok(report)
 }
 
 /// The echo floor for `opts`: the same requests, connections and depth against an in-process
@@ -689,6 +504,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+    use crate::loadgen_beside::Beside;
     use kmscks::api::kms::GenerateDataKeyResponse;
     use kmscks::daemon::{Daemon, DaemonConfig, Shutdown};
 
@@ -779,14 +595,14 @@ mod tests {
     }
 
     #[test]
-    fn beside_another_loop_the_load_is_measured_in_rounds_alone_then_beside_and_the_median_round_reported(
+    fn beside_another_connection_the_load_runs_alone_and_beside_its_calls_in_turn_and_every_phase_beside_is_reported(
     ) {
         let served = Served::start();
         for (other, name) in Beside::ALL.map(|(_, b)| (b, b.op_name())) {
             let opts = SocketLoadOpts {
                 connections: 1,
                 pipeline: 4,
-                duration: Duration::from_millis(200),
+                duration: Duration::from_millis(300),
                 beside: Some(other),
                 ..Default::default()
             };
@@ -797,13 +613,14 @@ mod tests {
             assert!(r.alone_p99_us.unwrap() > 0.0, "{r:?}");
             assert!(r.beside_ops_per_sec.unwrap() > 0.0, "{r:?}");
             assert_eq!(r.beside_op.as_deref(), Some(name));
-            assert!(r.ops_per_sec > 0.0, "{r:?}");
-            // Every round's share is reported, and the report is the median round's.
+            assert!(r.ops_per_sec > 0.0 && r.p50_us > 0.0, "{r:?}");
+            // One share per phase beside the calls, each against the phases alone around it.
             let shares = r.beside_kept_shares.clone().unwrap();
-            assert_eq!(shares.len(), BESIDE_ROUNDS as usize, "{r:?}");
-            let mine = r.ops_per_sec / r.alone_ops_per_sec.unwrap();
-            assert_eq!(shares.iter().filter(|&&k| k < mine).count(), 1, "{r:?}");
-            assert_eq!(shares.iter().filter(|&&k| k > mine).count(), 1, "{r:?}");
+            let rounds = crate::loadgen_beside::rounds(opts.duration) as usize;
+            assert_eq!(shares.len(), rounds, "{r:?}");
+            assert!(shares.iter().all(|k| k.is_finite() && *k > 0.0), "{r:?}");
+            // The daemon's CPU over the phases paid for the other connection's calls too.
+            assert_eq!(r.daemon_cpu_ns_per_op, None, "{r:?}");
         }
         assert_eq!(Beside::parse("sign"), None);
     }

@@ -6,6 +6,7 @@
 
 mod cli;
 mod loadgen;
+mod loadgen_beside;
 mod loadgen_http;
 mod loadgen_socket;
 mod proc_cpu;

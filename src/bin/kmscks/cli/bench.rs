@@ -17,12 +17,13 @@
 //! * Over the socket (`--socket PATH`): `--connections C --pipeline D` with the same `--op`,
 //!   `--payload`, `--duration`; `--baseline` runs an echo of the same frame sizes over a Unix
 //!   socket with the same C and D (`crate::loadgen_socket`). `--key-id` picks the key (default:
-//!   a new key in the default key store). `--beside create-key` measures the load alone, then
-//!   again while another connection issues CreateKey in a loop (what a control-plane call
-//!   costs the data plane's other clients), in rounds (`loadgen_socket::BESIDE_ROUNDS`),
-//!   reporting the median round; `--beside rsa-decrypt` beside slow RSA decryptions, and
-//!   `--beside pipelined-generate-data-key` beside a connection pipelining GenerateDataKey
-//!   `loadgen_socket::BESIDE_DEPTH` deep (what a busy pipelining client costs a small one).
+//!   a new key in the default key store). `--beside create-key` measures the load alone and
+//!   while another connection issues CreateKey in a loop (what a control-plane call costs
+//!   the data plane's other clients), the load running throughout and the other connection
+//!   idle and calling in phases (`crate::loadgen_beside`); `--beside rsa-decrypt` beside slow
+//!   RSA decryptions, and `--beside pipelined-generate-data-key` beside a connection
+//!   pipelining GenerateDataKey `loadgen_beside::BESIDE_DEPTH` deep (what a busy pipelining
+//!   client costs a small one).
 //! * Over HTTP (`--http URL`, e.g. `http://127.0.0.1:4599`): the same `--connections`,
 //!   `--pipeline`, `--op`, `--payload`, `--duration`, `--key-id`, against any AWS JSON 1.1 KMS
 //!   endpoint (`kmscksd --http`, moto's server); `--baseline` runs an HTTP echo of the
@@ -46,6 +47,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use super::{CliError, Format, Target};
 use crate::loadgen::{self, LoadOp, LoadOpts, LoadReport};
+use crate::loadgen_beside;
 use crate::loadgen_http::{self, HttpLoadOpts};
 use crate::loadgen_socket::{self, SocketLoadOpts};
 use crate::scale::{self, ScaleError, ScaleOpts};
@@ -132,7 +134,7 @@ pub(crate) fn command() -> Command {
                 .long("beside")
                 .value_name("OP")
                 .value_parser(PossibleValuesParser::new(
-                    loadgen_socket::Beside::ALL.map(|(name, _)| name),
+                    loadgen_beside::Beside::ALL.map(|(name, _)| name),
                 ))
                 .conflicts_with("http")
                 .help(beside_help()),
@@ -185,16 +187,18 @@ pub(crate) fn command() -> Command {
 
 /// `--beside`'s help, from the table of its values.
 fn beside_help() -> String {
-    let values: Vec<String> = loadgen_socket::Beside::ALL
+    let values: Vec<String> = loadgen_beside::Beside::ALL
         .iter()
         .map(|(name, b)| format!("{name} ({})", b.what()))
         .collect();
     format!(
-        "Socket mode: measure the load alone, then again while one more connection calls OP \
-         in a loop: {}; in {rounds} rounds of both, each phase --duration / {rounds} long (the \
-         run takes twice --duration); reports the median round and every round's share kept",
+        "Socket mode: measure the load alone and while one more connection calls OP in a \
+         loop: {}; the load runs throughout, the other connection idle and calling in phases \
+         of about {phase} ms (one beside phase per {phase} ms of --duration, at least three; the run \
+         takes twice --duration); reports the load's rate over all phases beside the calls \
+         against its rate over all phases alone, and each beside phase's share kept",
         values.join(", "),
-        rounds = loadgen_socket::BESIDE_ROUNDS,
+        phase = loadgen_beside::PHASE.as_millis(),
     )
 }
 
@@ -285,9 +289,11 @@ pub(crate) fn human(r: &LoadReport, socket: bool) -> String {
             .collect();
         s.push_str(&format!(
             "alone: {alone:.0} ops/s  p50 {alone_p50:.1} µs  p99 {alone_p99:.1} µs; beside \
-             them: {beside:.0} {}/s ({:.3} of the rate alone, the median round of {})\n",
+             them: {beside:.0} {}/s ({:.3} of the rate alone over {} phases beside them; each against \
+             the phases alone either side: {})\n",
             r.beside_op.as_deref().unwrap_or("calls"),
             r.ops_per_sec / alone.max(f64::MIN_POSITIVE),
+            rounds.len(),
             rounds.join(", ")
         ));
     }
@@ -356,7 +362,7 @@ pub(crate) fn run(
             key_id: m.get_one::<String>("key-id").cloned(),
             beside: m
                 .get_one::<String>("beside")
-                .and_then(|b| loadgen_socket::Beside::parse(b)),
+                .and_then(|b| loadgen_beside::Beside::parse(b)),
             reply_spin: kmscks::client::DEFAULT_REPLY_SPIN,
         };
         let r = if m.get_flag("baseline") {

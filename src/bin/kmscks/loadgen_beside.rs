@@ -1,0 +1,496 @@
+//! `kmscks bench --socket … --beside OP`: what one connection calling OP in a loop costs the
+//! load of the others (the data-plane issue's "a CreateKey never delays another client's
+//! Decrypt").
+//!
+//! The load runs without a pause for the whole measurement, on connections opened once; the
+//! other connection, opened once before them, alternates between idle and calling in phases
+//! of about [`PHASE`]: alone, beside, alone, … beside, alone ([`rounds`] beside phases, one
+//! more alone). Why so:
+//!
+//! * **The same connections in every phase.** The daemon hands each new connection to the
+//!   loop serving the fewest, so whether the load and the other connection share a loop
+//!   depends on what the daemon has seen of the connections before. When every phase opened
+//!   its own connections, that changed from round to round with whether the previous phase's
+//!   close had been read yet, and with it what the round measured.
+//! * **Many short rounds, each beside phase against the alone phases either side.** The rate
+//!   of the load alone swings on this 2-core VM by a fifth from one second to the next;
+//!   a beside phase compared with the mean of its two neighbours cancels a drift, and the
+//!   report pools every round: the load's requests over all beside phases per second, against
+//!   those over all alone phases (`ops_per_sec` against `alone_ops_per_sec`), with each
+//!   round's share beside them (`beside_kept_shares`).
+//! * **Between phases the other connection finishes what it has in flight** (a CreateKey
+//!   takes about a millisecond) before the next alone phase starts; the load's replies taken
+//!   meanwhile count for neither.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::loadgen::LoadReport;
+use crate::loadgen_socket::{keep_full, unexpected, RequestMaker, SocketLoadOpts};
+use kmscks::api::kms::{CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest};
+use kmscks::client::Client;
+use kmscks::error::{ErrorKind, KmsError, Result};
+use kmscks::ops::{Backend, Request, Response};
+use kmscks::secret::SecretBytes;
+use kmscks::types::{DataKeySpec, EncryptionAlgorithm, KeySpec, KeyUsage};
+
+/// What the other connection of `--beside` does in its loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Beside {
+    /// CreateKey in the default key store: a control-plane call, with its fsync.
+    CreateKey,
+    /// Decrypt under an RSA_4096 ENCRYPT_DECRYPT key (RSAES_OAEP_SHA_256): milliseconds of
+    /// RSA arithmetic per call.
+    RsaDecrypt,
+    /// GenerateDataKey of AES_256 data keys (under a key of its own in the default key store)
+    /// pipelined [`BESIDE_DEPTH`] deep: a client that keeps a loop and a core busy, beside
+    /// which a small client's latency shows what the loops' spin and yield cost it. Which
+    /// loop serves it, and whether the load's loop too, is the daemon's choice (the loop with
+    /// the fewest connections, idle ones included), not the bench's.
+    PipelinedDataKeys,
+}
+
+/// Requests the `pipelined-generate-data-key` connection keeps in flight: the depth of the
+/// README's pipelined rows.
+pub(crate) const BESIDE_DEPTH: usize = 256;
+
+impl Beside {
+    /// Every `--beside` value with what it names, in the order the help lists them.
+    pub(crate) const ALL: [(&'static str, Beside); 3] = [
+        ("create-key", Beside::CreateKey),
+        ("rsa-decrypt", Beside::RsaDecrypt),
+        ("pipelined-generate-data-key", Beside::PipelinedDataKeys),
+    ];
+
+    /// What the loop does, for the help.
+    pub(crate) fn what(self) -> String {
+        match self {
+            Beside::CreateKey => {
+                "a control-plane call with its fsync; the keys it creates stay".to_owned()
+            }
+            Beside::RsaDecrypt => {
+                "an RSA_4096 decryption, milliseconds each; the key the run makes stays".to_owned()
+            }
+            Beside::PipelinedDataKeys => format!(
+                "GenerateDataKey with {BESIDE_DEPTH} requests in flight; the key the run \
+                 makes stays"
+            ),
+        }
+    }
+
+    /// The `--beside` value.
+    pub(crate) fn parse(s: &str) -> Option<Beside> {
+        Self::ALL
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|&(_, b)| b)
+    }
+
+    /// The operation the loop calls, as the report names it.
+    pub(crate) fn op_name(self) -> &'static str {
+        match self {
+            Beside::CreateKey => "CreateKey",
+            Beside::RsaDecrypt => "Decrypt",
+            Beside::PipelinedDataKeys => "GenerateDataKey",
+        }
+    }
+
+    /// Requests the loop keeps in flight.
+    fn depth(self) -> usize {
+        match self {
+            Beside::CreateKey | Beside::RsaDecrypt => 1,
+            Beside::PipelinedDataKeys => BESIDE_DEPTH,
+        }
+    }
+
+    /// The loop's one request, made once (an RSA key and a ciphertext for `RsaDecrypt`).
+    fn request(self, client: &Client) -> Result<Request> {
+        let create = |req| match client.call(&Request::CreateKey(req))? {
+            Response::CreateKey(r) => Ok(r.key_metadata.key_id),
+            other => Err(unexpected(&other)),
+        };
+        let description = Some(format!("kmscks bench --beside {}", self.op_name()));
+        match self {
+            Beside::CreateKey => Ok(Request::CreateKey(CreateKeyRequest {
+                description,
+                ..Default::default()
+            })),
+            Beside::PipelinedDataKeys => {
+                let key_id = create(CreateKeyRequest {
+                    description,
+                    ..Default::default()
+                })?;
+                Ok(Request::GenerateDataKey(GenerateDataKeyRequest {
+                    key_id,
+                    key_spec: Some(DataKeySpec::Aes256),
+                    ..Default::default()
+                }))
+            }
+            Beside::RsaDecrypt => {
+                let key_id = create(CreateKeyRequest {
+                    description,
+                    key_spec: Some(KeySpec::Rsa4096),
+                    key_usage: Some(KeyUsage::EncryptDecrypt),
+                    ..Default::default()
+                })?;
+                let algorithm = Some(EncryptionAlgorithm::RsaesOaepSha256);
+                let sealed = match client.call(&Request::Encrypt(EncryptRequest {
+                    key_id: key_id.clone(),
+                    plaintext: SecretBytes::from_slice(b"kmscks bench --beside rsa-decrypt"),
+                    encryption_algorithm: algorithm,
+                    ..Default::default()
+                }))? {
+                    Response::Encrypt(r) => r.ciphertext_blob,
+                    other => return Err(unexpected(&other)),
+                };
+                Ok(Request::Decrypt(DecryptRequest {
+                    key_id: Some(key_id),
+                    ciphertext_blob: sealed,
+                    encryption_algorithm: algorithm,
+                    ..Default::default()
+                }))
+            }
+        }
+    }
+}
+
+/// About how long each phase lasts: `--duration` is cut into phases this long or a little
+/// longer, so that a run of the README's six seconds has twelve rounds.
+pub(crate) const PHASE: Duration = Duration::from_millis(500);
+
+/// Rounds (beside phases) in a run of `duration`: one per [`PHASE`] of it, at least three.
+pub(crate) fn rounds(duration: Duration) -> u32 {
+    let n = duration.as_nanos() / PHASE.as_nanos();
+    u32::try_from(n).unwrap_or(u32::MAX).max(3)
+}
+
+/// The phase index the load's replies are not counted in: between a beside phase and the
+/// next alone one, while the other connection finishes what it has in flight.
+const BETWEEN: usize = usize::MAX;
+
+/// Phase `k` (0-based) is beside the other connection's calls when odd.
+fn is_beside(k: usize) -> bool {
+    k != BETWEEN && k % 2 == 1
+}
+
+/// One driving connection's count of replies in each phase, and its latencies alone and
+/// beside.
+struct Tally {
+    done: Vec<u64>,
+    errors: u64,
+    alone: Histogram<u64>,
+    beside: Histogram<u64>,
+}
+
+impl Tally {
+    fn new(phases: usize) -> Tally {
+        Tally {
+            done: vec![0; phases],
+            errors: 0,
+            alone: crate::loadgen::new_hist(),
+            beside: crate::loadgen::new_hist(),
+        }
+    }
+
+    /// A reply taken in `phase` after `ns`; a failed one counts whenever it came.
+    fn record(&mut self, phase: usize, ns: u64, ok: bool) {
+        if !ok {
+            self.errors += 1;
+            return;
+        }
+        let Some(done) = self.done.get_mut(phase) else {
+            return; // between phases
+        };
+        *done += 1;
+        let hist = if is_beside(phase) {
+            &mut self.beside
+        } else {
+            &mut self.alone
+        };
+        let _ = hist.record(ns);
+    }
+}
+
+/// What the phases add up to, from the load's replies `done[k]` and the other connection's
+/// calls `calls[k]` in phase `k`, which lasted `elapsed[k]`.
+#[derive(Debug, PartialEq)]
+struct Summary {
+    /// The load's replies over all beside phases, and how long those lasted.
+    beside: (u64, Duration),
+    /// The same over all alone phases.
+    alone: (u64, Duration),
+    /// The other connection's calls per second over the beside phases.
+    calls_rate: f64,
+    /// Each beside phase's rate over the mean rate of the alone phases either side of it.
+    shares: Vec<f64>,
+}
+
+fn summarize(done: &[u64], calls: &[u64], elapsed: &[Duration]) -> Summary {
+    let per_sec = |n: u64, t: Duration| n as f64 / t.as_secs_f64().max(f64::MIN_POSITIVE);
+    let rate = |k: usize| per_sec(done[k], elapsed[k]);
+    let pooled = |counts: &[u64], beside: bool| {
+        (0..elapsed.len())
+            .filter(|&k| is_beside(k) == beside)
+            .fold((0, Duration::ZERO), |(n, t), k| {
+                (n + counts[k], t + elapsed[k])
+            })
+    };
+    let (called, beside_time) = pooled(calls, true);
+    let shares = (1..elapsed.len().saturating_sub(1))
+        .step_by(2)
+        .map(|k| rate(k) / ((rate(k - 1) + rate(k + 1)) / 2.0).max(f64::MIN_POSITIVE))
+        .collect();
+    Summary {
+        beside: pooled(done, true),
+        alone: pooled(done, false),
+        calls_rate: per_sec(called, beside_time),
+        shares,
+    }
+}
+
+/// The load of `opts` (made by `maker`) alone and beside one more connection calling `other`
+/// in a loop, in [`rounds`]`(opts.duration)` rounds (see the module doc). The report's own
+/// members are the load's beside the calls, pooled over the beside phases; `alone_*` the same
+/// over the alone phases; `errors` the load's failed requests in every phase. The daemon's CPU
+/// per request is not given: its process paid for the other connection's calls too.
+pub(crate) fn measure(
+    path: &Path,
+    opts: &SocketLoadOpts,
+    maker: &RequestMaker,
+    other: Beside,
+) -> Result<LoadReport> {
+    let rounds = rounds(opts.duration) as usize;
+    let phases = 2 * rounds + 1;
+    let phase_len = opts.duration / rounds as u32;
+    let phase = Arc::new(AtomicUsize::new(BETWEEN));
+    let stop = Arc::new(AtomicBool::new(false));
+    // The other connection first, as a client already connected would be.
+    let (idle_tx, idle_rx) = mpsc::channel::<()>();
+    let caller = {
+        let (client, phase, stop) = (Client::connect(path)?, phase.clone(), stop.clone());
+        let request = other.request(&client)?;
+        thread::spawn(move || {
+            call_in_phases(&client, other, &request, &phase, &stop, &idle_tx, phases)
+        })
+    };
+    let client = Arc::new(
+        Client::builder(path)
+            .reply_spin(opts.reply_spin)
+            .connect()?,
+    );
+    let (conns, depth) = (opts.connections.max(1), opts.pipeline.max(1));
+    let start = Arc::new(Barrier::new(conns + 1));
+    let drivers: Vec<_> = (0..conns)
+        .map(|_| {
+            let (client, phase, stop, start, maker) = (
+                client.clone(),
+                phase.clone(),
+                stop.clone(),
+                start.clone(),
+                maker.clone(),
+            );
+            thread::spawn(move || -> Result<Tally> {
+                let mut tally = Tally::new(phases);
+                keep_full(&client, depth, &maker, &start, &stop, |ns, ok| {
+                    tally.record(phase.load(Ordering::Relaxed), ns, ok)
+                })?;
+                Ok(tally)
+            })
+        })
+        .collect();
+    start.wait();
+    let mut elapsed = vec![Duration::ZERO; phases];
+    let mut caller_gone = false;
+    for (k, spent) in elapsed.iter_mut().enumerate() {
+        phase.store(k, Ordering::Relaxed);
+        if is_beside(k) {
+            caller.thread().unpark();
+        }
+        let t0 = Instant::now();
+        thread::sleep(phase_len);
+        if !is_beside(k) {
+            *spent = t0.elapsed();
+            continue;
+        }
+        phase.store(BETWEEN, Ordering::Relaxed);
+        *spent = t0.elapsed();
+        // The caller answers once idle; it has gone only on an error, which its join returns.
+        if idle_rx.recv().is_err() {
+            caller_gone = true;
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    caller.thread().unpark();
+    let panicked = |what: &str| {
+        KmsError::new(
+            ErrorKind::KMSInternalException,
+            format!("the {what} thread panicked"),
+        )
+    };
+    let mut tallies = Vec::with_capacity(conns);
+    for d in drivers {
+        tallies.push(d.join().map_err(|_| panicked("load generator"))??);
+    }
+    let calls = caller
+        .join()
+        .map_err(|_| panicked(&format!("{} loop", other.op_name())))??;
+    if caller_gone {
+        return Err(KmsError::new(
+            ErrorKind::KMSInternalException,
+            format!("the {} loop stopped before the run ended", other.op_name()),
+        ));
+    }
+    let mut done = vec![0u64; phases];
+    let (mut alone, mut beside, mut errors) =
+        (crate::loadgen::new_hist(), crate::loadgen::new_hist(), 0);
+    for t in &tallies {
+        done.iter_mut().zip(&t.done).for_each(|(d, n)| *d += n);
+        let _ = alone.add(&t.alone);
+        let _ = beside.add(&t.beside);
+        errors += t.errors;
+    }
+    let s = summarize(&done, &calls, &elapsed);
+    let (beside_done, beside_time) = s.beside;
+    let mut report = LoadReport::measured(
+        opts.op,
+        (conns, depth),
+        opts.payload,
+        (beside_done, errors),
+        beside_time,
+        &beside,
+    );
+    let (alone_done, alone_time) = s.alone;
+    let us = |q: f64| alone.value_at_quantile(q) as f64 / 1000.0;
+    report.alone_ops_per_sec = Some(alone_done as f64 / alone_time.as_secs_f64());
+    report.alone_p50_us = Some(us(0.5));
+    report.alone_p99_us = Some(us(0.99));
+    report.beside_ops_per_sec = Some(s.calls_rate);
+    report.beside_op = Some(other.op_name().to_owned());
+    report.beside_kept_shares = Some(s.shares);
+    Ok(report)
+}
+
+/// The other connection's thread: idle (parked) in alone phases, calling `request` in a loop
+/// (`other.depth()` in flight) in beside ones; after each beside phase it takes the replies
+/// still in flight and says so on `idle`. Answers its calls completed in each phase.
+fn call_in_phases(
+    client: &Client,
+    other: Beside,
+    request: &Request,
+    phase: &AtomicUsize,
+    stop: &AtomicBool,
+    idle: &mpsc::Sender<()>,
+    phases: usize,
+) -> Result<Vec<u64>> {
+    let mut calls = vec![0u64; phases];
+    let depth = other.depth();
+    let mut pipeline = if depth > 1 {
+        Some(client.pipeline(depth)?)
+    } else {
+        None
+    };
+    let count = |calls: &mut [u64]| {
+        if let Some(n) = calls.get_mut(phase.load(Ordering::Relaxed)) {
+            *n += 1;
+        }
+    };
+    loop {
+        // Parked until a beside phase (or the end); an unpark before the park is not lost.
+        while !stop.load(Ordering::Relaxed) && !is_beside(phase.load(Ordering::Relaxed)) {
+            thread::park();
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Ok(calls);
+        }
+        match pipeline.as_mut() {
+            None => {
+                while is_beside(phase.load(Ordering::Relaxed)) {
+                    client.call(request)?;
+                    count(&mut calls);
+                }
+            }
+            Some(p) => {
+                while is_beside(phase.load(Ordering::Relaxed)) {
+                    p.submit(request)?;
+                    for (_, answer) in p.drain_ready() {
+                        answer?;
+                        count(&mut calls);
+                    }
+                }
+                while p.in_flight() > 0 || p.ready() > 0 {
+                    p.recv()?.1?;
+                }
+            }
+        }
+        // The measuring thread has stopped (an error of its own): nothing waits for this.
+        if idle.send(()).is_err() {
+            return Ok(calls);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_has_one_phase_beside_the_calls_per_half_second_and_at_least_three() {
+        assert_eq!(rounds(Duration::from_secs(6)), 12);
+        assert_eq!(rounds(Duration::from_millis(1_750)), 3);
+        assert_eq!(rounds(Duration::from_millis(2_000)), 4);
+        assert_eq!(rounds(Duration::from_millis(200)), 3);
+        assert_eq!(rounds(Duration::ZERO), 3);
+    }
+
+    #[test]
+    fn phases_alternate_alone_and_beside_starting_alone_and_between_them_is_neither() {
+        assert!(!is_beside(0));
+        assert!(is_beside(1));
+        assert!(!is_beside(2));
+        assert!(!is_beside(BETWEEN));
+    }
+
+    #[test]
+    fn the_summary_pools_each_kind_of_phase_and_sets_each_beside_phase_against_its_neighbours() {
+        let s = Duration::from_secs(1);
+        let elapsed = [s, s, 2 * s, s, s];
+        let done = [100, 90, 220, 80, 100];
+        let calls = [0, 5, 0, 7, 0];
+        let summary = summarize(&done, &calls, &elapsed);
+        assert_eq!(summary.beside, (170, 2 * s));
+        assert_eq!(summary.alone, (420, 4 * s));
+        assert_eq!(summary.calls_rate, 6.0);
+        // Rates alone: 100, 110 and 100 a second.
+        assert_eq!(summary.shares.len(), 2);
+        assert!(
+            (summary.shares[0] - 90.0 / 105.0).abs() < 1e-12,
+            "{summary:?}"
+        );
+        assert!(
+            (summary.shares[1] - 80.0 / 105.0).abs() < 1e-12,
+            "{summary:?}"
+        );
+    }
+
+    #[test]
+    fn a_tally_counts_replies_by_phase_keeps_latencies_alone_and_beside_apart_and_every_failure() {
+        let mut t = Tally::new(3);
+        t.record(0, 1_000, true);
+        t.record(1, 9_000, true);
+        t.record(1, 9_000, true);
+        t.record(1, 5, false);
+        t.record(BETWEEN, 50_000, true);
+        t.record(BETWEEN, 50_000, false);
+        t.record(2, 2_000, true);
+        assert_eq!(t.done, [1, 2, 1]);
+        assert_eq!(t.errors, 2, "a failure between phases is no less a failure");
+        assert_eq!((t.alone.len(), t.beside.len()), (2, 2));
+        assert!(t.alone.max() < 3_000 && t.beside.min() > 8_000);
+    }
+}
