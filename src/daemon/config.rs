@@ -316,9 +316,10 @@ daemon_options! {
     /// served first and control-plane calls (CreateKey, RSA key generation and arithmetic…)
     /// take what is left. 0: the same priority.
     ///
-    /// At 10 the control threads get about a tenth of a core they share with a busy thread;
-    /// on an idle machine they run as fast as at 0.
-    control_nice: u32 = 10;
+    /// At 19, the lowest priority there is, the control threads get about a seventieth of a
+    /// core they share with a busy thread, and whatever the cores leave idle; on an idle
+    /// machine they run as fast as at 0.
+    control_nice: u32 = 19;
     flag(Option<u32>, value_name = "STEPS");
     sample toml;
 

@@ -7,12 +7,14 @@
 //! (its `fdatasync`, the virtual disk's notification), against a microsecond for a
 //! GenerateDataKey, and nobody waits on a CreateKey's microseconds: AWS itself allows 5 per
 //! second. So the control threads run at a nice value `control_nice` above the loops'. On a
-//! core they share with a busy thread, the kernel's fair scheduler then gives them about a
-//! tenth of it at the default of 10 (CFS weights 110 against 1,024): they are never starved,
-//! and on an idle machine they run as fast as before, since a nice value only decides shares
-//! under contention. Which core they run on stays the scheduler's choice: beside a pipelining
-//! client, five runs of eleven still found a core with room and created keys fast
-//! (README, Performance).
+//! core they share with a busy thread, the kernel's fair scheduler then gives them a share set
+//! by the two weights (at the default of 19, 15 against 1,024: about a seventieth; at 10, 110:
+//! about a tenth), plus whatever time the cores leave idle: they are never starved, and on an
+//! idle machine they run as fast as at 0, since a nice value only decides shares under
+//! contention. Which core they run on stays the scheduler's choice. The default was 10 until
+//! the bench beside a connection creating keys could tell 10 and 19 apart: at 19 the load kept
+//! more of its rate beside the creates, and much more beside RSA decryptions, while the
+//! creates still ran far above AWS's quota of 5 a second (README, Performance).
 //!
 //! Why `unsafe`: the standard library has no way to change a thread's nice value. `nice(2)`
 //! takes an integer and touches no memory; on Linux the nice value is an attribute of each
