@@ -187,7 +187,8 @@ pub(crate) struct LoadReport {
     pub alone_p50_us: Option<f64>,
     /// With `--beside`: the 99th percentile latency of the load over its phases alone, µs.
     pub alone_p99_us: Option<f64>,
-    /// With `--beside`: calls per second the other connection completed in its phases beside the load.
+    /// With `--beside`: calls per second the other connection sent in its phases beside the
+    /// load (every one answered before the next phase began).
     pub beside_ops_per_sec: Option<f64>,
     /// With `--beside`: the operation the other connection called (`CreateKey`, `Decrypt`,
     /// `GenerateDataKey`).

@@ -224,7 +224,7 @@ struct Summary {
     beside: (u64, Duration),
     /// The same over all alone phases.
     alone: (u64, Duration),
-    /// The other connection's calls per second over the beside phases.
+    /// The other connection's calls sent in the beside phases, per second of them.
     calls_rate: f64,
     /// Each beside phase's rate over the mean rate of the alone phases either side of it.
     shares: Vec<f64>,
@@ -378,7 +378,9 @@ pub(crate) fn measure(
 
 /// The other connection's thread: idle (parked) in alone phases, calling `request` in a loop
 /// (`other.depth()` in flight) in beside ones; after each beside phase it takes the replies
-/// still in flight and says so on `idle`. Answers its calls completed in each phase.
+/// still in flight and says so on `idle`. Answers the calls made in each phase: a call counts
+/// for the phase it was sent in, even if its answer came after (a call slower than a phase, as
+/// a CreateKey can be on a busy machine, would otherwise count nowhere).
 fn call_in_phases(
     client: &Client,
     other: Beside,
@@ -395,38 +397,40 @@ fn call_in_phases(
     } else {
         None
     };
-    let count = |calls: &mut [u64]| {
-        if let Some(n) = calls.get_mut(phase.load(Ordering::Relaxed)) {
-            *n += 1;
-        }
-    };
+    let now = || phase.load(Ordering::Relaxed);
     loop {
         // Parked until a beside phase (or the end); an unpark before the park is not lost.
-        while !stop.load(Ordering::Relaxed) && !is_beside(phase.load(Ordering::Relaxed)) {
+        while !stop.load(Ordering::Relaxed) && !is_beside(now()) {
             thread::park();
         }
         if stop.load(Ordering::Relaxed) {
             return Ok(calls);
         }
+        let k = now();
+        let mut sent = 0;
         match pipeline.as_mut() {
             None => {
-                while is_beside(phase.load(Ordering::Relaxed)) {
+                while now() == k {
                     client.call(request)?;
-                    count(&mut calls);
+                    sent += 1;
                 }
             }
             Some(p) => {
-                while is_beside(phase.load(Ordering::Relaxed)) {
+                while now() == k {
                     p.submit(request)?;
+                    sent += 1;
                     for (_, answer) in p.drain_ready() {
                         answer?;
-                        count(&mut calls);
                     }
                 }
                 while p.in_flight() > 0 || p.ready() > 0 {
                     p.recv()?.1?;
                 }
             }
+        }
+        // `k` is a phase index (beside), so within `calls`.
+        if let Some(n) = calls.get_mut(k) {
+            *n += sent;
         }
         // The measuring thread has stopped (an error of its own): nothing waits for this.
         if idle.send(()).is_err() {
