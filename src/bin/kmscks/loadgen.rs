@@ -265,14 +265,18 @@ pub(crate) fn measure_window<E>(
     }
 }
 
+/// What a run of [`drive`] adds up to: items done, items failed, the time taken, the calls'
+/// latencies.
+pub(crate) type Run = (u64, u64, Duration, Histogram<u64>);
+
 /// Runs `body` on `threads` threads until `duration` passes; `body` returns items done per
-/// call (or errors). Returns (items, errors, elapsed, merged histogram).
+/// call (or errors).
 pub(crate) fn drive<S: Send + 'static>(
     threads: usize,
     duration: Duration,
     setup: impl Fn(usize) -> S + Send + Sync + 'static,
     body: impl Fn(&mut S) -> (u64, u64) + Send + Sync + 'static,
-) -> (u64, u64, Duration, Histogram<u64>) {
+) -> Run {
     let threads = threads.max(1);
     let stop = Arc::new(AtomicBool::new(false));
     let barrier = Arc::new(Barrier::new(threads + 1));
@@ -320,7 +324,7 @@ pub(crate) fn drive<S: Send + 'static>(
     (items, errs, start.elapsed(), hist)
 }
 
-fn report(opts: &LoadOpts, r: (u64, u64, Duration, Histogram<u64>)) -> LoadReport {
+fn report(opts: &LoadOpts, r: Run) -> LoadReport {
     let (items, errors, elapsed, h) = r;
     LoadReport::measured(
         opts.op,
@@ -426,6 +430,11 @@ fn check_payload(op: LoadOp, payload: usize) -> Result<()> {
 /// Drives a [`Kms`] through its public API (key reference parsing, policy, gates, the engine:
 /// the whole in-process path) with `key_id` (id, ARN or alias) as `opts` says.
 pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadReport> {
+    Ok(report(opts, kms_run(kms, key_id, opts)?))
+}
+
+/// [`run_kms`]'s run, unreported.
+fn kms_run(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<Run> {
     let (op, lend) = (opts.op, opts.lend);
     let (batch, payload) = (opts.batch.max(1), opts.payload);
     check_payload(op, payload)?;
@@ -621,7 +630,7 @@ pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadRe
             }
         },
     );
-    Ok(report(opts, r))
+    Ok(r)
 }
 
 /// The CreateKey request of the key a run of `op` makes for itself when it needs a key of
@@ -665,10 +674,56 @@ pub(crate) fn peer_public_key() -> Result<Vec<u8>> {
     Ok(der.as_ref().to_vec())
 }
 
-/// [`run_kms`], then the raw baseline on the same threads and sizes, with the ratio filled in.
+/// [`run_kms`] and the raw baseline on the same threads and sizes, taking turns in phases of
+/// about [`COMPARE_PHASE`] (`opts.duration` of each in all), each side's phases pooled; with the
+/// ratio filled in.
 pub(crate) fn compare_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadReport> {
-    let r = run_kms(kms, key_id, opts)?;
-    Ok(r.with_baseline(&run_baseline(opts)))
+    let pairs = compared_pairs(opts.duration);
+    let phase = LoadOpts {
+        duration: opts.duration / pairs,
+        ..opts.clone()
+    };
+    let (mut ours, mut floor) = (empty_run(), empty_run());
+    for pair in 0..pairs {
+        // Floor first in every other pair (A B B A …), so that a drift within a pair cancels.
+        if pair % 2 == 1 {
+            add_run(&mut floor, baseline_run(&phase));
+        }
+        add_run(&mut ours, kms_run(kms, key_id, &phase)?);
+        if pair % 2 == 0 {
+            add_run(&mut floor, baseline_run(&phase));
+        }
+    }
+    Ok(report(opts, ours).with_baseline(&report(opts, floor)))
+}
+
+/// About how long each phase of a comparison lasts: the engine and its floor take turns in
+/// phases this long or a little longer, rather than one after the other.
+///
+/// Why: this 2-core VM's speed drifts by a tenth or more within seconds (the performance
+/// history's "slow modes"), and a floor measured in the three seconds after the engine's met
+/// another machine than the engine did; a row's ratio then moved with whichever side met the
+/// slower seconds. Turns of half a second pooled over the run meet the same drift on both
+/// sides.
+pub(crate) const COMPARE_PHASE: Duration = Duration::from_millis(500);
+
+/// Pairs of phases (one of the engine, one of the floor) in a comparison of `duration`: one
+/// per [`COMPARE_PHASE`] of it, at least one.
+pub(crate) fn compared_pairs(duration: Duration) -> u32 {
+    let n = duration.as_nanos() / COMPARE_PHASE.as_nanos();
+    u32::try_from(n).unwrap_or(u32::MAX).max(1)
+}
+
+fn empty_run() -> Run {
+    (0, 0, Duration::ZERO, new_hist())
+}
+
+/// Adds run `r` to the pooled `into`: items, failures, time and latencies.
+fn add_run(into: &mut Run, r: Run) {
+    into.0 += r.0;
+    into.1 += r.1;
+    into.2 += r.2;
+    let _ = into.3.add(&r.3);
 }
 
 /// An in-memory instance made ready for load by
@@ -824,12 +879,17 @@ impl Raw {
 
 /// The raw aws-lc-rs loop for the same op, threads, batch and payload.
 pub(crate) fn run_baseline(opts: &LoadOpts) -> LoadReport {
+    report(opts, baseline_run(opts))
+}
+
+/// [`run_baseline`]'s run, unreported.
+fn baseline_run(opts: &LoadOpts) -> Run {
     let (op, lend) = (opts.op, opts.lend && opts.op == LoadOp::GenerateDataKey);
     let (batch, payload) = (
         opts.batch.max(1),
         opts.payload.clamp(PLAINTEXT_LEN.0, PLAINTEXT_LEN.1),
     );
-    let r = drive(
+    drive(
         opts.threads,
         opts.duration,
         move |_| Raw::new(payload),
@@ -914,8 +974,7 @@ pub(crate) fn run_baseline(opts: &LoadOpts) -> LoadReport {
             }
             (batch as u64 - errs, errs)
         },
-    );
-    report(opts, r)
+    )
 }
 
 #[cfg(test)]
@@ -947,6 +1006,36 @@ mod tests {
         assert_eq!(open_nth(&raw, 1, &first), raw.message);
         assert_eq!(open_nth(&raw, 2, &second), raw.message);
         assert_ne!(first, second, "each seal under a nonce of its own");
+    }
+
+    #[test]
+    fn a_comparison_takes_turns_in_half_second_phases_and_at_least_one_pair() {
+        assert_eq!(compared_pairs(Duration::from_secs(3)), 6);
+        assert_eq!(compared_pairs(Duration::from_millis(1_400)), 2);
+        assert_eq!(compared_pairs(Duration::from_millis(30)), 1);
+        assert_eq!(compared_pairs(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn pooled_runs_add_their_items_failures_time_and_latencies() {
+        let run = |items, errors, ms, lat: &[u64]| {
+            let mut h = new_hist();
+            for &ns in lat {
+                h.record(ns).unwrap();
+            }
+            (items, errors, Duration::from_millis(ms), h)
+        };
+        let mut pooled = empty_run();
+        add_run(&mut pooled, run(100, 1, 500, &[1_000, 2_000]));
+        add_run(&mut pooled, run(300, 0, 700, &[9_000]));
+        let (items, errors, elapsed, hist) = pooled;
+        assert_eq!((items, errors), (400, 1));
+        assert_eq!(elapsed, Duration::from_millis(1_200));
+        assert_eq!(hist.len(), 3);
+        assert!(hist.max() >= 9_000 && hist.min() <= 1_000);
+        // The pooled rate is the items over the time, not a mean of the phases' rates.
+        let r = report(&LoadOpts::default(), (items, errors, elapsed, hist));
+        assert!((r.ops_per_sec - 400.0 / 1.2).abs() < 1e-9, "{r:?}");
     }
 
     #[test]
