@@ -675,7 +675,7 @@ pub(crate) fn peer_public_key() -> Result<Vec<u8>> {
 }
 
 /// [`run_kms`] and the raw baseline on the same threads and sizes, taking turns in phases of
-/// about [`COMPARE_PHASE`] (`opts.duration` of each in all), each side's phases pooled; with the
+/// about [`PHASE`] (`opts.duration` of each in all), each side's phases pooled; with the
 /// ratio filled in.
 pub(crate) fn compare_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadReport> {
     let pairs = compared_pairs(opts.duration);
@@ -697,21 +697,32 @@ pub(crate) fn compare_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<Lo
     Ok(report(opts, ours).with_baseline(&report(opts, floor)))
 }
 
-/// About how long each phase of a comparison lasts: the engine and its floor take turns in
-/// phases this long or a little longer, rather than one after the other.
+/// About how long each phase of a measurement taking turns lasts: the in-process engine and
+/// its floor ([`compare_kms`]), a load alone and beside another connection's calls
+/// (`crate::loadgen_beside`). `--duration` is cut into phases this long, or shorter where a
+/// measurement needs more of them than that gives ([`phases_in`]).
 ///
-/// Why: this 2-core VM's speed drifts by a tenth or more within seconds (the performance
-/// history's "slow modes"), and a floor measured in the three seconds after the engine's met
-/// another machine than the engine did; a row's ratio then moved with whichever side met the
-/// slower seconds. Turns of half a second pooled over the run meet the same drift on both
-/// sides.
-pub(crate) const COMPARE_PHASE: Duration = Duration::from_millis(500);
+/// Why turns: this 2-core VM's speed drifts by a tenth or more within seconds (the performance
+/// history's "slow modes"). Measured one after the other, each side met other seconds of the
+/// machine, and a ratio moved with whichever side met the slower ones; turns of half a second
+/// pooled over the run meet the same drift on both sides.
+pub(crate) const PHASE: Duration = Duration::from_millis(500);
+
+/// Phases of each kind in a measurement of `duration`: one per [`PHASE`] of it, at least
+/// `least`.
+pub(crate) fn phases_in(duration: Duration, least: u32) -> u32 {
+    let n = duration.as_nanos() / PHASE.as_nanos();
+    u32::try_from(n).unwrap_or(u32::MAX).max(least)
+}
 
 /// Pairs of phases (one of the engine, one of the floor) in a comparison of `duration`: one
-/// per [`COMPARE_PHASE`] of it, at least one.
+/// per [`PHASE`] of it, an even number when more than one, so that each side goes first as
+/// often as the other.
 pub(crate) fn compared_pairs(duration: Duration) -> u32 {
-    let n = duration.as_nanos() / COMPARE_PHASE.as_nanos();
-    u32::try_from(n).unwrap_or(u32::MAX).max(1)
+    match phases_in(duration, 1) {
+        1 => 1,
+        n => n - n % 2,
+    }
 }
 
 fn empty_run() -> Run {
@@ -1009,8 +1020,13 @@ mod tests {
     }
 
     #[test]
-    fn a_comparison_takes_turns_in_half_second_phases_and_at_least_one_pair() {
+    fn a_comparison_takes_turns_in_half_second_phases_an_even_number_of_pairs_or_one() {
         assert_eq!(compared_pairs(Duration::from_secs(3)), 6);
+        assert_eq!(
+            compared_pairs(Duration::from_millis(2_600)),
+            4,
+            "each side first as often"
+        );
         assert_eq!(compared_pairs(Duration::from_millis(1_400)), 2);
         assert_eq!(compared_pairs(Duration::from_millis(30)), 1);
         assert_eq!(compared_pairs(Duration::ZERO), 1);

@@ -194,11 +194,12 @@ fn beside_help() -> String {
     format!(
         "Socket mode: measure the load alone and while one more connection calls OP in a \
          loop: {}; the load runs throughout, the other connection idle and calling in phases \
-         of about {phase} ms (one beside phase per {phase} ms of --duration, at least three; the run \
-         takes twice --duration); reports the load's rate over all phases beside the calls \
-         against its rate over all phases alone, and each beside phase's share kept",
+         of about {phase} ms (one beside phase per {phase} ms of --duration, at least three; \
+         the run takes a little over twice --duration); reports the load's rate over all \
+         phases beside the calls against its rate over all phases alone, and each beside \
+         phase's share kept",
         values.join(", "),
-        phase = loadgen_beside::PHASE.as_millis(),
+        phase = crate::loadgen::PHASE.as_millis(),
     )
 }
 
@@ -284,7 +285,7 @@ pub(crate) fn human(r: &LoadReport, socket: bool) -> String {
         r.alone_p50_us,
         r.alone_p99_us,
     ) {
-        let rounds: Vec<String> = (r.beside_kept_shares.iter().flatten())
+        let shares: Vec<String> = (r.beside_kept_shares.iter().flatten())
             .map(|k| format!("{k:.3}"))
             .collect();
         s.push_str(&format!(
@@ -293,8 +294,8 @@ pub(crate) fn human(r: &LoadReport, socket: bool) -> String {
              the phases alone either side: {})\n",
             r.beside_op.as_deref().unwrap_or("calls"),
             r.ops_per_sec / alone.max(f64::MIN_POSITIVE),
-            rounds.len(),
-            rounds.join(", ")
+            shares.len(),
+            shares.join(", ")
         ));
     }
     if let (Some(daemon), Some(raw)) = (r.daemon_cpu_ns_per_op, r.raw_cpu_ns_per_op) {
