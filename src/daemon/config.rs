@@ -319,21 +319,8 @@ daemon_options! {
     /// At 19, the lowest priority there is, the control threads get about a seventieth of a
     /// core they share with a busy thread, and whatever the cores leave idle; on an idle
     /// machine they run as fast as at 0.
-    control_nice: u32 = super::priority::MAX_NICE;
+    control_nice: u32 = 19;
     flag(Option<u32>, value_name = "STEPS");
-    sample toml;
-
-    /// Run the state lane's control thread (CreateKey, aliases, tags, policies, grants, key
-    /// store connections…: the calls that write the journal) under Linux's SCHED_IDLE, so
-    /// that it takes only CPU time no thread of normal priority wants, the event loops' first.
-    /// false: it runs control_nice steps below the loops, as the RSA lane always does.
-    ///
-    /// Beside a client keeping both cores busy, a connection creating keys in a loop then
-    /// costs that client under a tenth of its rate, where at control_nice 19 alone it cost a
-    /// fifth or more in some runs (README, Performance). The price: while every core is busy,
-    /// with the daemon's work or anything else on the machine, a CreateKey waits for a gap.
-    control_idle: bool = true;
-    flag(Option<bool>, value_name = "BOOL");
     sample toml;
 
     /// Size at which a KMS event log file (in `<data_dir>/events/`) is rotated: a new file is

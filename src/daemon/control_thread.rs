@@ -122,30 +122,18 @@ fn serve(rx: Receiver<Submitted>) {
     }
 }
 
-/// How a lane's thread is scheduled (see `priority`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Priority {
-    /// This many nice steps below the starting thread's.
-    Below(u32),
-    /// `SCHED_IDLE`: only what no thread of normal priority wants.
-    Idle,
-}
-
-/// Starts a lane's thread at `priority`.
-fn start_lane(name: &str, priority: Priority) -> Result<(Sender<Submitted>, JoinHandle<()>)> {
+/// Starts a lane's thread, `nice` steps below the caller's priority (see `priority`).
+fn start_lane(name: &str, nice: u32) -> Result<(Sender<Submitted>, JoinHandle<()>)> {
     let (tx, rx) = crossbeam::channel::unbounded::<Submitted>();
     let thread = std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
-            let lowered = match priority {
-                Priority::Below(0) => Ok(()),
-                Priority::Below(nice) => super::priority::lower_this_thread(nice).map(drop),
-                Priority::Idle => super::priority::idle_this_thread(),
-            };
-            if let Err(e) = lowered {
-                // It then competes with the loops as an equal: slower data-plane calls beside
-                // control-plane work, nothing wrong.
-                tracing::warn!(error = %e, "cannot lower a control thread's priority");
+            if nice > 0 {
+                if let Err(e) = super::priority::lower_this_thread(nice) {
+                    // It then competes with the loops as an equal: slower data-plane calls
+                    // beside control-plane work, nothing wrong.
+                    tracing::warn!(error = %e, "cannot lower a control thread's priority");
+                }
             }
             serve(rx)
         })
@@ -167,12 +155,11 @@ pub(super) struct ControlQueue {
 }
 
 impl ControlThread {
-    /// Starts both lanes' threads: the state lane's at `state` (`control_idle`, else
-    /// `control_nice`), the RSA lane's `rsa_nice` steps below the caller's CPU priority
+    /// Starts both lanes' threads, `nice` steps below the caller's CPU priority
     /// (`control_nice`).
-    pub(super) fn start(state: Priority, rsa_nice: u32) -> Result<ControlThread> {
-        let (state, state_thread) = start_lane("kmscksd-control", state)?;
-        let (rsa, rsa_thread) = start_lane("kmscksd-rsa", Priority::Below(rsa_nice))?;
+    pub(super) fn start(nice: u32) -> Result<ControlThread> {
+        let (state, state_thread) = start_lane("kmscksd-control", nice)?;
+        let (rsa, rsa_thread) = start_lane("kmscksd-rsa", nice)?;
         Ok(ControlThread {
             queue: ControlQueue { state, rsa },
             threads: [state_thread, rsa_thread],
@@ -239,7 +226,7 @@ mod tests {
 
     #[test]
     fn a_job_that_panics_ends_alone_and_the_lane_serves_the_next() {
-        let control = ControlThread::start(Priority::Below(0), 0).unwrap();
+        let control = ControlThread::start(0).unwrap();
         let q = control.queue();
         let (done_tx, done_rx) = crossbeam::channel::unbounded();
         assert!(q.submit(
@@ -255,7 +242,7 @@ mod tests {
 
     #[test]
     fn a_principals_backlog_delays_anothers_request_by_one_job_not_all_of_them() {
-        let control = ControlThread::start(Priority::Below(0), 0).unwrap();
+        let control = ControlThread::start(0).unwrap();
         let q = control.queue();
         let (done_tx, done_rx) = crossbeam::channel::unbounded();
         let (release_tx, release_rx) = crossbeam::channel::bounded::<()>(0);
@@ -284,39 +271,9 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_state_lane_runs_its_jobs_under_sched_idle_and_the_rsa_lane_below_the_loops() {
-        let nice = crate::daemon::priority::this_thread_nice().unwrap();
-        let control = ControlThread::start(Priority::Idle, 4).unwrap();
-        let q = control.queue();
-        let (tx, rx) = crossbeam::channel::unbounded();
-        for lane in [Lane::State, Lane::Rsa] {
-            let tx = tx.clone();
-            let job: Job = Box::new(move || {
-                let idle = crate::daemon::priority::this_thread_is_idle().unwrap();
-                let _ = tx.send((
-                    lane,
-                    idle,
-                    crate::daemon::priority::this_thread_nice().unwrap(),
-                ));
-            });
-            assert!(q.submit(lane, "uid-a", job));
-        }
-        let mut got: Vec<_> = (0..2)
-            .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
-            .collect();
-        got.sort_by_key(|(lane, ..)| *lane == Lane::Rsa);
-        let rsa_nice = (nice + 4).min(crate::daemon::priority::MAX_NICE as i32);
-        // A machine that refuses SCHED_IDLE leaves the state lane as it was (and says so).
-        assert!(got[0].1 || got[0].2 == nice, "{got:?}");
-        assert_eq!((got[1].1, got[1].2), (false, rsa_nice), "{got:?}");
-        drop(q);
-        control.join();
-    }
-
-    #[test]
     fn both_lanes_run_their_jobs_the_given_steps_below_the_starting_threads_priority() {
         let nice = crate::daemon::priority::this_thread_nice().unwrap();
-        let control = ControlThread::start(Priority::Below(4), 4).unwrap();
+        let control = ControlThread::start(4).unwrap();
         let q = control.queue();
         let (tx, rx) = crossbeam::channel::unbounded();
         for lane in [Lane::State, Lane::Rsa] {
@@ -337,7 +294,7 @@ mod tests {
 
     #[test]
     fn a_key_generation_in_progress_does_not_hold_up_the_state_lane() {
-        let control = ControlThread::start(Priority::Below(0), 0).unwrap();
+        let control = ControlThread::start(0).unwrap();
         let q = control.queue();
         let (done_tx, done_rx) = crossbeam::channel::unbounded();
         let (release_tx, release_rx) = crossbeam::channel::bounded::<()>(0);

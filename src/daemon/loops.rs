@@ -235,9 +235,7 @@ mod tests {
             let socket = dir.path().join("k.sock");
             let listener = Listener::bind(&socket, 0o600, None).unwrap();
             let shutdown = Shutdown::new();
-            let control =
-                control_thread::ControlThread::start(control_thread::Priority::Below(0), 0)
-                    .unwrap();
+            let control = control_thread::ControlThread::start(0).unwrap();
             let (loops, shared) = build(
                 config.event_loop_count(),
                 listener,

@@ -209,12 +209,7 @@ impl Daemon {
     /// flushes replies, removes the socket file and closes the data directory.
     pub fn serve(self, shutdown: Shutdown) -> Result<()> {
         tracing::info!(socket = %self.listener.path().display(), data_dir = %self.config.data_dir.display(), "serving");
-        let state = if self.config.control_idle {
-            control_thread::Priority::Idle
-        } else {
-            control_thread::Priority::Below(self.config.control_nice)
-        };
-        let control = control_thread::ControlThread::start(state, self.config.control_nice)?;
+        let control = control_thread::ControlThread::start(self.config.control_nice)?;
         let http = match self.http {
             Some((endpoint, ids)) => {
                 tracing::info!(address = %endpoint.local_addr(), "serving AWS JSON over HTTP");

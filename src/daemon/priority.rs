@@ -46,36 +46,6 @@ pub(super) fn lower_this_thread(by: u32) -> io::Result<i32> {
     Ok(new)
 }
 
-/// Moves the calling thread to `SCHED_IDLE`: it then runs only when no thread of normal
-/// priority wants its core (the kernel still gives it a sliver, so it is never starved for
-/// good). Its nice value no longer counts.
-///
-/// Errors: the kernel's (`EPERM` where a security policy forbids it; moving a thread down to
-/// `SCHED_IDLE` needs no privilege otherwise).
-#[allow(unsafe_code)]
-pub(super) fn idle_this_thread() -> io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `param` is a valid `sched_param` that outlives the call, which only reads it;
-    // pid 0 names the calling thread.
-    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Whether the calling thread runs under `SCHED_IDLE`.
-#[cfg(test)]
-#[allow(unsafe_code)]
-pub(super) fn this_thread_is_idle() -> io::Result<bool> {
-    // SAFETY: takes a pid (0: the calling thread) and touches no memory.
-    let policy = unsafe { libc::sched_getscheduler(0) };
-    if policy < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(policy == libc::SCHED_IDLE)
-}
-
 /// The calling thread's nice value, from `/proc/thread-self/stat` (its 19th field).
 ///
 /// Errors: reading the file; `InvalidData` if it does not parse.
@@ -114,19 +84,6 @@ mod tests {
             before,
             "the caller is unchanged"
         );
-    }
-
-    #[test]
-    fn an_idle_thread_runs_under_sched_idle_and_leaves_the_others_as_they_were() {
-        let idle =
-            std::thread::spawn(|| idle_this_thread().map(|()| this_thread_is_idle().unwrap()))
-                .join()
-                .unwrap();
-        match idle {
-            Ok(is) => assert!(is, "the thread says SCHED_IDLE"),
-            Err(e) => eprintln!("skipped: this machine refuses SCHED_IDLE ({e})"),
-        }
-        assert!(!this_thread_is_idle().unwrap(), "the caller is unchanged");
     }
 
     #[test]

@@ -1308,11 +1308,7 @@ mod tests {
             .key_metadata
             .key_id;
         let ids = Identities::new("", "", "", kms.scope()).unwrap();
-        let thread = super::super::control_thread::ControlThread::start(
-            super::super::control_thread::Priority::Below(0),
-            0,
-        )
-        .unwrap();
+        let thread = super::super::control_thread::ControlThread::start(0).unwrap();
         let poll = Poll::new().unwrap();
         let control = Control {
             queue: thread.queue(),
