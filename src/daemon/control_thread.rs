@@ -99,8 +99,9 @@ struct Submitted {
 
 /// One lane's thread: waits for work, takes in everything submitted meanwhile, runs one job
 /// of the principal whose turn it is, and ends when every sender is gone and nothing is left.
-fn serve(rx: Receiver<Submitted>) {
+fn serve(rx: Receiver<Submitted>, busy_percent: u32) {
     let mut turns = Turns::default();
+    let mut pace = super::control_pace::Pace::new(busy_percent);
     loop {
         if turns.is_empty() {
             match rx.recv() {
@@ -115,7 +116,8 @@ fn serve(rx: Receiver<Submitted>) {
             // A job that panics (a bug) ends alone: the lane goes on with every other
             // principal's jobs. (The jobs of the socket and the HTTP endpoint answer even
             // then: `Deferred::run`, `http::Control::submit`.)
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+            let ran = pace.run(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)));
+            if ran.is_err() {
                 tracing::error!("a control-plane job panicked; its lane goes on");
             }
         }
@@ -123,7 +125,11 @@ fn serve(rx: Receiver<Submitted>) {
 }
 
 /// Starts a lane's thread, `nice` steps below the caller's priority (see `priority`).
-fn start_lane(name: &str, nice: u32) -> Result<(Sender<Submitted>, JoinHandle<()>)> {
+fn start_lane(
+    name: &str,
+    nice: u32,
+    busy_percent: u32,
+) -> Result<(Sender<Submitted>, JoinHandle<()>)> {
     let (tx, rx) = crossbeam::channel::unbounded::<Submitted>();
     let thread = std::thread::Builder::new()
         .name(name.into())
@@ -135,7 +141,7 @@ fn start_lane(name: &str, nice: u32) -> Result<(Sender<Submitted>, JoinHandle<()
                     tracing::warn!(error = %e, "cannot lower a control thread's priority");
                 }
             }
-            serve(rx)
+            serve(rx, busy_percent)
         })
         .map_err(|e| err!(KMSInternalException, "cannot start the {name} thread: {e}"))?;
     Ok((tx, thread))
@@ -157,9 +163,17 @@ pub(super) struct ControlQueue {
 impl ControlThread {
     /// Starts both lanes' threads, `nice` steps below the caller's CPU priority
     /// (`control_nice`).
+    #[cfg(test)]
     pub(super) fn start(nice: u32) -> Result<ControlThread> {
-        let (state, state_thread) = start_lane("kmscksd-control", nice)?;
-        let (rsa, rsa_thread) = start_lane("kmscksd-rsa", nice)?;
+        Self::start_paced(nice, 100)
+    }
+
+    /// [`ControlThread::start`], the state lane taking at most `busy_percent` of a core while
+    /// the cores are contended (`control_busy_percent`, see `control_pace`); the RSA lane is
+    /// not paced.
+    pub(super) fn start_paced(nice: u32, busy_percent: u32) -> Result<ControlThread> {
+        let (state, state_thread) = start_lane("kmscksd-control", nice, busy_percent)?;
+        let (rsa, rsa_thread) = start_lane("kmscksd-rsa", nice, 100)?;
         Ok(ControlThread {
             queue: ControlQueue { state, rsa },
             threads: [state_thread, rsa_thread],

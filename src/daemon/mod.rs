@@ -21,6 +21,7 @@
 pub mod bootstrap;
 mod config;
 mod conn;
+mod control_pace;
 mod control_thread;
 mod dispatch;
 pub mod echo;
@@ -209,7 +210,10 @@ impl Daemon {
     /// flushes replies, removes the socket file and closes the data directory.
     pub fn serve(self, shutdown: Shutdown) -> Result<()> {
         tracing::info!(socket = %self.listener.path().display(), data_dir = %self.config.data_dir.display(), "serving");
-        let control = control_thread::ControlThread::start(self.config.control_nice)?;
+        let control = control_thread::ControlThread::start_paced(
+            self.config.control_nice,
+            self.config.control_busy_percent,
+        )?;
         let http = match self.http {
             Some((endpoint, ids)) => {
                 tracing::info!(address = %endpoint.local_addr(), "serving AWS JSON over HTTP");
