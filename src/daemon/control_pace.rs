@@ -1,5 +1,5 @@
 //! A control lane's pace beside a busy data plane: at most `control_busy_percent` of one core,
-//! measured with the lane's and its process's CPU clocks.
+//! measured with the lane's and the serving threads' CPU clocks.
 //!
 //! Why: the kernel this daemon is measured on does not preempt a thread inside a system call
 //! (`PREEMPT_NONE`), so a CreateKey's journal `fdatasync` holds its core for tens of µs
@@ -10,11 +10,12 @@
 //! `SCHED_IDLE` decide when the control thread starts, not how long its system calls hold a
 //! core; a pace holds the number of creates per second itself.
 //!
-//! How: after each job the lane reads its own CPU time and its process's
-//! (`CLOCK_THREAD_CPUTIME_ID`, `CLOCK_PROCESS_CPUTIME_ID`). Over windows of at least
-//! [`WINDOW`] (the process clock counts other threads' time in scheduler ticks, so a shorter
-//! span would read 0 or a whole tick), the daemon's other threads, the event loops first,
-//! keeping at least half a core busy make a busy data plane. While it is busy, each job is
+//! How: after each job the lane reads its own CPU time and the serving threads' (the event
+//! loops and the HTTP endpoint's, each registered in [`ServingClocks`] as it starts: their
+//! `pthread_getcpuclockid` clocks, so that nothing else in the process, an embedding program's
+//! threads or a test's, counts). Over windows of at least [`WINDOW`] (the kernel counts a
+//! thread running on another core in scheduler ticks, so a shorter span would read 0 or a
+//! whole tick), serving threads keeping at least half a core busy make a busy data plane. While it is busy, each job is
 //! followed by a pause until `ran ÷ share` has passed since the job began, so that the lane
 //! takes at most `share` of a core; beside an idle data plane, no pause. (The lane's own wait
 //! for a core is no such signal: the costly creates are those that found a core idle for a
@@ -23,27 +24,57 @@
 //! about 7–11 ms: about 100 creates a second beside a busy data plane, twenty times AWS's
 //! quota of 5.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long the data plane's activity is measured over before the lane judges it busy or not.
 const WINDOW: Duration = Duration::from_millis(20);
+
+/// The CPU clocks of the threads that serve the data plane, each added by its thread as it
+/// starts; shared by the loops and the control lanes.
+#[derive(Clone, Debug, Default)]
+pub(super) struct ServingClocks(Arc<Mutex<Vec<libc::clockid_t>>>);
+
+impl ServingClocks {
+    /// Adds the calling thread's CPU clock (a thread whose clock cannot be had is not
+    /// counted: the pace then sees less of the data plane, never more).
+    #[allow(unsafe_code)]
+    pub(super) fn add_this_thread(&self) {
+        let mut clock: libc::clockid_t = 0;
+        // SAFETY: `pthread_self` is the calling thread, alive for the call; `clock` is a valid
+        // place for the one value the call writes.
+        let r = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) };
+        if r == 0 {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).push(clock);
+        }
+    }
+
+    /// The serving threads' CPU time so far (a thread that has ended counts for nothing).
+    fn cpu_time(&self) -> Duration {
+        let clocks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        clocks.iter().filter_map(|&c| read_clock(c)).sum()
+    }
+}
 
 /// Paces one lane's jobs (see the module doc); used on the lane's own thread.
 pub(super) struct Pace {
     /// The share of one core the lane may take beside a busy data plane, in (0, 1]; 1: no
     /// pause.
     share: f64,
-    /// Where the current window began: the time, this thread's CPU time, the process's.
-    window: Option<(Instant, Duration, Duration)>,
+    /// The serving threads whose work makes a busy data plane.
+    serving: ServingClocks,
+    /// Where the current window began: the time, the serving threads' CPU time.
+    window: Option<(Instant, Duration)>,
     /// Whether the last whole window found the data plane busy.
     busy: bool,
 }
 
 impl Pace {
-    /// A pace of `percent` of one core (1–100; 100: never pause).
-    pub(super) fn new(percent: u32) -> Pace {
+    /// A pace of `percent` of one core (1–100; 100: never pause) beside `serving`.
+    pub(super) fn new(percent: u32, serving: ServingClocks) -> Pace {
         Pace {
             share: f64::from(percent.clamp(1, 100)) / 100.0,
+            serving,
             window: None,
             busy: false,
         }
@@ -54,24 +85,25 @@ impl Pace {
         if self.share >= 1.0 {
             return job();
         }
-        let before = cpu_times();
+        let before = read_clock(libc::CLOCK_THREAD_CPUTIME_ID);
         let began = Instant::now();
+        if self.window.is_none() {
+            self.window = Some((began, self.serving.cpu_time()));
+        }
         let out = job();
-        let (Some(b), Some(a)) = (before, cpu_times()) else {
+        let (Some(b), Some(a)) = (before, read_clock(libc::CLOCK_THREAD_CPUTIME_ID)) else {
             return out;
         };
         let now = Instant::now();
-        let (at, own, process) = *self.window.get_or_insert((began, b.0, b.1));
+        let serving = self.serving.cpu_time();
+        let (at, then) = self.window.unwrap_or((began, serving));
         let span = now.saturating_duration_since(at);
         if span >= WINDOW {
-            let others =
-                a.1.saturating_sub(process)
-                    .saturating_sub(a.0.saturating_sub(own));
-            self.busy = busy(others, span);
-            self.window = Some((now, a.0, a.1));
+            self.busy = busy(serving.saturating_sub(then), span);
+            self.window = Some((now, serving));
         }
         if self.busy {
-            let pause = pause(a.0.saturating_sub(b.0), now - began, self.share);
+            let pause = pause(a.saturating_sub(b), now - began, self.share);
             if !pause.is_zero() {
                 std::thread::sleep(pause);
             }
@@ -80,10 +112,10 @@ impl Pace {
     }
 }
 
-/// Whether the process's other threads running `others` over `span` make a busy data plane:
-/// half a core or more.
-fn busy(others: Duration, span: Duration) -> bool {
-    others >= span / 2
+/// Whether serving threads running `serving` over `span` make a busy data plane: half a core
+/// or more.
+fn busy(serving: Duration, span: Duration) -> bool {
+    serving >= span / 2
 }
 
 /// The pause after a job that `ran` on a CPU and took `spent` in all, for a lane allowed
@@ -95,22 +127,16 @@ fn pause(ran: Duration, spent: Duration, share: f64) -> Duration {
     ran.div_f64(share).saturating_sub(spent)
 }
 
-/// (this thread's CPU time, this process's), or `None` where the clocks cannot be read.
+/// CPU clock `clock`'s time, or `None` where it cannot be read (a thread that has ended).
 #[allow(unsafe_code)]
-fn cpu_times() -> Option<(Duration, Duration)> {
-    let read = |clock| {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid, writable timespec for the call, which writes only it.
-        let r = unsafe { libc::clock_gettime(clock, &mut ts) };
-        (r == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+fn read_clock(clock: libc::clockid_t) -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    Some((
-        read(libc::CLOCK_THREAD_CPUTIME_ID)?,
-        read(libc::CLOCK_PROCESS_CPUTIME_ID)?,
-    ))
+    // SAFETY: `ts` is a valid, writable timespec for the call, which writes only it.
+    let r = unsafe { libc::clock_gettime(clock, &mut ts) };
+    (r == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
 #[cfg(test)]
@@ -138,11 +164,8 @@ mod tests {
     }
 
     #[test]
-    fn a_lane_beside_a_busy_thread_pauses_until_it_has_kept_to_its_share() {
-        if cpu_times().is_none() {
-            eprintln!("skipped: the CPU-time clocks cannot be read here");
-            return;
-        }
+    fn a_lane_pauses_beside_a_busy_serving_thread_and_not_beside_a_busy_thread_that_does_not_serve()
+    {
         let work = |d: Duration| {
             let t = Instant::now();
             let mut x = 0u64;
@@ -150,31 +173,50 @@ mod tests {
                 x = std::hint::black_box(x.wrapping_add(1));
             }
         };
-        // A thread kept busy throughout (the tests running beside this one in the process
-        // only add to what the lane sees: "alone" cannot be had here, and the arithmetic
-        // tests above cover it).
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (started_tx, started) = std::sync::mpsc::channel();
-        let busy = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let _ = started_tx.send(());
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    work(MS);
-                }
-            })
+        // A thread kept busy until told to stop, registered as serving or not.
+        let busy_thread = |serving: Option<ServingClocks>| {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (started_tx, started) = std::sync::mpsc::channel();
+            let thread = {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    if let Some(s) = serving {
+                        s.add_this_thread();
+                    }
+                    let _ = started_tx.send(());
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        work(MS);
+                    }
+                })
+            };
+            started.recv().unwrap();
+            move || {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                thread.join().unwrap();
+            }
         };
-        started.recv().unwrap();
-        // At 50 %, each job is followed by a pause as long as its CPU time; the first job
-        // opens the window and is judged by it.
-        let mut pace = Pace::new(50);
-        let own = || cpu_times().map(|(own, _)| own).unwrap_or_default();
-        let (t, c) = (Instant::now(), own());
-        pace.run(|| work(WINDOW + MS * 5));
-        let (took, ran) = (t.elapsed(), own() - c);
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        busy.join().unwrap();
-        assert!(pace.busy, "the busy thread was seen");
+        let own = || read_clock(libc::CLOCK_THREAD_CPUTIME_ID).unwrap_or_default();
+        // At 50 %, each job beside a busy data plane is followed by a pause as long as its
+        // CPU time; the first job opens the window and is judged by it.
+        let run = |pace: &mut Pace| {
+            let (t, c) = (Instant::now(), own());
+            pace.run(|| work(WINDOW + MS * 5));
+            (t.elapsed(), own() - c)
+        };
+        let serving = ServingClocks::default();
+        let stop = busy_thread(None);
+        let mut pace = Pace::new(50, serving.clone());
+        let _ = run(&mut pace);
+        stop();
+        assert!(
+            !pace.busy,
+            "a thread that does not serve is not the data plane"
+        );
+        let stop = busy_thread(Some(serving.clone()));
+        let mut pace = Pace::new(50, serving);
+        let (took, ran) = run(&mut pace);
+        stop();
+        assert!(pace.busy, "the serving thread was seen");
         // The job and its pause: twice its CPU time at least (a little less for the clocks'
         // steps).
         assert!(took >= ran.mul_f64(1.9), "took {took:?}, ran {ran:?}");

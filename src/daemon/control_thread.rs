@@ -29,6 +29,7 @@ use std::thread::JoinHandle;
 
 use crossbeam::channel::{Receiver, Sender};
 
+use super::control_pace::ServingClocks;
 use super::turns::Turns;
 use crate::err;
 use crate::error::Result;
@@ -99,9 +100,10 @@ struct Submitted {
 
 /// One lane's thread: waits for work, takes in everything submitted meanwhile, runs one job
 /// of the principal whose turn it is, and ends when every sender is gone and nothing is left.
-fn serve(rx: Receiver<Submitted>, busy_percent: u32) {
+fn serve(rx: Receiver<Submitted>, pace: Option<(u32, ServingClocks)>) {
     let mut turns = Turns::default();
-    let mut pace = super::control_pace::Pace::new(busy_percent);
+    let (busy_percent, serving) = pace.unwrap_or((100, ServingClocks::default()));
+    let mut pace = super::control_pace::Pace::new(busy_percent, serving);
     loop {
         if turns.is_empty() {
             match rx.recv() {
@@ -128,7 +130,7 @@ fn serve(rx: Receiver<Submitted>, busy_percent: u32) {
 fn start_lane(
     name: &str,
     nice: u32,
-    busy_percent: u32,
+    pace: Option<(u32, ServingClocks)>,
 ) -> Result<(Sender<Submitted>, JoinHandle<()>)> {
     let (tx, rx) = crossbeam::channel::unbounded::<Submitted>();
     let thread = std::thread::Builder::new()
@@ -141,7 +143,7 @@ fn start_lane(
                     tracing::warn!(error = %e, "cannot lower a control thread's priority");
                 }
             }
-            serve(rx, busy_percent)
+            serve(rx, pace)
         })
         .map_err(|e| err!(KMSInternalException, "cannot start the {name} thread: {e}"))?;
     Ok((tx, thread))
@@ -158,6 +160,8 @@ pub(super) struct ControlThread {
 pub(super) struct ControlQueue {
     state: Sender<Submitted>,
     rsa: Sender<Submitted>,
+    /// Where a serving thread adds its CPU clock for the state lane's pace.
+    serving: ServingClocks,
 }
 
 impl ControlThread {
@@ -172,10 +176,16 @@ impl ControlThread {
     /// the cores are contended (`control_busy_percent`, see `control_pace`); the RSA lane is
     /// not paced.
     pub(super) fn start_paced(nice: u32, busy_percent: u32) -> Result<ControlThread> {
-        let (state, state_thread) = start_lane("kmscksd-control", nice, busy_percent)?;
-        let (rsa, rsa_thread) = start_lane("kmscksd-rsa", nice, 100)?;
+        let serving = ServingClocks::default();
+        let paced = Some((busy_percent, serving.clone()));
+        let (state, state_thread) = start_lane("kmscksd-control", nice, paced)?;
+        let (rsa, rsa_thread) = start_lane("kmscksd-rsa", nice, None)?;
         Ok(ControlThread {
-            queue: ControlQueue { state, rsa },
+            queue: ControlQueue {
+                state,
+                rsa,
+                serving,
+            },
             threads: [state_thread, rsa_thread],
         })
     }
@@ -196,6 +206,12 @@ impl ControlThread {
 }
 
 impl ControlQueue {
+    /// Counts the calling thread, which serves the data plane (an event loop, the HTTP
+    /// endpoint's), in what makes the data plane busy for the state lane's pace.
+    pub(super) fn serving_thread(&self) {
+        self.serving.add_this_thread();
+    }
+
     /// Queues `job`, a request of `principal`'s, on `lane`; false if the lane's thread is gone
     /// (the job is dropped unrun).
     pub(super) fn submit(&self, lane: Lane, principal: &str, job: Job) -> bool {

@@ -189,6 +189,7 @@ impl EventLoop {
         // The loop's clock, read once per turn, right after the poll.
         let mut now = Instant::now();
         crate::engine::latency::defer_on_this_thread();
+        self.control.serving_thread();
         while !shutdown.is_triggered() {
             // Poll without sleeping for a moment after activity (see `wake`).
             let timeout = spin.next_poll(!self.again.is_empty(), Duration::from_secs(1), now);

@@ -193,6 +193,7 @@ impl HttpEndpoint {
         std::thread::Builder::new()
             .name("kmscksd-http".into())
             .spawn(move || {
+                control.serving_thread();
                 if let Err(e) = serve(self.listener, &kms, limits, &ids, &shutdown, control) {
                     tracing::error!(error = %e, "the HTTP endpoint stopped");
                 }
