@@ -163,62 +163,53 @@ mod tests {
         assert!(!busy(Duration::ZERO, MS * 20));
     }
 
-    #[test]
-    fn a_lane_pauses_beside_a_busy_serving_thread_and_not_beside_a_busy_thread_that_does_not_serve()
-    {
-        let work = |d: Duration| {
-            let t = Instant::now();
-            let mut x = 0u64;
-            while t.elapsed() < d {
-                x = std::hint::black_box(x.wrapping_add(1));
-            }
-        };
-        // A thread kept busy until told to stop, registered as serving or not.
-        let busy_thread = |serving: Option<ServingClocks>| {
-            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let (started_tx, started) = std::sync::mpsc::channel();
-            let thread = {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    if let Some(s) = serving {
-                        s.add_this_thread();
-                    }
-                    let _ = started_tx.send(());
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        work(MS);
-                    }
-                })
-            };
-            started.recv().unwrap();
-            move || {
-                stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                thread.join().unwrap();
-            }
-        };
+    /// Spins until the calling thread has run `d` on a CPU (not `d` of wall time: a loaded
+    /// machine gives it less).
+    fn run_on_cpu(d: Duration) {
         let own = || read_clock(libc::CLOCK_THREAD_CPUTIME_ID).unwrap_or_default();
-        // At 50 %, each job beside a busy data plane is followed by a pause as long as its
-        // CPU time; the first job opens the window and is judged by it.
-        let run = |pace: &mut Pace| {
-            let (t, c) = (Instant::now(), own());
-            pace.run(|| work(WINDOW + MS * 5));
-            (t.elapsed(), own() - c)
-        };
+        let start = own();
+        let mut x = 0u64;
+        while own() - start < d {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+    }
+
+    #[test]
+    fn serving_clocks_count_the_threads_that_added_themselves_and_no_other() {
+        if read_clock(libc::CLOCK_THREAD_CPUTIME_ID).is_none() {
+            eprintln!("skipped: this thread's CPU clock cannot be read here");
+            return;
+        }
         let serving = ServingClocks::default();
-        let stop = busy_thread(None);
-        let mut pace = Pace::new(50, serving.clone());
-        let _ = run(&mut pace);
-        stop();
-        assert!(
-            !pace.busy,
-            "a thread that does not serve is not the data plane"
-        );
-        let stop = busy_thread(Some(serving.clone()));
-        let mut pace = Pace::new(50, serving);
-        let (took, ran) = run(&mut pace);
-        stop();
-        assert!(pace.busy, "the serving thread was seen");
-        // The job and its pause: twice its CPU time at least (a little less for the clocks'
-        // steps).
-        assert!(took >= ran.mul_f64(1.9), "took {took:?}, ran {ran:?}");
+        let (worked_tx, worked) = std::sync::mpsc::channel();
+        let (go_tx, go) = std::sync::mpsc::channel::<()>();
+        let thread = {
+            let serving = serving.clone();
+            std::thread::spawn(move || {
+                serving.add_this_thread();
+                run_on_cpu(MS * 5);
+                let _ = worked_tx.send(());
+                // Alive, and not running, until let go: its clock reads what it ran.
+                let _ = go.recv();
+            })
+        };
+        worked.recv().unwrap();
+        let counted = serving.cpu_time();
+        // Work on a thread that did not add itself: not the data plane.
+        run_on_cpu(MS * 5);
+        let after = serving.cpu_time();
+        go_tx.send(()).unwrap();
+        thread.join().unwrap();
+        assert!(counted >= MS * 5, "the serving thread's 5 ms: {counted:?}");
+        assert!(after - counted < MS, "{counted:?} → {after:?}");
+    }
+
+    #[test]
+    fn a_lane_without_a_limit_runs_its_jobs_without_a_pause_and_reads_no_clock() {
+        let mut pace = Pace::new(100, ServingClocks::default());
+        let t = Instant::now();
+        assert_eq!(pace.run(|| 7), 7);
+        assert!(t.elapsed() < MS * 100);
+        assert!(pace.window.is_none() && !pace.busy);
     }
 }
