@@ -13,8 +13,10 @@
 //! idle machine they run as fast as at 0, since a nice value only decides shares under
 //! contention. Which core they run on stays the scheduler's choice. The default was 10 until
 //! the bench beside a connection creating keys could tell 10 and 19 apart: at 19 the load kept
-//! more of its rate beside the creates, and much more beside RSA decryptions, while the
-//! creates still ran far above AWS's quota of 5 a second (README, Performance).
+//! more of its rate beside the creates and beside RSA decryptions, while the creates still ran
+//! far above AWS's quota of 5 a second (README, Performance). A priority decides when a thread
+//! starts, not how long its system calls then hold a core: the state lane also paces itself
+//! beside a busy data plane (`super::control_pace`).
 //!
 //! Why `unsafe`: the standard library has no way to change a thread's nice value. `nice(2)`
 //! takes an integer and touches no memory; on Linux the nice value is an attribute of each
