@@ -725,12 +725,18 @@ pub(crate) fn compared_pairs(duration: Duration) -> u32 {
     }
 }
 
-fn empty_run() -> Run {
+/// How long each side of a measurement in turns runs before the turns begin, uncounted
+/// (pipelines filling, loops starting their spin, caches warming): the load of
+/// `crate::loadgen_beside` before its first phase, each side of `crate::loadgen_turns`.
+pub(crate) const WARM_UP: Duration = Duration::from_millis(100);
+
+/// A run of nothing yet, to pool phases into ([`add_run`]).
+pub(crate) fn empty_run() -> Run {
     (0, 0, Duration::ZERO, new_hist())
 }
 
 /// Adds run `r` to the pooled `into`: items, failures, time and latencies.
-fn add_run(into: &mut Run, r: Run) {
+pub(crate) fn add_run(into: &mut Run, r: Run) {
     into.0 += r.0;
     into.1 += r.1;
     into.2 += r.2;

@@ -171,10 +171,6 @@ pub(crate) fn rounds(duration: Duration) -> u32 {
     crate::loadgen::phases_in(duration, 3)
 }
 
-/// How long the load runs before the first phase (its pipelines filling, the loop's spin
-/// starting): its replies then count for no phase.
-const WARM_UP: Duration = Duration::from_millis(100);
-
 /// The phase index the load's replies are not counted in: before the first phase and after
 /// the last.
 const BETWEEN: usize = usize::MAX;
@@ -381,7 +377,7 @@ fn run_phases(
     };
     let run = (|| {
         answer(sent_rx.recv())?; // connected, its request made
-        thread::sleep(WARM_UP);
+        thread::sleep(crate::loadgen::WARM_UP);
         let mut elapsed = vec![Duration::ZERO; phases];
         let mut calls = vec![0u64; phases];
         for k in 0..phases {
@@ -517,6 +513,11 @@ mod tests {
         assert!(crate::cli::bench::command()
             .try_get_matches_from(["bench", "--beside", "sign"])
             .is_err());
+        // Its baseline is the load alone: an echo floor's ratio would measure nothing asked.
+        let both = crate::cli::bench::command()
+            .try_get_matches_from(["bench", "--beside", "create-key", "--baseline"])
+            .expect_err("--beside with --baseline is refused");
+        assert_eq!(both.kind(), clap::error::ErrorKind::ArgumentConflict);
         assert_eq!(Beside::parse("sign"), None);
     }
 

@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::loadgen::{LoadOp, LoadReport};
+use crate::loadgen_turns::{floors_in, turns, Pooled, Side, Turn};
 use crate::proc_cpu::process_cpu_ns;
 use kmscks::api::kms::{
     CreateKeyRequest, DecryptRequest, DeriveSharedSecretRequest, EncryptRequest,
     GenerateDataKeyRequest, GenerateMacRequest, GenerateRandomRequest, SignRequest, VerifyRequest,
 };
-use kmscks::client::Client;
+use kmscks::client::{Client, Pipeline};
 use kmscks::daemon::echo::EchoServer;
 use kmscks::error::{ErrorKind, KmsError, Result};
 use kmscks::ops::{Backend, Request, Response};
@@ -202,24 +203,16 @@ pub(crate) fn unexpected(r: &Response) -> KmsError {
     )
 }
 
-/// Drives `path` with `opts.connections` pipelines for `opts.duration`, and reads the CPU time
-/// the server (`cpu`: the daemon, the echo floor) spends over the window, into
-/// `daemon_cpu_ns_per_op` (a floor's report carries its server's there until
-/// [`compare_socket`] moves it to `baseline_cpu_ns_per_op`).
-fn drive(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker, cpu: Cpu) -> Result<LoadReport> {
+/// Drives the daemon at `path` with `opts.connections` pipelines for `opts.duration`, and
+/// reads the CPU time it spends over the window into `daemon_cpu_ns_per_op`.
+fn drive(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker) -> Result<LoadReport> {
     let client = Arc::new(
         Client::builder(path)
             .reply_spin(opts.reply_spin)
             .connect()?,
     );
-    let pid = match cpu {
-        Cpu::OfDaemon => client.daemon_pid(),
-        Cpu::OfEcho(_) => None,
-    };
-    let server_cpu_ns = || match cpu {
-        Cpu::OfDaemon => pid.and_then(process_cpu_ns),
-        Cpu::OfEcho(server) => server.cpu_ns(),
-    };
+    let pid = client.daemon_pid();
+    let server_cpu_ns = || pid.and_then(process_cpu_ns);
     let conns = opts.connections.max(1);
     let depth = opts.pipeline.max(1);
     let stop = Arc::new(AtomicBool::new(false));
@@ -293,26 +286,72 @@ pub(crate) fn keep_full(
     // protocol's (encode, decode), not building a request.
     let request = maker.make();
     start.wait();
-    let mut p = pipe?;
-    let mut sent = SentAt::with_capacity_and_hasher(depth * 2, Default::default());
-    // One clock read per request: the time a reply is taken is also the time the next request
-    // (submitted right after it) is sent.
-    let mut now = Instant::now();
+    let mut kept = Kept::new(pipe?, request, depth);
     while !stop.load(Ordering::Relaxed) {
-        while p.in_flight() + p.ready() < depth {
-            let id = p.submit(&request)?;
-            sent.insert(id, now);
-        }
-        let (id, r) = p.recv()?;
-        now = Instant::now();
-        if let Some(t) = sent.remove(&id) {
-            record(now.duration_since(t).as_nanos().max(1) as u64, r.is_ok());
+        kept.step(&mut record)?;
+    }
+    kept.drain(&mut |_, _| {})
+}
+
+/// A pipeline kept `depth` deep with one request, and when each request in flight was sent:
+/// the driving step shared by [`keep_full`] and the turns of `crate::loadgen_turns`.
+pub(crate) struct Kept<'c> {
+    pipe: Pipeline<'c>,
+    request: Request,
+    depth: usize,
+    sent: SentAt,
+    /// The last clock read. One per request: the time a reply is taken is also the time the
+    /// next request (submitted right after it) is sent.
+    now: Instant,
+}
+
+impl<'c> Kept<'c> {
+    /// `pipe` to be kept `depth` deep with `request` (made once, so that the client's work per
+    /// request is the protocol's, encode and decode, not building a request).
+    pub(crate) fn new(pipe: Pipeline<'c>, request: Request, depth: usize) -> Kept<'c> {
+        Kept {
+            pipe,
+            request,
+            depth,
+            sent: SentAt::with_capacity_and_hasher(depth * 2, Default::default()),
+            now: Instant::now(),
         }
     }
-    while p.in_flight() > 0 || p.ready() > 0 {
-        let _ = p.recv()?;
+
+    /// Reads the clock afresh: the next requests are sent now (after a pause between turns).
+    pub(crate) fn restart(&mut self) {
+        self.now = Instant::now();
     }
-    Ok(())
+
+    /// Tops the pipeline up to its depth and takes one reply, calling `record` with its
+    /// latency (ns, from submit) and whether it succeeded.
+    pub(crate) fn step(&mut self, record: &mut impl FnMut(u64, bool)) -> Result<()> {
+        while self.pipe.in_flight() + self.pipe.ready() < self.depth {
+            let id = self.pipe.submit(&self.request)?;
+            self.sent.insert(id, self.now);
+        }
+        self.take(record)
+    }
+
+    /// Takes every reply still in flight, each through `record`.
+    pub(crate) fn drain(&mut self, record: &mut impl FnMut(u64, bool)) -> Result<()> {
+        while self.pipe.in_flight() > 0 || self.pipe.ready() > 0 {
+            self.take(record)?;
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, record: &mut impl FnMut(u64, bool)) -> Result<()> {
+        let (id, r) = self.pipe.recv()?;
+        self.now = Instant::now();
+        if let Some(t) = self.sent.remove(&id) {
+            record(
+                self.now.duration_since(t).as_nanos().max(1) as u64,
+                r.is_ok(),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// When each request in flight was sent, by request id.
@@ -339,15 +378,6 @@ impl Hasher for IdHasher {
         // Fibonacci hashing: spreads consecutive ids over the high bits the table probes by.
         self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
-}
-
-/// Whose CPU time a drive reads.
-#[derive(Clone, Copy)]
-enum Cpu<'a> {
-    /// The daemon's process, through its pid (`SO_PEERCRED`).
-    OfDaemon,
-    /// The echo floor's serving threads (it runs in this very process, beside the client).
-    OfEcho(&'a EchoServer),
 }
 
 /// Items per call of the raw loop behind [`raw_cpu_ns_per_op`]: enough that the loop's own
@@ -401,7 +431,7 @@ pub(crate) fn run_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadRepor
 /// (`opts.beside`, [`crate::loadgen_beside`]).
 fn measure_daemon(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker) -> Result<LoadReport> {
     match opts.beside {
-        None => drive(path, opts, maker, Cpu::OfDaemon),
+        None => drive(path, opts, maker),
         Some(other) => crate::loadgen_beside::measure(path, opts, maker, other),
     }
 }
@@ -419,6 +449,7 @@ pub(crate) fn run_echo_baseline(
     encode_response(&mut frame, 0, opts.op_code(), reply);
     debug_assert!(frame.len() >= kmscks::protocol::HEADER_LEN);
     let server = EchoServer::start_for(frame, opts.connections)?;
+    let shape = (opts.connections.max(1), opts.pipeline.max(1));
     let maker = RequestMaker {
         op: opts.op,
         key_id: key_id.to_owned(),
@@ -428,7 +459,28 @@ pub(crate) fn run_echo_baseline(
         // As long as the measured run's, so the echo's frames are the same size.
         peer: crate::loadgen::peer_public_key()?,
     };
-    drive(server.path(), opts, &maker, Cpu::OfEcho(&server))
+    let side = Side::open(server.path(), shape, opts.reply_spin, &maker)?;
+    let mut floor = Pooled::new();
+    floor.add_phase(&side, opts.duration, || server.cpu_ns())?;
+    Ok(pooled_report(opts, &floor))
+}
+
+/// The report of a side's pooled phases, its server's CPU per request in
+/// `daemon_cpu_ns_per_op` (a floor's is moved to `baseline_cpu_ns_per_op` by
+/// [`compare_socket`]).
+fn pooled_report(opts: &SocketLoadOpts, pooled: &Pooled) -> LoadReport {
+    let (done, errors, elapsed, hist) = &pooled.run;
+    let shape = (opts.connections.max(1), opts.pipeline.max(1));
+    let mut r = LoadReport::measured(
+        opts.op,
+        shape,
+        opts.payload,
+        (*done, *errors),
+        *elapsed,
+        hist,
+    );
+    r.daemon_cpu_ns_per_op = pooled.cpu_ns.map(|ns| ns as f64 / (*done).max(1) as f64);
+    r
 }
 
 impl SocketLoadOpts {
@@ -448,54 +500,75 @@ impl SocketLoadOpts {
     }
 }
 
-/// Runs the daemon at `path`, then the echo floor with the same frame sizes, C and D; fills in
-/// the baseline members and `ratio` = daemon ops/s ÷ echo ops/s.
+/// Runs the daemon at `path` and two echo floors with the same frame sizes, C and D, taking
+/// turns on connections kept open (`crate::loadgen_turns`); fills in the baseline members
+/// (the faster floor's) and `ratio` = daemon ops/s ÷ floor ops/s. With `--beside` there is no
+/// floor: the load's own rate alone is its baseline (the command line refuses the pair).
 pub(crate) fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadReport> {
+    if opts.beside.is_some() {
+        return Err(KmsError::new(
+            ErrorKind::ValidationException,
+            "a load beside another connection's calls is measured against itself alone, not \
+             against an echo floor: leave out --baseline",
+        ));
+    }
     let client = Client::connect(path)?;
     let maker = prepare(&client, opts)?;
-    // One real reply: the echo server sends exactly these bytes back.
+    // One real reply: the echo servers send exactly these bytes back.
     let sample = client.call(&maker.make());
     if let Err(e) = &sample {
         return Err(e.clone());
     }
-    let r = measure_daemon(path, opts, &maker)?;
     let mut frame = Vec::new();
     encode_response(&mut frame, 0, opts.op_code(), &sample);
-    let server = EchoServer::start_for(frame, opts.connections)?;
-    // With one request in flight per connection the client spins for each reply before it
-    // sleeps: against the echo one connection then gets its answer before it would sleep,
-    // while eight connections on two cores spinning take the cores the echo needs. The
-    // floor is the faster of the two waits. Deeper pipelines never spin (the client spins
-    // only for a lone request's reply), but their floor has a slow mode of its own (one
-    // connection pipelining 256 read 3.1 M/s in one run and 4.8 in the next, the client and
-    // the echo's thread sharing a core or not): it is the faster of two runs as well, so that
-    // it stays the best this machine does.
-    let measure = |spin: Duration| -> Result<LoadReport> {
-        let waits = SocketLoadOpts {
-            reply_spin: spin,
-            ..opts.clone()
-        };
-        let mut b = drive(server.path(), &waits, &maker, Cpu::OfEcho(&server))?;
-        b.baseline_reply_spin_us = Some(spin.as_secs_f64() * 1e6);
-        Ok(b)
-    };
-    let spun = measure(opts.reply_spin)?;
-    let second = if opts.pipeline <= 1 && !opts.reply_spin.is_zero() {
-        measure(Duration::ZERO)?
-    } else {
-        measure(opts.reply_spin)?
-    };
+    let pairs = crate::loadgen::compared_pairs(opts.duration);
+    let turns = turns(pairs);
+    let phase = opts.duration / pairs;
+    let shape = (opts.connections.max(1), opts.pipeline.max(1));
+    // The second floor's client, with one request in flight, sleeps at once rather than spin
+    // for its reply (deeper pipelines never spin: the client spins only for a lone reply).
+    let lone = opts.pipeline <= 1 && !opts.reply_spin.is_zero();
+    let waits = [
+        opts.reply_spin,
+        if lone {
+            Duration::ZERO
+        } else {
+            opts.reply_spin
+        },
+    ];
+    let daemon = Side::open(path, shape, opts.reply_spin, &maker)?;
+    let servers = (0..floors_in(&turns))
+        .map(|_| EchoServer::start_for(frame.clone(), shape.0))
+        .collect::<Result<Vec<_>>>()?;
+    let floors = servers
+        .iter()
+        .zip(waits)
+        .map(|(s, spin)| Side::open(s.path(), shape, spin, &maker))
+        .collect::<Result<Vec<_>>>()?;
+    let pid = client.daemon_pid();
+    let daemon_cpu = || pid.and_then(process_cpu_ns);
+    daemon.phase(crate::loadgen::WARM_UP)?;
+    for f in &floors {
+        f.phase(crate::loadgen::WARM_UP)?;
+    }
+    let mut ours = Pooled::new();
+    let mut theirs: Vec<Pooled> = floors.iter().map(|_| Pooled::new()).collect();
+    for turn in turns {
+        match turn {
+            Turn::Daemon => ours.add_phase(&daemon, phase, daemon_cpu)?,
+            Turn::Floor(i) => theirs[i].add_phase(&floors[i], phase, || servers[i].cpu_ns())?,
+        }
+    }
     // Stopped before the raw loop runs, whose CPU share is read from this process's time.
-    drop(server);
-    let b = if second.ops_per_sec > spun.ops_per_sec {
-        second
-    } else {
-        spun
-    };
-    let mut r = r.with_baseline(&b);
-    r.baseline_reply_spin_us = b.baseline_reply_spin_us;
-    // Beside the daemon's, read over the same shape (with `--beside` the daemon's is not
-    // given: its window paid for the other connection's calls too).
+    drop((daemon, floors, servers));
+    let (b, spin) = theirs
+        .iter()
+        .zip(waits)
+        .map(|(p, spin)| (pooled_report(opts, p), spin))
+        .max_by(|(x, _), (y, _)| x.ops_per_sec.total_cmp(&y.ops_per_sec))
+        .ok_or_else(|| KmsError::new(ErrorKind::KMSInternalException, "no floor was measured"))?;
+    let mut r = pooled_report(opts, &ours).with_baseline(&b);
+    r.baseline_reply_spin_us = Some(spin.as_secs_f64() * 1e6);
     r.baseline_cpu_ns_per_op = r.daemon_cpu_ns_per_op.and(b.daemon_cpu_ns_per_op);
     Ok(with_raw_cpu(r, opts))
 }
@@ -623,6 +696,40 @@ mod tests {
             // The daemon's CPU over the phases paid for the other connection's calls too.
             assert_eq!(r.daemon_cpu_ns_per_op, None, "{r:?}");
         }
+    }
+
+    #[test]
+    fn with_one_request_in_flight_the_floor_is_the_faster_of_a_client_spinning_and_one_sleeping() {
+        let served = Served::start();
+        let opts = SocketLoadOpts {
+            connections: 2,
+            pipeline: 1,
+            // Two pairs of phases: each floor has one.
+            duration: Duration::from_millis(1_000),
+            ..Default::default()
+        };
+        assert_eq!(crate::loadgen::compared_pairs(opts.duration), 2);
+        let r = compare_socket(&served.socket, &opts).unwrap();
+        assert_eq!(r.errors, 0, "{r:?}");
+        assert!(
+            r.ops_per_sec > 0.0 && r.baseline_ops_per_sec.unwrap() > 0.0,
+            "{r:?}"
+        );
+        let default = kmscks::client::DEFAULT_REPLY_SPIN.as_secs_f64() * 1e6;
+        let spin = r.baseline_reply_spin_us.unwrap();
+        assert!(spin == default || spin == 0.0, "{r:?}");
+    }
+
+    #[test]
+    fn a_load_beside_another_connection_is_not_compared_with_an_echo_floor() {
+        let opts = SocketLoadOpts {
+            beside: Some(Beside::CreateKey),
+            ..Default::default()
+        };
+        // Refused before anything is connected: no daemon listens here.
+        let e = compare_socket(Path::new("/nonexistent/kmscks.sock"), &opts).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ValidationException);
+        assert!(e.message().contains("--baseline"), "{e:?}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod loadgen;
 mod loadgen_beside;
 mod loadgen_http;
 mod loadgen_socket;
+mod loadgen_turns;
 mod proc_cpu;
 mod scale;
 

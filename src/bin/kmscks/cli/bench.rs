@@ -16,7 +16,8 @@
 //!   aws-lc-rs and seals its private key with AES-256-GCM.
 //! * Over the socket (`--socket PATH`): `--connections C --pipeline D` with the same `--op`,
 //!   `--payload`, `--duration`; `--baseline` runs an echo of the same frame sizes over a Unix
-//!   socket with the same C and D (`crate::loadgen_socket`). `--key-id` picks the key (default:
+//!   socket with the same C and D, the daemon and the echo taking turns in phases
+//!   (`crate::loadgen_socket`, `crate::loadgen_turns`). `--key-id` picks the key (default:
 //!   a new key in the default key store). `--beside create-key` measures the load alone and
 //!   while another connection issues CreateKey in a loop (what a control-plane call costs
 //!   the data plane's other clients), the load running throughout and the other connection
@@ -136,7 +137,7 @@ pub(crate) fn command() -> Command {
                 .value_parser(PossibleValuesParser::new(
                     loadgen_beside::Beside::ALL.map(|(name, _)| name),
                 ))
-                .conflicts_with("http")
+                .conflicts_with_all(["http", "baseline"])
                 .help(beside_help()),
         )
         .arg(
@@ -197,7 +198,7 @@ fn beside_help() -> String {
          of about {phase} ms (one beside phase per {phase} ms of --duration, at least three; \
          the run takes a little over twice --duration); reports the load's rate over all \
          phases beside the calls against its rate over all phases alone, and each beside \
-         phase's share kept",
+         phase's share kept (that is its baseline: not with --baseline)",
         values.join(", "),
         phase = crate::loadgen::PHASE.as_millis(),
     )
