@@ -157,10 +157,11 @@ pub(crate) struct LoadReport {
     /// Baseline 99th percentile latency, µs (when compared).
     pub baseline_p99_us: Option<f64>,
     /// Over the socket, when compared: how long the echo floor's client kept checking for a
-    /// reply before it slept, µs. With one request in flight per connection the floor is the
-    /// faster of two runs, one with the client's default and one sleeping at once, so that it
-    /// is the best this machine does whichever wait suits the shape; deeper pipelines never
-    /// spin, and one run is their floor.
+    /// reply before it slept, µs. The floor is the faster of two, each taking turns with the
+    /// daemon (`crate::loadgen_turns`); with one request in flight per connection one has the
+    /// client's default and the other sleeps at once, so that the floor is the best this
+    /// machine does whichever wait suits the shape; deeper pipelines never spin, and both
+    /// floors have the default.
     pub baseline_reply_spin_us: Option<f64>,
     /// `ops_per_sec / baseline_ops_per_sec` (when compared).
     pub ratio: Option<f64>,

@@ -5,7 +5,7 @@
 //! process ([`EchoServer`]) the same way (same client code, same C and D, the same request frames), answering
 //! every request frame with the daemon's own reply bytes (request id patched), so the baseline
 //! is "everything except the daemon's work": socket syscalls, framing and client-side decoding.
-//! [`compare_socket`] runs both and fills in the ratio.
+//! [`compare_socket`] runs both, taking turns (`crate::loadgen_turns`), and fills in the ratio.
 //!
 //! The report reuses [`LoadReport`]: `threads` is the number of connections, `batch` the
 //! pipeline depth. Latency is per request, from submit to reply.
@@ -709,15 +709,25 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(crate::loadgen::compared_pairs(opts.duration), 2);
-        let r = compare_socket(&served.socket, &opts).unwrap();
+        let r = compared(&served, &opts);
+        let spin = r.baseline_reply_spin_us.unwrap();
+        assert!(spin == default_spin_us() || spin == 0.0, "{r:?}");
+    }
+
+    /// `opts` compared on `served`: every request answered, both sides measured.
+    fn compared(served: &Served, opts: &SocketLoadOpts) -> LoadReport {
+        let r = compare_socket(&served.socket, opts).unwrap();
         assert_eq!(r.errors, 0, "{r:?}");
         assert!(
             r.ops_per_sec > 0.0 && r.baseline_ops_per_sec.unwrap() > 0.0,
             "{r:?}"
         );
-        let default = kmscks::client::DEFAULT_REPLY_SPIN.as_secs_f64() * 1e6;
-        let spin = r.baseline_reply_spin_us.unwrap();
-        assert!(spin == default || spin == 0.0, "{r:?}");
+        r
+    }
+
+    /// The client's default spin for a lone reply, as `baseline_reply_spin_us` gives it.
+    fn default_spin_us() -> f64 {
+        kmscks::client::DEFAULT_REPLY_SPIN.as_secs_f64() * 1e6
     }
 
     #[test]
@@ -751,15 +761,9 @@ mod tests {
                 beside: None,
                 reply_spin: kmscks::client::DEFAULT_REPLY_SPIN,
             };
-            let r = compare_socket(&served.socket, &opts).unwrap();
-            assert_eq!(r.errors, 0, "{r:?}");
-            assert!(
-                r.ops_per_sec > 0.0 && r.baseline_ops_per_sec.unwrap() > 0.0,
-                "{r:?}"
-            );
-            // Four in flight never spin: both floor runs have the client as configured.
-            let default = kmscks::client::DEFAULT_REPLY_SPIN.as_secs_f64() * 1e6;
-            assert_eq!(r.baseline_reply_spin_us, Some(default), "{r:?}");
+            let r = compared(&served, &opts);
+            // Four in flight never spin: both floors have the client as configured.
+            assert_eq!(r.baseline_reply_spin_us, Some(default_spin_us()), "{r:?}");
             assert!(r.ratio.unwrap() > 0.0);
             assert!(r.to_json().contains("\"ratio\""));
             // The daemon is this process here: its CPU per request is read from /proc.
