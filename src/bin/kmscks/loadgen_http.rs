@@ -10,10 +10,11 @@
 //! flight, for `duration`; every request of a run is the same bytes, built once. Answers are
 //! read with `httparse` (one per `Content-Length` body); a server that closes a connection (or
 //! says `Connection: close`) gets a new one and the unanswered requests again. The floor
-//! ([`compare_http`]) is an echo server in this process answering every request with the
-//! bytes of one real answer of the endpoint, over loopback TCP with the same C and D, waiting
-//! for requests as kmscksd does (spin, then park): what is left is "everything except the
-//! server's work". The report is the socket mode's
+//! ([`compare_http`]) is the faster of two echo servers in this process answering every
+//! request with the bytes of one real answer of the endpoint, over loopback TCP with the same
+//! C and D, waiting for requests as kmscksd does (spin, then park): what is left is
+//! "everything except the server's work". The endpoint and the floors take turns in phases
+//! (`crate::loadgen_turns`). The report is the socket mode's
 //! [`LoadReport`] (`threads` = connections, `batch` = pipeline depth).
 
 use std::collections::VecDeque;
@@ -28,7 +29,8 @@ use base64::Engine as _;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use crate::loadgen::{LoadOp, LoadReport};
+use crate::loadgen::{LoadOp, LoadReport, Run};
+use crate::loadgen_turns::{floors_in, turns, Pooled, Side, Turn};
 use kmscks::daemon::wake::SpinStream;
 
 /// The access key id the requests claim (kmscksd's default root access key; moto accepts any).
@@ -393,7 +395,10 @@ fn prepare(ep: &Endpoint, opts: &HttpLoadOpts) -> Result<(Vec<u8>, Vec<u8>), Str
 /// What one connection counted: answers 200, other answers, latencies.
 type Counts = (u64, u64, Histogram<u64>);
 
-/// Drives one connection until `stop`, keeping `depth` requests in flight.
+/// Drives one connection until `stop`, keeping `depth` requests in flight; the answers to
+/// requests in flight at `stop` are taken but not counted (the clock has stopped). The
+/// connection is made before `start`, an error only after it, so that the other drivers and
+/// the measuring thread are not left at the barrier.
 fn drive_conn(
     ep: &Endpoint,
     request: &[u8],
@@ -401,83 +406,126 @@ fn drive_conn(
     stop: &AtomicBool,
     start: &Barrier,
 ) -> Result<Counts, String> {
-    let mut hist = crate::loadgen::new_hist();
-    let (mut done, mut errors) = (0u64, 0u64);
-    // `depth` copies of the request: any number of them goes out with one write.
-    let burst = request.repeat(depth);
-    let connected = ep.connect();
+    let kept = Kept::connect(ep, request, depth);
     start.wait();
-    let mut s = connected?;
-    let mut sent: VecDeque<Instant> = VecDeque::with_capacity(depth);
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut filled = 0;
-    let mut to_send = depth;
-    let mut silent_reconnects = 0;
-    loop {
-        if to_send > 0 {
-            s.write_all(&burst[..to_send * request.len()])
-                .map_err(|e| format!("cannot send to {}: {e}", ep.addr))?;
-            let now = Instant::now();
-            sent.extend(std::iter::repeat_n(now, to_send));
-            to_send = 0;
-        }
-        let n = match s.read(&mut buf[filled..]) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
-            Err(e) => return Err(format!("cannot read from {}: {e}", ep.addr)),
-        };
-        filled += n;
-        let stopped = stop.load(Ordering::Relaxed);
-        let (mut pos, mut close) = (0, n == 0);
-        while !close {
-            let Some(a) = parse_answer(&buf[pos..filled])? else {
-                break;
-            };
-            pos += a.len;
-            close = a.close;
-            if (100..200).contains(&a.status) {
-                continue;
-            }
-            let Some(t) = sent.pop_front() else {
-                return Err(format!("{} sent an answer nobody asked for", ep.addr));
-            };
-            if !stopped {
-                // Answers after the stop are stragglers: the clock has stopped.
-                let _ = hist.record(t.elapsed().as_nanos().max(1) as u64);
-                if a.status == 200 {
-                    done += 1;
-                } else {
-                    errors += 1;
-                }
-                to_send += 1;
-            }
-            silent_reconnects = 0;
-        }
-        buf.copy_within(pos..filled, 0);
-        filled -= pos;
-        if filled == buf.len() {
-            buf.resize(buf.len() * 2, 0);
-        }
-        if close {
-            if stopped || sent.is_empty() && to_send == 0 {
-                break;
-            }
-            silent_reconnects += 1;
-            if silent_reconnects > 3 {
-                return Err(format!("{} closes connections without answering", ep.addr));
-            }
-            // Whatever was not answered is asked again on a new connection.
-            s = ep.connect()?;
-            filled = 0;
-            to_send += sent.len();
-            sent.clear();
-        }
-        if stopped && sent.is_empty() {
-            break;
-        }
+    kept?.run(stop, false)
+}
+
+/// A keep-alive connection kept `depth` requests deep with one request, and when each request
+/// in flight was sent: the driver of [`drive_conn`] and of the sides taking turns
+/// ([`compare_http`]).
+struct Kept {
+    ep: Endpoint,
+    /// `depth` copies of the request: any number of them goes out with one write.
+    burst: Vec<u8>,
+    request_len: usize,
+    depth: usize,
+    stream: TcpStream,
+    sent: VecDeque<Instant>,
+    buf: Vec<u8>,
+    filled: usize,
+}
+
+impl Kept {
+    fn connect(ep: &Endpoint, request: &[u8], depth: usize) -> Result<Kept, String> {
+        Ok(Kept {
+            ep: ep.clone(),
+            burst: request.repeat(depth),
+            request_len: request.len(),
+            depth,
+            stream: ep.connect()?,
+            sent: VecDeque::with_capacity(depth),
+            buf: vec![0u8; READ_CHUNK],
+            filled: 0,
+        })
     }
-    Ok((done, errors, hist))
+
+    /// Sends until `stop`, keeping `depth` in flight, then takes the answers still owed,
+    /// counting those (`stragglers`: a phase that lasts until its last answer) or not (a
+    /// window whose clock has stopped). A connection the server closes is made again and the
+    /// requests it left unanswered are sent again on it.
+    fn run(&mut self, stop: &AtomicBool, stragglers: bool) -> Result<Counts, String> {
+        let mut hist = crate::loadgen::new_hist();
+        let (mut done, mut errors) = (0u64, 0u64);
+        let mut to_send = self.depth;
+        let mut silent_reconnects = 0;
+        loop {
+            if to_send > 0 {
+                self.stream
+                    .write_all(&self.burst[..to_send * self.request_len])
+                    .map_err(|e| format!("cannot send to {}: {e}", self.ep.addr))?;
+                let now = Instant::now();
+                self.sent.extend(std::iter::repeat_n(now, to_send));
+                to_send = 0;
+            }
+            let n = match self.stream.read(&mut self.buf[self.filled..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+                Err(e) => return Err(format!("cannot read from {}: {e}", self.ep.addr)),
+            };
+            self.filled += n;
+            let stopped = stop.load(Ordering::Relaxed);
+            let (mut pos, mut close) = (0, n == 0);
+            while !close {
+                let Some(a) = parse_answer(&self.buf[pos..self.filled])? else {
+                    break;
+                };
+                pos += a.len;
+                close = a.close;
+                if (100..200).contains(&a.status) {
+                    continue;
+                }
+                let Some(t) = self.sent.pop_front() else {
+                    return Err(format!("{} sent an answer nobody asked for", self.ep.addr));
+                };
+                if !stopped || stragglers {
+                    let _ = hist.record(t.elapsed().as_nanos().max(1) as u64);
+                    if a.status == 200 {
+                        done += 1;
+                    } else {
+                        errors += 1;
+                    }
+                }
+                if !stopped {
+                    to_send += 1;
+                }
+                silent_reconnects = 0;
+            }
+            self.buf.copy_within(pos..self.filled, 0);
+            self.filled -= pos;
+            if self.filled == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            if close {
+                if stopped && !stragglers || self.sent.is_empty() && to_send == 0 {
+                    break;
+                }
+                silent_reconnects += 1;
+                if silent_reconnects > 3 {
+                    return Err(format!(
+                        "{} closes connections without answering",
+                        self.ep.addr
+                    ));
+                }
+                // Whatever was not answered is asked again on a new connection.
+                self.stream = self.ep.connect()?;
+                self.filled = 0;
+                to_send += self.sent.len();
+                self.sent.clear();
+            }
+            if stopped && self.sent.is_empty() && to_send == 0 {
+                break;
+            }
+        }
+        Ok((done, errors, hist))
+    }
+
+    /// One phase of a side taking turns ([`Kept::run`], every answer counted).
+    fn phase(&mut self, stop: &AtomicBool) -> kmscks::error::Result<Run> {
+        let (done, errors, hist) = self.run(stop, true).map_err(turn_failed)?;
+        Ok((done, errors, Duration::ZERO, hist))
+    }
 }
 
 /// Drives `ep` with `opts.connections` connections sending `request` for `opts.duration`.
@@ -519,15 +567,67 @@ pub(crate) fn run_http(url: &str, opts: &HttpLoadOpts) -> Result<LoadReport, Str
     drive(&ep, opts, &request)
 }
 
-/// Runs the endpoint at `url`, then the echo floor with the same requests, answers, C and D;
-/// fills in the baseline members and `ratio` = endpoint ops/s ÷ echo ops/s.
+/// Runs the endpoint at `url` and two echo floors with the same requests, answers, C and D,
+/// taking turns on connections kept open (`crate::loadgen_turns`); fills in the baseline
+/// members (the faster floor's) and `ratio` = endpoint ops/s ÷ floor ops/s.
 pub(crate) fn compare_http(url: &str, opts: &HttpLoadOpts) -> Result<LoadReport, String> {
     let ep = Endpoint::parse(url)?;
     let (request, sample) = prepare(&ep, opts)?;
-    let r = drive(&ep, opts, &request)?;
-    let echo = EchoServer::start(sample)?;
-    let b = drive(&echo.endpoint(), opts, &request)?;
-    Ok(r.with_baseline(&b))
+    let pairs = crate::loadgen::compared_pairs(opts.duration);
+    let turns = turns(pairs);
+    let phase = opts.duration / pairs;
+    let shape = (opts.connections.max(1), opts.pipeline.max(1));
+    let servers = (0..floors_in(&turns))
+        .map(|_| EchoServer::start(sample.clone()))
+        .collect::<Result<Vec<_>, String>>()?;
+    let ours = side(&ep, shape, &request);
+    let floors: Vec<Side> = servers
+        .iter()
+        .map(|s| side(&s.endpoint(), shape, &request))
+        .collect();
+    let failed = |e: kmscks::error::KmsError| e.message().to_owned();
+    ours.phase(crate::loadgen::WARM_UP).map_err(failed)?;
+    for f in &floors {
+        f.phase(crate::loadgen::WARM_UP).map_err(failed)?;
+    }
+    let mut pooled = Pooled::new();
+    let mut theirs: Vec<Pooled> = floors.iter().map(|_| Pooled::new()).collect();
+    for turn in turns {
+        match turn {
+            Turn::Measured => pooled.add_phase(&ours, phase, || None),
+            Turn::Floor(i) => theirs[i].add_phase(&floors[i], phase, || None),
+        }
+        .map_err(failed)?;
+    }
+    // The floors' connections close before their servers stop accepting.
+    drop((ours, floors, servers));
+    let report = |p: &Pooled| p.report(opts.op, shape, opts.payload);
+    let b = theirs
+        .iter()
+        .map(report)
+        .max_by(|x, y| x.ops_per_sec.total_cmp(&y.ops_per_sec))
+        .ok_or("no floor was measured")?;
+    Ok(report(&pooled).with_baseline(&b))
+}
+
+/// A side of a comparison: `connections` connections to `ep`, each keeping `depth` of
+/// `request` in flight in the side's phases. A connection that cannot be made is the error of
+/// the side's first phase.
+fn side(ep: &Endpoint, (connections, depth): (usize, usize), request: &[u8]) -> Side {
+    let request: Arc<[u8]> = request.into();
+    Side::start(connections, |seat| {
+        let (ep, request) = (ep.clone(), request.clone());
+        thread::spawn(move || {
+            let kept = Kept::connect(&ep, &request, depth).map_err(turn_failed);
+            seat.serve(kept, Kept::phase);
+        })
+    })
+}
+
+/// A driver's failure as the sides taking turns carry it (their errors are the library's;
+/// [`compare_http`] gives back the message).
+fn turn_failed(message: String) -> kmscks::error::KmsError {
+    kmscks::error::KmsError::new(kmscks::error::ErrorKind::KMSInternalException, message)
 }
 
 /// An HTTP server in this process answering every request with the same bytes: a thread per
@@ -692,5 +792,30 @@ mod tests {
         let r = drive(&ep, &opts, &request).unwrap();
         assert_eq!((r.errors, r.threads, r.batch), (0, 2, 8));
         assert!(r.ops_per_sec > 0.0 && r.p50_us <= r.p99_us, "{r:?}");
+    }
+
+    #[test]
+    fn a_side_in_turns_counts_every_answer_of_each_phase_and_asks_again_on_a_new_connection() {
+        // Every answer says the connection closes: each is followed by a new connection and
+        // the requests it left unanswered sent again, within a phase and after its stop.
+        let answer = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}";
+        let echo = EchoServer::start(answer.to_vec()).unwrap();
+        let ep = echo.endpoint();
+        let request = ep.request("GenerateDataKey", r#"{"KeyId":"alias/x"}"#);
+        let closing = side(&ep, (2, 4), &request);
+        for _ in 0..3 {
+            let (done, errors, elapsed, hist) = closing.phase(Duration::from_millis(50)).unwrap();
+            assert!(done > 0 && errors == 0, "{done} done, {errors} failed");
+            // Every answer of the phase is counted, and its latency kept.
+            assert_eq!(hist.len(), done);
+            assert!(elapsed >= Duration::from_millis(50), "{elapsed:?}");
+        }
+        let failing = side(
+            &Endpoint::parse("http://127.0.0.1:1").unwrap(),
+            (1, 1),
+            &request,
+        );
+        let e = failing.phase(Duration::from_millis(10)).unwrap_err();
+        assert!(e.message().contains("cannot connect"), "{e:?}");
     }
 }

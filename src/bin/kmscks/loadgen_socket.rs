@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::loadgen::{LoadOp, LoadReport};
+use crate::loadgen::{LoadOp, LoadReport, Run};
 use crate::loadgen_turns::{floors_in, turns, Pooled, Side, Turn};
 use crate::proc_cpu::process_cpu_ns;
 use kmscks::api::kms::{
@@ -294,8 +294,8 @@ pub(crate) fn keep_full(
 }
 
 /// A pipeline kept `depth` deep with one request, and when each request in flight was sent:
-/// the driving step shared by [`keep_full`] and the turns of `crate::loadgen_turns`.
-pub(crate) struct Kept<'c> {
+/// the driving step shared by [`keep_full`] and the sides taking turns ([`side`]).
+struct Kept<'c> {
     pipe: Pipeline<'c>,
     request: Request,
     depth: usize,
@@ -308,7 +308,7 @@ pub(crate) struct Kept<'c> {
 impl<'c> Kept<'c> {
     /// `pipe` to be kept `depth` deep with `request` (made once, so that the client's work per
     /// request is the protocol's, encode and decode, not building a request).
-    pub(crate) fn new(pipe: Pipeline<'c>, request: Request, depth: usize) -> Kept<'c> {
+    fn new(pipe: Pipeline<'c>, request: Request, depth: usize) -> Kept<'c> {
         Kept {
             pipe,
             request,
@@ -319,13 +319,13 @@ impl<'c> Kept<'c> {
     }
 
     /// Reads the clock afresh: the next requests are sent now (after a pause between turns).
-    pub(crate) fn restart(&mut self) {
+    fn restart(&mut self) {
         self.now = Instant::now();
     }
 
     /// Tops the pipeline up to its depth and takes one reply, calling `record` with its
     /// latency (ns, from submit) and whether it succeeded.
-    pub(crate) fn step(&mut self, record: &mut impl FnMut(u64, bool)) -> Result<()> {
+    fn step(&mut self, record: &mut impl FnMut(u64, bool)) -> Result<()> {
         while self.pipe.in_flight() + self.pipe.ready() < self.depth {
             let id = self.pipe.submit(&self.request)?;
             self.sent.insert(id, self.now);
@@ -334,11 +334,32 @@ impl<'c> Kept<'c> {
     }
 
     /// Takes every reply still in flight, each through `record`.
-    pub(crate) fn drain(&mut self, record: &mut impl FnMut(u64, bool)) -> Result<()> {
+    fn drain(&mut self, record: &mut impl FnMut(u64, bool)) -> Result<()> {
         while self.pipe.in_flight() > 0 || self.pipe.ready() > 0 {
             self.take(record)?;
         }
         Ok(())
+    }
+
+    /// One phase of a side taking turns: sends until `stop`, then takes the replies still in
+    /// flight; every reply counts (the phase lasts until the last).
+    fn phase(&mut self, stop: &AtomicBool) -> Result<Run> {
+        let mut hist = crate::loadgen::new_hist();
+        let (mut done, mut errors) = (0u64, 0u64);
+        let mut record = |ns: u64, ok: bool| {
+            let _ = hist.record(ns);
+            if ok {
+                done += 1;
+            } else {
+                errors += 1;
+            }
+        };
+        self.restart();
+        while !stop.load(Ordering::Relaxed) {
+            self.step(&mut record)?;
+        }
+        self.drain(&mut record)?;
+        Ok((done, errors, Duration::ZERO, hist))
     }
 
     fn take(&mut self, record: &mut impl FnMut(u64, bool)) -> Result<()> {
@@ -352,6 +373,28 @@ impl<'c> Kept<'c> {
         }
         Ok(())
     }
+}
+
+/// A side of a comparison (`crate::loadgen_turns`): `connections` pipelines `depth` deep of
+/// `maker`'s request to the server at `path`, from a client waiting `reply_spin` for a lone
+/// reply before it sleeps. A pipeline that cannot be opened is the error of the side's first
+/// phase.
+fn side(
+    path: &Path,
+    (connections, depth): (usize, usize),
+    reply_spin: Duration,
+    maker: &RequestMaker,
+) -> Result<Side> {
+    let client = Arc::new(Client::builder(path).reply_spin(reply_spin).connect()?);
+    Ok(Side::start(connections, |seat| {
+        let (client, request) = (client.clone(), maker.make());
+        thread::spawn(move || {
+            let kept = client
+                .pipeline(depth)
+                .map(|pipe| Kept::new(pipe, request, depth));
+            seat.serve(kept, Kept::phase);
+        })
+    }))
 }
 
 /// When each request in flight was sent, by request id.
@@ -459,28 +502,16 @@ pub(crate) fn run_echo_baseline(
         // As long as the measured run's, so the echo's frames are the same size.
         peer: crate::loadgen::peer_public_key()?,
     };
-    let side = Side::open(server.path(), shape, opts.reply_spin, &maker)?;
+    let side = side(server.path(), shape, opts.reply_spin, &maker)?;
     let mut floor = Pooled::new();
     floor.add_phase(&side, opts.duration, || server.cpu_ns())?;
     Ok(pooled_report(opts, &floor))
 }
 
-/// The report of a side's pooled phases, its server's CPU per request in
-/// `daemon_cpu_ns_per_op` (a floor's is moved to `baseline_cpu_ns_per_op` by
-/// [`compare_socket`]).
+/// The report of a side's pooled phases (see [`Pooled::report`]).
 fn pooled_report(opts: &SocketLoadOpts, pooled: &Pooled) -> LoadReport {
-    let (done, errors, elapsed, hist) = &pooled.run;
     let shape = (opts.connections.max(1), opts.pipeline.max(1));
-    let mut r = LoadReport::measured(
-        opts.op,
-        shape,
-        opts.payload,
-        (*done, *errors),
-        *elapsed,
-        hist,
-    );
-    r.daemon_cpu_ns_per_op = pooled.cpu_ns.map(|ns| ns as f64 / (*done).max(1) as f64);
-    r
+    pooled.report(opts.op, shape, opts.payload)
 }
 
 impl SocketLoadOpts {
@@ -536,14 +567,14 @@ pub(crate) fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadR
             opts.reply_spin
         },
     ];
-    let daemon = Side::open(path, shape, opts.reply_spin, &maker)?;
+    let daemon = side(path, shape, opts.reply_spin, &maker)?;
     let servers = (0..floors_in(&turns))
         .map(|_| EchoServer::start_for(frame.clone(), shape.0))
         .collect::<Result<Vec<_>>>()?;
     let floors = servers
         .iter()
         .zip(waits)
-        .map(|(s, spin)| Side::open(s.path(), shape, spin, &maker))
+        .map(|(s, spin)| side(s.path(), shape, spin, &maker))
         .collect::<Result<Vec<_>>>()?;
     let pid = client.daemon_pid();
     let daemon_cpu = || pid.and_then(process_cpu_ns);
@@ -555,7 +586,7 @@ pub(crate) fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadR
     let mut theirs: Vec<Pooled> = floors.iter().map(|_| Pooled::new()).collect();
     for turn in turns {
         match turn {
-            Turn::Daemon => ours.add_phase(&daemon, phase, daemon_cpu)?,
+            Turn::Measured => ours.add_phase(&daemon, phase, daemon_cpu)?,
             Turn::Floor(i) => theirs[i].add_phase(&floors[i], phase, || servers[i].cpu_ns())?,
         }
     }

@@ -1,7 +1,8 @@
-//! Sides of a socket comparison taking turns: `kmscks bench --socket … --baseline` measures the
-//! daemon and its echo floor (`crate::loadgen_socket::compare_socket`) in alternating phases
-//! of about [`PHASE`](crate::loadgen::PHASE) on connections kept open, each side's phases
-//! pooled. Why so:
+//! Sides of a comparison taking turns: `kmscks bench --socket … --baseline` measures the
+//! daemon and its echo floors (`crate::loadgen_socket::compare_socket`), `--http … --baseline`
+//! an endpoint and its HTTP echo floors (`crate::loadgen_http::compare_http`), in alternating
+//! phases of about [`PHASE`](crate::loadgen::PHASE) on connections kept open, each side's
+//! phases pooled. Why so:
 //!
 //! * **The same seconds of the machine for both sides.** This 2-core VM's speed drifts by a
 //!   tenth or more within seconds. Measured one after the other, the daemon and the floor met
@@ -26,23 +27,20 @@
 //!   the order 0 1 1 0 … ([`turns`]); the faster pool is the floor.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Barrier};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::loadgen::{add_run, empty_run, new_hist, Run};
-use crate::loadgen_socket::{Kept, RequestMaker};
-use kmscks::client::Client;
+use crate::loadgen::{add_run, empty_run, new_hist, LoadOp, LoadReport, Run};
 use kmscks::error::{ErrorKind, KmsError, Result};
 
 /// Who runs a phase of a comparison.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Turn {
-    /// The daemon.
-    Daemon,
+    /// The server measured: the daemon (or, over HTTP, any endpoint).
+    Measured,
     /// Floor 0 or 1 (see the module doc).
     Floor(usize),
 }
@@ -56,8 +54,8 @@ pub(crate) fn turns(pairs: u32) -> Vec<Turn> {
         .flat_map(|k| {
             let floor = Turn::Floor(((k + k / 2) % 2) as usize);
             match k % 2 {
-                0 => [Turn::Daemon, floor],
-                _ => [floor, Turn::Daemon],
+                0 => [Turn::Measured, floor],
+                _ => [floor, Turn::Measured],
             }
         })
         .collect()
@@ -69,7 +67,7 @@ pub(crate) fn floors_in(turns: &[Turn]) -> usize {
         .iter()
         .filter_map(|t| match t {
             Turn::Floor(i) => Some(i + 1),
-            Turn::Daemon => None,
+            Turn::Measured => None,
         })
         .max()
         .unwrap_or(0)
@@ -88,6 +86,16 @@ impl Pooled {
             run: empty_run(),
             cpu_ns: Some(0),
         }
+    }
+
+    /// The report of the pooled phases of a load of `op` over `shape` (connections, depth)
+    /// with `payload`, the server's CPU per request (if read) in `daemon_cpu_ns_per_op` (a
+    /// floor's is moved to `baseline_cpu_ns_per_op` by its comparison).
+    pub(crate) fn report(&self, op: LoadOp, shape: (usize, usize), payload: usize) -> LoadReport {
+        let (done, errors, elapsed, hist) = &self.run;
+        let mut r = LoadReport::measured(op, shape, payload, (*done, *errors), *elapsed, hist);
+        r.daemon_cpu_ns_per_op = self.cpu_ns.map(|ns| ns as f64 / (*done).max(1) as f64);
+        r
     }
 
     /// Runs one phase of `side` of about `len`, reading its server's CPU (`cpu`) before and
@@ -128,17 +136,16 @@ pub(crate) struct Side {
     drivers: Vec<JoinHandle<()>>,
 }
 
+/// A driving thread's place in its side's turns ([`Seat::serve`]).
+pub(crate) struct Seat {
+    gate: Arc<Gate>,
+    tallies: Sender<Result<Run>>,
+}
+
 impl Side {
-    /// `connections` pipelines `depth` deep of `maker`'s request to the server at `path`,
-    /// from a client waiting `reply_spin` for a lone reply before it sleeps. A pipeline that
-    /// cannot be opened is the error of the side's first phase.
-    pub(crate) fn open(
-        path: &Path,
-        (connections, depth): (usize, usize),
-        reply_spin: Duration,
-        maker: &RequestMaker,
-    ) -> Result<Side> {
-        let client = Arc::new(Client::builder(path).reply_spin(reply_spin).connect()?);
+    /// A side of `connections` driving threads, each started by `spawn` with its [`Seat`]
+    /// (which the thread serves once it has opened its connection).
+    pub(crate) fn start(connections: usize, mut spawn: impl FnMut(Seat) -> JoinHandle<()>) -> Side {
         let connections = connections.max(1);
         let gate = Arc::new(Gate {
             start: Barrier::new(connections + 1),
@@ -149,16 +156,17 @@ impl Side {
         let (tx, tallies) = mpsc::channel();
         let drivers = (0..connections)
             .map(|_| {
-                let (client, gate, tx) = (client.clone(), gate.clone(), tx.clone());
-                let request = maker.make();
-                thread::spawn(move || drive_in_turns(&client, depth.max(1), request, &gate, &tx))
+                spawn(Seat {
+                    gate: gate.clone(),
+                    tallies: tx.clone(),
+                })
             })
             .collect();
-        Ok(Side {
+        Side {
             gate,
             tallies,
             drivers,
-        })
+        }
     }
 
     /// One phase: lets the drivers send for `len`, then waits for them to take their
@@ -211,55 +219,34 @@ fn panicked() -> KmsError {
     )
 }
 
-/// A driving thread: opens its pipeline, then for each phase until `quit` sends while the
-/// phase lasts, takes its replies and sends its tally. It keeps meeting the barriers whatever
-/// happens (a pipeline that failed answers its error each phase, a panic in a phase is that
-/// phase's error), so that the measuring thread is never left waiting at one.
-fn drive_in_turns(
-    client: &Client,
-    depth: usize,
-    request: kmscks::ops::Request,
-    gate: &Gate,
-    tallies: &Sender<Result<Run>>,
-) {
-    let mut kept = client
-        .pipeline(depth)
-        .map(|pipe| Kept::new(pipe, request, depth));
-    loop {
-        gate.start.wait();
-        if gate.quit.load(Ordering::Relaxed) {
-            return;
+impl Seat {
+    /// Takes part in the side's phases until the side is dropped: in each, `phase` runs on
+    /// the thread's `driver` (its connection) and answers its tally — sending while the
+    /// `stop` it is given is down, then taking the replies of what it sent, which count for
+    /// the phase. The thread keeps meeting the barriers whatever happens (a driver that could
+    /// not be made answers its error each phase, a panic in a phase is that phase's error),
+    /// so that the measuring thread is never left waiting at one.
+    pub(crate) fn serve<D>(
+        self,
+        mut driver: Result<D>,
+        mut phase: impl FnMut(&mut D, &AtomicBool) -> Result<Run>,
+    ) {
+        let gate = &self.gate;
+        loop {
+            gate.start.wait();
+            if gate.quit.load(Ordering::Relaxed) {
+                return;
+            }
+            let tally = match &mut driver {
+                Ok(d) => catch_unwind(AssertUnwindSafe(|| phase(d, &gate.stop)))
+                    .unwrap_or_else(|_| Err(panicked())),
+                Err(e) => Err(e.clone()),
+            };
+            // The measuring thread holds the receiver until every driver has ended.
+            let _ = self.tallies.send(tally);
+            gate.end.wait();
         }
-        let tally = match &mut kept {
-            Ok(kept) => catch_unwind(AssertUnwindSafe(|| one_phase(kept, &gate.stop)))
-                .unwrap_or_else(|_| Err(panicked())),
-            Err(e) => Err(e.clone()),
-        };
-        // The measuring thread holds the receiver until every driver has ended.
-        let _ = tallies.send(tally);
-        gate.end.wait();
     }
-}
-
-/// One driver's phase: sends until `stop`, then takes the replies still in flight; every
-/// reply counts (the phase lasts until the last).
-fn one_phase(kept: &mut Kept<'_>, stop: &AtomicBool) -> Result<Run> {
-    let mut hist = new_hist();
-    let (mut done, mut errors) = (0u64, 0u64);
-    let mut record = |ns: u64, ok: bool| {
-        let _ = hist.record(ns);
-        if ok {
-            done += 1;
-        } else {
-            errors += 1;
-        }
-    };
-    kept.restart();
-    while !stop.load(Ordering::Relaxed) {
-        kept.step(&mut record)?;
-    }
-    kept.drain(&mut record)?;
-    Ok((done, errors, Duration::ZERO, hist))
 }
 
 #[cfg(test)]
@@ -274,14 +261,14 @@ mod tests {
     fn the_daemon_and_the_floors_alternate_each_floor_as_often_before_the_daemon_as_after() {
         let t = turns(8);
         assert_eq!(t.len(), 16);
-        assert_eq!(count(&t, Turn::Daemon), 8);
+        assert_eq!(count(&t, Turn::Measured), 8);
         assert_eq!(
             (count(&t, Turn::Floor(0)), count(&t, Turn::Floor(1))),
             (4, 4)
         );
         for pair in t.chunks(2) {
             assert_eq!(
-                count(pair, Turn::Daemon),
+                count(pair, Turn::Measured),
                 1,
                 "{pair:?}: one daemon phase a pair"
             );
@@ -294,13 +281,18 @@ mod tests {
         }
         assert_eq!(
             turns(2),
-            [Turn::Daemon, Turn::Floor(0), Turn::Floor(1), Turn::Daemon]
+            [
+                Turn::Measured,
+                Turn::Floor(0),
+                Turn::Floor(1),
+                Turn::Measured
+            ]
         );
     }
 
     #[test]
     fn a_comparison_of_one_pair_has_one_floor_and_of_more_two() {
-        assert_eq!(turns(1), [Turn::Daemon, Turn::Floor(0)]);
+        assert_eq!(turns(1), [Turn::Measured, Turn::Floor(0)]);
         assert_eq!(floors_in(&turns(1)), 1);
         assert_eq!(floors_in(&turns(2)), 2);
         assert_eq!(floors_in(&turns(6)), 2);
