@@ -431,207 +431,257 @@ fn check_payload(op: LoadOp, payload: usize) -> Result<()> {
 /// Drives a [`Kms`] through its public API (key reference parsing, policy, gates, the engine:
 /// the whole in-process path) with `key_id` (id, ARN or alias) as `opts` says.
 pub(crate) fn run_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<LoadReport> {
-    Ok(report(opts, kms_run(kms, key_id, opts)?))
+    let load = KmsLoad::prepare(kms, key_id, opts)?;
+    Ok(report(opts, load.run(opts.threads, opts.duration)))
 }
 
-/// [`run_kms`]'s run, unreported.
-fn kms_run(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<Run> {
-    let (op, lend) = (opts.op, opts.lend);
-    let (batch, payload) = (opts.batch.max(1), opts.payload);
-    check_payload(op, payload)?;
-    let encrypt = EncryptRequest {
-        key_id: key_id.to_owned(),
-        plaintext: SecretBytes::new(vec![0x5a; payload]),
-        ..Default::default()
-    };
-    let sample = kms.encrypt(&encrypt)?.ciphertext_blob;
-    let data_key = GenerateDataKeyRequest {
-        key_id: key_id.to_owned(),
-        key_spec: (payload == 32).then_some(DataKeySpec::Aes256),
-        number_of_bytes: (payload != 32).then_some(payload as u32),
-        ..Default::default()
-    };
-    if op == LoadOp::GenerateDataKey {
-        // A warm-up call, so that a setup error surfaces here rather than as error counts.
-        kms.generate_data_key(&data_key)?;
+/// What the engine's side of a measurement calls with, made once for all its phases: the
+/// requests, a ciphertext for Decrypt, the key a run of its kind needs of its own, the
+/// signature Verify checks; a first call made, so that a setup error surfaces here rather than
+/// as error counts.
+struct KmsLoad {
+    kms: Kms,
+    op: LoadOp,
+    lend: bool,
+    batch: usize,
+    payload: usize,
+    encrypt: EncryptRequest,
+    sample: Vec<u8>,
+    data_key: GenerateDataKeyRequest,
+    mac: GenerateMacRequest,
+    sign: SignRequest,
+    signature: Vec<u8>,
+    key_pair: GenerateDataKeyPairRequest,
+    derive: DeriveSharedSecretRequest,
+}
+
+impl KmsLoad {
+    fn prepare(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<Arc<KmsLoad>> {
+        let (op, lend) = (opts.op, opts.lend);
+        let (batch, payload) = (opts.batch.max(1), opts.payload);
+        check_payload(op, payload)?;
+        let encrypt = EncryptRequest {
+            key_id: key_id.to_owned(),
+            plaintext: SecretBytes::new(vec![0x5a; payload]),
+            ..Default::default()
+        };
+        let sample = kms.encrypt(&encrypt)?.ciphertext_blob;
+        let data_key = GenerateDataKeyRequest {
+            key_id: key_id.to_owned(),
+            key_spec: (payload == 32).then_some(DataKeySpec::Aes256),
+            number_of_bytes: (payload != 32).then_some(payload as u32),
+            ..Default::default()
+        };
+        if op == LoadOp::GenerateDataKey {
+            // A warm-up call, so that a setup error surfaces here rather than as error counts.
+            kms.generate_data_key(&data_key)?;
+        }
+        // GenerateMac, Sign and Verify need a key of their kind, in the default key store.
+        let own_key = match bench_key_request(op) {
+            Some(req) => kms.create_key(&req)?.key_metadata.arn,
+            None => String::new(),
+        };
+        let mac = GenerateMacRequest {
+            key_id: own_key.clone(),
+            message: SecretBytes::new(vec![0x5a; payload]),
+            mac_algorithm: Some(MacAlgorithm::HmacSha256),
+            ..Default::default()
+        };
+        if op == LoadOp::GenerateMac {
+            kms.generate_mac(&mac)?;
+        }
+        let sign = SignRequest {
+            key_id: own_key.clone(),
+            message: SecretBytes::new(vec![0x5a; payload]),
+            signing_algorithm: Some(SigningAlgorithm::EcdsaSha256),
+            ..Default::default()
+        };
+        let signature = if matches!(op, LoadOp::Sign | LoadOp::Verify) {
+            kms.sign(&sign)?.signature
+        } else {
+            Vec::new()
+        };
+        let key_pair = key_pair_request(&own_key);
+        if op == LoadOp::GenerateDataKeyPair {
+            kms.generate_data_key_pair(&key_pair)?;
+        }
+        let derive = DeriveSharedSecretRequest {
+            key_id: own_key.clone(),
+            key_agreement_algorithm: Some(KeyAgreementAlgorithm::Ecdh),
+            public_key: peer_public_key()?,
+            ..Default::default()
+        };
+        if op == LoadOp::DeriveSharedSecret {
+            kms.derive_shared_secret(&derive)?;
+        }
+        Ok(Arc::new(KmsLoad {
+            kms: kms.clone(),
+            op,
+            lend,
+            batch,
+            payload,
+            encrypt,
+            sample,
+            data_key,
+            mac,
+            sign,
+            signature,
+            key_pair,
+            derive,
+        }))
     }
-    // GenerateMac, Sign and Verify need a key of their kind, in the default key store.
-    let own_key = match bench_key_request(op) {
-        Some(req) => kms.create_key(&req)?.key_metadata.arn,
-        None => String::new(),
-    };
-    let mac = GenerateMacRequest {
-        key_id: own_key.clone(),
-        message: SecretBytes::new(vec![0x5a; payload]),
-        mac_algorithm: Some(MacAlgorithm::HmacSha256),
-        ..Default::default()
-    };
-    if op == LoadOp::GenerateMac {
-        kms.generate_mac(&mac)?;
-    }
-    let sign = SignRequest {
-        key_id: own_key.clone(),
-        message: SecretBytes::new(vec![0x5a; payload]),
-        signing_algorithm: Some(SigningAlgorithm::EcdsaSha256),
-        ..Default::default()
-    };
-    let signature = if matches!(op, LoadOp::Sign | LoadOp::Verify) {
-        kms.sign(&sign)?.signature
-    } else {
-        Vec::new()
-    };
-    let key_pair = key_pair_request(&own_key);
-    if op == LoadOp::GenerateDataKeyPair {
-        kms.generate_data_key_pair(&key_pair)?;
-    }
-    let derive = DeriveSharedSecretRequest {
-        key_id: own_key.clone(),
-        key_agreement_algorithm: Some(KeyAgreementAlgorithm::Ecdh),
-        public_key: peer_public_key()?,
-        ..Default::default()
-    };
-    if op == LoadOp::DeriveSharedSecret {
-        kms.derive_shared_secret(&derive)?;
-    }
-    let kms = kms.clone();
-    let r = drive(
-        opts.threads,
-        opts.duration,
-        move |_| {
-            let encrypt = EncryptRequest {
-                key_id: encrypt.key_id.clone(),
-                plaintext: encrypt.plaintext.duplicate(),
+
+    /// One driving thread's requests, built once for its calls.
+    fn caller(&self) -> KmsCaller {
+        let encrypt = EncryptRequest {
+            key_id: self.encrypt.key_id.clone(),
+            plaintext: self.encrypt.plaintext.duplicate(),
+            ..Default::default()
+        };
+        let decrypt = DecryptRequest {
+            ciphertext_blob: self.sample.clone(),
+            ..Default::default()
+        };
+        let random = GenerateRandomRequest {
+            number_of_bytes: Some(self.payload as u32),
+            custom_key_store_id: None,
+        };
+        KmsCaller {
+            kms: self.kms.clone(),
+            encrypt_batch: (0..self.batch)
+                .map(|_| EncryptRequest {
+                    key_id: encrypt.key_id.clone(),
+                    plaintext: encrypt.plaintext.duplicate(),
+                    ..Default::default()
+                })
+                .collect(),
+            decrypt_batch: vec![decrypt.clone(); self.batch],
+            data_key_batch: vec![self.data_key.clone(); self.batch],
+            scratch: BatchScratch::default(),
+            encrypt,
+            decrypt,
+            data_key: self.data_key.clone(),
+            random,
+            mac: GenerateMacRequest {
+                key_id: self.mac.key_id.clone(),
+                message: self.mac.message.duplicate(),
+                mac_algorithm: self.mac.mac_algorithm,
                 ..Default::default()
-            };
-            let decrypt = DecryptRequest {
-                ciphertext_blob: sample.clone(),
+            },
+            sign: SignRequest {
+                key_id: self.sign.key_id.clone(),
+                message: self.sign.message.duplicate(),
+                signing_algorithm: self.sign.signing_algorithm,
                 ..Default::default()
-            };
-            let random = GenerateRandomRequest {
-                number_of_bytes: Some(payload as u32),
-                custom_key_store_id: None,
-            };
-            KmsCaller {
-                kms: kms.clone(),
-                encrypt_batch: (0..batch)
-                    .map(|_| EncryptRequest {
-                        key_id: encrypt.key_id.clone(),
-                        plaintext: encrypt.plaintext.duplicate(),
-                        ..Default::default()
-                    })
-                    .collect(),
-                decrypt_batch: vec![decrypt.clone(); batch],
-                data_key_batch: vec![data_key.clone(); batch],
-                scratch: BatchScratch::default(),
-                encrypt,
-                decrypt,
-                data_key: data_key.clone(),
-                random,
-                mac: GenerateMacRequest {
-                    key_id: mac.key_id.clone(),
-                    message: mac.message.duplicate(),
-                    mac_algorithm: mac.mac_algorithm,
-                    ..Default::default()
-                },
-                sign: SignRequest {
-                    key_id: sign.key_id.clone(),
-                    message: sign.message.duplicate(),
-                    signing_algorithm: sign.signing_algorithm,
-                    ..Default::default()
-                },
-                verify: VerifyRequest {
-                    key_id: sign.key_id.clone(),
-                    message: sign.message.duplicate(),
-                    signing_algorithm: sign.signing_algorithm,
-                    signature: signature.clone(),
-                    ..Default::default()
-                },
-                key_pair: key_pair.clone(),
-                derive: DeriveSharedSecretRequest {
-                    key_id: derive.key_id.clone(),
-                    key_agreement_algorithm: derive.key_agreement_algorithm,
-                    public_key: derive.public_key.clone(),
-                    ..Default::default()
-                },
-            }
-        },
-        move |c| {
-            let one = |ok: bool| if ok { (1, 0) } else { (0, 1) };
-            let many = |errs: usize| (batch as u64 - errs as u64, errs as u64);
-            match (op, batch) {
-                (LoadOp::Encrypt, 1) => one(c.kms.encrypt(&c.encrypt).is_ok()),
-                (LoadOp::Encrypt, _) => many(
-                    c.kms
-                        .encrypt_batch(&c.encrypt_batch)
-                        .iter()
-                        .filter(|r| r.is_err())
-                        .count(),
-                ),
-                (LoadOp::Decrypt, 1) => one(c.kms.decrypt(&c.decrypt).is_ok()),
-                (LoadOp::Decrypt, _) => many(
-                    c.kms
-                        .decrypt_batch(&c.decrypt_batch)
-                        .iter()
-                        .filter(|r| r.is_err())
-                        .count(),
-                ),
-                (LoadOp::GenerateDataKey, 1) => one(c.kms.generate_data_key(&c.data_key).is_ok()),
-                (LoadOp::GenerateDataKey, _) if lend => {
-                    let items: Vec<_> = c
-                        .data_key_batch
-                        .iter()
-                        .map(GenerateDataKeyRequest::borrowed)
-                        .collect();
-                    let mut errs = 0;
-                    c.kms
-                        .generate_data_key_batch_with(&items, true, &mut c.scratch, |r| match r {
-                            Ok(v) => {
-                                std::hint::black_box((v.ciphertext_blob, v.plaintext));
-                            }
-                            Err(_) => errs += 1,
-                        });
-                    many(errs)
+            },
+            verify: VerifyRequest {
+                key_id: self.sign.key_id.clone(),
+                message: self.sign.message.duplicate(),
+                signing_algorithm: self.sign.signing_algorithm,
+                signature: self.signature.clone(),
+                ..Default::default()
+            },
+            key_pair: self.key_pair.clone(),
+            derive: DeriveSharedSecretRequest {
+                key_id: self.derive.key_id.clone(),
+                key_agreement_algorithm: self.derive.key_agreement_algorithm,
+                public_key: self.derive.public_key.clone(),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// `threads` threads calling for `duration`.
+    fn run(self: &Arc<Self>, threads: usize, duration: Duration) -> Run {
+        let (op, lend, batch) = (self.op, self.lend, self.batch);
+        let load = self.clone();
+        drive(
+            threads,
+            duration,
+            move |_| load.caller(),
+            move |c| {
+                let one = |ok: bool| if ok { (1, 0) } else { (0, 1) };
+                let many = |errs: usize| (batch as u64 - errs as u64, errs as u64);
+                match (op, batch) {
+                    (LoadOp::Encrypt, 1) => one(c.kms.encrypt(&c.encrypt).is_ok()),
+                    (LoadOp::Encrypt, _) => many(
+                        c.kms
+                            .encrypt_batch(&c.encrypt_batch)
+                            .iter()
+                            .filter(|r| r.is_err())
+                            .count(),
+                    ),
+                    (LoadOp::Decrypt, 1) => one(c.kms.decrypt(&c.decrypt).is_ok()),
+                    (LoadOp::Decrypt, _) => many(
+                        c.kms
+                            .decrypt_batch(&c.decrypt_batch)
+                            .iter()
+                            .filter(|r| r.is_err())
+                            .count(),
+                    ),
+                    (LoadOp::GenerateDataKey, 1) => {
+                        one(c.kms.generate_data_key(&c.data_key).is_ok())
+                    }
+                    (LoadOp::GenerateDataKey, _) if lend => {
+                        let items: Vec<_> = c
+                            .data_key_batch
+                            .iter()
+                            .map(GenerateDataKeyRequest::borrowed)
+                            .collect();
+                        let mut errs = 0;
+                        c.kms.generate_data_key_batch_with(
+                            &items,
+                            true,
+                            &mut c.scratch,
+                            |r| match r {
+                                Ok(v) => {
+                                    std::hint::black_box((v.ciphertext_blob, v.plaintext));
+                                }
+                                Err(_) => errs += 1,
+                            },
+                        );
+                        many(errs)
+                    }
+                    (LoadOp::GenerateDataKey, _) => many(
+                        c.kms
+                            .generate_data_key_batch(&c.data_key_batch, true)
+                            .iter()
+                            .filter(|r| r.is_err())
+                            .count(),
+                    ),
+                    (LoadOp::GenerateRandom, _) => many(
+                        (0..batch)
+                            .filter(|_| c.kms.generate_random(&c.random).is_err())
+                            .count(),
+                    ),
+                    // No batch form in AWS's API: `batch` calls one after the other.
+                    (LoadOp::GenerateMac, _) => many(
+                        (0..batch)
+                            .filter(|_| c.kms.generate_mac(&c.mac).is_err())
+                            .count(),
+                    ),
+                    (LoadOp::Sign, _) => {
+                        many((0..batch).filter(|_| c.kms.sign(&c.sign).is_err()).count())
+                    }
+                    (LoadOp::Verify, _) => many(
+                        (0..batch)
+                            .filter(|_| c.kms.verify(&c.verify).is_err())
+                            .count(),
+                    ),
+                    (LoadOp::GenerateDataKeyPair, _) => many(
+                        (0..batch)
+                            .filter(|_| c.kms.generate_data_key_pair(&c.key_pair).is_err())
+                            .count(),
+                    ),
+                    (LoadOp::DeriveSharedSecret, _) => many(
+                        (0..batch)
+                            .filter(|_| c.kms.derive_shared_secret(&c.derive).is_err())
+                            .count(),
+                    ),
                 }
-                (LoadOp::GenerateDataKey, _) => many(
-                    c.kms
-                        .generate_data_key_batch(&c.data_key_batch, true)
-                        .iter()
-                        .filter(|r| r.is_err())
-                        .count(),
-                ),
-                (LoadOp::GenerateRandom, _) => many(
-                    (0..batch)
-                        .filter(|_| c.kms.generate_random(&c.random).is_err())
-                        .count(),
-                ),
-                // No batch form in AWS's API: `batch` calls one after the other.
-                (LoadOp::GenerateMac, _) => many(
-                    (0..batch)
-                        .filter(|_| c.kms.generate_mac(&c.mac).is_err())
-                        .count(),
-                ),
-                (LoadOp::Sign, _) => {
-                    many((0..batch).filter(|_| c.kms.sign(&c.sign).is_err()).count())
-                }
-                (LoadOp::Verify, _) => many(
-                    (0..batch)
-                        .filter(|_| c.kms.verify(&c.verify).is_err())
-                        .count(),
-                ),
-                (LoadOp::GenerateDataKeyPair, _) => many(
-                    (0..batch)
-                        .filter(|_| c.kms.generate_data_key_pair(&c.key_pair).is_err())
-                        .count(),
-                ),
-                (LoadOp::DeriveSharedSecret, _) => many(
-                    (0..batch)
-                        .filter(|_| c.kms.derive_shared_secret(&c.derive).is_err())
-                        .count(),
-                ),
-            }
-        },
-    );
-    Ok(r)
+            },
+        )
+    }
 }
 
 /// The CreateKey request of the key a run of `op` makes for itself when it needs a key of
@@ -684,13 +734,14 @@ pub(crate) fn compare_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<Lo
         duration: opts.duration / pairs,
         ..opts.clone()
     };
+    let load = KmsLoad::prepare(kms, key_id, opts)?;
     let (mut ours, mut floor) = (empty_run(), empty_run());
     for pair in 0..pairs {
         // Floor first in every other pair (A B B A …), so that a drift within a pair cancels.
         if pair % 2 == 1 {
             add_run(&mut floor, baseline_run(&phase));
         }
-        add_run(&mut ours, kms_run(kms, key_id, &phase)?);
+        add_run(&mut ours, load.run(opts.threads, phase.duration));
         if pair % 2 == 0 {
             add_run(&mut floor, baseline_run(&phase));
         }
