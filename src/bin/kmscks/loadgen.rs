@@ -165,11 +165,12 @@ pub(crate) struct LoadReport {
     pub baseline_reply_spin_us: Option<f64>,
     /// `ops_per_sec / baseline_ops_per_sec` (when compared).
     pub ratio: Option<f64>,
-    /// The daemon's CPU time per request over the measured window, ns, all its threads (over
-    /// the socket, when `/proc` tells it; see `proc_cpu`).
+    /// The daemon's CPU time per request over the measured window (with `--baseline`, over
+    /// its phases), ns, all its threads (over the socket, when `/proc` tells it; see
+    /// `proc_cpu`).
     pub daemon_cpu_ns_per_op: Option<f64>,
     /// Over the socket, when compared and `daemon_cpu_ns_per_op` is read: the echo floor's
-    /// serving threads' CPU time per request in the floor's run, ns (`EchoServer::cpu_ns`):
+    /// serving threads' CPU time per request over the floor's phases, ns (`EchoServer::cpu_ns`):
     /// what a server that does no work on the frames and waits as the daemon waits spends on
     /// them. Where the floor's threads yield their cores to the clients, that is little, and
     /// the daemon's CPU beyond it is the daemon's own work; where a thread spins on a core of
@@ -750,7 +751,8 @@ pub(crate) fn compare_kms(kms: &Kms, key_id: &str, opts: &LoadOpts) -> Result<Lo
 }
 
 /// About how long each phase of a measurement taking turns lasts: the in-process engine and
-/// its floor ([`compare_kms`]), a load alone and beside another connection's calls
+/// its floor ([`compare_kms`]), the daemon or an HTTP endpoint and their echo floors
+/// (`crate::loadgen_turns`), a load alone and beside another connection's calls
 /// (`crate::loadgen_beside`). `--duration` is cut into phases this long, or shorter where a
 /// measurement needs more of them than that gives ([`phases_in`]).
 ///

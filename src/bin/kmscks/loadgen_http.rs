@@ -30,7 +30,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::loadgen::{LoadOp, LoadReport, Run};
-use crate::loadgen_turns::{floors_in, turns, Pooled, Side, Turn};
+use crate::loadgen_turns::{faster, take_turns, Pooled, Side};
 use kmscks::daemon::wake::SpinStream;
 
 /// The access key id the requests claim (kmscksd's default root access key; moto accepts any).
@@ -421,6 +421,9 @@ struct Kept {
     request_len: usize,
     depth: usize,
     stream: TcpStream,
+    /// The server said it closes `stream` (or closed it) when nothing was owed: the next run
+    /// connects again first.
+    closed: bool,
     sent: VecDeque<Instant>,
     buf: Vec<u8>,
     filled: usize,
@@ -434,6 +437,7 @@ impl Kept {
             request_len: request.len(),
             depth,
             stream: ep.connect()?,
+            closed: false,
             sent: VecDeque::with_capacity(depth),
             buf: vec![0u8; READ_CHUNK],
             filled: 0,
@@ -449,6 +453,11 @@ impl Kept {
         let (mut done, mut errors) = (0u64, 0u64);
         let mut to_send = self.depth;
         let mut silent_reconnects = 0;
+        if self.closed {
+            // Whatever a window left owed on the closed connection will never be answered.
+            self.reconnect()?;
+            self.sent.clear();
+        }
         loop {
             if to_send > 0 {
                 self.stream
@@ -499,6 +508,7 @@ impl Kept {
             }
             if close {
                 if stopped && !stragglers || self.sent.is_empty() && to_send == 0 {
+                    self.closed = true;
                     break;
                 }
                 silent_reconnects += 1;
@@ -509,8 +519,7 @@ impl Kept {
                     ));
                 }
                 // Whatever was not answered is asked again on a new connection.
-                self.stream = self.ep.connect()?;
-                self.filled = 0;
+                self.reconnect()?;
                 to_send += self.sent.len();
                 self.sent.clear();
             }
@@ -519,6 +528,13 @@ impl Kept {
             }
         }
         Ok((done, errors, hist))
+    }
+
+    fn reconnect(&mut self) -> Result<(), String> {
+        self.stream = self.ep.connect()?;
+        self.closed = false;
+        self.filled = 0;
+        Ok(())
     }
 
     /// One phase of a side taking turns ([`Kept::run`], every answer counted).
@@ -573,41 +589,22 @@ pub(crate) fn run_http(url: &str, opts: &HttpLoadOpts) -> Result<LoadReport, Str
 pub(crate) fn compare_http(url: &str, opts: &HttpLoadOpts) -> Result<LoadReport, String> {
     let ep = Endpoint::parse(url)?;
     let (request, sample) = prepare(&ep, opts)?;
-    let pairs = crate::loadgen::compared_pairs(opts.duration);
-    let turns = turns(pairs);
-    let phase = opts.duration / pairs;
     let shape = (opts.connections.max(1), opts.pipeline.max(1));
-    let servers = (0..floors_in(&turns))
-        .map(|_| EchoServer::start(sample.clone()))
-        .collect::<Result<Vec<_>, String>>()?;
+    let servers = [
+        EchoServer::start(sample.clone())?,
+        EchoServer::start(sample)?,
+    ];
     let ours = side(&ep, shape, &request);
-    let floors: Vec<Side> = servers
-        .iter()
-        .map(|s| side(&s.endpoint(), shape, &request))
-        .collect();
-    let failed = |e: kmscks::error::KmsError| e.message().to_owned();
-    ours.phase(crate::loadgen::WARM_UP).map_err(failed)?;
-    for f in &floors {
-        f.phase(crate::loadgen::WARM_UP).map_err(failed)?;
-    }
-    let mut pooled = Pooled::new();
-    let mut theirs: Vec<Pooled> = floors.iter().map(|_| Pooled::new()).collect();
-    for turn in turns {
-        match turn {
-            Turn::Measured => pooled.add_phase(&ours, phase, || None),
-            Turn::Floor(i) => theirs[i].add_phase(&floors[i], phase, || None),
-        }
-        .map_err(failed)?;
-    }
+    let floors = [
+        side(&servers[0].endpoint(), shape, &request),
+        side(&servers[1].endpoint(), shape, &request),
+    ];
+    let (pooled, theirs) = take_turns(&ours, &floors, [&|| None; 3], opts.duration)
+        .map_err(|e| e.message().to_owned())?;
     // The floors' connections close before their servers stop accepting.
     drop((ours, floors, servers));
     let report = |p: &Pooled| p.report(opts.op, shape, opts.payload);
-    let b = theirs
-        .iter()
-        .map(report)
-        .max_by(|x, y| x.ops_per_sec.total_cmp(&y.ops_per_sec))
-        .ok_or("no floor was measured")?;
-    Ok(report(&pooled).with_baseline(&b))
+    Ok(report(&pooled).with_baseline(&report(&theirs[faster(&theirs)])))
 }
 
 /// A side of a comparison: `connections` connections to `ep`, each keeping `depth` of
@@ -618,8 +615,10 @@ fn side(ep: &Endpoint, (connections, depth): (usize, usize), request: &[u8]) -> 
     Side::start(connections, |seat| {
         let (ep, request) = (ep.clone(), request.clone());
         thread::spawn(move || {
-            let kept = Kept::connect(&ep, &request, depth).map_err(turn_failed);
-            seat.serve(kept, Kept::phase);
+            seat.serve(
+                || Kept::connect(&ep, &request, depth).map_err(turn_failed),
+                Kept::phase,
+            );
         })
     })
 }
@@ -810,6 +809,19 @@ mod tests {
             assert_eq!(hist.len(), done);
             assert!(elapsed >= Duration::from_millis(50), "{elapsed:?}");
         }
+        // Stopped from the start: the answers owed count in a phase, not after a window.
+        let mut kept = Kept::connect(&ep, &request, 2).unwrap();
+        let stopped = AtomicBool::new(true);
+        let (done, errors, hist) = kept.run(&stopped, true).unwrap();
+        assert_eq!((done, errors, hist.len()), (2, 0, 2));
+        assert!(kept.closed, "the last answer said the connection closes");
+        let (done, errors, _) = kept.run(&stopped, false).unwrap();
+        assert_eq!(
+            (done, errors),
+            (0, 0),
+            "a window's stragglers are not counted"
+        );
+        assert!(kept.closed);
         let failing = side(
             &Endpoint::parse("http://127.0.0.1:1").unwrap(),
             (1, 1),

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::loadgen::{LoadOp, LoadReport, Run};
-use crate::loadgen_turns::{floors_in, turns, Pooled, Side, Turn};
+use crate::loadgen_turns::{faster, take_turns, Pooled, Side};
 use crate::proc_cpu::process_cpu_ns;
 use kmscks::api::kms::{
     CreateKeyRequest, DecryptRequest, DeriveSharedSecretRequest, EncryptRequest,
@@ -389,10 +389,11 @@ fn side(
     Ok(Side::start(connections, |seat| {
         let (client, request) = (client.clone(), maker.make());
         thread::spawn(move || {
-            let kept = client
-                .pipeline(depth)
-                .map(|pipe| Kept::new(pipe, request, depth));
-            seat.serve(kept, Kept::phase);
+            let open = || {
+                let pipe = client.pipeline(depth)?;
+                Ok(Kept::new(pipe, request, depth))
+            };
+            seat.serve(open, Kept::phase);
         })
     }))
 }
@@ -503,8 +504,14 @@ pub(crate) fn run_echo_baseline(
         peer: crate::loadgen::peer_public_key()?,
     };
     let side = side(server.path(), shape, opts.reply_spin, &maker)?;
-    let mut floor = Pooled::new();
-    floor.add_phase(&side, opts.duration, || server.cpu_ns())?;
+    let before = server.cpu_ns();
+    let run = side.phase(opts.duration)?;
+    let floor = Pooled {
+        run,
+        cpu_ns: before
+            .zip(server.cpu_ns())
+            .map(|(b, a)| a.saturating_sub(b)),
+    };
     Ok(pooled_report(opts, &floor))
 }
 
@@ -552,9 +559,6 @@ pub(crate) fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadR
     }
     let mut frame = Vec::new();
     encode_response(&mut frame, 0, opts.op_code(), &sample);
-    let pairs = crate::loadgen::compared_pairs(opts.duration);
-    let turns = turns(pairs);
-    let phase = opts.duration / pairs;
     let shape = (opts.connections.max(1), opts.pipeline.max(1));
     // The second floor's client, with one request in flight, sleeps at once rather than spin
     // for its reply (deeper pipelines never spin: the client spins only for a lone reply).
@@ -568,38 +572,31 @@ pub(crate) fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadR
         },
     ];
     let daemon = side(path, shape, opts.reply_spin, &maker)?;
-    let servers = (0..floors_in(&turns))
-        .map(|_| EchoServer::start_for(frame.clone(), shape.0))
-        .collect::<Result<Vec<_>>>()?;
-    let floors = servers
-        .iter()
-        .zip(waits)
-        .map(|(s, spin)| side(s.path(), shape, spin, &maker))
-        .collect::<Result<Vec<_>>>()?;
+    let servers = [
+        EchoServer::start_for(frame.clone(), shape.0)?,
+        EchoServer::start_for(frame, shape.0)?,
+    ];
+    let floors = [
+        side(servers[0].path(), shape, waits[0], &maker)?,
+        side(servers[1].path(), shape, waits[1], &maker)?,
+    ];
     let pid = client.daemon_pid();
-    let daemon_cpu = || pid.and_then(process_cpu_ns);
-    daemon.phase(crate::loadgen::WARM_UP)?;
-    for f in &floors {
-        f.phase(crate::loadgen::WARM_UP)?;
-    }
-    let mut ours = Pooled::new();
-    let mut theirs: Vec<Pooled> = floors.iter().map(|_| Pooled::new()).collect();
-    for turn in turns {
-        match turn {
-            Turn::Measured => ours.add_phase(&daemon, phase, daemon_cpu)?,
-            Turn::Floor(i) => theirs[i].add_phase(&floors[i], phase, || servers[i].cpu_ns())?,
-        }
-    }
+    let (ours, theirs) = take_turns(
+        &daemon,
+        &floors,
+        [
+            &|| pid.and_then(process_cpu_ns),
+            &|| servers[0].cpu_ns(),
+            &|| servers[1].cpu_ns(),
+        ],
+        opts.duration,
+    )?;
     // Stopped before the raw loop runs, whose CPU share is read from this process's time.
     drop((daemon, floors, servers));
-    let (b, spin) = theirs
-        .iter()
-        .zip(waits)
-        .map(|(p, spin)| (pooled_report(opts, p), spin))
-        .max_by(|(x, _), (y, _)| x.ops_per_sec.total_cmp(&y.ops_per_sec))
-        .ok_or_else(|| KmsError::new(ErrorKind::KMSInternalException, "no floor was measured"))?;
+    let best = faster(&theirs);
+    let b = pooled_report(opts, &theirs[best]);
     let mut r = pooled_report(opts, &ours).with_baseline(&b);
-    r.baseline_reply_spin_us = Some(spin.as_secs_f64() * 1e6);
+    r.baseline_reply_spin_us = Some(waits[best].as_secs_f64() * 1e6);
     r.baseline_cpu_ns_per_op = r.daemon_cpu_ns_per_op.and(b.daemon_cpu_ns_per_op);
     Ok(with_raw_cpu(r, opts))
 }

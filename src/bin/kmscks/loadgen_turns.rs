@@ -16,15 +16,23 @@
 //!   park after their spin as they would between any two bursts of a client.
 //! * **A phase lasts until its requests are answered.** At the phase's end the side stops
 //!   sending and takes the replies still in flight, which count for the phase: the other side
-//!   never starts beside them.
-//! * **Two floors, the faster kept.** The floor must be the best the machine does at the
-//!   shape, and it has two ways to be slower than that: with one request in flight, whether
-//!   the client spins for its reply (eight spinning clients take the cores the echo needs,
-//!   one gets its answer sooner); with deep pipelines, how the scheduler places the client
-//!   and the echo's thread (one connection pipelining 256 read 3.1 M/s in one run and 4.8 in
-//!   the next). So there are two floors, each with its own echo server and connections (with
-//!   one request in flight, the second's client does not spin), taking the floor's turns in
-//!   the order 0 1 1 0 … ([`turns`]); the faster pool is the floor.
+//!   never starts beside them. (So a side's rate includes its pipelines' drain, which a run
+//!   without `--baseline`, counting replies within a window, does not: a difference of one
+//!   pipeline per connection per phase.)
+//! * **Two floors, the faster kept, each running as long as the server.** The floor must be
+//!   the best the machine does at the shape, and it has two ways to be slower than that: with
+//!   one request in flight, whether the client spins for its reply (eight spinning clients
+//!   take the cores the echo needs, one gets its answer sooner); with deep pipelines, how the
+//!   scheduler places the client and the echo's thread (one connection pipelining 256 read 3.1
+//!   M/s in one run and 4.8 in the next). So there are two floors, each with its own echo
+//!   server and connections (with one request in flight over the socket, the second's client
+//!   does not spin). Each round of turns gives the server and each floor a phase, the order
+//!   rotating ([`turns`]), so that each floor pools as many phases as the server: keeping the
+//!   faster of two noisy means raises the floor by a part of their spread, and the more phases
+//!   each pools, the smaller that part. The bias lowers the ratio, never raises it.
+//! * **Each server's CPU is read once around all the turns**, not per phase: a server idles
+//!   outside its side's phases, and a reading taken while its threads still spin after a
+//!   phase would miss what the kernel had not yet charged them.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,58 +44,28 @@ use std::time::{Duration, Instant};
 use crate::loadgen::{add_run, empty_run, new_hist, LoadOp, LoadReport, Run};
 use kmscks::error::{ErrorKind, KmsError, Result};
 
-/// Who runs a phase of a comparison.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Turn {
-    /// The server measured: the daemon (or, over HTTP, any endpoint).
-    Measured,
-    /// Floor 0 or 1 (see the module doc).
-    Floor(usize),
+/// The floors of a comparison (see the module doc).
+pub(crate) const FLOORS: usize = 2;
+
+/// The sides of a comparison: the server measured, then the floors.
+const SIDES: usize = 1 + FLOORS;
+
+/// The phases of a comparison of `rounds` rounds, each side by its index (0: the server
+/// measured, 1 and 2: the floors). Each round has one phase of every side, the order rotating
+/// from round to round (0 1 2, 2 0 1, 1 2 0, …), so that over every three rounds each side
+/// takes each place in a round once, and each side runs as long as the others.
+fn turns(rounds: u32) -> impl Iterator<Item = usize> {
+    (0..rounds as usize).flat_map(|k| (0..SIDES).map(move |i| (i + SIDES - k % SIDES) % SIDES))
 }
 
-/// The phases of a comparison of `pairs` pairs. Each pair is a phase of the daemon's and one
-/// of a floor's, the daemon first in even pairs (A B B A …); the floors take the pairs in the
-/// order 0 1 1 0 …, so that over every four pairs each floor comes after the daemon once and
-/// before it once.
-pub(crate) fn turns(pairs: u32) -> Vec<Turn> {
-    (0..pairs)
-        .flat_map(|k| {
-            let floor = Turn::Floor(((k + k / 2) % 2) as usize);
-            match k % 2 {
-                0 => [Turn::Measured, floor],
-                _ => [floor, Turn::Measured],
-            }
-        })
-        .collect()
-}
-
-/// The floors [`turns`] gives phases to: 1 or 2.
-pub(crate) fn floors_in(turns: &[Turn]) -> usize {
-    turns
-        .iter()
-        .filter_map(|t| match t {
-            Turn::Floor(i) => Some(i + 1),
-            Turn::Measured => None,
-        })
-        .max()
-        .unwrap_or(0)
-}
-
-/// What a side's phases add up to, and the CPU its server used over them (`None` once a
-/// reading failed: then none is told, rather than a part).
+/// What a side's phases add up to, and the CPU its server used over them (`None` when it
+/// could not be read).
 pub(crate) struct Pooled {
     pub run: Run,
     pub cpu_ns: Option<u64>,
 }
 
 impl Pooled {
-    pub(crate) fn new() -> Pooled {
-        Pooled {
-            run: empty_run(),
-            cpu_ns: Some(0),
-        }
-    }
-
     /// The report of the pooled phases of a load of `op` over `shape` (connections, depth)
     /// with `payload`, the server's CPU per request (if read) in `daemon_cpu_ns_per_op` (a
     /// floor's is moved to `baseline_cpu_ns_per_op` by its comparison).
@@ -98,21 +76,47 @@ impl Pooled {
         r
     }
 
-    /// Runs one phase of `side` of about `len`, reading its server's CPU (`cpu`) before and
-    /// after, and adds it.
-    pub(crate) fn add_phase(
-        &mut self,
-        side: &Side,
-        len: Duration,
-        cpu: impl Fn() -> Option<u64>,
-    ) -> Result<()> {
-        let before = cpu();
-        let run = side.phase(len)?;
-        let used = before.zip(cpu()).map(|(b, a)| a.saturating_sub(b));
-        self.cpu_ns = self.cpu_ns.zip(used).map(|(sum, n)| sum + n);
-        add_run(&mut self.run, run);
-        Ok(())
+    /// Requests answered per second over the phases.
+    fn rate(&self) -> f64 {
+        let (done, _, elapsed, _) = &self.run;
+        *done as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
     }
+}
+
+/// The measured server's side and the floors' taking turns for `duration` each, in phases of
+/// about [`PHASE`](crate::loadgen::PHASE) ([`turns`]), after a warm-up phase each that counts
+/// for nothing; `cpu[i]` reads side `i`'s server's CPU time. Answers each side's pooled phases
+/// and its server's CPU over them: read before the first counted phase and after the last,
+/// since a server idles outside its side's phases (a reading per phase would lose, each time,
+/// what a thread still spinning had not yet been charged).
+pub(crate) fn take_turns(
+    measured: &Side,
+    floors: &[Side; FLOORS],
+    cpu: [&dyn Fn() -> Option<u64>; SIDES],
+    duration: Duration,
+) -> Result<(Pooled, [Pooled; FLOORS])> {
+    let sides = [measured, &floors[0], &floors[1]];
+    let rounds = crate::loadgen::phases_in(duration, 1);
+    let phase = duration / rounds;
+    for side in sides {
+        side.phase(crate::loadgen::WARM_UP)?;
+    }
+    let before = cpu.map(|read| read());
+    let mut runs = [empty_run(), empty_run(), empty_run()];
+    for i in turns(rounds) {
+        add_run(&mut runs[i], sides[i].phase(phase)?);
+    }
+    let after = cpu.map(|read| read());
+    let [ours, f0, f1] = std::array::from_fn(|i| Pooled {
+        run: std::mem::replace(&mut runs[i], empty_run()),
+        cpu_ns: before[i].zip(after[i]).map(|(b, a)| a.saturating_sub(b)),
+    });
+    Ok((ours, [f0, f1]))
+}
+
+/// The index of the faster of `floors`: the baseline (a floor is the best the machine does).
+pub(crate) fn faster(floors: &[Pooled; FLOORS]) -> usize {
+    usize::from(floors[1].rate() > floors[0].rate())
 }
 
 /// What a side's driving threads and its measuring thread share.
@@ -220,17 +224,19 @@ fn panicked() -> KmsError {
 }
 
 impl Seat {
-    /// Takes part in the side's phases until the side is dropped: in each, `phase` runs on
-    /// the thread's `driver` (its connection) and answers its tally — sending while the
-    /// `stop` it is given is down, then taking the replies of what it sent, which count for
-    /// the phase. The thread keeps meeting the barriers whatever happens (a driver that could
-    /// not be made answers its error each phase, a panic in a phase is that phase's error),
-    /// so that the measuring thread is never left waiting at one.
+    /// Opens the thread's driver (its connection) with `open`, then takes part in the side's
+    /// phases until the side is dropped: in each, `phase` runs on the driver and answers its
+    /// tally — sending while the `stop` it is given is down, then taking the replies of what
+    /// it sent, which count for the phase. The thread keeps meeting the barriers whatever
+    /// happens (a driver that could not be made, or whose opening panicked, answers its error
+    /// each phase; a panic in a phase is that phase's error), so that the measuring thread is
+    /// never left waiting at one.
     pub(crate) fn serve<D>(
         self,
-        mut driver: Result<D>,
+        open: impl FnOnce() -> Result<D>,
         mut phase: impl FnMut(&mut D, &AtomicBool) -> Result<Run>,
     ) {
+        let mut driver = catch_unwind(AssertUnwindSafe(open)).unwrap_or_else(|_| Err(panicked()));
         let gate = &self.gate;
         loop {
             gate.start.wait();
@@ -253,49 +259,144 @@ impl Seat {
 mod tests {
     use super::*;
 
-    fn count(turns: &[Turn], who: Turn) -> usize {
-        turns.iter().filter(|&&t| t == who).count()
-    }
-
     #[test]
-    fn the_daemon_and_the_floors_alternate_each_floor_as_often_before_the_daemon_as_after() {
-        let t = turns(8);
-        assert_eq!(t.len(), 16);
-        assert_eq!(count(&t, Turn::Measured), 8);
-        assert_eq!(
-            (count(&t, Turn::Floor(0)), count(&t, Turn::Floor(1))),
-            (4, 4)
-        );
-        for pair in t.chunks(2) {
+    fn each_side_has_a_phase_each_round_and_every_place_in_a_round_once_over_three_rounds() {
+        let t: Vec<usize> = turns(6).collect();
+        assert_eq!(t[..9], [0, 1, 2, 2, 0, 1, 1, 2, 0]);
+        assert_eq!(t.len(), 18);
+        for round in t.chunks(SIDES) {
+            let mut sides = round.to_vec();
+            sides.sort_unstable();
             assert_eq!(
-                count(pair, Turn::Measured),
-                1,
-                "{pair:?}: one daemon phase a pair"
+                sides,
+                [0, 1, 2],
+                "one phase of each side a round: {round:?}"
             );
         }
-        // Each floor's phases: after the daemon's in its pair as often as before it.
-        for floor in [Turn::Floor(0), Turn::Floor(1)] {
-            let after = t.chunks(2).filter(|p| p[1] == floor).count();
-            let before = t.chunks(2).filter(|p| p[0] == floor).count();
-            assert_eq!((after, before), (2, 2), "{floor:?} in {t:?}");
+        for side in 0..SIDES {
+            for place in 0..SIDES {
+                let times = t[..9].chunks(SIDES).filter(|r| r[place] == side).count();
+                assert_eq!(times, 1, "side {side} in place {place} over three rounds");
+            }
         }
         assert_eq!(
-            turns(2),
-            [
-                Turn::Measured,
-                Turn::Floor(0),
-                Turn::Floor(1),
-                Turn::Measured
-            ]
+            turns(1).collect::<Vec<_>>(),
+            [0, 1, 2],
+            "a short run has every side"
         );
     }
 
+    fn pooled(done: u64, secs: u64) -> Pooled {
+        Pooled {
+            run: (done, 0, Duration::from_secs(secs), new_hist()),
+            cpu_ns: None,
+        }
+    }
+
     #[test]
-    fn a_comparison_of_one_pair_has_one_floor_and_of_more_two() {
-        assert_eq!(turns(1), [Turn::Measured, Turn::Floor(0)]);
-        assert_eq!(floors_in(&turns(1)), 1);
-        assert_eq!(floors_in(&turns(2)), 2);
-        assert_eq!(floors_in(&turns(6)), 2);
-        assert_eq!(floors_in(&[]), 0);
+    fn the_faster_floor_is_the_one_with_more_requests_a_second_not_more_requests() {
+        assert_eq!(faster(&[pooled(100, 1), pooled(150, 1)]), 1);
+        assert_eq!(faster(&[pooled(100, 1), pooled(150, 2)]), 0);
+        assert_eq!(
+            faster(&[pooled(100, 1), pooled(100, 1)]),
+            0,
+            "a tie keeps the first"
+        );
+    }
+
+    /// A side of `n` drivers that count one request per phase each; `open` and `phase` can fail.
+    fn counting(
+        n: usize,
+        open: impl Fn(usize) -> Result<u64> + Send + Sync + 'static,
+        fail: impl Fn(usize, u64) -> Option<KmsError> + Send + Sync + 'static,
+    ) -> Side {
+        let (open, fail) = (Arc::new(open), Arc::new(fail));
+        let mut k = 0;
+        Side::start(n, |seat| {
+            let (open, fail, me) = (open.clone(), fail.clone(), k);
+            k += 1;
+            thread::spawn(move || {
+                seat.serve(
+                    || open(me),
+                    |phases, stop| {
+                        *phases += 1;
+                        if let Some(e) = fail(me, *phases) {
+                            return Err(e);
+                        }
+                        while !stop.load(Ordering::Relaxed) {
+                            thread::yield_now();
+                        }
+                        let mut hist = new_hist();
+                        let _ = hist.record(7);
+                        Ok((1, 0, Duration::ZERO, hist))
+                    },
+                )
+            })
+        })
+    }
+
+    fn failed(what: &str) -> KmsError {
+        KmsError::new(ErrorKind::KMSInternalException, what)
+    }
+
+    #[test]
+    fn a_phase_adds_every_drivers_tally_and_lasts_at_least_its_length() {
+        let side = counting(3, |_| Ok(0), |_, _| None);
+        for _ in 0..2 {
+            let (done, errors, elapsed, hist) = side.phase(Duration::from_millis(5)).unwrap();
+            assert_eq!((done, errors, hist.len()), (3, 0, 3));
+            assert!(elapsed >= Duration::from_millis(5), "{elapsed:?}");
+        }
+    }
+
+    #[test]
+    fn a_driver_that_could_not_open_fails_every_phase_and_the_side_still_ends() {
+        let side = counting(
+            2,
+            |me| {
+                if me == 1 {
+                    Err(failed("no connection"))
+                } else {
+                    Ok(0)
+                }
+            },
+            |_, _| None,
+        );
+        for _ in 0..2 {
+            let e = side.phase(Duration::from_millis(1)).unwrap_err();
+            assert!(e.message().contains("no connection"), "{e:?}");
+        }
+        drop(side); // returns: every driver met the barriers
+    }
+
+    #[test]
+    fn a_panic_opening_or_in_a_phase_is_an_error_not_a_hang() {
+        let side = counting(
+            2,
+            |me| if me == 0 { panic!("opening") } else { Ok(0) },
+            |_, _| None,
+        );
+        let e = side.phase(Duration::from_millis(1)).unwrap_err();
+        assert!(e.message().contains("panicked"), "{e:?}");
+        drop(side);
+        // A panic in the first phase only: the next phase counts again.
+        let side = counting(
+            2,
+            |_| Ok(0),
+            |me, phase| {
+                if me == 1 && phase == 1 {
+                    panic!("in a phase")
+                }
+                None
+            },
+        );
+        let e = side.phase(Duration::from_millis(1)).unwrap_err();
+        assert!(e.message().contains("panicked"), "{e:?}");
+        assert_eq!(side.phase(Duration::from_millis(1)).unwrap().0, 2);
+    }
+
+    #[test]
+    fn a_side_dropped_before_any_phase_ends_its_threads() {
+        drop(counting(4, |_| Ok(0), |_, _| None));
     }
 }

@@ -28,7 +28,8 @@
 //! * Over HTTP (`--http URL`, e.g. `http://127.0.0.1:4599`): the same `--connections`,
 //!   `--pipeline`, `--op`, `--payload`, `--duration`, `--key-id`, against any AWS JSON 1.1 KMS
 //!   endpoint (`kmscksd --http`, moto's server); `--baseline` runs an HTTP echo of the
-//!   endpoint's own answer over loopback TCP with the same C and D (`crate::loadgen_http`).
+//!   endpoint's own answer over loopback TCP with the same C and D, the endpoint and the echo
+//!   taking turns in phases (`crate::loadgen_http`, `crate::loadgen_turns`).
 //!   Without `--key-id` the key is made with CreateKey first.
 //!
 //! * Scale report (`--scale N [--custom-key-store]`): creates N durable keys in a fresh data
