@@ -603,23 +603,13 @@ impl KmsLoad {
             move |c| {
                 let one = |ok: bool| if ok { (1, 0) } else { (0, 1) };
                 let many = |errs: usize| (batch as u64 - errs as u64, errs as u64);
+                // `batch` calls one after the other: how many failed.
+                let failed = |call: &dyn Fn() -> bool| (0..batch).filter(|_| !call()).count();
                 match (op, batch) {
                     (LoadOp::Encrypt, 1) => one(c.kms.encrypt(&c.encrypt).is_ok()),
-                    (LoadOp::Encrypt, _) => many(
-                        c.kms
-                            .encrypt_batch(&c.encrypt_batch)
-                            .iter()
-                            .filter(|r| r.is_err())
-                            .count(),
-                    ),
+                    (LoadOp::Encrypt, _) => many(errors(&c.kms.encrypt_batch(&c.encrypt_batch))),
                     (LoadOp::Decrypt, 1) => one(c.kms.decrypt(&c.decrypt).is_ok()),
-                    (LoadOp::Decrypt, _) => many(
-                        c.kms
-                            .decrypt_batch(&c.decrypt_batch)
-                            .iter()
-                            .filter(|r| r.is_err())
-                            .count(),
-                    ),
+                    (LoadOp::Decrypt, _) => many(errors(&c.kms.decrypt_batch(&c.decrypt_batch))),
                     (LoadOp::GenerateDataKey, 1) => {
                         one(c.kms.generate_data_key(&c.data_key).is_ok())
                     }
@@ -643,46 +633,33 @@ impl KmsLoad {
                         );
                         many(errs)
                     }
-                    (LoadOp::GenerateDataKey, _) => many(
-                        c.kms
-                            .generate_data_key_batch(&c.data_key_batch, true)
-                            .iter()
-                            .filter(|r| r.is_err())
-                            .count(),
-                    ),
-                    (LoadOp::GenerateRandom, _) => many(
-                        (0..batch)
-                            .filter(|_| c.kms.generate_random(&c.random).is_err())
-                            .count(),
-                    ),
-                    // No batch form in AWS's API: `batch` calls one after the other.
-                    (LoadOp::GenerateMac, _) => many(
-                        (0..batch)
-                            .filter(|_| c.kms.generate_mac(&c.mac).is_err())
-                            .count(),
-                    ),
-                    (LoadOp::Sign, _) => {
-                        many((0..batch).filter(|_| c.kms.sign(&c.sign).is_err()).count())
+                    (LoadOp::GenerateDataKey, _) => many(errors(
+                        &c.kms.generate_data_key_batch(&c.data_key_batch, true),
+                    )),
+                    (LoadOp::GenerateRandom, _) => {
+                        many(failed(&|| c.kms.generate_random(&c.random).is_ok()))
                     }
-                    (LoadOp::Verify, _) => many(
-                        (0..batch)
-                            .filter(|_| c.kms.verify(&c.verify).is_err())
-                            .count(),
-                    ),
-                    (LoadOp::GenerateDataKeyPair, _) => many(
-                        (0..batch)
-                            .filter(|_| c.kms.generate_data_key_pair(&c.key_pair).is_err())
-                            .count(),
-                    ),
-                    (LoadOp::DeriveSharedSecret, _) => many(
-                        (0..batch)
-                            .filter(|_| c.kms.derive_shared_secret(&c.derive).is_err())
-                            .count(),
-                    ),
+                    // No batch form in AWS's API: `batch` calls one after the other.
+                    (LoadOp::GenerateMac, _) => {
+                        many(failed(&|| c.kms.generate_mac(&c.mac).is_ok()))
+                    }
+                    (LoadOp::Sign, _) => many(failed(&|| c.kms.sign(&c.sign).is_ok())),
+                    (LoadOp::Verify, _) => many(failed(&|| c.kms.verify(&c.verify).is_ok())),
+                    (LoadOp::GenerateDataKeyPair, _) => many(failed(&|| {
+                        c.kms.generate_data_key_pair(&c.key_pair).is_ok()
+                    })),
+                    (LoadOp::DeriveSharedSecret, _) => {
+                        many(failed(&|| c.kms.derive_shared_secret(&c.derive).is_ok()))
+                    }
                 }
             },
         )
     }
+}
+
+/// How many of a batch's answers failed.
+fn errors<T>(answers: &[Result<T>]) -> usize {
+    answers.iter().filter(|r| r.is_err()).count()
 }
 
 /// The CreateKey request of the key a run of `op` makes for itself when it needs a key of
