@@ -165,9 +165,8 @@ pub(crate) struct LoadReport {
     pub baseline_reply_spin_us: Option<f64>,
     /// `ops_per_sec / baseline_ops_per_sec` (when compared).
     pub ratio: Option<f64>,
-    /// The daemon's CPU time per request over the measured window (with `--baseline`, over
-    /// its phases), ns, all its threads (over the socket, when `/proc` tells it; see
-    /// `proc_cpu`).
+    /// The daemon's CPU time per request over its measured phases, ns, all its threads (over
+    /// the socket, when `/proc` tells it; see `proc_cpu`).
     pub daemon_cpu_ns_per_op: Option<f64>,
     /// Over the socket, when compared and `daemon_cpu_ns_per_op` is read: the echo floor's
     /// serving threads' CPU time per request over the floor's phases, ns (`EchoServer::cpu_ns`):
@@ -213,58 +212,6 @@ impl LoadReport {
 pub(crate) fn new_hist() -> Histogram<u64> {
     // 1 ns .. 60 s at 3 significant digits; these bounds are valid constants.
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
-}
-
-/// What the driver threads of a measured window add up to: requests done, requests that
-/// failed, their latencies.
-pub(crate) struct Window {
-    pub done: u64,
-    pub errors: u64,
-    pub hist: Histogram<u64>,
-    pub elapsed: Duration,
-}
-
-/// What one driver thread answers: requests done, requests failed, their latencies.
-pub(crate) type Driver<E> =
-    std::thread::JoinHandle<std::result::Result<(u64, u64, Histogram<u64>), E>>;
-
-/// Releases the drivers waiting on `start`, lets them run for `duration`, raises `stop`, and
-/// joins them (each answers its done and failed counts and its histogram). The first driver
-/// error is the result; a panicked driver is `panicked()`.
-pub(crate) fn measure_window<E>(
-    start: &Barrier,
-    stop: &AtomicBool,
-    duration: Duration,
-    handles: Vec<Driver<E>>,
-    panicked: impl Fn() -> E,
-) -> std::result::Result<Window, E> {
-    start.wait();
-    let t0 = Instant::now();
-    std::thread::sleep(duration);
-    stop.store(true, Ordering::Relaxed);
-    let elapsed = t0.elapsed();
-    let mut window = Window {
-        done: 0,
-        errors: 0,
-        hist: new_hist(),
-        elapsed,
-    };
-    let mut first_err = None;
-    for h in handles {
-        match h.join() {
-            Ok(Ok((d, e, hh))) => {
-                window.done += d;
-                window.errors += e;
-                let _ = window.hist.add(&hh);
-            }
-            Ok(Err(e)) => first_err = first_err.or(Some(e)),
-            Err(_) => first_err = first_err.or_else(|| Some(panicked())),
-        }
-    }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(window),
-    }
 }
 
 /// What a run of [`drive`] adds up to: items done, items failed, the time taken, the calls'

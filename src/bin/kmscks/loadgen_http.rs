@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::loadgen::{LoadOp, LoadReport, Run};
-use crate::loadgen_turns::{faster, take_turns, Pooled, Side};
+use crate::loadgen_turns::{alone, faster, take_turns, Pooled, Side};
 use kmscks::daemon::wake::SpinStream;
 
 /// The access key id the requests claim (kmscksd's default root access key; moto accepts any).
@@ -395,24 +395,8 @@ fn prepare(ep: &Endpoint, opts: &HttpLoadOpts) -> Result<(Vec<u8>, Vec<u8>), Str
 /// What one connection counted: answers 200, other answers, latencies.
 type Counts = (u64, u64, Histogram<u64>);
 
-/// Drives one connection until `stop`, keeping `depth` requests in flight; the answers to
-/// requests in flight at `stop` are taken but not counted (the clock has stopped). The
-/// connection is made before `start`, an error only after it, so that the other drivers and
-/// the measuring thread are not left at the barrier.
-fn drive_conn(
-    ep: &Endpoint,
-    request: &[u8],
-    depth: usize,
-    stop: &AtomicBool,
-    start: &Barrier,
-) -> Result<Counts, String> {
-    let kept = Kept::connect(ep, request, depth);
-    start.wait();
-    kept?.run(stop, false)
-}
-
 /// A keep-alive connection kept `depth` requests deep with one request, and when each request
-/// in flight was sent: the driver of [`drive_conn`] and of the sides taking turns
+/// in flight was sent: the driver of a side ([`side`]), alone ([`run_http`]) or taking turns
 /// ([`compare_http`]).
 struct Kept {
     ep: Endpoint,
@@ -444,19 +428,16 @@ impl Kept {
         })
     }
 
-    /// Sends until `stop`, keeping `depth` in flight, then takes the answers still owed,
-    /// counting those (`stragglers`: a phase that lasts until its last answer) or not (a
-    /// window whose clock has stopped). A connection the server closes is made again and the
-    /// requests it left unanswered are sent again on it.
-    fn run(&mut self, stop: &AtomicBool, stragglers: bool) -> Result<Counts, String> {
+    /// Sends until `stop`, keeping `depth` in flight, then takes the answers still owed, which
+    /// count too (a phase lasts until its last answer). A connection the server closes is
+    /// made again and the requests it left unanswered are sent again on it.
+    fn run(&mut self, stop: &AtomicBool) -> Result<Counts, String> {
         let mut hist = crate::loadgen::new_hist();
         let (mut done, mut errors) = (0u64, 0u64);
         let mut to_send = self.depth;
         let mut silent_reconnects = 0;
         if self.closed {
-            // Whatever a window left owed on the closed connection will never be answered.
             self.reconnect()?;
-            self.sent.clear();
         }
         loop {
             if to_send > 0 {
@@ -488,13 +469,11 @@ impl Kept {
                 let Some(t) = self.sent.pop_front() else {
                     return Err(format!("{} sent an answer nobody asked for", self.ep.addr));
                 };
-                if !stopped || stragglers {
-                    let _ = hist.record(t.elapsed().as_nanos().max(1) as u64);
-                    if a.status == 200 {
-                        done += 1;
-                    } else {
-                        errors += 1;
-                    }
+                let _ = hist.record(t.elapsed().as_nanos().max(1) as u64);
+                if a.status == 200 {
+                    done += 1;
+                } else {
+                    errors += 1;
                 }
                 if !stopped {
                     to_send += 1;
@@ -507,7 +486,7 @@ impl Kept {
                 self.buf.resize(self.buf.len() * 2, 0);
             }
             if close {
-                if stopped && !stragglers || self.sent.is_empty() && to_send == 0 {
+                if self.sent.is_empty() && to_send == 0 {
                     self.closed = true;
                     break;
                 }
@@ -537,50 +516,22 @@ impl Kept {
         Ok(())
     }
 
-    /// One phase of a side taking turns ([`Kept::run`], every answer counted).
+    /// One phase of a side ([`Kept::run`]).
     fn phase(&mut self, stop: &AtomicBool) -> kmscks::error::Result<Run> {
-        let (done, errors, hist) = self.run(stop, true).map_err(turn_failed)?;
+        let (done, errors, hist) = self.run(stop).map_err(turn_failed)?;
         Ok((done, errors, Duration::ZERO, hist))
     }
 }
 
-/// Drives `ep` with `opts.connections` connections sending `request` for `opts.duration`.
-fn drive(ep: &Endpoint, opts: &HttpLoadOpts, request: &[u8]) -> Result<LoadReport, String> {
-    let conns = opts.connections.max(1);
-    let depth = opts.pipeline.max(1);
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = Arc::new(Barrier::new(conns + 1));
-    let request: Arc<[u8]> = request.into();
-    let handles: Vec<_> = (0..conns)
-        .map(|_| {
-            let (ep, stop, start, request) =
-                (ep.clone(), stop.clone(), start.clone(), request.clone());
-            thread::spawn(move || drive_conn(&ep, &request, depth, &stop, &start))
-        })
-        .collect();
-    let crate::loadgen::Window {
-        done,
-        errors,
-        hist,
-        elapsed,
-    } = crate::loadgen::measure_window(&start, &stop, opts.duration, handles, || {
-        "a load generator thread panicked".to_owned()
-    })?;
-    Ok(LoadReport::measured(
-        opts.op,
-        (conns, depth),
-        opts.payload,
-        (done, errors),
-        elapsed,
-        &hist,
-    ))
-}
-
-/// Drives the endpoint at `url` as `opts` says.
+/// Drives the endpoint at `url` as `opts` says, alone for `opts.duration` (counted as a
+/// comparison's phases are, `crate::loadgen_turns::alone`).
 pub(crate) fn run_http(url: &str, opts: &HttpLoadOpts) -> Result<LoadReport, String> {
     let ep = Endpoint::parse(url)?;
     let (request, _) = prepare(&ep, opts)?;
-    drive(&ep, opts, &request)
+    let shape = (opts.connections.max(1), opts.pipeline.max(1));
+    let load = side(&ep, shape, &request);
+    let pooled = alone(&load, &|| None, opts.duration).map_err(|e| e.message().to_owned())?;
+    Ok(pooled.report(opts.op, shape, opts.payload))
 }
 
 /// Runs the endpoint at `url` and two echo floors with the same requests, answers, C and D,
@@ -780,15 +731,9 @@ mod tests {
         let echo = EchoServer::start(answer).unwrap();
         let ep = echo.endpoint();
         let request = ep.request("GenerateDataKey", r#"{"KeyId":"alias/x"}"#);
-        let opts = HttpLoadOpts {
-            op: LoadOp::GenerateDataKey,
-            connections: 2,
-            pipeline: 8,
-            payload: 32,
-            duration: Duration::from_millis(100),
-            key_id: None,
-        };
-        let r = drive(&ep, &opts, &request).unwrap();
+        let load = side(&ep, (2, 8), &request);
+        let pooled = alone(&load, &|| None, Duration::from_millis(100)).unwrap();
+        let r = pooled.report(LoadOp::GenerateDataKey, (2, 8), 32);
         assert_eq!((r.errors, r.threads, r.batch), (0, 2, 8));
         assert!(r.ops_per_sec > 0.0 && r.p50_us <= r.p99_us, "{r:?}");
     }
@@ -809,19 +754,15 @@ mod tests {
             assert_eq!(hist.len(), done);
             assert!(elapsed >= Duration::from_millis(50), "{elapsed:?}");
         }
-        // Stopped from the start: the answers owed count in a phase, not after a window.
+        // Stopped from the start: the answers owed still count, and a connection the last
+        // answer closed is made again before the next run sends.
         let mut kept = Kept::connect(&ep, &request, 2).unwrap();
         let stopped = AtomicBool::new(true);
-        let (done, errors, hist) = kept.run(&stopped, true).unwrap();
-        assert_eq!((done, errors, hist.len()), (2, 0, 2));
-        assert!(kept.closed, "the last answer said the connection closes");
-        let (done, errors, _) = kept.run(&stopped, false).unwrap();
-        assert_eq!(
-            (done, errors),
-            (0, 0),
-            "a window's stragglers are not counted"
-        );
-        assert!(kept.closed);
+        for _ in 0..2 {
+            let (done, errors, hist) = kept.run(&stopped).unwrap();
+            assert_eq!((done, errors, hist.len()), (2, 0, 2));
+            assert!(kept.closed, "the last answer said the connection closes");
+        }
         let failing = side(
             &Endpoint::parse("http://127.0.0.1:1").unwrap(),
             (1, 1),

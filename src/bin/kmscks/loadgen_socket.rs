@@ -18,10 +18,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-
 use crate::loadgen::{LoadOp, LoadReport, Run};
-use crate::loadgen_turns::{faster, take_turns, Pooled, Side};
+use crate::loadgen_turns::{alone, faster, take_turns, Pooled, Side};
 use crate::proc_cpu::process_cpu_ns;
 use kmscks::api::kms::{
     CreateKeyRequest, DecryptRequest, DeriveSharedSecretRequest, EncryptRequest,
@@ -201,71 +199,6 @@ pub(crate) fn unexpected(r: &Response) -> KmsError {
         ErrorKind::KMSInternalException,
         format!("unexpected {} response from the daemon", r.op().name()),
     )
-}
-
-/// Drives the daemon at `path` with `opts.connections` pipelines for `opts.duration`, and
-/// reads the CPU time it spends over the window into `daemon_cpu_ns_per_op`.
-fn drive(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker) -> Result<LoadReport> {
-    let client = Arc::new(
-        Client::builder(path)
-            .reply_spin(opts.reply_spin)
-            .connect()?,
-    );
-    let pid = client.daemon_pid();
-    let server_cpu_ns = || pid.and_then(process_cpu_ns);
-    let conns = opts.connections.max(1);
-    let depth = opts.pipeline.max(1);
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = Arc::new(Barrier::new(conns + 1));
-    let mut handles = Vec::with_capacity(conns);
-    for _ in 0..conns {
-        let (client, stop, start, maker) =
-            (client.clone(), stop.clone(), start.clone(), maker.clone());
-        handles.push(thread::spawn(
-            move || -> Result<(u64, u64, Histogram<u64>)> {
-                let mut hist = crate::loadgen::new_hist();
-                let (mut done, mut errors) = (0u64, 0u64);
-                keep_full(&client, depth, &maker, &start, &stop, |ns, ok| {
-                    let _ = hist.record(ns);
-                    if ok {
-                        done += 1;
-                    } else {
-                        errors += 1;
-                    }
-                })?;
-                Ok((done, errors, hist))
-            },
-        ));
-    }
-    // The drivers have connected and wait at the barrier: the window starts now.
-    let cpu_before = server_cpu_ns();
-    let crate::loadgen::Window {
-        done,
-        errors,
-        hist,
-        elapsed,
-    } = crate::loadgen::measure_window(&start, &stop, opts.duration, handles, || {
-        KmsError::new(
-            ErrorKind::KMSInternalException,
-            "a load generator thread panicked",
-        )
-    })?;
-    let cpu_after = server_cpu_ns();
-    let mut report = LoadReport::measured(
-        opts.op,
-        (conns, depth),
-        opts.payload,
-        (done, errors),
-        elapsed,
-        &hist,
-    );
-    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
-        // Counts the few requests answered after the clock stopped (at most the pipelines'
-        // depth) as work of the window: a bias of under 0.1 % at these rates.
-        report.daemon_cpu_ns_per_op =
-            Some(after.saturating_sub(before) as f64 / done.max(1) as f64);
-    }
-    Ok(report)
 }
 
 /// One connection's driving loop: waits at `start`, then keeps `depth` of `maker`'s request
@@ -464,20 +397,23 @@ fn with_raw_cpu(mut report: LoadReport, opts: &SocketLoadOpts) -> LoadReport {
     report
 }
 
-/// Drives the daemon at `path` as `opts` says.
+/// Drives the daemon at `path` as `opts` says: the load alone for `opts.duration` (counted
+/// as a comparison's phases are, `crate::loadgen_turns::alone`), or beside one more connection
+/// calling in a loop (`opts.beside`, [`crate::loadgen_beside`]).
 pub(crate) fn run_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadReport> {
     let client = Client::connect(path)?;
     let maker = prepare(&client, opts)?;
-    Ok(with_raw_cpu(measure_daemon(path, opts, &maker)?, opts))
-}
-
-/// The daemon's measurement: the load alone, or beside one more connection calling in a loop
-/// (`opts.beside`, [`crate::loadgen_beside`]).
-fn measure_daemon(path: &Path, opts: &SocketLoadOpts, maker: &RequestMaker) -> Result<LoadReport> {
-    match opts.beside {
-        None => drive(path, opts, maker),
-        Some(other) => crate::loadgen_beside::measure(path, opts, maker, other),
-    }
+    let report = match opts.beside {
+        None => {
+            let shape = (opts.connections.max(1), opts.pipeline.max(1));
+            let load = side(path, shape, opts.reply_spin, &maker)?;
+            let pid = client.daemon_pid();
+            let pooled = alone(&load, &|| pid.and_then(process_cpu_ns), opts.duration)?;
+            pooled_report(opts, &pooled)
+        }
+        Some(other) => crate::loadgen_beside::measure(path, opts, &maker, other)?,
+    };
+    Ok(with_raw_cpu(report, opts))
 }
 
 /// The echo floor for `opts`: the same requests, connections and depth against an in-process
@@ -504,14 +440,7 @@ pub(crate) fn run_echo_baseline(
         peer: crate::loadgen::peer_public_key()?,
     };
     let side = side(server.path(), shape, opts.reply_spin, &maker)?;
-    let before = server.cpu_ns();
-    let run = side.phase(opts.duration)?;
-    let floor = Pooled {
-        run,
-        cpu_ns: before
-            .zip(server.cpu_ns())
-            .map(|(b, a)| a.saturating_sub(b)),
-    };
+    let floor = alone(&side, &|| server.cpu_ns(), opts.duration)?;
     Ok(pooled_report(opts, &floor))
 }
 

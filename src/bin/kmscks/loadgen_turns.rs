@@ -16,9 +16,8 @@
 //!   park after their spin as they would between any two bursts of a client.
 //! * **A phase lasts until its requests are answered.** At the phase's end the side stops
 //!   sending and takes the replies still in flight, which count for the phase: the other side
-//!   never starts beside them. (So a side's rate includes its pipelines' drain, which a run
-//!   without `--baseline`, counting replies within a window, does not: a difference of one
-//!   pipeline per connection per phase.)
+//!   never starts beside them. A run without `--baseline` is one such phase of the server
+//!   alone ([`alone`]), counted the same way.
 //! * **Two floors, the faster kept, each running as long as the server.** The floor must be
 //!   the best the machine does at the shape, and it has two ways to be slower than that: with
 //!   one request in flight, whether the client spins for its reply (eight spinning clients
@@ -112,6 +111,23 @@ pub(crate) fn take_turns(
         cpu_ns: before[i].zip(after[i]).map(|(b, a)| a.saturating_sub(b)),
     });
     Ok((ours, [f0, f1]))
+}
+
+/// `side` measured alone for `duration` in one phase, after a warm-up phase that counts for
+/// nothing, its server's CPU (`cpu`) read around it: a run without a floor, counted as the
+/// phases of a comparison are.
+pub(crate) fn alone(
+    side: &Side,
+    cpu: &dyn Fn() -> Option<u64>,
+    duration: Duration,
+) -> Result<Pooled> {
+    side.phase(crate::loadgen::WARM_UP)?;
+    let before = cpu();
+    let run = side.phase(duration)?;
+    Ok(Pooled {
+        run,
+        cpu_ns: before.zip(cpu()).map(|(b, a)| a.saturating_sub(b)),
+    })
 }
 
 /// The index of the faster of `floors`: the baseline (a floor is the best the machine does).
