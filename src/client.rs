@@ -7,6 +7,12 @@
 //! dropped; the call that was in flight gets a `KMSInternalException` naming the socket and the
 //! operation (its outcome is unknown), and the next call connects afresh.
 //!
+//! A client waits for the daemon for as long as it takes, unless told a limit
+//! ([`ClientBuilder::reply_timeout`]): a reply (or a write the daemon does not take) that does
+//! not come within it fails the call with a `DependencyTimeoutException` naming the limit, and
+//! the connection is dropped as a broken one is, since its late reply could otherwise answer
+//! the next call.
+//!
 //! # Which daemon a client talks to
 //!
 //! Before a single byte is sent on a new connection, the client asks the kernel who serves the
@@ -76,6 +82,16 @@ enum Wait {
     Stream,
 }
 
+/// How a client's connections wait for the daemon ([`ClientBuilder::reply_spin`],
+/// [`ClientBuilder::reply_timeout`]).
+#[derive(Clone, Copy, Debug)]
+struct Waits {
+    /// How long a wait for a lone request's reply checks for it before it sleeps.
+    spin: Duration,
+    /// The longest any read or write waits; `None`, for as long as it takes.
+    limit: Option<Duration>,
+}
+
 /// Whether to spin for the next lone reply, after one that took `waited` against a spin of
 /// `spin`: yes if it came within the spin (spinning caught it, or would have), no if it took
 /// longer; `None` (unchanged) if it was there at once and says nothing.
@@ -92,6 +108,9 @@ struct Conn {
     nonblocking: bool,
     /// The last wait for a lone request's reply ended within the spin: spin for the next.
     spin_pays: bool,
+    /// The longest a read or a write waits ([`ClientBuilder::reply_timeout`]); the socket's
+    /// own timeouts (`SO_RCVTIMEO`, `SO_SNDTIMEO`) bound its blocking calls to it.
+    limit: Option<Duration>,
 }
 
 impl Drop for Conn {
@@ -150,18 +169,20 @@ impl Conn {
     /// spun for this time; one that came within it, spinning or asleep, is).
     fn recv_lone(&mut self, from: usize, spin: Duration) -> io::Result<usize> {
         let spinning = if self.spin_pays { spin } else { Duration::ZERO };
-        let (n, waited) = sockwait::recv(&self.stream, &mut self.inbuf[from..], spinning)?;
+        let buf = &mut self.inbuf[from..];
+        let (n, waited) = sockwait::recv(&self.stream, buf, spinning, self.limit)?;
         self.spin_pays = spin_pays_after(waited, spin).unwrap_or(self.spin_pays);
         Ok(n)
     }
 
-    /// Reads into `inbuf[from..]` as [`Wait::Stream`] says: one blocking `read`.
+    /// Reads into `inbuf[from..]` as [`Wait::Stream`] says: one blocking `read` (bounded by
+    /// the socket's receive timeout when there is a limit).
     fn read_blocking(&mut self, from: usize) -> io::Result<usize> {
         self.set_nonblocking(false)?;
         loop {
             match self.stream.read(&mut self.inbuf[from..]) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => return other,
+                other => return other.map_err(|e| blocked_too_long(e, self.limit, "sent nothing")),
             }
         }
     }
@@ -182,7 +203,10 @@ impl Conn {
     /// Writes all of `bytes`, blocking.
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.set_nonblocking(false)?;
-        self.stream.write_all(bytes)
+        let limit = self.limit;
+        self.stream
+            .write_all(bytes)
+            .map_err(|e| blocked_too_long(e, limit, "took no bytes"))
     }
 
     /// [`Conn::write_all`], telling a failure before any byte was taken (`Err(Unsent)`): on a
@@ -203,10 +227,26 @@ impl Conn {
                 Ok(0) => return Err(failed(io::ErrorKind::WriteZero.into(), sent)),
                 Ok(n) => sent += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(failed(e, sent)),
+                Err(e) => {
+                    let e = blocked_too_long(e, self.limit, "took no bytes");
+                    return Err(failed(e, sent));
+                }
             }
         }
         Ok(())
+    }
+}
+
+/// `e` from a blocking read or write on a connection with a `limit`: the socket's timeout
+/// (which the kernel reports as `EAGAIN`, `WouldBlock`) becomes `TimedOut`, saying that the
+/// daemon `did` nothing within the limit; anything else is returned as it is.
+fn blocked_too_long(e: io::Error, limit: Option<Duration>, did: &str) -> io::Error {
+    match limit {
+        Some(limit) if e.kind() == io::ErrorKind::WouldBlock => io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the daemon {did} for {} ms", limit.as_millis()),
+        ),
+        _ => e,
     }
 }
 
@@ -240,6 +280,7 @@ pub struct ClientBuilder {
     path: PathBuf,
     daemon_uids: Vec<u32>,
     reply_spin: Duration,
+    reply_timeout: Option<Duration>,
 }
 
 /// How long a thread waiting for the reply to a lone request (a call, or a pipeline with one
@@ -272,11 +313,25 @@ impl ClientBuilder {
         self
     }
 
+    /// How long a call, or a pipeline's wait for its next reply, may wait for the daemon
+    /// before it fails (default: for as long as it takes). A daemon that does not answer (or
+    /// take a request's bytes) within `limit` costs the call a `DependencyTimeoutException`
+    /// naming the limit; the request's outcome is unknown (the daemon may still carry it
+    /// out), and the connection is dropped, every request in flight on it lost, as when it
+    /// breaks. `Duration::ZERO` means no limit. The Hello exchange of every new connection is
+    /// bounded too. Choose a limit above the slowest answer you expect: a CreateKey waits for
+    /// the daemon's journal to reach the disk, and a deep pipeline for the requests before it.
+    pub fn reply_timeout(mut self, limit: Duration) -> ClientBuilder {
+        self.reply_timeout = (!limit.is_zero()).then_some(limit);
+        self
+    }
+
     /// Connects, checks who serves the socket, and performs the Hello exchange.
     ///
     /// Errors: `ValidationException` when [`DAEMON_UID_ENV`] is set and is not a uid;
     /// `UntrustedSocketException` when the daemon runs as an untrusted uid or the default
-    /// socket's directory is not private; `DependencyTimeoutException` when nothing listens.
+    /// socket's directory is not private; `DependencyTimeoutException` when nothing listens, or
+    /// when the Hello's reply does not come within [`ClientBuilder::reply_timeout`].
     pub fn connect(self) -> Result<Client> {
         let mut configured = self.daemon_uids;
         if let Some(v) = std::env::var_os(DAEMON_UID_ENV).filter(|v| !v.is_empty()) {
@@ -293,7 +348,11 @@ impl ClientBuilder {
             own: peer::effective_uid(),
             configured,
         };
-        let (conn, server) = open(&self.path, &trust, 0, self.reply_spin)?;
+        let waits = Waits {
+            spin: self.reply_spin,
+            limit: self.reply_timeout,
+        };
+        let (conn, server) = open(&self.path, &trust, 0, waits)?;
         // Checked once already by `open`; asked again only to remember the pid.
         let daemon_pid = peer::credentials(&conn.stream)
             .ok()
@@ -306,7 +365,7 @@ impl ClientBuilder {
             next_id: AtomicU64::new(1),
             server,
             daemon_pid,
-            reply_spin: self.reply_spin,
+            waits,
             made: ForkGuard::new(),
         })
     }
@@ -322,8 +381,8 @@ pub struct Client {
     server: HelloReply,
     /// The process serving the socket, as the kernel recorded it (`SO_PEERCRED`).
     daemon_pid: Option<u32>,
-    /// How long a wait for a lone request's reply checks for it before it sleeps.
-    reply_spin: Duration,
+    /// How each connection waits for the daemon.
+    waits: Waits,
     /// The process that connected: a forked child shares its connections with the parent, and
     /// refuses to use them ([`Client::not_forked`]).
     made: ForkGuard,
@@ -343,6 +402,24 @@ fn connect_error(path: &Path, e: &io::Error) -> KmsError {
         ErrorKind::DependencyTimeoutException,
         format!(
             "cannot connect to the kmscks daemon at {}: {e} (is kmscksd running?)",
+            path.display()
+        ),
+    )
+}
+
+/// The error of a call whose connection failed with `e` while `what` was in flight: a
+/// `DependencyTimeoutException` when the daemon let the limit pass ([`blocked_too_long`],
+/// `sockwait`), else the connection broke ([`broken`]).
+fn lost(path: &Path, what: &str, e: &io::Error) -> KmsError {
+    if e.kind() != io::ErrorKind::TimedOut {
+        return broken(path, what, e);
+    }
+    KmsError::transport(
+        ErrorKind::DependencyTimeoutException,
+        format!(
+            "the kmscks daemon at {} did not answer in time while {what} was in flight ({e}, \
+             the client's reply timeout); its outcome is unknown; the connection was dropped \
+             and the next call reconnects",
             path.display()
         ),
     )
@@ -428,14 +505,21 @@ fn connect_checked(path: &Path, trust: &Trust) -> Result<UnixStream> {
 }
 
 /// Opens a connection to a trusted daemon and performs the Hello exchange.
-fn open(path: &Path, trust: &Trust, id: u64, spin: Duration) -> Result<(Conn, HelloReply)> {
+fn open(path: &Path, trust: &Trust, id: u64, waits: Waits) -> Result<(Conn, HelloReply)> {
     let stream = connect_checked(path, trust)?;
+    // Bounds every blocking read and write on the connection (`None` clears nothing: a new
+    // socket has no timeouts).
+    stream
+        .set_read_timeout(waits.limit)
+        .and_then(|()| stream.set_write_timeout(waits.limit))
+        .map_err(|e| broken(path, "setting its timeouts", &e))?;
     let mut conn = Conn {
         stream,
         inbuf: Vec::with_capacity(READ_CHUNK),
         start: 0,
         nonblocking: false,
         spin_pays: true,
+        limit: waits.limit,
     };
     let mut out = Vec::with_capacity(64);
     let hello = Hello {
@@ -444,7 +528,7 @@ fn open(path: &Path, trust: &Trust, id: u64, spin: Duration) -> Result<(Conn, He
     };
     encode_hello(&mut out, id, &hello);
     conn.write_all(&out)
-        .map_err(|e| broken(path, "the Hello exchange", &e))?;
+        .map_err(|e| lost(path, "the Hello exchange", &e))?;
     loop {
         match conn.next_frame(|h, body| {
             if h.op != OP_HELLO {
@@ -475,8 +559,8 @@ fn open(path: &Path, trust: &Trust, id: u64, spin: Duration) -> Result<(Conn, He
             Err(ProtocolError::UnsupportedVersion(v)) => return Err(version_error(path, v)),
             Err(e) => return Err(broken(path, "the Hello exchange", &e)),
         }
-        conn.read_some(Wait::Lone(spin))
-            .map_err(|e| broken(path, "the Hello exchange", &e))?;
+        conn.read_some(Wait::Lone(waits.spin))
+            .map_err(|e| lost(path, "the Hello exchange", &e))?;
     }
 }
 
@@ -515,6 +599,7 @@ impl Client {
             path: path.as_ref().to_path_buf(),
             daemon_uids: Vec::new(),
             reply_spin: DEFAULT_REPLY_SPIN,
+            reply_timeout: None,
         }
     }
 
@@ -547,7 +632,7 @@ impl Client {
 
     /// A new connection, checked and greeted.
     fn open_conn(&self) -> Result<(Conn, HelloReply)> {
-        open(&self.path, &self.trust, self.next_id(), self.reply_spin)
+        open(&self.path, &self.trust, self.next_id(), self.waits)
     }
 
     /// A connection from the pool (`true`), else a new one (`false`).
@@ -575,10 +660,10 @@ impl Client {
                 drop(stale);
                 let (mut conn, _) = self.open_conn()?;
                 conn.write_all(request)
-                    .map_err(|e| broken(&self.path, what, &e))?;
+                    .map_err(|e| lost(&self.path, what, &e))?;
                 Ok(conn)
             }
-            Err(f) => Err(broken(&self.path, what, f.error())),
+            Err(f) => Err(lost(&self.path, what, f.error())),
         }
     }
 
@@ -647,8 +732,8 @@ impl Backend for Client {
                 Ok(None) => {}
                 Err(e) => return Err(broken(&self.path, &what, &e)),
             }
-            conn.read_some(Wait::Lone(self.reply_spin))
-                .map_err(|e| broken(&self.path, &what, &e))?;
+            conn.read_some(Wait::Lone(self.waits.spin))
+                .map_err(|e| lost(&self.path, &what, &e))?;
         }
     }
 }
@@ -783,18 +868,28 @@ impl Pipeline<'_> {
         self.ready.drain(..)
     }
 
+    /// Drops the connection and everything in flight on it after `e`, a broken connection.
     fn fail(&mut self, e: &dyn std::fmt::Display) -> KmsError {
+        let what = self.drop_conn();
+        broken(&self.client.path, &what, e)
+    }
+
+    /// [`Pipeline::fail`] after a read or write failed with `e` (which may be a wait that ran
+    /// out, [`lost`]).
+    fn fail_io(&mut self, e: &io::Error) -> KmsError {
+        let what = self.drop_conn();
+        lost(&self.client.path, &what, e)
+    }
+
+    /// Drops the connection with every request queued or in flight on it; says what was lost.
+    fn drop_conn(&mut self) -> String {
         let lost = self.in_flight;
         self.conn = None;
         self.in_flight = 0;
         wipe_sent(&mut self.out);
         self.written = 0;
         self.frame_ends.clear();
-        broken(
-            &self.client.path,
-            &format!("a pipeline with {lost} requests"),
-            e,
-        )
+        format!("a pipeline with {lost} requests")
     }
 
     /// Writes what it can; when the socket is full and replies are due, reads them instead.
@@ -818,6 +913,7 @@ impl Pipeline<'_> {
             // Nothing is due back, so the daemon is reading: a blocking write completes.
             conn.set_nonblocking(false)
                 .and_then(|()| conn.stream.write(&self.out[self.written..]))
+                .map_err(|e| blocked_too_long(e, conn.limit, "took no bytes"))
         };
         match res {
             Ok(0) => Err(self.fail(&"the socket accepted no bytes")),
@@ -833,7 +929,7 @@ impl Pipeline<'_> {
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
-            Err(e) => Err(self.fail(&e)),
+            Err(e) => Err(self.fail_io(&e)),
         }
     }
 
@@ -868,12 +964,12 @@ impl Pipeline<'_> {
             // the next chunk is its work, which a spinning client would only take cores from
             // (see `Wait`).
             let wait = if self.in_flight <= 1 {
-                Wait::Lone(self.client.reply_spin)
+                Wait::Lone(self.client.waits.spin)
             } else {
                 Wait::Stream
             };
             if let Err(e) = conn.read_some(wait) {
-                return Err(self.fail(&e));
+                return Err(self.fail_io(&e));
             }
         }
     }

@@ -16,6 +16,10 @@
 //! `perf-anchors.md`). [`recv`] says how long it waited, so that a caller can stop spinning
 //! where replies take longer than its spin.
 //!
+//! A wait may have a deadline ([`recv`]'s `limit`): a daemon that stopped answering (stopped by
+//! a signal, wedged) then costs its client an error after that long rather than a thread
+//! asleep for ever.
+//!
 //! Why `unsafe`: the standard library has neither `recv` with flags nor `poll`. Both calls
 //! here are given a buffer or a `pollfd` that lives on the caller's stack for the call, with
 //! its exact length, and a descriptor borrowed from an open stream.
@@ -26,14 +30,16 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 /// Reads what the socket holds into `buf`, waiting for data when it holds none: checking again
-/// for up to `spin`, then sleeping in [`wait_readable`]. Returns the bytes read (0 at the end
-/// of the stream) and how long it waited for them (zero when they were there).
+/// for up to `spin`, then sleeping in [`wait_readable`], for at most `limit` in all (`None`:
+/// for as long as it takes). Returns the bytes read (0 at the end of the stream) and how long
+/// it waited for them (zero when they were there).
 ///
-/// Errors: the kernel's.
+/// Errors: `TimedOut` when nothing came within `limit`; else the kernel's.
 pub(crate) fn recv(
     stream: &UnixStream,
     buf: &mut [u8],
     spin: Duration,
+    limit: Option<Duration>,
 ) -> io::Result<(usize, Duration)> {
     let mut since: Option<Instant> = None;
     loop {
@@ -41,10 +47,15 @@ pub(crate) fn recv(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // The clock is read only once the socket was found empty.
-                if since.get_or_insert_with(Instant::now).elapsed() < spin {
+                let waited = since.get_or_insert_with(Instant::now).elapsed();
+                if waited < spin {
                     std::hint::spin_loop();
                 } else {
-                    wait_readable(stream)?;
+                    let left = limit.map(|l| l.saturating_sub(waited));
+                    match (limit, left) {
+                        (Some(limit), Some(Duration::ZERO)) => return Err(timed_out(limit)),
+                        _ => wait_readable(stream, left)?,
+                    }
                 }
             }
             Ok(n) => return Ok((n, since.map_or(Duration::ZERO, |t| t.elapsed()))),
@@ -75,22 +86,37 @@ fn recv_now(stream: &UnixStream, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n as usize)
 }
 
-/// Sleeps until the socket has data to read, an error or a hangup; a signal only restarts the
-/// wait.
+/// `TimedOut`, naming the `limit` waited for.
+fn timed_out(limit: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("the daemon sent nothing for {} ms", limit.as_millis()),
+    )
+}
+
+/// Sleeps until the socket has data to read, an error or a hangup, or until `limit` has passed
+/// (`None`: no limit; rounded up to whole milliseconds, `poll`'s unit); a signal only restarts
+/// the wait, which the caller then bounds again.
 ///
 /// Errors: the kernel's.
 #[allow(unsafe_code)]
-fn wait_readable(stream: &UnixStream) -> io::Result<()> {
+fn wait_readable(stream: &UnixStream, limit: Option<Duration>) -> io::Result<()> {
     let mut fd = libc::pollfd {
         fd: stream.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };
+    let ms = limit.map_or(-1, |l| {
+        let ms = l.as_nanos().div_ceil(1_000_000);
+        libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
+    });
     loop {
         // SAFETY: `fd` is one live `pollfd` on this stack frame and the count given is 1; the
         // descriptor is borrowed from `stream`, open for the call.
-        let rc = unsafe { libc::poll(&mut fd, 1, -1) };
+        let rc = unsafe { libc::poll(&mut fd, 1, ms) };
         if rc >= 0 {
+            // A timeout (rc 0) returns too: the next look finds the socket empty, and the
+            // caller's clock says the limit has passed.
             return Ok(());
         }
         let e = io::Error::last_os_error();
@@ -134,11 +160,16 @@ mod tests {
         });
         let mut buf = [0u8; 32];
         // One write of 10 bytes arrives whole on a Unix stream socket.
-        let (n, _) = recv(&a, &mut buf, Duration::ZERO).unwrap();
+        let (n, _) = recv(&a, &mut buf, Duration::ZERO, None).unwrap();
         assert_eq!(&buf[..n], b"late reply");
         drop(writer.join().unwrap());
         // The peer is gone: the end of the stream, not a wait forever, spinning or not.
-        assert_eq!(recv(&a, &mut buf, Duration::from_micros(20)).unwrap().0, 0);
+        assert_eq!(
+            recv(&a, &mut buf, Duration::from_micros(20), None)
+                .unwrap()
+                .0,
+            0
+        );
     }
 
     #[test]
@@ -146,7 +177,29 @@ mod tests {
         let (a, b) = UnixStream::pair().unwrap();
         let closer = std::thread::spawn(move || drop(b));
         let mut buf = [0u8; 8];
-        assert_eq!(recv(&a, &mut buf, Duration::ZERO).unwrap().0, 0);
+        assert_eq!(recv(&a, &mut buf, Duration::ZERO, None).unwrap().0, 0);
         closer.join().unwrap();
+    }
+
+    #[test]
+    fn a_wait_with_a_limit_ends_in_timed_out_after_it_and_one_without_data_then_still_reads() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let mut buf = [0u8; 8];
+        let limit = Duration::from_millis(30);
+        for spin in [Duration::ZERO, Duration::from_micros(20)] {
+            let began = Instant::now();
+            let e = recv(&a, &mut buf, spin, Some(limit)).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+            assert!(
+                began.elapsed() >= limit,
+                "gave up after {:?}",
+                began.elapsed()
+            );
+            assert!(e.to_string().contains("sent nothing for 30 ms"), "{e}");
+        }
+        // The socket is as it was: what comes later is read.
+        b.write_all(b"late").unwrap();
+        let (n, _) = recv(&a, &mut buf, Duration::ZERO, Some(limit)).unwrap();
+        assert_eq!(&buf[..n], b"late");
     }
 }

@@ -7,6 +7,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use kmscks::api::kms::{
     CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest, KeyIdRequest,
@@ -17,7 +18,9 @@ use kmscks::secret::SecretBytes;
 use kmscks::{Client, ErrorKind, Kms};
 
 /// Serves one connection; each request's id is also sent to `seen` as it is decoded, so a
-/// test can tell what has reached the server without waiting for a reply.
+/// test can tell what has reached the server without waiting for a reply. DescribeKey of
+/// `die` closes the connection; of `hang`, the connection stays open and nothing more is
+/// answered (what comes is read and dropped); of `stall`, nothing more is even read.
 fn serve_conn(kms: Arc<Kms>, mut s: UnixStream, seen: mpsc::Sender<u64>) {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 65536];
@@ -47,6 +50,16 @@ fn serve_conn(kms: Arc<Kms>, mut s: UnixStream, seen: mpsc::Sender<u64>) {
                     } else {
                         match decode_request(&h, body) {
                             Ok(Request::DescribeKey(r)) if r.key_id == "die" => return,
+                            Ok(Request::DescribeKey(r)) if r.key_id == "hang" => {
+                                while matches!(s.read(&mut chunk), Ok(n) if n > 0) {}
+                                return;
+                            }
+                            Ok(Request::DescribeKey(r)) if r.key_id == "stall" => {
+                                // Holds the connection, unread, until the test process ends.
+                                loop {
+                                    thread::park();
+                                }
+                            }
                             Ok(req) => {
                                 // Gone once a test stops watching: nothing to tell then.
                                 let _ = seen.send(h.request_id);
@@ -304,6 +317,110 @@ fn broken_connection_fails_the_call_in_flight_then_reconnects() {
     // The pipeline reconnects on the next submit.
     p.submit(&Request::ListKeys(Default::default())).unwrap();
     assert!(p.recv().unwrap().1.is_ok());
+}
+
+fn describe(key_id: &str) -> Request {
+    Request::DescribeKey(KeyIdRequest {
+        key_id: key_id.into(),
+        ..Default::default()
+    })
+}
+
+/// Asserts that `e` is the error of a wait for the daemon that ran out after `limit`, naming
+/// what was in flight (`what`).
+fn assert_timed_out(e: &kmscks::KmsError, limit: Duration, what: &str) {
+    assert_eq!(e.kind(), ErrorKind::DependencyTimeoutException, "{e}");
+    assert!(e.is_transport(), "{e}");
+    let m = e.message();
+    for part in [
+        "did not answer in time",
+        &format!("{} ms", limit.as_millis()),
+        what,
+        "outcome is unknown",
+    ] {
+        assert!(m.contains(part), "missing {part:?} in {m}");
+    }
+}
+
+#[test]
+fn a_call_the_daemon_never_answers_fails_after_the_reply_timeout_and_the_next_call_reconnects() {
+    let (_d, path, _kms) = server();
+    let limit = Duration::from_millis(100);
+    let c = Client::builder(&path)
+        .reply_timeout(limit)
+        .connect()
+        .unwrap();
+    let began = Instant::now();
+    let e = c.call(&describe("hang")).unwrap_err();
+    assert!(
+        began.elapsed() >= limit,
+        "gave up after {:?}",
+        began.elapsed()
+    );
+    assert_timed_out(&e, limit, "DescribeKey");
+    // The silent connection was dropped, not pooled: its late reply cannot answer this call.
+    create_key(&c);
+}
+
+#[test]
+fn a_pipeline_waiting_on_a_silent_daemon_fails_after_the_reply_timeout_losing_what_was_in_flight() {
+    let (_d, path, _kms) = server();
+    let limit = Duration::from_millis(100);
+    let c = Client::builder(&path)
+        .reply_timeout(limit)
+        .connect()
+        .unwrap();
+    let mut p = c.pipeline(8).unwrap();
+    p.submit(&describe("hang")).unwrap();
+    for _ in 0..3 {
+        p.submit(&Request::ListKeys(Default::default())).unwrap();
+    }
+    let e = p.recv().unwrap_err();
+    assert_timed_out(&e, limit, "a pipeline with 4 requests");
+    assert_eq!(p.in_flight(), 0);
+    // The pipeline reconnects on its next submit.
+    p.submit(&Request::ListKeys(Default::default())).unwrap();
+    assert!(p.recv().unwrap().1.is_ok());
+}
+
+#[test]
+fn a_pipeline_whose_daemon_stops_reading_fails_after_the_reply_timeout_instead_of_blocking() {
+    let (_d, path, _kms) = server();
+    let limit = Duration::from_millis(100);
+    let c = Client::builder(&path)
+        .reply_timeout(limit)
+        .connect()
+        .unwrap();
+    let mut p = c.pipeline(100_000).unwrap();
+    p.submit(&describe("stall")).unwrap();
+    p.flush().unwrap();
+    // 4 KiB plaintexts until the socket's buffers are full and the daemon takes no more: the
+    // pipeline's write waits, or it turns to reading replies that never come; either way the
+    // wait ends after the limit.
+    let encrypt = Request::Encrypt(EncryptRequest {
+        key_id: "alias/any".into(),
+        plaintext: SecretBytes::new(vec![7u8; 4096]),
+        ..Default::default()
+    });
+    let e = (0..100_000)
+        .find_map(|_| p.submit(&encrypt).and_then(|_| p.flush()).err())
+        .expect("a daemon that reads nothing took 400 MB");
+    assert_timed_out(&e, limit, "a pipeline with");
+}
+
+#[test]
+fn a_daemon_silent_in_the_hello_exchange_fails_connect_after_the_reply_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kmscks.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    // Accepts (the kernel does, into the backlog) and never answers.
+    let limit = Duration::from_millis(100);
+    let e = Client::builder(&path)
+        .reply_timeout(limit)
+        .connect()
+        .unwrap_err();
+    assert_timed_out(&e, limit, "the Hello exchange");
+    drop(listener);
 }
 
 #[test]
