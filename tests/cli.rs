@@ -689,6 +689,33 @@ fn no_daemon_is_a_clear_error() {
 }
 
 #[test]
+fn a_daemon_or_endpoint_that_never_answers_fails_after_cli_read_timeout_with_exit_255() {
+    let dir = tempfile::tempdir().unwrap();
+    // Both listen (the kernel accepts into the backlog) and never answer.
+    let sock = dir.path().join("silent.sock");
+    let _unix = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", tcp.local_addr().unwrap());
+    let socket = ["--socket".to_owned(), sock.display().to_string()];
+    let endpoint = ["--endpoint-url".to_owned(), url.clone()];
+    for (target, says) in [
+        (&socket, "did not answer in time while the Hello exchange"),
+        (&endpoint, "Read timeout on endpoint URL"),
+    ] {
+        let began = Instant::now();
+        let (code, _, err) = kmscks(target, &["--cli-read-timeout", "1", "kms", "list-keys"]);
+        assert_eq!(code, 255, "{err}");
+        assert!(err.contains(says), "{err}");
+        assert!(err.contains("1000 ms"), "the limit is named: {err}");
+        assert!(began.elapsed() >= Duration::from_secs(1), "{err}");
+    }
+    // Not a number of seconds: a usage error, before anything is sent.
+    let (code, _, err) = kmscks(&socket, &["--cli-read-timeout", "soon", "kms", "list-keys"]);
+    assert_eq!(code, 252, "{err}");
+    assert!(err.contains("--cli-read-timeout"), "{err}");
+}
+
+#[test]
 fn cli_input_json_with_a_misspelt_member_is_a_parameter_error_naming_it_before_any_call() {
     let dir = tempfile::tempdir().unwrap();
     // No daemon listens here: a line that got as far as connecting would exit 255.

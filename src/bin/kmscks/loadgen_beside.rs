@@ -272,7 +272,7 @@ pub(crate) fn measure(
     let phase = Arc::new(AtomicUsize::new(BETWEEN));
     let stop = Arc::new(AtomicBool::new(false));
     let client = Arc::new(
-        Client::builder(path)
+        crate::loadgen_socket::connect(path)
             .reply_spin(opts.reply_spin)
             .connect()?,
     );
@@ -416,7 +416,9 @@ fn call_in_phases(
     go: &Receiver<()>,
     sent: &Sender<Result<u64>>,
 ) {
-    let ready = Client::connect(path).and_then(|c| other.request(&c).map(|r| (c, r)));
+    let ready = crate::loadgen_socket::connect(path)
+        .connect()
+        .and_then(|c| other.request(&c).map(|r| (c, r)));
     let (client, request) = match ready {
         Ok(ready) => ready,
         Err(e) => {

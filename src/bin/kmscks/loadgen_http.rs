@@ -30,7 +30,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::loadgen::{LoadOp, LoadReport, Run};
-use crate::loadgen_turns::{alone, faster, take_turns, Pooled, Side};
+use crate::loadgen_turns::{alone, faster, take_turns, Pooled, Side, REPLY_TIMEOUT};
 use kmscks::daemon::wake::SpinStream;
 
 /// The access key id the requests claim (kmscksd's default root access key; moto accepts any).
@@ -67,6 +67,38 @@ pub(crate) struct Endpoint {
     addr: SocketAddr,
     /// The `Host` header.
     host: String,
+    /// The longest a read or a write on a connection waits ([`Endpoint::with_timeout`]).
+    timeout: Option<Duration>,
+}
+
+/// Why an exchange with an endpoint failed.
+#[derive(Debug)]
+pub(crate) enum HttpFailure {
+    /// The endpoint took nothing or answered nothing for the connection's timeout: a server
+    /// wedged, not gone.
+    TimedOut(String),
+    /// Anything else (cannot connect, closed, malformed).
+    Other(String),
+}
+
+impl std::fmt::Display for HttpFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpFailure::TimedOut(m) | HttpFailure::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<HttpFailure> for String {
+    fn from(f: HttpFailure) -> String {
+        f.to_string()
+    }
+}
+
+impl From<String> for HttpFailure {
+    fn from(m: String) -> HttpFailure {
+        HttpFailure::Other(m)
+    }
 }
 
 impl Endpoint {
@@ -94,7 +126,16 @@ impl Endpoint {
         Ok(Endpoint {
             addr,
             host: host.to_owned(),
+            timeout: None,
         })
+    }
+
+    /// The same endpoint, every read and write on its connections bounded by `limit` (`None`:
+    /// they wait for as long as it takes): a server that stops answering without closing
+    /// costs its caller an error ([`HttpFailure::TimedOut`]) after that long.
+    pub(crate) fn with_timeout(mut self, limit: Option<Duration>) -> Endpoint {
+        self.timeout = limit;
+        self
     }
 
     fn connect(&self) -> Result<TcpStream, String> {
@@ -102,7 +143,25 @@ impl Endpoint {
             .map_err(|e| format!("cannot connect to {}: {e}", self.addr))?;
         // Latency is the point: no Nagle delay on the small requests.
         let _ = s.set_nodelay(true);
+        s.set_read_timeout(self.timeout)
+            .and_then(|()| s.set_write_timeout(self.timeout))
+            .map_err(|e| format!("cannot bound the waits on {}: {e}", self.addr))?;
         Ok(s)
+    }
+
+    /// What a read or write (`doing`: "read from", "send to") that failed with `e` says: a
+    /// timeout of the connection's (which the kernel reports as `EAGAIN`) names the limit.
+    fn failed(&self, doing: &str, e: &std::io::Error) -> HttpFailure {
+        match self.timeout {
+            Some(limit) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                HttpFailure::TimedOut(format!(
+                    "cannot {doing} {}: nothing for {} ms (the read timeout)",
+                    self.addr,
+                    limit.as_millis()
+                ))
+            }
+            _ => HttpFailure::Other(format!("cannot {doing} {}: {e}", self.addr)),
+        }
     }
 
     /// The bytes of one request of `operation` (a KMS operation name) with `body`, with an
@@ -177,7 +236,7 @@ impl Endpoint {
     }
 
     /// Sends `request` on a fresh connection: the answer's status and body.
-    pub(crate) fn exchange(&self, request: &[u8]) -> Result<(u16, Vec<u8>), String> {
+    pub(crate) fn exchange(&self, request: &[u8]) -> Result<(u16, Vec<u8>), HttpFailure> {
         let (status, answer, body_at) = call_raw(self, request)?;
         Ok((status, answer[body_at..].to_vec()))
     }
@@ -263,7 +322,7 @@ fn parse_answer(buf: &[u8]) -> Result<Option<Answer>, String> {
 
 /// Sends `request` on a fresh connection and reads its answer: (status, JSON body, the raw
 /// answer bytes).
-fn call_once(ep: &Endpoint, request: &[u8]) -> Result<(u16, Value, Vec<u8>), String> {
+fn call_once(ep: &Endpoint, request: &[u8]) -> Result<(u16, Value, Vec<u8>), HttpFailure> {
     let (status, raw, body_at) = call_raw(ep, request)?;
     let body = serde_json::from_slice(&raw[body_at..]).unwrap_or(Value::Null);
     Ok((status, body, raw))
@@ -271,10 +330,9 @@ fn call_once(ep: &Endpoint, request: &[u8]) -> Result<(u16, Value, Vec<u8>), Str
 
 /// Sends `request` on a fresh connection and reads its answer: (status, the raw answer bytes,
 /// where its body starts).
-fn call_raw(ep: &Endpoint, request: &[u8]) -> Result<(u16, Vec<u8>, usize), String> {
+fn call_raw(ep: &Endpoint, request: &[u8]) -> Result<(u16, Vec<u8>, usize), HttpFailure> {
     let mut s = ep.connect()?;
-    s.write_all(request)
-        .map_err(|e| format!("cannot send to {}: {e}", ep.addr))?;
+    s.write_all(request).map_err(|e| ep.failed("send to", &e))?;
     let mut buf = Vec::new();
     loop {
         if let Some(a) = parse_answer(&buf)? {
@@ -289,10 +347,11 @@ fn call_raw(ep: &Endpoint, request: &[u8]) -> Result<(u16, Vec<u8>, usize), Stri
         buf.resize(at + READ_CHUNK, 0);
         let n = s
             .read(&mut buf[at..])
-            .map_err(|e| format!("cannot read from {}: {e}", ep.addr))?;
+            .map_err(|e| ep.failed("read from", &e))?;
         buf.truncate(at + n);
         if n == 0 {
-            return Err(format!("{} closed the connection unanswered", ep.addr));
+            let closed = format!("{} closed the connection unanswered", ep.addr);
+            return Err(HttpFailure::Other(closed));
         }
     }
 }
@@ -443,7 +502,7 @@ impl Kept {
             if to_send > 0 {
                 self.stream
                     .write_all(&self.burst[..to_send * self.request_len])
-                    .map_err(|e| format!("cannot send to {}: {e}", self.ep.addr))?;
+                    .map_err(|e| self.ep.failed("send to", &e))?;
                 let now = Instant::now();
                 self.sent.extend(std::iter::repeat_n(now, to_send));
                 to_send = 0;
@@ -452,7 +511,7 @@ impl Kept {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
-                Err(e) => return Err(format!("cannot read from {}: {e}", self.ep.addr)),
+                Err(e) => return Err(self.ep.failed("read from", &e).into()),
             };
             self.filled += n;
             let stopped = stop.load(Ordering::Relaxed);
@@ -526,7 +585,7 @@ impl Kept {
 /// Drives the endpoint at `url` as `opts` says, alone for `opts.duration` (counted as a
 /// comparison's phases are, `crate::loadgen_turns::alone`).
 pub(crate) fn run_http(url: &str, opts: &HttpLoadOpts) -> Result<LoadReport, String> {
-    let ep = Endpoint::parse(url)?;
+    let ep = Endpoint::parse(url)?.with_timeout(Some(REPLY_TIMEOUT));
     let (request, _) = prepare(&ep, opts)?;
     let shape = (opts.connections.max(1), opts.pipeline.max(1));
     let load = side(&ep, shape, &request);
@@ -538,7 +597,7 @@ pub(crate) fn run_http(url: &str, opts: &HttpLoadOpts) -> Result<LoadReport, Str
 /// taking turns on connections kept open (`crate::loadgen_turns`); fills in the baseline
 /// members (the faster floor's) and `ratio` = endpoint ops/s ÷ floor ops/s.
 pub(crate) fn compare_http(url: &str, opts: &HttpLoadOpts) -> Result<LoadReport, String> {
-    let ep = Endpoint::parse(url)?;
+    let ep = Endpoint::parse(url)?.with_timeout(Some(REPLY_TIMEOUT));
     let (request, sample) = prepare(&ep, opts)?;
     let shape = (opts.connections.max(1), opts.pipeline.max(1));
     let servers = [
@@ -620,6 +679,7 @@ impl EchoServer {
         Endpoint {
             addr: self.addr,
             host: self.addr.to_string(),
+            timeout: Some(REPLY_TIMEOUT),
         }
     }
 }
@@ -723,6 +783,29 @@ mod tests {
         assert_eq!((b.status, b.close, a.len + b.len), (400, true, two.len()));
         assert!(parse_answer(&two[..a.len - 1]).unwrap().is_none());
         assert!(parse_answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn a_side_whose_endpoint_stops_answering_fails_its_phase_after_the_read_timeout() {
+        // Accepts (the kernel does, into the backlog) and never answers.
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", silent.local_addr().unwrap());
+        let limit = Duration::from_millis(100);
+        let ep = Endpoint::parse(&url).unwrap().with_timeout(Some(limit));
+        let request = ep.request("GenerateDataKey", r#"{"KeyId":"alias/x"}"#);
+        for shape in [(1, 1), (2, 8)] {
+            let load = side(&ep, shape, &request);
+            let e = load.phase(Duration::from_millis(10)).unwrap_err();
+            assert!(e.message().contains("nothing for 100 ms"), "{e:?}");
+        }
+        // One exchange too, which the command line's --endpoint-url makes.
+        match ep.exchange(&request) {
+            Err(HttpFailure::TimedOut(m)) => assert!(m.contains("read timeout"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // The floors' endpoints have the bench's limit.
+        let echo = EchoServer::start(Vec::new()).unwrap();
+        assert_eq!(echo.endpoint().timeout, Some(REPLY_TIMEOUT));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use kmscks::api::kms::{
     CreateKeyRequest, DecryptRequest, DeriveSharedSecretRequest, EncryptRequest,
     GenerateDataKeyRequest, GenerateMacRequest, GenerateRandomRequest, SignRequest, VerifyRequest,
 };
-use kmscks::client::{Client, Pipeline};
+use kmscks::client::{Client, ClientBuilder, Pipeline};
 use kmscks::daemon::echo::EchoServer;
 use kmscks::error::{ErrorKind, KmsError, Result};
 use kmscks::ops::{Backend, Request, Response};
@@ -309,16 +309,15 @@ impl<'c> Kept<'c> {
 }
 
 /// A side of a comparison (`crate::loadgen_turns`): `connections` pipelines `depth` deep of
-/// `maker`'s request to the server at `path`, from a client waiting `reply_spin` for a lone
-/// reply before it sleeps. A pipeline that cannot be opened is the error of the side's first
+/// `maker`'s request to the server `to` connects to ([`connect`], with the wait for a lone
+/// reply the side's). A pipeline that cannot be opened is the error of the side's first
 /// phase.
 fn side(
-    path: &Path,
+    to: ClientBuilder,
     (connections, depth): (usize, usize),
-    reply_spin: Duration,
     maker: &RequestMaker,
 ) -> Result<Side> {
-    let client = Arc::new(Client::builder(path).reply_spin(reply_spin).connect()?);
+    let client = Arc::new(to.connect()?);
     Ok(Side::start(connections, |seat| {
         let (client, request) = (client.clone(), maker.make());
         thread::spawn(move || {
@@ -329,6 +328,12 @@ fn side(
             seat.serve(open, Kept::phase);
         })
     }))
+}
+
+/// A bench's connections to the server at `path`: waiting at most
+/// [`REPLY_TIMEOUT`](crate::loadgen_turns::REPLY_TIMEOUT) for it.
+pub(crate) fn connect(path: &Path) -> ClientBuilder {
+    Client::builder(path).reply_timeout(crate::loadgen_turns::REPLY_TIMEOUT)
 }
 
 /// When each request in flight was sent, by request id.
@@ -401,12 +406,12 @@ fn with_raw_cpu(mut report: LoadReport, opts: &SocketLoadOpts) -> LoadReport {
 /// as a comparison's phases are, `crate::loadgen_turns::alone`), or beside one more connection
 /// calling in a loop (`opts.beside`, [`crate::loadgen_beside`]).
 pub(crate) fn run_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadReport> {
-    let client = Client::connect(path)?;
+    let client = connect(path).connect()?;
     let maker = prepare(&client, opts)?;
     let report = match opts.beside {
         None => {
             let shape = (opts.connections.max(1), opts.pipeline.max(1));
-            let load = side(path, shape, opts.reply_spin, &maker)?;
+            let load = side(connect(path).reply_spin(opts.reply_spin), shape, &maker)?;
             let pid = client.daemon_pid();
             let pooled = alone(&load, &|| pid.and_then(process_cpu_ns), opts.duration)?;
             pooled_report(opts, &pooled)
@@ -439,7 +444,8 @@ pub(crate) fn run_echo_baseline(
         // As long as the measured run's, so the echo's frames are the same size.
         peer: crate::loadgen::peer_public_key()?,
     };
-    let side = side(server.path(), shape, opts.reply_spin, &maker)?;
+    let to = connect(server.path()).reply_spin(opts.reply_spin);
+    let side = side(to, shape, &maker)?;
     let floor = alone(&side, &|| server.cpu_ns(), opts.duration)?;
     Ok(pooled_report(opts, &floor))
 }
@@ -479,7 +485,7 @@ pub(crate) fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadR
              against an echo floor: leave out --baseline",
         ));
     }
-    let client = Client::connect(path)?;
+    let client = connect(path).connect()?;
     let maker = prepare(&client, opts)?;
     // One real reply: the echo servers send exactly these bytes back.
     let sample = client.call(&maker.make());
@@ -500,15 +506,19 @@ pub(crate) fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadR
             opts.reply_spin
         },
     ];
-    let daemon = side(path, shape, opts.reply_spin, &maker)?;
+    let daemon = side(connect(path).reply_spin(opts.reply_spin), shape, &maker)?;
     let servers = [
         EchoServer::start_for(frame.clone(), shape.0)?,
         EchoServer::start_for(frame, shape.0)?,
     ];
-    let floors = [
-        side(servers[0].path(), shape, waits[0], &maker)?,
-        side(servers[1].path(), shape, waits[1], &maker)?,
-    ];
+    let floor = |i: usize| {
+        side(
+            connect(servers[i].path()).reply_spin(waits[i]),
+            shape,
+            &maker,
+        )
+    };
+    let floors = [floor(0)?, floor(1)?];
     let pid = client.daemon_pid();
     let (ours, theirs) = take_turns(
         &daemon,
@@ -742,5 +752,71 @@ mod tests {
                 None => eprintln!("not checked: the floor's CPU time is not told here"),
             }
         }
+    }
+
+    /// A server at a fresh socket that answers every connection's Hello and then reads its
+    /// requests without ever answering: a daemon wedged without closing.
+    fn silent_daemon() -> (tempfile::TempDir, PathBuf) {
+        use kmscks::protocol::{encode_hello_reply, split_frame, HelloReply, MAX_BODY, VERSION};
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("silent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                thread::spawn(move || {
+                    let (mut buf, mut filled) = (vec![0u8; 4096], 0);
+                    let hello = loop {
+                        match s.read(&mut buf[filled..]) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => filled += n,
+                        }
+                        if let Ok(Some((h, _, _))) = split_frame(&buf[..filled]) {
+                            break h.request_id;
+                        }
+                    };
+                    let reply = HelloReply {
+                        version: VERSION,
+                        server: "silent".into(),
+                        max_body: MAX_BODY,
+                        max_in_flight: 1024,
+                        principal: "arn:aws:iam::111122223333:root".into(),
+                    };
+                    let mut out = Vec::new();
+                    encode_hello_reply(&mut out, hello, &reply);
+                    let _ = s.write_all(&out);
+                    while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+                });
+            }
+        });
+        (dir, path)
+    }
+
+    #[test]
+    fn a_side_whose_server_stops_answering_fails_its_phase_after_the_reply_timeout() {
+        let (_dir, path) = silent_daemon();
+        let maker = RequestMaker {
+            op: LoadOp::GenerateDataKey,
+            key_id: "alias/any".into(),
+            payload: 32,
+            ciphertext: Vec::new(),
+            signature: Vec::new(),
+            peer: Vec::new(),
+        };
+        let limit = Duration::from_millis(100);
+        for shape in [(1, 1), (2, 16)] {
+            let to = Client::builder(&path).reply_timeout(limit);
+            let load = side(to, shape, &maker).unwrap();
+            let e = load.phase(Duration::from_millis(10)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::DependencyTimeoutException, "{e:?}");
+            assert!(e.message().contains("did not answer in time"), "{e:?}");
+        }
+        // The bench's own connections have a limit (whose error the above is).
+        let bench = format!("{:?}", connect(&path));
+        let limit = crate::loadgen_turns::REPLY_TIMEOUT;
+        assert!(
+            bench.contains(&format!("reply_timeout: Some({limit:?})")),
+            "{bench}"
+        );
     }
 }

@@ -29,6 +29,9 @@
 //!   rotating ([`turns`]), so that each floor pools as many phases as the server: keeping the
 //!   faster of two noisy means raises the floor by a part of their spread, and the more phases
 //!   each pools, the smaller that part. The bias lowers the ratio, never raises it.
+//! * **A server that stops answering fails the run.** Every connection of a side waits at most
+//!   [`REPLY_TIMEOUT`] for a reply (or for the server to take a request): a server wedged
+//!   without closing is a phase's error naming the limit, not a bench that hangs.
 //! * **Each server's CPU is read once around all the turns**, not per phase: a server idles
 //!   outside its side's phases, and a reading taken while its threads still spin after a
 //!   phase would miss what the kernel had not yet charged them.
@@ -42,6 +45,12 @@ use std::time::{Duration, Instant};
 
 use crate::loadgen::{add_run, empty_run, new_hist, LoadOp, LoadReport, Run};
 use kmscks::error::{ErrorKind, KmsError, Result};
+
+/// The longest any connection of a bench waits for its server to answer or to take a request
+/// (`ClientBuilder::reply_timeout`, `Endpoint::with_timeout`): far above any reply of a phase
+/// (a pipeline's slowest reply waits for the requests before it, microseconds each; the
+/// CreateKey beside a load waits for an fsync), so it ends only a server that has stopped.
+pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The floors of a comparison (see the module doc).
 pub(crate) const FLOORS: usize = 2;

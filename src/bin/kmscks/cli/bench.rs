@@ -336,10 +336,10 @@ pub(crate) fn run(
     }
     // The global --endpoint-url means what bench's own --http does.
     let http = m.get_one::<String>("http").or(match target {
-        Target::Http(url, _) => Some(url),
+        Target::Http(url, ..) => Some(url),
         _ => None,
     });
-    let socket_mode = http.is_none() && matches!(target, Target::Socket(_)) && socket_given(m);
+    let socket_mode = http.is_none() && matches!(target, Target::Socket(..)) && socket_given(m);
     let report = if let Some(url) = http {
         let ho = HttpLoadOpts {
             op: o.op,
@@ -355,7 +355,7 @@ pub(crate) fn run(
             loadgen_http::run_http(url, &ho)
         };
         r.map_err(CliError::Other)?
-    } else if let (true, Target::Socket(path)) = (socket_mode, target) {
+    } else if let (true, Target::Socket(path, _)) = (socket_mode, target) {
         let so = SocketLoadOpts {
             op: o.op,
             connections: usize_arg(m, "connections"),

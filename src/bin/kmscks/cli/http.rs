@@ -15,9 +15,11 @@ use kmscks::ops::{Backend, Request, Response};
 use kmscks::protocol::aws_json;
 use kmscks::{ErrorKind, KmsError};
 
+use std::time::Duration;
+
 use zeroize::Zeroizing;
 
-use crate::loadgen_http::{Auth, Endpoint};
+use crate::loadgen_http::{Auth, Endpoint, HttpFailure};
 
 /// An AWS JSON endpoint as a [`Backend`].
 pub(crate) struct HttpBackend {
@@ -30,10 +32,16 @@ pub(crate) struct HttpBackend {
 }
 
 impl HttpBackend {
-    /// The endpoint at `url` (`http://HOST[:PORT][/]`); `region`: `--region`, if given.
-    pub(crate) fn new(url: &str, region: Option<&str>) -> Result<HttpBackend, String> {
-        let endpoint =
-            Endpoint::parse(url).map_err(|e| e.replacen("--http: ", "--endpoint-url: ", 1))?;
+    /// The endpoint at `url` (`http://HOST[:PORT][/]`); `region`: `--region`, if given;
+    /// `read_timeout`: how long a call waits for the endpoint (`--cli-read-timeout`).
+    pub(crate) fn new(
+        url: &str,
+        region: Option<&str>,
+        read_timeout: Option<Duration>,
+    ) -> Result<HttpBackend, String> {
+        let endpoint = Endpoint::parse(url)
+            .map_err(|e| e.replacen("--http: ", "--endpoint-url: ", 1))?
+            .with_timeout(read_timeout);
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let key = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
             (Some(id), Some(secret)) => Some((id, Zeroizing::new(secret))),
@@ -69,15 +77,20 @@ impl Backend for HttpBackend {
             .request_for(&target, &body, &auth)
             .map(Zeroizing::new)
             .map_err(|e| KmsError::new(ErrorKind::IncompleteSignatureException, e))?;
-        let (status, answer) = self.endpoint.exchange(&bytes).map_err(|e| {
-            // The AWS CLI's words for an endpoint it cannot reach.
-            KmsError::transport(
+        let (status, answer) = self.endpoint.exchange(&bytes).map_err(|e| match e {
+            // The AWS CLI's words for an endpoint that does not answer in time, and for one
+            // it cannot reach.
+            HttpFailure::TimedOut(e) => KmsError::transport(
+                ErrorKind::DependencyTimeoutException,
+                format!("Read timeout on endpoint URL: \"{}\" ({e})", self.url),
+            ),
+            HttpFailure::Other(e) => KmsError::transport(
                 ErrorKind::KMSInternalException,
                 format!(
                     "Could not connect to the endpoint URL: \"{}\" ({e})",
                     self.url
                 ),
-            )
+            ),
         })?;
         let answer = Zeroizing::new(answer);
         if status == 200 {

@@ -51,6 +51,7 @@ pub(crate) mod tree;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use serde_json::{Map, Value};
@@ -237,6 +238,10 @@ fn verb_args(specs: &[ArgSpec], relaxed: bool) -> Vec<Arg> {
 const REGION: &str = "region";
 /// `--endpoint-url`: global; an `http://` URL sends the requests to that AWS JSON endpoint.
 const ENDPOINT_URL: &str = "endpoint-url";
+/// `--cli-read-timeout`: global; seconds a call waits for its answer (0: no limit).
+const CLI_READ_TIMEOUT: &str = "cli-read-timeout";
+/// `--cli-read-timeout`'s default, the AWS CLI's.
+const DEFAULT_READ_TIMEOUT_SECS: &str = "60";
 /// `--cli-binary-format`: global; how blob values are read ([`args::BinaryFormat`]).
 const CLI_BINARY_FORMAT: &str = "cli-binary-format";
 /// `--cli-input-json`.
@@ -437,6 +442,15 @@ fn command_for(relaxed: bool) -> Command {
                 .value_name("FORMAT")
                 .value_parser(clap::value_parser!(args::BinaryFormat))
                 .help("How blob values are read, as AWS CLI v2 reads them: base64 (the default: a bare value and file:// text are base64) or raw-in-base64-out (a bare value is its UTF-8 bytes, file:// the file's bytes); fileb:// is raw bytes either way, and blobs are printed in base64"),
+        )
+        .arg(
+            Arg::new(CLI_READ_TIMEOUT)
+                .long(CLI_READ_TIMEOUT)
+                .global(true)
+                .value_name("SECONDS")
+                .value_parser(clap::value_parser!(u64))
+                .default_value(DEFAULT_READ_TIMEOUT_SECS)
+                .help("How long a kms or cloudhsm verb waits for the daemon's (or --endpoint-url's) answer before it gives up, as the AWS CLI's flag: the request's outcome is then unknown; 0 waits for as long as it takes"),
         )
         .arg(
             Arg::new(REGION)
@@ -983,16 +997,22 @@ pub(crate) enum Target {
     /// In this process, on a data directory; for a `kms` verb, in the Region `--region` names
     /// (a data directory belongs to one Region: another is refused).
     DataDir(PathBuf, Option<String>),
-    /// The daemon's socket.
-    Socket(PathBuf),
-    /// An AWS JSON endpoint (`--endpoint-url`), and `--region` if given.
-    Http(String, Option<String>),
+    /// The daemon's socket, and how long a call waits for its answer (`--cli-read-timeout`).
+    Socket(PathBuf, Option<Duration>),
+    /// An AWS JSON endpoint (`--endpoint-url`), `--region` if given, and how long a call
+    /// waits for its answer.
+    Http(String, Option<String>, Option<Duration>),
 }
 
 impl Target {
     fn from_matches(m: &ArgMatches) -> Target {
+        let read_timeout = m
+            .get_one::<u64>(CLI_READ_TIMEOUT)
+            .filter(|&&s| s > 0)
+            .map(|&s| Duration::from_secs(s));
         if let Some(url) = m.get_one::<String>(ENDPOINT_URL) {
-            return Target::Http(url.clone(), m.get_one::<String>(REGION).cloned());
+            let region = m.get_one::<String>(REGION).cloned();
+            return Target::Http(url.clone(), region, read_timeout);
         }
         match m.get_one::<PathBuf>("data-dir") {
             Some(d) => Target::DataDir(
@@ -1005,6 +1025,7 @@ impl Target {
                 m.get_one::<PathBuf>("socket")
                     .cloned()
                     .unwrap_or_else(kmscks::client::default_socket),
+                read_timeout,
             ),
         }
     }
@@ -1028,21 +1049,27 @@ impl Target {
                         ))
                     })
             }
-            Target::Socket(path) => connect(path),
-            Target::Http(url, region) => http::HttpBackend::new(url, region.as_deref())
-                .map(|b| Box::new(b) as Box<dyn Backend>)
-                .map_err(|message| {
-                    CliError::Param(ParamError {
-                        flag: format!("--{ENDPOINT_URL}"),
-                        message,
+            Target::Socket(path, limit) => connect(path, *limit),
+            Target::Http(url, region, limit) => {
+                http::HttpBackend::new(url, region.as_deref(), *limit)
+                    .map(|b| Box::new(b) as Box<dyn Backend>)
+                    .map_err(|message| {
+                        CliError::Param(ParamError {
+                            flag: format!("--{ENDPOINT_URL}"),
+                            message,
+                        })
                     })
-                }),
+            }
         }
     }
 }
 
-fn connect(path: &std::path::Path) -> Result<Box<dyn Backend>, CliError> {
-    kmscks::client::Client::connect(path)
+fn connect(path: &std::path::Path, limit: Option<Duration>) -> Result<Box<dyn Backend>, CliError> {
+    let builder = kmscks::client::Client::builder(path);
+    // `Duration::ZERO` is the builder's "no limit".
+    builder
+        .reply_timeout(limit.unwrap_or_default())
+        .connect()
         .map(|c| Box::new(c) as Box<dyn Backend>)
         .map_err(|e| {
             // The library's message names the socket and asks whether kmscksd runs (not for a

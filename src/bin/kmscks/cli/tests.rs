@@ -2100,3 +2100,31 @@ fn request_json_text_is_written_once_into_a_buffer_of_its_exact_size() {
     assert_eq!(text.capacity(), text.len());
     assert_eq!(&text[..], serde_json::to_vec(&obj).unwrap());
 }
+
+#[test]
+fn the_readme_gives_cli_read_timeouts_default_and_a_line_without_it_waits_that_long() {
+    let readme = include_str!("../../../../README.md");
+    let said = format!("`--cli-read-timeout SECONDS` (default {DEFAULT_READ_TIMEOUT_SECS},");
+    assert!(readme.contains(&said), "README lacks {said}");
+    let limit = |args: &[&str]| {
+        let m = command().try_get_matches_from(args).unwrap();
+        match Target::from_matches(&m) {
+            Target::Socket(_, limit) | Target::Http(_, _, limit) => limit,
+            Target::DataDir(..) => panic!("{args:?} works in process"),
+        }
+    };
+    let secs: u64 = DEFAULT_READ_TIMEOUT_SECS.parse().unwrap();
+    let line = ["kmscks", "--socket", "/s", "kms", "list-keys"];
+    assert_eq!(limit(&line), Some(Duration::from_secs(secs)));
+    let line = [
+        "kmscks",
+        "--endpoint-url",
+        "http://127.0.0.1:1",
+        "kms",
+        "list-keys",
+    ];
+    let line = [&line[..], &["--cli-read-timeout", "7"]].concat();
+    assert_eq!(limit(&line), Some(Duration::from_secs(7)));
+    let line = ["kmscks", "--cli-read-timeout", "0", "kms", "list-keys"];
+    assert_eq!(limit(&line), None, "0 waits for as long as it takes");
+}
