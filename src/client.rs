@@ -318,7 +318,8 @@ impl ClientBuilder {
     /// take a request's bytes) within `limit` costs the call a `DependencyTimeoutException`
     /// naming the limit; the request's outcome is unknown (the daemon may still carry it
     /// out), and the connection is dropped, every request in flight on it lost, as when it
-    /// breaks. `Duration::ZERO` means no limit. The Hello exchange of every new connection is
+    /// breaks. `Duration::ZERO` means no limit. A WaitForConnection call waits its own
+    /// `timeout_millis` beyond it. The Hello exchange of every new connection is
     /// bounded too. Choose a limit above the slowest answer you expect: a CreateKey waits for
     /// the daemon's journal to reach the disk, and a deep pipeline for the requests before it.
     pub fn reply_timeout(mut self, limit: Duration) -> ClientBuilder {
@@ -719,9 +720,16 @@ impl Backend for Client {
         try_encode_request(&mut out, id, request).map_err(|e| local_too_large(request, e))?;
         let what = format!("{} (request id {id})", request.op().name());
         let mut conn = self.send_request(&out, &what)?;
+        // The daemon holds a request that waits (WaitForConnection) as long as it asks, before
+        // it answers: that wait is the request's, not a wedged daemon's.
+        conn.limit = self
+            .waits
+            .limit
+            .map(|l| l.saturating_add(held_for(request)));
         loop {
             match conn.next_frame(decode_response) {
                 Ok(Some((rid, result))) if rid == id => {
+                    conn.limit = self.waits.limit;
                     self.give_back(conn);
                     return result;
                 }
@@ -735,6 +743,16 @@ impl Backend for Client {
             conn.read_some(Wait::Lone(self.waits.spin))
                 .map_err(|e| lost(&self.path, &what, &e))?;
         }
+    }
+}
+
+/// How long the daemon may hold `request` by the request's own terms before it answers: a
+/// WaitForConnection's wait; nothing for any other. A call's reply timeout
+/// ([`ClientBuilder::reply_timeout`]) is counted beyond it.
+fn held_for(request: &Request) -> Duration {
+    match request {
+        Request::WaitForConnection(w) => Duration::from_millis(w.timeout_millis),
+        _ => Duration::ZERO,
     }
 }
 

@@ -20,7 +20,8 @@ use kmscks::{Client, ErrorKind, Kms};
 /// Serves one connection; each request's id is also sent to `seen` as it is decoded, so a
 /// test can tell what has reached the server without waiting for a reply. DescribeKey of
 /// `die` closes the connection; of `hang`, the connection stays open and nothing more is
-/// answered (what comes is read and dropped); of `stall`, nothing more is even read.
+/// answered (what comes is read and dropped); of `stall`, nothing more is even read. A
+/// WaitForConnection is answered after the wait it asks for, as the daemon holds one.
 fn serve_conn(kms: Arc<Kms>, mut s: UnixStream, seen: mpsc::Sender<u64>) {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 65536];
@@ -61,6 +62,9 @@ fn serve_conn(kms: Arc<Kms>, mut s: UnixStream, seen: mpsc::Sender<u64>) {
                                 }
                             }
                             Ok(req) => {
+                                if let Request::WaitForConnection(w) = &req {
+                                    thread::sleep(Duration::from_millis(w.timeout_millis));
+                                }
                                 // Gone once a test stops watching: nothing to tell then.
                                 let _ = seen.send(h.request_id);
                                 let res = kms.dispatch(&req);
@@ -360,6 +364,31 @@ fn a_call_the_daemon_never_answers_fails_after_the_reply_timeout_and_the_next_ca
     assert_timed_out(&e, limit, "DescribeKey");
     // The silent connection was dropped, not pooled: its late reply cannot answer this call.
     create_key(&c);
+}
+
+#[test]
+fn a_wait_for_connection_call_waits_its_own_timeout_beyond_the_reply_timeout() {
+    let (_d, path, _kms) = server();
+    let limit = Duration::from_millis(100);
+    let c = Client::builder(&path)
+        .reply_timeout(limit)
+        .connect()
+        .unwrap();
+    let wait = Request::WaitForConnection(kmscks::api::kms::WaitForConnectionRequest {
+        custom_key_store_id: "cks-1234567890abcdef0".into(),
+        timeout_millis: 300,
+    });
+    let began = Instant::now();
+    // Answered (the store does not exist), after the wait: not a timeout.
+    let e = c.call(&wait).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CustomKeyStoreNotFoundException, "{e}");
+    assert!(began.elapsed() >= Duration::from_millis(300));
+    // The next call on the same connection has the client's own limit again.
+    assert_timed_out(
+        &c.call(&describe("hang")).unwrap_err(),
+        limit,
+        "DescribeKey",
+    );
 }
 
 #[test]
