@@ -401,6 +401,50 @@ fn key_states_dry_run_and_grants_hold_for_rsa_encryption() {
 }
 
 #[test]
+fn other_control_calls_go_on_while_an_rsa_4096_key_pair_is_generated() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let kms = Kms::in_memory();
+    let done = AtomicBool::new(false);
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let rsa = std::thread::scope(|s| {
+        let rsa = s.spawn(|| {
+            started_tx.send(()).unwrap();
+            let key = create_rsa_key(&kms, KeySpec::Rsa4096);
+            done.store(true, SeqCst);
+            key
+        });
+        started.recv().unwrap();
+        // The pair takes tens of ms to seconds of CPU; a symmetric CreateKey in memory, well
+        // under one. Generated under the state's lock, it held every call until it was done.
+        let mut answered_meanwhile = 0;
+        while !done.load(SeqCst) {
+            kms.create_key(&CreateKeyRequest::default()).unwrap();
+            if !done.load(SeqCst) {
+                answered_meanwhile += 1;
+            }
+        }
+        assert!(
+            answered_meanwhile >= 10,
+            "only {answered_meanwhile} CreateKey calls were answered while the pair was made"
+        );
+        rsa.join().unwrap()
+    });
+    // And the key made that way works.
+    assert_eq!(describe_key(&kms, &rsa.key_id).key_spec, KeySpec::Rsa4096);
+    let ct = kms
+        .encrypt(&encrypt_req(&rsa.key_id, b"pair", Some(SHA_256)))
+        .unwrap();
+    let pt = kms
+        .decrypt(&decrypt_req(
+            Some(&rsa.key_id),
+            &ct.ciphertext_blob,
+            Some(SHA_256),
+        ))
+        .unwrap();
+    assert_eq!(pt.plaintext.expose(), b"pair");
+}
+
+#[test]
 fn an_rsa_encryption_key_keeps_its_key_pair_across_a_restart() {
     let (config, _clock) = config();
     let dir = tempfile::tempdir().unwrap();

@@ -6,10 +6,13 @@
 //! Two lanes, one thread each: [`Lane::State`] for the requests that read or change the
 //! control-plane state (they serialise on its lock anyway), and [`Lane::Rsa`] for those that
 //! do RSA private-key arithmetic: generating a key pair (GenerateDataKeyPair,
-//! GetParametersForImport: up to a second for RSA_4096), or using one (an RSA Decrypt, a
-//! ReEncrypt from an RSA ciphertext, an RSA signature: milliseconds each). So a CreateKey never
-//! waits behind a key generation, and the event loop, which answers every other cryptographic
-//! request itself, is never held by RSA arithmetic while other clients wait.
+//! GetParametersForImport, the CreateKey of an RSA key: up to seconds for RSA_4096 on a busy
+//! machine), or using one (an RSA Decrypt, a ReEncrypt from an RSA ciphertext, an RSA
+//! signature: milliseconds each). So a CreateKey never waits behind a key generation, and the
+//! event loop, which answers every other cryptographic request itself, is never held by RSA
+//! arithmetic while other clients wait. (The CreateKey of an RSA key changes the state too: it
+//! generates its pair before it locks the state, `Kms::create_key`, and holds the lock only
+//! for its commit, as a state-lane call would.)
 //!
 //! Within a lane, callers take turns: each principal (a socket uid, an HTTP identity) has its
 //! own queue and the thread serves one job of each principal with work in turn ([`Turns`]).
@@ -31,10 +34,11 @@ use crossbeam::channel::{Receiver, Sender};
 
 use super::control_pace::ServingClocks;
 use super::turns::Turns;
+use crate::api::kms::CreateKeyRequest;
 use crate::err;
 use crate::error::Result;
 use crate::ops::Request;
-use crate::types::{EncryptionAlgorithm, SigningAlgorithm};
+use crate::types::{EncryptionAlgorithm, KeySpec, SigningAlgorithm};
 
 /// A control-plane request to run, with where its answer goes.
 pub(super) type Job = Box<dyn FnOnce() + Send>;
@@ -54,6 +58,15 @@ fn rsa_encryption(alg: Option<EncryptionAlgorithm>) -> bool {
     matches!(
         alg,
         Some(EncryptionAlgorithm::RsaesOaepSha1 | EncryptionAlgorithm::RsaesOaepSha256)
+    )
+}
+
+/// Whether a CreateKey of this spec (`KeySpec`, else `CustomerMasterKeySpec`) generates an RSA
+/// key pair.
+fn rsa_key_pair(r: &CreateKeyRequest) -> bool {
+    matches!(
+        r.key_spec.or(r.customer_master_key_spec),
+        Some(KeySpec::Rsa2048 | KeySpec::Rsa3072 | KeySpec::Rsa4096)
     )
 }
 
@@ -81,6 +94,7 @@ impl Lane {
             Request::GenerateDataKeyPair(_)
             | Request::GenerateDataKeyPairWithoutPlaintext(_)
             | Request::GetParametersForImport(_) => Some(Lane::Rsa),
+            Request::CreateKey(r) if rsa_key_pair(r) => Some(Lane::Rsa),
             Request::Decrypt(r) if rsa_encryption(r.encryption_algorithm) => Some(Lane::Rsa),
             Request::ReEncrypt(r) if rsa_encryption(r.source_encryption_algorithm) => {
                 Some(Lane::Rsa)
@@ -366,6 +380,13 @@ mod tests {
                 ..Default::default()
             })
         };
+        let create_key = |key_spec, customer_master_key_spec| {
+            Request::CreateKey(CreateKeyRequest {
+                key_spec,
+                customer_master_key_spec,
+                ..Default::default()
+            })
+        };
         let re_encrypt = |source, destination| {
             Request::ReEncrypt(ReEncryptRequest {
                 source_encryption_algorithm: source,
@@ -382,12 +403,16 @@ mod tests {
             re_encrypt(Some(E::RsaesOaepSha1), None),
             sign(Some(S::RsassaPssSha256)),
             sign(Some(S::RsassaPkcs1V15Sha512)),
+            create_key(Some(KeySpec::Rsa4096), None),
+            create_key(None, Some(KeySpec::Rsa2048)),
         ];
         for r in &rsa {
             assert_eq!(Lane::of(r), Some(Lane::Rsa), "{:?}", r.op());
         }
         let state = [
             Request::CreateKey(Default::default()),
+            create_key(Some(KeySpec::EccNistP256), None),
+            create_key(Some(KeySpec::Hmac256), None),
             Request::ImportKeyMaterial(Default::default()),
             Request::DescribeKey(Default::default()),
         ];

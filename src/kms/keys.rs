@@ -224,8 +224,31 @@ pub struct Created {
     pub response: KeyMetadataResponse,
 }
 
-/// CreateKey in the default key store or in a custom key store.
-pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
+/// What a CreateKey request asks for, as [`check_create`] read it.
+struct Checked {
+    spec: KeySpec,
+    usage: KeyUsage,
+    origin: Origin,
+    new_tags: std::collections::BTreeMap<String, String>,
+}
+
+/// The key material CreateKey `req` will generate for a key of the default key store (a key
+/// pair, or an HMAC key), when the request is one the state would take as it is now; `None`
+/// for any other key. The caller generates it ([`generate_material`]) before it locks the state
+/// to [`create`] the key: an RSA_4096 key pair takes up to seconds of CPU, during which every
+/// other control call (any principal's) would wait for the lock.
+///
+/// Errors: those of [`create`] that do not depend on the key's ARN (a refused caller, spec,
+/// usage, origin, tags, the key limit), so that nothing is generated for a request refused
+/// anyway.
+pub fn material_to_generate(tx: &Tx<'_>, req: &CreateKeyRequest) -> Result<Option<KeySpec>> {
+    let c = check_create(tx, req)?;
+    let default_store = req.custom_key_store_id.is_none() && c.origin == Origin::AwsKms;
+    Ok((default_store && is_private_spec(c.spec)).then_some(c.spec))
+}
+
+/// The checks of CreateKey that do not depend on the new key's ARN (all but the policy's).
+fn check_create(tx: &Tx<'_>, req: &CreateKeyRequest) -> Result<Checked> {
     require_root(tx, Op::CreateKey.action())?;
     let in_store = req.custom_key_store_id.is_some();
     let where_ = if in_store {
@@ -337,6 +360,27 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
             "You have reached the limit of {MAX_KEYS} KMS keys"
         ));
     }
+    Ok(Checked {
+        spec,
+        usage,
+        origin,
+        new_tags,
+    })
+}
+
+/// CreateKey in the default key store or in a custom key store. `material`: what
+/// [`material_to_generate`] asked the caller to generate, if it did (else generated here).
+pub fn create(
+    tx: &mut Tx<'_>,
+    req: &CreateKeyRequest,
+    material: Option<crate::secret::SecretBytes>,
+) -> Result<Created> {
+    let Checked {
+        spec,
+        usage,
+        origin,
+        new_tags,
+    } = check_create(tx, req)?;
     let id = KeyId::generate();
     let arn = tx.scope.key_arn(&id);
     let policy = match &req.policy {
@@ -351,7 +395,10 @@ pub fn create(tx: &mut Tx<'_>, req: &CreateKeyRequest) -> Result<Created> {
         None if origin == Origin::External => (import::new_backing(tx, &id)?, json!({})),
         None if is_private_spec(spec) => {
             // The data plane parses it once, when it places the key (`dataplane`).
-            let material = generate_material(spec)?;
+            let material = match material {
+                Some(m) => m,
+                None => generate_material(spec)?,
+            };
             let wrapped =
                 tx.keys
                     .wrap_bytes(MASTER_KEY, &default_material_aad(&id), material.expose())?;

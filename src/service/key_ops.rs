@@ -4,6 +4,7 @@
 use super::{lock, Kms};
 
 use crate::api::kms::*;
+use crate::crypto::private_key::generate_material;
 use crate::error::Result;
 use crate::kms::model::TrailEvent;
 use crate::kms::unsupported;
@@ -13,9 +14,17 @@ use crate::ops::Op;
 impl Kms {
     // ---- Keys -----------------------------------------------------------------------------
 
-    /// CreateKey.
+    /// CreateKey. A key pair (or HMAC key) of the default key store is generated before the
+    /// state is locked, the request checked first ([`keys::material_to_generate`]): an RSA_4096
+    /// pair takes up to seconds of CPU, and the lock serialises every control call of every
+    /// principal. A request that check refuses goes on to be refused, and recorded, as any.
     pub fn create_key(&self, req: &CreateKeyRequest) -> Result<KeyMetadataResponse> {
-        self.write(|tx| keys::create(tx, req))
+        let spec = self
+            .read(|tx| keys::material_to_generate(tx, req))
+            .ok()
+            .flatten();
+        let material = spec.map(generate_material).transpose()?;
+        self.write(|tx| keys::create(tx, req, material))
             .map(|created| created.response)
     }
 
