@@ -25,10 +25,11 @@
 //! quota of 5.
 //!
 //! A pause is at most [`MAX_PAUSE`]. What the pace holds down is the number of calls a second
-//! (each call's `fdatasync` is what holds a core), and a costly call is not more of them: the
-//! CreateKey of an RSA-4096 key spends a few hundred ms of CPU on its key pair, which at 2 %
-//! would ask for a pause of tens of seconds, and the lane's next call, any principal's, would
-//! wait that long behind it (a bench creating such a key before its run waited 20 s).
+//! (each call's `fdatasync` is what holds a core), and a costly call is not more of them: a
+//! call spending a few hundred ms of CPU would ask at 2 % for a pause of tens of seconds, and
+//! the lane's next call, any principal's, would wait that long behind it. (The CreateKey of
+//! an RSA-4096 key did, while it generated its pair on this lane: a bench creating such a key
+//! before its run waited 20 s. It runs on the RSA lane now, `control_thread`.)
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -168,7 +169,7 @@ mod tests {
 
     #[test]
     fn a_costly_job_pauses_the_lane_no_longer_than_the_cap_the_daemons_docs_state() {
-        // An RSA-4096 key pair's 400 ms of CPU would ask for 20 s at 2 %.
+        // A call's 400 ms of CPU would ask for 20 s at 2 %.
         assert_eq!(pause(MS * 400, MS * 410, 0.02), MAX_PAUSE);
         // At 1 % a CreateKey's CPU is still paced in full.
         assert_eq!(pause(MS / 5, MS / 2, 0.01), MS * 195 / 10);
