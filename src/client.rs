@@ -8,10 +8,10 @@
 //! operation (its outcome is unknown), and the next call connects afresh.
 //!
 //! A client waits for the daemon for as long as it takes, unless told a limit
-//! ([`ClientBuilder::reply_timeout`]): a reply (or a write the daemon does not take) that does
-//! not come within it fails the call with a `DependencyTimeoutException` naming the limit, and
-//! the connection is dropped as a broken one is, since its late reply could otherwise answer
-//! the next call.
+//! ([`ClientBuilder::reply_timeout`]): a daemon that sends nothing of a reply (or takes none of
+//! a request's bytes) for that long fails the call with a `DependencyTimeoutException` naming
+//! the limit, and the connection is dropped as a broken one is, since its late reply could
+//! otherwise answer the next call.
 //!
 //! # Which daemon a client talks to
 //!
@@ -38,7 +38,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::crypto::fork::ForkGuard;
 use crate::err;
@@ -179,11 +179,29 @@ impl Conn {
     /// the socket's receive timeout when there is a limit).
     fn read_blocking(&mut self, from: usize) -> io::Result<usize> {
         self.set_nonblocking(false)?;
+        let began = Instant::now();
         loop {
             match self.stream.read(&mut self.inbuf[from..]) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    self.retry_after_signal(began, "sent nothing")?
+                }
                 other => return other.map_err(|e| blocked_too_long(e, self.limit, "sent nothing")),
             }
+        }
+    }
+
+    /// Whether a blocking read or write that began at `began` and was interrupted by a signal
+    /// may be tried again: yes, unless the limit has passed since it began (then `TimedOut`,
+    /// the daemon having `did` nothing). A retry waits the socket's whole timeout again, so
+    /// signals stretch a blocking wait to less than twice the limit, and never for ever.
+    fn retry_after_signal(&self, began: Instant, did: &str) -> io::Result<()> {
+        match self.limit {
+            Some(limit) if began.elapsed() >= limit => Err(blocked_too_long(
+                io::ErrorKind::WouldBlock.into(),
+                Some(limit),
+                did,
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -202,11 +220,7 @@ impl Conn {
 
     /// Writes all of `bytes`, blocking.
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.set_nonblocking(false)?;
-        let limit = self.limit;
-        self.stream
-            .write_all(bytes)
-            .map_err(|e| blocked_too_long(e, limit, "took no bytes"))
+        self.write_request(bytes).map_err(WriteFailure::into_error)
     }
 
     /// [`Conn::write_all`], telling a failure before any byte was taken (`Err(Unsent)`): on a
@@ -222,11 +236,14 @@ impl Conn {
             }
         };
         self.set_nonblocking(false).map_err(|e| failed(e, 0))?;
+        let began = Instant::now();
         while sent < bytes.len() {
             match self.stream.write(&bytes[sent..]) {
                 Ok(0) => return Err(failed(io::ErrorKind::WriteZero.into(), sent)),
                 Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => self
+                    .retry_after_signal(began, "took no bytes")
+                    .map_err(|e| failed(e, sent))?,
                 Err(e) => {
                     let e = blocked_too_long(e, self.limit, "took no bytes");
                     return Err(failed(e, sent));
@@ -258,6 +275,12 @@ enum WriteFailure {
 
 impl WriteFailure {
     fn error(&self) -> &io::Error {
+        match self {
+            WriteFailure::Unsent(e) | WriteFailure::Partial(e) => e,
+        }
+    }
+
+    fn into_error(self) -> io::Error {
         match self {
             WriteFailure::Unsent(e) | WriteFailure::Partial(e) => e,
         }
@@ -314,14 +337,20 @@ impl ClientBuilder {
     }
 
     /// How long a call, or a pipeline's wait for its next reply, may wait for the daemon
-    /// before it fails (default: for as long as it takes). A daemon that does not answer (or
-    /// take a request's bytes) within `limit` costs the call a `DependencyTimeoutException`
-    /// naming the limit; the request's outcome is unknown (the daemon may still carry it
-    /// out), and the connection is dropped, every request in flight on it lost, as when it
-    /// breaks. `Duration::ZERO` means no limit. A WaitForConnection call waits its own
-    /// `timeout_millis` beyond it. The Hello exchange of every new connection is
-    /// bounded too. Choose a limit above the slowest answer you expect: a CreateKey waits for
-    /// the daemon's journal to reach the disk, and a deep pipeline for the requests before it.
+    /// before it fails (default: for as long as it takes). A daemon that sends nothing (or
+    /// takes none of a request's bytes) for `limit` costs the call a
+    /// `DependencyTimeoutException` naming the limit; the request's outcome is unknown (the
+    /// daemon may still carry it out), and the connection is dropped, every request in flight
+    /// on it lost, as when it breaks. `Duration::ZERO` means no limit. The limit is per wait,
+    /// not per reply: a daemon trickling bytes keeps a call going, as the AWS CLI's read
+    /// timeout does; a signal may stretch one wait to less than twice the limit.
+    ///
+    /// A WaitForConnection call waits its own `timeout_millis` beyond the limit (one sent on
+    /// a [`Pipeline`] does not: give that pipeline's client a limit above it). The Hello
+    /// exchange of every new connection is bounded too; the `connect` before it is not (it
+    /// blocks only while the daemon's listen queue is full). Choose a limit above the slowest
+    /// answer you expect: a CreateKey waits for the daemon's journal to reach the disk, and a
+    /// deep pipeline for the requests before it.
     pub fn reply_timeout(mut self, limit: Duration) -> ClientBuilder {
         self.reply_timeout = (!limit.is_zero()).then_some(limit);
         self
@@ -421,6 +450,23 @@ fn lost(path: &Path, what: &str, e: &io::Error) -> KmsError {
             "the kmscks daemon at {} did not answer in time while {what} was in flight ({e}, \
              the client's reply timeout); its outcome is unknown; the connection was dropped \
              and the next call reconnects",
+            path.display()
+        ),
+    )
+}
+
+/// The error of a new connection whose Hello exchange failed with `e`: nothing but the
+/// greeting was sent, so there is no outcome to speak of.
+fn hello_failed(path: &Path, e: &io::Error) -> KmsError {
+    if e.kind() != io::ErrorKind::TimedOut {
+        return broken(path, "the Hello exchange", e);
+    }
+    KmsError::transport(
+        ErrorKind::DependencyTimeoutException,
+        format!(
+            "the process serving {} did not answer the Hello exchange in time ({e}, the \
+             client's reply timeout): a kmscksd stopped or wedged, or not a kmscksd; no \
+             request was sent",
             path.display()
         ),
     )
@@ -528,8 +574,7 @@ fn open(path: &Path, trust: &Trust, id: u64, waits: Waits) -> Result<(Conn, Hell
         client: concat!("kmscks-rs/", env!("CARGO_PKG_VERSION")).to_owned(),
     };
     encode_hello(&mut out, id, &hello);
-    conn.write_all(&out)
-        .map_err(|e| lost(path, "the Hello exchange", &e))?;
+    conn.write_all(&out).map_err(|e| hello_failed(path, &e))?;
     loop {
         match conn.next_frame(|h, body| {
             if h.op != OP_HELLO {
@@ -561,7 +606,7 @@ fn open(path: &Path, trust: &Trust, id: u64, waits: Waits) -> Result<(Conn, Hell
             Err(e) => return Err(broken(path, "the Hello exchange", &e)),
         }
         conn.read_some(Wait::Lone(waits.spin))
-            .map_err(|e| lost(path, "the Hello exchange", &e))?;
+            .map_err(|e| hello_failed(path, &e))?;
     }
 }
 

@@ -94,9 +94,10 @@ fn timed_out(limit: Duration) -> io::Error {
     )
 }
 
-/// Sleeps until the socket has data to read, an error or a hangup, or until `limit` has passed
-/// (`None`: no limit; rounded up to whole milliseconds, `poll`'s unit); a signal only restarts
-/// the wait, which the caller then bounds again.
+/// Sleeps until the socket has data to read, an error or a hangup, until `limit` has passed
+/// (`None`: no limit; rounded up to whole milliseconds, `poll`'s unit), or until a signal
+/// interrupts it: the caller looks again and bounds the next wait by what is left of its limit,
+/// so that signals, however frequent, never stretch it.
 ///
 /// Errors: the kernel's.
 #[allow(unsafe_code)]
@@ -110,19 +111,18 @@ fn wait_readable(stream: &UnixStream, limit: Option<Duration>) -> io::Result<()>
         let ms = l.as_nanos().div_ceil(1_000_000);
         libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
     });
-    loop {
-        // SAFETY: `fd` is one live `pollfd` on this stack frame and the count given is 1; the
-        // descriptor is borrowed from `stream`, open for the call.
-        let rc = unsafe { libc::poll(&mut fd, 1, ms) };
-        if rc >= 0 {
-            // A timeout (rc 0) returns too: the next look finds the socket empty, and the
-            // caller's clock says the limit has passed.
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
+    // SAFETY: `fd` is one live `pollfd` on this stack frame and the count given is 1; the
+    // descriptor is borrowed from `stream`, open for the call.
+    let rc = unsafe { libc::poll(&mut fd, 1, ms) };
+    if rc >= 0 {
+        // A timeout (rc 0) returns too: the next look finds the socket empty, and the
+        // caller's clock says the limit has passed.
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.kind() {
+        io::ErrorKind::Interrupted => Ok(()),
+        _ => Err(e),
     }
 }
 

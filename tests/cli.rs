@@ -699,7 +699,7 @@ fn a_daemon_or_endpoint_that_never_answers_fails_after_cli_read_timeout_with_exi
     let socket = ["--socket".to_owned(), sock.display().to_string()];
     let endpoint = ["--endpoint-url".to_owned(), url.clone()];
     for (target, says) in [
-        (&socket, "did not answer in time while the Hello exchange"),
+        (&socket, "did not answer the Hello exchange in time"),
         (&endpoint, "Read timeout on endpoint URL"),
     ] {
         let began = Instant::now();

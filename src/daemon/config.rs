@@ -327,8 +327,9 @@ daemon_options! {
     /// policies, grants, key store connections…: the calls that write the journal) takes
     /// beside a busy data plane, in percent (1–100; 100: no limit). After a call during which
     /// the daemon's other threads kept half a core busy, it pauses until the call's CPU time
-    /// ÷ this share has passed, at most 50 ms (so that a call costing much CPU does not hold
-    /// the lane's next calls for seconds); beside an idle data plane it never pauses.
+    /// ÷ this share has passed, at most 50 ms (so that a call costing much CPU, which then takes
+    /// more than the share, does not hold the lane's next calls for seconds); beside an idle
+    /// data plane it never pauses.
     ///
     /// At 2, a CreateKey's 150–220 µs of CPU allow about 100 a second beside a busy data
     /// plane, twenty times AWS's quota (README, Performance, has what the creates cost a busy

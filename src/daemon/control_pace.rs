@@ -1,5 +1,6 @@
-//! A control lane's pace beside a busy data plane: at most `control_busy_percent` of one core,
-//! measured with the lane's and the serving threads' CPU clocks.
+//! A control lane's pace beside a busy data plane: at most `control_busy_percent` of one core
+//! (for calls of ordinary cost: a pause is capped, below), measured with the lane's and the
+//! serving threads' CPU clocks.
 //!
 //! Why: the kernel this daemon is measured on does not preempt a thread inside a system call
 //! (`PREEMPT_NONE`), so a CreateKey's journal `fdatasync` holds its core for tens of µs
@@ -17,7 +18,8 @@
 //! thread running on another core in scheduler ticks, so a shorter span would read 0 or a
 //! whole tick), serving threads keeping at least half a core busy make a busy data plane. While it is busy, each job is
 //! followed by a pause until `ran ÷ share` has passed since the job began, so that the lane
-//! takes at most `share` of a core; beside an idle data plane, no pause. (The lane's own wait
+//! takes at most `share` of a core (for jobs of up to [`MAX_PAUSE`] × `share` of CPU, 1 ms at
+//! 2 %); beside an idle data plane, no pause. (The lane's own wait
 //! for a core is no such signal: the costly creates are those that found a core idle for a
 //! moment between a client's requests, and held it in their `fdatasync` when the client
 //! wanted it back.) At the default of 2 %, a CreateKey's 150–220 µs of CPU make a pause of

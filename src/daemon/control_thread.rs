@@ -8,11 +8,13 @@
 //! do RSA private-key arithmetic: generating a key pair (GenerateDataKeyPair,
 //! GetParametersForImport, the CreateKey of an RSA key: up to seconds for RSA_4096 on a busy
 //! machine), or using one (an RSA Decrypt, a ReEncrypt from an RSA ciphertext, an RSA
-//! signature: milliseconds each). So a CreateKey never waits behind a key generation, and the
-//! event loop, which answers every other cryptographic request itself, is never held by RSA
-//! arithmetic while other clients wait. (The CreateKey of an RSA key changes the state too: it
-//! generates its pair before it locks the state, `Kms::create_key`, and holds the lock only
-//! for its commit, as a state-lane call would.)
+//! signature: milliseconds each). So the calls on the state (a CreateKey of any other spec among
+//! them) never wait behind an RSA key pair's generation, and the event loop, which answers
+//! every other cryptographic request itself, is never held by RSA arithmetic while other
+//! clients wait. (The CreateKey of an RSA key changes the state too: it generates its pair
+//! before it locks the state, `Kms::create_key`, and holds the lock only for its commit, as a
+//! state-lane call would. It waits behind the RSA lane's other work, and its `fdatasync` is
+//! not paced, as the RSA lane is not.)
 //!
 //! Within a lane, callers take turns: each principal (a socket uid, an HTTP identity) has its
 //! own queue and the thread serves one job of each principal with work in turn ([`Turns`]).

@@ -239,8 +239,9 @@ struct Checked {
 /// other control call (any principal's) would wait for the lock.
 ///
 /// Errors: those of [`create`] that do not depend on the key's ARN (a refused caller, spec,
-/// usage, origin, tags, the key limit), so that nothing is generated for a request refused
-/// anyway.
+/// usage, origin, tags, the key limit, a policy that does not parse), so that nothing is
+/// generated for a request refused that way. (A policy that would lock the caller out is
+/// refused only by [`create`], which knows the ARN it is checked against.)
 pub fn material_to_generate(tx: &Tx<'_>, req: &CreateKeyRequest) -> Result<Option<KeySpec>> {
     let c = check_create(tx, req)?;
     let default_store = req.custom_key_store_id.is_none() && c.origin == Origin::AwsKms;
@@ -360,6 +361,9 @@ fn check_create(tx: &Tx<'_>, req: &CreateKeyRequest) -> Result<Checked> {
             "You have reached the limit of {MAX_KEYS} KMS keys"
         ));
     }
+    if let Some(p) = &req.policy {
+        KeyPolicy::parse(p)?;
+    }
     Ok(Checked {
         spec,
         usage,
@@ -369,11 +373,12 @@ fn check_create(tx: &Tx<'_>, req: &CreateKeyRequest) -> Result<Checked> {
 }
 
 /// CreateKey in the default key store or in a custom key store. `material`: what
-/// [`material_to_generate`] asked the caller to generate, if it did (else generated here).
+/// [`material_to_generate`] asked the caller to generate, with its spec, if it did; used only
+/// for a key of that spec (else the material is generated here).
 pub fn create(
     tx: &mut Tx<'_>,
     req: &CreateKeyRequest,
-    material: Option<crate::secret::SecretBytes>,
+    material: Option<(KeySpec, crate::secret::SecretBytes)>,
 ) -> Result<Created> {
     let Checked {
         spec,
@@ -396,8 +401,8 @@ pub fn create(
         None if is_private_spec(spec) => {
             // The data plane parses it once, when it places the key (`dataplane`).
             let material = match material {
-                Some(m) => m,
-                None => generate_material(spec)?,
+                Some((made_for, m)) if made_for == spec => m,
+                _ => generate_material(spec)?,
             };
             let wrapped =
                 tx.keys

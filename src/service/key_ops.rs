@@ -15,7 +15,7 @@ impl Kms {
     // ---- Keys -----------------------------------------------------------------------------
 
     /// CreateKey. A key pair (or HMAC key) of the default key store is generated before the
-    /// state is locked, the request checked first ([`keys::material_to_generate`]): an RSA_4096
+    /// state is locked, the request checked first (`keys::material_to_generate`): an RSA_4096
     /// pair takes up to seconds of CPU, and the lock serialises every control call of every
     /// principal. A request that check refuses goes on to be refused, and recorded, as any.
     pub fn create_key(&self, req: &CreateKeyRequest) -> Result<KeyMetadataResponse> {
@@ -23,7 +23,10 @@ impl Kms {
             .read(|tx| keys::material_to_generate(tx, req))
             .ok()
             .flatten();
-        let material = spec.map(generate_material).transpose()?;
+        let material = match spec {
+            Some(spec) => Some((spec, generate_material(spec)?)),
+            None => None,
+        };
         self.write(|tx| keys::create(tx, req, material))
             .map(|created| created.response)
     }

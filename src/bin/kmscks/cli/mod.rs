@@ -450,7 +450,7 @@ fn command_for(relaxed: bool) -> Command {
                 .value_name("SECONDS")
                 .value_parser(clap::value_parser!(u64))
                 .default_value(DEFAULT_READ_TIMEOUT_SECS)
-                .help("How long a kms or cloudhsm verb waits for the daemon's (or --endpoint-url's) answer before it gives up, as the AWS CLI's flag: the request's outcome is then unknown; 0 waits for as long as it takes"),
+                .help("How long a kms or cloudhsm verb waits for the daemon's (or --endpoint-url's) answer before it gives up, as the AWS CLI's flag: the request's outcome is then unknown; 0 waits for as long as it takes (bench bounds its own connections)"),
         )
         .arg(
             Arg::new(REGION)
@@ -1277,7 +1277,8 @@ fn execute(m: &ArgMatches, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
     let operation = operation_name(verb);
     let service = |error: KmsError| {
         if error.is_transport() {
-            // The request did not reach the service (the AWS CLI exits 255 then too).
+            // The request did not reach the service, or its answer did not come within
+            // --cli-read-timeout (the AWS CLI exits 255 then too).
             CliError::Other(error.message().to_owned())
         } else {
             CliError::Service {
