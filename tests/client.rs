@@ -346,15 +346,22 @@ fn assert_timed_out(e: &kmscks::KmsError, limit: Duration, what: &str) {
     }
 }
 
+/// The reply timeout of the tests of a daemon that stops answering: long enough that a loaded
+/// machine answers within it the calls that must succeed.
+const LIMIT: Duration = Duration::from_millis(500);
+
+/// A client of the in-test server at `path`, waiting at most [`LIMIT`] for it.
+fn bounded(path: &std::path::Path) -> Client {
+    Client::builder(path)
+        .reply_timeout(LIMIT)
+        .connect()
+        .unwrap()
+}
+
 #[test]
 fn a_call_the_daemon_never_answers_fails_after_the_reply_timeout_and_the_next_call_reconnects() {
     let (_d, path, _kms) = server();
-    // Long enough that a loaded machine answers the calls that must succeed within it.
-    let limit = Duration::from_millis(500);
-    let c = Client::builder(&path)
-        .reply_timeout(limit)
-        .connect()
-        .unwrap();
+    let (c, limit) = (bounded(&path), LIMIT);
     let began = Instant::now();
     let e = c.call(&describe("hang")).unwrap_err();
     assert!(
@@ -370,12 +377,7 @@ fn a_call_the_daemon_never_answers_fails_after_the_reply_timeout_and_the_next_ca
 #[test]
 fn a_wait_for_connection_call_waits_its_own_timeout_beyond_the_reply_timeout() {
     let (_d, path, _kms) = server();
-    // Long enough that a loaded machine answers the calls that must succeed within it.
-    let limit = Duration::from_millis(500);
-    let c = Client::builder(&path)
-        .reply_timeout(limit)
-        .connect()
-        .unwrap();
+    let (c, limit) = (bounded(&path), LIMIT);
     let wait = Request::WaitForConnection(kmscks::api::kms::WaitForConnectionRequest {
         custom_key_store_id: "cks-1234567890abcdef0".into(),
         timeout_millis: 700,
@@ -396,12 +398,7 @@ fn a_wait_for_connection_call_waits_its_own_timeout_beyond_the_reply_timeout() {
 #[test]
 fn a_pipeline_waiting_on_a_silent_daemon_fails_after_the_reply_timeout_losing_what_was_in_flight() {
     let (_d, path, _kms) = server();
-    // Long enough that a loaded machine answers the calls that must succeed within it.
-    let limit = Duration::from_millis(500);
-    let c = Client::builder(&path)
-        .reply_timeout(limit)
-        .connect()
-        .unwrap();
+    let (c, limit) = (bounded(&path), LIMIT);
     let mut p = c.pipeline(8).unwrap();
     p.submit(&describe("hang")).unwrap();
     for _ in 0..3 {
@@ -418,12 +415,7 @@ fn a_pipeline_waiting_on_a_silent_daemon_fails_after_the_reply_timeout_losing_wh
 #[test]
 fn a_pipeline_whose_daemon_stops_reading_fails_after_the_reply_timeout_instead_of_blocking() {
     let (_d, path, _kms) = server();
-    // Long enough that a loaded machine answers the calls that must succeed within it.
-    let limit = Duration::from_millis(500);
-    let c = Client::builder(&path)
-        .reply_timeout(limit)
-        .connect()
-        .unwrap();
+    let (c, limit) = (bounded(&path), LIMIT);
     let mut p = c.pipeline(100_000).unwrap();
     p.submit(&describe("stall")).unwrap();
     p.flush().unwrap();
