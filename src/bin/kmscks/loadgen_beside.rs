@@ -39,7 +39,7 @@ use hdrhistogram::Histogram;
 use crate::loadgen::LoadReport;
 use crate::loadgen_socket::{keep_full, unexpected, RequestMaker, SocketLoadOpts};
 use kmscks::api::kms::{CreateKeyRequest, DecryptRequest, EncryptRequest, GenerateDataKeyRequest};
-use kmscks::client::{Client, Pipeline};
+use kmscks::client::{Client, ClientBuilder, Pipeline};
 use kmscks::error::{ErrorKind, KmsError, Result};
 use kmscks::ops::{Backend, Request, Response};
 use kmscks::secret::SecretBytes;
@@ -271,11 +271,7 @@ pub(crate) fn measure(
     let phase_len = opts.duration / rounds as u32;
     let phase = Arc::new(AtomicUsize::new(BETWEEN));
     let stop = Arc::new(AtomicBool::new(false));
-    let client = Arc::new(
-        crate::loadgen_socket::connect(path)
-            .reply_spin(opts.reply_spin)
-            .connect()?,
-    );
+    let client = Arc::new(crate::loadgen_socket::connect(path, opts).connect()?);
     let (conns, depth) = (opts.connections.max(1), opts.pipeline.max(1));
     let start = Arc::new(Barrier::new(conns + 1));
     let drivers: Vec<_> = (0..conns)
@@ -299,7 +295,8 @@ pub(crate) fn measure(
     // The drivers' pipelines are connected once they wait here: the other connection comes
     // after them.
     start.wait();
-    let phased = run_phases(path, other, &phase, phases, phase_len);
+    let to = crate::loadgen_socket::connect(path, opts);
+    let phased = run_phases(to, other, &phase, phases, phase_len);
     stop.store(true, Ordering::Relaxed);
     let mut tallies = Vec::with_capacity(conns);
     for d in drivers {
@@ -356,7 +353,7 @@ fn panicked(what: &str) -> KmsError {
 /// in beside ones, has the other connection call. Answers each phase's length and the calls
 /// sent in it. The other connection's thread has ended when this returns.
 fn run_phases(
-    path: &Path,
+    to: ClientBuilder,
     other: Beside,
     phase: &AtomicUsize,
     phases: usize,
@@ -366,8 +363,8 @@ fn run_phases(
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let (sent_tx, sent_rx) = mpsc::channel::<Result<u64>>();
     let caller = {
-        let (path, sending) = (path.to_owned(), sending.clone());
-        thread::spawn(move || call_in_phases(&path, other, &sending, &go_rx, &sent_tx))
+        let sending = sending.clone();
+        thread::spawn(move || call_in_phases(to, other, &sending, &go_rx, &sent_tx))
     };
     // What the other connection's thread answered; its end (an error it sent, or a panic)
     // ends the run.
@@ -410,15 +407,13 @@ fn run_phases(
 /// `sending` holds, takes the answers still in flight, and answers on `sent` how many calls it
 /// sent. Ends when `go` closes, or after answering an error.
 fn call_in_phases(
-    path: &Path,
+    to: ClientBuilder,
     other: Beside,
     sending: &AtomicBool,
     go: &Receiver<()>,
     sent: &Sender<Result<u64>>,
 ) {
-    let ready = crate::loadgen_socket::connect(path)
-        .connect()
-        .and_then(|c| other.request(&c).map(|r| (c, r)));
+    let ready = to.connect().and_then(|c| other.request(&c).map(|r| (c, r)));
     let (client, request) = match ready {
         Ok(ready) => ready,
         Err(e) => {

@@ -53,6 +53,9 @@ pub(crate) struct SocketLoadOpts {
     pub beside: Option<crate::loadgen_beside::Beside>,
     /// How long the client's threads keep checking for a reply before they sleep.
     pub reply_spin: Duration,
+    /// How long any connection waits for the server to answer or to take a request
+    /// (`ClientBuilder::reply_timeout`; zero: no limit).
+    pub reply_timeout: Duration,
 }
 
 impl Default for SocketLoadOpts {
@@ -66,6 +69,7 @@ impl Default for SocketLoadOpts {
             key_id: None,
             beside: None,
             reply_spin: kmscks::client::DEFAULT_REPLY_SPIN,
+            reply_timeout: crate::loadgen_turns::REPLY_TIMEOUT,
         }
     }
 }
@@ -330,10 +334,12 @@ fn side(
     }))
 }
 
-/// A bench's connections to the server at `path`: waiting at most
-/// [`REPLY_TIMEOUT`](crate::loadgen_turns::REPLY_TIMEOUT) for it.
-pub(crate) fn connect(path: &Path) -> ClientBuilder {
-    Client::builder(path).reply_timeout(crate::loadgen_turns::REPLY_TIMEOUT)
+/// A bench's connections to the server at `path`, waiting for it as `opts` says (at most
+/// `reply_timeout`, spinning `reply_spin` for a lone reply).
+pub(crate) fn connect(path: &Path, opts: &SocketLoadOpts) -> ClientBuilder {
+    Client::builder(path)
+        .reply_timeout(opts.reply_timeout)
+        .reply_spin(opts.reply_spin)
 }
 
 /// When each request in flight was sent, by request id.
@@ -406,12 +412,12 @@ fn with_raw_cpu(mut report: LoadReport, opts: &SocketLoadOpts) -> LoadReport {
 /// as a comparison's phases are, `crate::loadgen_turns::alone`), or beside one more connection
 /// calling in a loop (`opts.beside`, [`crate::loadgen_beside`]).
 pub(crate) fn run_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadReport> {
-    let client = connect(path).connect()?;
+    let client = connect(path, opts).connect()?;
     let maker = prepare(&client, opts)?;
     let report = match opts.beside {
         None => {
             let shape = (opts.connections.max(1), opts.pipeline.max(1));
-            let load = side(connect(path).reply_spin(opts.reply_spin), shape, &maker)?;
+            let load = side(connect(path, opts), shape, &maker)?;
             let pid = client.daemon_pid();
             let pooled = alone(&load, &|| pid.and_then(process_cpu_ns), opts.duration)?;
             pooled_report(opts, &pooled)
@@ -444,7 +450,7 @@ pub(crate) fn run_echo_baseline(
         // As long as the measured run's, so the echo's frames are the same size.
         peer: crate::loadgen::peer_public_key()?,
     };
-    let to = connect(server.path()).reply_spin(opts.reply_spin);
+    let to = connect(server.path(), opts);
     let side = side(to, shape, &maker)?;
     let floor = alone(&side, &|| server.cpu_ns(), opts.duration)?;
     Ok(pooled_report(opts, &floor))
@@ -485,7 +491,7 @@ pub(crate) fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadR
              against an echo floor: leave out --baseline",
         ));
     }
-    let client = connect(path).connect()?;
+    let client = connect(path, opts).connect()?;
     let maker = prepare(&client, opts)?;
     // One real reply: the echo servers send exactly these bytes back.
     let sample = client.call(&maker.make());
@@ -506,14 +512,14 @@ pub(crate) fn compare_socket(path: &Path, opts: &SocketLoadOpts) -> Result<LoadR
             opts.reply_spin
         },
     ];
-    let daemon = side(connect(path).reply_spin(opts.reply_spin), shape, &maker)?;
+    let daemon = side(connect(path, opts), shape, &maker)?;
     let servers = [
         EchoServer::start_for(frame.clone(), shape.0)?,
         EchoServer::start_for(frame, shape.0)?,
     ];
     let floor = |i: usize| {
         side(
-            connect(servers[i].path()).reply_spin(waits[i]),
+            connect(servers[i].path(), opts).reply_spin(waits[i]),
             shape,
             &maker,
         )
@@ -645,6 +651,10 @@ mod tests {
                 pipeline: 4,
                 duration: Duration::from_millis(300),
                 beside: Some(other),
+                // The RSA_4096 key rsa-decrypt creates first is generated at the daemon's
+                // control threads' low priority, beside this binary's other tests: in CI, more
+                // than the bench's own limit.
+                reply_timeout: Duration::from_secs(600),
                 ..Default::default()
             };
             let r = run_socket(&served.socket, &opts).unwrap();
@@ -727,6 +737,7 @@ mod tests {
                 key_id: None,
                 beside: None,
                 reply_spin: kmscks::client::DEFAULT_REPLY_SPIN,
+                reply_timeout: crate::loadgen_turns::REPLY_TIMEOUT,
             };
             let r = compared(&served, &opts);
             // Four in flight never spin: both floors have the client as configured.
@@ -812,7 +823,7 @@ mod tests {
             assert!(e.message().contains("did not answer in time"), "{e:?}");
         }
         // The bench's own connections have a limit (whose error the above is).
-        let bench = format!("{:?}", connect(&path));
+        let bench = format!("{:?}", connect(&path, &SocketLoadOpts::default()));
         let limit = crate::loadgen_turns::REPLY_TIMEOUT;
         assert!(
             bench.contains(&format!("reply_timeout: Some({limit:?})")),

@@ -47,10 +47,14 @@ use crate::loadgen::{add_run, empty_run, new_hist, LoadOp, LoadReport, Run};
 use kmscks::error::{ErrorKind, KmsError, Result};
 
 /// The longest any connection of a bench waits for its server to answer or to take a request
-/// (`ClientBuilder::reply_timeout`, `Endpoint::with_timeout`): far above any reply of a phase
-/// (a pipeline's slowest reply waits for the requests before it, microseconds each; the
-/// CreateKey beside a load waits for an fsync), so it ends only a server that has stopped.
-pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// (`ClientBuilder::reply_timeout`, `Endpoint::with_timeout`), the AWS CLI's read timeout: far
+/// above any reply of a phase (a pipeline's slowest reply waits for the requests before it,
+/// microseconds each; the CreateKey beside a load waits for an fsync) and above the slowest
+/// call a run makes first on a machine the bench has to itself (`--beside rsa-decrypt` creates
+/// an RSA_4096 key, whose pair the daemon generates at its control threads' low priority: up
+/// to seconds beside a busy data plane, and more than 10 s in CI beside other tests), so it
+/// ends only a server that has stopped.
+pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The floors of a comparison (see the module doc).
 pub(crate) const FLOORS: usize = 2;

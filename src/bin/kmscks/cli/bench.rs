@@ -367,6 +367,7 @@ pub(crate) fn run(
                 .get_one::<String>("beside")
                 .and_then(|b| loadgen_beside::Beside::parse(b)),
             reply_spin: kmscks::client::DEFAULT_REPLY_SPIN,
+            reply_timeout: crate::loadgen_turns::REPLY_TIMEOUT,
         };
         let r = if m.get_flag("baseline") {
             loadgen_socket::compare_socket(path, &so)
