@@ -19,10 +19,16 @@ impl Kms {
     /// pair takes up to seconds of CPU, and the lock serialises every control call of every
     /// principal. A request that check refuses goes on to be refused, and recorded, as any.
     pub fn create_key(&self, req: &CreateKeyRequest) -> Result<KeyMetadataResponse> {
-        let spec = self
-            .read(|tx| keys::material_to_generate(tx, req))
-            .ok()
-            .flatten();
+        // A symmetric key (the default) has nothing to generate ahead: no check before the
+        // write for it.
+        let asks = req.key_spec.or(req.customer_master_key_spec);
+        let spec = match asks {
+            None | Some(crate::types::KeySpec::SymmetricDefault) => None,
+            Some(_) => self
+                .read(|tx| keys::material_to_generate(tx, req))
+                .ok()
+                .flatten(),
+        };
         let material = match spec {
             Some(spec) => Some((spec, generate_material(spec)?)),
             None => None,
