@@ -179,7 +179,7 @@ impl Conn {
     /// the socket's receive timeout when there is a limit).
     fn read_blocking(&mut self, from: usize) -> io::Result<usize> {
         self.set_nonblocking(false)?;
-        let began = Instant::now();
+        let began = self.began();
         loop {
             match self.stream.read(&mut self.inbuf[from..]) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {
@@ -190,13 +190,19 @@ impl Conn {
         }
     }
 
+    /// When a blocking read or write begins, for [`Conn::retry_after_signal`]: read only
+    /// when there is a limit, so that a connection without one reads no clock per call.
+    fn began(&self) -> Option<Instant> {
+        self.limit.is_some().then(Instant::now)
+    }
+
     /// Whether a blocking read or write that began at `began` and was interrupted by a signal
     /// may be tried again: yes, unless the limit has passed since it began (then `TimedOut`,
     /// the daemon having `did` nothing). A retry waits the socket's whole timeout again, so
     /// signals stretch a blocking wait to less than twice the limit, and never for ever.
-    fn retry_after_signal(&self, began: Instant, did: &str) -> io::Result<()> {
-        match self.limit {
-            Some(limit) if began.elapsed() >= limit => Err(blocked_too_long(
+    fn retry_after_signal(&self, began: Option<Instant>, did: &str) -> io::Result<()> {
+        match (self.limit, began) {
+            (Some(limit), Some(began)) if began.elapsed() >= limit => Err(blocked_too_long(
                 io::ErrorKind::WouldBlock.into(),
                 Some(limit),
                 did,
@@ -236,7 +242,7 @@ impl Conn {
             }
         };
         self.set_nonblocking(false).map_err(|e| failed(e, 0))?;
-        let began = Instant::now();
+        let began = self.began();
         while sent < bytes.len() {
             match self.stream.write(&bytes[sent..]) {
                 Ok(0) => return Err(failed(io::ErrorKind::WriteZero.into(), sent)),
