@@ -476,6 +476,17 @@ typedef struct {
      * µs on a small VM, per reply that is not already there.
      */
     uint32_t reply_spin_us;
+    /**
+     * The longest any wait for the daemon may last, in milliseconds: for a call's answer,
+     * for the daemon to take a request, for the Hello exchange of a new connection. 0 (the
+     * default): no limit. A wait that runs out fails the call with `KMSCKS_IO` (its outcome
+     * is unknown, as for any lost connection) and drops the connection, so that a daemon that
+     * stopped answering (stopped, wedged) costs a thread an error, not a wait for ever. A
+     * call that asks the daemon to wait (`kmscks_wait_connected`, `kmscks_wait_settled`)
+     * waits its own `timeout_ms` beyond it. Connecting to a socket whose
+     * listen queue is full is not bounded by it.
+     */
+    uint32_t reply_timeout_ms;
 } kmscks_connect_options;
 
 /**

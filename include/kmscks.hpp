@@ -413,6 +413,10 @@ struct ConnectOptions {
     /// the library's default (kmscks_connect_options_init's, 20 µs). Zero sleeps at once: for
     /// many threads waiting on slow calls, at the price of a wake-up per answer.
     std::optional<std::chrono::microseconds> reply_spin;
+    /// The longest any wait for the daemon may last (kmscks_connect_options' reply_timeout_ms);
+    /// zero, the default: no limit. A wait that runs out throws the KMSCKS_IO error, the call's
+    /// outcome unknown.
+    std::chrono::milliseconds reply_timeout{0};
 };
 
 /// A custom key store's connection state and, when FAILED, why.
@@ -542,6 +546,7 @@ public:
         kmscks_connect_options_init(&o);
         if (options.reply_spin)
             o.reply_spin_us = count_u32(*options.reply_spin, "options.reply_spin", "us");
+        o.reply_timeout_ms = milliseconds(options.reply_timeout, "options.reply_timeout");
         kmscks_client *c = nullptr;
         detail::check(kmscks_connect_with(socket_path.c_str("socket_path"), &o, &c));
         return Client(c);

@@ -558,7 +558,8 @@ static void open_errors(const char *data_dir) {
 }
 
 /* kmscks_connect_with (daemon mode): its options are checked, each refusal leaves `out` as it
- * was, and a handle that sleeps at once for its replies works like any other. */
+ * was, and a handle that sleeps at once for its replies, with a reply timeout, works like any
+ * other. */
 static void connect_options(const char *socket_path, const char *key) {
     kmscks_client *c2 = (kmscks_client *)SENTINEL;
     kmscks_connect_options options;
@@ -567,6 +568,7 @@ static void connect_options(const char *socket_path, const char *key) {
     kmscks_connect_options_init(&options);
     CHECK(options.struct_size == sizeof options);
     CHECK(options.reply_spin_us == 20);
+    CHECK(options.reply_timeout_ms == 0);
     options.struct_size = 4;
     CHECK_CODE(kmscks_connect_with(socket_path, &options, &c2), KMSCKS_INVALID_ARGUMENT);
     CHECK_MSG("argument options: struct_size is 4");
@@ -581,6 +583,7 @@ static void connect_options(const char *socket_path, const char *key) {
     CHECK_CODE(kmscks_connect_with(socket_path, &options, NULL), KMSCKS_INVALID_ARGUMENT);
     CHECK_MSG("argument out");
 
+    options.reply_timeout_ms = 60000;
     CHECK_OK(kmscks_connect_with(socket_path, &options, &c2));
     CHECK(c2 != NULL && c2 != (kmscks_client *)SENTINEL);
     CHECK_OK(kmscks_encrypt(c2, key, PT, sizeof PT, NULL, 0, &ct));

@@ -189,13 +189,21 @@ impl Options for kmscks_connect_options {
             struct_size: size_of::<kmscks_connect_options>(),
             // The default is microseconds, far below u32::MAX.
             reply_spin_us: u32::try_from(spin).unwrap_or(MAX_REPLY_SPIN_US),
+            reply_timeout_ms: 0,
         }
     }
 }
 
 // A struct only grows: today's layout holds the first one (`tests` checks field by field).
 const _: () = assert!(size_of::<kmscks_open_options>() >= kmscks_open_options::V1_SIZE);
-const _: () = assert!(size_of::<kmscks_connect_options>() >= kmscks_connect_options::V1_SIZE);
+// ... and within its first layout's size, because the init functions write a whole struct:
+// a program built against an older header, whose struct is that size, calls the init function
+// of the library it runs with. `kmscks_connect_options` grew into the first layout's tail
+// padding (`reply_timeout_ms`), so its size is unchanged where `size_t` is 8 bytes; where it is
+// 4 there is no such padding, and the crate refuses to build rather than overrun a caller's
+// struct.
+const _: () = assert!(size_of::<kmscks_open_options>() == kmscks_open_options::V1_SIZE);
+const _: () = assert!(size_of::<kmscks_connect_options>() == kmscks_connect_options::V1_SIZE);
 
 /// A copy of the options at `options`, read as far as both the caller and this library know
 /// them: the first `min(struct_size, size_of::<T>())` bytes, over `T::defaults()`. So a caller
@@ -295,6 +303,15 @@ pub struct kmscks_connect_options {
     /// sparing the CPU (many threads waiting on slow calls) at the price of a wake-up, tens of
     /// µs on a small VM, per reply that is not already there.
     pub reply_spin_us: u32,
+    /// The longest any wait for the daemon may last, in milliseconds: for a call's answer,
+    /// for the daemon to take a request, for the Hello exchange of a new connection. 0 (the
+    /// default): no limit. A wait that runs out fails the call with `KMSCKS_IO` (its outcome
+    /// is unknown, as for any lost connection) and drops the connection, so that a daemon that
+    /// stopped answering (stopped, wedged) costs a thread an error, not a wait for ever. A
+    /// call that asks the daemon to wait (`kmscks_wait_connected`, `kmscks_wait_settled`)
+    /// waits its own `timeout_ms` beyond it. Connecting to a socket whose
+    /// listen queue is full is not bounded by it.
+    pub reply_timeout_ms: u32,
 }
 
 /// Fills `options` with the defaults and its `struct_size`. NULL does nothing.
@@ -359,7 +376,8 @@ unsafe fn connect_options(
         ));
     }
     let spin = std::time::Duration::from_micros(o.reply_spin_us.into());
-    Ok(builder.reply_spin(spin))
+    let limit = std::time::Duration::from_millis(o.reply_timeout_ms.into());
+    Ok(builder.reply_spin(spin).reply_timeout(limit))
 }
 
 /// Closes a handle: an in-process instance shuts down (its data directory unlocked), a
@@ -445,6 +463,9 @@ mod tests {
             offset_of!(ConnectOptionsV1, reply_spin_us),
             offset_of!(C, reply_spin_us)
         );
+        // Added in the first layout's tail padding: past its last field, within its size.
+        assert!(offset_of!(C, reply_timeout_ms) >= offset_of!(ConnectOptionsV1, reply_spin_us) + 4);
+        assert!(offset_of!(C, reply_timeout_ms) + 4 <= size_of::<ConnectOptionsV1>());
     }
 
     #[test]
@@ -490,10 +511,12 @@ mod tests {
         let o = kmscks_connect_options {
             struct_size: kmscks_connect_options::V1_SIZE,
             reply_spin_us: 789,
+            reply_timeout_ms: 1500,
         };
         // SAFETY: as above.
         let read = unsafe { sized(&o) }.expect("the first layout's size is accepted");
         assert_eq!(read.reply_spin_us, 789);
+        assert_eq!(read.reply_timeout_ms, 1500);
     }
 
     #[test]

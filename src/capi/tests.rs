@@ -640,12 +640,15 @@ fn connect_options_start_at_the_clients_default_spin_and_the_header_states_the_l
     let mut o = kmscks_connect_options {
         struct_size: 0,
         reply_spin_us: 7,
+        reply_timeout_ms: 7,
     };
     // SAFETY: a valid, writable struct.
     unsafe { kmscks_connect_options_init(&mut o) };
     assert_eq!(o.struct_size, size_of::<kmscks_connect_options>());
     let default = crate::client::DEFAULT_REPLY_SPIN.as_micros();
     assert_eq!(u128::from(o.reply_spin_us), default);
+    // No reply timeout unless asked for, as the Rust client.
+    assert_eq!(o.reply_timeout_ms, 0);
     // The limit's text in the header and the C guide is the constant's.
     let limit = group_thousands(MAX_REPLY_SPIN_US);
     let header = include_str!("../../include/kmscks.h");
@@ -662,6 +665,7 @@ fn connect_options_refuse_a_wrong_size_and_a_spin_past_the_limit_leaving_out_unt
     let mut o = kmscks_connect_options {
         struct_size: 0,
         reply_spin_us: 0,
+        reply_timeout_ms: 0,
     };
     // SAFETY: valid pointers throughout.
     unsafe {
@@ -699,6 +703,7 @@ fn connect_options_of_a_newer_header_are_read_as_far_as_this_library_knows_them(
         known: kmscks_connect_options {
             struct_size: 0,
             reply_spin_us: 0,
+            reply_timeout_ms: 0,
         },
         appended: 0,
     };
@@ -713,6 +718,81 @@ fn connect_options_of_a_newer_header_are_read_as_far_as_this_library_knows_them(
     // Accepted: what fails is the connection (nothing listens there).
     assert_eq!(r, kmscks_result::KMSCKS_IO);
     assert!(out.is_null());
+}
+
+/// A socket in a fresh directory served by a daemon that answers the Hello exchange and then
+/// reads every request and answers none (wedged, or stopped after it accepted): the directory
+/// (kept while the test runs) and the socket's path.
+fn silent_daemon() -> (tempfile::TempDir, CString) {
+    use crate::protocol::{encode_hello_reply, split_frame, HelloReply, MAX_BODY, OP_HELLO};
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kmscks.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                let mut held = Vec::new();
+                while let Ok(n @ 1..) = s.read(&mut buf) {
+                    held.extend_from_slice(&buf[..n]);
+                    while let Ok(Some((h, _, used))) = split_frame(&held) {
+                        if h.op == OP_HELLO {
+                            let reply = HelloReply {
+                                version: crate::protocol::VERSION,
+                                server: "silent".into(),
+                                max_body: MAX_BODY,
+                                max_in_flight: 16,
+                                principal: "arn:aws:iam::111122223333:root".into(),
+                            };
+                            let mut out = Vec::new();
+                            encode_hello_reply(&mut out, h.request_id, &reply);
+                            let _ = s.write_all(&out);
+                        }
+                        held.drain(..used);
+                    }
+                }
+            });
+        }
+    });
+    let path = CString::new(path.into_os_string().into_encoded_bytes()).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn a_reply_timeout_ends_a_call_the_daemon_never_answers_with_io_naming_the_limit() {
+    let (_dir, path) = silent_daemon();
+    let mut o = kmscks_connect_options {
+        struct_size: 0,
+        reply_spin_us: 0,
+        reply_timeout_ms: 0,
+    };
+    let mut c = null_mut();
+    // SAFETY: valid pointers throughout.
+    let r = unsafe {
+        kmscks_connect_options_init(&mut o);
+        o.reply_timeout_ms = 200;
+        kmscks_connect_with(path.as_ptr(), &o, &mut c)
+    };
+    assert_eq!(r, kmscks_result::KMSCKS_OK, "{}", last_error());
+    let began = std::time::Instant::now();
+    let mut rnd = kmscks_buffer::EMPTY;
+    // SAFETY: a live handle, a writable buffer.
+    let r = unsafe { kmscks_generate_random(c, null(), 16, &mut rnd) };
+    let waited = began.elapsed();
+    assert_eq!(r, kmscks_result::KMSCKS_IO, "{}", last_error());
+    assert!(rnd.data.is_null());
+    let message = last_error();
+    assert!(message.contains("did not answer in time"), "{message}");
+    assert!(message.contains("200 ms"), "{message}");
+    assert!(
+        waited >= std::time::Duration::from_millis(200),
+        "{waited:?}"
+    );
+    // Bounded: far under the test harness's patience, whatever the machine's load.
+    assert!(waited < std::time::Duration::from_secs(30), "{waited:?}");
+    // SAFETY: a handle from kmscks_connect_with, closed once.
+    unsafe { kmscks_close(c) };
 }
 
 /// `n` with a comma between each group of three digits, as the docs write numbers.
