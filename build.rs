@@ -186,9 +186,11 @@ fn write_header(codes: &Path, header: &Path) {
         .expect("ffi/cbindgen.toml is a valid cbindgen config");
     let version =
         |part: &str| env::var(format!("CARGO_PKG_VERSION_{part}")).expect("cargo sets it");
+    // The version macros, then what the config adds after the includes (the init macros).
+    let configured = config.after_includes.take().unwrap_or_default();
     config.after_includes = Some(format!(
         "\n#define KMSCKS_VERSION_MAJOR {}\n#define KMSCKS_VERSION_MINOR {}\n\
-         #define KMSCKS_VERSION_PATCH {}\n#define KMSCKS_VERSION_STRING \"{}\"\n",
+         #define KMSCKS_VERSION_PATCH {}\n#define KMSCKS_VERSION_STRING \"{}\"\n{configured}",
         version("MAJOR"),
         version("MINOR"),
         version("PATCH"),

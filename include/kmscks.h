@@ -21,6 +21,15 @@
 #define KMSCKS_VERSION_PATCH 0
 #define KMSCKS_VERSION_STRING "0.1.0"
 
+/*
+ * kmscks_connect_options_init(&options) fills as much of the struct as this header declares:
+ * the macro passes its size, so that a program built against this header gets the fields
+ * added since kmscks 0.1 set to their defaults. The library's function of that name, which
+ * this header does not declare, fills only kmscks 0.1's layout: the programs built against
+ * that header call it.
+ */
+#define kmscks_connect_options_init(options) \
+    kmscks_connect_options_init_sized((options), sizeof *(options))
 
 /**
  * The outcome of every fallible `kmscks_*` function: `KMSCKS_OK` (0), one code per AWS
@@ -483,10 +492,11 @@ typedef struct {
      * is unknown, as for any lost connection) and drops the connection, so that a daemon that
      * stopped answering (stopped, wedged) costs a thread an error, not a wait for ever. A
      * call that asks the daemon to wait (`kmscks_wait_connected`, `kmscks_wait_settled`)
-     * waits its own `timeout_ms` beyond it. Connecting to a socket whose
-     * listen queue is full is not bounded by it.
+     * waits its own `timeout_ms` beyond it. Connecting to a socket whose listen queue is full
+     * is not bounded by it. (Added after kmscks 0.1: a program built against that header
+     * gets the default.)
      */
-    uint32_t reply_timeout_ms;
+    uint64_t reply_timeout_ms;
 } kmscks_connect_options;
 
 /**
@@ -670,12 +680,15 @@ kmscks_result kmscks_open_with(const char *data_dir,
 kmscks_result kmscks_connect(const char *socket_path, kmscks_client **out);
 
 /**
- * Fills `options` with the defaults and its `struct_size`. NULL does nothing.
+ * Fills the first `size` bytes of `options` with the defaults, `struct_size` set to what was
+ * filled (`size`, or this library's struct if that is smaller). NULL, or a `size` smaller
+ * than the first released struct, does nothing. Called as
+ * `kmscks_connect_options_init(&options)`, the macro passing `sizeof options`.
  *
  * # Safety
- * `options` is NULL or valid for a write of a `kmscks_connect_options`.
+ * `options` is NULL or valid for a write of `size` bytes.
  */
-void kmscks_connect_options_init(kmscks_connect_options *options);
+void kmscks_connect_options_init_sized(kmscks_connect_options *options, size_t size);
 
 /**
  * `kmscks_connect` with options (NULL: the defaults). A `reply_spin_us` over 1,000,000 or a

@@ -543,7 +543,7 @@ public:
     /// As connect(socket_path), with options.
     static Client connect(detail::OptionalText socket_path, const ConnectOptions &options) {
         kmscks_connect_options o;
-        kmscks_connect_options_init(&o);
+        kmscks_connect_options_init_sized(&o, sizeof o);
         if (options.reply_spin)
             o.reply_spin_us = count_u32(*options.reply_spin, "options.reply_spin", "us");
         o.reply_timeout_ms = milliseconds(options.reply_timeout, "options.reply_timeout");

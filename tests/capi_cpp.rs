@@ -49,7 +49,7 @@ const WRAPPER_INTERNAL: &[&str] = &[
     // Client::open(data_dir, OpenOptions) fills the C options from kmscks::OpenOptions.
     "kmscks_open_options_init",
     // Client::connect(socket_path, ConnectOptions) fills them from kmscks::ConnectOptions.
-    "kmscks_connect_options_init",
+    "kmscks_connect_options_init_sized",
 ];
 
 /// Functions whose method is not named as the function without `kmscks_` (docs/c-api.md

@@ -569,6 +569,14 @@ static void connect_options(const char *socket_path, const char *key) {
     CHECK(options.struct_size == sizeof options);
     CHECK(options.reply_spin_us == 20);
     CHECK(options.reply_timeout_ms == 0);
+    /* The sized call the macro makes, given the size of kmscks 0.1's struct (which ends where
+     * reply_timeout_ms begins): nothing past it is written. */
+    memset(&options, 0xab, sizeof options);
+    kmscks_connect_options_init_sized(&options, offsetof(kmscks_connect_options, reply_timeout_ms));
+    CHECK(options.struct_size == offsetof(kmscks_connect_options, reply_timeout_ms));
+    CHECK(options.reply_spin_us == 20);
+    CHECK(options.reply_timeout_ms == UINT64_C(0xabababababababab));
+    kmscks_connect_options_init(&options);
     options.struct_size = 4;
     CHECK_CODE(kmscks_connect_with(socket_path, &options, &c2), KMSCKS_INVALID_ARGUMENT);
     CHECK_MSG("argument options: struct_size is 4");

@@ -497,8 +497,8 @@ void connect_options_reach_the_c_library_and_are_checked_there() {
     options.reply_spin = std::chrono::microseconds(-1);
     e = EXPECT_ERROR(KMSCKS_INVALID_ARGUMENT, kmscks::Client::connect(nowhere, options));
     EXPECT(contains(e.detail(), "options.reply_spin"));
-    // A reply timeout reaches the library (accepted; nothing listens there), and one that is
-    // not a C value is refused by the wrapper, naming it.
+    // A reply timeout is accepted (what fails is the connection: nothing listens there), and
+    // one that is not a C value is refused by the wrapper, naming it.
     options.reply_spin.reset();
     options.reply_timeout = std::chrono::seconds(5);
     EXPECT_ERROR(KMSCKS_IO, kmscks::Client::connect(nowhere, options));

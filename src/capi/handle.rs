@@ -135,7 +135,8 @@ pub unsafe extern "C" fn kmscks_open_with(
 /// caller of an earlier layout passes that padding, uninitialised, as if it held the field.
 /// And the init functions write a whole struct of this library's layout, which would overrun
 /// the smaller struct of a program built against an earlier header: before a field is added,
-/// they must change (write only the first layout's bytes, or take the caller's size).
+/// they must change (write only the first layout's bytes, or take the caller's size), as
+/// `kmscks_connect_options_init` did when `reply_timeout_ms` was added ([`init_sized`]).
 trait Options: Sized {
     /// `sizeof` the first released layout of the struct: the smallest `struct_size` accepted
     /// (what a program built against the first header passes). It must never change, even
@@ -196,14 +197,10 @@ impl Options for kmscks_connect_options {
 
 // A struct only grows: today's layout holds the first one (`tests` checks field by field).
 const _: () = assert!(size_of::<kmscks_open_options>() >= kmscks_open_options::V1_SIZE);
-// ... and within its first layout's size, because the init functions write a whole struct:
-// a program built against an older header, whose struct is that size, calls the init function
-// of the library it runs with. `kmscks_connect_options` grew into the first layout's tail
-// padding (`reply_timeout_ms`), so its size is unchanged where `size_t` is 8 bytes; where it is
-// 4 there is no such padding, and the crate refuses to build rather than overrun a caller's
-// struct.
+const _: () = assert!(size_of::<kmscks_connect_options>() >= kmscks_connect_options::V1_SIZE);
+// `kmscks_open_options_init` writes a whole struct: it must take the caller's size (as
+// `kmscks_connect_options_init_sized` does) before `kmscks_open_options` grows.
 const _: () = assert!(size_of::<kmscks_open_options>() == kmscks_open_options::V1_SIZE);
-const _: () = assert!(size_of::<kmscks_connect_options>() == kmscks_connect_options::V1_SIZE);
 
 /// A copy of the options at `options`, read as far as both the caller and this library know
 /// them: the first `min(struct_size, size_of::<T>())` bytes, over `T::defaults()`. So a caller
@@ -309,20 +306,66 @@ pub struct kmscks_connect_options {
     /// is unknown, as for any lost connection) and drops the connection, so that a daemon that
     /// stopped answering (stopped, wedged) costs a thread an error, not a wait for ever. A
     /// call that asks the daemon to wait (`kmscks_wait_connected`, `kmscks_wait_settled`)
-    /// waits its own `timeout_ms` beyond it. Connecting to a socket whose
-    /// listen queue is full is not bounded by it.
-    pub reply_timeout_ms: u32,
+    /// waits its own `timeout_ms` beyond it. Connecting to a socket whose listen queue is full
+    /// is not bounded by it. (Added after kmscks 0.1: a program built against that header
+    /// gets the default.)
+    pub reply_timeout_ms: u64,
 }
 
-/// Fills `options` with the defaults and its `struct_size`. NULL does nothing.
+/// Fills the first released layout of `options` (kmscks 0.1's: `struct_size`, set to that
+/// layout's size, and `reply_spin_us`) with the defaults, and nothing past it. NULL does
+/// nothing. A program built against this header reaches `kmscks_connect_options_init_sized`
+/// through the macro of this name, which passes the size of its struct; this function, which
+/// programs built against the first header call, writes no more than their struct holds.
 ///
 /// # Safety
-/// `options` is NULL or valid for a write of a `kmscks_connect_options`.
+/// `options` is NULL or valid for a write of kmscks 0.1's `kmscks_connect_options`.
 #[no_mangle]
 pub unsafe extern "C" fn kmscks_connect_options_init(options: *mut kmscks_connect_options) {
-    if let Some(o) = super::boundary::optional_out(options) {
-        // SAFETY: non-NULL, writable by the caller's contract.
-        unsafe { put(o, kmscks_connect_options::defaults()) };
+    // SAFETY: as the caller's contract says, with the first layout's size.
+    unsafe { init_sized(options, kmscks_connect_options::V1_SIZE) }
+}
+
+/// Fills the first `size` bytes of `options` with the defaults, `struct_size` set to what was
+/// filled (`size`, or this library's struct if that is smaller). NULL, or a `size` smaller
+/// than the first released struct, does nothing. Called as
+/// `kmscks_connect_options_init(&options)`, the macro passing `sizeof options`.
+///
+/// # Safety
+/// `options` is NULL or valid for a write of `size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn kmscks_connect_options_init_sized(
+    options: *mut kmscks_connect_options,
+    size: usize,
+) {
+    // SAFETY: the caller's contract.
+    unsafe { init_sized(options, size) }
+}
+
+/// Writes `T::defaults()` into the first `min(size, size_of::<T>())` bytes at `options`, its
+/// `struct_size` saying how many: so that a program built against an older header, whose
+/// struct is smaller, never has more written than it holds. Nothing when `options` is NULL or
+/// `size` is below the first layout's.
+///
+/// # Safety
+/// `options` is NULL or valid for a write of `size` bytes, its first field a `usize`.
+unsafe fn init_sized<T: Options>(options: *mut T, size: usize) {
+    if options.is_null() || size < T::V1_SIZE {
+        return;
+    }
+    let filled = size.min(size_of::<T>());
+    let value = T::defaults();
+    // SAFETY: `filled` bytes are writable at `options` (filled <= size, the caller's contract)
+    // and readable in `value` (filled <= size_of::<T>()), a local that cannot overlap it; bytes
+    // need no alignment. The first field is the usize struct_size (the `Options` rule), at
+    // offset 0 and within `filled` (V1_SIZE holds it).
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            std::ptr::addr_of!(value).cast::<u8>(),
+            options.cast::<u8>(),
+            filled,
+        );
+        options.cast::<usize>().write_unaligned(filled);
     }
 }
 
@@ -376,7 +419,7 @@ unsafe fn connect_options(
         ));
     }
     let spin = std::time::Duration::from_micros(o.reply_spin_us.into());
-    let limit = std::time::Duration::from_millis(o.reply_timeout_ms.into());
+    let limit = std::time::Duration::from_millis(o.reply_timeout_ms);
     Ok(builder.reply_spin(spin).reply_timeout(limit))
 }
 
@@ -463,9 +506,9 @@ mod tests {
             offset_of!(ConnectOptionsV1, reply_spin_us),
             offset_of!(C, reply_spin_us)
         );
-        // Added in the first layout's tail padding: past its last field, within its size.
-        assert!(offset_of!(C, reply_timeout_ms) >= offset_of!(ConnectOptionsV1, reply_spin_us) + 4);
-        assert!(offset_of!(C, reply_timeout_ms) + 4 <= size_of::<ConnectOptionsV1>());
+        // Added past the first layout's end, its tail padding included: a caller of that
+        // layout passes the padding, uninitialised, and it must not be read as the field.
+        assert!(offset_of!(C, reply_timeout_ms) >= size_of::<ConnectOptionsV1>());
     }
 
     #[test]
@@ -516,7 +559,9 @@ mod tests {
         // SAFETY: as above.
         let read = unsafe { sized(&o) }.expect("the first layout's size is accepted");
         assert_eq!(read.reply_spin_us, 789);
-        assert_eq!(read.reply_timeout_ms, 1500);
+        // Past the first layout: what such a caller passes there is not its own, and is not
+        // read. The default stands.
+        assert_eq!(read.reply_timeout_ms, 0);
     }
 
     #[test]

@@ -642,8 +642,9 @@ fn connect_options_start_at_the_clients_default_spin_and_the_header_states_the_l
         reply_spin_us: 7,
         reply_timeout_ms: 7,
     };
-    // SAFETY: a valid, writable struct.
-    unsafe { kmscks_connect_options_init(&mut o) };
+    // As a C program built against this header calls it (the macro passes `sizeof`).
+    // SAFETY: a valid, writable struct of the size given.
+    unsafe { kmscks_connect_options_init_sized(&mut o, size_of::<kmscks_connect_options>()) };
     assert_eq!(o.struct_size, size_of::<kmscks_connect_options>());
     let default = crate::client::DEFAULT_REPLY_SPIN.as_micros();
     assert_eq!(u128::from(o.reply_spin_us), default);
@@ -655,6 +656,44 @@ fn connect_options_start_at_the_clients_default_spin_and_the_header_states_the_l
     assert!(header.contains(&format!("at most {limit}")), "{limit}");
     let guide = include_str!("../../docs/c-api.md");
     assert!(guide.contains(&format!("at most {limit}")), "{limit}");
+    // The header makes the init function's name the sized call.
+    assert!(
+        header.contains("#define kmscks_connect_options_init(options)")
+            && header.contains("kmscks_connect_options_init_sized((options), sizeof *(options))"),
+        "the macro is missing from the header"
+    );
+}
+
+#[test]
+fn connect_options_init_writes_no_more_than_the_struct_its_caller_was_built_with() {
+    let first = std::mem::offset_of!(kmscks_connect_options, reply_timeout_ms);
+    let fresh = || kmscks_connect_options {
+        struct_size: 0,
+        reply_spin_us: 7,
+        reply_timeout_ms: 7,
+    };
+    // The function itself, as a program built against the first header calls it: that
+    // layout only; the field added since is left as it was.
+    let mut o = fresh();
+    // SAFETY: a valid, writable struct (larger than the first layout).
+    unsafe { kmscks_connect_options_init(&mut o) };
+    assert!(o.struct_size <= first, "{} bytes filled", o.struct_size);
+    assert_eq!(o.reply_timeout_ms, 7);
+    let default = crate::client::DEFAULT_REPLY_SPIN.as_micros();
+    assert_eq!(u128::from(o.reply_spin_us), default);
+    // The sized call with that size: the same.
+    let mut o = fresh();
+    // SAFETY: as above; `struct_size` bytes are writable.
+    unsafe { kmscks_connect_options_init_sized(&mut o, first) };
+    assert_eq!((o.struct_size, o.reply_timeout_ms), (first, 7));
+    // A size too small to be any header's struct: nothing written.
+    let mut o = fresh();
+    // SAFETY: as above.
+    unsafe { kmscks_connect_options_init_sized(&mut o, 4) };
+    assert_eq!((o.struct_size, o.reply_spin_us), (0, 7));
+    // NULL: nothing, and no crash.
+    // SAFETY: NULL is allowed.
+    unsafe { kmscks_connect_options_init_sized(null_mut(), 64) };
 }
 
 #[test]
@@ -761,6 +800,9 @@ fn silent_daemon() -> (tempfile::TempDir, CString) {
 
 #[test]
 fn a_reply_timeout_ends_a_call_the_daemon_never_answers_with_io_naming_the_limit() {
+    // Long enough that the silent daemon answers the Hello exchange within it on a loaded
+    // machine (the limit bounds that too).
+    let limit = 1000;
     let (_dir, path) = silent_daemon();
     let mut o = kmscks_connect_options {
         struct_size: 0,
@@ -770,8 +812,8 @@ fn a_reply_timeout_ends_a_call_the_daemon_never_answers_with_io_naming_the_limit
     let mut c = null_mut();
     // SAFETY: valid pointers throughout.
     let r = unsafe {
-        kmscks_connect_options_init(&mut o);
-        o.reply_timeout_ms = 200;
+        kmscks_connect_options_init_sized(&mut o, size_of::<kmscks_connect_options>());
+        o.reply_timeout_ms = limit;
         kmscks_connect_with(path.as_ptr(), &o, &mut c)
     };
     assert_eq!(r, kmscks_result::KMSCKS_OK, "{}", last_error());
@@ -784,9 +826,9 @@ fn a_reply_timeout_ends_a_call_the_daemon_never_answers_with_io_naming_the_limit
     assert!(rnd.data.is_null());
     let message = last_error();
     assert!(message.contains("did not answer in time"), "{message}");
-    assert!(message.contains("200 ms"), "{message}");
+    assert!(message.contains(&format!("{limit} ms")), "{message}");
     assert!(
-        waited >= std::time::Duration::from_millis(200),
+        waited >= std::time::Duration::from_millis(limit),
         "{waited:?}"
     );
     // Bounded: far under the test harness's patience, whatever the machine's load.
