@@ -17,9 +17,9 @@
 #include <stdint.h>
 
 #define KMSCKS_VERSION_MAJOR 0
-#define KMSCKS_VERSION_MINOR 1
+#define KMSCKS_VERSION_MINOR 2
 #define KMSCKS_VERSION_PATCH 0
-#define KMSCKS_VERSION_STRING "0.1.0"
+#define KMSCKS_VERSION_STRING "0.2.0"
 
 /*
  * kmscks_connect_options_init(&options) fills as much of the struct as this header declares:
@@ -493,8 +493,8 @@ typedef struct {
      * stopped answering (stopped, wedged) costs a thread an error, not a wait for ever. A
      * call that asks the daemon to wait (`kmscks_wait_connected`, `kmscks_wait_settled`)
      * waits its own `timeout_ms` beyond it. Connecting to a socket whose listen queue is full
-     * is not bounded by it. (Added after kmscks 0.1: a program built against that header
-     * gets the default.)
+     * is not bounded by it. (Added in kmscks 0.2: a program built against 0.1's header gets
+     * the default.)
      */
     uint64_t reply_timeout_ms;
 } kmscks_connect_options;

@@ -546,7 +546,11 @@ public:
         kmscks_connect_options_init_sized(&o, sizeof o);
         if (options.reply_spin)
             o.reply_spin_us = count_u32(*options.reply_spin, "options.reply_spin", "us");
-        o.reply_timeout_ms = milliseconds(options.reply_timeout, "options.reply_timeout");
+        if (options.reply_timeout.count() < 0)
+            detail::invalid_argument("options.reply_timeout",
+                                     std::to_string(options.reply_timeout.count()) +
+                                         " ms is negative");
+        o.reply_timeout_ms = static_cast<std::uint64_t>(options.reply_timeout.count());
         kmscks_client *c = nullptr;
         detail::check(kmscks_connect_with(socket_path.c_str("socket_path"), &o, &c));
         return Client(c);

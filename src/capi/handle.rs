@@ -133,10 +133,12 @@ pub unsafe extern "C" fn kmscks_open_with(
 /// caller's bytes into it. A field added later must start at or past the end of every earlier
 /// layout, tail padding included (insert a `_reserved` field to get there if need be): the
 /// caller of an earlier layout passes that padding, uninitialised, as if it held the field.
-/// And the init functions write a whole struct of this library's layout, which would overrun
-/// the smaller struct of a program built against an earlier header: before a field is added,
-/// they must change (write only the first layout's bytes, or take the caller's size), as
-/// `kmscks_connect_options_init` did when `reply_timeout_ms` was added ([`init_sized`]).
+/// And an init function must not write more than the caller's header declared: a whole struct
+/// of this library's layout would overrun the smaller struct of a program built against an
+/// earlier header. `kmscks_open_options_init` still writes a whole struct (an assertion below
+/// holds its struct at its first size until it changes); `kmscks_connect_options_init` writes
+/// only the first layout since `reply_timeout_ms` was added, and the header's macro of that
+/// name passes the caller's size to `kmscks_connect_options_init_sized` ([`init_sized`]).
 trait Options: Sized {
     /// `sizeof` the first released layout of the struct: the smallest `struct_size` accepted
     /// (what a program built against the first header passes). It must never change, even
@@ -307,8 +309,8 @@ pub struct kmscks_connect_options {
     /// stopped answering (stopped, wedged) costs a thread an error, not a wait for ever. A
     /// call that asks the daemon to wait (`kmscks_wait_connected`, `kmscks_wait_settled`)
     /// waits its own `timeout_ms` beyond it. Connecting to a socket whose listen queue is full
-    /// is not bounded by it. (Added after kmscks 0.1: a program built against that header
-    /// gets the default.)
+    /// is not bounded by it. (Added in kmscks 0.2: a program built against 0.1's header gets
+    /// the default.)
     pub reply_timeout_ms: u64,
 }
 
@@ -539,7 +541,7 @@ mod tests {
     }
 
     #[test]
-    fn a_struct_size_of_exactly_the_first_layout_is_accepted_and_every_field_read() {
+    fn a_struct_size_of_exactly_the_first_layout_is_accepted_and_only_its_fields_read() {
         let o = kmscks_open_options {
             struct_size: kmscks_open_options::V1_SIZE,
             hsm_password_iterations: 1234,

@@ -708,11 +708,11 @@ fn connect_options_refuse_a_wrong_size_and_a_spin_past_the_limit_leaving_out_unt
     };
     // SAFETY: valid pointers throughout.
     unsafe {
-        kmscks_connect_options_init(&mut o);
+        kmscks_connect_options_init_sized(&mut o, size_of::<kmscks_connect_options>());
         o.struct_size = 4;
         let r = kmscks_connect_with(path.as_ptr(), &o, &mut out);
         assert_eq!(r, kmscks_result::KMSCKS_INVALID_ARGUMENT);
-        kmscks_connect_options_init(&mut o);
+        kmscks_connect_options_init_sized(&mut o, size_of::<kmscks_connect_options>());
         o.reply_spin_us = MAX_REPLY_SPIN_US + 1;
         let r = kmscks_connect_with(path.as_ptr(), &o, &mut out);
         assert_eq!(r, kmscks_result::KMSCKS_INVALID_ARGUMENT);
@@ -750,7 +750,7 @@ fn connect_options_of_a_newer_header_are_read_as_far_as_this_library_knows_them(
     let mut out = null_mut();
     // SAFETY: valid pointers; `struct_size` bytes are readable.
     let r = unsafe {
-        kmscks_connect_options_init(&mut newer.known);
+        kmscks_connect_options_init_sized(&mut newer.known, size_of::<kmscks_connect_options>());
         newer.known.struct_size = size_of::<Newer>();
         kmscks_connect_with(path.as_ptr(), &newer.known, &mut out)
     };
