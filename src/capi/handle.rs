@@ -139,7 +139,7 @@ pub unsafe extern "C" fn kmscks_open_with(
 /// holds its struct at its first size until it changes); `kmscks_connect_options_init` writes
 /// only the first layout since `reply_timeout_ms` was added, and the header's macro of that
 /// name passes the caller's size to `kmscks_connect_options_init_sized` ([`init_sized`]).
-trait Options: Sized {
+pub(super) trait Options: Sized {
     /// `sizeof` the first released layout of the struct: the smallest `struct_size` accepted
     /// (what a program built against the first header passes). It must never change, even
     /// when fields are added: a program built against that header still passes it.
