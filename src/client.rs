@@ -352,9 +352,10 @@ impl ClientBuilder {
     /// timeout does; a signal may stretch one wait to less than twice the limit.
     ///
     /// A WaitForConnection call waits its own `timeout_millis` beyond the limit (one sent on
-    /// a [`Pipeline`] does not: give that pipeline's client a limit above it). The Hello
-    /// exchange of every new connection is bounded too; the `connect` before it is not (it
-    /// blocks only while the daemon's listen queue is full). Choose a limit above the slowest
+    /// a [`Pipeline`] does not: give that pipeline's client a limit above it). Every new
+    /// connection is bounded too, by the limit for each of its two waits: the `connect`
+    /// (which waits only while the daemon's listen queue is full: a stopped or wedged daemon,
+    /// or one flooded with connections) and the Hello exchange. Choose a limit above the slowest
     /// answer you expect: a CreateKey waits for the daemon's journal to reach the disk, and a
     /// deep pipeline for the requests before it.
     pub fn reply_timeout(mut self, limit: Duration) -> ClientBuilder {
@@ -367,7 +368,8 @@ impl ClientBuilder {
     /// Errors: `ValidationException` when [`DAEMON_UID_ENV`] is set and is not a uid;
     /// `UntrustedSocketException` when the daemon runs as an untrusted uid or the default
     /// socket's directory is not private; `DependencyTimeoutException` when nothing listens, or
-    /// when the Hello's reply does not come within [`ClientBuilder::reply_timeout`].
+    /// when the daemon takes the connection or answers the Hello not within
+    /// [`ClientBuilder::reply_timeout`].
     pub fn connect(self) -> Result<Client> {
         let mut configured = self.daemon_uids;
         if let Some(v) = std::env::var_os(DAEMON_UID_ENV).filter(|v| !v.is_empty()) {
@@ -434,10 +436,17 @@ impl std::fmt::Debug for Client {
 }
 
 fn connect_error(path: &Path, e: &io::Error) -> KmsError {
+    let hint = match e.kind() {
+        // `sockwait::connect`'s error says the daemon is there and takes no connection.
+        io::ErrorKind::TimedOut => {
+            "a stopped or wedged daemon, or one flooded with connections; nothing was sent"
+        }
+        _ => "is kmscksd running?",
+    };
     KmsError::transport(
         ErrorKind::DependencyTimeoutException,
         format!(
-            "cannot connect to the kmscks daemon at {}: {e} (is kmscksd running?)",
+            "cannot connect to the kmscks daemon at {}: {e} ({hint})",
             path.display()
         ),
     )
@@ -536,15 +545,15 @@ fn check_daemon(path: &Path, daemon: &peer::Credentials, trust: &Trust) -> Resul
     ))
 }
 
-/// Connects to `path` and checks who serves it (and, for the default socket, its directory),
-/// before anything is sent.
-fn connect_checked(path: &Path, trust: &Trust) -> Result<UnixStream> {
+/// Connects to `path`, waiting at most `limit` for the daemon to take the connection, and
+/// checks who serves it (and, for the default socket, its directory), before anything is sent.
+fn connect_checked(path: &Path, trust: &Trust, limit: Option<Duration>) -> Result<UnixStream> {
     if crate::paths::in_default_socket_dir(path) {
         if let Some(dir) = path.parent().filter(|d| d.symlink_metadata().is_ok()) {
             crate::paths::check_private_dir(dir)?;
         }
     }
-    let stream = UnixStream::connect(path).map_err(|e| connect_error(path, &e))?;
+    let stream = sockwait::connect(path, limit).map_err(|e| connect_error(path, &e))?;
     let daemon = peer::credentials(&stream).map_err(|e| {
         err!(
             KMSInternalException,
@@ -559,7 +568,7 @@ fn connect_checked(path: &Path, trust: &Trust) -> Result<UnixStream> {
 
 /// Opens a connection to a trusted daemon and performs the Hello exchange.
 fn open(path: &Path, trust: &Trust, id: u64, waits: Waits) -> Result<(Conn, HelloReply)> {
-    let stream = connect_checked(path, trust)?;
+    let stream = connect_checked(path, trust, waits.limit)?;
     // Bounds every blocking read and write on the connection (`None` clears nothing: a new
     // socket has no timeouts).
     stream
@@ -1119,7 +1128,7 @@ mod tests {
             own: if me == 1 { 2 } else { 1 },
             configured: vec![],
         };
-        let result = connect_checked(&path, &trust);
+        let result = connect_checked(&path, &trust, None);
         if me == 0 {
             assert!(result.is_ok(), "root's daemon is always trusted");
             return;

@@ -18,16 +18,134 @@
 //!
 //! A wait may have a deadline ([`recv`]'s `limit`): a daemon that stopped answering (stopped by
 //! a signal, wedged) then costs its client an error after that long rather than a thread
-//! asleep for ever.
+//! asleep for ever. So may the wait for the daemon to take a new connection ([`connect`]):
+//! Linux holds a `connect` to a Unix stream socket whose listen queue is full until the
+//! listener accepts, and a daemon that stopped accepting, or one flooded with connections by
+//! another local user, would otherwise hold its caller there for ever.
 //!
-//! Why `unsafe`: the standard library has neither `recv` with flags nor `poll`. Both calls
-//! here are given a buffer or a `pollfd` that lives on the caller's stack for the call, with
-//! its exact length, and a descriptor borrowed from an open stream.
+//! Why `unsafe`: the standard library has neither `recv` with flags nor `poll`, nor a way to
+//! bound a `connect`. The calls here are given a buffer, a `pollfd` or a socket address that
+//! lives on the caller's stack for the call, with its exact length, and a descriptor borrowed
+//! from an open stream; the one descriptor created here is owned at once.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// Connects to the Unix stream socket at `path`, waiting at most `limit` (`None`: for as long
+/// as it takes) for the listener to have room in its listen queue; signals do not stretch the
+/// wait. The stream is returned blocking; with a `limit`, what was left of it is its write
+/// timeout (the caller sets its own timeouts next).
+///
+/// Errors: `TimedOut` when the listen queue stayed full for `limit`; `InvalidInput` when
+/// `path` does not fit a socket address; else the kernel's (`NotFound`, `ConnectionRefused`:
+/// nothing listens there).
+pub(crate) fn connect(path: &Path, limit: Option<Duration>) -> io::Result<UnixStream> {
+    let Some(limit) = limit else {
+        return UnixStream::connect(path);
+    };
+    let (addr, len) = socket_address(path)?;
+    let stream = unix_stream_socket()?;
+    let began = Instant::now();
+    loop {
+        // Linux bounds the wait of a blocking `connect` on a Unix socket by its send timeout
+        // (`SO_SNDTIMEO`) and then fails it with `EAGAIN`.
+        match limit.checked_sub(began.elapsed()).filter(|l| !l.is_zero()) {
+            Some(left) => stream.set_write_timeout(Some(left))?,
+            None => return Err(queue_full(limit)),
+        }
+        match connect_raw(&stream, &addr, len) {
+            Ok(()) => return Ok(stream),
+            // A signal ends the wait early and leaves the socket unconnected: wait again for
+            // what is left.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(queue_full(limit)),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `TimedOut`: the listen queue stayed full for `limit`.
+fn queue_full(limit: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!(
+            "the daemon took no new connection for {} ms (its listen queue is full)",
+            limit.as_millis()
+        ),
+    )
+}
+
+/// The socket address of `path`, with its length (the path and its NUL).
+///
+/// Errors: `InvalidInput` when the path holds a NUL or does not fit `sun_path`.
+#[allow(unsafe_code)]
+fn socket_address(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: `sockaddr_un` is plain old data (an integer and a byte array), for which all
+    // zeroes is a valid value: the empty address, filled in below.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let bytes = path.as_os_str().as_bytes();
+    // One byte is kept for the NUL that ends the path.
+    if bytes.contains(&0) || bytes.len() >= addr.sun_path.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a socket path holds no NUL and is shorter than {} bytes: {}",
+                addr.sun_path.len(),
+                path.display()
+            ),
+        ));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (to, &b) in addr.sun_path.iter_mut().zip(bytes) {
+        *to = b as libc::c_char;
+    }
+    let len = std::mem::offset_of!(libc::sockaddr_un, sun_path) + bytes.len() + 1;
+    // Fits: at most the size of `sockaddr_un`, checked above.
+    Ok((addr, len as libc::socklen_t))
+}
+
+/// A new, unconnected Unix stream socket, closed on `exec`.
+///
+/// Errors: the kernel's.
+#[allow(unsafe_code)]
+fn unix_stream_socket() -> io::Result<UnixStream> {
+    // SAFETY: socket(2) takes no pointers.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a non-negative result is an open descriptor that nothing else holds, so
+    // `OwnedFd` may own (and close) it.
+    Ok(UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// connect(2) of `stream` to `addr` (`len` bytes of it).
+///
+/// Errors: the kernel's.
+#[allow(unsafe_code)]
+fn connect_raw(
+    stream: &UnixStream,
+    addr: &libc::sockaddr_un,
+    len: libc::socklen_t,
+) -> io::Result<()> {
+    // SAFETY: `addr` is a live `sockaddr_un` the kernel only reads, and `len` is at most its
+    // size (`socket_address`); the descriptor is borrowed from `stream`, open for the call.
+    let rc = unsafe {
+        libc::connect(
+            stream.as_raw_fd(),
+            (addr as *const libc::sockaddr_un).cast(),
+            len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 /// Reads what the socket holds into `buf`, waiting for data when it holds none: checking again
 /// for up to `spin`, then sleeping in [`wait_readable`], for at most `limit` in all (`None`:
@@ -130,6 +248,77 @@ fn wait_readable(stream: &UnixStream, limit: Option<Duration>) -> io::Result<()>
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::os::unix::net::UnixListener;
+
+    /// A listener at a fresh path whose listen queue holds one connection not yet accepted.
+    #[allow(unsafe_code)]
+    fn listener_of_one() -> (tempfile::TempDir, std::path::PathBuf, UnixListener) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        // SAFETY: listen(2) on a descriptor borrowed from the open listener, no pointers;
+        // called again, it sets the listen queue's length. Linux takes one connection past
+        // the backlog, so 0 queues one.
+        assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+        (dir, path, listener)
+    }
+
+    #[test]
+    fn a_connect_to_a_full_listen_queue_ends_in_timed_out_after_its_limit_and_then_connects() {
+        let (_dir, path, listener) = listener_of_one();
+        let limit = Duration::from_millis(50);
+        let first = connect(&path, Some(limit)).unwrap();
+        let began = Instant::now();
+        let e = connect(&path, Some(limit)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(
+            began.elapsed() >= limit,
+            "gave up after {:?}",
+            began.elapsed()
+        );
+        assert!(e.to_string().contains("no new connection for 50 ms"), "{e}");
+        // Accepting makes room, and the next connect is taken at once and works both ways.
+        let (accepted, _) = listener.accept().unwrap();
+        let mut second = connect(&path, Some(limit)).unwrap();
+        second.write_all(b"x").unwrap();
+        drop(first);
+        let (mut accepted2, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 1];
+        let n = std::io::Read::read(&mut accepted2, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"x");
+        // What was left of the limit is the stream's write timeout.
+        assert!(second.write_timeout().unwrap().is_some());
+        drop(accepted);
+    }
+
+    #[test]
+    fn a_connect_without_a_limit_or_to_nothing_says_what_the_kernel_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("none.sock");
+        for limit in [None, Some(Duration::from_millis(50))] {
+            let e = connect(&path, limit).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        }
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut a = connect(&path, None).unwrap();
+        let (mut b, _) = listener.accept().unwrap();
+        a.write_all(b"hi").unwrap();
+        let mut buf = [0u8; 2];
+        std::io::Read::read_exact(&mut b, &mut buf).unwrap();
+        assert_eq!(&buf, b"hi");
+    }
+
+    #[test]
+    fn a_socket_path_too_long_for_an_address_or_holding_a_nul_is_refused_by_name() {
+        let long = std::path::PathBuf::from(format!("/tmp/{}", "x".repeat(200)));
+        let e = connect(&long, Some(Duration::from_millis(10))).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        assert!(e.to_string().contains("shorter than 108 bytes"), "{e}");
+        assert!(e.to_string().contains(&long.display().to_string()), "{e}");
+        let nul = Path::new(std::ffi::OsStr::from_bytes(b"/tmp/a\0b"));
+        let e = connect(nul, Some(Duration::from_millis(10))).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+    }
 
     #[test]
     fn an_empty_socket_would_block_and_one_with_data_gives_it_without_waiting() {

@@ -504,3 +504,45 @@ fn oversized_request_is_refused_locally() {
     // The connection is still fine.
     create_key(&c);
 }
+
+#[test]
+#[allow(unsafe_code)]
+fn a_daemon_whose_listen_queue_stays_full_fails_connect_after_the_reply_timeout_sending_nothing() {
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kmscks.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    // SAFETY: listen(2) on a descriptor borrowed from the open listener, no pointers; called
+    // again it sets the queue's length, and Linux queues one connection past it.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    // A daemon that accepts nothing (stopped, wedged): one connection fills its queue.
+    let _queued = UnixStream::connect(&path).unwrap();
+    let limit = Duration::from_millis(100);
+    let began = Instant::now();
+    let e = Client::builder(&path)
+        .reply_timeout(limit)
+        .connect()
+        .unwrap_err();
+    assert!(
+        began.elapsed() >= limit,
+        "gave up after {:?}",
+        began.elapsed()
+    );
+    assert_eq!(e.kind(), ErrorKind::DependencyTimeoutException, "{e}");
+    assert!(e.is_transport(), "{e}");
+    let m = e.message();
+    for part in [
+        "took no new connection for 100 ms",
+        "nothing was sent",
+        path.to_str().unwrap(),
+    ] {
+        assert!(m.contains(part), "missing {part:?} in {m}");
+    }
+    // The queued connection is the only one the listener ever got: the client's gave up.
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_ok());
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
+}

@@ -303,14 +303,14 @@ pub struct kmscks_connect_options {
     /// µs on a small VM, per reply that is not already there.
     pub reply_spin_us: u32,
     /// The longest any wait for the daemon may last, in milliseconds: for a call's answer,
-    /// for the daemon to take a request, for the Hello exchange of a new connection. 0 (the
+    /// for the daemon to take a request, for it to take a new connection (while its listen
+    /// queue is full) and answer that connection's Hello exchange. 0 (the
     /// default): no limit. A wait that runs out fails the call with `KMSCKS_IO` (its outcome
     /// is unknown, as for any lost connection) and drops the connection, so that a daemon that
     /// stopped answering (stopped, wedged) costs a thread an error, not a wait for ever. A
     /// call that asks the daemon to wait (`kmscks_wait_connected`, `kmscks_wait_settled`)
-    /// waits its own `timeout_ms` beyond it. Connecting to a socket whose listen queue is full
-    /// is not bounded by it. (Added in kmscks 0.2: a program built against 0.1's header gets
-    /// the default.)
+    /// waits its own `timeout_ms` beyond it. (Added in kmscks 0.2: a program built against
+    /// 0.1's header gets the default.)
     pub reply_timeout_ms: u64,
 }
 

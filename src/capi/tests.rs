@@ -838,6 +838,41 @@ fn a_reply_timeout_ends_a_call_the_daemon_never_answers_with_io_naming_the_limit
     unsafe { kmscks_close(c) };
 }
 
+#[test]
+fn a_reply_timeout_bounds_connecting_to_a_daemon_whose_listen_queue_stays_full() {
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kmscks.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    // SAFETY: listen(2) on a descriptor borrowed from the open listener, no pointers; called
+    // again it sets the queue's length, and Linux queues one connection past it.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let _queued = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let path = CString::new(path.into_os_string().into_encoded_bytes()).unwrap();
+    let mut o = kmscks_connect_options {
+        struct_size: 0,
+        reply_spin_us: 0,
+        reply_timeout_ms: 0,
+    };
+    let mut c = null_mut();
+    let began = std::time::Instant::now();
+    // SAFETY: valid pointers throughout.
+    let r = unsafe {
+        kmscks_connect_options_init_sized(&mut o, size_of::<kmscks_connect_options>());
+        o.reply_timeout_ms = 100;
+        kmscks_connect_with(path.as_ptr(), &o, &mut c)
+    };
+    assert_eq!(r, kmscks_result::KMSCKS_IO, "{}", last_error());
+    assert!(c.is_null());
+    assert!(began.elapsed() >= std::time::Duration::from_millis(100));
+    let message = last_error();
+    assert!(
+        message.contains("took no new connection for 100 ms"),
+        "{message}"
+    );
+    drop(listener);
+}
+
 /// `n` with a comma between each group of three digits, as the docs write numbers.
 fn group_thousands(n: u32) -> String {
     let digits = n.to_string();
