@@ -129,6 +129,16 @@ impl Conn {
         Ok(())
     }
 
+    /// Makes `limit` the longest a read waits, for a poll (`limit`) and a blocking read (the
+    /// socket's `SO_RCVTIMEO`) alike; a system call only when it changes.
+    fn set_read_limit(&mut self, limit: Option<Duration>) -> io::Result<()> {
+        if self.limit != limit {
+            self.stream.set_read_timeout(limit)?;
+            self.limit = limit;
+        }
+        Ok(())
+    }
+
     /// Reads once, appending to `inbuf`, waiting for data if there is none as `wait` says.
     /// EOF is an error: the daemon closed.
     fn read_some(&mut self, wait: Wait) -> io::Result<()> {
@@ -351,8 +361,9 @@ impl ClientBuilder {
     /// not per reply: a daemon trickling bytes keeps a call going, as the AWS CLI's read
     /// timeout does; a signal may stretch one wait to less than twice the limit.
     ///
-    /// A WaitForConnection call waits its own `timeout_millis` beyond the limit (one sent on
-    /// a [`Pipeline`] does not: give that pipeline's client a limit above it). Every new
+    /// A WaitForConnection call waits its own `timeout_millis` beyond the limit (on a
+    /// [`Pipeline`], the reads wait every such request in flight's beyond it: the daemon
+    /// answers a connection's later requests after it). Every new
     /// connection is bounded too, by the limit for each of its two waits: the `connect`
     /// (which waits only while the daemon's listen queue is full: a stopped or wedged daemon,
     /// or one flooded with connections) and the Hello exchange. Choose a limit above the slowest
@@ -766,6 +777,7 @@ impl Client {
             in_flight: 0,
             ready: VecDeque::new(),
             last_arn: None,
+            holds: Vec::new(),
         })
     }
 }
@@ -841,6 +853,10 @@ pub struct Pipeline<'c> {
     /// The key ARN of the last Encrypt, Decrypt or GenerateDataKey reply, which the next
     /// naming the same key shares (`protocol::decode_response_sharing`).
     last_arn: Option<Arc<str>>,
+    /// The requests in flight that the daemon holds by their own terms ([`held_for`]: a
+    /// WaitForConnection), by request id: the reads wait as long beyond the client's limit,
+    /// since the daemon answers the connection's later requests after them.
+    holds: Vec<(u64, Duration)>,
 }
 
 impl std::fmt::Debug for Pipeline<'_> {
@@ -899,6 +915,11 @@ impl Pipeline<'_> {
         try_encode_request(&mut self.out, id, request).map_err(|e| local_too_large(request, e))?;
         self.frame_ends.push_back(self.out.len());
         self.in_flight += 1;
+        let hold = held_for(request);
+        if !hold.is_zero() {
+            self.holds.push((id, hold));
+            self.apply_holds()?;
+        }
         if self.out.len() - self.written >= FLUSH_AT || self.frame_ends.len() >= self.flush_frames()
         {
             self.flush()?;
@@ -959,11 +980,28 @@ impl Pipeline<'_> {
         lost(&self.client.path, &what, e)
     }
 
+    /// Sets the connection's read limit to the client's plus every hold in flight.
+    fn apply_holds(&mut self) -> Result<()> {
+        let held = self
+            .holds
+            .iter()
+            .fold(Duration::ZERO, |all, &(_, d)| all.saturating_add(d));
+        let limit = self.client.waits.limit.map(|l| l.saturating_add(held));
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(self.fail(&"no connection"));
+        };
+        match conn.set_read_limit(limit) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(&format!("setting its read timeout: {e}"))),
+        }
+    }
+
     /// Drops the connection with every request queued or in flight on it; says what was lost.
     fn drop_conn(&mut self) -> String {
         let lost = self.in_flight;
         self.conn = None;
         self.in_flight = 0;
+        self.holds.clear();
         wipe_sent(&mut self.out);
         self.written = 0;
         self.frame_ends.clear();
@@ -1023,20 +1061,31 @@ impl Pipeline<'_> {
             let Some(conn) = self.conn.as_mut() else {
                 return Err(self.fail(&"no connection"));
             };
+            let mut released = false;
             loop {
                 let last_arn = &mut self.last_arn;
                 match conn.next_frame(|h, body| decode_response_sharing(h, body, last_arn)) {
                     Ok(Some((id, result))) => {
                         self.in_flight = self.in_flight.saturating_sub(1);
+                        if let Some(i) = self.holds.iter().position(|&(held, _)| held == id) {
+                            self.holds.swap_remove(i);
+                            released = true;
+                        }
                         self.ready.push_back((id, result));
                     }
                     Ok(None) => break,
                     Err(e) => return Err(self.fail(&e)),
                 }
             }
+            if released {
+                self.apply_holds()?;
+            }
             if self.ready.len() > before {
                 return Ok(());
             }
+            let Some(conn) = self.conn.as_mut() else {
+                return Err(self.fail(&"no connection"));
+            };
             // A lone request's reply is due within microseconds: check for it before
             // sleeping. With more in flight the daemon answers them in chunks, and the time to
             // the next chunk is its work, which a spinning client would only take cores from

@@ -396,6 +396,34 @@ fn a_wait_for_connection_call_waits_its_own_timeout_beyond_the_reply_timeout() {
 }
 
 #[test]
+fn a_pipeline_waits_a_wait_for_connection_in_flight_beyond_the_reply_timeout_and_then_no_longer() {
+    let (_d, path, _kms) = server();
+    let (c, limit) = (bounded(&path), LIMIT);
+    let wait = Request::WaitForConnection(kmscks::api::kms::WaitForConnectionRequest {
+        custom_key_store_id: "cks-1234567890abcdef0".into(),
+        timeout_millis: 700,
+    });
+    let mut p = c.pipeline(8).unwrap();
+    let began = Instant::now();
+    let waited = p.submit(&wait).unwrap();
+    let listed = p.submit(&Request::ListKeys(Default::default())).unwrap();
+    // Both answered, after the wait (longer than the limit): neither read timed out.
+    let mut answers = std::collections::HashMap::new();
+    for _ in 0..2 {
+        let (id, r) = p.recv().unwrap();
+        answers.insert(id, r);
+    }
+    assert!(began.elapsed() >= Duration::from_millis(700));
+    let e = answers.remove(&waited).unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::CustomKeyStoreNotFoundException, "{e}");
+    assert!(answers.remove(&listed).unwrap().is_ok());
+    // Answered, the wait no longer counts: a silent reply ends after the client's own limit
+    // (the error names the limit the read had).
+    p.submit(&describe("hang")).unwrap();
+    assert_timed_out(&p.recv().unwrap_err(), limit, "a pipeline with 1 requests");
+}
+
+#[test]
 fn a_pipeline_waiting_on_a_silent_daemon_fails_after_the_reply_timeout_losing_what_was_in_flight() {
     let (_d, path, _kms) = server();
     let (c, limit) = (bounded(&path), LIMIT);
