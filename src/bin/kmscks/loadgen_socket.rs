@@ -292,8 +292,13 @@ impl<'c> Kept<'c> {
             }
         };
         self.restart();
-        while !stop.load(Ordering::Relaxed) {
+        // At least one step: a phase whose thread first ran after its stop (a loaded machine)
+        // still sends, and its server's silence is still an error rather than an empty phase.
+        loop {
             self.step(&mut record)?;
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
         }
         self.drain(&mut record)?;
         Ok((done, errors, Duration::ZERO, hist))
