@@ -1,6 +1,7 @@
 //! The listening Unix socket: parent directory created (the per-user default one private, see
 //! `crate::paths`), a stale socket file (nothing answers on it) replaced, a live daemon's socket
-//! left alone (refusing to start), the file removed on shutdown.
+//! left alone (refusing to start; so is one whose listener takes no connection within
+//! [`LIVE_PROBE`]), the file removed on shutdown.
 //!
 //! The socket appears at its path with its final mode and group from the start. It is bound in
 //! a fresh staging directory of mode 0700 beside it (where nobody else can reach it), given its
@@ -18,6 +19,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::err;
 use crate::error::Result;
+
+/// How long the check for a live daemon on an existing socket file waits for it to take the
+/// connection: a daemon that listens and accepts nothing (stopped, wedged) fills its listen
+/// queue, and a `connect` would wait there for ever.
+const LIVE_PROBE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The mode of a directory the daemon creates for its socket: private, plus search (`x`) for
 /// each class `socket_mode` lets connect (connecting needs search permission on the directory).
@@ -161,8 +167,8 @@ impl std::fmt::Debug for Listener {
 impl Listener {
     /// Binds `path`, handling a stale file, with permission bits `mode` and group `gid`.
     ///
-    /// Errors: `StoreInUseException` when a live daemon answers on `path` (or a file appears
-    /// there while binding); `UntrustedSocketException` when `path` is in the per-user default
+    /// Errors: `StoreInUseException` when a live daemon answers on `path`, or a listener there
+    /// takes no connection within [`LIVE_PROBE`] (or a file appears there while binding); `UntrustedSocketException` when `path` is in the per-user default
     /// directory and that directory is not private;
     /// `ValidationException` when `path` exists and is not a socket; `KMSInternalException`
     /// naming the path and OS error for any other failure.
@@ -170,11 +176,20 @@ impl Listener {
         create_parent(path, mode)?;
         match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.file_type().is_socket() => {
-                match std::os::unix::net::UnixStream::connect(path) {
+                match crate::sockwait::connect(path, Some(LIVE_PROBE)) {
                     Ok(_) => {
                         return Err(err!(
                             StoreInUseException,
                             "a daemon is already listening on {}",
+                            path.display()
+                        ))
+                    }
+                    // Someone listens there and takes no connection: not a stale file.
+                    Err(e) if e.kind() == IoKind::TimedOut => {
+                        return Err(err!(
+                            StoreInUseException,
+                            "a process is listening on {} but takes no connection ({e}): a \
+                             daemon stopped or wedged; end it, or choose another socket",
                             path.display()
                         ))
                     }
@@ -319,6 +334,20 @@ mod tests {
         assert_eq!(e.kind(), crate::ErrorKind::StoreInUseException);
         assert!(path.exists(), "the live daemon's socket was removed");
         drop(live);
+
+        // A listener that accepts nothing, its queue full: refused in bounded time, kept.
+        let stopped = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        // SAFETY: listen(2) on a descriptor borrowed from the open listener, no pointers;
+        // called again it sets the queue's length, and Linux queues one connection past it.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&stopped), 0) };
+        assert_eq!(rc, 0);
+        let _queued = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let e = Listener::bind(&path, 0o600, None).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::StoreInUseException);
+        assert!(e.message().contains("takes no connection"), "{e}");
+        assert!(path.exists(), "the stopped daemon's socket was removed");
+        drop(stopped);
 
         let file = dir.path().join("plain");
         std::fs::write(&file, b"x").unwrap();
