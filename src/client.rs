@@ -108,9 +108,13 @@ struct Conn {
     nonblocking: bool,
     /// The last wait for a lone request's reply ended within the spin: spin for the next.
     spin_pays: bool,
-    /// The longest a read or a write waits ([`ClientBuilder::reply_timeout`]); the socket's
-    /// own timeouts (`SO_RCVTIMEO`, `SO_SNDTIMEO`) bound its blocking calls to it.
+    /// The longest a write waits ([`ClientBuilder::reply_timeout`]); the socket's own
+    /// `SO_SNDTIMEO` bounds its blocking writes to it.
     limit: Option<Duration>,
+    /// The longest a read waits: `limit`, plus the waits of the requests in flight that the
+    /// daemon holds by their own terms ([`held_for`]). The socket's `SO_RCVTIMEO` is always
+    /// this ([`Conn::set_read_limit`]); Some exactly when `limit` is.
+    read_limit: Option<Duration>,
 }
 
 impl Drop for Conn {
@@ -129,12 +133,14 @@ impl Conn {
         Ok(())
     }
 
-    /// Makes `limit` the longest a read waits, for a poll (`limit`) and a blocking read (the
-    /// socket's `SO_RCVTIMEO`) alike; a system call only when it changes.
-    fn set_read_limit(&mut self, limit: Option<Duration>) -> io::Result<()> {
-        if self.limit != limit {
+    /// Makes the write limit plus `held` the longest a read waits, for a poll and a blocking
+    /// read (the socket's `SO_RCVTIMEO`) alike; a system call only when that changes, so never
+    /// for a request the daemon does not hold.
+    fn set_read_limit(&mut self, held: Duration) -> io::Result<()> {
+        let limit = self.limit.map(|l| l.saturating_add(held));
+        if self.read_limit != limit {
             self.stream.set_read_timeout(limit)?;
-            self.limit = limit;
+            self.read_limit = limit;
         }
         Ok(())
     }
@@ -180,7 +186,7 @@ impl Conn {
     fn recv_lone(&mut self, from: usize, spin: Duration) -> io::Result<usize> {
         let spinning = if self.spin_pays { spin } else { Duration::ZERO };
         let buf = &mut self.inbuf[from..];
-        let (n, waited) = sockwait::recv(&self.stream, buf, spinning, self.limit)?;
+        let (n, waited) = sockwait::recv(&self.stream, buf, spinning, self.read_limit)?;
         self.spin_pays = spin_pays_after(waited, spin).unwrap_or(self.spin_pays);
         Ok(n)
     }
@@ -193,9 +199,11 @@ impl Conn {
         loop {
             match self.stream.read(&mut self.inbuf[from..]) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    self.retry_after_signal(began, "sent nothing")?
+                    retry_after_signal(began, self.read_limit, "sent nothing")?
                 }
-                other => return other.map_err(|e| blocked_too_long(e, self.limit, "sent nothing")),
+                other => {
+                    return other.map_err(|e| blocked_too_long(e, self.read_limit, "sent nothing"))
+                }
             }
         }
     }
@@ -204,21 +212,6 @@ impl Conn {
     /// when there is a limit, so that a connection without one reads no clock per call.
     fn began(&self) -> Option<Instant> {
         self.limit.is_some().then(Instant::now)
-    }
-
-    /// Whether a blocking read or write that began at `began` and was interrupted by a signal
-    /// may be tried again: yes, unless the limit has passed since it began (then `TimedOut`,
-    /// the daemon having `did` nothing). A retry waits the socket's whole timeout again, so
-    /// signals stretch a blocking wait to less than twice the limit, and never for ever.
-    fn retry_after_signal(&self, began: Option<Instant>, did: &str) -> io::Result<()> {
-        match (self.limit, began) {
-            (Some(limit), Some(began)) if began.elapsed() >= limit => Err(blocked_too_long(
-                io::ErrorKind::WouldBlock.into(),
-                Some(limit),
-                did,
-            )),
-            _ => Ok(()),
-        }
     }
 
     /// The next complete reply in the buffer, decoded by `f`, consuming it.
@@ -257,9 +250,10 @@ impl Conn {
             match self.stream.write(&bytes[sent..]) {
                 Ok(0) => return Err(failed(io::ErrorKind::WriteZero.into(), sent)),
                 Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self
-                    .retry_after_signal(began, "took no bytes")
-                    .map_err(|e| failed(e, sent))?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    retry_after_signal(began, self.limit, "took no bytes")
+                        .map_err(|e| failed(e, sent))?
+                }
                 Err(e) => {
                     let e = blocked_too_long(e, self.limit, "took no bytes");
                     return Err(failed(e, sent));
@@ -280,6 +274,25 @@ fn blocked_too_long(e: io::Error, limit: Option<Duration>, did: &str) -> io::Err
             format!("the daemon {did} for {} ms", limit.as_millis()),
         ),
         _ => e,
+    }
+}
+
+/// Whether a blocking read or write bounded by `limit` that began at `began` and was
+/// interrupted by a signal may be tried again: yes, unless the limit has passed since it began
+/// (then `TimedOut`, the daemon having `did` nothing). A retry waits the socket's whole timeout
+/// again, so signals stretch a blocking wait to less than twice the limit, and never for ever.
+fn retry_after_signal(
+    began: Option<Instant>,
+    limit: Option<Duration>,
+    did: &str,
+) -> io::Result<()> {
+    match (limit, began) {
+        (Some(limit), Some(began)) if began.elapsed() >= limit => Err(blocked_too_long(
+            io::ErrorKind::WouldBlock.into(),
+            Some(limit),
+            did,
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -362,9 +375,8 @@ impl ClientBuilder {
     /// timeout does; a signal may stretch one wait to less than twice the limit.
     ///
     /// A WaitForConnection call waits its own `timeout_millis` beyond the limit (on a
-    /// [`Pipeline`], the reads wait every such request in flight's beyond it: the daemon
-    /// answers a connection's later requests after it). Every new
-    /// connection is bounded too, by the limit for each of its two waits: the `connect`
+    /// [`Pipeline`], the reads wait those of all such requests in flight beyond it: their
+    /// replies may come that much later). Every new connection is bounded too, by the limit for each of its two waits: the `connect`
     /// (which waits only while the daemon's listen queue is full: a stopped or wedged daemon,
     /// or one flooded with connections) and the Hello exchange. Choose a limit above the slowest
     /// answer you expect: a CreateKey waits for the daemon's journal to reach the disk, and a
@@ -593,6 +605,7 @@ fn open(path: &Path, trust: &Trust, id: u64, waits: Waits) -> Result<(Conn, Hell
         nonblocking: false,
         spin_pays: true,
         limit: waits.limit,
+        read_limit: waits.limit,
     };
     let mut out = Vec::with_capacity(64);
     let hello = Hello {
@@ -794,15 +807,17 @@ impl Backend for Client {
         let mut conn = self.send_request(&out, &what)?;
         // The daemon holds a request that waits (WaitForConnection) as long as it asks, before
         // it answers: that wait is the request's, not a wedged daemon's.
-        conn.limit = self
-            .waits
-            .limit
-            .map(|l| l.saturating_add(held_for(request)));
+        let held = held_for(request);
+        conn.set_read_limit(held)
+            .map_err(|e| broken(&self.path, &what, &e))?;
         loop {
             match conn.next_frame(decode_response) {
                 Ok(Some((rid, result))) if rid == id => {
-                    conn.limit = self.waits.limit;
-                    self.give_back(conn);
+                    // A connection whose read limit could not be put back is dropped, not
+                    // pooled; the answer stands.
+                    if held.is_zero() || conn.set_read_limit(Duration::ZERO).is_ok() {
+                        self.give_back(conn);
+                    }
                     return result;
                 }
                 Ok(Some((rid, _))) => {
@@ -854,8 +869,8 @@ pub struct Pipeline<'c> {
     /// naming the same key shares (`protocol::decode_response_sharing`).
     last_arn: Option<Arc<str>>,
     /// The requests in flight that the daemon holds by their own terms ([`held_for`]: a
-    /// WaitForConnection), by request id: the reads wait as long beyond the client's limit,
-    /// since the daemon answers the connection's later requests after them.
+    /// WaitForConnection), by request id, with how long: their replies may come that much
+    /// later, so the reads wait as long beyond the client's limit.
     holds: Vec<(u64, Duration)>,
 }
 
@@ -980,17 +995,17 @@ impl Pipeline<'_> {
         lost(&self.client.path, &what, e)
     }
 
-    /// Sets the connection's read limit to the client's plus every hold in flight.
+    /// Sets the connection's read limit to the client's plus every hold in flight (their sum,
+    /// a bound that holds however the daemon schedules them).
     fn apply_holds(&mut self) -> Result<()> {
         let held = self
             .holds
             .iter()
             .fold(Duration::ZERO, |all, &(_, d)| all.saturating_add(d));
-        let limit = self.client.waits.limit.map(|l| l.saturating_add(held));
         let Some(conn) = self.conn.as_mut() else {
             return Err(self.fail(&"no connection"));
         };
-        match conn.set_read_limit(limit) {
+        match conn.set_read_limit(held) {
             Ok(()) => Ok(()),
             Err(e) => Err(self.fail(&format!("setting its read timeout: {e}"))),
         }

@@ -50,18 +50,23 @@ pub(crate) fn connect(path: &Path, limit: Option<Duration>) -> io::Result<UnixSt
     let (addr, len) = socket_address(path)?;
     let stream = unix_stream_socket()?;
     let began = Instant::now();
+    // The first attempt is made whatever the limit (`set_write_timeout` refuses zero, and a
+    // microsecond is the least it sets).
+    let mut left = limit.max(Duration::from_micros(1));
     loop {
         // Linux bounds the wait of a blocking `connect` on a Unix socket by its send timeout
         // (`SO_SNDTIMEO`) and then fails it with `EAGAIN`.
-        match limit.checked_sub(began.elapsed()).filter(|l| !l.is_zero()) {
-            Some(left) => stream.set_write_timeout(Some(left))?,
-            None => return Err(queue_full(limit)),
-        }
+        stream.set_write_timeout(Some(left))?;
         match connect_raw(&stream, &addr, len) {
             Ok(()) => return Ok(stream),
             // A signal ends the wait early and leaves the socket unconnected: wait again for
             // what is left.
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                match limit.checked_sub(began.elapsed()).filter(|l| !l.is_zero()) {
+                    Some(rest) => left = rest,
+                    None => return Err(queue_full(limit)),
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(queue_full(limit)),
             Err(e) => return Err(e),
         }
@@ -81,7 +86,8 @@ fn queue_full(limit: Duration) -> io::Error {
 
 /// The socket address of `path`, with its length (the path and its NUL).
 ///
-/// Errors: `InvalidInput` when the path holds a NUL or does not fit `sun_path`.
+/// Errors: `InvalidInput` when the path is empty (an address of no path names Linux's abstract
+/// namespace, where anyone may bind any name), holds a NUL or does not fit `sun_path`.
 #[allow(unsafe_code)]
 fn socket_address(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
     // SAFETY: `sockaddr_un` is plain old data (an integer and a byte array), for which all
@@ -89,13 +95,13 @@ fn socket_address(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     let bytes = path.as_os_str().as_bytes();
     // One byte is kept for the NUL that ends the path.
-    if bytes.contains(&0) || bytes.len() >= addr.sun_path.len() {
+    if bytes.is_empty() || bytes.contains(&0) || bytes.len() >= addr.sun_path.len() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "a socket path holds no NUL and is shorter than {} bytes: {}",
+                "a socket path is not empty, holds no NUL and is shorter than {} bytes: {:?}",
                 addr.sun_path.len(),
-                path.display()
+                path
             ),
         ));
     }
@@ -309,15 +315,27 @@ mod tests {
     }
 
     #[test]
-    fn a_socket_path_too_long_for_an_address_or_holding_a_nul_is_refused_by_name() {
+    fn a_socket_path_empty_too_long_for_an_address_or_holding_a_nul_is_refused_by_name() {
         let long = std::path::PathBuf::from(format!("/tmp/{}", "x".repeat(200)));
         let e = connect(&long, Some(Duration::from_millis(10))).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
         assert!(e.to_string().contains("shorter than 108 bytes"), "{e}");
-        assert!(e.to_string().contains(&long.display().to_string()), "{e}");
+        assert!(e.to_string().contains(&"x".repeat(200)), "{e}");
         let nul = Path::new(std::ffi::OsStr::from_bytes(b"/tmp/a\0b"));
         let e = connect(nul, Some(Duration::from_millis(10))).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        // Not the abstract socket named by an address of no path, which anyone may bind.
+        let e = connect(Path::new(""), Some(Duration::from_millis(10))).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+        assert!(e.to_string().contains("not empty"), "{e}");
+    }
+
+    #[test]
+    fn a_limit_shorter_than_a_microsecond_still_connects_to_a_listener_with_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let _listener = UnixListener::bind(&path).unwrap();
+        assert!(connect(&path, Some(Duration::from_nanos(1))).is_ok());
     }
 
     #[test]

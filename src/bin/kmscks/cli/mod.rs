@@ -1072,8 +1072,9 @@ fn connect(path: &std::path::Path, limit: Option<Duration>) -> Result<Box<dyn Ba
         .connect()
         .map(|c| Box::new(c) as Box<dyn Backend>)
         .map_err(|e| {
-            // The library's message names the socket and asks whether kmscksd runs (not for a
-            // refused daemon: one is running); the CLI adds only its own ways to choose.
+            // The library's message names the socket and asks whether kmscksd runs, or says
+            // that the daemon there takes no connection (not for a refused daemon: one is
+            // running); the CLI adds only its own ways to choose.
             let hint = if e.kind() == kmscks::ErrorKind::UntrustedSocketException {
                 ""
             } else {
