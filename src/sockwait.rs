@@ -250,30 +250,32 @@ fn wait_readable(stream: &UnixStream, limit: Option<Duration>) -> io::Result<()>
     }
 }
 
+/// For tests: a listener bound at `path` whose listen queue is full, as a stopped or wedged
+/// daemon's is, with the connection that fills it.
+#[cfg(test)]
+#[allow(unsafe_code)]
+pub(crate) fn full_listener(path: &Path) -> (std::os::unix::net::UnixListener, UnixStream) {
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    // SAFETY: listen(2) on a descriptor borrowed from the open listener, no pointers. Called
+    // again, it sets the listen queue's length; Linux queues one connection past it, so 0
+    // queues one.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let queued = UnixStream::connect(path).unwrap();
+    (listener, queued)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
     use std::os::unix::net::UnixListener;
 
-    /// A listener at a fresh path whose listen queue holds one connection not yet accepted.
-    #[allow(unsafe_code)]
-    fn listener_of_one() -> (tempfile::TempDir, std::path::PathBuf, UnixListener) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sock");
-        let listener = UnixListener::bind(&path).unwrap();
-        // SAFETY: listen(2) on a descriptor borrowed from the open listener, no pointers;
-        // called again, it sets the listen queue's length. Linux takes one connection past
-        // the backlog, so 0 queues one.
-        assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
-        (dir, path, listener)
-    }
-
     #[test]
     fn a_connect_to_a_full_listen_queue_ends_in_timed_out_after_its_limit_and_then_connects() {
-        let (_dir, path, listener) = listener_of_one();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let (listener, first) = full_listener(&path);
         let limit = Duration::from_millis(50);
-        let first = connect(&path, Some(limit)).unwrap();
         let began = Instant::now();
         let e = connect(&path, Some(limit)).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");

@@ -840,14 +840,9 @@ fn a_reply_timeout_ends_a_call_the_daemon_never_answers_with_io_naming_the_limit
 
 #[test]
 fn a_reply_timeout_bounds_connecting_to_a_daemon_whose_listen_queue_stays_full() {
-    use std::os::fd::AsRawFd;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kmscks.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    // SAFETY: listen(2) on a descriptor borrowed from the open listener, no pointers; called
-    // again it sets the queue's length, and Linux queues one connection past it.
-    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
-    let _queued = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let (listener, _queued) = crate::sockwait::full_listener(&path);
     let path = CString::new(path.into_os_string().into_encoded_bytes()).unwrap();
     let mut o = kmscks_connect_options {
         struct_size: 0,

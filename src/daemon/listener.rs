@@ -336,13 +336,7 @@ mod tests {
         drop(live);
 
         // A listener that accepts nothing, its queue full: refused in bounded time, kept.
-        let stopped = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        // SAFETY: listen(2) on a descriptor borrowed from the open listener, no pointers;
-        // called again it sets the queue's length, and Linux queues one connection past it.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&stopped), 0) };
-        assert_eq!(rc, 0);
-        let _queued = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let (stopped, _queued) = crate::sockwait::full_listener(&path);
         let e = Listener::bind(&path, 0o600, None).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::StoreInUseException);
         assert!(e.message().contains("takes no connection"), "{e}");
