@@ -72,7 +72,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "daemon",
         &[
             "error", "secret", "types", "api", "ops", "protocol", "peer", "paths", "engine",
-            "service", "kms", "vecs",
+            "service", "kms", "vecs", "sockwait",
         ],
     ),
     (
