@@ -376,9 +376,10 @@ impl ClientBuilder {
     ///
     /// A WaitForConnection call waits its own `timeout_millis` beyond the limit (on a
     /// [`Pipeline`], the reads wait those of all such requests in flight beyond it: their
-    /// replies may come that much later). Every new connection is bounded too, by the limit for each of its two waits: the `connect`
-    /// (which waits only while the daemon's listen queue is full: a stopped or wedged daemon,
-    /// or one flooded with connections) and the Hello exchange. Choose a limit above the slowest
+    /// replies may come that much later). Every new connection is bounded too, by the limit
+    /// for each of its two waits: the `connect` (which waits only while the daemon's listen
+    /// queue is full: a stopped or wedged daemon, or one flooded with connections) and the
+    /// Hello exchange. Choose a limit above the slowest
     /// answer you expect: a CreateKey waits for the daemon's journal to reach the disk, and a
     /// deep pipeline for the requests before it.
     pub fn reply_timeout(mut self, limit: Duration) -> ClientBuilder {

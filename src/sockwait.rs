@@ -41,8 +41,8 @@ use std::time::{Duration, Instant};
 /// timeout (the caller sets its own timeouts next).
 ///
 /// Errors: `TimedOut` when the listen queue stayed full for `limit`; `InvalidInput` when
-/// `path` does not fit a socket address; else the kernel's (`NotFound`, `ConnectionRefused`:
-/// nothing listens there).
+/// `path` is empty or does not fit a socket address; else the kernel's (`NotFound`,
+/// `ConnectionRefused`: nothing listens there).
 pub(crate) fn connect(path: &Path, limit: Option<Duration>) -> io::Result<UnixStream> {
     let Some(limit) = limit else {
         return UnixStream::connect(path);

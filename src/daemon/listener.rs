@@ -168,10 +168,10 @@ impl Listener {
     /// Binds `path`, handling a stale file, with permission bits `mode` and group `gid`.
     ///
     /// Errors: `StoreInUseException` when a live daemon answers on `path`, or a listener there
-    /// takes no connection within [`LIVE_PROBE`] (or a file appears there while binding); `UntrustedSocketException` when `path` is in the per-user default
-    /// directory and that directory is not private;
-    /// `ValidationException` when `path` exists and is not a socket; `KMSInternalException`
-    /// naming the path and OS error for any other failure.
+    /// takes no connection within [`LIVE_PROBE`] (or a file appears there while binding);
+    /// `UntrustedSocketException` when `path` is in the per-user default directory and that
+    /// directory is not private; `ValidationException` when `path` exists and is not a socket;
+    /// `KMSInternalException` naming the path and OS error for any other failure.
     pub(super) fn bind(path: &Path, mode: u32, gid: Option<u32>) -> Result<Listener> {
         create_parent(path, mode)?;
         match std::fs::symlink_metadata(path) {
