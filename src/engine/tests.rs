@@ -187,6 +187,19 @@ fn control_debug_redacts_material() {
     assert_eq!(Action::GenerateDataKey.as_str(), "kms:GenerateDataKey");
 }
 
+#[test]
+fn an_encrypt_item_debug_shows_the_plaintext_length_not_its_bytes() {
+    let ctx = EncryptionContext::default();
+    let item = EncryptItem {
+        key: KeyName::Id(KeyId::from_bytes([0x11; 16])),
+        plaintext: b"attack at dawn",
+        context: &ctx,
+    };
+    let s = format!("{item:?}");
+    assert!(s.contains("plaintext_len: 14"), "{s}");
+    assert!(!s.contains("dawn") && !s.contains("97, 116"), "{s}");
+}
+
 /// An engine of `shards` shards holding `n` default-store keys, with `seal_cache` live
 /// sealing subkeys per shard at most.
 fn engine_with_keys(shards: usize, n: usize, seal_cache: usize) -> (Engine, Vec<KeyId>) {

@@ -586,8 +586,8 @@ pub struct DataKeyOutput {
     pub key_arn: Arc<str>,
 }
 
-/// One Encrypt of a batch.
-#[derive(Clone, Debug)]
+/// One Encrypt of a batch. Its `Debug` shows the plaintext's length, never its bytes.
+#[derive(Clone)]
 pub struct EncryptItem<'a> {
     /// The key.
     pub key: KeyName<'a>,
@@ -649,6 +649,16 @@ pub struct DataKeyView<'a> {
     pub plaintext: Option<&'a [u8]>,
     /// The key ARN.
     pub key_arn: &'a Arc<str>,
+}
+
+impl fmt::Debug for EncryptItem<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncryptItem")
+            .field("key", &self.key)
+            .field("plaintext_len", &self.plaintext.len())
+            .field("context", &self.context)
+            .finish()
+    }
 }
 
 impl fmt::Debug for DecryptView<'_> {
