@@ -199,6 +199,12 @@ impl Shard {
             return Lock::Dead;
         }
         match self.state.try_lock() {
+            // Checked again under the lock: a change that fails partway on this shard marks it
+            // dead while still holding the lock (`Engine::apply`), so a caller that read the
+            // flag just before then and took the lock just after would serve from a state the
+            // change only partly reached. The flag's store happens before that unlock, which
+            // happens before this lock, so the relaxed load sees it.
+            Ok(_) if self.dead.load(Ordering::Relaxed) => Lock::Dead,
             Ok(g) => Lock::Got(g),
             Err(TryLockError::WouldBlock) => Lock::Busy,
             Err(TryLockError::Poisoned(_)) => {
