@@ -510,14 +510,14 @@ impl DataDir {
     /// Creates (mode 0700) the data directory `path` if it is missing and locks it, reading
     /// nothing else. A directory already open elsewhere fails with `StoreInUseException`; one
     /// another user could swap for theirs (a directory above it they may write) with a
-    /// `StorageException`, before anything is created ([`trust`]).
+    /// `StorageException`, before anything is created, and again once the missing levels are
+    /// made, in case one was made by someone else in between ([`trust`]).
     pub fn lock(path: &Path) -> Result<LockedDir> {
         // As its components give it: a trailing `/` or `/.` would have every check below look
         // through a symbolic link the data directory's own name may be (`lstat` of `link/`
         // follows the link, and the name's parent would skip it).
         let path: PathBuf = path.components().collect();
-        trust::check_ancestors(&path)?;
-        create_private_dir(&path)?;
+        trust::create_trusted_dir(&path)?;
         let lock = lock::acquire(&path)?;
         Ok(LockedDir { path, _lock: lock })
     }

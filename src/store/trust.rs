@@ -240,6 +240,18 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     check_owned_dir(dir)
 }
 
+/// The data directory's creation: refuses an untrusted path before creating anything
+/// ([`check_ancestors`]), creates what is missing ([`create_private_dir`]), then checks the
+/// whole path again. The second check is what makes the first one hold: a level missing at the
+/// first was not checked, and another user may have made it in between (our `mkdir` then
+/// finds it and goes on), with their own mode or owner, to swap our directory out of it later.
+/// Once every level exists and passes, no other user can change one.
+pub(crate) fn create_trusted_dir(dir: &Path) -> Result<()> {
+    check_ancestors(dir)?;
+    create_private_dir(dir)?;
+    check_ancestors(dir)
+}
+
 /// The directory holding `path` (absolute): its parent, or `/` for the root itself.
 fn parent_of(path: &Path) -> PathBuf {
     path.parent().unwrap_or(Path::new("/")).to_path_buf()
@@ -271,6 +283,37 @@ mod tests {
             assert!(text.contains(&shared.display().to_string()), "{text}");
             assert!(text.contains(&format!("{mode:04o}")), "{text}");
             assert!(!data.exists(), "nothing is created under an untrusted parent");
+        }
+    }
+
+    #[test]
+    fn a_level_another_user_made_between_the_check_and_the_mkdir_is_refused_after_creation() {
+        let t = tempfile::tempdir().unwrap();
+        let level = t.path().join("proj");
+        let data = level.join("data");
+        // The first check passes: `proj` does not exist yet.
+        check_ancestors(&data).unwrap();
+        // Another user's `mkdir proj; chmod 777 proj` lands before ours.
+        mkdir_mode(&level, 0o777);
+        // What `create_trusted_dir` does after its first check: the creation alone accepts
+        // the level (it exists), and only the second check sees it.
+        create_private_dir(&data).unwrap();
+        let e = check_ancestors(&data).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::StorageException, "{e}");
+        assert!(e.to_string().contains("proj, which has mode 0777"), "{e}");
+        // And so the store refuses the directory it would have used.
+        let e = crate::store::DataDir::lock(&data).unwrap_err();
+        assert!(e.to_string().contains("proj, which has mode 0777"), "{e}");
+    }
+
+    #[test]
+    fn every_missing_level_of_a_new_data_directory_is_created_private_and_trusted() {
+        let t = tempfile::tempdir().unwrap();
+        let data = t.path().join("a/b/data");
+        create_trusted_dir(&data).unwrap();
+        for level in [t.path().join("a"), t.path().join("a/b"), data] {
+            let mode = fs::metadata(&level).unwrap().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", level.display());
         }
     }
 
