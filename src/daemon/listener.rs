@@ -6,14 +6,16 @@
 //! The socket appears at its path with its final mode and group from the start. It is bound in
 //! a fresh staging directory of mode 0700 beside it (where nobody else can reach it), given its
 //! mode and group there, then hard-linked into place (`link` fails rather than replace a file
-//! that appeared meanwhile) and the staging name removed. Why not set the umask around `bind`:
+//! that appeared meanwhile) and the staging name removed. Those steps go through a descriptor
+//! of the staging directory, not its path, so that a parent another user may write cannot
+//! have them act on a directory of theirs ([`Staging`]). Why not set the umask around `bind`:
 //! the umask is per process, and the daemon is a library too (tests run daemons on threads of
 //! one process); narrowing it for a moment would change the mode of whatever another thread
 //! creates in that moment (a directory created then would lose its search bit). The staging
 //! directory gives the same guarantee and touches no process-wide state.
 
 use std::io::ErrorKind as IoKind;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -96,20 +98,157 @@ fn bind_final(path: &Path, mode: u32, gid: Option<u32>) -> Result<mio::net::Unix
                 staging.display()
             )
         })?;
-    let staged = staging.join("s");
-    let out = bind_staged(&staged, path, mode, gid);
-    let _ = std::fs::remove_file(&staged);
+    let out = Staging::open(&staging).and_then(|dir| {
+        let out = bind_staged(&dir, &staging, path, mode, gid);
+        dir.remove_socket();
+        out
+    });
     let _ = std::fs::remove_dir(&staging);
     out
 }
 
+/// The staging directory, held open: the socket's mode, group and link into place are set
+/// through this descriptor, not through the directory's path. Where another user may write the
+/// socket's parent (a group directory shared for `socket_mode` 0o660, say), they may rename the
+/// staging directory away and put one of theirs in its place, with `s` a symbolic link to one
+/// of our files; a `chmod` by path would follow it and open that file to the group. Through
+/// the descriptor every step acts in our directory, which only we can write (mode 0700): a
+/// swap before the `bind` leaves no socket there, and the steps after it fail on that.
+struct Staging(std::os::fd::OwnedFd);
+
+/// The socket's name inside the staging directory.
+const STAGED: &std::ffi::CStr = c"s";
+
+impl Staging {
+    /// Opens the directory just made at `dir`, refusing anything but a directory of ours that
+    /// nobody else may enter (it was swapped between its `mkdir` and this `open`).
+    #[allow(unsafe_code)]
+    fn open(dir: &Path) -> Result<Staging> {
+        use std::os::fd::FromRawFd;
+        let c = c_path(dir)?;
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: `c` is a NUL-terminated path alive for the call; `open` reads nothing else.
+        let fd = unsafe { libc::open(c.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(staging_error("open", dir, std::io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` was just returned by `open` and is owned by nothing else.
+        let dir_fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let meta = std::fs::File::from(
+            dir_fd
+                .try_clone()
+                .map_err(|e| staging_error("inspect", dir, e))?,
+        )
+        .metadata()
+        .map_err(|e| staging_error("inspect", dir, e))?;
+        let me = crate::peer::effective_uid();
+        if meta.uid() != me || meta.mode() & 0o077 != 0 {
+            return Err(err!(
+                UntrustedSocketException,
+                "the staging directory {} for the socket was replaced by one of uid {} with \
+                 mode {:#o} before it could be opened: another user may write its parent \
+                 directory",
+                dir.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            ));
+        }
+        Ok(Staging(dir_fd))
+    }
+
+    /// Gives the staged socket group `gid` (`fchownat`, not following a link).
+    #[allow(unsafe_code)]
+    fn chown_group(&self, gid: u32) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a descriptor we own and a NUL-terminated name; `-1` leaves the owner.
+        let r = unsafe {
+            libc::fchownat(
+                self.0.as_raw_fd(),
+                STAGED.as_ptr(),
+                u32::MAX,
+                gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        os_result(r)
+    }
+
+    /// Gives the staged socket permission bits `mode` (`fchmodat` inside our directory).
+    #[allow(unsafe_code)]
+    fn chmod(&self, mode: u32) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a descriptor we own and a NUL-terminated name. The name is in our mode-0700
+        // directory, where nobody else can have put a link.
+        let r = unsafe { libc::fchmodat(self.0.as_raw_fd(), STAGED.as_ptr(), mode, 0) };
+        os_result(r)
+    }
+
+    /// Links the staged socket at `path` (`linkat`: fails if anything is there).
+    #[allow(unsafe_code)]
+    fn link_to(&self, path: &Path) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let c = c_path(path).map_err(|_| std::io::Error::from(IoKind::InvalidInput))?;
+        // SAFETY: a descriptor we own and two NUL-terminated paths alive for the call.
+        let r = unsafe {
+            libc::linkat(
+                self.0.as_raw_fd(),
+                STAGED.as_ptr(),
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                0,
+            )
+        };
+        os_result(r)
+    }
+
+    /// Removes the staged name (the socket stays at its final path, or is gone with it).
+    #[allow(unsafe_code)]
+    fn remove_socket(&self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a descriptor we own and a NUL-terminated name. A failure (no such name: the
+        // bind failed) leaves nothing to clean up.
+        let _ = unsafe { libc::unlinkat(self.0.as_raw_fd(), STAGED.as_ptr(), 0) };
+    }
+}
+
+fn os_result(r: libc::c_int) -> std::io::Result<()> {
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn c_path(path: &Path) -> Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        err!(
+            ValidationException,
+            "the socket path {} holds a NUL byte",
+            path.display()
+        )
+    })
+}
+
+fn staging_error(what: &str, dir: &Path, e: std::io::Error) -> crate::KmsError {
+    err!(
+        KMSInternalException,
+        "cannot {what} the staging directory {} for the socket: {e}",
+        dir.display()
+    )
+}
+
 fn bind_staged(
-    staged: &Path,
+    dir: &Staging,
+    staging: &Path,
     path: &Path,
     mode: u32,
     gid: Option<u32>,
 ) -> Result<mio::net::UnixListener> {
-    let inner = mio::net::UnixListener::bind(staged).map_err(|e| {
+    // `bind` takes a path; if the directory there is no longer ours, the socket lands
+    // elsewhere and the steps below, in our directory, find no `s` and fail.
+    let staged = staging.join("s");
+    let inner = mio::net::UnixListener::bind(&staged).map_err(|e| {
         err!(
             KMSInternalException,
             "cannot listen on {} (staged as {}): {e}",
@@ -118,7 +257,7 @@ fn bind_staged(
         )
     })?;
     if let Some(gid) = gid {
-        std::os::unix::fs::chown(staged, None, Some(gid)).map_err(|e| {
+        dir.chown_group(gid).map_err(|e| {
             err!(
                 KMSInternalException,
                 "cannot give {} to group {gid}: {e}",
@@ -126,14 +265,14 @@ fn bind_staged(
             )
         })?;
     }
-    std::fs::set_permissions(staged, std::fs::Permissions::from_mode(mode)).map_err(|e| {
+    dir.chmod(mode).map_err(|e| {
         err!(
             KMSInternalException,
             "cannot set mode {mode:#o} on {}: {e}",
             path.display()
         )
     })?;
-    std::fs::hard_link(staged, path).map_err(|e| {
+    dir.link_to(path).map_err(|e| {
         let kind = if e.kind() == IoKind::AlreadyExists {
             crate::error::ErrorKind::StoreInUseException
         } else {
@@ -260,6 +399,7 @@ impl Drop for Listener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     /// The names in `dir`, sorted.
     fn names(dir: &Path) -> Vec<String> {
@@ -286,6 +426,62 @@ mod tests {
         std::os::unix::net::UnixStream::connect(&path).unwrap();
         drop(l);
         assert!(names(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_staging_directory_swapped_after_the_bind_changes_none_of_our_files() {
+        let dir = tempfile::tempdir().unwrap();
+        // One of our files that must stay private, and a socket path beside the staging.
+        let victim = dir.path().join("bashrc");
+        std::fs::write(&victim, b"ours").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let staging = dir.path().join(".kmscksd-test");
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&staging)
+            .unwrap();
+        let held = Staging::open(&staging).unwrap();
+        let _listener = mio::net::UnixListener::bind(staging.join("s")).unwrap();
+        // Another user who may write the parent moves our staging directory away and puts
+        // theirs in its place, its `s` a link to our file.
+        let moved = dir.path().join("moved");
+        std::fs::rename(&staging, &moved).unwrap();
+        std::fs::create_dir(&staging).unwrap();
+        std::os::unix::fs::symlink(&victim, staging.join("s")).unwrap();
+        // The socket's mode and its link into place still act in our directory.
+        held.chmod(0o666).unwrap();
+        let path = dir.path().join("k.sock");
+        held.link_to(&path).unwrap();
+        let victim_mode = std::fs::metadata(&victim).unwrap().mode() & 0o777;
+        assert_eq!(
+            victim_mode, 0o600,
+            "the link's target was opened to everyone"
+        );
+        let placed = std::fs::symlink_metadata(&path).unwrap();
+        assert!(placed.file_type().is_socket(), "our socket, not their link");
+        assert_eq!(placed.mode() & 0o777, 0o666);
+        assert_eq!(
+            placed.ino(),
+            std::fs::symlink_metadata(moved.join("s")).unwrap().ino()
+        );
+    }
+
+    #[test]
+    fn a_staging_directory_others_may_enter_is_refused_as_swapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join(".kmscksd-test");
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&staging)
+            .unwrap();
+        std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = Staging::open(&staging).err().expect("refused");
+        assert_eq!(e.kind(), crate::ErrorKind::UntrustedSocketException, "{e}");
+        assert!(e.message().contains("mode 0o755"), "{e}");
+        // A link where the directory was is not followed.
+        std::fs::remove_dir(&staging).unwrap();
+        std::os::unix::fs::symlink(dir.path(), &staging).unwrap();
+        assert!(Staging::open(&staging).is_err());
     }
 
     #[test]
