@@ -1236,6 +1236,80 @@ fn a_uid_at_its_memory_quota_is_read_no_more_yet_each_connection_keeps_its_floor
     assert_eq!(big.status, 200);
 }
 
+#[test]
+fn answers_many_times_their_requests_size_stop_at_the_uids_memory_quota_until_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let quota = 2 * (24 + (1 << 20));
+    let (_d, addr) = start(
+        dir.path(),
+        &[
+            "--max-memory-per-uid",
+            &quota.to_string(),
+            "--idle-timeout-secs",
+            "60",
+        ],
+    );
+    let mut admin = BufReader::new(connect(addr));
+    let key = create_key(&mut admin);
+    // A key policy of about 30 KB: GetKeyPolicy's answer is about 160 times its request.
+    let padding: Vec<Value> = (0..245)
+        .map(|i| {
+            json!({"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*",
+                   "Principal": {"AWS": format!("arn:aws:iam::111122223333:user/padding-{i:03}")}})
+        })
+        .collect();
+    let mut statements = vec![
+        json!({"Effect": "Allow", "Action": "kms:*", "Resource": "*",
+                                     "Principal": {"AWS": "arn:aws:iam::111122223333:root"}}),
+    ];
+    statements.extend(padding);
+    let policy = json!({"Version": "2012-10-17", "Statement": statements}).to_string();
+    assert!((29_000..32_768).contains(&policy.len()), "{}", policy.len());
+    let put = kms(
+        &mut admin,
+        "PutKeyPolicy",
+        json!({"KeyId": key, "PolicyName": "default", "Policy": policy}),
+    );
+    assert_eq!(put.status, 200, "{}", put.body);
+    // 300 GetKeyPolicy (about 9 MB of answers, over four times the quota and what the
+    // kernel's buffers hold), then a CreateAlias that shows whether they were all answered;
+    // about 60 KB of requests, read whole. The client reads nothing yet.
+    let get = request(
+        "TrentService.GetKeyPolicy",
+        &json!({"KeyId": key, "PolicyName": "default"}).to_string(),
+        "",
+    );
+    let alias = request(
+        "TrentService.CreateAlias",
+        &json!({"AliasName": "alias/past-the-quota", "TargetKeyId": key}).to_string(),
+        "",
+    );
+    let mut hog = BufReader::new(connect(addr));
+    let sent = format!("{}{alias}", get.repeat(300));
+    assert!(sent.len() < 64 << 10, "{} bytes", sent.len());
+    hog.get_mut().write_all(sent.as_bytes()).unwrap();
+    // The daemon answers what the quota holds and stops there: the alias is not made. (Before
+    // answers were held to the room, every request read was answered into memory, the alias
+    // in a few hundred milliseconds.)
+    let window = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < window {
+        let aliases = kms(&mut admin, "ListAliases", json!({}));
+        assert_eq!(aliases.status, 200, "{}", aliases.body);
+        assert!(
+            !aliases.body.to_string().contains("past-the-quota"),
+            "every GetKeyPolicy was answered while its client read nothing"
+        );
+    }
+    // Back-pressured, not lost: read, every answer comes, the alias last.
+    for n in 0..300 {
+        let a = read_answer(&mut hog);
+        assert_eq!(a.status, 200, "GetKeyPolicy {n}: {}", a.body);
+        assert_eq!(a.body["Policy"].as_str().map(str::len), Some(policy.len()));
+    }
+    let made = read_answer(&mut hog);
+    assert_eq!(made.status, 200, "{}", made.body);
+}
+
 /// A daemon whose uid memory quota is the smallest it accepts (two requests of a megabyte),
 /// a key, and an EncryptBatch request of a megabyte under it (180 items of 4 KiB, answered
 /// on the lane of slow work).

@@ -26,7 +26,11 @@
 //! are under `max_pending_reply_bytes` and while its uid's bytes held here (requests not yet
 //! answered, those waiting for a control thread among them, answers not yet written, beyond
 //! [`CONN_FLOOR`] per connection) are under `max_memory_per_uid` — a connection without that
-//! room is *stalled* until the uid's memory goes down. A request's body is read only once
+//! room is *stalled* until the uid's memory goes down. Answers are held to the same room
+//! ([`answer_room`]): a request may ask for an answer hundreds of times its size, and a client
+//! that sends many and reads none gets no more answered than its unwritten limit and its
+//! uid's memory allow; the kernel's share is capped too
+//! ([`SEND_BUFFER`]). A request's body is read only once
 //! the whole request (its length is in its head) fits in that room, and is charged whole
 //! from then on, so that many large requests arriving at once cannot share out a uid's
 //! quota with none of them complete ([`quota::next_read`]); a request whose body comes in
@@ -640,6 +644,7 @@ fn accept_all(
             conns.len() - 1
         });
         let _ = stream.set_nodelay(true);
+        cap_send_buffer(&stream);
         if poll
             .registry()
             .register(
@@ -712,7 +717,8 @@ fn turn(
             fill(conn, limit.min(READ_CHUNK))
         };
         let (buffered, unwritten) = (conn.rbuf.len(), conn.unwritten());
-        answer((slot, conn), kms, ids, batcher, control, &mut work);
+        let room = answer_room(conn, limits);
+        let held = answer((slot, conn), kms, ids, batcher, control, room, &mut work);
         if let Some(owed) = Some(crate::engine::latency::take_owed()).filter(|d| !d.is_zero()) {
             conn.held_until = Some(Instant::now() + owed);
             return Outcome::Wait;
@@ -742,6 +748,15 @@ fn turn(
             // Its turn's work is spent: the others' turns come first, then the rest of its
             // requests (left in its buffer) on its next.
             return Outcome::More;
+        }
+        if held {
+            // Answering stopped for room (`answer_room`). Answers the kernel did not take
+            // wait for the client to read (its WRITABLE event serves it again); once it has
+            // taken them all, the next round has room again.
+            if conn.unwritten() > 0 {
+                return Outcome::Wait;
+            }
+            continue;
         }
         let written = conn.unwritten() < unwritten;
         match read {
@@ -783,6 +798,48 @@ fn linger(conn: &mut Conn, until: Instant) -> Outcome {
         }
     }
     Outcome::More
+}
+
+/// The kernel's send buffer of a connection, at most (`SO_SNDBUF`; Linux doubles it for its
+/// bookkeeping). Answers the kernel holds are memory no quota here counts, and TCP grows a
+/// connection's buffer up to `tcp_wmem`'s maximum (4 MiB by default) for a client that does not
+/// read: a uid's hundreds of connections would hold gigabytes. Loopback needs no more than
+/// this to keep a pipelined client busy.
+const SEND_BUFFER: libc::c_int = 256 * 1024;
+
+/// Caps `stream`'s kernel send buffer at [`SEND_BUFFER`]. A failure leaves the kernel's
+/// default, and costs nothing else.
+#[allow(unsafe_code)]
+fn cap_send_buffer(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size = SEND_BUFFER;
+    // SAFETY: an open socket, and a pointer to an int of the size given, alive for the call.
+    let _ = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            std::ptr::from_ref(&size).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}
+
+/// How many answer bytes `conn` may add to its unwritten ones now: up to
+/// `max_pending_reply_bytes` unwritten, and no more than the memory the requests answered
+/// give back plus what its floor and its uid's quota leave. The read limits alone do not
+/// bound answers: a request of 170 bytes may ask for one of 30 KB (GetKeyPolicy), and a
+/// client that sends many and reads none would otherwise have them all answered into memory
+/// charged after the fact. An answer begun is finished (a control-plane answer's size is
+/// known only once it is back; a batch of data-plane answers is written at its end), so a
+/// connection may go over by one answer or batch. Zero only while unwritten answers reach
+/// `max_pending_reply_bytes`: the requests in the buffer count as room, since answering
+/// them frees what they hold.
+fn answer_room(conn: &Conn, limits: &Limits) -> usize {
+    let pending = limits.max_pending_answers.saturating_sub(conn.unwritten());
+    let memory =
+        CONN_FLOOR.saturating_sub(conn.memory()) + limits.quotas.room(conn.uid) + conn.rbuf.len();
+    pending.min(memory)
 }
 
 /// What [`quota::next_read`]'s rule lets `conn` read now, with the room its floor and its
@@ -877,19 +934,30 @@ fn fill(conn: &mut Conn, limit: usize) -> Filled {
 
 /// Answers the whole requests at the head of the buffer, in order, while `work` is left (each
 /// pays [`dispatch::work_cost`] of its length, and one answered here on its own also the time
-/// it took beyond that, [`dispatch::work_taken`]); consecutive data-plane requests go to the
-/// engine as one batch (`batcher`, empty again on return).
+/// it took beyond that, [`dispatch::work_taken`]) and while its answers stay within `room`
+/// bytes ([`answer_room`]; an answer begun is finished); consecutive data-plane requests go to the
+/// engine as one batch (`batcher`, empty again on return). Whether it stopped for room with
+/// requests left.
 fn answer(
     (slot, conn): (usize, &mut Conn),
     kms: &Kms,
     ids: &Identities,
     batcher: &mut Batcher,
     control: &Control,
+    room: usize,
     work: &mut usize,
-) {
+) -> bool {
     let mut used = 0;
     let mut answered = false;
+    let mut held = false;
+    let limit = conn.unwritten().saturating_add(room);
     while !conn.close_after_write && !conn.awaiting && *work > 0 {
+        // No room is left only while answers are unwritten, whose WRITABLE event serves the
+        // connection again: a request in the buffer is room enough for its own answer.
+        if conn.unwritten() >= limit {
+            held = used < conn.rbuf.len();
+            break;
+        }
         match exchange::parse(&conn.rbuf[used..], &ids.hosts) {
             Parsed::Partial {
                 expects_continue,
@@ -989,6 +1057,7 @@ fn answer(
     if used > 0 {
         consume(&mut conn.rbuf, used);
     }
+    held
 }
 
 /// Drops the first `used` bytes of `rbuf`, leaving no copy of them, nor of the bytes moved to
@@ -1343,10 +1412,16 @@ mod tests {
                 .count()
         };
         let mut batcher = Batcher::default();
+        // Held to its room: with room for one byte, one answer goes and the rest wait.
+        let mut work = dispatch::WORK_PER_TURN;
+        let held = answer((0, &mut conn), &kms, &ids, &mut batcher, &control, 1, &mut work);
+        assert!(held, "stopped for room with requests left");
+        assert_eq!(answers(&conn), 1);
         // One turn: the work it leaves.
         let mut turn = |conn: &mut Conn| {
             let mut work = dispatch::WORK_PER_TURN;
-            answer((0, conn), &kms, &ids, &mut batcher, &control, &mut work);
+            let room = usize::MAX;
+            answer((0, conn), &kms, &ids, &mut batcher, &control, room, &mut work);
             work
         };
         assert_eq!(turn(&mut conn), 0, "the turn's work is spent");
