@@ -97,12 +97,22 @@ pub enum Target {
     Refused(Refused),
 }
 
-/// The request of `target` from its JSON body (an empty body reads as `{}`).
+/// The request of `target` from its JSON body (an empty body reads as `{}`). A body that is
+/// not a JSON object is `SerializationException`, as on AWS: serde's derived decoding would
+/// otherwise take an array, its elements filling the request's members by position.
 pub fn decode_request(target: Target, body: &[u8]) -> Result<Request> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        body
+    let body = match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => b"{}".as_slice(),
+        Some(b'{') => body,
+        Some(&first) => {
+            return Err(KmsError::new(
+                ErrorKind::SerializationException,
+                format!(
+                    "The request body must be a JSON object; it begins with {:?}",
+                    char::from(first)
+                ),
+            ))
+        }
     };
     match target {
         Target::Refused(operation) => {
@@ -639,6 +649,28 @@ mod tests {
                 "{len}"
             );
         }
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_json_object_is_refused_not_read_by_position() {
+        for body in [
+            &br#"["alias/demo","aGVsbG8="]"#[..],
+            b" \n [\"alias/demo\",\"aGVsbG8=\",{},[],null,true]",
+            b"\"alias/demo\"",
+            b"7",
+            b"null",
+        ] {
+            let e = decode_request(Target::Op(Op::Encrypt), body).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::SerializationException, "{e}");
+            assert!(e.message().contains("must be a JSON object"), "{e}");
+        }
+        // An object, and an empty body (read as `{}`), still decode.
+        let body = br#" {"KeyId":"alias/demo","Plaintext":"aGVsbG8="}"#;
+        assert!(matches!(
+            decode_request(Target::Op(Op::Encrypt), body),
+            Ok(Request::Encrypt(_))
+        ));
+        assert!(decode_request(Target::Op(Op::ListKeys), b"  ").is_ok());
     }
 
     #[test]
