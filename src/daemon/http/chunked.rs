@@ -130,6 +130,9 @@ fn trailers(buf: &[u8], from: usize, decoded: usize) -> Scan {
     match httparse::parse_headers(&buf[from..], &mut fields) {
         Ok(httparse::Status::Complete((len, _))) => {
             let encoded = from + len;
+            if let Some(at) = super::exchange::bare_lf(&buf[from..encoded]) {
+                return malformed(from + at, "a trailer line ending in a bare LF");
+            }
             if encoded > MAX_BODY {
                 too_large()
             } else if encoded - decoded > MAX_FRAMING {
@@ -285,6 +288,9 @@ mod tests {
                 "control character",
             ),
             (b"1;a\0\r\nx\r\n0\r\n\r\n", "control character"),
+            // A bare LF ending a trailer line, or the trailers' last line.
+            (b"1\r\nx\r\n0\r\nA: b\n\r\n", "bare LF"),
+            (b"1\r\nx\r\n0\r\n\n", "bare LF"),
             (b"1;a\x7f\r\nx\r\n0\r\n\r\n", "control character"),
         ] {
             match scan(body) {

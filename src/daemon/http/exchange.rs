@@ -161,6 +161,15 @@ fn host_of(value: &str) -> Option<&str> {
     (!host.is_empty() && port_ok).then_some(host)
 }
 
+/// Where `lines` has a line ending in a bare LF (an LF not after a CR), if anywhere.
+/// httparse takes one as a line end (RFC 9112 §2.2 lets a recipient); a proxy in front that
+/// does not would read the same bytes as other lines, other headers, another request. So it
+/// is refused in a request's head and in a chunked body's trailers (and extensions,
+/// `chunked`), as a server behind a proxy should.
+pub(super) fn bare_lf(lines: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b'\n', lines).find(|&i| i == 0 || lines[i - 1] != b'\r')
+}
+
 /// Reads the request at the start of `buf`; `hosts`: the names its `Host` header may give.
 pub(super) fn parse<'b>(buf: &'b [u8], hosts: &Hosts) -> Parsed<'b> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -195,6 +204,16 @@ pub(super) fn parse<'b>(buf: &'b [u8], hosts: &Hosts) -> Parsed<'b> {
             err!(
                 ValidationException,
                 "The request head is longer than {MAX_HEAD} bytes"
+            ),
+        );
+    }
+    if let Some(at) = bare_lf(&buf[..head_len]) {
+        return Parsed::Refused(
+            400,
+            err!(
+                SerializationException,
+                "Malformed HTTP request: a line of the head ends in a bare LF at byte {at} (lines \
+                 end in CRLF)"
             ),
         );
     }
@@ -673,6 +692,22 @@ mod tests {
             ),
             (
                 "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n".into(),
+                400,
+                ErrorKind::SerializationException,
+            ),
+            // A line of the head ending in a bare LF: the request line, a field, the last.
+            (
+                "POST / HTTP/1.1\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}".into(),
+                400,
+                ErrorKind::SerializationException,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: localhost\nContent-Length: 2\r\n\r\n{}".into(),
+                400,
+                ErrorKind::SerializationException,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\n{}".into(),
                 400,
                 ErrorKind::SerializationException,
             ),
