@@ -1414,14 +1414,30 @@ mod tests {
         let mut batcher = Batcher::default();
         // Held to its room: with room for one byte, one answer goes and the rest wait.
         let mut work = dispatch::WORK_PER_TURN;
-        let held = answer((0, &mut conn), &kms, &ids, &mut batcher, &control, 1, &mut work);
+        let held = answer(
+            (0, &mut conn),
+            &kms,
+            &ids,
+            &mut batcher,
+            &control,
+            1,
+            &mut work,
+        );
         assert!(held, "stopped for room with requests left");
         assert_eq!(answers(&conn), 1);
         // One turn: the work it leaves.
         let mut turn = |conn: &mut Conn| {
             let mut work = dispatch::WORK_PER_TURN;
             let room = usize::MAX;
-            answer((0, conn), &kms, &ids, &mut batcher, &control, room, &mut work);
+            answer(
+                (0, conn),
+                &kms,
+                &ids,
+                &mut batcher,
+                &control,
+                room,
+                &mut work,
+            );
             work
         };
         assert_eq!(turn(&mut conn), 0, "the turn's work is spent");
