@@ -3,13 +3,16 @@
 //!
 //! The default socket lives in a directory private to the user ([`default_socket_dir`]), never
 //! directly in a shared directory such as `/tmp`: whoever can create a file at the socket path
-//! first could otherwise pose as the daemon (and keep the real one from starting). The daemon
+//! first could otherwise pose as the daemon (and keep the real one from starting). Nor is that
+//! directory's name in a shared directory unless nothing else is at hand: another user could
+//! make a directory of that name first, and the daemon would refuse it for good. The daemon
 //! creates that directory with mode 0700 ([`create_private_dir`]); the daemon and the client
 //! both refuse it ([`check_private_dir`]) when it is not a real directory owned by their
 //! effective uid with no group or other access. The client also checks who serves the socket
 //! (`SO_PEERCRED`, see `client`); the directory check is the first line, the peer check the
 //! one that cannot be fooled.
 
+use std::ffi::OsString;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -27,17 +30,56 @@ const SOCKET_FILE: &str = "kmscks.sock";
 const PRIVATE_DIR_MODE: u32 = 0o700;
 const NOT_PRIVATE: u32 = 0o077;
 
-/// The per-user directory of the default socket: `$XDG_RUNTIME_DIR/kmscks`, else
-/// `/tmp/kmscks-<euid>`.
+/// The per-user directory of the default socket, the first of:
+/// 1. `$XDG_RUNTIME_DIR/kmscks`;
+/// 2. `/run/user/<euid>/kmscks` when `/run/user/<euid>` is a directory of ours: logind's
+///    runtime directory, where a process without the variable (cron, `su`, ssh without
+///    pam_systemd) finds the socket a login shell's daemon made;
+/// 3. `$HOME/.local/state/kmscks`: never in a directory others may write, so that no other
+///    user can take the name first (a `/tmp/kmscks-<euid>` made by someone else would keep
+///    the daemon and its clients refusing it for good);
+/// 4. `/tmp/kmscks-<euid>`, only without a `HOME`, or when the socket's path under it would
+///    be longer than a Unix socket address holds.
 pub(crate) fn default_socket_dir() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("kmscks"),
-        None => PathBuf::from(format!("/tmp/kmscks-{}", effective_uid())),
+    let euid = effective_uid();
+    let run_user = PathBuf::from(format!("/run/user/{euid}"));
+    let ours = std::fs::symlink_metadata(&run_user)
+        .is_ok_and(|m| m.file_type().is_dir() && m.uid() == euid);
+    socket_dir_of(
+        std::env::var_os("XDG_RUNTIME_DIR"),
+        ours.then_some(run_user),
+        std::env::var_os("HOME"),
+        euid,
+    )
+}
+
+/// The longest path a Unix socket address holds (`sun_path`, less its NUL).
+const SUN_PATH_MAX: usize = 107;
+
+/// [`default_socket_dir`] from what it reads: the environment's `XDG_RUNTIME_DIR` and `HOME`,
+/// and logind's runtime directory when it is ours.
+fn socket_dir_of(
+    runtime: Option<OsString>,
+    run_user: Option<PathBuf>,
+    home: Option<OsString>,
+    euid: u32,
+) -> PathBuf {
+    if let Some(dir) = runtime.filter(|p| !p.is_empty()) {
+        return PathBuf::from(dir).join("kmscks");
     }
+    if let Some(dir) = run_user {
+        return dir.join("kmscks");
+    }
+    let in_home = home
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".local/state/kmscks"))
+        .filter(|d| d.join(SOCKET_FILE).as_os_str().len() <= SUN_PATH_MAX);
+    in_home.unwrap_or_else(|| PathBuf::from(format!("/tmp/kmscks-{euid}")))
 }
 
 /// `$KMSCKS_SOCKET`, else `kmscks.sock` in the private per-user socket directory
-/// (`$XDG_RUNTIME_DIR/kmscks/kmscks.sock`, else `/tmp/kmscks-<euid>/kmscks.sock`).
+/// ([`default_socket_dir`]: `$XDG_RUNTIME_DIR/kmscks/`, else `/run/user/<euid>/kmscks/`,
+/// else `~/.local/state/kmscks/`).
 pub fn default_socket() -> PathBuf {
     if let Some(p) = std::env::var_os(SOCKET_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
@@ -51,11 +93,13 @@ pub(crate) fn in_default_socket_dir(socket: &Path) -> bool {
     socket.parent() == Some(default_socket_dir().as_path())
 }
 
-/// Creates `dir` with mode 0700 if it is missing (its parent must exist), then checks it as
-/// [`check_private_dir`] does. An existing directory is never changed: one with another owner
-/// or wider permissions is refused, not repaired.
+/// Creates `dir` with mode 0700 if it is missing (and its missing parents, `~/.local/state`
+/// say, with the same mode), then checks it as [`check_private_dir`] does. An existing
+/// directory is never changed: one with another owner or wider permissions is refused, not
+/// repaired.
 pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     match std::fs::DirBuilder::new()
+        .recursive(true)
         .mode(PRIVATE_DIR_MODE)
         .create(dir)
     {
@@ -162,6 +206,64 @@ mod tests {
                 std::fs::metadata(&dir).unwrap().mode() & 0o7777,
                 mode,
                 "the directory was changed"
+            );
+        }
+    }
+
+    #[test]
+    fn the_default_socket_directory_is_never_named_in_a_shared_directory_while_home_is_set() {
+        let os = |s: &str| Some(OsString::from(s));
+        let run_user = Some(PathBuf::from("/run/user/1000"));
+        // The variable first, then logind's directory, then the home directory.
+        assert_eq!(
+            socket_dir_of(os("/run/user/1000"), None, os("/home/me"), 1000),
+            PathBuf::from("/run/user/1000/kmscks")
+        );
+        assert_eq!(
+            socket_dir_of(None, run_user.clone(), os("/home/me"), 1000),
+            PathBuf::from("/run/user/1000/kmscks")
+        );
+        assert_eq!(
+            socket_dir_of(os(""), None, os("/home/me"), 1000),
+            PathBuf::from("/home/me/.local/state/kmscks")
+        );
+        // `/tmp` only without a home, or one too deep for a socket's address.
+        assert_eq!(
+            socket_dir_of(None, None, None, 1000),
+            PathBuf::from("/tmp/kmscks-1000")
+        );
+        assert_eq!(
+            socket_dir_of(None, None, os(""), 1000),
+            PathBuf::from("/tmp/kmscks-1000")
+        );
+        let deep = format!("/{}", "d".repeat(80));
+        assert_eq!(
+            socket_dir_of(None, None, os(&deep), 1000),
+            PathBuf::from("/tmp/kmscks-1000")
+        );
+        let fits = format!(
+            "/{}",
+            "d".repeat(SUN_PATH_MAX - "/.local/state/kmscks/kmscks.sock".len() - 1)
+        );
+        let dir = socket_dir_of(None, None, os(&fits), 1000);
+        assert_eq!(dir.join(SOCKET_FILE).as_os_str().len(), SUN_PATH_MAX);
+        assert!(dir.starts_with(&fits));
+    }
+
+    #[test]
+    fn missing_parents_of_the_socket_directory_are_created_private_too() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join(".local/state/kmscks");
+        create_private_dir(&dir).unwrap();
+        for d in [
+            tmp.path().join(".local"),
+            tmp.path().join(".local/state"),
+            dir,
+        ] {
+            assert_eq!(
+                std::fs::metadata(&d).unwrap().mode() & 0o777,
+                0o700,
+                "{d:?}"
             );
         }
     }

@@ -180,8 +180,9 @@ daemon_options! {
     sample example("\"/home/me/.local/share/kmscks\"");
 
     /// Unix socket (its parent directory is created if missing).
-    /// Default: `$KMSCKS_SOCKET`, else `$XDG_RUNTIME_DIR/kmscks/kmscks.sock`, else
-    /// `/tmp/kmscks-<uid>/kmscks.sock`.
+    /// Default: `$KMSCKS_SOCKET`, else `kmscks.sock` in `$XDG_RUNTIME_DIR/kmscks/`, else
+    /// `/run/user/<uid>/kmscks/` (when that directory is yours), else
+    /// `~/.local/state/kmscks/`.
     ///
     /// The default directory is private: created with mode 0700, and refused if it exists
     /// owned by another user or open to group or others. A stale socket file (nothing answers
