@@ -191,6 +191,16 @@ pub(super) fn parse<'b>(buf: &'b [u8], hosts: &Hosts) -> Parsed<'b> {
                 whole: None,
             }
         }
+        // RFC 6585 §5: more header fields than the endpoint reads is 431, as a head too long.
+        Err(httparse::Error::TooManyHeaders) => {
+            return Parsed::Refused(
+                431,
+                err!(
+                    ValidationException,
+                    "The request has more than {MAX_HEADERS} header fields"
+                ),
+            )
+        }
         Err(e) => {
             return Parsed::Refused(
                 400,
@@ -424,10 +434,12 @@ pub(super) fn write_answer(
     let _ = write!(
         out,
         "HTTP/1.1 {status} {}\r\nx-amzn-RequestId: {request_id}\r\nContent-Type: {}\r\n\
-         Content-Length: {}\r\n{}\r\n",
+         Content-Length: {}\r\n{}{}\r\n",
         reason(status),
         crate::protocol::aws_json::CONTENT_TYPE,
         body.len(),
+        // RFC 9110 §15.5.6: a 405 names the methods the resource takes.
+        if status == 405 { "Allow: POST\r\n" } else { "" },
         if close { "Connection: close\r\n" } else { "" },
     );
     crate::secret::extend_wiping(out, body);
@@ -743,6 +755,14 @@ mod tests {
                 431,
                 ErrorKind::ValidationException,
             ),
+            (
+                format!(
+                    "POST / HTTP/1.1\r\nHost: localhost\r\n{}\r\n",
+                    "X-Many: a\r\n".repeat(MAX_HEADERS)
+                ),
+                431,
+                ErrorKind::ValidationException,
+            ),
         ];
         for (input, status, kind) in cases {
             match parse(input.as_bytes(), &Hosts::default()) {
@@ -877,5 +897,18 @@ mod tests {
         assert!(text.contains("x-amzn-RequestId: rid-1\r\n"));
         assert!(text.contains("Content-Type: application/x-amz-json-1.1\r\n"));
         assert!(text.ends_with("Content-Length: 2\r\n\r\n{}"), "{text}");
+        assert!(!text.contains("Allow:"), "{text}");
+    }
+
+    #[test]
+    fn a_405_answer_names_the_method_the_endpoint_takes() {
+        let mut out = Vec::new();
+        write_answer(&mut out, 405, "rid-1", b"{}", true);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("\r\nAllow: POST\r\n"), "{text}");
     }
 }
