@@ -77,9 +77,9 @@ fn socket_dir_of(
     in_home.unwrap_or_else(|| PathBuf::from(format!("/tmp/kmscks-{euid}")))
 }
 
-/// `$KMSCKS_SOCKET`, else `kmscks.sock` in the private per-user socket directory
-/// ([`default_socket_dir`]: `$XDG_RUNTIME_DIR/kmscks/`, else `/run/user/<euid>/kmscks/`,
-/// else `~/.local/state/kmscks/`).
+/// `$KMSCKS_SOCKET`, else `kmscks.sock` in the private per-user socket directory:
+/// `$XDG_RUNTIME_DIR/kmscks/`, else `/run/user/<euid>/kmscks/` when that directory is ours,
+/// else `~/.local/state/kmscks/` (`/tmp/kmscks-<euid>/` only without `HOME`).
 pub fn default_socket() -> PathBuf {
     if let Some(p) = std::env::var_os(SOCKET_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
