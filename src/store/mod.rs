@@ -965,7 +965,25 @@ impl DataDir {
             .and_then(|()| self.journal.sync_data());
         if let Err(e) = r {
             let e = io_error("append to journal", &self.journal_path, e);
-            self.poison(e.message().to_string());
+            // Cut back to the last acknowledged frame before refusing further writes. Left in
+            // place, a partial frame (a full disk) is a torn tail the next open must copy aside
+            // first, which a disk still full refuses; a whole frame whose fsync failed sits in
+            // the page cache marked clean, and the next open would read it as acknowledged and
+            // append after it, until its pages are evicted and the directory no longer opens
+            // (a damaged frame with valid ones after it). Truncating drops those pages too.
+            let cut = self
+                .journal
+                .set_len(at)
+                .and_then(|()| self.journal.sync_all());
+            let why = match cut {
+                Ok(()) => e.message().to_string(),
+                Err(c) => format!(
+                    "{}; cutting the journal back to byte {at} failed too ({c}): the next open \
+                     may find the failed record",
+                    e.message()
+                ),
+            };
+            self.poison(why);
             return Err(e);
         }
         self.journal_len += frame.len() as u64;
@@ -990,6 +1008,7 @@ impl Drop for DataDir {
 mod tests {
     use super::*;
     use crate::store::auth::tests::test_auth;
+    use crate::error::ErrorKind;
 
     #[test]
     fn parse_gen_is_strict() {
@@ -998,6 +1017,75 @@ mod tests {
         assert_eq!(parse_gen("journal-+1.log", "journal-", ".log"), None);
         assert_eq!(parse_gen("journal-.log", "journal-", ".log"), None);
         assert_eq!(parse_gen("snapshot-3.tmp", "snapshot-", ".tmp"), Some(3));
+    }
+
+    /// A tmpfs of `size` mounted at a fresh directory, unmounted on drop; None (with the
+    /// reason printed) where this process may not mount one.
+    struct SmallDisk {
+        _dir: tempfile::TempDir,
+        at: PathBuf,
+    }
+
+    impl SmallDisk {
+        fn mount(size: &str) -> Option<SmallDisk> {
+            if crate::peer::effective_uid() != 0 {
+                eprintln!("skipped: mounting a small tmpfs needs root");
+                return None;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let at = dir.path().join("disk");
+            fs::create_dir(&at).unwrap();
+            let mounted = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(&at)
+                .status();
+            match mounted {
+                Ok(s) if s.success() => Some(SmallDisk { _dir: dir, at }),
+                other => {
+                    eprintln!("skipped: cannot mount a tmpfs here ({other:?})");
+                    None
+                }
+            }
+        }
+    }
+
+    impl Drop for SmallDisk {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.at).status();
+        }
+    }
+
+    #[test]
+    fn an_append_the_full_disk_refuses_leaves_no_partial_frame_and_the_directory_reopens() {
+        let Some(disk) = SmallDisk::mount("256k") else {
+            return;
+        };
+        let p = disk.at.join("data");
+        let (mut d, _) = DataDir::open(&p, test_auth()).unwrap();
+        let record = vec![0x5a; 10_000];
+        let journal = p.join("journal-0.log");
+        let mut appended = 0;
+        let e = loop {
+            let before = fs::metadata(&journal).unwrap().len();
+            match d.append(&record) {
+                Ok(()) => appended += 1,
+                Err(e) => {
+                    let after = fs::metadata(&journal).unwrap().len();
+                    assert_eq!(after, before, "the failed frame's bytes were left in the journal");
+                    break e;
+                }
+            }
+            assert!(appended < 100, "a 256 KiB disk took {appended} records of 10 KB");
+        };
+        assert_eq!(e.kind(), ErrorKind::StorageException, "{e}");
+        assert!(appended > 0, "{e}");
+        // Writes are refused from then on.
+        assert!(d.append(b"more").is_err());
+        drop(d);
+        // With the disk still full, the directory reopens with every acknowledged record.
+        let (_d, r) = DataDir::open(&p, test_auth()).unwrap();
+        assert_eq!(r.records.len(), appended);
+        assert!(r.dropped_torn_tail.is_none());
     }
 
     #[test]
