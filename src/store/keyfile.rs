@@ -573,10 +573,14 @@ pub fn load_or_create_key(
 ) -> Result<KeyMaterial> {
     let dir = dir.as_ref();
     let path = key_path(dir, name)?;
-    if let Some(data) = read_checked(&path)? {
-        return open_key(&path, name, &data, opts);
-    }
     let keys = dir.path().join(KEYS_DIR);
+    if let Some(data) = read_checked(&path)? {
+        let key = open_key(&path, name, &data, opts)?;
+        // An earlier run may have been killed between its link and the fsync below: the entry
+        // is made durable before records come to depend on the key.
+        sync_dir(&keys)?;
+        return Ok(key);
+    }
     if !keys.is_dir() {
         // Made durable in the data directory as it is created.
         create_private_dir(&keys)?;
@@ -597,7 +601,12 @@ pub fn load_or_create_key(
             sync_dir(&keys)?;
             Ok(key)
         }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => load_key(dir, name, opts),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            // The other creator fsyncs the directory too, maybe after this returns.
+            let key = load_key(dir, name, opts)?;
+            sync_dir(&keys)?;
+            Ok(key)
+        }
         Err(e) => Err(io_error("create key file", &path, e)),
     }
 }
@@ -632,8 +641,12 @@ mod tests {
         let d = crate::store::DataDir::lock(t.path()).unwrap();
         let opts = KeyFileOptions::default();
         let k1 = load_or_create_key(&d, "store-kek", &opts).unwrap();
+        crate::store::synced::take();
         let k2 = load_or_create_key(&d, "store-kek", &opts).unwrap();
         assert_eq!(k1.expose(), k2.expose());
+        // Loaded, its directory entry is made durable all the same (an earlier run may have
+        // died before its fsync).
+        assert!(crate::store::synced::take().contains(&t.path().join("keys")));
         assert_eq!(
             load_key(&d, "store-kek", &opts).unwrap().expose(),
             k1.expose()
