@@ -1239,8 +1239,11 @@ kmscks_result kmscks_generate_random(const kmscks_client *c,
  * GenerateDataKey for `count` items in one call, through the engine's batched path (in
  * daemon mode, one request on the socket): writes `results[i]` for every item. Returns
  * `KMSCKS_OK` when the batch ran, even if some items failed (each item's own code is in
- * `results[i].result`); any other code means no item ran and `results` was not written
- * (`KMSCKS_INVALID_ARGUMENT` names the first bad item member, e.g. `items[3].key_id`).
+ * `results[i].result`); any other code means no answer is yours and nothing in `results` is
+ * to be read or freed: the batch did not run, and `results` is untouched
+ * (`KMSCKS_INVALID_ARGUMENT` names the first bad item member, e.g. `items[3].key_id`), or,
+ * after a failure partway (a bug, `KMSCKS_INTERNAL`), the slots answered before it are taken
+ * back, their buffers wiped, freed and reset to `{NULL, 0}`.
  *
  * # Safety
  * `c` is a live handle; `items` holds `count` requests whose pointers are valid as in

@@ -407,8 +407,11 @@ pub struct kmscks_encrypt_result {
 /// GenerateDataKey for `count` items in one call, through the engine's batched path (in
 /// daemon mode, one request on the socket): writes `results[i]` for every item. Returns
 /// `KMSCKS_OK` when the batch ran, even if some items failed (each item's own code is in
-/// `results[i].result`); any other code means no item ran and `results` was not written
-/// (`KMSCKS_INVALID_ARGUMENT` names the first bad item member, e.g. `items[3].key_id`).
+/// `results[i].result`); any other code means no answer is yours and nothing in `results` is
+/// to be read or freed: the batch did not run, and `results` is untouched
+/// (`KMSCKS_INVALID_ARGUMENT` names the first bad item member, e.g. `items[3].key_id`), or,
+/// after a failure partway (a bug, `KMSCKS_INTERNAL`), the slots answered before it are taken
+/// back, their buffers wiped, freed and reset to `{NULL, 0}`.
 ///
 /// # Safety
 /// `c` is a live handle; `items` holds `count` requests whose pointers are valid as in
@@ -505,8 +508,8 @@ fn batch_args<I, A>(items: &[I], mut args: impl FnMut(&I) -> CResult<A>) -> CRes
 /// The results a batch writes into C's array as the backend lends its answers, in order.
 ///
 /// Whatever ends the batch short of success releases what was written (`release`: the
-/// buffers freed, data keys wiped), as the batch calls promise ("any other code means ...
-/// `results` was not written"): a failure or a miscount at [`Written::finish`], and a panic
+/// buffers freed, data keys wiped), as the batch calls promise ("any other code means no
+/// answer is yours"): a failure or a miscount at [`Written::finish`], and a panic
 /// unwinding through the batch (caught at the C boundary and answered `KMSCKS_INTERNAL`) when
 /// this is dropped. Without the second, a panic after some items would leave their data keys
 /// in buffers C was told it does not have, never freed nor wiped.
