@@ -1236,19 +1236,25 @@ fn a_uid_at_its_memory_quota_is_read_no_more_yet_each_connection_keeps_its_floor
     assert_eq!(big.status, 200);
 }
 
-#[test]
-fn answers_many_times_their_requests_size_stop_at_the_uids_memory_quota_until_read() {
-    let dir = tempfile::tempdir().unwrap();
+/// A daemon whose uid memory quota is the smallest it accepts (two of the socket's largest
+/// frames), and whose connections may be idle for a minute.
+fn smallest_quota_daemon(dir: &Path) -> (Daemon, SocketAddr) {
     let quota = 2 * (24 + (1 << 20));
-    let (_d, addr) = start(
-        dir.path(),
+    start(
+        dir,
         &[
             "--max-memory-per-uid",
             &quota.to_string(),
             "--idle-timeout-secs",
             "60",
         ],
-    );
+    )
+}
+
+#[test]
+fn answers_many_times_their_requests_size_stop_at_the_uids_memory_quota_until_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_d, addr) = smallest_quota_daemon(dir.path());
     let mut admin = BufReader::new(connect(addr));
     let key = create_key(&mut admin);
     // A key policy of about 30 KB: GetKeyPolicy's answer is about 160 times its request.
@@ -1335,16 +1341,7 @@ fn small_quota_and_a_megabyte_batch(dir: &Path) -> (Daemon, SocketAddr, String, 
 #[test]
 fn a_connection_waiting_for_room_its_own_answer_freed_is_read_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let quota = 2 * (24 + (1 << 20));
-    let (_d, addr) = start(
-        dir.path(),
-        &[
-            "--max-memory-per-uid",
-            &quota.to_string(),
-            "--idle-timeout-secs",
-            "60",
-        ],
-    );
+    let (_d, addr) = smallest_quota_daemon(dir.path());
     // Another connection of the uid holds about half its room: a request's head announcing a
     // megabyte, and a little of its body, the rest never sent.
     let mut holder = connect(addr);
