@@ -1237,8 +1237,9 @@ fn a_uid_at_its_memory_quota_is_read_no_more_yet_each_connection_keeps_its_floor
 }
 
 /// A daemon whose uid memory quota is the smallest it accepts (two of the socket's largest
-/// frames), and whose connections may be idle for a minute.
-fn smallest_quota_daemon(dir: &Path) -> (Daemon, SocketAddr) {
+/// frames), whose connections may be idle for a minute, and whose unwritten answers per
+/// connection may be `pending` bytes.
+fn smallest_quota_daemon(dir: &Path, pending: usize) -> (Daemon, SocketAddr) {
     let quota = 2 * (24 + (1 << 20));
     start(
         dir,
@@ -1247,14 +1248,35 @@ fn smallest_quota_daemon(dir: &Path) -> (Daemon, SocketAddr) {
             &quota.to_string(),
             "--idle-timeout-secs",
             "60",
+            "--max-pending-reply-bytes",
+            &pending.to_string(),
         ],
     )
+}
+
+/// Caps `s`'s kernel receive buffer (`SO_RCVBUF`): what a client that reads nothing lets the
+/// kernel hold for it is then not what the machine's `tcp_rmem` says.
+#[allow(unsafe_code)]
+fn cap_receive_buffer(s: &TcpStream, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an open socket, and a pointer to an int of the size given, alive for the call.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            std::ptr::from_ref(&bytes).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
 }
 
 #[test]
 fn answers_many_times_their_requests_size_stop_at_the_uids_memory_quota_until_read() {
     let dir = tempfile::tempdir().unwrap();
-    let (_d, addr) = smallest_quota_daemon(dir.path());
+    // Unwritten answers may reach 64 MiB per connection: only the uid's quota can stop them.
+    let (_d, addr) = smallest_quota_daemon(dir.path(), 64 << 20);
     let mut admin = BufReader::new(connect(addr));
     let key = create_key(&mut admin);
     // A key policy of about 30 KB: GetKeyPolicy's answer is about 160 times its request.
@@ -1277,8 +1299,8 @@ fn answers_many_times_their_requests_size_stop_at_the_uids_memory_quota_until_re
         json!({"KeyId": key, "PolicyName": "default", "Policy": policy}),
     );
     assert_eq!(put.status, 200, "{}", put.body);
-    // 300 GetKeyPolicy (about 9 MB of answers, over four times the quota and what the
-    // kernel's buffers hold), then a CreateAlias that shows whether they were all answered;
+    // 300 GetKeyPolicy (about 10 MB of answers, over four times the quota and what the
+    // kernel's buffers hold: the daemon's send buffer is capped, the client's here), then a CreateAlias that shows whether they were all answered;
     // about 60 KB of requests, read whole. The client reads nothing yet.
     let get = request(
         "TrentService.GetKeyPolicy",
@@ -1290,7 +1312,9 @@ fn answers_many_times_their_requests_size_stop_at_the_uids_memory_quota_until_re
         &json!({"AliasName": "alias/past-the-quota", "TargetKeyId": key}).to_string(),
         "",
     );
-    let mut hog = BufReader::new(connect(addr));
+    let hog = connect(addr);
+    cap_receive_buffer(&hog, 64 << 10);
+    let mut hog = BufReader::new(hog);
     let sent = format!("{}{alias}", get.repeat(300));
     assert!(sent.len() < 64 << 10, "{} bytes", sent.len());
     hog.get_mut().write_all(sent.as_bytes()).unwrap();
@@ -1341,7 +1365,7 @@ fn small_quota_and_a_megabyte_batch(dir: &Path) -> (Daemon, SocketAddr, String, 
 #[test]
 fn a_connection_waiting_for_room_its_own_answer_freed_is_read_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (_d, addr) = smallest_quota_daemon(dir.path());
+    let (_d, addr) = smallest_quota_daemon(dir.path(), 8 << 20);
     // Another connection of the uid holds about half its room: a request's head announcing a
     // megabyte, and a little of its body, the rest never sent.
     let mut holder = connect(addr);

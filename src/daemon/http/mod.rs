@@ -825,21 +825,36 @@ fn cap_send_buffer(stream: &TcpStream) {
     };
 }
 
-/// How many answer bytes `conn` may add to its unwritten ones now: up to
-/// `max_pending_reply_bytes` unwritten, and no more than the memory the requests answered
-/// give back plus what its floor and its uid's quota leave. The read limits alone do not
-/// bound answers: a request of 170 bytes may ask for one of 30 KB (GetKeyPolicy), and a
-/// client that sends many and reads none would otherwise have them all answered into memory
-/// charged after the fact. An answer begun is finished (a control-plane answer's size is
-/// known only once it is back; a batch of data-plane answers is written at its end), so a
-/// connection may go over by one answer or batch. Zero only while unwritten answers reach
-/// `max_pending_reply_bytes`: the requests in the buffer count as room, since answering
-/// them frees what they hold.
-fn answer_room(conn: &Conn, limits: &Limits) -> usize {
-    let pending = limits.max_pending_answers.saturating_sub(conn.unwritten());
-    let memory =
-        CONN_FLOOR.saturating_sub(conn.memory()) + limits.quotas.room(conn.uid) + conn.rbuf.len();
-    pending.min(memory)
+/// How many answer bytes a connection may add to its unwritten ones now ([`answer_room`]).
+#[derive(Clone, Copy, Debug)]
+struct AnswerRoom {
+    /// Up to `max_pending_reply_bytes` unwritten.
+    pending: usize,
+    /// What its floor and its uid's quota let it hold beyond what it holds now; answering
+    /// gives back its requests' bytes, which count as room as they are consumed.
+    memory: usize,
+}
+
+impl AnswerRoom {
+    /// No bound: the tests of what a turn's work allows.
+    #[cfg(test)]
+    const UNBOUNDED: AnswerRoom = AnswerRoom {
+        pending: usize::MAX,
+        memory: usize::MAX,
+    };
+}
+
+/// The answer bytes `conn` may add now. The read limits alone do not bound answers: a
+/// request of 170 bytes may ask for one of 30 KB (GetKeyPolicy), and a client that sends many
+/// and reads none would otherwise have them all answered into memory charged after the fact.
+/// What it was charged at the last sync counts as its own: its answers written since (a
+/// control-plane answer back, say) are in `memory()` and not yet in its uid's.
+fn answer_room(conn: &Conn, limits: &Limits) -> AnswerRoom {
+    AnswerRoom {
+        pending: limits.max_pending_answers.saturating_sub(conn.unwritten()),
+        memory: (CONN_FLOOR + limits.quotas.room(conn.uid) + conn.charged)
+            .saturating_sub(conn.memory()),
+    }
 }
 
 /// What [`quota::next_read`]'s rule lets `conn` read now, with the room its floor and its
@@ -935,26 +950,31 @@ fn fill(conn: &mut Conn, limit: usize) -> Filled {
 /// Answers the whole requests at the head of the buffer, in order, while `work` is left (each
 /// pays [`dispatch::work_cost`] of its length, and one answered here on its own also the time
 /// it took beyond that, [`dispatch::work_taken`]) and while its answers stay within `room`
-/// bytes ([`answer_room`]; an answer begun is finished); consecutive data-plane requests go to the
-/// engine as one batch (`batcher`, empty again on return). Whether it stopped for room with
-/// requests left.
+/// ([`answer_room`]; an answer begun is finished: a control-plane answer's size is known only
+/// once it is back, and a batch's answers are written at its end); consecutive data-plane
+/// requests go to the engine as one batch (`batcher`, empty again on return). Whether it
+/// stopped for room with requests left.
 fn answer(
     (slot, conn): (usize, &mut Conn),
     kms: &Kms,
     ids: &Identities,
     batcher: &mut Batcher,
     control: &Control,
-    room: usize,
+    room: AnswerRoom,
     work: &mut usize,
 ) -> bool {
     let mut used = 0;
     let mut answered = false;
     let mut held = false;
-    let limit = conn.unwritten().saturating_add(room);
+    let start = conn.unwritten();
     while !conn.close_after_write && !conn.awaiting && *work > 0 {
-        // No room is left only while answers are unwritten, whose WRITABLE event serves the
-        // connection again: a request in the buffer is room enough for its own answer.
-        if conn.unwritten() >= limit {
+        // Held only while answers are unwritten, whose WRITABLE event serves the connection
+        // again (once the client reads, the memory they hold is given back too); with none,
+        // one more is always answered, so that every connection moves.
+        let added = conn.unwritten() - start;
+        if conn.unwritten() > 0
+            && (added >= room.pending || added >= room.memory.saturating_add(used))
+        {
             held = used < conn.rbuf.len();
             break;
         }
@@ -1414,13 +1434,17 @@ mod tests {
         let mut batcher = Batcher::default();
         // Held to its room: with room for one byte, one answer goes and the rest wait.
         let mut work = dispatch::WORK_PER_TURN;
+        let room = AnswerRoom {
+            pending: 1,
+            memory: usize::MAX,
+        };
         let held = answer(
             (0, &mut conn),
             &kms,
             &ids,
             &mut batcher,
             &control,
-            1,
+            room,
             &mut work,
         );
         assert!(held, "stopped for room with requests left");
@@ -1428,7 +1452,7 @@ mod tests {
         // One turn: the work it leaves.
         let mut turn = |conn: &mut Conn| {
             let mut work = dispatch::WORK_PER_TURN;
-            let room = usize::MAX;
+            let room = AnswerRoom::UNBOUNDED;
             answer(
                 (0, conn),
                 &kms,
