@@ -38,17 +38,21 @@ const NOT_PRIVATE: u32 = 0o077;
 /// 3. `$HOME/.local/state/kmscks`: never in a directory others may write, so that no other
 ///    user can take the name first (a `/tmp/kmscks-<euid>` made by someone else would keep
 ///    the daemon and its clients refusing it for good);
-/// 4. `/tmp/kmscks-<euid>`, only without a `HOME`, or when the socket's path under it would
-///    be longer than a Unix socket address holds.
+/// 4. `/tmp/kmscks-<euid>`, only without a `HOME` that is a directory of ours, or when the
+///    socket's path under it would be longer than a Unix socket address holds.
 pub(crate) fn default_socket_dir() -> PathBuf {
     let euid = effective_uid();
     let run_user = PathBuf::from(format!("/run/user/{euid}"));
     let ours = std::fs::symlink_metadata(&run_user)
         .is_ok_and(|m| m.file_type().is_dir() && m.uid() == euid);
+    // A home that is no directory of ours (`/`, `/nonexistent` of a service account, a
+    // container's user without one) could not hold the directory: `/tmp` then, as before.
+    let home = std::env::var_os("HOME")
+        .filter(|h| std::fs::metadata(h).is_ok_and(|m| m.is_dir() && m.uid() == euid));
     socket_dir_of(
         std::env::var_os("XDG_RUNTIME_DIR"),
         ours.then_some(run_user),
-        std::env::var_os("HOME"),
+        home,
         euid,
     )
 }
@@ -79,7 +83,8 @@ fn socket_dir_of(
 
 /// `$KMSCKS_SOCKET`, else `kmscks.sock` in the private per-user socket directory:
 /// `$XDG_RUNTIME_DIR/kmscks/`, else `/run/user/<euid>/kmscks/` when that directory is ours,
-/// else `~/.local/state/kmscks/` (`/tmp/kmscks-<euid>/` only without `HOME`).
+/// else `~/.local/state/kmscks/` (`/tmp/kmscks-<euid>/` only without a home directory of ours,
+/// or one too deep for a socket's address).
 pub fn default_socket() -> PathBuf {
     if let Some(p) = std::env::var_os(SOCKET_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
