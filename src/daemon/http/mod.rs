@@ -1432,28 +1432,10 @@ mod tests {
                 .count()
         };
         let mut batcher = Batcher::default();
-        // Held to its room: with room for one byte, one answer goes and the rest wait.
-        let mut work = dispatch::WORK_PER_TURN;
-        let room = AnswerRoom {
-            pending: 1,
-            memory: usize::MAX,
-        };
-        let held = answer(
-            (0, &mut conn),
-            &kms,
-            &ids,
-            &mut batcher,
-            &control,
-            room,
-            &mut work,
-        );
-        assert!(held, "stopped for room with requests left");
-        assert_eq!(answers(&conn), 1);
-        // One turn: the work it leaves.
-        let mut turn = |conn: &mut Conn| {
+        // A turn's answers within `room`: the work it leaves, and whether it was held.
+        let mut turn_in = |conn: &mut Conn, room: AnswerRoom| {
             let mut work = dispatch::WORK_PER_TURN;
-            let room = AnswerRoom::UNBOUNDED;
-            answer(
+            let held = answer(
                 (0, conn),
                 &kms,
                 &ids,
@@ -1462,8 +1444,20 @@ mod tests {
                 room,
                 &mut work,
             );
-            work
+            (work, held)
         };
+        // Held to its room: with room for one byte, one answer goes and the rest wait.
+        let one_byte = AnswerRoom {
+            pending: 1,
+            memory: usize::MAX,
+        };
+        assert!(
+            turn_in(&mut conn, one_byte).1,
+            "stopped for room with requests left"
+        );
+        assert_eq!(answers(&conn), 1);
+        // One turn: the work it leaves.
+        let mut turn = |conn: &mut Conn| turn_in(conn, AnswerRoom::UNBOUNDED).0;
         assert_eq!(turn(&mut conn), 0, "the turn's work is spent");
         let first = answers(&conn);
         assert!((1..64).contains(&first), "{first} signatures in one turn");
