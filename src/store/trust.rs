@@ -247,7 +247,14 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
 /// finds it and goes on), with their own mode or owner, to swap our directory out of it later.
 /// Once every level exists and passes, no other user can change one.
 pub(crate) fn create_trusted_dir(dir: &Path) -> Result<()> {
+    create_trusted_dir_with(dir, || {})
+}
+
+/// [`create_trusted_dir`], running `between` after the first check and before the creation:
+/// where another user's `mkdir` may land, which a test puts there.
+fn create_trusted_dir_with(dir: &Path, between: impl FnOnce()) -> Result<()> {
     check_ancestors(dir)?;
+    between();
     create_private_dir(dir)?;
     check_ancestors(dir)
 }
@@ -291,18 +298,10 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let level = t.path().join("proj");
         let data = level.join("data");
-        // The first check passes: `proj` does not exist yet.
-        check_ancestors(&data).unwrap();
-        // Another user's `mkdir proj; chmod 777 proj` lands before ours.
-        mkdir_mode(&level, 0o777);
-        // What `create_trusted_dir` does after its first check: the creation alone accepts
-        // the level (it exists), and only the second check sees it.
-        create_private_dir(&data).unwrap();
-        let e = check_ancestors(&data).unwrap_err();
+        // Another user's `mkdir proj; chmod 777 proj` lands after the first check (which
+        // passes: `proj` does not exist yet) and before our `mkdir`, which then accepts it.
+        let e = create_trusted_dir_with(&data, || mkdir_mode(&level, 0o777)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::StorageException, "{e}");
-        assert!(e.to_string().contains("proj, which has mode 0777"), "{e}");
-        // And so the store refuses the directory it would have used.
-        let e = crate::store::DataDir::lock(&data).unwrap_err();
         assert!(e.to_string().contains("proj, which has mode 0777"), "{e}");
     }
 
