@@ -29,14 +29,13 @@
 //! room is *stalled* until the uid's memory goes down. Answers are held to the same room
 //! ([`answer_room`]): a request may ask for an answer hundreds of times its size, and a client
 //! that sends many and reads none gets no more answered than its unwritten limit and its
-//! uid's memory allow; the kernel's share is capped too
-//! ([`SEND_BUFFER`]). A request's body is read only once
-//! the whole request (its length is in its head) fits in that room, and is charged whole
-//! from then on, so that many large requests arriving at once cannot share out a uid's
-//! quota with none of them complete ([`quota::next_read`]); a request whose body comes in
-//! chunks, whose length no head gives, is charged the largest body it may be until it is
-//! whole (`exchange::parse`). The HTTP endpoint counts its
-//! connections and memory apart from the socket's.
+//! uid's memory allow; the kernel's share is capped too ([`SEND_BUFFER`]). A request's body
+//! is read only once the whole request (its length is in its head) fits in that room, and is
+//! charged whole from then on, so that many large requests arriving at once cannot share out
+//! a uid's quota with none of them complete ([`quota::next_read`]); a request whose body comes
+//! in chunks, whose length no head gives, is charged the largest body it may be until it is
+//! whole (`exchange::parse`). The HTTP endpoint counts its connections and memory apart from
+//! the socket's.
 //!
 //! Who a request acts as is `identity`'s: the uid owning the client's end first (another
 //! local user is never the daemon's principals), then the access key id it signs with.
@@ -971,7 +970,7 @@ fn answer(
         // Held only while answers are unwritten, whose WRITABLE event serves the connection
         // again (once the client reads, the memory they hold is given back too); with none,
         // one more is always answered, so that every connection moves.
-        let added = conn.unwritten() - start;
+        let added = conn.unwritten().saturating_sub(start);
         if conn.unwritten() > 0
             && (added >= room.pending || added >= room.memory.saturating_add(used))
         {
