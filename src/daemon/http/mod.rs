@@ -643,7 +643,8 @@ fn accept_all(
             conns.len() - 1
         });
         let _ = stream.set_nodelay(true);
-        cap_send_buffer(&stream);
+        // A failure leaves the kernel's default, and costs nothing else.
+        let _ = cap_buffer(&stream, libc::SO_SNDBUF);
         if poll
             .registry()
             .register(
@@ -806,22 +807,27 @@ fn linger(conn: &mut Conn, until: Instant) -> Outcome {
 /// this to keep a pipelined client busy.
 const SEND_BUFFER: libc::c_int = 256 * 1024;
 
-/// Caps `stream`'s kernel send buffer at [`SEND_BUFFER`]. A failure leaves the kernel's
-/// default, and costs nothing else.
+/// Sets `socket`'s kernel buffer `option` (`SO_SNDBUF` or `SO_RCVBUF`) to [`SEND_BUFFER`],
+/// which also stops the kernel from growing it.
 #[allow(unsafe_code)]
-fn cap_send_buffer(stream: &TcpStream) {
-    use std::os::fd::AsRawFd;
+fn cap_buffer(socket: &impl std::os::fd::AsRawFd, option: libc::c_int) -> io::Result<()> {
     let size = SEND_BUFFER;
-    // SAFETY: an open socket, and a pointer to an int of the size given, alive for the call.
-    let _ = unsafe {
+    // SAFETY: the descriptor is open for the call (borrowed from a live socket), and the value
+    // is a c_int whose address and size are passed together.
+    let rc = unsafe {
         libc::setsockopt(
-            stream.as_raw_fd(),
+            socket.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
+            option,
             std::ptr::from_ref(&size).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            std::mem::size_of_val(&size) as libc::socklen_t,
         )
     };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// How many answer bytes a connection may add to its unwritten ones now ([`answer_room`]).
@@ -1338,25 +1344,6 @@ mod tests {
         );
     }
 
-    /// Sets the socket's `option` (`SO_RCVBUF` or `SO_SNDBUF`) to 256 KiB, which also stops
-    /// the kernel from growing it.
-    fn cap_buffer(socket: &impl std::os::fd::AsRawFd, option: libc::c_int) {
-        let size: libc::c_int = 256 << 10;
-        // SAFETY: the descriptor is open for the call (borrowed from a live socket), and the
-        // value is a c_int whose address and size are passed together.
-        #[allow(unsafe_code)]
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                option,
-                std::ptr::from_ref(&size).cast(),
-                std::mem::size_of_val(&size) as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "setsockopt: {}", std::io::Error::last_os_error());
-    }
-
     #[test]
     fn connections_waiting_to_be_accepted_are_taken_a_capped_number_a_turn() {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1479,8 +1466,8 @@ mod tests {
         ours.set_nonblocking(true).unwrap();
         // Fixed kernel buffers: autotuned, a receive buffer may grow to `tcp_rmem`'s maximum
         // (32 MiB on some machines) and take every answer, and the test would prove nothing.
-        cap_buffer(&peer, libc::SO_RCVBUF);
-        cap_buffer(&ours, libc::SO_SNDBUF);
+        cap_buffer(&peer, libc::SO_RCVBUF).unwrap();
+        cap_buffer(&ours, libc::SO_SNDBUF).unwrap();
         let mut conn = Conn::new(TcpStream::from_std(ours), 0, 0);
         // 4 MiB of answers, more than the kernel's buffers on both ends hold: the flush stops
         // partway, and so does every one after it, as the peer reads about as much as the
