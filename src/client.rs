@@ -44,9 +44,10 @@ use crate::crypto::fork::ForkGuard;
 use crate::err;
 use crate::error::{ErrorKind, KmsError, Result};
 use crate::ops::{Backend, Request, Response};
-/// The per-user default socket path (`$KMSCKS_SOCKET`, else `kmscks.sock` in a private
-/// per-user directory: `$XDG_RUNTIME_DIR/kmscks/`, else `/run/user/<euid>/kmscks/`, else
-/// `~/.local/state/kmscks/`): where a client looks for the daemon unless told otherwise.
+/// The per-user default socket path (`$KMSCKS_SOCKET`, else `kmscks.sock` in the first private
+/// per-user directory that holds one: `$XDG_RUNTIME_DIR/kmscks/`, `/run/user/<euid>/kmscks/`,
+/// `~/.local/state/kmscks/`, `/tmp/kmscks-<euid>/`): where a client looks for the daemon unless
+/// told otherwise.
 pub use crate::paths::default_socket;
 use crate::peer;
 use crate::sockwait;
@@ -690,8 +691,8 @@ impl Client {
     }
 
     /// Connects to the default socket ([`default_socket`]: `KMSCKS_SOCKET`, else
-    /// `kmscks.sock` in `$XDG_RUNTIME_DIR/kmscks/`, else `/run/user/<euid>/kmscks/`, else
-    /// `~/.local/state/kmscks/`).
+    /// `kmscks.sock` in the first of `$XDG_RUNTIME_DIR/kmscks/`, `/run/user/<euid>/kmscks/`,
+    /// `~/.local/state/kmscks/` and `/tmp/kmscks-<euid>/` that holds one).
     pub fn connect_default() -> Result<Client> {
         Client::connect(default_socket())
     }

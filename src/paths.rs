@@ -1,7 +1,7 @@
 //! Default locations, per user: where the daemon keeps its data and listens, and so where the
 //! CLI looks for it. `KMSCKS_SOCKET` overrides the socket for every program.
 //!
-//! The default socket lives in a directory private to the user ([`default_socket_dir`]), never
+//! The default socket lives in a directory private to the user ([`socket_dirs`]), never
 //! directly in a shared directory such as `/tmp`: whoever can create a file at the socket path
 //! first could otherwise pose as the daemon (and keep the real one from starting). Nor is that
 //! directory's name in a shared directory unless nothing else is at hand: another user could
@@ -13,7 +13,7 @@
 //! one that cannot be fooled.
 
 use std::ffi::OsString;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::err;
@@ -23,14 +23,14 @@ use crate::peer::effective_uid;
 /// Environment variable naming the daemon's socket.
 pub(crate) const SOCKET_ENV: &str = "KMSCKS_SOCKET";
 
-/// The socket's file name inside [`default_socket_dir`].
+/// The socket's file name inside each of [`socket_dirs`].
 const SOCKET_FILE: &str = "kmscks.sock";
 
-/// The mode of [`default_socket_dir`]; and the bits it must not have: group and other.
+/// The mode of [`socket_dirs`]; and the bits it must not have: group and other.
 const PRIVATE_DIR_MODE: u32 = 0o700;
 const NOT_PRIVATE: u32 = 0o077;
 
-/// The per-user directory of the default socket, the first of:
+/// The per-user directories a default socket may be in, most preferred first:
 /// 1. `$XDG_RUNTIME_DIR/kmscks`;
 /// 2. `/run/user/<euid>/kmscks` when `/run/user/<euid>` is a directory of ours: logind's
 ///    runtime directory, where a process without the variable (cron, `su`, ssh without
@@ -38,9 +38,13 @@ const NOT_PRIVATE: u32 = 0o077;
 /// 3. `$HOME/.local/state/kmscks`: never in a directory others may write, so that no other
 ///    user can take the name first (a `/tmp/kmscks-<euid>` made by someone else would keep
 ///    the daemon and its clients refusing it for good);
-/// 4. `/tmp/kmscks-<euid>`, only without a `HOME` that is a directory of ours, or when the
-///    socket's path under it would be longer than a Unix socket address holds.
-pub(crate) fn default_socket_dir() -> PathBuf {
+/// 4. `/tmp/kmscks-<euid>`, the daemon's only without a `HOME` that is a directory of ours,
+///    or when the socket's path under it would be longer than a Unix socket address holds.
+///
+/// A daemon listens in the first ([`listen_socket`]). Which is first depends on when it is
+/// asked (logind makes `/run/user/<euid>` at the user's first login, and a process may or may
+/// not have the variable), so a client looks in each in turn ([`default_socket`]).
+fn socket_dirs() -> Vec<PathBuf> {
     let euid = effective_uid();
     let run_user = PathBuf::from(format!("/run/user/{euid}"));
     let ours = std::fs::symlink_metadata(&run_user)
@@ -49,7 +53,7 @@ pub(crate) fn default_socket_dir() -> PathBuf {
     // container's user without one) could not hold the directory: `/tmp` then, as before.
     let home = std::env::var_os("HOME")
         .filter(|h| std::fs::metadata(h).is_ok_and(|m| m.is_dir() && m.uid() == euid));
-    socket_dir_of(
+    socket_dirs_of(
         std::env::var_os("XDG_RUNTIME_DIR"),
         ours.then_some(run_user),
         home,
@@ -60,42 +64,84 @@ pub(crate) fn default_socket_dir() -> PathBuf {
 /// The longest path a Unix socket address holds (`sun_path`, less its NUL).
 const SUN_PATH_MAX: usize = 107;
 
-/// [`default_socket_dir`] from what it reads: the environment's `XDG_RUNTIME_DIR` and `HOME`,
-/// and logind's runtime directory when it is ours.
-fn socket_dir_of(
+/// [`socket_dirs`] from what it reads: the environment's `XDG_RUNTIME_DIR` and `HOME`, and
+/// logind's runtime directory when it is ours. Never empty: `/tmp/kmscks-<euid>` is always
+/// last; no directory is named twice.
+fn socket_dirs_of(
     runtime: Option<OsString>,
     run_user: Option<PathBuf>,
     home: Option<OsString>,
     euid: u32,
-) -> PathBuf {
-    if let Some(dir) = runtime.filter(|p| !p.is_empty()) {
-        return PathBuf::from(dir).join("kmscks");
-    }
-    if let Some(dir) = run_user {
-        return dir.join("kmscks");
-    }
+) -> Vec<PathBuf> {
+    let runtime = runtime
+        .filter(|p| !p.is_empty())
+        .map(|dir| PathBuf::from(dir).join("kmscks"));
     let in_home = home
         .filter(|h| !h.is_empty())
         .map(|h| PathBuf::from(h).join(".local/state/kmscks"))
         .filter(|d| d.join(SOCKET_FILE).as_os_str().len() <= SUN_PATH_MAX);
-    in_home.unwrap_or_else(|| PathBuf::from(format!("/tmp/kmscks-{euid}")))
+    let tmp = PathBuf::from(format!("/tmp/kmscks-{euid}"));
+    let mut dirs: Vec<PathBuf> = Vec::with_capacity(4);
+    for dir in [
+        runtime,
+        run_user.map(|d| d.join("kmscks")),
+        in_home,
+        Some(tmp),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    dirs
 }
 
-/// `$KMSCKS_SOCKET`, else `kmscks.sock` in the private per-user socket directory:
-/// `$XDG_RUNTIME_DIR/kmscks/`, else `/run/user/<euid>/kmscks/` when that directory is ours,
-/// else `~/.local/state/kmscks/` (`/tmp/kmscks-<euid>/` only without a home directory of ours,
-/// or one too deep for a socket's address).
+/// `$KMSCKS_SOCKET`, else `kmscks.sock` in the first of the per-user socket directories
+/// ([`socket_dirs`]): where a daemon started now listens unless told otherwise.
+pub(crate) fn listen_socket() -> PathBuf {
+    if let Some(p) = std::env::var_os(SOCKET_ENV).filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    first_dir(socket_dirs()).join(SOCKET_FILE)
+}
+
+/// The first of `dirs`, which [`socket_dirs_of`] never leaves empty.
+fn first_dir(dirs: Vec<PathBuf>) -> PathBuf {
+    dirs.into_iter()
+        .next()
+        .expect("the socket directories always end with /tmp's")
+}
+
+/// `$KMSCKS_SOCKET`, else `kmscks.sock` in the first per-user socket directory that holds a
+/// socket by that name, in the order `$XDG_RUNTIME_DIR/kmscks/`, `/run/user/<euid>/kmscks/`
+/// (when that directory is ours), `~/.local/state/kmscks/`, `/tmp/kmscks-<euid>/`; with none,
+/// where a daemon started now would listen. So a client finds a daemon started before the
+/// user's first login, or with another environment, as long as it listens at a default path.
+/// Whichever it is, the client checks the directory's privacy and who serves the socket.
 pub fn default_socket() -> PathBuf {
     if let Some(p) = std::env::var_os(SOCKET_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(p);
     }
-    default_socket_dir().join(SOCKET_FILE)
+    first_holding_socket(socket_dirs())
 }
 
-/// Whether `socket` is a file of [`default_socket_dir`], whose privacy the daemon and the
-/// client then enforce.
+/// `kmscks.sock` in the first of `dirs` that holds a socket by that name, else in the first.
+fn first_holding_socket(dirs: Vec<PathBuf>) -> PathBuf {
+    let found = dirs
+        .iter()
+        .map(|d| d.join(SOCKET_FILE))
+        .find(|s| std::fs::symlink_metadata(s).is_ok_and(|m| m.file_type().is_socket()));
+    found.unwrap_or_else(|| first_dir(dirs).join(SOCKET_FILE))
+}
+
+/// Whether `socket` is a file of one of the per-user socket directories ([`socket_dirs`]),
+/// whose privacy the daemon and the client then enforce.
 pub(crate) fn in_default_socket_dir(socket: &Path) -> bool {
-    socket.parent() == Some(default_socket_dir().as_path())
+    socket
+        .parent()
+        .is_some_and(|parent| socket_dirs().iter().any(|d| d == parent))
 }
 
 /// Creates `dir` with mode 0700 if it is missing (and its missing parents, `~/.local/state`
@@ -215,44 +261,114 @@ mod tests {
         }
     }
 
+    /// The daemon's directory: the first of [`socket_dirs_of`].
+    fn first_of(
+        runtime: Option<OsString>,
+        run_user: Option<PathBuf>,
+        home: Option<OsString>,
+    ) -> PathBuf {
+        first_dir(socket_dirs_of(runtime, run_user, home, 1000))
+    }
+
     #[test]
     fn the_default_socket_directory_is_never_named_in_a_shared_directory_while_home_is_set() {
         let os = |s: &str| Some(OsString::from(s));
         let run_user = Some(PathBuf::from("/run/user/1000"));
         // The variable first, then logind's directory, then the home directory.
         assert_eq!(
-            socket_dir_of(os("/run/user/1000"), None, os("/home/me"), 1000),
+            first_of(os("/run/user/1000"), None, os("/home/me")),
             PathBuf::from("/run/user/1000/kmscks")
         );
         assert_eq!(
-            socket_dir_of(None, run_user.clone(), os("/home/me"), 1000),
+            first_of(None, run_user.clone(), os("/home/me")),
             PathBuf::from("/run/user/1000/kmscks")
         );
         assert_eq!(
-            socket_dir_of(os(""), None, os("/home/me"), 1000),
+            first_of(os(""), None, os("/home/me")),
             PathBuf::from("/home/me/.local/state/kmscks")
         );
         // `/tmp` only without a home, or one too deep for a socket's address.
         assert_eq!(
-            socket_dir_of(None, None, None, 1000),
+            first_of(None, None, None),
             PathBuf::from("/tmp/kmscks-1000")
         );
         assert_eq!(
-            socket_dir_of(None, None, os(""), 1000),
+            first_of(None, None, os("")),
             PathBuf::from("/tmp/kmscks-1000")
         );
         let deep = format!("/{}", "d".repeat(80));
         assert_eq!(
-            socket_dir_of(None, None, os(&deep), 1000),
+            first_of(None, None, os(&deep)),
             PathBuf::from("/tmp/kmscks-1000")
         );
         let fits = format!(
             "/{}",
             "d".repeat(SUN_PATH_MAX - "/.local/state/kmscks/kmscks.sock".len() - 1)
         );
-        let dir = socket_dir_of(None, None, os(&fits), 1000);
+        let dir = first_of(None, None, os(&fits));
         assert_eq!(dir.join(SOCKET_FILE).as_os_str().len(), SUN_PATH_MAX);
         assert!(dir.starts_with(&fits));
+    }
+
+    #[test]
+    fn every_default_socket_directory_is_listed_once_in_order_of_preference() {
+        let os = |s: &str| Some(OsString::from(s));
+        let all = socket_dirs_of(
+            os("/xdg"),
+            Some(PathBuf::from("/run/user/1000")),
+            os("/home/me"),
+            1000,
+        );
+        let expected = [
+            "/xdg/kmscks",
+            "/run/user/1000/kmscks",
+            "/home/me/.local/state/kmscks",
+            "/tmp/kmscks-1000",
+        ];
+        assert_eq!(all, expected.map(PathBuf::from));
+        // A variable naming logind's directory names it once.
+        let same = socket_dirs_of(
+            os("/run/user/1000"),
+            Some(PathBuf::from("/run/user/1000")),
+            None,
+            1000,
+        );
+        assert_eq!(
+            same,
+            ["/run/user/1000/kmscks", "/tmp/kmscks-1000"].map(PathBuf::from)
+        );
+    }
+
+    #[test]
+    fn a_client_finds_the_socket_in_a_later_directory_when_the_first_holds_none() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs: Vec<PathBuf> = ["session", "home", "tmp"]
+            .iter()
+            .map(|d| tmp.path().join(d))
+            .collect();
+        for d in &dirs {
+            create_private_dir(d).unwrap();
+        }
+        // Nothing listens anywhere: the first directory, where a daemon would listen.
+        assert_eq!(
+            first_holding_socket(dirs.clone()),
+            dirs[0].join(SOCKET_FILE)
+        );
+        // A plain file by that name is no socket.
+        std::fs::write(dirs[0].join(SOCKET_FILE), b"").unwrap();
+        let _home = std::os::unix::net::UnixListener::bind(dirs[1].join(SOCKET_FILE)).unwrap();
+        let _tmp = std::os::unix::net::UnixListener::bind(dirs[2].join(SOCKET_FILE)).unwrap();
+        assert_eq!(
+            first_holding_socket(dirs.clone()),
+            dirs[1].join(SOCKET_FILE)
+        );
+        // With one in the first, the first.
+        std::fs::remove_file(dirs[0].join(SOCKET_FILE)).unwrap();
+        let _session = std::os::unix::net::UnixListener::bind(dirs[0].join(SOCKET_FILE)).unwrap();
+        assert_eq!(
+            first_holding_socket(dirs.clone()),
+            dirs[0].join(SOCKET_FILE)
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Trust between the client and the daemon, tried as a second local user would (issue 9, items
 //! 1 and 3): a squatter on the socket path gets nothing and is refused; a daemon of another uid
 //! is refused unless that uid is configured; the per-user default socket directory is refused
-//! when it is not private; GenerateRandom and WaitForConnection are refused to other uids; a
+//! when it is not private, and a client finds a daemon in a later default directory; GenerateRandom and WaitForConnection are refused to other uids; a
 //! grant lets another uid use a key until it is revoked; a connection whose first frame is not
 //! a Hello is refused and closed.
 //!
@@ -371,6 +371,52 @@ fn the_default_socket_lives_in_a_private_directory_that_daemon_and_client_create
     assert_eq!(out.status.code(), Some(255), "{err}");
     assert!(err.contains(dir.to_str().unwrap()), "{err}");
     assert!(err.contains("mode 0o770"), "{err}");
+    drop(daemon);
+}
+
+#[test]
+fn a_client_in_a_session_finds_a_daemon_started_without_the_sessions_runtime_directory() {
+    // Without `XDG_RUNTIME_DIR` the daemon would take logind's `/run/user/<uid>` when there is
+    // one of ours; the home directory is the case here, so that directory must be absent.
+    let Some(euid) = support::effective_uid() else {
+        eprintln!("skipped: cannot read the effective uid");
+        return;
+    };
+    let run_user = format!("/run/user/{euid}");
+    if Path::new(&run_user).exists() {
+        eprintln!("skipped: {run_user} exists, so a daemon without XDG_RUNTIME_DIR listens there");
+        return;
+    }
+    let tmp = daemon_support::open_tempdir();
+    let home = tmp.path().join("home");
+    let session = tmp.path().join("session");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::create_dir(&session).unwrap();
+    let socket = home.join(".local/state/kmscks/kmscks.sock");
+    let mut daemon = Reaped(
+        kmscksd_on_default_socket(&session, &tmp.path().join("data"))
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("HOME", &home)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_kmscksd(&mut daemon.0, &socket);
+    // The client's session has the variable; nothing listens under it.
+    let out = cli()
+        .args(["kms", "list-keys"])
+        .env("XDG_RUNTIME_DIR", &session)
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the client did not find the daemon in {}: {}",
+        socket.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!session.join("kmscks").exists());
     drop(daemon);
 }
 

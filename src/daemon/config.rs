@@ -187,7 +187,7 @@ daemon_options! {
     /// The default directory is private: created with mode 0700, and refused if it exists
     /// owned by another user or open to group or others. A stale socket file (nothing answers
     /// on it) is replaced; if a live daemon answers, kmscksd refuses to start.
-    socket: PathBuf = crate::paths::default_socket();
+    socket: PathBuf = crate::paths::listen_socket();
     flag(Option<PathBuf>, value_name = "PATH");
     sample example("\"/run/user/1000/kmscks/kmscks.sock\"");
 

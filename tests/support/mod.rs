@@ -151,7 +151,7 @@ pub(crate) fn runnable(needs: &[Need]) -> bool {
 }
 
 /// The effective uid, from `/proc/self/status` (`Uid: real effective saved fs`).
-fn effective_uid() -> Option<u32> {
+pub(crate) fn effective_uid() -> Option<u32> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("Uid:"))?;
     line.split_whitespace().nth(2)?.parse().ok()
