@@ -60,7 +60,7 @@ impl Kms {
             if !passing || left.is_some_and(|l| l.is_zero()) {
                 return Ok(found);
             }
-            let core = super::lock(&self.shared.core);
+            let core = self.shared.core()?;
             // Woken by every commit (the worker's settling among them); the timeout bounds a
             // wake-up missed between the describe above and this wait.
             let most = std::time::Duration::from_millis(50);

@@ -188,12 +188,19 @@ impl Shared {
         }
     }
 
-    /// Locks the core, first deleting keys whose waiting period has ended.
-    pub(super) fn core_after_sweep(&self) -> Result<MutexGuard<'_, Core>> {
-        // In a forked child the core mutex may have been held by a parent's thread at the fork,
-        // and the journal is shared with the parent: refuse before touching either.
+    /// Locks the core for a caller's operation; in a forked child refuses instead
+    /// (`KMSInternalException`). Every caller's path takes the core through here: in a child the
+    /// mutex may have been held by a parent's thread at the fork (it would never be released),
+    /// and the journal is shared with the parent. The worker thread, which a child does not
+    /// have, locks the core directly.
+    pub(super) fn core(&self) -> Result<MutexGuard<'_, Core>> {
         self.fork.check()?;
-        let mut core = lock(&self.core);
+        Ok(lock(&self.core))
+    }
+
+    /// Locks the core ([`Shared::core`]), first deleting keys whose waiting period has ended.
+    pub(super) fn core_after_sweep(&self) -> Result<MutexGuard<'_, Core>> {
+        let mut core = self.core()?;
         self.sweep(&mut core)?;
         Ok(core)
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::tally::{Call, Runs};
 use super::throttle::{CryptoCost, Uses};
-use super::{lock, Kms};
+use super::Kms;
 use crate::api::kms::*;
 use crate::dataplane;
 use crate::engine::{
@@ -315,11 +315,8 @@ impl Kms {
         let plaintext = match &req.custom_key_store_id {
             None => self.shared.engine.generate_random(n, None)?,
             Some(store) => {
-                // Before the core's lock, as every path takes it: in a forked child it may be
-                // held for ever by a parent's thread that is not there.
-                self.shared.fork.check()?;
                 let fleet = {
-                    let core = lock(&self.shared.core);
+                    let core = self.shared.core()?;
                     dataplane::store_fleet(&core.state, self.scope(), store)?
                 };
                 self.shared.engine.generate_random(n, Some(&fleet))?

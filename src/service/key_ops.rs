@@ -1,7 +1,7 @@
 //! The KMS key operations of [`Kms`]: keys, policies, tags, aliases, the refused operations,
 //! scheduled deletions and the KMS event log.
 
-use super::{lock, Kms};
+use super::Kms;
 
 use crate::api::kms::*;
 use crate::crypto::private_key::generate_material;
@@ -136,8 +136,7 @@ impl Kms {
     /// its own every `deletion_check_interval`; every call also does it first). Returns how
     /// many keys were deleted.
     pub fn run_scheduled_deletions(&self) -> Result<usize> {
-        self.shared.fork.check()?;
-        let mut core = lock(&self.shared.core);
+        let mut core = self.shared.core()?;
         self.shared.sweep(&mut core)
     }
 
@@ -145,8 +144,7 @@ impl Kms {
     /// on its own every `deletion_check_interval`; every write also does it first). Returns
     /// how many keys rotated.
     pub fn run_scheduled_rotations(&self) -> Result<usize> {
-        self.shared.fork.check()?;
-        let mut core = lock(&self.shared.core);
+        let mut core = self.shared.core()?;
         self.shared.rotate_due(&mut core)
     }
 

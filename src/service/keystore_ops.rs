@@ -1,7 +1,7 @@
 //! The custom key store operations of [`Kms`]: create, describe, update, delete, connect,
 //! disconnect, and waiting for a connection attempt to settle.
 
-use super::{deadline_after, lock, Kms};
+use super::{deadline_after, Kms};
 
 use std::time::Duration;
 
@@ -94,7 +94,7 @@ impl Kms {
             custom_key_store_id: Some(custom_key_store_id.to_owned()),
             ..Default::default()
         };
-        let mut core = lock(&self.shared.core);
+        let mut core = self.shared.core()?;
         loop {
             let entry = stores::describe(&core.state.kms, &req)?
                 .custom_key_stores

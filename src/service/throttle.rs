@@ -495,8 +495,10 @@ impl Kms {
             }
             Uses::Blob(blob) => crate::crypto::blob::parse(blob).ok()?.key_id,
             Uses::Key(KeyName::Id(id)) => *id,
+            // In a forked child the core is refused (`Shared::core`): charged as no store's,
+            // and the operation itself is refused after.
             Uses::Key(KeyName::Alias(name)) => {
-                let core = lock(&self.shared.core);
+                let core = self.shared.core().ok()?;
                 let kms = &core.state.kms;
                 let target = kms.aliases.get(name.as_ref())?.target;
                 return kms.keys.get(&target).map(|k| KeyFacts::of(k).into());
@@ -506,7 +508,7 @@ impl Kms {
             return Some(known.into());
         }
         let facts = {
-            let core = lock(&self.shared.core);
+            let core = self.shared.core().ok()?;
             core.state.kms.keys.get(&id).map(KeyFacts::of)?
         };
         throttle.remember_key(id, facts.clone());

@@ -9,7 +9,7 @@
 use serde_json::{json, Value};
 
 use super::commit::{Core, Shared};
-use super::{lock, Kms};
+use super::Kms;
 use crate::api::kms::*;
 use crate::control::cloudtrail;
 use crate::control::event_log::Query;
@@ -56,7 +56,7 @@ impl Kms {
             .map(cloudtrail::parse_token)
             .transpose()?;
         self.read(|tx| keys::require_root(tx, Op::LookupEvents.action()))?;
-        let mut core = lock(&self.shared.core);
+        let mut core = self.shared.core()?;
         self.shared.flush_data_plane(&mut core);
         let name = req.event_name.as_deref();
         let wanted =
@@ -100,11 +100,10 @@ impl Kms {
             principal: self.principal().to_owned(),
             detail: detail.to_string(),
         };
-        if self.shared.fork.check().is_err() {
-            return;
-        }
         let now = event.time;
-        let mut core = lock(&self.shared.core);
+        let Ok(mut core) = self.shared.core() else {
+            return;
+        };
         // Best effort: a failed write is logged by the event log and retried with the next.
         let _ = core.events.append_unjournaled([event], now);
     }
@@ -233,7 +232,7 @@ impl Kms {
             keys::authorize(tx, key, Op::GetKeyLastUsage.action())?;
             Ok((key.id, key.created))
         })?;
-        let mut core = lock(&self.shared.core);
+        let mut core = self.shared.core()?;
         self.shared.flush_data_plane(&mut core);
         let key_last_usage = core.last_usage.get(&id).map(|&(op, at)| KeyLastUsage {
             operation: op.name().to_owned(),
