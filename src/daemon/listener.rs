@@ -98,13 +98,14 @@ fn bind_final(path: &Path, mode: u32, gid: Option<u32>) -> Result<mio::net::Unix
                 staging.display()
             )
         })?;
-    let out = Staging::open(&staging).and_then(|dir| {
+    // A staging directory that cannot be opened as ours is left where it is: it may be
+    // another user's, put in its place.
+    Staging::open(&staging).and_then(|dir| {
         let out = bind_staged(&dir, &staging, path, mode, gid);
         dir.remove_socket();
+        dir.remove_if_at(&staging);
         out
-    });
-    let _ = std::fs::remove_dir(&staging);
-    out
+    })
 }
 
 /// The staging directory, held open: the socket's mode, group and link into place are set
@@ -114,7 +115,11 @@ fn bind_final(path: &Path, mode: u32, gid: Option<u32>) -> Result<mio::net::Unix
 /// of our files; a `chmod` by path would follow it and open that file to the group. Through
 /// the descriptor every step acts in our directory, which only we can write (mode 0700): a
 /// swap before the `bind` leaves no socket there, and the steps after it fail on that.
-struct Staging(std::os::fd::OwnedFd);
+struct Staging {
+    fd: std::os::fd::OwnedFd,
+    /// The directory's device and inode, to know it again at its path.
+    id: (u64, u64),
+}
 
 /// The socket's name inside the staging directory.
 const STAGED: &std::ffi::CStr = c"s";
@@ -153,7 +158,10 @@ impl Staging {
                 meta.mode() & 0o7777
             ));
         }
-        Ok(Staging(dir_fd))
+        Ok(Staging {
+            fd: dir_fd,
+            id: (meta.dev(), meta.ino()),
+        })
     }
 
     /// Gives the staged socket group `gid` (`fchownat`, not following a link).
@@ -163,7 +171,7 @@ impl Staging {
         // SAFETY: a descriptor we own and a NUL-terminated name; `-1` leaves the owner.
         let r = unsafe {
             libc::fchownat(
-                self.0.as_raw_fd(),
+                self.fd.as_raw_fd(),
                 STAGED.as_ptr(),
                 u32::MAX,
                 gid,
@@ -179,7 +187,7 @@ impl Staging {
         use std::os::fd::AsRawFd;
         // SAFETY: a descriptor we own and a NUL-terminated name. The name is in our mode-0700
         // directory, where nobody else can have put a link.
-        let r = unsafe { libc::fchmodat(self.0.as_raw_fd(), STAGED.as_ptr(), mode, 0) };
+        let r = unsafe { libc::fchmodat(self.fd.as_raw_fd(), STAGED.as_ptr(), mode, 0) };
         os_result(r)
     }
 
@@ -191,7 +199,7 @@ impl Staging {
         // SAFETY: a descriptor we own and two NUL-terminated paths alive for the call.
         let r = unsafe {
             libc::linkat(
-                self.0.as_raw_fd(),
+                self.fd.as_raw_fd(),
                 STAGED.as_ptr(),
                 libc::AT_FDCWD,
                 c.as_ptr(),
@@ -207,7 +215,18 @@ impl Staging {
         use std::os::fd::AsRawFd;
         // SAFETY: a descriptor we own and a NUL-terminated name. A failure (no such name: the
         // bind failed) leaves nothing to clean up.
-        let _ = unsafe { libc::unlinkat(self.0.as_raw_fd(), STAGED.as_ptr(), 0) };
+        let _ = unsafe { libc::unlinkat(self.fd.as_raw_fd(), STAGED.as_ptr(), 0) };
+    }
+
+    /// Removes the directory at `path` if it is still this one (and empty): after a swap the
+    /// name is another user's directory, which is theirs to remove, and ours is wherever they
+    /// moved it. The check and the `rmdir` are two steps; between them the name can change
+    /// again, which costs at worst their empty directory, never a file.
+    fn remove_if_at(&self, path: &Path) {
+        let here = std::fs::symlink_metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == self.id);
+        if here {
+            let _ = std::fs::remove_dir(path);
+        }
     }
 }
 
@@ -464,6 +483,13 @@ mod tests {
             placed.ino(),
             std::fs::symlink_metadata(moved.join("s")).unwrap().ino()
         );
+        // Theirs, now at the staging name, is not removed as ours; ours, at its own name, is.
+        std::fs::remove_file(staging.join("s")).unwrap();
+        held.remove_if_at(&staging);
+        assert!(staging.is_dir(), "their directory was removed as ours");
+        held.remove_socket();
+        held.remove_if_at(&moved);
+        assert!(!moved.exists());
     }
 
     #[test]
