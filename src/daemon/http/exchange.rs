@@ -255,38 +255,52 @@ pub(super) fn parse<'b>(buf: &'b [u8], hosts: &Hosts) -> Parsed<'b> {
     for h in req.headers.iter() {
         // Only the headers read here are checked as text: a request carries several others
         // (a signature covers them as bytes).
-        let value = || std::str::from_utf8(h.value).unwrap_or("");
-        let name = h.name;
-        if name.eq_ignore_ascii_case("host") {
-            host = Some(ows(value()));
-            hosts_seen += 1;
-        } else if name.eq_ignore_ascii_case("x-amz-target") {
-            target = Some(ows(value()));
-        } else if name.eq_ignore_ascii_case("authorization") {
-            authorization = Some(ows(value()));
-        } else if name.eq_ignore_ascii_case("content-length") {
-            match content_length(ows(value())) {
+        let Some(read) = Read::of(h.name) else {
+            continue;
+        };
+        let Ok(value) = std::str::from_utf8(h.value) else {
+            return Parsed::Refused(
+                400,
+                err!(
+                    SerializationException,
+                    "The {} header's value is not UTF-8 text: {:?}",
+                    h.name,
+                    String::from_utf8_lossy(h.value)
+                ),
+            );
+        };
+        match read {
+            Read::Host => {
+                host = Some(ows(value));
+                hosts_seen += 1;
+            }
+            Read::Target => target = Some(ows(value)),
+            Read::Authorization => authorization = Some(ows(value)),
+            Read::ContentLength => match content_length(ows(value)) {
                 Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
                 _ => {
                     return Parsed::Refused(
                         400,
-                        err!(SerializationException, "Bad Content-Length: {:?}", value()),
+                        err!(SerializationException, "Bad Content-Length: {value:?}"),
                     )
                 }
+            },
+            Read::TransferEncoding => {
+                let named = value.split(',').map(ows).filter(|c| !c.is_empty());
+                transfer = Some(named.fold(transfer.unwrap_or(""), |_, c| {
+                    codings += 1;
+                    c
+                }));
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            let named = value().split(',').map(ows).filter(|c| !c.is_empty());
-            transfer = Some(named.fold(transfer.unwrap_or(""), |_, c| {
-                codings += 1;
-                c
-            }));
-        } else if name.eq_ignore_ascii_case("expect") {
             // RFC 9110 §10.1.1: an HTTP/1.0 client's expectation is ignored.
-            expects_continue = http_11 && ows(value()).eq_ignore_ascii_case("100-continue");
-        } else if name.eq_ignore_ascii_case("connection") {
-            for token in value().split(',').map(str::trim) {
-                connection_close |= token.eq_ignore_ascii_case("close");
-                connection_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+            Read::Expect => {
+                expects_continue = http_11 && ows(value).eq_ignore_ascii_case("100-continue")
+            }
+            Read::Connection => {
+                for token in value.split(',').map(str::trim) {
+                    connection_close |= token.eq_ignore_ascii_case("close");
+                    connection_keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+                }
             }
         }
     }
@@ -443,6 +457,37 @@ pub(super) fn write_answer(
         if close { "Connection: close\r\n" } else { "" },
     );
     crate::secret::extend_wiping(out, body);
+}
+
+/// The headers [`parse`] reads, whose values must be text.
+#[derive(Clone, Copy)]
+enum Read {
+    Host,
+    Target,
+    Authorization,
+    ContentLength,
+    TransferEncoding,
+    Expect,
+    Connection,
+}
+
+impl Read {
+    /// The header `name` is, if it is read (field names are case-insensitive).
+    fn of(name: &str) -> Option<Read> {
+        const NAMES: [(&str, Read); 7] = [
+            ("host", Read::Host),
+            ("x-amz-target", Read::Target),
+            ("authorization", Read::Authorization),
+            ("content-length", Read::ContentLength),
+            ("transfer-encoding", Read::TransferEncoding),
+            ("expect", Read::Expect),
+            ("connection", Read::Connection),
+        ];
+        NAMES
+            .iter()
+            .find(|(n, _)| name.eq_ignore_ascii_case(n))
+            .map(|&(_, read)| read)
+    }
 }
 
 /// The reason phrase of every status the endpoint answers with (RFC 9110's).
@@ -829,6 +874,37 @@ mod tests {
         let request = for_host("HTTP/1.1", Some("kms.internal"));
         let parsed = parse(request.as_bytes(), &Hosts::default());
         assert!(matches!(parsed, Parsed::Refused(421, _)), "{parsed:?}");
+    }
+
+    #[test]
+    fn a_header_read_as_text_that_is_not_utf8_is_refused_naming_it_and_its_bytes() {
+        let hosts = Hosts::default();
+        for (name, value) in [
+            ("Host", &b"local\xffhost"[..]),
+            ("Content-Length", b"1\xfe"),
+            ("connection", b"keep-alive\xc3"),
+        ] {
+            let mut request = b"POST / HTTP/1.1\r\nHost: localhost\r\n".to_vec();
+            if name == "Host" {
+                request = b"POST / HTTP/1.1\r\n".to_vec();
+            }
+            request.extend_from_slice(format!("{name}: ").as_bytes());
+            request.extend_from_slice(value);
+            request.extend_from_slice(b"\r\nX-Amz-Target: TrentService.ListKeys\r\n\r\n");
+            match parse(&request, &hosts) {
+                Parsed::Refused(400, e) => {
+                    assert_eq!(e.kind(), ErrorKind::SerializationException);
+                    let m = e.message();
+                    assert!(m.contains(&format!("The {name} header")), "{m}");
+                    assert!(m.contains("not UTF-8") && m.contains('\u{fffd}'), "{m}");
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        // A header the endpoint does not read may carry any bytes (a signature covers them).
+        let request = b"POST / HTTP/1.1\r\nHost: localhost\r\nX-Other: \xff\r\n\
+                        Content-Length: 0\r\n\r\n";
+        assert!(matches!(parse(request, &hosts), Parsed::Whole(_)));
     }
 
     #[test]
