@@ -310,6 +310,33 @@ fn decode_secret_len<D: bincode::de::Decoder>(
     Ok(len)
 }
 
+/// The most bytes of a secret made room for before that many have been read: its length
+/// prefix is only the sender's claim (up to the decoder's limit, 32 MiB), and a body that ends
+/// sooner must not have the daemon allocate, and then wipe, all it claimed for a frame of a few
+/// bytes. Past this the room doubles with what was read, so a secret that is there costs
+/// O(len) and one that is not at most twice what was sent.
+const SECRET_CHUNK: usize = 64 * 1024;
+
+/// Reads the `len` bytes of a secret straight into a zeroizing container.
+fn read_secret<D: bincode::de::Decoder>(
+    decoder: &mut D,
+    len: usize,
+) -> Result<SecretBytes, bincode::error::DecodeError> {
+    let mut out = SecretBytes::zeroed(len.min(SECRET_CHUNK));
+    let mut filled = 0;
+    loop {
+        let end = out.0.len();
+        bincode::de::read::Reader::read(decoder.reader(), &mut out.0[filled..end])?;
+        filled = end;
+        if filled == len {
+            return Ok(out);
+        }
+        let more = (len - filled).min(filled);
+        reserve_exact_wiping(&mut out.0, more);
+        out.0.resize(filled + more, 0);
+    }
+}
+
 /// On the socket protocol: a bincode byte string (varint length, then the bytes).
 impl bincode::Encode for SecretBytes {
     fn encode<E: bincode::enc::Encoder>(
@@ -328,9 +355,7 @@ impl<Context> bincode::Decode<Context> for SecretBytes {
         decoder: &mut D,
     ) -> Result<SecretBytes, bincode::error::DecodeError> {
         let len = decode_secret_len(decoder)?;
-        let mut out = SecretBytes::zeroed(len);
-        bincode::de::read::Reader::read(decoder.reader(), &mut out.0)?;
-        Ok(out)
+        read_secret(decoder, len)
     }
 }
 bincode::impl_borrow_decode!(SecretBytes);
@@ -353,8 +378,7 @@ impl<Context> bincode::Decode<Context> for Password {
         decoder: &mut D,
     ) -> Result<Password, bincode::error::DecodeError> {
         let len = decode_secret_len(decoder)?;
-        let mut buf = SecretBytes::zeroed(len);
-        bincode::de::read::Reader::read(decoder.reader(), &mut buf.0)?;
+        let mut buf = read_secret(decoder, len)?;
         let bytes = std::mem::take(&mut buf.0);
         match String::from_utf8(bytes) {
             Ok(text) => Ok(Password(text)),
@@ -439,6 +463,65 @@ mod tests {
         assert!(bincode::decode_from_slice::<SecretBytes, _>(&[5, 1, 2], config).is_err());
         let e = bincode::decode_from_slice::<Password, _>(&[2, 0xff, 0xfe], config).unwrap_err();
         assert!(format!("{e}").contains("UTF-8"), "{e}");
+    }
+
+    /// A slice reader that records the widest buffer it was asked to fill: the room a decoder
+    /// made for bytes before it had read them.
+    struct Widest<'a> {
+        inner: bincode::de::read::SliceReader<'a>,
+        widest: &'a std::cell::Cell<usize>,
+    }
+
+    impl bincode::de::read::Reader for Widest<'_> {
+        fn read(&mut self, bytes: &mut [u8]) -> Result<(), bincode::error::DecodeError> {
+            self.widest.set(self.widest.get().max(bytes.len()));
+            self.inner.read(bytes)
+        }
+    }
+
+    /// Decodes a `T` from `bytes` under a 32 MiB limit (the daemon's); returns the widest
+    /// buffer the decoder filled.
+    fn decode_widest<T: bincode::Decode<()>>(
+        bytes: &[u8],
+    ) -> (Result<T, bincode::error::DecodeError>, usize) {
+        let widest = std::cell::Cell::new(0);
+        let reader = Widest {
+            inner: bincode::de::read::SliceReader::new(bytes),
+            widest: &widest,
+        };
+        let config = bincode::config::standard().with_limit::<{ 32 << 20 }>();
+        let out = bincode::decode_from_reader(reader, config);
+        (out, widest.get())
+    }
+
+    #[test]
+    fn a_secrets_claimed_length_gets_room_only_as_its_bytes_arrive() {
+        // 32 MiB claimed (within the limit), 10 bytes sent: refused, after room for one chunk.
+        let mut frame = vec![0xfc];
+        frame.extend_from_slice(&(32u32 << 20).to_le_bytes());
+        frame.extend_from_slice(&[7; 10]);
+        let (out, widest) = decode_widest::<SecretBytes>(&frame);
+        assert!(out.is_err());
+        assert!(
+            widest <= SECRET_CHUNK,
+            "room for {widest} bytes before reading them"
+        );
+        let (out, widest) = decode_widest::<Password>(&frame);
+        assert!(out.is_err());
+        assert!(
+            widest <= SECRET_CHUNK,
+            "room for {widest} bytes before reading them"
+        );
+        // A secret of several chunks that is all there comes back whole.
+        let big: Vec<u8> = (0..5 * SECRET_CHUNK + 3).map(|i| i as u8).collect();
+        let config = bincode::config::standard();
+        let bytes = bincode::encode_to_vec(SecretBytes::from_slice(&big), config).unwrap();
+        let (out, widest) = decode_widest::<SecretBytes>(&bytes);
+        assert_eq!(out.unwrap().expose(), &big[..]);
+        assert!(widest <= big.len() / 2 + 1, "{widest}");
+        let text = "p".repeat(3 * SECRET_CHUNK);
+        let bytes = bincode::encode_to_vec(Password::new(text.clone()), config).unwrap();
+        assert_eq!(decode_widest::<Password>(&bytes).0.unwrap().expose(), text);
     }
 
     /// The bytes of `v`'s whole allocation, its spare capacity included.
