@@ -331,7 +331,7 @@ fn a_grant_is_retired_by_token_or_by_key_and_grant_id_by_whom_it_names() {
         ErrorKind::NotFoundException,
     );
 
-    // Whom the key policy allows kms:RetireGrant (the root, by the default policy).
+    // The account root, as a backstop.
     let g = grant(&kms, &key, USER, &[G::Decrypt]);
     assert_aws(
         retire_by_id(&user, &g.grant_id),
@@ -347,6 +347,43 @@ fn a_grant_is_retired_by_token_or_by_key_and_grant_id_by_whom_it_names() {
         }),
         ErrorKind::ValidationException,
     );
+}
+
+#[test]
+fn a_key_policy_allowing_retire_grant_lets_no_one_retire_anothers_grant() {
+    let (kms, _clock) = kms();
+    // OTHER may do everything with the key but revoke grants: `kms:RetireGrant` in a key
+    // policy is not effective (AWS's rule), so it is no way around the Deny.
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+             "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Allow", "Principal": {"AWS": OTHER}, "Action": "kms:*", "Resource": "*"},
+            {"Effect": "Deny", "Principal": {"AWS": OTHER},
+             "Action": "kms:RevokeGrant", "Resource": "*"}
+        ]
+    });
+    let key = kms
+        .create_key(&CreateKeyRequest {
+            policy: Some(policy.to_string()),
+            ..Default::default()
+        })
+        .unwrap()
+        .key_metadata
+        .key_id;
+    let g = grant(&kms, &key, USER, &[G::Decrypt]);
+    let other = kms.acting_as(OTHER);
+    let e = other
+        .retire_grant(&RetireGrantRequest {
+            key_id: Some(key.clone()),
+            grant_id: Some(g.grant_id.clone()),
+            ..Default::default()
+        })
+        .expect_err("retired another principal's grant by the key policy");
+    assert_eq!(e.kind(), ErrorKind::AccessDeniedException, "{e}");
+    assert!(e.message().contains("kms:RetireGrant"), "{e}");
+    assert_eq!(list(&kms, &key).len(), 1, "the grant is still there");
 }
 
 #[test]
