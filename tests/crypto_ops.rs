@@ -745,11 +745,19 @@ fn contexts_key_checks_and_re_encrypt_across_stores() {
         ..Default::default()
     });
     assert_aws(r, ErrorKind::IncorrectKeyException);
-    // Every single-byte change of a blob is InvalidCiphertextException.
+    // Every single-byte change of a blob is InvalidCiphertextException, whether the request
+    // names the key or not (a changed key id names no key: damaged, not another key's).
     for i in 0..enc.ciphertext_blob.len() {
         let mut blob = enc.ciphertext_blob.clone();
         blob[i] ^= 0x01;
         let r = decrypt(&kms, &blob, ctx(&[("a", "1"), ("b", "2")]));
+        assert_aws(r, ErrorKind::InvalidCiphertextException);
+        let r = kms.decrypt(&DecryptRequest {
+            ciphertext_blob: blob,
+            encryption_context: ctx(&[("a", "1"), ("b", "2")]),
+            key_id: Some(store_key.clone()),
+            ..Default::default()
+        });
         assert_aws(r, ErrorKind::InvalidCiphertextException);
     }
 }

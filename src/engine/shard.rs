@@ -1446,6 +1446,15 @@ impl ShardState {
             Err(e) => return Step::Done(Err(e)),
         };
         let id = view.key_id;
+        // A blob naming no key here is damaged whatever key the request names (a flipped byte
+        // of its key id, or another kind of ciphertext that happens to parse): checked first,
+        // so that the answer does not depend on whether the request named a key.
+        if !self.keys.contains_key(&id) {
+            return Step::Done(Err(err!(
+                InvalidCiphertextException,
+                "The ciphertext refers to a KMS key that does not exist in this account and Region"
+            )));
+        }
         if let Some(k) = key {
             match self.resolve(k) {
                 Ok(named) if named == id => {}
@@ -1459,12 +1468,6 @@ impl ShardState {
                 }
                 Err(e) => return Step::Done(Err(e)),
             }
-        }
-        if !self.keys.contains_key(&id) {
-            return Step::Done(Err(err!(
-                InvalidCiphertextException,
-                "The ciphertext refers to a KMS key that does not exist in this account and Region"
-            )));
         }
         let arn = match self.admit(&id, principal, action, ctx) {
             Ok((_, arn)) => arn,
