@@ -376,6 +376,66 @@ fn user_attempts(user: &Kms, key_id: &str) -> Vec<(&'static str, kmscks::Result<
 }
 
 #[test]
+fn a_principal_with_every_key_permission_still_may_not_write_an_alias_only_the_root_may() {
+    let (kms, _clock) = kms();
+    let user = kms.acting_as(USER);
+    let (mine, theirs) = (create_key(&kms, None), create_key(&kms, None));
+    put_policy(&kms, &mine, &root_and_user(json!("kms:*")), false).unwrap();
+    put_policy(&kms, &theirs, &root_and_user(json!("kms:*")), false).unwrap();
+    kms.create_alias(&AliasRequest {
+        alias_name: "alias/taken".into(),
+        target_key_id: theirs.clone(),
+    })
+    .unwrap();
+    // A name nobody uses yet, another application's to trust: not the user's to take.
+    let squat = AliasRequest {
+        alias_name: "alias/prod-db".into(),
+        target_key_id: mine.clone(),
+    };
+    let refusals = [
+        (
+            "kms:CreateAlias",
+            "alias/prod-db",
+            user.create_alias(&squat),
+        ),
+        (
+            "kms:UpdateAlias",
+            "alias/taken",
+            user.update_alias(&AliasRequest {
+                alias_name: "alias/taken".into(),
+                target_key_id: mine.clone(),
+            }),
+        ),
+        (
+            "kms:DeleteAlias",
+            "alias/taken",
+            user.delete_alias(&DeleteAliasRequest {
+                alias_name: "alias/taken".into(),
+            }),
+        ),
+    ];
+    for (action, name, r) in refusals {
+        let e = assert_aws(r.map(drop), ErrorKind::AccessDeniedException);
+        let m = e.message();
+        assert!(m.contains(USER) && m.contains(action), "{m}");
+        assert!(
+            m.contains(&format!(":alias/{}", &name["alias/".len()..])),
+            "{m}"
+        );
+    }
+    // Nothing changed; the root may do each of them, under the same key policies.
+    assert_eq!(describe_key(&kms, "alias/taken").key_id, theirs);
+    assert_aws(
+        kms.describe_key(&key_req("alias/prod-db")).map(drop),
+        ErrorKind::NotFoundException,
+    );
+    kms.create_alias(&squat).unwrap();
+    assert_eq!(describe_key(&kms, "alias/prod-db").key_id, mine);
+    // The user still uses the key through the alias: reading an alias is the key's policy's.
+    assert_eq!(describe_key(&user, "alias/prod-db").key_id, mine);
+}
+
+#[test]
 fn second_principal_gets_exactly_what_the_policy_grants() {
     let (kms, _clock) = kms();
     let user = kms.acting_as(USER);

@@ -1,4 +1,11 @@
 //! Aliases: CreateAlias, UpdateAlias, DeleteAlias, ListAliases (spec §4.3).
+//!
+//! Who may write an alias: on AWS, whoever the key policy of each key it points at allows the
+//! operation *and* whom an IAM policy allows it on the alias itself (key policies cannot). With
+//! no IAM here, the alias's part is the account root's ([`may_write`]). Without it, any
+//! principal a key policy lets create aliases (`kms:*` on a key of its own) could take a name
+//! no one uses yet but another application means to trust (`alias/prod-db`) and point it at a
+//! key it can decrypt with.
 
 use crate::api::kms::*;
 use crate::err;
@@ -47,6 +54,22 @@ pub fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The alias's own permission for `op` ([module docs](self)): the account root's.
+fn may_write(tx: &Tx<'_>, op: Op, name: &str) -> Result<()> {
+    if tx.principal == tx.scope.root_principal() {
+        return Ok(());
+    }
+    let action = op.action();
+    Err(err!(
+        AccessDeniedException,
+        "User: {} is not authorized to perform: {action} on resource: {} because no \
+         identity-based policy allows the {action} action (an alias's own permission is an IAM \
+         one; with no IAM, the account root's)",
+        tx.principal,
+        tx.scope.alias_arn(name)
+    ))
+}
+
 fn usable_target<'s>(tx: &Tx<'s>, target: &str, action: PolicyAction) -> Result<&'s Key> {
     let key = resolve_id(tx.state, tx.scope, target)?;
     authorize(tx, key, action)?;
@@ -56,17 +79,19 @@ fn usable_target<'s>(tx: &Tx<'s>, target: &str, action: PolicyAction) -> Result<
     Ok(key)
 }
 
+/// How many aliases point at `key`, counted up to the per-key limit: a seek in the index of
+/// aliases by key, not a scan of the account's.
 fn aliases_of(tx: &Tx<'_>, key: &Key) -> usize {
     tx.state
-        .aliases
-        .values()
-        .filter(|a| a.target == key.id)
+        .aliases_of(&key.id, None)
+        .take(MAX_ALIASES_PER_KEY)
         .count()
 }
 
 /// CreateAlias.
 pub fn create(tx: &mut Tx<'_>, req: &AliasRequest) -> Result<Empty> {
     check_name(&req.alias_name)?;
+    may_write(tx, Op::CreateAlias, &req.alias_name)?;
     if tx.state.aliases.contains_key(&req.alias_name) {
         return Err(err!(
             AlreadyExistsException,
@@ -94,6 +119,7 @@ pub fn create(tx: &mut Tx<'_>, req: &AliasRequest) -> Result<Empty> {
 /// UpdateAlias: re-points an existing alias at another key of the same type and usage.
 pub fn update(tx: &mut Tx<'_>, req: &AliasRequest) -> Result<Empty> {
     check_name(&req.alias_name)?;
+    may_write(tx, Op::UpdateAlias, &req.alias_name)?;
     let alias = tx
         .state
         .aliases
@@ -129,6 +155,7 @@ pub fn update(tx: &mut Tx<'_>, req: &AliasRequest) -> Result<Empty> {
 
 /// DeleteAlias.
 pub fn delete(tx: &mut Tx<'_>, req: &DeleteAliasRequest) -> Result<Empty> {
+    may_write(tx, Op::DeleteAlias, &req.alias_name)?;
     let alias = tx
         .state
         .aliases
