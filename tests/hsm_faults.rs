@@ -919,6 +919,163 @@ fn users_and_cli_lockout() {
     );
 }
 
+/// What each HSM's audit stream records of `username`: (opcode, response, key handle), in order,
+/// one list per HSM.
+fn audit_of(
+    kms: &Kms,
+    cluster_id: &str,
+    username: &str,
+) -> Vec<Vec<(String, String, Option<u64>)>> {
+    events_of(kms, cluster_id)
+        .into_iter()
+        .map(|(_, events)| {
+            events
+                .into_iter()
+                .filter(|e| e.user.as_deref() == Some(username))
+                .map(|e| (e.opcode, e.response, e.key_handle))
+                .collect()
+        })
+        .collect()
+}
+
+/// `(opcode, response, handle)` as [`audit_of`] lists it.
+fn rec(opcode: &str, response: &str, handle: Option<u64>) -> (String, String, Option<u64>) {
+    (opcode.to_owned(), response.to_owned(), handle)
+}
+
+/// A store's key whose store was then disconnected (KMS logged out): its key object's handle.
+fn orphanable_key_object(kms: &Kms, clock: &ManualClock) -> (StoreFixture, u64) {
+    let f = connected_store(kms, clock, "S");
+    create_key(kms, Some(&f.store_id));
+    disconnect(kms, clock, &f.store_id);
+    let objects = kms.list_key_objects(&f.cluster.cluster_id).unwrap();
+    let [object] = &objects[..] else {
+        panic!("one key object: {objects:?}")
+    };
+    let handle = object.key_reference;
+    (f, handle)
+}
+
+fn delete_object(
+    kms: &Kms,
+    cluster_id: &str,
+    handle: u64,
+    user: &str,
+    password: &str,
+) -> kmscks::Result<()> {
+    kms.delete_key_object(cluster_id, handle, user, &Password::new(password))
+}
+
+#[test]
+fn a_wrong_password_to_delete_a_key_object_counts_toward_the_lockout_and_is_audited() {
+    let (kms, clock) = kms();
+    let (f, handle) = orphanable_key_object(&kms, &clock);
+    let cid = &f.cluster.cluster_id;
+    kms.change_hsm_user_password(&user_req(cid, "kmsuser", NEW_PASSWORD))
+        .unwrap();
+    let before: Vec<usize> = audit_of(&kms, cid, "kmsuser")
+        .iter()
+        .map(Vec::len)
+        .collect();
+
+    for _ in 0..limits::MAX_FAILED_LOGINS {
+        let e = assert_aws(
+            delete_object(&kms, cid, handle, "kmsuser", "wrongPassw0rd"),
+            ErrorKind::CloudHsmAccessDeniedException,
+        );
+        assert!(e.message().contains("wrong password"), "{e}");
+    }
+    assert!(kmsuser(&kms, cid).locked, "the failed attempts were kept");
+    // Locked out: the right password no longer deletes.
+    let e = assert_aws(
+        delete_object(&kms, cid, handle, "kmsuser", NEW_PASSWORD),
+        ErrorKind::CloudHsmAccessDeniedException,
+    );
+    assert!(e.message().contains("locked"), "{e}");
+    assert_eq!(kms.list_key_objects(cid).unwrap().len(), 1);
+
+    let mut expected =
+        vec![rec("CN_LOGIN", "RET_USER_LOGIN_FAILURE", None); limits::MAX_FAILED_LOGINS as usize];
+    expected.push(rec("CN_LOGIN", "RET_USER_LOCKED_OUT", None));
+    for (stream, skip) in audit_of(&kms, cid, "kmsuser").iter().zip(before) {
+        assert_eq!(stream[skip..], expected[..]);
+    }
+}
+
+#[test]
+fn deleting_a_key_object_logs_in_as_the_user_and_out_again_even_when_the_key_is_not_theirs() {
+    let (kms, clock) = kms();
+    let (f, handle) = orphanable_key_object(&kms, &clock);
+    let cid = &f.cluster.cluster_id;
+    kms.create_hsm_user(&user_req(cid, "alice", "alicePassw0rd"))
+        .unwrap();
+    let e = assert_aws(
+        delete_object(&kms, cid, handle, "alice", "alicePassw0rd"),
+        ErrorKind::CloudHsmAccessDeniedException,
+    );
+    assert!(e.message().contains("Only the owner kmsuser"), "{e}");
+    let users = kms.list_hsm_users(cid).unwrap();
+    let alice = users.iter().find(|u| u.username == "alice").unwrap();
+    assert_eq!(alice.logged_in, None, "logged out after the refusal");
+    for stream in audit_of(&kms, cid, "alice") {
+        assert_eq!(
+            stream,
+            [
+                rec("CN_CREATE_USER", "SUCCESS", None),
+                rec("CN_LOGIN", "SUCCESS", None),
+                rec("CN_LOGOUT", "SUCCESS", None),
+            ]
+        );
+    }
+
+    kms.change_hsm_user_password(&user_req(cid, "kmsuser", NEW_PASSWORD))
+        .unwrap();
+    delete_object(&kms, cid, handle, "kmsuser", NEW_PASSWORD).unwrap();
+    assert!(kms.list_key_objects(cid).unwrap().is_empty());
+    assert_eq!(kmsuser(&kms, cid).logged_in, None);
+    for stream in audit_of(&kms, cid, "kmsuser") {
+        assert_eq!(
+            stream[stream.len() - 3..],
+            [
+                rec("CN_LOGIN", "SUCCESS", None),
+                rec("CN_DESTROY_OBJECT", "SUCCESS", Some(handle)),
+                rec("CN_LOGOUT", "SUCCESS", None),
+            ]
+        );
+    }
+}
+
+#[test]
+fn kmsuser_cannot_delete_a_key_object_while_kms_holds_its_session() {
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "S");
+    let cid = &f.cluster.cluster_id;
+    let key_id = create_key(&kms, Some(&f.store_id));
+    let handle = kms.list_key_objects(cid).unwrap()[0].key_reference;
+    // An admin may change kmsuser's password while KMS is logged in as kmsuser.
+    kms.change_hsm_user_password(&user_req(cid, "kmsuser", NEW_PASSWORD))
+        .unwrap();
+
+    let e = assert_aws(
+        delete_object(&kms, cid, handle, "kmsuser", NEW_PASSWORD),
+        ErrorKind::CloudHsmAccessDeniedException,
+    );
+    assert!(e.message().contains("already logged in"), "{e}");
+    assert_eq!(kms.list_key_objects(cid).unwrap().len(), 1);
+    assert_eq!(
+        kmsuser(&kms, cid).logged_in,
+        Some(format!("kms:{}", f.store_id)),
+        "KMS keeps its session"
+    );
+    assert_eq!(describe_key(&kms, &key_id).key_state, KeyState::Enabled);
+    for stream in audit_of(&kms, cid, "kmsuser") {
+        assert_eq!(
+            stream.last(),
+            Some(&rec("CN_LOGIN", "RET_USER_ALREADY_LOGGED_IN", None))
+        );
+    }
+}
+
 #[test]
 fn backups_copy_and_restore_related_clusters() {
     let (kms, clock) = kms();

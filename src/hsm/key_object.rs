@@ -3,12 +3,12 @@
 
 use super::audit::{audit_all, opcode};
 use super::cluster::{active_cluster, cluster};
-use super::password::password_matches;
-use super::user::user;
+use super::user::{cli_login, cli_logout};
 use super::{CloudHsmState, HsmChange, HsmTx};
 use crate::api::hsm::*;
 use crate::err;
 use crate::error::Result;
+use crate::hsm::model::Cluster;
 use crate::secret::Password;
 use crate::types::*;
 
@@ -34,7 +34,11 @@ pub fn list_key_objects(
         .collect())
 }
 
-/// `key delete` as the owner (the manual clean-up of an orphaned KMS key).
+/// `key delete` as the owner (the manual clean-up of an orphaned KMS key), as a CloudHSM CLI
+/// session runs it: log in as `username`, delete, log out. The login follows every rule of a
+/// CLI `login` ([`cli_login`]): a wrong password counts towards the lockout and is audited, a
+/// locked-out user is refused even with the right password, and so is kmsuser while KMS holds
+/// its session. The caller commits even when this fails, so that a failed attempt is kept.
 pub fn delete_key_object(
     tx: &mut HsmTx<'_>,
     cluster_id: &str,
@@ -43,6 +47,14 @@ pub fn delete_key_object(
     password: &Password,
 ) -> Result<()> {
     let c = active_cluster(tx.state, cluster_id)?.clone();
+    let session = cli_login(tx, &c, username, password)?;
+    let deleted = destroy_owned(tx, &c, handle, username);
+    cli_logout(tx, &c, session);
+    deleted
+}
+
+/// Deletes key `handle` of `c` for its owner `username`, who is logged in.
+fn destroy_owned(tx: &mut HsmTx<'_>, c: &Cluster, handle: u64, username: &str) -> Result<()> {
     let o = tx
         .state
         .objects
@@ -54,16 +66,6 @@ pub fn delete_key_object(
                 c.id
             )
         })?;
-    let u = user(tx.state, &c, username)?;
-    let matches = !u.locked_out()
-        && password_matches(tx, &c, username, &u.password, password)
-            .map_err(|e| super::password::unavailable(username, &e))?;
-    if !matches {
-        return Err(err!(
-            CloudHsmAccessDeniedException,
-            "Login failed for user {username}"
-        ));
-    }
     if o.owner != username {
         return Err(err!(
             CloudHsmAccessDeniedException,
@@ -73,7 +75,7 @@ pub fn delete_key_object(
     }
     audit_all(
         tx,
-        &c,
+        c,
         opcode::DESTROY_OBJECT,
         "SUCCESS",
         Some(username),

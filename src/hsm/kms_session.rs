@@ -69,7 +69,7 @@ pub fn kms_connect(
             return Ok(password.duplicate());
         }
     }
-    match login(
+    let mut u = match login(
         tx,
         &c,
         KMS_USER,
@@ -77,7 +77,8 @@ pub fn kms_connect(
         password,
         SessionHolder::Kms(store.to_string()),
     ) {
-        LoginOutcome::Ok => {}
+        // Rotate on top of the logged-in user `login` pushed.
+        LoginOutcome::Ok(u) => u,
         LoginOutcome::NoSuchUser => return Err(ConnectionErrorCode::UserNotFound),
         LoginOutcome::LockedOut => return Err(ConnectionErrorCode::UserLockedOut),
         LoginOutcome::AlreadyLoggedIn => return Err(ConnectionErrorCode::UserLoggedIn),
@@ -86,13 +87,8 @@ pub fn kms_connect(
             tracing::warn!(cluster = %c.id, error = %e, "kmsuser's password hash cannot be read");
             return Err(ConnectionErrorCode::InternalError);
         }
-    }
-    let rotated = Password::generate(ROTATED_PASSWORD_LEN);
-    // `login` pushed the logged-in user last; rotate on top of that value.
-    let mut u = match tx.changes().last() {
-        Some(HsmChange::PutUser(_, u)) => u.clone(),
-        _ => return Err(ConnectionErrorCode::InternalError),
     };
+    let rotated = Password::generate(ROTATED_PASSWORD_LEN);
     u.password = match hash_password(tx, &c, KMS_USER, &rotated) {
         Ok(h) => h,
         Err(e) => {

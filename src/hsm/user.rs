@@ -149,8 +149,8 @@ fn describe_user(u: &HsmUser) -> UserDescription {
 /// How a login attempt ended.
 #[derive(Debug)]
 pub(super) enum LoginOutcome {
-    /// Logged in.
-    Ok,
+    /// Logged in: the user as it now is (holding the session), as pushed.
+    Ok(HsmUser),
     /// No such user (or none of the role the login asked for).
     NoSuchUser,
     /// The user is locked out.
@@ -225,8 +225,8 @@ pub(super) fn login(
     u.failed_logins = 0;
     u.session = Some(holder);
     audit_all(tx, c, opcode::LOGIN, "SUCCESS", Some(username), None);
-    tx.push(HsmChange::PutUser(c.id.clone(), u));
-    LoginOutcome::Ok
+    tx.push(HsmChange::PutUser(c.id.clone(), u.clone()));
+    LoginOutcome::Ok(u)
 }
 
 /// `login` from the CloudHSM CLI (an external session).
@@ -237,8 +237,21 @@ pub fn login_external(
     password: &Password,
 ) -> Result<()> {
     let c = active_cluster(tx.state, cluster_id)?.clone();
-    match login(tx, &c, username, None, password, SessionHolder::External) {
-        LoginOutcome::Ok => Ok(()),
+    cli_login(tx, &c, username, password).map(drop)
+}
+
+/// A CloudHSM CLI login to `c` (an external session), under every rule of [`login`]: a
+/// locked-out user, or one somebody (KMS included) is logged in as already, is refused, and a
+/// wrong password counts towards the lockout. Returns the logged-in user, for
+/// [`cli_logout`]. The caller commits even when this fails, so the attempt is kept.
+pub(super) fn cli_login(
+    tx: &mut HsmTx<'_>,
+    c: &Cluster,
+    username: &str,
+    password: &Password,
+) -> Result<HsmUser> {
+    match login(tx, c, username, None, password, SessionHolder::External) {
+        LoginOutcome::Ok(u) => Ok(u),
         LoginOutcome::NoSuchUser => Err(err!(
             CloudHsmResourceNotFoundException,
             "User {username} does not exist in cluster {}",
@@ -263,15 +276,20 @@ pub fn login_external(
 /// `logout` of an external session.
 pub fn logout_external(tx: &mut HsmTx<'_>, cluster_id: &str, username: &str) -> Result<()> {
     let c = cluster(tx.state, cluster_id)?.clone();
-    let mut u = user(tx.state, &c, username)?.clone();
+    let u = user(tx.state, &c, username)?.clone();
     if u.session != Some(SessionHolder::External) {
         return Err(err!(
             CloudHsmInvalidRequestException,
             "User {username} has no CLI session to log out"
         ));
     }
-    u.session = None;
-    audit_all(tx, &c, opcode::LOGOUT, "SUCCESS", Some(username), None);
-    tx.push(HsmChange::PutUser(c.id.clone(), u));
+    cli_logout(tx, &c, u);
     Ok(())
+}
+
+/// Ends the CLI session of `u` (as [`cli_login`] returned it, or as the state holds it).
+pub(super) fn cli_logout(tx: &mut HsmTx<'_>, c: &Cluster, mut u: HsmUser) {
+    u.session = None;
+    audit_all(tx, c, opcode::LOGOUT, "SUCCESS", Some(&u.username), None);
+    tx.push(HsmChange::PutUser(c.id.clone(), u));
 }

@@ -257,7 +257,8 @@ impl Kms {
         })
     }
 
-    /// `key delete` as the key's owner (removing an orphaned key by hand).
+    /// `key delete` as the key's owner (removing an orphaned key by hand): a CLI session that
+    /// logs in as the owner, so a wrong password counts towards the lockout, as with `login`.
     pub fn delete_key_object(
         &self,
         cluster_id: &str,
@@ -265,8 +266,9 @@ impl Kms {
         username: &str,
         password: &Password,
     ) -> Result<()> {
-        self.cluster_admin(Op::DeleteKeyObject, |tx| {
-            hsm::delete_key_object(tx, cluster_id, handle, username, password)
+        self.write_always(|tx| {
+            require_cluster_admin(tx, Op::DeleteKeyObject.action())?;
+            tx.in_hsm(|h| hsm::delete_key_object(h, cluster_id, handle, username, password))
         })
     }
 
