@@ -54,10 +54,13 @@ fn hsm_in(kms: &Kms, cluster_id: &str, zone: &str) -> kmscks::Result<HsmResponse
     })
 }
 
+/// The admin password `cluster activate` sets in these tests.
+const ADMIN_PASSWORD: &str = "adminPassw0rd";
+
 fn activate(kms: &Kms, cluster_id: &str) -> kmscks::Result<ClusterResponse> {
     kms.activate_cluster(&ActivateClusterRequest {
         cluster_id: cluster_id.to_owned(),
-        password: Password::new("adminPassw0rd"),
+        password: Password::new(ADMIN_PASSWORD),
     })
 }
 
@@ -174,6 +177,88 @@ fn kmscks_one_step_initialize_cluster_still_makes_the_cluster_active_at_once() {
     assert_eq!(init.state, ClusterState::Active);
     assert!(init.trust_anchor.is_some());
     assert_eq!(state(&kms, &id), ClusterState::Active);
+}
+
+/// A cluster restored from `backup`, with an HSM in one of its zones.
+fn restored_from(kms: &Kms, backup: &BackupDescription) -> String {
+    let c = kms
+        .create_cluster(&CreateClusterRequest {
+            source_backup_id: Some(backup.backup_id.clone()),
+            ..Default::default()
+        })
+        .unwrap()
+        .cluster;
+    let id = c.cluster_id.to_string();
+    hsm_in(kms, &id, c.subnet_mapping.keys().next().unwrap()).unwrap();
+    id
+}
+
+/// The only backup of `cluster_id`: the one its activation took.
+fn activation_backup(kms: &Kms, cluster_id: &str) -> BackupDescription {
+    let backups = backups_of(kms, cluster_id);
+    let [backup] = &backups[..] else {
+        panic!("one backup, taken at activation: {backups:?}")
+    };
+    backup.clone()
+}
+
+fn admin_of(kms: &Kms, cluster_id: &str) -> Option<UserDescription> {
+    kms.list_hsm_users(cluster_id)
+        .unwrap()
+        .into_iter()
+        .find(|u| u.username == "admin")
+}
+
+#[test]
+fn the_backup_cluster_activate_takes_holds_the_admin_password_it_just_set() {
+    let (kms, _clock) = kms();
+    let c = kms
+        .create_cluster(&CreateClusterRequest::default())
+        .unwrap()
+        .cluster;
+    let id = c.cluster_id.to_string();
+    hsm_in(&kms, &id, c.subnet_mapping.keys().next().unwrap()).unwrap();
+    let csr = clusters(&kms, &id)[0]
+        .certificates
+        .cluster_csr
+        .clone()
+        .expect("a CSR once the first HSM exists");
+    let ca = CertificateAuthority::generate("the customer's CA").unwrap();
+    kms.initialize_cluster(&InitializeClusterRequest {
+        cluster_id: id.clone(),
+        signed_cert: ca.sign_csr(&csr).unwrap(),
+        trust_anchor: ca.certificate_pem().into(),
+        region: None,
+    })
+    .unwrap();
+    assert_eq!(state(&kms, &id), ClusterState::Initialized);
+    activate(&kms, &id).unwrap();
+
+    let restored = restored_from(&kms, &activation_backup(&kms, &id));
+    let admin = admin_of(&kms, &restored).expect("the restored cluster has the admin");
+    assert_eq!(admin.role, HsmUserRole::Admin);
+    kms.login_hsm_user(&restored, "admin", &Password::new(ADMIN_PASSWORD))
+        .unwrap();
+}
+
+#[test]
+fn the_backup_kmscks_one_step_initialize_takes_holds_the_admin() {
+    let (kms, _clock) = kms();
+    let c = kms
+        .create_cluster(&CreateClusterRequest::default())
+        .unwrap()
+        .cluster;
+    let id = c.cluster_id.to_string();
+    hsm_in(&kms, &id, c.subnet_mapping.keys().next().unwrap()).unwrap();
+    kms.initialize_cluster_with_new_ca(&cluster_named(&id))
+        .unwrap();
+
+    let restored = restored_from(&kms, &activation_backup(&kms, &id));
+    assert!(
+        admin_of(&kms, &restored).is_some(),
+        "the restored cluster has the admin"
+    );
+    assert_eq!(admin_of(&kms, &restored), admin_of(&kms, &id));
 }
 
 #[test]

@@ -10,6 +10,7 @@ use super::cluster::cluster;
 use super::paging::page_set;
 use super::state::BackupAge;
 use std::cmp::Reverse;
+use std::collections::BTreeMap;
 use super::{CloudHsmState, HsmChange, HsmTx};
 use crate::api::hsm::*;
 use crate::err;
@@ -43,17 +44,45 @@ pub(super) fn take_backup(tx: &mut HsmTx<'_>, c: &Cluster) -> BackupDescription 
     d
 }
 
-/// A new backup of `c` as it is now (not yet recorded).
+/// A new backup of `c` as it is now (not yet recorded): its users and key objects as the
+/// transaction leaves them, the state's with the changes pushed so far applied, since a
+/// backup can be taken by the very operation that changed them (activation sets the admin
+/// password, then backs up).
 fn new_backup(tx: &HsmTx<'_>, c: &Cluster) -> Backup {
-    let users = tx
+    let mut users: BTreeMap<String, HsmUser> = tx
         .state
         .cluster_users(&c.id)
-        .map(|u| HsmUser {
-            session: None,
-            ..u.clone()
-        })
+        .map(|u| (u.username.clone(), u.clone()))
         .collect();
-    let objects = tx.state.cluster_objects(&c.id).cloned().collect();
+    let mut objects: BTreeMap<u64, KeyObject> = tx
+        .state
+        .cluster_objects(&c.id)
+        .map(|o| (o.handle, o.clone()))
+        .collect();
+    let mut next_handle = c.next_handle;
+    for change in tx.changes() {
+        match change {
+            HsmChange::SetNextHandle(id, next) if *id == c.id => next_handle = *next,
+            HsmChange::PutUser(id, u) if *id == c.id => {
+                users.insert(u.username.clone(), u.clone());
+            }
+            HsmChange::DeleteUser(id, name) if *id == c.id => {
+                users.remove(name);
+            }
+            HsmChange::PutObject(id, o) if *id == c.id => {
+                objects.insert(o.handle, o.clone());
+            }
+            HsmChange::DeleteObject(id, handle) if *id == c.id => {
+                objects.remove(handle);
+            }
+            _ => {}
+        }
+    }
+    let users = users
+        .into_values()
+        .map(|u| HsmUser { session: None, ..u })
+        .collect();
+    let objects = objects.into_values().collect();
     Backup {
         id: BackupId::generate(),
         state: BackupState::Ready,
@@ -68,7 +97,7 @@ fn new_backup(tx: &HsmTx<'_>, c: &Cluster) -> Backup {
         wrapping_key: c.wrapping_key.clone(),
         users,
         objects,
-        next_handle: c.next_handle,
+        next_handle,
         copied_from: None,
         copied: None,
         never_expires: false,
