@@ -234,10 +234,14 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
-            name: "every HSM lost",
+            name: "every HSM lost while connecting",
             code: ConnectionErrorCode::InsufficientCloudhsmHsms,
             create_password: KMSUSER_PASSWORD,
             fault: |x| {
+                // Lost before Connect, they fail it at once (CloudHsmClusterInvalid-
+                // ConfigurationException); lost once it is accepted, before KMS logs in, they
+                // fail the attempt. The connect that follows is a no-op while CONNECTING.
+                x.kms.connect_custom_key_store(&id_req(x.store_id)).unwrap();
                 for hsm in hsm_ids(x.kms, &x.c.cluster_id) {
                     x.kms
                         .inject_fault(&x.c.cluster_id, &Fault::HsmLost(hsm))
@@ -484,6 +488,41 @@ fn connect_rotates_the_kmsuser_password_and_holds_its_session() {
     // KMS knows the rotated password: it reconnects without help.
     assert_eq!(
         connect(&kms, &clock, &f.store_id).connection_state,
+        ConnectionState::Connected
+    );
+}
+
+#[test]
+fn connect_fails_at_once_with_invalid_configuration_when_no_hsm_of_the_cluster_is_active() {
+    let (kms, clock) = kms();
+    let c = active_cluster(&kms);
+    let store_id = kms
+        .create_custom_key_store(&store_request(&c, "S"))
+        .unwrap()
+        .custom_key_store_id;
+    let hsms = hsm_ids(&kms, &c.cluster_id);
+    for hsm in &hsms {
+        kms.inject_fault(&c.cluster_id, &Fault::HsmLost(hsm.clone()))
+            .unwrap();
+    }
+    assert_eq!(describe_cluster(&kms, &c.cluster_id).hsms.len(), hsms.len());
+
+    let e = assert_aws(
+        kms.connect_custom_key_store(&id_req(&store_id)),
+        ErrorKind::CloudHsmClusterInvalidConfigurationException,
+    );
+    assert!(e.message().contains("no active HSM"), "{e}");
+    let entry = describe_store(&kms, &store_id);
+    assert_eq!(
+        (entry.connection_state, entry.connection_error_code),
+        (ConnectionState::Disconnected, None)
+    );
+
+    // One HSM back is enough to connect.
+    kms.inject_fault(&c.cluster_id, &Fault::HsmRestored(hsms[0].clone()))
+        .unwrap();
+    assert_eq!(
+        connect(&kms, &clock, &store_id).connection_state,
         ConnectionState::Connected
     );
 }

@@ -74,6 +74,17 @@ fn hsm_ids(kms: &Kms, cluster_id: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether any HSM of the cluster is ACTIVE.
+fn any_hsm_active(kms: &Kms, cluster_id: &str) -> bool {
+    let mut req = kmscks::api::hsm::DescribeClustersRequest::default();
+    req.filters
+        .insert("clusterIds".into(), vec![cluster_id.to_owned()]);
+    kms.describe_clusters(&req).unwrap().clusters[0]
+        .hsms
+        .iter()
+        .any(|h| h.state == kmscks::types::HsmState::Active)
+}
+
 // ---- §1.1 CreateCustomKeyStore ------------------------------------------------------------
 
 #[test]
@@ -1097,8 +1108,20 @@ mod prop {
                     Ok(()) => deleted = true,
                     Err(e) => assert_eq!(e.kind(), ErrorKind::CustomKeyStoreHasCMKsException),
                 },
-                (Some(Op::Connect), Some(_)) => match result {
+                (Some(Op::Connect), Some(state)) => match result {
                     Ok(()) => {}
+                    // §1.5: without an active HSM, Connect fails at once and the store stays
+                    // DISCONNECTED.
+                    Err(e)
+                        if e.kind() == ErrorKind::CloudHsmClusterInvalidConfigurationException
+                            && !any_hsm_active(&kms, &c.cluster_id) =>
+                    {
+                        assert_eq!(state, ConnectionState::Disconnected, "{e}");
+                        assert_eq!(
+                            connection_state(&kms, &store_id),
+                            ConnectionState::Disconnected
+                        );
+                    }
                     Err(e) => panic!("connect from {before:?}: {e}"),
                 },
                 (Some(Op::CreateKey), Some(_)) => {

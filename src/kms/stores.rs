@@ -484,10 +484,11 @@ pub fn connect(tx: &mut Tx<'_>, req: &CustomKeyStoreIdRequest) -> Result<FollowU
         .filter(|c| c.region == tx.scope.region)
     {
         check_active(c)?;
-        if c.hsms.is_empty() {
+        if c.active_hsms().next().is_none() {
             return Err(err!(
                 CloudHsmClusterInvalidConfigurationException,
-                "The CloudHSM cluster {} has no HSMs; add at least one",
+                "The CloudHSM cluster {} has no active HSM; ConnectCustomKeyStore needs at \
+                 least one: add an HSM, or bring a lost one back",
                 c.id
             ));
         }
