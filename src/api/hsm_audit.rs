@@ -238,6 +238,10 @@ pub fn verify_stream(hsm: &HsmId, events: &[AuditEvent]) -> StreamVerdict {
 
 /// Verifies records of any number of HSMs (as read from an export: each with its HSM),
 /// grouped by HSM in order of first appearance, each group in the order given.
+///
+/// A verdict is only for a stream that is there: no records give no verdict (nothing was
+/// verified), and a stream left out whole gives none either, as a chain cannot show it. A
+/// caller that reports "all intact" must check that it has the streams it expects.
 pub fn verify_records(
     records: impl IntoIterator<Item = (HsmId, AuditEvent)>,
 ) -> Vec<StreamVerdict> {

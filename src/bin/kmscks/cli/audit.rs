@@ -4,15 +4,18 @@
 //!
 //! | verb | what it does |
 //! |---|---|
-//! | `audit verify --cluster-id ID [--hsm-id ID]` | fetches the streams (the AuditLog operation), verifies each, prints a verdict per HSM |
-//! | `audit verify --file F` | verifies an exported file offline (no daemon, no data directory) |
+//! | `audit verify --cluster-id ID [--hsm-id ID] [--expect-hsm ID…]` | fetches the streams (the AuditLog operation), verifies each, prints a verdict per HSM |
+//! | `audit verify --file F [--expect-hsm ID…]` | verifies an exported file offline (no daemon, no data directory) |
 //! | `audit export --cluster-id ID --hsm-id ID` | writes the HSM's stream as JSON lines, one record per line, hashes included |
 //!
 //! A verdict is `{"HsmId", "Verdict": "INTACT"|"BROKEN", "Records", "HeadHash", "Break":
 //! {"Sequence", "Kind": "REMOVED"|"REORDERED"|"EDITED"}}` inside `{"Streams": [...]}`. When any
 //! stream is broken, `verify` prints the verdicts all the same, names the breaks on stderr and
-//! exits [`EXIT_BROKEN`]. These verbs are not operations of their own (the op table has
-//! AuditLog); the existing `audit-log` verb prints the raw response.
+//! exits [`EXIT_BROKEN`]. So it does when a stream is missing: when there is none at all (an
+//! empty export, a cluster without audit streams: nothing was verified), or when an HSM
+//! `--expect-hsm` names has none (a chain cannot show that a whole stream was left out of an
+//! export). These verbs are not operations of their own (the op table has AuditLog); the
+//! existing `audit-log` verb prints the raw response.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -25,11 +28,18 @@ use super::{spec_args, CliError, Target};
 use kmscks::api::hsm::{AuditLogRequest, AuditStream};
 use kmscks::api::hsm_audit::{self, AuditRecordLine, StreamVerdict};
 use kmscks::ops::{Op, Request, Response};
+use kmscks::types::HsmId;
 
-/// Exit code of `audit verify` when a chain is broken (the verdicts are still printed).
+/// Exit code of `audit verify` when a chain is broken or a stream is missing (the verdicts are
+/// still printed).
 pub(crate) const EXIT_BROKEN: i32 = 1;
 
 const HSM_ID: ArgSpec = opt("hsm-id", Str, "Only this HSM");
+const EXPECT_HSM: ArgSpec = opt(
+    "expect-hsm",
+    List,
+    "An HSM whose stream must be verified (repeatable): without it the verification fails",
+);
 
 /// The verbs below `kmscks cloudhsm audit`: name, about, flags.
 const VERBS: &[(&str, &str, &[ArgSpec])] = &[
@@ -44,6 +54,7 @@ const VERBS: &[(&str, &str, &[ArgSpec])] = &[
                 Str,
                 "An exported stream (JSON lines) to verify offline",
             ),
+            EXPECT_HSM,
         ],
     ),
     (
@@ -90,35 +101,24 @@ pub(super) fn run(
     let io = CliError::output;
     match m.subcommand() {
         Some(("verify", v)) => {
-            let verdicts = match v.get_one::<PathBuf>("file") {
-                Some(file) => verify_file(file)?,
-                None => fetch(v, target)?
-                    .iter()
-                    .map(|s| hsm_audit::verify_stream(&s.hsm_id, &s.events))
-                    .collect(),
+            let expected = expected_hsms(v)?;
+            let (verdicts, source) = match v.get_one::<PathBuf>("file") {
+                Some(file) => (verify_file(file)?, file.display().to_string()),
+                None => {
+                    let verdicts = fetch(v, target)?
+                        .iter()
+                        .map(|s| hsm_audit::verify_stream(&s.hsm_id, &s.events))
+                        .collect();
+                    let cluster = v.get_one::<String>("cluster-id").cloned();
+                    (verdicts, format!("cluster {}", cluster.unwrap_or_default()))
+                }
             };
             print_verdicts(&verdicts, print, out)?;
-            let breaks: Vec<String> = verdicts
-                .iter()
-                .filter_map(|v| {
-                    let b = v.chain_break?;
-                    Some(format!(
-                        "{} at sequence {} ({})",
-                        v.hsm_id,
-                        b.sequence,
-                        kind_name(b.kind)
-                    ))
-                })
-                .collect();
-            if breaks.is_empty() {
+            let failures = failures(&verdicts, &expected, &source);
+            if failures.is_empty() {
                 Ok(())
             } else {
-                Err(CliError::AuditBroken(format!(
-                    "{} of {} audit streams are broken: {}",
-                    breaks.len(),
-                    verdicts.len(),
-                    breaks.join("; ")
-                )))
+                Err(CliError::AuditBroken(failures.join("\n")))
             }
         }
         Some(("export", e)) => {
@@ -137,6 +137,66 @@ pub(super) fn run(
         }
         _ => Err(CliError::Other("no audit verb given".into())),
     }
+}
+
+/// The HSMs `--expect-hsm` names, each an HSM id.
+fn expected_hsms(m: &ArgMatches) -> Result<Vec<HsmId>, CliError> {
+    m.get_many::<String>(EXPECT_HSM.flag)
+        .into_iter()
+        .flatten()
+        .map(|text| {
+            HsmId::parse(text).ok_or_else(|| {
+                CliError::Param(ParamError {
+                    flag: format!("--{}", EXPECT_HSM.flag),
+                    message: format!("{text:?} is not an HSM id"),
+                })
+            })
+        })
+        .collect()
+}
+
+/// What makes a verification fail, one line each: no stream at all (nothing was verified), an
+/// expected HSM without a stream, broken chains. Empty: every stream is intact and there.
+fn failures(verdicts: &[StreamVerdict], expected: &[HsmId], source: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if verdicts.is_empty() {
+        out.push(format!(
+            "{source} has no audit record: nothing was verified"
+        ));
+    }
+    let missing: Vec<&str> = expected
+        .iter()
+        .filter(|hsm| !verdicts.iter().any(|v| v.hsm_id == **hsm))
+        .map(HsmId::as_str)
+        .collect();
+    if !missing.is_empty() {
+        out.push(format!(
+            "{source} has no audit stream of {} (--{})",
+            missing.join(", "),
+            EXPECT_HSM.flag
+        ));
+    }
+    let breaks: Vec<String> = verdicts
+        .iter()
+        .filter_map(|v| {
+            let b = v.chain_break?;
+            Some(format!(
+                "{} at sequence {} ({})",
+                v.hsm_id,
+                b.sequence,
+                kind_name(b.kind)
+            ))
+        })
+        .collect();
+    if !breaks.is_empty() {
+        out.push(format!(
+            "{} of {} audit streams are broken: {}",
+            breaks.len(),
+            verdicts.len(),
+            breaks.join("; ")
+        ));
+    }
+    out
 }
 
 /// The streams, by the AuditLog operation; with `--hsm-id`, that HSM must have one.

@@ -16,7 +16,7 @@
 //! | `login --cluster-id --username [--role] --password`, `logout --cluster-id --username` | CloudHSM CLI |
 //! | `key list --cluster-id`, `key delete --cluster-id --key-reference --username --password` | CloudHSM CLI |
 //! | `audit-log --cluster-id [--hsm-id]` | kmscks extra: the HSMs' audit logs (raw, hashes included) |
-//! | `audit verify --cluster-id [--hsm-id]` / `--file F`, `audit export --cluster-id --hsm-id` | kmscks extra: the audit streams' hash chains checked by the client (`audit.rs`) |
+//! | `audit verify --cluster-id [--hsm-id]` / `--file F` `[--expect-hsm ID…]`, `audit export --cluster-id --hsm-id` | kmscks extra: the audit streams' hash chains checked by the client (`audit.rs`) |
 //! | `fault KIND --cluster-id [--hsm-id] [--availability-zone] [--username] [--key-handle] [--latency-ms] [--duration-ms]` | kmscks extra: rehearse a failure and take it back; the kinds and their flags are the table in `fault.rs` (`kmscks cloudhsm fault --help`) |
 //! | `fault list --cluster-id` | kmscks extra: every fault in force, each as the `Fault` that injects it |
 //! | `inject-fault --cluster-id --fault JSON` | kmscks extra, the raw form: e.g. `--fault NetworkDown`, `--fault '{"HsmLost":"hsm-…"}'` |

@@ -617,6 +617,112 @@ fn audit_verify_finds_every_stream_of_a_clean_cluster_intact_and_export_writes_c
 }
 
 #[test]
+fn audit_verify_fails_when_nothing_is_verified_or_a_stream_expect_hsm_names_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (cid, hsms) = audited_cluster(d);
+    let export = |hsm: &str| {
+        let (code, out, err) = run_cli(&[
+            "--data-dir",
+            d,
+            "cloudhsm",
+            "audit",
+            "export",
+            "--cluster-id",
+            &cid,
+            "--hsm-id",
+            hsm,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let write = |name: &str, text: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        file.to_str().unwrap().to_owned()
+    };
+    let first = write("first.jsonl", &export(&hsms[0]));
+    let both = write("both.jsonl", &(export(&hsms[0]) + &export(&hsms[1])));
+    let empty = write("empty.jsonl", "\n");
+    // (exit code, the verdicts' HSMs, stderr)
+    let verify = |args: &[&str]| {
+        let mut argv = vec!["--data-dir", d, "cloudhsm", "audit", "verify"];
+        argv.extend_from_slice(args);
+        let (code, out, err) = run_cli(&argv);
+        let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+        let ids: Vec<String> = v["Streams"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|s| s["HsmId"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        (code, ids, err)
+    };
+
+    // An export without a record verifies nothing: not INTACT.
+    let (code, ids, err) = verify(&["--file", &empty]);
+    assert_eq!(code, audit::EXIT_BROKEN, "{err}");
+    assert!(ids.is_empty());
+    assert!(
+        err.contains("has no audit record: nothing was verified"),
+        "{err}"
+    );
+    // Nor is a cluster without audit streams.
+    let (code, out, err) = run_cli(&["--data-dir", d, "cloudhsm", "create-cluster"]);
+    assert_eq!(code, 0, "{err}");
+    let bare: Value = serde_json::from_str(&out).unwrap();
+    let bare = bare["Cluster"]["ClusterId"].as_str().unwrap();
+    let (code, ids, err) = verify(&["--cluster-id", bare]);
+    assert_eq!(code, audit::EXIT_BROKEN, "{err}");
+    assert!(ids.is_empty());
+    assert!(
+        err.contains(&format!("cluster {bare} has no audit record")),
+        "{err}"
+    );
+
+    // A stream left out whole is found only by naming the HSMs that must be there.
+    let (code, ids, err) = verify(&["--file", &first]);
+    assert_eq!((code, ids), (0, vec![hsms[0].clone()]), "{err}");
+    let (code, ids, err) = verify(&[
+        "--file",
+        &first,
+        "--expect-hsm",
+        &hsms[0],
+        "--expect-hsm",
+        &hsms[1],
+    ]);
+    assert_eq!(code, audit::EXIT_BROKEN, "{err}");
+    assert_eq!(
+        ids,
+        [hsms[0].clone()],
+        "the verdicts are printed all the same"
+    );
+    assert!(
+        err.contains(&format!(
+            "has no audit stream of {} (--expect-hsm)",
+            hsms[1]
+        )),
+        "{err}"
+    );
+    let (code, ids, err) = verify(&["--file", &both, "--expect-hsm", &hsms[0], &hsms[1]]);
+    assert_eq!((code, ids), (0, hsms.clone()), "{err}");
+    let (code, _, err) = verify(&["--cluster-id", &cid, "--expect-hsm", &hsms[1]]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = verify(&["--cluster-id", &cid, "--expect-hsm", "hsm-abcdefghijk"]);
+    assert_eq!(code, audit::EXIT_BROKEN, "{err}");
+    assert!(err.contains("hsm-abcdefghijk"), "{err}");
+    // An --expect-hsm that is no HSM id is a parameter error naming it.
+    let (code, _, err) = verify(&["--file", &both, "--expect-hsm", "nonsense"]);
+    assert_eq!(code, EXIT_USAGE, "{err}");
+    assert!(
+        err.contains("--expect-hsm") && err.contains("nonsense"),
+        "{err}"
+    );
+}
+
+#[test]
 fn an_exported_stream_tampered_by_removal_swap_or_edit_fails_verify_file_at_that_record() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
