@@ -1116,6 +1116,33 @@ fn kmsuser_cannot_delete_a_key_object_while_kms_holds_its_session() {
 }
 
 #[test]
+fn a_disconnect_during_a_network_cut_ends_kmsusers_session_as_a_lost_connection_not_a_logout() {
+    let (kms, clock) = kms();
+    let f = connected_store(&kms, &clock, "S");
+    let cid = &f.cluster.cluster_id;
+    let before: Vec<usize> = audit_of(&kms, cid, "kmsuser")
+        .iter()
+        .map(Vec::len)
+        .collect();
+    kms.inject_fault(cid, &Fault::NetworkDown).unwrap();
+    assert_eq!(
+        disconnect(&kms, &clock, &f.store_id).connection_state,
+        ConnectionState::Disconnected
+    );
+    // The HSMs record that the session ended: KMS's logout never reached them.
+    assert_eq!(kmsuser(&kms, cid).logged_in, None);
+    for (stream, skip) in audit_of(&kms, cid, "kmsuser").iter().zip(before) {
+        assert_eq!(stream[skip..], [rec("CN_APP_FINALIZE", "SUCCESS", None)]);
+    }
+    // Once the network is back, KMS logs in again with the password it rotated to.
+    kms.inject_fault(cid, &Fault::NetworkRestored).unwrap();
+    assert_eq!(
+        connect(&kms, &clock, &f.store_id).connection_state,
+        ConnectionState::Connected
+    );
+}
+
+#[test]
 fn backups_copy_and_restore_related_clusters() {
     let (kms, clock) = kms();
     let f = connected_store(&kms, &clock, "S");

@@ -22,6 +22,8 @@ pub(super) mod opcode {
     pub(crate) const CHANGE_PSWD: (&str, u32) = ("CN_CHANGE_PSWD", 0x5);
     pub(crate) const LOGIN: (&str, u32) = ("CN_LOGIN", 0xd);
     pub(crate) const LOGOUT: (&str, u32) = ("CN_LOGOUT", 0xe);
+    /// The connection closed without a logout (CloudHSM logs it only then).
+    pub(crate) const APP_FINALIZE: (&str, u32) = ("CN_APP_FINALIZE", 0x2);
     pub(crate) const DESTROY_OBJECT: (&str, u32) = ("CN_DESTROY_OBJECT", 0x11);
     pub(crate) const GENERATE_KEY: (&str, u32) = ("CN_GENERATE_KEY", 0x1a);
     pub(crate) const INIT_TOKEN: (&str, u32) = ("CN_INIT_TOKEN", 0x1);

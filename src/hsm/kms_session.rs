@@ -102,7 +102,12 @@ pub fn kms_connect(
 }
 
 /// DisconnectCustomKeyStore's work inside the cluster: log kmsuser out, if KMS holds the
-/// session. Nothing to do when the cluster is gone or unreachable.
+/// session. Nothing to do when the cluster is gone.
+///
+/// During a network cut KMS's logout never reaches the HSMs, but KMS drops its connection all
+/// the same: the HSMs end the session when they lose the connection, and record that
+/// (CN_APP_FINALIZE, which CloudHSM logs only when the user did not log out) instead of a
+/// CN_LOGOUT. kmscks has no connection timeout: the HSMs lose the connection as KMS drops it.
 pub fn kms_disconnect(tx: &mut HsmTx<'_>, cluster_id: &ClusterId, store: &CustomKeyStoreId) {
     let Some(c) = tx.state.clusters.get(cluster_id).cloned() else {
         return;
@@ -111,9 +116,12 @@ pub fn kms_disconnect(tx: &mut HsmTx<'_>, cluster_id: &ClusterId, store: &Custom
         if u.session == Some(SessionHolder::Kms(store.to_string())) {
             let mut u = u.clone();
             u.session = None;
-            if !c.faults.network_down {
-                audit_all(tx, &c, opcode::LOGOUT, "SUCCESS", Some(KMS_USER), None);
-            }
+            let ended_by = if c.faults.network_down {
+                opcode::APP_FINALIZE
+            } else {
+                opcode::LOGOUT
+            };
+            audit_all(tx, &c, ended_by, "SUCCESS", Some(KMS_USER), None);
             tx.push(HsmChange::PutUser(c.id.clone(), u));
         }
     }
