@@ -181,13 +181,18 @@ fn kmscks_one_step_initialize_cluster_still_makes_the_cluster_active_at_once() {
 
 /// A cluster restored from `backup`, with an HSM in one of its zones.
 fn restored_from(kms: &Kms, backup: &BackupDescription) -> String {
-    let c = kms
-        .create_cluster(&CreateClusterRequest {
+    with_an_hsm(
+        kms,
+        CreateClusterRequest {
             source_backup_id: Some(backup.backup_id.clone()),
             ..Default::default()
-        })
-        .unwrap()
-        .cluster;
+        },
+    )
+}
+
+/// A cluster made by `req`, with an HSM in one of its zones.
+fn with_an_hsm(kms: &Kms, req: CreateClusterRequest) -> String {
+    let c = kms.create_cluster(&req).unwrap().cluster;
     let id = c.cluster_id.to_string();
     hsm_in(kms, &id, c.subnet_mapping.keys().next().unwrap()).unwrap();
     id
@@ -212,12 +217,7 @@ fn admin_of(kms: &Kms, cluster_id: &str) -> Option<UserDescription> {
 #[test]
 fn the_backup_cluster_activate_takes_holds_the_admin_password_it_just_set() {
     let (kms, _clock) = kms();
-    let c = kms
-        .create_cluster(&CreateClusterRequest::default())
-        .unwrap()
-        .cluster;
-    let id = c.cluster_id.to_string();
-    hsm_in(&kms, &id, c.subnet_mapping.keys().next().unwrap()).unwrap();
+    let id = with_an_hsm(&kms, CreateClusterRequest::default());
     let csr = clusters(&kms, &id)[0]
         .certificates
         .cluster_csr
@@ -244,12 +244,7 @@ fn the_backup_cluster_activate_takes_holds_the_admin_password_it_just_set() {
 #[test]
 fn the_backup_kmscks_one_step_initialize_takes_holds_the_admin() {
     let (kms, _clock) = kms();
-    let c = kms
-        .create_cluster(&CreateClusterRequest::default())
-        .unwrap()
-        .cluster;
-    let id = c.cluster_id.to_string();
-    hsm_in(&kms, &id, c.subnet_mapping.keys().next().unwrap()).unwrap();
+    let id = with_an_hsm(&kms, CreateClusterRequest::default());
     kms.initialize_cluster_with_new_ca(&cluster_named(&id))
         .unwrap();
 

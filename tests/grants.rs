@@ -61,6 +61,23 @@ fn list(kms: &Kms, key_id: &str) -> Vec<GrantListEntry> {
     .grants
 }
 
+/// A key whose policy allows the account root everything, then has `statements`.
+fn key_with_policy(kms: &Kms, statements: &[serde_json::Value]) -> String {
+    let mut all = vec![serde_json::json!(
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+         "Action": "kms:*", "Resource": "*"}
+    )];
+    all.extend_from_slice(statements);
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": all});
+    kms.create_key(&CreateKeyRequest {
+        policy: Some(policy.to_string()),
+        ..Default::default()
+    })
+    .unwrap()
+    .key_metadata
+    .key_id
+}
+
 fn subset(pairs: &[(&str, &str)]) -> Option<GrantConstraints> {
     Some(GrantConstraints {
         encryption_context_subset: Some(ctx(pairs)),
@@ -354,24 +371,15 @@ fn a_key_policy_allowing_retire_grant_lets_no_one_retire_anothers_grant() {
     let (kms, _clock) = kms();
     // OTHER may do everything with the key but revoke grants: `kms:RetireGrant` in a key
     // policy is not effective (AWS's rule), so it is no way around the Deny.
-    let policy = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
-             "Action": "kms:*", "Resource": "*"},
-            {"Effect": "Allow", "Principal": {"AWS": OTHER}, "Action": "kms:*", "Resource": "*"},
-            {"Effect": "Deny", "Principal": {"AWS": OTHER},
-             "Action": "kms:RevokeGrant", "Resource": "*"}
-        ]
-    });
-    let key = kms
-        .create_key(&CreateKeyRequest {
-            policy: Some(policy.to_string()),
-            ..Default::default()
-        })
-        .unwrap()
-        .key_metadata
-        .key_id;
+    let key = key_with_policy(
+        &kms,
+        &[
+            serde_json::json!({"Effect": "Allow", "Principal": {"AWS": OTHER},
+                               "Action": "kms:*", "Resource": "*"}),
+            serde_json::json!({"Effect": "Deny", "Principal": {"AWS": OTHER},
+                               "Action": "kms:RevokeGrant", "Resource": "*"}),
+        ],
+    );
     let g = grant(&kms, &key, USER, &[G::Decrypt]);
     let other = kms.acting_as(OTHER);
     let e = other
@@ -982,23 +990,14 @@ fn an_explicit_deny_in_the_key_policy_overrides_every_grant_and_silence_does_not
     let (kms, _clock) = kms();
     // Root may do everything; USER is denied Decrypt, DescribeKey and CreateGrant outright,
     // and given nothing (so Encrypt is only unallowed, not denied).
-    let policy = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
-             "Action": "kms:*", "Resource": "*"},
-            {"Effect": "Deny", "Principal": {"AWS": USER},
-             "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:CreateGrant"], "Resource": "*"}
-        ]
-    });
-    let key = kms
-        .create_key(&CreateKeyRequest {
-            policy: Some(policy.to_string()),
-            ..Default::default()
-        })
-        .unwrap()
-        .key_metadata
-        .key_id;
+    let key = key_with_policy(
+        &kms,
+        &[
+            serde_json::json!({"Effect": "Deny", "Principal": {"AWS": USER},
+                             "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:CreateGrant"],
+                             "Resource": "*"}),
+        ],
+    );
     grant(
         &kms,
         &key,
