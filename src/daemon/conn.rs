@@ -71,7 +71,8 @@ pub(crate) struct Conn {
     pub stalled: bool,
     /// A batch request being answered a slice per event-loop turn.
     pub job: Option<Job>,
-    /// The size of a batch frame being answered on a helper thread (0: none).
+    /// What the requests answered off the loop (on a helper or control thread) are charged
+    /// until answered (0: none).
     pub offloaded: usize,
     /// Bytes charged to the uid's memory quota for this connection.
     pub charged: usize,

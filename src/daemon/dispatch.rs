@@ -230,8 +230,8 @@ pub(crate) fn work_taken(took: std::time::Duration) -> usize {
 }
 
 /// What a request held past its turn is charged against its uid's memory quota, per byte of
-/// its frame: a batch being answered, a control-plane call waiting for its lane, a batch
-/// waiting for a helper. Decoded, a frame takes many times its bytes, and a batch gathers an
+/// its frame: a batch being answered, a control-plane call waiting for its lane, a batch or a
+/// WaitForConnection waiting for a helper. Decoded, a frame takes many times its bytes, and a batch gathers an
 /// answer per item: a batch item of 6 bytes is a request of about 100 and an answer of about
 /// 150, an empty tag of 2 bytes a pair of 48. A reviewer measured 40 times the frame (32
 /// connections of one uid, each holding a 1 MiB batch of empty items: 1.3 GB, charged 32 MiB).
@@ -501,8 +501,15 @@ const OFFLOAD_BYTES: usize = 64 << 10;
 
 /// Work that must not run on the event loop: answered by a helper thread.
 pub(crate) enum Deferred {
-    /// A request that may block (WaitForConnection).
-    Blocking { request_id: u64, request: Request },
+    /// A request that may block (WaitForConnection). The connection's later frames wait for
+    /// it: its frame may be a megabyte (the store id is any string), and a connection
+    /// pipelining such frames would otherwise have the daemon hold them all, uncounted.
+    Blocking {
+        request_id: u64,
+        request: Request,
+        /// What it is charged until answered ([`held_charge`] of its frame).
+        held: usize,
+    },
     /// A control-plane request (it takes the state's lock, and may wait for an fsync), or an
     /// RSA private-key operation (milliseconds): run on its control thread's lane
     /// (`control_thread`). The connection's later frames wait for it.
@@ -532,6 +539,7 @@ impl Deferred {
             Deferred::Blocking {
                 request_id,
                 request,
+                ..
             }
             | Deferred::Control {
                 request_id,
@@ -564,6 +572,7 @@ impl Deferred {
             Deferred::Blocking {
                 request_id,
                 request,
+                ..
             }
             | Deferred::Control {
                 request_id,
@@ -660,9 +669,9 @@ pub(crate) enum Stop {
     /// No room for more replies (reply cap, memory quota, in-flight limit): continue once
     /// the client reads.
     Room,
-    /// A batch request became a [`Job`], or went to a helper thread ([`Deferred::Batch`]), or
-    /// a control-plane request to the control thread ([`Deferred::Control`]): answer it before
-    /// the next frame.
+    /// A batch request became a [`Job`], or went to a helper thread ([`Deferred::Batch`]), a
+    /// request that may block to a helper thread ([`Deferred::Blocking`]), or a control-plane
+    /// request to the control thread ([`Deferred::Control`]): answer it before the next frame.
     Job,
     /// A protocol error (its reply written): close after flushing.
     Error,
@@ -699,8 +708,9 @@ fn raw_ids(buf: &[u8]) -> (u64, u16) {
 }
 
 /// Handles the complete frames of `buf` in order, within `allow`, appending replies to `out`.
-/// Requests that may block are pushed to `deferred` (in order) instead of being run; a batch
-/// request is returned as a [`Job`]. `max_in_flight` is what Hello advertises; `at_eof`: no
+/// A request that must not run on the loop (it may block, takes the control-plane state, or
+/// is a large batch) is pushed to `deferred` instead of being run, and handling stops there
+/// ([`Stop::Job`]); a batch request is returned as a [`Job`]. `max_in_flight` is what Hello advertises; `at_eof`: no
 /// more bytes will come. `greeted`: the connection's Hello was answered (set here); until then
 /// any other frame is refused, from its header alone, with a protocol error.
 #[allow(clippy::too_many_arguments)] // one call site; the loop's state, passed as is
@@ -831,14 +841,11 @@ pub(crate) fn handle_frames(
             continue;
         };
         batcher.flush(kms, out);
-        if matches!(request, Request::WaitForConnection(_)) {
-            deferred.push(Deferred::Blocking {
-                request_id: header.request_id,
-                request,
-            });
-            continue;
-        }
-        if let Some(lane) = Lane::of(&request) {
+        // A WaitForConnection (which may block for its whole timeout) goes to a helper thread,
+        // and is not the control-plane call its op would make it.
+        let blocking = matches!(request, Request::WaitForConnection(_));
+        let lane = Lane::of(&request);
+        if blocking || lane.is_some() {
             if held > allow.held {
                 // Not taken: read again (and decoded again) once there is room for it.
                 drop(request);
@@ -848,11 +855,19 @@ pub(crate) fn handle_frames(
                 allow.work = work_before;
                 break Stop::Memory(held);
             }
-            deferred.push(Deferred::Control {
-                request_id: header.request_id,
-                request,
-                frame_bytes: held,
-                lane,
+            let request_id = header.request_id;
+            deferred.push(match lane {
+                Some(lane) if !blocking => Deferred::Control {
+                    request_id,
+                    request,
+                    frame_bytes: held,
+                    lane,
+                },
+                _ => Deferred::Blocking {
+                    request_id,
+                    request,
+                    held,
+                },
             });
             break Stop::Job;
         }
@@ -886,6 +901,7 @@ mod tests {
     use super::*;
     use crate::api::kms::{
         BatchItem, BatchRequest, CreateKeyRequest, ErrorBody, GenerateRandomRequest,
+        WaitForConnectionRequest,
     };
 
     fn random_frames(n: u64) -> Vec<u8> {
@@ -1051,10 +1067,17 @@ mod tests {
                 .collect(),
         });
         let control = Request::CreateKey(CreateKeyRequest::default());
-        for (request, becomes_job) in [(batch, true), (control, false)] {
-            let mut buf = Vec::new();
-            protocol::encode_request(&mut buf, 9, &request);
-            let held = held_charge(buf.len(), usize::MAX);
+        // Its store id is any string: a frame of up to a megabyte.
+        let wait = Request::WaitForConnection(WaitForConnectionRequest {
+            custom_key_store_id: "w".repeat(100_000),
+            timeout_millis: 1,
+        });
+        for (request, becomes_job) in [(batch, true), (control, false), (wait, false)] {
+            let mut frame = Vec::new();
+            protocol::encode_request(&mut frame, 9, &request);
+            let (op, held) = (request.op(), held_charge(frame.len(), usize::MAX));
+            // The same frame twice: the second waits for the first's answer.
+            let buf = [frame.as_slice(), &frame].concat();
             let run = |room: usize| {
                 let mut allow = Allowance {
                     held: room,
@@ -1078,22 +1101,25 @@ mod tests {
             };
             // One byte short: nothing taken, nothing spent, and what it waits for said.
             let (h, deferred, allow) = run(held - 1);
-            assert_eq!(h.stop, Stop::Memory(held), "{request:?}");
+            assert_eq!(h.stop, Stop::Memory(held), "{op:?}");
             assert_eq!(
                 (h.consumed, h.frames, allow.work, allow.replies),
                 (0, 0, 100, 4)
             );
             assert!(h.job.is_none() && deferred.is_empty());
-            // With room: taken, and charged that much until answered.
-            let (h, deferred, _) = run(held);
-            assert_eq!((h.stop, h.consumed), (Stop::Job, buf.len()));
+            // With room (for both, even): the first taken, and charged that much until
+            // answered; the next frame waits for its answer.
+            let (h, deferred, _) = run(2 * held);
+            assert_eq!((h.stop, h.consumed), (Stop::Job, frame.len()), "{op:?}");
             if becomes_job {
                 assert_eq!(h.job.expect("a batch becomes a job").frame_bytes(), held);
             } else {
-                let [Deferred::Control { frame_bytes, .. }] = deferred.as_slice() else {
-                    panic!("not one control request: {} deferred", deferred.len())
+                let charged = match deferred.as_slice() {
+                    [Deferred::Control { frame_bytes, .. }] => *frame_bytes,
+                    [Deferred::Blocking { held, .. }] => *held,
+                    _ => panic!("not one request off the loop: {} deferred", deferred.len()),
                 };
-                assert_eq!(*frame_bytes, held);
+                assert_eq!(charged, held, "{op:?}");
             }
         }
     }

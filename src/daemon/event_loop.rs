@@ -8,7 +8,8 @@
 //! Hello run on the loops: control-plane requests and RSA private-key operations go to the
 //! control threads ([`super::control_thread`], one at a time per connection, the connection's
 //! later frames waiting for the answer), requests that may block (WaitForConnection) and large
-//! batches to helper threads; their replies come back through the loop's mailbox and waker.
+//! batches to helper threads (the connection's later frames waiting too); their replies come
+//! back through the loop's mailbox and waker.
 
 mod helpers;
 mod turn;
@@ -51,7 +52,8 @@ pub(super) struct Completion {
     bytes: zeroize::Zeroizing<Vec<u8>>,
     /// The frame did not decode: close the connection after this reply.
     close: bool,
-    /// The size of a batch frame answered off the loop (0 for other work).
+    /// What the request was charged until answered ([`super::dispatch::held_charge`] of its
+    /// frame).
     frame_bytes: usize,
     /// The uid whose helper thread answered (`None`: a control thread did).
     helper_of: Option<u32>,
@@ -374,13 +376,13 @@ impl EventLoop {
             let frame_bytes = match &mut d {
                 Deferred::Blocking {
                     request: Request::WaitForConnection(w),
+                    held,
                     ..
                 } => {
                     w.timeout_millis = w.timeout_millis.min(max_wait);
-                    0
+                    *held
                 }
-                Deferred::Blocking { .. } => 0,
-                Deferred::Batch { held, .. } => *held,
+                Deferred::Blocking { held, .. } | Deferred::Batch { held, .. } => *held,
                 Deferred::Control { frame_bytes, .. } => *frame_bytes,
             };
             // Outstanding from now, waiting for a helper or running on one.

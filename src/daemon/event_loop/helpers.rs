@@ -119,6 +119,7 @@ mod tests {
             deferred: Deferred::Blocking {
                 request_id: 0,
                 request: Request::WaitForConnection(WaitForConnectionRequest::default()),
+                held: 0,
             },
         }
     }

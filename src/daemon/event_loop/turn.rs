@@ -223,8 +223,8 @@ impl EventLoop {
                 return;
             }
             if conn.offloaded > 0 {
-                // A batch on a helper thread comes before the next frame: its completion
-                // wakes the connection.
+                // A request answered off the loop (a batch, a WaitForConnection, a control-
+                // plane call) comes before the next frame: its completion wakes the connection.
                 conn.stalled = true;
                 return;
             }
