@@ -4,6 +4,8 @@
 //! bytes).
 
 use std::io::{self, Read, Write};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::UnixStream;
@@ -94,6 +96,10 @@ pub(crate) struct Conn {
     pub next_len: Option<usize>,
     /// That length, charged whole before its body is read (0: nothing reserved).
     pub reserved: usize,
+    /// Set when the connection closes: a control-plane call of it still waiting for its
+    /// control thread is then dropped unrun (nobody is left to answer), its charge given back.
+    /// One per connection, shared with each call it sends there.
+    pub gone: Arc<AtomicBool>,
 }
 
 impl Conn {
@@ -131,6 +137,7 @@ impl Conn {
             held_until: None,
             next_len: None,
             reserved: 0,
+            gone: Arc::default(),
         }
     }
 

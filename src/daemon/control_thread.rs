@@ -228,18 +228,30 @@ impl ControlQueue {
         self.serving.add_this_thread();
     }
 
+    /// The sender of `lane`.
+    fn lane(&self, lane: Lane) -> &Sender<Submitted> {
+        match lane {
+            Lane::State => &self.state,
+            Lane::Rsa => &self.rsa,
+        }
+    }
+
+    /// Jobs submitted to `lane` that its thread has not taken in yet: it takes in what was
+    /// submitted only between two jobs, so while a job runs, those submitted since.
+    #[cfg(test)]
+    pub(super) fn submitted(&self, lane: Lane) -> usize {
+        self.lane(lane).len()
+    }
+
     /// Queues `job`, a request of `principal`'s, on `lane`; false if the lane's thread is gone
     /// (the job is dropped unrun).
     pub(super) fn submit(&self, lane: Lane, principal: &str, job: Job) -> bool {
-        let lane = match lane {
-            Lane::State => &self.state,
-            Lane::Rsa => &self.rsa,
-        };
-        lane.send(Submitted {
-            principal: principal.into(),
-            job,
-        })
-        .is_ok()
+        self.lane(lane)
+            .send(Submitted {
+                principal: principal.into(),
+                job,
+            })
+            .is_ok()
     }
 }
 

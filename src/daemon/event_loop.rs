@@ -14,6 +14,7 @@
 mod helpers;
 mod turn;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,8 +56,11 @@ pub(super) struct Completion {
     /// What the request was charged until answered ([`super::dispatch::held_charge`] of its
     /// frame).
     frame_bytes: usize,
-    /// The uid whose helper thread answered (`None`: a control thread did).
-    helper_of: Option<u32>,
+    /// Whose request it was: the charge is given back to it even when the connection closed
+    /// meanwhile.
+    uid: u32,
+    /// A helper thread answered (else a control thread did).
+    helper: bool,
 }
 
 /// One event loop (see the module doc).
@@ -324,9 +328,15 @@ impl EventLoop {
             );
             let uid = conn.peer.uid;
             let charged = conn.charged;
-            self.helpers.forget(uid, slot, conn.serial);
+            let dropped = self.helpers.forget(uid, slot, conn.serial);
+            // A control-plane call still queued is not run for nobody.
+            conn.gone.store(true, Ordering::Release);
+            // Work still out (a control-plane call queued or running, a request on a helper
+            // thread) holds its memory until it completes: its charge stays, whole (the
+            // connection's floor went with it), until `complete` gives it back.
+            let out = conn.offloaded - dropped;
             drop(conn);
-            let woken = self.shared.quotas().charge(uid, charged, 0);
+            let woken = self.shared.quotas().charge(uid, charged, out);
             self.shared.closed(self.index, uid);
             self.free.push(slot);
             self.wake_all(woken);
@@ -351,16 +361,23 @@ impl EventLoop {
             {
                 // No helper thread: one per connection at most, on the control threads.
                 let (tx, waker, serial) = (self.mail_tx.clone(), self.waker.clone(), conn.serial);
-                let kms = conn.kms.clone();
+                let (kms, uid, gone) = (conn.kms.clone(), conn.peer.uid, conn.gone.clone());
                 let job: control_thread::Job = Box::new(move || {
-                    let (bytes, close) = d.run(&kms);
+                    // Its connection closed while it waited: dropped unrun (a call that has
+                    // started runs to its end), and only its charge is given back.
+                    let (bytes, close) = if gone.load(Ordering::Acquire) {
+                        (Vec::new(), false)
+                    } else {
+                        d.run(&kms)
+                    };
                     let _ = tx.send(Mail::Done(Completion {
                         slot,
                         serial,
                         bytes: zeroize::Zeroizing::new(bytes),
                         close,
                         frame_bytes,
-                        helper_of: None,
+                        uid,
+                        helper: false,
                     }));
                     let _ = waker.wake();
                 });
@@ -412,8 +429,10 @@ impl EventLoop {
             } = w;
             let Some(conn) = conn_of(&mut self.conns, slot, serial) else {
                 // Its connection closed meanwhile (`close` drops its waiting requests; this
-                // is one that raced it): nothing to answer.
+                // is one that raced it): nothing to answer, and its charge, which `close`
+                // left, given back.
                 self.helpers.give_back(uid);
+                self.uncharge_gone(uid, frame_bytes);
                 continue;
             };
             let ids = d.ids();
@@ -430,7 +449,8 @@ impl EventLoop {
                         bytes: zeroize::Zeroizing::new(bytes),
                         close,
                         frame_bytes,
-                        helper_of: Some(uid),
+                        uid,
+                        helper: true,
                     }));
                     let _ = waker.wake();
                 });
@@ -458,11 +478,13 @@ impl EventLoop {
 
     /// Appends a reply computed off the loop to its connection (if it is still there).
     fn complete(&mut self, done: Completion) {
-        if let Some(uid) = done.helper_of {
-            self.helpers.give_back(uid);
+        if done.helper {
+            self.helpers.give_back(done.uid);
             self.start_helpers();
         }
         let Some(conn) = conn_of(&mut self.conns, done.slot, done.serial) else {
+            // Its connection closed first, leaving the request's charge to its uid (`close`).
+            self.uncharge_gone(done.uid, done.frame_bytes);
             return;
         };
         conn.in_flight -= 1;
@@ -480,6 +502,15 @@ impl EventLoop {
         if self.after_output(done.slot) {
             // One fewer request outstanding: room for another.
             self.wake(done.slot);
+        }
+    }
+
+    /// Gives back to `uid` the `charge` of a request whose connection closed before it was
+    /// answered (`close` left it charged), waking the uid's connections waiting for room.
+    fn uncharge_gone(&mut self, uid: u32, charge: usize) {
+        if charge > 0 {
+            let woken = self.shared.quotas().charge(uid, charge, 0);
+            self.wake_all(woken);
         }
     }
 

@@ -211,8 +211,9 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::api::kms::{BatchRequest, EncryptRequest, GenerateRandomRequest};
-    use crate::daemon::control_thread;
+    use crate::api::kms::{BatchRequest, CreateKeyRequest, EncryptRequest, GenerateRandomRequest};
+    use crate::daemon::control_thread::{self, Lane};
+    use crate::daemon::dispatch;
     use crate::daemon::quota::CONN_FLOOR;
     use crate::ops::Request;
     use crate::ops::{Op, Response};
@@ -302,6 +303,19 @@ mod tests {
         (h, body)
     }
 
+    /// `n` GenerateRandom frames of a KiB each, ids 1 to `n`.
+    fn random_frames(n: u64) -> Vec<u8> {
+        let mut frames = Vec::new();
+        for id in 1..=n {
+            let r = Request::GenerateRandom(GenerateRandomRequest {
+                number_of_bytes: Some(1024),
+                ..Default::default()
+            });
+            protocol::encode_request(&mut frames, id, &r);
+        }
+        frames
+    }
+
     /// Waits (up to a minute) for `what` to hold, checking it every millisecond.
     fn until(what: &str, mut holds: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -345,14 +359,7 @@ mod tests {
         // buffers they fill the uid's quota.
         let mut a = served.connect();
         let requests = 4096;
-        let mut frames = Vec::new();
-        for id in 1..=requests {
-            let r = Request::GenerateRandom(GenerateRandomRequest {
-                number_of_bytes: Some(1024),
-                ..Default::default()
-            });
-            protocol::encode_request(&mut frames, id, &r);
-        }
+        let frames = random_frames(requests);
         let mut a_writer = a.try_clone().unwrap();
         let writing_a = std::thread::spawn(move || a_writer.write_all(&frames));
         until("the uid's memory quota is full", || {
@@ -393,6 +400,74 @@ mod tests {
         match protocol::decode_response(&h, &body).unwrap() {
             Ok(Response::EncryptBatch(r)) => assert_eq!(r.results.len(), 24),
             other => panic!("not an EncryptBatch answer: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_control_call_queued_when_its_connection_closes_stays_charged_until_its_lane_drops_it_unrun(
+    ) {
+        let config = DaemonConfig {
+            max_in_flight: 1 << 20,
+            ..DaemonConfig::default()
+        };
+        let held_cap = config.max_memory_per_uid / 2;
+        let served = Served::start(config);
+        let uid = identity::daemon_uid();
+        let full = served.shared.quotas().room(uid);
+        let all_closed = || served.shared.conns_per_loop().iter().sum::<usize>() == 0;
+
+        // A job holds the state lane until released.
+        let lane = served
+            .control
+            .as_ref()
+            .expect("the control threads run until the test ends")
+            .queue();
+        let (started_tx, started_rx) = crossbeam::channel::bounded::<()>(1);
+        let (release_tx, release_rx) = crossbeam::channel::bounded::<()>(0);
+        let gate: control_thread::Job = Box::new(move || {
+            let _ = started_tx.send(());
+            let _ = release_rx.recv();
+        });
+        assert!(lane.submit(Lane::State, "the gate", gate));
+        started_rx.recv().expect("the gate runs");
+
+        // More replies than the socket's buffers take, which the client never reads (so that
+        // the loop has some to write when the client goes), then a CreateKey charged more
+        // than a connection's floor.
+        let mut c = served.connect();
+        let mut frames = random_frames(1000);
+        let at = frames.len();
+        let create = Request::CreateKey(CreateKeyRequest {
+            description: Some("d".repeat(4000)),
+            ..Default::default()
+        });
+        protocol::encode_request(&mut frames, 1001, &create);
+        let held = dispatch::held_charge(frames.len() - at, held_cap);
+        assert!(held > CONN_FLOOR);
+        c.write_all(&frames).unwrap();
+        until("the CreateKey waits for the state lane", || {
+            lane.submitted(Lane::State) == 1
+        });
+
+        // The client goes: writing its replies fails, and the loop closes the connection. The
+        // call still holds its memory, and its uid stays charged for it.
+        drop(c);
+        until("the connection is closed", all_closed);
+        assert_eq!(served.shared.quotas().room(uid), full - held);
+
+        // Released, the lane drops the call unrun and its charge is given back.
+        release_tx.send(()).expect("the gate waits for its release");
+        until("the call's charge is given back", || {
+            served.shared.quotas().room(uid) == full
+        });
+        let mut c = served.connect();
+        let mut list = Vec::new();
+        protocol::encode_request(&mut list, 1, &Request::ListKeys(Default::default()));
+        c.write_all(&list).unwrap();
+        let (h, body) = read_frame(&mut c);
+        match protocol::decode_response(&h, &body).unwrap() {
+            Ok(Response::ListKeys(r)) => assert!(r.keys.is_empty(), "the CreateKey ran: {r:?}"),
+            other => panic!("not a ListKeys answer: {other:?}"),
         }
     }
 }

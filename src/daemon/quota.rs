@@ -178,7 +178,8 @@ impl<W: PartialEq> Quotas<W> {
         Ok(())
     }
 
-    /// Forgets a connection of `uid` (whose memory was already uncharged).
+    /// Forgets a connection of `uid` (whose memory was already uncharged, but for work of it
+    /// still out, which stays charged until it completes).
     pub(super) fn release(&mut self, uid: u32) {
         self.live -= 1;
         if !self.privileged(uid) {
@@ -199,7 +200,9 @@ impl<W: PartialEq> Quotas<W> {
     }
 
     /// Moves `uid`'s charge from `old` to `new` bytes. When it goes down, returns the
-    /// connections that were waiting for room (to be read again); otherwise an empty list.
+    /// connections that were waiting for room (to be read again); otherwise an empty list. A
+    /// uid with no connection left is forgotten once its last charge (work its closed
+    /// connections left running) is given back.
     pub(super) fn charge(&mut self, uid: u32, old: usize, new: usize) -> Vec<W> {
         let Some(u) = self.uids.get_mut(&uid) else {
             return Vec::new();
@@ -207,6 +210,10 @@ impl<W: PartialEq> Quotas<W> {
         // Every write is under the lock: a load and a store do not race another write.
         let memory = u.memory.load(Ordering::Relaxed) - old + new;
         u.memory.store(memory, Ordering::Relaxed);
+        if u.conns == 0 && memory == 0 {
+            self.uids.remove(&uid);
+            return Vec::new();
+        }
         if new < old {
             std::mem::take(&mut u.waiting)
         } else {
@@ -412,6 +419,20 @@ mod tests {
         assert_eq!(q.charge(65534, 5 << 20, 1 << 20), vec![7]);
         assert_eq!(q.room(65534), 3 << 20);
         assert!(q.charge(65534, 1 << 20, 0).is_empty());
+    }
+
+    #[test]
+    fn a_uid_whose_last_connection_closed_with_work_out_is_forgotten_once_that_is_uncharged() {
+        let mut q = memory_quotas();
+        q.admit(65534).unwrap();
+        q.charge(65534, 0, 3 << 20);
+        // The connection closes with 1 MiB of work still out: that stays charged.
+        q.charge(65534, 3 << 20, 1 << 20);
+        q.release(65534);
+        assert_eq!(q.room(65534), 3 << 20);
+        assert!(q.uids.contains_key(&65534));
+        q.charge(65534, 1 << 20, 0);
+        assert!(!q.uids.contains_key(&65534), "nothing left of the uid");
     }
 
     #[test]

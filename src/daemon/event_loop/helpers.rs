@@ -86,10 +86,18 @@ impl Helpers {
     }
 
     /// Drops the waiting requests of the connection (`slot`, `serial`) of `uid`, which
-    /// closed: nobody is left to answer (a batch's plaintexts are wiped as it drops).
-    pub(super) fn forget(&mut self, uid: u32, slot: usize, serial: u64) {
-        self.waiting
-            .retain(&uid, |w| (w.slot, w.serial) != (slot, serial));
+    /// closed: nobody is left to answer (a batch's plaintexts are wiped as it drops). Returns
+    /// what they were charged (their `frame_bytes`), which no completion will give back.
+    pub(super) fn forget(&mut self, uid: u32, slot: usize, serial: u64) -> usize {
+        let mut dropped = 0;
+        self.waiting.retain(&uid, |w| {
+            let keep = (w.slot, w.serial) != (slot, serial);
+            if !keep {
+                dropped += w.frame_bytes;
+            }
+            keep
+        });
+        dropped
     }
 
     /// Takes every waiting request out, in turn order (at shutdown: they are answered that
@@ -115,7 +123,7 @@ mod tests {
             slot,
             serial: slot as u64,
             uid,
-            frame_bytes: 0,
+            frame_bytes: 1000 + slot,
             deferred: Deferred::Blocking {
                 request_id: 0,
                 request: Request::WaitForConnection(WaitForConnectionRequest::default()),
@@ -205,7 +213,8 @@ mod tests {
         assert_eq!(start_all(&mut h).len(), PER_UID);
         h.queue(waiting(5, 40));
         h.queue(waiting(5, 41));
-        h.forget(5, 40, 40);
+        // What the dropped request was charged is said, for its uid to be uncharged.
+        assert_eq!(h.forget(5, 40, 40), 1040);
         h.give_back(5);
         let started: Vec<usize> = std::iter::from_fn(|| h.start_next())
             .map(|w| w.slot)
