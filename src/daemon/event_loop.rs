@@ -4,7 +4,9 @@
 //!
 //! Tokens are constant for the listener and the waker; connection `i` of the slab is token
 //! `FIRST_CONN + i`. Connections always have READABLE interest and WRITABLE only while replies
-//! are pending. Accepts run until `WouldBlock`. Only the data plane (`Op::is_data_plane`) and
+//! are pending. A turn accepts at most [`ACCEPTS_PER_TURN`] connections after serving those
+//! already there, so that a uid connecting in a loop (even one refused each time) cannot
+//! keep the first loop accepting while its connections wait. Only the data plane (`Op::is_data_plane`) and
 //! Hello run on the loops: control-plane requests and RSA private-key operations go to the
 //! control threads ([`super::control_thread`], one at a time per connection, the connection's
 //! later frames waiting for the answer), requests that may block (WaitForConnection) and large
@@ -28,6 +30,7 @@ use super::dispatch::{Batcher, Deferred};
 use super::identity::{self, Peer};
 use super::listener::Listener;
 use super::loops::{Mail, Shared};
+use super::quota::ACCEPTS_PER_TURN;
 use super::wake::Spin;
 use super::{DaemonConfig, Shutdown};
 use crate::err;
@@ -94,6 +97,15 @@ pub(super) struct EventLoop {
     most_waiting: usize,
     /// Work units between two writes of a connection's replies ([`Spin::chunk_work`]).
     chunk_work: usize,
+    /// Connections may be waiting to be accepted: the listener was ready, and the last
+    /// turn's accepts stopped at their cap.
+    accept_more: bool,
+    /// How the loop waits for work (see `wake`).
+    spin: Spin,
+    /// The loop's clock, read once per turn, right after the poll.
+    now: Instant,
+    /// When the idle connections were last looked for.
+    last_sweep: Instant,
 }
 
 /// A loop's poller, waker and mailbox, made before the loops know each other (each needs
@@ -167,6 +179,10 @@ impl Unshared {
             held: Vec::new(),
             most_waiting: 0,
             chunk_work: super::wake::CHUNK_WORK,
+            accept_more: false,
+            spin: Spin::new(),
+            now: Instant::now(),
+            last_sweep: Instant::now(),
         })
     }
 }
@@ -189,80 +205,94 @@ impl EventLoop {
     /// flushes replies (bounded by a grace period) and closes everything.
     pub(super) fn run(mut self, shutdown: &Shutdown) -> Result<()> {
         let mut events = Events::with_capacity(1024);
-        let idle = Duration::from_secs(self.config.idle_timeout_secs);
-        let mut last_sweep = Instant::now();
-        let mut spin = Spin::new();
-        // The loop's clock, read once per turn, right after the poll.
-        let mut now = Instant::now();
         crate::engine::latency::defer_on_this_thread();
         self.control.serving_thread();
         while !shutdown.is_triggered() {
-            // Poll without sleeping for a moment after activity (see `wake`).
-            let timeout = spin.next_poll(!self.again.is_empty(), Duration::from_secs(1), now);
-            let timeout = match self.held.iter().map(|h| h.0).min() {
-                // A hold ends on time: measured from the clock as it is, not as the turn began.
-                Some(until) => timeout.min(until.saturating_duration_since(Instant::now())),
-                None => timeout,
-            };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(err!(KMSInternalException, "poll failed: {e}"));
-            }
-            now = Instant::now();
-            spin.saw(!events.is_empty(), now);
-            self.chunk_work = spin.chunk_work(now);
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER => self.accept_all(),
-                    WAKER => self.mailbox(),
-                    Token(t) => {
-                        let slot = t - FIRST_CONN;
-                        if event.is_writable() {
-                            self.on_writable(slot);
-                        }
-                        if event.is_read_closed() {
-                            if let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) {
-                                conn.hangup = true;
-                            }
-                        }
-                        if event.is_readable() || event.is_read_closed() {
-                            self.on_readable(slot);
-                        }
-                    }
-                }
-            }
-            self.release_held();
-            for slot in std::mem::take(&mut self.again) {
-                self.on_readable(slot);
-            }
-            spin.served(std::mem::take(&mut self.most_waiting));
-            if now.saturating_duration_since(last_sweep) >= Duration::from_secs(1) {
-                last_sweep = now;
-                self.sweep_idle(idle);
-            }
+            self.turn(&mut events)?;
         }
         self.shut_down();
         Ok(())
     }
 
-    fn accept_all(&mut self) {
-        loop {
+    /// One turn: a poll (waiting for at most a second), then what it found, the connections
+    /// accepted (at most [`ACCEPTS_PER_TURN`]), the holds that ended and the connections with
+    /// work left from the last turn, each served in turn.
+    pub(super) fn turn(&mut self, events: &mut Events) -> Result<()> {
+        // Poll without sleeping for a moment after activity (see `wake`); not at all while
+        // there is work left or connections to accept.
+        let busy = !self.again.is_empty() || self.accept_more;
+        let timeout = self.spin.next_poll(busy, Duration::from_secs(1), self.now);
+        let timeout = match self.held.iter().map(|h| h.0).min() {
+            // A hold ends on time: measured from the clock as it is, not as the turn began.
+            Some(until) => timeout.min(until.saturating_duration_since(Instant::now())),
+            None => timeout,
+        };
+        if let Err(e) = self.poll.poll(events, Some(timeout)) {
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(err!(KMSInternalException, "poll failed: {e}"));
+        }
+        let now = Instant::now();
+        self.now = now;
+        self.spin.saw(!events.is_empty(), now);
+        self.chunk_work = self.spin.chunk_work(now);
+        for event in events.iter() {
+            match event.token() {
+                // Accepted below, after the connections already there are served.
+                LISTENER => self.accept_more = true,
+                WAKER => self.mailbox(),
+                Token(t) => {
+                    let slot = t - FIRST_CONN;
+                    if event.is_writable() {
+                        self.on_writable(slot);
+                    }
+                    if event.is_read_closed() {
+                        if let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+                            conn.hangup = true;
+                        }
+                    }
+                    if event.is_readable() || event.is_read_closed() {
+                        self.on_readable(slot);
+                    }
+                }
+            }
+        }
+        if self.accept_more {
+            self.accept_more = self.accept_some();
+        }
+        self.release_held();
+        for slot in std::mem::take(&mut self.again) {
+            self.on_readable(slot);
+        }
+        self.spin.served(std::mem::take(&mut self.most_waiting));
+        if now.saturating_duration_since(self.last_sweep) >= Duration::from_secs(1) {
+            self.last_sweep = now;
+            self.sweep_idle(Duration::from_secs(self.config.idle_timeout_secs));
+        }
+        Ok(())
+    }
+
+    /// Accepts waiting connections, at most [`ACCEPTS_PER_TURN`]; whether more may be waiting
+    /// (the cap was reached: accept again on the next turn, as the listener's readiness,
+    /// edge-triggered, will not be reported again for them).
+    fn accept_some(&mut self) -> bool {
+        for _ in 0..ACCEPTS_PER_TURN {
             let Some(listener) = &self.listener else {
-                return;
+                return false;
             };
             match listener.inner.accept() {
                 Ok((stream, _)) => self.admit(stream),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // EMFILE and the like: leave the rest in the backlog until the next wake-up.
                     tracing::warn!(error = %e, "accept failed");
-                    return;
+                    return false;
                 }
             }
         }
+        true
     }
 
     /// Counts an accepted connection in the quotas (or refuses it) and hands it to the loop

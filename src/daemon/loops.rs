@@ -470,4 +470,56 @@ mod tests {
             other => panic!("not a ListKeys answer: {other:?}"),
         }
     }
+
+    #[test]
+    fn a_turn_accepts_a_capped_number_of_waiting_connections_after_serving_those_already_there() {
+        use crate::daemon::quota::ACCEPTS_PER_TURN;
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("k.sock");
+        let listener = Listener::bind(&socket, 0o600, None).unwrap();
+        let control = control_thread::ControlThread::start(0).unwrap();
+        // One loop, not running: this thread drives its turns.
+        let (loops, shared) = build(
+            1,
+            listener,
+            Kms::in_memory(),
+            DaemonConfig::default(),
+            &Shutdown::new(),
+            &control.queue(),
+        )
+        .unwrap();
+        let [mut event_loop] = <[EventLoop; 1]>::try_from(loops)
+            .unwrap_or_else(|_| unreachable!("one loop was asked for"));
+        let mut events = mio::Events::with_capacity(1024);
+
+        // A connection accepted, then sending its Hello and a request.
+        let mut there = Client::connect(&socket).unwrap();
+        event_loop.turn(&mut events).unwrap();
+        assert_eq!(shared.conns_per_loop(), [1]);
+        let mut frames = Vec::new();
+        let hello = protocol::Hello {
+            version: protocol::VERSION,
+            client: "event_loop tests".into(),
+        };
+        protocol::encode_hello(&mut frames, 0, &hello);
+        frames.extend(random_frames(1));
+        there.write_all(&frames).unwrap();
+
+        // More connections waiting than a turn accepts.
+        let waiting: Vec<Client> = (0..ACCEPTS_PER_TURN + 8)
+            .map(|_| Client::connect(&socket).unwrap())
+            .collect();
+        event_loop.turn(&mut events).unwrap();
+        // That turn answered the connection already there (the answers are written: read
+        // without waiting) and accepted no more than its cap.
+        there.set_nonblocking(true).unwrap();
+        assert_eq!(read_frame(&mut there).0.op, protocol::OP_HELLO);
+        assert_eq!(read_frame(&mut there).0.request_id, 1);
+        assert_eq!(shared.conns_per_loop(), [1 + ACCEPTS_PER_TURN]);
+        // The next turn accepts the rest, though the listener reports no new readiness.
+        event_loop.turn(&mut events).unwrap();
+        assert_eq!(shared.conns_per_loop(), [1 + waiting.len()]);
+        drop(event_loop);
+        control.join();
+    }
 }

@@ -23,6 +23,11 @@
 //! replies; a [`UidMemory`] answers that without the lock the loops share (charges, waits and
 //! wakes still take it), so that loops serving clients within their floors never meet on it.
 
+/// Connections a loop accepts per turn before it serves the connections already there (the
+/// socket's loop and the HTTP endpoint's): each accept asks the kernel who connected, and a
+/// local user connecting in a loop must not keep the loop accepting while everyone else waits.
+pub(super) const ACCEPTS_PER_TURN: usize = 32;
+
 /// What each connection may hold without being charged to its uid's memory quota: small
 /// requests and replies (a 4 KiB Encrypt is about 4.3 KB) always flow.
 pub(super) const CONN_FLOOR: usize = 64 << 10;
@@ -334,6 +339,18 @@ mod tests {
             next_read(0, read, Some(whole), charge, charge),
             NextRead::UpTo(whole - read)
         );
+    }
+
+    #[test]
+    fn the_protocol_doc_states_the_accepts_per_turn_of_both_listeners_as_they_are() {
+        let doc = include_str!("../../docs/protocol.md");
+        let flat = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+        for stated in [
+            format!("accepts connections accepts at most {ACCEPTS_PER_TURN} new connections"),
+            format!("it accepts at most {ACCEPTS_PER_TURN} new connections per turn, asking"),
+        ] {
+            assert!(flat.contains(&stated), "docs/protocol.md lacks: {stated}");
+        }
     }
 
     #[test]

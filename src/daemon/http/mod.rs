@@ -80,7 +80,7 @@ use zeroize::Zeroizing;
 
 use super::control_thread::{ControlQueue, Lane};
 use super::dispatch::{self, Batcher, Replies};
-use super::quota::{self, NextRead, Quotas, CONN_FLOOR};
+use super::quota::{self, NextRead, Quotas, ACCEPTS_PER_TURN, CONN_FLOOR};
 use super::wake::Spin;
 use super::Shutdown;
 use crate::api::kms::WaitForConnectionRequest;
@@ -101,10 +101,6 @@ const TICK: Duration = Duration::from_millis(200);
 const READ_CHUNK: usize = 16 << 10;
 /// Read-and-answer rounds for one connection per turn before the others get theirs.
 const MAX_ROUNDS: usize = 8;
-/// Connections accepted per turn before the connections already there are served: each
-/// accept asks the kernel who connected, and a local user connecting in a loop must not keep
-/// the loop accepting while everyone else waits.
-const ACCEPTS_PER_TURN: usize = 32;
 /// How long a connection closed after a refusal is still read (what it sends thrown away, at
 /// most a turn's worth of bytes per turn) once its answer is written and its sending side
 /// shut: a client still sending the body of a refused request (most send the whole body
