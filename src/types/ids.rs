@@ -29,6 +29,25 @@ fn random_chars(alphabet: &[u8], len: usize) -> String {
         .collect()
 }
 
+/// An id a message quotes: whole when it is at most [`Echoed::CHARS`] characters, else its
+/// first ones and its length. A frame may carry a megabyte of "id", and the daemon logs the
+/// error it makes.
+struct Echoed<'a>(&'a str);
+
+impl Echoed<'_> {
+    /// The most characters of an id a message quotes (every id kmscks issues is shorter).
+    const CHARS: usize = 64;
+}
+
+impl fmt::Display for Echoed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.char_indices().nth(Self::CHARS) {
+            None => write!(f, "{:?}", self.0),
+            Some((cut, _)) => write!(f, "{:?}… ({} bytes)", &self.0[..cut], self.0.len()),
+        }
+    }
+}
+
 const HEX: &[u8] = b"0123456789abcdef";
 /// CloudHSM identifiers use lowercase base32 (`[2-7a-z]`).
 const BASE32: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
@@ -84,8 +103,9 @@ macro_rules! prefixed_id {
                 let text: String = bincode::Decode::decode(decoder)?;
                 $name::$wire(&text).ok_or_else(|| {
                     bincode::error::DecodeError::OtherString(format!(
-                        "{:?} is not a valid {} id",
-                        text, $what
+                        "{} is not a valid {} id",
+                        Echoed(&text),
+                        $what
                     ))
                 })
             }
@@ -616,6 +636,41 @@ mod tests {
         }
         assert_eq!(KeyId::parse(&text.to_uppercase()), Some(a));
         assert_eq!(KeyId::parse(&text[..35]), None);
+    }
+
+    #[test]
+    fn an_invalid_id_on_the_wire_is_quoted_whole_when_short_and_cut_with_its_length_when_long() {
+        let refusal = |text: &str| {
+            let wire = bincode::encode_to_vec(text, crate::protocol::BINCODE_CONFIG)
+                .expect("a string always encodes");
+            let decoded: std::result::Result<(CustomKeyStoreId, usize), _> =
+                bincode::decode_from_slice(&wire, crate::protocol::BINCODE_CONFIG);
+            match decoded.expect_err("not an id") {
+                bincode::error::DecodeError::OtherString(message) => message,
+                other => panic!("refused for another reason: {other:?}"),
+            }
+        };
+        assert_eq!(
+            refusal("cks-123"),
+            r#""cks-123" is not a valid custom key store id"#
+        );
+        let at_most = "c".repeat(Echoed::CHARS);
+        assert_eq!(
+            refusal(&at_most),
+            format!("{at_most:?} is not a valid custom key store id")
+        );
+        // A megabyte of it: its first characters (escaped as they would be) and its length.
+        let long = format!("\n{}", "é".repeat(1 << 19));
+        let head: String = long.chars().take(Echoed::CHARS).collect();
+        let message = refusal(&long);
+        assert!(message.len() < 300, "a message of {} bytes", message.len());
+        assert_eq!(
+            message,
+            format!(
+                "{head:?}… ({} bytes) is not a valid custom key store id",
+                long.len()
+            )
+        );
     }
 
     #[test]
