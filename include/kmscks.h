@@ -668,12 +668,12 @@ kmscks_result kmscks_open_with(const char *data_dir,
 
 /**
  * Connects to `kmscksd` on `socket_path`, or on the default socket when it is NULL (the one
- * the CLI uses: `$KMSCKS_SOCKET`, else `kmscks.sock` in `$XDG_RUNTIME_DIR/kmscks/`, else
- * `/run/user/<euid>/kmscks/`, else `~/.local/state/kmscks/`). Refuses a daemon run by a uid
- * this process does not trust (its own, root, or `KMSCKS_DAEMON_UID`):
- * `KMSCKS_UNTRUSTED_SOCKET`. Nothing listening: `KMSCKS_IO`. Later calls reconnect by
- * themselves after the daemon restarts; a connection the daemon closed while idle costs no
- * call an error.
+ * the CLI uses: `$KMSCKS_SOCKET`, else `kmscks.sock` in the first of `$XDG_RUNTIME_DIR/kmscks/`,
+ * `/run/user/<euid>/kmscks/`, `~/.local/state/kmscks/` and `/tmp/kmscks-<euid>/` that holds
+ * one). Refuses a daemon run by a uid this process does not trust (its own, root, or
+ * `KMSCKS_DAEMON_UID`): `KMSCKS_UNTRUSTED_SOCKET`. Nothing listening: `KMSCKS_IO`. Later
+ * calls reconnect by themselves after the daemon restarts; a connection the daemon closed
+ * while idle costs no call an error.
  *
  * # Safety
  * `socket_path` is NULL or a NUL-terminated string; `out` is valid for a write of a pointer.
