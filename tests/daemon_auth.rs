@@ -1,9 +1,9 @@
-//! Trust between the client and the daemon, tried as a second local user would (issue 9, items
-//! 1 and 3): a squatter on the socket path gets nothing and is refused; a daemon of another uid
-//! is refused unless that uid is configured; the per-user default socket directory is refused
-//! when it is not private, and a client finds a daemon in a later default directory; GenerateRandom and WaitForConnection are refused to other uids; a
-//! grant lets another uid use a key until it is revoked; a connection whose first frame is not
-//! a Hello is refused and closed.
+//! Trust between the client and the daemon, tried as a second local user would (issue 9, items 1
+//! and 3): a squatter on the socket path gets nothing and is refused; a daemon of another uid is
+//! refused unless that uid is configured; the per-user default socket directory is refused when it
+//! is not private, and a client finds a daemon in a later default directory; GenerateRandom and
+//! WaitForConnection are refused to other uids; a grant lets another uid use a key until it is
+//! revoked; a connection whose first frame is not a Hello is refused and closed.
 //!
 //! The second uid comes from `setpriv` (as root); those tests skip with a printed reason
 //! elsewhere. The processes run as that uid are this test binary itself (re-run with

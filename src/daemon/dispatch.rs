@@ -229,11 +229,11 @@ pub(crate) fn work_taken(took: std::time::Duration) -> usize {
     usize::try_from(took.as_micros()).unwrap_or(usize::MAX)
 }
 
-/// What a request held past its turn is charged against its uid's memory quota, per byte of
-/// its frame: a batch being answered, a control-plane call waiting for its lane, a batch or a
-/// WaitForConnection waiting for a helper. Decoded, a frame takes many times its bytes, and a batch gathers an
-/// answer per item: a batch item of 6 bytes is a request of about 100 and an answer of about
-/// 150, an empty tag of 2 bytes a pair of 48. A reviewer measured 40 times the frame (32
+/// What a request held past its turn is charged against its uid's memory quota, per byte of its
+/// frame: a batch being answered, a control-plane call waiting for its lane, a batch or a
+/// WaitForConnection waiting for a helper. Decoded, a frame takes many times its bytes, and a batch
+/// gathers an answer per item: a batch item of 6 bytes is a request of about 100 and an answer of
+/// about 150, an empty tag of 2 bytes a pair of 48. A reviewer measured 40 times the frame (32
 /// connections of one uid, each holding a 1 MiB batch of empty items: 1.3 GB, charged 32 MiB).
 pub(crate) const HELD_PER_FRAME_BYTE: usize = 48;
 
@@ -707,12 +707,12 @@ fn raw_ids(buf: &[u8]) -> (u64, u16) {
     (u64::from_le_bytes(id), op)
 }
 
-/// Handles the complete frames of `buf` in order, within `allow`, appending replies to `out`.
-/// A request that must not run on the loop (it may block, takes the control-plane state, or
-/// is a large batch) is pushed to `deferred` instead of being run, and handling stops there
-/// ([`Stop::Job`]); a batch request is returned as a [`Job`]. `max_in_flight` is what Hello advertises; `at_eof`: no
-/// more bytes will come. `greeted`: the connection's Hello was answered (set here); until then
-/// any other frame is refused, from its header alone, with a protocol error.
+/// Handles the complete frames of `buf` in order, within `allow`, appending replies to `out`. A
+/// request that must not run on the loop (it may block, takes the control-plane state, or is a
+/// large batch) is pushed to `deferred` instead of being run, and handling stops there
+/// ([`Stop::Job`]); a batch request is returned as a [`Job`]. `max_in_flight` is what Hello
+/// advertises; `at_eof`: no more bytes will come. `greeted`: the connection's Hello was answered
+/// (set here); until then any other frame is refused, from its header alone, with a protocol error.
 #[allow(clippy::too_many_arguments)] // one call site; the loop's state, passed as is
 pub(crate) fn handle_frames(
     buf: &[u8],

@@ -3,15 +3,15 @@
 //! What one connection's turn does is [`turn`].
 //!
 //! Tokens are constant for the listener and the waker; connection `i` of the slab is token
-//! `FIRST_CONN + i`. Connections always have READABLE interest and WRITABLE only while replies
-//! are pending. A turn accepts at most [`ACCEPTS_PER_TURN`] connections after serving those
-//! already there, so that a uid connecting in a loop (even one refused each time) cannot
-//! keep the first loop accepting while its connections wait. Only the data plane (`Op::is_data_plane`) and
-//! Hello run on the loops: control-plane requests and RSA private-key operations go to the
-//! control threads ([`super::control_thread`], one at a time per connection, the connection's
-//! later frames waiting for the answer), requests that may block (WaitForConnection) and large
-//! batches to helper threads (the connection's later frames waiting too); their replies come
-//! back through the loop's mailbox and waker.
+//! `FIRST_CONN + i`. Connections always have READABLE interest and WRITABLE only while replies are
+//! pending. A turn accepts at most [`ACCEPTS_PER_TURN`] connections after serving those already
+//! there, so that a uid connecting in a loop (even one refused each time) cannot keep the first
+//! loop accepting while its connections wait. Only the data plane (`Op::is_data_plane`) and Hello
+//! run on the loops: control-plane requests and RSA private-key operations go to the control
+//! threads ([`super::control_thread`], one at a time per connection, the connection's later frames
+//! waiting for the answer), requests that may block (WaitForConnection) and large batches to helper
+//! threads (the connection's later frames waiting too); their replies come back through the loop's
+//! mailbox and waker.
 
 mod helpers;
 mod turn;
