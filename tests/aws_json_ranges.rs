@@ -43,7 +43,11 @@ fn bound_in(message: &str, words: &str) -> Option<u64> {
 
 /// An in-memory service with what requests need to reach the service's range checks (and,
 /// for a member with no range, to be answered): a key, a connected store on an ACTIVE
-/// cluster with its `kmsuser`, and one of the cluster's HSMs.
+/// cluster with its `kmsuser`, a crypto user no one is logged in as (`key delete` logs in,
+/// and KMS holds kmsuser's session), and one of the cluster's HSMs.
+/// The crypto user [`Fixture`] makes.
+const CRYPTO_USER: &str = "ranges_cu";
+
 struct Fixture {
     kms: Kms,
     key: String,
@@ -60,6 +64,13 @@ impl Fixture {
         let cluster = store.cluster.cluster_id;
         let described = kms.describe_clusters(&Default::default()).unwrap();
         let hsm = described.clusters[0].hsms[0].hsm_id.to_string();
+        kms.create_hsm_user(&kmscks::api::hsm::UserRequest {
+            cluster_id: cluster.clone(),
+            username: CRYPTO_USER.into(),
+            role: None,
+            password: kmscks::secret::Password::new(common::KMSUSER_PASSWORD),
+        })
+        .unwrap();
         Fixture {
             kms,
             key,
@@ -88,7 +99,7 @@ impl Fixture {
             Op::WaitForConnection => json!({ "CustomKeyStoreId": self.store }),
             Op::DeleteKeyObject => json!({
                 "ClusterId": self.cluster,
-                "Username": "kmsuser",
+                "Username": CRYPTO_USER,
                 "Password": common::KMSUSER_PASSWORD,
             }),
             Op::InjectFault => json!({ "ClusterId": self.cluster }),
