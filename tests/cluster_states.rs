@@ -87,20 +87,8 @@ fn a_cluster_passes_through_aws_states_on_the_clock_and_cluster_activate_makes_i
     for zone in &zones {
         hsm_in(&kms, &id, zone).unwrap();
     }
-    let csr = clusters(&kms, &id)[0]
-        .certificates
-        .cluster_csr
-        .clone()
-        .expect("a CSR once the first HSM exists");
-    let ca = CertificateAuthority::generate("the customer's CA").unwrap();
-    let init = kms
-        .initialize_cluster(&InitializeClusterRequest {
-            cluster_id: id.clone(),
-            signed_cert: ca.sign_csr(&csr).unwrap(),
-            trust_anchor: ca.certificate_pem().into(),
-            region: None,
-        })
-        .unwrap();
+    let csr = clusters(&kms, &id)[0].certificates.cluster_csr.clone();
+    let init = initialize(&kms, &id);
     assert_eq!(init.state, ClusterState::InitializeInProgress);
     assert_eq!(init.trust_anchor, None);
     assert_eq!(state(&kms, &id), ClusterState::InitializeInProgress);
@@ -125,7 +113,8 @@ fn a_cluster_passes_through_aws_states_on_the_clock_and_cluster_activate_makes_i
     assert_eq!(state(&kms, &id), ClusterState::Active);
     // The CSR stays in Certificates, beside the cluster certificate.
     let d = &clusters(&kms, &id)[0];
-    assert_eq!(d.certificates.cluster_csr.as_deref(), Some(csr.as_str()));
+    assert!(csr.is_some());
+    assert_eq!(d.certificates.cluster_csr, csr);
     assert!(d.certificates.cluster_certificate.is_some());
     // Activation happens once.
     assert_aws(
@@ -179,6 +168,23 @@ fn kmscks_one_step_initialize_cluster_still_makes_the_cluster_active_at_once() {
     assert_eq!(state(&kms, &id), ClusterState::Active);
 }
 
+/// InitializeCluster of `id` (which has an HSM) with its CSR signed by a new CA.
+fn initialize(kms: &Kms, id: &str) -> InitializeClusterResponse {
+    let csr = clusters(kms, id)[0]
+        .certificates
+        .cluster_csr
+        .clone()
+        .expect("a CSR once the first HSM exists");
+    let ca = CertificateAuthority::generate("the customer's CA").unwrap();
+    kms.initialize_cluster(&InitializeClusterRequest {
+        cluster_id: id.to_owned(),
+        signed_cert: ca.sign_csr(&csr).unwrap(),
+        trust_anchor: ca.certificate_pem().into(),
+        region: None,
+    })
+    .unwrap()
+}
+
 /// A cluster restored from `backup`, with an HSM in one of its zones.
 fn restored_from(kms: &Kms, backup: &BackupDescription) -> String {
     with_an_hsm(
@@ -218,19 +224,7 @@ fn admin_of(kms: &Kms, cluster_id: &str) -> Option<UserDescription> {
 fn the_backup_cluster_activate_takes_holds_the_admin_password_it_just_set() {
     let (kms, _clock) = kms();
     let id = with_an_hsm(&kms, CreateClusterRequest::default());
-    let csr = clusters(&kms, &id)[0]
-        .certificates
-        .cluster_csr
-        .clone()
-        .expect("a CSR once the first HSM exists");
-    let ca = CertificateAuthority::generate("the customer's CA").unwrap();
-    kms.initialize_cluster(&InitializeClusterRequest {
-        cluster_id: id.clone(),
-        signed_cert: ca.sign_csr(&csr).unwrap(),
-        trust_anchor: ca.certificate_pem().into(),
-        region: None,
-    })
-    .unwrap();
+    initialize(&kms, &id);
     assert_eq!(state(&kms, &id), ClusterState::Initialized);
     activate(&kms, &id).unwrap();
 

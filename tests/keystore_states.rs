@@ -63,12 +63,16 @@ fn all_stores(kms: &Kms) -> Vec<CustomKeyStoreEntry> {
         .custom_key_stores
 }
 
-fn hsm_ids(kms: &Kms, cluster_id: &str) -> Vec<String> {
+/// The HSMs of the cluster, as DescribeClusters shows them.
+fn hsms_of(kms: &Kms, cluster_id: &str) -> Vec<kmscks::api::hsm::HsmDescription> {
     let mut req = kmscks::api::hsm::DescribeClustersRequest::default();
     req.filters
         .insert("clusterIds".into(), vec![cluster_id.to_owned()]);
-    kms.describe_clusters(&req).unwrap().clusters[0]
-        .hsms
+    kms.describe_clusters(&req).unwrap().clusters.remove(0).hsms
+}
+
+fn hsm_ids(kms: &Kms, cluster_id: &str) -> Vec<String> {
+    hsms_of(kms, cluster_id)
         .iter()
         .map(|h| h.hsm_id.to_string())
         .collect()
@@ -76,11 +80,7 @@ fn hsm_ids(kms: &Kms, cluster_id: &str) -> Vec<String> {
 
 /// Whether any HSM of the cluster is ACTIVE.
 fn any_hsm_active(kms: &Kms, cluster_id: &str) -> bool {
-    let mut req = kmscks::api::hsm::DescribeClustersRequest::default();
-    req.filters
-        .insert("clusterIds".into(), vec![cluster_id.to_owned()]);
-    kms.describe_clusters(&req).unwrap().clusters[0]
-        .hsms
+    hsms_of(kms, cluster_id)
         .iter()
         .any(|h| h.state == kmscks::types::HsmState::Active)
 }

@@ -10,7 +10,7 @@
 use crate::api::kms::*;
 use crate::err;
 use crate::error::Result;
-use crate::kms::keys::{authorize, require_root, resolve_id};
+use crate::kms::keys::{authorize, is_root, require_root, resolve_id};
 use crate::kms::model::{Alias, Key, Lifecycle};
 use crate::kms::paging;
 use crate::kms::state::KmsChange;
@@ -56,7 +56,7 @@ pub fn check_name(name: &str) -> Result<()> {
 
 /// The alias's own permission for `op` ([module docs](self)): the account root's.
 fn may_write(tx: &Tx<'_>, op: Op, name: &str) -> Result<()> {
-    if tx.principal == tx.scope.root_principal() {
+    if is_root(tx) {
         return Ok(());
     }
     let action = op.action();

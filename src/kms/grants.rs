@@ -29,7 +29,7 @@ use crate::api::kms::*;
 use crate::err;
 use crate::error::{Constraint, Result};
 use crate::kms::keys::{
-    access_denied, authorize, key_state, policy_refusal, policy_verdict, require_root, resolve_id,
+    access_denied, authorize, is_root, key_state, policy_refusal, policy_verdict, require_root, resolve_id,
 };
 use crate::kms::model::{Grant, Key};
 use crate::kms::state::KmsChange;
@@ -544,7 +544,7 @@ pub fn retire(tx: &mut Tx<'_>, req: &RetireGrantRequest) -> Result<Empty> {
     // policy allowing it (`kms:*` say) makes no second RevokeGrant of it.
     let may = grant.retiring.as_deref() == Some(tx.principal)
         || (grant.grantee == tx.principal && grant.allows(GrantOperation::RetireGrant))
-        || tx.principal == tx.scope.root_principal();
+        || is_root(tx);
     if !may {
         return Err(access_denied(
             tx.principal,

@@ -119,10 +119,16 @@ pub fn access_denied(principal: &str, action: &str, arn: &str) -> KmsError {
     KmsError::not_authorized(principal, action, arn)
 }
 
+/// Whether the caller is the account root: who holds, with no IAM, every permission only an IAM
+/// policy could give.
+pub fn is_root(tx: &Tx<'_>) -> bool {
+    tx.principal == tx.scope.root_principal()
+}
+
 /// Account-level operations (creating keys and stores, listing, cluster administration) are for
 /// the account root only: there is no IAM to grant them to anyone else.
 pub fn require_root(tx: &Tx<'_>, action: PolicyAction) -> Result<()> {
-    if tx.principal == tx.scope.root_principal() {
+    if is_root(tx) {
         Ok(())
     } else {
         Err(err!(

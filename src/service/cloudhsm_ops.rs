@@ -311,7 +311,7 @@ impl Kms {
 
 /// Cluster administration and fault injection are for the account root (the daemon's uid).
 pub(super) fn require_cluster_admin(tx: &Tx<'_>, action: PolicyAction) -> Result<()> {
-    if tx.principal == tx.scope.root_principal() {
+    if crate::kms::keys::is_root(tx) {
         Ok(())
     } else {
         Err(err!(

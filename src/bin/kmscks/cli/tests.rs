@@ -485,6 +485,22 @@ fn audited_cluster(d: &str) -> (String, Vec<String>) {
     (cid, hsms)
 }
 
+/// `cloudhsm audit export` of `hsm`'s stream from the data directory `d`: (exit code, stdout,
+/// stderr).
+fn export_stream(d: &str, cluster_id: &str, hsm: &str) -> (i32, String, String) {
+    run_cli(&[
+        "--data-dir",
+        d,
+        "cloudhsm",
+        "audit",
+        "export",
+        "--cluster-id",
+        cluster_id,
+        "--hsm-id",
+        hsm,
+    ])
+}
+
 /// `audit verify --file`: (exit code, the one stream's verdict, stderr).
 fn verify_file(path: &std::path::Path) -> (i32, Value, String) {
     let (code, out, err) = run_cli(&[
@@ -554,17 +570,7 @@ fn audit_verify_finds_every_stream_of_a_clean_cluster_intact_and_export_writes_c
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["Streams"][0]["HsmId"], hsms[1].as_str());
     // Export: one record per line, chained from the genesis, and the file verifies offline.
-    let (code, out, err) = run_cli(&[
-        "--data-dir",
-        d,
-        "cloudhsm",
-        "audit",
-        "export",
-        "--cluster-id",
-        &cid,
-        "--hsm-id",
-        &hsms[0],
-    ]);
+    let (code, out, err) = export_stream(d, &cid, &hsms[0]);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<Value> = out
         .lines()
@@ -601,17 +607,7 @@ fn audit_verify_finds_every_stream_of_a_clean_cluster_intact_and_export_writes_c
         "{v}"
     );
     // An HSM without a stream is the service's error, not an empty verdict.
-    let (code, _, err) = run_cli(&[
-        "--data-dir",
-        d,
-        "cloudhsm",
-        "audit",
-        "export",
-        "--cluster-id",
-        &cid,
-        "--hsm-id",
-        "hsm-abcdefghijk",
-    ]);
+    let (code, _, err) = export_stream(d, &cid, "hsm-abcdefghijk");
     assert_eq!(code, EXIT_SERVICE, "{err}");
     assert!(err.contains("CloudHsmResourceNotFoundException"), "{err}");
 }
@@ -622,17 +618,7 @@ fn audit_verify_fails_when_nothing_is_verified_or_a_stream_expect_hsm_names_is_m
     let d = dir.path().to_str().unwrap();
     let (cid, hsms) = audited_cluster(d);
     let export = |hsm: &str| {
-        let (code, out, err) = run_cli(&[
-            "--data-dir",
-            d,
-            "cloudhsm",
-            "audit",
-            "export",
-            "--cluster-id",
-            &cid,
-            "--hsm-id",
-            hsm,
-        ]);
+        let (code, out, err) = export_stream(d, &cid, hsm);
         assert_eq!(code, 0, "{err}");
         out
     };
